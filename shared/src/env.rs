@@ -1,0 +1,111 @@
+//! `${NAME}` interpolation of config values from the process environment.
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::ops::Deref;
+
+/// A config string whose `${NAME}` / `${NAME:-default}` placeholders were replaced
+/// from the environment while the file was read. A missing variable without a
+/// default is a load error that names it.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct EnvString(String);
+
+impl EnvString {
+    pub fn new(s: impl Into<String>) -> Self {
+        EnvString(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl Deref for EnvString {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EnvString {
+    // Values may be secrets (api tokens, keys): never print them in debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnvString(<{} bytes>)", self.0.len())
+    }
+}
+
+impl From<&str> for EnvString {
+    fn from(s: &str) -> Self {
+        EnvString(s.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        interpolate(&raw, |name| std::env::var(name).ok())
+            .map(EnvString)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in `raw` using `lookup`.
+pub fn interpolate(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    if !raw.contains("${") {
+        return Ok(raw.to_string());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated \"${{\" in value {raw:?}"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "invalid environment variable name {name:?} in \"${{{inner}}}\""
+            ));
+        }
+        match (lookup(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SET").then(|| "v".to_string())
+    }
+
+    #[test]
+    fn replaces_and_defaults() {
+        assert_eq!(interpolate("a${SET}b", env).as_deref(), Ok("avb"));
+        assert_eq!(interpolate("${NOPE:-d}", env).as_deref(), Ok("d"));
+        assert_eq!(interpolate("${NOPE:-}", env).as_deref(), Ok(""));
+        assert_eq!(interpolate("plain", env).as_deref(), Ok("plain"));
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let e = interpolate("x ${OPENAI_KEY}", env).unwrap_err();
+        assert!(e.contains("OPENAI_KEY"), "{e}");
+        assert!(interpolate("${", env).is_err());
+        assert!(interpolate("${a b}", env).is_err());
+    }
+}
