@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The project's test command: ./scripts/test.sh
+#
+# Installs what the tests need (redis-server, a .venv with the official `openai`
+# Python package), then runs rustfmt, clippy and the whole workspace's tests.
+# Idempotent: a second run skips every install step that is already done.
+# Works from any cwd. Exits non-zero on the first failure.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+OPENAI_SPEC='openai>=1.50,<3'
+VENV="$REPO_ROOT/.venv"
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+die() {
+    printf 'test.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Run as root directly, otherwise through sudo when it is there.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        return 1
+    fi
+}
+
+# apt-get install quietly; `apt-get update` only when the first try fails.
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y -qq "$@" >/dev/null 2>&1; then
+        echo "apt-get install $* failed; running apt-get update and retrying"
+        as_root apt-get update -qq >/dev/null
+        as_root apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+
+# ---------------------------------------------------------------- tools
+section "setup: system packages"
+if command -v redis-server >/dev/null 2>&1; then
+    echo "redis-server: $(command -v redis-server) (present)"
+else
+    echo "redis-server missing: installing it with apt-get"
+    apt_install redis-server || die "could not install redis-server (apt-get install -y redis-server)"
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after install"
+    echo "redis-server: $(command -v redis-server) (installed)"
+fi
+
+section "setup: rust toolchain"
+command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH (install a Rust toolchain with rustup)"
+missing_components=()
+cargo fmt --version >/dev/null 2>&1 || missing_components+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || missing_components+=(clippy)
+if [ "${#missing_components[@]}" -gt 0 ]; then
+    command -v rustup >/dev/null 2>&1 || die "missing ${missing_components[*]} and no rustup to add them"
+    echo "adding rustup components: ${missing_components[*]}"
+    rustup component add "${missing_components[@]}"
+fi
+cargo --version
+cargo fmt --version
+cargo clippy --version
+
+# ---------------------------------------------------------------- python venv
+section "setup: python venv (.venv with $OPENAI_SPEC)"
+find_python() {
+    local candidate
+    for candidate in "${PYTHON:-}" python3 python3.11 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1
+}
+
+openai_ok() {
+    "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+import sys
+import openai
+major = int(openai.__version__.split(".")[0])
+sys.exit(0 if 1 <= major < 3 and tuple(int(x) for x in openai.__version__.split(".")[:2]) >= (1, 50) else 1)
+PY
+}
+
+if venv_ok; then
+    echo ".venv: present ($("$VENV/bin/python" --version 2>&1))"
+else
+    HOST_PYTHON="$(find_python)" || die "no python3 found on PATH (need Python >= 3.8 with venv)"
+    rm -rf "$VENV"
+    if ! "$HOST_PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+        # Debian's system python needs the python3-venv package for `-m venv`.
+        echo "python -m venv failed; installing python3-venv"
+        rm -rf "$VENV"
+        apt_install python3-venv || die "could not install python3-venv"
+        "$HOST_PYTHON" -m venv "$VENV" || die "could not create $VENV"
+    fi
+    venv_ok || die "$VENV was created but its python does not run"
+    echo ".venv: created with $HOST_PYTHON ($("$VENV/bin/python" --version 2>&1))"
+fi
+
+if openai_ok; then
+    echo "openai: $("$VENV/bin/python" -c 'import openai; print(openai.__version__)') (present)"
+else
+    echo "installing $OPENAI_SPEC into .venv"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$OPENAI_SPEC" ||
+        die "pip install '$OPENAI_SPEC' failed"
+    openai_ok || die "openai package still not importable from $VENV/bin/python"
+    echo "openai: $("$VENV/bin/python" -c 'import openai; print(openai.__version__)') (installed)"
+fi
+
+export GATEWAY_TEST_PYTHON="$VENV/bin/python"
+echo "GATEWAY_TEST_PYTHON=$GATEWAY_TEST_PYTHON"
+
+# ---------------------------------------------------------------- checks
+section "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+section "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# Integration tests (tests/) start the gateway binary as a process: build it first.
+section "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+section "cargo test --workspace"
+cargo test --workspace
+
+section "all checks passed"
