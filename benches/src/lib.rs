@@ -1,1 +1,110 @@
+//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`).
 
+use serde_json::json;
+
+/// Latency percentiles in microseconds (nearest-rank).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub mean: u64,
+}
+
+impl Percentiles {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "count": self.count,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "max": self.max,
+            "mean": self.mean,
+        })
+    }
+}
+
+/// Nearest-rank percentile of a sorted slice; 0 for an empty one.
+pub fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    let idx = rank.clamp(1, sorted.len()) - 1;
+    sorted.get(idx).copied().unwrap_or(0)
+}
+
+/// Sorts `samples` and computes its percentiles.
+pub fn percentiles_us(samples: &mut [u64]) -> Percentiles {
+    samples.sort_unstable();
+    let count = samples.len();
+    let sum: u128 = samples.iter().map(|&v| u128::from(v)).sum();
+    Percentiles {
+        count,
+        p50: nearest_rank(samples, 0.50),
+        p90: nearest_rank(samples, 0.90),
+        p99: nearest_rank(samples, 0.99),
+        max: samples.last().copied().unwrap_or(0),
+        mean: if count == 0 {
+            0
+        } else {
+            (sum / count as u128) as u64
+        },
+    }
+}
+
+/// utime + stime (all threads) of one process, in clock ticks.
+pub fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after the last
+    // ')' are space separated, starting with field 3 (state).
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime is field 14, stime field 15 => indexes 11 and 12 in `rest`.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Sum of [`process_cpu_ticks`] over `pids`; `None` if any is unreadable.
+pub fn cpu_ticks(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&p| process_cpu_ticks(p)).sum()
+}
+
+/// VmRSS of a process in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<u64> = (1..=100).rev().collect();
+        let p = percentiles_us(&mut v);
+        assert_eq!(p.count, 100);
+        assert_eq!(p.p50, 50);
+        assert_eq!(p.p90, 90);
+        assert_eq!(p.p99, 99);
+        assert_eq!(p.max, 100);
+        assert_eq!(p.mean, 50);
+        assert_eq!(percentiles_us(&mut []), Percentiles::default());
+        assert_eq!(nearest_rank(&[7], 0.99), 7);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        assert!(cpu_ticks(&[pid]).is_some());
+        assert!(rss_kib(pid).is_some_and(|k| k > 0));
+    }
+}
