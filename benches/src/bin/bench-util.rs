@@ -42,6 +42,9 @@ enum Cmd {
         /// Fail early if this process exits.
         #[arg(long)]
         pid: Option<u32>,
+        /// Any HTTP response counts as ready (not only 200).
+        #[arg(long)]
+        any_status: bool,
     },
     /// Print the summed VmRSS (KiB) of the given processes.
     Rss {
@@ -79,11 +82,17 @@ fn main() -> Result<()> {
             url,
             timeout_s,
             pid,
+            any_status,
         } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(wait_http(&url, Duration::from_secs_f64(timeout_s), pid))
+            rt.block_on(wait_http(
+                &url,
+                Duration::from_secs_f64(timeout_s),
+                pid,
+                any_status,
+            ))
         }
         Cmd::Rss { pids } => {
             let mut total = 0;
@@ -117,7 +126,7 @@ async fn get_status(uri: &Uri) -> Result<u16> {
     Ok(status)
 }
 
-async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>) -> Result<()> {
+async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>, any_status: bool) -> Result<()> {
     let uri: Uri = url.parse().context("parsing --url")?;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
@@ -129,6 +138,7 @@ async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>) -> Result<()>
         }
         match tokio::time::timeout(Duration::from_secs(2), get_status(&uri)).await {
             Ok(Ok(200)) => return Ok(()),
+            Ok(Ok(_)) if any_status => return Ok(()),
             Ok(Ok(s)) => last = format!("status {s}"),
             Ok(Err(e)) => last = format!("{e:#}"),
             Err(_) => last = "timed out".into(),

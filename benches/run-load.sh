@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# Load harness: direct -> mock, nginx -> mock, gateway -> mock; non-streaming
+# and streaming; requests/s at 32 connections and added latency at 1
+# connection. See benches/README.md.
+#
+# Usage: bash benches/run-load.sh
+#
+# Environment knobs (all optional):
+#   BENCH_DURATION_S     measured seconds per throughput run    (default 10)
+#   BENCH_LAT_DURATION_S measured seconds per latency run       (default BENCH_DURATION_S)
+#   BENCH_WARMUP_S       warm-up seconds before each run        (default 2)
+#   BENCH_CONNECTIONS    connections of the throughput runs     (default 32)
+#   BENCH_STREAM_CHUNKS  SSE chunks per streamed mock response  (default 16)
+#   BENCH_NGINX          1 = include nginx, 0 = skip it         (default 1)
+#   BENCH_NGINX_ACCESS_LOG  buffered | unbuffered | off         (default buffered)
+#   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1)
+#   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
+#   BENCH_NO_BUILD       1 = reuse the existing release binaries
+#   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DUR="${BENCH_DURATION_S:-10}"
+LAT_DUR="${BENCH_LAT_DURATION_S:-$DUR}"
+WARM="${BENCH_WARMUP_S:-2}"
+CONNS="${BENCH_CONNECTIONS:-32}"
+CHUNKS="${BENCH_STREAM_CHUNKS:-16}"
+WITH_NGINX="${BENCH_NGINX:-1}"
+NGINX_LOG="${BENCH_NGINX_ACCESS_LOG:-buffered}"
+GW_LOG="${BENCH_GATEWAY_ACCESS_LOG:-1}"
+RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release"
+API_KEY="sk-bench"
+
+log() { printf '[run-load] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+WORK="$(mktemp -d /tmp/gateway-bench.XXXXXX)"
+RAW="$WORK/raw"
+mkdir -p "$RAW" "$RESULTS_DIR"
+PIDS=()
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null
+    fi
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if [[ "${BENCH_KEEP_WORKDIR:-0}" == 1 || $rc -ne 0 ]]; then
+    log "work dir (configs, logs, raw JSON) kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Stops one process started by this script and forgets it.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=()
+  for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# ---------------------------------------------------------------- pinning
+NPROC="$(nproc)"
+if [[ "$NPROC" -ge 2 ]] && command -v taskset >/dev/null; then
+  SUT_PIN=(taskset -c 0)   # nginx / gateway (one at a time)
+  LOAD_PIN=(taskset -c 1)  # mock upstream + load generator
+  PINNING="system under test on core 0; mock upstream and loadgen on core 1"
+else
+  SUT_PIN=()
+  LOAD_PIN=()
+  PINNING="none (nproc=$NPROC or no taskset)"
+fi
+log "pinning: $PINNING"
+
+# ---------------------------------------------------------------- build
+if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+  log "building release binaries (gateway, mock-upstream, loadgen, bench-util)"
+  cargo build --release -p gateway --bin gateway >&2
+  cargo build --release -p gateway-tests --bin mock-upstream >&2
+  cargo build --release -p gateway-benches --bin loadgen --bin bench-util >&2
+fi
+for b in gateway mock-upstream loadgen bench-util; do
+  [[ -x "$BIN/$b" ]] || die "missing $BIN/$b"
+done
+
+# ---------------------------------------------------------------- nginx
+NGINX=""
+if [[ "$WITH_NGINX" == 1 ]]; then
+  if command -v nginx >/dev/null; then
+    NGINX="$(command -v nginx)"
+  elif [[ -x /usr/sbin/nginx ]]; then
+    NGINX=/usr/sbin/nginx
+  else
+    log "nginx not found: apt-get install -y nginx-light"
+    if { apt-get install -y nginx-light >&2 || { apt-get update >&2 && apt-get install -y nginx-light >&2; }; } \
+      && [[ -x /usr/sbin/nginx ]]; then
+      NGINX=/usr/sbin/nginx
+    else
+      log "warning: could not install nginx-light; nginx rows will be n/a"
+    fi
+  fi
+  # The Debian package starts a system nginx on :80; it plays no part here.
+fi
+
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+# ---------------------------------------------------------------- helpers
+# run_load NAME URL CONNECTIONS DURATION MODE [--cpu-pid PID ...]
+run_load() {
+  local name=$1 url=$2 conns=$3 dur=$4 mode=$5
+  shift 5
+  local args=(--url "$url" --connections "$conns" --duration-s "$dur" --warmup-s "$WARM"
+    --header "Authorization: Bearer $API_KEY" --clk-tck "$CLK_TCK" --label "$name")
+  [[ "$mode" == stream ]] && args+=(--stream)
+  "${LOAD_PIN[@]}" "$BIN/loadgen" "${args[@]}" "$@" >"$RAW/$name.json" 2>>"$WORK/loadgen.log" \
+    || { log "loadgen failed for $name (see $WORK/loadgen.log)"; tail -3 "$WORK/loadgen.log" >&2; return 1; }
+  tail -1 "$WORK/loadgen.log" >&2
+}
+
+# measure TARGET BASE_URL [--cpu-pid PID ...]: both modes, C and 1 connection.
+measure() {
+  local target=$1 base=$2
+  shift 2
+  local mode
+  for mode in json stream; do
+    run_load "$target-$mode-c$CONNS" "$base/v1/chat/completions" "$CONNS" "$DUR" "$mode" "$@" || true
+    run_load "$target-$mode-c1" "$base/v1/chat/completions" 1 "$LAT_DUR" "$mode" "$@" || true
+  done
+}
+
+# A few requests of each kind, so that idle RSS is measured after start-up
+# and first use, before load.
+touch_target() {
+  local base=$1
+  "${LOAD_PIN[@]}" "$BIN/loadgen" --url "$base/v1/chat/completions" --connections 1 --requests 10 \
+    --warmup-s 0 --duration-s 5 --header "Authorization: Bearer $API_KEY" >/dev/null 2>>"$WORK/loadgen.log" || true
+  "${LOAD_PIN[@]}" "$BIN/loadgen" --url "$base/v1/chat/completions" --connections 1 --requests 10 \
+    --warmup-s 0 --duration-s 5 --stream --header "Authorization: Bearer $API_KEY" >/dev/null 2>>"$WORK/loadgen.log" || true
+  sleep 1
+}
+
+write_meta() { # TARGET RSS_KIB PIDS...
+  local target=$1 rss=$2
+  shift 2
+  printf '{"rss_kib": %s, "pids": "%s"}\n' "${rss:-null}" "$*" >"$RAW/$target.meta.json"
+}
+
+# ---------------------------------------------------------------- mock
+log "starting mock-upstream ($CHUNKS stream chunks)"
+"${LOAD_PIN[@]}" "$BIN/mock-upstream" --listen 127.0.0.1:0 --stream-chunks "$CHUNKS" \
+  >"$WORK/mock.out" 2>"$WORK/mock.err" &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+MOCK_ADDR=""
+for _ in $(seq 1 200); do
+  MOCK_ADDR="$(sed -n 's/^LISTENING \([0-9.:]*\).*/\1/p' "$WORK/mock.out" | head -1)"
+  [[ -n "$MOCK_ADDR" ]] && break
+  kill -0 "$MOCK_PID" 2>/dev/null || { cat "$WORK/mock.err" >&2; die "mock-upstream exited"; }
+  sleep 0.05
+done
+[[ -n "$MOCK_ADDR" ]] || die "mock-upstream did not print LISTENING"
+log "mock-upstream on $MOCK_ADDR (pid $MOCK_PID)"
+
+# ---------------------------------------------------------------- direct
+log "scenario: direct -> mock"
+measure direct "http://$MOCK_ADDR" --cpu-pid "$MOCK_PID"
+
+# ---------------------------------------------------------------- nginx
+NGINX_VERSION="n/a"
+if [[ -n "$NGINX" ]]; then
+  NGINX_VERSION="$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+  NGX="$WORK/nginx"
+  mkdir -p "$NGX/client_body" "$NGX/proxy"
+  NGINX_PORT="$("$BIN/bench-util" free-port)"
+  case "$NGINX_LOG" in
+    off) NGINX_ACCESS="access_log off;" ;;
+    unbuffered) NGINX_ACCESS="access_log $NGX/access.log combined;" ;;
+    *) NGINX_ACCESS="access_log $NGX/access.log combined buffer=64k flush=1s;" ;;
+  esac
+  cat >"$NGX/nginx.conf" <<EOF
+# Plain reverse proxy to the mock upstream, upstream keep-alive.
+user root;
+worker_processes 1;
+daemon off;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 4096; }
+http {
+  $NGINX_ACCESS
+  client_body_temp_path $NGX/client_body;
+  proxy_temp_path $NGX/proxy;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  upstream mock {
+    server $MOCK_ADDR;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+  log "scenario: nginx -> mock ($NGINX_VERSION, access log: $NGINX_LOG)"
+  "${SUT_PIN[@]}" "$NGINX" -p "$NGX/" -c "$NGX/nginx.conf" >"$NGX/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  if "$BIN/bench-util" wait-http --url "http://127.0.0.1:$NGINX_PORT/" --any-status --timeout-s 20 --pid "$NGINX_PID"; then
+    touch_target "http://127.0.0.1:$NGINX_PORT"
+    NGINX_PIDS=("$NGINX_PID" $(pgrep -P "$NGINX_PID" || true))
+    NGINX_RSS="$("$BIN/bench-util" rss "${NGINX_PIDS[@]/#/--pid=}" 2>/dev/null || echo null)"
+    write_meta nginx "$NGINX_RSS" "${NGINX_PIDS[@]}"
+    CPU_ARGS=()
+    for p in "${NGINX_PIDS[@]}"; do CPU_ARGS+=(--cpu-pid "$p"); done
+    measure nginx "http://127.0.0.1:$NGINX_PORT" "${CPU_ARGS[@]}"
+  else
+    log "nginx did not start:"; cat "$NGX/error.log" "$NGX/stdout.log" >&2 || true
+  fi
+  stop_pid "$NGINX_PID"
+fi
+
+# ---------------------------------------------------------------- gateway
+log "scenario: gateway -> mock"
+GW_PORT="$("$BIN/bench-util" free-port)"
+GW_ADMIN_PORT="$("$BIN/bench-util" free-port)"
+if [[ "$GW_LOG" == 1 ]]; then GW_ACCESS="true"; else GW_ACCESS="false"; fi
+cat >"$WORK/gateway.yaml" <<EOF
+server: { listen: "127.0.0.1:$GW_PORT", admin_listen: "127.0.0.1:$GW_ADMIN_PORT" }
+providers:
+  - id: mock
+    type: openai-compatible
+    base_url: http://$MOCK_ADDR/v1
+    api_tokens: ["$API_KEY"]
+routes:
+  - name: bench
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: mock } ]
+telemetry: { access_log: { enabled: $GW_ACCESS, path: "$WORK/gateway-access.log" } }
+EOF
+"${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/gateway.yaml" >"$WORK/gateway.out" 2>"$WORK/gateway.err" &
+GW_PID=$!
+PIDS+=("$GW_PID")
+GATEWAY_OK=0
+if "$BIN/bench-util" wait-http --url "http://127.0.0.1:$GW_ADMIN_PORT/readyz" --timeout-s 30 --pid "$GW_PID"; then
+  GATEWAY_OK=1
+  touch_target "http://127.0.0.1:$GW_PORT"
+  GW_RSS="$("$BIN/bench-util" rss --pid "$GW_PID" 2>/dev/null || echo null)"
+  write_meta gateway "$GW_RSS" "$GW_PID"
+  log "gateway pid $GW_PID, idle RSS ${GW_RSS} KiB"
+  measure gateway "http://127.0.0.1:$GW_PORT" --cpu-pid "$GW_PID"
+else
+  log "gateway did not become ready; stderr:"
+  tail -20 "$WORK/gateway.err" >&2 || true
+fi
+stop_pid "$GW_PID"
+stop_pid "$MOCK_PID"
+
+# ---------------------------------------------------------------- report
+STAMP="$(date -u +%Y%m%d-%H%M%S)"
+MD="$RESULTS_DIR/load-$STAMP.md"
+JSON="$RESULTS_DIR/load-$STAMP.json"
+CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+"$BIN/bench-util" report --raw-dir "$RAW" --connections "$CONNS" --out-json "$JSON" \
+  --info "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --info "git=$GIT_REV" \
+  --info "machine=$NPROC cores, $CPU_MODEL, $(uname -r)" \
+  --info "pinning=$PINNING" \
+  --info "runs=${WARM}s warm-up, then ${DUR}s at $CONNS connections and ${LAT_DUR}s at 1 connection, per scenario and mode" \
+  --info "load=loadgen (hyper http1, one keep-alive connection per worker, closed loop, 1-thread runtime); POST /v1/chat/completions, small chat body" \
+  --info "mock=mock-upstream, $CHUNKS SSE chunks per stream, no delay" \
+  --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 64, proxy_buffering off, access log $NGINX_LOG" \
+  --info "gateway=access log $( [[ "$GW_LOG" == 1 ]] && echo on || echo off ), ready=$GATEWAY_OK" \
+  --info "added latency=scenario percentile minus direct percentile at 1 connection (same mode)" \
+  --info "SUT CPU=CPU time of the proxy (nginx master+worker / gateway; mock for direct) over the window, % of one core" \
+  >"$MD"
+cp "$MD" "$RESULTS_DIR/latest.md"
+cat "$MD"
+log "wrote $MD, $JSON and $RESULTS_DIR/latest.md"
+[[ "$GATEWAY_OK" == 1 ]] || exit 2
