@@ -1,1 +1,14 @@
+//! Integration-test support for the gateway: a mock OpenAI upstream
+//! ([`mock_upstream`]), a harness that builds and starts real gateway processes
+//! ([`harness`]) and small HTTP/SSE client helpers ([`client`]).
+//!
+//! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
+// This whole crate is test-support code: failing loudly (unwrap/expect/panic with a
+// message) is the right behaviour in a test harness, so the workspace's deny of
+// these lints is lifted here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod client;
+pub mod harness;
+pub mod mock_upstream;

@@ -1,0 +1,600 @@
+//! Starting real gateway processes for the tests.
+//!
+//! * [`gateway_bin`]: `$GATEWAY_BIN` if set, else `cargo build -p gateway --bin
+//!   gateway` (once per test binary, same profile and target dir as the running
+//!   test, honouring `$CARGO`) and the binary it produced.
+//! * [`free_port`] / [`free_addr`] / [`closed_port_url`]: loopback ports.
+//! * [`Gateway`]: a gateway process on its own ports and tempdir. The test's YAML
+//!   may use these placeholders (write them quoted, `listen: "{{listen}}"`, since
+//!   an unquoted `{{x}}` is a YAML flow mapping):
+//!   - `{{listen}}` — `127.0.0.1:PORT` of the data plane,
+//!   - `{{admin}}` — `127.0.0.1:PORT` of the admin listener,
+//!   - `{{access_log}}` — path of the access-log file,
+//!   - `{{dir}}` — the gateway's tempdir,
+//!   - `{{NAME}}` for every `.var(NAME, value)` given to the builder.
+//! * [`run_check_config`]: `gateway --check-config PATH`.
+
+use crate::client::TestClient;
+use shared::ai_log::AccessLogLine;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The admin token the tests put in their configs.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// How long [`Gateway::start`] waits for `/readyz`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `<workspace>` (the parent of this crate's manifest dir).
+pub fn workspace_dir() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
+}
+
+/// (profile dir such as `<target>/debug`, cargo profile name such as `dev`) of the
+/// running test binary (`<target>/<profile>/deps/<test>-<hash>`).
+fn profile_dir() -> (PathBuf, String) {
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        if deps.file_name()? != "deps" {
+            return None;
+        }
+        let dir = deps.parent()?.to_path_buf();
+        let name = dir.file_name()?.to_string_lossy().into_owned();
+        Some((dir, name))
+    });
+    let (dir, name) =
+        from_exe.unwrap_or_else(|| (workspace_dir().join("target").join("debug"), "debug".into()));
+    let profile = if name == "debug" {
+        "dev".to_string()
+    } else {
+        name
+    };
+    (dir, profile)
+}
+
+static GATEWAY_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Path of the gateway binary (builds it on first use unless `$GATEWAY_BIN` is set).
+/// Blocking: call from a blocking context or accept blocking the current thread.
+pub fn gateway_bin() -> Result<PathBuf, String> {
+    GATEWAY_BIN.get_or_init(build_gateway).clone()
+}
+
+fn build_gateway() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("GATEWAY_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("GATEWAY_BIN={} is not a file", p.display()))
+        };
+    }
+    let (dir, profile) = profile_dir();
+    let target_dir = dir.parent().map_or(dir.clone(), Path::to_path_buf);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(workspace_dir().join("Cargo.toml"))
+        .args(["-p", "gateway", "--bin", "gateway", "--profile", &profile])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running {cargo:?} build -p gateway: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build -p gateway --bin gateway failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let bin = dir.join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "built the gateway but {} does not exist",
+            bin.display()
+        ))
+    }
+}
+
+async fn gateway_bin_async() -> Result<PathBuf, String> {
+    if let Some(r) = GATEWAY_BIN.get() {
+        return r.clone();
+    }
+    tokio::task::spawn_blocking(gateway_bin)
+        .await
+        .map_err(|e| format!("build task failed: {e}"))?
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("cannot bind 127.0.0.1:0: {e}"),
+    }
+}
+
+/// `127.0.0.1:PORT` with a free port.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// `http://127.0.0.1:PORT/v1` where nothing listens (connections are refused).
+pub fn closed_port_url() -> String {
+    format!("http://127.0.0.1:{}/v1", free_port())
+}
+
+/// Replaces `{{name}}` placeholders.
+fn template(yaml: &str, vars: &[(String, String)]) -> String {
+    let mut out = yaml.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    out
+}
+
+/// Writes `contents` to `path` atomically (temp file + rename).
+pub fn write_atomic(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp-write");
+    if let Err(e) = fs::write(&tmp, contents) {
+        panic!("write {}: {e}", tmp.display());
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        panic!("rename {} -> {}: {e}", tmp.display(), path.display());
+    }
+}
+
+/// Builder for a gateway process.
+pub struct GatewayBuilder {
+    yaml: String,
+    vars: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    config_via_env: bool,
+    file_name: String,
+    ready_timeout: Duration,
+}
+
+impl GatewayBuilder {
+    /// Adds a `{{name}}` placeholder.
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Sets an environment variable of the gateway process.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Passes the config as `GATEWAY_CONFIG=PATH` instead of `--config PATH`.
+    pub fn config_via_env(mut self) -> Self {
+        self.config_via_env = true;
+        self
+    }
+
+    /// File name of the config inside the tempdir (default `gateway.yaml`).
+    pub fn file_name(mut self, name: &str) -> Self {
+        self.file_name = name.to_string();
+        self
+    }
+
+    pub fn ready_timeout(mut self, t: Duration) -> Self {
+        self.ready_timeout = t;
+        self
+    }
+
+    /// Starts the gateway and waits until its `/readyz` answers 200; panics with
+    /// the gateway's stderr otherwise.
+    pub async fn start(self) -> Gateway {
+        match self.try_start().await {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    pub async fn try_start(self) -> Result<Gateway, String> {
+        let bin = gateway_bin_async().await?;
+        let mut last_err = String::new();
+        // A port picked as free may be taken by a parallel test before the gateway
+        // binds it: retry with fresh ports when the process dies early.
+        for _ in 0..3 {
+            match self.spawn_once(&bin).await {
+                Ok(g) => return Ok(g),
+                Err((e, retry)) => {
+                    last_err = e;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    async fn spawn_once(&self, bin: &Path) -> Result<Gateway, (String, bool)> {
+        let dir = tempfile::Builder::new()
+            .prefix("gw-test-")
+            .tempdir()
+            .map_err(|e| (format!("tempdir: {e}"), false))?;
+        let listen = free_addr();
+        let admin = free_addr();
+        let access_log = dir.path().join("access.log");
+        let config_path = dir.path().join(&self.file_name);
+        let stdout_path = dir.path().join("stdout.log");
+        let stderr_path = dir.path().join("stderr.log");
+        let mut vars = vec![
+            ("listen".to_string(), listen.clone()),
+            ("admin".to_string(), admin.clone()),
+            ("access_log".to_string(), access_log.display().to_string()),
+            ("dir".to_string(), dir.path().display().to_string()),
+        ];
+        vars.extend(self.vars.iter().cloned());
+        write_atomic(&config_path, &template(&self.yaml, &vars));
+        let stdout =
+            fs::File::create(&stdout_path).map_err(|e| (format!("stdout file: {e}"), false))?;
+        let stderr =
+            fs::File::create(&stderr_path).map_err(|e| (format!("stderr file: {e}"), false))?;
+        let mut cmd = Command::new(bin);
+        cmd.env_remove("GATEWAY_CONFIG");
+        if self.config_via_env {
+            cmd.env("GATEWAY_CONFIG", &config_path);
+        } else {
+            cmd.arg("--config").arg(&config_path);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
+        let child = cmd
+            .spawn()
+            .map_err(|e| (format!("spawn {}: {e}", bin.display()), false))?;
+        let mut gw = Gateway {
+            child,
+            dir,
+            listen,
+            admin,
+            config_path,
+            access_log,
+            stdout_path,
+            stderr_path,
+            vars,
+        };
+        let client = TestClient::new();
+        let ready_url = format!("{}/readyz", gw.admin_url());
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                let err = gw.stderr();
+                let retry = err.to_ascii_lowercase().contains("in use");
+                return Err((
+                    format!(
+                        "gateway exited ({status}) before it was ready; config:\n{}\nstderr:\n{err}",
+                        gw.config_text()
+                    ),
+                    retry,
+                ));
+            }
+            let ready = tokio::time::timeout(
+                Duration::from_millis(500),
+                client.try_request(http::Method::GET, &ready_url, &[], bytes::Bytes::new()),
+            )
+            .await;
+            if let Ok(Ok(r)) = ready {
+                if r.status == 200 {
+                    return Ok(gw);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err((
+                    format!(
+                        "gateway not ready (GET {ready_url} != 200) within {:?}; stderr:\n{}",
+                        self.ready_timeout,
+                        gw.stderr()
+                    ),
+                    false,
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// A running gateway process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    listen: String,
+    admin: String,
+    config_path: PathBuf,
+    access_log: PathBuf,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Gateway {
+    /// A builder for a gateway running `config_yaml` (see the module doc for the
+    /// placeholders).
+    pub fn builder(config_yaml: &str) -> GatewayBuilder {
+        GatewayBuilder {
+            yaml: config_yaml.to_string(),
+            vars: Vec::new(),
+            env: Vec::new(),
+            config_via_env: false,
+            file_name: "gateway.yaml".into(),
+            ready_timeout: READY_TIMEOUT,
+        }
+    }
+
+    /// Starts a gateway running `config_yaml`; panics if it does not get ready.
+    pub async fn start(config_yaml: &str) -> Gateway {
+        Self::builder(config_yaml).start().await
+    }
+
+    /// `127.0.0.1:PORT` of the data plane.
+    pub fn listen_addr(&self) -> &str {
+        &self.listen
+    }
+
+    /// `127.0.0.1:PORT` of the admin listener.
+    pub fn admin_addr(&self) -> &str {
+        &self.admin
+    }
+
+    /// `http://127.0.0.1:PORT` of the data plane.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    /// `https://127.0.0.1:PORT` of the data plane (when `server.tls` is set).
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.listen)
+    }
+
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn access_log_path(&self) -> &Path {
+        &self.access_log
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Is the process still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn config_text(&self) -> String {
+        fs::read_to_string(&self.config_path).unwrap_or_default()
+    }
+
+    /// Rewrites the config file (same placeholders and values as at start),
+    /// atomically.
+    pub fn write_config(&self, config_yaml: &str) {
+        write_atomic(&self.config_path, &template(config_yaml, &self.vars));
+    }
+
+    /// What the gateway wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// What the gateway wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Full text of the access-log file (empty if it does not exist yet).
+    pub fn access_log_text(&self) -> String {
+        fs::read_to_string(&self.access_log).unwrap_or_default()
+    }
+
+    /// Every complete (newline-terminated) access-log line, parsed; panics with the
+    /// offending line when one does not parse as an `AccessLogLine`.
+    pub fn access_log_lines(&self) -> Vec<AccessLogLine> {
+        let text = self.access_log_text();
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        complete
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| match serde_json::from_str::<AccessLogLine>(l) {
+                Ok(v) => v,
+                Err(e) => panic!("access-log line does not parse as AccessLogLine ({e}):\n{l}"),
+            })
+            .collect()
+    }
+
+    /// The complete access-log lines as raw JSON values.
+    pub fn access_log_json(&self) -> Vec<serde_json::Value> {
+        let text = self.access_log_text();
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        complete
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| match serde_json::from_str(l) {
+                Ok(v) => v,
+                Err(e) => panic!("access-log line is not JSON ({e}):\n{l}"),
+            })
+            .collect()
+    }
+
+    /// Waits until the access log has at least `n` lines and returns them; panics
+    /// with the log and stderr after `timeout`.
+    pub async fn wait_for_log_lines(&self, n: usize, timeout: Duration) -> Vec<AccessLogLine> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.access_log_lines();
+            if lines.len() >= n {
+                return lines;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected at least {n} access-log lines within {timeout:?}, got {}:\n{}\nstderr:\n{}",
+                    lines.len(),
+                    self.access_log_text(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The access-log line whose `request_id` is `id`, waiting up to `timeout`.
+    pub async fn wait_for_log_line(&self, request_id: &str, timeout: Duration) -> AccessLogLine {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .access_log_lines()
+                .into_iter()
+                .find(|l| l.request_id == request_id)
+            {
+                return l;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no access-log line with request_id {request_id:?} within {timeout:?}:\n{}\nstderr:\n{}",
+                    self.access_log_text(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until stderr contains `needle` (case-insensitive); returns stderr.
+    pub async fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let needle = needle.to_ascii_lowercase();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let err = self.stderr();
+            if err.to_ascii_lowercase().contains(&needle) {
+                return Some(err);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `gateway --check-config PATH` on `yaml` written to
+/// `<tempdir>/check-config.yaml` (placeholders `{{listen}}`, `{{admin}}`,
+/// `{{access_log}}`, `{{dir}}` are filled in). Returns (exit code, stdout + stderr).
+pub fn run_check_config(yaml: &str) -> (i32, String) {
+    run_check_config_named(yaml, "check-config.yaml")
+}
+
+/// As [`run_check_config`] with another file name (`.json` for a JSON config).
+pub fn run_check_config_named(yaml: &str, file_name: &str) -> (i32, String) {
+    let bin = match gateway_bin() {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    let dir = match tempfile::Builder::new().prefix("gw-check-").tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let path = dir.path().join(file_name);
+    let vars = vec![
+        ("listen".to_string(), free_addr()),
+        ("admin".to_string(), free_addr()),
+        (
+            "access_log".to_string(),
+            dir.path().join("access.log").display().to_string(),
+        ),
+        ("dir".to_string(), dir.path().display().to_string()),
+    ];
+    write_atomic(&path, &template(yaml, &vars));
+    let out = match Command::new(&bin)
+        .arg("--check-config")
+        .arg(&path)
+        .env_remove("GATEWAY_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("running {} --check-config: {e}", bin.display()),
+    };
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The config of the brief: one openai-compatible provider `up1` at `base_url`
+/// (token `sk-upstream-secret-1`), mapping `gpt-4*` -> `mock-large`,
+/// `~^claude-(.*)$` -> `anthropic-$1`, `*` -> `mock-small`, options
+/// `temperature: 0`, one route `chat` on `/v1`, access log to `{{access_log}}`.
+pub fn single_provider_config(base_url: &str) -> String {
+    r#"
+server:
+  listen: "{{listen}}"
+  admin_listen: "{{admin}}"
+  admin_token: test-admin-token
+  max_body_bytes: 1048576
+  header_read_timeout_ms: 1000
+  config_poll_ms: 200
+providers:
+  - id: up1
+    type: openai-compatible
+    base_url: "BASE_URL"
+    api_tokens: ["sk-upstream-secret-1"]
+    model_mapping: { "gpt-4*": "mock-large", "~^claude-(.*)$": "anthropic-$1", "*": "mock-small" }
+    options: { temperature: 0 }
+    timeouts: { connect_ms: 500, first_byte_ms: 2000, idle_ms: 1000, total_ms: 10000 }
+routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+    fallback: { on: [http_5xx, http_429, connect_error, timeout], max_retries: 2 }
+telemetry:
+  access_log: { enabled: true, path: "{{access_log}}" }
+"#
+    .replace("BASE_URL", base_url)
+}
