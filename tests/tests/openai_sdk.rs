@@ -1,0 +1,193 @@
+//! The official `openai` Python SDK against real gateway processes.
+//!
+//! Runs `tests/python/e2e_openai.py` (chat, streaming with and without
+//! `include_usage`, embeddings, models.list, error shape) twice:
+//! 1. through an `openai-compatible` provider pointing at the mock upstream,
+//! 2. against the built-in `type: mock` provider (no upstream at all), to check
+//!    that it speaks the wire format the SDK expects.
+//!
+//! The Python interpreter is `$GATEWAY_TEST_PYTHON`, else `<repo>/.venv/bin/python`;
+//! `./scripts/test.sh` creates that venv with the `openai` package.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::harness::{workspace_dir, Gateway};
+use gateway_tests::mock_upstream::MockUpstream;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest one run of the Python script may take (it sets 30 s per request).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
+
+const HOW_TO_FIX: &str = "run ./scripts/test.sh (creates .venv with the openai package)";
+
+/// The Python interpreter with the `openai` package; fails the test when none.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("GATEWAY_TEST_PYTHON").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return p;
+        }
+        panic!(
+            "GATEWAY_TEST_PYTHON={} does not exist; {HOW_TO_FIX}",
+            p.display()
+        );
+    }
+    let venv = workspace_dir().join(".venv").join("bin").join("python");
+    if venv.is_file() {
+        return venv;
+    }
+    panic!(
+        "no Python with the openai package: GATEWAY_TEST_PYTHON is unset and {} does not exist; {HOW_TO_FIX}",
+        venv.display()
+    );
+}
+
+fn script() -> PathBuf {
+    let p = workspace_dir()
+        .join("tests")
+        .join("python")
+        .join("e2e_openai.py");
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+/// Runs the e2e script against `base_url`; returns (exit status, stdout, stderr).
+/// The process is killed after [`SCRIPT_TIMEOUT`].
+async fn run_script(base_url: &str) -> (Option<ExitStatus>, String, String) {
+    let python = python();
+    let script = script();
+    let dir = tempfile::Builder::new()
+        .prefix("openai-sdk-")
+        .tempdir()
+        .expect("tempdir");
+    let out_path = dir.path().join("stdout.txt");
+    let err_path = dir.path().join("stderr.txt");
+    let out = std::fs::File::create(&out_path).expect("stdout file");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args(["--base-url", base_url, "--api-key", "anything"])
+        // Keep the SDK away from any proxy or real OpenAI settings of the machine.
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_ORG_ID")
+        .env_remove("OPENAI_PROJECT_ID")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {} {}: {e}", python.display(), script.display()));
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("waiting for the python script: {e}"),
+        }
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (status, stdout, stderr)
+}
+
+/// Runs the script against `gw` and fails the test (with the script's output and
+/// the gateway's stderr) unless it exits 0.
+async fn assert_script_passes(gw: &Gateway, what: &str) {
+    let base_url = format!("{}/v1", gw.url());
+    let (status, stdout, stderr) = run_script(&base_url).await;
+    let ok = status.is_some_and(|s| s.success());
+    if !ok {
+        let status = match status {
+            Some(s) => s.to_string(),
+            None => format!("killed after {SCRIPT_TIMEOUT:?}"),
+        };
+        panic!(
+            "openai SDK e2e against {what} failed ({status})\n\
+             --- script stdout ---\n{stdout}\n--- script stderr ---\n{stderr}\n\
+             --- gateway stderr ---\n{}\n--- config ---\n{}",
+            gw.stderr(),
+            gw.config_text()
+        );
+    }
+    println!("openai SDK e2e against {what}:\n{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_through_openai_compatible_provider() {
+    // Resolve the interpreter first: a missing venv fails fast with the fix.
+    python();
+    let mock = MockUpstream::start_default();
+    let config = r#"
+server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
+providers:
+  - id: up
+    type: openai-compatible
+    base_url: "MOCK_BASE_URL"
+    api_tokens: ["sk-upstream"]
+    models: ["gpt-4o-mini", "text-embedding-3-small"]
+routes:
+  - name: chat
+    match: { path_prefix: /v1, models: ["gpt-*", "text-embedding-*"] }
+    upstreams: [ { provider: up } ]
+telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
+"#
+    .replace("MOCK_BASE_URL", &mock.base_url());
+    let gw = Gateway::start(&config).await;
+
+    assert_script_passes(&gw, "an openai-compatible provider (mock upstream)").await;
+
+    // The answers really came from the upstream, with the provider's token.
+    let reqs = mock.requests();
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path()).collect();
+    assert!(
+        paths.contains(&"/v1/chat/completions"),
+        "the mock upstream got no chat request: {paths:?}"
+    );
+    assert!(
+        paths.contains(&"/v1/embeddings"),
+        "the mock upstream got no embeddings request: {paths:?}"
+    );
+    for r in reqs.iter().filter(|r| r.method == "POST") {
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer sk-upstream"),
+            "upstream request {} did not carry the provider token",
+            r.path_and_query
+        );
+        assert_ne!(
+            r.body.get("model").and_then(|m| m.as_str()),
+            Some("no-such-model"),
+            "a request for an unrouted model reached the upstream"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_against_builtin_mock_provider() {
+    python();
+    let config = r#"
+server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
+providers:
+  - id: builtin
+    type: mock
+    models: ["gpt-4o-mini", "text-embedding-3-small"]
+routes:
+  - name: chat
+    match: { path_prefix: /v1, models: ["gpt-*", "text-embedding-*"] }
+    upstreams: [ { provider: builtin } ]
+telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
+"#;
+    let gw = Gateway::start(config).await;
+    assert_script_passes(&gw, "the built-in mock provider").await;
+}
