@@ -5,7 +5,25 @@
 # Python package), then runs rustfmt, clippy and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
+#
+#   ./scripts/test.sh               setup + fmt + clippy + build + tests
+#   ./scripts/test.sh --setup-only  only the install steps (redis-server, .venv)
 set -euo pipefail
+
+SETUP_ONLY=0
+for arg in "$@"; do
+    case "$arg" in
+        --setup-only) SETUP_ONLY=1 ;;
+        -h | --help)
+            sed -n '2,12p' "$0"
+            exit 0
+            ;;
+        *)
+            echo "test.sh: unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
@@ -125,6 +143,11 @@ fi
 
 export GATEWAY_TEST_PYTHON="$VENV/bin/python"
 echo "GATEWAY_TEST_PYTHON=$GATEWAY_TEST_PYTHON"
+
+if [ "$SETUP_ONLY" -eq 1 ]; then
+    section "setup done (--setup-only)"
+    exit 0
+fi
 
 # ---------------------------------------------------------------- checks
 section "cargo fmt --all -- --check"
