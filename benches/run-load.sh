@@ -284,6 +284,8 @@ if [[ -n "$GW_PID" ]] && "$BIN/bench-util" wait-http --url "http://127.0.0.1:$GW
   write_meta gateway "$GW_RSS" "$GW_PID"
   log "gateway pid $GW_PID, idle RSS ${GW_RSS} KiB"
   measure gateway "http://127.0.0.1:$GW_PORT" --cpu-pid "$GW_PID"
+elif [[ -z "$GW_PID" ]]; then
+  log "no gateway binary at $BIN/gateway; gateway rows will be n/a"
 else
   log "gateway did not become ready; stderr:"
   tail -20 "$WORK/gateway.err" >&2 || true

@@ -194,6 +194,14 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// CPU time per request in µs from a CPU share (% of one core) and a rate.
+fn cpu_per_req(cpu_pct: Option<f64>, rps: Option<f64>) -> Option<f64> {
+    match (cpu_pct, rps) {
+        (Some(c), Some(r)) if r > 0.0 => Some(c / 100.0 * 1e6 / r),
+        _ => None,
+    }
+}
+
 fn fmt_ratio(r: Option<f64>) -> String {
     or_na(r.map(|r| format!("{r:.2}x")))
 }
@@ -264,9 +272,12 @@ fn report(a: &ReportArgs) -> Result<()> {
     writeln!(md, "# Load benchmark: direct vs nginx vs gateway\n")?;
     writeln!(
         md,
-        "| scenario | rps @{c} | rps vs nginx | SUT CPU @{c} | added p50 @1 | added p99 @1 | added p50 vs nginx | added TTFT p99 @1 | idle RSS | errors |"
+        "| scenario | rps @{c} | rps vs nginx | SUT CPU @{c} | CPU/req @{c} | added p50 @1 | added p99 @1 | added p50 vs nginx | added TTFT p99 @1 | idle RSS | errors |"
     )?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     for m in MODES {
         let nginx = rows.get(&("nginx", m)).copied().unwrap_or_default();
         for t in TARGETS {
@@ -275,10 +286,11 @@ fn report(a: &ReportArgs) -> Result<()> {
             let added = |v: Option<f64>| if is_direct { "—".to_string() } else { us(v) };
             writeln!(
                 md,
-                "| {t} → mock, {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {t} → mock, {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 or_na(r.rps.map(fmt_int)),
                 fmt_ratio(ratio(r.rps, nginx.rps)),
                 or_na(r.cpu_pct.map(|p| format!("{p:.0}%"))),
+                or_na(cpu_per_req(r.cpu_pct, r.rps).map(|v| format!("{v:.1} µs"))),
                 added(r.added_p50),
                 added(r.added_p99),
                 if is_direct {
