@@ -172,6 +172,10 @@ write_meta() { # TARGET RSS_KIB PIDS...
   printf '{"rss_kib": %s, "pids": "%s"}\n' "${rss:-null}" "$*" >"$RAW/$target.meta.json"
 }
 
+# Other busy processes on the machine skew every number: say so in the results.
+LOADAVG_BENCH="$(cut -d' ' -f1-3 /proc/loadavg)"
+log "load average before the runs: $LOADAVG_BENCH (anything else busy on the machine skews the results)"
+
 # ---------------------------------------------------------------- mock
 log "starting mock-upstream ($CHUNKS stream chunks)"
 "${LOAD_PIN[@]}" "$BIN/mock-upstream" --listen 127.0.0.1:0 --stream-chunks "$CHUNKS" \
@@ -304,6 +308,7 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   --info "git=$GIT_REV" \
   --info "machine=$NPROC cores, $CPU_MODEL, $(uname -r)" \
   --info "pinning=$PINNING" \
+  --info "load average=$LOADAVG_BENCH before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after (1/5/15 min; the runs themselves add about 2)" \
   --info "runs=${WARM}s warm-up, then ${DUR}s at $CONNS connections and ${LAT_DUR}s at 1 connection, per scenario and mode" \
   --info "load=loadgen (hyper http1, one keep-alive connection per worker, closed loop, 1-thread runtime); POST /v1/chat/completions, small chat body" \
   --info "mock=mock-upstream, $CHUNKS SSE chunks per stream, no delay" \
