@@ -1,6 +1,8 @@
 //! Checks of the mock upstream and the client helpers themselves (no gateway), so
 //! that a failure elsewhere can be blamed on the gateway with confidence.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use gateway_tests::client::{chat_body, chat_stream_body, raw_tcp_exchange, TestClient};
 use gateway_tests::mock_upstream::{
     chat_usage, embeddings_usage, responses_usage, MockOptions, MockUpstream, MOCK_ERROR_BODY,
@@ -30,7 +32,10 @@ async fn chat_non_stream_shape_and_usage() {
     assert_eq!(v["usage"]["completion_tokens"], 8);
     assert_eq!(v["usage"]["total_tokens"], u.prompt_tokens + 8);
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
-    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 2);
+    assert_eq!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        2
+    );
     assert_eq!(
         v["choices"][0]["message"]["content"],
         "word word word word word word word word "
@@ -104,7 +109,10 @@ async fn chunk_delay_spaces_events() {
     let first = s.events.first().unwrap().at;
     let last = s.events.last().unwrap().at;
     assert!(first < Duration::from_millis(200), "{first:?}");
-    assert!(last - first >= Duration::from_millis(250), "{first:?} {last:?}");
+    assert!(
+        last - first >= Duration::from_millis(250),
+        "{first:?} {last:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +172,10 @@ async fn other_endpoints() {
     assert_eq!(r.json()["model"], "dep-1");
     let r = c
         .post_json(
-            &format!("{}/openai/deployments/dep-1/chat/completions", mock.root_url()),
+            &format!(
+                "{}/openai/deployments/dep-1/chat/completions",
+                mock.root_url()
+            ),
             &json!({"messages": []}),
         )
         .await;
