@@ -1,1 +1,101 @@
+//! A multi-tenant, OpenAI-compatible LLM gateway. `run` starts it: config, access
+//! log, listeners, config watcher; SIGTERM/SIGINT drains and flushes before exit.
+//! The request path is in `pipeline.rs`.
 
+pub mod admin;
+pub mod app;
+pub mod balance;
+pub mod config;
+pub mod ctx;
+pub mod endpoint;
+pub mod error;
+pub mod glob;
+pub mod meter;
+pub mod pipeline;
+pub mod providers;
+pub mod reload;
+pub mod request_body;
+pub mod route;
+pub mod server;
+pub mod stream;
+pub mod telemetry;
+pub mod upstream;
+
+use app::App;
+use config::{ConfigError, Runtime};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use telemetry::access_log::AccessLog;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Reads and validates a config file (or the embedded default) as version 1.
+pub fn load(path: Option<&Path>, clients: &providers::ClientCache) -> Result<(Runtime, String), ConfigError> {
+    let (raw, text, name) = match path {
+        Some(p) => {
+            let (raw, text) = config::read_file(p)?;
+            (raw, text, p.display().to_string())
+        }
+        None => {
+            let raw = config::parse_text(config::EMBEDDED_NAME, config::EMBEDDED_DEFAULT)?;
+            (raw, config::EMBEDDED_DEFAULT.to_string(), config::EMBEDDED_NAME.to_string())
+        }
+    };
+    Ok((config::build(&raw, &name, 1, clients)?, text))
+}
+
+/// Runs the gateway until SIGTERM/SIGINT.
+pub async fn run(config_path: Option<PathBuf>) -> Result<(), String> {
+    let clients = providers::ClientCache::default();
+    let (rt, text) = load(config_path.as_deref(), &clients).map_err(|e| format!("invalid config:\n{e}"))?;
+    for w in &rt.warnings {
+        tracing::warn!("{w}");
+    }
+    let access_log = AccessLog::start(&rt.access_log).map_err(|e| format!("cannot open the access log: {e}"))?;
+    let listen = rt.server.listen;
+    let admin_listen = rt.server.admin_listen;
+    let data = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {admin_listen} (admin): {e}"))?;
+    let source = rt.source.clone();
+    let app = Arc::new(App::new(rt, text, config_path, clients, access_log.clone()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let data_task = tokio::spawn(server::serve_data(app.clone(), data, stop_rx.clone()));
+    let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, stop_rx.clone()));
+    tokio::spawn(reload::watch_file(app.clone(), stop_rx));
+    app.set_ready(true);
+    tracing::info!(%listen, %admin_listen, config = %source, "gateway ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: not ready, draining");
+    app.set_ready(false);
+    let _ = stop_tx.send(true);
+    let _ = data_task.await;
+    admin_task.abort();
+    access_log.flush();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

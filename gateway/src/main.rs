@@ -1,1 +1,70 @@
-fn main() {}
+//! The `gateway` binary: `gateway [--config PATH]`, `gateway --check-config PATH`.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "gateway", version, about = "OpenAI-compatible multi-tenant LLM gateway")]
+struct Cli {
+    /// Config file (YAML or JSON). Without it the embedded default runs (mock provider).
+    #[arg(long, env = "GATEWAY_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Validate a config file, print its problems, exit 0 (valid) or 1.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Some(path) = cli.check_config {
+        return check(&path);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(gateway::run(cli.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    // Building the runtime config validates everything; nothing is bound or started.
+    let clients = gateway::providers::ClientCache::default();
+    match gateway::load(Some(path), &clients) {
+        Ok((rt, _)) => {
+            for w in &rt.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "ok: {} is valid ({} providers, {} routes)",
+                path.display(),
+                rt.providers.len(),
+                rt.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for p in &e.problems {
+                println!("error: {p}");
+            }
+            println!("{}: {} problem(s); the config is not valid", path.display(), e.problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}

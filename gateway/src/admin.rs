@@ -1,0 +1,108 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the token-protected
+//! `/admin/*` API (config reload for now; tenants, usage and health come with their
+//! issues). The admin token is compared in constant time.
+
+use crate::app::App;
+use crate::error::GatewayError;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => json(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/readyz") if app.is_ready() => json(StatusCode::OK, &json!({"status": "ready"})),
+        (&Method::GET, "/readyz") => json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not ready"})),
+        (&Method::GET, "/metrics") => metrics(&app),
+        _ if path.starts_with("/admin/") => {
+            if let Err(e) = authorize(&app, &req) {
+                return error(&e);
+            }
+            admin(&app, &req).await
+        }
+        _ => error(&GatewayError::no_route(format!("no admin endpoint {} {path}", req.method()))),
+    }
+}
+
+fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    let cfg = app.config();
+    let Some(token) = cfg.server.admin_token.as_deref() else {
+        return Err(GatewayError::unauthorized("the admin API is off: server.admin_token is not set"));
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(GatewayError::unauthorized("missing or wrong admin token (Authorization: Bearer <server.admin_token>)"))
+    }
+}
+
+async fn admin(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/admin/config/reload") => match app.reload(false).await {
+            Ok(version) => {
+                let cfg = app.config();
+                json(
+                    StatusCode::OK,
+                    &json!({"version": version.unwrap_or(cfg.version), "source": cfg.source, "warnings": cfg.warnings}),
+                )
+            }
+            Err(e) => {
+                tracing::error!("config reload refused; keeping version {}:\n{e}", app.config().version);
+                let body = json!({
+                    "error": {"message": e.to_string(), "type": "invalid_request_error", "code": "invalid_config"},
+                    "problems": e.problems,
+                    "version": app.config().version,
+                });
+                json(StatusCode::BAD_REQUEST, &body)
+            }
+        },
+        (m, p) => error(&GatewayError::no_route(format!("no admin endpoint {m} {p}"))),
+    }
+}
+
+fn metrics(app: &App) -> Response<Full<Bytes>> {
+    let cfg = app.config();
+    let text = format!(
+        "# HELP gateway_config_version Version number of the config in use.\n\
+         # TYPE gateway_config_version gauge\n\
+         gateway_config_version {}\n\
+         # HELP gateway_access_log_lines_total Access-log lines written.\n\
+         # TYPE gateway_access_log_lines_total counter\n\
+         gateway_access_log_lines_total {}\n\
+         # HELP gateway_access_log_dropped_total Access-log lines dropped because the queue was full.\n\
+         # TYPE gateway_access_log_dropped_total counter\n\
+         gateway_access_log_dropped_total {}\n",
+        cfg.version,
+        app.access_log.written(),
+        app.access_log.dropped()
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error(e: &GatewayError) -> Response<Full<Bytes>> {
+    e.response().map(Full::new)
+}

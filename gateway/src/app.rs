@@ -1,0 +1,97 @@
+//! The process-wide state every connection shares: the current config version
+//! (swapped atomically on reload), upstream client pools, the access log and the
+//! readiness flags.
+
+use crate::config::{self, ConfigError, Runtime};
+use crate::providers::ClientCache;
+use crate::telemetry::access_log::AccessLog;
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub struct App {
+    config: ArcSwap<Runtime>,
+    /// None: running on the embedded default
+    pub config_path: Option<PathBuf>,
+    pub clients: ClientCache,
+    pub access_log: Arc<AccessLog>,
+    ready: AtomicBool,
+    next_version: AtomicU64,
+    /// the text of the last file we tried, so a bad file is reported once
+    last_text: Mutex<String>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    pub fn new(first: Runtime, text: String, config_path: Option<PathBuf>, clients: ClientCache, access_log: Arc<AccessLog>) -> App {
+        App {
+            next_version: AtomicU64::new(first.version + 1),
+            config: ArcSwap::from_pointee(first),
+            config_path,
+            clients,
+            access_log,
+            ready: AtomicBool::new(false),
+            last_text: Mutex::new(text),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The config version new requests start on.
+    pub fn config(&self) -> Arc<Runtime> {
+        self.config.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Re-reads the config file. `only_if_changed`: skip when the text is the one
+    /// last tried (the file watcher). Errors leave the running config in place.
+    pub async fn reload(&self, only_if_changed: bool) -> Result<Option<u64>, ConfigError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let Some(path) = self.config_path.clone() else {
+            return Err(ConfigError::one(format!(
+                "{}: the gateway runs on its embedded default config; start it with --config PATH to reload",
+                config::EMBEDDED_NAME
+            )));
+        };
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| ConfigError::one(format!("{}: cannot read the config file: {e}", path.display())))?;
+        {
+            let mut last = match self.last_text.lock() {
+                Ok(l) => l,
+                Err(p) => p.into_inner(),
+            };
+            if only_if_changed && *last == text {
+                return Ok(None);
+            }
+            *last = text.clone();
+        }
+        let name = path.display().to_string();
+        let raw = config::parse_text(&name, &text)?;
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let rt = config::build(&raw, &name, version, &self.clients)?;
+        let old = self.config();
+        for (what, changed) in [
+            ("server.listen", rt.server.listen != old.server.listen),
+            ("server.admin_listen", rt.server.admin_listen != old.server.admin_listen),
+        ] {
+            if changed {
+                tracing::warn!(key = what, "changed in the config file; takes effect after a restart");
+            }
+        }
+        for w in &rt.warnings {
+            tracing::warn!("{w}");
+        }
+        self.access_log.apply(&rt.access_log);
+        self.config.store(Arc::new(rt));
+        tracing::info!(version, "config reloaded");
+        Ok(Some(version))
+    }
+}

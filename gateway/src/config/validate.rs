@@ -1,0 +1,334 @@
+//! Raw config -> validated runtime config. Collects every problem (file, key,
+//! reason) instead of stopping at the first, and lists the configured features this
+//! version does not act on yet as warnings.
+
+use super::{parse_window, ConfigError};
+use crate::providers::{ClientCache, Provider};
+use crate::route::Route;
+use shared::config::{Backend, QuotaConfig, RawConfig};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One validated config version. Requests hold an `Arc` of the version they started on.
+pub struct Runtime {
+    pub version: u64,
+    pub source: String,
+    pub server: ServerRt,
+    pub providers: HashMap<String, Arc<Provider>>,
+    pub routes: Vec<Route>,
+    pub key_headers: Vec<http::HeaderName>,
+    pub consumer_header: http::HeaderName,
+    pub access_log: AccessLogRt,
+    pub warnings: Vec<String>,
+}
+
+pub struct ServerRt {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<String>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub config_poll: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogRt {
+    pub enabled: bool,
+    /// None = stdout
+    pub path: Option<PathBuf>,
+    pub queue_size: usize,
+}
+
+/// Collects problems as `file: key: reason`.
+pub struct Problems {
+    file: String,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Problems {
+    pub fn error(&mut self, key: impl Display, reason: impl Display) {
+        self.errors.push(format!("{}: {key}: {reason}", self.file));
+    }
+    pub fn warn(&mut self, key: impl Display, reason: impl Display) {
+        self.warnings.push(format!("{}: {key}: {reason}", self.file));
+    }
+}
+
+/// Validates `raw` (read from `source`) into runtime config version `version`.
+pub fn build(raw: &RawConfig, source: &str, version: u64, clients: &ClientCache) -> Result<Runtime, ConfigError> {
+    let mut p = Problems {
+        file: source.to_string(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let server = server(raw, &mut p);
+    state(raw, &mut p);
+
+    let mut providers = HashMap::new();
+    let mut ids = HashSet::new();
+    for (i, pc) in raw.providers.iter().enumerate() {
+        let key = format!("providers[{i}]");
+        if !ids.insert(pc.id.as_str()) {
+            p.error(format!("{key}.id"), format!("duplicate provider id {:?}", pc.id));
+            continue;
+        }
+        if let Some(prov) = Provider::build(pc, &key, clients, &mut p) {
+            providers.insert(pc.id.clone(), Arc::new(prov));
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, rc) in raw.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        if !names.insert(rc.name.clone()) {
+            p.error(format!("{key}.name"), format!("duplicate route name {:?}", rc.name));
+            continue;
+        }
+        if let Some(route) = Route::build(rc, &key, &raw.providers, &providers, &mut p) {
+            routes.push(route);
+        }
+        quotas(&rc.quotas, &format!("{key}.quotas"), &mut p);
+    }
+    if raw.routes.is_empty() {
+        p.warn("routes", "no route is configured: every request will get 404");
+    }
+
+    tenants(raw, &mut p);
+    let key_headers = auth_headers(raw, &mut p);
+    let consumer_header = http::HeaderName::from_bytes(raw.auth.consumer_header.as_bytes())
+        .map_err(|_| p.error("auth.consumer_header", "not a valid header name"))
+        .ok();
+    let access_log = access_log(raw, &mut p);
+    telemetry_warnings(raw, &mut p);
+
+    match (server, consumer_header, p.errors.is_empty()) {
+        (Some(server), Some(consumer_header), true) => Ok(Runtime {
+            version,
+            source: source.to_string(),
+            server,
+            providers,
+            routes,
+            key_headers,
+            consumer_header,
+            access_log,
+            warnings: p.warnings,
+        }),
+        _ => Err(ConfigError { problems: p.errors }),
+    }
+}
+
+#[cfg(test)]
+pub fn test_problems() -> Problems {
+    Problems {
+        file: "t".into(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
+    value
+        .parse()
+        .map_err(|_| p.error(key, format!("{value:?} is not an ip:port address (e.g. 0.0.0.0:8080)")))
+        .ok()
+}
+
+fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
+    let s = &raw.server;
+    let listen = addr(p, "server.listen", &s.listen);
+    let admin_listen = addr(p, "server.admin_listen", &s.admin_listen);
+    if listen.is_some() && listen == admin_listen {
+        p.error("server.admin_listen", "must differ from server.listen");
+    }
+    let tls = match &s.tls {
+        None => None,
+        Some(t) => match crate::server::tls::server_config(&t.cert, &t.key) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                p.error("server.tls", e);
+                None
+            }
+        },
+    };
+    if s.max_body_bytes == 0 {
+        p.error("server.max_body_bytes", "must be greater than 0");
+    }
+    if s.header_read_timeout_ms == 0 {
+        p.error("server.header_read_timeout_ms", "must be greater than 0");
+    }
+    let admin_token = s.admin_token.as_ref().map(|t| t.as_str().to_string()).filter(|t| !t.is_empty());
+    if admin_token.is_none() {
+        p.warn("server.admin_token", "not set: /admin/* is off (health endpoints stay on)");
+    }
+    Some(ServerRt {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        admin_token,
+        tls: if s.tls.is_some() { Some(tls?) } else { None },
+        max_body_bytes: s.max_body_bytes,
+        header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+        shutdown_grace: Duration::from_secs(s.shutdown_grace_s),
+        config_poll: (s.config_poll_ms > 0).then(|| Duration::from_millis(s.config_poll_ms)),
+    })
+}
+
+fn state(raw: &RawConfig, p: &mut Problems) {
+    let st = &raw.state;
+    if st.backend == Backend::Redis {
+        match &st.redis {
+            None => p.error("state.redis", "state.backend is redis but state.redis is missing"),
+            Some(r) if r.url.is_none() && r.cluster_nodes.is_none() => {
+                p.error("state.redis", "set url (standalone) or cluster_nodes (Redis Cluster)")
+            }
+            Some(_) => p.warn(
+                "state.backend",
+                "the redis backend is not available in this version yet; state stays in this replica's memory",
+            ),
+        }
+    }
+    if st.expected_replicas == 0 {
+        p.error("state.expected_replicas", "must be at least 1");
+    }
+}
+
+pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
+    let mut names = HashSet::new();
+    for (i, q) in list.iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        if !names.insert(q.name.as_str()) {
+            p.error(format!("{k}.name"), format!("duplicate quota name {:?}", q.name));
+        }
+        if let Err(e) = parse_window(&q.window) {
+            p.error(format!("{k}.window"), e);
+        }
+        let by_ok = matches!(q.by.as_str(), "route" | "tenant" | "consumer" | "upstream" | "ip")
+            || q.by.strip_prefix("header:").is_some_and(|h| http::HeaderName::from_bytes(h.as_bytes()).is_ok());
+        if !by_ok {
+            p.error(
+                format!("{k}.by"),
+                format!("{:?} is not one of route, tenant, consumer, upstream, ip, header:<name>", q.by),
+            );
+        }
+        if q.limit == 0 {
+            p.error(format!("{k}.limit"), "must be greater than 0");
+        }
+    }
+    if !list.is_empty() {
+        p.warn(key, "quotas are not enforced by this version yet");
+    }
+}
+
+fn tenants(raw: &RawConfig, p: &mut Problems) {
+    let mut ids = HashSet::new();
+    for (i, t) in raw.tenants.iter().enumerate() {
+        let key = format!("tenants[{i}]");
+        if !ids.insert(t.id.as_str()) {
+            p.error(format!("{key}.id"), format!("duplicate tenant id {:?}", t.id));
+        }
+        quotas(&t.quotas, &format!("{key}.quotas"), p);
+        let mut names = HashSet::new();
+        for (j, c) in t.consumers.iter().enumerate() {
+            let ck = format!("{key}.consumers[{j}]");
+            if !names.insert(c.name.as_str()) {
+                p.error(format!("{ck}.name"), format!("duplicate consumer name {:?}", c.name));
+            }
+            quotas(&c.quotas, &format!("{ck}.quotas"), p);
+        }
+    }
+    if !raw.tenants.is_empty() {
+        p.warn("tenants", "tenants and consumer keys are not used by this version yet");
+    }
+}
+
+fn auth_headers(raw: &RawConfig, p: &mut Problems) -> Vec<http::HeaderName> {
+    let mut out = Vec::new();
+    for (i, h) in raw.auth.keys.iter().enumerate() {
+        match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) => out.push(n),
+            Err(_) => p.error(format!("auth.keys[{i}]"), format!("{h:?} is not a valid header name")),
+        }
+    }
+    out
+}
+
+fn access_log(raw: &RawConfig, p: &mut Problems) -> AccessLogRt {
+    let a = &raw.telemetry.access_log;
+    if a.queue_size == 0 {
+        p.error("telemetry.access_log.queue_size", "must be greater than 0");
+    }
+    let path = match a.path.as_str() {
+        "stdout" | "-" | "" => None,
+        other => Some(PathBuf::from(other)),
+    };
+    AccessLogRt {
+        enabled: a.enabled,
+        path,
+        queue_size: a.queue_size.max(1),
+    }
+}
+
+fn telemetry_warnings(raw: &RawConfig, p: &mut Problems) {
+    if raw.telemetry.otlp.is_some() {
+        p.warn("telemetry.otlp", "OTLP export is not available in this version yet");
+    }
+    if let Some(o) = &raw.telemetry.otlp {
+        if !(0.0..=1.0).contains(&o.sampling_ratio) {
+            p.error("telemetry.otlp.sampling_ratio", "must be between 0.0 and 1.0");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_text;
+
+    fn check(yaml: &str) -> Result<Runtime, ConfigError> {
+        let raw = parse_text("t.yaml", yaml)?;
+        build(&raw, "t.yaml", 1, &ClientCache::default())
+    }
+
+    const BASE: &str = "server: { listen: 127.0.0.1:1, admin_listen: 127.0.0.1:2 }\n";
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let raw = parse_text("d", crate::config::EMBEDDED_DEFAULT).unwrap();
+        let rt = build(&raw, "d", 1, &ClientCache::default()).unwrap();
+        assert_eq!(rt.routes.len(), 1);
+    }
+
+    #[test]
+    fn names_every_problem() {
+        let yaml = format!(
+            "{BASE}providers:\n  - {{ id: a, type: openai-compatible }}\n  - {{ id: a, type: mock }}\n  - {{ id: b, type: mock, model_mapping: {{ \"~(\": x }} }}\n\
+             routes:\n  - name: r\n    match: {{ path_regex: \"(\" }}\n    upstreams: [{{ provider: nope }}]\n    quotas: [{{ name: q, by: tenant, strategy: requests, limit: 1, window: 5w }}]\n  - name: r\n"
+        );
+        let e = check(&yaml).err().unwrap();
+        let all = e.to_string();
+        for needle in [
+            "t.yaml: providers[0].base_url: required",
+            "t.yaml: providers[1].id: duplicate provider id \"a\"",
+            "t.yaml: providers[2].model_mapping",
+            "t.yaml: routes[0].match.path_regex",
+            "t.yaml: routes[0].upstreams[0].provider: unknown provider \"nope\"",
+            "t.yaml: routes[0].quotas[0].window",
+            "t.yaml: routes[1].name: duplicate route name",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn bad_listen_address() {
+        let e = check("server: { listen: nowhere }\n").err().unwrap();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+}

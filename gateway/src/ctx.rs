@@ -1,0 +1,215 @@
+//! The per-request context every phase reads and fills in, and how a request is
+//! finished: usage settled (read or estimated) and its one `ai_log` record emitted.
+
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::meter::Meter;
+use crate::request_body::ClientBody;
+use crate::telemetry::access_log::AccessLog;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Uri, Version};
+use shared::ai_log::{AccessLogLine, AiLog};
+use shared::usage::{estimate_tokens, Usage};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub struct RequestCtx {
+    pub request_id: HeaderValue,
+    pub start: Instant,
+    pub start_wall: SystemTime,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub authority: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub x_forwarded_for: Option<HeaderValue>,
+    pub remote: SocketAddr,
+    pub bytes_received: u64,
+    pub endpoint: Option<Endpoint>,
+    pub stream: bool,
+    pub route: Option<Arc<str>>,
+    pub provider: Option<Arc<str>>,
+    pub upstream_host: Option<Arc<str>>,
+    pub request_model: Option<String>,
+    pub model: Option<String>,
+    pub attempts: u32,
+    pub upstream_service_ms: Option<u64>,
+    pub first_byte_at: Option<Instant>,
+    /// the client's body, kept (refcounted) for estimating prompt tokens if needed
+    pub body: Bytes,
+    pub log: Arc<AccessLog>,
+}
+
+/// How an upstream answer ended.
+pub enum Ending {
+    Complete,
+    UpstreamCut(String),
+    IdleTimeout,
+    TotalTimeout,
+    ClientGone,
+}
+
+impl RequestCtx {
+    pub fn new(method: Method, uri: Uri, version: Version, headers: &HeaderMap, remote: SocketAddr, log: Arc<AccessLog>) -> Self {
+        let request_id = headers
+            .get("x-request-id")
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        RequestCtx {
+            request_id,
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            authority: headers.get(http::header::HOST).cloned(),
+            user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            x_forwarded_for: headers.get("x-forwarded-for").cloned(),
+            method,
+            uri,
+            version,
+            remote,
+            bytes_received: 0,
+            endpoint: None,
+            stream: false,
+            route: None,
+            provider: None,
+            upstream_host: None,
+            request_model: None,
+            model: None,
+            attempts: 0,
+            upstream_service_ms: None,
+            first_byte_at: None,
+            body: Bytes::new(),
+            log,
+        }
+    }
+
+    /// The host the client addressed (Host header, else the URI's authority).
+    pub fn host(&self) -> &str {
+        let h = self
+            .authority
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| self.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        // strip the port
+        match h.rfind(':') {
+            Some(i) if !h.ends_with(']') => &h[..i],
+            _ => h,
+        }
+    }
+
+    /// Finishes a request the gateway answered itself (errors, rejections, model list).
+    pub fn finish_local(self: Box<Self>, status: u16, bytes_sent: u64, error: Option<&GatewayError>) {
+        let flags = error.map_or("", |e| e.flag);
+        let error = error.map(|e| e.code.to_string());
+        self.emit(status, Usage::default(), bytes_sent, flags, error, None, None);
+    }
+
+    /// Finishes a request answered by an upstream, whatever way the answer ended.
+    pub fn finish_upstream(self: Box<Self>, status: u16, meter: &Meter, ending: Ending, bytes_sent: u64) {
+        let ok = (200..300).contains(&status);
+        let usage = match meter.usage {
+            Some(u) => u,
+            None if ok => {
+                let prompt = ClientBody::parse(&self.body).map(|b| b.prompt_bytes()).unwrap_or(0);
+                let prompt_tokens = estimate_tokens(prompt);
+                let completion_tokens = estimate_tokens(meter.output_bytes);
+                Usage {
+                    prompt_tokens,
+                    completion_tokens,
+                    total_tokens: prompt_tokens + completion_tokens,
+                    estimated: true,
+                    ..Usage::default()
+                }
+            }
+            None => Usage::default(),
+        };
+        let (flags, error) = match ending {
+            Ending::Complete => ("", None),
+            Ending::UpstreamCut(why) => ("UC", Some(format!("upstream_cut: {why}"))),
+            Ending::IdleTimeout => ("UT", Some("upstream_idle_timeout".to_string())),
+            Ending::TotalTimeout => ("UT", Some("upstream_total_timeout".to_string())),
+            Ending::ClientGone if meter.done => ("", None),
+            Ending::ClientGone => ("DC", Some("client_disconnected".to_string())),
+        };
+        let chat_id = meter.chat_id.clone();
+        let model = meter.model.clone();
+        self.emit(status, usage, bytes_sent, flags, error, chat_id, model);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        self: Box<Self>,
+        status: u16,
+        usage: Usage,
+        bytes_sent: u64,
+        flags: &str,
+        error: Option<String>,
+        chat_id: Option<String>,
+        response_model: Option<String>,
+    ) {
+        if !self.log.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let ms = |t: Instant| u64::try_from(t.duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        let text = |v: &Option<HeaderValue>| v.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let endpoint = self.endpoint;
+        let ai_log = AiLog {
+            model: response_model.or_else(|| self.model.clone()),
+            request_model: self.request_model.clone(),
+            input_token: usage.prompt_tokens,
+            output_token: usage.completion_tokens,
+            total_token: usage.total_tokens,
+            cached_tokens: usage.cached_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            usage_estimated: usage.estimated,
+            llm_first_token_duration: self.first_byte_at.map(ms),
+            llm_service_duration: ms(now),
+            response_type: if self.stream { "stream" } else { "normal" }.to_string(),
+            request_type: endpoint.map_or("traditional_http", |e| e.request_type(self.stream)).to_string(),
+            chat_id,
+            tenant: None,
+            consumer: None,
+            key_id: None,
+            route: self.route.as_deref().map(str::to_string),
+            provider: self.provider.as_deref().map(str::to_string),
+            upstream: self.upstream_host.as_deref().map(str::to_string),
+            attempts: self.attempts,
+            status,
+            quota_status: None,
+            error,
+            attributes: serde_json::Map::new(),
+        };
+        let line = AccessLogLine {
+            start_time: humantime::format_rfc3339_millis(self.start_wall).to_string(),
+            authority: text(&self.authority).unwrap_or_default(),
+            method: self.method.to_string(),
+            path: self.uri.path().to_string(),
+            protocol: format!("{:?}", self.version),
+            request_id: String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
+            response_code: status,
+            duration: ms(now),
+            bytes_received: self.bytes_received,
+            bytes_sent,
+            downstream_remote_address: self.remote.to_string(),
+            upstream_host: self.upstream_host.as_deref().map(str::to_string),
+            upstream_service_time: self.upstream_service_ms,
+            user_agent: text(&self.user_agent),
+            x_forwarded_for: text(&self.x_forwarded_for),
+            route_name: self.route.as_deref().map(str::to_string),
+            response_flags: flags.to_string(),
+            ai_log,
+        };
+        self.log.send(line);
+    }
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Uuid::new_v4();
+    let mut buf = uuid::Uuid::encode_buffer();
+    let s = id.as_hyphenated().encode_lower(&mut buf);
+    // A hyphenated uuid is always a valid header value.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}

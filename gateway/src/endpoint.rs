@@ -1,0 +1,80 @@
+//! The OpenAI API endpoints the gateway serves, recognised by path suffix.
+
+/// One served endpoint. The upstream path is the provider's base URL + `suffix()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Models,
+}
+
+impl Endpoint {
+    /// Recognises `.../chat/completions`, `.../completions`, `.../embeddings`,
+    /// `.../responses`, `.../models` (query string already removed).
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            Some(Endpoint::ChatCompletions)
+        } else if path.ends_with("/completions") {
+            Some(Endpoint::Completions)
+        } else if path.ends_with("/embeddings") {
+            Some(Endpoint::Embeddings)
+        } else if path.ends_with("/responses") {
+            Some(Endpoint::Responses)
+        } else if path.ends_with("/models") {
+            Some(Endpoint::Models)
+        } else {
+            None
+        }
+    }
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Models => "/models",
+        }
+    }
+
+    pub fn method(self) -> http::Method {
+        match self {
+            Endpoint::Models => http::Method::GET,
+            _ => http::Method::POST,
+        }
+    }
+
+    /// `ai_log.request_type`.
+    pub fn request_type(self, stream: bool) -> &'static str {
+        match self {
+            Endpoint::Embeddings => "ai_embeddings",
+            Endpoint::Models => "traditional_http",
+            _ if stream => "ai_stream",
+            _ => "ai_chat",
+        }
+    }
+
+    /// Whether the endpoint can stream and accepts `stream_options.include_usage`.
+    pub fn takes_stream_options(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_suffix() {
+        assert_eq!(Endpoint::from_path("/v1/chat/completions"), Some(Endpoint::ChatCompletions));
+        assert_eq!(Endpoint::from_path("/openai/v1/chat/completions/"), Some(Endpoint::ChatCompletions));
+        assert_eq!(Endpoint::from_path("/v1/completions"), Some(Endpoint::Completions));
+        assert_eq!(Endpoint::from_path("/v1/embeddings"), Some(Endpoint::Embeddings));
+        assert_eq!(Endpoint::from_path("/v1/responses"), Some(Endpoint::Responses));
+        assert_eq!(Endpoint::from_path("/v1/models"), Some(Endpoint::Models));
+        assert_eq!(Endpoint::from_path("/v1/files"), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! The one error type at the HTTP boundary: it knows its status, its OpenAI error
+//! `type`/`code`, whether another upstream may be tried, and renders itself as the
+//! OpenAI-shaped JSON body.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use shared::error::ErrorBody;
+use std::fmt;
+
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    /// Another upstream instance may be tried for this failure.
+    pub retryable: bool,
+    /// Short access-log flag (Envoy style): UF, UT, NR, ...
+    pub flag: &'static str,
+}
+
+impl GatewayError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: String) -> Self {
+        GatewayError {
+            status,
+            kind,
+            code,
+            message,
+            retryable: false,
+            flag: "",
+        }
+    }
+
+    pub fn bad_json(detail: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_json",
+            format!("request body is not valid JSON: {detail}"),
+        )
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message.into())
+    }
+
+    pub fn missing_model() -> Self {
+        Self::bad_request("missing_model", "you must provide a model parameter")
+    }
+
+    pub fn no_route(message: String) -> Self {
+        let mut e = Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "no_route", message);
+        e.flag = "NR";
+        e
+    }
+
+    pub fn unknown_endpoint(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_endpoint",
+            format!(
+                "unknown endpoint {path:?}: this gateway serves /v1/chat/completions, /v1/completions, \
+                 /v1/embeddings, /v1/responses and /v1/models"
+            ),
+        )
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("method {method} is not allowed on {path}"),
+        )
+    }
+
+    pub fn body_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "body_too_large",
+            format!("request body is larger than the gateway's limit of {limit} bytes"),
+        )
+    }
+
+    pub fn header_timeout(ms: u64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!("request headers were not received within {ms} ms"),
+        )
+    }
+
+    pub fn body_read(detail: impl fmt::Display) -> Self {
+        Self::bad_request("body_read_error", format!("could not read the request body: {detail}"))
+    }
+
+    pub fn upstream_unreachable(provider: &str, detail: impl fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_unreachable",
+            format!("upstream {provider} is unreachable: {detail}"),
+        );
+        e.retryable = true;
+        e.flag = "UF";
+        e
+    }
+
+    pub fn upstream_timeout(provider: &str, what: &str, ms: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            "upstream_timeout",
+            format!("upstream {provider} did not send {what} within {ms} ms"),
+        );
+        e.retryable = true;
+        e.flag = "UT";
+        e
+    }
+
+    pub fn no_upstream(route: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_error",
+            "no_upstream",
+            format!("route {route} has no upstream instance left to try"),
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "unauthorized", message.into())
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message.into())
+    }
+
+    pub fn body(&self) -> Bytes {
+        let body = ErrorBody::new(self.message.clone(), self.kind, self.code);
+        // Serializing a struct of strings cannot fail; fall back to a fixed body anyway.
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#))
+    }
+
+    /// The response parts every error answer carries.
+    pub fn response(&self) -> http::Response<Bytes> {
+        let mut resp = http::Response::new(self.body());
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openai_shape() {
+        let e = GatewayError::body_too_large(10);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "body_too_large");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10 bytes"));
+        assert_eq!(e.response().status(), 413);
+    }
+}

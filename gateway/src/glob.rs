@@ -1,0 +1,79 @@
+//! `*` globs for models, hosts, tenants: `*` matches any run of characters.
+
+/// A compiled glob. Patterns without `*` compare exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    pattern: String,
+    parts: Vec<String>,
+    exact: bool,
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        Glob {
+            pattern: pattern.to_string(),
+            parts: pattern.split('*').map(str::to_string).collect(),
+            exact: !pattern.contains('*'),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// true when the pattern has no wildcard, so it names exactly one value.
+    pub fn is_exact(&self) -> bool {
+        self.exact
+    }
+
+    pub fn matches(&self, s: &str) -> bool {
+        if self.exact {
+            return self.pattern == s;
+        }
+        let (first, rest) = match self.parts.split_first() {
+            Some(x) => x,
+            None => return true,
+        };
+        let Some(mut tail) = s.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        let (last, middle) = match rest.split_last() {
+            Some(x) => x,
+            None => return tail.is_empty(),
+        };
+        for part in middle {
+            match tail.find(part.as_str()) {
+                Some(i) => tail = &tail[i + part.len()..],
+                None => return false,
+            }
+        }
+        tail.len() >= last.len() && tail.ends_with(last.as_str())
+    }
+}
+
+/// Any of several globs.
+pub fn any_match(globs: &[Glob], s: &str) -> bool {
+    globs.iter().any(|g| g.matches(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(Glob::new("*").matches(""));
+        assert!(Glob::new("*").matches("anything"));
+        assert!(Glob::new("gpt-*").matches("gpt-4o"));
+        assert!(!Glob::new("gpt-*").matches("claude-3"));
+        assert!(Glob::new("gpt-4o").matches("gpt-4o"));
+        assert!(!Glob::new("gpt-4o").matches("gpt-4o-mini"));
+        assert!(Glob::new("*.example.com").matches("api.example.com"));
+        assert!(!Glob::new("*.example.com").matches("example.com"));
+        assert!(Glob::new("a*b*c").matches("abc"));
+        assert!(Glob::new("a*b*c").matches("a-b-b-c"));
+        assert!(!Glob::new("a*b*c").matches("a-c"));
+        assert!(!Glob::new("ab*ba").matches("aba"));
+        assert!(Glob::new("acme/*").matches("acme/labubu"));
+    }
+}

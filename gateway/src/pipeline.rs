@@ -1,0 +1,398 @@
+//! The request path, top to bottom. Each phase is a small module; they share one
+//! [`RequestCtx`]:
+//!
+//! 1. endpoint: which OpenAI API is called (`endpoint.rs`)
+//! 2. body: read within `max_body_bytes`, parse the top-level JSON (`request_body.rs`)
+//! 3. route match: host, path, headers, model (`route.rs`)
+//! 4. authn and quota reserve: come with the tenants and quota issues
+//! 5. pick instance: priority, weight (`balance.rs`)
+//! 6. provider adapter: URL, auth, model map, options (`providers/`)
+//! 7. upstream call: pooled client, first-byte timeout (`upstream.rs`)
+//! 8. retry/fallback: before the first byte reached the client only (this file)
+//! 9. response: frames pass through; a copy feeds the usage meter (`stream.rs`, `meter.rs`)
+//! 10. finish: one `ai_log` record on every exit path (`ctx.rs`, `telemetry/`)
+
+use crate::app::App;
+use crate::config::Runtime;
+use crate::ctx::RequestCtx;
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::meter::Meter;
+use crate::providers::{mock, Flavor, Provider};
+use crate::request_body::ClientBody;
+use crate::route::{self, MatchInput, Route};
+use crate::stream::{Metered, ResponseBody, UpstreamBody};
+use crate::upstream::{self, AttemptError};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use shared::config::FallbackOn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest a client may take to send its request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the phases produced: an upstream answer to stream, or the gateway's own.
+enum Answer {
+    Upstream {
+        head: http::response::Parts,
+        body: UpstreamBody,
+        first: Option<Bytes>,
+        meter: Meter,
+        idle: Duration,
+        deadline: tokio::time::Instant,
+    },
+    Local(Response<Bytes>),
+}
+
+/// Serves one data-plane request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+    let cfg = app.config(); // the request finishes on the config it started with
+    let (parts, body) = req.into_parts();
+    let mut ctx = Box::new(RequestCtx::new(
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.version,
+        &parts.headers,
+        remote,
+        app.access_log.clone(),
+    ));
+    let request_id = ctx.request_id.clone();
+    let mut resp = match phases(&cfg, &mut ctx, &parts, body).await {
+        Ok(Answer::Upstream {
+            head,
+            body,
+            first,
+            meter,
+            idle,
+            deadline,
+        }) => {
+            let status = head.status.as_u16();
+            let metered = Metered::new(body, first, meter, idle, deadline, status, ctx);
+            Response::from_parts(head, ResponseBody::Upstream(Box::pin(metered)))
+        }
+        Ok(Answer::Local(resp)) => {
+            ctx.finish_local(resp.status().as_u16(), resp.body().len() as u64, None);
+            resp.map(ResponseBody::full)
+        }
+        Err(e) => {
+            let resp = e.response();
+            ctx.finish_local(e.status.as_u16(), resp.body().len() as u64, Some(&e));
+            resp.map(ResponseBody::full)
+        }
+    };
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    resp
+}
+
+async fn phases(cfg: &Runtime, ctx: &mut RequestCtx, parts: &Parts, body: Incoming) -> Result<Answer, GatewayError> {
+    // 1. endpoint
+    let path = parts.uri.path();
+    let endpoint = Endpoint::from_path(path).ok_or_else(|| GatewayError::unknown_endpoint(path))?;
+    if parts.method != endpoint.method() {
+        return Err(GatewayError::method_not_allowed(parts.method.as_str(), path));
+    }
+    ctx.endpoint = Some(endpoint);
+    if endpoint == Endpoint::Models {
+        return list_models(cfg, ctx, parts);
+    }
+
+    // 2. body
+    let bytes = read_body(body, &parts.headers, cfg.server.max_body_bytes).await?;
+    ctx.bytes_received = bytes.len() as u64;
+    ctx.body = bytes.clone();
+    let client = ClientBody::parse(&bytes)?;
+    let model = client.model.clone().ok_or_else(GatewayError::missing_model)?;
+    ctx.stream = client.stream;
+    ctx.request_model = Some(model.clone());
+
+    // 3. route
+    let input = MatchInput {
+        host: ctx.host(),
+        path,
+        headers: &parts.headers,
+        model: Some(&model),
+    };
+    let route = route::find(&cfg.routes, &input).map_err(GatewayError::no_route)?;
+    ctx.route = Some(route.name.clone());
+
+    // 4. authn, quota reserve: (tenants and quota issues)
+
+    // 5.-8. instances in balancer order, with fallback
+    attempts(cfg, route, ctx, &parts.headers, endpoint, &client, &bytes, &model).await
+}
+
+/// Why an attempt failed, for `fallback.on`.
+fn status_reason(status: StatusCode) -> Option<FallbackOn> {
+    match status.as_u16() {
+        429 => Some(FallbackOn::Http429),
+        401 => Some(FallbackOn::Http401),
+        402 => Some(FallbackOn::Http402),
+        403 => Some(FallbackOn::Http403),
+        500..=599 => Some(FallbackOn::Http5xx),
+        _ => None,
+    }
+}
+
+/// The last failure seen, answered when no attempt is left.
+enum Failure {
+    Error(GatewayError),
+    Response(Box<Answer>),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempts(
+    cfg: &Runtime,
+    route: &Route,
+    ctx: &mut RequestCtx,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+    client: &ClientBody<'_>,
+    bytes: &Bytes,
+    model: &str,
+) -> Result<Answer, GatewayError> {
+    let fallback = &route.fallback;
+    let max_attempts = fallback.max_retries.saturating_add(1) as usize;
+    let no_new_attempt_after = ctx.start + fallback.within;
+    let add_usage = client.stream && endpoint.takes_stream_options() && !client.include_usage;
+    let mut last: Option<Failure> = None;
+
+    for (n, idx) in route.balancer.plan().into_iter().enumerate() {
+        if n >= max_attempts || (n > 0 && Instant::now() >= no_new_attempt_after) {
+            break;
+        }
+        let prov = &route.balancer.instance(idx).provider;
+        ctx.attempts += 1;
+        ctx.provider = Some(prov.id.clone());
+        ctx.upstream_host = Some(prov.host.clone());
+        let upstream_model = prov.mapping.map(model);
+        ctx.model = Some(upstream_model.to_string());
+
+        let sent = Instant::now();
+        let result = match prov.flavor {
+            Flavor::Mock => Ok(mock::answer(endpoint, client, &upstream_model, client.include_usage || add_usage)),
+            _ => {
+                let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
+                let req = upstream_request(prov, endpoint, &upstream_model, body, headers, cfg, &ctx.request_id)?;
+                let http = prov.client.as_ref().ok_or_else(|| GatewayError::internal("provider has no HTTP client"))?;
+                upstream::send(http, req, prov.timeouts.first_byte).await.map(|r| r.map(UpstreamBody::Http))
+            }
+        };
+        let (reason, failure) = match result {
+            Ok(resp) => {
+                ctx.upstream_service_ms = Some(elapsed_ms(sent));
+                match answer(resp, prov, ctx, sent, add_usage).await {
+                    Ok(a) => match a {
+                        Answer::Upstream { ref head, .. } => match status_reason(head.status) {
+                            Some(r) => (r, Failure::Response(Box::new(a))),
+                            None => return Ok(a),
+                        },
+                        Answer::Local(_) => return Ok(a),
+                    },
+                    Err((r, e)) => (r, Failure::Error(e)),
+                }
+            }
+            Err(AttemptError::Timeout) => (
+                FallbackOn::Timeout,
+                Failure::Error(GatewayError::upstream_timeout(&prov.id, "response headers", ms(prov.timeouts.first_byte))),
+            ),
+            Err(AttemptError::Connect(why)) | Err(AttemptError::Other(why)) => (
+                FallbackOn::ConnectError,
+                Failure::Error(GatewayError::upstream_unreachable(&prov.id, why)),
+            ),
+        };
+        tracing::debug!(provider = %prov.id, ?reason, attempt = n + 1, "upstream attempt failed");
+        let retry = fallback.allows(reason);
+        last = Some(failure);
+        if !retry {
+            break;
+        }
+    }
+    match last {
+        Some(Failure::Response(a)) => Ok(*a),
+        Some(Failure::Error(e)) => Err(e),
+        None => Err(GatewayError::no_upstream(&route.name)),
+    }
+}
+
+/// Turns an upstream response into an answer. A successful one is held until its
+/// first frame (within the first-byte timeout), so a stream that dies before any
+/// byte reached the client can still go to another instance.
+async fn answer(
+    resp: Response<UpstreamBody>,
+    prov: &Provider,
+    ctx: &mut RequestCtx,
+    sent: Instant,
+    strip_usage: bool,
+) -> Result<Answer, (FallbackOn, GatewayError)> {
+    let (mut head, mut body) = resp.into_parts();
+    let sse = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    strip_hop_by_hop(&mut head.headers);
+    if sse && strip_usage {
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    let t = &prov.timeouts;
+    let deadline = tokio::time::Instant::from_std(sent + t.total);
+    let mut first = None;
+    if head.status.is_success() {
+        let left = t.first_byte.saturating_sub(sent.elapsed());
+        first = match tokio::time::timeout(left, body.next_data()).await {
+            Ok(Some(Ok(b))) => Some(b),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => {
+                let why = upstream::error_chain(e.as_ref());
+                return Err((FallbackOn::ConnectError, GatewayError::upstream_unreachable(&prov.id, why)));
+            }
+            Err(_) => {
+                let what = if sse { "its first event" } else { "a response body" };
+                return Err((FallbackOn::Timeout, GatewayError::upstream_timeout(&prov.id, what, ms(t.first_byte))));
+            }
+        };
+        ctx.first_byte_at = Some(Instant::now());
+    }
+    Ok(Answer::Upstream {
+        head,
+        body,
+        first,
+        meter: Meter::new(sse, strip_usage),
+        idle: t.idle,
+        deadline,
+    })
+}
+
+/// Headers of the client that never go upstream.
+fn forwardable(name: &HeaderName, cfg: &Runtime) -> bool {
+    const DROP: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "expect",
+        "cookie",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "openai-organization",
+        "openai-project",
+        "x-request-id",
+    ];
+    !DROP.contains(&name.as_str()) && !cfg.key_headers.contains(name) && *name != cfg.consumer_header
+}
+
+fn upstream_request(
+    prov: &Provider,
+    endpoint: Endpoint,
+    model: &str,
+    body: Bytes,
+    client_headers: &HeaderMap,
+    cfg: &Runtime,
+    request_id: &HeaderValue,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let url = prov.url(endpoint, model);
+    let mut req = Request::builder()
+        .method(endpoint.method())
+        .uri(url.as_str())
+        .body(Full::new(body))
+        .map_err(|e| GatewayError::bad_request("invalid_model", format!("cannot build the upstream URL: {e}")))?;
+    let h = req.headers_mut();
+    for (name, value) in client_headers {
+        if forwardable(name, cfg) {
+            h.append(name.clone(), value.clone());
+        }
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(X_REQUEST_ID, request_id.clone());
+    if let Some((name, value)) = prov.auth_header() {
+        h.insert(name, value);
+    }
+    Ok(req)
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "trailer",
+        "upgrade",
+        "x-request-id",
+    ] {
+        h.remove(name);
+    }
+}
+
+async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(GatewayError::body_too_large(max));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(GatewayError::bad_request(
+            "body_timeout",
+            format!("the request body was not received within {} s", BODY_READ_TIMEOUT.as_secs()),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::body_too_large(max)),
+        Ok(Err(e)) => Err(GatewayError::body_read(e)),
+    }
+}
+
+/// `GET /v1/models`: the models every route matching this request offers.
+fn list_models(cfg: &Runtime, ctx: &RequestCtx, parts: &Parts) -> Result<Answer, GatewayError> {
+    let input = MatchInput {
+        host: ctx.host(),
+        path: parts.uri.path(),
+        headers: &parts.headers,
+        model: None,
+    };
+    let matching: Vec<&Route> = cfg.routes.iter().filter(|r| r.check(&input).is_ok()).collect();
+    if matching.is_empty() {
+        return Err(GatewayError::no_route(route::find(&cfg.routes, &input).err().unwrap_or_default()));
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for r in matching {
+        for m in r.offered_models() {
+            if !ids.contains(&m) {
+                ids.push(m);
+            }
+        }
+    }
+    let data: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "gateway"}))
+        .collect();
+    let body = serde_json::json!({"object": "list", "data": data}).to_string();
+    let mut resp = Response::new(Bytes::from(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(Answer::Local(resp))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn elapsed_ms(t: Instant) -> u64 {
+    ms(t.elapsed())
+}

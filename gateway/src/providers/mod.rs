@@ -1,0 +1,331 @@
+//! Provider adapters: where a provider lives (base URL per type), how it is
+//! authenticated, how its URLs are shaped (OpenAI style or Azure deployments),
+//! model mapping and body options. The built-in `mock` answers in-process.
+
+pub mod mock;
+pub mod model_map;
+
+use crate::config::validate::Problems;
+use crate::endpoint::Endpoint;
+use crate::upstream::{ClientCache as Clients, HttpClient};
+use http::{HeaderName, HeaderValue};
+use model_map::ModelMap;
+use serde_json::value::RawValue;
+use shared::config::{ProviderConfig, ProviderType};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::upstream::ClientCache;
+
+/// How a provider's URLs and auth look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `{base_url}/chat/completions`, `Authorization: Bearer <token>`.
+    OpenAi,
+    /// `{base_url}/openai/deployments/{model}/chat/completions?api-version=`, `api-key: <token>`.
+    Azure,
+    /// Answered in-process by [`mock`].
+    Mock,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+pub struct Provider {
+    pub id: Arc<str>,
+    pub kind: ProviderType,
+    pub flavor: Flavor,
+    /// Base URL without trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// `host:port` of the base URL, for the access log's `upstream_host`.
+    pub host: Arc<str>,
+    pub api_version: String,
+    tokens: Vec<HeaderValue>,
+    token_rr: AtomicUsize,
+    pub mapping: ModelMap,
+    /// `options`, serialized once: set on every request body (override the client's).
+    pub options: Vec<(String, Box<RawValue>)>,
+    pub timeouts: Timeouts,
+    pub models: Vec<String>,
+    pub client: Option<HttpClient>,
+}
+
+/// The default base URL of each provider type (None = must be configured).
+pub fn default_base_url(kind: ProviderType) -> Option<&'static str> {
+    use ProviderType::*;
+    Some(match kind {
+        Openai => "https://api.openai.com/v1",
+        Deepseek => "https://api.deepseek.com/v1",
+        Anthropic => "https://api.anthropic.com/v1",
+        Gemini => "https://generativelanguage.googleapis.com/v1beta/openai",
+        Openrouter => "https://openrouter.ai/api/v1",
+        Groq => "https://api.groq.com/openai/v1",
+        Mistral => "https://api.mistral.ai/v1",
+        Qwen => "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        Moonshot => "https://api.moonshot.cn/v1",
+        Together => "https://api.together.xyz/v1",
+        Xai => "https://api.x.ai/v1",
+        Ollama => "http://127.0.0.1:11434/v1",
+        Vllm => "http://127.0.0.1:8000/v1",
+        OpenaiCompatible | AzureOpenai | Mock => return None,
+    })
+}
+
+/// Types whose hosted service always needs an API token.
+fn needs_token(kind: ProviderType) -> bool {
+    use ProviderType::*;
+    !matches!(kind, OpenaiCompatible | Ollama | Vllm | Mock)
+}
+
+const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
+impl Provider {
+    pub fn build(raw: &ProviderConfig, key: &str, clients: &Clients, p: &mut Problems) -> Option<Provider> {
+        let errors_before = p.errors.len();
+        if raw.id.is_empty() || raw.id.contains(char::is_whitespace) {
+            p.error(format!("{key}.id"), "must be a non-empty name without spaces");
+        }
+        let flavor = match raw.kind {
+            ProviderType::Mock => Flavor::Mock,
+            ProviderType::AzureOpenai => Flavor::Azure,
+            _ => Flavor::OpenAi,
+        };
+        let base = match (&raw.base_url, default_base_url(raw.kind)) {
+            (Some(b), _) => b.as_str().trim_end_matches('/').to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) if flavor == Flavor::Mock => "mock://local".to_string(),
+            (None, None) => {
+                p.error(format!("{key}.base_url"), format!("required for type {:?}", type_name(raw.kind)));
+                String::new()
+            }
+        };
+        let mut host = String::new();
+        if flavor != Flavor::Mock && !base.is_empty() {
+            match base.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {
+                    if u.query().is_some() {
+                        p.error(format!("{key}.base_url"), "must not carry a query string");
+                    }
+                    host = u.authority().map(|a| a.to_string()).unwrap_or_default();
+                }
+                _ => p.error(
+                    format!("{key}.base_url"),
+                    format!("{base:?} is not an http:// or https:// URL"),
+                ),
+            }
+        }
+        if raw.api_tokens.is_empty() && needs_token(raw.kind) {
+            p.error(format!("{key}.api_tokens"), format!("type {} needs at least one api token", type_name(raw.kind)));
+        }
+        let mut tokens = Vec::with_capacity(raw.api_tokens.len());
+        for (i, t) in raw.api_tokens.iter().enumerate() {
+            let value = match flavor {
+                Flavor::Azure => t.as_str().to_string(),
+                _ => format!("Bearer {}", t.as_str()),
+            };
+            match HeaderValue::from_str(&value) {
+                Ok(mut v) if !t.is_empty() => {
+                    v.set_sensitive(true);
+                    tokens.push(v);
+                }
+                // The message never includes the token itself.
+                _ => p.error(format!("{key}.api_tokens[{i}]"), "empty or not a valid header value"),
+            }
+        }
+        let mapping = ModelMap::build(&raw.model_mapping)
+            .map_err(|e| p.error(format!("{key}.model_mapping"), e))
+            .unwrap_or_default();
+        let mut options = Vec::with_capacity(raw.options.len());
+        for (k, v) in &raw.options {
+            if k == "model" {
+                p.error(format!("{key}.options.model"), "use model_mapping to change the model");
+                continue;
+            }
+            match serde_json::value::to_raw_value(v) {
+                Ok(rv) => options.push((k.clone(), rv)),
+                Err(e) => p.error(format!("{key}.options.{k}"), e),
+            }
+        }
+        let t = &raw.timeouts;
+        for (name, v) in [
+            ("connect_ms", t.connect_ms),
+            ("first_byte_ms", t.first_byte_ms),
+            ("idle_ms", t.idle_ms),
+            ("total_ms", t.total_ms),
+        ] {
+            if v == 0 {
+                p.error(format!("{key}.timeouts.{name}"), "must be greater than 0");
+            }
+        }
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(t.connect_ms),
+            first_byte: Duration::from_millis(t.first_byte_ms),
+            idle: Duration::from_millis(t.idle_ms),
+            total: Duration::from_millis(t.total_ms),
+        };
+        if raw.checks.is_some() || raw.passive.is_some() {
+            p.warn(format!("{key}"), "health checks (checks, passive) are not acted on by this version yet");
+        }
+        if p.errors.len() > errors_before {
+            return None;
+        }
+        let client = (flavor != Flavor::Mock).then(|| clients.get(timeouts.connect));
+        Some(Provider {
+            id: Arc::from(raw.id.as_str()),
+            kind: raw.kind,
+            flavor,
+            base_url: base,
+            host: Arc::from(if flavor == Flavor::Mock { "mock" } else { host.as_str() }),
+            api_version: raw
+                .api_version
+                .as_ref()
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string()),
+            tokens,
+            token_rr: AtomicUsize::new(0),
+            mapping,
+            options,
+            timeouts,
+            models: raw.models.clone(),
+            client,
+        })
+    }
+
+    /// The URL of `endpoint` for upstream model `model`.
+    pub fn url(&self, endpoint: Endpoint, model: &str) -> String {
+        match self.flavor {
+            Flavor::Azure => match endpoint {
+                Endpoint::Responses | Endpoint::Models => format!(
+                    "{}/openai{}?api-version={}",
+                    self.base_url,
+                    endpoint.suffix(),
+                    self.api_version
+                ),
+                _ => format!(
+                    "{}/openai/deployments/{}{}?api-version={}",
+                    self.base_url,
+                    path_segment(model),
+                    endpoint.suffix(),
+                    self.api_version
+                ),
+            },
+            _ => format!("{}{}", self.base_url, endpoint.suffix()),
+        }
+    }
+
+    /// The auth header for the next request: api tokens rotate round-robin.
+    pub fn auth_header(&self) -> Option<(HeaderName, HeaderValue)> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        let i = self.token_rr.fetch_add(1, Ordering::Relaxed) % self.tokens.len();
+        let name = match self.flavor {
+            Flavor::Azure => HeaderName::from_static("api-key"),
+            _ => http::header::AUTHORIZATION,
+        };
+        Some((name, self.tokens[i].clone()))
+    }
+
+    /// Model ids this provider lists for `GET /v1/models`.
+    pub fn offered_models(&self) -> impl Iterator<Item = &str> {
+        self.models.iter().map(String::as_str).chain(self.mapping.exact_names())
+    }
+}
+
+/// Percent-encodes a URL path segment (deployment names are usually plain already).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn type_name(kind: ProviderType) -> String {
+    serde_json::to_value(TypeName(kind))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+struct TypeName(ProviderType);
+
+impl serde::Serialize for TypeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use ProviderType::*;
+        s.serialize_str(match self.0 {
+            Openai => "openai",
+            OpenaiCompatible => "openai-compatible",
+            AzureOpenai => "azure-openai",
+            Deepseek => "deepseek",
+            Anthropic => "anthropic",
+            Gemini => "gemini",
+            Mock => "mock",
+            Openrouter => "openrouter",
+            Groq => "groq",
+            Mistral => "mistral",
+            Qwen => "qwen",
+            Moonshot => "moonshot",
+            Together => "together",
+            Xai => "xai",
+            Ollama => "ollama",
+            Vllm => "vllm",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_text;
+
+    fn provider(yaml: &str) -> Provider {
+        let raw = parse_text("t", &format!("providers:\n  - {yaml}\n")).unwrap();
+        let mut p = crate::config::validate::test_problems();
+        let prov = Provider::build(&raw.providers[0], "providers[0]", &ClientCache::default(), &mut p);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        prov.unwrap()
+    }
+
+    #[test]
+    fn openai_urls_and_bearer() {
+        let p = provider("{ id: o, type: openai, api_tokens: [a, b] }");
+        assert_eq!(p.url(Endpoint::ChatCompletions, "gpt-4o"), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(p.auth_header().unwrap().1, "Bearer a");
+        assert_eq!(p.auth_header().unwrap().1, "Bearer b");
+        assert_eq!(p.auth_header().unwrap().1, "Bearer a");
+        assert_eq!(p.host.as_ref(), "api.openai.com");
+    }
+
+    #[test]
+    fn azure_deployment_url_and_api_key() {
+        let p = provider("{ id: az, type: azure-openai, base_url: \"https://x.openai.azure.com/\", api_version: \"2024-10-21\", api_tokens: [k] }");
+        assert_eq!(
+            p.url(Endpoint::ChatCompletions, "gpt 4o"),
+            "https://x.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+        );
+        let (name, value) = p.auth_header().unwrap();
+        assert_eq!(name, "api-key");
+        assert_eq!(value, "k");
+        assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn aliases_have_base_urls() {
+        let p = provider("{ id: g, type: groq, api_tokens: [k] }");
+        assert_eq!(p.url(Endpoint::Embeddings, "m"), "https://api.groq.com/openai/v1/embeddings");
+        let p = provider("{ id: l, type: ollama }");
+        assert!(p.auth_header().is_none());
+        assert_eq!(type_name(ProviderType::AzureOpenai), "azure-openai");
+    }
+}

@@ -1,0 +1,241 @@
+//! The client's JSON body, parsed as a flat list of top-level fields that borrow the
+//! original bytes. Rewriting (model mapping, provider options, `include_usage`)
+//! re-emits the fields untouched except those it changes; when nothing changes the
+//! original bytes go upstream as they came.
+
+use crate::error::GatewayError;
+use bytes::Bytes;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+pub struct ClientBody<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// the client asked for `stream_options.include_usage` itself
+    pub include_usage: bool,
+}
+
+impl<'a> ClientBody<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<ClientBody<'a>, GatewayError> {
+        let fields = serde_json::from_slice::<Fields<'a>>(bytes).map_err(GatewayError::bad_json)?.0;
+        let mut body = ClientBody {
+            fields,
+            model: None,
+            stream: false,
+            include_usage: false,
+        };
+        if let Some(m) = body.get("model") {
+            let model: String = serde_json::from_str(m.get())
+                .map_err(|_| GatewayError::bad_request("invalid_model", "\"model\" must be a string"))?;
+            body.model = Some(model).filter(|m| !m.is_empty());
+        }
+        body.stream = body.get("stream").is_some_and(|v| v.get() == "true");
+        body.include_usage = body
+            .get("stream_options")
+            .and_then(|v| serde_json::from_str::<StreamOptions>(v.get()).ok())
+            .is_some_and(|o| o.include_usage == Some(true));
+        Ok(body)
+    }
+
+    /// The last value of a top-level field (JSON parsers keep the last duplicate).
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The body for one upstream: `model` set to `model`, `options` overriding the
+    /// client's fields, and `stream_options.include_usage` added when asked.
+    pub fn rewrite(
+        &self,
+        original: &Bytes,
+        model: Option<&str>,
+        options: &[(String, Box<RawValue>)],
+        add_include_usage: bool,
+    ) -> Bytes {
+        let model_changes = model.is_some_and(|m| self.model.as_deref() != Some(m));
+        if !model_changes && options.is_empty() && !add_include_usage {
+            return original.clone();
+        }
+        let mut out = Vec::with_capacity(original.len() + 64);
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+        };
+        for (k, v) in &self.fields {
+            if options.iter().any(|(ok, _)| ok == k) {
+                continue;
+            }
+            sep(&mut out);
+            write_key(&mut out, k);
+            match (k.as_ref(), model) {
+                ("model", Some(m)) => write_str(&mut out, m),
+                ("stream_options", _) if add_include_usage => write_stream_options(&mut out, v),
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        for (k, v) in options {
+            sep(&mut out);
+            write_key(&mut out, k);
+            out.extend_from_slice(v.get().as_bytes());
+        }
+        if add_include_usage && self.get("stream_options").is_none() {
+            sep(&mut out);
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+
+    /// Bytes of prompt text (messages / prompt / input), for estimating prompt tokens
+    /// when the upstream reports no usage.
+    pub fn prompt_bytes(&self) -> usize {
+        ["messages", "prompt", "input", "instructions"]
+            .iter()
+            .filter_map(|k| self.get(k))
+            .filter_map(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok())
+            .map(|v| text_len(&v))
+            .sum()
+    }
+}
+
+fn text_len(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(a) => a.iter().map(text_len).sum(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "content" | "text" | "input" | "arguments" | "output"))
+            .map(|(_, v)| text_len(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+fn write_key(out: &mut Vec<u8>, k: &str) {
+    write_str(out, k);
+    out.push(b':');
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_stream_options(out: &mut Vec<u8>, v: &RawValue) {
+    let mut map = match serde_json::from_str::<serde_json::Value>(v.get()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    map.insert("include_usage".into(), serde_json::Value::Bool(true));
+    let _ = serde_json::to_writer(&mut *out, &map);
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// A JSON object's top-level fields in order, keys and values borrowed.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, val)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    v.push((k.0, val));
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(body: &str, model: Option<&str>, opts: &[(&str, &str)], usage: bool) -> serde_json::Value {
+        let original = Bytes::copy_from_slice(body.as_bytes());
+        let parsed = ClientBody::parse(&original).unwrap();
+        let opts: Vec<(String, Box<RawValue>)> = opts
+            .iter()
+            .map(|(k, v)| (k.to_string(), RawValue::from_string(v.to_string()).unwrap()))
+            .collect();
+        serde_json::from_slice(&parsed.rewrite(&original, model, &opts, usage)).unwrap()
+    }
+
+    #[test]
+    fn parses_fields() {
+        let b = ClientBody::parse(br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"x":{"y":[1]}}"#).unwrap();
+        assert_eq!(b.model.as_deref(), Some("gpt-4o"));
+        assert!(b.stream && b.include_usage);
+        assert_eq!(b.get("x").unwrap().get(), r#"{"y":[1]}"#);
+        assert!(ClientBody::parse(b"[1]").is_err());
+        assert!(ClientBody::parse(b"{bad").is_err());
+        assert!(ClientBody::parse(br#"{"model":5}"#).is_err());
+        assert!(ClientBody::parse(br#"{"model":""}"#).unwrap().model.is_none());
+    }
+
+    #[test]
+    fn unchanged_body_is_the_same_bytes() {
+        let original = Bytes::from_static(br#"{"model":"m",  "unknown_field": 1.000}"#);
+        let parsed = ClientBody::parse(&original).unwrap();
+        let out = parsed.rewrite(&original, Some("m"), &[], false);
+        assert_eq!(out.as_ptr(), original.as_ptr());
+    }
+
+    #[test]
+    fn maps_model_and_overrides_options() {
+        let v = rewrite(
+            r#"{"model":"gpt-4","temperature":0.7,"keep":{"deep":[1,2]},"big":12345678901234567890123}"#,
+            Some("gpt-4o"),
+            &[("temperature", "0"), ("max_tokens", "1024")],
+            false,
+        );
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["temperature"], 0);
+        assert_eq!(v["max_tokens"], 1024);
+        assert_eq!(v["keep"]["deep"][1], 2);
+        assert!(v["big"].is_number());
+    }
+
+    #[test]
+    fn adds_include_usage() {
+        let v = rewrite(r#"{"model":"m","stream":true}"#, None, &[], true);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let v = rewrite(r#"{"model":"m","stream":true,"stream_options":{"other":1}}"#, None, &[], true);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["other"], 1);
+    }
+
+    #[test]
+    fn escaped_keys_and_values_survive() {
+        let v = rewrite(r#"{"model":"m","we\"ird":"va\nl"}"#, Some("n"), &[], false);
+        assert_eq!(v["we\"ird"], "va\nl");
+    }
+
+    #[test]
+    fn prompt_size() {
+        let b = ClientBody::parse(br#"{"model":"m","messages":[{"role":"user","content":"12345678"},{"role":"user","content":[{"type":"text","text":"abcd"}]}]}"#).unwrap();
+        assert_eq!(b.prompt_bytes(), 12);
+    }
+}

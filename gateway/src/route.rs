@@ -1,0 +1,304 @@
+//! Route matching: hosts (exact or `*.` wildcard), path (prefix, exact or regex),
+//! header predicates and model globs. The first matching route wins; a miss names
+//! what did not match in each route.
+
+use crate::balance::{Balancer, Instance};
+use crate::config::validate::Problems;
+use crate::glob::{any_match, Glob};
+use crate::providers::Provider;
+use http::{HeaderMap, HeaderName};
+use regex::Regex;
+use shared::config::{Algorithm, FallbackOn, ProviderConfig, RouteConfig};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Route {
+    pub name: Arc<str>,
+    hosts: Vec<Glob>,
+    path: PathMatch,
+    headers: Vec<(HeaderName, Vec<String>)>,
+    models: Vec<Glob>,
+    pub balancer: Balancer,
+    pub fallback: Fallback,
+}
+
+enum PathMatch {
+    Any,
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+}
+
+pub struct Fallback {
+    on: Vec<FallbackOn>,
+    pub max_retries: u32,
+    pub within: Duration,
+}
+
+impl Fallback {
+    pub fn allows(&self, reason: FallbackOn) -> bool {
+        self.on.contains(&reason)
+    }
+}
+
+/// What a request offers to route matching.
+pub struct MatchInput<'a> {
+    pub host: &'a str,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    /// None for requests without a model (e.g. `GET /v1/models`): not checked.
+    pub model: Option<&'a str>,
+}
+
+impl Route {
+    pub fn build(
+        rc: &RouteConfig,
+        key: &str,
+        raw_providers: &[ProviderConfig],
+        providers: &HashMap<String, Arc<Provider>>,
+        p: &mut Problems,
+    ) -> Option<Route> {
+        let errors_before = p.errors.len();
+        let m = &rc.matcher;
+        let hosts = m.hosts.iter().map(|h| Glob::new(&h.to_ascii_lowercase())).collect();
+        let path_kinds = [m.path_prefix.is_some(), m.path_exact.is_some(), m.path_regex.is_some()];
+        if path_kinds.iter().filter(|&&x| x).count() > 1 {
+            p.error(format!("{key}.match"), "set only one of path_prefix, path_exact, path_regex");
+        }
+        let path = if let Some(prefix) = &m.path_prefix {
+            if !prefix.starts_with('/') {
+                p.error(format!("{key}.match.path_prefix"), "must start with /");
+            }
+            PathMatch::Prefix(prefix.clone())
+        } else if let Some(exact) = &m.path_exact {
+            PathMatch::Exact(exact.clone())
+        } else if let Some(re) = &m.path_regex {
+            match Regex::new(re) {
+                Ok(r) => PathMatch::Regex(r),
+                Err(e) => {
+                    p.error(format!("{key}.match.path_regex"), format!("bad regex: {e}"));
+                    PathMatch::Any
+                }
+            }
+        } else {
+            PathMatch::Any
+        };
+        let mut headers = Vec::new();
+        for (name, values) in &m.headers {
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) => headers.push((h, values.clone())),
+                Err(_) => p.error(format!("{key}.match.headers.{name}"), "not a valid header name"),
+            }
+        }
+        let models = m.models.iter().map(|g| Glob::new(g)).collect();
+
+        if let Some(auth) = &rc.auth {
+            if auth.enabled {
+                p.error(
+                    format!("{key}.auth.enabled"),
+                    "consumer authentication is not available in this version yet; set enabled: false \
+                     (the route would otherwise be open)",
+                );
+            }
+        }
+        if rc.upstreams.is_empty() {
+            p.error(format!("{key}.upstreams"), "a route needs at least one upstream");
+        }
+        let mut instances = Vec::new();
+        for (i, u) in rc.upstreams.iter().enumerate() {
+            let uk = format!("{key}.upstreams[{i}]");
+            if u.weight == 0 || u.weight > 10_000 {
+                p.error(format!("{uk}.weight"), "must be between 1 and 10000");
+            }
+            match providers.get(&u.provider) {
+                Some(prov) => instances.push(Instance {
+                    provider: prov.clone(),
+                    priority: u.priority,
+                    weight: u.weight,
+                }),
+                // A provider that exists but failed validation already has its own error.
+                None if raw_providers.iter().any(|rp| rp.id == u.provider) => {}
+                None => p.error(format!("{uk}.provider"), format!("unknown provider {:?}", u.provider)),
+            }
+        }
+        let b = &rc.balancer;
+        if b.algorithm != Algorithm::Roundrobin {
+            p.warn(
+                format!("{key}.balancer.algorithm"),
+                "only roundrobin is available in this version yet; roundrobin is used",
+            );
+        }
+        if let Some(h) = &b.hash_on {
+            let ok = matches!(h.as_str(), "consumer" | "ip")
+                || h.strip_prefix("header:").or_else(|| h.strip_prefix("cookie:")).is_some_and(|n| !n.is_empty());
+            if !ok {
+                p.error(format!("{key}.balancer.hash_on"), "use consumer, ip, header:<name> or cookie:<name>");
+            }
+        }
+        if rc.ai_log.as_ref().is_some_and(|a| !a.attributes.is_empty()) {
+            p.warn(format!("{key}.ai_log.attributes"), "custom ai_log attributes are not recorded by this version yet");
+        }
+        if p.errors.len() > errors_before {
+            return None;
+        }
+        Some(Route {
+            name: Arc::from(rc.name.as_str()),
+            hosts,
+            path,
+            headers,
+            models,
+            balancer: Balancer::new(instances),
+            fallback: Fallback {
+                on: rc.fallback.on.clone(),
+                max_retries: rc.fallback.max_retries,
+                within: Duration::from_millis(rc.fallback.within_ms),
+            },
+        })
+    }
+
+    /// Ok when the request matches; otherwise why not.
+    pub fn check(&self, r: &MatchInput<'_>) -> Result<(), String> {
+        if !self.hosts.is_empty() && !any_match(&self.hosts, r.host) {
+            return Err(format!("host {:?} is not one of {}", r.host, list(&self.hosts)));
+        }
+        let path_ok = match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Prefix(p) => r.path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => r.path == p,
+            PathMatch::Regex(re) => re.is_match(r.path),
+        };
+        if !path_ok {
+            let want = match &self.path {
+                PathMatch::Prefix(p) => format!("does not start with {p:?}"),
+                PathMatch::Exact(p) => format!("is not {p:?}"),
+                PathMatch::Regex(re) => format!("does not match {:?}", re.as_str()),
+                PathMatch::Any => String::new(),
+            };
+            return Err(format!("path {:?} {want}", r.path));
+        }
+        for (name, values) in &self.headers {
+            let got = r.headers.get(name).and_then(|v| v.to_str().ok());
+            if !got.is_some_and(|g| values.iter().any(|v| v == g)) {
+                return Err(format!("header {name} is not one of {values:?}"));
+            }
+        }
+        if let Some(model) = r.model {
+            if !self.models.is_empty() && !any_match(&self.models, model) {
+                return Err(format!("model {model:?} is not one of {}", list(&self.models)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Model ids this route offers for `GET /v1/models`: its exact `match.models` and
+    /// what its providers list; globs name no model.
+    pub fn offered_models(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |m: &str| {
+            let routable = self.models.is_empty() || any_match(&self.models, m);
+            if routable && !out.iter().any(|x| x == m) {
+                out.push(m.to_string());
+            }
+        };
+        for g in self.models.iter().filter(|g| g.is_exact()) {
+            push(g.as_str());
+        }
+        for inst in self.balancer.instances() {
+            for m in inst.provider.offered_models() {
+                push(m);
+            }
+        }
+        out
+    }
+}
+
+fn list(globs: &[Glob]) -> String {
+    let mut s = String::from("[");
+    for (i, g) in globs.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(g.as_str());
+    }
+    s.push(']');
+    s
+}
+
+/// The first route that matches, or a 404 message naming each route's mismatch.
+pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route, String> {
+    let mut why = Vec::new();
+    for r in routes {
+        match r.check(input) {
+            Ok(()) => return Ok(r),
+            Err(e) => why.push((r.name.clone(), e)),
+        }
+    }
+    let mut msg = format!("no route matches path {:?}", input.path);
+    if let Some(m) = input.model {
+        let _ = write!(msg, " with model {m:?}");
+    }
+    if why.is_empty() {
+        msg.push_str(": no routes are configured");
+    }
+    for (i, (name, e)) in why.iter().enumerate() {
+        if i == 5 {
+            let _ = write!(msg, "; and {} more routes", why.len() - 5);
+            break;
+        }
+        let _ = write!(msg, "{} route {name:?}: {e}", if i == 0 { ":" } else { ";" });
+    }
+    Err(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build, parse_text};
+    use crate::providers::ClientCache;
+
+    fn routes(yaml: &str) -> Vec<Route> {
+        let text = format!("providers: [{{ id: m, type: mock }}]\nroutes:\n{yaml}");
+        let raw = parse_text("t", &text).unwrap();
+        build(&raw, "t", 1, &ClientCache::default()).unwrap().routes
+    }
+
+    fn input<'a>(host: &'a str, path: &'a str, h: &'a HeaderMap, model: Option<&'a str>) -> MatchInput<'a> {
+        MatchInput { host, path, headers: h, model }
+    }
+
+    #[test]
+    fn first_match_wins_and_misses_are_named() {
+        let rs = routes(
+            concat!(
+                "  - { name: blue, match: { hosts: [\"*.example.com\"], path_prefix: /v1, headers: { x-team: [blue] }, models: [\"gpt-*\"] }, upstreams: [{provider: m}] }\n",
+                "  - { name: exact, match: { path_exact: /v1/embeddings }, upstreams: [{provider: m}] }\n",
+                "  - { name: re, match: { path_regex: \"^/v2/.*\" }, upstreams: [{provider: m}] }\n",
+            ),
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-team", "blue".parse().unwrap());
+        let none = HeaderMap::new();
+        assert_eq!(&*find(&rs, &input("a.example.com", "/v1/chat/completions", &h, Some("gpt-4o"))).unwrap().name, "blue");
+        assert_eq!(&*find(&rs, &input("a.example.com", "/v1/embeddings", &none, Some("gpt-4o"))).unwrap().name, "exact");
+        assert_eq!(&*find(&rs, &input("x", "/v2/chat/completions", &none, Some("m"))).unwrap().name, "re");
+        let e = find(&rs, &input("example.com", "/v1/chat/completions", &h, Some("claude"))).err().unwrap();
+        assert!(e.contains("route \"blue\": host \"example.com\""), "{e}");
+        assert!(e.contains("route \"exact\": path"), "{e}");
+        assert!(e.contains("model \"claude\""), "{e}");
+        let e = find(&rs, &input("a.example.com", "/v1/chat/completions", &h, Some("claude"))).err().unwrap();
+        assert!(e.contains("model \"claude\" is not one of [gpt-*]"), "{e}");
+        let e = find(&rs, &input("a.example.com", "/v1/chat/completions", &none, Some("gpt-4o"))).err().unwrap();
+        assert!(e.contains("header x-team"), "{e}");
+    }
+
+    #[test]
+    fn models_offered() {
+        let text = "providers: [{ id: m, type: mock, models: [gpt-4o, other], model_mapping: { gpt-x: y, \"g*\": z } }]\n\
+                    routes: [{ name: r, match: { models: [\"gpt-*\", \"exact-one\"] }, upstreams: [{provider: m}] }]\n";
+        let raw = parse_text("t", text).unwrap();
+        let rs = build(&raw, "t", 1, &ClientCache::default()).unwrap().routes;
+        assert_eq!(rs[0].offered_models(), vec!["exact-one", "gpt-4o", "gpt-x"]);
+    }
+}

@@ -1,0 +1,88 @@
+//! The pooled upstream HTTP client (hyper-util legacy client over rustls, TCP_NODELAY,
+//! connect timeout) and one upstream attempt bounded by the first-byte timeout.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Clients keyed by connect timeout, kept across config reloads so a reload does not
+/// throw away warm upstream connections.
+#[derive(Clone, Default)]
+pub struct ClientCache {
+    inner: Arc<Mutex<HashMap<Duration, HttpClient>>>,
+}
+
+impl ClientCache {
+    pub fn get(&self, connect_timeout: Duration) -> HttpClient {
+        let mut map = match self.inner.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(connect_timeout).or_insert_with(|| new_client(connect_timeout)).clone()
+    }
+}
+
+fn new_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .timer(TokioTimer::new())
+        .build(https)
+}
+
+/// Why an upstream attempt produced no response.
+#[derive(Debug)]
+pub enum AttemptError {
+    Connect(String),
+    Timeout,
+    Other(String),
+}
+
+/// Sends one request; waits at most `first_byte` for the response headers.
+pub async fn send(
+    client: &HttpClient,
+    req: http::Request<Full<Bytes>>,
+    first_byte: Duration,
+) -> Result<http::Response<Incoming>, AttemptError> {
+    match tokio::time::timeout(first_byte, client.request(req)).await {
+        Err(_) => Err(AttemptError::Timeout),
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(error_chain(&e))),
+        Ok(Err(e)) => Err(AttemptError::Other(error_chain(&e))),
+    }
+}
+
+/// "outer: inner: innermost" for an error and its sources.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
