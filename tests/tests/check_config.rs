@@ -1,0 +1,125 @@
+//! `gateway --check-config PATH`: exit 0 for a valid file, 1 with problems that
+//! name the file, the key path and the reason; a bad config refuses to start.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::harness::{
+    run_check_config, run_check_config_named, single_provider_config, Gateway,
+};
+
+const VALID: &str = r#"
+server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
+providers:
+  - id: up1
+    type: openai-compatible
+    base_url: http://127.0.0.1:9/v1
+    api_tokens: ["t"]
+    model_mapping: { "gpt-4*": mock-large, "*": mock-small }
+routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
+"#;
+
+#[test]
+fn valid_config_exits_0() {
+    let (code, out) = run_check_config(VALID);
+    assert_eq!(code, 0, "output:\n{out}");
+    let (code, out) = run_check_config(&single_provider_config("http://127.0.0.1:9/v1"));
+    assert_eq!(code, 0, "output:\n{out}");
+}
+
+#[test]
+fn valid_json_config_exits_0() {
+    let json = r#"{
+  "server": {"listen": "{{listen}}", "admin_listen": "{{admin}}"},
+  "providers": [{"id": "up1", "type": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_tokens": ["t"]}],
+  "routes": [{"name": "chat", "match": {"path_prefix": "/v1"}, "upstreams": [{"provider": "up1"}]}]
+}"#;
+    let (code, out) = run_check_config_named(json, "check-config.json");
+    assert_eq!(code, 0, "output:\n{out}");
+}
+
+#[test]
+fn unknown_key_is_named_with_file_and_path() {
+    let bad = VALID.replace("admin_token:", "admin_tokn:");
+    let (code, out) = run_check_config(&bad);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(out.contains("check-config.yaml"), "names the file:\n{out}");
+    assert!(out.contains("admin_tokn"), "names the key:\n{out}");
+    assert!(out.contains("server"), "names the key path:\n{out}");
+
+    let bad = VALID.replace(
+        "    api_tokens: [\"t\"]",
+        "    api_tokens: [\"t\"]\n    bogus_provider_key: 1",
+    );
+    let (code, out) = run_check_config(&bad);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(out.contains("bogus_provider_key"), "{out}");
+    assert!(out.contains("providers"), "names the key path:\n{out}");
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let bad = VALID.replace(
+        "admin_token: test-admin-token }",
+        "admin_token: test-admin-token, max_body_bytes: lots }",
+    );
+    assert_ne!(bad, VALID);
+    let (code, out) = run_check_config(&bad);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(out.contains("max_body_bytes"), "{out}");
+}
+
+#[test]
+fn unknown_provider_in_route_is_reported() {
+    let bad = VALID.replace("{ provider: up1 }", "{ provider: nope-provider }");
+    let (code, out) = run_check_config(&bad);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(out.contains("nope-provider"), "{out}");
+    assert!(out.contains("routes"), "names the key path:\n{out}");
+}
+
+#[test]
+fn missing_env_var_is_named() {
+    let bad = VALID.replace(
+        "api_tokens: [\"t\"]",
+        "api_tokens: [\"${GW_TEST_SURELY_UNSET_VAR_42}\"]",
+    );
+    let (code, out) = run_check_config(&bad);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(out.contains("GW_TEST_SURELY_UNSET_VAR_42"), "{out}");
+}
+
+#[test]
+fn several_problems_are_all_listed() {
+    let bad = VALID
+        .replace("admin_token:", "admin_tokn:")
+        .replace("{ provider: up1 }", "{ provider: nope-provider }");
+    let (code, out) = run_check_config(&bad);
+    assert_eq!(code, 1, "output:\n{out}");
+    // a parse error may stop before semantic checks; at least the first is named
+    assert!(out.contains("admin_tokn"), "{out}");
+}
+
+#[test]
+fn invalid_yaml_exits_1() {
+    let (code, out) = run_check_config("server: [unclosed\n");
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(out.contains("check-config.yaml"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refuses_to_start_with_bad_config() {
+    let bad = VALID.replace("admin_token:", "admin_tokn:");
+    let res = Gateway::builder(&bad).try_start().await;
+    let err = match res {
+        Ok(_) => panic!("the gateway started with an invalid config"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("admin_tokn"),
+        "stderr should name the problem:\n{err}"
+    );
+}
