@@ -160,7 +160,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 section "cargo build --workspace --bins"
 cargo build --workspace --bins
 
-section "cargo test --workspace"
-cargo test --workspace
+section "cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast
 
 section "all checks passed"
