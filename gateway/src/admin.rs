@@ -16,8 +16,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     let path = req.uri().path();
     match (req.method(), path) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, &json!({"status": "ok"})),
-        (&Method::GET, "/readyz") if app.is_ready() => json(StatusCode::OK, &json!({"status": "ready"})),
-        (&Method::GET, "/readyz") => json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not ready"})),
+        (&Method::GET, "/readyz") if app.is_ready() => {
+            json(StatusCode::OK, &json!({"status": "ready"}))
+        }
+        (&Method::GET, "/readyz") => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not ready"}),
+        ),
         (&Method::GET, "/metrics") => metrics(&app),
         _ if path.starts_with("/admin/") => {
             if let Err(e) = authorize(&app, &req) {
@@ -25,14 +30,19 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
             }
             admin(&app, &req).await
         }
-        _ => error(&GatewayError::no_route(format!("no admin endpoint {} {path}", req.method()))),
+        _ => error(&GatewayError::no_route(format!(
+            "no admin endpoint {} {path}",
+            req.method()
+        ))),
     }
 }
 
 fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
     let cfg = app.config();
     let Some(token) = cfg.server.admin_token.as_deref() else {
-        return Err(GatewayError::unauthorized("the admin API is off: server.admin_token is not set"));
+        return Err(GatewayError::unauthorized(
+            "the admin API is off: server.admin_token is not set",
+        ));
     };
     let given = req
         .headers()
@@ -43,7 +53,9 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())
     } else {
-        Err(GatewayError::unauthorized("missing or wrong admin token (Authorization: Bearer <server.admin_token>)"))
+        Err(GatewayError::unauthorized(
+            "missing or wrong admin token (Authorization: Bearer <server.admin_token>)",
+        ))
     }
 }
 
@@ -58,7 +70,10 @@ async fn admin(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 )
             }
             Err(e) => {
-                tracing::error!("config reload refused; keeping version {}:\n{e}", app.config().version);
+                tracing::error!(
+                    "config reload refused; keeping version {}:\n{e}",
+                    app.config().version
+                );
                 let body = json!({
                     "error": {"message": e.to_string(), "type": "invalid_request_error", "code": "invalid_config"},
                     "problems": e.problems,
@@ -67,7 +82,9 @@ async fn admin(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 json(StatusCode::BAD_REQUEST, &body)
             }
         },
-        (m, p) => error(&GatewayError::no_route(format!("no admin endpoint {m} {p}"))),
+        (m, p) => error(&GatewayError::no_route(format!(
+            "no admin endpoint {m} {p}"
+        ))),
     }
 }
 
@@ -98,8 +115,10 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

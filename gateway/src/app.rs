@@ -24,7 +24,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(first: Runtime, text: String, config_path: Option<PathBuf>, clients: ClientCache, access_log: Arc<AccessLog>) -> App {
+    pub fn new(
+        first: Runtime,
+        text: String,
+        config_path: Option<PathBuf>,
+        clients: ClientCache,
+        access_log: Arc<AccessLog>,
+    ) -> App {
         App {
             next_version: AtomicU64::new(first.version + 1),
             config: ArcSwap::from_pointee(first),
@@ -60,9 +66,12 @@ impl App {
                 config::EMBEDDED_NAME
             )));
         };
-        let text = tokio::fs::read_to_string(&path)
-            .await
-            .map_err(|e| ConfigError::one(format!("{}: cannot read the config file: {e}", path.display())))?;
+        let text = tokio::fs::read_to_string(&path).await.map_err(|e| {
+            ConfigError::one(format!(
+                "{}: cannot read the config file: {e}",
+                path.display()
+            ))
+        })?;
         {
             let mut last = match self.last_text.lock() {
                 Ok(l) => l,
@@ -80,10 +89,16 @@ impl App {
         let old = self.config();
         for (what, changed) in [
             ("server.listen", rt.server.listen != old.server.listen),
-            ("server.admin_listen", rt.server.admin_listen != old.server.admin_listen),
+            (
+                "server.admin_listen",
+                rt.server.admin_listen != old.server.admin_listen,
+            ),
         ] {
             if changed {
-                tracing::warn!(key = what, "changed in the config file; takes effect after a restart");
+                tracing::warn!(
+                    key = what,
+                    "changed in the config file; takes effect after a restart"
+                );
             }
         }
         for w in &rt.warnings {

@@ -34,7 +34,9 @@ impl Balancer {
         let groups = priorities
             .into_iter()
             .map(|prio| {
-                let members: Vec<usize> = (0..instances.len()).filter(|&i| instances[i].priority == prio).collect();
+                let members: Vec<usize> = (0..instances.len())
+                    .filter(|&i| instances[i].priority == prio)
+                    .collect();
                 let weights: Vec<u32> = members.iter().map(|&i| instances[i].weight).collect();
                 Group {
                     schedule: smooth_wrr(&weights),

@@ -51,7 +51,14 @@ pub enum Ending {
 }
 
 impl RequestCtx {
-    pub fn new(method: Method, uri: Uri, version: Version, headers: &HeaderMap, remote: SocketAddr, log: Arc<AccessLog>) -> Self {
+    pub fn new(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: &HeaderMap,
+        remote: SocketAddr,
+        log: Arc<AccessLog>,
+    ) -> Self {
         let request_id = headers
             .get("x-request-id")
             .filter(|v| !v.is_empty() && v.len() <= 200)
@@ -100,19 +107,40 @@ impl RequestCtx {
     }
 
     /// Finishes a request the gateway answered itself (errors, rejections, model list).
-    pub fn finish_local(self: Box<Self>, status: u16, bytes_sent: u64, error: Option<&GatewayError>) {
+    pub fn finish_local(
+        self: Box<Self>,
+        status: u16,
+        bytes_sent: u64,
+        error: Option<&GatewayError>,
+    ) {
         let flags = error.map_or("", |e| e.flag);
         let error = error.map(|e| e.code.to_string());
-        self.emit(status, Usage::default(), bytes_sent, flags, error, None, None);
+        self.emit(
+            status,
+            Usage::default(),
+            bytes_sent,
+            flags,
+            error,
+            None,
+            None,
+        );
     }
 
     /// Finishes a request answered by an upstream, whatever way the answer ended.
-    pub fn finish_upstream(self: Box<Self>, status: u16, meter: &Meter, ending: Ending, bytes_sent: u64) {
+    pub fn finish_upstream(
+        self: Box<Self>,
+        status: u16,
+        meter: &Meter,
+        ending: Ending,
+        bytes_sent: u64,
+    ) {
         let ok = (200..300).contains(&status);
         let usage = match meter.usage {
             Some(u) => u,
             None if ok => {
-                let prompt = ClientBody::parse(&self.body).map(|b| b.prompt_bytes()).unwrap_or(0);
+                let prompt = ClientBody::parse(&self.body)
+                    .map(|b| b.prompt_bytes())
+                    .unwrap_or(0);
                 let prompt_tokens = estimate_tokens(prompt);
                 let completion_tokens = estimate_tokens(meter.output_bytes);
                 Usage {
@@ -153,8 +181,13 @@ impl RequestCtx {
             return;
         }
         let now = Instant::now();
-        let ms = |t: Instant| u64::try_from(t.duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
-        let text = |v: &Option<HeaderValue>| v.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let ms = |t: Instant| {
+            u64::try_from(t.duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+        };
+        let text = |v: &Option<HeaderValue>| {
+            v.as_ref()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
         let endpoint = self.endpoint;
         let ai_log = AiLog {
             model: response_model.or_else(|| self.model.clone()),
@@ -168,7 +201,9 @@ impl RequestCtx {
             llm_first_token_duration: self.first_byte_at.map(ms),
             llm_service_duration: ms(now),
             response_type: if self.stream { "stream" } else { "normal" }.to_string(),
-            request_type: endpoint.map_or("traditional_http", |e| e.request_type(self.stream)).to_string(),
+            request_type: endpoint
+                .map_or("traditional_http", |e| e.request_type(self.stream))
+                .to_string(),
             chat_id,
             tenant: None,
             consumer: None,

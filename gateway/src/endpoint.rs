@@ -69,11 +69,26 @@ mod tests {
 
     #[test]
     fn by_suffix() {
-        assert_eq!(Endpoint::from_path("/v1/chat/completions"), Some(Endpoint::ChatCompletions));
-        assert_eq!(Endpoint::from_path("/openai/v1/chat/completions/"), Some(Endpoint::ChatCompletions));
-        assert_eq!(Endpoint::from_path("/v1/completions"), Some(Endpoint::Completions));
-        assert_eq!(Endpoint::from_path("/v1/embeddings"), Some(Endpoint::Embeddings));
-        assert_eq!(Endpoint::from_path("/v1/responses"), Some(Endpoint::Responses));
+        assert_eq!(
+            Endpoint::from_path("/v1/chat/completions"),
+            Some(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            Endpoint::from_path("/openai/v1/chat/completions/"),
+            Some(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/completions"),
+            Some(Endpoint::Completions)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/embeddings"),
+            Some(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/responses"),
+            Some(Endpoint::Responses)
+        );
         assert_eq!(Endpoint::from_path("/v1/models"), Some(Endpoint::Models));
         assert_eq!(Endpoint::from_path("/v1/files"), None);
     }

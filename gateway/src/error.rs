@@ -41,7 +41,12 @@ impl GatewayError {
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message.into())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message.into(),
+        )
     }
 
     pub fn missing_model() -> Self {
@@ -49,7 +54,12 @@ impl GatewayError {
     }
 
     pub fn no_route(message: String) -> Self {
-        let mut e = Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "no_route", message);
+        let mut e = Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "no_route",
+            message,
+        );
         e.flag = "NR";
         e
     }
@@ -94,7 +104,10 @@ impl GatewayError {
     }
 
     pub fn body_read(detail: impl fmt::Display) -> Self {
-        Self::bad_request("body_read_error", format!("could not read the request body: {detail}"))
+        Self::bad_request(
+            "body_read_error",
+            format!("could not read the request body: {detail}"),
+        )
     }
 
     pub fn upstream_unreachable(provider: &str, detail: impl fmt::Display) -> Self {
@@ -131,11 +144,21 @@ impl GatewayError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "unauthorized", message.into())
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "unauthorized",
+            message.into(),
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message.into())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message.into(),
+        )
     }
 
     pub fn body(&self) -> Bytes {
@@ -160,7 +183,13 @@ impl GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

@@ -30,7 +30,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Reads and validates a config file (or the embedded default) as version 1.
-pub fn load(path: Option<&Path>, clients: &providers::ClientCache) -> Result<(Runtime, String), ConfigError> {
+pub fn load(
+    path: Option<&Path>,
+    clients: &providers::ClientCache,
+) -> Result<(Runtime, String), ConfigError> {
     let (raw, text, name) = match path {
         Some(p) => {
             let (raw, text) = config::read_file(p)?;
@@ -38,7 +41,11 @@ pub fn load(path: Option<&Path>, clients: &providers::ClientCache) -> Result<(Ru
         }
         None => {
             let raw = config::parse_text(config::EMBEDDED_NAME, config::EMBEDDED_DEFAULT)?;
-            (raw, config::EMBEDDED_DEFAULT.to_string(), config::EMBEDDED_NAME.to_string())
+            (
+                raw,
+                config::EMBEDDED_DEFAULT.to_string(),
+                config::EMBEDDED_NAME.to_string(),
+            )
         }
     };
     Ok((config::build(&raw, &name, 1, clients)?, text))
@@ -47,14 +54,18 @@ pub fn load(path: Option<&Path>, clients: &providers::ClientCache) -> Result<(Ru
 /// Runs the gateway until SIGTERM/SIGINT.
 pub async fn run(config_path: Option<PathBuf>) -> Result<(), String> {
     let clients = providers::ClientCache::default();
-    let (rt, text) = load(config_path.as_deref(), &clients).map_err(|e| format!("invalid config:\n{e}"))?;
+    let (rt, text) =
+        load(config_path.as_deref(), &clients).map_err(|e| format!("invalid config:\n{e}"))?;
     for w in &rt.warnings {
         tracing::warn!("{w}");
     }
-    let access_log = AccessLog::start(&rt.access_log).map_err(|e| format!("cannot open the access log: {e}"))?;
+    let access_log =
+        AccessLog::start(&rt.access_log).map_err(|e| format!("cannot open the access log: {e}"))?;
     let listen = rt.server.listen;
     let admin_listen = rt.server.admin_listen;
-    let data = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let data = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let admin = TcpListener::bind(admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {admin_listen} (admin): {e}"))?;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "OpenAI-compatible multi-tenant LLM gateway")]
+#[command(
+    name = "gateway",
+    version,
+    about = "OpenAI-compatible multi-tenant LLM gateway"
+)]
 struct Cli {
     /// Config file (YAML or JSON). Without it the embedded default runs (mock provider).
     #[arg(long, env = "GATEWAY_CONFIG", value_name = "PATH")]
@@ -18,6 +22,7 @@ struct Cli {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -27,7 +32,10 @@ fn main() -> ExitCode {
     if let Some(path) = cli.check_config {
         return check(&path);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -63,7 +71,11 @@ fn check(path: &std::path::Path) -> ExitCode {
             for p in &e.problems {
                 println!("error: {p}");
             }
-            println!("{}: {} problem(s); the config is not valid", path.display(), e.problems.len());
+            println!(
+                "{}: {} problem(s); the config is not valid",
+                path.display(),
+                e.problems.len()
+            );
             ExitCode::FAILURE
         }
     }

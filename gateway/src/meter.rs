@@ -389,7 +389,10 @@ mod tests {
         let out = run(&mut m, &[CHUNK, FINISH, USAGE, DONE]);
         assert_eq!(out, format!("{CHUNK}{FINISH}{DONE}"));
         let u = m.usage.unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (7, 3, 10));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (7, 3, 10)
+        );
         assert_eq!((u.cached_tokens, u.reasoning_tokens), (2, 1));
         assert_eq!(m.chat_id.as_deref(), Some("c1"));
         assert_eq!(m.model.as_deref(), Some("m"));
@@ -452,9 +455,17 @@ mod tests {
     #[test]
     fn responses_api_usage() {
         let mut m = Meter::new(false, false);
-        run(&mut m, &[r#"{"id":"resp_1","model":"m","output":[],"usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9,"input_tokens_details":{"cached_tokens":1}}}"#]);
+        run(
+            &mut m,
+            &[
+                r#"{"id":"resp_1","model":"m","output":[],"usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9,"input_tokens_details":{"cached_tokens":1}}}"#,
+            ],
+        );
         let u = m.usage.unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens), (5, 4, 1));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (5, 4, 1)
+        );
         let mut m = Meter::new(true, false);
         run(&mut m, &[
             "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abc\"}\n\n",
@@ -469,7 +480,13 @@ mod tests {
     #[test]
     fn cut_stream_keeps_what_was_seen() {
         let mut m = Meter::new(true, true);
-        let out = run(&mut m, &[CHUNK, "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"wor"]);
+        let out = run(
+            &mut m,
+            &[
+                CHUNK,
+                "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"wor",
+            ],
+        );
         assert!(out.starts_with(CHUNK));
         assert!(m.usage.is_none());
         assert!(!m.done);

@@ -38,6 +38,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the phases produced: an upstream answer to stream, or the gateway's own.
+/// Built once per request and moved straight into the response, so its size is moot.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     Upstream {
         head: http::response::Parts,
@@ -51,7 +53,11 @@ enum Answer {
 }
 
 /// Serves one data-plane request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<ResponseBody> {
     let cfg = app.config(); // the request finishes on the config it started with
     let (parts, body) = req.into_parts();
     let mut ctx = Box::new(RequestCtx::new(
@@ -90,12 +96,20 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -
     resp
 }
 
-async fn phases(cfg: &Runtime, ctx: &mut RequestCtx, parts: &Parts, body: Incoming) -> Result<Answer, GatewayError> {
+async fn phases(
+    cfg: &Runtime,
+    ctx: &mut RequestCtx,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<Answer, GatewayError> {
     // 1. endpoint
     let path = parts.uri.path();
     let endpoint = Endpoint::from_path(path).ok_or_else(|| GatewayError::unknown_endpoint(path))?;
     if parts.method != endpoint.method() {
-        return Err(GatewayError::method_not_allowed(parts.method.as_str(), path));
+        return Err(GatewayError::method_not_allowed(
+            parts.method.as_str(),
+            path,
+        ));
     }
     ctx.endpoint = Some(endpoint);
     if endpoint == Endpoint::Models {
@@ -107,7 +121,10 @@ async fn phases(cfg: &Runtime, ctx: &mut RequestCtx, parts: &Parts, body: Incomi
     ctx.bytes_received = bytes.len() as u64;
     ctx.body = bytes.clone();
     let client = ClientBody::parse(&bytes)?;
-    let model = client.model.clone().ok_or_else(GatewayError::missing_model)?;
+    let model = client
+        .model
+        .clone()
+        .ok_or_else(GatewayError::missing_model)?;
     ctx.stream = client.stream;
     ctx.request_model = Some(model.clone());
 
@@ -124,7 +141,17 @@ async fn phases(cfg: &Runtime, ctx: &mut RequestCtx, parts: &Parts, body: Incomi
     // 4. authn, quota reserve: (tenants and quota issues)
 
     // 5.-8. instances in balancer order, with fallback
-    attempts(cfg, route, ctx, &parts.headers, endpoint, &client, &bytes, &model).await
+    attempts(
+        cfg,
+        route,
+        ctx,
+        &parts.headers,
+        endpoint,
+        &client,
+        &bytes,
+        &model,
+    )
+    .await
 }
 
 /// Why an attempt failed, for `fallback.on`.
@@ -175,12 +202,30 @@ async fn attempts(
 
         let sent = Instant::now();
         let result = match prov.flavor {
-            Flavor::Mock => Ok(mock::answer(endpoint, client, &upstream_model, client.include_usage || add_usage)),
+            Flavor::Mock => Ok(mock::answer(
+                endpoint,
+                client,
+                &upstream_model,
+                client.include_usage || add_usage,
+            )),
             _ => {
                 let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
-                let req = upstream_request(prov, endpoint, &upstream_model, body, headers, cfg, &ctx.request_id)?;
-                let http = prov.client.as_ref().ok_or_else(|| GatewayError::internal("provider has no HTTP client"))?;
-                upstream::send(http, req, prov.timeouts.first_byte).await.map(|r| r.map(UpstreamBody::Http))
+                let req = upstream_request(
+                    prov,
+                    endpoint,
+                    &upstream_model,
+                    body,
+                    headers,
+                    cfg,
+                    &ctx.request_id,
+                )?;
+                let http = prov
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| GatewayError::internal("provider has no HTTP client"))?;
+                upstream::send(http, req, prov.timeouts.first_byte)
+                    .await
+                    .map(|r| r.map(UpstreamBody::Http))
             }
         };
         let (reason, failure) = match result {
@@ -199,7 +244,11 @@ async fn attempts(
             }
             Err(AttemptError::Timeout) => (
                 FallbackOn::Timeout,
-                Failure::Error(GatewayError::upstream_timeout(&prov.id, "response headers", ms(prov.timeouts.first_byte))),
+                Failure::Error(GatewayError::upstream_timeout(
+                    &prov.id,
+                    "response headers",
+                    ms(prov.timeouts.first_byte),
+                )),
             ),
             Err(AttemptError::Connect(why)) | Err(AttemptError::Other(why)) => (
                 FallbackOn::ConnectError,
@@ -250,11 +299,21 @@ async fn answer(
             Ok(None) => None,
             Ok(Some(Err(e))) => {
                 let why = upstream::error_chain(e.as_ref());
-                return Err((FallbackOn::ConnectError, GatewayError::upstream_unreachable(&prov.id, why)));
+                return Err((
+                    FallbackOn::ConnectError,
+                    GatewayError::upstream_unreachable(&prov.id, why),
+                ));
             }
             Err(_) => {
-                let what = if sse { "its first event" } else { "a response body" };
-                return Err((FallbackOn::Timeout, GatewayError::upstream_timeout(&prov.id, what, ms(t.first_byte))));
+                let what = if sse {
+                    "its first event"
+                } else {
+                    "a response body"
+                };
+                return Err((
+                    FallbackOn::Timeout,
+                    GatewayError::upstream_timeout(&prov.id, what, ms(t.first_byte)),
+                ));
             }
         };
         ctx.first_byte_at = Some(Instant::now());
@@ -292,7 +351,9 @@ fn forwardable(name: &HeaderName, cfg: &Runtime) -> bool {
         "openai-project",
         "x-request-id",
     ];
-    !DROP.contains(&name.as_str()) && !cfg.key_headers.contains(name) && *name != cfg.consumer_header
+    !DROP.contains(&name.as_str())
+        && !cfg.key_headers.contains(name)
+        && *name != cfg.consumer_header
 }
 
 fn upstream_request(
@@ -309,14 +370,22 @@ fn upstream_request(
         .method(endpoint.method())
         .uri(url.as_str())
         .body(Full::new(body))
-        .map_err(|e| GatewayError::bad_request("invalid_model", format!("cannot build the upstream URL: {e}")))?;
+        .map_err(|e| {
+            GatewayError::bad_request(
+                "invalid_model",
+                format!("cannot build the upstream URL: {e}"),
+            )
+        })?;
     let h = req.headers_mut();
     for (name, value) in client_headers {
         if forwardable(name, cfg) {
             h.append(name.clone(), value.clone());
         }
     }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(X_REQUEST_ID, request_id.clone());
     if let Some((name, value)) = prov.auth_header() {
         h.insert(name, value);
@@ -350,10 +419,15 @@ async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Byte
     match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => Err(GatewayError::bad_request(
             "body_timeout",
-            format!("the request body was not received within {} s", BODY_READ_TIMEOUT.as_secs()),
+            format!(
+                "the request body was not received within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
         )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::body_too_large(max)),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::body_too_large(max))
+        }
         Ok(Err(e)) => Err(GatewayError::body_read(e)),
     }
 }
@@ -366,9 +440,15 @@ fn list_models(cfg: &Runtime, ctx: &RequestCtx, parts: &Parts) -> Result<Answer,
         headers: &parts.headers,
         model: None,
     };
-    let matching: Vec<&Route> = cfg.routes.iter().filter(|r| r.check(&input).is_ok()).collect();
+    let matching: Vec<&Route> = cfg
+        .routes
+        .iter()
+        .filter(|r| r.check(&input).is_ok())
+        .collect();
     if matching.is_empty() {
-        return Err(GatewayError::no_route(route::find(&cfg.routes, &input).err().unwrap_or_default()));
+        return Err(GatewayError::no_route(
+            route::find(&cfg.routes, &input).err().unwrap_or_default(),
+        ));
     }
     let mut ids: Vec<String> = Vec::new();
     for r in matching {
@@ -384,8 +464,10 @@ fn list_models(cfg: &Runtime, ctx: &RequestCtx, parts: &Parts) -> Result<Answer,
         .collect();
     let body = serde_json::json!({"object": "list", "data": data}).to_string();
     let mut resp = Response::new(Bytes::from(body));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(Answer::Local(resp))
 }
 

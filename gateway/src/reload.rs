@@ -13,7 +13,11 @@ pub async fn watch_file(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         return;
     }
     loop {
-        let every = app.config().server.config_poll.unwrap_or(Duration::from_secs(1));
+        let every = app
+            .config()
+            .server
+            .config_poll
+            .unwrap_or(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
@@ -23,7 +27,10 @@ pub async fn watch_file(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
         match app.reload(true).await {
             Ok(_) => {}
-            Err(e) => tracing::error!("config file changed but is invalid; keeping version {}:\n{e}", app.config().version),
+            Err(e) => tracing::error!(
+                "config file changed but is invalid; keeping version {}:\n{e}",
+                app.config().version
+            ),
         }
     }
 }

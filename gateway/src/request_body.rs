@@ -21,7 +21,9 @@ pub struct ClientBody<'a> {
 
 impl<'a> ClientBody<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<ClientBody<'a>, GatewayError> {
-        let fields = serde_json::from_slice::<Fields<'a>>(bytes).map_err(GatewayError::bad_json)?.0;
+        let fields = serde_json::from_slice::<Fields<'a>>(bytes)
+            .map_err(GatewayError::bad_json)?
+            .0;
         let mut body = ClientBody {
             fields,
             model: None,
@@ -29,8 +31,9 @@ impl<'a> ClientBody<'a> {
             include_usage: false,
         };
         if let Some(m) = body.get("model") {
-            let model: String = serde_json::from_str(m.get())
-                .map_err(|_| GatewayError::bad_request("invalid_model", "\"model\" must be a string"))?;
+            let model: String = serde_json::from_str(m.get()).map_err(|_| {
+                GatewayError::bad_request("invalid_model", "\"model\" must be a string")
+            })?;
             body.model = Some(model).filter(|m| !m.is_empty());
         }
         body.stream = body.get("stream").is_some_and(|v| v.get() == "true");
@@ -43,7 +46,11 @@ impl<'a> ClientBody<'a> {
 
     /// The last value of a top-level field (JSON parsers keep the last duplicate).
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
     }
 
     /// The body for one upstream: `model` set to `model`, `options` overriding the
@@ -111,7 +118,12 @@ fn text_len(v: &serde_json::Value) -> usize {
         serde_json::Value::Array(a) => a.iter().map(text_len).sum(),
         serde_json::Value::Object(o) => o
             .iter()
-            .filter(|(k, _)| matches!(k.as_str(), "content" | "text" | "input" | "arguments" | "output"))
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "content" | "text" | "input" | "arguments" | "output"
+                )
+            })
             .map(|(_, v)| text_len(v))
             .sum(),
         _ => 0,
@@ -173,7 +185,12 @@ impl<'de> Deserialize<'de> for Fields<'de> {
 mod tests {
     use super::*;
 
-    fn rewrite(body: &str, model: Option<&str>, opts: &[(&str, &str)], usage: bool) -> serde_json::Value {
+    fn rewrite(
+        body: &str,
+        model: Option<&str>,
+        opts: &[(&str, &str)],
+        usage: bool,
+    ) -> serde_json::Value {
         let original = Bytes::copy_from_slice(body.as_bytes());
         let parsed = ClientBody::parse(&original).unwrap();
         let opts: Vec<(String, Box<RawValue>)> = opts
@@ -192,7 +209,10 @@ mod tests {
         assert!(ClientBody::parse(b"[1]").is_err());
         assert!(ClientBody::parse(b"{bad").is_err());
         assert!(ClientBody::parse(br#"{"model":5}"#).is_err());
-        assert!(ClientBody::parse(br#"{"model":""}"#).unwrap().model.is_none());
+        assert!(ClientBody::parse(br#"{"model":""}"#)
+            .unwrap()
+            .model
+            .is_none());
     }
 
     #[test]
@@ -222,7 +242,12 @@ mod tests {
     fn adds_include_usage() {
         let v = rewrite(r#"{"model":"m","stream":true}"#, None, &[], true);
         assert_eq!(v["stream_options"]["include_usage"], true);
-        let v = rewrite(r#"{"model":"m","stream":true,"stream_options":{"other":1}}"#, None, &[], true);
+        let v = rewrite(
+            r#"{"model":"m","stream":true,"stream_options":{"other":1}}"#,
+            None,
+            &[],
+            true,
+        );
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["other"], 1);
     }

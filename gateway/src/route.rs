@@ -62,10 +62,21 @@ impl Route {
     ) -> Option<Route> {
         let errors_before = p.errors.len();
         let m = &rc.matcher;
-        let hosts = m.hosts.iter().map(|h| Glob::new(&h.to_ascii_lowercase())).collect();
-        let path_kinds = [m.path_prefix.is_some(), m.path_exact.is_some(), m.path_regex.is_some()];
+        let hosts = m
+            .hosts
+            .iter()
+            .map(|h| Glob::new(&h.to_ascii_lowercase()))
+            .collect();
+        let path_kinds = [
+            m.path_prefix.is_some(),
+            m.path_exact.is_some(),
+            m.path_regex.is_some(),
+        ];
         if path_kinds.iter().filter(|&&x| x).count() > 1 {
-            p.error(format!("{key}.match"), "set only one of path_prefix, path_exact, path_regex");
+            p.error(
+                format!("{key}.match"),
+                "set only one of path_prefix, path_exact, path_regex",
+            );
         }
         let path = if let Some(prefix) = &m.path_prefix {
             if !prefix.starts_with('/') {
@@ -89,7 +100,10 @@ impl Route {
         for (name, values) in &m.headers {
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(h) => headers.push((h, values.clone())),
-                Err(_) => p.error(format!("{key}.match.headers.{name}"), "not a valid header name"),
+                Err(_) => p.error(
+                    format!("{key}.match.headers.{name}"),
+                    "not a valid header name",
+                ),
             }
         }
         let models = m.models.iter().map(|g| Glob::new(g)).collect();
@@ -104,7 +118,10 @@ impl Route {
             }
         }
         if rc.upstreams.is_empty() {
-            p.error(format!("{key}.upstreams"), "a route needs at least one upstream");
+            p.error(
+                format!("{key}.upstreams"),
+                "a route needs at least one upstream",
+            );
         }
         let mut instances = Vec::new();
         for (i, u) in rc.upstreams.iter().enumerate() {
@@ -120,7 +137,10 @@ impl Route {
                 }),
                 // A provider that exists but failed validation already has its own error.
                 None if raw_providers.iter().any(|rp| rp.id == u.provider) => {}
-                None => p.error(format!("{uk}.provider"), format!("unknown provider {:?}", u.provider)),
+                None => p.error(
+                    format!("{uk}.provider"),
+                    format!("unknown provider {:?}", u.provider),
+                ),
             }
         }
         let b = &rc.balancer;
@@ -132,13 +152,21 @@ impl Route {
         }
         if let Some(h) = &b.hash_on {
             let ok = matches!(h.as_str(), "consumer" | "ip")
-                || h.strip_prefix("header:").or_else(|| h.strip_prefix("cookie:")).is_some_and(|n| !n.is_empty());
+                || h.strip_prefix("header:")
+                    .or_else(|| h.strip_prefix("cookie:"))
+                    .is_some_and(|n| !n.is_empty());
             if !ok {
-                p.error(format!("{key}.balancer.hash_on"), "use consumer, ip, header:<name> or cookie:<name>");
+                p.error(
+                    format!("{key}.balancer.hash_on"),
+                    "use consumer, ip, header:<name> or cookie:<name>",
+                );
             }
         }
         if rc.ai_log.as_ref().is_some_and(|a| !a.attributes.is_empty()) {
-            p.warn(format!("{key}.ai_log.attributes"), "custom ai_log attributes are not recorded by this version yet");
+            p.warn(
+                format!("{key}.ai_log.attributes"),
+                "custom ai_log attributes are not recorded by this version yet",
+            );
         }
         if p.errors.len() > errors_before {
             return None;
@@ -161,7 +189,11 @@ impl Route {
     /// Ok when the request matches; otherwise why not.
     pub fn check(&self, r: &MatchInput<'_>) -> Result<(), String> {
         if !self.hosts.is_empty() && !any_match(&self.hosts, r.host) {
-            return Err(format!("host {:?} is not one of {}", r.host, list(&self.hosts)));
+            return Err(format!(
+                "host {:?} is not one of {}",
+                r.host,
+                list(&self.hosts)
+            ));
         }
         let path_ok = match &self.path {
             PathMatch::Any => true,
@@ -186,7 +218,10 @@ impl Route {
         }
         if let Some(model) = r.model {
             if !self.models.is_empty() && !any_match(&self.models, model) {
-                return Err(format!("model {model:?} is not one of {}", list(&self.models)));
+                return Err(format!(
+                    "model {model:?} is not one of {}",
+                    list(&self.models)
+                ));
             }
         }
         Ok(())
@@ -247,7 +282,11 @@ pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route
             let _ = write!(msg, "; and {} more routes", why.len() - 5);
             break;
         }
-        let _ = write!(msg, "{} route {name:?}: {e}", if i == 0 { ":" } else { ";" });
+        let _ = write!(
+            msg,
+            "{} route {name:?}: {e}",
+            if i == 0 { ":" } else { ";" }
+        );
     }
     Err(msg)
 }
@@ -264,8 +303,18 @@ mod tests {
         build(&raw, "t", 1, &ClientCache::default()).unwrap().routes
     }
 
-    fn input<'a>(host: &'a str, path: &'a str, h: &'a HeaderMap, model: Option<&'a str>) -> MatchInput<'a> {
-        MatchInput { host, path, headers: h, model }
+    fn input<'a>(
+        host: &'a str,
+        path: &'a str,
+        h: &'a HeaderMap,
+        model: Option<&'a str>,
+    ) -> MatchInput<'a> {
+        MatchInput {
+            host,
+            path,
+            headers: h,
+            model,
+        }
     }
 
     #[test]
@@ -280,16 +329,57 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-team", "blue".parse().unwrap());
         let none = HeaderMap::new();
-        assert_eq!(&*find(&rs, &input("a.example.com", "/v1/chat/completions", &h, Some("gpt-4o"))).unwrap().name, "blue");
-        assert_eq!(&*find(&rs, &input("a.example.com", "/v1/embeddings", &none, Some("gpt-4o"))).unwrap().name, "exact");
-        assert_eq!(&*find(&rs, &input("x", "/v2/chat/completions", &none, Some("m"))).unwrap().name, "re");
-        let e = find(&rs, &input("example.com", "/v1/chat/completions", &h, Some("claude"))).err().unwrap();
+        assert_eq!(
+            &*find(
+                &rs,
+                &input("a.example.com", "/v1/chat/completions", &h, Some("gpt-4o"))
+            )
+            .unwrap()
+            .name,
+            "blue"
+        );
+        assert_eq!(
+            &*find(
+                &rs,
+                &input("a.example.com", "/v1/embeddings", &none, Some("gpt-4o"))
+            )
+            .unwrap()
+            .name,
+            "exact"
+        );
+        assert_eq!(
+            &*find(&rs, &input("x", "/v2/chat/completions", &none, Some("m")))
+                .unwrap()
+                .name,
+            "re"
+        );
+        let e = find(
+            &rs,
+            &input("example.com", "/v1/chat/completions", &h, Some("claude")),
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("route \"blue\": host \"example.com\""), "{e}");
         assert!(e.contains("route \"exact\": path"), "{e}");
         assert!(e.contains("model \"claude\""), "{e}");
-        let e = find(&rs, &input("a.example.com", "/v1/chat/completions", &h, Some("claude"))).err().unwrap();
+        let e = find(
+            &rs,
+            &input("a.example.com", "/v1/chat/completions", &h, Some("claude")),
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("model \"claude\" is not one of [gpt-*]"), "{e}");
-        let e = find(&rs, &input("a.example.com", "/v1/chat/completions", &none, Some("gpt-4o"))).err().unwrap();
+        let e = find(
+            &rs,
+            &input(
+                "a.example.com",
+                "/v1/chat/completions",
+                &none,
+                Some("gpt-4o"),
+            ),
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("header x-team"), "{e}");
     }
 

@@ -28,7 +28,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             UpstreamBody::Http(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             UpstreamBody::Frames(f) => Poll::Ready(f.pop_front().map(|b| Ok(Frame::data(b)))),
@@ -65,7 +68,12 @@ struct StreamTimeout(&'static str, Duration);
 
 impl std::fmt::Display for StreamTimeout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "upstream {} timeout after {} ms", self.0, self.1.as_millis())
+        write!(
+            f,
+            "upstream {} timeout after {} ms",
+            self.0,
+            self.1.as_millis()
+        )
     }
 }
 
@@ -129,7 +137,10 @@ impl Body for Metered {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Some(first) = this.first.take() {
             if let Some(out) = this.meter.on_frame(first) {
@@ -165,7 +176,12 @@ impl Body for Metered {
                 Poll::Ready(Some(Err(e))) => {
                     if let Some(ctx) = this.ctx.take() {
                         let why = crate::upstream::error_chain(e.as_ref());
-                        ctx.finish_upstream(*this.status, this.meter, Ending::UpstreamCut(why), *this.bytes_sent);
+                        ctx.finish_upstream(
+                            *this.status,
+                            this.meter,
+                            Ending::UpstreamCut(why),
+                            *this.bytes_sent,
+                        );
                     }
                     return Poll::Ready(Some(Err(e)));
                 }
@@ -177,17 +193,30 @@ impl Body for Metered {
                         return Poll::Ready(Some(Ok(Frame::data(tail))));
                     }
                     if let Some(ctx) = this.ctx.take() {
-                        ctx.finish_upstream(*this.status, this.meter, Ending::Complete, *this.bytes_sent);
+                        ctx.finish_upstream(
+                            *this.status,
+                            this.meter,
+                            Ending::Complete,
+                            *this.bytes_sent,
+                        );
                     }
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
                     ready!(this.timer.as_mut().poll(cx));
                     let total = Instant::now() >= *this.deadline;
-                    let (what, dur) = if total { ("total", Duration::ZERO) } else { ("idle", *this.idle) };
+                    let (what, dur) = if total {
+                        ("total", Duration::ZERO)
+                    } else {
+                        ("idle", *this.idle)
+                    };
                     let err = StreamTimeout(what, dur);
                     if let Some(ctx) = this.ctx.take() {
-                        let ending = if total { Ending::TotalTimeout } else { Ending::IdleTimeout };
+                        let ending = if total {
+                            Ending::TotalTimeout
+                        } else {
+                            Ending::IdleTimeout
+                        };
                         ctx.finish_upstream(*this.status, this.meter, ending, *this.bytes_sent);
                     }
                     *this.ended = true;
@@ -227,9 +256,16 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ResponseBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ResponseBody::Upstream(m) => m.as_mut().poll_frame(cx),
         }
     }

@@ -26,7 +26,9 @@ impl ClientCache {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        map.entry(connect_timeout).or_insert_with(|| new_client(connect_timeout)).clone()
+        map.entry(connect_timeout)
+            .or_insert_with(|| new_client(connect_timeout))
+            .clone()
     }
 }
 

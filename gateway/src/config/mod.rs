@@ -58,7 +58,9 @@ pub fn read_file(path: &Path) -> Result<(RawConfig, String), ConfigError> {
 /// YAML otherwise.
 pub fn parse_text(name: &str, text: &str) -> Result<RawConfig, ConfigError> {
     if text.trim().is_empty() {
-        return Err(ConfigError::one(format!("{name}: the config file is empty")));
+        return Err(ConfigError::one(format!(
+            "{name}: the config file is empty"
+        )));
     }
     let looks_json = name.ends_with(".json") || text.trim_start().starts_with('{');
     let result = if looks_json {
@@ -80,7 +82,11 @@ pub fn parse_text(name: &str, text: &str) -> Result<RawConfig, ConfigError> {
         })
     };
     result.map_err(|(path, msg, at)| {
-        let key = if path.is_empty() || path == "." { "(top level)".to_string() } else { path };
+        let key = if path.is_empty() || path == "." {
+            "(top level)".to_string()
+        } else {
+            path
+        };
         ConfigError::one(format!("{name}: {key}: {msg} ({at})"))
     })
 }
@@ -106,7 +112,10 @@ mod tests {
     fn unknown_key_names_file_line_and_key() {
         let e = parse_text("gw.yaml", "server:\n  listen: 127.0.0.1:1\n  lisen: x\n").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("gw.yaml: server.lisen: unknown field `lisen`"), "{msg}");
+        assert!(
+            msg.starts_with("gw.yaml: server.lisen: unknown field `lisen`"),
+            "{msg}"
+        );
         assert!(msg.contains("line 3"), "{msg}");
     }
 
@@ -130,8 +139,13 @@ mod tests {
     fn json_is_accepted() {
         let raw = parse_text("c.json", r#"{"server": {"listen": "127.0.0.1:9"}}"#).unwrap();
         assert_eq!(raw.server.listen.as_str(), "127.0.0.1:9");
-        let msg = parse_text("c.json", r#"{"server": {"nope": 1}}"#).unwrap_err().to_string();
-        assert!(msg.contains("unknown field `nope`") && msg.contains("line 1"), "{msg}");
+        let msg = parse_text("c.json", r#"{"server": {"nope": 1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("unknown field `nope`") && msg.contains("line 1"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -141,11 +155,20 @@ mod tests {
 
     #[test]
     fn reference_config_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference-config.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/reference-config.yaml"
+        );
         let Ok(text) = std::fs::read_to_string(path) else {
             return; // shared/ sits beside the repository only in the project's own checkouts
         };
-        for var in ["GATEWAY_ADMIN_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_KEY", "ANTHROPIC_API_KEY", "LABUBU_KEY"] {
+        for var in [
+            "GATEWAY_ADMIN_TOKEN",
+            "OPENAI_API_KEY",
+            "AZURE_OPENAI_KEY",
+            "ANTHROPIC_API_KEY",
+            "LABUBU_KEY",
+        ] {
             std::env::set_var(var, "x");
         }
         let raw = parse_text("reference-config.yaml", &text).unwrap();

@@ -57,12 +57,18 @@ impl Problems {
         self.errors.push(format!("{}: {key}: {reason}", self.file));
     }
     pub fn warn(&mut self, key: impl Display, reason: impl Display) {
-        self.warnings.push(format!("{}: {key}: {reason}", self.file));
+        self.warnings
+            .push(format!("{}: {key}: {reason}", self.file));
     }
 }
 
 /// Validates `raw` (read from `source`) into runtime config version `version`.
-pub fn build(raw: &RawConfig, source: &str, version: u64, clients: &ClientCache) -> Result<Runtime, ConfigError> {
+pub fn build(
+    raw: &RawConfig,
+    source: &str,
+    version: u64,
+    clients: &ClientCache,
+) -> Result<Runtime, ConfigError> {
     let mut p = Problems {
         file: source.to_string(),
         errors: Vec::new(),
@@ -76,7 +82,10 @@ pub fn build(raw: &RawConfig, source: &str, version: u64, clients: &ClientCache)
     for (i, pc) in raw.providers.iter().enumerate() {
         let key = format!("providers[{i}]");
         if !ids.insert(pc.id.as_str()) {
-            p.error(format!("{key}.id"), format!("duplicate provider id {:?}", pc.id));
+            p.error(
+                format!("{key}.id"),
+                format!("duplicate provider id {:?}", pc.id),
+            );
             continue;
         }
         if let Some(prov) = Provider::build(pc, &key, clients, &mut p) {
@@ -89,7 +98,10 @@ pub fn build(raw: &RawConfig, source: &str, version: u64, clients: &ClientCache)
     for (i, rc) in raw.routes.iter().enumerate() {
         let key = format!("routes[{i}]");
         if !names.insert(rc.name.clone()) {
-            p.error(format!("{key}.name"), format!("duplicate route name {:?}", rc.name));
+            p.error(
+                format!("{key}.name"),
+                format!("duplicate route name {:?}", rc.name),
+            );
             continue;
         }
         if let Some(route) = Route::build(rc, &key, &raw.providers, &providers, &mut p) {
@@ -98,7 +110,10 @@ pub fn build(raw: &RawConfig, source: &str, version: u64, clients: &ClientCache)
         quotas(&rc.quotas, &format!("{key}.quotas"), &mut p);
     }
     if raw.routes.is_empty() {
-        p.warn("routes", "no route is configured: every request will get 404");
+        p.warn(
+            "routes",
+            "no route is configured: every request will get 404",
+        );
     }
 
     tenants(raw, &mut p);
@@ -137,7 +152,12 @@ pub fn test_problems() -> Problems {
 fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
     value
         .parse()
-        .map_err(|_| p.error(key, format!("{value:?} is not an ip:port address (e.g. 0.0.0.0:8080)")))
+        .map_err(|_| {
+            p.error(
+                key,
+                format!("{value:?} is not an ip:port address (e.g. 0.0.0.0:8080)"),
+            )
+        })
         .ok()
 }
 
@@ -164,9 +184,16 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
     if s.header_read_timeout_ms == 0 {
         p.error("server.header_read_timeout_ms", "must be greater than 0");
     }
-    let admin_token = s.admin_token.as_ref().map(|t| t.as_str().to_string()).filter(|t| !t.is_empty());
+    let admin_token = s
+        .admin_token
+        .as_ref()
+        .map(|t| t.as_str().to_string())
+        .filter(|t| !t.is_empty());
     if admin_token.is_none() {
-        p.warn("server.admin_token", "not set: /admin/* is off (health endpoints stay on)");
+        p.warn(
+            "server.admin_token",
+            "not set: /admin/* is off (health endpoints stay on)",
+        );
     }
     Some(ServerRt {
         listen: listen?,
@@ -204,17 +231,28 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
     for (i, q) in list.iter().enumerate() {
         let k = format!("{key}[{i}]");
         if !names.insert(q.name.as_str()) {
-            p.error(format!("{k}.name"), format!("duplicate quota name {:?}", q.name));
+            p.error(
+                format!("{k}.name"),
+                format!("duplicate quota name {:?}", q.name),
+            );
         }
         if let Err(e) = parse_window(&q.window) {
             p.error(format!("{k}.window"), e);
         }
-        let by_ok = matches!(q.by.as_str(), "route" | "tenant" | "consumer" | "upstream" | "ip")
-            || q.by.strip_prefix("header:").is_some_and(|h| http::HeaderName::from_bytes(h.as_bytes()).is_ok());
+        let by_ok = matches!(
+            q.by.as_str(),
+            "route" | "tenant" | "consumer" | "upstream" | "ip"
+        ) || q
+            .by
+            .strip_prefix("header:")
+            .is_some_and(|h| http::HeaderName::from_bytes(h.as_bytes()).is_ok());
         if !by_ok {
             p.error(
                 format!("{k}.by"),
-                format!("{:?} is not one of route, tenant, consumer, upstream, ip, header:<name>", q.by),
+                format!(
+                    "{:?} is not one of route, tenant, consumer, upstream, ip, header:<name>",
+                    q.by
+                ),
             );
         }
         if q.limit == 0 {
@@ -231,20 +269,29 @@ fn tenants(raw: &RawConfig, p: &mut Problems) {
     for (i, t) in raw.tenants.iter().enumerate() {
         let key = format!("tenants[{i}]");
         if !ids.insert(t.id.as_str()) {
-            p.error(format!("{key}.id"), format!("duplicate tenant id {:?}", t.id));
+            p.error(
+                format!("{key}.id"),
+                format!("duplicate tenant id {:?}", t.id),
+            );
         }
         quotas(&t.quotas, &format!("{key}.quotas"), p);
         let mut names = HashSet::new();
         for (j, c) in t.consumers.iter().enumerate() {
             let ck = format!("{key}.consumers[{j}]");
             if !names.insert(c.name.as_str()) {
-                p.error(format!("{ck}.name"), format!("duplicate consumer name {:?}", c.name));
+                p.error(
+                    format!("{ck}.name"),
+                    format!("duplicate consumer name {:?}", c.name),
+                );
             }
             quotas(&c.quotas, &format!("{ck}.quotas"), p);
         }
     }
     if !raw.tenants.is_empty() {
-        p.warn("tenants", "tenants and consumer keys are not used by this version yet");
+        p.warn(
+            "tenants",
+            "tenants and consumer keys are not used by this version yet",
+        );
     }
 }
 
@@ -253,7 +300,10 @@ fn auth_headers(raw: &RawConfig, p: &mut Problems) -> Vec<http::HeaderName> {
     for (i, h) in raw.auth.keys.iter().enumerate() {
         match http::HeaderName::from_bytes(h.as_bytes()) {
             Ok(n) => out.push(n),
-            Err(_) => p.error(format!("auth.keys[{i}]"), format!("{h:?} is not a valid header name")),
+            Err(_) => p.error(
+                format!("auth.keys[{i}]"),
+                format!("{h:?} is not a valid header name"),
+            ),
         }
     }
     out
@@ -277,11 +327,17 @@ fn access_log(raw: &RawConfig, p: &mut Problems) -> AccessLogRt {
 
 fn telemetry_warnings(raw: &RawConfig, p: &mut Problems) {
     if raw.telemetry.otlp.is_some() {
-        p.warn("telemetry.otlp", "OTLP export is not available in this version yet");
+        p.warn(
+            "telemetry.otlp",
+            "OTLP export is not available in this version yet",
+        );
     }
     if let Some(o) = &raw.telemetry.otlp {
         if !(0.0..=1.0).contains(&o.sampling_ratio) {
-            p.error("telemetry.otlp.sampling_ratio", "must be between 0.0 and 1.0");
+            p.error(
+                "telemetry.otlp.sampling_ratio",
+                "must be between 0.0 and 1.0",
+            );
         }
     }
 }

@@ -6,9 +6,9 @@ pub fn parse_window(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("window {s:?} must be a number followed by s, m, h or d (e.g. \"60s\", \"1m\")"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("window {s:?} must be a number followed by s, m, h or d (e.g. \"60s\", \"1m\")")
+    })?;
     let secs = match unit {
         "s" => n,
         "m" => n.saturating_mul(60),

@@ -17,7 +17,12 @@ const EMBEDDING_DIM: usize = 8;
 
 /// The mock's answer to one request (`include_usage`: the upstream request asked for
 /// the usage chunk, whether the client or the gateway added it).
-pub fn answer(endpoint: Endpoint, body: &ClientBody<'_>, model: &str, include_usage: bool) -> http::Response<UpstreamBody> {
+pub fn answer(
+    endpoint: Endpoint,
+    body: &ClientBody<'_>,
+    model: &str,
+    include_usage: bool,
+) -> http::Response<UpstreamBody> {
     let prompt_tokens = estimate_tokens(body.prompt_bytes()).max(1);
     let words: Vec<&str> = ANSWER.split_inclusive(' ').collect();
     let completion_tokens = words.len() as u64;
@@ -29,12 +34,18 @@ pub fn answer(endpoint: Endpoint, body: &ClientBody<'_>, model: &str, include_us
         "completion_tokens_details": {"reasoning_tokens": 0}
     });
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     match endpoint {
         Endpoint::ChatCompletions | Endpoint::Completions if body.stream => {
             let chat = endpoint == Endpoint::ChatCompletions;
             let id = format!("{}-mock-{id}", if chat { "chatcmpl" } else { "cmpl" });
-            let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+            let object = if chat {
+                "chat.completion.chunk"
+            } else {
+                "text_completion"
+            };
             let choice = |text: Option<&str>, finish: Option<&str>| {
                 if chat {
                     let delta = match text {
@@ -93,9 +104,15 @@ pub fn answer(endpoint: Endpoint, body: &ClientBody<'_>, model: &str, include_us
 }
 
 fn embeddings(body: &ClientBody<'_>, model: &str) -> http::Response<UpstreamBody> {
-    let inputs: Vec<String> = match body.get("input").and_then(|v| serde_json::from_str::<Value>(v.get()).ok()) {
+    let inputs: Vec<String> = match body
+        .get("input")
+        .and_then(|v| serde_json::from_str::<Value>(v.get()).ok())
+    {
         Some(Value::String(s)) => vec![s],
-        Some(Value::Array(a)) => a.into_iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect(),
         _ => Vec::new(),
     };
     let tokens: u64 = inputs.iter().map(|s| estimate_tokens(s.len()).max(1)).sum();
@@ -124,11 +141,23 @@ fn vector(s: &str) -> Vec<f32> {
             (h % 2000) as f32 / 1000.0 - 1.0
         })
         .collect();
-    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     raw.into_iter().map(|x| x / norm).collect()
 }
 
-fn responses(stream: bool, id: &str, created: u64, model: &str, prompt_tokens: u64, words: &[&str]) -> http::Response<UpstreamBody> {
+fn responses(
+    stream: bool,
+    id: &str,
+    created: u64,
+    model: &str,
+    prompt_tokens: u64,
+    words: &[&str],
+) -> http::Response<UpstreamBody> {
     let usage = json!({
         "input_tokens": prompt_tokens,
         "input_tokens_details": {"cached_tokens": 0},
@@ -153,14 +182,20 @@ fn responses(stream: bool, id: &str, created: u64, model: &str, prompt_tokens: u
     created_ev["status"] = json!("in_progress");
     created_ev["output"] = json!([]);
     created_ev["usage"] = Value::Null;
-    frames.push_back(sse_event("response.created", &json!({"type": "response.created", "response": created_ev})));
+    frames.push_back(sse_event(
+        "response.created",
+        &json!({"type": "response.created", "response": created_ev}),
+    ));
     for w in words {
         frames.push_back(sse_event(
             "response.output_text.delta",
             &json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": w}),
         ));
     }
-    frames.push_back(sse_event("response.completed", &json!({"type": "response.completed", "response": full})));
+    frames.push_back(sse_event(
+        "response.completed",
+        &json!({"type": "response.completed", "response": full}),
+    ));
     response("text/event-stream", frames)
 }
 
@@ -173,13 +208,18 @@ fn sse_event(name: &str, v: &Value) -> Bytes {
 }
 
 fn json_response(v: &Value) -> http::Response<UpstreamBody> {
-    response("application/json", VecDeque::from([Bytes::from(v.to_string())]))
+    response(
+        "application/json",
+        VecDeque::from([Bytes::from(v.to_string())]),
+    )
 }
 
 fn response(content_type: &'static str, frames: VecDeque<Bytes>) -> http::Response<UpstreamBody> {
     let mut resp = http::Response::new(UpstreamBody::Frames(frames));
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     resp
 }
 
@@ -189,7 +229,9 @@ mod tests {
     use crate::meter::Meter;
 
     fn drain(resp: http::Response<UpstreamBody>, meter: &mut Meter) -> String {
-        let UpstreamBody::Frames(frames) = resp.into_body() else { unreachable!() };
+        let UpstreamBody::Frames(frames) = resp.into_body() else {
+            unreachable!()
+        };
         let mut out = String::new();
         for f in frames {
             if let Some(b) = meter.on_frame(f) {
@@ -202,7 +244,10 @@ mod tests {
 
     #[test]
     fn chat_json_has_real_usage() {
-        let body = ClientBody::parse(br#"{"model":"m","messages":[{"role":"user","content":"12345678"}]}"#).unwrap();
+        let body = ClientBody::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"12345678"}]}"#,
+        )
+        .unwrap();
         let mut m = Meter::new(false, false);
         let out = drain(answer(Endpoint::ChatCompletions, &body, "m", false), &mut m);
         let v: Value = serde_json::from_str(&out).unwrap();
@@ -214,12 +259,18 @@ mod tests {
 
     #[test]
     fn chat_stream_with_usage_chunk() {
-        let body = ClientBody::parse(br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let body = ClientBody::parse(
+            br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
         let mut m = Meter::new(true, true);
         let out = drain(answer(Endpoint::ChatCompletions, &body, "m", true), &mut m);
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(!out.contains("\"usage\""), "usage chunk must be stripped");
-        assert_eq!(m.usage.unwrap().completion_tokens, ANSWER.split(' ').count() as u64);
+        assert_eq!(
+            m.usage.unwrap().completion_tokens,
+            ANSWER.split(' ').count() as u64
+        );
         assert_eq!(m.output_bytes, ANSWER.len());
         assert_eq!(m.finish_reason.as_deref(), Some("stop"));
     }
@@ -231,7 +282,10 @@ mod tests {
         let out = drain(answer(Endpoint::Embeddings, &body, "e", false), &mut m);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
-        assert_eq!(v["data"][1]["embedding"].as_array().unwrap().len(), EMBEDDING_DIM);
+        assert_eq!(
+            v["data"][1]["embedding"].as_array().unwrap().len(),
+            EMBEDDING_DIM
+        );
         assert_eq!(m.usage.unwrap().prompt_tokens, 2);
     }
 

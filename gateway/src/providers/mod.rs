@@ -86,10 +86,18 @@ fn needs_token(kind: ProviderType) -> bool {
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 
 impl Provider {
-    pub fn build(raw: &ProviderConfig, key: &str, clients: &Clients, p: &mut Problems) -> Option<Provider> {
+    pub fn build(
+        raw: &ProviderConfig,
+        key: &str,
+        clients: &Clients,
+        p: &mut Problems,
+    ) -> Option<Provider> {
         let errors_before = p.errors.len();
         if raw.id.is_empty() || raw.id.contains(char::is_whitespace) {
-            p.error(format!("{key}.id"), "must be a non-empty name without spaces");
+            p.error(
+                format!("{key}.id"),
+                "must be a non-empty name without spaces",
+            );
         }
         let flavor = match raw.kind {
             ProviderType::Mock => Flavor::Mock,
@@ -101,14 +109,20 @@ impl Provider {
             (None, Some(d)) => d.to_string(),
             (None, None) if flavor == Flavor::Mock => "mock://local".to_string(),
             (None, None) => {
-                p.error(format!("{key}.base_url"), format!("required for type {:?}", type_name(raw.kind)));
+                p.error(
+                    format!("{key}.base_url"),
+                    format!("required for type {:?}", type_name(raw.kind)),
+                );
                 String::new()
             }
         };
         let mut host = String::new();
         if flavor != Flavor::Mock && !base.is_empty() {
             match base.parse::<http::Uri>() {
-                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {
+                Ok(u)
+                    if matches!(u.scheme_str(), Some("http" | "https"))
+                        && u.authority().is_some() =>
+                {
                     if u.query().is_some() {
                         p.error(format!("{key}.base_url"), "must not carry a query string");
                     }
@@ -121,7 +135,10 @@ impl Provider {
             }
         }
         if raw.api_tokens.is_empty() && needs_token(raw.kind) {
-            p.error(format!("{key}.api_tokens"), format!("type {} needs at least one api token", type_name(raw.kind)));
+            p.error(
+                format!("{key}.api_tokens"),
+                format!("type {} needs at least one api token", type_name(raw.kind)),
+            );
         }
         let mut tokens = Vec::with_capacity(raw.api_tokens.len());
         for (i, t) in raw.api_tokens.iter().enumerate() {
@@ -135,7 +152,10 @@ impl Provider {
                     tokens.push(v);
                 }
                 // The message never includes the token itself.
-                _ => p.error(format!("{key}.api_tokens[{i}]"), "empty or not a valid header value"),
+                _ => p.error(
+                    format!("{key}.api_tokens[{i}]"),
+                    "empty or not a valid header value",
+                ),
             }
         }
         let mapping = ModelMap::build(&raw.model_mapping)
@@ -144,7 +164,10 @@ impl Provider {
         let mut options = Vec::with_capacity(raw.options.len());
         for (k, v) in &raw.options {
             if k == "model" {
-                p.error(format!("{key}.options.model"), "use model_mapping to change the model");
+                p.error(
+                    format!("{key}.options.model"),
+                    "use model_mapping to change the model",
+                );
                 continue;
             }
             match serde_json::value::to_raw_value(v) {
@@ -170,7 +193,10 @@ impl Provider {
             total: Duration::from_millis(t.total_ms),
         };
         if raw.checks.is_some() || raw.passive.is_some() {
-            p.warn(format!("{key}"), "health checks (checks, passive) are not acted on by this version yet");
+            p.warn(
+                key,
+                "health checks (checks, passive) are not acted on by this version yet",
+            );
         }
         if p.errors.len() > errors_before {
             return None;
@@ -181,7 +207,11 @@ impl Provider {
             kind: raw.kind,
             flavor,
             base_url: base,
-            host: Arc::from(if flavor == Flavor::Mock { "mock" } else { host.as_str() }),
+            host: Arc::from(if flavor == Flavor::Mock {
+                "mock"
+            } else {
+                host.as_str()
+            }),
             api_version: raw
                 .api_version
                 .as_ref()
@@ -234,7 +264,10 @@ impl Provider {
 
     /// Model ids this provider lists for `GET /v1/models`.
     pub fn offered_models(&self) -> impl Iterator<Item = &str> {
-        self.models.iter().map(String::as_str).chain(self.mapping.exact_names())
+        self.models
+            .iter()
+            .map(String::as_str)
+            .chain(self.mapping.exact_names())
     }
 }
 
@@ -292,7 +325,12 @@ mod tests {
     fn provider(yaml: &str) -> Provider {
         let raw = parse_text("t", &format!("providers:\n  - {yaml}\n")).unwrap();
         let mut p = crate::config::validate::test_problems();
-        let prov = Provider::build(&raw.providers[0], "providers[0]", &ClientCache::default(), &mut p);
+        let prov = Provider::build(
+            &raw.providers[0],
+            "providers[0]",
+            &ClientCache::default(),
+            &mut p,
+        );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         prov.unwrap()
     }
@@ -300,7 +338,10 @@ mod tests {
     #[test]
     fn openai_urls_and_bearer() {
         let p = provider("{ id: o, type: openai, api_tokens: [a, b] }");
-        assert_eq!(p.url(Endpoint::ChatCompletions, "gpt-4o"), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(
+            p.url(Endpoint::ChatCompletions, "gpt-4o"),
+            "https://api.openai.com/v1/chat/completions"
+        );
         assert_eq!(p.auth_header().unwrap().1, "Bearer a");
         assert_eq!(p.auth_header().unwrap().1, "Bearer b");
         assert_eq!(p.auth_header().unwrap().1, "Bearer a");
@@ -323,7 +364,10 @@ mod tests {
     #[test]
     fn aliases_have_base_urls() {
         let p = provider("{ id: g, type: groq, api_tokens: [k] }");
-        assert_eq!(p.url(Endpoint::Embeddings, "m"), "https://api.groq.com/openai/v1/embeddings");
+        assert_eq!(
+            p.url(Endpoint::Embeddings, "m"),
+            "https://api.groq.com/openai/v1/embeddings"
+        );
         let p = provider("{ id: l, type: ollama }");
         assert!(p.auth_header().is_none());
         assert_eq!(type_name(ProviderType::AzureOpenai), "azure-openai");

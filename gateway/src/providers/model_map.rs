@@ -23,7 +23,9 @@ impl ModelMap {
         let mut rules = Vec::with_capacity(raw.len());
         for (from, to) in raw {
             let m = match from.strip_prefix('~') {
-                Some(re) => Matcher::Regex(Regex::new(re).map_err(|e| format!("bad regex {re:?}: {e}"))?),
+                Some(re) => {
+                    Matcher::Regex(Regex::new(re).map_err(|e| format!("bad regex {re:?}: {e}"))?)
+                }
                 None => Matcher::Glob(Glob::new(from)),
             };
             if to.is_empty() {

@@ -28,7 +28,9 @@ fn builder(header_timeout: Duration) -> Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(Some(header_timeout))
         .keep_alive(true);
-    b.http2().timer(TokioTimer::new()).max_concurrent_streams(1024);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
     Arc::new(b)
 }
 
@@ -54,13 +56,26 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
     drop(listener);
     let grace = app.config().server.shutdown_grace;
     let open = graceful.count();
-    tracing::info!(open_connections = open, grace_s = grace.as_secs(), "draining data-plane connections");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        open_connections = open,
+        grace_s = grace.as_secs(),
+        "draining data-plane connections"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing the remaining connections");
     }
 }
 
-async fn data_conn(app: Arc<App>, stream: TcpStream, remote: SocketAddr, builder: Builder, watcher: Watcher) {
+async fn data_conn(
+    app: Arc<App>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    builder: Builder,
+    watcher: Watcher,
+) {
     let _ = stream.set_nodelay(true);
     let cfg = app.config();
     let timeout = cfg.server.header_read_timeout;
@@ -86,8 +101,11 @@ async fn data_conn(app: Arc<App>, stream: TcpStream, remote: SocketAddr, builder
 async fn serve<IO, S, B>(mut io: IO, timeout: Duration, svc: S, builder: &Builder, watcher: Watcher)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,

@@ -21,12 +21,21 @@ pub enum Head {
     TimedOut,
 }
 
-pub async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO, timeout: Duration) -> io::Result<Head> {
+pub async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    timeout: Duration,
+) -> io::Result<Head> {
     let mut buf = BytesMut::with_capacity(4096);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
-            Ok(Ok(0)) => return Ok(if buf.is_empty() { Head::Nothing } else { Head::Ready(buf.freeze()) }),
+            Ok(Ok(0)) => {
+                return Ok(if buf.is_empty() {
+                    Head::Nothing
+                } else {
+                    Head::Ready(buf.freeze())
+                })
+            }
             Ok(Ok(_)) => {
                 if memchr::memmem::find(&buf, b"\r\n\r\n").is_some() || buf.len() >= MAX_HEAD {
                     return Ok(Head::Ready(buf.freeze()));
@@ -35,7 +44,8 @@ pub async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO, timeout:
             Ok(Err(e)) => return Err(e),
             Err(_) if buf.is_empty() => return Ok(Head::Nothing),
             Err(_) => {
-                let body = crate::error::GatewayError::header_timeout(timeout.as_millis() as u64).body();
+                let body =
+                    crate::error::GatewayError::header_timeout(timeout.as_millis() as u64).body();
                 let head = format!(
                     "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
@@ -62,7 +72,11 @@ impl<IO> Rewind<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             let chunk = self.prefix.split_to(n);
@@ -74,10 +88,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -99,8 +121,16 @@ mod tests {
     #[tokio::test]
     async fn complete_head_is_replayed() {
         let (mut client, mut server) = duplex(1024);
-        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let Head::Ready(b) = read_head(&mut server, Duration::from_secs(1)).await.unwrap() else { panic!() };
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let Head::Ready(b) = read_head(&mut server, Duration::from_secs(1))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
         let mut r = Rewind::new(b, server);
         let mut s = vec![0u8; 27];
         r.read_exact(&mut s).await.unwrap();
@@ -110,8 +140,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn partial_head_gets_408() {
         let (mut client, mut server) = duplex(4096);
-        client.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-        let h = read_head(&mut server, Duration::from_millis(100)).await.unwrap();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let h = read_head(&mut server, Duration::from_millis(100))
+            .await
+            .unwrap();
         assert!(matches!(h, Head::TimedOut));
         let mut out = String::new();
         client.read_to_string(&mut out).await.unwrap();
@@ -122,7 +157,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silent_connection_is_closed_quietly() {
         let (_client, mut server) = duplex(64);
-        let h = read_head(&mut server, Duration::from_millis(100)).await.unwrap();
+        let h = read_head(&mut server, Duration::from_millis(100))
+            .await
+            .unwrap();
         assert!(matches!(h, Head::Nothing));
     }
 }

@@ -12,7 +12,8 @@ pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, Stri
     if certs.is_empty() {
         return Err(format!("no certificate found in {cert:?}"));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read private key {key:?}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read private key {key:?}: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -119,7 +119,9 @@ fn writer(rx: Receiver<Msg>, out: Box<dyn Write + Send>, log: std::sync::Weak<Ac
                 let _ = out.flush();
                 match open(path.as_ref()) {
                     Ok(w) => out = BufWriter::with_capacity(64 * 1024, w),
-                    Err(e) => tracing::error!(error = %e, "cannot open the new access log; keeping the old one"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the new access log; keeping the old one")
+                    }
                 }
             }
             Msg::Flush(done) => {
