@@ -100,7 +100,12 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(ctx) = this.ctx.take() {
-                ctx.finish_upstream(*this.status, this.meter, Ending::ClientGone, *this.bytes_sent);
+                // hyper stops polling once a body of known length is sent, so a drop
+                // after the last byte is a normal end, not a client that left.
+                let complete = this.inner.is_end_stream() && this.first.is_none() && this.held.is_none();
+                this.meter.finish();
+                let ending = if complete { Ending::Complete } else { Ending::ClientGone };
+                ctx.finish_upstream(*this.status, this.meter, ending, *this.bytes_sent);
             }
         }
     }
