@@ -78,7 +78,26 @@ fn build_gateway() -> Result<PathBuf, String> {
     let (dir, profile) = profile_dir();
     let target_dir = dir.parent().map_or(dir.clone(), Path::to_path_buf);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
+    let mut cmd = Command::new(&cargo);
+    // `cargo test` sets per-package variables for the test process; build scripts
+    // (ring's) track some of them, so passing them on would make every build here
+    // dirty and rebuild half the tree. Drop them.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k == "CARGO_MANIFEST_DIR"
+            || k == "CARGO_MANIFEST_PATH"
+            || k == "CARGO_CRATE_NAME"
+            || k == "CARGO_BIN_NAME"
+            || k == "CARGO_PRIMARY_PACKAGE"
+            || k == "CARGO_TARGET_TMPDIR"
+            || k == "CARGO_RUSTC_CURRENT_DIR"
+            || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_EXE_")
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd
         .arg("build")
         .arg("--manifest-path")
         .arg(workspace_dir().join("Cargo.toml"))

@@ -52,7 +52,7 @@ async fn chat_line_has_ai_log_fields() {
     assert_eq!(ai.model.as_deref(), Some("mock-large"), "{line:?}");
     assert_eq!(ai.request_model.as_deref(), Some("gpt-4o"));
     assert_eq!(ai.input_token, expected.prompt_tokens);
-    assert_eq!(ai.output_token, expected.completion_tokens);
+    assert_eq!(ai.output_token, expected.completion_tokens, "{line:?}");
     assert_eq!(ai.total_token, expected.total_tokens);
     assert_eq!(ai.cached_tokens, expected.cached_tokens);
     assert_eq!(ai.reasoning_tokens, expected.reasoning_tokens);

@@ -104,10 +104,11 @@ async fn no_route_is_404_naming_what_did_not_match() {
     let mock = MockUpstream::start_default();
     let gw = start(&mock).await;
     let c = TestClient::new();
+    // A served endpoint that no route matches (routes cover /v1/chat and /v1/embeddings).
     let r = c
         .post_json(
-            &format!("{}/v2/unknown/path", gw.url()),
-            &chat_body("gpt-4o", "x"),
+            &format!("{}/v1/completions", gw.url()),
+            &json!({"model": "gpt-4o", "prompt": "x"}),
         )
         .await;
     let v = assert_error(&r, 404, "no_route");
@@ -115,9 +116,27 @@ async fn no_route_is_404_naming_what_did_not_match() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("/v2/unknown/path"),
+            .contains("/v1/completions"),
         "the message names the path: {v}"
     );
+
+    // A path that is no endpoint at all: 404 in the error shape naming the path
+    // (the code may say so more precisely than no_route).
+    let r = c
+        .post_json(
+            &format!("{}/v2/unknown/path", gw.url()),
+            &chat_body("gpt-4o", "x"),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let v = r.json();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/v2/unknown/path")),
+        "the message names the path: {v}"
+    );
+    assert!(v["error"]["code"].is_string(), "{v}");
 
     let r = c
         .post_json(
