@@ -62,6 +62,19 @@ impl Route {
     ) -> Option<Route> {
         let errors_before = p.errors.len();
         let m = &rc.matcher;
+        for (i, h) in m.hosts.iter().enumerate() {
+            if let Err(e) = check_host_pattern(h) {
+                p.error(format!("{key}.match.hosts[{i}]"), e);
+            }
+        }
+        for (i, g) in m.models.iter().enumerate() {
+            if g.is_empty() || g.chars().any(char::is_whitespace) {
+                p.error(
+                    format!("{key}.match.models[{i}]"),
+                    format!("bad glob {g:?}: empty or contains spaces"),
+                );
+            }
+        }
         let hosts = m
             .hosts
             .iter()
@@ -249,6 +262,22 @@ impl Route {
     }
 }
 
+/// Host patterns: `*`, an exact host name, or `*.` followed by a host name.
+fn check_host_pattern(h: &str) -> Result<(), String> {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']'));
+    if h == "*" || valid_name {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad host pattern {h:?}: use an exact host, \"*.example.com\" or \"*\""
+        ))
+    }
+}
+
 fn list(globs: &[Glob]) -> String {
     let mut s = String::from("[");
     for (i, g) in globs.iter().enumerate() {
@@ -381,6 +410,23 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("header x-team"), "{e}");
+    }
+
+    #[test]
+    fn bad_globs_are_named() {
+        let text = "providers: [{ id: m, type: mock }]\nroutes: [{ name: r, match: { hosts: [\"a*b.com\", \"*.ok.com\"], models: [\"\", \"gpt *\"] }, upstreams: [{provider: m}] }]\n";
+        let raw = parse_text("t", text).unwrap();
+        let e = build(&raw, "t", 1, &ClientCache::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("routes[0].match.hosts[0]: bad host pattern"),
+            "{e}"
+        );
+        assert!(!e.contains("hosts[1]"), "{e}");
+        assert!(e.contains("routes[0].match.models[0]: bad glob"), "{e}");
+        assert!(e.contains("routes[0].match.models[1]: bad glob"), "{e}");
     }
 
     #[test]
