@@ -16,10 +16,11 @@
 
 use crate::client::TestClient;
 use shared::ai_log::AccessLogLine;
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The admin token the tests put in their configs.
@@ -136,12 +137,47 @@ async fn gateway_bin_async() -> Result<PathBuf, String> {
         .map_err(|e| format!("build task failed: {e}"))?
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(a) => a.port(),
-        Err(e) => panic!("cannot bind 127.0.0.1:0: {e}"),
+/// Ports handed out by this process, never handed out twice (tests of one binary
+/// run in parallel and pick ports concurrently).
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// `n` distinct loopback ports that were free a moment ago and were not handed
+/// out before by this process.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    let mut guard = match HANDED_OUT.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let seen = guard.get_or_insert_with(HashSet::new);
+    let mut tries = 0;
+    while ports.len() < n {
+        tries += 1;
+        if tries > 1000 {
+            panic!("cannot find {n} free loopback ports");
+        }
+        // keep every listener open until all ports are picked, so the kernel
+        // cannot hand the same port out twice
+        let l = match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind 127.0.0.1:0: {e}"),
+        };
+        let port = match l.local_addr() {
+            Ok(a) => a.port(),
+            Err(e) => panic!("local_addr: {e}"),
+        };
+        held.push(l);
+        if seen.insert(port) {
+            ports.push(port);
+        }
     }
+    ports
+}
+
+/// A loopback port that was free a moment ago (see [`free_ports`]).
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
 }
 
 /// `127.0.0.1:PORT` with a free port.
@@ -247,8 +283,9 @@ impl GatewayBuilder {
             .prefix("gw-test-")
             .tempdir()
             .map_err(|e| (format!("tempdir: {e}"), false))?;
-        let listen = free_addr();
-        let admin = free_addr();
+        let ports = free_ports(2);
+        let listen = format!("127.0.0.1:{}", ports[0]);
+        let admin = format!("127.0.0.1:{}", ports[1]);
         let access_log = dir.path().join("access.log");
         let config_path = dir.path().join(&self.file_name);
         let stdout_path = dir.path().join("stdout.log");
@@ -299,7 +336,8 @@ impl GatewayBuilder {
         loop {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 let err = gw.stderr();
-                let retry = err.to_ascii_lowercase().contains("in use");
+                let lower = err.to_ascii_lowercase();
+                let retry = lower.contains("in use") || lower.contains("cannot listen");
                 return Err((
                     format!(
                         "gateway exited ({status}) before it was ready; config:\n{}\nstderr:\n{err}",
@@ -561,9 +599,10 @@ pub fn run_check_config_named(yaml: &str, file_name: &str) -> (i32, String) {
         Err(e) => panic!("tempdir: {e}"),
     };
     let path = dir.path().join(file_name);
+    let ports = free_ports(2);
     let vars = vec![
-        ("listen".to_string(), free_addr()),
-        ("admin".to_string(), free_addr()),
+        ("listen".to_string(), format!("127.0.0.1:{}", ports[0])),
+        ("admin".to_string(), format!("127.0.0.1:{}", ports[1])),
         (
             "access_log".to_string(),
             dir.path().join("access.log").display().to_string(),
