@@ -6,7 +6,7 @@
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::{single_provider_config, Gateway};
-use gateway_tests::mock_upstream::{chat_usage, embeddings_usage, MockUpstream};
+use gateway_tests::mock_upstream::{chat_usage, embeddings_usage, MockOptions, MockUpstream};
 use serde_json::json;
 use std::time::Duration;
 
@@ -219,4 +219,39 @@ async fn secrets_never_reach_the_log() {
         assert!(!gw.stderr().contains(secret), "stderr contains {secret}");
         assert!(!gw.stdout().contains(secret), "stdout contains {secret}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_mid_stream_is_still_logged() {
+    let mock = MockUpstream::start(MockOptions {
+        stream_chunks: 20,
+        chunk_delay_ms: 100,
+        ..Default::default()
+    });
+    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let c = TestClient::new();
+    let mut stream = c
+        .open_sse(
+            &format!("{}/v1/chat/completions", gw.url()),
+            &chat_stream_body("gpt-4o", "I will hang up early"),
+            &[("x-request-id", "log-dc-1")],
+        )
+        .await;
+    assert_eq!(stream.status, 200);
+    for _ in 0..3 {
+        stream.next_event().await.expect("event");
+    }
+    drop(stream);
+    drop(c);
+    // the upstream would need ~2 s more; the line must come well before that
+    let line = gw
+        .wait_for_log_line("log-dc-1", Duration::from_millis(1500))
+        .await;
+    assert!(
+        line.response_flags.contains("DC"),
+        "downstream disconnect flag: {line:?}"
+    );
+    assert_eq!(line.ai_log.response_type, "stream");
+    assert!(line.ai_log.output_token > 0, "{line:?}");
+    assert!(line.ai_log.usage_estimated, "{line:?}");
 }

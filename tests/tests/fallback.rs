@@ -331,3 +331,26 @@ routes:
         "weights 3:1 over 400 requests, got a={ha} b={hb}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_is_not_retried_after_first_byte() {
+    let a = MockUpstream::start_default();
+    let b = MockUpstream::start_default();
+    a.cut_stream_after(3);
+    let gw = two(&a.base_url(), &b.base_url()).await;
+    let s = TestClient::new()
+        .post_sse(
+            &chat_url(&gw),
+            &chat_stream_body("gpt-4o", "cut after the first bytes"),
+            &[],
+        )
+        .await;
+    assert_eq!(s.status, 200);
+    assert_eq!(s.events.len(), 3, "{}", s.raw);
+    assert!(!s.done, "{}", s.raw);
+    assert_eq!(
+        b.hits(),
+        0,
+        "a stream whose first byte reached the client is never retried"
+    );
+}

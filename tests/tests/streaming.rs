@@ -31,6 +31,7 @@ async fn stream_passthrough_injects_and_strips_usage_chunk() {
         "{:?}",
         s.headers
     );
+    assert_eq!(s.header("x-request-id"), Some("stream-req-1"));
     assert!(s.done, "client must receive data: [DONE]: {}", s.raw);
     assert!(s.clean_end, "stream should end cleanly: {:?}", s.error);
     assert!(
