@@ -11,6 +11,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Models,
+    ];
+
+    /// Position in [`Endpoint::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Recognises `.../chat/completions`, `.../completions`, `.../embeddings`,
     /// `.../responses`, `.../models` (query string already removed).
     pub fn from_path(path: &str) -> Option<Endpoint> {

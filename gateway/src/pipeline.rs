@@ -365,17 +365,15 @@ fn upstream_request(
     cfg: &Runtime,
     request_id: &HeaderValue,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let url = prov.url(endpoint, model);
-    let mut req = Request::builder()
-        .method(endpoint.method())
-        .uri(url.as_str())
-        .body(Full::new(body))
-        .map_err(|e| {
-            GatewayError::bad_request(
-                "invalid_model",
-                format!("cannot build the upstream URL: {e}"),
-            )
-        })?;
+    let uri = prov.uri(endpoint, model).map_err(|e| {
+        GatewayError::bad_request(
+            "invalid_model",
+            format!("cannot build the upstream URL for model {model:?}: {e}"),
+        )
+    })?;
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = endpoint.method();
+    *req.uri_mut() = uri;
     let h = req.headers_mut();
     for (name, value) in client_headers {
         if forwardable(name, cfg) {

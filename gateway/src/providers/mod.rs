@@ -54,6 +54,8 @@ pub struct Provider {
     pub timeouts: Timeouts,
     pub models: Vec<String>,
     pub client: Option<HttpClient>,
+    /// Upstream URIs that do not depend on the model, parsed once (by endpoint index).
+    fixed_uris: Vec<Option<http::Uri>>,
 }
 
 /// The default base URL of each provider type (None = must be configured).
@@ -202,7 +204,7 @@ impl Provider {
             return None;
         }
         let client = (flavor != Flavor::Mock).then(|| clients.get(timeouts.connect));
-        Some(Provider {
+        let mut prov = Provider {
             id: Arc::from(raw.id.as_str()),
             kind: raw.kind,
             flavor,
@@ -224,7 +226,38 @@ impl Provider {
             timeouts,
             models: raw.models.clone(),
             client,
-        })
+            fixed_uris: Vec::new(),
+        };
+        if flavor != Flavor::Mock {
+            for e in Endpoint::ALL {
+                let by_model =
+                    flavor == Flavor::Azure && !matches!(e, Endpoint::Responses | Endpoint::Models);
+                let uri = if by_model {
+                    None
+                } else {
+                    match http::Uri::try_from(prov.url(e, "")) {
+                        Ok(u) => Some(u),
+                        Err(err) => {
+                            p.error(
+                                format!("{key}.base_url"),
+                                format!("does not form a valid URL: {err}"),
+                            );
+                            return None;
+                        }
+                    }
+                };
+                prov.fixed_uris.push(uri);
+            }
+        }
+        Some(prov)
+    }
+
+    /// The upstream URI of `endpoint` for upstream model `model`.
+    pub fn uri(&self, endpoint: Endpoint, model: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        match self.fixed_uris.get(endpoint.index()) {
+            Some(Some(u)) => Ok(u.clone()),
+            _ => http::Uri::try_from(self.url(endpoint, model)),
+        }
     }
 
     /// The URL of `endpoint` for upstream model `model`.
@@ -341,6 +374,10 @@ mod tests {
         assert_eq!(
             p.url(Endpoint::ChatCompletions, "gpt-4o"),
             "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            p.uri(Endpoint::Embeddings, "x").unwrap(),
+            "https://api.openai.com/v1/embeddings"
         );
         assert_eq!(p.auth_header().unwrap().1, "Bearer a");
         assert_eq!(p.auth_header().unwrap().1, "Bearer b");
