@@ -137,7 +137,7 @@ run_load() {
   local name=$1 url=$2 conns=$3 dur=$4 mode=$5
   shift 5
   local args=(--url "$url" --connections "$conns" --duration-s "$dur" --warmup-s "$WARM"
-    --header "Authorization: Bearer $API_KEY" --clk-tck "$CLK_TCK" --label "$name")
+    --header "Authorization: Bearer $API_KEY" --clk-tck "$CLK_TCK" --label "$name" --aux-pid "$MOCK_PID")
   [[ "$mode" == stream ]] && args+=(--stream)
   "${LOAD_PIN[@]}" "$BIN/loadgen" "${args[@]}" "$@" >"$RAW/$name.json" 2>>"$WORK/loadgen.log" \
     || { log "loadgen failed for $name (see $WORK/loadgen.log)"; tail -3 "$WORK/loadgen.log" >&2; return 1; }

@@ -73,6 +73,20 @@ pub fn cpu_ticks(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|&p| process_cpu_ticks(p)).sum()
 }
 
+/// Busy ticks of the whole machine (all CPUs) from the first line of
+/// /proc/stat: user + nice + system + irq + softirq + steal.
+pub fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let get = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal ...
+    Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -105,6 +119,7 @@ mod tests {
     fn reads_own_process() {
         let pid = std::process::id();
         assert!(cpu_ticks(&[pid]).is_some());
+        assert!(machine_busy_ticks().is_some());
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
     }
 }

@@ -218,6 +218,8 @@ struct Row {
     added_p50: Option<f64>,
     added_p99: Option<f64>,
     added_ttft_p99: Option<f64>,
+    foreign_hi: Option<f64>,
+    foreign_lo: Option<f64>,
 }
 
 fn report(a: &ReportArgs) -> Result<()> {
@@ -243,6 +245,8 @@ fn report(a: &ReportArgs) -> Result<()> {
                 p50: num(lo.as_ref(), "/latency_us/p50"),
                 p99: num(lo.as_ref(), "/latency_us/p99"),
                 ttft_p99: num(lo.as_ref(), "/ttft_us/p99"),
+                foreign_hi: num(hi.as_ref(), "/foreign_cpu_pct"),
+                foreign_lo: num(lo.as_ref(), "/foreign_cpu_pct"),
                 ..Row::default()
             };
             rows.insert((t, m), row);
@@ -313,22 +317,32 @@ fn report(a: &ReportArgs) -> Result<()> {
         }
     }
 
-    writeln!(md, "\nAbsolute latencies @1 connection (not subtracted):\n")?;
-    writeln!(md, "| scenario | p50 | p99 | TTFT p99 |")?;
-    writeln!(md, "|---|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "\nAbsolute latencies @1 connection (not subtracted), and CPU used by processes \
+         outside the benchmark during each run (noise; % of one core):\n"
+    )?;
+    writeln!(
+        md,
+        "| scenario | p50 | p99 | TTFT p99 | other CPU @{c} | other CPU @1 |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
+    let pct = |v: Option<f64>| or_na(v.map(|p| format!("{p:.0}%")));
     for m in MODES {
         for t in TARGETS {
             let r = rows.get(&(t, m)).copied().unwrap_or_default();
             writeln!(
                 md,
-                "| {t} → mock, {m} | {} | {} | {} |",
+                "| {t} → mock, {m} | {} | {} | {} | {} | {} |",
                 us(r.p50),
                 us(r.p99),
                 if m == "stream" {
                     us(r.ttft_p99)
                 } else {
                     "—".into()
-                }
+                },
+                pct(r.foreign_hi),
+                pct(r.foreign_lo),
             )?;
         }
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use gateway_benches::{cpu_ticks, percentiles_us, Percentiles};
+use gateway_benches::{cpu_ticks, machine_busy_ticks, percentiles_us, Percentiles};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -65,10 +65,15 @@ struct Args {
     /// Stop after this many requests in total (warm-up included).
     #[arg(long)]
     requests: Option<u64>,
-    /// Process whose CPU time is sampled over the measured window
-    /// (repeatable; reported as the sum, in percent of one core).
+    /// Process of the system under test whose CPU time is sampled over the
+    /// measured window (repeatable; reported as the sum, in percent of one
+    /// core).
     #[arg(long = "cpu-pid")]
     cpu_pids: Vec<u32>,
+    /// Other process of the benchmark (e.g. the mock upstream) whose CPU
+    /// time is not counted as foreign load (repeatable).
+    #[arg(long = "aux-pid")]
+    aux_pids: Vec<u32>,
     /// Clock ticks per second for /proc/PID/stat (`getconf CLK_TCK`).
     #[arg(long, default_value_t = 100)]
     clk_tck: u64,
@@ -120,6 +125,23 @@ impl ConnStats {
         }
         if self.first_error.is_none() {
             self.first_error = Some(msg);
+        }
+    }
+}
+
+/// CPU ticks at one instant.
+struct CpuSample {
+    sut: Option<u64>,
+    ours: Option<u64>,
+    machine: Option<u64>,
+}
+
+impl CpuSample {
+    fn take(sut: &[u32], ours: &[u32]) -> CpuSample {
+        CpuSample {
+            sut: cpu_ticks(sut),
+            ours: cpu_ticks(ours),
+            machine: machine_busy_ticks(),
         }
     }
 }
@@ -215,20 +237,22 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         issued: AtomicU64::new(0),
     });
 
-    // CPU of the system under test over the measured window.
+    // CPU over the measured window: the system under test, the other
+    // processes of the benchmark (mock, this loadgen) and the whole machine,
+    // so that CPU used by anything else (noise) can be reported.
     let cpu_task = {
-        let pids = args.cpu_pids.clone();
+        let sut = args.cpu_pids.clone();
+        let mut ours = args.aux_pids.clone();
+        ours.push(std::process::id());
+        ours.retain(|p| !sut.contains(p));
         let w = window.clone();
         tokio::spawn(async move {
-            if pids.is_empty() {
-                return None;
-            }
             tokio::time::sleep_until(w.measure_from.into()).await;
             let t0 = Instant::now();
-            let before = cpu_ticks(&pids)?;
+            let before = CpuSample::take(&sut, &ours);
             tokio::time::sleep_until(w.end.into()).await;
-            let after = cpu_ticks(&pids)?;
-            Some((after.saturating_sub(before), t0.elapsed()))
+            let after = CpuSample::take(&sut, &ours);
+            (before, after, t0.elapsed())
         })
     };
 
@@ -269,10 +293,23 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         .min(window.end)
         .saturating_duration_since(window.measure_from)
         .as_secs_f64();
-    let cpu = cpu_task.await.ok().flatten();
-    let cpu_pct = cpu.map(|(ticks, wall)| {
-        ticks as f64 / args.clk_tck.max(1) as f64 / wall.as_secs_f64().max(1e-9) * 100.0
-    });
+    let (cpu_pct, foreign_cpu_pct) = match cpu_task.await {
+        Ok((before, after, wall)) => {
+            let pct = |ticks: u64| {
+                ticks as f64 / args.clk_tck.max(1) as f64 / wall.as_secs_f64().max(1e-9) * 100.0
+            };
+            let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+            let sut = delta(before.sut, after.sut);
+            let ours = delta(before.ours, after.ours);
+            let machine = delta(before.machine, after.machine);
+            let foreign = match (machine, ours) {
+                (Some(m), Some(o)) => Some(pct(m.saturating_sub(o + sut.unwrap_or(0)))),
+                _ => None,
+            };
+            (sut.filter(|_| !args.cpu_pids.is_empty()).map(pct), foreign)
+        }
+        Err(_) => (None, None),
+    };
 
     let lat = percentiles_us(&mut all.latencies_us);
     let ttft = if args.stream {
@@ -320,6 +357,7 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         "latency_us": lat.to_json(),
         "ttft_us": ttft.as_ref().map(Percentiles::to_json),
         "sut_cpu_pct": cpu_pct,
+        "foreign_cpu_pct": foreign_cpu_pct,
         "sut_cpu_pids": args.cpu_pids,
     }))
 }
