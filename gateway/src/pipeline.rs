@@ -21,7 +21,7 @@ use crate::meter::Meter;
 use crate::providers::{mock, Flavor, Provider};
 use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
-use crate::stream::{Metered, ResponseBody, UpstreamBody};
+use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http::request::Parts;
@@ -46,8 +46,7 @@ enum Answer {
         body: UpstreamBody,
         first: Option<Bytes>,
         meter: Meter,
-        idle: Duration,
-        deadline: tokio::time::Instant,
+        limits: Limits,
     },
     Local(Response<Bytes>),
 }
@@ -75,11 +74,10 @@ pub async fn handle(
             body,
             first,
             meter,
-            idle,
-            deadline,
+            limits,
         }) => {
             let status = head.status.as_u16();
-            let metered = Metered::new(body, first, meter, idle, deadline, status, ctx);
+            let metered = Metered::new(body, first, meter, limits, status, ctx);
             Response::from_parts(head, ResponseBody::Upstream(Box::pin(metered)))
         }
         Ok(Answer::Local(resp)) => {
@@ -323,8 +321,11 @@ async fn answer(
         body,
         first,
         meter: Meter::new(sse, strip_usage),
-        idle: t.idle,
-        deadline,
+        limits: Limits {
+            idle: t.idle,
+            total: t.total,
+            deadline,
+        },
     })
 }
 

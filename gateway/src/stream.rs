@@ -5,7 +5,7 @@
 
 use crate::ctx::{Ending, RequestCtx};
 use crate::meter::Meter;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -85,14 +85,18 @@ pin_project! {
         #[pin]
         inner: UpstreamBody,
         first: Option<Bytes>,
-        held: Option<Bytes>,
         meter: Meter,
         timer: Pin<Box<Sleep>>,
+        last_frame: Instant,
         idle: Duration,
+        total: Duration,
         deadline: Instant,
         bytes_sent: u64,
         status: u16,
         ended: bool,
+        batch: Batch,
+        yielded: bool,
+        failed: Option<BoxError>,
         ctx: Option<Box<RequestCtx>>,
     }
 
@@ -102,7 +106,7 @@ pin_project! {
             if let Some(ctx) = this.ctx.take() {
                 // hyper stops polling once a body of known length is sent, so a drop
                 // after the last byte is a normal end, not a client that left.
-                let complete = this.inner.is_end_stream() && this.first.is_none() && this.held.is_none();
+                let complete = this.inner.is_end_stream() && this.first.is_none() && this.batch.is_empty();
                 this.meter.finish();
                 let ending = if complete { Ending::Complete } else { Ending::ClientGone };
                 ctx.finish_upstream(*this.status, this.meter, ending, *this.bytes_sent);
@@ -111,28 +115,88 @@ pin_project! {
     }
 }
 
+/// Frames ready at the same time are sent together up to this size.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// Frames that were ready together, sent as one.
+#[derive(Default)]
+struct Batch {
+    one: Option<Bytes>,
+    more: BytesMut,
+}
+
+impl Batch {
+    fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        match self.one.take() {
+            None if self.more.is_empty() => self.one = Some(b),
+            first => {
+                if let Some(f) = first {
+                    self.more.extend_from_slice(&f);
+                }
+                self.more.extend_from_slice(&b);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.one.as_ref().map_or(0, Bytes::len) + self.more.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn emit(&mut self, sent: &mut u64) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let out = self
+            .one
+            .take()
+            .unwrap_or_else(|| self.more.split().freeze());
+        *sent += out.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(out))))
+    }
+}
+
+/// Time limits of an upstream answer after its headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// longest silence between two frames
+    pub idle: Duration,
+    /// the whole answer (`total_ms`), for messages
+    pub total: Duration,
+    /// when `total` runs out
+    pub deadline: Instant,
+}
+
 impl Metered {
     pub fn new(
         inner: UpstreamBody,
         first: Option<Bytes>,
         meter: Meter,
-        idle: Duration,
-        deadline: Instant,
+        limits: Limits,
         status: u16,
         ctx: Box<RequestCtx>,
     ) -> Metered {
-        let next = (Instant::now() + idle).min(deadline);
+        let now = Instant::now();
         Metered {
             inner,
             first,
-            held: None,
             meter,
-            timer: Box::pin(tokio::time::sleep_until(next)),
-            idle,
-            deadline,
+            timer: Box::pin(tokio::time::sleep_until(
+                (now + limits.idle).min(limits.deadline),
+            )),
+            last_frame: now,
+            idle: limits.idle,
+            total: limits.total,
+            deadline: limits.deadline,
             bytes_sent: 0,
             status,
             ended: false,
+            batch: Batch::default(),
+            yielded: false,
+            failed: None,
             ctx: Some(ctx),
         }
     }
@@ -148,16 +212,16 @@ impl Body for Metered {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Some(first) = this.first.take() {
+            // The first frame goes out at once: it is the time to first token.
             if let Some(out) = this.meter.on_frame(first) {
                 *this.bytes_sent += out.len() as u64;
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
         }
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         if *this.ended {
-            if let Some(tail) = this.held.take() {
-                *this.bytes_sent += tail.len() as u64;
-                return Poll::Ready(Some(Ok(Frame::data(tail))));
-            }
             if let Some(ctx) = this.ctx.take() {
                 ctx.finish_upstream(*this.status, this.meter, Ending::Complete, *this.bytes_sent);
             }
@@ -166,16 +230,21 @@ impl Body for Metered {
         loop {
             match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let next = (Instant::now() + *this.idle).min(*this.deadline);
-                    this.timer.as_mut().reset(next);
+                    // The timer is re-armed lazily when it fires, not on every frame.
+                    *this.last_frame = Instant::now();
+                    *this.yielded = false;
                     match frame.into_data() {
                         Ok(data) => {
                             if let Some(out) = this.meter.on_frame(data) {
-                                *this.bytes_sent += out.len() as u64;
-                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                                this.batch.push(out);
+                            }
+                            if this.batch.len() >= MAX_BATCH {
+                                return this.batch.emit(this.bytes_sent);
                             }
                         }
-                        Err(other) => return Poll::Ready(Some(Ok(other))),
+                        Err(other) if this.batch.is_empty() => return Poll::Ready(Some(Ok(other))),
+                        // trailers after data: the data goes first, trailers are dropped
+                        Err(_) => return this.batch.emit(this.bytes_sent),
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -185,17 +254,23 @@ impl Body for Metered {
                             *this.status,
                             this.meter,
                             Ending::UpstreamCut(why),
-                            *this.bytes_sent,
+                            *this.bytes_sent + this.batch.len() as u64,
                         );
                     }
-                    return Poll::Ready(Some(Err(e)));
+                    *this.ended = true;
+                    if this.batch.is_empty() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    *this.failed = Some(e);
+                    return this.batch.emit(this.bytes_sent);
                 }
                 Poll::Ready(None) => {
                     *this.ended = true;
-                    *this.held = this.meter.finish();
-                    if let Some(tail) = this.held.take() {
-                        *this.bytes_sent += tail.len() as u64;
-                        return Poll::Ready(Some(Ok(Frame::data(tail))));
+                    if let Some(tail) = this.meter.finish() {
+                        this.batch.push(tail);
+                    }
+                    if !this.batch.is_empty() {
+                        return this.batch.emit(this.bytes_sent);
                     }
                     if let Some(ctx) = this.ctx.take() {
                         ctx.finish_upstream(
@@ -207,15 +282,33 @@ impl Body for Metered {
                     }
                     return Poll::Ready(None);
                 }
+                Poll::Pending if !this.batch.is_empty() => {
+                    if *this.yielded {
+                        *this.yielded = false;
+                        return this.batch.emit(this.bytes_sent);
+                    }
+                    // Frames the upstream connection has already read arrive one per
+                    // scheduler turn: give it one turn, then send what came as one
+                    // write instead of a write (and a client wake-up) per event.
+                    *this.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Poll::Pending => {
-                    ready!(this.timer.as_mut().poll(cx));
+                    loop {
+                        ready!(this.timer.as_mut().poll(cx));
+                        let next = (*this.last_frame + *this.idle).min(*this.deadline);
+                        if next <= Instant::now() {
+                            break;
+                        }
+                        this.timer.as_mut().reset(next);
+                    }
                     let total = Instant::now() >= *this.deadline;
-                    let (what, dur) = if total {
-                        ("total", Duration::ZERO)
+                    let err = if total {
+                        StreamTimeout("total", *this.total)
                     } else {
-                        ("idle", *this.idle)
+                        StreamTimeout("idle", *this.idle)
                     };
-                    let err = StreamTimeout(what, dur);
                     if let Some(ctx) = this.ctx.take() {
                         let ending = if total {
                             Ending::TotalTimeout
@@ -232,7 +325,7 @@ impl Body for Metered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ctx.is_none() && self.held.is_none() && self.first.is_none()
+        self.ctx.is_none() && self.first.is_none() && self.batch.is_empty() && self.failed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Mutex;
+use std::time::Duration;
 
 enum Msg {
     Line(Box<AccessLogLine>),
@@ -96,47 +97,75 @@ fn open(path: Option<&PathBuf>) -> std::io::Result<Box<dyn Write + Send>> {
     })
 }
 
+/// After writing a batch the writer pauses this long, so lines queue up without
+/// waking it once per request; a line waits at most about this long to be written.
+const BATCH_PAUSE: Duration = Duration::from_millis(20);
+
 fn writer(rx: Receiver<Msg>, out: Box<dyn Write + Send>, log: std::sync::Weak<AccessLog>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, out);
-    let mut buf = Vec::with_capacity(1024);
-    let mut msg = rx.recv();
-    while let Ok(m) = msg {
+    let mut w = Writer {
+        out: BufWriter::with_capacity(64 * 1024, out),
+        buf: Vec::with_capacity(1024),
+        written: 0,
+        dropped: 0,
+    };
+    while let Ok(first) = rx.recv() {
+        w.handle(first);
+        loop {
+            match rx.try_recv() {
+                Ok(m) => w.handle(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = w.out.flush();
+                    return;
+                }
+            }
+        }
+        let _ = w.out.flush();
+        if let Some(l) = log.upgrade() {
+            l.written
+                .fetch_add(std::mem::take(&mut w.written), Ordering::Relaxed);
+            l.dropped
+                .fetch_add(std::mem::take(&mut w.dropped), Ordering::Relaxed);
+        }
+        std::thread::sleep(BATCH_PAUSE);
+    }
+    let _ = w.out.flush();
+}
+
+struct Writer {
+    out: BufWriter<Box<dyn Write + Send>>,
+    buf: Vec<u8>,
+    written: u64,
+    dropped: u64,
+}
+
+impl Writer {
+    fn handle(&mut self, m: Msg) {
         match m {
             Msg::Line(line) => {
-                buf.clear();
-                if serde_json::to_writer(&mut buf, &line).is_ok() {
-                    buf.push(b'\n');
-                    if out.write_all(&buf).is_err() {
-                        if let Some(l) = log.upgrade() {
-                            l.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    } else if let Some(l) = log.upgrade() {
-                        l.written.fetch_add(1, Ordering::Relaxed);
+                self.buf.clear();
+                if serde_json::to_writer(&mut self.buf, &line).is_ok() {
+                    self.buf.push(b'\n');
+                    if self.out.write_all(&self.buf).is_ok() {
+                        self.written += 1;
+                    } else {
+                        self.dropped += 1;
                     }
                 }
             }
             Msg::Reopen(path) => {
-                let _ = out.flush();
+                let _ = self.out.flush();
                 match open(path.as_ref()) {
-                    Ok(w) => out = BufWriter::with_capacity(64 * 1024, w),
+                    Ok(w) => self.out = BufWriter::with_capacity(64 * 1024, w),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot open the new access log; keeping the old one")
                     }
                 }
             }
             Msg::Flush(done) => {
-                let _ = out.flush();
+                let _ = self.out.flush();
                 let _ = done.send(());
             }
         }
-        msg = match rx.try_recv() {
-            Ok(m) => Ok(m),
-            Err(TryRecvError::Empty) => {
-                let _ = out.flush();
-                rx.recv()
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
     }
-    let _ = out.flush();
 }
