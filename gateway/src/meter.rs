@@ -147,6 +147,14 @@ impl Meter {
             self.done = true;
             return false;
         }
+        if self.chat_id.is_some() && is_plain_delta(&data) {
+            // The common chunk of a stream: only its text size matters here.
+            self.output_bytes += text_bytes(&data);
+            if let Some(f) = finish_reason(&data) {
+                self.finish_reason = Some(f);
+            }
+            return false;
+        }
         let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) else {
             return false;
         };
@@ -217,6 +225,66 @@ impl Meter {
             self.output_bytes += out.get().len();
         }
     }
+}
+
+/// A chat/completions chunk without usage: metered by a byte scan instead of a parse.
+fn is_plain_delta(data: &[u8]) -> bool {
+    use memchr::memmem::find;
+    if find(data, b"\"choices\"").is_none() {
+        return false; // e.g. Responses API events
+    }
+    match find(data, b"\"usage\"") {
+        None => true,
+        Some(i) => {
+            let rest = &data[i + 7..];
+            let rest = rest
+                .iter()
+                .position(|&b| b != b':' && b != b' ')
+                .map_or(&[][..], |p| &rest[p..]);
+            rest.starts_with(b"null")
+        }
+    }
+}
+
+/// Bytes of generated text in a chunk: the string values of `content`,
+/// `reasoning_content`, `text` and `arguments` (escapes counted as one byte).
+fn text_bytes(data: &[u8]) -> usize {
+    let mut total = 0;
+    for key in [
+        &b"\"content\":\""[..],
+        b"\"reasoning_content\":\"",
+        b"\"text\":\"",
+        b"\"arguments\":\"",
+    ] {
+        for start in memchr::memmem::find_iter(data, key) {
+            total += string_len(&data[start + key.len()..]);
+        }
+    }
+    total
+}
+
+/// Length of a JSON string body up to its closing quote.
+fn string_len(s: &[u8]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'"' => break,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+        n += 1;
+    }
+    n
+}
+
+fn finish_reason(data: &[u8]) -> Option<String> {
+    let key = b"\"finish_reason\":\"";
+    let start = memchr::memmem::find(data, key)? + key.len();
+    let len = memchr::memchr(b'"', &data[start..])?;
+    std::str::from_utf8(&data[start..start + len])
+        .ok()
+        .map(str::to_string)
 }
 
 /// End (exclusive) of the SSE event starting at `from`: after its blank line.
@@ -442,6 +510,26 @@ mod tests {
     }
 
     #[test]
+    fn byte_scan_matches_the_parse() {
+        let ev = r#"{"id":"c","choices":[{"delta":{"content":"he said \"hi\"","reasoning_content":"ab"},"finish_reason":"length"}],"usage":null}"#;
+        assert!(is_plain_delta(ev.as_bytes()));
+        assert_eq!(text_bytes(ev.as_bytes()), "he said \"hi\"".len() + 2);
+        assert_eq!(finish_reason(ev.as_bytes()).as_deref(), Some("length"));
+        assert!(!is_plain_delta(
+            br#"{"choices":[],"usage":{"total_tokens":1}}"#
+        ));
+        assert!(!is_plain_delta(
+            br#"{"type":"response.output_text.delta","delta":"x"}"#
+        ));
+        // A stream metered by the scan and one metered by full parses agree.
+        let mut fast = Meter::new(true, true);
+        run(&mut fast, &[CHUNK, CHUNK, FINISH, USAGE, DONE]);
+        assert_eq!(fast.output_bytes, 10);
+        assert_eq!(fast.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(fast.usage.unwrap().total_tokens, 10);
+    }
+
+    #[test]
     fn json_body_usage() {
         let mut m = Meter::new(false, false);
         let body = r#"{"id":"chatcmpl-1","model":"gpt","choices":[{"message":{"role":"assistant","content":"hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
@@ -490,6 +578,7 @@ mod tests {
         assert!(out.starts_with(CHUNK));
         assert!(m.usage.is_none());
         assert!(!m.done);
-        assert_eq!(m.output_bytes, 5);
+        // "hello" plus the "wor" of the cut event, which the client also received
+        assert_eq!(m.output_bytes, 8);
     }
 }
