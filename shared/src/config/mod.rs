@@ -1,0 +1,218 @@
+//! The config file schema, exactly as `shared/reference-config.yaml` names it.
+//! Raw serde structs only (`deny_unknown_fields`); the gateway validates them into
+//! runtime types. Defaults here are the documented defaults.
+
+mod provider;
+mod route;
+mod telemetry;
+mod tenant;
+
+pub use provider::*;
+pub use route::*;
+pub use telemetry::*;
+pub use tenant::*;
+
+use crate::env::EnvString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+// ---------------------------------------------------------------- server
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "d_listen")]
+    pub listen: EnvString,
+    #[serde(default = "d_admin_listen")]
+    pub admin_listen: EnvString,
+    /// Bearer token for `/admin/*`; absent or empty = admin API off.
+    #[serde(default)]
+    pub admin_token: Option<EnvString>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "d_max_body")]
+    pub max_body_bytes: u64,
+    #[serde(default = "d_header_timeout")]
+    pub header_read_timeout_ms: u64,
+    #[serde(default = "d_grace")]
+    pub shutdown_grace_s: u64,
+    /// Added key: how often the config file is checked for changes (0 = never).
+    #[serde(default = "d_reload_poll")]
+    pub config_poll_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: d_listen(),
+            admin_listen: d_admin_listen(),
+            admin_token: None,
+            tls: None,
+            max_body_bytes: d_max_body(),
+            header_read_timeout_ms: d_header_timeout(),
+            shutdown_grace_s: d_grace(),
+            config_poll_ms: d_reload_poll(),
+        }
+    }
+}
+
+fn d_listen() -> EnvString {
+    "0.0.0.0:8080".into()
+}
+fn d_admin_listen() -> EnvString {
+    "127.0.0.1:8001".into()
+}
+fn d_max_body() -> u64 {
+    10 * 1024 * 1024
+}
+fn d_header_timeout() -> u64 {
+    10_000
+}
+fn d_grace() -> u64 {
+    30
+}
+fn d_reload_poll() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: EnvString,
+    pub key: EnvString,
+}
+
+// ---------------------------------------------------------------- state
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    #[serde(default)]
+    pub on_redis_error: OnRedisError,
+    #[serde(default = "d_one")]
+    pub expected_replicas: u32,
+    #[serde(default = "d_cache_ttl")]
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: Backend::Memory,
+            redis: None,
+            on_redis_error: OnRedisError::FailOpen,
+            expected_replicas: 1,
+            cache_ttl_ms: d_cache_ttl(),
+        }
+    }
+}
+
+fn d_one() -> u32 {
+    1
+}
+fn d_cache_ttl() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    #[default]
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisError {
+    #[default]
+    FailOpen,
+    FailClosed,
+    Local,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    #[serde(default)]
+    pub url: Option<EnvString>,
+    #[serde(default)]
+    pub cluster_nodes: Option<Vec<EnvString>>,
+    #[serde(default = "d_pool")]
+    pub pool_size: u32,
+    #[serde(default = "d_redis_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "d_prefix")]
+    pub key_prefix: String,
+}
+
+fn d_pool() -> u32 {
+    32
+}
+fn d_redis_timeout() -> u64 {
+    50
+}
+fn d_prefix() -> String {
+    "gw:".to_string()
+}
+
+// ---------------------------------------------------------------- auth
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default = "d_key_headers")]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub in_query: bool,
+    #[serde(default = "d_consumer_header")]
+    pub consumer_header: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            keys: d_key_headers(),
+            in_query: false,
+            consumer_header: d_consumer_header(),
+        }
+    }
+}
+
+fn d_key_headers() -> Vec<String> {
+    vec!["Authorization".into(), "x-api-key".into(), "api-key".into()]
+}
+fn d_consumer_header() -> String {
+    "x-gateway-consumer".into()
+}
+
+// ---------------------------------------------------------------- shared defaults
+
+fn d_true() -> bool {
+    true
+}
+fn d_star() -> Vec<String> {
+    vec!["*".into()]
+}
