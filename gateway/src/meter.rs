@@ -5,10 +5,12 @@
 //! `Bytes` whenever nothing has to be removed.
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shared::usage::Usage;
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 /// Bodies larger than this are passed through but not parsed for usage.
 const MAX_JSON_METER_BYTES: usize = 16 * 1024 * 1024;
@@ -126,7 +128,10 @@ impl Meter {
     /// Meters one SSE event; true when it is the usage-only chunk.
     fn event(&mut self, ev: &[u8]) -> bool {
         let mut data: Cow<'_, [u8]> = Cow::Borrowed(&[]);
-        for line in ev.split(|&b| b == b'\n') {
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', ev).chain(std::iter::once(ev.len())) {
+            let line = &ev[start.min(end)..end];
+            start = end + 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Some(rest) = line.strip_prefix(b"data:") {
                 let rest = rest.strip_prefix(b" ").unwrap_or(rest);
@@ -227,13 +232,33 @@ impl Meter {
     }
 }
 
+/// Substring searchers built once (building one costs more than a search).
+struct Finders {
+    choices: Finder<'static>,
+    usage: Finder<'static>,
+    finish: Finder<'static>,
+    text: [Finder<'static>; 4],
+}
+
+static FINDERS: LazyLock<Finders> = LazyLock::new(|| Finders {
+    choices: Finder::new(b"\"choices\""),
+    usage: Finder::new(b"\"usage\""),
+    finish: Finder::new(b"\"finish_reason\":\""),
+    text: [
+        Finder::new(b"\"content\":\""),
+        Finder::new(b"\"reasoning_content\":\""),
+        Finder::new(b"\"text\":\""),
+        Finder::new(b"\"arguments\":\""),
+    ],
+});
+
 /// A chat/completions chunk without usage: metered by a byte scan instead of a parse.
 fn is_plain_delta(data: &[u8]) -> bool {
-    use memchr::memmem::find;
-    if find(data, b"\"choices\"").is_none() {
+    let f = &*FINDERS;
+    if f.choices.find(data).is_none() {
         return false; // e.g. Responses API events
     }
-    match find(data, b"\"usage\"") {
+    match f.usage.find(data) {
         None => true,
         Some(i) => {
             let rest = &data[i + 7..];
@@ -250,14 +275,9 @@ fn is_plain_delta(data: &[u8]) -> bool {
 /// `reasoning_content`, `text` and `arguments` (escapes counted as one byte).
 fn text_bytes(data: &[u8]) -> usize {
     let mut total = 0;
-    for key in [
-        &b"\"content\":\""[..],
-        b"\"reasoning_content\":\"",
-        b"\"text\":\"",
-        b"\"arguments\":\"",
-    ] {
-        for start in memchr::memmem::find_iter(data, key) {
-            total += string_len(&data[start + key.len()..]);
+    for key in &FINDERS.text {
+        for start in key.find_iter(data) {
+            total += string_len(&data[start + key.needle().len()..]);
         }
     }
     total
@@ -279,8 +299,8 @@ fn string_len(s: &[u8]) -> usize {
 }
 
 fn finish_reason(data: &[u8]) -> Option<String> {
-    let key = b"\"finish_reason\":\"";
-    let start = memchr::memmem::find(data, key)? + key.len();
+    let key = &FINDERS.finish;
+    let start = key.find(data)? + key.needle().len();
     let len = memchr::memchr(b'"', &data[start..])?;
     std::str::from_utf8(&data[start..start + len])
         .ok()
