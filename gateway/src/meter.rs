@@ -167,15 +167,7 @@ impl Meter {
         let mut usage_only = false;
         if let Some(choices) = &chunk.choices {
             for c in choices {
-                if let Some(d) = &c.delta {
-                    self.output_bytes += d.content.as_deref().map_or(0, str::len)
-                        + d.reasoning_content.as_deref().map_or(0, str::len)
-                        + d.tool_calls.map_or(0, |t| t.get().len());
-                }
-                self.output_bytes += c.text.as_deref().map_or(0, str::len);
-                if let Some(f) = &c.finish_reason {
-                    self.finish_reason = Some(f.to_string());
-                }
+                self.note_choice(c);
             }
             usage_only = choices.is_empty() && chunk.usage.is_some();
         }
@@ -198,6 +190,19 @@ impl Meter {
         usage_only
     }
 
+    /// Text size and finish reason of one choice (a stream delta or a whole message).
+    fn note_choice(&mut self, c: &Choice<'_>) {
+        for m in [&c.delta, &c.message].into_iter().flatten() {
+            self.output_bytes += m.content.as_deref().map_or(0, str::len)
+                + m.reasoning_content.as_deref().map_or(0, str::len)
+                + m.tool_calls.map_or(0, |t| t.get().len());
+        }
+        self.output_bytes += c.text.as_deref().map_or(0, str::len);
+        if let Some(f) = &c.finish_reason {
+            self.finish_reason = Some(f.to_string());
+        }
+    }
+
     fn note_ids(&mut self, id: Option<&str>, model: Option<&str>) {
         if self.chat_id.is_none() {
             self.chat_id = id.map(str::to_string);
@@ -216,15 +221,7 @@ impl Meter {
             self.usage = Some(u.to_usage());
         }
         for c in b.choices.iter().flatten() {
-            if let Some(m) = &c.message {
-                self.output_bytes += m.content.as_deref().map_or(0, str::len)
-                    + m.reasoning_content.as_deref().map_or(0, str::len)
-                    + m.tool_calls.map_or(0, |t| t.get().len());
-            }
-            self.output_bytes += c.text.as_deref().map_or(0, str::len);
-            if let Some(f) = &c.finish_reason {
-                self.finish_reason = Some(f.to_string());
-            }
+            self.note_choice(c);
         }
         if let Some(out) = b.output {
             self.output_bytes += out.get().len();
