@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use shared::ai_log::{AccessLogLine, AiLog};
 use shared::usage::{estimate_tokens, Usage};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -39,6 +40,20 @@ pub struct RequestCtx {
     /// the client's body, kept (refcounted) for estimating prompt tokens if needed
     pub body: Bytes,
     pub log: Arc<AccessLog>,
+    /// the record was emitted; otherwise dropping the context emits it
+    finished: bool,
+}
+
+impl Drop for RequestCtx {
+    /// A request dropped before any answer was finished (the client went away while
+    /// the body was read or the upstream was waited for, or shutdown cut it off) is
+    /// still recorded, as 499 with the `DC` flag.
+    fn drop(&mut self) {
+        if !self.finished {
+            let error = Some("client_disconnected".to_string());
+            self.emit(499, Usage::default(), 0, "DC", error, None, None);
+        }
+    }
 }
 
 /// How an upstream answer ended.
@@ -88,27 +103,34 @@ impl RequestCtx {
             first_byte_at: None,
             body: Bytes::new(),
             log,
+            finished: false,
         }
     }
 
-    /// The host the client addressed (Host header, else the URI's authority).
-    pub fn host(&self) -> &str {
+    /// The host the client addressed (Host header, else the URI's authority), without
+    /// port or trailing dot, lowercased (host names are case-insensitive).
+    pub fn host(&self) -> Cow<'_, str> {
         let h = self
             .authority
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .or_else(|| self.uri.authority().map(|a| a.as_str()))
             .unwrap_or("");
-        // strip the port
-        match h.rfind(':') {
+        let h = match h.rfind(':') {
             Some(i) if !h.ends_with(']') => &h[..i],
             _ => h,
+        };
+        let h = h.strip_suffix('.').unwrap_or(h);
+        if h.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(h.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(h)
         }
     }
 
     /// Finishes a request the gateway answered itself (errors, rejections, model list).
     pub fn finish_local(
-        self: Box<Self>,
+        mut self: Box<Self>,
         status: u16,
         bytes_sent: u64,
         error: Option<&GatewayError>,
@@ -128,7 +150,7 @@ impl RequestCtx {
 
     /// Finishes a request answered by an upstream, whatever way the answer ended.
     pub fn finish_upstream(
-        self: Box<Self>,
+        mut self: Box<Self>,
         status: u16,
         meter: &Meter,
         ending: Ending,
@@ -146,7 +168,7 @@ impl RequestCtx {
                 Usage {
                     prompt_tokens,
                     completion_tokens,
-                    total_tokens: prompt_tokens + completion_tokens,
+                    total_tokens: prompt_tokens.saturating_add(completion_tokens),
                     estimated: true,
                     ..Usage::default()
                 }
@@ -168,7 +190,7 @@ impl RequestCtx {
 
     #[allow(clippy::too_many_arguments)]
     fn emit(
-        self: Box<Self>,
+        &mut self,
         status: u16,
         usage: Usage,
         bytes_sent: u64,
@@ -177,6 +199,7 @@ impl RequestCtx {
         chat_id: Option<String>,
         response_model: Option<String>,
     ) {
+        self.finished = true;
         if !self.log.enabled() {
             return;
         }
@@ -247,4 +270,38 @@ fn new_request_id() -> HeaderValue {
     let s = id.as_hyphenated().encode_lower(&mut buf);
     // A hyphenated uuid is always a valid header value.
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::AccessLogRt;
+
+    fn ctx(host: &str) -> RequestCtx {
+        let log = AccessLog::start(&AccessLogRt {
+            enabled: false,
+            path: None,
+            queue_size: 1,
+        })
+        .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, HeaderValue::from_str(host).unwrap());
+        let uri: Uri = "/v1/models".parse().unwrap();
+        RequestCtx::new(
+            Method::GET,
+            uri,
+            Version::HTTP_11,
+            &h,
+            "127.0.0.1:1".parse().unwrap(),
+            log,
+        )
+    }
+
+    #[test]
+    fn host_is_normalized() {
+        assert_eq!(ctx("API.Example.COM:8443").host(), "api.example.com");
+        assert_eq!(ctx("example.com.").host(), "example.com");
+        assert_eq!(ctx("[::1]:8080").host(), "[::1]");
+        assert!(matches!(ctx("plain.host").host(), Cow::Borrowed(_)));
+    }
 }

@@ -95,11 +95,15 @@ impl GatewayError {
     }
 
     pub fn header_timeout(ms: u64) -> Self {
+        Self::request_timeout(format!("request headers were not received within {ms} ms"))
+    }
+
+    pub fn request_timeout(message: String) -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
             "invalid_request_error",
             "request_timeout",
-            format!("request headers were not received within {ms} ms"),
+            message,
         )
     }
 
@@ -116,6 +120,18 @@ impl GatewayError {
             "upstream_error",
             "upstream_unreachable",
             format!("upstream {provider} is unreachable: {detail}"),
+        );
+        e.retryable = true;
+        e.flag = "UF";
+        e
+    }
+
+    pub fn upstream_failed(provider: &str, detail: impl fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_error",
+            format!("the connection to upstream {provider} failed before an answer: {detail}"),
         );
         e.retryable = true;
         e.flag = "UF";

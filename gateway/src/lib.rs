@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod endpoint;
 pub mod error;
 pub mod glob;
+pub mod headers;
 pub mod meter;
 pub mod pipeline;
 pub mod providers;
@@ -51,8 +52,10 @@ pub fn load(
     Ok((config::build(&raw, &name, 1, clients)?, text))
 }
 
-/// Runs the gateway until SIGTERM/SIGINT.
-pub async fn run(config_path: Option<PathBuf>) -> Result<(), String> {
+/// Runs the gateway until SIGTERM/SIGINT. Returns the access log so the caller can
+/// flush it once more after the runtime is shut down (requests cut off at the end of
+/// the grace period are recorded when their tasks are dropped).
+pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String> {
     let clients = providers::ClientCache::default();
     let (rt, text) =
         load(config_path.as_deref(), &clients).map_err(|e| format!("invalid config:\n{e}"))?;
@@ -87,7 +90,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<(), String> {
     admin_task.abort();
     access_log.flush();
     tracing::info!("stopped");
-    Ok(())
+    Ok(access_log)
 }
 
 async fn shutdown_signal() {

@@ -48,7 +48,12 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(gateway::run(cli.config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(access_log) => {
+            // Dropping what still runs records the requests cut off; write those too.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            access_log.flush();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

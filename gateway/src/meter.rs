@@ -12,6 +12,10 @@ use shared::usage::Usage;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+/// An SSE event longer than this ends metering of the stream's events (and their
+/// holding back), so odd framing can never buffer a stream.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// Bodies larger than this are passed through but not parsed for usage.
 const MAX_JSON_METER_BYTES: usize = 16 * 1024 * 1024;
 
@@ -71,6 +75,13 @@ impl Meter {
                 return Some(data);
             }
             return Some(cut(&data, end, &drops)).filter(|b| !b.is_empty());
+        }
+        if self.partial.len() + data.len() > MAX_EVENT_BYTES {
+            // Not SSE as we know it (no event end in sight): stop holding bytes back.
+            self.strip_usage = false;
+            let mut held = std::mem::take(&mut self.partial);
+            held.extend_from_slice(&data);
+            return Some(held.freeze());
         }
         self.partial.extend_from_slice(&data);
         let buf = std::mem::take(&mut self.partial).freeze();
@@ -240,12 +251,12 @@ struct Finders {
 static FINDERS: LazyLock<Finders> = LazyLock::new(|| Finders {
     choices: Finder::new(b"\"choices\""),
     usage: Finder::new(b"\"usage\""),
-    finish: Finder::new(b"\"finish_reason\":\""),
+    finish: Finder::new(b"\"finish_reason\":"),
     text: [
-        Finder::new(b"\"content\":\""),
-        Finder::new(b"\"reasoning_content\":\""),
-        Finder::new(b"\"text\":\""),
-        Finder::new(b"\"arguments\":\""),
+        Finder::new(b"\"content\":"),
+        Finder::new(b"\"reasoning_content\":"),
+        Finder::new(b"\"text\":"),
+        Finder::new(b"\"arguments\":"),
     ],
 });
 
@@ -274,7 +285,9 @@ fn text_bytes(data: &[u8]) -> usize {
     let mut total = 0;
     for key in &FINDERS.text {
         for start in key.find_iter(data) {
-            total += string_len(&data[start + key.needle().len()..]);
+            if let Some(value) = string_after(&data[start + key.needle().len()..]) {
+                total += string_len(value);
+            }
         }
     }
     total
@@ -297,11 +310,15 @@ fn string_len(s: &[u8]) -> usize {
 
 fn finish_reason(data: &[u8]) -> Option<String> {
     let key = &FINDERS.finish;
-    let start = key.find(data)? + key.needle().len();
-    let len = memchr::memchr(b'"', &data[start..])?;
-    std::str::from_utf8(&data[start..start + len])
-        .ok()
-        .map(str::to_string)
+    let value = string_after(&data[key.find(data)? + key.needle().len()..])?;
+    let len = memchr::memchr(b'"', value)?;
+    std::str::from_utf8(&value[..len]).ok().map(str::to_string)
+}
+
+/// After a key's colon: the body of the string value, if the value is a string.
+fn string_after(rest: &[u8]) -> Option<&[u8]> {
+    let i = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    (rest[i] == b'"').then(|| &rest[i + 1..])
 }
 
 /// End (exclusive) of the SSE event starting at `from`: after its blank line.
@@ -429,7 +446,9 @@ impl RawUsage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: self.total_tokens.unwrap_or(prompt + completion),
+            total_tokens: self
+                .total_tokens
+                .unwrap_or(prompt.saturating_add(completion)),
             cached_tokens: self
                 .prompt_tokens_details
                 .as_ref()

@@ -17,6 +17,7 @@ use crate::config::Runtime;
 use crate::ctx::RequestCtx;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::headers;
 use crate::meter::Meter;
 use crate::providers::{mock, Flavor, Provider};
 use crate::request_body::ClientBody;
@@ -127,8 +128,9 @@ async fn phases(
     ctx.request_model = Some(model.clone());
 
     // 3. route
+    let host = ctx.host();
     let input = MatchInput {
-        host: ctx.host(),
+        host: &host,
         path,
         headers: &parts.headers,
         model: Some(&model),
@@ -248,9 +250,16 @@ async fn attempts(
                     ms(prov.timeouts.first_byte),
                 )),
             ),
-            Err(AttemptError::Connect(why)) | Err(AttemptError::Other(why)) => (
+            Err(AttemptError::Connect(why)) => (
                 FallbackOn::ConnectError,
                 Failure::Error(GatewayError::upstream_unreachable(&prov.id, why)),
+            ),
+            // The connection broke after it was made (e.g. a pooled keep-alive
+            // connection the upstream had closed); no answer came, so it counts as a
+            // connection failure for fallback, but is not reported as "unreachable".
+            Err(AttemptError::Other(why)) => (
+                FallbackOn::ConnectError,
+                Failure::Error(GatewayError::upstream_failed(&prov.id, why)),
             ),
         };
         tracing::debug!(provider = %prov.id, ?reason, attempt = n + 1, "upstream attempt failed");
@@ -283,7 +292,7 @@ async fn answer(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    strip_hop_by_hop(&mut head.headers);
+    headers::clean_response(&mut head.headers);
     if sse && strip_usage {
         head.headers.remove(header::CONTENT_LENGTH);
     }
@@ -329,34 +338,6 @@ async fn answer(
     })
 }
 
-/// Headers of the client that never go upstream.
-fn forwardable(name: &HeaderName, cfg: &Runtime) -> bool {
-    const DROP: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "expect",
-        "cookie",
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "openai-organization",
-        "openai-project",
-        "x-request-id",
-    ];
-    !DROP.contains(&name.as_str())
-        && !cfg.key_headers.contains(name)
-        && *name != cfg.consumer_header
-}
-
 fn upstream_request(
     prov: &Provider,
     endpoint: Endpoint,
@@ -376,11 +357,9 @@ fn upstream_request(
     *req.method_mut() = endpoint.method();
     *req.uri_mut() = uri;
     let h = req.headers_mut();
-    for (name, value) in client_headers {
-        if forwardable(name, cfg) {
-            h.append(name.clone(), value.clone());
-        }
-    }
+    let mut secret: Vec<&HeaderName> = cfg.key_headers.iter().collect();
+    secret.push(&cfg.consumer_header);
+    headers::copy_to_upstream(client_headers, h, &secret);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -390,20 +369,6 @@ fn upstream_request(
         h.insert(name, value);
     }
     Ok(req)
-}
-
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "trailer",
-        "upgrade",
-        "x-request-id",
-    ] {
-        h.remove(name);
-    }
 }
 
 async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Bytes, GatewayError> {
@@ -416,13 +381,10 @@ async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Byte
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(GatewayError::bad_request(
-            "body_timeout",
-            format!(
-                "the request body was not received within {} s",
-                BODY_READ_TIMEOUT.as_secs()
-            ),
-        )),
+        Err(_) => Err(GatewayError::request_timeout(format!(
+            "the request body was not received within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
         Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(GatewayError::body_too_large(max))
@@ -433,8 +395,9 @@ async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Byte
 
 /// `GET /v1/models`: the models every route matching this request offers.
 fn list_models(cfg: &Runtime, ctx: &RequestCtx, parts: &Parts) -> Result<Answer, GatewayError> {
+    let host = ctx.host();
     let input = MatchInput {
-        host: ctx.host(),
+        host: &host,
         path: parts.uri.path(),
         headers: &parts.headers,
         model: None,

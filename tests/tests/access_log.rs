@@ -255,3 +255,30 @@ async fn client_disconnect_mid_stream_is_still_logged() {
     assert!(line.ai_log.output_token > 0, "{line:?}");
     assert!(line.ai_log.usage_estimated, "{line:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_gone_before_the_answer_is_still_logged() {
+    let mock = MockUpstream::start_default();
+    mock.delay_headers(1500); // first_byte_ms is 2000: the gateway is still waiting
+    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let request = async {
+        TestClient::new()
+            .post_raw(
+                &url,
+                chat_body("gpt-4o", "I will not wait").to_string(),
+                &[("x-request-id", "log-gone-early")],
+            )
+            .await
+    };
+    // The client gives up after 300 ms, long before the upstream answers.
+    assert!(tokio::time::timeout(Duration::from_millis(300), request)
+        .await
+        .is_err());
+    let line = gw.wait_for_log_line("log-gone-early", LOG_WAIT).await;
+    assert_eq!(line.response_code, 499, "{line:?}");
+    assert!(line.response_flags.contains("DC"), "{line:?}");
+    assert_eq!(line.ai_log.route.as_deref(), Some("chat"), "{line:?}");
+    assert_eq!(line.ai_log.request_model.as_deref(), Some("gpt-4o"));
+    assert_eq!(line.ai_log.attempts, 1);
+}

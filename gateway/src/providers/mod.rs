@@ -125,6 +125,12 @@ impl Provider {
                     if matches!(u.scheme_str(), Some("http" | "https"))
                         && u.authority().is_some() =>
                 {
+                    if u.authority().is_some_and(|a| a.as_str().contains('@')) {
+                        p.error(
+                            format!("{key}.base_url"),
+                            "must not carry credentials (user:password@); use api_tokens",
+                        );
+                    }
                     if u.query().is_some() {
                         p.error(format!("{key}.base_url"), "must not carry a query string");
                     }
@@ -187,6 +193,12 @@ impl Provider {
             if v == 0 {
                 p.error(format!("{key}.timeouts.{name}"), "must be greater than 0");
             }
+        }
+        if t.first_byte_ms > t.total_ms {
+            p.error(
+                format!("{key}.timeouts.first_byte_ms"),
+                "must not be longer than total_ms",
+            );
         }
         let timeouts = Timeouts {
             connect: Duration::from_millis(t.connect_ms),

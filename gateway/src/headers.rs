@@ -1,0 +1,137 @@
+//! Which headers cross the gateway, in each direction. Towards the upstream: never
+//! the client's credentials, cookies, hop-by-hop headers (including those named in
+//! `Connection`) or `accept-encoding` (the meter reads the answer). Towards the client:
+//! no hop-by-hop headers (HTTP/2 forbids them) and nothing about the gateway's own
+//! upstream account (organization, project, cookies).
+
+use http::{HeaderMap, HeaderName};
+
+/// Hop-by-hop headers, never forwarded in either direction.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Client request headers the gateway sets or must not pass on.
+const CLIENT_ONLY: &[&str] = &[
+    "host",
+    "content-length",
+    "accept-encoding",
+    "expect",
+    "cookie",
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "openai-organization",
+    "openai-project",
+    "x-request-id",
+];
+
+/// Upstream response headers that describe the gateway's account, not the client's.
+const UPSTREAM_ONLY: &[&str] = &[
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "x-request-id",
+];
+
+/// Header names listed in `Connection` (hop-by-hop by declaration).
+fn connection_listed(h: &HeaderMap) -> Vec<String> {
+    h.get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Copies the client's headers that may go upstream into `out`. `secret` names the
+/// configured key headers and the consumer header.
+pub fn copy_to_upstream(client: &HeaderMap, out: &mut HeaderMap, secret: &[&HeaderName]) {
+    let listed = connection_listed(client);
+    for (name, value) in client {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || CLIENT_ONLY.contains(&n)
+            || secret.contains(&name)
+            || listed.iter().any(|l| l == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+}
+
+/// Removes from an upstream response what must not reach the client.
+pub fn clean_response(h: &mut HeaderMap) {
+    for name in connection_listed(h) {
+        h.remove(name.as_str());
+    }
+    for name in HOP_BY_HOP.iter().chain(UPSTREAM_ONLY) {
+        h.remove(*name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn request_side() {
+        let client = map(&[
+            ("authorization", "Bearer sk-client"),
+            ("x-my-key", "k"),
+            ("x-gateway-consumer", "spoofed"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("cookie", "c=1"),
+            ("accept-encoding", "gzip"),
+            ("traceparent", "00-abc-def-01"),
+            ("content-type", "application/json"),
+        ]);
+        let key = HeaderName::from_static("x-my-key");
+        let consumer = HeaderName::from_static("x-gateway-consumer");
+        let mut out = HeaderMap::new();
+        copy_to_upstream(&client, &mut out, &[&key, &consumer]);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["traceparent", "content-type"]);
+    }
+
+    #[test]
+    fn response_side() {
+        let mut h = map(&[
+            ("connection", "close, x-private"),
+            ("x-private", "1"),
+            ("te", "gzip"),
+            ("set-cookie", "s=1"),
+            ("openai-organization", "org-secret"),
+            ("x-ratelimit-remaining-requests", "10"),
+            ("content-type", "text/event-stream"),
+        ]);
+        clean_response(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["x-ratelimit-remaining-requests", "content-type"]
+        );
+    }
+}
