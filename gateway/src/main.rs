@@ -1,11 +1,6 @@
 //! The `gateway` binary: `gateway [--config PATH]`, `gateway --check-config PATH`.
 
 use clap::Parser;
-
-// mimalloc: fewer cycles per allocation than glibc's malloc on the request path
-// (measured in benches/), and it returns memory to the OS promptly.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
