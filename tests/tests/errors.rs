@@ -261,3 +261,18 @@ async fn upstream_error_body_passes_through_with_status() {
         assert_eq!(r.json(), expected, "upstream {status} body passes through");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_method_is_405() {
+    let mock = MockUpstream::start_default();
+    let gw = start(&mock).await;
+    let r = TestClient::new()
+        .get(&format!("{}/v1/chat/completions", gw.url()))
+        .await;
+    let v = assert_error(&r, 405, "method_not_allowed");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("GET"),
+        "{v}"
+    );
+    assert_eq!(mock.hits(), 0, "nothing reaches the upstream");
+}
