@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod error;
 pub mod glob;
 pub mod headers;
+pub mod keys;
 pub mod meter;
 pub mod pipeline;
 pub mod providers;
