@@ -19,6 +19,7 @@ pub mod reload;
 pub mod request_body;
 pub mod route;
 pub mod server;
+pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod upstream;
