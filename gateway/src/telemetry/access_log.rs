@@ -40,9 +40,10 @@ impl AccessLog {
             target: Mutex::new(cfg.path.clone()),
         });
         let weak = std::sync::Arc::downgrade(&log);
+        let path = cfg.path.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(rx, out, weak))?;
+            .spawn(move || writer(rx, out, path, weak))?;
         Ok(log)
     }
 
@@ -75,9 +76,14 @@ impl AccessLog {
             Err(p) => p.into_inner(),
         };
         if *target != cfg.path {
-            *target = cfg.path.clone();
-            // Blocking send: a reopen must not be lost to a full queue.
-            let _ = self.sender.send(Msg::Reopen(cfg.path.clone()));
+            // Never block the caller (a runtime worker): with the queue full the new
+            // path is not taken now, and the next reload tries again.
+            match self.sender.try_send(Msg::Reopen(cfg.path.clone())) {
+                Ok(()) => *target = cfg.path.clone(),
+                Err(_) => tracing::warn!(
+                    "access log queue full; the new access-log path applies at the next reload"
+                ),
+            }
         }
     }
 
@@ -101,9 +107,16 @@ fn open(path: Option<&PathBuf>) -> std::io::Result<Box<dyn Write + Send>> {
 /// waking it once per request; a line waits at most about this long to be written.
 const BATCH_PAUSE: Duration = Duration::from_millis(20);
 
-fn writer(rx: Receiver<Msg>, out: Box<dyn Write + Send>, log: std::sync::Weak<AccessLog>) {
+fn writer(
+    rx: Receiver<Msg>,
+    out: Box<dyn Write + Send>,
+    current: Option<PathBuf>,
+    log: std::sync::Weak<AccessLog>,
+) {
     let mut w = Writer {
         out: BufWriter::with_capacity(64 * 1024, out),
+        current,
+        log,
         buf: Vec::with_capacity(1024),
         written: 0,
         dropped: 0,
@@ -121,12 +134,7 @@ fn writer(rx: Receiver<Msg>, out: Box<dyn Write + Send>, log: std::sync::Weak<Ac
             }
         }
         let _ = w.out.flush();
-        if let Some(l) = log.upgrade() {
-            l.written
-                .fetch_add(std::mem::take(&mut w.written), Ordering::Relaxed);
-            l.dropped
-                .fetch_add(std::mem::take(&mut w.dropped), Ordering::Relaxed);
-        }
+        w.publish();
         std::thread::sleep(BATCH_PAUSE);
     }
     let _ = w.out.flush();
@@ -134,12 +142,25 @@ fn writer(rx: Receiver<Msg>, out: Box<dyn Write + Send>, log: std::sync::Weak<Ac
 
 struct Writer {
     out: BufWriter<Box<dyn Write + Send>>,
+    /// the path being written (None = stdout)
+    current: Option<PathBuf>,
+    log: std::sync::Weak<AccessLog>,
     buf: Vec<u8>,
     written: u64,
     dropped: u64,
 }
 
 impl Writer {
+    /// Adds the lines counted since the last call to the shared counters.
+    fn publish(&mut self) {
+        if let Some(l) = self.log.upgrade() {
+            l.written
+                .fetch_add(std::mem::take(&mut self.written), Ordering::Relaxed);
+            l.dropped
+                .fetch_add(std::mem::take(&mut self.dropped), Ordering::Relaxed);
+        }
+    }
+
     fn handle(&mut self, m: Msg) {
         match m {
             Msg::Line(line) => {
@@ -156,16 +177,64 @@ impl Writer {
             Msg::Reopen(path) => {
                 let _ = self.out.flush();
                 match open(path.as_ref()) {
-                    Ok(w) => self.out = BufWriter::with_capacity(64 * 1024, w),
+                    Ok(w) => {
+                        self.out = BufWriter::with_capacity(64 * 1024, w);
+                        self.current = path;
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot open the new access log; keeping the old one")
+                        tracing::error!(error = %e, "cannot open the new access log; keeping the old one");
+                        // so that the next reload tries the new path again
+                        if let Some(l) = self.log.upgrade() {
+                            let mut t = l.target.lock().unwrap_or_else(|p| p.into_inner());
+                            *t = self.current.clone();
+                        }
                     }
                 }
             }
             Msg::Flush(done) => {
                 let _ = self.out.flush();
+                self.publish();
                 let _ = done.send(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(path: &std::path::Path) -> AccessLogRt {
+        AccessLogRt {
+            enabled: true,
+            path: Some(path.to_path_buf()),
+            queue_size: 16,
+        }
+    }
+
+    fn line(id: &str) -> AccessLogLine {
+        AccessLogLine {
+            request_id: id.to_string(),
+            ..AccessLogLine::default()
+        }
+    }
+
+    #[test]
+    fn reload_moves_the_log_and_a_bad_path_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        let log = AccessLog::start(&rt(&a)).unwrap();
+        log.send(line("one"));
+        log.apply(&rt(&b));
+        log.send(line("two"));
+        log.apply(&rt(&dir.path().join("missing-dir/c.log")));
+        log.send(line("three"));
+        log.flush();
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        assert!(read(&a).contains("\"one\"") && !read(&a).contains("\"two\""));
+        assert!(read(&b).contains("\"two\"") && read(&b).contains("\"three\""));
+        assert_eq!(log.written(), 3);
+        // the failed path is not remembered as current: the next reload tries it again
+        assert_eq!(*log.target.lock().unwrap(), Some(b));
     }
 }
