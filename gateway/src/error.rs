@@ -114,28 +114,26 @@ impl GatewayError {
         )
     }
 
-    pub fn upstream_unreachable(provider: &str, detail: impl fmt::Display) -> Self {
-        let mut e = Self::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_unreachable",
-            format!("upstream {provider} is unreachable: {detail}"),
-        );
+    /// A 502 for an upstream that gave no answer; another instance may be tried.
+    fn no_answer(code: &'static str, message: String) -> Self {
+        let mut e = Self::new(StatusCode::BAD_GATEWAY, "upstream_error", code, message);
         e.retryable = true;
         e.flag = "UF";
         e
     }
 
+    pub fn upstream_unreachable(provider: &str, detail: impl fmt::Display) -> Self {
+        Self::no_answer(
+            "upstream_unreachable",
+            format!("upstream {provider} is unreachable: {detail}"),
+        )
+    }
+
     pub fn upstream_failed(provider: &str, detail: impl fmt::Display) -> Self {
-        let mut e = Self::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
+        Self::no_answer(
             "upstream_error",
             format!("the connection to upstream {provider} failed before an answer: {detail}"),
-        );
-        e.retryable = true;
-        e.flag = "UF";
-        e
+        )
     }
 
     pub fn upstream_timeout(provider: &str, what: &str, ms: u64) -> Self {

@@ -231,13 +231,11 @@ async fn attempts(
         let (reason, failure) = match result {
             Ok(resp) => {
                 ctx.upstream_service_ms = Some(elapsed_ms(sent));
+                let status = resp.status();
                 match answer(resp, prov, ctx, sent, add_usage).await {
-                    Ok(a) => match a {
-                        Answer::Upstream { ref head, .. } => match status_reason(head.status) {
-                            Some(r) => (r, Failure::Response(Box::new(a))),
-                            None => return Ok(a),
-                        },
-                        Answer::Local(_) => return Ok(a),
+                    Ok(a) => match status_reason(status) {
+                        Some(r) => (r, Failure::Response(Box::new(a))),
+                        None => return Ok(a),
                     },
                     Err((r, e)) => (r, Failure::Error(e)),
                 }
@@ -357,9 +355,7 @@ fn upstream_request(
     *req.method_mut() = endpoint.method();
     *req.uri_mut() = uri;
     let h = req.headers_mut();
-    let mut secret: Vec<&HeaderName> = cfg.key_headers.iter().collect();
-    secret.push(&cfg.consumer_header);
-    headers::copy_to_upstream(client_headers, h, &secret);
+    headers::copy_to_upstream(client_headers, h, &cfg.secret_headers);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -22,6 +22,8 @@ pub struct Runtime {
     pub routes: Vec<Route>,
     pub key_headers: Vec<http::HeaderName>,
     pub consumer_header: http::HeaderName,
+    /// `key_headers` and `consumer_header`: client headers never sent upstream
+    pub secret_headers: Vec<http::HeaderName>,
     pub access_log: AccessLogRt,
     pub warnings: Vec<String>,
 }
@@ -131,6 +133,11 @@ pub fn build(
             server,
             providers,
             routes,
+            secret_headers: key_headers
+                .iter()
+                .cloned()
+                .chain([consumer_header.clone()])
+                .collect(),
             key_headers,
             consumer_header,
             access_log,
