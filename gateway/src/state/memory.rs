@@ -116,6 +116,12 @@ impl MemoryStore {
         if g.keys.contains_key(&k.digest) {
             return Err(StateError::Conflict("a key with this digest exists".into()));
         }
+        if g.keys
+            .values()
+            .any(|o| o.tenant == k.tenant && o.consumer == k.consumer && o.id == k.id)
+        {
+            return Err(StateError::Conflict(format!("key id {:?} exists", k.id)));
+        }
         g.keys.insert(k.digest.clone(), k);
         Ok(())
     }

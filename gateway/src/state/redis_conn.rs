@@ -1,0 +1,254 @@
+//! Talking to Redis for the state backend: a deadpool pool over a standalone
+//! server or a Redis Cluster, the embedded Lua scripts (`lua/`, loaded at start,
+//! called by EVALSHA, reloaded and retried once on NOSCRIPT), a timeout on every
+//! call, and the "degraded" flag that says Redis cannot be reached.
+
+use super::{Result, StateError};
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// Every script the state backend runs; the version is part of the file name.
+pub struct Scripts {
+    pub consumer_put: Script,
+    pub consumer_delete: Script,
+    pub tenant_delete: Script,
+    pub key_insert: Script,
+    pub key_index: Script,
+    pub key_update: Script,
+}
+
+pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    consumer_put: Script::new(include_str!("../../../lua/consumer_put.v1.lua")),
+    consumer_delete: Script::new(include_str!("../../../lua/consumer_delete.v1.lua")),
+    tenant_delete: Script::new(include_str!("../../../lua/tenant_delete.v1.lua")),
+    key_insert: Script::new(include_str!("../../../lua/key_insert.v1.lua")),
+    key_index: Script::new(include_str!("../../../lua/key_index.v1.lua")),
+    key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
+});
+
+impl Scripts {
+    fn all(&self) -> [&Script; 6] {
+        [
+            &self.consumer_put,
+            &self.consumer_delete,
+            &self.tenant_delete,
+            &self.key_insert,
+            &self.key_index,
+            &self.key_update,
+        ]
+    }
+}
+
+enum Pools {
+    Single(deadpool_redis::Pool),
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// One pooled connection, standalone or cluster.
+pub enum Conn {
+    Single(deadpool_redis::Connection),
+    Cluster(deadpool_redis::cluster::Connection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How long a call may take: `Fast` is `state.redis.timeout_ms` (the data plane),
+/// `Slow` is for admin writes and start-up work, which may wait longer.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    Fast,
+    Slow,
+}
+
+/// Where the connections go, for the pub/sub listener.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+pub struct RedisConn {
+    pools: Pools,
+    pub target: Target,
+    pub prefix: String,
+    fast: Duration,
+    slow: Duration,
+    degraded: AtomicBool,
+    /// how many times Redis became unreachable (a change tells "recovered since")
+    outages: AtomicU64,
+}
+
+/// Settings for [`RedisConn::new`].
+pub struct ConnSettings {
+    pub target: Target,
+    pub pool_size: usize,
+    pub timeout: Duration,
+    pub prefix: String,
+}
+
+impl RedisConn {
+    /// Builds the pool; no connection is made yet (Redis may be down at start).
+    pub fn new(s: ConnSettings) -> std::result::Result<RedisConn, String> {
+        let slow = s.timeout.max(Duration::from_secs(2));
+        let mut pool_cfg = deadpool_redis::PoolConfig::new(s.pool_size.max(1));
+        pool_cfg.timeouts.wait = Some(slow);
+        pool_cfg.timeouts.create = Some(slow);
+        pool_cfg.timeouts.recycle = Some(slow);
+        let rt = Some(deadpool_redis::Runtime::Tokio1);
+        let pools = match &s.target {
+            Target::Single(url) => {
+                let mut c = deadpool_redis::Config::from_url(url.clone());
+                c.pool = Some(pool_cfg);
+                Pools::Single(c.create_pool(rt).map_err(|e| e.to_string())?)
+            }
+            Target::Cluster(urls) => {
+                let mut c = deadpool_redis::cluster::Config::from_urls(urls.clone());
+                c.pool = Some(pool_cfg);
+                Pools::Cluster(c.create_pool(rt).map_err(|e| e.to_string())?)
+            }
+        };
+        Ok(RedisConn {
+            pools,
+            target: s.target,
+            prefix: s.prefix,
+            fast: s.timeout,
+            slow,
+            degraded: AtomicBool::new(false),
+            outages: AtomicU64::new(0),
+        })
+    }
+
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
+    fn budget(&self, b: Budget) -> Duration {
+        match b {
+            Budget::Fast => self.fast,
+            Budget::Slow => self.slow,
+        }
+    }
+
+    fn mark(&self, reachable: bool, why: &dyn std::fmt::Display) {
+        let was = self.degraded.swap(!reachable, Ordering::Relaxed);
+        if was == reachable {
+            if reachable {
+                tracing::info!("state backend: Redis is reachable again");
+            } else {
+                self.outages.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %why, "state backend: Redis is unreachable");
+            }
+        }
+    }
+
+    async fn get(&self) -> std::result::Result<Conn, String> {
+        match &self.pools {
+            Pools::Single(p) => p.get().await.map(Conn::Single),
+            Pools::Cluster(p) => p.get().await.map(Conn::Cluster),
+        }
+        .map_err(|e| format!("no connection: {e}"))
+    }
+
+    /// Runs one command, pipeline or script on a pooled connection within the budget.
+    async fn run<T, F>(&self, budget: Budget, f: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    {
+        let limit = self.budget(budget);
+        let out = tokio::time::timeout(limit, async {
+            let mut c = self.get().await?;
+            f(&mut c).await.map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
+        match out {
+            Ok(v) => {
+                self.mark(true, &"");
+                Ok(v)
+            }
+            Err(e) => {
+                self.mark(false, &e);
+                Err(StateError::Unavailable(format!("Redis: {e}")))
+            }
+        }
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, budget: Budget, cmd: &Cmd) -> Result<T> {
+        self.run(budget, async |c: &mut Conn| cmd.query_async(c).await)
+            .await
+    }
+
+    pub async fn pipe<T: FromRedisValue>(&self, budget: Budget, p: &Pipeline) -> Result<T> {
+        self.run(budget, async |c: &mut Conn| p.query_async(c).await)
+            .await
+    }
+
+    /// EVALSHA; on NOSCRIPT (Redis restarted, failed over or flushed) the script
+    /// is loaded again and the call retried once.
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        budget: Budget,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.run(budget, async |c: &mut Conn| inv.invoke_async(c).await)
+            .await
+    }
+
+    /// Loads every script (SCRIPT LOAD goes to every primary of a cluster) and
+    /// says whether Redis answered.
+    pub async fn load_scripts(&self) -> Result<()> {
+        for s in SCRIPTS.all() {
+            self.run(Budget::Slow, async |c: &mut Conn| {
+                s.prepare_invoke().load_async(c).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// PING, for the monitor that notices outages and recoveries without traffic.
+    pub async fn ping(&self) -> Result<()> {
+        self.query::<String>(Budget::Slow, &redis::cmd("PING"))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn publish(&self, channel: &str, msg: &str) -> Result<()> {
+        self.query::<i64>(Budget::Slow, redis::cmd("PUBLISH").arg(channel).arg(msg))
+            .await
+            .map(|_| ())
+    }
+}
