@@ -12,3 +12,4 @@
 pub mod client;
 pub mod harness;
 pub mod mock_upstream;
+pub mod redis;
