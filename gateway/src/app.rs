@@ -2,8 +2,10 @@
 //! (swapped atomically on reload), upstream client pools, the access log and the
 //! readiness flags.
 
+use crate::auth::Auth;
 use crate::config::{self, ConfigError, Runtime};
 use crate::providers::ClientCache;
+use crate::state::change::Change;
 use crate::telemetry::access_log::AccessLog;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use std::sync::{Arc, Mutex};
 
 pub struct App {
     config: ArcSwap<Runtime>,
+    /// consumer keys: state backend, digest, replica cache
+    pub auth: Arc<Auth>,
     /// None: running on the embedded default
     pub config_path: Option<PathBuf>,
     pub clients: ClientCache,
@@ -30,8 +34,10 @@ impl App {
         config_path: Option<PathBuf>,
         clients: ClientCache,
         access_log: Arc<AccessLog>,
+        auth: Arc<Auth>,
     ) -> App {
         App {
+            auth,
             next_version: AtomicU64::new(first.version + 1),
             config: ArcSwap::from_pointee(first),
             config_path,
@@ -93,6 +99,7 @@ impl App {
                 "server.admin_listen",
                 rt.server.admin_listen != old.server.admin_listen,
             ),
+            ("state", rt.state != old.state),
         ] {
             if changed {
                 tracing::warn!(
@@ -107,6 +114,21 @@ impl App {
         self.access_log.apply(&rt.access_log);
         self.config.store(Arc::new(rt));
         tracing::info!(version, "config reloaded");
+        // the seed goes into the backend again; a backend that cannot be reached gets
+        // it from the state monitor when it returns
+        let cfg = self.config();
+        match crate::seed::apply(&self.auth.store, &cfg.seed).await {
+            Ok(()) => {
+                for t in &cfg.seed {
+                    self.auth
+                        .changed(&Change::Tenant(t.tenant.id.clone()))
+                        .await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "config reloaded, but the tenants seed could not be written yet")
+            }
+        }
         Ok(Some(version))
     }
 }

@@ -1,6 +1,7 @@
 //! The per-request context every phase reads and fills in, and how a request is
 //! finished: usage settled (read or estimated) and its one `ai_log` record emitted.
 
+use crate::auth::identity::AuthIdentity;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::meter::Meter;
@@ -34,6 +35,8 @@ pub struct RequestCtx {
     pub upstream_host: Option<Arc<str>>,
     pub request_model: Option<String>,
     pub model: Option<String>,
+    /// who called (routes with `auth` enabled)
+    pub identity: Option<Arc<AuthIdentity>>,
     pub attempts: u32,
     pub upstream_service_ms: Option<u64>,
     pub first_byte_at: Option<Instant>,
@@ -98,6 +101,7 @@ impl RequestCtx {
             upstream_host: None,
             request_model: None,
             model: None,
+            identity: None,
             attempts: 0,
             upstream_service_ms: None,
             first_byte_at: None,
@@ -228,9 +232,9 @@ impl RequestCtx {
                 .map_or("traditional_http", |e| e.request_type(self.stream))
                 .to_string(),
             chat_id,
-            tenant: None,
-            consumer: None,
-            key_id: None,
+            tenant: self.identity.as_ref().map(|i| i.tenant.clone()),
+            consumer: self.identity.as_ref().map(|i| i.consumer.clone()),
+            key_id: self.identity.as_ref().map(|i| i.key_id.clone()),
             route: self.route.as_deref().map(str::to_string),
             provider: self.provider.as_deref().map(str::to_string),
             upstream: self.upstream_host.as_deref().map(str::to_string),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod ctx;
@@ -18,6 +19,7 @@ pub mod providers;
 pub mod reload;
 pub mod request_body;
 pub mod route;
+pub mod seed;
 pub mod server;
 pub mod state;
 pub mod stream;
@@ -75,11 +77,22 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
         .await
         .map_err(|e| format!("cannot listen on {admin_listen} (admin): {e}"))?;
     let source = rt.source.clone();
-    let app = Arc::new(App::new(rt, text, config_path, clients, access_log.clone()));
+    let auth = Arc::new(build_auth(&rt.state)?);
+    let app = Arc::new(App::new(
+        rt,
+        text,
+        config_path,
+        clients,
+        access_log.clone(),
+        auth,
+    ));
+    // scripts and seed now when Redis is there; otherwise the monitor does it later
+    auth::sync::prepare(&app).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let data_task = tokio::spawn(server::serve_data(app.clone(), data, stop_rx.clone()));
     let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, stop_rx.clone()));
+    auth::sync::spawn(app.clone(), stop_rx.clone());
     tokio::spawn(reload::watch_file(app.clone(), stop_rx));
     app.set_ready(true);
     tracing::info!(%listen, %admin_listen, config = %source, "gateway ready");
@@ -93,6 +106,32 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
     access_log.flush();
     tracing::info!("stopped");
     Ok(access_log)
+}
+
+/// The state backend and the key cache, as `state:` says.
+fn build_auth(st: &config::StateRt) -> Result<auth::Auth, String> {
+    let store = match &st.backend {
+        config::BackendRt::Memory => state::Store::memory(),
+        config::BackendRt::Redis {
+            target,
+            pool_size,
+            timeout,
+            key_prefix,
+        } => state::Store::Redis(
+            state::redis::RedisStore::new(state::redis_conn::ConnSettings {
+                target: target.clone(),
+                pool_size: *pool_size,
+                timeout: *timeout,
+                prefix: key_prefix.clone(),
+            })
+            .map_err(|e| format!("cannot set up the Redis state backend: {e}"))?,
+        ),
+    };
+    Ok(auth::Auth::new(
+        Arc::new(store),
+        keys::KeyHasher::from_env(),
+        auth::cache::KeyCache::new(st.cache_ttl, st.stale_if_error),
+    ))
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,8 @@
 //! 1. endpoint: which OpenAI API is called (`endpoint.rs`)
 //! 2. body: read within `max_body_bytes`, parse the top-level JSON (`request_body.rs`)
 //! 3. route match: host, path, headers, model (`route.rs`)
-//! 4. authn and quota reserve: come with the tenants and quota issues
+//! 4. authn: key -> (tenant, consumer), cache then backend (`auth/`); quota
+//!    reserve comes with the quota issue
 //! 5. pick instance: priority, weight (`balance.rs`)
 //! 6. provider adapter: URL, auth, model map, options (`providers/`)
 //! 7. upstream call: pooled client, first-byte timeout (`upstream.rs`)
@@ -13,6 +14,7 @@
 //! 10. finish: one `ai_log` record on every exit path (`ctx.rs`, `telemetry/`)
 
 use crate::app::App;
+use crate::auth::{self, Auth};
 use crate::config::Runtime;
 use crate::ctx::RequestCtx;
 use crate::endpoint::Endpoint;
@@ -69,7 +71,7 @@ pub async fn handle(
         app.access_log.clone(),
     ));
     let request_id = ctx.request_id.clone();
-    let mut resp = match phases(&cfg, &mut ctx, &parts, body).await {
+    let mut resp = match phases(&cfg, &app.auth, &mut ctx, &parts, body).await {
         Ok(Answer::Upstream {
             head,
             body,
@@ -97,6 +99,7 @@ pub async fn handle(
 
 async fn phases(
     cfg: &Runtime,
+    auth: &Auth,
     ctx: &mut RequestCtx,
     parts: &Parts,
     body: Incoming,
@@ -112,7 +115,7 @@ async fn phases(
     }
     ctx.endpoint = Some(endpoint);
     if endpoint == Endpoint::Models {
-        return list_models(cfg, ctx, parts);
+        return list_models(cfg, auth, ctx, parts).await;
     }
 
     // 2. body
@@ -138,7 +141,19 @@ async fn phases(
     let route = route::find(&cfg.routes, &input).map_err(GatewayError::no_route)?;
     ctx.route = Some(route.name.clone());
 
-    // 4. authn, quota reserve: (tenants and quota issues)
+    // 4. authn (quota reserve: quota issue)
+    if let Some(policy) = &route.auth {
+        let key = auth::find_key(
+            &parts.headers,
+            &parts.uri,
+            &cfg.key_headers,
+            cfg.key_in_query,
+        );
+        let who = auth
+            .authenticate(key.as_deref(), policy, &route.name, Some(&model))
+            .await?;
+        ctx.identity = Some(who);
+    }
 
     // 5.-8. instances in balancer order, with fallback
     attempts(
@@ -210,15 +225,8 @@ async fn attempts(
             )),
             _ => {
                 let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
-                let req = upstream_request(
-                    prov,
-                    endpoint,
-                    &upstream_model,
-                    body,
-                    headers,
-                    cfg,
-                    &ctx.request_id,
-                )?;
+                let req =
+                    upstream_request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
                 let http = prov
                     .client
                     .as_ref()
@@ -343,7 +351,7 @@ fn upstream_request(
     body: Bytes,
     client_headers: &HeaderMap,
     cfg: &Runtime,
-    request_id: &HeaderValue,
+    ctx: &RequestCtx,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let uri = prov.uri(endpoint, model).map_err(|e| {
         GatewayError::bad_request(
@@ -360,7 +368,11 @@ fn upstream_request(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(X_REQUEST_ID, request_id.clone());
+    h.insert(X_REQUEST_ID, ctx.request_id.clone());
+    // the client's copy of the consumer header was dropped with the secret headers
+    if let Some(v) = ctx.identity.as_ref().and_then(|i| i.header_value.clone()) {
+        h.insert(cfg.consumer_header.clone(), v);
+    }
     if let Some((name, value)) = prov.auth_header() {
         h.insert(name, value);
     }
@@ -389,8 +401,15 @@ async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Byte
     }
 }
 
-/// `GET /v1/models`: the models every route matching this request offers.
-fn list_models(cfg: &Runtime, ctx: &RequestCtx, parts: &Parts) -> Result<Answer, GatewayError> {
+/// `GET /v1/models`: the models every route matching this request offers. Routes
+/// with `auth` count only for a caller they admit, and list only the models that
+/// caller may use.
+async fn list_models(
+    cfg: &Runtime,
+    auth: &Auth,
+    ctx: &mut RequestCtx,
+    parts: &Parts,
+) -> Result<Answer, GatewayError> {
     let host = ctx.host();
     let input = MatchInput {
         host: &host,
@@ -408,13 +427,39 @@ fn list_models(cfg: &Runtime, ctx: &RequestCtx, parts: &Parts) -> Result<Answer,
             route::find(&cfg.routes, &input).err().unwrap_or_default(),
         ));
     }
+    let key = auth::find_key(
+        &parts.headers,
+        &parts.uri,
+        &cfg.key_headers,
+        cfg.key_in_query,
+    );
     let mut ids: Vec<String> = Vec::new();
+    let mut refused = None;
+    let mut listed_any = false;
     for r in matching {
+        if let Some(policy) = &r.auth {
+            match auth
+                .authenticate(key.as_deref(), policy, &r.name, None)
+                .await
+            {
+                Ok(who) => ctx.identity = Some(who),
+                Err(e) => {
+                    refused = Some(e);
+                    continue;
+                }
+            }
+        }
+        listed_any = true;
         for m in r.offered_models() {
-            if !ids.contains(&m) {
+            let allowed =
+                r.auth.is_none() || ctx.identity.as_ref().is_some_and(|i| i.allows_model(&m));
+            if allowed && !ids.contains(&m) {
                 ids.push(m);
             }
         }
+    }
+    if let (false, Some(e)) = (listed_any, refused) {
+        return Err(e);
     }
     let data: Vec<serde_json::Value> = ids
         .iter()

@@ -2,6 +2,7 @@
 //! header predicates and model globs. The first matching route wins; a miss names
 //! what did not match in each route.
 
+use crate::auth::RoutePolicy;
 use crate::balance::{Balancer, Instance};
 use crate::config::validate::Problems;
 use crate::glob::{any_match, Glob};
@@ -20,6 +21,8 @@ pub struct Route {
     path: PathMatch,
     headers: Vec<(HeaderName, Vec<String>)>,
     models: Vec<Glob>,
+    /// None: an open route (no `auth:` block, or `enabled: false`)
+    pub auth: Option<RoutePolicy>,
     pub balancer: Balancer,
     pub fallback: Fallback,
 }
@@ -124,15 +127,7 @@ impl Route {
         }
         let models = m.models.iter().map(|g| Glob::new(g)).collect();
 
-        if let Some(auth) = &rc.auth {
-            if auth.enabled {
-                p.error(
-                    format!("{key}.auth.enabled"),
-                    "consumer authentication is not available in this version yet; set enabled: false \
-                     (the route would otherwise be open)",
-                );
-            }
-        }
+        let auth = rc.auth.as_ref().and_then(RoutePolicy::build);
         if rc.upstreams.is_empty() {
             p.error(
                 format!("{key}.upstreams"),
@@ -202,6 +197,7 @@ impl Route {
             path,
             headers,
             models,
+            auth,
             balancer: Balancer::new(instances),
             fallback: Fallback {
                 on: rc.fallback.on.clone(),

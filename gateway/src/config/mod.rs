@@ -2,9 +2,11 @@
 //! raw schema (`shared::config`), then validate into the runtime config. Every
 //! problem is reported as `file: key: reason`.
 
+mod state;
 pub mod validate;
 mod window;
 
+pub use state::{BackendRt, StateRt};
 pub use validate::{build, Runtime, ServerRt};
 pub use window::parse_window;
 

@@ -2,10 +2,11 @@
 //! reason) instead of stopping at the first, and lists the configured features this
 //! version does not act on yet as warnings.
 
+use super::state::StateRt;
 use super::{parse_window, ConfigError};
 use crate::providers::{ClientCache, Provider};
 use crate::route::Route;
-use shared::config::{Backend, QuotaConfig, RawConfig};
+use shared::config::{QuotaConfig, RawConfig};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -18,6 +19,12 @@ pub struct Runtime {
     pub version: u64,
     pub source: String,
     pub server: ServerRt,
+    /// the state backend settings (read at start; a change needs a restart)
+    pub state: StateRt,
+    /// `tenants:`, written into the backend at start and on reload
+    pub seed: Vec<crate::seed::SeedTenant>,
+    /// `auth.in_query`: `?key=` also carries a consumer key
+    pub key_in_query: bool,
     pub providers: HashMap<String, Arc<Provider>>,
     pub routes: Vec<Route>,
     pub key_headers: Vec<http::HeaderName>,
@@ -55,6 +62,15 @@ pub struct Problems {
 }
 
 impl Problems {
+    /// Problems reported against `file` (a config file, or "request" for admin bodies).
+    pub fn new(file: impl Into<String>) -> Problems {
+        Problems {
+            file: file.into(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn error(&mut self, key: impl Display, reason: impl Display) {
         self.errors.push(format!("{}: {key}: {reason}", self.file));
     }
@@ -77,7 +93,7 @@ pub fn build(
         warnings: Vec::new(),
     };
     let server = server(raw, &mut p);
-    state(raw, &mut p);
+    let state = super::state::state(raw, &mut p);
 
     let mut providers = HashMap::new();
     let mut ids = HashSet::new();
@@ -118,7 +134,8 @@ pub fn build(
         );
     }
 
-    tenants(raw, &mut p);
+    super::state::tenants(raw, &mut p);
+    let seed = crate::seed::from_config(&raw.tenants, &crate::keys::KeyHasher::from_env());
     let key_headers = auth_headers(raw, &mut p);
     let consumer_header = http::HeaderName::from_bytes(raw.auth.consumer_header.as_bytes())
         .map_err(|_| p.error("auth.consumer_header", "not a valid header name"))
@@ -126,11 +143,14 @@ pub fn build(
     let access_log = access_log(raw, &mut p);
     telemetry_warnings(raw, &mut p);
 
-    match (server, consumer_header, p.errors.is_empty()) {
-        (Some(server), Some(consumer_header), true) => Ok(Runtime {
+    match (server, state, consumer_header, p.errors.is_empty()) {
+        (Some(server), Some(state), Some(consumer_header), true) => Ok(Runtime {
             version,
             source: source.to_string(),
             server,
+            state,
+            seed,
+            key_in_query: raw.auth.in_query,
             providers,
             routes,
             secret_headers: key_headers
@@ -214,25 +234,6 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
     })
 }
 
-fn state(raw: &RawConfig, p: &mut Problems) {
-    let st = &raw.state;
-    if st.backend == Backend::Redis {
-        match &st.redis {
-            None => p.error("state.redis", "state.backend is redis but state.redis is missing"),
-            Some(r) if r.url.is_none() && r.cluster_nodes.is_none() => {
-                p.error("state.redis", "set url (standalone) or cluster_nodes (Redis Cluster)")
-            }
-            Some(_) => p.warn(
-                "state.backend",
-                "the redis backend is not available in this version yet; state stays in this replica's memory",
-            ),
-        }
-    }
-    if st.expected_replicas == 0 {
-        p.error("state.expected_replicas", "must be at least 1");
-    }
-}
-
 pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
     let mut names = HashSet::new();
     for (i, q) in list.iter().enumerate() {
@@ -268,37 +269,6 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
     }
     if !list.is_empty() {
         p.warn(key, "quotas are not enforced by this version yet");
-    }
-}
-
-fn tenants(raw: &RawConfig, p: &mut Problems) {
-    let mut ids = HashSet::new();
-    for (i, t) in raw.tenants.iter().enumerate() {
-        let key = format!("tenants[{i}]");
-        if !ids.insert(t.id.as_str()) {
-            p.error(
-                format!("{key}.id"),
-                format!("duplicate tenant id {:?}", t.id),
-            );
-        }
-        quotas(&t.quotas, &format!("{key}.quotas"), p);
-        let mut names = HashSet::new();
-        for (j, c) in t.consumers.iter().enumerate() {
-            let ck = format!("{key}.consumers[{j}]");
-            if !names.insert(c.name.as_str()) {
-                p.error(
-                    format!("{ck}.name"),
-                    format!("duplicate consumer name {:?}", c.name),
-                );
-            }
-            quotas(&c.quotas, &format!("{ck}.quotas"), p);
-        }
-    }
-    if !raw.tenants.is_empty() {
-        p.warn(
-            "tenants",
-            "tenants and consumer keys are not used by this version yet",
-        );
     }
 }
 

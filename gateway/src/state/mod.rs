@@ -67,6 +67,14 @@ impl Store {
         }
     }
 
+    /// Tells the other replicas about a change (nothing to do in memory).
+    pub async fn publish(&self, change: &change::Change) -> Result<()> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(r) => r.conn.publish(&r.channel(), &change.encode()).await,
+        }
+    }
+
     pub async fn put_tenant(&self, t: Tenant) -> Result<Tenant> {
         dispatch!(self, m => m.put_tenant(t))
     }

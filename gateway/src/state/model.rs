@@ -4,15 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use shared::config::QuotaConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: String,
     #[serde(default = "star")]
     pub allowed_models: Vec<String>,
-    /// quota definitions as given (`shared::config::QuotaConfig` shape)
     #[serde(default)]
-    pub quotas: Vec<Value>,
+    pub quotas: Vec<QuotaConfig>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
 }
@@ -24,7 +24,7 @@ pub struct Consumer {
     #[serde(default = "star")]
     pub allowed_models: Vec<String>,
     #[serde(default)]
-    pub quotas: Vec<Value>,
+    pub quotas: Vec<QuotaConfig>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
 }
@@ -85,6 +85,22 @@ impl KeyRecord {
     }
 }
 
+/// Tenant ids, consumer names and key ids: 1 to 64 of `A-Z a-z 0-9 . _ -`, so
+/// they are safe in Redis hash tags, `tenant/consumer` labels and URL paths.
+pub fn check_name(what: &str, s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {s:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        ))
+    }
+}
+
 /// The identity a valid key resolves to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
@@ -120,6 +136,14 @@ mod tests {
         assert!(k.is_valid_at(u64::MAX));
         k.revoked = true;
         assert!(!k.is_valid_at(0));
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("tenant", "acme-1.dev_x").is_ok());
+        for bad in ["", "a/b", "a{b}", "a:b", "a b", &"x".repeat(65)] {
+            assert!(check_name("tenant", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -115,6 +115,10 @@ pub struct StateConfig {
     pub expected_replicas: u32,
     #[serde(default = "d_cache_ttl")]
     pub cache_ttl_ms: u64,
+    /// added: how long a key that was valid stays usable from the cache while the
+    /// backend cannot be reached (unknown keys are refused meanwhile)
+    #[serde(default = "d_stale_if_error")]
+    pub stale_if_error_s: u64,
 }
 
 impl Default for StateConfig {
@@ -125,12 +129,16 @@ impl Default for StateConfig {
             on_redis_error: OnRedisError::FailOpen,
             expected_replicas: 1,
             cache_ttl_ms: d_cache_ttl(),
+            stale_if_error_s: d_stale_if_error(),
         }
     }
 }
 
 fn d_one() -> u32 {
     1
+}
+fn d_stale_if_error() -> u64 {
+    3600
 }
 fn d_cache_ttl() -> u64 {
     1000

@@ -2,7 +2,7 @@
 
 use super::{d_star, d_true};
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------- routes
 
@@ -143,7 +143,7 @@ pub enum FallbackOn {
     Timeout,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
     pub name: String,
@@ -155,7 +155,7 @@ pub struct QuotaConfig {
     pub window: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaStrategy {
     TotalTokens,

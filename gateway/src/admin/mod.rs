@@ -1,6 +1,9 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the token-protected
-//! `/admin/*` API (config reload for now; tenants, usage and health come with their
-//! issues). The admin token is compared in constant time.
+//! `/admin/*` API: config reload here, tenants/consumers/keys in `tenants.rs`
+//! (usage and health come with their issues). The admin token is compared in
+//! constant time.
+
+mod tenants;
 
 use crate::app::App;
 use crate::error::GatewayError;
@@ -28,7 +31,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
             if let Err(e) = authorize(&app, &req) {
                 return error(&e);
             }
-            admin(&app, &req).await
+            admin(&app, req).await
         }
         _ => error(&GatewayError::no_route(format!(
             "no admin endpoint {} {path}",
@@ -59,7 +62,13 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
     }
 }
 
-async fn admin(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path().starts_with("/admin/tenants") {
+        return match tenants::handle(app, req).await {
+            Ok(resp) => resp,
+            Err(e) => error(&e),
+        };
+    }
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/admin/config/reload") => match app.reload(false).await {
             Ok(version) => {
@@ -99,10 +108,18 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
          gateway_access_log_lines_total {}\n\
          # HELP gateway_access_log_dropped_total Access-log lines dropped because the queue was full.\n\
          # TYPE gateway_access_log_dropped_total counter\n\
-         gateway_access_log_dropped_total {}\n",
+         gateway_access_log_dropped_total {}\n\
+         # HELP gateway_state_degraded 1 while the state backend (Redis) cannot be reached.\n\
+         # TYPE gateway_state_degraded gauge\n\
+         gateway_state_degraded {}\n\
+         # HELP gateway_auth_cache_entries Consumer keys cached by this replica.\n\
+         # TYPE gateway_auth_cache_entries gauge\n\
+         gateway_auth_cache_entries {}\n",
         cfg.version,
         app.access_log.written(),
-        app.access_log.dropped()
+        app.access_log.dropped(),
+        u8::from(app.auth.store.is_degraded()),
+        app.auth.cache.len(),
     );
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
@@ -112,7 +129,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
     resp
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -1,0 +1,369 @@
+//! `/admin/tenants/...`: tenant and consumer CRUD and consumer keys (create with
+//! the plaintext shown once, list by prefix, rotate with grace, revoke). Every
+//! write goes to the state backend and is announced to all replicas; with Redis
+//! down, writes answer 503 and nothing is guessed.
+
+use super::json as respond;
+use crate::app::App;
+use crate::config::validate::{quotas, Problems};
+use crate::error::GatewayError;
+use crate::state::change::Change;
+use crate::state::model::{check_name, Consumer, KeyRecord, Tenant};
+use crate::state::StateError;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use shared::config::QuotaConfig;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+type Answer = Result<Response<Full<Bytes>>, GatewayError>;
+
+const MAX_BODY: usize = 1 << 20;
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `grace_s` when a rotate request does not say.
+const DEFAULT_GRACE_S: u64 = 3600;
+
+/// PUT body of a tenant or a consumer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    #[serde(default)]
+    allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    quotas: Vec<QuotaConfig>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    grace_s: Option<u64>,
+}
+
+fn state_error(e: StateError) -> GatewayError {
+    match e {
+        StateError::NotFound(w) => GatewayError::not_found(format!("{w} not found")),
+        StateError::Conflict(w) => GatewayError::conflict(w),
+        StateError::Unavailable(w) => GatewayError::state_unavailable(format!(
+            "the state backend cannot be reached, so nothing was changed: {w}"
+        )),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(t: u64) -> Value {
+    i64::try_from(t)
+        .ok()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+fn parse_time(s: &str) -> Result<u64, GatewayError> {
+    let bad = |why: String| GatewayError::bad_request("invalid_expires_at", why);
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| bad(format!("expires_at {s:?} is not an RFC 3339 time: {e}")))?;
+    u64::try_from(t.unix_timestamp()).map_err(|_| bad(format!("expires_at {s:?} is before 1970")))
+}
+
+async fn body<T: Default + for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+) -> Result<T, GatewayError> {
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    .map_err(|_| GatewayError::request_timeout("the request body did not arrive in time".into()))?
+    .map_err(|e| {
+        GatewayError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+    })?
+    .to_bytes();
+    if collected.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(&collected);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        GatewayError::bad_request(
+            "invalid_body",
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            },
+        )
+    })
+}
+
+fn name(what: &str, s: &str) -> Result<(), GatewayError> {
+    check_name(what, s).map_err(|e| GatewayError::bad_request("invalid_name", e))
+}
+
+fn check_policy(b: &PolicyBody) -> Result<(), GatewayError> {
+    let mut p = Problems::new("request");
+    quotas(&b.quotas, "quotas", &mut p);
+    if let Some(m) = &b.allowed_models {
+        if m.iter().any(String::is_empty) {
+            p.error("allowed_models", "an empty pattern matches no model");
+        }
+    }
+    if p.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(GatewayError::bad_request(
+            "invalid_body",
+            p.errors.join("; "),
+        ))
+    }
+}
+
+fn ok(status: StatusCode, v: &Value) -> Answer {
+    Ok(respond(status, v))
+}
+
+fn no_content() -> Answer {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// What the admin API shows of a key (never the key or its digest).
+fn key_json(k: &KeyRecord) -> Value {
+    let mut v = k.public();
+    v["created_at"] = rfc3339(k.created_at);
+    v["expires_at"] = k.expires_at.map_or(Value::Null, rfc3339);
+    v
+}
+
+pub async fn handle(app: &App, req: Request<Incoming>) -> Answer {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path
+        .trim_start_matches("/admin/tenants")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let method = req.method().clone();
+    match (&method, segs.as_slice()) {
+        (&Method::GET, []) => list_tenants(app).await,
+        (&Method::GET, [t]) => ok(
+            StatusCode::OK,
+            &to_json(&store(app).get_tenant(t).await.map_err(state_error)?),
+        ),
+        (&Method::PUT, [t]) => put_tenant(app, t, body(req).await?).await,
+        (&Method::DELETE, [t]) => {
+            store(app).delete_tenant(t).await.map_err(state_error)?;
+            app.auth.changed(&Change::Tenant(t.to_string())).await;
+            no_content()
+        }
+        (&Method::GET, [t, "consumers"]) => {
+            let list = store(app).list_consumers(t).await.map_err(state_error)?;
+            ok(StatusCode::OK, &to_json(&list))
+        }
+        (&Method::GET, [t, "consumers", c]) => {
+            let one = store(app).get_consumer(t, c).await.map_err(state_error)?;
+            ok(StatusCode::OK, &to_json(&one))
+        }
+        (&Method::PUT, [t, "consumers", c]) => put_consumer(app, t, c, body(req).await?).await,
+        (&Method::DELETE, [t, "consumers", c]) => {
+            store(app)
+                .delete_consumer(t, c)
+                .await
+                .map_err(state_error)?;
+            app.auth.changed(&consumer_change(t, c)).await;
+            no_content()
+        }
+        (&Method::GET, [t, "consumers", c, "keys"]) => {
+            let keys = store(app).list_keys(t, c).await.map_err(state_error)?;
+            ok(
+                StatusCode::OK,
+                &Value::Array(keys.iter().map(key_json).collect()),
+            )
+        }
+        (&Method::POST, [t, "consumers", c, "keys"]) => {
+            create_key(app, t, c, body(req).await?).await
+        }
+        (&Method::POST, [t, "consumers", c, "keys", id, "rotate"]) => {
+            rotate_key(app, t, c, id, body(req).await?).await
+        }
+        (&Method::DELETE, [t, "consumers", c, "keys", id]) => {
+            store(app).revoke_key(t, c, id).await.map_err(state_error)?;
+            app.auth.changed(&key_change(t, c, id)).await;
+            no_content()
+        }
+        _ => Err(GatewayError::no_route(format!(
+            "no admin endpoint {method} {path}"
+        ))),
+    }
+}
+
+fn store(app: &App) -> &crate::state::Store {
+    &app.auth.store
+}
+
+fn consumer_change(t: &str, c: &str) -> Change {
+    Change::Consumer {
+        tenant: t.to_string(),
+        consumer: c.to_string(),
+    }
+}
+
+fn key_change(t: &str, c: &str, id: &str) -> Change {
+    Change::Key {
+        tenant: t.to_string(),
+        consumer: c.to_string(),
+        id: id.to_string(),
+    }
+}
+
+async fn list_tenants(app: &App) -> Answer {
+    let list = store(app).list_tenants().await.map_err(state_error)?;
+    ok(StatusCode::OK, &to_json(&list))
+}
+
+async fn put_tenant(app: &App, t: &str, b: PolicyBody) -> Answer {
+    name("tenant id", t)?;
+    check_policy(&b)?;
+    let tenant = Tenant {
+        id: t.to_string(),
+        allowed_models: b.allowed_models.unwrap_or_else(|| vec!["*".into()]),
+        quotas: b.quotas,
+        metadata: b.metadata,
+    };
+    let saved = store(app).put_tenant(tenant).await.map_err(state_error)?;
+    app.auth.changed(&Change::Tenant(t.to_string())).await;
+    ok(StatusCode::OK, &to_json(&saved))
+}
+
+async fn put_consumer(app: &App, t: &str, c: &str, b: PolicyBody) -> Answer {
+    name("consumer name", c)?;
+    check_policy(&b)?;
+    let consumer = Consumer {
+        tenant: t.to_string(),
+        name: c.to_string(),
+        allowed_models: b.allowed_models.unwrap_or_else(|| vec!["*".into()]),
+        quotas: b.quotas,
+        metadata: b.metadata,
+    };
+    let saved = store(app)
+        .put_consumer(consumer)
+        .await
+        .map_err(state_error)?;
+    app.auth.changed(&consumer_change(t, c)).await;
+    ok(StatusCode::OK, &to_json(&saved))
+}
+
+/// A fresh key record for `t/c` and its plaintext.
+fn new_key(
+    app: &App,
+    t: &str,
+    c: &str,
+    name: Option<String>,
+    expires_at: Option<u64>,
+) -> Result<(KeyRecord, String), GatewayError> {
+    let k = app
+        .auth
+        .hasher
+        .generate()
+        .map_err(|e| GatewayError::internal(e.to_string()))?;
+    let rec = KeyRecord {
+        id: k.id.clone(),
+        tenant: t.to_string(),
+        consumer: c.to_string(),
+        name,
+        prefix: k.prefix.clone(),
+        digest: k.digest.to_hex(),
+        created_at: now(),
+        expires_at,
+        revoked: false,
+    };
+    Ok((rec, k.plaintext))
+}
+
+/// The answer to a create or rotate: the only place the plaintext ever appears.
+fn created(rec: &KeyRecord, plaintext: String) -> Answer {
+    ok(
+        StatusCode::CREATED,
+        &json!({
+            "id": rec.id,
+            "key": plaintext,
+            "prefix": rec.prefix,
+            "name": rec.name,
+            "created_at": rfc3339(rec.created_at),
+            "expires_at": rec.expires_at.map_or(Value::Null, rfc3339),
+        }),
+    )
+}
+
+async fn create_key(app: &App, t: &str, c: &str, b: NewKeyBody) -> Answer {
+    let expires_at = b.expires_at.as_deref().map(parse_time).transpose()?;
+    if expires_at.is_some_and(|e| e <= now()) {
+        return Err(GatewayError::bad_request(
+            "invalid_expires_at",
+            "expires_at is in the past",
+        ));
+    }
+    if b.name.as_ref().is_some_and(|n| n.len() > 200) {
+        return Err(GatewayError::bad_request(
+            "invalid_name",
+            "name is longer than 200 bytes",
+        ));
+    }
+    let (rec, plaintext) = new_key(app, t, c, b.name, expires_at)?;
+    store(app)
+        .insert_key(rec.clone())
+        .await
+        .map_err(state_error)?;
+    app.auth.changed(&Change::NewKey).await;
+    created(&rec, plaintext)
+}
+
+async fn rotate_key(app: &App, t: &str, c: &str, id: &str, b: RotateBody) -> Answer {
+    let grace = b.grace_s.unwrap_or(DEFAULT_GRACE_S);
+    let old = store(app)
+        .list_keys(t, c)
+        .await
+        .map_err(state_error)?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| GatewayError::not_found(format!("key {id:?} of {t:?}/{c:?} not found")))?;
+    if old.revoked {
+        return Err(GatewayError::conflict(format!(
+            "key {id:?} is revoked; create a new key instead"
+        )));
+    }
+    let (rec, plaintext) = new_key(app, t, c, old.name.clone(), None)?;
+    store(app)
+        .rotate_key(t, c, id, now().saturating_add(grace), rec.clone())
+        .await
+        .map_err(state_error)?;
+    app.auth.changed(&Change::NewKey).await;
+    app.auth.changed(&key_change(t, c, id)).await;
+    created(&rec, plaintext)
+}

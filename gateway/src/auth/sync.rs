@@ -1,0 +1,173 @@
+//! Keeping a replica in step with Redis: a monitor that pings it (so the
+//! degraded flag rises and falls without traffic) and, after every outage, loads
+//! the scripts again, re-applies the config's seed and starts a new cache epoch;
+//! and a pub/sub listener that applies change notifications to the key cache and
+//! flushes it whenever the subscription is lost or made again.
+
+use super::cache::KeyCache;
+use crate::app::App;
+use crate::state::change::Change;
+use crate::state::redis_conn::Target;
+use crate::state::Store;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the monitor pings Redis.
+const PING_EVERY: Duration = Duration::from_millis(500);
+/// How often the listener checks its subscription is alive.
+const LISTEN_PING_EVERY: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Starts the background tasks the configured backend needs (none for memory).
+pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) {
+    if let Store::Redis(r) = &*app.auth.store {
+        let channel = r.channel();
+        let target = r.conn.target.clone();
+        tokio::spawn(monitor(app.clone(), stop.clone()));
+        tokio::spawn(listen(app, target, channel, stop));
+    }
+}
+
+/// Waits `d`, or returns true when the gateway stops first.
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// Brings a reachable Redis up to date: scripts loaded, seed written. Returns
+/// whether it worked.
+pub async fn prepare(app: &App) -> bool {
+    let store = &app.auth.store;
+    if let Store::Redis(r) = &**store {
+        if let Err(e) = r.conn.load_scripts().await {
+            tracing::warn!(error = %e, "state backend: cannot load the Lua scripts yet");
+            return false;
+        }
+    }
+    match crate::seed::apply(store, &app.config().seed).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "state backend: cannot write the tenants seed yet");
+            false
+        }
+    }
+}
+
+async fn monitor(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let Store::Redis(r) = &*app.auth.store else {
+        return;
+    };
+    // the outage count the backend was last prepared after (start: prepared by run)
+    let mut prepared_after = Some(0).filter(|_| !r.conn.is_degraded());
+    loop {
+        if r.conn.ping().await.is_ok() {
+            let outages = r.conn.outages();
+            if prepared_after != Some(outages) && prepare(&app).await {
+                if prepared_after.is_some() {
+                    // Redis may have lost or changed data while we could not see it
+                    app.auth.cache.flush();
+                }
+                prepared_after = Some(outages);
+            }
+        }
+        if pause(PING_EVERY, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Why one subscription attempt ended.
+enum Ended {
+    Stop,
+    /// could not subscribe
+    Failed(String),
+    /// was subscribed, then lost it
+    Lost(String),
+}
+
+async fn listen(app: Arc<App>, target: Target, channel: String, mut stop: watch::Receiver<bool>) {
+    let urls = match target {
+        Target::Single(u) => vec![u],
+        Target::Cluster(v) => v,
+    };
+    let cache = &app.auth.cache;
+    let mut backoff = Duration::from_millis(250);
+    let mut quiet = false;
+    for i in 0.. {
+        let Some(url) = urls.get(i % urls.len().max(1)) else {
+            return;
+        };
+        let why = match subscribe_once(url, &channel, cache, &mut stop).await {
+            Ended::Stop => return,
+            Ended::Lost(why) => {
+                // it worked a moment ago: retry soon, and log this loss
+                backoff = Duration::from_millis(250);
+                quiet = false;
+                why
+            }
+            Ended::Failed(why) => why,
+        };
+        cache.flush();
+        if !quiet {
+            tracing::warn!(error = %why, "state backend: no change notifications; key cache flushed, resubscribing");
+            quiet = true;
+        }
+        if pause(backoff, &mut stop).await {
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn subscribe_once(
+    url: &str,
+    channel: &str,
+    cache: &KeyCache,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let client = match redis::Client::open(url) {
+        Ok(c) => c,
+        Err(e) => return Ended::Failed(e.to_string()),
+    };
+    let pubsub = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Ended::Failed(e.to_string()),
+        Err(_) => return Ended::Failed("connect timed out".into()),
+    };
+    let (mut sink, mut messages) = pubsub.split();
+    match tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(channel)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Ended::Failed(e.to_string()),
+        Err(_) => return Ended::Failed("subscribe timed out".into()),
+    }
+    // whatever changed while nobody listened is unknown: trust nothing older
+    cache.flush();
+    tracing::info!("state backend: listening for change notifications");
+    let mut tick = tokio::time::interval(LISTEN_PING_EVERY);
+    loop {
+        tokio::select! {
+            m = messages.next() => match m {
+                Some(msg) => {
+                    let text: String = msg.get_payload().unwrap_or_default();
+                    match Change::decode(&text) {
+                        Some(c) => cache.apply(&c),
+                        None => cache.flush(),
+                    }
+                }
+                None => return Ended::Lost("connection closed".into()),
+            },
+            _ = tick.tick() => {
+                let alive = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<String>()).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    return Ended::Lost("no answer to PING".into());
+                }
+            }
+            _ = stop.changed() => return Ended::Stop,
+        }
+    }
+}
