@@ -149,10 +149,14 @@ async fn phases(
             &cfg.key_headers,
             cfg.key_in_query,
         );
-        let who = auth
-            .authenticate(key.as_deref(), policy, &route.name, Some(&model))
-            .await?;
-        ctx.identity = Some(who);
+        auth.authenticate(
+            key.as_deref(),
+            policy,
+            &route.name,
+            Some(&model),
+            &mut ctx.identity,
+        )
+        .await?;
     }
 
     // 5.-8. instances in balancer order, with fallback

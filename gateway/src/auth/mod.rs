@@ -150,13 +150,15 @@ impl Auth {
         }
     }
 
-    /// The whole check for a route with `auth` enabled.
+    /// The whole check for a route with `auth` enabled. `who` gets the identity
+    /// as soon as the key resolves, so a refused caller is still named in ai_log.
     pub async fn authenticate(
         &self,
         key: Option<&str>,
         policy: &RoutePolicy,
         route: &str,
         model: Option<&str>,
+        who: &mut Option<Arc<AuthIdentity>>,
     ) -> Result<Arc<AuthIdentity>, GatewayError> {
         let key = key.ok_or_else(|| {
             GatewayError::unauthenticated(
@@ -165,6 +167,7 @@ impl Auth {
             )
         })?;
         let ident = self.resolve(key).await?;
+        *who = Some(ident.clone());
         match ident.check(unix_now()) {
             Ok(()) => {}
             Err(Invalid::Revoked) => {

@@ -162,7 +162,7 @@ async fn subscribe_once(
                 None => return Ended::Lost("connection closed".into()),
             },
             _ = tick.tick() => {
-                let alive = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<String>()).await;
+                let alive = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
                 if !matches!(alive, Ok(Ok(_))) {
                     return Ended::Lost("no answer to PING".into());
                 }
