@@ -442,11 +442,12 @@ async fn list_models(
     let mut listed_any = false;
     for r in matching {
         if let Some(policy) = &r.auth {
+            let mut who = None;
             match auth
-                .authenticate(key.as_deref(), policy, &r.name, None)
+                .authenticate(key.as_deref(), policy, &r.name, None, &mut who)
                 .await
             {
-                Ok(who) => ctx.identity = Some(who),
+                Ok(_) => ctx.identity = who,
                 Err(e) => {
                     refused = Some(e);
                     continue;
