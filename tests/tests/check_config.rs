@@ -123,3 +123,53 @@ async fn gateway_refuses_to_start_with_bad_config() {
         "stderr should name the problem:\n{err}"
     );
 }
+
+#[test]
+fn state_auth_and_tenant_problems_are_named() {
+    let with = |extra: &str| format!("{VALID}{extra}");
+    // a valid redis + auth + seed config passes (Redis need not be running)
+    let ok = with(
+        "state: { backend: redis, redis: { url: \"redis://127.0.0.1:9/0\" } }\n\
+         auth: { in_query: true }\n\
+         tenants:\n  - id: acme\n    consumers:\n      - name: bob\n        keys: [\"sk-long-enough-key\"]\n",
+    )
+    .replace(
+        "    match: { path_prefix: /v1 }",
+        "    match: { path_prefix: /v1 }\n    auth: { enabled: true, allowed_consumers: [\"acme/*\"] }",
+    );
+    let (code, out) = run_check_config(&ok);
+    assert_eq!(code, 0, "output:\n{out}");
+    for (extra, key, says) in [
+        ("state: { backend: redis }\n", "state.redis", "missing"),
+        (
+            "state: { backend: redis, redis: { url: \"redis://a:1\", cluster_nodes: [\"redis://b:1\"] } }\n",
+            "state.redis",
+            "not both",
+        ),
+        (
+            "state: { backend: redis, redis: { url: \"http://a:1\" } }\n",
+            "state.redis.url",
+            "redis://",
+        ),
+        (
+            "state: { backend: redis, redis: { url: \"redis://a:1\", key_prefix: \"x{\" } }\n",
+            "state.redis.key_prefix",
+            "hash tags",
+        ),
+        ("tenants: [ { id: \"a/b\" } ]\n", "tenants[0].id", "1 to 64"),
+        (
+            "tenants: [ { id: a, consumers: [ { name: c, keys: [\"short\"] } ] } ]\n",
+            "tenants[0].consumers[0].keys[0]",
+            "at least 8",
+        ),
+    ] {
+        let (code, out) = run_check_config(&with(extra));
+        assert_eq!(code, 1, "{extra}\noutput:\n{out}");
+        assert!(out.contains(key) && out.contains(says), "{extra}\n{out}");
+    }
+    // the seed key itself is never echoed
+    let (_, out) = run_check_config(&with(
+        "tenants: [ { id: a, consumers: [ { name: c, keys: [\"short\"] } ] } ]\n",
+    ));
+    assert!(!out.contains("\"short\""), "{out}");
+}
