@@ -1,6 +1,7 @@
-//! Keeping a replica in step with Redis: a monitor that pings it (so the
-//! degraded flag rises and falls without traffic) and, after every outage, loads
-//! the scripts again, re-applies the config's seed and starts a new cache epoch;
+//! Keeping a replica in step with Redis: a monitor that checks it twice a second
+//! (so the degraded flag rises and falls without traffic) and, after every outage
+//! or when Redis lost its data (restart without persistence, flush), loads the
+//! scripts again, re-applies the config's seed and starts a new cache epoch;
 //! and a pub/sub listener that applies change notifications to the key cache and
 //! flushes it whenever the subscription is lost or made again.
 
@@ -49,7 +50,12 @@ pub async fn prepare(app: &App) -> bool {
             return false;
         }
     }
-    match crate::seed::apply(store, &app.config().seed).await {
+    let seeded = crate::seed::apply(store, &app.config().seed).await;
+    let marked = match (&seeded, &**store) {
+        (Ok(()), Store::Redis(r)) => r.mark_prepared().await,
+        (other, _) => other.clone(),
+    };
+    match marked {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "state backend: cannot write the tenants seed yet");
@@ -62,16 +68,20 @@ async fn monitor(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let Store::Redis(r) = &*app.auth.store else {
         return;
     };
-    // the outage count the backend was last prepared after (start: prepared by run)
-    let mut prepared_after = Some(0).filter(|_| !r.conn.is_degraded());
+    // the outage count the backend was last prepared after (run() prepared it
+    // at start unless Redis was unreachable)
+    let mut prepared_after = Some(r.conn.outages()).filter(|_| !r.conn.is_degraded());
     loop {
-        if r.conn.ping().await.is_ok() {
+        // EXISTS on the marker doubles as the liveness check
+        if let Ok(intact) = r.is_prepared().await {
             let outages = r.conn.outages();
-            if prepared_after != Some(outages) && prepare(&app).await {
-                if prepared_after.is_some() {
-                    // Redis may have lost or changed data while we could not see it
-                    app.auth.cache.flush();
-                }
+            if (!intact || prepared_after != Some(outages)) && prepare(&app).await {
+                // Redis may have lost or changed data while we could not see it
+                app.auth.cache.flush();
+                tracing::info!(
+                    data_lost = !intact,
+                    "state backend: scripts and tenants seed written again; cached keys will be checked afresh"
+                );
                 prepared_after = Some(outages);
             }
         }

@@ -109,6 +109,30 @@ impl RedisStore {
     fn tenants_key(&self) -> String {
         format!("{}{{g}}:tenants", self.p())
     }
+    fn marker_key(&self) -> String {
+        format!("{}{{g}}:seeded", self.p())
+    }
+
+    /// Whether Redis still holds what this deployment wrote at start (a restart
+    /// without persistence, a FLUSHALL or a failover to an empty node loses it).
+    pub async fn is_prepared(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query(Budget::Slow, redis::cmd("EXISTS").arg(self.marker_key()))
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records that scripts and seed are in place.
+    pub async fn mark_prepared(&self) -> Result<()> {
+        self.conn
+            .query::<()>(
+                Budget::Slow,
+                redis::cmd("SET").arg(self.marker_key()).arg("1"),
+            )
+            .await
+    }
+
     /// The pub/sub channel for change notifications.
     pub fn channel(&self) -> String {
         format!("{}changes", self.p())

@@ -239,13 +239,6 @@ impl RedisConn {
         Ok(())
     }
 
-    /// PING, for the monitor that notices outages and recoveries without traffic.
-    pub async fn ping(&self) -> Result<()> {
-        self.query::<String>(Budget::Slow, &redis::cmd("PING"))
-            .await
-            .map(|_| ())
-    }
-
     pub async fn publish(&self, channel: &str, msg: &str) -> Result<()> {
         self.query::<i64>(Budget::Slow, redis::cmd("PUBLISH").arg(channel).arg(msg))
             .await
