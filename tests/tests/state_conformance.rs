@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway::state::model::{Consumer, KeyRecord, Tenant};
+use gateway::state::conformance::{self, consumer, key, tenant};
 use gateway::state::redis::RedisStore;
 use gateway::state::redis_conn::{ConnSettings, Target};
-use gateway::state::{conformance, StateError, Store};
+use gateway::state::{StateError, Store};
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::time::Duration;
 
@@ -55,28 +55,6 @@ async fn redis_cluster_conforms() {
         .filter(|&i| cluster.node_cli(i, &["DBSIZE"]).trim() != "0")
         .count();
     assert!(used >= 2, "tenants all landed on one node");
-}
-
-fn tenant(id: &str) -> Tenant {
-    serde_json::from_value(serde_json::json!({"id": id})).unwrap()
-}
-
-fn consumer(t: &str, n: &str) -> Consumer {
-    serde_json::from_value(serde_json::json!({"tenant": t, "name": n})).unwrap()
-}
-
-fn key(t: &str, c: &str, id: &str, digest: char) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        tenant: t.into(),
-        consumer: c.into(),
-        name: None,
-        prefix: "abcdefgh".into(),
-        digest: digest.to_string().repeat(64),
-        created_at: 1,
-        expires_at: None,
-        revoked: false,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

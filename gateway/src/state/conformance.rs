@@ -7,7 +7,8 @@ use super::model::{Consumer, KeyRecord, Tenant};
 use super::{StateError, Store};
 use serde_json::Map;
 
-fn tenant(id: &str) -> Tenant {
+/// A tenant allowing every model.
+pub fn tenant(id: &str) -> Tenant {
     Tenant {
         id: id.into(),
         allowed_models: vec!["*".into()],
@@ -16,7 +17,8 @@ fn tenant(id: &str) -> Tenant {
     }
 }
 
-fn consumer(t: &str, n: &str) -> Consumer {
+/// A consumer allowed `gpt-*`.
+pub fn consumer(t: &str, n: &str) -> Consumer {
     Consumer {
         tenant: t.into(),
         name: n.into(),
@@ -26,7 +28,8 @@ fn consumer(t: &str, n: &str) -> Consumer {
     }
 }
 
-fn key(t: &str, c: &str, id: &str, digest: char) -> KeyRecord {
+/// A key record whose digest is `digest` 64 times.
+pub fn key(t: &str, c: &str, id: &str, digest: char) -> KeyRecord {
     KeyRecord {
         id: id.into(),
         tenant: t.into(),
