@@ -1,0 +1,124 @@
+//! The replica's key cache against a real Redis, counted at the server: a cache
+//! hit costs no Redis command, a repeated unknown key costs one lookup per TTL,
+//! and a lost pub/sub subscription flushes the cache (so a change made while no
+//! notification could arrive is seen at the next request, not at TTL end).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::client::{chat_body, TestClient};
+use gateway_tests::harness::Gateway;
+use gateway_tests::redis::RedisServer;
+use std::time::{Duration, Instant};
+
+const SEED_KEY: &str = "sk-cache-test-seeded-key-1";
+
+fn config(redis_url: &str, ttl_ms: u64) -> String {
+    r#"
+server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
+state: { backend: redis, redis: { url: "REDIS" }, cache_ttl_ms: TTL }
+providers: [ { id: m, type: mock } ]
+routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: m } ]
+tenants:
+  - id: acme
+    consumers: [ { name: bob, keys: ["KEY"] } ]
+telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
+"#
+    .replace("REDIS", redis_url)
+    .replace("TTL", &ttl_ms.to_string())
+    .replace("KEY", SEED_KEY)
+}
+
+/// `calls` of one command in `INFO commandstats`.
+fn calls(redis: &RedisServer, cmd: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+async fn chat(gw: &Gateway, key: &str) -> u16 {
+    TestClient::new()
+        .post_json_with(
+            &format!("{}/v1/chat/completions", gw.url()),
+            &chat_body("gpt-4o", "hi"),
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+        .await
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_hits_and_repeated_bad_keys_cost_no_redis_calls() {
+    let redis = RedisServer::start();
+    let gw = Gateway::start(&config(&redis.url(), 10_000)).await;
+    assert_eq!(chat(&gw, SEED_KEY).await, 200);
+    assert_eq!(chat(&gw, "sk-not-a-key-of-ours").await, 401);
+    let lookups = calls(&redis, "hgetall");
+    for _ in 0..100 {
+        assert_eq!(chat(&gw, SEED_KEY).await, 200);
+        assert_eq!(chat(&gw, "sk-not-a-key-of-ours").await, 401);
+    }
+    let after = calls(&redis, "hgetall");
+    assert_eq!(
+        after - lookups,
+        0,
+        "200 requests with a cached good key and a cached bad key made {} key lookups",
+        after - lookups
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_flushes_the_cache() {
+    let redis = RedisServer::start();
+    // a TTL far beyond the test: only the flush can make the change visible
+    let gw = Gateway::start(&config(&redis.url(), 600_000)).await;
+    assert_eq!(chat(&gw, SEED_KEY).await, 200);
+    let digest = {
+        let field = redis.cli(&["HKEYS", "gw:{t:acme}:keys"]);
+        redis.cli(&["HGET", "gw:{t:acme}:keys", field.trim()])
+    };
+    assert_eq!(digest.len(), 64, "{digest}");
+    // revoke behind the gateway's back: no notification is published
+    redis.cli(&["HSET", &format!("gw:{{k:{digest}}}"), "revoked", "1"]);
+    assert_eq!(
+        chat(&gw, SEED_KEY).await,
+        200,
+        "the cached key is trusted until a notification or the TTL"
+    );
+    // the subscription breaks: whatever it might have carried is unknown now
+    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_ne!(killed.trim(), "0", "the gateway had a subscriber");
+    let t0 = Instant::now();
+    loop {
+        if chat(&gw, SEED_KEY).await == 401 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "still accepted 2 s after the subscription was lost"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "revoked key refused {} ms after the subscription was lost",
+        t0.elapsed().as_millis()
+    );
+    // and the gateway subscribes again
+    let t0 = Instant::now();
+    while redis
+        .cli(&["PUBSUB", "NUMSUB", "gw:changes"])
+        .lines()
+        .nth(1)
+        != Some("1")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never resubscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
