@@ -1,0 +1,1291 @@
+//! Tenants, consumers and API keys shared by every replica through a real Redis:
+//! two gateway processes (A and B) on one `redis-server`, the admin API on A and
+//! the data plane on B. Covers identity sent upstream (and a client's forged
+//! consumer header dropped), revoke propagation through pub/sub (measured), a
+//! lost notification bounded by `state.cache_ttl_ms`, rotation with grace,
+//! expiry, model/consumer refusals, a Redis outage and restart (stale-if-error,
+//! degraded flag, recovery with empty data and no scripts), and a scan of every
+//! log, upstream request and Redis value for planted plaintext keys.
+//!
+//! Every test has its own Redis, mock upstream and gateways.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
+use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::mock_upstream::MockUpstream;
+use gateway_tests::redis::RedisServer;
+use http::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The seeded consumer `acme/labubu` (allowed_models `gpt-*`) has this key.
+const SEED_KEY: &str = "sk-seed-labubu-0123456789abcdef";
+
+/// `REDIS_URL`, `BASE_URL`, `CACHE_TTL`, `IN_QUERY`, `ALLOWED_CONSUMERS` (a YAML
+/// flow list) and `SEED_KEY` are replaced by [`Cfg::yaml`].
+const TEMPLATE: &str = r#"
+server:
+  listen: "{{listen}}"
+  admin_listen: "{{admin}}"
+  admin_token: test-admin-token
+state:
+  backend: redis
+  redis: { url: "REDIS_URL", key_prefix: "gw:", timeout_ms: 500 }
+  cache_ttl_ms: CACHE_TTL
+  stale_if_error_s: 3600
+auth:
+  keys: [Authorization, x-api-key, api-key]
+  in_query: IN_QUERY
+  consumer_header: x-gateway-consumer
+providers:
+  - id: up1
+    type: openai-compatible
+    base_url: "BASE_URL"
+    api_tokens: ["sk-upstream-secret-1"]
+    timeouts: { connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }
+routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true, allowed_tenants: ["*"], allowed_consumers: ALLOWED_CONSUMERS }
+    upstreams: [ { provider: up1 } ]
+tenants:
+  - id: acme
+    allowed_models: ["*"]
+    consumers:
+      - name: labubu
+        keys: ["SEED_KEY"]
+        allowed_models: ["gpt-*"]
+telemetry:
+  access_log: { enabled: true, path: "{{access_log}}" }
+"#;
+
+/// One replica's config.
+struct Cfg<'a> {
+    redis: &'a RedisServer,
+    mock: &'a MockUpstream,
+    cache_ttl_ms: u64,
+    in_query: bool,
+    allowed_consumers: &'a str,
+    seed_key: &'a str,
+}
+
+impl<'a> Cfg<'a> {
+    fn new(redis: &'a RedisServer, mock: &'a MockUpstream) -> Self {
+        Cfg {
+            redis,
+            mock,
+            cache_ttl_ms: 1000,
+            in_query: false,
+            allowed_consumers: r#"["*"]"#,
+            seed_key: SEED_KEY,
+        }
+    }
+
+    fn yaml(&self) -> String {
+        TEMPLATE
+            .replace("REDIS_URL", &self.redis.url())
+            .replace("BASE_URL", &self.mock.base_url())
+            .replace("CACHE_TTL", &self.cache_ttl_ms.to_string())
+            .replace("IN_QUERY", if self.in_query { "true" } else { "false" })
+            .replace("ALLOWED_CONSUMERS", self.allowed_consumers)
+            .replace("SEED_KEY", self.seed_key)
+    }
+}
+
+async fn start_redis() -> RedisServer {
+    tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .expect("redis start task")
+}
+
+async fn start_gw(cfg: &Cfg<'_>) -> Gateway {
+    // an empty pepper is no pepper: key digests are plain SHA-256 whatever the
+    // environment of the test run says
+    Gateway::builder(&cfg.yaml())
+        .env("GATEWAY_KEY_PEPPER", "")
+        .start()
+        .await
+}
+
+/// Replicas A and B, started together on the same Redis.
+async fn replicas(a: &Cfg<'_>, b: &Cfg<'_>) -> (Gateway, Gateway) {
+    tokio::join!(start_gw(a), start_gw(b))
+}
+
+// ------------------------------------------------------------------ admin API
+
+async fn admin(
+    c: &TestClient,
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> HttpResponse {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    c.request(
+        method,
+        &format!("{}{path}", gw.admin_url()),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+fn policy(models: &[&str]) -> Value {
+    json!({"allowed_models": models, "quotas": [], "metadata": {}})
+}
+
+async fn put_tenant(c: &TestClient, gw: &Gateway, t: &str, models: &[&str]) {
+    let r = admin(
+        c,
+        gw,
+        Method::PUT,
+        &format!("/admin/tenants/{t}"),
+        Some(&policy(models)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "PUT tenant {t}: {}", r.text());
+    assert_eq!(r.json()["id"], t, "{}", r.text());
+}
+
+async fn put_consumer(c: &TestClient, gw: &Gateway, t: &str, name: &str, models: &[&str]) {
+    let r = admin(
+        c,
+        gw,
+        Method::PUT,
+        &format!("/admin/tenants/{t}/consumers/{name}"),
+        Some(&policy(models)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "PUT consumer {t}/{name}: {}", r.text());
+}
+
+/// A key as the create/rotate answer shows it (the only time the plaintext is
+/// seen).
+#[derive(Debug, Clone)]
+struct NewKey {
+    id: String,
+    key: String,
+    answer: Value,
+}
+
+fn new_key_from(r: &HttpResponse, what: &str) -> NewKey {
+    assert_eq!(r.status, 201, "{what}: {}", r.text());
+    let v = r.json();
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    let key = v["key"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty() && !key.is_empty(), "{what}: {v}");
+    for field in ["prefix", "created_at"] {
+        assert!(v[field].is_string(), "{what}: no {field}: {v}");
+    }
+    NewKey { id, key, answer: v }
+}
+
+async fn create_key(c: &TestClient, gw: &Gateway, t: &str, cons: &str, body: &Value) -> NewKey {
+    let r = admin(
+        c,
+        gw,
+        Method::POST,
+        &format!("/admin/tenants/{t}/consumers/{cons}/keys"),
+        Some(body),
+    )
+    .await;
+    new_key_from(&r, &format!("create key for {t}/{cons}"))
+}
+
+async fn revoke_key(c: &TestClient, gw: &Gateway, t: &str, cons: &str, id: &str) {
+    let r = admin(
+        c,
+        gw,
+        Method::DELETE,
+        &format!("/admin/tenants/{t}/consumers/{cons}/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "revoke {t}/{cons}/{id}: {}", r.text());
+}
+
+/// Tenant `t` (all models) with consumer `cons` (all models) and one key, through
+/// `gw`'s admin API.
+async fn consumer_with_key(c: &TestClient, gw: &Gateway, t: &str, cons: &str) -> NewKey {
+    put_tenant(c, gw, t, &["*"]).await;
+    put_consumer(c, gw, t, cons, &["*"]).await;
+    create_key(c, gw, t, cons, &json!({"name": format!("{cons}-key")})).await
+}
+
+// ------------------------------------------------------------------ data plane
+
+fn chat_url(gw: &Gateway) -> String {
+    format!("{}/v1/chat/completions", gw.url())
+}
+
+/// A chat request with `Authorization: Bearer <key>`.
+async fn chat(c: &TestClient, gw: &Gateway, key: &str, model: &str) -> HttpResponse {
+    let bearer = format!("Bearer {key}");
+    c.post_json_with(
+        &chat_url(gw),
+        &chat_body(model, "hello"),
+        &[("authorization", bearer.as_str())],
+    )
+    .await
+}
+
+fn message(r: &HttpResponse) -> String {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn assert_refused(r: &HttpResponse, status: u16, code: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: body {}", r.text());
+    assert_eq!(
+        r.error_code().as_deref(),
+        Some(code),
+        "{what}: body {}",
+        r.text()
+    );
+}
+
+/// Sends with `key` to `gw` every `every` until the answer is not 200; panics if
+/// that takes longer than `within` or an answer is neither 200 nor 401. Returns
+/// the refusal, the time from `since` and how many 200s were seen meanwhile.
+async fn poll_until_refused(
+    c: &TestClient,
+    gw: &Gateway,
+    key: &str,
+    since: Instant,
+    every: Duration,
+    within: Duration,
+) -> (HttpResponse, Duration, usize) {
+    let mut served = 0;
+    loop {
+        let r = chat(c, gw, key, "gpt-4o").await;
+        match r.status {
+            200 => served += 1,
+            401 => return (r, since.elapsed(), served),
+            other => panic!(
+                "unexpected {other} while waiting for a refusal: {}",
+                r.text()
+            ),
+        }
+        if since.elapsed() > within {
+            panic!(
+                "key still accepted {:?} after the change ({served} answers 200); stderr:\n{}",
+                since.elapsed(),
+                gw.stderr()
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// `gateway_state_degraded` of `gw`'s /metrics (no token needed).
+async fn degraded(c: &TestClient, gw: &Gateway) -> Option<String> {
+    let r = c
+        .try_request(
+            Method::GET,
+            &format!("{}/metrics", gw.admin_url()),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .ok()?;
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_state_degraded "))
+        .map(|v| v.trim().to_string())
+}
+
+/// Waits until `gateway_state_degraded` of `gw` is `want`; returns how long that
+/// took from `since`.
+async fn wait_degraded(
+    c: &TestClient,
+    gw: &Gateway,
+    want: &str,
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    loop {
+        let got = degraded(c, gw).await;
+        if got.as_deref() == Some(want) {
+            return since.elapsed();
+        }
+        if since.elapsed() > within {
+            panic!(
+                "gateway_state_degraded is {got:?}, not {want}, {within:?} after the change; stderr:\n{}",
+                gw.stderr()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds as RFC 3339 in UTC with a `Z` (days-to-civil of H. Hinnant).
+fn rfc3339(t: u64) -> String {
+    let days = i64::try_from(t / 86_400).unwrap_or(0);
+    let secs = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// SHA-256 of `data` as lower-case hex (FIPS 180-4; no crypto crate is a
+/// dependency of this crate, and this is all the tests need).
+fn sha256_hex(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for block in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter().map(|x| format!("{x:08x}")).collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+// ------------------------------------------------------------------ tests
+
+/// 1. A key created through A's admin API works on B; the upstream sees the
+///    gateway's `x-gateway-consumer: tenant/consumer` (never the client's forged
+///    value) and the upstream token (never the consumer key); B's ai_log names
+///    tenant, consumer and key id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_created_on_a_works_on_b_and_identity_goes_upstream() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let cfg = Cfg::new(&redis, &mock);
+    let (a, b) = replicas(&cfg, &cfg).await;
+    let c = TestClient::new();
+
+    let k = consumer_with_key(&c, &a, "globex", "wile").await;
+    assert!(k.key.starts_with("sk-gw-"), "{:?}", k.answer);
+    assert_eq!(k.answer["name"], "wile-key");
+    assert!(k.answer["expires_at"].is_null(), "{:?}", k.answer);
+
+    // B's admin API lists it too (without the key)
+    let list = admin(
+        &c,
+        &b,
+        Method::GET,
+        "/admin/tenants/globex/consumers/wile/keys",
+        None,
+    )
+    .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let keys = list.json();
+    let listed = keys
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["id"] == k.id.as_str()))
+        .unwrap_or_else(|| panic!("key {} not listed on B: {keys}", k.id))
+        .clone();
+    assert_eq!(listed["revoked"], false, "{listed}");
+    assert_eq!(listed["prefix"], k.answer["prefix"], "{listed}");
+    assert!(listed.get("key").is_none(), "{listed}");
+    assert!(!list.text().contains(&k.key), "{}", list.text());
+
+    let bearer = format!("Bearer {}", k.key);
+    let r = c
+        .post_json_with(
+            &chat_url(&b),
+            &chat_body("gpt-4o", "who am I"),
+            &[
+                ("authorization", bearer.as_str()),
+                ("x-gateway-consumer", "evil/mallory"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "B: {}", r.text());
+
+    let up = mock.last_request().expect("the upstream got the request");
+    let consumer_values: Vec<&str> = up
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-gateway-consumer")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        consumer_values,
+        vec!["globex/wile"],
+        "the upstream must see exactly the gateway's consumer header; headers: {:?}",
+        up.headers
+    );
+    assert_eq!(
+        up.header("authorization"),
+        Some("Bearer sk-upstream-secret-1"),
+        "headers: {:?}",
+        up.headers
+    );
+    assert!(
+        up.headers.iter().all(|(_, v)| !v.contains(&k.key)),
+        "the consumer key went upstream: {:?}",
+        up.headers
+    );
+
+    let rid = r.header("x-request-id").expect("x-request-id").to_string();
+    let line = b.wait_for_log_line(&rid, Duration::from_secs(5)).await;
+    assert_eq!(line.response_code, 200);
+    assert_eq!(line.ai_log.tenant.as_deref(), Some("globex"), "{line:?}");
+    assert_eq!(line.ai_log.consumer.as_deref(), Some("wile"), "{line:?}");
+    assert_eq!(
+        line.ai_log.key_id.as_deref(),
+        Some(k.id.as_str()),
+        "{line:?}"
+    );
+
+    // and the seeded consumer works on both replicas, named as tenant/consumer
+    for gw in [&a, &b] {
+        let r = chat(&c, gw, SEED_KEY, "gpt-4o-mini").await;
+        assert_eq!(r.status, 200, "seeded key: {}", r.text());
+        let up = mock.last_request().expect("upstream request");
+        assert_eq!(up.header("x-gateway-consumer"), Some("acme/labubu"));
+    }
+}
+
+/// 2. A revoke through A is refused on B well within 1 s, even though B's cache
+///    would trust the key for 30 s: the pub/sub notification does it. Measured
+///    over 20 fresh keys, each warmed on B first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_on_a_is_refused_on_b_within_a_second() {
+    const ROUNDS: usize = 20;
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let mut cfg = Cfg::new(&redis, &mock);
+    // a TTL far above the bound: only the notification can make it in time
+    cfg.cache_ttl_ms = 30_000;
+    let (a, b) = replicas(&cfg, &cfg).await;
+    let c = TestClient::new();
+    put_tenant(&c, &a, "initech", &["*"]).await;
+    put_consumer(&c, &a, "initech", "peter", &["*"]).await;
+
+    let mut from_request = Vec::new();
+    let mut from_answer = Vec::new();
+    let mut served_after = 0;
+    for i in 0..ROUNDS {
+        let k = create_key(
+            &c,
+            &a,
+            "initech",
+            "peter",
+            &json!({"name": format!("r{i}")}),
+        )
+        .await;
+        // warm B's cache (twice: the second answer comes from the cache)
+        for _ in 0..2 {
+            let r = chat(&c, &b, &k.key, "gpt-4o").await;
+            assert_eq!(r.status, 200, "round {i}, warm-up on B: {}", r.text());
+        }
+        let t0 = Instant::now();
+        revoke_key(&c, &a, "initech", "peter", &k.id).await;
+        let answered = t0.elapsed();
+        let (r, delay, served) = poll_until_refused(
+            &c,
+            &b,
+            &k.key,
+            t0,
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_refused(&r, 401, "invalid_api_key", "revoked key on B");
+        assert_eq!(message(&r), "this API key has been revoked", "{}", r.text());
+        served_after += served;
+        from_request.push(delay);
+        from_answer.push(delay.saturating_sub(answered));
+    }
+    from_request.sort();
+    from_answer.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "revoke propagation A -> B over {ROUNDS} keys (cache_ttl_ms 30000, polling B every 20 ms): \
+         from sending DELETE: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         from the 204: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         200s answered by B after the DELETE was sent: {served_after}",
+        ms(percentile(&from_request, 50.0)),
+        ms(percentile(&from_request, 99.0)),
+        ms(percentile(&from_request, 100.0)),
+        ms(percentile(&from_answer, 50.0)),
+        ms(percentile(&from_answer, 99.0)),
+        ms(percentile(&from_answer, 100.0)),
+    );
+    let p99 = percentile(&from_request, 99.0);
+    assert!(
+        p99 < Duration::from_secs(1),
+        "p99 revoke propagation {p99:?} >= 1 s: {from_request:?}"
+    );
+}
+
+/// 3. A change written to Redis behind the gateways' back (no notification) is
+///    picked up by B within `cache_ttl_ms` (1 s) plus slack, and B answers from
+///    its cache until then; A, which never cached the key, refuses at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_notification_is_bounded_by_the_cache_ttl() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let cfg = Cfg::new(&redis, &mock);
+    let (a, b) = replicas(&cfg, &cfg).await;
+    let c = TestClient::new();
+    let k = consumer_with_key(&c, &a, "umbrella", "alice").await;
+
+    let digest = redis.cli(&["HGET", "gw:{t:umbrella}:keys", &format!("alice/{}", k.id)]);
+    assert_eq!(digest.len(), 64, "the key index gave {digest:?}");
+    assert_eq!(
+        digest,
+        sha256_hex(k.key.as_bytes()),
+        "the stored digest is the SHA-256 of the key"
+    );
+    let record = format!("gw:{{k:{digest}}}");
+    assert_eq!(redis.cli(&["HGET", &record, "revoked"]), "0");
+
+    let r = chat(&c, &b, &k.key, "gpt-4o").await;
+    assert_eq!(r.status, 200, "warm-up on B: {}", r.text());
+
+    let t0 = Instant::now();
+    redis.cli(&["HSET", &record, "revoked", "1"]);
+    let written = t0.elapsed();
+    let first = chat(&c, &b, &k.key, "gpt-4o").await;
+    let first_at = t0.elapsed();
+
+    // A has no cache entry for this key: it asks Redis and refuses at once
+    let ra = chat(&c, &a, &k.key, "gpt-4o").await;
+    assert_refused(&ra, 401, "invalid_api_key", "A after the direct write");
+    assert_eq!(message(&ra), "this API key has been revoked");
+
+    let (r, delay, served) = poll_until_refused(
+        &c,
+        &b,
+        &k.key,
+        t0,
+        Duration::from_millis(20),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_refused(&r, 401, "invalid_api_key", "B after the TTL");
+    assert_eq!(message(&r), "this API key has been revoked");
+    eprintln!(
+        "lost notification: HSET took {written:?}; first request on B after it ({first_at:?}) got {} \
+         (200 = served from B's cache); B refused after {delay:?} with {served} more answers 200 \
+         from its cache meanwhile (cache_ttl_ms 1000)",
+        first.status
+    );
+    assert!(
+        first.status == 200 || first.status == 401,
+        "{}",
+        first.text()
+    );
+    assert!(
+        delay < Duration::from_millis(1500),
+        "B kept trusting its cache for {delay:?} (> cache_ttl_ms 1000 + 500 ms slack)"
+    );
+}
+
+/// 4. Rotation with `grace_s: 2` through A: the new key works on B at once, the
+///    old one keeps working on B during the grace period and is refused after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_with_grace_across_replicas() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let cfg = Cfg::new(&redis, &mock);
+    let (a, b) = replicas(&cfg, &cfg).await;
+    let c = TestClient::new();
+    let old = consumer_with_key(&c, &a, "hooli", "gavin").await;
+    let r = chat(&c, &b, &old.key, "gpt-4o").await;
+    assert_eq!(r.status, 200, "old key before rotation: {}", r.text());
+
+    let t0 = Instant::now();
+    let r = admin(
+        &c,
+        &a,
+        Method::POST,
+        &format!(
+            "/admin/tenants/hooli/consumers/gavin/keys/{}/rotate",
+            old.id
+        ),
+        Some(&json!({"grace_s": 2})),
+    )
+    .await;
+    let new = new_key_from(&r, "rotate");
+    assert_ne!(new.id, old.id);
+    assert_ne!(new.key, old.key);
+
+    let r = chat(&c, &b, &new.key, "gpt-4o").await;
+    assert_eq!(
+        r.status,
+        200,
+        "new key on B right after rotation: {}",
+        r.text()
+    );
+    let up = mock.last_request().expect("upstream request");
+    assert_eq!(up.header("x-gateway-consumer"), Some("hooli/gavin"));
+
+    // the old key expires at (whole seconds at rotation) + 2, so at least 1 s
+    // after the rotation: it must still work now
+    let r = chat(&c, &b, &old.key, "gpt-4o").await;
+    let at = t0.elapsed();
+    if at < Duration::from_millis(900) {
+        assert_eq!(
+            r.status,
+            200,
+            "old key on B {at:?} into a 2 s grace: {}",
+            r.text()
+        );
+    }
+
+    let list = admin(
+        &c,
+        &b,
+        Method::GET,
+        "/admin/tenants/hooli/consumers/gavin/keys",
+        None,
+    )
+    .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let keys = list.json();
+    let find = |id: &str| {
+        keys.as_array()
+            .and_then(|v| v.iter().find(|x| x["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not listed: {keys}"))
+    };
+    assert!(find(&old.id)["expires_at"].is_string(), "{keys}");
+    assert!(find(&new.id)["expires_at"].is_null(), "{keys}");
+
+    let (r, delay, served) = poll_until_refused(
+        &c,
+        &b,
+        &old.key,
+        t0,
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_refused(&r, 401, "invalid_api_key", "old key after the grace");
+    assert_eq!(message(&r), "this API key has expired", "{}", r.text());
+    eprintln!("rotation: old key refused on B {delay:?} after the rotate call ({served} answers 200 during the grace)");
+    assert!(
+        delay >= Duration::from_millis(900),
+        "old key refused after only {delay:?} of a 2 s grace"
+    );
+    assert!(
+        delay < Duration::from_millis(3500),
+        "old key still accepted {delay:?} after a 2 s grace"
+    );
+    assert!(served >= 1, "the old key never worked during the grace");
+
+    for gw in [&a, &b] {
+        let r = chat(&c, gw, &new.key, "gpt-4o").await;
+        assert_eq!(r.status, 200, "new key after the grace: {}", r.text());
+        let r = chat(&c, gw, &old.key, "gpt-4o").await;
+        assert_refused(&r, 401, "invalid_api_key", "old key after the grace");
+    }
+}
+
+/// 5. A key created with `expires_at` 2 s ahead works, then is refused as expired
+///    on both replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_expires_at_its_expiry_time() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let cfg = Cfg::new(&redis, &mock);
+    let (a, b) = replicas(&cfg, &cfg).await;
+    let c = TestClient::new();
+    put_tenant(&c, &a, "tyrell", &["*"]).await;
+    put_consumer(&c, &a, "tyrell", "roy", &["*"]).await;
+
+    // a bad time is refused with 400
+    let r = admin(
+        &c,
+        &a,
+        Method::POST,
+        "/admin/tenants/tyrell/consumers/roy/keys",
+        Some(&json!({"expires_at": "tomorrow"})),
+    )
+    .await;
+    assert_refused(&r, 400, "invalid_expires_at", "expires_at: tomorrow");
+
+    let t0 = Instant::now();
+    let expires = rfc3339(unix_now() + 2);
+    let k = create_key(
+        &c,
+        &a,
+        "tyrell",
+        "roy",
+        &json!({"expires_at": expires, "name": "short-lived"}),
+    )
+    .await;
+    assert_eq!(k.answer["expires_at"], expires.as_str(), "{:?}", k.answer);
+    assert_eq!(k.answer["name"], "short-lived");
+
+    let r = chat(&c, &b, &k.key, "gpt-4o").await;
+    let at = t0.elapsed();
+    if at < Duration::from_millis(900) {
+        assert_eq!(r.status, 200, "key on B {at:?} before expiry: {}", r.text());
+    }
+    let (r, delay, served) = poll_until_refused(
+        &c,
+        &b,
+        &k.key,
+        t0,
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_refused(&r, 401, "invalid_api_key", "expired key on B");
+    assert_eq!(message(&r), "this API key has expired", "{}", r.text());
+    eprintln!("expiry: key (expires_at {expires}) refused on B {delay:?} after creation ({served} answers 200 before)");
+    assert!(
+        delay < Duration::from_millis(3500),
+        "expired key accepted for {delay:?}"
+    );
+    let r = chat(&c, &a, &k.key, "gpt-4o").await;
+    assert_refused(&r, 401, "invalid_api_key", "expired key on A");
+    assert_eq!(message(&r), "this API key has expired");
+}
+
+/// 6. Refusals: no key, unknown key, a model the consumer or its tenant may not
+///    use (and a policy change on A applied by B at once), a consumer the route
+///    does not admit. The upstream never sees a refused request; ai_log still
+///    names a refused caller whose key resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_models_and_consumers() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let cfg_a = Cfg::new(&redis, &mock);
+    let mut cfg_b = Cfg::new(&redis, &mock);
+    cfg_b.allowed_consumers = r#"["acme/other"]"#;
+    let (a, b) = replicas(&cfg_a, &cfg_b).await;
+    let c = TestClient::new();
+
+    // no key / unknown key
+    let r = c
+        .post_json(&chat_url(&a), &chat_body("gpt-4o", "no key"))
+        .await;
+    assert_refused(&r, 401, "missing_api_key", "no key");
+    let unknown = format!("sk-gw-{}", "Q".repeat(43));
+    for _ in 0..2 {
+        let r = chat(&c, &a, &unknown, "gpt-4o").await;
+        assert_refused(&r, 401, "invalid_api_key", "unknown key");
+    }
+    let r = chat(&c, &a, "not-even-a-key", "gpt-4o").await;
+    assert_refused(&r, 401, "invalid_api_key", "foreign token");
+
+    // the seeded consumer may use gpt-* only
+    let hits = mock.hits();
+    let r = chat(&c, &a, SEED_KEY, "claude-3").await;
+    assert_refused(&r, 403, "model_not_allowed", "labubu asking for claude-3");
+    let rid = r.header("x-request-id").expect("x-request-id").to_string();
+    assert_eq!(mock.hits(), hits, "a refused request reached the upstream");
+    let line = a.wait_for_log_line(&rid, Duration::from_secs(5)).await;
+    assert_eq!(line.response_code, 403);
+    assert_eq!(line.ai_log.tenant.as_deref(), Some("acme"), "{line:?}");
+    assert_eq!(line.ai_log.consumer.as_deref(), Some("labubu"), "{line:?}");
+    assert!(
+        line.ai_log
+            .key_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("seed_")),
+        "{line:?}"
+    );
+    let r = chat(&c, &a, SEED_KEY, "gpt-4o").await;
+    assert_eq!(r.status, 200, "labubu asking for gpt-4o: {}", r.text());
+
+    // B's route admits acme/other only
+    let r = chat(&c, &b, SEED_KEY, "gpt-4o").await;
+    assert_refused(&r, 403, "consumer_not_allowed", "labubu on B's route");
+    let rid = r.header("x-request-id").expect("x-request-id").to_string();
+    let line = b.wait_for_log_line(&rid, Duration::from_secs(5)).await;
+    assert_eq!(line.ai_log.consumer.as_deref(), Some("labubu"), "{line:?}");
+
+    put_consumer(&c, &a, "acme", "other", &["*"]).await;
+    let other = create_key(&c, &a, "acme", "other", &json!({})).await;
+    let r = chat(&c, &b, &other.key, "claude-3").await;
+    assert_eq!(r.status, 200, "acme/other on B: {}", r.text());
+    let up = mock.last_request().expect("upstream request");
+    assert_eq!(up.header("x-gateway-consumer"), Some("acme/other"));
+
+    // narrowing acme/other's models on A applies on B at once (notification)
+    put_consumer(&c, &a, "acme", "other", &["gpt-*"]).await;
+    let t0 = Instant::now();
+    loop {
+        let r = chat(&c, &b, &other.key, "claude-3").await;
+        if r.status == 403 {
+            assert_refused(&r, 403, "model_not_allowed", "after narrowing");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "B still applies the old allowed_models {:?} after the change",
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // the tenant's allowed_models apply on top of the consumer's
+    put_tenant(&c, &a, "soylent", &["gpt-4o"]).await;
+    put_consumer(&c, &a, "soylent", "green", &["*"]).await;
+    let g = create_key(&c, &a, "soylent", "green", &json!({})).await;
+    let r = chat(&c, &a, &g.key, "gpt-4o-mini").await;
+    assert_refused(&r, 403, "model_not_allowed", "tenant allows gpt-4o only");
+    let r = chat(&c, &a, &g.key, "gpt-4o").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // ... and B's route does not admit soylent/green at all
+    let r = chat(&c, &b, &g.key, "gpt-4o").await;
+    assert_refused(&r, 403, "consumer_not_allowed", "soylent/green on B");
+}
+
+/// 7. Redis stops: the degraded flag rises, a key B has cached keeps working, a
+///    key a replica cannot check is refused (503, never 200), admin writes
+///    answer 503. Redis comes back empty and without scripts: the replicas
+///    recover by themselves, the seed is back, admin writes work and a new key
+///    works on the other replica; a SCRIPT FLUSH is survived as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_and_restart() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let cfg = Cfg::new(&redis, &mock);
+    let (a, b) = replicas(&cfg, &cfg).await;
+    let c = TestClient::new();
+    let before = consumer_with_key(&c, &a, "cyberdyne", "miles").await;
+    assert_eq!(degraded(&c, &b).await.as_deref(), Some("0"));
+
+    let r = chat(&c, &b, SEED_KEY, "gpt-4o").await;
+    assert_eq!(r.status, 200, "seeded key on B: {}", r.text());
+
+    let mut redis = tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.stop();
+        redis
+    })
+    .await
+    .expect("stop task");
+    let t_stop = Instant::now();
+    let up_b = wait_degraded(&c, &b, "1", t_stop, Duration::from_secs(2)).await;
+    let up_a = wait_degraded(&c, &a, "1", t_stop, Duration::from_secs(2)).await;
+    eprintln!("redis stopped: gateway_state_degraded 1 on B after {up_b:?}, on A after {up_a:?}");
+
+    // B has the seeded key cached: still served (stale-if-error), also past the TTL
+    for round in 0..2 {
+        let r = chat(&c, &b, SEED_KEY, "gpt-4o").await;
+        assert_eq!(
+            r.status,
+            200,
+            "cached key on B during the outage (round {round}): {}",
+            r.text()
+        );
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    // a key B never saw cannot be checked: refused, never let through
+    let unknown = format!("sk-gw-{}", "Z".repeat(43));
+    let r = chat(&c, &b, &unknown, "gpt-4o").await;
+    assert!(
+        r.status == 503 || r.status == 401,
+        "unknown key during the outage: {} {}",
+        r.status,
+        r.text()
+    );
+    if r.status == 503 {
+        assert_eq!(r.error_code().as_deref(), Some("state_unavailable"));
+    }
+    eprintln!(
+        "unknown key on B during the outage: {} {:?}",
+        r.status,
+        r.error_code()
+    );
+    // A never looked the valid keys up: it cannot check them, so 503
+    for key in [SEED_KEY, before.key.as_str()] {
+        let r = chat(&c, &a, key, "gpt-4o").await;
+        assert_refused(&r, 503, "state_unavailable", "uncached valid key on A");
+    }
+    // admin writes are refused
+    let r = admin(
+        &c,
+        &a,
+        Method::PUT,
+        "/admin/tenants/skynet",
+        Some(&policy(&["*"])),
+    )
+    .await;
+    assert_refused(&r, 503, "state_unavailable", "PUT tenant during the outage");
+    let r = admin(
+        &c,
+        &a,
+        Method::POST,
+        "/admin/tenants/cyberdyne/consumers/miles/keys",
+        Some(&json!({})),
+    )
+    .await;
+    assert_refused(&r, 503, "state_unavailable", "POST key during the outage");
+
+    // back, empty, without scripts
+    redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .expect("restart task");
+    let t_back = Instant::now();
+    let down_a = wait_degraded(&c, &a, "0", t_back, Duration::from_secs(3)).await;
+    let down_b = wait_degraded(&c, &b, "0", t_back, Duration::from_secs(3)).await;
+
+    // the seed is written again: the seeded key works on both replicas
+    let mut seed_back = Vec::new();
+    for gw in [&a, &b] {
+        loop {
+            let r = chat(&c, gw, SEED_KEY, "gpt-4o").await;
+            if r.status == 200 {
+                seed_back.push(t_back.elapsed());
+                break;
+            }
+            assert!(
+                t_back.elapsed() < Duration::from_secs(3),
+                "seeded key after the restart: {} {}; stderr:\n{}",
+                r.status,
+                r.text(),
+                gw.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!(
+        "redis restarted empty: degraded 0 on A after {down_a:?}, on B after {down_b:?}; \
+         seeded key accepted again on A/B after {seed_back:?}"
+    );
+    // the admin-created key is gone with Redis's data
+    let r = chat(&c, &b, &before.key, "gpt-4o").await;
+    assert_refused(
+        &r,
+        401,
+        "invalid_api_key",
+        "key created before an empty restart",
+    );
+
+    // admin writes work again and the new key works on the other replica
+    let k = consumer_with_key(&c, &a, "skynet", "t800").await;
+    let r = chat(&c, &b, &k.key, "gpt-4o").await;
+    assert_eq!(
+        r.status,
+        200,
+        "key created after the restart, on B: {}",
+        r.text()
+    );
+    let up = mock.last_request().expect("upstream request");
+    assert_eq!(up.header("x-gateway-consumer"), Some("skynet/t800"));
+
+    // scripts flushed behind the gateways' back (no outage seen): EVALSHA gets
+    // NOSCRIPT and must reload; writes go on working on both replicas
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+    let k2 = create_key(&c, &b, "skynet", "t800", &json!({"name": "after-flush"})).await;
+    let r = chat(&c, &a, &k2.key, "gpt-4o").await;
+    assert_eq!(
+        r.status,
+        200,
+        "key created after SCRIPT FLUSH: {}",
+        r.text()
+    );
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+    revoke_key(&c, &a, "skynet", "t800", &k2.id).await;
+    let r = chat(&c, &b, &k2.key, "gpt-4o").await;
+    assert_refused(&r, 401, "invalid_api_key", "revoked after SCRIPT FLUSH");
+}
+
+/// Every value stored under every key of `redis`, with the key names.
+fn redis_dump(redis: &RedisServer) -> String {
+    let mut out = String::new();
+    let names = redis.cli(&["--scan"]);
+    for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        let kind = redis.cli(&["TYPE", name]);
+        let value = match kind.as_str() {
+            "string" => redis.cli(&["GET", name]),
+            "hash" => redis.cli(&["HGETALL", name]),
+            "set" => redis.cli(&["SMEMBERS", name]),
+            "zset" => redis.cli(&["ZRANGE", name, "0", "-1", "WITHSCORES"]),
+            "list" => redis.cli(&["LRANGE", name, "0", "-1"]),
+            "stream" => redis.cli(&["XRANGE", name, "-", "+"]),
+            other => panic!("key {name} has an unexpected type {other:?}"),
+        };
+        out.push_str(&format!("{name} ({kind}):\n{value}\n"));
+    }
+    out
+}
+
+/// 8. Planted keys (one seeded, one created through the admin API) used on both
+///    replicas in every way a key can be sent (Authorization, x-api-key, api-key,
+///    `?key=` where `auth.in_query` is on and where it is off), for successes,
+///    streams and refusals: the plaintext appears in no access log, no gateway
+///    stdout/stderr, no upstream request (headers, URL, body), no Redis key or
+///    value, and no answer the clients got; the SHA-256 digest appears in no log
+///    either (it is, as expected, in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_keys_appear_nowhere() {
+    const PLANTED: &str = "sk-planted-SEED-7Hq2ZxW9mKd4Lr8Vt3Pn";
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "the local SHA-256"
+    );
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let mut cfg_a = Cfg::new(&redis, &mock);
+    cfg_a.in_query = true;
+    cfg_a.seed_key = PLANTED;
+    let mut cfg_b = Cfg::new(&redis, &mock);
+    cfg_b.seed_key = PLANTED;
+    let (a, b) = replicas(&cfg_a, &cfg_b).await;
+    let c = TestClient::new();
+
+    put_tenant(&c, &a, "wonka", &["*"]).await;
+    put_consumer(&c, &a, "wonka", "charlie", &["gpt-*"]).await;
+    let made = create_key(&c, &a, "wonka", "charlie", &json!({"name": "planted"})).await;
+    let secrets = [PLANTED.to_string(), made.key.clone()];
+    let digests: Vec<String> = secrets.iter().map(|k| sha256_hex(k.as_bytes())).collect();
+
+    let mut answers: Vec<String> = Vec::new();
+    let record = |answers: &mut Vec<String>, what: &str, r: &HttpResponse| {
+        answers.push(format!("{what}: {} {:?} {}", r.status, r.headers, r.text()));
+    };
+    let mut sent = [0usize; 2];
+    for (gi, gw) in [&a, &b].into_iter().enumerate() {
+        for key in &secrets {
+            let bearer = format!("Bearer {key}");
+            let url = chat_url(gw);
+            for (header, value) in [
+                ("authorization", bearer.as_str()),
+                ("x-api-key", key.as_str()),
+                ("api-key", key.as_str()),
+            ] {
+                let r = c
+                    .post_json_with(&url, &chat_body("gpt-4o", "planted"), &[(header, value)])
+                    .await;
+                assert_eq!(r.status, 200, "{header} on replica {gi}: {}", r.text());
+                record(&mut answers, header, &r);
+            }
+            let r = chat(&c, gw, key, "claude-3").await;
+            assert_refused(&r, 403, "model_not_allowed", "planted key, claude-3");
+            record(&mut answers, "refused", &r);
+            let s = c
+                .post_sse(
+                    &url,
+                    &chat_stream_body("gpt-4o-mini", "planted stream"),
+                    &[("authorization", bearer.as_str())],
+                )
+                .await;
+            assert_eq!(s.status, 200, "stream on replica {gi}: {}", s.raw);
+            assert!(s.done, "{}", s.raw);
+            answers.push(format!("stream: {:?} {}", s.headers, s.raw));
+            let r = c
+                .post_json_with(
+                    &format!("{url}?key={key}&x=1"),
+                    &chat_body("gpt-4o", "planted in query"),
+                    &[],
+                )
+                .await;
+            if gi == 0 {
+                assert_eq!(r.status, 200, "?key= with in_query on A: {}", r.text());
+            } else {
+                assert_refused(&r, 401, "missing_api_key", "?key= with in_query off on B");
+            }
+            record(&mut answers, "query", &r);
+            sent[gi] += 6;
+        }
+    }
+    // a revoked key is refused (its identity resolved) on both replicas
+    revoke_key(&c, &a, "wonka", "charlie", &made.id).await;
+    for (gi, gw) in [&a, &b].into_iter().enumerate() {
+        let (r, _, _) = poll_until_refused(
+            &c,
+            gw,
+            &made.key,
+            Instant::now(),
+            Duration::from_millis(20),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(message(&r), "this API key has been revoked");
+        record(&mut answers, "revoked", &r);
+        sent[gi] += 1;
+    }
+    for (gi, gw) in [&a, &b].into_iter().enumerate() {
+        let lines = gw
+            .wait_for_log_lines(sent[gi], Duration::from_secs(5))
+            .await;
+        // the log is the right one: it names the planted callers
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ai_log.key_id.as_deref() == Some(made.id.as_str())),
+            "replica {gi}: no line with key_id {}",
+            made.id
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ai_log.consumer.as_deref() == Some("labubu")),
+            "replica {gi}: no line for the seeded consumer"
+        );
+    }
+    for gw in [&a, &b] {
+        for (t, cons) in [("acme", "labubu"), ("wonka", "charlie")] {
+            let r = admin(
+                &c,
+                gw,
+                Method::GET,
+                &format!("/admin/tenants/{t}/consumers/{cons}/keys"),
+                None,
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            record(&mut answers, "admin list", &r);
+        }
+    }
+
+    let mut places: Vec<(String, String)> = Vec::new();
+    for (name, gw) in [("A", &a), ("B", &b)] {
+        places.push((format!("access log of {name}"), gw.access_log_text()));
+        places.push((format!("stdout of {name}"), gw.stdout()));
+        places.push((format!("stderr of {name}"), gw.stderr()));
+    }
+    let upstream: String = mock
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}\n{}\n{}\n",
+                r.method,
+                r.path_and_query,
+                r.headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                String::from_utf8_lossy(&r.raw_body)
+            )
+        })
+        .collect();
+    assert!(
+        mock.requests().len() >= 16,
+        "the upstream got {} requests",
+        mock.requests().len()
+    );
+    places.push(("upstream requests".into(), upstream));
+    places.push(("answers to the clients".into(), answers.join("\n")));
+    let dump = {
+        let r = &redis;
+        tokio::task::block_in_place(|| redis_dump(r))
+    };
+    for d in &digests {
+        assert!(
+            dump.contains(d.as_str()),
+            "the Redis dump does not hold the digest {d}: is the dump complete?\n{dump}"
+        );
+    }
+
+    let mut leaks = Vec::new();
+    for (where_, text) in places.iter().chain([&("redis".to_string(), dump.clone())]) {
+        for (i, s) in secrets.iter().enumerate() {
+            if text.contains(s.as_str()) {
+                leaks.push(format!("plaintext key #{i} found in {where_}"));
+            }
+        }
+        if where_ != "redis" {
+            for (i, d) in digests.iter().enumerate() {
+                if text.contains(d.as_str()) {
+                    leaks.push(format!("SHA-256 digest of key #{i} found in {where_}"));
+                }
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
+    eprintln!(
+        "planted-key scan: {} places, {} bytes of Redis dump, {} upstream requests: no plaintext, no digest outside Redis",
+        places.len() + 1,
+        dump.len(),
+        mock.requests().len()
+    );
+}
