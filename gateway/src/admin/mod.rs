@@ -51,7 +51,13 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // the Bearer scheme is required (any case); a bare token is refused
+            let v = v.trim();
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        })
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())
@@ -63,7 +69,8 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
 }
 
 async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path().starts_with("/admin/tenants") {
+    let path = req.uri().path();
+    if path == "/admin/tenants" || path.starts_with("/admin/tenants/") {
         return match tenants::handle(app, req).await {
             Ok(resp) => resp,
             Err(e) => error(&e),

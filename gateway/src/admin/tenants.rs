@@ -27,6 +27,8 @@ const MAX_BODY: usize = 1 << 20;
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `grace_s` when a rotate request does not say.
 const DEFAULT_GRACE_S: u64 = 3600;
+/// Longest rotation grace: one year (a longer one is not a rotation).
+const MAX_GRACE_S: u64 = 366 * 24 * 3600;
 
 /// PUT body of a tenant or a consumer.
 #[derive(Debug, Default, Deserialize)]
@@ -101,8 +103,15 @@ async fn body<T: Default + for<'de> Deserialize<'de>>(
         GatewayError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
     })?
     .to_bytes();
-    if collected.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+    match collected.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(T::default()),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(GatewayError::bad_request(
+                "invalid_body",
+                "the request body must be a JSON object",
+            ))
+        }
     }
     let mut de = serde_json::Deserializer::from_slice(&collected);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -164,11 +173,16 @@ fn key_json(k: &KeyRecord) -> Value {
 
 pub async fn handle(app: &App, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path
-        .trim_start_matches("/admin/tenants")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    // "/admin/tenants", "/admin/tenants/a", "/admin/tenants/a/" ...; an empty
+    // segment inside ("a//b") matches nothing
+    let rest = path.strip_prefix("/admin/tenants").unwrap_or("");
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segs: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    };
     let method = req.method().clone();
     match (&method, segs.as_slice()) {
         (&Method::GET, []) => list_tenants(app).await,
@@ -346,6 +360,12 @@ async fn create_key(app: &App, t: &str, c: &str, b: NewKeyBody) -> Answer {
 
 async fn rotate_key(app: &App, t: &str, c: &str, id: &str, b: RotateBody) -> Answer {
     let grace = b.grace_s.unwrap_or(DEFAULT_GRACE_S);
+    if grace > MAX_GRACE_S {
+        return Err(GatewayError::bad_request(
+            "invalid_grace",
+            format!("grace_s is at most {MAX_GRACE_S} (one year)"),
+        ));
+    }
     let old = store(app)
         .list_keys(t, c)
         .await

@@ -56,6 +56,16 @@ impl RoutePolicy {
     }
 }
 
+/// A credential header's value without its `Bearer ` scheme (any case) and
+/// surrounding blanks; values without the scheme come back trimmed.
+pub fn strip_bearer(v: &str) -> &str {
+    let s = v.trim();
+    match (s.get(..6), s.as_bytes().get(6)) {
+        (Some(b), None | Some(b' ')) if b.eq_ignore_ascii_case("bearer") => s[6..].trim_start(),
+        _ => s,
+    }
+}
+
 /// The consumer key the request carries, if any. `Authorization: Bearer` is
 /// unwrapped; other headers carry the key as is.
 pub fn find_key<'a>(
@@ -67,13 +77,7 @@ pub fn find_key<'a>(
     for name in names {
         for v in headers.get_all(name) {
             let Ok(s) = v.to_str() else { continue };
-            let s = s.trim();
-            let s = match (s.get(..6), s.as_bytes().get(6)) {
-                (Some(b), None | Some(b' ')) if b.eq_ignore_ascii_case("bearer") => {
-                    s[6..].trim_start()
-                }
-                _ => s,
-            };
+            let s = strip_bearer(s);
             if !s.is_empty() {
                 return Some(Cow::Borrowed(s));
             }
