@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Load harness: direct -> mock, nginx -> mock, gateway -> mock; non-streaming
-# and streaming; requests/s at 32 connections and added latency at 1
-# connection. See benches/README.md.
+# Load harness: direct -> mock, nginx -> mock, gateway -> mock, and gateway
+# with consumer-key auth against a real Redis -> mock; non-streaming and
+# streaming; requests/s at 32 connections and added latency at 1 connection.
+# See benches/README.md.
 #
 # Usage: bash benches/run-load.sh
 #
@@ -14,6 +15,7 @@
 #   BENCH_NGINX          1 = include nginx, 0 = skip it         (default 1)
 #   BENCH_NGINX_ACCESS_LOG  buffered | unbuffered | off         (default buffered)
 #   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1)
+#   BENCH_AUTH           1 = include gateway + auth (Redis), 0 = skip (default 1)
 #   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
 #   BENCH_NO_BUILD       1 = reuse the existing release binaries
 #   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
@@ -30,10 +32,14 @@ CHUNKS="${BENCH_STREAM_CHUNKS:-16}"
 WITH_NGINX="${BENCH_NGINX:-1}"
 NGINX_LOG="${BENCH_NGINX_ACCESS_LOG:-buffered}"
 GW_LOG="${BENCH_GATEWAY_ACCESS_LOG:-1}"
+WITH_AUTH="${BENCH_AUTH:-1}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
+# Sent by loadgen on every request; also the seeded consumer key of the
+# gateway + auth scenario, where the gateway requires at least 8 characters.
 API_KEY="sk-bench"
+[[ ${#API_KEY} -ge 8 ]] || { echo "[run-load] error: API_KEY must be at least 8 characters" >&2; exit 1; }
 
 log() { printf '[run-load] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -129,6 +135,37 @@ if [[ "$WITH_NGINX" == 1 ]]; then
   # The Debian package starts a system nginx on :80; it plays no part here.
 fi
 
+# ---------------------------------------------------------------- redis
+# Run as root directly, otherwise through sudo when it is there (as
+# scripts/test.sh does).
+as_root() {
+  if [[ "$(id -u)" -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo -n "$@"
+  else
+    return 1
+  fi
+}
+REDIS_SERVER=""
+REDIS_CLI=""
+if [[ "$WITH_AUTH" == 1 ]]; then
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    log "redis-server/redis-cli not found: apt-get install -y redis-server"
+    export DEBIAN_FRONTEND=noninteractive
+    { as_root apt-get install -y redis-server >&2 \
+      || { as_root apt-get update >&2 && as_root apt-get install -y redis-server >&2; }; } \
+      || log "warning: apt-get install -y redis-server failed"
+    # The Debian package may start a system redis on :6379; it plays no part here.
+  fi
+  if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    REDIS_SERVER="$(command -v redis-server)"
+    REDIS_CLI="$(command -v redis-cli)"
+  else
+    log "warning: no redis-server/redis-cli; gateway + auth rows will be n/a"
+  fi
+fi
+
 CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
 # ---------------------------------------------------------------- helpers
@@ -164,6 +201,14 @@ touch_target() {
   "${LOAD_PIN[@]}" "$BIN/loadgen" --url "$base/v1/chat/completions" --connections 1 --requests 10 \
     --warmup-s 0 --duration-s 5 --stream --header "Authorization: Bearer $API_KEY" >/dev/null 2>>"$WORK/loadgen.log" || true
   sleep 1
+}
+
+# Snapshot of the bench Redis's counters (INFO all: stats and commandstats)
+# into FILE; prints total_commands_processed, which does not yet count this
+# INFO itself (the next snapshot does).
+redis_snapshot() {
+  "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" INFO all 2>/dev/null | tr -d '\r' >"$1" || true
+  sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p' "$1"
 }
 
 write_meta() { # TARGET RSS_KIB PIDS...
@@ -295,6 +340,106 @@ else
   tail -20 "$WORK/gateway.err" >&2 || true
 fi
 [[ -z "$GW_PID" ]] || stop_pid "$GW_PID"
+
+# ---------------------------------------------------------------- gateway + auth
+# The plain gateway's config plus consumer-key auth on the route, state in a
+# real Redis (started here, pinned with the load side) and one seeded consumer
+# whose key is the one loadgen sends. Redis commands sent by the gateway during
+# the measured runs are counted from INFO stats.
+AUTH_OK=0
+AUTH_CHECK="not run"
+REDIS_VERSION="n/a"
+if [[ "$WITH_AUTH" != 1 ]]; then
+  log "gateway + auth skipped (BENCH_AUTH=0); its rows will be n/a"
+elif [[ -z "$REDIS_SERVER" ]]; then
+  log "gateway + auth skipped: no redis-server; its rows will be n/a"
+elif [[ ! -x "$BIN/gateway" ]]; then
+  log "gateway + auth skipped: no gateway binary; its rows will be n/a"
+else
+  REDIS_VERSION="$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+  REDIS_PORT="$("$BIN/bench-util" free-port)"
+  mkdir -p "$WORK/redis"
+  log "starting redis-server $REDIS_VERSION on 127.0.0.1:$REDIS_PORT"
+  "${LOAD_PIN[@]}" "$REDIS_SERVER" --save "" --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 \
+    --dir "$WORK/redis" --logfile "$WORK/redis.log" &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  REDIS_UP=0
+  for _ in $(seq 1 100); do
+    if [[ "$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" PING 2>/dev/null)" == PONG ]]; then
+      REDIS_UP=1
+      break
+    fi
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [[ "$REDIS_UP" != 1 ]]; then
+    log "redis-server did not start; gateway + auth rows will be n/a"
+    tail -20 "$WORK/redis.log" >&2 || true
+  else
+    log "scenario: gateway + auth -> mock (redis pid $REDIS_PID)"
+    GWA_PORT="$("$BIN/bench-util" free-port)"
+    GWA_ADMIN_PORT="$("$BIN/bench-util" free-port)"
+    cat >"$WORK/gateway-auth.yaml" <<EOF
+server: { listen: "127.0.0.1:$GWA_PORT", admin_listen: "127.0.0.1:$GWA_ADMIN_PORT" }
+state: { backend: redis, redis: { url: "redis://127.0.0.1:$REDIS_PORT/0" }, cache_ttl_ms: 1000 }
+providers:
+  - id: mock
+    type: openai-compatible
+    base_url: http://$MOCK_ADDR/v1
+    api_tokens: ["$API_KEY"]
+routes:
+  - name: bench
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: mock } ]
+tenants: [ { id: bench, consumers: [ { name: load, keys: ["$API_KEY"] } ] } ]
+telemetry: { access_log: { enabled: $GW_ACCESS, path: "$WORK/gateway-auth-access.log" } }
+EOF
+    "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/gateway-auth.yaml" \
+      >"$WORK/gateway-auth.out" 2>"$WORK/gateway-auth.err" &
+    GWA_PID=$!
+    PIDS+=("$GWA_PID")
+    if "$BIN/bench-util" wait-http --url "http://127.0.0.1:$GWA_ADMIN_PORT/readyz" --timeout-s 30 --pid "$GWA_PID"; then
+      AUTH_OK=1
+      GWA_BASE="http://127.0.0.1:$GWA_PORT"
+      touch_target "$GWA_BASE"
+      # Auth must really be on: a key nobody holds is refused with 401.
+      BAD="$("${LOAD_PIN[@]}" "$BIN/loadgen" --url "$GWA_BASE/v1/chat/completions" --connections 1 \
+        --requests 1 --warmup-s 0 --duration-s 5 --header "Authorization: Bearer sk-bench-unknown-key" \
+        2>>"$WORK/loadgen.log" || true)"
+      if [[ "$BAD" == *'"first_error": "status 401"'* || "$BAD" == *'"first_error":"status 401"'* ]]; then
+        AUTH_CHECK="unknown key refused with 401"
+      else
+        AUTH_CHECK="WARNING: an unknown key was not refused with 401"
+        log "warning: the gateway did not refuse an unknown key with 401: $BAD"
+      fi
+      GWA_RSS="$("$BIN/bench-util" rss --pid "$GWA_PID" 2>/dev/null || echo null)"
+      log "gateway + auth pid $GWA_PID, idle RSS ${GWA_RSS} KiB; $AUTH_CHECK"
+      CMDS_BEFORE="$(redis_snapshot "$RAW/gateway-auth.redis-before.txt")"
+      T_BEFORE="$(date +%s.%N)"
+      measure gateway-auth "$GWA_BASE" --cpu-pid "$GWA_PID" --aux-pid "$REDIS_PID"
+      T_AFTER="$(date +%s.%N)"
+      CMDS_AFTER="$(redis_snapshot "$RAW/gateway-auth.redis-after.txt")"
+      # The first INFO counts itself once it has run: subtract it. bench-util
+      # reads the two snapshots for the per-command breakdown.
+      REDIS_CMDS="null"
+      if [[ -n "$CMDS_BEFORE" && -n "$CMDS_AFTER" ]]; then
+        REDIS_CMDS=$((CMDS_AFTER - CMDS_BEFORE - 1))
+      fi
+      REDIS_WINDOW_S="$(awk -v a="$T_BEFORE" -v b="$T_AFTER" 'BEGIN { printf "%.3f", b - a }')"
+      log "redis commands during the gateway + auth runs: $REDIS_CMDS in ${REDIS_WINDOW_S}s"
+      printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "redis_commands": %s, "redis_window_s": %s, "cache_ttl_ms": 1000, "auth_check": "%s"}\n' \
+        "${GWA_RSS:-null}" "$GWA_PID" "$REDIS_PID" "$REDIS_VERSION" "$REDIS_CMDS" "$REDIS_WINDOW_S" "$AUTH_CHECK" \
+        >"$RAW/gateway-auth.meta.json"
+    else
+      log "gateway + auth did not become ready; stderr:"
+      tail -20 "$WORK/gateway-auth.err" >&2 || true
+    fi
+    stop_pid "$GWA_PID"
+  fi
+  stop_pid "$REDIS_PID"
+fi
 stop_pid "$MOCK_PID"
 
 # ---------------------------------------------------------------- report
@@ -314,8 +459,9 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   --info "mock=mock-upstream, $CHUNKS SSE chunks per stream, no delay" \
   --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 64, proxy_buffering off, access log $NGINX_LOG" \
   --info "gateway=access log $( [[ "$GW_LOG" == 1 ]] && echo on || echo off ), ready=$GATEWAY_OK" \
+  --info "gateway + auth=the gateway's config plus route auth (consumer key = the Bearer key loadgen sends), state.backend redis (redis-server $REDIS_VERSION, --save \"\" --appendonly no, pinned with the load side), cache_ttl_ms 1000; ready=$AUTH_OK; check: $AUTH_CHECK" \
   --info "added latency=scenario percentile minus direct percentile at 1 connection (same mode)" \
-  --info "SUT CPU=CPU time of the proxy (nginx master+worker / gateway; mock for direct) over the window, % of one core" \
+  --info "SUT CPU=CPU time of the proxy (nginx master+worker / gateway; mock for direct) over the window, % of one core (Redis counts with the load side, not the SUT)" \
   >"$MD"
 cp "$MD" "$RESULTS_DIR/latest.md"
 cat "$MD"

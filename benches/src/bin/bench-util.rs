@@ -4,7 +4,9 @@
 //! * `wait-http --url URL` polls a GET until it answers 200 (or times out);
 //! * `rss --pid PID...` prints the summed VmRSS in KiB;
 //! * `report --raw-dir DIR ...` turns the loadgen JSON files into the
-//!   markdown table (stdout) and a combined raw JSON file.
+//!   markdown table (stdout) and a combined raw JSON file; for the
+//!   `gateway-auth` target it also reports the Redis commands per request
+//!   from `gateway-auth.meta.json`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -150,8 +152,100 @@ async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>, any_status: b
 
 // ---------------------------------------------------------------- report
 
-const TARGETS: [&str; 3] = ["direct", "nginx", "gateway"];
+const TARGETS: [&str; 4] = ["direct", "nginx", "gateway", "gateway-auth"];
 const MODES: [&str; 2] = ["json", "stream"];
+
+/// How a target is named in the tables.
+fn display_name(target: &str) -> &str {
+    match target {
+        "gateway-auth" => "gateway + auth",
+        t => t,
+    }
+}
+
+/// Requests the gateway saw in one loadgen run, warm-up and failures included
+/// (requests still in flight when the window closed are not counted).
+fn requests_made(run: &Value) -> Option<f64> {
+    let fields = ["requests", "errors", "warmup_requests", "warmup_errors"];
+    let mut total = 0.0;
+    for f in fields {
+        total += run.get(f)?.as_f64()?;
+    }
+    Some(total)
+}
+
+/// Redis commands the gateway sent during the measured gateway + auth runs,
+/// per request made in them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RedisUse {
+    commands: f64,
+    requests: f64,
+    window_s: Option<f64>,
+}
+
+impl RedisUse {
+    fn per_request(&self) -> Option<f64> {
+        (self.requests > 0.0).then(|| self.commands / self.requests)
+    }
+
+    fn per_second(&self) -> Option<f64> {
+        self.window_s
+            .filter(|w| *w > 0.0)
+            .map(|w| self.commands / w)
+    }
+}
+
+/// `cmdstat_<name>:calls=<n>,...` lines of an `INFO commandstats` (or
+/// `INFO all`) reply, as name → calls.
+fn parse_cmdstats(info: &str) -> BTreeMap<String, f64> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// Calls per command between two INFO snapshots, busiest first, leaving out
+/// the harness's own INFO.
+fn cmdstats_delta(before: &str, after: &str) -> Vec<(String, f64)> {
+    let b = parse_cmdstats(before);
+    let mut out: Vec<(String, f64)> = parse_cmdstats(after)
+        .into_iter()
+        .filter(|(name, _)| name != "info")
+        .map(|(name, calls)| {
+            let d = calls - b.get(&name).copied().unwrap_or(0.0);
+            (name, d)
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    out.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    out
+}
+
+fn redis_use(meta: Option<&Value>, runs: &BTreeMap<String, Value>) -> Option<RedisUse> {
+    let commands = num(meta, "/redis_commands")?;
+    let mut requests = 0.0;
+    let mut any = false;
+    for (name, run) in runs {
+        if name.starts_with("gateway-auth-") {
+            if let Some(n) = requests_made(run) {
+                requests += n;
+                any = true;
+            }
+        }
+    }
+    any.then_some(RedisUse {
+        commands,
+        requests,
+        window_s: num(meta, "/redis_window_s"),
+    })
+}
 
 fn load(path: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -273,7 +367,10 @@ fn report(a: &ReportArgs) -> Result<()> {
 
     let rss = |t: &str| -> Option<f64> { num(metas.get(t), "/rss_kib") };
     let mut md = String::new();
-    writeln!(md, "# Load benchmark: direct vs nginx vs gateway\n")?;
+    writeln!(
+        md,
+        "# Load benchmark: direct vs nginx vs gateway (plain and with auth)\n"
+    )?;
     writeln!(
         md,
         "| scenario | rps @{c} | rps vs nginx | SUT CPU @{c} | CPU/req @{c} | added p50 @1 | added p99 @1 | added p50 vs nginx | added TTFT p99 @1 | idle RSS | errors |"
@@ -290,7 +387,8 @@ fn report(a: &ReportArgs) -> Result<()> {
             let added = |v: Option<f64>| if is_direct { "—".to_string() } else { us(v) };
             writeln!(
                 md,
-                "| {t} → mock, {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} → mock, {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                display_name(t),
                 or_na(r.rps.map(fmt_int)),
                 fmt_ratio(ratio(r.rps, nginx.rps)),
                 or_na(r.cpu_pct.map(|p| format!("{p:.0}%"))),
@@ -317,6 +415,43 @@ fn report(a: &ReportArgs) -> Result<()> {
         }
     }
 
+    let redis = redis_use(metas.get("gateway-auth"), &runs);
+    let by_command = match (
+        std::fs::read_to_string(a.raw_dir.join("gateway-auth.redis-before.txt")),
+        std::fs::read_to_string(a.raw_dir.join("gateway-auth.redis-after.txt")),
+    ) {
+        (Ok(b), Ok(af)) => cmdstats_delta(&b, &af),
+        _ => Vec::new(),
+    };
+    if let Some(r) = redis {
+        writeln!(
+            md,
+            "\nRedis commands per authenticated request (gateway + auth, all four runs, \
+             warm-up included): {} ({} commands / {} requests{}; expected ≈ 0: one lookup \
+             per key per cache_ttl_ms, the state monitor's 2 PINGs/s and the pub/sub \
+             liveness PING)",
+            or_na(r.per_request().map(|v| format!("{v:.5}"))),
+            fmt_int(r.commands),
+            fmt_int(r.requests),
+            r.per_second()
+                .zip(r.window_s)
+                .map(|(ps, w)| format!(", {ps:.1} commands/s over {w:.1} s"))
+                .unwrap_or_default(),
+        )?;
+        if !by_command.is_empty() {
+            let list: Vec<String> = by_command
+                .iter()
+                .map(|(name, n)| format!("{name} {}", fmt_int(*n)))
+                .collect();
+            writeln!(md, "By command: {}.", list.join(", "))?;
+        }
+    } else if metas.contains_key("gateway-auth") {
+        writeln!(
+            md,
+            "\nRedis commands per authenticated request (gateway + auth): n/a"
+        )?;
+    }
+
     writeln!(
         md,
         "\nAbsolute latencies @1 connection (not subtracted), and CPU used by processes \
@@ -333,7 +468,8 @@ fn report(a: &ReportArgs) -> Result<()> {
             let r = rows.get(&(t, m)).copied().unwrap_or_default();
             writeln!(
                 md,
-                "| {t} → mock, {m} | {} | {} | {} | {} | {} |",
+                "| {} → mock, {m} | {} | {} | {} | {} | {} |",
+                display_name(t),
                 us(r.p50),
                 us(r.p99),
                 if m == "stream" {
@@ -374,6 +510,14 @@ fn report(a: &ReportArgs) -> Result<()> {
             verdict(lat_ok),
             us(g.added_p50),
             us(n.added_p50)
+        )?;
+        let ga = rows.get(&("gateway-auth", m)).copied().unwrap_or_default();
+        let r = ratio(ga.rps, g.rps);
+        writeln!(
+            md,
+            "- {m}: gateway + auth: rps @{c} ≥ 0.95x gateway (passthrough): {} ({})",
+            verdict(r.map(|r| r >= 0.95)),
+            fmt_ratio(r)
         )?;
     }
     let g = rows
@@ -426,7 +570,18 @@ fn report(a: &ReportArgs) -> Result<()> {
                 None => (i.clone(), String::new()),
             })
             .collect();
-        let combined = json!({ "info": info, "meta": metas, "runs": runs });
+        let redis = redis.map(|r| {
+            json!({
+                "target": "gateway-auth",
+                "commands": r.commands,
+                "requests": r.requests,
+                "window_s": r.window_s,
+                "commands_per_request": r.per_request(),
+                "commands_per_s": r.per_second(),
+                "by_command": by_command.iter().cloned().collect::<BTreeMap<_, _>>(),
+            })
+        });
+        let combined = json!({ "info": info, "meta": metas, "runs": runs, "redis": redis });
         std::fs::write(out, serde_json::to_vec_pretty(&combined)?)
             .with_context(|| format!("writing {}", out.display()))?;
     }
@@ -436,6 +591,42 @@ fn report(a: &ReportArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_commands_per_request() {
+        let meta = json!({ "redis_commands": 30, "redis_window_s": 15.0 });
+        let mut runs = BTreeMap::new();
+        let run = |r: u64, e: u64, wr: u64, we: u64| json!({ "requests": r, "errors": e, "warmup_requests": wr, "warmup_errors": we });
+        runs.insert("gateway-auth-json-c32".into(), run(900, 0, 100, 0));
+        runs.insert("gateway-auth-stream-c1".into(), run(1900, 50, 40, 10));
+        runs.insert("gateway-json-c32".into(), run(1_000_000, 0, 0, 0));
+        let r = redis_use(Some(&meta), &runs).unwrap();
+        assert_eq!(r.requests, 3000.0);
+        assert_eq!(r.per_request(), Some(0.01));
+        assert_eq!(r.per_second(), Some(2.0));
+        assert_eq!(redis_use(None, &runs), None);
+        assert_eq!(redis_use(Some(&meta), &BTreeMap::new()), None);
+        assert_eq!(display_name("gateway-auth"), "gateway + auth");
+    }
+
+    #[test]
+    fn redis_commandstats_delta() {
+        let before = "# Commandstats\r\ncmdstat_ping:calls=10,usec=5,usec_per_call=0.50\r\n\
+                      cmdstat_info:calls=3,usec=1\r\ntotal_commands_processed:13\r\n";
+        let after = "cmdstat_ping:calls=14,usec=7\ncmdstat_get:calls=32,usec=9\n\
+                     cmdstat_info:calls=4,usec=1\ncmdstat_hget:calls=32,usec=3\n\
+                     cmdstat_config|resetstat:calls=1,usec=35\n";
+        assert_eq!(
+            cmdstats_delta(before, after),
+            vec![
+                ("get".to_string(), 32.0),
+                ("hget".to_string(), 32.0),
+                ("ping".to_string(), 4.0),
+                ("config|resetstat".to_string(), 1.0),
+            ]
+        );
+        assert_eq!(display_name("nginx"), "nginx");
+    }
 
     #[test]
     fn formats_thousands() {
