@@ -122,3 +122,35 @@ async fn a_lost_subscription_flushes_the_cache() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_entry_under_load_is_looked_up_once() {
+    let redis = RedisServer::start();
+    let gw = Gateway::start(&config(&redis.url(), 1_000)).await;
+    assert_eq!(chat(&gw, SEED_KEY).await, 200);
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // the entry is past its TTL
+    let before = calls(&redis, "hgetall");
+    let burst: Vec<_> = (0..48)
+        .map(|_| {
+            let url = gw.url();
+            tokio::spawn(async move {
+                TestClient::new()
+                    .post_json_with(
+                        &format!("{url}/v1/chat/completions"),
+                        &chat_body("gpt-4o", "hi"),
+                        &[("authorization", &format!("Bearer {SEED_KEY}"))],
+                    )
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for r in burst {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let lookups = calls(&redis, "hgetall") - before;
+    assert!(
+        lookups <= 2,
+        "48 concurrent requests on an expired entry made {lookups} key lookups"
+    );
+}

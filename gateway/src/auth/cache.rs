@@ -40,6 +40,25 @@ pub struct KeyCache {
     epoch: AtomicU64,
     known: DashMap<Digest32, Entry>,
     unknown: DashMap<Digest32, (Instant, u64)>,
+    /// one backend lookup per digest at a time: when an entry expires under load,
+    /// the requests in flight wait for one answer instead of each asking Redis
+    inflight: DashMap<Digest32, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// The right to look a digest up; dropping it lets the next waiter re-check the cache.
+pub struct Turn<'a> {
+    cache: &'a KeyCache,
+    d: Digest32,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.cache
+            .inflight
+            .remove_if(&self.d, |_, g| Arc::ptr_eq(g, &self.gate));
+    }
 }
 
 impl KeyCache {
@@ -50,6 +69,23 @@ impl KeyCache {
             epoch: AtomicU64::new(0),
             known: DashMap::new(),
             unknown: DashMap::new(),
+            inflight: DashMap::new(),
+        }
+    }
+
+    /// Waits until no other task is looking `d` up, then holds that right.
+    pub async fn turn(&self, d: Digest32) -> Turn<'_> {
+        let gate = self
+            .inflight
+            .entry(d)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let held = gate.clone().lock_owned().await;
+        Turn {
+            cache: self,
+            d,
+            gate,
+            _held: held,
         }
     }
 
@@ -198,6 +234,30 @@ mod tests {
         c.flush();
         c.put(d, Some(ident(d, "k1")), before);
         assert!(matches!(c.get(&d), Cached::Stale(..)));
+    }
+
+    #[tokio::test]
+    async fn one_lookup_at_a_time_per_digest() {
+        let c = Arc::new(KeyCache::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        ));
+        let d = Digest32([6; 32]);
+        let first = c.turn(d).await;
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move {
+            let _t = c2.turn(d).await;
+            matches!(c2.get(&d), Cached::Fresh(_))
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        c.put(d, Some(ident(d, "k1")), c.epoch());
+        drop(first);
+        assert!(
+            waiter.await.unwrap(),
+            "the waiter finds the first lookup's answer"
+        );
+        assert!(c.inflight.is_empty());
     }
 
     #[test]

@@ -132,6 +132,13 @@ impl Auth {
         let why = if self.store.is_degraded() {
             "the state backend is unreachable".to_string()
         } else {
+            let _turn = self.cache.turn(d).await;
+            // another request may have looked it up while this one waited
+            match self.cache.get(&d) {
+                Cached::Fresh(i) => return Ok(i),
+                Cached::Unknown => return Err(invalid_key()),
+                Cached::Stale(..) | Cached::Miss => {}
+            }
             let epoch = self.cache.epoch();
             match self.store.lookup(&d.to_hex()).await {
                 Ok(Some(found)) => {
