@@ -6,6 +6,8 @@ pub struct Glob {
     pattern: String,
     parts: Vec<String>,
     exact: bool,
+    /// the pattern is `*`: matches everything without looking
+    all: bool,
 }
 
 impl Glob {
@@ -14,6 +16,7 @@ impl Glob {
             pattern: pattern.to_string(),
             parts: pattern.split('*').map(str::to_string).collect(),
             exact: !pattern.contains('*'),
+            all: pattern == "*",
         }
     }
 
@@ -27,6 +30,9 @@ impl Glob {
     }
 
     pub fn matches(&self, s: &str) -> bool {
+        if self.all {
+            return true;
+        }
         if self.exact {
             return self.pattern == s;
         }

@@ -11,7 +11,7 @@ pub mod sync;
 
 use crate::error::GatewayError;
 use crate::glob::{any_match, Glob};
-use crate::keys::KeyHasher;
+use crate::keys::{Digest32, KeyHasher};
 use crate::state::Store;
 use cache::{Cached, KeyCache};
 use http::{HeaderMap, HeaderName, Uri};
@@ -129,6 +129,18 @@ impl Auth {
             Cached::Stale(i, at) => Some((i, at)),
             Cached::Miss => None,
         };
+        // boxed: the backend call is a large future, and the cache hit above is
+        // the common case that should not carry its size in every request
+        Box::pin(self.lookup(d, stale)).await
+    }
+
+    /// The cache could not answer: ask the backend (one lookup per key at a time),
+    /// falling back to a stale entry for `stale_if_error` when it cannot answer.
+    async fn lookup(
+        &self,
+        d: Digest32,
+        stale: Option<(Arc<AuthIdentity>, std::time::Instant)>,
+    ) -> Result<Arc<AuthIdentity>, GatewayError> {
         let why = if self.store.is_degraded() {
             "the state backend is unreachable".to_string()
         } else {
