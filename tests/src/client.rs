@@ -56,6 +56,27 @@ impl HttpResponse {
             .collect()
     }
 
+    /// Asserts an OpenAI-shaped error: this status, non-empty `error.message` and
+    /// `error.type`, and `error.code` equal to `code`. Returns the body.
+    pub fn assert_openai_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "expected {status} {code}: {}",
+            self.text()
+        );
+        let v = self.json();
+        let e = &v["error"];
+        for f in ["message", "type"] {
+            assert!(
+                e[f].as_str().is_some_and(|m| !m.is_empty()),
+                "error.{f}: {v}"
+            );
+        }
+        assert_eq!(e["code"], code, "error.code: {v}");
+        v
+    }
+
     /// `error.code` of an OpenAI-shaped error body, if there is one.
     pub fn error_code(&self) -> Option<String> {
         let v: Value = serde_json::from_slice(&self.body).ok()?;

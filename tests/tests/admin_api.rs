@@ -205,18 +205,7 @@ impl DataPlane {
 
 /// An OpenAI-shaped error with this status and code.
 fn assert_error(r: &HttpResponse, status: u16, code: &str) {
-    assert_eq!(r.status, status, "expected {status} {code}: {}", r.text());
-    let v = r.json();
-    let e = &v["error"];
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "error.message: {v}"
-    );
-    assert!(
-        e["type"].as_str().is_some_and(|t| !t.is_empty()),
-        "error.type: {v}"
-    );
-    assert_eq!(e["code"], code, "error.code: {v}");
+    r.assert_openai_error(status, code);
 }
 
 /// An OpenAI-shaped error with this status (any code).

@@ -48,17 +48,7 @@ fn assert_error(r: &HttpResponse, status: u16, code: &str) -> Value {
         "content-type: {:?}",
         r.header("content-type")
     );
-    let v = r.json();
-    let e = &v["error"];
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "error.message: {v}"
-    );
-    assert!(
-        e["type"].as_str().is_some_and(|m| !m.is_empty()),
-        "error.type: {v}"
-    );
-    assert_eq!(e["code"], code, "{v}");
+    let v = r.assert_openai_error(status, code);
     assert!(
         r.header("x-request-id").is_some_and(|v| !v.is_empty()),
         "x-request-id on an error: {:?}",
