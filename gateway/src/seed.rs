@@ -5,11 +5,10 @@
 //! writes the same record). The admin API manages everything else.
 
 use crate::keys::{shown_prefix, Digest32, KeyHasher};
-use crate::state::model::{Consumer, KeyRecord, Tenant};
+use crate::state::model::{unix_now, Consumer, KeyRecord, Tenant};
 use crate::state::{StateError, Store};
 use sha2::{Digest, Sha256};
 use shared::config::TenantConfig;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A consumer of the seed with the digests of its keys (never the keys).
 #[derive(Debug, Clone)]
@@ -74,9 +73,7 @@ fn seed_key_id(d: &Digest32) -> String {
 
 /// Writes the seed into the backend.
 pub async fn apply(store: &Store, seed: &[SeedTenant]) -> Result<(), StateError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_now();
     for t in seed {
         store.put_tenant(t.tenant.clone()).await?;
         for c in &t.consumers {

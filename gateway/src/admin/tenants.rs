@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::config::validate::{quotas, Problems};
 use crate::error::GatewayError;
 use crate::state::change::Change;
-use crate::state::model::{check_name, Consumer, KeyRecord, Tenant};
+use crate::state::model::{check_name, unix_now as now, Consumer, KeyRecord, Tenant};
 use crate::state::StateError;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shared::config::QuotaConfig;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -66,12 +66,6 @@ fn state_error(e: StateError) -> GatewayError {
             "the state backend cannot be reached, so nothing was changed: {w}"
         )),
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Unix seconds as RFC 3339 (UTC).

@@ -12,6 +12,7 @@ pub mod sync;
 use crate::error::GatewayError;
 use crate::glob::{any_match, Glob};
 use crate::keys::{Digest32, KeyHasher};
+use crate::state::model::unix_now;
 use crate::state::Store;
 use cache::{Cached, KeyCache};
 use http::{HeaderMap, HeaderName, Uri};
@@ -19,7 +20,6 @@ use identity::{AuthIdentity, Invalid};
 use shared::config::RouteAuthConfig;
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The process-wide part of authentication: the backend, the digest and the cache.
 pub struct Auth {
@@ -90,12 +90,6 @@ pub fn find_key<'a>(
             .map(|(_, v)| Cow::Owned(v.into_owned()));
     }
     None
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn invalid_key() -> GatewayError {

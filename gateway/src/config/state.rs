@@ -27,16 +27,6 @@ pub enum BackendRt {
     },
 }
 
-impl PartialEq for Target {
-    fn eq(&self, other: &Target) -> bool {
-        match (self, other) {
-            (Target::Single(a), Target::Single(b)) => a == b,
-            (Target::Cluster(a), Target::Cluster(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
 fn redis_url(p: &mut Problems, key: &str, url: &str) -> Option<String> {
     match redis::parse_redis_url(url) {
         Some(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {

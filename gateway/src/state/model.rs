@@ -85,6 +85,13 @@ impl KeyRecord {
     }
 }
 
+/// Unix seconds now (key times are whole seconds).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Tenant ids, consumer names and key ids: 1 to 64 of `A-Z a-z 0-9 . _ -`, so
 /// they are safe in Redis hash tags, `tenant/consumer` labels and URL paths.
 pub fn check_name(what: &str, s: &str) -> Result<(), String> {

@@ -90,7 +90,7 @@ pub enum Budget {
 }
 
 /// Where the connections go, for the pub/sub listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Single(String),
     Cluster(Vec<String>),
