@@ -306,8 +306,12 @@ log "scenario: gateway -> mock"
 GW_PORT="$("$BIN/bench-util" free-port)"
 GW_ADMIN_PORT="$("$BIN/bench-util" free-port)"
 if [[ "$GW_LOG" == 1 ]]; then GW_ACCESS="true"; else GW_ACCESS="false"; fi
-cat >"$WORK/gateway.yaml" <<EOF
-server: { listen: "127.0.0.1:$GW_PORT", admin_listen: "127.0.0.1:$GW_ADMIN_PORT" }
+# gateway_config FILE PORT ADMIN_PORT ACCESS_LOG ROUTE_EXTRA TOP_EXTRA: the gateway's
+# bench config; the auth scenario adds its route and top-level lines.
+gateway_config() {
+  cat >"$1" <<EOF
+server: { listen: "127.0.0.1:$2", admin_listen: "127.0.0.1:$3" }
+$6
 providers:
   - id: mock
     type: openai-compatible
@@ -316,9 +320,12 @@ providers:
 routes:
   - name: bench
     match: { path_prefix: /v1 }
+$5
     upstreams: [ { provider: mock } ]
-telemetry: { access_log: { enabled: $GW_ACCESS, path: "$WORK/gateway-access.log" } }
+telemetry: { access_log: { enabled: $GW_ACCESS, path: "$4" } }
 EOF
+}
+gateway_config "$WORK/gateway.yaml" "$GW_PORT" "$GW_ADMIN_PORT" "$WORK/gateway-access.log" "" ""
 GATEWAY_OK=0
 GW_PID=""
 if [[ -x "$BIN/gateway" ]]; then
@@ -380,22 +387,10 @@ else
     log "scenario: gateway + auth -> mock (redis pid $REDIS_PID)"
     GWA_PORT="$("$BIN/bench-util" free-port)"
     GWA_ADMIN_PORT="$("$BIN/bench-util" free-port)"
-    cat >"$WORK/gateway-auth.yaml" <<EOF
-server: { listen: "127.0.0.1:$GWA_PORT", admin_listen: "127.0.0.1:$GWA_ADMIN_PORT" }
-state: { backend: redis, redis: { url: "redis://127.0.0.1:$REDIS_PORT/0" }, cache_ttl_ms: 1000 }
-providers:
-  - id: mock
-    type: openai-compatible
-    base_url: http://$MOCK_ADDR/v1
-    api_tokens: ["$API_KEY"]
-routes:
-  - name: bench
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: mock } ]
-tenants: [ { id: bench, consumers: [ { name: load, keys: ["$API_KEY"] } ] } ]
-telemetry: { access_log: { enabled: $GW_ACCESS, path: "$WORK/gateway-auth-access.log" } }
-EOF
+    gateway_config "$WORK/gateway-auth.yaml" "$GWA_PORT" "$GWA_ADMIN_PORT" "$WORK/gateway-auth-access.log" \
+      "    auth: { enabled: true }" \
+      "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
+tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
     "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/gateway-auth.yaml" \
       >"$WORK/gateway-auth.out" 2>"$WORK/gateway-auth.err" &
     GWA_PID=$!
