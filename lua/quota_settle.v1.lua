@@ -4,7 +4,8 @@
 -- ARGV[1] reservation id, ARGV[2] tombstone ms, ARGV[3] "r" (a reservation was
 -- made) or "u" (admitted without Redis: charge the usage now),
 -- then per quota: window ms, actual amount.
--- Answers 1 settled, 2 already settled, 3 lease had expired (usage charged
+-- Answers 1 settled (mode r forgets the record, mode u keeps a tombstone),
+-- 2 already settled, 3 lease had expired (usage charged
 -- now), 4 charged without reservation, 0 nothing to settle.
 local N = 60
 local t = redis.call('TIME')
@@ -80,5 +81,12 @@ for i, q in ipairs(rec.q) do
   end
   q[3] = actual[i] or reserved
 end
-tombstone(rec)
+if mode == 'r' then
+  -- the usual end: nothing left to remember (a repeat finds no record: 0)
+  redis.call('HDEL', res, id)
+  redis.call('ZREM', lease, id)
+else
+  -- usage from a queue that may send it again: remembered, so it counts once
+  tombstone(rec)
+end
 return 1

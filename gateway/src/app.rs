@@ -16,6 +16,8 @@ pub struct App {
     config: ArcSwap<Runtime>,
     /// consumer keys: state backend, digest, replica cache
     pub auth: Arc<Auth>,
+    /// token and request quotas (same backend as `auth`)
+    pub quotas: Arc<crate::quota::Quotas>,
     /// None: running on the embedded default
     pub config_path: Option<PathBuf>,
     pub clients: ClientCache,
@@ -35,9 +37,11 @@ impl App {
         clients: ClientCache,
         access_log: Arc<AccessLog>,
         auth: Arc<Auth>,
+        quotas: Arc<crate::quota::Quotas>,
     ) -> App {
         App {
             auth,
+            quotas,
             next_version: AtomicU64::new(first.version + 1),
             config: ArcSwap::from_pointee(first),
             config_path,

@@ -40,6 +40,8 @@ pub struct RequestCtx {
     pub attempts: u32,
     pub upstream_service_ms: Option<u64>,
     pub first_byte_at: Option<Instant>,
+    /// quota reservations, settled when the request finishes
+    pub quota: Option<Box<crate::quota::Held>>,
     /// the client's body, kept (refcounted) for estimating prompt tokens if needed
     pub body: Bytes,
     pub log: Arc<AccessLog>,
@@ -105,6 +107,7 @@ impl RequestCtx {
             attempts: 0,
             upstream_service_ms: None,
             first_byte_at: None,
+            quota: None,
             body: Bytes::new(),
             log,
             finished: false,
@@ -204,6 +207,10 @@ impl RequestCtx {
         response_model: Option<String>,
     ) {
         self.finished = true;
+        let quota = self.quota.take().map(|mut q| {
+            q.finish(&usage);
+            (q.status, q.limited_by.take())
+        });
         if !self.log.enabled() {
             return;
         }
@@ -240,7 +247,11 @@ impl RequestCtx {
             upstream: self.upstream_host.as_deref().map(str::to_string),
             attempts: self.attempts,
             status,
-            quota_status: None,
+            quota_status: quota
+                .as_ref()
+                .and_then(|q| q.0)
+                .map(|s| s.as_str().to_string()),
+            quota: quota.and_then(|q| q.1),
             error,
             attributes: serde_json::Map::new(),
         };

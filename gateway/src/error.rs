@@ -17,6 +17,8 @@ pub struct GatewayError {
     pub retryable: bool,
     /// Short access-log flag (Envoy style): UF, UT, NR, ...
     pub flag: &'static str,
+    /// seconds, sent as `Retry-After`
+    pub retry_after: Option<u64>,
 }
 
 impl GatewayError {
@@ -28,7 +30,40 @@ impl GatewayError {
             message,
             retryable: false,
             flag: "",
+            retry_after: None,
         }
+    }
+
+    /// 429: a quota is exhausted (`retry_after_ms` None: this request can never fit).
+    pub fn rate_limited(
+        strategy_kind: &'static str,
+        message: String,
+        retry_after_ms: Option<u64>,
+    ) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            strategy_kind,
+            "rate_limit_exceeded",
+            message,
+        );
+        e.flag = "RL";
+        e.retry_after = retry_after_ms.map(|ms| ms.div_ceil(1000).max(1));
+        e
+    }
+
+    /// 503: quotas cannot be checked and `on_redis_error` is `fail_closed`.
+    pub fn quota_unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "quota_unavailable",
+            "quotas cannot be checked right now (the state backend is unreachable and \
+             state.on_redis_error is fail_closed); retry shortly"
+                .to_string(),
+        );
+        e.flag = "RLSE";
+        e.retry_after = Some(1);
+        e
     }
 
     pub fn bad_json(detail: impl fmt::Display) -> Self {
@@ -240,6 +275,10 @@ impl GatewayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         resp
     }
 }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod meter;
 pub mod pipeline;
 pub mod providers;
+pub mod quota;
 pub mod reload;
 pub mod request_body;
 pub mod route;
@@ -78,6 +79,12 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
         .map_err(|e| format!("cannot listen on {admin_listen} (admin): {e}"))?;
     let source = rt.source.clone();
     let auth = Arc::new(build_auth(&rt.state)?);
+    let quota_store = match &*auth.store {
+        state::Store::Memory(_) => quota::store::QuotaStore::Memory(Default::default()),
+        state::Store::Redis(r) => quota::store::QuotaStore::Redis(r.conn.clone()),
+    };
+    let quotas = quota::Quotas::new(quota_store, rt.state.quotas.settle_queue);
+    quotas.start();
     let app = Arc::new(App::new(
         rt,
         text,
@@ -85,6 +92,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
         clients,
         access_log.clone(),
         auth,
+        quotas.clone(),
     ));
     // scripts and seed now when Redis is there; otherwise the monitor does it later
     auth::sync::prepare(&app).await;
@@ -102,6 +110,13 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
     app.set_ready(false);
     let _ = stop_tx.send(true);
     let _ = data_task.await;
+    // what the requests used reaches the store before the process goes
+    if !quotas.queue.drain(std::time::Duration::from_secs(5)).await {
+        tracing::warn!(
+            left = quotas.queue.len(),
+            "quota settlements could not all be sent before exit"
+        );
+    }
     admin_task.abort();
     access_log.flush();
     tracing::info!("stopped");

@@ -4,14 +4,16 @@
 //! 1. endpoint: which OpenAI API is called (`endpoint.rs`)
 //! 2. body: read within `max_body_bytes`, parse the top-level JSON (`request_body.rs`)
 //! 3. route match: host, path, headers, model (`route.rs`)
-//! 4. authn: key -> (tenant, consumer), cache then backend (`auth/`); quota
-//!    reserve comes with the quota issue
-//! 5. pick instance: priority, weight (`balance.rs`)
-//! 6. provider adapter: URL, auth, model map, options (`providers/`)
-//! 7. upstream call: pooled client, first-byte timeout (`upstream.rs`)
-//! 8. retry/fallback: before the first byte reached the client only (this file)
-//! 9. response: frames pass through; a copy feeds the usage meter (`stream.rs`, `meter.rs`)
-//! 10. finish: one `ai_log` record on every exit path (`ctx.rs`, `telemetry/`)
+//! 4. authn: key -> (tenant, consumer), cache then backend (`auth/`)
+//! 5. quota reserve: estimate, one store call per hash tag (`quota/`)
+//! 6. pick instance: priority, weight (`balance.rs`); `by: upstream` quotas
+//!    reserved for it, `rate_limiting` fallback when they refuse
+//! 7. provider adapter: URL, auth, model map, options (`providers/`)
+//! 8. upstream call: pooled client, first-byte timeout (`upstream.rs`)
+//! 9. retry/fallback: before the first byte reached the client only (this file)
+//! 10. response: frames pass through; a copy feeds the usage meter (`stream.rs`, `meter.rs`)
+//! 11. finish: quotas settled with the real usage and one `ai_log` record, on
+//!     every exit path (`ctx.rs`, `quota/`, `telemetry/`)
 
 use crate::app::App;
 use crate::auth::{self, Auth};
@@ -22,6 +24,7 @@ use crate::error::GatewayError;
 use crate::headers;
 use crate::meter::Meter;
 use crate::providers::{mock, Flavor, Provider};
+use crate::quota::{self, Estimate, Quotas, Refusal};
 use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
 use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
@@ -71,7 +74,9 @@ pub async fn handle(
         app.access_log.clone(),
     ));
     let request_id = ctx.request_id.clone();
-    let mut resp = match phases(&cfg, &app.auth, &mut ctx, &parts, body).await {
+    let answer = phases(&cfg, &app.auth, &app.quotas, &mut ctx, &parts, body).await;
+    let rate = ctx.quota.as_ref().map(|q| q.headers);
+    let mut resp = match answer {
         Ok(Answer::Upstream {
             head,
             body,
@@ -94,12 +99,16 @@ pub async fn handle(
         }
     };
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    if let Some(rate) = rate {
+        rate.apply(resp.headers_mut());
+    }
     resp
 }
 
 async fn phases(
     cfg: &Runtime,
     auth: &Auth,
+    quotas: &Arc<Quotas>,
     ctx: &mut RequestCtx,
     parts: &Parts,
     body: Incoming,
@@ -141,7 +150,7 @@ async fn phases(
     let route = route::find(&cfg.routes, &input).map_err(GatewayError::no_route)?;
     ctx.route = Some(route.name.clone());
 
-    // 4. authn (quota reserve: quota issue)
+    // 4. authn
     if let Some(policy) = &route.auth {
         let key = auth::find_key(
             &parts.headers,
@@ -159,7 +168,28 @@ async fn phases(
         .await?;
     }
 
-    // 5.-8. instances in balancer order, with fallback
+    // 5. quota reserve
+    let who = ctx.identity.clone();
+    let who_quotas = who.as_ref().map_or(&[][..], |w| &w.quotas[..]);
+    if !route.quotas.is_empty() || !who_quotas.is_empty() {
+        let estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
+        let held = ctx.quota.insert(Box::new(quotas.hold(
+            cfg.state.quotas,
+            route.lease_ms,
+            estimate,
+        )));
+        let claims = quota::spec::claims(
+            route.quotas.iter().chain(who_quotas),
+            who.as_deref(),
+            &route.name,
+            ctx.remote.ip(),
+            &parts.headers,
+            None,
+        );
+        held.reserve(claims, false).await.map_err(refusal)?;
+    }
+
+    // 6.-9. instances in balancer order, with fallback
     attempts(
         cfg,
         route,
@@ -171,6 +201,13 @@ async fn phases(
         &model,
     )
     .await
+}
+
+fn refusal(r: Refusal) -> GatewayError {
+    match r {
+        Refusal::Limited(e) => e,
+        Refusal::Unavailable => GatewayError::quota_unavailable(),
+    }
 }
 
 /// Why an attempt failed, for `fallback.on`.
@@ -216,6 +253,15 @@ async fn attempts(
         ctx.attempts += 1;
         ctx.provider = Some(prov.id.clone());
         ctx.upstream_host = Some(prov.host.clone());
+        if let Err(r) = reserve_upstream(route, ctx, headers, &prov.id).await {
+            let limited = matches!(r, Refusal::Limited(_));
+            tracing::debug!(provider = %prov.id, attempt = n + 1, "upstream quota refused");
+            last = Some(Failure::Error(refusal(r)));
+            if limited && fallback.allows(FallbackOn::RateLimiting) {
+                continue;
+            }
+            break;
+        }
         let upstream_model = prov.mapping.map(model);
         ctx.model = Some(upstream_model.to_string());
 
@@ -273,6 +319,9 @@ async fn attempts(
             ),
         };
         tracing::debug!(provider = %prov.id, ?reason, attempt = n + 1, "upstream attempt failed");
+        if let Some(q) = ctx.quota.as_mut() {
+            q.attempt_failed();
+        }
         let retry = fallback.allows(reason);
         last = Some(failure);
         if !retry {
@@ -284,6 +333,29 @@ async fn attempts(
         Some(Failure::Error(e)) => Err(e),
         None => Err(GatewayError::no_upstream(&route.name)),
     }
+}
+
+/// Reserves the `by: upstream` quotas that apply to `provider`, if any.
+async fn reserve_upstream(
+    route: &Route,
+    ctx: &mut RequestCtx,
+    headers: &HeaderMap,
+    provider: &str,
+) -> Result<(), Refusal> {
+    let Some(held) = ctx.quota.as_mut() else {
+        return Ok(());
+    };
+    let who = ctx.identity.as_deref();
+    let who_quotas = who.map_or(&[][..], |w| &w.quotas[..]);
+    let claims = quota::spec::claims(
+        route.quotas.iter().chain(who_quotas),
+        who,
+        &route.name,
+        ctx.remote.ip(),
+        headers,
+        Some(provider),
+    );
+    held.reserve(claims, true).await
 }
 
 /// Turns an upstream response into an answer. A successful one is held until its

@@ -25,6 +25,10 @@ pub struct Route {
     pub auth: Option<RoutePolicy>,
     pub balancer: Balancer,
     pub fallback: Fallback,
+    /// `quotas:` of the route (owner `r:<route>`)
+    pub quotas: Vec<Arc<crate::quota::spec::Quota>>,
+    /// a quota reservation's default lease: the longest upstream total timeout + 30 s
+    pub lease_ms: u64,
 }
 
 enum PathMatch {
@@ -191,8 +195,39 @@ impl Route {
         if p.errors.len() > errors_before {
             return None;
         }
+        let name: Arc<str> = Arc::from(rc.name.as_str());
+        let quotas = crate::quota::spec::Quota::compile_all(
+            &rc.quotas,
+            &crate::quota::spec::Owner::Route(name.clone()),
+        );
+        if auth.is_none() {
+            for (i, q) in rc.quotas.iter().enumerate() {
+                if matches!(q.by.as_str(), "tenant" | "consumer") {
+                    p.error(
+                        format!("{key}.quotas[{i}].by"),
+                        format!(
+                            "counts by {} but the route has no auth (enable auth so callers are known)",
+                            q.by
+                        ),
+                    );
+                }
+            }
+        }
+        let longest = instances
+            .iter()
+            .map(|i| i.provider.timeouts.total)
+            .max()
+            .unwrap_or_default();
+        let lease_ms = u64::try_from(longest.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(30_000);
+        if p.errors.len() > errors_before {
+            return None;
+        }
         Some(Route {
-            name: Arc::from(rc.name.as_str()),
+            quotas,
+            lease_ms,
+            name,
             hosts,
             path,
             headers,

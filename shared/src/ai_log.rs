@@ -46,6 +46,9 @@ pub struct AiLog {
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_status: Option<String>,
+    /// the quota that refused the request (quota_status "limited")
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
     /// Why the request failed, when it did (e.g. `upstream_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -15,6 +15,8 @@ pub struct AuthIdentity {
     pub key_id: String,
     /// `tenant/consumer`, sent upstream in `auth.consumer_header`
     pub header_value: Option<HeaderValue>,
+    /// the tenant's and the consumer's quotas
+    pub quotas: Vec<std::sync::Arc<crate::quota::spec::Quota>>,
     tenant_models: Vec<Glob>,
     consumer_models: Vec<Glob>,
     expires_at: Option<u64>,
@@ -42,12 +44,20 @@ impl AuthIdentity {
     pub fn new(digest: Digest32, id: &Identity) -> AuthIdentity {
         let globs = |v: &[String]| v.iter().map(|g| Glob::new(g)).collect();
         let label = format!("{}/{}", id.tenant.id, id.consumer.name);
+        use crate::quota::spec::{Owner, Quota};
+        let mut quotas =
+            Quota::compile_all(&id.tenant.quotas, &Owner::Tenant(id.tenant.id.clone()));
+        quotas.extend(Quota::compile_all(
+            &id.consumer.quotas,
+            &Owner::Consumer(id.tenant.id.clone(), id.consumer.name.clone()),
+        ));
         AuthIdentity {
             digest,
             tenant: id.tenant.id.clone(),
             consumer: id.consumer.name.clone(),
             key_id: id.key.id.clone(),
             header_value: HeaderValue::from_str(&label).ok(),
+            quotas,
             tenant_models: globs(&id.tenant.allowed_models),
             consumer_models: globs(&id.consumer.allowed_models),
             expires_at: id.key.expires_at,

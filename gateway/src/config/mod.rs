@@ -4,7 +4,7 @@
 
 mod state;
 pub mod validate;
-mod window;
+pub mod window;
 
 pub use state::{BackendRt, StateRt};
 pub use validate::{build, Runtime, ServerRt};

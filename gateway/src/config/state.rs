@@ -14,6 +14,7 @@ pub struct StateRt {
     pub backend: BackendRt,
     pub cache_ttl: Duration,
     pub stale_if_error: Duration,
+    pub quotas: crate::quota::Settings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,9 @@ pub fn state(raw: &RawConfig, p: &mut Problems) -> Option<StateRt> {
     let st = &raw.state;
     if st.expected_replicas == 0 {
         p.error("state.expected_replicas", "must be at least 1");
+    }
+    if st.settle_queue_size == 0 {
+        p.error("state.settle_queue_size", "must be at least 1");
     }
     if st.cache_ttl_ms == 0 {
         p.error(
@@ -112,6 +116,13 @@ pub fn state(raw: &RawConfig, p: &mut Problems) -> Option<StateRt> {
         backend,
         cache_ttl: Duration::from_millis(st.cache_ttl_ms),
         stale_if_error: Duration::from_secs(st.stale_if_error_s),
+        quotas: crate::quota::Settings {
+            on_error: st.on_redis_error,
+            expected_replicas: st.expected_replicas,
+            default_max_tokens: st.quota_max_tokens,
+            lease_ms: (st.quota_lease_s > 0).then(|| st.quota_lease_s.saturating_mul(1000)),
+            settle_queue: st.settle_queue_size,
+        },
     })
 }
 

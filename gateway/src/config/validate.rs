@@ -267,9 +267,6 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
             p.error(format!("{k}.limit"), "must be greater than 0");
         }
     }
-    if !list.is_empty() {
-        p.warn(key, "quotas are not enforced by this version yet");
-    }
 }
 
 fn auth_headers(raw: &RawConfig, p: &mut Problems) -> Vec<http::HeaderName> {

@@ -38,11 +38,15 @@ fn builder(header_timeout: Duration) -> Builder {
 pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
     let builder = builder(app.config().server.header_read_timeout);
+    // connection tasks, so the ones still open after the grace are ended (and their
+    // requests finished: quotas settled, ai_log written) before the process exits
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
-                    tokio::spawn(data_conn(app.clone(), stream, remote, builder.clone(), graceful.watcher()));
+                    while conns.try_join_next().is_some() {}
+                    conns.spawn(data_conn(app.clone(), stream, remote, builder.clone(), graceful.watcher()));
                 }
                 Err(e) => {
                     // e.g. out of file descriptors: back off instead of spinning
@@ -67,6 +71,8 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
     {
         tracing::warn!("grace period over; closing the remaining connections");
     }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
 }
 
 async fn data_conn(

@@ -17,7 +17,7 @@ use super::{Result, StateError};
 use std::collections::HashMap;
 
 pub struct RedisStore {
-    pub conn: RedisConn,
+    pub conn: std::sync::Arc<RedisConn>,
 }
 
 /// What a script answered: its status word and the rest.
@@ -87,7 +87,7 @@ fn pairs(flat: Vec<String>) -> HashMap<String, String> {
 impl RedisStore {
     pub fn new(s: ConnSettings) -> std::result::Result<RedisStore, String> {
         Ok(RedisStore {
-            conn: RedisConn::new(s)?,
+            conn: std::sync::Arc::new(RedisConn::new(s)?),
         })
     }
 

@@ -18,6 +18,9 @@ pub struct Scripts {
     pub key_insert: Script,
     pub key_index: Script,
     pub key_update: Script,
+    pub quota_reserve: Script,
+    pub quota_settle: Script,
+    pub quota_usage: Script,
 }
 
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -27,11 +30,17 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     key_insert: Script::new(include_str!("../../../lua/key_insert.v1.lua")),
     key_index: Script::new(include_str!("../../../lua/key_index.v1.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
+    quota_reserve: Script::new(include_str!("../../../lua/quota_reserve.v1.lua")),
+    quota_settle: Script::new(include_str!("../../../lua/quota_settle.v1.lua")),
+    quota_usage: Script::new(include_str!("../../../lua/quota_usage.v1.lua")),
 });
 
 impl Scripts {
-    fn all(&self) -> [&Script; 6] {
+    fn all(&self) -> [&Script; 9] {
         [
+            &self.quota_reserve,
+            &self.quota_settle,
+            &self.quota_usage,
             &self.consumer_put,
             &self.consumer_delete,
             &self.tenant_delete,

@@ -119,6 +119,17 @@ pub struct StateConfig {
     /// backend cannot be reached (unknown keys are refused meanwhile)
     #[serde(default = "d_stale_if_error")]
     pub stale_if_error_s: u64,
+    /// added: completion tokens a quota reserves for a request that sets no
+    /// max_tokens (its real usage is settled afterwards)
+    #[serde(default = "d_quota_max_tokens")]
+    pub quota_max_tokens: u64,
+    /// added: how long a quota reservation is held for a replica that never
+    /// settles it (killed); 0 = the route's longest upstream total timeout + 30 s
+    #[serde(default)]
+    pub quota_lease_s: u64,
+    /// added: settlements kept for Redis while it is unreachable (oldest dropped)
+    #[serde(default = "d_settle_queue")]
+    pub settle_queue_size: usize,
 }
 
 impl Default for StateConfig {
@@ -130,10 +141,19 @@ impl Default for StateConfig {
             expected_replicas: 1,
             cache_ttl_ms: d_cache_ttl(),
             stale_if_error_s: d_stale_if_error(),
+            quota_max_tokens: d_quota_max_tokens(),
+            quota_lease_s: 0,
+            settle_queue_size: d_settle_queue(),
         }
     }
 }
 
+fn d_quota_max_tokens() -> u64 {
+    4096
+}
+fn d_settle_queue() -> usize {
+    100_000
+}
 fn d_one() -> u32 {
     1
 }

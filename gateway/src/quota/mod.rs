@@ -1,0 +1,503 @@
+//! Token and request quotas shared by every replica: reserve at admission (one
+//! store call per hash tag), settle with the real usage when the request ends,
+//! whatever way it ends. `spec.rs` says which windows a request touches,
+//! `store.rs` where they live, `queue.rs` how settlements reach Redis, and
+//! `headers.rs` what the client is told.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod headers;
+pub mod memory;
+pub mod queue;
+pub mod spec;
+pub mod store;
+
+use crate::error::GatewayError;
+use crate::state::StateError;
+use futures_util::future::join_all;
+use headers::{RateHeaders, Standing};
+use memory::MemoryQuotas;
+use queue::{Job, SettleQueue};
+use shared::config::{OnRedisError, QuotaStrategy};
+use shared::usage::Usage;
+use spec::Quota;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use store::{Item, QuotaStore, ReserveAnswer, SettleMode};
+
+/// How quotas behave, from `state:` (validated with the rest of the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub on_error: OnRedisError,
+    pub expected_replicas: u32,
+    /// completion tokens reserved when a request sets no max_tokens
+    pub default_max_tokens: u64,
+    /// a reservation's lease; None: the route's longest upstream total timeout + 30 s
+    pub lease_ms: Option<u64>,
+    pub settle_queue: usize,
+}
+
+/// How long a settled-without-reservation or expired record is remembered.
+const TOMBSTONE_MS: u64 = 600_000;
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub admitted: AtomicU64,
+    pub limited: AtomicU64,
+    /// admitted unchecked (`fail_open`) while the store was unreachable
+    pub bypassed: AtomicU64,
+    /// admitted by this replica's own share (`local`) while the store was unreachable
+    pub local: AtomicU64,
+    /// refused because the store was unreachable (`fail_closed`)
+    pub unavailable: AtomicU64,
+}
+
+pub struct Quotas {
+    pub store: Arc<QuotaStore>,
+    /// `on_redis_error: local`: this replica's share of each limit
+    local: MemoryQuotas,
+    pub queue: Arc<SettleQueue>,
+    pub stats: Stats,
+}
+
+/// What a request is expected to cost, reserved at admission.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Estimate {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+impl Estimate {
+    /// Prompt tokens from the body's size (the same estimate usage falls back
+    /// to), completion tokens from `max_tokens` (or `max_completion_tokens`,
+    /// `max_output_tokens`) times `n`, else `default_max_tokens`.
+    pub fn of(
+        body: &crate::request_body::ClientBody<'_>,
+        endpoint: crate::endpoint::Endpoint,
+        default_max_tokens: u64,
+    ) -> Estimate {
+        let prompt = shared::usage::estimate_tokens(body.prompt_bytes());
+        if endpoint == crate::endpoint::Endpoint::Embeddings {
+            return Estimate {
+                prompt,
+                completion: 0,
+            };
+        }
+        let field = |k: &str| body.get(k).and_then(|v| v.get().trim().parse::<u64>().ok());
+        let max = field("max_tokens")
+            .or_else(|| field("max_completion_tokens"))
+            .or_else(|| field("max_output_tokens"))
+            .unwrap_or(default_max_tokens);
+        let n = field("n").unwrap_or(1).clamp(1, 128);
+        Estimate {
+            prompt,
+            completion: max.saturating_mul(n),
+        }
+    }
+
+    fn amount(&self, q: &Quota) -> u64 {
+        match q.strategy {
+            QuotaStrategy::TotalTokens => self.prompt.saturating_add(self.completion),
+            QuotaStrategy::PromptTokens => self.prompt,
+            QuotaStrategy::CompletionTokens => self.completion,
+            QuotaStrategy::Requests => 1,
+        }
+    }
+}
+
+/// One quota window that applies to this request.
+pub struct Claim {
+    pub quota: Arc<Quota>,
+    pub subject: String,
+    pub tag: String,
+}
+
+/// Reservations of one hash tag, settled together.
+struct Group {
+    tag: String,
+    items: Vec<(Arc<Quota>, String)>,
+    /// what the store is told at the end
+    mode: SettleMode,
+    /// also reserved in this replica's local windows
+    local: bool,
+    /// reserved for one upstream attempt (`by: upstream`)
+    attempt: bool,
+}
+
+/// What ai_log says about quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Allowed,
+    Limited,
+    /// admitted unchecked: the store was unreachable (`fail_open`)
+    Bypassed,
+    /// admitted by this replica's share: the store was unreachable (`local`)
+    Local,
+    /// refused: the store was unreachable (`fail_closed`)
+    Unavailable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Allowed => "allowed",
+            Status::Limited => "limited",
+            Status::Bypassed => "bypassed",
+            Status::Local => "local",
+            Status::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A request's reservations, from admission until they are settled (on drop at
+/// the latest, so no exit path leaves tokens held).
+pub struct Held {
+    engine: Arc<Quotas>,
+    settings: Settings,
+    id: String,
+    lease_ms: u64,
+    estimate: Estimate,
+    groups: Vec<Group>,
+    pub headers: RateHeaders,
+    pub status: Option<Status>,
+    /// the quota that refused, for ai_log
+    pub limited_by: Option<String>,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A quota refused, or could not be checked.
+pub enum Refusal {
+    Limited(GatewayError),
+    Unavailable,
+}
+
+impl Quotas {
+    pub fn new(store: QuotaStore, settle_queue: usize) -> Arc<Quotas> {
+        Arc::new(Quotas {
+            store: Arc::new(store),
+            local: MemoryQuotas::default(),
+            queue: Arc::new(SettleQueue::new(settle_queue)),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Starts the settlement workers (Redis only).
+    pub fn start(&self) {
+        if matches!(*self.store, QuotaStore::Redis(_)) {
+            self.queue.spawn(self.store.clone());
+        }
+    }
+
+    /// A new holder for one request's reservations.
+    pub fn hold(self: &Arc<Self>, settings: Settings, lease_ms: u64, estimate: Estimate) -> Held {
+        Held {
+            engine: self.clone(),
+            settings,
+            id: new_id(),
+            lease_ms: settings.lease_ms.unwrap_or(lease_ms).max(1),
+            estimate,
+            groups: Vec::new(),
+            headers: RateHeaders::default(),
+            status: None,
+            limited_by: None,
+        }
+    }
+
+    /// Sends one group's settlement to where it was reserved.
+    fn settle_group(&self, id: &str, g: &Group, actual: Vec<(String, u64, u64)>) {
+        let now = now_ms();
+        if g.local {
+            self.local
+                .settle(&g.tag, id, TOMBSTONE_MS, SettleMode::Reserved, &actual, now);
+        }
+        match &*self.store {
+            QuotaStore::Memory(m) => {
+                m.settle(&g.tag, id, TOMBSTONE_MS, g.mode, &actual, now);
+            }
+            QuotaStore::Redis(_) => self.queue.push(Job {
+                tag: g.tag.clone(),
+                id: id.to_string(),
+                mode: g.mode,
+                actual,
+                tomb_ms: TOMBSTONE_MS,
+            }),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn kind(q: &Quota) -> &'static str {
+    if q.counts_tokens() {
+        "tokens"
+    } else {
+        "requests"
+    }
+}
+
+fn describe(q: &Quota, subject: &str) -> String {
+    let what = match q.strategy {
+        QuotaStrategy::TotalTokens => "tokens",
+        QuotaStrategy::PromptTokens => "prompt tokens",
+        QuotaStrategy::CompletionTokens => "completion tokens",
+        QuotaStrategy::Requests => "requests",
+    };
+    format!(
+        "quota {:?} ({} {what} per {} by {} {subject:?})",
+        q.name,
+        q.limit,
+        q.window,
+        q.by_name()
+    )
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Reserves the estimate on every claim, all or nothing. `attempt`: the claims
+    /// are `by: upstream` ones for the instance about to be tried.
+    pub async fn reserve(&mut self, claims: Vec<Claim>, attempt: bool) -> Result<(), Refusal> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let mut tags: Vec<(String, Vec<(Arc<Quota>, String)>)> = Vec::new();
+        for c in claims {
+            let key = c.quota.key(&c.tag, &c.subject);
+            match tags.iter_mut().find(|(t, _)| *t == c.tag) {
+                Some((_, v)) => v.push((c.quota, key)),
+                None => tags.push((c.tag, vec![(c.quota, key)])),
+            }
+        }
+        let engine = self.engine.clone();
+        let degraded = engine.store.is_degraded();
+        let calls = tags.iter().map(|(tag, items)| {
+            let items: Vec<Item> = items
+                .iter()
+                .map(|(q, key)| Item {
+                    key: key.clone(),
+                    limit: q.limit,
+                    window_ms: q.window_ms,
+                    amount: self.estimate.amount(q),
+                })
+                .collect();
+            let engine = &engine;
+            let (id, lease) = (&self.id, self.lease_ms);
+            async move {
+                if degraded {
+                    return (items, Err(StateError::Unavailable("degraded".into())));
+                }
+                let r = engine
+                    .store
+                    .reserve(tag, id, lease, TOMBSTONE_MS, &items)
+                    .await;
+                (items, r)
+            }
+        });
+        let answers = join_all(calls).await;
+        let mut refusal: Option<Refusal> = None;
+        let first_new = self.groups.len();
+        for ((tag, quotas), (items, answer)) in tags.into_iter().zip(answers) {
+            let (mode, local, used) = match answer {
+                Ok(ReserveAnswer::Admitted { used, .. }) => (SettleMode::Reserved, false, used),
+                Ok(ReserveAnswer::Refused {
+                    index,
+                    retry_ms,
+                    used,
+                    ..
+                }) => {
+                    if refusal.is_none() {
+                        refusal = Some(self.refused(&quotas, &items, index, retry_ms, used));
+                    }
+                    continue;
+                }
+                Err(e) => match self.settings.on_error {
+                    OnRedisError::FailOpen => {
+                        tracing::debug!(error = %e, "quota store unreachable: admitted unchecked");
+                        self.status = Some(Status::Bypassed);
+                        engine.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+                        (SettleMode::Unreserved, false, Vec::new())
+                    }
+                    OnRedisError::FailClosed => {
+                        if refusal.is_none() {
+                            refusal = Some(Refusal::Unavailable);
+                        }
+                        continue;
+                    }
+                    OnRedisError::Local => {
+                        let share = self.settings.expected_replicas.max(1) as u64;
+                        let local: Vec<Item> = items
+                            .iter()
+                            .map(|it| Item {
+                                limit: it.limit.div_ceil(share),
+                                ..it.clone()
+                            })
+                            .collect();
+                        let a = engine.local.reserve(
+                            &tag,
+                            &self.id,
+                            self.lease_ms,
+                            TOMBSTONE_MS,
+                            &local,
+                            now_ms(),
+                        );
+                        match a {
+                            ReserveAnswer::Admitted { used, .. } => {
+                                self.status = Some(Status::Local);
+                                engine.stats.local.fetch_add(1, Ordering::Relaxed);
+                                (SettleMode::Unreserved, true, used)
+                            }
+                            ReserveAnswer::Refused {
+                                index,
+                                retry_ms,
+                                used,
+                                ..
+                            } => {
+                                if refusal.is_none() {
+                                    refusal =
+                                        Some(self.refused(&quotas, &local, index, retry_ms, used));
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                },
+            };
+            for ((q, _), u) in quotas.iter().zip(&used) {
+                self.headers.note(
+                    q.counts_tokens(),
+                    Standing {
+                        limit: q.limit,
+                        remaining: q.limit.saturating_sub(u.used),
+                        reset_ms: u.reset_ms,
+                    },
+                );
+            }
+            self.groups.push(Group {
+                tag,
+                items: quotas,
+                mode,
+                local,
+                attempt,
+            });
+        }
+        match refusal {
+            None => {
+                if matches!(self.status, None | Some(Status::Limited)) {
+                    self.status = Some(Status::Allowed);
+                    self.limited_by = None;
+                }
+                engine.stats.admitted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Some(r) => {
+                // all or nothing: what this call reserved goes back
+                for g in self.groups.drain(first_new..).collect::<Vec<_>>() {
+                    let actual = g
+                        .items
+                        .iter()
+                        .map(|(q, k)| (k.clone(), q.window_ms, 0))
+                        .collect();
+                    engine.settle_group(&self.id, &g, actual);
+                }
+                match &r {
+                    Refusal::Limited(_) => {
+                        self.status = Some(Status::Limited);
+                        engine.stats.limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Refusal::Unavailable => {
+                        self.status = Some(Status::Unavailable);
+                        engine.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(r)
+            }
+        }
+    }
+
+    fn refused(
+        &mut self,
+        quotas: &[(Arc<Quota>, String)],
+        items: &[Item],
+        index: usize,
+        retry_ms: Option<u64>,
+        used: u64,
+    ) -> Refusal {
+        let (Some((q, key)), Some(it)) = (quotas.get(index), items.get(index)) else {
+            return Refusal::Unavailable;
+        };
+        let subject = key.rsplit(':').next().unwrap_or("");
+        self.limited_by = Some(q.name.clone());
+        self.headers.note(
+            q.counts_tokens(),
+            Standing {
+                limit: it.limit,
+                remaining: it.limit.saturating_sub(used),
+                reset_ms: retry_ms.unwrap_or(q.window_ms),
+            },
+        );
+        let msg = match retry_ms {
+            Some(ms) => format!(
+                "{} is exhausted: {used} used, this request needs up to {}; retry in {}",
+                describe(q, subject),
+                it.amount,
+                headers::duration(ms)
+            ),
+            None => format!(
+                "{} can never admit this request: it may use up to {} (estimated prompt {} + max_tokens {}); lower max_tokens",
+                describe(q, subject),
+                it.amount,
+                self.estimate.prompt,
+                self.estimate.completion
+            ),
+        };
+        Refusal::Limited(GatewayError::rate_limited(kind(q), msg, retry_ms))
+    }
+
+    /// Settles the groups of the upstream attempt that failed: nothing was used,
+    /// but the request reached (or was meant for) that upstream.
+    pub fn attempt_failed(&mut self) {
+        let (failed, kept): (Vec<Group>, Vec<Group>) = std::mem::take(&mut self.groups)
+            .into_iter()
+            .partition(|g| g.attempt);
+        self.groups = kept;
+        for g in failed {
+            let actual = g
+                .items
+                .iter()
+                .map(|(q, k)| (k.clone(), q.window_ms, q.cost(&Usage::default())))
+                .collect();
+            self.engine.settle_group(&self.id, &g, actual);
+        }
+    }
+
+    /// Settles everything with the request's real (or estimated) usage.
+    pub fn finish(&mut self, usage: &Usage) {
+        for g in std::mem::take(&mut self.groups) {
+            let actual = g
+                .items
+                .iter()
+                .map(|(q, k)| (k.clone(), q.window_ms, q.cost(usage)))
+                .collect();
+            self.engine.settle_group(&self.id, &g, actual);
+        }
+    }
+}
+
+impl Drop for Held {
+    /// Never leaves a reservation behind: what was not settled is settled as unused.
+    fn drop(&mut self) {
+        if !self.groups.is_empty() {
+            self.finish(&Usage::default());
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! A quota as the data plane uses it: compiled from `quotas:` entries of a
+//! route, tenant or consumer, and turned into concrete windows (hash tag, key,
+//! amount) for one request.
+
+use crate::config::window::parse_window;
+use http::HeaderName;
+use shared::config::{QuotaConfig, QuotaStrategy};
+use shared::usage::Usage;
+use std::sync::Arc;
+
+/// What a quota counts separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum By {
+    Tenant,
+    Consumer,
+    Route,
+    Upstream,
+    Ip,
+    Header(HeaderName),
+}
+
+/// Where a quota is defined; names are unique only within one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Route(Arc<str>),
+    Tenant(String),
+    /// tenant, consumer
+    Consumer(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    pub name: String,
+    pub owner: Owner,
+    pub by: By,
+    pub strategy: QuotaStrategy,
+    pub limit: u64,
+    pub window_ms: u64,
+    /// as written in the config (`1m`), for the admin API
+    pub window: String,
+}
+
+impl Quota {
+    /// Compiles a validated entry; None (with a warning) for one that is not valid,
+    /// which can only come from a state backend written by another version.
+    pub fn compile(q: &QuotaConfig, owner: Owner) -> Option<Arc<Quota>> {
+        let by = match q.by.as_str() {
+            "tenant" => By::Tenant,
+            "consumer" => By::Consumer,
+            "route" => By::Route,
+            "upstream" => By::Upstream,
+            "ip" => By::Ip,
+            other => match other
+                .strip_prefix("header:")
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+            {
+                Some(h) => By::Header(h),
+                None => {
+                    tracing::warn!(quota = %q.name, by = %q.by, "quota ignored: unknown `by`");
+                    return None;
+                }
+            },
+        };
+        let window = match parse_window(&q.window) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(quota = %q.name, error = %e, "quota ignored");
+                return None;
+            }
+        };
+        if q.limit == 0 {
+            tracing::warn!(quota = %q.name, "quota ignored: limit 0");
+            return None;
+        }
+        Some(Arc::new(Quota {
+            name: q.name.clone(),
+            owner,
+            by,
+            strategy: q.strategy,
+            limit: q.limit,
+            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+            window: q.window.clone(),
+        }))
+    }
+
+    pub fn compile_all(list: &[QuotaConfig], owner: &Owner) -> Vec<Arc<Quota>> {
+        list.iter()
+            .filter_map(|q| Quota::compile(q, owner.clone()))
+            .collect()
+    }
+
+    /// `route`, `tenant`, ... as in the config
+    pub fn by_name(&self) -> String {
+        match &self.by {
+            By::Tenant => "tenant".into(),
+            By::Consumer => "consumer".into(),
+            By::Route => "route".into(),
+            By::Upstream => "upstream".into(),
+            By::Ip => "ip".into(),
+            By::Header(h) => format!("header:{h}"),
+        }
+    }
+
+    pub fn counts_tokens(&self) -> bool {
+        self.strategy != QuotaStrategy::Requests
+    }
+
+    /// The hash tag the quota's windows live under (see lua/README.md).
+    pub fn tag(&self, provider: Option<&str>) -> String {
+        match (&self.by, &self.owner) {
+            (By::Upstream, _) => format!("u:{}", provider.unwrap_or("")),
+            (_, Owner::Route(r)) => format!("r:{r}"),
+            (_, Owner::Tenant(t) | Owner::Consumer(t, _)) => format!("t:{t}"),
+        }
+    }
+
+    /// `t:<tenant>`, `c:<tenant>/<consumer>` or `r:<route>`
+    pub fn owner_label(&self) -> String {
+        match &self.owner {
+            Owner::Route(r) => format!("r:{r}"),
+            Owner::Tenant(t) => format!("t:{t}"),
+            Owner::Consumer(t, c) => format!("c:{t}/{c}"),
+        }
+    }
+
+    /// The window key (without the store prefix) for one subject.
+    pub fn key(&self, tag: &str, subject: &str) -> String {
+        format!("{{{tag}}}:q:{}:{}:{subject}", self.owner_label(), self.name)
+    }
+
+    /// The amount this quota counts of a usage.
+    pub fn cost(&self, u: &Usage) -> u64 {
+        match self.strategy {
+            QuotaStrategy::TotalTokens => u.prompt_tokens.saturating_add(u.completion_tokens),
+            QuotaStrategy::PromptTokens => u.prompt_tokens,
+            QuotaStrategy::CompletionTokens => u.completion_tokens,
+            QuotaStrategy::Requests => 1,
+        }
+    }
+}
+
+/// The largest subject taken verbatim from a header; longer ones are hashed.
+const MAX_SUBJECT: usize = 128;
+
+/// A header value as a window subject: kept when short and printable, else
+/// replaced by a digest so keys stay bounded (and a long token is not stored).
+pub fn header_subject(v: &[u8]) -> String {
+    let printable = v.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+    if v.len() <= MAX_SUBJECT && printable {
+        String::from_utf8_lossy(v).into_owned()
+    } else {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(v);
+        let mut s = String::from("sha256:");
+        for b in &d[..16] {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+}
+
+/// The windows of `quotas` that apply to a request. `provider` None: every quota
+/// except `by: upstream` ones (reserved at admission); Some: only those, for
+/// that provider (reserved when it is picked).
+pub fn claims<'a>(
+    quotas: impl Iterator<Item = &'a Arc<Quota>>,
+    who: Option<&crate::auth::identity::AuthIdentity>,
+    route: &str,
+    remote: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    provider: Option<&str>,
+) -> Vec<super::Claim> {
+    let mut out = Vec::new();
+    for q in quotas {
+        if (q.by == By::Upstream) != provider.is_some() {
+            continue;
+        }
+        let subject = match &q.by {
+            By::Tenant => match who {
+                Some(w) => w.tenant.clone(),
+                None => continue,
+            },
+            By::Consumer => match who {
+                Some(w) => format!("{}/{}", w.tenant, w.consumer),
+                None => continue,
+            },
+            By::Route => route.to_string(),
+            By::Upstream => provider.unwrap_or_default().to_string(),
+            By::Ip => remote.to_string(),
+            By::Header(h) => headers
+                .get(h)
+                .map_or_else(|| "-".to_string(), |v| header_subject(v.as_bytes())),
+        };
+        out.push(super::Claim {
+            tag: q.tag(provider),
+            quota: q.clone(),
+            subject,
+        });
+    }
+    out
+}

@@ -1,0 +1,233 @@
+//! Where quota windows live: in this process (`memory`) or in Redis, through
+//! `lua/quota_reserve.v1.lua`, `quota_settle.v1.lua` and `quota_usage.v1.lua`.
+//! Both answer the same way; `conformance.rs` checks they agree.
+
+use super::memory::MemoryQuotas;
+use crate::state::redis_conn::{Budget, RedisConn, SCRIPTS};
+use crate::state::{Result, StateError};
+use std::sync::Arc;
+
+/// Sub-buckets per window (the Lua scripts use the same number).
+pub const BUCKETS: u64 = 60;
+
+/// One quota window to reserve on.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// window key without the store prefix: `{tag}:q:<owner>:<quota>:<subject>`
+    pub key: String,
+    pub limit: u64,
+    pub window_ms: u64,
+    pub amount: u64,
+}
+
+/// A window's state right after a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUse {
+    /// in the window, this reservation included
+    pub used: u64,
+    /// ms until the window holds nothing of what it holds now
+    pub reset_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveAnswer {
+    Admitted {
+        now_ms: u64,
+        used: Vec<WindowUse>,
+    },
+    /// `index`: the item that refused; `retry_ms` None: the amount alone is over the limit
+    Refused {
+        now_ms: u64,
+        index: usize,
+        retry_ms: Option<u64>,
+        used: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleMode {
+    /// a reservation was made: replace it by the real usage
+    Reserved,
+    /// admitted without the store (Redis was unreachable): charge the usage now
+    Unreserved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleAnswer {
+    /// nothing was reserved under that id
+    Nothing,
+    Settled,
+    /// settled before: nothing changed
+    Already,
+    /// the lease had run out and the reservation was refunded: usage charged now
+    LateCharged,
+    /// no reservation, usage charged now
+    Charged,
+}
+
+pub enum QuotaStore {
+    Memory(MemoryQuotas),
+    Redis(Arc<RedisConn>),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn bad_reply(what: &str, v: impl std::fmt::Debug) -> StateError {
+    StateError::Unavailable(format!("unexpected {what} answer from Redis: {v:?}"))
+}
+
+fn num(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl QuotaStore {
+    fn keys(conn: &RedisConn, tag: &str) -> [String; 3] {
+        let p = &conn.prefix;
+        [
+            format!("{p}{{{tag}}}:qres"),
+            format!("{p}{{{tag}}}:qlease"),
+            format!("{p}{{{tag}}}:qkeys"),
+        ]
+    }
+
+    pub fn is_degraded(&self) -> bool {
+        match self {
+            QuotaStore::Memory(_) => false,
+            QuotaStore::Redis(c) => c.is_degraded(),
+        }
+    }
+
+    /// Reserves `amount` on every item (all of one hash tag) or on none.
+    pub async fn reserve(
+        &self,
+        tag: &str,
+        id: &str,
+        lease_ms: u64,
+        tomb_ms: u64,
+        items: &[Item],
+    ) -> Result<ReserveAnswer> {
+        let conn = match self {
+            QuotaStore::Memory(m) => {
+                return Ok(m.reserve(tag, id, lease_ms, tomb_ms, items, now_ms()))
+            }
+            QuotaStore::Redis(c) => c,
+        };
+        let mut inv = SCRIPTS.quota_reserve.prepare_invoke();
+        for k in Self::keys(conn, tag) {
+            inv.key(k);
+        }
+        inv.arg(id).arg(lease_ms).arg(tomb_ms);
+        for it in items {
+            inv.key(format!("{}{}", conn.prefix, it.key));
+            inv.arg(it.limit).arg(it.window_ms).arg(it.amount);
+        }
+        let r: Vec<i64> = conn.script(Budget::Fast, &inv).await?;
+        match r.as_slice() {
+            [1, now, rest @ ..] if rest.len() == 2 * items.len() => Ok(ReserveAnswer::Admitted {
+                now_ms: num(*now),
+                used: rest
+                    .chunks_exact(2)
+                    .map(|c| WindowUse {
+                        used: num(c[0]),
+                        reset_ms: num(c[1]),
+                    })
+                    .collect(),
+            }),
+            [0, now, i, retry, used] if *i >= 1 && (*i as usize) <= items.len() => {
+                Ok(ReserveAnswer::Refused {
+                    now_ms: num(*now),
+                    index: (*i - 1) as usize,
+                    retry_ms: u64::try_from(*retry).ok(),
+                    used: num(*used),
+                })
+            }
+            other => Err(bad_reply("quota_reserve", other)),
+        }
+    }
+
+    /// Settles reservation `id` with the real usage of each item (same order).
+    /// `actual`: (window key, window ms, amount).
+    pub async fn settle(
+        &self,
+        tag: &str,
+        id: &str,
+        tomb_ms: u64,
+        mode: SettleMode,
+        actual: &[(String, u64, u64)],
+    ) -> Result<SettleAnswer> {
+        let conn = match self {
+            QuotaStore::Memory(m) => return Ok(m.settle(tag, id, tomb_ms, mode, actual, now_ms())),
+            QuotaStore::Redis(c) => c,
+        };
+        let mut inv = SCRIPTS.quota_settle.prepare_invoke();
+        for k in Self::keys(conn, tag) {
+            inv.key(k);
+        }
+        let m = match mode {
+            SettleMode::Reserved => "r",
+            SettleMode::Unreserved => "u",
+        };
+        inv.arg(id).arg(tomb_ms).arg(m);
+        for (key, window_ms, amount) in actual {
+            inv.key(format!("{}{}", conn.prefix, key));
+            inv.arg(*window_ms).arg(*amount);
+        }
+        let r: i64 = conn.script(Budget::Fast, &inv).await?;
+        Ok(match r {
+            1 => SettleAnswer::Settled,
+            2 => SettleAnswer::Already,
+            3 => SettleAnswer::LateCharged,
+            4 => SettleAnswer::Charged,
+            0 => SettleAnswer::Nothing,
+            other => return Err(bad_reply("quota_settle", other)),
+        })
+    }
+
+    /// Every window of `tag` now: (key without prefix, used, reset ms).
+    pub async fn usage(&self, tag: &str) -> Result<Vec<(String, u64, u64)>> {
+        let conn = match self {
+            QuotaStore::Memory(m) => return Ok(m.usage(tag, now_ms())),
+            QuotaStore::Redis(c) => c,
+        };
+        let [_, _, index] = Self::keys(conn, tag);
+        let mut inv = SCRIPTS.quota_usage.prepare_invoke();
+        inv.key(index);
+        let r: Vec<redis::Value> = conn.script(Budget::Slow, &inv).await?;
+        let mut out = Vec::new();
+        for c in r.get(1..).unwrap_or_default().chunks(3) {
+            let (key, used, reset) = match c {
+                [redis::Value::BulkString(k), redis::Value::Int(u), redis::Value::Int(r)] => {
+                    (k, u, r)
+                }
+                other => return Err(bad_reply("quota_usage", other)),
+            };
+            let key = String::from_utf8_lossy(key);
+            let key = key.strip_prefix(conn.prefix.as_str()).unwrap_or(&key);
+            out.push((key.to_string(), num(*used), num(*reset)));
+        }
+        Ok(out)
+    }
+
+    /// Empties the windows `keys` (without prefix).
+    pub async fn reset(&self, keys: &[String]) -> Result<()> {
+        let conn = match self {
+            QuotaStore::Memory(m) => {
+                m.reset(keys);
+                return Ok(());
+            }
+            QuotaStore::Redis(c) => c,
+        };
+        for k in keys {
+            conn.query::<i64>(
+                Budget::Slow,
+                redis::cmd("DEL").arg(format!("{}{k}", conn.prefix)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
