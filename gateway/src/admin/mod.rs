@@ -4,6 +4,7 @@
 //! constant time.
 
 mod tenants;
+mod usage;
 
 use crate::app::App;
 use crate::error::GatewayError;
@@ -76,6 +77,17 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
             Err(e) => error(&e),
         };
     }
+    match (req.method(), path) {
+        (&Method::GET, "/admin/usage") => {
+            return usage::get(app, req.uri().query())
+                .await
+                .unwrap_or_else(|e| error(&e))
+        }
+        (&Method::POST, "/admin/usage/reset") => {
+            return usage::reset(app, req).await.unwrap_or_else(|e| error(&e))
+        }
+        _ => {}
+    }
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/admin/config/reload") => match app.reload(false).await {
             Ok(version) => {
@@ -128,6 +140,27 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         u8::from(app.auth.store.is_degraded()),
         app.auth.cache.len(),
     );
+    let q = &app.quotas;
+    let counters = [
+        ("admitted", "Requests that passed every quota that applied.", &q.stats.admitted),
+        ("limited", "Requests refused with 429 by a quota.", &q.stats.limited),
+        ("bypassed", "Requests admitted unchecked while Redis was unreachable (on_redis_error: fail_open).", &q.stats.bypassed),
+        ("local", "Requests admitted by this replica's share while Redis was unreachable (on_redis_error: local).", &q.stats.local),
+        ("unavailable", "Requests refused with 503 while Redis was unreachable (on_redis_error: fail_closed).", &q.stats.unavailable),
+        ("settle_retries", "Quota settlements that failed and were queued again.", &q.queue.retried),
+        ("settle_dropped", "Quota settlements dropped because the settle queue was full.", &q.queue.dropped),
+    ];
+    let mut text = text;
+    for (name, help, v) in counters {
+        text.push_str(&format!(
+            "# HELP gateway_quota_{name}_total {help}\n# TYPE gateway_quota_{name}_total counter\ngateway_quota_{name}_total {}\n",
+            v.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    text.push_str(&format!(
+        "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
+        q.queue.len()
+    ));
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -84,7 +84,7 @@ fn parse_time(s: &str) -> Result<u64, GatewayError> {
     u64::try_from(t.unix_timestamp()).map_err(|_| bad(format!("expires_at {s:?} is before 1970")))
 }
 
-async fn body<T: Default + for<'de> Deserialize<'de>>(
+pub(super) async fn body<T: Default + for<'de> Deserialize<'de>>(
     req: Request<Incoming>,
 ) -> Result<T, GatewayError> {
     let collected = tokio::time::timeout(

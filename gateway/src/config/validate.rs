@@ -244,6 +244,9 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
                 format!("duplicate quota name {:?}", q.name),
             );
         }
+        if let Err(e) = crate::state::model::check_name("quota name", &q.name) {
+            p.error(format!("{k}.name"), e);
+        }
         if let Err(e) = parse_window(&q.window) {
             p.error(format!("{k}.window"), e);
         }

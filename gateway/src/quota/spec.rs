@@ -107,10 +107,28 @@ impl Quota {
 
     /// The hash tag the quota's windows live under (see lua/README.md).
     pub fn tag(&self, provider: Option<&str>) -> String {
+        // braces would end the hash tag early; tenant ids cannot hold them, route
+        // names and provider ids might
+        let clean = |s: &str| s.replace(['{', '}'], "_");
         match (&self.by, &self.owner) {
-            (By::Upstream, _) => format!("u:{}", provider.unwrap_or("")),
-            (_, Owner::Route(r)) => format!("r:{r}"),
+            (By::Upstream, _) => format!("u:{}", clean(provider.unwrap_or(""))),
+            (_, Owner::Route(r)) => format!("r:{}", clean(r)),
             (_, Owner::Tenant(t) | Owner::Consumer(t, _)) => format!("t:{t}"),
+        }
+    }
+
+    /// The subject of a window key of this quota under `tag`, if it is one.
+    pub fn subject_of<'k>(&self, tag: &str, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.key(tag, ""))
+    }
+
+    /// The one subject a quota counts, when it does not depend on the caller.
+    pub fn fixed_subject(&self) -> Option<String> {
+        match (&self.by, &self.owner) {
+            (By::Route, Owner::Route(r)) => Some(r.to_string()),
+            (By::Tenant, Owner::Tenant(t) | Owner::Consumer(t, _)) => Some(t.clone()),
+            (By::Consumer, Owner::Consumer(t, c)) => Some(format!("{t}/{c}")),
+            _ => None,
         }
     }
 
