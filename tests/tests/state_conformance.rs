@@ -3,14 +3,17 @@
 //! Plus what only Redis can do wrong: scripts lost by a flush are reloaded
 //! invisibly, the key prefix keeps two deployments apart, an unreachable server
 //! is reported as unavailable (never as "not found") and recovery is automatic.
+//! The quota store suite (`gateway::quota::conformance`) runs on the same servers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use gateway::quota::store::QuotaStore;
 use gateway::state::conformance::{self, consumer, key, tenant};
 use gateway::state::redis::RedisStore;
 use gateway::state::redis_conn::{ConnSettings, Target};
 use gateway::state::{StateError, Store};
 use gateway_tests::redis::{RedisCluster, RedisServer};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn store(target: Target, prefix: &str) -> Store {
@@ -26,6 +29,10 @@ fn store(target: Target, prefix: &str) -> Store {
 }
 
 fn conn(s: &Store) -> &gateway::state::redis_conn::RedisConn {
+    redis_conn(s)
+}
+
+fn redis_conn(s: &Store) -> &Arc<gateway::state::redis_conn::RedisConn> {
     match s {
         Store::Redis(r) => &r.conn,
         Store::Memory(_) => unreachable!(),
@@ -38,6 +45,9 @@ async fn standalone_redis_conforms() {
     let s = store(Target::Single(redis.url()), "gw:");
     conn(&s).load_scripts().await.unwrap();
     conformance::run(&s).await;
+    // the quota store on the same connection
+    let q = QuotaStore::Redis(Arc::clone(&redis_conn(&s)));
+    gateway::quota::conformance::run(&q, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +56,8 @@ async fn redis_cluster_conforms() {
     let s = store(Target::Cluster(cluster.nodes()), "gw:");
     conn(&s).load_scripts().await.unwrap();
     conformance::run(&s).await;
+    let q = QuotaStore::Redis(Arc::clone(&redis_conn(&s)));
+    gateway::quota::conformance::run(&q, "").await;
     // the data really is spread over the nodes (hash tags, not one slot for all)
     let s2 = store(Target::Cluster(cluster.nodes()), "spread:");
     for i in 0..12 {
