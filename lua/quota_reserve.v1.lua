@@ -15,7 +15,8 @@ local id = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
 local tomb_ms = tonumber(ARGV[3])
 local n = #KEYS - 3
-if n < 1 or #ARGV ~= 3 + 3 * n or not lease_ms or not tomb_ms or lease_ms < 1 or tomb_ms < 1 then
+if n < 1 or #ARGV ~= 3 + 3 * n or not lease_ms or not tomb_ms or lease_ms < 1 or tomb_ms < 1
+  or lease_ms % 1 ~= 0 or tomb_ms % 1 ~= 0 then
   return redis.error_reply('quota_reserve: bad arguments')
 end
 
@@ -38,7 +39,7 @@ for _, rid in ipairs(expired) do
   local raw = redis.call('HGET', res, rid)
   local rec = raw and cjson.decode(raw)
   if rec and rec.s == 'R' then
-    for _, q in ipairs(rec.q) do refund(q[1], q[2], q[3]) end
+    for _, q in ipairs(rec.q) do refund(q[1], q[2], tonumber(q[3])) end
     rec.s = 'E'
     redis.call('HSET', res, rid, cjson.encode(rec))
     redis.call('ZADD', lease, now + tomb_ms, rid)
@@ -90,7 +91,10 @@ for i = 1, n do
   local limit = tonumber(ARGV[1 + 3 * i])
   local w = tonumber(ARGV[2 + 3 * i])
   local amount = tonumber(ARGV[3 + 3 * i])
-  if not limit or not w or not amount or w < 1 or amount < 0 or limit < 0 then
+  -- whole numbers only (x % 1 is NaN for NaN and +-inf): a fraction would
+  -- fail HINCRBY after other quotas were charged; amounts stay exact below 2^53
+  if not limit or not w or not amount or w < 1 or amount < 0 or limit < 0
+    or w % 1 ~= 0 or amount % 1 ~= 0 or limit % 1 ~= 0 or amount > 2^53 then
     return redis.error_reply('quota_reserve: bad quota arguments at ' .. i)
   end
   quotas[i] = { key = KEYS[3 + i], limit = limit, w = w, amount = amount }
@@ -135,7 +139,8 @@ for i, q in ipairs(quotas) do
   redis.call('PEXPIRE', q.key, 2 * q.w + q.b)
   redis.call('SADD', index, q.key)
   if q.w > longest then longest = q.w end
-  rec.q[i] = { q.key, q.cur, q.amount }
+  -- the amount as a string: cjson writes numbers with 14 digits only
+  rec.q[i] = { q.key, q.cur, string.format('%d', q.amount) }
   out[#out + 1] = q.sum
   out[#out + 1] = reset_ms(q.fields, q.cur, q.b)
 end

@@ -15,7 +15,8 @@ local id = ARGV[1]
 local tomb_ms = tonumber(ARGV[2])
 local mode = ARGV[3]
 local n = #KEYS - 3
-if n < 1 or #ARGV ~= 3 + 2 * n or not tomb_ms or tomb_ms < 1 or (mode ~= 'r' and mode ~= 'u') then
+if n < 1 or #ARGV ~= 3 + 2 * n or not tomb_ms or tomb_ms < 1 or tomb_ms % 1 ~= 0
+  or (mode ~= 'r' and mode ~= 'u') then
   return redis.error_reply('quota_settle: bad arguments')
 end
 local actual = {}
@@ -23,7 +24,8 @@ local windows = {}
 for i = 1, n do
   local w = tonumber(ARGV[2 + 2 * i])
   local a = tonumber(ARGV[3 + 2 * i])
-  if not w or not a or w < 1 or a < 0 then
+  -- whole numbers only, as in quota_reserve
+  if not w or not a or w < 1 or a < 0 or w % 1 ~= 0 or a % 1 ~= 0 or a > 2^53 then
     return redis.error_reply('quota_settle: bad quota arguments at ' .. i)
   end
   windows[i], actual[i] = w, a
@@ -49,7 +51,7 @@ local function charge()
     if actual[i] > 0 then redis.call('HINCRBY', key, cur, actual[i]) end
     redis.call('PEXPIRE', key, 2 * w + b)
     redis.call('SADD', index, key)
-    rec.q[i] = { key, cur, actual[i] }
+    rec.q[i] = { key, cur, string.format('%d', actual[i]) }
   end
   tombstone(rec)
 end
@@ -69,17 +71,18 @@ if rec.s == 'E' then
   return 3
 end
 for i, q in ipairs(rec.q) do
-  local key, b, reserved = q[1], q[2], q[3]
+  local key, b, reserved = q[1], q[2], tonumber(q[3])
   local delta = (actual[i] or reserved) - reserved
   if delta > 0 then
-    redis.call('HINCRBY', key, b, delta)
+    -- a window that expired meanwhile is not recreated (it would have no TTL)
+    if redis.call('EXISTS', key) == 1 then redis.call('HINCRBY', key, b, delta) end
   elseif delta < 0 then
     local v = tonumber(redis.call('HGET', key, b))
     if v then
       if v <= -delta then redis.call('HDEL', key, b) else redis.call('HINCRBY', key, b, delta) end
     end
   end
-  q[3] = actual[i] or reserved
+  q[3] = string.format('%d', actual[i] or reserved)
 end
 if mode == 'r' then
   -- the usual end: nothing left to remember (a repeat finds no record: 0)
