@@ -1,6 +1,8 @@
 //! One quota suite for every store: the memory store runs it as a unit test,
 //! standalone Redis and a Redis Cluster run it from the integration tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use super::store::{Item, QuotaStore, ReserveAnswer, SettleAnswer, SettleMode};
 
 fn item(key: &str, limit: u64, window_ms: u64, amount: u64) -> Item {

@@ -248,15 +248,13 @@ impl MemoryQuotas {
                 let mut settled = Vec::with_capacity(items.len());
                 for (i, (key, bucket, reserved)) in items.into_iter().enumerate() {
                     let real = actual.get(i).map_or(reserved, |a| a.2);
+                    // a window that was reset or expired is not brought back
                     if let Some(w) = g.windows.get_mut(&key) {
                         if real > reserved {
                             *w.buckets.entry(bucket).or_default() += real - reserved;
                         } else {
                             w.take(bucket, reserved - real);
                         }
-                    } else if real > reserved {
-                        let w = g.windows.entry(key.clone()).or_default();
-                        w.buckets.insert(bucket, real - reserved);
                     }
                     settled.push((key, bucket, real));
                 }

@@ -113,10 +113,13 @@ pub struct Claim {
     pub tag: String,
 }
 
+/// Quotas with the window key each one counts in.
+type Windows = Vec<(Arc<Quota>, String)>;
+
 /// Reservations of one hash tag, settled together.
 struct Group {
     tag: String,
-    items: Vec<(Arc<Quota>, String)>,
+    items: Windows,
     /// what the store is told at the end
     mode: SettleMode,
     /// also reserved in this replica's local windows
@@ -270,7 +273,7 @@ impl Held {
         if claims.is_empty() {
             return Ok(());
         }
-        let mut tags: Vec<(String, Vec<(Arc<Quota>, String)>)> = Vec::new();
+        let mut tags: Vec<(String, Windows)> = Vec::new();
         for c in claims {
             let key = c.quota.key(&c.tag, &c.subject);
             match tags.iter_mut().find(|(t, _)| *t == c.tag) {

@@ -96,6 +96,12 @@ impl SettleQueue {
 
     async fn work(&self, store: &QuotaStore) {
         loop {
+            // while Redis is known to be down (the state monitor says when it is
+            // back), keep the queue instead of failing on every job
+            if store.is_degraded() && !self.is_empty() {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
             let Some(job) = self.pop() else {
                 self.wake.notified().await;
                 continue;

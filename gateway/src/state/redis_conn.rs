@@ -56,10 +56,12 @@ enum Pools {
     Cluster(deadpool_redis::cluster::Pool),
 }
 
-/// One pooled connection, standalone or cluster.
+/// A multiplexed connection, standalone or cluster: cheap to clone, every clone
+/// pipelines onto the same socket.
+#[derive(Clone)]
 pub enum Conn {
-    Single(deadpool_redis::Connection),
-    Cluster(deadpool_redis::cluster::Connection),
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -112,6 +114,9 @@ pub struct RedisConn {
     fast: Duration,
     slow: Duration,
     degraded: AtomicBool,
+    /// the connection every call shares (taken from the pool once, dropped after an
+    /// error): no pool checkout, and no PING the pool sends on each checkout, per call
+    hot: std::sync::Mutex<Option<Conn>>,
     /// how many times Redis became unreachable (a change tells "recovered since")
     outages: AtomicU64,
 }
@@ -152,6 +157,7 @@ impl RedisConn {
             fast: s.timeout,
             slow,
             degraded: AtomicBool::new(false),
+            hot: std::sync::Mutex::new(None),
             outages: AtomicU64::new(0),
         })
     }
@@ -183,12 +189,21 @@ impl RedisConn {
         }
     }
 
+    fn hot(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
+        self.hot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn get(&self) -> std::result::Result<Conn, String> {
-        match &self.pools {
-            Pools::Single(p) => p.get().await.map(Conn::Single),
-            Pools::Cluster(p) => p.get().await.map(Conn::Cluster),
+        if let Some(c) = self.hot().clone() {
+            return Ok(c);
         }
-        .map_err(|e| format!("no connection: {e}"))
+        let c = match &self.pools {
+            Pools::Single(p) => p.get().await.map(|c| Conn::Single((*c).clone())),
+            Pools::Cluster(p) => p.get().await.map(|c| Conn::Cluster((*c).clone())),
+        }
+        .map_err(|e| format!("no connection: {e}"))?;
+        *self.hot() = Some(c.clone());
+        Ok(c)
     }
 
     /// Runs one command, pipeline or script on a pooled connection within the budget.
@@ -209,6 +224,8 @@ impl RedisConn {
                 Ok(v)
             }
             Err(e) => {
+                // the next call starts on a fresh connection
+                *self.hot() = None;
                 self.mark(false, &e);
                 Err(StateError::Unavailable(format!("Redis: {e}")))
             }
