@@ -262,7 +262,9 @@ impl<'a> Tag<'a> {
 
     /// quota_usage: now, and window key -> (used, reset_ms).
     fn usage(&self) -> (i64, BTreeMap<String, (i64, i64)>) {
-        let Reply::Arr(items) = self.eval::<&str>(USAGE, &[self.key("qkeys")], &[]) else {
+        let tomb = TOMB.to_string();
+        let keys = [self.key("qkeys"), self.key("qres"), self.key("qlease")];
+        let Reply::Arr(items) = self.eval(USAGE, &keys, &[tomb.as_str()]) else {
             panic!("quota_usage should answer an array")
         };
         let Some(Reply::Int(now)) = items.first() else {

@@ -175,7 +175,12 @@ async fn entries(
         let mut seen_fixed = false;
         for tag in tags {
             if !windows.contains_key(&tag) {
-                let w = app.quotas.store.usage(&tag).await.map_err(unavailable)?;
+                let w = app
+                    .quotas
+                    .store
+                    .usage(&tag, crate::quota::TOMBSTONE_MS)
+                    .await
+                    .map_err(unavailable)?;
                 windows.insert(tag.clone(), w);
             }
             for (key, used, reset_ms) in windows.get(&tag).into_iter().flatten() {

@@ -22,7 +22,7 @@ fn used(a: &ReserveAnswer) -> Vec<u64> {
 }
 
 async fn usage_of(s: &QuotaStore, tag: &str, key: &str) -> u64 {
-    s.usage(tag)
+    s.usage(tag, 60_000)
         .await
         .unwrap()
         .into_iter()

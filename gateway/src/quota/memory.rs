@@ -286,8 +286,10 @@ impl MemoryQuotas {
     }
 
     /// What every window of `tag` holds now: (key, used, reset ms).
-    pub fn usage(&self, tag: &str, now: u64) -> Vec<(String, u64, u64)> {
+    pub fn usage(&self, tag: &str, tomb_ms: u64, now: u64) -> Vec<(String, u64, u64)> {
         let mut g = self.lock();
+        g.last_sweep = 0;
+        g.sweep(now, tomb_ms);
         let Inner { windows, index, .. } = &mut *g;
         let Some(keys) = index.get_mut(tag) else {
             return Vec::new();

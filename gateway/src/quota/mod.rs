@@ -38,7 +38,7 @@ pub struct Settings {
 }
 
 /// How long a settled-without-reservation or expired record is remembered.
-const TOMBSTONE_MS: u64 = 600_000;
+pub const TOMBSTONE_MS: u64 = 600_000;
 
 /// Counters for `/metrics`.
 #[derive(Default)]

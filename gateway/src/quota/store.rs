@@ -187,15 +187,16 @@ impl QuotaStore {
         })
     }
 
-    /// Every window of `tag` now: (key without prefix, used, reset ms).
-    pub async fn usage(&self, tag: &str) -> Result<Vec<(String, u64, u64)>> {
+    /// Every window of `tag` now: (key without prefix, used, reset ms), after
+    /// ended leases were given back.
+    pub async fn usage(&self, tag: &str, tomb_ms: u64) -> Result<Vec<(String, u64, u64)>> {
         let conn = match self {
-            QuotaStore::Memory(m) => return Ok(m.usage(tag, now_ms())),
+            QuotaStore::Memory(m) => return Ok(m.usage(tag, tomb_ms, now_ms())),
             QuotaStore::Redis(c) => c,
         };
-        let [_, _, index] = Self::keys(conn, tag);
+        let [res, lease, index] = Self::keys(conn, tag);
         let mut inv = SCRIPTS.quota_usage.prepare_invoke();
-        inv.key(index);
+        inv.key(index).key(res).key(lease).arg(tomb_ms);
         let r: Vec<redis::Value> = conn.script(Budget::Slow, &inv).await?;
         let mut out = Vec::new();
         for c in r.get(1..).unwrap_or_default().chunks(3) {
