@@ -5,8 +5,9 @@
 -- ARGV[1] reservation id, ARGV[2] lease ms, ARGV[3] tombstone ms,
 -- then per quota: limit, window ms, amount.
 -- Answers {1, now_ms, used_1, reset_ms_1, ...} when admitted (used includes
--- this reservation) or {0, now_ms, i, retry_ms, used_i} when quota i refuses
--- (retry_ms -1: the amount alone exceeds the limit).
+-- this reservation) or {0, now_ms, i, retry_ms, used_i, used_1, reset_ms_1, ...}
+-- when quota i refuses (retry_ms -1: the amount alone exceeds the limit; the
+-- pairs are every quota as it stands, nothing reserved).
 local N = 60
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -103,30 +104,42 @@ end
 -- the same reservation again (a retried call whose answer was lost): admitted once
 local again = redis.call('HGET', res, id)
 
-local out = { 1, now }
-for i, q in ipairs(quotas) do
-  local sum, fields, cur, b = load(q.key, q.w)
-  if not again then
+for _, q in ipairs(quotas) do
+  q.sum, q.fields, q.cur, q.b = load(q.key, q.w)
+end
+
+-- a refusal reports every quota as it stands (the client's x-ratelimit headers)
+local function refuse(i, retry)
+  local r = { 0, now, i, retry, quotas[i].sum }
+  for _, q in ipairs(quotas) do
+    r[#r + 1] = q.sum
+    r[#r + 1] = reset_ms(q.fields, q.cur, q.b)
+  end
+  return r
+end
+
+if not again then
+  for i, q in ipairs(quotas) do
     if q.amount > q.limit then
-      return { 0, now, i, -1, sum }
+      return refuse(i, -1)
     end
-    if sum + q.amount > q.limit or (q.amount == 0 and sum >= q.limit) then
-      local need = sum + q.amount - q.limit
+    if q.sum + q.amount > q.limit or (q.amount == 0 and q.sum >= q.limit) then
+      local need = q.sum + q.amount - q.limit
       local retry = -1
       local freed = 0
-      for idx = cur - N, cur do
-        freed = freed + (fields[idx] or 0)
+      for idx = q.cur - N, q.cur do
+        freed = freed + (q.fields[idx] or 0)
         if freed >= need and freed > 0 then
-          retry = (idx + N + 1) * b - now
+          retry = (idx + N + 1) * q.b - now
           break
         end
       end
-      return { 0, now, i, retry, sum }
+      return refuse(i, retry)
     end
   end
-  q.sum, q.fields, q.cur, q.b = sum, fields, cur, b
 end
 
+local out = { 1, now }
 local rec = { s = 'R', q = {} }
 local longest = 0
 for i, q in ipairs(quotas) do

@@ -1013,7 +1013,6 @@ async fn headers_on_every_response() {
 /// reserve script stops at the quota that refuses and reports nothing about the
 /// others of the same hash tag, so `Held::refused` has no token figures to show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known gap: a 429 carries only the refusing kind's x-ratelimit-* headers (README says both)"]
 async fn refusal_carries_token_headers_too() {
     let _serial = SERIAL.lock().await;
     const TOKENS: u64 = 100_000;

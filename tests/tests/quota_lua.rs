@@ -223,11 +223,18 @@ impl<'a> Tag<'a> {
         }
     }
 
-    /// Reserves and expects `{0, now, quota index, retry_ms, used}`.
+    /// Reserves and expects `{0, now, quota index, retry_ms, used, then
+    /// used and reset_ms of every quota}`.
     fn refuse(&self, id: &str, quotas: &[Q]) -> Refused {
         let r = self.reserve(id, quotas).ints();
         assert_eq!(r[0], 0, "{id} should be refused: {r:?}");
-        assert_eq!(r.len(), 5, "{r:?}");
+        assert_eq!(r.len(), 5 + 2 * quotas.len(), "{r:?}");
+        let refused = usize::try_from(r[2] - 1).unwrap();
+        assert_eq!(
+            r[5 + 2 * refused],
+            r[4],
+            "the refused quota's standing: {r:?}"
+        );
         Refused {
             now: r[1],
             quota: r[2],

@@ -167,30 +167,38 @@ impl MemoryQuotas {
         let rid = format!("{tag}\n{id}");
         let again = g.records.contains_key(&rid);
         let mut loaded = Vec::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
+        for it in items {
             let w = g.windows.entry(it.key.clone()).or_default();
-            let (sum, cur, b) = w.load(it.window_ms, now);
-            if !again {
-                if it.amount > it.limit {
-                    return ReserveAnswer::Refused {
-                        now_ms: now,
-                        index: i,
-                        retry_ms: None,
-                        used: sum,
-                    };
-                }
+            loaded.push(w.load(it.window_ms, now));
+        }
+        if !again {
+            for (i, (it, &(sum, cur, b))) in items.iter().zip(&loaded).enumerate() {
                 let over = sum.saturating_add(it.amount) > it.limit;
-                if over || (it.amount == 0 && sum >= it.limit) {
-                    let need = sum.saturating_add(it.amount).saturating_sub(it.limit);
-                    return ReserveAnswer::Refused {
-                        now_ms: now,
-                        index: i,
-                        retry_ms: w.retry_ms(need, cur, b, now),
-                        used: sum,
-                    };
+                if it.amount <= it.limit && !over && !(it.amount == 0 && sum >= it.limit) {
+                    continue;
                 }
+                let retry_ms = (it.amount <= it.limit).then(|| {
+                    let need = sum.saturating_add(it.amount).saturating_sub(it.limit);
+                    g.windows
+                        .get(&it.key)
+                        .and_then(|w| w.retry_ms(need, cur, b, now))
+                });
+                let standing = items
+                    .iter()
+                    .zip(&loaded)
+                    .map(|(it, &(sum, _, b))| WindowUse {
+                        used: sum,
+                        reset_ms: g.windows.get(&it.key).map_or(0, |w| w.reset_ms(b, now)),
+                    })
+                    .collect();
+                return ReserveAnswer::Refused {
+                    now_ms: now,
+                    index: i,
+                    retry_ms: retry_ms.flatten(),
+                    used: sum,
+                    standing,
+                };
             }
-            loaded.push((sum, cur, b));
         }
         let mut used = Vec::with_capacity(items.len());
         let mut rec_items = Vec::with_capacity(items.len());

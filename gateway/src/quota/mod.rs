@@ -316,8 +316,10 @@ impl Held {
                     index,
                     retry_ms,
                     used,
+                    standing,
                     ..
                 }) => {
+                    self.note(&quotas, &items, &standing);
                     if refusal.is_none() {
                         refusal = Some(self.refused(&quotas, &items, index, retry_ms, used));
                     }
@@ -363,8 +365,10 @@ impl Held {
                                 index,
                                 retry_ms,
                                 used,
+                                standing,
                                 ..
                             } => {
+                                self.note(&quotas, &local, &standing);
                                 if refusal.is_none() {
                                     refusal =
                                         Some(self.refused(&quotas, &local, index, retry_ms, used));
@@ -375,16 +379,7 @@ impl Held {
                     }
                 },
             };
-            for ((q, _), u) in quotas.iter().zip(&used) {
-                self.headers.note(
-                    q.counts_tokens(),
-                    Standing {
-                        limit: q.limit,
-                        remaining: q.limit.saturating_sub(u.used),
-                        reset_ms: u.reset_ms,
-                    },
-                );
-            }
+            self.note(&quotas, &items, &used);
             self.groups.push(Group {
                 tag,
                 items: quotas,
@@ -427,6 +422,20 @@ impl Held {
         }
     }
 
+    /// Records each quota's standing for the x-ratelimit headers.
+    fn note(&mut self, quotas: &Windows, items: &[Item], used: &[store::WindowUse]) {
+        for (((q, _), it), u) in quotas.iter().zip(items).zip(used) {
+            self.headers.note(
+                q.counts_tokens(),
+                Standing {
+                    limit: it.limit,
+                    remaining: it.limit.saturating_sub(u.used),
+                    reset_ms: u.reset_ms,
+                },
+            );
+        }
+    }
+
     fn refused(
         &mut self,
         quotas: &[(Arc<Quota>, String)],
@@ -438,7 +447,13 @@ impl Held {
         let (Some((q, key)), Some(it)) = (quotas.get(index), items.get(index)) else {
             return Refusal::Unavailable;
         };
-        let subject = key.rsplit(':').next().unwrap_or("");
+        // `{tag}:q:<owner>:<quota>:<subject>`: tags hold no braces, but a subject
+        // may hold colons (an IPv6 address, a header value)
+        let subject = key
+            .strip_prefix('{')
+            .and_then(|k| k.split_once('}'))
+            .and_then(|(tag, _)| q.subject_of(tag, key))
+            .unwrap_or("");
         self.limited_by = Some(q.name.clone());
         self.headers.note(
             q.counts_tokens(),

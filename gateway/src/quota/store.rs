@@ -35,12 +35,14 @@ pub enum ReserveAnswer {
         now_ms: u64,
         used: Vec<WindowUse>,
     },
-    /// `index`: the item that refused; `retry_ms` None: the amount alone is over the limit
+    /// `index`: the item that refused; `retry_ms` None: the amount alone is over
+    /// the limit; `standing`: every item as it is (nothing was reserved)
     Refused {
         now_ms: u64,
         index: usize,
         retry_ms: Option<u64>,
         used: u64,
+        standing: Vec<WindowUse>,
     },
 }
 
@@ -82,6 +84,16 @@ fn bad_reply(what: &str, v: impl std::fmt::Debug) -> StateError {
 
 fn num(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// `[used, reset_ms, ...]` from a script answer.
+fn pairs(v: &[i64]) -> Vec<WindowUse> {
+    v.chunks_exact(2)
+        .map(|c| WindowUse {
+            used: num(c[0]),
+            reset_ms: num(c[1]),
+        })
+        .collect()
 }
 
 impl QuotaStore {
@@ -129,20 +141,17 @@ impl QuotaStore {
         match r.as_slice() {
             [1, now, rest @ ..] if rest.len() == 2 * items.len() => Ok(ReserveAnswer::Admitted {
                 now_ms: num(*now),
-                used: rest
-                    .chunks_exact(2)
-                    .map(|c| WindowUse {
-                        used: num(c[0]),
-                        reset_ms: num(c[1]),
-                    })
-                    .collect(),
+                used: pairs(rest),
             }),
-            [0, now, i, retry, used] if *i >= 1 && (*i as usize) <= items.len() => {
+            [0, now, i, retry, used, rest @ ..]
+                if *i >= 1 && (*i as usize) <= items.len() && rest.len() == 2 * items.len() =>
+            {
                 Ok(ReserveAnswer::Refused {
                     now_ms: num(*now),
                     index: (*i - 1) as usize,
                     retry_ms: u64::try_from(*retry).ok(),
                     used: num(*used),
+                    standing: pairs(rest),
                 })
             }
             other => Err(bad_reply("quota_reserve", other)),
