@@ -1008,10 +1008,9 @@ async fn headers_on_every_response() {
 }
 
 /// README ("Answers"): "Every response of a route with quotas carries OpenAI's
-/// headers for the tightest token quota and the tightest request quota". A 429
-/// from a consumer's requests quota carries only the `-requests` headers: the
-/// reserve script stops at the quota that refuses and reports nothing about the
-/// others of the same hash tag, so `Held::refused` has no token figures to show.
+/// headers for the tightest token quota and the tightest request quota", a 429
+/// from a requests quota included: the reserve script reports every quota of
+/// the hash tag when one refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refusal_carries_token_headers_too() {
     let _serial = SERIAL.lock().await;
