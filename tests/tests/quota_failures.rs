@@ -1,0 +1,1642 @@
+//! Quotas when things go wrong, with real processes: a `redis-server`, gateway
+//! replicas and a mock OpenAI upstream.
+//!
+//! * a replica SIGKILLed mid-request: its reservation holds until the lease ends,
+//!   then another replica admits again and the held tokens are gone;
+//! * Redis down under each `on_redis_error` mode (`fail_open`, `fail_closed`,
+//!   `local`) and back again (empty, as after a real restart): what is admitted,
+//!   what is refused, and what is charged to Redis when it returns;
+//! * `by: upstream` quotas with and without the `rate_limiting` fallback;
+//! * `GET /admin/usage` filters and `POST /admin/usage/reset`;
+//! * the memory backend with the same consumer quotas;
+//! * route quotas `by: header:<name>` and `by: ip`.
+//!
+//! Every test has its own Redis, mock upstream(s) and gateways, and polls with
+//! deadlines rather than sleeping fixed times.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::client::{HttpResponse, TestClient};
+use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};
+use gateway_tests::redis::RedisServer;
+use http::Method;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Keys of the seeded consumers.
+const KEY_LABUBU: &str = "sk-quota-labubu-0123456789abcdef";
+const KEY_BOB: &str = "sk-quota-bob-0123456789abcdef0123";
+const KEY_FREE: &str = "sk-quota-free-0123456789abcdef012";
+const KEY_WILE: &str = "sk-quota-wile-0123456789abcdef012";
+
+/// Server and access log; `{{...}}` are the harness placeholders.
+const SERVER: &str = r#"
+server:
+  listen: "{{listen}}"
+  admin_listen: "{{admin}}"
+  admin_token: test-admin-token
+telemetry:
+  access_log: { enabled: true, path: "{{access_log}}" }
+auth:
+  keys: [Authorization]
+"#;
+
+/// `state:` on `redis` with `extra` lines (indented by two spaces) appended.
+fn redis_state(redis: &RedisServer, prefix: &str, extra: &str) -> String {
+    format!(
+        "state:\n  backend: redis\n  redis: {{ url: \"{}\", key_prefix: \"{prefix}\", timeout_ms: 300 }}\n{extra}",
+        redis.url()
+    )
+}
+
+/// One `providers:` entry for `mock`.
+fn provider(id: &str, mock: &MockUpstream) -> String {
+    format!(
+        "  - id: {id}\n    type: openai-compatible\n    base_url: \"{}\"\n    api_tokens: [\"sk-upstream-secret\"]\n    \
+         timeouts: {{ connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000 }}\n",
+        mock.base_url()
+    )
+}
+
+async fn start_redis() -> RedisServer {
+    tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .expect("redis start task")
+}
+
+async fn stop_redis(redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.stop();
+        redis
+    })
+    .await
+    .expect("redis stop task")
+}
+
+/// Back on the same port with empty data (see `RedisServer::restart`).
+async fn restart_redis(redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.restart();
+        redis
+    })
+    .await
+    .expect("redis restart task")
+}
+
+async fn start_gw(yaml: &str) -> Gateway {
+    Gateway::builder(yaml)
+        .env("GATEWAY_KEY_PEPPER", "")
+        .start()
+        .await
+}
+
+// ------------------------------------------------------------------ requests
+
+fn chat_url(gw: &Gateway) -> String {
+    format!("{}/v1/chat/completions", gw.url())
+}
+
+/// A chat body with one user message and, if given, `max_tokens`.
+fn body(model: &str, content: &str, max_tokens: Option<u64>) -> Value {
+    let mut b = json!({"model": model, "messages": [{"role": "user", "content": content}]});
+    if let Some(m) = max_tokens {
+        b["max_tokens"] = json!(m);
+    }
+    b
+}
+
+/// The total tokens the mock reports for a non-streamed chat with `content`.
+fn usage_of(content: &str) -> u64 {
+    text_tokens(content.len()) + DEFAULT_STREAM_CHUNKS as u64
+}
+
+/// POSTs `body` to `gw`'s chat endpoint, with `Authorization: Bearer <key>` when
+/// a key is given and `extra` headers.
+async fn chat(
+    c: &TestClient,
+    gw: &Gateway,
+    key: Option<&str>,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> HttpResponse {
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let mut h: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(b) = &bearer {
+        h.push(("authorization", b.as_str()));
+    }
+    c.post_json_with(&chat_url(gw), body, &h).await
+}
+
+fn request_id(r: &HttpResponse) -> String {
+    r.header("x-request-id").unwrap_or_default().to_string()
+}
+
+/// Asserts a quota refusal: 429, `rate_limit_exceeded`, `error.type` `kind`,
+/// `Retry-After` (whole seconds, at least 1) unless `retry` is false.
+fn assert_limited(r: &HttpResponse, kind: &str, retry: bool, what: &str) -> Value {
+    assert_eq!(r.status, 429, "{what}: {}", r.text());
+    let v = r.assert_openai_error(429, "rate_limit_exceeded");
+    assert_eq!(v["error"]["type"], kind, "{what}: {v}");
+    let ra = r.header("retry-after");
+    if retry {
+        let secs: u64 = ra
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: Retry-After {ra:?} is not whole seconds; {v}"));
+        assert!(secs >= 1, "{what}: Retry-After {secs}");
+    } else {
+        assert!(ra.is_none(), "{what}: unexpected Retry-After {ra:?}: {v}");
+    }
+    v
+}
+
+// ------------------------------------------------------------------ admin
+
+async fn admin(
+    c: &TestClient,
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> HttpResponse {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    c.request(
+        method,
+        &format!("{}{path}", gw.admin_url()),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+/// `GET /admin/usage<query>` (query with its `?`, or empty) as a list.
+async fn usage(c: &TestClient, gw: &Gateway, query: &str) -> Vec<Value> {
+    let r = admin(c, gw, Method::GET, &format!("/admin/usage{query}"), None).await;
+    assert_eq!(r.status, 200, "GET /admin/usage{query}: {}", r.text());
+    match r.json() {
+        Value::Array(v) => v,
+        other => panic!("GET /admin/usage{query} is not a list: {other}"),
+    }
+}
+
+fn entry<'a>(list: &'a [Value], quota: &str, key: &str) -> Option<&'a Value> {
+    list.iter().find(|e| e["quota"] == quota && e["key"] == key)
+}
+
+/// `used` of the window (`quota`, `key`) in `GET /admin/usage<query>`; None when
+/// it is not listed.
+async fn used(c: &TestClient, gw: &Gateway, query: &str, quota: &str, key: &str) -> Option<u64> {
+    let list = usage(c, gw, query).await;
+    entry(&list, quota, key).and_then(|e| e["used"].as_u64())
+}
+
+/// Waits until `used` of (`quota`, `key`) is `want` (settlements are sent to the
+/// store off the request path); returns how long that took.
+async fn wait_used(
+    c: &TestClient,
+    gw: &Gateway,
+    query: &str,
+    quota: &str,
+    key: &str,
+    want: u64,
+    within: Duration,
+) -> Duration {
+    let t = Instant::now();
+    loop {
+        let got = used(c, gw, query, quota, key).await;
+        if got == Some(want) {
+            return t.elapsed();
+        }
+        if t.elapsed() > within {
+            panic!(
+                "/admin/usage{query}: {quota}/{key} used is {got:?}, not {want}, after {within:?}:\n{:#}\nstderr:\n{}",
+                Value::Array(usage(c, gw, query).await),
+                gw.stderr()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `(quota, key)` of every listed window.
+fn pairs(list: &[Value]) -> BTreeSet<(String, String)> {
+    list.iter()
+        .map(|e| {
+            (
+                e["quota"].as_str().unwrap_or_default().to_string(),
+                e["key"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(q, k)| (q.to_string(), k.to_string()))
+        .collect()
+}
+
+async fn reset(c: &TestClient, gw: &Gateway, body: &Value) -> HttpResponse {
+    admin(c, gw, Method::POST, "/admin/usage/reset", Some(body)).await
+}
+
+/// A metric of `gw`'s `/metrics` (no token needed).
+async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> Option<f64> {
+    let r = c
+        .try_request(
+            Method::GET,
+            &format!("{}/metrics", gw.admin_url()),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .ok()?;
+    let prefix = format!("{name} ");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until metric `name` of `gw` satisfies `ok`; returns its value.
+async fn wait_metric(
+    c: &TestClient,
+    gw: &Gateway,
+    name: &str,
+    ok: impl Fn(f64) -> bool,
+    what: &str,
+    within: Duration,
+) -> f64 {
+    let t = Instant::now();
+    loop {
+        let v = metric(c, gw, name).await;
+        if let Some(v) = v.filter(|v| ok(*v)) {
+            return v;
+        }
+        if t.elapsed() > within {
+            panic!(
+                "{name} is {v:?} after {within:?}, expected {what}; stderr:\n{}",
+                gw.stderr()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn wait_degraded(c: &TestClient, gw: &Gateway, want: f64) {
+    wait_metric(
+        c,
+        gw,
+        "gateway_state_degraded",
+        |v| v == want,
+        &want.to_string(),
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ------------------------------------------------------------------ tests
+
+/// 1. Replica A reserves a large request (max_tokens 600 of a 1000-token quota)
+///    and is SIGKILLed mid-stream: it never settles. Replica B refuses the next
+///    such request while A's lease (`quota_lease_s: 2`) holds, admits it once
+///    the lease has ended, and `/admin/usage` no longer shows A's 602 tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_request_lease_returns_tokens() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    // a stream takes 8 x 400 ms: A is still serving it when it is killed
+    mock.set_chunk_delay(400);
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", "  quota_lease_s: 2\n"),
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: up1 } ]
+tenants:
+  - id: acme
+    consumers:
+      - name: labubu
+        keys: ["KEY_LABUBU"]
+        quotas:
+          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 1000, window: 1m }
+"#
+        .replace("KEY_LABUBU", KEY_LABUBU)
+    );
+    let (mut a, b) = tokio::join!(start_gw(&yaml), start_gw(&yaml));
+    let c = TestClient::new();
+    let bearer = format!("Bearer {KEY_LABUBU}");
+    let reservation = text_tokens("hello".len()) + 600;
+    let query = "?tenant=acme&consumer=labubu";
+
+    // A: a stream that reserves 602 tokens, held open
+    let mut big = body("gpt-4o", "hello", Some(600));
+    big["stream"] = json!(true);
+    let t_sent = Instant::now();
+    let mut s = c
+        .open_sse(&chat_url(&a), &big, &[("authorization", bearer.as_str())])
+        .await;
+    assert_eq!(s.status, 200, "stream on A");
+    assert_eq!(
+        s.headers
+            .get("x-ratelimit-remaining-tokens")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        Some((1000 - reservation).to_string()),
+        "A's reservation as the headers tell it"
+    );
+    assert!(s.next_event().await.is_some(), "first event of A's stream");
+    let a_pid = a.pid();
+    a.kill();
+    assert!(!a.is_running(), "replica A (pid {a_pid}) still runs");
+    drop(s);
+    let killed_at = t_sent.elapsed();
+
+    // B: the same request does not fit next to A's reservation
+    let nonstream = body("gpt-4o", "hello", Some(600));
+    let r = chat(&c, &b, Some(KEY_LABUBU), &nonstream, &[]).await;
+    let first_refusal_at = t_sent.elapsed();
+    let v = assert_limited(&r, "tokens", true, "B while A's lease holds");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("labubu-tpm"), "{msg}");
+    assert!(
+        first_refusal_at < Duration::from_millis(1800),
+        "the first request on B came {first_refusal_at:?} after A's reservation: too late to see the lease"
+    );
+    // B's admin API sees the tokens A holds
+    let held = used(&c, &b, query, "labubu-tpm", "acme/labubu").await;
+    assert_eq!(
+        held,
+        Some(reservation),
+        "usage while A's reservation is held: {:#}",
+        Value::Array(usage(&c, &b, query).await)
+    );
+
+    // ... until the lease has ended
+    let mut refusals = 1;
+    let admitted_at = loop {
+        let r = chat(&c, &b, Some(KEY_LABUBU), &nonstream, &[]).await;
+        if r.status == 200 {
+            break t_sent.elapsed();
+        }
+        assert_limited(&r, "tokens", true, "B polling for the lease to end");
+        refusals += 1;
+        assert!(
+            t_sent.elapsed() < Duration::from_secs(6),
+            "B still refuses {:?} after A's reservation (lease 2 s); usage: {:#}\nB stderr:\n{}",
+            t_sent.elapsed(),
+            Value::Array(usage(&c, &b, query).await),
+            b.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "A killed {killed_at:?} after its reservation; B refused {refusals} time(s), \
+         first at {first_refusal_at:?}, admitted at {admitted_at:?}"
+    );
+    assert!(
+        admitted_at >= Duration::from_millis(1500),
+        "B admitted {admitted_at:?} after A's reservation, before its 2 s lease could end"
+    );
+    // A's 602 are gone: the window holds B's request only, settled to its usage
+    wait_used(
+        &c,
+        &b,
+        query,
+        "labubu-tpm",
+        "acme/labubu",
+        usage_of("hello"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(mock.hits() >= 2, "mock hits {}", mock.hits());
+}
+
+/// 2. `fail_open`: with Redis stopped requests are still served, counted in
+///    `gateway_quota_bypassed_total`, logged `bypassed`, and their settlements
+///    wait in the queue; when Redis is back (empty) the queue drains and the
+///    tokens and requests of the outage are charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fail_open() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", "  on_redis_error: fail_open\n"),
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: chat-tpm, by: route, strategy: total_tokens, limit: 100000, window: 1m }
+      - { name: chat-rpm, by: route, strategy: requests, limit: 1000, window: 1m }
+"#
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let q = "?route=chat";
+
+    let r = chat(&c, &gw, None, &body("gpt-4o", "before", None), &[]).await;
+    assert_eq!(r.status, 200, "before the outage: {}", r.text());
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("1000"));
+    let line = gw
+        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+        .await;
+    assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
+    wait_used(&c, &gw, q, "chat-rpm", "chat", 1, Duration::from_secs(3)).await;
+
+    let redis = stop_redis(redis).await;
+    wait_degraded(&c, &gw, 1.0).await;
+    let bypassed_before = metric(&c, &gw, "gateway_quota_bypassed_total")
+        .await
+        .unwrap_or(0.0);
+
+    let contents = [
+        "outage one",
+        "outage number two",
+        "three, during the outage",
+    ];
+    for content in contents {
+        let r = chat(&c, &gw, None, &body("gpt-4o", content, None), &[]).await;
+        assert_eq!(r.status, 200, "fail_open during the outage: {}", r.text());
+        let line = gw
+            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            line.ai_log.quota_status.as_deref(),
+            Some("bypassed"),
+            "{line:?}"
+        );
+    }
+    let bypassed = metric(&c, &gw, "gateway_quota_bypassed_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        bypassed - bypassed_before >= contents.len() as f64,
+        "gateway_quota_bypassed_total {bypassed_before} -> {bypassed}"
+    );
+    let queued = wait_metric(
+        &c,
+        &gw,
+        "gateway_quota_settle_queue",
+        |v| v > 0.0,
+        "> 0 while Redis is down",
+        Duration::from_secs(3),
+    )
+    .await;
+    // admin usage cannot be read meanwhile
+    let r = admin(&c, &gw, Method::GET, "/admin/usage", None).await;
+    assert_eq!(r.status, 503, "usage during the outage: {}", r.text());
+
+    let _redis = restart_redis(redis).await;
+    let t_back = Instant::now();
+    wait_metric(
+        &c,
+        &gw,
+        "gateway_quota_settle_queue",
+        |v| v == 0.0,
+        "0 after Redis returned",
+        Duration::from_secs(5),
+    )
+    .await;
+    let drained = t_back.elapsed();
+    // Redis came back empty: the windows hold exactly what the outage used
+    let tokens: u64 = contents.iter().map(|c| usage_of(c)).sum();
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "chat-tpm",
+        "chat",
+        tokens,
+        Duration::from_secs(5),
+    )
+    .await;
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "chat-rpm",
+        "chat",
+        contents.len() as u64,
+        Duration::from_secs(5),
+    )
+    .await;
+    eprintln!(
+        "fail_open: {} settlement(s) queued during the outage, drained {drained:?} after the restart; \
+         {tokens} tokens charged",
+        queued
+    );
+
+    let r = chat(&c, &gw, None, &body("gpt-4o", "after", None), &[]).await;
+    assert_eq!(r.status, 200, "after the restart: {}", r.text());
+    let line = gw
+        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+        .await;
+    assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
+}
+
+/// 3. `fail_closed`: with Redis stopped a request its quotas apply to is
+///    refused 503 `quota_unavailable` (OpenAI-shaped, `Retry-After`); a cached
+///    key without quotas and an open route without quotas still work; after the
+///    restart the quota'd consumer is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fail_closed() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", "  on_redis_error: fail_closed\n"),
+        provider("up1", &mock),
+        r#"routes:
+  - name: open
+    match: { path_prefix: /v1, models: ["open-*"] }
+    upstreams: [ { provider: up1 } ]
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: up1 } ]
+tenants:
+  - id: acme
+    consumers:
+      - name: labubu
+        keys: ["KEY_LABUBU"]
+        quotas:
+          - { name: labubu-rpm, by: consumer, strategy: requests, limit: 100, window: 1m }
+      - name: free
+        keys: ["KEY_FREE"]
+"#
+        .replace("KEY_LABUBU", KEY_LABUBU)
+        .replace("KEY_FREE", KEY_FREE)
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let quota_body = body("gpt-4o", "hello", None);
+    let open_body = body("open-model", "hello", None);
+
+    // before: all three work, and both keys get cached
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &quota_body, &[]).await;
+    assert_eq!(r.status, 200, "labubu before: {}", r.text());
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("100"));
+    let r = chat(&c, &gw, Some(KEY_FREE), &quota_body, &[]).await;
+    assert_eq!(r.status, 200, "free before: {}", r.text());
+    assert!(r.header("x-ratelimit-limit-requests").is_none());
+    let r = chat(&c, &gw, None, &open_body, &[]).await;
+    assert_eq!(r.status, 200, "open route before: {}", r.text());
+
+    let redis = stop_redis(redis).await;
+    wait_degraded(&c, &gw, 1.0).await;
+
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &quota_body, &[]).await;
+    let v = r.assert_openai_error(503, "quota_unavailable");
+    assert_eq!(v["error"]["type"], "server_error", "{v}");
+    assert_eq!(r.header("retry-after"), Some("1"), "{v}");
+    let line = gw
+        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+        .await;
+    assert_eq!(line.response_code, 503);
+    assert_eq!(line.ai_log.quota_status.as_deref(), Some("unavailable"));
+    let hits = mock.hits();
+
+    // a cached key whose consumer has no quota, and an open route: served
+    for round in 0..2 {
+        let r = chat(&c, &gw, Some(KEY_FREE), &quota_body, &[]).await;
+        assert_eq!(
+            r.status,
+            200,
+            "cached key without quotas during the outage (round {round}): {}",
+            r.text()
+        );
+        let r = chat(&c, &gw, None, &open_body, &[]).await;
+        assert_eq!(
+            r.status,
+            200,
+            "open route during the outage (round {round}): {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        mock.hits(),
+        hits + 4,
+        "only the admitted requests went upstream"
+    );
+    let unavailable = metric(&c, &gw, "gateway_quota_unavailable_total").await;
+    assert!(
+        unavailable >= Some(1.0),
+        "gateway_quota_unavailable_total {unavailable:?}"
+    );
+
+    let _redis = restart_redis(redis).await;
+    let t_back = Instant::now();
+    loop {
+        let r = chat(&c, &gw, Some(KEY_LABUBU), &quota_body, &[]).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            r.status == 503,
+            "labubu after the restart: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(
+            t_back.elapsed() < Duration::from_secs(5),
+            "labubu still refused {:?} after the restart: {}\nstderr:\n{}",
+            t_back.elapsed(),
+            r.text(),
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "fail_closed: quota'd requests served again {:?} after the restart",
+        t_back.elapsed()
+    );
+    let r = chat(&c, &gw, None, &open_body, &[]).await;
+    assert_eq!(r.status, 200, "open route after: {}", r.text());
+}
+
+/// 4. `local` with `expected_replicas: 2`: while Redis is down each replica
+///    admits its share, ceil(10 / 2) = 5 requests, then 429. When Redis is back
+///    the 10 admitted during the outage are charged to it, and the global limit
+///    of 10 holds again across both replicas (no longer 5 per replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_local() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(
+            &redis,
+            "gw:",
+            "  on_redis_error: local\n  expected_replicas: 2\n"
+        ),
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: chat-rpm, by: route, strategy: requests, limit: 10, window: 1m }
+"#
+    );
+    let (a, b) = tokio::join!(start_gw(&yaml), start_gw(&yaml));
+    let c = TestClient::new();
+    let req = body("gpt-4o", "hello", None);
+    let q = "?route=chat";
+
+    for _ in 0..2 {
+        let r = chat(&c, &a, None, &req, &[]).await;
+        assert_eq!(r.status, 200, "before the outage: {}", r.text());
+    }
+    wait_used(&c, &a, q, "chat-rpm", "chat", 2, Duration::from_secs(3)).await;
+
+    let redis = stop_redis(redis).await;
+    wait_degraded(&c, &a, 1.0).await;
+    wait_degraded(&c, &b, 1.0).await;
+
+    for (name, gw) in [("A", &a), ("B", &b)] {
+        let mut statuses = Vec::new();
+        let mut last = None;
+        for _ in 0..7 {
+            let r = chat(&c, gw, None, &req, &[]).await;
+            statuses.push(r.status);
+            if r.status == 200 {
+                let line = gw
+                    .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+                    .await;
+                assert_eq!(
+                    line.ai_log.quota_status.as_deref(),
+                    Some("local"),
+                    "{line:?}"
+                );
+            }
+            last = Some(r);
+        }
+        assert_eq!(
+            statuses,
+            [200, 200, 200, 200, 200, 429, 429],
+            "replica {name} while Redis is down (limit 10 over 2 replicas)"
+        );
+        let r = last.expect("a response");
+        assert_limited(
+            &r,
+            "requests",
+            true,
+            &format!("replica {name}, local share used"),
+        );
+        eprintln!(
+            "local: replica {name} refuses with x-ratelimit-limit-requests {:?}, remaining {:?}",
+            r.header("x-ratelimit-limit-requests"),
+            r.header("x-ratelimit-remaining-requests")
+        );
+        let local = metric(&c, gw, "gateway_quota_local_total").await;
+        assert_eq!(local, Some(5.0), "gateway_quota_local_total of {name}");
+    }
+
+    let _redis = restart_redis(redis).await;
+    for gw in [&a, &b] {
+        wait_degraded(&c, gw, 0.0).await;
+        wait_metric(
+            &c,
+            gw,
+            "gateway_quota_settle_queue",
+            |v| v == 0.0,
+            "0 after Redis returned",
+            Duration::from_secs(5),
+        )
+        .await;
+    }
+    // Redis came back empty; what the replicas admitted meanwhile is charged
+    wait_used(&c, &a, q, "chat-rpm", "chat", 10, Duration::from_secs(5)).await;
+    for (name, gw) in [("A", &a), ("B", &b)] {
+        let r = chat(&c, gw, None, &req, &[]).await;
+        assert_limited(
+            &r,
+            "requests",
+            true,
+            &format!("replica {name}: the outage's 10 requests count globally"),
+        );
+        assert_eq!(r.header("x-ratelimit-limit-requests"), Some("10"));
+    }
+
+    // emptied: 10 pass on A alone (the per-replica share is gone), then both refuse
+    let r = reset(&c, &a, &json!({"quota": "chat-rpm", "key": "chat"})).await;
+    assert_eq!(r.status, 204, "reset: {}", r.text());
+    for i in 0..10 {
+        let r = chat(&c, &a, None, &req, &[]).await;
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} on A after the reset: {}",
+            r.text()
+        );
+        let line = a
+            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+            .await;
+        assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
+    }
+    for (name, gw) in [("B", &b), ("A", &a)] {
+        let r = chat(&c, gw, None, &req, &[]).await;
+        assert_limited(
+            &r,
+            "requests",
+            true,
+            &format!("replica {name} after 10 on A"),
+        );
+    }
+}
+
+/// 5. A route `by: upstream` requests quota (2 per provider) with
+///    `fallback.on: [rate_limiting]`: requests 1-2 go to p1, 3-4 fall back to p2,
+///    the 5th finds both exhausted (429). Without `rate_limiting`, the 3rd is a
+///    429 and p2 is never tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_quota_falls_back() {
+    let redis = start_redis().await;
+    let c = TestClient::new();
+    let req = body("gpt-4o", "hello", None);
+    let route = |on: &str| {
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]
+    fallback: { on: ON, max_retries: 3 }
+    quotas:
+      - { name: per-upstream, by: upstream, strategy: requests, limit: 2, window: 1m }
+"#
+        .replace("ON", on)
+    };
+
+    // with rate_limiting
+    let (m1, m2) = (MockUpstream::start_default(), MockUpstream::start_default());
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw1:", ""),
+        provider("p1", &m1),
+        provider("p2", &m2),
+        route("[rate_limiting]")
+    );
+    let gw = start_gw(&yaml).await;
+    let mut served_by = Vec::new();
+    for i in 1..=4 {
+        let r = chat(&c, &gw, None, &req, &[]).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.header("x-ratelimit-limit-requests"), Some("2"));
+        let line = gw
+            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+            .await;
+        served_by.push(line.ai_log.provider.clone().unwrap_or_default());
+        assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
+        if i > 2 {
+            assert_eq!(line.ai_log.attempts, 2, "request {i}: {line:?}");
+        }
+    }
+    assert_eq!(served_by, ["p1", "p1", "p2", "p2"]);
+    assert_eq!((m1.hits(), m2.hits()), (2, 2));
+    let r = chat(&c, &gw, None, &req, &[]).await;
+    let v = assert_limited(
+        &r,
+        "requests",
+        true,
+        "5th request, both providers exhausted",
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("per-upstream")),
+        "{v}"
+    );
+    let line = gw
+        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+        .await;
+    assert_eq!(line.response_code, 429);
+    assert!(line.response_flags.contains("RL"), "{line:?}");
+    assert_eq!(line.ai_log.quota_status.as_deref(), Some("limited"));
+    assert_eq!(line.ai_log.quota.as_deref(), Some("per-upstream"));
+    assert_eq!((m1.hits(), m2.hits()), (2, 2), "no upstream saw the 5th");
+    let list = usage(&c, &gw, "?route=chat").await;
+    for p in ["p1", "p2"] {
+        let e = entry(&list, "per-upstream", p)
+            .unwrap_or_else(|| panic!("no per-upstream/{p} in {list:?}"));
+        assert_eq!(e["used"], 2, "{e}");
+        assert_eq!(e["by"], "upstream", "{e}");
+    }
+
+    // without rate_limiting (http_429 is the upstream's 429, not a quota's)
+    let (n1, n2) = (MockUpstream::start_default(), MockUpstream::start_default());
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw2:", ""),
+        provider("p1", &n1),
+        provider("p2", &n2),
+        route("[http_429, http_5xx, connect_error]")
+    );
+    let gw2 = start_gw(&yaml).await;
+    for i in 1..=2 {
+        let r = chat(&c, &gw2, None, &req, &[]).await;
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} without rate_limiting: {}",
+            r.text()
+        );
+    }
+    let r = chat(&c, &gw2, None, &req, &[]).await;
+    assert_limited(&r, "requests", true, "3rd request without rate_limiting");
+    let line = gw2
+        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+        .await;
+    assert_eq!(line.ai_log.provider.as_deref(), Some("p1"), "{line:?}");
+    assert_eq!(line.ai_log.attempts, 1, "{line:?}");
+    assert_eq!((n1.hits(), n2.hits()), (2, 0), "p2 must not be tried");
+}
+
+/// 6. `GET /admin/usage` with and without filters, field by field; a bad query
+///    is a 400; `POST /admin/usage/reset` empties one window (204) and admits
+///    again, an unknown quota is a 404, and no admin token is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_usage_and_reset() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", ""),
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: chat-rpm, by: route, strategy: requests, limit: 100, window: 1m }
+tenants:
+  - id: acme
+    quotas:
+      - { name: acme-daily, by: tenant, strategy: total_tokens, limit: 1000000, window: 1d }
+    consumers:
+      - name: labubu
+        keys: ["KEY_LABUBU"]
+        quotas:
+          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 100000, window: 1m }
+          - { name: labubu-rpm, by: consumer, strategy: requests, limit: 2, window: 1m }
+      - name: bob
+        keys: ["KEY_BOB"]
+        quotas:
+          - { name: bob-rpm, by: consumer, strategy: requests, limit: 5, window: 1h }
+  - id: globex
+    consumers:
+      - name: wile
+        keys: ["KEY_WILE"]
+        quotas:
+          - { name: wile-rpm, by: consumer, strategy: requests, limit: 5, window: 1m }
+"#
+        .replace("KEY_LABUBU", KEY_LABUBU)
+        .replace("KEY_BOB", KEY_BOB)
+        .replace("KEY_WILE", KEY_WILE)
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let req = body("gpt-4o", "hello", Some(100));
+    let per_request = usage_of("hello");
+
+    for i in 0..2 {
+        let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+        assert_eq!(r.status, 200, "labubu {i}: {}", r.text());
+    }
+    let r = chat(&c, &gw, Some(KEY_WILE), &req, &[]).await;
+    assert_eq!(r.status, 200, "wile: {}", r.text());
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    assert_limited(&r, "requests", true, "labubu's 3rd (labubu-rpm limit 2)");
+
+    // the refused request's route reservation is given back: 3, not 4
+    wait_used(&c, &gw, "", "chat-rpm", "chat", 3, Duration::from_secs(3)).await;
+    wait_used(
+        &c,
+        &gw,
+        "",
+        "labubu-tpm",
+        "acme/labubu",
+        2 * per_request,
+        Duration::from_secs(3),
+    )
+    .await;
+
+    let all = usage(&c, &gw, "").await;
+    assert_eq!(
+        pairs(&all),
+        set(&[
+            ("chat-rpm", "chat"),
+            ("acme-daily", "acme"),
+            ("labubu-tpm", "acme/labubu"),
+            ("labubu-rpm", "acme/labubu"),
+            ("bob-rpm", "acme/bob"),
+            ("wile-rpm", "globex/wile"),
+        ]),
+        "{all:#?}"
+    );
+    let now = unix_now();
+    // (quota, key, owner, by, strategy, limit, window, used)
+    let expected = [
+        (
+            "chat-rpm", "chat", "r:chat", "route", "requests", 100, "1m", 3,
+        ),
+        (
+            "acme-daily",
+            "acme",
+            "t:acme",
+            "tenant",
+            "total_tokens",
+            1_000_000,
+            "1d",
+            2 * per_request,
+        ),
+        (
+            "labubu-tpm",
+            "acme/labubu",
+            "c:acme/labubu",
+            "consumer",
+            "total_tokens",
+            100_000,
+            "1m",
+            2 * per_request,
+        ),
+        (
+            "labubu-rpm",
+            "acme/labubu",
+            "c:acme/labubu",
+            "consumer",
+            "requests",
+            2,
+            "1m",
+            2,
+        ),
+        (
+            "bob-rpm",
+            "acme/bob",
+            "c:acme/bob",
+            "consumer",
+            "requests",
+            5,
+            "1h",
+            0,
+        ),
+        (
+            "wile-rpm",
+            "globex/wile",
+            "c:globex/wile",
+            "consumer",
+            "requests",
+            5,
+            "1m",
+            1,
+        ),
+    ];
+    for (quota, key, owner, by, strategy, limit, window, used_want) in expected {
+        let e = entry(&all, quota, key).expect("listed");
+        let what = format!("{quota}/{key}: {e}");
+        assert_eq!(e["owner"], owner, "{what}");
+        assert_eq!(e["by"], by, "{what}");
+        assert_eq!(e["strategy"], strategy, "{what}");
+        assert_eq!(e["limit"], limit, "{what}");
+        assert_eq!(e["window"], window, "{what}");
+        assert_eq!(e["used"], used_want, "{what}");
+        assert_eq!(e["remaining"], limit - used_want, "{what}");
+        let reset_at = e["reset_at"].as_str().unwrap_or_default();
+        let at = humantime::parse_rfc3339(reset_at)
+            .unwrap_or_else(|err| panic!("reset_at {reset_at:?} ({err}): {what}"))
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let window_s = match window {
+            "1m" => 60,
+            "1h" => 3600,
+            _ => 86_400,
+        };
+        if used_want > 0 {
+            assert!(
+                at > now && at <= now + window_s + window_s / 60 + 2,
+                "reset_at {reset_at} (now {now}): {what}"
+            );
+        } else {
+            assert!(
+                at + 2 >= now && at <= now + 2,
+                "reset_at {reset_at} of an unused window: {what}"
+            );
+        }
+    }
+
+    // filters
+    for (query, want) in [
+        (
+            "?tenant=acme",
+            set(&[
+                ("acme-daily", "acme"),
+                ("labubu-tpm", "acme/labubu"),
+                ("labubu-rpm", "acme/labubu"),
+                ("bob-rpm", "acme/bob"),
+            ]),
+        ),
+        (
+            "?tenant=acme&consumer=labubu",
+            set(&[
+                ("acme-daily", "acme"),
+                ("labubu-tpm", "acme/labubu"),
+                ("labubu-rpm", "acme/labubu"),
+            ]),
+        ),
+        ("?tenant=globex", set(&[("wile-rpm", "globex/wile")])),
+        (
+            "?tenant=globex&consumer=wile",
+            set(&[("wile-rpm", "globex/wile")]),
+        ),
+        ("?tenant=nobody", set(&[])),
+        ("?route=chat", set(&[("chat-rpm", "chat")])),
+        ("?route=other", set(&[])),
+    ] {
+        let list = usage(&c, &gw, query).await;
+        assert_eq!(pairs(&list), want, "GET /admin/usage{query}: {list:#?}");
+    }
+    for query in ["?bogus=1", "?consumer=labubu", "?tenant=acme&limit=5"] {
+        let r = admin(&c, &gw, Method::GET, &format!("/admin/usage{query}"), None).await;
+        r.assert_openai_error(400, "invalid_query");
+    }
+
+    // reset one window: labubu is admitted again, the other windows keep theirs
+    let r = reset(
+        &c,
+        &gw,
+        &json!({"quota": "labubu-rpm", "key": "acme/labubu"}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "reset: {}", r.text());
+    assert!(r.body.is_empty(), "{}", r.text());
+    let list = usage(&c, &gw, "?tenant=acme&consumer=labubu").await;
+    let e = entry(&list, "labubu-rpm", "acme/labubu").expect("labubu-rpm listed after reset");
+    assert_eq!(e["used"], 0, "{e}");
+    assert_eq!(e["remaining"], 2, "{e}");
+    assert_eq!(
+        entry(&list, "labubu-tpm", "acme/labubu").map(|e| e["used"].clone()),
+        Some(json!(2 * per_request)),
+        "{list:#?}"
+    );
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    assert_eq!(r.status, 200, "labubu after the reset: {}", r.text());
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("1"));
+
+    // a reset without key: every window of the quota
+    let r = reset(&c, &gw, &json!({"quota": "chat-rpm"})).await;
+    assert_eq!(r.status, 204, "reset chat-rpm: {}", r.text());
+    wait_used(&c, &gw, "", "chat-rpm", "chat", 0, Duration::from_secs(3)).await;
+
+    // errors
+    let r = reset(
+        &c,
+        &gw,
+        &json!({"quota": "no-such-quota", "key": "acme/labubu"}),
+    )
+    .await;
+    r.assert_openai_error(404, "not_found");
+    let r = reset(&c, &gw, &json!({"key": "acme/labubu"})).await;
+    assert_eq!(r.status, 400, "reset without quota: {}", r.text());
+    for (method, path, body) in [
+        (Method::GET, "/admin/usage", String::new()),
+        (
+            Method::POST,
+            "/admin/usage/reset",
+            json!({"quota": "labubu-rpm"}).to_string(),
+        ),
+    ] {
+        let url = format!("{}{path}", gw.admin_url());
+        let r = c
+            .request(
+                method.clone(),
+                &url,
+                &[("content-type", "application/json")],
+                body.clone(),
+            )
+            .await;
+        r.assert_openai_error(401, "unauthorized");
+        let r = c
+            .request(
+                method.clone(),
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", "Bearer wrong-token"),
+                ],
+                body,
+            )
+            .await;
+        r.assert_openai_error(401, "unauthorized");
+    }
+    // and nothing was reset by the refused call
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    assert_eq!(r.status, 200, "labubu's 2nd after the reset: {}", r.text());
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    assert_limited(&r, "requests", true, "labubu's 3rd after the reset");
+}
+
+/// 7. The default memory backend, same consumer quotas: the rate headers, a
+///    request that can never fit (429 without `Retry-After`, nothing reserved),
+///    the limit reached (429 with `Retry-After`, logged `RL`/`limited`), and a
+///    reset that admits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backend_same_semantics() {
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}providers:\n{}{}",
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: up1 } ]
+tenants:
+  - id: acme
+    consumers:
+      - name: labubu
+        keys: ["KEY_LABUBU"]
+        quotas:
+          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 1000, window: 1m }
+          - { name: labubu-rpm, by: consumer, strategy: requests, limit: 3, window: 1m }
+"#
+        .replace("KEY_LABUBU", KEY_LABUBU)
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let req = body("gpt-4o", "hello", Some(50));
+    let reservation = text_tokens("hello".len()) + 50;
+
+    // never fits: prompt + 5000 > 1000; refused without Retry-After, nothing held
+    let r = chat(
+        &c,
+        &gw,
+        Some(KEY_LABUBU),
+        &body("gpt-4o", "hello", Some(5000)),
+        &[],
+    )
+    .await;
+    let v = assert_limited(&r, "tokens", false, "max_tokens over the limit");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("max_tokens"), "{msg}");
+
+    for i in 0..3u64 {
+        let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.header("x-ratelimit-limit-requests"), Some("3"));
+        assert_eq!(
+            r.header("x-ratelimit-remaining-requests"),
+            Some((2 - i).to_string().as_str()),
+            "request {i}"
+        );
+        assert_eq!(r.header("x-ratelimit-limit-tokens"), Some("1000"));
+        if i == 0 {
+            assert_eq!(
+                r.header("x-ratelimit-remaining-tokens"),
+                Some((1000 - reservation).to_string().as_str())
+            );
+        }
+        for h in ["x-ratelimit-reset-tokens", "x-ratelimit-reset-requests"] {
+            assert!(
+                r.header(h).is_some_and(|v| !v.is_empty()),
+                "{h} on request {i}"
+            );
+        }
+    }
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    let v = assert_limited(&r, "requests", true, "4th request");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("labubu-rpm")),
+        "{v}"
+    );
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
+    let line = gw
+        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+        .await;
+    assert!(line.response_flags.contains("RL"), "{line:?}");
+    assert_eq!(line.ai_log.quota_status.as_deref(), Some("limited"));
+    assert_eq!(line.ai_log.quota.as_deref(), Some("labubu-rpm"));
+    assert_eq!(mock.hits(), 3, "refused requests never reach the upstream");
+
+    let q = "?tenant=acme&consumer=labubu";
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "labubu-rpm",
+        "acme/labubu",
+        3,
+        Duration::from_secs(3),
+    )
+    .await;
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "labubu-tpm",
+        "acme/labubu",
+        3 * usage_of("hello"),
+        Duration::from_secs(3),
+    )
+    .await;
+    let r = reset(
+        &c,
+        &gw,
+        &json!({"quota": "labubu-rpm", "key": "acme/labubu"}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "reset: {}", r.text());
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "labubu-rpm",
+        "acme/labubu",
+        0,
+        Duration::from_secs(3),
+    )
+    .await;
+    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    assert_eq!(r.status, 200, "after the reset: {}", r.text());
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("2"));
+    let r = reset(&c, &gw, &json!({"quota": "nope"})).await;
+    r.assert_openai_error(404, "not_found");
+}
+
+/// A client whose connections come from `ip` (any 127.0.0.0/8 address is local
+/// on Linux).
+fn client_from(ip: &str) -> TestClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    conn.set_local_address(Some(ip.parse().expect("an IP address")));
+    TestClient::from_client(Client::builder(TokioExecutor::new()).build(conn))
+}
+
+/// 8. Route quotas `by: header:x-team` and `by: ip` (2 requests each): every
+///    header value has its own window, requests without the header share `-`,
+///    a value longer than 128 bytes is counted by digest; every client address
+///    has its own window, and `X-Forwarded-For` does not change it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_quota_by_header_and_ip() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", ""),
+        provider("up1", &mock),
+        r#"routes:
+  - name: by-ip
+    match: { path_prefix: /v1, models: ["ip-*"] }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: per-ip, by: ip, strategy: requests, limit: 2, window: 1m }
+  - name: by-team
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: per-team, by: "header:x-team", strategy: requests, limit: 2, window: 1m }
+"#
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let team_req = body("gpt-4o", "hello", None);
+    let long = "x".repeat(200);
+
+    let teams: [(&str, Option<&str>); 4] = [
+        ("red", Some("red")),
+        // a colon in the value: the refusal still names the whole value
+        ("team:blue", Some("team:blue")),
+        ("no header", None),
+        ("long", Some(long.as_str())),
+    ];
+    for (name, team) in teams {
+        let headers: Vec<(&str, &str)> = team.map(|t| vec![("x-team", t)]).unwrap_or_default();
+        for i in 0..2 {
+            let r = chat(&c, &gw, None, &team_req, &headers).await;
+            assert_eq!(r.status, 200, "team {name}, request {i}: {}", r.text());
+            assert_eq!(
+                r.header("x-ratelimit-remaining-requests"),
+                Some(if i == 0 { "1" } else { "0" }),
+                "team {name}, request {i}"
+            );
+        }
+        let r = chat(&c, &gw, None, &team_req, &headers).await;
+        let v = assert_limited(&r, "requests", true, &format!("team {name}, 3rd request"));
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("per-team"), "{v}");
+        if let Some(t) = team.filter(|t| t.len() <= 128) {
+            assert!(
+                msg.contains(&format!("{t:?}")),
+                "the refusal names {t:?}: {msg}"
+            );
+        }
+    }
+    let list = usage(&c, &gw, "?route=by-team").await;
+    let keys: BTreeSet<String> = list
+        .iter()
+        .filter(|e| e["quota"] == "per-team")
+        .map(|e| e["key"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        keys.contains("red") && keys.contains("team:blue") && keys.contains("-"),
+        "{list:#?}"
+    );
+    assert_eq!(keys.len(), 4, "red, team:blue, - and a digest: {keys:?}");
+    let digest = keys
+        .iter()
+        .find(|k| !["red", "team:blue", "-"].contains(&k.as_str()))
+        .expect("the long value's window");
+    assert!(
+        digest.starts_with("sha256:") && !digest.contains(&long),
+        "a long header value is counted by digest: {digest}"
+    );
+    for e in list.iter().filter(|e| e["quota"] == "per-team") {
+        assert_eq!(e["used"], 2, "{e}");
+        assert_eq!(e["by"], "header:x-team", "{e}");
+    }
+
+    // by ip: 127.0.0.1 and 127.0.0.2 count separately
+    let ip_req = body("ip-model", "hello", None);
+    let other = client_from("127.0.0.2");
+    for (addr, client) in [("127.0.0.1", &c), ("127.0.0.2", &other)] {
+        for i in 0..2 {
+            let r = chat(client, &gw, None, &ip_req, &[]).await;
+            assert_eq!(r.status, 200, "{addr}, request {i}: {}", r.text());
+            let line = gw
+                .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+                .await;
+            assert!(
+                line.downstream_remote_address
+                    .starts_with(&format!("{addr}:")),
+                "{line:?}"
+            );
+            assert_eq!(line.route_name.as_deref(), Some("by-ip"));
+        }
+        let r = chat(client, &gw, None, &ip_req, &[]).await;
+        assert_limited(&r, "requests", true, &format!("{addr}, 3rd request"));
+        // the socket's address counts, not what the client claims
+        let r = chat(
+            client,
+            &gw,
+            None,
+            &ip_req,
+            &[("x-forwarded-for", "10.9.8.7")],
+        )
+        .await;
+        assert_limited(
+            &r,
+            "requests",
+            true,
+            &format!("{addr} with X-Forwarded-For"),
+        );
+    }
+    let list = usage(&c, &gw, "?route=by-ip").await;
+    assert_eq!(
+        pairs(&list),
+        set(&[("per-ip", "127.0.0.1"), ("per-ip", "127.0.0.2")]),
+        "{list:#?}"
+    );
+    for e in &list {
+        assert_eq!(e["used"], 2, "{e}");
+        assert_eq!(e["owner"], "r:by-ip", "{e}");
+    }
+}
+
+/// 9. Redis hangs (`CLIENT PAUSE ... ALL`) instead of going away: the first
+///    request waits at most about `state.redis.timeout_ms` for it, later ones not
+///    at all (the gateway knows it is down), all are served (`fail_open`), and
+///    their usage is charged when Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hung_times_out_fail_open() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", "  on_redis_error: fail_open\n"),
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: chat-tpm, by: route, strategy: total_tokens, limit: 100000, window: 1m }
+      - { name: chat-rpm, by: route, strategy: requests, limit: 1000, window: 1m }
+"#
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let q = "?route=chat";
+    let r = chat(&c, &gw, None, &body("gpt-4o", "warm up", None), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_used(&c, &gw, q, "chat-rpm", "chat", 1, Duration::from_secs(3)).await;
+
+    let pause_ms = 3000u64;
+    assert_eq!(
+        redis.cli(&["CLIENT", "PAUSE", &pause_ms.to_string(), "ALL"]),
+        "OK"
+    );
+    let t_pause = Instant::now();
+    let contents = ["hung one", "hung number two", "three while hung"];
+    let mut took = Vec::new();
+    for content in contents {
+        let t = Instant::now();
+        let r = chat(&c, &gw, None, &body("gpt-4o", content, None), &[]).await;
+        took.push(t.elapsed());
+        assert_eq!(r.status, 200, "while Redis hangs: {}", r.text());
+        let line = gw
+            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            line.ai_log.quota_status.as_deref(),
+            Some("bypassed"),
+            "{line:?}"
+        );
+    }
+    eprintln!("hung Redis: requests took {took:?}");
+    assert!(
+        t_pause.elapsed() < Duration::from_millis(pause_ms),
+        "{took:?}: Redis answered again meanwhile"
+    );
+    assert!(
+        took[0] < Duration::from_millis(1500),
+        "first request while Redis hangs took {:?}",
+        took[0]
+    );
+    for t in &took[1..] {
+        assert!(
+            *t < Duration::from_millis(500),
+            "later requests must not wait for Redis: {took:?}"
+        );
+    }
+    // Redis answers again once the pause is over
+    wait_degraded(&c, &gw, 0.0).await;
+    let want_tokens: u64 = usage_of("warm up") + contents.iter().map(|s| usage_of(s)).sum::<u64>();
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "chat-rpm",
+        "chat",
+        1 + contents.len() as u64,
+        Duration::from_secs(8),
+    )
+    .await;
+    wait_used(
+        &c,
+        &gw,
+        q,
+        "chat-tpm",
+        "chat",
+        want_tokens,
+        Duration::from_secs(8),
+    )
+    .await;
+}
+
+/// 10. Known gap, ignored: the quota counters of `/metrics` count store calls,
+///     not requests, although their help texts speak of requests. With a
+///     `by: upstream` quota and the `rate_limiting` fallback, a request refused
+///     on p1 and served by p2 is counted as `limited` (and `admitted` once per
+///     call); a request with two hash tags admitted unchecked while Redis is
+///     down is counted twice in `bypassed`. And a request served by p2 after p1
+///     refused answers `x-ratelimit-remaining-requests: 0` (p1's), although p2,
+///     which served it, has 1 left and the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: quota counters count store calls, not requests; fallback answers carry the refusing upstream's remaining"]
+async fn quota_counters_count_requests() {
+    let redis = start_redis().await;
+    let c = TestClient::new();
+    let (m1, m2) = (MockUpstream::start_default(), MockUpstream::start_default());
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw:", "  on_redis_error: fail_open\n"),
+        provider("p1", &m1),
+        provider("p2", &m2),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]
+    fallback: { on: [rate_limiting], max_retries: 3 }
+    quotas:
+      - { name: per-upstream, by: upstream, strategy: requests, limit: 2, window: 1m }
+      - { name: chat-rpm, by: route, strategy: requests, limit: 1000, window: 1m }
+"#
+    );
+    let gw = start_gw(&yaml).await;
+    let req = body("gpt-4o", "hello", None);
+    let mut remaining = Vec::new();
+    for i in 1..=5 {
+        let r = chat(&c, &gw, None, &req, &[]).await;
+        assert_eq!(
+            r.status,
+            if i < 5 { 200 } else { 429 },
+            "request {i}: {}",
+            r.text()
+        );
+        remaining.push(
+            r.header("x-ratelimit-remaining-requests")
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let counters = async |c: &TestClient, gw: &Gateway| {
+        let mut out = Vec::new();
+        for n in ["admitted", "limited", "bypassed"] {
+            out.push(
+                metric(c, gw, &format!("gateway_quota_{n}_total"))
+                    .await
+                    .unwrap_or(-1.0),
+            );
+        }
+        out
+    };
+    let after_five = counters(&c, &gw).await;
+
+    let redis = stop_redis(redis).await;
+    wait_degraded(&c, &gw, 1.0).await;
+    let r = chat(&c, &gw, None, &req, &[]).await;
+    assert_eq!(r.status, 200, "fail_open: {}", r.text());
+    let after_outage = counters(&c, &gw).await;
+    drop(redis);
+
+    eprintln!(
+        "remaining-requests of requests 1-5: {remaining:?}; admitted/limited/bypassed after 4 served and 1 refused: \
+         {after_five:?}; after 1 more admitted unchecked: {after_outage:?}"
+    );
+    assert_eq!(
+        remaining[2], "1",
+        "request 3, served by p2 which has 1 left: {remaining:?}"
+    );
+    assert_eq!(
+        after_five[..2],
+        [4.0, 1.0],
+        "admitted, limited after 4 served and 1 refused"
+    );
+    assert_eq!(
+        after_outage[2], 1.0,
+        "bypassed after one request admitted unchecked"
+    );
+}
