@@ -75,7 +75,7 @@ pub async fn handle(
     ));
     let request_id = ctx.request_id.clone();
     let answer = phases(&cfg, &app.auth, &app.quotas, &mut ctx, &parts, body).await;
-    let rate = ctx.quota.as_ref().map(|q| q.headers);
+    let rate = ctx.quota.as_ref().map(|q| q.headers());
     let mut resp = match answer {
         Ok(Answer::Upstream {
             head,

@@ -1556,16 +1556,11 @@ async fn redis_hung_times_out_fail_open() {
     .await;
 }
 
-/// 10. Known gap, ignored: the quota counters of `/metrics` count store calls,
-///     not requests, although their help texts speak of requests. With a
-///     `by: upstream` quota and the `rate_limiting` fallback, a request refused
-///     on p1 and served by p2 is counted as `limited` (and `admitted` once per
-///     call); a request with two hash tags admitted unchecked while Redis is
-///     down is counted twice in `bypassed`. And a request served by p2 after p1
-///     refused answers `x-ratelimit-remaining-requests: 0` (p1's), although p2,
-///     which served it, has 1 left and the next request is served.
+/// 10. The quota counters of `/metrics` count requests (by their final quota
+///     status), not store calls: with a `by: upstream` quota and the
+///     `rate_limiting` fallback, a request refused on p1 and served by p2 is
+///     `admitted` once; and its x-ratelimit headers are p2's, which served it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: quota counters count store calls, not requests; fallback answers carry the refusing upstream's remaining"]
 async fn quota_counters_count_requests() {
     let redis = start_redis().await;
     let c = TestClient::new();

@@ -162,7 +162,13 @@ pub struct Held {
     lease_ms: u64,
     estimate: Estimate,
     groups: Vec<Group>,
-    pub headers: RateHeaders,
+    /// what the request-level quotas say, for the x-ratelimit headers
+    headers: RateHeaders,
+    /// what the quotas of the latest upstream attempt say (an instance the
+    /// fallback moved away from no longer counts)
+    attempt_headers: RateHeaders,
+    /// the request was counted in the /metrics counters
+    counted: bool,
     pub status: Option<Status>,
     /// the quota that refused, for ai_log
     pub limited_by: Option<String>,
@@ -205,6 +211,8 @@ impl Quotas {
             estimate,
             groups: Vec::new(),
             headers: RateHeaders::default(),
+            attempt_headers: RateHeaders::default(),
+            counted: false,
             status: None,
             limited_by: None,
         }
@@ -283,6 +291,9 @@ impl Held {
         }
         let engine = self.engine.clone();
         let degraded = engine.store.is_degraded();
+        if attempt {
+            self.attempt_headers = RateHeaders::default();
+        }
         let calls = tags.iter().map(|(tag, items)| {
             let items: Vec<Item> = items
                 .iter()
@@ -319,9 +330,10 @@ impl Held {
                     standing,
                     ..
                 }) => {
-                    self.note(&quotas, &items, &standing);
+                    self.note(attempt, &quotas, &items, &standing);
                     if refusal.is_none() {
-                        refusal = Some(self.refused(&quotas, &items, index, retry_ms, used));
+                        refusal =
+                            Some(self.refused(attempt, &quotas, &items, index, retry_ms, used));
                     }
                     continue;
                 }
@@ -329,7 +341,6 @@ impl Held {
                     OnRedisError::FailOpen => {
                         tracing::debug!(error = %e, "quota store unreachable: admitted unchecked");
                         self.status = Some(Status::Bypassed);
-                        engine.stats.bypassed.fetch_add(1, Ordering::Relaxed);
                         (SettleMode::Unreserved, false, Vec::new())
                     }
                     OnRedisError::FailClosed => {
@@ -358,7 +369,6 @@ impl Held {
                         match a {
                             ReserveAnswer::Admitted { used, .. } => {
                                 self.status = Some(Status::Local);
-                                engine.stats.local.fetch_add(1, Ordering::Relaxed);
                                 (SettleMode::Unreserved, true, used)
                             }
                             ReserveAnswer::Refused {
@@ -368,10 +378,12 @@ impl Held {
                                 standing,
                                 ..
                             } => {
-                                self.note(&quotas, &local, &standing);
+                                self.note(attempt, &quotas, &local, &standing);
                                 if refusal.is_none() {
                                     refusal =
-                                        Some(self.refused(&quotas, &local, index, retry_ms, used));
+                                        Some(self.refused(
+                                            attempt, &quotas, &local, index, retry_ms, used,
+                                        ));
                                 }
                                 continue;
                             }
@@ -379,7 +391,7 @@ impl Held {
                     }
                 },
             };
-            self.note(&quotas, &items, &used);
+            self.note(attempt, &quotas, &items, &used);
             self.groups.push(Group {
                 tag,
                 items: quotas,
@@ -394,7 +406,6 @@ impl Held {
                     self.status = Some(Status::Allowed);
                     self.limited_by = None;
                 }
-                engine.stats.admitted.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Some(r) => {
@@ -410,11 +421,9 @@ impl Held {
                 match &r {
                     Refusal::Limited(_) => {
                         self.status = Some(Status::Limited);
-                        engine.stats.limited.fetch_add(1, Ordering::Relaxed);
                     }
                     Refusal::Unavailable => {
                         self.status = Some(Status::Unavailable);
-                        engine.stats.unavailable.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Err(r)
@@ -422,10 +431,33 @@ impl Held {
         }
     }
 
+    /// The x-ratelimit headers: the tightest of the request's quotas and those
+    /// of the upstream attempt that answered (or refused last).
+    pub fn headers(&self) -> RateHeaders {
+        let mut h = self.headers;
+        for (tokens, s) in [
+            (true, self.attempt_headers.tokens),
+            (false, self.attempt_headers.requests),
+        ] {
+            if let Some(s) = s {
+                h.note(tokens, s);
+            }
+        }
+        h
+    }
+
+    fn target(&mut self, attempt: bool) -> &mut RateHeaders {
+        if attempt {
+            &mut self.attempt_headers
+        } else {
+            &mut self.headers
+        }
+    }
+
     /// Records each quota's standing for the x-ratelimit headers.
-    fn note(&mut self, quotas: &Windows, items: &[Item], used: &[store::WindowUse]) {
+    fn note(&mut self, attempt: bool, quotas: &Windows, items: &[Item], used: &[store::WindowUse]) {
         for (((q, _), it), u) in quotas.iter().zip(items).zip(used) {
-            self.headers.note(
+            self.target(attempt).note(
                 q.counts_tokens(),
                 Standing {
                     limit: it.limit,
@@ -438,6 +470,7 @@ impl Held {
 
     fn refused(
         &mut self,
+        attempt: bool,
         quotas: &[(Arc<Quota>, String)],
         items: &[Item],
         index: usize,
@@ -455,7 +488,7 @@ impl Held {
             .and_then(|(tag, _)| q.subject_of(tag, key))
             .unwrap_or("");
         self.limited_by = Some(q.name.clone());
-        self.headers.note(
+        self.target(attempt).note(
             q.counts_tokens(),
             Standing {
                 limit: it.limit,
@@ -500,6 +533,7 @@ impl Held {
 
     /// Settles everything with the request's real (or estimated) usage.
     pub fn finish(&mut self, usage: &Usage) {
+        self.count();
         for g in std::mem::take(&mut self.groups) {
             let actual = g
                 .items
@@ -511,9 +545,29 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Counts the request once in the /metrics counters, by its final status.
+    fn count(&mut self) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
+        let stats = &self.engine.stats;
+        let c = match self.status {
+            Some(Status::Allowed) => &stats.admitted,
+            Some(Status::Limited) => &stats.limited,
+            Some(Status::Bypassed) => &stats.bypassed,
+            Some(Status::Local) => &stats.local,
+            Some(Status::Unavailable) => &stats.unavailable,
+            None => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Held {
     /// Never leaves a reservation behind: what was not settled is settled as unused.
     fn drop(&mut self) {
+        self.count();
         if !self.groups.is_empty() {
             self.finish(&Usage::default());
         }
