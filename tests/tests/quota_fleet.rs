@@ -12,8 +12,8 @@
 //!   not be run would answer 503);
 //! * a stream the client drops is charged its estimated usage, not its reservation;
 //! * `x-ratelimit-*` headers on 200 and 429 answers, and `ai_log.quota_status`;
-//! * ignored, a known gap: a 429 carries only the refusing kind's headers, where
-//!   the README promises both on every response (`refusal_carries_token_headers_too`).
+//! * a 429 from a requests quota also carries the token headers
+//!   (`refusal_carries_token_headers_too`).
 //!
 //! Every test has its own Redis, mock upstream and gateways. The tests take a
 //! file-wide lock and run one after another: each starts three gateways and
