@@ -4,6 +4,7 @@
 use super::json as respond;
 use crate::app::App;
 use crate::error::GatewayError;
+use crate::quota::now_ms;
 use crate::quota::spec::{By, Owner, Quota};
 use crate::state::model::Tenant;
 use crate::state::StateError;
@@ -215,12 +216,6 @@ async fn entries(
         }
     }
     Ok(out)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn entry_json(e: &Entry, now: u64) -> Value {

@@ -240,7 +240,8 @@ impl Quotas {
     }
 }
 
-fn now_ms() -> u64 {
+/// Unix time in ms (the memory store's clock; Redis uses its own TIME).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

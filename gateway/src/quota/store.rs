@@ -3,6 +3,7 @@
 //! Both answer the same way; `conformance.rs` checks they agree.
 
 use super::memory::MemoryQuotas;
+use super::now_ms;
 use crate::state::redis_conn::{Budget, RedisConn, SCRIPTS};
 use crate::state::{Result, StateError};
 use std::sync::Arc;
@@ -70,12 +71,6 @@ pub enum SettleAnswer {
 pub enum QuotaStore {
     Memory(MemoryQuotas),
     Redis(Arc<RedisConn>),
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn bad_reply(what: &str, v: impl std::fmt::Debug) -> StateError {
