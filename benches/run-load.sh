@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Load harness: direct -> mock, nginx -> mock, gateway -> mock, and gateway
-# with consumer-key auth against a real Redis -> mock; non-streaming and
-# streaming; requests/s at 32 connections and added latency at 1 connection.
-# See benches/README.md.
+# Load harness: direct -> mock, nginx -> mock, gateway -> mock, gateway with
+# consumer-key auth against a real Redis -> mock, and the same with two
+# consumer quotas (reserve + settle on every request) -> mock; non-streaming
+# and streaming; requests/s at 32 connections, added latency at 1 connection
+# and Redis commands per request. See benches/README.md.
 #
 # Usage: bash benches/run-load.sh
+#        smoke test of the harness (about 2 minutes after the build, results
+#        kept out of the repository):
+#        BENCH_DURATION_S=2 BENCH_WARMUP_S=1 BENCH_RESULTS_DIR=/tmp/bench-smoke bash benches/run-load.sh
 #
 # Environment knobs (all optional):
 #   BENCH_DURATION_S     measured seconds per throughput run    (default 10)
@@ -16,6 +20,8 @@
 #   BENCH_NGINX_ACCESS_LOG  buffered | unbuffered | off         (default buffered)
 #   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1)
 #   BENCH_AUTH           1 = include gateway + auth (Redis), 0 = skip (default 1)
+#   BENCH_QUOTAS         1 = include gateway + auth + quotas (Redis), 0 = skip (default 1)
+#   BENCH_RT_SAMPLE      requests per mode of the quotas row's MONITOR sample   (default 500)
 #   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
 #   BENCH_NO_BUILD       1 = reuse the existing release binaries
 #   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
@@ -33,6 +39,8 @@ WITH_NGINX="${BENCH_NGINX:-1}"
 NGINX_LOG="${BENCH_NGINX_ACCESS_LOG:-buffered}"
 GW_LOG="${BENCH_GATEWAY_ACCESS_LOG:-1}"
 WITH_AUTH="${BENCH_AUTH:-1}"
+WITH_QUOTAS="${BENCH_QUOTAS:-1}"
+RT_SAMPLE="${BENCH_RT_SAMPLE:-500}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -149,7 +157,7 @@ as_root() {
 }
 REDIS_SERVER=""
 REDIS_CLI=""
-if [[ "$WITH_AUTH" == 1 ]]; then
+if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 ]]; then
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     log "redis-server/redis-cli not found: apt-get install -y redis-server"
     export DEBIAN_FRONTEND=noninteractive
@@ -162,7 +170,7 @@ if [[ "$WITH_AUTH" == 1 ]]; then
     REDIS_SERVER="$(command -v redis-server)"
     REDIS_CLI="$(command -v redis-cli)"
   else
-    log "warning: no redis-server/redis-cli; gateway + auth rows will be n/a"
+    log "warning: no redis-server/redis-cli; gateway + auth (+ quotas) rows will be n/a"
   fi
 fi
 
@@ -348,20 +356,173 @@ else
 fi
 [[ -z "$GW_PID" ]] || stop_pid "$GW_PID"
 
-# ---------------------------------------------------------------- gateway + auth
+# ---------------------------------------------------------------- gateway + auth (+ quotas)
 # The plain gateway's config plus consumer-key auth on the route, state in a
 # real Redis (started here, pinned with the load side) and one seeded consumer
-# whose key is the one loadgen sends. Redis commands sent by the gateway during
-# the measured runs are counted from INFO stats.
+# whose key is the one loadgen sends. The quotas row is the same with two
+# consumer quotas that never refuse, so every request reserves and settles.
+# Redis commands sent by the gateway during each row's measured runs are
+# counted from INFO (stats and commandstats), reset with CONFIG RESETSTAT
+# before the row.
 AUTH_OK=0
 AUTH_CHECK="not run"
+QUOTA_OK=0
+QUOTA_CHECK="not run"
 REDIS_VERSION="n/a"
-if [[ "$WITH_AUTH" != 1 ]]; then
-  log "gateway + auth skipped (BENCH_AUTH=0); its rows will be n/a"
+# Limits no run can reach (the consumer's windows hold at most a minute of
+# reservations), whole numbers well below 2^53.
+QUOTA_LIMIT=1000000000000
+QUOTA_EXTRA=", quotas: [ { name: bench-tpm, by: consumer, strategy: total_tokens, limit: $QUOTA_LIMIT, window: 1m }, { name: bench-rpm, by: consumer, strategy: requests, limit: $QUOTA_LIMIT, window: 1m } ]"
+
+# metric NAME FILE: a counter or gauge of the gateway's /metrics text.
+metric() { sed -n "s/^$1 \([0-9][0-9]*\)\$/\1/p" "$2" | head -1; }
+
+# wait_settled ADMIN_PORT FILE LABEL: settlements are sent off the request
+# path; waits until the gateway's settle queue is empty (then a little more
+# for those already taken off it) and leaves its last /metrics in FILE.
+wait_settled() {
+  local q=""
+  for _ in $(seq 1 100); do
+    "$BIN/bench-util" get --url "http://127.0.0.1:$1/metrics" >"$2" 2>/dev/null || true
+    q="$(metric gateway_quota_settle_queue "$2")"
+    [[ "$q" == 0 ]] && break
+    sleep 0.1
+  done
+  [[ "$q" == 0 ]] || log "warning: $3: quota settle queue not empty after 10 s ($q)"
+  sleep 0.5
+  "$BIN/bench-util" get --url "http://127.0.0.1:$1/metrics" >"$2" 2>/dev/null || true
+}
+
+# monitor_sample TARGET BASE ADMIN_PORT LABEL: INFO counts the commands the
+# Lua scripts run inside Redis as well, so round trips are counted from
+# MONITOR (it marks those as "[0 lua]"), over RT_SAMPLE JSON and RT_SAMPLE
+# stream requests at 1 connection after the measured runs; MONITOR slows
+# Redis, so never during them. Each mode gets a 1 s window (loadgen waits for
+# its end), short, so that time-based commands (the state monitor's checks)
+# weigh little against the requests. Sets RT_REQUESTS (0 when it could not run).
+monitor_sample() {
+  local target=$1 base=$2 admin=$3 label=$4 mon ok=0 mode out n
+  RT_REQUESTS=0
+  "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" MONITOR >"$RAW/$target.monitor.txt" 2>/dev/null &
+  mon=$!
+  PIDS+=("$mon")
+  for _ in $(seq 1 40); do
+    if [[ "$(head -c 2 "$RAW/$target.monitor.txt" 2>/dev/null)" == OK ]]; then
+      ok=1
+      break
+    fi
+    sleep 0.05
+  done
+  if [[ "$ok" == 1 ]]; then
+    for mode in json stream; do
+      local args=(--url "$base/v1/chat/completions" --connections 1 --requests "$RT_SAMPLE"
+        --warmup-s 0 --duration-s 1 --header "Authorization: Bearer $API_KEY")
+      [[ "$mode" == stream ]] && args+=(--stream)
+      out="$("${LOAD_PIN[@]}" "$BIN/loadgen" "${args[@]}" 2>>"$WORK/loadgen.log" || true)"
+      for f in requests errors; do
+        n="$(printf '%s' "$out" | sed -n "s/.*\"$f\": *\([0-9][0-9]*\).*/\1/p" | head -1)"
+        RT_REQUESTS=$((RT_REQUESTS + ${n:-0}))
+      done
+    done
+    wait_settled "$admin" "$RAW/$target.metrics-sample.txt" "$label"
+  else
+    log "warning: $label: redis-cli MONITOR did not start; no round-trip sample"
+  fi
+  stop_pid "$mon"
+  log "$label: MONITOR sample over $RT_REQUESTS requests: $(grep -c '^[0-9.]* \[[0-9]* [0-9]' "$RAW/$target.monitor.txt" || true) client commands, $(grep -c '^[0-9.]* \[[0-9]* lua\]' "$RAW/$target.monitor.txt" || true) inside scripts"
+}
+
+# redis_scenario TARGET LABEL CONSUMER_EXTRA: starts the gateway with auth on
+# the bench Redis (CONSUMER_EXTRA is appended to the seeded consumer's entry),
+# checks that an unknown key gets 401, resets Redis's stats, measures, waits
+# for the quota settle queue to drain, snapshots INFO and the gateway's quota
+# counters, writes $RAW/TARGET.meta.json. Sets SCEN_OK (0/1) and SCEN_CHECK.
+redis_scenario() {
+  local target=$1 label=$2 extra=$3
+  SCEN_OK=0
+  SCEN_CHECK="not run"
+  log "scenario: $label -> mock (redis pid $REDIS_PID)"
+  local port admin pid base
+  port="$("$BIN/bench-util" free-port)"
+  admin="$("$BIN/bench-util" free-port)"
+  gateway_config "$WORK/$target.yaml" "$port" "$admin" "$WORK/$target-access.log" \
+    "    auth: { enabled: true }" \
+    "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
+tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } ] } ]"
+  "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/$target.yaml" >"$WORK/$target.out" 2>"$WORK/$target.err" &
+  pid=$!
+  PIDS+=("$pid")
+  if ! "$BIN/bench-util" wait-http --url "http://127.0.0.1:$admin/readyz" --timeout-s 30 --pid "$pid"; then
+    log "$label did not become ready; stderr:"
+    tail -20 "$WORK/$target.err" >&2 || true
+    stop_pid "$pid"
+    return 0
+  fi
+  SCEN_OK=1
+  base="http://127.0.0.1:$port"
+  touch_target "$base"
+  # Auth must really be on: a key nobody holds is refused with 401.
+  local bad
+  bad="$("${LOAD_PIN[@]}" "$BIN/loadgen" --url "$base/v1/chat/completions" --connections 1 \
+    --requests 1 --warmup-s 0 --duration-s 5 --header "Authorization: Bearer sk-bench-unknown-key" \
+    2>>"$WORK/loadgen.log" || true)"
+  if [[ "$bad" == *'"first_error": "status 401"'* || "$bad" == *'"first_error":"status 401"'* ]]; then
+    SCEN_CHECK="unknown key refused with 401"
+  else
+    SCEN_CHECK="WARNING: an unknown key was not refused with 401"
+    log "warning: $label did not refuse an unknown key with 401: $bad"
+  fi
+  local rss
+  rss="$("$BIN/bench-util" rss --pid "$pid" 2>/dev/null || echo null)"
+  log "$label pid $pid, idle RSS ${rss} KiB; $SCEN_CHECK"
+  "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null 2>&1 \
+    || log "warning: CONFIG RESETSTAT failed; counting by difference only"
+  "$BIN/bench-util" get --url "http://127.0.0.1:$admin/metrics" >"$RAW/$target.metrics-before.txt" 2>/dev/null || true
+  local cmds_before cmds_after t_before t_after
+  cmds_before="$(redis_snapshot "$RAW/$target.redis-before.txt")"
+  t_before="$(date +%s.%N)"
+  measure "$target" "$base" --cpu-pid "$pid" --aux-pid "$REDIS_PID"
+  # Every admitted request's settle must be in the counts.
+  wait_settled "$admin" "$RAW/$target.metrics-after.txt" "$label"
+  cmds_after="$(redis_snapshot "$RAW/$target.redis-after.txt")"
+  t_after="$(date +%s.%N)"
+  RT_REQUESTS=0
+  [[ -z "$extra" ]] || monitor_sample "$target" "$base" "$admin" "$label"
+  # The first INFO counts itself once it has run: subtract it. bench-util
+  # reads the two snapshots for the per-command breakdown.
+  local cmds="null" window admitted="null" limited="null" a0 a1 l0 l1
+  if [[ -n "$cmds_before" && -n "$cmds_after" ]]; then
+    cmds=$((cmds_after - cmds_before - 1))
+  fi
+  window="$(awk -v a="$t_before" -v b="$t_after" 'BEGIN { printf "%.3f", b - a }')"
+  a0="$(metric gateway_quota_admitted_total "$RAW/$target.metrics-before.txt")"
+  a1="$(metric gateway_quota_admitted_total "$RAW/$target.metrics-after.txt")"
+  l0="$(metric gateway_quota_limited_total "$RAW/$target.metrics-before.txt")"
+  l1="$(metric gateway_quota_limited_total "$RAW/$target.metrics-after.txt")"
+  [[ -n "$a0" && -n "$a1" ]] && admitted=$((a1 - a0))
+  [[ -n "$l0" && -n "$l1" ]] && limited=$((l1 - l0))
+  if [[ -n "$extra" ]]; then
+    # The quotas must really be on and never refuse.
+    if [[ "$admitted" != null && "$admitted" -gt 0 && "$limited" == 0 ]]; then
+      SCEN_CHECK="$SCEN_CHECK; $admitted requests admitted by the quotas, 0 limited"
+    else
+      SCEN_CHECK="$SCEN_CHECK; WARNING: quotas admitted $admitted, limited $limited"
+      log "warning: $label: quotas admitted $admitted, limited $limited"
+    fi
+  fi
+  log "redis commands during the $label runs: $cmds in ${window}s (quota admitted $admitted, limited $limited)"
+  printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "redis_commands": %s, "redis_window_s": %s, "cache_ttl_ms": 1000, "quota_admitted": %s, "quota_limited": %s, "rt_sample_requests": %s, "check": "%s"}\n' \
+    "${rss:-null}" "$pid" "$REDIS_PID" "$REDIS_VERSION" "$cmds" "$window" "$admitted" "$limited" "$RT_REQUESTS" "$SCEN_CHECK" \
+    >"$RAW/$target.meta.json"
+  stop_pid "$pid"
+}
+
+if [[ "$WITH_AUTH" != 1 && "$WITH_QUOTAS" != 1 ]]; then
+  log "gateway + auth and gateway + auth + quotas skipped (BENCH_AUTH=0, BENCH_QUOTAS=0); their rows will be n/a"
 elif [[ -z "$REDIS_SERVER" ]]; then
-  log "gateway + auth skipped: no redis-server; its rows will be n/a"
+  log "gateway + auth (+ quotas) skipped: no redis-server; their rows will be n/a"
 elif [[ ! -x "$BIN/gateway" ]]; then
-  log "gateway + auth skipped: no gateway binary; its rows will be n/a"
+  log "gateway + auth (+ quotas) skipped: no gateway binary; their rows will be n/a"
 else
   REDIS_VERSION="$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   REDIS_PORT="$("$BIN/bench-util" free-port)"
@@ -381,57 +542,25 @@ else
     sleep 0.05
   done
   if [[ "$REDIS_UP" != 1 ]]; then
-    log "redis-server did not start; gateway + auth rows will be n/a"
+    log "redis-server did not start; gateway + auth (+ quotas) rows will be n/a"
     tail -20 "$WORK/redis.log" >&2 || true
   else
-    log "scenario: gateway + auth -> mock (redis pid $REDIS_PID)"
-    GWA_PORT="$("$BIN/bench-util" free-port)"
-    GWA_ADMIN_PORT="$("$BIN/bench-util" free-port)"
-    gateway_config "$WORK/gateway-auth.yaml" "$GWA_PORT" "$GWA_ADMIN_PORT" "$WORK/gateway-auth-access.log" \
-      "    auth: { enabled: true }" \
-      "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
-tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
-    "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/gateway-auth.yaml" \
-      >"$WORK/gateway-auth.out" 2>"$WORK/gateway-auth.err" &
-    GWA_PID=$!
-    PIDS+=("$GWA_PID")
-    if "$BIN/bench-util" wait-http --url "http://127.0.0.1:$GWA_ADMIN_PORT/readyz" --timeout-s 30 --pid "$GWA_PID"; then
-      AUTH_OK=1
-      GWA_BASE="http://127.0.0.1:$GWA_PORT"
-      touch_target "$GWA_BASE"
-      # Auth must really be on: a key nobody holds is refused with 401.
-      BAD="$("${LOAD_PIN[@]}" "$BIN/loadgen" --url "$GWA_BASE/v1/chat/completions" --connections 1 \
-        --requests 1 --warmup-s 0 --duration-s 5 --header "Authorization: Bearer sk-bench-unknown-key" \
-        2>>"$WORK/loadgen.log" || true)"
-      if [[ "$BAD" == *'"first_error": "status 401"'* || "$BAD" == *'"first_error":"status 401"'* ]]; then
-        AUTH_CHECK="unknown key refused with 401"
-      else
-        AUTH_CHECK="WARNING: an unknown key was not refused with 401"
-        log "warning: the gateway did not refuse an unknown key with 401: $BAD"
-      fi
-      GWA_RSS="$("$BIN/bench-util" rss --pid "$GWA_PID" 2>/dev/null || echo null)"
-      log "gateway + auth pid $GWA_PID, idle RSS ${GWA_RSS} KiB; $AUTH_CHECK"
-      CMDS_BEFORE="$(redis_snapshot "$RAW/gateway-auth.redis-before.txt")"
-      T_BEFORE="$(date +%s.%N)"
-      measure gateway-auth "$GWA_BASE" --cpu-pid "$GWA_PID" --aux-pid "$REDIS_PID"
-      T_AFTER="$(date +%s.%N)"
-      CMDS_AFTER="$(redis_snapshot "$RAW/gateway-auth.redis-after.txt")"
-      # The first INFO counts itself once it has run: subtract it. bench-util
-      # reads the two snapshots for the per-command breakdown.
-      REDIS_CMDS="null"
-      if [[ -n "$CMDS_BEFORE" && -n "$CMDS_AFTER" ]]; then
-        REDIS_CMDS=$((CMDS_AFTER - CMDS_BEFORE - 1))
-      fi
-      REDIS_WINDOW_S="$(awk -v a="$T_BEFORE" -v b="$T_AFTER" 'BEGIN { printf "%.3f", b - a }')"
-      log "redis commands during the gateway + auth runs: $REDIS_CMDS in ${REDIS_WINDOW_S}s"
-      printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "redis_commands": %s, "redis_window_s": %s, "cache_ttl_ms": 1000, "auth_check": "%s"}\n' \
-        "${GWA_RSS:-null}" "$GWA_PID" "$REDIS_PID" "$REDIS_VERSION" "$REDIS_CMDS" "$REDIS_WINDOW_S" "$AUTH_CHECK" \
-        >"$RAW/gateway-auth.meta.json"
+    if [[ "$WITH_AUTH" == 1 ]]; then
+      redis_scenario gateway-auth "gateway + auth" ""
+      AUTH_OK=$SCEN_OK
+      AUTH_CHECK=$SCEN_CHECK
     else
-      log "gateway + auth did not become ready; stderr:"
-      tail -20 "$WORK/gateway-auth.err" >&2 || true
+      log "gateway + auth skipped (BENCH_AUTH=0); its rows will be n/a"
     fi
-    stop_pid "$GWA_PID"
+    if [[ "$WITH_QUOTAS" == 1 ]]; then
+      # A clean Redis: the quotas row starts from empty windows.
+      "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" FLUSHALL >/dev/null 2>&1 || true
+      redis_scenario gateway-quota "gateway + auth + quotas" "$QUOTA_EXTRA"
+      QUOTA_OK=$SCEN_OK
+      QUOTA_CHECK=$SCEN_CHECK
+    else
+      log "gateway + auth + quotas skipped (BENCH_QUOTAS=0); its rows will be n/a"
+    fi
   fi
   stop_pid "$REDIS_PID"
 fi
@@ -455,6 +584,7 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 64, proxy_buffering off, access log $NGINX_LOG" \
   --info "gateway=access log $( [[ "$GW_LOG" == 1 ]] && echo on || echo off ), ready=$GATEWAY_OK" \
   --info "gateway + auth=the gateway's config plus route auth (consumer key = the Bearer key loadgen sends), state.backend redis (redis-server $REDIS_VERSION, --save \"\" --appendonly no, pinned with the load side), cache_ttl_ms 1000; ready=$AUTH_OK; check: $AUTH_CHECK" \
+  --info "gateway + auth + quotas=gateway + auth plus two quotas on the consumer (bench-tpm: total_tokens, bench-rpm: requests; by consumer, limit $QUOTA_LIMIT, window 1m: never refuse), so every request reserves and settles (one EVALSHA each, hash tag {t:bench}); Redis flushed before the row, CONFIG RESETSTAT before each Redis row, settle queue drained before the last INFO, then round trips sampled with MONITOR over $RT_SAMPLE JSON + $RT_SAMPLE stream requests at 1 connection; ready=$QUOTA_OK; check: $QUOTA_CHECK" \
   --info "added latency=scenario percentile minus direct percentile at 1 connection (same mode)" \
   --info "SUT CPU=CPU time of the proxy (nginx master+worker / gateway; mock for direct) over the window, % of one core (Redis counts with the load side, not the SUT)" \
   >"$MD"

@@ -2,11 +2,12 @@
 //!
 //! * `free-port` prints a free TCP port on 127.0.0.1;
 //! * `wait-http --url URL` polls a GET until it answers 200 (or times out);
+//! * `get --url URL` prints the body of one GET (the gateway's `/metrics`);
 //! * `rss --pid PID...` prints the summed VmRSS in KiB;
 //! * `report --raw-dir DIR ...` turns the loadgen JSON files into the
 //!   markdown table (stdout) and a combined raw JSON file; for the
-//!   `gateway-auth` target it also reports the Redis commands per request
-//!   from `gateway-auth.meta.json`.
+//!   `gateway-auth` and `gateway-quota` targets it also reports the Redis
+//!   commands per request from `<target>.meta.json` and the INFO snapshots.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +48,13 @@ enum Cmd {
         /// Any HTTP response counts as ready (not only 200).
         #[arg(long)]
         any_status: bool,
+    },
+    /// Print the body of `GET URL` (fails unless it answers 200).
+    Get {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 5.0)]
+        timeout_s: f64,
     },
     /// Print the summed VmRSS (KiB) of the given processes.
     Rss {
@@ -96,6 +104,22 @@ fn main() -> Result<()> {
                 any_status,
             ))
         }
+        Cmd::Get { url, timeout_s } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let uri: Uri = url.parse().context("parsing --url")?;
+            let (status, body) = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs_f64(timeout_s), get(&uri))
+                    .await
+                    .with_context(|| format!("GET {url} timed out"))?
+            })?;
+            if status != 200 {
+                bail!("GET {url}: status {status}");
+            }
+            print!("{}", String::from_utf8_lossy(&body));
+            Ok(())
+        }
         Cmd::Rss { pids } => {
             let mut total = 0;
             for p in pids {
@@ -109,6 +133,10 @@ fn main() -> Result<()> {
 }
 
 async fn get_status(uri: &Uri) -> Result<u16> {
+    Ok(get(uri).await?.0)
+}
+
+async fn get(uri: &Uri) -> Result<(u16, Bytes)> {
     let authority = uri.authority().context("URL has no host")?;
     let addr = format!(
         "{}:{}",
@@ -123,9 +151,9 @@ async fn get_status(uri: &Uri) -> Result<u16> {
         .body(Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
+    let body = resp.into_body().collect().await?.to_bytes();
     driver.abort();
-    Ok(status)
+    Ok((status, body))
 }
 
 async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>, any_status: bool) -> Result<()> {
@@ -152,13 +180,20 @@ async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>, any_status: b
 
 // ---------------------------------------------------------------- report
 
-const TARGETS: [&str; 4] = ["direct", "nginx", "gateway", "gateway-auth"];
+const TARGETS: [&str; 5] = [
+    "direct",
+    "nginx",
+    "gateway",
+    "gateway-auth",
+    "gateway-quota",
+];
 const MODES: [&str; 2] = ["json", "stream"];
 
 /// How a target is named in the tables.
 fn display_name(target: &str) -> &str {
     match target {
         "gateway-auth" => "gateway + auth",
+        "gateway-quota" => "gateway + auth + quotas",
         t => t,
     }
 }
@@ -174,8 +209,8 @@ fn requests_made(run: &Value) -> Option<f64> {
     Some(total)
 }
 
-/// Redis commands the gateway sent during the measured gateway + auth runs,
-/// per request made in them.
+/// Redis commands the gateway sent during the measured runs of one Redis
+/// target (gateway + auth, gateway + auth + quotas), per request made in them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RedisUse {
     commands: f64,
@@ -228,12 +263,17 @@ fn cmdstats_delta(before: &str, after: &str) -> Vec<(String, f64)> {
     out
 }
 
-fn redis_use(meta: Option<&Value>, runs: &BTreeMap<String, Value>) -> Option<RedisUse> {
+fn redis_use(
+    target: &str,
+    meta: Option<&Value>,
+    runs: &BTreeMap<String, Value>,
+) -> Option<RedisUse> {
     let commands = num(meta, "/redis_commands")?;
+    let prefix = format!("{target}-");
     let mut requests = 0.0;
     let mut any = false;
     for (name, run) in runs {
-        if name.starts_with("gateway-auth-") {
+        if name.starts_with(&prefix) {
             if let Some(n) = requests_made(run) {
                 requests += n;
                 any = true;
@@ -245,6 +285,133 @@ fn redis_use(meta: Option<&Value>, runs: &BTreeMap<String, Value>) -> Option<Red
         requests,
         window_s: num(meta, "/redis_window_s"),
     })
+}
+
+/// Per-command calls between the INFO snapshots the harness took around one
+/// Redis target's runs (`<target>.redis-before.txt` / `-after.txt`).
+fn target_cmdstats(raw_dir: &Path, target: &str) -> Vec<(String, f64)> {
+    match (
+        std::fs::read_to_string(raw_dir.join(format!("{target}.redis-before.txt"))),
+        std::fs::read_to_string(raw_dir.join(format!("{target}.redis-after.txt"))),
+    ) {
+        (Ok(b), Ok(af)) => cmdstats_delta(&b, &af),
+        _ => Vec::new(),
+    }
+}
+
+/// A `MONITOR` capture: the commands clients sent (name → count, busiest
+/// first) and how many commands the Lua scripts ran inside Redis (`[0 lua]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Monitor {
+    clients: Vec<(String, f64)>,
+    in_scripts: f64,
+    /// seconds from the first command to the last
+    span_s: f64,
+}
+
+/// Parses `<time> [<db> <client addr>|lua] "<COMMAND>" ...` lines.
+fn parse_monitor(text: &str) -> Monitor {
+    let mut clients: BTreeMap<String, f64> = BTreeMap::new();
+    let mut in_scripts = 0.0;
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for line in text.lines() {
+        let Some((time, rest)) = line.split_once(" [") else {
+            continue;
+        };
+        if let Ok(t) = time.parse::<f64>() {
+            first = first.min(t);
+            last = last.max(t);
+        }
+        let Some((source, cmd)) = rest.split_once("] \"") else {
+            continue;
+        };
+        let Some((name, _)) = cmd.split_once('"') else {
+            continue;
+        };
+        if source.split_whitespace().nth(1) == Some("lua") {
+            in_scripts += 1.0;
+        } else {
+            *clients.entry(name.to_ascii_lowercase()).or_default() += 1.0;
+        }
+    }
+    let mut clients: Vec<(String, f64)> = clients.into_iter().collect();
+    clients.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    Monitor {
+        clients,
+        in_scripts,
+        span_s: if last > first { last - first } else { 0.0 },
+    }
+}
+
+/// Round trips to Redis per request with quotas: the EVALSHA calls (reserve
+/// and settle are one script call each) against everything else.
+#[derive(Debug, Clone, PartialEq)]
+struct QuotaTrips {
+    evalsha: f64,
+    /// every other command INFO counted, those the scripts ran included
+    other: f64,
+    /// requests the gateway admitted through its quotas (`/metrics`)
+    admitted: Option<f64>,
+    limited: Option<f64>,
+    /// the MONITOR sample taken after the runs, and its requests
+    sample: Option<(Monitor, f64)>,
+}
+
+impl QuotaTrips {
+    fn of(by_command: &[(String, f64)], meta: Option<&Value>, monitor: Option<&str>) -> QuotaTrips {
+        let evalsha: f64 = by_command
+            .iter()
+            .filter(|(n, _)| n == "evalsha")
+            .map(|(_, c)| c)
+            .sum();
+        let all: f64 = by_command.iter().map(|(_, c)| c).sum();
+        let sample = match (monitor, num(meta, "/rt_sample_requests")) {
+            (Some(m), Some(n)) if n > 0.0 => Some((parse_monitor(m), n)),
+            _ => None,
+        };
+        QuotaTrips {
+            evalsha,
+            other: all - evalsha,
+            admitted: num(meta, "/quota_admitted"),
+            limited: num(meta, "/quota_limited"),
+            sample,
+        }
+    }
+
+    /// Commands clients sent per request in the MONITOR sample: all, and
+    /// those other than EVALSHA.
+    fn sampled_round_trips(&self) -> Option<(f64, f64)> {
+        let (m, n) = self.sample.as_ref()?;
+        let all: f64 = m.clients.iter().map(|(_, c)| c).sum();
+        let evalsha: f64 = m
+            .clients
+            .iter()
+            .filter(|(name, _)| name == "evalsha")
+            .map(|(_, c)| c)
+            .sum();
+        Some((all / n, (all - evalsha) / n))
+    }
+
+    /// EVALSHA per admitted request (exact: every admission is one reserve
+    /// and one settle), else per request loadgen made.
+    fn evalsha_per_request(&self, r: Option<&RedisUse>) -> Option<f64> {
+        match self.admitted {
+            Some(a) if a > 0.0 => Some(self.evalsha / a),
+            _ => r
+                .filter(|r| r.requests > 0.0)
+                .map(|r| self.evalsha / r.requests),
+        }
+    }
+
+    /// Target: at most 2 round trips per request (reserve + settle): EVALSHA
+    /// per request ≤ 2 (to 3 decimals) over the runs, and no other command
+    /// per request in the MONITOR sample (what is there is time-based: the
+    /// state monitor's PINGs, auth cache refreshes; ≤ 0.05 per request).
+    fn within_two(&self, r: Option<&RedisUse>) -> Option<bool> {
+        let evalsha_ok = (self.evalsha_per_request(r)? * 1000.0).round() <= 2000.0;
+        let others_ok = self.sampled_round_trips().is_none_or(|(_, o)| o <= 0.05);
+        Some(evalsha_ok && others_ok)
+    }
 }
 
 fn load(path: &Path) -> Option<Value> {
@@ -294,6 +461,18 @@ fn cpu_per_req(cpu_pct: Option<f64>, rps: Option<f64>) -> Option<f64> {
         (Some(c), Some(r)) if r > 0.0 => Some(c / 100.0 * 1e6 / r),
         _ => None,
     }
+}
+
+/// A latency difference with its sign: `+12 µs`, `-3 µs`.
+fn signed_us(v: Option<f64>) -> String {
+    or_na(v.map(|x| {
+        let s = fmt_int(x);
+        if s.starts_with('-') {
+            format!("{s} µs")
+        } else {
+            format!("+{s} µs")
+        }
+    }))
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
@@ -369,7 +548,7 @@ fn report(a: &ReportArgs) -> Result<()> {
     let mut md = String::new();
     writeln!(
         md,
-        "# Load benchmark: direct vs nginx vs gateway (plain and with auth)\n"
+        "# Load benchmark: direct vs nginx vs gateway (plain, with auth, with auth + quotas)\n"
     )?;
     writeln!(
         md,
@@ -415,13 +594,21 @@ fn report(a: &ReportArgs) -> Result<()> {
         }
     }
 
-    let redis = redis_use(metas.get("gateway-auth"), &runs);
-    let by_command = match (
-        std::fs::read_to_string(a.raw_dir.join("gateway-auth.redis-before.txt")),
-        std::fs::read_to_string(a.raw_dir.join("gateway-auth.redis-after.txt")),
-    ) {
-        (Ok(b), Ok(af)) => cmdstats_delta(&b, &af),
-        _ => Vec::new(),
+    let redis = redis_use("gateway-auth", metas.get("gateway-auth"), &runs);
+    let by_command = target_cmdstats(&a.raw_dir, "gateway-auth");
+    let redis_q = redis_use("gateway-quota", metas.get("gateway-quota"), &runs);
+    let by_command_q = target_cmdstats(&a.raw_dir, "gateway-quota");
+    let monitor_q = std::fs::read_to_string(a.raw_dir.join("gateway-quota.monitor.txt")).ok();
+    let trips = QuotaTrips::of(
+        &by_command_q,
+        metas.get("gateway-quota"),
+        monitor_q.as_deref(),
+    );
+    let list = |by: &[(String, f64)]| -> String {
+        by.iter()
+            .map(|(name, n)| format!("{name} {}", fmt_int(*n)))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     if let Some(r) = redis {
         writeln!(
@@ -439,16 +626,73 @@ fn report(a: &ReportArgs) -> Result<()> {
                 .unwrap_or_default(),
         )?;
         if !by_command.is_empty() {
-            let list: Vec<String> = by_command
-                .iter()
-                .map(|(name, n)| format!("{name} {}", fmt_int(*n)))
-                .collect();
-            writeln!(md, "By command: {}.", list.join(", "))?;
+            writeln!(md, "By command: {}.", list(&by_command))?;
         }
     } else if metas.contains_key("gateway-auth") {
         writeln!(
             md,
             "\nRedis commands per authenticated request (gateway + auth): n/a"
+        )?;
+    }
+    if let Some(r) = redis_q {
+        writeln!(
+            md,
+            "\nRedis commands per request with quotas (gateway + auth + quotas, all four runs, \
+             warm-up included; stats reset with CONFIG RESETSTAT before the row): {} ({} commands / \
+             {} requests{}; INFO also counts the commands the quota scripts run inside Redis, \
+             which are no round trips)",
+            or_na(r.per_request().map(|v| format!("{v:.5}"))),
+            fmt_int(r.commands),
+            fmt_int(r.requests),
+            r.per_second()
+                .zip(r.window_s)
+                .map(|(ps, w)| format!(", {ps:.1} commands/s over {w:.1} s"))
+                .unwrap_or_default(),
+        )?;
+        writeln!(
+            md,
+            "EVALSHA (reserve + settle) per request: {} ({} calls / {}); other commands per request: {} ({}, the scripts' own included).",
+            or_na(trips.evalsha_per_request(Some(&r)).map(|v| format!("{v:.4}"))),
+            fmt_int(trips.evalsha),
+            match (trips.admitted, trips.limited) {
+                (Some(ad), l) if ad > 0.0 => format!(
+                    "{} requests admitted by the quotas, {} limited",
+                    fmt_int(ad),
+                    or_na(l.map(fmt_int))
+                ),
+                _ => format!("{} requests", fmt_int(r.requests)),
+            },
+            or_na(r.per_request().map(|_| format!("{:.5}", trips.other / r.requests))),
+            fmt_int(trips.other),
+        )?;
+        if let (Some((m, n)), Some((all, other))) = (&trips.sample, trips.sampled_round_trips()) {
+            writeln!(
+                md,
+                "Round trips per request (commands sent by clients, from MONITOR over {} requests at 1 \
+                 connection after the runs, {:.1} s; expected 2: one EVALSHA to reserve and one to settle, \
+                 both quotas on the consumer's hash tag): {all:.3}, of which {other:.3} not EVALSHA ({}); \
+                 the scripts ran {:.2} commands per request inside Redis.",
+                fmt_int(*n),
+                m.span_s,
+                if m.clients.is_empty() {
+                    "none".to_string()
+                } else {
+                    list(&m.clients)
+                },
+                m.in_scripts / n,
+            )?;
+        }
+        if !by_command_q.is_empty() {
+            writeln!(
+                md,
+                "By command (INFO commandstats): {}.",
+                list(&by_command_q)
+            )?;
+        }
+    } else if metas.contains_key("gateway-quota") {
+        writeln!(
+            md,
+            "\nRedis commands per request with quotas (gateway + auth + quotas): n/a"
         )?;
     }
 
@@ -519,7 +763,38 @@ fn report(a: &ReportArgs) -> Result<()> {
             verdict(r.map(|r| r >= 0.95)),
             fmt_ratio(r)
         )?;
+        // Added p99 minus added p99: the direct baseline cancels out.
+        let gq = rows.get(&("gateway-quota", m)).copied().unwrap_or_default();
+        let over_auth = gq.added_p99.zip(ga.added_p99).map(|(q, a)| q - a);
+        let over_nginx = gq.added_p99.zip(n.added_p99).map(|(q, n)| q - n);
+        writeln!(
+            md,
+            "- {m}: gateway + auth + quotas: added p99 @1 ≤ gateway + auth's + 300 µs: {} ({} over gateway + auth: {} vs {}; {} over nginx's {})",
+            verdict(over_auth.map(|d| d <= 300.0)),
+            signed_us(over_auth),
+            us(gq.added_p99),
+            us(ga.added_p99),
+            signed_us(over_nginx),
+            us(n.added_p99),
+        )?;
     }
+    writeln!(
+        md,
+        "- gateway + auth + quotas: Redis round trips per request ≤ 2 (reserve + settle): {} ({} EVALSHA per request over the runs; {})",
+        verdict(redis_q.as_ref().and_then(|r| trips.within_two(Some(r)))),
+        or_na(
+            redis_q
+                .as_ref()
+                .and_then(|r| trips.evalsha_per_request(Some(r)))
+                .map(|v| format!("{v:.4}"))
+        ),
+        match trips.sampled_round_trips() {
+            Some((all, other)) => format!(
+                "{all:.3} client commands per request in the MONITOR sample, {other:.3} of them not EVALSHA"
+            ),
+            None => "no MONITOR sample".to_string(),
+        },
+    )?;
     let g = rows
         .get(&("gateway", "stream"))
         .copied()
@@ -581,7 +856,29 @@ fn report(a: &ReportArgs) -> Result<()> {
                 "by_command": by_command.iter().cloned().collect::<BTreeMap<_, _>>(),
             })
         });
-        let combined = json!({ "info": info, "meta": metas, "runs": runs, "redis": redis });
+        let redis_quotas = redis_q.map(|r| {
+            json!({
+                "target": "gateway-quota",
+                "commands": r.commands,
+                "requests": r.requests,
+                "window_s": r.window_s,
+                "commands_per_request": r.per_request(),
+                "commands_per_s": r.per_second(),
+                "evalsha": trips.evalsha,
+                "other_commands": trips.other,
+                "quota_admitted": trips.admitted,
+                "quota_limited": trips.limited,
+                "evalsha_per_request": trips.evalsha_per_request(Some(&r)),
+                "monitor_sample": trips.sample.as_ref().map(|(m, n)| json!({
+                    "requests": n,
+                    "client_commands": m.clients.iter().cloned().collect::<BTreeMap<_, _>>(),
+                    "commands_in_scripts": m.in_scripts,
+                    "round_trips_per_request": trips.sampled_round_trips().map(|(all, _)| all),
+                })),
+                "by_command": by_command_q.iter().cloned().collect::<BTreeMap<_, _>>(),
+            })
+        });
+        let combined = json!({ "info": info, "meta": metas, "runs": runs, "redis": redis, "redis_quotas": redis_quotas });
         std::fs::write(out, serde_json::to_vec_pretty(&combined)?)
             .with_context(|| format!("writing {}", out.display()))?;
     }
@@ -600,13 +897,20 @@ mod tests {
         runs.insert("gateway-auth-json-c32".into(), run(900, 0, 100, 0));
         runs.insert("gateway-auth-stream-c1".into(), run(1900, 50, 40, 10));
         runs.insert("gateway-json-c32".into(), run(1_000_000, 0, 0, 0));
-        let r = redis_use(Some(&meta), &runs).unwrap();
+        runs.insert("gateway-quota-json-c32".into(), run(5000, 0, 0, 0));
+        let r = redis_use("gateway-auth", Some(&meta), &runs).unwrap();
         assert_eq!(r.requests, 3000.0);
         assert_eq!(r.per_request(), Some(0.01));
         assert_eq!(r.per_second(), Some(2.0));
-        assert_eq!(redis_use(None, &runs), None);
-        assert_eq!(redis_use(Some(&meta), &BTreeMap::new()), None);
+        assert_eq!(redis_use("gateway-auth", None, &runs), None);
+        assert_eq!(
+            redis_use("gateway-auth", Some(&meta), &BTreeMap::new()),
+            None
+        );
+        let q = redis_use("gateway-quota", Some(&meta), &runs).unwrap();
+        assert_eq!(q.requests, 5000.0);
         assert_eq!(display_name("gateway-auth"), "gateway + auth");
+        assert_eq!(display_name("gateway-quota"), "gateway + auth + quotas");
     }
 
     #[test]
@@ -626,6 +930,59 @@ mod tests {
             ]
         );
         assert_eq!(display_name("nginx"), "nginx");
+    }
+
+    #[test]
+    fn quota_round_trips() {
+        let by = vec![
+            ("evalsha".to_string(), 20_000.0),
+            ("ping".to_string(), 30.0),
+            ("hgetall".to_string(), 2.0),
+        ];
+        let use_ = RedisUse {
+            commands: 20_032.0,
+            requests: 9_990.0,
+            window_s: None,
+        };
+        let t = QuotaTrips::of(
+            &by,
+            Some(&json!({ "quota_admitted": 10_000, "quota_limited": 0 })),
+            None,
+        );
+        assert_eq!(t.evalsha, 20_000.0);
+        assert_eq!(t.other, 32.0);
+        // per admission when the gateway's counter is known ...
+        assert_eq!(t.evalsha_per_request(Some(&use_)), Some(2.0));
+        assert_eq!(t.within_two(Some(&use_)), Some(true));
+        // ... else per request loadgen counted
+        let t = QuotaTrips::of(&by, None, None);
+        assert_eq!(t.evalsha_per_request(Some(&use_)), Some(20_000.0 / 9_990.0));
+        assert_eq!(t.within_two(Some(&use_)), Some(false));
+        assert_eq!(t.within_two(None), None);
+        // the MONITOR sample: 2 requests, 4 EVALSHA and a PING from clients
+        let mon = "OK\n1795610148.948897 [0 127.0.0.1:50300] \"evalsha\" \"ab\" \"3\"\n\
+                   1795610148.948964 [0 lua] \"TIME\"\n1795610148.948983 [0 lua] \"HGETALL\" \"k\"\n\
+                   1795610148.95 [0 127.0.0.1:50300] \"evalsha\" \"cd\"\n\
+                   1795610148.96 [0 127.0.0.1:50302] \"PING\"\n\
+                   1795610148.97 [0 127.0.0.1:50300] \"evalsha\" \"ab\"\n\
+                   1795610148.98 [0 127.0.0.1:50300] \"evalsha\" \"cd\"\n";
+        let m = parse_monitor(mon);
+        assert_eq!(
+            m.clients,
+            vec![("evalsha".to_string(), 4.0), ("ping".to_string(), 1.0)]
+        );
+        assert_eq!(m.in_scripts, 2.0);
+        assert!((m.span_s - 0.031103).abs() < 1e-6, "{}", m.span_s);
+        let meta = json!({ "quota_admitted": 10_000, "rt_sample_requests": 2 });
+        let t = QuotaTrips::of(&by, Some(&meta), Some(mon));
+        assert_eq!(t.sampled_round_trips(), Some((2.5, 0.5)));
+        assert_eq!(t.within_two(Some(&use_)), Some(false));
+        let meta = json!({ "quota_admitted": 10_000, "rt_sample_requests": 20 });
+        let t = QuotaTrips::of(&by, Some(&meta), Some(mon));
+        assert_eq!(t.within_two(Some(&use_)), Some(true));
+        assert_eq!(signed_us(Some(42.4)), "+42 µs");
+        assert_eq!(signed_us(Some(-1200.0)), "-1,200 µs");
+        assert_eq!(signed_us(None), "n/a");
     }
 
     #[test]
