@@ -1,31 +1,26 @@
--- quota_settle v1: replaces a reservation by the real usage, once per
--- reservation id. See lua/README.md ("Quotas").
+-- quota_settle v1 (after quota_lib.v1): replaces a reservation by the real
+-- usage, once per reservation id. See lua/README.md ("Quotas").
 -- KEYS as quota_reserve (reservations hash, lease zset, index set, windows).
 -- ARGV[1] reservation id, ARGV[2] tombstone ms, ARGV[3] "r" (a reservation was
 -- made) or "u" (admitted without Redis: charge the usage now),
 -- then per quota: window ms, actual amount.
 -- Answers 1 settled (mode r forgets the record, mode u keeps a tombstone),
--- 2 already settled, 3 lease had expired (usage charged
--- now), 4 charged without reservation, 0 nothing to settle.
-local N = 60
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- 2 already settled, 3 lease had expired (usage charged now), 4 charged
+-- without reservation, 0 nothing to settle.
 local res, lease, index = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
 local tomb_ms = tonumber(ARGV[2])
 local mode = ARGV[3]
 local n = #KEYS - 3
-if n < 1 or #ARGV ~= 3 + 2 * n or not tomb_ms or tomb_ms < 1 or tomb_ms % 1 ~= 0
+if n < 1 or #ARGV ~= 3 + 2 * n or not whole(tomb_ms) or tomb_ms < 1
   or (mode ~= 'r' and mode ~= 'u') then
   return redis.error_reply('quota_settle: bad arguments')
 end
-local actual = {}
-local windows = {}
+local actual, windows = {}, {}
 for i = 1, n do
   local w = tonumber(ARGV[2 + 2 * i])
   local a = tonumber(ARGV[3 + 2 * i])
-  -- whole numbers only, as in quota_reserve
-  if not w or not a or w < 1 or a < 0 or w % 1 ~= 0 or a % 1 ~= 0 or a > 2^53 then
+  if not whole(w) or not whole(a) or w < 1 then
     return redis.error_reply('quota_settle: bad quota arguments at ' .. i)
   end
   windows[i], actual[i] = w, a
@@ -41,17 +36,9 @@ end
 local function charge()
   local rec = { s = 'S', q = {} }
   for i = 1, n do
-    local key, w = KEYS[3 + i], windows[i]
-    local b = math.ceil(w / N)
-    local cur = math.floor(now / b)
-    if redis.call('HGET', key, 'w') ~= tostring(w) then
-      redis.call('DEL', key)
-      redis.call('HSET', key, 'w', w)
-    end
-    if actual[i] > 0 then redis.call('HINCRBY', key, cur, actual[i]) end
-    redis.call('PEXPIRE', key, 2 * w + b)
-    redis.call('SADD', index, key)
-    rec.q[i] = { key, cur, string.format('%d', actual[i]) }
+    local win = advance(KEYS[3 + i], windows[i])
+    add(win, actual[i], index)
+    rec.q[i] = { win.key, string.format('%d', win.cur), string.format('%d', actual[i]) }
   end
   tombstone(rec)
 end
@@ -71,18 +58,10 @@ if rec.s == 'E' then
   return 3
 end
 for i, q in ipairs(rec.q) do
-  local key, b, reserved = q[1], q[2], tonumber(q[3])
-  local delta = (actual[i] or reserved) - reserved
-  if delta > 0 then
-    -- a window that expired meanwhile is not recreated (it would have no TTL)
-    if redis.call('EXISTS', key) == 1 then redis.call('HINCRBY', key, b, delta) end
-  elseif delta < 0 then
-    local v = tonumber(redis.call('HGET', key, b))
-    if v then
-      if v <= -delta then redis.call('HDEL', key, b) else redis.call('HINCRBY', key, b, delta) end
-    end
-  end
-  q[3] = string.format('%d', actual[i] or reserved)
+  local reserved = tonumber(q[3])
+  local real = actual[i] or reserved
+  adjust(q[1], tonumber(q[2]), real - reserved)
+  q[3] = string.format('%d', real)
 end
 if mode == 'r' then
   -- the usual end: nothing left to remember (a repeat finds no record: 0)

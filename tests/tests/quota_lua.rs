@@ -16,9 +16,18 @@ use std::collections::BTreeMap;
 use std::thread::sleep;
 use std::time::Duration;
 
-const RESERVE: &str = include_str!("../../lua/quota_reserve.v1.lua");
-const SETTLE: &str = include_str!("../../lua/quota_settle.v1.lua");
-const USAGE: &str = include_str!("../../lua/quota_usage.v1.lua");
+const RESERVE: &str = concat!(
+    include_str!("../../lua/quota_lib.v1.lua"),
+    include_str!("../../lua/quota_reserve.v1.lua")
+);
+const SETTLE: &str = concat!(
+    include_str!("../../lua/quota_lib.v1.lua"),
+    include_str!("../../lua/quota_settle.v1.lua")
+);
+const USAGE: &str = concat!(
+    include_str!("../../lua/quota_lib.v1.lua"),
+    include_str!("../../lua/quota_usage.v1.lua")
+);
 
 /// The window of most tests (ms) and its sub-bucket `ceil(W / 60)`.
 const W: i64 = 1000;

@@ -30,9 +30,18 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     key_insert: Script::new(include_str!("../../../lua/key_insert.v1.lua")),
     key_index: Script::new(include_str!("../../../lua/key_index.v1.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
-    quota_reserve: Script::new(include_str!("../../../lua/quota_reserve.v1.lua")),
-    quota_settle: Script::new(include_str!("../../../lua/quota_settle.v1.lua")),
-    quota_usage: Script::new(include_str!("../../../lua/quota_usage.v1.lua")),
+    quota_reserve: Script::new(concat!(
+        include_str!("../../../lua/quota_lib.v1.lua"),
+        include_str!("../../../lua/quota_reserve.v1.lua")
+    )),
+    quota_settle: Script::new(concat!(
+        include_str!("../../../lua/quota_lib.v1.lua"),
+        include_str!("../../../lua/quota_settle.v1.lua")
+    )),
+    quota_usage: Script::new(concat!(
+        include_str!("../../../lua/quota_lib.v1.lua"),
+        include_str!("../../../lua/quota_usage.v1.lua")
+    )),
 });
 
 impl Scripts {

@@ -1,0 +1,117 @@
+-- quota_lib v1: the window functions quota_reserve, quota_settle and
+-- quota_usage share; the gateway prepends this file to each of them.
+-- A window hash holds `w` (window ms), `s` (sum of the buckets from `o` to
+-- now), `o` (oldest bucket counted), `n` (newest bucket charged) and one field
+-- per bucket (index = floor(ms / b), b = ceil(w / 60)). Keeping the sum makes a
+-- check O(1): a bucket is subtracted once, when it leaves the window.
+local N = 60
+local T = redis.call('TIME')
+local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+
+-- Brings the window up to now: buckets older than the 61 any window ending now
+-- can overlap leave the sum. Answers a table {key, w, b, cur, sum, n, fresh}
+-- (fresh: the hash did not exist or had another window length, and was emptied).
+local function advance(key, w)
+  local b = math.ceil(w / N)
+  local cur = math.floor(now / b)
+  local lo = cur - N
+  local m = redis.call('HMGET', key, 'w', 's', 'o', 'n')
+  local win = { key = key, w = w, b = b, cur = cur, sum = 0, n = nil, fresh = true }
+  if tonumber(m[1]) ~= w then
+    if m[1] then redis.call('DEL', key) end
+    return win
+  end
+  win.fresh = false
+  local s, o = tonumber(m[2]) or 0, tonumber(m[3]) or lo
+  win.n = tonumber(m[4])
+  if o < lo then
+    if lo - o > N + 1 then
+      -- everything left: start over (cheaper than one HDEL per bucket)
+      redis.call('DEL', key)
+      win.fresh, win.n = true, nil
+      return win
+    end
+    for idx = o, lo - 1 do
+      local v = tonumber(redis.call('HGET', key, idx))
+      if v then
+        s = s - v
+        redis.call('HDEL', key, idx)
+      end
+    end
+    if s < 0 then s = 0 end
+    redis.call('HSET', key, 's', s, 'o', lo)
+  end
+  win.sum = s
+  return win
+end
+
+-- Adds `amount` to the current bucket (the window was advanced just before);
+-- a new window gets its `w`, TTL and index entry.
+local function add(win, amount, index)
+  if win.fresh then
+    redis.call('HSET', win.key, 'w', win.w, 'o', win.cur - N, 's', 0)
+    redis.call('SADD', index, win.key)
+    local longest = redis.call('PTTL', index)
+    if longest < 2 * win.w then redis.call('PEXPIRE', index, 2 * win.w + 60000) end
+    win.fresh = false
+  end
+  if amount > 0 then
+    redis.call('HINCRBY', win.key, win.cur, amount)
+    win.sum = win.sum + amount
+    redis.call('HSET', win.key, 's', win.sum, 'n', win.cur)
+  end
+  if win.n ~= win.cur then
+    -- once per bucket: the hash outlives its newest bucket by a window
+    redis.call('PEXPIRE', win.key, 2 * win.w + win.b)
+    win.n = win.cur
+  end
+end
+
+-- Moves bucket `idx` of `key` by `delta` (a settle or a refund), never below
+-- zero, and only while that bucket still counts (a window that expired, was
+-- reset or moved past it is left alone).
+local function adjust(key, idx, delta)
+  if delta == 0 then return end
+  local m = redis.call('HMGET', key, 'o', 's', idx)
+  local o, s = tonumber(m[1]), tonumber(m[2])
+  if not o or not s or idx < o then return end
+  local v = tonumber(m[3]) or 0
+  local nv = v + delta
+  if nv < 0 then nv = 0 end
+  if nv == 0 then redis.call('HDEL', key, idx) else redis.call('HSET', key, idx, nv) end
+  s = s + (nv - v)
+  if s < 0 then s = 0 end
+  redis.call('HSET', key, 's', s)
+end
+
+-- ms until the newest charged bucket leaves the window (0 when empty)
+local function reset_ms(win)
+  if win.sum <= 0 or not win.n or win.n < win.cur - N then return 0 end
+  return (win.n + N + 1) * win.b - now
+end
+
+-- Leases that ran out: their holder died. The reservation is given back and a
+-- tombstone (`E`) remembers it, so a late settle charges the real usage; ended
+-- tombstones are deleted. At most `max` per call.
+local function sweep(res, lease, tomb_ms, max)
+  local ended = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, max)
+  for _, rid in ipairs(ended) do
+    local raw = redis.call('HGET', res, rid)
+    local rec = raw and cjson.decode(raw)
+    if rec and rec.s == 'R' then
+      for _, q in ipairs(rec.q) do adjust(q[1], tonumber(q[2]), -tonumber(q[3])) end
+      rec.s = 'E'
+      redis.call('HSET', res, rid, cjson.encode(rec))
+      redis.call('ZADD', lease, now + tomb_ms, rid)
+    else
+      redis.call('HDEL', res, rid)
+      redis.call('ZREM', lease, rid)
+    end
+  end
+end
+
+-- A whole number usable as an amount, limit or duration (x % 1 is NaN for NaN
+-- and +-inf); amounts stay exact below 2^53.
+local function whole(x)
+  return x and x >= 0 and x % 1 == 0 and x <= 2^53
+end
