@@ -15,8 +15,8 @@ local function advance(key, w)
   local b = math.ceil(w / N)
   local cur = math.floor(now / b)
   local lo = cur - N
-  local m = redis.call('HMGET', key, 'w', 's', 'o', 'n')
-  local win = { key = key, w = w, b = b, cur = cur, sum = 0, n = nil, fresh = true }
+  local m = redis.call('HMGET', key, 'w', 's', 'o', 'n', cur)
+  local win = { key = key, w = w, b = b, cur = cur, sum = 0, n = nil, fresh = true, here = 0 }
   if tonumber(m[1]) ~= w then
     if m[1] then redis.call('DEL', key) end
     return win
@@ -24,6 +24,7 @@ local function advance(key, w)
   win.fresh = false
   local s, o = tonumber(m[2]) or 0, tonumber(m[3]) or lo
   win.n = tonumber(m[4])
+  win.here = tonumber(m[5]) or 0
   if o < lo then
     if lo - o > N + 1 then
       -- everything left: start over (cheaper than one HDEL per bucket)
@@ -39,7 +40,7 @@ local function advance(key, w)
       end
     end
     if s < 0 then s = 0 end
-    redis.call('HSET', key, 's', s, 'o', lo)
+    redis.call('HSET', key, 's', string.format('%d', s), 'o', lo)
   end
   win.sum = s
   return win
@@ -56,9 +57,10 @@ local function add(win, amount, index)
     win.fresh = false
   end
   if amount > 0 then
-    redis.call('HINCRBY', win.key, win.cur, amount)
+    win.here = win.here + amount
     win.sum = win.sum + amount
-    redis.call('HSET', win.key, 's', win.sum, 'n', win.cur)
+    redis.call('HSET', win.key, win.cur, string.format('%d', win.here),
+      's', string.format('%d', win.sum), 'n', win.cur)
   end
   if win.n ~= win.cur then
     -- once per bucket: the hash outlives its newest bucket by a window
@@ -78,10 +80,14 @@ local function adjust(key, idx, delta)
   local v = tonumber(m[3]) or 0
   local nv = v + delta
   if nv < 0 then nv = 0 end
-  if nv == 0 then redis.call('HDEL', key, idx) else redis.call('HSET', key, idx, nv) end
   s = s + (nv - v)
   if s < 0 then s = 0 end
-  redis.call('HSET', key, 's', s)
+  if nv == 0 then
+    redis.call('HDEL', key, idx)
+    redis.call('HSET', key, 's', string.format('%d', s))
+  else
+    redis.call('HSET', key, idx, string.format('%d', nv), 's', string.format('%d', s))
+  end
 end
 
 -- ms until the newest charged bucket leaves the window (0 when empty)

@@ -89,7 +89,7 @@ if not again then
   redis.call('HSET', res, id, cjson.encode(rec))
   redis.call('ZADD', lease, now + lease_ms, id)
 end
-if renew or redis.call('ZCARD', lease) == 1 then
+if renew or redis.call('PTTL', lease) < 0 then
   local keep = lease_ms + tomb_ms + 60000
   redis.call('PEXPIRE', res, keep)
   redis.call('PEXPIRE', lease, keep)
