@@ -96,24 +96,33 @@ local function reset_ms(win)
   return (win.n + N + 1) * win.b - now
 end
 
--- Leases that ran out: their holder died. The reservation is given back and a
--- tombstone (`E`) remembers it, so a late settle charges the real usage; ended
--- tombstones are deleted. At most `max` per call.
-local function sweep(res, lease, tomb_ms, max)
+-- A reservation is one member of the lease zset, scored with its lease end:
+-- "<id>\n<key>\n<bucket>\n<amount>\n..." (keys and header subjects hold no
+-- newline). A settle removes exactly that member; nothing else is stored per
+-- request. Tombstones "E\n<id>" (lease ended, reservation given back) and
+-- "S\n<id>" (usage charged without reservation) are scored with their end.
+local function parts(member)
+  local out = {}
+  for p in string.gmatch(member, '[^\n]+') do out[#out + 1] = p end
+  return out
+end
+
+-- Leases that ran out: their holder died. Each reservation is given back and
+-- leaves an E tombstone, so a late settle still charges the real usage; ended
+-- tombstones go. At most `max` per call; answers how many were given back.
+local function sweep(lease, tomb_ms, max)
+  local given = 0
   local ended = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, max)
-  for _, rid in ipairs(ended) do
-    local raw = redis.call('HGET', res, rid)
-    local rec = raw and cjson.decode(raw)
-    if rec and rec.s == 'R' then
-      for _, q in ipairs(rec.q) do adjust(q[1], tonumber(q[2]), -tonumber(q[3])) end
-      rec.s = 'E'
-      redis.call('HSET', res, rid, cjson.encode(rec))
-      redis.call('ZADD', lease, now + tomb_ms, rid)
-    else
-      redis.call('HDEL', res, rid)
-      redis.call('ZREM', lease, rid)
+  for _, m in ipairs(ended) do
+    redis.call('ZREM', lease, m)
+    local p = parts(m)
+    if p[1] ~= 'E' and p[1] ~= 'S' then
+      for k = 2, #p - 2, 3 do adjust(p[k], tonumber(p[k + 1]), -tonumber(p[k + 2])) end
+      redis.call('ZADD', lease, now + tomb_ms, 'E\n' .. p[1])
+      given = given + 1
     end
   end
+  return given
 end
 
 -- A whole number usable as an amount, limit or duration (x % 1 is NaN for NaN

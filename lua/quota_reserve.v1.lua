@@ -1,20 +1,20 @@
 -- quota_reserve v1 (after quota_lib.v1): reserve amounts on several
 -- sliding-window quotas of one hash tag, all or nothing. See lua/README.md.
--- KEYS[1] reservations hash, KEYS[2] lease zset, KEYS[3] index set,
--- KEYS[4..] one window hash per quota.
+-- KEYS[1] lease zset, KEYS[2] index set, KEYS[3..] one window hash per quota.
 -- ARGV[1] reservation id, ARGV[2] lease ms, ARGV[3] tombstone ms,
 -- then per quota: limit, window ms, amount.
--- Answers {1, now_ms, used_1, reset_ms_1, ...} when admitted (used includes
--- this reservation) or {0, now_ms, i, retry_ms, used_i, used_1, reset_ms_1, ...}
--- when quota i refuses (retry_ms -1: the amount alone exceeds the limit; the
--- pairs are every quota as it stands, nothing reserved).
-local res, lease, index = KEYS[1], KEYS[2], KEYS[3]
+-- Answers {1, now_ms, used_1, reset_ms_1, ..., member} when admitted (used
+-- includes this reservation; member is what quota_settle takes) or
+-- {0, now_ms, i, retry_ms, used_i, used_1, reset_ms_1, ...} when quota i
+-- refuses (retry_ms -1: the amount alone exceeds the limit; the pairs are every
+-- quota as it stands, nothing reserved).
+local lease, index = KEYS[1], KEYS[2]
 local id = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
 local tomb_ms = tonumber(ARGV[3])
-local n = #KEYS - 3
+local n = #KEYS - 2
 if n < 1 or #ARGV ~= 3 + 3 * n or not whole(lease_ms) or not whole(tomb_ms)
-  or lease_ms < 1 or tomb_ms < 1 then
+  or lease_ms < 1 or tomb_ms < 1 or id == '' or string.find(id, '\n', 1, true) then
   return redis.error_reply('quota_reserve: bad arguments')
 end
 local quotas = {}
@@ -22,30 +22,33 @@ for i = 1, n do
   local limit = tonumber(ARGV[1 + 3 * i])
   local w = tonumber(ARGV[2 + 3 * i])
   local amount = tonumber(ARGV[3 + 3 * i])
-  -- a fraction would fail HINCRBY after other quotas were charged
+  -- a fraction would fail after other quotas were charged
   if not whole(limit) or not whole(w) or not whole(amount) or w < 1 then
     return redis.error_reply('quota_reserve: bad quota arguments at ' .. i)
   end
-  quotas[i] = { key = KEYS[3 + i], limit = limit, w = w, amount = amount }
+  quotas[i] = { key = KEYS[2 + i], limit = limit, w = w, amount = amount }
 end
 
-sweep(res, lease, tomb_ms, 64)
-
--- the same reservation again (a retried call whose answer was lost): admitted once
-local again = redis.call('HEXISTS', res, id) == 1
-
-for _, q in ipairs(quotas) do
-  q.win = advance(q.key, q.w)
-end
-
--- a refusal reports every quota as it stands (the client's x-ratelimit headers)
-local function refuse(i, retry)
-  local r = { 0, now, i, retry, quotas[i].win.sum }
-  for _, q in ipairs(quotas) do
-    r[#r + 1] = q.win.sum
-    r[#r + 1] = reset_ms(q.win)
+-- the first quota that refuses, or nil
+local function refusing()
+  for i, q in ipairs(quotas) do
+    local sum = q.win.sum
+    if q.amount > q.limit or sum + q.amount > q.limit or (q.amount == 0 and sum >= q.limit) then
+      return i
+    end
   end
-  return r
+  return nil
+end
+
+for _, q in ipairs(quotas) do q.win = advance(q.key, q.w) end
+local refused = refusing()
+-- ended leases only matter when they would refuse: sweep then (and now and
+-- then anyway, so tombstones do not pile up)
+if (refused and sweep(lease, tomb_ms, 256) > 0) then
+  for _, q in ipairs(quotas) do q.win = advance(q.key, q.w) end
+  refused = refusing()
+elseif now % 16 == 0 then
+  sweep(lease, tomb_ms, 64)
 end
 
 -- ms until enough of the oldest buckets leave for `need` more to fit
@@ -64,34 +67,33 @@ local function retry_ms(win, need)
   return -1
 end
 
-if not again then
-  for i, q in ipairs(quotas) do
-    local sum = q.win.sum
-    if q.amount > q.limit then return refuse(i, -1) end
-    if sum + q.amount > q.limit or (q.amount == 0 and sum >= q.limit) then
-      return refuse(i, retry_ms(q.win, sum + q.amount - q.limit))
-    end
+if refused then
+  -- every quota as it stands (the client's x-ratelimit headers)
+  local q = quotas[refused]
+  local retry = -1
+  if q.amount <= q.limit then retry = retry_ms(q.win, q.win.sum + q.amount - q.limit) end
+  local r = { 0, now, refused, retry, q.win.sum }
+  for _, x in ipairs(quotas) do
+    r[#r + 1] = x.win.sum
+    r[#r + 1] = reset_ms(x.win)
   end
+  return r
 end
 
 local out = { 1, now }
-local rec = { s = 'R', q = {} }
+local member = { id }
 local renew = false
-for i, q in ipairs(quotas) do
+for _, q in ipairs(quotas) do
   if q.win.n ~= q.win.cur then renew = true end
-  add(q.win, again and 0 or q.amount, index)
-  -- bucket and amount as strings: cjson writes numbers with 14 digits only
-  rec.q[i] = { q.key, string.format('%d', q.win.cur), string.format('%d', q.amount) }
+  add(q.win, q.amount, index)
+  member[#member + 1] = q.key
+  member[#member + 1] = string.format('%d', q.win.cur)
+  member[#member + 1] = string.format('%d', q.amount)
   out[#out + 1] = q.win.sum
   out[#out + 1] = reset_ms(q.win)
 end
-if not again then
-  redis.call('HSET', res, id, cjson.encode(rec))
-  redis.call('ZADD', lease, now + lease_ms, id)
-end
-if renew or redis.call('PTTL', lease) < 0 then
-  local keep = lease_ms + tomb_ms + 60000
-  redis.call('PEXPIRE', res, keep)
-  redis.call('PEXPIRE', lease, keep)
-end
+member = table.concat(member, '\n')
+redis.call('ZADD', lease, now + lease_ms, member)
+if renew then redis.call('PEXPIRE', lease, lease_ms + tomb_ms + 60000) end
+out[#out + 1] = member
 return out

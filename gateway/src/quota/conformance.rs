@@ -21,6 +21,13 @@ fn used(a: &ReserveAnswer) -> Vec<u64> {
     }
 }
 
+fn member(a: &ReserveAnswer) -> &str {
+    match a {
+        ReserveAnswer::Admitted { member, .. } => member,
+        ReserveAnswer::Refused { .. } => panic!("refused: {a:?}"),
+    }
+}
+
 async fn usage_of(s: &QuotaStore, tag: &str, key: &str) -> u64 {
     s.usage(tag, 60_000)
         .await
@@ -39,7 +46,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     let min = 60_000;
 
     // admit up to the limit, all or nothing across two quotas
-    let a = s
+    let r1 = s
         .reserve(
             &tag,
             "r1",
@@ -49,7 +56,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         )
         .await
         .unwrap();
-    assert_eq!(used(&a), vec![60, 1]);
+    assert_eq!(used(&r1), vec![60, 1]);
     let a = s
         .reserve(
             &tag,
@@ -90,29 +97,16 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         "{a:?}"
     );
 
-    // the same id reserved twice counts once
-    let a = s
-        .reserve(
-            &tag,
-            "r1",
-            10_000,
-            60_000,
-            &[item(&k1, 100, min, 60), item(&k2, 2, min, 1)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(used(&a), vec![60, 1]);
-
     // settle lowers to the real usage, once
     let real = vec![(k1.clone(), min, 25), (k2.clone(), min, 1)];
     let r = s
-        .settle(&tag, "r1", 60_000, SettleMode::Reserved, &real)
+        .settle(&tag, "r1", member(&r1), 60_000, SettleMode::Reserved, &real)
         .await
         .unwrap();
     assert_eq!(r, SettleAnswer::Settled);
     assert_eq!(usage_of(s, &tag, &k1).await, 25);
     let r = s
-        .settle(&tag, "r1", 60_000, SettleMode::Reserved, &real)
+        .settle(&tag, "r1", member(&r1), 60_000, SettleMode::Reserved, &real)
         .await
         .unwrap();
     assert_eq!(
@@ -123,12 +117,14 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     assert_eq!(usage_of(s, &tag, &k1).await, 25);
 
     // settle above the reservation charges the difference
-    s.reserve(&tag, "r3", 10_000, 60_000, &[item(&k1, 100, min, 10)])
+    let r3 = s
+        .reserve(&tag, "r3", 10_000, 60_000, &[item(&k1, 100, min, 10)])
         .await
         .unwrap();
     s.settle(
         &tag,
         "r3",
+        member(&r3),
         60_000,
         SettleMode::Reserved,
         &[(k1.clone(), min, 30)],
@@ -140,32 +136,34 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     // usage admitted without the store is charged once
     let late = vec![(k1.clone(), min, 5)];
     let r = s
-        .settle(&tag, "u1", 60_000, SettleMode::Unreserved, &late)
+        .settle(&tag, "u1", "", 60_000, SettleMode::Unreserved, &late)
         .await
         .unwrap();
     assert_eq!(r, SettleAnswer::Charged);
     let r = s
-        .settle(&tag, "u1", 60_000, SettleMode::Unreserved, &late)
+        .settle(&tag, "u1", "", 60_000, SettleMode::Unreserved, &late)
         .await
         .unwrap();
     assert_eq!(r, SettleAnswer::Already);
     assert_eq!(usage_of(s, &tag, &k1).await, 60);
 
     // an expired lease gives the reservation back; a late settle charges the usage
-    s.reserve(&tag, "dead", 30, 60_000, &[item(&k1, 100, min, 40)])
+    let dead = s
+        .reserve(&tag, "dead", 30, 60_000, &[item(&k1, 100, min, 40)])
         .await
         .unwrap();
     assert_eq!(usage_of(s, &tag, &k1).await, 100);
     tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-    let a = s
+    let r4 = s
         .reserve(&tag, "r4", 10_000, 60_000, &[item(&k1, 100, min, 1)])
         .await
         .unwrap();
-    assert_eq!(used(&a), vec![61], "the dead replica's 40 came back");
+    assert_eq!(used(&r4), vec![61], "the dead replica's 40 came back");
     let r = s
         .settle(
             &tag,
             "dead",
+            member(&dead),
             60_000,
             SettleMode::Reserved,
             &[(k1.clone(), min, 7)],
@@ -181,6 +179,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     s.settle(
         &tag,
         "r4",
+        member(&r4),
         60_000,
         SettleMode::Reserved,
         &[(k1.clone(), min, 0)],

@@ -226,7 +226,11 @@ impl MemoryQuotas {
                 },
             );
         }
-        ReserveAnswer::Admitted { now_ms: now, used }
+        ReserveAnswer::Admitted {
+            now_ms: now,
+            used,
+            member: String::new(),
+        }
     }
 
     /// `actual`: (window key, window ms, amount) in the order of the reservation.

@@ -119,6 +119,8 @@ type Windows = Vec<(Arc<Quota>, String)>;
 /// Reservations of one hash tag, settled together.
 struct Group {
     tag: String,
+    /// the store's handle on the reservation (Redis: its lease entry)
+    member: String,
     items: Windows,
     /// what the store is told at the end
     mode: SettleMode,
@@ -232,6 +234,7 @@ impl Quotas {
             QuotaStore::Redis(_) => self.queue.push(Job {
                 tag: g.tag.clone(),
                 id: id.to_string(),
+                member: g.member.clone(),
                 mode: g.mode,
                 actual,
                 tomb_ms: TOMBSTONE_MS,
@@ -322,8 +325,10 @@ impl Held {
         let mut refusal: Option<Refusal> = None;
         let first_new = self.groups.len();
         for ((tag, quotas), (items, answer)) in tags.into_iter().zip(answers) {
-            let (mode, local, used) = match answer {
-                Ok(ReserveAnswer::Admitted { used, .. }) => (SettleMode::Reserved, false, used),
+            let (mode, local, used, member) = match answer {
+                Ok(ReserveAnswer::Admitted { used, member, .. }) => {
+                    (SettleMode::Reserved, false, used, member)
+                }
                 Ok(ReserveAnswer::Refused {
                     index,
                     retry_ms,
@@ -342,7 +347,7 @@ impl Held {
                     OnRedisError::FailOpen => {
                         tracing::debug!(error = %e, "quota store unreachable: admitted unchecked");
                         self.status = Some(Status::Bypassed);
-                        (SettleMode::Unreserved, false, Vec::new())
+                        (SettleMode::Unreserved, false, Vec::new(), String::new())
                     }
                     OnRedisError::FailClosed => {
                         if refusal.is_none() {
@@ -370,7 +375,7 @@ impl Held {
                         match a {
                             ReserveAnswer::Admitted { used, .. } => {
                                 self.status = Some(Status::Local);
-                                (SettleMode::Unreserved, true, used)
+                                (SettleMode::Unreserved, true, used, String::new())
                             }
                             ReserveAnswer::Refused {
                                 index,
@@ -395,6 +400,7 @@ impl Held {
             self.note(attempt, &quotas, &items, &used);
             self.groups.push(Group {
                 tag,
+                member,
                 items: quotas,
                 mode,
                 local,

@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 pub struct Job {
     pub tag: String,
     pub id: String,
+    /// the reservation's lease entry (empty when none was made)
+    pub member: String,
     pub mode: SettleMode,
     /// (window key, window ms, amount)
     pub actual: Vec<(String, u64, u64)>,
@@ -107,7 +109,14 @@ impl SettleQueue {
                 continue;
             };
             let r = store
-                .settle(&job.tag, &job.id, job.tomb_ms, job.mode, &job.actual)
+                .settle(
+                    &job.tag,
+                    &job.id,
+                    &job.member,
+                    job.tomb_ms,
+                    job.mode,
+                    &job.actual,
+                )
                 .await;
             match r {
                 Ok(_) => {

@@ -32,9 +32,12 @@ pub struct WindowUse {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveAnswer {
+    /// `member`: what identifies the reservation to `settle` (Redis: the lease
+    /// entry; memory: empty, the id is enough)
     Admitted {
         now_ms: u64,
         used: Vec<WindowUse>,
+        member: String,
     },
     /// `index`: the item that refused; `retry_ms` None: the amount alone is over
     /// the limit; `standing`: every item as it is (nothing was reserved)
@@ -92,10 +95,10 @@ fn pairs(v: &[i64]) -> Vec<WindowUse> {
 }
 
 impl QuotaStore {
-    fn keys(conn: &RedisConn, tag: &str) -> [String; 3] {
+    /// The lease zset and the window index of a tag.
+    fn keys(conn: &RedisConn, tag: &str) -> [String; 2] {
         let p = &conn.prefix;
         [
-            format!("{p}{{{tag}}}:qres"),
             format!("{p}{{{tag}}}:qlease"),
             format!("{p}{{{tag}}}:qkeys"),
         ]
@@ -132,13 +135,31 @@ impl QuotaStore {
             inv.key(format!("{}{}", conn.prefix, it.key));
             inv.arg(it.limit).arg(it.window_ms).arg(it.amount);
         }
-        let r: Vec<i64> = conn.script(Budget::Fast, &inv).await?;
-        match r.as_slice() {
-            [1, now, rest @ ..] if rest.len() == 2 * items.len() => Ok(ReserveAnswer::Admitted {
-                now_ms: num(*now),
-                used: pairs(rest),
-            }),
-            [0, now, i, retry, used, rest @ ..]
+        let mut r: Vec<redis::Value> = conn.script(Budget::Fast, &inv).await?;
+        let member = match r.last() {
+            Some(redis::Value::BulkString(m)) if r.first() == Some(&redis::Value::Int(1)) => {
+                let m = String::from_utf8_lossy(m).into_owned();
+                r.pop();
+                Some(m)
+            }
+            _ => None,
+        };
+        let r: Vec<i64> = r
+            .iter()
+            .map(|v| match v {
+                redis::Value::Int(i) => Ok(*i),
+                other => Err(bad_reply("quota_reserve", other)),
+            })
+            .collect::<Result<_>>()?;
+        match (r.as_slice(), member) {
+            ([1, now, rest @ ..], Some(member)) if rest.len() == 2 * items.len() => {
+                Ok(ReserveAnswer::Admitted {
+                    now_ms: num(*now),
+                    used: pairs(rest),
+                    member,
+                })
+            }
+            ([0, now, i, retry, used, rest @ ..], None)
                 if *i >= 1 && (*i as usize) <= items.len() && rest.len() == 2 * items.len() =>
             {
                 Ok(ReserveAnswer::Refused {
@@ -149,7 +170,7 @@ impl QuotaStore {
                     standing: pairs(rest),
                 })
             }
-            other => Err(bad_reply("quota_reserve", other)),
+            (other, _) => Err(bad_reply("quota_reserve", other)),
         }
     }
 
@@ -159,12 +180,16 @@ impl QuotaStore {
         &self,
         tag: &str,
         id: &str,
+        member: &str,
         tomb_ms: u64,
         mode: SettleMode,
         actual: &[(String, u64, u64)],
     ) -> Result<SettleAnswer> {
         let conn = match self {
-            QuotaStore::Memory(m) => return Ok(m.settle(tag, id, tomb_ms, mode, actual, now_ms())),
+            QuotaStore::Memory(m) => {
+                let _ = member; // the id is enough in memory
+                return Ok(m.settle(tag, id, tomb_ms, mode, actual, now_ms()));
+            }
             QuotaStore::Redis(c) => c,
         };
         let mut inv = SCRIPTS.quota_settle.prepare_invoke();
@@ -175,7 +200,7 @@ impl QuotaStore {
             SettleMode::Reserved => "r",
             SettleMode::Unreserved => "u",
         };
-        inv.arg(id).arg(tomb_ms).arg(m);
+        inv.arg(id).arg(tomb_ms).arg(m).arg(member);
         for (key, window_ms, amount) in actual {
             inv.key(format!("{}{}", conn.prefix, key));
             inv.arg(*window_ms).arg(*amount);
@@ -198,9 +223,9 @@ impl QuotaStore {
             QuotaStore::Memory(m) => return Ok(m.usage(tag, tomb_ms, now_ms())),
             QuotaStore::Redis(c) => c,
         };
-        let [res, lease, index] = Self::keys(conn, tag);
+        let [lease, index] = Self::keys(conn, tag);
         let mut inv = SCRIPTS.quota_usage.prepare_invoke();
-        inv.key(index).key(res).key(lease).arg(tomb_ms);
+        inv.key(index).key(lease).arg(tomb_ms);
         let r: Vec<redis::Value> = conn.script(Budget::Slow, &inv).await?;
         let mut out = Vec::new();
         for c in r.get(1..).unwrap_or_default().chunks(3) {
