@@ -71,13 +71,14 @@ end
 
 -- Moves bucket `idx` of `key` by `delta` (a settle or a refund), never below
 -- zero, and only while that bucket still counts (a window that expired, was
--- reset or moved past it is left alone).
+-- reset or moved past it is left alone; so is a bucket past the current one:
+-- it was numbered for another window length, and would never leave the sum).
 local function adjust(key, idx, delta)
   if delta == 0 then return end
-  local m = redis.call('HMGET', key, 'o', 's', idx)
-  local o, s = tonumber(m[1]), tonumber(m[2])
-  if not o or not s or idx < o then return end
-  local v = tonumber(m[3]) or 0
+  local m = redis.call('HMGET', key, 'o', 's', 'w', idx)
+  local o, s, w = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  if not o or not s or not w or idx < o or idx > math.floor(now / math.ceil(w / N)) then return end
+  local v = tonumber(m[4]) or 0
   local nv = v + delta
   if nv < 0 then nv = 0 end
   s = s + (nv - v)
@@ -94,6 +95,12 @@ end
 local function reset_ms(win)
   if win.sum <= 0 or not win.n or win.n < win.cur - N then return 0 end
   return (win.n + N + 1) * win.b - now
+end
+
+-- The lease zset lives at least `ms` more (plus a minute): as long as the entry
+-- just written. It goes when its last member does, so it is checked every time.
+local function keep(lease, ms)
+  if redis.call('PTTL', lease) < ms then redis.call('PEXPIRE', lease, ms + 60000) end
 end
 
 -- A reservation is one member of the lease zset, scored with its lease end:
@@ -122,6 +129,8 @@ local function sweep(lease, tomb_ms, max)
       given = given + 1
     end
   end
+  -- removing the last member deleted the zset, and ZADD made it anew
+  if given > 0 then keep(lease, tomb_ms) end
   return given
 end
 

@@ -44,11 +44,17 @@ for _, q in ipairs(quotas) do q.win = advance(q.key, q.w) end
 local refused = refusing()
 -- ended leases only matter when they would refuse: sweep then (and now and
 -- then anyway, so tombstones do not pile up)
-if (refused and sweep(lease, tomb_ms, 256) > 0) then
+local given = 0
+if refused then
+  given = sweep(lease, tomb_ms, 256)
+elseif now % 16 == 0 then
+  given = sweep(lease, tomb_ms, 64)
+end
+if given > 0 then
+  -- the sweep moved buckets and sums: read the windows again (add() would
+  -- write back the old ones)
   for _, q in ipairs(quotas) do q.win = advance(q.key, q.w) end
   refused = refusing()
-elseif now % 16 == 0 then
-  sweep(lease, tomb_ms, 64)
 end
 
 -- ms until enough of the oldest buckets leave for `need` more to fit
@@ -82,9 +88,7 @@ end
 
 local out = { 1, now }
 local member = { id }
-local renew = false
 for _, q in ipairs(quotas) do
-  if q.win.n ~= q.win.cur then renew = true end
   add(q.win, q.amount, index)
   member[#member + 1] = q.key
   member[#member + 1] = string.format('%d', q.win.cur)
@@ -94,6 +98,6 @@ for _, q in ipairs(quotas) do
 end
 member = table.concat(member, '\n')
 redis.call('ZADD', lease, now + lease_ms, member)
-if renew then redis.call('PEXPIRE', lease, lease_ms + tomb_ms + 60000) end
+keep(lease, lease_ms + tomb_ms)
 out[#out + 1] = member
 return out

@@ -43,14 +43,16 @@ if mode == 'r' and member ~= '' and redis.call('ZREM', lease, member) == 1 then
   end
   return 1
 end
+-- usage from the retry queue, which may send it twice: counted once (checked
+-- first: a reserve whose answer was lost leaves an E tombstone later)
+if mode == 'u' and redis.call('ZSCORE', lease, 'S\n' .. id) then return 2 end
 -- a lease that ended: the reservation went back, the usage is charged now
-if redis.call('ZREM', lease, 'E\n' .. id) == 1 then
-  charge()
-  return 3
-end
-if mode == 'r' then return 0 end
--- usage from the retry queue, which may send it twice: counted once
-if redis.call('ZSCORE', lease, 'S\n' .. id) then return 2 end
+local ended = redis.call('ZREM', lease, 'E\n' .. id) == 1
+if not ended and mode == 'r' then return 0 end
 charge()
-redis.call('ZADD', lease, now + tomb_ms, 'S\n' .. id)
+if mode == 'u' then
+  redis.call('ZADD', lease, now + tomb_ms, 'S\n' .. id)
+  keep(lease, tomb_ms)
+end
+if ended then return 3 end
 return 4

@@ -1,10 +1,13 @@
 //! The quota scripts (`lua/quota_reserve.v1.lua`, `quota_settle.v1.lua`,
-//! `quota_usage.v1.lua`) run with `EVAL` on a real redis-server, checked
-//! against the contract in `lua/README.md` ("Quotas"): all-or-nothing
-//! reservations on a sliding window of 60 sub-buckets, refusals with a
-//! truthful retry time, leases that give their tokens back, settles that
-//! happen once, and the usage report. One test runs the same on a 3-node
-//! cluster with every key under one hash tag.
+//! `quota_usage.v1.lua`, each after `quota_lib.v1.lua`) run with `EVAL` on a
+//! real redis-server, checked against their header comments and
+//! `lua/README.md` ("Quotas"): all-or-nothing reservations on a sliding window
+//! of 60 sub-buckets, refusals with a truthful retry time, reservations kept as
+//! members of the lease zset (`"<id>\n<key>\n<bucket>\n<amount>..."`, settled
+//! by that member), ended leases given back lazily (when a reserve would
+//! otherwise refuse, 1 call in 16, and always by quota_usage), settles that
+//! happen once, a TTL on every key, and the usage report. One test runs the
+//! same on a 3-node cluster with every key under one hash tag.
 //!
 //! Most windows are 1000 ms, so a sub-bucket is `ceil(1000 / 60)` = 17 ms and
 //! the sum covers 61 buckets: a charge made now counts for 1020..1037 ms.
@@ -32,9 +35,16 @@ const USAGE: &str = concat!(
 /// The window of most tests (ms) and its sub-bucket `ceil(W / 60)`.
 const W: i64 = 1000;
 const B: i64 = 17;
+/// A day: its sub-bucket is 24 minutes, so calls a few ms apart share one.
+const DAY: i64 = 86_400_000;
 /// Lease and tombstone of reservations that are not about expiry.
 const LEASE: i64 = 30_000;
 const TOMB: i64 = 60_000;
+
+/// The sub-bucket length of a window: `ceil(w / 60)`.
+fn bucket_ms(w: i64) -> i64 {
+    (w + 59) / 60
+}
 
 // ---------------------------------------------------------------------------
 // redis-cli output
@@ -50,6 +60,34 @@ enum Reply {
     Arr(Vec<Reply>),
 }
 
+/// Undoes redis-cli's quoting of a bulk string (`sdscatrepr`): `\n`, `\r`,
+/// `\t`, `\a`, `\b`, `\\`, `\"` and `\xHH`.
+fn unquote(q: &str) -> String {
+    let mut out = Vec::with_capacity(q.len());
+    let mut bytes = q.bytes();
+    while let Some(c) = bytes.next() {
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'a') => out.push(7),
+            Some(b'b') => out.push(8),
+            Some(b'x') => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                let hex = std::str::from_utf8(&hex).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("\\x{hex}: {e}")));
+            }
+            Some(other) => out.push(other),
+            None => panic!("dangling backslash in {q:?}"),
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
 fn parse_scalar(s: &str) -> Reply {
     if let Some(n) = s.strip_prefix("(integer) ") {
         Reply::Int(n.parse().unwrap_or_else(|e| panic!("integer {n:?}: {e}")))
@@ -58,7 +96,7 @@ fn parse_scalar(s: &str) -> Reply {
     } else if s == "(nil)" {
         Reply::Nil
     } else if let Some(q) = s.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-        Reply::Str(q.replace("\\\"", "\"").replace("\\\\", "\\"))
+        Reply::Str(unquote(q))
     } else {
         panic!("unexpected redis-cli output {s:?}")
     }
@@ -84,18 +122,26 @@ fn parse(out: &str) -> Reply {
     Reply::Arr(items)
 }
 
+fn ints(items: &[Reply]) -> Vec<i64> {
+    items
+        .iter()
+        .map(|i| match i {
+            Reply::Int(n) => *n,
+            other => panic!("expected integers, got {other:?} in {items:?}"),
+        })
+        .collect()
+}
+
 impl Reply {
-    fn ints(&self) -> Vec<i64> {
+    fn items(&self) -> &[Reply] {
         match self {
-            Reply::Arr(items) => items
-                .iter()
-                .map(|i| match i {
-                    Reply::Int(n) => *n,
-                    other => panic!("expected integers, got {other:?} in {self:?}"),
-                })
-                .collect(),
+            Reply::Arr(items) => items,
             other => panic!("expected an array, got {other:?}"),
         }
+    }
+
+    fn ints(&self) -> Vec<i64> {
+        ints(self.items())
     }
 
     fn int(&self) -> i64 {
@@ -136,11 +182,15 @@ impl Redis for RedisCluster {
 /// A quota spec for reserve: (quota name, limit, window ms, amount).
 type Q<'a> = (&'a str, i64, i64, i64);
 
+/// An admitted reservation: what quota_reserve answered.
 #[derive(Debug)]
 struct Admitted {
+    id: String,
     now: i64,
     used: Vec<i64>,
     reset: Vec<i64>,
+    /// the lease zset member, which a mode `r` settle takes
+    member: String,
 }
 
 #[derive(Debug, PartialEq)]
@@ -167,15 +217,20 @@ impl<'a> Tag<'a> {
         format!("gw:{{t:{}}}:{suffix}", self.t)
     }
 
+    /// The lease zset: one member per reservation, plus tombstones.
+    fn lease(&self) -> String {
+        self.key("qlease")
+    }
+
     /// The window hash of tenant quota `name`: `gw:{t:acme}:q:t:acme:<name>:acme`.
     fn window(&self, name: &str) -> String {
         let t = self.t;
         format!("gw:{{t:{t}}}:q:t:{t}:{name}:{t}")
     }
 
-    /// KEYS of reserve/settle: reservations, leases, index, then the windows.
+    /// KEYS of reserve/settle: lease zset, index, then the windows.
     fn keys(&self, names: &[&str]) -> Vec<String> {
-        let mut keys = vec![self.key("qres"), self.key("qlease"), self.key("qkeys")];
+        let mut keys = vec![self.lease(), self.key("qkeys")];
         keys.extend(names.iter().map(|n| self.window(n)));
         keys
     }
@@ -220,16 +275,35 @@ impl<'a> Tag<'a> {
         self.reserve_lease(id, LEASE, quotas)
     }
 
-    /// Reserves and expects `{1, now, used_1, reset_1, ...}`.
-    fn admit(&self, id: &str, quotas: &[Q]) -> Admitted {
-        let r = self.reserve(id, quotas).ints();
-        assert_eq!(r[0], 1, "{id} should be admitted: {r:?}");
-        assert_eq!(r.len(), 2 + 2 * quotas.len(), "{r:?}");
-        Admitted {
-            now: r[1],
-            used: r[2..].iter().step_by(2).copied().collect(),
-            reset: r[3..].iter().step_by(2).copied().collect(),
+    /// Reserves and expects `{1, now, used_1, reset_1, ..., member}`, the
+    /// member being `"<id>\n<key>\n<bucket>\n<amount>"` per quota.
+    fn admit_lease(&self, id: &str, lease: i64, quotas: &[Q]) -> Admitted {
+        let r = self.reserve_lease(id, lease, quotas);
+        let Some((Reply::Str(member), rest)) = r.items().split_last() else {
+            panic!("{id} should be admitted with its member last: {r:?}")
+        };
+        let n = ints(rest);
+        assert_eq!(n[0], 1, "{id} should be admitted: {r:?}");
+        assert_eq!(n.len(), 2 + 2 * quotas.len(), "{r:?}");
+        let now = n[1];
+        let mut expected = vec![id.to_string()];
+        for (name, _, w, amount) in quotas {
+            expected.push(self.window(name));
+            expected.push((now / bucket_ms(*w)).to_string());
+            expected.push(amount.to_string());
         }
+        assert_eq!(*member, expected.join("\n"), "{r:?}");
+        Admitted {
+            id: id.to_string(),
+            now,
+            used: n[2..].iter().step_by(2).copied().collect(),
+            reset: n[3..].iter().step_by(2).copied().collect(),
+            member: member.clone(),
+        }
+    }
+
+    fn admit(&self, id: &str, quotas: &[Q]) -> Admitted {
+        self.admit_lease(id, LEASE, quotas)
     }
 
     /// Reserves and expects `{0, now, quota index, retry_ms, used, then
@@ -252,10 +326,18 @@ impl<'a> Tag<'a> {
         }
     }
 
-    fn settle_raw(&self, id: &str, mode: &str, quotas: &[(&str, &str, &str)]) -> Reply {
+    /// quota_settle with every argument as given: id, mode, member, then
+    /// (quota name, window ms, actual amount) per quota.
+    fn settle_raw(
+        &self,
+        id: &str,
+        mode: &str,
+        member: &str,
+        quotas: &[(&str, &str, &str)],
+    ) -> Reply {
         let names: Vec<&str> = quotas.iter().map(|q| q.0).collect();
         let tomb = TOMB.to_string();
-        let mut args = vec![id, tomb.as_str(), mode];
+        let mut args = vec![id, tomb.as_str(), mode, member];
         for (_, w, actual) in quotas {
             args.extend([*w, *actual]);
         }
@@ -263,7 +345,7 @@ impl<'a> Tag<'a> {
     }
 
     /// quota_settle with (quota name, window ms, actual amount) per quota.
-    fn settle(&self, id: &str, mode: &str, quotas: &[(&str, i64, i64)]) -> i64 {
+    fn settle_as(&self, id: &str, mode: &str, member: &str, quotas: &[(&str, i64, i64)]) -> i64 {
         let s: Vec<[String; 2]> = quotas
             .iter()
             .map(|q| [q.1.to_string(), q.2.to_string()])
@@ -273,16 +355,25 @@ impl<'a> Tag<'a> {
             .zip(&s)
             .map(|(q, [w, a])| (q.0, w.as_str(), a.as_str()))
             .collect();
-        self.settle_raw(id, mode, &raw).int()
+        self.settle_raw(id, mode, member, &raw).int()
     }
 
-    /// quota_usage: now, and window key -> (used, reset_ms).
-    fn usage(&self) -> (i64, BTreeMap<String, (i64, i64)>) {
-        let tomb = TOMB.to_string();
-        let keys = [self.key("qkeys"), self.key("qres"), self.key("qlease")];
-        let Reply::Arr(items) = self.eval(USAGE, &keys, &[tomb.as_str()]) else {
-            panic!("quota_usage should answer an array")
-        };
+    /// Mode `r`: the reservation `a`, by its member.
+    fn settle(&self, a: &Admitted, quotas: &[(&str, i64, i64)]) -> i64 {
+        self.settle_as(&a.id, "r", &a.member, quotas)
+    }
+
+    /// Mode `u`: usage of a request admitted without Redis (no member).
+    fn settle_u(&self, id: &str, quotas: &[(&str, i64, i64)]) -> i64 {
+        self.settle_as(id, "u", "", quotas)
+    }
+
+    /// quota_usage with tombstone `tomb` ms: now, and window key -> (used, reset_ms).
+    fn usage_tomb(&self, tomb: i64) -> (i64, BTreeMap<String, (i64, i64)>) {
+        let tomb = tomb.to_string();
+        let keys = [self.key("qkeys"), self.lease()];
+        let r = self.eval(USAGE, &keys, &[tomb.as_str()]);
+        let items = r.items();
         let Some(Reply::Int(now)) = items.first() else {
             panic!("quota_usage should start with now: {items:?}")
         };
@@ -298,13 +389,62 @@ impl<'a> Tag<'a> {
         (*now, windows)
     }
 
+    fn usage(&self) -> (i64, BTreeMap<String, (i64, i64)>) {
+        self.usage_tomb(TOMB)
+    }
+
     /// What quota `name` holds now per quota_usage (0 when it is not listed).
     fn used(&self, name: &str) -> i64 {
         self.usage().1.get(&self.window(name)).map_or(0, |u| u.0)
     }
 
-    fn has_record(&self, id: &str) -> bool {
-        self.cmd(&["HEXISTS", &self.key("qres"), id]) == "1"
+    /// The lease zset: (member, score) in score order.
+    fn leases(&self) -> Vec<(String, i64)> {
+        let r = parse(&self.cmd(&["--no-raw", "ZRANGE", &self.lease(), "0", "-1", "WITHSCORES"]));
+        r.items()
+            .chunks(2)
+            .map(|p| match p {
+                [Reply::Str(m), Reply::Str(s)] => (m.clone(), s.parse().unwrap()),
+                _ => panic!("lease entry {p:?} in {r:?}"),
+            })
+            .collect()
+    }
+
+    /// The lease end (or tombstone end) of `member`, if it is in the zset.
+    fn lease_of(&self, member: &str) -> Option<i64> {
+        self.leases()
+            .into_iter()
+            .find(|(m, _)| m == member)
+            .map(|(_, s)| s)
+    }
+
+    /// Whether a reservation of `id` is in the lease zset.
+    fn holds(&self, id: &str) -> bool {
+        let prefix = format!("{id}\n");
+        self.leases().iter().any(|(m, _)| m.starts_with(&prefix))
+    }
+
+    /// The raw fields of the window hash of quota `name`.
+    fn fields(&self, name: &str) -> BTreeMap<String, String> {
+        let flat = self.cmd(&["HGETALL", &self.window(name)]);
+        let lines: Vec<&str> = flat.lines().collect();
+        lines
+            .chunks(2)
+            .map(|p| (p[0].to_string(), p[1].to_string()))
+            .collect()
+    }
+
+    fn pttl(&self, key: &str) -> i64 {
+        self.cmd(&["PTTL", key]).parse().unwrap()
+    }
+}
+
+/// Every key on `redis` (standalone) expires: none without a TTL.
+fn assert_every_key_expires(redis: &RedisServer) {
+    let keys = redis.cli(&["KEYS", "*"]);
+    for key in keys.lines() {
+        let pttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
+        assert!(pttl > 0, "{key:?} has PTTL {pttl}");
     }
 }
 
@@ -325,6 +465,8 @@ fn admits_until_the_limit_then_refuses_with_retry() {
     assert_eq!(first.used, [1]);
     // the charge leaves the sum when its bucket is 61 buckets old
     assert_eq!(first.reset, [(first.now / B + 61) * B - first.now]);
+    // the reservation is its member in the lease zset, scored with the lease end
+    assert_eq!(q.lease_of(&first.member), Some(first.now + LEASE));
     assert_eq!(q.admit("r2", &[rpm]).used, [2]);
     assert_eq!(q.admit("r3", &[rpm]).used, [3]);
 
@@ -336,7 +478,8 @@ fn admits_until_the_limit_then_refuses_with_retry() {
     assert_eq!(no.retry, (first.now / B + 61) * B - no.now, "{no:?}");
     assert!(no.retry > 0 && no.retry <= 61 * B, "{no:?}");
     // a refusal leaves no reservation behind
-    assert!(!q.has_record("r4"));
+    assert!(!q.holds("r4"));
+    assert_eq!(q.leases().len(), 3);
     assert_eq!(q.used("rpm"), 3);
 }
 
@@ -381,8 +524,11 @@ fn two_quotas_are_all_or_nothing() {
     assert_eq!((no.quota, no.used), (2, 60));
     // the first quota did not keep r2's request
     assert_eq!((q.used("rpm"), q.used("tpm")), (1, 60));
-    assert!(!q.has_record("r2"));
-    assert_eq!(q.admit("r3", &quotas(40)).used, [2, 100]);
+    assert!(!q.holds("r2"));
+    // one member holds both quotas of the call
+    let r3 = q.admit("r3", &quotas(40));
+    assert_eq!(r3.used, [2, 100]);
+    assert_eq!(r3.member.lines().count(), 7, "{:?}", r3.member);
 }
 
 #[test]
@@ -392,20 +538,23 @@ fn bad_arguments_are_error_replies() {
     let w = W.to_string();
     let w = w.as_str();
 
-    for (lease, limit, window, amount) in [
-        ("1000", "10", w, "-1"),
-        ("1000", "-5", w, "1"),
-        ("1000", "10", w, "abc"),
-        ("1000", "ten", w, "1"),
-        ("1000", "10", "0", "1"),
-        ("1000", "10", "soon", "1"),
-        ("0", "10", w, "1"),
-        ("later", "10", w, "1"),
+    for (id, lease, limit, window, amount) in [
+        ("r1", "1000", "10", w, "-1"),
+        ("r1", "1000", "-5", w, "1"),
+        ("r1", "1000", "10", w, "abc"),
+        ("r1", "1000", "ten", w, "1"),
+        ("r1", "1000", "10", "0", "1"),
+        ("r1", "1000", "10", "soon", "1"),
+        ("r1", "0", "10", w, "1"),
+        ("r1", "later", "10", w, "1"),
+        // the id starts the member, whose parts are split at newlines
+        ("", "1000", "10", w, "1"),
+        ("r\n1", "1000", "10", w, "1"),
     ] {
-        let r = q.reserve_raw("r1", lease, &[("tpm", limit, window, amount)]);
+        let r = q.reserve_raw(id, lease, &[("tpm", limit, window, amount)]);
         assert!(
             r.err().contains("quota_reserve: bad"),
-            "lease {lease} limit {limit} window {window} amount {amount}: {r:?}"
+            "id {id:?} lease {lease} limit {limit} window {window} amount {amount}: {r:?}"
         );
     }
     // ARGV not 3 + 3 per window key, or no window key at all
@@ -425,31 +574,51 @@ fn bad_arguments_are_error_replies() {
         assert!(r.err().contains("quota_reserve: bad"), "{args:?}: {r:?}");
     }
 
-    for (mode, tomb, window, actual) in [
-        ("x", "1000", w, "1"),
-        ("", "1000", w, "1"),
-        ("r", "0", w, "1"),
-        ("r", "1000", w, "-3"),
-        ("u", "1000", w, "lots"),
-        ("u", "1000", "0", "1"),
+    for (id, mode, tomb, window, actual) in [
+        ("r1", "x", "1000", w, "1"),
+        ("r1", "", "1000", w, "1"),
+        ("r1", "r", "0", w, "1"),
+        ("r1", "r", "1000", w, "-3"),
+        ("r1", "u", "1000", w, "lots"),
+        ("r1", "u", "1000", "0", "1"),
+        ("", "u", "1000", w, "1"),
     ] {
         let r = q.eval(
             SETTLE,
             &q.keys(&["tpm"]),
-            &["r1", tomb, mode, window, actual],
+            &[id, tomb, mode, "", window, actual],
         );
         assert!(
             r.err().contains("quota_settle: bad"),
-            "mode {mode:?} tomb {tomb} window {window} actual {actual}: {r:?}"
+            "id {id:?} mode {mode:?} tomb {tomb} window {window} actual {actual}: {r:?}"
         );
     }
+    // ARGV not 4 + 2 per window key (the member is always there, "" in
+    // mode u), or no window key at all
     for (keys, args) in [
-        (q.keys(&["tpm"]), vec!["r1", "1000", "u", w]),
-        (q.keys(&["tpm"]), vec!["r1", "1000", "u", w, "1", "2"]),
-        (q.keys(&[]), vec!["r1", "1000", "u"]),
+        (q.keys(&["tpm"]), vec!["r1", "1000", "u", "", w]),
+        (q.keys(&["tpm"]), vec!["r1", "1000", "u", "", w, "1", "2"]),
+        // the layout without a member
+        (q.keys(&["tpm"]), vec!["r1", "1000", "u", w, "1"]),
+        (q.keys(&[]), vec!["r1", "1000", "u", ""]),
     ] {
         let r = q.eval(SETTLE, &keys, &args);
         assert!(r.err().contains("quota_settle: bad"), "{args:?}: {r:?}");
+    }
+
+    // quota_usage: exactly the index and the lease zset, a tombstone length
+    let (index, lease) = (q.key("qkeys"), q.lease());
+    for (keys, tomb) in [
+        (vec![index.clone(), lease.clone()], "0"),
+        (vec![index.clone(), lease.clone()], "never"),
+        (vec![index.clone()], "1000"),
+        (vec![index.clone(), q.key("qres"), lease.clone()], "1000"),
+    ] {
+        let r = q.eval(USAGE, &keys, &[tomb]);
+        assert!(
+            r.err().contains("quota_usage: bad"),
+            "{keys:?} {tomb}: {r:?}"
+        );
     }
     assert_eq!(q.cmd(&["DBSIZE"]), "0", "a rejected call writes nothing");
 }
@@ -473,18 +642,21 @@ fn fractional_and_non_finite_amounts_charge_nothing() {
         let r = q.reserve_raw("r1", "1000", &[("rpm", "10", w, "1"), ("tpm", bad, w, "1")]);
         assert!(matches!(r, Reply::Err(_)), "limit {bad}: {r:?}");
         assert_eq!(q.used("rpm"), 0, "{bad}");
-        assert!(!q.has_record("r1"), "{bad}");
+        assert!(!q.holds("r1"), "{bad}");
     }
 
-    // same for a settle: no partial move of the first quota
+    // same for a settle: no partial move of the first quota, and the
+    // reservation is still there to be settled
     let both = [("rpm", 10, W, 1), ("tpm", 100, W, 10)];
-    assert_eq!(q.admit("r2", &both).used, [1, 10]);
+    let r2 = q.admit("r2", &both);
+    assert_eq!(r2.used, [1, 10]);
     for bad in ["2.5", "nan", "inf"] {
-        let r = q.settle_raw("r2", "r", &[("rpm", w, "3"), ("tpm", w, bad)]);
+        let r = q.settle_raw("r2", "r", &r2.member, &[("rpm", w, "3"), ("tpm", w, bad)]);
         assert!(matches!(r, Reply::Err(_)), "actual {bad}: {r:?}");
         assert_eq!((q.used("rpm"), q.used("tpm")), (1, 10), "{bad}");
+        assert!(q.holds("r2"), "{bad}");
     }
-    assert_eq!(q.settle("r2", "r", &[("rpm", W, 3), ("tpm", W, 12)]), 1);
+    assert_eq!(q.settle(&r2, &[("rpm", W, 3), ("tpm", W, 12)]), 1);
     assert_eq!((q.used("rpm"), q.used("tpm")), (3, 12));
 }
 
@@ -495,32 +667,50 @@ fn huge_values_stay_exact_integers() {
     let limit = 9_007_199_254_740_000; // just below 2^53
     let tpm = |amount| ("tpm", limit, W, amount);
 
-    assert_eq!(
-        q.admit("h1", &[tpm(999_999_999_999_999)]).used,
-        [999_999_999_999_999]
-    );
-    assert_eq!(
-        q.admit("h2", &[tpm(1_000_000_000_000_001)]).used,
-        [2_000_000_000_000_000]
-    );
+    let h1 = q.admit("h1", &[tpm(999_999_999_999_999)]);
+    assert_eq!(h1.used, [999_999_999_999_999]);
+    let h2 = q.admit("h2", &[tpm(1_000_000_000_000_001)]);
+    assert_eq!(h2.used, [2_000_000_000_000_000]);
     let no = q.refuse("h3", &[tpm(7_007_199_254_740_001)]);
     assert_eq!((no.quota, no.used), (1, 2_000_000_000_000_000));
     assert!(no.retry > 0, "{no:?}");
     assert_eq!(q.admit("h4", &[tpm(7_007_199_254_740_000)]).used, [limit]);
 
-    // every bucket holds a plain integer (no 1e+15 style floats)
-    let fields = q.cmd(&["HGETALL", &q.window("tpm")]);
-    for v in fields.lines().skip(1).step_by(2) {
-        assert!(v.bytes().all(|c| c.is_ascii_digit()), "{fields}");
+    // every field holds a plain integer (no 1e+15 style floats): `w`, the
+    // running sum `s`, the oldest bucket counted `o`, the newest charged `n`
+    // and the buckets; `s` is the sum of the buckets
+    let fields = q.fields("tpm");
+    for (k, v) in &fields {
+        assert!(
+            v.bytes().all(|c| c.is_ascii_digit()),
+            "{k}: {v} in {fields:?}"
+        );
     }
-    assert_eq!(q.cmd(&["HGET", &q.window("tpm"), "w"]), "1000");
+    assert_eq!(fields["w"], "1000");
+    assert_eq!(fields["s"], limit.to_string());
+    let buckets: BTreeMap<i64, i64> = fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.parse().unwrap())))
+        .collect();
+    assert_eq!(buckets.values().sum::<i64>(), limit, "{fields:?}");
+    let (oldest, newest) = (
+        fields["o"].parse::<i64>().unwrap(),
+        fields["n"].parse().unwrap(),
+    );
+    assert_eq!(buckets.keys().next_back(), Some(&newest), "{fields:?}");
+    assert!(oldest <= *buckets.keys().next().unwrap(), "{fields:?}");
+    assert!(oldest >= newest - 60, "{fields:?}");
 
     // settling at the reserved amount changes nothing, settling lower moves
     // by exactly the difference
-    assert_eq!(q.settle("h1", "r", &[("tpm", W, 999_999_999_999_999)]), 1);
+    assert_eq!(q.settle(&h1, &[("tpm", W, 999_999_999_999_999)]), 1);
     assert_eq!(q.used("tpm"), limit);
-    assert_eq!(q.settle("h2", "r", &[("tpm", W, 1)]), 1);
+    assert_eq!(q.settle(&h2, &[("tpm", W, 1)]), 1);
     assert_eq!(q.used("tpm"), limit - 1_000_000_000_000_000);
+    assert_eq!(
+        q.fields("tpm")["s"],
+        (limit - 1_000_000_000_000_000).to_string()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -563,6 +753,17 @@ fn the_window_slides_instead_of_resetting() {
     // and exactly then the early 6 are gone while the late 4 still count
     sleep(ms(no.retry + 20));
     assert_eq!(q.admit("more", &[tpm(1)]).used, [5]);
+    // the running sum lost the early bucket once, and `o` moved past it
+    let fields = q.fields("tpm");
+    assert_eq!(fields["s"], "5", "{fields:?}");
+    assert!(
+        fields["o"].parse::<i64>().unwrap() > early.now / B,
+        "{fields:?}"
+    );
+    assert!(
+        !fields.contains_key(&(early.now / B).to_string()),
+        "{fields:?}"
+    );
 }
 
 #[test]
@@ -570,12 +771,23 @@ fn a_changed_window_length_starts_afresh() {
     let redis = RedisServer::start();
     let q = Tag::new(&redis, "acme");
 
-    assert_eq!(q.admit("r1", &[("tpm", 10, W, 8)]).used, [8]);
+    let r1 = q.admit("r1", &[("tpm", 10, W, 8)]);
+    assert_eq!(r1.used, [8]);
     q.refuse("r2", &[("tpm", 10, W, 5)]);
     // same quota key, window now 2 s: the old buckets are dropped
-    assert_eq!(q.admit("r2", &[("tpm", 10, 2 * W, 5)]).used, [5]);
+    let r2 = q.admit("r2", &[("tpm", 10, 2 * W, 5)]);
+    assert_eq!(r2.used, [5]);
     assert_eq!(q.cmd(&["HGET", &q.window("tpm"), "w"]), "2000");
     assert_eq!(q.used("tpm"), 5);
+
+    // r1's charge went with the old window: settling it (even above what it
+    // reserved) moves nothing in the new one, whose buckets are numbered
+    // differently
+    assert_eq!(q.settle(&r1, &[("tpm", 2 * W, 10)]), 1);
+    assert_eq!(q.used("tpm"), 5);
+    assert_eq!(q.fields("tpm")["s"], "5");
+    assert_eq!(q.settle(&r2, &[("tpm", 2 * W, 3)]), 1);
+    assert_eq!(q.used("tpm"), 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -587,34 +799,38 @@ fn settle_replaces_the_reservation_once() {
     let q = Tag::new(&redis, "acme");
     let tpm = |n| ("tpm", 1000, W, n);
 
-    assert_eq!(q.admit("low", &[tpm(100)]).used, [100]);
-    assert_eq!(q.admit("high", &[tpm(10)]).used, [110]);
+    let low = q.admit("low", &[tpm(100)]);
+    assert_eq!(low.used, [100]);
+    let high = q.admit("high", &[tpm(10)]);
+    assert_eq!(high.used, [110]);
 
     // lower than reserved: used goes down
-    assert_eq!(q.settle("low", "r", &[("tpm", W, 30)]), 1);
+    assert_eq!(q.settle(&low, &[("tpm", W, 30)]), 1);
     assert_eq!(q.used("tpm"), 40);
     // higher than reserved: used goes up
-    assert_eq!(q.settle("high", "r", &[("tpm", W, 50)]), 1);
+    assert_eq!(q.settle(&high, &[("tpm", W, 50)]), 1);
     assert_eq!(q.used("tpm"), 80);
 
-    // mode r forgets the reservation: a repeat finds nothing, does nothing
-    assert!(!q.has_record("low"));
-    assert_eq!(q.settle("low", "r", &[("tpm", W, 999)]), 0);
+    // the settle removed the member: a repeat finds nothing, does nothing
+    assert!(!q.holds("low"));
+    assert_eq!(q.settle(&low, &[("tpm", W, 999)]), 0);
     assert_eq!(q.used("tpm"), 80);
 
-    // mode u (the retry queue, which may send it again) keeps a tombstone:
-    // a repeat in any mode answers 2 and changes nothing
-    assert_eq!(q.admit("queued", &[tpm(20)]).used, [100]);
-    assert_eq!(q.settle("queued", "u", &[("tpm", W, 5)]), 1);
-    assert_eq!(q.used("tpm"), 85);
-    assert_eq!(q.settle("queued", "u", &[("tpm", W, 5)]), 2);
-    assert_eq!(q.settle("queued", "r", &[("tpm", W, 999)]), 2);
-    assert_eq!(q.used("tpm"), 85);
+    // mode r settles by the member: the id alone, or a member that is not
+    // the one reserve answered, settles nothing
+    let none = q.admit("none", &[tpm(20)]);
+    assert_eq!(none.used, [100]);
+    assert_eq!(q.settle_as("none", "r", "", &[("tpm", W, 0)]), 0);
+    let other = none.member.replace("\n20", "\n21");
+    assert_eq!(q.settle_as("none", "r", &other, &[("tpm", W, 0)]), 0);
+    assert_eq!(q.used("tpm"), 100);
+    assert!(q.holds("none"));
 
-    // settling to zero removes the charge entirely
-    assert_eq!(q.admit("none", &[tpm(20)]).used, [105]);
-    assert_eq!(q.settle("none", "r", &[("tpm", W, 0)]), 1);
-    assert_eq!(q.used("tpm"), 85);
+    // settling to zero removes the charge entirely, and the last member
+    // takes the lease zset with it
+    assert_eq!(q.settle(&none, &[("tpm", W, 0)]), 1);
+    assert_eq!(q.used("tpm"), 80);
+    assert_eq!(q.cmd(&["EXISTS", &q.lease()]), "0");
 }
 
 #[test]
@@ -623,13 +839,22 @@ fn settle_without_a_reservation() {
     let q = Tag::new(&redis, "acme");
 
     // mode r: the reserve never arrived, nothing to do and nothing written
-    assert_eq!(q.settle("ghost", "r", &[("tpm", W, 7)]), 0);
+    assert_eq!(q.settle_as("ghost", "r", "", &[("tpm", W, 7)]), 0);
+    let made_up = format!("ghost\n{}\n1\n7", q.window("tpm"));
+    assert_eq!(q.settle_as("ghost", "r", &made_up, &[("tpm", W, 7)]), 0);
     assert_eq!(q.cmd(&["DBSIZE"]), "0");
 
-    // mode u: admitted while Redis was away, charged once
-    assert_eq!(q.settle("offline", "u", &[("tpm", W, 7)]), 4);
+    // mode u: admitted while Redis was away, charged once (an S tombstone
+    // remembers it for the retry queue, which may send it again)
+    assert_eq!(q.settle_u("offline", &[("tpm", W, 7)]), 4);
     assert_eq!(q.used("tpm"), 7);
-    assert_eq!(q.settle("offline", "u", &[("tpm", W, 7)]), 2);
+    let (now, _) = q.usage();
+    let tomb = q.lease_of("S\noffline").expect("an S tombstone");
+    assert!(tomb > now && tomb <= now + TOMB, "{tomb} vs {now}");
+    assert_eq!(q.settle_u("offline", &[("tpm", W, 7)]), 2);
+    assert_eq!(q.used("tpm"), 7);
+    // a mode r settle of that id finds no reservation
+    assert_eq!(q.settle_as("offline", "r", "", &[("tpm", W, 7)]), 0);
     assert_eq!(q.used("tpm"), 7);
     // ... and the charge counts against the limit like any other
     let no = q.refuse("r1", &[("tpm", 10, W, 4)]);
@@ -637,26 +862,129 @@ fn settle_without_a_reservation() {
 }
 
 #[test]
-fn an_expired_lease_is_refunded_and_a_late_settle_charges() {
+fn an_ended_lease_is_given_back_when_needed_and_a_late_settle_charges() {
+    let redis = RedisServer::start();
+    let q = Tag::new(&redis, "acme");
+    let tpm = |n| ("tpm", 100, W, n);
+
+    let slow = q.admit_lease("slow", 50, &[tpm(40)]);
+    assert_eq!(slow.used, [40]);
+    assert_eq!(q.lease_of(&slow.member), Some(slow.now + 50));
+
+    sleep(ms(100));
+    // a reserve with room does not look at ended leases (but 1 call in 16,
+    // when now % 16 == 0, sweeps anyway)
+    let other = q.admit("other", &[tpm(10)]);
+    if other.now % 16 == 0 {
+        assert_eq!(other.used, [10], "{other:?}");
+    } else {
+        assert_eq!(other.used, [50], "{other:?}");
+        assert!(q.holds("slow"));
+    }
+    // one the stale reservation would refuse sweeps, gives it back and is
+    // admitted: 10 + 60 fit, 50 + 60 would not
+    let big = q.admit("big", &[tpm(60)]);
+    assert_eq!(big.used, [70]);
+    assert!(!q.holds("slow"));
+    let tomb = q.lease_of("E\nslow").expect("an E tombstone");
+    assert!(
+        tomb >= other.now + TOMB && tomb <= big.now + TOMB,
+        "{tomb}: {other:?} {big:?}"
+    );
+    assert_eq!(q.used("tpm"), 70);
+
+    // the request did finish: its real usage is charged now, once
+    assert_eq!(q.settle(&slow, &[("tpm", W, 25)]), 3);
+    assert_eq!(q.used("tpm"), 95);
+    assert_eq!(q.lease_of("E\nslow"), None);
+    assert_eq!(q.settle(&slow, &[("tpm", W, 25)]), 0);
+    assert_eq!(q.used("tpm"), 95);
+}
+
+#[test]
+fn the_sweep_of_one_call_in_16_gives_back_for_good() {
+    let redis = RedisServer::start();
+    let q = Tag::new(&redis, "acme");
+    // a day's window: every charge of the test stays in it
+    let tpd = |n| ("tpd", 1_000_000, DAY, n);
+
+    // until a reserve with room lands on now % 16 == 0, with one ended lease
+    // each time (settled by hand when no sweep came)
+    for i in 0..400 {
+        let dead = q.admit_lease(&format!("dead{i}"), 1, &[tpd(100)]);
+        sleep(ms(3));
+        let a = q.admit(&format!("r{i}"), &[tpd(1)]);
+        if a.now % 16 != 0 {
+            assert_eq!(a.used, [i + 1 + 100], "{a:?}");
+            assert_eq!(q.settle(&dead, &[("tpd", DAY, 0)]), 1);
+            continue;
+        }
+        // the sweep gave the 100 back before this reservation was charged, and
+        // the charge did not write the old sum (or bucket) back over it
+        assert_eq!(a.used, [i + 1], "{a:?}");
+        assert!(q.lease_of(&format!("E\ndead{i}")).is_some());
+        let fields = q.fields("tpd");
+        assert_eq!(fields["s"], (i + 1).to_string(), "{fields:?}");
+        let buckets: i64 = fields
+            .iter()
+            .filter(|(k, _)| k.parse::<i64>().is_ok())
+            .map(|(_, v)| v.parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(buckets, i + 1, "{fields:?}");
+        assert_eq!(q.used("tpd"), i + 1);
+        return;
+    }
+    panic!("no reserve in 400 landed on now % 16 == 0");
+}
+
+#[test]
+fn quota_usage_gives_back_ended_leases_and_drops_ended_tombstones() {
     let redis = RedisServer::start();
     let q = Tag::new(&redis, "acme");
 
-    let r = q.reserve_lease("slow", 50, &[("tpm", 100, W, 40)]).ints();
-    assert_eq!(r[..1], [1]);
-    assert_eq!(q.used("tpm"), 40);
+    let dead = q.admit_lease("dead", 30, &[("rpm", 10, W, 5)]);
+    assert_eq!(dead.used, [5]);
+    sleep(ms(60));
+    // no reserve in between: quota_usage sweeps by itself. A 20 ms tombstone
+    let (now, windows) = q.usage_tomb(20);
+    assert_eq!(windows[&q.window("rpm")].0, 0);
+    assert_eq!(q.leases(), [("E\ndead".to_string(), now + 20)]);
 
-    sleep(ms(100));
-    // any reserve on the tag sweeps the expired lease, here on another quota
-    assert_eq!(q.admit("other", &[("rpm", 10, W, 1)]).used, [1]);
-    assert_eq!(q.used("tpm"), 0);
-    let rec = q.cmd(&["HGET", &q.key("qres"), "slow"]);
-    assert!(rec.contains(r#""s":"E""#), "{rec}");
+    // the tombstone ends too, and the next sweep drops it
+    sleep(ms(40));
+    assert_eq!(q.used("rpm"), 0);
+    assert_eq!(q.cmd(&["EXISTS", &q.lease()]), "0");
+    // a settle that late finds nothing to settle
+    assert_eq!(q.settle(&dead, &[("rpm", W, 1)]), 0);
+    assert_eq!(q.used("rpm"), 0);
+}
 
-    // the request did finish: its real usage is charged now, once
-    assert_eq!(q.settle("slow", "r", &[("tpm", W, 25)]), 3);
-    assert_eq!(q.used("tpm"), 25);
-    assert_eq!(q.settle("slow", "r", &[("tpm", W, 25)]), 2);
-    assert_eq!(q.used("tpm"), 25);
+#[test]
+fn mode_u_after_a_lost_reserve_answer_charges_once() {
+    let redis = RedisServer::start();
+    let q = Tag::new(&redis, "acme");
+    let tpm = |n| ("tpm", 100, W, n);
+
+    // the reserve ran but its answer was lost: the gateway admitted the
+    // request without Redis and settles its usage in mode u
+    q.admit_lease("lost", 30, &[tpm(40)]);
+    assert_eq!(q.settle_u("lost", &[("tpm", W, 10)]), 4);
+    // the ghost reservation ends and is given back
+    sleep(ms(60));
+    assert_eq!(q.used("tpm"), 10);
+    assert!(q.lease_of("E\nlost").is_some());
+    // the retry queue sends the usage again: still charged once
+    assert_eq!(q.settle_u("lost", &[("tpm", W, 10)]), 2);
+    assert_eq!(q.used("tpm"), 10);
+
+    // the same when the ghost had ended before the first settle came
+    q.admit_lease("late", 30, &[tpm(40)]);
+    sleep(ms(60));
+    assert_eq!(q.used("tpm"), 10);
+    assert_eq!(q.settle_u("late", &[("tpm", W, 5)]), 3);
+    assert_eq!(q.used("tpm"), 15);
+    assert_eq!(q.settle_u("late", &[("tpm", W, 5)]), 2);
+    assert_eq!(q.used("tpm"), 15);
 }
 
 #[test]
@@ -664,32 +992,73 @@ fn a_settle_after_the_window_expired_does_not_resurrect_it() {
     let redis = RedisServer::start();
     let q = Tag::new(&redis, "acme");
     // a 60 ms window (1 ms buckets) expires 121 ms after its last reserve
-    let r = q.reserve("long", &[("tpm", 100, 60, 5)]).ints();
-    assert_eq!(r[..1], [1]);
+    let long = q.admit("long", &[("tpm", 100, 60, 5)]);
     sleep(ms(200));
     assert_eq!(q.cmd(&["EXISTS", &q.window("tpm")]), "0");
 
-    assert_eq!(q.settle("long", "r", &[("tpm", 60, 8)]), 1);
+    assert_eq!(q.settle(&long, &[("tpm", 60, 8)]), 1);
     // no window hash without TTL (and without `w`) left behind
-    let pttl: i64 = q.cmd(&["PTTL", &q.window("tpm")]).parse().unwrap();
+    let pttl = q.pttl(&q.window("tpm"));
     assert_ne!(pttl, -1, "window key recreated without a TTL");
     assert_eq!(q.used("tpm"), 0);
 }
 
 #[test]
-fn the_same_reservation_twice_counts_once() {
+fn two_reserves_with_one_id_are_two_reservations() {
     let redis = RedisServer::start();
     let q = Tag::new(&redis, "acme");
-    let tpm = ("tpm", 5, W, 5);
+    let tpm = |n| ("tpm", 10, W, n);
 
-    assert_eq!(q.admit("x", &[tpm]).used, [5]);
-    // a retried call whose answer was lost: admitted again, charged once,
-    // even though the window is full now
-    assert_eq!(q.admit("x", &[tpm]).used, [5]);
+    // the gateway never sends a reserve twice: one id reserving again is
+    // another reservation, charged and settled on its own
+    let a = q.admit("x", &[tpm(3)]);
+    assert_eq!(a.used, [3]);
+    let b = q.admit("x", &[tpm(4)]);
+    assert_eq!(b.used, [7]);
+    assert_ne!(a.member, b.member);
+    assert_eq!(q.leases().len(), 2);
+    let no = q.refuse("y", &[tpm(4)]);
+    assert_eq!((no.quota, no.used), (1, 7));
+
+    assert_eq!(q.settle(&a, &[("tpm", W, 1)]), 1);
     assert_eq!(q.used("tpm"), 5);
-    q.refuse("y", &[tpm]);
-    assert_eq!(q.settle("x", "r", &[("tpm", W, 5)]), 1);
-    assert_eq!(q.used("tpm"), 5);
+    assert_eq!(q.settle(&b, &[("tpm", W, 2)]), 1);
+    assert_eq!(q.used("tpm"), 3);
+    assert_eq!(q.settle(&a, &[("tpm", W, 1)]), 0);
+    assert_eq!(q.used("tpm"), 3);
+}
+
+#[test]
+fn every_key_the_scripts_write_expires() {
+    let redis = RedisServer::start();
+    let tpd = |n| ("tpd", 1000, DAY, n);
+
+    // a reserve sets the lease zset's TTL (lease + tombstone + a minute)
+    let q = Tag::new(&redis, "acme");
+    let a = q.admit("a", &[tpd(1)]);
+    let pttl = q.pttl(&q.lease());
+    assert!(pttl > 0 && pttl <= LEASE + TOMB + 60_000, "{pttl}");
+    assert_every_key_expires(&redis);
+    // settled, the zset is empty and gone; a reserve in the same 24 min
+    // bucket makes it again, with a TTL
+    assert_eq!(q.settle(&a, &[("tpd", DAY, 1)]), 1);
+    assert_eq!(q.cmd(&["EXISTS", &q.lease()]), "0");
+    q.admit("b", &[tpd(1)]);
+    assert_every_key_expires(&redis);
+
+    // a sweep replacing the only reservation by its tombstone
+    let q = Tag::new(&redis, "beta");
+    q.admit_lease("c", 30, &[tpd(1)]);
+    sleep(ms(60));
+    assert_eq!(q.used("tpd"), 0);
+    assert_eq!(q.leases().len(), 1);
+    assert_every_key_expires(&redis);
+
+    // a mode u settle on a tag Redis had nothing of
+    let q = Tag::new(&redis, "gamma");
+    assert_eq!(q.settle_u("d", &[("tpd", DAY, 1)]), 4);
+    assert_eq!(q.leases().len(), 1);
+    assert_every_key_expires(&redis);
 }
 
 // ---------------------------------------------------------------------------
@@ -730,21 +1099,26 @@ fn the_scripts_run_on_a_cluster_under_one_hash_tag() {
     let q = Tag::new(&cluster, "acme");
     let quotas = |n| [("rpm", 2, W, 1), ("tpm", 100, W, n)];
 
-    assert_eq!(q.admit("c1", &quotas(40)).used, [1, 40]);
+    let c1 = q.admit("c1", &quotas(40));
+    assert_eq!(c1.used, [1, 40]);
     assert_eq!(q.admit("c2", &quotas(60)).used, [2, 100]);
     let no = q.refuse("c3", &quotas(1));
     assert_eq!((no.quota, no.used), (1, 2));
-    assert_eq!(q.settle("c1", "r", &[("rpm", W, 1), ("tpm", W, 10)]), 1);
-    assert_eq!(q.settle("c1", "r", &[("rpm", W, 1), ("tpm", W, 10)]), 0);
+    let actual = [("rpm", W, 1), ("tpm", W, 10)];
+    assert_eq!(q.settle(&c1, &actual), 1);
+    assert_eq!(q.settle(&c1, &actual), 0);
+    assert_eq!(q.settle_u("c4", &actual), 4);
+    assert_eq!(q.settle_u("c4", &actual), 2);
     let (_, windows) = q.usage();
-    assert_eq!(windows[&q.window("rpm")].0, 2);
-    assert_eq!(windows[&q.window("tpm")].0, 70);
+    assert_eq!(windows[&q.window("rpm")].0, 3);
+    assert_eq!(windows[&q.window("tpm")].0, 80);
 
-    // every key of the tag lives on the one node that owns its slot
+    // every key of the tag (lease zset, index, two windows) lives on the one
+    // node that owns its slot
     let sizes: Vec<u64> = (0..3)
         .map(|i| cluster.node_cli(i, &["DBSIZE"]).parse().unwrap())
         .collect();
     let mut sorted = sizes.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, [0, 0, 5], "{sizes:?}");
+    assert_eq!(sorted, [0, 0, 4], "{sizes:?}");
 }
