@@ -9,7 +9,9 @@
 //! * `by: upstream` quotas with and without the `rate_limiting` fallback;
 //! * `GET /admin/usage` filters and `POST /admin/usage/reset`;
 //! * the memory backend with the same consumer quotas;
-//! * route quotas `by: header:<name>` and `by: ip`.
+//! * route quotas `by: header:<name>` and `by: ip`;
+//! * SIGTERM with streams in flight (one finishing within the grace, one cut at
+//!   its end): both settled in Redis before the process exits.
 //!
 //! Every test has its own Redis, mock upstream(s) and gateways, and polls with
 //! deadlines rather than sleeping fixed times.
@@ -18,7 +20,7 @@
 
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
-use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};
+use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::RedisServer;
 use http::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -1634,4 +1636,306 @@ async fn quota_counters_count_requests() {
         after_outage[2], 1.0,
         "bypassed after one request admitted unchecked"
     );
+}
+
+/// Sends SIGTERM to `gw` (no libc: the `kill` command).
+fn sigterm(gw: &Gateway) {
+    let pid = gw.pid().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -TERM {pid}: {st}");
+}
+
+/// Members (reservations) of every `*qlease*` zset in `redis`: (key, ZCARD).
+fn leases(redis: &RedisServer) -> Vec<(String, u64)> {
+    let keys = redis.cli(&["KEYS", "*qlease*"]);
+    keys.lines()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            let n = redis.cli(&["ZCARD", k]);
+            (
+                k.to_string(),
+                n.parse()
+                    .unwrap_or_else(|_| panic!("ZCARD {k} answered {n:?}")),
+            )
+        })
+        .collect()
+}
+
+/// 11. SIGTERM with two streams in flight (each reserving prompt + 50,000 of a
+///     1,000,000 tokens/1h consumer quota, `shutdown_grace_s: 3`): labubu's
+///     stream (150 ms between events) completes within the grace; bob's (1 s
+///     between events) is still running when the grace ends and is cut. After
+///     the process exited, both lines are in its access log, and a second
+///     gateway on the same Redis shows each window holding what the request
+///     used (the real usage, resp. the estimate of the cut stream), not its
+///     reservation, and no lease left in Redis: both settlements reached Redis
+///     before exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_settles_in_flight_requests() {
+    let redis = start_redis().await;
+    let fast = MockUpstream::start_default();
+    fast.set_chunk_delay(150);
+    let slow = MockUpstream::start_default();
+    slow.set_chunk_delay(1000);
+    let grace = Duration::from_secs(3);
+    let server = SERVER.replace(
+        "  admin_token: test-admin-token\n",
+        &format!(
+            "  admin_token: test-admin-token\n  shutdown_grace_s: {}\n",
+            grace.as_secs()
+        ),
+    );
+    let yaml = format!(
+        "{server}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw:", ""),
+        provider("fast", &fast),
+        provider("slow", &slow),
+        r#"routes:
+  - name: fast
+    match: { path_prefix: /v1, models: ["fast-*"] }
+    auth: { enabled: true }
+    upstreams: [ { provider: fast } ]
+  - name: slow
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: slow } ]
+tenants:
+  - id: acme
+    consumers:
+      - name: labubu
+        keys: ["KEY_LABUBU"]
+        quotas:
+          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 1000000, window: 1h }
+      - name: bob
+        keys: ["KEY_BOB"]
+        quotas:
+          - { name: bob-tpm, by: consumer, strategy: total_tokens, limit: 1000000, window: 1h }
+"#
+        .replace("KEY_LABUBU", KEY_LABUBU)
+        .replace("KEY_BOB", KEY_BOB)
+    );
+    let mut a = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let max_tokens = 50_000u64;
+    let fast_content = "finish me within the grace";
+    let slow_content = "i am slower than the grace";
+    let fast_reservation = text_tokens(fast_content.len()) + max_tokens;
+    let slow_reservation = text_tokens(slow_content.len()) + max_tokens;
+    let stream_body = |model: &str, content: &str| {
+        let mut b = body(model, content, Some(max_tokens));
+        b["stream"] = json!(true);
+        b
+    };
+    let labubu = format!("Bearer {KEY_LABUBU}");
+    let bob = format!("Bearer {KEY_BOB}");
+
+    // both streams running, their reservations held
+    let url = chat_url(&a);
+    let (fast_body, slow_body) = (
+        stream_body("fast-model", fast_content),
+        stream_body("gpt-4o", slow_content),
+    );
+    let (fast_auth, slow_auth) = (
+        [("authorization", labubu.as_str())],
+        [("authorization", bob.as_str())],
+    );
+    let (mut fs, mut ss) = tokio::join!(
+        c.open_sse(&url, &fast_body, &fast_auth),
+        c.open_sse(&url, &slow_body, &slow_auth),
+    );
+    for (name, s, reservation) in [
+        ("fast", &fs, fast_reservation),
+        ("slow", &ss, slow_reservation),
+    ] {
+        assert_eq!(s.status, 200, "{name} stream");
+        assert_eq!(
+            s.headers
+                .get("x-ratelimit-remaining-tokens")
+                .and_then(|v| v.to_str().ok()),
+            Some((1_000_000 - reservation).to_string().as_str()),
+            "{name} stream's reservation as the headers tell it"
+        );
+    }
+    let rid = |s: &gateway_tests::client::SseStream| {
+        s.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (fast_id, slow_id) = (rid(&fs), rid(&ss));
+    assert!(!fast_id.is_empty() && !slow_id.is_empty(), "x-request-id");
+    let (f1, s1) = tokio::join!(fs.next_event(), ss.next_event());
+    let (f1, s1) = (
+        f1.expect("first event of the fast stream"),
+        s1.expect("first event of the slow stream"),
+    );
+    let q = "?tenant=acme";
+    let held = usage(&c, &a, q).await;
+    for (quota, key, reservation) in [
+        ("labubu-tpm", "acme/labubu", fast_reservation),
+        ("bob-tpm", "acme/bob", slow_reservation),
+    ] {
+        assert_eq!(
+            entry(&held, quota, key).and_then(|e| e["used"].as_u64()),
+            Some(reservation),
+            "{quota} while its stream runs: {held:#?}"
+        );
+    }
+    let leases_in_flight = leases(&redis);
+    assert_eq!(
+        leases_in_flight.iter().map(|(_, n)| n).sum::<u64>(),
+        2,
+        "one lease per stream in flight: {leases_in_flight:?}"
+    );
+
+    // SIGTERM while both stream
+    let pid = a.pid();
+    sigterm(&a);
+    let t_term = Instant::now();
+    let fast_read = async {
+        let r = fs.collect_with(vec![f1]).await;
+        (r, t_term.elapsed())
+    };
+    let slow_read = async {
+        let r = ss.collect_with(vec![s1]).await;
+        (r, t_term.elapsed())
+    };
+    let ((fr, fast_end), (sr, slow_end)) = tokio::join!(fast_read, slow_read);
+    let exited_at = loop {
+        if !a.is_running() {
+            break t_term.elapsed();
+        }
+        assert!(
+            t_term.elapsed() < Duration::from_secs(20),
+            "gateway (pid {pid}) still runs {:?} after SIGTERM; stderr:\n{}",
+            t_term.elapsed(),
+            a.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stderr_a = a.stderr();
+    let content = |r: &gateway_tests::client::SseResponse| {
+        r.json_events()
+            .iter()
+            .filter(|e| {
+                e["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty())
+            })
+            .count()
+    };
+    let (fast_chunks, slow_chunks) = (content(&fr), content(&sr));
+    eprintln!(
+        "SIGTERM (grace {grace:?}): fast stream ended {fast_end:?} after it (done {}, {fast_chunks} content chunks), \
+         slow stream ended {slow_end:?} after it (done {}, {slow_chunks} content chunks, error {:?}); \
+         process exited {exited_at:?} after SIGTERM",
+        fr.done, sr.done, sr.error
+    );
+
+    // the fast stream completed within the grace, the slow one was cut at its end
+    assert!(
+        fr.done && fr.clean_end,
+        "fast stream must complete within the grace: {fr:?}\nstderr:\n{stderr_a}"
+    );
+    assert_eq!(fast_chunks, DEFAULT_STREAM_CHUNKS, "{}", fr.raw);
+    assert!(
+        fast_end < grace,
+        "fast stream ended {fast_end:?} after SIGTERM"
+    );
+    assert!(
+        !sr.done,
+        "the slow stream (~11 s) cannot complete in the grace: {sr:?}"
+    );
+    assert!(
+        slow_chunks < DEFAULT_STREAM_CHUNKS,
+        "slow stream content chunks {slow_chunks}"
+    );
+    assert!(
+        slow_end >= grace - Duration::from_millis(300) && slow_end < grace + Duration::from_secs(3),
+        "slow stream cut {slow_end:?} after SIGTERM, expected at the end of the {grace:?} grace"
+    );
+    assert!(
+        exited_at < grace + Duration::from_secs(8),
+        "exit {exited_at:?} after SIGTERM"
+    );
+
+    // A's access log, read after it exited: both lines are there (flushed)
+    let lines = a.access_log_lines();
+    let line = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.request_id == id)
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no access-log line {id:?} after exit:\n{}\nstderr:\n{stderr_a}",
+                    a.access_log_text()
+                )
+            })
+    };
+    let (fl, sl) = (line(&fast_id), line(&slow_id));
+    eprintln!(
+        "access log: fast {} flags {:?} total {} estimated {}; slow {} flags {:?} total {} estimated {}",
+        fl.response_code,
+        fl.response_flags,
+        fl.ai_log.total_token,
+        fl.ai_log.usage_estimated,
+        sl.response_code,
+        sl.response_flags,
+        sl.ai_log.total_token,
+        sl.ai_log.usage_estimated
+    );
+    let fast_used = usage_of(fast_content);
+    assert_eq!(fl.response_code, 200, "{fl:?}");
+    assert_eq!(fl.response_flags, "", "{fl:?}");
+    assert_eq!(fl.ai_log.total_token, fast_used, "{fl:?}");
+    assert!(!fl.ai_log.usage_estimated, "{fl:?}");
+    assert_eq!(sl.response_code, 200, "{sl:?}");
+    assert!(sl.response_flags.contains("DC"), "{sl:?}");
+    assert!(sl.ai_log.usage_estimated, "{sl:?}");
+    let slow_prompt = text_tokens(slow_content.len());
+    let slow_used = sl.ai_log.total_token;
+    assert!(
+        slow_used >= slow_prompt
+            && slow_used <= slow_prompt + text_tokens(CHUNK_TEXT.len() * DEFAULT_STREAM_CHUNKS),
+        "the cut stream's estimate {slow_used} (prompt {slow_prompt}): {sl:?}"
+    );
+
+    // a second gateway on the same Redis: what was used, not what was reserved
+    let b = start_gw(&yaml).await;
+    let after = usage(&c, &b, q).await;
+    let got = |quota: &str, key: &str| entry(&after, quota, key).and_then(|e| e["used"].as_u64());
+    eprintln!(
+        "after the restart: labubu-tpm used {:?} (reserved {fast_reservation}), bob-tpm used {:?} \
+         (reserved {slow_reservation}); leases {:?}",
+        got("labubu-tpm", "acme/labubu"),
+        got("bob-tpm", "acme/bob"),
+        leases(&redis)
+    );
+    assert_eq!(
+        got("labubu-tpm", "acme/labubu"),
+        Some(fast_used),
+        "the completed stream settled to its real usage: {after:#?}\nA's stderr:\n{stderr_a}"
+    );
+    let bob_used = got("bob-tpm", "acme/bob");
+    assert_eq!(
+        bob_used,
+        Some(slow_used),
+        "the stream cut at the grace's end settled to its estimate: {after:#?}\nA's stderr:\n{stderr_a}"
+    );
+    assert!(
+        bob_used.is_some_and(|u| u > 0 && u < slow_reservation),
+        "{bob_used:?}"
+    );
+    let left = leases(&redis);
+    assert!(
+        left.iter().all(|(_, n)| *n == 0),
+        "reservations left in Redis after a clean shutdown: {left:?}"
+    );
+    assert_eq!((fast.hits(), slow.hits()), (1, 1));
 }
