@@ -51,9 +51,6 @@ end
 local function add(win, amount, index)
   if win.fresh then
     redis.call('HSET', win.key, 'w', win.w, 'o', win.cur - N, 's', 0)
-    redis.call('SADD', index, win.key)
-    local longest = redis.call('PTTL', index)
-    if longest < 2 * win.w then redis.call('PEXPIRE', index, 2 * win.w + 60000) end
     win.fresh = false
   end
   if amount > 0 then
@@ -63,8 +60,13 @@ local function add(win, amount, index)
       's', string.format('%d', win.sum), 'n', win.cur)
   end
   if win.n ~= win.cur then
-    -- once per bucket: the hash outlives its newest bucket by a window
+    -- once per bucket: the hash outlives its newest bucket by a window, and the
+    -- index that lists it (for /admin/usage) outlives the hash
     redis.call('PEXPIRE', win.key, 2 * win.w + win.b)
+    redis.call('SADD', index, win.key)
+    if redis.call('PTTL', index) < 2 * win.w + win.b then
+      redis.call('PEXPIRE', index, 2 * win.w + 60000)
+    end
     win.n = win.cur
   end
 end
@@ -74,10 +76,13 @@ end
 -- reset or moved past it is left alone; so is a bucket past the current one:
 -- it was numbered for another window length, and would never leave the sum).
 local function adjust(key, idx, delta)
-  if delta == 0 then return end
+  if delta == 0 then return true end
   local m = redis.call('HMGET', key, 'o', 's', 'w', idx)
   local o, s, w = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-  if not o or not s or not w or idx < o or idx > math.floor(now / math.ceil(w / N)) then return end
+  -- answers false when the bucket no longer counts
+  if not o or not s or not w or idx < o or idx > math.floor(now / math.ceil(w / N)) then
+    return false
+  end
   local v = tonumber(m[4]) or 0
   local nv = v + delta
   if nv < 0 then nv = 0 end
@@ -89,6 +94,7 @@ local function adjust(key, idx, delta)
   else
     redis.call('HSET', key, idx, string.format('%d', nv), 's', string.format('%d', s))
   end
+  return true
 end
 
 -- ms until the newest charged bucket leaves the window (0 when empty)

@@ -27,7 +27,8 @@ pub struct Route {
     pub fallback: Fallback,
     /// `quotas:` of the route (owner `r:<route>`)
     pub quotas: Vec<Arc<crate::quota::spec::Quota>>,
-    /// a quota reservation's default lease: the longest upstream total timeout + 30 s
+    /// a quota reservation's default lease: fallback.within_ms + the longest
+    /// upstream total timeout + 30 s
     pub lease_ms: u64,
 }
 
@@ -218,8 +219,11 @@ impl Route {
             .map(|i| i.provider.timeouts.total)
             .max()
             .unwrap_or_default();
+        // the reservation is made before the first attempt; fallback can add
+        // attempts for up to within_ms before the last one streams
         let lease_ms = u64::try_from(longest.as_millis())
             .unwrap_or(u64::MAX)
+            .saturating_add(rc.fallback.within_ms)
             .saturating_add(30_000);
         if p.errors.len() > errors_before {
             return None;

@@ -780,14 +780,14 @@ fn a_changed_window_length_starts_afresh() {
     assert_eq!(q.cmd(&["HGET", &q.window("tpm"), "w"]), "2000");
     assert_eq!(q.used("tpm"), 5);
 
-    // r1's charge went with the old window: settling it (even above what it
-    // reserved) moves nothing in the new one, whose buckets are numbered
-    // differently
+    // r1's charge went with the old window: settling it moves no bucket of the
+    // new one (numbered differently); only what it used beyond its
+    // reservation (10 - 8) is charged, in the current bucket
     assert_eq!(q.settle(&r1, &[("tpm", 2 * W, 10)]), 1);
-    assert_eq!(q.used("tpm"), 5);
-    assert_eq!(q.fields("tpm")["s"], "5");
+    assert_eq!(q.used("tpm"), 7);
+    assert_eq!(q.fields("tpm")["s"], "7");
     assert_eq!(q.settle(&r2, &[("tpm", 2 * W, 3)]), 1);
-    assert_eq!(q.used("tpm"), 3);
+    assert_eq!(q.used("tpm"), 5);
 }
 
 // ---------------------------------------------------------------------------
@@ -988,7 +988,7 @@ fn mode_u_after_a_lost_reserve_answer_charges_once() {
 }
 
 #[test]
-fn a_settle_after_the_window_expired_does_not_resurrect_it() {
+fn a_settle_after_the_window_expired_charges_only_the_excess() {
     let redis = RedisServer::start();
     let q = Tag::new(&redis, "acme");
     // a 60 ms window (1 ms buckets) expires 121 ms after its last reserve
@@ -997,10 +997,12 @@ fn a_settle_after_the_window_expired_does_not_resurrect_it() {
     assert_eq!(q.cmd(&["EXISTS", &q.window("tpm")]), "0");
 
     assert_eq!(q.settle(&long, &[("tpm", 60, 8)]), 1);
-    // no window hash without TTL (and without `w`) left behind
+    // what it used beyond its reservation (8 - 5) counts, in a new window
+    // with its TTL and `w` (never a hash without them)
     let pttl = q.pttl(&q.window("tpm"));
-    assert_ne!(pttl, -1, "window key recreated without a TTL");
-    assert_eq!(q.used("tpm"), 0);
+    assert!(pttl > 0, "window key without a TTL: {pttl}");
+    assert_eq!(q.cmd(&["HGET", &q.window("tpm"), "w"]), "60");
+    assert_eq!(q.used("tpm"), 3);
 }
 
 #[test]

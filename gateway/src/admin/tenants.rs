@@ -62,6 +62,7 @@ fn state_error(e: StateError) -> GatewayError {
     match e {
         StateError::NotFound(w) => GatewayError::not_found(format!("{w} not found")),
         StateError::Conflict(w) => GatewayError::conflict(w),
+        StateError::Rejected(w) => GatewayError::internal(format!("state backend: {w}")),
         StateError::Unavailable(w) => GatewayError::state_unavailable(format!(
             "the state backend cannot be reached, so nothing was changed: {w}"
         )),

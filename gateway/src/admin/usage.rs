@@ -252,6 +252,12 @@ pub async fn reset(app: &App, req: Request<Incoming>) -> Answer {
             "quota: the name of the quota to reset is required",
         ));
     }
+    if b.consumer.is_some() && b.tenant.is_none() {
+        return Err(GatewayError::bad_request(
+            "invalid_body",
+            "consumer needs tenant (consumer names are unique within a tenant)",
+        ));
+    }
     let f = Filter {
         tenant: b.tenant,
         consumer: b.consumer,

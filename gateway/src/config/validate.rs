@@ -266,8 +266,11 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
                 ),
             );
         }
-        if q.limit == 0 {
-            p.error(format!("{k}.limit"), "must be greater than 0");
+        if q.limit == 0 || q.limit > crate::quota::MAX_AMOUNT {
+            p.error(
+                format!("{k}.limit"),
+                "must be between 1 and 2^53 (9007199254740992)",
+            );
         }
     }
 }

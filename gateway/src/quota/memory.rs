@@ -260,13 +260,24 @@ impl MemoryQuotas {
                 let mut settled = Vec::with_capacity(items.len());
                 for (i, (key, bucket, reserved)) in items.into_iter().enumerate() {
                     let real = actual.get(i).map_or(reserved, |a| a.2);
-                    // a window that was reset or expired is not brought back
-                    if let Some(w) = g.windows.get_mut(&key) {
-                        if real > reserved {
-                            *w.buckets.entry(bucket).or_default() += real - reserved;
-                        } else {
-                            w.take(bucket, reserved - real);
+                    // a bucket that left the window (or a window that was reset
+                    // or expired) is not brought back; usage beyond the
+                    // reservation then counts in the current bucket
+                    let window_ms = actual.get(i).map_or(0, |a| a.1);
+                    let counts = g.windows.get_mut(&key).is_some_and(|w| {
+                        let (_, cur, _) = w.load(w.window_ms, now);
+                        bucket + BUCKETS >= cur && w.buckets.contains_key(&bucket)
+                    });
+                    if counts {
+                        if let Some(w) = g.windows.get_mut(&key) {
+                            if real > reserved {
+                                *w.buckets.entry(bucket).or_default() += real - reserved;
+                            } else {
+                                w.take(bucket, reserved - real);
+                            }
                         }
+                    } else if real > reserved && window_ms > 0 {
+                        g.charge(tag, &[(key.clone(), window_ms, real - reserved)], now);
                     }
                     settled.push((key, bucket, real));
                 }

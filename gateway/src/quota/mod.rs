@@ -37,6 +37,9 @@ pub struct Settings {
     pub settle_queue: usize,
 }
 
+/// The largest amount the scripts take (their numbers are exact below 2^53).
+pub const MAX_AMOUNT: u64 = 1 << 53;
+
 /// How long a settled-without-reservation or expired record is remembered.
 pub const TOMBSTONE_MS: u64 = 600_000;
 
@@ -305,7 +308,9 @@ impl Held {
                     key: key.clone(),
                     limit: q.limit,
                     window_ms: q.window_ms,
-                    amount: self.estimate.amount(q),
+                    // more than the limit is refused the same; capped so the
+                    // scripts' arithmetic stays exact
+                    amount: self.estimate.amount(q).min(q.limit.saturating_add(1)),
                 })
                 .collect();
             let engine = &engine;
@@ -385,6 +390,14 @@ impl Held {
                                 ..
                             } => {
                                 self.note(attempt, &quotas, &local, &standing);
+                                // over this replica's share but within the fleet's
+                                // limit: it fits again once Redis is back or the
+                                // window has moved, not never
+                                let retry_ms = retry_ms.or_else(|| {
+                                    items.get(index).and_then(|it| {
+                                        (it.amount <= it.limit).then_some(it.window_ms)
+                                    })
+                                });
                                 if refusal.is_none() {
                                     refusal =
                                         Some(self.refused(
@@ -538,14 +551,20 @@ impl Held {
         }
     }
 
-    /// Settles everything with the request's real (or estimated) usage.
+    /// Settles everything with the request's real (or estimated) usage. A
+    /// request the quotas themselves refused (every upstream's quota, or the
+    /// store under `fail_closed`) costs nothing, not even as a request.
     pub fn finish(&mut self, usage: &Usage) {
         self.count();
+        let refused = matches!(self.status, Some(Status::Limited | Status::Unavailable));
         for g in std::mem::take(&mut self.groups) {
             let actual = g
                 .items
                 .iter()
-                .map(|(q, k)| (k.clone(), q.window_ms, q.cost(usage)))
+                .map(|(q, k)| {
+                    let cost = if refused { 0 } else { q.cost(usage) };
+                    (k.clone(), q.window_ms, cost.min(MAX_AMOUNT))
+                })
                 .collect();
             self.engine.settle_group(&self.id, &g, actual);
         }

@@ -29,6 +29,9 @@ pub struct SettleQueue {
     wake: Notify,
     /// jobs taken by a worker and not finished
     busy: AtomicUsize,
+    /// shutting down: workers try Redis even while it is marked unreachable
+    /// (nothing else will clear the mark any more)
+    draining: std::sync::atomic::AtomicBool,
     pub dropped: AtomicU64,
     pub retried: AtomicU64,
     pub settled: AtomicU64,
@@ -46,6 +49,7 @@ impl SettleQueue {
             cap: cap.max(1),
             wake: Notify::new(),
             busy: AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             settled: AtomicU64::new(0),
@@ -100,7 +104,7 @@ impl SettleQueue {
         loop {
             // while Redis is known to be down (the state monitor says when it is
             // back), keep the queue instead of failing on every job
-            if store.is_degraded() && !self.is_empty() {
+            if store.is_degraded() && !self.is_empty() && !self.draining.load(Ordering::Relaxed) {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
@@ -123,11 +127,22 @@ impl SettleQueue {
                     self.settled.fetch_add(1, Ordering::Relaxed);
                     self.busy.fetch_sub(1, Ordering::Relaxed);
                 }
+                Err(crate::state::StateError::Rejected(e)) => {
+                    // sending it again would fail again: dropped, and counted
+                    tracing::warn!(error = %e, tag = %job.tag, "quota settle refused by Redis; dropped");
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.busy.fetch_sub(1, Ordering::Relaxed);
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "quota settle failed; kept for retry");
                     self.retried.fetch_add(1, Ordering::Relaxed);
-                    self.lock().push_front(job);
-                    self.busy.fetch_sub(1, Ordering::Relaxed);
+                    {
+                        // back in the queue and no longer busy in one step, so
+                        // `drain` never sees it in neither place
+                        let mut q = self.lock();
+                        q.push_front(job);
+                        self.busy.fetch_sub(1, Ordering::Relaxed);
+                    }
                     tokio::time::sleep(RETRY_PAUSE).await;
                     self.wake.notify_one();
                 }
@@ -138,8 +153,13 @@ impl SettleQueue {
     /// Waits (at most `limit`) until every queued settlement reached the store.
     pub async fn drain(&self, limit: Duration) -> bool {
         let end = tokio::time::Instant::now() + limit;
+        self.draining.store(true, Ordering::Relaxed);
         loop {
-            if self.is_empty() && self.busy.load(Ordering::Relaxed) == 0 {
+            let idle = {
+                let q = self.lock();
+                q.is_empty() && self.busy.load(Ordering::Relaxed) == 0
+            };
+            if idle {
                 return true;
             }
             if tokio::time::Instant::now() >= end {

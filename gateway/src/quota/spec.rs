@@ -68,8 +68,8 @@ impl Quota {
                 return None;
             }
         };
-        if q.limit == 0 {
-            tracing::warn!(quota = %q.name, "quota ignored: limit 0");
+        if q.limit == 0 || q.limit > super::MAX_AMOUNT {
+            tracing::warn!(quota = %q.name, limit = q.limit, "quota ignored: limit out of range");
             return None;
         }
         Some(Arc::new(Quota {

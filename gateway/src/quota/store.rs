@@ -77,7 +77,7 @@ pub enum QuotaStore {
 }
 
 fn bad_reply(what: &str, v: impl std::fmt::Debug) -> StateError {
-    StateError::Unavailable(format!("unexpected {what} answer from Redis: {v:?}"))
+    StateError::Rejected(format!("unexpected {what} answer from Redis: {v:?}"))
 }
 
 fn num(v: i64) -> u64 {

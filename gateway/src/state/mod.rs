@@ -22,6 +22,9 @@ pub enum StateError {
     Conflict(String),
     /// The backend cannot be reached (Redis down): writes fail, nothing is guessed.
     Unavailable(String),
+    /// Redis answered with an error or an answer of the wrong shape: a bug or bad
+    /// input, not an outage (Redis is not marked unreachable for it).
+    Rejected(String),
 }
 
 impl fmt::Display for StateError {
@@ -30,6 +33,7 @@ impl fmt::Display for StateError {
             StateError::NotFound(w) => write!(f, "{w} not found"),
             StateError::Conflict(w) => write!(f, "conflict: {w}"),
             StateError::Unavailable(w) => write!(f, "state backend unavailable: {w}"),
+            StateError::Rejected(w) => write!(f, "state backend refused the call: {w}"),
         }
     }
 }

@@ -220,10 +220,26 @@ impl RedisConn {
     where
         F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     {
+        use redis::{ErrorKind, ServerErrorKind};
         let limit = self.budget(budget);
         let out = tokio::time::timeout(limit, async {
             let mut c = self.get().await?;
-            f(&mut c).await.map_err(|e| e.to_string())
+            f(&mut c).await.map_err(|e| {
+                // an error reply (a script refusing its arguments, say) is an
+                // answer: Redis is there, and this call alone failed
+                let answered = matches!(
+                    e.kind(),
+                    ErrorKind::Server(ServerErrorKind::ResponseError)
+                        | ErrorKind::Extension
+                        | ErrorKind::UnexpectedReturnType
+                        | ErrorKind::Client
+                );
+                if answered {
+                    format!("answered:{e}")
+                } else {
+                    e.to_string()
+                }
+            })
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
@@ -231,6 +247,12 @@ impl RedisConn {
             Ok(v) => {
                 self.mark(true, &"");
                 Ok(v)
+            }
+            Err(e) if e.starts_with("answered:") => {
+                self.mark(true, &"");
+                let e = e.trim_start_matches("answered:");
+                tracing::warn!(error = %e, "Redis refused a call");
+                Err(StateError::Rejected(format!("Redis: {e}")))
             }
             Err(e) => {
                 // the next call starts on a fresh connection
