@@ -1,7 +1,9 @@
 -- quota_lib v1: the window functions quota_reserve, quota_settle and
 -- quota_usage share; the gateway prepends this file to each of them.
 -- A window hash holds `w` (window ms), `s` (sum of the buckets from `o` to
--- now), `o` (oldest bucket counted), `n` (newest bucket charged) and one field
+-- now), `o` (oldest bucket counted), `n` (newest bucket charged), `g` (its
+-- generation: Redis time when it was made, so a reservation made before a
+-- reset or expiry never moves the new window's buckets) and one field
 -- per bucket (index = floor(ms / b), b = ceil(w / 60)). Keeping the sum makes a
 -- check O(1): a bucket is subtracted once, when it leaves the window.
 local N = 60
@@ -15,8 +17,9 @@ local function advance(key, w)
   local b = math.ceil(w / N)
   local cur = math.floor(now / b)
   local lo = cur - N
-  local m = redis.call('HMGET', key, 'w', 's', 'o', 'n', cur)
-  local win = { key = key, w = w, b = b, cur = cur, sum = 0, n = nil, fresh = true, here = 0 }
+  local m = redis.call('HMGET', key, 'w', 's', 'o', 'n', cur, 'g')
+  local win = { key = key, w = w, b = b, cur = cur, sum = 0, n = nil, fresh = true, here = 0,
+    g = T[1] .. T[2] }
   if tonumber(m[1]) ~= w then
     if m[1] then redis.call('DEL', key) end
     return win
@@ -25,11 +28,12 @@ local function advance(key, w)
   local s, o = tonumber(m[2]) or 0, tonumber(m[3]) or lo
   win.n = tonumber(m[4])
   win.here = tonumber(m[5]) or 0
+  win.g = m[6] or '0'
   if o < lo then
     if lo - o > N + 1 then
       -- everything left: start over (cheaper than one HDEL per bucket)
       redis.call('DEL', key)
-      win.fresh, win.n = true, nil
+      win.fresh, win.n, win.g = true, nil, T[1] .. T[2]
       return win
     end
     for idx = o, lo - 1 do
@@ -50,7 +54,7 @@ end
 -- a new window gets its `w`, TTL and index entry.
 local function add(win, amount, index)
   if win.fresh then
-    redis.call('HSET', win.key, 'w', win.w, 'o', win.cur - N, 's', 0)
+    redis.call('HSET', win.key, 'w', win.w, 'o', win.cur - N, 's', 0, 'g', win.g)
     win.fresh = false
   end
   if amount > 0 then
@@ -75,12 +79,14 @@ end
 -- zero, and only while that bucket still counts (a window that expired, was
 -- reset or moved past it is left alone; so is a bucket past the current one:
 -- it was numbered for another window length, and would never leave the sum).
-local function adjust(key, idx, delta)
+local function adjust(key, idx, delta, gen)
   if delta == 0 then return true end
-  local m = redis.call('HMGET', key, 'o', 's', 'w', idx)
+  local m = redis.call('HMGET', key, 'o', 's', 'w', idx, 'g')
   local o, s, w = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-  -- answers false when the bucket no longer counts
-  if not o or not s or not w or idx < o or idx > math.floor(now / math.ceil(w / N)) then
+  -- answers false when the bucket no longer counts: gone, or the window was
+  -- made anew since (reset, expired, window length changed: another generation)
+  if not o or not s or not w or idx < o or idx > math.floor(now / math.ceil(w / N))
+    or (m[5] or '0') ~= gen then
     return false
   end
   local v = tonumber(m[4]) or 0
@@ -110,7 +116,7 @@ local function keep(lease, ms)
 end
 
 -- A reservation is one member of the lease zset, scored with its lease end:
--- "<id>\n<key>\n<bucket>\n<amount>\n..." (keys and header subjects hold no
+-- "<id>\n<key>\n<bucket>\n<amount>\n<generation>\n..." (keys and subjects hold no
 -- newline). A settle removes exactly that member; nothing else is stored per
 -- request. Tombstones "E\n<id>" (lease ended, reservation given back) and
 -- "S\n<id>" (usage charged without reservation) are scored with their end.
@@ -130,7 +136,7 @@ local function sweep(lease, tomb_ms, max)
     redis.call('ZREM', lease, m)
     local p = parts(m)
     if p[1] ~= 'E' and p[1] ~= 'S' then
-      for k = 2, #p - 2, 3 do adjust(p[k], tonumber(p[k + 1]), -tonumber(p[k + 2])) end
+      for k = 2, #p - 3, 4 do adjust(p[k], tonumber(p[k + 1]), -tonumber(p[k + 2]), p[k + 3]) end
       redis.call('ZADD', lease, now + tomb_ms, 'E\n' .. p[1])
       given = given + 1
     end

@@ -93,6 +93,7 @@ for _, q in ipairs(quotas) do
   member[#member + 1] = q.key
   member[#member + 1] = string.format('%d', q.win.cur)
   member[#member + 1] = string.format('%d', q.amount)
+  member[#member + 1] = q.win.g
   out[#out + 1] = q.win.sum
   out[#out + 1] = reset_ms(q.win)
 end

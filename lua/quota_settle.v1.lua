@@ -37,13 +37,13 @@ end
 if mode == 'r' and member ~= '' and redis.call('ZREM', lease, member) == 1 then
   local p = parts(member)
   for i = 1, n do
-    local k = 2 + 3 * (i - 1)
+    local k = 2 + 4 * (i - 1)
     local reserved = tonumber(p[k + 2])
     if reserved then
       local delta = actual[i] - reserved
       -- usage beyond the reservation whose bucket has left the window (a long
       -- stream) still counts: in the current bucket
-      if not adjust(p[k], tonumber(p[k + 1]), delta) and delta > 0 then
+      if not adjust(p[k], tonumber(p[k + 1]), delta, p[k + 3]) and delta > 0 then
         add(advance(p[k], windows[i]), delta, index)
       end
     end

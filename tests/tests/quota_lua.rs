@@ -3,7 +3,7 @@
 //! real redis-server, checked against their header comments and
 //! `lua/README.md` ("Quotas"): all-or-nothing reservations on a sliding window
 //! of 60 sub-buckets, refusals with a truthful retry time, reservations kept as
-//! members of the lease zset (`"<id>\n<key>\n<bucket>\n<amount>..."`, settled
+//! members of the lease zset (`"<id>\n<key>\n<bucket>\n<amount>\n<gen>..."`, settled
 //! by that member), ended leases given back lazily (when a reserve would
 //! otherwise refuse, 1 call in 16, and always by quota_usage), settles that
 //! happen once, a TTL on every key, and the usage report. One test runs the
@@ -276,7 +276,7 @@ impl<'a> Tag<'a> {
     }
 
     /// Reserves and expects `{1, now, used_1, reset_1, ..., member}`, the
-    /// member being `"<id>\n<key>\n<bucket>\n<amount>"` per quota.
+    /// member being `"<id>"` then `"\n<key>\n<bucket>\n<amount>\n<gen>"` per quota.
     fn admit_lease(&self, id: &str, lease: i64, quotas: &[Q]) -> Admitted {
         let r = self.reserve_lease(id, lease, quotas);
         let Some((Reply::Str(member), rest)) = r.items().split_last() else {
@@ -291,6 +291,8 @@ impl<'a> Tag<'a> {
             expected.push(self.window(name));
             expected.push((now / bucket_ms(*w)).to_string());
             expected.push(amount.to_string());
+            // the window's generation
+            expected.push(self.cmd(&["HGET", &self.window(name), "g"]));
         }
         assert_eq!(*member, expected.join("\n"), "{r:?}");
         Admitted {
@@ -528,7 +530,7 @@ fn two_quotas_are_all_or_nothing() {
     // one member holds both quotas of the call
     let r3 = q.admit("r3", &quotas(40));
     assert_eq!(r3.used, [2, 100]);
-    assert_eq!(r3.member.lines().count(), 7, "{:?}", r3.member);
+    assert_eq!(r3.member.lines().count(), 9, "{:?}", r3.member);
 }
 
 #[test]

@@ -192,6 +192,31 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         "no negative bucket after a reset"
     );
 
+    // a reservation from before a reset never moves the new window's buckets
+    let before = s
+        .reserve(&tag, "before", 10_000, 60_000, &[item(&k1, 100, min, 50)])
+        .await
+        .unwrap();
+    s.reset(std::slice::from_ref(&k1)).await.unwrap();
+    s.reserve(&tag, "after", 10_000, 60_000, &[item(&k1, 100, min, 50)])
+        .await
+        .unwrap();
+    s.settle(
+        &tag,
+        "before",
+        member(&before),
+        60_000,
+        SettleMode::Reserved,
+        &[(k1.clone(), min, 10)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        usage_of(s, &tag, &k1).await,
+        50,
+        "the new window keeps the reservation made after the reset"
+    );
+
     // a window slides: what was used early still counts a little later, then leaves
     let k3 = format!("{{{tag}}}:q:t:conf:tps:a");
     let sec = 1000;

@@ -6,11 +6,29 @@ use super::store::{Item, ReserveAnswer, SettleAnswer, SettleMode, WindowUse, BUC
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-#[derive(Default)]
 struct Window {
     window_ms: u64,
     /// bucket index -> amount
     buckets: HashMap<u64, u64>,
+    /// a new one each time the window starts afresh (made, length changed):
+    /// reservations from an older generation never move its buckets
+    gen: u64,
+}
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_gen() -> u64 {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            window_ms: 0,
+            buckets: HashMap::new(),
+            gen: next_gen(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,8 +40,8 @@ enum State {
 
 struct Record {
     state: State,
-    /// (window key, bucket, amount)
-    items: Vec<(String, u64, u64)>,
+    /// (window key, bucket, amount, window generation)
+    items: Vec<(String, u64, u64, u64)>,
     /// lease end (Reserved) or tombstone end (Settled, Expired)
     until: u64,
 }
@@ -53,6 +71,7 @@ impl Window {
         if self.window_ms != window_ms {
             self.window_ms = window_ms;
             self.buckets.clear();
+            self.gen = next_gen();
         }
         let b = bucket_ms(window_ms);
         let cur = now / b;
@@ -108,9 +127,11 @@ impl Inner {
                 continue;
             };
             if rec.state == State::Reserved {
-                for (key, bucket, amount) in &rec.items {
+                for (key, bucket, amount, gen) in &rec.items {
                     if let Some(w) = self.windows.get_mut(key) {
-                        w.take(*bucket, *amount);
+                        if w.gen == *gen {
+                            w.take(*bucket, *amount);
+                        }
                     }
                 }
                 rec.state = State::Expired;
@@ -126,7 +147,7 @@ impl Inner {
         tag: &str,
         items: &[(String, u64, u64)],
         now: u64,
-    ) -> Vec<(String, u64, u64)> {
+    ) -> Vec<(String, u64, u64, u64)> {
         let mut out = Vec::with_capacity(items.len());
         for (key, window_ms, amount) in items {
             let w = self.windows.entry(key.clone()).or_default();
@@ -135,7 +156,7 @@ impl Inner {
                 *w.buckets.entry(cur).or_default() += amount;
             }
             index(&mut self.index, tag, key);
-            out.push((key.clone(), cur, *amount));
+            out.push((key.clone(), cur, *amount, w.gen));
         }
         out
     }
@@ -213,8 +234,9 @@ impl MemoryQuotas {
                 used: sum,
                 reset_ms: w.reset_ms(b, now),
             });
+            let gen = w.gen;
             index(&mut g.index, tag, &it.key);
-            rec_items.push((it.key.clone(), cur, it.amount));
+            rec_items.push((it.key.clone(), cur, it.amount, gen));
         }
         if !again {
             g.records.insert(
@@ -258,7 +280,7 @@ impl MemoryQuotas {
                     .map(|r| r.items.clone())
                     .unwrap_or_default();
                 let mut settled = Vec::with_capacity(items.len());
-                for (i, (key, bucket, reserved)) in items.into_iter().enumerate() {
+                for (i, (key, bucket, reserved, gen)) in items.into_iter().enumerate() {
                     let real = actual.get(i).map_or(reserved, |a| a.2);
                     // a bucket that left the window (or a window that was reset
                     // or expired) is not brought back; usage beyond the
@@ -266,7 +288,7 @@ impl MemoryQuotas {
                     let window_ms = actual.get(i).map_or(0, |a| a.1);
                     let counts = g.windows.get_mut(&key).is_some_and(|w| {
                         let (_, cur, _) = w.load(w.window_ms, now);
-                        bucket + BUCKETS >= cur && w.buckets.contains_key(&bucket)
+                        w.gen == gen && bucket + BUCKETS >= cur && w.buckets.contains_key(&bucket)
                     });
                     if counts {
                         if let Some(w) = g.windows.get_mut(&key) {
@@ -279,7 +301,7 @@ impl MemoryQuotas {
                     } else if real > reserved && window_ms > 0 {
                         g.charge(tag, &[(key.clone(), window_ms, real - reserved)], now);
                     }
-                    settled.push((key, bucket, real));
+                    settled.push((key, bucket, real, gen));
                 }
                 if mode == SettleMode::Reserved {
                     g.records.remove(&rid);
