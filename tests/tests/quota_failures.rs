@@ -1939,3 +1939,278 @@ tenants:
     );
     assert_eq!((fast.hits(), slow.hits()), (1, 1));
 }
+
+/// Consumer `bob` of tenant `acme` with `quotas` (YAML flow items, one a line).
+fn bob_tenant(quotas: &[&str]) -> String {
+    let mut s = format!(
+        "tenants:\n  - id: acme\n    consumers:\n      - name: bob\n        keys: [\"{KEY_BOB}\"]\n        quotas:\n"
+    );
+    for q in quotas {
+        s.push_str(&format!("          - {q}\n"));
+    }
+    s
+}
+
+/// One route `chat` on `up1` with `auth` and, if given, its own `quotas:` lines.
+fn chat_route(extra: &str) -> String {
+    format!(
+        "routes:\n  - name: chat\n    match: {{ path_prefix: /v1 }}\n    auth: {{ enabled: true }}\n    upstreams: [ {{ provider: up1 }} ]\n{extra}"
+    )
+}
+
+/// 12. A `max_tokens` far beyond 2^53 under `fail_closed`: a 429 that can never
+///     fit (no `Retry-After`), not a script error taken for an outage: Redis is
+///     not marked down, nothing counts as unavailable, the next request is 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_max_tokens_is_a_429_not_an_outage() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw:", "  on_redis_error: fail_closed\n"),
+        provider("up1", &mock),
+        chat_route(""),
+        bob_tenant(&[
+            "{ name: bob-tpm, by: consumer, strategy: total_tokens, limit: 100000, window: 1m }"
+        ])
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+
+    let r = chat(
+        &c,
+        &gw,
+        Some(KEY_BOB),
+        &body("gpt-4o", "hello", Some(100_000_000_000_000_000)),
+        &[],
+    )
+    .await;
+    let v = assert_limited(&r, "tokens", false, "max_tokens 1e17");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("bob-tpm") && msg.contains("can never") && msg.contains("lower max_tokens"),
+        "{msg}"
+    );
+    assert_eq!(
+        metric(&c, &gw, "gateway_state_degraded").await,
+        Some(0.0),
+        "Redis marked down by a refused script call; stderr:\n{}",
+        gw.stderr()
+    );
+    assert_eq!(
+        metric(&c, &gw, "gateway_quota_unavailable_total").await,
+        Some(0.0)
+    );
+    let r = chat(&c, &gw, Some(KEY_BOB), &body("gpt-4o", "hello", None), &[]).await;
+    assert_eq!(r.status, 200, "the next request: {}", r.text());
+    assert_eq!(mock.hits(), 1, "the refused request never went upstream");
+}
+
+/// 13. `POST /admin/usage/reset` naming a consumer without its tenant is a 400
+///     `invalid_body`, and resets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_with_consumer_needs_tenant() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw:", ""),
+        provider("up1", &mock),
+        chat_route(""),
+        bob_tenant(&["{ name: bob-rpm, by: consumer, strategy: requests, limit: 10, window: 1h }"])
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let q = "?tenant=acme&consumer=bob";
+    for i in 0..2 {
+        let r = chat(&c, &gw, Some(KEY_BOB), &body("gpt-4o", "hello", None), &[]).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    wait_used(&c, &gw, q, "bob-rpm", "acme/bob", 2, Duration::from_secs(3)).await;
+
+    let r = reset(&c, &gw, &json!({"quota": "bob-rpm", "consumer": "bob"})).await;
+    let v = r.assert_openai_error(400, "invalid_body");
+    eprintln!("reset with consumer, no tenant: {v}");
+    assert_eq!(used(&c, &gw, q, "bob-rpm", "acme/bob").await, Some(2));
+    // with its tenant it works
+    let r = reset(
+        &c,
+        &gw,
+        &json!({"quota": "bob-rpm", "tenant": "acme", "consumer": "bob"}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "reset with tenant: {}", r.text());
+    wait_used(&c, &gw, q, "bob-rpm", "acme/bob", 0, Duration::from_secs(3)).await;
+}
+
+/// 14. Requests the quotas refused cost nothing: with a route requests quota
+///     and a `by: upstream` quota of 1 (no `rate_limiting` fallback), the 2nd
+///     and 3rd requests are refused by the upstream quota, and the route quota
+///     counts the one served request only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_refused_requests_cost_nothing() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}",
+        redis_state(&redis, "gw:", ""),
+        provider("up1", &mock),
+        r#"routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: up1 } ]
+    quotas:
+      - { name: chat-rph, by: route, strategy: requests, limit: 10, window: 1h }
+      - { name: per-upstream, by: upstream, strategy: requests, limit: 1, window: 1h }
+"#
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let req = body("gpt-4o", "hello", None);
+    let r = chat(&c, &gw, None, &req, &[]).await;
+    assert_eq!(r.status, 200, "1st: {}", r.text());
+    for i in 2..=3 {
+        let r = chat(&c, &gw, None, &req, &[]).await;
+        let v = assert_limited(&r, "requests", true, &format!("request {i}"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("per-upstream")),
+            "{v}"
+        );
+    }
+    let q = "?route=chat";
+    wait_used(&c, &gw, q, "per-upstream", "up1", 1, Duration::from_secs(3)).await;
+    wait_used(&c, &gw, q, "chat-rph", "chat", 1, Duration::from_secs(3)).await;
+    assert_eq!(mock.hits(), 1);
+}
+
+/// 15. `local` with `expected_replicas: 4` and Redis down: a request over this
+///     replica's share (1000 / 4) but within the limit is refused with
+///     `Retry-After`, and not told to lower `max_tokens` (it fits once Redis is
+///     back or the window has moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_refusal_says_when() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(
+            &redis,
+            "gw:",
+            "  on_redis_error: local\n  expected_replicas: 4\n"
+        ),
+        provider("up1", &mock),
+        chat_route(""),
+        bob_tenant(&[
+            "{ name: bob-tpm, by: consumer, strategy: total_tokens, limit: 1000, window: 1m }"
+        ])
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let r = chat(
+        &c,
+        &gw,
+        Some(KEY_BOB),
+        &body("gpt-4o", "hello", Some(10)),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "before the outage: {}", r.text());
+
+    let _redis = stop_redis(redis).await;
+    wait_degraded(&c, &gw, 1.0).await;
+    // a small one fits the local share
+    let r = chat(
+        &c,
+        &gw,
+        Some(KEY_BOB),
+        &body("gpt-4o", "hello", Some(10)),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "within the local share: {}", r.text());
+    // ~410 tokens: over 250, under 1000
+    let r = chat(
+        &c,
+        &gw,
+        Some(KEY_BOB),
+        &body("gpt-4o", "hello", Some(390)),
+        &[],
+    )
+    .await;
+    let v = assert_limited(&r, "tokens", true, "over the local share");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    eprintln!(
+        "local refusal: Retry-After {:?}: {msg}",
+        r.header("retry-after")
+    );
+    assert!(msg.contains("bob-tpm"), "{msg}");
+    assert!(
+        !msg.contains("lower max_tokens") && !msg.contains("never"),
+        "a request within the fleet's limit is not told to lower max_tokens: {msg}"
+    );
+}
+
+/// 16. A stream that outlives its reservation's bucket (window 2 s, stream ~3 s)
+///     and uses more than it reserved (no `max_tokens`, `quota_max_tokens: 5`,
+///     40 completion tokens): the excess is charged in the current window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_stream_beyond_its_reservation_is_charged() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let chunks = 40usize;
+    mock.set_stream_chunks(chunks);
+    mock.set_chunk_delay(75);
+    let yaml = format!(
+        "{SERVER}{}providers:\n{}{}{}",
+        redis_state(&redis, "gw:", "  quota_max_tokens: 5\n"),
+        provider("up1", &mock),
+        chat_route(""),
+        bob_tenant(&[
+            "{ name: bob-tpm, by: consumer, strategy: total_tokens, limit: 10000, window: 2s }"
+        ])
+    );
+    let gw = start_gw(&yaml).await;
+    let c = TestClient::new();
+    let mut req = body("gpt-4o", "hello", None);
+    req["stream"] = json!(true);
+    let bearer = format!("Bearer {KEY_BOB}");
+    let t = Instant::now();
+    let s = c
+        .open_sse(&chat_url(&gw), &req, &[("authorization", bearer.as_str())])
+        .await;
+    assert_eq!(s.status, 200, "stream");
+    let remaining: u64 = s
+        .headers
+        .get("x-ratelimit-remaining-tokens")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("x-ratelimit-remaining-tokens");
+    let reserved = 10_000 - remaining;
+    let out = s.collect().await;
+    let took = t.elapsed();
+    assert!(out.done, "{out:?}");
+    let actual = text_tokens("hello".len()) + chunks as u64;
+    assert!(
+        took > Duration::from_millis(2200),
+        "the stream took {took:?}, not past its 2 s window"
+    );
+    assert!(actual > reserved, "actual {actual}, reserved {reserved}");
+    // the reservation's bucket has left the window: only the excess is there
+    let excess = actual - reserved;
+    let waited = wait_used(
+        &c,
+        &gw,
+        "?tenant=acme&consumer=bob",
+        "bob-tpm",
+        "acme/bob",
+        excess,
+        Duration::from_millis(1500),
+    )
+    .await;
+    eprintln!(
+        "stream took {took:?}: reserved {reserved}, used {actual}; {excess} charged in the current window \
+         ({waited:?} after its end)"
+    );
+}
