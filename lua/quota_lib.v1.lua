@@ -83,10 +83,13 @@ local function adjust(key, idx, delta, gen)
   if delta == 0 then return true end
   local m = redis.call('HMGET', key, 'o', 's', 'w', idx, 'g')
   local o, s, w = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-  -- answers false when the bucket no longer counts: gone, or the window was
-  -- made anew since (reset, expired, window length changed: another generation)
-  if not o or not s or not w or idx < o or idx > math.floor(now / math.ceil(w / N))
-    or (m[5] or '0') ~= gen then
+  -- answers false when the bucket no longer counts: gone, left the window (`o`
+  -- only moves when the window is advanced, so it is checked against now too),
+  -- or the window was made anew since (reset, expired, window length changed:
+  -- another generation)
+  if not o or not s or not w then return false end
+  local cur = math.floor(now / math.ceil(w / N))
+  if idx < o or idx < cur - N or idx > cur or (m[5] or '0') ~= gen then
     return false
   end
   local v = tonumber(m[4]) or 0

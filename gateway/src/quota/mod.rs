@@ -526,7 +526,7 @@ impl Held {
             None => format!(
                 "{} can never admit this request: it may use up to {} (estimated prompt {} + max_tokens {}); lower max_tokens",
                 describe(q, subject),
-                it.amount,
+                self.estimate.amount(q),
                 self.estimate.prompt,
                 self.estimate.completion
             ),
