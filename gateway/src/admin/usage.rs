@@ -78,13 +78,19 @@ impl Filter {
                 }
             }
         }
-        if f.consumer.is_some() && f.tenant.is_none() {
+        f.check("invalid_query")?;
+        Ok(f)
+    }
+
+    /// `consumer` names one only together with `tenant`.
+    fn check(&self, code: &'static str) -> Result<(), GatewayError> {
+        if self.consumer.is_some() && self.tenant.is_none() {
             return Err(GatewayError::bad_request(
-                "invalid_query",
+                code,
                 "consumer needs tenant (consumer names are unique within a tenant)",
             ));
         }
-        Ok(f)
+        Ok(())
     }
 
     /// Whether a window of `q` counting `subject` is asked for.
@@ -252,17 +258,12 @@ pub async fn reset(app: &App, req: Request<Incoming>) -> Answer {
             "quota: the name of the quota to reset is required",
         ));
     }
-    if b.consumer.is_some() && b.tenant.is_none() {
-        return Err(GatewayError::bad_request(
-            "invalid_body",
-            "consumer needs tenant (consumer names are unique within a tenant)",
-        ));
-    }
     let f = Filter {
         tenant: b.tenant,
         consumer: b.consumer,
         route: b.route,
     };
+    f.check("invalid_body")?;
     let quotas: Vec<Arc<Quota>> = all_quotas(app, &f)
         .await?
         .into_iter()
