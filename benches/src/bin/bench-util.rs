@@ -223,6 +223,14 @@ impl RedisUse {
         (self.requests > 0.0).then(|| self.commands / self.requests)
     }
 
+    /// ", N commands/s over W s", or nothing when unknown.
+    fn rate(&self) -> String {
+        self.per_second()
+            .zip(self.window_s)
+            .map(|(ps, w)| format!(", {ps:.1} commands/s over {w:.1} s"))
+            .unwrap_or_default()
+    }
+
     fn per_second(&self) -> Option<f64> {
         self.window_s
             .filter(|w| *w > 0.0)
@@ -620,10 +628,7 @@ fn report(a: &ReportArgs) -> Result<()> {
             or_na(r.per_request().map(|v| format!("{v:.5}"))),
             fmt_int(r.commands),
             fmt_int(r.requests),
-            r.per_second()
-                .zip(r.window_s)
-                .map(|(ps, w)| format!(", {ps:.1} commands/s over {w:.1} s"))
-                .unwrap_or_default(),
+            r.rate(),
         )?;
         if !by_command.is_empty() {
             writeln!(md, "By command: {}.", list(&by_command))?;
@@ -644,10 +649,7 @@ fn report(a: &ReportArgs) -> Result<()> {
             or_na(r.per_request().map(|v| format!("{v:.5}"))),
             fmt_int(r.commands),
             fmt_int(r.requests),
-            r.per_second()
-                .zip(r.window_s)
-                .map(|(ps, w)| format!(", {ps:.1} commands/s over {w:.1} s"))
-                .unwrap_or_default(),
+            r.rate(),
         )?;
         writeln!(
             md,
