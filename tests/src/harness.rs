@@ -14,7 +14,7 @@
 //!   - `{{NAME}}` for every `.var(NAME, value)` given to the builder.
 //! * [`run_check_config`]: `gateway --check-config PATH`.
 
-use crate::client::TestClient;
+use crate::client::{HttpResponse, TestClient};
 use shared::ai_log::AccessLogLine;
 use std::collections::HashSet;
 use std::fs;
@@ -655,4 +655,26 @@ telemetry:
   access_log: { enabled: true, path: "{{access_log}}" }
 "#
     .replace("BASE_URL", base_url)
+}
+
+/// A call to `gw`'s admin API with the admin token, an optional JSON body.
+pub async fn admin(
+    c: &TestClient,
+    gw: &Gateway,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> HttpResponse {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let body = body.map(serde_json::Value::to_string).unwrap_or_default();
+    c.request(
+        method,
+        &format!("{}{path}", gw.admin_url()),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
 }

@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
-use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::RedisServer;
 use http::Method;
@@ -114,27 +114,6 @@ async fn replicas(a: &Cfg<'_>, b: &Cfg<'_>) -> (Gateway, Gateway) {
 }
 
 // ------------------------------------------------------------------ admin API
-
-async fn admin(
-    c: &TestClient,
-    gw: &Gateway,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> HttpResponse {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let body = body.map(Value::to_string).unwrap_or_default();
-    c.request(
-        method,
-        &format!("{}{path}", gw.admin_url()),
-        &[
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await
-}
 
 fn policy(models: &[&str]) -> Value {
     json!({"allowed_models": models, "quotas": [], "metadata": {}})

@@ -19,7 +19,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gateway_tests::client::{HttpResponse, TestClient};
-use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::RedisServer;
 use http::Method;
@@ -159,27 +159,6 @@ fn assert_limited(r: &HttpResponse, kind: &str, retry: bool, what: &str) -> Valu
 }
 
 // ------------------------------------------------------------------ admin
-
-async fn admin(
-    c: &TestClient,
-    gw: &Gateway,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> HttpResponse {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let body = body.map(Value::to_string).unwrap_or_default();
-    c.request(
-        method,
-        &format!("{}{path}", gw.admin_url()),
-        &[
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await
-}
 
 /// `GET /admin/usage<query>` (query with its `?`, or empty) as a list.
 async fn usage(c: &TestClient, gw: &Gateway, query: &str) -> Vec<Value> {
