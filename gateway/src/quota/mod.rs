@@ -6,6 +6,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod estimate;
 pub mod headers;
 pub mod memory;
 pub mod queue;
@@ -14,6 +15,7 @@ pub mod store;
 
 use crate::error::GatewayError;
 use crate::state::StateError;
+pub use estimate::Estimate;
 use futures_util::future::join_all;
 use headers::{RateHeaders, Standing};
 use memory::MemoryQuotas;
@@ -62,51 +64,6 @@ pub struct Quotas {
     local: MemoryQuotas,
     pub queue: Arc<SettleQueue>,
     pub stats: Stats,
-}
-
-/// What a request is expected to cost, reserved at admission.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Estimate {
-    pub prompt: u64,
-    pub completion: u64,
-}
-
-impl Estimate {
-    /// Prompt tokens from the body's size (the same estimate usage falls back
-    /// to), completion tokens from `max_tokens` (or `max_completion_tokens`,
-    /// `max_output_tokens`) times `n`, else `default_max_tokens`.
-    pub fn of(
-        body: &crate::request_body::ClientBody<'_>,
-        endpoint: crate::endpoint::Endpoint,
-        default_max_tokens: u64,
-    ) -> Estimate {
-        let prompt = shared::usage::estimate_tokens(body.prompt_bytes());
-        if endpoint == crate::endpoint::Endpoint::Embeddings {
-            return Estimate {
-                prompt,
-                completion: 0,
-            };
-        }
-        let field = |k: &str| body.get(k).and_then(|v| v.get().trim().parse::<u64>().ok());
-        let max = field("max_tokens")
-            .or_else(|| field("max_completion_tokens"))
-            .or_else(|| field("max_output_tokens"))
-            .unwrap_or(default_max_tokens);
-        let n = field("n").unwrap_or(1).clamp(1, 128);
-        Estimate {
-            prompt,
-            completion: max.saturating_mul(n),
-        }
-    }
-
-    fn amount(&self, q: &Quota) -> u64 {
-        match q.strategy {
-            QuotaStrategy::TotalTokens => self.prompt.saturating_add(self.completion),
-            QuotaStrategy::PromptTokens => self.prompt,
-            QuotaStrategy::CompletionTokens => self.completion,
-            QuotaStrategy::Requests => 1,
-        }
-    }
 }
 
 /// One quota window that applies to this request.
