@@ -18,6 +18,8 @@ pub struct App {
     pub auth: Arc<Auth>,
     /// token and request quotas (same backend as `auth`)
     pub quotas: Arc<crate::quota::Quotas>,
+    /// upstream health and in-flight counts (same backend as `auth`)
+    pub health: Arc<crate::health::Health>,
     /// None: running on the embedded default
     pub config_path: Option<PathBuf>,
     pub clients: ClientCache,
@@ -38,10 +40,13 @@ impl App {
         access_log: Arc<AccessLog>,
         auth: Arc<Auth>,
         quotas: Arc<crate::quota::Quotas>,
+        health: Arc<crate::health::Health>,
     ) -> App {
+        health.ensure(&first);
         App {
             auth,
             quotas,
+            health,
             next_version: AtomicU64::new(first.version + 1),
             config: ArcSwap::from_pointee(first),
             config_path,
@@ -116,6 +121,7 @@ impl App {
             tracing::warn!("{w}");
         }
         self.access_log.apply(&rt.access_log);
+        self.health.ensure(&rt);
         self.config.store(Arc::new(rt));
         tracing::info!(version, "config reloaded");
         // the seed goes into the backend again; a backend that cannot be reached gets

@@ -37,7 +37,12 @@ pub struct RequestCtx {
     pub model: Option<String>,
     /// who called (routes with `auth` enabled)
     pub identity: Option<Arc<AuthIdentity>>,
-    pub attempts: u32,
+    /// upstream attempts so far, in order
+    pub attempts: Vec<AttemptRec>,
+    /// every instance was ejected (the balancer's panic mode)
+    pub panic_mode: bool,
+    /// counts this request at its provider while it runs (`least_busy`)
+    pub inflight: Option<crate::health::InFlight>,
     pub upstream_service_ms: Option<u64>,
     pub first_byte_at: Option<Instant>,
     /// quota reservations, settled when the request finishes
@@ -59,6 +64,16 @@ impl Drop for RequestCtx {
             self.emit(499, Usage::default(), 0, "DC", error, None, None);
         }
     }
+}
+
+/// One upstream attempt, as `ai_log.attempts` records it.
+pub struct AttemptRec {
+    pub provider: Arc<str>,
+    pub token: Option<u32>,
+    pub status: Option<u16>,
+    /// the `fallback.on` name of why it failed; None for the one that answered
+    pub reason: Option<&'static str>,
+    pub ms: u64,
 }
 
 /// How an upstream answer ended.
@@ -104,7 +119,9 @@ impl RequestCtx {
             request_model: None,
             model: None,
             identity: None,
-            attempts: 0,
+            attempts: Vec::new(),
+            panic_mode: false,
+            inflight: None,
             upstream_service_ms: None,
             first_byte_at: None,
             quota: None,
@@ -206,6 +223,8 @@ impl RequestCtx {
         chat_id: Option<String>,
         response_model: Option<String>,
     ) {
+        // the provider no longer has this request in flight
+        self.inflight = None;
         self.finished = true;
         let quota = self.quota.take().map(|mut q| {
             q.finish(&usage);
@@ -245,7 +264,18 @@ impl RequestCtx {
             route: self.route.as_deref().map(str::to_string),
             provider: self.provider.as_deref().map(str::to_string),
             upstream: self.upstream_host.as_deref().map(str::to_string),
-            attempts: self.attempts,
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| shared::ai_log::Attempt {
+                    provider: a.provider.to_string(),
+                    token_index: a.token,
+                    status: a.status,
+                    reason: a.reason.map(str::to_string),
+                    duration_ms: a.ms,
+                })
+                .collect(),
+            panic_mode: self.panic_mode,
             status,
             quota_status: quota
                 .as_ref()

@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod error;
 pub mod glob;
 pub mod headers;
+pub mod health;
 pub mod keys;
 pub mod meter;
 pub mod pipeline;
@@ -85,6 +86,12 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
     };
     let quotas = quota::Quotas::new(quota_store, rt.state.quotas.settle_queue);
     quotas.start();
+    let health = match &*auth.store {
+        state::Store::Memory(_) => health::Health::new(health::Backend::Memory, String::new()),
+        state::Store::Redis(r) => {
+            health::Health::new(health::Backend::Redis(r.conn.clone()), r.channel())
+        }
+    };
     let app = Arc::new(App::new(
         rt,
         text,
@@ -93,6 +100,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
         access_log.clone(),
         auth,
         quotas.clone(),
+        health.clone(),
     ));
     // scripts and seed now when Redis is there; otherwise the monitor does it later
     auth::sync::prepare(&app).await;
@@ -101,6 +109,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
     let data_task = tokio::spawn(server::serve_data(app.clone(), data, stop_rx.clone()));
     let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, stop_rx.clone()));
     auth::sync::spawn(app.clone(), stop_rx.clone());
+    health.start(app.clone(), stop_rx.clone());
     tokio::spawn(reload::watch_file(app.clone(), stop_rx));
     app.set_ready(true);
     tracing::info!(%listen, %admin_listen, config = %source, "gateway ready");

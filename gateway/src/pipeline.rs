@@ -6,22 +6,26 @@
 //! 3. route match: host, path, headers, model (`route.rs`)
 //! 4. authn: key -> (tenant, consumer), cache then backend (`auth/`)
 //! 5. quota reserve: estimate, one store call per hash tag (`quota/`)
-//! 6. pick instance: priority, weight (`balance.rs`); `by: upstream` quotas
-//!    reserved for it, `rate_limiting` fallback when they refuse
+//! 6. pick instance: healthy ones by priority, then roundrobin / chash /
+//!    least_busy (`balance.rs`, health mirrors in `health/`, no Redis call);
+//!    `by: upstream` quotas reserved for it, `rate_limiting` fallback when they refuse
 //! 7. provider adapter: URL, auth, model map, options (`providers/`)
 //! 8. upstream call: pooled client, first-byte timeout (`upstream.rs`)
-//! 9. retry/fallback: before the first byte reached the client only (this file)
+//! 9. retry/fallback: before the first byte reached the client only, each attempt
+//!    recorded and reported to shared health (this file)
 //! 10. response: frames pass through; a copy feeds the usage meter (`stream.rs`, `meter.rs`)
 //! 11. finish: quotas settled with the real usage and one `ai_log` record, on
 //!     every exit path (`ctx.rs`, `quota/`, `telemetry/`)
 
 use crate::app::App;
 use crate::auth::{self, Auth};
+use crate::balance;
 use crate::config::Runtime;
-use crate::ctx::RequestCtx;
+use crate::ctx::{AttemptRec, RequestCtx};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::headers;
+use crate::health::{Cell, Health, InFlight};
 use crate::meter::Meter;
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Estimate, Quotas, Refusal};
@@ -34,8 +38,9 @@ use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use shared::config::FallbackOn;
+use shared::config::{Algorithm, FallbackOn};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,7 +79,16 @@ pub async fn handle(
         app.access_log.clone(),
     ));
     let request_id = ctx.request_id.clone();
-    let answer = phases(&cfg, &app.auth, &app.quotas, &mut ctx, &parts, body).await;
+    let answer = phases(
+        &cfg,
+        &app.auth,
+        &app.quotas,
+        &app.health,
+        &mut ctx,
+        &parts,
+        body,
+    )
+    .await;
     let rate = ctx.quota.as_ref().map(|q| q.headers());
     let mut resp = match answer {
         Ok(Answer::Upstream {
@@ -109,6 +123,7 @@ async fn phases(
     cfg: &Runtime,
     auth: &Auth,
     quotas: &Arc<Quotas>,
+    health: &Health,
     ctx: &mut RequestCtx,
     parts: &Parts,
     body: Incoming,
@@ -192,6 +207,7 @@ async fn phases(
     // 6.-9. instances in balancer order, with fallback
     attempts(
         cfg,
+        health,
         route,
         ctx,
         &parts.headers,
@@ -231,6 +247,7 @@ enum Failure {
 #[allow(clippy::too_many_arguments)]
 async fn attempts(
     cfg: &Runtime,
+    health: &Health,
     route: &Route,
     ctx: &mut RequestCtx,
     headers: &HeaderMap,
@@ -245,27 +262,73 @@ async fn attempts(
     let add_usage = client.stream && endpoint.takes_stream_options() && !client.include_usage;
     let mut last: Option<Failure> = None;
 
-    for (n, idx) in route.balancer.plan().into_iter().enumerate() {
+    // 6. pick: healthy instances by priority, in the algorithm's order
+    let steer = fallback.allows(FallbackOn::Unhealthy);
+    let cells = health.cells();
+    let view = health.view();
+    let cell_of = |i: usize| cells.get(&*route.balancer.instance(i).provider.id);
+    let ejected = |i: usize| {
+        steer
+            .then(|| cell_of(i).and_then(|c| c.ejected_since(&view)))
+            .flatten()
+    };
+    let busy = |i: usize| cell_of(i).map_or(0, |c| c.busy());
+    let key = match route.balancer.algorithm() {
+        Algorithm::Chash => {
+            let who = ctx
+                .identity
+                .as_ref()
+                .map(|w| format!("{}/{}", w.tenant, w.consumer));
+            route
+                .balancer
+                .hash_on
+                .key(who.as_deref(), headers, ctx.remote.ip())
+        }
+        _ => Vec::new(),
+    };
+    let plan = route.balancer.plan(&balance::Inputs {
+        ejected: &ejected,
+        busy: &busy,
+        key: &key,
+    });
+    if plan.panic {
+        ctx.panic_mode = true;
+        health.stats.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(route = %route.name, "every upstream is ejected: trying them anyway (panic mode)");
+    }
+
+    for (n, idx) in plan.order.into_iter().enumerate() {
         if n >= max_attempts || (n > 0 && Instant::now() >= no_new_attempt_after) {
             break;
         }
         let prov = &route.balancer.instance(idx).provider;
-        ctx.attempts += 1;
+        let cell = cell_of(idx).cloned();
         ctx.provider = Some(prov.id.clone());
         ctx.upstream_host = Some(prov.host.clone());
+        let sent = Instant::now();
         if let Err(r) = reserve_upstream(route, ctx, headers, &prov.id).await {
             let limited = matches!(r, Refusal::Limited(_));
             tracing::debug!(provider = %prov.id, attempt = n + 1, "upstream quota refused");
+            ctx.attempts.push(record(
+                prov,
+                None,
+                None,
+                Some(FallbackOn::RateLimiting),
+                sent,
+            ));
             last = Some(Failure::Error(refusal(r)));
             if limited && fallback.allows(FallbackOn::RateLimiting) {
                 continue;
             }
             break;
         }
+        let token =
+            prov.pick_token(|t| !steer || cell.as_ref().is_none_or(|c| c.token_ok(t, &view)));
+        ctx.inflight = cell.clone().map(InFlight::new);
         let upstream_model = prov.mapping.map(model);
         ctx.model = Some(upstream_model.to_string());
 
-        let sent = Instant::now();
+        // 7.-8. adapter and upstream call
         let result = match prov.flavor {
             Flavor::Mock => Ok(mock::answer(
                 endpoint,
@@ -275,8 +338,17 @@ async fn attempts(
             )),
             _ => {
                 let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
-                let req =
-                    upstream_request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
+                let auth = token.as_ref().map(|(_, n, v)| (n.clone(), v.clone()));
+                let req = upstream_request(
+                    prov,
+                    endpoint,
+                    &upstream_model,
+                    body,
+                    headers,
+                    cfg,
+                    ctx,
+                    auth,
+                )?;
                 let http = prov
                     .client
                     .as_ref()
@@ -286,14 +358,24 @@ async fn attempts(
                     .map(|r| r.map(UpstreamBody::Http))
             }
         };
+        let token_index = token.map(|(i, _, _)| i);
+        let mut status = None;
         let (reason, failure) = match result {
             Ok(resp) => {
                 ctx.upstream_service_ms = Some(elapsed_ms(sent));
-                let status = resp.status();
+                let s = resp.status();
+                status = Some(s.as_u16());
                 match answer(resp, prov, ctx, sent, add_usage).await {
-                    Ok(a) => match status_reason(status) {
+                    Ok(a) => match status_reason(s) {
                         Some(r) => (r, Failure::Response(Box::new(a))),
-                        None => return Ok(a),
+                        None => {
+                            if let Some(c) = &cell {
+                                health.success(c, token_index, prov.passive.as_ref());
+                            }
+                            ctx.attempts
+                                .push(record(prov, token_index, status, None, sent));
+                            return Ok(a);
+                        }
                     },
                     Err((r, e)) => (r, Failure::Error(e)),
                 }
@@ -319,6 +401,11 @@ async fn attempts(
             ),
         };
         tracing::debug!(provider = %prov.id, ?reason, attempt = n + 1, "upstream attempt failed");
+        ctx.attempts
+            .push(record(prov, token_index, status, Some(reason), sent));
+        if let Some(c) = &cell {
+            report_failure(health, c, prov, token_index, reason, status, &failure);
+        }
         if let Some(q) = ctx.quota.as_mut() {
             q.attempt_failed();
         }
@@ -333,6 +420,50 @@ async fn attempts(
         Some(Failure::Error(e)) => Err(e),
         None => Err(GatewayError::no_upstream(&route.name)),
     }
+}
+
+fn record(
+    prov: &Provider,
+    token: Option<usize>,
+    status: Option<u16>,
+    reason: Option<FallbackOn>,
+    sent: Instant,
+) -> AttemptRec {
+    AttemptRec {
+        provider: prov.id.clone(),
+        token: token
+            .filter(|_| prov.token_count() > 1)
+            .and_then(|t| u32::try_from(t).ok()),
+        status,
+        reason: reason.map(FallbackOn::as_str),
+        ms: elapsed_ms(sent),
+    }
+}
+
+/// Tells shared health about a failed attempt: a refused token (401/402/403, and
+/// 429, which providers count per key) counts against that token, anything else
+/// against the provider.
+fn report_failure(
+    health: &Health,
+    cell: &Arc<Cell>,
+    prov: &Provider,
+    token: Option<usize>,
+    reason: FallbackOn,
+    status: Option<u16>,
+    failure: &Failure,
+) {
+    let target = match reason {
+        FallbackOn::Http429 | FallbackOn::Http401 | FallbackOn::Http402 | FallbackOn::Http403 => {
+            cell.token_target(token)
+        }
+        _ => 0,
+    };
+    let err = match (status, failure) {
+        (Some(s), Failure::Response(_)) => format!("http {s}"),
+        (_, Failure::Error(e)) => e.message.clone(),
+        (None, Failure::Response(_)) => reason.as_str().to_string(),
+    };
+    health.failure(cell, target, &err, prov.passive.as_ref());
 }
 
 /// Reserves the `by: upstream` quotas that apply to `provider`, if any.
@@ -428,6 +559,7 @@ fn upstream_request(
     client_headers: &HeaderMap,
     cfg: &Runtime,
     ctx: &RequestCtx,
+    auth: Option<(HeaderName, HeaderValue)>,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let uri = prov.uri(endpoint, model).map_err(|e| {
         GatewayError::bad_request(
@@ -449,7 +581,7 @@ fn upstream_request(
     if let Some(v) = ctx.identity.as_ref().and_then(|i| i.header_value.clone()) {
         h.insert(cfg.consumer_header.clone(), v);
     }
-    if let Some((name, value)) = prov.auth_header() {
+    if let Some((name, value)) = auth {
         h.insert(name, value);
     }
     Ok(req)

@@ -3,7 +3,7 @@
 //! what did not match in each route.
 
 use crate::auth::RoutePolicy;
-use crate::balance::{Balancer, Instance};
+use crate::balance::{Balancer, HashOn, Instance};
 use crate::config::validate::Problems;
 use crate::glob::{any_match, Glob};
 use crate::providers::Provider;
@@ -169,23 +169,22 @@ impl Route {
             }
         }
         let b = &rc.balancer;
-        if b.algorithm != Algorithm::Roundrobin {
-            p.warn(
-                format!("{key}.balancer.algorithm"),
-                "only roundrobin is available in this version yet; roundrobin is used",
-            );
-        }
-        if let Some(h) = &b.hash_on {
-            let ok = matches!(h.as_str(), "consumer" | "ip")
-                || h.strip_prefix("header:")
-                    .or_else(|| h.strip_prefix("cookie:"))
-                    .is_some_and(|n| !n.is_empty());
-            if !ok {
+        let hash_on = match b.hash_on.as_deref().map(|h| (h, HashOn::parse(h))) {
+            None => HashOn::Consumer,
+            Some((_, Some(h))) => h,
+            Some((h, None)) => {
                 p.error(
                     format!("{key}.balancer.hash_on"),
-                    "use consumer, ip, header:<name> or cookie:<name>",
+                    format!("{h:?}: use consumer, ip, header:<name> or cookie:<name>"),
                 );
+                HashOn::Consumer
             }
+        };
+        if b.algorithm == Algorithm::Chash && hash_on == HashOn::Consumer && auth.is_none() {
+            p.warn(
+                format!("{key}.balancer.hash_on"),
+                "consumer needs auth on the route; without it requests hash on the client address",
+            );
         }
         if rc.ai_log.as_ref().is_some_and(|a| !a.attributes.is_empty()) {
             p.warn(
@@ -237,7 +236,7 @@ impl Route {
             headers,
             models,
             auth,
-            balancer: Balancer::new(instances),
+            balancer: Balancer::new(instances, b.algorithm, hash_on),
             fallback: Fallback {
                 on: rc.fallback.on.clone(),
                 max_retries: rc.fallback.max_retries,

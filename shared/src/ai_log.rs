@@ -42,7 +42,12 @@ pub struct AiLog {
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
-    pub attempts: u32,
+    /// every upstream attempt, in order (the last one answered, unless it failed too)
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// every instance was ejected, so they were tried anyway (panic mode)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub panic_mode: bool,
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_status: Option<String>,
@@ -55,6 +60,24 @@ pub struct AiLog {
     /// Route-configured attributes (`routes[].ai_log.attributes`).
     #[serde(flatten)]
     pub attributes: Map<String, Value>,
+}
+
+/// One upstream attempt of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    /// which of the provider's api tokens was used (when it has several)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_index: Option<u32>,
+    /// the upstream's HTTP status, when it answered
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// why the attempt failed, as `fallback.on` names it (`http_5xx`, `timeout`,
+    /// `connect_error`, `rate_limiting`, ...); absent for the one that answered
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// ms from the attempt's start to the upstream's response headers (or failure)
+    pub duration_ms: u64,
 }
 
 /// One access-log line: Higress's access-log fields with `ai_log` nested.

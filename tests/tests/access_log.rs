@@ -62,7 +62,7 @@ async fn chat_line_has_ai_log_fields() {
     assert_eq!(ai.chat_id.as_deref(), Some(chat_id.as_str()));
     assert_eq!(ai.provider.as_deref(), Some("up1"));
     assert_eq!(ai.route.as_deref(), Some("chat"));
-    assert_eq!(ai.attempts, 1);
+    assert_eq!(ai.attempts.len(), 1);
     assert_eq!(ai.status, 200);
     let first = ai
         .llm_first_token_duration
@@ -122,7 +122,7 @@ async fn embeddings_and_error_lines() {
     let line = gw.wait_for_log_line("log-err-2", LOG_WAIT).await;
     assert_eq!(line.response_code, 500);
     assert_eq!(line.ai_log.status, 500);
-    assert!(line.ai_log.attempts >= 1);
+    assert!(!line.ai_log.attempts.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,5 +280,5 @@ async fn client_gone_before_the_answer_is_still_logged() {
     assert!(line.response_flags.contains("DC"), "{line:?}");
     assert_eq!(line.ai_log.route.as_deref(), Some("chat"), "{line:?}");
     assert_eq!(line.ai_log.request_model.as_deref(), Some("gpt-4o"));
-    assert_eq!(line.ai_log.attempts, 1);
+    assert_eq!(line.ai_log.attempts.len(), 1);
 }

@@ -68,7 +68,7 @@ async fn assert_served_by_b(fail_status: u16) {
     );
     let line = gw.wait_for_log_line(&rid, LOG_WAIT).await;
     assert_eq!(line.ai_log.provider.as_deref(), Some("b"), "{line:?}");
-    assert_eq!(line.ai_log.attempts, 2, "{line:?}");
+    assert_eq!(line.ai_log.attempts.len(), 2, "{line:?}");
     assert_eq!(line.ai_log.status, 200, "{line:?}");
     assert_eq!(line.response_code, 200);
 }
@@ -109,7 +109,7 @@ async fn fallback_on_connection_refused() {
     );
     let line = gw.wait_for_log_line("fallback-refused", LOG_WAIT).await;
     assert_eq!(line.ai_log.provider.as_deref(), Some("b"), "{line:?}");
-    assert_eq!(line.ai_log.attempts, 2, "{line:?}");
+    assert_eq!(line.ai_log.attempts.len(), 2, "{line:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +136,7 @@ async fn fallback_on_first_byte_timeout() {
     );
     let line = gw.wait_for_log_line("fallback-timeout", LOG_WAIT).await;
     assert_eq!(line.ai_log.provider.as_deref(), Some("b"), "{line:?}");
-    assert_eq!(line.ai_log.attempts, 2, "{line:?}");
+    assert_eq!(line.ai_log.attempts.len(), 2, "{line:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +195,7 @@ async fn all_failing_returns_last_upstream_error() {
     assert_eq!((a.hits(), b.hits()), (1, 1));
     let line = gw.wait_for_log_line("all-fail", LOG_WAIT).await;
     assert_eq!(line.response_code, 503);
-    assert_eq!(line.ai_log.attempts, 2, "{line:?}");
+    assert_eq!(line.ai_log.attempts.len(), 2, "{line:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,7 @@ impl KeyCache {
     pub fn apply(&self, change: &Change) {
         match change {
             Change::NewKey => self.unknown.clear(),
+            Change::Health(_) => {}
             Change::Tenant(t) => self.known.retain(|_, e| e.ident.tenant != *t),
             Change::Consumer { tenant, consumer } => self
                 .known

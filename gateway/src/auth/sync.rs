@@ -3,7 +3,8 @@
 //! or when Redis lost its data (restart without persistence, flush), loads the
 //! scripts again, re-applies the config's seed and starts a new cache epoch;
 //! and a pub/sub listener that applies change notifications to the key cache and
-//! flushes it whenever the subscription is lost or made again.
+//! flushes it whenever the subscription is lost or made again (health changes on
+//! the same channel go to `health::sync`).
 
 use super::cache::KeyCache;
 use crate::app::App;
@@ -106,13 +107,14 @@ async fn listen(app: Arc<App>, target: Target, channel: String, mut stop: watch:
         Target::Cluster(v) => v,
     };
     let cache = &app.auth.cache;
+    let health = &app.health;
     let mut backoff = Duration::from_millis(250);
     let mut quiet = false;
     for i in 0.. {
         let Some(url) = urls.get(i % urls.len().max(1)) else {
             return;
         };
-        let why = match subscribe_once(url, &channel, cache, &mut stop).await {
+        let why = match subscribe_once(url, &channel, cache, health, &mut stop).await {
             Ended::Stop => return,
             Ended::Lost(why) => {
                 // it worked a moment ago: retry soon, and log this loss
@@ -138,6 +140,7 @@ async fn subscribe_once(
     url: &str,
     channel: &str,
     cache: &KeyCache,
+    health: &Arc<crate::health::Health>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let client = match redis::Client::open(url) {
@@ -165,6 +168,7 @@ async fn subscribe_once(
                 Some(msg) => {
                     let text: String = msg.get_payload().unwrap_or_default();
                     match Change::decode(&text) {
+                        Some(Change::Health(p)) => crate::health::sync::refresh_one(health.clone(), p),
                         Some(c) => cache.apply(&c),
                         None => cache.flush(),
                     }

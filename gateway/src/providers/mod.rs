@@ -2,6 +2,7 @@
 //! authenticated, how its URLs are shaped (OpenAI style or Azure deployments),
 //! model mapping and body options. The built-in `mock` answers in-process.
 
+pub mod checks;
 pub mod mock;
 pub mod model_map;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::upstream::ClientCache;
+pub use checks::ActiveCheck;
 
 /// How a provider's URLs and auth look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,10 @@ pub struct Provider {
     pub timeouts: Timeouts,
     pub models: Vec<String>,
     pub client: Option<HttpClient>,
+    /// outlier detection from traffic (`passive`)
+    pub passive: Option<crate::health::rules::Passive>,
+    /// probes (`checks.active`)
+    pub active: Option<ActiveCheck>,
     /// Upstream URIs that do not depend on the model, parsed once (by endpoint index).
     fixed_uris: Vec<Option<http::Uri>>,
 }
@@ -206,12 +212,13 @@ impl Provider {
             idle: Duration::from_millis(t.idle_ms),
             total: Duration::from_millis(t.total_ms),
         };
-        if raw.checks.is_some() || raw.passive.is_some() {
-            p.warn(
-                key,
-                "health checks (checks, passive) are not acted on by this version yet",
-            );
-        }
+        let passive = checks::passive(raw, key, p);
+        let active = checks::active(
+            raw,
+            key,
+            (flavor != Flavor::Mock).then_some(base.as_str()),
+            p,
+        );
         if p.errors.len() > errors_before {
             return None;
         }
@@ -238,6 +245,8 @@ impl Provider {
             timeouts,
             models: raw.models.clone(),
             client,
+            passive,
+            active,
             fixed_uris: Vec::new(),
         };
         if flavor != Flavor::Mock {
@@ -296,15 +305,52 @@ impl Provider {
 
     /// The auth header for the next request: api tokens rotate round-robin.
     pub fn auth_header(&self) -> Option<(HeaderName, HeaderValue)> {
-        if self.tokens.is_empty() {
+        self.pick_token(|_| true).map(|(_, n, v)| (n, v))
+    }
+
+    /// The next token in rotation that `usable` accepts (its index and header);
+    /// when none is, the next one anyway (every token ejected: panic mode).
+    pub fn pick_token(
+        &self,
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<(usize, HeaderName, HeaderValue)> {
+        let n = self.tokens.len();
+        if n == 0 {
             return None;
         }
-        let i = self.token_rr.fetch_add(1, Ordering::Relaxed) % self.tokens.len();
+        let start = self.token_rr.fetch_add(1, Ordering::Relaxed);
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| usable(i))
+            .unwrap_or(start % n);
+        self.token_header(i).map(|(name, v)| (i, name, v))
+    }
+
+    /// The auth header of token `i`.
+    pub fn token_header(&self, i: usize) -> Option<(HeaderName, HeaderValue)> {
+        let v = self.tokens.get(i)?.clone();
         let name = match self.flavor {
             Flavor::Azure => HeaderName::from_static("api-key"),
             _ => http::header::AUTHORIZATION,
         };
-        Some((name, self.tokens[i].clone()))
+        Some((name, v))
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// A built-in mock provider named `id`, for other modules' unit tests.
+    #[cfg(test)]
+    pub fn mock_for_tests(id: &str) -> Provider {
+        let raw = crate::config::parse_text(
+            "t",
+            &format!("providers:\n  - {{ id: {id}, type: mock }}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = crate::config::validate::test_problems();
+        Provider::build(&raw.providers[0], "p", &ClientCache::default(), &mut p)
+            .unwrap_or_else(|| panic!("{:?}", p.errors))
     }
 
     /// Model ids this provider lists for `GET /v1/models`.

@@ -1,7 +1,7 @@
 //! Change notifications: what an admin write tells every replica's auth cache to
 //! forget. Sent on the Redis pub/sub channel `<key_prefix>changes` as short text
 //! (`t:<tenant>`, `c:<tenant>/<consumer>`, `k:<tenant>/<consumer>/<key id>`,
-//! `new`); never a key or its digest.
+//! `new`, and `h:<provider>` from the health script); never a key or its digest.
 
 /// One change to tenants, consumers or keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Change {
     },
     /// a key was created: unknown keys remembered as such must be asked again
     NewKey,
+    /// a provider's shared health changed (ejected or back): read it again
+    Health(String),
 }
 
 impl Change {
@@ -31,6 +33,7 @@ impl Change {
                 id,
             } => format!("k:{tenant}/{consumer}/{id}"),
             Change::NewKey => "new".to_string(),
+            Change::Health(p) => format!("h:{p}"),
         }
     }
 
@@ -41,6 +44,9 @@ impl Change {
             return Some(Change::NewKey);
         }
         let (kind, rest) = s.split_once(':')?;
+        if kind == "h" {
+            return Some(Change::Health(rest.to_string()));
+        }
         let mut parts = rest.splitn(3, '/');
         let tenant = parts.next()?.to_string();
         match (kind, parts.next(), parts.next()) {

@@ -21,6 +21,8 @@ pub struct Scripts {
     pub quota_reserve: Script,
     pub quota_settle: Script,
     pub quota_usage: Script,
+    pub health_report: Script,
+    pub busy_sync: Script,
 }
 
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -42,11 +44,15 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         include_str!("../../../lua/quota_lib.v1.lua"),
         include_str!("../../../lua/quota_usage.v1.lua")
     )),
+    health_report: Script::new(include_str!("../../../lua/health_report.v1.lua")),
+    busy_sync: Script::new(include_str!("../../../lua/busy_sync.v1.lua")),
 });
 
 impl Scripts {
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 11] {
         [
+            &self.health_report,
+            &self.busy_sync,
             &self.quota_reserve,
             &self.quota_settle,
             &self.quota_usage,

@@ -143,6 +143,23 @@ pub enum FallbackOn {
     Timeout,
 }
 
+impl FallbackOn {
+    /// The config spelling, also used in `ai_log.attempts[].reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackOn::Http429 => "http_429",
+            FallbackOn::Http5xx => "http_5xx",
+            FallbackOn::Http401 => "http_401",
+            FallbackOn::Http402 => "http_402",
+            FallbackOn::Http403 => "http_403",
+            FallbackOn::RateLimiting => "rate_limiting",
+            FallbackOn::Unhealthy => "unhealthy",
+            FallbackOn::ConnectError => "connect_error",
+            FallbackOn::Timeout => "timeout",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {

@@ -1,0 +1,53 @@
+//! Keeping the mirrors fresh: every provider's hash is read every
+//! `state.cache_ttl_ms` (one script call per provider, concurrently), and one
+//! provider at once when a change notification names it (`refresh_one`, called
+//! by the pub/sub listener).
+
+use super::{store, Backend, Health};
+use crate::app::App;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        refresh_all(&health).await;
+        let every = app.config().state.cache_ttl.max(Duration::from_millis(50));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+pub async fn refresh_all(health: &Health) {
+    let Backend::Redis(conn) = &health.backend else {
+        return;
+    };
+    if conn.is_degraded() {
+        // the monitor finds out when Redis is back; the mirrors keep what they
+        // knew, and local detection steers meanwhile
+        return;
+    }
+    let cells: Vec<_> = health.cells().values().cloned().collect();
+    let reads = cells.iter().map(|c| async move {
+        if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &[]).await {
+            c.apply_fleet(&state, health.now());
+        }
+    });
+    futures_util::future::join_all(reads).await;
+}
+
+/// A change notification named `provider`: read its state now.
+pub fn refresh_one(health: Arc<Health>, provider: String) {
+    tokio::spawn(async move {
+        let Backend::Redis(conn) = &health.backend else {
+            return;
+        };
+        if let Some(c) = health.cell(&provider) {
+            if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &[]).await {
+                c.apply_fleet(&state, health.now());
+            }
+        }
+    });
+}
