@@ -12,6 +12,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The engines over the state backend.
+pub struct Shared {
+    pub auth: Arc<Auth>,
+    pub quotas: Arc<crate::quota::Quotas>,
+    pub health: Arc<crate::health::Health>,
+}
+
 pub struct App {
     config: ArcSwap<Runtime>,
     /// consumer keys: state backend, digest, replica cache
@@ -38,10 +45,13 @@ impl App {
         config_path: Option<PathBuf>,
         clients: ClientCache,
         access_log: Arc<AccessLog>,
-        auth: Arc<Auth>,
-        quotas: Arc<crate::quota::Quotas>,
-        health: Arc<crate::health::Health>,
+        shared: Shared,
     ) -> App {
+        let Shared {
+            auth,
+            quotas,
+            health,
+        } = shared;
         health.ensure(&first);
         App {
             auth,

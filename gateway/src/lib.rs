@@ -98,9 +98,11 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
         config_path,
         clients,
         access_log.clone(),
-        auth,
-        quotas.clone(),
-        health.clone(),
+        app::Shared {
+            auth,
+            quotas: quotas.clone(),
+            health: health.clone(),
+        },
     ));
     // scripts and seed now when Redis is there; otherwise the monitor does it later
     auth::sync::prepare(&app).await;

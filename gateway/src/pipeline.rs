@@ -338,17 +338,11 @@ async fn attempts(
             )),
             _ => {
                 let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
-                let auth = token.as_ref().map(|(_, n, v)| (n.clone(), v.clone()));
-                let req = upstream_request(
-                    prov,
-                    endpoint,
-                    &upstream_model,
-                    body,
-                    headers,
-                    cfg,
-                    ctx,
-                    auth,
-                )?;
+                let mut req =
+                    upstream_request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
+                if let Some((_, name, value)) = &token {
+                    req.headers_mut().insert(name.clone(), value.clone());
+                }
                 let http = prov
                     .client
                     .as_ref()
@@ -559,7 +553,6 @@ fn upstream_request(
     client_headers: &HeaderMap,
     cfg: &Runtime,
     ctx: &RequestCtx,
-    auth: Option<(HeaderName, HeaderValue)>,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let uri = prov.uri(endpoint, model).map_err(|e| {
         GatewayError::bad_request(
@@ -580,9 +573,6 @@ fn upstream_request(
     // the client's copy of the consumer header was dropped with the secret headers
     if let Some(v) = ctx.identity.as_ref().and_then(|i| i.header_value.clone()) {
         h.insert(cfg.consumer_header.clone(), v);
-    }
-    if let Some((name, value)) = auth {
-        h.insert(name, value);
     }
     Ok(req)
 }

@@ -42,11 +42,10 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
                 Backend::Memory => true,
                 Backend::Redis(conn) => {
                     let ms = u64::try_from(check.interval.as_millis()).unwrap_or(u64::MAX);
-                    match super::store::lease(conn, &prov.id, &health.replica, ms).await {
-                        Ok(got) => got,
-                        // nobody can coordinate: probe for this replica alone
-                        Err(_) => true,
-                    }
+                    // Redis unreachable: nobody can coordinate, probe for this replica alone
+                    super::store::lease(conn, &prov.id, &health.replica, ms)
+                        .await
+                        .unwrap_or(true)
                 }
             };
             *next = now + if mine { check.interval } else { retry };
