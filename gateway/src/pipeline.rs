@@ -306,16 +306,18 @@ async fn attempts(
         ctx.provider = Some(prov.id.clone());
         ctx.upstream_host = Some(prov.host.clone());
         let sent = Instant::now();
+        // recorded now, so an attempt cut short (the client left) still shows
+        ctx.attempts.push(AttemptRec {
+            provider: prov.id.clone(),
+            token: None,
+            status: None,
+            reason: None,
+            ms: 0,
+        });
         if let Err(r) = reserve_upstream(route, ctx, headers, &prov.id).await {
             let limited = matches!(r, Refusal::Limited(_));
             tracing::debug!(provider = %prov.id, attempt = n + 1, "upstream quota refused");
-            ctx.attempts.push(record(
-                prov,
-                None,
-                None,
-                Some(FallbackOn::RateLimiting),
-                sent,
-            ));
+            close(ctx, prov, None, None, Some(FallbackOn::RateLimiting), sent);
             last = Some(Failure::Error(refusal(r)));
             if limited && fallback.allows(FallbackOn::RateLimiting) {
                 continue;
@@ -324,6 +326,8 @@ async fn attempts(
         }
         let token =
             prov.pick_token(|t| !steer || cell.as_ref().is_none_or(|c| c.token_ok(t, &view)));
+        let token_index = token.as_ref().map(|(i, _, _)| *i);
+        close(ctx, prov, token_index, None, None, sent);
         ctx.inflight = cell.clone().map(InFlight::new);
         let upstream_model = prov.mapping.map(model);
         ctx.model = Some(upstream_model.to_string());
@@ -352,7 +356,6 @@ async fn attempts(
                     .map(|r| r.map(UpstreamBody::Http))
             }
         };
-        let token_index = token.map(|(i, _, _)| i);
         let mut status = None;
         let (reason, failure) = match result {
             Ok(resp) => {
@@ -366,8 +369,7 @@ async fn attempts(
                             if let Some(c) = &cell {
                                 health.success(c, token_index, prov.passive.as_ref());
                             }
-                            ctx.attempts
-                                .push(record(prov, token_index, status, None, sent));
+                            close(ctx, prov, token_index, status, None, sent);
                             return Ok(a);
                         }
                     },
@@ -395,8 +397,7 @@ async fn attempts(
             ),
         };
         tracing::debug!(provider = %prov.id, ?reason, attempt = n + 1, "upstream attempt failed");
-        ctx.attempts
-            .push(record(prov, token_index, status, Some(reason), sent));
+        close(ctx, prov, token_index, status, Some(reason), sent);
         if let Some(c) = &cell {
             report_failure(health, c, prov, token_index, reason, status, &failure);
         }
@@ -416,21 +417,22 @@ async fn attempts(
     }
 }
 
-fn record(
+/// Fills in the current attempt's record.
+fn close(
+    ctx: &mut RequestCtx,
     prov: &Provider,
     token: Option<usize>,
     status: Option<u16>,
     reason: Option<FallbackOn>,
     sent: Instant,
-) -> AttemptRec {
-    AttemptRec {
-        provider: prov.id.clone(),
-        token: token
+) {
+    if let Some(a) = ctx.attempts.last_mut() {
+        a.token = token
             .filter(|_| prov.token_count() > 1)
-            .and_then(|t| u32::try_from(t).ok()),
-        status,
-        reason: reason.map(FallbackOn::as_str),
-        ms: elapsed_ms(sent),
+            .and_then(|t| u32::try_from(t).ok());
+        a.status = status;
+        a.reason = reason.map(FallbackOn::as_str);
+        a.ms = elapsed_ms(sent);
     }
 }
 

@@ -294,6 +294,10 @@ pub struct MockState {
     stream_chunks: AtomicUsize,
     record: AtomicBool,
     hits: AtomicU64,
+    /// `GET /v1/models` requests (what health probes ask)
+    model_hits: AtomicU64,
+    /// api tokens answered with a fixed status: (token, status)
+    rejected_tokens: Mutex<Vec<(String, u16)>>,
     requests: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -309,6 +313,8 @@ impl MockState {
             stream_chunks: AtomicUsize::new(opts.stream_chunks),
             record: AtomicBool::new(opts.record_requests),
             hits: AtomicU64::new(0),
+            model_hits: AtomicU64::new(0),
+            rejected_tokens: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
         }
     }
@@ -413,6 +419,29 @@ impl MockUpstream {
     /// Number of requests received (recorded or not).
     pub fn hits(&self) -> u64 {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Number of `GET /v1/models` requests received (health probes ask this).
+    pub fn model_hits(&self) -> u64 {
+        self.state.model_hits.load(Ordering::SeqCst)
+    }
+
+    /// Answer requests carrying `Authorization: Bearer <token>` with `status` (and
+    /// [`MOCK_ERROR_BODY`]); `set_normal` does not clear it, `accept_all_tokens` does.
+    pub fn reject_token(&self, token: &str, status: u16) {
+        let mut g = match self.state.rejected_tokens.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.retain(|(t, _)| t != token);
+        g.push((token.to_string(), status));
+    }
+
+    pub fn accept_all_tokens(&self) {
+        match self.state.rejected_tokens.lock() {
+            Ok(mut g) => g.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
     }
 
     /// Back to normal answers (clears fail, header delay and cut; keeps chunk settings).
@@ -720,6 +749,25 @@ async fn handle(
         }
     }
 
+    if parts.method == Method::GET && parts.uri.path() == "/v1/models" {
+        state.model_hits.fetch_add(1, Ordering::SeqCst);
+    }
+    let token = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let rejected = token.and_then(|t| {
+        let g = match state.rejected_tokens.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.iter().find(|(x, _)| x == t).map(|(_, s)| *s)
+    });
+    if let Some(status) = rejected {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+        return Ok(json_response(status, MOCK_ERROR_BODY, n));
+    }
     let delay = state.header_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -1,8 +1,9 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the token-protected
 //! `/admin/*` API: config reload here, tenants/consumers/keys in `tenants.rs`
-//! (usage and health come with their issues). The admin token is compared in
+//! (usage in `usage.rs`, upstream health in `health.rs`). The admin token is compared in
 //! constant time.
 
+mod health;
 mod tenants;
 mod usage;
 
@@ -83,6 +84,9 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .await
                 .unwrap_or_else(|e| error(&e))
         }
+        (&Method::GET, "/admin/health") => {
+            return health::get(app).await.unwrap_or_else(|e| error(&e))
+        }
         (&Method::POST, "/admin/usage/reset") => {
             return usage::reset(app, req).await.unwrap_or_else(|e| error(&e))
         }
@@ -157,6 +161,69 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
             v.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
+    let h = &app.health.stats;
+    let health_counters = [
+        (
+            "gateway_upstream_ejections_total",
+            "Upstream (or api token) ejections this replica's reports or probes started.",
+            &h.ejections,
+        ),
+        (
+            "gateway_upstream_recoveries_total",
+            "Ejections ended by this replica's probes.",
+            &h.recoveries,
+        ),
+        (
+            "gateway_upstream_panic_total",
+            "Requests sent to ejected upstreams because every instance of the route was ejected.",
+            &h.panics,
+        ),
+        (
+            "gateway_health_probes_total",
+            "Active health probes this replica ran.",
+            &h.probes,
+        ),
+        (
+            "gateway_health_probe_failures_total",
+            "Active health probes that failed.",
+            &h.probes_failed,
+        ),
+        (
+            "gateway_health_reports_dropped_total",
+            "Health reports dropped because the report queue was full.",
+            &h.reports_dropped,
+        ),
+        (
+            "gateway_health_reports_failed_total",
+            "Health reports that could not be sent to Redis.",
+            &h.reports_failed,
+        ),
+    ];
+    for (name, help, v) in health_counters {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            v.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    let view = app.health.view();
+    let mut cells: Vec<_> = app.health.cells().values().cloned().collect();
+    cells.sort_by(|a, b| a.id.cmp(&b.id));
+    text.push_str("# HELP gateway_upstream_healthy 1 while the provider is not ejected (as this replica sees it).\n# TYPE gateway_upstream_healthy gauge\n");
+    for c in &cells {
+        text.push_str(&format!(
+            "gateway_upstream_healthy{{provider=\"{}\"}} {}\n",
+            label(&c.id),
+            u8::from(c.ejected_since(&view).is_none())
+        ));
+    }
+    text.push_str("# HELP gateway_upstream_in_flight Requests in flight at the provider from this replica.\n# TYPE gateway_upstream_in_flight gauge\n");
+    for c in &cells {
+        text.push_str(&format!(
+            "gateway_upstream_in_flight{{provider=\"{}\"}} {}\n",
+            label(&c.id),
+            c.inflight.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
     text.push_str(&format!(
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
@@ -167,6 +234,13 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     resp
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
