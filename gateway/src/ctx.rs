@@ -43,6 +43,8 @@ pub struct RequestCtx {
     pub panic_mode: bool,
     /// counts this request at its provider while it runs (`least_busy`)
     pub inflight: Option<crate::health::InFlight>,
+    /// where a stream that breaks after its headers is reported (passive health)
+    pub stream_health: Option<crate::health::StreamWatch>,
     pub upstream_service_ms: Option<u64>,
     pub first_byte_at: Option<Instant>,
     /// quota reservations, settled when the request finishes
@@ -122,6 +124,7 @@ impl RequestCtx {
             attempts: Vec::new(),
             panic_mode: false,
             inflight: None,
+            stream_health: None,
             upstream_service_ms: None,
             first_byte_at: None,
             quota: None,
@@ -181,6 +184,13 @@ impl RequestCtx {
         bytes_sent: u64,
     ) {
         let ok = (200..300).contains(&status);
+        if let Some(w) = self.stream_health.take() {
+            match &ending {
+                Ending::UpstreamCut(why) => w.failed(&format!("stream cut: {why}")),
+                Ending::IdleTimeout => w.failed("stream idle timeout"),
+                _ => {}
+            }
+        }
         let usage = match meter.usage {
             Some(u) => u,
             None if ok => {

@@ -25,7 +25,7 @@ use crate::ctx::{AttemptRec, RequestCtx};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::headers;
-use crate::health::{Cell, Health, InFlight};
+use crate::health::{Cell, Health, InFlight, StreamWatch};
 use crate::meter::Meter;
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Estimate, Quotas, Refusal};
@@ -123,7 +123,7 @@ async fn phases(
     cfg: &Runtime,
     auth: &Auth,
     quotas: &Arc<Quotas>,
-    health: &Health,
+    health: &Arc<Health>,
     ctx: &mut RequestCtx,
     parts: &Parts,
     body: Incoming,
@@ -247,7 +247,7 @@ enum Failure {
 #[allow(clippy::too_many_arguments)]
 async fn attempts(
     cfg: &Runtime,
-    health: &Health,
+    health: &Arc<Health>,
     route: &Route,
     ctx: &mut RequestCtx,
     headers: &HeaderMap,
@@ -368,6 +368,11 @@ async fn attempts(
                         None => {
                             if let Some(c) = &cell {
                                 health.success(c, token_index, prov.passive.as_ref());
+                                ctx.stream_health = prov.passive.map(|passive| StreamWatch {
+                                    health: health.clone(),
+                                    cell: c.clone(),
+                                    passive,
+                                });
                             }
                             close(ctx, prov, token_index, status, None, sent);
                             return Ok(a);

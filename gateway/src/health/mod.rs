@@ -398,6 +398,20 @@ fn replica_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// An answer that is streaming: if the upstream breaks it off (or goes silent)
+/// after its headers, that counts as a failure of the provider too.
+pub struct StreamWatch {
+    pub health: Arc<Health>,
+    pub cell: Arc<Cell>,
+    pub passive: Passive,
+}
+
+impl StreamWatch {
+    pub fn failed(&self, err: &str) {
+        self.health.failure(&self.cell, 0, err, Some(&self.passive));
+    }
+}
+
 /// Counts a request at a provider until dropped (`least_busy`).
 pub struct InFlight(Arc<Cell>);
 
