@@ -297,12 +297,19 @@ async fn attempts(
         tracing::debug!(route = %route.name, "every upstream is ejected: trying them anyway (panic mode)");
     }
 
-    for (n, idx) in plan.order.into_iter().enumerate() {
+    let mut n = 0;
+    for idx in plan.order {
         if n >= max_attempts || (n > 0 && Instant::now() >= no_new_attempt_after) {
             break;
         }
         let prov = &route.balancer.instance(idx).provider;
         let cell = cell_of(idx).cloned();
+        // ejected since the plan was made (by this request's failures or another's)
+        let gone = |c: &Arc<Cell>| c.ejected_since(&health.view()).is_some();
+        if n > 0 && steer && !plan.panic && cell.as_ref().is_some_and(gone) {
+            continue;
+        }
+        n += 1;
         ctx.provider = Some(prov.id.clone());
         ctx.upstream_host = Some(prov.host.clone());
         let sent = Instant::now();
@@ -316,7 +323,7 @@ async fn attempts(
         });
         if let Err(r) = reserve_upstream(route, ctx, headers, &prov.id).await {
             let limited = matches!(r, Refusal::Limited(_));
-            tracing::debug!(provider = %prov.id, attempt = n + 1, "upstream quota refused");
+            tracing::debug!(provider = %prov.id, attempt = n, "upstream quota refused");
             close(ctx, prov, None, None, Some(FallbackOn::RateLimiting), sent);
             last = Some(Failure::Error(refusal(r)));
             if limited && fallback.allows(FallbackOn::RateLimiting) {
@@ -401,7 +408,7 @@ async fn attempts(
                 Failure::Error(GatewayError::upstream_failed(&prov.id, why)),
             ),
         };
-        tracing::debug!(provider = %prov.id, ?reason, attempt = n + 1, "upstream attempt failed");
+        tracing::debug!(provider = %prov.id, ?reason, attempt = n, "upstream attempt failed");
         close(ctx, prov, token_index, status, Some(reason), sent);
         if let Some(c) = &cell {
             report_failure(health, c, prov, token_index, reason, status, &failure);
