@@ -15,6 +15,7 @@ pub mod headers;
 pub mod health;
 pub mod keys;
 pub mod meter;
+pub mod models;
 pub mod pipeline;
 pub mod providers;
 pub mod quota;

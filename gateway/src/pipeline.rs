@@ -36,7 +36,7 @@ use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use shared::config::{Algorithm, FallbackOn};
 use std::net::SocketAddr;
@@ -45,8 +45,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Longest a client may take to send its request body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the phases produced: an upstream answer to stream, or the gateway's own.
 /// Built once per request and moved straight into the response, so its size is moot.
@@ -139,11 +137,14 @@ async fn phases(
     }
     ctx.endpoint = Some(endpoint);
     if endpoint == Endpoint::Models {
-        return list_models(cfg, auth, ctx, parts).await;
+        // (`models.rs`)
+        return crate::models::list(cfg, auth, ctx, parts)
+            .await
+            .map(Answer::Local);
     }
 
     // 2. body
-    let bytes = read_body(body, &parts.headers, cfg.server.max_body_bytes).await?;
+    let bytes = crate::request_body::read(body, &parts.headers, cfg.server.max_body_bytes).await?;
     ctx.bytes_received = bytes.len() as u64;
     ctx.body = bytes.clone();
     let client = ClientBody::parse(&bytes)?;
@@ -589,102 +590,6 @@ fn upstream_request(
         h.insert(cfg.consumer_header.clone(), v);
     }
     Ok(req)
-}
-
-async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Bytes, GatewayError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max) {
-        return Err(GatewayError::body_too_large(max));
-    }
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(GatewayError::request_timeout(format!(
-            "the request body was not received within {} s",
-            BODY_READ_TIMEOUT.as_secs()
-        ))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::body_too_large(max))
-        }
-        Ok(Err(e)) => Err(GatewayError::body_read(e)),
-    }
-}
-
-/// `GET /v1/models`: the models every route matching this request offers. Routes
-/// with `auth` count only for a caller they admit, and list only the models that
-/// caller may use.
-async fn list_models(
-    cfg: &Runtime,
-    auth: &Auth,
-    ctx: &mut RequestCtx,
-    parts: &Parts,
-) -> Result<Answer, GatewayError> {
-    let host = ctx.host();
-    let input = MatchInput {
-        host: &host,
-        path: parts.uri.path(),
-        headers: &parts.headers,
-        model: None,
-    };
-    let matching: Vec<&Route> = cfg
-        .routes
-        .iter()
-        .filter(|r| r.check(&input).is_ok())
-        .collect();
-    if matching.is_empty() {
-        return Err(GatewayError::no_route(
-            route::find(&cfg.routes, &input).err().unwrap_or_default(),
-        ));
-    }
-    let key = auth::find_key(
-        &parts.headers,
-        &parts.uri,
-        &cfg.key_headers,
-        cfg.key_in_query,
-    );
-    let mut ids: Vec<String> = Vec::new();
-    let mut refused = None;
-    let mut listed_any = false;
-    for r in matching {
-        if let Some(policy) = &r.auth {
-            let mut who = None;
-            match auth
-                .authenticate(key.as_deref(), policy, &r.name, None, &mut who)
-                .await
-            {
-                Ok(_) => ctx.identity = who,
-                Err(e) => {
-                    refused = Some(e);
-                    continue;
-                }
-            }
-        }
-        listed_any = true;
-        for m in r.offered_models() {
-            let allowed =
-                r.auth.is_none() || ctx.identity.as_ref().is_some_and(|i| i.allows_model(&m));
-            if allowed && !ids.contains(&m) {
-                ids.push(m);
-            }
-        }
-    }
-    if let (false, Some(e)) = (listed_any, refused) {
-        return Err(e);
-    }
-    let data: Vec<serde_json::Value> = ids
-        .iter()
-        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "gateway"}))
-        .collect();
-    let body = serde_json::json!({"object": "list", "data": data}).to_string();
-    let mut resp = Response::new(Bytes::from(body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(Answer::Local(resp))
 }
 
 fn ms(d: Duration) -> u64 {
