@@ -19,7 +19,12 @@
 -- failures (comma list, at most a), t:u ejected until (ms), t:a when that
 -- ejection began, t:n ejections in a row, t:s source (passive | active),
 -- t:e last error, t:ok / t:ko consecutive probe successes / failures.
--- Answers {now_ms, field, value, field, value, ...}.
+-- Answers {now_ms, changed, field, value, field, value, ...}: changed is 1 when
+-- this call began an ejection, 2 when it ended one (3 both, 0 neither).
+--
+-- Announced on ARGV[1]: an ejection, its end, and a target starting to count
+-- failures (so replicas holding a stale copy send their successes, which reset
+-- the count: consecutive means across the fleet).
 
 local CAP_MS = 300000
 local t = redis.call('TIME')
@@ -34,7 +39,8 @@ local function num(tg, f)
   return tonumber(redis.call('HGET', key, tg .. ':' .. f)) or 0
 end
 
-local changed = false
+local changed = 0
+local notify = false
 
 local function eject(tg, base, src, doubling)
   local u = num(tg, 'u')
@@ -54,7 +60,7 @@ local function eject(tg, base, src, doubling)
   end
   redis.call('HSET', key, tg .. ':u', now + dur, tg .. ':a', now, tg .. ':n', times,
     tg .. ':s', src, tg .. ':r', '')
-  changed = true
+  if changed % 2 == 0 then changed = changed + 1 end
 end
 
 for i = 0, n - 1 do
@@ -80,7 +86,9 @@ for i = 0, n - 1 do
     while #recent > a do
       table.remove(recent, 1)
     end
-    redis.call('HINCRBY', key, tg .. ':f', count)
+    if redis.call('HINCRBY', key, tg .. ':f', count) == count and not ejected then
+      notify = true
+    end
     redis.call('HSET', key, tg .. ':ok', 0)
     if not ejected and #recent >= a then
       eject(tg, c, 'passive', true)
@@ -96,12 +104,14 @@ for i = 0, n - 1 do
     redis.call('HSET', key, tg .. ':ko', 0, tg .. ':f', 0, tg .. ':r', '')
     if ok >= a and num(tg, 'u') > now then
       redis.call('HSET', key, tg .. ':u', now)
-      changed = true
+      if changed < 2 then changed = changed + 2 end
     end
   elseif kind == 'pf' then
     local ko = redis.call('HINCRBY', key, tg .. ':ko', count)
     redis.call('HSET', key, tg .. ':ok', 0)
-    redis.call('HINCRBY', key, tg .. ':f', count)
+    if redis.call('HINCRBY', key, tg .. ':f', count) == count and num(tg, 'u') <= now then
+      notify = true
+    end
     if ko >= a then
       eject(tg, b, 'active', false)
     end
@@ -114,10 +124,10 @@ if n > 0 then
   -- a provider nobody reports on any more leaves no trace after a day
   redis.call('PEXPIRE', key, 86400000)
 end
-if changed and ARGV[1] ~= '' then
+if (changed > 0 or notify) and ARGV[1] ~= '' then
   redis.call('PUBLISH', ARGV[1], ARGV[2])
 end
-local out = { now }
+local out = { now, changed }
 for _, v in ipairs(redis.call('HGETALL', key)) do
   out[#out + 1] = v
 end

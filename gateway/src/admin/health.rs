@@ -24,7 +24,7 @@ pub async fn get(app: &App) -> Result<Response<Full<Bytes>>, GatewayError> {
     let unix_now = unix_ms();
     let local_now = health.now();
     // this replica's clock to Unix ms
-    let local_to_unix = |t: u64| unix_now.saturating_sub(local_now.saturating_sub(t));
+    let local_to_unix = |t: u64| (unix_now + t).saturating_sub(local_now);
     let mut rows = Vec::new();
     for cell in &cells {
         let local = cell.local_states();

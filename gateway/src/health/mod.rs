@@ -288,6 +288,9 @@ impl Health {
         }
     }
 
+    /// A success where failures are being counted, by the fleet (its mirror; the
+    /// script announces a target starting to count, so mirrors learn it at once)
+    /// or by this replica (its report may still be on the way).
     fn reset(&self, cell: &Arc<Cell>, t: usize) {
         if !cell.failing(t) {
             return;
@@ -296,9 +299,7 @@ impl Health {
             s.succeed();
             false
         });
-        if cell.fleet[t].failing.load(Ordering::Relaxed) {
-            self.send(cell, t, Kind::Success);
-        }
+        self.send(cell, t, Kind::Success);
     }
 
     /// A failure from traffic that counts against `target` (see `Cell::token_target`).

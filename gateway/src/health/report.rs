@@ -45,16 +45,14 @@ pub async fn run(health: Arc<Health>, mut rx: mpsc::Receiver<Event>) {
         let calls = by_provider.into_values().map(|(cell, args)| {
             let health = &health;
             async move {
-                let probe_ok = args.iter().any(|a| a.kind == "po");
                 match store::exchange(conn, &health.channel, &cell.id, &args).await {
                     Ok(state) => {
-                        let before = cell.ejected_since(&health.view()).is_some();
                         cell.apply_fleet(&state, health.now());
-                        let after = cell.ejected_since(&health.view()).is_some();
-                        if !before && after {
+                        if state.changed & 1 != 0 {
                             health.stats.ejections.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(provider = %cell.id, "upstream ejected for the fleet");
-                        } else if before && !after && probe_ok {
+                        }
+                        if state.changed & 2 != 0 {
                             health.stats.recoveries.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(provider = %cell.id, "upstream healthy again for the fleet");
                         }

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default, Clone)]
 pub struct FleetState {
     pub now: u64,
+    /// what this call did: 1 = began an ejection, 2 = ended one (3 = both)
+    pub changed: u8,
     /// by target: 0 = provider, i + 1 = api token i
     pub targets: HashMap<usize, TargetState>,
 }
@@ -88,9 +90,14 @@ fn parse(raw: &[redis::Value]) -> FleetState {
             .and_then(text)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0),
+        changed: raw
+            .get(1)
+            .and_then(text)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
         targets: HashMap::new(),
     };
-    for pair in raw.get(1..).unwrap_or_default().chunks(2) {
+    for pair in raw.get(2..).unwrap_or_default().chunks(2) {
         let (Some(field), Some(value)) = (pair.first().and_then(text), pair.get(1).and_then(text))
         else {
             continue;
@@ -181,6 +188,7 @@ mod tests {
     fn parses_the_hash() {
         let raw = vec![
             Value::Int(5000),
+            Value::Int(1),
             b("p:u"),
             b("9000"),
             b("p:a"),
@@ -197,7 +205,7 @@ mod tests {
             b("x"),
         ];
         let s = parse(&raw);
-        assert_eq!(s.now, 5000);
+        assert_eq!((s.now, s.changed), (5000, 1));
         let p = &s.targets[&0];
         assert_eq!((p.until, p.since, p.source), (9000, 4000, Source::Active));
         let t = &s.targets[&2];
