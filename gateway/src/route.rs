@@ -180,6 +180,15 @@ impl Route {
                 HashOn::Consumer
             }
         };
+        let checked = instances
+            .iter()
+            .any(|i| i.provider.passive.is_some() || i.provider.active.is_some());
+        if checked && !rc.fallback.on.contains(&FallbackOn::Unhealthy) {
+            p.warn(
+                format!("{key}.fallback.on"),
+                "does not list unhealthy: this route ignores upstream health and picks ejected instances and api tokens too",
+            );
+        }
         if b.algorithm == Algorithm::Chash && hash_on == HashOn::Consumer && auth.is_none() {
             p.warn(
                 format!("{key}.balancer.hash_on"),
