@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Load harness: direct -> mock, nginx -> mock, gateway -> mock, gateway with
-# consumer-key auth against a real Redis -> mock, and the same with two
-# consumer quotas (reserve + settle on every request) -> mock; non-streaming
-# and streaming; requests/s at 32 connections, added latency at 1 connection
-# and Redis commands per request. See benches/README.md.
+# consumer-key auth against a real Redis -> mock, the same with two
+# consumer quotas (reserve + settle on every request) -> mock, and the same
+# with upstream health (passive outlier detection + active probes) -> mock;
+# non-streaming and streaming; requests/s at 32 connections, added latency at
+# 1 connection and Redis commands per request. See benches/README.md.
 #
 # Usage: bash benches/run-load.sh
-#        smoke test of the harness (about 2 minutes after the build, results
+#        smoke test of the harness (about 3 minutes after the build, results
 #        kept out of the repository):
 #        BENCH_DURATION_S=2 BENCH_WARMUP_S=1 BENCH_RESULTS_DIR=/tmp/bench-smoke bash benches/run-load.sh
+#        health vs quotas throughput, alternating rounds (see BENCH_AB_ROUNDS):
+#        BENCH_AB_ROUNDS=5 bash benches/run-load.sh
 #
 # Environment knobs (all optional):
 #   BENCH_DURATION_S     measured seconds per throughput run    (default 10)
@@ -21,7 +24,13 @@
 #   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1)
 #   BENCH_AUTH           1 = include gateway + auth (Redis), 0 = skip (default 1)
 #   BENCH_QUOTAS         1 = include gateway + auth + quotas (Redis), 0 = skip (default 1)
-#   BENCH_RT_SAMPLE      requests per mode of the quotas row's MONITOR sample   (default 500)
+#   BENCH_HEALTH         1 = include gateway + auth + quotas + health (Redis), 0 = skip (default 1)
+#   BENCH_RT_SAMPLE      requests per mode of the quotas / health rows' MONITOR sample (default 500)
+#   BENCH_AB_ROUNDS      N > 1 = after the rows, N - 1 more rounds of the quotas and the
+#                        health row's throughput runs, alternating (quotas, health, ...;
+#                        Redis flushed before each); the report gives the median
+#                        requests/s of each over the N rounds (round 1 = the table's
+#                        rows) and the ratio of the medians     (default 1)
 #   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
 #   BENCH_NO_BUILD       1 = reuse the existing release binaries
 #   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
@@ -40,7 +49,9 @@ NGINX_LOG="${BENCH_NGINX_ACCESS_LOG:-buffered}"
 GW_LOG="${BENCH_GATEWAY_ACCESS_LOG:-1}"
 WITH_AUTH="${BENCH_AUTH:-1}"
 WITH_QUOTAS="${BENCH_QUOTAS:-1}"
+WITH_HEALTH="${BENCH_HEALTH:-1}"
 RT_SAMPLE="${BENCH_RT_SAMPLE:-500}"
+AB_ROUNDS="${BENCH_AB_ROUNDS:-1}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -51,6 +62,7 @@ API_KEY="sk-bench"
 
 log() { printf '[run-load] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+[[ "$AB_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_AB_ROUNDS must be a whole number >= 1 (got '$AB_ROUNDS')"
 
 WORK="$(mktemp -d /tmp/gateway-bench.XXXXXX)"
 RAW="$WORK/raw"
@@ -157,7 +169,7 @@ as_root() {
 }
 REDIS_SERVER=""
 REDIS_CLI=""
-if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 ]]; then
+if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 || "$WITH_HEALTH" == 1 ]]; then
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     log "redis-server/redis-cli not found: apt-get install -y redis-server"
     export DEBIAN_FRONTEND=noninteractive
@@ -170,7 +182,7 @@ if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 ]]; then
     REDIS_SERVER="$(command -v redis-server)"
     REDIS_CLI="$(command -v redis-cli)"
   else
-    log "warning: no redis-server/redis-cli; gateway + auth (+ quotas) rows will be n/a"
+    log "warning: no redis-server/redis-cli; gateway + auth (+ quotas, + health) rows will be n/a"
   fi
 fi
 
@@ -314,8 +326,9 @@ log "scenario: gateway -> mock"
 GW_PORT="$("$BIN/bench-util" free-port)"
 GW_ADMIN_PORT="$("$BIN/bench-util" free-port)"
 if [[ "$GW_LOG" == 1 ]]; then GW_ACCESS="true"; else GW_ACCESS="false"; fi
-# gateway_config FILE PORT ADMIN_PORT ACCESS_LOG ROUTE_EXTRA TOP_EXTRA: the gateway's
-# bench config; the auth scenario adds its route and top-level lines.
+# gateway_config FILE PORT ADMIN_PORT ACCESS_LOG ROUTE_EXTRA TOP_EXTRA [PROVIDER_EXTRA]:
+# the gateway's bench config; the auth scenario adds its route and top-level
+# lines, the health row its lines in the provider's entry.
 gateway_config() {
   cat >"$1" <<EOF
 server: { listen: "127.0.0.1:$2", admin_listen: "127.0.0.1:$3" }
@@ -325,6 +338,7 @@ providers:
     type: openai-compatible
     base_url: http://$MOCK_ADDR/v1
     api_tokens: ["$API_KEY"]
+${7:-}
 routes:
   - name: bench
     match: { path_prefix: /v1 }
@@ -356,26 +370,43 @@ else
 fi
 [[ -z "$GW_PID" ]] || stop_pid "$GW_PID"
 
-# ---------------------------------------------------------------- gateway + auth (+ quotas)
+# ---------------------------------------------------------------- gateway + auth (+ quotas, + health)
 # The plain gateway's config plus consumer-key auth on the route, state in a
 # real Redis (started here, pinned with the load side) and one seeded consumer
 # whose key is the one loadgen sends. The quotas row is the same with two
 # consumer quotas that never refuse, so every request reserves and settles.
-# Redis commands sent by the gateway during each row's measured runs are
-# counted from INFO (stats and commandstats), reset with CONFIG RESETSTAT
-# before the row.
+# The health row is the quotas row plus upstream health on the provider
+# (passive outlier detection and active probes of GET /v1/models, which the
+# mock answers). Redis commands sent by the gateway during each row's measured
+# runs are counted from INFO (stats and commandstats), reset with CONFIG
+# RESETSTAT before the row.
 AUTH_OK=0
 AUTH_CHECK="not run"
 QUOTA_OK=0
 QUOTA_CHECK="not run"
+HEALTH_OK=0
+HEALTH_CHECK="not run"
+AB_DONE=0
 REDIS_VERSION="n/a"
 # Limits no run can reach (the consumer's windows hold at most a minute of
 # reservations), whole numbers well below 2^53.
 QUOTA_LIMIT=1000000000000
 QUOTA_EXTRA=", quotas: [ { name: bench-tpm, by: consumer, strategy: total_tokens, limit: $QUOTA_LIMIT, window: 1m }, { name: bench-rpm, by: consumer, strategy: requests, limit: $QUOTA_LIMIT, window: 1m } ]"
+# The health row's lines in the provider's entry: health reads on the request
+# path are local mirrors (refreshed every cache_ttl_ms off it), and traffic
+# reports only failures, so health should add no Redis round trip per request.
+HEALTH_PROVIDER="    passive: { failures: 5, window_s: 30, ejection_s: 30 }
+    checks: { active: { http_path: /models, interval_s: 5, timeout_ms: 1000 } }"
 
-# metric NAME FILE: a counter or gauge of the gateway's /metrics text.
+# metric NAME FILE: a counter or gauge of the gateway's /metrics text
+# (NAME may carry labels: 'gateway_upstream_healthy{provider="mock"}').
 metric() { sed -n "s/^$1 \([0-9][0-9]*\)\$/\1/p" "$2" | head -1; }
+
+# json_escape TEXT: TEXT as the inside of a JSON string (backslashes, quotes).
+json_escape() {
+  local s=${1//\\/\\\\}
+  printf '%s' "${s//\"/\\\"}"
+}
 
 # wait_settled ADMIN_PORT FILE LABEL: settlements are sent off the request
 # path; waits until the gateway's settle queue is empty (then a little more
@@ -432,32 +463,48 @@ monitor_sample() {
   log "$label: MONITOR sample over $RT_REQUESTS requests: $(grep -c '^[0-9.]* \[[0-9]* [0-9]' "$RAW/$target.monitor.txt" || true) client commands, $(grep -c '^[0-9.]* \[[0-9]* lua\]' "$RAW/$target.monitor.txt" || true) inside scripts"
 }
 
-# redis_scenario TARGET LABEL CONSUMER_EXTRA: starts the gateway with auth on
-# the bench Redis (CONSUMER_EXTRA is appended to the seeded consumer's entry),
-# checks that an unknown key gets 401, resets Redis's stats, measures, waits
-# for the quota settle queue to drain, snapshots INFO and the gateway's quota
-# counters, writes $RAW/TARGET.meta.json. Sets SCEN_OK (0/1) and SCEN_CHECK.
+# start_redis_gateway NAME CONSUMER_EXTRA [PROVIDER_EXTRA]: writes
+# $WORK/NAME.yaml, the plain gateway's config plus auth on the bench Redis
+# (CONSUMER_EXTRA is appended to the seeded consumer's entry, PROVIDER_EXTRA
+# goes into the provider's), and starts that gateway. Sets RG_PID, RG_PORT and
+# RG_ADMIN; returns 1 (the gateway stopped) when it does not become ready.
+start_redis_gateway() {
+  local name=$1 extra=$2 pextra=${3:-}
+  RG_PORT="$("$BIN/bench-util" free-port)"
+  RG_ADMIN="$("$BIN/bench-util" free-port)"
+  gateway_config "$WORK/$name.yaml" "$RG_PORT" "$RG_ADMIN" "$WORK/$name-access.log" \
+    "    auth: { enabled: true }" \
+    "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
+tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } ] } ]" \
+    "$pextra"
+  "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  RG_PID=$!
+  PIDS+=("$RG_PID")
+  if ! "$BIN/bench-util" wait-http --url "http://127.0.0.1:$RG_ADMIN/readyz" --timeout-s 30 --pid "$RG_PID"; then
+    log "$name did not become ready; stderr:"
+    tail -20 "$WORK/$name.err" >&2 || true
+    stop_pid "$RG_PID"
+    return 1
+  fi
+}
+
+# redis_scenario TARGET LABEL CONSUMER_EXTRA [PROVIDER_EXTRA]: starts the
+# gateway with auth on the bench Redis (start_redis_gateway), checks that an
+# unknown key gets 401, resets Redis's stats, measures, waits for the quota
+# settle queue to drain, snapshots INFO and the gateway's quota counters (and,
+# with PROVIDER_EXTRA, checks that health probes ran and the provider is
+# healthy), takes the MONITOR sample (with CONSUMER_EXTRA), writes
+# $RAW/TARGET.meta.json. Sets SCEN_OK (0/1) and SCEN_CHECK.
 redis_scenario() {
-  local target=$1 label=$2 extra=$3
+  local target=$1 label=$2 extra=$3 pextra=${4:-}
   SCEN_OK=0
   SCEN_CHECK="not run"
   log "scenario: $label -> mock (redis pid $REDIS_PID)"
   local port admin pid base
-  port="$("$BIN/bench-util" free-port)"
-  admin="$("$BIN/bench-util" free-port)"
-  gateway_config "$WORK/$target.yaml" "$port" "$admin" "$WORK/$target-access.log" \
-    "    auth: { enabled: true }" \
-    "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
-tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } ] } ]"
-  "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/$target.yaml" >"$WORK/$target.out" 2>"$WORK/$target.err" &
-  pid=$!
-  PIDS+=("$pid")
-  if ! "$BIN/bench-util" wait-http --url "http://127.0.0.1:$admin/readyz" --timeout-s 30 --pid "$pid"; then
-    log "$label did not become ready; stderr:"
-    tail -20 "$WORK/$target.err" >&2 || true
-    stop_pid "$pid"
-    return 0
-  fi
+  start_redis_gateway "$target" "$extra" "$pextra" || return 0
+  port=$RG_PORT
+  admin=$RG_ADMIN
+  pid=$RG_PID
   SCEN_OK=1
   base="http://127.0.0.1:$port"
   touch_target "$base"
@@ -510,19 +557,55 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } 
       log "warning: $label: quotas admitted $admitted, limited $limited"
     fi
   fi
+  local probes="" probes_failed="" healthy=""
+  if [[ -n "$pextra" ]]; then
+    # Health must really be on: probes ran (the first one at start, then one
+    # per interval) and the provider is not ejected, as /metrics says right
+    # after the measured runs.
+    local after="$RAW/$target.metrics-after.txt" healthy_metric='gateway_upstream_healthy{provider="mock"}'
+    probes="$(metric gateway_health_probes_total "$after")"
+    probes_failed="$(metric gateway_health_probe_failures_total "$after")"
+    healthy="$(metric "$healthy_metric" "$after")"
+    if [[ -n "$probes" && "$probes" -gt 0 && "$healthy" == 1 ]]; then
+      SCEN_CHECK="$SCEN_CHECK; gateway_health_probes_total $probes (> 0; ${probes_failed:-?} failed), $healthy_metric 1"
+    else
+      SCEN_CHECK="$SCEN_CHECK; WARNING: gateway_health_probes_total ${probes:-missing}, $healthy_metric ${healthy:-missing}"
+      log "warning: $label: gateway_health_probes_total ${probes:-missing}, $healthy_metric ${healthy:-missing}"
+    fi
+  fi
   log "redis commands during the $label runs: $cmds in ${window}s (quota admitted $admitted, limited $limited)"
-  printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "redis_commands": %s, "redis_window_s": %s, "cache_ttl_ms": 1000, "quota_admitted": %s, "quota_limited": %s, "rt_sample_requests": %s, "check": "%s"}\n' \
-    "${rss:-null}" "$pid" "$REDIS_PID" "$REDIS_VERSION" "$cmds" "$window" "$admitted" "$limited" "$RT_REQUESTS" "$SCEN_CHECK" \
+  printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "redis_commands": %s, "redis_window_s": %s, "cache_ttl_ms": 1000, "quota_admitted": %s, "quota_limited": %s, "rt_sample_requests": %s, "health_probes": %s, "health_probe_failures": %s, "upstream_healthy": %s, "check": "%s"}\n' \
+    "${rss:-null}" "$pid" "$REDIS_PID" "$REDIS_VERSION" "$cmds" "$window" "$admitted" "$limited" "$RT_REQUESTS" \
+    "${probes:-null}" "${probes_failed:-null}" "${healthy:-null}" "$(json_escape "$SCEN_CHECK")" \
     >"$RAW/$target.meta.json"
   stop_pid "$pid"
 }
 
-if [[ "$WITH_AUTH" != 1 && "$WITH_QUOTAS" != 1 ]]; then
-  log "gateway + auth and gateway + auth + quotas skipped (BENCH_AUTH=0, BENCH_QUOTAS=0); their rows will be n/a"
+# ab_round ROUND TARGET CONSUMER_EXTRA [PROVIDER_EXTRA]: one more round of a
+# row's throughput runs for BENCH_AB_ROUNDS: Redis flushed, the row's gateway
+# started afresh, its JSON and stream runs at BENCH_CONNECTIONS into
+# $RAW/abROUND.TARGET-<mode>-c<N>.json, settle queue drained, gateway stopped.
+ab_round() {
+  local round=$1 target=$2 name="ab$1.$2" mode base
+  "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" FLUSHALL >/dev/null 2>&1 || true
+  log "A/B round $round of $AB_ROUNDS: $target (throughput runs only)"
+  start_redis_gateway "$name" "$3" "${4:-}" || return 0
+  base="http://127.0.0.1:$RG_PORT"
+  touch_target "$base"
+  for mode in json stream; do
+    run_load "$name-$mode-c$CONNS" "$base/v1/chat/completions" "$CONNS" "$DUR" "$mode" \
+      --cpu-pid "$RG_PID" --aux-pid "$REDIS_PID" || true
+  done
+  wait_settled "$RG_ADMIN" "$RAW/$name.metrics-after.txt" "$name"
+  stop_pid "$RG_PID"
+}
+
+if [[ "$WITH_AUTH" != 1 && "$WITH_QUOTAS" != 1 && "$WITH_HEALTH" != 1 ]]; then
+  log "gateway + auth (+ quotas, + health) skipped (BENCH_AUTH=0, BENCH_QUOTAS=0, BENCH_HEALTH=0); their rows will be n/a"
 elif [[ -z "$REDIS_SERVER" ]]; then
-  log "gateway + auth (+ quotas) skipped: no redis-server; their rows will be n/a"
+  log "gateway + auth (+ quotas, + health) skipped: no redis-server; their rows will be n/a"
 elif [[ ! -x "$BIN/gateway" ]]; then
-  log "gateway + auth (+ quotas) skipped: no gateway binary; their rows will be n/a"
+  log "gateway + auth (+ quotas, + health) skipped: no gateway binary; their rows will be n/a"
 else
   REDIS_VERSION="$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   REDIS_PORT="$("$BIN/bench-util" free-port)"
@@ -542,7 +625,7 @@ else
     sleep 0.05
   done
   if [[ "$REDIS_UP" != 1 ]]; then
-    log "redis-server did not start; gateway + auth (+ quotas) rows will be n/a"
+    log "redis-server did not start; gateway + auth (+ quotas, + health) rows will be n/a"
     tail -20 "$WORK/redis.log" >&2 || true
   else
     if [[ "$WITH_AUTH" == 1 ]]; then
@@ -561,6 +644,29 @@ else
     else
       log "gateway + auth + quotas skipped (BENCH_QUOTAS=0); its rows will be n/a"
     fi
+    if [[ "$WITH_HEALTH" == 1 ]]; then
+      # The quotas row's configuration plus health on the provider, on a clean
+      # Redis as well.
+      "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" FLUSHALL >/dev/null 2>&1 || true
+      redis_scenario gateway-health "gateway + auth + quotas + health" "$QUOTA_EXTRA" "$HEALTH_PROVIDER"
+      HEALTH_OK=$SCEN_OK
+      HEALTH_CHECK=$SCEN_CHECK
+    else
+      log "gateway + auth + quotas + health skipped (BENCH_HEALTH=0); its rows will be n/a"
+    fi
+    # Rounds 2..N of the quotas / health A/B (round 1: the two rows above,
+    # which ran one after the other, quotas first).
+    if [[ "$AB_ROUNDS" -gt 1 ]]; then
+      if [[ "$QUOTA_OK" == 1 && "$HEALTH_OK" == 1 ]]; then
+        for ((round = 2; round <= AB_ROUNDS; round++)); do
+          ab_round "$round" gateway-quota "$QUOTA_EXTRA"
+          ab_round "$round" gateway-health "$QUOTA_EXTRA" "$HEALTH_PROVIDER"
+        done
+        AB_DONE=1
+      else
+        log "warning: BENCH_AB_ROUNDS=$AB_ROUNDS needs the quotas and the health rows (quotas ready=$QUOTA_OK, health ready=$HEALTH_OK); no further rounds"
+      fi
+    fi
   fi
   stop_pid "$REDIS_PID"
 fi
@@ -573,6 +679,7 @@ JSON="$RESULTS_DIR/load-$STAMP.json"
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 "$BIN/bench-util" report --raw-dir "$RAW" --connections "$CONNS" --out-json "$JSON" \
+  --ab-rounds "$( [[ "$AB_DONE" == 1 ]] && echo "$AB_ROUNDS" || echo 1 )" \
   --info "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   --info "git=$GIT_REV" \
   --info "machine=$NPROC cores, $CPU_MODEL, $(uname -r)" \
@@ -585,6 +692,8 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   --info "gateway=access log $( [[ "$GW_LOG" == 1 ]] && echo on || echo off ), ready=$GATEWAY_OK" \
   --info "gateway + auth=the gateway's config plus route auth (consumer key = the Bearer key loadgen sends), state.backend redis (redis-server $REDIS_VERSION, --save \"\" --appendonly no, pinned with the load side), cache_ttl_ms 1000; ready=$AUTH_OK; check: $AUTH_CHECK" \
   --info "gateway + auth + quotas=gateway + auth plus two quotas on the consumer (bench-tpm: total_tokens, bench-rpm: requests; by consumer, limit $QUOTA_LIMIT, window 1m: never refuse), so every request reserves and settles (one EVALSHA each, hash tag {t:bench}); Redis flushed before the row, CONFIG RESETSTAT before each Redis row, settle queue drained before the last INFO, then round trips sampled with MONITOR over $RT_SAMPLE JSON + $RT_SAMPLE stream requests at 1 connection; ready=$QUOTA_OK; check: $QUOTA_CHECK" \
+  --info "gateway + auth + quotas + health=gateway + auth + quotas plus upstream health on the provider: passive { failures: 5, window_s: 30, ejection_s: 30 } and checks.active { http_path: /models (GET /v1/models on the mock), interval_s: 5, timeout_ms: 1000 }; health reads are local mirrors refreshed every cache_ttl_ms and traffic reports only failures, so no Redis round trip is added per request; Redis flushed before the row, same counting and MONITOR sample as the quotas row; ready=$HEALTH_OK; check: $HEALTH_CHECK" \
+  --info "health vs quotas=$( if [[ "$AB_DONE" == 1 ]]; then echo "$AB_ROUNDS alternating rounds (quotas, health, ...; Redis flushed and the gateway started afresh before each; round 1 = the table's rows, rounds 2..$AB_ROUNDS their ${WARM}s + ${DUR}s throughput runs at $CONNS connections only); the target (health >= 0.95x quotas requests/s) is judged on the ratio of the medians"; else echo "the table's two rows, one after the other (BENCH_AB_ROUNDS=$AB_ROUNDS); the target (health >= 0.95x quotas requests/s) is judged on them"; fi )" \
   --info "added latency=scenario percentile minus direct percentile at 1 connection (same mode)" \
   --info "SUT CPU=CPU time of the proxy (nginx master+worker / gateway; mock for direct) over the window, % of one core (Redis counts with the load side, not the SUT)" \
   >"$MD"

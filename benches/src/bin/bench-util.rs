@@ -6,8 +6,10 @@
 //! * `rss --pid PID...` prints the summed VmRSS in KiB;
 //! * `report --raw-dir DIR ...` turns the loadgen JSON files into the
 //!   markdown table (stdout) and a combined raw JSON file; for the
-//!   `gateway-auth` and `gateway-quota` targets it also reports the Redis
-//!   commands per request from `<target>.meta.json` and the INFO snapshots.
+//!   `gateway-auth`, `gateway-quota` and `gateway-health` targets it also
+//!   reports the Redis commands per request from `<target>.meta.json` and the
+//!   INFO snapshots, and with `--ab-rounds N` the median requests/s of the
+//!   alternating quotas / health rounds (`ab<r>.<target>-<mode>-c<N>.json`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -79,6 +81,11 @@ struct ReportArgs {
     /// `key=value` lines for the "Run" section (repeatable, in order).
     #[arg(long = "info")]
     info: Vec<String>,
+    /// Rounds of the quotas / health A/B (BENCH_AB_ROUNDS): round 1 is the
+    /// table's rows, rounds 2..=N the `ab<r>.gateway-{quota,health}-<mode>-c<N>.json`
+    /// throughput runs.
+    #[arg(long, default_value_t = 1)]
+    ab_rounds: u32,
 }
 
 fn main() -> Result<()> {
@@ -180,12 +187,13 @@ async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>, any_status: b
 
 // ---------------------------------------------------------------- report
 
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "direct",
     "nginx",
     "gateway",
     "gateway-auth",
     "gateway-quota",
+    "gateway-health",
 ];
 const MODES: [&str; 2] = ["json", "stream"];
 
@@ -194,6 +202,7 @@ fn display_name(target: &str) -> &str {
     match target {
         "gateway-auth" => "gateway + auth",
         "gateway-quota" => "gateway + auth + quotas",
+        "gateway-health" => "gateway + auth + quotas + health",
         t => t,
     }
 }
@@ -210,7 +219,8 @@ fn requests_made(run: &Value) -> Option<f64> {
 }
 
 /// Redis commands the gateway sent during the measured runs of one Redis
-/// target (gateway + auth, gateway + auth + quotas), per request made in them.
+/// target (gateway + auth, gateway + auth + quotas, ... + health), per request
+/// made in them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RedisUse {
     commands: f64,
@@ -307,8 +317,14 @@ fn target_cmdstats(raw_dir: &Path, target: &str) -> Vec<(String, f64)> {
     }
 }
 
+/// What [`parse_monitor`] calls an `EVALSHA` on a provider's health hash
+/// (`{h:<provider>}`: the mirror refresh every `cache_ttl_ms`, a probe's
+/// report): background, not one of a request's round trips.
+const HEALTH_EVALSHA: &str = "evalsha(health)";
+
 /// A `MONITOR` capture: the commands clients sent (name → count, busiest
-/// first) and how many commands the Lua scripts ran inside Redis (`[0 lua]`).
+/// first; `EVALSHA` on a health key counted apart as [`HEALTH_EVALSHA`]) and
+/// how many commands the Lua scripts ran inside Redis (`[0 lua]`).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Monitor {
     clients: Vec<(String, f64)>,
@@ -339,7 +355,11 @@ fn parse_monitor(text: &str) -> Monitor {
         if source.split_whitespace().nth(1) == Some("lua") {
             in_scripts += 1.0;
         } else {
-            *clients.entry(name.to_ascii_lowercase()).or_default() += 1.0;
+            let mut name = name.to_ascii_lowercase();
+            if name == "evalsha" && cmd.contains("{h:") {
+                name = HEALTH_EVALSHA.to_string();
+            }
+            *clients.entry(name).or_default() += 1.0;
         }
     }
     let mut clients: Vec<(String, f64)> = clients.into_iter().collect();
@@ -352,7 +372,10 @@ fn parse_monitor(text: &str) -> Monitor {
 }
 
 /// Round trips to Redis per request with quotas: the EVALSHA calls (reserve
-/// and settle are one script call each) against everything else.
+/// and settle are one script call each) against everything else. INFO cannot
+/// tell scripts apart, so its EVALSHA count also holds the health scripts'
+/// background calls (a mirror refresh per provider per `cache_ttl_ms`, a
+/// report per active probe); the MONITOR sample counts those apart.
 #[derive(Debug, Clone, PartialEq)]
 struct QuotaTrips {
     evalsha: f64,
@@ -387,7 +410,7 @@ impl QuotaTrips {
     }
 
     /// Commands clients sent per request in the MONITOR sample: all, and
-    /// those other than EVALSHA.
+    /// those other than the quota EVALSHA (health EVALSHA is background).
     fn sampled_round_trips(&self) -> Option<(f64, f64)> {
         let (m, n) = self.sample.as_ref()?;
         let all: f64 = m.clients.iter().map(|(_, c)| c).sum();
@@ -414,7 +437,8 @@ impl QuotaTrips {
     /// Target: at most 2 round trips per request (reserve + settle): EVALSHA
     /// per request ≤ 2 (to 3 decimals) over the runs, and no other command
     /// per request in the MONITOR sample (what is there is time-based: the
-    /// state monitor's PINGs, auth cache refreshes; ≤ 0.05 per request).
+    /// state monitor's PINGs, auth cache refreshes, the health mirror refresh
+    /// and probes; ≤ 0.05 per request).
     fn within_two(&self, r: Option<&RedisUse>) -> Option<bool> {
         let evalsha_ok = (self.evalsha_per_request(r)? * 1000.0).round() <= 2000.0;
         let others_ok = self.sampled_round_trips().is_none_or(|(_, o)| o <= 0.05);
@@ -487,6 +511,250 @@ fn fmt_ratio(r: Option<f64>) -> String {
     or_na(r.map(|r| format!("{r:.2}x")))
 }
 
+/// `name count, name count, ...`
+fn list_counts(by: &[(String, f64)]) -> String {
+    by.iter()
+        .map(|(name, n)| format!("{name} {}", fmt_int(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Redis figures of one row with quotas: gateway + auth + quotas, and the
+/// same with upstream health.
+struct QuotaRedis {
+    target: &'static str,
+    use_: Option<RedisUse>,
+    by_command: Vec<(String, f64)>,
+    trips: QuotaTrips,
+    /// the row's meta was written (it ran, maybe without numbers)
+    ran: bool,
+}
+
+impl QuotaRedis {
+    fn load(
+        raw_dir: &Path,
+        target: &'static str,
+        metas: &BTreeMap<String, Value>,
+        runs: &BTreeMap<String, Value>,
+    ) -> QuotaRedis {
+        let by_command = target_cmdstats(raw_dir, target);
+        let monitor = std::fs::read_to_string(raw_dir.join(format!("{target}.monitor.txt"))).ok();
+        let trips = QuotaTrips::of(&by_command, metas.get(target), monitor.as_deref());
+        QuotaRedis {
+            target,
+            use_: redis_use(target, metas.get(target), runs),
+            by_command,
+            trips,
+            ran: metas.contains_key(target),
+        }
+    }
+
+    fn within_two(&self) -> Option<bool> {
+        self.use_
+            .as_ref()
+            .and_then(|r| self.trips.within_two(Some(r)))
+    }
+
+    fn evalsha_per_request(&self) -> Option<f64> {
+        self.use_
+            .as_ref()
+            .and_then(|r| self.trips.evalsha_per_request(Some(r)))
+    }
+
+    /// The paragraph under the table. `what`: "with quotas" or the like;
+    /// `expected`: what the MONITOR sample should show.
+    fn write(&self, md: &mut String, what: &str, expected: &str) -> std::fmt::Result {
+        let name = display_name(self.target);
+        let Some(r) = self.use_ else {
+            if self.ran {
+                writeln!(md, "\nRedis commands per request {what} ({name}): n/a")?;
+            }
+            return Ok(());
+        };
+        let t = &self.trips;
+        writeln!(
+            md,
+            "\nRedis commands per request {what} ({name}, all four runs, warm-up included; stats \
+             reset with CONFIG RESETSTAT before the row): {} ({} commands / {} requests{}; INFO \
+             also counts the commands the scripts run inside Redis, which are no round trips)",
+            or_na(r.per_request().map(|v| format!("{v:.5}"))),
+            fmt_int(r.commands),
+            fmt_int(r.requests),
+            r.rate(),
+        )?;
+        writeln!(
+            md,
+            "EVALSHA (reserve + settle, and the background health calls: a mirror refresh per \
+             provider per cache_ttl_ms, a report per active probe) per request: {} ({} calls / {}); \
+             other commands per request: {} ({}, the scripts' own included).",
+            or_na(t.evalsha_per_request(Some(&r)).map(|v| format!("{v:.4}"))),
+            fmt_int(t.evalsha),
+            match (t.admitted, t.limited) {
+                (Some(ad), l) if ad > 0.0 => format!(
+                    "{} requests admitted by the quotas, {} limited",
+                    fmt_int(ad),
+                    or_na(l.map(fmt_int))
+                ),
+                _ => format!("{} requests", fmt_int(r.requests)),
+            },
+            or_na(r.per_request().map(|_| format!("{:.5}", t.other / r.requests))),
+            fmt_int(t.other),
+        )?;
+        if let (Some((m, n)), Some((all, other))) = (&t.sample, t.sampled_round_trips()) {
+            writeln!(
+                md,
+                "Round trips per request (commands sent by clients, from MONITOR over {} requests \
+                 at 1 connection after the runs, {:.1} s; {expected}): {all:.3}, of which {other:.3} \
+                 not quota EVALSHA ({}); the scripts ran {:.2} commands per request inside Redis.",
+                fmt_int(*n),
+                m.span_s,
+                if m.clients.is_empty() {
+                    "none".to_string()
+                } else {
+                    list_counts(&m.clients)
+                },
+                m.in_scripts / n,
+            )?;
+        }
+        if !self.by_command.is_empty() {
+            writeln!(
+                md,
+                "By command (INFO commandstats): {}.",
+                list_counts(&self.by_command)
+            )?;
+        }
+        Ok(())
+    }
+
+    /// "- <row>: Redis round trips per request ≤ 2 (...): met (...)"
+    fn target_line(&self, md: &mut String, why: &str) -> std::fmt::Result {
+        writeln!(
+            md,
+            "- {}: Redis round trips per request ≤ 2 ({why}): {} ({} EVALSHA per request over the runs; {})",
+            display_name(self.target),
+            verdict(self.within_two()),
+            or_na(self.evalsha_per_request().map(|v| format!("{v:.4}"))),
+            match self.trips.sampled_round_trips() {
+                Some((all, other)) => format!(
+                    "{all:.3} client commands per request in the MONITOR sample, {other:.3} of them not quota EVALSHA"
+                ),
+                None => "no MONITOR sample".to_string(),
+            },
+        )
+    }
+
+    fn to_json(&self) -> Option<Value> {
+        let r = self.use_?;
+        let t = &self.trips;
+        Some(json!({
+            "target": self.target,
+            "commands": r.commands,
+            "requests": r.requests,
+            "window_s": r.window_s,
+            "commands_per_request": r.per_request(),
+            "commands_per_s": r.per_second(),
+            "evalsha": t.evalsha,
+            "other_commands": t.other,
+            "quota_admitted": t.admitted,
+            "quota_limited": t.limited,
+            "evalsha_per_request": t.evalsha_per_request(Some(&r)),
+            "monitor_sample": t.sample.as_ref().map(|(m, n)| json!({
+                "requests": n,
+                "client_commands": m.clients.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "commands_in_scripts": m.in_scripts,
+                "round_trips_per_request": t.sampled_round_trips().map(|(all, _)| all),
+                "not_quota_evalsha_per_request": t.sampled_round_trips().map(|(_, o)| o),
+            })),
+            "by_command": self.by_command.iter().cloned().collect::<BTreeMap<_, _>>(),
+        }))
+    }
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "n/a",
+    }
+}
+
+/// Median (mean of the two middle values for an even count); None if empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => v.get(n / 2).copied(),
+        _ => Some((v.get(n / 2 - 1)? + v.get(n / 2)?) / 2.0),
+    }
+}
+
+/// Target: the health row keeps ≥ 0.95x the quotas row's requests/s.
+const HEALTH_VS_QUOTAS: f64 = 0.95;
+
+/// Requests/s @C of the quotas and the health row in one mode, per round of
+/// the A/B (round 1 = the table's rows), alternating quotas, health, ...
+#[derive(Debug, Clone, Default, PartialEq)]
+struct HealthAb {
+    /// (quotas, health) per round
+    rounds: Vec<(Option<f64>, Option<f64>)>,
+    /// CPU of processes outside the benchmark during those runs, % of one
+    /// core, (quotas, health) per round: a disturbed round shows here
+    other_cpu: Vec<(Option<f64>, Option<f64>)>,
+}
+
+impl HealthAb {
+    fn quotas(&self) -> Vec<f64> {
+        self.rounds.iter().filter_map(|r| r.0).collect()
+    }
+
+    fn health(&self) -> Vec<f64> {
+        self.rounds.iter().filter_map(|r| r.1).collect()
+    }
+
+    /// Round 1: the table's two rows.
+    fn table_ratio(&self) -> Option<f64> {
+        let (q, h) = self.rounds.first().copied()?;
+        ratio(h, q)
+    }
+
+    fn medians(&self) -> (Option<f64>, Option<f64>) {
+        (median(&self.quotas()), median(&self.health()))
+    }
+
+    fn ratio_of_medians(&self) -> Option<f64> {
+        let (q, h) = self.medians();
+        ratio(h, q)
+    }
+
+    /// The ratio the target is judged on: of the medians with more than one
+    /// round, else the table's.
+    fn judged_ratio(&self) -> Option<f64> {
+        if self.rounds.len() > 1 {
+            self.ratio_of_medians()
+        } else {
+            self.table_ratio()
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let (q, h) = self.medians();
+        json!({
+            "quotas_rps": self.rounds.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "health_rps": self.rounds.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "ratio_table_rows": self.table_ratio(),
+            "quotas_median_rps": q,
+            "health_median_rps": h,
+            "ratio_of_medians": self.ratio_of_medians(),
+            "quotas_other_cpu_pct": self.other_cpu.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "health_other_cpu_pct": self.other_cpu.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "target": HEALTH_VS_QUOTAS,
+            "met": self.judged_ratio().map(|r| r >= HEALTH_VS_QUOTAS),
+        })
+    }
+}
+
 /// Numbers of one (target, mode) row.
 #[derive(Default, Clone, Copy)]
 struct Row {
@@ -556,7 +824,7 @@ fn report(a: &ReportArgs) -> Result<()> {
     let mut md = String::new();
     writeln!(
         md,
-        "# Load benchmark: direct vs nginx vs gateway (plain, with auth, with auth + quotas)\n"
+        "# Load benchmark: direct vs nginx vs gateway (plain, with auth, with auth + quotas, with health)\n"
     )?;
     writeln!(
         md,
@@ -604,34 +872,22 @@ fn report(a: &ReportArgs) -> Result<()> {
 
     let redis = redis_use("gateway-auth", metas.get("gateway-auth"), &runs);
     let by_command = target_cmdstats(&a.raw_dir, "gateway-auth");
-    let redis_q = redis_use("gateway-quota", metas.get("gateway-quota"), &runs);
-    let by_command_q = target_cmdstats(&a.raw_dir, "gateway-quota");
-    let monitor_q = std::fs::read_to_string(a.raw_dir.join("gateway-quota.monitor.txt")).ok();
-    let trips = QuotaTrips::of(
-        &by_command_q,
-        metas.get("gateway-quota"),
-        monitor_q.as_deref(),
-    );
-    let list = |by: &[(String, f64)]| -> String {
-        by.iter()
-            .map(|(name, n)| format!("{name} {}", fmt_int(*n)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let quota = QuotaRedis::load(&a.raw_dir, "gateway-quota", &metas, &runs);
+    let health = QuotaRedis::load(&a.raw_dir, "gateway-health", &metas, &runs);
     if let Some(r) = redis {
         writeln!(
             md,
             "\nRedis commands per authenticated request (gateway + auth, all four runs, \
              warm-up included): {} ({} commands / {} requests{}; expected ≈ 0: one lookup \
-             per key per cache_ttl_ms, the state monitor's 2 PINGs/s and the pub/sub \
-             liveness PING)",
+             per key per cache_ttl_ms, the state monitor's 2 PINGs/s, the pub/sub \
+             liveness PING and the health mirror refresh)",
             or_na(r.per_request().map(|v| format!("{v:.5}"))),
             fmt_int(r.commands),
             fmt_int(r.requests),
             r.rate(),
         )?;
         if !by_command.is_empty() {
-            writeln!(md, "By command: {}.", list(&by_command))?;
+            writeln!(md, "By command: {}.", list_counts(&by_command))?;
         }
     } else if metas.contains_key("gateway-auth") {
         writeln!(
@@ -639,63 +895,88 @@ fn report(a: &ReportArgs) -> Result<()> {
             "\nRedis commands per authenticated request (gateway + auth): n/a"
         )?;
     }
-    if let Some(r) = redis_q {
+    quota.write(
+        &mut md,
+        "with quotas",
+        "expected 2: one EVALSHA to reserve and one to settle, both quotas on the consumer's hash tag",
+    )?;
+    health.write(
+        &mut md,
+        "with quotas and upstream health",
+        "expected 2 as without health: health adds no round trip on the request path, its \
+         background calls (evalsha(health) on the provider's {h:mock} hash, the probe lease's set) \
+         are among the others",
+    )?;
+
+    // The quotas / health A/B: round 1 is the table's rows, rounds 2..=N the
+    // extra throughput runs of BENCH_AB_ROUNDS.
+    let mut ab_runs = BTreeMap::new();
+    let mut ab: BTreeMap<&str, HealthAb> = BTreeMap::new();
+    for m in MODES {
+        let row = |t: &str| rows.get(&(t, m)).copied().unwrap_or_default();
+        let (rq, rh) = (row("gateway-quota"), row("gateway-health"));
+        let mut x = HealthAb {
+            rounds: vec![(rq.rps, rh.rps)],
+            other_cpu: vec![(rq.foreign_hi, rh.foreign_hi)],
+        };
+        for round in 2..=a.ab_rounds {
+            let (mut rps, mut other) = ((None, None), (None, None));
+            for (t, r, o) in [
+                ("gateway-quota", &mut rps.0, &mut other.0),
+                ("gateway-health", &mut rps.1, &mut other.1),
+            ] {
+                let name = format!("ab{round}.{t}-{m}-c{c}");
+                if let Some(v) = load(&a.raw_dir.join(format!("{name}.json"))) {
+                    *r = num(Some(&v), "/rps");
+                    *o = num(Some(&v), "/foreign_cpu_pct");
+                    ab_runs.insert(name, v);
+                }
+            }
+            x.rounds.push(rps);
+            x.other_cpu.push(other);
+        }
+        ab.insert(m, x);
+    }
+    if a.ab_rounds > 1 {
         writeln!(
             md,
-            "\nRedis commands per request with quotas (gateway + auth + quotas, all four runs, \
-             warm-up included; stats reset with CONFIG RESETSTAT before the row): {} ({} commands / \
-             {} requests{}; INFO also counts the commands the quota scripts run inside Redis, \
-             which are no round trips)",
-            or_na(r.per_request().map(|v| format!("{v:.5}"))),
-            fmt_int(r.commands),
-            fmt_int(r.requests),
-            r.rate(),
+            "\nQuotas vs health, {} alternating rounds (requests/s @{c}; quotas, health, quotas, \
+             health, ...; Redis flushed before each; round 1 is the table's rows, later rounds \
+             only their throughput runs, each on a freshly started gateway; in brackets the CPU \
+             that processes outside the benchmark used during the run, % of one core: a round \
+             with more than a few % was disturbed):\n",
+            a.ab_rounds
         )?;
         writeln!(
             md,
-            "EVALSHA (reserve + settle) per request: {} ({} calls / {}); other commands per request: {} ({}, the scripts' own included).",
-            or_na(trips.evalsha_per_request(Some(&r)).map(|v| format!("{v:.4}"))),
-            fmt_int(trips.evalsha),
-            match (trips.admitted, trips.limited) {
-                (Some(ad), l) if ad > 0.0 => format!(
-                    "{} requests admitted by the quotas, {} limited",
-                    fmt_int(ad),
-                    or_na(l.map(fmt_int))
-                ),
-                _ => format!("{} requests", fmt_int(r.requests)),
-            },
-            or_na(r.per_request().map(|_| format!("{:.5}", trips.other / r.requests))),
-            fmt_int(trips.other),
+            "| mode | gateway + auth + quotas, by round | ... + health, by round | median quotas | median health | health / quotas (ratio of medians) |"
         )?;
-        if let (Some((m, n)), Some((all, other))) = (&trips.sample, trips.sampled_round_trips()) {
+        writeln!(md, "|---|---|---|---:|---:|---:|")?;
+        let rps = |v: Option<f64>| or_na(v.map(fmt_int));
+        for m in MODES {
+            let x = ab.get(m).cloned().unwrap_or_default();
+            let (q, h) = x.medians();
+            let by_round = |health: bool| {
+                x.rounds
+                    .iter()
+                    .zip(&x.other_cpu)
+                    .map(|(r, o)| {
+                        let (r, o) = if health { (r.1, o.1) } else { (r.0, o.0) };
+                        format!("{} ({})", rps(r), or_na(o.map(|p| format!("{p:.0}%"))))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
             writeln!(
                 md,
-                "Round trips per request (commands sent by clients, from MONITOR over {} requests at 1 \
-                 connection after the runs, {:.1} s; expected 2: one EVALSHA to reserve and one to settle, \
-                 both quotas on the consumer's hash tag): {all:.3}, of which {other:.3} not EVALSHA ({}); \
-                 the scripts ran {:.2} commands per request inside Redis.",
-                fmt_int(*n),
-                m.span_s,
-                if m.clients.is_empty() {
-                    "none".to_string()
-                } else {
-                    list(&m.clients)
-                },
-                m.in_scripts / n,
+                "| {m} | {} | {} | {} | {} | {} |",
+                by_round(false),
+                by_round(true),
+                rps(q),
+                rps(h),
+                fmt_ratio(x.ratio_of_medians()),
             )?;
         }
-        if !by_command_q.is_empty() {
-            writeln!(
-                md,
-                "By command (INFO commandstats): {}.",
-                list(&by_command_q)
-            )?;
-        }
-    } else if metas.contains_key("gateway-quota") {
-        writeln!(
-            md,
-            "\nRedis commands per request with quotas (gateway + auth + quotas): n/a"
-        )?;
     }
 
     writeln!(
@@ -731,11 +1012,6 @@ fn report(a: &ReportArgs) -> Result<()> {
 
     // Targets for the gateway (benchmark goals, not pass/fail tests).
     writeln!(md, "\nGateway against its targets:\n")?;
-    let verdict = |ok: Option<bool>| match ok {
-        Some(true) => "met",
-        Some(false) => "NOT met",
-        None => "n/a",
-    };
     for m in MODES {
         let g = rows.get(&("gateway", m)).copied().unwrap_or_default();
         let n = rows.get(&("nginx", m)).copied().unwrap_or_default();
@@ -779,23 +1055,36 @@ fn report(a: &ReportArgs) -> Result<()> {
             signed_us(over_nginx),
             us(n.added_p99),
         )?;
+        let x = ab.get(m).cloned().unwrap_or_default();
+        let gh = rows
+            .get(&("gateway-health", m))
+            .copied()
+            .unwrap_or_default();
+        let medians = if x.rounds.len() > 1 {
+            let (q, h) = x.medians();
+            format!(
+                "; ratio of the medians of {} alternating rounds, the one judged: {} ({} vs {} requests/s)",
+                x.rounds.len(),
+                fmt_ratio(x.ratio_of_medians()),
+                or_na(h.map(fmt_int)),
+                or_na(q.map(fmt_int)),
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            md,
+            "- {m}: health row / quotas row throughput (gateway + auth + quotas + health rps @{c} ≥ {HEALTH_VS_QUOTAS:.2}x gateway + auth + quotas): {} (table rows: {}, {} vs {} requests/s{medians})",
+            verdict(x.judged_ratio().map(|r| r >= HEALTH_VS_QUOTAS)),
+            fmt_ratio(x.table_ratio()),
+            or_na(gh.rps.map(fmt_int)),
+            or_na(gq.rps.map(fmt_int)),
+        )?;
     }
-    writeln!(
-        md,
-        "- gateway + auth + quotas: Redis round trips per request ≤ 2 (reserve + settle): {} ({} EVALSHA per request over the runs; {})",
-        verdict(redis_q.as_ref().and_then(|r| trips.within_two(Some(r)))),
-        or_na(
-            redis_q
-                .as_ref()
-                .and_then(|r| trips.evalsha_per_request(Some(r)))
-                .map(|v| format!("{v:.4}"))
-        ),
-        match trips.sampled_round_trips() {
-            Some((all, other)) => format!(
-                "{all:.3} client commands per request in the MONITOR sample, {other:.3} of them not EVALSHA"
-            ),
-            None => "no MONITOR sample".to_string(),
-        },
+    quota.target_line(&mut md, "reserve + settle")?;
+    health.target_line(
+        &mut md,
+        "as with quotas alone: health adds none on the request path",
     )?;
     let g = rows
         .get(&("gateway", "stream"))
@@ -825,7 +1114,7 @@ fn report(a: &ReportArgs) -> Result<()> {
         }
     }
     let mut first_errors = Vec::new();
-    for (name, v) in &runs {
+    for (name, v) in runs.iter().chain(&ab_runs) {
         if let Some(e) = v.get("first_error").and_then(Value::as_str) {
             first_errors.push(format!("- {name}: {e}"));
         }
@@ -858,29 +1147,21 @@ fn report(a: &ReportArgs) -> Result<()> {
                 "by_command": by_command.iter().cloned().collect::<BTreeMap<_, _>>(),
             })
         });
-        let redis_quotas = redis_q.map(|r| {
-            json!({
-                "target": "gateway-quota",
-                "commands": r.commands,
-                "requests": r.requests,
-                "window_s": r.window_s,
-                "commands_per_request": r.per_request(),
-                "commands_per_s": r.per_second(),
-                "evalsha": trips.evalsha,
-                "other_commands": trips.other,
-                "quota_admitted": trips.admitted,
-                "quota_limited": trips.limited,
-                "evalsha_per_request": trips.evalsha_per_request(Some(&r)),
-                "monitor_sample": trips.sample.as_ref().map(|(m, n)| json!({
-                    "requests": n,
-                    "client_commands": m.clients.iter().cloned().collect::<BTreeMap<_, _>>(),
-                    "commands_in_scripts": m.in_scripts,
-                    "round_trips_per_request": trips.sampled_round_trips().map(|(all, _)| all),
-                })),
-                "by_command": by_command_q.iter().cloned().collect::<BTreeMap<_, _>>(),
-            })
+        let health_vs_quotas = json!({
+            "rounds": a.ab_rounds,
+            "json": ab.get("json").map(HealthAb::to_json),
+            "stream": ab.get("stream").map(HealthAb::to_json),
         });
-        let combined = json!({ "info": info, "meta": metas, "runs": runs, "redis": redis, "redis_quotas": redis_quotas });
+        let combined = json!({
+            "info": info,
+            "meta": metas,
+            "runs": runs,
+            "ab_runs": ab_runs,
+            "redis": redis,
+            "redis_quotas": quota.to_json(),
+            "redis_health": health.to_json(),
+            "health_vs_quotas": health_vs_quotas,
+        });
         std::fs::write(out, serde_json::to_vec_pretty(&combined)?)
             .with_context(|| format!("writing {}", out.display()))?;
     }
@@ -913,6 +1194,10 @@ mod tests {
         assert_eq!(q.requests, 5000.0);
         assert_eq!(display_name("gateway-auth"), "gateway + auth");
         assert_eq!(display_name("gateway-quota"), "gateway + auth + quotas");
+        assert_eq!(
+            display_name("gateway-health"),
+            "gateway + auth + quotas + health"
+        );
     }
 
     #[test]
@@ -982,9 +1267,63 @@ mod tests {
         let meta = json!({ "quota_admitted": 10_000, "rt_sample_requests": 20 });
         let t = QuotaTrips::of(&by, Some(&meta), Some(mon));
         assert_eq!(t.within_two(Some(&use_)), Some(true));
+        // an EVALSHA on a health hash is background, not a quota round trip
+        let mon_h = format!(
+            "{mon}1795610149.1 [0 127.0.0.1:50304] \"evalsha\" \"ef\" \"1\" \"{{h:mock}}:health\" \"ch\"\n\
+             1795610149.2 [0 lua] \"HGETALL\" \"{{h:mock}}:health\"\n"
+        );
+        let m = parse_monitor(&mon_h);
+        assert_eq!(
+            m.clients,
+            vec![
+                ("evalsha".to_string(), 4.0),
+                (HEALTH_EVALSHA.to_string(), 1.0),
+                ("ping".to_string(), 1.0)
+            ]
+        );
+        assert_eq!(m.in_scripts, 3.0);
+        let meta = json!({ "quota_admitted": 10_000, "rt_sample_requests": 2 });
+        let t = QuotaTrips::of(&by, Some(&meta), Some(&mon_h));
+        assert_eq!(t.sampled_round_trips(), Some((3.0, 1.0)));
         assert_eq!(signed_us(Some(42.4)), "+42 µs");
         assert_eq!(signed_us(Some(-1200.0)), "-1,200 µs");
         assert_eq!(signed_us(None), "n/a");
+    }
+
+    #[test]
+    fn health_vs_quotas_medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        // one round: the table's rows are judged
+        let one = HealthAb {
+            rounds: vec![(Some(10_000.0), Some(9_400.0))],
+            ..HealthAb::default()
+        };
+        assert_eq!(one.table_ratio(), Some(0.94));
+        assert_eq!(one.judged_ratio(), Some(0.94));
+        // three rounds, one missing health run: medians of what is there
+        let three = HealthAb {
+            rounds: vec![
+                (Some(10_000.0), Some(9_400.0)),
+                (Some(12_000.0), None),
+                (Some(11_000.0), Some(10_800.0)),
+            ],
+            other_cpu: vec![
+                (Some(1.0), Some(2.0)),
+                (None, None),
+                (Some(3.0), Some(140.0)),
+            ],
+        };
+        assert_eq!(three.medians(), (Some(11_000.0), Some(10_100.0)));
+        let r = three.judged_ratio().unwrap();
+        assert!((r - 10_100.0 / 11_000.0).abs() < 1e-12, "{r}");
+        assert_eq!(three.table_ratio(), Some(0.94));
+        let j = three.to_json();
+        assert_eq!(j["health_rps"], json!([9400.0, null, 10800.0]));
+        assert_eq!(j["met"], json!(false));
+        assert_eq!(j["health_other_cpu_pct"], json!([2.0, null, 140.0]));
+        assert_eq!(HealthAb::default().judged_ratio(), None);
     }
 
     #[test]
