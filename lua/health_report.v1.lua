@@ -63,37 +63,52 @@ local function eject(tg, base, src, doubling)
   if changed % 2 == 0 then changed = changed + 1 end
 end
 
+-- every event is checked before any is applied: a bad one changes nothing
+local KINDS = { f = true, s = true, po = true, pf = true }
+for i = 0, n - 1 do
+  local o = 4 + 7 * i
+  local count, a, b, c = tonumber(ARGV[o + 2]), tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]),
+    tonumber(ARGV[o + 6])
+  if not KINDS[ARGV[o + 1]] or ARGV[o] == '' then
+    return redis.error_reply('health_report: unknown event kind or empty target')
+  end
+  if not count or not a or not b or not c or count < 1 or a < 1 or b < 0 or c < 0 then
+    return redis.error_reply('health_report: bad event')
+  end
+end
+
 for i = 0, n - 1 do
   local o = 4 + 7 * i
   local tg, kind, count, err = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
   local a, b, c = tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), tonumber(ARGV[o + 6])
-  if not count or not a or not b or not c or count < 1 or a < 1 then
-    return redis.error_reply('health_report: bad event')
-  end
   if err ~= '' then
     redis.call('HSET', key, tg .. ':e', err)
   end
   if kind == 'f' then
-    local recent = {}
-    for s in string.gmatch(redis.call('HGET', key, tg .. ':r') or '', '%d+') do
-      local at = tonumber(s)
-      if at > now - b then recent[#recent + 1] = at end
-    end
     local ejected = num(tg, 'u') > now
-    for _ = 1, count do
-      recent[#recent + 1] = now
-    end
-    while #recent > a do
-      table.remove(recent, 1)
-    end
     if redis.call('HINCRBY', key, tg .. ':f', count) == count and not ejected then
       notify = true
     end
     redis.call('HSET', key, tg .. ':ok', 0)
-    if not ejected and #recent >= a then
-      eject(tg, c, 'passive', true)
-    else
-      redis.call('HSET', key, tg .. ':r', table.concat(recent, ','))
+    -- failures while ejected (requests that were already on their way) are
+    -- not held against the target's next period
+    if not ejected then
+      local recent = {}
+      for s in string.gmatch(redis.call('HGET', key, tg .. ':r') or '', '%d+') do
+        local at = tonumber(s)
+        if at > now - b then recent[#recent + 1] = at end
+      end
+      for _ = 1, count do
+        recent[#recent + 1] = now
+      end
+      while #recent > a do
+        table.remove(recent, 1)
+      end
+      if #recent >= a then
+        eject(tg, c, 'passive', true)
+      else
+        redis.call('HSET', key, tg .. ':r', table.concat(recent, ','))
+      end
     end
   elseif kind == 's' then
     if num(tg, 'f') > 0 then
@@ -115,8 +130,6 @@ for i = 0, n - 1 do
     if ko >= a then
       eject(tg, b, 'active', false)
     end
-  else
-    return redis.error_reply('health_report: unknown event kind')
   end
 end
 

@@ -24,10 +24,8 @@
 //!   per call on the channel; further failures below the threshold, successes,
 //!   renewals, reads and ejections running out publish nothing; the script's
 //!   `changed` answer (1 began an ejection, 2 ended one) matches the Rust side;
-//! * bad arguments get an error reply and change nothing (two ignored tests pin
-//!   what the script does get wrong: the events of a call before a refused one
-//!   stay applied, and an unknown kind's error text is written before it is
-//!   refused);
+//! * bad arguments get an error reply and change nothing, also when good events
+//!   come before the bad one in the same call;
 //! * the same on a 3-node Redis Cluster (`{h:<provider>}` hash tag);
 //! * `lua/busy_sync.v1.lua` through `store::busy_exchange`.
 //!
@@ -647,7 +645,10 @@ async fn seq_eject(r: &Redis, provider: &str) {
         assert!(!s.changed);
         assert_eq!((st.until, st.since, st.ejections), (until, since, 1));
         assert_eq!(st.fails, 6);
-        assert_eq!(st.recent, [s.now, s.now, s.now]);
+        assert!(
+            st.recent.is_empty(),
+            "failures during an ejection are not held against the next period"
+        );
     }
 
     // the same within one call, on a token
@@ -659,7 +660,7 @@ async fn seq_eject(r: &Redis, provider: &str) {
         (s.now + P.ejection_ms, s.now, 1)
     );
     assert_eq!(st.fails, 6);
-    assert_eq!(st.recent.len(), 3);
+    assert!(st.recent.is_empty());
 
     // it runs out by itself
     sleep_ms(P.ejection_ms + 50).await;
@@ -1442,7 +1443,6 @@ async fn bad_arguments_get_an_error_reply_and_change_nothing() {
 /// never sends such an event (`report::fold` makes count >= 1, a >= 1 and
 /// known kinds), hence low stakes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: lua/health_report.v1.lua applies the events before a bad one (an ejection here, not announced) and then answers an error; it should validate every event before changing anything"]
 async fn a_bad_event_after_good_ones_changes_nothing() {
     let _serial = SERIAL.lock().await;
     let r = standalone().await;
@@ -1467,7 +1467,6 @@ async fn a_bad_event_after_good_ones_changes_nothing() {
 /// An unknown kind carrying an error text is refused: nothing of it should
 /// stay. The script writes `t:e` before it looks at the kind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: lua/health_report.v1.lua writes the error text (t:e) of an event before refusing its unknown kind"]
 async fn an_unknown_kind_with_an_error_text_changes_nothing() {
     let _serial = SERIAL.lock().await;
     let r = standalone().await;

@@ -79,8 +79,15 @@ impl TargetState {
     /// `count` failures from traffic. Returns true when they ejected the target.
     pub fn fail(&mut self, now: u64, count: u32, p: &Passive, err: Option<&str>) -> bool {
         self.note(err);
+        self.fails += u64::from(count);
+        // recovery after this takes `healthy` good probes in a row again
+        self.probe_ok = 0;
+        if self.ejected(now) {
+            // requests that were already on their way: not held against the
+            // target's next period
+            return false;
+        }
         self.recent.retain(|&at| at + p.window_ms > now);
-        let was_ejected = self.ejected(now);
         for _ in 0..count {
             self.recent.push_back(now);
         }
@@ -88,13 +95,7 @@ impl TargetState {
         while self.recent.len() > keep {
             self.recent.pop_front();
         }
-        self.fails += u64::from(count);
-        // recovery after this takes `healthy` good probes in a row again
-        self.probe_ok = 0;
-        if !was_ejected && self.recent.len() >= keep {
-            return self.eject(now, p.ejection_ms, Source::Passive, true);
-        }
-        false
+        self.recent.len() >= keep && self.eject(now, p.ejection_ms, Source::Passive, true)
     }
 
     /// A success from traffic.
@@ -210,12 +211,17 @@ mod tests {
     }
 
     #[test]
-    fn failures_while_ejected_do_not_extend_it() {
+    fn failures_while_ejected_do_not_extend_it_nor_count_later() {
         let mut s = TargetState::default();
         s.fail(0, 3, &P, None);
         let until = s.until;
         assert!(!s.fail(5_000, 3, &P, None));
         assert_eq!(s.until, until);
+        assert_eq!(s.fails, 6);
+        // after the ejection, a full run of new failures is needed again
+        assert!(!s.fail(until + 1, 1, &P, None));
+        assert!(!s.fail(until + 2, 1, &P, None));
+        assert!(s.fail(until + 3, 1, &P, None));
     }
 
     #[test]
