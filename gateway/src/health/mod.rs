@@ -268,8 +268,9 @@ impl Health {
         self.cells.store(Arc::new(next));
     }
 
-    pub fn cells(&self) -> arc_swap::Guard<Arc<HashMap<Arc<str>, Arc<Cell>>>> {
-        self.cells.load()
+    /// The cells of the current config (an `Arc`: requests hold it across awaits).
+    pub fn cells(&self) -> Arc<HashMap<Arc<str>, Arc<Cell>>> {
+        self.cells.load_full()
     }
 
     pub fn cell(&self, id: &str) -> Option<Arc<Cell>> {
