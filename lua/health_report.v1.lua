@@ -116,7 +116,8 @@ for i = 0, n - 1 do
     end
   elseif kind == 'po' then
     local ok = redis.call('HINCRBY', key, tg .. ':ok', count)
-    redis.call('HSET', key, tg .. ':ko', 0, tg .. ':f', 0, tg .. ':r', '')
+    -- traffic failures stay counted: /models may answer while chat fails
+    redis.call('HSET', key, tg .. ':ko', 0)
     if ok >= a and num(tg, 'u') > now then
       redis.call('HSET', key, tg .. ':u', now)
       if changed < 2 then changed = changed + 2 end

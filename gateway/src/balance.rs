@@ -182,23 +182,13 @@ impl Balancer {
     fn round_robin(&self, g: &Group, ok: &dyn Fn(usize) -> bool, out: &mut Vec<usize>) {
         let n = g.members.len();
         let len = g.schedule.len();
-        let pos = if len == 0 {
-            0
-        } else {
-            g.next.fetch_add(1, Ordering::Relaxed)
-        };
-        // the weighted pick, or the next healthy one in the schedule
-        let Some(first) = (0..len.max(1))
-            .map(|k| {
-                if len == 0 {
-                    0
-                } else {
-                    g.schedule[(pos + k) % len]
-                }
-            })
+        // the weighted pick; an ejected one is drawn past (its turns go round the
+        // schedule, so the healthy ones keep their weighted shares)
+        let first = (0..len)
+            .map(|_| g.schedule[g.next.fetch_add(1, Ordering::Relaxed) % len])
             .find(|&m| ok(g.members[m]))
-            .or_else(|| (0..n).find(|&m| ok(g.members[m])))
-        else {
+            .or_else(|| (0..n).find(|&m| ok(g.members[m])));
+        let Some(first) = first else {
             return;
         };
         out.extend(
@@ -312,6 +302,16 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(pick(&b, &[0], b"").order, vec![1, 2]);
         }
+        // with one of three ejected, the other two keep equal shares
+        let b3 = balancer(
+            &[("a", 0, 1), ("b", 0, 1), ("c", 0, 1)],
+            Algorithm::Roundrobin,
+        );
+        let mut seen = [0; 3];
+        for _ in 0..300 {
+            seen[pick(&b3, &[0], b"").order[0]] += 1;
+        }
+        assert_eq!(seen, [0, 150, 150]);
         let p = pick(&b, &[0, 1], b"");
         assert_eq!((p.order, p.panic), (vec![2], false));
         // all out: panic, least recently ejected (smallest since) first

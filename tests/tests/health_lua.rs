@@ -51,6 +51,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// 3 failures within 300 ms eject for 200 ms.
+/// The targets' names in the hash: `p` for the provider, then the token
+/// indexes as labels (the gateway uses token fingerprints; the script does not
+/// care what a label is).
+fn labels() -> Vec<String> {
+    std::iter::once("p".to_string())
+        .chain((0..8).map(|i| i.to_string()))
+        .collect()
+}
+
 const P: Passive = Passive {
     failures: 3,
     window_ms: 300,
@@ -472,9 +481,15 @@ impl<'a> Twin<'a> {
     /// `now` it answered, and compares every target.
     async fn send(&mut self, events: &[Ev]) -> Step {
         let args: Vec<Arg> = events.iter().map(Ev::arg).collect();
-        let lua = store::exchange(&self.redis.conn, self.channel, &self.provider, &args)
-            .await
-            .unwrap_or_else(|e| panic!("health_report {events:?}: {e}"));
+        let lua = store::exchange(
+            &self.redis.conn,
+            self.channel,
+            &self.provider,
+            &labels(),
+            &args,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("health_report {events:?}: {e}"));
         let now = lua.now;
         assert!(
             now >= self.now,
@@ -799,9 +814,11 @@ async fn seq_probes(r: &Redis, provider: &str) {
     let s = t.send(&[probe_fail(0, 2, "", R_SLOW)]).await;
     assert!(s.changed, "a run of failed probes in one event ejects");
     assert_eq!(t.state(0).until, s.now + R_SLOW.hold_ms);
+    let fails_before = t.state(0).fails;
     let s = t.send(&[probe_ok(0, 1, R_SLOW)]).await;
     let st = t.state(0);
-    assert_eq!((st.probe_ok, st.probe_ko, st.fails), (1, 0, 0));
+    // a good probe does not wipe what traffic counted
+    assert_eq!((st.probe_ok, st.probe_ko, st.fails), (1, 0, fails_before));
     assert!(st.ejected(s.now) && !s.changed);
     let s = t.send(&[probe_ok(0, 1, R_SLOW)]).await;
     assert!(s.changed);
@@ -871,7 +888,8 @@ async fn seq_fail_resets_probe_ok(r: &Redis, provider: &str) {
     t.send(&[probe_ok(0, 1, R_SLOW)]).await;
     assert_eq!(t.state(0).probe_ok, 1);
     t.send(&[fail(0, 1, "http 503")]).await;
-    assert_eq!((t.state(0).probe_ok, t.state(0).fails), (0, 1));
+    // the two failed probes and this failure: good probes leave the count
+    assert_eq!((t.state(0).probe_ok, t.state(0).fails), (0, 3));
     let s = t.send(&[probe_ok(0, 1, R_SLOW)]).await;
     assert!(
         t.state(0).ejected(s.now) && !s.changed,
@@ -1127,6 +1145,11 @@ async fn announcements(r: &Redis, provider: &str) {
         "its renewal by a failed probe"
     );
     step!(&[probe_ok(0, 2, R_SLOW)], one, "the end of it");
+    step!(
+        &[success(0)],
+        none,
+        "a traffic success clears the count (good probes do not)"
+    );
     step!(
         &[probe_fail(0, 1, "", R_SLOW)],
         one,
@@ -1421,7 +1444,7 @@ async fn bad_arguments_get_an_error_reply_and_change_nothing() {
     for (what, a, want) in exchanges {
         rejected(
             what,
-            store::exchange(&r.conn, CHANNEL, "p1", &[a]).await,
+            store::exchange(&r.conn, CHANNEL, "p1", &labels(), &[a]).await,
             "health_report",
             want,
         );
@@ -1452,6 +1475,7 @@ async fn a_bad_event_after_good_ones_changes_nothing() {
         &r.conn,
         CHANNEL,
         "p1",
+        &labels(),
         &[arg("f", 3, "", 3), arg("f", 0, "", 3)],
     )
     .await;
@@ -1471,7 +1495,14 @@ async fn an_unknown_kind_with_an_error_text_changes_nothing() {
     let _serial = SERIAL.lock().await;
     let r = standalone().await;
     let key = store::health_key(PREFIX, "p1");
-    let e = store::exchange(&r.conn, CHANNEL, "p1", &[arg("zz", 1, "boom", 3)]).await;
+    let e = store::exchange(
+        &r.conn,
+        CHANNEL,
+        "p1",
+        &labels(),
+        &[arg("zz", 1, "boom", 3)],
+    )
+    .await;
     rejected("unknown kind", e, "health_report", "unknown event kind");
     assert_eq!(
         r.hash(&key),

@@ -25,13 +25,23 @@ pub async fn get(app: &App) -> Result<Response<Full<Bytes>>, GatewayError> {
     let local_now = health.now();
     // this replica's clock to Unix ms
     let local_to_unix = |t: u64| (unix_now + t).saturating_sub(local_now);
-    let mut rows = Vec::new();
-    for cell in &cells {
-        let local = cell.local_states();
-        let (fleet, fleet_now, view): (Vec<TargetState>, u64, &str) = match &health.backend {
-            Backend::Memory => (local.clone(), local_now, "fleet"),
+    // every provider read at once: a slow Redis costs one timeout, not one each
+    let reads = futures_util::future::join_all(cells.iter().map(|cell| async move {
+        match &health.backend {
+            Backend::Memory => None,
             Backend::Redis(conn) => {
-                match store::exchange(conn, &health.channel, &cell.id, &[]).await {
+                Some(store::exchange(conn, &health.channel, &cell.id, &cell.labels, &[]).await)
+            }
+        }
+    }))
+    .await;
+    let mut rows = Vec::new();
+    for (cell, read) in cells.iter().zip(reads) {
+        let local = cell.local_states();
+        let (fleet, fleet_now, view): (Vec<TargetState>, u64, &str) = match read {
+            None => (local.clone(), local_now, "fleet"),
+            Some(read) => {
+                match read {
                     Ok(s) => (
                         (0..cell.targets())
                             .map(|t| s.targets.get(&t).cloned().unwrap_or_default())

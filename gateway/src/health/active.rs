@@ -12,7 +12,7 @@ use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -24,11 +24,13 @@ const BODY_MAX: usize = 64 * 1024;
 
 pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut due: HashMap<Arc<str>, Instant> = HashMap::new();
-    let rotation = Arc::new(AtomicUsize::new(0));
+    // per provider: which token the next probe uses
+    let mut rotation: HashMap<Arc<str>, usize> = HashMap::new();
     loop {
         let cfg = app.config();
         let now = Instant::now();
         due.retain(|id, _| cfg.providers.contains_key(&**id));
+        rotation.retain(|id, _| cfg.providers.contains_key(&**id));
         for prov in cfg.providers.values() {
             let Some(check) = prov.active.as_ref() else {
                 continue;
@@ -50,8 +52,9 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
             };
             *next = now + if mine { check.interval } else { retry };
             if mine {
-                let token = rotation.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(probe(health.clone(), prov.clone(), token));
+                let turn = rotation.entry(prov.id.clone()).or_insert(0);
+                tokio::spawn(probe(health.clone(), prov.clone(), *turn));
+                *turn = turn.wrapping_add(1);
             }
         }
         tokio::select! {
@@ -94,7 +97,10 @@ async fn probe(health: Arc<Health>, prov: Arc<Provider>, rotation: usize) {
         }
         Verdict::TokenRefused(why) => {
             health.stats.probes_failed.fetch_add(1, Ordering::Relaxed);
-            health.probed(&cell, token_target, false, &why, &check.rule);
+            // a token is probed once every `tokens` intervals: hold it that much longer
+            let mut rule = check.rule;
+            rule.hold_ms = rule.hold_ms.saturating_mul(tokens.max(1) as u64);
+            health.probed(&cell, token_target, false, &why, &rule);
         }
         Verdict::Neutral => {}
     }

@@ -26,7 +26,11 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
             .routes
             .iter()
             .any(|r| r.balancer.algorithm() == Algorithm::LeastBusy);
-        if (used || wrote) && !conn.is_degraded() {
+        if conn.is_degraded() {
+            for c in health.cells().values() {
+                c.others_busy.store(0, Ordering::Relaxed);
+            }
+        } else if used || wrote {
             let cells: Vec<_> = health.cells().values().cloned().collect();
             let counts: Vec<(Arc<str>, i64)> = cells
                 .iter()

@@ -46,6 +46,10 @@ struct Mirror {
     since: AtomicU64,
     /// consecutive failures are being counted: a success has something to reset
     failing: AtomicBool,
+    /// (local rules) this ejection began while the fleet's state could not be
+    /// had: it holds until it ends even after Redis is back, since the reports
+    /// that would have made it fleet-wide were lost
+    sticky: AtomicBool,
 }
 
 impl Mirror {
@@ -61,11 +65,20 @@ impl Mirror {
 pub struct Cell {
     pub id: Arc<str>,
     tokens: usize,
+    /// what each target is called in Redis: `p`, then each token's fingerprint
+    pub labels: Vec<String>,
     /// this replica's own rules (local outlier detection)
     local: Mutex<Vec<TargetState>>,
     local_view: Box<[Mirror]>,
     /// the fleet's state as last read from Redis
     fleet: Box<[Mirror]>,
+    /// Redis's time of the fleet state last applied (older answers are dropped)
+    fleet_now: AtomicU64,
+    /// when (health clock) it was applied: a copy too old is not trusted alone
+    fleet_at: AtomicU64,
+    /// a notification read is running / another one was asked for meanwhile
+    pub(crate) refreshing: AtomicBool,
+    pub(crate) refresh_again: AtomicBool,
     /// requests this replica has at the provider now
     pub inflight: AtomicI64,
     /// requests the other replicas had there at the last exchange (`least_busy`)
@@ -73,14 +86,21 @@ pub struct Cell {
 }
 
 impl Cell {
-    fn new(id: Arc<str>, tokens: usize) -> Cell {
-        let n = targets_for(tokens);
+    /// `tokens`: the fingerprints of the provider's api tokens.
+    fn new(id: Arc<str>, tokens: &[String]) -> Cell {
+        let labels = labels_for(tokens);
+        let n = labels.len();
         Cell {
             id,
-            tokens,
+            tokens: tokens.len(),
+            labels,
             local: Mutex::new(vec![TargetState::default(); n]),
             local_view: (0..n).map(|_| Mirror::default()).collect(),
             fleet: (0..n).map(|_| Mirror::default()).collect(),
+            fleet_now: AtomicU64::new(0),
+            fleet_at: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            refresh_again: AtomicBool::new(false),
             inflight: AtomicI64::new(0),
             others_busy: AtomicI64::new(0),
         }
@@ -103,10 +123,26 @@ impl Cell {
         }
     }
 
+    /// Whether the fleet's state of this provider can be trusted alone: Redis is
+    /// reachable and answered within `stale_after` (an error reply, Redis out of
+    /// memory say, leaves it reachable but stale).
+    fn fleet_usable(&self, v: &View) -> bool {
+        v.fleet
+            && !v.local
+            && v.now.saturating_sub(self.fleet_at.load(Ordering::Relaxed)) <= v.stale_after
+    }
+
     fn until(&self, t: usize, v: &View) -> (u64, u64) {
+        let local_too = !self.fleet_usable(v);
         let mut out = (0, 0);
-        for (use_it, m) in [(v.fleet, &self.fleet), (v.local, &self.local_view)] {
-            if let Some(m) = m.get(t).filter(|_| use_it) {
+        if let Some(m) = self.fleet.get(t).filter(|_| v.fleet) {
+            let u = m.until.load(Ordering::Relaxed);
+            if u > v.now {
+                out = (u, m.since.load(Ordering::Relaxed));
+            }
+        }
+        if let Some(m) = self.local_view.get(t) {
+            if local_too || m.sticky.load(Ordering::Relaxed) {
                 let u = m.until.load(Ordering::Relaxed);
                 if u > v.now && u > out.0 {
                     out = (u, m.since.load(Ordering::Relaxed));
@@ -163,12 +199,17 @@ impl Cell {
         self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Takes in what Redis holds; `now`/`redis_now` translate its times.
+    /// Takes in what Redis holds; its `now` translates its times to ours.
+    /// An answer older than one already applied is dropped.
     fn apply_fleet(&self, fleet: &store::FleetState, now: u64) {
+        if fleet.now < self.fleet_now.fetch_max(fleet.now, Ordering::Relaxed) {
+            return;
+        }
+        self.fleet_at.store(now, Ordering::Relaxed);
         for (t, m) in self.fleet.iter().enumerate() {
             match fleet.targets.get(&t) {
                 Some(s) if s.until > fleet.now => {
-                    let until = now + (s.until - fleet.now);
+                    let until = now.saturating_add(s.until - fleet.now);
                     let since = now.saturating_sub(fleet.now.saturating_sub(s.since));
                     m.set(until, since.max(1), s.fails > 0);
                 }
@@ -179,19 +220,23 @@ impl Cell {
     }
 }
 
-fn targets_for(tokens: usize) -> usize {
-    if tokens > 1 {
-        tokens + 1
-    } else {
-        1
+fn labels_for(tokens: &[String]) -> Vec<String> {
+    let mut labels = vec!["p".to_string()];
+    if tokens.len() > 1 {
+        labels.extend(tokens.iter().cloned());
     }
+    labels
 }
 
 /// How to read the mirrors for one request.
 pub struct View {
     pub now: u64,
+    /// there is a fleet state (Redis backend)
     fleet: bool,
+    /// Redis is unreachable: this replica's own rules steer too
     local: bool,
+    /// ms after which a fleet copy is too old to be trusted alone
+    stale_after: u64,
 }
 
 /// Counters for `/metrics`.
@@ -219,6 +264,8 @@ pub struct Health {
     pub replica: String,
     /// the pub/sub channel changes are announced on (Redis)
     pub channel: String,
+    /// 2 x cache_ttl_ms + 1 s: a fleet copy older than this is not trusted alone
+    stale_after: AtomicU64,
 }
 
 impl Health {
@@ -233,6 +280,7 @@ impl Health {
             stats: Stats::default(),
             replica: replica_id(),
             channel,
+            stale_after: AtomicU64::new(3_000),
         })
     }
 
@@ -250,18 +298,24 @@ impl Health {
             now: self.now(),
             fleet,
             local,
+            stale_after: self.stale_after.load(Ordering::Relaxed),
         }
     }
 
     /// A cell for every provider of `rt` (kept across reloads while the provider
     /// keeps its id and number of tokens).
     pub fn ensure(&self, rt: &Runtime) {
+        let ttl = u64::try_from(rt.state.cache_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.stale_after.store(
+            ttl.saturating_mul(2).saturating_add(1_000),
+            Ordering::Relaxed,
+        );
         let old = self.cells.load();
         let mut next = HashMap::with_capacity(rt.providers.len());
         for p in rt.providers.values() {
             let cell = match old.get(&p.id) {
-                Some(c) if c.tokens == p.token_count() => c.clone(),
-                _ => Arc::new(Cell::new(p.id.clone(), p.token_count())),
+                Some(c) if c.labels == labels_for(&p.token_ids) => c.clone(),
+                _ => Arc::new(Cell::new(p.id.clone(), &p.token_ids)),
             };
             next.insert(p.id.clone(), cell);
         }
@@ -308,9 +362,14 @@ impl Health {
         let Some(p) = passive else {
             return;
         };
-        let now = self.now();
+        let view = self.view();
+        let now = view.now;
         let ejected = cell.local(target, now, |s| s.fail(now, 1, p, Some(err)));
         if ejected {
+            let lost = matches!(self.backend, Backend::Redis(_)) && !cell.fleet_usable(&view);
+            cell.local_view[target]
+                .sticky
+                .store(lost, Ordering::Relaxed);
             tracing::warn!(provider = %cell.id, target, error = %err, "upstream ejected by this replica's outlier detection");
             if matches!(self.backend, Backend::Memory) {
                 self.stats.ejections.fetch_add(1, Ordering::Relaxed);
@@ -445,7 +504,7 @@ mod tests {
     #[test]
     fn memory_backend_ejects_a_token_then_the_provider() {
         let h = Health::new(Backend::Memory, String::new());
-        let cell = Arc::new(Cell::new(Arc::from("p"), 2));
+        let cell = Arc::new(Cell::new(Arc::from("p"), &["ta".into(), "tb".into()]));
         let p = passive();
         let t1 = cell.token_target(Some(1));
         assert_eq!(t1, 2);
@@ -464,7 +523,7 @@ mod tests {
     #[test]
     fn a_success_resets_the_count() {
         let h = Health::new(Backend::Memory, String::new());
-        let cell = Arc::new(Cell::new(Arc::from("p"), 1));
+        let cell = Arc::new(Cell::new(Arc::from("p"), &["ta".into()]));
         let p = passive();
         h.failure(&cell, 0, "http 503", Some(&p));
         h.success(&cell, Some(0), Some(&p));
@@ -473,7 +532,7 @@ mod tests {
         h.failure(&cell, 0, "http 503", Some(&p));
         assert!(cell.ejected_since(&h.view()).is_some());
         // without passive settings nothing is counted
-        let other = Arc::new(Cell::new(Arc::from("q"), 1));
+        let other = Arc::new(Cell::new(Arc::from("q"), &[]));
         for _ in 0..10 {
             h.failure(&other, 0, "http 503", None);
         }

@@ -45,7 +45,7 @@ pub async fn run(health: Arc<Health>, mut rx: mpsc::Receiver<Event>) {
         let calls = by_provider.into_values().map(|(cell, args)| {
             let health = &health;
             async move {
-                match store::exchange(conn, &health.channel, &cell.id, &args).await {
+                match store::exchange(conn, &health.channel, &cell.id, &cell.labels, &args).await {
                     Ok(state) => {
                         cell.apply_fleet(&state, health.now());
                         if state.changed & 1 != 0 {

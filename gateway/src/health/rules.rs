@@ -108,9 +108,9 @@ impl TargetState {
     pub fn probe(&mut self, now: u64, ok: bool, r: &ProbeRule, err: Option<&str>) -> bool {
         self.note(err);
         if ok {
+            // traffic failures stay counted: /models may answer while chat fails
             self.probe_ok += 1;
             self.probe_ko = 0;
-            self.succeed();
             if self.probe_ok >= u64::from(r.healthy) && self.ejected(now) {
                 self.until = now;
                 return true;

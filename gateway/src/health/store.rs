@@ -33,36 +33,27 @@ pub fn health_key(prefix: &str, provider: &str) -> String {
     format!("{prefix}{{h:{provider}}}:health")
 }
 
-fn target_label(t: usize) -> String {
-    if t == 0 {
-        "p".to_string()
-    } else {
-        (t - 1).to_string()
-    }
-}
-
-fn target_of(label: &str) -> Option<usize> {
-    if label == "p" {
-        Some(0)
-    } else {
-        label.parse::<usize>().ok().map(|i| i + 1)
-    }
-}
-
 /// Sends `events` (none: only reads) and answers the provider's state after them.
+/// `labels` names the targets in the hash: `labels[t]` for target `t` (`p` for
+/// the provider, a fingerprint for each api token, so a token keeps its state
+/// when others are added or removed and a replaced token starts afresh).
 pub async fn exchange(
     conn: &RedisConn,
     channel: &str,
     provider: &str,
+    labels: &[String],
     events: &[Arg],
 ) -> Result<FleetState> {
     let key = health_key(&conn.prefix, provider);
     let mut inv = SCRIPTS.health_report.key(&key);
     inv.arg(channel)
         .arg(format!("h:{provider}"))
-        .arg(events.len());
+        .arg(events.iter().filter(|e| e.target < labels.len()).count());
     for e in events {
-        inv.arg(target_label(e.target))
+        let Some(label) = labels.get(e.target) else {
+            continue;
+        };
+        inv.arg(label)
             .arg(e.kind)
             .arg(e.count)
             .arg(&e.err)
@@ -71,7 +62,7 @@ pub async fn exchange(
             .arg(e.c);
     }
     let raw: Vec<redis::Value> = conn.script(Budget::Fast, &inv).await?;
-    Ok(parse(&raw))
+    Ok(parse(&raw, labels))
 }
 
 fn text(v: &redis::Value) -> Option<String> {
@@ -83,7 +74,7 @@ fn text(v: &redis::Value) -> Option<String> {
     }
 }
 
-fn parse(raw: &[redis::Value]) -> FleetState {
+fn parse(raw: &[redis::Value], labels: &[String]) -> FleetState {
     let mut out = FleetState {
         now: raw
             .first()
@@ -105,7 +96,8 @@ fn parse(raw: &[redis::Value]) -> FleetState {
         let Some((label, f)) = field.split_once(':') else {
             continue;
         };
-        let Some(t) = target_of(label) else {
+        // fields of tokens no longer configured are left alone
+        let Some(t) = labels.iter().position(|l| l == label) else {
             continue;
         };
         let s = out.targets.entry(t).or_default();
@@ -195,16 +187,19 @@ mod tests {
             b("4000"),
             b("p:s"),
             b("active"),
-            b("1:f"),
+            b("tok:f"),
             b("3"),
-            b("1:r"),
+            b("tok:r"),
             b("4000,4500"),
-            b("1:e"),
+            b("tok:e"),
             b("http 401"),
+            b("gone:f"),
+            b("9"),
             b("junk"),
             b("x"),
         ];
-        let s = parse(&raw);
+        let labels: Vec<String> = ["p", "a1", "tok"].iter().map(|s| s.to_string()).collect();
+        let s = parse(&raw, &labels);
         assert_eq!((s.now, s.changed), (5000, 1));
         let p = &s.targets[&0];
         assert_eq!((p.until, p.since, p.source), (9000, 4000, Source::Active));
@@ -212,5 +207,6 @@ mod tests {
         assert_eq!(t.fails, 3);
         assert_eq!(t.recent, [4000, 4500]);
         assert_eq!(t.last_error.as_deref(), Some("http 401"));
+        assert_eq!(s.targets.len(), 2, "a label not configured is skipped");
     }
 }

@@ -5,6 +5,7 @@
 
 use super::{store, Backend, Health};
 use crate::app::App;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -31,22 +32,40 @@ pub async fn refresh_all(health: &Health) {
     }
     let cells: Vec<_> = health.cells().values().cloned().collect();
     let reads = cells.iter().map(|c| async move {
-        if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &[]).await {
+        if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &c.labels, &[]).await {
             c.apply_fleet(&state, health.now());
         }
     });
     futures_util::future::join_all(reads).await;
 }
 
-/// A change notification named `provider`: read its state now.
+/// A change notification named `provider`: read its state now. Notifications
+/// that come while a read is running make one more read after it, not one each.
 pub fn refresh_one(health: Arc<Health>, provider: String) {
+    let Some(c) = health.cell(&provider) else {
+        return;
+    };
+    c.refresh_again.store(true, Ordering::SeqCst);
+    if c.refreshing.swap(true, Ordering::SeqCst) {
+        return;
+    }
     tokio::spawn(async move {
         let Backend::Redis(conn) = &health.backend else {
             return;
         };
-        if let Some(c) = health.cell(&provider) {
-            if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &[]).await {
+        loop {
+            c.refresh_again.store(false, Ordering::SeqCst);
+            if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &c.labels, &[]).await {
                 c.apply_fleet(&state, health.now());
+            }
+            if c.refresh_again.load(Ordering::SeqCst) {
+                continue;
+            }
+            c.refreshing.store(false, Ordering::SeqCst);
+            // one that came between the check and the store: take it on
+            if !c.refresh_again.load(Ordering::SeqCst) || c.refreshing.swap(true, Ordering::SeqCst)
+            {
+                return;
             }
         }
     });

@@ -49,6 +49,9 @@ pub struct Provider {
     pub host: Arc<str>,
     pub api_version: String,
     tokens: Vec<HeaderValue>,
+    /// a fingerprint per token (SHA-256, first 12 hex digits): how shared health
+    /// tells tokens apart without storing them
+    pub token_ids: Vec<String>,
     token_rr: AtomicUsize,
     pub mapping: ModelMap,
     /// `options`, serialized once: set on every request body (override the client's).
@@ -238,6 +241,11 @@ impl Provider {
                 .as_ref()
                 .map(|v| v.as_str().to_string())
                 .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string()),
+            token_ids: raw
+                .api_tokens
+                .iter()
+                .map(|t| fingerprint(t.as_str()))
+                .collect(),
             tokens,
             token_rr: AtomicUsize::new(0),
             mapping,
@@ -360,6 +368,13 @@ impl Provider {
             .map(String::as_str)
             .chain(self.mapping.exact_names())
     }
+}
+
+/// A short one-way fingerprint of an api token (never the token itself).
+fn fingerprint(token: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(token.as_bytes());
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Percent-encodes a URL path segment (deployment names are usually plain already).
