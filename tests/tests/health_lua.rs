@@ -201,7 +201,9 @@ impl Redis {
 // ---------------------------------------------------------------------------
 // Announcements
 
-const STOP: &str = "__stop listening";
+/// Each listener's stop word is its own: on a cluster a PUBLISH reaches the
+/// subscribers of every node, so a shared one would stop the others too.
+static LISTENERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A subscriber on one channel (plain `redis` crate pub/sub, on a thread).
 struct Listener {
@@ -209,6 +211,7 @@ struct Listener {
     channel: String,
     seen: Arc<Mutex<Vec<String>>>,
     marks: u64,
+    stop: String,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -223,9 +226,14 @@ impl Listener {
         let mut con = sync_conn(url);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (ready, subscribed) = std::sync::mpsc::channel();
+        let stop = format!(
+            "__stop listener {}",
+            LISTENERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let thread = std::thread::spawn({
             let seen = Arc::clone(&seen);
             let channel = channel.to_string();
+            let stop = stop.clone();
             move || {
                 let mut ps = con.as_pubsub();
                 let r = ps.subscribe(&channel);
@@ -237,8 +245,11 @@ impl Listener {
                     let Ok(payload) = msg.get_payload::<String>() else {
                         continue;
                     };
-                    if payload == STOP {
+                    if payload == stop {
                         break;
+                    }
+                    if payload.starts_with("__stop listener ") {
+                        continue;
                     }
                     seen.lock().unwrap().push(payload);
                 }
@@ -254,6 +265,7 @@ impl Listener {
             channel: channel.to_string(),
             seen,
             marks: 0,
+            stop,
             thread: Some(thread),
         }
     }
@@ -265,7 +277,7 @@ impl Listener {
     /// script published came before it.
     async fn take(&mut self, provider: &str) -> Vec<String> {
         self.marks += 1;
-        let mark = format!("__mark {}", self.marks);
+        let mark = format!("__mark {} of {}", self.marks, self.stop);
         publish(&self.url, &self.channel, &mark).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -275,7 +287,9 @@ impl Listener {
                     let mine = format!("h:{provider}");
                     let mut out: Vec<String> = seen.drain(..=i).collect();
                     out.pop();
-                    out.retain(|m| *m == mine || !m.starts_with("h:"));
+                    out.retain(|m| {
+                        *m == mine || !(m.starts_with("h:") || m.starts_with("__mark "))
+                    });
                     return out;
                 }
             }
@@ -290,7 +304,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if publish(&self.url, &self.channel, STOP).is_ok() {
+        if publish(&self.url, &self.channel, &self.stop).is_ok() {
             if let Some(t) = self.thread.take() {
                 let _ = t.join();
             }
