@@ -45,6 +45,8 @@ pub struct RequestCtx {
     pub inflight: Option<crate::health::InFlight>,
     /// where a stream that breaks after its headers is reported (passive health)
     pub stream_health: Option<crate::health::StreamWatch>,
+    /// the route's `ai_log` attributes collected so far
+    pub attrs: Option<Box<crate::telemetry::attributes::Collected>>,
     pub upstream_service_ms: Option<u64>,
     pub first_byte_at: Option<Instant>,
     /// quota reservations, settled when the request finishes
@@ -125,6 +127,7 @@ impl RequestCtx {
             panic_mode: false,
             inflight: None,
             stream_health: None,
+            attrs: None,
             upstream_service_ms: None,
             first_byte_at: None,
             quota: None,
@@ -179,10 +182,13 @@ impl RequestCtx {
     pub fn finish_upstream(
         mut self: Box<Self>,
         status: u16,
-        meter: &Meter,
+        meter: &mut Meter,
         ending: Ending,
         bytes_sent: u64,
     ) {
+        if let Some(c) = meter.capture.take() {
+            self.attrs = Some(c);
+        }
         let ok = (200..300).contains(&status);
         if let Some(w) = self.stream_health.take() {
             match &ending {
@@ -293,7 +299,7 @@ impl RequestCtx {
                 .map(|s| s.as_str().to_string()),
             quota: quota.and_then(|q| q.1),
             error,
-            attributes: serde_json::Map::new(),
+            attributes: self.attrs.as_ref().map(|c| c.for_log()).unwrap_or_default(),
         };
         let line = AccessLogLine {
             start_time: humantime::format_rfc3339_millis(self.start_wall).to_string(),

@@ -3,7 +3,8 @@
 //!
 //! 1. endpoint: which OpenAI API is called (`endpoint.rs`)
 //! 2. body: read within `max_body_bytes`, parse the top-level JSON (`request_body.rs`)
-//! 3. route match: host, path, headers, model (`route.rs`)
+//! 3. route match: host, path, headers, model (`route.rs`); the route's `ai_log`
+//!    attributes taken from the request (`telemetry/attributes.rs`)
 //! 4. authn: key -> (tenant, consumer), cache then backend (`auth/`)
 //! 5. quota reserve: estimate, one store call per hash tag (`quota/`)
 //! 6. pick instance: healthy ones by priority, then roundrobin / chash /
@@ -13,7 +14,8 @@
 //! 8. upstream call: pooled client, first-byte timeout (`upstream.rs`)
 //! 9. retry/fallback: before the first byte reached the client only, each attempt
 //!    recorded and reported to shared health (this file)
-//! 10. response: frames pass through; a copy feeds the usage meter (`stream.rs`, `meter.rs`)
+//! 10. response: frames pass through; a copy feeds the usage meter and the
+//!     attributes that read the answer (`stream.rs`, `meter.rs`)
 //! 11. finish: quotas settled with the real usage and one `ai_log` record, on
 //!     every exit path (`ctx.rs`, `quota/`, `telemetry/`)
 
@@ -32,11 +34,11 @@ use crate::quota::{self, Estimate, Quotas, Refusal};
 use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
 use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
+use crate::telemetry::attributes::Collected;
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{header, HeaderMap, HeaderName, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use shared::config::{Algorithm, FallbackOn};
 use std::net::SocketAddr;
@@ -93,10 +95,18 @@ pub async fn handle(
             head,
             body,
             first,
-            meter,
+            mut meter,
             limits,
         }) => {
             let status = head.status.as_u16();
+            if let Some(mut c) = ctx.attrs.take() {
+                c.response_headers(&head.headers, &cfg.secret_headers);
+                if c.wants_stream() || c.wants_response_body() {
+                    meter.capture = Some(c);
+                } else {
+                    ctx.attrs = Some(c);
+                }
+            }
             let metered = Metered::new(body, first, meter, limits, status, ctx);
             Response::from_parts(head, ResponseBody::Upstream(Box::pin(metered)))
         }
@@ -165,6 +175,11 @@ async fn phases(
     };
     let route = route::find(&cfg.routes, &input).map_err(GatewayError::no_route)?;
     ctx.route = Some(route.name.clone());
+    if let Some(a) = &route.attributes {
+        let mut c = Collected::new(a.clone(), cfg.value_length_limit);
+        c.request(&parts.headers, &bytes, &cfg.secret_headers);
+        ctx.attrs = Some(Box::new(c));
+    }
 
     // 4. authn
     if let Some(policy) = &route.auth {
@@ -351,7 +366,7 @@ async fn attempts(
             _ => {
                 let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
                 let mut req =
-                    upstream_request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
+                    upstream::request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
                 if let Some((_, name, value)) = &token {
                     req.headers_mut().insert(name.clone(), value.clone());
                 }
@@ -558,38 +573,6 @@ async fn answer(
             deadline,
         },
     })
-}
-
-fn upstream_request(
-    prov: &Provider,
-    endpoint: Endpoint,
-    model: &str,
-    body: Bytes,
-    client_headers: &HeaderMap,
-    cfg: &Runtime,
-    ctx: &RequestCtx,
-) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let uri = prov.uri(endpoint, model).map_err(|e| {
-        GatewayError::bad_request(
-            "invalid_model",
-            format!("cannot build the upstream URL for model {model:?}: {e}"),
-        )
-    })?;
-    let mut req = Request::new(Full::new(body));
-    *req.method_mut() = endpoint.method();
-    *req.uri_mut() = uri;
-    let h = req.headers_mut();
-    headers::copy_to_upstream(client_headers, h, &cfg.secret_headers);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(X_REQUEST_ID, ctx.request_id.clone());
-    // the client's copy of the consumer header was dropped with the secret headers
-    if let Some(v) = ctx.identity.as_ref().and_then(|i| i.header_value.clone()) {
-        h.insert(cfg.consumer_header.clone(), v);
-    }
-    Ok(req)
 }
 
 fn ms(d: Duration) -> u64 {

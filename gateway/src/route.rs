@@ -30,6 +30,9 @@ pub struct Route {
     /// a quota reservation's default lease: fallback.within_ms + the longest
     /// upstream total timeout + 30 s
     pub lease_ms: u64,
+    /// `ai_log.attributes` (and the built-in question/answer with
+    /// `telemetry.log_payloads`); set by the config's validation
+    pub attributes: Option<Arc<crate::telemetry::attributes::Attributes>>,
 }
 
 enum PathMatch {
@@ -195,12 +198,6 @@ impl Route {
                 "consumer needs auth on the route; without it requests hash on the client address",
             );
         }
-        if rc.ai_log.as_ref().is_some_and(|a| !a.attributes.is_empty()) {
-            p.warn(
-                format!("{key}.ai_log.attributes"),
-                "custom ai_log attributes are not recorded by this version yet",
-            );
-        }
         if p.errors.len() > errors_before {
             return None;
         }
@@ -239,6 +236,7 @@ impl Route {
         Some(Route {
             quotas,
             lease_ms,
+            attributes: None,
             name,
             hosts,
             path,

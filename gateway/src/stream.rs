@@ -109,7 +109,7 @@ pin_project! {
                 let complete = this.inner.is_end_stream() && this.first.is_none() && this.batch.is_empty();
                 this.meter.finish();
                 let ending = if complete { Ending::Complete } else { Ending::ClientGone };
-                ctx.finish_upstream(*this.status, this.meter, ending, *this.bytes_sent);
+                ctx.finish_upstream(*this.status, &mut *this.meter, ending, *this.bytes_sent);
             }
         }
     }
@@ -227,7 +227,12 @@ impl Body for Metered {
         }
         if *this.ended {
             if let Some(ctx) = this.ctx.take() {
-                ctx.finish_upstream(*this.status, this.meter, Ending::Complete, *this.bytes_sent);
+                ctx.finish_upstream(
+                    *this.status,
+                    &mut *this.meter,
+                    Ending::Complete,
+                    *this.bytes_sent,
+                );
             }
             return Poll::Ready(None);
         }
@@ -256,7 +261,7 @@ impl Body for Metered {
                         let why = crate::upstream::error_chain(e.as_ref());
                         ctx.finish_upstream(
                             *this.status,
-                            this.meter,
+                            &mut *this.meter,
                             Ending::UpstreamCut(why),
                             *this.bytes_sent + this.batch.len() as u64,
                         );
@@ -279,7 +284,7 @@ impl Body for Metered {
                     if let Some(ctx) = this.ctx.take() {
                         ctx.finish_upstream(
                             *this.status,
-                            this.meter,
+                            &mut *this.meter,
                             Ending::Complete,
                             *this.bytes_sent,
                         );
@@ -322,7 +327,12 @@ impl Body for Metered {
                         } else {
                             Ending::IdleTimeout
                         };
-                        ctx.finish_upstream(*this.status, this.meter, ending, *this.bytes_sent);
+                        ctx.finish_upstream(
+                            *this.status,
+                            &mut *this.meter,
+                            ending,
+                            *this.bytes_sent,
+                        );
                     }
                     *this.ended = true;
                     return Poll::Ready(Some(Err(Box::new(err))));

@@ -1,5 +1,6 @@
 //! The pooled upstream HTTP client (hyper-util legacy client over rustls, TCP_NODELAY,
-//! connect timeout) and one upstream attempt bounded by the first-byte timeout.
+//! connect timeout), the request of one attempt, and the attempt bounded by the
+//! first-byte timeout.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -58,6 +59,44 @@ pub enum AttemptError {
     Connect(String),
     Timeout,
     Other(String),
+}
+
+/// The request for one attempt: the provider's URL for `endpoint` and `model`, the
+/// client's headers without secrets and hop-by-hop ones, the request id and the
+/// caller's `tenant/consumer` (the api token is added by the caller).
+pub fn request(
+    prov: &crate::providers::Provider,
+    endpoint: crate::endpoint::Endpoint,
+    model: &str,
+    body: Bytes,
+    client_headers: &http::HeaderMap,
+    cfg: &crate::config::Runtime,
+    ctx: &crate::ctx::RequestCtx,
+) -> Result<http::Request<Full<Bytes>>, crate::error::GatewayError> {
+    let uri = prov.uri(endpoint, model).map_err(|e| {
+        crate::error::GatewayError::bad_request(
+            "invalid_model",
+            format!("cannot build the upstream URL for model {model:?}: {e}"),
+        )
+    })?;
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = endpoint.method();
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    crate::headers::copy_to_upstream(client_headers, h, &cfg.secret_headers);
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::HeaderName::from_static("x-request-id"),
+        ctx.request_id.clone(),
+    );
+    // the client's copy of the consumer header was dropped with the secret headers
+    if let Some(v) = ctx.identity.as_ref().and_then(|i| i.header_value.clone()) {
+        h.insert(cfg.consumer_header.clone(), v);
+    }
+    Ok(req)
 }
 
 /// Sends one request; waits at most `first_byte` for the response headers.

@@ -32,6 +32,8 @@ pub struct Runtime {
     /// `key_headers` and `consumer_header`: client headers never sent upstream
     pub secret_headers: Vec<http::HeaderName>,
     pub access_log: AccessLogRt,
+    /// `telemetry.value_length_limit`: longer ai_log attribute values are cut
+    pub value_length_limit: usize,
     pub warnings: Vec<String>,
 }
 
@@ -122,7 +124,14 @@ pub fn build(
             );
             continue;
         }
-        if let Some(route) = Route::build(rc, &key, &raw.providers, &providers, &mut p) {
+        let attributes = crate::telemetry::attributes::Attributes::compile(
+            rc.ai_log.as_ref(),
+            raw.telemetry.log_payloads,
+            &key,
+            &mut p,
+        );
+        if let Some(mut route) = Route::build(rc, &key, &raw.providers, &providers, &mut p) {
+            route.attributes = attributes;
             routes.push(route);
         }
         quotas(&rc.quotas, &format!("{key}.quotas"), &mut p);
@@ -161,6 +170,7 @@ pub fn build(
             key_headers,
             consumer_header,
             access_log,
+            value_length_limit: raw.telemetry.value_length_limit,
             warnings: p.warnings,
         }),
         _ => Err(ConfigError { problems: p.errors }),
@@ -306,6 +316,9 @@ fn access_log(raw: &RawConfig, p: &mut Problems) -> AccessLogRt {
 }
 
 fn telemetry_warnings(raw: &RawConfig, p: &mut Problems) {
+    if raw.telemetry.value_length_limit == 0 {
+        p.error("telemetry.value_length_limit", "must be at least 1");
+    }
     if raw.telemetry.otlp.is_some() {
         p.warn(
             "telemetry.otlp",

@@ -39,6 +39,9 @@ pub struct Meter {
     pub finish_reason: Option<String>,
     /// `data: [DONE]` seen (or `response.completed`)
     pub done: bool,
+    /// the route's `ai_log` attributes that read the answer (stream events or the
+    /// JSON body), fed from the same copy
+    pub capture: Option<Box<crate::telemetry::attributes::Collected>>,
 }
 
 impl Meter {
@@ -164,6 +167,9 @@ impl Meter {
             self.done = true;
             return false;
         }
+        if let Some(c) = self.capture.as_mut().filter(|c| c.wants_stream()) {
+            c.stream_event(&data);
+        }
         if self.chat_id.is_some() && is_plain_delta(&data) {
             // The common chunk of a stream: only its text size matters here.
             self.output_bytes += text_bytes(&data);
@@ -225,6 +231,9 @@ impl Meter {
     }
 
     fn read_json(&mut self, body: &[u8]) {
+        if let Some(c) = self.capture.as_mut().filter(|c| c.wants_response_body()) {
+            c.response_body(body);
+        }
         let Ok(b) = serde_json::from_slice::<Whole<'_>>(body) else {
             return;
         };

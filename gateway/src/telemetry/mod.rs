@@ -1,4 +1,36 @@
-//! What the gateway records about requests: the JSON access log (OTLP and metrics
-//! come with the telemetry issue).
+//! What the gateway records about requests: the JSON access log and the
+//! route-configured `ai_log` attributes (OTLP and metrics come with the
+//! telemetry issue).
 
 pub mod access_log;
+pub mod attributes;
+pub mod path;
+
+/// The built-in `ai_log` fields; configured attributes may not take these names.
+pub const BUILT_IN: [&str; 25] = [
+    "model",
+    "request_model",
+    "input_token",
+    "output_token",
+    "total_token",
+    "cached_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+    "llm_first_token_duration",
+    "llm_service_duration",
+    "response_type",
+    "request_type",
+    "chat_id",
+    "tenant",
+    "consumer",
+    "key_id",
+    "route",
+    "provider",
+    "upstream",
+    "attempts",
+    "panic_mode",
+    "status",
+    "quota_status",
+    "quota",
+    "error",
+];
