@@ -31,6 +31,8 @@ pub struct App {
     pub config_path: Option<PathBuf>,
     pub clients: ClientCache,
     pub access_log: Arc<AccessLog>,
+    /// request metrics for `/metrics` (None: could not be set up, logged)
+    pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     ready: AtomicBool,
     next_version: AtomicU64,
     /// the text of the last file we tried, so a bad file is reported once
@@ -62,6 +64,7 @@ impl App {
             config_path,
             clients,
             access_log,
+            metrics: crate::telemetry::metrics::Metrics::new().map(Arc::new),
             ready: AtomicBool::new(false),
             last_text: Mutex::new(text),
             reload_lock: tokio::sync::Mutex::new(()),

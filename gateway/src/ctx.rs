@@ -54,6 +54,8 @@ pub struct RequestCtx {
     /// the client's body, kept (refcounted) for estimating prompt tokens if needed
     pub body: Bytes,
     pub log: Arc<AccessLog>,
+    /// request metrics, fed from the same record
+    pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     /// the record was emitted; otherwise dropping the context emits it
     finished: bool,
 }
@@ -133,6 +135,7 @@ impl RequestCtx {
             quota: None,
             body: Bytes::new(),
             log,
+            metrics: None,
             finished: false,
         }
     }
@@ -246,7 +249,8 @@ impl RequestCtx {
             q.finish(&usage);
             (q.status, q.limited_by.take())
         });
-        if !self.log.enabled() {
+        // the record feeds the access log and the metrics: built when either wants it
+        if !self.log.enabled() && self.metrics.is_none() {
             return;
         }
         let now = Instant::now();
@@ -301,6 +305,12 @@ impl RequestCtx {
             error,
             attributes: self.attrs.as_ref().map(|c| c.for_log()).unwrap_or_default(),
         };
+        if let Some(m) = &self.metrics {
+            m.record(&ai_log, endpoint.map_or("unknown", |e| e.operation_name()));
+        }
+        if !self.log.enabled() {
+            return;
+        }
         let line = AccessLogLine {
             start_time: humantime::format_rfc3339_millis(self.start_wall).to_string(),
             authority: text(&self.authority).unwrap_or_default(),

@@ -70,6 +70,16 @@ impl Endpoint {
         }
     }
 
+    /// `gen_ai.operation.name` (OpenTelemetry GenAI conventions).
+    pub fn operation_name(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Responses => "chat",
+            Endpoint::Completions => "text_completion",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Models => "list_models",
+        }
+    }
+
     /// Whether the endpoint can stream and accepts `stream_options.include_usage`.
     pub fn takes_stream_options(self) -> bool {
         matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)

@@ -78,6 +78,7 @@ pub async fn handle(
         remote,
         app.access_log.clone(),
     ));
+    ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
     let request_id = ctx.request_id.clone();
     let answer = phases(
         &cfg,

@@ -228,6 +228,11 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
     ));
+    if cfg.prometheus {
+        if let Some(m) = &app.metrics {
+            text.push_str(&m.render());
+        }
+    }
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -34,6 +34,8 @@ pub struct Runtime {
     pub access_log: AccessLogRt,
     /// `telemetry.value_length_limit`: longer ai_log attribute values are cut
     pub value_length_limit: usize,
+    /// `telemetry.prometheus`: request metrics on `/metrics`
+    pub prometheus: bool,
     pub warnings: Vec<String>,
 }
 
@@ -171,6 +173,7 @@ pub fn build(
             consumer_header,
             access_log,
             value_length_limit: raw.telemetry.value_length_limit,
+            prometheus: raw.telemetry.prometheus,
             warnings: p.warnings,
         }),
         _ => Err(ConfigError { problems: p.errors }),

@@ -1,9 +1,10 @@
-//! What the gateway records about requests: the JSON access log and the
-//! route-configured `ai_log` attributes (OTLP and metrics come with the
-//! telemetry issue).
+//! What the gateway records about requests: the JSON access log, the
+//! route-configured `ai_log` attributes and the request metrics (OTLP comes with
+//! the telemetry issue).
 
 pub mod access_log;
 pub mod attributes;
+pub mod metrics;
 pub mod path;
 
 /// The built-in `ai_log` fields; configured attributes may not take these names.

@@ -1,0 +1,237 @@
+//! Request metrics for `/metrics` (Prometheus text), from each request's `ai_log`
+//! record: Higress's `route_upstream_model_consumer_metric_*` counters (labels
+//! `ai_route`, `ai_cluster`, `ai_model`, `ai_consumer`, so its dashboards work),
+//! the OpenTelemetry GenAI client histograms (token usage by type, operation
+//! duration, time to first chunk), and requests by route and status, fallbacks.
+//! Labels come from config (routes, providers, consumers) and the upstream's
+//! model name: no request ids, keys or client values.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use shared::ai_log::AiLog;
+
+const HIGRESS: [&str; 4] = ["ai_route", "ai_cluster", "ai_model", "ai_consumer"];
+const GEN_AI: [&str; 3] = [
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+];
+
+/// The OpenTelemetry GenAI semantic conventions' advised buckets.
+const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    input_token: IntCounterVec,
+    output_token: IntCounterVec,
+    service_duration: IntCounterVec,
+    first_token_duration: IntCounterVec,
+    duration_count: IntCounterVec,
+    token_usage: HistogramVec,
+    operation_duration: HistogramVec,
+    first_chunk: HistogramVec,
+    requests: IntCounterVec,
+    fallbacks: IntCounterVec,
+}
+
+impl Metrics {
+    /// The metric set; None only if the names were refused (a bug, logged).
+    pub fn new() -> Option<Metrics> {
+        match Self::build() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "request metrics could not be set up");
+                None
+            }
+        }
+    }
+
+    fn build() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let hist = |name: &str,
+                    help: &str,
+                    labels: &[&str],
+                    buckets: &[f64]|
+         -> prometheus::Result<HistogramVec> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let p = "route_upstream_model_consumer_metric_";
+        let token_labels = [GEN_AI[0], GEN_AI[1], GEN_AI[2], "gen_ai_token_type"];
+        Ok(Metrics {
+            input_token: counter(
+                &format!("{p}input_token"),
+                "Prompt tokens (Higress ai-statistics).",
+                &HIGRESS,
+            )?,
+            output_token: counter(
+                &format!("{p}output_token"),
+                "Completion tokens (Higress ai-statistics).",
+                &HIGRESS,
+            )?,
+            service_duration: counter(
+                &format!("{p}llm_service_duration"),
+                "Total ms from request to the end of the answer (Higress ai-statistics).",
+                &HIGRESS,
+            )?,
+            first_token_duration: counter(
+                &format!("{p}llm_first_token_duration"),
+                "Total ms to the first answer byte of streamed answers (Higress ai-statistics).",
+                &HIGRESS,
+            )?,
+            duration_count: counter(
+                &format!("{p}llm_duration_count"),
+                "Answered LLM requests (Higress ai-statistics).",
+                &HIGRESS,
+            )?,
+            token_usage: hist(
+                "gen_ai_client_token_usage",
+                "Tokens per request by gen_ai_token_type input/output (OpenTelemetry GenAI).",
+                &token_labels,
+                &TOKEN_BUCKETS,
+            )?,
+            operation_duration: hist(
+                "gen_ai_client_operation_duration_seconds",
+                "Request duration in seconds (OpenTelemetry GenAI).",
+                &GEN_AI,
+                &SECONDS_BUCKETS,
+            )?,
+            first_chunk: hist(
+                "gen_ai_client_operation_time_to_first_chunk_seconds",
+                "Seconds to the first chunk of streamed answers (OpenTelemetry GenAI).",
+                &GEN_AI,
+                &SECONDS_BUCKETS,
+            )?,
+            requests: counter(
+                "gateway_requests_total",
+                "Requests by route and HTTP status answered.",
+                &["route", "status"],
+            )?,
+            fallbacks: counter(
+                "gateway_fallbacks_total",
+                "Upstream attempts after a request's first, by route.",
+                &["route"],
+            )?,
+            registry,
+        })
+    }
+
+    /// Counts one finished request.
+    pub fn record(&self, ai: &AiLog, operation: &str) {
+        let route = ai.route.as_deref().unwrap_or("none");
+        let status = ai.status.to_string();
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+        if ai.attempts.len() > 1 {
+            self.fallbacks
+                .with_label_values(&[route])
+                .inc_by(ai.attempts.len() as u64 - 1);
+        }
+        let Some(provider) = ai.provider.as_deref() else {
+            return;
+        };
+        let model = ai
+            .model
+            .as_deref()
+            .or(ai.request_model.as_deref())
+            .unwrap_or("unknown");
+        let consumer = match (&ai.tenant, &ai.consumer) {
+            (Some(t), Some(c)) => format!("{t}/{c}"),
+            _ => "none".to_string(),
+        };
+        let h = [route, provider, model, consumer.as_str()];
+        self.input_token
+            .with_label_values(&h)
+            .inc_by(ai.input_token);
+        self.output_token
+            .with_label_values(&h)
+            .inc_by(ai.output_token);
+        self.service_duration
+            .with_label_values(&h)
+            .inc_by(ai.llm_service_duration);
+        self.duration_count.with_label_values(&h).inc();
+        let request_model = ai.request_model.as_deref().unwrap_or("unknown");
+        let g = [operation, provider, request_model];
+        for (kind, n) in [("input", ai.input_token), ("output", ai.output_token)] {
+            self.token_usage
+                .with_label_values(&[operation, provider, request_model, kind])
+                .observe(n as f64);
+        }
+        self.operation_duration
+            .with_label_values(&g)
+            .observe(ai.llm_service_duration as f64 / 1000.0);
+        if ai.response_type == "stream" {
+            if let Some(ttft) = ai.llm_first_token_duration {
+                self.first_token_duration.with_label_values(&h).inc_by(ttft);
+                self.first_chunk
+                    .with_label_values(&g)
+                    .observe(ttft as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// The Prometheus text of every metric here.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_higress_and_gen_ai_series() {
+        let m = Metrics::new().unwrap();
+        let mut ai = AiLog {
+            route: Some("chat".into()),
+            provider: Some("openai".into()),
+            model: Some("gpt-4o-2024".into()),
+            request_model: Some("gpt-4o".into()),
+            tenant: Some("acme".into()),
+            consumer: Some("web".into()),
+            input_token: 12,
+            output_token: 30,
+            llm_service_duration: 250,
+            llm_first_token_duration: Some(40),
+            response_type: "stream".into(),
+            status: 200,
+            ..AiLog::default()
+        };
+        ai.attempts = vec![Default::default(), Default::default()];
+        m.record(&ai, "chat");
+        m.record(&ai, "chat");
+        let text = m.render();
+        let want = [
+            "route_upstream_model_consumer_metric_input_token{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"gpt-4o-2024\",ai_route=\"chat\"} 24",
+            "route_upstream_model_consumer_metric_output_token{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"gpt-4o-2024\",ai_route=\"chat\"} 60",
+            "route_upstream_model_consumer_metric_llm_first_token_duration{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"gpt-4o-2024\",ai_route=\"chat\"} 80",
+            "route_upstream_model_consumer_metric_llm_duration_count{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"gpt-4o-2024\",ai_route=\"chat\"} 2",
+            "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"output\"} 60",
+            "gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4o\"} 2",
+            "gateway_requests_total{route=\"chat\",status=\"200\"} 2",
+            "gateway_fallbacks_total{route=\"chat\"} 2",
+        ];
+        for w in want {
+            assert!(text.contains(w), "missing {w} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Request metrics on `/metrics` after a known workload: the Higress
+//! ai-statistics counters and the GenAI histograms add up to the usage the mock
+//! reported, requests are counted by status, fallbacks by route, and no label
+//! carries a request id or a key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::harness::Gateway;
+use gateway_tests::mock_upstream::{chat_usage, MockUpstream};
+
+fn config(good: &str, bad: &str) -> String {
+    format!(
+        r#"
+server: {{ listen: "{{{{listen}}}}", admin_listen: "{{{{admin}}}}" }}
+providers:
+  - {{ id: bad, type: openai-compatible, base_url: "{bad}", api_tokens: ["sk-metrics-secret-1"] }}
+  - {{ id: good, type: openai-compatible, base_url: "{good}", api_tokens: ["sk-metrics-secret-2"] }}
+routes:
+  - name: chat
+    match: {{ path_prefix: /v1 }}
+    upstreams: [ {{ provider: bad, priority: 0 }}, {{ provider: good, priority: 1 }} ]
+    fallback: {{ on: [http_5xx], max_retries: 1 }}
+telemetry:
+  access_log: {{ enabled: false }}
+"#
+    )
+}
+
+/// The sum of every sample of `name` whose labels contain all of `with`.
+fn sum(text: &str, name: &str, with: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && l[name.len()..].starts_with(['{', ' '])
+                && with.iter().all(|w| l.contains(w))
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_sums_equal_the_upstream_usage() {
+    let good = MockUpstream::start_default();
+    let bad = MockUpstream::start_default();
+    bad.fail_with(503);
+    let gw = Gateway::start(&config(&good.base_url(), &bad.base_url())).await;
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let c = TestClient::new();
+    let (mut prompt, mut completion) = (0u64, 0u64);
+    for i in 0..5 {
+        let body = chat_body("gpt-4o", &format!("question number {i} with some words"));
+        let r = c.post_json(&url, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let u = chat_usage(&body, 8);
+        prompt += u.prompt_tokens;
+        completion += u.completion_tokens;
+    }
+    for i in 0..3 {
+        let body = chat_stream_body("gpt-4o", &format!("stream {i}"));
+        let sse = c
+            .post_sse(&url, &body, &[("x-request-id", "req-id-not-a-label")])
+            .await;
+        assert!(!sse.content().is_empty());
+        let u = chat_usage(&body, good.stream_chunks());
+        prompt += u.prompt_tokens;
+        completion += u.completion_tokens;
+    }
+    let text = c.get(&format!("{}/metrics", gw.admin_url())).await.text();
+    let p = "route_upstream_model_consumer_metric_";
+    let labels = [
+        "ai_route=\"chat\"",
+        "ai_cluster=\"good\"",
+        "ai_consumer=\"none\"",
+    ];
+    assert_eq!(
+        sum(&text, &format!("{p}input_token"), &labels),
+        prompt as f64,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, &format!("{p}output_token"), &labels),
+        completion as f64
+    );
+    assert_eq!(sum(&text, &format!("{p}llm_duration_count"), &labels), 8.0);
+    assert!(sum(&text, &format!("{p}llm_service_duration"), &labels) > 0.0);
+    assert!(sum(&text, &format!("{p}llm_first_token_duration"), &labels) >= 0.0);
+    let g = [
+        "gen_ai_operation_name=\"chat\"",
+        "gen_ai_provider_name=\"good\"",
+    ];
+    assert_eq!(
+        sum(
+            &text,
+            "gen_ai_client_token_usage_sum",
+            &[g[0], g[1], "gen_ai_token_type=\"input\""]
+        ),
+        prompt as f64
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "gen_ai_client_token_usage_sum",
+            &[g[0], g[1], "gen_ai_token_type=\"output\""]
+        ),
+        completion as f64
+    );
+    assert_eq!(
+        sum(&text, "gen_ai_client_operation_duration_seconds_count", &g),
+        8.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "gen_ai_client_operation_time_to_first_chunk_seconds_count",
+            &g
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "gateway_requests_total",
+            &["route=\"chat\"", "status=\"200\""]
+        ),
+        8.0
+    );
+    // every request first tried the failing instance, then fell back
+    assert_eq!(
+        sum(&text, "gateway_fallbacks_total", &["route=\"chat\""]),
+        8.0
+    );
+    for secret in ["req-id-not-a-label", "sk-metrics-secret"] {
+        assert!(!text.contains(secret), "{secret} in /metrics");
+    }
+    // the 404 of an unknown route is counted too, without route
+    let r = c.get(&format!("{}/nope", gw.url())).await;
+    assert_eq!(r.status, 404);
+    let text = c.get(&format!("{}/metrics", gw.admin_url())).await.text();
+    assert_eq!(
+        sum(&text, "gateway_requests_total", &["status=\"404\""]),
+        1.0,
+        "{text}"
+    );
+}
