@@ -6,8 +6,16 @@
 //! Labels come from config (routes, providers, consumers) and the upstream's
 //! model name: no request ids, keys or client values.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use dashmap::DashMap;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use shared::ai_log::AiLog;
+use std::sync::Arc;
+
+/// Most label combinations whose series handles are kept ready (beyond it, the
+/// series are still counted, through the slower labelled lookup).
+const MAX_CACHED: usize = 10_000;
 
 const HIGRESS: [&str; 4] = ["ai_route", "ai_cluster", "ai_model", "ai_consumer"];
 const GEN_AI: [&str; 3] = [
@@ -15,6 +23,10 @@ const GEN_AI: [&str; 3] = [
     "gen_ai_provider_name",
     "gen_ai_request_model",
 ];
+
+fn labels_stream(ai: &AiLog) -> bool {
+    ai.response_type == "stream"
+}
 
 /// The OpenTelemetry GenAI semantic conventions' advised buckets.
 const TOKEN_BUCKETS: [f64; 14] = [
@@ -37,6 +49,109 @@ pub struct Metrics {
     first_chunk: HistogramVec,
     requests: IntCounterVec,
     fallbacks: IntCounterVec,
+    /// the handles of one request's series, by a hash of their labels (the
+    /// labels are kept to tell a collision)
+    ready: DashMap<u64, Arc<(Labels, Series)>>,
+}
+
+/// The labels of one request's series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Labels {
+    operation: String,
+    route: String,
+    status: u16,
+    provider: Option<String>,
+    model: String,
+    request_model: String,
+    consumer: String,
+    stream: bool,
+}
+
+const NONE: &str = "none";
+const UNKNOWN: &str = "unknown";
+
+impl Labels {
+    fn model(ai: &AiLog) -> &str {
+        ai.model
+            .as_deref()
+            .or(ai.request_model.as_deref())
+            .unwrap_or(UNKNOWN)
+    }
+
+    fn of(ai: &AiLog, operation: &str) -> Labels {
+        Labels {
+            operation: operation.to_string(),
+            route: ai.route.as_deref().unwrap_or(NONE).to_string(),
+            status: ai.status,
+            provider: ai.provider.clone(),
+            model: Self::model(ai).to_string(),
+            request_model: ai.request_model.as_deref().unwrap_or(UNKNOWN).to_string(),
+            consumer: match (&ai.tenant, &ai.consumer) {
+                (Some(t), Some(c)) => format!("{t}/{c}"),
+                _ => NONE.to_string(),
+            },
+            stream: labels_stream(ai),
+        }
+    }
+
+    /// A hash of what `of` would build, without building it.
+    fn hash(ai: &AiLog, operation: &str) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for part in [
+            operation,
+            ai.route.as_deref().unwrap_or(NONE),
+            ai.provider.as_deref().unwrap_or("\0"),
+            Self::model(ai),
+            ai.request_model.as_deref().unwrap_or(UNKNOWN),
+            ai.tenant.as_deref().unwrap_or("\0"),
+            ai.consumer.as_deref().unwrap_or("\0"),
+        ] {
+            h.update(part.as_bytes());
+            h.update(&[0xff]);
+        }
+        h.update(&ai.status.to_le_bytes());
+        h.update(&[u8::from(labels_stream(ai))]);
+        h.digest()
+    }
+
+    fn matches(&self, ai: &AiLog, operation: &str) -> bool {
+        let consumer_ok = match (&ai.tenant, &ai.consumer) {
+            (Some(t), Some(c)) => {
+                self.consumer
+                    .strip_prefix(t.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+                    == Some(c.as_str())
+            }
+            _ => self.consumer == NONE,
+        };
+        consumer_ok
+            && self.operation == operation
+            && self.route == ai.route.as_deref().unwrap_or(NONE)
+            && self.status == ai.status
+            && self.provider.as_deref() == ai.provider.as_deref()
+            && self.model == Self::model(ai)
+            && self.request_model == ai.request_model.as_deref().unwrap_or(UNKNOWN)
+            && self.stream == labels_stream(ai)
+    }
+}
+
+/// Resolved series handles: counting is then a few atomic adds.
+struct Series {
+    requests: IntCounter,
+    fallbacks: IntCounter,
+    llm: Option<LlmSeries>,
+}
+
+struct LlmSeries {
+    input: IntCounter,
+    output: IntCounter,
+    service: IntCounter,
+    first_token: IntCounter,
+    count: IntCounter,
+    usage_in: Histogram,
+    usage_out: Histogram,
+    duration: Histogram,
+    first_chunk: Histogram,
 }
 
 impl Metrics {
@@ -127,62 +242,78 @@ impl Metrics {
                 "Upstream attempts after a request's first, by route.",
                 &["route"],
             )?,
+            ready: DashMap::new(),
             registry,
         })
     }
 
     /// Counts one finished request.
     pub fn record(&self, ai: &AiLog, operation: &str) {
-        let route = ai.route.as_deref().unwrap_or("none");
-        let status = ai.status.to_string();
-        self.requests
-            .with_label_values(&[route, status.as_str()])
-            .inc();
+        let key = Labels::hash(ai, operation);
+        let cached = self
+            .ready
+            .get(&key)
+            .map(|e| e.clone())
+            .filter(|e| e.0.matches(ai, operation));
+        let entry = match cached {
+            Some(e) => e,
+            None => {
+                let labels = Labels::of(ai, operation);
+                let e = Arc::new((labels.clone(), self.resolve(&labels)));
+                if self.ready.len() < MAX_CACHED {
+                    self.ready.insert(key, e.clone());
+                }
+                e
+            }
+        };
+        let series = &entry.1;
+        series.requests.inc();
         if ai.attempts.len() > 1 {
-            self.fallbacks
-                .with_label_values(&[route])
-                .inc_by(ai.attempts.len() as u64 - 1);
+            series.fallbacks.inc_by(ai.attempts.len() as u64 - 1);
         }
-        let Some(provider) = ai.provider.as_deref() else {
+        let Some(llm) = &series.llm else {
             return;
         };
-        let model = ai
-            .model
-            .as_deref()
-            .or(ai.request_model.as_deref())
-            .unwrap_or("unknown");
-        let consumer = match (&ai.tenant, &ai.consumer) {
-            (Some(t), Some(c)) => format!("{t}/{c}"),
-            _ => "none".to_string(),
-        };
-        let h = [route, provider, model, consumer.as_str()];
-        self.input_token
-            .with_label_values(&h)
-            .inc_by(ai.input_token);
-        self.output_token
-            .with_label_values(&h)
-            .inc_by(ai.output_token);
-        self.service_duration
-            .with_label_values(&h)
-            .inc_by(ai.llm_service_duration);
-        self.duration_count.with_label_values(&h).inc();
-        let request_model = ai.request_model.as_deref().unwrap_or("unknown");
-        let g = [operation, provider, request_model];
-        for (kind, n) in [("input", ai.input_token), ("output", ai.output_token)] {
-            self.token_usage
-                .with_label_values(&[operation, provider, request_model, kind])
-                .observe(n as f64);
-        }
-        self.operation_duration
-            .with_label_values(&g)
+        llm.input.inc_by(ai.input_token);
+        llm.output.inc_by(ai.output_token);
+        llm.service.inc_by(ai.llm_service_duration);
+        llm.count.inc();
+        llm.usage_in.observe(ai.input_token as f64);
+        llm.usage_out.observe(ai.output_token as f64);
+        llm.duration
             .observe(ai.llm_service_duration as f64 / 1000.0);
-        if ai.response_type == "stream" {
-            if let Some(ttft) = ai.llm_first_token_duration {
-                self.first_token_duration.with_label_values(&h).inc_by(ttft);
-                self.first_chunk
-                    .with_label_values(&g)
-                    .observe(ttft as f64 / 1000.0);
-            }
+        if let Some(ttft) = ai.llm_first_token_duration.filter(|_| labels_stream(ai)) {
+            llm.first_token.inc_by(ttft);
+            llm.first_chunk.observe(ttft as f64 / 1000.0);
+        }
+    }
+
+    fn resolve(&self, l: &Labels) -> Series {
+        let status = l.status.to_string();
+        Series {
+            requests: self
+                .requests
+                .with_label_values(&[l.route.as_str(), &status]),
+            fallbacks: self.fallbacks.with_label_values(&[l.route.as_str()]),
+            llm: l.provider.as_deref().map(|provider| {
+                let h = [l.route.as_str(), provider, &l.model, &l.consumer];
+                let g = [l.operation.as_str(), provider, &l.request_model];
+                let usage = |kind: &str| {
+                    self.token_usage
+                        .with_label_values(&[g[0], g[1], g[2], kind])
+                };
+                LlmSeries {
+                    input: self.input_token.with_label_values(&h),
+                    output: self.output_token.with_label_values(&h),
+                    service: self.service_duration.with_label_values(&h),
+                    first_token: self.first_token_duration.with_label_values(&h),
+                    count: self.duration_count.with_label_values(&h),
+                    usage_in: usage("input"),
+                    usage_out: usage("output"),
+                    duration: self.operation_duration.with_label_values(&g),
+                    first_chunk: self.first_chunk.with_label_values(&g),
+                }
+            }),
         }
     }
 
@@ -233,5 +364,32 @@ mod tests {
         for w in want {
             assert!(text.contains(w), "missing {w} in\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    /// Not a performance claim (those live in benches/): shows the cost of one
+    /// record when run by hand with `--ignored --nocapture` in release.
+    #[test]
+    #[ignore]
+    fn time_record() {
+        let m = super::Metrics::new().unwrap();
+        let ai = shared::ai_log::AiLog {
+            route: Some("chat".into()),
+            provider: Some("openai".into()),
+            model: Some("gpt-4o-2024".into()),
+            request_model: Some("gpt-4o".into()),
+            tenant: Some("acme".into()),
+            consumer: Some("web".into()),
+            response_type: "stream".into(),
+            status: 200,
+            ..Default::default()
+        };
+        let t = std::time::Instant::now();
+        for _ in 0..200_000 {
+            m.record(&ai, "chat");
+        }
+        eprintln!("record: {:?} per call", t.elapsed() / 200_000);
     }
 }
