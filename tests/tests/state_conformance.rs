@@ -28,6 +28,14 @@ fn store(target: Target, prefix: &str) -> Store {
     )
 }
 
+/// Scripts loaded and the data marked as written, as the gateway does at start.
+async fn prepare(s: &Store) {
+    conn(s).load_scripts().await.unwrap();
+    if let Store::Redis(r) = s {
+        r.mark_prepared().await.unwrap();
+    }
+}
+
 fn conn(s: &Store) -> &gateway::state::redis_conn::RedisConn {
     redis_conn(s)
 }
@@ -43,7 +51,7 @@ fn redis_conn(s: &Store) -> &Arc<gateway::state::redis_conn::RedisConn> {
 async fn standalone_redis_conforms() {
     let redis = RedisServer::start();
     let s = store(Target::Single(redis.url()), "gw:");
-    conn(&s).load_scripts().await.unwrap();
+    prepare(&s).await;
     conformance::run(&s).await;
     // the quota store on the same connection
     let q = QuotaStore::Redis(Arc::clone(redis_conn(&s)));
@@ -54,7 +62,7 @@ async fn standalone_redis_conforms() {
 async fn redis_cluster_conforms() {
     let cluster = RedisCluster::start();
     let s = store(Target::Cluster(cluster.nodes()), "gw:");
-    conn(&s).load_scripts().await.unwrap();
+    prepare(&s).await;
     conformance::run(&s).await;
     let q = QuotaStore::Redis(Arc::clone(redis_conn(&s)));
     gateway::quota::conformance::run(&q, "").await;
@@ -74,14 +82,22 @@ async fn flushed_scripts_are_reloaded_and_prefixes_isolate() {
     let redis = RedisServer::start();
     let a = store(Target::Single(redis.url()), "a:");
     let b = store(Target::Single(redis.url()), "b:");
-    conn(&a).load_scripts().await.unwrap();
+    prepare(&a).await;
     a.put_tenant(tenant("acme")).await.unwrap();
     // every script is gone (as after a restart or failover): writes still work
     assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
     a.put_consumer(consumer("acme", "bob")).await.unwrap();
     a.insert_key(key("acme", "bob", "k1", 'a')).await.unwrap();
-    // another prefix sees none of it
+    // another prefix sees none of it; before its data is marked as written
+    // (a Redis that lost it), an unknown key is "unavailable", not "unknown"
     assert!(b.list_tenants().await.unwrap().is_empty());
+    assert!(matches!(
+        b.lookup(&"a".repeat(64)).await,
+        Err(StateError::Unavailable(_))
+    ));
+    if let Store::Redis(r) = &b {
+        r.mark_prepared().await.unwrap();
+    }
     assert!(b.lookup(&"a".repeat(64)).await.unwrap().is_none());
     assert_eq!(
         a.lookup(&"a".repeat(64)).await.unwrap().unwrap().key.id,

@@ -416,6 +416,18 @@ impl RedisStore {
     /// pipeline). Runs within `state.redis.timeout_ms` each.
     pub async fn lookup(&self, digest_hex: &str) -> Result<Option<Identity>> {
         let Some(key) = self.read_record(Budget::Fast, digest_hex).await? else {
+            // Redis that lost its data (restarted empty, flushed) knows no key
+            // until the monitor has written the seed again: that is not "this
+            // key does not exist"
+            let seeded: i64 = self
+                .conn
+                .query(Budget::Fast, redis::cmd("EXISTS").arg(self.marker_key()))
+                .await?;
+            if seeded == 0 {
+                return Err(StateError::Unavailable(
+                    "Redis holds no data yet (restarted or flushed); the tenants seed is being written again".into(),
+                ));
+            }
             return Ok(None);
         };
         let mut p = redis::pipe();
