@@ -630,3 +630,88 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A Redis several gateway replicas share in one test: a standalone server or a
+/// 3-node cluster, kept alive for the test.
+pub enum SharedRedis {
+    Standalone(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl SharedRedis {
+    /// Starts a standalone server off the async runtime's worker.
+    pub async fn standalone() -> SharedRedis {
+        let r = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("redis start task");
+        SharedRedis::Standalone(r)
+    }
+
+    /// Starts a 3-node cluster off the async runtime's worker.
+    pub async fn cluster() -> SharedRedis {
+        let c = tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .expect("redis cluster start task");
+        SharedRedis::Cluster(c)
+    }
+
+    /// `state.redis` of a gateway config: where it is, `key_prefix` and the
+    /// per-call `timeout_ms`.
+    pub fn yaml(&self, key_prefix: &str, timeout_ms: u64) -> String {
+        match self {
+            SharedRedis::Standalone(r) => format!(
+                r#"{{ url: "{}", key_prefix: "{key_prefix}", timeout_ms: {timeout_ms} }}"#,
+                r.url()
+            ),
+            SharedRedis::Cluster(c) => {
+                let nodes: Vec<String> = c.nodes().iter().map(|n| format!("\"{n}\"")).collect();
+                format!(
+                    r#"{{ cluster_nodes: [{}], key_prefix: "{key_prefix}", timeout_ms: {timeout_ms} }}"#,
+                    nodes.join(", ")
+                )
+            }
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            SharedRedis::Standalone(_) => "standalone",
+            SharedRedis::Cluster(_) => "cluster",
+        }
+    }
+
+    /// `redis-cli ARGS...` (blocking; needs the multi-thread runtime).
+    pub fn cli(&self, args: &[&str]) -> String {
+        tokio::task::block_in_place(|| match self {
+            SharedRedis::Standalone(r) => r.cli(args),
+            SharedRedis::Cluster(c) => c.cli(args),
+        })
+    }
+}
+
+/// [`RedisServer::start`] off the async runtime's worker.
+pub async fn start_redis() -> RedisServer {
+    tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .expect("redis start task")
+}
+
+/// [`RedisServer::stop`] off the async runtime's worker.
+pub async fn stop_redis(mut redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .expect("redis stop task")
+}
+
+/// [`RedisServer::restart`] (same port, empty data) off the async runtime's worker.
+pub async fn restart_redis(mut redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .expect("redis restart task")
+}

@@ -30,7 +30,7 @@
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, SseResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
-use gateway_tests::redis::RedisServer;
+use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
 use shared::ai_log::AccessLogLine;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -40,12 +40,6 @@ const LOG_WAIT: Duration = Duration::from_secs(10);
 
 fn chat_url(gw: &Gateway) -> String {
     format!("{}/v1/chat/completions", gw.url())
-}
-
-async fn start_redis() -> RedisServer {
-    tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("redis start task")
 }
 
 /// A chat request with `x-request-id: rid` and `headers`; must answer 200.

@@ -27,7 +27,7 @@
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, closed_port_url, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;
-use gateway_tests::redis::{RedisCluster, RedisServer};
+use gateway_tests::redis::SharedRedis;
 use serde_json::Value;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
@@ -110,61 +110,11 @@ const GOOD2: &str = "sk-hf-good-2-cccccccc";
 
 // ------------------------------------------------------------------ redis
 
-/// The Redis the fleet shares, kept alive for the test.
-enum Redis {
-    Standalone(RedisServer),
-    Cluster(RedisCluster),
-}
-
-impl Redis {
-    async fn standalone() -> Redis {
-        let r = tokio::task::spawn_blocking(RedisServer::start)
-            .await
-            .expect("redis start task");
-        Redis::Standalone(r)
-    }
-
-    async fn cluster() -> Redis {
-        let c = tokio::task::spawn_blocking(RedisCluster::start)
-            .await
-            .expect("redis cluster start task");
-        Redis::Cluster(c)
-    }
-
-    /// `state.redis` of the config. A generous call timeout: a health read that
-    /// times out on a busy test machine would mark the connection degraded and
-    /// let local detection steer, which is not what these tests look at.
-    fn yaml(&self) -> String {
-        match self {
-            Redis::Standalone(r) => format!(
-                r#"{{ url: "{}", key_prefix: "hf:", timeout_ms: 2000 }}"#,
-                r.url()
-            ),
-            Redis::Cluster(c) => {
-                let nodes: Vec<String> = c.nodes().iter().map(|n| format!("\"{n}\"")).collect();
-                format!(
-                    r#"{{ cluster_nodes: [{}], key_prefix: "hf:", timeout_ms: 2000 }}"#,
-                    nodes.join(", ")
-                )
-            }
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Redis::Standalone(_) => "standalone",
-            Redis::Cluster(_) => "cluster",
-        }
-    }
-
-    /// `redis-cli ARGS...` (blocking; fine on the multi-thread runtime).
-    fn cli(&self, args: &[&str]) -> String {
-        tokio::task::block_in_place(|| match self {
-            Redis::Standalone(r) => r.cli(args),
-            Redis::Cluster(c) => c.cli(args),
-        })
-    }
-}
+// a generous Redis timeout: a health read that times out on a busy test
+// machine would mark the connection degraded and let local detection steer,
+// which is not what these tests look at
+const REDIS_PREFIX: &str = "hf:";
+const REDIS_TIMEOUT_MS: u64 = 2000;
 
 // ------------------------------------------------------------------ fleet
 
@@ -173,15 +123,20 @@ struct Fleet {
     gws: Vec<Gateway>,
     client: TestClient,
     // dropped after the gateways
-    redis: Redis,
+    redis: SharedRedis,
 }
 
 impl Fleet {
     /// Starts three replicas of `yaml` (`REDIS` and `CACHE_TTL` filled in here,
     /// `vars` as `{{name}}` placeholders).
-    async fn start(redis: Redis, yaml: &str, cache_ttl_ms: u64, vars: &[(&str, String)]) -> Fleet {
+    async fn start(
+        redis: SharedRedis,
+        yaml: &str,
+        cache_ttl_ms: u64,
+        vars: &[(&str, String)],
+    ) -> Fleet {
         let yaml = yaml
-            .replace("REDIS", &redis.yaml())
+            .replace("REDIS", &redis.yaml(REDIS_PREFIX, REDIS_TIMEOUT_MS))
             .replace("CACHE_TTL", &cache_ttl_ms.to_string());
         let start = || {
             let mut b = Gateway::builder(&yaml);
@@ -367,7 +322,7 @@ const FAILURES: u64 = 3;
 /// p1 answers 503; only replica A (0) sees it. Once A has seen `FAILURES`
 /// failures, every replica keeps off p1 within `cache_ttl_ms`, and B's
 /// `/admin/health` tells why without leaking the api token.
-async fn failing_upstream_is_avoided_by_the_fleet(redis: Redis) {
+async fn failing_upstream_is_avoided_by_the_fleet(redis: SharedRedis) {
     const CACHE_TTL_MS: u64 = 500;
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
@@ -484,13 +439,13 @@ async fn failing_upstream_is_avoided_by_the_fleet(redis: Redis) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_upstream_is_avoided_by_the_fleet_standalone() {
     let _serial = SERIAL.lock().await;
-    failing_upstream_is_avoided_by_the_fleet(Redis::standalone().await).await;
+    failing_upstream_is_avoided_by_the_fleet(SharedRedis::standalone().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_upstream_is_avoided_by_the_fleet_cluster() {
     let _serial = SERIAL.lock().await;
-    failing_upstream_is_avoided_by_the_fleet(Redis::cluster().await).await;
+    failing_upstream_is_avoided_by_the_fleet(SharedRedis::cluster().await).await;
 }
 
 /// With a long `cache_ttl_ms`, only the change notification can tell B and C in
@@ -507,7 +462,7 @@ async fn ejection_is_pushed_before_the_periodic_refresh() {
         "{ on: [http_5xx, unhealthy], max_retries: 1 }",
     );
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         CACHE_TTL_MS,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],
@@ -549,7 +504,7 @@ async fn recovered_upstream_gets_traffic_again() {
         "{ on: [http_5xx, unhealthy], max_retries: 1 }",
     );
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         CACHE_TTL_MS,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],
@@ -659,7 +614,7 @@ async fn bad_api_token_is_taken_out_alone() {
     let up = MockUpstream::start_default();
     up.reject_token(BAD1, 401);
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         THREE_TOKENS,
         CACHE_TTL_MS,
         &[("up", up.base_url())],
@@ -787,7 +742,7 @@ async fn every_instance_ejected_is_panic_mode() {
         "{ on: [http_5xx, unhealthy], max_retries: 1 }",
     );
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         CACHE_TTL_MS,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],
@@ -895,7 +850,7 @@ async fn attempts_record_the_fallback() {
         "{ provider: p2, priority: 1, weight: 1 }",
     );
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         300,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],
@@ -950,7 +905,7 @@ async fn p1_first_fleet(p1: &MockUpstream, p2: &MockUpstream) -> Fleet {
         "{ provider: p2, priority: 1, weight: 1 }",
     );
     Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         1000,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],
@@ -1065,7 +1020,7 @@ telemetry:
   access_log: { enabled: true, path: "{{access_log}}" }
 "#;
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         yaml,
         300,
         &[
@@ -1165,7 +1120,7 @@ async fn without_passive_nothing_is_counted() {
         .replace("    passive: {}\n", "");
     assert!(!yaml.contains("passive"), "{yaml}");
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         300,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],
@@ -1210,7 +1165,7 @@ async fn refresh_catches_a_change_without_notification() {
         "{ on: [http_5xx, unhealthy], max_retries: 1 }",
     );
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         &yaml,
         CACHE_TTL_MS,
         &[("p1", p1.base_url()), ("p2", p2.base_url())],

@@ -19,7 +19,7 @@
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;
-use gateway_tests::redis::RedisServer;
+use gateway_tests::redis::{start_redis, stop_redis, RedisServer};
 use http::Method;
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime};
@@ -92,22 +92,6 @@ fn config(state: &str, providers: &[String], upstreams: &str) -> String {
         .replace("PROVIDERS", &providers.concat())
         .replace("UPSTREAMS", upstreams)
         .replace("FALLBACK", FALLBACK)
-}
-
-async fn start_redis() -> RedisServer {
-    tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("redis start task")
-}
-
-async fn stop_redis(redis: RedisServer) -> RedisServer {
-    tokio::task::spawn_blocking(move || {
-        let mut redis = redis;
-        redis.stop();
-        redis
-    })
-    .await
-    .expect("redis stop task")
 }
 
 /// `n` replicas of `yaml`, started concurrently.

@@ -14,7 +14,7 @@
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;
-use gateway_tests::redis::RedisServer;
+use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,12 +91,6 @@ impl<'a> Cfg<'a> {
             .replace("ALLOWED_CONSUMERS", self.allowed_consumers)
             .replace("SEED_KEY", self.seed_key)
     }
-}
-
-async fn start_redis() -> RedisServer {
-    tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("redis start task")
 }
 
 async fn start_gw(cfg: &Cfg<'_>) -> Gateway {
@@ -839,13 +833,7 @@ async fn redis_outage_and_restart() {
     let r = chat(&c, &b, SEED_KEY, "gpt-4o").await;
     assert_eq!(r.status, 200, "seeded key on B: {}", r.text());
 
-    let mut redis = tokio::task::spawn_blocking(move || {
-        let mut redis = redis;
-        redis.stop();
-        redis
-    })
-    .await
-    .expect("stop task");
+    let mut redis = stop_redis(redis).await;
     let t_stop = Instant::now();
     let up_b = wait_degraded(&c, &b, "1", t_stop, Duration::from_secs(2)).await;
     let up_a = wait_degraded(&c, &a, "1", t_stop, Duration::from_secs(2)).await;
@@ -907,12 +895,7 @@ async fn redis_outage_and_restart() {
     assert_refused(&r, 503, "state_unavailable", "POST key during the outage");
 
     // back, empty, without scripts
-    redis = tokio::task::spawn_blocking(move || {
-        redis.restart();
-        redis
-    })
-    .await
-    .expect("restart task");
+    redis = restart_redis(redis).await;
     let t_back = Instant::now();
     let down_a = wait_degraded(&c, &a, "0", t_back, Duration::from_secs(3)).await;
     let down_b = wait_degraded(&c, &b, "0", t_back, Duration::from_secs(3)).await;

@@ -21,7 +21,7 @@
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
-use gateway_tests::redis::RedisServer;
+use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -63,33 +63,6 @@ fn provider(id: &str, mock: &MockUpstream) -> String {
          timeouts: {{ connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000 }}\n",
         mock.base_url()
     )
-}
-
-async fn start_redis() -> RedisServer {
-    tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("redis start task")
-}
-
-async fn stop_redis(redis: RedisServer) -> RedisServer {
-    tokio::task::spawn_blocking(move || {
-        let mut redis = redis;
-        redis.stop();
-        redis
-    })
-    .await
-    .expect("redis stop task")
-}
-
-/// Back on the same port with empty data (see `RedisServer::restart`).
-async fn restart_redis(redis: RedisServer) -> RedisServer {
-    tokio::task::spawn_blocking(move || {
-        let mut redis = redis;
-        redis.restart();
-        redis
-    })
-    .await
-    .expect("redis restart task")
 }
 
 async fn start_gw(yaml: &str) -> Gateway {

@@ -25,7 +25,7 @@
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{chat_usage, MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS};
-use gateway_tests::redis::{RedisCluster, RedisServer};
+use gateway_tests::redis::SharedRedis;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,60 +85,10 @@ fn quota(name: &str, strategy: &str, limit: u64, window: &str) -> String {
 
 // ------------------------------------------------------------------ redis
 
-/// The Redis the fleet shares, kept alive for the test.
-enum Redis {
-    Standalone(RedisServer),
-    Cluster(RedisCluster),
-}
-
-impl Redis {
-    async fn standalone() -> Redis {
-        let r = tokio::task::spawn_blocking(RedisServer::start)
-            .await
-            .expect("redis start task");
-        Redis::Standalone(r)
-    }
-
-    async fn cluster() -> Redis {
-        let c = tokio::task::spawn_blocking(RedisCluster::start)
-            .await
-            .expect("redis cluster start task");
-        Redis::Cluster(c)
-    }
-
-    /// `state.redis` of the config. A generous timeout: a call that times out
-    /// under load would be a 503 here (`fail_closed`), not a quota decision.
-    fn yaml(&self) -> String {
-        match self {
-            Redis::Standalone(r) => format!(
-                r#"{{ url: "{}", key_prefix: "fleet:", timeout_ms: 3000 }}"#,
-                r.url()
-            ),
-            Redis::Cluster(c) => {
-                let nodes: Vec<String> = c.nodes().iter().map(|n| format!("\"{n}\"")).collect();
-                format!(
-                    r#"{{ cluster_nodes: [{}], key_prefix: "fleet:", timeout_ms: 3000 }}"#,
-                    nodes.join(", ")
-                )
-            }
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Redis::Standalone(_) => "standalone",
-            Redis::Cluster(_) => "cluster",
-        }
-    }
-
-    /// `redis-cli ARGS...` (blocking; fine on the multi-thread runtime).
-    fn cli(&self, args: &[&str]) -> String {
-        tokio::task::block_in_place(|| match self {
-            Redis::Standalone(r) => r.cli(args),
-            Redis::Cluster(c) => c.cli(args),
-        })
-    }
-}
+// a generous Redis timeout: a call that times out under load would be a 503
+// here (`fail_closed`), not a quota decision
+const REDIS_PREFIX: &str = "fleet:";
+const REDIS_TIMEOUT_MS: u64 = 3000;
 
 // ------------------------------------------------------------------ fleet
 
@@ -150,13 +100,13 @@ struct Fleet {
     client: TestClient,
     // dropped after the gateways
     _mock: MockUpstream,
-    redis: Redis,
+    redis: SharedRedis,
 }
 
 impl Fleet {
-    async fn start(redis: Redis, mock: MockUpstream, quotas: &[String]) -> Fleet {
+    async fn start(redis: SharedRedis, mock: MockUpstream, quotas: &[String]) -> Fleet {
         let yaml = TEMPLATE
-            .replace("REDIS", &redis.yaml())
+            .replace("REDIS", &redis.yaml(REDIS_PREFIX, REDIS_TIMEOUT_MS))
             .replace("BASE_URL", &mock.base_url())
             .replace("KEY", KEY)
             .replace("QUOTAS", &format!("[{}]", quotas.join(", ")));
@@ -470,7 +420,7 @@ async fn burst(f: &Fleet, load: Load) -> Tally {
 
 /// 60 clients over 3 replicas against a 20,000-token consumer quota (1 h), then
 /// single requests until one is refused; see the module doc for what is checked.
-async fn tokens_stay_within_limit(redis: Redis) {
+async fn tokens_stay_within_limit(redis: SharedRedis) {
     const LIMIT: u64 = 20_000;
     const NAME: &str = "labubu-tph";
     let label = redis.label();
@@ -586,13 +536,13 @@ async fn tokens_stay_within_limit(redis: Redis) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_clients_stay_within_limit_standalone() {
     let _serial = SERIAL.lock().await;
-    tokens_stay_within_limit(Redis::standalone().await).await;
+    tokens_stay_within_limit(SharedRedis::standalone().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_clients_stay_within_limit_cluster() {
     let _serial = SERIAL.lock().await;
-    tokens_stay_within_limit(Redis::cluster().await).await;
+    tokens_stay_within_limit(SharedRedis::cluster().await).await;
 }
 
 // ------------------------------------------------------------------ requests
@@ -603,7 +553,7 @@ async fn requests_strategy_is_exact() {
     const LIMIT: u64 = 100;
     const NAME: &str = "labubu-rph";
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         MockUpstream::start_default(),
         &[quota(NAME, "requests", LIMIT, "1h")],
     )
@@ -652,7 +602,7 @@ async fn window_rolls_over() {
     const NAME: &str = "labubu-burst";
     const WINDOW_MS: u64 = 2000;
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         MockUpstream::start_default(),
         &[quota(NAME, "requests", 5, "2s")],
     )
@@ -766,7 +716,7 @@ async fn script_flush_mid_load_is_invisible() {
     let _serial = SERIAL.lock().await;
     const NAME: &str = "labubu-big";
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         MockUpstream::start_default(),
         &[quota(NAME, "total_tokens", 100_000_000, "1h")],
     )
@@ -840,7 +790,7 @@ async fn cut_stream_is_still_charged() {
         ..MockOptions::default()
     });
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         mock,
         &[quota(NAME, "total_tokens", 100_000, "1h")],
     )
@@ -920,7 +870,7 @@ async fn headers_on_every_response() {
     const TOKENS: u64 = 100_000;
     const REQUESTS: u64 = 6;
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         MockUpstream::start_default(),
         &[
             quota(TPM, "total_tokens", TOKENS, "1h"),
@@ -1016,7 +966,7 @@ async fn refusal_carries_token_headers_too() {
     let _serial = SERIAL.lock().await;
     const TOKENS: u64 = 100_000;
     let f = Fleet::start(
-        Redis::standalone().await,
+        SharedRedis::standalone().await,
         MockUpstream::start_default(),
         &[
             quota("labubu-tokens", "total_tokens", TOKENS, "1h"),
