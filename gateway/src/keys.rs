@@ -170,6 +170,17 @@ impl KeyHasher {
 }
 
 /// The part of a key people may see: the first 8 characters after `sk-gw-`.
+/// The first `n` bytes of the SHA-256 of `v`, as lowercase hex: a short one-way
+/// name for a value that must not be stored or shown (api tokens, secret
+/// headers, long quota subjects).
+pub fn sha256_hex(v: &[u8], n: usize) -> String {
+    Sha256::digest(v)
+        .iter()
+        .take(n)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn shown_prefix(key: &str) -> &str {
     let rest = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
     let end = rest

@@ -6,13 +6,11 @@
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::health::rules::TargetState;
-use crate::health::{store, Backend, Cell};
+use crate::health::{store, Backend};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -21,7 +19,7 @@ pub async fn get(app: &App) -> Result<Response<Full<Bytes>>, GatewayError> {
     let cfg = app.config();
     let mut cells: Vec<_> = health.cells().values().cloned().collect();
     cells.sort_by(|a, b| a.id.cmp(&b.id));
-    let unix_now = unix_ms();
+    let unix_now = crate::quota::now_ms();
     let local_now = health.now();
     // this replica's clock to Unix ms
     let local_to_unix = |t: u64| (unix_now + t).saturating_sub(local_now);
@@ -82,23 +80,12 @@ pub async fn get(app: &App) -> Result<Response<Full<Bytes>>, GatewayError> {
                 "active": active,
             });
             if t == 0 {
-                row["in_flight"] = json!(in_flight(cell));
+                row["in_flight"] = json!(cell.busy());
             }
             rows.push(row);
         }
     }
     Ok(super::json(StatusCode::OK, &Value::Array(rows)))
-}
-
-fn in_flight(cell: &Cell) -> i64 {
-    cell.inflight.load(Ordering::Relaxed) + cell.others_busy.load(Ordering::Relaxed)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Unix ms as RFC 3339 with milliseconds (UTC).

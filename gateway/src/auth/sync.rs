@@ -34,7 +34,7 @@ pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) {
 }
 
 /// Waits `d`, or returns true when the gateway stops first.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         _ = stop.changed() => true,

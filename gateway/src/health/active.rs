@@ -57,9 +57,8 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
                 *turn = turn.wrapping_add(1);
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = stop.changed() => return,
+        if crate::auth::sync::pause(TICK, &mut stop).await {
+            return;
         }
     }
 }

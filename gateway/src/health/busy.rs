@@ -47,9 +47,8 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
                 wrote = used;
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = stop.changed() => return,
+        if crate::auth::sync::pause(EVERY, &mut stop).await {
+            return;
         }
     }
 }

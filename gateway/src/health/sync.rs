@@ -3,8 +3,9 @@
 //! provider at once when a change notification names it (`refresh_one`, called
 //! by the pub/sub listener).
 
-use super::{store, Backend, Health};
+use super::{store, Backend, Cell, Health};
 use crate::app::App;
+use crate::state::redis_conn::RedisConn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,8 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
     loop {
         refresh_all(&health).await;
         let every = app.config().state.cache_ttl.max(Duration::from_millis(50));
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+        if crate::auth::sync::pause(every, &mut stop).await {
+            return;
         }
     }
 }
@@ -31,12 +31,15 @@ pub async fn refresh_all(health: &Health) {
         return;
     }
     let cells: Vec<_> = health.cells().values().cloned().collect();
-    let reads = cells.iter().map(|c| async move {
-        if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &c.labels, &[]).await {
-            c.apply_fleet(&state, health.now());
-        }
-    });
+    let reads = cells.iter().map(|c| read(health, conn, c));
     futures_util::future::join_all(reads).await;
+}
+
+/// Reads one provider's state and takes it in (a failed read changes nothing).
+async fn read(health: &Health, conn: &RedisConn, c: &Cell) {
+    if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &c.labels, &[]).await {
+        c.apply_fleet(&state, health.now());
+    }
 }
 
 /// A change notification named `provider`: read its state now. Notifications
@@ -55,9 +58,7 @@ pub fn refresh_one(health: Arc<Health>, provider: String) {
         };
         loop {
             c.refresh_again.store(false, Ordering::SeqCst);
-            if let Ok(state) = store::exchange(conn, &health.channel, &c.id, &c.labels, &[]).await {
-                c.apply_fleet(&state, health.now());
-            }
+            read(&health, conn, &c).await;
             if c.refresh_again.load(Ordering::SeqCst) {
                 continue;
             }

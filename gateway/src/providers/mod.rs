@@ -244,7 +244,7 @@ impl Provider {
             token_ids: raw
                 .api_tokens
                 .iter()
-                .map(|t| fingerprint(t.as_str()))
+                .map(|t| crate::keys::sha256_hex(t.as_str().as_bytes(), 6))
                 .collect(),
             tokens,
             token_rr: AtomicUsize::new(0),
@@ -368,13 +368,6 @@ impl Provider {
             .map(String::as_str)
             .chain(self.mapping.exact_names())
     }
-}
-
-/// A short one-way fingerprint of an api token (never the token itself).
-fn fingerprint(token: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(token.as_bytes());
-    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Percent-encodes a URL path segment (deployment names are usually plain already).

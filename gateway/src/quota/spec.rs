@@ -167,13 +167,7 @@ pub fn header_subject(v: &[u8]) -> String {
     if v.len() <= MAX_SUBJECT && printable {
         String::from_utf8_lossy(v).into_owned()
     } else {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(v);
-        let mut s = String::from("sha256:");
-        for b in &d[..16] {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        format!("sha256:{}", crate::keys::sha256_hex(v, 16))
     }
 }
 

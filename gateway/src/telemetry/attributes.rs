@@ -360,10 +360,7 @@ fn header_value(h: &HeaderMap, name: Option<&HeaderName>, secret: &[HeaderName])
 /// A secret header's value as it is recorded: `redacted:sha256:<12 hex digits>`
 /// (enough to tell two apart, nothing to recover).
 pub fn fingerprint(v: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(v);
-    let hex: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("redacted:sha256:{hex}")
+    format!("redacted:sha256:{}", crate::keys::sha256_hex(v, 6))
 }
 
 /// Cuts `s` to at most `limit` bytes, on a character boundary.
