@@ -146,21 +146,15 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
     );
     let q = &app.quotas;
     let counters = [
-        ("admitted", "Requests that passed every quota that applied.", &q.stats.admitted),
-        ("limited", "Requests refused with 429 by a quota.", &q.stats.limited),
-        ("bypassed", "Requests admitted unchecked while Redis was unreachable (on_redis_error: fail_open).", &q.stats.bypassed),
-        ("local", "Requests admitted by this replica's share while Redis was unreachable (on_redis_error: local).", &q.stats.local),
-        ("unavailable", "Requests refused with 503 while Redis was unreachable (on_redis_error: fail_closed).", &q.stats.unavailable),
-        ("settle_retries", "Quota settlements that failed and were queued again.", &q.queue.retried),
-        ("settle_dropped", "Quota settlements dropped because the settle queue was full.", &q.queue.dropped),
+        ("gateway_quota_admitted_total", "Requests that passed every quota that applied.", &q.stats.admitted),
+        ("gateway_quota_limited_total", "Requests refused with 429 by a quota.", &q.stats.limited),
+        ("gateway_quota_bypassed_total", "Requests admitted unchecked while Redis was unreachable (on_redis_error: fail_open).", &q.stats.bypassed),
+        ("gateway_quota_local_total", "Requests admitted by this replica's share while Redis was unreachable (on_redis_error: local).", &q.stats.local),
+        ("gateway_quota_unavailable_total", "Requests refused with 503 while Redis was unreachable (on_redis_error: fail_closed).", &q.stats.unavailable),
+        ("gateway_quota_settle_retries_total", "Quota settlements that failed and were queued again.", &q.queue.retried),
+        ("gateway_quota_settle_dropped_total", "Quota settlements dropped because the settle queue was full.", &q.queue.dropped),
     ];
     let mut text = text;
-    for (name, help, v) in counters {
-        text.push_str(&format!(
-            "# HELP gateway_quota_{name}_total {help}\n# TYPE gateway_quota_{name}_total counter\ngateway_quota_{name}_total {}\n",
-            v.load(std::sync::atomic::Ordering::Relaxed)
-        ));
-    }
     let h = &app.health.stats;
     let health_counters = [
         (
@@ -199,7 +193,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
             &h.reports_failed,
         ),
     ];
-    for (name, help, v) in health_counters {
+    for (name, help, v) in counters.into_iter().chain(health_counters) {
         text.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             v.load(std::sync::atomic::Ordering::Relaxed)
