@@ -60,6 +60,17 @@ async fn cache_hits_and_repeated_bad_keys_cost_no_redis_calls() {
     let gw = Gateway::start(&config(&redis.url(), 10_000)).await;
     assert_eq!(chat(&gw, SEED_KEY).await, 200);
     assert_eq!(chat(&gw, "sk-not-a-key-of-ours").await, 401);
+    // the upstream-health mirror reads its provider's hash with one script call
+    // at start and then every cache_ttl_ms (10 s here), and that script's HGETALL
+    // counts in commandstats too: let the start-up read land before counting
+    let t = std::time::Instant::now();
+    while calls(&redis, "evalsha") == 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "no health read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let lookups = calls(&redis, "hgetall");
     for _ in 0..100 {
         assert_eq!(chat(&gw, SEED_KEY).await, 200);
