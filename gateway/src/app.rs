@@ -3,6 +3,7 @@
 //! readiness flags.
 
 use crate::auth::Auth;
+use crate::config::validate::OtlpRt;
 use crate::config::{self, ConfigError, Runtime};
 use crate::providers::ClientCache;
 use crate::state::change::Change;
@@ -17,6 +18,7 @@ pub struct Shared {
     pub auth: Arc<Auth>,
     pub quotas: Arc<crate::quota::Quotas>,
     pub health: Arc<crate::health::Health>,
+    pub otlp: Option<Arc<crate::telemetry::otlp::Otlp>>,
 }
 
 pub struct App {
@@ -33,6 +35,8 @@ pub struct App {
     pub access_log: Arc<AccessLog>,
     /// request metrics for `/metrics` (None: could not be set up, logged)
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
+    /// the OTLP exporter, when `telemetry.otlp` was set at start
+    pub otlp: Option<Arc<crate::telemetry::otlp::Otlp>>,
     ready: AtomicBool,
     next_version: AtomicU64,
     /// the text of the last file we tried, so a bad file is reported once
@@ -53,6 +57,7 @@ impl App {
             auth,
             quotas,
             health,
+            otlp,
         } = shared;
         health.ensure(&first);
         App {
@@ -65,6 +70,7 @@ impl App {
             clients,
             access_log,
             metrics: crate::telemetry::metrics::Metrics::new().map(Arc::new),
+            otlp,
             ready: AtomicBool::new(false),
             last_text: Mutex::new(text),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -122,6 +128,10 @@ impl App {
                 rt.server.admin_listen != old.server.admin_listen,
             ),
             ("state", rt.state != old.state),
+            (
+                "telemetry.otlp (endpoint, protocol, headers, queue and batch)",
+                rt.otlp.as_ref().map(OtlpRt::exporter) != old.otlp.as_ref().map(OtlpRt::exporter),
+            ),
         ] {
             if changed {
                 tracing::warn!(

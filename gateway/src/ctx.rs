@@ -7,6 +7,8 @@ use crate::error::GatewayError;
 use crate::meter::Meter;
 use crate::request_body::ClientBody;
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::otlp::{AttemptSpan, Record};
+use crate::telemetry::trace_context::TraceCtx;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use shared::ai_log::{AccessLogLine, AiLog};
@@ -56,6 +58,10 @@ pub struct RequestCtx {
     pub log: Arc<AccessLog>,
     /// request metrics, fed from the same record
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
+    /// OTLP export (`telemetry.otlp`) and the request's trace context
+    pub otlp: Option<Otlp>,
+    /// the answer's finish reason, for the spans
+    finish_reason: Option<String>,
     /// the record was emitted; otherwise dropping the context emits it
     finished: bool,
 }
@@ -72,9 +78,30 @@ impl Drop for RequestCtx {
     }
 }
 
+/// Where the request's OTLP record goes, and what it carries.
+pub struct Otlp {
+    pub exporter: Arc<crate::telemetry::otlp::Otlp>,
+    pub trace: TraceCtx,
+    /// traces are on and this trace is sampled: its spans are exported
+    pub spans: bool,
+    /// traces are on: upstream calls carry the trace context
+    pub propagate: bool,
+    pub log: bool,
+}
+
 /// One upstream attempt, as `ai_log.attempts` records it.
 pub struct AttemptRec {
     pub provider: Arc<str>,
+    /// `gen_ai.provider.name` and `host:port` of the provider, for its span
+    pub system: &'static str,
+    pub host: Arc<str>,
+    /// the attempt's CLIENT span (0 when the request is not traced)
+    pub span_id: u64,
+    pub started: Instant,
+    /// when it failed (or got its response headers)
+    pub ended: Option<Instant>,
+    /// the model asked of the upstream, kept for the span (traced requests only)
+    pub model: Option<String>,
     pub token: Option<u32>,
     pub status: Option<u16>,
     /// the `fallback.on` name of why it failed; None for the one that answered
@@ -136,6 +163,8 @@ impl RequestCtx {
             body: Bytes::new(),
             log,
             metrics: None,
+            otlp: None,
+            finish_reason: None,
             finished: false,
         }
     }
@@ -228,6 +257,9 @@ impl RequestCtx {
         };
         let chat_id = meter.chat_id.clone();
         let model = meter.model.clone();
+        if self.otlp.is_some() {
+            self.finish_reason = meter.finish_reason.clone();
+        }
         self.emit(status, usage, bytes_sent, flags, error, chat_id, model);
     }
 
@@ -249,8 +281,8 @@ impl RequestCtx {
             q.finish(&usage);
             (q.status, q.limited_by.take())
         });
-        // the record feeds the access log and the metrics: built when either wants it
-        if !self.log.enabled() && self.metrics.is_none() {
+        // the record feeds the access log, the metrics and OTLP: built when one wants it
+        if !self.log.enabled() && self.metrics.is_none() && self.otlp.is_none() {
             return;
         }
         let now = Instant::now();
@@ -308,10 +340,10 @@ impl RequestCtx {
         if let Some(m) = &self.metrics {
             m.record(&ai_log, endpoint.map_or("unknown", |e| e.operation_name()));
         }
-        if !self.log.enabled() {
+        if !self.log.enabled() && self.otlp.is_none() {
             return;
         }
-        let line = AccessLogLine {
+        let line = Arc::new(AccessLogLine {
             start_time: humantime::format_rfc3339_millis(self.start_wall).to_string(),
             authority: text(&self.authority).unwrap_or_default(),
             method: self.method.to_string(),
@@ -330,8 +362,59 @@ impl RequestCtx {
             route_name: self.route.as_deref().map(str::to_string),
             response_flags: flags.to_string(),
             ai_log,
+        });
+        if let Some(o) = self.otlp.take() {
+            self.export(o, &line, now);
+        }
+        if self.log.enabled() {
+            self.log.send(line);
+        }
+    }
+
+    /// Queues the OTLP record of the finished request.
+    fn export(&mut self, o: Otlp, line: &Arc<AccessLogLine>, now: Instant) {
+        let since = |t: Instant| t.saturating_duration_since(self.start);
+        let last = self.attempts.len().saturating_sub(1);
+        let attempts = match o.spans {
+            true => self
+                .attempts
+                .iter_mut()
+                .enumerate()
+                .map(|(i, a)| AttemptSpan {
+                    span_id: a.span_id,
+                    start: since(a.started),
+                    // the attempt that answered ends with the answer
+                    end: match i == last && a.reason.is_none() {
+                        true => None,
+                        false => a.ended.map(since),
+                    },
+                    model: a.model.take(),
+                    system: a.system,
+                    host: a.host.clone(),
+                })
+                .collect(),
+            false => Vec::new(),
         };
-        self.log.send(line);
+        o.exporter.send(Record {
+            line: line.clone(),
+            trace: o.trace,
+            spans: o.spans,
+            log: o.log,
+            start: self.start_wall,
+            end: since(now),
+            first_token: self.first_byte_at.map(since),
+            operation: self.endpoint.map_or("unknown", |e| e.operation_name()),
+            attempts,
+            span_attrs: match o.spans {
+                true => self
+                    .attrs
+                    .as_ref()
+                    .map(|c| c.for_span())
+                    .unwrap_or_default(),
+                false => Default::default(),
+            },
+            finish_reason: self.finish_reason.take(),
+        });
     }
 }
 

@@ -59,10 +59,31 @@ pub fn load(
     Ok((config::build(&raw, &name, 1, clients)?, text))
 }
 
-/// Runs the gateway until SIGTERM/SIGINT. Returns the access log so the caller can
-/// flush it once more after the runtime is shut down (requests cut off at the end of
-/// the grace period are recorded when their tasks are dropped).
-pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String> {
+/// What still holds records when [`run`] returns: the caller flushes both once more
+/// after the runtime is shut down (requests cut off at the end of the grace period
+/// are recorded when their tasks are dropped).
+pub struct Sinks {
+    pub access_log: Arc<AccessLog>,
+    pub otlp: Option<Arc<telemetry::otlp::Otlp>>,
+}
+
+impl Sinks {
+    /// Writes and exports what is queued (blocks; off the runtime's workers).
+    pub fn flush(&self) {
+        self.access_log.flush();
+        if let Some(o) = &self.otlp {
+            if !o.flush(std::time::Duration::from_secs(5)) {
+                tracing::warn!(
+                    left = o.queued(),
+                    "OTLP records could not all be exported before exit"
+                );
+            }
+        }
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT.
+pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     let clients = providers::ClientCache::default();
     let (rt, text) =
         load(config_path.as_deref(), &clients).map_err(|e| format!("invalid config:\n{e}"))?;
@@ -93,6 +114,10 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
             health::Health::new(health::Backend::Redis(r.conn.clone()), r.channel())
         }
     };
+    let otlp = match &rt.otlp {
+        Some(o) => Some(telemetry::otlp::Otlp::start(o)?),
+        None => None,
+    };
     let app = Arc::new(App::new(
         rt,
         text,
@@ -103,6 +128,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
             auth,
             quotas: quotas.clone(),
             health: health.clone(),
+            otlp: otlp.clone(),
         },
     ));
     // scripts and seed now when Redis is there; otherwise the monitor does it later
@@ -130,9 +156,15 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Arc<AccessLog>, String>
         );
     }
     admin_task.abort();
-    access_log.flush();
+    let sinks = Sinks { access_log, otlp };
+    let sinks = tokio::task::spawn_blocking(move || {
+        sinks.flush();
+        sinks
+    })
+    .await
+    .map_err(|e| format!("flushing the logs at exit failed: {e}"))?;
     tracing::info!("stopped");
-    Ok(access_log)
+    Ok(sinks)
 }
 
 /// The state backend and the key cache, as `state:` says.

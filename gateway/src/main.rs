@@ -43,10 +43,10 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(gateway::run(cli.config)) {
-        Ok(access_log) => {
+        Ok(sinks) => {
             // Dropping what still runs records the requests cut off; write those too.
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
-            access_log.flush();
+            sinks.flush();
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -35,6 +35,7 @@ use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
 use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
 use crate::telemetry::attributes::Collected;
+use crate::telemetry::trace_context::{new_span_id, TraceCtx};
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http::request::Parts;
@@ -79,6 +80,18 @@ pub async fn handle(
         app.access_log.clone(),
     ));
     ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
+    if let (Some(exporter), Some(o)) = (&app.otlp, &cfg.otlp) {
+        if o.traces || o.logs {
+            let trace = TraceCtx::from_headers(&parts.headers, o.sampling_ratio);
+            ctx.otlp = Some(crate::ctx::Otlp {
+                exporter: exporter.clone(),
+                spans: o.traces && trace.sampled,
+                propagate: o.traces,
+                log: o.logs,
+                trace,
+            });
+        }
+    }
     let request_id = ctx.request_id.clone();
     let answer = phases(
         &cfg,
@@ -331,8 +344,15 @@ async fn attempts(
         ctx.upstream_host = Some(prov.host.clone());
         let sent = Instant::now();
         // recorded now, so an attempt cut short (the client left) still shows
+        let traced = ctx.otlp.as_ref().is_some_and(|o| o.propagate);
         ctx.attempts.push(AttemptRec {
             provider: prov.id.clone(),
+            system: crate::providers::gen_ai_name(prov.kind),
+            host: prov.host.clone(),
+            span_id: if traced { new_span_id() } else { 0 },
+            started: sent,
+            ended: None,
+            model: None,
             token: None,
             status: None,
             reason: None,
@@ -355,6 +375,11 @@ async fn attempts(
         ctx.inflight = cell.clone().map(InFlight::new);
         let upstream_model = prov.mapping.map(model);
         ctx.model = Some(upstream_model.to_string());
+        if traced {
+            if let Some(a) = ctx.attempts.last_mut() {
+                a.model = ctx.model.clone();
+            }
+        }
 
         // 7.-8. adapter and upstream call
         let result = match prov.flavor {
@@ -370,6 +395,11 @@ async fn attempts(
                     upstream::request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
                 if let Some((_, name, value)) = &token {
                     req.headers_mut().insert(name.clone(), value.clone());
+                }
+                if let (Some(o), Some(a)) = (&ctx.otlp, ctx.attempts.last()) {
+                    if o.propagate {
+                        o.trace.inject(a.span_id, req.headers_mut());
+                    }
                 }
                 let http = prov
                     .client
@@ -462,6 +492,7 @@ fn close(
         a.status = status;
         a.reason = reason.map(FallbackOn::as_str);
         a.ms = elapsed_ms(sent);
+        a.ended = Some(Instant::now());
     }
 }
 

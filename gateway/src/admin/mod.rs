@@ -193,7 +193,41 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
             &h.reports_failed,
         ),
     ];
-    for (name, help, v) in counters.into_iter().chain(health_counters) {
+    let otlp_counters: Vec<(&str, &str, &std::sync::atomic::AtomicU64)> = match &app.otlp {
+        Some(o) => vec![
+            (
+                "gateway_otlp_spans_exported_total",
+                "Spans the OTLP collector accepted.",
+                &o.stats.spans_exported,
+            ),
+            (
+                "gateway_otlp_logs_exported_total",
+                "Log records the OTLP collector accepted.",
+                &o.stats.logs_exported,
+            ),
+            (
+                "gateway_otlp_spans_failed_total",
+                "Spans lost because their export failed (collector unreachable or refusing).",
+                &o.stats.spans_failed,
+            ),
+            (
+                "gateway_otlp_logs_failed_total",
+                "Log records lost because their export failed.",
+                &o.stats.logs_failed,
+            ),
+            (
+                "gateway_otlp_dropped_total",
+                "Requests whose OTLP record was dropped because the export queue was full.",
+                &o.stats.dropped,
+            ),
+        ],
+        None => Vec::new(),
+    };
+    for (name, help, v) in counters
+        .into_iter()
+        .chain(health_counters)
+        .chain(otlp_counters)
+    {
         text.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             v.load(std::sync::atomic::Ordering::Relaxed)
@@ -222,6 +256,12 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
     ));
+    if let Some(o) = &app.otlp {
+        text.push_str(&format!(
+            "# HELP gateway_otlp_queue Requests whose OTLP record waits for export.\n# TYPE gateway_otlp_queue gauge\ngateway_otlp_queue {}\n",
+            o.queued()
+        ));
+    }
     if cfg.prometheus {
         if let Some(m) = &app.metrics {
             text.push_str(&m.render());

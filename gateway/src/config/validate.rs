@@ -32,6 +32,9 @@ pub struct Runtime {
     /// `key_headers` and `consumer_header`: client headers never sent upstream
     pub secret_headers: Vec<http::HeaderName>,
     pub access_log: AccessLogRt,
+    /// `telemetry.otlp` (the exporter itself is set up at start; a change of its
+    /// endpoint, protocol or headers needs a restart)
+    pub otlp: Option<OtlpRt>,
     /// `telemetry.value_length_limit`: longer ai_log attribute values are cut
     pub value_length_limit: usize,
     /// `telemetry.prometheus`: request metrics on `/metrics`
@@ -56,6 +59,41 @@ pub struct AccessLogRt {
     /// None = stdout
     pub path: Option<PathBuf>,
     pub queue_size: usize,
+}
+
+/// `telemetry.otlp`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpRt {
+    /// the collector's base URL (`/v1/traces`, `/v1/logs`, `/v1/metrics` are added
+    /// for the http protocol)
+    pub endpoint: String,
+    pub protocol: shared::config::OtlpProtocol,
+    pub traces: bool,
+    pub logs: bool,
+    pub metrics: bool,
+    pub sampling_ratio: f64,
+    /// sent with every export (e.g. authorization for a hosted collector)
+    pub headers: Vec<(String, String)>,
+    pub queue_size: usize,
+    pub batch_size: usize,
+    pub timeout: Duration,
+    pub service_name: String,
+}
+
+impl OtlpRt {
+    /// What the exporter is built with at start: a change needs a restart (traces,
+    /// logs and sampling_ratio apply on reload).
+    pub fn exporter(&self) -> impl PartialEq + '_ {
+        (
+            (&self.endpoint, self.protocol, &self.headers),
+            (
+                self.queue_size,
+                self.batch_size,
+                self.timeout,
+                &self.service_name,
+            ),
+        )
+    }
 }
 
 /// Collects problems as `file: key: reason`.
@@ -153,6 +191,7 @@ pub fn build(
         .ok();
     let access_log = access_log(raw, &mut p);
     telemetry_warnings(raw, &mut p);
+    let otlp = otlp(raw, &mut p);
 
     match (server, state, consumer_header, p.errors.is_empty()) {
         (Some(server), Some(state), Some(consumer_header), true) => Ok(Runtime {
@@ -172,6 +211,7 @@ pub fn build(
             key_headers,
             consumer_header,
             access_log,
+            otlp,
             value_length_limit: raw.telemetry.value_length_limit,
             prometheus: raw.telemetry.prometheus,
             warnings: p.warnings,
@@ -322,20 +362,66 @@ fn telemetry_warnings(raw: &RawConfig, p: &mut Problems) {
     if raw.telemetry.value_length_limit == 0 {
         p.error("telemetry.value_length_limit", "must be at least 1");
     }
-    if raw.telemetry.otlp.is_some() {
-        p.warn(
-            "telemetry.otlp",
-            "OTLP export is not available in this version yet",
+}
+
+fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
+    let o = raw.telemetry.otlp.as_ref()?;
+    if !(0.0..=1.0).contains(&o.sampling_ratio) {
+        p.error(
+            "telemetry.otlp.sampling_ratio",
+            "must be between 0.0 and 1.0",
         );
     }
-    if let Some(o) = &raw.telemetry.otlp {
-        if !(0.0..=1.0).contains(&o.sampling_ratio) {
+    let endpoint = o.endpoint.as_str().trim_end_matches('/').to_string();
+    match endpoint.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some() => {}
+        _ => p.error(
+            "telemetry.otlp.endpoint",
+            format!("{endpoint:?} is not an http:// or https:// URL"),
+        ),
+    }
+    for (name, value) in &o.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value.as_str()).is_err()
+        {
+            // the value may be a secret: only the name is shown
             p.error(
-                "telemetry.otlp.sampling_ratio",
-                "must be between 0.0 and 1.0",
+                format!("telemetry.otlp.headers.{name}"),
+                "is not a valid HTTP header name and value",
             );
         }
     }
+    for (key, v) in [("queue_size", o.queue_size), ("batch_size", o.batch_size)] {
+        if v == 0 {
+            p.error(format!("telemetry.otlp.{key}"), "must be greater than 0");
+        }
+    }
+    if o.timeout_ms == 0 {
+        p.error("telemetry.otlp.timeout_ms", "must be greater than 0");
+    }
+    if !o.traces && !o.logs && !o.metrics {
+        p.warn(
+            "telemetry.otlp",
+            "traces, logs and metrics are all off: nothing is exported",
+        );
+    }
+    Some(OtlpRt {
+        endpoint,
+        protocol: o.protocol,
+        traces: o.traces,
+        logs: o.logs,
+        metrics: o.metrics,
+        sampling_ratio: o.sampling_ratio.clamp(0.0, 1.0),
+        headers: o
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().to_string()))
+            .collect(),
+        queue_size: o.queue_size.max(1),
+        batch_size: o.batch_size.max(1),
+        timeout: Duration::from_millis(o.timeout_ms.max(1)),
+        service_name: o.service_name.clone(),
+    })
 }
 
 #[cfg(test)]

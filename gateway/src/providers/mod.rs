@@ -383,36 +383,40 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-pub fn type_name(kind: ProviderType) -> String {
-    serde_json::to_value(TypeName(kind))
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{kind:?}"))
+/// The provider type as the config spells it.
+pub fn type_name(kind: ProviderType) -> &'static str {
+    use ProviderType::*;
+    match kind {
+        Openai => "openai",
+        OpenaiCompatible => "openai-compatible",
+        AzureOpenai => "azure-openai",
+        Deepseek => "deepseek",
+        Anthropic => "anthropic",
+        Gemini => "gemini",
+        Mock => "mock",
+        Openrouter => "openrouter",
+        Groq => "groq",
+        Mistral => "mistral",
+        Qwen => "qwen",
+        Moonshot => "moonshot",
+        Together => "together",
+        Xai => "xai",
+        Ollama => "ollama",
+        Vllm => "vllm",
+    }
 }
 
-struct TypeName(ProviderType);
-
-impl serde::Serialize for TypeName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use ProviderType::*;
-        s.serialize_str(match self.0 {
-            Openai => "openai",
-            OpenaiCompatible => "openai-compatible",
-            AzureOpenai => "azure-openai",
-            Deepseek => "deepseek",
-            Anthropic => "anthropic",
-            Gemini => "gemini",
-            Mock => "mock",
-            Openrouter => "openrouter",
-            Groq => "groq",
-            Mistral => "mistral",
-            Qwen => "qwen",
-            Moonshot => "moonshot",
-            Together => "together",
-            Xai => "xai",
-            Ollama => "ollama",
-            Vllm => "vllm",
-        })
+/// `gen_ai.provider.name`: the OpenTelemetry GenAI well-known value where there is
+/// one, else the config's type name.
+pub fn gen_ai_name(kind: ProviderType) -> &'static str {
+    use ProviderType::*;
+    match kind {
+        AzureOpenai => "azure.ai.openai",
+        Gemini => "gcp.gemini",
+        Mistral => "mistral_ai",
+        Xai => "x_ai",
+        Qwen => "alibaba.qwen",
+        other => type_name(other),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 enum Msg {
-    Line(Box<AccessLogLine>),
+    Line(std::sync::Arc<AccessLogLine>),
     Reopen(Option<PathBuf>),
     Flush(SyncSender<()>),
 }
@@ -59,8 +59,9 @@ impl AccessLog {
         self.written.load(Ordering::Relaxed)
     }
 
-    pub fn send(&self, line: AccessLogLine) {
-        match self.sender.try_send(Msg::Line(Box::new(line))) {
+    /// Queues a line (shared with the OTLP exporter when that is on); never waits.
+    pub fn send(&self, line: std::sync::Arc<AccessLogLine>) {
+        match self.sender.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -165,7 +166,7 @@ impl Writer {
         match m {
             Msg::Line(line) => {
                 self.buf.clear();
-                if serde_json::to_writer(&mut self.buf, &line).is_ok() {
+                if serde_json::to_writer(&mut self.buf, &*line).is_ok() {
                     self.buf.push(b'\n');
                     if self.out.write_all(&self.buf).is_ok() {
                         self.written += 1;
@@ -212,11 +213,11 @@ mod tests {
         }
     }
 
-    fn line(id: &str) -> AccessLogLine {
-        AccessLogLine {
+    fn line(id: &str) -> std::sync::Arc<AccessLogLine> {
+        std::sync::Arc::new(AccessLogLine {
             request_id: id.to_string(),
             ..AccessLogLine::default()
-        }
+        })
     }
 
     #[test]

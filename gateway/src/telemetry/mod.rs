@@ -1,11 +1,13 @@
 //! What the gateway records about requests: the JSON access log, the
-//! route-configured `ai_log` attributes and the request metrics (OTLP comes with
-//! the telemetry issue).
+//! route-configured `ai_log` attributes, the request metrics, and OTLP spans and
+//! log records with the trace context they continue.
 
 pub mod access_log;
 pub mod attributes;
 pub mod metrics;
+pub mod otlp;
 pub mod path;
+pub mod trace_context;
 
 /// The built-in `ai_log` fields; configured attributes may not take these names.
 pub const BUILT_IN: [&str; 25] = [

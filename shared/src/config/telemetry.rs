@@ -83,6 +83,29 @@ pub struct OtlpConfig {
     pub sampling_ratio: f64,
     #[serde(default)]
     pub headers: IndexMap<String, EnvString>,
+    /// Added key: spans and log records queued for export before new ones are
+    /// dropped (and counted).
+    #[serde(default = "d_queue")]
+    pub queue_size: usize,
+    /// Added key: records sent to the collector in one export call.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Added key: how long one export call may take before it counts as failed.
+    #[serde(default = "d_export_timeout")]
+    pub timeout_ms: u64,
+    /// Added key: the `service.name` resource attribute.
+    #[serde(default = "d_service")]
+    pub service_name: String,
+}
+
+fn d_batch() -> usize {
+    512
+}
+fn d_export_timeout() -> u64 {
+    5_000
+}
+fn d_service() -> String {
+    "ai-gateway".to_string()
 }
 
 fn d_ratio() -> f64 {

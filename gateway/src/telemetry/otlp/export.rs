@@ -1,0 +1,285 @@
+//! The exporter thread: builds the OTLP span and log exporters (gRPC or HTTP),
+//! gathers queued records into batches and sends spans and logs side by side.
+
+use super::{convert, Msg, Record, Stats};
+use crate::config::validate::OtlpRt;
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::trace::SpanExporter as _;
+use opentelemetry_sdk::Resource;
+use shared::config::OtlpProtocol;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A batch is sent when it is full or this long after its first record arrived.
+const LINGER: Duration = Duration::from_millis(200);
+/// Drops and failed exports are logged at most once per this interval.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs the exporter: its own single-threaded runtime, so exports never compete
+/// with requests for the runtime's workers and can still run after it stopped.
+pub(super) fn thread(
+    cfg: OtlpRt,
+    rx: mpsc::Receiver<Msg>,
+    stats: Arc<Stats>,
+    ready: std::sync::mpsc::SyncSender<Result<(), String>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot start the OTLP runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let ex = match Exporters::build(&cfg) {
+            Ok(ex) => ex,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        run(&cfg, rx, &stats, ex).await;
+    });
+}
+
+async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: &Stats, ex: Exporters) {
+    let mut msgs = Vec::with_capacity(cfg.batch_size);
+    let mut batch: Vec<Box<Record>> = Vec::with_capacity(cfg.batch_size);
+    let mut acks = Vec::new();
+    let mut report = Report::default();
+    loop {
+        if rx.recv_many(&mut msgs, cfg.batch_size).await == 0 {
+            break; // every sender is gone and the queue is empty
+        }
+        let deadline = tokio::time::Instant::now() + LINGER;
+        loop {
+            for m in msgs.drain(..) {
+                match m {
+                    Msg::Record(r) => batch.push(r),
+                    Msg::Flush(done) => acks.push(done),
+                }
+            }
+            if !acks.is_empty() || batch.len() >= cfg.batch_size {
+                break;
+            }
+            let room = cfg.batch_size - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut msgs, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        ex.export(&batch, stats).await;
+        batch.clear();
+        for done in acks.drain(..) {
+            let _ = done.send(());
+        }
+        report.maybe_log(stats);
+    }
+    ex.shutdown();
+}
+
+/// Logs drops and failures once per interval, with the counts since the last time.
+#[derive(Default)]
+struct Report {
+    last: Option<std::time::Instant>,
+    seen: [u64; 3],
+}
+
+impl Report {
+    fn maybe_log(&mut self, stats: &Stats) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now - t < REPORT_EVERY) {
+            return;
+        }
+        let counts = [
+            stats.dropped.load(Ordering::Relaxed),
+            stats.spans_failed.load(Ordering::Relaxed),
+            stats.logs_failed.load(Ordering::Relaxed),
+        ];
+        if counts != self.seen {
+            tracing::warn!(
+                dropped = counts[0] - self.seen[0],
+                spans_failed = counts[1] - self.seen[1],
+                logs_failed = counts[2] - self.seen[2],
+                "OTLP export is losing records (queue full or collector unreachable)"
+            );
+            self.seen = counts;
+            self.last = Some(now);
+        }
+    }
+}
+
+struct Exporters {
+    spans: opentelemetry_otlp::SpanExporter,
+    logs: opentelemetry_otlp::LogExporter,
+    scope: InstrumentationScope,
+    /// makes log records (it has no processor: records are exported here)
+    logger: SdkLogger,
+    _provider: SdkLoggerProvider,
+    last_error: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Builds one signal's exporter for `cfg`: gRPC (tonic) or HTTP/protobuf to
+/// `{endpoint}{path}`, with the configured headers and timeout.
+macro_rules! exporter {
+    ($ty:ty, $cfg:expr, $path:expr) => {{
+        let cfg: &OtlpRt = $cfg;
+        match cfg.protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = <$ty>::builder()
+                    .with_tonic()
+                    .with_endpoint(cfg.endpoint.clone())
+                    .with_timeout(cfg.timeout)
+                    .with_metadata(metadata(cfg)?);
+                if cfg.endpoint.starts_with("https://") {
+                    b = b.with_tls_config(
+                        opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                            .with_webpki_roots(),
+                    );
+                }
+                b.build()
+            }
+            OtlpProtocol::Http => <$ty>::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(format!("{}{}", cfg.endpoint, $path))
+                .with_timeout(cfg.timeout)
+                .with_headers(cfg.headers.iter().cloned().collect())
+                .with_http_client(http_client(cfg.timeout))
+                .build(),
+        }
+        .map_err(|e| format!("telemetry.otlp: cannot set up the exporter: {e}"))
+    }};
+}
+
+impl Exporters {
+    fn build(cfg: &OtlpRt) -> Result<Exporters, String> {
+        let resource = Resource::builder()
+            .with_service_name(cfg.service_name.clone())
+            .with_attributes([opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            )])
+            .build();
+        // both, whatever traces and logs say now: a reload may turn either on
+        let mut spans = exporter!(opentelemetry_otlp::SpanExporter, cfg, "/v1/traces")?;
+        let mut logs = exporter!(opentelemetry_otlp::LogExporter, cfg, "/v1/logs")?;
+        spans.set_resource(&resource);
+        logs.set_resource(&resource);
+        let scope = InstrumentationScope::builder("ai-gateway")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let provider = SdkLoggerProvider::builder().build();
+        Ok(Exporters {
+            spans,
+            logs,
+            logger: provider.logger_with_scope(scope.clone()),
+            scope,
+            _provider: provider,
+            last_error: std::sync::Mutex::new(None),
+        })
+    }
+
+    async fn export(&self, batch: &[Box<Record>], stats: &Stats) {
+        let spans: Vec<_> = batch
+            .iter()
+            .filter(|r| r.spans)
+            .flat_map(|r| convert::spans(r, &self.scope))
+            .collect();
+        let logs: Vec<_> = batch
+            .iter()
+            .filter(|r| r.log)
+            .map(|r| convert::log(r, &self.logger))
+            .collect();
+        let pairs: Vec<_> = logs.iter().map(|l| (l, &self.scope)).collect();
+        let (n_spans, n_logs) = (spans.len() as u64, pairs.len() as u64);
+        let span_done = async {
+            match n_spans {
+                0 => Ok(()),
+                _ => self.spans.export(spans).await.map_err(|e| e.to_string()),
+            }
+        };
+        let log_done = async {
+            match n_logs {
+                0 => Ok(()),
+                _ => (self.logs.export(LogBatch::new(&pairs)).await).map_err(|e| e.to_string()),
+            }
+        };
+        let (s, l) = tokio::join!(span_done, log_done);
+        for (res, n, ok, failed, what) in [
+            (
+                s,
+                n_spans,
+                &stats.spans_exported,
+                &stats.spans_failed,
+                "spans",
+            ),
+            (l, n_logs, &stats.logs_exported, &stats.logs_failed, "logs"),
+        ] {
+            match res {
+                Ok(()) => ok.fetch_add(n, Ordering::Relaxed),
+                Err(e) => {
+                    self.log_error(what, &e);
+                    failed.fetch_add(n, Ordering::Relaxed)
+                }
+            };
+        }
+    }
+
+    /// The collector's error, once per interval (the counts go to `Report`).
+    fn log_error(&self, what: &str, e: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_none_or(|t| now - t >= REPORT_EVERY) {
+            *last = Some(now);
+            tracing::warn!(error = %e, "OTLP export of {what} failed");
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = self.spans.shutdown();
+        let _ = self.logs.shutdown();
+    }
+}
+
+/// gRPC metadata from `telemetry.otlp.headers` (validated with the config).
+fn metadata(
+    cfg: &OtlpRt,
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, String> {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in &cfg.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("telemetry.otlp.headers: bad header name {k:?}"))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| format!("telemetry.otlp.headers.{k}: bad header value"))?;
+        h.insert(name, value);
+    }
+    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(h))
+}
+
+/// HTTP/1.1 client for OTLP/HTTP, plain or TLS (webpki roots), TCP_NODELAY.
+fn http_client(
+    timeout: Duration,
+) -> opentelemetry_http::hyper::HyperClient<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    opentelemetry_http::hyper::HyperClient::new(https, timeout, None)
+}

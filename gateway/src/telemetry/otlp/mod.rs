@@ -1,0 +1,132 @@
+//! OTLP export of the per-request record: spans and a log record per request, sent
+//! by a thread of its own (with its own small runtime) from a bounded queue. The
+//! request path only queues; a full queue drops the record and counts it, and a
+//! collector that is down costs failed exports, never traffic.
+
+mod convert;
+mod export;
+
+use crate::config::validate::OtlpRt;
+use crate::telemetry::trace_context::TraceCtx;
+use shared::ai_log::AccessLogLine;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// One finished request, as the exporter needs it.
+pub struct Record {
+    /// the access-log line (shared with the access log when both are on)
+    pub line: Arc<AccessLogLine>,
+    pub trace: TraceCtx,
+    /// export the request's spans (traces on and the trace sampled)
+    pub spans: bool,
+    /// export its log record
+    pub log: bool,
+    pub start: SystemTime,
+    /// from the start: the end of the answer, and its first byte
+    pub end: Duration,
+    pub first_token: Option<Duration>,
+    /// `gen_ai.operation.name`
+    pub operation: &'static str,
+    /// one per upstream attempt, in the order of `line.ai_log.attempts`
+    pub attempts: Vec<AttemptSpan>,
+    /// the route's attributes marked `apply_to_span`
+    pub span_attrs: serde_json::Map<String, serde_json::Value>,
+    pub finish_reason: Option<String>,
+}
+
+/// The CLIENT span of one upstream attempt.
+pub struct AttemptSpan {
+    pub span_id: u64,
+    /// from the request's start
+    pub start: Duration,
+    /// None: the attempt that answered, which ends with the answer
+    pub end: Option<Duration>,
+    /// the model asked of this upstream (after the provider's model map)
+    pub model: Option<String>,
+    /// `gen_ai.provider.name`
+    pub system: &'static str,
+    /// the provider's `host:port`
+    pub host: Arc<str>,
+}
+
+enum Msg {
+    Record(Box<Record>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Export counters, for `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub spans_exported: AtomicU64,
+    pub logs_exported: AtomicU64,
+    pub spans_failed: AtomicU64,
+    pub logs_failed: AtomicU64,
+    /// records dropped because the queue was full
+    pub dropped: AtomicU64,
+}
+
+pub struct Otlp {
+    tx: mpsc::Sender<Msg>,
+    pub stats: Arc<Stats>,
+    capacity: usize,
+}
+
+impl Otlp {
+    /// Starts the exporter thread for `cfg`. Fails on a config the exporters refuse.
+    pub fn start(cfg: &OtlpRt) -> Result<Arc<Otlp>, String> {
+        let (tx, rx) = mpsc::channel(cfg.queue_size);
+        let stats = Arc::new(Stats::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let (cfg2, stats2) = (cfg.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || export::thread(cfg2, rx, stats2, ready_tx))
+            .map_err(|e| format!("cannot start the OTLP exporter thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Arc::new(Otlp {
+                tx,
+                stats,
+                capacity: cfg.queue_size,
+            })),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the OTLP exporter thread ended at start".to_string()),
+        }
+    }
+
+    /// Queues a record; never waits.
+    pub fn send(&self, r: Record) {
+        if self.tx.try_send(Msg::Record(Box::new(r))).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records waiting to be exported.
+    pub fn queued(&self) -> usize {
+        self.capacity.saturating_sub(self.tx.capacity())
+    }
+
+    /// Exports everything queued so far; waits at most `timeout`. Blocks the calling
+    /// thread (call it off the runtime's workers). False if it did not finish.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        let mut msg = Msg::Flush(done_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        done_rx.recv_timeout(left).is_ok()
+    }
+}

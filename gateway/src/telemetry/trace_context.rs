@@ -1,0 +1,279 @@
+//! Trace context of a request: continued from the client's W3C `traceparent` /
+//! `tracestate` or B3 (single `b3` or multi `X-B3-*`) headers, else started here;
+//! the parent-based sampling decision; the headers that carry it upstream.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const B3: HeaderName = HeaderName::from_static("b3");
+const B3_TRACE: HeaderName = HeaderName::from_static("x-b3-traceid");
+const B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
+const B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
+/// The ids of one request's trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceCtx {
+    pub trace_id: u128,
+    /// the request's own (SERVER) span
+    pub span_id: u64,
+    /// the client's span, when the trace was continued
+    pub parent: Option<u64>,
+    pub sampled: bool,
+    /// the client's `tracestate`, passed on unchanged
+    pub tracestate: Option<HeaderValue>,
+    /// the client spoke B3: the upstream gets a `b3` header too
+    pub b3: bool,
+}
+
+impl TraceCtx {
+    /// The context for a request with these headers: the client's trace when it sent
+    /// a valid one (its sampled flag decides), else a new trace sampled at `ratio`.
+    pub fn from_headers(h: &HeaderMap, ratio: f64) -> TraceCtx {
+        let span_id = new_span_id();
+        if let Some((trace_id, parent, sampled)) = h.get(TRACEPARENT).and_then(parse_traceparent) {
+            return TraceCtx {
+                trace_id,
+                span_id,
+                parent: Some(parent),
+                sampled,
+                tracestate: h.get(TRACESTATE).filter(|v| v.len() <= 512).cloned(),
+                b3: false,
+            };
+        }
+        if let Some((trace_id, parent, sampled)) = b3_single(h).or_else(|| b3_multi(h)) {
+            return TraceCtx {
+                trace_id,
+                span_id,
+                parent: Some(parent),
+                // B3 may defer the decision to us
+                sampled: sampled.unwrap_or_else(|| by_ratio(trace_id, ratio)),
+                tracestate: None,
+                b3: true,
+            };
+        }
+        let trace_id = new_trace_id();
+        TraceCtx {
+            trace_id,
+            span_id,
+            parent: None,
+            sampled: by_ratio(trace_id, ratio),
+            tracestate: None,
+            b3: false,
+        }
+    }
+
+    /// Sets the context of the upstream call whose (CLIENT) span is `span_id`, in
+    /// place of whatever trace headers the client sent.
+    pub fn inject(&self, span_id: u64, h: &mut HeaderMap) {
+        for n in [B3_TRACE, B3_SPAN, B3_PARENT, B3_SAMPLED, B3_FLAGS, B3] {
+            h.remove(n);
+        }
+        let flags = if self.sampled { "01" } else { "00" };
+        let tp = format!("00-{:032x}-{span_id:016x}-{flags}", self.trace_id);
+        if let Ok(v) = HeaderValue::from_str(&tp) {
+            h.insert(TRACEPARENT, v);
+        }
+        match &self.tracestate {
+            Some(ts) => {
+                h.insert(TRACESTATE, ts.clone());
+            }
+            None => {
+                h.remove(TRACESTATE);
+            }
+        }
+        if self.b3 {
+            let s = if self.sampled { '1' } else { '0' };
+            let b3 = format!("{:032x}-{span_id:016x}-{s}", self.trace_id);
+            if let Ok(v) = HeaderValue::from_str(&b3) {
+                h.insert(B3, v);
+            }
+        }
+    }
+}
+
+/// A new non-zero span id.
+pub fn new_span_id() -> u64 {
+    loop {
+        let id = fastrand::u64(..);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn new_trace_id() -> u128 {
+    loop {
+        let id = fastrand::u128(..);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// The OpenTelemetry TraceIdRatioBased rule: the lower 64 bits of the trace id
+/// against the ratio, so every replica decides the same for a trace.
+fn by_ratio(trace_id: u128, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio <= 0.0 {
+        return false;
+    }
+    let bound = (ratio * (1u64 << 63) as f64) as u64;
+    ((trace_id as u64) >> 1) < bound
+}
+
+/// `00-<32 hex trace>-<16 hex span>-<2 hex flags>` (later versions may add fields).
+fn parse_traceparent(v: &HeaderValue) -> Option<(u128, u64, bool)> {
+    let s = v.to_str().ok()?.trim();
+    let mut it = s.split('-');
+    let version = it.next()?;
+    let (trace, span, flags) = (it.next()?, it.next()?, it.next()?);
+    if version.len() != 2 || version == "ff" || (version == "00" && it.next().is_some()) {
+        return None;
+    }
+    u8::from_str_radix(version, 16).ok()?;
+    let trace_id = hex128(trace)?;
+    let span_id = hex64(span)?;
+    if flags.len() != 2 {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace_id, span_id, flags & 1 == 1))
+}
+
+/// `b3: {trace}-{span}[-{sampled}[-{parent}]]`, trace of 16 or 32 hex digits; a
+/// lone `0`/`1`/`d` carries no trace to continue.
+fn b3_single(h: &HeaderMap) -> Option<(u128, u64, Option<bool>)> {
+    let s = h.get(B3)?.to_str().ok()?.trim();
+    let mut it = s.split('-');
+    let trace_id = hex128(it.next()?)?;
+    let span_id = hex64(it.next()?)?;
+    let sampled = match it.next() {
+        None => None,
+        Some("1") | Some("d") => Some(true),
+        Some("0") => Some(false),
+        Some(_) => return None,
+    };
+    Some((trace_id, span_id, sampled))
+}
+
+fn b3_multi(h: &HeaderMap) -> Option<(u128, u64, Option<bool>)> {
+    let trace_id = hex128(h.get(B3_TRACE)?.to_str().ok()?.trim())?;
+    let span_id = hex64(h.get(B3_SPAN)?.to_str().ok()?.trim())?;
+    let debug = h.get(B3_FLAGS).is_some_and(|v| v.as_bytes() == b"1");
+    let sampled = match h.get(B3_SAMPLED).map(|v| v.as_bytes()) {
+        _ if debug => Some(true),
+        Some(b"1") | Some(b"true") => Some(true),
+        Some(b"0") | Some(b"false") => Some(false),
+        _ => None,
+    };
+    Some((trace_id, span_id, sampled))
+}
+
+/// 32 lowercase-or-uppercase hex digits (16 for B3's short ids), not all zero.
+fn hex128(s: &str) -> Option<u128> {
+    if (s.len() != 32 && s.len() != 16) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+}
+
+fn hex64(s: &str) -> Option<u64> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn continues_w3c_and_passes_tracestate() {
+        let h = headers(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=abc"),
+        ]);
+        let t = TraceCtx::from_headers(&h, 0.0);
+        assert_eq!(t.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(t.parent, Some(0x00f067aa0ba902b7));
+        assert!(t.sampled, "the parent's decision wins over the ratio");
+        let mut up = headers(&[("b3", "1")]);
+        t.inject(0xabc, &mut up);
+        assert_eq!(
+            up["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
+        );
+        assert_eq!(up["tracestate"], "vendor=abc");
+        assert!(up.get("b3").is_none());
+    }
+
+    #[test]
+    fn bad_traceparent_starts_a_new_trace() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let t = TraceCtx::from_headers(&headers(&[("traceparent", bad)]), 1.0);
+            assert_eq!(t.parent, None, "{bad}");
+            assert!(t.sampled);
+        }
+    }
+
+    #[test]
+    fn continues_b3_single_and_multi() {
+        let t = TraceCtx::from_headers(
+            &headers(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0")]),
+            1.0,
+        );
+        assert_eq!(t.trace_id, 0x80f198ee56343ba864fe8b2a57d3eff7);
+        assert_eq!(t.parent, Some(0xe457b5a2e4d86bd1));
+        assert!(!t.sampled);
+        let mut up = HeaderMap::new();
+        t.inject(1, &mut up);
+        assert_eq!(
+            up["b3"],
+            "80f198ee56343ba864fe8b2a57d3eff7-0000000000000001-0"
+        );
+        let t = TraceCtx::from_headers(
+            &headers(&[
+                ("x-b3-traceid", "64fe8b2a57d3eff7"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ]),
+            0.0,
+        );
+        assert_eq!(t.trace_id, 0x64fe8b2a57d3eff7);
+        assert!(t.sampled && t.b3);
+    }
+
+    #[test]
+    fn ratio_samples_about_its_share() {
+        let n = 20_000;
+        let kept = (0..n)
+            .filter(|_| TraceCtx::from_headers(&HeaderMap::new(), 0.25).sampled)
+            .count();
+        assert!((4_000..6_000).contains(&kept), "{kept}");
+        assert!(!TraceCtx::from_headers(&HeaderMap::new(), 0.0).sampled);
+    }
+}
