@@ -2,7 +2,7 @@
 # The project's test command: ./scripts/test.sh
 #
 # Installs what the tests need (redis-server, a .venv with the official `openai`
-# Python package), then runs rustfmt, clippy and the whole workspace's tests.
+# Python package and the `rotel` OTLP collector), then runs rustfmt, clippy and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
 #
@@ -29,6 +29,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
 OPENAI_SPEC='openai>=1.50,<3'
+# a real OTLP collector (a Rust binary shipped on PyPI) for the telemetry tests
+ROTEL_SPEC='rotel==0.0.1a15'
 VENV="$REPO_ROOT/.venv"
 
 section() {
@@ -143,6 +145,20 @@ fi
 
 export GATEWAY_TEST_PYTHON="$VENV/bin/python"
 echo "GATEWAY_TEST_PYTHON=$GATEWAY_TEST_PYTHON"
+
+rotel_bin() {
+    "$VENV/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))' 2>/dev/null
+}
+if ROTEL="$(rotel_bin)" && [ -x "$ROTEL" ]; then
+    echo "rotel: $ROTEL (present)"
+else
+    echo "installing $ROTEL_SPEC into .venv"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$ROTEL_SPEC" ||
+        die "pip install '$ROTEL_SPEC' failed"
+    ROTEL="$(rotel_bin)" && [ -x "$ROTEL" ] || die "rotel-agent not found in $VENV after install"
+    echo "rotel: $ROTEL (installed)"
+fi
+export GATEWAY_TEST_ROTEL="$ROTEL"
 
 if [ "$SETUP_ONLY" -eq 1 ]; then
     section "setup done (--setup-only)"

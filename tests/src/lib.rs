@@ -1,6 +1,7 @@
 //! Integration-test support for the gateway: a mock OpenAI upstream
 //! ([`mock_upstream`]), a harness that builds and starts real gateway processes
-//! ([`harness`]) and small HTTP/SSE client helpers ([`client`]).
+//! ([`harness`]), a real OTLP collector ([`collector`]) and small HTTP/SSE client
+//! helpers ([`client`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
@@ -10,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
+pub mod collector;
 pub mod harness;
 pub mod mock_upstream;
 pub mod redis;
