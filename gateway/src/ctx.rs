@@ -87,6 +87,8 @@ pub struct Otlp {
     /// traces are on: upstream calls carry the trace context
     pub propagate: bool,
     pub log: bool,
+    /// the request is counted in the OTLP metrics
+    pub metrics: bool,
 }
 
 /// One upstream attempt, as `ai_log.attempts` records it.
@@ -337,10 +339,15 @@ impl RequestCtx {
             error,
             attributes: self.attrs.as_ref().map(|c| c.for_log()).unwrap_or_default(),
         };
+        let operation = endpoint.map_or("unknown", |e| e.operation_name());
         if let Some(m) = &self.metrics {
-            m.record(&ai_log, endpoint.map_or("unknown", |e| e.operation_name()));
+            m.record(&ai_log, operation);
         }
-        if !self.log.enabled() && self.otlp.is_none() {
+        if let Some(o) = self.otlp.as_ref().filter(|o| o.metrics) {
+            o.exporter.record_metrics(&ai_log, operation);
+        }
+        let otlp = self.otlp.take().filter(|o| o.spans || o.log);
+        if !self.log.enabled() && otlp.is_none() {
             return;
         }
         let line = Arc::new(AccessLogLine {
@@ -363,7 +370,7 @@ impl RequestCtx {
             response_flags: flags.to_string(),
             ai_log,
         });
-        if let Some(o) = self.otlp.take() {
+        if let Some(o) = otlp {
             self.export(o, &line, now);
         }
         if self.log.enabled() {

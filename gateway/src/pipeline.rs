@@ -81,13 +81,14 @@ pub async fn handle(
     ));
     ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
     if let (Some(exporter), Some(o)) = (&app.otlp, &cfg.otlp) {
-        if o.traces || o.logs {
+        if o.traces || o.logs || (o.metrics && exporter.has_metrics()) {
             let trace = TraceCtx::from_headers(&parts.headers, o.sampling_ratio);
             ctx.otlp = Some(crate::ctx::Otlp {
                 exporter: exporter.clone(),
                 spans: o.traces && trace.sampled,
                 propagate: o.traces,
                 log: o.logs,
+                metrics: o.metrics,
                 trace,
             });
         }

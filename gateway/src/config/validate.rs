@@ -82,10 +82,10 @@ pub struct OtlpRt {
 
 impl OtlpRt {
     /// What the exporter is built with at start: a change needs a restart (traces,
-    /// logs and sampling_ratio apply on reload).
+    /// logs and sampling_ratio apply on reload; metrics on or off does not).
     pub fn exporter(&self) -> impl PartialEq + '_ {
         (
-            (&self.endpoint, self.protocol, &self.headers),
+            (&self.endpoint, self.protocol, &self.headers, self.metrics),
             (
                 self.queue_size,
                 self.batch_size,

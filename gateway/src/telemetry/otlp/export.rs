@@ -20,13 +20,54 @@ const LINGER: Duration = Duration::from_millis(200);
 /// Drops and failed exports are logged at most once per this interval.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// Builds one signal's exporter for `cfg`: gRPC (tonic) or HTTP/protobuf to
+/// `{endpoint}{path}`, with the configured headers and timeout.
+macro_rules! exporter {
+    ($ty:ty, $cfg:expr, $path:expr) => {{
+        let cfg: &OtlpRt = $cfg;
+        match cfg.protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = <$ty>::builder()
+                    .with_tonic()
+                    .with_endpoint(cfg.endpoint.clone())
+                    .with_timeout(cfg.timeout)
+                    .with_metadata(metadata(cfg));
+                if cfg.endpoint.starts_with("https://") {
+                    b = b.with_tls_config(
+                        opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                            .with_webpki_roots(),
+                    );
+                }
+                b.build()
+            }
+            OtlpProtocol::Http => <$ty>::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(format!("{}{}", cfg.endpoint, $path))
+                .with_timeout(cfg.timeout)
+                .with_headers(cfg.headers.iter().cloned().collect())
+                .with_http_client(http_client(cfg.timeout))
+                .build(),
+        }
+        .map_err(|e| format!("telemetry.otlp: cannot set up the exporter: {e}"))
+    }};
+}
+
+/// What the thread hands back once its exporters are built: its runtime, for the
+/// metrics reader's exports, and the metrics exporter when `metrics` is on.
+pub(super) struct Started {
+    pub runtime: tokio::runtime::Handle,
+    pub metrics: Option<opentelemetry_otlp::MetricExporter>,
+    pub resource: Resource,
+}
+
 /// Runs the exporter: its own single-threaded runtime, so exports never compete
 /// with requests for the runtime's workers and can still run after it stopped.
 pub(super) fn thread(
     cfg: OtlpRt,
     rx: mpsc::Receiver<Msg>,
     stats: Arc<Stats>,
-    ready: std::sync::mpsc::SyncSender<Result<(), String>>,
+    ready: std::sync::mpsc::SyncSender<Result<Started, String>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -38,15 +79,33 @@ pub(super) fn thread(
             return;
         }
     };
+    let runtime = rt.handle().clone();
     rt.block_on(async move {
-        let ex = match Exporters::build(&cfg) {
-            Ok(ex) => ex,
-            Err(e) => {
+        let resource = Resource::builder()
+            .with_service_name(cfg.service_name.clone())
+            .with_attributes([opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            )])
+            .build();
+        let metrics = match cfg.metrics {
+            true => exporter!(opentelemetry_otlp::MetricExporter, &cfg, "/v1/metrics").map(Some),
+            false => Ok(None),
+        };
+        let ex = match (Exporters::build(&cfg, &resource), metrics) {
+            (Ok(ex), Ok(metrics)) => {
+                let _ = ready.send(Ok(Started {
+                    runtime,
+                    metrics,
+                    resource,
+                }));
+                ex
+            }
+            (Err(e), _) | (_, Err(e)) => {
                 let _ = ready.send(Err(e));
                 return;
             }
         };
-        let _ = ready.send(Ok(()));
         run(&cfg, rx, &stats, ex).await;
     });
 }
@@ -128,53 +187,13 @@ struct Exporters {
     last_error: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// Builds one signal's exporter for `cfg`: gRPC (tonic) or HTTP/protobuf to
-/// `{endpoint}{path}`, with the configured headers and timeout.
-macro_rules! exporter {
-    ($ty:ty, $cfg:expr, $path:expr) => {{
-        let cfg: &OtlpRt = $cfg;
-        match cfg.protocol {
-            OtlpProtocol::Grpc => {
-                let mut b = <$ty>::builder()
-                    .with_tonic()
-                    .with_endpoint(cfg.endpoint.clone())
-                    .with_timeout(cfg.timeout)
-                    .with_metadata(metadata(cfg)?);
-                if cfg.endpoint.starts_with("https://") {
-                    b = b.with_tls_config(
-                        opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                            .with_webpki_roots(),
-                    );
-                }
-                b.build()
-            }
-            OtlpProtocol::Http => <$ty>::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{}{}", cfg.endpoint, $path))
-                .with_timeout(cfg.timeout)
-                .with_headers(cfg.headers.iter().cloned().collect())
-                .with_http_client(http_client(cfg.timeout))
-                .build(),
-        }
-        .map_err(|e| format!("telemetry.otlp: cannot set up the exporter: {e}"))
-    }};
-}
-
 impl Exporters {
-    fn build(cfg: &OtlpRt) -> Result<Exporters, String> {
-        let resource = Resource::builder()
-            .with_service_name(cfg.service_name.clone())
-            .with_attributes([opentelemetry::KeyValue::new(
-                "service.version",
-                env!("CARGO_PKG_VERSION"),
-            )])
-            .build();
+    fn build(cfg: &OtlpRt, resource: &Resource) -> Result<Exporters, String> {
         // both, whatever traces and logs say now: a reload may turn either on
         let mut spans = exporter!(opentelemetry_otlp::SpanExporter, cfg, "/v1/traces")?;
         let mut logs = exporter!(opentelemetry_otlp::LogExporter, cfg, "/v1/logs")?;
-        spans.set_resource(&resource);
-        logs.set_resource(&resource);
+        spans.set_resource(resource);
+        logs.set_resource(resource);
         let scope = InstrumentationScope::builder("ai-gateway")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
@@ -252,18 +271,16 @@ impl Exporters {
 }
 
 /// gRPC metadata from `telemetry.otlp.headers` (validated with the config).
-fn metadata(
-    cfg: &OtlpRt,
-) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, String> {
-    let mut h = http::HeaderMap::new();
-    for (k, v) in &cfg.headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("telemetry.otlp.headers: bad header name {k:?}"))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|_| format!("telemetry.otlp.headers.{k}: bad header value"))?;
-        h.insert(name, value);
-    }
-    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(h))
+fn metadata(cfg: &OtlpRt) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+    let h = cfg
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = http::HeaderName::from_bytes(k.as_bytes()).ok()?;
+            Some((name, http::HeaderValue::from_str(v).ok()?))
+        })
+        .collect();
+    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(h)
 }
 
 /// HTTP/1.1 client for OTLP/HTTP, plain or TLS (webpki roots), TCP_NODELAY.

@@ -5,6 +5,7 @@
 
 mod convert;
 mod export;
+mod metrics;
 
 use crate::config::validate::OtlpRt;
 use crate::telemetry::trace_context::TraceCtx;
@@ -68,6 +69,9 @@ pub struct Stats {
 }
 
 pub struct Otlp {
+    /// request metrics over OTLP (`metrics: true` at start). Declared first so it
+    /// is dropped (its last push made) while the exporter thread still runs.
+    metrics: Option<metrics::OtelMetrics>,
     tx: mpsc::Sender<Msg>,
     pub stats: Arc<Stats>,
     capacity: usize,
@@ -85,10 +89,13 @@ impl Otlp {
             .spawn(move || export::thread(cfg2, rx, stats2, ready_tx))
             .map_err(|e| format!("cannot start the OTLP exporter thread: {e}"))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Arc::new(Otlp {
+            Ok(Ok(started)) => Ok(Arc::new(Otlp {
                 tx,
                 stats,
                 capacity: cfg.queue_size,
+                metrics: started
+                    .metrics
+                    .map(|m| metrics::OtelMetrics::new(m, started.runtime, started.resource)),
             })),
             Ok(Err(e)) => Err(e),
             Err(_) => Err("the OTLP exporter thread ended at start".to_string()),
@@ -100,6 +107,17 @@ impl Otlp {
         if self.tx.try_send(Msg::Record(Box::new(r))).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a finished request in the OTLP metrics (when they are on).
+    pub fn record_metrics(&self, ai: &shared::ai_log::AiLog, operation: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.record(ai, operation);
+        }
+    }
+
+    pub fn has_metrics(&self) -> bool {
+        self.metrics.is_some()
     }
 
     /// Records waiting to be exported.
@@ -127,6 +145,10 @@ impl Otlp {
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        done_rx.recv_timeout(left).is_ok()
+        let done = done_rx.recv_timeout(left).is_ok();
+        if let Some(m) = &self.metrics {
+            m.flush();
+        }
+        done
     }
 }
