@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Overhead of one feature, measured A/B: the plain gateway (A) and the gateway
+# with the feature on (B) run side by side (both pinned to core 0), and their
+# throughput runs are interleaved (A, B, A, B, ...) so that drift of the machine
+# over minutes hits both alike. Reports each round and the median ratio B / A
+# per mode.
+#
+#   bash benches/run-ab.sh auth        # route auth on a Redis state backend; target (issue 3) >= 0.95x
+#   bash benches/run-ab.sh telemetry   # OTLP traces + logs at sampling 1.0 to a real collector
+#                                      # (rotel, on the load core); target (issue 6) >= 0.9x
+#
+# 5 rounds x 2 modes x 2 targets x 8 s: about 3 minutes.
+# Environment: AB_ROUNDS (5), AB_DURATION_S (8), AB_CONNECTIONS (32),
+# BENCH_NO_BUILD=1 to reuse target/release binaries.
+set -euo pipefail
+
+VARIANT="${1:-}"
+case "$VARIANT" in
+  auth) TARGET=0.95 ;;
+  telemetry) TARGET=0.9 ;;
+  *) echo "usage: bash benches/run-ab.sh auth|telemetry" >&2; exit 2 ;;
+esac
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$ROOT/target/release"
+ROUNDS="${AB_ROUNDS:-5}"
+DUR="${AB_DURATION_S:-8}"
+CONNS="${AB_CONNECTIONS:-32}"
+API_KEY="sk-bench-ab-key"
+WORK="$(mktemp -d)"
+PIDS=()
+log() { echo "[$VARIANT-ab] $*" >&2; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+  (cd "$ROOT" && cargo build --release -q -p gateway -p gateway-tests -p gateway-benches)
+fi
+if [[ "$VARIANT" == auth ]]; then
+  command -v redis-server >/dev/null || { log "redis-server is needed (apt-get install -y redis-server)"; exit 1; }
+fi
+if [[ "$(nproc)" -ge 2 ]]; then SUT=(taskset -c 0); LOAD=(taskset -c 1); else SUT=(); LOAD=(); fi
+port() { "$BIN/bench-util" free-port; }
+
+"${LOAD[@]}" "$BIN/mock-upstream" --listen 127.0.0.1:0 --stream-chunks 16 >"$WORK/mock.out" 2>"$WORK/mock.err" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  MOCK="$(sed -n 's/^LISTENING \([0-9.:]*\).*/\1/p' "$WORK/mock.out" | head -1)"
+  [[ -n "$MOCK" ]] && break
+  sleep 0.05
+done
+[[ -n "$MOCK" ]] || { log "mock-upstream did not start"; exit 1; }
+
+if [[ "$VARIANT" == auth ]]; then
+  RPORT="$(port)"
+  "${LOAD[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+else
+  # the collector: rotel from PyPI (the one ./scripts/test.sh --setup-only puts
+  # into .venv), receiving OTLP/gRPC and dropping it (blackhole exporter)
+  ROTEL="$(ls "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent 2>/dev/null | head -1 || true)"
+  if [[ -z "$ROTEL" ]]; then
+    log "installing the collector (rotel) into .venv"
+    "$ROOT/scripts/test.sh" --setup-only >/dev/null
+    ROTEL="$(ls "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent | head -1)"
+  fi
+  CPORT="$(port)"
+  "${LOAD[@]}" "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$CPORT" --otlp-http-endpoint "127.0.0.1:$(port)" \
+    --exporter blackhole >"$WORK/collector.log" 2>&1 &
+  PIDS+=($!)
+  COLLECTOR_PID=$!
+fi
+
+# gateway NAME EXTRA_ROUTE EXTRA_TOP [EXTRA_TELEMETRY] -> prints the data-plane port
+start_gateway() {
+  local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a
+  p="$(port)"
+  a="$(port)"
+  cat >"$WORK/$name.yaml" <<EOF
+server: { listen: "127.0.0.1:$p", admin_listen: "127.0.0.1:$a" }
+providers:
+  - id: mock
+    type: openai-compatible
+    base_url: http://$MOCK/v1
+    api_tokens: ["sk-upstream"]
+routes:
+  - name: bench
+    match: { path_prefix: /v1 }
+$route_extra
+    upstreams: [ { provider: mock } ]
+telemetry:
+  access_log: { enabled: true, path: "$WORK/$name-access.log" }
+$telemetry_extra
+$top_extra
+EOF
+  "${SUT[@]}" "$BIN/gateway" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  "$BIN/bench-util" wait-http --url "http://127.0.0.1:$a/readyz" --timeout-s 30 --pid "$!" >/dev/null \
+    || { log "$name did not start:"; cat "$WORK/$name.err" >&2; exit 1; }
+  echo "$a" >"$WORK/$name.admin"
+  echo "$p"
+}
+PLAIN="$(start_gateway plain "" "")"
+if [[ "$VARIANT" == auth ]]; then
+  B="$(start_gateway auth "    auth: { enabled: true }" \
+    "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
+tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]")"
+  # an unknown key must be refused, or the auth rows measure nothing
+  CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
+    -d '{"model":"m","messages":[]}' "http://127.0.0.1:$B/v1/chat/completions" || true)"
+  [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
+  TITLE="Authentication overhead"
+  SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), both on core 0, load and mock (16-event streams) and Redis on core 1"
+else
+  B="$(start_gateway telemetry "" "" "  otlp: { endpoint: \"http://127.0.0.1:$CPORT\", protocol: grpc, traces: true, logs: true, sampling_ratio: 1.0 }")"
+  TITLE="Telemetry overhead"
+  SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over gRPC to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), both gateways on core 0, load, mock (16-event streams) and the collector on core 1"
+fi
+
+run() { # PORT MODE -> rps
+  local args=(--url "http://127.0.0.1:$1/v1/chat/completions" --connections "$CONNS" --duration-s "$DUR"
+    --warmup-s 1 --header "Authorization: Bearer $API_KEY")
+  [[ "$2" == stream ]] && args+=(--stream)
+  "${LOAD[@]}" "$BIN/loadgen" "${args[@]}" 2>>"$WORK/loadgen.log" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["errors"] == 0, d; print(round(d["rps"]))'
+}
+
+RESULTS="$ROOT/benches/results"
+mkdir -p "$RESULTS"
+OUT="$RESULTS/$VARIANT-ab-$(date -u +%Y%m%d-%H%M%S).md"
+{
+  echo "# $TITLE, interleaved A/B"
+  echo
+  echo "$SETUP; $CONNS connections, ${DUR} s per run, $ROUNDS rounds,"
+  echo "runs interleaved plain/$VARIANT. git $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ)."
+  echo
+  echo "| round | mode | plain rps | $VARIANT rps | $VARIANT / plain |"
+  echo "|---:|---|---:|---:|---:|"
+} >"$OUT"
+for mode in json stream; do
+  RATIOS=()
+  for r in $(seq 1 "$ROUNDS"); do
+    P="$(run "$PLAIN" "$mode")"
+    A="$(run "$B" "$mode")"
+    RATIO="$(python3 -c "print(f'{$A/$P:.3f}')")"
+    RATIOS+=("$RATIO")
+    log "$mode round $r: plain $P rps, $VARIANT $A rps, ratio $RATIO"
+    echo "| $r | $mode | $P | $A | ${RATIO}x |" >>"$OUT"
+  done
+  MED="$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+  echo "| | **$mode median** | | | **${MED}x** ($( python3 -c "print('met' if $MED >= $TARGET else 'NOT met')") ≥ ${TARGET}x) |" >>"$OUT"
+done
+if [[ "$VARIANT" == telemetry ]]; then
+  # what the collector was sent: every request's spans and log record, none lost
+  TA="$(cat "$WORK/telemetry.admin")"
+  sleep 1
+  M="$(curl -s "http://127.0.0.1:$TA/metrics" | grep -E '^gateway_otlp_(spans|logs)_(exported|failed)_total|^gateway_otlp_dropped_total|^gateway_requests_total' | tr '\n' ' ')"
+  CPU="$(ps -o time= -p "$COLLECTOR_PID" | tr -d ' ')"
+  {
+    echo
+    echo "Exporter counters of the telemetry gateway at the end: $M"
+    echo
+    echo "Collector CPU time over the whole run (on the load core): $CPU"
+  } >>"$OUT"
+fi
+cat "$OUT"
+log "wrote $OUT"
