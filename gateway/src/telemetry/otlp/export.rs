@@ -1,13 +1,12 @@
-//! The exporter thread: builds the OTLP span and log exporters (gRPC or HTTP),
-//! gathers queued records into batches and sends spans and logs side by side.
+//! The exporter thread: gathers queued records into batches, encodes their
+//! spans and log records and sends the two export requests side by side; builds
+//! the OTLP metrics exporter (opentelemetry-otlp) when `metrics` is on.
 
-use super::{convert, Msg, Record, Stats};
+use super::encode::Encoder;
+use super::send::{Sender, Signal};
+use super::{Msg, Record, Stats};
 use crate::config::validate::OtlpRt;
-use opentelemetry::logs::LoggerProvider as _;
-use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogger, SdkLoggerProvider};
-use opentelemetry_sdk::trace::SpanExporter as _;
 use opentelemetry_sdk::Resource;
 use shared::config::OtlpProtocol;
 use std::sync::atomic::Ordering;
@@ -20,37 +19,35 @@ const LINGER: Duration = Duration::from_millis(200);
 /// Drops and failed exports are logged at most once per this interval.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Builds one signal's exporter for `cfg`: gRPC (tonic) or HTTP/protobuf to
-/// `{endpoint}{path}`, with the configured headers and timeout.
-macro_rules! exporter {
-    ($ty:ty, $cfg:expr, $path:expr) => {{
-        let cfg: &OtlpRt = $cfg;
-        match cfg.protocol {
-            OtlpProtocol::Grpc => {
-                let mut b = <$ty>::builder()
-                    .with_tonic()
-                    .with_endpoint(cfg.endpoint.clone())
-                    .with_timeout(cfg.timeout)
-                    .with_metadata(metadata(cfg));
-                if cfg.endpoint.starts_with("https://") {
-                    b = b.with_tls_config(
-                        opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                            .with_webpki_roots(),
-                    );
-                }
-                b.build()
-            }
-            OtlpProtocol::Http => <$ty>::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{}{}", cfg.endpoint, $path))
+/// The OTLP metrics exporter for `cfg`: gRPC (tonic) or HTTP/protobuf to
+/// `{endpoint}/v1/metrics`, with the configured headers and timeout.
+fn metric_exporter(cfg: &OtlpRt) -> Result<opentelemetry_otlp::MetricExporter, String> {
+    use opentelemetry_otlp::MetricExporter;
+    match cfg.protocol {
+        OtlpProtocol::Grpc => {
+            let mut b = MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(cfg.endpoint.clone())
                 .with_timeout(cfg.timeout)
-                .with_headers(cfg.headers.iter().cloned().collect())
-                .with_http_client(http_client(cfg.timeout))
-                .build(),
+                .with_metadata(metadata(cfg));
+            if cfg.endpoint.starts_with("https://") {
+                b = b.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_webpki_roots(),
+                );
+            }
+            b.build()
         }
-        .map_err(|e| format!("telemetry.otlp: cannot set up the exporter: {e}"))
-    }};
+        OtlpProtocol::Http => MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("{}/v1/metrics", cfg.endpoint))
+            .with_timeout(cfg.timeout)
+            .with_headers(cfg.headers.iter().cloned().collect())
+            .with_http_client(http_client(cfg.timeout))
+            .build(),
+    }
+    .map_err(|e| format!("telemetry.otlp: cannot set up the metrics exporter: {e}"))
 }
 
 /// What the thread hands back once its exporters are built: its runtime, for the
@@ -89,10 +86,10 @@ pub(super) fn thread(
             )])
             .build();
         let metrics = match cfg.metrics {
-            true => exporter!(opentelemetry_otlp::MetricExporter, &cfg, "/v1/metrics").map(Some),
+            true => metric_exporter(&cfg).map(Some),
             false => Ok(None),
         };
-        let ex = match (Exporters::build(&cfg, &resource), metrics) {
+        let ex = match (Exporters::build(&cfg), metrics) {
             (Ok(ex), Ok(metrics)) => {
                 let _ = ready.send(Ok(Started {
                     runtime,
@@ -110,30 +107,32 @@ pub(super) fn thread(
     });
 }
 
-async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: &Stats, ex: Exporters) {
+async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: &Stats, mut ex: Exporters) {
     let mut msgs = Vec::with_capacity(cfg.batch_size);
     let mut batch: Vec<Box<Record>> = Vec::with_capacity(cfg.batch_size);
     let mut acks = Vec::new();
     let mut report = Report::default();
+    let take = |m: Msg, batch: &mut Vec<Box<Record>>, acks: &mut Vec<_>| match m {
+        Msg::Record(r) => batch.push(r),
+        Msg::Flush(done) => acks.push(done),
+    };
     loop {
+        // Waits for the first record, then lets more gather for LINGER without
+        // being woken by each one (a wake-up per request would cost more than the
+        // export); a queue that already holds a full batch is sent at once.
         if rx.recv_many(&mut msgs, cfg.batch_size).await == 0 {
             break; // every sender is gone and the queue is empty
         }
-        let deadline = tokio::time::Instant::now() + LINGER;
-        loop {
-            for m in msgs.drain(..) {
-                match m {
-                    Msg::Record(r) => batch.push(r),
-                    Msg::Flush(done) => acks.push(done),
-                }
-            }
-            if !acks.is_empty() || batch.len() >= cfg.batch_size {
-                break;
-            }
-            let room = cfg.batch_size - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut msgs, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        for m in msgs.drain(..) {
+            take(m, &mut batch, &mut acks);
+        }
+        if acks.is_empty() && batch.len() < cfg.batch_size {
+            tokio::time::sleep(LINGER).await;
+        }
+        while batch.len() < cfg.batch_size {
+            match rx.try_recv() {
+                Ok(m) => take(m, &mut batch, &mut acks),
+                Err(_) => break,
             }
         }
         ex.export(&batch, stats).await;
@@ -143,7 +142,6 @@ async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: &Stats, ex: Expor
         }
         report.maybe_log(stats);
     }
-    ex.shutdown();
 }
 
 /// Logs drops and failures once per interval, with the counts since the last time.
@@ -178,62 +176,35 @@ impl Report {
 }
 
 struct Exporters {
-    spans: opentelemetry_otlp::SpanExporter,
-    logs: opentelemetry_otlp::LogExporter,
-    scope: InstrumentationScope,
-    /// makes log records (it has no processor: records are exported here)
-    logger: SdkLogger,
-    _provider: SdkLoggerProvider,
+    sender: Sender,
+    encoder: Encoder,
     last_error: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Exporters {
-    fn build(cfg: &OtlpRt, resource: &Resource) -> Result<Exporters, String> {
-        // both, whatever traces and logs say now: a reload may turn either on
-        let mut spans = exporter!(opentelemetry_otlp::SpanExporter, cfg, "/v1/traces")?;
-        let mut logs = exporter!(opentelemetry_otlp::LogExporter, cfg, "/v1/logs")?;
-        spans.set_resource(resource);
-        logs.set_resource(resource);
-        let scope = InstrumentationScope::builder("ai-gateway")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
-        let provider = SdkLoggerProvider::builder().build();
+    fn build(cfg: &OtlpRt) -> Result<Exporters, String> {
+        let grpc = cfg.protocol == OtlpProtocol::Grpc;
         Ok(Exporters {
-            spans,
-            logs,
-            logger: provider.logger_with_scope(scope.clone()),
-            scope,
-            _provider: provider,
+            sender: Sender::new(cfg)?,
+            encoder: Encoder::new(&cfg.service_name, grpc),
             last_error: std::sync::Mutex::new(None),
         })
     }
 
-    async fn export(&self, batch: &[Box<Record>], stats: &Stats) {
-        let spans: Vec<_> = batch
-            .iter()
-            .filter(|r| r.spans)
-            .flat_map(|r| convert::spans(r, &self.scope))
-            .collect();
-        let logs: Vec<_> = batch
-            .iter()
-            .filter(|r| r.log)
-            .map(|r| convert::log(r, &self.logger))
-            .collect();
-        let pairs: Vec<_> = logs.iter().map(|l| (l, &self.scope)).collect();
-        let (n_spans, n_logs) = (spans.len() as u64, pairs.len() as u64);
-        let span_done = async {
-            match n_spans {
-                0 => Ok(()),
-                _ => self.spans.export(spans).await.map_err(|e| e.to_string()),
+    /// Encodes the batch's spans and log records and sends the two requests side
+    /// by side.
+    async fn export(&mut self, batch: &[Box<Record>], stats: &Stats) {
+        let spans = self.encoder.traces(batch);
+        let logs = self.encoder.logs(batch);
+        let sender = &self.sender;
+        let one = |req: Option<(bytes::Bytes, u64)>, signal| async move {
+            match req {
+                Some((body, n)) => (sender.send(signal, body).await, n),
+                None => (Ok(()), 0),
             }
         };
-        let log_done = async {
-            match n_logs {
-                0 => Ok(()),
-                _ => (self.logs.export(LogBatch::new(&pairs)).await).map_err(|e| e.to_string()),
-            }
-        };
-        let (s, l) = tokio::join!(span_done, log_done);
+        let ((s, n_spans), (l, n_logs)) =
+            tokio::join!(one(spans, Signal::Traces), one(logs, Signal::Logs));
         for (res, n, ok, failed, what) in [
             (
                 s,
@@ -262,11 +233,6 @@ impl Exporters {
             *last = Some(now);
             tracing::warn!(error = %e, "OTLP export of {what} failed");
         }
-    }
-
-    fn shutdown(&self) {
-        let _ = self.spans.shutdown();
-        let _ = self.logs.shutdown();
     }
 }
 

@@ -3,9 +3,11 @@
 //! request path only queues; a full queue drops the record and counts it, and a
 //! collector that is down costs failed exports, never traffic.
 
-mod convert;
+mod encode;
 mod export;
 mod metrics;
+mod send;
+mod wire;
 
 use crate::config::validate::OtlpRt;
 use crate::telemetry::trace_context::TraceCtx;

@@ -1,0 +1,545 @@
+//! A batch of finished requests as OTLP export requests, written straight from
+//! the records: the SERVER span and a CLIENT span per upstream attempt (GenAI
+//! semantic conventions), and the log record. Field numbers are those of the
+//! OTLP protos (opentelemetry-proto v1).
+
+use super::wire::Pb;
+use super::{AttemptSpan, Record};
+use serde_json::Value as Json;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `resource_spans` / `resource_logs` (1) > `resource` (1), `scope_*` (2) >
+/// `scope` (1), spans / log records (2): the same shape for both signals.
+const SPAN_ATTR: u32 = 9;
+const EVENT_ATTR: u32 = 3;
+const LOG_ATTR: u32 = 6;
+
+const KIND_SERVER: u64 = 2;
+const KIND_CLIENT: u64 = 3;
+const STATUS_ERROR: u64 = 2;
+
+pub struct Encoder {
+    pb: Pb,
+    service_name: String,
+    /// prefix each request with the gRPC message header
+    grpc: bool,
+}
+
+impl Encoder {
+    pub fn new(service_name: &str, grpc: bool) -> Encoder {
+        Encoder {
+            pb: Pb::default(),
+            service_name: service_name.to_string(),
+            grpc,
+        }
+    }
+
+    /// The ExportTraceServiceRequest for the records' spans (None: no spans).
+    pub fn traces(&mut self, recs: &[Box<Record>]) -> Option<(bytes::Bytes, u64)> {
+        let mut n = 0u64;
+        self.request(|pb, resource, scope| {
+            pb.msg(1, |pb| {
+                pb.msg(1, resource);
+                pb.msg(2, |pb| {
+                    pb.msg(1, scope);
+                    for r in recs.iter().filter(|r| r.spans) {
+                        n += 1 + r.attempts.len() as u64;
+                        spans(pb, r);
+                    }
+                });
+            });
+        });
+        self.take(n)
+    }
+
+    /// The ExportLogsServiceRequest for the records' log records (None: none).
+    pub fn logs(&mut self, recs: &[Box<Record>]) -> Option<(bytes::Bytes, u64)> {
+        let mut n = 0u64;
+        let now = nanos(SystemTime::now());
+        self.request(|pb, resource, scope| {
+            pb.msg(1, |pb| {
+                pb.msg(1, resource);
+                pb.msg(2, |pb| {
+                    pb.msg(1, scope);
+                    for r in recs.iter().filter(|r| r.log) {
+                        n += 1;
+                        pb.msg(2, |pb| log(pb, r, now));
+                    }
+                });
+            });
+        });
+        self.take(n)
+    }
+
+    fn request(&mut self, body: impl FnOnce(&mut Pb, &dyn Fn(&mut Pb), &dyn Fn(&mut Pb))) {
+        self.pb.buf = Vec::with_capacity(64 * 1024);
+        if self.grpc {
+            // compressed flag and length, filled in by `take`
+            self.pb.buf.extend_from_slice(&[0; 5]);
+        }
+        let service = self.service_name.as_str();
+        let resource = |pb: &mut Pb| {
+            attr_str(pb, 1, "service.name", service);
+            attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
+            attr_str(pb, 1, "telemetry.sdk.language", "rust");
+        };
+        let scope = |pb: &mut Pb| {
+            pb.string(1, "ai-gateway");
+            pb.string(2, env!("CARGO_PKG_VERSION"));
+        };
+        body(&mut self.pb, &resource, &scope);
+    }
+
+    fn take(&mut self, n: u64) -> Option<(bytes::Bytes, u64)> {
+        let mut buf = std::mem::take(&mut self.pb.buf);
+        if n == 0 {
+            return None;
+        }
+        if self.grpc {
+            let len = u32::try_from(buf.len() - 5).unwrap_or(u32::MAX);
+            buf[1..5].copy_from_slice(&len.to_be_bytes());
+        }
+        Some((bytes::Bytes::from(buf), n))
+    }
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn attr_str(pb: &mut Pb, field: u32, key: &str, v: &str) {
+    pb.msg(field, |pb| {
+        pb.string(1, key);
+        pb.msg(2, |pb| pb.string(1, v));
+    });
+}
+
+fn attr_opt(pb: &mut Pb, field: u32, key: &str, v: &Option<String>) {
+    if let Some(v) = v {
+        attr_str(pb, field, key, v);
+    }
+}
+
+fn attr_int(pb: &mut Pb, field: u32, key: &str, v: i64) {
+    pb.msg(field, |pb| {
+        pb.string(1, key);
+        pb.msg(2, |pb| pb.varint(3, v as u64));
+    });
+}
+
+fn attr_u64(pb: &mut Pb, field: u32, key: &str, v: u64) {
+    attr_int(pb, field, key, i64::try_from(v).unwrap_or(i64::MAX));
+}
+
+fn attr_bool(pb: &mut Pb, field: u32, key: &str, v: bool) {
+    pb.msg(field, |pb| {
+        pb.string(1, key);
+        pb.msg(2, |pb| pb.varint(2, u64::from(v)));
+    });
+}
+
+fn attr_json(pb: &mut Pb, field: u32, key: &str, v: &Json) {
+    pb.msg(field, |pb| {
+        pb.string(1, key);
+        pb.msg(2, |pb| any(pb, v));
+    });
+}
+
+/// An AnyValue's body for a JSON value (null: an empty AnyValue).
+fn any(pb: &mut Pb, v: &Json) {
+    match v {
+        Json::Null => {}
+        Json::String(s) => pb.string(1, s),
+        Json::Bool(b) => pb.varint(2, u64::from(*b)),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => pb.varint(3, i as u64),
+            None => pb.double(4, n.as_f64().unwrap_or(0.0)),
+        },
+        Json::Array(a) => pb.msg(5, |pb| {
+            for x in a {
+                pb.msg(1, |pb| any(pb, x));
+            }
+        }),
+        Json::Object(m) => pb.msg(6, |pb| {
+            for (k, x) in m {
+                attr_json(pb, 1, k, x);
+            }
+        }),
+    }
+}
+
+fn event(pb: &mut Pb, at: u64, name: &str, attrs: impl FnOnce(&mut Pb)) {
+    pb.msg(11, |pb| {
+        pb.fixed64(1, at);
+        pb.string(2, name);
+        attrs(pb);
+    });
+}
+
+/// `error.type`: the gateway's error code, else the HTTP status.
+fn error_type(r: &Record) -> String {
+    let log = &r.line.ai_log;
+    match &log.error {
+        Some(e) => e.split(':').next().unwrap_or(e).to_string(),
+        None => log.status.to_string(),
+    }
+}
+
+/// What the answer told: response model and id, usage, finish reasons.
+fn answer_attrs(pb: &mut Pb, r: &Record) {
+    let log = &r.line.ai_log;
+    attr_opt(pb, SPAN_ATTR, "gen_ai.response.model", &log.model);
+    attr_opt(pb, SPAN_ATTR, "gen_ai.response.id", &log.chat_id);
+    if log.total_token > 0 || log.input_token > 0 {
+        attr_u64(pb, SPAN_ATTR, "gen_ai.usage.input_tokens", log.input_token);
+        attr_u64(
+            pb,
+            SPAN_ATTR,
+            "gen_ai.usage.output_tokens",
+            log.output_token,
+        );
+    }
+    if let Some(f) = &r.finish_reason {
+        pb.msg(SPAN_ATTR, |pb| {
+            pb.string(1, "gen_ai.response.finish_reasons");
+            pb.msg(2, |pb| pb.msg(5, |pb| pb.msg(1, |pb| pb.string(1, f))));
+        });
+    }
+}
+
+/// The span header fields: ids, flags, name, kind, times.
+#[allow(clippy::too_many_arguments)]
+fn span_head(
+    pb: &mut Pb,
+    r: &Record,
+    span_id: u64,
+    parent: Option<u64>,
+    parent_remote: bool,
+    name: &str,
+    kind: u64,
+    (start, end): (u64, u64),
+) {
+    pb.bytes(1, &r.trace.trace_id.to_be_bytes());
+    pb.bytes(2, &span_id.to_be_bytes());
+    if let Some(ts) = r.trace.tracestate.as_ref().and_then(|v| v.to_str().ok()) {
+        pb.string(3, ts);
+    }
+    if let Some(p) = parent {
+        pb.bytes(4, &p.to_be_bytes());
+    }
+    pb.string(5, name);
+    pb.varint(6, kind);
+    pb.fixed64(7, start);
+    pb.fixed64(8, end);
+    // sampled, and whether the parent is remote (HAS_IS_REMOTE | IS_REMOTE)
+    let remote = if parent_remote { 0x300 } else { 0x100 };
+    pb.fixed32(16, 0x01 | remote);
+}
+
+/// `server.address` and `server.port` of a `host[:port]`.
+fn server_address(pb: &mut Pb, host_port: &str) {
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            attr_str(pb, SPAN_ATTR, "server.address", host);
+            if let Ok(p) = port.parse::<u16>() {
+                attr_int(pb, SPAN_ATTR, "server.port", i64::from(p));
+            }
+        }
+        _ => attr_str(pb, SPAN_ATTR, "server.address", host_port),
+    }
+}
+
+fn status_error(pb: &mut Pb, message: &str) {
+    pb.msg(15, |pb| {
+        pb.string(2, message);
+        pb.varint(3, STATUS_ERROR);
+    });
+}
+
+/// The request's spans, each as a `spans` (2) entry of the ScopeSpans.
+fn spans(pb: &mut Pb, r: &Record) {
+    let log = &r.line.ai_log;
+    let t0 = nanos(r.start);
+    let at = |d: Duration| t0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let end = at(r.end);
+    let failed = log.status >= 400 || log.error.is_some();
+    let mut name = String::with_capacity(r.line.method.len() + r.line.path.len() + 1);
+    name.push_str(&r.line.method);
+    // HTTP server span naming: `{method} {route}`; an unknown path is not a route
+    if r.operation != "unknown" {
+        name.push(' ');
+        name.push_str(&r.line.path);
+    }
+    pb.msg(2, |pb| {
+        span_head(
+            pb,
+            r,
+            r.trace.span_id,
+            r.trace.parent,
+            r.trace.parent.is_some(),
+            &name,
+            KIND_SERVER,
+            (t0, end),
+        );
+        let a = SPAN_ATTR;
+        attr_str(pb, a, "http.request.method", &r.line.method);
+        attr_str(pb, a, "url.path", &r.line.path);
+        attr_int(pb, a, "http.response.status_code", i64::from(log.status));
+        attr_str(pb, a, "client.address", &r.line.downstream_remote_address);
+        if !r.line.authority.is_empty() {
+            server_address(pb, &r.line.authority);
+        }
+        attr_opt(pb, a, "user_agent.original", &r.line.user_agent);
+        attr_str(pb, a, "gen_ai.operation.name", r.operation);
+        attr_opt(pb, a, "gen_ai.request.model", &log.request_model);
+        if let Some(last) = r.attempts.last() {
+            attr_str(pb, a, "gen_ai.provider.name", last.system);
+        }
+        attr_str(pb, a, "gateway.request_id", &r.line.request_id);
+        attr_str(pb, a, "gateway.request_type", &log.request_type);
+        attr_str(pb, a, "gateway.response_type", &log.response_type);
+        attr_opt(pb, a, "gateway.tenant", &log.tenant);
+        attr_opt(pb, a, "gateway.consumer", &log.consumer);
+        attr_opt(pb, a, "gateway.key_id", &log.key_id);
+        attr_opt(pb, a, "gateway.route", &log.route);
+        attr_opt(pb, a, "gateway.provider", &log.provider);
+        attr_opt(pb, a, "gateway.quota_status", &log.quota_status);
+        attr_u64(pb, a, "gateway.attempts", log.attempts.len() as u64);
+        if log.panic_mode {
+            attr_bool(pb, a, "gateway.panic_mode", true);
+        }
+        if let Some(ms) = log.llm_first_token_duration {
+            attr_u64(pb, a, "gateway.llm_first_token_duration", ms);
+        }
+        answer_attrs(pb, r);
+        if failed {
+            attr_str(pb, a, "error.type", &error_type(r));
+        }
+        for (k, v) in &r.span_attrs {
+            attr_json(pb, a, k, v);
+        }
+        if let Some(t) = r.first_token {
+            event(pb, at(t), "gen_ai.first_token", |_| {});
+        }
+        for (i, next) in r.attempts.iter().enumerate().skip(1) {
+            let prev = log.attempts.get(i - 1);
+            event(pb, at(next.start), "gateway.retry", |pb| {
+                attr_u64(pb, EVENT_ATTR, "gateway.retry.attempt", i as u64 + 1);
+                let reason = prev.and_then(|p| p.reason.as_deref()).unwrap_or("");
+                attr_str(pb, EVENT_ATTR, "gateway.retry.reason", reason);
+                if let Some(p) = prev {
+                    attr_str(pb, EVENT_ATTR, "gateway.retry.from", &p.provider);
+                }
+                attr_str(pb, EVENT_ATTR, "gen_ai.provider.name", next.system);
+            });
+        }
+        if log.status >= 500 {
+            status_error(pb, log.error.as_deref().unwrap_or(""));
+        }
+    });
+    let last = r.attempts.len().saturating_sub(1);
+    for (i, a) in r.attempts.iter().enumerate() {
+        pb.msg(2, |pb| {
+            attempt(
+                pb,
+                r,
+                a,
+                i,
+                i == last,
+                (at(a.start), a.end.map_or(end, at)),
+                r.first_token.map(at),
+            )
+        });
+    }
+}
+
+/// The CLIENT span of one upstream attempt.
+fn attempt(
+    pb: &mut Pb,
+    r: &Record,
+    a: &AttemptSpan,
+    i: usize,
+    last: bool,
+    times: (u64, u64),
+    first_token: Option<u64>,
+) {
+    let log = &r.line.ai_log;
+    let rec = log.attempts.get(i);
+    let model = a
+        .model
+        .as_deref()
+        .or(log.request_model.as_deref())
+        .unwrap_or("");
+    let mut name = String::with_capacity(r.operation.len() + model.len() + 1);
+    name.push_str(r.operation);
+    name.push(' ');
+    name.push_str(model);
+    span_head(
+        pb,
+        r,
+        a.span_id,
+        Some(r.trace.span_id),
+        false,
+        &name,
+        KIND_CLIENT,
+        times,
+    );
+    let f = SPAN_ATTR;
+    attr_str(pb, f, "gen_ai.operation.name", r.operation);
+    attr_str(pb, f, "gen_ai.provider.name", a.system);
+    if !model.is_empty() {
+        attr_str(pb, f, "gen_ai.request.model", model);
+    }
+    server_address(pb, &a.host);
+    let reason = rec.and_then(|x| x.reason.as_deref());
+    if let Some(rec) = rec {
+        attr_str(pb, f, "gateway.provider", &rec.provider);
+        if let Some(t) = rec.token_index {
+            attr_int(pb, f, "gateway.token_index", i64::from(t));
+        }
+        if let Some(s) = rec.status {
+            attr_int(pb, f, "http.response.status_code", i64::from(s));
+        }
+    }
+    // the attempt that answered, and whether its answer then failed (cut, timeout)
+    let answered = last && rec.is_some() && reason.is_none();
+    let broken = answered && log.error.is_some();
+    if answered {
+        answer_attrs(pb, r);
+    }
+    match (reason, broken) {
+        (Some(reason), _) => attr_str(pb, f, "error.type", reason),
+        (None, true) => attr_str(pb, f, "error.type", &error_type(r)),
+        _ => {}
+    }
+    if let (true, Some(t)) = (answered, first_token) {
+        event(pb, t, "gen_ai.first_token", |_| {});
+    }
+    match (reason, broken || (last && log.status >= 500)) {
+        (Some(reason), _) => status_error(pb, reason),
+        (None, true) => status_error(pb, &error_type(r)),
+        _ => {}
+    }
+}
+
+/// The request's log record: the access-log line's fields, `ai_log` ones as
+/// `ai_log.<name>`, correlated with the request's span.
+fn log(pb: &mut Pb, r: &Record, observed: u64) {
+    let line = &*r.line;
+    let ai = &line.ai_log;
+    let status = line.response_code;
+    let (severity, text) = match status {
+        500.. => (17, "ERROR"),
+        400..=499 => (13, "WARN"),
+        _ => (9, "INFO"),
+    };
+    let end = nanos(r.start).saturating_add(u64::try_from(r.end.as_nanos()).unwrap_or(u64::MAX));
+    pb.fixed64(1, end);
+    pb.fixed64(11, observed);
+    pb.varint(2, severity);
+    pb.string(3, text);
+    pb.msg(5, |pb| {
+        let body = format!("{} {} {}", line.method, line.path, status);
+        pb.string(1, &body);
+    });
+    let f = LOG_ATTR;
+    attr_str(pb, f, "start_time", &line.start_time);
+    attr_str(pb, f, "authority", &line.authority);
+    attr_str(pb, f, "method", &line.method);
+    attr_str(pb, f, "path", &line.path);
+    attr_str(pb, f, "protocol", &line.protocol);
+    attr_str(pb, f, "request_id", &line.request_id);
+    attr_int(pb, f, "response_code", i64::from(status));
+    attr_u64(pb, f, "duration", line.duration);
+    attr_u64(pb, f, "bytes_received", line.bytes_received);
+    attr_u64(pb, f, "bytes_sent", line.bytes_sent);
+    attr_str(
+        pb,
+        f,
+        "downstream_remote_address",
+        &line.downstream_remote_address,
+    );
+    attr_opt(pb, f, "upstream_host", &line.upstream_host);
+    if let Some(t) = line.upstream_service_time {
+        attr_u64(pb, f, "upstream_service_time", t);
+    }
+    attr_opt(pb, f, "user_agent", &line.user_agent);
+    attr_opt(pb, f, "x_forwarded_for", &line.x_forwarded_for);
+    attr_opt(pb, f, "route_name", &line.route_name);
+    if !line.response_flags.is_empty() {
+        attr_str(pb, f, "response_flags", &line.response_flags);
+    }
+    attr_opt(pb, f, "ai_log.model", &ai.model);
+    attr_opt(pb, f, "ai_log.request_model", &ai.request_model);
+    attr_u64(pb, f, "ai_log.input_token", ai.input_token);
+    attr_u64(pb, f, "ai_log.output_token", ai.output_token);
+    attr_u64(pb, f, "ai_log.total_token", ai.total_token);
+    attr_u64(pb, f, "ai_log.cached_tokens", ai.cached_tokens);
+    attr_u64(pb, f, "ai_log.reasoning_tokens", ai.reasoning_tokens);
+    attr_bool(pb, f, "ai_log.usage_estimated", ai.usage_estimated);
+    if let Some(t) = ai.llm_first_token_duration {
+        attr_u64(pb, f, "ai_log.llm_first_token_duration", t);
+    }
+    attr_u64(
+        pb,
+        f,
+        "ai_log.llm_service_duration",
+        ai.llm_service_duration,
+    );
+    attr_str(pb, f, "ai_log.response_type", &ai.response_type);
+    attr_str(pb, f, "ai_log.request_type", &ai.request_type);
+    attr_opt(pb, f, "ai_log.chat_id", &ai.chat_id);
+    attr_opt(pb, f, "ai_log.tenant", &ai.tenant);
+    attr_opt(pb, f, "ai_log.consumer", &ai.consumer);
+    attr_opt(pb, f, "ai_log.key_id", &ai.key_id);
+    attr_opt(pb, f, "ai_log.route", &ai.route);
+    attr_opt(pb, f, "ai_log.provider", &ai.provider);
+    attr_opt(pb, f, "ai_log.upstream", &ai.upstream);
+    pb.msg(f, |pb| {
+        pb.string(1, "ai_log.attempts");
+        pb.msg(2, |pb| {
+            pb.msg(5, |pb| {
+                for a in &ai.attempts {
+                    pb.msg(1, |pb| {
+                        pb.msg(6, |pb| {
+                            attr_str(pb, 1, "provider", &a.provider);
+                            if let Some(t) = a.token_index {
+                                attr_int(pb, 1, "token_index", i64::from(t));
+                            }
+                            if let Some(s) = a.status {
+                                attr_int(pb, 1, "status", i64::from(s));
+                            }
+                            attr_opt(pb, 1, "reason", &a.reason);
+                            attr_u64(pb, 1, "duration_ms", a.duration_ms);
+                        })
+                    });
+                }
+            })
+        });
+    });
+    if ai.panic_mode {
+        attr_bool(pb, f, "ai_log.panic_mode", true);
+    }
+    attr_int(pb, f, "ai_log.status", i64::from(ai.status));
+    attr_opt(pb, f, "ai_log.quota_status", &ai.quota_status);
+    attr_opt(pb, f, "ai_log.quota", &ai.quota);
+    attr_opt(pb, f, "ai_log.error", &ai.error);
+    for (k, v) in &ai.attributes {
+        pb.msg(f, |pb| {
+            pb.string_pair(1, "ai_log.", k);
+            pb.msg(2, |pb| any(pb, v));
+        });
+    }
+    pb.fixed32(8, u32::from(r.trace.sampled));
+    pb.bytes(9, &r.trace.trace_id.to_be_bytes());
+    let span = if r.spans {
+        Some(r.trace.span_id)
+    } else {
+        r.trace.parent
+    };
+    if let Some(s) = span {
+        pb.bytes(10, &s.to_be_bytes());
+    }
+    pb.string(12, "gateway.request");
+}
