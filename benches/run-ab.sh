@@ -101,9 +101,11 @@ EOF
   "$BIN/bench-util" wait-http --url "http://127.0.0.1:$a/readyz" --timeout-s 30 --pid "$!" >/dev/null \
     || { log "$name did not start:"; cat "$WORK/$name.err" >&2; exit 1; }
   echo "$a" >"$WORK/$name.admin"
+  echo "$!" >"$WORK/$name.pid"
   echo "$p"
 }
 PLAIN="$(start_gateway plain "" "")"
+PIDS+=("$(cat "$WORK/plain.pid")") # started in a subshell: its PIDS+= was lost
 if [[ "$VARIANT" == auth ]]; then
   B="$(start_gateway auth "    auth: { enabled: true }" \
     "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
@@ -112,10 +114,12 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
   CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
     -d '{"model":"m","messages":[]}' "http://127.0.0.1:$B/v1/chat/completions" || true)"
   [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
+  PIDS+=("$(cat "$WORK/auth.pid")")
   TITLE="Authentication overhead"
   SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), both on core 0, load and mock (16-event streams) and Redis on core 1"
 else
   B="$(start_gateway telemetry "" "" "  otlp: { endpoint: \"http://127.0.0.1:$CPORT\", protocol: grpc, traces: true, logs: true, sampling_ratio: 1.0 }")"
+  PIDS+=("$(cat "$WORK/telemetry.pid")")
   TITLE="Telemetry overhead"
   SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over gRPC to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), both gateways on core 0, load, mock (16-event streams) and the collector on core 1"
 fi

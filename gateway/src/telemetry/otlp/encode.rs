@@ -23,52 +23,74 @@ pub struct Encoder {
     service_name: String,
     /// prefix each request with the gRPC message header
     grpc: bool,
+    /// a request takes no more records once it is this large
+    max_bytes: usize,
 }
 
+/// An encoded export request and how many spans or log records it carries.
+pub type Encoded = Option<(bytes::Bytes, u64)>;
+
 impl Encoder {
-    pub fn new(service_name: &str, grpc: bool) -> Encoder {
+    pub fn new(service_name: &str, grpc: bool, max_bytes: usize) -> Encoder {
         Encoder {
             pb: Pb::default(),
             service_name: service_name.to_string(),
             grpc,
+            max_bytes,
         }
     }
 
-    /// The ExportTraceServiceRequest for the records' spans (None: no spans).
-    pub fn traces(&mut self, recs: &[Box<Record>]) -> Option<(bytes::Bytes, u64)> {
-        let mut n = 0u64;
+    /// The ExportTraceServiceRequest for the first records' spans, and how many
+    /// records it covers (all, unless it reached `max_bytes`). None: no spans.
+    pub fn traces(&mut self, recs: &[Box<Record>]) -> (Encoded, usize) {
+        let (mut n, mut used) = (0u64, 0);
+        let max = self.max_bytes;
         self.request(|pb, resource, scope| {
-            pb.msg(1, |pb| {
+            pb.msg_sized(1, 3, |pb| {
                 pb.msg(1, resource);
-                pb.msg(2, |pb| {
+                pb.msg_sized(2, 3, |pb| {
                     pb.msg(1, scope);
-                    for r in recs.iter().filter(|r| r.spans) {
-                        n += 1 + r.attempts.len() as u64;
-                        spans(pb, r);
+                    for r in recs {
+                        used += 1;
+                        if r.spans {
+                            n += 1 + r.attempts.len() as u64;
+                            spans(pb, r);
+                        }
+                        if pb.buf.len() >= max {
+                            break;
+                        }
                     }
                 });
             });
         });
-        self.take(n)
+        (self.take(n), used)
     }
 
-    /// The ExportLogsServiceRequest for the records' log records (None: none).
-    pub fn logs(&mut self, recs: &[Box<Record>]) -> Option<(bytes::Bytes, u64)> {
-        let mut n = 0u64;
+    /// The ExportLogsServiceRequest for the first records' log records, and how
+    /// many records it covers. None: no log records.
+    pub fn logs(&mut self, recs: &[Box<Record>]) -> (Encoded, usize) {
+        let (mut n, mut used) = (0u64, 0);
+        let max = self.max_bytes;
         let now = nanos(SystemTime::now());
         self.request(|pb, resource, scope| {
-            pb.msg(1, |pb| {
+            pb.msg_sized(1, 3, |pb| {
                 pb.msg(1, resource);
-                pb.msg(2, |pb| {
+                pb.msg_sized(2, 3, |pb| {
                     pb.msg(1, scope);
-                    for r in recs.iter().filter(|r| r.log) {
-                        n += 1;
-                        pb.msg(2, |pb| log(pb, r, now));
+                    for r in recs {
+                        used += 1;
+                        if r.log {
+                            n += 1;
+                            pb.msg_sized(2, 2, |pb| log(pb, r, now));
+                        }
+                        if pb.buf.len() >= max {
+                            break;
+                        }
                     }
                 });
             });
         });
-        self.take(n)
+        (self.take(n), used)
     }
 
     fn request(&mut self, body: impl FnOnce(&mut Pb, &dyn Fn(&mut Pb), &dyn Fn(&mut Pb))) {
@@ -90,7 +112,7 @@ impl Encoder {
         body(&mut self.pb, &resource, &scope);
     }
 
-    fn take(&mut self, n: u64) -> Option<(bytes::Bytes, u64)> {
+    fn take(&mut self, n: u64) -> Encoded {
         let mut buf = std::mem::take(&mut self.pb.buf);
         if n == 0 {
             return None;
@@ -271,7 +293,7 @@ fn spans(pb: &mut Pb, r: &Record) {
         name.push(' ');
         name.push_str(&r.line.path);
     }
-    pb.msg(2, |pb| {
+    pb.msg_sized(2, 2, |pb| {
         span_head(
             pb,
             r,
@@ -340,7 +362,7 @@ fn spans(pb: &mut Pb, r: &Record) {
     });
     let last = r.attempts.len().saturating_sub(1);
     for (i, a) in r.attempts.iter().enumerate() {
-        pb.msg(2, |pb| {
+        pb.msg_sized(2, 2, |pb| {
             attempt(
                 pb,
                 r,
@@ -496,7 +518,7 @@ fn log(pb: &mut Pb, r: &Record, observed: u64) {
     attr_opt(pb, f, "ai_log.route", &ai.route);
     attr_opt(pb, f, "ai_log.provider", &ai.provider);
     attr_opt(pb, f, "ai_log.upstream", &ai.upstream);
-    pb.msg(f, |pb| {
+    pb.msg_sized(f, 2, |pb| {
         pb.string(1, "ai_log.attempts");
         pb.msg(2, |pb| {
             pb.msg(5, |pb| {

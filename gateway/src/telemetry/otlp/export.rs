@@ -103,11 +103,11 @@ pub(super) fn thread(
                 return;
             }
         };
-        run(&cfg, rx, &stats, ex).await;
+        run(&cfg, rx, stats, ex).await;
     });
 }
 
-async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: &Stats, mut ex: Exporters) {
+async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: Arc<Stats>, mut ex: Exporters) {
     let mut msgs = Vec::with_capacity(cfg.batch_size);
     let mut batch: Vec<Box<Record>> = Vec::with_capacity(cfg.batch_size);
     let mut acks = Vec::new();
@@ -135,13 +135,17 @@ async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: &Stats, mut ex: E
                 Err(_) => break,
             }
         }
-        ex.export(&batch, stats).await;
+        ex.export(&batch, &stats).await;
         batch.clear();
-        for done in acks.drain(..) {
-            let _ = done.send(());
+        if !acks.is_empty() {
+            ex.settle().await;
+            for done in acks.drain(..) {
+                let _ = done.send(());
+            }
         }
-        report.maybe_log(stats);
+        report.maybe_log(&stats);
     }
+    ex.settle().await;
 }
 
 /// Logs drops and failures once per interval, with the counts since the last time.
@@ -175,64 +179,78 @@ impl Report {
     }
 }
 
+/// Export requests in flight at once: the next batch is encoded while the
+/// collector works on the last ones.
+const IN_FLIGHT: usize = 4;
+/// An export request is closed once it is this large (gRPC's default limit on a
+/// received message is 4 MiB).
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
 struct Exporters {
-    sender: Sender,
+    sender: Arc<Sender>,
     encoder: Encoder,
-    last_error: std::sync::Mutex<Option<std::time::Instant>>,
+    sending: tokio::task::JoinSet<()>,
+    last_error: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Exporters {
     fn build(cfg: &OtlpRt) -> Result<Exporters, String> {
         let grpc = cfg.protocol == OtlpProtocol::Grpc;
         Ok(Exporters {
-            sender: Sender::new(cfg)?,
-            encoder: Encoder::new(&cfg.service_name, grpc),
-            last_error: std::sync::Mutex::new(None),
+            sender: Arc::new(Sender::new(cfg)?),
+            encoder: Encoder::new(&cfg.service_name, grpc, MAX_REQUEST_BYTES),
+            sending: tokio::task::JoinSet::new(),
+            last_error: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
-    /// Encodes the batch's spans and log records and sends the two requests side
-    /// by side.
-    async fn export(&mut self, batch: &[Box<Record>], stats: &Stats) {
-        let spans = self.encoder.traces(batch);
-        let logs = self.encoder.logs(batch);
-        let sender = &self.sender;
-        let one = |req: Option<(bytes::Bytes, u64)>, signal| async move {
-            match req {
-                Some((body, n)) => (sender.send(signal, body).await, n),
-                None => (Ok(()), 0),
-            }
-        };
-        let ((s, n_spans), (l, n_logs)) =
-            tokio::join!(one(spans, Signal::Traces), one(logs, Signal::Logs));
-        for (res, n, ok, failed, what) in [
-            (
-                s,
-                n_spans,
-                &stats.spans_exported,
-                &stats.spans_failed,
-                "spans",
-            ),
-            (l, n_logs, &stats.logs_exported, &stats.logs_failed, "logs"),
-        ] {
-            match res {
-                Ok(()) => ok.fetch_add(n, Ordering::Relaxed),
-                Err(e) => {
-                    self.log_error(what, &e);
-                    failed.fetch_add(n, Ordering::Relaxed)
+    /// Encodes the batch's spans and log records into export requests and starts
+    /// sending them, waiting only while IN_FLIGHT requests are out.
+    async fn export(&mut self, batch: &[Box<Record>], stats: &Arc<Stats>) {
+        for signal in [Signal::Traces, Signal::Logs] {
+            let mut from = 0;
+            while from < batch.len() {
+                let (req, used) = match signal {
+                    Signal::Traces => self.encoder.traces(&batch[from..]),
+                    Signal::Logs => self.encoder.logs(&batch[from..]),
+                };
+                from += used.max(1);
+                let Some((body, n)) = req else { continue };
+                while self.sending.len() >= IN_FLIGHT {
+                    self.sending.join_next().await;
                 }
-            };
+                let (sender, stats, last_error) =
+                    (self.sender.clone(), stats.clone(), self.last_error.clone());
+                self.sending.spawn(async move {
+                    let (ok, failed, what) = match signal {
+                        Signal::Traces => (&stats.spans_exported, &stats.spans_failed, "spans"),
+                        Signal::Logs => (&stats.logs_exported, &stats.logs_failed, "logs"),
+                    };
+                    match sender.send(signal, body).await {
+                        Ok(()) => ok.fetch_add(n, Ordering::Relaxed),
+                        Err(e) => {
+                            log_error(&last_error, what, &e);
+                            failed.fetch_add(n, Ordering::Relaxed)
+                        }
+                    };
+                });
+            }
         }
     }
 
-    /// The collector's error, once per interval (the counts go to `Report`).
-    fn log_error(&self, what: &str, e: &str) {
-        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        if last.is_none_or(|t| now - t >= REPORT_EVERY) {
-            *last = Some(now);
-            tracing::warn!(error = %e, "OTLP export of {what} failed");
-        }
+    /// Waits until every request started has been answered (or failed).
+    async fn settle(&mut self) {
+        while self.sending.join_next().await.is_some() {}
+    }
+}
+
+/// The collector's error, once per interval (the counts go to `Report`).
+fn log_error(last: &std::sync::Mutex<Option<std::time::Instant>>, what: &str, e: &str) {
+    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if last.is_none_or(|t| now - t >= REPORT_EVERY) {
+        *last = Some(now);
+        tracing::warn!(error = %e, "OTLP export of {what} failed");
     }
 }
 

@@ -49,19 +49,28 @@ impl Pb {
     }
 
     /// A nested message: `body` writes its fields, then its length goes in front.
+    /// For the small ones (attributes, values: under 128 bytes).
     pub fn msg(&mut self, field: u32, body: impl FnOnce(&mut Pb)) {
+        self.msg_sized(field, 1, body);
+    }
+
+    /// A nested message whose length is expected to take `guess` bytes as a
+    /// varint (2: up to 16 KiB, a span or log record; 3: up to 2 MiB, a whole
+    /// request). A wrong guess costs moving the body once.
+    pub fn msg_sized(&mut self, field: u32, guess: usize, body: impl FnOnce(&mut Pb)) {
         encode_key(field, WireType::LengthDelimited, &mut self.buf);
-        // most nested messages here (attributes, values) are under 128 bytes
         let at = self.buf.len();
-        self.buf.push(0);
+        self.buf.resize(at + guess, 0);
         body(self);
-        let len = self.buf.len() - at - 1;
+        let end = self.buf.len();
+        let len = end - at - guess;
         let n = encoded_len_varint(len as u64);
-        if n > 1 {
-            // make room for the longer length and move the body behind it
-            let end = self.buf.len();
-            self.buf.resize(end + n - 1, 0);
-            self.buf.copy_within(at + 1..end, at + n);
+        if n > guess {
+            self.buf.resize(end + n - guess, 0);
+            self.buf.copy_within(at + guess..end, at + n);
+        } else if n < guess {
+            self.buf.copy_within(at + guess..end, at + n);
+            self.buf.truncate(end - (guess - n));
         }
         let mut dst = &mut self.buf[at..at + n];
         encode_varint(len as u64, &mut dst);
@@ -91,10 +100,13 @@ mod tests {
 
     #[test]
     fn nested_lengths_decode_with_prost() {
-        for size in [0, 5, 126, 127, 128, 300, 20_000] {
+        for (size, guess) in [0, 5, 126, 127, 128, 300, 20_000, 3_000_000]
+            .into_iter()
+            .flat_map(|s| [(s, 1), (s, 2), (s, 3)])
+        {
             let mut pb = Pb::default();
             let long = "x".repeat(size);
-            pb.msg(3, |pb| {
+            pb.msg_sized(3, guess, |pb| {
                 pb.string(1, &long);
                 pb.fixed64(2, 7);
             });
