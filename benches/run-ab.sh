@@ -11,6 +11,7 @@
 #
 # 5 rounds x 2 modes x 2 targets x 8 s: about 3 minutes.
 # Environment: AB_ROUNDS (5), AB_DURATION_S (8), AB_CONNECTIONS (32),
+# AB_OTLP_PROTOCOL (grpc | http, for telemetry),
 # BENCH_NO_BUILD=1 to reuse target/release binaries.
 set -euo pipefail
 
@@ -68,7 +69,8 @@ else
     ROTEL="$(ls "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent | head -1)"
   fi
   CPORT="$(port)"
-  "${LOAD[@]}" "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$CPORT" --otlp-http-endpoint "127.0.0.1:$(port)" \
+  HPORT="$(port)"
+  "${LOAD[@]}" "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$CPORT" --otlp-http-endpoint "127.0.0.1:$HPORT" \
     --exporter blackhole >"$WORK/collector.log" 2>&1 &
   PIDS+=($!)
   COLLECTOR_PID=$!
@@ -105,7 +107,8 @@ EOF
   echo "$p"
 }
 PLAIN="$(start_gateway plain "" "")"
-PIDS+=("$(cat "$WORK/plain.pid")") # started in a subshell: its PIDS+= was lost
+PLAIN_PID="$(cat "$WORK/plain.pid")"
+PIDS+=("$PLAIN_PID") # started in a subshell: its PIDS+= was lost
 if [[ "$VARIANT" == auth ]]; then
   B="$(start_gateway auth "    auth: { enabled: true }" \
     "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
@@ -114,22 +117,26 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
   CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
     -d '{"model":"m","messages":[]}' "http://127.0.0.1:$B/v1/chat/completions" || true)"
   [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
-  PIDS+=("$(cat "$WORK/auth.pid")")
+  B_PID="$(cat "$WORK/auth.pid")"
+  PIDS+=("$B_PID")
   TITLE="Authentication overhead"
   SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), both on core 0, load and mock (16-event streams) and Redis on core 1"
 else
-  B="$(start_gateway telemetry "" "" "  otlp: { endpoint: \"http://127.0.0.1:$CPORT\", protocol: grpc, traces: true, logs: true, sampling_ratio: 1.0 }")"
-  PIDS+=("$(cat "$WORK/telemetry.pid")")
+  PROTO="${AB_OTLP_PROTOCOL:-grpc}"
+  if [[ "$PROTO" == http ]]; then OTLP_PORT="$HPORT"; else OTLP_PORT="$CPORT"; fi
+  B="$(start_gateway telemetry "" "" "  otlp: { endpoint: \"http://127.0.0.1:$OTLP_PORT\", protocol: $PROTO, traces: true, logs: true, sampling_ratio: 1.0 }")"
+  B_PID="$(cat "$WORK/telemetry.pid")"
+  PIDS+=("$B_PID")
   TITLE="Telemetry overhead"
-  SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over gRPC to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), both gateways on core 0, load, mock (16-event streams) and the collector on core 1"
+  SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over ${AB_OTLP_PROTOCOL:-grpc} to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), both gateways on core 0, load, mock (16-event streams) and the collector on core 1"
 fi
 
-run() { # PORT MODE -> rps
+run() { # PORT MODE GATEWAY_PID -> "rps cpu_us_per_request" (the gateway's CPU, all its threads)
   local args=(--url "http://127.0.0.1:$1/v1/chat/completions" --connections "$CONNS" --duration-s "$DUR"
-    --warmup-s 1 --header "Authorization: Bearer $API_KEY")
+    --warmup-s 1 --header "Authorization: Bearer $API_KEY" --cpu-pid "$3" --clk-tck "$(getconf CLK_TCK)")
   [[ "$2" == stream ]] && args+=(--stream)
   "${LOAD[@]}" "$BIN/loadgen" "${args[@]}" 2>>"$WORK/loadgen.log" \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["errors"] == 0, d; print(round(d["rps"]))'
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["errors"] == 0, d; print(round(d["rps"]), round(d["sut_cpu_pct"] * 10000 / d["rps"], 1))'
 }
 
 RESULTS="$ROOT/benches/results"
@@ -141,21 +148,24 @@ OUT="$RESULTS/$VARIANT-ab-$(date -u +%Y%m%d-%H%M%S).md"
   echo "$SETUP; $CONNS connections, ${DUR} s per run, $ROUNDS rounds,"
   echo "runs interleaved plain/$VARIANT. git $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ)."
   echo
-  echo "| round | mode | plain rps | $VARIANT rps | $VARIANT / plain |"
-  echo "|---:|---|---:|---:|---:|"
+  echo "| round | mode | plain rps | $VARIANT rps | $VARIANT / plain | plain CPU µs/req | $VARIANT CPU µs/req |"
+  echo "|---:|---|---:|---:|---:|---:|---:|"
 } >"$OUT"
 for mode in json stream; do
   RATIOS=()
+  CPU_RATIOS=()
   for r in $(seq 1 "$ROUNDS"); do
-    P="$(run "$PLAIN" "$mode")"
-    A="$(run "$B" "$mode")"
+    read -r P PC <<<"$(run "$PLAIN" "$mode" "$PLAIN_PID")"
+    read -r A AC <<<"$(run "$B" "$mode" "$B_PID")"
     RATIO="$(python3 -c "print(f'{$A/$P:.3f}')")"
     RATIOS+=("$RATIO")
-    log "$mode round $r: plain $P rps, $VARIANT $A rps, ratio $RATIO"
-    echo "| $r | $mode | $P | $A | ${RATIO}x |" >>"$OUT"
+    CPU_RATIOS+=("$(python3 -c "print(f'{$PC/$AC:.3f}')")")
+    log "$mode round $r: plain $P rps ($PC µs CPU/req), $VARIANT $A rps ($AC µs CPU/req), ratio $RATIO"
+    echo "| $r | $mode | $P | $A | ${RATIO}x | $PC | $AC |" >>"$OUT"
   done
   MED="$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
-  echo "| | **$mode median** | | | **${MED}x** ($( python3 -c "print('met' if $MED >= $TARGET else 'NOT met')") ≥ ${TARGET}x) |" >>"$OUT"
+  CPU_MED="$(printf '%s\n' "${CPU_RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+  echo "| | **$mode median** | | | **${MED}x** ($( python3 -c "print('met' if $MED >= $TARGET else 'NOT met')") ≥ ${TARGET}x) | CPU per request plain / $VARIANT: **${CPU_MED}x** | |" >>"$OUT"
 done
 if [[ "$VARIANT" == telemetry ]]; then
   # what the collector was sent: every request's spans and log record, none lost

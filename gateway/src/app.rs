@@ -130,7 +130,8 @@ impl App {
             ("state", rt.state != old.state),
             (
                 "telemetry.otlp (endpoint, protocol, headers, queue and batch)",
-                rt.otlp.as_ref().map(OtlpRt::exporter) != old.otlp.as_ref().map(OtlpRt::exporter),
+                rt.otlp.as_ref().map(OtlpRt::exporter)
+                    != self.otlp.as_ref().map(|o| o.started.exporter()),
             ),
         ] {
             if changed {

@@ -402,11 +402,13 @@ impl RequestCtx {
                 .collect(),
             false => Vec::new(),
         };
+        let linked = o.propagate || o.trace.parent.is_some();
         o.exporter.send(Record {
             line: line.clone(),
             trace: o.trace,
             spans: o.spans,
             log: o.log,
+            linked,
             start: self.start_wall,
             end: since(now),
             first_token: self.first_byte_at.map(since),

@@ -374,7 +374,18 @@ fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
     }
     let endpoint = o.endpoint.as_str().trim_end_matches('/').to_string();
     match endpoint.parse::<http::Uri>() {
-        Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some() => {}
+        Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some() => {
+            if u.query().is_some() {
+                p.error("telemetry.otlp.endpoint", "must not carry a query string");
+            } else if o.protocol == shared::config::OtlpProtocol::Grpc
+                && !matches!(u.path(), "" | "/")
+            {
+                p.error(
+                    "telemetry.otlp.endpoint",
+                    "a gRPC endpoint is scheme://host:port, without a path",
+                );
+            }
+        }
         _ => p.error(
             "telemetry.otlp.endpoint",
             format!("{endpoint:?} is not an http:// or https:// URL"),

@@ -39,7 +39,7 @@ impl TraceCtx {
                 span_id,
                 parent: Some(parent),
                 sampled,
-                tracestate: h.get(TRACESTATE).filter(|v| v.len() <= 512).cloned(),
+                tracestate: tracestate(h),
                 b3: false,
             };
         }
@@ -55,13 +55,15 @@ impl TraceCtx {
             };
         }
         let trace_id = new_trace_id();
+        // a B3 caller may say "do not sample" without a trace to continue
+        let b3_deny = b3_says_no(h);
         TraceCtx {
             trace_id,
             span_id,
             parent: None,
-            sampled: by_ratio(trace_id, ratio),
+            sampled: !b3_deny && by_ratio(trace_id, ratio),
             tracestate: None,
-            b3: false,
+            b3: b3_deny,
         }
     }
 
@@ -126,21 +128,50 @@ fn by_ratio(trace_id: u128, ratio: f64) -> bool {
     ((trace_id as u64) >> 1) < bound
 }
 
-/// `00-<32 hex trace>-<16 hex span>-<2 hex flags>` (later versions may add fields).
+/// Every `tracestate` line joined (W3C allows several), dropped when over 512 bytes.
+fn tracestate(h: &HeaderMap) -> Option<HeaderValue> {
+    let mut all = h.get_all(TRACESTATE).iter();
+    let first = all.next()?;
+    let rest: Vec<&HeaderValue> = all.collect();
+    if rest.is_empty() {
+        return Some(first.clone()).filter(|v| v.len() <= 512);
+    }
+    let mut joined = first.as_bytes().to_vec();
+    for v in rest {
+        joined.push(b',');
+        joined.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined)
+        .ok()
+        .filter(|v| v.len() <= 512)
+}
+
+/// A lone `b3: 0`, or `X-B3-Sampled: 0` without ids.
+fn b3_says_no(h: &HeaderMap) -> bool {
+    let no = |v: &HeaderValue| matches!(v.as_bytes(), b"0" | b"false");
+    h.get(B3).is_some_and(no) || h.get(B3_SAMPLED).is_some_and(no)
+}
+
+/// `n` lowercase hex digits: what W3C Trace Context allows in `traceparent`.
+fn lower_hex(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `00-<32 hex trace>-<16 hex span>-<2 hex flags>` (later versions may add fields),
+/// lowercase hex only; anything else starts a new trace.
 fn parse_traceparent(v: &HeaderValue) -> Option<(u128, u64, bool)> {
     let s = v.to_str().ok()?.trim();
     let mut it = s.split('-');
     let version = it.next()?;
     let (trace, span, flags) = (it.next()?, it.next()?, it.next()?);
-    if version.len() != 2 || version == "ff" || (version == "00" && it.next().is_some()) {
+    if !lower_hex(version, 2) || version == "ff" || (version == "00" && it.next().is_some()) {
         return None;
     }
-    u8::from_str_radix(version, 16).ok()?;
+    if !lower_hex(trace, 32) || !lower_hex(span, 16) || !lower_hex(flags, 2) {
+        return None;
+    }
     let trace_id = hex128(trace)?;
     let span_id = hex64(span)?;
-    if flags.len() != 2 {
-        return None;
-    }
     let flags = u8::from_str_radix(flags, 16).ok()?;
     Some((trace_id, span_id, flags & 1 == 1))
 }
@@ -174,7 +205,8 @@ fn b3_multi(h: &HeaderMap) -> Option<(u128, u64, Option<bool>)> {
     Some((trace_id, span_id, sampled))
 }
 
-/// 32 lowercase-or-uppercase hex digits (16 for B3's short ids), not all zero.
+/// 32 hex digits (16 for B3's short ids), not all zero; B3 is read leniently
+/// (either case).
 fn hex128(s: &str) -> Option<u128> {
     if (s.len() != 32 && s.len() != 16) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -232,6 +264,11 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-64fe8b2a57d3eff7-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "FF-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
+            "+0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "garbage",
         ] {
             let t = TraceCtx::from_headers(&headers(&[("traceparent", bad)]), 1.0);
@@ -265,6 +302,28 @@ mod tests {
         );
         assert_eq!(t.trace_id, 0x64fe8b2a57d3eff7);
         assert!(t.sampled && t.b3);
+    }
+
+    #[test]
+    fn b3_no_is_kept_and_tracestate_lines_join() {
+        let t = TraceCtx::from_headers(&headers(&[("b3", "0")]), 1.0);
+        assert!(!t.sampled && t.parent.is_none());
+        let mut up = HeaderMap::new();
+        t.inject(5, &mut up);
+        assert!(up["b3"].to_str().unwrap().ends_with("-0"));
+        let mut h = headers(&[(
+            "traceparent",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",
+        )]);
+        h.append("tracestate", HeaderValue::from_static("a=1"));
+        h.append("tracestate", HeaderValue::from_static("b=2"));
+        let t = TraceCtx::from_headers(&h, 1.0);
+        assert_eq!(
+            t.parent,
+            Some(0x00f067aa0ba902b7),
+            "a later version is read"
+        );
+        assert_eq!(t.tracestate.unwrap(), "a=1,b=2");
     }
 
     #[test]

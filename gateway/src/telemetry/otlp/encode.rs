@@ -553,15 +553,17 @@ fn log(pb: &mut Pb, r: &Record, observed: u64) {
             pb.msg(2, |pb| any(pb, v));
         });
     }
-    pb.fixed32(8, u32::from(r.trace.sampled));
-    pb.bytes(9, &r.trace.trace_id.to_be_bytes());
-    let span = if r.spans {
-        Some(r.trace.span_id)
-    } else {
-        r.trace.parent
-    };
-    if let Some(s) = span {
-        pb.bytes(10, &s.to_be_bytes());
+    if r.linked {
+        pb.fixed32(8, u32::from(r.trace.sampled));
+        pb.bytes(9, &r.trace.trace_id.to_be_bytes());
+        let span = if r.spans {
+            Some(r.trace.span_id)
+        } else {
+            r.trace.parent
+        };
+        if let Some(s) = span {
+            pb.bytes(10, &s.to_be_bytes());
+        }
     }
     pb.string(12, "gateway.request");
 }

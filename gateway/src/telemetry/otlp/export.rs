@@ -227,7 +227,17 @@ impl Exporters {
                         Signal::Logs => (&stats.logs_exported, &stats.logs_failed, "logs"),
                     };
                     match sender.send(signal, body).await {
-                        Ok(()) => ok.fetch_add(n, Ordering::Relaxed),
+                        Ok(0) => ok.fetch_add(n, Ordering::Relaxed),
+                        Ok(refused) => {
+                            let refused = refused.min(n);
+                            log_error(
+                                &last_error,
+                                what,
+                                &format!("the collector rejected {refused} of {n}"),
+                            );
+                            failed.fetch_add(refused, Ordering::Relaxed);
+                            ok.fetch_add(n - refused, Ordering::Relaxed)
+                        }
                         Err(e) => {
                             log_error(&last_error, what, &e);
                             failed.fetch_add(n, Ordering::Relaxed)

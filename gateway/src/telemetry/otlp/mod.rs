@@ -26,6 +26,9 @@ pub struct Record {
     pub spans: bool,
     /// export its log record
     pub log: bool,
+    /// the trace id means something outside the gateway (the client sent it, or
+    /// the upstream got it): the log record carries it
+    pub linked: bool,
     pub start: SystemTime,
     /// from the start: the end of the answer, and its first byte
     pub end: Duration,
@@ -77,6 +80,8 @@ pub struct Otlp {
     tx: mpsc::Sender<Msg>,
     pub stats: Arc<Stats>,
     capacity: usize,
+    /// the settings the exporter was started with (a reload cannot change them)
+    pub started: OtlpRt,
 }
 
 impl Otlp {
@@ -95,6 +100,7 @@ impl Otlp {
                 tx,
                 stats,
                 capacity: cfg.queue_size,
+                started: cfg.clone(),
                 metrics: started
                     .metrics
                     .map(|m| metrics::OtelMetrics::new(m, started.runtime, started.resource)),

@@ -89,8 +89,9 @@ impl Sender {
         })
     }
 
-    /// Sends one export request; Err says why the collector did not take it.
-    pub async fn send(&self, signal: Signal, body: Bytes) -> Result<(), String> {
+    /// Sends one export request. Ok: how many of its items the collector
+    /// rejected (its `partial_success`); Err says why it took none.
+    pub async fn send(&self, signal: Signal, body: Bytes) -> Result<u64, String> {
         let uri = match signal {
             Signal::Traces => self.traces.clone(),
             Signal::Logs => self.logs.clone(),
@@ -119,12 +120,13 @@ impl Sender {
             if !status.is_success() {
                 return Err(format!("the collector answered HTTP {status}"));
             }
-            if !self.grpc {
-                return Ok(());
-            }
             let trailers = body.trailers().and_then(grpc_status);
+            let bytes = body.to_bytes();
+            if !self.grpc {
+                return Ok(rejected(&bytes));
+            }
             match in_headers.or(trailers) {
-                Some((code, _)) if code == "0" => Ok(()),
+                Some((code, _)) if code == "0" => Ok(rejected(bytes.get(5..).unwrap_or(&[]))),
                 Some((code, message)) => Err(format!(
                     "the collector answered gRPC status {}: {}",
                     String::from_utf8_lossy(code.as_bytes()),
@@ -142,5 +144,79 @@ impl Sender {
                 self.timeout.as_millis()
             )),
         }
+    }
+}
+
+/// `partial_success.rejected_spans` / `rejected_log_records` (field 1 of field 1)
+/// of an export response; 0 when absent or unreadable.
+fn rejected(mut body: &[u8]) -> u64 {
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    /// Skips one field's value; false when the body is cut.
+    fn skip(buf: &mut &[u8], wire: WireType) -> bool {
+        let n = match wire {
+            WireType::Varint => return decode_varint(buf).is_ok(),
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => match decode_varint(buf) {
+                Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                Err(_) => return false,
+            },
+            _ => return false,
+        };
+        match buf.get(n..) {
+            Some(rest) => {
+                *buf = rest;
+                true
+            }
+            None => false,
+        }
+    }
+    while !body.is_empty() {
+        let Ok((tag, wire)) = decode_key(&mut body) else {
+            return 0;
+        };
+        if tag == 1 && wire == WireType::LengthDelimited {
+            let Ok(len) = decode_varint(&mut body) else {
+                return 0;
+            };
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            let Some(mut partial) = body.get(..len) else {
+                return 0;
+            };
+            while !partial.is_empty() {
+                let Ok((tag, wire)) = decode_key(&mut partial) else {
+                    return 0;
+                };
+                if tag == 1 && wire == WireType::Varint {
+                    return decode_varint(&mut partial).unwrap_or(0);
+                }
+                if !skip(&mut partial, wire) {
+                    return 0;
+                }
+            }
+            return 0;
+        }
+        if !skip(&mut body, wire) {
+            return 0;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::otlp::wire::Pb;
+
+    #[test]
+    fn reads_the_rejected_count() {
+        let mut pb = Pb::default();
+        pb.msg(1, |pb| {
+            pb.string(2, "too big");
+            pb.varint(1, 7);
+        });
+        assert_eq!(rejected(&pb.buf), 7);
+        assert_eq!(rejected(&[]), 0);
+        assert_eq!(rejected(&[0x0a, 0x05, 0x08]), 0, "a cut body reads as 0");
     }
 }
