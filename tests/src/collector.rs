@@ -119,6 +119,8 @@ impl Collector {
                 "traces",
                 "--debug-log",
                 "logs",
+                "--debug-log",
+                "metrics",
                 "--debug-log-verbosity",
                 "detailed",
             ])
@@ -210,6 +212,28 @@ impl Collector {
         }
     }
 
+    /// The `Sum` of the last data point printed after the attribute line
+    /// `-> {attr}` within metric `name` (cumulative metrics: the latest total).
+    pub fn metric_sum(&self, name: &str, attr: &str) -> Option<f64> {
+        let out = self.output();
+        let (mut in_metric, mut in_point, mut last) = (false, false, None);
+        for line in out.lines() {
+            let t = line.trim();
+            if let Some(n) = t.strip_prefix("-> Name: ") {
+                in_metric = n == name;
+                in_point = false;
+            } else if in_metric && t == format!("-> {attr}") {
+                in_point = true;
+            } else if in_point {
+                if let Some(v) = t.strip_prefix("Sum: ") {
+                    last = v.parse().ok();
+                    in_point = false;
+                }
+            }
+        }
+        last
+    }
+
     pub fn out_path(&self) -> &Path {
         &self.out
     }
@@ -269,7 +293,10 @@ fn parse_spans(text: &str) -> Vec<Span> {
             in_resource = false;
             continue;
         }
-        if line.starts_with("ResourceSpans #") || line.starts_with("ResourceLog") {
+        if line.starts_with("ResourceSpans #")
+            || line.starts_with("ResourceLog")
+            || line.starts_with("ResourceMetrics")
+        {
             spans.extend(cur.take());
             in_resource = true;
             continue;
@@ -325,6 +352,7 @@ fn parse_logs(text: &str) -> Vec<LogRecord> {
         }
         if line.starts_with("ResourceSpans #")
             || line.starts_with("ResourceLog")
+            || line.starts_with("ResourceMetrics")
             || line.starts_with("Span #")
         {
             logs.extend(cur.take());

@@ -16,6 +16,8 @@
 //! * Collector down: requests unaffected, `gateway_otlp_*_failed_total` rise, spans
 //!   arrive again after the collector is back; a full queue drops and counts.
 //! * SIGTERM flushes what is still queued (within the 200 ms batch delay).
+//! * `metrics: true`: the GenAI token usage histogram reaches the collector with
+//!   sums equal to the mock's usage (pushed at SIGTERM at the latest).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -889,4 +891,46 @@ async fn sigterm_round(col: &Collector, yaml: &str, round: usize) {
             gw.stderr()
         );
     }
+}
+
+/// 8. OTLP metrics: three requests, then SIGTERM (which pushes the metrics): the
+///    collector's `gen_ai.client.token.usage` sums equal the mock's usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_reach_the_collector() {
+    let col = Collector::start().await;
+    let mock = MockUpstream::start_default();
+    let (providers, route) = one_provider(&mock.base_url());
+    let yaml = config(
+        &providers,
+        route,
+        &otlp(&col.grpc_endpoint(), "grpc", "1.0", "    metrics: true\n"),
+    );
+    let mut gw = Gateway::start(&yaml).await;
+    let c = TestClient::new();
+    let (mut input, mut output) = (0u64, 0u64);
+    for i in 0..3 {
+        let body = chat_body("gpt-4o", &"count these tokens ".repeat(i + 1));
+        let r = c.post_json(&chat_url(&gw), &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let u = chat_usage(&body, DEFAULT_STREAM_CHUNKS);
+        let got = r.json()["usage"].clone();
+        assert_eq!(got["prompt_tokens"], u.prompt_tokens, "{got}");
+        input += u.prompt_tokens;
+        output += got["completion_tokens"].as_u64().unwrap();
+    }
+    sigterm(&gw);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway still runs 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let name = "gen_ai.client.token.usage";
+    let sum = |kind: &str| col.metric_sum(name, &format!("gen_ai.token.type: Str({kind})"));
+    assert_eq!(sum("input"), Some(input as f64), "{}", col.output());
+    assert_eq!(sum("output"), Some(output as f64));
+    assert!(col.output().contains("gen_ai.client.operation.duration"));
+    assert!(col.output().contains("gateway.requests"));
 }
