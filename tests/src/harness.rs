@@ -568,6 +568,16 @@ impl Gateway {
         }
     }
 
+    /// Sends SIGTERM (no libc: the `kill` command).
+    pub fn sigterm(&self) {
+        let pid = self.pid().to_string();
+        let st = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -TERM {pid}: {st}");
+    }
+
     /// Kills the process now.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1590,16 +1590,6 @@ async fn quota_counters_count_requests() {
     );
 }
 
-/// Sends SIGTERM to `gw` (no libc: the `kill` command).
-fn sigterm(gw: &Gateway) {
-    let pid = gw.pid().to_string();
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(st.success(), "kill -TERM {pid}: {st}");
-}
-
 /// Members (reservations) of every `*qlease*` zset in `redis`: (key, ZCARD).
 fn leases(redis: &RedisServer) -> Vec<(String, u64)> {
     let keys = redis.cli(&["KEYS", "*qlease*"]);
@@ -1747,7 +1737,7 @@ tenants:
 
     // SIGTERM while both stream
     let pid = a.pid();
-    sigterm(&a);
+    a.sigterm();
     let t_term = Instant::now();
     let fast_read = async {
         let r = fs.collect_with(vec![f1]).await;

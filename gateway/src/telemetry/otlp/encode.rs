@@ -8,8 +8,6 @@ use super::{AttemptSpan, Record};
 use serde_json::Value as Json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `resource_spans` / `resource_logs` (1) > `resource` (1), `scope_*` (2) >
-/// `scope` (1), spans / log records (2): the same shape for both signals.
 const SPAN_ATTR: u32 = 9;
 const EVENT_ATTR: u32 = 3;
 const LOG_ATTR: u32 = 6;
@@ -43,73 +41,66 @@ impl Encoder {
     /// The ExportTraceServiceRequest for the first records' spans, and how many
     /// records it covers (all, unless it reached `max_bytes`). None: no spans.
     pub fn traces(&mut self, recs: &[Box<Record>]) -> (Encoded, usize) {
-        let (mut n, mut used) = (0u64, 0);
-        let max = self.max_bytes;
-        self.request(|pb, resource, scope| {
-            pb.msg_sized(1, 3, |pb| {
-                pb.msg(1, resource);
-                pb.msg_sized(2, 3, |pb| {
-                    pb.msg(1, scope);
-                    for r in recs {
-                        used += 1;
-                        if r.spans {
-                            n += 1 + r.attempts.len() as u64;
-                            spans(pb, r);
-                        }
-                        if pb.buf.len() >= max {
-                            break;
-                        }
-                    }
-                });
-            });
-        });
-        (self.take(n), used)
+        self.request(recs, |pb, r| match r.spans {
+            true => {
+                spans(pb, r);
+                1 + r.attempts.len() as u64
+            }
+            false => 0,
+        })
     }
 
     /// The ExportLogsServiceRequest for the first records' log records, and how
     /// many records it covers. None: no log records.
     pub fn logs(&mut self, recs: &[Box<Record>]) -> (Encoded, usize) {
-        let (mut n, mut used) = (0u64, 0);
-        let max = self.max_bytes;
         let now = nanos(SystemTime::now());
-        self.request(|pb, resource, scope| {
-            pb.msg_sized(1, 3, |pb| {
-                pb.msg(1, resource);
-                pb.msg_sized(2, 3, |pb| {
-                    pb.msg(1, scope);
-                    for r in recs {
-                        used += 1;
-                        if r.log {
-                            n += 1;
-                            pb.msg_sized(2, 2, |pb| log(pb, r, now));
-                        }
-                        if pb.buf.len() >= max {
-                            break;
-                        }
-                    }
-                });
-            });
-        });
-        (self.take(n), used)
+        self.request(recs, |pb, r| match r.log {
+            true => {
+                pb.msg_sized(2, 2, |pb| log(pb, r, now));
+                1
+            }
+            false => 0,
+        })
     }
 
-    fn request(&mut self, body: impl FnOnce(&mut Pb, &dyn Fn(&mut Pb), &dyn Fn(&mut Pb))) {
+    /// One export request: resource, scope, then `item` for each record (which
+    /// writes its spans or log record and says how many) until `max_bytes`.
+    fn request(
+        &mut self,
+        recs: &[Box<Record>],
+        item: impl Fn(&mut Pb, &Record) -> u64,
+    ) -> (Encoded, usize) {
         self.pb.buf = Vec::with_capacity(64 * 1024);
         if self.grpc {
             // compressed flag and length, filled in by `take`
             self.pb.buf.extend_from_slice(&[0; 5]);
         }
+        let (mut n, mut used) = (0u64, 0);
+        let max = self.max_bytes;
         let service = self.service_name.as_str();
-        let resource = |pb: &mut Pb| {
-            attr_str(pb, 1, "service.name", service);
-            attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
-            attr_str(pb, 1, "telemetry.sdk.language", "rust");
-        };
-        let scope = |pb: &mut Pb| {
-            pb.string(1, "ai-gateway");
-            pb.string(2, env!("CARGO_PKG_VERSION"));
-        };
-        body(&mut self.pb, &resource, &scope);
+        // resource_{spans,logs} (1) > resource (1), scope_{spans,logs} (2) >
+        // scope (1) and the items (2): the same shape for both signals
+        self.pb.msg_sized(1, 3, |pb| {
+            pb.msg(1, |pb| {
+                attr_str(pb, 1, "service.name", service);
+                attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
+                attr_str(pb, 1, "telemetry.sdk.language", "rust");
+            });
+            pb.msg_sized(2, 3, |pb| {
+                pb.msg(1, |pb| {
+                    pb.string(1, "ai-gateway");
+                    pb.string(2, env!("CARGO_PKG_VERSION"));
+                });
+                for r in recs {
+                    used += 1;
+                    n += item(pb, r);
+                    if pb.buf.len() >= max {
+                        break;
+                    }
+                }
+            });
+        });
+        (self.take(n), used)
     }
 
     fn take(&mut self, n: u64) -> Encoded {

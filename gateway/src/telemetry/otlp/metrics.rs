@@ -3,6 +3,7 @@
 //! `ai_log` record as `/metrics` and pushed by the SDK's periodic reader, whose
 //! exports run on the exporter thread's runtime.
 
+use crate::telemetry::metrics::{SECONDS_BUCKETS, TOKEN_BUCKETS};
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -14,14 +15,6 @@ use std::time::Duration;
 
 /// How often the metrics are pushed.
 const INTERVAL: Duration = Duration::from_secs(10);
-
-const TOKEN_BUCKETS: [f64; 14] = [
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0,
-];
-const SECONDS_BUCKETS: [f64; 14] = [
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-];
 
 pub struct OtelMetrics {
     provider: SdkMeterProvider,
