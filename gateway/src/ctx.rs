@@ -91,6 +91,29 @@ pub struct Otlp {
     pub metrics: bool,
 }
 
+impl Otlp {
+    /// What a request with these headers exports, under `cfg` (None: nothing).
+    pub fn for_request(
+        exporter: Option<&Arc<crate::telemetry::otlp::Otlp>>,
+        cfg: Option<&crate::config::validate::OtlpRt>,
+        headers: &HeaderMap,
+    ) -> Option<Otlp> {
+        let (exporter, o) = (exporter?, cfg?);
+        if !(o.traces || o.logs || (o.metrics && exporter.has_metrics())) {
+            return None;
+        }
+        let trace = TraceCtx::from_headers(headers, o.sampling_ratio);
+        Some(Otlp {
+            exporter: exporter.clone(),
+            spans: o.traces && trace.sampled,
+            propagate: o.traces,
+            log: o.logs,
+            metrics: o.metrics,
+            trace,
+        })
+    }
+}
+
 /// One upstream attempt, as `ai_log.attempts` records it.
 pub struct AttemptRec {
     pub provider: Arc<str>,
@@ -100,7 +123,8 @@ pub struct AttemptRec {
     /// the attempt's CLIENT span (0 when the request is not traced)
     pub span_id: u64,
     pub started: Instant,
-    /// when it failed (or got its response headers)
+    /// when it failed (or got its response headers); `duration_ms` is
+    /// `ended - started`
     pub ended: Option<Instant>,
     /// the model asked of the upstream, kept for the span (traced requests only)
     pub model: Option<String>,
@@ -108,7 +132,6 @@ pub struct AttemptRec {
     pub status: Option<u16>,
     /// the `fallback.on` name of why it failed; None for the one that answered
     pub reason: Option<&'static str>,
-    pub ms: u64,
 }
 
 /// How an upstream answer ended.
@@ -326,7 +349,10 @@ impl RequestCtx {
                     token_index: a.token,
                     status: a.status,
                     reason: a.reason.map(str::to_string),
-                    duration_ms: a.ms,
+                    duration_ms: a.ended.map_or(0, |e| {
+                        u64::try_from(e.saturating_duration_since(a.started).as_millis())
+                            .unwrap_or(u64::MAX)
+                    }),
                 })
                 .collect(),
             panic_mode: self.panic_mode,
@@ -371,7 +397,7 @@ impl RequestCtx {
             ai_log,
         });
         if let Some(o) = otlp {
-            self.export(o, &line, now);
+            self.export(o, &line, now, operation);
         }
         if self.log.enabled() {
             self.log.send(line);
@@ -379,7 +405,13 @@ impl RequestCtx {
     }
 
     /// Queues the OTLP record of the finished request.
-    fn export(&mut self, o: Otlp, line: &Arc<AccessLogLine>, now: Instant) {
+    fn export(
+        &mut self,
+        o: Otlp,
+        line: &Arc<AccessLogLine>,
+        now: Instant,
+        operation: &'static str,
+    ) {
         let since = |t: Instant| t.saturating_duration_since(self.start);
         let last = self.attempts.len().saturating_sub(1);
         let attempts = match o.spans {
@@ -412,7 +444,7 @@ impl RequestCtx {
             start: self.start_wall,
             end: since(now),
             first_token: self.first_byte_at.map(since),
-            operation: self.endpoint.map_or("unknown", |e| e.operation_name()),
+            operation,
             attempts,
             span_attrs: match o.spans {
                 true => self

@@ -35,7 +35,7 @@ use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
 use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
 use crate::telemetry::attributes::Collected;
-use crate::telemetry::trace_context::{new_span_id, TraceCtx};
+use crate::telemetry::trace_context::new_span_id;
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http::request::Parts;
@@ -80,19 +80,7 @@ pub async fn handle(
         app.access_log.clone(),
     ));
     ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
-    if let (Some(exporter), Some(o)) = (&app.otlp, &cfg.otlp) {
-        if o.traces || o.logs || (o.metrics && exporter.has_metrics()) {
-            let trace = TraceCtx::from_headers(&parts.headers, o.sampling_ratio);
-            ctx.otlp = Some(crate::ctx::Otlp {
-                exporter: exporter.clone(),
-                spans: o.traces && trace.sampled,
-                propagate: o.traces,
-                log: o.logs,
-                metrics: o.metrics,
-                trace,
-            });
-        }
-    }
+    ctx.otlp = crate::ctx::Otlp::for_request(app.otlp.as_ref(), cfg.otlp.as_ref(), &parts.headers);
     let request_id = ctx.request_id.clone();
     let answer = phases(
         &cfg,
@@ -357,12 +345,11 @@ async fn attempts(
             token: None,
             status: None,
             reason: None,
-            ms: 0,
         });
         if let Err(r) = reserve_upstream(route, ctx, headers, &prov.id).await {
             let limited = matches!(r, Refusal::Limited(_));
             tracing::debug!(provider = %prov.id, attempt = n, "upstream quota refused");
-            close(ctx, prov, None, None, Some(FallbackOn::RateLimiting), sent);
+            close(ctx, prov, None, None, Some(FallbackOn::RateLimiting));
             last = Some(Failure::Error(refusal(r)));
             if limited && fallback.allows(FallbackOn::RateLimiting) {
                 continue;
@@ -372,7 +359,7 @@ async fn attempts(
         let token =
             prov.pick_token(|t| !steer || cell.as_ref().is_none_or(|c| c.token_ok(t, &view)));
         let token_index = token.as_ref().map(|(i, _, _)| *i);
-        close(ctx, prov, token_index, None, None, sent);
+        close(ctx, prov, token_index, None, None);
         ctx.inflight = cell.clone().map(InFlight::new);
         let upstream_model = prov.mapping.map(model);
         ctx.model = Some(upstream_model.to_string());
@@ -429,7 +416,7 @@ async fn attempts(
                                     passive,
                                 });
                             }
-                            close(ctx, prov, token_index, status, None, sent);
+                            close(ctx, prov, token_index, status, None);
                             return Ok(a);
                         }
                     },
@@ -457,7 +444,7 @@ async fn attempts(
             ),
         };
         tracing::debug!(provider = %prov.id, ?reason, attempt = n, "upstream attempt failed");
-        close(ctx, prov, token_index, status, Some(reason), sent);
+        close(ctx, prov, token_index, status, Some(reason));
         if let Some(c) = &cell {
             report_failure(health, c, prov, token_index, reason, status, &failure);
         }
@@ -484,7 +471,6 @@ fn close(
     token: Option<usize>,
     status: Option<u16>,
     reason: Option<FallbackOn>,
-    sent: Instant,
 ) {
     if let Some(a) = ctx.attempts.last_mut() {
         a.token = token
@@ -492,7 +478,6 @@ fn close(
             .and_then(|t| u32::try_from(t).ok());
         a.status = status;
         a.reason = reason.map(FallbackOn::as_str);
-        a.ms = elapsed_ms(sent);
         a.ended = Some(Instant::now());
     }
 }
