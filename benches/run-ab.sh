@@ -131,13 +131,29 @@ else
   SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over ${AB_OTLP_PROTOCOL:-grpc} to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), both gateways on core 0, load, mock (16-event streams) and the collector on core 1"
 fi
 
-run() { # PORT MODE GATEWAY_PID -> "rps cpu_us_per_request" (the gateway's CPU, all its threads)
+# CPU ticks so far: of the load core (cpu1 in /proc/stat; 0 on one core), of a process
+core_ticks() { awk '/^cpu1 / {print $2 + $3 + $4 + $7 + $8 + $9; f = 1} END {if (!f) print 0}' /proc/stat; }
+pid_ticks() { if [[ -n "${1:-}" ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
+# PORT MODE GATEWAY_PID -> "rps gateway_cpu_us load_core_cpu_us collector_cpu_us" per
+# request: the gateway's CPU (all its threads) from loadgen; the load core's and the
+# collector's from ticks over the whole run (warm-up included) at the measured rate
+run() {
   local args=(--url "http://127.0.0.1:$1/v1/chat/completions" --connections "$CONNS" --duration-s "$DUR"
-    --warmup-s 1 --header "Authorization: Bearer $API_KEY" --cpu-pid "$3" --clk-tck "$(getconf CLK_TCK)")
+    --warmup-s 1 --header "Authorization: Bearer $API_KEY" --cpu-pid "$3" --clk-tck "$HZ")
   [[ "$2" == stream ]] && args+=(--stream)
-  "${LOAD[@]}" "$BIN/loadgen" "${args[@]}" 2>>"$WORK/loadgen.log" \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["errors"] == 0, d; print(round(d["rps"]), round(d["sut_cpu_pct"] * 10000 / d["rps"], 1))'
+  local c0 p0 t0 c1 p1 t1 out
+  c0="$(core_ticks)"; p0="$(pid_ticks "${COLLECTOR_PID:-}")"; t0="$(date +%s.%N)"
+  out="$("${LOAD[@]}" "$BIN/loadgen" "${args[@]}" 2>>"$WORK/loadgen.log")"
+  c1="$(core_ticks)"; p1="$(pid_ticks "${COLLECTOR_PID:-}")"; t1="$(date +%s.%N)"
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); assert d["errors"] == 0, d
+hz, c, p, wall = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+per = lambda ticks: round(ticks / hz / wall / d["rps"] * 1e6, 1)
+print(round(d["rps"]), round(d["sut_cpu_pct"] * 10000 / d["rps"], 1), per(c), per(p), round(c / hz / wall * 100))
+' "$out" "$HZ" "$((c1 - c0))" "$((p1 - p0))" "$(python3 -c "print($t1 - $t0)")"
 }
+HZ="$(getconf CLK_TCK)"
 
 RESULTS="$ROOT/benches/results"
 mkdir -p "$RESULTS"
@@ -151,12 +167,23 @@ OUT="$RESULTS/$VARIANT-ab-$(date -u +%Y%m%d-%H%M%S).md"
   echo "| round | mode | plain rps | $VARIANT rps | $VARIANT / plain | plain CPU µs/req | $VARIANT CPU µs/req |"
   echo "|---:|---|---:|---:|---:|---:|---:|"
 } >"$OUT"
+LOAD_NOTES=()
 for mode in json stream; do
   RATIOS=()
   CPU_RATIOS=()
+  LOAD_P=()
+  PLAIN_RPS=()
+  BUSY_P=()
+  LOAD_B=()
+  COLL=()
   for r in $(seq 1 "$ROUNDS"); do
-    read -r P PC <<<"$(run "$PLAIN" "$mode" "$PLAIN_PID")"
-    read -r A AC <<<"$(run "$B" "$mode" "$B_PID")"
+    read -r P PC PL _ PBUSY <<<"$(run "$PLAIN" "$mode" "$PLAIN_PID")"
+    read -r A AC AL AK <<<"$(run "$B" "$mode" "$B_PID")"
+    LOAD_P+=("$PL")
+    PLAIN_RPS+=("$P")
+    BUSY_P+=("$PBUSY")
+    LOAD_B+=("$AL")
+    COLL+=("$AK")
     RATIO="$(python3 -c "print(f'{$A/$P:.3f}')")"
     RATIOS+=("$RATIO")
     CPU_RATIOS+=("$(python3 -c "print(f'{$PC/$AC:.3f}')")")
@@ -165,8 +192,17 @@ for mode in json stream; do
   done
   MED="$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
   CPU_MED="$(printf '%s\n' "${CPU_RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+  med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  LP="$(med "${LOAD_P[@]}")"
+  LB="$(med "${LOAD_B[@]}")"
+  K="$(med "${COLL[@]}")"
+  LOAD_NOTES+=("$mode: load core (load generator + mock$([[ "$VARIANT" == telemetry ]] && echo ' + collector')) CPU per request, medians: plain runs $LP µs (the core $(med "${BUSY_P[@]}")% busy), $VARIANT runs $LB µs$([[ "$VARIANT" == telemetry ]] && echo ", of which the collector $K µs; so with the load core's work per request at least $(python3 -c "print(round($LP + $K, 1))") µs, the most the $VARIANT gateway could reach on this rig even if its own export cost nothing: $(python3 -c "print(f'{min(1.0, 1e6 / (($LP + $K) * $(med "${PLAIN_RPS[@]}"))):.2f}')")x"))")
   echo "| | **$mode median** | | | **${MED}x** ($( python3 -c "print('met' if $MED >= $TARGET else 'NOT met')") ≥ ${TARGET}x) | CPU per request plain / $VARIANT: **${CPU_MED}x** | |" >>"$OUT"
 done
+{
+  echo
+  for n in "${LOAD_NOTES[@]}"; do echo "- $n"; done
+} >>"$OUT"
 if [[ "$VARIANT" == telemetry ]]; then
   # what the collector was sent: every request's spans and log record, none lost
   TA="$(cat "$WORK/telemetry.admin")"

@@ -37,6 +37,8 @@ pub struct App {
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     /// the OTLP exporter, when `telemetry.otlp` was set at start
     pub otlp: Option<Arc<crate::telemetry::otlp::Otlp>>,
+    /// draining and cutting at shutdown (answers in flight watch it)
+    pub shutdown: Arc<crate::shutdown::Shutdown>,
     ready: AtomicBool,
     next_version: AtomicU64,
     /// the text of the last file we tried, so a bad file is reported once
@@ -71,6 +73,7 @@ impl App {
             access_log,
             metrics: crate::telemetry::metrics::Metrics::new().map(Arc::new),
             otlp,
+            shutdown: Arc::default(),
             ready: AtomicBool::new(false),
             last_text: Mutex::new(text),
             reload_lock: tokio::sync::Mutex::new(()),

@@ -141,6 +141,8 @@ pub enum Ending {
     IdleTimeout,
     TotalTimeout,
     ClientGone,
+    /// cut at shutdown (the grace ran out, or a second signal)
+    Shutdown,
 }
 
 impl RequestCtx {
@@ -279,6 +281,8 @@ impl RequestCtx {
             Ending::TotalTimeout => ("UT", Some("upstream_total_timeout".to_string())),
             Ending::ClientGone if meter.done => ("", None),
             Ending::ClientGone => ("DC", Some("client_disconnected".to_string())),
+            Ending::Shutdown if meter.done => ("", None),
+            Ending::Shutdown => ("SD", Some("gateway_shutdown".to_string())),
         };
         let chat_id = meter.chat_id.clone();
         let model = meter.model.clone();

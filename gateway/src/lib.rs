@@ -24,6 +24,7 @@ pub mod request_body;
 pub mod route;
 pub mod seed;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
@@ -136,18 +137,21 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let data_task = tokio::spawn(server::serve_data(app.clone(), data, stop_rx.clone()));
-    let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, stop_rx.clone()));
+    // the admin listener (probes, /metrics) stays until the data plane has drained
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, admin_stop_rx));
     auth::sync::spawn(app.clone(), stop_rx.clone());
     health.start(app.clone(), stop_rx.clone());
     tokio::spawn(reload::watch_file(app.clone(), stop_rx));
+    let mut signals = shutdown::Signals::install();
     app.set_ready(true);
     tracing::info!(%listen, %admin_listen, config = %source, "gateway ready");
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: not ready, draining");
-    app.set_ready(false);
+    let first = signals.recv().await;
+    stop_gracefully(&app, first, signals).await;
     let _ = stop_tx.send(true);
     let _ = data_task.await;
+    let _ = admin_stop_tx.send(true);
     // what the requests used reaches the store before the process goes
     if !quotas.queue.drain(std::time::Duration::from_secs(5)).await {
         tracing::warn!(
@@ -193,23 +197,42 @@ fn build_auth(st: &config::StateRt) -> Result<auth::Auth, String> {
     ))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+/// After the first signal: not ready at once; new connections still accepted for
+/// `shutdown_delay_ms` (SIGTERM only), then the caller stops the listeners. The answers
+/// still running are cut when the grace (counted from the signal) is over or a second
+/// signal comes.
+async fn stop_gracefully(app: &Arc<App>, first: shutdown::Signal, mut signals: shutdown::Signals) {
+    let at = tokio::time::Instant::now();
+    app.set_ready(false);
+    app.shutdown.start_draining();
+    let cfg = app.config();
+    let grace = cfg.server.shutdown_grace;
+    let delay = match first {
+        shutdown::Signal::Term => cfg.server.shutdown_delay,
+        shutdown::Signal::Int => std::time::Duration::ZERO,
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    drop(cfg);
+    tracing::info!(
+        signal = ?first,
+        accept_ms = delay.as_millis() as u64,
+        grace_s = grace.as_secs(),
+        "shutting down: not ready; accepting a while longer, then draining"
+    );
+    let cutter = app.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at + grace) => {
+                tracing::warn!("grace period over: ending the answers still running");
             }
-            Err(_) => std::future::pending::<()>().await,
+            s = signals.recv() => {
+                tracing::warn!(signal = ?s, "second signal: ending the answers still running");
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+        cutter.cut();
+    });
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = tokio::time::sleep(delay) => {}
+        _ = app.shutdown.cut_done() => {}
     }
+    tracing::info!("not accepting any more; draining");
 }

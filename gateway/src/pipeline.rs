@@ -110,7 +110,15 @@ pub async fn handle(
                     ctx.attrs = Some(c);
                 }
             }
-            let metered = Metered::new(body, first, meter, limits, status, ctx);
+            let metered = Metered::new(
+                body,
+                first,
+                meter,
+                limits,
+                status,
+                ctx,
+                app.shutdown.clone(),
+            );
             Response::from_parts(head, ResponseBody::Upstream(Box::pin(metered)))
         }
         Ok(Answer::Local(resp)) => {

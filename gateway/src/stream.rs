@@ -5,6 +5,7 @@
 
 use crate::ctx::{Ending, RequestCtx};
 use crate::meter::Meter;
+use crate::shutdown::{Shutdown, CUT_EVENT};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -12,6 +13,7 @@ use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -81,6 +83,7 @@ impl std::error::Error for StreamTimeout {}
 
 pin_project! {
     /// An upstream answer on its way to the client, metered and timed.
+    #[project = MeteredProj]
     pub struct Metered {
         #[pin]
         inner: UpstreamBody,
@@ -98,6 +101,9 @@ pin_project! {
         yielded: u8,
         failed: Option<BoxError>,
         ctx: Option<Box<RequestCtx>>,
+        shutdown: Arc<Shutdown>,
+        // wakes the answer when it is cut (taken the first time it waits)
+        on_cut: Option<Pin<Box<tokio::sync::futures::OwnedNotified>>>,
     }
 
     impl PinnedDrop for Metered {
@@ -182,6 +188,7 @@ impl Metered {
         limits: Limits,
         status: u16,
         ctx: Box<RequestCtx>,
+        shutdown: Arc<Shutdown>,
     ) -> Metered {
         let now = Instant::now();
         Metered {
@@ -202,6 +209,8 @@ impl Metered {
             yielded: 0,
             failed: None,
             ctx: Some(ctx),
+            shutdown,
+            on_cut: None,
         }
     }
 }
@@ -235,6 +244,9 @@ impl Body for Metered {
                 );
             }
             return Poll::Ready(None);
+        }
+        if this.shutdown.is_cut() {
+            return cut(&mut this);
         }
         loop {
             match this.inner.as_mut().poll_frame(cx) {
@@ -307,6 +319,17 @@ impl Body for Metered {
                     return Poll::Pending;
                 }
                 Poll::Pending => {
+                    if this.on_cut.is_none() {
+                        *this.on_cut = Some(this.shutdown.cut_signal());
+                        if this.shutdown.is_cut() {
+                            return cut(&mut this);
+                        }
+                    }
+                    if let Some(on_cut) = this.on_cut.as_mut() {
+                        if on_cut.as_mut().poll(cx).is_ready() {
+                            return cut(&mut this);
+                        }
+                    }
                     loop {
                         ready!(this.timer.as_mut().poll(cx));
                         let next = (*this.last_frame + *this.idle).min(*this.deadline);
@@ -353,6 +376,29 @@ impl Body for Metered {
             self.inner.size_hint()
         }
     }
+}
+
+/// The answer ends here, the gateway is shutting down: what was read goes out, an
+/// SSE answer gets a final error event (other answers end with an error, which
+/// closes the connection), and the request is settled and recorded.
+fn cut(p: &mut MeteredProj<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let sse = p.meter.is_sse();
+    if let Some(ctx) = p.ctx.take() {
+        let tail = if sse { CUT_EVENT.len() } else { 0 };
+        let sent = *p.bytes_sent + (p.batch.len() + tail) as u64;
+        ctx.finish_upstream(*p.status, &mut *p.meter, Ending::Shutdown, sent);
+    }
+    *p.ended = true;
+    if sse {
+        p.batch.push(Bytes::from_static(CUT_EVENT));
+        return p.batch.emit(p.bytes_sent);
+    }
+    let e: BoxError = "the gateway is shutting down: the answer was cut".into();
+    if p.batch.is_empty() {
+        return Poll::Ready(Some(Err(e)));
+    }
+    *p.failed = Some(e);
+    p.batch.emit(p.bytes_sent)
 }
 
 /// Every response body the gateway sends.

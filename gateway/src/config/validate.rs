@@ -50,6 +50,8 @@ pub struct ServerRt {
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// accepting after SIGTERM (at most the grace)
+    pub shutdown_delay: Duration,
     pub config_poll: Option<Duration>,
 }
 
@@ -275,6 +277,18 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
             "not set: /admin/* is off (health endpoints stay on)",
         );
     }
+    let grace = Duration::from_secs(s.shutdown_grace_s);
+    let mut shutdown_delay = Duration::from_millis(s.shutdown_delay_ms);
+    if shutdown_delay > grace {
+        p.warn(
+            "server.shutdown_delay_ms",
+            format!(
+                "longer than shutdown_grace_s ({} s), of which it is a part: the whole grace is used",
+                s.shutdown_grace_s
+            ),
+        );
+        shutdown_delay = grace;
+    }
     Some(ServerRt {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -282,7 +296,8 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         tls: if s.tls.is_some() { Some(tls?) } else { None },
         max_body_bytes: s.max_body_bytes,
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
-        shutdown_grace: Duration::from_secs(s.shutdown_grace_s),
+        shutdown_grace: grace,
+        shutdown_delay,
         config_poll: (s.config_poll_ms > 0).then(|| Duration::from_millis(s.config_poll_ms)),
     })
 }

@@ -1,7 +1,9 @@
 //! Listeners: the data plane (HTTP/1.1 and h2c, or TLS with ALPN h2/http1.1) and the
 //! admin listener. Each connection: TCP_NODELAY, optional TLS handshake, the first
 //! request head within `header_read_timeout_ms` (408 otherwise), then hyper. On
-//! shutdown the listeners close and open connections get the grace period to finish.
+//! shutdown the listeners close; HTTP/2 connections get GOAWAY, idle HTTP/1 ones are
+//! closed, busy ones close after their answer; what is left when the answers are cut
+//! (end of the grace) gets a moment to send its last bytes, then is closed.
 
 pub mod preread;
 pub mod tls;
@@ -34,7 +36,11 @@ fn builder(header_timeout: Duration) -> Builder {
     Arc::new(b)
 }
 
-/// Accepts data-plane connections until `stop` fires, then drains within the grace.
+/// After the answers are cut, how long their connections get to send the final bytes.
+const AFTER_CUT: Duration = Duration::from_secs(2);
+
+/// Accepts data-plane connections until `stop` fires, then drains until they are all
+/// done or, once the answers are cut, [`AFTER_CUT`] more.
 pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
     let builder = builder(app.config().server.header_read_timeout);
@@ -46,7 +52,8 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     while conns.try_join_next().is_some() {}
-                    conns.spawn(data_conn(app.clone(), stream, remote, builder.clone(), graceful.watcher()));
+                    let conn = data_conn(app.clone(), stream, remote, builder.clone(), graceful.watcher(), stop.clone());
+                    conns.spawn(conn);
                 }
                 Err(e) => {
                     // e.g. out of file descriptors: back off instead of spinning
@@ -58,18 +65,19 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
         }
     }
     drop(listener);
-    let grace = app.config().server.shutdown_grace;
-    let open = graceful.count();
     tracing::info!(
-        open_connections = open,
-        grace_s = grace.as_secs(),
+        open_connections = graceful.count(),
         "draining data-plane connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing the remaining connections");
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    tokio::select! {
+        _ = &mut drained => {}
+        _ = app.shutdown.cut_done() => {
+            if tokio::time::timeout(AFTER_CUT, &mut drained).await.is_err() {
+                tracing::warn!("connections still open after the answers were cut: closing them");
+            }
+        }
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
@@ -81,22 +89,35 @@ async fn data_conn(
     remote: SocketAddr,
     builder: Builder,
     watcher: Watcher,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let cfg = app.config();
     let timeout = cfg.server.header_read_timeout;
     let tls = cfg.server.tls.clone();
     drop(cfg);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, req, remote).await) }
+        async move {
+            let h1 = req.version() < http::Version::HTTP_2;
+            let mut resp = crate::pipeline::handle(app.clone(), req, remote).await;
+            // a replica on its way out: HTTP/1 clients reconnect (through the
+            // balancer, to another replica) instead of reusing this connection
+            if h1 && app.shutdown.is_draining() {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     match tls {
-        None => serve(stream, timeout, svc, &builder, watcher).await,
+        None => serve(stream, timeout, svc, &builder, watcher, stop).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => serve(s, timeout, svc, &builder, watcher).await,
+                Ok(Ok(s)) => serve(s, timeout, svc, &builder, watcher, stop).await,
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
@@ -104,8 +125,14 @@ async fn data_conn(
     }
 }
 
-async fn serve<IO, S, B>(mut io: IO, timeout: Duration, svc: S, builder: &Builder, watcher: Watcher)
-where
+async fn serve<IO, S, B>(
+    mut io: IO,
+    timeout: Duration,
+    svc: S,
+    builder: &Builder,
+    watcher: Watcher,
+    mut stop: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
@@ -118,7 +145,13 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match preread::read_head(&mut io, timeout).await {
+    // a connection that has not sent its first request when the listener stops is
+    // closed at once (it is not hyper's yet, so hyper's graceful shutdown misses it)
+    let head = tokio::select! {
+        head = preread::read_head(&mut io, timeout) => head,
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    match head {
         Ok(Head::Ready(prefix)) => {
             let io = TokioIo::new(Rewind::new(prefix, io));
             let conn = builder.serve_connection(io, svc).into_owned();

@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     #[serde(default = "d_grace")]
     pub shutdown_grace_s: u64,
+    /// Added key: after SIGTERM (and `/readyz` 503), new connections are still
+    /// accepted this long, while balancers take the replica out; part of the grace.
+    #[serde(default = "d_shutdown_delay")]
+    pub shutdown_delay_ms: u64,
     /// Added key: how often the config file is checked for changes (0 = never).
     #[serde(default = "d_reload_poll")]
     pub config_poll_ms: u64,
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
             max_body_bytes: d_max_body(),
             header_read_timeout_ms: d_header_timeout(),
             shutdown_grace_s: d_grace(),
+            shutdown_delay_ms: d_shutdown_delay(),
             config_poll_ms: d_reload_poll(),
         }
     }
@@ -88,6 +93,9 @@ fn d_header_timeout() -> u64 {
 }
 fn d_grace() -> u64 {
     30
+}
+fn d_shutdown_delay() -> u64 {
+    2000
 }
 fn d_reload_poll() -> u64 {
     1000

@@ -70,7 +70,10 @@ impl Encoder {
         recs: &[Box<Record>],
         item: impl Fn(&mut Pb, &Record) -> u64,
     ) -> (Encoded, usize) {
-        self.pb.buf = Vec::with_capacity(64 * 1024);
+        // room for the whole request up front: growing it by doubling would copy
+        // each batch about twice (a record is 1-3 KB; one past `max_bytes` fits)
+        let room = (recs.len() * 4096 + 4096).min(self.max_bytes + 64 * 1024);
+        self.pb.buf = Vec::with_capacity(room);
         if self.grpc {
             // compressed flag and length, filled in by `take`
             self.pb.buf.extend_from_slice(&[0; 5]);

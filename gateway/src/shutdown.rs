@@ -1,0 +1,122 @@
+//! Shutdown phases, shared by the signal handling, the listeners and the answers in
+//! flight: draining (not ready, responses close their HTTP/1 connection), then
+//! streams cut (the grace is over or a second signal came: answers end now, with a
+//! final SSE error event, and are still settled and logged).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
+
+/// The last event of an SSE answer cut by shutdown: OpenAI's error shape, which the
+/// official SDKs raise as an API error instead of taking the stream as complete.
+pub const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"the gateway is shutting down: the answer was cut\",\"type\":\"server_error\",\"code\":\"gateway_shutdown\"}}\n\n";
+
+#[derive(Default)]
+pub struct Shutdown {
+    draining: AtomicBool,
+    cut: AtomicBool,
+    on_cut: Arc<Notify>,
+}
+
+impl Shutdown {
+    /// SIGTERM came: the replica is leaving (responses ask HTTP/1 clients to reconnect).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ends every answer still running (each wakes and closes itself).
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.on_cut.notify_waiters();
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the answers are cut.
+    pub async fn cut_done(&self) {
+        let signal = self.cut_signal();
+        if !self.is_cut() {
+            signal.await;
+        }
+    }
+
+    /// A future that completes at [`Shutdown::cut`], registered now: check
+    /// [`Shutdown::is_cut`] after taking it, a cut before is not seen by it.
+    pub fn cut_signal(&self) -> Pin<Box<OwnedNotified>> {
+        let mut n = Box::pin(self.on_cut.clone().notified_owned());
+        n.as_mut().enable();
+        n
+    }
+}
+
+/// Which signal asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: an orchestrator stops the replica (the accept delay applies)
+    Term,
+    /// SIGINT (Ctrl-C): someone at a terminal; no accept delay
+    Int,
+}
+
+/// SIGTERM and SIGINT, as often as they come.
+pub struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Listens from now on (install before the gateway reports ready).
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| {
+                signal(kind)
+                    .map_err(|e| tracing::warn!(error = %e, "cannot listen for {name}"))
+                    .ok()
+            };
+            Signals {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                int: listen(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    pub async fn recv(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                let got = match s.as_mut() {
+                    Some(s) => s.recv().await.is_some(),
+                    None => false,
+                };
+                if !got {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => Signal::Term,
+                _ = next(&mut self.int) => Signal::Int,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            Signal::Int
+        }
+    }
+}
