@@ -22,6 +22,10 @@ struct Cli {
     /// Validate a config file, print its problems, exit 0 (valid) or 1.
     #[arg(long, value_name = "PATH", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Health probe for images without a shell or curl: GET the URL (plain http, e.g.
+    /// http://127.0.0.1:8001/readyz), exit 0 on a 2xx answer within 2 s, else 1.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["config", "check_config"])]
+    probe: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(path) = cli.check_config {
         return check(&path);
+    }
+    if let Some(url) = cli.probe {
+        return probe(&url);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -88,5 +95,42 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+fn probe(url: &str) -> ExitCode {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| rt.block_on(probe_get(url)));
+    match answer {
+        Ok(status) if status.is_success() => {
+            println!("ok: {url} answered {status}");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("not ready: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("probe failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe_get(url: &str) -> Result<http::StatusCode, String> {
+    use hyper_util::client::legacy::Client;
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{url}: only http:// URLs (the admin listener)"));
+    }
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    match tokio::time::timeout(std::time::Duration::from_secs(2), client.get(uri)).await {
+        Ok(Ok(resp)) => Ok(resp.status()),
+        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Err(_) => Err(format!("{url}: no answer within 2 s")),
     }
 }

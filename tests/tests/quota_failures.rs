@@ -1610,7 +1610,8 @@ fn leases(redis: &RedisServer) -> Vec<(String, u64)> {
 /// 11. SIGTERM with two streams in flight (each reserving prompt + 50,000 of a
 ///     1,000,000 tokens/1h consumer quota, `shutdown_grace_s: 3`): labubu's
 ///     stream (150 ms between events) completes within the grace; bob's (1 s
-///     between events) is still running when the grace ends and is cut. After
+///     between events) is still running when the grace ends and is cut (a final
+///     `gateway_shutdown` error event, flag SD). After
 ///     the process exited, both lines are in its access log, and a second
 ///     gateway on the same Redis shows each window holding what the request
 ///     used (the real usage, resp. the estimate of the cut stream), not its
@@ -1797,6 +1798,12 @@ tenants:
         slow_chunks < DEFAULT_STREAM_CHUNKS,
         "slow stream content chunks {slow_chunks}"
     );
+    let last = sr.json_events().last().cloned().unwrap_or_default();
+    assert_eq!(
+        last["error"]["code"], "gateway_shutdown",
+        "the cut stream ends with the shutdown error event: {}",
+        sr.raw
+    );
     assert!(
         slow_end >= grace - Duration::from_millis(300) && slow_end < grace + Duration::from_secs(3),
         "slow stream cut {slow_end:?} after SIGTERM, expected at the end of the {grace:?} grace"
@@ -1838,7 +1845,12 @@ tenants:
     assert_eq!(fl.ai_log.total_token, fast_used, "{fl:?}");
     assert!(!fl.ai_log.usage_estimated, "{fl:?}");
     assert_eq!(sl.response_code, 200, "{sl:?}");
-    assert!(sl.response_flags.contains("DC"), "{sl:?}");
+    assert_eq!(sl.response_flags, "SD", "cut by the shutdown: {sl:?}");
+    assert_eq!(
+        sl.ai_log.error.as_deref(),
+        Some("gateway_shutdown"),
+        "{sl:?}"
+    );
     assert!(sl.ai_log.usage_estimated, "{sl:?}");
     let slow_prompt = text_tokens(slow_content.len());
     let slow_used = sl.ai_log.total_token;
