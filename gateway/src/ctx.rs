@@ -68,12 +68,24 @@ pub struct RequestCtx {
 
 impl Drop for RequestCtx {
     /// A request dropped before any answer was finished (the client went away while
-    /// the body was read or the upstream was waited for, or shutdown cut it off) is
-    /// still recorded, as 499 with the `DC` flag.
+    /// the body was read or the upstream was waited for) is still recorded, as 499
+    /// with the `DC` flag; one that shutdown cut off, as 503 with `SD`.
     fn drop(&mut self) {
         if !self.finished {
-            let error = Some("client_disconnected".to_string());
-            self.emit(499, Usage::default(), 0, "DC", error, None, None);
+            let (status, flags, error) = if crate::shutdown::cut_happened() {
+                (503, "SD", "gateway_shutdown")
+            } else {
+                (499, "DC", "client_disconnected")
+            };
+            self.emit(
+                status,
+                Usage::default(),
+                0,
+                flags,
+                Some(error.to_string()),
+                None,
+                None,
+            );
         }
     }
 }

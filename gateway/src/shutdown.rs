@@ -13,6 +13,14 @@ use tokio::sync::Notify;
 /// official SDKs raise as an API error instead of taking the stream as complete.
 pub const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"the gateway is shutting down: the answer was cut\",\"type\":\"server_error\",\"code\":\"gateway_shutdown\"}}\n\n";
 
+/// Set with the first [`Shutdown::cut`] of the process: requests dropped from then on
+/// were cut off by the shutdown, not left by their clients.
+static CUT_HAPPENED: AtomicBool = AtomicBool::new(false);
+
+pub fn cut_happened() -> bool {
+    CUT_HAPPENED.load(Ordering::Relaxed)
+}
+
 #[derive(Default)]
 pub struct Shutdown {
     draining: AtomicBool,
@@ -32,6 +40,7 @@ impl Shutdown {
 
     /// Ends every answer still running (each wakes and closes itself).
     pub fn cut(&self) {
+        CUT_HAPPENED.store(true, Ordering::Relaxed);
         self.cut.store(true, Ordering::SeqCst);
         self.on_cut.notify_waiters();
     }

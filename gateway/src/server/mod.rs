@@ -116,7 +116,12 @@ async fn data_conn(
         None => serve(stream, timeout, svc, &builder, watcher, stop).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            let mut stopped = stop.clone();
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(timeout, acceptor.accept(stream)) => h,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            match handshake {
                 Ok(Ok(s)) => serve(s, timeout, svc, &builder, watcher, stop).await,
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
