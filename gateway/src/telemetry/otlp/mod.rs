@@ -155,7 +155,12 @@ impl Otlp {
         let left = deadline.saturating_duration_since(Instant::now());
         let done = done_rx.recv_timeout(left).is_ok();
         if let Some(m) = &self.metrics {
-            m.flush();
+            // (one push, itself bounded by the exporter's timeout_ms)
+            if Instant::now() < deadline {
+                m.flush();
+            } else {
+                tracing::warn!("OTLP metrics not pushed: the flush ran out of time");
+            }
         }
         done
     }
