@@ -14,7 +14,8 @@
 //! * `sampling_ratio: 0.0`: no spans for new traces but log records still; a client
 //!   trace flagged sampled is exported (parent-based).
 //! * Collector down: requests unaffected, `gateway_otlp_*_failed_total` rise, spans
-//!   arrive again after the collector is back; a full queue drops and counts.
+//!   arrive again after the collector is back; a full queue drops and counts. A
+//!   collector back within the retry window (a restart) loses nothing.
 //! * SIGTERM flushes what is still queued (within the 200 ms batch delay).
 //! * `metrics: true`: the GenAI token usage histogram reaches the collector with
 //!   sums equal to the mock's usage (pushed at SIGTERM at the latest).
@@ -609,6 +610,63 @@ async fn ratio_zero_keeps_logs_and_follows_a_sampled_parent() {
     );
     let logs = logs_of(&col, rid).await;
     assert_eq!(logs[0].span_id, server.span_id);
+}
+
+/// 6b. A collector that is away for less than the retry window (a restart): the
+///     requests' spans and log records made meanwhile arrive once it is back (the
+///     export is retried), nothing is counted as failed or dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_restart_within_the_retry_window_loses_nothing() {
+    let mut col = Collector::start().await;
+    let mock = MockUpstream::start_default();
+    let (providers, route) = one_provider(&mock.base_url());
+    let gw = Gateway::start(&config(
+        &providers,
+        route,
+        &otlp(
+            &col.grpc_endpoint(),
+            "grpc",
+            "1.0",
+            "    timeout_ms: 1000\n",
+        ),
+    ))
+    .await;
+    let c = TestClient::new();
+    let url = chat_url(&gw);
+    let trace = "00000000000000000000000000000b01";
+    col.stop();
+    let stopped = Instant::now();
+    for i in 0..5 {
+        let r = c
+            .post_json_with(
+                &url,
+                &chat_body("gpt-4o", &format!("while away {i}")),
+                &[("traceparent", &format!("00-{trace}-{:016x}-01", i + 1))],
+            )
+            .await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    // the first attempt (after the 200 ms batch delay) fails: give it time to, then
+    // bring the collector back well inside the 3.75 s of retries
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    col.restart().await;
+    let back = stopped.elapsed();
+    let spans = spans_of(&col, trace, 10).await;
+    assert_eq!(of_trace(&spans, trace).len(), 10, "2 spans per request");
+    let logs = col
+        .wait_logs(WAIT, |l| {
+            l.iter().filter(|x| x.trace_id == trace).count() >= 5
+        })
+        .await;
+    assert_eq!(
+        logs.iter().filter(|x| x.trace_id == trace).count(),
+        5,
+        "one log record per request; collector got:\n{}",
+        col.output()
+    );
+    assert_eq!(failed_total(&c, &gw).await, 0, "stderr:\n{}", gw.stderr());
+    assert_eq!(metric(&c, &gw, "gateway_otlp_dropped_total").await, 0);
+    eprintln!("collector away {back:?}: all 10 spans and 5 log records arrived after it came back");
 }
 
 /// 6a. Collector down: requests keep their speed, the failed counters rise; spans

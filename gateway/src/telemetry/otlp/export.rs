@@ -182,6 +182,10 @@ impl Report {
 /// Export requests in flight at once: the next batch is encoded while the
 /// collector works on the last ones.
 const IN_FLIGHT: usize = 4;
+/// A request that failed for a reason that may pass (collector unreachable,
+/// restarting, overloaded) is sent again after 250 ms, 500 ms, 1 s and 2 s, holding
+/// its in-flight slot meanwhile: a longer outage fills the queue, which then drops.
+const RETRY_DELAYS_MS: [u64; 4] = [250, 500, 1000, 2000];
 /// An export request is closed once it is this large (gRPC's default limit on a
 /// received message is 4 MiB).
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
@@ -226,7 +230,17 @@ impl Exporters {
                         Signal::Traces => (&stats.spans_exported, &stats.spans_failed, "spans"),
                         Signal::Logs => (&stats.logs_exported, &stats.logs_failed, "logs"),
                     };
-                    match sender.send(signal, body).await {
+                    let mut retries = RETRY_DELAYS_MS.iter();
+                    let sent = loop {
+                        match sender.send(signal, body.clone()).await {
+                            Err(e) if e.retryable => match retries.next() {
+                                Some(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                                None => break Err(e),
+                            },
+                            r => break r,
+                        }
+                    };
+                    match sent {
                         Ok(0) => ok.fetch_add(n, Ordering::Relaxed),
                         Ok(refused) => {
                             let refused = refused.min(n);
@@ -239,7 +253,7 @@ impl Exporters {
                             ok.fetch_add(n - refused, Ordering::Relaxed)
                         }
                         Err(e) => {
-                            log_error(&last_error, what, &e);
+                            log_error(&last_error, what, &e.message);
                             failed.fetch_add(n, Ordering::Relaxed)
                         }
                     };

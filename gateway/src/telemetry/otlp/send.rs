@@ -91,21 +91,21 @@ impl Sender {
 
     /// Sends one export request. Ok: how many of its items the collector
     /// rejected (its `partial_success`); Err says why it took none.
-    pub async fn send(&self, signal: Signal, body: Bytes) -> Result<u64, String> {
+    pub async fn send(&self, signal: Signal, body: Bytes) -> Result<u64, SendError> {
         let uri = match signal {
             Signal::Traces => self.traces.clone(),
             Signal::Logs => self.logs.clone(),
         };
         let mut req = Request::post(uri)
             .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SendError::fatal(e.to_string()))?;
         *req.headers_mut() = self.headers.clone();
         let call = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| crate::upstream::error_chain(&e))?;
+                .map_err(|e| SendError::retry(crate::upstream::error_chain(&e)))?;
             let status = resp.status();
             let grpc_status = |h: &HeaderMap| {
                 h.get("grpc-status")
@@ -116,9 +116,12 @@ impl Sender {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SendError::retry(e.to_string()))?;
             if !status.is_success() {
-                return Err(format!("the collector answered HTTP {status}"));
+                // OTLP/HTTP: these may succeed later, the others will not
+                let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+                let message = format!("the collector answered HTTP {status}");
+                return Err(SendError { message, retryable });
             }
             let trailers = body.trailers().and_then(grpc_status);
             let bytes = body.to_bytes();
@@ -127,22 +130,56 @@ impl Sender {
             }
             match in_headers.or(trailers) {
                 Some((code, _)) if code == "0" => Ok(rejected(bytes.get(5..).unwrap_or(&[]))),
-                Some((code, message)) => Err(format!(
-                    "the collector answered gRPC status {}: {}",
-                    String::from_utf8_lossy(code.as_bytes()),
-                    message
-                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-                        .unwrap_or_default()
+                Some((code, message)) => Err(SendError {
+                    // OTLP/gRPC's retryable codes: CANCELLED, DEADLINE_EXCEEDED,
+                    // RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS
+                    retryable: matches!(
+                        code.as_bytes(),
+                        b"1" | b"4" | b"8" | b"10" | b"11" | b"14" | b"15"
+                    ),
+                    message: format!(
+                        "the collector answered gRPC status {}: {}",
+                        String::from_utf8_lossy(code.as_bytes()),
+                        message
+                            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                            .unwrap_or_default()
+                    ),
+                }),
+                None => Err(SendError::fatal(
+                    "the collector's answer has no grpc-status".to_string(),
                 )),
-                None => Err("the collector's answer has no grpc-status".to_string()),
             }
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(SendError::retry(format!(
                 "no answer from the collector within {} ms",
                 self.timeout.as_millis()
-            )),
+            ))),
+        }
+    }
+}
+
+/// Why an export request failed, and whether sending it again may work (the
+/// collector is unreachable, restarting or overloaded) or not (it refused it).
+#[derive(Debug)]
+pub struct SendError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl SendError {
+    fn retry(message: String) -> SendError {
+        SendError {
+            message,
+            retryable: true,
+        }
+    }
+
+    fn fatal(message: String) -> SendError {
+        SendError {
+            message,
+            retryable: false,
         }
     }
 }
