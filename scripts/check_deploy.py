@@ -1,0 +1,827 @@
+#!/usr/bin/env python3
+"""Checks of deploy/: run by scripts/check-deploy.sh (which installs the tools).
+
+Groups (--only GROUP, repeatable; default all):
+  docker   deploy/Dockerfile: hadolint, the structure the image relies on
+           (multi-stage, --release --locked, non-root numeric USER, exec-form
+           HEALTHCHECK through `gateway --probe` on the admin port, EXPOSE 8080
+           8001), the files it copies exist, its default config is valid.
+  compose  deploy/compose.yaml: the Compose Specification's JSON schema, the
+           files it mounts exist, the mounted gateway config passes
+           `gateway --check-config` with the environment compose gives it,
+           HAProxy / Prometheus / Grafana / collector configs name the
+           services and ports that exist.
+  k8s      deploy/k8s/**/*.yaml: Kubernetes schemas (kubernetes-validate,
+           strict: unknown fields fail), Prometheus Operator kinds against
+           their CRD schema, and the wiring (see check_objects).
+  helm     deploy/helm/ai-gateway: helm lint --strict, then every rendering
+           (default values and ci/*-values.yaml) checked like k8s; values
+           that must be refused (short grace, both monitors, no Redis) fail
+           the render.
+  selftest copies of deploy/ with one thing broken each: every one must make
+           its group fail (proves the checks check).
+
+Exit 0 when every check passed, 1 otherwise; the last line reads
+"deploy: N passed, N failed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+# Kubernetes versions the manifests are validated against: the oldest the
+# chart supports (native preStop sleep) and the newest kubernetes-validate knows.
+K8S_MIN = "1.30"
+# how long the gateway may still run after the grace, at most: quota
+# settlements 5 s, telemetry flush 5 s (gateway/src/lib.rs), runtime stop 2 s
+# and the final flush 5 s (gateway/src/main.rs)
+EXIT_FLUSH_S = 17
+ENV_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(:-[^}]*)?\}")
+
+
+def default_k8s_versions() -> list[str]:
+    """The oldest supported and the newest kubernetes-validate has schemas for."""
+    from kubernetes_validate.utils import latest_version, major_minor
+
+    return [K8S_MIN, major_minor(latest_version())]
+
+
+class Fail(Exception):
+    pass
+
+
+def need(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+class Ctx:
+    def __init__(self, root: Path, args):
+        self.root = root
+        self.deploy = root / "deploy"
+        self.gateway = args.gateway
+        self.helm = args.helm
+        self.hadolint = args.hadolint
+        self.k8s_versions = args.k8s_version or default_k8s_versions()
+        self.verbose = args.verbose
+        self.passed = 0
+        self.failed = 0
+        self.notes: list[str] = []
+
+    def run(self, name, fn, *a):
+        try:
+            fn(*a)
+            self.passed += 1
+            print(f"  ok    {name}")
+            return True
+        except Fail as e:
+            self.failed += 1
+            print(f"  FAIL  {name}\n        " + str(e).replace("\n", "\n        "))
+            return False
+        except Exception as e:  # a crash of a check is a failure too
+            self.failed += 1
+            print(f"  FAIL  {name}: {type(e).__name__}: {e}")
+            if self.verbose:
+                traceback.print_exc()
+            return False
+
+    def note(self, msg):
+        self.notes.append(msg)
+        print(f"  note  {msg}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load_docs(path: Path) -> list[dict]:
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    for d in docs:
+        need(isinstance(d, dict), f"{path}: a document is not a mapping")
+    return docs
+
+
+def env_refs(text: str) -> dict[str, str | None]:
+    """${NAME} -> None (required), ${NAME:-x} -> 'x'."""
+    out: dict[str, str | None] = {}
+    for m in ENV_REF.finditer(text):
+        name, default = m.group(1), m.group(2)
+        if default is None:
+            out[name] = None
+        elif out.get(name, "") is not None or name not in out:
+            out.setdefault(name, default[2:])
+    return out
+
+
+def check_config(ctx: Ctx, text: str, env: dict[str, str], label: str) -> dict:
+    """`gateway --check-config` on `text` with exactly `env` (plus PATH); returns the parsed config."""
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "gateway.yaml"
+        p.write_text(text)
+        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_LOG": "error"}
+        full.update(env)
+        r = subprocess.run(
+            [ctx.gateway, "--check-config", str(p)],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        need(
+            r.returncode == 0,
+            f"{label}: gateway --check-config exited {r.returncode}:\n{r.stdout}{r.stderr}",
+        )
+        if ctx.verbose:
+            print(r.stdout.rstrip())
+    return yaml.safe_load(text)
+
+
+def host_port(addr: str) -> int:
+    return int(str(addr).rsplit(":", 1)[1])
+
+
+def dummy_env(names, known: dict[str, str]) -> dict[str, str]:
+    env = {}
+    for n in names:
+        env[n] = known.get(n, f"ci-dummy-{n.lower()}-0123456789")
+    return env
+
+
+# ---------------------------------------------------------------- docker
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    lines, cur = [], ""
+    for raw in path.read_text().splitlines():
+        s = raw.strip()
+        if not cur and (not s or s.startswith("#")):
+            continue
+        if s.endswith("\\"):
+            cur += s[:-1] + " "
+            continue
+        cur += s
+        word, _, rest = cur.partition(" ")
+        lines.append((word.upper(), rest.strip()))
+        cur = ""
+    return lines
+
+
+def docker_hadolint(ctx: Ctx):
+    need(ctx.hadolint, "no hadolint (--hadolint)")
+    df = ctx.deploy / "Dockerfile"
+    r = subprocess.run(
+        [ctx.hadolint, "--failure-threshold", "info", "--no-color", str(df)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    need(r.returncode == 0, f"hadolint found problems:\n{r.stdout}{r.stderr}")
+
+
+def docker_structure(ctx: Ctx):
+    df = ctx.deploy / "Dockerfile"
+    ins = dockerfile_instructions(df)
+    froms = [rest for w, rest in ins if w == "FROM"]
+    need(len(froms) >= 2, f"{df}: not multi-stage ({len(froms)} FROM)")
+    runtime = froms[-1]
+    need(
+        "distroless" in runtime or "slim" in runtime,
+        f"{df}: the runtime stage ({runtime}) is not a small base (distroless or slim)",
+    )
+    runs = " ".join(rest for w, rest in ins if w == "RUN")
+    need(
+        re.search(r"cargo build[^&;]*--release", runs) and "--locked" in runs,
+        f"{df}: no `cargo build --release --locked`",
+    )
+    # the dependency layer: manifests copied before the sources
+    copies = [rest for w, rest in ins if w == "COPY"]
+    first_src = next((i for i, c in enumerate(copies) if c.startswith("gateway/ ") or c.startswith("gateway/src")), None)
+    first_lock = next((i for i, c in enumerate(copies) if "Cargo.lock" in c), None)
+    need(
+        first_lock is not None and first_src is not None and first_lock < first_src,
+        f"{df}: Cargo.toml/Cargo.lock are not copied (and built) before the sources",
+    )
+    # the final stage's USER: numeric, not root
+    last_from = max(i for i, (w, _) in enumerate(ins) if w == "FROM")
+    final = ins[last_from:]
+    users = [rest for w, rest in final if w == "USER"]
+    need(users, f"{df}: the runtime stage sets no USER (runs as root)")
+    uid = users[-1].split(":")[0]
+    need(uid.isdigit() and int(uid) != 0, f"{df}: USER {users[-1]} is not a numeric non-root uid (Kubernetes' runAsNonRoot needs a number)")
+    expose = " ".join(rest for w, rest in final if w == "EXPOSE").split()
+    need({"8080", "8001"} <= set(expose), f"{df}: EXPOSE {expose}, want 8080 and 8001")
+    hc = [rest for w, rest in final if w == "HEALTHCHECK"]
+    need(hc, f"{df}: no HEALTHCHECK")
+    m = re.search(r"CMD\s+(\[.*\])", hc[-1])
+    need(m, f"{df}: HEALTHCHECK is not exec form (the image has no shell): {hc[-1]}")
+    import json
+
+    argv = json.loads(m.group(1))
+    need("--probe" in argv, f"{df}: HEALTHCHECK does not use `gateway --probe`: {argv}")
+    url = argv[argv.index("--probe") + 1]
+    need(url.endswith(":8001/readyz"), f"{df}: HEALTHCHECK probes {url}, want the admin port's /readyz")
+    ep = [rest for w, rest in final if w == "ENTRYPOINT"]
+    need(ep and ep[-1].startswith("["), f"{df}: ENTRYPOINT missing or not exec form")
+    need(json.loads(ep[-1])[0] == argv[0], f"{df}: HEALTHCHECK runs {argv[0]}, ENTRYPOINT {ep[-1]}")
+    # what it copies from the build context exists
+    for w, rest in ins:
+        if w != "COPY" or "--from=" in rest:
+            continue
+        parts = [p for p in rest.split() if not p.startswith("--")]
+        for src in parts[:-1]:
+            need((ctx.root / src).exists(), f"{df}: COPY {src}: no such file in the build context")
+    di = ctx.root / ".dockerignore"
+    need(di.exists(), "no .dockerignore at the build context's root")
+    ignored = {l.strip().strip("/") for l in di.read_text().splitlines() if l.strip() and not l.startswith("#")}
+    need({"target", ".git"} <= ignored, f".dockerignore does not exclude target and .git: {sorted(ignored)}")
+
+
+def docker_probe_flag(ctx: Ctx):
+    r = subprocess.run([ctx.gateway, "--help"], capture_output=True, text=True, timeout=30)
+    need("--probe" in r.stdout, "`gateway --help` has no --probe: the image's HEALTHCHECK would fail")
+
+
+def docker_default_config(ctx: Ctx):
+    df = ctx.deploy / "Dockerfile"
+    ins = dockerfile_instructions(df)
+    cfg_copy = [rest.split() for w, rest in ins if w == "COPY" and rest.split()[-1].startswith("/etc/gateway/")]
+    need(cfg_copy, f"{df}: no default config copied to /etc/gateway/")
+    src, dst = cfg_copy[-1][-2], cfg_copy[-1][-1]
+    cmd = [rest for w, rest in ins if w == "CMD"]
+    need(cmd and dst in cmd[-1], f"{df}: CMD does not run the default config {dst}: {cmd}")
+    text = (ctx.root / src).read_text()
+    env = dummy_env(env_refs(text), {})
+    cfg = check_config(ctx, text, {}, str(src))
+    need(host_port(cfg["server"]["admin_listen"]) == 8001, f"{src}: admin_listen is not on 8001")
+    need(str(cfg["server"]["admin_listen"]).startswith("0.0.0.0"), f"{src}: admin_listen must be 0.0.0.0 in a container")
+    del env
+
+
+# ---------------------------------------------------------------- compose
+
+
+def compose_expand(value: str, env: dict[str, str]) -> str:
+    """Compose's own ${VAR:-default} interpolation, from `env` (none set in CI)."""
+
+    def sub(m):
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        return default[2:] if default else ""
+
+    return ENV_REF.sub(sub, value)
+
+
+def compose_load(ctx: Ctx) -> dict:
+    path = ctx.deploy / "compose.yaml"
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def compose_schema(ctx: Ctx):
+    """The Compose Specification, as the compose_spec crate (PyPI: compose-spec) parses it:
+    unknown keys, wrong types, bad durations, ports or depends_on conditions fail."""
+    from compose_spec import PyCompose
+
+    doc = compose_load(ctx)  # PyYAML resolves the `<<` merge keys compose_spec does not
+    try:
+        PyCompose.from_yaml(yaml.safe_dump(doc, sort_keys=False))
+    except ValueError as e:
+        raise Fail(f"deploy/compose.yaml does not follow the Compose Specification: {e}")
+
+
+def compose_wiring(ctx: Ctx):
+    doc = compose_load(ctx)
+    svcs = doc.get("services", {})
+    need(isinstance(svcs, dict) and svcs, "compose.yaml: no services")
+    for s in ["redis", "lb", "otel-collector", "tempo", "loki", "prometheus", "grafana"]:
+        need(s in svcs, f"compose.yaml: no service {s}")
+    gws = sorted(n for n, s in svcs.items() if "Dockerfile" in str((s.get("build") or {}).get("dockerfile", "")))
+    need(len(gws) == 3, f"compose.yaml: want 3 gateway replicas built from deploy/Dockerfile, found {gws}")
+    # bind mounts exist
+    for name, s in svcs.items():
+        for vol in s.get("volumes", []) or []:
+            src = vol.split(":")[0] if isinstance(vol, str) else vol.get("source", "")
+            if src.startswith(".") or src.startswith("/"):
+                need((ctx.deploy / src).exists(), f"compose.yaml: service {name} mounts {src}, which does not exist")
+        b = s.get("build")
+        if b:
+            ctxdir = (ctx.deploy / b.get("context", ".")).resolve()
+            need((ctxdir / b.get("dockerfile", "Dockerfile")).exists(), f"compose.yaml: {name}: no {b}")
+    for name, s in svcs.items():
+        deps = s.get("depends_on") or []
+        for dep in deps if isinstance(deps, list) else deps.keys():
+            need(dep in svcs, f"compose.yaml: {name} depends on {dep}, no such service")
+    # one config file for the three replicas
+    mounts = set()
+    for g in gws:
+        m = [v for v in svcs[g].get("volumes", []) if isinstance(v, str) and ":/etc/gateway/" in v]
+        need(len(m) == 1, f"compose.yaml: {g} mounts no config under /etc/gateway/")
+        mounts.add(m[0])
+        cmd = svcs[g].get("command") or []
+        need(m[0].split(":")[1] in cmd, f"compose.yaml: {g} runs {cmd}, not the mounted {m[0].split(':')[1]}")
+        need(svcs[g].get("read_only") is True, f"compose.yaml: {g} has no read-only root fs")
+        need(str(svcs[g].get("stop_grace_period", "")).rstrip("s").isdigit(), f"compose.yaml: {g}: no stop_grace_period in seconds")
+    need(len(mounts) == 1, f"compose.yaml: the replicas mount different configs: {mounts}")
+    cfg_path = ctx.deploy / mounts.pop().split(":")[0]
+    text = cfg_path.read_text()
+    refs = env_refs(text)
+    for g in gws:
+        env = {k: compose_expand(str(v), {}) for k, v in (svcs[g].get("environment") or {}).items()}
+        # clap refuses --probe (the image's HEALTHCHECK) next to GATEWAY_CONFIG from the environment
+        need("GATEWAY_CONFIG" not in env, f"compose.yaml: {g} sets GATEWAY_CONFIG: `gateway --probe` (HEALTHCHECK) then exits 2; pass --config")
+        missing = [n for n, d in refs.items() if d is None and n not in env]
+        need(not missing, f"compose.yaml: {g} does not set {missing}, which {cfg_path.name} needs")
+        cfg = check_config(ctx, text, env, f"{cfg_path.relative_to(ctx.root)} (environment of {g})")
+    srv = cfg["server"]
+    admin = host_port(srv["admin_listen"])
+    data = host_port(srv["listen"])
+    need(str(srv["admin_listen"]).startswith("0.0.0.0"), f"{cfg_path.name}: admin_listen must be 0.0.0.0 (Prometheus, HAProxy checks)")
+    grace = int(srv.get("shutdown_grace_s", 30))
+    for g in gws:
+        stop = int(str(svcs[g]["stop_grace_period"]).rstrip("s"))
+        need(stop > grace + EXIT_FLUSH_S, f"compose.yaml: {g}: stop_grace_period {stop}s <= shutdown_grace_s {grace} + exit work {EXIT_FLUSH_S}")
+    need(cfg["state"]["backend"] == "redis", f"{cfg_path.name}: the replicas must share state through Redis")
+    need("redis:6379" in cfg["state"]["redis"]["url"], f"{cfg_path.name}: Redis is not the compose service redis")
+    otlp = cfg["telemetry"]["otlp"]["endpoint"]
+    need("otel-collector:" in otlp, f"{cfg_path.name}: OTLP goes to {otlp}, not the otel-collector service")
+    # HAProxy: one server per replica on the data port, checked on the admin port's /readyz
+    hap = (ctx.deploy / "compose/haproxy.cfg").read_text()
+    servers = re.findall(r"^\s*server\s+\S+\s+([\w.-]+):(\d+)", hap, re.M)
+    need(sorted(h for h, _ in servers) == gws, f"haproxy.cfg: servers {servers} are not the replicas {gws}")
+    need(all(int(p) == data for _, p in servers), f"haproxy.cfg: servers not on the data port {data}")
+    need(re.search(r"uri\s+/readyz", hap) and re.search(rf"check\s+port\s+{admin}\b", hap), f"haproxy.cfg: no /readyz check on the admin port {admin}")
+    bind = re.search(r"frontend\s+gateway\s*\n\s*bind\s+:(\d+)", hap)
+    need(bind, "haproxy.cfg: no `frontend gateway` binding a port")
+    lb_ports = [str(p).split(":")[-1] for p in svcs["lb"].get("ports", [])]
+    need(bind.group(1) in lb_ports, f"compose.yaml: lb does not publish haproxy's port {bind.group(1)}")
+    # Prometheus scrapes every replica's admin port
+    prom = yaml.safe_load((ctx.deploy / "compose/prometheus.yml").read_text())
+    targets = [t for j in prom["scrape_configs"] for sc in j.get("static_configs", []) for t in sc["targets"]]
+    for g in gws:
+        need(f"{g}:{admin}" in targets, f"prometheus.yml: {g}:{admin} is not scraped (targets {targets})")
+    # the collector sends to services that exist
+    col = yaml.safe_load((ctx.deploy / "otel/collector.yaml").read_text())
+    for name, exp in col["exporters"].items():
+        ep = str(exp.get("endpoint", ""))
+        host = re.sub(r"^\w+://", "", ep).split(":")[0].split("/")[0]
+        if host not in ("0.0.0.0", ""):
+            need(host in svcs, f"otel/collector.yaml: exporter {name} sends to {host}, no such compose service")
+    # Grafana: datasources the dashboard needs, dashboard file provisioned
+    ds = yaml.safe_load((ctx.deploy / "compose/grafana/provisioning/datasources/datasources.yaml").read_text())
+    types = {d["type"]: d for d in ds["datasources"]}
+    for t in ["prometheus", "tempo", "loki"]:
+        need(t in types, f"grafana datasources: no {t}")
+        host = re.sub(r"^\w+://", "", types[t]["url"]).split(":")[0]
+        need(host in svcs, f"grafana datasource {t}: {host} is not a compose service")
+    prov = yaml.safe_load((ctx.deploy / "compose/grafana/provisioning/dashboards/dashboards.yaml").read_text())
+    path = prov["providers"][0]["options"]["path"]
+    gm = [v for v in svcs["grafana"]["volumes"] if v.split(":")[1].startswith(path + "/")]
+    need(gm and gm[0].split(":")[0].endswith("grafana/gateway-dashboard.json"), f"compose.yaml: grafana does not mount the dashboard under {path}")
+
+
+# ---------------------------------------------------------------- kubernetes objects
+
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
+
+
+def validate_schemas(ctx: Ctx, docs: list[dict], label: str):
+    import kubernetes_validate
+    from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
+
+    problems = []
+    for d in docs:
+        kind = f"{d.get('apiVersion')}/{d.get('kind')} {d.get('metadata', {}).get('name')}"
+        if (d.get("apiVersion"), d.get("kind")) in CRD_KINDS:
+            problems += validate_monitor(ctx, d, kind)
+            continue
+        for ver in ctx.k8s_versions:
+            try:
+                kubernetes_validate.validate(d, ver, strict=True)
+            except ValidationError as e:
+                problems.append(f"{kind} (Kubernetes {ver}): {'.'.join(map(str, e.path))}: {e.message}")
+            except SchemaNotFoundError as e:
+                problems.append(f"{kind} (Kubernetes {ver}): no schema: {e}")
+    need(not problems, f"{label}: schema errors:\n" + "\n".join(problems))
+
+
+_MONITOR_SCHEMAS: dict = {}
+
+
+def strict_schema(node):
+    """additionalProperties: false wherever properties are listed and nothing else is
+    allowed: the API server would drop an unknown field silently (a typo'd interval)."""
+    if isinstance(node, dict):
+        if "properties" in node and "additionalProperties" not in node and "patternProperties" not in node:
+            node["additionalProperties"] = False
+        for v in node.values():
+            strict_schema(v)
+    elif isinstance(node, list):
+        for v in node:
+            strict_schema(v)
+    return node
+
+
+def monitor_schema(kind: str) -> dict:
+    """JSON schema of a Prometheus Operator kind, from the models generated from its
+    CRDs (PyPI: cloudcoil-models-prometheus-operator), made strict."""
+    if kind not in _MONITOR_SCHEMAS:
+        from cloudcoil.models.prometheus_operator import v1
+
+        schema = getattr(v1, kind).model_json_schema(by_alias=True, mode="validation")
+        _MONITOR_SCHEMAS[kind] = strict_schema(schema)
+    return _MONITOR_SCHEMAS[kind]
+
+
+def validate_monitor(ctx: Ctx, d: dict, kind: str) -> list[str]:
+    import jsonschema
+
+    schema = monitor_schema(d["kind"])
+    errs = sorted(jsonschema.Draft202012Validator(schema).iter_errors(d), key=lambda e: list(e.path))
+    return [f"{kind}: {'.'.join(map(str, e.path))}: {e.message}" for e in errs[:10]]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def check_objects(ctx: Ctx, docs: list[dict], label: str, secret_known: bool = True):
+    """The wiring of one set of objects (plain manifests or a chart rendering)."""
+    deps = by_kind(docs, "Deployment")
+    need(len(deps) == 1, f"{label}: want one Deployment, found {len(deps)}")
+    dep = deps[0]
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    plabels = spec["template"]["metadata"]["labels"]
+    need(matches(spec["selector"]["matchLabels"], plabels), f"{label}: Deployment selector does not match its pod labels")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    if "replicas" in spec:
+        need(spec["replicas"] >= 2, f"{label}: {spec['replicas']} replica(s): the gateway runs several")
+    else:
+        need(hpas, f"{label}: Deployment without replicas and without an HPA")
+    c = next((c for c in pod["containers"] if c["name"] == "gateway"), None)
+    need(c is not None, f"{label}: no container named gateway")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    need({"http", "admin"} <= set(ports), f"{label}: container ports {ports}, want http and admin")
+    # probes on the admin port
+    rp, lp = c.get("readinessProbe", {}), c.get("livenessProbe", {})
+    need(rp.get("httpGet", {}).get("path") == "/readyz" and rp["httpGet"].get("port") in ("admin", ports["admin"]),
+         f"{label}: readinessProbe is not GET /readyz on the admin port: {rp}")
+    need(lp.get("httpGet", {}).get("path") == "/healthz" and lp["httpGet"].get("port") in ("admin", ports["admin"]),
+         f"{label}: livenessProbe is not GET /healthz on the admin port: {lp}")
+    # security
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    need(psc.get("runAsNonRoot") or csc.get("runAsNonRoot"), f"{label}: runAsNonRoot is not set")
+    need(csc.get("readOnlyRootFilesystem") is True, f"{label}: readOnlyRootFilesystem is not true")
+    need(csc.get("allowPrivilegeEscalation") is False, f"{label}: allowPrivilegeEscalation is not false")
+    need("ALL" in (csc.get("capabilities", {}).get("drop") or []), f"{label}: capabilities are not dropped")
+    res = c.get("resources", {})
+    need(res.get("requests", {}).get("cpu") and res.get("requests", {}).get("memory") and res.get("limits", {}).get("memory"),
+         f"{label}: resources need cpu/memory requests and a memory limit: {res}")
+    # the config: mounted from a ConfigMap of this set
+    args = c.get("args", [])
+    need("--config" in args, f"{label}: the container does not pass --config: {args}")
+    cfg_file = args[args.index("--config") + 1]
+    mount = next((m for m in c.get("volumeMounts", []) if cfg_file.startswith(m["mountPath"].rstrip("/") + "/")), None)
+    need(mount, f"{label}: {cfg_file} is not on a volume mount")
+    vol = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    need("configMap" in vol, f"{label}: the config volume is not a ConfigMap")
+    cms = {d["metadata"]["name"]: d for d in by_kind(docs, "ConfigMap")}
+    cm = cms.get(vol["configMap"]["name"])
+    need(cm is not None, f"{label}: ConfigMap {vol['configMap']['name']} is not among the objects")
+    key = cfg_file[len(mount["mountPath"].rstrip("/")) + 1:]
+    need(key in cm["data"], f"{label}: ConfigMap {cm['metadata']['name']} has no key {key}")
+    text = cm["data"][key]
+    # the environment the pod gets: env values, Secret keys (envFrom)
+    env_known: dict[str, str] = {}
+    env_names: set[str] = set()
+    for e in c.get("env", []):
+        env_names.add(e["name"])
+        if "value" in e:
+            env_known[e["name"]] = str(e["value"])
+    secrets = {d["metadata"]["name"]: d for d in by_kind(docs, "Secret")}
+    unknown_secret = []
+    for ef in c.get("envFrom", []):
+        ref = ef.get("secretRef", {}).get("name")
+        if ref is None:
+            continue
+        if ref in secrets:
+            s = secrets[ref]
+            import base64
+
+            for k, v in (s.get("stringData") or {}).items():
+                env_names.add(k)
+                env_known[k] = str(v)
+            for k, v in (s.get("data") or {}).items():
+                env_names.add(k)
+                env_known[k] = base64.b64decode(v).decode()
+        else:
+            need(not secret_known, f"{label}: envFrom Secret {ref} is not among the objects")
+            unknown_secret.append(ref)
+    need("GATEWAY_CONFIG" not in env_names, f"{label}: GATEWAY_CONFIG in the environment makes `gateway --probe`/--check-config exit 2; pass --config")
+    refs = env_refs(text)
+    missing = [n for n, d in refs.items() if d is None and n not in env_names]
+    if unknown_secret:
+        ctx.note(f"{label}: {missing} assumed to be in the existing Secret {unknown_secret}")
+    else:
+        need(not missing, f"{label}: the config needs {missing}, which the pod's environment does not set")
+    env = dummy_env([n for n in refs if n in env_names or refs[n] is None], env_known)
+    cfg = check_config(ctx, text, env, f"{label}: ConfigMap {cm['metadata']['name']}/{key}")
+    srv = cfg.get("server", {})
+    need(host_port(srv.get("admin_listen", "127.0.0.1:8001")) == ports["admin"] and str(srv.get("admin_listen")).startswith("0.0.0.0"),
+         f"{label}: config admin_listen {srv.get('admin_listen')} is not 0.0.0.0:{ports['admin']} (probes would fail)")
+    need(host_port(srv.get("listen", "0.0.0.0:8080")) == ports["http"], f"{label}: config listen is not the http port {ports['http']}")
+    st = cfg.get("state", {})
+    need(st.get("backend") == "redis", f"{label}: several replicas need state.backend redis")
+    # shutdown budget
+    grace = int(srv.get("shutdown_grace_s", 30))
+    pre = c.get("lifecycle", {}).get("preStop", {})
+    need(not pre or "sleep" in pre or "httpGet" in pre, f"{label}: preStop uses exec, but the image has no shell")
+    pre_s = int(pre.get("sleep", {}).get("seconds", 0))
+    tgp = int(pod.get("terminationGracePeriodSeconds", 30))
+    need(tgp > pre_s + grace + EXIT_FLUSH_S,
+         f"{label}: terminationGracePeriodSeconds {tgp} <= preStop {pre_s} + shutdown_grace_s {grace} + exit work {EXIT_FLUSH_S}")
+    if "otlp" in cfg.get("telemetry", {}):
+        ep = cfg["telemetry"]["otlp"]["endpoint"]
+        m = ENV_REF.fullmatch(ep)
+        if m:
+            need(m.group(1) in env_names, f"{label}: OTLP endpoint {ep} is not set in the environment")
+    # Services select the pods; the admin Service exposes the admin port
+    svcs = [s for s in by_kind(docs, "Service") if matches(s["spec"].get("selector"), plabels)]
+    need(svcs, f"{label}: no Service selects the gateway pods")
+    tports = {p.get("targetPort") for s in svcs for p in s["spec"]["ports"]}
+    need({"http", "admin"} <= tports or {"http", "admin"} <= {ports.get(t, t) for t in tports} | tports,
+         f"{label}: Services target ports {tports}, want http and admin")
+    # PDB, HPA
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    need(pdbs and all(matches(p["spec"]["selector"]["matchLabels"], plabels) for p in pdbs), f"{label}: no PodDisruptionBudget for the gateway pods")
+    for h in hpas:
+        ref = h["spec"]["scaleTargetRef"]
+        need(ref["kind"] == "Deployment" and ref["name"] == dep["metadata"]["name"], f"{label}: HPA targets {ref}")
+        need(h["spec"]["minReplicas"] >= 2, f"{label}: HPA minReplicas < 2")
+    # Redis: the bundled one is what the config points at
+    redis_url = (st.get("redis") or {}).get("url")
+    for ss in by_kind(docs, "StatefulSet"):
+        rs = [s for s in by_kind(docs, "Service") if matches(s["spec"].get("selector"), ss["spec"]["template"]["metadata"]["labels"])]
+        names = {s["metadata"]["name"] for s in rs}
+        need(ss["spec"]["serviceName"] in names, f"{label}: StatefulSet {ss['metadata']['name']}: serviceName is no Service of its pods")
+        if redis_url:
+            host = re.sub(r"^\w+://", "", redis_url).split("@")[-1].split(":")[0]
+            need(host in names, f"{label}: state.redis.url {redis_url} is not the bundled Redis Service ({sorted(names)})")
+    # monitors
+    for sm in by_kind(docs, "ServiceMonitor"):
+        sel = sm["spec"]["selector"]["matchLabels"]
+        target = [s for s in by_kind(docs, "Service") if matches(sel, s["metadata"].get("labels", {}))]
+        need(target, f"{label}: ServiceMonitor selects no Service")
+        for ep in sm["spec"]["endpoints"]:
+            need(any(p.get("name") == ep["port"] for s in target for p in s["spec"]["ports"]), f"{label}: ServiceMonitor port {ep['port']} is no port of {[s['metadata']['name'] for s in target]}")
+            for s in target:
+                for p in s["spec"]["ports"]:
+                    if p.get("name") == ep["port"]:
+                        need(p["targetPort"] in ("admin", ports["admin"]), f"{label}: ServiceMonitor scrapes {p}, not the admin port")
+    for pm in by_kind(docs, "PodMonitor"):
+        need(matches(pm["spec"]["selector"]["matchLabels"], plabels), f"{label}: PodMonitor does not select the gateway pods")
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            need(ep["port"] == "admin", f"{label}: PodMonitor scrapes port {ep['port']}, not admin")
+    # namespaces: one for all namespaced objects
+    nss = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
+    need(len(nss) == 1, f"{label}: objects in several namespaces: {nss}")
+
+
+def k8s_files(ctx: Ctx) -> list[Path]:
+    return sorted((ctx.deploy / "k8s").rglob("*.yaml"))
+
+
+def k8s_schemas(ctx: Ctx):
+    docs = [d for p in k8s_files(ctx) for d in load_docs(p)]
+    need(docs, "deploy/k8s: no objects")
+    validate_schemas(ctx, docs, "deploy/k8s")
+
+
+def k8s_wiring(ctx: Ctx):
+    files = k8s_files(ctx)
+    docs = [d for p in files for d in load_docs(p)]
+    kinds = {d["kind"] for d in docs}
+    want = {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget",
+            "HorizontalPodAutoscaler", "StatefulSet", "ServiceMonitor", "PodMonitor"}
+    need(want <= kinds, f"deploy/k8s: missing kinds {sorted(want - kinds)}")
+    # the namespace file sorts first (kubectl apply -f deploy/k8s/ applies in name order)
+    top = sorted(p for p in files if p.parent == ctx.deploy / "k8s")
+    need(load_docs(top[0])[0]["kind"] == "Namespace", f"deploy/k8s: {top[0].name} sorts first, not the Namespace")
+    ns = [d for d in docs if d["kind"] == "Namespace"][0]["metadata"]["name"]
+    for d in docs:
+        if d["kind"] != "Namespace":
+            need(d["metadata"].get("namespace") == ns, f"deploy/k8s: {d['kind']} {d['metadata']['name']} is not in namespace {ns}")
+    # core objects (without the monitors, which are either/or) and each monitor
+    core = [d for d in docs if d["kind"] not in ("ServiceMonitor", "PodMonitor", "Namespace")]
+    check_objects(ctx, core + by_kind(docs, "ServiceMonitor") + by_kind(docs, "PodMonitor"), "deploy/k8s")
+
+
+# ---------------------------------------------------------------- helm
+
+
+def chart_dir(ctx: Ctx) -> Path:
+    return ctx.deploy / "helm" / "ai-gateway"
+
+
+def helm_value_files(ctx: Ctx) -> list[Path | None]:
+    return [None] + sorted((chart_dir(ctx) / "ci").glob("*-values.yaml"))
+
+
+def helm_cmd(ctx: Ctx, *args, values: Path | None = None, sets=()):
+    need(ctx.helm, "no helm (--helm)")
+    cmd = [ctx.helm, *args]
+    if values:
+        cmd += ["-f", str(values)]
+    for s in sets:
+        cmd += ["--set", s]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def helm_lint(ctx: Ctx, values: Path | None):
+    r = helm_cmd(ctx, "lint", "--strict", str(chart_dir(ctx)), values=values)
+    need(r.returncode == 0, f"helm lint --strict failed:\n{r.stdout}{r.stderr}")
+
+
+def helm_render(ctx: Ctx, values: Path | None, sets=()) -> list[dict]:
+    r = helm_cmd(ctx, "template", "gw", str(chart_dir(ctx)), "--namespace", "ai", "--kube-version", ctx.k8s_versions[0],
+                 values=values, sets=sets)
+    need(r.returncode == 0, f"helm template failed:\n{r.stderr}")
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def helm_rendering(ctx: Ctx, values: Path | None):
+    label = f"chart ({values.name if values else 'default values'})"
+    docs = helm_render(ctx, values)
+    validate_schemas(ctx, docs, label)
+    vals = yaml.safe_load(values.read_text()) if values else {}
+    existing = bool((vals.get("secrets") or {}).get("existingSecret"))
+    check_objects(ctx, docs, label, secret_known=not existing)
+    dep = by_kind(docs, "Deployment")[0]
+    if values is None:
+        need(len(by_kind(docs, "StatefulSet")) == 1, f"{label}: the bundled Redis is not rendered")
+        need(not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "PodMonitor"), f"{label}: monitors are on by default")
+    del dep
+
+
+def helm_refusals(ctx: Ctx):
+    """Values the chart must refuse to render."""
+    bad = {
+        "grace too short": ["shutdown.terminationGracePeriodSeconds=52"],
+        "both monitors": ["serviceMonitor.enabled=true", "podMonitor.enabled=true"],
+        "no Redis": ["redis.bundled=false"],
+        "url and cluster": ["redis.bundled=false", "redis.url=redis://r:6379", "redis.clusterNodes={redis://a:6379}"],
+    }
+    for what, sets in bad.items():
+        r = helm_cmd(ctx, "template", "gw", str(chart_dir(ctx)), sets=sets)
+        need(r.returncode != 0, f"helm template with {what} ({sets}) rendered; it must fail")
+
+
+def helm_values_documented(ctx: Ctx):
+    """Every top-level value appears in the chart README."""
+    vals = yaml.safe_load((chart_dir(ctx) / "values.yaml").read_text())
+    readme = (chart_dir(ctx) / "README.md").read_text()
+    missing = [k for k in vals if f"`{k}" not in readme]
+    need(not missing, f"deploy/helm/ai-gateway/README.md does not document {missing}")
+
+
+# ---------------------------------------------------------------- self-test
+
+
+def mutate(root: Path, rel: str, old: str, new: str):
+    p = root / rel
+    text = p.read_text()
+    if old not in text:
+        raise Fail(f"self-test: {rel} has no {old!r} to break")
+    p.write_text(text.replace(old, new, 1))
+
+
+SELFTESTS = [
+    # (group, description, file, old, new)
+    ("docker", "Dockerfile runs as root", "deploy/Dockerfile", "USER 65532:65532", "USER root"),
+    ("docker", "HEALTHCHECK probes the data port", "deploy/Dockerfile", "8001/readyz", "8080/readyz"),
+    ("docker", "hadolint: apt-get without pinning", "deploy/Dockerfile", "WORKDIR /src\n", "WORKDIR /src\nRUN apt-get update && apt-get install -y curl\n"),
+    ("compose", "a replica missing from HAProxy", "deploy/compose/haproxy.cfg", "    server gateway-3 gateway-3:8080\n", ""),
+    ("compose", "invalid gateway config", "deploy/compose/gateway.yaml", "  expected_replicas: 3", "  expected_replica: 3"),
+    ("compose", "not the Compose Specification", "deploy/compose.yaml", "    restart: unless-stopped\n", "    restart: unless-stopped\n    restarts: 3\n"),
+    ("compose", "Prometheus misses a replica", "deploy/compose/prometheus.yml", '"gateway-2:8001", ', ""),
+    ("k8s", "unknown field in the Deployment", "deploy/k8s/30-deployment.yaml", "      terminationGracePeriodSeconds: 60", "      terminationGracePeriodSeconds: 60\n      terminationGraceSeconds: 60"),
+    ("k8s", "wrong type in the HPA", "deploy/k8s/40-hpa.yaml", "minReplicas: 3", "minReplicas: three"),
+    ("k8s", "grace shorter than preStop + drain", "deploy/k8s/30-deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 50"),
+    ("k8s", "readiness on the data port", "deploy/k8s/30-deployment.yaml", "path: /readyz\n              port: admin", "path: /readyz\n              port: http"),
+    ("k8s", "invalid gateway config in the ConfigMap", "deploy/k8s/10-configmap.yaml", "shutdown_grace_s: 30", "shutdown_grace: 30"),
+    ("k8s", "config needs a variable the pod lacks", "deploy/k8s/10-secret.yaml", "  OPENAI_API_KEY: replace-me\n", ""),
+    ("k8s", "unknown field in the ServiceMonitor", "deploy/k8s/monitoring/servicemonitor.yaml", "      interval: 15s", "      intervall: 15s"),
+    ("helm", "chart template emits an unknown field", "deploy/helm/ai-gateway/templates/deployment.yaml", "      automountServiceAccountToken: false", "      automountServiceAccountTokens: false"),
+    ("helm", "chart config invalid", "deploy/helm/ai-gateway/values.yaml", "      type: mock", "      type: mok"),
+]
+
+
+def selftest(ctx: Ctx, args):
+    """Each mutation in its own copy of the repo's deploy files; its group must fail."""
+    problems = []
+    for group, what, rel, old, new in SELFTESTS:
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            shutil.copytree(ctx.root / "deploy", root / "deploy")
+            for f in [".dockerignore", "Cargo.toml", "Cargo.lock"]:
+                if (ctx.root / f).exists():
+                    shutil.copy(ctx.root / f, root / f)
+            for dname in ["gateway", "shared", "lua", "tests", "benches"]:
+                # only what the Dockerfile COPYs must exist; symlink, never written
+                (root / dname).symlink_to(ctx.root / dname)
+            mutate(root, rel, old, new)
+            sub = Ctx(root, args)
+            print(f"  ..    self-test: {what} ({rel})")
+            import io
+
+            buf = io.StringIO()
+            saved = sys.stdout
+            sys.stdout = buf
+            try:
+                GROUPS[group](sub)
+            finally:
+                sys.stdout = saved
+            if sub.failed == 0:
+                problems.append(f"{what}: the {group} checks still passed")
+            else:
+                # what caught it: the failing check's first message line
+                lines = buf.getvalue().splitlines()
+                i = next(i for i, l in enumerate(lines) if l.startswith("  FAIL"))
+                why = " | ".join(l.strip() for l in lines[i + 1:i + 3] if l.startswith("        "))
+                print(f"        caught: {why[:200]}")
+    need(not problems, "broken files the checks did not catch:\n" + "\n".join(problems))
+
+
+# ---------------------------------------------------------------- groups
+
+
+def g_docker(ctx: Ctx):
+    ctx.run("Dockerfile: hadolint", docker_hadolint, ctx)
+    ctx.run("Dockerfile: multi-stage, --release --locked, non-root, HEALTHCHECK via --probe, EXPOSE", docker_structure, ctx)
+    ctx.run("gateway --help offers --probe (the HEALTHCHECK's command)", docker_probe_flag, ctx)
+    ctx.run("image default config (deploy/docker/gateway.yaml) passes --check-config", docker_default_config, ctx)
+
+
+def g_compose(ctx: Ctx):
+    ctx.run("compose.yaml: Compose Specification (compose_spec parser, strict)", compose_schema, ctx)
+    ctx.run("compose.yaml: replicas, mounts, config (--check-config), HAProxy, Prometheus, Grafana, collector wiring", compose_wiring, ctx)
+
+
+def g_k8s(ctx: Ctx):
+    ctx.run(f"deploy/k8s: Kubernetes {', '.join(ctx.k8s_versions)} schemas (strict) and monitor CRD schemas", k8s_schemas, ctx)
+    ctx.run("deploy/k8s: wiring, probes, security, shutdown budget, config (--check-config)", k8s_wiring, ctx)
+
+
+def g_helm(ctx: Ctx):
+    ctx.run("chart: every top-level value documented in its README", helm_values_documented, ctx)
+    for v in helm_value_files(ctx):
+        name = v.name if v else "default values"
+        ctx.run(f"chart: helm lint --strict ({name})", helm_lint, ctx, v)
+        ctx.run(f"chart: rendering ({name}): schemas, wiring, config (--check-config)", helm_rendering, ctx, v)
+    ctx.run("chart: refuses short grace, both monitors, missing or double Redis", helm_refusals, ctx)
+
+
+GROUPS = {"docker": g_docker, "compose": g_compose, "k8s": g_k8s, "helm": g_helm}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gateway", required=True, help="the gateway binary (for --check-config)")
+    ap.add_argument("--helm")
+    ap.add_argument("--hadolint")
+    ap.add_argument("--k8s-version", action="append", help=f"Kubernetes version(s) to validate against (default {K8S_MIN} and the newest known)")
+    ap.add_argument("--only", action="append", choices=[*GROUPS, "selftest"])
+    ap.add_argument("--root", type=Path, default=REPO)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    ctx = Ctx(args.root, args)
+    groups = args.only or [*GROUPS, "selftest"]
+    for g in groups:
+        print(f"-- {g}")
+        if g == "selftest":
+            ctx.run(f"self-test: {len(SELFTESTS)} broken copies of deploy/ each fail their checks", selftest, ctx, args)
+        else:
+            GROUPS[g](ctx)
+    print(f"deploy: {ctx.passed} passed, {ctx.failed} failed")
+    return 0 if ctx.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
