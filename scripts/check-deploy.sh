@@ -87,7 +87,7 @@ PY
 fi
 
 # ---------------------------------------------------------------- gateway
-GATEWAY_BIN="${GATEWAY_BIN:-$REPO_ROOT/target/debug/gateway}"
+GATEWAY_BIN="${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/gateway}"
 if ! [ -x "$GATEWAY_BIN" ]; then
     echo "building the gateway (for --check-config)"
     cargo build --quiet -p gateway --bin gateway

@@ -2,7 +2,8 @@
 # The project's test command: ./scripts/test.sh
 #
 # Installs what the tests need (redis-server, a .venv with the official `openai`
-# Python package and the `rotel` OTLP collector), then runs rustfmt, clippy and the whole workspace's tests.
+# Python package and the `rotel` OTLP collector), then runs rustfmt, clippy, the
+# deploy/ checks (scripts/check-deploy.sh) and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
 #
@@ -175,6 +176,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Integration tests (tests/) start the gateway binary as a process: build it first.
 section "cargo build --workspace --bins"
 cargo build --workspace --bins
+
+# deploy/: container, compose, Kubernetes manifests, Helm chart (installs its
+# own tools into .venv; uses the gateway just built for --check-config)
+section "deploy/ checks (scripts/check-deploy.sh)"
+"$REPO_ROOT/scripts/check-deploy.sh"
 
 section "cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast
