@@ -324,18 +324,21 @@ def compose_wiring(ctx: Ctx):
         deps = s.get("depends_on") or []
         for dep in deps if isinstance(deps, list) else deps.keys():
             need(dep in svcs, f"compose.yaml: {name} depends on {dep}, no such service")
-    # one config file for the three replicas
+    # one config file for the three replicas: the file --config names, in a mounted directory
     mounts = set()
     for g in gws:
-        m = [v for v in svcs[g].get("volumes", []) if isinstance(v, str) and ":/etc/gateway/" in v]
-        need(len(m) == 1, f"compose.yaml: {g} mounts no config under /etc/gateway/")
-        mounts.add(m[0])
         cmd = svcs[g].get("command") or []
-        need(m[0].split(":")[1] in cmd, f"compose.yaml: {g} runs {cmd}, not the mounted {m[0].split(':')[1]}")
+        need("--config" in cmd, f"compose.yaml: {g} does not pass --config: {cmd}")
+        cfg_in = cmd[cmd.index("--config") + 1]
+        m = [v.split(":") for v in svcs[g].get("volumes", []) if isinstance(v, str) and cfg_in.startswith(v.split(":")[1].rstrip("/") + "/")]
+        need(len(m) == 1, f"compose.yaml: {g}: {cfg_in} is not in a mounted directory")
+        src = (ctx.deploy / m[0][0] / cfg_in[len(m[0][1].rstrip("/")) + 1:]).resolve()
+        need(src.is_file(), f"compose.yaml: {g}: {cfg_in} would be {src}, which does not exist")
+        mounts.add(src)
         need(svcs[g].get("read_only") is True, f"compose.yaml: {g} has no read-only root fs")
         need(str(svcs[g].get("stop_grace_period", "")).rstrip("s").isdigit(), f"compose.yaml: {g}: no stop_grace_period in seconds")
     need(len(mounts) == 1, f"compose.yaml: the replicas mount different configs: {mounts}")
-    cfg_path = ctx.deploy / mounts.pop().split(":")[0]
+    cfg_path = mounts.pop()
     text = cfg_path.read_text()
     refs = env_refs(text)
     for g in gws:
@@ -718,7 +721,7 @@ SELFTESTS = [
     ("docker", "HEALTHCHECK probes the data port", "deploy/Dockerfile", "8001/readyz", "8080/readyz"),
     ("docker", "hadolint: apt-get without pinning", "deploy/Dockerfile", "WORKDIR /src\n", "WORKDIR /src\nRUN apt-get update && apt-get install -y curl\n"),
     ("compose", "a replica missing from HAProxy", "deploy/compose/haproxy.cfg", "    server gateway-3 gateway-3:8080\n", ""),
-    ("compose", "invalid gateway config", "deploy/compose/gateway.yaml", "  expected_replicas: 3", "  expected_replica: 3"),
+    ("compose", "invalid gateway config", "deploy/compose/gateway/gateway.yaml", "  expected_replicas: 3", "  expected_replica: 3"),
     ("compose", "not the Compose Specification", "deploy/compose.yaml", "    restart: unless-stopped\n", "    restart: unless-stopped\n    restarts: 3\n"),
     ("compose", "Prometheus misses a replica", "deploy/compose/prometheus.yml", '"gateway-2:8001", ', ""),
     ("k8s", "unknown field in the Deployment", "deploy/k8s/30-deployment.yaml", "      terminationGracePeriodSeconds: 60", "      terminationGracePeriodSeconds: 60\n      terminationGraceSeconds: 60"),
