@@ -421,22 +421,31 @@ where
 
     /// POSTs `body` and returns the open event stream (status and headers known).
     pub async fn open_sse(&self, url: &str, body: &Value, headers: &[(&str, &str)]) -> SseStream {
+        match self.try_open_sse(url, body, headers).await {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As [`TestClient::open_sse`]; `Err` for transport failures instead of a panic.
+    pub async fn try_open_sse(
+        &self,
+        url: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Result<SseStream, String> {
         let mut h: Vec<(&str, &str)> = vec![
             ("content-type", "application/json"),
             ("accept", "text/event-stream"),
         ];
         h.extend_from_slice(headers);
         let started = Instant::now();
-        let resp = match self
+        let resp = self
             .send(Method::POST, url, &h, Bytes::from(body.to_string()))
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => panic!("{e}"),
-        };
+            .await?;
         let status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
-        SseStream {
+        Ok(SseStream {
             status,
             headers: parts.headers,
             body,
@@ -447,7 +456,7 @@ where
             done: false,
             finished: false,
             error: None,
-        }
+        })
     }
 
     /// POSTs `body` and reads the whole event stream.

@@ -19,7 +19,7 @@ use shared::ai_log::AccessLogLine;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -570,12 +570,37 @@ impl Gateway {
 
     /// Sends SIGTERM (no libc: the `kill` command).
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends).
+    pub fn sigint(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends signal `name` (`TERM`, `INT`, ...) with the `kill` command.
+    pub fn signal(&self, name: &str) {
         let pid = self.pid().to_string();
         let st = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("run kill");
-        assert!(st.success(), "kill -TERM {pid}: {st}");
+        assert!(st.success(), "kill -{name} {pid}: {st}");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit status, or `None`
+    /// if it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Kills the process now.

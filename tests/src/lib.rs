@@ -1,7 +1,9 @@
 //! Integration-test support for the gateway: a mock OpenAI upstream
 //! ([`mock_upstream`]), a harness that builds and starts real gateway processes
-//! ([`harness`]), a real OTLP collector ([`collector`]) and small HTTP/SSE client
-//! helpers ([`client`]).
+//! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
+//! helpers ([`client`]), a TCP load balancer following readiness ([`balancer`]),
+//! real Redis servers ([`redis`]) and the Python scripts of `tests/python`
+//! ([`python`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
@@ -10,8 +12,10 @@
 // these lints is lifted here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod balancer;
 pub mod client;
 pub mod collector;
 pub mod harness;
 pub mod mock_upstream;
+pub mod python;
 pub mod redis;

@@ -457,6 +457,23 @@ impl RedisServer {
     pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
         redis_cli(self.node.port, false, args)
     }
+
+    /// Quota reservations held in Redis: every `*qlease*` sorted set (one member
+    /// per reservation not settled yet) as (key, ZCARD).
+    pub fn quota_leases(&self) -> Vec<(String, u64)> {
+        let keys = self.cli(&["KEYS", "*qlease*"]);
+        keys.lines()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                let n = self.cli(&["ZCARD", k]);
+                let n = n
+                    .parse()
+                    .unwrap_or_else(|_| panic!("ZCARD {k} answered {n:?}"));
+                (k.to_string(), n)
+            })
+            .collect()
+    }
 }
 
 /// A 3-master `redis-server` cluster on `127.0.0.1` (no replicas, all 16384

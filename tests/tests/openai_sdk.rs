@@ -11,94 +11,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway_tests::harness::{workspace_dir, Gateway};
+use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::MockUpstream;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use gateway_tests::python::{python, PyScript};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 /// Longest one run of the Python script may take (it sets 30 s per request).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-const HOW_TO_FIX: &str = "run ./scripts/test.sh (creates .venv with the openai package)";
-
-/// The Python interpreter with the `openai` package; fails the test when none.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("GATEWAY_TEST_PYTHON").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return p;
-        }
-        panic!(
-            "GATEWAY_TEST_PYTHON={} does not exist; {HOW_TO_FIX}",
-            p.display()
-        );
-    }
-    let venv = workspace_dir().join(".venv").join("bin").join("python");
-    if venv.is_file() {
-        return venv;
-    }
-    panic!(
-        "no Python with the openai package: GATEWAY_TEST_PYTHON is unset and {} does not exist; {HOW_TO_FIX}",
-        venv.display()
-    );
-}
-
-fn script() -> PathBuf {
-    let p = workspace_dir()
-        .join("tests")
-        .join("python")
-        .join("e2e_openai.py");
-    assert!(p.is_file(), "{} is missing", p.display());
-    p
-}
-
 /// Runs the e2e script against `base_url`; returns (exit status, stdout, stderr).
 /// The process is killed after [`SCRIPT_TIMEOUT`].
 async fn run_script(base_url: &str) -> (Option<ExitStatus>, String, String) {
-    let python = python();
-    let script = script();
-    let dir = tempfile::Builder::new()
-        .prefix("openai-sdk-")
-        .tempdir()
-        .expect("tempdir");
-    let out_path = dir.path().join("stdout.txt");
-    let err_path = dir.path().join("stderr.txt");
-    let out = std::fs::File::create(&out_path).expect("stdout file");
-    let err = std::fs::File::create(&err_path).expect("stderr file");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .args(["--base-url", base_url, "--api-key", "anything"])
-        // Keep the SDK away from any proxy or real OpenAI settings of the machine.
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_ORG_ID")
-        .env_remove("OPENAI_PROJECT_ID")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {} {}: {e}", python.display(), script.display()));
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => panic!("waiting for the python script: {e}"),
-        }
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    (status, stdout, stderr)
+    let mut p = PyScript::spawn(
+        "e2e_openai.py",
+        &["--base-url", base_url, "--api-key", "anything"],
+    );
+    let status = p.wait(SCRIPT_TIMEOUT).await;
+    (status, p.stdout(), p.stderr())
 }
 
 /// Runs the script against `gw` and fails the test (with the script's output and
