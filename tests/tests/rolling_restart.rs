@@ -311,7 +311,6 @@ fn stderr_of(gws: &[&Gateway]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug (reported): an HTTP/1 connection busy when accepting stops is closed right after its answer, whose head went out before SIGTERM without Connection: close, so the request its client sends next on it is dropped; run with --ignored"]
 async fn rolling_restart_under_load() {
     let test_start = Instant::now();
     let redis = start_redis().await;

@@ -1,10 +1,11 @@
 //! Listeners: the data plane (HTTP/1.1 and h2c, or TLS with ALPN h2/http1.1) and the
 //! admin listener. Each connection: TCP_NODELAY, optional TLS handshake, the first
 //! request head within `header_read_timeout_ms` (408 otherwise), then hyper. On
-//! shutdown the listeners close; HTTP/2 connections get GOAWAY, idle HTTP/1 ones are
-//! closed, busy ones close after their answer; what is left when the answers are cut
-//! (end of the grace) gets a moment to send its last bytes, then is closed.
+//! shutdown the listeners close and each connection drains (see `drain`); what is
+//! left when the answers are cut (end of the grace) gets a moment to send its last
+//! bytes, then is closed.
 
+pub mod drain;
 pub mod preread;
 pub mod tls;
 
@@ -12,7 +13,6 @@ use crate::app::App;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use preread::{Head, Rewind};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,7 +42,6 @@ const AFTER_CUT: Duration = Duration::from_secs(2);
 /// Accepts data-plane connections until `stop` fires, then drains until they are all
 /// done or, once the answers are cut, [`AFTER_CUT`] more.
 pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
     let builder = builder(app.config().server.header_read_timeout);
     // connection tasks, so the ones still open after the grace are ended (and their
     // requests finished: quotas settled, ai_log written) before the process exits
@@ -52,7 +51,7 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     while conns.try_join_next().is_some() {}
-                    let conn = data_conn(app.clone(), stream, remote, builder.clone(), graceful.watcher(), stop.clone());
+                    let conn = data_conn(app.clone(), stream, remote, builder.clone(), stop.clone());
                     conns.spawn(conn);
                 }
                 Err(e) => {
@@ -66,16 +65,28 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
     }
     drop(listener);
     tracing::info!(
-        open_connections = graceful.count(),
+        open_connections = conns.len(),
         "draining data-plane connections"
     );
-    let drained = graceful.shutdown();
-    tokio::pin!(drained);
-    tokio::select! {
-        _ = &mut drained => {}
-        _ = app.shutdown.cut_done() => {
-            if tokio::time::timeout(AFTER_CUT, &mut drained).await.is_err() {
-                tracing::warn!("connections still open after the answers were cut: closing them");
+    loop {
+        tokio::select! {
+            next = conns.join_next() => if next.is_none() { break },
+            _ = app.shutdown.cut_done() => {
+                let after = tokio::time::sleep(AFTER_CUT);
+                tokio::pin!(after);
+                loop {
+                    tokio::select! {
+                        next = conns.join_next() => if next.is_none() { break },
+                        _ = &mut after => {
+                            tracing::warn!(
+                                open_connections = conns.len(),
+                                "connections still open after the answers were cut: closing them"
+                            );
+                            break;
+                        }
+                    }
+                }
+                break;
             }
         }
     }
@@ -88,16 +99,18 @@ async fn data_conn(
     stream: TcpStream,
     remote: SocketAddr,
     builder: Builder,
-    watcher: Watcher,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let state = Arc::new(drain::ConnState::default());
+    let conn_state = state.clone();
     let cfg = app.config();
     let timeout = cfg.server.header_read_timeout;
     let tls = cfg.server.tls.clone();
     drop(cfg);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();
+        let busy = conn_state.start(req.version());
         async move {
             let h1 = req.version() < http::Version::HTTP_2;
             let mut resp = crate::pipeline::handle(app.clone(), req, remote).await;
@@ -109,11 +122,11 @@ async fn data_conn(
                     http::HeaderValue::from_static("close"),
                 );
             }
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|b| drain::Tracked::new(b, busy)))
         }
     });
     match tls {
-        None => serve(stream, timeout, svc, &builder, watcher, stop).await,
+        None => serve(stream, timeout, svc, &builder, &state, stop).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let mut stopped = stop.clone();
@@ -122,7 +135,7 @@ async fn data_conn(
                 _ = stopped.wait_for(|s| *s) => return,
             };
             match handshake {
-                Ok(Ok(s)) => serve(s, timeout, svc, &builder, watcher, stop).await,
+                Ok(Ok(s)) => serve(s, timeout, svc, &builder, &state, stop).await,
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
@@ -135,7 +148,7 @@ async fn serve<IO, S, B>(
     timeout: Duration,
     svc: S,
     builder: &Builder,
-    watcher: Watcher,
+    state: &drain::ConnState,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -151,7 +164,7 @@ async fn serve<IO, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // a connection that has not sent its first request when the listener stops is
-    // closed at once (it is not hyper's yet, so hyper's graceful shutdown misses it)
+    // closed at once
     let head = tokio::select! {
         head = preread::read_head(&mut io, timeout) => head,
         _ = stop.wait_for(|stopped| *stopped) => return,
@@ -160,7 +173,32 @@ async fn serve<IO, S, B>(
         Ok(Head::Ready(prefix)) => {
             let io = TokioIo::new(Rewind::new(prefix, io));
             let conn = builder.serve_connection(io, svc).into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = stop.wait_for(|stopped| *stopped) => None,
+            };
+            let result = match ended {
+                Some(r) => r,
+                None => {
+                    // HTTP/2: GOAWAY now; HTTP/1: once quiet (hyper closes an idle one)
+                    let ended = match state.is_h2() {
+                        true => None,
+                        false => tokio::select! {
+                            r = conn.as_mut() => Some(r),
+                            _ = state.quiet() => None,
+                        },
+                    };
+                    match ended {
+                        Some(r) => r,
+                        None => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
