@@ -20,11 +20,13 @@ struct Cli {
     #[arg(long, env = "GATEWAY_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     /// Validate a config file, print its problems, exit 0 (valid) or 1.
-    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    // no conflict with --config: GATEWAY_CONFIG set in the environment must not break it
+    #[arg(long, value_name = "PATH")]
     check_config: Option<PathBuf>,
     /// Health probe for images without a shell or curl: GET the URL (plain http, e.g.
     /// http://127.0.0.1:8001/readyz), exit 0 on a 2xx answer within 2 s, else 1.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["config", "check_config"])]
+    // (nor with --config, for the same reason)
+    #[arg(long, value_name = "URL", conflicts_with = "check_config")]
     probe: Option<String>,
 }
 
