@@ -32,24 +32,8 @@ die() {
     exit 1
 }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        return 1
-    fi
-}
-
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || return 1
-    export DEBIAN_FRONTEND=noninteractive
-    if ! as_root apt-get install -y -qq "$@" >/dev/null 2>&1; then
-        as_root apt-get update -qq >/dev/null
-        as_root apt-get install -y -qq "$@" >/dev/null
-    fi
-}
+# shellcheck source=scripts/lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 
 # ---------------------------------------------------------------- python tools
 if ! [ -x "$VENV/bin/python" ]; then
