@@ -64,6 +64,8 @@ pub struct RequestCtx {
     finish_reason: Option<String>,
     /// the record was emitted; otherwise dropping the context emits it
     finished: bool,
+    /// counts the request as live until it is settled (dropped after `Drop::drop`)
+    pub live: Option<crate::shutdown::Live>,
 }
 
 impl Drop for RequestCtx {
@@ -205,6 +207,7 @@ impl RequestCtx {
             otlp: None,
             finish_reason: None,
             finished: false,
+            live: None,
         }
     }
 

@@ -151,6 +151,13 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     stop_gracefully(&app, first, signals).await;
     let _ = stop_tx.send(true);
     let _ = data_task.await;
+    if !app
+        .shutdown
+        .requests_done(std::time::Duration::from_secs(2))
+        .await
+    {
+        tracing::warn!("requests still running after their connections closed");
+    }
     let _ = admin_stop_tx.send(true);
     // what the requests used reaches the store before the process goes
     if !quotas.queue.drain(std::time::Duration::from_secs(5)).await {

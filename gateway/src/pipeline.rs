@@ -79,6 +79,7 @@ pub async fn handle(
         remote,
         app.access_log.clone(),
     ));
+    ctx.live = Some(app.shutdown.live());
     ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
     ctx.otlp = crate::ctx::Otlp::for_request(app.otlp.as_ref(), cfg.otlp.as_ref(), &parts.headers);
     let request_id = ctx.request_id.clone();

@@ -4,7 +4,7 @@
 //! final SSE error event, and are still settled and logged).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
@@ -21,11 +21,27 @@ pub fn cut_happened() -> bool {
     CUT_HAPPENED.load(Ordering::Relaxed)
 }
 
+/// Answers waiting for the cut spread over several wake-up lists (each is a lock).
+const CUT_SHARDS: usize = 8;
+
 #[derive(Default)]
 pub struct Shutdown {
     draining: AtomicBool,
     cut: AtomicBool,
-    on_cut: Arc<Notify>,
+    on_cut: [Arc<Notify>; CUT_SHARDS],
+}
+
+/// Requests of the process not settled yet (one counter, not one per `App`: a
+/// request costs two atomic operations, no reference count).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// A request not settled yet (see [`Shutdown::live`]).
+pub struct Live(());
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shutdown {
@@ -42,7 +58,29 @@ impl Shutdown {
     pub fn cut(&self) {
         CUT_HAPPENED.store(true, Ordering::Relaxed);
         self.cut.store(true, Ordering::SeqCst);
-        self.on_cut.notify_waiters();
+        for n in &self.on_cut {
+            n.notify_waiters();
+        }
+    }
+
+    /// Counts a request as live until the guard is dropped (with its context, after
+    /// its settlement was queued).
+    pub fn live(&self) -> Live {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Live(())
+    }
+
+    /// Waits (at most `limit`) until every request is settled: HTTP/2 requests run
+    /// in tasks of their own, which end a moment after their connection.
+    pub async fn requests_done(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while LIVE.load(Ordering::Relaxed) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
     }
 
     pub fn is_cut(&self) -> bool {
@@ -60,7 +98,8 @@ impl Shutdown {
     /// A future that completes at [`Shutdown::cut`], registered now: check
     /// [`Shutdown::is_cut`] after taking it, a cut before is not seen by it.
     pub fn cut_signal(&self) -> Pin<Box<OwnedNotified>> {
-        let mut n = Box::pin(self.on_cut.clone().notified_owned());
+        let shard = &self.on_cut[fastrand::usize(..CUT_SHARDS)];
+        let mut n = Box::pin(shard.clone().notified_owned());
         n.as_mut().enable();
         n
     }

@@ -114,7 +114,11 @@ pin_project! {
                 // after the last byte is a normal end, not a client that left.
                 let complete = this.inner.is_end_stream() && this.first.is_none() && this.batch.is_empty();
                 this.meter.finish();
-                let ending = if complete { Ending::Complete } else { Ending::ClientGone };
+                let ending = match (complete, this.shutdown.is_cut()) {
+                    (true, _) => Ending::Complete,
+                    (false, true) => Ending::Shutdown,
+                    (false, false) => Ending::ClientGone,
+                };
                 ctx.finish_upstream(*this.status, &mut *this.meter, ending, *this.bytes_sent);
             }
         }

@@ -131,8 +131,9 @@ async fn data_conn(
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let mut stopped = stop.clone();
             let handshake = tokio::select! {
+                biased;
                 h = tokio::time::timeout(timeout, acceptor.accept(stream)) => h,
-                _ = stopped.wait_for(|s| *s) => return,
+                _ = stopped_a_while(&mut stopped) => return,
             };
             match handshake {
                 Ok(Ok(s)) => serve(s, timeout, svc, &builder, &state, stop).await,
@@ -163,11 +164,12 @@ async fn serve<IO, S, B>(
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // a connection that has not sent its first request when the listener stops is
-    // closed at once
+    // a connection that has sent no request by [`drain::LINGER`] after the listener
+    // stopped is closed (one accepted just before may have its request on the way)
     let head = tokio::select! {
+        biased;
         head = preread::read_head(&mut io, timeout) => head,
-        _ = stop.wait_for(|stopped| *stopped) => return,
+        _ = stopped_a_while(&mut stop) => return,
     };
     match head {
         Ok(Head::Ready(prefix)) => {
@@ -205,6 +207,12 @@ async fn serve<IO, S, B>(
         Ok(Head::Nothing) | Ok(Head::TimedOut) => {}
         Err(e) => tracing::debug!(error = %e, "reading the request head failed"),
     }
+}
+
+/// Completes [`drain::LINGER`] after `stop` fired.
+async fn stopped_a_while(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+    tokio::time::sleep(drain::LINGER).await;
 }
 
 /// Accepts admin connections (plain HTTP/1.1) until `stop` fires.
