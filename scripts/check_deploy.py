@@ -47,7 +47,7 @@ K8S_MIN = "1.30"
 # how long the gateway may still run after the grace, at most: quota
 # settlements 5 s, telemetry flush 5 s (gateway/src/lib.rs), runtime stop 2 s
 # and the final flush 5 s (gateway/src/main.rs)
-EXIT_FLUSH_S = 17
+EXIT_FLUSH_S = 20
 ENV_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(:-[^}]*)?\}")
 
 

@@ -70,10 +70,11 @@ pub struct Sinks {
 
 impl Sinks {
     /// Writes and exports what is queued (blocks; off the runtime's workers).
-    pub fn flush(&self) {
+    /// `otlp_limit`: how long the OTLP export may take.
+    pub fn flush(&self, otlp_limit: std::time::Duration) {
         self.access_log.flush();
         if let Some(o) = &self.otlp {
-            if !o.flush(std::time::Duration::from_secs(5)) {
+            if !o.flush(otlp_limit) {
                 tracing::warn!(
                     left = o.queued(),
                     "OTLP records could not all be exported before exit"
@@ -169,7 +170,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     admin_task.abort();
     let sinks = Sinks { access_log, otlp };
     let sinks = tokio::task::spawn_blocking(move || {
-        sinks.flush();
+        sinks.flush(std::time::Duration::from_secs(5));
         sinks
     })
     .await

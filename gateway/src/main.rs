@@ -59,8 +59,9 @@ fn main() -> ExitCode {
     match rt.block_on(gateway::run(cli.config)) {
         Ok(sinks) => {
             // Dropping what still runs records the requests cut off; write those too.
+            // (what is left then is small: the final export gets 2 s)
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
-            sinks.flush();
+            sinks.flush(std::time::Duration::from_secs(2));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -99,9 +99,9 @@ in from the other values (listeners, shutdown, state.redis, telemetry.otlp).
 {{/* Fails the render when the shutdown budget does not fit the grace period. */}}
 {{- define "ai-gateway.checkShutdown" -}}
 {{- $s := .Values.shutdown -}}
-{{- $need := add (int $s.preStopSleepSeconds) (int $s.graceSeconds) 17 -}}
+{{- $need := add (int $s.preStopSleepSeconds) (int $s.graceSeconds) 20 -}}
 {{- if le (int $s.terminationGracePeriodSeconds) (int $need) -}}
-{{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + graceSeconds + 17 s of exit work (%d): pods would be killed mid-drain" (int $s.terminationGracePeriodSeconds) (int $need)) -}}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + graceSeconds + 20 s of exit work (%d): pods would be killed mid-drain" (int $s.terminationGracePeriodSeconds) (int $need)) -}}
 {{- end -}}
 {{- if ge (int $s.delayMs) (mul (int $s.graceSeconds) 1000) -}}
 {{- fail "shutdown.delayMs must be shorter than shutdown.graceSeconds" -}}
