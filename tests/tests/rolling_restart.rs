@@ -1,6 +1,6 @@
 //! A rolling restart under load, on loopback: a real `redis-server`, three gateway
 //! replicas sharing it (quotas counted in Redis), mock upstreams whose streams
-//! take ~350 ms and ~1.8 s (some are still running when a replica stops
+//! take ~350 ms and ~3 s (some are still running when a replica stops
 //! accepting), a real OTLP collector for the log records, and the
 //! test's TCP balancer (`gateway_tests::balancer`, endpoints following
 //! `/readyz`) in front.
@@ -376,10 +376,14 @@ async fn rolling_restart_under_load() {
         old.sigterm();
         let term_at = Instant::now();
         terms.push((old.listen_addr().to_string(), t0.elapsed()));
-        let new = start_replica(&yaml).await;
+        // the replacement starts while the old one drains; the old one's exit time is
+        // taken when it exits, not after the new one's start-up
+        let exit = async {
+            let status = old.wait_exit(GRACE + Duration::from_secs(5)).await;
+            (status, term_at.elapsed())
+        };
+        let (new, (status, exited)) = tokio::join!(start_replica(&yaml), exit);
         balancer.add(new.listen_addr(), new.admin_addr());
-        let status = old.wait_exit(GRACE + Duration::from_secs(5)).await;
-        let exited = term_at.elapsed();
         balancer.remove(old.listen_addr());
         let status = status.unwrap_or_else(|| {
             panic!(
