@@ -13,12 +13,13 @@ use tokio::sync::Notify;
 /// official SDKs raise as an API error instead of taking the stream as complete.
 pub const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"the gateway is shutting down: the answer was cut\",\"type\":\"server_error\",\"code\":\"gateway_shutdown\"}}\n\n";
 
-/// Set with the first [`Shutdown::cut`] of the process: requests dropped from then on
-/// were cut off by the shutdown, not left by their clients.
-static CUT_HAPPENED: AtomicBool = AtomicBool::new(false);
+/// Set by [`Shutdown::cut`]: process-wide like the signals that lead to it, so that
+/// a request context dropped from then on (with no `App` at hand) knows it was cut
+/// off by the shutdown, not left by its client.
+static CUT: AtomicBool = AtomicBool::new(false);
 
 pub fn cut_happened() -> bool {
-    CUT_HAPPENED.load(Ordering::Relaxed)
+    CUT.load(Ordering::SeqCst)
 }
 
 /// Answers waiting for the cut spread over several wake-up lists (each is a lock).
@@ -27,7 +28,6 @@ const CUT_SHARDS: usize = 8;
 #[derive(Default)]
 pub struct Shutdown {
     draining: AtomicBool,
-    cut: AtomicBool,
     on_cut: [Arc<Notify>; CUT_SHARDS],
 }
 
@@ -56,8 +56,7 @@ impl Shutdown {
 
     /// Ends every answer still running (each wakes and closes itself).
     pub fn cut(&self) {
-        CUT_HAPPENED.store(true, Ordering::Relaxed);
-        self.cut.store(true, Ordering::SeqCst);
+        CUT.store(true, Ordering::SeqCst);
         for n in &self.on_cut {
             n.notify_waiters();
         }
@@ -84,7 +83,7 @@ impl Shutdown {
     }
 
     pub fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::SeqCst)
+        cut_happened()
     }
 
     /// Completes once the answers are cut.

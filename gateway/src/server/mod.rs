@@ -176,29 +176,20 @@ async fn serve<IO, S, B>(
             let io = TokioIo::new(Rewind::new(prefix, io));
             let conn = builder.serve_connection(io, svc).into_owned();
             tokio::pin!(conn);
-            let ended = tokio::select! {
-                r = conn.as_mut() => Some(r),
-                _ = stop.wait_for(|stopped| *stopped) => None,
-            };
-            let result = match ended {
-                Some(r) => r,
-                None => {
-                    // HTTP/2: GOAWAY now; HTTP/1: once quiet (hyper closes an idle one)
-                    let ended = match state.is_h2() {
-                        true => None,
-                        false => tokio::select! {
-                            r = conn.as_mut() => Some(r),
-                            _ = state.quiet() => None,
-                        },
-                    };
-                    match ended {
-                        Some(r) => r,
-                        None => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
+            let result = 'ended: {
+                tokio::select! {
+                    r = conn.as_mut() => break 'ended r,
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                }
+                // HTTP/2: GOAWAY now; HTTP/1: once quiet (hyper closes an idle one)
+                if !state.is_h2() {
+                    tokio::select! {
+                        r = conn.as_mut() => break 'ended r,
+                        _ = state.quiet() => {}
                     }
                 }
+                conn.as_mut().graceful_shutdown();
+                conn.await
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
