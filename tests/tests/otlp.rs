@@ -100,6 +100,18 @@ fn client_spans<'a>(spans: &'a [Span], trace: &str) -> Vec<&'a Span> {
     found
 }
 
+/// A gateway in front of `mock` exporting to `col` over gRPC at ratio 1.0, with the
+/// `telemetry.otlp` keys `extra` added.
+async fn grpc_gateway(col: &Collector, mock: &MockUpstream, extra: &str) -> Gateway {
+    let (providers, route) = one_provider(&mock.base_url());
+    Gateway::start(&config(
+        &providers,
+        route,
+        &otlp(&col.grpc_endpoint(), "grpc", "1.0", extra),
+    ))
+    .await
+}
+
 /// Waits for at least `n` spans of `trace`.
 async fn spans_of(col: &Collector, trace: &str, n: usize) -> Vec<Span> {
     let t = trace.to_string();
@@ -619,18 +631,7 @@ async fn ratio_zero_keeps_logs_and_follows_a_sampled_parent() {
 async fn collector_restart_within_the_retry_window_loses_nothing() {
     let mut col = Collector::start().await;
     let mock = MockUpstream::start_default();
-    let (providers, route) = one_provider(&mock.base_url());
-    let gw = Gateway::start(&config(
-        &providers,
-        route,
-        &otlp(
-            &col.grpc_endpoint(),
-            "grpc",
-            "1.0",
-            "    timeout_ms: 1000\n",
-        ),
-    ))
-    .await;
+    let gw = grpc_gateway(&col, &mock, "    timeout_ms: 1000\n").await;
     let c = TestClient::new();
     let url = chat_url(&gw);
     let trace = "00000000000000000000000000000b01";
@@ -675,18 +676,7 @@ async fn collector_restart_within_the_retry_window_loses_nothing() {
 async fn collector_down_costs_no_traffic_and_recovers() {
     let mut col = Collector::start().await;
     let mock = MockUpstream::start_default();
-    let (providers, route) = one_provider(&mock.base_url());
-    let gw = Gateway::start(&config(
-        &providers,
-        route,
-        &otlp(
-            &col.grpc_endpoint(),
-            "grpc",
-            "1.0",
-            "    timeout_ms: 1000\n",
-        ),
-    ))
-    .await;
+    let gw = grpc_gateway(&col, &mock, "    timeout_ms: 1000\n").await;
     let c = TestClient::new();
     let url = chat_url(&gw);
 
@@ -798,17 +788,11 @@ async fn full_queue_drops_and_counts() {
     let mut col = Collector::start().await;
     col.stop();
     let mock = MockUpstream::start_default();
-    let (providers, route) = one_provider(&mock.base_url());
-    let gw = Gateway::start(&config(
-        &providers,
-        route,
-        &otlp(
-            &col.grpc_endpoint(),
-            "grpc",
-            "1.0",
-            "    queue_size: 1\n    batch_size: 1\n    timeout_ms: 1000\n",
-        ),
-    ))
+    let gw = grpc_gateway(
+        &col,
+        &mock,
+        "    queue_size: 1\n    batch_size: 1\n    timeout_ms: 1000\n",
+    )
     .await;
     let c = TestClient::new();
     let url = chat_url(&gw);
