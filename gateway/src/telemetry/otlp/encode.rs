@@ -125,10 +125,7 @@ fn nanos(t: SystemTime) -> u64 {
 }
 
 fn attr_str(pb: &mut Pb, field: u32, key: &str, v: &str) {
-    pb.msg(field, |pb| {
-        pb.string(1, key);
-        pb.msg(2, |pb| pb.string(1, v));
-    });
+    pb.kv_str(field, key, v);
 }
 
 fn attr_opt(pb: &mut Pb, field: u32, key: &str, v: &Option<String>) {
@@ -138,10 +135,7 @@ fn attr_opt(pb: &mut Pb, field: u32, key: &str, v: &Option<String>) {
 }
 
 fn attr_int(pb: &mut Pb, field: u32, key: &str, v: i64) {
-    pb.msg(field, |pb| {
-        pb.string(1, key);
-        pb.msg(2, |pb| pb.varint(3, v as u64));
-    });
+    pb.kv_int(field, key, v);
 }
 
 fn attr_u64(pb: &mut Pb, field: u32, key: &str, v: u64) {
@@ -149,10 +143,7 @@ fn attr_u64(pb: &mut Pb, field: u32, key: &str, v: u64) {
 }
 
 fn attr_bool(pb: &mut Pb, field: u32, key: &str, v: bool) {
-    pb.msg(field, |pb| {
-        pb.string(1, key);
-        pb.msg(2, |pb| pb.varint(2, u64::from(v)));
-    });
+    pb.kv_bool(field, key, v);
 }
 
 fn attr_json(pb: &mut Pb, field: u32, key: &str, v: &Json) {
@@ -232,7 +223,7 @@ fn span_head(
     span_id: u64,
     parent: Option<u64>,
     parent_remote: bool,
-    name: &str,
+    name: &[&str],
     kind: u64,
     (start, end): (u64, u64),
 ) {
@@ -244,7 +235,7 @@ fn span_head(
     if let Some(p) = parent {
         pb.bytes(4, &p.to_be_bytes());
     }
-    pb.string(5, name);
+    pb.string_parts(5, name);
     pb.varint(6, kind);
     pb.fixed64(7, start);
     pb.fixed64(8, end);
@@ -280,13 +271,11 @@ fn spans(pb: &mut Pb, r: &Record) {
     let at = |d: Duration| t0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let end = at(r.end);
     let failed = log.status >= 400 || log.error.is_some();
-    let mut name = String::with_capacity(r.line.method.len() + r.line.path.len() + 1);
-    name.push_str(&r.line.method);
     // HTTP server span naming: `{method} {route}`; an unknown path is not a route
-    if r.operation != "unknown" {
-        name.push(' ');
-        name.push_str(&r.line.path);
-    }
+    let name: &[&str] = match r.operation {
+        "unknown" => &[&r.line.method],
+        _ => &[&r.line.method, " ", &r.line.path],
+    };
     pb.msg_sized(2, 2, |pb| {
         span_head(
             pb,
@@ -294,7 +283,7 @@ fn spans(pb: &mut Pb, r: &Record) {
             r.trace.span_id,
             r.trace.parent,
             r.trace.parent.is_some(),
-            &name,
+            name,
             KIND_SERVER,
             (t0, end),
         );
@@ -387,17 +376,13 @@ fn attempt(
         .as_deref()
         .or(log.request_model.as_deref())
         .unwrap_or("");
-    let mut name = String::with_capacity(r.operation.len() + model.len() + 1);
-    name.push_str(r.operation);
-    name.push(' ');
-    name.push_str(model);
     span_head(
         pb,
         r,
         a.span_id,
         Some(r.trace.span_id),
         false,
-        &name,
+        &[r.operation, " ", model],
         KIND_CLIENT,
         times,
     );
@@ -455,9 +440,10 @@ fn log(pb: &mut Pb, r: &Record, observed: u64) {
     pb.fixed64(11, observed);
     pb.varint(2, severity);
     pb.string(3, text);
+    let mut code = itoa::Buffer::new();
+    let code = code.format(status);
     pb.msg(5, |pb| {
-        let body = format!("{} {} {}", line.method, line.path, status);
-        pb.string(1, &body);
+        pb.string_parts(1, &[&line.method, " ", &line.path, " ", code])
     });
     let f = LOG_ATTR;
     attr_str(pb, f, "start_time", &line.start_time);
@@ -543,7 +529,7 @@ fn log(pb: &mut Pb, r: &Record, observed: u64) {
     attr_opt(pb, f, "ai_log.error", &ai.error);
     for (k, v) in &ai.attributes {
         pb.msg(f, |pb| {
-            pb.string_pair(1, "ai_log.", k);
+            pb.string_parts(1, &["ai_log.", k]);
             pb.msg(2, |pb| any(pb, v));
         });
     }

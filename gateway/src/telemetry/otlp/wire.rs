@@ -2,7 +2,7 @@
 //! primitives, nested messages written in place with their length filled in after
 //! (no intermediate message structs, no allocation per field).
 
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::encoding::{encode_varint, encoded_len_varint, WireType};
 
 #[derive(Default)]
 pub struct Pb {
@@ -14,38 +14,94 @@ impl Pb {
         self.bytes(field, s.as_bytes());
     }
 
-    /// A string field holding `a` followed by `b`.
-    pub fn string_pair(&mut self, field: u32, a: &str, b: &str) {
-        encode_key(field, WireType::LengthDelimited, &mut self.buf);
-        encode_varint((a.len() + b.len()) as u64, &mut self.buf);
-        self.buf.extend_from_slice(a.as_bytes());
-        self.buf.extend_from_slice(b.as_bytes());
+    /// A string field holding `parts` one after the other.
+    pub fn string_parts(&mut self, field: u32, parts: &[&str]) {
+        self.key(field, WireType::LengthDelimited);
+        self.raw_varint(parts.iter().map(|p| p.len()).sum::<usize>() as u64);
+        for p in parts {
+            self.buf.extend_from_slice(p.as_bytes());
+        }
     }
 
     pub fn bytes(&mut self, field: u32, b: &[u8]) {
-        encode_key(field, WireType::LengthDelimited, &mut self.buf);
-        encode_varint(b.len() as u64, &mut self.buf);
+        self.key(field, WireType::LengthDelimited);
+        self.raw_varint(b.len() as u64);
         self.buf.extend_from_slice(b);
     }
 
     /// A varint field, written even when 0 (a oneof member must be present).
     pub fn varint(&mut self, field: u32, v: u64) {
-        encode_key(field, WireType::Varint, &mut self.buf);
-        encode_varint(v, &mut self.buf);
+        self.key(field, WireType::Varint);
+        self.raw_varint(v);
     }
 
     pub fn fixed64(&mut self, field: u32, v: u64) {
-        encode_key(field, WireType::SixtyFourBit, &mut self.buf);
+        self.key(field, WireType::SixtyFourBit);
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
     pub fn fixed32(&mut self, field: u32, v: u32) {
-        encode_key(field, WireType::ThirtyTwoBit, &mut self.buf);
+        self.key(field, WireType::ThirtyTwoBit);
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
     pub fn double(&mut self, field: u32, v: f64) {
         self.fixed64(field, v.to_bits());
+    }
+
+    /// A KeyValue `{key, value: AnyValue{string_value}}` as field `field`. The
+    /// attribute writers compute their lengths up front and write straight
+    /// through: a request carries some 70 of them.
+    pub fn kv_str(&mut self, field: u32, key: &str, v: &str) {
+        let any = 1 + len_varint(v.len()) + v.len();
+        self.kv_head(field, key, any);
+        self.buf.push(0x0a); // string_value = 1
+        self.raw_varint(v.len() as u64);
+        self.buf.extend_from_slice(v.as_bytes());
+    }
+
+    /// A KeyValue holding an int_value (field 3 of AnyValue).
+    pub fn kv_int(&mut self, field: u32, key: &str, v: i64) {
+        let v = v as u64;
+        self.kv_head(field, key, 1 + encoded_len_varint(v));
+        self.buf.push(0x18);
+        self.raw_varint(v);
+    }
+
+    /// A KeyValue holding a bool_value (field 2 of AnyValue).
+    pub fn kv_bool(&mut self, field: u32, key: &str, v: bool) {
+        self.kv_head(field, key, 2);
+        self.buf.push(0x10);
+        self.buf.push(u8::from(v));
+    }
+
+    /// A KeyValue's tag, length, key and the head of its AnyValue of `any` bytes.
+    #[inline]
+    fn kv_head(&mut self, field: u32, key: &str, any: usize) {
+        let kv = 1 + len_varint(key.len()) + key.len() + 1 + len_varint(any) + any;
+        self.buf.reserve(kv + 6);
+        self.key(field, WireType::LengthDelimited);
+        self.raw_varint(kv as u64);
+        self.buf.push(0x0a); // key = 1
+        self.raw_varint(key.len() as u64);
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.push(0x12); // value = 2
+        self.raw_varint(any as u64);
+    }
+
+    #[inline]
+    fn key(&mut self, field: u32, wire: WireType) {
+        self.raw_varint(u64::from(field << 3 | wire as u32));
+    }
+
+    /// A varint, with the common one-byte case inline.
+    #[inline]
+    fn raw_varint(&mut self, v: u64) {
+        if v < 0x80 {
+            self.buf.push(v as u8);
+        } else {
+            encode_varint(v, &mut self.buf);
+        }
     }
 
     /// A nested message: `body` writes its fields, then its length goes in front.
@@ -58,7 +114,7 @@ impl Pb {
     /// varint (2: up to 16 KiB, a span or log record; 3: up to 2 MiB, a whole
     /// request). A wrong guess costs moving the body once.
     pub fn msg_sized(&mut self, field: u32, guess: usize, body: impl FnOnce(&mut Pb)) {
-        encode_key(field, WireType::LengthDelimited, &mut self.buf);
+        self.key(field, WireType::LengthDelimited);
         let at = self.buf.len();
         self.buf.resize(at + guess, 0);
         body(self);
@@ -75,6 +131,10 @@ impl Pb {
         let mut dst = &mut self.buf[at..at + n];
         encode_varint(len as u64, &mut dst);
     }
+}
+
+fn len_varint(n: usize) -> usize {
+    encoded_len_varint(n as u64)
 }
 
 #[cfg(test)]
@@ -119,5 +179,57 @@ mod tests {
             assert_eq!(d.inner[1].s, "b");
             assert_eq!(d.n, -3);
         }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Any {
+        #[prost(string, optional, tag = "1")]
+        s: Option<String>,
+        #[prost(bool, optional, tag = "2")]
+        b: Option<bool>,
+        #[prost(int64, optional, tag = "3")]
+        i: Option<i64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Kv {
+        #[prost(string, tag = "1")]
+        key: String,
+        #[prost(message, optional, tag = "2")]
+        value: Option<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Attrs {
+        #[prost(message, repeated, tag = "9")]
+        kv: Vec<Kv>,
+        #[prost(string, tag = "5")]
+        name: String,
+    }
+
+    #[test]
+    fn attributes_decode_with_prost() {
+        let long_key = "k".repeat(200);
+        let long_val = "v".repeat(20_000);
+        let mut pb = Pb::default();
+        pb.kv_str(9, "a", "");
+        pb.kv_str(9, &long_key, &long_val);
+        pb.kv_int(9, "n", -1);
+        pb.kv_int(9, "big", i64::MAX);
+        pb.kv_int(9, "zero", 0);
+        pb.kv_bool(9, "t", true);
+        pb.kv_bool(9, "f", false);
+        pb.string_parts(5, &["POST", " ", "/v1/chat/completions"]);
+        let d = Attrs::decode(pb.buf.as_slice()).unwrap();
+        let v = |i: usize| d.kv[i].value.clone().unwrap();
+        assert_eq!(d.kv.len(), 7);
+        assert_eq!((d.kv[0].key.as_str(), v(0).s.as_deref()), ("a", Some("")));
+        assert_eq!(d.kv[1].key, long_key);
+        assert_eq!(v(1).s.as_deref(), Some(long_val.as_str()));
+        assert_eq!(v(2).i, Some(-1));
+        assert_eq!(v(3).i, Some(i64::MAX));
+        assert_eq!(v(4).i, Some(0));
+        assert_eq!((v(5).b, v(6).b), (Some(true), Some(false)));
+        assert_eq!(d.name, "POST /v1/chat/completions");
     }
 }
