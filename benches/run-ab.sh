@@ -9,8 +9,17 @@
 #   bash benches/run-ab.sh telemetry   # OTLP traces + logs at sampling 1.0 to a real collector
 #                                      # (rotel, on the load core); target (issue 6) >= 0.9x
 #
+# Each gateway runs like a Kubernetes pod with `resources.limits.cpu`: in a cgroup
+# whose CFS quota is AB_GATEWAY_CPU of a core (default 0.6), pinned to core 0,
+# while the load generator, the mock (and Redis or the collector) have core 1 to
+# themselves. The gateway is then the bottleneck in both runs, and the ratio
+# measures what the feature costs the gateway, not how the load side copes with
+# a collector sharing its core. Without a writable cgroup cpu controller (not
+# root, or no such controller) the gateways run uncapped, and the report says so.
+#
 # 5 rounds x 2 modes x 2 targets x 8 s: about 3 minutes.
 # Environment: AB_ROUNDS (5), AB_DURATION_S (8), AB_CONNECTIONS (32),
+# AB_GATEWAY_CPU (0.6; 0 for no cap),
 # AB_OTLP_PROTOCOL (grpc | http, for telemetry),
 # BENCH_NO_BUILD=1 to reuse target/release binaries.
 set -euo pipefail
@@ -30,9 +39,12 @@ API_KEY="sk-bench-ab-key"
 WORK="$(mktemp -d)"
 PIDS=()
 log() { echo "[$VARIANT-ab] $*" >&2; }
+CGROUPS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  sleep 0.5 # the gateways (not children of this shell) exit after the kill
+  for g in "${CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -45,6 +57,39 @@ if [[ "$VARIANT" == auth ]]; then
 fi
 if [[ "$(nproc)" -ge 2 ]]; then SUT=(taskset -c 0); LOAD=(taskset -c 1); else SUT=(); LOAD=(); fi
 port() { "$BIN/bench-util" free-port; }
+
+# The CPU cap: a cgroup (v1 cpu controller, or v2 with cpu enabled) per gateway.
+CAP="${AB_GATEWAY_CPU:-0.6}"
+CG_ROOT=""
+if [[ "$CAP" != 0 ]]; then
+  if [[ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]] && mkdir "/sys/fs/cgroup/cpu/ab-probe-$$" 2>/dev/null; then
+    CG_ROOT=/sys/fs/cgroup/cpu
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null && mkdir "/sys/fs/cgroup/ab-probe-$$" 2>/dev/null; then
+    CG_ROOT=/sys/fs/cgroup
+  fi
+  [[ -n "$CG_ROOT" ]] && rmdir "$CG_ROOT/ab-probe-$$"
+  [[ -n "$CG_ROOT" ]] || log "no writable cgroup cpu controller: the gateways run without a CPU cap"
+fi
+# cap_cpu PID NAME: the process (all its threads) limited to $CAP of a core
+cap_cpu() {
+  [[ -n "$CG_ROOT" ]] || return 0
+  local g="$CG_ROOT/ab-$2-$$" quota
+  quota="$(python3 -c "print(int($CAP * 100000))")"
+  mkdir "$g"
+  CGROUPS+=("$g")
+  if [[ -f "$g/cpu.cfs_quota_us" ]]; then
+    echo 100000 >"$g/cpu.cfs_period_us"
+    echo "$quota" >"$g/cpu.cfs_quota_us"
+  else
+    echo "$quota 100000" >"$g/cpu.max"
+  fi
+  echo "$1" >"$g/cgroup.procs"
+}
+if [[ -n "$CG_ROOT" ]]; then
+  RIG="each gateway in a cgroup limited to $CAP CPU (CFS quota, as a pod's limits.cpu) on core 0"
+else
+  RIG="both gateways on core 0, uncapped"
+fi
 
 "${LOAD[@]}" "$BIN/mock-upstream" --listen 127.0.0.1:0 --stream-chunks 16 >"$WORK/mock.out" 2>"$WORK/mock.err" &
 PIDS+=($!)
@@ -109,6 +154,7 @@ EOF
 PLAIN="$(start_gateway plain "" "")"
 PLAIN_PID="$(cat "$WORK/plain.pid")"
 PIDS+=("$PLAIN_PID") # started in a subshell: its PIDS+= was lost
+cap_cpu "$PLAIN_PID" plain
 if [[ "$VARIANT" == auth ]]; then
   B="$(start_gateway auth "    auth: { enabled: true }" \
     "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
@@ -119,16 +165,18 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
   [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
   B_PID="$(cat "$WORK/auth.pid")"
   PIDS+=("$B_PID")
+  cap_cpu "$B_PID" auth
   TITLE="Authentication overhead"
-  SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), both on core 0, load and mock (16-event streams) and Redis on core 1"
+  SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), $RIG, load and mock (16-event streams) and Redis on core 1"
 else
   PROTO="${AB_OTLP_PROTOCOL:-grpc}"
   if [[ "$PROTO" == http ]]; then OTLP_PORT="$HPORT"; else OTLP_PORT="$CPORT"; fi
   B="$(start_gateway telemetry "" "" "  otlp: { endpoint: \"http://127.0.0.1:$OTLP_PORT\", protocol: $PROTO, traces: true, logs: true, sampling_ratio: 1.0 }")"
   B_PID="$(cat "$WORK/telemetry.pid")"
   PIDS+=("$B_PID")
+  cap_cpu "$B_PID" telemetry
   TITLE="Telemetry overhead"
-  SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over ${AB_OTLP_PROTOCOL:-grpc} to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), both gateways on core 0, load, mock (16-event streams) and the collector on core 1"
+  SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over ${AB_OTLP_PROTOCOL:-grpc} to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), $RIG, load, mock (16-event streams) and the collector on core 1"
 fi
 
 # CPU ticks so far: of the load core (cpu1 in /proc/stat; 0 on one core), of a process
@@ -174,14 +222,16 @@ for mode in json stream; do
   LOAD_P=()
   PLAIN_RPS=()
   BUSY_P=()
+  BUSY_B=()
   LOAD_B=()
   COLL=()
   for r in $(seq 1 "$ROUNDS"); do
     read -r P PC PL _ PBUSY <<<"$(run "$PLAIN" "$mode" "$PLAIN_PID")"
-    read -r A AC AL AK <<<"$(run "$B" "$mode" "$B_PID")"
+    read -r A AC AL AK ABUSY <<<"$(run "$B" "$mode" "$B_PID")"
     LOAD_P+=("$PL")
     PLAIN_RPS+=("$P")
     BUSY_P+=("$PBUSY")
+    BUSY_B+=("$ABUSY")
     LOAD_B+=("$AL")
     COLL+=("$AK")
     RATIO="$(python3 -c "print(f'{$A/$P:.3f}')")"
@@ -196,7 +246,7 @@ for mode in json stream; do
   LP="$(med "${LOAD_P[@]}")"
   LB="$(med "${LOAD_B[@]}")"
   K="$(med "${COLL[@]}")"
-  LOAD_NOTES+=("$mode: load core (load generator + mock$([[ "$VARIANT" == telemetry ]] && echo ' + collector')) CPU per request, medians: plain runs $LP µs (the core $(med "${BUSY_P[@]}")% busy), $VARIANT runs $LB µs$([[ "$VARIANT" == telemetry ]] && echo ", of which the collector $K µs; so with the load core's work per request at least $(python3 -c "print(round($LP + $K, 1))") µs, the most the $VARIANT gateway could reach on this rig even if its own export cost nothing: $(python3 -c "print(f'{min(1.0, 1e6 / (($LP + $K) * $(med "${PLAIN_RPS[@]}"))):.2f}')")x"))")
+  LOAD_NOTES+=("$mode: load core (load generator + mock$([[ "$VARIANT" == telemetry ]] && echo ' + collector')) CPU per request, medians: plain runs $LP µs (the core $(med "${BUSY_P[@]}")% busy), $VARIANT runs $LB µs (the core $(med "${BUSY_B[@]}")% busy)$([[ "$VARIANT" == telemetry ]] && echo ", of which the collector $K µs; so with the load core's work per request at least $(python3 -c "print(round($LP + $K, 1))") µs, the most the $VARIANT gateway could reach on this rig even if its own export cost nothing: $(python3 -c "print(f'{min(1.0, 1e6 / (($LP + $K) * $(med "${PLAIN_RPS[@]}"))):.2f}')")x"))")
   echo "| | **$mode median** | | | **${MED}x** ($( python3 -c "print('met' if $MED >= $TARGET else 'NOT met')") ≥ ${TARGET}x) | CPU per request plain / $VARIANT: **${CPU_MED}x** | |" >>"$OUT"
 done
 {
