@@ -73,9 +73,12 @@ impl TraceCtx {
         for n in [B3_TRACE, B3_SPAN, B3_PARENT, B3_SAMPLED, B3_FLAGS, B3] {
             h.remove(n);
         }
-        let flags = if self.sampled { "01" } else { "00" };
-        let tp = format!("00-{:032x}-{span_id:016x}-{flags}", self.trace_id);
-        if let Ok(v) = HeaderValue::from_str(&tp) {
+        // 00-{trace id}-{span id}-{flags}, written without the formatting machinery
+        let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex(&mut tp[3..35], self.trace_id);
+        hex(&mut tp[36..52], u128::from(span_id));
+        tp[54] = if self.sampled { b'1' } else { b'0' };
+        if let Ok(v) = HeaderValue::from_bytes(&tp) {
             h.insert(TRACEPARENT, v);
         }
         match &self.tracestate {
@@ -87,12 +90,23 @@ impl TraceCtx {
             }
         }
         if self.b3 {
-            let s = if self.sampled { '1' } else { '0' };
-            let b3 = format!("{:032x}-{span_id:016x}-{s}", self.trace_id);
-            if let Ok(v) = HeaderValue::from_str(&b3) {
+            // the traceparent's ids and flag: {trace id}-{span id}-{1|0}
+            let mut b3 = [0u8; 51];
+            b3[..50].copy_from_slice(&tp[3..53]);
+            b3[50] = tp[54];
+            if let Ok(v) = HeaderValue::from_bytes(&b3) {
                 h.insert(B3, v);
             }
         }
+    }
+}
+
+/// `v` as lowercase hex filling `out` (its low `out.len()` digits).
+fn hex(out: &mut [u8], mut v: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
     }
 }
 

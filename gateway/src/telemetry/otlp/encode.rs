@@ -3,7 +3,8 @@
 //! semantic conventions), and the log record. Field numbers are those of the
 //! OTLP protos (opentelemetry-proto v1).
 
-use super::wire::Pb;
+use super::send::Signal;
+use super::wire::{Open, Pb};
 use super::{AttemptSpan, Record};
 use serde_json::Value as Json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,107 +17,139 @@ const KIND_SERVER: u64 = 2;
 const KIND_CLIENT: u64 = 3;
 const STATUS_ERROR: u64 = 2;
 
+/// Writes records into the two open export requests (one per signal) as they
+/// arrive, so a record is encoded and freed while still in cache; a request is
+/// closed when it reaches `max_bytes` or at `finish`, and waits in `ready`.
 pub struct Encoder {
-    pb: Pb,
+    open: [Option<Request>; 2],
+    /// closed requests, waiting to be sent: signal, body, spans or log records
+    pub ready: Vec<(Signal, bytes::Bytes, u64)>,
     service_name: String,
     /// prefix each request with the gRPC message header
     grpc: bool,
     /// a request takes no more records once it is this large
     max_bytes: usize,
+    /// the size of each signal's last request: room for its next one up front
+    last_len: [usize; 2],
 }
 
-/// An encoded export request and how many spans or log records it carries.
-pub type Encoded = Option<(bytes::Bytes, u64)>;
+/// An export request being written.
+struct Request {
+    pb: Pb,
+    /// resource_{spans,logs} and scope_{spans,logs}, closed with the request
+    outer: [Open; 2],
+    /// spans or log records in it
+    n: u64,
+}
 
 impl Encoder {
     pub fn new(service_name: &str, grpc: bool, max_bytes: usize) -> Encoder {
         Encoder {
-            pb: Pb::default(),
+            open: [None, None],
+            ready: Vec::new(),
             service_name: service_name.to_string(),
             grpc,
             max_bytes,
+            last_len: [0; 2],
         }
     }
 
-    /// The ExportTraceServiceRequest for the first records' spans, and how many
-    /// records it covers (all, unless it reached `max_bytes`). None: no spans.
-    pub fn traces(&mut self, recs: &[Box<Record>]) -> (Encoded, usize) {
-        self.request(recs, |pb, r| match r.spans {
-            true => {
+    /// Writes the record's spans (when sampled) and log record (when on);
+    /// `observed`: the log records' observed time.
+    pub fn add(&mut self, r: &Record, observed: u64) {
+        if r.spans {
+            self.write(Signal::Traces, |pb| {
                 spans(pb, r);
                 1 + r.attempts.len() as u64
-            }
-            false => 0,
-        })
-    }
-
-    /// The ExportLogsServiceRequest for the first records' log records, and how
-    /// many records it covers. None: no log records.
-    pub fn logs(&mut self, recs: &[Box<Record>]) -> (Encoded, usize) {
-        let now = nanos(SystemTime::now());
-        self.request(recs, |pb, r| match r.log {
-            true => {
-                pb.msg_sized(2, 2, |pb| log(pb, r, now));
+            });
+        }
+        if r.log {
+            self.write(Signal::Logs, |pb| {
+                pb.msg_sized(2, 2, |pb| log(pb, r, observed));
                 1
-            }
-            false => 0,
-        })
+            });
+        }
     }
 
-    /// One export request: resource, scope, then `item` for each record (which
-    /// writes its spans or log record and says how many) until `max_bytes`.
-    fn request(
-        &mut self,
-        recs: &[Box<Record>],
-        item: impl Fn(&mut Pb, &Record) -> u64,
-    ) -> (Encoded, usize) {
-        // room for the whole request up front: growing it by doubling would copy
-        // each batch about twice (a record is 1-3 KB; one past `max_bytes` fits)
-        let room = (recs.len() * 4096 + 4096).min(self.max_bytes + 64 * 1024);
-        self.pb.buf = Vec::with_capacity(room);
-        if self.grpc {
-            // compressed flag and length, filled in by `take`
-            self.pb.buf.extend_from_slice(&[0; 5]);
-        }
-        let (mut n, mut used) = (0u64, 0);
+    /// Closes the open requests: everything added is then in `ready`.
+    pub fn finish(&mut self) {
+        self.close(Signal::Traces);
+        self.close(Signal::Logs);
+    }
+
+    /// `item` writes into the signal's open request (opened first if need be)
+    /// and says how many spans or log records it wrote.
+    fn write(&mut self, signal: Signal, item: impl FnOnce(&mut Pb) -> u64) {
+        let i = signal as usize;
         let max = self.max_bytes;
-        let service = self.service_name.as_str();
-        // resource_{spans,logs} (1) > resource (1), scope_{spans,logs} (2) >
-        // scope (1) and the items (2): the same shape for both signals
-        self.pb.msg_sized(1, 3, |pb| {
-            pb.msg(1, |pb| {
-                attr_str(pb, 1, "service.name", service);
-                attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
-                attr_str(pb, 1, "telemetry.sdk.language", "rust");
-            });
-            pb.msg_sized(2, 3, |pb| {
-                pb.msg(1, |pb| {
-                    pb.string(1, "ai-gateway");
-                    pb.string(2, env!("CARGO_PKG_VERSION"));
-                });
-                for r in recs {
-                    used += 1;
-                    n += item(pb, r);
-                    if pb.buf.len() >= max {
-                        break;
-                    }
-                }
-            });
-        });
-        (self.take(n), used)
+        if self.open[i].is_none() {
+            self.open[i] = Some(self.request(i));
+        }
+        let Some(req) = &mut self.open[i] else {
+            return;
+        };
+        req.n += item(&mut req.pb);
+        if req.pb.buf.len() >= max {
+            self.close(signal);
+        }
     }
 
-    fn take(&mut self, n: u64) -> Encoded {
-        let mut buf = std::mem::take(&mut self.pb.buf);
-        if n == 0 {
-            return None;
+    /// A new request: the gRPC header's room, the resource and the scope. The
+    /// outer messages have the same shape for both signals: resource_{spans,logs}
+    /// (1) > resource (1), scope_{spans,logs} (2) > scope (1) and the items (2).
+    fn request(&self, i: usize) -> Request {
+        // room for the whole request up front, as large as the last one: growing
+        // it by doubling would copy it about once more
+        let room =
+            (self.last_len[i] + self.last_len[i] / 8).clamp(64 * 1024, self.max_bytes + 64 * 1024);
+        let mut pb = Pb {
+            buf: Vec::with_capacity(room),
+        };
+        if self.grpc {
+            // compressed flag and length, filled in by `close`
+            pb.buf.extend_from_slice(&[0; 5]);
         }
+        let resource = pb.open(1, 3);
+        pb.msg(1, |pb| {
+            attr_str(pb, 1, "service.name", &self.service_name);
+            attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
+            attr_str(pb, 1, "telemetry.sdk.language", "rust");
+        });
+        let scope = pb.open(2, 3);
+        pb.msg(1, |pb| {
+            pb.string(1, "ai-gateway");
+            pb.string(2, env!("CARGO_PKG_VERSION"));
+        });
+        Request {
+            pb,
+            outer: [resource, scope],
+            n: 0,
+        }
+    }
+
+    fn close(&mut self, signal: Signal) {
+        let i = signal as usize;
+        let Some(Request { mut pb, outer, n }) = self.open[i].take() else {
+            return;
+        };
+        let [resource, scope] = outer;
+        pb.close(scope);
+        pb.close(resource);
+        let mut buf = pb.buf;
+        self.last_len[i] = buf.len();
         if self.grpc {
             let len = u32::try_from(buf.len() - 5).unwrap_or(u32::MAX);
             buf[1..5].copy_from_slice(&len.to_be_bytes());
         }
-        Some((bytes::Bytes::from(buf), n))
+        if n > 0 {
+            self.ready.push((signal, bytes::Bytes::from(buf), n));
+        }
     }
+}
+
+/// Now, in nanoseconds since the epoch: a log record's observed time.
+pub fn now() -> u64 {
+    nanos(SystemTime::now())
 }
 
 fn nanos(t: SystemTime) -> u64 {
@@ -547,3 +580,7 @@ fn log(pb: &mut Pb, r: &Record, observed: u64) {
     }
     pb.string(12, "gateway.request");
 }
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod tests;

@@ -2,20 +2,22 @@
 //! spans and log records and sends the two export requests side by side; builds
 //! the OTLP metrics exporter (opentelemetry-otlp) when `metrics` is on.
 
-use super::encode::Encoder;
+use super::encode::{self, Encoder};
 use super::send::{Sender, Signal};
-use super::{Msg, Record, Stats};
+use super::{Msg, Stats};
 use crate::config::validate::OtlpRt;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use shared::config::OtlpProtocol;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// A batch is sent when it is full or this long after its first record arrived.
 const LINGER: Duration = Duration::from_millis(200);
+/// While a batch gathers, records are taken from the queue and encoded this often.
+const TICK: Duration = Duration::from_millis(10);
 /// Drops and failed exports are logged at most once per this interval.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -109,34 +111,50 @@ pub(super) fn thread(
 
 async fn run(cfg: &OtlpRt, mut rx: mpsc::Receiver<Msg>, stats: Arc<Stats>, mut ex: Exporters) {
     let mut msgs = Vec::with_capacity(cfg.batch_size);
-    let mut batch: Vec<Box<Record>> = Vec::with_capacity(cfg.batch_size);
     let mut acks = Vec::new();
     let mut report = Report::default();
-    let take = |m: Msg, batch: &mut Vec<Box<Record>>, acks: &mut Vec<_>| match m {
-        Msg::Record(r) => batch.push(r),
-        Msg::Flush(done) => acks.push(done),
-    };
     loop {
-        // Waits for the first record, then lets more gather for LINGER without
-        // being woken by each one (a wake-up per request would cost more than the
-        // export); a queue that already holds a full batch is sent at once.
+        // Waits for the first record of a batch, then takes what came in every
+        // TICK until the batch is full or LINGER old: never woken by each record
+        // (a wake-up per request would cost more than its export), and each one
+        // encoded within a tick of its arrival, while it is still in cache.
         if rx.recv_many(&mut msgs, cfg.batch_size).await == 0 {
             break; // every sender is gone and the queue is empty
         }
-        for m in msgs.drain(..) {
-            take(m, &mut batch, &mut acks);
-        }
-        if acks.is_empty() && batch.len() < cfg.batch_size {
-            tokio::time::sleep(LINGER).await;
-        }
-        while batch.len() < cfg.batch_size {
-            match rx.try_recv() {
-                Ok(m) => take(m, &mut batch, &mut acks),
-                Err(_) => break,
+        let deadline = Instant::now() + LINGER;
+        let mut n = 0;
+        loop {
+            let observed = encode::now();
+            for m in msgs.drain(..) {
+                match m {
+                    Msg::Record(r) => {
+                        ex.encoder.add(&r, observed);
+                        n += 1;
+                    }
+                    Msg::Flush(done) => acks.push(done),
+                }
+            }
+            ex.send_ready(&stats).await; // requests that reached MAX_REQUEST_BYTES
+            let now = Instant::now();
+            if n >= cfg.batch_size || !acks.is_empty() || now >= deadline {
+                break;
+            }
+            tokio::time::sleep(TICK.min(deadline - now)).await;
+            let open = loop {
+                if n + msgs.len() >= cfg.batch_size {
+                    break true;
+                }
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(e) => break e == mpsc::error::TryRecvError::Empty,
+                }
+            };
+            if !open && msgs.is_empty() {
+                break;
             }
         }
-        ex.export(&batch, &stats).await;
-        batch.clear();
+        ex.encoder.finish();
+        ex.send_ready(&stats).await;
         if !acks.is_empty() {
             ex.settle().await;
             for done in acks.drain(..) {
@@ -208,57 +226,49 @@ impl Exporters {
         })
     }
 
-    /// Encodes the batch's spans and log records into export requests and starts
-    /// sending them, waiting only while IN_FLIGHT requests are out.
-    async fn export(&mut self, batch: &[Box<Record>], stats: &Arc<Stats>) {
-        for signal in [Signal::Traces, Signal::Logs] {
-            let mut from = 0;
-            while from < batch.len() {
-                let (req, used) = match signal {
-                    Signal::Traces => self.encoder.traces(&batch[from..]),
-                    Signal::Logs => self.encoder.logs(&batch[from..]),
-                };
-                from += used.max(1);
-                let Some((body, n)) = req else { continue };
-                while self.sending.len() >= IN_FLIGHT {
-                    self.sending.join_next().await;
-                }
-                let (sender, stats, last_error) =
-                    (self.sender.clone(), stats.clone(), self.last_error.clone());
-                self.sending.spawn(async move {
-                    let (ok, failed, what) = match signal {
-                        Signal::Traces => (&stats.spans_exported, &stats.spans_failed, "spans"),
-                        Signal::Logs => (&stats.logs_exported, &stats.logs_failed, "logs"),
-                    };
-                    let mut retries = RETRY_DELAYS_MS.iter();
-                    let sent = loop {
-                        match sender.send(signal, body.clone()).await {
-                            Err(e) if e.retryable => match retries.next() {
-                                Some(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
-                                None => break Err(e),
-                            },
-                            r => break r,
-                        }
-                    };
-                    match sent {
-                        Ok(0) => ok.fetch_add(n, Ordering::Relaxed),
-                        Ok(refused) => {
-                            let refused = refused.min(n);
-                            log_error(
-                                &last_error,
-                                what,
-                                &format!("the collector rejected {refused} of {n}"),
-                            );
-                            failed.fetch_add(refused, Ordering::Relaxed);
-                            ok.fetch_add(n - refused, Ordering::Relaxed)
-                        }
-                        Err(e) => {
-                            log_error(&last_error, what, &e.message);
-                            failed.fetch_add(n, Ordering::Relaxed)
-                        }
-                    };
-                });
+    /// Starts sending the requests the encoder closed, waiting only while
+    /// IN_FLIGHT requests are out.
+    async fn send_ready(&mut self, stats: &Arc<Stats>) {
+        let ready = std::mem::take(&mut self.encoder.ready);
+        for (signal, body, n) in ready {
+            while self.sending.len() >= IN_FLIGHT {
+                self.sending.join_next().await;
             }
+            let (sender, stats, last_error) =
+                (self.sender.clone(), stats.clone(), self.last_error.clone());
+            self.sending.spawn(async move {
+                let (ok, failed, what) = match signal {
+                    Signal::Traces => (&stats.spans_exported, &stats.spans_failed, "spans"),
+                    Signal::Logs => (&stats.logs_exported, &stats.logs_failed, "logs"),
+                };
+                let mut retries = RETRY_DELAYS_MS.iter();
+                let sent = loop {
+                    match sender.send(signal, body.clone()).await {
+                        Err(e) if e.retryable => match retries.next() {
+                            Some(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                            None => break Err(e),
+                        },
+                        r => break r,
+                    }
+                };
+                match sent {
+                    Ok(0) => ok.fetch_add(n, Ordering::Relaxed),
+                    Ok(refused) => {
+                        let refused = refused.min(n);
+                        log_error(
+                            &last_error,
+                            what,
+                            &format!("the collector rejected {refused} of {n}"),
+                        );
+                        failed.fetch_add(refused, Ordering::Relaxed);
+                        ok.fetch_add(n - refused, Ordering::Relaxed)
+                    }
+                    Err(e) => {
+                        log_error(&last_error, what, &e.message);
+                        failed.fetch_add(n, Ordering::Relaxed)
+                    }
+                };
+            });
         }
     }
 

@@ -114,10 +114,22 @@ impl Pb {
     /// varint (2: up to 16 KiB, a span or log record; 3: up to 2 MiB, a whole
     /// request). A wrong guess costs moving the body once.
     pub fn msg_sized(&mut self, field: u32, guess: usize, body: impl FnOnce(&mut Pb)) {
+        let open = self.open(field, guess);
+        body(self);
+        self.close(open);
+    }
+
+    /// Starts a nested message whose fields are written next (by any number of
+    /// calls); `close` puts its length in front. For `msg_sized` and the export
+    /// requests records are added to as they arrive.
+    pub fn open(&mut self, field: u32, guess: usize) -> Open {
         self.key(field, WireType::LengthDelimited);
         let at = self.buf.len();
         self.buf.resize(at + guess, 0);
-        body(self);
+        Open { at, guess }
+    }
+
+    pub fn close(&mut self, Open { at, guess }: Open) {
         let end = self.buf.len();
         let len = end - at - guess;
         let n = encoded_len_varint(len as u64);
@@ -131,6 +143,13 @@ impl Pb {
         let mut dst = &mut self.buf[at..at + n];
         encode_varint(len as u64, &mut dst);
     }
+}
+
+/// A nested message being written: where its length goes, and the room left.
+#[must_use]
+pub struct Open {
+    at: usize,
+    guess: usize,
 }
 
 fn len_varint(n: usize) -> usize {
