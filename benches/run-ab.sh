@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Overhead of one feature, measured A/B: the plain gateway (A) and the gateway
-# with the feature on (B) run side by side (both pinned to core 0), and their
-# throughput runs are interleaved (A, B, A, B, ...) so that drift of the machine
-# over minutes hits both alike. Reports each round and the median ratio B / A
-# per mode.
+# with the feature on (B) are loaded at the same time, by two load generators,
+# so whatever the machine does meanwhile hits both alike; each round starts both
+# afresh, since a process keeps a few percent of speed or slowness (where its
+# memory landed) for its whole life. Reports each round and the median ratio
+# B / A per mode.
 #
 #   bash benches/run-ab.sh auth        # route auth on a Redis state backend; target (issue 3) >= 0.95x
 #   bash benches/run-ab.sh telemetry   # OTLP traces + logs at sampling 1.0 to a real collector
 #                                      # (rotel, on the load core); target (issue 6) >= 0.9x
+#   bash benches/run-ab.sh aa          # the plain gateway against itself: what the rig reads
+#                                      # when there is nothing to measure (expect 1.00x)
 #
 # Each gateway runs like a Kubernetes pod with `resources.limits.cpu`: in a cgroup
-# whose CFS quota is AB_GATEWAY_CPU of a core (default 0.6), pinned to core 0,
-# while the load generator, the mock (and Redis or the collector) have core 1 to
-# themselves. The gateway is then the bottleneck in both runs, and the ratio
-# measures what the feature costs the gateway, not how the load side copes with
-# a collector sharing its core. Without a writable cgroup cpu controller (not
-# root, or no such controller) the gateways run uncapped, and the report says so.
+# whose CFS quota is AB_GATEWAY_CPU of a core (default 0.45; the two share core 0),
+# while the load generators, the mock (and Redis or the collector) have core 1.
+# Each gateway is then held by its own limit, and the ratio measures what the
+# feature costs the gateway, not how the load side copes. Without a writable
+# cgroup cpu controller (not root, or no such controller) the gateways run
+# uncapped, sharing core 0, and the report says so.
 #
-# 5 rounds x 2 modes x 2 targets x 8 s: about 3 minutes.
-# Environment: AB_ROUNDS (5), AB_DURATION_S (8), AB_CONNECTIONS (32),
-# AB_GATEWAY_CPU (0.6; 0 for no cap),
+# 9 rounds x (json + stream) x 8 s, with start-up: about 3 minutes.
+# Environment: AB_ROUNDS (9), AB_DURATION_S (8), AB_CONNECTIONS (32 per gateway),
+# AB_GATEWAY_CPU (0.45; 0 for no cap),
 # AB_OTLP_PROTOCOL (grpc | http, for telemetry),
 # BENCH_NO_BUILD=1 to reuse target/release binaries.
 set -euo pipefail
@@ -28,11 +31,12 @@ VARIANT="${1:-}"
 case "$VARIANT" in
   auth) TARGET=0.95 ;;
   telemetry) TARGET=0.9 ;;
-  *) echo "usage: bash benches/run-ab.sh auth|telemetry" >&2; exit 2 ;;
+  aa) TARGET=0.97 ;;
+  *) echo "usage: bash benches/run-ab.sh auth|telemetry|aa" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release"
-ROUNDS="${AB_ROUNDS:-5}"
+ROUNDS="${AB_ROUNDS:-9}"
 DUR="${AB_DURATION_S:-8}"
 CONNS="${AB_CONNECTIONS:-32}"
 API_KEY="sk-bench-ab-key"
@@ -40,10 +44,18 @@ WORK="$(mktemp -d)"
 PIDS=()
 log() { echo "[$VARIANT-ab] $*" >&2; }
 CGROUPS=()
+# stop PID...: SIGTERM, then wait (up to 20 s) until each has exited; the
+# gateways are not this shell's children, so `wait` cannot tell
+stop() {
+  local p i
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for p in "$@"; do
+    for i in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+}
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop "${PIDS[@]}"
   wait 2>/dev/null || true
-  sleep 0.5 # the gateways (not children of this shell) exit after the kill
   for g in "${CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -59,7 +71,7 @@ if [[ "$(nproc)" -ge 2 ]]; then SUT=(taskset -c 0); LOAD=(taskset -c 1); else SU
 port() { "$BIN/bench-util" free-port; }
 
 # The CPU cap: a cgroup (v1 cpu controller, or v2 with cpu enabled) per gateway.
-CAP="${AB_GATEWAY_CPU:-0.6}"
+CAP="${AB_GATEWAY_CPU:-0.45}"
 CG_ROOT=""
 if [[ "$CAP" != 0 ]]; then
   if [[ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]] && mkdir "/sys/fs/cgroup/cpu/ab-probe-$$" 2>/dev/null; then
@@ -70,26 +82,29 @@ if [[ "$CAP" != 0 ]]; then
   [[ -n "$CG_ROOT" ]] && rmdir "$CG_ROOT/ab-probe-$$"
   [[ -n "$CG_ROOT" ]] || log "no writable cgroup cpu controller: the gateways run without a CPU cap"
 fi
-# cap_cpu PID NAME: the process (all its threads) limited to $CAP of a core
-cap_cpu() {
-  [[ -n "$CG_ROOT" ]] || return 0
-  local g="$CG_ROOT/ab-$2-$$" quota
-  quota="$(python3 -c "print(int($CAP * 100000))")"
-  mkdir "$g"
-  CGROUPS+=("$g")
-  if [[ -f "$g/cpu.cfs_quota_us" ]]; then
-    echo 100000 >"$g/cpu.cfs_period_us"
-    echo "$quota" >"$g/cpu.cfs_quota_us"
-  else
-    echo "$quota 100000" >"$g/cpu.max"
-  fi
-  echo "$1" >"$g/cgroup.procs"
-}
+# one cgroup per gateway, reused by each round's process
 if [[ -n "$CG_ROOT" ]]; then
-  RIG="each gateway in a cgroup limited to $CAP CPU (CFS quota, as a pod's limits.cpu) on core 0"
+  quota="$(python3 -c "print(int($CAP * 100000))")"
+  for name in a b; do
+    g="$CG_ROOT/ab-$name-$$"
+    mkdir "$g"
+    CGROUPS+=("$g")
+    if [[ -f "$g/cpu.cfs_quota_us" ]]; then
+      echo 100000 >"$g/cpu.cfs_period_us"
+      echo "$quota" >"$g/cpu.cfs_quota_us"
+    else
+      echo "$quota 100000" >"$g/cpu.max"
+    fi
+  done
+  RIG="both gateways on core 0, each in a cgroup limited to $CAP CPU (CFS quota, as a pod's limits.cpu)"
 else
   RIG="both gateways on core 0, uncapped"
 fi
+# cap_cpu PID a|b: the process (all its threads) into its gateway's cgroup
+cap_cpu() {
+  [[ -n "$CG_ROOT" ]] || return 0
+  echo "$1" >"$CG_ROOT/ab-$2-$$/cgroup.procs"
+}
 
 "${LOAD[@]}" "$BIN/mock-upstream" --listen 127.0.0.1:0 --stream-chunks 16 >"$WORK/mock.out" 2>"$WORK/mock.err" &
 PIDS+=($!)
@@ -104,7 +119,7 @@ if [[ "$VARIANT" == auth ]]; then
   RPORT="$(port)"
   "${LOAD[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
   PIDS+=($!)
-else
+elif [[ "$VARIANT" == telemetry ]]; then
   # the collector: rotel from PyPI (the one ./scripts/test.sh --setup-only puts
   # into .venv), receiving OTLP/gRPC and dropping it (blackhole exporter)
   ROTEL="$(ls "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent 2>/dev/null | head -1 || true)"
@@ -121,13 +136,15 @@ else
   COLLECTOR_PID=$!
 fi
 
-# gateway NAME EXTRA_ROUTE EXTRA_TOP [EXTRA_TELEMETRY] -> prints the data-plane port
+# start_gateway NAME EXTRA_ROUTE EXTRA_TOP [EXTRA_TELEMETRY]: starts it and waits
+# until it is ready; its data-plane port, admin port and pid in $WORK/NAME.{port,admin,pid}
 start_gateway() {
-  local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a
+  local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a pid
   p="$(port)"
   a="$(port)"
+  # shutdown_delay_ms 0: nothing routes to it, so each round's stop is quick
   cat >"$WORK/$name.yaml" <<EOF
-server: { listen: "127.0.0.1:$p", admin_listen: "127.0.0.1:$a" }
+server: { listen: "127.0.0.1:$p", admin_listen: "127.0.0.1:$a", shutdown_delay_ms: 0 }
 providers:
   - id: mock
     type: openai-compatible
@@ -144,127 +161,145 @@ $telemetry_extra
 $top_extra
 EOF
   "${SUT[@]}" "$BIN/gateway" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  PIDS+=($!)
-  "$BIN/bench-util" wait-http --url "http://127.0.0.1:$a/readyz" --timeout-s 30 --pid "$!" >/dev/null \
+  pid=$!
+  PIDS+=("$pid")
+  "$BIN/bench-util" wait-http --url "http://127.0.0.1:$a/readyz" --timeout-s 30 --pid "$pid" >/dev/null \
     || { log "$name did not start:"; cat "$WORK/$name.err" >&2; exit 1; }
+  echo "$p" >"$WORK/$name.port"
   echo "$a" >"$WORK/$name.admin"
-  echo "$!" >"$WORK/$name.pid"
-  echo "$p"
+  echo "$pid" >"$WORK/$name.pid"
 }
-PLAIN="$(start_gateway plain "" "")"
-PLAIN_PID="$(cat "$WORK/plain.pid")"
-PIDS+=("$PLAIN_PID") # started in a subshell: its PIDS+= was lost
-cap_cpu "$PLAIN_PID" plain
-if [[ "$VARIANT" == auth ]]; then
-  B="$(start_gateway auth "    auth: { enabled: true }" \
-    "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
-tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]")"
-  # an unknown key must be refused, or the auth rows measure nothing
-  CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
-    -d '{"model":"m","messages":[]}' "http://127.0.0.1:$B/v1/chat/completions" || true)"
-  [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
-  B_PID="$(cat "$WORK/auth.pid")"
-  PIDS+=("$B_PID")
-  cap_cpu "$B_PID" auth
-  TITLE="Authentication overhead"
-  SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), $RIG, load and mock (16-event streams) and Redis on core 1"
-else
-  PROTO="${AB_OTLP_PROTOCOL:-grpc}"
-  if [[ "$PROTO" == http ]]; then OTLP_PORT="$HPORT"; else OTLP_PORT="$CPORT"; fi
-  B="$(start_gateway telemetry "" "" "  otlp: { endpoint: \"http://127.0.0.1:$OTLP_PORT\", protocol: $PROTO, traces: true, logs: true, sampling_ratio: 1.0 }")"
-  B_PID="$(cat "$WORK/telemetry.pid")"
-  PIDS+=("$B_PID")
-  cap_cpu "$B_PID" telemetry
-  TITLE="Telemetry overhead"
-  SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over ${AB_OTLP_PROTOCOL:-grpc} to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), $RIG, load, mock (16-event streams) and the collector on core 1"
-fi
+
+B_ROUTE="" B_TOP="" B_TEL=""
+case "$VARIANT" in
+  auth)
+    B_ROUTE="    auth: { enabled: true }"
+    B_TOP="state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
+tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
+    TITLE="Authentication overhead"
+    SETUP="Plain gateway vs gateway with route auth (Redis state backend, cache_ttl_ms 1000, seeded key), $RIG, load generators, mock (16-event streams) and Redis on core 1"
+    ;;
+  telemetry)
+    PROTO="${AB_OTLP_PROTOCOL:-grpc}"
+    if [[ "$PROTO" == http ]]; then OTLP_PORT="$HPORT"; else OTLP_PORT="$CPORT"; fi
+    B_TEL="  otlp: { endpoint: \"http://127.0.0.1:$OTLP_PORT\", protocol: $PROTO, traces: true, logs: true, sampling_ratio: 1.0 }"
+    TITLE="Telemetry overhead"
+    SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over $PROTO to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), $RIG, load generators, mock (16-event streams) and the collector on core 1"
+    ;;
+  aa)
+    TITLE="The A/B rig against itself"
+    SETUP="The plain gateway against a second plain gateway, $RIG, load generators and mock (16-event streams) on core 1"
+    ;;
+esac
+B_NAME="$VARIANT"
+[[ "$VARIANT" == aa ]] && B_NAME=plain2
 
 # CPU ticks so far: of the load core (cpu1 in /proc/stat; 0 on one core), of a process
 core_ticks() { awk '/^cpu1 / {print $2 + $3 + $4 + $7 + $8 + $9; f = 1} END {if (!f) print 0}' /proc/stat; }
 pid_ticks() { if [[ -n "${1:-}" ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
-# PORT MODE GATEWAY_PID -> "rps gateway_cpu_us load_core_cpu_us collector_cpu_us" per
-# request: the gateway's CPU (all its threads) from loadgen; the load core's and the
-# collector's from ticks over the whole run (warm-up included) at the measured rate
-run() {
-  local args=(--url "http://127.0.0.1:$1/v1/chat/completions" --connections "$CONNS" --duration-s "$DUR"
-    --warmup-s 1 --header "Authorization: Bearer $API_KEY" --cpu-pid "$3" --clk-tck "$HZ")
-  [[ "$2" == stream ]] && args+=(--stream)
-  local c0 p0 t0 c1 p1 t1 out
+HZ="$(getconf CLK_TCK)"
+# run_pair MODE: both gateways loaded at once -> "a_rps a_cpu_us b_rps b_cpu_us
+# load_core_busy_pct collector_cpu_us_per_b_request a_cpu_pct b_cpu_pct" (gateway CPU from loadgen,
+# the load core's and the collector's from ticks over the whole run)
+run_pair() {
+  local name pids=() c0 p0 t0 c1 p1 t1
   c0="$(core_ticks)"; p0="$(pid_ticks "${COLLECTOR_PID:-}")"; t0="$(date +%s.%N)"
-  out="$("${LOAD[@]}" "$BIN/loadgen" "${args[@]}" 2>>"$WORK/loadgen.log")"
+  for name in plain "$B_NAME"; do
+    local args=(--url "http://127.0.0.1:$(cat "$WORK/$name.port")/v1/chat/completions" --connections "$CONNS"
+      --duration-s "$DUR" --warmup-s 1 --header "Authorization: Bearer $API_KEY"
+      --cpu-pid "$(cat "$WORK/$name.pid")" --clk-tck "$HZ")
+    [[ "$1" == stream ]] && args+=(--stream)
+    "${LOAD[@]}" "$BIN/loadgen" "${args[@]}" >"$WORK/$name.json" 2>>"$WORK/loadgen.log" &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
   c1="$(core_ticks)"; p1="$(pid_ticks "${COLLECTOR_PID:-}")"; t1="$(date +%s.%N)"
   python3 -c '
 import json, sys
-d = json.loads(sys.argv[1]); assert d["errors"] == 0, d
-hz, c, p, wall = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-per = lambda ticks: round(ticks / hz / wall / d["rps"] * 1e6, 1)
-print(round(d["rps"]), round(d["sut_cpu_pct"] * 10000 / d["rps"], 1), per(c), per(p), round(c / hz / wall * 100))
-' "$out" "$HZ" "$((c1 - c0))" "$((p1 - p0))" "$(python3 -c "print($t1 - $t0)")"
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["errors"] == 0 and b["errors"] == 0, (a, b)
+hz, c, p, wall = (float(x) for x in sys.argv[3:7])
+cpu = lambda d: round(d["sut_cpu_pct"] * 10000 / d["rps"], 1)
+print(round(a["rps"]), cpu(a), round(b["rps"]), cpu(b), round(c / hz / wall * 100),
+      round(p / hz / wall / b["rps"] * 1e6, 1), round(a["sut_cpu_pct"]), round(b["sut_cpu_pct"]))
+' "$WORK/plain.json" "$WORK/$B_NAME.json" "$HZ" "$((c1 - c0))" "$((p1 - p0))" "$(python3 -c "print($t1 - $t0)")"
 }
-HZ="$(getconf CLK_TCK)"
 
 RESULTS="$ROOT/benches/results"
 mkdir -p "$RESULTS"
 OUT="$RESULTS/$VARIANT-ab-$(date -u +%Y%m%d-%H%M%S).md"
-{
-  echo "# $TITLE, interleaved A/B"
-  echo
-  echo "$SETUP; $CONNS connections, ${DUR} s per run, $ROUNDS rounds,"
-  echo "runs interleaved plain/$VARIANT. git $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ)."
-  echo
-  echo "| round | mode | plain rps | $VARIANT rps | $VARIANT / plain | plain CPU µs/req | $VARIANT CPU µs/req |"
-  echo "|---:|---|---:|---:|---:|---:|---:|"
-} >"$OUT"
-LOAD_NOTES=()
-for mode in json stream; do
-  RATIOS=()
-  CPU_RATIOS=()
-  LOAD_P=()
-  PLAIN_RPS=()
-  BUSY_P=()
-  BUSY_B=()
-  LOAD_B=()
-  COLL=()
-  for r in $(seq 1 "$ROUNDS"); do
-    read -r P PC PL _ PBUSY <<<"$(run "$PLAIN" "$mode" "$PLAIN_PID")"
-    read -r A AC AL AK ABUSY <<<"$(run "$B" "$mode" "$B_PID")"
-    LOAD_P+=("$PL")
-    PLAIN_RPS+=("$P")
-    BUSY_P+=("$PBUSY")
-    BUSY_B+=("$ABUSY")
-    LOAD_B+=("$AL")
-    COLL+=("$AK")
-    RATIO="$(python3 -c "print(f'{$A/$P:.3f}')")"
-    RATIOS+=("$RATIO")
-    CPU_RATIOS+=("$(python3 -c "print(f'{$PC/$AC:.3f}')")")
-    log "$mode round $r: plain $P rps ($PC µs CPU/req), $VARIANT $A rps ($AC µs CPU/req), ratio $RATIO"
-    echo "| $r | $mode | $P | $A | ${RATIO}x | $PC | $AC |" >>"$OUT"
+ROWS="$WORK/rows.tsv"
+COUNTERS="$WORK/counters.txt"
+: >"$ROWS"
+: >"$COUNTERS"
+for r in $(seq 1 "$ROUNDS"); do
+  start_gateway plain "" ""
+  cap_cpu "$(cat "$WORK/plain.pid")" a
+  start_gateway "$B_NAME" "$B_ROUTE" "$B_TOP" "$B_TEL"
+  cap_cpu "$(cat "$WORK/$B_NAME.pid")" b
+  if [[ "$VARIANT" == auth ]]; then
+    # an unknown key must be refused, or the auth rows measure nothing
+    CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
+      -d '{"model":"m","messages":[]}' "http://127.0.0.1:$(cat "$WORK/auth.port")/v1/chat/completions" || true)"
+    [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
+  fi
+  for mode in json stream; do
+    read -r P PC A AC BUSY K PU AU <<<"$(run_pair "$mode")"
+    log "round $r $mode: plain $P rps ($PC µs CPU/req), $B_NAME $A rps ($AC µs CPU/req), ratio $(python3 -c "print(f'{$A/$P:.3f}')")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$mode" "$P" "$PC" "$A" "$AC" "$BUSY" "$K" "$PU" "$AU" >>"$ROWS"
   done
-  MED="$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
-  CPU_MED="$(printf '%s\n' "${CPU_RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
-  med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-  LP="$(med "${LOAD_P[@]}")"
-  LB="$(med "${LOAD_B[@]}")"
-  K="$(med "${COLL[@]}")"
-  LOAD_NOTES+=("$mode: load core (load generator + mock$([[ "$VARIANT" == telemetry ]] && echo ' + collector')) CPU per request, medians: plain runs $LP µs (the core $(med "${BUSY_P[@]}")% busy), $VARIANT runs $LB µs (the core $(med "${BUSY_B[@]}")% busy)$([[ "$VARIANT" == telemetry ]] && echo ", of which the collector $K µs; so with the load core's work per request at least $(python3 -c "print(round($LP + $K, 1))") µs, the most the $VARIANT gateway could reach on this rig even if its own export cost nothing: $(python3 -c "print(f'{min(1.0, 1e6 / (($LP + $K) * $(med "${PLAIN_RPS[@]}"))):.2f}')")x"))")
-  echo "| | **$mode median** | | | **${MED}x** ($( python3 -c "print('met' if $MED >= $TARGET else 'NOT met')") ≥ ${TARGET}x) | CPU per request plain / $VARIANT: **${CPU_MED}x** | |" >>"$OUT"
+  if [[ "$VARIANT" == telemetry ]]; then
+    # what the collector was sent: every request's spans and log record, none lost
+    sleep 1
+    curl -s "http://127.0.0.1:$(cat "$WORK/telemetry.admin")/metrics" \
+      | grep -E '^gateway_otlp_(spans|logs)_(exported|failed)_total|^gateway_otlp_dropped_total|^gateway_requests_total' >>"$COUNTERS"
+  fi
+  stop "$(cat "$WORK/plain.pid")" "$(cat "$WORK/$B_NAME.pid")"
 done
-{
-  echo
-  for n in "${LOAD_NOTES[@]}"; do echo "- $n"; done
-} >>"$OUT"
-if [[ "$VARIANT" == telemetry ]]; then
-  # what the collector was sent: every request's spans and log record, none lost
-  TA="$(cat "$WORK/telemetry.admin")"
-  sleep 1
-  M="$(curl -s "http://127.0.0.1:$TA/metrics" | grep -E '^gateway_otlp_(spans|logs)_(exported|failed)_total|^gateway_otlp_dropped_total|^gateway_requests_total' | tr '\n' ' ')"
-  CPU="$(ps -o time= -p "$COLLECTOR_PID" | tr -d ' ')"
-  {
-    echo
-    echo "Exporter counters of the telemetry gateway at the end: $M"
-    echo
-    echo "Collector CPU time over the whole run (on the load core): $CPU"
-  } >>"$OUT"
-fi
+
+python3 - "$ROWS" "$COUNTERS" "$VARIANT" "$B_NAME" "$TARGET" "$TITLE" "$SETUP" "$CONNS" "$DUR" "$ROUNDS" \
+  "$(git -C "$ROOT" rev-parse --short HEAD)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OUT" <<'PY'
+import collections, statistics, sys
+rows_f, counters_f, variant, b, target, title, setup, conns, dur, rounds, git, when = sys.argv[1:]
+target = float(target)
+rows = [l.rstrip("\n").split("\t") for l in open(rows_f) if l.strip()]
+print(f"# {title}, concurrent A/B\n")
+print(f"{setup}; {conns} connections per gateway, {dur} s per run, {rounds} rounds; "
+      f"both gateways loaded at the same time, both started afresh each round. git {git}, {when}.\n")
+print(f"| round | mode | plain rps | {b} rps | {b} / plain | plain CPU µs/req | {b} CPU µs/req "
+      f"| plain / {b} CPU used | load core busy |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+by_mode = collections.defaultdict(list)
+for r, mode, p, pc, a, ac, busy, k, pu, au in rows:
+    ratio = float(a) / float(p)
+    by_mode[mode].append((ratio, float(pc) / float(ac), float(k), float(busy)))
+    print(f"| {r} | {mode} | {p} | {a} | {ratio:.3f}x | {pc} | {ac} | {pu}% / {au}% | {busy}% |")
+notes = []
+for mode, v in by_mode.items():
+    med = statistics.median(x[0] for x in v)
+    lo, hi = min(x[0] for x in v), max(x[0] for x in v)
+    cpu = statistics.median(x[1] for x in v)
+    verdict = "met" if med >= target else "NOT met"
+    print(f"| | **{mode} median** | | | **{med:.3f}x** ({verdict} ≥ {target}x; rounds {lo:.3f}–{hi:.3f}) "
+          f"| CPU per request plain / {b}: **{cpu:.3f}x** | | | |")
+    busy = statistics.median(x[3] for x in v)
+    if variant == "telemetry":
+        k = statistics.median(x[2] for x in v)
+        notes.append(f"{mode}: the load core was {busy:.0f}% busy (median); the collector spent {k} µs "
+                     "there per telemetry request")
+    else:
+        notes.append(f"{mode}: the load core was {busy:.0f}% busy (median)")
+print()
+for n in notes:
+    print(f"- {n}")
+if variant == "telemetry":
+    tot = collections.Counter()
+    for line in open(counters_f):
+        name, val = line.split()
+        tot[name.split("{")[0]] += int(float(val))
+    print()
+    print("Exporter counters of the telemetry gateways, summed over the rounds: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(tot.items())))
+PY
 cat "$OUT"
 log "wrote $OUT"
