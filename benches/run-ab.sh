@@ -204,7 +204,7 @@ HZ="$(getconf CLK_TCK)"
 run_pair() {
   local name pids=() c0 p0 t0 c1 p1 t1
   c0="$(core_ticks)"; p0="$(pid_ticks "${COLLECTOR_PID:-}")"; t0="$(date +%s.%N)"
-  for name in plain "$B_NAME"; do
+  for name in "${ORDER[@]}"; do
     local args=(--url "http://127.0.0.1:$(cat "$WORK/$name.port")/v1/chat/completions" --connections "$CONNS"
       --duration-s "$DUR" --warmup-s 1 --header "Authorization: Bearer $API_KEY"
       --cpu-pid "$(cat "$WORK/$name.pid")" --clk-tck "$HZ")
@@ -233,10 +233,18 @@ COUNTERS="$WORK/counters.txt"
 : >"$ROWS"
 : >"$COUNTERS"
 for r in $(seq 1 "$ROUNDS"); do
-  start_gateway plain "" ""
-  cap_cpu "$(cat "$WORK/plain.pid")" a
-  start_gateway "$B_NAME" "$B_ROUTE" "$B_TOP" "$B_TEL"
-  cap_cpu "$(cat "$WORK/$B_NAME.pid")" b
+  # which one starts (and is loaded) first alternates: the A/A rig read the
+  # second one ~1% slower when the order was fixed
+  if ((r % 2)); then ORDER=(plain "$B_NAME"); else ORDER=("$B_NAME" plain); fi
+  for name in "${ORDER[@]}"; do
+    if [[ "$name" == plain ]]; then
+      start_gateway plain "" ""
+      cap_cpu "$(cat "$WORK/plain.pid")" a
+    else
+      start_gateway "$B_NAME" "$B_ROUTE" "$B_TOP" "$B_TEL"
+      cap_cpu "$(cat "$WORK/$B_NAME.pid")" b
+    fi
+  done
   if [[ "$VARIANT" == auth ]]; then
     # an unknown key must be refused, or the auth rows measure nothing
     CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \

@@ -54,8 +54,14 @@ fn connection_listed(h: &HeaderMap) -> Vec<String> {
 }
 
 /// Copies the client's headers that may go upstream into `out`. `secret` names the
-/// configured key headers and the consumer header.
-pub fn copy_to_upstream(client: &HeaderMap, out: &mut HeaderMap, secret: &[HeaderName]) {
+/// configured key headers and the consumer header. `traced`: the gateway sets the
+/// trace context of the upstream call itself, so the client's (W3C and B3) stays out.
+pub fn copy_to_upstream(
+    client: &HeaderMap,
+    out: &mut HeaderMap,
+    secret: &[HeaderName],
+    traced: bool,
+) {
     let listed = connection_listed(client);
     for (name, value) in client {
         let n = name.as_str();
@@ -63,11 +69,17 @@ pub fn copy_to_upstream(client: &HeaderMap, out: &mut HeaderMap, secret: &[Heade
             || CLIENT_ONLY.contains(&n)
             || secret.contains(name)
             || listed.iter().any(|l| l == n)
+            || (traced && is_trace_context(n))
         {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
+}
+
+/// A trace context header: W3C `traceparent`/`tracestate`, B3 single or multi.
+fn is_trace_context(n: &str) -> bool {
+    matches!(n, "traceparent" | "tracestate" | "b3") || n.starts_with("x-b3-")
 }
 
 /// Removes from an upstream response what must not reach the client.
@@ -113,9 +125,26 @@ mod tests {
             HeaderName::from_static("x-gateway-consumer"),
         ];
         let mut out = HeaderMap::new();
-        copy_to_upstream(&client, &mut out, &secret);
+        copy_to_upstream(&client, &mut out, &secret, false);
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["traceparent", "content-type"]);
+    }
+
+    #[test]
+    fn traced_requests_leave_the_client_trace_context_out() {
+        let client = map(&[
+            ("traceparent", "00-abc-def-01"),
+            ("tracestate", "k=v"),
+            ("b3", "1"),
+            ("x-b3-traceid", "a"),
+            ("x-b3-sampled", "1"),
+            ("x-b3", "not one of them"),
+            ("content-type", "application/json"),
+        ]);
+        let mut out = HeaderMap::new();
+        copy_to_upstream(&client, &mut out, &[], true);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-b3", "content-type"]);
     }
 
     #[test]

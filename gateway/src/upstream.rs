@@ -83,7 +83,8 @@ pub fn request(
     *req.method_mut() = endpoint.method();
     *req.uri_mut() = uri;
     let h = req.headers_mut();
-    crate::headers::copy_to_upstream(client_headers, h, &cfg.secret_headers);
+    let traced = ctx.otlp.as_ref().is_some_and(|o| o.propagate);
+    crate::headers::copy_to_upstream(client_headers, h, &cfg.secret_headers, traced);
     h.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
