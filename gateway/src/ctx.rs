@@ -211,6 +211,11 @@ impl RequestCtx {
         }
     }
 
+    /// Upstream calls carry the request's trace context (OTLP traces are on).
+    pub fn traced(&self) -> bool {
+        self.otlp.as_ref().is_some_and(|o| o.propagate)
+    }
+
     /// The host the client addressed (Host header, else the URI's authority), without
     /// port or trailing dot, lowercased (host names are case-insensitive).
     pub fn host(&self) -> Cow<'_, str> {

@@ -69,17 +69,12 @@ pub fn copy_to_upstream(
             || CLIENT_ONLY.contains(&n)
             || secret.contains(name)
             || listed.iter().any(|l| l == n)
-            || (traced && is_trace_context(n))
+            || (traced && crate::telemetry::trace_context::is_trace_header(n))
         {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
-}
-
-/// A trace context header: W3C `traceparent`/`tracestate`, B3 single or multi.
-fn is_trace_context(n: &str) -> bool {
-    matches!(n, "traceparent" | "tracestate" | "b3") || n.starts_with("x-b3-")
 }
 
 /// Removes from an upstream response what must not reach the client.

@@ -342,7 +342,7 @@ async fn attempts(
         ctx.upstream_host = Some(prov.host.clone());
         let sent = Instant::now();
         // recorded now, so an attempt cut short (the client left) still shows
-        let traced = ctx.otlp.as_ref().is_some_and(|o| o.propagate);
+        let traced = ctx.traced();
         ctx.attempts.push(AttemptRec {
             provider: prov.id.clone(),
             system: crate::providers::gen_ai_name(prov.kind),

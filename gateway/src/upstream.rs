@@ -83,8 +83,7 @@ pub fn request(
     *req.method_mut() = endpoint.method();
     *req.uri_mut() = uri;
     let h = req.headers_mut();
-    let traced = ctx.otlp.as_ref().is_some_and(|o| o.propagate);
-    crate::headers::copy_to_upstream(client_headers, h, &cfg.secret_headers, traced);
+    crate::headers::copy_to_upstream(client_headers, h, &cfg.secret_headers, ctx.traced());
     h.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

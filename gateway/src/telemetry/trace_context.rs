@@ -93,6 +93,12 @@ impl TraceCtx {
     }
 }
 
+/// A trace context header (lowercase name): W3C `traceparent`/`tracestate`, B3
+/// single or multi (`x-b3-*`).
+pub fn is_trace_header(name: &str) -> bool {
+    matches!(name, "traceparent" | "tracestate" | "b3") || name.starts_with("x-b3-")
+}
+
 /// `v` as lowercase hex filling `out` (its low `out.len()` digits).
 fn hex(out: &mut [u8], mut v: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

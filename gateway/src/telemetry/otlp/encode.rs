@@ -81,49 +81,15 @@ impl Encoder {
     /// and says how many spans or log records it wrote.
     fn write(&mut self, signal: Signal, item: impl FnOnce(&mut Pb) -> u64) {
         let i = signal as usize;
-        let max = self.max_bytes;
-        if self.open[i].is_none() {
-            self.open[i] = Some(self.request(i));
-        }
-        let Some(req) = &mut self.open[i] else {
-            return;
-        };
-        req.n += item(&mut req.pb);
-        if req.pb.buf.len() >= max {
-            self.close(signal);
-        }
-    }
-
-    /// A new request: the gRPC header's room, the resource and the scope. The
-    /// outer messages have the same shape for both signals: resource_{spans,logs}
-    /// (1) > resource (1), scope_{spans,logs} (2) > scope (1) and the items (2).
-    fn request(&self, i: usize) -> Request {
         // room for the whole request up front, as large as the last one: growing
         // it by doubling would copy it about once more
         let room =
             (self.last_len[i] + self.last_len[i] / 8).clamp(64 * 1024, self.max_bytes + 64 * 1024);
-        let mut pb = Pb {
-            buf: Vec::with_capacity(room),
-        };
-        if self.grpc {
-            // compressed flag and length, filled in by `close`
-            pb.buf.extend_from_slice(&[0; 5]);
-        }
-        let resource = pb.open(1, 3);
-        pb.msg(1, |pb| {
-            attr_str(pb, 1, "service.name", &self.service_name);
-            attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
-            attr_str(pb, 1, "telemetry.sdk.language", "rust");
-        });
-        let scope = pb.open(2, 3);
-        pb.msg(1, |pb| {
-            pb.string(1, "ai-gateway");
-            pb.string(2, env!("CARGO_PKG_VERSION"));
-        });
-        Request {
-            pb,
-            outer: [resource, scope],
-            n: 0,
+        let (service, grpc) = (&self.service_name, self.grpc);
+        let req = self.open[i].get_or_insert_with(|| Request::new(service, grpc, room));
+        req.n += item(&mut req.pb);
+        if req.pb.buf.len() >= self.max_bytes {
+            self.close(signal);
         }
     }
 
@@ -141,8 +107,39 @@ impl Encoder {
             let len = u32::try_from(buf.len() - 5).unwrap_or(u32::MAX);
             buf[1..5].copy_from_slice(&len.to_be_bytes());
         }
-        if n > 0 {
-            self.ready.push((signal, bytes::Bytes::from(buf), n));
+        // (opened by the first item written into it: never empty)
+        self.ready.push((signal, bytes::Bytes::from(buf), n));
+    }
+}
+
+impl Request {
+    /// A new request with room for `room` bytes: the gRPC header's room, the
+    /// resource and the scope. The outer messages have the same shape for both
+    /// signals: resource_{spans,logs} (1) > resource (1), scope_{spans,logs} (2) >
+    /// scope (1) and the items (2).
+    fn new(service_name: &str, grpc: bool, room: usize) -> Request {
+        let mut pb = Pb {
+            buf: Vec::with_capacity(room),
+        };
+        if grpc {
+            // compressed flag and length, filled in by `Encoder::close`
+            pb.buf.extend_from_slice(&[0; 5]);
+        }
+        let resource = pb.open(1, 3);
+        pb.msg(1, |pb| {
+            attr_str(pb, 1, "service.name", service_name);
+            attr_str(pb, 1, "service.version", env!("CARGO_PKG_VERSION"));
+            attr_str(pb, 1, "telemetry.sdk.language", "rust");
+        });
+        let scope = pb.open(2, 3);
+        pb.msg(1, |pb| {
+            pb.string(1, "ai-gateway");
+            pb.string(2, env!("CARGO_PKG_VERSION"));
+        });
+        Request {
+            pb,
+            outer: [resource, scope],
+            n: 0,
         }
     }
 }
