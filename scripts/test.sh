@@ -148,6 +148,10 @@ if [ "$SETUP_ONLY" -eq 1 ]; then
 fi
 
 # ---------------------------------------------------------------- checks
+# A one-off build gains nothing from incremental compilation, whose caches
+# would add ~2 GB to target/ (CI runs on a clean clone with a small disk).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
