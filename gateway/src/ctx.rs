@@ -7,7 +7,7 @@ use crate::error::GatewayError;
 use crate::meter::Meter;
 use crate::request_body::ClientBody;
 use crate::telemetry::access_log::AccessLog;
-use crate::telemetry::otlp::{AttemptSpan, Record};
+use crate::telemetry::otlp::Record;
 use crate::telemetry::trace_context::TraceCtx;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
@@ -304,10 +304,11 @@ impl RequestCtx {
             Ending::Shutdown if meter.done => ("", None),
             Ending::Shutdown => ("SD", Some("gateway_shutdown".to_string())),
         };
-        let chat_id = meter.chat_id.clone();
-        let model = meter.model.clone();
+        // (the request finishes once: what the meter read is taken, not copied)
+        let chat_id = meter.chat_id.take();
+        let model = meter.model.take();
         if self.otlp.is_some() {
-            self.finish_reason = meter.finish_reason.clone();
+            self.finish_reason = meter.finish_reason.take();
         }
         self.emit(status, usage, bytes_sent, flags, error, chat_id, model);
     }
@@ -436,28 +437,6 @@ impl RequestCtx {
         now: Instant,
         operation: &'static str,
     ) {
-        let since = |t: Instant| t.saturating_duration_since(self.start);
-        let last = self.attempts.len().saturating_sub(1);
-        let attempts = match o.spans {
-            true => self
-                .attempts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, a)| AttemptSpan {
-                    span_id: a.span_id,
-                    start: since(a.started),
-                    // the attempt that answered ends with the answer
-                    end: match i == last && a.reason.is_none() {
-                        true => None,
-                        false => a.ended.map(since),
-                    },
-                    model: a.model.take(),
-                    system: a.system,
-                    host: a.host.clone(),
-                })
-                .collect(),
-            false => Vec::new(),
-        };
         let linked = o.propagate || o.trace.parent.is_some();
         o.exporter.send(Record {
             line: line.clone(),
@@ -466,10 +445,17 @@ impl RequestCtx {
             log: o.log,
             linked,
             start: self.start_wall,
-            end: since(now),
-            first_token: self.first_byte_at.map(since),
+            started: self.start,
+            end: now.saturating_duration_since(self.start),
+            first_token: self
+                .first_byte_at
+                .map(|t| t.saturating_duration_since(self.start)),
             operation,
-            attempts,
+            // (the record is built last: the attempts move into it)
+            attempts: match o.spans {
+                true => std::mem::take(&mut self.attempts),
+                false => Vec::new(),
+            },
             span_attrs: match o.spans {
                 true => self
                     .attrs

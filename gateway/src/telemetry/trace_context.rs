@@ -32,30 +32,14 @@ impl TraceCtx {
     /// a valid one (its sampled flag decides), else a new trace sampled at `ratio`.
     pub fn from_headers(h: &HeaderMap, ratio: f64) -> TraceCtx {
         let span_id = new_span_id();
-        if let Some((trace_id, parent, sampled)) = h.get(TRACEPARENT).and_then(parse_traceparent) {
-            return TraceCtx {
-                trace_id,
-                span_id,
-                parent: Some(parent),
-                sampled,
-                tracestate: tracestate(h),
-                b3: false,
-            };
-        }
-        if let Some((trace_id, parent, sampled)) = b3_single(h).or_else(|| b3_multi(h)) {
-            return TraceCtx {
-                trace_id,
-                span_id,
-                parent: Some(parent),
-                // B3 may defer the decision to us
-                sampled: sampled.unwrap_or_else(|| by_ratio(trace_id, ratio)),
-                tracestate: None,
-                b3: true,
-            };
+        // most requests carry no trace header: one pass over the names, no lookups
+        let any = h.keys().any(|k| is_trace_header(k.as_str()));
+        if let Some(continued) = any.then(|| Self::continued(h, span_id, ratio)).flatten() {
+            return continued;
         }
         let trace_id = new_trace_id();
         // a B3 caller may say "do not sample" without a trace to continue
-        let b3_deny = b3_says_no(h);
+        let b3_deny = any && b3_says_no(h);
         TraceCtx {
             trace_id,
             span_id,
@@ -64,6 +48,30 @@ impl TraceCtx {
             tracestate: None,
             b3: b3_deny,
         }
+    }
+
+    /// The client's trace, W3C first, then B3 single, then B3 multi.
+    fn continued(h: &HeaderMap, span_id: u64, ratio: f64) -> Option<TraceCtx> {
+        if let Some((trace_id, parent, sampled)) = h.get(TRACEPARENT).and_then(parse_traceparent) {
+            return Some(TraceCtx {
+                trace_id,
+                span_id,
+                parent: Some(parent),
+                sampled,
+                tracestate: tracestate(h),
+                b3: false,
+            });
+        }
+        let (trace_id, parent, sampled) = b3_single(h).or_else(|| b3_multi(h))?;
+        Some(TraceCtx {
+            trace_id,
+            span_id,
+            parent: Some(parent),
+            // B3 may defer the decision to us
+            sampled: sampled.unwrap_or_else(|| by_ratio(trace_id, ratio)),
+            tracestate: None,
+            b3: true,
+        })
     }
 
     /// Sets the context of the upstream call whose (CLIENT) span is `span_id`. `h`

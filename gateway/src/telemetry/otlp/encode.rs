@@ -5,9 +5,10 @@
 
 use super::send::Signal;
 use super::wire::{Open, Pb};
-use super::{AttemptSpan, Record};
+use super::Record;
+use crate::ctx::AttemptRec;
 use serde_json::Value as Json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SPAN_ATTR: u32 = 9;
 const EVENT_ATTR: u32 = 3;
@@ -299,6 +300,7 @@ fn spans(pb: &mut Pb, r: &Record) {
     let log = &r.line.ai_log;
     let t0 = nanos(r.start);
     let at = |d: Duration| t0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let since = |t: Instant| at(t.saturating_duration_since(r.started));
     let end = at(r.end);
     let failed = log.status >= 400 || log.error.is_some();
     // HTTP server span naming: `{method} {route}`; an unknown path is not a route
@@ -359,7 +361,7 @@ fn spans(pb: &mut Pb, r: &Record) {
         }
         for (i, next) in r.attempts.iter().enumerate().skip(1) {
             let prev = log.attempts.get(i - 1);
-            event(pb, at(next.start), "gateway.retry", |pb| {
+            event(pb, since(next.started), "gateway.retry", |pb| {
                 attr_u64(pb, EVENT_ATTR, "gateway.retry.attempt", i as u64 + 1);
                 let reason = prev.and_then(|p| p.reason.as_deref()).unwrap_or("");
                 attr_str(pb, EVENT_ATTR, "gateway.retry.reason", reason);
@@ -375,6 +377,11 @@ fn spans(pb: &mut Pb, r: &Record) {
     });
     let last = r.attempts.len().saturating_sub(1);
     for (i, a) in r.attempts.iter().enumerate() {
+        // the attempt that answered ends with the answer
+        let a_end = match i == last && a.reason.is_none() {
+            true => end,
+            false => a.ended.map_or(end, since),
+        };
         pb.msg_sized(2, 2, |pb| {
             attempt(
                 pb,
@@ -382,7 +389,7 @@ fn spans(pb: &mut Pb, r: &Record) {
                 a,
                 i,
                 i == last,
-                (at(a.start), a.end.map_or(end, at)),
+                (since(a.started), a_end),
                 r.first_token.map(at),
             )
         });
@@ -393,7 +400,7 @@ fn spans(pb: &mut Pb, r: &Record) {
 fn attempt(
     pb: &mut Pb,
     r: &Record,
-    a: &AttemptSpan,
+    a: &AttemptRec,
     i: usize,
     last: bool,
     times: (u64, u64),

@@ -10,6 +10,7 @@ mod send;
 mod wire;
 
 use crate::config::validate::OtlpRt;
+use crate::ctx::AttemptRec;
 use crate::telemetry::trace_context::TraceCtx;
 use shared::ai_log::AccessLogLine;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,35 +31,26 @@ pub struct Record {
     /// the upstream got it): the log record carries it
     pub linked: bool,
     pub start: SystemTime,
+    /// the same instant on the monotonic clock the attempts are timed by
+    pub started: Instant,
     /// from the start: the end of the answer, and its first byte
     pub end: Duration,
     pub first_token: Option<Duration>,
     /// `gen_ai.operation.name`
     pub operation: &'static str,
-    /// one per upstream attempt, in the order of `line.ai_log.attempts`
-    pub attempts: Vec<AttemptSpan>,
+    /// the upstream attempts (their CLIENT spans), in the order of
+    /// `line.ai_log.attempts`; empty when the spans are not exported
+    pub attempts: Vec<AttemptRec>,
     /// the route's attributes marked `apply_to_span`
     pub span_attrs: serde_json::Map<String, serde_json::Value>,
     pub finish_reason: Option<String>,
 }
 
-/// The CLIENT span of one upstream attempt.
-pub struct AttemptSpan {
-    pub span_id: u64,
-    /// from the request's start
-    pub start: Duration,
-    /// None: the attempt that answered, which ends with the answer
-    pub end: Option<Duration>,
-    /// the model asked of this upstream (after the provider's model map)
-    pub model: Option<String>,
-    /// `gen_ai.provider.name`
-    pub system: &'static str,
-    /// the provider's `host:port`
-    pub host: Arc<str>,
-}
-
+/// Records travel by value: nearly every message is one, and a box would cost
+/// an allocation here and a free on the exporter's thread per request.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
-    Record(Box<Record>),
+    Record(Record),
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
@@ -112,7 +104,7 @@ impl Otlp {
 
     /// Queues a record; never waits.
     pub fn send(&self, r: Record) {
-        if self.tx.try_send(Msg::Record(Box::new(r))).is_err() {
+        if self.tx.try_send(Msg::Record(r)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
