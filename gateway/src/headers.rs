@@ -63,6 +63,9 @@ pub fn copy_to_upstream(
     traced: bool,
 ) {
     let listed = connection_listed(client);
+    // room for these and what the gateway adds (content type, request id,
+    // consumer, api token, trace context): the map is sized once
+    out.reserve(client.len() + 6);
     for (name, value) in client {
         let n = name.as_str();
         if HOP_BY_HOP.contains(&n)
