@@ -52,6 +52,7 @@ impl Pb {
     /// A KeyValue `{key, value: AnyValue{string_value}}` as field `field`. The
     /// attribute writers compute their lengths up front and write straight
     /// through: a request carries some 70 of them.
+    #[inline(always)]
     pub fn kv_str(&mut self, field: u32, key: &str, v: &str) {
         let any = 1 + len_varint(v.len()) + v.len();
         self.kv_head(field, key, any);
@@ -61,6 +62,7 @@ impl Pb {
     }
 
     /// A KeyValue holding an int_value (field 3 of AnyValue).
+    #[inline(always)]
     pub fn kv_int(&mut self, field: u32, key: &str, v: i64) {
         let v = v as u64;
         self.kv_head(field, key, 1 + encoded_len_varint(v));
@@ -76,7 +78,7 @@ impl Pb {
     }
 
     /// A KeyValue's tag, length, key and the head of its AnyValue of `any` bytes.
-    #[inline]
+    #[inline(always)]
     fn kv_head(&mut self, field: u32, key: &str, any: usize) {
         let kv = 1 + len_varint(key.len()) + key.len() + 1 + len_varint(any) + any;
         self.buf.reserve(kv + 6);
@@ -89,13 +91,13 @@ impl Pb {
         self.raw_varint(any as u64);
     }
 
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, field: u32, wire: WireType) {
         self.raw_varint(u64::from(field << 3 | wire as u32));
     }
 
     /// A varint, with the common one-byte case inline.
-    #[inline]
+    #[inline(always)]
     fn raw_varint(&mut self, v: u64) {
         if v < 0x80 {
             self.buf.push(v as u8);
