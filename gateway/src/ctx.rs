@@ -438,6 +438,7 @@ impl RequestCtx {
         operation: &'static str,
     ) {
         let linked = o.propagate || o.trace.parent.is_some();
+        let since = |t: Instant| t.saturating_duration_since(self.start);
         o.exporter.send(Record {
             line: line.clone(),
             trace: o.trace,
@@ -446,10 +447,8 @@ impl RequestCtx {
             linked,
             start: self.start_wall,
             started: self.start,
-            end: now.saturating_duration_since(self.start),
-            first_token: self
-                .first_byte_at
-                .map(|t| t.saturating_duration_since(self.start)),
+            end: since(now),
+            first_token: self.first_byte_at.map(since),
             operation,
             // (the record is built last: the attempts move into it)
             attempts: match o.spans {

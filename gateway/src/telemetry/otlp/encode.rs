@@ -82,12 +82,18 @@ impl Encoder {
     /// and says how many spans or log records it wrote.
     fn write(&mut self, signal: Signal, item: impl FnOnce(&mut Pb) -> u64) {
         let i = signal as usize;
-        // room for the whole request up front, as large as the last one: growing
-        // it by doubling would copy it about once more
-        let room =
-            (self.last_len[i] + self.last_len[i] / 8).clamp(64 * 1024, self.max_bytes + 64 * 1024);
-        let (service, grpc) = (&self.service_name, self.grpc);
-        let req = self.open[i].get_or_insert_with(|| Request::new(service, grpc, room));
+        let (last, max, service, grpc) = (
+            self.last_len[i],
+            self.max_bytes,
+            &self.service_name,
+            self.grpc,
+        );
+        let req = self.open[i].get_or_insert_with(|| {
+            // room for the whole request up front, as large as the last one:
+            // growing it by doubling would copy it about once more
+            let room = (last + last / 8).clamp(64 * 1024, max + 64 * 1024);
+            Request::new(service, grpc, room)
+        });
         req.n += item(&mut req.pb);
         if req.pb.buf.len() >= self.max_bytes {
             self.close(signal);
@@ -359,15 +365,13 @@ fn spans(pb: &mut Pb, r: &Record) {
         if let Some(t) = r.first_token {
             event(pb, at(t), "gen_ai.first_token", |_| {});
         }
-        for (i, next) in r.attempts.iter().enumerate().skip(1) {
-            let prev = log.attempts.get(i - 1);
+        for (i, pair) in r.attempts.windows(2).enumerate() {
+            let (prev, next) = (&pair[0], &pair[1]);
             event(pb, since(next.started), "gateway.retry", |pb| {
-                attr_u64(pb, EVENT_ATTR, "gateway.retry.attempt", i as u64 + 1);
-                let reason = prev.and_then(|p| p.reason.as_deref()).unwrap_or("");
+                attr_u64(pb, EVENT_ATTR, "gateway.retry.attempt", i as u64 + 2);
+                let reason = prev.reason.unwrap_or("");
                 attr_str(pb, EVENT_ATTR, "gateway.retry.reason", reason);
-                if let Some(p) = prev {
-                    attr_str(pb, EVENT_ATTR, "gateway.retry.from", &p.provider);
-                }
+                attr_str(pb, EVENT_ATTR, "gateway.retry.from", &prev.provider);
                 attr_str(pb, EVENT_ATTR, "gen_ai.provider.name", next.system);
             });
         }
@@ -377,8 +381,10 @@ fn spans(pb: &mut Pb, r: &Record) {
     });
     let last = r.attempts.len().saturating_sub(1);
     for (i, a) in r.attempts.iter().enumerate() {
-        // the attempt that answered ends with the answer
-        let a_end = match i == last && a.reason.is_none() {
+        // the attempt that answered: the last, unless it failed too; it ends
+        // with the answer
+        let answered = i == last && a.reason.is_none();
+        let a_end = match answered {
             true => end,
             false => a.ended.map_or(end, since),
         };
@@ -387,8 +393,7 @@ fn spans(pb: &mut Pb, r: &Record) {
                 pb,
                 r,
                 a,
-                i,
-                i == last,
+                (i == last, answered),
                 (since(a.started), a_end),
                 r.first_token.map(at),
             )
@@ -401,13 +406,11 @@ fn attempt(
     pb: &mut Pb,
     r: &Record,
     a: &AttemptRec,
-    i: usize,
-    last: bool,
+    (last, answered): (bool, bool),
     times: (u64, u64),
     first_token: Option<u64>,
 ) {
     let log = &r.line.ai_log;
-    let rec = log.attempts.get(i);
     let model = a
         .model
         .as_deref()
@@ -430,18 +433,15 @@ fn attempt(
         attr_str(pb, f, "gen_ai.request.model", model);
     }
     server_address(pb, &a.host);
-    let reason = rec.and_then(|x| x.reason.as_deref());
-    if let Some(rec) = rec {
-        attr_str(pb, f, "gateway.provider", &rec.provider);
-        if let Some(t) = rec.token_index {
-            attr_int(pb, f, "gateway.token_index", i64::from(t));
-        }
-        if let Some(s) = rec.status {
-            attr_int(pb, f, "http.response.status_code", i64::from(s));
-        }
+    attr_str(pb, f, "gateway.provider", &a.provider);
+    if let Some(t) = a.token {
+        attr_int(pb, f, "gateway.token_index", i64::from(t));
     }
-    // the attempt that answered, and whether its answer then failed (cut, timeout)
-    let answered = last && rec.is_some() && reason.is_none();
+    if let Some(s) = a.status {
+        attr_int(pb, f, "http.response.status_code", i64::from(s));
+    }
+    let reason = a.reason;
+    // whether the answer then failed (cut, timeout)
     let broken = answered && log.error.is_some();
     if answered {
         answer_attrs(pb, r);
