@@ -33,7 +33,7 @@ state:
   backend: redis
   redis: { url: "REDIS_URL", key_prefix: "gw:", timeout_ms: 500 }
   cache_ttl_ms: CACHE_TTL
-  stale_if_error_s: 3600
+  stale_if_error_s: STALE_S
 auth:
   keys: [Authorization, x-api-key, api-key]
   in_query: IN_QUERY
@@ -68,6 +68,7 @@ struct Cfg<'a> {
     in_query: bool,
     allowed_consumers: &'a str,
     seed_key: &'a str,
+    stale_if_error_s: u64,
 }
 
 impl<'a> Cfg<'a> {
@@ -79,6 +80,7 @@ impl<'a> Cfg<'a> {
             in_query: false,
             allowed_consumers: r#"["*"]"#,
             seed_key: SEED_KEY,
+            stale_if_error_s: 3600,
         }
     }
 
@@ -90,6 +92,7 @@ impl<'a> Cfg<'a> {
             .replace("IN_QUERY", if self.in_query { "true" } else { "false" })
             .replace("ALLOWED_CONSUMERS", self.allowed_consumers)
             .replace("SEED_KEY", self.seed_key)
+            .replace("STALE_S", &self.stale_if_error_s.to_string())
     }
 }
 
@@ -813,6 +816,62 @@ async fn refusals_models_and_consumers() {
     // ... and B's route does not admit soylent/green at all
     let r = chat(&c, &b, &g.key, "gpt-4o").await;
     assert_refused(&r, 403, "consumer_not_allowed", "soylent/green on B");
+}
+
+/// 7b. A replica cut off from Redis admits a key it had cached for
+///     `stale_if_error_s` only (a revocation made meanwhile would be missed), and
+///     says so at warn level once per key and minute, naming the key by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_admissions_are_bounded_and_logged_once_per_key() {
+    let redis = start_redis().await;
+    let mock = MockUpstream::start_default();
+    let mut cfg = Cfg::new(&redis, &mock);
+    cfg.stale_if_error_s = 2;
+    let gw = start_gw(&cfg).await;
+    let c = TestClient::new();
+    let k = consumer_with_key(&c, &gw, "cyberdyne", "miles").await;
+    let r = chat(&c, &gw, &k.key, "gpt-4o").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cached_at = Instant::now();
+
+    let _redis = stop_redis(redis).await;
+    wait_degraded(&c, &gw, "1", Instant::now(), Duration::from_secs(2)).await;
+    for _ in 0..3 {
+        let r = chat(&c, &gw, &k.key, "gpt-4o").await;
+        assert_eq!(
+            r.status,
+            200,
+            "cached key within stale_if_error_s: {}",
+            r.text()
+        );
+    }
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| {
+                l.contains("WARN") && l.contains("without checking it") && l.contains(&k.id)
+            })
+            .count()
+    };
+    let stderr = gw.stderr();
+    assert_eq!(
+        warned(&stderr),
+        1,
+        "one warning for three stale admissions:\n{stderr}"
+    );
+    assert!(!stderr.contains(&k.key), "the key itself is never logged");
+
+    tokio::time::sleep(
+        Duration::from_secs(2).saturating_sub(cached_at.elapsed()) + Duration::from_millis(200),
+    )
+    .await;
+    let r = chat(&c, &gw, &k.key, "gpt-4o").await;
+    assert_refused(
+        &r,
+        503,
+        "state_unavailable",
+        "cached key past stale_if_error_s",
+    );
 }
 
 /// 7. Redis stops: the degraded flag rises, a key B has cached keeps working, a

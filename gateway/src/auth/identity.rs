@@ -21,6 +21,8 @@ pub struct AuthIdentity {
     consumer_models: Vec<Glob>,
     expires_at: Option<u64>,
     revoked: bool,
+    /// unix seconds of the last warning that this identity was used stale
+    stale_warned: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AuthIdentity {
@@ -62,7 +64,20 @@ impl AuthIdentity {
             consumer_models: globs(&id.consumer.allowed_models),
             expires_at: id.key.expires_at,
             revoked: id.key.revoked,
+            stale_warned: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Whether a stale use at unix time `now` should be logged: at most once a
+    /// minute per key (this identity is the key's cache entry).
+    pub fn warn_stale(&self, now: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = self.stale_warned.load(Ordering::Relaxed);
+        now >= last.saturating_add(60)
+            && self
+                .stale_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Whether the key authenticates at unix time `now`.

@@ -160,7 +160,21 @@ impl Auth {
             }
         };
         match stale {
-            Some((ident, at)) if at.elapsed() < self.cache.stale_if_error => Ok(ident),
+            Some((ident, at)) if at.elapsed() < self.cache.stale_if_error => {
+                if ident.warn_stale(unix_now()) {
+                    tracing::warn!(
+                        tenant = %ident.tenant,
+                        consumer = %ident.consumer,
+                        key_id = %ident.key_id,
+                        checked_s_ago = at.elapsed().as_secs(),
+                        stale_if_error_s = self.cache.stale_if_error.as_secs(),
+                        reason = %why,
+                        "API key admitted from the cache without checking it (the state backend cannot answer): \
+                         a revocation made meanwhile is not seen until it answers again"
+                    );
+                }
+                Ok(ident)
+            }
             _ => Err(GatewayError::state_unavailable(format!(
                 "cannot check the API key now ({why}); try again shortly"
             ))),

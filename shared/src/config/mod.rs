@@ -166,7 +166,7 @@ fn d_one() -> u32 {
     1
 }
 fn d_stale_if_error() -> u64 {
-    3600
+    300
 }
 fn d_cache_ttl() -> u64 {
     1000
@@ -251,4 +251,14 @@ fn d_true() -> bool {
 }
 fn d_star() -> Vec<String> {
     vec!["*".into()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_off_replica_trusts_cached_keys_for_five_minutes_by_default() {
+        assert_eq!(StateConfig::default().stale_if_error_s, 300);
+    }
 }
