@@ -37,6 +37,10 @@ pub struct RequestCtx {
     pub upstream_host: Option<Arc<str>>,
     pub request_model: Option<String>,
     pub model: Option<String>,
+    /// the models as metric labels (names the config knows only)
+    pub labels: crate::telemetry::labels::ModelLabels,
+    /// `telemetry.value_length_limit`: longer values are cut in every record
+    pub value_limit: usize,
     /// who called (routes with `auth` enabled)
     pub identity: Option<Arc<AuthIdentity>>,
     /// upstream attempts so far, in order
@@ -192,6 +196,8 @@ impl RequestCtx {
             upstream_host: None,
             request_model: None,
             model: None,
+            labels: Default::default(),
+            value_limit: usize::MAX,
             identity: None,
             attempts: Vec::new(),
             panic_mode: false,
@@ -308,7 +314,10 @@ impl RequestCtx {
         let chat_id = meter.chat_id.take();
         let model = meter.model.take();
         if self.otlp.is_some() {
-            self.finish_reason = meter.finish_reason.take();
+            self.finish_reason = meter.finish_reason.take().map(|mut r| {
+                crate::text::cut(&mut r, self.value_limit);
+                r
+            });
         }
         self.emit(status, usage, bytes_sent, flags, error, chat_id, model);
     }
@@ -339,13 +348,19 @@ impl RequestCtx {
         let ms = |t: Instant| {
             u64::try_from(t.duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
         };
+        // what a client or an upstream chose is cut like every recorded value
+        let limit = self.value_limit;
+        let bounded = |mut s: String| {
+            crate::text::cut(&mut s, limit);
+            s
+        };
         let text = |v: &Option<HeaderValue>| {
             v.as_ref()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .map(|v| bounded(String::from_utf8_lossy(v.as_bytes()).into_owned()))
         };
         let endpoint = self.endpoint;
         let ai_log = AiLog {
-            model: response_model.or_else(|| self.model.clone()),
+            model: response_model.or_else(|| self.model.clone()).map(bounded),
             request_model: self.request_model.clone(),
             input_token: usage.prompt_tokens,
             output_token: usage.completion_tokens,
@@ -359,7 +374,7 @@ impl RequestCtx {
             request_type: endpoint
                 .map_or("traditional_http", |e| e.request_type(self.stream))
                 .to_string(),
-            chat_id,
+            chat_id: chat_id.map(bounded),
             tenant: self.identity.as_ref().map(|i| i.tenant.clone()),
             consumer: self.identity.as_ref().map(|i| i.consumer.clone()),
             key_id: self.identity.as_ref().map(|i| i.key_id.clone()),
@@ -387,15 +402,15 @@ impl RequestCtx {
                 .and_then(|q| q.0)
                 .map(|s| s.as_str().to_string()),
             quota: quota.and_then(|q| q.1),
-            error,
+            error: error.map(bounded),
             attributes: self.attrs.as_ref().map(|c| c.for_log()).unwrap_or_default(),
         };
         let operation = endpoint.map_or("unknown", |e| e.operation_name());
         if let Some(m) = &self.metrics {
-            m.record(&ai_log, operation);
+            m.record(&ai_log, operation, &self.labels);
         }
         if let Some(o) = self.otlp.as_ref().filter(|o| o.metrics) {
-            o.exporter.record_metrics(&ai_log, operation);
+            o.exporter.record_metrics(&ai_log, operation, &self.labels);
         }
         let otlp = self.otlp.take().filter(|o| o.spans || o.log);
         if !self.log.enabled() && otlp.is_none() {
@@ -405,7 +420,7 @@ impl RequestCtx {
             start_time: humantime::format_rfc3339_millis(self.start_wall).to_string(),
             authority: text(&self.authority).unwrap_or_default(),
             method: self.method.to_string(),
-            path: self.uri.path().to_string(),
+            path: bounded(self.uri.path().to_string()),
             protocol: format!("{:?}", self.version),
             request_id: String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
             response_code: status,

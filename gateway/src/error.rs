@@ -67,11 +67,14 @@ impl GatewayError {
     }
 
     pub fn bad_json(detail: impl fmt::Display) -> Self {
+        // the parser's message may quote the body (a whole string value): cut it
+        let mut message = format!("request body is not valid JSON: {detail}");
+        crate::text::cut(&mut message, 300);
         Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "invalid_json",
-            format!("request body is not valid JSON: {detail}"),
+            message,
         )
     }
 

@@ -3,7 +3,7 @@
 /// A compiled glob. Patterns without `*` compare exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
-    pattern: String,
+    pattern: std::sync::Arc<str>,
     parts: Vec<String>,
     exact: bool,
     /// the pattern is `*`: matches everything without looking
@@ -13,7 +13,7 @@ pub struct Glob {
 impl Glob {
     pub fn new(pattern: &str) -> Self {
         Glob {
-            pattern: pattern.to_string(),
+            pattern: pattern.into(),
             parts: pattern.split('*').map(str::to_string).collect(),
             exact: !pattern.contains('*'),
             all: pattern == "*",
@@ -22,6 +22,11 @@ impl Glob {
 
     pub fn as_str(&self) -> &str {
         &self.pattern
+    }
+
+    /// The pattern, shared (e.g. as a metric label).
+    pub fn shared(&self) -> std::sync::Arc<str> {
+        self.pattern.clone()
     }
 
     /// true when the pattern has no wildcard, so it names exactly one value.
@@ -34,7 +39,7 @@ impl Glob {
             return true;
         }
         if self.exact {
-            return self.pattern == s;
+            return *self.pattern == *s;
         }
         let (first, rest) = match self.parts.split_first() {
             Some(x) => x,

@@ -28,6 +28,7 @@ pub mod shutdown;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
+pub mod text;
 pub mod upstream;
 
 use app::App;

@@ -35,6 +35,7 @@ use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
 use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
 use crate::telemetry::attributes::Collected;
+use crate::telemetry::labels::{Label, ModelLabels};
 use crate::telemetry::trace_context::new_span_id;
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
@@ -80,6 +81,7 @@ pub async fn handle(
         app.access_log.clone(),
     ));
     ctx.live = Some(app.shutdown.live());
+    ctx.value_limit = cfg.value_length_limit;
     ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
     ctx.otlp = crate::ctx::Otlp::for_request(app.otlp.as_ref(), cfg.otlp.as_ref(), &parts.headers);
     let request_id = ctx.request_id.clone();
@@ -187,6 +189,11 @@ async fn phases(
     };
     let route = route::find(&cfg.routes, &input).map_err(GatewayError::no_route)?;
     ctx.route = Some(route.name.clone());
+    ctx.labels = ModelLabels {
+        request: Label::of(&model, &cfg.known_models, || route.model_glob(&model)),
+        upstream: None,
+        known: Some(cfg.known_models.clone()),
+    };
     if let Some(a) = &route.attributes {
         let mut c = Collected::new(a.clone(), cfg.value_length_limit);
         c.request(&parts.headers, &bytes, &cfg.secret_headers);
@@ -372,6 +379,7 @@ async fn attempts(
         ctx.inflight = cell.clone().map(InFlight::new);
         let upstream_model = prov.mapping.map(model);
         ctx.model = Some(upstream_model.to_string());
+        ctx.labels.upstream = cfg.known_models.get(&upstream_model).cloned();
         if traced {
             if let Some(a) = ctx.attempts.last_mut() {
                 a.model = ctx.model.clone();

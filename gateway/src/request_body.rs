@@ -27,6 +27,7 @@ impl<'a> ClientBody<'a> {
         let fields = serde_json::from_slice::<Fields<'a>>(bytes)
             .map_err(GatewayError::bad_json)?
             .0;
+        refuse_duplicates(&fields)?;
         let mut body = ClientBody {
             fields,
             model: None,
@@ -37,13 +38,26 @@ impl<'a> ClientBody<'a> {
             let model: String = serde_json::from_str(m.get()).map_err(|_| {
                 GatewayError::bad_request("invalid_model", "\"model\" must be a string")
             })?;
+            if model.len() > MAX_MODEL_LEN {
+                return Err(GatewayError::bad_request(
+                    "invalid_model",
+                    format!("\"model\" is longer than {MAX_MODEL_LEN} bytes"),
+                ));
+            }
             body.model = Some(model).filter(|m| !m.is_empty());
         }
         body.stream = body.get("stream").is_some_and(|v| v.get() == "true");
-        body.include_usage = body
-            .get("stream_options")
-            .and_then(|v| serde_json::from_str::<StreamOptions>(v.get()).ok())
-            .is_some_and(|o| o.include_usage == Some(true));
+        if let Some(v) = body.get("stream_options") {
+            // a duplicate inside is refused like one at the top level (serde's
+            // derive reports it); another shape is the upstream's to judge
+            body.include_usage = match serde_json::from_str::<StreamOptions>(v.get()) {
+                Ok(o) => o.include_usage == Some(true),
+                Err(e) if e.to_string().starts_with("duplicate field") => {
+                    return Err(duplicate_key("stream_options.include_usage"))
+                }
+                Err(_) => false,
+            };
+        }
         Ok(body)
     }
 
@@ -113,6 +127,47 @@ impl<'a> ClientBody<'a> {
             .map(|v| text_len(&v))
             .sum()
     }
+}
+
+/// Longest `model` accepted: ids of real models are far shorter, and the name
+/// travels into logs, spans and upstream URLs.
+pub const MAX_MODEL_LEN: usize = 256;
+
+/// Top-level fields the gateway reads (routing, auth, quotas, usage) or rewrites.
+/// A duplicate of one of them is ambiguous: the gateway would act on one copy
+/// while an upstream that keeps the first duplicate acts on another.
+const READ_FIELDS: [&str; 11] = [
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "n",
+    "messages",
+    "prompt",
+    "input",
+    "instructions",
+];
+
+fn refuse_duplicates(fields: &[(Cow<'_, str>, &RawValue)]) -> Result<(), GatewayError> {
+    let mut seen = 0u16;
+    for (k, _) in fields {
+        if let Some(i) = READ_FIELDS.iter().position(|f| *f == k.as_ref()) {
+            if seen & (1 << i) != 0 {
+                return Err(duplicate_key(READ_FIELDS[i]));
+            }
+            seen |= 1 << i;
+        }
+    }
+    Ok(())
+}
+
+fn duplicate_key(name: &str) -> GatewayError {
+    GatewayError::bad_request(
+        "duplicate_key",
+        format!("the request body has more than one {name:?}: send each field once"),
+    )
 }
 
 fn text_len(v: &serde_json::Value) -> usize {
@@ -242,6 +297,40 @@ mod tests {
             .unwrap()
             .model
             .is_none());
+    }
+
+    #[test]
+    fn duplicates_of_fields_the_gateway_reads_are_refused() {
+        for body in [
+            r#"{"model":"allowed","messages":[],"model":"forbidden"}"#,
+            r#"{"model":"m","stream":false,"stream":true}"#,
+            r#"{"model":"m","max_tokens":1,"max_tokens":100000}"#,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"include_usage":true}}"#,
+        ] {
+            let e = ClientBody::parse(body.as_bytes()).err().unwrap();
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "duplicate_key"),
+                "{body}"
+            );
+        }
+        // fields the gateway neither reads nor rewrites are the upstream's business
+        let b = ClientBody::parse(br#"{"model":"m","user":"a","user":"b"}"#).unwrap();
+        assert_eq!(b.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn model_names_are_bounded() {
+        let ok = format!(r#"{{"model":"{}"}}"#, "m".repeat(MAX_MODEL_LEN));
+        assert!(ClientBody::parse(ok.as_bytes()).is_ok());
+        let long = format!(r#"{{"model":"{}"}}"#, "m".repeat(MAX_MODEL_LEN + 1));
+        let e = ClientBody::parse(long.as_bytes()).err().unwrap();
+        assert_eq!((e.status.as_u16(), e.code), (400, "invalid_model"));
+        assert!(
+            e.message.len() < 100,
+            "the name is not echoed: {}",
+            e.message
+        );
     }
 
     #[test]

@@ -294,6 +294,23 @@ impl Route {
         Ok(())
     }
 
+    /// The model names `match.models` lists exactly.
+    pub fn exact_models(&self) -> impl Iterator<Item = &str> {
+        self.models
+            .iter()
+            .filter(|g| g.is_exact())
+            .map(Glob::as_str)
+    }
+
+    /// The `match.models` glob `model` matched, for metric labels (None when the
+    /// route matches any model).
+    pub fn model_glob(&self, model: &str) -> Option<Arc<str>> {
+        self.models
+            .iter()
+            .find(|g| g.matches(model))
+            .map(Glob::shared)
+    }
+
     /// Model ids this route offers for `GET /v1/models`: its exact `match.models` and
     /// what its providers list; globs name no model.
     pub fn offered_models(&self) -> Vec<String> {

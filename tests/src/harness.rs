@@ -445,6 +445,17 @@ impl Gateway {
     }
 
     /// Is the process still running?
+    /// The process's resident memory in bytes (`VmRSS` of /proc), 0 if unreadable.
+    pub fn rss_bytes(&self) -> u64 {
+        fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map_or(0, |kib| kib * 1024)
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -39,6 +39,8 @@ pub struct Runtime {
     pub value_length_limit: usize,
     /// `telemetry.prometheus`: request metrics on `/metrics`
     pub prometheus: bool,
+    /// every model name the config spells out: the only model metric labels
+    pub known_models: Arc<crate::telemetry::labels::KnownModels>,
     pub warnings: Vec<String>,
 }
 
@@ -195,6 +197,8 @@ pub fn build(
     telemetry_warnings(raw, &mut p);
     let otlp = otlp(raw, &mut p);
 
+    let known_models = Arc::new(known_models(&routes, &providers));
+
     match (server, state, consumer_header, p.errors.is_empty()) {
         (Some(server), Some(state), Some(consumer_header), true) => Ok(Runtime {
             version,
@@ -216,10 +220,23 @@ pub fn build(
             otlp,
             value_length_limit: raw.telemetry.value_length_limit,
             prometheus: raw.telemetry.prometheus,
+            known_models,
             warnings: p.warnings,
         }),
         _ => Err(ConfigError { problems: p.errors }),
     }
+}
+
+/// The model names routes and providers spell out (see `telemetry::labels`).
+fn known_models(
+    routes: &[Route],
+    providers: &HashMap<String, Arc<Provider>>,
+) -> crate::telemetry::labels::KnownModels {
+    let routes = routes.iter().flat_map(Route::exact_models);
+    let providers = providers
+        .values()
+        .flat_map(|p| p.offered_models().chain(p.mapping.literal_targets()));
+    crate::telemetry::labels::KnownModels::new(routes.chain(providers))
 }
 
 #[cfg(test)]

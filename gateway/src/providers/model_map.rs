@@ -63,6 +63,16 @@ impl ModelMap {
     }
 }
 
+impl ModelMap {
+    /// Upstream model names the mapping writes literally (no `$` captures).
+    pub fn literal_targets(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .map(|(_, to)| to.as_str())
+            .filter(|to| !to.contains('$'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -363,16 +363,7 @@ pub fn fingerprint(v: &[u8]) -> String {
     format!("redacted:sha256:{}", crate::keys::sha256_hex(v, 6))
 }
 
-/// Cuts `s` to at most `limit` bytes, on a character boundary.
-fn cut(s: &mut String, limit: usize) {
-    if s.len() > limit {
-        let mut at = limit;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-}
+use crate::text::cut;
 
 #[cfg(test)]
 mod tests {

@@ -3,9 +3,10 @@
 //! `ai_route`, `ai_cluster`, `ai_model`, `ai_consumer`, so its dashboards work),
 //! the OpenTelemetry GenAI client histograms (token usage by type, operation
 //! duration, time to first chunk), and requests by route and status, fallbacks.
-//! Labels come from config (routes, providers, consumers) and the upstream's
-//! model name: no request ids, keys or client values.
+//! Labels come from config (routes, providers, consumers; models only as the
+//! config names them, see `labels.rs`): no request ids, keys or client values.
 
+use crate::telemetry::labels::ModelLabels;
 use dashmap::DashMap;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
@@ -68,24 +69,16 @@ struct Labels {
 }
 
 const NONE: &str = "none";
-const UNKNOWN: &str = "unknown";
 
 impl Labels {
-    fn model(ai: &AiLog) -> &str {
-        ai.model
-            .as_deref()
-            .or(ai.request_model.as_deref())
-            .unwrap_or(UNKNOWN)
-    }
-
-    fn of(ai: &AiLog, operation: &str) -> Labels {
+    fn of(ai: &AiLog, operation: &str, models: &ModelLabels) -> Labels {
         Labels {
             operation: operation.to_string(),
             route: ai.route.as_deref().unwrap_or(NONE).to_string(),
             status: ai.status,
             provider: ai.provider.clone(),
-            model: Self::model(ai).to_string(),
-            request_model: ai.request_model.as_deref().unwrap_or(UNKNOWN).to_string(),
+            model: models.model(ai.model.as_deref()).to_string(),
+            request_model: models.request().to_string(),
             consumer: match (&ai.tenant, &ai.consumer) {
                 (Some(t), Some(c)) => format!("{t}/{c}"),
                 _ => NONE.to_string(),
@@ -95,14 +88,14 @@ impl Labels {
     }
 
     /// A hash of what `of` would build, without building it.
-    fn hash(ai: &AiLog, operation: &str) -> u64 {
+    fn hash(ai: &AiLog, operation: &str, models: &ModelLabels) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for part in [
             operation,
             ai.route.as_deref().unwrap_or(NONE),
             ai.provider.as_deref().unwrap_or("\0"),
-            Self::model(ai),
-            ai.request_model.as_deref().unwrap_or(UNKNOWN),
+            models.model(ai.model.as_deref()),
+            models.request(),
             ai.tenant.as_deref().unwrap_or("\0"),
             ai.consumer.as_deref().unwrap_or("\0"),
         ] {
@@ -114,7 +107,7 @@ impl Labels {
         h.digest()
     }
 
-    fn matches(&self, ai: &AiLog, operation: &str) -> bool {
+    fn matches(&self, ai: &AiLog, operation: &str, models: &ModelLabels) -> bool {
         let consumer_ok = match (&ai.tenant, &ai.consumer) {
             (Some(t), Some(c)) => {
                 self.consumer
@@ -129,8 +122,8 @@ impl Labels {
             && self.route == ai.route.as_deref().unwrap_or(NONE)
             && self.status == ai.status
             && self.provider.as_deref() == ai.provider.as_deref()
-            && self.model == Self::model(ai)
-            && self.request_model == ai.request_model.as_deref().unwrap_or(UNKNOWN)
+            && self.model == models.model(ai.model.as_deref())
+            && self.request_model == models.request()
             && self.stream == labels_stream(ai)
     }
 }
@@ -248,17 +241,17 @@ impl Metrics {
     }
 
     /// Counts one finished request.
-    pub fn record(&self, ai: &AiLog, operation: &str) {
-        let key = Labels::hash(ai, operation);
+    pub fn record(&self, ai: &AiLog, operation: &str, models: &ModelLabels) {
+        let key = Labels::hash(ai, operation, models);
         let cached = self
             .ready
             .get(&key)
             .map(|e| e.clone())
-            .filter(|e| e.0.matches(ai, operation));
+            .filter(|e| e.0.matches(ai, operation, models));
         let entry = match cached {
             Some(e) => e,
             None => {
-                let labels = Labels::of(ai, operation);
+                let labels = Labels::of(ai, operation, models);
                 let e = Arc::new((labels.clone(), self.resolve(&labels)));
                 if self.ready.len() < MAX_CACHED {
                     self.ready.insert(key, e.clone());
@@ -348,8 +341,21 @@ mod tests {
             ..AiLog::default()
         };
         ai.attempts = vec![Default::default(), Default::default()];
-        m.record(&ai, "chat");
-        m.record(&ai, "chat");
+        let known = Arc::new(crate::telemetry::labels::KnownModels::new([
+            "gpt-4o",
+            "gpt-4o-2024",
+        ]));
+        let labels = |name: &str| ModelLabels {
+            request: crate::telemetry::labels::Label::of(name, &known, || None),
+            upstream: known.get(name).cloned(),
+            known: Some(known.clone()),
+        };
+        m.record(&ai, "chat", &labels("gpt-4o"));
+        m.record(&ai, "chat", &labels("gpt-4o"));
+        // names the config does not know are counted, under `other`
+        ai.request_model = Some("client-made-up-name".into());
+        ai.model = Some("echoed-client-made-up-name".into());
+        m.record(&ai, "chat", &labels("client-made-up-name"));
         let text = m.render();
         let want = [
             "route_upstream_model_consumer_metric_input_token{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"gpt-4o-2024\",ai_route=\"chat\"} 24",
@@ -358,12 +364,15 @@ mod tests {
             "route_upstream_model_consumer_metric_llm_duration_count{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"gpt-4o-2024\",ai_route=\"chat\"} 2",
             "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"output\"} 60",
             "gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4o\"} 2",
-            "gateway_requests_total{route=\"chat\",status=\"200\"} 2",
-            "gateway_fallbacks_total{route=\"chat\"} 2",
+            "gateway_requests_total{route=\"chat\",status=\"200\"} 3",
+            "gateway_fallbacks_total{route=\"chat\"} 3",
+            "route_upstream_model_consumer_metric_llm_duration_count{ai_cluster=\"openai\",ai_consumer=\"acme/web\",ai_model=\"other\",ai_route=\"chat\"} 1",
+            "gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"other\"} 1",
         ];
         for w in want {
             assert!(text.contains(w), "missing {w} in\n{text}");
         }
+        assert!(!text.contains("made-up"), "{text}");
     }
 }
 
@@ -386,9 +395,10 @@ mod timing {
             status: 200,
             ..Default::default()
         };
+        let labels = Default::default();
         let t = std::time::Instant::now();
         for _ in 0..200_000 {
-            m.record(&ai, "chat");
+            m.record(&ai, "chat", &labels);
         }
         eprintln!("record: {:?} per call", t.elapsed() / 200_000);
     }

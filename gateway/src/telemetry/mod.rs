@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod attributes;
+pub mod labels;
 pub mod metrics;
 pub mod otlp;
 pub mod path;

@@ -3,6 +3,7 @@
 //! `ai_log` record as `/metrics` and pushed by the SDK's periodic reader, whose
 //! exports run on the exporter thread's runtime.
 
+use crate::telemetry::labels::ModelLabels;
 use crate::telemetry::metrics::{SECONDS_BUCKETS, TOKEN_BUCKETS};
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::KeyValue;
@@ -75,7 +76,7 @@ impl OtelMetrics {
         }
     }
 
-    pub fn record(&self, ai: &AiLog, operation: &'static str) {
+    pub fn record(&self, ai: &AiLog, operation: &'static str, labels: &ModelLabels) {
         let route = KeyValue::new("gateway.route", ai.route.clone().unwrap_or_default());
         self.requests.add(
             1,
@@ -94,13 +95,13 @@ impl OtelMetrics {
         let mut attrs = vec![
             KeyValue::new("gen_ai.operation.name", operation),
             KeyValue::new("gen_ai.provider.name", provider.clone()),
-            KeyValue::new(
-                "gen_ai.request.model",
-                ai.request_model.clone().unwrap_or_default(),
-            ),
+            KeyValue::new("gen_ai.request.model", labels.request().to_string()),
         ];
-        if let Some(m) = &ai.model {
-            attrs.push(KeyValue::new("gen_ai.response.model", m.clone()));
+        if ai.model.is_some() {
+            attrs.push(KeyValue::new(
+                "gen_ai.response.model",
+                labels.model(ai.model.as_deref()).to_string(),
+            ));
         }
         if ai.status >= 400 {
             attrs.push(KeyValue::new("error.type", ai.status.to_string()));

@@ -110,9 +110,14 @@ impl Otlp {
     }
 
     /// Counts a finished request in the OTLP metrics (when they are on).
-    pub fn record_metrics(&self, ai: &shared::ai_log::AiLog, operation: &'static str) {
+    pub fn record_metrics(
+        &self,
+        ai: &shared::ai_log::AiLog,
+        operation: &'static str,
+        labels: &crate::telemetry::labels::ModelLabels,
+    ) {
         if let Some(m) = &self.metrics {
-            m.record(ai, operation);
+            m.record(ai, operation, labels);
         }
     }
 
