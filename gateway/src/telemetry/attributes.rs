@@ -13,6 +13,7 @@
 
 use super::path::{to_text, Path};
 use crate::config::validate::Problems;
+use crate::text::cut;
 use http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 use shared::config::{AiLogConfig, AttributeRule, ValueSource};
@@ -362,8 +363,6 @@ fn header_value(h: &HeaderMap, name: Option<&HeaderName>, secret: &[HeaderName])
 pub fn fingerprint(v: &[u8]) -> String {
     format!("redacted:sha256:{}", crate::keys::sha256_hex(v, 6))
 }
-
-use crate::text::cut;
 
 #[cfg(test)]
 mod tests {
