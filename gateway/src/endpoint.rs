@@ -1,4 +1,5 @@
-//! The OpenAI API endpoints the gateway serves, recognised by path suffix.
+//! The OpenAI API endpoints the gateway serves, recognised by path suffix (a
+//! route then requires the exact path under its prefix, `route.rs`).
 
 /// One served endpoint. The upstream path is the provider's base URL + `suffix()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,27 @@ impl Endpoint {
     }
 }
 
+/// Whether `path` has a `.` or `..` segment, also percent-encoded (`%2e`):
+/// such paths are refused rather than resolved, so no two spellings of one
+/// path exist for route matching.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let mut rest = seg;
+        let mut dots = 0;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix('.') {
+                rest = r;
+            } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("%2e") {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        matches!(dots, 1 | 2)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +136,29 @@ mod tests {
         );
         assert_eq!(Endpoint::from_path("/v1/models"), Some(Endpoint::Models));
         assert_eq!(Endpoint::from_path("/v1/files"), None);
+    }
+
+    #[test]
+    fn dot_segments() {
+        for p in [
+            "/v1/../chat/completions",
+            "/v1/./x",
+            "/v1/%2e%2E/x",
+            "/v1/.%2e/x",
+            "/..",
+            "/v1/.",
+        ] {
+            assert!(has_dot_segment(p), "{p}");
+        }
+        for p in [
+            "/v1/chat/completions",
+            "/v1/.../x",
+            "/v1/.x/y",
+            "/v1/a.b",
+            "/",
+            "",
+        ] {
+            assert!(!has_dot_segment(p), "{p}");
+        }
     }
 }

@@ -30,6 +30,7 @@ pub mod stream;
 pub mod telemetry;
 pub mod text;
 pub mod upstream;
+pub mod upstream_error;
 
 use app::App;
 use config::{ConfigError, Runtime};

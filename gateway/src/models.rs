@@ -25,6 +25,7 @@ pub async fn list(
         path: parts.uri.path(),
         headers: &parts.headers,
         model: None,
+        endpoint: Some(crate::endpoint::Endpoint::Models),
     };
     let matching: Vec<&Route> = cfg
         .routes
@@ -32,9 +33,9 @@ pub async fn list(
         .filter(|r| r.check(&input).is_ok())
         .collect();
     if matching.is_empty() {
-        return Err(GatewayError::no_route(
-            route::find(&cfg.routes, &input).err().unwrap_or_default(),
-        ));
+        if let Err(miss) = route::find(&cfg.routes, &input) {
+            return Err(miss.error(&input, cfg.server.verbose_errors));
+        }
     }
     let key = auth::find_key(
         &parts.headers,

@@ -152,6 +152,12 @@ async fn phases(
 ) -> Result<Answer, GatewayError> {
     // 1. endpoint
     let path = parts.uri.path();
+    if crate::endpoint::has_dot_segment(path) {
+        return Err(GatewayError::bad_request(
+            "invalid_path",
+            "the path has a \".\" or \"..\" segment",
+        ));
+    }
     let endpoint = Endpoint::from_path(path).ok_or_else(|| GatewayError::unknown_endpoint(path))?;
     if parts.method != endpoint.method() {
         return Err(GatewayError::method_not_allowed(
@@ -186,8 +192,10 @@ async fn phases(
         path,
         headers: &parts.headers,
         model: Some(&model),
+        endpoint: Some(endpoint),
     };
-    let route = route::find(&cfg.routes, &input).map_err(GatewayError::no_route)?;
+    let route = route::find(&cfg.routes, &input)
+        .map_err(|miss| miss.error(&input, cfg.server.verbose_errors))?;
     ctx.route = Some(route.name.clone());
     ctx.labels = ModelLabels {
         request: Label::of(&model, &cfg.known_models, || route.model_glob(&model)),
@@ -421,7 +429,8 @@ async fn attempts(
                 ctx.upstream_service_ms = Some(elapsed_ms(sent));
                 let s = resp.status();
                 status = Some(s.as_u16());
-                match answer(resp, prov, ctx, sent, add_usage).await {
+                let redact = cfg.server.redact_upstream_errors;
+                match answer(resp, prov, ctx, sent, add_usage, redact).await {
                     Ok(a) => match status_reason(s) {
                         Some(r) => (r, Failure::Response(Box::new(a))),
                         None => {
@@ -557,6 +566,7 @@ async fn answer(
     ctx: &mut RequestCtx,
     sent: Instant,
     strip_usage: bool,
+    redact: bool,
 ) -> Result<Answer, (FallbackOn, GatewayError)> {
     let (mut head, mut body) = resp.into_parts();
     let sse = head
@@ -570,6 +580,12 @@ async fn answer(
     }
     let t = &prov.timeouts;
     let deadline = tokio::time::Instant::from_std(sent + t.total);
+    if redact && !head.status.is_success() {
+        let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
+        let text =
+            crate::upstream_error::redacted(&mut head, &mut body, &prov.redactor, wait).await;
+        body = UpstreamBody::Frames([text].into());
+    }
     let mut first = None;
     if head.status.is_success() {
         let left = t.first_byte.saturating_sub(sent.elapsed());

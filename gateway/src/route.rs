@@ -5,6 +5,8 @@
 use crate::auth::RoutePolicy;
 use crate::balance::{Balancer, HashOn, Instance};
 use crate::config::validate::Problems;
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
 use crate::glob::{any_match, Glob};
 use crate::providers::Provider;
 use http::{HeaderMap, HeaderName};
@@ -61,6 +63,9 @@ pub struct MatchInput<'a> {
     pub headers: &'a HeaderMap,
     /// None for requests without a model (e.g. `GET /v1/models`): not checked.
     pub model: Option<&'a str>,
+    /// the endpoint the path names: a route's path must name it exactly under its
+    /// prefix (`<prefix>/v1/chat/completions` or `<prefix>/chat/completions`)
+    pub endpoint: Option<Endpoint>,
 }
 
 impl Route {
@@ -261,18 +266,19 @@ impl Route {
                 list(&self.hosts)
             ));
         }
+        let names = |prefix: &str| r.endpoint.is_none_or(|e| names_endpoint(r.path, e, prefix));
         let path_ok = match &self.path {
-            PathMatch::Any => true,
-            PathMatch::Prefix(p) => r.path.starts_with(p.as_str()),
+            PathMatch::Any => names(""),
+            PathMatch::Prefix(p) => r.path.starts_with(p.as_str()) && names(p),
             PathMatch::Exact(p) => r.path == p,
             PathMatch::Regex(re) => re.is_match(r.path),
         };
         if !path_ok {
             let want = match &self.path {
-                PathMatch::Prefix(p) => format!("does not start with {p:?}"),
+                PathMatch::Prefix(p) => format!("is not {p:?} followed by an endpoint"),
                 PathMatch::Exact(p) => format!("is not {p:?}"),
                 PathMatch::Regex(re) => format!("does not match {:?}", re.as_str()),
-                PathMatch::Any => String::new(),
+                PathMatch::Any => "is not an endpoint under / or /v1".to_string(),
             };
             return Err(format!("path {:?} {want}", r.path));
         }
@@ -361,8 +367,66 @@ fn list(globs: &[Glob]) -> String {
     s
 }
 
-/// The first route that matches, or a 404 message naming each route's mismatch.
-pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route, String> {
+/// `path` names `e` exactly: its suffix (`/chat/completions`, with or without a
+/// trailing slash) right after the API root (`` or `/v1`), or right after the
+/// route's `prefix` (or that prefix + `/v1`); nothing else in between.
+fn names_endpoint(path: &str, e: Endpoint, prefix: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let Some(base) = path.strip_suffix(e.suffix()) else {
+        return false;
+    };
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    let root = base.strip_suffix("/v1").unwrap_or(base);
+    root.is_empty() || root == prefix
+}
+
+/// No route matched: what each one found wrong with the request. That tells
+/// how the gateway is set up, so it goes to the log, and to the client only
+/// under `server.verbose_errors`.
+#[derive(Debug)]
+pub struct NoRoute {
+    why: Vec<(Arc<str>, String)>,
+}
+
+impl NoRoute {
+    /// Per route, what did not match (the first five routes).
+    pub fn detail(&self) -> String {
+        if self.why.is_empty() {
+            return "no routes are configured".to_string();
+        }
+        let mut msg = String::new();
+        for (i, (name, e)) in self.why.iter().enumerate() {
+            if i == 5 {
+                let _ = write!(msg, "; and {} more routes", self.why.len() - 5);
+                break;
+            }
+            let sep = if i == 0 { "" } else { "; " };
+            let _ = write!(msg, "{sep}route {name:?}: {e}");
+        }
+        msg
+    }
+
+    /// The 404 answer: the request's own facts, and the detail when `verbose`.
+    pub fn error(&self, input: &MatchInput<'_>, verbose: bool) -> GatewayError {
+        let detail = self.detail();
+        tracing::debug!(host = %input.host, path = %input.path, model = input.model, %detail, "no route matches");
+        let mut msg = format!(
+            "no route matches path {:?} on host {:?}",
+            input.path, input.host
+        );
+        if let Some(m) = input.model {
+            let _ = write!(msg, " with model {m:?}");
+        }
+        crate::text::cut(&mut msg, 1024);
+        if verbose {
+            let _ = write!(msg, ": {detail}");
+        }
+        GatewayError::no_route(msg)
+    }
+}
+
+/// The first route that matches, or what each route found wrong.
+pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route, NoRoute> {
     let mut why = Vec::new();
     for r in routes {
         match r.check(input) {
@@ -370,25 +434,7 @@ pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route
             Err(e) => why.push((r.name.clone(), e)),
         }
     }
-    let mut msg = format!("no route matches path {:?}", input.path);
-    if let Some(m) = input.model {
-        let _ = write!(msg, " with model {m:?}");
-    }
-    if why.is_empty() {
-        msg.push_str(": no routes are configured");
-    }
-    for (i, (name, e)) in why.iter().enumerate() {
-        if i == 5 {
-            let _ = write!(msg, "; and {} more routes", why.len() - 5);
-            break;
-        }
-        let _ = write!(
-            msg,
-            "{} route {name:?}: {e}",
-            if i == 0 { ":" } else { ";" }
-        );
-    }
-    Err(msg)
+    Err(NoRoute { why })
 }
 
 #[cfg(test)]
@@ -414,7 +460,12 @@ mod tests {
             path,
             headers: h,
             model,
+            endpoint: Endpoint::from_path(path),
         }
+    }
+
+    fn detail(rs: &[Route], input: &MatchInput<'_>) -> String {
+        find(rs, input).err().unwrap().detail()
     }
 
     #[test]
@@ -453,23 +504,27 @@ mod tests {
                 .name,
             "re"
         );
-        let e = find(
+        let e = detail(
             &rs,
             &input("example.com", "/v1/chat/completions", &h, Some("claude")),
-        )
-        .err()
-        .unwrap();
+        );
         assert!(e.contains("route \"blue\": host \"example.com\""), "{e}");
         assert!(e.contains("route \"exact\": path"), "{e}");
-        assert!(e.contains("model \"claude\""), "{e}");
-        let e = find(
+        // the answer names the request's facts only
+        let miss = input("example.com", "/v1/chat/completions", &h, Some("claude"));
+        let answer = find(&rs, &miss).err().unwrap().error(&miss, false).message;
+        assert_eq!(
+            answer,
+            "no route matches path \"/v1/chat/completions\" on host \"example.com\" with model \"claude\""
+        );
+        let verbose = find(&rs, &miss).err().unwrap().error(&miss, true).message;
+        assert!(verbose.contains("route \"blue\": host"), "{verbose}");
+        let e = detail(
             &rs,
             &input("a.example.com", "/v1/chat/completions", &h, Some("claude")),
-        )
-        .err()
-        .unwrap();
+        );
         assert!(e.contains("model \"claude\" is not one of [gpt-*]"), "{e}");
-        let e = find(
+        let e = detail(
             &rs,
             &input(
                 "a.example.com",
@@ -477,9 +532,7 @@ mod tests {
                 &none,
                 Some("gpt-4o"),
             ),
-        )
-        .err()
-        .unwrap();
+        );
         assert!(
             e.contains("header x-team does not have an accepted value"),
             "{e}"
@@ -488,6 +541,46 @@ mod tests {
             !e.contains("[\"blue\"]"),
             "expected header values must not be shown: {e}"
         );
+    }
+
+    #[test]
+    fn the_path_names_an_endpoint_exactly_under_the_prefix() {
+        let rs = routes(concat!(
+            "  - { name: openai, match: { path_prefix: /openai }, upstreams: [{provider: m}] }\n",
+            "  - { name: chat, match: { path_prefix: /v1/chat }, upstreams: [{provider: m}] }\n",
+            "  - { name: v1, match: { path_prefix: /v1/ }, upstreams: [{provider: m}] }\n",
+        ));
+        let none = HeaderMap::new();
+        let route = |path: &str| {
+            find(&rs, &input("h", path, &none, Some("m")))
+                .ok()
+                .map(|r| r.name.to_string())
+        };
+        assert_eq!(
+            route("/openai/v1/chat/completions").as_deref(),
+            Some("openai")
+        );
+        assert_eq!(
+            route("/openai/chat/completions/").as_deref(),
+            Some("openai")
+        );
+        assert_eq!(route("/v1/chat/completions").as_deref(), Some("chat"));
+        assert_eq!(route("/v1/completions").as_deref(), Some("v1"));
+        assert_eq!(route("/v1/embeddings").as_deref(), Some("v1"));
+        for tricky in [
+            "/v1/x/chat/completions",
+            "/v1/x/../../chat/completions",
+            "/v1/v1/v1/chat/completions",
+            "/v1/chat/x/chat/completions",
+            "/openai/anything/chat/completions",
+            "/v1chat/completions",
+        ] {
+            assert_eq!(route(tricky), None, "{tricky}");
+        }
+        let open = routes("  - { name: any, upstreams: [{provider: m}] }\n");
+        let found = |path: &str| find(&open, &input("h", path, &none, Some("m"))).is_ok();
+        assert!(found("/v1/chat/completions") && found("/chat/completions"));
+        assert!(!found("/openai/v1/chat/completions"));
     }
 
     #[test]

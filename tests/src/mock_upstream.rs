@@ -57,7 +57,7 @@
 //! # Behaviour (switchable at run time through [`MockUpstream`]'s setters)
 //!
 //! * `fail_with(status)`: every request is answered `status` with
-//!   [`MOCK_ERROR_BODY`].
+//!   [`MOCK_ERROR_BODY`]; `fail_with_body(status, body)` with that body.
 //! * `delay_headers(ms)`: sleep before sending the response head (any endpoint).
 //! * `cut_stream_after(k)`: a stream sends its first `k` events (counting the role
 //!   chunk as event 1) and then the connection is aborted: the chunked body ends
@@ -288,6 +288,8 @@ impl RecordedRequest {
 #[derive(Debug)]
 pub struct MockState {
     fail_status: AtomicU16,
+    /// the body of failed answers, when not [`MOCK_ERROR_BODY`]
+    fail_body: Mutex<Option<String>>,
     header_delay_ms: AtomicU64,
     cut_after: AtomicUsize,
     chunk_delay_ms: AtomicU64,
@@ -307,6 +309,7 @@ impl MockState {
     pub fn new(opts: &MockOptions) -> Self {
         MockState {
             fail_status: AtomicU16::new(0),
+            fail_body: Mutex::new(None),
             header_delay_ms: AtomicU64::new(0),
             cut_after: AtomicUsize::new(NO_CUT),
             chunk_delay_ms: AtomicU64::new(opts.chunk_delay_ms),
@@ -447,12 +450,19 @@ impl MockUpstream {
     /// Back to normal answers (clears fail, header delay and cut; keeps chunk settings).
     pub fn set_normal(&self) {
         self.state.fail_status.store(0, Ordering::SeqCst);
+        *lock(&self.state.fail_body) = None;
         self.state.header_delay_ms.store(0, Ordering::SeqCst);
         self.state.cut_after.store(NO_CUT, Ordering::SeqCst);
     }
 
     /// Answer every request with `status` and [`MOCK_ERROR_BODY`].
     pub fn fail_with(&self, status: u16) {
+        self.state.fail_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answer every request with `status` and `body` (JSON).
+    pub fn fail_with_body(&self, status: u16, body: &str) {
+        *lock(&self.state.fail_body) = Some(body.to_string());
         self.state.fail_status.store(status, Ordering::SeqCst);
     }
 
@@ -775,7 +785,10 @@ async fn handle(
     let fail = state.fail_status.load(Ordering::Relaxed);
     if fail != 0 {
         let status = StatusCode::from_u16(fail).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Ok(json_response(status, MOCK_ERROR_BODY, n));
+        let body = lock(&state.fail_body)
+            .clone()
+            .unwrap_or_else(|| MOCK_ERROR_BODY.to_string());
+        return Ok(json_response(status, body, n));
     }
 
     let path = parts.uri.path();
@@ -998,4 +1011,11 @@ fn responses(st: &MockState, body: &Value, model: &str, n: u64) -> Response<Mock
         &format!(r#"{{"type":"response.completed","response":{completed}}}"#),
     ));
     sse_response(frames, st, n)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }

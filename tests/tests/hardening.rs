@@ -6,10 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway_tests::client::{chat_body, TestClient};
+use gateway_tests::client::{chat_body, raw_tcp_exchange, TestClient};
 use gateway_tests::harness::Gateway;
+use gateway_tests::mock_upstream::MockUpstream;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One open route to the built-in mock (which answers with the model it was
 /// asked for, as many OpenAI-compatible servers do), metrics and access log on.
@@ -133,4 +135,188 @@ async fn duplicate_json_keys_the_gateway_reads_are_refused() {
     }
     let ok = json!({"model": "mock-gpt", "messages": [], "user": "u"});
     assert_eq!(c.post_json(&url, &ok).await.status, 200);
+}
+
+/// Routes with hosts, path rules, header predicates and model globs, in front
+/// of the mock upstream (`{{mock}}`); `{{verbose}}` may set `server.verbose_errors`.
+const ROUTES: &str = r#"
+server:
+  listen: "{{listen}}"
+  admin_listen: "{{admin}}"
+  {{verbose}}
+providers:
+  - id: secret-openai
+    type: openai-compatible
+    base_url: "{{mock}}"
+    api_tokens: ["sk-live-gateway-own-token-0123456789"]
+  - id: azure-prod
+    type: azure-openai
+    base_url: "{{mock_root}}"
+    api_tokens: ["azure-key-0123456789abcdef"]
+routes:
+  - name: internal-finance
+    match: { hosts: ["finance.internal.example"], path_prefix: /v1, models: ["finance-*"] }
+    upstreams: [ { provider: secret-openai } ]
+  - name: azure
+    match: { path_prefix: /azure, models: ["az-*", "..", "."] }
+    upstreams: [ { provider: azure-prod } ]
+  - name: team-blue
+    match: { path_prefix: /v1, headers: { x-team: [blue] }, models: ["gpt-*"] }
+    upstreams: [ { provider: secret-openai } ]
+telemetry:
+  access_log: { enabled: true, path: "{{access_log}}" }
+"#;
+
+async fn routes_gateway(mock: &MockUpstream, verbose: bool) -> Gateway {
+    Gateway::builder(ROUTES)
+        .var("mock", mock.base_url())
+        .var("mock_root", mock.root_url())
+        .var("verbose", if verbose { "verbose_errors: true" } else { "" })
+        .start()
+        .await
+}
+
+/// 8a. A 404 tells an unauthenticated client what it asked for, not how the
+///     gateway is set up (hosts, path rules, model globs, route names); that
+///     detail goes to the log, and to the answer only with `verbose_errors`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_route_answers_name_the_request_only() {
+    let mock = MockUpstream::start_default();
+    let c = TestClient::new();
+    for verbose in [false, true] {
+        let gw = routes_gateway(&mock, verbose).await;
+        let r = c
+            .post_json(
+                &format!("{}/v1/chat/completions", gw.url()),
+                &chat_body("llama-3", "hi"),
+            )
+            .await;
+        let msg = r.assert_openai_error(404, "no_route")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("/v1/chat/completions") && msg.contains("llama-3"),
+            "{msg}"
+        );
+        let leaks = [
+            "finance",
+            "internal",
+            "az-*",
+            "gpt-*",
+            "team-blue",
+            "/azure",
+        ];
+        if verbose {
+            assert!(
+                msg.contains("finance.internal.example") && msg.contains("/azure"),
+                "{msg}"
+            );
+        } else {
+            for secret in leaks {
+                assert!(!msg.contains(secret), "{secret:?} in {msg}");
+            }
+        }
+    }
+    assert_eq!(mock.hits(), 0);
+}
+
+/// 8b. Upstream error bodies keep their status and error type but lose what
+///     belongs to the gateway's own account: OpenAI's 401 quotes the masked
+///     api key, its 429 the organisation; a body quoting the token whole too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_do_not_pass_on_the_gateways_account() {
+    let mock = MockUpstream::start_default();
+    let gw = routes_gateway(&mock, false).await;
+    let c = TestClient::new();
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let cases = [
+        (
+            401,
+            r#"{"error":{"message":"Incorrect API key provided: sk-live-********************6789. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+            "sk-live-",
+        ),
+        (
+            429,
+            r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-Z7yTqL1mNcXe3PaB on tokens per min (TPM): Limit 30000, Used 29990.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#,
+            "org-Z7y",
+        ),
+        (
+            403,
+            r#"{"error":{"message":"token sk-live-gateway-own-token-0123456789 is not allowed","type":"permission_error"}}"#,
+            "gateway-own-token",
+        ),
+    ];
+    for (status, body, secret) in cases {
+        mock.fail_with_body(status, body);
+        let r = c
+            .post_json_with(&url, &chat_body("gpt-4o", "hi"), &[("x-team", "blue")])
+            .await;
+        assert_eq!(r.status, status, "{}", r.text());
+        let v = r.json();
+        assert!(
+            !r.text().contains(secret),
+            "{secret:?} passed on: {}",
+            r.text()
+        );
+        assert!(r.text().contains("[redacted]"), "{}", r.text());
+        let want: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["type"], want["error"]["type"], "{v}");
+        assert_eq!(v["error"]["code"], want["error"]["code"], "{v}");
+    }
+}
+
+/// 11. Endpoints are exact paths under a route's prefix: dot segments are
+///     refused (also percent-encoded), a path with something between the
+///     prefix and the endpoint is not an endpoint, and an Azure deployment
+///     name of `.` or `..` does not climb out of `/deployments/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_and_deployment_names_cannot_be_bent() {
+    let mock = MockUpstream::start_default();
+    let gw = routes_gateway(&mock, false).await;
+    let blue = [("x-team", "blue")];
+    for path in [
+        "/v1/x/../../chat/completions",
+        "/v1/x/%2e%2E/chat/completions",
+        "/v1/./chat/completions",
+    ] {
+        let body = r#"{"model":"gpt-4o","messages":[]}"#;
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nX-Team: blue\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let out = raw_tcp_exchange(gw.listen_addr(), raw.as_bytes(), Duration::from_secs(3)).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
+        assert!(out.contains("invalid_path"), "{path}: {out}");
+    }
+    let c = TestClient::new();
+    let r = c
+        .post_json_with(
+            &format!("{}/v1/anything/chat/completions", gw.url()),
+            &chat_body("gpt-4o", "hi"),
+            &blue,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    for model in ["..", "."] {
+        let r = c
+            .post_json(
+                &format!("{}/azure/v1/chat/completions", gw.url()),
+                &chat_body(model, "hi"),
+            )
+            .await;
+        r.assert_openai_error(400, "invalid_model");
+    }
+    assert_eq!(mock.hits(), 0, "nothing malformed reached the upstream");
+    let r = c
+        .post_json(
+            &format!("{}/azure/v1/chat/completions", gw.url()),
+            &chat_body("az-gpt-4o", "hi"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        mock.last_request().unwrap().path(),
+        "/openai/deployments/az-gpt-4o/chat/completions"
+    );
 }

@@ -55,6 +55,10 @@ pub struct ServerRt {
     /// accepting after SIGTERM (at most the grace)
     pub shutdown_delay: Duration,
     pub config_poll: Option<Duration>,
+    /// `no_route` answers carry each route's mismatch
+    pub verbose_errors: bool,
+    /// upstream error bodies lose the gateway's account details
+    pub redact_upstream_errors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +320,8 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         shutdown_grace: grace,
         shutdown_delay,
         config_poll: (s.config_poll_ms > 0).then(|| Duration::from_millis(s.config_poll_ms)),
+        verbose_errors: s.verbose_errors,
+        redact_upstream_errors: s.redact_upstream_errors,
     })
 }
 

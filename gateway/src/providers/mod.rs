@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod mock;
 pub mod model_map;
+pub mod redact;
 
 use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
@@ -58,6 +59,8 @@ pub struct Provider {
     pub options: Vec<(String, Box<RawValue>)>,
     pub timeouts: Timeouts,
     pub models: Vec<String>,
+    /// what its error bodies may not pass on (its tokens, account ids)
+    pub redactor: redact::Redactor,
     pub client: Option<HttpClient>,
     /// outlier detection from traffic (`passive`)
     pub passive: Option<crate::health::rules::Passive>,
@@ -178,6 +181,9 @@ impl Provider {
         let mapping = ModelMap::build(&raw.model_mapping)
             .map_err(|e| p.error(format!("{key}.model_mapping"), e))
             .unwrap_or_default();
+        if flavor == Flavor::Azure && !mapping.literal_targets().all(valid_deployment) {
+            p.error(format!("{key}.model_mapping"), DEPLOYMENT_RULE);
+        }
         let mut options = Vec::with_capacity(raw.options.len());
         for (k, v) in &raw.options {
             if k == "model" {
@@ -252,6 +258,7 @@ impl Provider {
             options,
             timeouts,
             models: raw.models.clone(),
+            redactor: redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
             client,
             passive,
             active,
@@ -281,15 +288,22 @@ impl Provider {
         Some(prov)
     }
 
-    /// The upstream URI of `endpoint` for upstream model `model`.
-    pub fn uri(&self, endpoint: Endpoint, model: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+    /// The upstream URI of `endpoint` for upstream model `model`; an error names
+    /// what is wrong with a model that cannot be part of the URL.
+    pub fn uri(&self, endpoint: Endpoint, model: &str) -> Result<http::Uri, String> {
         match self.fixed_uris.get(endpoint.index()) {
             Some(Some(u)) => Ok(u.clone()),
-            _ => http::Uri::try_from(self.url(endpoint, model)),
+            _ => {
+                if self.flavor == Flavor::Azure && !valid_deployment(model) {
+                    return Err(DEPLOYMENT_RULE.to_string());
+                }
+                http::Uri::try_from(self.url(endpoint, model)).map_err(|e| e.to_string())
+            }
         }
     }
 
-    /// The URL of `endpoint` for upstream model `model`.
+    /// The URL of `endpoint` for upstream model `model` (an Azure deployment
+    /// name checked by [`valid_deployment`]).
     pub fn url(&self, endpoint: Endpoint, model: &str) -> String {
         match self.flavor {
             Flavor::Azure => match endpoint {
@@ -302,7 +316,7 @@ impl Provider {
                 _ => format!(
                     "{}/openai/deployments/{}{}?api-version={}",
                     self.base_url,
-                    path_segment(model),
+                    model,
                     endpoint.suffix(),
                     self.api_version
                 ),
@@ -370,17 +384,18 @@ impl Provider {
     }
 }
 
-/// Percent-encodes a URL path segment (deployment names are usually plain already).
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+const DEPLOYMENT_RULE: &str =
+    "an Azure deployment name is 1-256 letters, digits, '-', '_' and '.', not only dots";
+
+/// An Azure deployment name that is one path segment and names no other
+/// (`.` and `..` would climb out of `/deployments/`).
+pub fn valid_deployment(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().any(|b| b != b'.')
 }
 
 /// The provider type as the config spells it.
@@ -459,9 +474,12 @@ mod tests {
     fn azure_deployment_url_and_api_key() {
         let p = provider("{ id: az, type: azure-openai, base_url: \"https://x.openai.azure.com/\", api_version: \"2024-10-21\", api_tokens: [k] }");
         assert_eq!(
-            p.url(Endpoint::ChatCompletions, "gpt 4o"),
-            "https://x.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+            p.uri(Endpoint::ChatCompletions, "gpt-4o.v2_x").unwrap(),
+            "https://x.openai.azure.com/openai/deployments/gpt-4o.v2_x/chat/completions?api-version=2024-10-21"
         );
+        for bad in ["..", ".", "gpt 4o", "a/b", "", "x%2e"] {
+            assert!(p.uri(Endpoint::ChatCompletions, bad).is_err(), "{bad:?}");
+        }
         let (name, value) = p.auth_header().unwrap();
         assert_eq!(name, "api-key");
         assert_eq!(value, "k");

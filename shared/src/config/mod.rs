@@ -61,6 +61,15 @@ pub struct ServerConfig {
     /// Added key: how often the config file is checked for changes (0 = never).
     #[serde(default = "d_reload_poll")]
     pub config_poll_ms: u64,
+    /// Added key: a 404 `no_route` answer says what each route found wrong with
+    /// the request (hosts, paths, model globs): for development only.
+    #[serde(default)]
+    pub verbose_errors: bool,
+    /// Added key: upstream error bodies have what belongs to the gateway's own
+    /// credentials and account (api keys, masked or whole; organisation, project
+    /// and user ids) replaced by `[redacted]`.
+    #[serde(default = "d_true")]
+    pub redact_upstream_errors: bool,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +84,8 @@ impl Default for ServerConfig {
             shutdown_grace_s: d_grace(),
             shutdown_delay_ms: d_shutdown_delay(),
             config_poll_ms: d_reload_poll(),
+            verbose_errors: false,
+            redact_upstream_errors: true,
         }
     }
 }
