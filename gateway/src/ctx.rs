@@ -120,7 +120,15 @@ impl Otlp {
         if !(o.traces || o.logs || (o.metrics && exporter.has_metrics())) {
             return None;
         }
-        let trace = TraceCtx::from_headers(headers, o.sampling_ratio);
+        let mut trace = TraceCtx::from_headers(headers, o.sampling_ratio);
+        // a client's sampled flag alone does not fill the export queue
+        if trace.sampled
+            && trace.parent.is_some()
+            && !trace.ratio_samples(o.sampling_ratio)
+            && !exporter.honor_client_sampling(o.honor_client)
+        {
+            trace.sampled = false;
+        }
         Some(Otlp {
             exporter: exporter.clone(),
             spans: o.traces && trace.sampled,

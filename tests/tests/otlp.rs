@@ -972,3 +972,56 @@ async fn metrics_reach_the_collector() {
     assert!(col.output().contains("gen_ai.client.operation.duration"));
     assert!(col.output().contains("gateway.requests"));
 }
+
+/// 9. A client's sampled flag alone cannot fill the export queue: with
+///    `sampling_ratio: 0` and `honor_client_sampling: 5/s`, forty requests
+///    marked sampled in about a second export the spans of at most ten (two
+///    seconds' worth) and are counted as refused; every one still sends its log
+///    record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_forced_sampling_is_rate_limited() {
+    let col = Collector::start().await;
+    let mock = MockUpstream::start_default();
+    let (providers, route) = one_provider(&mock.base_url());
+    let gw = Gateway::start(&config(
+        &providers,
+        route,
+        &otlp(
+            &col.grpc_endpoint(),
+            "grpc",
+            "0.0",
+            "    honor_client_sampling: 5/s\n",
+        ),
+    ))
+    .await;
+    let c = TestClient::new();
+    let mut rids = Vec::new();
+    for i in 0..40u32 {
+        let tp = format!("00-{:032x}-{:016x}-01", 0xabc0_0000 + i, 0x1000 + i);
+        let r = c
+            .post_json_with(
+                &chat_url(&gw),
+                &chat_body("gpt-4o", "hi"),
+                &[("traceparent", tp.as_str())],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        rids.push(r.header("x-request-id").unwrap().to_string());
+    }
+    col.wait_logs(WAIT, |l| {
+        rids.iter()
+            .all(|rid| l.iter().any(|x| x.attr("request_id") == Some(rid)))
+    })
+    .await;
+    let servers = col
+        .spans()
+        .into_iter()
+        .filter(|s| s.kind == "SPAN_KIND_SERVER")
+        .count();
+    assert!(
+        (1..=10).contains(&servers),
+        "{servers} of 40 client-sampled traces exported"
+    );
+    let refused = metric(&c, &gw, "gateway_otlp_client_sampling_refused_total").await;
+    assert_eq!(refused as usize, 40 - servers);
+}

@@ -220,6 +220,11 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
                 "Requests whose OTLP record was dropped because the export queue was full.",
                 &o.stats.dropped,
             ),
+            (
+                "gateway_otlp_client_sampling_refused_total",
+                "Traces a client asked to sample that sampling_ratio and honor_client_sampling did not.",
+                &o.stats.client_sampling_refused,
+            ),
         ],
         None => Vec::new(),
     };

@@ -80,12 +80,36 @@ pub struct OtlpRt {
     pub logs: bool,
     pub metrics: bool,
     pub sampling_ratio: f64,
+    /// when a client's sampled flag is followed over `sampling_ratio`
+    pub honor_client: ClientSampling,
     /// sent with every export (e.g. authorization for a hosted collector)
     pub headers: Vec<(String, String)>,
     pub queue_size: usize,
     pub batch_size: usize,
     pub timeout: Duration,
     pub service_name: String,
+}
+
+/// `telemetry.otlp.honor_client_sampling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSampling {
+    Always,
+    Never,
+    /// at most this many client-sampled traces a second (per replica)
+    PerSecond(u32),
+}
+
+impl ClientSampling {
+    pub fn parse(s: &str) -> Option<ClientSampling> {
+        match s.trim() {
+            "always" => Some(ClientSampling::Always),
+            "never" => Some(ClientSampling::Never),
+            other => other
+                .strip_suffix("/s")
+                .and_then(|n| n.trim().parse().ok())
+                .map(ClientSampling::PerSecond),
+        }
+    }
 }
 
 impl OtlpRt {
@@ -448,6 +472,13 @@ fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
     if o.timeout_ms == 0 {
         p.error("telemetry.otlp.timeout_ms", "must be greater than 0");
     }
+    let honor_client = ClientSampling::parse(&o.honor_client_sampling).unwrap_or_else(|| {
+        p.error(
+            "telemetry.otlp.honor_client_sampling",
+            "must be always, never or <N>/s (e.g. 100/s)",
+        );
+        ClientSampling::Never
+    });
     if !o.traces && !o.logs && !o.metrics {
         p.warn(
             "telemetry.otlp",
@@ -461,6 +492,7 @@ fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
         logs: o.logs,
         metrics: o.metrics,
         sampling_ratio: o.sampling_ratio.clamp(0.0, 1.0),
+        honor_client,
         headers: o
             .headers
             .iter()

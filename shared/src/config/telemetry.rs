@@ -96,6 +96,15 @@ pub struct OtlpConfig {
     /// Added key: the `service.name` resource attribute.
     #[serde(default = "d_service")]
     pub service_name: String,
+    /// Added key: whether a client's sampled flag (`traceparent` flags 01, B3
+    /// sampled) is followed when `sampling_ratio` would not sample the trace:
+    /// `always`, `never`, or `<N>/s` (at most N such traces a second per replica).
+    #[serde(default = "d_honor_client")]
+    pub honor_client_sampling: String,
+}
+
+fn d_honor_client() -> String {
+    "100/s".to_string()
 }
 
 fn d_batch() -> usize {

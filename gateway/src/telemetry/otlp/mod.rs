@@ -9,7 +9,7 @@ mod metrics;
 mod send;
 mod wire;
 
-use crate::config::validate::OtlpRt;
+use crate::config::validate::{ClientSampling, OtlpRt};
 use crate::ctx::AttemptRec;
 use crate::telemetry::trace_context::TraceCtx;
 use shared::ai_log::AccessLogLine;
@@ -63,6 +63,8 @@ pub struct Stats {
     pub logs_failed: AtomicU64,
     /// records dropped because the queue was full
     pub dropped: AtomicU64,
+    /// client-sampled traces not sampled (`honor_client_sampling`)
+    pub client_sampling_refused: AtomicU64,
 }
 
 pub struct Otlp {
@@ -74,6 +76,8 @@ pub struct Otlp {
     capacity: usize,
     /// the settings the exporter was started with (a reload cannot change them)
     pub started: OtlpRt,
+    /// client-sampled traces followed this second
+    client_sampled: PerSecond,
 }
 
 impl Otlp {
@@ -93,6 +97,7 @@ impl Otlp {
                 stats,
                 capacity: cfg.queue_size,
                 started: cfg.clone(),
+                client_sampled: PerSecond::default(),
                 metrics: started
                     .metrics
                     .map(|m| metrics::OtelMetrics::new(m, started.runtime, started.resource)),
@@ -100,6 +105,22 @@ impl Otlp {
             Ok(Err(e)) => Err(e),
             Err(_) => Err("the OTLP exporter thread ended at start".to_string()),
         }
+    }
+
+    /// Whether a trace the client marked sampled, which `sampling_ratio` would
+    /// not sample, is sampled under `policy`.
+    pub fn honor_client_sampling(&self, policy: ClientSampling) -> bool {
+        let yes = match policy {
+            ClientSampling::Always => true,
+            ClientSampling::Never => false,
+            ClientSampling::PerSecond(n) => self.client_sampled.take(n, unix_second()),
+        };
+        if !yes {
+            self.stats
+                .client_sampling_refused
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        yes
     }
 
     /// Queues a record; never waits.
@@ -160,5 +181,54 @@ impl Otlp {
             }
         }
         done
+    }
+}
+
+/// At most `limit` takes a second: `second << 32 | taken`, in one atomic.
+#[derive(Default)]
+struct PerSecond(AtomicU64);
+
+impl PerSecond {
+    /// One of the `limit` of second `now`, if one is left.
+    fn take(&self, limit: u32, now: u64) -> bool {
+        let now = now & u64::from(u32::MAX);
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let (second, n) = (cur >> 32, cur & u64::from(u32::MAX));
+            let next = match second == now {
+                _ if limit == 0 => return false,
+                true if n >= u64::from(limit) => return false,
+                true => cur + 1,
+                false => (now << 32) | 1,
+            };
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+fn unix_second() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PerSecond;
+
+    #[test]
+    fn at_most_the_limit_each_second() {
+        let p = PerSecond::default();
+        let taken = |now| (0..10).filter(|_| p.take(3, now)).count();
+        assert_eq!(taken(1_000), 3);
+        assert_eq!(taken(1_000), 0);
+        assert_eq!(taken(1_001), 3);
+        assert!(!PerSecond::default().take(0, 5));
     }
 }
