@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod balance;
+pub mod client_addr;
 pub mod config;
 pub mod ctx;
 pub mod endpoint;

@@ -64,7 +64,8 @@ enum Answer {
     Local(Response<Bytes>),
 }
 
-/// Serves one data-plane request.
+/// Serves one data-plane request from `remote` (the connection's peer, or the
+/// PROXY protocol's source address when the peer is a trusted proxy).
 pub async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
@@ -72,12 +73,13 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let cfg = app.config(); // the request finishes on the config it started with
     let (parts, body) = req.into_parts();
+    let client = cfg.server.trusted_proxies.client(remote, &parts.headers);
     let mut ctx = Box::new(RequestCtx::new(
         parts.method.clone(),
         parts.uri.clone(),
         parts.version,
         &parts.headers,
-        remote,
+        client,
         app.access_log.clone(),
     ));
     ctx.live = Some(app.shutdown.live());

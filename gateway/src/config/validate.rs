@@ -59,6 +59,10 @@ pub struct ServerRt {
     pub verbose_errors: bool,
     /// upstream error bodies lose the gateway's account details
     pub redact_upstream_errors: bool,
+    /// who may say who the client is
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// connections start with a PROXY protocol header
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +338,23 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         );
         shutdown_delay = grace;
     }
+    let trusted_proxies =
+        crate::client_addr::TrustedProxies::parse(s.trusted_proxies.iter().map(String::as_str))
+            .unwrap_or_else(|bad| {
+                for i in bad {
+                    p.error(
+                        format!("server.trusted_proxies[{i}]"),
+                        "not a CIDR (10.0.0.0/8) or an IP address",
+                    );
+                }
+                Default::default()
+            });
+    if s.proxy_protocol && trusted_proxies.is_empty() {
+        p.warn(
+            "server.proxy_protocol",
+            "no server.trusted_proxies: the PROXY header is required but its address never believed",
+        );
+    }
     Some(ServerRt {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -346,6 +367,8 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         config_poll: (s.config_poll_ms > 0).then(|| Duration::from_millis(s.config_poll_ms)),
         verbose_errors: s.verbose_errors,
         redact_upstream_errors: s.redact_upstream_errors,
+        trusted_proxies,
+        proxy_protocol: s.proxy_protocol,
     })
 }
 

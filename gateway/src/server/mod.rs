@@ -96,8 +96,8 @@ pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::R
 
 async fn data_conn(
     app: Arc<App>,
-    stream: TcpStream,
-    remote: SocketAddr,
+    mut stream: TcpStream,
+    peer: SocketAddr,
     builder: Builder,
     stop: watch::Receiver<bool>,
 ) {
@@ -107,6 +107,22 @@ async fn data_conn(
     let cfg = app.config();
     let timeout = cfg.server.header_read_timeout;
     let tls = cfg.server.tls.clone();
+    let (remote, stream) = if cfg.server.proxy_protocol {
+        match preread::read_proxy_header(&mut stream, timeout).await {
+            // the header's address is believed from a trusted proxy only
+            Ok((source, rest)) => {
+                let trusted = cfg.server.trusted_proxies.contains(peer.ip());
+                let remote = source.filter(|_| trusted).unwrap_or(peer);
+                (remote, Rewind::new(rest, stream))
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection without a valid PROXY header closed");
+                return;
+            }
+        }
+    } else {
+        (peer, Rewind::new(bytes::Bytes::new(), stream))
+    };
     drop(cfg);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();

@@ -59,6 +59,64 @@ pub async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Longest PROXY protocol header accepted (v1 is at most 107 bytes; v2 carries
+/// TLVs, which the gateway does not use).
+const MAX_PROXY_HEADER: usize = 4096;
+
+/// Reads a PROXY protocol (v1 or v2) header within `timeout`: the source address
+/// it names (None for `UNKNOWN`/`LOCAL`) and the bytes read after it. An error
+/// when the connection does not start with a valid header.
+pub async fn read_proxy_header<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    timeout: Duration,
+) -> io::Result<(Option<std::net::SocketAddr>, Bytes)> {
+    use ppp::PartialResult;
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+    let mut buf = BytesMut::with_capacity(256);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => return Err(invalid("closed before a PROXY header")),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(invalid("no PROXY header in time")),
+        }
+        let parsed = ppp::HeaderResult::parse(&buf);
+        if parsed.is_incomplete() {
+            if buf.len() >= MAX_PROXY_HEADER {
+                return Err(invalid("PROXY header too long"));
+            }
+            continue;
+        }
+        let (len, source) = match parsed {
+            ppp::HeaderResult::V1(Ok(h)) => (
+                h.header.len(),
+                match h.addresses {
+                    ppp::v1::Addresses::Tcp4(a) => Some((a.source_address.into(), a.source_port)),
+                    ppp::v1::Addresses::Tcp6(a) => Some((a.source_address.into(), a.source_port)),
+                    ppp::v1::Addresses::Unknown => None,
+                },
+            ),
+            ppp::HeaderResult::V2(Ok(h)) => (
+                h.header.len(),
+                match (h.command, h.addresses) {
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => {
+                        Some((a.source_address.into(), a.source_port))
+                    }
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => {
+                        Some((a.source_address.into(), a.source_port))
+                    }
+                    _ => None,
+                },
+            ),
+            _ => return Err(invalid("not a PROXY protocol header")),
+        };
+        let source = source.map(|(ip, port): (std::net::IpAddr, u16)| (ip, port).into());
+        let rest = buf.split_off(len.min(buf.len())).freeze();
+        return Ok((source, rest));
+    }
+}
+
 /// An IO that first yields `prefix`, then reads from `inner`.
 pub struct Rewind<IO> {
     prefix: Bytes,
@@ -152,6 +210,42 @@ mod tests {
         client.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{out}");
         assert!(out.contains("\"code\":\"request_timeout\""));
+    }
+
+    #[tokio::test]
+    async fn proxy_headers_name_the_source_and_keep_what_follows() {
+        let (mut client, mut server) = duplex(1024);
+        client
+            .write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 8080\r\nGET / HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let (src, rest) = read_proxy_header(&mut server, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(src, Some("203.0.113.7:51000".parse().unwrap()));
+        assert_eq!(&rest[..], b"GET / HTTP/1.1\r\n");
+
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        v2.extend([
+            0x21, 0x11, 0, 12, 198, 51, 100, 4, 10, 0, 0, 1, 0x1f, 0x90, 0, 80,
+        ]);
+        v2.extend(b"PRI");
+        let (mut client, mut server) = duplex(1024);
+        client.write_all(&v2).await.unwrap();
+        let (src, rest) = read_proxy_header(&mut server, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(src, Some("198.51.100.4:8080".parse().unwrap()));
+        assert_eq!(&rest[..], b"PRI");
+
+        let (mut client, mut server) = duplex(1024);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_proxy_header(&mut server, Duration::from_secs(1))
+            .await
+            .is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,6 +70,14 @@ pub struct ServerConfig {
     /// and user ids) replaced by `[redacted]`.
     #[serde(default = "d_true")]
     pub redact_upstream_errors: bool,
+    /// Added key: CIDRs (or addresses) of the proxies in front of the gateway;
+    /// from them, `X-Forwarded-For` (and the PROXY protocol) name the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Added key: every data-plane connection starts with a PROXY protocol (v1
+    /// or v2) header; its source address is believed from trusted proxies only.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +94,8 @@ impl Default for ServerConfig {
             config_poll_ms: d_reload_poll(),
             verbose_errors: false,
             redact_upstream_errors: true,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
