@@ -59,7 +59,7 @@ COMPOSE_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 # secrets no deploy file may ship a value for: generated (chart), required
 # (compose) or made by the documented command (plain manifests)
 GENERATED_SECRETS = ("GATEWAY_ADMIN_TOKEN", "GATEWAY_KEY_PEPPER", "REDIS_PASSWORD")
-# the bundled Redis's start script (its argv 0..2): tests/tests/deploy_files.rs runs it
+# the bundled Redis's start script (its argv 0..2): tests/tests/deploy_redis.rs runs it
 REDIS_START_FILE = "deploy/k8s/20-redis.yaml"
 
 
@@ -523,7 +523,7 @@ def check_redis_start(ctx: Ctx, argv: list[str], args: list[str], label: str):
          f"{label}: Redis does not read `requirepass $REDIS_PASSWORD` from stdin (`redis-server -`): no password")
     need(not any("requirepass" in a or "masterauth" in a for a in args), f"{label}: a password option in Redis's arguments: {args}")
     ref = redis_start_reference(ctx)
-    need(argv == ref, f"{label}: the Redis start script differs from {REDIS_START_FILE}'s (the one tests/tests/deploy_files.rs runs):\n{argv}\n{ref}")
+    need(argv == ref, f"{label}: the Redis start script differs from {REDIS_START_FILE}'s (the one tests/tests/deploy_redis.rs runs):\n{argv}\n{ref}")
 
 
 # ---------------------------------------------------------------- kubernetes objects
