@@ -303,10 +303,14 @@ def compose_expand(value: str, env: dict[str, str]) -> str:
     return "$".join(COMPOSE_REF.sub(sub, part) for part in value.split("$$"))
 
 
-def compose_required(doc: dict) -> dict[str, str]:
-    """Dummy values for the variables compose requires (`${V:?...}`)."""
-    text = yaml.safe_dump(doc)
-    return {m.group(1): f"ci-dummy-{m.group(1).lower()}-0123456789" for m in COMPOSE_REF.finditer(text) if m.group(2) in (":?", "?")}
+def compose_required(doc) -> dict[str, str]:
+    """Dummy values for the variables compose requires (`${V:?...}`) anywhere in `doc`."""
+    if isinstance(doc, dict):
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        return {k: v for item in doc for k, v in compose_required(item).items()}
+    refs = COMPOSE_REF.finditer(str(doc)) if isinstance(doc, str) else []
+    return {m.group(1): f"ci-dummy-{m.group(1).lower()}-0123456789" for m in refs if m.group(2) in (":?", "?")}
 
 
 def compose_load(ctx: Ctx) -> dict:
