@@ -10,14 +10,19 @@ Groups (--only GROUP, repeatable; default all):
            files it mounts exist, the mounted gateway config passes
            `gateway --check-config` with the environment compose gives it,
            HAProxy / Prometheus / Grafana / collector configs name the
-           services and ports that exist.
+           services and ports that exist; no credential of the gateway has a
+           default (compose refuses to start without it), Redis requires the
+           password the replicas use.
   k8s      deploy/k8s/**/*.yaml: Kubernetes schemas (kubernetes-validate,
            strict: unknown fields fail), Prometheus Operator kinds against
-           their CRD schema, and the wiring (see check_objects).
+           their CRD schema, and the wiring (see check_objects and
+           check_hardening); no Secret ships, the README's command that
+           creates it generates the admin token, pepper and Redis password.
   helm     deploy/helm/ai-gateway: helm lint --strict, then every rendering
            (default values and ci/*-values.yaml) checked like k8s; values
            that must be refused (short grace, both monitors, no Redis) fail
-           the render.
+           the render; generated secrets are random and the secret and
+           NetworkPolicy values do what they say.
   selftest copies of deploy/ with one thing broken each: every one must make
            its group fail (proves the checks check).
 
@@ -49,6 +54,13 @@ K8S_MIN = "1.30"
 # and the final flush 5 s (gateway/src/main.rs)
 EXIT_FLUSH_S = 20
 ENV_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(:-[^}]*)?\}")
+# compose's own interpolation: ${V}, ${V:-default}, ${V-default}, ${V:?error}, ${V?error}
+COMPOSE_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
+# secrets no deploy file may ship a value for: generated (chart), required
+# (compose) or made by the documented command (plain manifests)
+GENERATED_SECRETS = ("GATEWAY_ADMIN_TOKEN", "GATEWAY_KEY_PEPPER", "REDIS_PASSWORD")
+# the bundled Redis's start script (its argv 0..2): tests/tests/deploy_redis.rs runs it
+REDIS_START_FILE = "deploy/k8s/20-redis.yaml"
 
 
 def default_k8s_versions() -> list[str]:
@@ -273,15 +285,32 @@ def docker_default_config(ctx: Ctx):
 
 
 def compose_expand(value: str, env: dict[str, str]) -> str:
-    """Compose's own ${VAR:-default} interpolation, from `env` (none set in CI)."""
+    """Compose's own interpolation from `env`: `$$` is a `$`; a required variable
+    (`${V:?err}`) that `env` does not set fails, as `docker compose up` does."""
 
     def sub(m):
-        name, default = m.group(1), m.group(2)
-        if name in env:
-            return env[name]
-        return default[2:] if default else ""
+        name, op, arg = m.groups()
+        v = env.get(name)
+        if op in (":?", "?"):
+            need(v is not None and (op == "?" or v != ""), f"compose refuses to start: {name} {arg}")
+            return v
+        if op == ":-":
+            return v if v else arg
+        if op == "-":
+            return arg if v is None else v
+        return v or ""
 
-    return ENV_REF.sub(sub, value)
+    return "$".join(COMPOSE_REF.sub(sub, part) for part in value.split("$$"))
+
+
+def compose_required(doc) -> dict[str, str]:
+    """Dummy values for the variables compose requires (`${V:?...}`) anywhere in `doc`."""
+    if isinstance(doc, dict):
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        return {k: v for item in doc for k, v in compose_required(item).items()}
+    refs = COMPOSE_REF.finditer(str(doc)) if isinstance(doc, str) else []
+    return {m.group(1): f"ci-dummy-{m.group(1).lower()}-0123456789" for m in refs if m.group(2) in (":?", "?")}
 
 
 def compose_load(ctx: Ctx) -> dict:
@@ -308,7 +337,7 @@ def compose_wiring(ctx: Ctx):
     need(isinstance(svcs, dict) and svcs, "compose.yaml: no services")
     for s in ["redis", "lb", "otel-collector", "tempo", "loki", "prometheus", "grafana"]:
         need(s in svcs, f"compose.yaml: no service {s}")
-    gws = sorted(n for n, s in svcs.items() if "Dockerfile" in str((s.get("build") or {}).get("dockerfile", "")))
+    gws = compose_gateways(svcs)
     need(len(gws) == 3, f"compose.yaml: want 3 gateway replicas built from deploy/Dockerfile, found {gws}")
     # bind mounts exist
     for name, s in svcs.items():
@@ -341,8 +370,9 @@ def compose_wiring(ctx: Ctx):
     cfg_path = mounts.pop()
     text = cfg_path.read_text()
     refs = env_refs(text)
+    dummies = compose_required(doc)
     for g in gws:
-        env = {k: compose_expand(str(v), {}) for k, v in (svcs[g].get("environment") or {}).items()}
+        env = {k: compose_expand(str(v), dummies) for k, v in (svcs[g].get("environment") or {}).items()}
         # clap refuses --probe (the image's HEALTHCHECK) next to GATEWAY_CONFIG from the environment
         need("GATEWAY_CONFIG" not in env, f"compose.yaml: {g} sets GATEWAY_CONFIG: `gateway --probe` (HEALTHCHECK) then exits 2; pass --config")
         missing = [n for n, d in refs.items() if d is None and n not in env]
@@ -393,6 +423,111 @@ def compose_wiring(ctx: Ctx):
     path = prov["providers"][0]["options"]["path"]
     gm = [v for v in svcs["grafana"]["volumes"] if v.split(":")[1].startswith(path + "/")]
     need(gm and gm[0].split(":")[0].endswith("grafana/gateway-dashboard.json"), f"compose.yaml: grafana does not mount the dashboard under {path}")
+
+
+def compose_gateways(svcs: dict) -> list[str]:
+    """The gateway replicas: the services built from deploy/Dockerfile."""
+    return sorted(n for n, s in svcs.items() if "Dockerfile" in str((s.get("build") or {}).get("dockerfile", "")))
+
+
+def compose_config_text(ctx: Ctx, svc: dict) -> str:
+    """The config file a replica's --config names, read from its mounted directory."""
+    cmd = svc["command"]
+    cfg_in = cmd[cmd.index("--config") + 1]
+    for v in svc.get("volumes", []):
+        src, dst = v.split(":")[:2]
+        if cfg_in.startswith(dst.rstrip("/") + "/"):
+            return (ctx.deploy / src / cfg_in[len(dst.rstrip("/")) + 1:]).read_text()
+    raise Fail(f"compose.yaml: {cfg_in} is not in a mounted directory")
+
+
+def compose_secrets(ctx: Ctx):
+    """No credential of the gateway has a default: `docker compose up` refuses to
+    start without each; Redis requires the password the replicas connect with."""
+    doc = compose_load(ctx)
+    svcs = doc["services"]
+    dummies = compose_required(doc)
+    problems: list[str] = []
+    redis_pw = set()
+    for g in compose_gateways(svcs):
+        env = svcs[g].get("environment") or {}
+        need(isinstance(env, dict), f"compose.yaml: {g}: environment is not a mapping")
+        cfg = yaml.safe_load(compose_config_text(ctx, svcs[g]))
+        for name, (where, default) in credential_refs(cfg).items():
+            if default is not None:
+                problems.append(f"compose gateway config: {where} has a default for ${{{name}}}: a value anyone can read here")
+            v = str(env.get(name, ""))
+            m = COMPOSE_REF.fullmatch(v)
+            if not (m and m.group(2) == ":?"):
+                problems.append(f"compose.yaml: the replicas' {name} ({where}) is {v!r}: a credential of the gateway must be required "
+                                f"(${{{name}:?...}}), never defaulted or written out: `docker compose up` would run with a value anyone can read here")
+        url = str(((cfg.get("state") or {}).get("redis") or {}).get("url", ""))
+        pw = re.match(r"^rediss?://:\$\{(\w+)\}@", url)
+        if pw:
+            redis_pw.add(str(env.get(pw.group(1))))
+        else:
+            problems.append(f"compose gateway config: state.redis.url {url} carries no password from the environment (redis://:${{REDIS_PASSWORD}}@redis:6379/0)")
+    if len(redis_pw) > 1:
+        problems.append(f"compose.yaml: the replicas connect to Redis with different passwords: {redis_pw}")
+    r = svcs["redis"]
+    renv = r.get("environment") or {}
+    for n in ["REDIS_PASSWORD", "REDISCLI_AUTH"]:
+        if not isinstance(renv, dict) or str(renv.get(n)) not in redis_pw:
+            problems.append(f"compose.yaml: redis: {n} is not the replicas' Redis password {sorted(redis_pw)}")
+    argv = [compose_expand(str(a), dummies) for a in r.get("entrypoint") or []]
+    problems += collect(check_redis_start, ctx, argv, [str(a) for a in r.get("command") or []], "compose.yaml: redis")
+    need(not problems, "\n".join(dict.fromkeys(problems)))
+
+
+def collect(fn, *a) -> list[str]:
+    """A check's failure as a list of problems (empty when it passed)."""
+    try:
+        fn(*a)
+        return []
+    except Fail as e:
+        return [str(e)]
+
+
+def credential_refs(cfg: dict) -> dict[str, tuple[str, str | None]]:
+    """The environment variables the gateway's credentials come from (admin
+    token, Redis URLs, consumer keys, and the key pepper): name -> (where, default)."""
+    out: dict[str, tuple[str, str | None]] = {"GATEWAY_KEY_PEPPER": ("the key pepper", None)}
+
+    def add(value, where):
+        for m in ENV_REF.finditer(str(value)):
+            out.setdefault(m.group(1), (where, m.group(2)[2:] if m.group(2) else None))
+
+    add((cfg.get("server") or {}).get("admin_token", ""), "server.admin_token")
+    r = (cfg.get("state") or {}).get("redis") or {}
+    add(r.get("url", ""), "state.redis.url")
+    for u in r.get("cluster_nodes") or []:
+        add(u, "state.redis.cluster_nodes")
+    for t in cfg.get("tenants") or []:
+        for c in t.get("consumers") or []:
+            for k in c.get("keys") or []:
+                add(k, f"tenants[{t.get('id')}].consumers[{c.get('name')}].keys")
+    return out
+
+
+def redis_start_reference(ctx: Ctx) -> list[str]:
+    docs = load_docs(ctx.root / REDIS_START_FILE)
+    sts = by_kind(docs, "StatefulSet")
+    need(sts, f"{REDIS_START_FILE}: no StatefulSet")
+    c = sts[0]["spec"]["template"]["spec"]["containers"][0]
+    return [str(a) for a in c.get("command") or []]
+
+
+def check_redis_start(ctx: Ctx, argv: list[str], args: list[str], label: str):
+    """The bundled Redis starts through the password script: requirepass from
+    $REDIS_PASSWORD on stdin (never in argv, never in a ConfigMap), refused empty."""
+    need(argv[:2] == ["sh", "-c"] and len(argv) >= 3, f"{label}: Redis does not start through the password script (sh -c ...): {argv}")
+    script = argv[2]
+    need('test -n "$REDIS_PASSWORD" ||' in script, f"{label}: the start script does not refuse an empty REDIS_PASSWORD")
+    need(re.search(r'exec redis-server - "\$@" <<EOF\nrequirepass \$REDIS_PASSWORD\nEOF', script),
+         f"{label}: Redis does not read `requirepass $REDIS_PASSWORD` from stdin (`redis-server -`): no password")
+    need(not any("requirepass" in a or "masterauth" in a for a in args), f"{label}: a password option in Redis's arguments: {args}")
+    ref = redis_start_reference(ctx)
+    need(argv == ref, f"{label}: the Redis start script differs from {REDIS_START_FILE}'s (the one tests/tests/deploy_redis.rs runs):\n{argv}\n{ref}")
 
 
 # ---------------------------------------------------------------- kubernetes objects
@@ -464,7 +599,7 @@ def matches(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
-def check_objects(ctx: Ctx, docs: list[dict], label: str, secret_known: bool = True):
+def check_objects(ctx: Ctx, docs: list[dict], label: str, secret_known: bool = True, pepper: bool = True):
     """The wiring of one set of objects (plain manifests or a chart rendering)."""
     deps = by_kind(docs, "Deployment")
     need(len(deps) == 1, f"{label}: want one Deployment, found {len(deps)}")
@@ -605,6 +740,73 @@ def check_objects(ctx: Ctx, docs: list[dict], label: str, secret_known: bool = T
     # namespaces: one for all namespaced objects
     nss = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
     need(len(nss) == 1, f"{label}: objects in several namespaces: {nss}")
+    check_hardening(ctx, docs, label, c, cfg, env_known, pepper)
+
+
+def secret_key_ref(container: dict, name: str) -> tuple[str, str] | None:
+    """(Secret, key) of an env variable taken from a Secret key the pod requires."""
+    e = next((e for e in container.get("env", []) if e["name"] == name), None)
+    ref = ((e or {}).get("valueFrom") or {}).get("secretKeyRef")
+    if not ref or ref.get("optional"):
+        return None
+    return ref["name"], ref["key"]
+
+
+def secret_values(docs: list[dict]) -> list[str]:
+    import base64
+
+    out = []
+    for s in by_kind(docs, "Secret"):
+        out += [str(v) for v in (s.get("stringData") or {}).values()]
+        out += [base64.b64decode(v).decode() for v in (s.get("data") or {}).values()]
+    return [v for v in out if len(v) >= 8]
+
+
+def check_hardening(ctx: Ctx, docs: list[dict], label: str, c: dict, cfg: dict, env_known: dict[str, str], pepper: bool):
+    """Key pepper, Redis password and NetworkPolicies of one set of objects; every problem at once."""
+    from deploy_netpol import check_network
+
+    problems: list[str] = []
+    dep = by_kind(docs, "Deployment")[0]
+    ns, plabels = dep["metadata"]["namespace"], dep["spec"]["template"]["metadata"]["labels"]
+    if pepper and not secret_key_ref(c, "GATEWAY_KEY_PEPPER"):
+        problems.append(f"{label}: the gateway does not take GATEWAY_KEY_PEPPER from a Secret key the pod requires "
+                        "(env valueFrom.secretKeyRef): key digests would be plain SHA-256, checkable offline against a copy of Redis")
+    redis = (cfg.get("state") or {}).get("redis") or {}
+    urls = [str(u) for u in ([redis["url"]] if redis.get("url") else []) + list(redis.get("cluster_nodes") or [])]
+    stss = by_kind(docs, "StatefulSet")
+    redis_labels = None
+    if stss:  # the bundled Redis
+        tpl = stss[0]["spec"]["template"]
+        redis_labels = tpl["metadata"]["labels"]
+        rc = tpl["spec"]["containers"][0]
+        ref = secret_key_ref(rc, "REDIS_PASSWORD")
+        if not ref:
+            problems.append(f"{label}: the bundled Redis takes no REDIS_PASSWORD from a Secret: it has no password, and any pod that reaches it can write a key record")
+        elif secret_key_ref(rc, "REDISCLI_AUTH") != ref:
+            problems.append(f"{label}: the bundled Redis's REDISCLI_AUTH (readiness probe) is not its password {ref}")
+        problems += collect(check_redis_start, ctx, [str(a) for a in rc.get("command") or []], [str(a) for a in rc.get("args") or []], f"{label}: bundled Redis")
+        if ref and secret_key_ref(c, "REDIS_PASSWORD") != ref:
+            problems.append(f"{label}: the gateway's REDIS_PASSWORD is not the Secret key {ref} the bundled Redis requires")
+        if not (urls and all(re.match(r"^rediss?://:\$\{REDIS_PASSWORD\}@", u) for u in urls)):
+            problems.append(f"{label}: state.redis {urls} does not authenticate with ${{REDIS_PASSWORD}} (redis://:${{REDIS_PASSWORD}}@host:6379/0)")
+    # no secret value in a ConfigMap or on a command line
+    values = secret_values(docs)
+    for cm in by_kind(docs, "ConfigMap"):
+        for k, v in (cm.get("data") or {}).items():
+            if any(s in v for s in values):
+                problems.append(f"{label}: ConfigMap {cm['metadata']['name']}/{k} holds a value of a Secret")
+    for w in by_kind(docs, "Deployment") + stss:
+        for wc in w["spec"]["template"]["spec"]["containers"]:
+            line = " ".join(str(a) for a in (wc.get("command") or []) + (wc.get("args") or []))
+            if any(s in line for s in values):
+                problems.append(f"{label}: {w['metadata']['name']}/{wc['name']}: a Secret's value on the command line")
+    otlp = str(((cfg.get("telemetry") or {}).get("otlp") or {}).get("endpoint", "")) or None
+    if otlp:
+        m = ENV_REF.fullmatch(otlp)
+        otlp = env_known.get(m.group(1)) if m else otlp
+    problems += check_network(docs, label, plabels, ns, redis_labels, [] if stss else urls, otlp)
+    need(not problems, "\n".join(problems))
 
 
 def k8s_files(ctx: Ctx) -> list[Path]:
@@ -621,9 +823,14 @@ def k8s_wiring(ctx: Ctx):
     files = k8s_files(ctx)
     docs = [d for p in files for d in load_docs(p)]
     kinds = {d["kind"] for d in docs}
-    want = {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget",
+    want = {"Namespace", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
             "HorizontalPodAutoscaler", "StatefulSet", "ServiceMonitor", "PodMonitor"}
     need(want <= kinds, f"deploy/k8s: missing kinds {sorted(want - kinds)}")
+    problems = []
+    shipped = [f"{d['metadata']['name']} ({sorted({**(d.get('data') or {}), **(d.get('stringData') or {})})})" for d in by_kind(docs, "Secret")]
+    if shipped:
+        problems.append(f"deploy/k8s: ships Secret {shipped}: its values are known to everyone who reads this repository, "
+                        "and applying the directory again would overwrite the real ones; the README's command creates it")
     # the namespace file sorts first (kubectl apply -f deploy/k8s/ applies in name order)
     top = sorted(p for p in files if p.parent == ctx.deploy / "k8s")
     need(load_docs(top[0])[0]["kind"] == "Namespace", f"deploy/k8s: {top[0].name} sorts first, not the Namespace")
@@ -633,7 +840,28 @@ def k8s_wiring(ctx: Ctx):
             need(d["metadata"].get("namespace") == ns, f"deploy/k8s: {d['kind']} {d['metadata']['name']} is not in namespace {ns}")
     # core objects (without the monitors, which are either/or) and each monitor
     core = [d for d in docs if d["kind"] not in ("ServiceMonitor", "PodMonitor", "Namespace")]
-    check_objects(ctx, core + by_kind(docs, "ServiceMonitor") + by_kind(docs, "PodMonitor"), "deploy/k8s")
+    try:
+        core.append(k8s_readme_secret(ctx, ns))
+    except Fail as e:
+        problems.append(str(e))
+    problems += collect(check_objects, ctx, core + by_kind(docs, "ServiceMonitor") + by_kind(docs, "PodMonitor"), "deploy/k8s")
+    need(not problems, "\n".join(problems))
+
+
+def k8s_readme_secret(ctx: Ctx, ns: str) -> dict:
+    """The Secret the README's `kubectl create secret generic` command makes, with
+    dummy values; each of GENERATED_SECRETS must come from `openssl rand`."""
+    readme = (ctx.root / "README.md").read_text()
+    m = re.search(r'kubectl -n (\S+) create secret generic (\S+)((?:\s*\\\n\s*--from-literal=\w+=(?:"[^"\n]*"|\S+))+)', readme)
+    need(m, "README.md: no `kubectl -n <ns> create secret generic <name> --from-literal=...` command for deploy/k8s")
+    need(m.group(1) == ns, f"README.md: the secret command's namespace {m.group(1)} is not {ns}")
+    lits = dict(re.findall(r'--from-literal=(\w+)=("[^"\n]*"|\S+)', m.group(3)))
+    for n in GENERATED_SECRETS:
+        need(n in lits, f"README.md: the secret command does not make {n}")
+        r = re.fullmatch(r'"\$\(openssl rand -(?:hex|base64) (\d+)\)"', lits[n])
+        need(r and int(r.group(1)) >= 16, f"README.md: the secret command sets {n}={lits[n]}, not a random value (\"$(openssl rand -hex 32)\")")
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": m.group(2), "namespace": ns},
+            "stringData": {n: f"ci-dummy-{n.lower()}-0123456789" for n in lits}}
 
 
 # ---------------------------------------------------------------- helm
@@ -675,7 +903,8 @@ def helm_rendering(ctx: Ctx, values: Path | None):
     validate_schemas(ctx, docs, label)
     vals = yaml.safe_load(values.read_text()) if values else {}
     existing = bool((vals.get("secrets") or {}).get("existingSecret"))
-    check_objects(ctx, docs, label, secret_known=not existing)
+    pepper = (vals.get("secrets") or {}).get("keyPepper", True) is not False
+    check_objects(ctx, docs, label, secret_known=not existing, pepper=pepper)
     dep = by_kind(docs, "Deployment")[0]
     if values is None:
         need(len(by_kind(docs, "StatefulSet")) == 1, f"{label}: the bundled Redis is not rendered")
@@ -694,6 +923,48 @@ def helm_refusals(ctx: Ctx):
     for what, sets in bad.items():
         r = helm_cmd(ctx, "template", "gw", str(chart_dir(ctx)), sets=sets)
         need(r.returncode != 0, f"helm template with {what} ({sets}) rendered; it must fail")
+
+
+def helm_secret_env(docs: list[dict], name: str) -> dict[str, str]:
+    import base64
+
+    s = next((d for d in by_kind(docs, "Secret") if d["metadata"]["name"] == name), None)
+    need(s, f"chart: no Secret {name}: {[d['metadata']['name'] for d in by_kind(docs, 'Secret')]}")
+    return {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
+
+
+def helm_generated_secrets(ctx: Ctx):
+    """Admin token, key pepper and the bundled Redis's password are generated:
+    long, random (two renderings differ), never a value of the chart's."""
+    a, b = helm_render(ctx, None), helm_render(ctx, None)
+    for secret, key, length in [("gw-ai-gateway-secrets", "GATEWAY_ADMIN_TOKEN", 32), ("gw-ai-gateway-secrets", "GATEWAY_KEY_PEPPER", 32),
+                                ("gw-ai-gateway-redis-auth", "password", 32)]:
+        va, vb = helm_secret_env(a, secret).get(key, ""), helm_secret_env(b, secret).get(key, "")
+        need(len(va) >= length and va.isalnum(), f"chart: {secret}/{key} is not {length}+ random letters and digits: {len(va)} characters")
+        need(va != vb, f"chart: {secret}/{key} is the same in two renderings: not generated, a value anyone can read in the chart")
+
+
+def helm_secret_values(ctx: Ctx):
+    """The values about secrets and NetworkPolicies do what the chart's README says."""
+
+    def gateway(docs):
+        return by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+
+    def redis(docs):
+        return by_kind(docs, "StatefulSet")[0]["spec"]["template"]["spec"]["containers"][0]
+
+    docs = helm_render(ctx, None, sets=["redis.passwordSecret.name=my-redis", "redis.passwordSecret.key=pw"])
+    need(not [d for d in by_kind(docs, "Secret") if "redis" in d["metadata"]["name"]], "chart: redis.passwordSecret given, yet a Redis password Secret is generated")
+    for who, c in [("the bundled Redis", redis(docs)), ("the gateway", gateway(docs))]:
+        need(secret_key_ref(c, "REDIS_PASSWORD") == ("my-redis", "pw"), f"chart: with redis.passwordSecret my-redis/pw, {who} reads REDIS_PASSWORD from {secret_key_ref(c, 'REDIS_PASSWORD')}")
+    docs = helm_render(ctx, None, sets=["secrets.existingSecret=mine"])
+    need(secret_key_ref(gateway(docs), "GATEWAY_KEY_PEPPER") == ("mine", "GATEWAY_KEY_PEPPER"), "chart: with secrets.existingSecret, the pods do not require its GATEWAY_KEY_PEPPER")
+    need(not [d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-secrets")], "chart: secrets.existingSecret given, yet the chart makes a Secret for the gateway")
+    docs = helm_render(ctx, None, sets=["secrets.keyPepper=false"])
+    need(secret_key_ref(gateway(docs), "GATEWAY_KEY_PEPPER") is None and "GATEWAY_KEY_PEPPER" not in helm_secret_env(docs, "gw-ai-gateway-secrets"),
+         "chart: secrets.keyPepper=false still sets GATEWAY_KEY_PEPPER")
+    docs = helm_render(ctx, None, sets=["networkPolicy.enabled=false"])
+    need(not by_kind(docs, "NetworkPolicy"), "chart: networkPolicy.enabled=false still renders NetworkPolicies")
 
 
 def helm_values_documented(ctx: Ctx):
@@ -723,15 +994,29 @@ SELFTESTS = [
     ("compose", "a replica missing from HAProxy", "deploy/compose/haproxy.cfg", "    server gateway-3 gateway-3:8080\n", ""),
     ("compose", "invalid gateway config", "deploy/compose/gateway/gateway.yaml", "  expected_replicas: 3", "  expected_replica: 3"),
     ("compose", "not the Compose Specification", "deploy/compose.yaml", "    restart: unless-stopped\n", "    restart: unless-stopped\n    restarts: 3\n"),
+    ("compose", "a known default admin token", "deploy/compose.yaml", "GATEWAY_ADMIN_TOKEN: ${GATEWAY_ADMIN_TOKEN:?is not set (deploy/.env; see the README's Deploy section)}", "GATEWAY_ADMIN_TOKEN: ${GATEWAY_ADMIN_TOKEN:-dev-admin-token}"),
+    ("compose", "Redis without a password", "deploy/compose.yaml", "        requirepass $$REDIS_PASSWORD\n", ""),
+    ("compose", "the replicas connect to Redis without a password", "deploy/compose/gateway/gateway.yaml", "redis://:${REDIS_PASSWORD}@redis", "redis://redis"),
     ("compose", "Prometheus misses a replica", "deploy/compose/prometheus.yml", '"gateway-2:8001", ', ""),
     ("k8s", "unknown field in the Deployment", "deploy/k8s/30-deployment.yaml", "      terminationGracePeriodSeconds: 60", "      terminationGracePeriodSeconds: 60\n      terminationGraceSeconds: 60"),
     ("k8s", "wrong type in the HPA", "deploy/k8s/40-hpa.yaml", "minReplicas: 3", "minReplicas: three"),
     ("k8s", "grace shorter than preStop + drain", "deploy/k8s/30-deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 50"),
     ("k8s", "readiness on the data port", "deploy/k8s/30-deployment.yaml", "path: /readyz\n              port: admin", "path: /readyz\n              port: http"),
     ("k8s", "invalid gateway config in the ConfigMap", "deploy/k8s/10-configmap.yaml", "shutdown_grace_s: 30", "shutdown_grace: 30"),
-    ("k8s", "config needs a variable the pod lacks", "deploy/k8s/10-secret.yaml", "  OPENAI_API_KEY: replace-me\n", ""),
+    ("k8s", "config needs a variable the pod lacks", "README.md", ' \\\n  --from-literal=OPENAI_API_KEY="$OPENAI_API_KEY"', ""),
+    ("k8s", "a known pepper in the README's secret command", "README.md", 'GATEWAY_KEY_PEPPER="$(openssl rand -hex 32)"', "GATEWAY_KEY_PEPPER=pepper"),
+    ("k8s", "a Secret with values ships", "deploy/k8s/40-pdb.yaml", "apiVersion: policy/v1", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: ai-gateway\nstringData:\n  GATEWAY_ADMIN_TOKEN: dev\n---\napiVersion: policy/v1"),
+    ("k8s", "the gateway does not require the pepper", "deploy/k8s/30-deployment.yaml", "                  key: GATEWAY_KEY_PEPPER", "                  key: GATEWAY_KEY_PEPPER\n                  optional: true"),
+    ("k8s", "Redis without a password", "deploy/k8s/20-redis.yaml", "              requirepass $REDIS_PASSWORD\n", ""),
+    ("k8s", "any pod of the namespace reaches Redis", "deploy/k8s/25-networkpolicy.yaml", "    - from:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: ai-gateway\n              app.kubernetes.io/component: gateway\n", "    - from:\n        - podSelector: {}\n"),
+    ("k8s", "the gateway reaches HTTPS inside the cluster", "deploy/k8s/25-networkpolicy.yaml", "            except: [10.0.0.0/8, ", "            except: ["),
+    ("k8s", "Redis may connect out", "deploy/k8s/25-networkpolicy.yaml", "  policyTypes: [Ingress, Egress]", "  policyTypes: [Ingress]"),
     ("k8s", "unknown field in the ServiceMonitor", "deploy/k8s/monitoring/servicemonitor.yaml", "      interval: 15s", "      intervall: 15s"),
     ("helm", "chart template emits an unknown field", "deploy/helm/ai-gateway/templates/deployment.yaml", "      automountServiceAccountToken: false", "      automountServiceAccountTokens: false"),
+    ("helm", "generated secrets not random", "deploy/helm/ai-gateway/templates/_helpers.tpl", "{{- randAlphaNum (int .length) -}}", "{{- repeat (int .length) \"x\" -}}"),
+    ("helm", "the gateway without the Redis password", "deploy/helm/ai-gateway/templates/_helpers.tpl", 'printf "redis://:${REDIS_PASSWORD}@%s:6379/0"', 'printf "redis://%s:6379/0"'),
+    ("helm", "Redis reachable from any pod", "deploy/helm/ai-gateway/templates/networkpolicy.yaml", '  ingress:\n    - from:\n        - podSelector:\n            matchLabels:\n              {{- include "ai-gateway.selectorLabels" . | nindent 14 }}\n', '  ingress:\n    - from:\n        - podSelector: {}\n'),
+    ("helm", "networkPolicy.enabled ignored", "deploy/helm/ai-gateway/templates/networkpolicy.yaml", "{{- if .Values.networkPolicy.enabled }}", "{{- if true }}"),
     ("helm", "chart config invalid", "deploy/helm/ai-gateway/values.yaml", "      type: mock", "      type: mok"),
 ]
 
@@ -743,7 +1028,7 @@ def selftest(ctx: Ctx, args):
         with tempfile.TemporaryDirectory() as d:
             root = Path(d)
             shutil.copytree(ctx.root / "deploy", root / "deploy")
-            for f in [".dockerignore", "Cargo.toml", "Cargo.lock"]:
+            for f in [".dockerignore", "Cargo.toml", "Cargo.lock", "README.md"]:
                 if (ctx.root / f).exists():
                     shutil.copy(ctx.root / f, root / f)
             for dname in ["gateway", "shared", "lua", "tests", "benches"]:
@@ -785,11 +1070,12 @@ def g_docker(ctx: Ctx):
 def g_compose(ctx: Ctx):
     ctx.run("compose.yaml: Compose Specification (compose_spec parser, strict)", compose_schema, ctx)
     ctx.run("compose.yaml: replicas, mounts, config (--check-config), HAProxy, Prometheus, Grafana, collector wiring", compose_wiring, ctx)
+    ctx.run("compose.yaml: credentials required (no defaults), Redis requires the replicas' password", compose_secrets, ctx)
 
 
 def g_k8s(ctx: Ctx):
     ctx.run(f"deploy/k8s: Kubernetes {', '.join(ctx.k8s_versions)} schemas (strict) and monitor CRD schemas", k8s_schemas, ctx)
-    ctx.run("deploy/k8s: wiring, probes, security, shutdown budget, config (--check-config)", k8s_wiring, ctx)
+    ctx.run("deploy/k8s: wiring, probes, security, shutdown budget, config (--check-config), secrets, Redis password, NetworkPolicies", k8s_wiring, ctx)
 
 
 def g_helm(ctx: Ctx):
@@ -797,8 +1083,10 @@ def g_helm(ctx: Ctx):
     for v in helm_value_files(ctx):
         name = v.name if v else "default values"
         ctx.run(f"chart: helm lint --strict ({name})", helm_lint, ctx, v)
-        ctx.run(f"chart: rendering ({name}): schemas, wiring, config (--check-config)", helm_rendering, ctx, v)
+        ctx.run(f"chart: rendering ({name}): schemas, wiring, config (--check-config), Redis password, NetworkPolicies", helm_rendering, ctx, v)
     ctx.run("chart: refuses short grace, both monitors, missing or double Redis", helm_refusals, ctx)
+    ctx.run("chart: admin token, key pepper and Redis password generated (random, 32+ characters)", helm_generated_secrets, ctx)
+    ctx.run("chart: redis.passwordSecret, secrets.existingSecret, secrets.keyPepper, networkPolicy.enabled", helm_secret_values, ctx)
 
 
 GROUPS = {"docker": g_docker, "compose": g_compose, "k8s": g_k8s, "helm": g_helm}

@@ -1,6 +1,7 @@
 //! The files under `deploy/`: the Grafana dashboard parses, has its uid, title
 //! and unique panel ids, and every metric its PromQL uses is one the gateway
 //! really exposes on `/metrics` after a JSON and a streamed chat request.
+//! (The bundled Redis of the deploy files: `deploy_redis.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -45,6 +45,51 @@ app.kubernetes.io/component: redis
 {{- end -}}
 
 {{/*
+The Secret and key holding the Redis password (REDIS_PASSWORD of the gateway,
+requirepass of the bundled Redis): redis.passwordSecret when given, else the
+one the chart generates for the bundled Redis, else none (empty).
+*/}}
+{{- define "ai-gateway.redisPasswordSecretName" -}}
+{{- if .Values.redis.passwordSecret.name -}}
+{{- .Values.redis.passwordSecret.name -}}
+{{- else if .Values.redis.bundled -}}
+{{- printf "%s-redis-auth" (include "ai-gateway.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ai-gateway.redisPasswordSecretKey" -}}
+{{- if .Values.redis.passwordSecret.name -}}
+{{- required "redis.passwordSecret.key is required with redis.passwordSecret.name" .Values.redis.passwordSecret.key -}}
+{{- else if .Values.redis.bundled -}}
+password
+{{- end -}}
+{{- end -}}
+
+{{/* The port of a URL: explicit, or the scheme's default (redis 6379, http 80, https 443). */}}
+{{- define "ai-gateway.urlPort" -}}
+{{- $hostport := regexReplaceAll "^[A-Za-z0-9+.-]+://([^/?#]*@)?([^/?#]*).*$" . "${2}" -}}
+{{- if regexMatch ":[0-9]+$" $hostport -}}
+{{- regexFind "[0-9]+$" $hostport -}}
+{{- else if hasPrefix "https:" . -}}
+443
+{{- else if hasPrefix "http:" . -}}
+80
+{{- else -}}
+6379
+{{- end -}}
+{{- end -}}
+
+{{/* A random value for a generated secret: the one `key` of Secret `name` already holds (kept across upgrades), else `length` random letters and digits. */}}
+{{- define "ai-gateway.keptRandom" -}}
+{{- $old := lookup "v1" "Secret" .ns .name -}}
+{{- if and $old $old.data (hasKey $old.data .key) -}}
+{{- index $old.data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (int .length) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The gateway's config file: .Values.config with the keys the chart owns filled
 in from the other values (listeners, shutdown, state.redis, telemetry.otlp).
 */}}
@@ -59,7 +104,7 @@ in from the other values (listeners, shutdown, state.redis, telemetry.otlp).
 {{- $_ = set $cfg "server" $server -}}
 {{- $redis := dict "pool_size" (int $v.redis.poolSize) "timeout_ms" (int $v.redis.timeoutMs) "key_prefix" $v.redis.keyPrefix -}}
 {{- if $v.redis.bundled -}}
-{{- $_ = set $redis "url" (printf "redis://%s:6379/0" (include "ai-gateway.redisName" .)) -}}
+{{- $_ = set $redis "url" (printf "redis://:${REDIS_PASSWORD}@%s:6379/0" (include "ai-gateway.redisName" .)) -}}
 {{- else if and $v.redis.url $v.redis.clusterNodes -}}
 {{- fail "redis: set either redis.url (standalone) or redis.clusterNodes (Redis Cluster), not both" -}}
 {{- else if $v.redis.url -}}
