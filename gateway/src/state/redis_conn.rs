@@ -30,7 +30,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     consumer_delete: Script::new(include_str!("../../../lua/consumer_delete.v1.lua")),
     tenant_delete: Script::new(include_str!("../../../lua/tenant_delete.v1.lua")),
     key_insert: Script::new(include_str!("../../../lua/key_insert.v1.lua")),
-    key_index: Script::new(include_str!("../../../lua/key_index.v1.lua")),
+    key_index: Script::new(include_str!("../../../lua/key_index.v2.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
     quota_reserve: Script::new(concat!(
         include_str!("../../../lua/quota_lib.v1.lua"),
