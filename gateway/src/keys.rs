@@ -210,9 +210,15 @@ static SUBJECT_HASHER: std::sync::LazyLock<KeyHasher> =
 /// hex, of its SHA-256 (HMAC-SHA-256 keyed with `GATEWAY_KEY_PEPPER` when that
 /// is set), apart from key digests. The value itself is never stored.
 pub fn subject_digest(v: &[u8]) -> String {
-    let d = SUBJECT_HASHER.digest_for(b"gateway quota subject\0", v);
-    let hex = d.to_hex();
-    format!("sha256:{}", hex.get(..32).unwrap_or(&hex))
+    SUBJECT_HASHER.subject_digest(v)
+}
+
+impl KeyHasher {
+    /// `subject_digest` with this hasher's pepper.
+    pub fn subject_digest(&self, v: &[u8]) -> String {
+        let hex = self.digest_for(b"gateway quota subject\0", v).to_hex();
+        format!("sha256:{}", hex.get(..32).unwrap_or(&hex))
+    }
 }
 
 /// The first `n` bytes of the SHA-256 of `v`, as lowercase hex: a short one-way
