@@ -6,6 +6,7 @@
 mod health;
 mod tenants;
 mod usage;
+mod usage_cursor;
 
 use crate::app::App;
 use crate::error::GatewayError;

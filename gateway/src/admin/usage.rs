@@ -7,11 +7,11 @@
 //! time (client IPs, header digests, ...). The cursor says where it stopped.
 
 use super::json as respond;
+use super::usage_cursor::{Cursor, Phase};
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::quota::now_ms;
 use crate::quota::spec::{header_subject, By, Owner, Quota};
-use crate::quota::store::After;
 use crate::state::model::Tenant;
 use crate::state::StateError;
 use bytes::Bytes;
@@ -30,8 +30,6 @@ pub const MAX_LIMIT: usize = 1000;
 /// Index entries one listing call reads at most, as a multiple of its limit
 /// (entries the filter drops count too); past it the page ends early.
 const READ_BUDGET: usize = 10;
-/// The longest cursor accepted (hex of a tag and a window key).
-const MAX_CURSOR: usize = 4096;
 /// The response header that carries the next cursor too.
 const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 
@@ -79,67 +77,6 @@ struct Entry {
     subject: String,
     used: u64,
     reset_ms: u64,
-}
-
-/// Where in a tag a listing stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    /// the fixed-subject windows, from this one on
-    Fixed(usize),
-    /// the window index, after this entry (None: from its start)
-    Index(Option<After>),
-}
-
-/// Where the next page starts: opaque to clients (hex of `tag\nf\n<n>` or
-/// `tag\ni\n<after>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Cursor {
-    tag: String,
-    phase: Phase,
-}
-
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-impl Cursor {
-    fn encode(&self) -> String {
-        let phase = match &self.phase {
-            Phase::Fixed(n) => format!("f\n{n}"),
-            Phase::Index(None) => "i\n".to_string(),
-            Phase::Index(Some(a)) => format!("i\n{}", a.encode()),
-        };
-        to_hex(format!("{}\n{phase}", self.tag).as_bytes())
-    }
-
-    fn decode(s: &str) -> Option<Cursor> {
-        if s.len() > MAX_CURSOR {
-            return None;
-        }
-        let text = String::from_utf8(from_hex(s)?).ok()?;
-        let mut parts = text.splitn(3, '\n');
-        let (tag, kind, rest) = (parts.next()?, parts.next()?, parts.next()?);
-        let phase = match (kind, rest) {
-            ("f", n) => Phase::Fixed(n.parse().ok()?),
-            ("i", "") => Phase::Index(None),
-            ("i", a) => Phase::Index(Some(After::decode(a)?)),
-            _ => return None,
-        };
-        Some(Cursor {
-            tag: tag.to_string(),
-            phase,
-        })
-    }
 }
 
 /// `GET /admin/usage` query: the filter and the page.
@@ -553,43 +490,6 @@ pub async fn reset(app: &App, req: Request<Incoming>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_forgeries_are_refused() {
-        let cases = [
-            Cursor {
-                tag: "r:chat".into(),
-                phase: Phase::Fixed(7),
-            },
-            Cursor {
-                tag: "t:acme".into(),
-                phase: Phase::Index(None),
-            },
-            Cursor {
-                tag: "r:odd:name".into(),
-                phase: Phase::Index(Some(After {
-                    ends: 1_700_000_000_123,
-                    key: "{r:odd:name}:q:r:odd:name:per-ip:::1".into(),
-                })),
-            },
-        ];
-        for c in cases {
-            let s = c.encode();
-            assert!(s.bytes().all(|b| b.is_ascii_hexdigit()), "{s}");
-            assert_eq!(Cursor::decode(&s), Some(c));
-        }
-        for bad in [
-            "",
-            "zz",
-            "abc",
-            &to_hex(b"t:acme\nx\n1"),
-            &to_hex(b"t:acme\nf\n-1"),
-            &to_hex(b"t\ni\nnot-a-number:k"),
-            &"0".repeat(MAX_CURSOR + 2),
-        ] {
-            assert_eq!(Cursor::decode(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn limits_and_unknown_parameters_are_refused() {
