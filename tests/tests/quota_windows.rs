@@ -266,6 +266,11 @@ async fn client_subject_windows_expire_in_redis() {
     loop {
         let left = tag_ttls(&redis);
         if left.is_empty() {
+            eprintln!(
+                "{} keys of the tag after 2,000 subjects, none {:?} after the last request",
+                keys.len(),
+                sent.elapsed()
+            );
             break;
         }
         let within = Duration::from_secs(5);
@@ -309,6 +314,10 @@ async fn memory_backend_sweeps_client_subject_windows() {
     loop {
         let n = windows_gauge(&c, &gw).await;
         if n == Some(0) {
+            eprintln!(
+                "gateway_quota_windows {held:?} after 2,000 subjects, 0 {:?} after the last request",
+                t.elapsed()
+            );
             break;
         }
         assert!(
