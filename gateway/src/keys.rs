@@ -157,6 +157,37 @@ impl KeyHasher {
         }
     }
 
+    /// A digest of `v` for a use other than keys: `domain` keeps it apart from
+    /// every key digest (and from the other uses).
+    pub fn digest_for(&self, domain: &[u8], v: &[u8]) -> Digest32 {
+        let plain = || {
+            Sha256::new()
+                .chain_update(domain)
+                .chain_update(v)
+                .finalize()
+                .into()
+        };
+        match &self.pepper {
+            None => Digest32(plain()),
+            Some(p) => match <Hmac<Sha256> as Mac>::new_from_slice(p) {
+                Ok(mut mac) => {
+                    mac.update(domain);
+                    mac.update(v);
+                    Digest32(mac.finalize().into_bytes().into())
+                }
+                // unreachable in practice (HMAC takes keys of any length)
+                Err(_) => Digest32(
+                    Sha256::new()
+                        .chain_update(p)
+                        .chain_update(domain)
+                        .chain_update(v)
+                        .finalize()
+                        .into(),
+                ),
+            },
+        }
+    }
+
     /// Creates a new key and its id.
     pub fn generate(&self) -> Result<NewKey, RandomUnavailable> {
         let plaintext = format!("{KEY_PREFIX}{}", base62(KEY_CHARS)?);
@@ -169,10 +200,30 @@ impl KeyHasher {
     }
 }
 
-/// The part of a key people may see: the first 8 characters after `sk-gw-`.
+/// The hasher of quota subjects: the pepper comes from the environment, as
+/// for keys, so every replica of a deployment names a subject the same.
+static SUBJECT_HASHER: std::sync::LazyLock<KeyHasher> =
+    std::sync::LazyLock::new(KeyHasher::from_env);
+
+/// The name a value a client sends is counted by when it may be a credential
+/// (a `by: header:<name>` quota subject): `sha256:` and the first 16 bytes, in
+/// hex, of its SHA-256 (HMAC-SHA-256 keyed with `GATEWAY_KEY_PEPPER` when that
+/// is set), apart from key digests. The value itself is never stored.
+pub fn subject_digest(v: &[u8]) -> String {
+    SUBJECT_HASHER.subject_digest(v)
+}
+
+impl KeyHasher {
+    /// `subject_digest` with this hasher's pepper.
+    pub fn subject_digest(&self, v: &[u8]) -> String {
+        let hex = self.digest_for(b"gateway quota subject\0", v).to_hex();
+        format!("sha256:{}", hex.get(..32).unwrap_or(&hex))
+    }
+}
+
 /// The first `n` bytes of the SHA-256 of `v`, as lowercase hex: a short one-way
 /// name for a value that must not be stored or shown (api tokens, secret
-/// headers, long quota subjects).
+/// headers).
 pub fn sha256_hex(v: &[u8], n: usize) -> String {
     Sha256::digest(v)
         .iter()
@@ -181,6 +232,7 @@ pub fn sha256_hex(v: &[u8], n: usize) -> String {
         .collect()
 }
 
+/// The part of a key people may see: the first 8 characters after `sk-gw-`.
 pub fn shown_prefix(key: &str) -> &str {
     let rest = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
     let end = rest

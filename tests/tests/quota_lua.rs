@@ -1,13 +1,15 @@
-//! The quota scripts (`lua/quota_reserve.v1.lua`, `quota_settle.v1.lua`,
-//! `quota_usage.v1.lua`, each after `quota_lib.v1.lua`) run with `EVAL` on a
+//! The quota scripts (`lua/quota_reserve.v2.lua`, `quota_settle.v2.lua`,
+//! `quota_usage.v2.lua`, each after `quota_lib.v2.lua`) run with `EVAL` on a
 //! real redis-server, checked against their header comments and
 //! `lua/README.md` ("Quotas"): all-or-nothing reservations on a sliding window
 //! of 60 sub-buckets, refusals with a truthful retry time, reservations kept as
 //! members of the lease zset (`"<id>\n<key>\n<bucket>\n<amount>\n<gen>..."`, settled
 //! by that member), ended leases given back lazily (when a reserve would
 //! otherwise refuse, 1 call in 16, and always by quota_usage), settles that
-//! happen once, a TTL on every key, and the usage report. One test runs the
-//! same on a 3-node cluster with every key under one hash tag.
+//! happen once, a TTL on every key, the window index (a zset scored with
+//! each window's end, trimmed as windows end, gone with its last window) and
+//! the usage report a page at a time. One test runs the same on a 3-node
+//! cluster with every key under one hash tag.
 //!
 //! Most windows are 1000 ms, so a sub-bucket is `ceil(1000 / 60)` = 17 ms and
 //! the sum covers 61 buckets: a charge made now counts for 1020..1037 ms.
@@ -20,16 +22,16 @@ use std::thread::sleep;
 use std::time::Duration;
 
 const RESERVE: &str = concat!(
-    include_str!("../../lua/quota_lib.v1.lua"),
-    include_str!("../../lua/quota_reserve.v1.lua")
+    include_str!("../../lua/quota_lib.v2.lua"),
+    include_str!("../../lua/quota_reserve.v2.lua")
 );
 const SETTLE: &str = concat!(
-    include_str!("../../lua/quota_lib.v1.lua"),
-    include_str!("../../lua/quota_settle.v1.lua")
+    include_str!("../../lua/quota_lib.v2.lua"),
+    include_str!("../../lua/quota_settle.v2.lua")
 );
 const USAGE: &str = concat!(
-    include_str!("../../lua/quota_lib.v1.lua"),
-    include_str!("../../lua/quota_usage.v1.lua")
+    include_str!("../../lua/quota_lib.v2.lua"),
+    include_str!("../../lua/quota_usage.v2.lua")
 );
 
 /// The window of most tests (ms) and its sub-bucket `ceil(W / 60)`.
@@ -230,7 +232,7 @@ impl<'a> Tag<'a> {
 
     /// KEYS of reserve/settle: lease zset, index, then the windows.
     fn keys(&self, names: &[&str]) -> Vec<String> {
-        let mut keys = vec![self.lease(), self.key("qkeys")];
+        let mut keys = vec![self.lease(), self.key("qidx")];
         keys.extend(names.iter().map(|n| self.window(n)));
         keys
     }
@@ -370,25 +372,67 @@ impl<'a> Tag<'a> {
         self.settle_as(id, "u", "", quotas)
     }
 
-    /// quota_usage with tombstone `tomb` ms: now, and window key -> (used, reset_ms).
-    fn usage_tomb(&self, tomb: i64) -> (i64, BTreeMap<String, (i64, i64)>) {
-        let tomb = tomb.to_string();
-        let keys = [self.key("qkeys"), self.lease()];
-        let r = self.eval(USAGE, &keys, &[tomb.as_str()]);
+    /// quota_usage: windows `named`, then up to `count` index entries after
+    /// `after` (score, member; "" "" from the start), with tombstone `tomb`
+    /// ms: now, the next page's (score, member) if any, and (window key, used,
+    /// reset_ms) in the order answered.
+    fn usage_page(
+        &self,
+        named: &[String],
+        count: usize,
+        after: (&str, &str),
+        tomb: i64,
+    ) -> UsagePage {
+        let mut keys = vec![self.key("qidx"), self.lease()];
+        keys.extend(named.iter().cloned());
+        let (tomb, count) = (tomb.to_string(), count.to_string());
+        let r = self.eval(USAGE, &keys, &[tomb.as_str(), &count, after.0, after.1]);
         let items = r.items();
-        let Some(Reply::Int(now)) = items.first() else {
-            panic!("quota_usage should start with now: {items:?}")
+        let (Some(Reply::Int(now)), Some(Reply::Str(score)), Some(Reply::Str(member))) =
+            (items.first(), items.get(1), items.get(2))
+        else {
+            panic!("quota_usage should start with now and the next page: {items:?}")
         };
-        let mut windows = BTreeMap::new();
-        for w in items[1..].chunks(3) {
-            match w {
-                [Reply::Str(k), Reply::Int(used), Reply::Int(reset)] => {
-                    windows.insert(k.clone(), (*used, *reset));
-                }
+        let windows = items[3..]
+            .chunks(3)
+            .map(|w| match w {
+                [Reply::Str(k), Reply::Int(used), Reply::Int(reset)] => (k.clone(), *used, *reset),
                 _ => panic!("quota_usage entry {w:?} in {items:?}"),
-            }
+            })
+            .collect();
+        UsagePage {
+            now: *now,
+            next: (!score.is_empty()).then(|| (score.clone(), member.clone())),
+            windows,
         }
-        (*now, windows)
+    }
+
+    /// quota_usage of the whole index with tombstone `tomb` ms: now, and
+    /// window key -> (used, reset_ms).
+    fn usage_tomb(&self, tomb: i64) -> (i64, BTreeMap<String, (i64, i64)>) {
+        let p = self.usage_page(&[], 10_000, ("", ""), tomb);
+        assert_eq!(p.next, None, "one page holds every window here");
+        let windows = p.windows.into_iter().map(|(k, u, r)| (k, (u, r))).collect();
+        (p.now, windows)
+    }
+
+    /// The index zset: (member, score) in its order.
+    fn index(&self) -> Vec<(String, i64)> {
+        let r = parse(&self.cmd(&[
+            "--no-raw",
+            "ZRANGE",
+            &self.key("qidx"),
+            "0",
+            "-1",
+            "WITHSCORES",
+        ]));
+        r.items()
+            .chunks(2)
+            .map(|p| match p {
+                [Reply::Str(m), Reply::Str(s)] => (m.clone(), s.parse().unwrap()),
+                _ => panic!("index entry {p:?} in {r:?}"),
+            })
+            .collect()
     }
 
     fn usage(&self) -> (i64, BTreeMap<String, (i64, i64)>) {
@@ -439,6 +483,16 @@ impl<'a> Tag<'a> {
     fn pttl(&self, key: &str) -> i64 {
         self.cmd(&["PTTL", key]).parse().unwrap()
     }
+}
+
+/// What quota_usage answered.
+#[derive(Debug)]
+struct UsagePage {
+    now: i64,
+    /// (score, member) the next page starts after
+    next: Option<(String, String)>,
+    /// (window key, used, reset_ms)
+    windows: Vec<(String, i64, i64)>,
 }
 
 /// Every key on `redis` (standalone) expires: none without a TTL.
@@ -608,20 +662,28 @@ fn bad_arguments_are_error_replies() {
         assert!(r.err().contains("quota_settle: bad"), "{args:?}: {r:?}");
     }
 
-    // quota_usage: exactly the index and the lease zset, a tombstone length
-    let (index, lease) = (q.key("qkeys"), q.lease());
-    for (keys, tomb) in [
-        (vec![index.clone(), lease.clone()], "0"),
-        (vec![index.clone(), lease.clone()], "never"),
-        (vec![index.clone()], "1000"),
-        (vec![index.clone(), q.key("qres"), lease.clone()], "1000"),
+    // quota_usage: the index and the lease zset (then windows by name), a
+    // tombstone length, a page size up to 10,000 and a whole score to start after
+    let (index, lease) = (q.key("qidx"), q.lease());
+    let both = vec![index.clone(), lease.clone()];
+    for (keys, args) in [
+        (both.clone(), ["0", "10", "", ""]),
+        (both.clone(), ["never", "10", "", ""]),
+        (both.clone(), ["1000", "-1", "", ""]),
+        (both.clone(), ["1000", "10001", "", ""]),
+        (both.clone(), ["1000", "ten", "", ""]),
+        (both.clone(), ["1000", "10", "soon", "x"]),
+        (both.clone(), ["1000", "10", "1.5", "x"]),
+        (vec![index.clone()], ["1000", "10", "", ""]),
     ] {
-        let r = q.eval(USAGE, &keys, &[tomb]);
+        let r = q.eval(USAGE, &keys, &args);
         assert!(
             r.err().contains("quota_usage: bad"),
-            "{keys:?} {tomb}: {r:?}"
+            "{keys:?} {args:?}: {r:?}"
         );
     }
+    let r = q.eval(USAGE, &both, &["1000", "10", ""]);
+    assert!(r.err().contains("quota_usage: bad"), "3 arguments: {r:?}");
     assert_eq!(q.cmd(&["DBSIZE"]), "0", "a rejected call writes nothing");
 }
 
@@ -1084,14 +1146,154 @@ fn usage_lists_every_window_and_forgets_expired_ones() {
     assert_eq!(windows[&q.window("rpm")], (3, rpm_reset));
     assert_eq!(windows[&q.window("blip")].0, 2);
 
-    // the 60 ms window expires after 121 ms and leaves the index
+    // the 60 ms window expires after 121 ms and is no longer listed
     sleep(ms(200));
     let (now, windows) = q.usage();
     let rpm_reset = (a.now / B + 61) * B - now;
     assert_eq!(windows.len(), 1, "{windows:?}");
     assert_eq!(windows[&q.window("rpm")], (3, rpm_reset));
-    let members = q.cmd(&["SMEMBERS", &q.key("qkeys")]);
-    assert_eq!(members, q.window("rpm"));
+    // the index holds each window with its end: the hash's TTL
+    let index = q.index();
+    let rpm_end = index
+        .iter()
+        .find(|(m, _)| *m == q.window("rpm"))
+        .map(|(_, s)| *s);
+    assert_eq!(rpm_end, Some(a.now + 2 * W + B), "{index:?}");
+    // a window reset (deleted) before its end leaves the index when listed
+    q.cmd(&["DEL", &q.window("rpm")]);
+    assert!(q.usage().1.is_empty());
+    assert!(
+        q.index().iter().all(|(m, _)| *m != q.window("rpm")),
+        "{:?}",
+        q.index()
+    );
+}
+
+/// Reserves 1 on each window `keys` (`w` ms) of tenant `t`'s tag and settles
+/// each at 1, so no lease stays behind: two pipelined round trips (redis-cli
+/// one call at a time would outlast short windows).
+fn charge_windows(redis: &RedisServer, t: &str, keys: &[String], w: i64) {
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut sha = |script: &str| -> String {
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(script)
+            .query(&mut con)
+            .unwrap()
+    };
+    let (reserve, settle) = (sha(RESERVE), sha(SETTLE));
+    let (lease, index) = (format!("gw:{{t:{t}}}:qlease"), format!("gw:{{t:{t}}}:qidx"));
+    let mut p = redis::pipe();
+    for (i, k) in keys.iter().enumerate() {
+        p.cmd("EVALSHA")
+            .arg(&reserve)
+            .arg(3)
+            .arg(&lease)
+            .arg(&index)
+            .arg(k);
+        p.arg(format!("c{i}"))
+            .arg(30_000)
+            .arg(60_000)
+            .arg(10)
+            .arg(w)
+            .arg(1);
+    }
+    let admitted: Vec<Vec<redis::Value>> = p.query(&mut con).unwrap();
+    let mut p = redis::pipe();
+    for (i, (k, a)) in keys.iter().zip(&admitted).enumerate() {
+        let Some(redis::Value::BulkString(member)) = a.last() else {
+            panic!("{k} not admitted: {a:?}")
+        };
+        p.cmd("EVALSHA")
+            .arg(&settle)
+            .arg(3)
+            .arg(&lease)
+            .arg(&index)
+            .arg(k);
+        p.arg(format!("c{i}"))
+            .arg(60_000)
+            .arg("r")
+            .arg(member)
+            .arg(w)
+            .arg(1);
+    }
+    let settled: Vec<i64> = p.query(&mut con).unwrap();
+    assert!(settled.iter().all(|s| *s == 1), "{settled:?}");
+}
+
+/// Windows counted by client values (300 addresses of a `by: ip` quota): the
+/// usage report pages through them in the order of their ends, each window
+/// once, named windows first (at 0 when there is none); ended windows are
+/// never listed and leave the index, 64 each time a window is charged, and an
+/// index ends with its last window.
+#[test]
+fn usage_pages_through_many_windows_and_the_index_ends_with_them() {
+    let redis = RedisServer::start();
+    let q = Tag::new(&redis, "acme");
+    let w = 200;
+    let ip = |i: usize| format!("gw:{{t:acme}}:q:t:acme:per-ip:10.0.{}.{}", i / 256, i % 256);
+    // a daily window keeps this index alive throughout
+    charge_windows(&redis, "acme", &[q.window("tpd")], DAY);
+    charge_windows(&redis, "acme", &(0..300).map(ip).collect::<Vec<_>>(), w);
+    let mut listed = Vec::new();
+    let mut after = (String::new(), String::new());
+    let mut pages = 0;
+    loop {
+        let p = q.usage_page(&[], 128, (&after.0, &after.1), TOMB);
+        assert!(p.windows.len() <= 128, "{}", p.windows.len());
+        listed.extend(p.windows.into_iter().map(|(k, used, _)| {
+            assert_eq!(used, 1, "{k}");
+            k
+        }));
+        pages += 1;
+        match p.next {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "301 windows, 128 a page");
+    let mut want: Vec<String> = (0..300).map(ip).collect();
+    want.push(q.window("tpd"));
+    listed.sort();
+    want.sort();
+    assert_eq!(listed, want, "every window exactly once");
+
+    // named windows come first, listed or not
+    let gone = "gw:{t:acme}:q:t:acme:per-ip:10.9.9.9".to_string();
+    let p = q.usage_page(&[gone.clone(), ip(7)], 0, ("", ""), TOMB);
+    assert_eq!(p.windows, vec![(gone, 0, 0), (ip(7), 1, p.windows[1].2)]);
+    assert_eq!(p.next, None);
+
+    // after their end (2 * 200 + 4 ms) they are not listed; the next window
+    // charged takes 64 ended entries out of the index
+    sleep(ms(2 * w + 100));
+    let p = q.usage_page(&[], 10_000, ("", ""), TOMB);
+    assert_eq!(p.windows.len(), 1, "only the daily window: {:?}", p.windows);
+    assert_eq!(q.index().len(), 301);
+    charge_windows(&redis, "acme", &[ip(1000)], w);
+    assert_eq!(q.index().len(), 301 - 64 + 1);
+    assert_every_key_expires(&redis);
+
+    // an index of short windows only ends with the last of them
+    let b = Tag::new(&redis, "beta");
+    let beta: Vec<String> = (0..20)
+        .map(|i| format!("gw:{{t:beta}}:q:t:beta:per-ip:10.1.0.{i}"))
+        .collect();
+    charge_windows(&redis, "beta", &beta, w);
+    let (index, last) = (b.pttl(&b.key("qidx")), b.pttl(&beta[19]));
+    assert!(
+        index > 0 && index <= last + 5,
+        "index {index} ms, last window {last} ms"
+    );
+    sleep(ms(2 * w + 100));
+    assert_eq!(
+        redis.cli(&["KEYS", "*beta*"]),
+        "",
+        "every key of the tag is gone"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1116,6 +1318,12 @@ fn the_scripts_run_on_a_cluster_under_one_hash_tag() {
     let (_, windows) = q.usage();
     assert_eq!(windows[&q.window("rpm")].0, 3);
     assert_eq!(windows[&q.window("tpm")].0, 80);
+
+    let p = q.usage_page(&[], 1, ("", ""), TOMB);
+    assert_eq!(p.windows.len(), 1);
+    let next = p.next.expect("a second page");
+    let p = q.usage_page(&[], 1, (&next.0, &next.1), TOMB);
+    assert_eq!(p.windows.len(), 1);
 
     // every key of the tag (lease zset, index, two windows) lives on the one
     // node that owns its slot

@@ -127,3 +127,71 @@ async fn unreachable_redis_is_unavailable_and_recovers() {
     assert!(!s.is_degraded());
     assert_eq!(s.list_consumers("acme").await.unwrap().len(), 1);
 }
+
+/// The delete scripts as they run on their own: the first step of a delete,
+/// after which the gateway deletes the key records (the step an interruption
+/// skips).
+const CONSUMER_DELETE: &str = include_str!("../../lua/consumer_delete.v1.lua");
+const TENANT_DELETE: &str = include_str!("../../lua/tenant_delete.v1.lua");
+
+/// A delete interrupted after its first step leaves the key records behind,
+/// unlisted: they never resolve again, neither when the consumer is made anew
+/// nor when the tenant is, and nobody else can claim their digest; inserting
+/// the same key again (the seed written again) lists it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_left_by_an_interrupted_delete_never_resolve() {
+    let redis = RedisServer::start();
+    let s = store(Target::Single(redis.url()), "gw:");
+    prepare(&s).await;
+    let record = |d: char| format!("gw:{{k:{}}}", d.to_string().repeat(64));
+    s.put_tenant(tenant("acme")).await.unwrap();
+    s.put_consumer(consumer("acme", "bob")).await.unwrap();
+    s.insert_key(key("acme", "bob", "k1", 'a')).await.unwrap();
+    s.insert_key(key("acme", "bob", "k2", 'b')).await.unwrap();
+
+    // consumer: the script ran, the records stayed
+    redis.cli(&[
+        "EVAL",
+        CONSUMER_DELETE,
+        "2",
+        "gw:{t:acme}:consumers",
+        "gw:{t:acme}:keys",
+        "bob",
+    ]);
+    assert_eq!(redis.cli(&["EXISTS", &record('a'), &record('b')]), "2");
+    s.put_consumer(consumer("acme", "bob")).await.unwrap();
+    assert!(s.lookup(&"a".repeat(64)).await.unwrap().is_none());
+    assert!(s.lookup(&"b".repeat(64)).await.unwrap().is_none());
+    assert!(s.list_keys("acme", "bob").await.unwrap().is_empty());
+    // another key cannot take the digest; the same key again is listed again
+    assert!(matches!(
+        s.insert_key(key("acme", "bob", "other", 'a')).await,
+        Err(StateError::Conflict(_))
+    ));
+    s.insert_key(key("acme", "bob", "k1", 'a')).await.unwrap();
+    assert_eq!(
+        s.lookup(&"a".repeat(64)).await.unwrap().unwrap().key.id,
+        "k1"
+    );
+    assert!(s.lookup(&"b".repeat(64)).await.unwrap().is_none());
+
+    // tenant: the script ran, the records stayed
+    redis.cli(&[
+        "EVAL",
+        TENANT_DELETE,
+        "3",
+        "gw:{t:acme}:tenant",
+        "gw:{t:acme}:consumers",
+        "gw:{t:acme}:keys",
+    ]);
+    assert_eq!(redis.cli(&["EXISTS", &record('a')]), "1");
+    s.put_tenant(tenant("acme")).await.unwrap();
+    s.put_consumer(consumer("acme", "bob")).await.unwrap();
+    assert!(s.lookup(&"a".repeat(64)).await.unwrap().is_none());
+    assert!(s.list_keys("acme", "bob").await.unwrap().is_empty());
+
+    // a complete delete leaves no record behind
+    s.insert_key(key("acme", "bob", "k3", 'c')).await.unwrap();
+    s.delete_consumer("acme", "bob").await.unwrap();
+    assert_eq!(redis.cli(&["EXISTS", &record('c')]), "0");
+}

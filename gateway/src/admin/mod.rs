@@ -6,6 +6,7 @@
 mod health;
 mod tenants;
 mod usage;
+mod usage_cursor;
 
 use crate::app::App;
 use crate::error::GatewayError;
@@ -260,6 +261,10 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
     text.push_str(&format!(
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
+    ));
+    text.push_str(&format!(
+        "# HELP gateway_quota_windows Quota windows kept in this process (memory backend, and on_redis_error: local shares).\n# TYPE gateway_quota_windows gauge\ngateway_quota_windows {}\n",
+        q.windows_in_memory()
     ));
     if let Some(o) = &app.otlp {
         text.push_str(&format!(

@@ -28,13 +28,34 @@ fn member(a: &ReserveAnswer) -> &str {
     }
 }
 
+/// What window `key` holds, read by name (0 when there is none).
 async fn usage_of(s: &QuotaStore, tag: &str, key: &str) -> u64 {
-    s.usage(tag, 60_000)
+    let p = s
+        .usage(tag, 60_000, &[key.to_string()], 0, None)
         .await
-        .unwrap()
-        .into_iter()
-        .find(|(k, _, _)| k == key)
-        .map_or(0, |(_, u, _)| u)
+        .unwrap();
+    assert_eq!(p.windows.len(), 1, "{p:?}");
+    assert_eq!(p.windows[0].0, key);
+    p.windows[0].1
+}
+
+/// Every window the index of `tag` lists, `count` at a time: (keys in the
+/// order listed, pages read).
+async fn pages(s: &QuotaStore, tag: &str, count: usize) -> (Vec<String>, usize) {
+    let (mut keys, mut pages, mut after) = (Vec::new(), 0, None);
+    loop {
+        let p = s
+            .usage(tag, 60_000, &[], count, after.as_ref())
+            .await
+            .unwrap();
+        assert!(p.windows.len() <= count, "{p:?}");
+        keys.extend(p.windows.into_iter().map(|w| w.0));
+        pages += 1;
+        match p.next {
+            Some(a) => after = Some(a),
+            None => return (keys, pages),
+        }
+    }
 }
 
 /// Runs every check against `s`; `run` names keys with `salt` so several runs
@@ -239,13 +260,109 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         vec![10],
         "the whole limit is back after one window"
     );
+
+    windows_end_and_the_index_pages(s, salt).await;
+}
+
+/// Windows counted by a client's value (here 25 addresses): the tag's index
+/// lists them page by page, each once; a window ends two windows and a bucket
+/// after its newest charge, and is listed no more.
+async fn windows_end_and_the_index_pages(s: &QuotaStore, salt: &str) {
+    let tag = format!("r:pages{salt}");
+    let w = 300; // ends 2 * 300 + 5 ms after its newest charge
+    let mut keys: Vec<String> = (0..25)
+        .map(|i| format!("{{{tag}}}:q:r:pages:per-ip:10.0.0.{i}"))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let id = format!("p{i}");
+        let a = s
+            .reserve(&tag, &id, 10_000, 60_000, &[item(k, 10, w, 2)])
+            .await
+            .unwrap();
+        let real = [(k.clone(), w, 1)];
+        let r = s
+            .settle(&tag, &id, member(&a), 60_000, SettleMode::Reserved, &real)
+            .await
+            .unwrap();
+        assert_eq!(r, SettleAnswer::Settled);
+    }
+    let (mut listed, n) = pages(s, &tag, 10).await;
+    assert_eq!(n, 3, "25 windows, 10 a page");
+    listed.sort();
+    keys.sort();
+    assert_eq!(listed, keys, "every window once");
+    // windows asked for by name come first, at 0 when there is none
+    let none = format!("{{{tag}}}:q:r:pages:per-ip:10.9.9.9");
+    let p = s
+        .usage(&tag, 60_000, &[none.clone(), keys[0].clone()], 1, None)
+        .await
+        .unwrap();
+    assert_eq!(p.windows.len(), 3, "{p:?}");
+    assert_eq!(p.windows[0], (none, 0, 0));
+    assert_eq!((&p.windows[1].0, p.windows[1].1), (&keys[0], 1));
+    assert!(p.next.is_some());
+
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (listed, _) = pages(s, &tag, 10).await;
+    assert!(
+        listed.is_empty(),
+        "ended windows are not listed: {listed:?}"
+    );
+    assert_eq!(usage_of(s, &tag, &keys[0]).await, 0);
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::quota::memory::MemoryQuotas;
+
     #[tokio::test]
     async fn memory_store_conforms() {
         let s = super::QuotaStore::Memory(Default::default());
         super::run(&s, "").await;
+    }
+
+    /// 2,000 windows of one-second quotas: all held while they count, all gone
+    /// after one sweep once they ended; a reserve removes a few itself.
+    #[test]
+    fn memory_store_sweeps_ended_windows() {
+        let m = MemoryQuotas::default();
+        let now = 1_000_000;
+        for i in 0..2000 {
+            let k = format!("{{r:chat}}:q:r:chat:per-team:sha256:{i:032x}");
+            let a = m.reserve(
+                "r:chat",
+                &format!("r{i}"),
+                5000,
+                60_000,
+                &[item(&k, 5, 1000, 1)],
+                now,
+            );
+            assert!(matches!(a, ReserveAnswer::Admitted { .. }));
+            m.settle(
+                "r:chat",
+                &format!("r{i}"),
+                60_000,
+                SettleMode::Reserved,
+                &[(k, 1000, 1)],
+                now,
+            );
+        }
+        assert_eq!(m.windows(), 2000);
+        // still counting two windows later (ends at now + 2000 + 17)
+        m.sweep(now + 2000, 60_000);
+        assert_eq!(m.windows(), 2000);
+        let k = "{r:chat}:q:r:chat:per-team:other".to_string();
+        m.reserve(
+            "r:chat",
+            "x",
+            5000,
+            60_000,
+            &[item(&k, 5, 1000, 1)],
+            now + 2100,
+        );
+        assert_eq!(m.windows(), 2000 + 1 - 64, "a reserve sweeps 64");
+        m.sweep(now + 2100, 60_000);
+        assert_eq!(m.windows(), 1);
     }
 }

@@ -1,10 +1,25 @@
 //! The in-process quota store: the same sliding windows, reservation records,
-//! leases and tombstones as `lua/quota_*.v1.lua`, behind one lock. Serves the
+//! leases and tombstones as `lua/quota_*.v2.lua`, behind one lock. Serves the
 //! `memory` backend and the per-replica limits of `on_redis_error: local`.
+//! A window ends as its Redis hash does, two windows and a bucket after its
+//! newest charge. Windows and records are also kept in the order of their
+//! ends, so every call removes the few that ended first and `sweep` (run off
+//! the request path) the rest, without walking everything under the lock.
 
-use super::store::{Item, ReserveAnswer, SettleAnswer, SettleMode, WindowUse, BUCKETS};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use super::store::{
+    After, Item, ReserveAnswer, SettleAnswer, SettleMode, UsagePage, WindowUse, BUCKETS,
+};
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+/// Ended windows and records a reserve removes (`sweep` removes the rest).
+const SWEEP_PER_CALL: usize = 64;
+/// Ended windows and records removed per hold of the lock by `sweep` and `usage`.
+const SWEEP_CHUNK: usize = 1024;
+
+/// A window key (`{tag}:q:<owner>:<quota>:<subject>`), shared by the maps.
+type Key = Arc<str>;
 
 struct Window {
     window_ms: u64,
@@ -13,6 +28,10 @@ struct Window {
     /// a new one each time the window starts afresh (made, length changed):
     /// reservations from an older generation never move its buckets
     gen: u64,
+    /// the bucket `ends` was last set for (None: not since the window began)
+    renewed: Option<u64>,
+    /// when the window ends unless it is charged again (ms)
+    ends: u64,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -21,12 +40,14 @@ fn next_gen() -> u64 {
     GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-impl Default for Window {
-    fn default() -> Self {
+impl Window {
+    fn new() -> Window {
         Window {
             window_ms: 0,
             buckets: HashMap::new(),
             gen: next_gen(),
+            renewed: None,
+            ends: 0,
         }
     }
 }
@@ -48,12 +69,15 @@ struct Record {
 
 #[derive(Default)]
 struct Inner {
-    windows: HashMap<String, Window>,
+    windows: HashMap<Key, Window>,
+    /// every window by its end, for the sweep
+    ends: BTreeSet<(u64, Key)>,
+    /// tag -> its windows by their end, ties by key (the order of the pages)
+    tags: HashMap<String, BTreeSet<(u64, Key)>>,
     /// reservation id (scoped by tag) -> record
-    records: HashMap<String, Record>,
-    /// tag -> window keys
-    index: HashMap<String, Vec<String>>,
-    last_sweep: u64,
+    records: HashMap<Key, Record>,
+    /// every record by its lease or tombstone end
+    record_ends: BTreeSet<(u64, Key)>,
 }
 
 #[derive(Default)]
@@ -65,6 +89,13 @@ fn bucket_ms(window_ms: u64) -> u64 {
     window_ms.div_ceil(BUCKETS).max(1)
 }
 
+/// The hash tag of a window key: `t:acme` of `{t:acme}:q:...`.
+fn tag_of(key: &str) -> &str {
+    key.strip_prefix('{')
+        .and_then(|k| k.split_once('}'))
+        .map_or("", |(t, _)| t)
+}
+
 impl Window {
     /// Drops buckets that left the window; answers (sum, current index, bucket ms).
     fn load(&mut self, window_ms: u64, now: u64) -> (u64, u64, u64) {
@@ -72,6 +103,7 @@ impl Window {
             self.window_ms = window_ms;
             self.buckets.clear();
             self.gen = next_gen();
+            self.renewed = None;
         }
         let b = bucket_ms(window_ms);
         let cur = now / b;
@@ -110,62 +142,141 @@ impl Window {
 }
 
 impl Inner {
-    /// Ends leases and tombstones (at most every 50 ms: it walks every record).
-    fn sweep(&mut self, now: u64, tomb_ms: u64) {
-        if now < self.last_sweep + 50 {
-            return;
-        }
-        self.last_sweep = now;
-        let ended: Vec<String> = self
-            .records
-            .iter()
-            .filter(|(_, r)| r.until <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ended {
-            let Some(rec) = self.records.get_mut(&id) else {
-                continue;
-            };
-            if rec.state == State::Reserved {
-                for (key, bucket, amount, gen) in &rec.items {
-                    if let Some(w) = self.windows.get_mut(key) {
-                        if w.gen == *gen {
-                            w.take(*bucket, *amount);
-                        }
-                    }
+    /// Gets window `key` ready to be charged now: made when missing, brought up
+    /// to now and, once per bucket, set to end two windows and a bucket later
+    /// (as `quota_lib.v2.lua` sets the hash's TTL). Answers the current bucket.
+    fn touch(&mut self, key: &str, window_ms: u64, now: u64) -> u64 {
+        let k: Key = match self.windows.get_key_value(key) {
+            Some((k, w)) if w.ends > now => k.clone(),
+            found => {
+                // one that ended (not swept yet) starts afresh, as an expired
+                // hash does in Redis
+                if found.is_some() {
+                    self.forget(key);
                 }
-                rec.state = State::Expired;
-                rec.until = now + tomb_ms;
-            } else {
-                self.records.remove(&id);
+                let k: Key = Arc::from(key);
+                self.windows.insert(k.clone(), Window::new());
+                k
+            }
+        };
+        let Some(w) = self.windows.get_mut(&k) else {
+            return 0;
+        };
+        let (_, cur, b) = w.load(window_ms, now);
+        if w.renewed == Some(cur) {
+            return cur;
+        }
+        w.renewed = Some(cur);
+        let ends = now.saturating_add(window_ms.saturating_mul(2).saturating_add(b));
+        let old = std::mem::replace(&mut w.ends, ends);
+        self.ends.remove(&(old, k.clone()));
+        self.ends.insert((ends, k.clone()));
+        let tag = tag_of(&k);
+        let listed = match self.tags.get_mut(tag) {
+            Some(l) => l,
+            None => self.tags.entry(tag.to_string()).or_default(),
+        };
+        listed.remove(&(old, k.clone()));
+        listed.insert((ends, k));
+        cur
+    }
+
+    /// Removes window `key` and its places in the orders.
+    fn forget(&mut self, key: &str) {
+        let Some((k, w)) = self.windows.remove_entry(key) else {
+            return;
+        };
+        let at = (w.ends, k);
+        self.ends.remove(&at);
+        let tag = tag_of(&at.1);
+        if let Some(listed) = self.tags.get_mut(tag) {
+            listed.remove(&at);
+            if listed.is_empty() {
+                self.tags.remove(tag);
             }
         }
     }
 
-    fn charge(
-        &mut self,
-        tag: &str,
-        items: &[(String, u64, u64)],
-        now: u64,
-    ) -> Vec<(String, u64, u64, u64)> {
+    fn put_record(&mut self, rid: Key, rec: Record) {
+        if let Some(old) = self.records.get(&rid) {
+            self.record_ends.remove(&(old.until, rid.clone()));
+        }
+        self.record_ends.insert((rec.until, rid.clone()));
+        self.records.insert(rid, rec);
+    }
+
+    fn drop_record(&mut self, rid: &str) {
+        if let Some((k, rec)) = self.records.remove_entry(rid) {
+            self.record_ends.remove(&(rec.until, k));
+        }
+    }
+
+    /// Removes up to `max` ended windows and up to `max` ended leases and
+    /// tombstones (an ended lease gives its reservation back and leaves a
+    /// tombstone). Answers whether it stopped at `max`.
+    fn sweep(&mut self, now: u64, tomb_ms: u64, max: usize) -> bool {
+        let mut windows = 0;
+        while windows < max {
+            match self.ends.first() {
+                Some((end, _)) if *end <= now => {}
+                _ => break,
+            }
+            if let Some((_, k)) = self.ends.pop_first() {
+                self.forget(&k);
+            }
+            windows += 1;
+        }
+        let mut records = 0;
+        while records < max {
+            match self.record_ends.first() {
+                Some((until, _)) if *until <= now => {}
+                _ => break,
+            }
+            let Some((_, rid)) = self.record_ends.pop_first() else {
+                break;
+            };
+            records += 1;
+            let Some(mut rec) = self.records.remove(&rid) else {
+                continue;
+            };
+            if rec.state != State::Reserved {
+                continue;
+            }
+            for (key, bucket, amount, gen) in &rec.items {
+                if let Some(w) = self.windows.get_mut(key.as_str()) {
+                    if w.gen == *gen {
+                        w.take(*bucket, *amount);
+                    }
+                }
+            }
+            rec.state = State::Expired;
+            rec.until = now.saturating_add(tomb_ms);
+            self.put_record(rid, rec);
+        }
+        windows == max || records == max
+    }
+
+    fn charge(&mut self, items: &[(String, u64, u64)], now: u64) -> Vec<(String, u64, u64, u64)> {
         let mut out = Vec::with_capacity(items.len());
         for (key, window_ms, amount) in items {
-            let w = self.windows.entry(key.clone()).or_default();
-            let (_, cur, _) = w.load(*window_ms, now);
+            let cur = self.touch(key, *window_ms, now);
+            let Some(w) = self.windows.get_mut(key.as_str()) else {
+                continue;
+            };
             if *amount > 0 {
                 *w.buckets.entry(cur).or_default() += amount;
             }
-            index(&mut self.index, tag, key);
             out.push((key.clone(), cur, *amount, w.gen));
         }
         out
     }
-}
 
-fn index(index: &mut HashMap<String, Vec<String>>, tag: &str, key: &str) {
-    let keys = index.entry(tag.to_string()).or_default();
-    if !keys.iter().any(|k| k == key) {
-        keys.push(key.to_string());
+    /// (key, used, reset ms) of a window that has not ended.
+    fn report(&mut self, key: &str, now: u64) -> Option<(String, u64, u64)> {
+        let w = self.windows.get_mut(key).filter(|w| w.ends > now)?;
+        let ms = w.window_ms;
+        let (sum, _, b) = w.load(ms, now);
+        Some((key.to_string(), sum, w.reset_ms(b, now)))
     }
 }
 
@@ -184,13 +295,18 @@ impl MemoryQuotas {
         now: u64,
     ) -> ReserveAnswer {
         let mut g = self.lock();
-        g.sweep(now, tomb_ms);
+        g.sweep(now, tomb_ms, SWEEP_PER_CALL);
         let rid = format!("{tag}\n{id}");
-        let again = g.records.contains_key(&rid);
+        let again = g.records.contains_key(rid.as_str());
         let mut loaded = Vec::with_capacity(items.len());
         for it in items {
-            let w = g.windows.entry(it.key.clone()).or_default();
-            loaded.push(w.load(it.window_ms, now));
+            loaded.push(match g.windows.get_mut(it.key.as_str()) {
+                Some(w) => w.load(it.window_ms, now),
+                None => {
+                    let b = bucket_ms(it.window_ms);
+                    (0, now / b, b)
+                }
+            });
         }
         if !again {
             for (i, (it, &(sum, cur, b))) in items.iter().zip(&loaded).enumerate() {
@@ -201,7 +317,7 @@ impl MemoryQuotas {
                 let retry_ms = (it.amount <= it.limit).then(|| {
                     let need = sum.saturating_add(it.amount).saturating_sub(it.limit);
                     g.windows
-                        .get(&it.key)
+                        .get(it.key.as_str())
                         .and_then(|w| w.retry_ms(need, cur, b, now))
                 });
                 let standing = items
@@ -209,7 +325,10 @@ impl MemoryQuotas {
                     .zip(&loaded)
                     .map(|(it, &(sum, _, b))| WindowUse {
                         used: sum,
-                        reset_ms: g.windows.get(&it.key).map_or(0, |w| w.reset_ms(b, now)),
+                        reset_ms: g
+                            .windows
+                            .get(it.key.as_str())
+                            .map_or(0, |w| w.reset_ms(b, now)),
                     })
                     .collect();
                 return ReserveAnswer::Refused {
@@ -224,7 +343,16 @@ impl MemoryQuotas {
         let mut used = Vec::with_capacity(items.len());
         let mut rec_items = Vec::with_capacity(items.len());
         for (it, (sum, cur, b)) in items.iter().zip(loaded) {
-            let w = g.windows.entry(it.key.clone()).or_default();
+            if !again {
+                g.touch(&it.key, it.window_ms, now);
+            }
+            let Some(w) = g.windows.get_mut(it.key.as_str()) else {
+                used.push(WindowUse {
+                    used: sum,
+                    reset_ms: 0,
+                });
+                continue;
+            };
             let mut sum = sum;
             if !again && it.amount > 0 {
                 *w.buckets.entry(cur).or_default() += it.amount;
@@ -234,17 +362,15 @@ impl MemoryQuotas {
                 used: sum,
                 reset_ms: w.reset_ms(b, now),
             });
-            let gen = w.gen;
-            index(&mut g.index, tag, &it.key);
-            rec_items.push((it.key.clone(), cur, it.amount, gen));
+            rec_items.push((it.key.clone(), cur, it.amount, w.gen));
         }
         if !again {
-            g.records.insert(
-                rid,
+            g.put_record(
+                Arc::from(rid),
                 Record {
                     state: State::Reserved,
                     items: rec_items,
-                    until: now + lease_ms,
+                    until: now.saturating_add(lease_ms),
                 },
             );
         }
@@ -267,7 +393,7 @@ impl MemoryQuotas {
     ) -> SettleAnswer {
         let mut g = self.lock();
         let rid = format!("{tag}\n{id}");
-        let state = g.records.get(&rid).map(|r| r.state);
+        let state = g.records.get(rid.as_str()).map(|r| r.state);
         let answer = match (state, mode) {
             (None, SettleMode::Reserved) => return SettleAnswer::Nothing,
             (Some(State::Settled), _) => return SettleAnswer::Already,
@@ -276,22 +402,25 @@ impl MemoryQuotas {
             (Some(State::Reserved), _) => {
                 let items = g
                     .records
-                    .get(&rid)
+                    .get(rid.as_str())
                     .map(|r| r.items.clone())
                     .unwrap_or_default();
                 let mut settled = Vec::with_capacity(items.len());
                 for (i, (key, bucket, reserved, gen)) in items.into_iter().enumerate() {
                     let real = actual.get(i).map_or(reserved, |a| a.2);
                     // a bucket that left the window (or a window that was reset
-                    // or expired) is not brought back; usage beyond the
+                    // or ended) is not brought back; usage beyond the
                     // reservation then counts in the current bucket
                     let window_ms = actual.get(i).map_or(0, |a| a.1);
-                    let counts = g.windows.get_mut(&key).is_some_and(|w| {
+                    let counts = g.windows.get_mut(key.as_str()).is_some_and(|w| {
                         let (_, cur, _) = w.load(w.window_ms, now);
-                        w.gen == gen && bucket + BUCKETS >= cur && w.buckets.contains_key(&bucket)
+                        w.gen == gen
+                            && w.ends > now
+                            && bucket + BUCKETS >= cur
+                            && w.buckets.contains_key(&bucket)
                     });
                     if counts {
-                        if let Some(w) = g.windows.get_mut(&key) {
+                        if let Some(w) = g.windows.get_mut(key.as_str()) {
                             if real > reserved {
                                 *w.buckets.entry(bucket).or_default() += real - reserved;
                             } else {
@@ -299,56 +428,89 @@ impl MemoryQuotas {
                             }
                         }
                     } else if real > reserved && window_ms > 0 {
-                        g.charge(tag, &[(key.clone(), window_ms, real - reserved)], now);
+                        g.charge(&[(key.clone(), window_ms, real - reserved)], now);
                     }
                     settled.push((key, bucket, real, gen));
                 }
                 if mode == SettleMode::Reserved {
-                    g.records.remove(&rid);
+                    g.drop_record(&rid);
                     return SettleAnswer::Settled;
                 }
-                g.records.insert(
-                    rid,
+                g.put_record(
+                    Arc::from(rid),
                     Record {
                         state: State::Settled,
                         items: settled,
-                        until: now + tomb_ms,
+                        until: now.saturating_add(tomb_ms),
                     },
                 );
                 return SettleAnswer::Settled;
             }
         };
-        let items = g.charge(tag, actual, now);
-        g.records.insert(
-            rid,
+        let items = g.charge(actual, now);
+        g.put_record(
+            Arc::from(rid),
             Record {
                 state: State::Settled,
                 items,
-                until: now + tomb_ms,
+                until: now.saturating_add(tomb_ms),
             },
         );
         answer
     }
 
-    /// What every window of `tag` holds now: (key, used, reset ms).
-    pub fn usage(&self, tag: &str, tomb_ms: u64, now: u64) -> Vec<(String, u64, u64)> {
+    /// One page of what the windows of `tag` hold now, as
+    /// `QuotaStore::usage` says; ended leases and windows are swept first.
+    pub fn usage(
+        &self,
+        tag: &str,
+        tomb_ms: u64,
+        named: &[String],
+        count: usize,
+        after: Option<&After>,
+        now: u64,
+    ) -> UsagePage {
         let mut g = self.lock();
-        g.last_sweep = 0;
-        g.sweep(now, tomb_ms);
-        let Inner { windows, index, .. } = &mut *g;
-        let Some(keys) = index.get_mut(tag) else {
-            return Vec::new();
+        g.sweep(now, tomb_ms, SWEEP_CHUNK);
+        let mut out = UsagePage::default();
+        for k in named {
+            let r = g.report(k, now);
+            out.windows.push(r.unwrap_or_else(|| (k.clone(), 0, 0)));
+        }
+        let Some(listed) = g.tags.get(tag).filter(|_| count > 0) else {
+            return out;
         };
-        let mut out = Vec::new();
-        keys.retain(|k| {
-            let Some(w) = windows.get_mut(k) else {
-                return false;
-            };
-            let ms = w.window_ms;
-            let (sum, _, b) = w.load(ms, now);
-            out.push((k.clone(), sum, w.reset_ms(b, now)));
-            true
+        // right after the previous page's last window when it is still where it
+        // was, else from the first window that ends after both its end and now
+        let still = after.filter(|a| {
+            a.ends > now
+                && g.windows
+                    .get(a.key.as_str())
+                    .is_some_and(|w| w.ends == a.ends)
         });
+        let from = match (still, after) {
+            (Some(a), _) => Bound::Excluded((a.ends, Key::from(a.key.as_str()))),
+            (None, a) => {
+                let lo = a.map_or(0, |a| a.ends).max(now.saturating_add(1));
+                Bound::Included((lo, Key::from("")))
+            }
+        };
+        let page: Vec<(u64, Key)> = listed
+            .range((from, Bound::Unbounded))
+            .take(count)
+            .cloned()
+            .collect();
+        if page.len() == count {
+            out.next = page.last().map(|(ends, key)| After {
+                ends: *ends,
+                key: key.to_string(),
+            });
+        }
+        for (_, k) in page {
+            if let Some(r) = g.report(&k, now) {
+                out.windows.push(r);
+            }
+        }
         out
     }
 
@@ -356,7 +518,18 @@ impl MemoryQuotas {
     pub fn reset(&self, keys: &[String]) {
         let mut g = self.lock();
         for k in keys {
-            g.windows.remove(k);
+            g.forget(k);
         }
+    }
+
+    /// Removes every window and record that ended by `now`, a chunk at a time
+    /// (the lock is let go between chunks). Run off the request path.
+    pub fn sweep(&self, now: u64, tomb_ms: u64) {
+        while self.lock().sweep(now, tomb_ms, SWEEP_CHUNK) {}
+    }
+
+    /// How many windows this store holds.
+    pub fn windows(&self) -> usize {
+        self.lock().windows.len()
     }
 }

@@ -156,11 +156,23 @@ impl Quotas {
         })
     }
 
-    /// Starts the settlement workers (Redis only).
-    pub fn start(&self) {
+    /// Starts the settlement workers (Redis only) and the sweeper of the
+    /// windows kept in this process.
+    pub fn start(self: &Arc<Self>) {
         if matches!(*self.store, QuotaStore::Redis(_)) {
             self.queue.spawn(self.store.clone());
         }
+        tokio::spawn(sweeper(Arc::downgrade(self)));
+    }
+
+    /// Quota windows kept in this process (the memory backend's, and this
+    /// replica's shares under `on_redis_error: local`).
+    pub fn windows_in_memory(&self) -> usize {
+        let store = match &*self.store {
+            QuotaStore::Memory(m) => m.windows(),
+            QuotaStore::Redis(_) => 0,
+        };
+        store + self.local.windows()
     }
 
     /// A new holder for one request's reservations.
@@ -199,6 +211,26 @@ impl Quotas {
                 actual,
                 tomb_ms: TOMBSTONE_MS,
             }),
+        }
+    }
+}
+
+/// How often ended windows and records leave this process's quota memory.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Removes ended windows, leases and tombstones from this process's quota
+/// memory, off the request path (reserves only remove a few each); ends with
+/// the quotas.
+async fn sweeper(quotas: std::sync::Weak<Quotas>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(q) = quotas.upgrade() else {
+            return;
+        };
+        let now = now_ms();
+        q.local.sweep(now, TOMBSTONE_MS);
+        if let QuotaStore::Memory(m) = &*q.store {
+            m.sweep(now, TOMBSTONE_MS);
         }
     }
 }

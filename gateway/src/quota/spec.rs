@@ -157,18 +157,11 @@ impl Quota {
     }
 }
 
-/// The largest subject taken verbatim from a header; longer ones are hashed.
-const MAX_SUBJECT: usize = 128;
-
-/// A header value as a window subject: kept when short and printable, else
-/// replaced by a digest so keys stay bounded (and a long token is not stored).
-pub fn header_subject(v: &[u8]) -> String {
-    let printable = v.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
-    if v.len() <= MAX_SUBJECT && printable {
-        String::from_utf8_lossy(v).into_owned()
-    } else {
-        format!("sha256:{}", crate::keys::sha256_hex(v, 16))
-    }
+/// A header value as a window subject: always its digest
+/// (`keys::subject_digest`), never the value, which is often a credential;
+/// a request without the header counts under `-`.
+pub fn header_subject(v: Option<&[u8]>) -> String {
+    v.map_or_else(|| "-".to_string(), crate::keys::subject_digest)
 }
 
 /// The windows of `quotas` that apply to a request. `provider` None: every quota
@@ -199,9 +192,7 @@ pub fn claims<'a>(
             By::Route => route.to_string(),
             By::Upstream => provider.unwrap_or_default().to_string(),
             By::Ip => remote.to_string(),
-            By::Header(h) => headers
-                .get(h)
-                .map_or_else(|| "-".to_string(), |v| header_subject(v.as_bytes())),
+            By::Header(h) => header_subject(headers.get(h).map(|v| v.as_bytes())),
         };
         out.push(super::Claim {
             tag: q.tag(provider),

@@ -1,5 +1,5 @@
 //! Where quota windows live: in this process (`memory`) or in Redis, through
-//! `lua/quota_reserve.v1.lua`, `quota_settle.v1.lua` and `quota_usage.v1.lua`.
+//! `lua/quota_reserve.v2.lua`, `quota_settle.v2.lua` and `quota_usage.v2.lua`.
 //! Both answer the same way; `conformance.rs` checks they agree.
 
 use super::memory::MemoryQuotas;
@@ -71,6 +71,50 @@ pub enum SettleAnswer {
     Charged,
 }
 
+/// Where a page of a tag's windows ended: windows are listed in the order of
+/// their ends (ms), ties by key, so the next page starts after this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub ends: u64,
+    /// window key without the store prefix
+    pub key: String,
+}
+
+impl After {
+    /// `<ends>:<key>`
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.ends, self.key)
+    }
+
+    pub fn decode(s: &str) -> Option<After> {
+        let (ends, key) = s.split_once(':')?;
+        let ends = ends
+            .parse()
+            .ok()
+            .filter(|e| *e <= MAX_WINDOW_END && !key.is_empty())?;
+        Some(After {
+            ends,
+            key: key.to_string(),
+        })
+    }
+}
+
+/// Ends beyond this are no real window's (the scripts' numbers are exact below 2^53).
+const MAX_WINDOW_END: u64 = 1 << 53;
+
+/// The most index entries one `usage` call reads.
+pub const MAX_PAGE: usize = 10_000;
+
+/// One page of what a tag's windows hold (`QuotaStore::usage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsagePage {
+    /// (window key without the store prefix, used, reset ms): the windows asked
+    /// for by name first (at 0 when there is none), then those of the index
+    pub windows: Vec<(String, u64, u64)>,
+    /// where the next page starts; None: the index has no more
+    pub next: Option<After>,
+}
+
 pub enum QuotaStore {
     Memory(MemoryQuotas),
     Redis(Arc<RedisConn>),
@@ -98,10 +142,7 @@ impl QuotaStore {
     /// The lease zset and the window index of a tag.
     fn keys(conn: &RedisConn, tag: &str) -> [String; 2] {
         let p = &conn.prefix;
-        [
-            format!("{p}{{{tag}}}:qlease"),
-            format!("{p}{{{tag}}}:qkeys"),
-        ]
+        [format!("{p}{{{tag}}}:qlease"), format!("{p}{{{tag}}}:qidx")]
     }
 
     pub fn is_degraded(&self) -> bool {
@@ -216,30 +257,68 @@ impl QuotaStore {
         })
     }
 
-    /// Every window of `tag` now: (key without prefix, used, reset ms), after
-    /// ended leases were given back.
-    pub async fn usage(&self, tag: &str, tomb_ms: u64) -> Result<Vec<(String, u64, u64)>> {
+    /// One page of the windows of `tag` now, after ended leases were given
+    /// back: the windows `named` (listed or not), then up to `count` (at most
+    /// `MAX_PAGE`) of the tag's index from `after` on, skipping windows that
+    /// ended. A window charged while pages are read may show again on a later
+    /// page; one that lives all along shows at least once.
+    pub async fn usage(
+        &self,
+        tag: &str,
+        tomb_ms: u64,
+        named: &[String],
+        count: usize,
+        after: Option<&After>,
+    ) -> Result<UsagePage> {
+        let count = count.min(MAX_PAGE);
         let conn = match self {
-            QuotaStore::Memory(m) => return Ok(m.usage(tag, tomb_ms, now_ms())),
+            QuotaStore::Memory(m) => {
+                return Ok(m.usage(tag, tomb_ms, named, count, after, now_ms()))
+            }
             QuotaStore::Redis(c) => c,
         };
+        let p = conn.prefix.as_str();
         let [lease, index] = Self::keys(conn, tag);
         let mut inv = SCRIPTS.quota_usage.prepare_invoke();
-        inv.key(index).key(lease).arg(tomb_ms);
+        inv.key(index).key(lease);
+        for k in named {
+            inv.key(format!("{p}{k}"));
+        }
+        inv.arg(tomb_ms).arg(count);
+        match after {
+            Some(a) => inv.arg(a.ends).arg(format!("{p}{}", a.key)),
+            None => inv.arg("").arg(""),
+        };
         let r: Vec<redis::Value> = conn.script(Budget::Slow, &inv).await?;
-        let mut out = Vec::new();
-        for c in r.get(1..).unwrap_or_default().chunks(3) {
+        let text = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        let unprefixed = |k: String| match k.strip_prefix(p) {
+            Some(rest) => rest.to_string(),
+            None => k,
+        };
+        let (Some(score), Some(member)) = (r.get(1).and_then(text), r.get(2).and_then(text)) else {
+            return Err(bad_reply("quota_usage", r));
+        };
+        let next = match score.parse::<u64>() {
+            Ok(ends) => Some(After {
+                ends,
+                key: unprefixed(member),
+            }),
+            Err(_) => None,
+        };
+        let mut windows = Vec::new();
+        for c in r.get(3..).unwrap_or_default().chunks(3) {
             let (key, used, reset) = match c {
-                [redis::Value::BulkString(k), redis::Value::Int(u), redis::Value::Int(r)] => {
-                    (k, u, r)
+                [k @ redis::Value::BulkString(_), redis::Value::Int(u), redis::Value::Int(r)] => {
+                    (text(k).unwrap_or_default(), u, r)
                 }
                 other => return Err(bad_reply("quota_usage", other)),
             };
-            let key = String::from_utf8_lossy(key);
-            let key = key.strip_prefix(conn.prefix.as_str()).unwrap_or(&key);
-            out.push((key.to_string(), num(*used), num(*reset)));
+            windows.push((unprefixed(key), num(*used), num(*reset)));
         }
-        Ok(out)
+        Ok(UsagePage { windows, next })
     }
 
     /// Empties the windows `keys` (without prefix).

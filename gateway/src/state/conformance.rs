@@ -125,6 +125,18 @@ pub async fn run(s: &Store) {
         .unwrap()
         .key
         .is_valid_at(0));
+    // the same key inserted again (the seed written again) changes nothing: a
+    // revoked key stays revoked
+    s.insert_key(key("acme", "bob", "k2", 'b')).await.unwrap();
+    assert!(
+        s.lookup(&"b".repeat(64))
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .revoked
+    );
+    assert_eq!(s.list_keys("acme", "bob").await.unwrap().len(), 2);
     // deleting a consumer removes its keys; deleting a tenant removes everything under it
     s.insert_key(key("acme", "amy", "k4", 'd')).await.unwrap();
     s.delete_consumer("acme", "bob").await.unwrap();
@@ -133,12 +145,23 @@ pub async fn run(s: &Store) {
         s.list_keys("acme", "bob").await,
         Err(StateError::NotFound(_))
     ));
+    // a consumer made again under the same name does not get the old keys back
+    s.put_consumer(consumer("acme", "bob")).await.unwrap();
+    assert!(s.lookup(&"a".repeat(64)).await.unwrap().is_none());
+    assert!(s.lookup(&"b".repeat(64)).await.unwrap().is_none());
+    assert!(s.list_keys("acme", "bob").await.unwrap().is_empty());
     s.delete_tenant("acme").await.unwrap();
     assert!(s.lookup(&"d".repeat(64)).await.unwrap().is_none());
     assert!(matches!(
         s.list_consumers("acme").await,
         Err(StateError::NotFound(_))
     ));
+    // nor does a tenant made again with its consumers
+    s.put_tenant(tenant("acme")).await.unwrap();
+    s.put_consumer(consumer("acme", "amy")).await.unwrap();
+    assert!(s.lookup(&"d".repeat(64)).await.unwrap().is_none());
+    assert!(s.list_keys("acme", "amy").await.unwrap().is_empty());
+    s.delete_tenant("acme").await.unwrap();
     assert!(matches!(
         s.delete_tenant("acme").await,
         Err(StateError::NotFound(_))

@@ -113,6 +113,9 @@ impl Store {
         dispatch!(self, m => m.delete_consumer(tenant, name))
     }
 
+    /// Adds a key under its consumer. The same key again (tenant, consumer, id
+    /// and digest) changes nothing, except that Redis lists it again when its
+    /// index entry is missing.
     pub async fn insert_key(&self, k: KeyRecord) -> Result<()> {
         dispatch!(self, m => m.insert_key(k))
     }
@@ -139,7 +142,8 @@ impl Store {
     }
 
     /// The identity behind a key digest (valid or not: the caller checks
-    /// `KeyRecord::is_valid_at`). None when no key has that digest.
+    /// `KeyRecord::is_valid_at`). None when no key has that digest, or its
+    /// tenant, consumer or index entry is gone.
     pub async fn lookup(&self, digest_hex: &str) -> Result<Option<Identity>> {
         dispatch!(self, m => m.lookup(digest_hex))
     }

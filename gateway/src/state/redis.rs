@@ -6,10 +6,14 @@
 //! - `P{k:<digest>}` hash: one key record (never the key itself)
 //! - `P{g}:tenants` set of tenant ids
 //!
-//! A key resolves only while its record, its tenant and its consumer all exist, so
-//! changes that span two slots are made in an order where the first step alone
-//! already has the intended effect (delete: the tenant/consumer first; insert:
-//! the record, then the index, undone if the consumer vanished meanwhile).
+//! A key resolves only while its record, its tenant and its consumer all exist
+//! and its consumer's index lists it under its digest (the lookup reads the
+//! three from one slot in one round trip), so changes that span two slots are
+//! made in an order where the first step alone already has the intended effect
+//! (delete: the tenant/consumer and their index first, so a key record a failed
+//! second step leaves behind never resolves again, even when the tenant and
+//! consumer are made anew; insert: the record, then the index, undone if the
+//! consumer vanished meanwhile).
 
 use super::model::{Consumer, Identity, KeyRecord, Tenant};
 use super::redis_conn::{Budget, ConnSettings, RedisConn, SCRIPTS};
@@ -75,6 +79,11 @@ fn key_from_fields(digest: &str, m: &HashMap<String, String>) -> Result<KeyRecor
     })
 }
 
+/// The key index field of a key: `<consumer>/<key id>`.
+fn index_field(consumer: &str, id: &str) -> String {
+    format!("{consumer}/{id}")
+}
+
 fn pairs(flat: Vec<String>) -> HashMap<String, String> {
     let mut m = HashMap::new();
     let mut it = flat.into_iter();
@@ -138,13 +147,31 @@ impl RedisStore {
         format!("{}changes", self.p())
     }
 
-    async fn drop_records(&self, digests: &[String]) -> Result<()> {
+    /// Deletes key records; answers how many could not be deleted now.
+    async fn drop_records(&self, digests: &[String]) -> usize {
+        let mut left = 0usize;
         for d in digests {
-            self.conn
+            let gone = self
+                .conn
                 .query::<i64>(Budget::Slow, redis::cmd("DEL").arg(self.record_key(d)))
-                .await?;
+                .await;
+            left += usize::from(gone.is_err());
         }
-        Ok(())
+        left
+    }
+
+    /// The second step of a delete: the records of keys no index lists any
+    /// more. One that cannot be deleted now stays behind unlisted, where it
+    /// never resolves (the lookup checks the index): the delete has taken
+    /// effect with the first step.
+    async fn drop_unlisted(&self, digests: &[String]) {
+        let left = self.drop_records(digests).await;
+        if left > 0 {
+            tracing::warn!(
+                records = left,
+                "key records of a deleted consumer or tenant could not be removed; they are no longer listed and never resolve"
+            );
+        }
     }
 
     pub async fn put_tenant(&self, t: Tenant) -> Result<Tenant> {
@@ -202,13 +229,15 @@ impl RedisStore {
             .key(self.index_key(id));
         let answer = self.conn.script(Budget::Slow, &inv).await?;
         let digests = status(answer, &format!("tenant {id:?}"))?;
+        // the tenant is gone from here on: what follows only tidies up
+        self.drop_unlisted(&digests).await;
         self.conn
             .query::<i64>(
                 Budget::Slow,
                 redis::cmd("SREM").arg(self.tenants_key()).arg(id),
             )
             .await?;
-        self.drop_records(&digests).await
+        Ok(())
     }
 
     pub async fn put_consumer(&self, c: Consumer) -> Result<Consumer> {
@@ -279,9 +308,14 @@ impl RedisStore {
             .arg(name);
         let answer = self.conn.script(Budget::Slow, &inv).await?;
         let digests = status(answer, &format!("consumer {tenant:?}/{name:?}"))?;
-        self.drop_records(&digests).await
+        self.drop_unlisted(&digests).await;
+        Ok(())
     }
 
+    /// Stores a key record, then lists it under its consumer. Inserting a key
+    /// that is already stored under the same tenant, consumer and id (the seed
+    /// written again) changes nothing but lists it again should its index entry
+    /// be missing (an insert interrupted between its two steps).
     pub async fn insert_key(&self, k: KeyRecord) -> Result<()> {
         let mut inv = SCRIPTS.key_insert.prepare_invoke();
         inv.key(self.record_key(&k.digest));
@@ -289,7 +323,22 @@ impl RedisStore {
             inv.arg(f).arg(v);
         }
         let answer = self.conn.script(Budget::Slow, &inv).await?;
-        status(answer, "a key with this digest exists")?;
+        let stored_now = match status(answer, "a key with this digest exists") {
+            Ok(_) => true,
+            Err(StateError::Conflict(what)) => {
+                let same = self
+                    .read_record(Budget::Slow, &k.digest)
+                    .await?
+                    .is_some_and(|o| {
+                        (&o.tenant, &o.consumer, &o.id) == (&k.tenant, &k.consumer, &k.id)
+                    });
+                if !same {
+                    return Err(StateError::Conflict(what));
+                }
+                false
+            }
+            Err(e) => return Err(e),
+        };
         let mut idx = SCRIPTS.key_index.prepare_invoke();
         idx.key(self.consumers_key(&k.tenant))
             .key(self.index_key(&k.tenant))
@@ -301,8 +350,11 @@ impl RedisStore {
         match indexed.and_then(|a| status(a, &what)) {
             Ok(_) => Ok(()),
             Err(e) => {
-                // not listed under a consumer: the record must not stay behind
-                let _ = self.drop_records(std::slice::from_ref(&k.digest)).await;
+                // not listed under a consumer: a record stored by this call must
+                // not stay behind (one stored before is left as it was)
+                if stored_now {
+                    let _ = self.drop_records(std::slice::from_ref(&k.digest)).await;
+                }
                 Err(match e {
                     StateError::Conflict(_) => {
                         StateError::Conflict(format!("key id {:?} exists", k.id))
@@ -366,7 +418,7 @@ impl RedisStore {
                 Budget::Slow,
                 redis::cmd("HGET")
                     .arg(self.index_key(tenant))
-                    .arg(format!("{consumer}/{id}")),
+                    .arg(index_field(consumer, id)),
             )
             .await?;
         d.ok_or_else(|| StateError::NotFound(format!("key {id:?} of {tenant:?}/{consumer:?}")))
@@ -412,8 +464,9 @@ impl RedisStore {
             .map(|_| ())
     }
 
-    /// Two round trips: the key record, then tenant and consumer (one slot, one
-    /// pipeline). Runs within `state.redis.timeout_ms` each.
+    /// Two round trips: the key record, then tenant, consumer and the key's
+    /// index entry (one slot, one pipeline). Runs within `state.redis.timeout_ms`
+    /// each.
     pub async fn lookup(&self, digest_hex: &str) -> Result<Option<Identity>> {
         let Some(key) = self.read_record(Budget::Fast, digest_hex).await? else {
             // Redis that lost its data (restarted empty, flushed) knows no key
@@ -435,10 +488,18 @@ impl RedisStore {
             .arg(self.tenant_key(&key.tenant))
             .cmd("HGET")
             .arg(self.consumers_key(&key.tenant))
-            .arg(&key.consumer);
-        let (t, c): (Option<String>, Option<String>) = self.conn.pipe(Budget::Fast, &p).await?;
-        let (Some(t), Some(c)) = (t, c) else {
-            return Ok(None); // tenant or consumer deleted: the key no longer resolves
+            .arg(&key.consumer)
+            .cmd("HGET")
+            .arg(self.index_key(&key.tenant))
+            .arg(index_field(&key.consumer, &key.id));
+        let (t, c, listed): (Option<String>, Option<String>, Option<String>) =
+            self.conn.pipe(Budget::Fast, &p).await?;
+        // tenant or consumer deleted, or the key no longer listed under its
+        // consumer (a delete whose second step, removing the record, never
+        // ran): the key does not resolve, even once the tenant and consumer
+        // are made again
+        let (Some(t), Some(c), true) = (t, c, listed.as_deref() == Some(digest_hex)) else {
+            return Ok(None);
         };
         Ok(Some(Identity {
             tenant: serde_json::from_str(&t).map_err(|e| corrupt("tenant", e))?,

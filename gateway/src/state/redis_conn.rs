@@ -30,19 +30,19 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     consumer_delete: Script::new(include_str!("../../../lua/consumer_delete.v1.lua")),
     tenant_delete: Script::new(include_str!("../../../lua/tenant_delete.v1.lua")),
     key_insert: Script::new(include_str!("../../../lua/key_insert.v1.lua")),
-    key_index: Script::new(include_str!("../../../lua/key_index.v1.lua")),
+    key_index: Script::new(include_str!("../../../lua/key_index.v2.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
     quota_reserve: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v1.lua"),
-        include_str!("../../../lua/quota_reserve.v1.lua")
+        include_str!("../../../lua/quota_lib.v2.lua"),
+        include_str!("../../../lua/quota_reserve.v2.lua")
     )),
     quota_settle: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v1.lua"),
-        include_str!("../../../lua/quota_settle.v1.lua")
+        include_str!("../../../lua/quota_lib.v2.lua"),
+        include_str!("../../../lua/quota_settle.v2.lua")
     )),
     quota_usage: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v1.lua"),
-        include_str!("../../../lua/quota_usage.v1.lua")
+        include_str!("../../../lua/quota_lib.v2.lua"),
+        include_str!("../../../lua/quota_usage.v2.lua")
     )),
     health_report: Script::new(include_str!("../../../lua/health_report.v1.lua")),
     busy_sync: Script::new(include_str!("../../../lua/busy_sync.v1.lua")),

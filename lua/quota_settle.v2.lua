@@ -1,6 +1,7 @@
--- quota_settle v1 (after quota_lib.v1): replaces a reservation by the real
+-- quota_settle v2 (after quota_lib.v2): replaces a reservation by the real
 -- usage, once. See lua/README.md ("Quotas").
--- KEYS as quota_reserve (lease zset, index set, windows).
+-- v2: KEYS[2] is the index zset `{tag}:qidx` (v1: the set `{tag}:qkeys`).
+-- KEYS as quota_reserve (lease zset, index zset, windows).
 -- ARGV[1] reservation id, ARGV[2] tombstone ms, ARGV[3] "r" (ARGV[4] is the
 -- member quota_reserve answered) or "u" (admitted without Redis: charge the
 -- usage now; ARGV[4] empty), then per quota: window ms, actual amount.

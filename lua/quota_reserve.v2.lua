@@ -1,6 +1,7 @@
--- quota_reserve v1 (after quota_lib.v1): reserve amounts on several
+-- quota_reserve v2 (after quota_lib.v2): reserve amounts on several
 -- sliding-window quotas of one hash tag, all or nothing. See lua/README.md.
--- KEYS[1] lease zset, KEYS[2] index set, KEYS[3..] one window hash per quota.
+-- v2: KEYS[2] is the index zset `{tag}:qidx` (v1: the set `{tag}:qkeys`).
+-- KEYS[1] lease zset, KEYS[2] index zset, KEYS[3..] one window hash per quota.
 -- ARGV[1] reservation id, ARGV[2] lease ms, ARGV[3] tombstone ms,
 -- then per quota: limit, window ms, amount.
 -- Answers {1, now_ms, used_1, reset_ms_1, ..., member} when admitted (used

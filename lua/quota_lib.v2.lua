@@ -1,5 +1,8 @@
--- quota_lib v1: the window functions quota_reserve, quota_settle and
+-- quota_lib v2: the window functions quota_reserve, quota_settle and
 -- quota_usage share; the gateway prepends this file to each of them.
+-- v2: the index of a tag's windows is a zset scored with each window's end
+-- (`{tag}:qidx`), trimmed as windows end and living no longer than its last
+-- window, instead of a set that only quota_usage emptied.
 -- A window hash holds `w` (window ms), `s` (sum of the buckets from `o` to
 -- now), `o` (oldest bucket counted), `n` (newest bucket charged), `g` (its
 -- generation: Redis time when it was made, so a reservation made before a
@@ -50,6 +53,13 @@ local function advance(key, w)
   return win
 end
 
+-- Index entries of windows that ended leave the index, at most 64 a call (each
+-- entry leaves once, so this keeps up with the entries renewals add).
+local function trim(index)
+  local gone = redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, 64)
+  if #gone > 0 then redis.call('ZREM', index, unpack(gone)) end
+end
+
 -- Adds `amount` to the current bucket (the window was advanced just before);
 -- a new window gets its `w`, TTL and index entry.
 local function add(win, amount, index)
@@ -64,13 +74,14 @@ local function add(win, amount, index)
       's', string.format('%d', win.sum), 'n', win.cur)
   end
   if win.n ~= win.cur then
-    -- once per bucket: the hash outlives its newest bucket by a window, and the
-    -- index that lists it (for /admin/usage) outlives the hash
-    redis.call('PEXPIRE', win.key, 2 * win.w + win.b)
-    redis.call('SADD', index, win.key)
-    if redis.call('PTTL', index) < 2 * win.w + win.b then
-      redis.call('PEXPIRE', index, 2 * win.w + 60000)
-    end
+    -- once per bucket: the hash outlives its newest bucket by a window (after
+    -- that nothing in it counts), and its index entry (for /admin/usage) is
+    -- scored with the hash's end; the index lives as long as its last entry
+    local ttl = 2 * win.w + win.b
+    redis.call('PEXPIRE', win.key, ttl)
+    redis.call('ZADD', index, now + ttl, win.key)
+    if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
+    trim(index)
     win.n = win.cur
   end
 end
