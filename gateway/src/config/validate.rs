@@ -2,13 +2,14 @@
 //! reason) instead of stopping at the first, and lists the configured features this
 //! version does not act on yet as warnings.
 
+use super::problems::Problem;
+pub use super::problems::Problems;
 use super::state::StateRt;
 use super::{parse_window, ConfigError};
 use crate::providers::{ClientCache, Provider};
 use crate::route::Route;
 use shared::config::{QuotaConfig, RawConfig};
 use std::collections::{HashMap, HashSet};
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,44 +99,27 @@ impl OtlpRt {
     }
 }
 
-/// Collects problems as `file: key: reason`.
-pub struct Problems {
-    file: String,
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-impl Problems {
-    /// Problems reported against `file` (a config file, or "request" for admin bodies).
-    pub fn new(file: impl Into<String>) -> Problems {
-        Problems {
-            file: file.into(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    pub fn error(&mut self, key: impl Display, reason: impl Display) {
-        self.errors.push(format!("{}: {key}: {reason}", self.file));
-    }
-    pub fn warn(&mut self, key: impl Display, reason: impl Display) {
-        self.warnings
-            .push(format!("{}: {key}: {reason}", self.file));
-    }
-}
-
 /// Validates `raw` (read from `source`) into runtime config version `version`.
+/// (`config::load_text` also puts each problem's line on it.)
 pub fn build(
     raw: &RawConfig,
     source: &str,
     version: u64,
     clients: &ClientCache,
 ) -> Result<Runtime, ConfigError> {
-    let mut p = Problems {
-        file: source.to_string(),
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    check(raw, source, version, clients).map_err(|found| ConfigError {
+        problems: found.iter().map(|p| p.render(source)).collect(),
+    })
+}
+
+/// [`build`], with the problems as key + reason.
+pub fn check(
+    raw: &RawConfig,
+    source: &str,
+    version: u64,
+    clients: &ClientCache,
+) -> Result<Runtime, Vec<Problem>> {
+    let mut p = Problems::new(source);
     let server = server(raw, &mut p);
     let state = super::state::state(raw, &mut p);
 
@@ -218,17 +202,13 @@ pub fn build(
             prometheus: raw.telemetry.prometheus,
             warnings: p.warnings,
         }),
-        _ => Err(ConfigError { problems: p.errors }),
+        _ => Err(p.errors),
     }
 }
 
 #[cfg(test)]
 pub fn test_problems() -> Problems {
-    Problems {
-        file: "t".into(),
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    }
+    Problems::new("t")
 }
 
 fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
