@@ -179,7 +179,7 @@ mod tests {
             "f: items[1].id: required, but not set (line 4 column 5)",
             "f: items[1].colour: unknown field `colour`, expected one of `id`, `tokens`, `kind` (line 5 column 5)",
             "f: items[2].kind: not a known value: expected `red` or `blue` (line 7 column 11)",
-            "f: port: an integer that is not accepted here: expected an integer from 0 to 65535 (line 8 column 7)",
+            "f: port: expected an integer from 0 to 65535, found an integer out of range (line 8 column 7)",
             "f: on: expected true or false, found a string (line 9 column 5)",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");

@@ -129,11 +129,12 @@ impl fmt::Display for Error {
                 write!(f, "expected {expected}, found {found}")
             }
             ErrorKind::BadValue { expected, found } => {
-                write!(
-                    f,
-                    "{found} that is not accepted here: expected {}",
-                    human(expected)
-                )
+                let what = match *found {
+                    "an integer" => " out of range",
+                    "a negative integer" => "",
+                    _ => " that is not accepted",
+                };
+                write!(f, "expected {}, found {found}{what}", human(expected))
             }
             ErrorKind::Length { expected, len } => {
                 write!(f, "expected {}, found {len} items", human(expected))
@@ -141,7 +142,7 @@ impl fmt::Display for Error {
             ErrorKind::UnknownVariant { expected } => {
                 write!(f, "not a known value: expected {}", one_of(expected))
             }
-            ErrorKind::UnknownField { field, expected } if expected.is_empty() => {
+            ErrorKind::UnknownField { field, expected: [] } => {
                 write!(f, "unknown field `{field}`, there are no fields")
             }
             ErrorKind::UnknownField { field, expected } => {

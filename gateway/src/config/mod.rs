@@ -243,13 +243,14 @@ fn parse<T: DeserializeOwned>(name: &str, text: &str) -> Parsed<T> {
     }
 }
 
-/// serde_path_to_error writes the whole document as ".".
+/// serde_path_to_error writes the whole document as "." and a key it did not get
+/// to read as "?".
 fn key_of(path: String) -> String {
-    if path == "." {
-        String::new()
-    } else {
-        path
-    }
+    let known: Vec<&str> = path
+        .split('.')
+        .filter(|s| !s.is_empty() && *s != "?")
+        .collect();
+    known.join(".")
 }
 
 /// serde_json appends "at line X column Y"; the position is printed once, ours.
@@ -263,6 +264,7 @@ fn strip_position(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::ClientCache;
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
@@ -289,6 +291,140 @@ mod tests {
         let msg = parse_text("c.yaml", text).unwrap_err().to_string();
         assert!(msg.contains("GW_TEST_SURELY_UNSET_VAR is not set"), "{msg}");
         assert!(msg.contains("providers[0].api_tokens[0]"), "{msg}");
+    }
+
+    /// A secret written without list brackets, and three other kinds of problem.
+    const BROKEN: &str = "server:
+  listen: 127.0.0.1:1
+  admin_listen: 127.0.0.1:2
+  max_body_bytes: lots
+providers:
+  - id: up1
+    type: openai
+    api_tokens: sk-live-SECRET123
+  - type: mock
+    bogus: 1
+routes:
+  - name: r
+    upstreams: [{ provider: up1 }]
+    quotas: [{ name: q, by: route, strategy: requests, limit: 1, window: 5w }]
+";
+
+    fn load(name: &str, text: &str) -> Vec<String> {
+        load_text(name, text, 1, &ClientCache::default())
+            .err()
+            .unwrap()
+            .problems
+    }
+
+    #[test]
+    fn every_problem_at_once_with_key_and_line_and_no_value() {
+        let all = load("c.yaml", BROKEN);
+        assert_eq!(
+            all,
+            [
+                "c.yaml: server.max_body_bytes: expected an integer of 0 or more, found a string (line 4 column 19)",
+                "c.yaml: providers[0].api_tokens: expected a list like [a, b], found a string (line 8 column 17)",
+                "c.yaml: providers[1].id: required, but not set (line 9 column 5)",
+                "c.yaml: providers[1].bogus: unknown field `bogus`, expected one of `id`, `type`, `base_url`, `api_version`, `api_tokens`, `model_mapping`, `options`, `timeouts`, `checks`, `passive`, `models` (line 10 column 5)",
+                "c.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d (line 14 column 74)",
+            ],
+            "(the validation's \"needs at least one api token\" is a consequence of the removed api_tokens)"
+        );
+    }
+
+    #[test]
+    fn json_problems_are_all_listed_too() {
+        let json = r#"{
+  "server": {"listen": "127.0.0.1:1", "admin_listen": "127.0.0.1:2", "max_body_bytes": "lots"},
+  "providers": [
+    {"id": "up1", "type": "openai", "api_tokens": "sk-live-SECRET123"},
+    {"type": "mock", "bogus": 1}
+  ],
+  "routes": [{"name": "r", "upstreams": [{"provider": "up1"}], "quotas": [{"name": "q", "by": "route", "strategy": "requests", "limit": 1, "window": "5w"}]}]
+}"#;
+        let all = load("c.json", json).join("\n");
+        for needle in [
+            "c.json: server.max_body_bytes: expected an integer of 0 or more, found a string (line 2 column 88)",
+            "c.json: providers[0].api_tokens: expected a list like [a, b], found a string (line 4 column 51)",
+            "c.json: providers[1].id: required, but not set (line 5 column 5)",
+            "c.json: providers[1].bogus: unknown field `bogus`",
+            "c.json: routes[0].quotas[0].window: a window's unit is s, m, h or d (line 7",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(all.lines().count(), 5, "{all}");
+        assert!(!all.contains("SECRET") && !all.contains("lots"), "{all}");
+        let broken = load("c.json", "{\"server\": {\"listen\": \"sk-SECRET\"\n");
+        assert_eq!(
+            broken,
+            ["c.json: server: not valid JSON: EOF while parsing an object (line 2 column 0)"]
+        );
+    }
+
+    #[test]
+    fn wrong_enum_values_are_not_echoed() {
+        let text =
+            "providers:\n  - id: a\n    type: sk-SECRET\nstate: { on_redis_error: sk-SECRET2 }\n";
+        let all = parse_text("c.yaml", text).unwrap_err().problems;
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].starts_with("c.yaml: providers[0].type: not a known value: expected one of `openai`, `openai-compatible`"), "{all:?}");
+        assert_eq!(all[1], "c.yaml: state.on_redis_error: not a known value: expected one of `fail_open`, `fail_closed`, `local` (line 4 column 26)");
+        assert!(!all.concat().contains("SECRET"), "{all:?}");
+    }
+
+    #[test]
+    fn env_errors_do_not_quote_the_value() {
+        let text = "server: { admin_token: \"sk-SECRET${\" }\nproviders:\n  - { id: a, type: openai, api_tokens: [\"${GW_TEST_SURELY_UNSET_VAR}\", \"sk-SECRET${a b}\"] }\n";
+        let all = parse_text("c.yaml", text).unwrap_err().problems;
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(
+            all[0].starts_with(
+                "c.yaml: server.admin_token: a \"${\" without its closing \"}\" (line 1"
+            ),
+            "{all:?}"
+        );
+        assert!(all[1].contains("providers[0].api_tokens[0]: environment variable GW_TEST_SURELY_UNSET_VAR is not set"), "{all:?}");
+        assert!(
+            all[2].contains(
+                "providers[0].api_tokens[1]: a \"${...}\" that is not an environment variable name"
+            ),
+            "{all:?}"
+        );
+        assert!(!all.concat().contains("SECRET"), "{all:?}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_place() {
+        let all = parse_text("c.yaml", "server:\n  listen: [unclosed\n")
+            .unwrap_err()
+            .problems;
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0].starts_with("c.yaml: server.listen: not valid YAML: "),
+            "{all:?}"
+        );
+        assert!(all[0].ends_with("(line 3 column 1)"), "{all:?}");
+    }
+
+    #[test]
+    fn admin_bodies_list_every_problem_without_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            keys: Vec<String>,
+            limit: u64,
+        }
+        let e = parse_json::<Body>(r#"{"keys": "sk-SECRET", "limit": -1, "x": 2}"#).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "keys: expected a list like [a, b], found a string (line 1 column 10)",
+                "limit: expected an integer of 0 or more, found a negative integer (line 1 column 32)",
+                "x: unknown field `x`, expected `keys` or `limit` (line 1 column 36)",
+            ]
+        );
     }
 
     #[test]

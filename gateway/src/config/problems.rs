@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn regex_reason_does_not_quote_the_pattern() {
-        let e = regex::Regex::new("secret-(abc").unwrap_err();
+        let pattern = String::from("secret-(abc");
+        let e = regex::Regex::new(&pattern).unwrap_err();
         let r = regex_reason(&e);
         assert!(!r.contains("secret"), "{r}");
         assert!(r.contains("unclosed group"), "{r}");

@@ -136,8 +136,8 @@ impl Tree {
         }
     }
 
-    /// The line and column of `key` (a path as validation writes it); for a key not
-    /// written in the file, those of its closest written ancestor.
+    /// The line and column of the value at `key` (a path as validation writes it);
+    /// for a key not written in the file, those of its closest written ancestor.
     pub fn locate(&self, key: &str) -> Pos {
         let mut id = self.root;
         let mut rest = key;
@@ -164,19 +164,12 @@ impl Tree {
                         let after = rest.strip_prefix(value.as_str())?;
                         (after.is_empty() || after.starts_with(['.', '['])).then_some((
                             value.len(),
-                            *k,
                             *v,
                             after,
                         ))
                     })
                     .max_by_key(|(len, ..)| *len)
-                    .map(|(_, k, v, after)| {
-                        if after.is_empty() {
-                            (k, after)
-                        } else {
-                            (v, after)
-                        }
-                    }),
+                    .map(|(_, v, after)| (v, after)),
                 Kind::Scalar { .. } | Kind::Placeholder => None,
             };
             match next {
@@ -267,9 +260,14 @@ impl Builder {
     fn path_here(&self) -> String {
         // good enough for a syntax error: the keys of the open mappings
         let mut out = String::new();
-        for f in &self.stack {
+        let last = self.stack.len().saturating_sub(1);
+        for (depth, f) in self.stack.iter().enumerate() {
             match f {
-                Frame::Seq(_, _, items) => out.push_str(&format!("[{}]", items.len())),
+                // the item being read, unless the list itself is where it stopped
+                Frame::Seq(_, _, items) if depth < last => {
+                    out.push_str(&format!("[{}]", items.len()))
+                }
+                Frame::Seq(..) => {}
                 Frame::Map(_, _, _, Some(k)) => {
                     if let Kind::Scalar { value, .. } = &self.nodes[*k].kind {
                         if !out.is_empty() {

@@ -128,10 +128,7 @@ pub fn check(
     for (i, pc) in raw.providers.iter().enumerate() {
         let key = format!("providers[{i}]");
         if !ids.insert(pc.id.as_str()) {
-            p.error(
-                format!("{key}.id"),
-                format!("duplicate provider id {:?}", pc.id),
-            );
+            p.error(format!("{key}.id"), "another provider has the same id");
             continue;
         }
         if let Some(prov) = Provider::build(pc, &key, clients, &mut p) {
@@ -144,10 +141,7 @@ pub fn check(
     for (i, rc) in raw.routes.iter().enumerate() {
         let key = format!("routes[{i}]");
         if !names.insert(rc.name.clone()) {
-            p.error(
-                format!("{key}.name"),
-                format!("duplicate route name {:?}", rc.name),
-            );
+            p.error(format!("{key}.name"), "another route has the same name");
             continue;
         }
         let attributes = crate::telemetry::attributes::Attributes::compile(
@@ -214,12 +208,7 @@ pub fn test_problems() -> Problems {
 fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
     value
         .parse()
-        .map_err(|_| {
-            p.error(
-                key,
-                format!("{value:?} is not an ip:port address (e.g. 0.0.0.0:8080)"),
-            )
-        })
+        .map_err(|_| p.error(key, "not an ip:port address (e.g. 0.0.0.0:8080)"))
         .ok()
 }
 
@@ -234,8 +223,8 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         None => None,
         Some(t) => match crate::server::tls::server_config(&t.cert, &t.key) {
             Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                p.error("server.tls", e);
+            Err((field, e)) => {
+                p.error(format!("server.tls{field}"), e);
                 None
             }
         },
@@ -289,7 +278,7 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
         if !names.insert(q.name.as_str()) {
             p.error(
                 format!("{k}.name"),
-                format!("duplicate quota name {:?}", q.name),
+                "another quota in this list has the same name",
             );
         }
         if let Err(e) = crate::state::model::check_name("quota name", &q.name) {
@@ -308,10 +297,7 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
         if !by_ok {
             p.error(
                 format!("{k}.by"),
-                format!(
-                    "{:?} is not one of route, tenant, consumer, upstream, ip, header:<name>",
-                    q.by
-                ),
+                "not one of route, tenant, consumer, upstream, ip, header:<name>",
             );
         }
         if q.limit == 0 || q.limit > crate::quota::MAX_AMOUNT {
@@ -328,10 +314,7 @@ fn auth_headers(raw: &RawConfig, p: &mut Problems) -> Vec<http::HeaderName> {
     for (i, h) in raw.auth.keys.iter().enumerate() {
         match http::HeaderName::from_bytes(h.as_bytes()) {
             Ok(n) => out.push(n),
-            Err(_) => p.error(
-                format!("auth.keys[{i}]"),
-                format!("{h:?} is not a valid header name"),
-            ),
+            Err(_) => p.error(format!("auth.keys[{i}]"), "not a valid header name"),
         }
     }
     out
@@ -381,10 +364,7 @@ fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
                 );
             }
         }
-        _ => p.error(
-            "telemetry.otlp.endpoint",
-            format!("{endpoint:?} is not an http:// or https:// URL"),
-        ),
+        _ => p.error("telemetry.otlp.endpoint", "not an http:// or https:// URL"),
     }
     for (name, value) in &o.headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -459,15 +439,19 @@ mod tests {
         let all = e.to_string();
         for needle in [
             "t.yaml: providers[0].base_url: required",
-            "t.yaml: providers[1].id: duplicate provider id \"a\"",
-            "t.yaml: providers[2].model_mapping",
-            "t.yaml: routes[0].match.path_regex",
-            "t.yaml: routes[0].upstreams[0].provider: unknown provider \"nope\"",
-            "t.yaml: routes[0].quotas[0].window",
-            "t.yaml: routes[1].name: duplicate route name",
+            "t.yaml: providers[1].id: another provider has the same id",
+            "t.yaml: providers[2].model_mapping.~(: not a valid regex: unclosed group",
+            "t.yaml: routes[0].match.path_regex: not a valid regex",
+            "t.yaml: routes[0].upstreams[0].provider: unknown provider",
+            "t.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d",
+            "t.yaml: routes[1].name: another route has the same name",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+        assert!(
+            !all.contains("nope") && !all.contains("5w"),
+            "values are not quoted:\n{all}"
+        );
     }
 
     #[test]

@@ -145,10 +145,7 @@ impl Provider {
                     }
                     host = u.authority().map(|a| a.to_string()).unwrap_or_default();
                 }
-                _ => p.error(
-                    format!("{key}.base_url"),
-                    format!("{base:?} is not an http:// or https:// URL"),
-                ),
+                _ => p.error(format!("{key}.base_url"), "not an http:// or https:// URL"),
             }
         }
         if raw.api_tokens.is_empty() && needs_token(raw.kind) {
@@ -176,7 +173,7 @@ impl Provider {
             }
         }
         let mapping = ModelMap::build(&raw.model_mapping)
-            .map_err(|e| p.error(format!("{key}.model_mapping"), e))
+            .map_err(|(from, e)| p.error(format!("{key}.model_mapping.{from}"), e))
             .unwrap_or_default();
         let mut options = Vec::with_capacity(raw.options.len());
         for (k, v) in &raw.options {

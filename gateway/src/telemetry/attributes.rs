@@ -71,7 +71,7 @@ impl Attributes {
             if crate::telemetry::BUILT_IN.contains(&a.key.as_str()) {
                 p.error(
                     format!("{k}.key"),
-                    format!("{:?} is a built-in ai_log field; pick another name", a.key),
+                    "the name of a built-in ai_log field; pick another name",
                 );
                 continue;
             }
