@@ -142,7 +142,10 @@ impl fmt::Display for Error {
             ErrorKind::UnknownVariant { expected } => {
                 write!(f, "not a known value: expected {}", one_of(expected))
             }
-            ErrorKind::UnknownField { field, expected: [] } => {
+            ErrorKind::UnknownField {
+                field,
+                expected: [],
+            } => {
                 write!(f, "unknown field `{field}`, there are no fields")
             }
             ErrorKind::UnknownField { field, expected } => {
