@@ -12,9 +12,9 @@ use super::tree::{Kind, Tree};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 
-/// Each round repairs one node; a file with more problems than this gets the
-/// first ones and a line saying so.
-const MAX_ROUNDS: usize = 500;
+/// Each round repairs one node (and reads the text up to the next problem); a
+/// file with more problems than this gets the first ones and a line saying so.
+const MAX_ROUNDS: usize = 200;
 
 pub struct Collected<T> {
     /// the value read from the repaired tree; None when the tree could not be
@@ -107,7 +107,7 @@ pub fn collect<T: DeserializeOwned>(tree: &Tree) -> Collected<T> {
     }
     out.problems.push(Problem {
         key: String::new(),
-        reason: format!("more problems than the {MAX_ROUNDS} listed; fix these and check again"),
+        reason: "more problems than these; fix them and check again".into(),
         pos: None,
     });
     out.value = None;
@@ -258,5 +258,16 @@ mod tests {
             lines(&c),
             ["f: (top level): expected a mapping, found a list (line 1 column 1)"]
         );
+    }
+
+    #[test]
+    fn a_file_with_too_many_problems_says_so() {
+        let text: String = (0..300).map(|i| format!("k{i}: 1\n")).collect();
+        let c = run(&text);
+        assert!(c.value.is_none());
+        assert_eq!(c.problems.len(), MAX_ROUNDS + 1);
+        assert!(c.problems[MAX_ROUNDS]
+            .reason
+            .starts_with("more problems than these"));
     }
 }

@@ -212,8 +212,19 @@ enum Plain<'a> {
 
 fn resolve(text: &str) -> Plain<'_> {
     use serde_yaml_ng::Value;
-    if text.is_empty() {
-        return Plain::Null;
+    // the common cases without a parser: names, words, plain decimal numbers
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Plain::Null,
+        "true" | "True" | "TRUE" => return Plain::Bool(true),
+        "false" | "False" | "FALSE" => return Plain::Bool(false),
+        _ => {}
+    }
+    let decimal = text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    if let (true, Ok(u)) = (decimal, text.parse::<u64>()) {
+        return Plain::Unsigned(u);
+    }
+    if !text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
+        return Plain::Str(text);
     }
     match serde_yaml_ng::from_str::<Value>(text) {
         Ok(Value::Null) => Plain::Null,

@@ -410,3 +410,63 @@ impl Builder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_positions_and_lookup() {
+        let t = Tree::parse("a:\n  b: [1, {c: x}]\n  \"d.e\": 2\n").unwrap();
+        assert_eq!(
+            t.locate("a.b[1].c"),
+            Pos {
+                line: 2,
+                column: 14
+            }
+        );
+        assert_eq!(t.locate("a.b[0]"), Pos { line: 2, column: 7 });
+        assert_eq!(
+            t.locate("a.d.e"),
+            Pos {
+                line: 3,
+                column: 10
+            }
+        );
+        // not written: the closest written ancestor
+        assert_eq!(
+            t.locate("a.b[1].missing"),
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
+        assert_eq!(t.locate("a.b[7]"), Pos { line: 2, column: 6 });
+    }
+
+    #[test]
+    fn aliases_are_copied_and_bounded() {
+        let t = Tree::parse("x: &a [1, 2]\ny: *a\n").unwrap();
+        assert_eq!(t.locate("y[1]"), Pos { line: 2, column: 4 });
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = Tree::parse(&bomb).unwrap_err();
+        assert!(e.reason.contains("more than"), "{e:?}");
+    }
+
+    #[test]
+    fn depth_and_documents_are_bounded() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(Tree::parse(&deep)
+            .unwrap_err()
+            .reason
+            .contains("levels deep"));
+        let two = Tree::parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(two.reason.contains("more than one"), "{two:?}");
+    }
+}
