@@ -6,10 +6,12 @@
 mod collect;
 mod de;
 pub mod problems;
+mod reason;
 mod state;
 mod tree;
 pub mod validate;
 pub mod window;
+mod zero;
 
 pub use problems::{Pos, Problem};
 pub use state::{BackendRt, StateRt};
@@ -115,23 +117,19 @@ pub fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T, Vec<String>> {
         _ => {
             let mut problems = parsed.problems;
             sort(&mut problems);
-            Err(problems
-                .iter()
-                .map(|p| {
-                    let line = p.render("");
-                    line.strip_prefix(": ").unwrap_or(&line).to_string()
-                })
-                .collect())
+            Err(problems.iter().map(Problem::to_string).collect())
         }
     }
 }
 
-/// Puts a line on each problem that lacks one (from its key), orders them by line
-/// and writes them as `file: key: reason (line L column C)`.
+/// Puts a line on each problem of a key that lacks one, orders them by line and
+/// writes them as `file: key: reason (line L column C)`; those about the whole
+/// file come last.
 fn render(name: &str, text: &str, tree: Option<Tree>, mut problems: Vec<Problem>) -> Vec<String> {
-    if problems.iter().any(|p| p.pos.is_none()) {
+    let unplaced = |p: &Problem| p.pos.is_none() && !p.key.is_empty();
+    if problems.iter().any(unplaced) {
         if let Some(tree) = tree.or_else(|| Tree::parse(text).ok()) {
-            for p in problems.iter_mut().filter(|p| p.pos.is_none()) {
+            for p in problems.iter_mut().filter(|p| unplaced(p)) {
                 p.pos = Some(tree.locate(&p.key));
             }
         }
@@ -173,10 +171,23 @@ fn parse<T: DeserializeOwned>(name: &str, text: &str) -> Parsed<T> {
     // The parser the gateway runs on reads a valid file; only a file it refuses is
     // read again as a tree, for every problem with its line and without the value
     // (serde's own messages quote it).
+    let json_syntax = |e: &serde_json::Error, key: String| Problem {
+        key,
+        // serde_json's syntax messages name what was expected, no value
+        reason: format!("not valid JSON: {}", strip_position(&e.to_string())),
+        pos: Some(Pos {
+            line: e.line(),
+            column: e.column(),
+        }),
+    };
     let fast: Result<T, (String, Option<Pos>)> = if looks_json {
         let mut de = serde_json::Deserializer::from_str(text);
         match serde_path_to_error::deserialize(&mut de) {
-            Ok(v) => Ok(v),
+            // nothing but white space after the document
+            Ok(v) => match de.end() {
+                Ok(()) => Ok(v),
+                Err(e) => return failed(vec![json_syntax(&e, String::new())]),
+            },
             Err(e) => {
                 let inner = e.inner();
                 let at = Pos {
@@ -184,12 +195,7 @@ fn parse<T: DeserializeOwned>(name: &str, text: &str) -> Parsed<T> {
                     column: inner.column(),
                 };
                 if inner.is_syntax() || inner.is_eof() {
-                    // serde_json's syntax messages name what was expected, no value
-                    return failed(vec![Problem {
-                        key: key_of(e.path().to_string()),
-                        reason: format!("not valid JSON: {}", strip_position(&inner.to_string())),
-                        pos: Some(at),
-                    }]);
+                    return failed(vec![json_syntax(inner, key_of(e.path().to_string()))]);
                 }
                 Err((e.path().to_string(), Some(at)))
             }
@@ -359,6 +365,11 @@ routes:
         assert_eq!(
             broken,
             ["c.json: server: not valid JSON: EOF while parsing an object (line 2 column 0)"]
+        );
+        let trailing = load("c.json", "{\"server\": {}} sk-SECRET");
+        assert_eq!(
+            trailing,
+            ["c.json: (top level): not valid JSON: trailing characters (line 1 column 16)"]
         );
     }
 

@@ -29,14 +29,22 @@ pub struct Problem {
 impl Problem {
     /// `file: key: reason (line L column C)`.
     pub fn render(&self, file: &str) -> String {
+        format!("{file}: {self}")
+    }
+}
+
+/// `key: reason (line L column C)`.
+impl Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let key = if self.key.is_empty() {
             "(top level)"
         } else {
             &self.key
         };
+        write!(f, "{key}: {}", self.reason)?;
         match self.pos {
-            Some(at) => format!("{file}: {key}: {} ({at})", self.reason),
-            None => format!("{file}: {key}: {}", self.reason),
+            Some(at) => write!(f, " ({at})"),
+            None => Ok(()),
         }
     }
 }
