@@ -148,10 +148,7 @@ impl Provider {
                     }
                     host = u.authority().map(|a| a.to_string()).unwrap_or_default();
                 }
-                _ => p.error(
-                    format!("{key}.base_url"),
-                    format!("{base:?} is not an http:// or https:// URL"),
-                ),
+                _ => p.error(format!("{key}.base_url"), "not an http:// or https:// URL"),
             }
         }
         if raw.api_tokens.is_empty() && needs_token(raw.kind) {
@@ -179,7 +176,7 @@ impl Provider {
             }
         }
         let mapping = ModelMap::build(&raw.model_mapping)
-            .map_err(|e| p.error(format!("{key}.model_mapping"), e))
+            .map_err(|(from, e)| p.error(format!("{key}.model_mapping.{from}"), e))
             .unwrap_or_default();
         if flavor == Flavor::Azure && !mapping.literal_targets().all(valid_deployment) {
             p.error(format!("{key}.model_mapping"), DEPLOYMENT_RULE);
