@@ -20,6 +20,7 @@ pub mod models;
 pub mod pipeline;
 pub mod providers;
 pub mod quota;
+pub mod redact;
 pub mod reload;
 pub mod request_body;
 pub mod route;
@@ -31,7 +32,6 @@ pub mod stream;
 pub mod telemetry;
 pub mod text;
 pub mod upstream;
-pub mod upstream_error;
 
 use app::App;
 use config::{ConfigError, Runtime};

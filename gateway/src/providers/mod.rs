@@ -5,7 +5,6 @@
 pub mod checks;
 pub mod mock;
 pub mod model_map;
-pub mod redact;
 
 use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
@@ -60,7 +59,7 @@ pub struct Provider {
     pub timeouts: Timeouts,
     pub models: Vec<String>,
     /// what its error bodies may not pass on (its tokens, account ids)
-    pub redactor: redact::Redactor,
+    pub redactor: crate::redact::Redactor,
     pub client: Option<HttpClient>,
     /// outlier detection from traffic (`passive`)
     pub passive: Option<crate::health::rules::Passive>,
@@ -255,7 +254,7 @@ impl Provider {
             options,
             timeouts,
             models: raw.models.clone(),
-            redactor: redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
+            redactor: crate::redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
             client,
             passive,
             active,
