@@ -6,7 +6,10 @@
 //!   gone, exactly as after a real restart.
 //! * [`RedisCluster`]: three masters (`--cluster-enabled yes`) joined with
 //!   `redis-cli --cluster create ... --cluster-replicas 0`, covering all 16384
-//!   slots.
+//!   slots; [`RedisCluster::start_with_replicas`] adds one replica per master
+//!   and a short `cluster-node-timeout`, so a killed master's replica takes over
+//!   within a few seconds ([`RedisCluster::wait_promoted`]). [`key_slot`] is the
+//!   hash slot of a key, [`ClusterNode`] a line of `CLUSTER NODES`.
 //! * `cli` methods run `redis-cli` against a server and return its trimmed
 //!   stdout. `redis-cli` exits 0 on an error *reply* (it prints `ERR ...` on
 //!   stdout), so only connection-level failures make `cli` panic; use `try_cli`
@@ -46,8 +49,94 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Fresh-port attempts when a picked port turns out to be taken.
 const START_ATTEMPTS: usize = 5;
 
-/// Number of nodes of a [`RedisCluster`].
+/// Number of masters of a [`RedisCluster`].
 const CLUSTER_NODES: usize = 3;
+
+/// `cluster-node-timeout` of a [`RedisCluster`] without replicas.
+const NODE_TIMEOUT_MS: u64 = 2000;
+
+/// `cluster-node-timeout` of a cluster with replicas: a killed master is
+/// flagged FAIL after about this long, and its replica is promoted some
+/// 0.5-1.5 s later.
+pub const FAILOVER_NODE_TIMEOUT_MS: u64 = 1000;
+
+/// The hash slot Redis Cluster keeps `key` in (CRC16/XMODEM of its hash tag, or
+/// of the whole key when it has none, modulo 16384), as `CLUSTER KEYSLOT` says.
+pub fn key_slot(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let tagged = b.iter().position(|&c| c == b'{').and_then(|open| {
+        let rest = &b[open + 1..];
+        let close = rest.iter().position(|&c| c == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for &byte in tagged.unwrap_or(b) {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// One line of `CLUSTER NODES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub id: String,
+    pub port: u16,
+    /// `master` (and not failed)
+    pub is_master: bool,
+    /// flagged `fail` or `fail?`
+    pub failed: bool,
+    /// the slot ranges it serves (inclusive)
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl ClusterNode {
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+    }
+}
+
+/// Parses `CLUSTER NODES` output (slots being migrated, `[...]`, are skipped).
+pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = f
+                .get(1)?
+                .split('@')
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()?;
+            let flags = f.get(2)?;
+            let slots = f
+                .get(8..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|n| (n, n)),
+                })
+                .collect();
+            let failed = flags.split(',').any(|x| x == "fail" || x == "fail?");
+            Some(ClusterNode {
+                id: f.first()?.to_string(),
+                port,
+                is_master: flags.split(',').any(|x| x == "master") && !failed,
+                failed,
+                slots,
+            })
+        })
+        .collect()
+}
 
 fn server_bin() -> OsString {
     std::env::var_os("REDIS_SERVER_BIN").unwrap_or_else(|| "redis-server".into())
@@ -158,6 +247,10 @@ struct Node {
     /// `--cluster-port` for cluster nodes (picked free like `port`, so the
     /// default `port + 10000` never has to be free or below 65536).
     bus_port: Option<u16>,
+    /// `--cluster-node-timeout` (cluster nodes)
+    node_timeout_ms: u64,
+    /// `--cluster-require-full-coverage` (cluster nodes)
+    full_coverage: bool,
     dir: PathBuf,
     child: Option<Child>,
     /// Length of the log file when the current process was spawned.
@@ -169,6 +262,8 @@ impl Node {
         Node {
             port,
             bus_port,
+            node_timeout_ms: NODE_TIMEOUT_MS,
+            full_coverage: true,
             dir: dir.to_path_buf(),
             child: None,
             log_offset: 0,
@@ -177,11 +272,15 @@ impl Node {
 
     /// Starts a node on fresh free ports, retrying on other ports while the
     /// picked ones turn out to be taken (parallel tests, other processes).
-    fn start_fresh(dir: &Path, cluster: bool) -> Node {
+    fn start_fresh(dir: &Path, cluster: Option<&ClusterOptions>) -> Node {
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
-            let ports = free_ports(if cluster { 2 } else { 1 });
+            let ports = free_ports(if cluster.is_some() { 2 } else { 1 });
             let mut node = Node::new(ports[0], ports.get(1).copied(), dir);
+            if let Some(o) = cluster {
+                node.node_timeout_ms = o.node_timeout_ms;
+                node.full_coverage = o.full_coverage;
+            }
             match node.start_once() {
                 Ok(()) => return node,
                 Err(StartError::PortBusy(e)) => last_err = e,
@@ -232,7 +331,9 @@ impl Node {
                 "--cluster-config-file".into(),
                 self.cluster_config_path().into(),
                 "--cluster-node-timeout".into(),
-                "2000".into(),
+                self.node_timeout_ms.to_string().into(),
+                "--cluster-require-full-coverage".into(),
+                if self.full_coverage { "yes" } else { "no" }.into(),
                 "--cluster-port".into(),
                 bus.to_string().into(),
             ]);
@@ -398,7 +499,7 @@ impl RedisServer {
             Ok(t) => t,
             Err(e) => panic!("tempdir for redis-server: {e}"),
         };
-        let node = Node::start_fresh(tmp.path(), false);
+        let node = Node::start_fresh(tmp.path(), None);
         RedisServer { node, tmp }
     }
 
@@ -476,10 +577,20 @@ impl RedisServer {
     }
 }
 
-/// A 3-master `redis-server` cluster on `127.0.0.1` (no replicas, all 16384
-/// slots assigned); every node is killed on drop.
+/// How a [`RedisCluster`] is made.
+#[derive(Debug, Clone)]
+struct ClusterOptions {
+    /// replicas per master
+    replicas: usize,
+    node_timeout_ms: u64,
+    full_coverage: bool,
+}
+
+/// A 3-master `redis-server` cluster on `127.0.0.1` (all 16384 slots assigned),
+/// with or without a replica per master; every node is killed on drop.
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    options: ClusterOptions,
     tmp: tempfile::TempDir,
 }
 
@@ -489,6 +600,28 @@ impl RedisCluster {
     /// `cluster_state:ok`, knows all three nodes and sees all slots assigned
     /// (within [`CLUSTER_TIMEOUT`]); panics with the logs otherwise.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(ClusterOptions {
+            replicas: 0,
+            node_timeout_ms: NODE_TIMEOUT_MS,
+            full_coverage: true,
+        })
+    }
+
+    /// Three masters and one replica each (six nodes), with
+    /// `cluster-node-timeout` [`FAILOVER_NODE_TIMEOUT_MS`] so a killed master's
+    /// replica is promoted within a few seconds, and
+    /// `cluster-require-full-coverage no` so the other masters keep serving
+    /// their slots meanwhile. Waits until every replica is in sync with its
+    /// master.
+    pub fn start_with_replicas() -> RedisCluster {
+        RedisCluster::start_with(ClusterOptions {
+            replicas: 1,
+            node_timeout_ms: FAILOVER_NODE_TIMEOUT_MS,
+            full_coverage: false,
+        })
+    }
+
+    fn start_with(options: ClusterOptions) -> RedisCluster {
         let tmp = match tempfile::Builder::new()
             .prefix("redis-cluster-test-")
             .tempdir()
@@ -496,10 +629,14 @@ impl RedisCluster {
             Ok(t) => t,
             Err(e) => panic!("tempdir for redis cluster: {e}"),
         };
-        let nodes = (0..CLUSTER_NODES)
-            .map(|_| Node::start_fresh(tmp.path(), true))
+        let nodes = (0..CLUSTER_NODES * (1 + options.replicas))
+            .map(|_| Node::start_fresh(tmp.path(), Some(&options)))
             .collect();
-        let cluster = RedisCluster { nodes, tmp };
+        let cluster = RedisCluster {
+            nodes,
+            options,
+            tmp,
+        };
         cluster.create();
         cluster.wait_ok();
         cluster
@@ -511,7 +648,11 @@ impl RedisCluster {
         for n in &self.nodes {
             cmd.arg(format!("127.0.0.1:{}", n.port));
         }
-        cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        cmd.args([
+            "--cluster-replicas",
+            &self.options.replicas.to_string(),
+            "--cluster-yes",
+        ]);
         let out = match run_with_timeout(&mut cmd, CLUSTER_TIMEOUT) {
             Ok(o) => o,
             Err(e) => panic!("redis-cli --cluster create: {e}\n{}", self.logs()),
@@ -529,6 +670,7 @@ impl RedisCluster {
 
     fn wait_ok(&self) {
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        let known = self.nodes.len().to_string();
         loop {
             let infos: Vec<(u16, String)> = self
                 .nodes
@@ -540,17 +682,27 @@ impl RedisCluster {
                     (n.port, info)
                 })
                 .collect();
+            let field = |info: &str, name: &str| {
+                info.lines()
+                    .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+            };
             let ok = infos.iter().all(|(_, info)| {
-                let field = |name: &str| {
-                    info.lines()
-                        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-                        .map(str::trim)
-                };
-                field("cluster_state") == Some("ok")
-                    && field("cluster_known_nodes") == Some("3")
-                    && field("cluster_slots_assigned") == Some("16384")
+                field(info, "cluster_state").as_deref() == Some("ok")
+                    && field(info, "cluster_known_nodes") == Some(known.clone())
+                    && field(info, "cluster_slots_assigned").as_deref() == Some("16384")
             });
-            if ok {
+            // a replica that is not in sync yet could not take over
+            let synced = self.nodes.iter().all(|n| {
+                let repl = redis_cli_timeout(n.port, false, &["info", "replication"], PROBE_TIMEOUT)
+                    .unwrap_or_default();
+                match field(&repl, "role").as_deref() {
+                    Some("master") => true,
+                    Some("slave") => field(&repl, "master_link_status").as_deref() == Some("up"),
+                    _ => false,
+                }
+            });
+            if ok && synced {
                 return;
             }
             if Instant::now() > deadline {
@@ -559,11 +711,84 @@ impl RedisCluster {
                     .map(|(p, i)| format!("--- CLUSTER INFO of 127.0.0.1:{p}:\n{i}\n"))
                     .collect();
                 panic!(
-                    "redis cluster not ok within {CLUSTER_TIMEOUT:?}:\n{infos}{}",
+                    "redis cluster not ok (and in sync: {synced}) within {CLUSTER_TIMEOUT:?}:\n{infos}{}",
                     self.logs()
                 );
             }
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `CLUSTER NODES` as a node that is running sees it.
+    pub fn cluster_nodes(&self) -> Vec<ClusterNode> {
+        for n in &self.nodes {
+            if n.child.is_none() {
+                continue;
+            }
+            if let Ok(text) = redis_cli_timeout(n.port, false, &["cluster", "nodes"], PROBE_TIMEOUT)
+            {
+                let nodes = parse_cluster_nodes(&text);
+                if !nodes.is_empty() {
+                    return nodes;
+                }
+            }
+        }
+        panic!("no running node answers CLUSTER NODES\n{}", self.logs());
+    }
+
+    /// Ports of the masters, with the slot ranges each serves.
+    pub fn masters(&self) -> Vec<ClusterNode> {
+        let mut m: Vec<ClusterNode> = self
+            .cluster_nodes()
+            .into_iter()
+            .filter(|n| n.is_master && !n.slots.is_empty())
+            .collect();
+        m.sort_by_key(|n| n.slots.first().copied());
+        m
+    }
+
+    /// The port of the master serving `slot` now.
+    pub fn master_of(&self, slot: u16) -> u16 {
+        match self.masters().iter().find(|n| n.serves(slot)) {
+            Some(n) => n.port,
+            None => panic!("no master serves slot {slot}: {:?}", self.cluster_nodes()),
+        }
+    }
+
+    /// Kills (SIGKILL) the node on `port`. Idempotent.
+    pub fn kill_port(&mut self, port: u16) {
+        match self.nodes.iter_mut().find(|n| n.port == port) {
+            Some(n) => n.stop(),
+            None => panic!("no node of the cluster listens on {port}"),
+        }
+    }
+
+    /// Waits (up to `within`) until a node other than `old_port` is master of
+    /// `slot` and every running node reports `cluster_state:ok`; answers when
+    /// this was first seen (polled every 20 ms).
+    pub fn wait_promoted(&self, slot: u16, old_port: u16, within: Duration) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            let moved = self
+                .masters()
+                .iter()
+                .any(|n| n.port != old_port && n.serves(slot));
+            let ok = moved
+                && self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
+                    redis_cli_timeout(n.port, false, &["cluster", "info"], PROBE_TIMEOUT)
+                        .is_ok_and(|i| i.contains("cluster_state:ok"))
+                });
+            if ok {
+                return Instant::now();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "slot {slot} not taken over from 127.0.0.1:{old_port} within {within:?}: {:?}\n{}",
+                    self.cluster_nodes(),
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -593,8 +818,9 @@ impl RedisCluster {
         self.tmp.path()
     }
 
-    /// `redis-cli -c -p FIRST_PORT ARGS...` (cluster mode: follows
-    /// `MOVED`/`ASK`): trimmed stdout; panics with stderr if redis-cli fails.
+    /// `redis-cli -c -p PORT ARGS...` against the first running node (cluster
+    /// mode: follows `MOVED`/`ASK`): trimmed stdout; panics with stderr if
+    /// redis-cli fails.
     pub fn cli(&self, args: &[&str]) -> String {
         match self.try_cli(args) {
             Ok(s) => s,
@@ -605,7 +831,12 @@ impl RedisCluster {
     /// As [`RedisCluster::cli`], returning redis-cli's failure instead of
     /// panicking.
     pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
-        redis_cli(self.nodes[0].port, true, args)
+        let port = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .map_or(self.nodes[0].port, |n| n.port);
+        redis_cli(port, true, args)
     }
 
     /// `redis-cli -p PORT_OF_NODE_i ARGS...` against one node, without
