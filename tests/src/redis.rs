@@ -694,8 +694,9 @@ impl RedisCluster {
             });
             // a replica that is not in sync yet could not take over
             let synced = self.nodes.iter().all(|n| {
-                let repl = redis_cli_timeout(n.port, false, &["info", "replication"], PROBE_TIMEOUT)
-                    .unwrap_or_default();
+                let repl =
+                    redis_cli_timeout(n.port, false, &["info", "replication"], PROBE_TIMEOUT)
+                        .unwrap_or_default();
                 match field(&repl, "role").as_deref() {
                     Some("master") => true,
                     Some("slave") => field(&repl, "master_link_status").as_deref() == Some("up"),

@@ -254,7 +254,6 @@ impl Held {
             }
         }
         let engine = self.engine.clone();
-        let degraded = engine.store.is_degraded();
         if attempt {
             self.attempt_headers = RateHeaders::default();
         }
@@ -273,8 +272,10 @@ impl Held {
             let engine = &engine;
             let (id, lease) = (&self.id, self.lease_ms);
             async move {
-                if degraded {
-                    return (items, Err(StateError::Unavailable("degraded".into())));
+                // the node holding this tag is out: the outage policy at once,
+                // whatever the other tags' nodes do
+                if engine.store.is_tag_down(tag) {
+                    return (items, Err(StateError::Unavailable("node down".into())));
                 }
                 let r = engine
                     .store

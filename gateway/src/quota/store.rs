@@ -104,10 +104,27 @@ impl QuotaStore {
         ]
     }
 
-    pub fn is_degraded(&self) -> bool {
+    /// Whether the node holding hash slot `slot` is known to be unreachable.
+    pub fn is_slot_down(&self, slot: u16) -> bool {
         match self {
             QuotaStore::Memory(_) => false,
-            QuotaStore::Redis(c) => c.is_degraded(),
+            QuotaStore::Redis(c) => c.reach.down(Some(slot)).is_some(),
+        }
+    }
+
+    /// Whether the node holding hash tag `tag` is known to be unreachable.
+    pub fn is_tag_down(&self, tag: &str) -> bool {
+        match self {
+            QuotaStore::Memory(_) => false,
+            QuotaStore::Redis(c) => c.is_tag_down(tag),
+        }
+    }
+
+    /// Woken when a Redis node becomes reachable again (None: memory).
+    pub fn back(&self) -> Option<&tokio::sync::Notify> {
+        match self {
+            QuotaStore::Memory(_) => None,
+            QuotaStore::Redis(c) => Some(&c.reach.back),
         }
     }
 
