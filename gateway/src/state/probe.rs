@@ -12,6 +12,14 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectio
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Why a probe got no answer.
+enum Failure {
+    /// the connection failed
+    Broken(String),
+    /// nothing within the time allowed
+    Late,
+}
+
 pub struct Probes {
     /// credentials and TLS of the configured nodes; the address is swapped
     base: Option<ConnectionInfo>,
@@ -112,39 +120,60 @@ impl Probes {
         Some(base.set_addr(a))
     }
 
+    async fn connect(&self, addr: &str) -> Result<MultiplexedConnection, String> {
+        let info = self
+            .info_for(addr)
+            .ok_or_else(|| format!("cannot address {addr}"))?;
+        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect))
+            .set_response_timeout(Some(self.answer));
+        let c = tokio::time::timeout(
+            self.connect + self.answer,
+            client.get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
+        .map_err(|_| "no connection in time".to_string())?
+        .map_err(|e| e.to_string())?;
+        self.conns.lock().await.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
     /// Sends `cmd` to the node at `addr` on its probe connection (made on
-    /// first use, dropped after a failure).
+    /// first use, dropped after a failure). A kept connection that broke (the
+    /// node restarted, say) is replaced and the command sent once more.
     async fn ask(&self, addr: &str, cmd: &redis::Cmd) -> Result<Value, String> {
         let cached = self.conns.lock().await.get(addr).cloned();
+        let fresh = cached.is_none();
         let mut conn = match cached {
             Some(c) => c,
-            None => {
-                let info = self
-                    .info_for(addr)
-                    .ok_or_else(|| format!("cannot address {addr}"))?;
-                let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-                let cfg = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.connect))
-                    .set_response_timeout(Some(self.answer));
-                let c = tokio::time::timeout(
-                    self.connect + self.answer,
-                    client.get_multiplexed_async_connection_with_config(&cfg),
-                )
-                .await
-                .map_err(|_| "no connection in time".to_string())?
-                .map_err(|e| e.to_string())?;
-                self.conns.lock().await.insert(addr.to_string(), c.clone());
-                c
-            }
+            None => self.connect(addr).await?,
         };
-        let r = tokio::time::timeout(self.answer, cmd.query_async::<Value>(&mut conn))
-            .await
-            .map_err(|_| format!("no answer within {} ms", self.answer.as_millis()))
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let mut r = self.send(&mut conn, cmd).await;
+        if let (Err(Failure::Broken(_)), false) = (&r, fresh) {
+            self.conns.lock().await.remove(addr);
+            let mut conn = self.connect(addr).await?;
+            r = self.send(&mut conn, cmd).await;
+        }
         if r.is_err() {
             self.conns.lock().await.remove(addr);
         }
-        r
+        r.map_err(|e| match e {
+            Failure::Broken(e) => e,
+            Failure::Late => format!("no answer within {} ms", self.answer.as_millis()),
+        })
+    }
+
+    async fn send(
+        &self,
+        conn: &mut MultiplexedConnection,
+        cmd: &redis::Cmd,
+    ) -> Result<Value, Failure> {
+        match tokio::time::timeout(self.answer, cmd.query_async::<Value>(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Failure::Broken(e.to_string())),
+            Err(_) => Err(Failure::Late),
+        }
     }
 
     /// One round: the slot map from the first node that gives it (known masters
