@@ -120,6 +120,16 @@ impl QuotaStore {
         }
     }
 
+    /// Whether the node holding `tag` came back from an outage moments ago
+    /// (`reach::SETTLE_MS`): the replicas are still landing what they served
+    /// during it.
+    pub fn is_settling(&self, tag: &str) -> bool {
+        match self {
+            QuotaStore::Memory(_) => false,
+            QuotaStore::Redis(c) => c.reach.is_settling(tag),
+        }
+    }
+
     /// Woken when a Redis node becomes reachable again (None: memory).
     pub fn back(&self) -> Option<&tokio::sync::Notify> {
         match self {

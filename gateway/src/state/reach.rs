@@ -18,6 +18,13 @@ pub const SLOTS: u16 = 16384;
 /// No node is known to serve the slot.
 const NOBODY: u16 = u16::MAX;
 
+/// How long after a node is back (or its slots have a new master) the quotas
+/// of its slots keep their outage policy: every replica notices the return
+/// within the monitor's poll of an unreachable node (100 ms) and lands the
+/// usage it admitted meanwhile, so that none reserves against a window the
+/// others' outage usage is not in yet.
+pub const SETTLE_MS: u64 = 300;
+
 /// The hash slot of a hash tag's content (`t:acme` for `gw:{t:acme}:...`).
 pub fn tag_slot(tag: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
@@ -174,6 +181,13 @@ impl Reach {
             .map_or(0, |n| n.back_at.load(Ordering::Relaxed))
     }
 
+    /// Whether the node serving `tag` came back (or took over the slots of an
+    /// unreachable node) less than [`SETTLE_MS`] ago.
+    pub fn is_settling(&self, tag: &str) -> bool {
+        let back = self.back_at(tag);
+        back > 0 && self.now_ms().saturating_sub(back) < SETTLE_MS
+    }
+
     /// True while any node is known to be unreachable.
     pub fn any_down(&self) -> bool {
         self.topology.load().nodes.iter().any(|n| n.is_down())
@@ -247,6 +261,9 @@ impl Reach {
         let old = self.topology.load();
         let mut nodes: Vec<Arc<Node>> = Vec::new();
         let mut owner = vec![NOBODY; usize::from(SLOTS)];
+        // the slots of an unreachable master that another one serves now: that
+        // one counts as back (its replica was promoted)
+        let mut took_over: Vec<u16> = Vec::new();
         for (first, last, addr) in ranges {
             let i = match nodes.iter().position(|n| &n.addr == addr) {
                 Some(i) => i,
@@ -265,6 +282,13 @@ impl Reach {
             for s in *first..=(*last).min(SLOTS - 1) {
                 if let Some(o) = owner.get_mut(usize::from(s)) {
                     *o = i;
+                }
+                let was = old
+                    .owner
+                    .get(usize::from(s))
+                    .and_then(|&o| old.nodes.get(usize::from(o)));
+                if was.is_some_and(|w| w.is_down() && w.addr != *addr) && !took_over.contains(&i) {
+                    took_over.push(i);
                 }
             }
         }
@@ -285,10 +309,15 @@ impl Reach {
             gone = ?gone,
             "state backend: Redis Cluster slot map changed"
         );
-        let newly_served = nodes.iter().any(|n| !n.is_down());
+        let now = self.now_ms().max(1);
+        for &i in &took_over {
+            if let Some(n) = nodes.get(usize::from(i)) {
+                n.back_at.store(now, Ordering::Relaxed);
+            }
+        }
         self.topology.store(Arc::new(Topology { owner, nodes }));
-        if newly_served {
-            // slots may have moved from an unreachable node to a reachable one
+        if !took_over.is_empty() {
+            // the settlements set aside for those slots can go now
             self.back.notify_waiters();
         }
     }
@@ -343,6 +372,7 @@ mod tests {
         r.report(Some(9), true, &"");
         assert!(!r.any_down());
         assert!(r.back_at("t:a") > 0);
+        assert!(r.is_settling("t:a"));
     }
 
     #[test]
@@ -374,13 +404,26 @@ mod tests {
             (10923, 16383, "c:1".into()),
         ]);
         assert!(r.down(on_a).is_some());
-        // a's replica took over: a is forgotten, its slots are served again
+        assert!(!r.is_settling("x"));
+        // a's replica took over: a is forgotten, its slots are served again,
+        // by a node that settles what was served meanwhile
         r.set_slots(&[
             (0, 5460, "a2:1".into()),
             (5461, 10922, "b:1".into()),
             (10923, 16383, "c:1".into()),
         ]);
         assert!(r.down(on_a).is_none() && !r.any_down());
+        let tag_on = |want: u16| {
+            (0..)
+                .map(|i| format!("t:{i}"))
+                .find(|t| {
+                    r.node(Some(tag_slot(t)))
+                        .is_some_and(|n| r.node(Some(want)).is_some_and(|m| Arc::ptr_eq(&n, &m)))
+                })
+                .unwrap_or_default()
+        };
+        assert!(r.is_settling(&tag_on(100)));
+        assert!(!r.is_settling(&tag_on(16000)));
         assert_eq!(r.nodes().len(), 3);
         // a probe of a node not in the map changes nothing
         r.report_node("a:1", false, &"refused");
