@@ -237,7 +237,7 @@ impl Reach {
 
     fn set(&self, n: &Node, reachable: bool, why: &dyn std::fmt::Display) {
         let was_down = n.down.swap(!reachable, Ordering::Relaxed);
-        if was_down == !reachable {
+        if was_down != reachable {
             return;
         }
         let what = if self.cluster { "Redis node" } else { "Redis" };
