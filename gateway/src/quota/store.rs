@@ -108,7 +108,7 @@ impl QuotaStore {
     pub fn is_slot_down(&self, slot: u16) -> bool {
         match self {
             QuotaStore::Memory(_) => false,
-            QuotaStore::Redis(c) => c.reach.down(Some(slot)).is_some(),
+            QuotaStore::Redis(c) => c.reach.is_slot_down(slot),
         }
     }
 

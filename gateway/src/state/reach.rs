@@ -153,32 +153,47 @@ impl Reach {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The node a call on `slot` goes to: the standalone server whatever the
-    /// slot; on a cluster the slot's master, if known.
-    pub fn node(&self, slot: Option<u16>) -> Option<Arc<Node>> {
+    /// Runs `f` on the node a call on `slot` goes to: the standalone server
+    /// whatever the slot; on a cluster the slot's master, if known. (No
+    /// reference count is touched: this runs on every Redis call.)
+    fn with_node<R>(&self, slot: Option<u16>, f: impl FnOnce(&Arc<Node>) -> R) -> Option<R> {
         let t = self.topology.load();
-        if !self.cluster {
-            return t.nodes.first().cloned();
-        }
-        let i = *t.owner.get(usize::from(slot?))?;
-        t.nodes.get(usize::from(i)).cloned()
+        let n = if self.cluster {
+            let i = *t.owner.get(usize::from(slot?))?;
+            t.nodes.get(usize::from(i))?
+        } else {
+            t.nodes.first()?
+        };
+        Some(f(n))
+    }
+
+    /// The node a call on `slot` goes to, see [`Reach::down`].
+    #[cfg(test)]
+    fn node(&self, slot: Option<u16>) -> Option<Arc<Node>> {
+        self.with_node(slot, Arc::clone)
     }
 
     /// The node of `slot` if it is known to be unreachable.
     pub fn down(&self, slot: Option<u16>) -> Option<Arc<Node>> {
-        self.node(slot).filter(|n| n.is_down())
+        self.with_node(slot, |n| n.is_down().then(|| n.clone()))
+            .flatten()
+    }
+
+    /// Whether the node serving hash slot `slot` is known to be unreachable.
+    pub fn is_slot_down(&self, slot: u16) -> bool {
+        self.with_node(Some(slot), |n| n.is_down()) == Some(true)
     }
 
     /// Whether the node serving hash tag `tag` is known to be unreachable.
     pub fn is_tag_down(&self, tag: &str) -> bool {
-        self.down(Some(tag_slot(tag))).is_some()
+        self.is_slot_down(tag_slot(tag))
     }
 
     /// When the node serving `tag` last became reachable again (ms on
     /// [`Reach::now_ms`]); 0 when it never was out.
     pub fn back_at(&self, tag: &str) -> u64 {
-        self.node(Some(tag_slot(tag)))
-            .map_or(0, |n| n.back_at.load(Ordering::Relaxed))
+        self.with_node(Some(tag_slot(tag)), |n| n.back_at.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     /// Whether the node serving `tag` came back (or took over the slots of an
@@ -222,9 +237,7 @@ impl Reach {
 
     /// What a call on `slot` found: the node answered or not.
     pub fn report(&self, slot: Option<u16>, reachable: bool, why: &dyn std::fmt::Display) {
-        if let Some(n) = self.node(slot) {
-            self.set(&n, reachable, why);
-        }
+        self.with_node(slot, |n| self.set(n, reachable, why));
     }
 
     /// What a probe of the node at `addr` found.
@@ -236,6 +249,10 @@ impl Reach {
     }
 
     fn set(&self, n: &Node, reachable: bool, why: &dyn std::fmt::Display) {
+        // read first: every call reports, and the flag changes rarely
+        if n.is_down() != reachable {
+            return;
+        }
         let was_down = n.down.swap(!reachable, Ordering::Relaxed);
         if was_down != reachable {
             return;
