@@ -276,3 +276,78 @@ impl SettleQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::reach::tag_slot;
+    use crate::state::redis_conn::{ConnSettings, RedisConn, Target};
+
+    fn job(tag: &str, mode: SettleMode) -> Job {
+        Job {
+            tag: tag.into(),
+            id: "r1".into(),
+            member: String::new(),
+            mode,
+            actual: Vec::new(),
+            tomb_ms: 1,
+        }
+    }
+
+    /// A cluster store (nothing listens) whose master "a:1" serves the slot of
+    /// `t:a` and "b:1" every other slot.
+    fn cluster() -> (Arc<RedisConn>, QuotaStore) {
+        let conn = RedisConn::new(ConnSettings {
+            target: Target::Cluster(vec!["redis://127.0.0.1:1".into()]),
+            pool_size: 1,
+            timeout: Duration::from_millis(50),
+            prefix: "gw:".into(),
+        })
+        .expect("a pool");
+        let a = tag_slot("t:a");
+        let mut ranges = vec![(a, a, "a:1".to_string())];
+        if a > 0 {
+            ranges.push((0, a - 1, "b:1".into()));
+        }
+        if a < 16383 {
+            ranges.push((a + 1, 16383, "b:1".into()));
+        }
+        conn.reach.set_slots(&ranges);
+        let conn = Arc::new(conn);
+        (conn.clone(), QuotaStore::Redis(conn))
+    }
+
+    #[test]
+    fn an_unreachable_nodes_settlements_wait_and_the_others_go() {
+        let (conn, store) = cluster();
+        let q = SettleQueue::new(10);
+        q.push(job("t:a", SettleMode::Unreserved));
+        q.push(job("t:b", SettleMode::Reserved));
+        q.push(job("t:a", SettleMode::Reserved));
+        assert_eq!((q.unlanded("t:a"), q.unlanded("t:b")), (1, 0));
+        conn.reach.report_node("a:1", false, &"test");
+        let first = q.pop(&store).expect("t:b's node answers");
+        assert_eq!(first.job.tag, "t:b");
+        assert!(q.pop(&store).is_none(), "t:a's are set aside");
+        assert_eq!(q.len(), 2);
+        // back: the set-aside ones go, oldest first
+        conn.reach.report_node("a:1", true, &"");
+        q.lock().unpark();
+        let next = q.pop(&store).expect("t:a's node is back");
+        assert_eq!(
+            (next.job.tag.as_str(), next.job.mode),
+            ("t:a", SettleMode::Unreserved)
+        );
+        q.count_unlanded(&next.job, false);
+        assert_eq!(q.unlanded("t:a"), 0);
+    }
+
+    #[test]
+    fn a_dropped_settlement_is_no_longer_unlanded() {
+        let q = SettleQueue::new(1);
+        q.push(job("t:a", SettleMode::Unreserved));
+        q.push(job("t:b", SettleMode::Unreserved));
+        assert_eq!((q.unlanded("t:a"), q.unlanded("t:b")), (0, 1));
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 1);
+    }
+}
