@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod attempt;
 pub mod auth;
 pub mod balance;
 pub mod body_read;

@@ -1,68 +1,62 @@
 //! The request path, top to bottom. Each phase is a small module; they share one
 //! [`RequestCtx`]:
 //!
-//! 1. endpoint: which OpenAI API is called (`endpoint.rs`)
-//! 2. body: read within `max_body_bytes`, parse the top-level JSON (`request_body.rs`)
-//! 3. route match: host, path, headers, model (`route.rs`); the route's `ai_log`
+//! 1. endpoint: which OpenAI API is called, the exact path (`endpoint.rs`)
+//! 2. who, early: when every route the request can take needs a key, the key is
+//!    checked before the body is read (`route.rs`, `auth/`)
+//! 3. body: read within `max_body_bytes`, its time limit and the process's
+//!    budget of buffered bodies (`body_read.rs`); the top-level JSON
+//!    (`request_body.rs`)
+//! 4. route match: host, path, headers, model (`route.rs`); the route's `ai_log`
 //!    attributes taken from the request (`telemetry/attributes.rs`)
-//! 4. authn: key -> (tenant, consumer), cache then backend (`auth/`)
-//! 5. quota reserve: estimate, one store call per hash tag (`quota/`)
-//! 6. pick instance: healthy ones by priority, then roundrobin / chash /
+//! 5. authn: key -> (tenant, consumer), cache then backend, and what the route
+//!    and the model allow (`auth/`)
+//! 6. quota reserve: estimate, one store call per hash tag (`quota/`)
+//! 7. pick instance: healthy ones by priority, then roundrobin / chash /
 //!    least_busy (`balance.rs`, health mirrors in `health/`, no Redis call);
 //!    `by: upstream` quotas reserved for it, `rate_limiting` fallback when they refuse
-//! 7. provider adapter: URL, auth, model map, options (`providers/`)
-//! 8. upstream call: pooled client, first-byte timeout (`upstream.rs`)
-//! 9. retry/fallback: before the first byte reached the client only, each attempt
-//!    recorded and reported to shared health (this file)
-//! 10. response: frames pass through; a copy feeds the usage meter and the
-//!     attributes that read the answer (`stream.rs`, `meter.rs`)
-//! 11. finish: quotas settled with the real usage and one `ai_log` record, on
+//! 8. provider adapter: URL, auth, model map, options (`providers/`)
+//! 9. upstream call: pooled client, first-byte timeout (`upstream.rs`), the
+//!    response made an answer (`attempt.rs`)
+//! 10. retry/fallback: before the first byte reached the client only, each attempt
+//!     recorded and reported to shared health (this file)
+//! 11. response: frames pass through; a copy feeds the usage meter and the
+//!     attributes that read the answer (`stream.rs`, `meter.rs`); watched, so it
+//!     ends by its deadline whatever the client does (`stall.rs`)
+//! 12. finish: quotas settled with the real usage and one `ai_log` record, on
 //!     every exit path (`ctx.rs`, `quota/`, `telemetry/`)
 
 use crate::app::App;
+use crate::attempt::{
+    answer, close, ms, refusal, report_failure, reserve_upstream, status_reason, Answer, Failure,
+};
 use crate::auth::{self, Auth};
 use crate::balance;
 use crate::config::Runtime;
 use crate::ctx::{AttemptRec, RequestCtx};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::headers;
 use crate::health::{Cell, Health, InFlight, StreamWatch};
-use crate::meter::Meter;
-use crate::providers::{mock, Flavor, Provider};
+use crate::providers::{mock, Flavor};
 use crate::quota::{self, Estimate, Quotas, Refusal};
 use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
-use crate::stream::{Limits, Metered, ResponseBody, UpstreamBody};
+use crate::stream::{Metered, ResponseBody, UpstreamBody};
 use crate::telemetry::attributes::Collected;
 use crate::telemetry::labels::{Label, ModelLabels};
 use crate::telemetry::trace_context::new_span_id;
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderName, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Request, Response};
 use hyper::body::Incoming;
 use shared::config::{Algorithm, FallbackOn};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What the phases produced: an upstream answer to stream, or the gateway's own.
-/// Built once per request and moved straight into the response, so its size is moot.
-#[allow(clippy::large_enum_variant)]
-enum Answer {
-    Upstream {
-        head: http::response::Parts,
-        body: UpstreamBody,
-        first: Option<Bytes>,
-        meter: Meter,
-        limits: Limits,
-    },
-    Local(Response<Bytes>),
-}
 
 /// Serves one data-plane request from `remote` (the connection's peer, or the
 /// PROXY protocol's source address when the peer is a trusted proxy); `conn`
@@ -194,20 +188,9 @@ async fn phases(
         model: None,
         endpoint: Some(endpoint),
     };
-    let (mut candidates, mut open) = (0, false);
-    for r in cfg.routes.iter().filter(|r| r.check(&early).is_ok()) {
-        candidates += 1;
-        open |= r.auth.is_none();
-    }
-    if candidates == 0 {
-        let miss = route::find(&cfg.routes, &early).err();
-        return Err(miss.map_or_else(
-            || GatewayError::internal("route matching disagrees with itself"),
-            |m| m.error(&early, cfg.server.verbose_errors),
-        ));
-    }
+    let identified = route::all_need_a_key(&cfg.routes, &early)
+        .map_err(|miss| miss.error(&early, cfg.server.verbose_errors))?;
     drop(host);
-    let identified = !open;
     if identified {
         let key = auth::find_key(
             &parts.headers,
@@ -215,13 +198,10 @@ async fn phases(
             &cfg.key_headers,
             cfg.key_in_query,
         );
-        match engines.auth.identify(key.as_deref()).await {
-            Ok(who) => ctx.identity = Some(who),
-            Err((who, e)) => {
-                ctx.identity = who;
-                return Err(e);
-            }
-        }
+        engines
+            .auth
+            .identify_into(key.as_deref(), &mut ctx.identity)
+            .await?;
     }
 
     // 3. body
@@ -325,31 +305,6 @@ async fn phases(
         &model,
     )
     .await
-}
-
-fn refusal(r: Refusal) -> GatewayError {
-    match r {
-        Refusal::Limited(e) => e,
-        Refusal::Unavailable => GatewayError::quota_unavailable(),
-    }
-}
-
-/// Why an attempt failed, for `fallback.on`.
-fn status_reason(status: StatusCode) -> Option<FallbackOn> {
-    match status.as_u16() {
-        429 => Some(FallbackOn::Http429),
-        401 => Some(FallbackOn::Http401),
-        402 => Some(FallbackOn::Http402),
-        403 => Some(FallbackOn::Http403),
-        500..=599 => Some(FallbackOn::Http5xx),
-        _ => None,
-    }
-}
-
-/// The last failure seen, answered when no attempt is left.
-enum Failure {
-    Error(GatewayError),
-    Response(Box<Answer>),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -553,145 +508,6 @@ async fn attempts(
         Some(Failure::Error(e)) => Err(e),
         None => Err(GatewayError::no_upstream(&route.name)),
     }
-}
-
-/// Fills in the current attempt's record.
-fn close(
-    ctx: &mut RequestCtx,
-    prov: &Provider,
-    token: Option<usize>,
-    status: Option<u16>,
-    reason: Option<FallbackOn>,
-) {
-    if let Some(a) = ctx.attempts.last_mut() {
-        a.token = token
-            .filter(|_| prov.token_count() > 1)
-            .and_then(|t| u32::try_from(t).ok());
-        a.status = status;
-        a.reason = reason.map(FallbackOn::as_str);
-        a.ended = Some(Instant::now());
-    }
-}
-
-/// Tells shared health about a failed attempt: a refused token (401/402/403, and
-/// 429, which providers count per key) counts against that token, anything else
-/// against the provider.
-fn report_failure(
-    health: &Health,
-    cell: &Arc<Cell>,
-    prov: &Provider,
-    token: Option<usize>,
-    reason: FallbackOn,
-    status: Option<u16>,
-    failure: &Failure,
-) {
-    let target = match reason {
-        FallbackOn::Http429 | FallbackOn::Http401 | FallbackOn::Http402 | FallbackOn::Http403 => {
-            cell.token_target(token)
-        }
-        _ => 0,
-    };
-    let err = match (status, failure) {
-        (Some(s), Failure::Response(_)) => format!("http {s}"),
-        (_, Failure::Error(e)) => e.message.clone(),
-        (None, Failure::Response(_)) => reason.as_str().to_string(),
-    };
-    health.failure(cell, target, &err, prov.passive.as_ref());
-}
-
-/// Reserves the `by: upstream` quotas that apply to `provider`, if any.
-async fn reserve_upstream(
-    route: &Route,
-    ctx: &mut RequestCtx,
-    headers: &HeaderMap,
-    provider: &str,
-) -> Result<(), Refusal> {
-    let Some(held) = ctx.quota.as_mut() else {
-        return Ok(());
-    };
-    let who = ctx.identity.as_deref();
-    let who_quotas = who.map_or(&[][..], |w| &w.quotas[..]);
-    let claims = quota::spec::claims(
-        route.quotas.iter().chain(who_quotas),
-        who,
-        &route.name,
-        ctx.remote.ip(),
-        headers,
-        Some(provider),
-    );
-    held.reserve(claims, true).await
-}
-
-/// Turns an upstream response into an answer. A successful one is held until its
-/// first frame (within the first-byte timeout), so a stream that dies before any
-/// byte reached the client can still go to another instance.
-async fn answer(
-    resp: Response<UpstreamBody>,
-    prov: &Provider,
-    ctx: &mut RequestCtx,
-    sent: Instant,
-    strip_usage: bool,
-    redact: bool,
-) -> Result<Answer, (FallbackOn, GatewayError)> {
-    let (mut head, mut body) = resp.into_parts();
-    let sse = head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    headers::clean_response(&mut head.headers);
-    if sse && strip_usage {
-        head.headers.remove(header::CONTENT_LENGTH);
-    }
-    let t = &prov.timeouts;
-    let deadline = tokio::time::Instant::from_std(sent + t.total);
-    if redact && !head.status.is_success() {
-        let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
-        let text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
-        body = UpstreamBody::Frames([text].into());
-    }
-    let mut first = None;
-    if head.status.is_success() {
-        let left = t.first_byte.saturating_sub(sent.elapsed());
-        first = match tokio::time::timeout(left, body.next_data()).await {
-            Ok(Some(Ok(b))) => Some(b),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => {
-                let why = upstream::error_chain(e.as_ref());
-                return Err((
-                    FallbackOn::ConnectError,
-                    GatewayError::upstream_unreachable(&prov.id, why),
-                ));
-            }
-            Err(_) => {
-                let what = if sse {
-                    "its first event"
-                } else {
-                    "a response body"
-                };
-                return Err((
-                    FallbackOn::Timeout,
-                    GatewayError::upstream_timeout(&prov.id, what, ms(t.first_byte)),
-                ));
-            }
-        };
-        ctx.first_byte_at = Some(Instant::now());
-    }
-    Ok(Answer::Upstream {
-        head,
-        body,
-        first,
-        meter: Meter::new(sse, strip_usage),
-        limits: Limits {
-            idle: t.idle,
-            total: t.total,
-            deadline,
-        },
-    })
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn elapsed_ms(t: Instant) -> u64 {

@@ -427,6 +427,16 @@ impl NoRoute {
     }
 }
 
+/// Whether every route that can take the request (its model not yet known)
+/// needs a key; what each route found wrong when none can.
+pub fn all_need_a_key(routes: &[Route], input: &MatchInput<'_>) -> Result<bool, NoRoute> {
+    let mut can = routes.iter().filter(|r| r.check(input).is_ok()).peekable();
+    if can.peek().is_none() {
+        return find(routes, input).map(|_| false);
+    }
+    Ok(can.all(|r| r.auth.is_some()))
+}
+
 /// The first route that matches, or what each route found wrong.
 pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route, NoRoute> {
     let mut why = Vec::new();

@@ -191,13 +191,23 @@ impl Auth {
         model: Option<&str>,
         who: &mut Option<Arc<AuthIdentity>>,
     ) -> Result<Arc<AuthIdentity>, GatewayError> {
+        let ident = self.identify_into(key, who).await?;
+        authorize(&ident, policy, route, model)?;
+        Ok(ident)
+    }
+
+    /// [`Auth::identify`], with `who` set as soon as the key resolves (a refused
+    /// caller is still named in ai_log).
+    pub async fn identify_into(
+        &self,
+        key: Option<&str>,
+        who: &mut Option<Arc<AuthIdentity>>,
+    ) -> Result<Arc<AuthIdentity>, GatewayError> {
         let ident = self.identify(key).await;
         if let Ok(i) | Err((Some(i), _)) = &ident {
             *who = Some(i.clone());
         }
-        let ident = ident.map_err(|(_, e)| e)?;
-        authorize(&ident, policy, route, model)?;
-        Ok(ident)
+        ident.map_err(|(_, e)| e)
     }
 
     /// Who the key belongs to, if it is one that authenticates now; a known key
