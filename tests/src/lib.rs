@@ -1,7 +1,8 @@
 //! Integration-test support for the gateway: a mock OpenAI upstream
 //! ([`mock_upstream`]), a harness that builds and starts real gateway processes
 //! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
-//! helpers ([`client`]), a TCP load balancer following readiness ([`balancer`]),
+//! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
+//! a TCP load balancer following readiness ([`balancer`]),
 //! real Redis servers ([`redis`]) and the Python scripts of `tests/python`
 //! ([`python`]).
 //!
@@ -16,6 +17,7 @@ pub mod balancer;
 pub mod client;
 pub mod collector;
 pub mod harness;
+pub mod hostile;
 pub mod mock_upstream;
 pub mod python;
 pub mod redis;
