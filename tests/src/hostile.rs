@@ -47,6 +47,11 @@ impl RawResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body's first 300 bytes, for messages.
+    pub fn excerpt(&self) -> String {
+        lossy(&self.body)
+    }
+
     /// `error.code` of an OpenAI-shaped error body.
     pub fn error_code(&self) -> Option<String> {
         let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
@@ -60,7 +65,7 @@ impl RawResponse {
             (status, code),
             "{what}: got {} {}",
             self.status,
-            self.text()
+            self.excerpt()
         );
     }
 }
@@ -279,7 +284,9 @@ impl Exchange {
             rs => panic!(
                 "{what}: expected exactly one response, got {}: {:?}",
                 rs.len(),
-                rs.iter().map(|r| (r.status, r.text())).collect::<Vec<_>>()
+                rs.iter()
+                    .map(|r| (r.status, r.excerpt()))
+                    .collect::<Vec<_>>()
             ),
         }
     }
