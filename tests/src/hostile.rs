@@ -4,7 +4,7 @@
 //! stream megabytes while reading the answer, a listener that counts who connects
 //! to it (a tripwire), and HTTP/2 clients (the `h2` crate) that reset every
 //! stream right after opening it (rapid reset) or open many connections and sit
-//! idle on them.
+//! idle on them, and one by hand that never finishes a header block.
 
 use bytes::Bytes;
 use std::io;
@@ -536,6 +536,38 @@ impl H2Conn {
         })
     }
 
+    /// Sends `req` with `body` (END_STREAM on the HEADERS when it is empty) and
+    /// reads the answer: its status and body.
+    pub async fn request(
+        &mut self,
+        req: http::Request<()>,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), String> {
+        let mut send = tokio::time::timeout(Duration::from_secs(5), self.send.clone().ready())
+            .await
+            .map_err(|_| "no stream capacity for 5 s".to_string())?
+            .map_err(|e| describe_h2(&e))?;
+        let (resp, mut stream) = send
+            .send_request(req, body.is_empty())
+            .map_err(|e| describe_h2(&e))?;
+        if !body.is_empty() {
+            stream.send_data(body, true).map_err(|e| describe_h2(&e))?;
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(30), resp)
+            .await
+            .map_err(|_| "no answer within 30 s".to_string())?
+            .map_err(|e| describe_h2(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| describe_h2(&e))?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        Ok((status, Bytes::from(out)))
+    }
+
     /// How long the connection lived, once the server ended it.
     pub fn lifetime(&self) -> Option<Duration> {
         let at = (*self.closed_at.lock().ok()?)?;
@@ -626,6 +658,23 @@ pub async fn h2_rapid_reset(addr: &str, path: &str, n: usize) -> RapidReset {
         }
     }
     RapidReset { reset, stopped_by }
+}
+
+/// Opens an HTTP/2 (h2c) connection by hand and sends the start of a request's
+/// header block (HEADERS without END_HEADERS), never the rest: a slowloris in
+/// HTTP/2 terms. The server's frames are left unread in the returned connection.
+pub async fn h2_unfinished_headers(addr: &str) -> RawConn {
+    let mut c = RawConn::connect(addr).await;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS, empty
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    // HEADERS on stream 1, no flags (no END_HEADERS: CONTINUATION should follow),
+    // HPACK: :method POST, :scheme http, :path / (static table 3, 6, 4)
+    out.extend_from_slice(&[0, 0, 3, 0x1, 0, 0, 0, 0, 1, 0x83, 0x86, 0x84]);
+    if let Err(e) = c.send(&out).await {
+        panic!("write to {addr}: {e}");
+    }
+    c
 }
 
 /// Opens `n` HTTP/2 connections to `addr` (`parallel` handshakes at a time) and

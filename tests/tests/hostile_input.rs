@@ -11,11 +11,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use bytes::Bytes;
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::hostile::{
-    chunked, exchange, h2_idle_connections, h2_rapid_reset, request, upload, Exchange, RawConn,
-    RawResponse, Tripwire,
+    chunked, exchange, h2_idle_connections, h2_rapid_reset, h2_unfinished_headers, request, upload,
+    Exchange, H2Conn, RawConn, RawResponse, Tripwire,
 };
 use gateway_tests::mock_upstream::MockUpstream;
 use serde_json::{json, Value};
@@ -768,6 +769,26 @@ async fn absolute_form_and_connect_go_nowhere_but_the_configured_upstream() {
     assert_eq!(x.responses[1].text(), r#"{"data":[],"object":"list"}"#);
     assert_eq!(t.hits(), before);
 
+    // the same over HTTP/2: :authority names the other host, CONNECT has no path
+    let mut h2 = H2Conn::connect(t.addr()).await.unwrap();
+    let before = t.hits();
+    let to_evil = http::Request::post(format!("http://{}{CHAT}", evil.addr()))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (status, answer) = h2.request(to_evil, body.clone().into()).await.unwrap();
+    assert_eq!(status, 200, "h2 :authority {}: {answer:?}", evil.addr());
+    assert_eq!(t.hits(), before + 1);
+    let connect = http::Request::connect(evil.addr()).body(()).unwrap();
+    let (status, answer) = h2.request(connect, Bytes::new()).await.unwrap();
+    let code = serde_json::from_slice::<Value>(&answer).unwrap()["error"]["code"].clone();
+    assert_eq!(
+        (status, code),
+        (404, json!("unknown_endpoint")),
+        "h2 CONNECT"
+    );
+    assert_eq!(t.hits(), before + 1);
+
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         evil.connections(),
@@ -821,12 +842,14 @@ async fn http2_rapid_reset_leaves_the_gateway_serving_others() {
 
 /// Five hundred HTTP/2 connections that open no stream are closed once
 /// `idle_timeout_ms` has passed (not before), and the gateway serves others
-/// meanwhile.
+/// meanwhile; so is one that started a header block and never finished it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
     let ms = TIMEOUT.as_millis().to_string();
     let mut t = Target::start_with(&[&format!("idle_timeout_ms: {ms}")]).await;
     const CONNS: usize = 500;
+    let mut unfinished = h2_unfinished_headers(t.addr()).await;
+    let unfinished_at = Instant::now();
     let mut conns = h2_idle_connections(t.addr(), CONNS, 50).await;
     let r = TestClient::new()
         .post_json(&url(&t.gw, CHAT), &normal_body())
@@ -843,6 +866,12 @@ async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
             "idle connection {i} closed after {lived:?} ({ended:?})"
         );
     }
+    let left = (unfinished_at + TIMEOUT + Duration::from_secs(3))
+        .saturating_duration_since(Instant::now());
+    assert!(
+        unfinished.ended(left).await.is_some(),
+        "a connection with an unfinished header block is still open"
+    );
     t.assert_unharmed().await;
 }
 
