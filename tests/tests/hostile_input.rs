@@ -585,10 +585,13 @@ fn assert_408_in_time(r: Option<RawResponse>, from: Instant, what: &str) {
 }
 
 /// A head sent a few bytes at a time, never finished within
-/// `header_read_timeout_ms`, is answered 408 when that time is up.
+/// `header_read_timeout_ms`, is answered 408 when that time is up; a connection
+/// that sends nothing at all is closed then, without an answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_on_the_first_request_gets_408() {
     let mut t = Target::start().await;
+    let mut silent = RawConn::connect(t.addr()).await;
+    let silent_at = Instant::now();
     let head = post(b"", format!("X-Slow: {}\r\n", "s".repeat(200)).as_bytes());
     let started = Instant::now();
     let mut c = RawConn::connect(t.addr()).await;
@@ -597,6 +600,17 @@ async fn slowloris_on_the_first_request_gets_408() {
         .await;
     assert_408_in_time(r, started, "a head trickled in");
     assert!(c.ended(Duration::from_secs(2)).await.is_some());
+    let left =
+        (silent_at + TIMEOUT + Duration::from_secs(2)).saturating_duration_since(Instant::now());
+    assert!(
+        silent.ended(left).await.is_some(),
+        "a silent connection stays open"
+    );
+    assert!(
+        silent.response(Duration::ZERO).await.is_none(),
+        "{}",
+        silent.unread()
+    );
     assert_eq!(t.hits(), 0);
     t.assert_unharmed().await;
 }
