@@ -120,9 +120,8 @@ impl App {
             *last = text.clone();
         }
         let name = path.display().to_string();
-        let raw = config::parse_text(&name, &text)?;
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let rt = config::build(&raw, &name, version, &self.clients)?;
+        let rt = config::load_text(&name, &text, version, &self.clients)?;
         let old = self.config();
         for (what, changed) in [
             ("server.listen", rt.server.listen != old.server.listen),

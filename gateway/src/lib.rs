@@ -20,6 +20,7 @@ pub mod models;
 pub mod pipeline;
 pub mod providers;
 pub mod quota;
+pub mod redact;
 pub mod reload;
 pub mod request_body;
 pub mod route;
@@ -31,7 +32,6 @@ pub mod stream;
 pub mod telemetry;
 pub mod text;
 pub mod upstream;
-pub mod upstream_error;
 
 use app::App;
 use config::{ConfigError, Runtime};
@@ -46,21 +46,14 @@ pub fn load(
     path: Option<&Path>,
     clients: &providers::ClientCache,
 ) -> Result<(Runtime, String), ConfigError> {
-    let (raw, text, name) = match path {
-        Some(p) => {
-            let (raw, text) = config::read_file(p)?;
-            (raw, text, p.display().to_string())
-        }
-        None => {
-            let raw = config::parse_text(config::EMBEDDED_NAME, config::EMBEDDED_DEFAULT)?;
-            (
-                raw,
-                config::EMBEDDED_DEFAULT.to_string(),
-                config::EMBEDDED_NAME.to_string(),
-            )
-        }
+    let (text, name) = match path {
+        Some(p) => (config::read_text(p)?, p.display().to_string()),
+        None => (
+            config::EMBEDDED_DEFAULT.to_string(),
+            config::EMBEDDED_NAME.to_string(),
+        ),
     };
-    Ok((config::build(&raw, &name, 1, clients)?, text))
+    Ok((config::load_text(&name, &text, 1, clients)?, text))
 }
 
 /// What still holds records when [`run`] returns: the caller flushes both once more

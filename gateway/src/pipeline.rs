@@ -584,8 +584,7 @@ async fn answer(
     let deadline = tokio::time::Instant::from_std(sent + t.total);
     if redact && !head.status.is_success() {
         let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
-        let text =
-            crate::upstream_error::redacted(&mut head, &mut body, &prov.redactor, wait).await;
+        let text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
         body = UpstreamBody::Frames([text].into());
     }
     let mut first = None;

@@ -4,6 +4,7 @@
 
 use crate::auth::RoutePolicy;
 use crate::balance::{Balancer, HashOn, Instance};
+use crate::config::problems::regex_reason;
 use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
@@ -87,7 +88,7 @@ impl Route {
             if g.is_empty() || g.chars().any(char::is_whitespace) {
                 p.error(
                     format!("{key}.match.models[{i}]"),
-                    format!("bad glob {g:?}: empty or contains spaces"),
+                    "not a model glob: empty or contains spaces",
                 );
             }
         }
@@ -121,7 +122,7 @@ impl Route {
             match Regex::new(re) {
                 Ok(r) => PathMatch::Regex(r),
                 Err(e) => {
-                    p.error(format!("{key}.match.path_regex"), format!("bad regex: {e}"));
+                    p.error(format!("{key}.match.path_regex"), regex_reason(&e));
                     PathMatch::Any
                 }
             }
@@ -159,7 +160,7 @@ impl Route {
             {
                 p.error(
                     format!("{uk}.provider"),
-                    format!("provider {:?} is listed twice", u.provider),
+                    "this provider is already listed in an earlier upstream",
                 );
             }
             match providers.get(&u.provider) {
@@ -168,22 +169,25 @@ impl Route {
                     priority: u.priority,
                     weight: u.weight,
                 }),
-                // A provider that exists but failed validation already has its own error.
-                None if raw_providers.iter().any(|rp| rp.id == u.provider) => {}
+                // A provider that exists but failed validation already has its own
+                // error; so does one without an id, which may be the one meant.
+                None if raw_providers
+                    .iter()
+                    .any(|rp| rp.id == u.provider || rp.id.is_empty()) => {}
                 None => p.error(
                     format!("{uk}.provider"),
-                    format!("unknown provider {:?}", u.provider),
+                    "unknown provider: no provider has this id",
                 ),
             }
         }
         let b = &rc.balancer;
-        let hash_on = match b.hash_on.as_deref().map(|h| (h, HashOn::parse(h))) {
+        let hash_on = match b.hash_on.as_deref().map(HashOn::parse) {
             None => HashOn::Consumer,
-            Some((_, Some(h))) => h,
-            Some((h, None)) => {
+            Some(Some(h)) => h,
+            Some(None) => {
                 p.error(
                     format!("{key}.balancer.hash_on"),
-                    format!("{h:?}: use consumer, ip, header:<name> or cookie:<name>"),
+                    "not one of consumer, ip, header:<name>, cookie:<name>",
                 );
                 HashOn::Consumer
             }
@@ -349,9 +353,7 @@ fn check_host_pattern(h: &str) -> Result<(), String> {
     if h == "*" || valid_name {
         Ok(())
     } else {
-        Err(format!(
-            "bad host pattern {h:?}: use an exact host, \"*.example.com\" or \"*\""
-        ))
+        Err("not a host pattern: use an exact host, \"*.example.com\" or \"*\"".to_string())
     }
 }
 
@@ -592,12 +594,22 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            e.contains("routes[0].match.hosts[0]: bad host pattern"),
+            e.contains("routes[0].match.hosts[0]: not a host pattern"),
             "{e}"
         );
         assert!(!e.contains("hosts[1]"), "{e}");
-        assert!(e.contains("routes[0].match.models[0]: bad glob"), "{e}");
-        assert!(e.contains("routes[0].match.models[1]: bad glob"), "{e}");
+        assert!(
+            e.contains("routes[0].match.models[0]: not a model glob"),
+            "{e}"
+        );
+        assert!(
+            e.contains("routes[0].match.models[1]: not a model glob"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("a*b.com") && !e.contains("gpt *"),
+            "values are not quoted: {e}"
+        );
     }
 
     #[test]

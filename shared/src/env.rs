@@ -51,7 +51,8 @@ impl<'de> Deserialize<'de> for EnvString {
     }
 }
 
-/// Replaces `${NAME}` and `${NAME:-default}` in `raw` using `lookup`.
+/// Replaces `${NAME}` and `${NAME:-default}` in `raw` using `lookup`. Errors name
+/// the variable, never the value around it (it may be a secret).
 pub fn interpolate(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     if !raw.contains("${") {
         return Ok(raw.to_string());
@@ -63,16 +64,18 @@ pub fn interpolate(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
         let after = &rest[start + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unterminated \"${{\" in value {raw:?}"))?;
+            .ok_or_else(|| "a \"${\" without its closing \"}\"".to_string())?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "invalid environment variable name {name:?} in \"${{{inner}}}\""
-            ));
+            // not a name, so maybe a value (a secret with a "${" in it): not quoted
+            return Err(
+                "a \"${...}\" that is not an environment variable name (letters, digits, _)"
+                    .to_string(),
+            );
         }
         match (lookup(name), default) {
             (Some(v), _) => out.push_str(&v),
@@ -107,5 +110,17 @@ mod tests {
         assert!(e.contains("OPENAI_KEY"), "{e}");
         assert!(interpolate("${", env).is_err());
         assert!(interpolate("${a b}", env).is_err());
+    }
+
+    #[test]
+    fn errors_do_not_quote_the_value() {
+        for raw in [
+            "sk-live-SECRET${",
+            "sk-live-SECRET${a b}",
+            "${sk-live-SECRET}",
+        ] {
+            let e = interpolate(raw, env).unwrap_err();
+            assert!(!e.contains("SECRET"), "{e}");
+        }
     }
 }

@@ -2,9 +2,9 @@
 //! ([`mock_upstream`]), a harness that builds and starts real gateway processes
 //! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
 //! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
-//! a TCP load balancer following readiness ([`balancer`]),
-//! real Redis servers ([`redis`]) and the Python scripts of `tests/python`
-//! ([`python`]).
+//! a TCP load balancer following readiness ([`balancer`]), real Redis servers
+//! ([`redis`]), the Python scripts of `tests/python` ([`python`]) and a config
+//! broken in several ways at once ([`config_problems`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
@@ -16,6 +16,7 @@
 pub mod balancer;
 pub mod client;
 pub mod collector;
+pub mod config_problems;
 pub mod harness;
 pub mod hostile;
 pub mod mock_upstream;

@@ -6,7 +6,10 @@
 //!   gone, exactly as after a real restart.
 //! * [`RedisCluster`]: three masters (`--cluster-enabled yes`) joined with
 //!   `redis-cli --cluster create ... --cluster-replicas 0`, covering all 16384
-//!   slots.
+//!   slots; [`RedisCluster::start_with_replicas`] adds one replica per master
+//!   and a short `cluster-node-timeout`, so a killed master's replica takes over
+//!   within a few seconds ([`RedisCluster::wait_promoted`]). [`key_slot`] is the
+//!   hash slot of a key, [`ClusterNode`] a line of `CLUSTER NODES`.
 //! * `cli` methods run `redis-cli` against a server and return its trimmed
 //!   stdout. `redis-cli` exits 0 on an error *reply* (it prints `ERR ...` on
 //!   stdout), so only connection-level failures make `cli` panic; use `try_cli`
@@ -46,8 +49,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Fresh-port attempts when a picked port turns out to be taken.
 const START_ATTEMPTS: usize = 5;
 
-/// Number of nodes of a [`RedisCluster`].
-const CLUSTER_NODES: usize = 3;
+mod cluster;
+pub use cluster::{
+    key_slot, parse_cluster_nodes, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
+};
+use cluster::{ClusterOptions, NODE_TIMEOUT_MS};
 
 fn server_bin() -> OsString {
     std::env::var_os("REDIS_SERVER_BIN").unwrap_or_else(|| "redis-server".into())
@@ -158,6 +164,10 @@ struct Node {
     /// `--cluster-port` for cluster nodes (picked free like `port`, so the
     /// default `port + 10000` never has to be free or below 65536).
     bus_port: Option<u16>,
+    /// `--cluster-node-timeout` (cluster nodes)
+    node_timeout_ms: u64,
+    /// `--cluster-require-full-coverage` (cluster nodes)
+    full_coverage: bool,
     dir: PathBuf,
     child: Option<Child>,
     /// Length of the log file when the current process was spawned.
@@ -169,6 +179,8 @@ impl Node {
         Node {
             port,
             bus_port,
+            node_timeout_ms: NODE_TIMEOUT_MS,
+            full_coverage: true,
             dir: dir.to_path_buf(),
             child: None,
             log_offset: 0,
@@ -177,11 +189,15 @@ impl Node {
 
     /// Starts a node on fresh free ports, retrying on other ports while the
     /// picked ones turn out to be taken (parallel tests, other processes).
-    fn start_fresh(dir: &Path, cluster: bool) -> Node {
+    fn start_fresh(dir: &Path, cluster: Option<&ClusterOptions>) -> Node {
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
-            let ports = free_ports(if cluster { 2 } else { 1 });
+            let ports = free_ports(if cluster.is_some() { 2 } else { 1 });
             let mut node = Node::new(ports[0], ports.get(1).copied(), dir);
+            if let Some(o) = cluster {
+                node.node_timeout_ms = o.node_timeout_ms;
+                node.full_coverage = o.full_coverage;
+            }
             match node.start_once() {
                 Ok(()) => return node,
                 Err(StartError::PortBusy(e)) => last_err = e,
@@ -232,7 +248,9 @@ impl Node {
                 "--cluster-config-file".into(),
                 self.cluster_config_path().into(),
                 "--cluster-node-timeout".into(),
-                "2000".into(),
+                self.node_timeout_ms.to_string().into(),
+                "--cluster-require-full-coverage".into(),
+                if self.full_coverage { "yes" } else { "no" }.into(),
                 "--cluster-port".into(),
                 bus.to_string().into(),
             ]);
@@ -398,7 +416,7 @@ impl RedisServer {
             Ok(t) => t,
             Err(e) => panic!("tempdir for redis-server: {e}"),
         };
-        let node = Node::start_fresh(tmp.path(), false);
+        let node = Node::start_fresh(tmp.path(), None);
         RedisServer { node, tmp }
     }
 
@@ -473,172 +491,6 @@ impl RedisServer {
                 (k.to_string(), n)
             })
             .collect()
-    }
-}
-
-/// A 3-master `redis-server` cluster on `127.0.0.1` (no replicas, all 16384
-/// slots assigned); every node is killed on drop.
-pub struct RedisCluster {
-    nodes: Vec<Node>,
-    tmp: tempfile::TempDir,
-}
-
-impl RedisCluster {
-    /// Starts three cluster-enabled servers, joins them with
-    /// `redis-cli --cluster create`, and waits until every node reports
-    /// `cluster_state:ok`, knows all three nodes and sees all slots assigned
-    /// (within [`CLUSTER_TIMEOUT`]); panics with the logs otherwise.
-    pub fn start() -> RedisCluster {
-        let tmp = match tempfile::Builder::new()
-            .prefix("redis-cluster-test-")
-            .tempdir()
-        {
-            Ok(t) => t,
-            Err(e) => panic!("tempdir for redis cluster: {e}"),
-        };
-        let nodes = (0..CLUSTER_NODES)
-            .map(|_| Node::start_fresh(tmp.path(), true))
-            .collect();
-        let cluster = RedisCluster { nodes, tmp };
-        cluster.create();
-        cluster.wait_ok();
-        cluster
-    }
-
-    fn create(&self) {
-        let mut cmd = Command::new(cli_bin());
-        cmd.arg("--cluster").arg("create");
-        for n in &self.nodes {
-            cmd.arg(format!("127.0.0.1:{}", n.port));
-        }
-        cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
-        let out = match run_with_timeout(&mut cmd, CLUSTER_TIMEOUT) {
-            Ok(o) => o,
-            Err(e) => panic!("redis-cli --cluster create: {e}\n{}", self.logs()),
-        };
-        if !out.status.success() {
-            panic!(
-                "redis-cli --cluster create failed ({}):\nstdout:\n{}\nstderr:\n{}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                self.logs()
-            );
-        }
-    }
-
-    fn wait_ok(&self) {
-        let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        loop {
-            let infos: Vec<(u16, String)> = self
-                .nodes
-                .iter()
-                .map(|n| {
-                    let info =
-                        redis_cli_timeout(n.port, false, &["cluster", "info"], PROBE_TIMEOUT)
-                            .unwrap_or_else(|e| e);
-                    (n.port, info)
-                })
-                .collect();
-            let ok = infos.iter().all(|(_, info)| {
-                let field = |name: &str| {
-                    info.lines()
-                        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-                        .map(str::trim)
-                };
-                field("cluster_state") == Some("ok")
-                    && field("cluster_known_nodes") == Some("3")
-                    && field("cluster_slots_assigned") == Some("16384")
-            });
-            if ok {
-                return;
-            }
-            if Instant::now() > deadline {
-                let infos: String = infos
-                    .iter()
-                    .map(|(p, i)| format!("--- CLUSTER INFO of 127.0.0.1:{p}:\n{i}\n"))
-                    .collect();
-                panic!(
-                    "redis cluster not ok within {CLUSTER_TIMEOUT:?}:\n{infos}{}",
-                    self.logs()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// All node logs, labelled (for panic messages).
-    pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("--- log of 127.0.0.1:{}:\n{}\n", n.port, n.log()))
-            .collect()
-    }
-
-    /// `redis://127.0.0.1:PORT` of every node (no db suffix: cluster mode has
-    /// only db 0).
-    pub fn nodes(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
-            .collect()
-    }
-
-    pub fn ports(&self) -> Vec<u16> {
-        self.nodes.iter().map(|n| n.port).collect()
-    }
-
-    /// The cluster's tempdir (node configs and logs).
-    pub fn dir(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    /// `redis-cli -c -p FIRST_PORT ARGS...` (cluster mode: follows
-    /// `MOVED`/`ASK`): trimmed stdout; panics with stderr if redis-cli fails.
-    pub fn cli(&self, args: &[&str]) -> String {
-        match self.try_cli(args) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    /// As [`RedisCluster::cli`], returning redis-cli's failure instead of
-    /// panicking.
-    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
-        redis_cli(self.nodes[0].port, true, args)
-    }
-
-    /// `redis-cli -p PORT_OF_NODE_i ARGS...` against one node, without
-    /// following redirects. Panics if redis-cli fails.
-    pub fn node_cli(&self, i: usize, args: &[&str]) -> String {
-        let Some(n) = self.nodes.get(i) else {
-            panic!("node_cli({i}): the cluster has {} nodes", self.nodes.len());
-        };
-        match redis_cli(n.port, false, args) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}\nnode log:\n{}", n.current_log()),
-        }
-    }
-
-    /// Kills node `i` (the cluster then goes to `cluster_state:fail`
-    /// after the node timeout, since there are no replicas). Idempotent.
-    pub fn stop_node(&mut self, i: usize) {
-        if let Some(n) = self.nodes.get_mut(i) {
-            n.stop();
-        }
-    }
-
-    /// Kills every node and waits for them. Idempotent.
-    pub fn stop_all(&mut self) {
-        for n in &mut self.nodes {
-            n.stop();
-        }
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        self.stop_all();
     }
 }
 

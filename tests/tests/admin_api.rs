@@ -1348,6 +1348,38 @@ async fn unknown_admin_path_next_to_tenants_is_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_types_in_bodies_are_all_named_without_their_values() {
+    let gw = Gateway::start(CONFIG).await;
+    let admin = Admin::new(&gw);
+    let body = json!({
+        "allowed_models": "sk-live-SECRET123",
+        "quotas": [{"name": "q", "by": "tenant", "strategy": "requests", "limit": "lots", "window": "1m"}],
+        "bogus": 1,
+    });
+    for path in ["/admin/tenants/acme", "/admin/tenants/acme/consumers/bob"] {
+        let r = admin.put(path, &body).await;
+        assert_error(&r, 400, "invalid_body");
+        let msg = r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        for needle in [
+            "allowed_models: expected a list",
+            "quotas[0].limit: expected an integer of 0 or more, found a string",
+            "bogus: unknown field `bogus`",
+        ] {
+            assert!(msg.contains(needle), "{path}: missing {needle:?} in {msg}");
+        }
+        assert!(
+            !r.text().contains("SECRET") && !r.text().contains("lots"),
+            "{path}: {}",
+            r.text()
+        );
+    }
+    assert_error(&admin.get("/admin/tenants/acme").await, 404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn json_array_bodies_are_refused() {
     let gw = Gateway::start(CONFIG).await;

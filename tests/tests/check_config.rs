@@ -1,8 +1,13 @@
-//! `gateway --check-config PATH`: exit 0 for a valid file, 1 with problems that
-//! name the file, the key path and the reason; a bad config refuses to start.
+//! `gateway --check-config PATH`: exit 0 for a valid file, 1 with every problem at
+//! once, each naming the file, the key path, the reason and the line, never the
+//! value; a bad config refuses to start, with the same report on stderr.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use gateway_tests::config_problems::{
+    assert_every_problem_without_values, BROKEN_JSON, BROKEN_JSON_PROBLEMS, BROKEN_YAML,
+    BROKEN_YAML_PROBLEMS,
+};
 use gateway_tests::harness::{
     run_check_config, run_check_config_named, single_provider_config, Gateway,
 };
@@ -77,8 +82,14 @@ fn unknown_provider_in_route_is_reported() {
     let bad = VALID.replace("{ provider: up1 }", "{ provider: nope-provider }");
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
-    assert!(out.contains("nope-provider"), "{out}");
-    assert!(out.contains("routes"), "names the key path:\n{out}");
+    assert!(
+        out.contains("routes[0].upstreams[0].provider: unknown provider"),
+        "names the key path:\n{out}"
+    );
+    assert!(
+        !out.contains("nope-provider"),
+        "the value is not quoted:\n{out}"
+    );
 }
 
 #[test]
@@ -99,8 +110,28 @@ fn several_problems_are_all_listed() {
         .replace("{ provider: up1 }", "{ provider: nope-provider }");
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
-    // a parse error may stop before semantic checks; at least the first is named
-    assert!(out.contains("admin_tokn"), "{out}");
+    // an unknown key does not stop the checks of the values
+    assert!(out.contains("server.admin_tokn: unknown field"), "{out}");
+    assert!(
+        out.contains("routes[0].upstreams[0].provider: unknown provider"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_not_echoed_and_every_problem_is_listed() {
+    let (code, out) = run_check_config(BROKEN_YAML);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert_every_problem_without_values(&out, &BROKEN_YAML_PROBLEMS);
+    assert!(out.contains("5 problem(s)"), "{out}");
+}
+
+#[test]
+fn a_json_config_gets_every_problem_too() {
+    let (code, out) = run_check_config_named(BROKEN_JSON, "check-config.json");
+    assert_eq!(code, 1, "output:\n{out}");
+    assert_every_problem_without_values(&out, &BROKEN_JSON_PROBLEMS);
+    assert!(out.contains("5 problem(s)"), "{out}");
 }
 
 #[test]
@@ -122,6 +153,20 @@ async fn gateway_refuses_to_start_with_bad_config() {
         err.contains("admin_tokn"),
         "stderr should name the problem:\n{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_refusing_a_bad_config_names_every_problem_without_the_secret() {
+    let err = match Gateway::builder(BROKEN_YAML).try_start().await {
+        Ok(_) => panic!("the gateway started with an invalid config"),
+        Err(e) => e,
+    };
+    // the harness's message shows the config, then what the gateway wrote
+    let stderr = match err.split_once("\nstderr:\n") {
+        Some((_, stderr)) => stderr,
+        None => panic!("no stderr in: {err}"),
+    };
+    assert_every_problem_without_values(stderr, &BROKEN_YAML_PROBLEMS);
 }
 
 #[test]

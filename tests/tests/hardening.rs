@@ -320,3 +320,106 @@ async fn paths_and_deployment_names_cannot_be_bent() {
         "/openai/deployments/az-gpt-4o/chat/completions"
     );
 }
+
+/// An open route to the mock with a per-client-address quota of two requests a
+/// minute; `{{proxy}}` may add `server.trusted_proxies` / `proxy_protocol`.
+const PER_IP: &str = r#"
+server:
+  listen: "{{listen}}"
+  admin_listen: "{{admin}}"
+  {{proxy}}
+providers:
+  - { id: mock, type: mock }
+routes:
+  - name: open
+    match: { path_prefix: /v1 }
+    upstreams: [ { provider: mock } ]
+    quotas: [ { name: per-ip, by: ip, strategy: requests, limit: 2, window: 1m } ]
+telemetry:
+  access_log: { enabled: true, path: "{{access_log}}" }
+"#;
+
+async fn from(c: &TestClient, gw: &Gateway, xff: &str) -> u16 {
+    c.post_json_with(
+        &format!("{}/v1/chat/completions", gw.url()),
+        &chat_body("mock-gpt", "hi"),
+        &[("x-forwarded-for", xff)],
+    )
+    .await
+    .status
+}
+
+/// 10. Behind an ingress every client arrives from the ingress's address: with
+///     `trusted_proxies`, the client is the right-most hop that is not a
+///     trusted proxy, so `by: ip` counts clients apart and a forged left-hand
+///     hop changes nothing; from an untrusted peer the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_addresses_behind_trusted_proxies() {
+    let c = TestClient::new();
+    let gw = Gateway::builder(PER_IP)
+        .var("proxy", "trusted_proxies: [127.0.0.0/8]")
+        .start()
+        .await;
+    assert_eq!(from(&c, &gw, "203.0.113.1").await, 200);
+    assert_eq!(from(&c, &gw, "6.6.6.6, 203.0.113.1").await, 200);
+    assert_eq!(
+        from(&c, &gw, "7.7.7.7, 203.0.113.1").await,
+        429,
+        "a forged hop is not a new client"
+    );
+    assert_eq!(
+        from(&c, &gw, "203.0.113.2").await,
+        200,
+        "another client has its own window"
+    );
+    let lines = gw.wait_for_log_lines(4, Duration::from_secs(5)).await;
+    assert_eq!(lines[0].downstream_remote_address, "203.0.113.1:0");
+    assert_eq!(lines[3].downstream_remote_address, "203.0.113.2:0");
+
+    // the same requests to a gateway that trusts no proxy: one client, the peer
+    let direct = Gateway::builder(PER_IP).var("proxy", "").start().await;
+    assert_eq!(from(&c, &direct, "203.0.113.1").await, 200);
+    assert_eq!(from(&c, &direct, "203.0.113.2").await, 200);
+    assert_eq!(
+        from(&c, &direct, "203.0.113.3").await,
+        429,
+        "X-Forwarded-For from an untrusted peer is ignored"
+    );
+}
+
+/// 10b. With `proxy_protocol`, a connection's PROXY header names the client
+///      (believed because the peer is a trusted proxy); a connection without
+///      one is closed unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_names_the_client() {
+    let gw = Gateway::builder(PER_IP)
+        .var(
+            "proxy",
+            "trusted_proxies: [127.0.0.1]\n  proxy_protocol: true",
+        )
+        .start()
+        .await;
+    let body = r#"{"model":"mock-gpt","messages":[]}"#;
+    let request = |proxy: &str| {
+        format!(
+            "{proxy}POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let out = raw_tcp_exchange(
+        gw.listen_addr(),
+        request("PROXY TCP4 198.51.100.9 10.0.0.1 40000 8080\r\n").as_bytes(),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let line = &gw.wait_for_log_lines(1, Duration::from_secs(5)).await[0];
+    assert_eq!(line.downstream_remote_address, "198.51.100.9:40000");
+    let out = raw_tcp_exchange(
+        gw.listen_addr(),
+        request("").as_bytes(),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(out, "", "no PROXY header: closed");
+}

@@ -260,6 +260,13 @@ async fn wait_degraded(c: &TestClient, gw: &Gateway, want: f64) {
     .await;
 }
 
+/// After Redis is back, a replica keeps its outage policy for 300 ms
+/// while every replica lands what it served meanwhile (the quotas' settle
+/// period): waits it out.
+async fn wait_settle_period() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -503,6 +510,7 @@ async fn redis_down_fail_open() {
         queued
     );
 
+    wait_settle_period().await;
     let r = chat(&c, &gw, None, &body("gpt-4o", "after", None), &[]).await;
     assert_eq!(r.status, 200, "after the restart: {}", r.text());
     let line = gw
@@ -724,6 +732,7 @@ async fn redis_down_local() {
     }
     // Redis came back empty; what the replicas admitted meanwhile is charged
     wait_used(&c, &a, q, "chat-rpm", "chat", 10, Duration::from_secs(5)).await;
+    wait_settle_period().await;
     for (name, gw) in [("A", &a), ("B", &b)] {
         let r = chat(&c, gw, None, &req, &[]).await;
         assert_limited(

@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config_problems::{
+    assert_every_problem_without_values, BROKEN_YAML, BROKEN_YAML_PROBLEMS, SECRET,
+};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
@@ -189,6 +192,36 @@ async fn admin_reload_endpoint() {
         "the answer names the bad key: {v}"
     );
     assert_eq!(upstream_model(&gw, &mock).await, "model-v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reload_lists_every_problem_of_a_broken_file_without_the_secret() {
+    let mock = MockUpstream::start_default();
+    let gw = Gateway::builder(&config("model-v1", 0))
+        .var("mock", mock.base_url())
+        .start()
+        .await;
+    gw.write_config(BROKEN_YAML);
+    let r = admin_reload(&gw, Some(ADMIN_TOKEN)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains(SECRET), "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+    let problems: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems list: {v}"))
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(problems.len(), BROKEN_YAML_PROBLEMS.len(), "{v}");
+    assert_every_problem_without_values(&problems.join("\n"), &BROKEN_YAML_PROBLEMS);
+    assert_every_problem_without_values(
+        v["error"]["message"].as_str().unwrap_or(""),
+        &BROKEN_YAML_PROBLEMS,
+    );
+    // the refusal is logged too, as plainly
+    assert_every_problem_without_values(&gw.stderr(), &BROKEN_YAML_PROBLEMS);
+    assert_eq!(upstream_model(&gw, &mock).await, "model-v1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

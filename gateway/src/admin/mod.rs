@@ -133,7 +133,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
          # HELP gateway_access_log_dropped_total Access-log lines dropped because the queue was full.\n\
          # TYPE gateway_access_log_dropped_total counter\n\
          gateway_access_log_dropped_total {}\n\
-         # HELP gateway_state_degraded 1 while the state backend (Redis) cannot be reached.\n\
+         # HELP gateway_state_degraded 1 while the state backend (Redis, or any master of a Redis Cluster) cannot be reached.\n\
          # TYPE gateway_state_degraded gauge\n\
          gateway_state_degraded {}\n\
          # HELP gateway_auth_cache_entries Consumer keys cached by this replica.\n\
@@ -238,6 +238,17 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             v.load(std::sync::atomic::Ordering::Relaxed)
         ));
+    }
+    let nodes = app.auth.store.nodes();
+    if !nodes.is_empty() {
+        text.push_str("# HELP gateway_state_node_degraded 1 while this Redis node (the server, or a master of the cluster that serves hash slots) cannot be reached.\n# TYPE gateway_state_node_degraded gauge\n");
+        for (node, down) in nodes {
+            text.push_str(&format!(
+                "gateway_state_node_degraded{{node=\"{}\"}} {}\n",
+                label(&node),
+                u8::from(down)
+            ));
+        }
     }
     let view = app.health.view();
     let mut cells: Vec<_> = app.health.cells().values().cloned().collect();

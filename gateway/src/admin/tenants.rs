@@ -81,8 +81,8 @@ pub fn rfc3339(t: u64) -> Value {
 fn parse_time(s: &str) -> Result<u64, GatewayError> {
     let bad = |why: String| GatewayError::bad_request("invalid_expires_at", why);
     let t = OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| bad(format!("expires_at {s:?} is not an RFC 3339 time: {e}")))?;
-    u64::try_from(t.unix_timestamp()).map_err(|_| bad(format!("expires_at {s:?} is before 1970")))
+        .map_err(|e| bad(format!("expires_at is not an RFC 3339 time: {e}")))?;
+    u64::try_from(t.unix_timestamp()).map_err(|_| bad("expires_at is before 1970".into()))
 }
 
 pub(super) async fn body<T: Default + for<'de> Deserialize<'de>>(
@@ -108,18 +108,12 @@ pub(super) async fn body<T: Default + for<'de> Deserialize<'de>>(
             ))
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(&collected);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        GatewayError::bad_request(
-            "invalid_body",
-            if path == "." {
-                e.inner().to_string()
-            } else {
-                format!("{path}: {}", e.inner())
-            },
-        )
-    })
+    let text = std::str::from_utf8(&collected).map_err(|_| {
+        GatewayError::bad_request("invalid_body", "the request body is not UTF-8 text")
+    })?;
+    // every problem, each naming its key and never the value (a body may carry keys)
+    crate::config::parse_json(text)
+        .map_err(|problems| GatewayError::bad_request("invalid_body", problems.join("; ")))
 }
 
 fn name(what: &str, s: &str) -> Result<(), GatewayError> {
@@ -139,7 +133,7 @@ fn check_policy(b: &PolicyBody) -> Result<(), GatewayError> {
     } else {
         Err(GatewayError::bad_request(
             "invalid_body",
-            p.errors.join("; "),
+            p.messages().join("; "),
         ))
     }
 }

@@ -1,7 +1,10 @@
 //! Keeping a replica in step with Redis: a monitor that checks it twice a second
-//! (so the degraded flag rises and falls without traffic) and, after every outage
-//! or when Redis lost its data (restart without persistence, flush), loads the
-//! scripts again, re-applies the config's seed and starts a new cache epoch;
+//! (ten times while a node is out), so each node's unreachable mark rises and
+//! falls without traffic: a standalone server through the marker read, a
+//! cluster through the slot map and a PING to each master on probe connections
+//! of their own; and, after every outage or when Redis lost its data (restart
+//! without persistence, flush), once every node answers, it loads the scripts
+//! again, re-applies the config's seed and starts a new cache epoch;
 //! and a pub/sub listener that applies change notifications to the key cache and
 //! flushes it whenever the subscription is lost or made again (health changes on
 //! the same channel go to `health::sync`).
@@ -18,6 +21,9 @@ use tokio::sync::watch;
 
 /// How often the monitor pings Redis.
 const PING_EVERY: Duration = Duration::from_millis(500);
+/// How often while a node is known to be out: its return (or a replica taking
+/// over its slots) is what the requests for its keys wait for.
+const PING_EVERY_DOWN: Duration = Duration::from_millis(100);
 /// How often the listener checks its subscription is alive.
 const LISTEN_PING_EVERY: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,10 +79,22 @@ async fn monitor(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     // at start unless Redis was unreachable)
     let mut prepared_after = Some(r.conn.outages()).filter(|_| !r.conn.is_degraded());
     loop {
-        // EXISTS on the marker doubles as the liveness check
-        if let Ok(intact) = r.is_prepared().await {
+        // a cluster: its slot map, and each master's reachability
+        r.conn.probe().await;
+        // EXISTS on the marker doubles as the liveness check of a standalone
+        // server; on a cluster it waits while the marker's node is out
+        let marker = !(r.conn.reach.is_cluster() && r.globals_down());
+        if let Some(intact) = if marker {
+            r.is_prepared().await.ok()
+        } else {
+            None
+        } {
             let outages = r.conn.outages();
-            if (!intact || prepared_after != Some(outages)) && prepare(&app).await {
+            // the seed goes to every node: written once they all answer
+            if (!intact || prepared_after != Some(outages))
+                && !r.conn.is_degraded()
+                && prepare(&app).await
+            {
                 // Redis may have lost or changed data while we could not see it
                 app.auth.cache.flush();
                 tracing::info!(
@@ -86,7 +104,12 @@ async fn monitor(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 prepared_after = Some(outages);
             }
         }
-        if pause(PING_EVERY, &mut stop).await {
+        let every = if r.conn.is_degraded() {
+            PING_EVERY_DOWN
+        } else {
+            PING_EVERY
+        };
+        if pause(every, &mut stop).await {
             return;
         }
     }

@@ -134,10 +134,7 @@ pub fn tenants(raw: &RawConfig, p: &mut Problems) {
             p.error(format!("{key}.id"), e);
         }
         if !ids.insert(t.id.as_str()) {
-            p.error(
-                format!("{key}.id"),
-                format!("duplicate tenant id {:?}", t.id),
-            );
+            p.error(format!("{key}.id"), "another tenant has the same id");
         }
         quotas(&t.quotas, &format!("{key}.quotas"), p);
         let mut names = HashSet::new();
@@ -149,7 +146,7 @@ pub fn tenants(raw: &RawConfig, p: &mut Problems) {
             if !names.insert(c.name.as_str()) {
                 p.error(
                     format!("{ck}.name"),
-                    format!("duplicate consumer name {:?}", c.name),
+                    "another consumer of this tenant has the same name",
                 );
             }
             for (k, key_text) in c.keys.iter().enumerate() {

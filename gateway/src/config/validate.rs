@@ -2,13 +2,14 @@
 //! reason) instead of stopping at the first, and lists the configured features this
 //! version does not act on yet as warnings.
 
+use super::problems::Problem;
+pub use super::problems::Problems;
 use super::state::StateRt;
 use super::{parse_window, ConfigError};
 use crate::providers::{ClientCache, Provider};
 use crate::route::Route;
 use shared::config::{QuotaConfig, RawConfig};
 use std::collections::{HashMap, HashSet};
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,44 +133,27 @@ impl OtlpRt {
     }
 }
 
-/// Collects problems as `file: key: reason`.
-pub struct Problems {
-    file: String,
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-impl Problems {
-    /// Problems reported against `file` (a config file, or "request" for admin bodies).
-    pub fn new(file: impl Into<String>) -> Problems {
-        Problems {
-            file: file.into(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    pub fn error(&mut self, key: impl Display, reason: impl Display) {
-        self.errors.push(format!("{}: {key}: {reason}", self.file));
-    }
-    pub fn warn(&mut self, key: impl Display, reason: impl Display) {
-        self.warnings
-            .push(format!("{}: {key}: {reason}", self.file));
-    }
-}
-
 /// Validates `raw` (read from `source`) into runtime config version `version`.
+/// (`config::load_text` also puts each problem's line on it.)
 pub fn build(
     raw: &RawConfig,
     source: &str,
     version: u64,
     clients: &ClientCache,
 ) -> Result<Runtime, ConfigError> {
-    let mut p = Problems {
-        file: source.to_string(),
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    check(raw, source, version, clients).map_err(|found| ConfigError {
+        problems: found.iter().map(|p| p.render(source)).collect(),
+    })
+}
+
+/// [`build`], with the problems as key + reason.
+pub fn check(
+    raw: &RawConfig,
+    source: &str,
+    version: u64,
+    clients: &ClientCache,
+) -> Result<Runtime, Vec<Problem>> {
+    let mut p = Problems::new(source);
     let server = server(raw, &mut p);
     let state = super::state::state(raw, &mut p);
 
@@ -178,10 +162,7 @@ pub fn build(
     for (i, pc) in raw.providers.iter().enumerate() {
         let key = format!("providers[{i}]");
         if !ids.insert(pc.id.as_str()) {
-            p.error(
-                format!("{key}.id"),
-                format!("duplicate provider id {:?}", pc.id),
-            );
+            p.error(format!("{key}.id"), "another provider has the same id");
             continue;
         }
         if let Some(prov) = Provider::build(pc, &key, clients, &mut p) {
@@ -194,10 +175,7 @@ pub fn build(
     for (i, rc) in raw.routes.iter().enumerate() {
         let key = format!("routes[{i}]");
         if !names.insert(rc.name.clone()) {
-            p.error(
-                format!("{key}.name"),
-                format!("duplicate route name {:?}", rc.name),
-            );
+            p.error(format!("{key}.name"), "another route has the same name");
             continue;
         }
         let attributes = crate::telemetry::attributes::Attributes::compile(
@@ -255,7 +233,7 @@ pub fn build(
             known_models,
             warnings: p.warnings,
         }),
-        _ => Err(ConfigError { problems: p.errors }),
+        _ => Err(p.errors),
     }
 }
 
@@ -273,22 +251,13 @@ fn known_models(
 
 #[cfg(test)]
 pub fn test_problems() -> Problems {
-    Problems {
-        file: "t".into(),
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    }
+    Problems::new("t")
 }
 
 fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
     value
         .parse()
-        .map_err(|_| {
-            p.error(
-                key,
-                format!("{value:?} is not an ip:port address (e.g. 0.0.0.0:8080)"),
-            )
-        })
+        .map_err(|_| p.error(key, "not an ip:port address (e.g. 0.0.0.0:8080)"))
         .ok()
 }
 
@@ -303,8 +272,8 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         None => None,
         Some(t) => match crate::server::tls::server_config(&t.cert, &t.key) {
             Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                p.error("server.tls", e);
+            Err((field, e)) => {
+                p.error(format!("server.tls{field}"), e);
                 None
             }
         },
@@ -379,7 +348,7 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
         if !names.insert(q.name.as_str()) {
             p.error(
                 format!("{k}.name"),
-                format!("duplicate quota name {:?}", q.name),
+                "another quota in this list has the same name",
             );
         }
         if let Err(e) = crate::state::model::check_name("quota name", &q.name) {
@@ -398,10 +367,7 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
         if !by_ok {
             p.error(
                 format!("{k}.by"),
-                format!(
-                    "{:?} is not one of route, tenant, consumer, upstream, ip, header:<name>",
-                    q.by
-                ),
+                "not one of route, tenant, consumer, upstream, ip, header:<name>",
             );
         }
         if q.limit == 0 || q.limit > crate::quota::MAX_AMOUNT {
@@ -418,10 +384,7 @@ fn auth_headers(raw: &RawConfig, p: &mut Problems) -> Vec<http::HeaderName> {
     for (i, h) in raw.auth.keys.iter().enumerate() {
         match http::HeaderName::from_bytes(h.as_bytes()) {
             Ok(n) => out.push(n),
-            Err(_) => p.error(
-                format!("auth.keys[{i}]"),
-                format!("{h:?} is not a valid header name"),
-            ),
+            Err(_) => p.error(format!("auth.keys[{i}]"), "not a valid header name"),
         }
     }
     out
@@ -471,10 +434,7 @@ fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
                 );
             }
         }
-        _ => p.error(
-            "telemetry.otlp.endpoint",
-            format!("{endpoint:?} is not an http:// or https:// URL"),
-        ),
+        _ => p.error("telemetry.otlp.endpoint", "not an http:// or https:// URL"),
     }
     for (name, value) in &o.headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -557,15 +517,19 @@ mod tests {
         let all = e.to_string();
         for needle in [
             "t.yaml: providers[0].base_url: required",
-            "t.yaml: providers[1].id: duplicate provider id \"a\"",
-            "t.yaml: providers[2].model_mapping",
-            "t.yaml: routes[0].match.path_regex",
-            "t.yaml: routes[0].upstreams[0].provider: unknown provider \"nope\"",
-            "t.yaml: routes[0].quotas[0].window",
-            "t.yaml: routes[1].name: duplicate route name",
+            "t.yaml: providers[1].id: another provider has the same id",
+            "t.yaml: providers[2].model_mapping.~(: not a valid regex: unclosed group",
+            "t.yaml: routes[0].match.path_regex: not a valid regex",
+            "t.yaml: routes[0].upstreams[0].provider: unknown provider",
+            "t.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d",
+            "t.yaml: routes[1].name: another route has the same name",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+        assert!(
+            !all.contains("nope") && !all.contains("5w"),
+            "values are not quoted:\n{all}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Quota windows written "1s", "60s", "1m", "1h", "1d" (1 second to 30 days).
+//! Errors do not repeat the written window.
 
 use std::time::Duration;
 
@@ -7,17 +8,17 @@ pub fn parse_window(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
-        format!("window {s:?} must be a number followed by s, m, h or d (e.g. \"60s\", \"1m\")")
+        "a window is a number followed by s, m, h or d (e.g. \"60s\", \"1m\")".to_string()
     })?;
     let secs = match unit {
         "s" => n,
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
         "d" => n.saturating_mul(86_400),
-        _ => return Err(format!("window {s:?} has unit {unit:?}; use s, m, h or d")),
+        _ => return Err("a window's unit is s, m, h or d".to_string()),
     };
     if secs == 0 || secs > 30 * 86_400 {
-        return Err(format!("window {s:?} must be between 1s and 30d"));
+        return Err("a window is between 1s and 30d".to_string());
     }
     Ok(Duration::from_secs(secs))
 }

@@ -26,7 +26,7 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
             .routes
             .iter()
             .any(|r| r.balancer.algorithm() == Algorithm::LeastBusy);
-        if conn.is_degraded() {
+        if conn.is_tag_down(store::BUSY_TAG) {
             for c in health.cells().values() {
                 c.others_busy.store(0, Ordering::Relaxed);
             }

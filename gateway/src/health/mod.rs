@@ -233,7 +233,8 @@ pub struct View {
     pub now: u64,
     /// there is a fleet state (Redis backend)
     fleet: bool,
-    /// Redis is unreachable: this replica's own rules steer too
+    /// Redis (or any master of a cluster) is unreachable: this replica's own
+    /// rules steer too
     local: bool,
     /// ms after which a fleet copy is too old to be trusted alone
     stale_after: u64,

@@ -140,6 +140,9 @@ pub async fn lease(conn: &RedisConn, provider: &str, replica: &str, ms: u64) -> 
     Ok(got.is_some())
 }
 
+/// The hash tag of the fleet's in-flight counts.
+pub const BUSY_TAG: &str = "busy";
+
 /// Writes this replica's in-flight counts and answers the other replicas' sums by
 /// provider. Replicas silent for `stale_ms` no longer count.
 pub async fn busy_exchange(
@@ -148,7 +151,7 @@ pub async fn busy_exchange(
     counts: &[(std::sync::Arc<str>, i64)],
     stale_ms: u64,
 ) -> Result<HashMap<String, i64>> {
-    let key = format!("{}{{busy}}:inflight", conn.prefix);
+    let key = format!("{}{{{BUSY_TAG}}}:inflight", conn.prefix);
     let mut inv = SCRIPTS.busy_sync.key(&key);
     inv.arg(replica).arg(stale_ms);
     for (p, n) in counts {

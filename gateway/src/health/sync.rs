@@ -25,11 +25,8 @@ pub async fn refresh_all(health: &Health) {
     let Backend::Redis(conn) = &health.backend else {
         return;
     };
-    if conn.is_degraded() {
-        // the monitor finds out when Redis is back; the mirrors keep what they
-        // knew, and local detection steers meanwhile
-        return;
-    }
+    // a provider whose Redis node is out is not read (its call is refused at
+    // once): its mirror keeps what it knew, and local detection steers meanwhile
     let cells: Vec<_> = health.cells().values().cloned().collect();
     let reads = cells.iter().map(|c| read(health, conn, c));
     futures_util::future::join_all(reads).await;

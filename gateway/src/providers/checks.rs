@@ -86,15 +86,15 @@ pub fn active(
             p.error(format!("{k}.{name}"), "HTTP statuses are 100 to 599");
         }
     }
-    if let Some(s) = c
-        .healthy
+    if let Some(i) = c
+        .unhealthy
         .http_statuses
         .iter()
-        .find(|s| c.unhealthy.http_statuses.contains(s))
+        .position(|s| c.healthy.http_statuses.contains(s))
     {
         p.error(
-            k.clone(),
-            format!("status {s} is listed as both healthy and unhealthy"),
+            format!("{k}.unhealthy.http_statuses[{i}]"),
+            "also listed in healthy.http_statuses",
         );
     }
     let uri = match http::Uri::try_from(format!("{base}{}", c.http_path)) {

@@ -5,7 +5,6 @@
 pub mod checks;
 pub mod mock;
 pub mod model_map;
-pub mod redact;
 
 use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
@@ -60,7 +59,7 @@ pub struct Provider {
     pub timeouts: Timeouts,
     pub models: Vec<String>,
     /// what its error bodies may not pass on (its tokens, account ids)
-    pub redactor: redact::Redactor,
+    pub redactor: crate::redact::Redactor,
     pub client: Option<HttpClient>,
     /// outlier detection from traffic (`passive`)
     pub passive: Option<crate::health::rules::Passive>,
@@ -148,10 +147,7 @@ impl Provider {
                     }
                     host = u.authority().map(|a| a.to_string()).unwrap_or_default();
                 }
-                _ => p.error(
-                    format!("{key}.base_url"),
-                    format!("{base:?} is not an http:// or https:// URL"),
-                ),
+                _ => p.error(format!("{key}.base_url"), "not an http:// or https:// URL"),
             }
         }
         if raw.api_tokens.is_empty() && needs_token(raw.kind) {
@@ -179,7 +175,7 @@ impl Provider {
             }
         }
         let mapping = ModelMap::build(&raw.model_mapping)
-            .map_err(|e| p.error(format!("{key}.model_mapping"), e))
+            .map_err(|(from, e)| p.error(format!("{key}.model_mapping.{from}"), e))
             .unwrap_or_default();
         if flavor == Flavor::Azure && !mapping.literal_targets().all(valid_deployment) {
             p.error(format!("{key}.model_mapping"), DEPLOYMENT_RULE);
@@ -258,7 +254,7 @@ impl Provider {
             options,
             timeouts,
             models: raw.models.clone(),
-            redactor: redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
+            redactor: crate::redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
             client,
             passive,
             active,

@@ -2,6 +2,7 @@
 //! (`gpt-4*`), regexes with captures (`~^claude-(.*)$` -> `anthropic-$1`) and the
 //! catch-all `*`; the first matching rule wins.
 
+use crate::config::problems::regex_reason;
 use crate::glob::Glob;
 use indexmap::IndexMap;
 use regex::Regex;
@@ -19,17 +20,18 @@ enum Matcher {
 }
 
 impl ModelMap {
-    pub fn build(raw: &IndexMap<String, String>) -> Result<ModelMap, String> {
+    /// An error names the rule (its request model, a key) and the reason.
+    pub fn build(raw: &IndexMap<String, String>) -> Result<ModelMap, (String, String)> {
         let mut rules = Vec::with_capacity(raw.len());
         for (from, to) in raw {
             let m = match from.strip_prefix('~') {
                 Some(re) => {
-                    Matcher::Regex(Regex::new(re).map_err(|e| format!("bad regex {re:?}: {e}"))?)
+                    Matcher::Regex(Regex::new(re).map_err(|e| (from.clone(), regex_reason(&e)))?)
                 }
                 None => Matcher::Glob(Glob::new(from)),
             };
             if to.is_empty() {
-                return Err(format!("{from:?} maps to an empty model name"));
+                return Err((from.clone(), "maps to an empty model name".into()));
             }
             rules.push((m, to.clone()));
         }

@@ -192,6 +192,16 @@ impl Quotas {
         }
     }
 
+    /// Whether admission on `tag` keeps the outage policy although its node
+    /// answers: this replica still holds settlements of usage it served without
+    /// Redis there, or the node came back so recently that the other replicas
+    /// may not have landed theirs. Reserving now would admit against a window
+    /// that lacks that usage. Not under `fail_closed`, which served nothing.
+    fn settling(&self, tag: &str, on_error: OnRedisError) -> bool {
+        on_error != OnRedisError::FailClosed
+            && (self.queue.unlanded(tag) > 0 || self.store.is_settling(tag))
+    }
+
     /// Sends one group's settlement to where it was reserved.
     fn settle_group(&self, id: &str, g: &Group, actual: Vec<(String, u64, u64)>) {
         let now = now_ms();
@@ -286,7 +296,6 @@ impl Held {
             }
         }
         let engine = self.engine.clone();
-        let degraded = engine.store.is_degraded();
         if attempt {
             self.attempt_headers = RateHeaders::default();
         }
@@ -304,9 +313,21 @@ impl Held {
                 .collect();
             let engine = &engine;
             let (id, lease) = (&self.id, self.lease_ms);
+            let on_error = self.settings.on_error;
             async move {
-                if degraded {
-                    return (items, Err(StateError::Unavailable("degraded".into())));
+                // the node holding this tag is out: the outage policy at once,
+                // whatever the other tags' nodes do
+                if engine.store.is_tag_down(tag) {
+                    return (items, Err(StateError::Unavailable("node down".into())));
+                }
+                // it is back, but usage served without it has not all landed
+                if engine.settling(tag, on_error) {
+                    return (
+                        items,
+                        Err(StateError::Unavailable(
+                            "usage served during the outage is still being charged".into(),
+                        )),
+                    );
                 }
                 let r = engine
                     .store

@@ -1,11 +1,18 @@
 //! Settlements bound for Redis: queued without waiting (they are made from
 //! `Drop` and from the end of streams), sent by a few worker tasks, and kept
 //! (bounded, oldest dropped and counted) while Redis cannot be reached, so
-//! usage from a short outage is still charged when it returns.
+//! usage from a short outage is still charged when it returns. A settlement
+//! whose node (the server, or its cluster master) is known to be unreachable is
+//! set aside until that node is back, while the others' are sent; when a node
+//! comes back the workers send at once. The queue also counts, by hash tag, the
+//! settlements it holds of usage admitted without Redis (`unlanded`): admission
+//! keeps the outage policy for a tag until they have landed.
 
 use super::store::{QuotaStore, SettleMode};
+use crate::state::reach::tag_slot;
+use dashmap::DashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -23,15 +30,45 @@ pub struct Job {
     pub tomb_ms: u64,
 }
 
+/// A job with the hash slot of its tag.
+struct Queued {
+    job: Job,
+    slot: u16,
+}
+
+#[derive(Default)]
+struct Jobs {
+    ready: VecDeque<Queued>,
+    /// jobs whose node is known to be unreachable, oldest first
+    parked: VecDeque<Queued>,
+}
+
+impl Jobs {
+    fn len(&self) -> usize {
+        self.ready.len() + self.parked.len()
+    }
+
+    /// Parked jobs go back before the ready ones (they are older).
+    fn unpark(&mut self) {
+        while let Some(q) = self.parked.pop_back() {
+            self.ready.push_front(q);
+        }
+    }
+}
+
 pub struct SettleQueue {
-    jobs: Mutex<VecDeque<Job>>,
+    jobs: Mutex<Jobs>,
     cap: usize,
     wake: Notify,
     /// jobs taken by a worker and not finished
     busy: AtomicUsize,
-    /// shutting down: workers try Redis even while it is marked unreachable
+    /// shutting down: workers try Redis even for nodes marked unreachable
     /// (nothing else will clear the mark any more)
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
+    /// settlements of usage admitted without Redis (`Unreserved`) queued or
+    /// being sent, by hash tag, and their sum
+    unlanded: DashMap<String, usize>,
+    unlanded_total: AtomicUsize,
     pub dropped: AtomicU64,
     pub retried: AtomicU64,
     pub settled: AtomicU64,
@@ -39,24 +76,27 @@ pub struct SettleQueue {
 
 /// Worker tasks sending settlements concurrently.
 const WORKERS: usize = 16;
-/// Pause before retrying while Redis is unreachable.
+/// Pause before retrying a failed settlement, and between looks at the set-aside
+/// ones (a node coming back wakes the workers sooner).
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 impl SettleQueue {
     pub fn new(cap: usize) -> SettleQueue {
         SettleQueue {
-            jobs: Mutex::new(VecDeque::new()),
+            jobs: Mutex::new(Jobs::default()),
             cap: cap.max(1),
             wake: Notify::new(),
             busy: AtomicUsize::new(0),
-            draining: std::sync::atomic::AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            unlanded: DashMap::new(),
+            unlanded_total: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             settled: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Jobs> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -68,27 +108,77 @@ impl SettleQueue {
         self.len() == 0
     }
 
+    /// Settlements of usage admitted without Redis that this replica still
+    /// holds for hash tag `tag` (queued, set aside or being sent).
+    pub fn unlanded(&self, tag: &str) -> usize {
+        if self.unlanded_total.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.unlanded.get(tag).map_or(0, |n| *n)
+    }
+
+    fn count_unlanded(&self, job: &Job, add: bool) {
+        if job.mode != SettleMode::Unreserved {
+            return;
+        }
+        if add {
+            *self.unlanded.entry(job.tag.clone()).or_insert(0) += 1;
+            self.unlanded_total.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let gone = match self.unlanded.get_mut(&job.tag) {
+                Some(mut n) => {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                }
+                None => false,
+            };
+            if gone {
+                self.unlanded.remove_if(&job.tag, |_, n| *n == 0);
+            }
+            let _ = self
+                .unlanded_total
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+    }
+
     /// Queues a settlement; never waits.
     pub fn push(&self, job: Job) {
-        {
+        self.count_unlanded(&job, true);
+        let slot = tag_slot(&job.tag);
+        let dropped = {
             let mut q = self.lock();
-            if q.len() >= self.cap {
-                q.pop_front();
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("quota settle queue full: the oldest settlement was dropped");
-            }
-            q.push_back(job);
+            let dropped = if q.len() >= self.cap {
+                q.parked.pop_front().or_else(|| q.ready.pop_front())
+            } else {
+                None
+            };
+            q.ready.push_back(Queued { job, slot });
+            dropped
+        };
+        if let Some(d) = dropped {
+            self.count_unlanded(&d.job, false);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("quota settle queue full: the oldest settlement was dropped");
         }
         self.wake.notify_one();
     }
 
-    fn pop(&self) -> Option<Job> {
+    /// The oldest job whose node is not known to be unreachable; the others
+    /// met on the way are set aside.
+    fn pop(&self, store: &QuotaStore) -> Option<Queued> {
+        let draining = self.draining.load(Ordering::Relaxed);
         let mut q = self.lock();
-        let j = q.pop_front();
-        if j.is_some() {
+        while let Some(j) = q.ready.pop_front() {
+            if !draining && store.is_slot_down(j.slot) {
+                q.parked.push_back(j);
+                continue;
+            }
             self.busy.fetch_add(1, Ordering::Relaxed);
+            return Some(j);
         }
-        j
+        None
     }
 
     /// Starts the workers on the current runtime.
@@ -100,16 +190,28 @@ impl SettleQueue {
         }
     }
 
+    /// Waits for a new job, a node coming back, or (while jobs are set aside)
+    /// the retry pause; then puts the set-aside jobs back in line.
+    async fn idle(&self, store: &QuotaStore) {
+        let parked = !self.lock().parked.is_empty();
+        let back = async {
+            match store.back() {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = back => {}
+            _ = tokio::time::sleep(RETRY_PAUSE), if parked => {}
+        }
+        self.lock().unpark();
+    }
+
     async fn work(&self, store: &QuotaStore) {
         loop {
-            // while Redis is known to be down (the state monitor says when it is
-            // back), keep the queue instead of failing on every job
-            if store.is_degraded() && !self.is_empty() && !self.draining.load(Ordering::Relaxed) {
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
-            let Some(job) = self.pop() else {
-                self.wake.notified().await;
+            let Some(Queued { job, slot }) = self.pop(store) else {
+                self.idle(store).await;
                 continue;
             };
             let r = store
@@ -124,12 +226,14 @@ impl SettleQueue {
                 .await;
             match r {
                 Ok(_) => {
+                    self.count_unlanded(&job, false);
                     self.settled.fetch_add(1, Ordering::Relaxed);
                     self.busy.fetch_sub(1, Ordering::Relaxed);
                 }
                 Err(crate::state::StateError::Rejected(e)) => {
                     // sending it again would fail again: dropped, and counted
                     tracing::warn!(error = %e, tag = %job.tag, "quota settle refused by Redis; dropped");
+                    self.count_unlanded(&job, false);
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     self.busy.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -138,9 +242,10 @@ impl SettleQueue {
                     self.retried.fetch_add(1, Ordering::Relaxed);
                     {
                         // back in the queue and no longer busy in one step, so
-                        // `drain` never sees it in neither place
+                        // `drain` never sees it in neither place; its node is
+                        // marked unreachable now, so it is set aside at once
                         let mut q = self.lock();
-                        q.push_front(job);
+                        q.ready.push_front(Queued { job, slot });
                         self.busy.fetch_sub(1, Ordering::Relaxed);
                     }
                     tokio::time::sleep(RETRY_PAUSE).await;
@@ -154,10 +259,11 @@ impl SettleQueue {
     pub async fn drain(&self, limit: Duration) -> bool {
         let end = tokio::time::Instant::now() + limit;
         self.draining.store(true, Ordering::Relaxed);
+        self.lock().unpark();
         loop {
             let idle = {
                 let q = self.lock();
-                q.is_empty() && self.busy.load(Ordering::Relaxed) == 0
+                q.len() == 0 && self.busy.load(Ordering::Relaxed) == 0
             };
             if idle {
                 return true;
@@ -168,5 +274,80 @@ impl SettleQueue {
             self.wake.notify_waiters();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::reach::tag_slot;
+    use crate::state::redis_conn::{ConnSettings, RedisConn, Target};
+
+    fn job(tag: &str, mode: SettleMode) -> Job {
+        Job {
+            tag: tag.into(),
+            id: "r1".into(),
+            member: String::new(),
+            mode,
+            actual: Vec::new(),
+            tomb_ms: 1,
+        }
+    }
+
+    /// A cluster store (nothing listens) whose master "a:1" serves the slot of
+    /// `t:a` and "b:1" every other slot.
+    fn cluster() -> (Arc<RedisConn>, QuotaStore) {
+        let conn = RedisConn::new(ConnSettings {
+            target: Target::Cluster(vec!["redis://127.0.0.1:1".into()]),
+            pool_size: 1,
+            timeout: Duration::from_millis(50),
+            prefix: "gw:".into(),
+        })
+        .expect("a pool");
+        let a = tag_slot("t:a");
+        let mut ranges = vec![(a, a, "a:1".to_string())];
+        if a > 0 {
+            ranges.push((0, a - 1, "b:1".into()));
+        }
+        if a < 16383 {
+            ranges.push((a + 1, 16383, "b:1".into()));
+        }
+        conn.reach.set_slots(&ranges);
+        let conn = Arc::new(conn);
+        (conn.clone(), QuotaStore::Redis(conn))
+    }
+
+    #[test]
+    fn an_unreachable_nodes_settlements_wait_and_the_others_go() {
+        let (conn, store) = cluster();
+        let q = SettleQueue::new(10);
+        q.push(job("t:a", SettleMode::Unreserved));
+        q.push(job("t:b", SettleMode::Reserved));
+        q.push(job("t:a", SettleMode::Reserved));
+        assert_eq!((q.unlanded("t:a"), q.unlanded("t:b")), (1, 0));
+        conn.reach.report_node("a:1", false, &"test");
+        let first = q.pop(&store).expect("t:b's node answers");
+        assert_eq!(first.job.tag, "t:b");
+        assert!(q.pop(&store).is_none(), "t:a's are set aside");
+        assert_eq!(q.len(), 2);
+        // back: the set-aside ones go, oldest first
+        conn.reach.report_node("a:1", true, &"");
+        q.lock().unpark();
+        let next = q.pop(&store).expect("t:a's node is back");
+        assert_eq!(
+            (next.job.tag.as_str(), next.job.mode),
+            ("t:a", SettleMode::Unreserved)
+        );
+        q.count_unlanded(&next.job, false);
+        assert_eq!(q.unlanded("t:a"), 0);
+    }
+
+    #[test]
+    fn a_dropped_settlement_is_no_longer_unlanded() {
+        let q = SettleQueue::new(1);
+        q.push(job("t:a", SettleMode::Unreserved));
+        q.push(job("t:b", SettleMode::Unreserved));
+        assert_eq!((q.unlanded("t:a"), q.unlanded("t:b")), (0, 1));
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 1);
     }
 }

@@ -145,10 +145,37 @@ impl QuotaStore {
         [format!("{p}{{{tag}}}:qlease"), format!("{p}{{{tag}}}:qidx")]
     }
 
-    pub fn is_degraded(&self) -> bool {
+    /// Whether the node holding hash slot `slot` is known to be unreachable.
+    pub fn is_slot_down(&self, slot: u16) -> bool {
         match self {
             QuotaStore::Memory(_) => false,
-            QuotaStore::Redis(c) => c.is_degraded(),
+            QuotaStore::Redis(c) => c.reach.is_slot_down(slot),
+        }
+    }
+
+    /// Whether the node holding hash tag `tag` is known to be unreachable.
+    pub fn is_tag_down(&self, tag: &str) -> bool {
+        match self {
+            QuotaStore::Memory(_) => false,
+            QuotaStore::Redis(c) => c.is_tag_down(tag),
+        }
+    }
+
+    /// Whether the node holding `tag` came back from an outage moments ago
+    /// (`reach::SETTLE_MS`): the replicas are still landing what they served
+    /// during it.
+    pub fn is_settling(&self, tag: &str) -> bool {
+        match self {
+            QuotaStore::Memory(_) => false,
+            QuotaStore::Redis(c) => c.reach.is_settling(tag),
+        }
+    }
+
+    /// Woken when a Redis node becomes reachable again (None: memory).
+    pub fn back(&self) -> Option<&tokio::sync::Notify> {
+        match self {
+            QuotaStore::Memory(_) => None,
+            QuotaStore::Redis(c) => Some(&c.reach.back),
         }
     }
 

@@ -9,6 +9,8 @@ pub mod change;
 pub mod conformance;
 pub mod memory;
 pub mod model;
+pub mod probe;
+pub mod reach;
 pub mod redis;
 pub mod redis_conn;
 
@@ -63,11 +65,21 @@ impl Store {
         Store::Memory(memory::MemoryStore::default())
     }
 
-    /// True while the backend cannot be reached (never for memory).
+    /// True while the backend, or any node of it, cannot be reached (never for
+    /// memory).
     pub fn is_degraded(&self) -> bool {
         match self {
             Store::Memory(_) => false,
             Store::Redis(r) => r.conn.is_degraded(),
+        }
+    }
+
+    /// Each Redis node (`host:port`) with whether it cannot be reached: the
+    /// server, or the masters of a cluster (none for memory).
+    pub fn nodes(&self) -> Vec<(String, bool)> {
+        match self {
+            Store::Memory(_) => Vec::new(),
+            Store::Redis(r) => r.conn.reach.nodes(),
         }
     }
 

@@ -103,7 +103,7 @@ pub fn check_name(what: &str, s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} {s:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+            "a {what} is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
         ))
     }
 }

@@ -132,6 +132,12 @@ impl RedisStore {
         Ok(n == 1)
     }
 
+    /// Whether the node holding the global keys (`{g}`: the tenant list and
+    /// the seed marker) is known to be unreachable.
+    pub fn globals_down(&self) -> bool {
+        self.conn.is_tag_down("g")
+    }
+
     /// Records that scripts and seed are in place.
     pub async fn mark_prepared(&self) -> Result<()> {
         self.conn

@@ -1,13 +1,16 @@
 //! Talking to Redis for the state backend: a deadpool pool over a standalone
 //! server or a Redis Cluster, the embedded Lua scripts (`lua/`, loaded at start,
 //! called by EVALSHA, reloaded and retried once on NOSCRIPT), a timeout on every
-//! call, and the "degraded" flag that says Redis cannot be reached.
+//! call, and which node each call went to: a call that gets no answer marks its
+//! node unreachable (`reach`), and data-plane calls to a node so marked are
+//! refused at once.
 
+use super::probe::Probes;
+use super::reach::{self, Node, Reach};
 use super::{Result, StateError};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// Every script the state backend runs; the version is part of the file name.
@@ -107,8 +110,9 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// How long a call may take: `Fast` is `state.redis.timeout_ms` (the data plane),
-/// `Slow` is for admin writes and start-up work, which may wait longer.
+/// How long a call may take: `Fast` is `state.redis.timeout_ms` (the data plane,
+/// refused at once while its node is known to be unreachable), `Slow` is for
+/// admin writes and start-up work, which may wait longer and always try.
 #[derive(Debug, Clone, Copy)]
 pub enum Budget {
     Fast,
@@ -128,12 +132,75 @@ pub struct RedisConn {
     pub prefix: String,
     fast: Duration,
     slow: Duration,
-    degraded: AtomicBool,
-    /// the connection every call shares (taken from the pool once, dropped after an
-    /// error): no pool checkout, and no PING the pool sends on each checkout, per call
+    /// which nodes answer, and (cluster) which node serves which slot
+    pub reach: Reach,
+    /// the monitor's own connections to each cluster node
+    probes: Option<Probes>,
+    /// the connection every call shares (taken from the pool once; a standalone
+    /// one is dropped after an error, a cluster one repairs itself): no pool
+    /// checkout, and no PING the pool sends on each checkout, per call
     hot: std::sync::Mutex<Option<Conn>>,
-    /// how many times Redis became unreachable (a change tells "recovered since")
-    outages: AtomicU64,
+}
+
+/// A call's connection, routing each command by the slot of its first key: it
+/// notes the slot of the first command (where the call's failure is charged)
+/// and, for a guarded (data-plane) call, refuses a command whose node is known
+/// to be unreachable instead of sending it.
+struct Routed<'a> {
+    conn: Conn,
+    reach: &'a Reach,
+    guard: bool,
+    /// the slot of the first command sent, if it had one
+    slot: Option<u16>,
+    sent: bool,
+    /// the node a command was refused for
+    refused: Option<Arc<Node>>,
+}
+
+impl Routed<'_> {
+    /// Err when the command must not be sent.
+    fn admit(&mut self, slot: Option<u16>) -> redis::RedisResult<()> {
+        if !self.sent {
+            self.sent = true;
+            self.slot = slot;
+        }
+        if self.guard {
+            if let Some(n) = self.reach.down(slot) {
+                self.refused = Some(n);
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "node known to be unreachable",
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConnectionLike for Routed<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self.admit(reach::cmd_slot(cmd)) {
+            Ok(()) => self.conn.req_packed_command(cmd),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let slot = pipeline.cmd_iter().next().and_then(reach::cmd_slot);
+        match self.admit(slot) {
+            Ok(()) => self.conn.req_packed_commands(pipeline, offset, count),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
 }
 
 /// Settings for [`RedisConn::new`].
@@ -153,6 +220,25 @@ impl RedisConn {
         pool_cfg.timeouts.create = Some(slow);
         pool_cfg.timeouts.recycle = Some(slow);
         let rt = Some(deadpool_redis::Runtime::Tokio1);
+        let (reach, probes) = match &s.target {
+            Target::Single(url) => {
+                let addr = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .ok()
+                    .and_then(|i| super::probe::host_port(&i))
+                    .unwrap_or_else(|| "redis".to_string());
+                (Reach::single(addr), None)
+            }
+            Target::Cluster(urls) => (
+                Reach::cluster(),
+                // a probe's connection may take a little longer than a call,
+                // not the admin budget: the monitor waits for it
+                Some(Probes::new(
+                    urls,
+                    s.timeout.max(Duration::from_millis(500)),
+                    s.timeout,
+                )),
+            ),
+        };
         let pools = match &s.target {
             Target::Single(url) => {
                 let mut c = deadpool_redis::Config::from_url(url.clone());
@@ -171,36 +257,42 @@ impl RedisConn {
             prefix: s.prefix,
             fast: s.timeout,
             slow,
-            degraded: AtomicBool::new(false),
+            reach,
+            probes,
             hot: std::sync::Mutex::new(None),
-            outages: AtomicU64::new(0),
         })
     }
 
+    /// True while some node (the server, or any cluster master) is known to
+    /// be unreachable.
     pub fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Relaxed)
+        self.reach.any_down()
     }
 
+    /// Whether the node serving hash tag `tag` is known to be unreachable.
+    pub fn is_tag_down(&self, tag: &str) -> bool {
+        self.reach.is_tag_down(tag)
+    }
+
+    /// How many times a node became unreachable (a change tells "some node
+    /// was out since").
     pub fn outages(&self) -> u64 {
-        self.outages.load(Ordering::Relaxed)
+        self.reach.outages()
+    }
+
+    /// A cluster's slot map and every master's reachability, asked on the
+    /// monitor's own connections (nothing for a standalone server, whose
+    /// monitor call says it).
+    pub async fn probe(&self) {
+        if let Some(p) = &self.probes {
+            p.round(&self.reach).await;
+        }
     }
 
     fn budget(&self, b: Budget) -> Duration {
         match b {
             Budget::Fast => self.fast,
             Budget::Slow => self.slow,
-        }
-    }
-
-    fn mark(&self, reachable: bool, why: &dyn std::fmt::Display) {
-        let was = self.degraded.swap(!reachable, Ordering::Relaxed);
-        if was == reachable {
-            if reachable {
-                tracing::info!("state backend: Redis is reachable again");
-            } else {
-                self.outages.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %why, "state backend: Redis is unreachable");
-            }
         }
     }
 
@@ -221,16 +313,34 @@ impl RedisConn {
         Ok(c)
     }
 
-    /// Runs one command, pipeline or script on a pooled connection within the budget.
+    /// Runs one command, pipeline or script on a pooled connection within the
+    /// budget, and tells `reach` whether the node it went to answered.
     async fn run<T, F>(&self, budget: Budget, f: F) -> Result<T>
     where
-        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+        F: AsyncFnOnce(&mut Routed<'_>) -> redis::RedisResult<T>,
     {
         use redis::{ErrorKind, ServerErrorKind};
+        let guard = matches!(budget, Budget::Fast);
+        // a standalone server known to be out: not even a connection attempt
+        if let Some(n) = self.reach.down(None).filter(|_| guard) {
+            return Err(StateError::Unavailable(format!(
+                "Redis {} is unreachable",
+                n.addr
+            )));
+        }
         let limit = self.budget(budget);
+        let mut routed: Option<Routed<'_>> = None;
         let out = tokio::time::timeout(limit, async {
-            let mut c = self.get().await?;
-            f(&mut c).await.map_err(|e| {
+            let conn = self.get().await?;
+            let r = routed.insert(Routed {
+                conn,
+                reach: &self.reach,
+                guard,
+                slot: None,
+                sent: false,
+                refused: None,
+            });
+            f(r).await.map_err(|e| {
                 // an error reply (a script refusing its arguments, say) is an
                 // answer: Redis is there, and this call alone failed
                 let answered = matches!(
@@ -249,33 +359,46 @@ impl RedisConn {
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
+        let (slot, refused) = match routed {
+            Some(r) => (r.slot, r.refused),
+            None => (None, None),
+        };
+        if let Some(n) = refused {
+            return Err(StateError::Unavailable(format!(
+                "Redis node {} is unreachable",
+                n.addr
+            )));
+        }
         match out {
             Ok(v) => {
-                self.mark(true, &"");
+                self.reach.report(slot, true, &"");
                 Ok(v)
             }
             Err(e) if e.starts_with("answered:") => {
-                self.mark(true, &"");
+                self.reach.report(slot, true, &"");
                 let e = e.trim_start_matches("answered:");
                 tracing::warn!(error = %e, "Redis refused a call");
                 Err(StateError::Rejected(format!("Redis: {e}")))
             }
             Err(e) => {
-                // the next call starts on a fresh connection
-                *self.hot() = None;
-                self.mark(false, &e);
+                // the next call starts on a fresh connection (a cluster
+                // connection repairs its links to each node itself)
+                if matches!(self.target, Target::Single(_)) {
+                    *self.hot() = None;
+                }
+                self.reach.report(slot, false, &e);
                 Err(StateError::Unavailable(format!("Redis: {e}")))
             }
         }
     }
 
     pub async fn query<T: FromRedisValue>(&self, budget: Budget, cmd: &Cmd) -> Result<T> {
-        self.run(budget, async |c: &mut Conn| cmd.query_async(c).await)
+        self.run(budget, async |c: &mut Routed<'_>| cmd.query_async(c).await)
             .await
     }
 
     pub async fn pipe<T: FromRedisValue>(&self, budget: Budget, p: &Pipeline) -> Result<T> {
-        self.run(budget, async |c: &mut Conn| p.query_async(c).await)
+        self.run(budget, async |c: &mut Routed<'_>| p.query_async(c).await)
             .await
     }
 
@@ -286,7 +409,7 @@ impl RedisConn {
         budget: Budget,
         inv: &ScriptInvocation<'_>,
     ) -> Result<T> {
-        self.run(budget, async |c: &mut Conn| inv.invoke_async(c).await)
+        self.run(budget, async |c: &mut Routed<'_>| inv.invoke_async(c).await)
             .await
     }
 
@@ -294,7 +417,7 @@ impl RedisConn {
     /// says whether Redis answered.
     pub async fn load_scripts(&self) -> Result<()> {
         for s in SCRIPTS.all() {
-            self.run(Budget::Slow, async |c: &mut Conn| {
+            self.run(Budget::Slow, async |c: &mut Routed<'_>| {
                 s.prepare_invoke().load_async(c).await
             })
             .await?;

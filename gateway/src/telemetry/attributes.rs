@@ -72,7 +72,7 @@ impl Attributes {
             if crate::telemetry::BUILT_IN.contains(&a.key.as_str()) {
                 p.error(
                     format!("{k}.key"),
-                    format!("{:?} is a built-in ai_log field; pick another name", a.key),
+                    "the name of a built-in ai_log field; pick another name",
                 );
                 continue;
             }
@@ -466,7 +466,7 @@ mod tests {
         let raw = parse_text("t", "providers: [{id: m, type: mock}]\nroutes:\n  - name: r\n    upstreams: [{provider: m}]\n    ai_log:\n      attributes:\n        - { key: model, value_source: fixed_value, value: x, apply_to_log: true }\n        - { key: a, value_source: request_body, value: \"x..y\", apply_to_log: true }\n        - { key: b, value_source: response_streaming_body, value: x, apply_to_log: true }\n        - { key: c, value_source: request_header, value: \"bad header\", apply_to_log: true }\n").unwrap();
         let mut p = crate::config::validate::test_problems();
         let _ = Attributes::compile(raw.routes[0].ai_log.as_ref(), false, "r", &mut p);
-        let all = p.errors.join("\n");
+        let all = p.messages().join("\n");
         assert_eq!(p.errors.len(), 4, "{all}");
         assert!(
             all.contains("built-in")

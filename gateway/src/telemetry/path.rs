@@ -44,15 +44,13 @@ impl Path {
         let mut steps = Vec::with_capacity(parts.len());
         for p in parts {
             if p.is_empty() {
-                return Err(format!(
-                    "{s:?} has an empty step (two dots, or a dot at an end)"
-                ));
+                return Err("a path with an empty step (two dots, or a dot at an end)".into());
             }
             steps.push(match p.as_str() {
                 "@reverse" => Step::Reverse,
                 "#" => Step::Each,
                 _ if p.starts_with('@') => {
-                    return Err(format!("unknown modifier {p:?} (only @reverse)"))
+                    return Err("an unknown @modifier (only @reverse is known)".into())
                 }
                 _ => match p.parse::<usize>() {
                     Ok(i) if !p.starts_with('+') => Step::Index(i),
