@@ -39,6 +39,10 @@ pub struct App {
     pub otlp: Option<Arc<crate::telemetry::otlp::Otlp>>,
     /// draining and cutting at shutdown (answers in flight watch it)
     pub shutdown: Arc<crate::shutdown::Shutdown>,
+    /// request bodies buffered by the requests in flight
+    pub bodies: Arc<crate::body_read::Budget>,
+    /// HTTP/2 answers, ended when their client stops reading
+    pub stalls: Arc<crate::stall::Stalls>,
     ready: AtomicBool,
     next_version: AtomicU64,
     /// the text of the last file we tried, so a bad file is reported once
@@ -74,6 +78,8 @@ impl App {
             metrics: crate::telemetry::metrics::Metrics::new().map(Arc::new),
             otlp,
             shutdown: Arc::default(),
+            bodies: Arc::default(),
+            stalls: Arc::default(),
             ready: AtomicBool::new(false),
             last_text: Mutex::new(text),
             reload_lock: tokio::sync::Mutex::new(()),

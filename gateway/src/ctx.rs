@@ -59,6 +59,8 @@ pub struct RequestCtx {
     pub quota: Option<Box<crate::quota::Held>>,
     /// the client's body, kept (refcounted) for estimating prompt tokens if needed
     pub body: Bytes,
+    /// the body's share of `server.max_buffered_body_bytes`, given back at the end
+    pub body_held: crate::body_read::Held,
     pub log: Arc<AccessLog>,
     /// request metrics, fed from the same record
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
@@ -216,6 +218,7 @@ impl RequestCtx {
             first_byte_at: None,
             quota: None,
             body: Bytes::new(),
+            body_held: Default::default(),
             log,
             metrics: None,
             otlp: None,

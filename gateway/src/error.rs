@@ -145,6 +145,18 @@ impl GatewayError {
         )
     }
 
+    /// 503: the gateway's budget of buffered request bodies is used up.
+    pub fn overloaded() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "overloaded",
+            "the gateway is receiving too many request bodies at once; retry shortly".to_string(),
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     pub fn body_read(detail: impl fmt::Display) -> Self {
         Self::bad_request(
             "body_read_error",

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod balance;
+pub mod body_read;
 pub mod client_addr;
 pub mod config;
 pub mod ctx;
@@ -27,6 +28,7 @@ pub mod route;
 pub mod seed;
 pub mod server;
 pub mod shutdown;
+pub mod stall;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
@@ -136,6 +138,8 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     let data_task = tokio::spawn(server::serve_data(app.clone(), data, stop_rx.clone()));
     // the admin listener (probes, /metrics) stays until the data plane has drained
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    // (answers in flight are watched until the data plane has drained)
+    tokio::spawn(app.stalls.clone().run(admin_stop_rx.clone()));
     let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, admin_stop_rx));
     auth::sync::spawn(app.clone(), stop_rx.clone());
     health.start(app.clone(), stop_rx.clone());

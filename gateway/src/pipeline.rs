@@ -87,16 +87,13 @@ pub async fn handle(
     ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
     ctx.otlp = crate::ctx::Otlp::for_request(app.otlp.as_ref(), cfg.otlp.as_ref(), &parts.headers);
     let request_id = ctx.request_id.clone();
-    let answer = phases(
-        &cfg,
-        &app.auth,
-        &app.quotas,
-        &app.health,
-        &mut ctx,
-        &parts,
-        body,
-    )
-    .await;
+    let engines = Engines {
+        auth: &app.auth,
+        quotas: &app.quotas,
+        health: &app.health,
+        bodies: &app.bodies,
+    };
+    let answer = phases(&cfg, &engines, &mut ctx, &parts, body).await;
     let rate = ctx.quota.as_ref().map(|q| q.headers());
     let mut resp = match answer {
         Ok(Answer::Upstream {
@@ -124,7 +121,10 @@ pub async fn handle(
                 ctx,
                 app.shutdown.clone(),
             );
-            Response::from_parts(head, ResponseBody::Upstream(Box::pin(metered)))
+            // watched, so it ends by its deadline whatever the client does
+            let write_timeout = cfg.server.conn.client_write_timeout;
+            let body = app.stalls.watch(Box::pin(metered), write_timeout);
+            Response::from_parts(head, ResponseBody::Upstream(body))
         }
         Ok(Answer::Local(resp)) => {
             ctx.finish_local(resp.status().as_u16(), resp.body().len() as u64, None);
@@ -143,11 +143,18 @@ pub async fn handle(
     resp
 }
 
+/// The process-wide engines a request uses.
+struct Engines<'a> {
+    auth: &'a Auth,
+    quotas: &'a Arc<Quotas>,
+    health: &'a Arc<Health>,
+    /// the budget of buffered request bodies
+    bodies: &'a Arc<crate::body_read::Budget>,
+}
+
 async fn phases(
     cfg: &Runtime,
-    auth: &Auth,
-    quotas: &Arc<Quotas>,
-    health: &Arc<Health>,
+    engines: &Engines<'_>,
     ctx: &mut RequestCtx,
     parts: &Parts,
     body: Incoming,
@@ -170,13 +177,60 @@ async fn phases(
     ctx.endpoint = Some(endpoint);
     if endpoint == Endpoint::Models {
         // (`models.rs`)
-        return crate::models::list(cfg, auth, ctx, parts)
+        return crate::models::list(cfg, engines.auth, ctx, parts)
             .await
             .map(Answer::Local);
     }
 
-    // 2. body
-    let bytes = crate::request_body::read(body, &parts.headers, cfg.server.max_body_bytes).await?;
+    // 2. who, when every route this request can take needs a key: checked before
+    //    the body is read, so no one without a key makes the gateway buffer one
+    let host = ctx.host();
+    let early = MatchInput {
+        host: &host,
+        path,
+        headers: &parts.headers,
+        model: None,
+        endpoint: Some(endpoint),
+    };
+    let (mut candidates, mut open) = (0, false);
+    for r in cfg.routes.iter().filter(|r| r.check(&early).is_ok()) {
+        candidates += 1;
+        open |= r.auth.is_none();
+    }
+    if candidates == 0 {
+        let miss = route::find(&cfg.routes, &early).err();
+        return Err(miss.map_or_else(
+            || GatewayError::internal("route matching disagrees with itself"),
+            |m| m.error(&early, cfg.server.verbose_errors),
+        ));
+    }
+    drop(host);
+    let identified = !open;
+    if identified {
+        let key = auth::find_key(
+            &parts.headers,
+            &parts.uri,
+            &cfg.key_headers,
+            cfg.key_in_query,
+        );
+        match engines.auth.identify(key.as_deref()).await {
+            Ok(who) => ctx.identity = Some(who),
+            Err((who, e)) => {
+                ctx.identity = who;
+                return Err(e);
+            }
+        }
+    }
+
+    // 3. body
+    let limits = crate::body_read::Limits {
+        max: cfg.server.max_body_bytes,
+        timeout: cfg.server.body_read_timeout,
+        budget: cfg.server.max_buffered_body_bytes,
+    };
+    let (bytes, held) =
+        crate::body_read::read(body, &parts.headers, limits, engines.bodies).await?;
+    ctx.body_held = held;
     ctx.bytes_received = bytes.len() as u64;
     ctx.body = bytes.clone();
     let client = ClientBody::parse(&bytes)?;
@@ -187,7 +241,7 @@ async fn phases(
     ctx.stream = client.stream;
     ctx.request_model = Some(model.clone());
 
-    // 3. route
+    // 4. route
     let host = ctx.host();
     let input = MatchInput {
         host: &host,
@@ -210,30 +264,37 @@ async fn phases(
         ctx.attrs = Some(Box::new(c));
     }
 
-    // 4. authn
+    // 5. authn (the key was identified above when every candidate route needs one)
     if let Some(policy) = &route.auth {
-        let key = auth::find_key(
-            &parts.headers,
-            &parts.uri,
-            &cfg.key_headers,
-            cfg.key_in_query,
-        );
-        auth.authenticate(
-            key.as_deref(),
-            policy,
-            &route.name,
-            Some(&model),
-            &mut ctx.identity,
-        )
-        .await?;
+        match ctx.identity.as_deref().filter(|_| identified) {
+            Some(who) => auth::authorize(who, policy, &route.name, Some(&model))?,
+            None => {
+                let key = auth::find_key(
+                    &parts.headers,
+                    &parts.uri,
+                    &cfg.key_headers,
+                    cfg.key_in_query,
+                );
+                engines
+                    .auth
+                    .authenticate(
+                        key.as_deref(),
+                        policy,
+                        &route.name,
+                        Some(&model),
+                        &mut ctx.identity,
+                    )
+                    .await?;
+            }
+        }
     }
 
-    // 5. quota reserve
+    // 6. quota reserve
     let who = ctx.identity.clone();
     let who_quotas = who.as_ref().map_or(&[][..], |w| &w.quotas[..]);
     if !route.quotas.is_empty() || !who_quotas.is_empty() {
         let estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
-        let held = ctx.quota.insert(Box::new(quotas.hold(
+        let held = ctx.quota.insert(Box::new(engines.quotas.hold(
             cfg.state.quotas,
             route.lease_ms,
             estimate,
@@ -249,10 +310,10 @@ async fn phases(
         held.reserve(claims, false).await.map_err(refusal)?;
     }
 
-    // 6.-9. instances in balancer order, with fallback
+    // 7.-10. instances in balancer order, with fallback
     attempts(
         cfg,
-        health,
+        engines.health,
         route,
         ctx,
         &parts.headers,

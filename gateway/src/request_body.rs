@@ -1,13 +1,10 @@
-//! The client's JSON body: read within `max_body_bytes` ([`read`]), then parsed as a flat list of top-level fields that borrow the
-//! original bytes. Rewriting (model mapping, provider options, `include_usage`)
-//! re-emits the fields untouched except those it changes; when nothing changes the
-//! original bytes go upstream as they came.
+//! The client's JSON body (read by `body_read.rs`), parsed as a flat list of
+//! top-level fields that borrow the original bytes. Rewriting (model mapping,
+//! provider options, `include_usage`) re-emits the fields untouched except those
+//! it changes; when nothing changes the original bytes go upstream as they came.
 
 use crate::error::GatewayError;
 use bytes::Bytes;
-use http::{header, HeaderMap};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -236,32 +233,6 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-/// Longest a client may take to send its request body.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Reads the client's body within `max` bytes and [`BODY_READ_TIMEOUT`].
-pub async fn read(body: Incoming, headers: &HeaderMap, max: u64) -> Result<Bytes, GatewayError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max) {
-        return Err(GatewayError::body_too_large(max));
-    }
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(GatewayError::request_timeout(format!(
-            "the request body was not received within {} s",
-            BODY_READ_TIMEOUT.as_secs()
-        ))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::body_too_large(max))
-        }
-        Ok(Err(e)) => Err(GatewayError::body_read(e)),
     }
 }
 

@@ -258,6 +258,11 @@ impl Body for Metered {
                     // The timer is re-armed lazily when it fires, not on every frame.
                     *this.last_frame = Instant::now();
                     *this.yielded = 0;
+                    // the whole answer's deadline holds however fast frames come
+                    // (a client reading slowly keeps an upstream that is not idle)
+                    if *this.last_frame >= *this.deadline {
+                        return timed_out(&mut this, true);
+                    }
                     match frame.into_data() {
                         Ok(data) => {
                             if let Some(out) = this.meter.on_frame(data) {
@@ -343,26 +348,7 @@ impl Body for Metered {
                         this.timer.as_mut().reset(next);
                     }
                     let total = Instant::now() >= *this.deadline;
-                    let err = if total {
-                        StreamTimeout("total", *this.total)
-                    } else {
-                        StreamTimeout("idle", *this.idle)
-                    };
-                    if let Some(ctx) = this.ctx.take() {
-                        let ending = if total {
-                            Ending::TotalTimeout
-                        } else {
-                            Ending::IdleTimeout
-                        };
-                        ctx.finish_upstream(
-                            *this.status,
-                            &mut *this.meter,
-                            ending,
-                            *this.bytes_sent,
-                        );
-                    }
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(Box::new(err))));
+                    return timed_out(&mut this, total);
                 }
             }
         }
@@ -379,6 +365,45 @@ impl Body for Metered {
         } else {
             self.inner.size_hint()
         }
+    }
+}
+
+/// The upstream went idle (`total` false) or the whole answer ran out of time:
+/// the request is settled and recorded, the client gets an error (what was
+/// already batched for it is dropped).
+fn timed_out(p: &mut MeteredProj<'_>, total: bool) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let (err, ending) = if total {
+        (StreamTimeout("total", *p.total), Ending::TotalTimeout)
+    } else {
+        (StreamTimeout("idle", *p.idle), Ending::IdleTimeout)
+    };
+    if let Some(ctx) = p.ctx.take() {
+        ctx.finish_upstream(*p.status, &mut *p.meter, ending, *p.bytes_sent);
+    }
+    *p.ended = true;
+    Poll::Ready(Some(Err(Box::new(err))))
+}
+
+impl Metered {
+    /// Ends the answer from outside while nothing polls it (an HTTP/2 client
+    /// that stopped reading, see `stall.rs`): the request is settled and
+    /// recorded with `ending`, and the upstream let go.
+    pub fn end_now(self: Pin<&mut Self>, ending: Ending) {
+        let mut p = self.project();
+        if let Some(ctx) = p.ctx.take() {
+            ctx.finish_upstream(*p.status, &mut *p.meter, ending, *p.bytes_sent);
+        }
+        *p.ended = true;
+        *p.first = None;
+        *p.batch = Batch::default();
+        // polled again, the client gets an error, not a clean end
+        *p.failed = Some("the answer was cut: its client stopped reading".into());
+        p.inner.set(UpstreamBody::Frames(VecDeque::new()));
+    }
+
+    /// When the whole answer must be over (`total_ms`).
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -408,7 +433,8 @@ fn cut(p: &mut MeteredProj<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> 
 /// Every response body the gateway sends.
 pub enum ResponseBody {
     Full(Option<Bytes>),
-    Upstream(Pin<Box<Metered>>),
+    /// an upstream answer, which `stall.rs` may end
+    Upstream(crate::stall::WatchedBody),
 }
 
 impl ResponseBody {
@@ -431,21 +457,21 @@ impl Body for ResponseBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            ResponseBody::Upstream(m) => m.as_mut().poll_frame(cx),
+            ResponseBody::Upstream(w) => Pin::new(w).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
-            ResponseBody::Upstream(m) => m.is_end_stream(),
+            ResponseBody::Upstream(w) => w.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Upstream(m) => m.size_hint(),
+            ResponseBody::Upstream(w) => w.size_hint(),
         }
     }
 }

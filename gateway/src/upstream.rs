@@ -46,6 +46,8 @@ fn new_client(connect_timeout: Duration) -> HttpClient {
         .enable_http2()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        // what one answer may have read ahead of a client that is slow to take it
+        .http1_max_buf_size(128 * 1024)
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)

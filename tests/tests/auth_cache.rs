@@ -90,6 +90,8 @@ async fn a_lost_subscription_flushes_the_cache() {
     let redis = RedisServer::start();
     // a TTL far beyond the test: only the flush can make the change visible
     let gw = Gateway::start(&config(&redis.url(), 600_000)).await;
+    // (subscribing flushes the cache: a key cached before that is looked up again)
+    wait_subscribed(&redis).await;
     assert_eq!(chat(&gw, SEED_KEY).await, 200);
     let digest = {
         let field = redis.cli(&["HKEYS", "gw:{t:acme}:keys"]);
@@ -122,6 +124,11 @@ async fn a_lost_subscription_flushes_the_cache() {
         t0.elapsed().as_millis()
     );
     // and the gateway subscribes again
+    wait_subscribed(&redis).await;
+}
+
+/// Waits until the gateway listens on the change channel.
+async fn wait_subscribed(redis: &RedisServer) {
     let t0 = Instant::now();
     while redis
         .cli(&["PUBSUB", "NUMSUB", "gw:changes"])
@@ -129,7 +136,7 @@ async fn a_lost_subscription_flushes_the_cache() {
         .nth(1)
         != Some("1")
     {
-        assert!(t0.elapsed() < Duration::from_secs(5), "never resubscribed");
+        assert!(t0.elapsed() < Duration::from_secs(5), "never subscribed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

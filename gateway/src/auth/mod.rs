@@ -191,51 +191,70 @@ impl Auth {
         model: Option<&str>,
         who: &mut Option<Arc<AuthIdentity>>,
     ) -> Result<Arc<AuthIdentity>, GatewayError> {
+        let ident = self.identify(key).await;
+        if let Ok(i) | Err((Some(i), _)) = &ident {
+            *who = Some(i.clone());
+        }
+        let ident = ident.map_err(|(_, e)| e)?;
+        authorize(&ident, policy, route, model)?;
+        Ok(ident)
+    }
+
+    /// Who the key belongs to, if it is one that authenticates now; a known key
+    /// that does not (revoked, expired) is named with its refusal.
+    pub async fn identify(
+        &self,
+        key: Option<&str>,
+    ) -> Result<Arc<AuthIdentity>, (Option<Arc<AuthIdentity>>, GatewayError)> {
         let key = key.ok_or_else(|| {
-            GatewayError::unauthenticated(
+            let e = GatewayError::unauthenticated(
                 "missing_api_key",
                 "this route needs an API key: send it as Authorization: Bearer <key>",
-            )
+            );
+            (None, e)
         })?;
-        let ident = self.resolve(key).await?;
-        *who = Some(ident.clone());
-        match ident.check(unix_now()) {
-            Ok(()) => {}
-            Err(Invalid::Revoked) => {
-                return Err(GatewayError::unauthenticated(
-                    "invalid_api_key",
-                    "this API key has been revoked",
-                ))
-            }
-            Err(Invalid::Expired) => {
-                return Err(GatewayError::unauthenticated(
-                    "invalid_api_key",
-                    "this API key has expired",
-                ))
-            }
-        }
-        if !policy.allows(&ident) {
+        let ident = self.resolve(key).await.map_err(|e| (None, e))?;
+        let why = match ident.check(unix_now()) {
+            Ok(()) => return Ok(ident),
+            Err(Invalid::Revoked) => "this API key has been revoked",
+            Err(Invalid::Expired) => "this API key has expired",
+        };
+        Err((
+            Some(ident),
+            GatewayError::unauthenticated("invalid_api_key", why),
+        ))
+    }
+}
+
+/// Whether the key's consumer may use `route` (its `allowed_tenants` and
+/// `allowed_consumers`) and `model` (the tenant's and consumer's `allowed_models`).
+pub fn authorize(
+    ident: &AuthIdentity,
+    policy: &RoutePolicy,
+    route: &str,
+    model: Option<&str>,
+) -> Result<(), GatewayError> {
+    if !policy.allows(ident) {
+        return Err(GatewayError::forbidden(
+            "consumer_not_allowed",
+            format!(
+                "consumer {}/{} may not use route {route}",
+                ident.tenant, ident.consumer
+            ),
+        ));
+    }
+    if let Some(m) = model {
+        if !ident.allows_model(m) {
             return Err(GatewayError::forbidden(
-                "consumer_not_allowed",
+                "model_not_allowed",
                 format!(
-                    "consumer {}/{} may not use route {route}",
+                    "consumer {}/{} may not use model {m:?}",
                     ident.tenant, ident.consumer
                 ),
             ));
         }
-        if let Some(m) = model {
-            if !ident.allows_model(m) {
-                return Err(GatewayError::forbidden(
-                    "model_not_allowed",
-                    format!(
-                        "consumer {}/{} may not use model {m:?}",
-                        ident.tenant, ident.consumer
-                    ),
-                ));
-            }
-        }
-        Ok(ident)
     }
+    Ok(())
 }
 
 #[cfg(test)]

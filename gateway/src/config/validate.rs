@@ -64,6 +64,23 @@ pub struct ServerRt {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// connections start with a PROXY protocol header
     pub proxy_protocol: bool,
+    /// request bodies buffered at once, all requests together
+    pub max_buffered_body_bytes: u64,
+    pub body_read_timeout: Duration,
+    pub conn: ConnLimits,
+}
+
+/// How connections are bounded (read when the listeners start: a change needs
+/// a restart, except `client_write_timeout` and `idle_timeout`, read per
+/// connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub idle_timeout: Duration,
+    /// None: no PINGs
+    pub http2_keepalive: Option<(Duration, Duration)>,
+    pub client_write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +324,32 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         );
         shutdown_delay = grace;
     }
+    for (key, v) in [
+        ("body_read_timeout_ms", s.body_read_timeout_ms),
+        (
+            "http2_max_concurrent_streams",
+            u64::from(s.http2_max_concurrent_streams),
+        ),
+        ("max_connections", s.max_connections as u64),
+        ("idle_timeout_ms", s.idle_timeout_ms),
+        ("client_write_timeout_ms", s.client_write_timeout_ms),
+    ] {
+        if v == 0 {
+            p.error(format!("server.{key}"), "must be greater than 0");
+        }
+    }
+    if s.http2_keepalive_interval_ms > 0 && s.http2_keepalive_timeout_ms == 0 {
+        p.error(
+            "server.http2_keepalive_timeout_ms",
+            "must be greater than 0",
+        );
+    }
+    if s.max_buffered_body_bytes < s.max_body_bytes {
+        p.error(
+            "server.max_buffered_body_bytes",
+            "must be at least server.max_body_bytes, or no largest body fits",
+        );
+    }
     let trusted_proxies =
         crate::client_addr::TrustedProxies::parse(s.trusted_proxies.iter().map(String::as_str))
             .unwrap_or_else(|bad| {
@@ -338,6 +381,20 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         redact_upstream_errors: s.redact_upstream_errors,
         trusted_proxies,
         proxy_protocol: s.proxy_protocol,
+        max_buffered_body_bytes: s.max_buffered_body_bytes,
+        body_read_timeout: Duration::from_millis(s.body_read_timeout_ms),
+        conn: ConnLimits {
+            max_connections: s.max_connections,
+            http2_max_concurrent_streams: s.http2_max_concurrent_streams,
+            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            http2_keepalive: (s.http2_keepalive_interval_ms > 0).then(|| {
+                (
+                    Duration::from_millis(s.http2_keepalive_interval_ms),
+                    Duration::from_millis(s.http2_keepalive_timeout_ms),
+                )
+            }),
+            client_write_timeout: Duration::from_millis(s.client_write_timeout_ms),
+        },
     })
 }
 

@@ -8,24 +8,43 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// How long an idle HTTP/1 connection of a draining replica waits for one more
 /// request (answered with `Connection: close`) before it is closed.
 pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Requests in flight on one connection.
-#[derive(Default)]
 pub struct ConnState {
     busy: AtomicUsize,
+    /// requests started so far
+    started: AtomicU64,
+    /// when the last request ended (ms after `since`)
+    last_end: AtomicU64,
+    since: Instant,
     h2: AtomicBool,
     /// the connection is draining: report every change
     watched: AtomicBool,
     changed: Notify,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState {
+            busy: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            last_end: AtomicU64::new(0),
+            since: Instant::now(),
+            h2: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
+            changed: Notify::new(),
+        }
+    }
 }
 
 impl ConnState {
@@ -36,8 +55,38 @@ impl ConnState {
             self.h2.store(true, Ordering::Relaxed);
         }
         self.busy.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.notify();
         Busy(self.clone())
+    }
+
+    /// Requests in flight now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Requests started so far (a new one changes it).
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Completes once no request has been in flight for `idle` (polled, not
+    /// notified: a request costs no wake-up of the connection's task).
+    pub async fn idle_for(&self, idle: Duration) {
+        loop {
+            let since_end = self
+                .since
+                .elapsed()
+                .saturating_sub(Duration::from_millis(self.last_end.load(Ordering::Relaxed)));
+            if self.busy() == 0 && since_end >= idle {
+                return;
+            }
+            tokio::time::sleep(
+                idle.saturating_sub(since_end)
+                    .max(Duration::from_millis(10)),
+            )
+            .await;
+        }
     }
 
     fn notify(&self) {
@@ -78,6 +127,8 @@ pub struct Busy(Arc<ConnState>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        let ms = u64::try_from(self.0.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_end.store(ms, Ordering::Relaxed);
         self.0.busy.fetch_sub(1, Ordering::SeqCst);
         self.0.notify();
     }
@@ -121,6 +172,27 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_end_of_the_last_request() {
+        let state = Arc::new(ConnState::default());
+        let idle = Duration::from_secs(10);
+        let t = Instant::now();
+        let busy = state.start(http::Version::HTTP_2);
+        let s = state.clone();
+        let waiting = tokio::spawn(async move {
+            s.idle_for(idle).await;
+            t.elapsed()
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!waiting.is_finished(), "a request is in flight");
+        drop(busy);
+        let waited = waiting.await.unwrap();
+        assert!(
+            waited >= Duration::from_secs(40) && waited < Duration::from_secs(41),
+            "{waited:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn quiet_waits_for_requests_and_the_linger() {

@@ -1,15 +1,20 @@
 //! Listeners: the data plane (HTTP/1.1 and h2c, or TLS with ALPN h2/http1.1) and the
-//! admin listener. Each connection: TCP_NODELAY, optional TLS handshake, the first
-//! request head within `header_read_timeout_ms` (408 otherwise), then hyper. On
+//! admin listener. At most `max_connections` at once (more wait in the backlog).
+//! Each connection: TCP_NODELAY, the PROXY header when configured, optional TLS
+//! handshake, the first request head within `header_read_timeout_ms` (408
+//! otherwise), then hyper, with the timeouts of `timeouts.rs` (client writes,
+//! later HTTP/1 heads) and closed after `idle_timeout_ms` without a request. On
 //! shutdown the listeners close and each connection drains (see `drain`); what is
 //! left when the answers are cut (end of the grace) gets a moment to send its last
 //! bytes, then is closed.
 
 pub mod drain;
 pub mod preread;
+pub mod timeouts;
 pub mod tls;
 
 use crate::app::App;
+use crate::config::validate::ConnLimits;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,23 +22,78 @@ use preread::{Head, Rewind};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 type Builder = Arc<auto::Builder<TokioExecutor>>;
 
-fn builder(header_timeout: Duration) -> Builder {
+/// hyper's per-connection HTTP/1 buffer (the request head, and the answer bytes
+/// queued for a slow client) and HTTP/2 send buffer per stream.
+const CONN_BUFFER: usize = 128 * 1024;
+
+fn builder(limits: &ConnLimits) -> Builder {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // heads after the first are timed by `timeouts::Guarded` (with a 408)
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Some(header_timeout))
+        .header_read_timeout(None)
+        .max_buf_size(CONN_BUFFER)
         .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(1024);
+    let mut h2 = b.http2();
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_send_buf_size(CONN_BUFFER);
+    if let Some((every, within)) = limits.http2_keepalive {
+        h2.keep_alive_interval(every).keep_alive_timeout(within);
+    }
     Arc::new(b)
+}
+
+/// What bounds one connection, read from the config when it is accepted.
+#[derive(Debug, Clone, Copy)]
+struct ConnOpts {
+    head_timeout: Duration,
+    write_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl ConnOpts {
+    fn of(cfg: &crate::config::Runtime) -> ConnOpts {
+        ConnOpts {
+            head_timeout: cfg.server.header_read_timeout,
+            write_timeout: cfg.server.conn.client_write_timeout,
+            idle_timeout: cfg.server.conn.idle_timeout,
+        }
+    }
+}
+
+/// Connections the admin listener serves at once.
+const ADMIN_CONNECTIONS: usize = 256;
+
+/// Waits for a free connection slot (logging, at most once a minute, that the
+/// listener is full), or None once `stop` fires.
+async fn slot(
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+    listener: &'static str,
+    last_full: &mut Option<Instant>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = slots.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    if last_full.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last_full = Some(Instant::now());
+        tracing::warn!(
+            listener,
+            "connection limit reached: new connections wait in the listen backlog"
+        );
+    }
+    tokio::select! {
+        p = slots.clone().acquire_owned() => p.ok(),
+        _ = stop.changed() => None,
+    }
 }
 
 /// After the answers are cut, how long their connections get to send the final bytes.
@@ -42,17 +102,26 @@ const AFTER_CUT: Duration = Duration::from_secs(2);
 /// Accepts data-plane connections until `stop` fires, then drains until they are all
 /// done or, once the answers are cut, [`AFTER_CUT`] more.
 pub async fn serve_data(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let builder = builder(app.config().server.header_read_timeout);
+    let limits = app.config().server.conn;
+    let builder = builder(&limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut last_full = None;
     // connection tasks, so the ones still open after the grace are ended (and their
     // requests finished: quotas settled, ai_log written) before the process exits
     let mut conns = tokio::task::JoinSet::new();
     loop {
+        let Some(permit) = slot(&slots, &mut stop, "data", &mut last_full).await else {
+            break;
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     while conns.try_join_next().is_some() {}
                     let conn = data_conn(app.clone(), stream, remote, builder.clone(), stop.clone());
-                    conns.spawn(conn);
+                    conns.spawn(async move {
+                        conn.await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // e.g. out of file descriptors: back off instead of spinning
@@ -106,6 +175,7 @@ async fn data_conn(
     let conn_state = state.clone();
     let cfg = app.config();
     let timeout = cfg.server.header_read_timeout;
+    let opts = ConnOpts::of(&cfg);
     let tls = cfg.server.tls.clone();
     let (remote, stream) = if cfg.server.proxy_protocol {
         match preread::read_proxy_header(&mut stream, timeout).await {
@@ -142,7 +212,7 @@ async fn data_conn(
         }
     });
     match tls {
-        None => serve(stream, timeout, svc, &builder, &state, stop).await,
+        None => serve(stream, opts, svc, &builder, &state, stop).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let mut stopped = stop.clone();
@@ -152,7 +222,7 @@ async fn data_conn(
                 _ = stopped_a_while(&mut stopped) => return,
             };
             match handshake {
-                Ok(Ok(s)) => serve(s, timeout, svc, &builder, &state, stop).await,
+                Ok(Ok(s)) => serve(s, opts, svc, &builder, &state, stop).await,
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
@@ -162,10 +232,10 @@ async fn data_conn(
 
 async fn serve<IO, S, B>(
     mut io: IO,
-    timeout: Duration,
+    opts: ConnOpts,
     svc: S,
     builder: &Builder,
-    state: &drain::ConnState,
+    state: &Arc<drain::ConnState>,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -184,21 +254,29 @@ async fn serve<IO, S, B>(
     // stopped is closed (one accepted just before may have its request on the way)
     let head = tokio::select! {
         biased;
-        head = preread::read_head(&mut io, timeout) => head,
+        head = preread::read_head(&mut io, opts.head_timeout) => head,
         _ = stopped_a_while(&mut stop) => return,
     };
     match head {
         Ok(Head::Ready(prefix)) => {
-            let io = TokioIo::new(Rewind::new(prefix, io));
-            let conn = builder.serve_connection(io, svc).into_owned();
+            let h1 = !prefix.starts_with(H2_PREFACE);
+            let io = timeouts::Guarded::new(
+                Rewind::new(prefix, io),
+                state.clone(),
+                opts.write_timeout,
+                h1.then_some(opts.head_timeout),
+            );
+            let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
             tokio::pin!(conn);
             let result = 'ended: {
-                tokio::select! {
+                let idle = tokio::select! {
                     r = conn.as_mut() => break 'ended r,
-                    _ = stop.wait_for(|stopped| *stopped) => {}
-                }
-                // HTTP/2: GOAWAY now; HTTP/1: once quiet (hyper closes an idle one)
-                if !state.is_h2() {
+                    _ = stop.wait_for(|stopped| *stopped) => false,
+                    _ = state.idle_for(opts.idle_timeout) => true,
+                };
+                // HTTP/2: GOAWAY now; HTTP/1 at once when idle (no request for
+                // a while), else once quiet (hyper closes an idle one)
+                if !idle && !state.is_h2() {
                     tokio::select! {
                         r = conn.as_mut() => break 'ended r,
                         _ = state.quiet() => {}
@@ -222,22 +300,40 @@ async fn stopped_a_while(stop: &mut watch::Receiver<bool>) {
     tokio::time::sleep(drain::LINGER).await;
 }
 
-/// Accepts admin connections (plain HTTP/1.1) until `stop` fires.
+/// The first bytes of an HTTP/2 connection (prior knowledge, or after ALPN).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Accepts admin connections until `stop` fires: at most [`ADMIN_CONNECTIONS`]
+/// at once, with the data plane's timeouts.
 pub async fn serve_admin(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let builder = builder(Duration::from_secs(10));
+    let builder = builder(&app.config().server.conn);
+    let slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+    let mut last_full = None;
     loop {
+        let Some(permit) = slot(&slots, &mut stop, "admin", &mut last_full).await else {
+            break;
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
                     let builder = builder.clone();
+                    let stop = stop.clone();
+                    let opts = ConnOpts::of(&app.config());
                     tokio::spawn(async move {
+                        let state = Arc::new(drain::ConnState::default());
+                        let conn_state = state.clone();
                         let svc = service_fn(move |req| {
                             let app = app.clone();
-                            async move { Ok::<_, Infallible>(crate::admin::handle(app, req).await) }
+                            let busy = conn_state.start(http::Version::HTTP_11);
+                            async move {
+                                let resp = crate::admin::handle(app, req).await;
+                                Ok::<_, Infallible>(resp.map(|b| drain::Tracked::new(b, busy)))
+                            }
                         });
-                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        serve(stream, opts, svc, &builder, &state, stop).await;
+                        drop(permit);
                     });
                 }
                 Err(e) => {

@@ -46,17 +46,23 @@ pub async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
             Err(_) => {
                 let body =
                     crate::error::GatewayError::header_timeout(timeout.as_millis() as u64).body();
-                let head = format!(
-                    "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = io.write_all(head.as_bytes()).await;
-                let _ = io.write_all(&body).await;
+                let _ = io.write_all(&timeout_answer(&body)).await;
                 let _ = io.shutdown().await;
                 return Ok(Head::TimedOut);
             }
         }
     }
+}
+
+/// The whole 408 answer with `body`, closing the connection.
+pub fn timeout_answer(body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// Longest PROXY protocol header accepted (v1 is at most 107 bytes; v2 carries

@@ -78,6 +78,59 @@ pub struct ServerConfig {
     /// or v2) header; its source address is believed from trusted proxies only.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Added key: request-body bytes buffered at once by all requests; a body
+    /// that would go past it is answered 503 `overloaded`.
+    #[serde(default = "d_max_buffered")]
+    pub max_buffered_body_bytes: u64,
+    /// Added key: the whole request body must arrive within this (408 otherwise).
+    #[serde(default = "d_body_timeout")]
+    pub body_read_timeout_ms: u64,
+    /// Added key: streams one HTTP/2 client connection may have open at once.
+    #[serde(default = "d_h2_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// Added key: data-plane connections open at once; more wait in the
+    /// listen backlog until one closes.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    /// Added key: an HTTP/1 keep-alive connection waiting for its next request,
+    /// or an HTTP/2 connection with no open stream, is closed after this long.
+    #[serde(default = "d_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Added key: HTTP/2 PING every this often (0 = off) ...
+    #[serde(default = "d_h2_ping")]
+    pub http2_keepalive_interval_ms: u64,
+    /// Added key: ... and the connection is closed when its answer takes longer.
+    #[serde(default = "d_h2_ping_timeout")]
+    pub http2_keepalive_timeout_ms: u64,
+    /// Added key: a client that accepts no bytes of its answer for this long is
+    /// cut (its usage is settled and logged, flag `DC`).
+    #[serde(default = "d_client_write_timeout")]
+    pub client_write_timeout_ms: u64,
+}
+
+fn d_max_buffered() -> u64 {
+    256 * 1024 * 1024
+}
+fn d_body_timeout() -> u64 {
+    60_000
+}
+fn d_h2_streams() -> u32 {
+    100
+}
+fn d_max_connections() -> usize {
+    10_000
+}
+fn d_idle_timeout() -> u64 {
+    60_000
+}
+fn d_h2_ping() -> u64 {
+    20_000
+}
+fn d_h2_ping_timeout() -> u64 {
+    10_000
+}
+fn d_client_write_timeout() -> u64 {
+    30_000
 }
 
 impl Default for ServerConfig {
@@ -96,6 +149,14 @@ impl Default for ServerConfig {
             redact_upstream_errors: true,
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            max_buffered_body_bytes: d_max_buffered(),
+            body_read_timeout_ms: d_body_timeout(),
+            http2_max_concurrent_streams: d_h2_streams(),
+            max_connections: d_max_connections(),
+            idle_timeout_ms: d_idle_timeout(),
+            http2_keepalive_interval_ms: d_h2_ping(),
+            http2_keepalive_timeout_ms: d_h2_ping_timeout(),
+            client_write_timeout_ms: d_client_write_timeout(),
         }
     }
 }

@@ -1,0 +1,212 @@
+//! Upstream answers whose client stopped reading. hyper polls a response body
+//! only when it can send what the body gives: not while an HTTP/1 client leaves
+//! the socket full, nor while an HTTP/2 client grants the stream no
+//! flow-control window. The body's own timers then never run, and the upstream
+//! request, its buffers and its quota reservation would be held as long as the
+//! connection lives. Every upstream answer is therefore shared with a sweeper
+//! that ends it (settled and recorded: flag `DC`, or `UT` past `total_ms`) once
+//! its client has taken nothing for `client_write_timeout_ms`, or its deadline
+//! has passed. (An HTTP/1 connection that stays stuck is then closed by
+//! `server/timeouts.rs`.)
+
+use crate::ctx::Ending;
+use crate::stream::{BoxError, Metered};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the sweeper looks.
+const SWEEP: Duration = Duration::from_millis(250);
+
+/// An answer the sweeper may end.
+pub struct Watched {
+    body: Mutex<Slot>,
+    /// ms (after `Stalls::epoch`) since which the client has not taken the
+    /// frame it was handed; 0 while the body is being polled for more
+    waiting_since: AtomicU64,
+    deadline: Instant,
+    write_timeout: Duration,
+}
+
+/// The answer (None once ended from outside) and who waits for its next frame.
+struct Slot {
+    metered: Option<Pin<Box<Metered>>>,
+    /// the connection task that last found no frame ready: woken when the
+    /// answer is ended, so it learns at once
+    waker: Option<Waker>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Lists of watched answers: a request locks one, so the request path's
+/// threads rarely meet on the same lock.
+const SHARDS: usize = 8;
+
+/// The upstream answers in flight, and their sweeper.
+pub struct Stalls {
+    epoch: Instant,
+    shards: [Mutex<Vec<Weak<Watched>>>; SHARDS],
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Stalls {
+    fn default() -> Self {
+        Stalls {
+            epoch: Instant::now(),
+            shards: Default::default(),
+            next: Default::default(),
+        }
+    }
+}
+
+impl Stalls {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// `body`, watched: the sweeper ends it once its client has taken nothing for
+    /// `write_timeout`, or its deadline has passed.
+    pub fn watch(
+        self: &Arc<Self>,
+        body: Pin<Box<Metered>>,
+        write_timeout: Duration,
+    ) -> WatchedBody {
+        let w = Arc::new(Watched {
+            deadline: body.deadline(),
+            body: Mutex::new(Slot {
+                metered: Some(body),
+                waker: None,
+            }),
+            waiting_since: AtomicU64::new(0),
+            write_timeout,
+        });
+        let shard = self.next.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        lock(&self.shards[shard]).push(Arc::downgrade(&w));
+        WatchedBody {
+            watched: w,
+            stalls: self.clone(),
+        }
+    }
+
+    /// Ends the answers that are stalled or past their deadline; forgets the
+    /// finished ones.
+    pub fn sweep(&self) {
+        for shard in &self.shards {
+            self.sweep_shard(shard);
+        }
+    }
+
+    fn sweep_shard(&self, shard: &Mutex<Vec<Weak<Watched>>>) {
+        let now = Instant::now();
+        let now_ms = self.now_ms();
+        let mut due = Vec::new();
+        lock(shard).retain(|w| {
+            let Some(w) = w.upgrade() else { return false };
+            let since = w.waiting_since.load(Ordering::Relaxed);
+            let stalled = since != 0
+                && now_ms.saturating_sub(since)
+                    >= u64::try_from(w.write_timeout.as_millis()).unwrap_or(u64::MAX);
+            if stalled || now >= w.deadline {
+                due.push((w, stalled));
+                return false;
+            }
+            true
+        });
+        for (w, stalled) in due {
+            // a body being polled right now is looked at again next time
+            let Ok(mut slot) = w.body.try_lock() else {
+                lock(shard).push(Arc::downgrade(&w));
+                continue;
+            };
+            if let Some(mut b) = slot.metered.take() {
+                let ending = if stalled {
+                    Ending::ClientGone
+                } else {
+                    Ending::TotalTimeout
+                };
+                b.as_mut().end_now(ending);
+            }
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Sweeps every [`SWEEP`] until `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.sweep(),
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// The response body of a watched answer.
+pub struct WatchedBody {
+    watched: Arc<Watched>,
+    stalls: Arc<Stalls>,
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let w = &self.watched;
+        w.waiting_since.store(0, Ordering::Relaxed);
+        let mut slot = lock(&w.body);
+        let Some(b) = slot.metered.as_mut() else {
+            return Poll::Ready(Some(Err(
+                "the answer was ended: its client took nothing for too long, or its time was up"
+                    .into(),
+            )));
+        };
+        let r = b.as_mut().poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(_))) => {
+                w.waiting_since
+                    .store(self.stalls.now_ms(), Ordering::Relaxed);
+            }
+            Poll::Pending => {
+                if !slot.waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        lock(&self.watched.body)
+            .metered
+            .as_ref()
+            .is_some_and(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        lock(&self.watched.body)
+            .metered
+            .as_ref()
+            .map_or_else(SizeHint::default, |b| b.size_hint())
+    }
+}
