@@ -4,7 +4,8 @@
 //! stream megabytes while reading the answer, a listener that counts who connects
 //! to it (a tripwire), and HTTP/2 clients (the `h2` crate) that reset every
 //! stream right after opening it (rapid reset) or open many connections and sit
-//! idle on them, and one by hand that never finishes a header block.
+//! idle on them, and connections made by hand that answer nothing, ignore
+//! GOAWAY or never finish a header block.
 
 use bytes::Bytes;
 use std::io;
@@ -660,21 +661,88 @@ pub async fn h2_rapid_reset(addr: &str, path: &str, n: usize) -> RapidReset {
     RapidReset { reset, stopped_by }
 }
 
-/// Opens an HTTP/2 (h2c) connection by hand and sends the start of a request's
-/// header block (HEADERS without END_HEADERS), never the rest: a slowloris in
-/// HTTP/2 terms. The server's frames are left unread in the returned connection.
-pub async fn h2_unfinished_headers(addr: &str) -> RawConn {
-    let mut c = RawConn::connect(addr).await;
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    // SETTINGS, empty
-    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
-    // HEADERS on stream 1, no flags (no END_HEADERS: CONTINUATION should follow),
-    // HPACK: :method POST, :scheme http, :path / (static table 3, 6, 4)
-    out.extend_from_slice(&[0, 0, 3, 0x1, 0, 0, 0, 0, 1, 0x83, 0x86, 0x84]);
-    if let Err(e) = c.send(&out).await {
-        panic!("write to {addr}: {e}");
+/// What an HTTP/2 connection made by hand does after its preface and empty
+/// SETTINGS. A GOAWAY is ignored in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByHand {
+    /// Nothing more, and nothing the server sends is acknowledged.
+    Silent,
+    /// Acknowledges the server's SETTINGS and PINGs (keep-alive pings find
+    /// it alive), opens no stream.
+    AnswersPings,
+    /// Sends the start of a request's header block (HEADERS without
+    /// END_HEADERS) and never the rest, a slowloris in HTTP/2 terms; it can
+    /// acknowledge nothing (any frame but CONTINUATION is a protocol error).
+    UnfinishedHeaders,
+}
+
+/// An HTTP/2 connection made by hand (see [`ByHand`]), its frames read by a task.
+pub struct H2ByHand {
+    task: tokio::task::JoinHandle<()>,
+    ended: Arc<Mutex<Option<Instant>>>,
+}
+
+impl H2ByHand {
+    pub async fn open(addr: &str, how: ByHand) -> H2ByHand {
+        let mut c = RawConn::connect(addr).await;
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        if how == ByHand::UnfinishedHeaders {
+            // HEADERS on stream 1, no flags (CONTINUATION should follow); HPACK
+            // :method POST, :scheme http, :path / (static table 3, 6, 4)
+            out.extend_from_slice(&[0, 0, 3, 0x1, 0, 0, 0, 0, 1, 0x83, 0x86, 0x84]);
+        }
+        if let Err(e) = c.send(&out).await {
+            panic!("write to {addr}: {e}");
+        }
+        let ended = Arc::new(Mutex::new(None));
+        let mark = ended.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                match c.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                // whole frames: 3 bytes length, type, flags, 4 bytes stream id
+                while buf.len() >= 9 {
+                    let len =
+                        usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+                    if buf.len() < 9 + len {
+                        break;
+                    }
+                    let (kind, flags) = (buf[3], buf[4]);
+                    let payload = buf[9..9 + len].to_vec();
+                    buf.drain(..9 + len);
+                    let ack = match (kind, flags & 1) {
+                        (0x4, 0) => vec![0, 0, 0, 0x4, 1, 0, 0, 0, 0],
+                        (0x6, 0) => [&[0, 0, 8, 0x6, 1, 0, 0, 0, 0][..], &payload].concat(),
+                        _ => continue,
+                    };
+                    if how == ByHand::AnswersPings && c.send(&ack).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            if let Ok(mut g) = mark.lock() {
+                *g = Some(Instant::now());
+            }
+        });
+        H2ByHand { task, ended }
     }
-    c
+
+    /// Waits up to `wait` for the server to end the connection: when it did.
+    pub async fn ended(&mut self, wait: Duration) -> Option<Instant> {
+        let _ = tokio::time::timeout(wait, &mut self.task).await;
+        *self.ended.lock().ok()?
+    }
+}
+
+impl Drop for H2ByHand {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Opens `n` HTTP/2 connections to `addr` (`parallel` handshakes at a time) and

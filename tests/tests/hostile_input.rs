@@ -15,8 +15,8 @@ use bytes::Bytes;
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::hostile::{
-    chunked, exchange, h2_idle_connections, h2_rapid_reset, h2_unfinished_headers, request, upload,
-    Exchange, H2Conn, RawConn, RawResponse, Tripwire,
+    chunked, exchange, h2_idle_connections, h2_rapid_reset, request, upload, ByHand, Exchange,
+    H2ByHand, H2Conn, RawConn, RawResponse, Tripwire,
 };
 use gateway_tests::mock_upstream::MockUpstream;
 use serde_json::{json, Value};
@@ -856,14 +856,22 @@ async fn http2_rapid_reset_leaves_the_gateway_serving_others() {
 
 /// Five hundred HTTP/2 connections that open no stream are closed once
 /// `idle_timeout_ms` has passed (not before), and the gateway serves others
-/// meanwhile; so is one that started a header block and never finished it.
+/// meanwhile. So are connections made by hand that ignore GOAWAY and answer
+/// nothing, or answer pings, or stop in the middle of a header block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
     let ms = TIMEOUT.as_millis().to_string();
     let mut t = Target::start_with(&[&format!("idle_timeout_ms: {ms}")]).await;
     const CONNS: usize = 500;
-    let mut unfinished = h2_unfinished_headers(t.addr()).await;
-    let unfinished_at = Instant::now();
+    let by_hand_at = Instant::now();
+    let mut by_hand = Vec::new();
+    for how in [
+        ByHand::Silent,
+        ByHand::AnswersPings,
+        ByHand::UnfinishedHeaders,
+    ] {
+        by_hand.push((how, H2ByHand::open(t.addr(), how).await));
+    }
     let mut conns = h2_idle_connections(t.addr(), CONNS, 50).await;
     let r = TestClient::new()
         .post_json(&url(&t.gw, CHAT), &normal_body())
@@ -880,12 +888,21 @@ async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
             "idle connection {i} closed after {lived:?} ({ended:?})"
         );
     }
-    let left = (unfinished_at + TIMEOUT + Duration::from_secs(3))
-        .saturating_duration_since(Instant::now());
-    assert!(
-        unfinished.ended(left).await.is_some(),
-        "a connection with an unfinished header block is still open"
-    );
+    for (how, c) in &mut by_hand {
+        let left = (by_hand_at + TIMEOUT + Duration::from_secs(3))
+            .saturating_duration_since(Instant::now());
+        let Some(ended) = c.ended(left).await else {
+            panic!(
+                "HTTP/2 by hand, {how:?}: still open after {:?}",
+                by_hand_at.elapsed()
+            );
+        };
+        let lived = ended.duration_since(by_hand_at);
+        assert!(
+            lived >= TIMEOUT.mul_f32(0.8),
+            "HTTP/2 by hand, {how:?}: closed after {lived:?}"
+        );
+    }
     t.assert_unharmed().await;
 }
 
