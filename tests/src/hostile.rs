@@ -544,15 +544,34 @@ impl H2Conn {
         req: http::Request<()>,
         body: Bytes,
     ) -> Result<(u16, Bytes), String> {
+        self.exchange(req, body, true).await
+    }
+
+    /// Sends `req` and the start of its body, `part`, never the rest (no
+    /// END_STREAM), and reads the answer: its status and body.
+    pub async fn unfinished_request(
+        &mut self,
+        req: http::Request<()>,
+        part: Bytes,
+    ) -> Result<(u16, Bytes), String> {
+        self.exchange(req, part, false).await
+    }
+
+    async fn exchange(
+        &mut self,
+        req: http::Request<()>,
+        body: Bytes,
+        end: bool,
+    ) -> Result<(u16, Bytes), String> {
         let mut send = tokio::time::timeout(Duration::from_secs(5), self.send.clone().ready())
             .await
             .map_err(|_| "no stream capacity for 5 s".to_string())?
             .map_err(|e| describe_h2(&e))?;
         let (resp, mut stream) = send
-            .send_request(req, body.is_empty())
+            .send_request(req, end && body.is_empty())
             .map_err(|e| describe_h2(&e))?;
         if !body.is_empty() {
-            stream.send_data(body, true).map_err(|e| describe_h2(&e))?;
+            stream.send_data(body, end).map_err(|e| describe_h2(&e))?;
         }
         let resp = tokio::time::timeout(Duration::from_secs(30), resp)
             .await
@@ -566,6 +585,8 @@ impl H2Conn {
             let _ = body.flow_control().release_capacity(chunk.len());
             out.extend_from_slice(&chunk);
         }
+        // the request's stream stays open (for an unfinished body) until here
+        drop(stream);
         Ok((status, Bytes::from(out)))
     }
 

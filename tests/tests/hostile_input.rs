@@ -357,7 +357,7 @@ async fn smuggling_variants_are_refused_and_the_connection_closed() {
 
 /// A declared 100 MB body is refused before any of it is sent (even with
 /// `Expect: 100-continue`, no `100 Continue` invites it), and the connection is
-/// closed instead of being drained.
+/// closed instead of being drained; over HTTP/2 the stream is answered 413.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_100_mb_body_is_413_before_it_is_sent() {
     let mut t = Target::start().await;
@@ -377,6 +377,22 @@ async fn a_declared_100_mb_body_is_413_before_it_is_sent() {
             "the connection is closed, not drained"
         );
     }
+    // over HTTP/2: the HEADERS declare it, one DATA frame of it comes
+    let mut h2 = H2Conn::connect(t.addr()).await.unwrap();
+    let req = http::Request::post(format!("http://{}{CHAT}", t.addr()))
+        .header("content-length", "104857600")
+        .body(())
+        .unwrap();
+    let (status, answer) = h2
+        .unfinished_request(req, Bytes::from_static(b"{"))
+        .await
+        .unwrap();
+    let code = serde_json::from_slice::<Value>(&answer).unwrap()["error"]["code"].clone();
+    assert_eq!(
+        (status, code),
+        (413, json!("body_too_large")),
+        "h2, declared 100 MB"
+    );
     assert_eq!(t.hits(), 0);
     t.assert_unharmed().await;
 }
@@ -639,8 +655,9 @@ async fn slowloris_on_a_later_keep_alive_request_gets_408() {
     t.assert_unharmed().await;
 }
 
-/// A body that stops coming, or comes a byte at a time, is answered 408 once
-/// `body_read_timeout_ms` has passed since the head, and nothing goes upstream.
+/// A body that stops coming (HTTP/1 or HTTP/2), or comes a byte at a time, is
+/// answered 408 once `body_read_timeout_ms` has passed since the head, and
+/// nothing goes upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_and_trickled_bodies_get_408() {
     let ms = TIMEOUT.as_millis().to_string();
@@ -684,6 +701,30 @@ async fn stalled_and_trickled_bodies_get_408() {
         .trickle(&body, 1, Duration::from_millis(50), Duration::from_secs(6))
         .await;
     assert_408_in_time(r, sent, "trickled body");
+
+    // over HTTP/2: a DATA frame with a tenth of the body, then nothing
+    let mut h2 = H2Conn::connect(t.addr()).await.unwrap();
+    let req = http::Request::post(format!("http://{}{CHAT}", t.addr()))
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let sent = Instant::now();
+    let (status, answer) = h2
+        .unfinished_request(req, Bytes::copy_from_slice(&body[..body.len() / 10]))
+        .await
+        .unwrap();
+    let took = sent.elapsed();
+    let code = serde_json::from_slice::<Value>(&answer).unwrap()["error"]["code"].clone();
+    assert_eq!(
+        (status, code),
+        (408, json!("request_timeout")),
+        "h2 stalled body"
+    );
+    assert!(
+        took >= TIMEOUT.mul_f32(0.8) && took <= TIMEOUT + Duration::from_secs(2),
+        "h2 stalled body: 408 after {took:?}"
+    );
 
     assert_eq!(t.hits(), 0);
     t.assert_unharmed().await;
