@@ -263,6 +263,11 @@ impl RawConn {
         self.ended
     }
 
+    /// How the peer ended the connection, if it did (as far as read so far).
+    pub fn state(&self) -> Option<Ended> {
+        self.ended
+    }
+
     /// Bytes received and not yet taken as a response.
     pub fn unread(&self) -> String {
         String::from_utf8_lossy(&self.buf).into_owned()

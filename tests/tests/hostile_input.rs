@@ -588,10 +588,13 @@ async fn header_floods_are_431() {
     t.assert_unharmed().await;
 }
 
-/// Asserts a 408 `request_timeout` that came between `from + TIMEOUT * 0.8` and
-/// `from + TIMEOUT + 2 s`.
-fn assert_408_in_time(r: Option<RawResponse>, from: Instant, what: &str) {
-    let r = r.unwrap_or_else(|| panic!("{what}: the connection ended without an answer"));
+/// Asserts that `c` got a 408 `request_timeout` (`r`, what it read) between
+/// `from + TIMEOUT * 0.8` and `from + TIMEOUT + 2 s`.
+fn assert_408_in_time(c: &RawConn, r: Option<RawResponse>, from: Instant, what: &str) {
+    let r = r.unwrap_or_else(|| match c.state() {
+        Some(how) => panic!("{what}: the connection ended ({how:?}) without an answer"),
+        None => panic!("{what}: no answer within the wait"),
+    });
     r.assert_error(408, Some("request_timeout"), what);
     let took = r.at.duration_since(from);
     assert!(
@@ -614,7 +617,7 @@ async fn slowloris_on_the_first_request_gets_408() {
     let r = c
         .trickle(&head, 4, Duration::from_millis(50), Duration::from_secs(5))
         .await;
-    assert_408_in_time(r, started, "a head trickled in");
+    assert_408_in_time(&c, r, started, "a head trickled in");
     assert!(c.ended(Duration::from_secs(2)).await.is_some());
     let left =
         (silent_at + TIMEOUT + Duration::from_secs(2)).saturating_duration_since(Instant::now());
@@ -649,7 +652,7 @@ async fn slowloris_on_a_later_keep_alive_request_gets_408() {
     let r = c
         .trickle(&head, 4, Duration::from_millis(50), Duration::from_secs(5))
         .await;
-    assert_408_in_time(r, first.at, "the second head trickled in");
+    assert_408_in_time(&c, r, first.at, "the second head trickled in");
     assert!(c.ended(Duration::from_secs(2)).await.is_some());
     assert_eq!(t.hits(), 1, "only the first request upstream");
     t.assert_unharmed().await;
@@ -671,11 +674,8 @@ async fn stalled_and_trickled_bodies_get_408() {
     c.send(&head).await.unwrap();
     c.send(&body[..body.len() / 10]).await.unwrap();
     let sent = Instant::now();
-    assert_408_in_time(
-        c.response(Duration::from_secs(5)).await,
-        sent,
-        "stalled body",
-    );
+    let r = c.response(Duration::from_secs(5)).await;
+    assert_408_in_time(&c, r, sent, "stalled body");
     assert!(c.ended(Duration::from_secs(2)).await.is_some());
 
     // a chunked body whose terminating chunk never comes
@@ -686,11 +686,8 @@ async fn stalled_and_trickled_bodies_get_408() {
     first.truncate(20);
     c.send(&first).await.unwrap();
     let sent = Instant::now();
-    assert_408_in_time(
-        c.response(Duration::from_secs(5)).await,
-        sent,
-        "stalled chunks",
-    );
+    let r = c.response(Duration::from_secs(5)).await;
+    assert_408_in_time(&c, r, sent, "stalled chunks");
     assert!(c.ended(Duration::from_secs(2)).await.is_some());
 
     // the whole body, a byte every 50 ms: it would take longer than the timeout
@@ -700,7 +697,7 @@ async fn stalled_and_trickled_bodies_get_408() {
     let r = c
         .trickle(&body, 1, Duration::from_millis(50), Duration::from_secs(6))
         .await;
-    assert_408_in_time(r, sent, "trickled body");
+    assert_408_in_time(&c, r, sent, "trickled body");
 
     // over HTTP/2: a DATA frame with a tenth of the body, then nothing
     let mut h2 = H2Conn::connect(t.addr()).await.unwrap();
