@@ -1,8 +1,10 @@
 //! The `gateway` binary: `gateway [--config PATH]`, `gateway --check-config PATH`.
 
 use clap::Parser;
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// mimalloc: cheaper small allocations than glibc's, and frees from another thread
 /// (request records freed by the exporter threads) without lock contention.
@@ -30,7 +32,34 @@ struct Cli {
     probe: Option<String>,
 }
 
+/// Bumped when freed memory should go back to the OS (after answers were cut):
+/// mimalloc purges a thread's free pages only when that thread works in it, so
+/// each runtime worker gives its own back when it next goes idle.
+static RELEASE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static RELEASED: Cell<u64> = const { Cell::new(0) };
+}
+
+fn release_memory() {
+    RELEASE.fetch_add(1, Ordering::Relaxed);
+    collect_if_asked();
+}
+
+/// On a worker about to park: one atomic load, and a collection when asked.
+fn collect_if_asked() {
+    let wanted = RELEASE.load(Ordering::Relaxed);
+    RELEASED.with(|done| {
+        if done.get() != wanted {
+            done.set(wanted);
+            // SAFETY: mi_collect takes no pointers; any thread may call it.
+            unsafe { libmimalloc_sys::mi_collect(true) }
+        }
+    });
+}
+
 fn main() -> ExitCode {
+    gateway::stall::on_memory_freed(release_memory);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -48,6 +77,7 @@ fn main() -> ExitCode {
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(collect_if_asked)
         .build()
     {
         Ok(rt) => rt,

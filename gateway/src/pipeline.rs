@@ -65,11 +65,13 @@ enum Answer {
 }
 
 /// Serves one data-plane request from `remote` (the connection's peer, or the
-/// PROXY protocol's source address when the peer is a trusted proxy).
+/// PROXY protocol's source address when the peer is a trusted proxy); `conn`
+/// ends its HTTP/1 connection when the answer has to be cut short.
 pub async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     remote: SocketAddr,
+    conn: Option<Arc<crate::stall::ConnAbort>>,
 ) -> Response<ResponseBody> {
     let cfg = app.config(); // the request finishes on the config it started with
     let (parts, body) = req.into_parts();
@@ -123,7 +125,7 @@ pub async fn handle(
             );
             // watched, so it ends by its deadline whatever the client does
             let write_timeout = cfg.server.conn.client_write_timeout;
-            let body = app.stalls.watch(Box::pin(metered), write_timeout);
+            let body = app.stalls.watch(Box::pin(metered), write_timeout, conn);
             Response::from_parts(head, ResponseBody::Upstream(body))
         }
         Ok(Answer::Local(resp)) => {

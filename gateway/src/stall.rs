@@ -12,9 +12,10 @@
 use crate::ctx::Ending;
 use crate::stream::{BoxError, Metered};
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -22,6 +23,36 @@ use tokio::time::Instant;
 
 /// How often the sweeper looks.
 const SWEEP: Duration = Duration::from_millis(250);
+
+/// How long after ending answers their freed memory is given back.
+const RELEASE_AFTER: Duration = Duration::from_millis(1500);
+
+/// Ends an HTTP/1 connection from outside: its IO fails from then on
+/// (`server/timeouts.rs` checks it). An answer cut short leaves its connection
+/// unusable, and a client that stopped reading would otherwise keep it, with
+/// the bytes queued for it, until the write timeout.
+#[derive(Default)]
+pub struct ConnAbort {
+    aborted: AtomicBool,
+    /// the connection task, when its IO waits
+    waker: AtomicWaker,
+}
+
+impl ConnAbort {
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Wakes `w` when the connection is aborted.
+    pub fn register(&self, w: &Waker) {
+        self.waker.register(w);
+    }
+}
 
 /// An answer the sweeper may end.
 pub struct Watched {
@@ -31,6 +62,8 @@ pub struct Watched {
     waiting_since: AtomicU64,
     deadline: Instant,
     write_timeout: Duration,
+    /// its HTTP/1 connection, closed when the answer is ended
+    conn: Option<Arc<ConnAbort>>,
 }
 
 /// The answer (None once ended from outside) and who waits for its next frame.
@@ -51,6 +84,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Lists of watched answers: a request locks one, so the request path's
 /// threads rarely meet on the same lock.
 const SHARDS: usize = 8;
+
+/// Gives freed memory back to the operating system (the binary sets it to its
+/// allocator's collection: a process-wide allocator keeps freed pages of a
+/// thread that is idle now).
+static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what [`Stalls`] calls after ending answers: their buffers were freed.
+pub fn on_memory_freed(release: fn()) {
+    let _ = RELEASE_MEMORY.set(release);
+}
 
 /// The upstream answers in flight, and their sweeper.
 pub struct Stalls {
@@ -82,6 +125,7 @@ impl Stalls {
         self: &Arc<Self>,
         body: Pin<Box<Metered>>,
         write_timeout: Duration,
+        conn: Option<Arc<ConnAbort>>,
     ) -> WatchedBody {
         let w = Arc::new(Watched {
             deadline: body.deadline(),
@@ -91,6 +135,7 @@ impl Stalls {
             }),
             waiting_since: AtomicU64::new(0),
             write_timeout,
+            conn,
         });
         let shard = self.next.fetch_add(1, Ordering::Relaxed) % SHARDS;
         lock(&self.shards[shard]).push(Arc::downgrade(&w));
@@ -101,14 +146,12 @@ impl Stalls {
     }
 
     /// Ends the answers that are stalled or past their deadline; forgets the
-    /// finished ones.
-    pub fn sweep(&self) {
-        for shard in &self.shards {
-            self.sweep_shard(shard);
-        }
+    /// finished ones. How many it ended.
+    pub fn sweep(&self) -> usize {
+        self.shards.iter().map(|s| self.sweep_shard(s)).sum()
     }
 
-    fn sweep_shard(&self, shard: &Mutex<Vec<Weak<Watched>>>) {
+    fn sweep_shard(&self, shard: &Mutex<Vec<Weak<Watched>>>) -> usize {
         let now = Instant::now();
         let now_ms = self.now_ms();
         let mut due = Vec::new();
@@ -124,6 +167,7 @@ impl Stalls {
             }
             true
         });
+        let mut ended = 0;
         for (w, stalled) in due {
             // a body being polled right now is looked at again next time
             let Ok(mut slot) = w.body.try_lock() else {
@@ -131,6 +175,7 @@ impl Stalls {
                 continue;
             };
             if let Some(mut b) = slot.metered.take() {
+                ended += 1;
                 let ending = if stalled {
                     Ending::ClientGone
                 } else {
@@ -141,17 +186,33 @@ impl Stalls {
             if let Some(waker) = slot.waker.take() {
                 waker.wake();
             }
+            if let Some(c) = &w.conn {
+                c.abort();
+            }
         }
+        ended
     }
 
     /// Sweeps every [`SWEEP`] until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(SWEEP);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // the connections of ended answers close over the next moments: their
+        // memory is given back a tick and a second later
+        let mut release_at: Option<Instant> = None;
         loop {
             tokio::select! {
-                _ = tick.tick() => self.sweep(),
+                _ = tick.tick() => {}
                 _ = stop.changed() => return,
+            }
+            if self.sweep() > 0 {
+                release_at = Some(Instant::now() + RELEASE_AFTER);
+            }
+            if release_at.is_some_and(|t| Instant::now() >= t) {
+                release_at = None;
+                if let Some(release) = RELEASE_MEMORY.get() {
+                    release();
+                }
             }
         }
     }
@@ -186,10 +247,8 @@ impl Body for WatchedBody {
                 w.waiting_since
                     .store(self.stalls.now_ms(), Ordering::Relaxed);
             }
-            Poll::Pending => {
-                if !slot.waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
-                    slot.waker = Some(cx.waker().clone());
-                }
+            Poll::Pending if !slot.waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) => {
+                slot.waker = Some(cx.waker().clone());
             }
             _ => {}
         }

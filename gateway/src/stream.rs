@@ -132,11 +132,15 @@ const YIELDS_PER_BATCH: u8 = 2;
 /// Frames ready at the same time are sent together up to this size.
 const MAX_BATCH: usize = 64 * 1024;
 
-/// Frames that were ready together, sent as one.
+/// Frames that were ready together, sent as one. Several are copied once into
+/// a buffer of exactly their size: a buffer left over from growing (or the
+/// upstream connection's read buffer a frame points into) would stay pinned for
+/// as long as a slow client keeps the frame queued.
 #[derive(Default)]
 struct Batch {
-    one: Option<Bytes>,
-    more: BytesMut,
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+    len: usize,
 }
 
 impl Batch {
@@ -144,30 +148,35 @@ impl Batch {
         if b.is_empty() {
             return;
         }
-        match self.one.take() {
-            None if self.more.is_empty() => self.one = Some(b),
-            first => {
-                if let Some(f) = first {
-                    self.more.extend_from_slice(&f);
-                }
-                self.more.extend_from_slice(&b);
-            }
+        self.len += b.len();
+        match self.first {
+            None => self.first = Some(b),
+            Some(_) => self.rest.push(b),
         }
     }
 
     fn len(&self) -> usize {
-        self.one.as_ref().map_or(0, Bytes::len) + self.more.len()
+        self.len
     }
 
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     fn emit(&mut self, sent: &mut u64) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let out = self
-            .one
-            .take()
-            .unwrap_or_else(|| self.more.split().freeze());
+        let out = match self.first.take() {
+            Some(one) if self.rest.is_empty() => one,
+            Some(first) => {
+                let mut all = BytesMut::with_capacity(self.len);
+                all.extend_from_slice(&first);
+                for b in self.rest.drain(..) {
+                    all.extend_from_slice(&b);
+                }
+                all.freeze()
+            }
+            None => Bytes::new(),
+        };
+        self.len = 0;
         *sent += out.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(out))))
     }

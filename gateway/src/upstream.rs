@@ -46,8 +46,10 @@ fn new_client(connect_timeout: Duration) -> HttpClient {
         .enable_http2()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
-        // what one answer may have read ahead of a client that is slow to take it
-        .http1_max_buf_size(128 * 1024)
+        // reads of at most 16 KiB: a frame passed on to a slow client keeps the
+        // read buffer it points into alive, so larger ones would multiply what
+        // each stalled answer holds
+        .http1_max_buf_size(16 * 1024)
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)

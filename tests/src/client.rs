@@ -520,3 +520,113 @@ pub fn chat_stream_body(model: &str, content: &str) -> Value {
         "messages": [{"role": "user", "content": content}],
     })
 }
+
+/// A raw TCP connection for protocol-level tests: write what you like, read
+/// with deadlines, see when the other side closes.
+pub struct RawConn {
+    stream: tokio::net::TcpStream,
+    /// bytes read so far
+    pub got: Vec<u8>,
+    /// the peer closed (EOF or reset)
+    pub closed: bool,
+}
+
+impl RawConn {
+    pub async fn connect(addr: &str) -> RawConn {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => RawConn {
+                stream,
+                got: Vec::new(),
+                closed: false,
+            },
+            Err(e) => panic!("connect {addr}: {e}"),
+        }
+    }
+
+    /// A connection whose receive buffer is `bytes` (the kernel's minimum at
+    /// least): a client that stops reading stalls its sender sooner.
+    pub async fn connect_small(addr: &str, bytes: u32) -> RawConn {
+        let socket = match tokio::net::TcpSocket::new_v4() {
+            Ok(s) => s,
+            Err(e) => panic!("socket: {e}"),
+        };
+        if let Err(e) = socket.set_recv_buffer_size(bytes) {
+            panic!("SO_RCVBUF: {e}");
+        }
+        let to: std::net::SocketAddr = match addr.parse() {
+            Ok(a) => a,
+            Err(e) => panic!("{addr}: {e}"),
+        };
+        match socket.connect(to).await {
+            Ok(stream) => RawConn {
+                stream,
+                got: Vec::new(),
+                closed: false,
+            },
+            Err(e) => panic!("connect {addr}: {e}"),
+        }
+    }
+
+    /// Writes `data`; false when the peer no longer takes it.
+    pub async fn send(&mut self, data: &[u8]) -> bool {
+        self.stream.write_all(data).await.is_ok()
+    }
+
+    /// Reads until `done(bytes so far)` holds, the peer closes, or `wait` passes;
+    /// whether `done` held.
+    pub async fn read_until(&mut self, wait: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = [0u8; 16 * 1024];
+        while !done(&self.got) {
+            if self.closed {
+                return false;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => self.closed = true,
+                Ok(Ok(n)) => self.got.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
+    /// Reads until the peer closes or `wait` passes; whether it closed.
+    pub async fn wait_closed(&mut self, wait: Duration) -> bool {
+        self.read_until(wait, |_| false).await;
+        self.closed
+    }
+
+    /// What was read, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.got).into_owned()
+    }
+}
+
+/// An HTTP/1.1 POST of `body` as JSON to `path`, with `headers` (`Name: value`
+/// lines) and, when `length` is given, that `Content-Length` instead of the
+/// body's own.
+pub fn http1_post(path: &str, headers: &[&str], body: &str, length: Option<usize>) -> Vec<u8> {
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        length.unwrap_or(body.len())
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// An HTTP/1 answer's status code, once its status line arrived.
+pub fn http1_status(got: &[u8]) -> Option<u16> {
+    let line = got.split(|b| *b == b'\n').next()?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}

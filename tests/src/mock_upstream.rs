@@ -239,6 +239,9 @@ pub struct MockOptions {
     pub stream_chunks: usize,
     /// Delay between stream events, ms. Default 0.
     pub chunk_delay_ms: u64,
+    /// Bytes of padding (a field `x_pad` the gateway passes on) in every content
+    /// event of a chat stream: a lot of bytes in few events. Default 0.
+    pub chunk_pad: usize,
     /// Keep a log of every request (default true; the binary turns it off).
     pub record_requests: bool,
 }
@@ -248,6 +251,7 @@ impl Default for MockOptions {
         MockOptions {
             stream_chunks: DEFAULT_STREAM_CHUNKS,
             chunk_delay_ms: 0,
+            chunk_pad: 0,
             record_requests: true,
         }
     }
@@ -296,6 +300,7 @@ pub struct MockState {
     cut_after: AtomicUsize,
     chunk_delay_ms: AtomicU64,
     stream_chunks: AtomicUsize,
+    chunk_pad: usize,
     record: AtomicBool,
     hits: AtomicU64,
     /// `GET /v1/models` requests (what health probes ask)
@@ -316,6 +321,7 @@ impl MockState {
             cut_after: AtomicUsize::new(NO_CUT),
             chunk_delay_ms: AtomicU64::new(opts.chunk_delay_ms),
             stream_chunks: AtomicUsize::new(opts.stream_chunks),
+            chunk_pad: opts.chunk_pad,
             record: AtomicBool::new(opts.record_requests),
             hits: AtomicU64::new(0),
             model_hits: AtomicU64::new(0),
@@ -913,8 +919,12 @@ fn chat(st: &MockState, body: &Value, model: &str, n: u64) -> Response<MockBody>
     frames.push_back(sse(&format!(
         r#"{head}"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}"#
     )));
+    let pad = match st.chunk_pad {
+        0 => String::new(),
+        n => format!(r#","x_pad":"{}""#, "x".repeat(n)),
+    };
     let content = sse(&format!(
-        r#"{head}"choices":[{{"index":0,"delta":{{"content":"{CHUNK_TEXT}"}},"finish_reason":null}}]}}"#
+        r#"{head}"choices":[{{"index":0,"delta":{{"content":"{CHUNK_TEXT}"}},"finish_reason":null}}]{pad}}}"#
     ));
     for _ in 0..chunks {
         frames.push_back(content.clone());

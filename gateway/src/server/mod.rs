@@ -31,7 +31,7 @@ type Builder = Arc<auto::Builder<TokioExecutor>>;
 
 /// hyper's per-connection HTTP/1 buffer (the request head, and the answer bytes
 /// queued for a slow client) and HTTP/2 send buffer per stream.
-const CONN_BUFFER: usize = 128 * 1024;
+const CONN_BUFFER: usize = 64 * 1024;
 
 fn builder(limits: &ConnLimits) -> Builder {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -194,12 +194,15 @@ async fn data_conn(
         (peer, Rewind::new(bytes::Bytes::new(), stream))
     };
     drop(cfg);
+    let abort = Arc::new(crate::stall::ConnAbort::default());
+    let conn_abort = abort.clone();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();
         let busy = conn_state.start(req.version());
+        let h1 = req.version() < http::Version::HTTP_2;
+        let abort = h1.then(|| conn_abort.clone());
         async move {
-            let h1 = req.version() < http::Version::HTTP_2;
-            let mut resp = crate::pipeline::handle(app.clone(), req, remote).await;
+            let mut resp = crate::pipeline::handle(app.clone(), req, remote, abort).await;
             // a replica on its way out: HTTP/1 clients reconnect (through the
             // balancer, to another replica) instead of reusing this connection
             if h1 && app.shutdown.is_draining() {
@@ -212,7 +215,7 @@ async fn data_conn(
         }
     });
     match tls {
-        None => serve(stream, opts, svc, &builder, &state, stop).await,
+        None => serve(stream, opts, svc, &builder, &state, Some(abort), stop).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let mut stopped = stop.clone();
@@ -222,7 +225,7 @@ async fn data_conn(
                 _ = stopped_a_while(&mut stopped) => return,
             };
             match handshake {
-                Ok(Ok(s)) => serve(s, opts, svc, &builder, &state, stop).await,
+                Ok(Ok(s)) => serve(s, opts, svc, &builder, &state, Some(abort), stop).await,
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
@@ -236,6 +239,7 @@ async fn serve<IO, S, B>(
     svc: S,
     builder: &Builder,
     state: &Arc<drain::ConnState>,
+    abort: Option<Arc<crate::stall::ConnAbort>>,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -265,6 +269,7 @@ async fn serve<IO, S, B>(
                 state.clone(),
                 opts.write_timeout,
                 h1.then_some(opts.head_timeout),
+                abort.filter(|_| h1),
             );
             let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
             tokio::pin!(conn);
@@ -332,7 +337,7 @@ pub async fn serve_admin(app: Arc<App>, listener: TcpListener, mut stop: watch::
                                 Ok::<_, Infallible>(resp.map(|b| drain::Tracked::new(b, busy)))
                             }
                         });
-                        serve(stream, opts, svc, &builder, &state, stop).await;
+                        serve(stream, opts, svc, &builder, &state, None, stop).await;
                         drop(permit);
                     });
                 }

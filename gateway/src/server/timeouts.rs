@@ -5,6 +5,7 @@
 //! `header_read_timeout_ms` gets the same 408 as a first one (`preread.rs`).
 
 use super::drain::ConnState;
+use crate::stall::ConnAbort;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -30,6 +31,8 @@ pub struct Guarded<IO> {
     head_timer: Option<Pin<Box<Sleep>>>,
     /// the 408 on its way out, then the connection ends
     answer: Option<(Vec<u8>, usize)>,
+    /// HTTP/1: ended from outside (its answer was cut, see `stall.rs`)
+    abort: Option<Arc<ConnAbort>>,
 }
 
 impl<IO> Guarded<IO> {
@@ -39,6 +42,7 @@ impl<IO> Guarded<IO> {
         state: Arc<ConnState>,
         write_timeout: Duration,
         head_timeout: Option<Duration>,
+        abort: Option<Arc<ConnAbort>>,
     ) -> Self {
         Guarded {
             inner,
@@ -51,6 +55,7 @@ impl<IO> Guarded<IO> {
             head_of: None,
             head_timer: None,
             answer: None,
+            abort,
         }
     }
 }
@@ -59,10 +64,30 @@ fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, what.to_string())
 }
 
+impl<IO> Guarded<IO> {
+    /// The connection was ended from outside.
+    fn aborted(&self) -> bool {
+        self.abort.as_ref().is_some_and(|a| a.is_aborted())
+    }
+}
+
+fn aborted_error<T>() -> Poll<io::Result<T>> {
+    Poll::Ready(Err(io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the connection's answer was cut short",
+    )))
+}
+
 impl<IO: AsyncWrite + Unpin> Guarded<IO> {
     /// What a write that could not go out now means: wait, or give up once the
     /// client has accepted nothing for the write timeout.
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if let Some(a) = &self.abort {
+            a.register(cx.waker());
+            if a.is_aborted() {
+                return aborted_error();
+            }
+        }
         let deadline = Instant::now() + self.write_timeout;
         let timer = self
             .write_stall
@@ -118,6 +143,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.aborted() {
+            return aborted_error();
+        }
         if this.answer.is_some() {
             return this.poll_answer(cx);
         }
@@ -171,6 +199,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.aborted() {
+            return aborted_error();
+        }
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
             this.unflushed |= n > 0;
@@ -184,6 +215,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.aborted() {
+            return aborted_error();
+        }
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
             this.unflushed |= n > 0;
@@ -197,6 +231,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.aborted() {
+            return aborted_error();
+        }
         let r = Pin::new(&mut this.inner).poll_flush(cx);
         if let Poll::Ready(Ok(())) = r {
             this.unflushed = false;
@@ -220,7 +257,7 @@ mod tests {
     async fn a_client_that_reads_nothing_is_cut() {
         let (_client, server) = duplex(64);
         let state = Arc::new(ConnState::default());
-        let mut io = Guarded::new(server, state, Duration::from_secs(5), None);
+        let mut io = Guarded::new(server, state, Duration::from_secs(5), None, None);
         let t = Instant::now();
         let e = io.write_all(&[b'x'; 1024]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
@@ -228,10 +265,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_aborted_connection_fails_at_once() {
+        let (_client, server) = duplex(64);
+        let state = Arc::new(ConnState::default());
+        let abort = Arc::new(ConnAbort::default());
+        let mut io = Guarded::new(
+            server,
+            state,
+            Duration::from_secs(600),
+            None,
+            Some(abort.clone()),
+        );
+        let a = abort.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            a.abort();
+        });
+        let t = Instant::now();
+        let e = io.write_all(&[b'x'; 1024]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        assert_eq!(t.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_slow_reader_is_not_cut() {
         let (mut client, server) = duplex(64);
         let state = Arc::new(ConnState::default());
-        let mut io = Guarded::new(server, state, Duration::from_secs(5), None);
+        let mut io = Guarded::new(server, state, Duration::from_secs(5), None, None);
         let reader = tokio::spawn(async move {
             let mut got = 0;
             let mut buf = [0u8; 16];
@@ -253,6 +313,7 @@ mod tests {
             state.clone(),
             Duration::from_secs(30),
             Some(Duration::from_secs(2)),
+            None,
         );
         // a first request came and went
         drop(state.start(http::Version::HTTP_11));
@@ -281,6 +342,7 @@ mod tests {
             state.clone(),
             Duration::from_secs(30),
             Some(Duration::from_secs(2)),
+            None,
         );
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut buf = vec![0u8; 1024];

@@ -1,0 +1,440 @@
+//! What a client can hold of the gateway's resources, and for how long: request
+//! bodies (read only after the key is checked, within one budget for all),
+//! connections (a limit, idle ones closed, a later stalled head answered 408),
+//! and answers whose client stops reading (cut by their deadline or the write
+//! timeout, settled and logged, the upstream let go).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_tests::client::{chat_body, http1_post, http1_status, RawConn, TestClient};
+use gateway_tests::harness::Gateway;
+use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
+use std::time::{Duration, Instant};
+
+/// A route that needs a key (consumer `acme/app` has the one in [`AUTH`]) to the mock at
+/// `{{mock}}`; `{{server}}` adds `server:` keys (indented by 2), `{{timeouts}}`
+/// the provider's.
+const CONFIG: &str = r#"
+server:
+  listen: "{{listen}}"
+  admin_listen: "{{admin}}"
+  header_read_timeout_ms: 500
+  {{server}}
+providers:
+  - id: up
+    type: openai-compatible
+    base_url: "{{mock}}"
+    timeouts: { {{timeouts}} }
+routes:
+  - name: chat
+    match: { path_prefix: /v1 }
+    auth: { enabled: true }
+    upstreams: [ { provider: up } ]
+tenants:
+  - id: acme
+    consumers: [ { name: app, keys: ["sk-conn-test-0123456789"] } ]
+telemetry:
+  access_log: { enabled: true, path: "{{access_log}}" }
+"#;
+
+async fn start(mock: &MockUpstream, server: &str, timeouts: &str) -> Gateway {
+    Gateway::builder(CONFIG)
+        .var("mock", mock.base_url())
+        .var("server", server)
+        .var("timeouts", timeouts)
+        .start()
+        .await
+}
+
+const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+const AUTH: &str = "Authorization: Bearer sk-conn-test-0123456789";
+/// [`AUTH`]'s value.
+const BEARER: &str = "Bearer sk-conn-test-0123456789";
+
+/// The value of the sample `name` (labels included) on the admin `/metrics`.
+async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
+    let text = TestClient::new()
+        .get(&format!("{}/metrics", gw.admin_url()))
+        .await
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// 2a. A client without a key cannot make the gateway wait for (and buffer) a
+///     body: when every route its request can take needs a key, the key is
+///     checked as soon as the head is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_no_body_read() {
+    let mock = MockUpstream::start_default();
+    let gw = start(&mock, "max_body_bytes: 16777216", "").await;
+    for auth in [None, Some("Authorization: Bearer sk-wrong-key")] {
+        let mut c = RawConn::connect(gw.listen_addr()).await;
+        let headers: Vec<&str> = auth.into_iter().collect();
+        // ten megabytes announced, none sent
+        c.send(&http1_post(
+            "/v1/chat/completions",
+            &headers,
+            "",
+            Some(10 << 20),
+        ))
+        .await;
+        let t = Instant::now();
+        assert!(
+            c.read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
+                .await,
+            "no answer while the body is awaited: {}",
+            c.text()
+        );
+        assert_eq!(http1_status(&c.got), Some(401), "{}", c.text());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    assert_eq!(mock.hits(), 0);
+}
+
+/// 2b. Bodies being received share one budget: past it a request is refused
+///     at once with 503 `overloaded` and `Retry-After`, and the budget is back
+///     once the requests holding it are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_bodies_share_one_budget() {
+    let mock = MockUpstream::start_default();
+    let server = "max_body_bytes: 1048576\n  max_buffered_body_bytes: 1500000";
+    let gw = start(&mock, server, "").await;
+    let padded = |n: usize| {
+        let pad = "x".repeat(n - BODY.len() - 12);
+        format!(r#"{{"pad":"{pad}",{}"#, &BODY[1..])
+    };
+    let big = padded(1_000_000);
+    // one upload in progress holds a million bytes
+    let mut slow = RawConn::connect(gw.listen_addr()).await;
+    let req = http1_post("/v1/chat/completions", &[AUTH], &big, None);
+    slow.send(&req[..req.len() - 1000]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let c = TestClient::new();
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let refused = c
+        .post_raw(&url, padded(600_000), &[("authorization", BEARER)])
+        .await;
+    refused.assert_openai_error(503, "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+
+    // the first one finishes: the budget is free again
+    slow.send(&req[req.len() - 1000..]).await;
+    assert!(
+        slow.read_until(Duration::from_secs(5), |g| http1_status(g).is_some())
+            .await
+    );
+    assert_eq!(http1_status(&slow.got), Some(200), "{}", slow.text());
+    let again = c
+        .post_raw(&url, padded(600_000), &[("authorization", BEARER)])
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+}
+
+/// The `SETTINGS_MAX_CONCURRENT_STREAMS` a server announces to an HTTP/2
+/// client (prior knowledge), if any.
+async fn h2_max_streams(addr: &str) -> Option<u32> {
+    let mut c = RawConn::connect(addr).await;
+    c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await;
+    c.read_until(Duration::from_secs(2), |g| {
+        g.len() >= 9 && g.len() >= 9 + usize::from(u16::from_be_bytes([g[1], g[2]]))
+    })
+    .await;
+    let g = &c.got;
+    // the server's first frame is its SETTINGS: 6-byte entries after the header
+    assert_eq!(g.get(3), Some(&4), "a SETTINGS frame first: {g:?}");
+    let len = usize::from(u16::from_be_bytes([g[1], g[2]]));
+    g[9..9 + len].chunks(6).find_map(|e| {
+        (u16::from_be_bytes([e[0], e[1]]) == 3)
+            .then(|| u32::from_be_bytes([e[2], e[3], e[4], e[5]]))
+    })
+}
+
+/// 2c. An HTTP/2 connection may have a modest number of streams open at once
+///     (100 by default, `http2_max_concurrent_streams`), not 1024.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_per_connection_are_bounded() {
+    let mock = MockUpstream::start_default();
+    let gw = start(&mock, "", "").await;
+    assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(100));
+    let gw = start(&mock, "http2_max_concurrent_streams: 7", "").await;
+    assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(7));
+}
+
+/// 3a. At most `max_connections` connections are served at once; one more
+///     waits in the listen backlog and is served when another closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait() {
+    let mock = MockUpstream::start_default();
+    let gw = start(&mock, "max_connections: 2\n  idle_timeout_ms: 30000", "").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = RawConn::connect(gw.listen_addr()).await;
+        c.send(&http1_post("/v1/chat/completions", &[AUTH], BODY, None))
+            .await;
+        assert!(
+            c.read_until(Duration::from_secs(3), |g| http1_status(g) == Some(200))
+                .await
+        );
+        held.push(c); // kept alive
+    }
+    let mut third = RawConn::connect(gw.listen_addr()).await;
+    third
+        .send(&http1_post(
+            "/v1/chat/completions",
+            &[AUTH, "Connection: close"],
+            BODY,
+            None,
+        ))
+        .await;
+    assert!(
+        !third
+            .read_until(Duration::from_millis(700), |g| !g.is_empty())
+            .await,
+        "a third connection is not served while two are open"
+    );
+    drop(held.pop());
+    assert!(
+        third
+            .read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
+            .await,
+        "served once a slot is free"
+    );
+    assert_eq!(http1_status(&third.got), Some(200), "{}", third.text());
+}
+
+/// 3b. An idle keep-alive connection is closed after `idle_timeout_ms`; an
+///     HTTP/2 connection with no stream gets GOAWAY (then closes once the
+///     client has answered its PING).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let mock = MockUpstream::start_default();
+    let gw = start(&mock, "idle_timeout_ms: 600", "").await;
+    let mut h1 = RawConn::connect(gw.listen_addr()).await;
+    h1.send(&http1_post("/v1/chat/completions", &[AUTH], BODY, None))
+        .await;
+    assert!(
+        h1.read_until(Duration::from_secs(3), |g| http1_status(g) == Some(200))
+            .await
+    );
+    let t = Instant::now();
+    assert!(
+        h1.wait_closed(Duration::from_secs(3)).await,
+        "idle HTTP/1 stays open"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let mut h2 = RawConn::connect(gw.listen_addr()).await;
+    h2.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await;
+    let t = Instant::now();
+    assert!(
+        h2.read_until(Duration::from_secs(3), |g| frame_types(g).contains(&7))
+            .await,
+        "no GOAWAY on an idle HTTP/2 connection: {:?}",
+        frame_types(&h2.got)
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+/// The types of the complete HTTP/2 frames in `g` (after the server's
+/// preface-less start: servers send frames only).
+fn frame_types(g: &[u8]) -> Vec<u8> {
+    let mut at = 0;
+    let mut types = Vec::new();
+    while at + 9 <= g.len() {
+        let len =
+            (usize::from(g[at]) << 16) | usize::from(u16::from_be_bytes([g[at + 1], g[at + 2]]));
+        types.push(g[at + 3]);
+        at += 9 + len;
+    }
+    types
+}
+
+/// 3c. A later request on a kept-alive connection whose head stalls gets the
+///     same 408 as a first one; a body that does not arrive in time gets 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_heads_and_bodies_get_408() {
+    let mock = MockUpstream::start_default();
+    let gw = start(&mock, "body_read_timeout_ms: 700", "").await;
+    let mut c = RawConn::connect(gw.listen_addr()).await;
+    c.send(&http1_post("/v1/chat/completions", &[AUTH], BODY, None))
+        .await;
+    assert!(
+        c.read_until(Duration::from_secs(3), |g| http1_status(g) == Some(200))
+            .await
+    );
+    c.got.clear();
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Le")
+        .await;
+    let t = Instant::now();
+    assert!(
+        c.read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
+            .await,
+        "the stalled head got no answer: closed={}",
+        c.closed
+    );
+    assert_eq!(http1_status(&c.got), Some(408), "{}", c.text());
+    assert!(c.text().contains("request_timeout"), "{}", c.text());
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(c.wait_closed(Duration::from_secs(2)).await);
+
+    let mut c = RawConn::connect(gw.listen_addr()).await;
+    let req = http1_post("/v1/chat/completions", &[AUTH], BODY, None);
+    c.send(&req[..req.len() - 10]).await;
+    assert!(
+        c.read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
+            .await
+    );
+    assert_eq!(http1_status(&c.got), Some(408), "{}", c.text());
+    assert_eq!(mock.hits(), 1, "only the complete request went upstream");
+}
+
+/// A mock upstream whose streams are long: `chunks` events of 8 KB (the mock
+/// builds the list up front), one every `every_ms`: more than the sockets'
+/// buffers hold (about 2 MB on loopback) within a second.
+fn long_streams(chunks: usize, every_ms: u64) -> MockUpstream {
+    MockUpstream::start(MockOptions {
+        stream_chunks: chunks,
+        chunk_delay_ms: every_ms,
+        chunk_pad: 8 * 1024,
+        ..MockOptions::default()
+    })
+}
+
+/// Opens `n` streamed chat requests that read nothing after the status line
+/// (with small receive buffers: the gateway's writes to them stall soon).
+async fn stalled_readers(gw: &Gateway, n: usize) -> Vec<RawConn> {
+    let body =
+        r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"a long story"}]}"#;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = RawConn::connect_small(gw.listen_addr(), 4096).await;
+        c.send(&http1_post("/v1/chat/completions", &[AUTH], body, None))
+            .await;
+        conns.push(c);
+    }
+    for c in &mut conns {
+        assert!(
+            c.read_until(Duration::from_secs(10), |g| http1_status(g).is_some())
+                .await,
+            "{}",
+            c.text()
+        );
+        assert_eq!(http1_status(&c.got), Some(200), "{}", c.text());
+    }
+    conns
+}
+
+/// 16a. A hundred clients open a long stream and stop reading: `total_ms` ends
+///      every one whatever the clients do; the upstream requests are let go,
+///      each is settled and logged, the memory they held is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_are_cut_by_the_deadline() {
+    // 20 s of events, 1.6 MB/s each
+    let mock = long_streams(4_000, 5);
+    let gw = start(
+        &mock,
+        "client_write_timeout_ms: 600000",
+        "first_byte_ms: 3000, idle_ms: 2000, total_ms: 4000",
+    )
+    .await;
+    let rss_start = gw.rss_bytes();
+    let t = Instant::now();
+    let conns = stalled_readers(&gw, 100).await;
+    let in_flight = r#"gateway_upstream_in_flight{provider="up"}"#;
+    eprintln!(
+        "100 stalled: in flight {:?}, RSS {} -> {} KiB",
+        metric(&gw, in_flight).await,
+        rss_start / 1024,
+        gw.rss_bytes() / 1024
+    );
+    let lines = gw.wait_for_log_lines(100, Duration::from_secs(15)).await;
+    eprintln!("all 100 recorded after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    for l in &lines {
+        assert_eq!(l.response_code, 200);
+        assert_eq!(l.response_flags, "UT", "{l:?}");
+        assert_eq!(l.ai_log.error.as_deref(), Some("upstream_total_timeout"));
+        assert!(
+            l.ai_log.usage_estimated && l.ai_log.output_token > 0,
+            "{l:?}"
+        );
+    }
+    assert_eq!(metric(&gw, in_flight).await, Some(0.0));
+    // their connections are closed (what was queued for them is dropped)
+    for mut c in conns {
+        assert!(c.wait_closed(Duration::from_secs(2)).await);
+    }
+    // the memory they held is free: the allocator gives it back to the OS as
+    // the process keeps serving (a freed page is purged a second later, by the
+    // thread that owns it, next time that thread works)
+    let c = TestClient::new();
+    let url = format!("{}/v1/chat/completions", gw.url());
+    for round in 0..3 {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        for _ in 0..50 {
+            let r = c.post_raw(&url, BODY, &[("authorization", BEARER)]).await;
+            assert_eq!(r.status, 200);
+        }
+    }
+    let rss_end = gw.rss_bytes();
+    eprintln!(
+        "RSS {} KiB at the start, {} KiB at the end",
+        rss_start / 1024,
+        rss_end / 1024
+    );
+    assert!(
+        rss_end < rss_start + 20 * 1024 * 1024,
+        "RSS {rss_start} -> {rss_end}"
+    );
+}
+
+/// 16b. A client that accepts no bytes for `client_write_timeout_ms` is cut
+///      before the deadline, over HTTP/1 and HTTP/2 alike: settled, logged `DC`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_are_cut() {
+    // as fast as they go
+    let mock = long_streams(100_000, 0);
+    let gw = start(
+        &mock,
+        "client_write_timeout_ms: 1000",
+        "first_byte_ms: 5000, idle_ms: 5000, total_ms: 60000",
+    )
+    .await;
+    let t = Instant::now();
+    let _h1 = stalled_readers(&gw, 3).await;
+    // HTTP/2: the stream is opened and its body never read
+    let h2 = TestClient::h2c();
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let mut body = chat_body("gpt-4o", "a long story");
+    body["stream"] = true.into();
+    let _open = h2.open_sse(&url, &body, &[("authorization", BEARER)]).await;
+    let lines = gw.wait_for_log_lines(4, Duration::from_secs(8)).await;
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    for l in &lines {
+        assert_eq!(l.response_flags, "DC", "{l:?}");
+        assert_eq!(l.ai_log.error.as_deref(), Some("client_disconnected"));
+    }
+    assert_eq!(lines.iter().filter(|l| l.protocol == "HTTP/2.0").count(), 1);
+    assert_eq!(
+        metric(&gw, r#"gateway_upstream_in_flight{provider="up"}"#).await,
+        Some(0.0)
+    );
+}
