@@ -185,6 +185,12 @@ fn post(body: &[u8], headers: &[u8]) -> Vec<u8> {
     request("POST", CHAT.as_bytes(), headers, body)
 }
 
+/// [`post`] with `Connection: close`: the exchange ends with its answer (a
+/// kept-alive connection would stay open for `idle_timeout_ms`).
+fn post_once(body: &[u8], headers: &[u8]) -> Vec<u8> {
+    post(body, &[b"Connection: close\r\n", headers].concat())
+}
+
 fn chat_bytes(model: &str) -> Vec<u8> {
     chat_body(model, "hi").to_string().into_bytes()
 }
@@ -457,7 +463,7 @@ async fn deeply_nested_json_is_invalid_json() {
     ] {
         let x = exchange(
             t.addr(),
-            &post(body.as_bytes(), b""),
+            &post_once(body.as_bytes(), b""),
             Duration::from_secs(5),
         )
         .await;
@@ -504,7 +510,7 @@ async fn invalid_utf8_in_the_body_is_invalid_json() {
             &br#"{"model":"gpt-4o","messages":[{"role":"user","content":"\xed\xa0\x80"}]}"#[..],
         ),
     ] {
-        let x = exchange(t.addr(), &post(body, b""), Duration::from_secs(5)).await;
+        let x = exchange(t.addr(), &post_once(body, b""), Duration::from_secs(5)).await;
         x.only(what).assert_error(400, Some("invalid_json"), what);
     }
     assert_eq!(t.hits(), 0);
@@ -532,7 +538,7 @@ async fn invalid_utf8_in_headers_never_reaches_the_upstream() {
         ("the user agent", b"User-Agent: \xc0\xaf\r\n"),
     ] {
         let before = t.hits();
-        let x = exchange(t.addr(), &post(&body, headers), Duration::from_secs(5)).await;
+        let x = exchange(t.addr(), &post_once(&body, headers), Duration::from_secs(5)).await;
         let r = x.only(what);
         assert_eq!(r.status, 200, "{what}: {}", r.excerpt());
         let id = r.header("x-request-id").unwrap_or_default();
@@ -993,7 +999,7 @@ async fn huge_and_odd_model_values_are_refused() {
         ),
     ];
     for (what, body, code) in cases {
-        let x = exchange(t.addr(), &post(&body, b""), Duration::from_secs(5)).await;
+        let x = exchange(t.addr(), &post_once(&body, b""), Duration::from_secs(5)).await;
         let r = x.only(what);
         r.assert_error(400, Some(code), what);
         assert!(r.body.len() < 1024, "{what}: the name is not echoed");
