@@ -11,6 +11,10 @@
 #                                      # (rotel, on the load core); target (issue 6) >= 0.9x
 #   bash benches/run-ab.sh aa          # the plain gateway against itself: what the rig reads
 #                                      # when there is nothing to measure (expect 1.00x)
+#   AB_BASE_REF=<git ref> bash benches/run-ab.sh build
+#                                      # the gateway of another commit (A) against this
+#                                      # checkout's (B), same config: what a change costs
+#                                      # (AB_BASE_BIN=<path> instead reuses a built binary)
 #
 # Each gateway runs like a Kubernetes pod with `resources.limits.cpu`: in a cgroup
 # whose CFS quota is AB_GATEWAY_CPU of a core (default 0.45; the two share core 0),
@@ -32,7 +36,8 @@ case "$VARIANT" in
   auth) TARGET=0.95 ;;
   telemetry) TARGET=0.9 ;;
   aa) TARGET=0.97 ;;
-  *) echo "usage: bash benches/run-ab.sh auth|telemetry|aa" >&2; exit 2 ;;
+  build) TARGET=0.97 ;;
+  *) echo "usage: bash benches/run-ab.sh auth|telemetry|aa|build" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release"
@@ -66,6 +71,26 @@ if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
 fi
 if [[ "$VARIANT" == auth ]]; then
   command -v redis-server >/dev/null || { log "redis-server is needed (apt-get install -y redis-server)"; exit 1; }
+fi
+# the A side's binary: this checkout's, or (build) another commit's
+A_BIN="$BIN/gateway"
+if [[ "$VARIANT" == build ]]; then
+  if [[ -n "${AB_BASE_BIN:-}" ]]; then
+    A_BIN="$AB_BASE_BIN"
+  else
+    [[ -n "${AB_BASE_REF:-}" ]] || { log "build: set AB_BASE_REF (a git ref) or AB_BASE_BIN"; exit 2; }
+    BASE_SHA="$(git -C "$ROOT" rev-parse --short "$AB_BASE_REF")"
+    BASE_TREE="$ROOT/target/ab-base-$BASE_SHA"
+    if [[ ! -x "$BASE_TREE/target/release/gateway" ]]; then
+      log "building the gateway of $BASE_SHA (release) in $BASE_TREE"
+      rm -rf "$BASE_TREE"
+      git -C "$ROOT" worktree add -f --detach "$BASE_TREE" "$BASE_SHA" >/dev/null
+      (cd "$BASE_TREE" && cargo build --release -q -p gateway)
+      git -C "$ROOT" worktree remove -f "$BASE_TREE" 2>/dev/null || true
+    fi
+    A_BIN="$BASE_TREE/target/release/gateway"
+  fi
+  [[ -x "$A_BIN" ]] || { log "no gateway binary at $A_BIN"; exit 1; }
 fi
 if [[ "$(nproc)" -ge 2 ]]; then SUT=(taskset -c 0); LOAD=(taskset -c 1); else SUT=(); LOAD=(); fi
 port() { "$BIN/bench-util" free-port; }
@@ -139,7 +164,8 @@ fi
 # start_gateway NAME EXTRA_ROUTE EXTRA_TOP [EXTRA_TELEMETRY]: starts it and waits
 # until it is ready; its data-plane port, admin port and pid in $WORK/NAME.{port,admin,pid}
 start_gateway() {
-  local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a pid
+  local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a pid bin="$BIN/gateway"
+  [[ "$name" == plain ]] && bin="$A_BIN"
   p="$(port)"
   a="$(port)"
   # shutdown_delay_ms 0: nothing routes to it, so each round's stop is quick
@@ -160,7 +186,7 @@ telemetry:
 $telemetry_extra
 $top_extra
 EOF
-  "${SUT[@]}" "$BIN/gateway" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  "${SUT[@]}" "$bin" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   pid=$!
   PIDS+=("$pid")
   "$BIN/bench-util" wait-http --url "http://127.0.0.1:$a/readyz" --timeout-s 30 --pid "$pid" >/dev/null \
@@ -189,6 +215,10 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
   aa)
     TITLE="The A/B rig against itself"
     SETUP="The plain gateway against a second plain gateway, $RIG, load generators and mock (16-event streams) on core 1"
+    ;;
+  build)
+    TITLE="This checkout against another build"
+    SETUP="The gateway of ${BASE_SHA:-$A_BIN} (plain) against this checkout's (build), the same config (one open route), $RIG, load generators and mock (16-event streams) on core 1"
     ;;
 esac
 B_NAME="$VARIANT"

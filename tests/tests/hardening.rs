@@ -185,10 +185,12 @@ async fn no_route_answers_name_the_request_only() {
     let c = TestClient::new();
     for verbose in [false, true] {
         let gw = routes_gateway(&mock, verbose).await;
+        // (team-blue's host, path and header hold; its model globs do not)
         let r = c
-            .post_json(
+            .post_json_with(
                 &format!("{}/v1/chat/completions", gw.url()),
                 &chat_body("llama-3", "hi"),
+                &[("x-team", "blue")],
             )
             .await;
         let msg = r.assert_openai_error(404, "no_route")["error"]["message"]
@@ -218,6 +220,20 @@ async fn no_route_answers_name_the_request_only() {
             }
         }
     }
+    // a request no route can take by host, path and headers is answered before
+    // its body is read: path and host only
+    let gw = routes_gateway(&mock, false).await;
+    let r = c
+        .post_json(
+            &format!("{}/v1/chat/completions", gw.url()),
+            &chat_body("llama-3", "hi"),
+        )
+        .await;
+    let msg = r.assert_openai_error(404, "no_route")["error"]["message"].to_string();
+    assert!(
+        msg.contains("/v1/chat/completions") && !msg.contains("team-blue"),
+        "{msg}"
+    );
     assert_eq!(mock.hits(), 0);
 }
 
