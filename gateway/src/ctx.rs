@@ -184,7 +184,7 @@ impl RequestCtx {
     ) -> Self {
         let request_id = headers
             .get("x-request-id")
-            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
             .cloned()
             .unwrap_or_else(new_request_id);
         RequestCtx {

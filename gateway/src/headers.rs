@@ -1,6 +1,7 @@
 //! Which headers cross the gateway, in each direction. Towards the upstream: never
 //! the client's credentials, cookies, hop-by-hop headers (including those named in
-//! `Connection`) or `accept-encoding` (the meter reads the answer). Towards the client:
+//! `Connection`), `accept-encoding` (the meter reads the answer) or a value that is not
+//! UTF-8 (passed on as it came, an upstream would read it its own way). Towards the client:
 //! no hop-by-hop headers (HTTP/2 forbids them) and nothing about the gateway's own
 //! upstream account (organization, project, cookies).
 
@@ -73,6 +74,7 @@ pub fn copy_to_upstream(
             || secret.contains(name)
             || listed.iter().any(|l| l == n)
             || (traced && crate::telemetry::trace_context::is_trace_header(n))
+            || std::str::from_utf8(value.as_bytes()).is_err()
         {
             continue;
         }

@@ -35,10 +35,10 @@ impl<'a> ClientBody<'a> {
             let model: String = serde_json::from_str(m.get()).map_err(|_| {
                 GatewayError::bad_request("invalid_model", "\"model\" must be a string")
             })?;
-            if model.len() > MAX_MODEL_LEN {
+            if model.len() > MAX_MODEL_LEN || model.chars().any(char::is_control) {
                 return Err(GatewayError::bad_request(
                     "invalid_model",
-                    format!("\"model\" is longer than {MAX_MODEL_LEN} bytes"),
+                    format!("\"model\" must be at most {MAX_MODEL_LEN} bytes, without control characters"),
                 ));
             }
             body.model = Some(model).filter(|m| !m.is_empty());
@@ -302,6 +302,15 @@ mod tests {
             "the name is not echoed: {}",
             e.message
         );
+        for name in [r"gpt\u0000", r"gpt\r\nX: 1", r"\u001b[31m", r"gpt\u0085"] {
+            let body = format!(r#"{{"model":"{name}"}}"#);
+            let e = ClientBody::parse(body.as_bytes()).err().unwrap();
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "invalid_model"),
+                "{name}"
+            );
+        }
     }
 
     #[test]

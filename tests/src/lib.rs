@@ -1,9 +1,10 @@
 //! Integration-test support for the gateway: a mock OpenAI upstream
 //! ([`mock_upstream`]), a harness that builds and starts real gateway processes
 //! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
-//! helpers ([`client`]), a TCP load balancer following readiness ([`balancer`]),
-//! real Redis servers ([`redis`]), the Python scripts of `tests/python`
-//! ([`python`]) and a config broken in several ways at once ([`config_problems`]).
+//! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
+//! a TCP load balancer following readiness ([`balancer`]), real Redis servers
+//! ([`redis`]), the Python scripts of `tests/python` ([`python`]) and a config
+//! broken in several ways at once ([`config_problems`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
@@ -17,6 +18,7 @@ pub mod client;
 pub mod collector;
 pub mod config_problems;
 pub mod harness;
+pub mod hostile;
 pub mod mock_upstream;
 pub mod python;
 pub mod redis;

@@ -262,8 +262,10 @@ impl Default for MockOptions {
 pub struct RecordedRequest {
     pub method: String,
     pub path_and_query: String,
-    /// Header names lowercased, in arrival order.
+    /// Header names lowercased, in arrival order (values decoded lossily).
     pub headers: Vec<(String, String)>,
+    /// Names of the headers whose value was not valid UTF-8.
+    pub non_utf8_headers: Vec<String>,
     /// The body parsed as JSON, `Value::Null` when it is not JSON.
     pub body: Value,
     /// The body as received.
@@ -755,6 +757,12 @@ async fn handle(
                         String::from_utf8_lossy(v.as_bytes()).into_owned(),
                     )
                 })
+                .collect(),
+            non_utf8_headers: parts
+                .headers
+                .iter()
+                .filter(|(_, v)| std::str::from_utf8(v.as_bytes()).is_err())
+                .map(|(k, _)| k.as_str().to_string())
                 .collect(),
             body: json.clone().unwrap_or(Value::Null),
             raw_body: raw.clone(),
