@@ -25,6 +25,13 @@ impl<'a> ClientBody<'a> {
             .map_err(GatewayError::bad_json)?
             .0;
         refuse_duplicates(&fields)?;
+        if too_deep(bytes) {
+            // (serde_json limits the depth of what it parses; the fields kept
+            // raw are only skipped over, at any depth)
+            return Err(GatewayError::bad_json(format_args!(
+                "arrays and objects are nested deeper than {MAX_DEPTH}"
+            )));
+        }
         let mut body = ClientBody {
             fields,
             model: None,
@@ -160,6 +167,39 @@ fn refuse_duplicates(fields: &[(Cow<'_, str>, &RawValue)]) -> Result<(), Gateway
     Ok(())
 }
 
+/// Deepest nesting of arrays and objects accepted: what serde_json and most
+/// upstreams' parsers accept; deeper bodies are refused before they go upstream.
+const MAX_DEPTH: usize = 128;
+
+/// Whether `json` (already parsed as a valid object) nests arrays and objects
+/// deeper than [`MAX_DEPTH`]: one pass over the bytes, strings skipped.
+fn too_deep(json: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 fn duplicate_key(name: &str) -> GatewayError {
     GatewayError::bad_request(
         "duplicate_key",
@@ -288,6 +328,18 @@ mod tests {
         // fields the gateway neither reads nor rewrites are the upstream's business
         let b = ClientBody::parse(br#"{"model":"m","user":"a","user":"b"}"#).unwrap();
         assert_eq!(b.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let nested =
+            |n: usize| format!(r#"{{"model":"m","x":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(ClientBody::parse(nested(MAX_DEPTH - 1).as_bytes()).is_ok());
+        let e = ClientBody::parse(nested(100_000).as_bytes()).err().unwrap();
+        assert_eq!(e.code, "invalid_json");
+        // brackets inside strings do not count
+        let text = format!(r#"{{"model":"m","x":"{}"}}"#, "[".repeat(1000));
+        assert!(ClientBody::parse(text.as_bytes()).is_ok());
     }
 
     #[test]

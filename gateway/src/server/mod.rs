@@ -96,6 +96,9 @@ async fn slot(
     }
 }
 
+/// How long an idle connection gets to close by itself after GOAWAY.
+const IDLE_GOODBYE: Duration = Duration::from_secs(1);
+
 /// After the answers are cut, how long their connections get to send the final bytes.
 const AFTER_CUT: Duration = Duration::from_secs(2);
 
@@ -288,7 +291,16 @@ async fn serve<IO, S, B>(
                     }
                 }
                 conn.as_mut().graceful_shutdown();
-                conn.await
+                if !idle {
+                    break 'ended conn.await;
+                }
+                // an idle connection gets a moment to take its GOAWAY (HTTP/2
+                // waits for the client's PING answer, which a client that
+                // ignores us never sends), then it is dropped
+                match tokio::time::timeout(IDLE_GOODBYE, conn.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
