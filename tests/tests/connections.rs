@@ -6,8 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway_tests::client::{chat_body, http1_post, http1_status, RawConn, TestClient};
+use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
+use gateway_tests::hostile::{request, status_line, RawConn};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,25 @@ const AUTH: &str = "Authorization: Bearer sk-conn-test-0123456789";
 /// [`AUTH`]'s value.
 const BEARER: &str = "Bearer sk-conn-test-0123456789";
 
+/// A JSON POST to the chat endpoint with `headers` (`Name: value`), announcing
+/// `length` bytes when given (else the body's own length).
+fn post(headers: &[&str], body: &str, length: Option<usize>) -> Vec<u8> {
+    let mut head = String::from("Content-Type: application/json\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    if let Some(n) = length {
+        head.push_str(&format!("Content-Length: {n}\r\n"));
+    }
+    request(
+        "POST",
+        b"/v1/chat/completions",
+        head.as_bytes(),
+        body.as_bytes(),
+    )
+}
+
 /// The value of the sample `name` (labels included) on the admin `/metrics`.
 async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
     let text = TestClient::new()
@@ -72,21 +92,14 @@ async fn no_key_no_body_read() {
         let mut c = RawConn::connect(gw.listen_addr()).await;
         let headers: Vec<&str> = auth.into_iter().collect();
         // ten megabytes announced, none sent
-        c.send(&http1_post(
-            "/v1/chat/completions",
-            &headers,
-            "",
-            Some(10 << 20),
-        ))
-        .await;
+        let _ = c.send(&post(&headers, "", Some(10 << 20))).await;
         let t = Instant::now();
         assert!(
-            c.read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
-                .await,
+            c.status(Duration::from_secs(3)).await.is_some(),
             "no answer while the body is awaited: {}",
-            c.text()
+            c.unread()
         );
-        assert_eq!(http1_status(&c.got), Some(401), "{}", c.text());
+        assert_eq!(status_line(c.received()), Some(401), "{}", c.unread());
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     }
     assert_eq!(mock.hits(), 0);
@@ -107,8 +120,8 @@ async fn buffered_bodies_share_one_budget() {
     let big = padded(1_000_000);
     // one upload in progress holds a million bytes
     let mut slow = RawConn::connect(gw.listen_addr()).await;
-    let req = http1_post("/v1/chat/completions", &[AUTH], &big, None);
-    slow.send(&req[..req.len() - 1000]).await;
+    let req = post(&[AUTH], &big, None);
+    let _ = slow.send(&req[..req.len() - 1000]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let c = TestClient::new();
@@ -120,12 +133,9 @@ async fn buffered_bodies_share_one_budget() {
     assert_eq!(refused.header("retry-after"), Some("1"));
 
     // the first one finishes: the budget is free again
-    slow.send(&req[req.len() - 1000..]).await;
-    assert!(
-        slow.read_until(Duration::from_secs(5), |g| http1_status(g).is_some())
-            .await
-    );
-    assert_eq!(http1_status(&slow.got), Some(200), "{}", slow.text());
+    let _ = slow.send(&req[req.len() - 1000..]).await;
+    assert!(slow.status(Duration::from_secs(5)).await.is_some());
+    assert_eq!(status_line(slow.received()), Some(200), "{}", slow.unread());
     let again = c
         .post_raw(&url, padded(600_000), &[("authorization", BEARER)])
         .await;
@@ -136,13 +146,14 @@ async fn buffered_bodies_share_one_budget() {
 /// client (prior knowledge), if any.
 async fn h2_max_streams(addr: &str) -> Option<u32> {
     let mut c = RawConn::connect(addr).await;
-    c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    let _ = c
+        .send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await;
     c.read_until(Duration::from_secs(2), |g| {
         g.len() >= 9 && g.len() >= 9 + usize::from(u16::from_be_bytes([g[1], g[2]]))
     })
     .await;
-    let g = &c.got;
+    let g = c.received();
     // the server's first frame is its SETTINGS: 6-byte entries after the header
     assert_eq!(g.get(3), Some(&4), "a SETTINGS frame first: {g:?}");
     let len = usize::from(u16::from_be_bytes([g[1], g[2]]));
@@ -172,22 +183,13 @@ async fn connections_beyond_the_limit_wait() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = RawConn::connect(gw.listen_addr()).await;
-        c.send(&http1_post("/v1/chat/completions", &[AUTH], BODY, None))
-            .await;
-        assert!(
-            c.read_until(Duration::from_secs(3), |g| http1_status(g) == Some(200))
-                .await
-        );
+        let _ = c.send(&post(&[AUTH], BODY, None)).await;
+        assert_eq!(c.status(Duration::from_secs(3)).await, Some(200));
         held.push(c); // kept alive
     }
     let mut third = RawConn::connect(gw.listen_addr()).await;
-    third
-        .send(&http1_post(
-            "/v1/chat/completions",
-            &[AUTH, "Connection: close"],
-            BODY,
-            None,
-        ))
+    let _ = third
+        .send(&post(&[AUTH, "Connection: close"], BODY, None))
         .await;
     assert!(
         !third
@@ -197,12 +199,15 @@ async fn connections_beyond_the_limit_wait() {
     );
     drop(held.pop());
     assert!(
-        third
-            .read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
-            .await,
+        third.status(Duration::from_secs(3)).await.is_some(),
         "served once a slot is free"
     );
-    assert_eq!(http1_status(&third.got), Some(200), "{}", third.text());
+    assert_eq!(
+        status_line(third.received()),
+        Some(200),
+        "{}",
+        third.unread()
+    );
 }
 
 /// 3b. An idle keep-alive connection is closed after `idle_timeout_ms`; an
@@ -213,15 +218,11 @@ async fn idle_connections_are_closed() {
     let mock = MockUpstream::start_default();
     let gw = start(&mock, "idle_timeout_ms: 600", "").await;
     let mut h1 = RawConn::connect(gw.listen_addr()).await;
-    h1.send(&http1_post("/v1/chat/completions", &[AUTH], BODY, None))
-        .await;
-    assert!(
-        h1.read_until(Duration::from_secs(3), |g| http1_status(g) == Some(200))
-            .await
-    );
+    let _ = h1.send(&post(&[AUTH], BODY, None)).await;
+    assert_eq!(h1.status(Duration::from_secs(3)).await, Some(200));
     let t = Instant::now();
     assert!(
-        h1.wait_closed(Duration::from_secs(3)).await,
+        h1.ended(Duration::from_secs(3)).await.is_some(),
         "idle HTTP/1 stays open"
     );
     assert!(
@@ -231,14 +232,15 @@ async fn idle_connections_are_closed() {
     );
 
     let mut h2 = RawConn::connect(gw.listen_addr()).await;
-    h2.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    let _ = h2
+        .send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await;
     let t = Instant::now();
     assert!(
         h2.read_until(Duration::from_secs(3), |g| frame_types(g).contains(&7))
             .await,
         "no GOAWAY on an idle HTTP/2 connection: {:?}",
-        frame_types(&h2.got)
+        frame_types(h2.received())
     );
     assert!(
         t.elapsed() >= Duration::from_millis(400),
@@ -268,39 +270,35 @@ async fn stalled_heads_and_bodies_get_408() {
     let mock = MockUpstream::start_default();
     let gw = start(&mock, "body_read_timeout_ms: 700", "").await;
     let mut c = RawConn::connect(gw.listen_addr()).await;
-    c.send(&http1_post("/v1/chat/completions", &[AUTH], BODY, None))
-        .await;
-    assert!(
-        c.read_until(Duration::from_secs(3), |g| http1_status(g) == Some(200))
-            .await
+    let _ = c.send(&post(&[AUTH], BODY, None)).await;
+    // (the first answer, whole)
+    assert_eq!(
+        c.response(Duration::from_secs(3)).await.map(|r| r.status),
+        Some(200)
     );
-    c.got.clear();
-    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Le")
+    let _ = c
+        .send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Le")
         .await;
     let t = Instant::now();
     assert!(
-        c.read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
-            .await,
+        c.status(Duration::from_secs(3)).await.is_some(),
         "the stalled head got no answer: closed={}",
-        c.closed
+        c.state().is_some()
     );
-    assert_eq!(http1_status(&c.got), Some(408), "{}", c.text());
-    assert!(c.text().contains("request_timeout"), "{}", c.text());
+    assert_eq!(status_line(c.received()), Some(408), "{}", c.unread());
+    assert!(c.unread().contains("request_timeout"), "{}", c.unread());
     assert!(
         t.elapsed() >= Duration::from_millis(400),
         "{:?}",
         t.elapsed()
     );
-    assert!(c.wait_closed(Duration::from_secs(2)).await);
+    assert!(c.ended(Duration::from_secs(2)).await.is_some());
 
     let mut c = RawConn::connect(gw.listen_addr()).await;
-    let req = http1_post("/v1/chat/completions", &[AUTH], BODY, None);
-    c.send(&req[..req.len() - 10]).await;
-    assert!(
-        c.read_until(Duration::from_secs(3), |g| http1_status(g).is_some())
-            .await
-    );
-    assert_eq!(http1_status(&c.got), Some(408), "{}", c.text());
+    let req = post(&[AUTH], BODY, None);
+    let _ = c.send(&req[..req.len() - 10]).await;
+    assert!(c.status(Duration::from_secs(3)).await.is_some());
+    assert_eq!(status_line(c.received()), Some(408), "{}", c.unread());
     assert_eq!(mock.hits(), 1, "only the complete request went upstream");
 }
 
@@ -324,18 +322,16 @@ async fn stalled_readers(gw: &Gateway, n: usize) -> Vec<RawConn> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = RawConn::connect_small(gw.listen_addr(), 4096).await;
-        c.send(&http1_post("/v1/chat/completions", &[AUTH], body, None))
-            .await;
+        let _ = c.send(&post(&[AUTH], body, None)).await;
         conns.push(c);
     }
     for c in &mut conns {
         assert!(
-            c.read_until(Duration::from_secs(10), |g| http1_status(g).is_some())
-                .await,
+            c.status(Duration::from_secs(10)).await.is_some(),
             "{}",
-            c.text()
+            c.unread()
         );
-        assert_eq!(http1_status(&c.got), Some(200), "{}", c.text());
+        assert_eq!(status_line(c.received()), Some(200), "{}", c.unread());
     }
     conns
 }
@@ -378,7 +374,7 @@ async fn stalled_readers_are_cut_by_the_deadline() {
     assert_eq!(metric(&gw, in_flight).await, Some(0.0));
     // their connections are closed (what was queued for them is dropped)
     for mut c in conns {
-        assert!(c.wait_closed(Duration::from_secs(2)).await);
+        assert!(c.ended(Duration::from_secs(2)).await.is_some());
     }
     // the memory they held is free: the allocator gives it back to the OS as
     // the process keeps serving (a freed page is purged a second later, by the

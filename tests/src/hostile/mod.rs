@@ -165,6 +165,30 @@ impl RawConn {
         }
     }
 
+    /// A connection whose receive buffer is `bytes` (the kernel's minimum at
+    /// least): a client that stops reading stalls its sender sooner.
+    pub async fn connect_small(addr: &str, bytes: u32) -> RawConn {
+        let socket = match tokio::net::TcpSocket::new_v4() {
+            Ok(s) => s,
+            Err(e) => panic!("socket: {e}"),
+        };
+        if let Err(e) = socket.set_recv_buffer_size(bytes) {
+            panic!("SO_RCVBUF: {e}");
+        }
+        let to: std::net::SocketAddr = match addr.parse() {
+            Ok(a) => a,
+            Err(e) => panic!("{addr}: {e}"),
+        };
+        match socket.connect(to).await {
+            Ok(stream) => RawConn {
+                stream,
+                buf: Vec::new(),
+                ended: None,
+            },
+            Err(e) => panic!("connect {addr}: {e}"),
+        }
+    }
+
     /// Writes `data` whole; an error when the peer has gone.
     pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.write_all(data).await
@@ -264,6 +288,30 @@ impl RawConn {
         self.ended
     }
 
+    /// Reads until `done(bytes not yet taken)` holds, the peer ends the
+    /// connection, or `wait` passes; whether `done` held.
+    pub async fn read_until(&mut self, wait: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !done(&self.buf) {
+            if !self.fill(deadline).await {
+                return done(&self.buf);
+            }
+        }
+        true
+    }
+
+    /// The status of the next response once its status line is in (nothing is
+    /// taken: [`RawConn::response`] still reads it whole), within `wait`.
+    pub async fn status(&mut self, wait: Duration) -> Option<u16> {
+        self.read_until(wait, |b| status_line(b).is_some()).await;
+        status_line(&self.buf)
+    }
+
+    /// The bytes received and not yet taken as a response.
+    pub fn received(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// How the peer ended the connection, if it did (as far as read so far).
     pub fn state(&self) -> Option<Ended> {
         self.ended
@@ -273,6 +321,17 @@ impl RawConn {
     pub fn unread(&self) -> String {
         String::from_utf8_lossy(&self.buf).into_owned()
     }
+}
+
+/// The status code of an HTTP/1 response whose status line is in `got`.
+pub fn status_line(got: &[u8]) -> Option<u16> {
+    let end = got.windows(2).position(|w| w == b"\r\n")?;
+    std::str::from_utf8(&got[..end])
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// What one connection carried back: every response, and how it ended.
