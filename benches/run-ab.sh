@@ -80,15 +80,17 @@ if [[ "$VARIANT" == build ]]; then
   else
     [[ -n "${AB_BASE_REF:-}" ]] || { log "build: set AB_BASE_REF (a git ref) or AB_BASE_BIN"; exit 2; }
     BASE_SHA="$(git -C "$ROOT" rev-parse --short "$AB_BASE_REF")"
-    BASE_TREE="$ROOT/target/ab-base-$BASE_SHA"
-    if [[ ! -x "$BASE_TREE/target/release/gateway" ]]; then
-      log "building the gateway of $BASE_SHA (release) in $BASE_TREE"
-      rm -rf "$BASE_TREE"
-      git -C "$ROOT" worktree add -f --detach "$BASE_TREE" "$BASE_SHA" >/dev/null
-      (cd "$BASE_TREE" && cargo build --release -q -p gateway)
-      git -C "$ROOT" worktree remove -f "$BASE_TREE" 2>/dev/null || true
+    # built once per commit, kept under target/ab-base/ (its own target dir,
+    # so this checkout's binaries stay as they are)
+    A_BIN="$ROOT/target/ab-base/gateway-$BASE_SHA"
+    if [[ ! -x "$A_BIN" ]]; then
+      log "building the gateway of $BASE_SHA (release)"
+      tree="$WORK/base-tree"
+      git -C "$ROOT" worktree add -f --detach "$tree" "$BASE_SHA" >/dev/null
+      (cd "$tree" && CARGO_TARGET_DIR="$ROOT/target/ab-base/target" cargo build --release -q -p gateway)
+      git -C "$ROOT" worktree remove -f "$tree"
+      cp "$ROOT/target/ab-base/target/release/gateway" "$A_BIN"
     fi
-    A_BIN="$BASE_TREE/target/release/gateway"
   fi
   [[ -x "$A_BIN" ]] || { log "no gateway binary at $A_BIN"; exit 1; }
 fi
