@@ -97,7 +97,12 @@ pub fn has_dot_segment(path: &str) -> bool {
         while !rest.is_empty() {
             if let Some(r) = rest.strip_prefix('.') {
                 rest = r;
-            } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("%2e") {
+            } else if rest
+                .as_bytes()
+                .get(..3)
+                .is_some_and(|b| b.eq_ignore_ascii_case(b"%2e"))
+            {
+                // (three ASCII bytes: the slice below is on a char boundary)
                 rest = &rest[3..];
             } else {
                 return false;

@@ -757,6 +757,9 @@ async fn path_tricks_never_reach_the_upstream() {
         ("/v1/chat%2fcompletions", 404, Some("unknown_endpoint")),
         ("/v1/chat/completions%00", 404, Some("unknown_endpoint")),
         ("/v1/chat/completions;x=1", 404, Some("unknown_endpoint")),
+        // multi-byte characters where a `%2e` could start
+        ("/v1/a€/chat/completions", 404, Some("no_route")),
+        ("/v1/.€/chat/completions", 404, Some("no_route")),
         ("*", 404, Some("unknown_endpoint")),
         (&long, 404, Some("no_route")),
         (&too_long, 431, None),

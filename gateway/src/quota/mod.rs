@@ -88,6 +88,10 @@ struct Group {
     local: bool,
     /// reserved for one upstream attempt (`by: upstream`)
     attempt: bool,
+    /// admitted without Redis because its node could not be reached (not
+    /// because earlier such usage was still landing): the tag's admission
+    /// waits for this one's settlement to land
+    gates: bool,
 }
 
 /// What ai_log says about quotas.
@@ -220,6 +224,7 @@ impl Quotas {
                 mode: g.mode,
                 actual,
                 tomb_ms: TOMBSTONE_MS,
+                gates: g.gates,
             }),
         }
     }
@@ -318,28 +323,34 @@ impl Held {
                 // the node holding this tag is out: the outage policy at once,
                 // whatever the other tags' nodes do
                 if engine.store.is_tag_down(tag) {
-                    return (items, Err(StateError::Unavailable("node down".into())));
+                    return (
+                        items,
+                        Err(StateError::Unavailable("node down".into())),
+                        true,
+                    );
                 }
                 // it is back, but usage served without it has not all landed
+                // (what is admitted meanwhile does not hold the gate shut)
                 if engine.settling(tag, on_error) {
                     return (
                         items,
                         Err(StateError::Unavailable(
                             "usage served during the outage is still being charged".into(),
                         )),
+                        false,
                     );
                 }
                 let r = engine
                     .store
                     .reserve(tag, id, lease, TOMBSTONE_MS, &items)
                     .await;
-                (items, r)
+                (items, r, true)
             }
         });
         let answers = join_all(calls).await;
         let mut refusal: Option<Refusal> = None;
         let first_new = self.groups.len();
-        for ((tag, quotas), (items, answer)) in tags.into_iter().zip(answers) {
+        for ((tag, quotas), (items, answer, gates)) in tags.into_iter().zip(answers) {
             let (mode, local, used, member) = match answer {
                 Ok(ReserveAnswer::Admitted { used, member, .. }) => {
                     (SettleMode::Reserved, false, used, member)
@@ -428,6 +439,7 @@ impl Held {
                 mode,
                 local,
                 attempt,
+                gates,
             });
         }
         match refusal {

@@ -28,6 +28,10 @@ pub struct Job {
     /// (window key, window ms, amount)
     pub actual: Vec<(String, u64, u64)>,
     pub tomb_ms: u64,
+    /// usage admitted while its node was unreachable: counted in `unlanded`
+    /// (usage admitted while earlier usage was landing is not, or admission
+    /// under a steady load would wait for itself)
+    pub gates: bool,
 }
 
 /// A job with the hash slot of its tag.
@@ -118,7 +122,7 @@ impl SettleQueue {
     }
 
     fn count_unlanded(&self, job: &Job, add: bool) {
-        if job.mode != SettleMode::Unreserved {
+        if job.mode != SettleMode::Unreserved || !job.gates {
             return;
         }
         if add {
@@ -291,6 +295,7 @@ mod tests {
             mode,
             actual: Vec::new(),
             tomb_ms: 1,
+            gates: true,
         }
     }
 
@@ -340,6 +345,17 @@ mod tests {
         );
         q.count_unlanded(&next.job, false);
         assert_eq!(q.unlanded("t:a"), 0);
+    }
+
+    #[test]
+    fn usage_admitted_while_earlier_usage_lands_does_not_hold_the_gate() {
+        let q = SettleQueue::new(10);
+        let mut meanwhile = job("t:a", SettleMode::Unreserved);
+        meanwhile.gates = false;
+        q.push(meanwhile);
+        assert_eq!(q.unlanded("t:a"), 0);
+        q.push(job("t:a", SettleMode::Unreserved));
+        assert_eq!(q.unlanded("t:a"), 1);
     }
 
     #[test]
