@@ -143,15 +143,16 @@ pub async fn answer(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     headers::clean_response(&mut head.headers);
-    if sse && strip_usage {
-        head.headers.remove(header::CONTENT_LENGTH);
-    }
     let t = &prov.timeouts;
     let deadline = tokio::time::Instant::from_std(sent + t.total);
     if redact && !head.status.is_success() {
         let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
         let text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
         body = UpstreamBody::Frames([text].into());
+    }
+    // the meter may cut bytes out of the stream: no length is promised
+    if sse && strip_usage {
+        head.headers.remove(header::CONTENT_LENGTH);
     }
     let mut first = None;
     if head.status.is_success() {

@@ -2,7 +2,8 @@
 //! within `server.body_read_timeout_ms` (408), and within the process-wide
 //! budget of buffered request bytes `server.max_buffered_body_bytes` (503
 //! `overloaded` beyond it), so many slow or large uploads at once cannot take the
-//! process's memory. A request holds its share until it is finished.
+//! process's memory. The budget is taken as bytes arrive (an announced length
+//! holds nothing); a request holds its share until its upstream answered.
 
 use crate::error::GatewayError;
 use bytes::{Bytes, BytesMut};
@@ -92,13 +93,9 @@ where
     if declared.is_some_and(|len| len > limits.max) {
         return Err(GatewayError::body_too_large(limits.max));
     }
+    // the budget is taken as bytes arrive: announcing a length costs a client
+    // nothing, so it holds nothing
     let mut held = Held::default();
-    // a declared length is taken at once: refused before a byte is read
-    if let Some(len) = declared {
-        if !budget.take(&mut held, len, limits.budget) {
-            return Err(GatewayError::overloaded());
-        }
-    }
     let read = collect(body, declared, limits, budget, &mut held);
     match tokio::time::timeout(limits.timeout, read).await {
         Ok(r) => r.map(|b| (b, held)),
@@ -120,8 +117,7 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let cap = usize::try_from(declared.unwrap_or(0)).unwrap_or(0);
-    let mut all = BytesMut::with_capacity(cap);
+    let mut all = BytesMut::new();
     let mut first: Option<Bytes> = None;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(GatewayError::body_read)?.into_data() else {
@@ -134,11 +130,16 @@ where
         if total > held.n && !budget.take(held, total - held.n, limits.budget) {
             return Err(GatewayError::overloaded());
         }
-        // one frame (the usual case) is kept as it came, without a copy
+        // one frame (the usual case) is kept as it came, without a copy; a
+        // second starts a buffer of the announced size
         match first.take() {
             None if all.is_empty() => first = Some(data),
             f => {
                 if let Some(f) = f {
+                    let cap = usize::try_from(declared.map_or(0, |d| d.min(limits.max)))
+                        .unwrap_or(0)
+                        .max(f.len() + data.len());
+                    all.reserve(cap);
                     all.extend_from_slice(&f);
                 }
                 all.extend_from_slice(&data);
@@ -178,7 +179,13 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!((e.status.as_u16(), e.code), (503, "overloaded"));
-        // undeclared (chunked) bodies are counted as they arrive
+        // an announced length alone holds nothing
+        let empty = Full::new(Bytes::new());
+        let (_, held) = read(empty, &with_length(90), LIMITS, &budget)
+            .await
+            .unwrap();
+        assert_eq!((held.n, budget.used()), (0, 80));
+        // chunked bodies are counted as they arrive, like announced ones
         let e = read(body(), &HeaderMap::new(), LIMITS, &budget)
             .await
             .err()

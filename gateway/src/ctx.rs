@@ -59,7 +59,8 @@ pub struct RequestCtx {
     pub quota: Option<Box<crate::quota::Held>>,
     /// the client's body, kept (refcounted) for estimating prompt tokens if needed
     pub body: Bytes,
-    /// the body's share of `server.max_buffered_body_bytes`, given back at the end
+    /// the body's share of `server.max_buffered_body_bytes`, given back once the
+    /// upstream answered (or at the end)
     pub body_held: crate::body_read::Held,
     pub log: Arc<AccessLog>,
     /// request metrics, fed from the same record
@@ -123,10 +124,11 @@ impl Otlp {
             return None;
         }
         let mut trace = TraceCtx::from_headers(headers, o.sampling_ratio);
-        // a client's sampled flag alone does not fill the export queue
+        // a client's sampled flag alone does not fill the export queue (nor
+        // does its choice of trace id, which `sampling_ratio` is read from)
         if trace.sampled
             && trace.parent.is_some()
-            && !trace.ratio_samples(o.sampling_ratio)
+            && o.sampling_ratio < 1.0
             && !exporter.honor_client_sampling(o.honor_client)
         {
             trace.sampled = false;

@@ -27,11 +27,7 @@ pub async fn list(
         model: None,
         endpoint: Some(crate::endpoint::Endpoint::Models),
     };
-    let matching: Vec<&Route> = cfg
-        .routes
-        .iter()
-        .filter(|r| r.check(&input).is_ok())
-        .collect();
+    let matching: Vec<&Route> = cfg.routes.iter().filter(|r| r.matches(&input)).collect();
     if matching.is_empty() {
         if let Err(miss) = route::find(&cfg.routes, &input) {
             return Err(miss.error(&input, cfg.server.verbose_errors));

@@ -100,6 +100,9 @@ pub async fn handle(
             limits,
         }) => {
             let status = head.status.as_u16();
+            // the body went upstream: it no longer counts as being buffered (a
+            // long answer would otherwise hold its share to the end)
+            drop(std::mem::take(&mut ctx.body_held));
             if let Some(mut c) = ctx.attrs.take() {
                 c.response_headers(&head.headers, &cfg.secret_headers);
                 if c.wants_stream() || c.wants_response_body() {

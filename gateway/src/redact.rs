@@ -25,6 +25,9 @@ static ACCOUNT_IDS: LazyLock<Option<regex::bytes::Regex>> = LazyLock::new(|| {
     .ok()
 });
 
+/// Shorter api tokens are placeholders, not redacted.
+const MIN_SECRET_LEN: usize = 8;
+
 /// One provider's redaction: the shared patterns plus its own api tokens.
 #[derive(Default)]
 pub struct Redactor {
@@ -36,7 +39,9 @@ impl Redactor {
         Redactor {
             tokens: tokens
                 .into_iter()
-                .filter(|t| !t.is_empty())
+                // placeholders some servers take (`-`, `none`, `EMPTY`) are no
+                // secret, and replacing them would mangle the body
+                .filter(|t| t.len() >= MIN_SECRET_LEN)
                 .map(|t| Box::from(t.as_bytes()))
                 .collect(),
         }

@@ -261,14 +261,15 @@ impl Route {
         })
     }
 
-    /// Ok when the request matches; otherwise why not.
-    pub fn check(&self, r: &MatchInput<'_>) -> Result<(), String> {
+    /// Whether the request matches (no message is built: see [`Route::check`]).
+    pub fn matches(&self, r: &MatchInput<'_>) -> bool {
+        self.miss(r).is_none()
+    }
+
+    /// What does not match first, if anything.
+    fn miss(&self, r: &MatchInput<'_>) -> Option<Miss<'_>> {
         if !self.hosts.is_empty() && !any_match(&self.hosts, r.host) {
-            return Err(format!(
-                "host {:?} is not one of {}",
-                r.host,
-                list(&self.hosts)
-            ));
+            return Some(Miss::Host);
         }
         let names = |prefix: &str| r.endpoint.is_none_or(|e| names_endpoint(r.path, e, prefix));
         let path_ok = match &self.path {
@@ -278,30 +279,44 @@ impl Route {
             PathMatch::Regex(re) => re.is_match(r.path),
         };
         if !path_ok {
-            let want = match &self.path {
-                PathMatch::Prefix(p) => format!("is not {p:?} followed by an endpoint"),
-                PathMatch::Exact(p) => format!("is not {p:?}"),
-                PathMatch::Regex(re) => format!("does not match {:?}", re.as_str()),
-                PathMatch::Any => "is not an endpoint under / or /v1".to_string(),
-            };
-            return Err(format!("path {:?} {want}", r.path));
+            return Some(Miss::Path);
         }
         for (name, values) in &self.headers {
             let got = r.headers.get(name).and_then(|v| v.to_str().ok());
             if !got.is_some_and(|g| values.iter().any(|v| v == g)) {
-                // The expected values are not shown: a header may act as a shared secret.
-                return Err(format!("header {name} does not have an accepted value"));
+                return Some(Miss::Header(name));
             }
         }
-        if let Some(model) = r.model {
-            if !self.models.is_empty() && !any_match(&self.models, model) {
-                return Err(format!(
-                    "model {model:?} is not one of {}",
-                    list(&self.models)
-                ));
-            }
+        match r.model {
+            Some(m) if !self.models.is_empty() && !any_match(&self.models, m) => Some(Miss::Model),
+            _ => None,
         }
-        Ok(())
+    }
+
+    /// Ok when the request matches; otherwise why not.
+    pub fn check(&self, r: &MatchInput<'_>) -> Result<(), String> {
+        let Some(miss) = self.miss(r) else {
+            return Ok(());
+        };
+        Err(match miss {
+            Miss::Host => format!("host {:?} is not one of {}", r.host, list(&self.hosts)),
+            Miss::Path => {
+                let want = match &self.path {
+                    PathMatch::Prefix(p) => format!("is not {p:?} followed by an endpoint"),
+                    PathMatch::Exact(p) => format!("is not {p:?}"),
+                    PathMatch::Regex(re) => format!("does not match {:?}", re.as_str()),
+                    PathMatch::Any => "is not an endpoint under / or /v1".to_string(),
+                };
+                format!("path {:?} {want}", r.path)
+            }
+            // the expected values are not shown: a header may act as a shared secret
+            Miss::Header(name) => format!("header {name} does not have an accepted value"),
+            Miss::Model => format!(
+                "model {:?} is not one of {}",
+                r.model.unwrap_or_default(),
+                list(&self.models)
+            ),
+        })
     }
 
     /// The model names `match.models` lists exactly.
@@ -369,6 +384,14 @@ fn list(globs: &[Glob]) -> String {
     s
 }
 
+/// The first predicate of a route a request fails.
+enum Miss<'r> {
+    Host,
+    Path,
+    Header(&'r HeaderName),
+    Model,
+}
+
 /// `path` names `e` exactly: its suffix (`/chat/completions`, with or without a
 /// trailing slash) right after the API root (`` or `/v1`), or right after the
 /// route's `prefix` (or that prefix + `/v1`); nothing else in between.
@@ -430,7 +453,7 @@ impl NoRoute {
 /// Whether every route that can take the request (its model not yet known)
 /// needs a key; what each route found wrong when none can.
 pub fn all_need_a_key(routes: &[Route], input: &MatchInput<'_>) -> Result<bool, NoRoute> {
-    let mut can = routes.iter().filter(|r| r.check(input).is_ok()).peekable();
+    let mut can = routes.iter().filter(|r| r.matches(input)).peekable();
     if can.peek().is_none() {
         return find(routes, input).map(|_| false);
     }
@@ -439,13 +462,13 @@ pub fn all_need_a_key(routes: &[Route], input: &MatchInput<'_>) -> Result<bool, 
 
 /// The first route that matches, or what each route found wrong.
 pub fn find<'r>(routes: &'r [Route], input: &MatchInput<'_>) -> Result<&'r Route, NoRoute> {
-    let mut why = Vec::new();
-    for r in routes {
-        match r.check(input) {
-            Ok(()) => return Ok(r),
-            Err(e) => why.push((r.name.clone(), e)),
-        }
+    if let Some(r) = routes.iter().find(|r| r.matches(input)) {
+        return Ok(r);
     }
+    let why = routes
+        .iter()
+        .filter_map(|r| r.check(input).err().map(|e| (r.name.clone(), e)))
+        .collect();
     Err(NoRoute { why })
 }
 

@@ -69,6 +69,9 @@ pub struct Watched {
 /// The answer (None once ended from outside) and who waits for its next frame.
 struct Slot {
     metered: Option<Pin<Box<Metered>>>,
+    /// dropped when the answer ends, also when it is ended from outside (the
+    /// connection's count of requests in flight)
+    until_end: Option<Box<dyn Send>>,
     /// the connection task that last found no frame ready: woken when the
     /// answer is ended, so it learns at once
     waker: Option<Waker>,
@@ -131,6 +134,7 @@ impl Stalls {
             deadline: body.deadline(),
             body: Mutex::new(Slot {
                 metered: Some(body),
+                until_end: None,
                 waker: None,
             }),
             waiting_since: AtomicU64::new(0),
@@ -155,22 +159,38 @@ impl Stalls {
         let now = Instant::now();
         let now_ms = self.now_ms();
         let mut due = Vec::new();
-        lock(shard).retain(|w| {
-            let Some(w) = w.upgrade() else { return false };
+        let due_now = |w: &Watched| {
             let since = w.waiting_since.load(Ordering::Relaxed);
             let stalled = since != 0
                 && now_ms.saturating_sub(since)
                     >= u64::try_from(w.write_timeout.as_millis()).unwrap_or(u64::MAX);
-            if stalled || now >= w.deadline {
-                due.push((w, stalled));
-                return false;
+            (stalled || now >= w.deadline).then_some(stalled)
+        };
+        lock(shard).retain(|w| {
+            let Some(w) = w.upgrade() else { return false };
+            match due_now(&w) {
+                Some(stalled) => {
+                    due.push((w, stalled));
+                    false
+                }
+                None => true,
             }
-            true
         });
         let mut ended = 0;
-        for (w, stalled) in due {
+        for (w, _) in due {
             // a body being polled right now is looked at again next time
             let Ok(mut slot) = w.body.try_lock() else {
+                lock(shard).push(Arc::downgrade(&w));
+                continue;
+            };
+            // its response is gone already (this is the last handle): it ends
+            // the normal way, by being dropped
+            if Arc::strong_count(&w) == 1 {
+                continue;
+            }
+            // (looked at again under the lock: the client may have read on)
+            let Some(stalled) = due_now(&w) else {
+                drop(slot);
                 lock(shard).push(Arc::downgrade(&w));
                 continue;
             };
@@ -183,6 +203,7 @@ impl Stalls {
                 };
                 b.as_mut().end_now(ending);
             }
+            slot.until_end = None;
             if let Some(waker) = slot.waker.take() {
                 waker.wake();
             }
@@ -222,6 +243,13 @@ impl Stalls {
 pub struct WatchedBody {
     watched: Arc<Watched>,
     stalls: Arc<Stalls>,
+}
+
+impl WatchedBody {
+    /// Keeps `guard` until the answer ends, whichever way.
+    pub fn hold_until_end(&self, guard: Box<dyn Send>) {
+        lock(&self.watched.body).until_end = Some(guard);
+    }
 }
 
 impl Body for WatchedBody {

@@ -8,7 +8,7 @@
 
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
-use gateway_tests::hostile::{request, status_line, RawConn};
+use gateway_tests::hostile::{request, status_line, H2Conn, RawConn};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
 
@@ -433,4 +433,41 @@ async fn clients_that_stop_reading_are_cut() {
         metric(&gw, r#"gateway_upstream_in_flight{provider="up"}"#).await,
         Some(0.0)
     );
+}
+
+/// 16c. HTTP/2: an answer cut because its client stopped reading no longer
+///      counts as in flight, although the server's HTTP/2 layer still holds its
+///      stream: the connection goes idle and is closed like any idle one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_left_with_a_cut_answer_is_closed_when_idle() {
+    let mock = long_streams(100_000, 0);
+    let gw = start(
+        &mock,
+        "client_write_timeout_ms: 1000\n  idle_timeout_ms: 1000",
+        "first_byte_ms: 5000, idle_ms: 5000, total_ms: 60000",
+    )
+    .await;
+    let mut conn = H2Conn::connect(gw.listen_addr()).await.unwrap();
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", gw.listen_addr()))
+        .header("authorization", BEARER)
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let mut send = conn.send.clone().ready().await.unwrap();
+    let body =
+        r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"a long story"}]}"#;
+    let (resp, mut stream) = send.send_request(req, false).unwrap();
+    stream.send_data(bytes::Bytes::from(body), true).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // the answer is never read: its window fills and stays full
+    let _unread = resp.into_body();
+    let line = &gw.wait_for_log_lines(1, Duration::from_secs(5)).await[0];
+    assert_eq!(line.response_flags, "DC", "{line:?}");
+    let t = Instant::now();
+    assert!(
+        conn.ended(Duration::from_secs(5)).await.is_some(),
+        "the connection is still open 5 s after its only answer was cut"
+    );
+    eprintln!("closed {:?} after the answer was cut", t.elapsed());
 }

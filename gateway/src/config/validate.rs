@@ -271,6 +271,9 @@ pub fn test_problems() -> Problems {
     Problems::new("t")
 }
 
+/// A day in ms: the longest time-out a `server.*_ms` key may set.
+const DAY_MS: u64 = 86_400_000;
+
 fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
     value
         .parse()
@@ -336,6 +339,32 @@ fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
     ] {
         if v == 0 {
             p.error(format!("server.{key}"), "must be greater than 0");
+        }
+    }
+    for (key, v, most) in [
+        ("body_read_timeout_ms", s.body_read_timeout_ms, DAY_MS),
+        ("idle_timeout_ms", s.idle_timeout_ms, DAY_MS),
+        ("client_write_timeout_ms", s.client_write_timeout_ms, DAY_MS),
+        (
+            "http2_keepalive_interval_ms",
+            s.http2_keepalive_interval_ms,
+            DAY_MS,
+        ),
+        (
+            "http2_keepalive_timeout_ms",
+            s.http2_keepalive_timeout_ms,
+            DAY_MS,
+        ),
+        ("header_read_timeout_ms", s.header_read_timeout_ms, DAY_MS),
+        ("max_connections", s.max_connections as u64, 1_000_000),
+        (
+            "http2_max_concurrent_streams",
+            u64::from(s.http2_max_concurrent_streams),
+            10_000,
+        ),
+    ] {
+        if v > most {
+            p.error(format!("server.{key}"), format!("must be at most {most}"));
         }
     }
     if s.http2_keepalive_interval_ms > 0 && s.http2_keepalive_timeout_ms == 0 {

@@ -78,14 +78,14 @@ impl ConnState {
                 .since
                 .elapsed()
                 .saturating_sub(Duration::from_millis(self.last_end.load(Ordering::Relaxed)));
-            if self.busy() == 0 && since_end >= idle {
+            let busy = self.busy() > 0;
+            if !busy && since_end >= idle {
                 return;
             }
-            tokio::time::sleep(
-                idle.saturating_sub(since_end)
-                    .max(Duration::from_millis(10)),
-            )
-            .await;
+            // with a request in flight, none can end and leave the connection
+            // idle sooner than `idle` from now
+            let wait = if busy { idle } else { idle - since_end };
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
     }
 
@@ -139,12 +139,13 @@ pin_project! {
     pub struct Tracked<B> {
         #[pin]
         body: B,
-        busy: Busy,
+        // None when the body holds the guard itself (see `data_conn`)
+        busy: Option<Busy>,
     }
 }
 
 impl<B> Tracked<B> {
-    pub fn new(body: B, busy: Busy) -> Tracked<B> {
+    pub fn new(body: B, busy: Option<Busy>) -> Tracked<B> {
         Tracked { body, busy }
     }
 }

@@ -15,6 +15,7 @@ pub mod tls;
 
 use crate::app::App;
 use crate::config::validate::ConnLimits;
+use crate::stream::ResponseBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -214,7 +215,17 @@ async fn data_conn(
                     http::HeaderValue::from_static("close"),
                 );
             }
-            Ok::<_, Infallible>(resp.map(|b| drain::Tracked::new(b, busy)))
+            // an upstream answer keeps its request counted until it ends, also
+            // when it is ended from outside while hyper still holds a stream of
+            // it (HTTP/2), so the connection can still go idle and be closed
+            let resp = resp.map(|b| match b {
+                ResponseBody::Upstream(w) => {
+                    w.hold_until_end(Box::new(busy));
+                    drain::Tracked::new(ResponseBody::Upstream(w), None)
+                }
+                local => drain::Tracked::new(local, Some(busy)),
+            });
+            Ok::<_, Infallible>(resp)
         }
     });
     match tls {
@@ -346,7 +357,7 @@ pub async fn serve_admin(app: Arc<App>, listener: TcpListener, mut stop: watch::
                             let busy = conn_state.start(http::Version::HTTP_11);
                             async move {
                                 let resp = crate::admin::handle(app, req).await;
-                                Ok::<_, Infallible>(resp.map(|b| drain::Tracked::new(b, busy)))
+                                Ok::<_, Infallible>(resp.map(|b| drain::Tracked::new(b, Some(busy))))
                             }
                         });
                         serve(stream, opts, svc, &builder, &state, None, stop).await;

@@ -120,19 +120,29 @@ impl<IO: AsyncWrite + Unpin> Guarded<IO> {
 
     /// Writes what is left of the 408, then shuts the connection down.
     fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some((bytes, sent)) = &mut self.answer {
-            if *sent == bytes.len() {
-                ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+        // (written with the same stall limit as any answer)
+        loop {
+            let Some((bytes, sent)) = &self.answer else {
+                return Poll::Ready(Ok(()));
+            };
+            let r = if *sent == bytes.len() {
+                Pin::new(&mut self.inner).poll_shutdown(cx).map_ok(|()| 0)
+            } else {
+                Pin::new(&mut self.inner).poll_write(cx, &bytes[*sent..])
+            };
+            let done = *sent == bytes.len();
+            let n = ready!(self.progressed(r, cx))?;
+            if done {
                 self.answer = None;
                 return Poll::Ready(Err(timed_out("the request head did not arrive in time")));
             }
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*sent..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            *sent += n;
+            if let Some((_, sent)) = &mut self.answer {
+                *sent += n;
+            }
         }
-        Poll::Ready(Ok(()))
     }
 }
 

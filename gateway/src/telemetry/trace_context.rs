@@ -50,11 +50,6 @@ impl TraceCtx {
         }
     }
 
-    /// Whether `ratio` alone samples this trace.
-    pub fn ratio_samples(&self, ratio: f64) -> bool {
-        by_ratio(self.trace_id, ratio)
-    }
-
     /// The client's trace, W3C first, then B3 single, then B3 multi.
     fn continued(h: &HeaderMap, span_id: u64, ratio: f64) -> Option<TraceCtx> {
         if let Some((trace_id, parent, sampled)) = h.get(TRACEPARENT).and_then(parse_traceparent) {
