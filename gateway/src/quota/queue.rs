@@ -52,9 +52,24 @@ impl Jobs {
         self.ready.len() + self.parked.len()
     }
 
-    /// Parked jobs go back before the ready ones (they are older).
-    fn unpark(&mut self) {
-        while let Some(q) = self.parked.pop_back() {
+    /// Parked jobs whose node is reachable again (all of them when
+    /// `everyone`) go back before the ready ones (they are older), in order;
+    /// the others stay parked.
+    fn unpark(&mut self, everyone: bool, down: impl Fn(u16) -> bool) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let mut still = VecDeque::new();
+        let mut back = Vec::new();
+        for q in self.parked.drain(..) {
+            if everyone || !down(q.slot) {
+                back.push(q);
+            } else {
+                still.push_back(q);
+            }
+        }
+        self.parked = still;
+        for q in back.into_iter().rev() {
             self.ready.push_front(q);
         }
     }
@@ -209,7 +224,11 @@ impl SettleQueue {
             _ = back => {}
             _ = tokio::time::sleep(RETRY_PAUSE), if parked => {}
         }
-        self.lock().unpark();
+        // only the jobs whose node answers again leave the parked line: the
+        // rest is not walked through again by every worker
+        let everyone = self.draining.load(Ordering::Relaxed);
+        self.lock()
+            .unpark(everyone, |slot| store.is_slot_down(slot));
     }
 
     async fn work(&self, store: &QuotaStore) {
@@ -263,7 +282,7 @@ impl SettleQueue {
     pub async fn drain(&self, limit: Duration) -> bool {
         let end = tokio::time::Instant::now() + limit;
         self.draining.store(true, Ordering::Relaxed);
-        self.lock().unpark();
+        self.lock().unpark(true, |_| false);
         loop {
             let idle = {
                 let q = self.lock();
@@ -335,9 +354,12 @@ mod tests {
         assert_eq!(first.job.tag, "t:b");
         assert!(q.pop(&store).is_none(), "t:a's are set aside");
         assert_eq!(q.len(), 2);
+        // still down: they stay aside
+        q.lock().unpark(false, |slot| store.is_slot_down(slot));
+        assert!(q.pop(&store).is_none());
         // back: the set-aside ones go, oldest first
         conn.reach.report_node("a:1", true, &"");
-        q.lock().unpark();
+        q.lock().unpark(false, |slot| store.is_slot_down(slot));
         let next = q.pop(&store).expect("t:a's node is back");
         assert_eq!(
             (next.job.tag.as_str(), next.job.mode),
