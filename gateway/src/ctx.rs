@@ -238,22 +238,7 @@ impl RequestCtx {
     /// The host the client addressed (Host header, else the URI's authority), without
     /// port or trailing dot, lowercased (host names are case-insensitive).
     pub fn host(&self) -> Cow<'_, str> {
-        let h = self
-            .authority
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| self.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
-        let h = match h.rfind(':') {
-            Some(i) if !h.ends_with(']') => &h[..i],
-            _ => h,
-        };
-        let h = h.strip_suffix('.').unwrap_or(h);
-        if h.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(h.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(h)
-        }
+        host_of(self.authority.as_ref(), &self.uri)
     }
 
     /// Finishes a request the gateway answered itself (errors, rejections, model list).
@@ -493,6 +478,25 @@ impl RequestCtx {
             },
             finish_reason: self.finish_reason.take(),
         });
+    }
+}
+
+/// The host a request addressed (its Host header, else the URI's authority),
+/// without port or trailing dot, lowercased (host names are case-insensitive).
+pub fn host_of<'a>(host_header: Option<&'a HeaderValue>, uri: &'a Uri) -> Cow<'a, str> {
+    let h = host_header
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let h = match h.rfind(':') {
+        Some(i) if !h.ends_with(']') => &h[..i],
+        _ => h,
+    };
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
     }
 }
 

@@ -91,6 +91,10 @@ impl Endpoint {
 /// such paths are refused rather than resolved, so no two spellings of one
 /// path exist for route matching.
 pub fn has_dot_segment(path: &str) -> bool {
+    // (most paths have neither a dot nor an escape)
+    if memchr::memchr2(b'.', b'%', path.as_bytes()).is_none() {
+        return false;
+    }
     path.split('/').any(|seg| {
         let mut rest = seg;
         let mut dots = 0;

@@ -122,7 +122,7 @@ pub async fn handle(
             );
             // watched, so it ends by its deadline whatever the client does
             let write_timeout = cfg.server.conn.client_write_timeout;
-            let body = app.stalls.watch(Box::pin(metered), write_timeout, conn);
+            let body = app.stalls.watch(metered, write_timeout, conn);
             Response::from_parts(head, ResponseBody::Upstream(body))
         }
         Ok(Answer::Local(resp)) => {
@@ -183,7 +183,7 @@ async fn phases(
 
     // 2. who, when every route this request can take needs a key: checked before
     //    the body is read, so no one without a key makes the gateway buffer one
-    let host = ctx.host();
+    let host = crate::ctx::host_of(parts.headers.get(http::header::HOST), &parts.uri);
     let early = MatchInput {
         host: &host,
         path,
@@ -193,7 +193,6 @@ async fn phases(
     };
     let identified = route::all_need_a_key(&cfg.routes, &early)
         .map_err(|miss| miss.error(&early, cfg.server.verbose_errors))?;
-    drop(host);
     if identified {
         let key = auth::find_key(
             &parts.headers,
@@ -227,7 +226,6 @@ async fn phases(
     ctx.request_model = Some(model.clone());
 
     // 4. route
-    let host = ctx.host();
     let input = MatchInput {
         host: &host,
         path,

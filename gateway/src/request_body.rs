@@ -157,12 +157,24 @@ const READ_FIELDS: [&str; 11] = [
 fn refuse_duplicates(fields: &[(Cow<'_, str>, &RawValue)]) -> Result<(), GatewayError> {
     let mut seen = 0u16;
     for (k, _) in fields {
-        if let Some(i) = READ_FIELDS.iter().position(|f| *f == k.as_ref()) {
-            if seen & (1 << i) != 0 {
-                return Err(duplicate_key(READ_FIELDS[i]));
-            }
-            seen |= 1 << i;
+        let i = match k.as_ref() {
+            "model" => 0,
+            "stream" => 1,
+            "stream_options" => 2,
+            "max_tokens" => 3,
+            "max_completion_tokens" => 4,
+            "max_output_tokens" => 5,
+            "n" => 6,
+            "messages" => 7,
+            "prompt" => 8,
+            "input" => 9,
+            "instructions" => 10,
+            _ => continue,
+        };
+        if seen & (1 << i) != 0 {
+            return Err(duplicate_key(READ_FIELDS[i]));
         }
+        seen |= 1 << i;
     }
     Ok(())
 }
@@ -172,21 +184,32 @@ fn refuse_duplicates(fields: &[(Cow<'_, str>, &RawValue)]) -> Result<(), Gateway
 const MAX_DEPTH: usize = 128;
 
 /// Whether `json` (already parsed as a valid object) nests arrays and objects
-/// deeper than [`MAX_DEPTH`]: one pass over the bytes, strings skipped.
+/// deeper than [`MAX_DEPTH`]. A body with at most that many brackets cannot
+/// (one SIMD count, the usual answer); otherwise one pass over the structure,
+/// strings skipped by search (they hold most of a chat body's bytes).
 fn too_deep(json: &[u8]) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    if memchr::memchr2_iter(b'[', b'{', json)
+        .take(MAX_DEPTH + 1)
+        .count()
+        <= MAX_DEPTH
+    {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&b) = json.get(at) {
+        at += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                // to the closing quote: the next `"` not escaped
+                while let Some(i) = memchr::memchr2(b'"', b'\\', &json[at..]) {
+                    let found = json[at + i];
+                    at += i + if found == b'\\' { 2 } else { 1 };
+                    if found == b'"' {
+                        break;
+                    }
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -337,9 +360,18 @@ mod tests {
         assert!(ClientBody::parse(nested(MAX_DEPTH - 1).as_bytes()).is_ok());
         let e = ClientBody::parse(nested(100_000).as_bytes()).err().unwrap();
         assert_eq!(e.code, "invalid_json");
-        // brackets inside strings do not count
-        let text = format!(r#"{{"model":"m","x":"{}"}}"#, "[".repeat(1000));
+        // brackets inside strings do not count (escaped quotes do not end them)
+        let text = format!(r#"{{"model":"m","x":"\\\"{}"}}"#, "[".repeat(1000));
         assert!(ClientBody::parse(text.as_bytes()).is_ok());
+        // many brackets, none deep
+        let wide = format!(r#"{{"model":"m","x":[{}[]]}}"#, "[],".repeat(1000));
+        assert!(ClientBody::parse(wide.as_bytes()).is_ok());
+        let deep_after_strings = format!(
+            r#"{{"model":"m","s":"a\\\"b[[","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(ClientBody::parse(deep_after_strings.as_bytes()).is_err());
     }
 
     #[test]

@@ -57,8 +57,8 @@ impl ConnAbort {
 /// An answer the sweeper may end.
 pub struct Watched {
     body: Mutex<Slot>,
-    /// ms (after `Stalls::epoch`) since which the client has not taken the
-    /// frame it was handed; 0 while the body is being polled for more
+    /// the sweep (its count, see `Stalls::sweeps`) since which the client has
+    /// not taken the frame it was handed; 0 while the body is polled for more
     waiting_since: AtomicU64,
     deadline: Instant,
     write_timeout: Duration,
@@ -68,7 +68,8 @@ pub struct Watched {
 
 /// The answer (None once ended from outside) and who waits for its next frame.
 struct Slot {
-    metered: Option<Pin<Box<Metered>>>,
+    /// (kept inline: one allocation per answer, the watched one)
+    metered: Option<Metered>,
     /// dropped when the answer ends, also when it is ended from outside (the
     /// connection's count of requests in flight)
     until_end: Option<Box<dyn Send>>,
@@ -100,7 +101,9 @@ pub fn on_memory_freed(release: fn()) {
 
 /// The upstream answers in flight, and their sweeper.
 pub struct Stalls {
-    epoch: Instant,
+    /// sweeps so far, from 1: the answers' clock (a frame handed out reads
+    /// it, not the system clock)
+    sweeps: AtomicU64,
     shards: [Mutex<Vec<Weak<Watched>>>; SHARDS],
     next: std::sync::atomic::AtomicUsize,
 }
@@ -108,7 +111,7 @@ pub struct Stalls {
 impl Default for Stalls {
     fn default() -> Self {
         Stalls {
-            epoch: Instant::now(),
+            sweeps: AtomicU64::new(1),
             shards: Default::default(),
             next: Default::default(),
         }
@@ -116,17 +119,15 @@ impl Default for Stalls {
 }
 
 impl Stalls {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
+    fn now_sweep(&self) -> u64 {
+        self.sweeps.load(Ordering::Relaxed)
     }
 
     /// `body`, watched: the sweeper ends it once its client has taken nothing for
     /// `write_timeout`, or its deadline has passed.
     pub fn watch(
         self: &Arc<Self>,
-        body: Pin<Box<Metered>>,
+        body: Metered,
         write_timeout: Duration,
         conn: Option<Arc<ConnAbort>>,
     ) -> WatchedBody {
@@ -152,18 +153,22 @@ impl Stalls {
     /// Ends the answers that are stalled or past their deadline; forgets the
     /// finished ones. How many it ended.
     pub fn sweep(&self) -> usize {
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
         self.shards.iter().map(|s| self.sweep_shard(s)).sum()
     }
 
     fn sweep_shard(&self, shard: &Mutex<Vec<Weak<Watched>>>) -> usize {
         let now = Instant::now();
-        let now_ms = self.now_ms();
+        let now_sweep = self.now_sweep();
         let mut due = Vec::new();
         let due_now = |w: &Watched| {
             let since = w.waiting_since.load(Ordering::Relaxed);
-            let stalled = since != 0
-                && now_ms.saturating_sub(since)
-                    >= u64::try_from(w.write_timeout.as_millis()).unwrap_or(u64::MAX);
+            // a whole sweep period is counted only once it has passed
+            let waited = SWEEP.saturating_mul(
+                u32::try_from(now_sweep.saturating_sub(since).saturating_sub(1))
+                    .unwrap_or(u32::MAX),
+            );
+            let stalled = since != 0 && waited >= w.write_timeout;
             (stalled || now >= w.deadline).then_some(stalled)
         };
         lock(shard).retain(|w| {
@@ -201,7 +206,7 @@ impl Stalls {
                 } else {
                     Ending::TotalTimeout
                 };
-                b.as_mut().end_now(ending);
+                Pin::new(&mut b).end_now(ending);
             }
             slot.until_end = None;
             if let Some(waker) = slot.waker.take() {
@@ -269,11 +274,11 @@ impl Body for WatchedBody {
                     .into(),
             )));
         };
-        let r = b.as_mut().poll_frame(cx);
+        let r = Pin::new(b).poll_frame(cx);
         match &r {
             Poll::Ready(Some(Ok(_))) => {
                 w.waiting_since
-                    .store(self.stalls.now_ms(), Ordering::Relaxed);
+                    .store(self.stalls.now_sweep(), Ordering::Relaxed);
             }
             Poll::Pending if !slot.waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) => {
                 slot.waker = Some(cx.waker().clone());

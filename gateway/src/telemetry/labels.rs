@@ -12,7 +12,8 @@ pub const OTHER: &str = "other";
 /// Every model name the config spells out.
 #[derive(Debug, Default)]
 pub struct KnownModels {
-    names: HashSet<Arc<str>>,
+    /// (a fast hash: looked up a few times per request)
+    names: HashSet<Arc<str>, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
 }
 
 impl KnownModels {

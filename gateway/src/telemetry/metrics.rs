@@ -55,6 +55,13 @@ pub struct Metrics {
     ready: DashMap<u64, Arc<(Labels, Series)>>,
 }
 
+/// A request's model labels (see `labels.rs`).
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    model: &'a str,
+    request: &'a str,
+}
+
 /// The labels of one request's series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Labels {
@@ -71,14 +78,14 @@ struct Labels {
 const NONE: &str = "none";
 
 impl Labels {
-    fn of(ai: &AiLog, operation: &str, models: &ModelLabels) -> Labels {
+    fn of(ai: &AiLog, operation: &str, models: Names<'_>) -> Labels {
         Labels {
             operation: operation.to_string(),
             route: ai.route.as_deref().unwrap_or(NONE).to_string(),
             status: ai.status,
             provider: ai.provider.clone(),
-            model: models.model(ai.model.as_deref()).to_string(),
-            request_model: models.request().to_string(),
+            model: models.model.to_string(),
+            request_model: models.request.to_string(),
             consumer: match (&ai.tenant, &ai.consumer) {
                 (Some(t), Some(c)) => format!("{t}/{c}"),
                 _ => NONE.to_string(),
@@ -88,14 +95,14 @@ impl Labels {
     }
 
     /// A hash of what `of` would build, without building it.
-    fn hash(ai: &AiLog, operation: &str, models: &ModelLabels) -> u64 {
+    fn hash(ai: &AiLog, operation: &str, models: Names<'_>) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for part in [
             operation,
             ai.route.as_deref().unwrap_or(NONE),
             ai.provider.as_deref().unwrap_or("\0"),
-            models.model(ai.model.as_deref()),
-            models.request(),
+            models.model,
+            models.request,
             ai.tenant.as_deref().unwrap_or("\0"),
             ai.consumer.as_deref().unwrap_or("\0"),
         ] {
@@ -107,7 +114,7 @@ impl Labels {
         h.digest()
     }
 
-    fn matches(&self, ai: &AiLog, operation: &str, models: &ModelLabels) -> bool {
+    fn matches(&self, ai: &AiLog, operation: &str, models: Names<'_>) -> bool {
         let consumer_ok = match (&ai.tenant, &ai.consumer) {
             (Some(t), Some(c)) => {
                 self.consumer
@@ -122,8 +129,8 @@ impl Labels {
             && self.route == ai.route.as_deref().unwrap_or(NONE)
             && self.status == ai.status
             && self.provider.as_deref() == ai.provider.as_deref()
-            && self.model == models.model(ai.model.as_deref())
-            && self.request_model == models.request()
+            && self.model == models.model
+            && self.request_model == models.request
             && self.stream == labels_stream(ai)
     }
 }
@@ -241,7 +248,12 @@ impl Metrics {
     }
 
     /// Counts one finished request.
-    pub fn record(&self, ai: &AiLog, operation: &str, models: &ModelLabels) {
+    pub fn record(&self, ai: &AiLog, operation: &str, labels: &ModelLabels) {
+        // (the model labels looked up once)
+        let models = Names {
+            model: labels.model(ai.model.as_deref()),
+            request: labels.request(),
+        };
         let key = Labels::hash(ai, operation, models);
         let cached = self
             .ready
