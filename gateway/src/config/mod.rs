@@ -7,6 +7,7 @@ mod collect;
 mod de;
 pub mod problems;
 mod reason;
+mod server;
 mod state;
 mod tree;
 pub mod validate;
