@@ -1283,9 +1283,11 @@ fn usage_pages_through_many_windows_and_the_index_ends_with_them() {
         .map(|i| format!("gw:{{t:beta}}:q:t:beta:per-ip:10.1.0.{i}"))
         .collect();
     charge_windows(&redis, "beta", &beta, w);
+    // (read one after the other by separate redis-cli runs: the window's
+    // countdown goes on meanwhile, by several ms on a loaded machine)
     let (index, last) = (b.pttl(&b.key("qidx")), b.pttl(&beta[19]));
     assert!(
-        index > 0 && index <= last + 5,
+        index > 0 && index <= last + 50,
         "index {index} ms, last window {last} ms"
     );
     sleep(ms(2 * w + 100));
