@@ -193,16 +193,18 @@ async fn phases(
     };
     let identified = route::all_need_a_key(&cfg.routes, &early)
         .map_err(|miss| miss.error(&early, cfg.server.verbose_errors))?;
-    if identified {
-        let key = auth::find_key(
+    let key = || {
+        auth::find_key(
             &parts.headers,
             &parts.uri,
             &cfg.key_headers,
             cfg.key_in_query,
-        );
+        )
+    };
+    if identified {
         engines
             .auth
-            .identify_into(key.as_deref(), &mut ctx.identity)
+            .identify_into(key().as_deref(), &mut ctx.identity)
             .await?;
     }
 
@@ -249,27 +251,16 @@ async fn phases(
 
     // 5. authn (the key was identified above when every candidate route needs one)
     if let Some(policy) = &route.auth {
-        match ctx.identity.as_deref().filter(|_| identified) {
-            Some(who) => auth::authorize(who, policy, &route.name, Some(&model))?,
+        let who = match ctx.identity.clone().filter(|_| identified) {
+            Some(who) => who,
             None => {
-                let key = auth::find_key(
-                    &parts.headers,
-                    &parts.uri,
-                    &cfg.key_headers,
-                    cfg.key_in_query,
-                );
                 engines
                     .auth
-                    .authenticate(
-                        key.as_deref(),
-                        policy,
-                        &route.name,
-                        Some(&model),
-                        &mut ctx.identity,
-                    )
-                    .await?;
+                    .identify_into(key().as_deref(), &mut ctx.identity)
+                    .await?
             }
-        }
+        };
+        auth::authorize(&who, policy, &route.name, Some(&model))?;
     }
 
     // 6. quota reserve

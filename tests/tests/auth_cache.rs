@@ -58,6 +58,8 @@ async fn chat(gw: &Gateway, key: &str) -> u16 {
 async fn cache_hits_and_repeated_bad_keys_cost_no_redis_calls() {
     let redis = RedisServer::start();
     let gw = Gateway::start(&config(&redis.url(), 10_000)).await;
+    // (subscribing flushes the cache: keys cached before are looked up again)
+    wait_subscribed(&redis).await;
     assert_eq!(chat(&gw, SEED_KEY).await, 200);
     assert_eq!(chat(&gw, "sk-not-a-key-of-ours").await, 401);
     // the upstream-health mirror reads its provider's hash with one script call
