@@ -1,23 +1,311 @@
-//! One upstream attempt, the pieces the fallback loop in `pipeline.rs` strings
-//! together: its record, its `by: upstream` quotas, what its failure tells
-//! shared health, and how its response becomes the answer (held until the first
-//! byte, error bodies redacted).
+//! One upstream attempt (phases 7-10): the instance's `by: upstream` quotas
+//! reserved, the request built (URL, auth, model map, options), sent within the
+//! first-byte timeout, its response classified and made an answer (held until
+//! the first byte, error bodies redacted), and what it showed reported to shared
+//! health. `pipeline.rs` strings the attempts together in the balancer's order.
 
+use crate::balance;
+use crate::config::Runtime;
 use crate::ctx::RequestCtx;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::headers;
-use crate::health::{Cell, Health};
+use crate::health::{Cell, Health, InFlight, StreamWatch, View};
 use crate::meter::Meter;
-use crate::providers::Provider;
+use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Refusal};
+use crate::request_body::ClientBody;
 use crate::route::Route;
-use crate::stream::{Limits, UpstreamBody};
-use crate::upstream;
+use crate::stream::Limits;
+use crate::telemetry::attempt::AttemptRec;
+use crate::telemetry::trace_context::new_span_id;
+use crate::upstream::{self, AttemptError, UpstreamBody};
 use bytes::Bytes;
 use http::{header, HeaderMap, Response, StatusCode};
-use shared::config::FallbackOn;
+use http_body_util::Full;
+use shared::config::{Algorithm, FallbackOn};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What every attempt of one request shares.
+pub struct Call<'a> {
+    pub cfg: &'a Runtime,
+    pub health: &'a Arc<Health>,
+    pub route: &'a Route,
+    /// the client's headers
+    pub headers: &'a HeaderMap,
+    pub endpoint: Endpoint,
+    pub client: &'a ClientBody<'a>,
+    /// the client's body as read
+    pub bytes: &'a Bytes,
+    /// the model the client asked for
+    pub model: &'a str,
+}
+
+/// The order instances are tried in, and the health they were picked by.
+struct Plan {
+    order: Vec<usize>,
+    /// every instance was ejected: all are tried anyway
+    panic: bool,
+    /// `fallback.on` has `unhealthy`: ejected instances and tokens are avoided
+    steer: bool,
+    cells: Arc<HashMap<Arc<str>, Arc<Cell>>>,
+    view: View,
+}
+
+/// What one attempt came to. (An answer is moved once, to the client: its
+/// size is moot.)
+#[allow(clippy::large_enum_variant)]
+enum Tried {
+    /// it answered: the answer goes to the client
+    Answered(Answer),
+    /// the instance was ejected since the plan was made: not tried
+    Skipped,
+    /// it failed; `retry`: `fallback.on` allows another attempt
+    Failed { failure: Failure, retry: bool },
+}
+
+impl Call<'_> {
+    /// The route's instances in the balancer's order, until one answers, with
+    /// fallback within `max_retries` and `within`; the last failure is answered
+    /// when none is left.
+    pub async fn run(&self, ctx: &mut RequestCtx) -> Result<Answer, GatewayError> {
+        let plan = self.plan(ctx);
+        let fallback = &self.route.fallback;
+        let max_attempts = fallback.max_retries.saturating_add(1) as usize;
+        let no_new_attempt_after = ctx.facts().start + fallback.within;
+        let (mut tried, mut last) = (0, None);
+        for &idx in &plan.order {
+            if tried >= max_attempts || (tried > 0 && Instant::now() >= no_new_attempt_after) {
+                break;
+            }
+            match self.attempt(ctx, &plan, idx, tried).await? {
+                Tried::Answered(a) => return Ok(a),
+                Tried::Skipped => continue,
+                Tried::Failed { failure, retry } => {
+                    tried += 1;
+                    last = Some(failure);
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        match last {
+            Some(Failure::Response(a)) => Ok(*a),
+            Some(Failure::Error(e)) => Err(e),
+            None => Err(GatewayError::no_upstream(&self.route.name)),
+        }
+    }
+
+    /// Healthy instances by priority, in the algorithm's order (no Redis call:
+    /// health is read from this replica's mirror).
+    fn plan(&self, ctx: &mut RequestCtx) -> Plan {
+        let (health, route) = (self.health, self.route);
+        let steer = route.fallback.allows(FallbackOn::Unhealthy);
+        let cells = health.cells();
+        let view = health.view();
+        let cell_of = |i: usize| cells.get(&*route.balancer.instance(i).provider.id);
+        let ejected = |i: usize| {
+            steer
+                .then(|| cell_of(i).and_then(|c| c.ejected_since(&view)))
+                .flatten()
+        };
+        let busy = |i: usize| cell_of(i).map_or(0, |c| c.busy());
+        let key = match route.balancer.algorithm() {
+            Algorithm::Chash => {
+                let who = ctx
+                    .identity()
+                    .map(|w| format!("{}/{}", w.tenant, w.consumer));
+                let ip = ctx.facts().remote.ip();
+                route.balancer.hash_on.key(who.as_deref(), self.headers, ip)
+            }
+            _ => Vec::new(),
+        };
+        let plan = route.balancer.plan(&balance::Inputs {
+            ejected: &ejected,
+            busy: &busy,
+            key: &key,
+        });
+        if plan.panic {
+            ctx.attempts().set_panic_mode();
+            health.stats.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(route = %route.name, "every upstream is ejected: trying them anyway (panic mode)");
+        }
+        Plan {
+            order: plan.order,
+            panic: plan.panic,
+            steer,
+            cells,
+            view,
+        }
+    }
+
+    /// Tries instance `idx` of the route; `tried` attempts came before it.
+    async fn attempt(
+        &self,
+        ctx: &mut RequestCtx,
+        plan: &Plan,
+        idx: usize,
+        tried: usize,
+    ) -> Result<Tried, GatewayError> {
+        let (cfg, health, route) = (self.cfg, self.health, self.route);
+        let fallback = &route.fallback;
+        let prov = &route.balancer.instance(idx).provider;
+        let cell = plan.cells.get(&*prov.id).cloned();
+        // ejected since the plan was made (by this request's failures or another's)
+        let gone = |c: &Arc<Cell>| c.ejected_since(&health.view()).is_some();
+        if tried > 0 && plan.steer && !plan.panic && cell.as_ref().is_some_and(gone) {
+            return Ok(Tried::Skipped);
+        }
+        let n = tried + 1;
+        let sent = Instant::now();
+        // recorded now, so an attempt cut short (the client left) still shows
+        let traced = ctx.traced();
+        ctx.attempts().start(AttemptRec {
+            provider: prov.id.clone(),
+            system: crate::providers::gen_ai_name(prov.kind),
+            host: prov.host.clone(),
+            span_id: if traced { new_span_id() } else { 0 },
+            started: sent,
+            ended: None,
+            model: None,
+            token: None,
+            status: None,
+            reason: None,
+        });
+        if let Err(r) = reserve_upstream(route, ctx, self.headers, &prov.id).await {
+            let limited = matches!(r, Refusal::Limited(_));
+            tracing::debug!(provider = %prov.id, attempt = n, "upstream quota refused");
+            close(ctx, prov, None, None, Some(FallbackOn::RateLimiting));
+            return Ok(Tried::Failed {
+                failure: Failure::Error(refusal(r)),
+                retry: limited && fallback.allows(FallbackOn::RateLimiting),
+            });
+        }
+        let steer = plan.steer;
+        let token =
+            prov.pick_token(|t| !steer || cell.as_ref().is_none_or(|c| c.token_ok(t, &plan.view)));
+        let token_index = token.as_ref().map(|(i, _, _)| *i);
+        close(ctx, prov, token_index, None, None);
+        ctx.attempts()
+            .set_in_flight(cell.clone().map(InFlight::new));
+        let upstream_model = prov.mapping.map(self.model);
+        ctx.set_upstream_label(cfg.known_models.get(&upstream_model).cloned());
+        if let Some(a) = ctx.attempts().current() {
+            a.model = Some(upstream_model.to_string());
+        }
+        let add_usage = self.adds_usage();
+
+        // adapter and upstream call
+        let result = match prov.flavor {
+            Flavor::Mock => Ok(mock::answer(
+                self.endpoint,
+                self.client,
+                &upstream_model,
+                self.client.include_usage || add_usage,
+            )),
+            _ => {
+                let c = self.client;
+                let body = c.rewrite(self.bytes, Some(&upstream_model), &prov.options, add_usage);
+                let mut req = upstream_request(
+                    prov,
+                    self.endpoint,
+                    &upstream_model,
+                    body,
+                    self.headers,
+                    cfg,
+                    ctx,
+                )?;
+                if let Some((_, name, value)) = &token {
+                    req.headers_mut().insert(name.clone(), value.clone());
+                }
+                ctx.propagate_trace(req.headers_mut());
+                let http = prov
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| GatewayError::internal("provider has no HTTP client"))?;
+                upstream::send(http, req, prov.timeouts.first_byte)
+                    .await
+                    .map(|r| r.map(UpstreamBody::Http))
+            }
+        };
+        let mut status = None;
+        let (reason, failure) = match result {
+            Ok(resp) => {
+                ctx.attempts().answered_after(ms(sent.elapsed()));
+                let s = resp.status();
+                status = Some(s.as_u16());
+                let redact = cfg.server.redact_upstream_errors;
+                match answer(resp, prov, ctx, sent, add_usage, redact).await {
+                    Ok(a) => match status_reason(s) {
+                        Some(r) => (r, Failure::Response(Box::new(a))),
+                        None => {
+                            if let Some(c) = &cell {
+                                health.success(c, token_index, prov.passive.as_ref());
+                                let watch = prov.passive.map(|passive| StreamWatch {
+                                    health: health.clone(),
+                                    cell: c.clone(),
+                                    passive,
+                                });
+                                ctx.attempts().watch_stream(watch);
+                            }
+                            close(ctx, prov, token_index, status, None);
+                            return Ok(Tried::Answered(a));
+                        }
+                    },
+                    Err((r, e)) => (r, Failure::Error(e)),
+                }
+            }
+            Err(e) => no_response(e, prov),
+        };
+        tracing::debug!(provider = %prov.id, ?reason, attempt = n, "upstream attempt failed");
+        close(ctx, prov, token_index, status, Some(reason));
+        if let Some(c) = &cell {
+            report_failure(health, c, prov, token_index, reason, status, &failure);
+        }
+        if let Some(q) = ctx.quota() {
+            q.attempt_failed();
+        }
+        Ok(Tried::Failed {
+            failure,
+            retry: fallback.allows(reason),
+        })
+    }
+
+    /// A stream the client did not ask usage of gets it anyway (the meter reads
+    /// it and strips it again).
+    fn adds_usage(&self) -> bool {
+        self.client.stream && self.endpoint.takes_stream_options() && !self.client.include_usage
+    }
+}
+
+/// Why no response came, for `fallback.on`, and the error the client gets.
+fn no_response(e: AttemptError, prov: &Provider) -> (FallbackOn, Failure) {
+    match e {
+        AttemptError::Timeout => (
+            FallbackOn::Timeout,
+            Failure::Error(GatewayError::upstream_timeout(
+                &prov.id,
+                "response headers",
+                ms(prov.timeouts.first_byte),
+            )),
+        ),
+        AttemptError::Connect(why) => (
+            FallbackOn::ConnectError,
+            Failure::Error(GatewayError::upstream_unreachable(&prov.id, why)),
+        ),
+        // The connection broke after it was made (e.g. a pooled keep-alive
+        // connection the upstream had closed); no answer came, so it counts as a
+        // connection failure for fallback, but is not reported as "unreachable".
+        AttemptError::Other(why) => (
+            FallbackOn::ConnectError,
+            Failure::Error(GatewayError::upstream_failed(&prov.id, why)),
+        ),
+    }
+}
 
 /// What the phases produced: an upstream answer to stream, or the gateway's own.
 /// Built once per request and moved straight into the response, so its size is moot.
@@ -66,7 +354,7 @@ pub fn close(
     status: Option<u16>,
     reason: Option<FallbackOn>,
 ) {
-    if let Some(a) = ctx.attempts.last_mut() {
+    if let Some(a) = ctx.attempts().current() {
         a.token = token
             .filter(|_| prov.token_count() > 1)
             .and_then(|t| u32::try_from(t).ok());
@@ -109,16 +397,17 @@ pub async fn reserve_upstream(
     headers: &HeaderMap,
     provider: &str,
 ) -> Result<(), Refusal> {
-    let Some(held) = ctx.quota.as_mut() else {
+    let who = ctx.identity().cloned();
+    let ip = ctx.facts().remote.ip();
+    let Some(held) = ctx.quota() else {
         return Ok(());
     };
-    let who = ctx.identity.as_deref();
-    let who_quotas = who.map_or(&[][..], |w| &w.quotas[..]);
+    let who_quotas = who.as_ref().map_or(&[][..], |w| &w.quotas[..]);
     let claims = quota::spec::claims(
         route.quotas.iter().chain(who_quotas),
-        who,
+        who.as_deref(),
         &route.name,
-        ctx.remote.ip(),
+        ip,
         headers,
         Some(provider),
     );
@@ -161,7 +450,7 @@ pub async fn answer(
             Ok(Some(Ok(b))) => Some(b),
             Ok(None) => None,
             Ok(Some(Err(e))) => {
-                let why = upstream::error_chain(e.as_ref());
+                let why = crate::error::error_chain(e.as_ref());
                 return Err((
                     FallbackOn::ConnectError,
                     GatewayError::upstream_unreachable(&prov.id, why),
@@ -179,7 +468,7 @@ pub async fn answer(
                 ));
             }
         };
-        ctx.first_byte_at = Some(Instant::now());
+        ctx.answer().first_byte_at = Some(Instant::now());
     }
     Ok(Answer::Upstream {
         head,
@@ -196,4 +485,42 @@ pub async fn answer(
 
 pub fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The request for one attempt: the provider's URL for `endpoint` and `model`, the
+/// client's headers without secrets and hop-by-hop ones, the request id and the
+/// caller's `tenant/consumer` (the api token is added by the caller).
+pub fn upstream_request(
+    prov: &Provider,
+    endpoint: Endpoint,
+    model: &str,
+    body: Bytes,
+    client_headers: &http::HeaderMap,
+    cfg: &Runtime,
+    ctx: &RequestCtx,
+) -> Result<http::Request<Full<Bytes>>, crate::error::GatewayError> {
+    let uri = prov.uri(endpoint, model).map_err(|e| {
+        crate::error::GatewayError::bad_request(
+            "invalid_model",
+            format!("cannot build the upstream URL for model {model:?}: {e}"),
+        )
+    })?;
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = endpoint.method();
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    headers::copy_to_upstream(client_headers, h, &cfg.secret_headers, ctx.traced());
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::HeaderName::from_static("x-request-id"),
+        ctx.facts().request_id.clone(),
+    );
+    // the client's copy of the consumer header was dropped with the secret headers
+    if let Some(v) = ctx.identity().and_then(|i| i.header_value.clone()) {
+        h.insert(cfg.consumer_header.clone(), v);
+    }
+    Ok(req)
 }

@@ -73,7 +73,7 @@ pub fn copy_to_upstream(
             || CLIENT_ONLY.contains(&n)
             || secret.contains(name)
             || listed.iter().any(|l| l == n)
-            || (traced && crate::telemetry::trace_context::is_trace_header(n))
+            || (traced && is_trace_header(n))
             || std::str::from_utf8(value.as_bytes()).is_err()
         {
             continue;
@@ -90,6 +90,12 @@ pub fn clean_response(h: &mut HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(UPSTREAM_ONLY) {
         h.remove(*name);
     }
+}
+
+/// A trace context header (lowercase name): W3C `traceparent`/`tracestate`, B3
+/// single or multi (`x-b3-*`).
+pub fn is_trace_header(name: &str) -> bool {
+    matches!(name, "traceparent" | "tracestate" | "b3") || name.starts_with("x-b3-")
 }
 
 #[cfg(test)]

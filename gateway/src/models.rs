@@ -49,7 +49,7 @@ pub async fn list(
                 .authenticate(key.as_deref(), policy, &r.name, None, &mut who)
                 .await
             {
-                Ok(_) => ctx.identity = who,
+                Ok(_) => *ctx.identity_slot() = who,
                 Err(e) => {
                     refused = Some(e);
                     continue;
@@ -58,8 +58,7 @@ pub async fn list(
         }
         listed_any = true;
         for m in r.offered_models() {
-            let allowed =
-                r.auth.is_none() || ctx.identity.as_ref().is_some_and(|i| i.allows_model(&m));
+            let allowed = r.auth.is_none() || ctx.identity().is_some_and(|i| i.allows_model(&m));
             if allowed && !ids.contains(&m) {
                 ids.push(m);
             }

@@ -1,5 +1,5 @@
 //! The request path, top to bottom. Each phase is a small module; they share one
-//! [`RequestCtx`]:
+//! [`RequestCtx`], held as [`Unfinished`] so every exit path is recorded:
 //!
 //! 1. endpoint: which OpenAI API is called, the exact path (`endpoint.rs`)
 //! 2. who, early: when every route the request can take needs a key, the key is
@@ -12,85 +12,94 @@
 //! 5. authn: key -> (tenant, consumer), cache then backend, and what the route
 //!    and the model allow (`auth/`)
 //! 6. quota reserve: estimate, one store call per hash tag (`quota/`)
-//! 7. pick instance: healthy ones by priority, then roundrobin / chash /
-//!    least_busy (`balance.rs`, health mirrors in `health/`, no Redis call);
-//!    `by: upstream` quotas reserved for it, `rate_limiting` fallback when they refuse
-//! 8. provider adapter: URL, auth, model map, options (`providers/`)
-//! 9. upstream call: pooled client, first-byte timeout (`upstream.rs`), the
-//!    response made an answer (`attempt.rs`)
-//! 10. retry/fallback: before the first byte reached the client only, each attempt
-//!     recorded and reported to shared health (this file)
+//! 7. to 10. attempts (`attempt.rs`): pick an instance (healthy ones by
+//!    priority, then roundrobin / chash / least_busy: `balance.rs`, `health/`),
+//!    reserve its `by: upstream` quotas, build the request (`providers/`), send
+//!    it (`upstream.rs`), classify the response, report to shared health; fall
+//!    back before the first byte reached the client only
 //! 11. response: frames pass through; a copy feeds the usage meter and the
 //!     attributes that read the answer (`stream.rs`, `meter.rs`); watched, so it
 //!     ends by its deadline whatever the client does (`stall.rs`)
 //! 12. finish: quotas settled with the real usage and one `ai_log` record, on
-//!     every exit path (`ctx.rs`, `quota/`, `telemetry/`)
+//!     every exit path (`finish.rs`, `quota/`, `telemetry/`)
 
-use crate::app::App;
-use crate::attempt::{
-    answer, close, ms, refusal, report_failure, reserve_upstream, status_reason, Answer, Failure,
-};
+use crate::attempt::{refusal, Answer, Call};
 use crate::auth::{self, Auth};
-use crate::balance;
+use crate::body_read::Budget;
 use crate::config::Runtime;
-use crate::ctx::{AttemptRec, RequestCtx};
+use crate::ctx::{RequestCtx, Sinks};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::health::{Cell, Health, InFlight, StreamWatch};
-use crate::providers::{mock, Flavor};
-use crate::quota::{self, Estimate, Quotas, Refusal};
+use crate::finish::{Outcome, Unfinished};
+use crate::health::Health;
+use crate::quota::{self, Estimate, Quotas};
 use crate::request_body::ClientBody;
-use crate::route::{self, MatchInput, Route};
-use crate::stream::{Metered, ResponseBody, UpstreamBody};
+use crate::response::ResponseBody;
+use crate::route::{self, MatchInput};
+use crate::shutdown::Shutdown;
+use crate::stall::{ConnAbort, Stalls};
+use crate::stream::Metered;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::attributes::Collected;
 use crate::telemetry::labels::{Label, ModelLabels};
-use crate::telemetry::trace_context::new_span_id;
-use crate::upstream::{self, AttemptError};
-use bytes::Bytes;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otlp::Otlp;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::{HeaderName, Request, Response};
 use hyper::body::Incoming;
-use shared::config::{Algorithm, FallbackOn};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The process-wide engines and sinks a request uses.
+pub struct Engines<'a> {
+    pub auth: &'a Auth,
+    pub quotas: &'a Arc<Quotas>,
+    pub health: &'a Arc<Health>,
+    /// the budget of buffered request bodies
+    pub bodies: &'a Arc<Budget>,
+    pub access_log: &'a Arc<AccessLog>,
+    pub metrics: Option<&'a Arc<Metrics>>,
+    pub otlp: Option<&'a Arc<Otlp>>,
+    pub shutdown: &'a Arc<Shutdown>,
+    /// answers in flight, ended by their deadline whatever the client does
+    pub stalls: &'a Arc<Stalls>,
+}
+
 /// Serves one data-plane request from `remote` (the connection's peer, or the
-/// PROXY protocol's source address when the peer is a trusted proxy); `conn`
-/// ends its HTTP/1 connection when the answer has to be cut short.
+/// PROXY protocol's source address when the peer is a trusted proxy) on config
+/// `cfg` (the request finishes on the config it started with); `conn` ends its
+/// HTTP/1 connection when the answer has to be cut short.
 pub async fn handle(
-    app: Arc<App>,
+    cfg: &Runtime,
+    engines: &Engines<'_>,
     req: Request<Incoming>,
     remote: SocketAddr,
-    conn: Option<Arc<crate::stall::ConnAbort>>,
+    conn: Option<Arc<ConnAbort>>,
 ) -> Response<ResponseBody> {
-    let cfg = app.config(); // the request finishes on the config it started with
     let (parts, body) = req.into_parts();
     let client = cfg.server.trusted_proxies.client(remote, &parts.headers);
-    let mut ctx = Box::new(RequestCtx::new(
+    let sinks = Sinks {
+        log: engines.access_log.clone(),
+        metrics: engines.metrics.filter(|_| cfg.prometheus).cloned(),
+        otlp: crate::ctx::Otlp::for_request(engines.otlp, cfg.otlp.as_ref(), &parts.headers),
+        value_limit: cfg.value_length_limit,
+        labels: Default::default(),
+        live: Some(engines.shutdown.live()),
+    };
+    let ctx = RequestCtx::new(
         parts.method.clone(),
         parts.uri.clone(),
         parts.version,
         &parts.headers,
         client,
-        app.access_log.clone(),
-    ));
-    ctx.live = Some(app.shutdown.live());
-    ctx.value_limit = cfg.value_length_limit;
-    ctx.metrics = app.metrics.clone().filter(|_| cfg.prometheus);
-    ctx.otlp = crate::ctx::Otlp::for_request(app.otlp.as_ref(), cfg.otlp.as_ref(), &parts.headers);
-    let request_id = ctx.request_id.clone();
-    let engines = Engines {
-        auth: &app.auth,
-        quotas: &app.quotas,
-        health: &app.health,
-        bodies: &app.bodies,
-    };
-    let answer = phases(&cfg, &engines, &mut ctx, &parts, body).await;
-    let rate = ctx.quota.as_ref().map(|q| q.headers());
+        sinks,
+    );
+    let mut ctx = Unfinished::new(Box::new(ctx));
+    let request_id = ctx.facts().request_id.clone();
+    let answer = phases(cfg, engines, &mut ctx, &parts, body).await;
+    let rate = ctx.quota_headers();
     let mut resp = match answer {
         Ok(Answer::Upstream {
             head,
@@ -100,38 +109,37 @@ pub async fn handle(
             limits,
         }) => {
             let status = head.status.as_u16();
-            // the body went upstream: it no longer counts as being buffered (a
-            // long answer would otherwise hold its share to the end)
-            drop(std::mem::take(&mut ctx.body_held));
-            if let Some(mut c) = ctx.attrs.take() {
+            ctx.release_body();
+            if let Some(mut c) = ctx.answer().attrs.take() {
                 c.response_headers(&head.headers, &cfg.secret_headers);
                 if c.wants_stream() || c.wants_response_body() {
                     meter.capture = Some(c);
                 } else {
-                    ctx.attrs = Some(c);
+                    ctx.answer().attrs = Some(c);
                 }
             }
-            let metered = Metered::new(
-                body,
-                first,
-                meter,
-                limits,
-                status,
-                ctx,
-                app.shutdown.clone(),
-            );
+            let shutdown = engines.shutdown.clone();
+            let metered = Metered::new(body, first, meter, limits, status, ctx, shutdown);
             // watched, so it ends by its deadline whatever the client does
             let write_timeout = cfg.server.conn.client_write_timeout;
-            let body = app.stalls.watch(metered, write_timeout, conn);
+            let body = engines.stalls.watch(metered, write_timeout, conn);
             Response::from_parts(head, ResponseBody::Upstream(body))
         }
         Ok(Answer::Local(resp)) => {
-            ctx.finish_local(resp.status().as_u16(), resp.body().len() as u64, None);
+            ctx.finish(Outcome::Local {
+                status: resp.status().as_u16(),
+                bytes_sent: resp.body().len() as u64,
+                error: None,
+            });
             resp.map(ResponseBody::full)
         }
         Err(e) => {
             let resp = e.response();
-            ctx.finish_local(e.status.as_u16(), resp.body().len() as u64, Some(&e));
+            ctx.finish(Outcome::Local {
+                status: e.status.as_u16(),
+                bytes_sent: resp.body().len() as u64,
+                error: Some(&e),
+            });
             resp.map(ResponseBody::full)
         }
     };
@@ -140,15 +148,6 @@ pub async fn handle(
         rate.apply(resp.headers_mut());
     }
     resp
-}
-
-/// The process-wide engines a request uses.
-struct Engines<'a> {
-    auth: &'a Auth,
-    quotas: &'a Arc<Quotas>,
-    health: &'a Arc<Health>,
-    /// the budget of buffered request bodies
-    bodies: &'a Arc<crate::body_read::Budget>,
 }
 
 async fn phases(
@@ -173,7 +172,7 @@ async fn phases(
             path,
         ));
     }
-    ctx.endpoint = Some(endpoint);
+    ctx.set_endpoint(endpoint);
     if endpoint == Endpoint::Models {
         // (`models.rs`)
         return crate::models::list(cfg, engines.auth, ctx, parts)
@@ -204,7 +203,7 @@ async fn phases(
     if identified {
         engines
             .auth
-            .identify_into(key().as_deref(), &mut ctx.identity)
+            .identify_into(key().as_deref(), ctx.identity_slot())
             .await?;
     }
 
@@ -216,16 +215,14 @@ async fn phases(
     };
     let (bytes, held) =
         crate::body_read::read(body, &parts.headers, limits, engines.bodies).await?;
-    ctx.body_held = held;
-    ctx.bytes_received = bytes.len() as u64;
-    ctx.body = bytes.clone();
+    ctx.set_body(bytes.clone(), held);
     let client = ClientBody::parse(&bytes)?;
+    ctx.set_stream(client.stream);
     let model = client
         .model
         .clone()
         .ok_or_else(GatewayError::missing_model)?;
-    ctx.stream = client.stream;
-    ctx.request_model = Some(model.clone());
+    ctx.set_request_model(model.clone());
 
     // 4. route
     let input = MatchInput {
@@ -237,26 +234,26 @@ async fn phases(
     };
     let route = route::find(&cfg.routes, &input)
         .map_err(|miss| miss.error(&input, cfg.server.verbose_errors))?;
-    ctx.route = Some(route.name.clone());
-    ctx.labels = ModelLabels {
+    let labels = ModelLabels {
         request: Label::of(&model, &cfg.known_models, || route.model_glob(&model)),
         upstream: None,
         known: Some(cfg.known_models.clone()),
     };
+    ctx.set_route(route.name.clone(), labels);
     if let Some(a) = &route.attributes {
         let mut c = Collected::new(a.clone(), cfg.value_length_limit);
         c.request(&parts.headers, &bytes, &cfg.secret_headers);
-        ctx.attrs = Some(Box::new(c));
+        ctx.answer().attrs = Some(Box::new(c));
     }
 
     // 5. authn (the key was identified above when every candidate route needs one)
     if let Some(policy) = &route.auth {
-        let who = match ctx.identity.clone().filter(|_| identified) {
+        let who = match ctx.identity().cloned().filter(|_| identified) {
             Some(who) => who,
             None => {
                 engines
                     .auth
-                    .identify_into(key().as_deref(), &mut ctx.identity)
+                    .identify_into(key().as_deref(), ctx.identity_slot())
                     .await?
             }
         };
@@ -264,244 +261,38 @@ async fn phases(
     }
 
     // 6. quota reserve
-    let who = ctx.identity.clone();
+    let who = ctx.identity().cloned();
     let who_quotas = who.as_ref().map_or(&[][..], |w| &w.quotas[..]);
     if !route.quotas.is_empty() || !who_quotas.is_empty() {
         let estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
-        let held = ctx.quota.insert(Box::new(engines.quotas.hold(
-            cfg.state.quotas,
-            route.lease_ms,
-            estimate,
-        )));
+        let ip = ctx.facts().remote.ip();
+        let held = ctx.hold_quota(
+            engines
+                .quotas
+                .hold(cfg.state.quotas, route.lease_ms, estimate),
+        );
         let claims = quota::spec::claims(
             route.quotas.iter().chain(who_quotas),
             who.as_deref(),
             &route.name,
-            ctx.remote.ip(),
+            ip,
             &parts.headers,
             None,
         );
         held.reserve(claims, false).await.map_err(refusal)?;
     }
 
-    // 7.-10. instances in balancer order, with fallback
-    attempts(
+    // 7.-10. instances in the balancer's order (`attempt.rs`), with fallback:
+    //        before the first byte reached the client only
+    let call = Call {
         cfg,
-        engines.health,
+        health: engines.health,
         route,
-        ctx,
-        &parts.headers,
+        headers: &parts.headers,
         endpoint,
-        &client,
-        &bytes,
-        &model,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn attempts(
-    cfg: &Runtime,
-    health: &Arc<Health>,
-    route: &Route,
-    ctx: &mut RequestCtx,
-    headers: &HeaderMap,
-    endpoint: Endpoint,
-    client: &ClientBody<'_>,
-    bytes: &Bytes,
-    model: &str,
-) -> Result<Answer, GatewayError> {
-    let fallback = &route.fallback;
-    let max_attempts = fallback.max_retries.saturating_add(1) as usize;
-    let no_new_attempt_after = ctx.start + fallback.within;
-    let add_usage = client.stream && endpoint.takes_stream_options() && !client.include_usage;
-    let mut last: Option<Failure> = None;
-
-    // 6. pick: healthy instances by priority, in the algorithm's order
-    let steer = fallback.allows(FallbackOn::Unhealthy);
-    let cells = health.cells();
-    let view = health.view();
-    let cell_of = |i: usize| cells.get(&*route.balancer.instance(i).provider.id);
-    let ejected = |i: usize| {
-        steer
-            .then(|| cell_of(i).and_then(|c| c.ejected_since(&view)))
-            .flatten()
+        client: &client,
+        bytes: &bytes,
+        model: &model,
     };
-    let busy = |i: usize| cell_of(i).map_or(0, |c| c.busy());
-    let key = match route.balancer.algorithm() {
-        Algorithm::Chash => {
-            let who = ctx
-                .identity
-                .as_ref()
-                .map(|w| format!("{}/{}", w.tenant, w.consumer));
-            route
-                .balancer
-                .hash_on
-                .key(who.as_deref(), headers, ctx.remote.ip())
-        }
-        _ => Vec::new(),
-    };
-    let plan = route.balancer.plan(&balance::Inputs {
-        ejected: &ejected,
-        busy: &busy,
-        key: &key,
-    });
-    if plan.panic {
-        ctx.panic_mode = true;
-        health.stats.panics.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(route = %route.name, "every upstream is ejected: trying them anyway (panic mode)");
-    }
-
-    let mut n = 0;
-    for idx in plan.order {
-        if n >= max_attempts || (n > 0 && Instant::now() >= no_new_attempt_after) {
-            break;
-        }
-        let prov = &route.balancer.instance(idx).provider;
-        let cell = cell_of(idx).cloned();
-        // ejected since the plan was made (by this request's failures or another's)
-        let gone = |c: &Arc<Cell>| c.ejected_since(&health.view()).is_some();
-        if n > 0 && steer && !plan.panic && cell.as_ref().is_some_and(gone) {
-            continue;
-        }
-        n += 1;
-        ctx.provider = Some(prov.id.clone());
-        ctx.upstream_host = Some(prov.host.clone());
-        let sent = Instant::now();
-        // recorded now, so an attempt cut short (the client left) still shows
-        let traced = ctx.traced();
-        ctx.attempts.push(AttemptRec {
-            provider: prov.id.clone(),
-            system: crate::providers::gen_ai_name(prov.kind),
-            host: prov.host.clone(),
-            span_id: if traced { new_span_id() } else { 0 },
-            started: sent,
-            ended: None,
-            model: None,
-            token: None,
-            status: None,
-            reason: None,
-        });
-        if let Err(r) = reserve_upstream(route, ctx, headers, &prov.id).await {
-            let limited = matches!(r, Refusal::Limited(_));
-            tracing::debug!(provider = %prov.id, attempt = n, "upstream quota refused");
-            close(ctx, prov, None, None, Some(FallbackOn::RateLimiting));
-            last = Some(Failure::Error(refusal(r)));
-            if limited && fallback.allows(FallbackOn::RateLimiting) {
-                continue;
-            }
-            break;
-        }
-        let token =
-            prov.pick_token(|t| !steer || cell.as_ref().is_none_or(|c| c.token_ok(t, &view)));
-        let token_index = token.as_ref().map(|(i, _, _)| *i);
-        close(ctx, prov, token_index, None, None);
-        ctx.inflight = cell.clone().map(InFlight::new);
-        let upstream_model = prov.mapping.map(model);
-        ctx.model = Some(upstream_model.to_string());
-        ctx.labels.upstream = cfg.known_models.get(&upstream_model).cloned();
-        if traced {
-            if let Some(a) = ctx.attempts.last_mut() {
-                a.model = ctx.model.clone();
-            }
-        }
-
-        // 7.-8. adapter and upstream call
-        let result = match prov.flavor {
-            Flavor::Mock => Ok(mock::answer(
-                endpoint,
-                client,
-                &upstream_model,
-                client.include_usage || add_usage,
-            )),
-            _ => {
-                let body = client.rewrite(bytes, Some(&upstream_model), &prov.options, add_usage);
-                let mut req =
-                    upstream::request(prov, endpoint, &upstream_model, body, headers, cfg, ctx)?;
-                if let Some((_, name, value)) = &token {
-                    req.headers_mut().insert(name.clone(), value.clone());
-                }
-                if let (Some(o), Some(a)) = (&ctx.otlp, ctx.attempts.last()) {
-                    if o.propagate {
-                        o.trace.inject(a.span_id, req.headers_mut());
-                    }
-                }
-                let http = prov
-                    .client
-                    .as_ref()
-                    .ok_or_else(|| GatewayError::internal("provider has no HTTP client"))?;
-                upstream::send(http, req, prov.timeouts.first_byte)
-                    .await
-                    .map(|r| r.map(UpstreamBody::Http))
-            }
-        };
-        let mut status = None;
-        let (reason, failure) = match result {
-            Ok(resp) => {
-                ctx.upstream_service_ms = Some(elapsed_ms(sent));
-                let s = resp.status();
-                status = Some(s.as_u16());
-                let redact = cfg.server.redact_upstream_errors;
-                match answer(resp, prov, ctx, sent, add_usage, redact).await {
-                    Ok(a) => match status_reason(s) {
-                        Some(r) => (r, Failure::Response(Box::new(a))),
-                        None => {
-                            if let Some(c) = &cell {
-                                health.success(c, token_index, prov.passive.as_ref());
-                                ctx.stream_health = prov.passive.map(|passive| StreamWatch {
-                                    health: health.clone(),
-                                    cell: c.clone(),
-                                    passive,
-                                });
-                            }
-                            close(ctx, prov, token_index, status, None);
-                            return Ok(a);
-                        }
-                    },
-                    Err((r, e)) => (r, Failure::Error(e)),
-                }
-            }
-            Err(AttemptError::Timeout) => (
-                FallbackOn::Timeout,
-                Failure::Error(GatewayError::upstream_timeout(
-                    &prov.id,
-                    "response headers",
-                    ms(prov.timeouts.first_byte),
-                )),
-            ),
-            Err(AttemptError::Connect(why)) => (
-                FallbackOn::ConnectError,
-                Failure::Error(GatewayError::upstream_unreachable(&prov.id, why)),
-            ),
-            // The connection broke after it was made (e.g. a pooled keep-alive
-            // connection the upstream had closed); no answer came, so it counts as a
-            // connection failure for fallback, but is not reported as "unreachable".
-            Err(AttemptError::Other(why)) => (
-                FallbackOn::ConnectError,
-                Failure::Error(GatewayError::upstream_failed(&prov.id, why)),
-            ),
-        };
-        tracing::debug!(provider = %prov.id, ?reason, attempt = n, "upstream attempt failed");
-        close(ctx, prov, token_index, status, Some(reason));
-        if let Some(c) = &cell {
-            report_failure(health, c, prov, token_index, reason, status, &failure);
-        }
-        if let Some(q) = ctx.quota.as_mut() {
-            q.attempt_failed();
-        }
-        let retry = fallback.allows(reason);
-        last = Some(failure);
-        if !retry {
-            break;
-        }
-    }
-    match last {
-        Some(Failure::Response(a)) => Ok(*a),
-        Some(Failure::Error(e)) => Err(e),
-        None => Err(GatewayError::no_upstream(&route.name)),
-    }
-}
-
-fn elapsed_ms(t: Instant) -> u64 {
-    ms(t.elapsed())
+    call.run(ctx).await
 }

@@ -9,8 +9,9 @@
 //! has passed. (An HTTP/1 connection that stays stuck is then closed by
 //! `server/timeouts.rs`.)
 
-use crate::ctx::Ending;
-use crate::stream::{BoxError, Metered};
+use crate::finish::Ending;
+use crate::stream::Metered;
+use crate::upstream::BoxError;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};

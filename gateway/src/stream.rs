@@ -3,12 +3,12 @@
 //! record is finished when the body ends, fails, or is dropped (client gone), so
 //! nothing accepted goes unrecorded.
 
-use crate::ctx::{Ending, RequestCtx};
+use crate::finish::{Ending, Outcome, Unfinished};
 use crate::meter::Meter;
 use crate::shutdown::{Shutdown, CUT_EVENT};
+use crate::upstream::{BoxError, UpstreamBody};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -17,53 +17,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What an upstream answered with: a real HTTP body or the built-in mock's frames.
-pub enum UpstreamBody {
-    Http(Incoming),
-    Frames(VecDeque<Bytes>),
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpstreamBody::Http(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            UpstreamBody::Frames(f) => Poll::Ready(f.pop_front().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Http(b) => b.is_end_stream(),
-            UpstreamBody::Frames(f) => f.is_empty(),
-        }
-    }
-}
-
-impl UpstreamBody {
-    /// The next data frame (trailers skipped), None at the end.
-    pub async fn next_data(&mut self) -> Option<Result<Bytes, BoxError>> {
-        loop {
-            let frame = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await?;
-            match frame {
-                Ok(f) => {
-                    if let Ok(data) = f.into_data() {
-                        return Some(Ok(data));
-                    }
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
 
 #[derive(Debug)]
 struct StreamTimeout(&'static str, Duration);
@@ -100,7 +53,7 @@ pin_project! {
         batch: Batch,
         yielded: u8,
         failed: Option<BoxError>,
-        ctx: Option<Box<RequestCtx>>,
+        req: Option<Unfinished>,
         shutdown: Arc<Shutdown>,
         // wakes the answer when it is cut (taken the first time it waits)
         on_cut: Option<Pin<Box<tokio::sync::futures::OwnedNotified>>>,
@@ -109,18 +62,19 @@ pin_project! {
     impl PinnedDrop for Metered {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(ctx) = this.ctx.take() {
-                // hyper stops polling once a body of known length is sent, so a drop
-                // after the last byte is a normal end, not a client that left.
-                let complete = this.inner.is_end_stream() && this.first.is_none() && this.batch.is_empty();
-                this.meter.finish();
-                let ending = match (complete, this.shutdown.is_cut()) {
-                    (true, _) => Ending::Complete,
-                    (false, true) => Ending::Shutdown,
-                    (false, false) => Ending::ClientGone,
-                };
-                ctx.finish_upstream(*this.status, &mut *this.meter, ending, *this.bytes_sent);
+            if this.req.is_none() {
+                return;
             }
+            // hyper stops polling once a body of known length is sent, so a drop
+            // after the last byte is a normal end, not a client that left.
+            let complete = this.inner.is_end_stream() && this.first.is_none() && this.batch.is_empty();
+            this.meter.finish();
+            let ending = match (complete, this.shutdown.is_cut()) {
+                (true, _) => Ending::Complete,
+                (false, true) => Ending::Shutdown,
+                (false, false) => Ending::ClientGone,
+            };
+            end(this.req, *this.status, &mut *this.meter, ending, *this.bytes_sent);
         }
     }
 }
@@ -200,7 +154,7 @@ impl Metered {
         meter: Meter,
         limits: Limits,
         status: u16,
-        ctx: Box<RequestCtx>,
+        req: Unfinished,
         shutdown: Arc<Shutdown>,
     ) -> Metered {
         let now = Instant::now();
@@ -221,7 +175,7 @@ impl Metered {
             batch: Batch::default(),
             yielded: 0,
             failed: None,
-            ctx: Some(ctx),
+            req: Some(req),
             shutdown,
             on_cut: None,
         }
@@ -248,14 +202,13 @@ impl Body for Metered {
             return Poll::Ready(Some(Err(e)));
         }
         if *this.ended {
-            if let Some(ctx) = this.ctx.take() {
-                ctx.finish_upstream(
-                    *this.status,
-                    &mut *this.meter,
-                    Ending::Complete,
-                    *this.bytes_sent,
-                );
-            }
+            end(
+                this.req,
+                *this.status,
+                &mut *this.meter,
+                Ending::Complete,
+                *this.bytes_sent,
+            );
             return Poll::Ready(None);
         }
         if this.shutdown.is_cut() {
@@ -287,15 +240,14 @@ impl Body for Metered {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    if let Some(ctx) = this.ctx.take() {
-                        let why = crate::upstream::error_chain(e.as_ref());
-                        ctx.finish_upstream(
-                            *this.status,
-                            &mut *this.meter,
-                            Ending::UpstreamCut(why),
-                            *this.bytes_sent + this.batch.len() as u64,
-                        );
-                    }
+                    let why = crate::error::error_chain(e.as_ref());
+                    end(
+                        this.req,
+                        *this.status,
+                        &mut *this.meter,
+                        Ending::UpstreamCut(why),
+                        *this.bytes_sent + this.batch.len() as u64,
+                    );
                     *this.ended = true;
                     if this.batch.is_empty() {
                         return Poll::Ready(Some(Err(e)));
@@ -311,14 +263,13 @@ impl Body for Metered {
                     if !this.batch.is_empty() {
                         return this.batch.emit(this.bytes_sent);
                     }
-                    if let Some(ctx) = this.ctx.take() {
-                        ctx.finish_upstream(
-                            *this.status,
-                            &mut *this.meter,
-                            Ending::Complete,
-                            *this.bytes_sent,
-                        );
-                    }
+                    end(
+                        this.req,
+                        *this.status,
+                        &mut *this.meter,
+                        Ending::Complete,
+                        *this.bytes_sent,
+                    );
                     return Poll::Ready(None);
                 }
                 Poll::Pending if !this.batch.is_empty() => {
@@ -364,7 +315,7 @@ impl Body for Metered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ctx.is_none() && self.first.is_none() && self.batch.is_empty() && self.failed.is_none()
+        self.req.is_none() && self.first.is_none() && self.batch.is_empty() && self.failed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -386,9 +337,7 @@ fn timed_out(p: &mut MeteredProj<'_>, total: bool) -> Poll<Option<Result<Frame<B
     } else {
         (StreamTimeout("idle", *p.idle), Ending::IdleTimeout)
     };
-    if let Some(ctx) = p.ctx.take() {
-        ctx.finish_upstream(*p.status, &mut *p.meter, ending, *p.bytes_sent);
-    }
+    end(p.req, *p.status, &mut *p.meter, ending, *p.bytes_sent);
     *p.ended = true;
     Poll::Ready(Some(Err(Box::new(err))))
 }
@@ -399,9 +348,7 @@ impl Metered {
     /// recorded with `ending`, and the upstream let go.
     pub fn end_now(self: Pin<&mut Self>, ending: Ending) {
         let mut p = self.project();
-        if let Some(ctx) = p.ctx.take() {
-            ctx.finish_upstream(*p.status, &mut *p.meter, ending, *p.bytes_sent);
-        }
+        end(p.req, *p.status, &mut *p.meter, ending, *p.bytes_sent);
         *p.ended = true;
         *p.first = None;
         *p.batch = Batch::default();
@@ -421,11 +368,9 @@ impl Metered {
 /// closes the connection), and the request is settled and recorded.
 fn cut(p: &mut MeteredProj<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     let sse = p.meter.is_sse();
-    if let Some(ctx) = p.ctx.take() {
-        let tail = if sse { CUT_EVENT.len() } else { 0 };
-        let sent = *p.bytes_sent + (p.batch.len() + tail) as u64;
-        ctx.finish_upstream(*p.status, &mut *p.meter, Ending::Shutdown, sent);
-    }
+    let tail = if sse { CUT_EVENT.len() } else { 0 };
+    let sent = *p.bytes_sent + (p.batch.len() + tail) as u64;
+    end(p.req, *p.status, &mut *p.meter, Ending::Shutdown, sent);
     *p.ended = true;
     if sse {
         p.batch.push(Bytes::from_static(CUT_EVENT));
@@ -439,48 +384,20 @@ fn cut(p: &mut MeteredProj<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> 
     p.batch.emit(p.bytes_sent)
 }
 
-/// Every response body the gateway sends.
-pub enum ResponseBody {
-    Full(Option<Bytes>),
-    /// an upstream answer, which `stall.rs` may end
-    Upstream(crate::stall::WatchedBody),
-}
-
-impl ResponseBody {
-    pub fn full(b: Bytes) -> ResponseBody {
-        ResponseBody::Full(Some(b))
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ResponseBody::Full(b) => Poll::Ready(
-                b.take()
-                    .filter(|b| !b.is_empty())
-                    .map(|b| Ok(Frame::data(b))),
-            ),
-            ResponseBody::Upstream(w) => Pin::new(w).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
-            ResponseBody::Upstream(w) => w.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Upstream(w) => w.size_hint(),
-        }
+/// The one place an answer's request is finished, whatever way it ended.
+fn end(
+    req: &mut Option<Unfinished>,
+    status: u16,
+    meter: &mut Meter,
+    ending: Ending,
+    bytes_sent: u64,
+) {
+    if let Some(r) = req.take() {
+        r.finish(Outcome::Upstream {
+            status,
+            meter,
+            ending,
+            bytes_sent,
+        });
     }
 }

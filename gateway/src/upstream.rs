@@ -1,15 +1,18 @@
 //! The pooled upstream HTTP client (hyper-util legacy client over rustls, TCP_NODELAY,
-//! connect timeout), the request of one attempt, and the attempt bounded by the
-//! first-byte timeout.
+//! connect timeout), one request sent and bounded by the first-byte timeout, and
+//! the body an upstream answers with.
 
 use bytes::Bytes;
+use http_body::{Body, Frame};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -65,44 +68,6 @@ pub enum AttemptError {
     Other(String),
 }
 
-/// The request for one attempt: the provider's URL for `endpoint` and `model`, the
-/// client's headers without secrets and hop-by-hop ones, the request id and the
-/// caller's `tenant/consumer` (the api token is added by the caller).
-pub fn request(
-    prov: &crate::providers::Provider,
-    endpoint: crate::endpoint::Endpoint,
-    model: &str,
-    body: Bytes,
-    client_headers: &http::HeaderMap,
-    cfg: &crate::config::Runtime,
-    ctx: &crate::ctx::RequestCtx,
-) -> Result<http::Request<Full<Bytes>>, crate::error::GatewayError> {
-    let uri = prov.uri(endpoint, model).map_err(|e| {
-        crate::error::GatewayError::bad_request(
-            "invalid_model",
-            format!("cannot build the upstream URL for model {model:?}: {e}"),
-        )
-    })?;
-    let mut req = http::Request::new(Full::new(body));
-    *req.method_mut() = endpoint.method();
-    *req.uri_mut() = uri;
-    let h = req.headers_mut();
-    crate::headers::copy_to_upstream(client_headers, h, &cfg.secret_headers, ctx.traced());
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        http::HeaderName::from_static("x-request-id"),
-        ctx.request_id.clone(),
-    );
-    // the client's copy of the consumer header was dropped with the secret headers
-    if let Some(v) = ctx.identity.as_ref().and_then(|i| i.header_value.clone()) {
-        h.insert(cfg.consumer_header.clone(), v);
-    }
-    Ok(req)
-}
-
 /// Sends one request; waits at most `first_byte` for the response headers.
 pub async fn send(
     client: &HttpClient,
@@ -112,22 +77,54 @@ pub async fn send(
     match tokio::time::timeout(first_byte, client.request(req)).await {
         Err(_) => Err(AttemptError::Timeout),
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(error_chain(&e))),
-        Ok(Err(e)) => Err(AttemptError::Other(error_chain(&e))),
+        Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(crate::error::error_chain(&e))),
+        Ok(Err(e)) => Err(AttemptError::Other(crate::error::error_chain(&e))),
     }
 }
 
-/// "outer: inner: innermost" for an error and its sources.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an upstream answered with: a real HTTP body or the built-in mock's frames.
+pub enum UpstreamBody {
+    Http(Incoming),
+    Frames(VecDeque<Bytes>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Frames(f) => Poll::Ready(f.pop_front().map(|b| Ok(Frame::data(b)))),
         }
-        src = inner.source();
     }
-    s
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Http(b) => b.is_end_stream(),
+            UpstreamBody::Frames(f) => f.is_empty(),
+        }
+    }
+}
+
+impl UpstreamBody {
+    /// The next data frame (trailers skipped), None at the end.
+    pub async fn next_data(&mut self) -> Option<Result<Bytes, BoxError>> {
+        loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await?;
+            match frame {
+                Ok(f) => {
+                    if let Ok(data) = f.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }

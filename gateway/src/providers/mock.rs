@@ -5,7 +5,7 @@
 
 use crate::endpoint::Endpoint;
 use crate::request_body::ClientBody;
-use crate::stream::UpstreamBody;
+use crate::upstream::UpstreamBody;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use shared::usage::estimate_tokens;

@@ -15,7 +15,7 @@ pub mod tls;
 
 use crate::app::App;
 use crate::config::validate::ConnLimits;
-use crate::stream::ResponseBody;
+use crate::response::ResponseBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -206,7 +206,19 @@ async fn data_conn(
         let h1 = req.version() < http::Version::HTTP_2;
         let abort = h1.then(|| conn_abort.clone());
         async move {
-            let mut resp = crate::pipeline::handle(app.clone(), req, remote, abort).await;
+            let engines = crate::pipeline::Engines {
+                auth: &app.auth,
+                quotas: &app.quotas,
+                health: &app.health,
+                bodies: &app.bodies,
+                access_log: &app.access_log,
+                metrics: app.metrics.as_ref(),
+                otlp: app.otlp.as_ref(),
+                shutdown: &app.shutdown,
+                stalls: &app.stalls,
+            };
+            let cfg = app.config(); // the request finishes on the config it started with
+            let mut resp = crate::pipeline::handle(&cfg, &engines, req, remote, abort).await;
             // a replica on its way out: HTTP/1 clients reconnect (through the
             // balancer, to another replica) instead of reusing this connection
             if h1 && app.shutdown.is_draining() {

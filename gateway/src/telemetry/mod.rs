@@ -3,6 +3,7 @@
 //! log records with the trace context they continue.
 
 pub mod access_log;
+pub mod attempt;
 pub mod attributes;
 pub mod labels;
 pub mod metrics;

@@ -33,7 +33,9 @@ impl TraceCtx {
     pub fn from_headers(h: &HeaderMap, ratio: f64) -> TraceCtx {
         let span_id = new_span_id();
         // most requests carry no trace header: one pass over the names, no lookups
-        let any = h.keys().any(|k| is_trace_header(k.as_str()));
+        let any = h
+            .keys()
+            .any(|k| crate::headers::is_trace_header(k.as_str()));
         if let Some(continued) = any.then(|| Self::continued(h, span_id, ratio)).flatten() {
             return continued;
         }
@@ -99,12 +101,6 @@ impl TraceCtx {
             }
         }
     }
-}
-
-/// A trace context header (lowercase name): W3C `traceparent`/`tracestate`, B3
-/// single or multi (`x-b3-*`).
-pub fn is_trace_header(name: &str) -> bool {
-    matches!(name, "traceparent" | "tracestate" | "b3") || name.starts_with("x-b3-")
 }
 
 /// `v` as lowercase hex filling `out` (its low `out.len()` digits).

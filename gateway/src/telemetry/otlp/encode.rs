@@ -6,7 +6,7 @@
 use super::send::Signal;
 use super::wire::{Open, Pb};
 use super::Record;
-use crate::ctx::AttemptRec;
+use crate::telemetry::attempt::AttemptRec;
 use serde_json::Value as Json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -10,7 +10,7 @@ mod send;
 mod wire;
 
 use crate::config::validate::{ClientSampling, OtlpRt};
-use crate::ctx::AttemptRec;
+use crate::telemetry::attempt::AttemptRec;
 use crate::telemetry::trace_context::TraceCtx;
 use shared::ai_log::AccessLogLine;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -105,7 +105,7 @@ impl Sender {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| SendError::retry(crate::upstream::error_chain(&e)))?;
+                .map_err(|e| SendError::retry(crate::error::error_chain(&e)))?;
             let status = resp.status();
             let grpc_status = |h: &HeaderMap| {
                 h.get("grpc-status")

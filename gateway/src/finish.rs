@@ -1,0 +1,365 @@
+//! The end of every request, reached from one place ([`Unfinished`]): the
+//! quotas settled with what was used (read from the answer, or estimated), the
+//! one record built and handed to the access log, the metrics and OTLP.
+
+use crate::ctx::{Closing, RequestCtx};
+use crate::error::GatewayError;
+use crate::meter::Meter;
+use crate::request_body::ClientBody;
+use crate::telemetry::otlp::Record;
+use http::HeaderValue;
+use shared::ai_log::{AccessLogLine, AiLog};
+use shared::usage::{estimate_tokens, Usage};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How an upstream answer ended.
+pub enum Ending {
+    Complete,
+    UpstreamCut(String),
+    IdleTimeout,
+    TotalTimeout,
+    ClientGone,
+    /// cut at shutdown (the grace ran out, or a second signal)
+    Shutdown,
+}
+
+/// How a request ended, as its record tells it.
+pub enum Outcome<'a> {
+    /// the gateway answered itself (errors, rejections, the model list)
+    Local {
+        status: u16,
+        bytes_sent: u64,
+        error: Option<&'a GatewayError>,
+    },
+    /// an upstream answered, and its body ended as `ending` says
+    Upstream {
+        status: u16,
+        meter: &'a mut Meter,
+        ending: Ending,
+        bytes_sent: u64,
+    },
+    /// dropped before any answer was finished: the client went away while the
+    /// body was read or the upstream was waited for, or shutdown cut it off
+    Dropped,
+}
+
+/// A request that is not finished yet. Finishing it is the only way its
+/// quotas are settled and its record emitted; one dropped unfinished is
+/// finished as [`Outcome::Dropped`] (recorded as 499 `DC`, or 503 `SD` when
+/// shutdown cut it), so nothing accepted goes unrecorded.
+pub struct Unfinished {
+    ctx: Box<RequestCtx>,
+    done: bool,
+}
+
+impl Unfinished {
+    pub fn new(ctx: Box<RequestCtx>) -> Unfinished {
+        Unfinished { ctx, done: false }
+    }
+
+    pub fn finish(mut self, outcome: Outcome<'_>) {
+        self.done = true;
+        finish(&mut self.ctx, outcome);
+    }
+}
+
+impl std::ops::Deref for Unfinished {
+    type Target = RequestCtx;
+    fn deref(&self) -> &RequestCtx {
+        &self.ctx
+    }
+}
+
+impl std::ops::DerefMut for Unfinished {
+    fn deref_mut(&mut self) -> &mut RequestCtx {
+        &mut self.ctx
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.done {
+            finish(&mut self.ctx, Outcome::Dropped);
+        }
+    }
+}
+
+/// What the record says besides the context: status, usage, flags.
+struct Summary {
+    status: u16,
+    usage: Usage,
+    bytes_sent: u64,
+    flags: &'static str,
+    error: Option<String>,
+    chat_id: Option<String>,
+    response_model: Option<String>,
+    finish_reason: Option<String>,
+}
+
+fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
+    let mut c = ctx.close();
+    let r = match outcome {
+        Outcome::Local {
+            status,
+            bytes_sent,
+            error,
+        } => Summary {
+            status,
+            usage: Usage::default(),
+            bytes_sent,
+            flags: error.map_or("", |e| e.flag),
+            error: error.map(|e| e.code.to_string()),
+            chat_id: None,
+            response_model: None,
+            finish_reason: None,
+        },
+        Outcome::Upstream {
+            status,
+            meter,
+            ending,
+            bytes_sent,
+        } => upstream(&mut c, status, meter, ending, bytes_sent),
+        Outcome::Dropped => {
+            let (status, flags, error) = if crate::shutdown::cut_happened() {
+                (503, "SD", "gateway_shutdown")
+            } else {
+                (499, "DC", "client_disconnected")
+            };
+            Summary {
+                status,
+                usage: Usage::default(),
+                bytes_sent: 0,
+                flags,
+                error: Some(error.to_string()),
+                chat_id: None,
+                response_model: None,
+                finish_reason: None,
+            }
+        }
+    };
+    if let Some(mut q) = c.quota.take() {
+        q.finish(&r.usage);
+        emit(c, r, Some((q.status, q.limited_by.take())));
+    } else {
+        emit(c, r, None);
+    }
+}
+
+/// An upstream answer's usage (read, or estimated for a 2xx that had none),
+/// its flags, and what the meter read.
+fn upstream(
+    c: &mut Closing<'_>,
+    status: u16,
+    meter: &mut Meter,
+    ending: Ending,
+    bytes_sent: u64,
+) -> Summary {
+    if let Some(capture) = meter.capture.take() {
+        c.answer.attrs = Some(capture);
+    }
+    let ok = (200..300).contains(&status);
+    if let Some(w) = c.attempts.take_stream_watch() {
+        match &ending {
+            Ending::UpstreamCut(why) => w.failed(&format!("stream cut: {why}")),
+            Ending::IdleTimeout => w.failed("stream idle timeout"),
+            _ => {}
+        }
+    }
+    let usage = match meter.usage {
+        Some(u) => u,
+        None if ok => estimate(&c.facts.body, meter.output_bytes),
+        None => Usage::default(),
+    };
+    let (flags, error) = match ending {
+        Ending::Complete => ("", None),
+        Ending::UpstreamCut(why) => ("UC", Some(format!("upstream_cut: {why}"))),
+        Ending::IdleTimeout => ("UT", Some("upstream_idle_timeout".to_string())),
+        Ending::TotalTimeout => ("UT", Some("upstream_total_timeout".to_string())),
+        Ending::ClientGone if meter.done => ("", None),
+        Ending::ClientGone => ("DC", Some("client_disconnected".to_string())),
+        Ending::Shutdown if meter.done => ("", None),
+        Ending::Shutdown => ("SD", Some("gateway_shutdown".to_string())),
+    };
+    let limit = c.sinks.value_limit;
+    Summary {
+        status,
+        usage,
+        bytes_sent,
+        flags,
+        error,
+        // (the request finishes once: what the meter read is taken, not copied)
+        chat_id: meter.chat_id.take(),
+        response_model: meter.model.take(),
+        finish_reason: match c.otlp.is_some() {
+            true => meter.finish_reason.take().map(|mut r| {
+                crate::text::cut(&mut r, limit);
+                r
+            }),
+            false => None,
+        },
+    }
+}
+
+/// The gateway's estimate for an answer that reported no usage.
+fn estimate(body: &[u8], output_bytes: usize) -> Usage {
+    let prompt = ClientBody::parse(body)
+        .map(|b| b.prompt_bytes())
+        .unwrap_or(0);
+    let prompt_tokens = estimate_tokens(prompt);
+    let completion_tokens = estimate_tokens(output_bytes);
+    Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        estimated: true,
+        ..Usage::default()
+    }
+}
+
+/// `quota_status` and `quota` (which quota limited the request).
+type QuotaResult = (Option<crate::quota::Status>, Option<String>);
+
+/// Builds the record (when a sink wants it) and hands it to the metrics, OTLP
+/// and the access log.
+fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
+    let sinks = c.sinks;
+    if !sinks.log.enabled() && sinks.metrics.is_none() && c.otlp.is_none() {
+        return;
+    }
+    let f = c.facts;
+    let now = Instant::now();
+    let ms = |t: Instant| u64::try_from(t.duration_since(f.start).as_millis()).unwrap_or(u64::MAX);
+    // what a client or an upstream chose is cut like every recorded value
+    let limit = sinks.value_limit;
+    let bounded = |mut s: String| {
+        crate::text::cut(&mut s, limit);
+        s
+    };
+    let text = |v: &Option<HeaderValue>| {
+        v.as_ref()
+            .map(|v| bounded(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+    };
+    let endpoint = f.endpoint;
+    let a = &c.attempts;
+    let who = c.identity;
+    let ai_log = AiLog {
+        model: r
+            .response_model
+            .or_else(|| a.model().map(str::to_string))
+            .map(bounded),
+        request_model: f.request_model.clone(),
+        input_token: r.usage.prompt_tokens,
+        output_token: r.usage.completion_tokens,
+        total_token: r.usage.total_tokens,
+        cached_tokens: r.usage.cached_tokens,
+        reasoning_tokens: r.usage.reasoning_tokens,
+        usage_estimated: r.usage.estimated,
+        llm_first_token_duration: c.answer.first_byte_at.map(ms),
+        llm_service_duration: ms(now),
+        response_type: if f.stream { "stream" } else { "normal" }.to_string(),
+        request_type: endpoint
+            .map_or("traditional_http", |e| e.request_type(f.stream))
+            .to_string(),
+        chat_id: r.chat_id.map(bounded),
+        tenant: who.map(|i| i.tenant.clone()),
+        consumer: who.map(|i| i.consumer.clone()),
+        key_id: who.map(|i| i.key_id.clone()),
+        route: f.route.as_deref().map(str::to_string),
+        provider: a.provider().map(|p| p.to_string()),
+        upstream: a.upstream_host().map(|h| h.to_string()),
+        attempts: a
+            .list()
+            .iter()
+            .map(|a| shared::ai_log::Attempt {
+                provider: a.provider.to_string(),
+                token_index: a.token,
+                status: a.status,
+                reason: a.reason.map(str::to_string),
+                duration_ms: a.ended.map_or(0, |e| {
+                    u64::try_from(e.saturating_duration_since(a.started).as_millis())
+                        .unwrap_or(u64::MAX)
+                }),
+            })
+            .collect(),
+        panic_mode: a.panic_mode(),
+        status: r.status,
+        quota_status: quota
+            .as_ref()
+            .and_then(|q| q.0)
+            .map(|s| s.as_str().to_string()),
+        quota: quota.and_then(|q| q.1),
+        error: r.error.map(bounded),
+        attributes: c
+            .answer
+            .attrs
+            .as_ref()
+            .map(|c| c.for_log())
+            .unwrap_or_default(),
+    };
+    let operation = endpoint.map_or("unknown", |e| e.operation_name());
+    if let Some(m) = &sinks.metrics {
+        m.record(&ai_log, operation, &sinks.labels);
+    }
+    if let Some(o) = c.otlp.as_ref().filter(|o| o.metrics) {
+        o.exporter.record_metrics(&ai_log, operation, &sinks.labels);
+    }
+    let otlp = c.otlp.take().filter(|o| o.spans || o.log);
+    if !sinks.log.enabled() && otlp.is_none() {
+        return;
+    }
+    let line = Arc::new(AccessLogLine {
+        start_time: humantime::format_rfc3339_millis(f.start_wall).to_string(),
+        authority: text(&f.authority).unwrap_or_default(),
+        method: f.method.to_string(),
+        path: bounded(f.uri.path().to_string()),
+        protocol: format!("{:?}", f.version),
+        request_id: String::from_utf8_lossy(f.request_id.as_bytes()).into_owned(),
+        response_code: r.status,
+        duration: ms(now),
+        bytes_received: f.bytes_received,
+        bytes_sent: r.bytes_sent,
+        downstream_remote_address: f.remote.to_string(),
+        upstream_host: a.upstream_host().map(|h| h.to_string()),
+        upstream_service_time: a.upstream_service_ms(),
+        user_agent: text(&f.user_agent),
+        x_forwarded_for: text(&f.x_forwarded_for),
+        route_name: f.route.as_deref().map(str::to_string),
+        response_flags: r.flags.to_string(),
+        ai_log,
+    });
+    if let Some(o) = otlp {
+        let linked = o.propagate || o.trace.parent.is_some();
+        let since = |t: Instant| t.saturating_duration_since(f.start);
+        o.exporter.send(Record {
+            line: line.clone(),
+            trace: o.trace,
+            spans: o.spans,
+            log: o.log,
+            linked,
+            start: f.start_wall,
+            started: f.start,
+            end: since(now),
+            first_token: c.answer.first_byte_at.map(since),
+            operation,
+            // (the record is built last: the attempts move into it)
+            attempts: match o.spans {
+                true => c.attempts.take_list(),
+                false => Vec::new(),
+            },
+            span_attrs: match o.spans {
+                true => c
+                    .answer
+                    .attrs
+                    .as_ref()
+                    .map(|c| c.for_span())
+                    .unwrap_or_default(),
+                false => Default::default(),
+            },
+            finish_reason: r.finish_reason,
+        });
+    }
+    if sinks.log.enabled() {
+        sinks.log.send(line);
+    }
+}
