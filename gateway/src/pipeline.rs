@@ -32,7 +32,6 @@ use crate::attempt::{
 };
 use crate::auth::{self, Auth};
 use crate::balance;
-use crate::config::Runtime;
 use crate::ctx::{AttemptRec, RequestCtx};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
@@ -41,6 +40,7 @@ use crate::providers::{mock, Flavor};
 use crate::quota::{self, Estimate, Quotas, Refusal};
 use crate::request_body::ClientBody;
 use crate::route::{self, MatchInput, Route};
+use crate::runtime::Runtime;
 use crate::stream::{Metered, ResponseBody, UpstreamBody};
 use crate::telemetry::attributes::Collected;
 use crate::telemetry::labels::{Label, ModelLabels};

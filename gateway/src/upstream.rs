@@ -74,7 +74,7 @@ pub fn request(
     model: &str,
     body: Bytes,
     client_headers: &http::HeaderMap,
-    cfg: &crate::config::Runtime,
+    cfg: &crate::runtime::Runtime,
     ctx: &crate::ctx::RequestCtx,
 ) -> Result<http::Request<Full<Bytes>>, crate::error::GatewayError> {
     let uri = prov.uri(endpoint, model).map_err(|e| {
