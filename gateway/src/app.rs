@@ -4,8 +4,9 @@
 
 use crate::auth::Auth;
 use crate::config::validate::OtlpRt;
-use crate::config::{self, ConfigError, Runtime};
+use crate::config::{self, ConfigError};
 use crate::providers::ClientCache;
+use crate::runtime::Runtime;
 use crate::state::change::Change;
 use crate::telemetry::access_log::AccessLog;
 use arc_swap::ArcSwap;
@@ -127,7 +128,7 @@ impl App {
         }
         let name = path.display().to_string();
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let rt = config::load_text(&name, &text, version, &self.clients)?;
+        let rt = crate::runtime::load_text(&name, &text, version, &self.clients)?;
         let old = self.config();
         for (what, changed) in [
             ("server.listen", rt.server.listen != old.server.listen),

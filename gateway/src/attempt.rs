@@ -5,7 +5,7 @@
 //! health. `pipeline.rs` strings the attempts together in the balancer's order.
 
 use crate::balance;
-use crate::config::Runtime;
+use crate::runtime::Runtime;
 use crate::ctx::RequestCtx;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;

@@ -28,6 +28,7 @@ pub mod reload;
 pub mod request_body;
 pub mod response;
 pub mod route;
+pub mod runtime;
 pub mod seed;
 pub mod server;
 pub mod shutdown;
@@ -36,10 +37,12 @@ pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod text;
+pub mod tls;
 pub mod upstream;
 
 use app::App;
-use config::{ConfigError, Runtime};
+use config::ConfigError;
+use runtime::Runtime;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use telemetry::access_log::AccessLog;
@@ -52,13 +55,13 @@ pub fn load(
     clients: &providers::ClientCache,
 ) -> Result<(Runtime, String), ConfigError> {
     let (text, name) = match path {
-        Some(p) => (config::read_text(p)?, p.display().to_string()),
+        Some(p) => (runtime::read_text(p)?, p.display().to_string()),
         None => (
             config::EMBEDDED_DEFAULT.to_string(),
             config::EMBEDDED_NAME.to_string(),
         ),
     };
-    Ok((config::load_text(&name, &text, 1, clients)?, text))
+    Ok((runtime::load_text(&name, &text, 1, clients)?, text))
 }
 
 /// What still holds records when [`run`] returns: the caller flushes both once more

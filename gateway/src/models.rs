@@ -2,10 +2,10 @@
 //! the caller may use.
 
 use crate::auth::{self, Auth};
-use crate::config::Runtime;
 use crate::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::route::{self, MatchInput, Route};
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Response};

@@ -26,7 +26,7 @@
 use crate::attempt::{refusal, Answer, Call};
 use crate::auth::{self, Auth};
 use crate::body_read::Budget;
-use crate::config::Runtime;
+use crate::runtime::Runtime;
 use crate::ctx::{RequestCtx, Sinks};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;

@@ -1,7 +1,8 @@
-//! Loading the config file: read, `${ENV}`-interpolate, parse YAML or JSON into the
-//! raw schema (`shared::config`), then validate into the runtime config. Every
-//! problem is reported at once as `file: key: reason (line L column C)`, and no
-//! reason quotes a value (values may be secrets).
+//! The config model: config text (`${ENV}`-interpolated) parsed as YAML or JSON
+//! into the raw schema (`shared::config`), then validated into plain data (pure:
+//! reading the file and building what the config describes are `runtime`'s).
+//! Every problem is reported at once as `file: key: reason (line L column C)`,
+//! and no reason quotes a value (values may be secrets).
 
 mod collect;
 mod de;
@@ -15,15 +16,13 @@ pub mod window;
 mod zero;
 
 pub use problems::{Pos, Problem};
-pub use state::{BackendRt, StateRt};
-pub use validate::{build, Runtime, ServerRt};
+pub use state::{check_name, BackendRt, QuotaSettings, StateRt, Target, MAX_AMOUNT};
+pub use validate::{check, Config, ServerRt};
 pub use window::parse_window;
 
-use crate::providers::ClientCache;
 use serde::de::DeserializeOwned;
 use shared::config::RawConfig;
 use std::fmt;
-use std::path::Path;
 use tree::Tree;
 
 /// The config the gateway runs when started without `--config`: memory backend, the
@@ -59,30 +58,20 @@ impl ConfigError {
     }
 }
 
-/// Reads a config file's text.
-pub fn read_text(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::one(format!(
-            "{}: cannot read the config file: {e}",
-            path.display()
-        ))
-    })
-}
-
-/// Parses and validates config text (read from `name`) as version `version`.
-/// Problems in the text (types, unknown or missing keys, `${ENV}`) and in the
-/// values (validation) come together: the validation runs on the text as read
-/// with its broken values set aside, and leaves out what those explain.
-pub fn load_text(
+/// Parses config text (read from `name`) and validates it with `check` (see
+/// `runtime::load_text`). Problems in the text (types, unknown or missing keys,
+/// `${ENV}`) and in the values (validation) come together: the validation runs
+/// on the text as read with its broken values set aside, and leaves out what
+/// those explain.
+pub fn load_text<T>(
     name: &str,
     text: &str,
-    version: u64,
-    clients: &ClientCache,
-) -> Result<Runtime, ConfigError> {
+    check: impl FnOnce(&RawConfig) -> Result<T, Vec<Problem>>,
+) -> Result<T, ConfigError> {
     let parsed = parse::<RawConfig>(name, text);
     let mut problems = parsed.problems;
     if let Some(raw) = &parsed.value {
-        match validate::check(raw, name, version, clients) {
+        match check(raw) {
             Ok(rt) if problems.is_empty() => return Ok(rt),
             Ok(_) => {}
             Err(found) => problems.extend(
@@ -272,6 +261,7 @@ fn strip_position(msg: &str) -> String {
 mod tests {
     use super::*;
     use crate::providers::ClientCache;
+    use crate::runtime::load_text;
 
     #[test]
     fn unknown_key_names_file_line_and_key() {

@@ -4,14 +4,14 @@
 use super::problems::Problems;
 use shared::config::RawConfig;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub struct ServerRt {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// the PEM files (the rustls config is built with the runtime: `Runtime::tls`)
+    pub tls: Option<crate::tls::Files>,
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -55,23 +55,13 @@ fn addr(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
         .ok()
 }
 
-pub(super) fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
+pub fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
     let s = &raw.server;
     let listen = addr(p, "server.listen", &s.listen);
     let admin_listen = addr(p, "server.admin_listen", &s.admin_listen);
     if listen.is_some() && listen == admin_listen {
         p.error("server.admin_listen", "must differ from server.listen");
     }
-    let tls = match &s.tls {
-        None => None,
-        Some(t) => match crate::server::tls::server_config(&t.cert, &t.key) {
-            Ok(c) => Some(Arc::new(c)),
-            Err((field, e)) => {
-                p.error(format!("server.tls{field}"), e);
-                None
-            }
-        },
-    };
     if s.max_body_bytes == 0 {
         p.error("server.max_body_bytes", "must be greater than 0");
     }
@@ -174,7 +164,10 @@ pub(super) fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         listen: listen?,
         admin_listen: admin_listen?,
         admin_token,
-        tls: if s.tls.is_some() { Some(tls?) } else { None },
+        tls: s.tls.as_ref().map(|t| crate::tls::Files {
+            cert: t.cert.as_str().to_string(),
+            key: t.key.as_str().to_string(),
+        }),
         max_body_bytes: s.max_body_bytes,
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
         shutdown_grace: grace,

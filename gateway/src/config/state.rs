@@ -2,9 +2,7 @@
 //! `tenants:` seed (unique, well-formed ids and names).
 
 use super::validate::{quotas, Problems};
-use crate::state::model::check_name;
-use crate::state::redis_conn::Target;
-use shared::config::{Backend, RawConfig};
+use shared::config::{Backend, OnRedisError, RawConfig};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -14,7 +12,45 @@ pub struct StateRt {
     pub backend: BackendRt,
     pub cache_ttl: Duration,
     pub stale_if_error: Duration,
-    pub quotas: crate::quota::Settings,
+    pub quotas: QuotaSettings,
+}
+
+/// How quotas behave, from `state:` (validated with the rest of the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSettings {
+    pub on_error: OnRedisError,
+    pub expected_replicas: u32,
+    /// completion tokens reserved when a request sets no max_tokens
+    pub default_max_tokens: u64,
+    /// a reservation's lease; None: the route's longest upstream total timeout + 30 s
+    pub lease_ms: Option<u64>,
+    pub settle_queue: usize,
+}
+
+/// The largest amount the quota scripts take (their numbers are exact below 2^53).
+pub const MAX_AMOUNT: u64 = 1 << 53;
+
+/// Where Redis is: one server, or the seed nodes of a Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// Tenant ids, consumer names and key ids: 1 to 64 of `A-Z a-z 0-9 . _ -`, so
+/// they are safe in Redis hash tags, `tenant/consumer` labels and URL paths.
+pub fn check_name(what: &str, s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a {what} is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +152,7 @@ pub fn state(raw: &RawConfig, p: &mut Problems) -> Option<StateRt> {
         backend,
         cache_ttl: Duration::from_millis(st.cache_ttl_ms),
         stale_if_error: Duration::from_secs(st.stale_if_error_s),
-        quotas: crate::quota::Settings {
+        quotas: QuotaSettings {
             on_error: st.on_redis_error,
             expected_replicas: st.expected_replicas,
             default_max_tokens: st.quota_max_tokens,

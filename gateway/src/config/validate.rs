@@ -1,49 +1,15 @@
-//! Raw config -> validated runtime config. Collects every problem (file, key,
-//! reason) instead of stopping at the first, and lists the configured features this
-//! version does not act on yet as warnings.
+//! Raw config -> validated config (pure: no file, env, TLS or HTTP client; those
+//! are `runtime`'s). Collects every problem (file, key, reason) instead of stopping
+//! at the first, and lists what deserves a second look as warnings.
 
-use super::problems::Problem;
+use super::parse_window;
 pub use super::problems::Problems;
 pub use super::server::{ConnLimits, ServerRt};
-use super::state::StateRt;
-use super::{parse_window, ConfigError};
-use crate::providers::{ClientCache, Provider};
-use crate::route::Route;
+use super::state::{check_name, StateRt, MAX_AMOUNT};
 use shared::config::{QuotaConfig, RawConfig};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// One validated config version. Requests hold an `Arc` of the version they started on.
-pub struct Runtime {
-    pub version: u64,
-    pub source: String,
-    pub server: ServerRt,
-    /// the state backend settings (read at start; a change needs a restart)
-    pub state: StateRt,
-    /// `tenants:`, written into the backend at start and on reload
-    pub seed: Vec<crate::seed::SeedTenant>,
-    /// `auth.in_query`: `?key=` also carries a consumer key
-    pub key_in_query: bool,
-    pub providers: HashMap<String, Arc<Provider>>,
-    pub routes: Vec<Route>,
-    pub key_headers: Vec<http::HeaderName>,
-    pub consumer_header: http::HeaderName,
-    /// `key_headers` and `consumer_header`: client headers never sent upstream
-    pub secret_headers: Vec<http::HeaderName>,
-    pub access_log: AccessLogRt,
-    /// `telemetry.otlp` (the exporter itself is set up at start; a change of its
-    /// endpoint, protocol or headers needs a restart)
-    pub otlp: Option<OtlpRt>,
-    /// `telemetry.value_length_limit`: longer ai_log attribute values are cut
-    pub value_length_limit: usize,
-    /// `telemetry.prometheus`: request metrics on `/metrics`
-    pub prometheus: bool,
-    /// every model name the config spells out: the only model metric labels
-    pub known_models: Arc<crate::telemetry::labels::KnownModels>,
-    pub warnings: Vec<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogRt {
@@ -112,62 +78,47 @@ impl OtlpRt {
     }
 }
 
-/// Validates `raw` (read from `source`) into runtime config version `version`.
-/// (`config::load_text` also puts each problem's line on it.)
-pub fn build(
-    raw: &RawConfig,
-    source: &str,
-    version: u64,
-    clients: &ClientCache,
-) -> Result<Runtime, ConfigError> {
-    check(raw, source, version, clients).map_err(|found| ConfigError {
-        problems: found.iter().map(|p| p.render(source)).collect(),
-    })
+/// The validated config: what the file says, as data (what is built from it,
+/// providers with their clients, routes, TLS, is in `runtime::Runtime`).
+pub struct Config {
+    pub server: ServerRt,
+    /// the state backend settings (read at start; a change needs a restart)
+    pub state: StateRt,
+    /// `auth.in_query`: `?key=` also carries a consumer key
+    pub key_in_query: bool,
+    pub key_headers: Vec<http::HeaderName>,
+    pub consumer_header: http::HeaderName,
+    /// `key_headers` and `consumer_header`: client headers never sent upstream
+    pub secret_headers: Vec<http::HeaderName>,
+    pub access_log: AccessLogRt,
+    /// `telemetry.otlp` (the exporter itself is set up at start; a change of its
+    /// endpoint, protocol or headers needs a restart)
+    pub otlp: Option<OtlpRt>,
+    /// `telemetry.value_length_limit`: longer ai_log attribute values are cut
+    pub value_length_limit: usize,
+    /// `telemetry.prometheus`: request metrics on `/metrics`
+    pub prometheus: bool,
 }
 
-/// [`build`], with the problems as key + reason.
-pub fn check(
+/// Validates `raw` into [`Config`], every problem into `p`. `assemble` builds
+/// what the runtime makes of the providers and routes; it runs where their
+/// section is validated, so problems and warnings come in the order of the file's
+/// sections. The config is None when a section could not be read at all (its
+/// problems are in `p`).
+pub fn check<T>(
     raw: &RawConfig,
-    source: &str,
-    version: u64,
-    clients: &ClientCache,
-) -> Result<Runtime, Vec<Problem>> {
-    let mut p = Problems::new(source);
-    let server = super::server::server(raw, &mut p);
-    let state = super::state::state(raw, &mut p);
-
-    let mut providers = HashMap::new();
-    let mut ids = HashSet::new();
-    for (i, pc) in raw.providers.iter().enumerate() {
-        let key = format!("providers[{i}]");
-        if !ids.insert(pc.id.as_str()) {
-            p.error(format!("{key}.id"), "another provider has the same id");
-            continue;
-        }
-        if let Some(prov) = Provider::build(pc, &key, clients, &mut p) {
-            providers.insert(pc.id.clone(), Arc::new(prov));
-        }
-    }
-
-    let mut routes = Vec::new();
+    p: &mut Problems,
+    assemble: impl FnOnce(&mut Problems) -> T,
+) -> (Option<Config>, T) {
+    let server = super::server::server(raw, p);
+    let state = super::state::state(raw, p);
+    let assembled = assemble(p);
     let mut names = HashSet::new();
     for (i, rc) in raw.routes.iter().enumerate() {
-        let key = format!("routes[{i}]");
-        if !names.insert(rc.name.clone()) {
-            p.error(format!("{key}.name"), "another route has the same name");
-            continue;
+        // a route whose name is taken is reported (and left out) by the assembly
+        if names.insert(rc.name.as_str()) {
+            quotas(&rc.quotas, &format!("routes[{i}].quotas"), p);
         }
-        let attributes = crate::telemetry::attributes::Attributes::compile(
-            rc.ai_log.as_ref(),
-            raw.telemetry.log_payloads,
-            &key,
-            &mut p,
-        );
-        if let Some(mut route) = Route::build(rc, &key, &raw.providers, &providers, &mut p) {
-            route.attributes = attributes;
-            routes.push(route);
-        }
-        quotas(&rc.quotas, &format!("{key}.quotas"), &mut p);
     }
     if raw.routes.is_empty() {
         p.warn(
@@ -175,29 +126,19 @@ pub fn check(
             "no route is configured: every request will get 404",
         );
     }
-
-    super::state::tenants(raw, &mut p);
-    let seed = crate::seed::from_config(&raw.tenants, &crate::keys::KeyHasher::from_env());
-    let key_headers = auth_headers(raw, &mut p);
+    super::state::tenants(raw, p);
+    let key_headers = auth_headers(raw, p);
     let consumer_header = http::HeaderName::from_bytes(raw.auth.consumer_header.as_bytes())
         .map_err(|_| p.error("auth.consumer_header", "not a valid header name"))
         .ok();
-    let access_log = access_log(raw, &mut p);
-    telemetry_warnings(raw, &mut p);
-    let otlp = otlp(raw, &mut p);
-
-    let known_models = Arc::new(known_models(&routes, &providers));
-
-    match (server, state, consumer_header, p.errors.is_empty()) {
-        (Some(server), Some(state), Some(consumer_header), true) => Ok(Runtime {
-            version,
-            source: source.to_string(),
+    let access_log = access_log(raw, p);
+    telemetry_warnings(raw, p);
+    let otlp = otlp(raw, p);
+    let config = match (server, state, consumer_header) {
+        (Some(server), Some(state), Some(consumer_header)) => Some(Config {
             server,
             state,
-            seed,
             key_in_query: raw.auth.in_query,
-            providers,
-            routes,
             secret_headers: key_headers
                 .iter()
                 .cloned()
@@ -209,23 +150,10 @@ pub fn check(
             otlp,
             value_length_limit: raw.telemetry.value_length_limit,
             prometheus: raw.telemetry.prometheus,
-            known_models,
-            warnings: p.warnings,
         }),
-        _ => Err(p.errors),
-    }
-}
-
-/// The model names routes and providers spell out (see `telemetry::labels`).
-fn known_models(
-    routes: &[Route],
-    providers: &HashMap<String, Arc<Provider>>,
-) -> crate::telemetry::labels::KnownModels {
-    let routes = routes.iter().flat_map(Route::exact_models);
-    let providers = providers
-        .values()
-        .flat_map(|p| p.offered_models().chain(p.mapping.literal_targets()));
-    crate::telemetry::labels::KnownModels::new(routes.chain(providers))
+        _ => None,
+    };
+    (config, assembled)
 }
 
 #[cfg(test)]
@@ -243,7 +171,7 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
                 "another quota in this list has the same name",
             );
         }
-        if let Err(e) = crate::state::model::check_name("quota name", &q.name) {
+        if let Err(e) = check_name("quota name", &q.name) {
             p.error(format!("{k}.name"), e);
         }
         if let Err(e) = parse_window(&q.window) {
@@ -262,7 +190,7 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
                 "not one of route, tenant, consumer, upstream, ip, header:<name>",
             );
         }
-        if q.limit == 0 || q.limit > crate::quota::MAX_AMOUNT {
+        if q.limit == 0 || q.limit > MAX_AMOUNT {
             p.error(
                 format!("{k}.limit"),
                 "must be between 1 and 2^53 (9007199254740992)",
@@ -378,55 +306,4 @@ fn otlp(raw: &RawConfig, p: &mut Problems) -> Option<OtlpRt> {
         timeout: Duration::from_millis(o.timeout_ms.max(1)),
         service_name: o.service_name.clone(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::parse_text;
-
-    fn check(yaml: &str) -> Result<Runtime, ConfigError> {
-        let raw = parse_text("t.yaml", yaml)?;
-        build(&raw, "t.yaml", 1, &ClientCache::default())
-    }
-
-    const BASE: &str = "server: { listen: 127.0.0.1:1, admin_listen: 127.0.0.1:2 }\n";
-
-    #[test]
-    fn embedded_default_is_valid() {
-        let raw = parse_text("d", crate::config::EMBEDDED_DEFAULT).unwrap();
-        let rt = build(&raw, "d", 1, &ClientCache::default()).unwrap();
-        assert_eq!(rt.routes.len(), 1);
-    }
-
-    #[test]
-    fn names_every_problem() {
-        let yaml = format!(
-            "{BASE}providers:\n  - {{ id: a, type: openai-compatible }}\n  - {{ id: a, type: mock }}\n  - {{ id: b, type: mock, model_mapping: {{ \"~(\": x }} }}\n\
-             routes:\n  - name: r\n    match: {{ path_regex: \"(\" }}\n    upstreams: [{{ provider: nope }}]\n    quotas: [{{ name: q, by: tenant, strategy: requests, limit: 1, window: 5w }}]\n  - name: r\n"
-        );
-        let e = check(&yaml).err().unwrap();
-        let all = e.to_string();
-        for needle in [
-            "t.yaml: providers[0].base_url: required",
-            "t.yaml: providers[1].id: another provider has the same id",
-            "t.yaml: providers[2].model_mapping.~(: not a valid regex: unclosed group",
-            "t.yaml: routes[0].match.path_regex: not a valid regex",
-            "t.yaml: routes[0].upstreams[0].provider: unknown provider",
-            "t.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d",
-            "t.yaml: routes[1].name: another route has the same name",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-        assert!(
-            !all.contains("nope") && !all.contains("5w"),
-            "values are not quoted:\n{all}"
-        );
-    }
-
-    #[test]
-    fn bad_listen_address() {
-        let e = check("server: { listen: nowhere }\n").err().unwrap();
-        assert!(e.to_string().contains("server.listen"), "{e}");
-    }
 }

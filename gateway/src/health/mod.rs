@@ -16,7 +16,7 @@ pub mod rules;
 pub mod store;
 pub mod sync;
 
-use crate::config::Runtime;
+use crate::runtime::Runtime;
 use crate::state::redis_conn::RedisConn;
 use arc_swap::ArcSwap;
 use report::{Event, Kind};

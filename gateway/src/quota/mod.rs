@@ -27,20 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use store::{Item, QuotaStore, ReserveAnswer, SettleMode};
 
-/// How quotas behave, from `state:` (validated with the rest of the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    pub on_error: OnRedisError,
-    pub expected_replicas: u32,
-    /// completion tokens reserved when a request sets no max_tokens
-    pub default_max_tokens: u64,
-    /// a reservation's lease; None: the route's longest upstream total timeout + 30 s
-    pub lease_ms: Option<u64>,
-    pub settle_queue: usize,
-}
-
-/// The largest amount the scripts take (their numbers are exact below 2^53).
-pub const MAX_AMOUNT: u64 = 1 << 53;
+pub use crate::config::{QuotaSettings as Settings, MAX_AMOUNT};
 
 /// How long a settled-without-reservation or expired record is remembered.
 pub const TOMBSTONE_MS: u64 = 600_000;

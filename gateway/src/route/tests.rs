@@ -1,7 +1,8 @@
 //! Route matching, endpoint paths and 404 details.
 use super::*;
-use crate::config::{build, parse_text};
+use crate::config::parse_text;
 use crate::providers::ClientCache;
+use crate::runtime::build;
 
 fn routes(yaml: &str) -> Vec<Route> {
     let text = format!("providers: [{{ id: m, type: mock }}]\nroutes:\n{yaml}");

@@ -11,7 +11,6 @@
 pub mod drain;
 pub mod preread;
 pub mod timeouts;
-pub mod tls;
 
 use crate::app::App;
 use crate::config::validate::ConnLimits;
@@ -61,7 +60,7 @@ struct ConnOpts {
 }
 
 impl ConnOpts {
-    fn of(cfg: &crate::config::Runtime) -> ConnOpts {
+    fn of(cfg: &crate::runtime::Runtime) -> ConnOpts {
         ConnOpts {
             head_timeout: cfg.server.header_read_timeout,
             write_timeout: cfg.server.conn.client_write_timeout,
@@ -180,7 +179,7 @@ async fn data_conn(
     let cfg = app.config();
     let timeout = cfg.server.header_read_timeout;
     let opts = ConnOpts::of(&cfg);
-    let tls = cfg.server.tls.clone();
+    let tls = cfg.tls.clone();
     let (remote, stream) = if cfg.server.proxy_protocol {
         match preread::read_proxy_header(&mut stream, timeout).await {
             // the header's address is believed from a trusted proxy only

@@ -92,21 +92,7 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Tenant ids, consumer names and key ids: 1 to 64 of `A-Z a-z 0-9 . _ -`, so
-/// they are safe in Redis hash tags, `tenant/consumer` labels and URL paths.
-pub fn check_name(what: &str, s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "a {what} is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
-        ))
-    }
-}
+pub use crate::config::check_name;
 
 /// The identity a valid key resolves to.
 #[derive(Debug, Clone, PartialEq)]

@@ -119,12 +119,8 @@ pub enum Budget {
     Slow,
 }
 
-/// Where the connections go, for the pub/sub listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Single(String),
-    Cluster(Vec<String>),
-}
+/// Where the connections go (also for the pub/sub listener).
+pub use crate::config::Target;
 
 pub struct RedisConn {
     pools: Pools,

@@ -1,5 +1,6 @@
 //! Server-side TLS (rustls, ring): certificate chain and key from PEM files, ALPN
-//! offering h2 and http/1.1.
+//! offering h2 and http/1.1. Built when the runtime is assembled; the listener
+//! uses what it built.
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -15,20 +16,26 @@ fn pem_reason(what: &str, e: &pem::Error) -> String {
     }
 }
 
+/// Where the certificate chain and its private key are (`server.tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    /// PEM file of the certificate chain
+    pub cert: String,
+    /// PEM file of the private key
+    pub key: String,
+}
+
 /// The server config from the `cert` and `key` PEM files; an error names the
 /// `server.tls` key it is about (".cert", ".key" or "") and the reason.
-pub fn server_config(
-    cert: &str,
-    key: &str,
-) -> Result<rustls::ServerConfig, (&'static str, String)> {
-    let certs = CertificateDer::pem_file_iter(cert)
+pub fn server_config(files: &Files) -> Result<rustls::ServerConfig, (&'static str, String)> {
+    let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| (".cert", pem_reason("certificate", &e)))?;
     if certs.is_empty() {
         return Err((".cert", "no certificate found in the file".into()));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| (".key", pem_reason("private key", &e)))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| (".key", pem_reason("private key", &e)))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
