@@ -5,17 +5,18 @@
 //! health. `pipeline.rs` strings the attempts together in the balancer's order.
 
 use crate::balance;
-use crate::runtime::Runtime;
 use crate::ctx::RequestCtx;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::health::{Cell, Health, InFlight, StreamWatch, View};
 use crate::meter::Meter;
+use crate::protocol::{Inbound, Seam};
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Refusal};
 use crate::request_body::ClientBody;
 use crate::route::Route;
+use crate::runtime::Runtime;
 use crate::stream::Limits;
 use crate::telemetry::attempt::AttemptRec;
 use crate::telemetry::trace_context::new_span_id;
@@ -198,6 +199,10 @@ impl Call<'_> {
             a.model = Some(upstream_model.to_string());
         }
         let add_usage = self.adds_usage();
+        let seam = Seam {
+            inbound: Inbound::OpenAi(self.endpoint),
+            dialect: prov.dialect(),
+        };
 
         // adapter and upstream call
         let result = match prov.flavor {
@@ -209,7 +214,7 @@ impl Call<'_> {
             )),
             _ => {
                 let c = self.client;
-                let body = c.rewrite(self.bytes, Some(&upstream_model), &prov.options, add_usage);
+                let body = seam.request(c, self.bytes, &upstream_model, &prov.options, add_usage);
                 let mut req = upstream_request(
                     prov,
                     self.endpoint,
@@ -238,8 +243,12 @@ impl Call<'_> {
                 ctx.attempts().answered_after(ms(sent.elapsed()));
                 let s = resp.status();
                 status = Some(s.as_u16());
-                let redact = cfg.server.redact_upstream_errors;
-                match answer(resp, prov, ctx, sent, add_usage, redact).await {
+                let reading = Reading {
+                    seam,
+                    strip_usage: add_usage,
+                    redact: cfg.server.redact_upstream_errors,
+                };
+                match answer(resp, prov, ctx, sent, reading).await {
                     Ok(a) => match status_reason(s) {
                         Some(r) => (r, Failure::Response(Box::new(a))),
                         None => {
@@ -414,6 +423,15 @@ pub async fn reserve_upstream(
     held.reserve(claims, true).await
 }
 
+/// How an answer is read.
+pub struct Reading {
+    pub seam: Seam,
+    /// the gateway added the usage chunk: the client does not get it
+    pub strip_usage: bool,
+    /// `server.redact_upstream_errors`
+    pub redact: bool,
+}
+
 /// Turns an upstream response into an answer. A successful one is held until its
 /// first frame (within the first-byte timeout), so a stream that dies before any
 /// byte reached the client can still go to another instance.
@@ -422,9 +440,13 @@ pub async fn answer(
     prov: &Provider,
     ctx: &mut RequestCtx,
     sent: Instant,
-    strip_usage: bool,
-    redact: bool,
+    reading: Reading,
 ) -> Result<Answer, (FallbackOn, GatewayError)> {
+    let Reading {
+        seam,
+        strip_usage,
+        redact,
+    } = reading;
     let (mut head, mut body) = resp.into_parts();
     let sse = head
         .headers
@@ -474,7 +496,7 @@ pub async fn answer(
         head,
         body,
         first,
-        meter: Meter::new(sse, strip_usage),
+        meter: Meter::new(seam, sse, strip_usage),
         limits: Limits {
             idle: t.idle,
             total: t.total,

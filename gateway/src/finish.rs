@@ -166,9 +166,9 @@ fn upstream(
             _ => {}
         }
     }
-    let usage = match meter.usage {
+    let usage = match meter.read.usage {
         Some(u) => u,
-        None if ok => estimate(&c.facts.body, meter.output_bytes),
+        None if ok => estimate(&c.facts.body, meter.read.output_bytes),
         None => Usage::default(),
     };
     let (flags, error) = match ending {
@@ -176,9 +176,9 @@ fn upstream(
         Ending::UpstreamCut(why) => ("UC", Some(format!("upstream_cut: {why}"))),
         Ending::IdleTimeout => ("UT", Some("upstream_idle_timeout".to_string())),
         Ending::TotalTimeout => ("UT", Some("upstream_total_timeout".to_string())),
-        Ending::ClientGone if meter.done => ("", None),
+        Ending::ClientGone if meter.read.done => ("", None),
         Ending::ClientGone => ("DC", Some("client_disconnected".to_string())),
-        Ending::Shutdown if meter.done => ("", None),
+        Ending::Shutdown if meter.read.done => ("", None),
         Ending::Shutdown => ("SD", Some("gateway_shutdown".to_string())),
     };
     let limit = c.sinks.value_limit;
@@ -189,10 +189,10 @@ fn upstream(
         flags,
         error,
         // (the request finishes once: what the meter read is taken, not copied)
-        chat_id: meter.chat_id.take(),
-        response_model: meter.model.take(),
+        chat_id: meter.read.chat_id.take(),
+        response_model: meter.read.model.take(),
         finish_reason: match c.otlp.is_some() {
-            true => meter.finish_reason.take().map(|mut r| {
+            true => meter.read.finish_reason.take().map(|mut r| {
                 crate::text::cut(&mut r, limit);
                 r
             }),

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod meter;
 pub mod models;
 pub mod pipeline;
+pub mod protocol;
 pub mod providers;
 pub mod quota;
 pub mod redact;

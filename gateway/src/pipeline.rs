@@ -26,7 +26,6 @@
 use crate::attempt::{refusal, Answer, Call};
 use crate::auth::{self, Auth};
 use crate::body_read::Budget;
-use crate::runtime::Runtime;
 use crate::ctx::{RequestCtx, Sinks};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
@@ -36,6 +35,7 @@ use crate::quota::{self, Estimate, Quotas};
 use crate::request_body::ClientBody;
 use crate::response::ResponseBody;
 use crate::route::{self, MatchInput};
+use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
 use crate::stall::{ConnAbort, Stalls};
 use crate::stream::Metered;

@@ -4,13 +4,8 @@
 //! chunk is cut out before the client sees it. Frames are forwarded as the same
 //! `Bytes` whenever nothing has to be removed.
 
-mod scan;
-
+use crate::protocol::{Read, Seam};
 use bytes::{Bytes, BytesMut};
-use scan::{event_end, finish_reason, is_plain_delta, text_bytes};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use shared::usage::Usage;
 use std::borrow::Cow;
 
 /// An SSE event longer than this ends metering of the stream's events (and their
@@ -20,8 +15,10 @@ const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Bodies larger than this are passed through but not parsed for usage.
 const MAX_JSON_METER_BYTES: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Meter {
+    /// how the answer is read (`protocol/`)
+    seam: Seam,
     sse: bool,
     /// cut the usage-only chunk (the client did not ask for it)
     strip_usage: bool,
@@ -31,25 +28,25 @@ pub struct Meter {
     parts: Vec<Bytes>,
     json_len: usize,
     json_overflow: bool,
-    pub chat_id: Option<String>,
-    pub model: Option<String>,
-    pub usage: Option<Usage>,
-    /// bytes of generated text seen, for estimating when no usage arrives
-    pub output_bytes: usize,
-    pub finish_reason: Option<String>,
-    /// `data: [DONE]` seen (or `response.completed`)
-    pub done: bool,
+    /// what the answer said so far
+    pub read: Read,
     /// the route's `ai_log` attributes that read the answer (stream events or the
     /// JSON body), fed from the same copy
     pub capture: Option<Box<crate::telemetry::attributes::Collected>>,
 }
 
 impl Meter {
-    pub fn new(sse: bool, strip_usage: bool) -> Meter {
+    pub fn new(seam: Seam, sse: bool, strip_usage: bool) -> Meter {
         Meter {
+            seam,
             sse,
             strip_usage: sse && strip_usage,
-            ..Meter::default()
+            partial: BytesMut::new(),
+            parts: Vec::new(),
+            json_len: 0,
+            json_overflow: false,
+            read: Read::default(),
+            capture: None,
         }
     }
 
@@ -140,7 +137,7 @@ impl Meter {
         (start, drops)
     }
 
-    /// Meters one SSE event; true when it is the usage-only chunk.
+    /// Meters one SSE event; true when the client does not get it.
     fn event(&mut self, ev: &[u8]) -> bool {
         let mut data: Cow<'_, [u8]> = Cow::Borrowed(&[]);
         let mut start = 0;
@@ -163,90 +160,16 @@ impl Meter {
         if data.is_empty() {
             return false;
         }
-        if &*data == b"[DONE]" {
-            self.done = true;
-            return false;
-        }
-        if let Some(c) = self.capture.as_mut().filter(|c| c.wants_stream()) {
-            c.stream_event(&data);
-        }
-        if self.chat_id.is_some() && is_plain_delta(&data) {
-            // The common chunk of a stream: only its text size matters here.
-            self.output_bytes += text_bytes(&data);
-            if let Some(f) = finish_reason(&data) {
-                self.finish_reason = Some(f);
-            }
-            return false;
-        }
-        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) else {
-            return false;
-        };
-        self.note_ids(chunk.id.as_deref(), chunk.model.as_deref());
-        let mut usage_only = false;
-        if let Some(choices) = &chunk.choices {
-            for c in choices {
-                self.note_choice(c);
-            }
-            usage_only = choices.is_empty() && chunk.usage.is_some();
-        }
-        if let Some(u) = &chunk.usage {
-            self.usage = Some(u.to_usage());
-        }
-        // Responses API stream events.
-        if let Some(delta) = &chunk.delta {
-            self.output_bytes += delta.len();
-        }
-        if let Some(resp) = &chunk.response {
-            self.note_ids(resp.id.as_deref(), resp.model.as_deref());
-            if let Some(u) = &resp.usage {
-                self.usage = Some(u.to_usage());
-            }
-            if chunk.kind.as_deref() == Some("response.completed") {
-                self.done = true;
-            }
-        }
-        usage_only
-    }
-
-    /// Text size and finish reason of one choice (a stream delta or a whole message).
-    fn note_choice(&mut self, c: &Choice<'_>) {
-        for m in [&c.delta, &c.message].into_iter().flatten() {
-            self.output_bytes += m.content.as_deref().map_or(0, str::len)
-                + m.reasoning_content.as_deref().map_or(0, str::len)
-                + m.tool_calls.map_or(0, |t| t.get().len());
-        }
-        self.output_bytes += c.text.as_deref().map_or(0, str::len);
-        if let Some(f) = &c.finish_reason {
-            self.finish_reason = Some(f.to_string());
-        }
-    }
-
-    fn note_ids(&mut self, id: Option<&str>, model: Option<&str>) {
-        if self.chat_id.is_none() {
-            self.chat_id = id.map(str::to_string);
-        }
-        if self.model.is_none() {
-            self.model = model.map(str::to_string);
-        }
+        let capture = self.capture.as_deref_mut();
+        self.seam
+            .event(&mut self.read, &data, capture, self.strip_usage)
     }
 
     fn read_json(&mut self, body: &[u8]) {
         if let Some(c) = self.capture.as_mut().filter(|c| c.wants_response_body()) {
             c.response_body(body);
         }
-        let Ok(b) = serde_json::from_slice::<Whole<'_>>(body) else {
-            return;
-        };
-        self.note_ids(b.id.as_deref(), b.model.as_deref());
-        if let Some(u) = &b.usage {
-            self.usage = Some(u.to_usage());
-        }
-        for c in b.choices.iter().flatten() {
-            self.note_choice(c);
-        }
-        if let Some(out) = b.output {
-            self.output_bytes += out.get().len();
-        }
+        self.seam.answer(&mut self.read, body);
     }
 }
 
@@ -265,124 +188,31 @@ fn cut(buf: &Bytes, end: usize, drops: &[(usize, usize)]) -> Bytes {
     out.freeze()
 }
 
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<RawUsage>,
-    #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    delta: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    response: Option<Box<Whole<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<Message<'a>>,
-    #[serde(borrow, default)]
-    message: Option<Message<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<&'a RawValue>,
-}
-
-/// A whole JSON answer (chat, completion, embeddings, or a Responses object).
-#[derive(Deserialize)]
-struct Whole<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    usage: Option<RawUsage>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(borrow, default)]
-    output: Option<&'a RawValue>,
-}
-
-/// Chat/completions (`prompt_tokens`...) and Responses (`input_tokens`...) usage.
-#[derive(Deserialize, Default)]
-struct RawUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default, alias = "input_tokens_details")]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, alias = "output_tokens_details")]
-    completion_tokens_details: Option<CompletionDetails>,
-    /// DeepSeek reports cache hits here.
-    #[serde(default)]
-    prompt_cache_hit_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
-impl RawUsage {
-    fn to_usage(&self) -> Usage {
-        let prompt = self.prompt_tokens.or(self.input_tokens).unwrap_or(0);
-        let completion = self.completion_tokens.or(self.output_tokens).unwrap_or(0);
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: self
-                .total_tokens
-                .unwrap_or(prompt.saturating_add(completion)),
-            cached_tokens: self
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens)
-                .or(self.prompt_cache_hit_tokens)
-                .unwrap_or(0),
-            reasoning_tokens: self
-                .completion_tokens_details
-                .as_ref()
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-            estimated: false,
+/// End (exclusive) of the SSE event starting at `from`: after its blank line.
+fn event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
+        let nl = i + off;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => i = nl + 1,
         }
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::Endpoint;
+    use crate::protocol::openai::scan::{finish_reason, is_plain_delta, text_bytes};
+    use crate::protocol::{Dialect, Inbound};
+
+    const SEAM: Seam = Seam {
+        inbound: Inbound::OpenAi(Endpoint::ChatCompletions),
+        dialect: Dialect::OpenAi,
+    };
 
     const CHUNK: &str = "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello\"},\"finish_reason\":null}]}\n\n";
     const FINISH: &str = "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
@@ -404,28 +234,28 @@ mod tests {
 
     #[test]
     fn strips_usage_chunk_and_reads_usage() {
-        let mut m = Meter::new(true, true);
+        let mut m = Meter::new(SEAM, true, true);
         let out = run(&mut m, &[CHUNK, FINISH, USAGE, DONE]);
         assert_eq!(out, format!("{CHUNK}{FINISH}{DONE}"));
-        let u = m.usage.unwrap();
+        let u = m.read.usage.unwrap();
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.total_tokens),
             (7, 3, 10)
         );
         assert_eq!((u.cached_tokens, u.reasoning_tokens), (2, 1));
-        assert_eq!(m.chat_id.as_deref(), Some("c1"));
-        assert_eq!(m.model.as_deref(), Some("m"));
-        assert_eq!(m.finish_reason.as_deref(), Some("stop"));
-        assert_eq!(m.output_bytes, 5);
-        assert!(m.done);
+        assert_eq!(m.read.chat_id.as_deref(), Some("c1"));
+        assert_eq!(m.read.model.as_deref(), Some("m"));
+        assert_eq!(m.read.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(m.read.output_bytes, 5);
+        assert!(m.read.done);
     }
 
     #[test]
     fn keeps_usage_chunk_when_client_asked() {
-        let mut m = Meter::new(true, false);
+        let mut m = Meter::new(SEAM, true, false);
         let out = run(&mut m, &[CHUNK, USAGE, DONE]);
         assert_eq!(out, format!("{CHUNK}{USAGE}{DONE}"));
-        assert_eq!(m.usage.unwrap().total_tokens, 10);
+        assert_eq!(m.read.usage.unwrap().total_tokens, 10);
     }
 
     #[test]
@@ -433,19 +263,19 @@ mod tests {
         let all = format!("{CHUNK}{USAGE}{DONE}");
         for cut_at in 1..all.len() {
             let (a, b) = all.split_at(cut_at);
-            let mut m = Meter::new(true, true);
+            let mut m = Meter::new(SEAM, true, true);
             let out = run(&mut m, &[a, b]);
             assert_eq!(out, format!("{CHUNK}{DONE}"), "cut at {cut_at}");
-            assert_eq!(m.usage.unwrap().total_tokens, 10);
-            let mut m = Meter::new(true, false);
+            assert_eq!(m.read.usage.unwrap().total_tokens, 10);
+            let mut m = Meter::new(SEAM, true, false);
             assert_eq!(run(&mut m, &[a, b]), all);
-            assert_eq!(m.usage.unwrap().total_tokens, 10);
+            assert_eq!(m.read.usage.unwrap().total_tokens, 10);
         }
     }
 
     #[test]
     fn fast_path_forwards_the_same_bytes() {
-        let mut m = Meter::new(true, true);
+        let mut m = Meter::new(SEAM, true, true);
         let frame = Bytes::from_static(CHUNK.as_bytes());
         let out = m.on_frame(frame.clone()).unwrap();
         assert_eq!(out.as_ptr(), frame.as_ptr());
@@ -453,11 +283,11 @@ mod tests {
 
     #[test]
     fn crlf_events() {
-        let mut m = Meter::new(true, true);
+        let mut m = Meter::new(SEAM, true, true);
         let ev = CHUNK.replace('\n', "\r\n");
         let out = run(&mut m, &[&ev]);
         assert_eq!(out, ev);
-        assert_eq!(m.output_bytes, 5);
+        assert_eq!(m.read.output_bytes, 5);
     }
 
     #[test]
@@ -473,52 +303,52 @@ mod tests {
             br#"{"type":"response.output_text.delta","delta":"x"}"#
         ));
         // A stream metered by the scan and one metered by full parses agree.
-        let mut fast = Meter::new(true, true);
+        let mut fast = Meter::new(SEAM, true, true);
         run(&mut fast, &[CHUNK, CHUNK, FINISH, USAGE, DONE]);
-        assert_eq!(fast.output_bytes, 10);
-        assert_eq!(fast.finish_reason.as_deref(), Some("stop"));
-        assert_eq!(fast.usage.unwrap().total_tokens, 10);
+        assert_eq!(fast.read.output_bytes, 10);
+        assert_eq!(fast.read.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(fast.read.usage.unwrap().total_tokens, 10);
     }
 
     #[test]
     fn json_body_usage() {
-        let mut m = Meter::new(false, false);
+        let mut m = Meter::new(SEAM, false, false);
         let body = r#"{"id":"chatcmpl-1","model":"gpt","choices":[{"message":{"role":"assistant","content":"hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
         let (a, b) = body.split_at(30);
         assert_eq!(run(&mut m, &[a, b]), body);
-        assert_eq!(m.usage.unwrap().total_tokens, 6);
-        assert_eq!(m.chat_id.as_deref(), Some("chatcmpl-1"));
-        assert_eq!(m.output_bytes, 8);
+        assert_eq!(m.read.usage.unwrap().total_tokens, 6);
+        assert_eq!(m.read.chat_id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(m.read.output_bytes, 8);
     }
 
     #[test]
     fn responses_api_usage() {
-        let mut m = Meter::new(false, false);
+        let mut m = Meter::new(SEAM, false, false);
         run(
             &mut m,
             &[
                 r#"{"id":"resp_1","model":"m","output":[],"usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9,"input_tokens_details":{"cached_tokens":1}}}"#,
             ],
         );
-        let u = m.usage.unwrap();
+        let u = m.read.usage.unwrap();
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
             (5, 4, 1)
         );
-        let mut m = Meter::new(true, false);
+        let mut m = Meter::new(SEAM, true, false);
         run(&mut m, &[
             "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abc\"}\n\n",
             "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_2\",\"usage\":{\"input_tokens\":1,\"output_tokens\":2,\"total_tokens\":3}}}\n\n",
         ]);
-        assert_eq!(m.usage.unwrap().total_tokens, 3);
-        assert_eq!(m.output_bytes, 3);
-        assert_eq!(m.chat_id.as_deref(), Some("resp_2"));
-        assert!(m.done);
+        assert_eq!(m.read.usage.unwrap().total_tokens, 3);
+        assert_eq!(m.read.output_bytes, 3);
+        assert_eq!(m.read.chat_id.as_deref(), Some("resp_2"));
+        assert!(m.read.done);
     }
 
     #[test]
     fn cut_stream_keeps_what_was_seen() {
-        let mut m = Meter::new(true, true);
+        let mut m = Meter::new(SEAM, true, true);
         let out = run(
             &mut m,
             &[
@@ -527,9 +357,9 @@ mod tests {
             ],
         );
         assert!(out.starts_with(CHUNK));
-        assert!(m.usage.is_none());
-        assert!(!m.done);
+        assert!(m.read.usage.is_none());
+        assert!(!m.read.done);
         // "hello" plus the "wor" of the cut event, which the client also received
-        assert_eq!(m.output_bytes, 8);
+        assert_eq!(m.read.output_bytes, 8);
     }
 }

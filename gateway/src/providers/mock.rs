@@ -226,6 +226,12 @@ fn response(content_type: &'static str, frames: VecDeque<Bytes>) -> http::Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Dialect, Inbound, Seam};
+
+    const SEAM: Seam = Seam {
+        inbound: Inbound::OpenAi(Endpoint::ChatCompletions),
+        dialect: Dialect::OpenAi,
+    };
     use crate::meter::Meter;
 
     fn drain(resp: http::Response<UpstreamBody>, meter: &mut Meter) -> String {
@@ -248,11 +254,11 @@ mod tests {
             br#"{"model":"m","messages":[{"role":"user","content":"12345678"}]}"#,
         )
         .unwrap();
-        let mut m = Meter::new(false, false);
+        let mut m = Meter::new(SEAM, false, false);
         let out = drain(answer(Endpoint::ChatCompletions, &body, "m", false), &mut m);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
-        let u = m.usage.unwrap();
+        let u = m.read.usage.unwrap();
         assert_eq!(u.prompt_tokens, 2);
         assert_eq!(u.completion_tokens, ANSWER.split(' ').count() as u64);
     }
@@ -263,22 +269,22 @@ mod tests {
             br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        let mut m = Meter::new(true, true);
+        let mut m = Meter::new(SEAM, true, true);
         let out = drain(answer(Endpoint::ChatCompletions, &body, "m", true), &mut m);
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(!out.contains("\"usage\""), "usage chunk must be stripped");
         assert_eq!(
-            m.usage.unwrap().completion_tokens,
+            m.read.usage.unwrap().completion_tokens,
             ANSWER.split(' ').count() as u64
         );
-        assert_eq!(m.output_bytes, ANSWER.len());
-        assert_eq!(m.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(m.read.output_bytes, ANSWER.len());
+        assert_eq!(m.read.finish_reason.as_deref(), Some("stop"));
     }
 
     #[test]
     fn embeddings_one_vector_per_input() {
         let body = ClientBody::parse(br#"{"model":"e","input":["a","bb"]}"#).unwrap();
-        let mut m = Meter::new(false, false);
+        let mut m = Meter::new(SEAM, false, false);
         let out = drain(answer(Endpoint::Embeddings, &body, "e", false), &mut m);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
@@ -286,15 +292,15 @@ mod tests {
             v["data"][1]["embedding"].as_array().unwrap().len(),
             EMBEDDING_DIM
         );
-        assert_eq!(m.usage.unwrap().prompt_tokens, 2);
+        assert_eq!(m.read.usage.unwrap().prompt_tokens, 2);
     }
 
     #[test]
     fn responses_stream_completes_with_usage() {
         let body = ClientBody::parse(br#"{"model":"m","stream":true,"input":"hello"}"#).unwrap();
-        let mut m = Meter::new(true, false);
+        let mut m = Meter::new(SEAM, true, false);
         drain(answer(Endpoint::Responses, &body, "m", false), &mut m);
-        assert!(m.done);
-        assert_eq!(m.usage.unwrap().prompt_tokens, 2);
+        assert!(m.read.done);
+        assert_eq!(m.read.usage.unwrap().prompt_tokens, 2);
     }
 }

@@ -8,6 +8,7 @@ pub mod model_map;
 
 use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
+use crate::protocol::Dialect;
 use crate::upstream::{ClientCache as Clients, HttpClient};
 use http::{HeaderName, HeaderValue};
 use model_map::ModelMap;
@@ -90,6 +91,14 @@ pub fn default_base_url(kind: ProviderType) -> Option<&'static str> {
     })
 }
 
+fn dialect_of(flavor: Flavor) -> Dialect {
+    match flavor {
+        Flavor::Azure => Dialect::Azure,
+        // (the built-in mock answers as OpenAI does)
+        Flavor::OpenAi | Flavor::Mock => Dialect::OpenAi,
+    }
+}
+
 /// Types whose hosted service always needs an API token.
 fn needs_token(kind: ProviderType) -> bool {
     use ProviderType::*;
@@ -158,10 +167,7 @@ impl Provider {
         }
         let mut tokens = Vec::with_capacity(raw.api_tokens.len());
         for (i, t) in raw.api_tokens.iter().enumerate() {
-            let value = match flavor {
-                Flavor::Azure => t.as_str().to_string(),
-                _ => format!("Bearer {}", t.as_str()),
-            };
+            let value = dialect_of(flavor).token_value(t.as_str());
             match HeaderValue::from_str(&value) {
                 Ok(mut v) if !t.is_empty() => {
                     v.set_sensitive(true);
@@ -262,9 +268,7 @@ impl Provider {
         };
         if flavor != Flavor::Mock {
             for e in Endpoint::ALL {
-                let by_model =
-                    flavor == Flavor::Azure && !matches!(e, Endpoint::Responses | Endpoint::Models);
-                let uri = if by_model {
+                let uri = if prov.dialect().model_in_url(e) {
                     None
                 } else {
                     match http::Uri::try_from(prov.url(e, "")) {
@@ -301,24 +305,13 @@ impl Provider {
     /// The URL of `endpoint` for upstream model `model` (an Azure deployment
     /// name checked by [`valid_deployment`]).
     pub fn url(&self, endpoint: Endpoint, model: &str) -> String {
-        match self.flavor {
-            Flavor::Azure => match endpoint {
-                Endpoint::Responses | Endpoint::Models => format!(
-                    "{}/openai{}?api-version={}",
-                    self.base_url,
-                    endpoint.suffix(),
-                    self.api_version
-                ),
-                _ => format!(
-                    "{}/openai/deployments/{}{}?api-version={}",
-                    self.base_url,
-                    model,
-                    endpoint.suffix(),
-                    self.api_version
-                ),
-            },
-            _ => format!("{}{}", self.base_url, endpoint.suffix()),
-        }
+        self.dialect()
+            .url(&self.base_url, endpoint, model, &self.api_version)
+    }
+
+    /// The API the provider answers (`protocol/`).
+    pub fn dialect(&self) -> Dialect {
+        dialect_of(self.flavor)
     }
 
     /// The auth header for the next request: api tokens rotate round-robin.
@@ -347,11 +340,7 @@ impl Provider {
     /// The auth header of token `i`.
     pub fn token_header(&self, i: usize) -> Option<(HeaderName, HeaderValue)> {
         let v = self.tokens.get(i)?.clone();
-        let name = match self.flavor {
-            Flavor::Azure => HeaderName::from_static("api-key"),
-            _ => http::header::AUTHORIZATION,
-        };
-        Some((name, v))
+        Some((self.dialect().token_header(), v))
     }
 
     pub fn token_count(&self) -> usize {

@@ -1,5 +1,5 @@
-//! Byte-level reading of SSE: where an event ends, and the text size and finish
-//! reason of a plain delta chunk without a JSON parse.
+//! Byte-level reading of OpenAI stream chunks: the text size and finish reason
+//! of a plain delta chunk without a JSON parse.
 
 use memchr::memmem::Finder;
 use std::sync::LazyLock;
@@ -25,7 +25,7 @@ static FINDERS: LazyLock<Finders> = LazyLock::new(|| Finders {
 });
 
 /// A chat/completions chunk without usage: metered by a byte scan instead of a parse.
-pub(super) fn is_plain_delta(data: &[u8]) -> bool {
+pub(crate) fn is_plain_delta(data: &[u8]) -> bool {
     let f = &*FINDERS;
     if f.choices.find(data).is_none() {
         return false; // e.g. Responses API events
@@ -45,7 +45,7 @@ pub(super) fn is_plain_delta(data: &[u8]) -> bool {
 
 /// Bytes of generated text in a chunk: the string values of `content`,
 /// `reasoning_content`, `text` and `arguments` (escapes counted as one byte).
-pub(super) fn text_bytes(data: &[u8]) -> usize {
+pub(crate) fn text_bytes(data: &[u8]) -> usize {
     let mut total = 0;
     for key in &FINDERS.text {
         for start in key.find_iter(data) {
@@ -72,7 +72,7 @@ fn string_len(s: &[u8]) -> usize {
     n
 }
 
-pub(super) fn finish_reason(data: &[u8]) -> Option<String> {
+pub(crate) fn finish_reason(data: &[u8]) -> Option<String> {
     let key = &FINDERS.finish;
     let value = string_after(&data[key.find(data)? + key.needle().len()..])?;
     let len = memchr::memchr(b'"', value)?;
@@ -83,18 +83,4 @@ pub(super) fn finish_reason(data: &[u8]) -> Option<String> {
 fn string_after(rest: &[u8]) -> Option<&[u8]> {
     let i = rest.iter().position(|b| !b.is_ascii_whitespace())?;
     (rest[i] == b'"').then(|| &rest[i + 1..])
-}
-
-/// End (exclusive) of the SSE event starting at `from`: after its blank line.
-pub(super) fn event_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
-        let nl = i + off;
-        match buf.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => i = nl + 1,
-        }
-    }
-    None
 }

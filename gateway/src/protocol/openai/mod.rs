@@ -1,0 +1,234 @@
+//! The OpenAI API, as clients send it and OpenAI-compatible providers (Azure
+//! among them) answer it: the request made the upstream's, and usage, ids,
+//! text size and finish reason read from a JSON answer or an SSE event.
+
+pub(crate) mod scan;
+
+use super::Read;
+use crate::endpoint::Endpoint;
+use crate::telemetry::attributes::Collected;
+use scan::{finish_reason, is_plain_delta, text_bytes};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shared::usage::Usage;
+use std::borrow::Cow;
+
+/// The URL of `endpoint` under `base` (no trailing slash) for upstream model
+/// `model`: Azure puts the deployment (the model) and `api-version` in it.
+pub fn url(azure: bool, base: &str, endpoint: Endpoint, model: &str, api_version: &str) -> String {
+    if !azure {
+        return format!("{base}{}", endpoint.suffix());
+    }
+    match endpoint {
+        Endpoint::Responses | Endpoint::Models => format!(
+            "{base}/openai{}?api-version={api_version}",
+            endpoint.suffix()
+        ),
+        _ => format!(
+            "{base}/openai/deployments/{model}{}?api-version={api_version}",
+            endpoint.suffix()
+        ),
+    }
+}
+
+/// Reads one SSE event's data; true when it is the usage-only chunk (which the
+/// client gets only when it asked for it).
+pub fn event(read: &mut Read, data: &[u8], capture: Option<&mut Collected>) -> bool {
+    if data == b"[DONE]" {
+        read.done = true;
+        return false;
+    }
+    if let Some(c) = capture.filter(|c| c.wants_stream()) {
+        c.stream_event(data);
+    }
+    if read.chat_id.is_some() && is_plain_delta(data) {
+        // The common chunk of a stream: only its text size matters here.
+        read.output_bytes += text_bytes(data);
+        if let Some(f) = finish_reason(data) {
+            read.finish_reason = Some(f);
+        }
+        return false;
+    }
+    let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
+        return false;
+    };
+    note_ids(read, chunk.id.as_deref(), chunk.model.as_deref());
+    let mut usage_only = false;
+    if let Some(choices) = &chunk.choices {
+        for c in choices {
+            note_choice(read, c);
+        }
+        usage_only = choices.is_empty() && chunk.usage.is_some();
+    }
+    if let Some(u) = &chunk.usage {
+        read.usage = Some(u.to_usage());
+    }
+    // Responses API stream events.
+    if let Some(delta) = &chunk.delta {
+        read.output_bytes += delta.len();
+    }
+    if let Some(resp) = &chunk.response {
+        note_ids(read, resp.id.as_deref(), resp.model.as_deref());
+        if let Some(u) = &resp.usage {
+            read.usage = Some(u.to_usage());
+        }
+        if chunk.kind.as_deref() == Some("response.completed") {
+            read.done = true;
+        }
+    }
+    usage_only
+}
+
+/// Reads a whole JSON answer.
+pub fn answer(read: &mut Read, body: &[u8]) {
+    let Ok(b) = serde_json::from_slice::<Whole<'_>>(body) else {
+        return;
+    };
+    note_ids(read, b.id.as_deref(), b.model.as_deref());
+    if let Some(u) = &b.usage {
+        read.usage = Some(u.to_usage());
+    }
+    for c in b.choices.iter().flatten() {
+        note_choice(read, c);
+    }
+    if let Some(out) = b.output {
+        read.output_bytes += out.get().len();
+    }
+}
+
+/// Text size and finish reason of one choice (a stream delta or a whole message).
+fn note_choice(read: &mut Read, c: &Choice<'_>) {
+    for m in [&c.delta, &c.message].into_iter().flatten() {
+        read.output_bytes += m.content.as_deref().map_or(0, str::len)
+            + m.reasoning_content.as_deref().map_or(0, str::len)
+            + m.tool_calls.map_or(0, |t| t.get().len());
+    }
+    read.output_bytes += c.text.as_deref().map_or(0, str::len);
+    if let Some(f) = &c.finish_reason {
+        read.finish_reason = Some(f.to_string());
+    }
+}
+
+fn note_ids(read: &mut Read, id: Option<&str>, model: Option<&str>) {
+    if read.chat_id.is_none() {
+        read.chat_id = id.map(str::to_string);
+    }
+    if read.model.is_none() {
+        read.model = model.map(str::to_string);
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    response: Option<Box<Whole<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<Message<'a>>,
+    #[serde(borrow, default)]
+    message: Option<Message<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+/// A whole JSON answer (chat, completion, embeddings, or a Responses object).
+#[derive(Deserialize)]
+struct Whole<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+}
+
+/// Chat/completions (`prompt_tokens`...) and Responses (`input_tokens`...) usage.
+#[derive(Deserialize, Default)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default, alias = "input_tokens_details")]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default, alias = "output_tokens_details")]
+    completion_tokens_details: Option<CompletionDetails>,
+    /// DeepSeek reports cache hits here.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    fn to_usage(&self) -> Usage {
+        let prompt = self.prompt_tokens.or(self.input_tokens).unwrap_or(0);
+        let completion = self.completion_tokens.or(self.output_tokens).unwrap_or(0);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: self
+                .total_tokens
+                .unwrap_or(prompt.saturating_add(completion)),
+            cached_tokens: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .or(self.prompt_cache_hit_tokens)
+                .unwrap_or(0),
+            reasoning_tokens: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+            estimated: false,
+        }
+    }
+}
