@@ -10,7 +10,7 @@ use crate::telemetry::attributes::Collected;
 use scan::{finish_reason, is_plain_delta, text_bytes};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::usage::Usage;
+use shared::wire::openai::Usage as WireUsage;
 use std::borrow::Cow;
 
 /// The URL of `endpoint` under `base` (no trailing slash) for upstream model
@@ -61,7 +61,7 @@ pub fn event(read: &mut Read, data: &[u8], capture: Option<&mut Collected>) -> b
         usage_only = choices.is_empty() && chunk.usage.is_some();
     }
     if let Some(u) = &chunk.usage {
-        read.usage = Some(u.to_usage());
+        read.usage = Some(u.normalised());
     }
     // Responses API stream events.
     if let Some(delta) = &chunk.delta {
@@ -70,7 +70,7 @@ pub fn event(read: &mut Read, data: &[u8], capture: Option<&mut Collected>) -> b
     if let Some(resp) = &chunk.response {
         note_ids(read, resp.id.as_deref(), resp.model.as_deref());
         if let Some(u) = &resp.usage {
-            read.usage = Some(u.to_usage());
+            read.usage = Some(u.normalised());
         }
         if chunk.kind.as_deref() == Some("response.completed") {
             read.done = true;
@@ -86,7 +86,7 @@ pub fn answer(read: &mut Read, body: &[u8]) {
     };
     note_ids(read, b.id.as_deref(), b.model.as_deref());
     if let Some(u) = &b.usage {
-        read.usage = Some(u.to_usage());
+        read.usage = Some(u.normalised());
     }
     for c in b.choices.iter().flatten() {
         note_choice(read, c);
@@ -127,7 +127,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
-    usage: Option<RawUsage>,
+    usage: Option<WireUsage>,
     #[serde(borrow, default, rename = "type")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -166,69 +166,9 @@ struct Whole<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
-    usage: Option<RawUsage>,
+    usage: Option<WireUsage>,
     #[serde(borrow, default)]
     choices: Option<Vec<Choice<'a>>>,
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
-}
-
-/// Chat/completions (`prompt_tokens`...) and Responses (`input_tokens`...) usage.
-#[derive(Deserialize, Default)]
-struct RawUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default, alias = "input_tokens_details")]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, alias = "output_tokens_details")]
-    completion_tokens_details: Option<CompletionDetails>,
-    /// DeepSeek reports cache hits here.
-    #[serde(default)]
-    prompt_cache_hit_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
-impl RawUsage {
-    fn to_usage(&self) -> Usage {
-        let prompt = self.prompt_tokens.or(self.input_tokens).unwrap_or(0);
-        let completion = self.completion_tokens.or(self.output_tokens).unwrap_or(0);
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: self
-                .total_tokens
-                .unwrap_or(prompt.saturating_add(completion)),
-            cached_tokens: self
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens)
-                .or(self.prompt_cache_hit_tokens)
-                .unwrap_or(0),
-            reasoning_tokens: self
-                .completion_tokens_details
-                .as_ref()
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-            estimated: false,
-        }
-    }
 }

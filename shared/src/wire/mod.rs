@@ -1,0 +1,4 @@
+//! Wire types of the provider APIs that more than one crate reads or writes:
+//! the gateway's protocol seam, and the tests' mock upstreams.
+
+pub mod openai;
