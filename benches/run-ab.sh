@@ -15,6 +15,10 @@
 #                                      # the gateway of another commit (A) against this
 #                                      # checkout's (B), same config: what a change costs
 #                                      # (AB_BASE_BIN=<path> instead reuses a built binary)
+#   AB_WITH=auth-quotas AB_BASE_REF=<git ref> bash benches/run-ab.sh build
+#                                      # the same, both sides with route auth on Redis and
+#                                      # a route and a consumer token quota (limits far
+#                                      # above the load: every request reserves and settles)
 #
 # Each gateway runs like a Kubernetes pod with `resources.limits.cpu`: in a cgroup
 # whose CFS quota is AB_GATEWAY_CPU of a core (default 0.45; the two share core 0),
@@ -36,7 +40,7 @@ case "$VARIANT" in
   auth) TARGET=0.95 ;;
   telemetry) TARGET=0.9 ;;
   aa) TARGET=0.97 ;;
-  build) TARGET=0.97 ;;
+  build) TARGET=0.98 ;;
   *) echo "usage: bash benches/run-ab.sh auth|telemetry|aa|build" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -69,7 +73,10 @@ trap cleanup EXIT
 if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
   (cd "$ROOT" && cargo build --release -q -p gateway -p gateway-tests -p gateway-benches)
 fi
-if [[ "$VARIANT" == auth ]]; then
+WITH="${AB_WITH:-}"
+[[ -z "$WITH" || ( "$VARIANT" == build && "$WITH" == auth-quotas ) ]] \
+  || { log "AB_WITH: only auth-quotas, with the build variant"; exit 2; }
+if [[ "$VARIANT" == auth || -n "$WITH" ]]; then
   command -v redis-server >/dev/null || { log "redis-server is needed (apt-get install -y redis-server)"; exit 1; }
 fi
 # the A side's binary: this checkout's, or (build) another commit's
@@ -142,7 +149,7 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$MOCK" ]] || { log "mock-upstream did not start"; exit 1; }
 
-if [[ "$VARIANT" == auth ]]; then
+if [[ "$VARIANT" == auth || -n "$WITH" ]]; then
   RPORT="$(port)"
   "${LOAD[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
   PIDS+=($!)
@@ -168,6 +175,8 @@ fi
 start_gateway() {
   local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a pid bin="$BIN/gateway"
   [[ "$name" == plain ]] && bin="$A_BIN"
+  # (build with AB_WITH: both sides get the same features)
+  if [[ -n "$WITH" ]]; then route_extra="$W_ROUTE"; top_extra="$W_TOP"; fi
   p="$(port)"
   a="$(port)"
   # shutdown_delay_ms 0: nothing routes to it, so each round's stop is quick
@@ -199,6 +208,15 @@ EOF
 }
 
 B_ROUTE="" B_TOP="" B_TEL=""
+W_ROUTE="    auth: { enabled: true }
+    quotas: [ { name: route-tpm, by: route, strategy: total_tokens, limit: 100000000000, window: 1m } ]"
+W_TOP="state: { backend: redis, redis: { url: \"redis://127.0.0.1:${RPORT:-0}/0\" }, cache_ttl_ms: 1000 }
+tenants:
+  - id: bench
+    consumers:
+      - name: load
+        keys: [\"$API_KEY\"]
+        quotas: [ { name: load-tpm, by: consumer, strategy: total_tokens, limit: 100000000000, window: 1m } ]"
 case "$VARIANT" in
   auth)
     B_ROUTE="    auth: { enabled: true }"
@@ -221,6 +239,10 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
   build)
     TITLE="This checkout against another build"
     SETUP="The gateway of ${BASE_SHA:-$A_BIN} (plain) against this checkout's (build), the same config (one open route), $RIG, load generators and mock (16-event streams) on core 1"
+    if [[ -n "$WITH" ]]; then
+      TITLE="This checkout against another build, with auth and quotas"
+      SETUP="The gateway of ${BASE_SHA:-$A_BIN} (plain) against this checkout's (build), the same config: route auth on a Redis state backend (cache_ttl_ms 1000, seeded key), a route token quota and a consumer token quota (limits far above the load), $RIG, load generators, mock (16-event streams) and Redis on core 1"
+    fi
     ;;
 esac
 B_NAME="$VARIANT"
@@ -259,7 +281,7 @@ print(round(a["rps"]), cpu(a), round(b["rps"]), cpu(b), round(c / hz / wall * 10
 
 RESULTS="$ROOT/benches/results"
 mkdir -p "$RESULTS"
-OUT="$RESULTS/$VARIANT-ab-$(date -u +%Y%m%d-%H%M%S).md"
+OUT="$RESULTS/$VARIANT${WITH:+-$WITH}-ab-$(date -u +%Y%m%d-%H%M%S).md"
 ROWS="$WORK/rows.tsv"
 COUNTERS="$WORK/counters.txt"
 : >"$ROWS"
@@ -277,11 +299,13 @@ for r in $(seq 1 "$ROUNDS"); do
       cap_cpu "$(cat "$WORK/$B_NAME.pid")" b
     fi
   done
-  if [[ "$VARIANT" == auth ]]; then
+  if [[ "$VARIANT" == auth || -n "$WITH" ]]; then
     # an unknown key must be refused, or the auth rows measure nothing
-    CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
-      -d '{"model":"m","messages":[]}' "http://127.0.0.1:$(cat "$WORK/auth.port")/v1/chat/completions" || true)"
-    [[ "$CODE" == 401 ]] || { log "auth gateway answered $CODE to an unknown key"; exit 1; }
+    for name in "${ORDER[@]}"; do
+      CODE="$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-nobody-has-this' \
+        -d '{"model":"m","messages":[]}' "http://127.0.0.1:$(cat "$WORK/$name.port")/v1/chat/completions" || true)"
+      [[ "$CODE" == 401 ]] || { log "$name answered $CODE to an unknown key"; exit 1; }
+    done
   fi
   for mode in json stream; do
     read -r P PC A AC BUSY K PU AU <<<"$(run_pair "$mode")"
