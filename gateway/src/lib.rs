@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod providers;
 pub mod quota;
 pub mod redact;
+pub mod redis_conn;
 pub mod reload;
 pub mod request_body;
 pub mod route;
@@ -193,7 +194,7 @@ fn build_auth(st: &config::StateRt) -> Result<auth::Auth, String> {
             timeout,
             key_prefix,
         } => state::Store::Redis(
-            state::redis::RedisStore::new(state::redis_conn::ConnSettings {
+            state::redis::RedisStore::new(redis_conn::ConnSettings {
                 target: target.clone(),
                 pool_size: *pool_size,
                 timeout: *timeout,

@@ -11,8 +11,8 @@
 
 use super::cache::KeyCache;
 use crate::app::App;
+use crate::redis_conn::Target;
 use crate::state::change::Change;
-use crate::state::redis_conn::Target;
 use crate::state::Store;
 use futures_util::StreamExt;
 use std::sync::Arc;

@@ -16,8 +16,8 @@ pub mod rules;
 pub mod store;
 pub mod sync;
 
+use crate::redis_conn::RedisConn;
 use crate::runtime::Runtime;
-use crate::state::redis_conn::RedisConn;
 use arc_swap::ArcSwap;
 use report::{Event, Kind};
 use rules::{Passive, ProbeRule, TargetState};

@@ -5,7 +5,7 @@
 
 use super::{store, Backend, Cell, Health};
 use crate::app::App;
-use crate::state::redis_conn::RedisConn;
+use crate::redis_conn::RedisConn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,7 +14,7 @@ pub mod spec;
 pub mod store;
 
 use crate::error::GatewayError;
-use crate::state::StateError;
+use crate::redis_conn::StateError;
 pub use estimate::Estimate;
 use futures_util::future::join_all;
 use headers::{RateHeaders, Standing};

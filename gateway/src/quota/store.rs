@@ -4,8 +4,8 @@
 
 use super::memory::MemoryQuotas;
 use super::now_ms;
-use crate::state::redis_conn::{Budget, RedisConn, SCRIPTS};
-use crate::state::{Result, StateError};
+use crate::redis_conn::{Budget, RedisConn, SCRIPTS};
+use crate::redis_conn::{Result, StateError};
 use std::sync::Arc;
 
 /// Sub-buckets per window (the Lua scripts use the same number).
