@@ -134,13 +134,10 @@ pub fn check(
     })
 }
 
-/// `server.tls`: the certificate and key read and paired.
+/// `server.tls`: the certificate and key read and paired (from the raw config, so
+/// that its problems are reported also when other `server` keys have some).
 fn tls(raw: &RawConfig, p: &mut Problems) -> Option<Arc<rustls::ServerConfig>> {
-    let t = raw.server.tls.as_ref()?;
-    let files = crate::tls::Files {
-        cert: t.cert.as_str().to_string(),
-        key: t.key.as_str().to_string(),
-    };
+    let files = crate::tls::Files::from(raw.server.tls.as_ref()?);
     crate::tls::server_config(&files)
         .map(Arc::new)
         .map_err(|(field, e)| p.error(format!("server.tls{field}"), e))
