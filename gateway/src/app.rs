@@ -26,6 +26,8 @@ pub struct App {
     config: ArcSwap<Runtime>,
     /// consumer keys: state backend, digest, replica cache
     pub auth: Arc<Auth>,
+    /// the seed of the config version in use
+    pub seed: Arc<crate::seed::Current>,
     /// token and request quotas (same backend as `auth`)
     pub quotas: Arc<crate::quota::Quotas>,
     /// upstream health and in-flight counts (same backend as `auth`)
@@ -66,9 +68,10 @@ impl App {
             health,
             otlp,
         } = shared;
-        health.ensure(&first);
+        health.ensure(first.followed());
         App {
             auth,
+            seed: Arc::new(crate::seed::Current::new(first.seed.clone())),
             quotas,
             health,
             next_version: AtomicU64::new(first.version + 1),
@@ -84,6 +87,15 @@ impl App {
             ready: AtomicBool::new(false),
             last_text: Mutex::new(text),
             reload_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// What the state backend's background tasks work with.
+    pub fn sync_handle(&self) -> crate::auth::sync::Handle {
+        crate::auth::sync::Handle {
+            auth: self.auth.clone(),
+            health: self.health.clone(),
+            seed: self.seed.clone(),
         }
     }
 
@@ -154,7 +166,8 @@ impl App {
             tracing::warn!("{w}");
         }
         self.access_log.apply(&rt.access_log);
-        self.health.ensure(&rt);
+        self.health.ensure(rt.followed());
+        self.seed.set(rt.seed.clone());
         self.config.store(Arc::new(rt));
         tracing::info!(version, "config reloaded");
         // the seed goes into the backend again; a backend that cannot be reached gets
@@ -162,7 +175,7 @@ impl App {
         let cfg = self.config();
         match crate::seed::apply(&self.auth.store, &cfg.seed).await {
             Ok(()) => {
-                for t in &cfg.seed {
+                for t in cfg.seed.iter() {
                     self.auth
                         .changed(&Change::Tenant(t.tenant.id.clone()))
                         .await;

@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod providers;
 pub mod quota;
 pub mod redact;
+pub mod redis_conn;
 pub mod reload;
 pub mod request_body;
 pub mod response;
@@ -139,7 +140,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
         },
     ));
     // scripts and seed now when Redis is there; otherwise the monitor does it later
-    auth::sync::prepare(&app).await;
+    auth::sync::prepare(&app.sync_handle()).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let data_task = tokio::spawn(server::serve_data(app.clone(), data, stop_rx.clone()));
@@ -148,8 +149,8 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     // (answers in flight are watched until the data plane has drained)
     tokio::spawn(app.stalls.clone().run(admin_stop_rx.clone()));
     let admin_task = tokio::spawn(server::serve_admin(app.clone(), admin, admin_stop_rx));
-    auth::sync::spawn(app.clone(), stop_rx.clone());
-    health.start(app.clone(), stop_rx.clone());
+    auth::sync::spawn(app.sync_handle(), stop_rx.clone());
+    health.start(stop_rx.clone());
     tokio::spawn(reload::watch_file(app.clone(), stop_rx));
     let mut signals = shutdown::Signals::install();
     app.set_ready(true);
@@ -196,7 +197,7 @@ fn build_auth(st: &config::StateRt) -> Result<auth::Auth, String> {
             timeout,
             key_prefix,
         } => state::Store::Redis(
-            state::redis::RedisStore::new(state::redis_conn::ConnSettings {
+            state::redis::RedisStore::new(redis_conn::ConnSettings {
                 target: target.clone(),
                 pool_size: *pool_size,
                 timeout: *timeout,

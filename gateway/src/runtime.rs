@@ -23,7 +23,7 @@ pub struct Runtime {
     /// the state backend settings (read at start; a change needs a restart)
     pub state: StateRt,
     /// `tenants:`, written into the backend at start and on reload
-    pub seed: Vec<crate::seed::SeedTenant>,
+    pub seed: Arc<Vec<crate::seed::SeedTenant>>,
     /// `auth.in_query`: `?key=` also carries a consumer key
     pub key_in_query: bool,
     pub providers: HashMap<String, Arc<Provider>>,
@@ -43,6 +43,20 @@ pub struct Runtime {
     /// every model name the config spells out: the only model metric labels
     pub known_models: Arc<crate::telemetry::labels::KnownModels>,
     pub warnings: Vec<String>,
+}
+
+impl Runtime {
+    /// What health follows of this version (see `Health::ensure`).
+    pub fn followed(&self) -> crate::health::Followed {
+        crate::health::Followed {
+            providers: self.providers.clone(),
+            cache_ttl: self.state.cache_ttl,
+            least_busy: self
+                .routes
+                .iter()
+                .any(|r| r.balancer.algorithm() == shared::config::Algorithm::LeastBusy),
+        }
+    }
 }
 
 /// Reads a config file's text.
@@ -93,7 +107,7 @@ pub fn check(
         let routes = routes(raw, &providers, p);
         (tls, providers, routes)
     });
-    let seed = crate::seed::from_config(&raw.tenants, &crate::keys::KeyHasher::from_env());
+    let seed = crate::seed::from_config(&raw.tenants, &crate::keys::KeyHasher::from_env()).into();
     let known_models = Arc::new(known_models(&routes, &providers));
     let (Some(c), true) = (config, p.errors.is_empty()) else {
         return Err(p.errors);
@@ -120,13 +134,10 @@ pub fn check(
     })
 }
 
-/// `server.tls`: the certificate and key read and paired.
+/// `server.tls`: the certificate and key read and paired (from the raw config, so
+/// that its problems are reported also when other `server` keys have some).
 fn tls(raw: &RawConfig, p: &mut Problems) -> Option<Arc<rustls::ServerConfig>> {
-    let t = raw.server.tls.as_ref()?;
-    let files = crate::tls::Files {
-        cert: t.cert.as_str().to_string(),
-        key: t.key.as_str().to_string(),
-    };
+    let files = crate::tls::Files::from(raw.server.tls.as_ref()?);
     crate::tls::server_config(&files)
         .map(Arc::new)
         .map_err(|(field, e)| p.error(format!("server.tls{field}"), e))

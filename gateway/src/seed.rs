@@ -9,6 +9,7 @@ use crate::state::model::{unix_now, Consumer, KeyRecord, Tenant};
 use crate::state::{StateError, Store};
 use sha2::{Digest, Sha256};
 use shared::config::TenantConfig;
+use std::sync::Arc;
 
 /// A consumer of the seed with the digests of its keys (never the keys).
 #[derive(Debug, Clone)]
@@ -22,6 +23,24 @@ pub struct SeedConsumer {
 pub struct SeedTenant {
     pub tenant: Tenant,
     pub consumers: Vec<SeedConsumer>,
+}
+
+/// The seed of the config version in use, for the tasks that write it again
+/// when Redis comes back (set on every reload).
+pub struct Current(arc_swap::ArcSwap<Vec<SeedTenant>>);
+
+impl Current {
+    pub fn new(seed: Arc<Vec<SeedTenant>>) -> Current {
+        Current(arc_swap::ArcSwap::new(seed))
+    }
+
+    pub fn get(&self) -> Arc<Vec<SeedTenant>> {
+        self.0.load_full()
+    }
+
+    pub fn set(&self, seed: Arc<Vec<SeedTenant>>) {
+        self.0.store(seed);
+    }
 }
 
 /// Turns the validated `tenants:` section into seed records.

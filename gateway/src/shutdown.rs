@@ -1,7 +1,8 @@
 //! Shutdown phases, shared by the signal handling, the listeners and the answers in
 //! flight: draining (not ready, responses close their HTTP/1 connection), then
 //! streams cut (the grace is over or a second signal came: answers end now, with a
-//! final SSE error event, and are still settled and logged).
+//! final SSE error event, and are still settled and logged). Background tasks
+//! sleep between rounds with [`pause`], which ends at the stop signal.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +21,14 @@ static CUT: AtomicBool = AtomicBool::new(false);
 
 pub fn cut_happened() -> bool {
     CUT.load(Ordering::SeqCst)
+}
+
+/// Waits `d`, or returns true when the gateway stops first (`stop` turns true).
+pub async fn pause(d: std::time::Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
 }
 
 /// Answers waiting for the cut spread over several wake-up lists (each is a lock).

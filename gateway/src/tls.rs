@@ -25,6 +25,15 @@ pub struct Files {
     pub key: String,
 }
 
+impl From<&shared::config::TlsConfig> for Files {
+    fn from(t: &shared::config::TlsConfig) -> Files {
+        Files {
+            cert: t.cert.as_str().to_string(),
+            key: t.key.as_str().to_string(),
+        }
+    }
+}
+
 /// The server config from the `cert` and `key` PEM files; an error names the
 /// `server.tls` key it is about (".cert", ".key" or "") and the reason.
 pub fn server_config(files: &Files) -> Result<rustls::ServerConfig, (&'static str, String)> {

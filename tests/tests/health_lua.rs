@@ -42,7 +42,7 @@
 
 use gateway::health::rules::{Passive, ProbeRule, Source, TargetState, CAP_MS};
 use gateway::health::store::{self, Arg, FleetState};
-use gateway::state::redis_conn::{Budget, ConnSettings, RedisConn, Target, SCRIPTS};
+use gateway::redis_conn::{Budget, ConnSettings, RedisConn, Target, SCRIPTS};
 use gateway::state::StateError;
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

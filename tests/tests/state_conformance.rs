@@ -8,9 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gateway::quota::store::QuotaStore;
+use gateway::redis_conn::{ConnSettings, Target};
 use gateway::state::conformance::{self, consumer, key, tenant};
 use gateway::state::redis::RedisStore;
-use gateway::state::redis_conn::{ConnSettings, Target};
 use gateway::state::{StateError, Store};
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::sync::Arc;
@@ -36,11 +36,11 @@ async fn prepare(s: &Store) {
     }
 }
 
-fn conn(s: &Store) -> &gateway::state::redis_conn::RedisConn {
+fn conn(s: &Store) -> &gateway::redis_conn::RedisConn {
     redis_conn(s)
 }
 
-fn redis_conn(s: &Store) -> &Arc<gateway::state::redis_conn::RedisConn> {
+fn redis_conn(s: &Store) -> &Arc<gateway::redis_conn::RedisConn> {
     match s {
         Store::Redis(r) => &r.conn,
         Store::Memory(_) => unreachable!(),

@@ -35,6 +35,15 @@ impl std::fmt::Debug for AuthIdentity {
     }
 }
 
+impl crate::quota::spec::Who for AuthIdentity {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn consumer(&self) -> &str {
+        &self.consumer
+    }
+}
+
 /// Why a known key does not authenticate now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalid {

@@ -10,9 +10,11 @@
 //! the same channel go to `health::sync`).
 
 use super::cache::KeyCache;
-use crate::app::App;
+use super::Auth;
+use crate::health::Health;
+use crate::redis_conn::Target;
+use crate::shutdown::pause;
 use crate::state::change::Change;
-use crate::state::redis_conn::Target;
 use crate::state::Store;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -29,35 +31,38 @@ const LISTEN_PING_EVERY: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// Starts the background tasks the configured backend needs (none for memory).
-pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) {
-    if let Store::Redis(r) = &*app.auth.store {
-        let channel = r.channel();
-        let target = r.conn.target.clone();
-        tokio::spawn(monitor(app.clone(), stop.clone()));
-        tokio::spawn(listen(app, target, channel, stop));
-    }
+/// What the backend's background tasks work with.
+#[derive(Clone)]
+pub struct Handle {
+    pub auth: Arc<Auth>,
+    /// told of the health changes announced on the same channel
+    pub health: Arc<Health>,
+    /// the seed of the config version in use
+    pub seed: Arc<crate::seed::Current>,
 }
 
-/// Waits `d`, or returns true when the gateway stops first.
-pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
+/// Starts the background tasks the configured backend needs (none for memory);
+/// they end when `stop` turns true.
+pub fn spawn(h: Handle, stop: watch::Receiver<bool>) {
+    if let Store::Redis(r) = &*h.auth.store {
+        let channel = r.channel();
+        let target = r.conn.target.clone();
+        tokio::spawn(monitor(h.clone(), stop.clone()));
+        tokio::spawn(listen(h, target, channel, stop));
     }
 }
 
 /// Brings a reachable Redis up to date: scripts loaded, seed written. Returns
 /// whether it worked.
-pub async fn prepare(app: &App) -> bool {
-    let store = &app.auth.store;
+pub async fn prepare(h: &Handle) -> bool {
+    let store = &h.auth.store;
     if let Store::Redis(r) = &**store {
         if let Err(e) = r.conn.load_scripts().await {
             tracing::warn!(error = %e, "state backend: cannot load the Lua scripts yet");
             return false;
         }
     }
-    let seeded = crate::seed::apply(store, &app.config().seed).await;
+    let seeded = crate::seed::apply(store, &h.seed.get()).await;
     let marked = match (&seeded, &**store) {
         (Ok(()), Store::Redis(r)) => r.mark_prepared().await,
         (other, _) => other.clone(),
@@ -71,8 +76,8 @@ pub async fn prepare(app: &App) -> bool {
     }
 }
 
-async fn monitor(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let Store::Redis(r) = &*app.auth.store else {
+async fn monitor(h: Handle, mut stop: watch::Receiver<bool>) {
+    let Store::Redis(r) = &*h.auth.store else {
         return;
     };
     // the outage count the backend was last prepared after (run() prepared it
@@ -93,10 +98,10 @@ async fn monitor(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             // the seed goes to every node: written once they all answer
             if (!intact || prepared_after != Some(outages))
                 && !r.conn.is_degraded()
-                && prepare(&app).await
+                && prepare(&h).await
             {
                 // Redis may have lost or changed data while we could not see it
-                app.auth.cache.flush();
+                h.auth.cache.flush();
                 tracing::info!(
                     data_lost = !intact,
                     "state backend: scripts and tenants seed written again; cached keys will be checked afresh"
@@ -124,13 +129,13 @@ enum Ended {
     Lost(String),
 }
 
-async fn listen(app: Arc<App>, target: Target, channel: String, mut stop: watch::Receiver<bool>) {
+async fn listen(h: Handle, target: Target, channel: String, mut stop: watch::Receiver<bool>) {
     let urls = match target {
         Target::Single(u) => vec![u],
         Target::Cluster(v) => v,
     };
-    let cache = &app.auth.cache;
-    let health = &app.health;
+    let cache = &h.auth.cache;
+    let health = &h.health;
     let mut backoff = Duration::from_millis(250);
     let mut quiet = false;
     for i in 0.. {
@@ -163,7 +168,7 @@ async fn subscribe_once(
     url: &str,
     channel: &str,
     cache: &KeyCache,
-    health: &Arc<crate::health::Health>,
+    health: &Arc<Health>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let client = match redis::Client::open(url) {

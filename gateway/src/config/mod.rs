@@ -6,6 +6,7 @@
 
 mod collect;
 mod de;
+pub mod health;
 pub mod problems;
 mod reason;
 mod server;

@@ -164,10 +164,7 @@ pub fn server(raw: &RawConfig, p: &mut Problems) -> Option<ServerRt> {
         listen: listen?,
         admin_listen: admin_listen?,
         admin_token,
-        tls: s.tls.as_ref().map(|t| crate::tls::Files {
-            cert: t.cert.as_str().to_string(),
-            key: t.key.as_str().to_string(),
-        }),
+        tls: s.tls.as_ref().map(crate::tls::Files::from),
         max_body_bytes: s.max_body_bytes,
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
         shutdown_grace: grace,

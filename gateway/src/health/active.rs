@@ -6,7 +6,6 @@
 //! While Redis cannot be reached, every replica probes for itself.
 
 use super::{Backend, Health};
-use crate::app::App;
 use crate::providers::{ActiveCheck, Provider};
 use crate::upstream::{self, AttemptError};
 use bytes::Bytes;
@@ -22,12 +21,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// Most of a probe's answer read (so the connection can be reused).
 const BODY_MAX: usize = 64 * 1024;
 
-pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn run(health: Arc<Health>, mut stop: watch::Receiver<bool>) {
     let mut due: HashMap<Arc<str>, Instant> = HashMap::new();
     // per provider: which token the next probe uses
     let mut rotation: HashMap<Arc<str>, usize> = HashMap::new();
     loop {
-        let cfg = app.config();
+        let cfg = health.followed();
         let now = Instant::now();
         due.retain(|id, _| cfg.providers.contains_key(&**id));
         rotation.retain(|id, _| cfg.providers.contains_key(&**id));
@@ -57,7 +56,7 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
                 *turn = turn.wrapping_add(1);
             }
         }
-        if crate::auth::sync::pause(TICK, &mut stop).await {
+        if crate::shutdown::pause(TICK, &mut stop).await {
             return;
         }
     }

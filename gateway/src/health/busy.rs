@@ -4,8 +4,6 @@
 //! count now`.
 
 use super::{store, Backend, Health};
-use crate::app::App;
-use shared::config::Algorithm;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,17 +13,13 @@ pub const EVERY: Duration = Duration::from_millis(200);
 /// A replica that has not written for this long no longer counts.
 const STALE_MS: u64 = 2_000;
 
-pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn run(health: Arc<Health>, mut stop: watch::Receiver<bool>) {
     let Backend::Redis(conn) = &health.backend else {
         return;
     };
     let mut wrote = false;
     loop {
-        let used = app
-            .config()
-            .routes
-            .iter()
-            .any(|r| r.balancer.algorithm() == Algorithm::LeastBusy);
+        let used = health.followed().least_busy;
         if conn.is_tag_down(store::BUSY_TAG) {
             for c in health.cells().values() {
                 c.others_busy.store(0, Ordering::Relaxed);
@@ -47,7 +41,7 @@ pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<b
                 wrote = used;
             }
         }
-        if crate::auth::sync::pause(EVERY, &mut stop).await {
+        if crate::shutdown::pause(EVERY, &mut stop).await {
             return;
         }
     }

@@ -16,15 +16,15 @@ pub mod rules;
 pub mod store;
 pub mod sync;
 
-use crate::runtime::Runtime;
-use crate::state::redis_conn::RedisConn;
+use crate::providers::Provider;
+use crate::redis_conn::RedisConn;
 use arc_swap::ArcSwap;
 use report::{Event, Kind};
 use rules::{Passive, ProbeRule, TargetState};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Reports waiting for the reporter; more are dropped (and counted), never waited for.
@@ -267,6 +267,18 @@ pub struct Health {
     pub channel: String,
     /// 2 x cache_ttl_ms + 1 s: a fleet copy older than this is not trusted alone
     stale_after: AtomicU64,
+    /// what the background tasks follow of the current config (`ensure`)
+    followed: ArcSwap<Followed>,
+}
+
+/// What health follows of a config version: its providers (probed, mirrored),
+/// `state.cache_ttl_ms` (how often mirrors are read) and whether a route picks
+/// by `least_busy` (the busy counts are exchanged only then).
+#[derive(Default)]
+pub struct Followed {
+    pub providers: HashMap<String, Arc<Provider>>,
+    pub cache_ttl: Duration,
+    pub least_busy: bool,
 }
 
 impl Health {
@@ -282,6 +294,7 @@ impl Health {
             replica: replica_id(),
             channel,
             stale_after: AtomicU64::new(3_000),
+            followed: ArcSwap::from_pointee(Followed::default()),
         })
     }
 
@@ -303,17 +316,17 @@ impl Health {
         }
     }
 
-    /// A cell for every provider of `rt` (kept across reloads while the provider
-    /// keeps its id and number of tokens).
-    pub fn ensure(&self, rt: &Runtime) {
-        let ttl = u64::try_from(rt.state.cache_ttl.as_millis()).unwrap_or(u64::MAX);
+    /// Follows a config version: a cell for every provider (kept across reloads
+    /// while the provider keeps its id and number of tokens).
+    pub fn ensure(&self, followed: Followed) {
+        let ttl = u64::try_from(followed.cache_ttl.as_millis()).unwrap_or(u64::MAX);
         self.stale_after.store(
             ttl.saturating_mul(2).saturating_add(1_000),
             Ordering::Relaxed,
         );
         let old = self.cells.load();
-        let mut next = HashMap::with_capacity(rt.providers.len());
-        for p in rt.providers.values() {
+        let mut next = HashMap::with_capacity(followed.providers.len());
+        for p in followed.providers.values() {
             let cell = match old.get(&p.id) {
                 Some(c) if c.labels == labels_for(&p.token_ids) => c.clone(),
                 _ => Arc::new(Cell::new(p.id.clone(), &p.token_ids)),
@@ -321,6 +334,12 @@ impl Health {
             next.insert(p.id.clone(), cell);
         }
         self.cells.store(Arc::new(next));
+        self.followed.store(Arc::new(followed));
+    }
+
+    /// What the background tasks follow now (see [`Followed`]).
+    pub fn followed(&self) -> Arc<Followed> {
+        self.followed.load_full()
     }
 
     /// The cells of the current config (an `Arc`: requests hold it across awaits).
@@ -423,19 +442,16 @@ impl Health {
         }
     }
 
-    /// Starts the reporter, the refresher, the probes and the busy exchange.
-    pub fn start(
-        self: &Arc<Self>,
-        app: Arc<crate::app::App>,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) {
+    /// Starts the reporter, the refresher, the probes and the busy exchange; they
+    /// end when `stop` turns true.
+    pub fn start(self: &Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
         let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let (Backend::Redis(_), Some(rx)) = (&self.backend, rx) {
             tokio::spawn(report::run(self.clone(), rx));
-            tokio::spawn(sync::run(self.clone(), app.clone(), stop.clone()));
-            tokio::spawn(busy::run(self.clone(), app.clone(), stop.clone()));
+            tokio::spawn(sync::run(self.clone(), stop.clone()));
+            tokio::spawn(busy::run(self.clone(), stop.clone()));
         }
-        tokio::spawn(active::run(self.clone(), app, stop));
+        tokio::spawn(active::run(self.clone(), stop));
     }
 
     /// Takes in a fleet state read from Redis.

@@ -4,8 +4,8 @@
 //! (`lua/busy_sync.v1.lua`).
 
 use super::rules::{Source, TargetState};
-use crate::state::redis_conn::{Budget, RedisConn, SCRIPTS};
-use crate::state::Result;
+use crate::redis_conn::Result;
+use crate::redis_conn::{Budget, RedisConn, SCRIPTS};
 use std::collections::HashMap;
 
 /// What one provider's hash held, with Redis's clock at that moment.

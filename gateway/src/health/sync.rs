@@ -4,18 +4,17 @@
 //! by the pub/sub listener).
 
 use super::{store, Backend, Cell, Health};
-use crate::app::App;
-use crate::state::redis_conn::RedisConn;
+use crate::redis_conn::RedisConn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn run(health: Arc<Health>, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn run(health: Arc<Health>, mut stop: watch::Receiver<bool>) {
     loop {
         refresh_all(&health).await;
-        let every = app.config().state.cache_ttl.max(Duration::from_millis(50));
-        if crate::auth::sync::pause(every, &mut stop).await {
+        let every = health.followed().cache_ttl.max(Duration::from_millis(50));
+        if crate::shutdown::pause(every, &mut stop).await {
             return;
         }
     }

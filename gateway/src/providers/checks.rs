@@ -1,8 +1,8 @@
 //! A provider's health settings, validated: `passive` (outlier detection from
 //! traffic) and `checks.active` (probes). See `health/`.
 
+use crate::config::health::{Passive, ProbeRule};
 use crate::config::validate::Problems;
-use crate::health::rules::{Passive, ProbeRule};
 use shared::config::ProviderConfig;
 use std::time::Duration;
 

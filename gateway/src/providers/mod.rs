@@ -63,7 +63,7 @@ pub struct Provider {
     pub redactor: crate::redact::Redactor,
     pub client: Option<HttpClient>,
     /// outlier detection from traffic (`passive`)
-    pub passive: Option<crate::health::rules::Passive>,
+    pub passive: Option<crate::config::health::Passive>,
     /// probes (`checks.active`)
     pub active: Option<ActiveCheck>,
     /// Upstream URIs that do not depend on the model, parsed once (by endpoint index).

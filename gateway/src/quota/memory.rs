@@ -6,7 +6,7 @@
 //! ends, so every call removes the few that ended first and `sweep` (run off
 //! the request path) the rest, without walking everything under the lock.
 
-use super::store::{
+use super::ops::{
     After, Item, ReserveAnswer, SettleAnswer, SettleMode, UsagePage, WindowUse, BUCKETS,
 };
 use std::collections::{BTreeSet, HashMap};

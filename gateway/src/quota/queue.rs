@@ -9,7 +9,7 @@
 //! keeps the outage policy for a tag until they have landed.
 
 use super::store::{QuotaStore, SettleMode};
-use crate::state::reach::tag_slot;
+use crate::redis_conn::reach::tag_slot;
 use dashmap::DashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -253,7 +253,7 @@ impl SettleQueue {
                     self.settled.fetch_add(1, Ordering::Relaxed);
                     self.busy.fetch_sub(1, Ordering::Relaxed);
                 }
-                Err(crate::state::StateError::Rejected(e)) => {
+                Err(crate::redis_conn::StateError::Rejected(e)) => {
                     // sending it again would fail again: dropped, and counted
                     tracing::warn!(error = %e, tag = %job.tag, "quota settle refused by Redis; dropped");
                     self.count_unlanded(&job, false);
@@ -303,8 +303,8 @@ impl SettleQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::reach::tag_slot;
-    use crate::state::redis_conn::{ConnSettings, RedisConn, Target};
+    use crate::redis_conn::reach::tag_slot;
+    use crate::redis_conn::{ConnSettings, RedisConn, Target};
 
     fn job(tag: &str, mode: SettleMode) -> Job {
         Job {

@@ -164,12 +164,19 @@ pub fn header_subject(v: Option<&[u8]>) -> String {
     v.map_or_else(|| "-".to_string(), crate::keys::subject_digest)
 }
 
+/// Who sent a request, as far as quotas count it (an authenticated key's
+/// tenant and consumer).
+pub trait Who {
+    fn tenant(&self) -> &str;
+    fn consumer(&self) -> &str;
+}
+
 /// The windows of `quotas` that apply to a request. `provider` None: every quota
 /// except `by: upstream` ones (reserved at admission); Some: only those, for
 /// that provider (reserved when it is picked).
-pub fn claims<'a>(
+pub fn claims<'a, W: Who + ?Sized>(
     quotas: impl Iterator<Item = &'a Arc<Quota>>,
-    who: Option<&crate::auth::identity::AuthIdentity>,
+    who: Option<&W>,
     route: &str,
     remote: std::net::IpAddr,
     headers: &http::HeaderMap,
@@ -182,11 +189,11 @@ pub fn claims<'a>(
         }
         let subject = match &q.by {
             By::Tenant => match who {
-                Some(w) => w.tenant.clone(),
+                Some(w) => w.tenant().to_string(),
                 None => continue,
             },
             By::Consumer => match who {
-                Some(w) => format!("{}/{}", w.tenant, w.consumer),
+                Some(w) => format!("{}/{}", w.tenant(), w.consumer()),
                 None => continue,
             },
             By::Route => route.to_string(),

@@ -16,8 +16,8 @@
 //! consumer vanished meanwhile).
 
 use super::model::{Consumer, Identity, KeyRecord, Tenant};
-use super::redis_conn::{Budget, ConnSettings, RedisConn, SCRIPTS};
 use super::{Result, StateError};
+use crate::redis_conn::{Budget, ConnSettings, RedisConn, SCRIPTS};
 use std::collections::HashMap;
 
 pub struct RedisStore {

@@ -1,13 +1,17 @@
-//! Talking to Redis for the state backend: a deadpool pool over a standalone
-//! server or a Redis Cluster, the embedded Lua scripts (`lua/`, loaded at start,
-//! called by EVALSHA, reloaded and retried once on NOSCRIPT), a timeout on every
-//! call, and which node each call went to: a call that gets no answer marks its
+//! Talking to Redis, for the state backend, quotas and health: a deadpool pool
+//! over a standalone server or a Redis Cluster, the embedded Lua scripts
+//! (`lua/`, loaded at start, called by EVALSHA, reloaded and retried once on
+//! NOSCRIPT), a timeout on every call, and which node each call went to: a call that gets no answer marks its
 //! node unreachable (`reach`), and data-plane calls to a node so marked are
 //! refused at once.
 
-use super::probe::Probes;
-use super::reach::{self, Node, Reach};
-use super::{Result, StateError};
+pub mod error;
+pub mod probe;
+pub mod reach;
+
+pub use error::{Result, StateError};
+use probe::Probes;
+use reach::{Node, Reach};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
 use std::sync::{Arc, LazyLock};
@@ -220,7 +224,7 @@ impl RedisConn {
             Target::Single(url) => {
                 let addr = redis::IntoConnectionInfo::into_connection_info(url.as_str())
                     .ok()
-                    .and_then(|i| super::probe::host_port(&i))
+                    .and_then(|i| probe::host_port(&i))
                     .unwrap_or_else(|| "redis".to_string());
                 (Reach::single(addr), None)
             }

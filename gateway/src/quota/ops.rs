@@ -1,0 +1,110 @@
+//! What a quota store is asked and answers, the same for both stores
+//! (`memory` and Redis, see `store`): window items, reserve and settle answers,
+//! usage pages.
+
+/// Sub-buckets per window (the Lua scripts use the same number).
+pub const BUCKETS: u64 = 60;
+
+/// One quota window to reserve on.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// window key without the store prefix: `{tag}:q:<owner>:<quota>:<subject>`
+    pub key: String,
+    pub limit: u64,
+    pub window_ms: u64,
+    pub amount: u64,
+}
+
+/// A window's state right after a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUse {
+    /// in the window, this reservation included
+    pub used: u64,
+    /// ms until the window holds nothing of what it holds now
+    pub reset_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveAnswer {
+    /// `member`: what identifies the reservation to `settle` (Redis: the lease
+    /// entry; memory: empty, the id is enough)
+    Admitted {
+        now_ms: u64,
+        used: Vec<WindowUse>,
+        member: String,
+    },
+    /// `index`: the item that refused; `retry_ms` None: the amount alone is over
+    /// the limit; `standing`: every item as it is (nothing was reserved)
+    Refused {
+        now_ms: u64,
+        index: usize,
+        retry_ms: Option<u64>,
+        used: u64,
+        standing: Vec<WindowUse>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleMode {
+    /// a reservation was made: replace it by the real usage
+    Reserved,
+    /// admitted without the store (Redis was unreachable): charge the usage now
+    Unreserved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleAnswer {
+    /// nothing was reserved under that id
+    Nothing,
+    Settled,
+    /// settled before: nothing changed
+    Already,
+    /// the lease had run out and the reservation was refunded: usage charged now
+    LateCharged,
+    /// no reservation, usage charged now
+    Charged,
+}
+
+/// Where a page of a tag's windows ended: windows are listed in the order of
+/// their ends (ms), ties by key, so the next page starts after this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub ends: u64,
+    /// window key without the store prefix
+    pub key: String,
+}
+
+impl After {
+    /// `<ends>:<key>`
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.ends, self.key)
+    }
+
+    pub fn decode(s: &str) -> Option<After> {
+        let (ends, key) = s.split_once(':')?;
+        let ends = ends
+            .parse()
+            .ok()
+            .filter(|e| *e <= MAX_WINDOW_END && !key.is_empty())?;
+        Some(After {
+            ends,
+            key: key.to_string(),
+        })
+    }
+}
+
+/// Ends beyond this are no real window's (the scripts' numbers are exact below 2^53).
+const MAX_WINDOW_END: u64 = 1 << 53;
+
+/// The most index entries one `usage` call reads.
+pub const MAX_PAGE: usize = 10_000;
+
+/// One page of what a tag's windows hold (`QuotaStore::usage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsagePage {
+    /// (window key without the store prefix, used, reset ms): the windows asked
+    /// for by name first (at 0 when there is none), then those of the index
+    pub windows: Vec<(String, u64, u64)>,
+    /// where the next page starts; None: the index has no more
+    pub next: Option<After>,
+}
