@@ -5,4 +5,5 @@ pub mod ai_log;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod schema;
 pub mod usage;
