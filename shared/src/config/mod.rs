@@ -1,4 +1,4 @@
-//! The config file schema, exactly as `shared/reference-config.yaml` names it.
+//! The config file schema, every key of which `deploy/gateway.reference.yaml` shows.
 //! Raw serde structs only (`deny_unknown_fields`); the gateway validates them into
 //! runtime types. Defaults here are the documented defaults.
 
