@@ -465,8 +465,8 @@ routes:
             env!("CARGO_MANIFEST_DIR"),
             "/../deploy/gateway.reference.yaml"
         );
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         for var in [
             "GATEWAY_ADMIN_TOKEN",
             "OPENAI_API_KEY",

@@ -12,7 +12,10 @@ fn main() -> std::process::ExitCode {
     match std::fs::write(&path, text) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gateway-config-schema: cannot write {}: {e}", path.to_string_lossy());
+            eprintln!(
+                "gateway-config-schema: cannot write {}: {e}",
+                path.to_string_lossy()
+            );
             std::process::ExitCode::FAILURE
         }
     }
