@@ -121,6 +121,15 @@ fn the_schema_refuses_unknown_keys_wrong_types_and_unknown_names() -> Result<()>
     Ok(())
 }
 
+/// `prefix.key`, or `key` at the top.
+fn child(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
 /// Key paths (`routes[].match.hosts`) of the schema's objects.
 fn schema_paths(schema: &Value, node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     if let Some(r) = node.get("$ref").and_then(Value::as_str) {
@@ -137,11 +146,7 @@ fn schema_paths(schema: &Value, node: &Value, prefix: &str, out: &mut BTreeSet<S
     }
     if let Some(props) = node.get("properties").and_then(Value::as_object) {
         for (k, v) in props {
-            let path = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let path = child(prefix, k);
             out.insert(path.clone());
             schema_paths(schema, v, &path, out);
         }
@@ -156,11 +161,7 @@ fn value_paths(node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     match node {
         Value::Object(map) => {
             for (k, v) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let path = child(prefix, k);
                 out.insert(path.clone());
                 value_paths(v, &path, out);
             }
