@@ -2,8 +2,9 @@
 # The project's test command: ./scripts/test.sh
 #
 # Installs what the tests need (redis-server, a .venv with the official `openai`
-# Python package and the `rotel` OTLP collector), then runs rustfmt, clippy, the
-# deploy/ checks (scripts/check-deploy.sh) and the whole workspace's tests.
+# Python package and the `rotel` OTLP collector), then runs the module-graph
+# checker's self-test, rustfmt, clippy, the config schema check, the deploy/
+# checks (scripts/check-deploy.sh) and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
 #
@@ -152,11 +153,21 @@ fi
 # would add ~2 GB to target/ (CI runs on a clean clone with a small disk).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# scripts/module_cycles.py finds import cycles between gateway/src's top-level
+# modules; its self-test runs it on a planted cycle and on a DAG.
+section "module graph checker (scripts/module_cycles.py --self-test)"
+"$VENV/bin/python" "$REPO_ROOT/scripts/module_cycles.py" --self-test
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
 section "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# deploy/gateway.schema.json is what shared/src/config produces, and every
+# config shipped in deploy/ validates against it (also part of cargo test).
+section "config schema (cargo test -p shared --test config_schema)"
+cargo test -p shared --test config_schema
 
 # Integration tests (tests/) start the gateway binary as a process: build it first.
 section "cargo build --workspace --bins"

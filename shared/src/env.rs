@@ -51,6 +51,18 @@ impl<'de> Deserialize<'de> for EnvString {
     }
 }
 
+impl schemars::JsonSchema for EnvString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EnvString".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A string; `${NAME}` and `${NAME:-default}` in it are read from the environment when the file is loaded."
+        })
+    }
+}
+
 /// Replaces `${NAME}` and `${NAME:-default}` in `raw` using `lookup`. Errors name
 /// the variable, never the value around it (it may be a secret).
 pub fn interpolate(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {

@@ -6,5 +6,6 @@ pub mod ai_log;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod schema;
 pub mod usage;
 pub mod wire;

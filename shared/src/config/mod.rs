@@ -1,4 +1,4 @@
-//! The config file schema, exactly as `shared/reference-config.yaml` names it.
+//! The config file schema, every key of which `deploy/gateway.reference.yaml` shows.
 //! Raw serde structs only (`deny_unknown_fields`); the gateway validates them into
 //! runtime types. Defaults here are the documented defaults.
 
@@ -13,9 +13,10 @@ pub use telemetry::*;
 pub use tenant::*;
 
 use crate::env::EnvString;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -36,7 +37,7 @@ pub struct RawConfig {
 
 // ---------------------------------------------------------------- server
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     #[serde(default = "d_listen")]
@@ -183,7 +184,7 @@ fn d_reload_poll() -> u64 {
     1000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: EnvString,
@@ -192,7 +193,7 @@ pub struct TlsConfig {
 
 // ---------------------------------------------------------------- state
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     #[serde(default)]
@@ -254,7 +255,7 @@ fn d_cache_ttl() -> u64 {
     1000
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     #[default]
@@ -262,7 +263,7 @@ pub enum Backend {
     Redis,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnRedisError {
     #[default]
@@ -271,7 +272,7 @@ pub enum OnRedisError {
     Local,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     #[serde(default)]
@@ -298,7 +299,7 @@ fn d_prefix() -> String {
 
 // ---------------------------------------------------------------- auth
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(default = "d_key_headers")]

@@ -2,12 +2,13 @@
 
 use crate::env::EnvString;
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 // ---------------------------------------------------------------- providers
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderType {
     Openai,
@@ -28,7 +29,7 @@ pub enum ProviderType {
     Vllm,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub id: String,
@@ -56,7 +57,7 @@ pub struct ProviderConfig {
     pub models: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsConfig {
     #[serde(default = "d_connect")]
@@ -93,14 +94,14 @@ fn d_total() -> u64 {
     600_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChecksConfig {
     #[serde(default)]
     pub active: Option<ActiveCheckConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveCheckConfig {
     #[serde(default = "d_check_path")]
@@ -125,7 +126,7 @@ fn d_check_timeout() -> u64 {
     1000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthyConfig {
     #[serde(default = "d_two")]
@@ -143,7 +144,7 @@ impl Default for HealthyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnhealthyConfig {
     #[serde(default = "d_three")]
@@ -174,7 +175,7 @@ fn d_bad_statuses() -> Vec<u16> {
     vec![429, 500, 502, 503, 504]
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveConfig {
     #[serde(default = "d_five")]

@@ -2,11 +2,12 @@
 
 use super::{d_star, d_true};
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------- routes
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub name: String,
@@ -26,7 +27,7 @@ pub struct RouteConfig {
     pub ai_log: Option<AiLogConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatch {
     #[serde(default)]
@@ -43,7 +44,7 @@ pub struct RouteMatch {
     pub models: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteAuthConfig {
     #[serde(default = "d_true")]
@@ -54,7 +55,7 @@ pub struct RouteAuthConfig {
     pub allowed_consumers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamRef {
     pub provider: String,
@@ -68,7 +69,7 @@ fn d_weight() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BalancerConfig {
     #[serde(default)]
@@ -77,7 +78,7 @@ pub struct BalancerConfig {
     pub hash_on: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     #[default]
@@ -86,7 +87,7 @@ pub enum Algorithm {
     LeastBusy,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackConfig {
     #[serde(default = "d_fallback_on")]
@@ -124,7 +125,7 @@ fn d_within() -> u64 {
     30_000
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackOn {
     #[serde(rename = "http_429")]
@@ -160,7 +161,7 @@ impl FallbackOn {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
     pub name: String,
@@ -172,7 +173,7 @@ pub struct QuotaConfig {
     pub window: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaStrategy {
     TotalTokens,
@@ -181,14 +182,14 @@ pub enum QuotaStrategy {
     Requests,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AiLogConfig {
     #[serde(default)]
     pub attributes: Vec<AttributeConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeConfig {
     pub key: String,
@@ -204,7 +205,7 @@ pub struct AttributeConfig {
     pub apply_to_span: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueSource {
     FixedValue,
@@ -215,7 +216,7 @@ pub enum ValueSource {
     ResponseStreamingBody,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttributeRule {
     First,

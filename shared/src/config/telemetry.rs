@@ -3,11 +3,12 @@
 use super::d_true;
 use crate::env::EnvString;
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 // ---------------------------------------------------------------- telemetry
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     #[serde(default)]
@@ -38,7 +39,7 @@ fn d_value_limit() -> usize {
     4000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     #[serde(default = "d_true")]
@@ -67,7 +68,7 @@ fn d_queue() -> usize {
     65_536
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     pub endpoint: EnvString,
@@ -121,7 +122,7 @@ fn d_ratio() -> f64 {
     1.0
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpProtocol {
     #[default]

@@ -2,12 +2,13 @@
 
 use super::{d_star, QuotaConfig};
 use crate::env::EnvString;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 // ---------------------------------------------------------------- tenants
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub id: String,
@@ -21,7 +22,7 @@ pub struct TenantConfig {
     pub metadata: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     pub name: String,
