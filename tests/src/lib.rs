@@ -8,11 +8,6 @@
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
-// This whole crate is test-support code: failing loudly (unwrap/expect/panic with a
-// message) is the right behaviour in a test harness, so the workspace's deny of
-// these lints is lifted here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 pub mod balancer;
 pub mod client;
 pub mod collector;

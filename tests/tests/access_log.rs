@@ -2,8 +2,6 @@
 //! filled from the upstream's usage, timings, ids, route and provider; and no
 //! secret ever written to it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::{single_provider_config, Gateway};
 use gateway_tests::mock_upstream::{chat_usage, embeddings_usage, MockOptions, MockUpstream};

@@ -5,8 +5,6 @@
 //! `allowed_models` of tenant and consumer, `/v1/models`), cascading deletes, and
 //! an access log that names the caller and never holds a key.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use http::Method;

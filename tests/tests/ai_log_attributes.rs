@@ -3,8 +3,6 @@
 //! paths, defaults, the length limit, an Authorization attribute recorded as a
 //! fingerprint only, and the built-in question/answer with `log_payloads`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::MockUpstream;

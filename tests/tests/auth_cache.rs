@@ -3,8 +3,6 @@
 //! and a lost pub/sub subscription flushes the cache (so a change made while no
 //! notification could arrive is seen at the next request, not at TTL end).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::redis::RedisServer;

@@ -25,8 +25,6 @@
 //!
 //! Every test has its own mocks, gateways and Redis.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, SseResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};

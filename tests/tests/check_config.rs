@@ -2,8 +2,6 @@
 //! once, each naming the file, the key path, the reason and the line, never the
 //! value; a bad config refuses to start, with the same report on stderr.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::config_problems::{
     assert_every_problem_without_values, BROKEN_JSON, BROKEN_JSON_PROBLEMS, BROKEN_YAML,
     BROKEN_YAML_PROBLEMS,

@@ -13,8 +13,6 @@
 //! are served normally again within a second of the promotion. Each gateway's
 //! `/metrics` names the dead node in `gateway_state_node_degraded`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::TestClient;
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::MockUpstream;

@@ -4,8 +4,6 @@
 //! and answers whose client stops reading (cut by their deadline or the write
 //! timeout, settled and logged, the upstream let go).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::hostile::{request, status_line, H2Conn, RawConn};

@@ -3,8 +3,6 @@
 //! really exposes on `/metrics` after a JSON and a streamed chat request.
 //! (The bundled Redis of the deploy files: `deploy_redis.rs`.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::{workspace_dir, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;

@@ -6,8 +6,6 @@
 //! key digests keyed with `GATEWAY_KEY_PEPPER`. (scripts/check_deploy.py checks
 //! that the Helm chart starts Redis the same way, and the rest of the wiring.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::{admin, free_port, workspace_dir, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;

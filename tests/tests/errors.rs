@@ -2,8 +2,6 @@
 //! malformed JSON, missing model, no route, body too large, slow headers,
 //! unreachable / timing-out upstream, and upstream errors passed through.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, raw_tcp_exchange, HttpResponse, TestClient};
 use gateway_tests::harness::{closed_port_url, single_provider_config, Gateway};
 use gateway_tests::mock_upstream::{MockUpstream, MOCK_ERROR_BODY};

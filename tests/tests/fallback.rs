@@ -2,8 +2,6 @@
 //! first-byte timeouts; `max_retries`; the error when all fail; weighted
 //! round-robin within a priority.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::{closed_port_url, Gateway};
 use gateway_tests::mock_upstream::{MockUpstream, MOCK_ERROR_BODY};

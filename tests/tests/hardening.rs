@@ -4,8 +4,6 @@
 //! answers, upstream error bodies quoting the gateway's account, client-forced
 //! trace sampling, client addresses behind proxies, path tricks, deployment names.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, raw_tcp_exchange, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::MockUpstream;

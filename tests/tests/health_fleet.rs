@@ -22,8 +22,6 @@
 //! file-wide lock and run one after another: their timings (`cache_ttl_ms`,
 //! `ejection_s`) must not depend on what the other tests do to the CPU meanwhile.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, closed_port_url, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;

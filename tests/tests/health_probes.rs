@@ -14,8 +14,6 @@
 //! Every test has its own Redis, mock upstreams and gateways. The tests count
 //! probes per second, so they take a file-wide lock and run one after another.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;

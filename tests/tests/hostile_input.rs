@@ -9,8 +9,6 @@
 //! within 50 MB of its start, and every request the upstream received is a
 //! well-formed chat request with a sane model.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use bytes::Bytes;
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;

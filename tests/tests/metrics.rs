@@ -3,8 +3,6 @@
 //! reported, requests are counted by status, fallbacks by route, and no label
 //! carries a request id or a key.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream};

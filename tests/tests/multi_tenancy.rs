@@ -9,8 +9,6 @@
 //!
 //! Every test has its own Redis, mock upstream and gateways.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;

@@ -9,8 +9,6 @@
 //! The Python interpreter is `$GATEWAY_TEST_PYTHON`, else `<repo>/.venv/bin/python`;
 //! `./scripts/test.sh` creates that venv with the `openai` package.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::python::{python, PyScript};

@@ -20,8 +20,6 @@
 //! * `metrics: true`: the GenAI token usage histogram reaches the collector with
 //!   sums equal to the mock's usage (pushed at SIGTERM at the latest).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::collector::{Collector, LogRecord, Span};
 use gateway_tests::harness::Gateway;

@@ -1,8 +1,6 @@
 //! Provider adapters: Azure OpenAI URL shape and `api-key` auth; routing by model
 //! to providers of different types in one gateway.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{chat_usage, embeddings_usage, MockUpstream};

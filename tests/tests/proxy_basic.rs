@@ -2,8 +2,6 @@
 //! model mapping, options, pass-through of unknown fields, key stripping, token
 //! rotation, x-request-id, the non-chat endpoints, admin health, GATEWAY_CONFIG.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::{single_provider_config, Gateway};
 use gateway_tests::mock_upstream::{

@@ -16,8 +16,6 @@
 //! Every test has its own Redis, mock upstream(s) and gateways, and polls with
 //! deadlines rather than sleeping fixed times.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};

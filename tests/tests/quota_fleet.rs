@@ -20,8 +20,6 @@
 //! drives tens of concurrent clients, and the timing of the window test must not
 //! depend on what the other tests do to the CPU meanwhile.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{chat_usage, MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS};

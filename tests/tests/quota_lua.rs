@@ -14,8 +14,6 @@
 //! Most windows are 1000 ms, so a sub-bucket is `ceil(1000 / 60)` = 17 ms and
 //! the sum covers 61 buckets: a charge made now counts for 1020..1037 ms.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::collections::BTreeMap;
 use std::thread::sleep;

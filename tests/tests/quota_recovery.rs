@@ -6,8 +6,6 @@
 //! returns; no replica may admit against the new window before that usage is
 //! in it, so the window ends within max(limit, outage usage) + one request.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::TestClient;
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};

@@ -10,8 +10,6 @@
 //! * the memory backend holds 2,000 windows, then none once they ended
 //!   (`gateway_quota_windows`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway::keys::KeyHasher;
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};

@@ -1,8 +1,6 @@
 //! Hot reload: file polling, bad files keep the old config, the admin reload
 //! endpoint (auth, version, 400 with problems), in-flight streams survive.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::config_problems::{
     assert_every_problem_without_values, BROKEN_YAML, BROKEN_YAML_PROBLEMS, SECRET,

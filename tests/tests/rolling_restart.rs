@@ -22,8 +22,6 @@
 //! * no telemetry was dropped: the collector got exactly one log record per
 //!   request.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::balancer::Balancer;
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::collector::Collector;

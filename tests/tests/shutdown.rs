@@ -25,8 +25,6 @@
 //! 9. `gateway --probe URL` (when the binary has it): exit 0 on a 2xx, 1 on a 503,
 //!    a refused connection or no answer within 2 s.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use bytes::Bytes;
 use gateway_tests::client::{chat_body, chat_stream_body, SseEvent, TestClient};
 use gateway_tests::harness::{gateway_bin, Gateway};

@@ -1,8 +1,6 @@
 //! Streaming: SSE pass-through, `stream_options.include_usage` injection and
 //! stripping, incremental delivery, cut-off upstream streams, idle timeout.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_stream_body, TestClient};
 use gateway_tests::harness::{single_provider_config, Gateway};
 use gateway_tests::mock_upstream::{chat_usage, completions_usage, MockOptions, MockUpstream};

@@ -1,8 +1,6 @@
 //! Listener protocols: HTTPS with `server.tls` (rustls, certificate from rcgen),
 //! HTTP/2 over TLS via ALPN, and h2c (HTTP/2 prior knowledge over plain TCP).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::harness::{single_provider_config, Gateway};
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream};
