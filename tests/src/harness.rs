@@ -12,6 +12,7 @@
 //!   - `{{access_log}}` — path of the access-log file,
 //!   - `{{dir}}` — the gateway's tempdir,
 //!   - `{{NAME}}` for every `.var(NAME, value)` given to the builder.
+//! * [`Gateway::chat_logged`]: send a chat and wait for its access-log line.
 //! * [`run_check_config`]: `gateway --check-config PATH`.
 
 use crate::client::{HttpResponse, TestClient};
@@ -188,6 +189,18 @@ pub fn free_addr() -> String {
 /// `http://127.0.0.1:PORT/v1` where nothing listens (connections are refused).
 pub fn closed_port_url() -> String {
     format!("http://127.0.0.1:{}/v1", free_port())
+}
+
+/// How long [`Gateway::chat_logged`] waits for the access-log line (lines are
+/// written asynchronously).
+pub const LOG_WAIT: Duration = Duration::from_secs(5);
+
+/// A request id no other request of this test process carries:
+/// `t-<pid>-<n>`.
+pub fn fresh_request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t-{}-{n}", std::process::id())
 }
 
 /// Replaces `{{name}}` placeholders.
@@ -561,6 +574,38 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends the chat request `body` to `/v1/chat/completions` with a fresh
+    /// `x-request-id` (besides `headers`), waits up to [`LOG_WAIT`] for that
+    /// request's access-log line, and returns the answer and the line.
+    pub async fn chat_logged(
+        &self,
+        c: &TestClient,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (HttpResponse, AccessLogLine) {
+        self.send_logged(c, "/v1/chat/completions", body, headers)
+            .await
+    }
+
+    /// As [`Gateway::chat_logged`] for a POST of `body` to `path` of the data
+    /// plane.
+    pub async fn send_logged(
+        &self,
+        c: &TestClient,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (HttpResponse, AccessLogLine) {
+        let rid = fresh_request_id();
+        let mut h: Vec<(&str, &str)> = vec![("x-request-id", rid.as_str())];
+        h.extend_from_slice(headers);
+        let r = c
+            .post_json_with(&format!("{}{path}", self.url()), body, &h)
+            .await;
+        let line = self.wait_for_log_line(&rid, LOG_WAIT).await;
+        (r, line)
     }
 
     /// Waits until stderr contains `needle` (case-insensitive); returns stderr.

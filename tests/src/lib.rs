@@ -3,7 +3,8 @@
 //! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
 //! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
 //! a TCP load balancer following readiness ([`balancer`]), real Redis servers
-//! ([`redis`]), the Python scripts of `tests/python` ([`python`]) and a config
+//! ([`redis`]) with their quota leases ([`redis::lease`]), a `/metrics` reader
+//! ([`metrics`]), the Python scripts of `tests/python` ([`python`]) and a config
 //! broken in several ways at once ([`config_problems`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
@@ -13,6 +14,7 @@ pub mod client;
 pub mod collector;
 pub mod config_problems;
 pub mod harness;
+pub mod metrics;
 pub mod hostile;
 pub mod mock_upstream;
 pub mod python;

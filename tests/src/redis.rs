@@ -10,6 +10,8 @@
 //!   and a short `cluster-node-timeout`, so a killed master's replica takes over
 //!   within a few seconds ([`RedisCluster::wait_promoted`]). [`key_slot`] is the
 //!   hash slot of a key, [`ClusterNode`] a line of `CLUSTER NODES`.
+//! * [`lease`]: the quota lease zsets (held reservations, tombstones);
+//!   [`reply`]: `redis-cli --no-raw` output parsed.
 //! * `cli` methods run `redis-cli` against a server and return its trimmed
 //!   stdout. `redis-cli` exits 0 on an error *reply* (it prints `ERR ...` on
 //!   stdout), so only connection-level failures make `cli` panic; use `try_cli`
@@ -50,6 +52,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const START_ATTEMPTS: usize = 5;
 
 mod cluster;
+pub mod lease;
+pub mod reply;
 pub use cluster::{
     key_slot, parse_cluster_nodes, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
 };
@@ -474,23 +478,6 @@ impl RedisServer {
     /// refused while stopped) instead of panicking.
     pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
         redis_cli(self.node.port, false, args)
-    }
-
-    /// Quota reservations held in Redis: every `*qlease*` sorted set (one member
-    /// per reservation not settled yet) as (key, ZCARD).
-    pub fn quota_leases(&self) -> Vec<(String, u64)> {
-        let keys = self.cli(&["KEYS", "*qlease*"]);
-        keys.lines()
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(|k| {
-                let n = self.cli(&["ZCARD", k]);
-                let n = n
-                    .parse()
-                    .unwrap_or_else(|_| panic!("ZCARD {k} answered {n:?}"));
-                (k.to_string(), n)
-            })
-            .collect()
     }
 }
 

@@ -19,6 +19,7 @@
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
+use gateway_tests::redis::lease::lease_counts;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -1601,22 +1602,6 @@ async fn quota_counters_count_requests() {
     );
 }
 
-/// Members (reservations) of every `*qlease*` zset in `redis`: (key, ZCARD).
-fn leases(redis: &RedisServer) -> Vec<(String, u64)> {
-    let keys = redis.cli(&["KEYS", "*qlease*"]);
-    keys.lines()
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(|k| {
-            let n = redis.cli(&["ZCARD", k]);
-            (
-                k.to_string(),
-                n.parse()
-                    .unwrap_or_else(|_| panic!("ZCARD {k} answered {n:?}")),
-            )
-        })
-        .collect()
-}
 
 /// 11. SIGTERM with two streams in flight (each reserving prompt + 50,000 of a
 ///     1,000,000 tokens/1h consumer quota, `shutdown_grace_s: 3`): labubu's
@@ -1740,7 +1725,7 @@ tenants:
             "{quota} while its stream runs: {held:#?}"
         );
     }
-    let leases_in_flight = leases(&redis);
+    let leases_in_flight = lease_counts(&redis);
     assert_eq!(
         leases_in_flight.iter().map(|(_, n)| n).sum::<u64>(),
         2,
@@ -1880,7 +1865,7 @@ tenants:
          (reserved {slow_reservation}); leases {:?}",
         got("labubu-tpm", "acme/labubu"),
         got("bob-tpm", "acme/bob"),
-        leases(&redis)
+        lease_counts(&redis)
     );
     assert_eq!(
         got("labubu-tpm", "acme/labubu"),
@@ -1897,7 +1882,7 @@ tenants:
         bob_used.is_some_and(|u| u > 0 && u < slow_reservation),
         "{bob_used:?}"
     );
-    let left = leases(&redis);
+    let left = lease_counts(&redis);
     assert!(
         left.iter().all(|(_, n)| *n == 0),
         "reservations left in Redis after a clean shutdown: {left:?}"

@@ -29,6 +29,7 @@ use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::{
     chat_usage, MockOptions, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS,
 };
+use gateway_tests::redis::lease::lease_counts;
 use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
@@ -292,7 +293,7 @@ async fn used(c: &TestClient, gw: &Gateway) -> u64 {
 }
 
 fn leases(redis: &RedisServer) -> Vec<(String, u64)> {
-    tokio::task::block_in_place(|| redis.quota_leases())
+    tokio::task::block_in_place(|| lease_counts(redis))
 }
 
 fn stderr_of(gws: &[&Gateway]) -> String {
