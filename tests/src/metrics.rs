@@ -140,6 +140,16 @@ pub async fn metric(gw: &Gateway, name: &str) -> f64 {
     Scrape::of(gw).await.get(name, &[])
 }
 
+/// The unlabelled counter (or integer gauge) `name` on `gw`'s `/metrics`;
+/// panics when it is missing or not a whole number.
+pub async fn counter(gw: &Gateway, name: &str) -> u64 {
+    let v = metric(gw, name).await;
+    if v < 0.0 || v.fract() != 0.0 || v > u64::MAX as f64 {
+        panic!("{name} is {v}, not a count");
+    }
+    v as u64
+}
+
 /// The unlabelled series `name` of `gw`, or `None` when the scrape fails or the
 /// series is missing (for polling a gateway whose state changes under it).
 pub async fn try_metric(gw: &Gateway, name: &str) -> Option<f64> {

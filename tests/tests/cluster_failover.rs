@@ -15,6 +15,7 @@
 
 use gateway_tests::client::TestClient;
 use gateway_tests::harness::Gateway;
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{key_slot, ClusterNode, RedisCluster};
 use serde_json::json;
@@ -156,15 +157,13 @@ async fn load(
 }
 
 /// `gateway_state_node_degraded` of the replica at `admin_url`: node -> value.
-async fn node_metric(c: &TestClient, admin_url: &str) -> HashMap<String, f64> {
-    let r = c.get(&format!("{admin_url}/metrics")).await;
-    r.text()
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("gateway_state_node_degraded{node=\"")?;
-            let (node, v) = rest.split_once("\"} ")?;
-            Some((node.to_string(), v.trim().parse().ok()?))
-        })
+async fn node_metric(admin_url: &str) -> HashMap<String, f64> {
+    let scrape = Scrape::try_from_url(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    scrape
+        .series("gateway_state_node_degraded")
+        .filter_map(|s| Some((s.label("node")?.to_string(), s.value)))
         .collect()
 }
 
@@ -175,11 +174,10 @@ async fn watch_node(
     node: String,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<bool> {
-    let c = TestClient::new();
     let mut seen = vec![false; admin_urls.len()];
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for (g, url) in admin_urls.iter().enumerate() {
-            if node_metric(&c, url).await.get(&node) == Some(&1.0) {
+            if node_metric(url).await.get(&node) == Some(&1.0) {
                 seen[g] = true;
             }
         }
@@ -436,7 +434,7 @@ async fn one_dead_master_leaves_the_other_shards_alone() {
     }
     // after the promotion the dead node serves no slot and no node is down
     for (g, gw) in gws.iter().enumerate() {
-        let m = node_metric(&c, &gw.admin_url()).await;
+        let m = node_metric(&gw.admin_url()).await;
         if m.values().any(|v| *v != 0.0) || m.len() != 3 {
             failures.push(format!("{}: nodes after the promotion: {m:?}", modes[g]));
         }

@@ -7,6 +7,7 @@
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::harness::Gateway;
 use gateway_tests::hostile::{request, status_line, H2Conn, RawConn};
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
 
@@ -67,16 +68,6 @@ fn post(headers: &[&str], body: &str, length: Option<usize>) -> Vec<u8> {
         head.as_bytes(),
         body.as_bytes(),
     )
-}
-
-/// The value of the sample `name` (labels included) on the admin `/metrics`.
-async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
-    let text = TestClient::new()
-        .get(&format!("{}/metrics", gw.admin_url()))
-        .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// 2a. A client without a key cannot make the gateway wait for (and buffer) a
@@ -350,10 +341,10 @@ async fn stalled_readers_are_cut_by_the_deadline() {
     let rss_start = gw.rss_bytes();
     let t = Instant::now();
     let conns = stalled_readers(&gw, 100).await;
-    let in_flight = r#"gateway_upstream_in_flight{provider="up"}"#;
+    let in_flight = ("gateway_upstream_in_flight", [("provider", "up")]);
     eprintln!(
         "100 stalled: in flight {:?}, RSS {} -> {} KiB",
-        metric(&gw, in_flight).await,
+        Scrape::of(&gw).await.value(in_flight.0, &in_flight.1),
         rss_start / 1024,
         gw.rss_bytes() / 1024
     );
@@ -369,7 +360,7 @@ async fn stalled_readers_are_cut_by_the_deadline() {
             "{l:?}"
         );
     }
-    assert_eq!(metric(&gw, in_flight).await, Some(0.0));
+    assert_eq!(Scrape::of(&gw).await.get(in_flight.0, &in_flight.1), 0.0);
     // their connections are closed (what was queued for them is dropped)
     for mut c in conns {
         assert!(c.ended(Duration::from_secs(2)).await.is_some());
@@ -428,8 +419,10 @@ async fn clients_that_stop_reading_are_cut() {
     }
     assert_eq!(lines.iter().filter(|l| l.protocol == "HTTP/2.0").count(), 1);
     assert_eq!(
-        metric(&gw, r#"gateway_upstream_in_flight{provider="up"}"#).await,
-        Some(0.0)
+        Scrape::of(&gw)
+            .await
+            .get("gateway_upstream_in_flight", &[("provider", "up")]),
+        0.0
     );
 }
 

@@ -6,6 +6,7 @@
 
 use gateway_tests::client::{chat_body, raw_tcp_exchange, TestClient};
 use gateway_tests::harness::Gateway;
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use serde_json::json;
 use std::sync::Arc;
@@ -27,12 +28,6 @@ telemetry:
   access_log: { enabled: true, path: "{{access_log}}" }
 "#;
 
-async fn metrics_text(c: &TestClient, gw: &Gateway) -> String {
-    let r = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    assert_eq!(r.status, 200);
-    r.text()
-}
-
 /// 1. Model names come from the client: as metric labels they would make a
 ///    series per name. Ten thousand made-up names (which the upstream echoes
 ///    back) leave `/metrics` small and the process's memory flat; the names are
@@ -47,7 +42,7 @@ async fn client_model_names_never_become_metric_series() {
         let r = c.post_json(&url, &chat_body("mock-gpt", "warm up")).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let before = metrics_text(&c, &gw).await;
+    let before = Scrape::of(&gw).await.text().to_string();
     let rss_before = gw.rss_bytes();
 
     const N: usize = 10_000;
@@ -69,7 +64,7 @@ async fn client_model_names_never_become_metric_series() {
     let huge = "m".repeat(100 * 1024);
     let refused = c.post_json(&url, &chat_body(&huge, "hi")).await;
 
-    let after = metrics_text(&c, &gw).await;
+    let after = Scrape::of(&gw).await.text().to_string();
     let rss_after = gw.rss_bytes();
     eprintln!(
         "/metrics {} -> {} bytes; RSS {} -> {} KiB",

@@ -24,6 +24,7 @@
 
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, closed_port_url, Gateway};
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::SharedRedis;
 use serde_json::Value;
@@ -205,24 +206,18 @@ impl Fleet {
             .clone()
     }
 
-    /// `/metrics` of replica `i`: the value of `series` (a metric name with its
-    /// labels, as printed).
-    async fn metric(&self, i: usize, series: &str) -> Option<f64> {
-        let r = self
-            .client
-            .get(&format!("{}/metrics", self.gw(i).admin_url()))
-            .await;
-        assert_eq!(r.status, 200, "/metrics: {}", r.text());
-        metric_value(&r.text(), series)
+    /// `/metrics` of replica `i`: the value of `name` with `labels`.
+    async fn metric(&self, i: usize, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        Scrape::of(self.gw(i)).await.value(name, labels).ok()
     }
 
     /// `gateway_upstream_healthy{provider=...}` on replica `i`: this replica's
     /// own view (its mirror), not Redis's.
     async fn sees_healthy(&self, i: usize, provider: &str) -> bool {
-        let series = format!("gateway_upstream_healthy{{provider=\"{provider}\"}}");
-        match self.metric(i, &series).await {
+        let labels = [("provider", provider)];
+        match self.metric(i, "gateway_upstream_healthy", &labels).await {
             Some(v) => v > 0.5,
-            None => panic!("no {series} on /metrics of replica {i}"),
+            None => panic!("no gateway_upstream_healthy {labels:?} on /metrics of replica {i}"),
         }
     }
 }
@@ -234,14 +229,6 @@ fn find_row<'a>(rows: &'a [Value], provider: &str, token: Option<u64>) -> Option
                 None => r["token_index"].is_null(),
                 Some(t) => r["token_index"] == t,
             }
-    })
-}
-
-fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<f64>().ok())
     })
 }
 
@@ -426,7 +413,7 @@ async fn failing_upstream_is_avoided_by_the_fleet(redis: SharedRedis) {
     // fleet's ejection counters add up to one
     let mut total = 0.0;
     for i in 0..REPLICAS {
-        let n = f.metric(i, "gateway_upstream_ejections_total").await;
+        let n = f.metric(i, "gateway_upstream_ejections_total", &[]).await;
         total += n.unwrap_or_else(|| {
             panic!("{label}: no gateway_upstream_ejections_total on replica {i}")
         });
@@ -819,7 +806,7 @@ async fn every_instance_ejected_is_panic_mode() {
 
     for i in [1, 2] {
         let n = f
-            .metric(i, "gateway_upstream_panic_total")
+            .metric(i, "gateway_upstream_panic_total", &[])
             .await
             .unwrap_or_else(|| panic!("no gateway_upstream_panic_total on replica {i}"));
         assert!(n >= 1.0, "replica {i}: gateway_upstream_panic_total {n}");

@@ -16,6 +16,7 @@
 
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::metrics::{counter, metric};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{start_redis, stop_redis, RedisServer};
 use http::Method;
@@ -120,33 +121,20 @@ fn data_hits(mock: &MockUpstream) -> u64 {
     mock.hits() - mock.model_hits()
 }
 
-/// A counter or gauge of `gw`'s `/metrics`.
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> u64 {
-    let url = format!("{}/metrics", gw.admin_url());
-    let r = c.get(&url).await;
-    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-    let text = r.text();
-    let want = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no {name} in GET {url}:\n{text}"))
-}
-
 /// `gateway_health_probes_total` of each replica.
-async fn probes_by_replica(c: &TestClient, gws: &[Gateway]) -> Vec<u64> {
+async fn probes_by_replica(gws: &[Gateway]) -> Vec<u64> {
     let mut out = Vec::with_capacity(gws.len());
     for g in gws {
-        out.push(metric(c, g, "gateway_health_probes_total").await);
+        out.push(counter(g, "gateway_health_probes_total").await);
     }
     out
 }
 
-async fn metric_sum(c: &TestClient, gws: &[Gateway], name: &str) -> u64 {
+/// The counter `name` summed over the replicas (each must have it).
+async fn metric_sum(gws: &[Gateway], name: &str) -> u64 {
     let mut sum = 0;
     for g in gws {
-        sum += metric(c, g, name).await;
+        sum += counter(g, name).await;
     }
     sum
 }
@@ -249,7 +237,6 @@ async fn one_replica_probes_per_interval() {
     );
     let started = Instant::now();
     let gws = fleet(&yaml, 3).await;
-    let c = TestClient::new();
     // probes begin with the replicas, not an interval later
     while up.model_hits() == 0 {
         assert!(
@@ -268,9 +255,9 @@ async fn one_replica_probes_per_interval() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let span = Duration::from_secs(5);
-    let before = probes_by_replica(&c, &gws).await;
+    let before = probes_by_replica(&gws).await;
     let probes = probes_during(&up, span).await;
-    let after = probes_by_replica(&c, &gws).await;
+    let after = probes_by_replica(&gws).await;
     let by_replica: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     eprintln!(
         "probes in {span:?}: {probes} at the upstream; by replica (counters): {by_replica:?}"
@@ -287,7 +274,7 @@ async fn one_replica_probes_per_interval() {
     // the counters add up to what the upstream saw (a probe is counted just
     // before it is sent)
     let seen_before = up.model_hits();
-    let sum: u64 = probes_by_replica(&c, &gws).await.iter().sum();
+    let sum: u64 = probes_by_replica(&gws).await.iter().sum();
     let seen_after = up.model_hits();
     eprintln!(
         "since start: {seen_before}..{seen_after} probes at the upstream, counters sum {sum}"
@@ -297,7 +284,7 @@ async fn one_replica_probes_per_interval() {
         "sum of gateway_health_probes_total {sum}, upstream saw {seen_before}..{seen_after}"
     );
     assert_eq!(
-        metric_sum(&c, &gws, "gateway_health_probe_failures_total").await,
+        metric_sum(&gws, "gateway_health_probe_failures_total").await,
         0,
         "every probe answered 200"
     );
@@ -307,9 +294,9 @@ async fn one_replica_probes_per_interval() {
     let _redis = stop_redis(redis).await;
     tokio::time::sleep(INTERVAL + Duration::from_millis(500)).await;
     let span = Duration::from_secs(3);
-    let before = probes_by_replica(&c, &gws).await;
+    let before = probes_by_replica(&gws).await;
     let probes = probes_during(&up, span).await;
-    let after = probes_by_replica(&c, &gws).await;
+    let after = probes_by_replica(&gws).await;
     let by_replica: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     eprintln!("Redis down: {probes} probes in {span:?}; by replica {by_replica:?}");
     let n = span.as_secs();
@@ -337,7 +324,6 @@ async fn lease_moves_when_the_prober_dies() {
         "[ { provider: p1 } ]",
     );
     let mut gws = fleet(&yaml, 3).await;
-    let c = TestClient::new();
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // who probes? the replica whose counter moved with the upstream's count;
@@ -351,7 +337,7 @@ async fn lease_moves_when_the_prober_dies() {
             "could not tell which replica probes\n{}",
             stderr_of(&gws)
         );
-        let before = probes_by_replica(&c, &gws).await;
+        let before = probes_by_replica(&gws).await;
         let seen = up.model_hits();
         let t = Instant::now();
         while up.model_hits() == seen {
@@ -364,7 +350,7 @@ async fn lease_moves_when_the_prober_dies() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let probed_at = Instant::now();
-        let after = probes_by_replica(&c, &gws).await;
+        let after = probes_by_replica(&gws).await;
         let grew: Vec<usize> = (0..gws.len()).filter(|&i| after[i] > before[i]).collect();
         let holder = tokio::task::block_in_place(|| redis.cli(&["GET", lease_key]));
         if grew.len() == 1 && after[grew[0]] - before[grew[0]] == 1 && !holder.is_empty() {
@@ -412,9 +398,9 @@ async fn lease_moves_when_the_prober_dies() {
     // from mid-interval, not right after a probe)
     tokio::time::sleep(INTERVAL / 2).await;
     let span = Duration::from_secs(5);
-    let before = probes_by_replica(&c, &gws).await;
+    let before = probes_by_replica(&gws).await;
     let probes = probes_during(&up, span).await;
-    let after = probes_by_replica(&c, &gws).await;
+    let after = probes_by_replica(&gws).await;
     let by_replica: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     eprintln!("after the kill: {probes} probes in {span:?}; by surviving replica {by_replica:?}");
     let n = span.as_secs();
@@ -503,7 +489,7 @@ async fn active_ejection_and_recovery() {
         left > 0.0 && left <= 3.5,
         "ejected_until in {left} s: {row}"
     );
-    let failed = metric_sum(&c, &gws, "gateway_health_probe_failures_total").await;
+    let failed = metric_sum(&gws, "gateway_health_probe_failures_total").await;
     assert!(failed >= 2, "{failed} failed probes counted");
     let first_until = row["ejected_until"].clone();
 
@@ -553,9 +539,6 @@ async fn active_ejection_and_recovery() {
         took <= INTERVAL * 3 + Duration::from_millis(500),
         "recovery took {took:?}"
     );
-    let recoveries = metric_sum(&c, &gws, "gateway_upstream_recoveries_total").await;
-    let ejections = metric_sum(&c, &gws, "gateway_upstream_ejections_total").await;
-    eprintln!("fleet counters: ejections {ejections}, recoveries {recoveries}");
 
     // and gets traffic again from every replica
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -568,6 +551,17 @@ async fn active_ejection_and_recovery() {
             "replica {i}: round-robin over both again"
         );
     }
+    // one ejection (renewing the hold is not another) and one recovery, each
+    // counted by the one replica whose report made it: the fleet's counters
+    // add up to exactly one each (read after the traffic above, so the
+    // reporter's count is in)
+    let ejections = metric_sum(&gws, "gateway_upstream_ejections_total").await;
+    let recoveries = metric_sum(&gws, "gateway_upstream_recoveries_total").await;
+    assert_eq!(
+        (ejections, recoveries),
+        (1, 1),
+        "fleet counters (ejections, recoveries)"
+    );
 }
 
 /// A passive ejection (60 s) ends as soon as `healthy.successes` probes in a
@@ -683,12 +677,12 @@ async fn local_outlier_detection_while_redis_is_down() {
     let c = TestClient::new();
     chats_ok(&c, ga, 2, "Redis up").await;
     assert_eq!((data_hits(&a), data_hits(&b)), (1, 1), "round-robin");
-    assert_eq!(metric(&c, ga, "gateway_state_degraded").await, 0);
+    assert_eq!(metric(ga, "gateway_state_degraded").await, 0.0);
 
     let _redis = stop_redis(redis).await;
     // the monitor notices within about half a second
     let t = Instant::now();
-    while metric(&c, ga, "gateway_state_degraded").await != 1 {
+    while metric(ga, "gateway_state_degraded").await != 1.0 {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "replica A not degraded 5 s after Redis stopped\n{}",
@@ -753,7 +747,7 @@ async fn local_outlier_detection_while_redis_is_down() {
     assert_eq!(row["view"], "replica", "{row}");
     assert_eq!(row["healthy"], true, "{row}");
     assert!(row["local_ejected_until"].is_null(), "{row}");
-    assert_eq!(metric(&c, ga, "gateway_state_degraded").await, 1);
+    assert_eq!(metric(ga, "gateway_state_degraded").await, 1.0);
 }
 
 /// `/admin/health` turns this replica's clock into wall-clock time for

@@ -10,6 +10,7 @@
 //! Every test has its own Redis, mock upstream and gateways.
 
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
+use gateway_tests::metrics::{metric, wait_metric};
 use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
@@ -259,45 +260,13 @@ async fn poll_until_refused(
     }
 }
 
-/// `gateway_state_degraded` of `gw`'s /metrics (no token needed).
-async fn degraded(c: &TestClient, gw: &Gateway) -> Option<String> {
-    let r = c
-        .try_request(
-            Method::GET,
-            &format!("{}/metrics", gw.admin_url()),
-            &[],
-            bytes::Bytes::new(),
-        )
-        .await
-        .ok()?;
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway_state_degraded "))
-        .map(|v| v.trim().to_string())
-}
-
 /// Waits until `gateway_state_degraded` of `gw` is `want`; returns how long that
-/// took from `since`.
-async fn wait_degraded(
-    c: &TestClient,
-    gw: &Gateway,
-    want: &str,
-    since: Instant,
-    within: Duration,
-) -> Duration {
-    loop {
-        let got = degraded(c, gw).await;
-        if got.as_deref() == Some(want) {
-            return since.elapsed();
-        }
-        if since.elapsed() > within {
-            panic!(
-                "gateway_state_degraded is {got:?}, not {want}, {within:?} after the change; stderr:\n{}",
-                gw.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// took from `since` (at most `within` from `since`).
+async fn wait_degraded(gw: &Gateway, want: f64, since: Instant, within: Duration) -> Duration {
+    let left = within.saturating_sub(since.elapsed());
+    let what = format!("{want}, {within:?} after the change");
+    wait_metric(gw, "gateway_state_degraded", &[], |v| v == want, &what, left).await;
+    since.elapsed()
 }
 
 fn unix_now() -> u64 {
@@ -833,7 +802,7 @@ async fn stale_admissions_are_bounded_and_logged_once_per_key() {
     let cached_at = Instant::now();
 
     let _redis = stop_redis(redis).await;
-    wait_degraded(&c, &gw, "1", Instant::now(), Duration::from_secs(2)).await;
+    wait_degraded(&gw, 1.0, Instant::now(), Duration::from_secs(2)).await;
     for _ in 0..3 {
         let r = chat(&c, &gw, &k.key, "gpt-4o").await;
         assert_eq!(
@@ -885,15 +854,15 @@ async fn redis_outage_and_restart() {
     let (a, b) = replicas(&cfg, &cfg).await;
     let c = TestClient::new();
     let before = consumer_with_key(&c, &a, "cyberdyne", "miles").await;
-    assert_eq!(degraded(&c, &b).await.as_deref(), Some("0"));
+    assert_eq!(metric(&b, "gateway_state_degraded").await, 0.0);
 
     let r = chat(&c, &b, SEED_KEY, "gpt-4o").await;
     assert_eq!(r.status, 200, "seeded key on B: {}", r.text());
 
     let mut redis = stop_redis(redis).await;
     let t_stop = Instant::now();
-    let up_b = wait_degraded(&c, &b, "1", t_stop, Duration::from_secs(2)).await;
-    let up_a = wait_degraded(&c, &a, "1", t_stop, Duration::from_secs(2)).await;
+    let up_b = wait_degraded(&b, 1.0, t_stop, Duration::from_secs(2)).await;
+    let up_a = wait_degraded(&a, 1.0, t_stop, Duration::from_secs(2)).await;
     eprintln!("redis stopped: gateway_state_degraded 1 on B after {up_b:?}, on A after {up_a:?}");
 
     // B has the seeded key cached: still served (stale-if-error), also past the TTL
@@ -954,8 +923,8 @@ async fn redis_outage_and_restart() {
     // back, empty, without scripts
     redis = restart_redis(redis).await;
     let t_back = Instant::now();
-    let down_a = wait_degraded(&c, &a, "0", t_back, Duration::from_secs(3)).await;
-    let down_b = wait_degraded(&c, &b, "0", t_back, Duration::from_secs(3)).await;
+    let down_a = wait_degraded(&a, 0.0, t_back, Duration::from_secs(3)).await;
+    let down_b = wait_degraded(&b, 0.0, t_back, Duration::from_secs(3)).await;
 
     // the seed is written again: the seeded key works on both replicas
     let mut seed_back = Vec::new();

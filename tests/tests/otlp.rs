@@ -23,6 +23,7 @@
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::collector::{Collector, LogRecord, Span};
 use gateway_tests::harness::Gateway;
+use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -143,18 +144,10 @@ async fn logs_of(col: &Collector, rid: &str) -> Vec<LogRecord> {
     mine
 }
 
-/// The value of the unlabelled sample `name` on the admin `/metrics`.
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> u64 {
-    let text = c.get(&format!("{}/metrics", gw.admin_url())).await.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name} on /metrics:\n{text}"))
-}
-
 /// Spans and log records whose export failed.
-async fn failed_total(c: &TestClient, gw: &Gateway) -> u64 {
-    metric(c, gw, "gateway_otlp_spans_failed_total").await
-        + metric(c, gw, "gateway_otlp_logs_failed_total").await
+async fn failed_total(gw: &Gateway) -> u64 {
+    counter(gw, "gateway_otlp_spans_failed_total").await
+        + counter(gw, "gateway_otlp_logs_failed_total").await
 }
 
 fn is_fingerprint(v: &str) -> bool {
@@ -663,8 +656,8 @@ async fn collector_restart_within_the_retry_window_loses_nothing() {
         "one log record per request; collector got:\n{}",
         col.output()
     );
-    assert_eq!(failed_total(&c, &gw).await, 0, "stderr:\n{}", gw.stderr());
-    assert_eq!(metric(&c, &gw, "gateway_otlp_dropped_total").await, 0);
+    assert_eq!(failed_total(&gw).await, 0, "stderr:\n{}", gw.stderr());
+    assert_eq!(counter(&gw, "gateway_otlp_dropped_total").await, 0);
     eprintln!("collector away {back:?}: all 10 spans and 5 log records arrived after it came back");
 }
 
@@ -689,7 +682,7 @@ async fn collector_down_costs_no_traffic_and_recovers() {
         .await;
     assert_eq!(r.status, 200);
     spans_of(&col, before, 2).await;
-    assert_eq!(metric(&c, &gw, "gateway_otlp_spans_failed_total").await, 0);
+    assert_eq!(counter(&gw, "gateway_otlp_spans_failed_total").await, 0);
 
     col.stop();
     let mut slowest = Duration::ZERO;
@@ -718,7 +711,7 @@ async fn collector_down_costs_no_traffic_and_recovers() {
     let mut first = 0;
     while first == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        first = failed_total(&c, &gw).await;
+        first = failed_total(&gw).await;
     }
     assert!(
         first > 0,
@@ -736,15 +729,15 @@ async fn collector_down_costs_no_traffic_and_recovers() {
     let mut second = first;
     while second <= first && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        second = failed_total(&c, &gw).await;
+        second = failed_total(&gw).await;
     }
     assert!(
         second > first,
         "failed counters did not rise: {first} -> {second}"
     );
     assert!(
-        metric(&c, &gw, "gateway_otlp_spans_failed_total").await > 0
-            && metric(&c, &gw, "gateway_otlp_logs_failed_total").await > 0,
+        counter(&gw, "gateway_otlp_spans_failed_total").await > 0
+            && counter(&gw, "gateway_otlp_logs_failed_total").await > 0,
         "both signals count their failures"
     );
 
@@ -808,7 +801,7 @@ async fn full_queue_drops_and_counts() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let dropped = metric(&c, &gw, "gateway_otlp_dropped_total").await;
+    let dropped = counter(&gw, "gateway_otlp_dropped_total").await;
     assert!(
         dropped > 0,
         "nothing dropped with a queue of 1 and {N} requests"
@@ -817,9 +810,9 @@ async fn full_queue_drops_and_counts() {
     // every request's record was dropped, or its log record exported or failed
     let deadline = Instant::now() + WAIT;
     loop {
-        let logs = metric(&c, &gw, "gateway_otlp_logs_failed_total").await
-            + metric(&c, &gw, "gateway_otlp_logs_exported_total").await;
-        let dropped = metric(&c, &gw, "gateway_otlp_dropped_total").await;
+        let logs = counter(&gw, "gateway_otlp_logs_failed_total").await
+            + counter(&gw, "gateway_otlp_logs_exported_total").await;
+        let dropped = counter(&gw, "gateway_otlp_dropped_total").await;
         if logs + dropped == N {
             break;
         }
@@ -829,7 +822,7 @@ async fn full_queue_drops_and_counts() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(metric(&c, &gw, "gateway_otlp_logs_exported_total").await, 0);
+    assert_eq!(counter(&gw, "gateway_otlp_logs_exported_total").await, 0);
 }
 
 /// 7. SIGTERM right after the requests (inside the 200 ms batch delay): the
@@ -1020,6 +1013,6 @@ async fn client_forced_sampling_is_rate_limited() {
         (1..=10).contains(&servers),
         "{servers} of 40 client-sampled traces exported"
     );
-    let refused = metric(&c, &gw, "gateway_otlp_client_sampling_refused_total").await;
+    let refused = counter(&gw, "gateway_otlp_client_sampling_refused_total").await;
     assert_eq!(refused as usize, 40 - servers);
 }

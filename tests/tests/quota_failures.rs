@@ -18,6 +18,7 @@
 
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::metrics::{metric, wait_metric};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::lease::lease_counts;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
@@ -204,54 +205,11 @@ async fn reset(c: &TestClient, gw: &Gateway, body: &Value) -> HttpResponse {
     admin(c, gw, Method::POST, "/admin/usage/reset", Some(body)).await
 }
 
-/// A metric of `gw`'s `/metrics` (no token needed).
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> Option<f64> {
-    let r = c
-        .try_request(
-            Method::GET,
-            &format!("{}/metrics", gw.admin_url()),
-            &[],
-            bytes::Bytes::new(),
-        )
-        .await
-        .ok()?;
-    let prefix = format!("{name} ");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Waits until metric `name` of `gw` satisfies `ok`; returns its value.
-async fn wait_metric(
-    c: &TestClient,
-    gw: &Gateway,
-    name: &str,
-    ok: impl Fn(f64) -> bool,
-    what: &str,
-    within: Duration,
-) -> f64 {
-    let t = Instant::now();
-    loop {
-        let v = metric(c, gw, name).await;
-        if let Some(v) = v.filter(|v| ok(*v)) {
-            return v;
-        }
-        if t.elapsed() > within {
-            panic!(
-                "{name} is {v:?} after {within:?}, expected {what}; stderr:\n{}",
-                gw.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn wait_degraded(c: &TestClient, gw: &Gateway, want: f64) {
+async fn wait_degraded(gw: &Gateway, want: f64) {
     wait_metric(
-        c,
         gw,
         "gateway_state_degraded",
+        &[],
         |v| v == want,
         &want.to_string(),
         Duration::from_secs(5),
@@ -427,10 +385,8 @@ async fn redis_down_fail_open() {
     wait_used(&c, &gw, q, "chat-rpm", "chat", 1, Duration::from_secs(3)).await;
 
     let redis = stop_redis(redis).await;
-    wait_degraded(&c, &gw, 1.0).await;
-    let bypassed_before = metric(&c, &gw, "gateway_quota_bypassed_total")
-        .await
-        .unwrap_or(0.0);
+    wait_degraded(&gw, 1.0).await;
+    let bypassed_before = metric(&gw, "gateway_quota_bypassed_total").await;
 
     let contents = [
         "outage one",
@@ -449,17 +405,15 @@ async fn redis_down_fail_open() {
             "{line:?}"
         );
     }
-    let bypassed = metric(&c, &gw, "gateway_quota_bypassed_total")
-        .await
-        .unwrap_or(0.0);
+    let bypassed = metric(&gw, "gateway_quota_bypassed_total").await;
     assert!(
         bypassed - bypassed_before >= contents.len() as f64,
         "gateway_quota_bypassed_total {bypassed_before} -> {bypassed}"
     );
     let queued = wait_metric(
-        &c,
         &gw,
         "gateway_quota_settle_queue",
+        &[],
         |v| v > 0.0,
         "> 0 while Redis is down",
         Duration::from_secs(3),
@@ -472,9 +426,9 @@ async fn redis_down_fail_open() {
     let _redis = restart_redis(redis).await;
     let t_back = Instant::now();
     wait_metric(
-        &c,
         &gw,
         "gateway_quota_settle_queue",
+        &[],
         |v| v == 0.0,
         "0 after Redis returned",
         Duration::from_secs(5),
@@ -567,7 +521,7 @@ tenants:
     assert_eq!(r.status, 200, "open route before: {}", r.text());
 
     let redis = stop_redis(redis).await;
-    wait_degraded(&c, &gw, 1.0).await;
+    wait_degraded(&gw, 1.0).await;
 
     let r = chat(&c, &gw, Some(KEY_LABUBU), &quota_body, &[]).await;
     let v = r.assert_openai_error(503, "quota_unavailable");
@@ -602,9 +556,9 @@ tenants:
         hits + 4,
         "only the admitted requests went upstream"
     );
-    let unavailable = metric(&c, &gw, "gateway_quota_unavailable_total").await;
+    let unavailable = metric(&gw, "gateway_quota_unavailable_total").await;
     assert!(
-        unavailable >= Some(1.0),
+        unavailable >= 1.0,
         "gateway_quota_unavailable_total {unavailable:?}"
     );
 
@@ -674,8 +628,8 @@ async fn redis_down_local() {
     wait_used(&c, &a, q, "chat-rpm", "chat", 2, Duration::from_secs(3)).await;
 
     let redis = stop_redis(redis).await;
-    wait_degraded(&c, &a, 1.0).await;
-    wait_degraded(&c, &b, 1.0).await;
+    wait_degraded(&a, 1.0).await;
+    wait_degraded(&b, 1.0).await;
 
     for (name, gw) in [("A", &a), ("B", &b)] {
         let mut statuses = Vec::new();
@@ -712,17 +666,17 @@ async fn redis_down_local() {
             r.header("x-ratelimit-limit-requests"),
             r.header("x-ratelimit-remaining-requests")
         );
-        let local = metric(&c, gw, "gateway_quota_local_total").await;
-        assert_eq!(local, Some(5.0), "gateway_quota_local_total of {name}");
+        let local = metric(gw, "gateway_quota_local_total").await;
+        assert_eq!(local, 5.0, "gateway_quota_local_total of {name}");
     }
 
     let _redis = restart_redis(redis).await;
     for gw in [&a, &b] {
-        wait_degraded(&c, gw, 0.0).await;
+        wait_degraded(gw, 0.0).await;
         wait_metric(
-            &c,
             gw,
             "gateway_quota_settle_queue",
+            &[],
             |v| v == 0.0,
             "0 after Redis returned",
             Duration::from_secs(5),
@@ -1498,7 +1452,7 @@ async fn redis_hung_times_out_fail_open() {
         );
     }
     // Redis answers again once the pause is over
-    wait_degraded(&c, &gw, 0.0).await;
+    wait_degraded(&gw, 0.0).await;
     let want_tokens: u64 = usage_of("warm up") + contents.iter().map(|s| usage_of(s)).sum::<u64>();
     wait_used(
         &c,
@@ -1563,24 +1517,22 @@ async fn quota_counters_count_requests() {
                 .to_string(),
         );
     }
-    let counters = async |c: &TestClient, gw: &Gateway| {
+    let counters = async |gw: &Gateway| {
         let mut out = Vec::new();
         for n in ["admitted", "limited", "bypassed"] {
             out.push(
-                metric(c, gw, &format!("gateway_quota_{n}_total"))
-                    .await
-                    .unwrap_or(-1.0),
+                metric(gw, &format!("gateway_quota_{n}_total")).await,
             );
         }
         out
     };
-    let after_five = counters(&c, &gw).await;
+    let after_five = counters(&gw).await;
 
     let redis = stop_redis(redis).await;
-    wait_degraded(&c, &gw, 1.0).await;
+    wait_degraded(&gw, 1.0).await;
     let r = chat(&c, &gw, None, &req, &[]).await;
     assert_eq!(r.status, 200, "fail_open: {}", r.text());
-    let after_outage = counters(&c, &gw).await;
+    let after_outage = counters(&gw).await;
     drop(redis);
 
     eprintln!(
@@ -1942,14 +1894,14 @@ async fn absurd_max_tokens_is_a_429_not_an_outage() {
         "{msg}"
     );
     assert_eq!(
-        metric(&c, &gw, "gateway_state_degraded").await,
-        Some(0.0),
+        metric(&gw, "gateway_state_degraded").await,
+        0.0,
         "Redis marked down by a refused script call; stderr:\n{}",
         gw.stderr()
     );
     assert_eq!(
-        metric(&c, &gw, "gateway_quota_unavailable_total").await,
-        Some(0.0)
+        metric(&gw, "gateway_quota_unavailable_total").await,
+        0.0
     );
     let r = chat(&c, &gw, Some(KEY_BOB), &body("gpt-4o", "hello", None), &[]).await;
     assert_eq!(r.status, 200, "the next request: {}", r.text());
@@ -2069,7 +2021,7 @@ async fn local_mode_refusal_says_when() {
     assert_eq!(r.status, 200, "before the outage: {}", r.text());
 
     let _redis = stop_redis(redis).await;
-    wait_degraded(&c, &gw, 1.0).await;
+    wait_degraded(&gw, 1.0).await;
     // a small one fits the local share
     let r = chat(
         &c,

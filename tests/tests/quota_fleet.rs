@@ -22,6 +22,7 @@
 
 use gateway_tests::client::{HttpResponse, TestClient};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{chat_usage, MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::SharedRedis;
 use serde_json::{json, Value};
@@ -194,18 +195,8 @@ impl Fleet {
     /// `gateway_quota_<name>_total` summed over the replicas.
     async fn metric(&self, name: &str) -> u64 {
         let mut sum = 0;
-        let want = format!("gateway_quota_{name}_total ");
         for g in &self.gws {
-            let r = self.client.get(&format!("{}/metrics", g.admin_url())).await;
-            assert_eq!(r.status, 200, "/metrics: {}", r.text());
-            let v = r
-                .text()
-                .lines()
-                .find_map(|l| l.strip_prefix(want.as_str()).map(|v| v.trim().to_string()))
-                .unwrap_or_else(|| panic!("no {want} in /metrics:\n{}", r.text()));
-            sum += v
-                .parse::<u64>()
-                .unwrap_or_else(|e| panic!("{want}{v}: {e}"));
+            sum += counter(g, &format!("gateway_quota_{name}_total")).await;
         }
         sum
     }

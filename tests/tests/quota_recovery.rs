@@ -8,6 +8,7 @@
 
 use gateway_tests::client::TestClient;
 use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::metrics::wait_metric;
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
@@ -102,26 +103,9 @@ async fn client(url: String, stop: Arc<AtomicBool>, served: Arc<Mutex<Vec<String
     }
 }
 
-/// A gauge of `gw`'s `/metrics`.
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> Option<f64> {
-    let r = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    let prefix = format!("{name} ");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn wait_metric(c: &TestClient, gw: &Gateway, name: &str, want: f64) {
-    let t = Instant::now();
-    while metric(c, gw, name).await != Some(want) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "{name} is not {want}; stderr:\n{}",
-            gw.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn wait_gauge(gw: &Gateway, name: &str, want: f64) {
+    let what = want.to_string();
+    wait_metric(gw, name, &[], |v| v == want, &what, Duration::from_secs(10)).await;
 }
 
 /// The `used` figure of window `quota` in `GET /admin/usage`.
@@ -168,7 +152,7 @@ async fn recovery_charges_the_outage_before_admitting() {
     // the outage: each replica admits its share of the limit on its own
     let redis = stop_redis(redis).await;
     for gw in &gws {
-        wait_metric(&c, gw, "gateway_state_degraded", 1.0).await;
+        wait_gauge(gw, "gateway_state_degraded", 1.0).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -176,7 +160,7 @@ async fn recovery_charges_the_outage_before_admitting() {
     let _redis = restart_redis(redis).await;
     let back = Instant::now();
     for gw in &gws {
-        wait_metric(&c, gw, "gateway_state_degraded", 0.0).await;
+        wait_gauge(gw, "gateway_state_degraded", 0.0).await;
     }
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(back.elapsed())).await;
     stop.store(true, Ordering::Relaxed);
@@ -184,7 +168,7 @@ async fn recovery_charges_the_outage_before_admitting() {
         t.await.expect("client");
     }
     for gw in &gws {
-        wait_metric(&c, gw, "gateway_quota_settle_queue", 0.0).await;
+        wait_gauge(gw, "gateway_quota_settle_queue", 0.0).await;
     }
 
     // what each served request cost and how it was admitted

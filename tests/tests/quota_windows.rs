@@ -13,6 +13,7 @@
 use gateway::keys::KeyHasher;
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::metrics::counter;
 use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
@@ -282,45 +283,35 @@ async fn client_subject_windows_expire_in_redis() {
     }
 }
 
-/// `gateway_quota_windows` of `gw`'s /metrics.
-async fn windows_gauge(c: &TestClient, gw: &Gateway) -> Option<u64> {
-    let r = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway_quota_windows "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// 4. The memory backend: 2,000 subjects of a three-second quota make 2,000
 ///    windows (`gateway_quota_windows`), and the sweep takes them all out once
 ///    they ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_sweeps_client_subject_windows() {
     let gw = start_gw("", "3s").await;
-    let c = TestClient::new();
     let started = Instant::now();
     one_request_each(&gw, 2000).await;
-    let held = windows_gauge(&c, &gw).await;
+    let held = counter(&gw, "gateway_quota_windows").await;
     // a window ends 6 s + a bucket after its charge: all are still held
     // unless sending took that long (on a very slow machine)
     if started.elapsed() < Duration::from_secs(6) {
-        assert_eq!(held, Some(2000));
+        assert_eq!(held, 2000);
     } else {
-        assert!(held.is_some_and(|n| n > 0), "{held:?}");
+        assert!(held > 0, "{held}");
     }
     let t = Instant::now();
     loop {
-        let n = windows_gauge(&c, &gw).await;
-        if n == Some(0) {
+        let n = counter(&gw, "gateway_quota_windows").await;
+        if n == 0 {
             eprintln!(
-                "gateway_quota_windows {held:?} after 2,000 subjects, 0 {:?} after the last request",
+                "gateway_quota_windows {held} after 2,000 subjects, 0 {:?} after the last request",
                 t.elapsed()
             );
             break;
         }
         assert!(
             t.elapsed() < Duration::from_secs(10),
-            "gateway_quota_windows is {n:?} 10 s after the last request"
+            "gateway_quota_windows is {n} 10 s after the last request"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
