@@ -1,4 +1,4 @@
-//! Integration-test support for the gateway: a mock OpenAI upstream
+//! Integration-test support for the gateway: typed configs ([`config`]), a mock OpenAI upstream
 //! ([`mock_upstream`]), a harness that builds and starts real gateway processes
 //! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
 //! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
@@ -12,6 +12,7 @@
 pub mod balancer;
 pub mod client;
 pub mod collector;
+pub mod config;
 pub mod config_problems;
 pub mod harness;
 pub mod metrics;
