@@ -102,6 +102,36 @@ impl Config {
         self
     }
 
+    /// Changes the server part with `f`.
+    pub fn with_server(mut self, f: impl FnOnce(Server) -> Server) -> Self {
+        self.server = f(self.server);
+        self
+    }
+
+    /// Changes provider `id` with `f` (panics when there is none).
+    pub fn with_provider(mut self, id: &str, f: impl FnOnce(Provider) -> Provider) -> Self {
+        let i = self
+            .providers
+            .iter()
+            .position(|p| p.id == id)
+            .unwrap_or_else(|| panic!("no provider {id} in the config"));
+        let p = self.providers.remove(i);
+        self.providers.insert(i, f(p));
+        self
+    }
+
+    /// Changes route `name` with `f` (panics when there is none).
+    pub fn with_route(mut self, name: &str, f: impl FnOnce(Route) -> Route) -> Self {
+        let i = self
+            .routes
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no route {name} in the config"));
+        let r = self.routes.remove(i);
+        self.routes.insert(i, f(r));
+        self
+    }
+
     /// The access log on, to the harness's `{{access_log}}` file.
     pub fn access_log(self) -> Self {
         let t = self.telemetry.clone().unwrap_or_default();
@@ -194,6 +224,43 @@ fn set_path(v: &mut Yaml, path: &str, value: Yaml) {
         };
     }
     *cur = value;
+}
+
+/// The config most tests start from: one openai-compatible provider `up1` at
+/// `base_url` (token `sk-upstream-secret-1`), mapping `gpt-4*` -> `mock-large`,
+/// `~^claude-(.*)$` -> `anthropic-$1`, `*` -> `mock-small`, options
+/// `temperature: 0`, timeouts connect 500 ms, first byte 2 s, idle 1 s, total
+/// 10 s; one route `chat` on `/v1` falling back on 5xx, 429, connect errors and
+/// timeouts (2 retries); server with the admin token [`crate::harness::ADMIN_TOKEN`],
+/// a 1 MiB body limit, a 1 s header timeout, polling the file every 200 ms;
+/// access log to `{{access_log}}`.
+pub fn single_provider(base_url: &str) -> Config {
+    Config::new()
+        .server(
+            Server::new()
+                .admin_token(crate::harness::ADMIN_TOKEN)
+                .max_body_bytes(1_048_576)
+                .header_read_timeout_ms(1000)
+                .config_poll_ms(200),
+        )
+        .provider(
+            Provider::openai("up1", base_url)
+                .token("sk-upstream-secret-1")
+                .map("gpt-4*", "mock-large")
+                .map("~^claude-(.*)$", "anthropic-$1")
+                .map("*", "mock-small")
+                .option("temperature", 0)
+                .timeouts(Timeouts::all(500, 2000, 1000, 10_000)),
+        )
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("up1")
+                .fallback(Fallback::on(
+                    &["http_5xx", "http_429", "connect_error", "timeout"],
+                    2,
+                )),
+        )
+        .access_log()
 }
 
 // ------------------------------------------------------------------ server
@@ -523,6 +590,12 @@ impl Provider {
     /// Adds one of `api_tokens`.
     pub fn token(mut self, t: &str) -> Self {
         self.api_tokens.push(t.into());
+        self
+    }
+
+    /// `api_tokens`, replacing any set before.
+    pub fn tokens(mut self, tokens: &[&str]) -> Self {
+        self.api_tokens = tokens.iter().map(|t| t.to_string()).collect();
         self
     }
 

@@ -716,36 +716,9 @@ pub fn run_check_config_named(yaml: &str, file_name: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// The config of the brief: one openai-compatible provider `up1` at `base_url`
-/// (token `sk-upstream-secret-1`), mapping `gpt-4*` -> `mock-large`,
-/// `~^claude-(.*)$` -> `anthropic-$1`, `*` -> `mock-small`, options
-/// `temperature: 0`, one route `chat` on `/v1`, access log to `{{access_log}}`.
+/// [`crate::config::single_provider`] as YAML: the config most tests start from.
 pub fn single_provider_config(base_url: &str) -> String {
-    r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-  max_body_bytes: 1048576
-  header_read_timeout_ms: 1000
-  config_poll_ms: 200
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "BASE_URL"
-    api_tokens: ["sk-upstream-secret-1"]
-    model_mapping: { "gpt-4*": "mock-large", "~^claude-(.*)$": "anthropic-$1", "*": "mock-small" }
-    options: { temperature: 0 }
-    timeouts: { connect_ms: 500, first_byte_ms: 2000, idle_ms: 1000, total_ms: 10000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    fallback: { on: [http_5xx, http_429, connect_error, timeout], max_retries: 2 }
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#
-    .replace("BASE_URL", base_url)
+    crate::config::single_provider(base_url).yaml()
 }
 
 /// A call to `gw`'s admin API with the admin token, an optional JSON body.
