@@ -488,6 +488,7 @@ async fn lost_notification_is_bounded_by_the_cache_ttl() {
     let record = format!("gw:{{k:{digest}}}");
     assert_eq!(redis.cli(&["HGET", &record, "revoked"]), "0");
 
+    let warmed = Instant::now();
     let r = chat(&c, &b, &k.key, "gpt-4o").await;
     assert_eq!(r.status, 200, "warm-up on B: {}", r.text());
 
@@ -519,11 +520,22 @@ async fn lost_notification_is_bounded_by_the_cache_ttl() {
          from its cache meanwhile (cache_ttl_ms 1000)",
         first.status
     );
-    assert!(
-        first.status == 200 || first.status == 401,
-        "{}",
-        first.text()
-    );
+    // B cached the key in the warm-up, and nothing told it about the write:
+    // within cache_ttl_ms of the warm-up it answers from that entry
+    if warmed.elapsed() < Duration::from_millis(1000) {
+        assert_eq!(
+            first.status,
+            200,
+            "B's first answer after the direct write, {:?} after the warm-up cached the key: {}",
+            warmed.elapsed(),
+            first.text()
+        );
+    } else {
+        eprintln!(
+            "the first request after the write came {:?} after the warm-up (past cache_ttl_ms): its 200 is not checked",
+            warmed.elapsed()
+        );
+    }
     assert!(
         delay < Duration::from_millis(1500),
         "B kept trusting its cache for {delay:?} (> cache_ttl_ms 1000 + 500 ms slack)"
