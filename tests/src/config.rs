@@ -655,7 +655,66 @@ pub struct Route {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     quotas: Vec<Quota>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ai_log: Option<Value>,
+    ai_log: Option<AiLog>,
+}
+
+/// `ai_log:` of a route.
+#[derive(Debug, Clone, Default, Serialize)]
+struct AiLog {
+    attributes: Vec<Attribute>,
+}
+
+/// One of `ai_log.attributes` of a route.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attribute {
+    key: String,
+    value_source: String,
+    value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_value: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    apply_to_log: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    apply_to_span: bool,
+}
+
+impl Attribute {
+    /// An attribute `key` for the access log, read from `value_source`
+    /// (`fixed_value`, `request_header`, `request_body`, `response_header`,
+    /// `response_body`, `response_streaming_body`) at `value`.
+    pub fn log(key: &str, value_source: &str, value: &str) -> Self {
+        Attribute {
+            key: key.into(),
+            value_source: value_source.into(),
+            value: value.into(),
+            rule: None,
+            default_value: None,
+            apply_to_log: true,
+            apply_to_span: false,
+        }
+    }
+
+    /// As [`Attribute::log`], for the span only.
+    pub fn span(key: &str, value_source: &str, value: &str) -> Self {
+        Attribute {
+            apply_to_log: false,
+            apply_to_span: true,
+            ..Attribute::log(key, value_source, value)
+        }
+    }
+
+    /// `rule`: `first`, `replace` or `append`.
+    pub fn rule(mut self, rule: &str) -> Self {
+        self.rule = Some(rule.into());
+        self
+    }
+
+    pub fn default_value(mut self, v: &str) -> Self {
+        self.default_value = Some(v.into());
+        self
+    }
 }
 
 /// `match:` of a route.
@@ -841,9 +900,12 @@ impl Route {
         self
     }
 
-    /// `ai_log:` as a JSON object (`{ attributes: [...] }`).
-    pub fn ai_log(mut self, v: Value) -> Self {
-        self.ai_log = Some(v);
+    /// Adds one of `ai_log.attributes`.
+    pub fn attribute(mut self, a: Attribute) -> Self {
+        self.ai_log
+            .get_or_insert_with(AiLog::default)
+            .attributes
+            .push(a);
         self
     }
 }
