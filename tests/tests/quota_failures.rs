@@ -23,6 +23,7 @@ use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAUL
 use gateway_tests::redis::lease::lease_counts;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
+use shared::ai_log::AccessLogLine;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -102,11 +103,30 @@ async fn chat(
     extra: &[(&str, &str)],
 ) -> HttpResponse {
     let bearer = key.map(|k| format!("Bearer {k}"));
-    let mut h: Vec<(&str, &str)> = extra.to_vec();
-    if let Some(b) = &bearer {
+    c.post_json_with(&chat_url(gw), body, &with_key(&bearer, extra))
+        .await
+}
+
+/// `extra` headers and `Authorization: <bearer>` when there is one.
+fn with_key<'a>(bearer: &'a Option<String>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h = extra.to_vec();
+    if let Some(b) = bearer {
         h.push(("authorization", b.as_str()));
     }
-    c.post_json_with(&chat_url(gw), body, &h).await
+    h
+}
+
+/// As [`chat`], through [`Gateway::chat_logged`]: the answer and the request's
+/// access-log line.
+async fn chat_logged(
+    c: &TestClient,
+    gw: &Gateway,
+    key: Option<&str>,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> (HttpResponse, AccessLogLine) {
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    gw.chat_logged(c, body, &with_key(&bearer, extra)).await
 }
 
 fn request_id(r: &HttpResponse) -> String {
@@ -375,12 +395,9 @@ async fn redis_down_fail_open() {
     let c = TestClient::new();
     let q = "?route=chat";
 
-    let r = chat(&c, &gw, None, &body("gpt-4o", "before", None), &[]).await;
+    let (r, line) = chat_logged(&c, &gw, None, &body("gpt-4o", "before", None), &[]).await;
     assert_eq!(r.status, 200, "before the outage: {}", r.text());
     assert_eq!(r.header("x-ratelimit-limit-requests"), Some("1000"));
-    let line = gw
-        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-        .await;
     assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
     wait_used(&c, &gw, q, "chat-rpm", "chat", 1, Duration::from_secs(3)).await;
 
@@ -394,11 +411,8 @@ async fn redis_down_fail_open() {
         "three, during the outage",
     ];
     for content in contents {
-        let r = chat(&c, &gw, None, &body("gpt-4o", content, None), &[]).await;
+        let (r, line) = chat_logged(&c, &gw, None, &body("gpt-4o", content, None), &[]).await;
         assert_eq!(r.status, 200, "fail_open during the outage: {}", r.text());
-        let line = gw
-            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-            .await;
         assert_eq!(
             line.ai_log.quota_status.as_deref(),
             Some("bypassed"),
@@ -464,11 +478,8 @@ async fn redis_down_fail_open() {
     );
 
     wait_settle_period().await;
-    let r = chat(&c, &gw, None, &body("gpt-4o", "after", None), &[]).await;
+    let (r, line) = chat_logged(&c, &gw, None, &body("gpt-4o", "after", None), &[]).await;
     assert_eq!(r.status, 200, "after the restart: {}", r.text());
-    let line = gw
-        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-        .await;
     assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
 }
 
@@ -523,13 +534,10 @@ tenants:
     let redis = stop_redis(redis).await;
     wait_degraded(&gw, 1.0).await;
 
-    let r = chat(&c, &gw, Some(KEY_LABUBU), &quota_body, &[]).await;
+    let (r, line) = chat_logged(&c, &gw, Some(KEY_LABUBU), &quota_body, &[]).await;
     let v = r.assert_openai_error(503, "quota_unavailable");
     assert_eq!(v["error"]["type"], "server_error", "{v}");
     assert_eq!(r.header("retry-after"), Some("1"), "{v}");
-    let line = gw
-        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-        .await;
     assert_eq!(line.response_code, 503);
     assert_eq!(line.ai_log.quota_status.as_deref(), Some("unavailable"));
     let hits = mock.hits();
@@ -701,16 +709,13 @@ async fn redis_down_local() {
     let r = reset(&c, &a, &json!({"quota": "chat-rpm", "key": "chat"})).await;
     assert_eq!(r.status, 204, "reset: {}", r.text());
     for i in 0..10 {
-        let r = chat(&c, &a, None, &req, &[]).await;
+        let (r, line) = chat_logged(&c, &a, None, &req, &[]).await;
         assert_eq!(
             r.status,
             200,
             "request {i} on A after the reset: {}",
             r.text()
         );
-        let line = a
-            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-            .await;
         assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
     }
     for (name, gw) in [("B", &b), ("A", &a)] {
@@ -757,12 +762,9 @@ async fn upstream_quota_falls_back() {
     let gw = start_gw(&yaml).await;
     let mut served_by = Vec::new();
     for i in 1..=4 {
-        let r = chat(&c, &gw, None, &req, &[]).await;
+        let (r, line) = chat_logged(&c, &gw, None, &req, &[]).await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
         assert_eq!(r.header("x-ratelimit-limit-requests"), Some("2"));
-        let line = gw
-            .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-            .await;
         served_by.push(line.ai_log.provider.clone().unwrap_or_default());
         assert_eq!(line.ai_log.quota_status.as_deref(), Some("allowed"));
         if i > 2 {
@@ -771,7 +773,7 @@ async fn upstream_quota_falls_back() {
     }
     assert_eq!(served_by, ["p1", "p1", "p2", "p2"]);
     assert_eq!((m1.hits(), m2.hits()), (2, 2));
-    let r = chat(&c, &gw, None, &req, &[]).await;
+    let (r, line) = chat_logged(&c, &gw, None, &req, &[]).await;
     let v = assert_limited(
         &r,
         "requests",
@@ -784,9 +786,6 @@ async fn upstream_quota_falls_back() {
             .is_some_and(|m| m.contains("per-upstream")),
         "{v}"
     );
-    let line = gw
-        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-        .await;
     assert_eq!(line.response_code, 429);
     assert!(line.response_flags.contains("RL"), "{line:?}");
     assert_eq!(line.ai_log.quota_status.as_deref(), Some("limited"));
@@ -819,11 +818,8 @@ async fn upstream_quota_falls_back() {
             r.text()
         );
     }
-    let r = chat(&c, &gw2, None, &req, &[]).await;
+    let (r, line) = chat_logged(&c, &gw2, None, &req, &[]).await;
     assert_limited(&r, "requests", true, "3rd request without rate_limiting");
-    let line = gw2
-        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-        .await;
     assert_eq!(line.ai_log.provider.as_deref(), Some("p1"), "{line:?}");
     assert_eq!(line.ai_log.attempts.len(), 1, "{line:?}");
     assert_eq!((n1.hits(), n2.hits()), (2, 0), "p2 must not be tried");
@@ -1185,7 +1181,7 @@ tenants:
             );
         }
     }
-    let r = chat(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
+    let (r, line) = chat_logged(&c, &gw, Some(KEY_LABUBU), &req, &[]).await;
     let v = assert_limited(&r, "requests", true, "4th request");
     assert!(
         v["error"]["message"]
@@ -1194,9 +1190,6 @@ tenants:
         "{v}"
     );
     assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
-    let line = gw
-        .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-        .await;
     assert!(line.response_flags.contains("RL"), "{line:?}");
     assert_eq!(line.ai_log.quota_status.as_deref(), Some("limited"));
     assert_eq!(line.ai_log.quota.as_deref(), Some("labubu-rpm"));
@@ -1343,11 +1336,8 @@ async fn route_quota_by_header_and_ip() {
     let other = client_from("127.0.0.2");
     for (addr, client) in [("127.0.0.1", &c), ("127.0.0.2", &other)] {
         for i in 0..2 {
-            let r = chat(client, &gw, None, &ip_req, &[]).await;
+            let (r, line) = chat_logged(client, &gw, None, &ip_req, &[]).await;
             assert_eq!(r.status, 200, "{addr}, request {i}: {}", r.text());
-            let line = gw
-                .wait_for_log_line(&request_id(&r), Duration::from_secs(5))
-                .await;
             assert!(
                 line.downstream_remote_address
                     .starts_with(&format!("{addr}:")),

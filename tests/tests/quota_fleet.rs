@@ -27,6 +27,7 @@ use gateway_tests::mock_upstream::{
     chat_usage, text_tokens, MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS,
 };
 use gateway_tests::redis::SharedRedis;
+use shared::ai_log::AccessLogLine;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -203,27 +204,12 @@ impl Fleet {
         sum
     }
 
-    /// The access-log line (raw JSON) of `request_id` on replica `i`, waiting up
-    /// to 5 s (lines are written asynchronously).
-    async fn log_line(&self, i: usize, request_id: &str) -> Value {
-        let g = &self.gws[i % REPLICAS];
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(l) = g
-                .access_log_json()
-                .into_iter()
-                .find(|l| l["request_id"] == request_id)
-            {
-                return l;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "no access-log line with request_id {request_id} on replica {i}:\n{}",
-                    g.access_log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// The access-log line of `request_id` on replica `i`, waiting up to 5 s
+    /// (lines are written asynchronously).
+    async fn log_line(&self, i: usize, request_id: &str) -> AccessLogLine {
+        self.gws[i % REPLICAS]
+            .wait_for_log_line(request_id, Duration::from_secs(5))
+            .await
     }
 }
 
@@ -839,11 +825,11 @@ async fn cut_stream_is_still_charged() {
     );
     assert!(used > 0 && used < reserved);
     let line = f.log_line(0, &request_id).await;
-    let ai = &line["ai_log"];
-    assert_eq!(ai["total_token"].as_u64(), Some(used), "{line}");
-    assert_eq!(ai["usage_estimated"], true, "{line}");
-    assert_eq!(ai["quota_status"], "allowed", "{line}");
-    assert_eq!(line["response_flags"], "DC", "{line}");
+    let ai = &line.ai_log;
+    assert_eq!(ai.total_token, used, "{line:?}");
+    assert!(ai.usage_estimated, "{line:?}");
+    assert_eq!(ai.quota_status.as_deref(), Some("allowed"), "{line:?}");
+    assert_eq!(line.response_flags, "DC", "{line:?}");
     // and it stays at that
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(f.used(0, NAME).await, used);
@@ -851,7 +837,7 @@ async fn cut_stream_is_still_charged() {
         "stream reserved {reserved} (prompt {prompt} + max_tokens {MAX_TOKENS}); the client \
          left after 2 events; settled to {used} (estimated) {settled_after:?} later; \
          access log flags {}",
-        line["response_flags"]
+        line.response_flags
     );
 }
 
@@ -931,18 +917,13 @@ async fn headers_on_every_response() {
 
     for (i, id, status) in &ids {
         let line = f.log_line(*i, id).await;
-        assert_eq!(line["ai_log"]["quota_status"], *status, "{line}");
+        assert_eq!(line.ai_log.quota_status.as_deref(), Some(*status), "{line:?}");
         if *status == "limited" {
-            assert_eq!(line["ai_log"]["quota"], RPM, "{line}");
-            assert_eq!(line["response_code"], 429, "{line}");
-            assert!(
-                line["response_flags"]
-                    .as_str()
-                    .is_some_and(|f| f.contains("RL")),
-                "{line}"
-            );
+            assert_eq!(line.ai_log.quota.as_deref(), Some(RPM), "{line:?}");
+            assert_eq!(line.response_code, 429, "{line:?}");
+            assert!(line.response_flags.contains("RL"), "{line:?}");
         } else {
-            assert!(line["ai_log"].get("quota").is_none(), "{line}");
+            assert_eq!(line.ai_log.quota, None, "{line:?}");
         }
     }
     println!(
