@@ -15,6 +15,7 @@ use gateway_tests::harness::{admin, Gateway};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
+use shared::ai_log::AccessLogLine;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -210,6 +211,19 @@ async fn chat(c: &TestClient, gw: &Gateway, key: &str, model: &str) -> HttpRespo
     .await
 }
 
+/// As [`chat`], through [`Gateway::chat_logged`]: the answer and its
+/// access-log line.
+async fn chat_logged(
+    c: &TestClient,
+    gw: &Gateway,
+    key: &str,
+    model: &str,
+) -> (HttpResponse, AccessLogLine) {
+    let bearer = format!("Bearer {key}");
+    gw.chat_logged(c, &chat_body(model, "hello"), &[("authorization", bearer.as_str())])
+        .await
+}
+
 fn message(r: &HttpResponse) -> String {
     serde_json::from_slice::<Value>(&r.body)
         .ok()
@@ -336,9 +350,9 @@ async fn key_created_on_a_works_on_b_and_identity_goes_upstream() {
     assert!(!list.text().contains(&k.key), "{}", list.text());
 
     let bearer = format!("Bearer {}", k.key);
-    let r = c
-        .post_json_with(
-            &chat_url(&b),
+    let (r, line) = b
+        .chat_logged(
+            &c,
             &chat_body("gpt-4o", "who am I"),
             &[
                 ("authorization", bearer.as_str()),
@@ -373,8 +387,6 @@ async fn key_created_on_a_works_on_b_and_identity_goes_upstream() {
         up.headers
     );
 
-    let rid = r.header("x-request-id").expect("x-request-id").to_string();
-    let line = b.wait_for_log_line(&rid, Duration::from_secs(5)).await;
     assert_eq!(line.response_code, 200);
     assert_eq!(line.ai_log.tenant.as_deref(), Some("globex"), "{line:?}");
     assert_eq!(line.ai_log.consumer.as_deref(), Some("wile"), "{line:?}");
@@ -734,11 +746,9 @@ async fn refusals_models_and_consumers() {
 
     // the seeded consumer may use gpt-* only
     let hits = mock.hits();
-    let r = chat(&c, &a, SEED_KEY, "claude-3").await;
+    let (r, line) = chat_logged(&c, &a, SEED_KEY, "claude-3").await;
     assert_refused(&r, 403, "model_not_allowed", "labubu asking for claude-3");
-    let rid = r.header("x-request-id").expect("x-request-id").to_string();
     assert_eq!(mock.hits(), hits, "a refused request reached the upstream");
-    let line = a.wait_for_log_line(&rid, Duration::from_secs(5)).await;
     assert_eq!(line.response_code, 403);
     assert_eq!(line.ai_log.tenant.as_deref(), Some("acme"), "{line:?}");
     assert_eq!(line.ai_log.consumer.as_deref(), Some("labubu"), "{line:?}");
@@ -753,10 +763,8 @@ async fn refusals_models_and_consumers() {
     assert_eq!(r.status, 200, "labubu asking for gpt-4o: {}", r.text());
 
     // B's route admits acme/other only
-    let r = chat(&c, &b, SEED_KEY, "gpt-4o").await;
+    let (r, line) = chat_logged(&c, &b, SEED_KEY, "gpt-4o").await;
     assert_refused(&r, 403, "consumer_not_allowed", "labubu on B's route");
-    let rid = r.header("x-request-id").expect("x-request-id").to_string();
-    let line = b.wait_for_log_line(&rid, Duration::from_secs(5)).await;
     assert_eq!(line.ai_log.consumer.as_deref(), Some("labubu"), "{line:?}");
 
     put_consumer(&c, &a, "acme", "other", &["*"]).await;
