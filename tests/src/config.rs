@@ -835,6 +835,16 @@ impl Route {
         self
     }
 
+    /// Adds an upstream instance with a `priority` and a `weight`.
+    pub fn upstream_at(mut self, provider: &str, priority: i32, weight: u32) -> Self {
+        self.upstreams.push(Upstream {
+            provider: provider.into(),
+            priority: Some(priority),
+            weight: Some(weight),
+        });
+        self
+    }
+
     /// Adds an upstream instance with a `weight`.
     pub fn upstream_weight(mut self, provider: &str, weight: u32) -> Self {
         self.upstreams.push(Upstream {
