@@ -7,7 +7,10 @@
 //! in it, so the window ends within max(limit, outage usage) + one request.
 
 use gateway_tests::client::TestClient;
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{
+    Config, Consumer, Provider, Quota, Route, Server, State, Tenant, Timeouts,
+};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::wait_metric;
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
@@ -28,43 +31,31 @@ const LIMIT: u64 = 3000;
 const PROMPT: &str = "Count the words of this sentence and then count them again please. ";
 
 fn yaml(redis: &RedisServer, mock: &MockUpstream) -> String {
-    format!(
-        r#"
-server:
-  listen: "{{{{listen}}}}"
-  admin_listen: "{{{{admin}}}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: {{ url: "{}", key_prefix: "gw:", timeout_ms: 300 }}
-  on_redis_error: local
-  expected_replicas: {REPLICAS}
-auth:
-  keys: [Authorization]
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{}"
-    api_tokens: ["sk-upstream-secret"]
-    timeouts: {{ connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    auth: {{ enabled: true }}
-    upstreams: [ {{ provider: up1 }} ]
-tenants:
-  - id: acme
-    consumers:
-      - name: app
-        keys: ["{KEY}"]
-        quotas:
-          - {{ name: tph, by: consumer, strategy: total_tokens, limit: {LIMIT}, window: 1h }}
-telemetry:
-  access_log: {{ enabled: true, path: "{{{{access_log}}}}" }}
-"#,
-        redis.url(),
-        mock.base_url()
-    )
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(
+            State::redis(&redis.url())
+                .redis_key("key_prefix", "gw:")
+                .redis_key("timeout_ms", 300)
+                .on_redis_error("local")
+                .expected_replicas(REPLICAS as u32),
+        )
+        .auth(json!({ "keys": ["Authorization"] }))
+        .provider(
+            Provider::openai("up1", &mock.base_url())
+                .token("sk-upstream-secret")
+                .timeouts(Timeouts::all(500, 5000, 5000, 10_000)),
+        )
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .tenant(
+            Tenant::new("acme").consumer(
+                Consumer::new("app")
+                    .key(KEY)
+                    .quota(Quota::new("tph", "consumer", "total_tokens", LIMIT, "1h")),
+            ),
+        )
+        .access_log()
+        .yaml()
 }
 
 fn prompt() -> String {
