@@ -5,45 +5,34 @@
 //! timeout, settled and logged, the upstream let go).
 
 use gateway_tests::client::{chat_body, TestClient};
+use gateway_tests::config::{Config, Consumer, Provider, Route, Server, Tenant, Timeouts};
 use gateway_tests::harness::Gateway;
 use gateway_tests::hostile::{request, status_line, H2Conn, RawConn};
 use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
 
-/// A route that needs a key (consumer `acme/app` has the one in [`AUTH`]) to the mock at
-/// `{{mock}}`; `{{server}}` adds `server:` keys (indented by 2), `{{timeouts}}`
-/// the provider's.
-const CONFIG: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  header_read_timeout_ms: 500
-  {{server}}
-providers:
-  - id: up
-    type: openai-compatible
-    base_url: "{{mock}}"
-    timeouts: { {{timeouts}} }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up } ]
-tenants:
-  - id: acme
-    consumers: [ { name: app, keys: ["sk-conn-test-0123456789"] } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
+/// A route that needs a key (consumer `acme/app` has the one in [`AUTH`]) to
+/// `mock`, request heads within 500 ms; `server` and `timeouts` add the
+/// server's and the provider's keys of the test.
+async fn start(mock: &MockUpstream, server: Server, timeouts: Timeouts) -> Gateway {
+    let config = Config::new()
+        .server(server.header_read_timeout_ms(500))
+        .provider(Provider::openai("up", &mock.base_url()).timeouts(timeouts))
+        .route(Route::new("chat", "/v1").keyed().upstream("up"))
+        .tenant(Tenant::new("acme").consumer(Consumer::new("app").key("sk-conn-test-0123456789")))
+        .access_log();
+    Gateway::start(&config.yaml()).await
+}
 
-async fn start(mock: &MockUpstream, server: &str, timeouts: &str) -> Gateway {
-    Gateway::builder(CONFIG)
-        .var("mock", mock.base_url())
-        .var("server", server)
-        .var("timeouts", timeouts)
-        .start()
-        .await
+/// Provider timeouts: first byte, idle and total (ms).
+fn timeouts(first_byte_ms: u64, idle_ms: u64, total_ms: u64) -> Timeouts {
+    Timeouts {
+        first_byte_ms: Some(first_byte_ms),
+        idle_ms: Some(idle_ms),
+        total_ms: Some(total_ms),
+        ..Timeouts::default()
+    }
 }
 
 const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
@@ -76,7 +65,7 @@ fn post(headers: &[&str], body: &str, length: Option<usize>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_no_body_read() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "max_body_bytes: 16777216", "").await;
+    let gw = start(&mock, Server::new().max_body_bytes(16_777_216), Timeouts::default()).await;
     for auth in [None, Some("Authorization: Bearer sk-wrong-key")] {
         let mut c = RawConn::connect(gw.listen_addr()).await;
         let headers: Vec<&str> = auth.into_iter().collect();
@@ -100,8 +89,10 @@ async fn no_key_no_body_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_bodies_share_one_budget() {
     let mock = MockUpstream::start_default();
-    let server = "max_body_bytes: 1048576\n  max_buffered_body_bytes: 1500000";
-    let gw = start(&mock, server, "").await;
+    let server = Server::new()
+        .max_body_bytes(1_048_576)
+        .max_buffered_body_bytes(1_500_000);
+    let gw = start(&mock, server, Timeouts::default()).await;
     let padded = |n: usize| {
         let pad = "x".repeat(n - BODY.len() - 12);
         format!(r#"{{"pad":"{pad}",{}"#, &BODY[1..])
@@ -157,9 +148,9 @@ async fn h2_max_streams(addr: &str) -> Option<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_per_connection_are_bounded() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "", "").await;
+    let gw = start(&mock, Server::new(), Timeouts::default()).await;
     assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(100));
-    let gw = start(&mock, "http2_max_concurrent_streams: 7", "").await;
+    let gw = start(&mock, Server::new().http2_max_concurrent_streams(7), Timeouts::default()).await;
     assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(7));
 }
 
@@ -168,7 +159,7 @@ async fn http2_streams_per_connection_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "max_connections: 2\n  idle_timeout_ms: 30000", "").await;
+    let gw = start(&mock, Server::new().max_connections(2).idle_timeout_ms(30_000), Timeouts::default()).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = RawConn::connect(gw.listen_addr()).await;
@@ -205,7 +196,7 @@ async fn connections_beyond_the_limit_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "idle_timeout_ms: 600", "").await;
+    let gw = start(&mock, Server::new().idle_timeout_ms(600), Timeouts::default()).await;
     let mut h1 = RawConn::connect(gw.listen_addr()).await;
     let _ = h1.send(&post(&[AUTH], BODY, None)).await;
     assert_eq!(h1.status(Duration::from_secs(3)).await, Some(200));
@@ -257,7 +248,7 @@ fn frame_types(g: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_heads_and_bodies_get_408() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "body_read_timeout_ms: 700", "").await;
+    let gw = start(&mock, Server::new().body_read_timeout_ms(700), Timeouts::default()).await;
     let mut c = RawConn::connect(gw.listen_addr()).await;
     let _ = c.send(&post(&[AUTH], BODY, None)).await;
     // (the first answer, whole)
@@ -334,8 +325,8 @@ async fn stalled_readers_are_cut_by_the_deadline() {
     let mock = long_streams(4_000, 5);
     let gw = start(
         &mock,
-        "client_write_timeout_ms: 600000",
-        "first_byte_ms: 3000, idle_ms: 2000, total_ms: 4000",
+        Server::new().client_write_timeout_ms(600_000),
+        timeouts(3000, 2000, 4000),
     )
     .await;
     let rss_start = gw.rss_bytes();
@@ -399,8 +390,8 @@ async fn clients_that_stop_reading_are_cut() {
     let mock = long_streams(100_000, 0);
     let gw = start(
         &mock,
-        "client_write_timeout_ms: 1000",
-        "first_byte_ms: 5000, idle_ms: 5000, total_ms: 60000",
+        Server::new().client_write_timeout_ms(1000),
+        timeouts(5000, 5000, 60_000),
     )
     .await;
     let t = Instant::now();
@@ -434,8 +425,10 @@ async fn an_http2_connection_left_with_a_cut_answer_is_closed_when_idle() {
     let mock = long_streams(100_000, 0);
     let gw = start(
         &mock,
-        "client_write_timeout_ms: 1000\n  idle_timeout_ms: 1000",
-        "first_byte_ms: 5000, idle_ms: 5000, total_ms: 60000",
+        Server::new()
+            .client_write_timeout_ms(1000)
+            .idle_timeout_ms(1000),
+        timeouts(5000, 5000, 60_000),
     )
     .await;
     let mut conn = H2Conn::connect(gw.listen_addr()).await.unwrap();
