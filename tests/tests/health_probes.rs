@@ -15,12 +15,13 @@
 //! probes per second, so they take a file-wide lock and run one after another.
 
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{Config, Fallback, Provider, Route, Server, State, Timeouts};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::{counter, metric};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{start_redis, stop_redis, RedisServer};
 use http::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
 
 /// One test at a time (see the module doc).
@@ -29,68 +30,54 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Probe interval of every test (`checks.active.interval_s`).
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// `STATE`, `PROVIDERS` (indented `- id: ...` entries), `UPSTREAMS` (a YAML
-/// flow list) and `FALLBACK` are replaced by [`config`].
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-STATE
-providers:
-PROVIDERS
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: UPSTREAMS
-    fallback: FALLBACK
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-
-/// Steering by health needs `unhealthy` in `fallback.on`.
-const FALLBACK: &str = "{ on: [unhealthy, http_5xx, connect_error, timeout], max_retries: 1 }";
-
 /// `state:` on `redis`; mirrors refreshed every 200 ms.
-fn redis_state(redis: &RedisServer) -> String {
-    format!(
-        "state:\n  backend: redis\n  redis: {{ url: \"{}\", key_prefix: \"hp:\", timeout_ms: 300 }}\n  cache_ttl_ms: 200",
-        redis.url()
-    )
+fn redis_state(redis: &RedisServer) -> State {
+    State::redis(&redis.url())
+        .redis_key("key_prefix", "hp:")
+        .redis_key("timeout_ms", 300)
+        .cache_ttl_ms(200)
 }
 
-/// One `providers:` entry for `mock`; `extra` is more YAML of the entry (lines
-/// indented by four spaces).
-fn provider(id: &str, mock: &MockUpstream, extra: &str) -> String {
-    format!(
-        "  - id: {id}\n    type: openai-compatible\n    base_url: \"{}\"\n    api_tokens: [\"sk-{id}\"]\n    \
-         timeouts: {{ connect_ms: 500, first_byte_ms: 2000, idle_ms: 2000, total_ms: 10000 }}\n{extra}",
-        mock.base_url()
-    )
+/// Provider `id` at `mock` (token `sk-<id>`).
+fn provider(id: &str, mock: &MockUpstream) -> Provider {
+    Provider::openai(id, &mock.base_url())
+        .token(&format!("sk-{id}"))
+        .timeouts(Timeouts::all(500, 2000, 2000, 10_000))
 }
 
 /// `checks.active` every [`INTERVAL`] on `/models`, 200 healthy, 5xx unhealthy.
-fn active(successes: u32, failures: u32) -> String {
-    format!(
-        "    checks:\n      active:\n        http_path: /models\n        interval_s: {}\n        timeout_ms: 500\n        \
-         healthy: {{ successes: {successes}, http_statuses: [200] }}\n        \
-         unhealthy: {{ failures: {failures}, http_statuses: [500, 502, 503, 504] }}\n",
-        INTERVAL.as_secs()
-    )
+fn active(successes: u32, failures: u32) -> Value {
+    json!({ "active": {
+        "http_path": "/models",
+        "interval_s": INTERVAL.as_secs(),
+        "timeout_ms": 500,
+        "healthy": { "successes": successes, "http_statuses": [200] },
+        "unhealthy": { "failures": failures, "http_statuses": [500, 502, 503, 504] },
+    }})
 }
 
-fn passive(failures: u32, window_s: u64, ejection_s: u64) -> String {
-    format!(
-        "    passive: {{ failures: {failures}, window_s: {window_s}, ejection_s: {ejection_s} }}\n"
-    )
-}
-
-fn config(state: &str, providers: &[String], upstreams: &str) -> String {
-    TEMPLATE
-        .replace("STATE", state)
-        .replace("PROVIDERS", &providers.concat())
-        .replace("UPSTREAMS", upstreams)
-        .replace("FALLBACK", FALLBACK)
+/// Route `chat` on `/v1` to `upstreams`: (provider, priority); steering by
+/// health needs `unhealthy` in `fallback.on`.
+fn config(state: State, providers: Vec<Provider>, upstreams: &[(&str, Option<i32>)]) -> String {
+    let mut route = Route::new("chat", "/v1").fallback(Fallback::on(
+        &["unhealthy", "http_5xx", "connect_error", "timeout"],
+        1,
+    ));
+    for (p, priority) in upstreams {
+        route = match priority {
+            Some(n) => route.upstream_priority(p, *n),
+            None => route.upstream(p),
+        };
+    }
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(state)
+        .route(route)
+        .access_log();
+    for p in providers {
+        config = config.provider(p);
+    }
+    config.yaml()
 }
 
 /// `n` replicas of `yaml`, started concurrently.
@@ -231,9 +218,9 @@ async fn one_replica_probes_per_interval() {
     let redis = start_redis().await;
     let up = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &up, &active(2, 3))],
-        "[ { provider: p1 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &up).checks(active(2, 3))],
+        &[("p1", None)],
     );
     let started = Instant::now();
     let gws = fleet(&yaml, 3).await;
@@ -319,9 +306,9 @@ async fn lease_moves_when_the_prober_dies() {
     let redis = start_redis().await;
     let up = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &up, &active(2, 3))],
-        "[ { provider: p1 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &up).checks(active(2, 3))],
+        &[("p1", None)],
     );
     let mut gws = fleet(&yaml, 3).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -427,9 +414,9 @@ async fn active_ejection_and_recovery() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &a, &active(2, 2)), provider("p2", &b, "")],
-        "[ { provider: p1 }, { provider: p2 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &a).checks(active(2, 2)), provider("p2", &b)],
+        &[("p1", None), ("p2", None)],
     );
     let gws = fleet(&yaml, 3).await;
     let c = TestClient::new();
@@ -573,11 +560,13 @@ async fn probes_end_a_passive_ejection() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     // probes alone would need 10 failures to eject: the ejection is passive
-    let p1_health = format!("{}{}", passive(2, 10, 60), active(2, 10));
+    let p1 = provider("p1", &a)
+        .passive(2, 10, 60)
+        .checks(active(2, 10));
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &a, &p1_health), provider("p2", &b, "")],
-        "[ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]",
+        redis_state(&redis),
+        vec![p1, provider("p2", &b)],
+        &[("p1", Some(0)), ("p2", Some(1))],
     );
     let gws = fleet(&yaml, 2).await;
     let c = TestClient::new();
@@ -665,12 +654,9 @@ async fn local_outlier_detection_while_redis_is_down() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[
-            provider("p1", &a, &passive(3, 30, 30)),
-            provider("p2", &b, ""),
-        ],
-        "[ { provider: p1 }, { provider: p2 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &a).passive(3, 30, 30), provider("p2", &b)],
+        &[("p1", None), ("p2", None)],
     );
     let gws = fleet(&yaml, 2).await;
     let (ga, gb) = (&gws[0], &gws[1]);
@@ -761,12 +747,9 @@ async fn replica_view_times_are_in_the_future() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[
-            provider("p1", &a, &passive(1, 30, 30)),
-            provider("p2", &b, ""),
-        ],
-        "[ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &a).passive(1, 30, 30), provider("p2", &b)],
+        &[("p1", Some(0)), ("p2", Some(1))],
     );
     let gws = fleet(&yaml, 1).await;
     let gw = &gws[0];
