@@ -511,6 +511,18 @@ impl SharedRedis {
         SharedRedis::Cluster(c)
     }
 
+    /// `state:` of a gateway config on this Redis (`backend: redis`, where it
+    /// is, `key_prefix` and the per-call `timeout_ms`).
+    pub fn state(&self, key_prefix: &str, timeout_ms: u64) -> crate::config::State {
+        let state = match self {
+            SharedRedis::Standalone(r) => crate::config::State::redis(&r.url()),
+            SharedRedis::Cluster(c) => crate::config::State::redis_cluster(&c.nodes()),
+        };
+        state
+            .redis_key("key_prefix", key_prefix)
+            .redis_key("timeout_ms", timeout_ms)
+    }
+
     /// `state.redis` of a gateway config: where it is, `key_prefix` and the
     /// per-call `timeout_ms`.
     pub fn yaml(&self, key_prefix: &str, timeout_ms: u64) -> String {

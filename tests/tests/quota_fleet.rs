@@ -21,6 +21,9 @@
 //! depend on what the other tests do to the CPU meanwhile.
 
 use gateway_tests::client::{HttpResponse, TestClient};
+use gateway_tests::config::{
+    Config, Consumer, Provider, Quota, Route, Server, Tenant, Timeouts,
+};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{
@@ -41,48 +44,9 @@ const CLIENTS: usize = 60;
 /// One test at a time (see the module doc).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `REDIS` (a YAML flow mapping), `BASE_URL`, `KEY` and `QUOTAS` (a YAML flow
-/// list) are replaced by [`Fleet::start`]. `fail_closed`: a Redis call that fails
-/// shows as a 503 instead of a request admitted unchecked, so no test can pass
-/// by luck while scripts or connections misbehave.
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: REDIS
-  on_redis_error: fail_closed
-  expected_replicas: 3
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "BASE_URL"
-    api_tokens: ["sk-upstream-secret-1"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 10000, idle_ms: 10000, total_ms: 30000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true, allowed_tenants: ["*"], allowed_consumers: ["*"] }
-    upstreams: [ { provider: up1 } ]
-tenants:
-  - id: acme
-    allowed_models: ["*"]
-    consumers:
-      - name: labubu
-        keys: ["KEY"]
-        allowed_models: ["*"]
-        quotas: QUOTAS
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-
-/// A consumer quota entry (`by: consumer`).
-fn quota(name: &str, strategy: &str, limit: u64, window: &str) -> String {
-    format!(
-        "{{ name: {name}, by: consumer, strategy: {strategy}, limit: {limit}, window: {window} }}"
-    )
+/// A consumer quota (`by: consumer`).
+fn quota(name: &str, strategy: &str, limit: u64, window: &str) -> Quota {
+    Quota::new(name, "consumer", strategy, limit, window)
 }
 
 // ------------------------------------------------------------------ redis
@@ -106,12 +70,35 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn start(redis: SharedRedis, mock: MockUpstream, quotas: &[String]) -> Fleet {
-        let yaml = TEMPLATE
-            .replace("REDIS", &redis.yaml(REDIS_PREFIX, REDIS_TIMEOUT_MS))
-            .replace("BASE_URL", &mock.base_url())
-            .replace("KEY", KEY)
-            .replace("QUOTAS", &format!("[{}]", quotas.join(", ")));
+    async fn start(redis: SharedRedis, mock: MockUpstream, quotas: &[Quota]) -> Fleet {
+        // `fail_closed`: a Redis call that fails shows as a 503 instead of a
+        // request admitted unchecked, so no test can pass by luck while
+        // scripts or connections misbehave
+        let mut labubu = Consumer::new("labubu").key(KEY).allowed_models(&["*"]);
+        for q in quotas {
+            labubu = labubu.quota(q.clone());
+        }
+        let yaml = Config::new()
+            .server(Server::new().admin_token(ADMIN_TOKEN))
+            .state(
+                redis
+                    .state(REDIS_PREFIX, REDIS_TIMEOUT_MS)
+                    .on_redis_error("fail_closed")
+                    .expected_replicas(3),
+            )
+            .provider(
+                Provider::openai("up1", &mock.base_url())
+                    .token("sk-upstream-secret-1")
+                    .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000)),
+            )
+            .route(
+                Route::new("chat", "/v1")
+                    .auth(json!({ "enabled": true, "allowed_tenants": ["*"], "allowed_consumers": ["*"] }))
+                    .upstream("up1"),
+            )
+            .tenant(Tenant::new("acme").allowed_models(&["*"]).consumer(labubu))
+            .access_log()
+            .yaml();
         let start = || {
             // every replica must digest keys the same way, whatever the
             // environment of the test run says
