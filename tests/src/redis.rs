@@ -523,24 +523,6 @@ impl SharedRedis {
             .redis_key("timeout_ms", timeout_ms)
     }
 
-    /// `state.redis` of a gateway config: where it is, `key_prefix` and the
-    /// per-call `timeout_ms`.
-    pub fn yaml(&self, key_prefix: &str, timeout_ms: u64) -> String {
-        match self {
-            SharedRedis::Standalone(r) => format!(
-                r#"{{ url: "{}", key_prefix: "{key_prefix}", timeout_ms: {timeout_ms} }}"#,
-                r.url()
-            ),
-            SharedRedis::Cluster(c) => {
-                let nodes: Vec<String> = c.nodes().iter().map(|n| format!("\"{n}\"")).collect();
-                format!(
-                    r#"{{ cluster_nodes: [{}], key_prefix: "{key_prefix}", timeout_ms: {timeout_ms} }}"#,
-                    nodes.join(", ")
-                )
-            }
-        }
-    }
-
     pub fn label(&self) -> &'static str {
         match self {
             SharedRedis::Standalone(_) => "standalone",
