@@ -11,7 +11,8 @@
 
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
 use gateway_tests::metrics::{metric, wait_metric};
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{Config, Consumer, Provider, Route, Server, State, Tenant, Timeouts};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
@@ -22,51 +23,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The seeded consumer `acme/labubu` (allowed_models `gpt-*`) has this key.
 const SEED_KEY: &str = "sk-seed-labubu-0123456789abcdef";
 
-/// `REDIS_URL`, `BASE_URL`, `CACHE_TTL`, `IN_QUERY`, `ALLOWED_CONSUMERS` (a YAML
-/// flow list) and `SEED_KEY` are replaced by [`Cfg::yaml`].
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: { url: "REDIS_URL", key_prefix: "gw:", timeout_ms: 500 }
-  cache_ttl_ms: CACHE_TTL
-  stale_if_error_s: STALE_S
-auth:
-  keys: [Authorization, x-api-key, api-key]
-  in_query: IN_QUERY
-  consumer_header: x-gateway-consumer
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "BASE_URL"
-    api_tokens: ["sk-upstream-secret-1"]
-    timeouts: { connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true, allowed_tenants: ["*"], allowed_consumers: ALLOWED_CONSUMERS }
-    upstreams: [ { provider: up1 } ]
-tenants:
-  - id: acme
-    allowed_models: ["*"]
-    consumers:
-      - name: labubu
-        keys: ["SEED_KEY"]
-        allowed_models: ["gpt-*"]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-
 /// One replica's config.
 struct Cfg<'a> {
     redis: &'a RedisServer,
     mock: &'a MockUpstream,
     cache_ttl_ms: u64,
     in_query: bool,
-    allowed_consumers: &'a str,
+    allowed_consumers: &'a [&'a str],
     seed_key: &'a str,
     stale_if_error_s: u64,
 }
@@ -78,21 +41,50 @@ impl<'a> Cfg<'a> {
             mock,
             cache_ttl_ms: 1000,
             in_query: false,
-            allowed_consumers: r#"["*"]"#,
+            allowed_consumers: &["*"],
             seed_key: SEED_KEY,
             stale_if_error_s: 3600,
         }
     }
 
     fn yaml(&self) -> String {
-        TEMPLATE
-            .replace("REDIS_URL", &self.redis.url())
-            .replace("BASE_URL", &self.mock.base_url())
-            .replace("CACHE_TTL", &self.cache_ttl_ms.to_string())
-            .replace("IN_QUERY", if self.in_query { "true" } else { "false" })
-            .replace("ALLOWED_CONSUMERS", self.allowed_consumers)
-            .replace("SEED_KEY", self.seed_key)
-            .replace("STALE_S", &self.stale_if_error_s.to_string())
+        Config::new()
+            .server(Server::new().admin_token(ADMIN_TOKEN))
+            .state(
+                State::redis(&self.redis.url())
+                    .redis_key("key_prefix", "gw:")
+                    .redis_key("timeout_ms", 500)
+                    .cache_ttl_ms(self.cache_ttl_ms)
+                    .stale_if_error_s(self.stale_if_error_s),
+            )
+            .auth(json!({
+                "keys": ["Authorization", "x-api-key", "api-key"],
+                "in_query": self.in_query,
+                "consumer_header": "x-gateway-consumer",
+            }))
+            .provider(
+                Provider::openai("up1", &self.mock.base_url())
+                    .token("sk-upstream-secret-1")
+                    .timeouts(Timeouts::all(500, 5000, 5000, 10_000)),
+            )
+            .route(
+                Route::new("chat", "/v1")
+                    .auth(json!({
+                        "enabled": true,
+                        "allowed_tenants": ["*"],
+                        "allowed_consumers": self.allowed_consumers,
+                    }))
+                    .upstream("up1"),
+            )
+            .tenant(
+                Tenant::new("acme").allowed_models(&["*"]).consumer(
+                    Consumer::new("labubu")
+                        .key(self.seed_key)
+                        .allowed_models(&["gpt-*"]),
+                ),
+            )
+            .access_log()
+            .yaml()
     }
 }
 
@@ -727,7 +719,7 @@ async fn refusals_models_and_consumers() {
     let mock = MockUpstream::start_default();
     let cfg_a = Cfg::new(&redis, &mock);
     let mut cfg_b = Cfg::new(&redis, &mock);
-    cfg_b.allowed_consumers = r#"["acme/other"]"#;
+    cfg_b.allowed_consumers = &["acme/other"];
     let (a, b) = replicas(&cfg_a, &cfg_b).await;
     let c = TestClient::new();
 
