@@ -6,6 +6,7 @@
 //! an access log that names the caller and never holds a key.
 
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
+use gateway_tests::config::{Config, Provider, Route, Server};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use http::Method;
 use serde_json::{json, Value};
@@ -14,23 +15,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-const CONFIG: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-providers:
-  - id: m
-    type: mock
-    models: ["gpt-4o", "gpt-4o-mini", "claude-3"]
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: m } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
+/// The built-in mock (three models) behind one keyed route; admin API on.
+fn config() -> String {
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(
+            Provider::mock("m")
+                .model("gpt-4o")
+                .model("gpt-4o-mini")
+                .model("claude-3"),
+        )
+        .route(Route::new("chat", "/v1").keyed().upstream("m"))
+        .access_log()
+        .yaml()
+}
 
 // ------------------------------------------------------------------ helpers
 
@@ -401,7 +399,7 @@ fn ids_of(list: &Value, field: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_token_is_required_and_errors_are_json() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let c = TestClient::new();
     let admin = Admin::new(&gw);
     let url = |p: &str| format!("{}{p}", gw.admin_url());
@@ -483,7 +481,7 @@ async fn admin_token_is_required_and_errors_are_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_crud_and_validation() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
 
     let r = admin.get("/admin/tenants").await;
@@ -631,7 +629,7 @@ async fn tenants_crud_and_validation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_crud_and_validation() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
 
     // the tenant must exist, and a refused PUT leaves no consumer behind
@@ -767,7 +765,7 @@ async fn consumers_crud_and_validation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_shown_once_and_work_on_the_data_plane() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     let dp = DataPlane::new(&gw, "keys");
     admin.tenant("acme", &json!({})).await;
@@ -979,7 +977,7 @@ async fn keys_are_shown_once_and_work_on_the_data_plane() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_with_grace_revoke_and_expiry() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     let dp = DataPlane::new(&gw, "rot");
     admin.tenant("acme", &json!({})).await;
@@ -1172,7 +1170,7 @@ async fn rotate_with_grace_revoke_and_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_consumer_or_tenant_stops_their_keys() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     let dp = DataPlane::new(&gw, "del");
     admin.tenant("acme", &json!({})).await;
@@ -1240,7 +1238,7 @@ async fn deleting_a_consumer_or_tenant_stops_their_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_models_of_tenant_and_consumer_both_apply_at_once() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     let dp = DataPlane::new(&gw, "pol");
     admin.tenant("pol", &json!({})).await;
@@ -1335,7 +1333,7 @@ async fn allowed_models_of_tenant_and_consumer_both_apply_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn unknown_admin_path_next_to_tenants_is_404() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     // `/admin/tenantsfoo` is no admin endpoint; today it creates tenant "foo"
     let r = admin.put("/admin/tenantsfoo", &json!({})).await;
@@ -1347,7 +1345,7 @@ async fn unknown_admin_path_next_to_tenants_is_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_types_in_bodies_are_all_named_without_their_values() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     let body = json!({
         "allowed_models": "sk-live-SECRET123",
@@ -1380,7 +1378,7 @@ async fn wrong_types_in_bodies_are_all_named_without_their_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn json_array_bodies_are_refused() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     for body in [
         json!([]),
@@ -1399,7 +1397,7 @@ async fn json_array_bodies_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn rotate_grace_is_bounded_and_listed_as_the_old_keys_expiry() {
-    let gw = Gateway::start(CONFIG).await;
+    let gw = Gateway::start(&config()).await;
     let admin = Admin::new(&gw);
     admin.tenant("acme", &json!({})).await;
     admin.consumer("acme", "bob", &json!({})).await;
