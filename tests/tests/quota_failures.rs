@@ -17,7 +17,10 @@
 //! deadlines rather than sleeping fixed times.
 
 use gateway_tests::client::{HttpResponse, TestClient};
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{
+    Config, Consumer, Fallback, Provider, Quota, Route, Server, State, Tenant, Timeouts,
+};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::{metric, wait_metric};
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::lease::lease_counts;
@@ -37,33 +40,36 @@ const KEY_BOB: &str = "sk-quota-bob-0123456789abcdef0123";
 const KEY_FREE: &str = "sk-quota-free-0123456789abcdef012";
 const KEY_WILE: &str = "sk-quota-wile-0123456789abcdef012";
 
-/// Server and access log; `{{...}}` are the harness placeholders.
-const SERVER: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-auth:
-  keys: [Authorization]
-"#;
-
-/// `state:` on `redis` with `extra` lines (indented by two spaces) appended.
-fn redis_state(redis: &RedisServer, prefix: &str, extra: &str) -> String {
-    format!(
-        "state:\n  backend: redis\n  redis: {{ url: \"{}\", key_prefix: \"{prefix}\", timeout_ms: 300 }}\n{extra}",
-        redis.url()
-    )
+/// Server with the admin token, keys in `Authorization` only, access log on.
+fn base() -> Config {
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .auth(json!({ "keys": ["Authorization"] }))
+        .access_log()
 }
 
-/// One `providers:` entry for `mock`.
-fn provider(id: &str, mock: &MockUpstream) -> String {
-    format!(
-        "  - id: {id}\n    type: openai-compatible\n    base_url: \"{}\"\n    api_tokens: [\"sk-upstream-secret\"]\n    \
-         timeouts: {{ connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000 }}\n",
-        mock.base_url()
-    )
+/// `state:` on `redis` under `prefix`.
+fn redis_state(redis: &RedisServer, prefix: &str) -> State {
+    State::redis(&redis.url())
+        .redis_key("key_prefix", prefix)
+        .redis_key("timeout_ms", 300)
+}
+
+/// Provider `id` at `mock`.
+fn provider(id: &str, mock: &MockUpstream) -> Provider {
+    Provider::openai(id, &mock.base_url())
+        .token("sk-upstream-secret")
+        .timeouts(Timeouts::all(500, 5000, 5000, 20_000))
+}
+
+/// A quota of `by` (`route`, `tenant`, `consumer`, `upstream`, `ip`, `header:..`).
+fn quota(name: &str, by: &str, strategy: &str, limit: u64, window: &str) -> Quota {
+    Quota::new(name, by, strategy, limit, window)
+}
+
+/// A consumer quota.
+fn consumer_quota(name: &str, strategy: &str, limit: u64, window: &str) -> Quota {
+    quota(name, "consumer", strategy, limit, window)
 }
 
 async fn start_gw(yaml: &str) -> Gateway {
@@ -262,25 +268,16 @@ async fn sigkill_mid_request_lease_returns_tokens() {
     let mock = MockUpstream::start_default();
     // a stream takes 8 x 400 ms: A is still serving it when it is killed
     mock.set_chunk_delay(400);
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", "  quota_lease_s: 2\n"),
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up1 } ]
-tenants:
-  - id: acme
-    consumers:
-      - name: labubu
-        keys: ["KEY_LABUBU"]
-        quotas:
-          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 1000, window: 1m }
-"#
-        .replace("KEY_LABUBU", KEY_LABUBU)
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").quota_lease_s(2))
+        .provider(provider("up1", &mock))
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .tenant(Tenant::new("acme").consumer(
+            Consumer::new("labubu")
+                .key(KEY_LABUBU)
+                .quota(consumer_quota("labubu-tpm", "total_tokens", 1000, "1m")),
+        ))
+        .yaml();
     let (mut a, b) = tokio::join!(start_gw(&yaml), start_gw(&yaml));
     let c = TestClient::new();
     let bearer = format!("Bearer {KEY_LABUBU}");
@@ -378,19 +375,16 @@ tenants:
 async fn redis_down_fail_open() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", "  on_redis_error: fail_open\n"),
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: chat-tpm, by: route, strategy: total_tokens, limit: 100000, window: 1m }
-      - { name: chat-rpm, by: route, strategy: requests, limit: 1000, window: 1m }
-"#
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").on_redis_error("fail_open"))
+        .provider(provider("up1", &mock))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("up1")
+                .quota(quota("chat-tpm", "route", "total_tokens", 100_000, "1m"))
+                .quota(quota("chat-rpm", "route", "requests", 1000, "1m")),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let q = "?route=chat";
@@ -491,31 +485,21 @@ async fn redis_down_fail_open() {
 async fn redis_down_fail_closed() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", "  on_redis_error: fail_closed\n"),
-        provider("up1", &mock),
-        r#"routes:
-  - name: open
-    match: { path_prefix: /v1, models: ["open-*"] }
-    upstreams: [ { provider: up1 } ]
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up1 } ]
-tenants:
-  - id: acme
-    consumers:
-      - name: labubu
-        keys: ["KEY_LABUBU"]
-        quotas:
-          - { name: labubu-rpm, by: consumer, strategy: requests, limit: 100, window: 1m }
-      - name: free
-        keys: ["KEY_FREE"]
-"#
-        .replace("KEY_LABUBU", KEY_LABUBU)
-        .replace("KEY_FREE", KEY_FREE)
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").on_redis_error("fail_closed"))
+        .provider(provider("up1", &mock))
+        .route(Route::new("open", "/v1").model("open-*").upstream("up1"))
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .tenant(
+            Tenant::new("acme")
+                .consumer(
+                    Consumer::new("labubu")
+                        .key(KEY_LABUBU)
+                        .quota(consumer_quota("labubu-rpm", "requests", 100, "1m")),
+                )
+                .consumer(Consumer::new("free").key(KEY_FREE)),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let quota_body = body("gpt-4o", "hello", None);
@@ -608,22 +592,19 @@ tenants:
 async fn redis_down_local() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(
-            &redis,
-            "gw:",
-            "  on_redis_error: local\n  expected_replicas: 2\n"
-        ),
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: chat-rpm, by: route, strategy: requests, limit: 10, window: 1m }
-"#
-    );
+    let yaml = base()
+        .state(
+            redis_state(&redis, "gw:")
+                .on_redis_error("local")
+                .expected_replicas(2),
+        )
+        .provider(provider("up1", &mock))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("up1")
+                .quota(quota("chat-rpm", "route", "requests", 10, "1m")),
+        )
+        .yaml();
     let (a, b) = tokio::join!(start_gw(&yaml), start_gw(&yaml));
     let c = TestClient::new();
     let req = body("gpt-4o", "hello", None);
@@ -738,27 +719,22 @@ async fn upstream_quota_falls_back() {
     let redis = start_redis().await;
     let c = TestClient::new();
     let req = body("gpt-4o", "hello", None);
-    let route = |on: &str| {
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]
-    fallback: { on: ON, max_retries: 3 }
-    quotas:
-      - { name: per-upstream, by: upstream, strategy: requests, limit: 2, window: 1m }
-"#
-        .replace("ON", on)
+    let route = |on: &[&str]| {
+        Route::new("chat", "/v1")
+            .upstream_priority("p1", 0)
+            .upstream_priority("p2", 1)
+            .fallback(Fallback::on(on, 3))
+            .quota(quota("per-upstream", "upstream", "requests", 2, "1m"))
     };
 
     // with rate_limiting
     let (m1, m2) = (MockUpstream::start_default(), MockUpstream::start_default());
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw1:", ""),
-        provider("p1", &m1),
-        provider("p2", &m2),
-        route("[rate_limiting]")
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw1:"))
+        .provider(provider("p1", &m1))
+        .provider(provider("p2", &m2))
+        .route(route(&["rate_limiting"]))
+        .yaml();
     let gw = start_gw(&yaml).await;
     let mut served_by = Vec::new();
     for i in 1..=4 {
@@ -801,13 +777,12 @@ async fn upstream_quota_falls_back() {
 
     // without rate_limiting (http_429 is the upstream's 429, not a quota's)
     let (n1, n2) = (MockUpstream::start_default(), MockUpstream::start_default());
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw2:", ""),
-        provider("p1", &n1),
-        provider("p2", &n2),
-        route("[http_429, http_5xx, connect_error]")
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw2:"))
+        .provider(provider("p1", &n1))
+        .provider(provider("p2", &n2))
+        .route(route(&["http_429", "http_5xx", "connect_error"]))
+        .yaml();
     let gw2 = start_gw(&yaml).await;
     for i in 1..=2 {
         let r = chat(&c, &gw2, None, &req, &[]).await;
@@ -832,42 +807,38 @@ async fn upstream_quota_falls_back() {
 async fn admin_usage_and_reset() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", ""),
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: chat-rpm, by: route, strategy: requests, limit: 100, window: 1m }
-tenants:
-  - id: acme
-    quotas:
-      - { name: acme-daily, by: tenant, strategy: total_tokens, limit: 1000000, window: 1d }
-    consumers:
-      - name: labubu
-        keys: ["KEY_LABUBU"]
-        quotas:
-          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 100000, window: 1m }
-          - { name: labubu-rpm, by: consumer, strategy: requests, limit: 2, window: 1m }
-      - name: bob
-        keys: ["KEY_BOB"]
-        quotas:
-          - { name: bob-rpm, by: consumer, strategy: requests, limit: 5, window: 1h }
-  - id: globex
-    consumers:
-      - name: wile
-        keys: ["KEY_WILE"]
-        quotas:
-          - { name: wile-rpm, by: consumer, strategy: requests, limit: 5, window: 1m }
-"#
-        .replace("KEY_LABUBU", KEY_LABUBU)
-        .replace("KEY_BOB", KEY_BOB)
-        .replace("KEY_WILE", KEY_WILE)
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:"))
+        .provider(provider("up1", &mock))
+        .route(
+            Route::new("chat", "/v1")
+                .keyed()
+                .upstream("up1")
+                .quota(quota("chat-rpm", "route", "requests", 100, "1m")),
+        )
+        .tenant(
+            Tenant::new("acme")
+                .quota(quota("acme-daily", "tenant", "total_tokens", 1_000_000, "1d"))
+                .consumer(
+                    Consumer::new("labubu")
+                        .key(KEY_LABUBU)
+                        .quota(consumer_quota("labubu-tpm", "total_tokens", 100_000, "1m"))
+                        .quota(consumer_quota("labubu-rpm", "requests", 2, "1m")),
+                )
+                .consumer(
+                    Consumer::new("bob")
+                        .key(KEY_BOB)
+                        .quota(consumer_quota("bob-rpm", "requests", 5, "1h")),
+                ),
+        )
+        .tenant(
+            Tenant::new("globex").consumer(
+                Consumer::new("wile")
+                    .key(KEY_WILE)
+                    .quota(consumer_quota("wile-rpm", "requests", 5, "1m")),
+            ),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let req = body("gpt-4o", "hello", Some(100));
@@ -1121,25 +1092,18 @@ tenants:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_same_semantics() {
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}providers:\n{}{}",
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up1 } ]
-tenants:
-  - id: acme
-    consumers:
-      - name: labubu
-        keys: ["KEY_LABUBU"]
-        quotas:
-          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 1000, window: 1m }
-          - { name: labubu-rpm, by: consumer, strategy: requests, limit: 3, window: 1m }
-"#
-        .replace("KEY_LABUBU", KEY_LABUBU)
-    );
+    let yaml = base()
+        .provider(provider("up1", &mock))
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .tenant(
+            Tenant::new("acme").consumer(
+                Consumer::new("labubu")
+                    .key(KEY_LABUBU)
+                    .quota(consumer_quota("labubu-tpm", "total_tokens", 1000, "1m"))
+                    .quota(consumer_quota("labubu-rpm", "requests", 3, "1m")),
+            ),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let req = body("gpt-4o", "hello", Some(50));
@@ -1264,23 +1228,21 @@ fn client_from(ip: &str) -> TestClient {
 async fn route_quota_by_header_and_ip() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", ""),
-        provider("up1", &mock),
-        r#"routes:
-  - name: by-ip
-    match: { path_prefix: /v1, models: ["ip-*"] }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: per-ip, by: ip, strategy: requests, limit: 2, window: 1m }
-  - name: by-team
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: per-team, by: "header:x-team", strategy: requests, limit: 2, window: 1m }
-"#
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:"))
+        .provider(provider("up1", &mock))
+        .route(
+            Route::new("by-ip", "/v1")
+                .model("ip-*")
+                .upstream("up1")
+                .quota(quota("per-ip", "ip", "requests", 2, "1m")),
+        )
+        .route(
+            Route::new("by-team", "/v1")
+                .upstream("up1")
+                .quota(quota("per-team", "header:x-team", "requests", 2, "1m")),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let team_req = body("gpt-4o", "hello", None);
@@ -1383,19 +1345,16 @@ async fn route_quota_by_header_and_ip() {
 async fn redis_hung_times_out_fail_open() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", "  on_redis_error: fail_open\n"),
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: chat-tpm, by: route, strategy: total_tokens, limit: 100000, window: 1m }
-      - { name: chat-rpm, by: route, strategy: requests, limit: 1000, window: 1m }
-"#
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").on_redis_error("fail_open"))
+        .provider(provider("up1", &mock))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("up1")
+                .quota(quota("chat-tpm", "route", "total_tokens", 100_000, "1m"))
+                .quota(quota("chat-rpm", "route", "requests", 1000, "1m")),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let q = "?route=chat";
@@ -1475,21 +1434,19 @@ async fn quota_counters_count_requests() {
     let redis = start_redis().await;
     let c = TestClient::new();
     let (m1, m2) = (MockUpstream::start_default(), MockUpstream::start_default());
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw:", "  on_redis_error: fail_open\n"),
-        provider("p1", &m1),
-        provider("p2", &m2),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]
-    fallback: { on: [rate_limiting], max_retries: 3 }
-    quotas:
-      - { name: per-upstream, by: upstream, strategy: requests, limit: 2, window: 1m }
-      - { name: chat-rpm, by: route, strategy: requests, limit: 1000, window: 1m }
-"#
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").on_redis_error("fail_open"))
+        .provider(provider("p1", &m1))
+        .provider(provider("p2", &m2))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream_priority("p1", 0)
+                .upstream_priority("p2", 1)
+                .fallback(Fallback::on(&["rate_limiting"], 3))
+                .quota(quota("per-upstream", "upstream", "requests", 2, "1m"))
+                .quota(quota("chat-rpm", "route", "requests", 1000, "1m")),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let req = body("gpt-4o", "hello", None);
     let mut remaining = Vec::new();
@@ -1563,42 +1520,29 @@ async fn sigterm_settles_in_flight_requests() {
     let slow = MockUpstream::start_default();
     slow.set_chunk_delay(1000);
     let grace = Duration::from_secs(3);
-    let server = SERVER.replace(
-        "  admin_token: test-admin-token\n",
-        &format!(
-            "  admin_token: test-admin-token\n  shutdown_grace_s: {}\n",
-            grace.as_secs()
-        ),
-    );
-    let yaml = format!(
-        "{server}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw:", ""),
-        provider("fast", &fast),
-        provider("slow", &slow),
-        r#"routes:
-  - name: fast
-    match: { path_prefix: /v1, models: ["fast-*"] }
-    auth: { enabled: true }
-    upstreams: [ { provider: fast } ]
-  - name: slow
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: slow } ]
-tenants:
-  - id: acme
-    consumers:
-      - name: labubu
-        keys: ["KEY_LABUBU"]
-        quotas:
-          - { name: labubu-tpm, by: consumer, strategy: total_tokens, limit: 1000000, window: 1h }
-      - name: bob
-        keys: ["KEY_BOB"]
-        quotas:
-          - { name: bob-tpm, by: consumer, strategy: total_tokens, limit: 1000000, window: 1h }
-"#
-        .replace("KEY_LABUBU", KEY_LABUBU)
-        .replace("KEY_BOB", KEY_BOB)
-    );
+    let yaml = base()
+        .with_server(|s| s.shutdown_grace_s(grace.as_secs()))
+        .state(redis_state(&redis, "gw:"))
+        .provider(provider("fast", &fast))
+        .provider(provider("slow", &slow))
+        .route(Route::new("fast", "/v1").model("fast-*").keyed().upstream("fast"))
+        .route(Route::new("slow", "/v1").keyed().upstream("slow"))
+        .tenant(
+            Tenant::new("acme")
+                .consumer(Consumer::new("labubu").key(KEY_LABUBU).quota(consumer_quota(
+                    "labubu-tpm",
+                    "total_tokens",
+                    1_000_000,
+                    "1h",
+                )))
+                .consumer(Consumer::new("bob").key(KEY_BOB).quota(consumer_quota(
+                    "bob-tpm",
+                    "total_tokens",
+                    1_000_000,
+                    "1h",
+                ))),
+        )
+        .yaml();
     let mut a = start_gw(&yaml).await;
     let c = TestClient::new();
     let max_tokens = 50_000u64;
@@ -1834,22 +1778,14 @@ tenants:
     assert_eq!((fast.hits(), slow.hits()), (1, 1));
 }
 
-/// Consumer `bob` of tenant `acme` with `quotas` (YAML flow items, one a line).
-fn bob_tenant(quotas: &[&str]) -> String {
-    let mut s = format!(
-        "tenants:\n  - id: acme\n    consumers:\n      - name: bob\n        keys: [\"{KEY_BOB}\"]\n        quotas:\n"
-    );
-    for q in quotas {
-        s.push_str(&format!("          - {q}\n"));
-    }
-    s
+/// Consumer `bob` of tenant `acme` with `quota`.
+fn bob_tenant(quota: Quota) -> Tenant {
+    Tenant::new("acme").consumer(Consumer::new("bob").key(KEY_BOB).quota(quota))
 }
 
-/// One route `chat` on `up1` with `auth` and, if given, its own `quotas:` lines.
-fn chat_route(extra: &str) -> String {
-    format!(
-        "routes:\n  - name: chat\n    match: {{ path_prefix: /v1 }}\n    auth: {{ enabled: true }}\n    upstreams: [ {{ provider: up1 }} ]\n{extra}"
-    )
+/// One route `chat` on `up1` with `auth`.
+fn chat_route() -> Route {
+    Route::new("chat", "/v1").keyed().upstream("up1")
 }
 
 /// 12. A `max_tokens` far beyond 2^53 under `fail_closed`: a 429 that can never
@@ -1859,15 +1795,12 @@ fn chat_route(extra: &str) -> String {
 async fn absurd_max_tokens_is_a_429_not_an_outage() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw:", "  on_redis_error: fail_closed\n"),
-        provider("up1", &mock),
-        chat_route(""),
-        bob_tenant(&[
-            "{ name: bob-tpm, by: consumer, strategy: total_tokens, limit: 100000, window: 1m }"
-        ])
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").on_redis_error("fail_closed"))
+        .provider(provider("up1", &mock))
+        .route(chat_route())
+        .tenant(bob_tenant(consumer_quota("bob-tpm", "total_tokens", 100_000, "1m")))
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
 
@@ -1906,13 +1839,12 @@ async fn absurd_max_tokens_is_a_429_not_an_outage() {
 async fn reset_with_consumer_needs_tenant() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw:", ""),
-        provider("up1", &mock),
-        chat_route(""),
-        bob_tenant(&["{ name: bob-rpm, by: consumer, strategy: requests, limit: 10, window: 1h }"])
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:"))
+        .provider(provider("up1", &mock))
+        .route(chat_route())
+        .tenant(bob_tenant(consumer_quota("bob-rpm", "requests", 10, "1h")))
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let q = "?tenant=acme&consumer=bob";
@@ -1945,19 +1877,16 @@ async fn reset_with_consumer_needs_tenant() {
 async fn quota_refused_requests_cost_nothing() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}",
-        redis_state(&redis, "gw:", ""),
-        provider("up1", &mock),
-        r#"routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    quotas:
-      - { name: chat-rph, by: route, strategy: requests, limit: 10, window: 1h }
-      - { name: per-upstream, by: upstream, strategy: requests, limit: 1, window: 1h }
-"#
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:"))
+        .provider(provider("up1", &mock))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("up1")
+                .quota(quota("chat-rph", "route", "requests", 10, "1h"))
+                .quota(quota("per-upstream", "upstream", "requests", 1, "1h")),
+        )
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let req = body("gpt-4o", "hello", None);
@@ -1987,19 +1916,16 @@ async fn quota_refused_requests_cost_nothing() {
 async fn local_mode_refusal_says_when() {
     let redis = start_redis().await;
     let mock = MockUpstream::start_default();
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(
-            &redis,
-            "gw:",
-            "  on_redis_error: local\n  expected_replicas: 4\n"
-        ),
-        provider("up1", &mock),
-        chat_route(""),
-        bob_tenant(&[
-            "{ name: bob-tpm, by: consumer, strategy: total_tokens, limit: 1000, window: 1m }"
-        ])
-    );
+    let yaml = base()
+        .state(
+            redis_state(&redis, "gw:")
+                .on_redis_error("local")
+                .expected_replicas(4),
+        )
+        .provider(provider("up1", &mock))
+        .route(chat_route())
+        .tenant(bob_tenant(consumer_quota("bob-tpm", "total_tokens", 1000, "1m")))
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let r = chat(
@@ -2056,15 +1982,12 @@ async fn long_stream_beyond_its_reservation_is_charged() {
     let chunks = 40usize;
     mock.set_stream_chunks(chunks);
     mock.set_chunk_delay(75);
-    let yaml = format!(
-        "{SERVER}{}providers:\n{}{}{}",
-        redis_state(&redis, "gw:", "  quota_max_tokens: 5\n"),
-        provider("up1", &mock),
-        chat_route(""),
-        bob_tenant(&[
-            "{ name: bob-tpm, by: consumer, strategy: total_tokens, limit: 10000, window: 2s }"
-        ])
-    );
+    let yaml = base()
+        .state(redis_state(&redis, "gw:").quota_max_tokens(5))
+        .provider(provider("up1", &mock))
+        .route(chat_route())
+        .tenant(bob_tenant(consumer_quota("bob-tpm", "total_tokens", 10_000, "2s")))
+        .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
     let mut req = body("gpt-4o", "hello", None);
