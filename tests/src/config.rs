@@ -705,6 +705,12 @@ impl Attribute {
         }
     }
 
+    /// Applies to the span too.
+    pub fn on_span(mut self) -> Self {
+        self.apply_to_span = true;
+        self
+    }
+
     /// `rule`: `first`, `replace` or `append`.
     pub fn rule(mut self, rule: &str) -> Self {
         self.rule = Some(rule.into());
