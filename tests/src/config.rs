@@ -217,9 +217,7 @@ fn set_path(v: &mut Yaml, path: &str, value: Yaml) {
                 a.get_mut(n)
                     .unwrap_or_else(|| panic!("{path}: no item {n}"))
             }
-            Yaml::Mapping(o) => o
-                .entry(Yaml::String(p.to_string()))
-                .or_insert(Yaml::Null),
+            Yaml::Mapping(o) => o.entry(Yaml::String(p.to_string())).or_insert(Yaml::Null),
             _ => panic!("{path}: step {i} is not a mapping"),
         };
     }
@@ -455,9 +453,7 @@ impl State {
 
     /// A key of `redis:` (`key_prefix`, `timeout_ms`, `pool_size`).
     pub fn redis_key(mut self, key: &str, value: impl Into<Value>) -> Self {
-        let r = self
-            .redis
-            .get_or_insert_with(|| Value::Object(Map::new()));
+        let r = self.redis.get_or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(o) = r {
             o.insert(key.into(), value.into());
         }
@@ -495,10 +491,7 @@ pub struct Provider {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     api_tokens: Vec<String>,
     /// in order: the first matching pattern wins
-    #[serde(
-        skip_serializing_if = "Vec::is_empty",
-        serialize_with = "ordered_map"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ordered_map")]
     model_mapping: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     options: Map<String, Value>,
@@ -512,10 +505,7 @@ pub struct Provider {
     models: Vec<String>,
 }
 
-fn ordered_map<S: serde::Serializer>(
-    pairs: &[(String, String)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn ordered_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut m = s.serialize_map(Some(pairs.len()))?;
     for (k, v) in pairs {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     pub value: f64,
 }
 
@@ -169,9 +169,7 @@ pub async fn wait_metric(
 ) -> f64 {
     let t = Instant::now();
     loop {
-        let got = Scrape::try_of(gw)
-            .await
-            .and_then(|s| s.value(name, labels));
+        let got = Scrape::try_of(gw).await.and_then(|s| s.value(name, labels));
         if let Ok(v) = got {
             if ok(v) {
                 return v;
@@ -199,10 +197,7 @@ fn parse_line(line: &str) -> Result<Sample, String> {
         labels = parsed;
         rest = after;
     }
-    let value = rest
-        .split_whitespace()
-        .next()
-        .ok_or("no value")?;
+    let value = rest.split_whitespace().next().ok_or("no value")?;
     let value = match value {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
@@ -215,8 +210,11 @@ fn parse_line(line: &str) -> Result<Sample, String> {
     })
 }
 
+/// A sample's labels, in the order written.
+pub type Labels = Vec<(String, String)>;
+
 /// `a="x",b="y\"z"} rest` -> the labels and `rest`.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start_matches([',', ' ']);

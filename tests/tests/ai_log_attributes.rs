@@ -20,13 +20,21 @@ fn config(base_url: &str, telemetry: Telemetry) -> String {
     let route = Route::new("chat", "/v1")
         .upstream("up1")
         .attribute(Attribute::log("team", "fixed_value", "blue"))
-        .attribute(Attribute::log("question", body, "messages.@reverse.0.content"))
+        .attribute(Attribute::log(
+            "question",
+            body,
+            "messages.@reverse.0.content",
+        ))
         .attribute(Attribute::log("turns", body, "messages.#"))
         .attribute(Attribute::log("client", "request_header", "x-client").default_value("none"))
         .attribute(Attribute::log("auth", "request_header", "Authorization"))
         .attribute(Attribute::log("ctype", "response_header", "content-type"))
         .attribute(Attribute::log("answer", stream, "choices.0.delta.content").rule("append"))
-        .attribute(Attribute::log("answer", "response_body", "choices.0.message.content"))
+        .attribute(Attribute::log(
+            "answer",
+            "response_body",
+            "choices.0.message.content",
+        ))
         .attribute(Attribute::log("first_piece", stream, "choices.0.delta.content").rule("first"))
         .attribute(Attribute::span("span_only", "fixed_value", "x"));
     Config::new()
@@ -80,7 +88,10 @@ async fn every_source_reaches_the_log() {
     assert!(!auth.contains("secret"));
     assert_eq!(ai["ctype"], "application/json");
     assert_eq!(ai["answer"], answer.as_str());
-    assert!(ai.get("first_piece").is_none(), "no stream, no value: {ai:?}");
+    assert!(
+        ai.get("first_piece").is_none(),
+        "no stream, no value: {ai:?}"
+    );
     assert!(ai.get("span_only").is_none(), "not for the log: {ai:?}");
     let text = gw.access_log_text();
     assert!(!text.contains("sk-client-secret-value"));
@@ -113,7 +124,11 @@ async fn every_source_reaches_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_are_cut_at_the_limit() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&config(&mock.base_url(), Telemetry::new().value_length_limit(8))).await;
+    let gw = Gateway::start(&config(
+        &mock.base_url(),
+        Telemetry::new().value_length_limit(8),
+    ))
+    .await;
     let url = format!("{}/v1/chat/completions", gw.url());
     let sse = TestClient::new()
         .post_sse(

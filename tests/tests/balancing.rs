@@ -464,12 +464,11 @@ async fn chash_on_consumer_keeps_each_consumer_on_one_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chash_on_a_cookie_sticks_to_the_session() {
     let m = three_mocks();
-    let yaml =
-        chash(None, false, &["p1", "p2", "p3"])
-            .with_route("sticky", |r| {
-                r.balancer(json!({ "algorithm": "chash", "hash_on": "cookie:session" }))
-            })
-            .yaml();
+    let yaml = chash(None, false, &["p1", "p2", "p3"])
+        .with_route("sticky", |r| {
+            r.balancer(json!({ "algorithm": "chash", "hash_on": "cookie:session" }))
+        })
+        .yaml();
     let gw = start_chash(&yaml, &m).await;
     let c = TestClient::new();
     const SESSIONS: usize = 20;
@@ -530,7 +529,11 @@ fn least_busy_config(redis_url: &str) -> String {
         .state(State::redis(redis_url).redis_key("key_prefix", "lb:"))
         .provider(provider("u1", "t1"))
         .provider(provider("u2", "t2"))
-        .route(Route::new("r1", "/v1").header("x-pool", &["one"]).upstream("u1"))
+        .route(
+            Route::new("r1", "/v1")
+                .header("x-pool", &["one"])
+                .upstream("u1"),
+        )
         .route(
             Route::new("r2", "/v1")
                 .upstream("u1")

@@ -145,7 +145,9 @@ fn missing_env_var_is_named() {
 #[test]
 fn several_problems_are_all_listed() {
     let bad = admin_token_misspelt()
-        .with_route("chat", |_| Route::new("chat", "/v1").upstream("nope-provider"))
+        .with_route("chat", |_| {
+            Route::new("chat", "/v1").upstream("nope-provider")
+        })
         .yaml_unchecked();
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
@@ -221,9 +223,14 @@ fn state_auth_and_tenant_problems_are_named() {
         });
     let (code, out) = run_check_config(&ok.yaml());
     assert_eq!(code, 0, "output:\n{out}");
-    let short_key = |key: &str| valid().tenant(Tenant::new("a").consumer(Consumer::new("c").key(key)));
+    let short_key =
+        |key: &str| valid().tenant(Tenant::new("a").consumer(Consumer::new("c").key(key)));
     for (bad, key, says) in [
-        (valid().set("state.backend", "redis"), "state.redis", "missing"),
+        (
+            valid().set("state.backend", "redis"),
+            "state.redis",
+            "missing",
+        ),
         (
             valid().state(
                 State::redis("redis://a:1").redis_key("cluster_nodes", json!(["redis://b:1"])),
@@ -241,7 +248,11 @@ fn state_auth_and_tenant_problems_are_named() {
             "state.redis.key_prefix",
             "hash tags",
         ),
-        (valid().tenant(Tenant::new("a/b")), "tenants[0].id", "1 to 64"),
+        (
+            valid().tenant(Tenant::new("a/b")),
+            "tenants[0].id",
+            "1 to 64",
+        ),
         (
             short_key("short"),
             "tenants[0].consumers[0].keys[0]",

@@ -65,7 +65,12 @@ fn post(headers: &[&str], body: &str, length: Option<usize>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_no_body_read() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, Server::new().max_body_bytes(16_777_216), Timeouts::default()).await;
+    let gw = start(
+        &mock,
+        Server::new().max_body_bytes(16_777_216),
+        Timeouts::default(),
+    )
+    .await;
     for auth in [None, Some("Authorization: Bearer sk-wrong-key")] {
         let mut c = RawConn::connect(gw.listen_addr()).await;
         let headers: Vec<&str> = auth.into_iter().collect();
@@ -150,7 +155,12 @@ async fn http2_streams_per_connection_are_bounded() {
     let mock = MockUpstream::start_default();
     let gw = start(&mock, Server::new(), Timeouts::default()).await;
     assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(100));
-    let gw = start(&mock, Server::new().http2_max_concurrent_streams(7), Timeouts::default()).await;
+    let gw = start(
+        &mock,
+        Server::new().http2_max_concurrent_streams(7),
+        Timeouts::default(),
+    )
+    .await;
     assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(7));
 }
 
@@ -159,7 +169,12 @@ async fn http2_streams_per_connection_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, Server::new().max_connections(2).idle_timeout_ms(30_000), Timeouts::default()).await;
+    let gw = start(
+        &mock,
+        Server::new().max_connections(2).idle_timeout_ms(30_000),
+        Timeouts::default(),
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = RawConn::connect(gw.listen_addr()).await;
@@ -196,7 +211,12 @@ async fn connections_beyond_the_limit_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, Server::new().idle_timeout_ms(600), Timeouts::default()).await;
+    let gw = start(
+        &mock,
+        Server::new().idle_timeout_ms(600),
+        Timeouts::default(),
+    )
+    .await;
     let mut h1 = RawConn::connect(gw.listen_addr()).await;
     let _ = h1.send(&post(&[AUTH], BODY, None)).await;
     assert_eq!(h1.status(Duration::from_secs(3)).await, Some(200));
@@ -248,7 +268,12 @@ fn frame_types(g: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_heads_and_bodies_get_408() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, Server::new().body_read_timeout_ms(700), Timeouts::default()).await;
+    let gw = start(
+        &mock,
+        Server::new().body_read_timeout_ms(700),
+        Timeouts::default(),
+    )
+    .await;
     let mut c = RawConn::connect(gw.listen_addr()).await;
     let _ = c.send(&post(&[AUTH], BODY, None)).await;
     // (the first answer, whole)

@@ -22,7 +22,11 @@ fn config(mock_url: &str) -> String {
                 .header_read_timeout_ms(1000),
         )
         .provider(Provider::openai("up1", mock_url).token("sk-upstream-secret-1"))
-        .route(Route::new("chat", "/v1/chat").model("gpt-*").upstream("up1"))
+        .route(
+            Route::new("chat", "/v1/chat")
+                .model("gpt-*")
+                .upstream("up1"),
+        )
         .route(Route::new("embeddings", "/v1/embeddings").upstream("up1"))
         .access_log()
         .yaml()

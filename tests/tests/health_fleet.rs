@@ -276,7 +276,6 @@ async fn drive_until_hits(
     sent
 }
 
-
 // ------------------------------------------------------------------ 1. fleet-wide ejection
 
 const FAILURES: u64 = 3;
@@ -291,8 +290,7 @@ async fn failing_upstream_is_avoided_by_the_fleet(redis: SharedRedis) {
     p1.fail_with(503);
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 0);
     let label = redis.label();
-    let f = Fleet::start(redis, config, CACHE_TTL_MS)
-    .await;
+    let f = Fleet::start(redis, config, CACHE_TTL_MS).await;
     let f = &f;
 
     // through A only: each failure of p1 falls back to p2, the client gets 200
@@ -412,8 +410,7 @@ async fn ejection_is_pushed_before_the_periodic_refresh() {
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 0);
-    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS)
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
     drive_until_hits(f, 0, &p1, FAILURES, 200, "through-a").await;
     for i in [1, 2] {
@@ -446,8 +443,7 @@ async fn recovered_upstream_gets_traffic_again() {
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, EJECTION_S)), 0);
-    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS)
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
     drive_until_hits(f, 0, &p1, FAILURES, 200, "fail").await;
     let row = eventually(
@@ -675,8 +671,7 @@ async fn every_instance_ejected_is_panic_mode() {
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((2, 10, 30)), 0);
-    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS)
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
 
     // p1 goes first (through A, p2 answers)
@@ -771,8 +766,7 @@ async fn attempts_record_the_fallback() {
     p1.fail_with(503);
     // p1 first by priority, so the order is known
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 1);
-    let f = Fleet::start(SharedRedis::standalone().await, config, 300)
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, 300).await;
     let f = &f;
     let r = f.chat(1, "two-attempts").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -814,8 +808,7 @@ async fn attempts_record_the_fallback() {
 /// `passive: { failures: 3 }` and a long `cache_ttl_ms`.
 async fn p1_first_fleet(p1: &MockUpstream, p2: &MockUpstream) -> Fleet {
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 1);
-    Fleet::start(SharedRedis::standalone().await, config, 1000)
-    .await
+    Fleet::start(SharedRedis::standalone().await, config, 1000).await
 }
 
 /// Six rounds of: p1 fails a request through replica 0, then answers one
@@ -1000,8 +993,7 @@ async fn without_passive_nothing_is_counted() {
     let config = two_providers(&p1.base_url(), &p2.base_url(), None, 0);
     let yaml = config.yaml();
     assert!(!yaml.contains("passive"), "{yaml}");
-    let f = Fleet::start(SharedRedis::standalone().await, config, 300)
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, 300).await;
     let f = &f;
     for k in 0..10 {
         let r = f.chat(0, &format!("np-{k}")).await;
@@ -1037,8 +1029,7 @@ async fn refresh_catches_a_change_without_notification() {
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
     let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 0);
-    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS)
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
     for i in 0..REPLICAS {
         assert!(f.sees_healthy(i, "p1").await, "replica {i}");

@@ -560,9 +560,7 @@ async fn probes_end_a_passive_ejection() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     // probes alone would need 10 failures to eject: the ejection is passive
-    let p1 = provider("p1", &a)
-        .passive(2, 10, 60)
-        .checks(active(2, 10));
+    let p1 = provider("p1", &a).passive(2, 10, 60).checks(active(2, 10));
     let yaml = config(
         redis_state(&redis),
         vec![p1, provider("p2", &b)],

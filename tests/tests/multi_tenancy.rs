@@ -10,14 +10,14 @@
 //! Every test has its own Redis, mock upstream and gateways.
 
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, TestClient};
-use gateway_tests::metrics::{metric, wait_metric};
 use gateway_tests::config::{Config, Consumer, Provider, Route, Server, State, Tenant, Timeouts};
 use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::{metric, wait_metric};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
-use shared::ai_log::AccessLogLine;
 use serde_json::{json, Value};
+use shared::ai_log::AccessLogLine;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The seeded consumer `acme/labubu` (allowed_models `gpt-*`) has this key.
@@ -212,8 +212,12 @@ async fn chat_logged(
     model: &str,
 ) -> (HttpResponse, AccessLogLine) {
     let bearer = format!("Bearer {key}");
-    gw.chat_logged(c, &chat_body(model, "hello"), &[("authorization", bearer.as_str())])
-        .await
+    gw.chat_logged(
+        c,
+        &chat_body(model, "hello"),
+        &[("authorization", bearer.as_str())],
+    )
+    .await
 }
 
 fn message(r: &HttpResponse) -> String {
@@ -271,7 +275,15 @@ async fn poll_until_refused(
 async fn wait_degraded(gw: &Gateway, want: f64, since: Instant, within: Duration) -> Duration {
     let left = within.saturating_sub(since.elapsed());
     let what = format!("{want}, {within:?} after the change");
-    wait_metric(gw, "gateway_state_degraded", &[], |v| v == want, &what, left).await;
+    wait_metric(
+        gw,
+        "gateway_state_degraded",
+        &[],
+        |v| v == want,
+        &what,
+        left,
+    )
+    .await;
     since.elapsed()
 }
 

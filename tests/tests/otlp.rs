@@ -937,7 +937,12 @@ async fn metrics_reach_the_collector() {
     let yaml = config(
         providers,
         route,
-        otlp(&col.grpc_endpoint(), "grpc", 1.0, json!({ "metrics": true })),
+        otlp(
+            &col.grpc_endpoint(),
+            "grpc",
+            1.0,
+            json!({ "metrics": true }),
+        ),
     );
     let mut gw = Gateway::start(&yaml).await;
     let c = TestClient::new();

@@ -118,7 +118,11 @@ async fn routes_by_model_to_different_provider_types() {
                 .token("az-token")
                 .map("~^azure-(.*)$", "dep-$1"),
         )
-        .route(Route::new("azure-models", "/v1").model("azure-*").upstream("az"))
+        .route(
+            Route::new("azure-models", "/v1")
+                .model("azure-*")
+                .upstream("az"),
+        )
         .route(Route::new("default", "/v1").upstream("oai"))
         .access_log()
         .yaml();

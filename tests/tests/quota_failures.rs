@@ -26,11 +26,11 @@ use gateway_tests::mock_upstream::{text_tokens, MockUpstream, CHUNK_TEXT, DEFAUL
 use gateway_tests::redis::lease::lease_counts;
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
-use shared::ai_log::AccessLogLine;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use shared::ai_log::AccessLogLine;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -114,7 +114,10 @@ async fn chat(
 }
 
 /// `extra` headers and `Authorization: <bearer>` when there is one.
-fn with_key<'a>(bearer: &'a Option<String>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+fn with_key<'a>(
+    bearer: &'a Option<String>,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut h = extra.to_vec();
     if let Some(b) = bearer {
         h.push(("authorization", b.as_str()));
@@ -272,11 +275,13 @@ async fn sigkill_mid_request_lease_returns_tokens() {
         .state(redis_state(&redis, "gw:").quota_lease_s(2))
         .provider(provider("up1", &mock))
         .route(Route::new("chat", "/v1").keyed().upstream("up1"))
-        .tenant(Tenant::new("acme").consumer(
-            Consumer::new("labubu")
-                .key(KEY_LABUBU)
-                .quota(consumer_quota("labubu-tpm", "total_tokens", 1000, "1m")),
-        ))
+        .tenant(
+            Tenant::new("acme").consumer(
+                Consumer::new("labubu")
+                    .key(KEY_LABUBU)
+                    .quota(consumer_quota("labubu-tpm", "total_tokens", 1000, "1m")),
+            ),
+        )
         .yaml();
     let (mut a, b) = tokio::join!(start_gw(&yaml), start_gw(&yaml));
     let c = TestClient::new();
@@ -818,7 +823,13 @@ async fn admin_usage_and_reset() {
         )
         .tenant(
             Tenant::new("acme")
-                .quota(quota("acme-daily", "tenant", "total_tokens", 1_000_000, "1d"))
+                .quota(quota(
+                    "acme-daily",
+                    "tenant",
+                    "total_tokens",
+                    1_000_000,
+                    "1d",
+                ))
                 .consumer(
                     Consumer::new("labubu")
                         .key(KEY_LABUBU)
@@ -1237,11 +1248,13 @@ async fn route_quota_by_header_and_ip() {
                 .upstream("up1")
                 .quota(quota("per-ip", "ip", "requests", 2, "1m")),
         )
-        .route(
-            Route::new("by-team", "/v1")
-                .upstream("up1")
-                .quota(quota("per-team", "header:x-team", "requests", 2, "1m")),
-        )
+        .route(Route::new("by-team", "/v1").upstream("up1").quota(quota(
+            "per-team",
+            "header:x-team",
+            "requests",
+            2,
+            "1m",
+        )))
         .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
@@ -1467,9 +1480,7 @@ async fn quota_counters_count_requests() {
     let counters = async |gw: &Gateway| {
         let mut out = Vec::new();
         for n in ["admitted", "limited", "bypassed"] {
-            out.push(
-                metric(gw, &format!("gateway_quota_{n}_total")).await,
-            );
+            out.push(metric(gw, &format!("gateway_quota_{n}_total")).await);
         }
         out
     };
@@ -1501,7 +1512,6 @@ async fn quota_counters_count_requests() {
     );
 }
 
-
 /// 11. SIGTERM with two streams in flight (each reserving prompt + 50,000 of a
 ///     1,000,000 tokens/1h consumer quota, `shutdown_grace_s: 3`): labubu's
 ///     stream (150 ms between events) completes within the grace; bob's (1 s
@@ -1525,16 +1535,25 @@ async fn sigterm_settles_in_flight_requests() {
         .state(redis_state(&redis, "gw:"))
         .provider(provider("fast", &fast))
         .provider(provider("slow", &slow))
-        .route(Route::new("fast", "/v1").model("fast-*").keyed().upstream("fast"))
+        .route(
+            Route::new("fast", "/v1")
+                .model("fast-*")
+                .keyed()
+                .upstream("fast"),
+        )
         .route(Route::new("slow", "/v1").keyed().upstream("slow"))
         .tenant(
             Tenant::new("acme")
-                .consumer(Consumer::new("labubu").key(KEY_LABUBU).quota(consumer_quota(
-                    "labubu-tpm",
-                    "total_tokens",
-                    1_000_000,
-                    "1h",
-                )))
+                .consumer(
+                    Consumer::new("labubu")
+                        .key(KEY_LABUBU)
+                        .quota(consumer_quota(
+                            "labubu-tpm",
+                            "total_tokens",
+                            1_000_000,
+                            "1h",
+                        )),
+                )
                 .consumer(Consumer::new("bob").key(KEY_BOB).quota(consumer_quota(
                     "bob-tpm",
                     "total_tokens",
@@ -1799,7 +1818,12 @@ async fn absurd_max_tokens_is_a_429_not_an_outage() {
         .state(redis_state(&redis, "gw:").on_redis_error("fail_closed"))
         .provider(provider("up1", &mock))
         .route(chat_route())
-        .tenant(bob_tenant(consumer_quota("bob-tpm", "total_tokens", 100_000, "1m")))
+        .tenant(bob_tenant(consumer_quota(
+            "bob-tpm",
+            "total_tokens",
+            100_000,
+            "1m",
+        )))
         .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
@@ -1824,10 +1848,7 @@ async fn absurd_max_tokens_is_a_429_not_an_outage() {
         "Redis marked down by a refused script call; stderr:\n{}",
         gw.stderr()
     );
-    assert_eq!(
-        metric(&gw, "gateway_quota_unavailable_total").await,
-        0.0
-    );
+    assert_eq!(metric(&gw, "gateway_quota_unavailable_total").await, 0.0);
     let r = chat(&c, &gw, Some(KEY_BOB), &body("gpt-4o", "hello", None), &[]).await;
     assert_eq!(r.status, 200, "the next request: {}", r.text());
     assert_eq!(mock.hits(), 1, "the refused request never went upstream");
@@ -1924,7 +1945,12 @@ async fn local_mode_refusal_says_when() {
         )
         .provider(provider("up1", &mock))
         .route(chat_route())
-        .tenant(bob_tenant(consumer_quota("bob-tpm", "total_tokens", 1000, "1m")))
+        .tenant(bob_tenant(consumer_quota(
+            "bob-tpm",
+            "total_tokens",
+            1000,
+            "1m",
+        )))
         .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();
@@ -1986,7 +2012,12 @@ async fn long_stream_beyond_its_reservation_is_charged() {
         .state(redis_state(&redis, "gw:").quota_max_tokens(5))
         .provider(provider("up1", &mock))
         .route(chat_route())
-        .tenant(bob_tenant(consumer_quota("bob-tpm", "total_tokens", 10_000, "2s")))
+        .tenant(bob_tenant(consumer_quota(
+            "bob-tpm",
+            "total_tokens",
+            10_000,
+            "2s",
+        )))
         .yaml();
     let gw = start_gw(&yaml).await;
     let c = TestClient::new();

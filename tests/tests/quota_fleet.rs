@@ -21,17 +21,15 @@
 //! depend on what the other tests do to the CPU meanwhile.
 
 use gateway_tests::client::{HttpResponse, TestClient};
-use gateway_tests::config::{
-    Config, Consumer, Provider, Quota, Route, Server, Tenant, Timeouts,
-};
+use gateway_tests::config::{Config, Consumer, Provider, Quota, Route, Server, Tenant, Timeouts};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{
     chat_usage, text_tokens, MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS,
 };
 use gateway_tests::redis::SharedRedis;
-use shared::ai_log::AccessLogLine;
 use serde_json::{json, Value};
+use shared::ai_log::AccessLogLine;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -782,7 +780,11 @@ async fn cut_stream_is_still_charged() {
     for _ in 0..2 {
         let ev = s.next_event().await.expect("an event of the stream");
         assert!(ev.data.contains("chat.completion.chunk"), "{}", ev.data);
-        received.push_str(ev.json()["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        received.push_str(
+            ev.json()["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or(""),
+        );
     }
     assert!(!received.is_empty(), "the client received content");
     let received = text_tokens(received.len());
@@ -904,7 +906,11 @@ async fn headers_on_every_response() {
 
     for (i, id, status) in &ids {
         let line = f.log_line(*i, id).await;
-        assert_eq!(line.ai_log.quota_status.as_deref(), Some(*status), "{line:?}");
+        assert_eq!(
+            line.ai_log.quota_status.as_deref(),
+            Some(*status),
+            "{line:?}"
+        );
         if *status == "limited" {
             assert_eq!(line.ai_log.quota.as_deref(), Some(RPM), "{line:?}");
             assert_eq!(line.response_code, 429, "{line:?}");

@@ -51,7 +51,6 @@ fn bucket_ms(w: i64) -> i64 {
 // ---------------------------------------------------------------------------
 // the scripts, for one tenant's hash tag
 
-
 /// A quota spec for reserve: (quota name, limit, window ms, amount).
 type Q<'a> = (&'a str, i64, i64, i64);
 

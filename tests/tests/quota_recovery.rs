@@ -48,11 +48,13 @@ fn yaml(redis: &RedisServer, mock: &MockUpstream) -> String {
         )
         .route(Route::new("chat", "/v1").keyed().upstream("up1"))
         .tenant(
-            Tenant::new("acme").consumer(
-                Consumer::new("app")
-                    .key(KEY)
-                    .quota(Quota::new("tph", "consumer", "total_tokens", LIMIT, "1h")),
-            ),
+            Tenant::new("acme").consumer(Consumer::new("app").key(KEY).quota(Quota::new(
+                "tph",
+                "consumer",
+                "total_tokens",
+                LIMIT,
+                "1h",
+            ))),
         )
         .access_log()
         .yaml()

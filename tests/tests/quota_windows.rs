@@ -40,11 +40,13 @@ async fn start_gw(state: Option<State>, window: &str) -> Gateway {
     let mut config = Config::new()
         .server(Server::new().admin_token(ADMIN_TOKEN))
         .provider(Provider::mock("m").model("gpt-4o"))
-        .route(
-            Route::new("hdr", "/v1")
-                .upstream("m")
-                .quota(Quota::new("per-user", "header:x-user", "requests", 2, window)),
-        );
+        .route(Route::new("hdr", "/v1").upstream("m").quota(Quota::new(
+            "per-user",
+            "header:x-user",
+            "requests",
+            2,
+            window,
+        )));
     if let Some(state) = state {
         config = config.state(state);
     }

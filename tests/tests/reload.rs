@@ -2,10 +2,10 @@
 //! endpoint (auth, version, 400 with problems), in-flight streams survive.
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config::{Config, Provider, Route, Server, Timeouts};
 use gateway_tests::config_problems::{
     assert_every_problem_without_values, BROKEN_YAML, BROKEN_YAML_PROBLEMS, SECRET,
 };
-use gateway_tests::config::{Config, Provider, Route, Server, Timeouts};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
@@ -180,7 +180,10 @@ async fn admin_reload_endpoint() {
     // A bad file: 400 listing the problem, old config kept.
     let bad = builder("model-v3", 0)
         .with_provider("up1", |p| p.tokens(&[]))
-        .set("providers.0.api_tokns_typo", ["sk-upstream-secret-1"].as_slice())
+        .set(
+            "providers.0.api_tokns_typo",
+            ["sk-upstream-secret-1"].as_slice(),
+        )
         .yaml_unchecked();
     gw.write_config(&bad);
     let r = admin_reload(&gw, Some(ADMIN_TOKEN)).await;

@@ -90,7 +90,12 @@ fn config(redis: &RedisServer, main: &str, slow: &str, otlp: &str) -> String {
         )
         .provider(provider("up1", main, "sk-upstream-secret-1"))
         .provider(provider("slow", slow, "sk-upstream-secret-2"))
-        .route(Route::new("long", "/v1").model("long-*").keyed().upstream("slow"))
+        .route(
+            Route::new("long", "/v1")
+                .model("long-*")
+                .keyed()
+                .upstream("slow"),
+        )
         .route(Route::new("chat", "/v1").keyed().upstream("up1"))
         .tenant(
             Tenant::new("acme").consumer(Consumer::new("loader").key(KEY).quota(Quota::new(

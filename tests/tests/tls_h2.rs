@@ -68,7 +68,11 @@ fn https_client(tls: &TlsSetup, h2: bool) -> TestClient<HttpsConnector<HttpConne
 async fn start_tls(mock: &MockUpstream, tls: &TlsSetup) -> Gateway {
     let config = tls_config();
     let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).unwrap();
-    assert_eq!(v["server"]["tls"]["cert"].as_str(), Some("{{cert}}"), "{config}");
+    assert_eq!(
+        v["server"]["tls"]["cert"].as_str(),
+        Some("{{cert}}"),
+        "{config}"
+    );
     Gateway::builder(&config)
         .var("mock", mock.base_url())
         .var("cert", &tls.cert_path)
