@@ -716,11 +716,6 @@ pub fn run_check_config_named(yaml: &str, file_name: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// [`crate::config::single_provider`] as YAML: the config most tests start from.
-pub fn single_provider_config(base_url: &str) -> String {
-    crate::config::single_provider(base_url).yaml()
-}
-
 /// A call to `gw`'s admin API with the admin token, an optional JSON body.
 pub async fn admin(
     c: &TestClient,

@@ -2,14 +2,14 @@
 //! once, each naming the file, the key path, the reason and the line, never the
 //! value; a bad config refuses to start, with the same report on stderr.
 
-use gateway_tests::config::{Config, Consumer, Provider, Route, Server, State, Tenant};
+use gateway_tests::config::{
+    single_provider, Config, Consumer, Provider, Route, Server, State, Tenant,
+};
 use gateway_tests::config_problems::{
     assert_every_problem_without_values, BROKEN_JSON, BROKEN_JSON_PROBLEMS, BROKEN_YAML,
     BROKEN_YAML_PROBLEMS,
 };
-use gateway_tests::harness::{
-    run_check_config, run_check_config_named, single_provider_config, Gateway, ADMIN_TOKEN,
-};
+use gateway_tests::harness::{run_check_config, run_check_config_named, Gateway, ADMIN_TOKEN};
 use serde_json::json;
 
 /// A valid config: one provider `up1` (nothing listens at its URL: the check
@@ -58,7 +58,7 @@ fn random_short_token() -> String {
 fn valid_config_exits_0() {
     let (code, out) = run_check_config(&valid().yaml());
     assert_eq!(code, 0, "output:\n{out}");
-    let (code, out) = run_check_config(&single_provider_config("http://127.0.0.1:9/v1"));
+    let (code, out) = run_check_config(&single_provider("http://127.0.0.1:9/v1").yaml());
     assert_eq!(code, 0, "output:\n{out}");
 }
 

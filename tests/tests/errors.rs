@@ -3,8 +3,8 @@
 //! unreachable / timing-out upstream, and upstream errors passed through.
 
 use gateway_tests::client::{chat_body, raw_tcp_exchange, HttpResponse, TestClient};
-use gateway_tests::config::{Config, Provider, Route, Server};
-use gateway_tests::harness::{closed_port_url, single_provider_config, Gateway};
+use gateway_tests::config::{single_provider, Config, Provider, Route, Server};
+use gateway_tests::harness::{closed_port_url, Gateway};
 use gateway_tests::mock_upstream::{MockUpstream, MOCK_ERROR_BODY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -213,7 +213,7 @@ async fn slow_request_headers_get_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_502() {
-    let gw = Gateway::start(&single_provider_config(&closed_port_url())).await;
+    let gw = Gateway::start(&single_provider(&closed_port_url()).yaml()).await;
     let r = TestClient::new()
         .post_json(
             &format!("{}/v1/chat/completions", gw.url()),
@@ -226,8 +226,8 @@ async fn unreachable_upstream_is_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_is_504() {
     let mock = MockUpstream::start_default();
-    mock.delay_headers(4000); // first_byte_ms is 2000 in single_provider_config
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    mock.delay_headers(4000); // first_byte_ms is 2000 in single_provider
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let t = Instant::now();
     let r = TestClient::new()
         .post_json(
@@ -246,7 +246,7 @@ async fn upstream_timeout_is_504() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_error_body_passes_through_with_status() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let expected: Value = serde_json::from_str(MOCK_ERROR_BODY).unwrap();
     for status in [400u16, 401, 404, 422, 500] {

@@ -3,8 +3,8 @@
 //! rotation, x-request-id, the non-chat endpoints, admin health, GATEWAY_CONFIG.
 
 use gateway_tests::client::{chat_body, TestClient};
-use gateway_tests::config::{Config, Provider, Route};
-use gateway_tests::harness::{single_provider_config, Gateway};
+use gateway_tests::config::{single_provider, Config, Provider, Route};
+use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{
     chat_usage, completions_usage, embeddings_usage, responses_usage, MockUpstream,
 };
@@ -14,7 +14,7 @@ use std::collections::HashSet;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_is_proxied_with_mapping_options_and_upstream_auth() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let body = json!({
         "model": "gpt-4o",
         "messages": [
@@ -100,7 +100,7 @@ async fn chat_is_proxied_with_mapping_options_and_upstream_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_request_id_generated_or_kept() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let url = format!("{}/v1/chat/completions", gw.url());
 
@@ -284,7 +284,7 @@ async fn embeddings_completions_responses_and_models() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_health_endpoints() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     assert_eq!(
         c.get(&format!("{}/healthz", gw.admin_url())).await.status,
@@ -299,7 +299,7 @@ async fn admin_health_endpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_from_gateway_config_env_var() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::builder(&single_provider_config(&mock.base_url()))
+    let gw = Gateway::builder(&single_provider(&mock.base_url()).yaml())
         .config_via_env()
         .start()
         .await;
