@@ -17,7 +17,7 @@
 
 use crate::client::{HttpResponse, TestClient};
 use shared::ai_log::AccessLogLine;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -568,6 +568,37 @@ impl Gateway {
             if Instant::now() > deadline {
                 panic!(
                     "no access-log line with request_id {request_id:?} within {timeout:?}:\n{}\nstderr:\n{}",
+                    self.access_log_text(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The access-log lines of every request id of `ids`, by id, waiting up to
+    /// `timeout` for the last of them; panics naming the missing ones.
+    pub async fn wait_for_log_lines_of(
+        &self,
+        ids: &[String],
+        timeout: Duration,
+    ) -> HashMap<String, AccessLogLine> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut by_id: HashMap<String, AccessLogLine> = self
+                .access_log_lines()
+                .into_iter()
+                .map(|l| (l.request_id.clone(), l))
+                .collect();
+            if ids.iter().all(|r| by_id.contains_key(r)) {
+                by_id.retain(|k, _| ids.contains(k));
+                return by_id;
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<&String> =
+                    ids.iter().filter(|r| !by_id.contains_key(*r)).collect();
+                panic!(
+                    "no access-log line for {missing:?} within {timeout:?}:\n{}\nstderr:\n{}",
                     self.access_log_text(),
                     self.stderr()
                 );

@@ -193,9 +193,7 @@ impl DataPlane {
     /// Waits for the access-log line of every request made so far.
     async fn wait_for_all_lines(&self, gw: &Gateway) {
         let ids = self.ids.lock().unwrap().clone();
-        for id in ids {
-            gw.wait_for_log_line(&id, LOG_WAIT).await;
-        }
+        gw.wait_for_log_lines_of(&ids, LOG_WAIT).await;
     }
 }
 

@@ -63,30 +63,9 @@ async fn chat(c: &TestClient, gw: &Gateway, rid: &str, headers: &[(&str, &str)])
         .await
 }
 
-/// Waits until every one of `rids` has its access-log line in `gw`'s log and
-/// returns them by request id.
+/// The access-log lines of `rids` in `gw`'s log, by request id.
 async fn log_lines(gw: &Gateway, rids: &[String]) -> HashMap<String, AccessLogLine> {
-    let deadline = Instant::now() + LOG_WAIT;
-    loop {
-        let mut by_id: HashMap<String, AccessLogLine> = gw
-            .access_log_lines()
-            .into_iter()
-            .map(|l| (l.request_id.clone(), l))
-            .collect();
-        if rids.iter().all(|r| by_id.contains_key(r)) {
-            by_id.retain(|k, _| rids.contains(k));
-            return by_id;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<&String> = rids.iter().filter(|r| !by_id.contains_key(*r)).collect();
-            panic!(
-                "no access-log line for {missing:?} within {LOG_WAIT:?}:\n{}\nstderr:\n{}",
-                gw.access_log_text(),
-                gw.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.wait_for_log_lines_of(rids, LOG_WAIT).await
 }
 
 /// The provider that answered, from the access-log line.
