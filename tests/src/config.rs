@@ -76,6 +76,11 @@ impl Config {
         self
     }
 
+    /// `auth.keys`: the headers a client key is read from.
+    pub fn key_headers(self, headers: &[&str]) -> Self {
+        self.auth(serde_json::json!({ "keys": headers }))
+    }
+
     /// `auth:` (key headers, `in_query`, `consumer_header`) as a JSON object.
     pub fn auth(mut self, v: Value) -> Self {
         self.auth = Some(v);
@@ -884,15 +889,32 @@ impl Route {
         self
     }
 
+    /// `auth: { enabled: true, allowed_tenants, allowed_consumers }`.
+    pub fn keyed_for(mut self, tenants: &[&str], consumers: &[&str]) -> Self {
+        self.auth = Some(serde_json::json!({
+            "enabled": true,
+            "allowed_tenants": tenants,
+            "allowed_consumers": consumers,
+        }));
+        self
+    }
+
     /// `auth:` as a JSON object (`enabled`, `allowed_tenants`, `allowed_consumers`).
     pub fn auth(mut self, v: Value) -> Self {
         self.auth = Some(v);
         self
     }
 
-    /// `balancer:` as a JSON object (`algorithm`, `hash_on`).
-    pub fn balancer(mut self, v: Value) -> Self {
-        self.balancer = Some(v);
+    /// `balancer: { algorithm }` (`roundrobin`, `least_busy`).
+    pub fn balancer(mut self, algorithm: &str) -> Self {
+        self.balancer = Some(serde_json::json!({ "algorithm": algorithm }));
+        self
+    }
+
+    /// `balancer: { algorithm: chash, hash_on }` (`header:<name>`,
+    /// `cookie:<name>`, `consumer`, ...).
+    pub fn chash(mut self, hash_on: &str) -> Self {
+        self.balancer = Some(serde_json::json!({ "algorithm": "chash", "hash_on": hash_on }));
         self
     }
 

@@ -33,7 +33,6 @@ use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
-use serde_json::json;
 use shared::ai_log::AccessLogLine;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -93,7 +92,7 @@ fn attempt_providers(l: &AccessLogLine) -> Vec<String> {
 /// given.
 fn chash(redis_url: Option<&str>, passive: bool, upstreams: &[&str]) -> Config {
     let mut route = Route::new("sticky", "/v1")
-        .balancer(json!({ "algorithm": "chash", "hash_on": "header:x-user" }))
+        .chash("header:x-user")
         .fallback(Fallback::on(
             &["http_5xx", "unhealthy", "connect_error", "timeout"],
             2,
@@ -351,8 +350,8 @@ async fn chash_moves_only_the_keys_of_an_instance_that_leaves() {
 /// `chash` on `consumer`: consumers of two tenants, one of them with two keys.
 fn consumers_config() -> String {
     let mut route = Route::new("per-consumer", "/v1")
-        .auth(json!({ "enabled": true, "allowed_tenants": ["*"], "allowed_consumers": ["*"] }))
-        .balancer(json!({ "algorithm": "chash", "hash_on": "consumer" }));
+        .keyed_for(&["*"], &["*"])
+        .chash("consumer");
     let mut config = Config::new().server(Server::new().admin_token(ADMIN_TOKEN));
     for (id, token) in [("p1", "t1"), ("p2", "t2"), ("p3", "t3")] {
         route = route.upstream(id);
@@ -444,9 +443,7 @@ async fn chash_on_consumer_keeps_each_consumer_on_one_instance() {
 async fn chash_on_a_cookie_sticks_to_the_session() {
     let m = three_mocks();
     let yaml = chash(None, false, &["p1", "p2", "p3"])
-        .with_route("sticky", |r| {
-            r.balancer(json!({ "algorithm": "chash", "hash_on": "cookie:session" }))
-        })
+        .with_route("sticky", |r| r.chash("cookie:session"))
         .yaml();
     let gw = start_chash(&yaml, &m).await;
     let c = TestClient::new();
@@ -517,7 +514,7 @@ fn least_busy_config(redis_url: &str) -> String {
             Route::new("r2", "/v1")
                 .upstream("u1")
                 .upstream("u2")
-                .balancer(json!({ "algorithm": "least_busy" })),
+                .balancer("least_busy"),
         )
         .access_log()
         .yaml()
@@ -690,13 +687,13 @@ fn cut_config() -> String {
             algo("ch")
                 .upstream("q1")
                 .upstream("q2")
-                .balancer(json!({ "algorithm": "chash", "hash_on": "header:x-user" })),
+                .chash("header:x-user"),
         )
         .route(
             algo("lb")
                 .upstream("q1")
                 .upstream("q2")
-                .balancer(json!({ "algorithm": "least_busy" })),
+                .balancer("least_busy"),
         )
         .access_log()
         .yaml()

@@ -85,7 +85,7 @@ fn config(cluster: &RedisCluster, mock: &MockUpstream, mode: &str, tenants: &[Te
                 .on_redis_error(mode)
                 .cache_ttl_ms(1000),
         )
-        .auth(json!({ "keys": ["Authorization"] }))
+        .key_headers(&["Authorization"])
         .provider(
             Provider::openai("up1", &mock.base_url())
                 .token("sk-upstream-secret")

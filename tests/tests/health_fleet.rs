@@ -28,7 +28,7 @@ use gateway_tests::harness::{admin, closed_port_url, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::SharedRedis;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -65,7 +65,7 @@ fn two_providers(
             Route::new("chat", "/v1")
                 .upstream_at("p1", 0, 1)
                 .upstream_at("p2", p2_priority, 1)
-                .balancer(json!({ "algorithm": "roundrobin" }))
+                .balancer("roundrobin")
                 .fallback(Fallback::on(&["http_5xx", "unhealthy"], 1)),
         )
         .access_log()
@@ -896,7 +896,7 @@ async fn timeouts_and_refused_connections_eject() {
                 .upstream("slow")
                 .upstream("dead")
                 .upstream("ok")
-                .balancer(json!({ "algorithm": "roundrobin" }))
+                .balancer("roundrobin")
                 .fallback(Fallback::on(
                     &["timeout", "connect_error", "http_5xx", "unhealthy"],
                     2,

@@ -44,7 +44,7 @@ const KEY_WILE: &str = "sk-quota-wile-0123456789abcdef012";
 fn base() -> Config {
     Config::new()
         .server(Server::new().admin_token(ADMIN_TOKEN))
-        .auth(json!({ "keys": ["Authorization"] }))
+        .key_headers(&["Authorization"])
         .access_log()
 }
 

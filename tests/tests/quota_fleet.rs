@@ -91,7 +91,7 @@ impl Fleet {
             )
             .route(
                 Route::new("chat", "/v1")
-                    .auth(json!({ "enabled": true, "allowed_tenants": ["*"], "allowed_consumers": ["*"] }))
+                    .keyed_for(&["*"], &["*"])
                     .upstream("up1"),
             )
             .tenant(Tenant::new("acme").allowed_models(&["*"]).consumer(labubu))

@@ -40,7 +40,7 @@ fn yaml(redis: &RedisServer, mock: &MockUpstream) -> String {
                 .on_redis_error("local")
                 .expected_replicas(REPLICAS as u32),
         )
-        .auth(json!({ "keys": ["Authorization"] }))
+        .key_headers(&["Authorization"])
         .provider(
             Provider::openai("up1", &mock.base_url())
                 .token("sk-upstream-secret")
