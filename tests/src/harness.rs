@@ -608,8 +608,9 @@ impl Gateway {
     }
 
     /// Sends the chat request `body` to `/v1/chat/completions` with a fresh
-    /// `x-request-id` (besides `headers`), waits up to [`LOG_WAIT`] for that
-    /// request's access-log line, and returns the answer and the line.
+    /// `x-request-id` (besides `headers`), checks that the answer carries that
+    /// id, waits up to [`LOG_WAIT`] for the request's access-log line, and
+    /// returns the answer and the line.
     pub async fn chat_logged(
         &self,
         c: &TestClient,
@@ -635,6 +636,12 @@ impl Gateway {
         let r = c
             .post_json_with(&format!("{}{path}", self.url()), body, &h)
             .await;
+        assert_eq!(
+            r.header("x-request-id"),
+            Some(rid.as_str()),
+            "the answer carries the request's id: {:?}",
+            r.headers
+        );
         let line = self.wait_for_log_line(&rid, LOG_WAIT).await;
         (r, line)
     }
