@@ -95,6 +95,7 @@ fn wrong_type_is_named() {
     let bad = valid()
         .set("server.max_body_bytes", "lots")
         .yaml_unchecked();
+    assert_ne!(bad, valid().yaml());
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
     assert!(out.contains("max_body_bytes"), "{out}");
