@@ -240,11 +240,22 @@ def check_error_missing_model(client: OpenAI) -> str:
             body={"messages": MESSAGES},
             cast_to=object,
         )
+    except openai.BadRequestError as err:
+        inner = _assert_error_shape(err)
+        check(err.status_code == 400, f"status {err.status_code}, want 400")
+        check(
+            inner.get("type") == "invalid_request_error",
+            f"error.type = {inner.get('type')!r}, want 'invalid_request_error'",
+        )
+        check(inner.get("code") == "missing_model", f"error.code = {inner.get('code')!r}, want 'missing_model'")
+        check(err.code == "missing_model", f"SDK .code = {err.code!r}, want 'missing_model'")
+        return f"400 BadRequestError, code={inner.get('code')}"
     except openai.APIStatusError as err:
-        _assert_error_shape(err)
-        check(400 <= err.status_code < 500, f"status {err.status_code}, want 4xx")
-        return f"{err.status_code} {type(err).__name__}, type={err.type}"
-    raise CheckFailed("request without a model succeeded, want a 4xx error")
+        raise CheckFailed(
+            f"got {type(err).__name__} (status {err.status_code}), want BadRequestError (400): "
+            f"{err.response.text[:300]!r}"
+        )
+    raise CheckFailed("request without a model succeeded, want 400 missing_model")
 
 
 CHECKS: List[Tuple[str, Callable[[OpenAI], str]]] = [
@@ -254,7 +265,7 @@ CHECKS: List[Tuple[str, Callable[[OpenAI], str]]] = [
     ("embeddings", check_embeddings),
     ("models.list", check_models_list),
     ("error: unrouted model -> NotFoundError", check_error_unrouted_model),
-    ("error: missing model -> APIStatusError", check_error_missing_model),
+    ("error: missing model -> BadRequestError (400 missing_model)", check_error_missing_model),
 ]
 
 

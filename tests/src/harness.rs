@@ -12,11 +12,12 @@
 //!   - `{{access_log}}` — path of the access-log file,
 //!   - `{{dir}}` — the gateway's tempdir,
 //!   - `{{NAME}}` for every `.var(NAME, value)` given to the builder.
+//! * [`Gateway::chat_logged`]: send a chat and wait for its access-log line.
 //! * [`run_check_config`]: `gateway --check-config PATH`.
 
 use crate::client::{HttpResponse, TestClient};
 use shared::ai_log::AccessLogLine;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -188,6 +189,18 @@ pub fn free_addr() -> String {
 /// `http://127.0.0.1:PORT/v1` where nothing listens (connections are refused).
 pub fn closed_port_url() -> String {
     format!("http://127.0.0.1:{}/v1", free_port())
+}
+
+/// How long [`Gateway::chat_logged`] waits for the access-log line (lines are
+/// written asynchronously).
+pub const LOG_WAIT: Duration = Duration::from_secs(5);
+
+/// A request id no other request of this test process carries:
+/// `t-<pid>-<n>`.
+pub fn fresh_request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t-{}-{n}", std::process::id())
 }
 
 /// Replaces `{{name}}` placeholders.
@@ -563,6 +576,76 @@ impl Gateway {
         }
     }
 
+    /// The access-log lines of every request id of `ids`, by id, waiting up to
+    /// `timeout` for the last of them; panics naming the missing ones.
+    pub async fn wait_for_log_lines_of(
+        &self,
+        ids: &[String],
+        timeout: Duration,
+    ) -> HashMap<String, AccessLogLine> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut by_id: HashMap<String, AccessLogLine> = self
+                .access_log_lines()
+                .into_iter()
+                .map(|l| (l.request_id.clone(), l))
+                .collect();
+            if ids.iter().all(|r| by_id.contains_key(r)) {
+                by_id.retain(|k, _| ids.contains(k));
+                return by_id;
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<&String> =
+                    ids.iter().filter(|r| !by_id.contains_key(*r)).collect();
+                panic!(
+                    "no access-log line for {missing:?} within {timeout:?}:\n{}\nstderr:\n{}",
+                    self.access_log_text(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends the chat request `body` to `/v1/chat/completions` with a fresh
+    /// `x-request-id` (besides `headers`), checks that the answer carries that
+    /// id, waits up to [`LOG_WAIT`] for the request's access-log line, and
+    /// returns the answer and the line.
+    pub async fn chat_logged(
+        &self,
+        c: &TestClient,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (HttpResponse, AccessLogLine) {
+        self.send_logged(c, "/v1/chat/completions", body, headers)
+            .await
+    }
+
+    /// As [`Gateway::chat_logged`] for a POST of `body` to `path` of the data
+    /// plane.
+    pub async fn send_logged(
+        &self,
+        c: &TestClient,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (HttpResponse, AccessLogLine) {
+        let rid = fresh_request_id();
+        let mut h: Vec<(&str, &str)> = vec![("x-request-id", rid.as_str())];
+        h.extend_from_slice(headers);
+        let r = c
+            .post_json_with(&format!("{}{path}", self.url()), body, &h)
+            .await;
+        assert_eq!(
+            r.header("x-request-id"),
+            Some(rid.as_str()),
+            "the answer carries the request's id: {:?}",
+            r.headers
+        );
+        let line = self.wait_for_log_line(&rid, LOG_WAIT).await;
+        (r, line)
+    }
+
     /// Waits until stderr contains `needle` (case-insensitive); returns stderr.
     pub async fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> Option<String> {
         let needle = needle.to_ascii_lowercase();
@@ -669,38 +752,6 @@ pub fn run_check_config_named(yaml: &str, file_name: &str) -> (i32, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
-}
-
-/// The config of the brief: one openai-compatible provider `up1` at `base_url`
-/// (token `sk-upstream-secret-1`), mapping `gpt-4*` -> `mock-large`,
-/// `~^claude-(.*)$` -> `anthropic-$1`, `*` -> `mock-small`, options
-/// `temperature: 0`, one route `chat` on `/v1`, access log to `{{access_log}}`.
-pub fn single_provider_config(base_url: &str) -> String {
-    r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-  max_body_bytes: 1048576
-  header_read_timeout_ms: 1000
-  config_poll_ms: 200
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "BASE_URL"
-    api_tokens: ["sk-upstream-secret-1"]
-    model_mapping: { "gpt-4*": "mock-large", "~^claude-(.*)$": "anthropic-$1", "*": "mock-small" }
-    options: { temperature: 0 }
-    timeouts: { connect_ms: 500, first_byte_ms: 2000, idle_ms: 1000, total_ms: 10000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-    fallback: { on: [http_5xx, http_429, connect_error, timeout], max_retries: 2 }
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#
-    .replace("BASE_URL", base_url)
 }
 
 /// A call to `gw`'s admin API with the admin token, an optional JSON body.

@@ -10,6 +10,8 @@
 //!   and a short `cluster-node-timeout`, so a killed master's replica takes over
 //!   within a few seconds ([`RedisCluster::wait_promoted`]). [`key_slot`] is the
 //!   hash slot of a key, [`ClusterNode`] a line of `CLUSTER NODES`.
+//! * [`lease`]: the quota lease zsets (held reservations, tombstones);
+//!   [`reply`]: `redis-cli --no-raw` output parsed.
 //! * `cli` methods run `redis-cli` against a server and return its trimmed
 //!   stdout. `redis-cli` exits 0 on an error *reply* (it prints `ERR ...` on
 //!   stdout), so only connection-level failures make `cli` panic; use `try_cli`
@@ -50,6 +52,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const START_ATTEMPTS: usize = 5;
 
 mod cluster;
+pub mod lease;
+pub mod reply;
 pub use cluster::{
     key_slot, parse_cluster_nodes, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
 };
@@ -475,23 +479,6 @@ impl RedisServer {
     pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
         redis_cli(self.node.port, false, args)
     }
-
-    /// Quota reservations held in Redis: every `*qlease*` sorted set (one member
-    /// per reservation not settled yet) as (key, ZCARD).
-    pub fn quota_leases(&self) -> Vec<(String, u64)> {
-        let keys = self.cli(&["KEYS", "*qlease*"]);
-        keys.lines()
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(|k| {
-                let n = self.cli(&["ZCARD", k]);
-                let n = n
-                    .parse()
-                    .unwrap_or_else(|_| panic!("ZCARD {k} answered {n:?}"));
-                (k.to_string(), n)
-            })
-            .collect()
-    }
 }
 
 impl Drop for RedisServer {
@@ -524,22 +511,16 @@ impl SharedRedis {
         SharedRedis::Cluster(c)
     }
 
-    /// `state.redis` of a gateway config: where it is, `key_prefix` and the
-    /// per-call `timeout_ms`.
-    pub fn yaml(&self, key_prefix: &str, timeout_ms: u64) -> String {
-        match self {
-            SharedRedis::Standalone(r) => format!(
-                r#"{{ url: "{}", key_prefix: "{key_prefix}", timeout_ms: {timeout_ms} }}"#,
-                r.url()
-            ),
-            SharedRedis::Cluster(c) => {
-                let nodes: Vec<String> = c.nodes().iter().map(|n| format!("\"{n}\"")).collect();
-                format!(
-                    r#"{{ cluster_nodes: [{}], key_prefix: "{key_prefix}", timeout_ms: {timeout_ms} }}"#,
-                    nodes.join(", ")
-                )
-            }
-        }
+    /// `state:` of a gateway config on this Redis (`backend: redis`, where it
+    /// is, `key_prefix` and the per-call `timeout_ms`).
+    pub fn state(&self, key_prefix: &str, timeout_ms: u64) -> crate::config::State {
+        let state = match self {
+            SharedRedis::Standalone(r) => crate::config::State::redis(&r.url()),
+            SharedRedis::Cluster(c) => crate::config::State::redis_cluster(&c.nodes()),
+        };
+        state
+            .redis_key("key_prefix", key_prefix)
+            .redis_key("timeout_ms", timeout_ms)
     }
 
     pub fn label(&self) -> &'static str {

@@ -2,10 +2,9 @@
 //! filled from the upstream's usage, timings, ids, route and provider; and no
 //! secret ever written to it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
-use gateway_tests::harness::{single_provider_config, Gateway};
+use gateway_tests::config::single_provider;
+use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{chat_usage, embeddings_usage, MockOptions, MockUpstream};
 use serde_json::json;
 use std::time::Duration;
@@ -16,7 +15,7 @@ const LOG_WAIT: Duration = Duration::from_secs(5);
 async fn chat_line_has_ai_log_fields() {
     let mock = MockUpstream::start_default();
     mock.delay_headers(200);
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let body = chat_body("gpt-4o", "Log this request, with some words in it.");
     let body_text = body.to_string();
     let r = TestClient::new()
@@ -78,7 +77,7 @@ async fn chat_line_has_ai_log_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_and_error_lines() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let emb =
         json!({"model": "text-embedding-3-small", "input": ["alpha beta", "gamma delta epsilon"]});
@@ -128,7 +127,7 @@ async fn embeddings_and_error_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_line_per_request_with_matching_request_id() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -156,8 +155,9 @@ async fn secrets_never_reach_the_log() {
     const CLIENT_KEY: &str = "sk-client-SECRET-7f3a9e1d";
     const UPSTREAM_TOKEN: &str = "sk-upstream-SECRET-c41d2b8a";
     let mock = MockUpstream::start_default();
-    let config =
-        single_provider_config(&mock.base_url()).replace("sk-upstream-secret-1", UPSTREAM_TOKEN);
+    let config = single_provider(&mock.base_url())
+        .with_provider("up1", |p| p.tokens(&[UPSTREAM_TOKEN]))
+        .yaml();
     let gw = Gateway::start(&config).await;
     let c = TestClient::new();
     let chat = format!("{}/v1/chat/completions", gw.url());
@@ -228,7 +228,7 @@ async fn client_disconnect_mid_stream_is_still_logged() {
         chunk_delay_ms: 100,
         ..Default::default()
     });
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let mut stream = c
         .open_sse(
@@ -260,7 +260,7 @@ async fn client_disconnect_mid_stream_is_still_logged() {
 async fn client_gone_before_the_answer_is_still_logged() {
     let mock = MockUpstream::start_default();
     mock.delay_headers(1500); // first_byte_ms is 2000: the gateway is still waiting
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let url = format!("{}/v1/chat/completions", gw.url());
     let request = async {
         TestClient::new()

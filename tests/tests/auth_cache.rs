@@ -3,33 +3,38 @@
 //! and a lost pub/sub subscription flushes the cache (so a change made while no
 //! notification could arrive is seen at the next request, not at TTL end).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
-use gateway_tests::harness::Gateway;
+use gateway_tests::config::{Config, Consumer, Provider, Route, Server, State, Tenant};
+use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::redis::RedisServer;
 use std::time::{Duration, Instant};
 
 const SEED_KEY: &str = "sk-cache-test-seeded-key-1";
 
 fn config(redis_url: &str, ttl_ms: u64) -> String {
-    r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
-state: { backend: redis, redis: { url: "REDIS" }, cache_ttl_ms: TTL }
-providers: [ { id: m, type: mock } ]
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: m } ]
-tenants:
-  - id: acme
-    consumers: [ { name: bob, keys: ["KEY"] } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#
-    .replace("REDIS", redis_url)
-    .replace("TTL", &ttl_ms.to_string())
-    .replace("KEY", SEED_KEY)
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(State::redis(redis_url).cache_ttl_ms(ttl_ms))
+        .provider(Provider::mock("m"))
+        .route(Route::new("chat", "/v1").keyed().upstream("m"))
+        .tenant(Tenant::new("acme").consumer(Consumer::new("bob").key(SEED_KEY)))
+        .access_log()
+        .yaml()
+}
+
+/// What a key lookup sends (see `lookup` in gateway/src/state/redis.rs): the
+/// key record (HGETALL), then for a known key its tenant (GET), consumer and
+/// index entry (HGET, HGET), for an unknown one the seed marker (EXISTS).
+const LOOKUP_COMMANDS: [&str; 4] = ["hgetall", "get", "hget", "exists"];
+
+/// How often the state monitor checks the seed marker with an EXISTS of its
+/// own (`PING_EVERY` in gateway/src/auth/sync.rs): the one lookup command
+/// Redis also sees without any request.
+const MONITOR_EVERY: Duration = Duration::from_millis(500);
+
+/// `calls` of each of [`LOOKUP_COMMANDS`] in `INFO commandstats`.
+fn lookup_calls(redis: &RedisServer) -> [u64; 4] {
+    LOOKUP_COMMANDS.map(|c| calls(redis, c))
 }
 
 /// `calls` of one command in `INFO commandstats`.
@@ -73,17 +78,32 @@ async fn cache_hits_and_repeated_bad_keys_cost_no_redis_calls() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let lookups = calls(&redis, "hgetall");
+    let before = lookup_calls(&redis);
+    let t = Instant::now();
     for _ in 0..100 {
         assert_eq!(chat(&gw, SEED_KEY).await, 200);
         assert_eq!(chat(&gw, "sk-not-a-key-of-ours").await, 401);
     }
-    let after = calls(&redis, "hgetall");
+    let took = t.elapsed();
+    let after = lookup_calls(&redis);
+    let made: Vec<(&str, u64)> = LOOKUP_COMMANDS
+        .iter()
+        .zip(after.iter().zip(before))
+        .map(|(c, (a, b))| (*c, a - b))
+        .collect();
+    // every command a lookup sends, except the monitor's own EXISTS, not once
     assert_eq!(
-        after - lookups,
-        0,
-        "200 requests with a cached good key and a cached bad key made {} key lookups",
-        after - lookups
+        &made[..3],
+        &[("hgetall", 0), ("get", 0), ("hget", 0)],
+        "200 requests with a cached good key and a cached bad key made key lookups"
+    );
+    // EXISTS: only the monitor's, one per MONITOR_EVERY (a lookup of the bad
+    // key per request would be 100)
+    let monitor = took.as_millis() as u64 / MONITOR_EVERY.as_millis() as u64 + 2;
+    assert!(
+        made[3].1 <= monitor,
+        "{} EXISTS in {took:?} (the monitor sends at most {monitor}): {made:?}",
+        made[3].1
     );
 }
 
@@ -149,7 +169,7 @@ async fn an_expired_entry_under_load_is_looked_up_once() {
     let gw = Gateway::start(&config(&redis.url(), 1_000)).await;
     assert_eq!(chat(&gw, SEED_KEY).await, 200);
     tokio::time::sleep(Duration::from_millis(1_100)).await; // the entry is past its TTL
-    let before = calls(&redis, "hgetall");
+    let before = lookup_calls(&redis);
     let burst: Vec<_> = (0..48)
         .map(|_| {
             let url = gw.url();
@@ -168,9 +188,16 @@ async fn an_expired_entry_under_load_is_looked_up_once() {
     for r in burst {
         assert_eq!(r.await.unwrap(), 200);
     }
-    let lookups = calls(&redis, "hgetall") - before;
+    let after = lookup_calls(&redis);
+    // a lookup of the good key: HGETALL of its record, then GET, HGET, HGET
+    let lookups = after[0] - before[0];
     assert!(
-        lookups <= 2,
-        "48 concurrent requests on an expired entry made {lookups} key lookups"
+        (1..=2).contains(&lookups),
+        "48 concurrent requests on an expired entry made {lookups} key lookups (the expired entry must be looked up again, and only once or twice)"
+    );
+    let (gets, hgets) = (after[1] - before[1], after[2] - before[2]);
+    assert!(
+        gets >= 1 && hgets >= 2,
+        "the lookup read the tenant (GET), consumer and index entry (HGET, HGET): {gets} GET, {hgets} HGET"
     );
 }

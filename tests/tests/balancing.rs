@@ -25,10 +25,11 @@
 //!
 //! Every test has its own mocks, gateways and Redis.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, HttpResponse, SseResponse, TestClient};
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{
+    Config, Consumer, Fallback, Provider, Route, Server, State, Tenant, Timeouts,
+};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
@@ -61,30 +62,9 @@ async fn chat(c: &TestClient, gw: &Gateway, rid: &str, headers: &[(&str, &str)])
         .await
 }
 
-/// Waits until every one of `rids` has its access-log line in `gw`'s log and
-/// returns them by request id.
+/// The access-log lines of `rids` in `gw`'s log, by request id.
 async fn log_lines(gw: &Gateway, rids: &[String]) -> HashMap<String, AccessLogLine> {
-    let deadline = Instant::now() + LOG_WAIT;
-    loop {
-        let mut by_id: HashMap<String, AccessLogLine> = gw
-            .access_log_lines()
-            .into_iter()
-            .map(|l| (l.request_id.clone(), l))
-            .collect();
-        if rids.iter().all(|r| by_id.contains_key(r)) {
-            by_id.retain(|k, _| rids.contains(k));
-            return by_id;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<&String> = rids.iter().filter(|r| !by_id.contains_key(*r)).collect();
-            panic!(
-                "no access-log line for {missing:?} within {LOG_WAIT:?}:\n{}\nstderr:\n{}",
-                gw.access_log_text(),
-                gw.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.wait_for_log_lines_of(rids, LOG_WAIT).await
 }
 
 /// The provider that answered, from the access-log line.
@@ -106,45 +86,36 @@ fn attempt_providers(l: &AccessLogLine) -> Vec<String> {
 
 // ------------------------------------------------------------------ chash
 
-/// Three providers `p1..p3` and one route hashing on `header:x-user`. `STATE`,
-/// `PASSIVE` (extra keys of every provider) and `UPSTREAMS` (a YAML flow list) are
-/// replaced by [`chash_config`].
-const CHASH: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token, config_poll_ms: 0 }
-STATE
-providers:
-  - { id: p1, type: openai-compatible, base_url: "{{p1}}", api_tokens: ["t1"]PASSIVE }
-  - { id: p2, type: openai-compatible, base_url: "{{p2}}", api_tokens: ["t2"]PASSIVE }
-  - { id: p3, type: openai-compatible, base_url: "{{p3}}", api_tokens: ["t3"]PASSIVE }
-routes:
-  - name: sticky
-    match: { path_prefix: /v1 }
-    upstreams: UPSTREAMS
-    balancer: { algorithm: chash, hash_on: "header:x-user" }
-    fallback: { on: [http_5xx, unhealthy, connect_error, timeout], max_retries: 2 }
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+/// Route `sticky`: `upstreams` of p1..p3 (at the `{{p1}}`.. placeholders) by
+/// `chash` on the `x-user` header, falling back on every failure; with
+/// `passive` ejection (2 failures) when `passive`; on Redis at `redis_url` when
+/// given.
+fn chash(redis_url: Option<&str>, passive: bool, upstreams: &[&str]) -> Config {
+    let mut route = Route::new("sticky", "/v1")
+        .chash("header:x-user")
+        .fallback(Fallback::on(
+            &["http_5xx", "unhealthy", "connect_error", "timeout"],
+            2,
+        ));
+    for p in upstreams {
+        route = route.upstream(p);
+    }
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN).config_poll_ms(0))
+        .route(route)
+        .access_log();
+    for (id, token) in [("p1", "t1"), ("p2", "t2"), ("p3", "t3")] {
+        let p = Provider::openai(id, &format!("{{{{{id}}}}}")).token(token);
+        config = config.provider(if passive { p.passive(2, 30, 30) } else { p });
+    }
+    if let Some(u) = redis_url {
+        config = config.state(State::redis(u).redis_key("key_prefix", "bal:"));
+    }
+    config
+}
 
 fn chash_config(redis_url: Option<&str>, passive: bool, upstreams: &[&str]) -> String {
-    let state = match redis_url {
-        Some(u) => {
-            format!("state: {{ backend: redis, redis: {{ url: \"{u}\", key_prefix: \"bal:\" }} }}")
-        }
-        None => String::new(),
-    };
-    let passive = if passive {
-        ", passive: { failures: 2, window_s: 30, ejection_s: 30 }"
-    } else {
-        ""
-    };
-    let ups: Vec<String> = upstreams
-        .iter()
-        .map(|p| format!("{{ provider: {p} }}"))
-        .collect();
-    CHASH
-        .replace("STATE", &state)
-        .replace("PASSIVE", passive)
-        .replace("UPSTREAMS", &format!("[{}]", ups.join(", ")))
+    chash(redis_url, passive, upstreams).yaml()
 }
 
 async fn start_chash(yaml: &str, mocks: &[MockUpstream; 3]) -> Gateway {
@@ -377,36 +348,41 @@ async fn chash_moves_only_the_keys_of_an_instance_that_leaves() {
 }
 
 /// `chash` on `consumer`: consumers of two tenants, one of them with two keys.
-const CONSUMERS: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
-providers:
-  - { id: p1, type: openai-compatible, base_url: "{{p1}}", api_tokens: ["t1"] }
-  - { id: p2, type: openai-compatible, base_url: "{{p2}}", api_tokens: ["t2"] }
-  - { id: p3, type: openai-compatible, base_url: "{{p3}}", api_tokens: ["t3"] }
-routes:
-  - name: per-consumer
-    match: { path_prefix: /v1 }
-    auth: { enabled: true, allowed_tenants: ["*"], allowed_consumers: ["*"] }
-    upstreams: [ { provider: p1 }, { provider: p2 }, { provider: p3 } ]
-    balancer: { algorithm: chash, hash_on: consumer }
-tenants:
-  - id: acme
-    allowed_models: ["*"]
-    consumers:
-      - { name: alice, keys: ["sk-balance-alice-key-0001", "sk-balance-alice-key-0002"] }
-      - { name: bob, keys: ["sk-balance-bob-key-00001"] }
-  - id: globex
-    allowed_models: ["*"]
-    consumers:
-      - { name: carol, keys: ["sk-balance-carol-key-0001"] }
-      - { name: dave, keys: ["sk-balance-dave-key-00001"] }
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+fn consumers_config() -> String {
+    let mut route = Route::new("per-consumer", "/v1")
+        .keyed_for(&["*"], &["*"])
+        .chash("consumer");
+    let mut config = Config::new().server(Server::new().admin_token(ADMIN_TOKEN));
+    for (id, token) in [("p1", "t1"), ("p2", "t2"), ("p3", "t3")] {
+        route = route.upstream(id);
+        config = config.provider(Provider::openai(id, &format!("{{{{{id}}}}}")).token(token));
+    }
+    config
+        .route(route)
+        .tenant(
+            Tenant::new("acme")
+                .allowed_models(&["*"])
+                .consumer(
+                    Consumer::new("alice")
+                        .key("sk-balance-alice-key-0001")
+                        .key("sk-balance-alice-key-0002"),
+                )
+                .consumer(Consumer::new("bob").key("sk-balance-bob-key-00001")),
+        )
+        .tenant(
+            Tenant::new("globex")
+                .allowed_models(&["*"])
+                .consumer(Consumer::new("carol").key("sk-balance-carol-key-0001"))
+                .consumer(Consumer::new("dave").key("sk-balance-dave-key-00001")),
+        )
+        .access_log()
+        .yaml()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chash_on_consumer_keeps_each_consumer_on_one_instance() {
     let m = three_mocks();
-    let gw = start_chash(CONSUMERS, &m).await;
+    let gw = start_chash(&consumers_config(), &m).await;
     let c = TestClient::new();
     let callers = [
         ("acme/alice", "sk-balance-alice-key-0001"),
@@ -466,8 +442,9 @@ async fn chash_on_consumer_keeps_each_consumer_on_one_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chash_on_a_cookie_sticks_to_the_session() {
     let m = three_mocks();
-    let yaml =
-        chash_config(None, false, &["p1", "p2", "p3"]).replace("header:x-user", "cookie:session");
+    let yaml = chash(None, false, &["p1", "p2", "p3"])
+        .with_route("sticky", |r| r.chash("cookie:session"))
+        .yaml();
     let gw = start_chash(&yaml, &m).await;
     let c = TestClient::new();
     const SESSIONS: usize = 20;
@@ -517,30 +494,31 @@ async fn chash_on_a_cookie_sticks_to_the_session() {
 
 /// `r1` (header `x-pool: one`) only knows `u1`; `r2` balances `u1`/`u2` by
 /// `least_busy`. Two replicas share the in-flight counts through Redis.
-const LEAST_BUSY: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
-state: { backend: redis, redis: { url: "{{redis}}", key_prefix: "lb:" } }
-providers:
-  - id: u1
-    type: openai-compatible
-    base_url: "{{u1}}"
-    api_tokens: ["t1"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000 }
-  - id: u2
-    type: openai-compatible
-    base_url: "{{u2}}"
-    api_tokens: ["t2"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000 }
-routes:
-  - name: r1
-    match: { path_prefix: /v1, headers: { x-pool: ["one"] } }
-    upstreams: [ { provider: u1 } ]
-  - name: r2
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: u1 }, { provider: u2 } ]
-    balancer: { algorithm: least_busy }
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+fn least_busy_config(redis_url: &str) -> String {
+    let provider = |id: &str, token: &str| {
+        Provider::openai(id, &format!("{{{{{id}}}}}"))
+            .token(token)
+            .timeouts(Timeouts::all(1000, 5000, 5000, 20_000))
+    };
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(State::redis(redis_url).redis_key("key_prefix", "lb:"))
+        .provider(provider("u1", "t1"))
+        .provider(provider("u2", "t2"))
+        .route(
+            Route::new("r1", "/v1")
+                .header("x-pool", &["one"])
+                .upstream("u1"),
+        )
+        .route(
+            Route::new("r2", "/v1")
+                .upstream("u1")
+                .upstream("u2")
+                .balancer("least_busy"),
+        )
+        .access_log()
+        .yaml()
+}
 
 /// Sum of the in-flight counts the fleet wrote for `provider` into Redis.
 fn fleet_busy(redis: &RedisServer, provider: &str) -> i64 {
@@ -580,8 +558,7 @@ async fn least_busy_counts_in_flight_requests_across_the_fleet() {
     };
     let (u1, u2) = (slow(), slow());
     let start = || {
-        Gateway::builder(LEAST_BUSY)
-            .var("redis", redis.url())
+        Gateway::builder(&least_busy_config(&redis.url()))
             .var("u1", u1.base_url())
             .var("u2", u2.base_url())
             .start()
@@ -678,37 +655,49 @@ async fn least_busy_counts_in_flight_requests_across_the_fleet() {
 
 /// `prio`: p1 (priority 0) before p2 (priority 1). `rr`, `ch`, `lb`: q1 and q2 on
 /// one priority, by each algorithm. Fallback on every reason.
-const CUT: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - { id: p1, type: openai-compatible, base_url: "{{p1}}", api_tokens: ["t"] }
-  - { id: p2, type: openai-compatible, base_url: "{{p2}}", api_tokens: ["t"] }
-  - { id: q1, type: openai-compatible, base_url: "{{q1}}", api_tokens: ["t"] }
-  - { id: q2, type: openai-compatible, base_url: "{{q2}}", api_tokens: ["t"] }
-routes:
-  - name: prio
-    match: { path_prefix: /v1, headers: { x-algo: [prio] } }
-    upstreams: [ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]
-    fallback: { on: ALL, max_retries: 3 }
-  - name: rr
-    match: { path_prefix: /v1, headers: { x-algo: [rr] } }
-    upstreams: [ { provider: q1 }, { provider: q2 } ]
-    fallback: { on: ALL, max_retries: 3 }
-  - name: ch
-    match: { path_prefix: /v1, headers: { x-algo: [ch] } }
-    upstreams: [ { provider: q1 }, { provider: q2 } ]
-    balancer: { algorithm: chash, hash_on: "header:x-user" }
-    fallback: { on: ALL, max_retries: 3 }
-  - name: lb
-    match: { path_prefix: /v1, headers: { x-algo: [lb] } }
-    upstreams: [ { provider: q1 }, { provider: q2 } ]
-    balancer: { algorithm: least_busy }
-    fallback: { on: ALL, max_retries: 3 }
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
-
-const ALL_REASONS: &str = "[http_429, http_5xx, http_401, http_402, http_403, rate_limiting, \
-                           unhealthy, connect_error, timeout]";
+fn cut_config() -> String {
+    let all = [
+        "http_429",
+        "http_5xx",
+        "http_401",
+        "http_402",
+        "http_403",
+        "rate_limiting",
+        "unhealthy",
+        "connect_error",
+        "timeout",
+    ];
+    let algo = |name: &str| {
+        Route::new(name, "/v1")
+            .header("x-algo", &[name])
+            .fallback(Fallback::on(&all, 3))
+    };
+    let mut config = Config::new();
+    for id in ["p1", "p2", "q1", "q2"] {
+        config = config.provider(Provider::openai(id, &format!("{{{{{id}}}}}")).token("t"));
+    }
+    config
+        .route(
+            algo("prio")
+                .upstream_priority("p1", 0)
+                .upstream_priority("p2", 1),
+        )
+        .route(algo("rr").upstream("q1").upstream("q2"))
+        .route(
+            algo("ch")
+                .upstream("q1")
+                .upstream("q2")
+                .chash("header:x-user"),
+        )
+        .route(
+            algo("lb")
+                .upstream("q1")
+                .upstream("q2")
+                .balancer("least_busy"),
+        )
+        .access_log()
+        .yaml()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_is_never_retried_after_its_first_byte() {
@@ -721,7 +710,7 @@ async fn a_stream_is_never_retried_after_its_first_byte() {
     p1.cut_stream_after(2);
     q1.cut_stream_after(2);
     q2.cut_stream_after(2);
-    let gw = Gateway::builder(&CUT.replace("ALL", ALL_REASONS))
+    let gw = Gateway::builder(&cut_config())
         .var("p1", p1.base_url())
         .var("p2", p2.base_url())
         .var("q1", q1.base_url())
@@ -807,28 +796,29 @@ async fn a_stream_is_never_retried_after_its_first_byte() {
 
 /// p1 (priority 0, passive ejection after 2 failures for EJECT_S) and p2
 /// (priority 1).
-const PRIORITY: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
-STATE
-providers:
-  - id: p1
-    type: openai-compatible
-    base_url: "{{p1}}"
-    api_tokens: ["t1"]
-    passive: { failures: 2, window_s: 30, ejection_s: EJECT_S }
-  - { id: p2, type: openai-compatible, base_url: "{{p2}}", api_tokens: ["t2"] }
-routes:
-  - name: prio
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]
-    fallback: { on: [http_5xx, unhealthy, connect_error, timeout], max_retries: 1 }
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
-
-fn priority_config(state: &str, eject_s: u64) -> String {
-    PRIORITY
-        .replace("STATE", state)
-        .replace("EJECT_S", &eject_s.to_string())
+fn priority_config(state: Option<State>, eject_s: u64) -> String {
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(
+            Provider::openai("p1", "{{p1}}")
+                .token("t1")
+                .passive(2, 30, eject_s),
+        )
+        .provider(Provider::openai("p2", "{{p2}}").token("t2"))
+        .route(
+            Route::new("prio", "/v1")
+                .upstream_priority("p1", 0)
+                .upstream_priority("p2", 1)
+                .fallback(Fallback::on(
+                    &["http_5xx", "unhealthy", "connect_error", "timeout"],
+                    1,
+                )),
+        )
+        .access_log();
+    if let Some(state) = state {
+        config = config.state(state);
+    }
+    config.yaml()
 }
 
 /// Sends `n` requests through `gw` tagged `tag-<i>` and returns their log lines
@@ -849,7 +839,7 @@ async fn lower_priority_serves_only_while_the_first_is_ejected() {
     const EJECT: Duration = Duration::from_secs(2);
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
-    let gw = Gateway::builder(&priority_config("", EJECT.as_secs()))
+    let gw = Gateway::builder(&priority_config(None, EJECT.as_secs()))
         .var("p1", p1.base_url())
         .var("p2", p2.base_url())
         .start()
@@ -927,11 +917,10 @@ async fn an_ejection_through_one_replica_steers_the_fleet() {
     let redis = start_redis().await;
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
-    let state = format!(
-        "state: {{ backend: redis, redis: {{ url: \"{}\", key_prefix: \"prio:\" }}, cache_ttl_ms: 500 }}",
-        redis.url()
-    );
-    let yaml = priority_config(&state, EJECT.as_secs());
+    let state = State::redis(&redis.url())
+        .redis_key("key_prefix", "prio:")
+        .cache_ttl_ms(500);
+    let yaml = priority_config(Some(state), EJECT.as_secs());
     let start = || {
         Gateway::builder(&yaml)
             .var("p1", p1.base_url())
@@ -1021,8 +1010,7 @@ async fn least_busy_forgets_a_replica_that_died() {
     };
     let (u1, u2) = (slow(), slow());
     let start = || {
-        Gateway::builder(LEAST_BUSY)
-            .var("redis", redis.url())
+        Gateway::builder(&least_busy_config(&redis.url()))
             .var("u1", u1.base_url())
             .var("u2", u2.base_url())
             .start()

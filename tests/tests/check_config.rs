@@ -2,36 +2,63 @@
 //! once, each naming the file, the key path, the reason and the line, never the
 //! value; a bad config refuses to start, with the same report on stderr.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
+use gateway_tests::config::{
+    single_provider, Config, Consumer, Provider, Route, Server, State, Tenant,
+};
 use gateway_tests::config_problems::{
     assert_every_problem_without_values, BROKEN_JSON, BROKEN_JSON_PROBLEMS, BROKEN_YAML,
     BROKEN_YAML_PROBLEMS,
 };
-use gateway_tests::harness::{
-    run_check_config, run_check_config_named, single_provider_config, Gateway,
-};
+use gateway_tests::harness::{run_check_config, run_check_config_named, Gateway, ADMIN_TOKEN};
+use serde_json::json;
 
-const VALID: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}", admin_token: test-admin-token }
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: http://127.0.0.1:9/v1
-    api_tokens: ["t"]
-    model_mapping: { "gpt-4*": mock-large, "*": mock-small }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+/// A valid config: one provider `up1` (nothing listens at its URL: the check
+/// does not connect), one route `chat`.
+fn valid() -> Config {
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(
+            Provider::openai("up1", "http://127.0.0.1:9/v1")
+                .token("t")
+                .map("gpt-4*", "mock-large")
+                .map("*", "mock-small"),
+        )
+        .route(Route::new("chat", "/v1").upstream("up1"))
+        .access_log()
+}
+
+/// [`valid`] with the admin token under a misspelt key.
+fn admin_token_misspelt() -> Config {
+    valid()
+        .with_server(|_| Server::new())
+        .set("server.admin_tokn", ADMIN_TOKEN)
+}
+
+/// [`valid`] with its route sending to a provider that does not exist.
+fn unknown_provider() -> Config {
+    valid().with_route("chat", |_| {
+        Route::new("chat", "/v1").upstream("nope-provider")
+    })
+}
+
+/// A token no config or path holds by chance: `~` and six random hex digits
+/// (seven characters: too short for a key, so its key is refused).
+fn random_short_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("~{:06x}", h.finish() & 0xff_ffff)
+}
 
 #[test]
 fn valid_config_exits_0() {
-    let (code, out) = run_check_config(VALID);
+    let (code, out) = run_check_config(&valid().yaml());
     assert_eq!(code, 0, "output:\n{out}");
-    let (code, out) = run_check_config(&single_provider_config("http://127.0.0.1:9/v1"));
+    let (code, out) = run_check_config(&single_provider("http://127.0.0.1:9/v1").yaml());
     assert_eq!(code, 0, "output:\n{out}");
 }
 
@@ -48,17 +75,15 @@ fn valid_json_config_exits_0() {
 
 #[test]
 fn unknown_key_is_named_with_file_and_path() {
-    let bad = VALID.replace("admin_token:", "admin_tokn:");
-    let (code, out) = run_check_config(&bad);
+    let (code, out) = run_check_config(&admin_token_misspelt().yaml_unchecked());
     assert_eq!(code, 1, "output:\n{out}");
     assert!(out.contains("check-config.yaml"), "names the file:\n{out}");
     assert!(out.contains("admin_tokn"), "names the key:\n{out}");
     assert!(out.contains("server"), "names the key path:\n{out}");
 
-    let bad = VALID.replace(
-        "    api_tokens: [\"t\"]",
-        "    api_tokens: [\"t\"]\n    bogus_provider_key: 1",
-    );
+    let bad = valid()
+        .set("providers.0.bogus_provider_key", 1)
+        .yaml_unchecked();
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
     assert!(out.contains("bogus_provider_key"), "{out}");
@@ -67,11 +92,10 @@ fn unknown_key_is_named_with_file_and_path() {
 
 #[test]
 fn wrong_type_is_named() {
-    let bad = VALID.replace(
-        "admin_token: test-admin-token }",
-        "admin_token: test-admin-token, max_body_bytes: lots }",
-    );
-    assert_ne!(bad, VALID);
+    let bad = valid()
+        .set("server.max_body_bytes", "lots")
+        .yaml_unchecked();
+    assert_ne!(bad, valid().yaml());
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
     assert!(out.contains("max_body_bytes"), "{out}");
@@ -79,8 +103,7 @@ fn wrong_type_is_named() {
 
 #[test]
 fn unknown_provider_in_route_is_reported() {
-    let bad = VALID.replace("{ provider: up1 }", "{ provider: nope-provider }");
-    let (code, out) = run_check_config(&bad);
+    let (code, out) = run_check_config(&unknown_provider().yaml());
     assert_eq!(code, 1, "output:\n{out}");
     assert!(
         out.contains("routes[0].upstreams[0].provider: unknown provider"),
@@ -94,20 +117,39 @@ fn unknown_provider_in_route_is_reported() {
 
 #[test]
 fn missing_env_var_is_named() {
-    let bad = VALID.replace(
-        "api_tokens: [\"t\"]",
-        "api_tokens: [\"${GW_TEST_SURELY_UNSET_VAR_42}\"]",
-    );
+    // two unset variables in two keys: each is reported, with its key and line
+    let bad = valid()
+        .with_provider("up1", |p| {
+            p.base_url("${GW_TEST_UNSET_BASE_URL_17}")
+                .tokens(&["${GW_TEST_SURELY_UNSET_VAR_42}"])
+        })
+        .yaml();
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
-    assert!(out.contains("GW_TEST_SURELY_UNSET_VAR_42"), "{out}");
+    for (key, var) in [
+        ("providers[0].base_url", "GW_TEST_UNSET_BASE_URL_17"),
+        ("providers[0].api_tokens[0]", "GW_TEST_SURELY_UNSET_VAR_42"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(var))
+            .unwrap_or_else(|| panic!("{var} not named:\n{out}"));
+        assert!(
+            line.contains(&format!("{key}: environment variable {var} is not set"))
+                && line.contains("(line "),
+            "{var}: key and line:\n{out}"
+        );
+    }
+    assert!(out.contains("2 problem(s)"), "{out}");
 }
 
 #[test]
 fn several_problems_are_all_listed() {
-    let bad = VALID
-        .replace("admin_token:", "admin_tokn:")
-        .replace("{ provider: up1 }", "{ provider: nope-provider }");
+    let bad = admin_token_misspelt()
+        .with_route("chat", |_| {
+            Route::new("chat", "/v1").upstream("nope-provider")
+        })
+        .yaml_unchecked();
     let (code, out) = run_check_config(&bad);
     assert_eq!(code, 1, "output:\n{out}");
     // an unknown key does not stop the checks of the values
@@ -116,6 +158,7 @@ fn several_problems_are_all_listed() {
         out.contains("routes[0].upstreams[0].provider: unknown provider"),
         "{out}"
     );
+    assert!(out.contains("2 problem(s)"), "{out}");
 }
 
 #[test]
@@ -143,7 +186,7 @@ fn invalid_yaml_exits_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_refuses_to_start_with_bad_config() {
-    let bad = VALID.replace("admin_token:", "admin_tokn:");
+    let bad = admin_token_misspelt().yaml_unchecked();
     let res = Gateway::builder(&bad).try_start().await;
     let err = match res {
         Ok(_) => panic!("the gateway started with an invalid config"),
@@ -171,50 +214,65 @@ async fn a_gateway_refusing_a_bad_config_names_every_problem_without_the_secret(
 
 #[test]
 fn state_auth_and_tenant_problems_are_named() {
-    let with = |extra: &str| format!("{VALID}{extra}");
     // a valid redis + auth + seed config passes (Redis need not be running)
-    let ok = with(
-        "state: { backend: redis, redis: { url: \"redis://127.0.0.1:9/0\" } }\n\
-         auth: { in_query: true }\n\
-         tenants:\n  - id: acme\n    consumers:\n      - name: bob\n        keys: [\"sk-long-enough-key\"]\n",
-    )
-    .replace(
-        "    match: { path_prefix: /v1 }",
-        "    match: { path_prefix: /v1 }\n    auth: { enabled: true, allowed_consumers: [\"acme/*\"] }",
-    );
-    let (code, out) = run_check_config(&ok);
+    let ok = valid()
+        .state(State::redis("redis://127.0.0.1:9/0"))
+        .auth(json!({ "in_query": true }))
+        .tenant(Tenant::new("acme").consumer(Consumer::new("bob").key("sk-long-enough-key")))
+        .with_route("chat", |r| {
+            r.auth(json!({ "enabled": true, "allowed_consumers": ["acme/*"] }))
+        });
+    let (code, out) = run_check_config(&ok.yaml());
     assert_eq!(code, 0, "output:\n{out}");
-    for (extra, key, says) in [
-        ("state: { backend: redis }\n", "state.redis", "missing"),
+    let short_key =
+        |key: &str| valid().tenant(Tenant::new("a").consumer(Consumer::new("c").key(key)));
+    for (bad, key, says) in [
         (
-            "state: { backend: redis, redis: { url: \"redis://a:1\", cluster_nodes: [\"redis://b:1\"] } }\n",
+            valid().set("state.backend", "redis"),
+            "state.redis",
+            "missing",
+        ),
+        (
+            valid().state(
+                State::redis("redis://a:1").redis_key("cluster_nodes", json!(["redis://b:1"])),
+            ),
             "state.redis",
             "not both",
         ),
         (
-            "state: { backend: redis, redis: { url: \"http://a:1\" } }\n",
+            valid().state(State::redis("http://a:1")),
             "state.redis.url",
             "redis://",
         ),
         (
-            "state: { backend: redis, redis: { url: \"redis://a:1\", key_prefix: \"x{\" } }\n",
+            valid().state(State::redis("redis://a:1").redis_key("key_prefix", "x{")),
             "state.redis.key_prefix",
             "hash tags",
         ),
-        ("tenants: [ { id: \"a/b\" } ]\n", "tenants[0].id", "1 to 64"),
         (
-            "tenants: [ { id: a, consumers: [ { name: c, keys: [\"short\"] } ] } ]\n",
+            valid().tenant(Tenant::new("a/b")),
+            "tenants[0].id",
+            "1 to 64",
+        ),
+        (
+            short_key("short"),
             "tenants[0].consumers[0].keys[0]",
             "at least 8",
         ),
     ] {
-        let (code, out) = run_check_config(&with(extra));
-        assert_eq!(code, 1, "{extra}\noutput:\n{out}");
-        assert!(out.contains(key) && out.contains(says), "{extra}\n{out}");
+        let bad = bad.yaml();
+        let (code, out) = run_check_config(&bad);
+        assert_eq!(code, 1, "{bad}\noutput:\n{out}");
+        assert!(out.contains(key) && out.contains(says), "{bad}\n{out}");
     }
-    // the seed key itself is never echoed
-    let (_, out) = run_check_config(&with(
-        "tenants: [ { id: a, consumers: [ { name: c, keys: [\"short\"] } ] } ]\n",
-    ));
-    assert!(!out.contains("\"short\""), "{out}");
+    // the seed key itself is never echoed: a random one, which nothing else in
+    // the output can hold by chance, is absent however it might be quoted
+    let secret = random_short_token();
+    let (code, out) = run_check_config(&short_key(&secret).yaml());
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(
+        out.contains("tenants[0].consumers[0].keys[0]"),
+        "the short key is reported:\n{out}"
+    );
+    assert!(!out.contains(&secret), "the key {secret} is echoed:\n{out}");
 }

@@ -13,10 +13,12 @@
 //! are served normally again within a second of the promotion. Each gateway's
 //! `/metrics` names the dead node in `gateway_state_node_degraded`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::TestClient;
-use gateway_tests::harness::Gateway;
+use gateway_tests::config::{
+    Config, Consumer, Provider, Quota, Route, Server, State, Tenant as TenantConfig, Timeouts,
+};
+use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{key_slot, ClusterNode, RedisCluster};
 use serde_json::json;
@@ -33,34 +35,6 @@ const WARM: Duration = Duration::from_millis(1500);
 const AFTER: Duration = Duration::from_millis(2500);
 /// How soon after the promotion the dead shard's tenants must be served again.
 const RECOVERY: Duration = Duration::from_secs(1);
-
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: { cluster_nodes: [NODES], key_prefix: "gw:", timeout_ms: 500 }
-  on_redis_error: MODE
-  cache_ttl_ms: 1000
-auth:
-  keys: [Authorization]
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "BASE_URL"
-    api_tokens: ["sk-upstream-secret"]
-    timeouts: { connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up1 } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-tenants:
-TENANTS"#;
 
 /// A seeded tenant with one consumer and one key, all on one shard.
 #[derive(Debug, Clone)]
@@ -99,23 +73,34 @@ fn tenants_on(master: &ClusterNode, n: usize) -> Vec<Tenant> {
         .collect()
 }
 
+/// Replicas on `cluster` with `on_redis_error: mode`, keyed route to `mock`,
+/// `tenants` seeded (each with a large tenant quota and one consumer `app`).
 fn config(cluster: &RedisCluster, mock: &MockUpstream, mode: &str, tenants: &[Tenant]) -> String {
-    let nodes: Vec<String> = cluster.nodes().iter().map(|n| format!("\"{n}\"")).collect();
-    let seed: String = tenants
-        .iter()
-        .map(|t| {
-            format!(
-                "  - id: {}\n    quotas:\n      - {{ name: rpm, by: tenant, strategy: requests, limit: 1000000, window: 1m }}\n    \
-                 consumers:\n      - {{ name: app, keys: [\"{}\"] }}\n",
-                t.id, t.key
-            )
-        })
-        .collect();
-    TEMPLATE
-        .replace("NODES", &nodes.join(", "))
-        .replace("MODE", mode)
-        .replace("BASE_URL", &mock.base_url())
-        .replace("TENANTS", &seed)
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(
+            State::redis_cluster(&cluster.nodes())
+                .redis_key("key_prefix", "gw:")
+                .redis_key("timeout_ms", 500)
+                .on_redis_error(mode)
+                .cache_ttl_ms(1000),
+        )
+        .key_headers(&["Authorization"])
+        .provider(
+            Provider::openai("up1", &mock.base_url())
+                .token("sk-upstream-secret")
+                .timeouts(Timeouts::all(500, 5000, 5000, 10_000)),
+        )
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .access_log();
+    for t in tenants {
+        config = config.tenant(
+            TenantConfig::new(&t.id)
+                .quota(Quota::new("rpm", "tenant", "requests", 1_000_000, "1m"))
+                .consumer(Consumer::new("app").key(&t.key)),
+        );
+    }
+    config.yaml()
 }
 
 /// One request of the load: which replica and tenant, when, and the answer.
@@ -158,15 +143,13 @@ async fn load(
 }
 
 /// `gateway_state_node_degraded` of the replica at `admin_url`: node -> value.
-async fn node_metric(c: &TestClient, admin_url: &str) -> HashMap<String, f64> {
-    let r = c.get(&format!("{admin_url}/metrics")).await;
-    r.text()
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("gateway_state_node_degraded{node=\"")?;
-            let (node, v) = rest.split_once("\"} ")?;
-            Some((node.to_string(), v.trim().parse().ok()?))
-        })
+async fn node_metric(admin_url: &str) -> HashMap<String, f64> {
+    let scrape = Scrape::try_from_url(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    scrape
+        .series("gateway_state_node_degraded")
+        .filter_map(|s| Some((s.label("node")?.to_string(), s.value)))
         .collect()
 }
 
@@ -177,11 +160,10 @@ async fn watch_node(
     node: String,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<bool> {
-    let c = TestClient::new();
     let mut seen = vec![false; admin_urls.len()];
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for (g, url) in admin_urls.iter().enumerate() {
-            if node_metric(&c, url).await.get(&node) == Some(&1.0) {
+            if node_metric(url).await.get(&node) == Some(&1.0) {
                 seen[g] = true;
             }
         }
@@ -438,7 +420,7 @@ async fn one_dead_master_leaves_the_other_shards_alone() {
     }
     // after the promotion the dead node serves no slot and no node is down
     for (g, gw) in gws.iter().enumerate() {
-        let m = node_metric(&c, &gw.admin_url()).await;
+        let m = node_metric(&gw.admin_url()).await;
         if m.values().any(|v| *v != 0.0) || m.len() != 3 {
             failures.push(format!("{}: nodes after the promotion: {m:?}", modes[g]));
         }

@@ -4,47 +4,35 @@
 //! and answers whose client stops reading (cut by their deadline or the write
 //! timeout, settled and logged, the upstream let go).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
+use gateway_tests::config::{Config, Consumer, Provider, Route, Server, Tenant, Timeouts};
 use gateway_tests::harness::Gateway;
 use gateway_tests::hostile::{request, status_line, H2Conn, RawConn};
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
 
-/// A route that needs a key (consumer `acme/app` has the one in [`AUTH`]) to the mock at
-/// `{{mock}}`; `{{server}}` adds `server:` keys (indented by 2), `{{timeouts}}`
-/// the provider's.
-const CONFIG: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  header_read_timeout_ms: 500
-  {{server}}
-providers:
-  - id: up
-    type: openai-compatible
-    base_url: "{{mock}}"
-    timeouts: { {{timeouts}} }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up } ]
-tenants:
-  - id: acme
-    consumers: [ { name: app, keys: ["sk-conn-test-0123456789"] } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
+/// A route that needs a key (consumer `acme/app` has the one in [`AUTH`]) to
+/// `mock`, request heads within 500 ms; `server` and `timeouts` add the
+/// server's and the provider's keys of the test.
+async fn start(mock: &MockUpstream, server: Server, timeouts: Timeouts) -> Gateway {
+    let config = Config::new()
+        .server(server.header_read_timeout_ms(500))
+        .provider(Provider::openai("up", &mock.base_url()).timeouts(timeouts))
+        .route(Route::new("chat", "/v1").keyed().upstream("up"))
+        .tenant(Tenant::new("acme").consumer(Consumer::new("app").key("sk-conn-test-0123456789")))
+        .access_log();
+    Gateway::start(&config.yaml()).await
+}
 
-async fn start(mock: &MockUpstream, server: &str, timeouts: &str) -> Gateway {
-    Gateway::builder(CONFIG)
-        .var("mock", mock.base_url())
-        .var("server", server)
-        .var("timeouts", timeouts)
-        .start()
-        .await
+/// Provider timeouts: first byte, idle and total (ms).
+fn timeouts(first_byte_ms: u64, idle_ms: u64, total_ms: u64) -> Timeouts {
+    Timeouts {
+        first_byte_ms: Some(first_byte_ms),
+        idle_ms: Some(idle_ms),
+        total_ms: Some(total_ms),
+        ..Timeouts::default()
+    }
 }
 
 const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
@@ -71,23 +59,18 @@ fn post(headers: &[&str], body: &str, length: Option<usize>) -> Vec<u8> {
     )
 }
 
-/// The value of the sample `name` (labels included) on the admin `/metrics`.
-async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
-    let text = TestClient::new()
-        .get(&format!("{}/metrics", gw.admin_url()))
-        .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// 2a. A client without a key cannot make the gateway wait for (and buffer) a
 ///     body: when every route its request can take needs a key, the key is
 ///     checked as soon as the head is in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_no_body_read() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "max_body_bytes: 16777216", "").await;
+    let gw = start(
+        &mock,
+        Server::new().max_body_bytes(16_777_216),
+        Timeouts::default(),
+    )
+    .await;
     for auth in [None, Some("Authorization: Bearer sk-wrong-key")] {
         let mut c = RawConn::connect(gw.listen_addr()).await;
         let headers: Vec<&str> = auth.into_iter().collect();
@@ -111,8 +94,10 @@ async fn no_key_no_body_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_bodies_share_one_budget() {
     let mock = MockUpstream::start_default();
-    let server = "max_body_bytes: 1048576\n  max_buffered_body_bytes: 1500000";
-    let gw = start(&mock, server, "").await;
+    let server = Server::new()
+        .max_body_bytes(1_048_576)
+        .max_buffered_body_bytes(1_500_000);
+    let gw = start(&mock, server, Timeouts::default()).await;
     let padded = |n: usize| {
         let pad = "x".repeat(n - BODY.len() - 12);
         format!(r#"{{"pad":"{pad}",{}"#, &BODY[1..])
@@ -168,9 +153,14 @@ async fn h2_max_streams(addr: &str) -> Option<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_per_connection_are_bounded() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "", "").await;
+    let gw = start(&mock, Server::new(), Timeouts::default()).await;
     assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(100));
-    let gw = start(&mock, "http2_max_concurrent_streams: 7", "").await;
+    let gw = start(
+        &mock,
+        Server::new().http2_max_concurrent_streams(7),
+        Timeouts::default(),
+    )
+    .await;
     assert_eq!(h2_max_streams(gw.listen_addr()).await, Some(7));
 }
 
@@ -179,7 +169,12 @@ async fn http2_streams_per_connection_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "max_connections: 2\n  idle_timeout_ms: 30000", "").await;
+    let gw = start(
+        &mock,
+        Server::new().max_connections(2).idle_timeout_ms(30_000),
+        Timeouts::default(),
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = RawConn::connect(gw.listen_addr()).await;
@@ -216,7 +211,12 @@ async fn connections_beyond_the_limit_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "idle_timeout_ms: 600", "").await;
+    let gw = start(
+        &mock,
+        Server::new().idle_timeout_ms(600),
+        Timeouts::default(),
+    )
+    .await;
     let mut h1 = RawConn::connect(gw.listen_addr()).await;
     let _ = h1.send(&post(&[AUTH], BODY, None)).await;
     assert_eq!(h1.status(Duration::from_secs(3)).await, Some(200));
@@ -268,7 +268,12 @@ fn frame_types(g: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_heads_and_bodies_get_408() {
     let mock = MockUpstream::start_default();
-    let gw = start(&mock, "body_read_timeout_ms: 700", "").await;
+    let gw = start(
+        &mock,
+        Server::new().body_read_timeout_ms(700),
+        Timeouts::default(),
+    )
+    .await;
     let mut c = RawConn::connect(gw.listen_addr()).await;
     let _ = c.send(&post(&[AUTH], BODY, None)).await;
     // (the first answer, whole)
@@ -345,17 +350,17 @@ async fn stalled_readers_are_cut_by_the_deadline() {
     let mock = long_streams(4_000, 5);
     let gw = start(
         &mock,
-        "client_write_timeout_ms: 600000",
-        "first_byte_ms: 3000, idle_ms: 2000, total_ms: 4000",
+        Server::new().client_write_timeout_ms(600_000),
+        timeouts(3000, 2000, 4000),
     )
     .await;
     let rss_start = gw.rss_bytes();
     let t = Instant::now();
     let conns = stalled_readers(&gw, 100).await;
-    let in_flight = r#"gateway_upstream_in_flight{provider="up"}"#;
+    let in_flight = ("gateway_upstream_in_flight", [("provider", "up")]);
     eprintln!(
         "100 stalled: in flight {:?}, RSS {} -> {} KiB",
-        metric(&gw, in_flight).await,
+        Scrape::of(&gw).await.value(in_flight.0, &in_flight.1),
         rss_start / 1024,
         gw.rss_bytes() / 1024
     );
@@ -371,7 +376,7 @@ async fn stalled_readers_are_cut_by_the_deadline() {
             "{l:?}"
         );
     }
-    assert_eq!(metric(&gw, in_flight).await, Some(0.0));
+    assert_eq!(Scrape::of(&gw).await.get(in_flight.0, &in_flight.1), 0.0);
     // their connections are closed (what was queued for them is dropped)
     for mut c in conns {
         assert!(c.ended(Duration::from_secs(2)).await.is_some());
@@ -410,8 +415,8 @@ async fn clients_that_stop_reading_are_cut() {
     let mock = long_streams(100_000, 0);
     let gw = start(
         &mock,
-        "client_write_timeout_ms: 1000",
-        "first_byte_ms: 5000, idle_ms: 5000, total_ms: 60000",
+        Server::new().client_write_timeout_ms(1000),
+        timeouts(5000, 5000, 60_000),
     )
     .await;
     let t = Instant::now();
@@ -430,8 +435,10 @@ async fn clients_that_stop_reading_are_cut() {
     }
     assert_eq!(lines.iter().filter(|l| l.protocol == "HTTP/2.0").count(), 1);
     assert_eq!(
-        metric(&gw, r#"gateway_upstream_in_flight{provider="up"}"#).await,
-        Some(0.0)
+        Scrape::of(&gw)
+            .await
+            .get("gateway_upstream_in_flight", &[("provider", "up")]),
+        0.0
     );
 }
 
@@ -443,8 +450,10 @@ async fn an_http2_connection_left_with_a_cut_answer_is_closed_when_idle() {
     let mock = long_streams(100_000, 0);
     let gw = start(
         &mock,
-        "client_write_timeout_ms: 1000\n  idle_timeout_ms: 1000",
-        "first_byte_ms: 5000, idle_ms: 5000, total_ms: 60000",
+        Server::new()
+            .client_write_timeout_ms(1000)
+            .idle_timeout_ms(1000),
+        timeouts(5000, 5000, 60_000),
     )
     .await;
     let mut conn = H2Conn::connect(gw.listen_addr()).await.unwrap();

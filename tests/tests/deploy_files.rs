@@ -3,10 +3,10 @@
 //! really exposes on `/metrics` after a JSON and a streamed chat request.
 //! (The bundled Redis of the deploy files: `deploy_redis.rs`.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config::{Config, Provider, Route};
 use gateway_tests::harness::{workspace_dir, Gateway};
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
@@ -206,19 +206,11 @@ fn dashboard_shape() {
 }
 
 fn config(upstream: &str) -> String {
-    format!(
-        r#"
-server: {{ listen: "{{{{listen}}}}", admin_listen: "{{{{admin}}}}" }}
-providers:
-  - {{ id: mock, type: openai-compatible, base_url: "{upstream}", api_tokens: ["sk-deploy-files"] }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    upstreams: [ {{ provider: mock }} ]
-telemetry:
-  access_log: {{ enabled: false }}
-"#
-    )
+    Config::new()
+        .provider(Provider::openai("mock", upstream).token("sk-deploy-files"))
+        .route(Route::new("chat", "/v1").upstream("mock"))
+        .no_access_log()
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,9 +240,7 @@ async fn dashboard_metrics_are_exposed() {
         .post_sse(&url, &chat_stream_body("gpt-4o", "stream dashboard"), &[])
         .await;
     assert!(!sse.content().is_empty());
-    let scrape = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    assert_eq!(scrape.status, 200);
-    let scrape = scrape.text();
+    let scrape = Scrape::of(&gw).await.text().to_string();
 
     let missing: Vec<String> = used
         .iter()

@@ -6,10 +6,9 @@
 //! key digests keyed with `GATEWAY_KEY_PEPPER`. (scripts/check_deploy.py checks
 //! that the Helm chart starts Redis the same way, and the rest of the wiring.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
-use gateway_tests::harness::{admin, free_port, workspace_dir, Gateway};
+use gateway_tests::config::{Config, Provider, Route, Server, State};
+use gateway_tests::harness::{admin, free_port, workspace_dir, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::MockUpstream;
 use http::Method;
 use serde::Deserialize;
@@ -344,24 +343,13 @@ async fn gateway_uses_the_k8s_redis_password_and_the_key_pepper() {
     let redis = k8s_redis().start(PASSWORD);
     let url = k8s_redis_url(redis.port);
     let upstream = MockUpstream::start_default();
-    let config = format!(
-        r#"
-server: {{ listen: "{{{{listen}}}}", admin_listen: "{{{{admin}}}}", admin_token: test-admin-token }}
-state:
-  backend: redis
-  redis: {{ url: "{url}", timeout_ms: 500 }}
-providers:
-  - {{ id: mock, type: openai-compatible, base_url: "{}", api_tokens: ["sk-deploy-files"] }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    auth: {{ enabled: true }}
-    upstreams: [ {{ provider: mock }} ]
-telemetry:
-  access_log: {{ enabled: true, path: "{{{{access_log}}}}" }}
-"#,
-        upstream.base_url()
-    );
+    let config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(State::redis(&url).redis_key("timeout_ms", 500))
+        .provider(Provider::openai("mock", &upstream.base_url()).token("sk-deploy-files"))
+        .route(Route::new("chat", "/v1").keyed().upstream("mock"))
+        .access_log()
+        .yaml();
     let gw = Gateway::builder(&config)
         .env("REDIS_PASSWORD", PASSWORD)
         .env("GATEWAY_KEY_PEPPER", PEPPER)

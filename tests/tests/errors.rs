@@ -2,40 +2,49 @@
 //! malformed JSON, missing model, no route, body too large, slow headers,
 //! unreachable / timing-out upstream, and upstream errors passed through.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, raw_tcp_exchange, HttpResponse, TestClient};
-use gateway_tests::harness::{closed_port_url, single_provider_config, Gateway};
+use gateway_tests::config::{single_provider, Config, Provider, Route, Server};
+use gateway_tests::harness::{closed_port_url, Gateway};
 use gateway_tests::mock_upstream::{MockUpstream, MOCK_ERROR_BODY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  max_body_bytes: 1024
-  header_read_timeout_ms: 1000
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["sk-upstream-secret-1"]
-routes:
-  - name: chat
-    match: { path_prefix: /v1/chat, models: ["gpt-*"] }
-    upstreams: [ { provider: up1 } ]
-  - name: embeddings
-    match: { path_prefix: /v1/embeddings }
-    upstreams: [ { provider: up1 } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+/// `server.max_body_bytes` of [`config`].
+const MAX_BODY: usize = 1024;
+
+/// A chat route for `gpt-*` models and an embeddings route, both to the mock;
+/// bodies up to [`MAX_BODY`], request heads within 1 s.
+fn config(mock_url: &str) -> String {
+    Config::new()
+        .server(
+            Server::new()
+                .max_body_bytes(MAX_BODY as u64)
+                .header_read_timeout_ms(1000),
+        )
+        .provider(Provider::openai("up1", mock_url).token("sk-upstream-secret-1"))
+        .route(
+            Route::new("chat", "/v1/chat")
+                .model("gpt-*")
+                .upstream("up1"),
+        )
+        .route(Route::new("embeddings", "/v1/embeddings").upstream("up1"))
+        .access_log()
+        .yaml()
+}
+
+/// A chat request of exactly `len` bytes (its message padded).
+fn chat_of_len(len: usize) -> String {
+    let with = |content: &str| {
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}).to_string()
+    };
+    let pad = len - with("").len();
+    let body = with(&"a".repeat(pad));
+    assert_eq!(body.len(), len);
+    body
+}
 
 async fn start(mock: &MockUpstream) -> Gateway {
-    Gateway::builder(CONFIG)
-        .var("mock", mock.base_url())
-        .start()
-        .await
+    Gateway::start(&config(&mock.base_url())).await
 }
 
 /// Status, JSON content type, the error shape, the code and an x-request-id.
@@ -171,12 +180,13 @@ async fn body_over_limit_is_413() {
         "an oversized body never reaches the upstream"
     );
 
-    // at the limit is fine
-    let ok = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "small"}]});
-    let r = TestClient::new()
-        .post_json(&format!("{}/v1/chat/completions", gw.url()), &ok)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    // at the limit is fine, one byte more is not
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let c = TestClient::new();
+    let r = c.post_raw(&url, chat_of_len(MAX_BODY), &[]).await;
+    assert_eq!(r.status, 200, "a body of max_body_bytes: {}", r.text());
+    let r = c.post_raw(&url, chat_of_len(MAX_BODY + 1), &[]).await;
+    assert_error(&r, 413, "body_too_large");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +213,7 @@ async fn slow_request_headers_get_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_502() {
-    let gw = Gateway::start(&single_provider_config(&closed_port_url())).await;
+    let gw = Gateway::start(&single_provider(&closed_port_url()).yaml()).await;
     let r = TestClient::new()
         .post_json(
             &format!("{}/v1/chat/completions", gw.url()),
@@ -216,8 +226,8 @@ async fn unreachable_upstream_is_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_is_504() {
     let mock = MockUpstream::start_default();
-    mock.delay_headers(4000); // first_byte_ms is 2000 in single_provider_config
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    mock.delay_headers(4000); // first_byte_ms is 2000 in single_provider
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let t = Instant::now();
     let r = TestClient::new()
         .post_json(
@@ -236,7 +246,7 @@ async fn upstream_timeout_is_504() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_error_body_passes_through_with_status() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let expected: Value = serde_json::from_str(MOCK_ERROR_BODY).unwrap();
     for status in [400u16, 401, 404, 422, 500] {

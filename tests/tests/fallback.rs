@@ -2,9 +2,8 @@
 //! first-byte timeouts; `max_retries`; the error when all fail; weighted
 //! round-robin within a priority.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config::{Config, Fallback, Provider, Route, Timeouts};
 use gateway_tests::harness::{closed_port_url, Gateway};
 use gateway_tests::mock_upstream::{MockUpstream, MOCK_ERROR_BODY};
 use serde_json::Value;
@@ -12,29 +11,32 @@ use std::time::{Duration, Instant};
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-const TWO: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: a
-    type: openai-compatible
-    base_url: "{{a}}"
-    api_tokens: ["tok-a"]
-    timeouts: { connect_ms: 500, first_byte_ms: 400, idle_ms: 1000, total_ms: 10000 }
-  - id: b
-    type: openai-compatible
-    base_url: "{{b}}"
-    api_tokens: ["tok-b"]
-    timeouts: { connect_ms: 500, first_byte_ms: 400, idle_ms: 1000, total_ms: 10000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: a, priority: 0 }, { provider: b, priority: 1 } ]
-    fallback: { on: [http_5xx, http_429, connect_error, timeout], max_retries: 2 }
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+/// Providers `a` (priority 0) and `b` (priority 1) at `a_url`, `b_url`, first
+/// byte within 400 ms; fallback on 5xx, 429, connect errors and timeouts.
+fn two_config(a_url: &str, b_url: &str) -> String {
+    let provider = |id: &str, url: &str, token: &str| {
+        Provider::openai(id, url)
+            .token(token)
+            .timeouts(Timeouts::all(500, 400, 1000, 10_000))
+    };
+    Config::new()
+        .provider(provider("a", a_url, "tok-a"))
+        .provider(provider("b", b_url, "tok-b"))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream_priority("a", 0)
+                .upstream_priority("b", 1)
+                .fallback(Fallback::on(
+                    &["http_5xx", "http_429", "connect_error", "timeout"],
+                    2,
+                )),
+        )
+        .access_log()
+        .yaml()
+}
 
 async fn two(a: &str, b: &str) -> Gateway {
-    Gateway::builder(TWO).var("a", a).var("b", b).start().await
+    Gateway::start(&two_config(a, b)).await
 }
 
 fn chat_url(gw: &Gateway) -> String {
@@ -206,27 +208,17 @@ async fn max_retries_bounds_attempts() {
     for m in [&a, &b, &c] {
         m.fail_with(500);
     }
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - { id: a, type: openai-compatible, base_url: "{{a}}", api_tokens: ["t"] }
-  - { id: b, type: openai-compatible, base_url: "{{b}}", api_tokens: ["t"] }
-  - { id: c, type: openai-compatible, base_url: "{{c}}", api_tokens: ["t"] }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams:
-      - { provider: a, priority: 0 }
-      - { provider: b, priority: 1 }
-      - { provider: c, priority: 2 }
-    fallback: { on: [http_5xx], max_retries: 1 }
-"#;
-    let gw = Gateway::builder(config)
-        .var("a", a.base_url())
-        .var("b", b.base_url())
-        .var("c", c.base_url())
-        .start()
-        .await;
+    let mut config = Config::new().route(
+        Route::new("chat", "/v1")
+            .upstream_priority("a", 0)
+            .upstream_priority("b", 1)
+            .upstream_priority("c", 2)
+            .fallback(Fallback::on(&["http_5xx"], 1)),
+    );
+    for (id, m) in [("a", &a), ("b", &b), ("c", &c)] {
+        config = config.provider(Provider::openai(id, &m.base_url()).token("t"));
+    }
+    let gw = Gateway::start(&config.yaml()).await;
     let r = TestClient::new()
         .post_json(&chat_url(&gw), &chat_body("gpt-4o", "retry bound"))
         .await;
@@ -289,23 +281,16 @@ async fn weighted_round_robin_three_to_one() {
     let b = MockUpstream::start_default();
     a.set_recording(false);
     b.set_recording(false);
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - { id: a, type: openai-compatible, base_url: "{{a}}", api_tokens: ["t"] }
-  - { id: b, type: openai-compatible, base_url: "{{b}}", api_tokens: ["t"] }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams:
-      - { provider: a, priority: 0, weight: 3 }
-      - { provider: b, priority: 0, weight: 1 }
-"#;
-    let gw = Gateway::builder(config)
-        .var("a", a.base_url())
-        .var("b", b.base_url())
-        .start()
-        .await;
+    let config = Config::new()
+        .provider(Provider::openai("a", &a.base_url()).token("t"))
+        .provider(Provider::openai("b", &b.base_url()).token("t"))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream_at("a", 0, 3)
+                .upstream_at("b", 0, 1),
+        )
+        .yaml();
+    let gw = Gateway::start(&config).await;
     let url = chat_url(&gw);
     let client = TestClient::new();
     let mut tasks = Vec::new();

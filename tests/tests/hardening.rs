@@ -4,10 +4,10 @@
 //! answers, upstream error bodies quoting the gateway's account, client-forced
 //! trace sampling, client addresses behind proxies, path tricks, deployment names.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, raw_tcp_exchange, TestClient};
+use gateway_tests::config::{Config, Provider, Quota, Route, Server};
 use gateway_tests::harness::Gateway;
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use serde_json::json;
 use std::sync::Arc;
@@ -15,24 +15,17 @@ use std::time::Duration;
 
 /// One open route to the built-in mock (which answers with the model it was
 /// asked for, as many OpenAI-compatible servers do), metrics and access log on.
-const MOCK_OPEN: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-providers:
-  - { id: mock, type: mock, models: [mock-gpt] }
-routes:
-  - name: open
-    match: { path_prefix: /v1, models: ["mock-*", "*"] }
-    upstreams: [ { provider: mock } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-
-async fn metrics_text(c: &TestClient, gw: &Gateway) -> String {
-    let r = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    assert_eq!(r.status, 200);
-    r.text()
+fn mock_open() -> String {
+    Config::new()
+        .provider(Provider::mock("mock").model("mock-gpt"))
+        .route(
+            Route::new("open", "/v1")
+                .model("mock-*")
+                .model("*")
+                .upstream("mock"),
+        )
+        .access_log()
+        .yaml()
 }
 
 /// 1. Model names come from the client: as metric labels they would make a
@@ -42,14 +35,14 @@ async fn metrics_text(c: &TestClient, gw: &Gateway) -> String {
 ///    refused before it goes anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_model_names_never_become_metric_series() {
-    let gw = Gateway::start(MOCK_OPEN).await;
+    let gw = Gateway::start(&mock_open()).await;
     let c = Arc::new(TestClient::new());
     let url = format!("{}/v1/chat/completions", gw.url());
     for _ in 0..20 {
         let r = c.post_json(&url, &chat_body("mock-gpt", "warm up")).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let before = metrics_text(&c, &gw).await;
+    let before = Scrape::of(&gw).await.text().to_string();
     let rss_before = gw.rss_bytes();
 
     const N: usize = 10_000;
@@ -71,7 +64,7 @@ async fn client_model_names_never_become_metric_series() {
     let huge = "m".repeat(100 * 1024);
     let refused = c.post_json(&url, &chat_body(&huge, "hi")).await;
 
-    let after = metrics_text(&c, &gw).await;
+    let after = Scrape::of(&gw).await.text().to_string();
     let rss_after = gw.rss_bytes();
     eprintln!(
         "/metrics {} -> {} bytes; RSS {} -> {} KiB",
@@ -118,7 +111,7 @@ async fn client_model_names_never_become_metric_series() {
 ///    and nothing reaches the upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_json_keys_the_gateway_reads_are_refused() {
-    let gw = Gateway::start(MOCK_OPEN).await;
+    let gw = Gateway::start(&mock_open()).await;
     let c = TestClient::new();
     let url = format!("{}/v1/chat/completions", gw.url());
     for body in [
@@ -138,42 +131,45 @@ async fn duplicate_json_keys_the_gateway_reads_are_refused() {
 }
 
 /// Routes with hosts, path rules, header predicates and model globs, in front
-/// of the mock upstream (`{{mock}}`); `{{verbose}}` may set `server.verbose_errors`.
-const ROUTES: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  {{verbose}}
-providers:
-  - id: secret-openai
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["sk-live-gateway-own-token-0123456789"]
-  - id: azure-prod
-    type: azure-openai
-    base_url: "{{mock_root}}"
-    api_tokens: ["azure-key-0123456789abcdef"]
-routes:
-  - name: internal-finance
-    match: { hosts: ["finance.internal.example"], path_prefix: /v1, models: ["finance-*"] }
-    upstreams: [ { provider: secret-openai } ]
-  - name: azure
-    match: { path_prefix: /azure, models: ["az-*", "..", "."] }
-    upstreams: [ { provider: azure-prod } ]
-  - name: team-blue
-    match: { path_prefix: /v1, headers: { x-team: [blue] }, models: ["gpt-*"] }
-    upstreams: [ { provider: secret-openai } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-
+/// of the mock upstream; `verbose` sets `server.verbose_errors`.
 async fn routes_gateway(mock: &MockUpstream, verbose: bool) -> Gateway {
-    Gateway::builder(ROUTES)
-        .var("mock", mock.base_url())
-        .var("mock_root", mock.root_url())
-        .var("verbose", if verbose { "verbose_errors: true" } else { "" })
-        .start()
-        .await
+    let server = if verbose {
+        Server::new().verbose_errors(true)
+    } else {
+        Server::new()
+    };
+    let config = Config::new()
+        .server(server)
+        .provider(
+            Provider::openai("secret-openai", &mock.base_url())
+                .token("sk-live-gateway-own-token-0123456789"),
+        )
+        .provider(
+            Provider::new("azure-prod", "azure-openai")
+                .base_url(&mock.root_url())
+                .token("azure-key-0123456789abcdef"),
+        )
+        .route(
+            Route::new("internal-finance", "/v1")
+                .host("finance.internal.example")
+                .model("finance-*")
+                .upstream("secret-openai"),
+        )
+        .route(
+            Route::new("azure", "/azure")
+                .model("az-*")
+                .model("..")
+                .model(".")
+                .upstream("azure-prod"),
+        )
+        .route(
+            Route::new("team-blue", "/v1")
+                .header("x-team", &["blue"])
+                .model("gpt-*")
+                .upstream("secret-openai"),
+        )
+        .access_log();
+    Gateway::start(&config.yaml()).await
 }
 
 /// 8a. A 404 tells an unauthenticated client what it asked for, not how the
@@ -339,21 +335,20 @@ async fn paths_and_deployment_names_cannot_be_bent() {
 
 /// An open route to the mock with a per-client-address quota of two requests a
 /// minute; `{{proxy}}` may add `server.trusted_proxies` / `proxy_protocol`.
-const PER_IP: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  {{proxy}}
-providers:
-  - { id: mock, type: mock }
-routes:
-  - name: open
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: mock } ]
-    quotas: [ { name: per-ip, by: ip, strategy: requests, limit: 2, window: 1m } ]
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
+/// An open route to the built-in mock, 2 requests a minute per client address;
+/// `server` says which proxies are trusted.
+async fn per_ip(server: Server) -> Gateway {
+    let config = Config::new()
+        .server(server)
+        .provider(Provider::mock("mock"))
+        .route(
+            Route::new("open", "/v1")
+                .upstream("mock")
+                .quota(Quota::new("per-ip", "ip", "requests", 2, "1m")),
+        )
+        .access_log();
+    Gateway::start(&config.yaml()).await
+}
 
 async fn from(c: &TestClient, gw: &Gateway, xff: &str) -> u16 {
     c.post_json_with(
@@ -372,10 +367,7 @@ async fn from(c: &TestClient, gw: &Gateway, xff: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_addresses_behind_trusted_proxies() {
     let c = TestClient::new();
-    let gw = Gateway::builder(PER_IP)
-        .var("proxy", "trusted_proxies: [127.0.0.0/8]")
-        .start()
-        .await;
+    let gw = per_ip(Server::new().trusted_proxies(&["127.0.0.0/8"])).await;
     assert_eq!(from(&c, &gw, "203.0.113.1").await, 200);
     assert_eq!(from(&c, &gw, "6.6.6.6, 203.0.113.1").await, 200);
     assert_eq!(
@@ -393,7 +385,7 @@ async fn client_addresses_behind_trusted_proxies() {
     assert_eq!(lines[3].downstream_remote_address, "203.0.113.2:0");
 
     // the same requests to a gateway that trusts no proxy: one client, the peer
-    let direct = Gateway::builder(PER_IP).var("proxy", "").start().await;
+    let direct = per_ip(Server::new()).await;
     assert_eq!(from(&c, &direct, "203.0.113.1").await, 200);
     assert_eq!(from(&c, &direct, "203.0.113.2").await, 200);
     assert_eq!(
@@ -408,13 +400,12 @@ async fn client_addresses_behind_trusted_proxies() {
 ///      one is closed unanswered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_names_the_client() {
-    let gw = Gateway::builder(PER_IP)
-        .var(
-            "proxy",
-            "trusted_proxies: [127.0.0.1]\n  proxy_protocol: true",
-        )
-        .start()
-        .await;
+    let gw = per_ip(
+        Server::new()
+            .trusted_proxies(&["127.0.0.1"])
+            .proxy_protocol(true),
+    )
+    .await;
     let body = r#"{"model":"mock-gpt","messages":[]}"#;
     let request = |proxy: &str| {
         format!(

@@ -22,10 +22,10 @@
 //! file-wide lock and run one after another: their timings (`cache_ttl_ms`,
 //! `ejection_s`) must not depend on what the other tests do to the CPU meanwhile.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
-use gateway_tests::harness::{admin, closed_port_url, Gateway};
+use gateway_tests::config::{Config, Fallback, Provider, Route, Server, Timeouts};
+use gateway_tests::harness::{admin, closed_port_url, Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::SharedRedis;
 use serde_json::Value;
@@ -38,69 +38,57 @@ const LOG_WAIT: Duration = Duration::from_secs(5);
 /// One test at a time (see the module doc).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Two providers `p1` and `p2` (one api token each) behind one route, weighted
-/// round-robin within one priority. `REDIS` (a YAML flow mapping), `CACHE_TTL`,
-/// `PASSIVE` (a YAML flow mapping) and `FALLBACK` (a YAML flow mapping) are
-/// replaced by the tests; `{{p1}}` / `{{p2}}` are the mocks' base URLs.
-const TWO_PROVIDERS: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: REDIS
-  cache_ttl_ms: CACHE_TTL
-providers:
-  - id: p1
-    type: openai-compatible
-    base_url: "{{p1}}"
-    api_tokens: ["sk-hf-secret-p1-0123456789"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }
-    passive: PASSIVE
-  - id: p2
-    type: openai-compatible
-    base_url: "{{p2}}"
-    api_tokens: ["sk-hf-secret-p2-0123456789"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }
-    passive: PASSIVE
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams:
-      - { provider: p1, priority: 0, weight: 1 }
-      - { provider: p2, priority: 0, weight: 1 }
-    balancer: { algorithm: roundrobin }
-    fallback: FALLBACK
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
+/// Two providers `p1` and `p2` at `p1_url`, `p2_url` (one api token each)
+/// behind one route, weighted round-robin, falling back on 5xx and unhealthy
+/// instances; `passive` (failures, window_s, ejection_s) for both when given;
+/// `p2` at `p2_priority` (0: the same as `p1`).
+fn two_providers(
+    p1_url: &str,
+    p2_url: &str,
+    passive: Option<(u32, u64, u64)>,
+    p2_priority: i32,
+) -> Config {
+    let provider = |id: &str, url: &str, token: &str| {
+        let p = Provider::openai(id, url)
+            .token(token)
+            .timeouts(Timeouts::all(1000, 5000, 5000, 10_000));
+        match passive {
+            Some((failures, window_s, ejection_s)) => p.passive(failures, window_s, ejection_s),
+            None => p,
+        }
+    };
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(provider("p1", p1_url, P1_SECRET))
+        .provider(provider("p2", p2_url, P2_SECRET))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream_at("p1", 0, 1)
+                .upstream_at("p2", p2_priority, 1)
+                .balancer("roundrobin")
+                .fallback(Fallback::on(&["http_5xx", "unhealthy"], 1)),
+        )
+        .access_log()
+}
 
-/// One provider `up` with three api tokens (the middle one is the bad one).
-const THREE_TOKENS: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: REDIS
-  cache_ttl_ms: CACHE_TTL
-providers:
-  - id: up
-    type: openai-compatible
-    base_url: "{{up}}"
-    api_tokens: ["sk-hf-good-0-aaaaaaaa", "sk-hf-bad-1-bbbbbbbb", "sk-hf-good-2-cccccccc"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }
-    passive: { failures: 2, window_s: 10, ejection_s: 30 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up } ]
-    fallback: { on: [unhealthy], max_retries: 0 }
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
+/// One provider `up` at `url` with three api tokens (the middle one is the bad
+/// one).
+fn three_tokens(url: &str) -> Config {
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(
+            Provider::openai("up", url)
+                .tokens(&[GOOD0, BAD1, GOOD2])
+                .timeouts(Timeouts::all(1000, 5000, 5000, 10_000))
+                .passive(2, 10, 30),
+        )
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("up")
+                .fallback(Fallback::on(&["unhealthy"], 0)),
+        )
+        .access_log()
+}
 
 const P1_SECRET: &str = "sk-hf-secret-p1-0123456789";
 const P2_SECRET: &str = "sk-hf-secret-p2-0123456789";
@@ -127,24 +115,17 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Starts three replicas of `yaml` (`REDIS` and `CACHE_TTL` filled in here,
-    /// `vars` as `{{name}}` placeholders).
-    async fn start(
-        redis: SharedRedis,
-        yaml: &str,
-        cache_ttl_ms: u64,
-        vars: &[(&str, String)],
-    ) -> Fleet {
-        let yaml = yaml
-            .replace("REDIS", &redis.yaml(REDIS_PREFIX, REDIS_TIMEOUT_MS))
-            .replace("CACHE_TTL", &cache_ttl_ms.to_string());
-        let start = || {
-            let mut b = Gateway::builder(&yaml);
-            for (k, v) in vars {
-                b = b.var(k, v.clone());
-            }
-            b.start()
-        };
+    /// Starts three replicas of `config` on `redis`, mirrors refreshed every
+    /// `cache_ttl_ms`.
+    async fn start(redis: SharedRedis, config: Config, cache_ttl_ms: u64) -> Fleet {
+        let yaml = config
+            .state(
+                redis
+                    .state(REDIS_PREFIX, REDIS_TIMEOUT_MS)
+                    .cache_ttl_ms(cache_ttl_ms),
+            )
+            .yaml();
+        let start = || Gateway::builder(&yaml).start();
         let (a, b, c) = tokio::join!(start(), start(), start());
         Fleet {
             gws: vec![a, b, c],
@@ -207,24 +188,18 @@ impl Fleet {
             .clone()
     }
 
-    /// `/metrics` of replica `i`: the value of `series` (a metric name with its
-    /// labels, as printed).
-    async fn metric(&self, i: usize, series: &str) -> Option<f64> {
-        let r = self
-            .client
-            .get(&format!("{}/metrics", self.gw(i).admin_url()))
-            .await;
-        assert_eq!(r.status, 200, "/metrics: {}", r.text());
-        metric_value(&r.text(), series)
+    /// `/metrics` of replica `i`: the value of `name` with `labels`.
+    async fn metric(&self, i: usize, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        Scrape::of(self.gw(i)).await.value(name, labels).ok()
     }
 
     /// `gateway_upstream_healthy{provider=...}` on replica `i`: this replica's
     /// own view (its mirror), not Redis's.
     async fn sees_healthy(&self, i: usize, provider: &str) -> bool {
-        let series = format!("gateway_upstream_healthy{{provider=\"{provider}\"}}");
-        match self.metric(i, &series).await {
+        let labels = [("provider", provider)];
+        match self.metric(i, "gateway_upstream_healthy", &labels).await {
             Some(v) => v > 0.5,
-            None => panic!("no {series} on /metrics of replica {i}"),
+            None => panic!("no gateway_upstream_healthy {labels:?} on /metrics of replica {i}"),
         }
     }
 }
@@ -236,14 +211,6 @@ fn find_row<'a>(rows: &'a [Value], provider: &str, token: Option<u64>) -> Option
                 None => r["token_index"].is_null(),
                 Some(t) => r["token_index"] == t,
             }
-    })
-}
-
-fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<f64>().ok())
     })
 }
 
@@ -309,12 +276,6 @@ async fn drive_until_hits(
     sent
 }
 
-fn two_providers(passive: &str, fallback: &str) -> String {
-    TWO_PROVIDERS
-        .replace("PASSIVE", passive)
-        .replace("FALLBACK", fallback)
-}
-
 // ------------------------------------------------------------------ 1. fleet-wide ejection
 
 const FAILURES: u64 = 3;
@@ -327,18 +288,9 @@ async fn failing_upstream_is_avoided_by_the_fleet(redis: SharedRedis) {
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
-    let yaml = two_providers(
-        "{ failures: 3, window_s: 10, ejection_s: 30 }",
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    );
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 0);
     let label = redis.label();
-    let f = Fleet::start(
-        redis,
-        &yaml,
-        CACHE_TTL_MS,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let f = Fleet::start(redis, config, CACHE_TTL_MS).await;
     let f = &f;
 
     // through A only: each failure of p1 falls back to p2, the client gets 200
@@ -428,7 +380,7 @@ async fn failing_upstream_is_avoided_by_the_fleet(redis: SharedRedis) {
     // fleet's ejection counters add up to one
     let mut total = 0.0;
     for i in 0..REPLICAS {
-        let n = f.metric(i, "gateway_upstream_ejections_total").await;
+        let n = f.metric(i, "gateway_upstream_ejections_total", &[]).await;
         total += n.unwrap_or_else(|| {
             panic!("{label}: no gateway_upstream_ejections_total on replica {i}")
         });
@@ -457,17 +409,8 @@ async fn ejection_is_pushed_before_the_periodic_refresh() {
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
-    let yaml = two_providers(
-        "{ failures: 3, window_s: 10, ejection_s: 30 }",
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    );
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        CACHE_TTL_MS,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 0);
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
     drive_until_hits(f, 0, &p1, FAILURES, 200, "through-a").await;
     for i in [1, 2] {
@@ -499,17 +442,8 @@ async fn recovered_upstream_gets_traffic_again() {
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
-    let yaml = two_providers(
-        &format!("{{ failures: 3, window_s: 10, ejection_s: {EJECTION_S} }}"),
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    );
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        CACHE_TTL_MS,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, EJECTION_S)), 0);
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
     drive_until_hits(f, 0, &p1, FAILURES, 200, "fail").await;
     let row = eventually(
@@ -615,9 +549,8 @@ async fn bad_api_token_is_taken_out_alone() {
     up.reject_token(BAD1, 401);
     let f = Fleet::start(
         SharedRedis::standalone().await,
-        THREE_TOKENS,
+        three_tokens(&up.base_url()),
         CACHE_TTL_MS,
-        &[("up", up.base_url())],
     )
     .await;
     let f = &f;
@@ -737,17 +670,8 @@ async fn every_instance_ejected_is_panic_mode() {
     const CACHE_TTL_MS: u64 = 300;
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
-    let yaml = two_providers(
-        "{ failures: 2, window_s: 10, ejection_s: 30 }",
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    );
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        CACHE_TTL_MS,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((2, 10, 30)), 0);
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
 
     // p1 goes first (through A, p2 answers)
@@ -821,7 +745,7 @@ async fn every_instance_ejected_is_panic_mode() {
 
     for i in [1, 2] {
         let n = f
-            .metric(i, "gateway_upstream_panic_total")
+            .metric(i, "gateway_upstream_panic_total", &[])
             .await
             .unwrap_or_else(|| panic!("no gateway_upstream_panic_total on replica {i}"));
         assert!(n >= 1.0, "replica {i}: gateway_upstream_panic_total {n}");
@@ -841,21 +765,8 @@ async fn attempts_record_the_fallback() {
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
     // p1 first by priority, so the order is known
-    let yaml = two_providers(
-        "{ failures: 3, window_s: 10, ejection_s: 30 }",
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    )
-    .replace(
-        "{ provider: p2, priority: 0, weight: 1 }",
-        "{ provider: p2, priority: 1, weight: 1 }",
-    );
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        300,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 1);
+    let f = Fleet::start(SharedRedis::standalone().await, config, 300).await;
     let f = &f;
     let r = f.chat(1, "two-attempts").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -896,21 +807,8 @@ async fn attempts_record_the_fallback() {
 /// A fleet where every request tries p1 first (p2 is the next priority), with
 /// `passive: { failures: 3 }` and a long `cache_ttl_ms`.
 async fn p1_first_fleet(p1: &MockUpstream, p2: &MockUpstream) -> Fleet {
-    let yaml = two_providers(
-        "{ failures: 3, window_s: 10, ejection_s: 30 }",
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    )
-    .replace(
-        "{ provider: p2, priority: 0, weight: 1 }",
-        "{ provider: p2, priority: 1, weight: 1 }",
-    );
-    Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        1000,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 1);
+    Fleet::start(SharedRedis::standalone().await, config, 1000).await
 }
 
 /// Six rounds of: p1 fails a request through replica 0, then answers one
@@ -982,54 +880,30 @@ async fn timeouts_and_refused_connections_eject() {
     let slow = MockUpstream::start_default();
     let ok = MockUpstream::start_default();
     slow.delay_headers(2000);
-    let yaml = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: REDIS
-  cache_ttl_ms: CACHE_TTL
-providers:
-  - id: slow
-    type: openai-compatible
-    base_url: "{{slow}}"
-    api_tokens: ["sk-hf-secret-slow"]
-    timeouts: { connect_ms: 500, first_byte_ms: 300, idle_ms: 5000, total_ms: 10000 }
-    passive: { failures: 2, window_s: 10, ejection_s: 30 }
-  - id: dead
-    type: openai-compatible
-    base_url: "{{dead}}"
-    api_tokens: ["sk-hf-secret-dead"]
-    timeouts: { connect_ms: 500, first_byte_ms: 300, idle_ms: 5000, total_ms: 10000 }
-    passive: { failures: 2, window_s: 10, ejection_s: 30 }
-  - id: ok
-    type: openai-compatible
-    base_url: "{{ok}}"
-    api_tokens: ["sk-hf-secret-ok"]
-    timeouts: { connect_ms: 500, first_byte_ms: 3000, idle_ms: 5000, total_ms: 10000 }
-    passive: { failures: 2, window_s: 10, ejection_s: 30 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: slow }, { provider: dead }, { provider: ok } ]
-    balancer: { algorithm: roundrobin }
-    fallback: { on: [timeout, connect_error, http_5xx, unhealthy], max_retries: 2 }
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        yaml,
-        300,
-        &[
-            ("slow", slow.base_url()),
-            ("dead", closed_port_url()),
-            ("ok", ok.base_url()),
-        ],
-    )
-    .await;
+    let provider = |id: &str, url: &str, first_byte_ms: u64| {
+        Provider::openai(id, url)
+            .token(&format!("sk-hf-secret-{id}"))
+            .timeouts(Timeouts::all(500, first_byte_ms, 5000, 10_000))
+            .passive(2, 10, 30)
+    };
+    let config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(provider("slow", &slow.base_url(), 300))
+        .provider(provider("dead", &closed_port_url(), 300))
+        .provider(provider("ok", &ok.base_url(), 3000))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("slow")
+                .upstream("dead")
+                .upstream("ok")
+                .balancer("roundrobin")
+                .fallback(Fallback::on(
+                    &["timeout", "connect_error", "http_5xx", "unhealthy"],
+                    2,
+                )),
+        )
+        .access_log();
+    let f = Fleet::start(SharedRedis::standalone().await, config, 300).await;
     let f = &f;
 
     // through A until both are out for the fleet
@@ -1116,16 +990,10 @@ async fn without_passive_nothing_is_counted() {
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
     p1.fail_with(503);
-    let yaml = two_providers("{}", "{ on: [http_5xx, unhealthy], max_retries: 1 }")
-        .replace("    passive: {}\n", "");
+    let config = two_providers(&p1.base_url(), &p2.base_url(), None, 0);
+    let yaml = config.yaml();
     assert!(!yaml.contains("passive"), "{yaml}");
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        300,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let f = Fleet::start(SharedRedis::standalone().await, config, 300).await;
     let f = &f;
     for k in 0..10 {
         let r = f.chat(0, &format!("np-{k}")).await;
@@ -1160,17 +1028,8 @@ async fn refresh_catches_a_change_without_notification() {
     const CACHE_TTL_MS: u64 = 1000;
     let p1 = MockUpstream::start_default();
     let p2 = MockUpstream::start_default();
-    let yaml = two_providers(
-        "{ failures: 3, window_s: 10, ejection_s: 30 }",
-        "{ on: [http_5xx, unhealthy], max_retries: 1 }",
-    );
-    let f = Fleet::start(
-        SharedRedis::standalone().await,
-        &yaml,
-        CACHE_TTL_MS,
-        &[("p1", p1.base_url()), ("p2", p2.base_url())],
-    )
-    .await;
+    let config = two_providers(&p1.base_url(), &p2.base_url(), Some((3, 10, 30)), 0);
+    let f = Fleet::start(SharedRedis::standalone().await, config, CACHE_TTL_MS).await;
     let f = &f;
     for i in 0..REPLICAS {
         assert!(f.sees_healthy(i, "p1").await, "replica {i}");

@@ -38,8 +38,6 @@
 //! run one after another (a file-wide lock) to keep the CPU calm for those
 //! timings.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway::health::rules::{Passive, ProbeRule, Source, TargetState, CAP_MS};
 use gateway::health::store::{self, Arg, FleetState};
 use gateway::redis_conn::{Budget, ConnSettings, RedisConn, Target, SCRIPTS};

@@ -14,14 +14,14 @@
 //! Every test has its own Redis, mock upstreams and gateways. The tests count
 //! probes per second, so they take a file-wide lock and run one after another.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{Config, Fallback, Provider, Route, Server, State, Timeouts};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::{counter, metric};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{start_redis, stop_redis, RedisServer};
 use http::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
 
 /// One test at a time (see the module doc).
@@ -30,68 +30,54 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Probe interval of every test (`checks.active.interval_s`).
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// `STATE`, `PROVIDERS` (indented `- id: ...` entries), `UPSTREAMS` (a YAML
-/// flow list) and `FALLBACK` are replaced by [`config`].
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-STATE
-providers:
-PROVIDERS
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: UPSTREAMS
-    fallback: FALLBACK
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-"#;
-
-/// Steering by health needs `unhealthy` in `fallback.on`.
-const FALLBACK: &str = "{ on: [unhealthy, http_5xx, connect_error, timeout], max_retries: 1 }";
-
 /// `state:` on `redis`; mirrors refreshed every 200 ms.
-fn redis_state(redis: &RedisServer) -> String {
-    format!(
-        "state:\n  backend: redis\n  redis: {{ url: \"{}\", key_prefix: \"hp:\", timeout_ms: 300 }}\n  cache_ttl_ms: 200",
-        redis.url()
-    )
+fn redis_state(redis: &RedisServer) -> State {
+    State::redis(&redis.url())
+        .redis_key("key_prefix", "hp:")
+        .redis_key("timeout_ms", 300)
+        .cache_ttl_ms(200)
 }
 
-/// One `providers:` entry for `mock`; `extra` is more YAML of the entry (lines
-/// indented by four spaces).
-fn provider(id: &str, mock: &MockUpstream, extra: &str) -> String {
-    format!(
-        "  - id: {id}\n    type: openai-compatible\n    base_url: \"{}\"\n    api_tokens: [\"sk-{id}\"]\n    \
-         timeouts: {{ connect_ms: 500, first_byte_ms: 2000, idle_ms: 2000, total_ms: 10000 }}\n{extra}",
-        mock.base_url()
-    )
+/// Provider `id` at `mock` (token `sk-<id>`).
+fn provider(id: &str, mock: &MockUpstream) -> Provider {
+    Provider::openai(id, &mock.base_url())
+        .token(&format!("sk-{id}"))
+        .timeouts(Timeouts::all(500, 2000, 2000, 10_000))
 }
 
 /// `checks.active` every [`INTERVAL`] on `/models`, 200 healthy, 5xx unhealthy.
-fn active(successes: u32, failures: u32) -> String {
-    format!(
-        "    checks:\n      active:\n        http_path: /models\n        interval_s: {}\n        timeout_ms: 500\n        \
-         healthy: {{ successes: {successes}, http_statuses: [200] }}\n        \
-         unhealthy: {{ failures: {failures}, http_statuses: [500, 502, 503, 504] }}\n",
-        INTERVAL.as_secs()
-    )
+fn active(successes: u32, failures: u32) -> Value {
+    json!({ "active": {
+        "http_path": "/models",
+        "interval_s": INTERVAL.as_secs(),
+        "timeout_ms": 500,
+        "healthy": { "successes": successes, "http_statuses": [200] },
+        "unhealthy": { "failures": failures, "http_statuses": [500, 502, 503, 504] },
+    }})
 }
 
-fn passive(failures: u32, window_s: u64, ejection_s: u64) -> String {
-    format!(
-        "    passive: {{ failures: {failures}, window_s: {window_s}, ejection_s: {ejection_s} }}\n"
-    )
-}
-
-fn config(state: &str, providers: &[String], upstreams: &str) -> String {
-    TEMPLATE
-        .replace("STATE", state)
-        .replace("PROVIDERS", &providers.concat())
-        .replace("UPSTREAMS", upstreams)
-        .replace("FALLBACK", FALLBACK)
+/// Route `chat` on `/v1` to `upstreams`: (provider, priority); steering by
+/// health needs `unhealthy` in `fallback.on`.
+fn config(state: State, providers: Vec<Provider>, upstreams: &[(&str, Option<i32>)]) -> String {
+    let mut route = Route::new("chat", "/v1").fallback(Fallback::on(
+        &["unhealthy", "http_5xx", "connect_error", "timeout"],
+        1,
+    ));
+    for (p, priority) in upstreams {
+        route = match priority {
+            Some(n) => route.upstream_priority(p, *n),
+            None => route.upstream(p),
+        };
+    }
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(state)
+        .route(route)
+        .access_log();
+    for p in providers {
+        config = config.provider(p);
+    }
+    config.yaml()
 }
 
 /// `n` replicas of `yaml`, started concurrently.
@@ -122,33 +108,20 @@ fn data_hits(mock: &MockUpstream) -> u64 {
     mock.hits() - mock.model_hits()
 }
 
-/// A counter or gauge of `gw`'s `/metrics`.
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> u64 {
-    let url = format!("{}/metrics", gw.admin_url());
-    let r = c.get(&url).await;
-    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-    let text = r.text();
-    let want = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no {name} in GET {url}:\n{text}"))
-}
-
 /// `gateway_health_probes_total` of each replica.
-async fn probes_by_replica(c: &TestClient, gws: &[Gateway]) -> Vec<u64> {
+async fn probes_by_replica(gws: &[Gateway]) -> Vec<u64> {
     let mut out = Vec::with_capacity(gws.len());
     for g in gws {
-        out.push(metric(c, g, "gateway_health_probes_total").await);
+        out.push(counter(g, "gateway_health_probes_total").await);
     }
     out
 }
 
-async fn metric_sum(c: &TestClient, gws: &[Gateway], name: &str) -> u64 {
+/// The counter `name` summed over the replicas (each must have it).
+async fn metric_sum(gws: &[Gateway], name: &str) -> u64 {
     let mut sum = 0;
     for g in gws {
-        sum += metric(c, g, name).await;
+        sum += counter(g, name).await;
     }
     sum
 }
@@ -245,13 +218,12 @@ async fn one_replica_probes_per_interval() {
     let redis = start_redis().await;
     let up = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &up, &active(2, 3))],
-        "[ { provider: p1 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &up).checks(active(2, 3))],
+        &[("p1", None)],
     );
     let started = Instant::now();
     let gws = fleet(&yaml, 3).await;
-    let c = TestClient::new();
     // probes begin with the replicas, not an interval later
     while up.model_hits() == 0 {
         assert!(
@@ -270,9 +242,9 @@ async fn one_replica_probes_per_interval() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let span = Duration::from_secs(5);
-    let before = probes_by_replica(&c, &gws).await;
+    let before = probes_by_replica(&gws).await;
     let probes = probes_during(&up, span).await;
-    let after = probes_by_replica(&c, &gws).await;
+    let after = probes_by_replica(&gws).await;
     let by_replica: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     eprintln!(
         "probes in {span:?}: {probes} at the upstream; by replica (counters): {by_replica:?}"
@@ -289,7 +261,7 @@ async fn one_replica_probes_per_interval() {
     // the counters add up to what the upstream saw (a probe is counted just
     // before it is sent)
     let seen_before = up.model_hits();
-    let sum: u64 = probes_by_replica(&c, &gws).await.iter().sum();
+    let sum: u64 = probes_by_replica(&gws).await.iter().sum();
     let seen_after = up.model_hits();
     eprintln!(
         "since start: {seen_before}..{seen_after} probes at the upstream, counters sum {sum}"
@@ -299,7 +271,7 @@ async fn one_replica_probes_per_interval() {
         "sum of gateway_health_probes_total {sum}, upstream saw {seen_before}..{seen_after}"
     );
     assert_eq!(
-        metric_sum(&c, &gws, "gateway_health_probe_failures_total").await,
+        metric_sum(&gws, "gateway_health_probe_failures_total").await,
         0,
         "every probe answered 200"
     );
@@ -309,9 +281,9 @@ async fn one_replica_probes_per_interval() {
     let _redis = stop_redis(redis).await;
     tokio::time::sleep(INTERVAL + Duration::from_millis(500)).await;
     let span = Duration::from_secs(3);
-    let before = probes_by_replica(&c, &gws).await;
+    let before = probes_by_replica(&gws).await;
     let probes = probes_during(&up, span).await;
-    let after = probes_by_replica(&c, &gws).await;
+    let after = probes_by_replica(&gws).await;
     let by_replica: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     eprintln!("Redis down: {probes} probes in {span:?}; by replica {by_replica:?}");
     let n = span.as_secs();
@@ -334,12 +306,11 @@ async fn lease_moves_when_the_prober_dies() {
     let redis = start_redis().await;
     let up = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &up, &active(2, 3))],
-        "[ { provider: p1 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &up).checks(active(2, 3))],
+        &[("p1", None)],
     );
     let mut gws = fleet(&yaml, 3).await;
-    let c = TestClient::new();
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // who probes? the replica whose counter moved with the upstream's count;
@@ -353,7 +324,7 @@ async fn lease_moves_when_the_prober_dies() {
             "could not tell which replica probes\n{}",
             stderr_of(&gws)
         );
-        let before = probes_by_replica(&c, &gws).await;
+        let before = probes_by_replica(&gws).await;
         let seen = up.model_hits();
         let t = Instant::now();
         while up.model_hits() == seen {
@@ -366,7 +337,7 @@ async fn lease_moves_when_the_prober_dies() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let probed_at = Instant::now();
-        let after = probes_by_replica(&c, &gws).await;
+        let after = probes_by_replica(&gws).await;
         let grew: Vec<usize> = (0..gws.len()).filter(|&i| after[i] > before[i]).collect();
         let holder = tokio::task::block_in_place(|| redis.cli(&["GET", lease_key]));
         if grew.len() == 1 && after[grew[0]] - before[grew[0]] == 1 && !holder.is_empty() {
@@ -414,9 +385,9 @@ async fn lease_moves_when_the_prober_dies() {
     // from mid-interval, not right after a probe)
     tokio::time::sleep(INTERVAL / 2).await;
     let span = Duration::from_secs(5);
-    let before = probes_by_replica(&c, &gws).await;
+    let before = probes_by_replica(&gws).await;
     let probes = probes_during(&up, span).await;
-    let after = probes_by_replica(&c, &gws).await;
+    let after = probes_by_replica(&gws).await;
     let by_replica: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     eprintln!("after the kill: {probes} probes in {span:?}; by surviving replica {by_replica:?}");
     let n = span.as_secs();
@@ -443,9 +414,9 @@ async fn active_ejection_and_recovery() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &a, &active(2, 2)), provider("p2", &b, "")],
-        "[ { provider: p1 }, { provider: p2 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &a).checks(active(2, 2)), provider("p2", &b)],
+        &[("p1", None), ("p2", None)],
     );
     let gws = fleet(&yaml, 3).await;
     let c = TestClient::new();
@@ -505,7 +476,7 @@ async fn active_ejection_and_recovery() {
         left > 0.0 && left <= 3.5,
         "ejected_until in {left} s: {row}"
     );
-    let failed = metric_sum(&c, &gws, "gateway_health_probe_failures_total").await;
+    let failed = metric_sum(&gws, "gateway_health_probe_failures_total").await;
     assert!(failed >= 2, "{failed} failed probes counted");
     let first_until = row["ejected_until"].clone();
 
@@ -555,9 +526,6 @@ async fn active_ejection_and_recovery() {
         took <= INTERVAL * 3 + Duration::from_millis(500),
         "recovery took {took:?}"
     );
-    let recoveries = metric_sum(&c, &gws, "gateway_upstream_recoveries_total").await;
-    let ejections = metric_sum(&c, &gws, "gateway_upstream_ejections_total").await;
-    eprintln!("fleet counters: ejections {ejections}, recoveries {recoveries}");
 
     // and gets traffic again from every replica
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -570,6 +538,17 @@ async fn active_ejection_and_recovery() {
             "replica {i}: round-robin over both again"
         );
     }
+    // one ejection (renewing the hold is not another) and one recovery, each
+    // counted by the one replica whose report made it: the fleet's counters
+    // add up to exactly one each (read after the traffic above, so the
+    // reporter's count is in)
+    let ejections = metric_sum(&gws, "gateway_upstream_ejections_total").await;
+    let recoveries = metric_sum(&gws, "gateway_upstream_recoveries_total").await;
+    assert_eq!(
+        (ejections, recoveries),
+        (1, 1),
+        "fleet counters (ejections, recoveries)"
+    );
 }
 
 /// A passive ejection (60 s) ends as soon as `healthy.successes` probes in a
@@ -581,11 +560,11 @@ async fn probes_end_a_passive_ejection() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     // probes alone would need 10 failures to eject: the ejection is passive
-    let p1_health = format!("{}{}", passive(2, 10, 60), active(2, 10));
+    let p1 = provider("p1", &a).passive(2, 10, 60).checks(active(2, 10));
     let yaml = config(
-        &redis_state(&redis),
-        &[provider("p1", &a, &p1_health), provider("p2", &b, "")],
-        "[ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]",
+        redis_state(&redis),
+        vec![p1, provider("p2", &b)],
+        &[("p1", Some(0)), ("p2", Some(1))],
     );
     let gws = fleet(&yaml, 2).await;
     let c = TestClient::new();
@@ -673,24 +652,21 @@ async fn local_outlier_detection_while_redis_is_down() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[
-            provider("p1", &a, &passive(3, 30, 30)),
-            provider("p2", &b, ""),
-        ],
-        "[ { provider: p1 }, { provider: p2 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &a).passive(3, 30, 30), provider("p2", &b)],
+        &[("p1", None), ("p2", None)],
     );
     let gws = fleet(&yaml, 2).await;
     let (ga, gb) = (&gws[0], &gws[1]);
     let c = TestClient::new();
     chats_ok(&c, ga, 2, "Redis up").await;
     assert_eq!((data_hits(&a), data_hits(&b)), (1, 1), "round-robin");
-    assert_eq!(metric(&c, ga, "gateway_state_degraded").await, 0);
+    assert_eq!(metric(ga, "gateway_state_degraded").await, 0.0);
 
     let _redis = stop_redis(redis).await;
     // the monitor notices within about half a second
     let t = Instant::now();
-    while metric(&c, ga, "gateway_state_degraded").await != 1 {
+    while metric(ga, "gateway_state_degraded").await != 1.0 {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "replica A not degraded 5 s after Redis stopped\n{}",
@@ -755,7 +731,7 @@ async fn local_outlier_detection_while_redis_is_down() {
     assert_eq!(row["view"], "replica", "{row}");
     assert_eq!(row["healthy"], true, "{row}");
     assert!(row["local_ejected_until"].is_null(), "{row}");
-    assert_eq!(metric(&c, ga, "gateway_state_degraded").await, 1);
+    assert_eq!(metric(ga, "gateway_state_degraded").await, 1.0);
 }
 
 /// `/admin/health` turns this replica's clock into wall-clock time for
@@ -769,12 +745,9 @@ async fn replica_view_times_are_in_the_future() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     let yaml = config(
-        &redis_state(&redis),
-        &[
-            provider("p1", &a, &passive(1, 30, 30)),
-            provider("p2", &b, ""),
-        ],
-        "[ { provider: p1, priority: 0 }, { provider: p2, priority: 1 } ]",
+        redis_state(&redis),
+        vec![provider("p1", &a).passive(1, 30, 30), provider("p2", &b)],
+        &[("p1", Some(0)), ("p2", Some(1))],
     );
     let gws = fleet(&yaml, 1).await;
     let gw = &gws[0];

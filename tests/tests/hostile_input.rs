@@ -9,11 +9,10 @@
 //! within 50 MB of its start, and every request the upstream received is a
 //! well-formed chat request with a sane model.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use bytes::Bytes;
 use gateway_tests::client::{chat_body, TestClient};
-use gateway_tests::harness::Gateway;
+use gateway_tests::config::{Config, Provider, Route, Server, Timeouts};
+use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::hostile::{
     chunked, exchange, h2_idle_connections, h2_rapid_reset, request, upload, ByHand, Exchange,
     H2ByHand, H2Conn, RawConn, RawResponse, Tripwire,
@@ -33,33 +32,23 @@ const RSS_SLACK: u64 = 50 * MB;
 
 /// A gateway with one open route to the mock. The provider maps no model, so the
 /// upstream sees the client's model exactly as the gateway let it through.
-/// `extra` adds lines under `server:`.
-fn config(upstream: &str, extra: &[&str]) -> String {
-    let mut server = vec![
-        r#"listen: "{{listen}}""#.to_string(),
-        r#"admin_listen: "{{admin}}""#.to_string(),
-        "admin_token: test-admin-token".to_string(),
-        format!("max_body_bytes: {MAX_BODY}"),
-        format!("header_read_timeout_ms: {}", TIMEOUT.as_millis()),
-    ];
-    server.extend(extra.iter().map(|l| l.to_string()));
-    format!(
-        r#"
-server:
-  {}
-providers:
-  - id: up
-    type: openai-compatible
-    base_url: "{upstream}"
-    api_tokens: ["sk-upstream-secret"]
-    timeouts: {{ connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000 }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    upstreams: [ {{ provider: up }} ]
-"#,
-        server.join("\n  ")
-    )
+/// `server` is the server part (bodies up to [`MAX_BODY`] and heads within
+/// [`TIMEOUT`] are added).
+fn config(upstream: &str, server: Server) -> String {
+    Config::new()
+        .server(
+            server
+                .admin_token(ADMIN_TOKEN)
+                .max_body_bytes(MAX_BODY)
+                .header_read_timeout_ms(TIMEOUT.as_millis() as u64),
+        )
+        .provider(
+            Provider::openai("up", upstream)
+                .token("sk-upstream-secret")
+                .timeouts(Timeouts::all(500, 5000, 5000, 20_000)),
+        )
+        .route(Route::new("chat", "/v1").upstream("up"))
+        .yaml()
 }
 
 /// A gateway under attack, the mock upstream behind it, and what it looked like
@@ -75,14 +64,14 @@ struct Target {
 
 impl Target {
     async fn start() -> Target {
-        Self::start_with(&[]).await
+        Self::start_with(Server::new()).await
     }
 
-    /// Starts the gateway with `extra` server keys; warms it up with normal
+    /// Starts the gateway with the server keys of `server`; warms it up with normal
     /// requests before RSS is taken.
-    async fn start_with(extra: &[&str]) -> Target {
+    async fn start_with(server: Server) -> Target {
         let mock = MockUpstream::start_default();
-        let gw = Gateway::start(&config(&mock.base_url(), extra)).await;
+        let gw = Gateway::start(&config(&mock.base_url(), server)).await;
         let c = TestClient::new();
         for _ in 0..5 {
             let r = c.post_json(&url(&gw, CHAT), &normal_body()).await;
@@ -669,8 +658,8 @@ async fn slowloris_on_a_later_keep_alive_request_gets_408() {
 /// nothing goes upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_and_trickled_bodies_get_408() {
-    let ms = TIMEOUT.as_millis().to_string();
-    let mut t = Target::start_with(&[&format!("body_read_timeout_ms: {ms}")]).await;
+    let ms = TIMEOUT.as_millis() as u64;
+    let mut t = Target::start_with(Server::new().body_read_timeout_ms(ms)).await;
     let body = chat_bytes("gpt-4o");
     let len = format!("Content-Length: {}\r\n", body.len());
 
@@ -907,8 +896,8 @@ async fn http2_rapid_reset_leaves_the_gateway_serving_others() {
 /// nothing, or answer pings, or stop in the middle of a header block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
-    let ms = TIMEOUT.as_millis().to_string();
-    let mut t = Target::start_with(&[&format!("idle_timeout_ms: {ms}")]).await;
+    let ms = TIMEOUT.as_millis() as u64;
+    let mut t = Target::start_with(Server::new().idle_timeout_ms(ms)).await;
     const CONNS: usize = 500;
     let by_hand_at = Instant::now();
     let mut by_hand = Vec::new();

@@ -3,40 +3,28 @@
 //! reported, requests are counted by status, fallbacks by route, and no label
 //! carries a request id or a key.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config::{Config, Fallback, Provider, Route};
 use gateway_tests::harness::Gateway;
+use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream};
 
-fn config(good: &str, bad: &str) -> String {
-    format!(
-        r#"
-server: {{ listen: "{{{{listen}}}}", admin_listen: "{{{{admin}}}}" }}
-providers:
-  - {{ id: bad, type: openai-compatible, base_url: "{bad}", api_tokens: ["sk-metrics-secret-1"] }}
-  - {{ id: good, type: openai-compatible, base_url: "{good}", api_tokens: ["sk-metrics-secret-2"] }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    upstreams: [ {{ provider: bad, priority: 0 }}, {{ provider: good, priority: 1 }} ]
-    fallback: {{ on: [http_5xx], max_retries: 1 }}
-telemetry:
-  access_log: {{ enabled: false }}
-"#
-    )
-}
+/// How long the good upstream waits before its headers: every answer's first
+/// token comes at least this late.
+const HEADER_DELAY_MS: u64 = 20;
 
-/// The sum of every sample of `name` whose labels contain all of `with`.
-fn sum(text: &str, name: &str, with: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name)
-                && l[name.len()..].starts_with(['{', ' '])
-                && with.iter().all(|w| l.contains(w))
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+fn config(good: &str, bad: &str) -> String {
+    Config::new()
+        .provider(Provider::openai("bad", bad).token("sk-metrics-secret-1"))
+        .provider(Provider::openai("good", good).token("sk-metrics-secret-2"))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream_priority("bad", 0)
+                .upstream_priority("good", 1)
+                .fallback(Fallback::on(&["http_5xx"], 1)),
+        )
+        .no_access_log()
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +32,7 @@ async fn token_sums_equal_the_upstream_usage() {
     let good = MockUpstream::start_default();
     let bad = MockUpstream::start_default();
     bad.fail_with(503);
+    good.delay_headers(HEADER_DELAY_MS);
     let gw = Gateway::start(&config(&good.base_url(), &bad.base_url())).await;
     let url = format!("{}/v1/chat/completions", gw.url());
     let c = TestClient::new();
@@ -66,68 +55,71 @@ async fn token_sums_equal_the_upstream_usage() {
         prompt += u.prompt_tokens;
         completion += u.completion_tokens;
     }
-    let text = c.get(&format!("{}/metrics", gw.admin_url())).await.text();
+    let m = Scrape::of(&gw).await;
+    let text = m.text();
     let p = "route_upstream_model_consumer_metric_";
     let labels = [
-        "ai_route=\"chat\"",
-        "ai_cluster=\"good\"",
-        "ai_consumer=\"none\"",
+        ("ai_route", "chat"),
+        ("ai_cluster", "good"),
+        ("ai_consumer", "none"),
     ];
     assert_eq!(
-        sum(&text, &format!("{p}input_token"), &labels),
+        m.total(&format!("{p}input_token"), &labels),
         prompt as f64,
         "{text}"
     );
     assert_eq!(
-        sum(&text, &format!("{p}output_token"), &labels),
+        m.total(&format!("{p}output_token"), &labels),
         completion as f64
     );
-    assert_eq!(sum(&text, &format!("{p}llm_duration_count"), &labels), 8.0);
-    assert!(sum(&text, &format!("{p}llm_service_duration"), &labels) > 0.0);
-    assert!(sum(&text, &format!("{p}llm_first_token_duration"), &labels) >= 0.0);
+    assert_eq!(m.total(&format!("{p}llm_duration_count"), &labels), 8.0);
+    assert!(m.total(&format!("{p}llm_service_duration"), &labels) > 0.0);
+    // the time to the first token of each of the 3 streams (ms), each at least
+    // the upstream's header delay
+    let first_token = m.total(&format!("{p}llm_first_token_duration"), &labels);
+    assert!(
+        first_token >= (3 * HEADER_DELAY_MS) as f64,
+        "llm_first_token_duration {first_token} ms for 3 streams of >= {HEADER_DELAY_MS} ms"
+    );
     let g = [
-        "gen_ai_operation_name=\"chat\"",
-        "gen_ai_provider_name=\"good\"",
+        ("gen_ai_operation_name", "chat"),
+        ("gen_ai_provider_name", "good"),
     ];
     assert_eq!(
-        sum(
-            &text,
+        m.total(
             "gen_ai_client_token_usage_sum",
-            &[g[0], g[1], "gen_ai_token_type=\"input\""]
+            &[g[0], g[1], ("gen_ai_token_type", "input")]
         ),
         prompt as f64
     );
     assert_eq!(
-        sum(
-            &text,
+        m.total(
             "gen_ai_client_token_usage_sum",
-            &[g[0], g[1], "gen_ai_token_type=\"output\""]
+            &[g[0], g[1], ("gen_ai_token_type", "output")]
         ),
         completion as f64
     );
     assert_eq!(
-        sum(&text, "gen_ai_client_operation_duration_seconds_count", &g),
+        m.total("gen_ai_client_operation_duration_seconds_count", &g),
         8.0
     );
     assert_eq!(
-        sum(
-            &text,
+        m.total(
             "gen_ai_client_operation_time_to_first_chunk_seconds_count",
             &g
         ),
         3.0
     );
     assert_eq!(
-        sum(
-            &text,
+        m.total(
             "gateway_requests_total",
-            &["route=\"chat\"", "status=\"200\""]
+            &[("route", "chat"), ("status", "200")]
         ),
         8.0
     );
     // every request first tried the failing instance, then fell back
     assert_eq!(
-        sum(&text, "gateway_fallbacks_total", &["route=\"chat\""]),
+        m.total("gateway_fallbacks_total", &[("route", "chat")]),
         8.0
     );
     for secret in ["req-id-not-a-label", "sk-metrics-secret"] {
@@ -136,10 +128,11 @@ async fn token_sums_equal_the_upstream_usage() {
     // the 404 of an unknown route is counted too, without route
     let r = c.get(&format!("{}/nope", gw.url())).await;
     assert_eq!(r.status, 404);
-    let text = c.get(&format!("{}/metrics", gw.admin_url())).await.text();
+    let m = Scrape::of(&gw).await;
     assert_eq!(
-        sum(&text, "gateway_requests_total", &["status=\"404\""]),
+        m.total("gateway_requests_total", &[("status", "404")]),
         1.0,
-        "{text}"
+        "{}",
+        m.text()
     );
 }

@@ -1,8 +1,6 @@
 //! Checks of the mock upstream and the client helpers themselves (no gateway), so
 //! that a failure elsewhere can be blamed on the gateway with confidence.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, raw_tcp_exchange, TestClient};
 use gateway_tests::mock_upstream::{
     chat_usage, embeddings_usage, responses_usage, MockOptions, MockUpstream, MOCK_ERROR_BODY,

@@ -9,8 +9,7 @@
 //! The Python interpreter is `$GATEWAY_TEST_PYTHON`, else `<repo>/.venv/bin/python`;
 //! `./scripts/test.sh` creates that venv with the `openai` package.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
+use gateway_tests::config::{Config, Provider, Route};
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::python::{python, PyScript};
@@ -19,6 +18,14 @@ use std::time::Duration;
 
 /// Longest one run of the Python script may take (it sets 30 s per request).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One route on `/v1` for the script's chat and embedding models, to `provider`.
+fn sdk_route(provider: &str) -> Route {
+    Route::new("chat", "/v1")
+        .model("gpt-*")
+        .model("text-embedding-*")
+        .upstream(provider)
+}
 
 /// Runs the e2e script against `base_url`; returns (exit status, stdout, stderr).
 /// The process is killed after [`SCRIPT_TIMEOUT`].
@@ -58,21 +65,16 @@ async fn openai_sdk_through_openai_compatible_provider() {
     // Resolve the interpreter first: a missing venv fails fast with the fix.
     python();
     let mock = MockUpstream::start_default();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: up
-    type: openai-compatible
-    base_url: "MOCK_BASE_URL"
-    api_tokens: ["sk-upstream"]
-    models: ["gpt-4o-mini", "text-embedding-3-small"]
-routes:
-  - name: chat
-    match: { path_prefix: /v1, models: ["gpt-*", "text-embedding-*"] }
-    upstreams: [ { provider: up } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#
-    .replace("MOCK_BASE_URL", &mock.base_url());
+    let config = Config::new()
+        .provider(
+            Provider::openai("up", &mock.base_url())
+                .token("sk-upstream")
+                .model("gpt-4o-mini")
+                .model("text-embedding-3-small"),
+        )
+        .route(sdk_route("up"))
+        .access_log()
+        .yaml();
     let gw = Gateway::start(&config).await;
 
     assert_script_passes(&gw, "an openai-compatible provider (mock upstream)").await;
@@ -106,18 +108,15 @@ telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_against_builtin_mock_provider() {
     python();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: builtin
-    type: mock
-    models: ["gpt-4o-mini", "text-embedding-3-small"]
-routes:
-  - name: chat
-    match: { path_prefix: /v1, models: ["gpt-*", "text-embedding-*"] }
-    upstreams: [ { provider: builtin } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
-    let gw = Gateway::start(config).await;
+    let config = Config::new()
+        .provider(
+            Provider::mock("builtin")
+                .model("gpt-4o-mini")
+                .model("text-embedding-3-small"),
+        )
+        .route(sdk_route("builtin"))
+        .access_log()
+        .yaml();
+    let gw = Gateway::start(&config).await;
     assert_script_passes(&gw, "the built-in mock provider").await;
 }

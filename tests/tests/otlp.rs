@@ -20,52 +20,55 @@
 //! * `metrics: true`: the GenAI token usage histogram reaches the collector with
 //!   sums equal to the mock's usage (pushed at SIGTERM at the latest).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::collector::{Collector, LogRecord, Span};
-use gateway_tests::harness::Gateway;
+use gateway_tests::config::{Attribute, Config, Fallback, Provider, Route, Server, Telemetry};
+use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// How long the collector gets to show what a test waits for.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `telemetry.otlp` (indented for the `telemetry:` block).
-fn otlp(endpoint: &str, protocol: &str, ratio: &str, extra: &str) -> String {
-    format!(
-        "  otlp:\n    endpoint: \"{endpoint}\"\n    protocol: {protocol}\n    traces: true\n    logs: true\n    sampling_ratio: {ratio}\n{extra}"
-    )
+/// `telemetry.otlp`: traces and logs to `endpoint` over `protocol` at
+/// `sampling_ratio`, with the keys of `extra` (a JSON object) added.
+fn otlp(endpoint: &str, protocol: &str, ratio: f64, extra: Value) -> Value {
+    let mut v = json!({
+        "endpoint": endpoint,
+        "protocol": protocol,
+        "traces": true,
+        "logs": true,
+        "sampling_ratio": ratio,
+    });
+    if let (Some(o), Value::Object(more)) = (v.as_object_mut(), extra) {
+        o.extend(more);
+    }
+    v
 }
 
-/// A config with `providers` (YAML list items), one route `chat` on `/v1` with
-/// `route_extra` (route keys, indented by 4), and `otlp_block`.
-fn config(providers: &str, route_extra: &str, otlp_block: &str) -> String {
-    format!(
-        r#"
-server: {{ listen: "{{{{listen}}}}", admin_listen: "{{{{admin}}}}", admin_token: test-admin-token }}
-providers:
-{providers}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-{route_extra}
-telemetry:
-  access_log: {{ enabled: true, path: "{{{{access_log}}}}" }}
-{otlp_block}
-"#
-    )
+/// A config with `providers`, the route `route` and `telemetry.otlp` `otlp`,
+/// access log on.
+fn config(providers: Vec<Provider>, route: Route, otlp: Value) -> String {
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .route(route)
+        .telemetry(Telemetry::new().access_log("{{access_log}}").otlp(otlp));
+    for p in providers {
+        config = config.provider(p);
+    }
+    config.yaml()
 }
 
 /// One openai-compatible provider `up1` at `base_url` mapping `gpt-4*` to
-/// `mock-large`, and the route's upstream list.
-fn one_provider(base_url: &str) -> (String, &'static str) {
+/// `mock-large`, and the route `chat` on `/v1` to it.
+fn one_provider(base_url: &str) -> (Vec<Provider>, Route) {
     (
-        format!(
-            "  - {{ id: up1, type: openai-compatible, base_url: \"{base_url}\", api_tokens: [\"sk-upstream-otlp-1\"], model_mapping: {{ \"gpt-4*\": mock-large }} }}"
-        ),
-        "    upstreams: [ { provider: up1 } ]",
+        vec![Provider::openai("up1", base_url)
+            .token("sk-upstream-otlp-1")
+            .map("gpt-4*", "mock-large")],
+        Route::new("chat", "/v1").upstream("up1"),
     )
 }
 
@@ -102,12 +105,12 @@ fn client_spans<'a>(spans: &'a [Span], trace: &str) -> Vec<&'a Span> {
 
 /// A gateway in front of `mock` exporting to `col` over gRPC at ratio 1.0, with the
 /// `telemetry.otlp` keys `extra` added.
-async fn grpc_gateway(col: &Collector, mock: &MockUpstream, extra: &str) -> Gateway {
+async fn grpc_gateway(col: &Collector, mock: &MockUpstream, extra: Value) -> Gateway {
     let (providers, route) = one_provider(&mock.base_url());
     Gateway::start(&config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "1.0", extra),
+        otlp(&col.grpc_endpoint(), "grpc", 1.0, extra),
     ))
     .await
 }
@@ -145,18 +148,10 @@ async fn logs_of(col: &Collector, rid: &str) -> Vec<LogRecord> {
     mine
 }
 
-/// The value of the unlabelled sample `name` on the admin `/metrics`.
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> u64 {
-    let text = c.get(&format!("{}/metrics", gw.admin_url())).await.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name} on /metrics:\n{text}"))
-}
-
 /// Spans and log records whose export failed.
-async fn failed_total(c: &TestClient, gw: &Gateway) -> u64 {
-    metric(c, gw, "gateway_otlp_spans_failed_total").await
-        + metric(c, gw, "gateway_otlp_logs_failed_total").await
+async fn failed_total(gw: &Gateway) -> u64 {
+    counter(gw, "gateway_otlp_spans_failed_total").await
+        + counter(gw, "gateway_otlp_logs_failed_total").await
 }
 
 fn is_fingerprint(v: &str) -> bool {
@@ -180,9 +175,9 @@ async fn grpc_chat_continues_the_client_trace() {
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
     let gw = Gateway::start(&config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "1.0", ""),
+        otlp(&col.grpc_endpoint(), "grpc", 1.0, json!({})),
     ))
     .await;
     let body = chat_body("gpt-4o", "how many tokens does this question take?");
@@ -298,19 +293,22 @@ async fn http_protocol_stream_with_route_attributes() {
     const SECRET: &str = "sk-client-otlp-secret-4711";
     let col = Collector::start().await;
     let mock = MockUpstream::start_default();
-    let (providers, upstreams) = one_provider(&mock.base_url());
-    let route = format!(
-        r#"{upstreams}
-    ai_log:
-      attributes:
-        - {{ key: answer, value_source: response_streaming_body, value: choices.0.delta.content, rule: append, apply_to_span: true, apply_to_log: true }}
-        - {{ key: question, value_source: request_body, value: messages.@reverse.0.content, apply_to_span: true, apply_to_log: true }}
-        - {{ key: auth, value_source: request_header, value: Authorization, apply_to_span: true, apply_to_log: true }}"#
-    );
+    let (providers, route) = one_provider(&mock.base_url());
+    let stream = "response_streaming_body";
+    let route = route
+        .attribute(
+            Attribute::log("answer", stream, "choices.0.delta.content")
+                .rule("append")
+                .on_span(),
+        )
+        .attribute(
+            Attribute::log("question", "request_body", "messages.@reverse.0.content").on_span(),
+        )
+        .attribute(Attribute::log("auth", "request_header", "Authorization").on_span());
     let gw = Gateway::start(&config(
-        &providers,
-        &route,
-        &otlp(&col.http_endpoint(), "http", "1.0", ""),
+        providers,
+        route,
+        otlp(&col.http_endpoint(), "http", 1.0, json!({})),
     ))
     .await;
     let mut body = chat_stream_body("gpt-4o", "first question");
@@ -410,9 +408,9 @@ async fn b3_single_header_is_continued() {
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
     let gw = Gateway::start(&config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "1.0", ""),
+        otlp(&col.grpc_endpoint(), "grpc", 1.0, json!({})),
     ))
     .await;
     let rid = "otlp-b3";
@@ -461,16 +459,18 @@ async fn fallback_gives_a_client_span_per_attempt() {
     let a = MockUpstream::start_default();
     let b = MockUpstream::start_default();
     a.fail_with(503);
-    let providers = format!(
-        "  - {{ id: a, type: openai-compatible, base_url: \"{}\", api_tokens: [\"tok-a\"] }}\n  - {{ id: b, type: openai-compatible, base_url: \"{}\", api_tokens: [\"tok-b\"] }}",
-        a.base_url(),
-        b.base_url()
-    );
-    let route = "    upstreams: [ { provider: a, priority: 0 }, { provider: b, priority: 1 } ]\n    fallback: { on: [http_5xx], max_retries: 1 }";
+    let providers = vec![
+        Provider::openai("a", &a.base_url()).token("tok-a"),
+        Provider::openai("b", &b.base_url()).token("tok-b"),
+    ];
+    let route = Route::new("chat", "/v1")
+        .upstream_priority("a", 0)
+        .upstream_priority("b", 1)
+        .fallback(Fallback::on(&["http_5xx"], 1));
     let gw = Gateway::start(&config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "1.0", ""),
+        otlp(&col.grpc_endpoint(), "grpc", 1.0, json!({})),
     ))
     .await;
     let rid = "otlp-fallback";
@@ -556,9 +556,9 @@ async fn ratio_zero_keeps_logs_and_follows_a_sampled_parent() {
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
     let gw = Gateway::start(&config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "0.0", ""),
+        otlp(&col.grpc_endpoint(), "grpc", 0.0, json!({})),
     ))
     .await;
     let c = TestClient::new();
@@ -631,7 +631,7 @@ async fn ratio_zero_keeps_logs_and_follows_a_sampled_parent() {
 async fn collector_restart_within_the_retry_window_loses_nothing() {
     let mut col = Collector::start().await;
     let mock = MockUpstream::start_default();
-    let gw = grpc_gateway(&col, &mock, "    timeout_ms: 1000\n").await;
+    let gw = grpc_gateway(&col, &mock, json!({ "timeout_ms": 1000 })).await;
     let c = TestClient::new();
     let url = chat_url(&gw);
     let trace = "00000000000000000000000000000b01";
@@ -665,8 +665,8 @@ async fn collector_restart_within_the_retry_window_loses_nothing() {
         "one log record per request; collector got:\n{}",
         col.output()
     );
-    assert_eq!(failed_total(&c, &gw).await, 0, "stderr:\n{}", gw.stderr());
-    assert_eq!(metric(&c, &gw, "gateway_otlp_dropped_total").await, 0);
+    assert_eq!(failed_total(&gw).await, 0, "stderr:\n{}", gw.stderr());
+    assert_eq!(counter(&gw, "gateway_otlp_dropped_total").await, 0);
     eprintln!("collector away {back:?}: all 10 spans and 5 log records arrived after it came back");
 }
 
@@ -676,7 +676,7 @@ async fn collector_restart_within_the_retry_window_loses_nothing() {
 async fn collector_down_costs_no_traffic_and_recovers() {
     let mut col = Collector::start().await;
     let mock = MockUpstream::start_default();
-    let gw = grpc_gateway(&col, &mock, "    timeout_ms: 1000\n").await;
+    let gw = grpc_gateway(&col, &mock, json!({ "timeout_ms": 1000 })).await;
     let c = TestClient::new();
     let url = chat_url(&gw);
 
@@ -691,7 +691,7 @@ async fn collector_down_costs_no_traffic_and_recovers() {
         .await;
     assert_eq!(r.status, 200);
     spans_of(&col, before, 2).await;
-    assert_eq!(metric(&c, &gw, "gateway_otlp_spans_failed_total").await, 0);
+    assert_eq!(counter(&gw, "gateway_otlp_spans_failed_total").await, 0);
 
     col.stop();
     let mut slowest = Duration::ZERO;
@@ -720,7 +720,7 @@ async fn collector_down_costs_no_traffic_and_recovers() {
     let mut first = 0;
     while first == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        first = failed_total(&c, &gw).await;
+        first = failed_total(&gw).await;
     }
     assert!(
         first > 0,
@@ -738,15 +738,15 @@ async fn collector_down_costs_no_traffic_and_recovers() {
     let mut second = first;
     while second <= first && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        second = failed_total(&c, &gw).await;
+        second = failed_total(&gw).await;
     }
     assert!(
         second > first,
         "failed counters did not rise: {first} -> {second}"
     );
     assert!(
-        metric(&c, &gw, "gateway_otlp_spans_failed_total").await > 0
-            && metric(&c, &gw, "gateway_otlp_logs_failed_total").await > 0,
+        counter(&gw, "gateway_otlp_spans_failed_total").await > 0
+            && counter(&gw, "gateway_otlp_logs_failed_total").await > 0,
         "both signals count their failures"
     );
 
@@ -791,7 +791,7 @@ async fn full_queue_drops_and_counts() {
     let gw = grpc_gateway(
         &col,
         &mock,
-        "    queue_size: 1\n    batch_size: 1\n    timeout_ms: 1000\n",
+        json!({ "queue_size": 1, "batch_size": 1, "timeout_ms": 1000 }),
     )
     .await;
     let c = TestClient::new();
@@ -810,7 +810,7 @@ async fn full_queue_drops_and_counts() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let dropped = metric(&c, &gw, "gateway_otlp_dropped_total").await;
+    let dropped = counter(&gw, "gateway_otlp_dropped_total").await;
     assert!(
         dropped > 0,
         "nothing dropped with a queue of 1 and {N} requests"
@@ -819,9 +819,9 @@ async fn full_queue_drops_and_counts() {
     // every request's record was dropped, or its log record exported or failed
     let deadline = Instant::now() + WAIT;
     loop {
-        let logs = metric(&c, &gw, "gateway_otlp_logs_failed_total").await
-            + metric(&c, &gw, "gateway_otlp_logs_exported_total").await;
-        let dropped = metric(&c, &gw, "gateway_otlp_dropped_total").await;
+        let logs = counter(&gw, "gateway_otlp_logs_failed_total").await
+            + counter(&gw, "gateway_otlp_logs_exported_total").await;
+        let dropped = counter(&gw, "gateway_otlp_dropped_total").await;
         if logs + dropped == N {
             break;
         }
@@ -831,7 +831,7 @@ async fn full_queue_drops_and_counts() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(metric(&c, &gw, "gateway_otlp_logs_exported_total").await, 0);
+    assert_eq!(counter(&gw, "gateway_otlp_logs_exported_total").await, 0);
 }
 
 /// 7. SIGTERM right after the requests (inside the 200 ms batch delay): the
@@ -844,9 +844,9 @@ async fn sigterm_flushes_queued_records() {
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
     let yaml = config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "1.0", ""),
+        otlp(&col.grpc_endpoint(), "grpc", 1.0, json!({})),
     );
     for round in 0..2 {
         sigterm_round(&col, &yaml, round).await;
@@ -935,9 +935,14 @@ async fn metrics_reach_the_collector() {
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
     let yaml = config(
-        &providers,
+        providers,
         route,
-        &otlp(&col.grpc_endpoint(), "grpc", "1.0", "    metrics: true\n"),
+        otlp(
+            &col.grpc_endpoint(),
+            "grpc",
+            1.0,
+            json!({ "metrics": true }),
+        ),
     );
     let mut gw = Gateway::start(&yaml).await;
     let c = TestClient::new();
@@ -984,13 +989,13 @@ async fn client_forced_sampling_is_rate_limited() {
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
     let gw = Gateway::start(&config(
-        &providers,
+        providers,
         route,
-        &otlp(
+        otlp(
             &col.grpc_endpoint(),
             "grpc",
-            "0.0",
-            "    honor_client_sampling: 5/s\n",
+            0.0,
+            json!({ "honor_client_sampling": "5/s" }),
         ),
     ))
     .await;
@@ -1022,6 +1027,6 @@ async fn client_forced_sampling_is_rate_limited() {
         (1..=10).contains(&servers),
         "{servers} of 40 client-sampled traces exported"
     );
-    let refused = metric(&c, &gw, "gateway_otlp_client_sampling_refused_total").await;
+    let refused = counter(&gw, "gateway_otlp_client_sampling_refused_total").await;
     assert_eq!(refused as usize, 40 - servers);
 }

@@ -1,37 +1,34 @@
 //! Provider adapters: Azure OpenAI URL shape and `api-key` auth; routing by model
 //! to providers of different types in one gateway.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config::{Config, Provider, Route};
 use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{chat_usage, embeddings_usage, MockUpstream};
 use serde_json::json;
 use std::time::Duration;
 
-const AZURE_CONFIG: &str = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: az
-    type: azure-openai
-    base_url: "{{azure}}"
-    api_version: "2024-10-21"
-    api_tokens: ["azure-key-0123456789"]
-    model_mapping: { "gpt-4o": my-gpt4o-deployment, "*": default-deployment }
-routes:
-  - name: azure
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: az } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+/// One Azure OpenAI provider at `root_url` (api version 2024-10-21), mapping
+/// `gpt-4o` and the rest to two deployments, one route on `/v1`.
+fn azure_config(root_url: &str) -> String {
+    Config::new()
+        .provider(
+            Provider::new("az", "azure-openai")
+                .base_url(root_url)
+                .api_version("2024-10-21")
+                .token("azure-key-0123456789")
+                .map("gpt-4o", "my-gpt4o-deployment")
+                .map("*", "default-deployment"),
+        )
+        .route(Route::new("azure", "/v1").upstream("az"))
+        .access_log()
+        .yaml()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_openai_chat_url_and_api_key() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::builder(AZURE_CONFIG)
-        .var("azure", mock.root_url())
-        .start()
-        .await;
+    let gw = Gateway::start(&azure_config(&mock.root_url())).await;
     let body = chat_body("gpt-4o", "Hello Azure");
     let r = TestClient::new()
         .post_json_with(
@@ -67,10 +64,7 @@ async fn azure_openai_chat_url_and_api_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_openai_embeddings_and_stream() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::builder(AZURE_CONFIG)
-        .var("azure", mock.root_url())
-        .start()
-        .await;
+    let gw = Gateway::start(&azure_config(&mock.root_url())).await;
     let c = TestClient::new();
     let emb = json!({"model": "text-embedding-3-large", "input": "embed this sentence"});
     let r = c
@@ -115,33 +109,24 @@ async fn azure_openai_embeddings_and_stream() {
 async fn routes_by_model_to_different_provider_types() {
     let oai = MockUpstream::start_default();
     let az = MockUpstream::start_default();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: oai
-    type: openai-compatible
-    base_url: "{{oai}}"
-    api_tokens: ["sk-oai-token"]
-  - id: az
-    type: azure-openai
-    base_url: "{{az}}"
-    api_version: "2024-10-21"
-    api_tokens: ["az-token"]
-    model_mapping: { "~^azure-(.*)$": "dep-$1" }
-routes:
-  - name: azure-models
-    match: { path_prefix: /v1, models: ["azure-*"] }
-    upstreams: [ { provider: az } ]
-  - name: default
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: oai } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
-    let gw = Gateway::builder(config)
-        .var("oai", oai.base_url())
-        .var("az", az.root_url())
-        .start()
-        .await;
+    let config = Config::new()
+        .provider(Provider::openai("oai", &oai.base_url()).token("sk-oai-token"))
+        .provider(
+            Provider::new("az", "azure-openai")
+                .base_url(&az.root_url())
+                .api_version("2024-10-21")
+                .token("az-token")
+                .map("~^azure-(.*)$", "dep-$1"),
+        )
+        .route(
+            Route::new("azure-models", "/v1")
+                .model("azure-*")
+                .upstream("az"),
+        )
+        .route(Route::new("default", "/v1").upstream("oai"))
+        .access_log()
+        .yaml();
+    let gw = Gateway::start(&config).await;
     let c = TestClient::new();
     let url = format!("{}/v1/chat/completions", gw.url());
     let r = c

@@ -2,10 +2,9 @@
 //! model mapping, options, pass-through of unknown fields, key stripping, token
 //! rotation, x-request-id, the non-chat endpoints, admin health, GATEWAY_CONFIG.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, TestClient};
-use gateway_tests::harness::{single_provider_config, Gateway};
+use gateway_tests::config::{single_provider, Config, Provider, Route};
+use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{
     chat_usage, completions_usage, embeddings_usage, responses_usage, MockUpstream,
 };
@@ -15,7 +14,7 @@ use std::collections::HashSet;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_is_proxied_with_mapping_options_and_upstream_auth() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let body = json!({
         "model": "gpt-4o",
         "messages": [
@@ -101,7 +100,7 @@ async fn chat_is_proxied_with_mapping_options_and_upstream_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_request_id_generated_or_kept() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     let url = format!("{}/v1/chat/completions", gw.url());
 
@@ -143,27 +142,18 @@ async fn x_request_id_generated_or_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_mapping_first_match_wins() {
     let mock = MockUpstream::start_default();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["sk-upstream-secret-1"]
-    model_mapping:
-      "gpt-4o-mini": exact-mini
-      "gpt-4*": mock-large
-      "~^claude-(.*)$": "anthropic-$1"
-      "*": mock-small
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-"#;
-    let gw = Gateway::builder(config)
-        .var("mock", mock.base_url())
-        .start()
-        .await;
+    let config = Config::new()
+        .provider(
+            Provider::openai("up1", &mock.base_url())
+                .token("sk-upstream-secret-1")
+                .map("gpt-4o-mini", "exact-mini")
+                .map("gpt-4*", "mock-large")
+                .map("~^claude-(.*)$", "anthropic-$1")
+                .map("*", "mock-small"),
+        )
+        .route(Route::new("chat", "/v1").upstream("up1"))
+        .yaml();
+    let gw = Gateway::start(&config).await;
     let c = TestClient::new();
     let url = format!("{}/v1/chat/completions", gw.url());
     for (asked, expected) in [
@@ -186,22 +176,15 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_tokens_rotate_round_robin() {
     let mock = MockUpstream::start_default();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["tok-rot-a", "tok-rot-b", "tok-rot-c"]
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-"#;
-    let gw = Gateway::builder(config)
-        .var("mock", mock.base_url())
-        .start()
-        .await;
+    let config = Config::new()
+        .provider(Provider::openai("up1", &mock.base_url()).tokens(&[
+            "tok-rot-a",
+            "tok-rot-b",
+            "tok-rot-c",
+        ]))
+        .route(Route::new("chat", "/v1").upstream("up1"))
+        .yaml();
+    let gw = Gateway::start(&config).await;
     let c = TestClient::new();
     let url = format!("{}/v1/chat/completions", gw.url());
     for i in 0..6 {
@@ -229,23 +212,16 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_completions_responses_and_models() {
     let mock = MockUpstream::start_default();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["sk-upstream-secret-1"]
-    models: [mock-small, mock-large]
-routes:
-  - name: all
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-"#;
-    let gw = Gateway::builder(config)
-        .var("mock", mock.base_url())
-        .start()
-        .await;
+    let config = Config::new()
+        .provider(
+            Provider::openai("up1", &mock.base_url())
+                .token("sk-upstream-secret-1")
+                .model("mock-small")
+                .model("mock-large"),
+        )
+        .route(Route::new("all", "/v1").upstream("up1"))
+        .yaml();
+    let gw = Gateway::start(&config).await;
     let c = TestClient::new();
 
     let emb = json!({"model": "text-embedding-3-small", "input": ["first input text", "second"]});
@@ -308,7 +284,7 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_health_endpoints() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::new();
     assert_eq!(
         c.get(&format!("{}/healthz", gw.admin_url())).await.status,
@@ -323,7 +299,7 @@ async fn admin_health_endpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_from_gateway_config_env_var() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::builder(&single_provider_config(&mock.base_url()))
+    let gw = Gateway::builder(&single_provider(&mock.base_url()).yaml())
         .config_via_env()
         .start()
         .await;
@@ -340,20 +316,11 @@ async fn config_from_gateway_config_env_var() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_interpolation_in_config() {
     let mock = MockUpstream::start_default();
-    let config = r#"
-server: { listen: "{{listen}}", admin_listen: "{{admin}}" }
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["${GW_TEST_UPSTREAM_TOKEN}"]
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-"#;
-    let gw = Gateway::builder(config)
-        .var("mock", mock.base_url())
+    let config = Config::new()
+        .provider(Provider::openai("up1", &mock.base_url()).token("${GW_TEST_UPSTREAM_TOKEN}"))
+        .route(Route::new("chat", "/v1").upstream("up1"))
+        .yaml();
+    let gw = Gateway::builder(&config)
         .env("GW_TEST_UPSTREAM_TOKEN", "tok-from-env-77")
         .start()
         .await;

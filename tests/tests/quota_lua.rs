@@ -14,8 +14,8 @@
 //! Most windows are 1000 ms, so a sub-bucket is `ceil(1000 / 60)` = 17 ms and
 //! the sum covers 61 buckets: a charge made now counts for 1020..1037 ms.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
+use gateway_tests::redis::lease::{leases_of, Cli};
+use gateway_tests::redis::reply::{ints, parse, Reply};
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::collections::BTreeMap;
 use std::thread::sleep;
@@ -49,137 +49,7 @@ fn bucket_ms(w: i64) -> i64 {
 }
 
 // ---------------------------------------------------------------------------
-// redis-cli output
-
-/// One reply as `redis-cli --no-raw` prints it (flat arrays only, which is
-/// all these scripts answer).
-#[derive(Debug, Clone, PartialEq)]
-enum Reply {
-    Int(i64),
-    Str(String),
-    Nil,
-    Err(String),
-    Arr(Vec<Reply>),
-}
-
-/// Undoes redis-cli's quoting of a bulk string (`sdscatrepr`): `\n`, `\r`,
-/// `\t`, `\a`, `\b`, `\\`, `\"` and `\xHH`.
-fn unquote(q: &str) -> String {
-    let mut out = Vec::with_capacity(q.len());
-    let mut bytes = q.bytes();
-    while let Some(c) = bytes.next() {
-        if c != b'\\' {
-            out.push(c);
-            continue;
-        }
-        match bytes.next() {
-            Some(b'n') => out.push(b'\n'),
-            Some(b'r') => out.push(b'\r'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'a') => out.push(7),
-            Some(b'b') => out.push(8),
-            Some(b'x') => {
-                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
-                let hex = std::str::from_utf8(&hex).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("\\x{hex}: {e}")));
-            }
-            Some(other) => out.push(other),
-            None => panic!("dangling backslash in {q:?}"),
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn parse_scalar(s: &str) -> Reply {
-    if let Some(n) = s.strip_prefix("(integer) ") {
-        Reply::Int(n.parse().unwrap_or_else(|e| panic!("integer {n:?}: {e}")))
-    } else if let Some(e) = s.strip_prefix("(error) ") {
-        Reply::Err(e.to_string())
-    } else if s == "(nil)" {
-        Reply::Nil
-    } else if let Some(q) = s.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-        Reply::Str(unquote(q))
-    } else {
-        panic!("unexpected redis-cli output {s:?}")
-    }
-}
-
-/// Parses `redis-cli --no-raw` output: a scalar, or array lines `N) value`
-/// (right-aligned once there are 10 or more).
-fn parse(out: &str) -> Reply {
-    if out == "(empty array)" {
-        return Reply::Arr(Vec::new());
-    }
-    let mut items = Vec::new();
-    for line in out.lines() {
-        let line = line.trim_start();
-        match line.split_once(") ") {
-            Some((n, v)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => {
-                items.push(parse_scalar(v));
-            }
-            _ if out.lines().count() == 1 => return parse_scalar(line),
-            _ => panic!("unexpected redis-cli output line {line:?} in:\n{out}"),
-        }
-    }
-    Reply::Arr(items)
-}
-
-fn ints(items: &[Reply]) -> Vec<i64> {
-    items
-        .iter()
-        .map(|i| match i {
-            Reply::Int(n) => *n,
-            other => panic!("expected integers, got {other:?} in {items:?}"),
-        })
-        .collect()
-}
-
-impl Reply {
-    fn items(&self) -> &[Reply] {
-        match self {
-            Reply::Arr(items) => items,
-            other => panic!("expected an array, got {other:?}"),
-        }
-    }
-
-    fn ints(&self) -> Vec<i64> {
-        ints(self.items())
-    }
-
-    fn int(&self) -> i64 {
-        match self {
-            Reply::Int(n) => *n,
-            other => panic!("expected an integer, got {other:?}"),
-        }
-    }
-
-    fn err(&self) -> &str {
-        match self {
-            Reply::Err(e) => e,
-            other => panic!("expected an error reply, got {other:?}"),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // the scripts, for one tenant's hash tag
-
-trait Redis {
-    /// `redis-cli ARGS...` (raw output unless ARGS say otherwise).
-    fn run(&self, args: &[&str]) -> String;
-}
-
-impl Redis for RedisServer {
-    fn run(&self, args: &[&str]) -> String {
-        self.cli(args)
-    }
-}
-
-impl Redis for RedisCluster {
-    fn run(&self, args: &[&str]) -> String {
-        self.cli(args)
-    }
-}
 
 /// A quota spec for reserve: (quota name, limit, window ms, amount).
 type Q<'a> = (&'a str, i64, i64, i64);
@@ -205,12 +75,12 @@ struct Refused {
 
 /// The quota keys of tenant `t` under the hash tag `{t:<t>}`.
 struct Tag<'a> {
-    redis: &'a dyn Redis,
+    redis: &'a dyn Cli,
     t: &'a str,
 }
 
 impl<'a> Tag<'a> {
-    fn new(redis: &'a dyn Redis, t: &'a str) -> Tag<'a> {
+    fn new(redis: &'a dyn Cli, t: &'a str) -> Tag<'a> {
         Tag { redis, t }
     }
 
@@ -238,7 +108,7 @@ impl<'a> Tag<'a> {
     }
 
     fn cmd(&self, args: &[&str]) -> String {
-        self.redis.run(args)
+        self.redis.cli(args)
     }
 
     fn eval<S: AsRef<str>>(&self, script: &str, keys: &[String], args: &[S]) -> Reply {
@@ -246,7 +116,7 @@ impl<'a> Tag<'a> {
         let mut argv = vec!["--no-raw", "EVAL", script, n.as_str()];
         argv.extend(keys.iter().map(String::as_str));
         argv.extend(args.iter().map(AsRef::as_ref));
-        parse(&self.redis.run(&argv))
+        parse(&self.redis.cli(&argv))
     }
 
     /// quota_reserve with every argument as given (to send bad ones).
@@ -446,13 +316,9 @@ impl<'a> Tag<'a> {
 
     /// The lease zset: (member, score) in score order.
     fn leases(&self) -> Vec<(String, i64)> {
-        let r = parse(&self.cmd(&["--no-raw", "ZRANGE", &self.lease(), "0", "-1", "WITHSCORES"]));
-        r.items()
-            .chunks(2)
-            .map(|p| match p {
-                [Reply::Str(m), Reply::Str(s)] => (m.clone(), s.parse().unwrap()),
-                _ => panic!("lease entry {p:?} in {r:?}"),
-            })
+        leases_of(self.redis, &self.lease())
+            .into_iter()
+            .map(|l| (l.member, l.until_ms))
             .collect()
     }
 

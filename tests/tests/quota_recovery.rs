@@ -6,10 +6,12 @@
 //! returns; no replica may admit against the new window before that usage is
 //! in it, so the window ends within max(limit, outage usage) + one request.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::TestClient;
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{
+    Config, Consumer, Provider, Quota, Route, Server, State, Tenant, Timeouts,
+};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::wait_metric;
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
 use http::Method;
@@ -29,43 +31,33 @@ const LIMIT: u64 = 3000;
 const PROMPT: &str = "Count the words of this sentence and then count them again please. ";
 
 fn yaml(redis: &RedisServer, mock: &MockUpstream) -> String {
-    format!(
-        r#"
-server:
-  listen: "{{{{listen}}}}"
-  admin_listen: "{{{{admin}}}}"
-  admin_token: test-admin-token
-state:
-  backend: redis
-  redis: {{ url: "{}", key_prefix: "gw:", timeout_ms: 300 }}
-  on_redis_error: local
-  expected_replicas: {REPLICAS}
-auth:
-  keys: [Authorization]
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{}"
-    api_tokens: ["sk-upstream-secret"]
-    timeouts: {{ connect_ms: 500, first_byte_ms: 5000, idle_ms: 5000, total_ms: 10000 }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    auth: {{ enabled: true }}
-    upstreams: [ {{ provider: up1 }} ]
-tenants:
-  - id: acme
-    consumers:
-      - name: app
-        keys: ["{KEY}"]
-        quotas:
-          - {{ name: tph, by: consumer, strategy: total_tokens, limit: {LIMIT}, window: 1h }}
-telemetry:
-  access_log: {{ enabled: true, path: "{{{{access_log}}}}" }}
-"#,
-        redis.url(),
-        mock.base_url()
-    )
+    Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(
+            State::redis(&redis.url())
+                .redis_key("key_prefix", "gw:")
+                .redis_key("timeout_ms", 300)
+                .on_redis_error("local")
+                .expected_replicas(REPLICAS as u32),
+        )
+        .key_headers(&["Authorization"])
+        .provider(
+            Provider::openai("up1", &mock.base_url())
+                .token("sk-upstream-secret")
+                .timeouts(Timeouts::all(500, 5000, 5000, 10_000)),
+        )
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .tenant(
+            Tenant::new("acme").consumer(Consumer::new("app").key(KEY).quota(Quota::new(
+                "tph",
+                "consumer",
+                "total_tokens",
+                LIMIT,
+                "1h",
+            ))),
+        )
+        .access_log()
+        .yaml()
 }
 
 fn prompt() -> String {
@@ -104,26 +96,9 @@ async fn client(url: String, stop: Arc<AtomicBool>, served: Arc<Mutex<Vec<String
     }
 }
 
-/// A gauge of `gw`'s `/metrics`.
-async fn metric(c: &TestClient, gw: &Gateway, name: &str) -> Option<f64> {
-    let r = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    let prefix = format!("{name} ");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn wait_metric(c: &TestClient, gw: &Gateway, name: &str, want: f64) {
-    let t = Instant::now();
-    while metric(c, gw, name).await != Some(want) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "{name} is not {want}; stderr:\n{}",
-            gw.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn wait_gauge(gw: &Gateway, name: &str, want: f64) {
+    let what = want.to_string();
+    wait_metric(gw, name, &[], |v| v == want, &what, Duration::from_secs(10)).await;
 }
 
 /// The `used` figure of window `quota` in `GET /admin/usage`.
@@ -170,7 +145,7 @@ async fn recovery_charges_the_outage_before_admitting() {
     // the outage: each replica admits its share of the limit on its own
     let redis = stop_redis(redis).await;
     for gw in &gws {
-        wait_metric(&c, gw, "gateway_state_degraded", 1.0).await;
+        wait_gauge(gw, "gateway_state_degraded", 1.0).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -178,7 +153,7 @@ async fn recovery_charges_the_outage_before_admitting() {
     let _redis = restart_redis(redis).await;
     let back = Instant::now();
     for gw in &gws {
-        wait_metric(&c, gw, "gateway_state_degraded", 0.0).await;
+        wait_gauge(gw, "gateway_state_degraded", 0.0).await;
     }
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(back.elapsed())).await;
     stop.store(true, Ordering::Relaxed);
@@ -186,7 +161,7 @@ async fn recovery_charges_the_outage_before_admitting() {
         t.await.expect("client");
     }
     for gw in &gws {
-        wait_metric(&c, gw, "gateway_quota_settle_queue", 0.0).await;
+        wait_gauge(gw, "gateway_quota_settle_queue", 0.0).await;
     }
 
     // what each served request cost and how it was admitted

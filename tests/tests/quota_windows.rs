@@ -10,50 +10,48 @@
 //! * the memory backend holds 2,000 windows, then none once they ended
 //!   (`gateway_quota_windows`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway::keys::KeyHasher;
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{Config, Provider, Quota, Route, Server, State};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::counter;
 use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// `STATE` is replaced by the `state:` lines, `WINDOW` by the quota's window.
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-STATE
-providers:
-  - id: m
-    type: mock
-    models: ["gpt-4o"]
-routes:
-  - name: hdr
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: m } ]
-    quotas:
-      - { name: per-user, by: "header:x-user", strategy: requests, limit: 2, window: WINDOW }
-"#;
-
 /// Redis keys of the route's hash tag.
 const TAG_KEYS: &str = "gw:{r:hdr}*";
 
-fn redis_state(redis: &RedisServer) -> String {
-    format!(
-        "state:\n  backend: redis\n  redis: {{ url: \"{}\", key_prefix: \"gw:\", timeout_ms: 500 }}\n  quota_lease_s: 2\n",
-        redis.url()
+/// The Redis backend at `redis`, reservations held 2 s.
+fn redis_state(redis: &RedisServer) -> Option<State> {
+    Some(
+        State::redis(&redis.url())
+            .redis_key("key_prefix", "gw:")
+            .redis_key("timeout_ms", 500)
+            .quota_lease_s(2),
     )
 }
 
-async fn start_gw(state: &str, window: &str) -> Gateway {
-    let yaml = TEMPLATE.replace("STATE", state).replace("WINDOW", window);
+/// A gateway whose route `hdr` counts requests by the `x-user` header: 2 per
+/// `window`, on the memory backend or `state`.
+async fn start_gw(state: Option<State>, window: &str) -> Gateway {
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(Provider::mock("m").model("gpt-4o"))
+        .route(Route::new("hdr", "/v1").upstream("m").quota(Quota::new(
+            "per-user",
+            "header:x-user",
+            "requests",
+            2,
+            window,
+        )));
+    if let Some(state) = state {
+        config = config.state(state);
+    }
     // no pepper: subject digests are plain SHA-256, as `digest` computes them
-    Gateway::builder(&yaml)
+    Gateway::builder(&config.yaml())
         .env("GATEWAY_KEY_PEPPER", "")
         .start()
         .await
@@ -153,7 +151,7 @@ fn tag_dump(redis: &RedisServer) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_quota_stores_digests_not_values() {
     let redis = start_redis().await;
-    let gw = start_gw(&redis_state(&redis), "1m").await;
+    let gw = start_gw(redis_state(&redis), "1m").await;
     let c = TestClient::new();
     let (alice, bob) = (secret(1), secret(2));
     for user in [&alice, &alice, &bob] {
@@ -206,7 +204,7 @@ async fn header_quota_stores_digests_not_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_usage_pages_through_client_subjects() {
     let redis = start_redis().await;
-    let gw = start_gw(&redis_state(&redis), "1m").await;
+    let gw = start_gw(redis_state(&redis), "1m").await;
     let c = TestClient::new();
     one_request_each(&gw, 120).await;
 
@@ -254,7 +252,7 @@ async fn admin_usage_pages_through_client_subjects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_subject_windows_expire_in_redis() {
     let redis = start_redis().await;
-    let gw = start_gw(&redis_state(&redis), "1s").await;
+    let gw = start_gw(redis_state(&redis), "1s").await;
     one_request_each(&gw, 2000).await;
     let sent = Instant::now();
 
@@ -284,45 +282,35 @@ async fn client_subject_windows_expire_in_redis() {
     }
 }
 
-/// `gateway_quota_windows` of `gw`'s /metrics.
-async fn windows_gauge(c: &TestClient, gw: &Gateway) -> Option<u64> {
-    let r = c.get(&format!("{}/metrics", gw.admin_url())).await;
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway_quota_windows "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// 4. The memory backend: 2,000 subjects of a three-second quota make 2,000
 ///    windows (`gateway_quota_windows`), and the sweep takes them all out once
 ///    they ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_sweeps_client_subject_windows() {
-    let gw = start_gw("", "3s").await;
-    let c = TestClient::new();
+    let gw = start_gw(None, "3s").await;
     let started = Instant::now();
     one_request_each(&gw, 2000).await;
-    let held = windows_gauge(&c, &gw).await;
+    let held = counter(&gw, "gateway_quota_windows").await;
     // a window ends 6 s + a bucket after its charge: all are still held
     // unless sending took that long (on a very slow machine)
     if started.elapsed() < Duration::from_secs(6) {
-        assert_eq!(held, Some(2000));
+        assert_eq!(held, 2000);
     } else {
-        assert!(held.is_some_and(|n| n > 0), "{held:?}");
+        assert!(held > 0, "{held}");
     }
     let t = Instant::now();
     loop {
-        let n = windows_gauge(&c, &gw).await;
-        if n == Some(0) {
+        let n = counter(&gw, "gateway_quota_windows").await;
+        if n == 0 {
             eprintln!(
-                "gateway_quota_windows {held:?} after 2,000 subjects, 0 {:?} after the last request",
+                "gateway_quota_windows {held} after 2,000 subjects, 0 {:?} after the last request",
                 t.elapsed()
             );
             break;
         }
         assert!(
             t.elapsed() < Duration::from_secs(10),
-            "gateway_quota_windows is {n:?} 10 s after the last request"
+            "gateway_quota_windows is {n} 10 s after the last request"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -2,8 +2,6 @@
 //! data (and Lua scripts) on restart, a 3-node cluster reachable through
 //! `redis-cli -c`, and stopping / starting servers again, also in parallel.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::thread;
 

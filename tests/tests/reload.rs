@@ -1,9 +1,8 @@
 //! Hot reload: file polling, bad files keep the old config, the admin reload
 //! endpoint (auth, version, 400 with problems), in-flight streams survive.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
+use gateway_tests::config::{Config, Provider, Route, Server, Timeouts};
 use gateway_tests::config_problems::{
     assert_every_problem_without_values, BROKEN_YAML, BROKEN_YAML_PROBLEMS, SECRET,
 };
@@ -11,33 +10,31 @@ use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use std::time::{Duration, Instant};
 
-/// `MAPPED` is replaced by the upstream model every request is mapped to,
-/// `POLL` by config_poll_ms.
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-  config_poll_ms: POLL
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{{mock}}"
-    api_tokens: ["sk-upstream-secret-1"]
-    model_mapping: { "*": MAPPED }
-    timeouts: { connect_ms: 500, first_byte_ms: 2000, idle_ms: 3000, total_ms: 20000 }
-routes:
-  - name: chat
-    match: { path_prefix: /v1 }
-    upstreams: [ { provider: up1 } ]
-telemetry: { access_log: { enabled: true, path: "{{access_log}}" } }
-"#;
+/// Every request mapped to upstream model `mapped`; the file polled every
+/// `poll_ms` (0: never).
+fn builder(mapped: &str, poll_ms: u64) -> Config {
+    Config::new()
+        .server(
+            Server::new()
+                .admin_token(ADMIN_TOKEN)
+                .config_poll_ms(poll_ms),
+        )
+        .provider(
+            Provider::openai("up1", "{{mock}}")
+                .token("sk-upstream-secret-1")
+                .map("*", mapped)
+                .timeouts(Timeouts::all(500, 2000, 3000, 20_000)),
+        )
+        .route(Route::new("chat", "/v1").upstream("up1"))
+        .access_log()
+}
 
 fn config(mapped: &str, poll_ms: u64) -> String {
-    TEMPLATE
-        .replace("MAPPED", mapped)
-        .replace("POLL", &poll_ms.to_string())
+    builder(mapped, poll_ms).yaml()
 }
+
+/// How often the file is polled when `config_poll_ms` is not set.
+const DEFAULT_POLL: Duration = Duration::from_millis(1000);
 
 /// Sends a chat request and returns the model the upstream received.
 async fn upstream_model(gw: &Gateway, mock: &MockUpstream) -> String {
@@ -105,10 +102,9 @@ async fn bad_file_keeps_old_config_and_is_reported() {
         .await;
     assert_eq!(upstream_model(&gw, &mock).await, "model-v1");
 
-    let bad = config("model-v2", 200).replace(
-        "  config_poll_ms: 200\n",
-        "  config_poll_ms: 200\n  bogus_reload_key_xyz: 1\n",
-    );
+    let bad = builder("model-v2", 200)
+        .set("server.bogus_reload_key_xyz", 1)
+        .yaml_unchecked();
     assert_ne!(bad, config("model-v2", 200));
     gw.write_config(&bad);
     let reported = gw
@@ -167,7 +163,9 @@ async fn admin_reload_endpoint() {
         .unwrap_or_else(|| panic!("no numeric version: {}", r.text()));
 
     gw.write_config(&config("model-v2", 0));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // twice the default poll: a gateway that polled at its default (or at
+    // any period up to it) would have taken the new file by now
+    tokio::time::sleep(DEFAULT_POLL * 2 + Duration::from_millis(200)).await;
     assert_eq!(
         upstream_model(&gw, &mock).await,
         "model-v1",
@@ -180,7 +178,13 @@ async fn admin_reload_endpoint() {
     assert_eq!(upstream_model(&gw, &mock).await, "model-v2");
 
     // A bad file: 400 listing the problem, old config kept.
-    let bad = config("model-v3", 0).replace("    api_tokens:", "    api_tokns_typo:");
+    let bad = builder("model-v3", 0)
+        .with_provider("up1", |p| p.tokens(&[]))
+        .set(
+            "providers.0.api_tokns_typo",
+            ["sk-upstream-secret-1"].as_slice(),
+        )
+        .yaml_unchecked();
     gw.write_config(&bad);
     let r = admin_reload(&gw, Some(ADMIN_TOKEN)).await;
     assert_eq!(r.status, 400, "{}", r.text());

@@ -22,15 +22,17 @@
 //! * no telemetry was dropped: the collector got exactly one log record per
 //!   request.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::balancer::Balancer;
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::collector::Collector;
-use gateway_tests::harness::{admin, Gateway};
+use gateway_tests::config::{
+    Config, Consumer, Provider, Quota, Route, Server, State, Telemetry, Tenant, Timeouts,
+};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{
     chat_usage, MockOptions, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS,
 };
+use gateway_tests::redis::lease::lease_counts;
 use gateway_tests::redis::{start_redis, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
@@ -62,54 +64,53 @@ const LONG_MODEL: &str = "long-stream";
 const HEADER_DELAY_MS: u64 = 40;
 const QUOTA: &str = "loader-tpm";
 
-const TEMPLATE: &str = r#"
-server:
-  listen: "{{listen}}"
-  admin_listen: "{{admin}}"
-  admin_token: test-admin-token
-  shutdown_grace_s: GRACE_S
-  shutdown_delay_ms: DELAY_MS
-  config_poll_ms: 0
-state:
-  backend: redis
-  redis: { url: "REDIS_URL", key_prefix: "roll:", timeout_ms: 2000 }
-  on_redis_error: fail_closed
-  expected_replicas: 3
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "BASE_URL"
-    api_tokens: ["sk-upstream-secret-1"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 10000, idle_ms: 10000, total_ms: 30000 }
-  - id: slow
-    type: openai-compatible
-    base_url: "SLOW_URL"
-    api_tokens: ["sk-upstream-secret-2"]
-    timeouts: { connect_ms: 1000, first_byte_ms: 10000, idle_ms: 10000, total_ms: 30000 }
-routes:
-  - name: long
-    match: { path_prefix: /v1, models: ["long-*"] }
-    auth: { enabled: true }
-    upstreams: [ { provider: slow } ]
-  - name: chat
-    match: { path_prefix: /v1 }
-    auth: { enabled: true }
-    upstreams: [ { provider: up1 } ]
-tenants:
-  - id: acme
-    consumers:
-      - name: loader
-        keys: ["KEY"]
-        quotas:
-          - { name: QUOTA, by: consumer, strategy: total_tokens, limit: 1000000000, window: 1h }
-telemetry:
-  access_log: { enabled: true, path: "{{access_log}}" }
-  otlp:
-    endpoint: "OTLP"
-    protocol: grpc
-    traces: false
-    logs: true
-"#;
+/// Three replicas' config: a keyed route `long` (models `long-*`) to `slow`,
+/// `chat` to `main`, one consumer with a large token quota, Redis `fail_closed`,
+/// log records to the OTLP collector at `otlp` too.
+fn config(redis: &RedisServer, main: &str, slow: &str, otlp: &str) -> String {
+    let provider = |id: &str, url: &str, token: &str| {
+        Provider::openai(id, url)
+            .token(token)
+            .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000))
+    };
+    Config::new()
+        .server(
+            Server::new()
+                .admin_token(ADMIN_TOKEN)
+                .shutdown_grace_s(GRACE.as_secs())
+                .shutdown_delay_ms(ACCEPT_DELAY_MS)
+                .config_poll_ms(0),
+        )
+        .state(
+            State::redis(&redis.url())
+                .redis_key("key_prefix", "roll:")
+                .redis_key("timeout_ms", 2000)
+                .on_redis_error("fail_closed")
+                .expected_replicas(3),
+        )
+        .provider(provider("up1", main, "sk-upstream-secret-1"))
+        .provider(provider("slow", slow, "sk-upstream-secret-2"))
+        .route(
+            Route::new("long", "/v1")
+                .model("long-*")
+                .keyed()
+                .upstream("slow"),
+        )
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .tenant(
+            Tenant::new("acme").consumer(Consumer::new("loader").key(KEY).quota(Quota::new(
+                QUOTA,
+                "consumer",
+                "total_tokens",
+                1_000_000_000,
+                "1h",
+            ))),
+        )
+        .telemetry(Telemetry::new().access_log("{{access_log}}").otlp(json!({
+            "endpoint": otlp, "protocol": "grpc", "traces": false, "logs": true
+        })))
+        .yaml()
+}
 
 async fn start_replica(yaml: &str) -> Gateway {
     // every replica must digest keys the same way, whatever the environment says
@@ -294,7 +295,7 @@ async fn used(c: &TestClient, gw: &Gateway) -> u64 {
 }
 
 fn leases(redis: &RedisServer) -> Vec<(String, u64)> {
-    tokio::task::block_in_place(|| redis.quota_leases())
+    tokio::task::block_in_place(|| lease_counts(redis))
 }
 
 fn stderr_of(gws: &[&Gateway]) -> String {
@@ -326,15 +327,12 @@ async fn rolling_restart_under_load() {
         record_requests: false,
         ..MockOptions::default()
     });
-    let yaml = TEMPLATE
-        .replace("GRACE_S", &GRACE.as_secs().to_string())
-        .replace("DELAY_MS", &ACCEPT_DELAY_MS.to_string())
-        .replace("REDIS_URL", &redis.url())
-        .replace("BASE_URL", &mock.base_url())
-        .replace("SLOW_URL", &slow.base_url())
-        .replace("KEY", KEY)
-        .replace("QUOTA", QUOTA)
-        .replace("OTLP", &collector.grpc_endpoint());
+    let yaml = config(
+        &redis,
+        &mock.base_url(),
+        &slow.base_url(),
+        &collector.grpc_endpoint(),
+    );
 
     let (a, b, c) = tokio::join!(
         start_replica(&yaml),

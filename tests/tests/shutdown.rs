@@ -25,11 +25,10 @@
 //! 9. `gateway --probe URL` (when the binary has it): exit 0 on a 2xx, 1 on a 503,
 //!    a refused connection or no answer within 2 s.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use bytes::Bytes;
 use gateway_tests::client::{chat_body, chat_stream_body, SseEvent, TestClient};
-use gateway_tests::harness::{gateway_bin, Gateway};
+use gateway_tests::config::{Config, Provider, Route, Server, Timeouts};
+use gateway_tests::harness::{gateway_bin, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::python::{python, PyScript};
 use http_body_util::{BodyExt, Full};
@@ -52,30 +51,23 @@ const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// One provider at `base_url`, one open route, the given grace and accept delay,
 /// access log to a file.
 fn config(base_url: &str, grace_s: u64, delay_ms: u64) -> String {
-    format!(
-        r#"
-server:
-  listen: "{{{{listen}}}}"
-  admin_listen: "{{{{admin}}}}"
-  admin_token: test-admin-token
-  header_read_timeout_ms: {HEADER_READ_TIMEOUT_MS}
-  shutdown_grace_s: {grace_s}
-  shutdown_delay_ms: {delay_ms}
-  config_poll_ms: 0
-providers:
-  - id: up1
-    type: openai-compatible
-    base_url: "{base_url}"
-    api_tokens: ["sk-upstream-secret-1"]
-    timeouts: {{ connect_ms: 1000, first_byte_ms: 60000, idle_ms: 60000, total_ms: 120000 }}
-routes:
-  - name: chat
-    match: {{ path_prefix: /v1 }}
-    upstreams: [ {{ provider: up1 }} ]
-telemetry:
-  access_log: {{ enabled: true, path: "{{{{access_log}}}}" }}
-"#
-    )
+    Config::new()
+        .server(
+            Server::new()
+                .admin_token(ADMIN_TOKEN)
+                .header_read_timeout_ms(HEADER_READ_TIMEOUT_MS)
+                .shutdown_grace_s(grace_s)
+                .shutdown_delay_ms(delay_ms)
+                .config_poll_ms(0),
+        )
+        .provider(
+            Provider::openai("up1", base_url)
+                .token("sk-upstream-secret-1")
+                .timeouts(Timeouts::all(1000, 60_000, 60_000, 120_000)),
+        )
+        .route(Route::new("chat", "/v1").upstream("up1"))
+        .access_log()
+        .yaml()
 }
 
 async fn start(mock: &MockUpstream, grace_s: u64, delay_ms: u64) -> Gateway {

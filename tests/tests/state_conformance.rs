@@ -5,8 +5,6 @@
 //! is reported as unavailable (never as "not found") and recovery is automatic.
 //! The quota store suite (`gateway::quota::conformance`) runs on the same servers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway::quota::store::QuotaStore;
 use gateway::redis_conn::{ConnSettings, Target};
 use gateway::state::conformance::{self, consumer, key, tenant};

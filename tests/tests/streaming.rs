@@ -1,10 +1,9 @@
 //! Streaming: SSE pass-through, `stream_options.include_usage` injection and
 //! stripping, incremental delivery, cut-off upstream streams, idle timeout.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_stream_body, TestClient};
-use gateway_tests::harness::{single_provider_config, Gateway};
+use gateway_tests::config::single_provider;
+use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{chat_usage, completions_usage, MockOptions, MockUpstream};
 use serde_json::json;
 use std::time::Duration;
@@ -14,7 +13,7 @@ const LOG_WAIT: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_passthrough_injects_and_strips_usage_chunk() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let body = chat_stream_body("gpt-4o", "Stream me eight words please");
     let s = TestClient::new()
         .post_sse(
@@ -81,7 +80,7 @@ async fn stream_passthrough_injects_and_strips_usage_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_client_asking_for_usage_gets_usage_chunk() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let mut body = chat_stream_body("gpt-4o", "With usage, please");
     body["stream_options"] = json!({"include_usage": true});
     let s = TestClient::new()
@@ -109,7 +108,7 @@ async fn stream_frames_are_forwarded_as_they_come() {
         chunk_delay_ms: 150,
         ..Default::default()
     });
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let s = TestClient::new()
         .post_sse(
             &format!("{}/v1/chat/completions", gw.url()),
@@ -148,7 +147,7 @@ async fn stream_frames_are_forwarded_as_they_come() {
 async fn cut_upstream_stream_ends_without_done_and_usage_is_estimated() {
     let mock = MockUpstream::start_default();
     mock.cut_stream_after(4); // role + 3 content chunks, then the connection is aborted
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let body = chat_stream_body("gpt-4o", "this stream will be cut");
     let s = TestClient::new()
         .post_sse(
@@ -191,7 +190,7 @@ async fn idle_upstream_stream_is_cut_after_idle_timeout() {
         chunk_delay_ms: 2500,
         ..Default::default()
     });
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let s = TestClient::new()
         .post_sse(
             &format!("{}/v1/chat/completions", gw.url()),
@@ -220,7 +219,7 @@ async fn completions_stream_also_strips_injected_usage() {
         stream_chunks: 4,
         ..Default::default()
     });
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let body = json!({"model": "davinci", "prompt": "Count: one", "stream": true});
     let s = TestClient::new()
         .post_sse(

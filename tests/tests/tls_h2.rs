@@ -1,10 +1,9 @@
 //! Listener protocols: HTTPS with `server.tls` (rustls, certificate from rcgen),
 //! HTTP/2 over TLS via ALPN, and h2c (HTTP/2 prior knowledge over plain TCP).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
-use gateway_tests::harness::{single_provider_config, Gateway};
+use gateway_tests::config::single_provider;
+use gateway_tests::harness::Gateway;
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -37,10 +36,9 @@ fn make_cert() -> TlsSetup {
 }
 
 fn tls_config() -> String {
-    single_provider_config("{{mock}}").replace(
-        "  config_poll_ms: 200\n",
-        "  config_poll_ms: 200\n  tls: { cert: \"{{cert}}\", key: \"{{key}}\" }\n",
-    )
+    single_provider("{{mock}}")
+        .with_server(|s| s.tls("{{cert}}", "{{key}}"))
+        .yaml()
 }
 
 fn https_client(tls: &TlsSetup, h2: bool) -> TestClient<HttpsConnector<HttpConnector>> {
@@ -69,7 +67,12 @@ fn https_client(tls: &TlsSetup, h2: bool) -> TestClient<HttpsConnector<HttpConne
 
 async fn start_tls(mock: &MockUpstream, tls: &TlsSetup) -> Gateway {
     let config = tls_config();
-    assert!(config.contains("tls: {"), "{config}");
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).unwrap();
+    assert_eq!(
+        v["server"]["tls"]["cert"].as_str(),
+        Some("{{cert}}"),
+        "{config}"
+    );
     Gateway::builder(&config)
         .var("mock", mock.base_url())
         .var("cert", &tls.cert_path)
@@ -137,7 +140,7 @@ async fn tls_negotiates_h2_via_alpn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_prior_knowledge() {
     let mock = MockUpstream::start_default();
-    let gw = Gateway::start(&single_provider_config(&mock.base_url())).await;
+    let gw = Gateway::start(&single_provider(&mock.base_url()).yaml()).await;
     let c = TestClient::h2c();
     let body = chat_body("gpt-4o", "over h2c");
     let r = c
