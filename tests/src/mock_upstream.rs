@@ -122,15 +122,23 @@ impl MockUsage {
         }
     }
 
+    /// The chat/completions `usage` object, as OpenAI writes it (the type the
+    /// gateway reads it with).
     fn chat_json(&self) -> String {
-        format!(
-            r#"{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{}}},"completion_tokens_details":{{"reasoning_tokens":{}}}}}"#,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.total_tokens,
-            self.cached_tokens,
-            self.reasoning_tokens
-        )
+        use shared::wire::openai::{CompletionDetails, PromptDetails, Usage};
+        let usage = Usage {
+            prompt_tokens: Some(self.prompt_tokens),
+            completion_tokens: Some(self.completion_tokens),
+            total_tokens: Some(self.total_tokens),
+            prompt_tokens_details: Some(PromptDetails {
+                cached_tokens: Some(self.cached_tokens),
+            }),
+            completion_tokens_details: Some(CompletionDetails {
+                reasoning_tokens: Some(self.reasoning_tokens),
+            }),
+            ..Usage::default()
+        };
+        serde_json::to_string(&usage).unwrap_or_default()
     }
 
     fn responses_json(&self) -> String {
