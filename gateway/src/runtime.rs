@@ -69,15 +69,18 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Parses, validates and builds config text (read from `name`) as version
-/// `version`; every problem is placed on its line.
+/// Parses (`${NAME}` from the process environment), validates and builds config
+/// text (read from `name`) as version `version`; every problem is placed on its
+/// line.
 pub fn load_text(
     name: &str,
     text: &str,
     version: u64,
     clients: &ClientCache,
 ) -> Result<Runtime, ConfigError> {
-    config::load_text(name, text, |raw| check(raw, name, version, clients))
+    // `${NAME}` in the text: the process environment
+    let env = std::rc::Rc::new(|n: &str| std::env::var(n).ok());
+    config::load_text(name, text, env, |raw| check(raw, name, version, clients))
 }
 
 /// Validates and builds `raw` (read from `source`) into version `version`.

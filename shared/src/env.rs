@@ -1,12 +1,38 @@
-//! `${NAME}` interpolation of config values from the process environment.
+//! `${NAME}` interpolation of config values from an environment the caller
+//! names ([`with_env`]; the gateway passes the process environment when it loads
+//! its config file).
 
 use serde::{Deserialize, Deserializer};
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
+use std::rc::Rc;
+
+/// Where `${NAME}` is looked up.
+pub type Lookup = Rc<dyn Fn(&str) -> Option<String>>;
+
+thread_local! {
+    static ENV: RefCell<Option<Lookup>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a parse of config text on this thread) with `${NAME}` read from
+/// `env`. Outside it, no variable is set.
+pub fn with_env<R>(env: Lookup, f: impl FnOnce() -> R) -> R {
+    /// puts the outer environment back, also when `f` unwinds
+    struct Restore(Option<Lookup>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            ENV.with(|e| *e.borrow_mut() = outer);
+        }
+    }
+    let _restore = Restore(ENV.with(|e| e.replace(Some(env))));
+    f()
+}
 
 /// A config string whose `${NAME}` / `${NAME:-default}` placeholders were replaced
-/// from the environment while the file was read. A missing variable without a
-/// default is a load error that names it.
+/// from the environment while the file was parsed (see [`with_env`]). A missing
+/// variable without a default is a load error that names it.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct EnvString(String);
 
@@ -45,7 +71,8 @@ impl From<&str> for EnvString {
 impl<'de> Deserialize<'de> for EnvString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        interpolate(&raw, |name| std::env::var(name).ok())
+        let env = ENV.with(|e| e.borrow().clone());
+        interpolate(&raw, |name| env.as_ref().and_then(|lookup| lookup(name)))
             .map(EnvString)
             .map_err(serde::de::Error::custom)
     }
@@ -106,6 +133,15 @@ mod tests {
 
     fn env(name: &str) -> Option<String> {
         (name == "SET").then(|| "v".to_string())
+    }
+
+    #[test]
+    fn parses_read_the_environment_they_are_given() {
+        let parse = || serde_json::from_str::<EnvString>(r#""a${SET}b""#).map(|e| e.0);
+        let got = with_env(Rc::new(env), parse);
+        assert_eq!(got.ok().as_deref(), Some("avb"));
+        let outside = parse().unwrap_err().to_string();
+        assert!(outside.contains("SET is not set"), "{outside}");
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub use window::parse_window;
 
 use serde::de::DeserializeOwned;
 use shared::config::RawConfig;
+use shared::env::{with_env, Lookup};
 use std::fmt;
+use std::rc::Rc;
 use tree::Tree;
 
 /// The config the gateway runs when started without `--config`: memory backend, the
@@ -59,7 +61,8 @@ impl ConfigError {
     }
 }
 
-/// Parses config text (read from `name`) and validates it with `check` (see
+/// Parses config text (read from `name`, `${NAME}` looked up in `env`) and
+/// validates it with `check` (see
 /// `runtime::load_text`). Problems in the text (types, unknown or missing keys,
 /// `${ENV}`) and in the values (validation) come together: the validation runs
 /// on the text as read with its broken values set aside, and leaves out what
@@ -67,9 +70,10 @@ impl ConfigError {
 pub fn load_text<T>(
     name: &str,
     text: &str,
+    env: Lookup,
     check: impl FnOnce(&RawConfig) -> Result<T, Vec<Problem>>,
 ) -> Result<T, ConfigError> {
-    let parsed = parse::<RawConfig>(name, text);
+    let parsed = with_env(env, || parse::<RawConfig>(name, text));
     let mut problems = parsed.problems;
     if let Some(raw) = &parsed.value {
         match check(raw) {
@@ -88,9 +92,15 @@ pub fn load_text<T>(
 }
 
 /// Parses config text into the raw schema: JSON when it looks like JSON (or the
-/// name ends in `.json`), YAML otherwise. Every problem of the text, or the config.
+/// name ends in `.json`), YAML otherwise; no `${NAME}` is set. Every problem of
+/// the text, or the config.
 pub fn parse_text(name: &str, text: &str) -> Result<RawConfig, ConfigError> {
-    let parsed = parse::<RawConfig>(name, text);
+    parse_text_in(name, text, Rc::new(|_| None))
+}
+
+/// [`parse_text`], with `${NAME}` looked up in `env`.
+pub fn parse_text_in(name: &str, text: &str, env: Lookup) -> Result<RawConfig, ConfigError> {
+    let parsed = with_env(env, || parse::<RawConfig>(name, text));
     match parsed.value {
         Some(raw) if parsed.problems.is_empty() => Ok(raw),
         _ => Err(ConfigError {
@@ -458,16 +468,15 @@ routes:
         );
         let text =
             std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-        for var in [
+        let vars = [
             "GATEWAY_ADMIN_TOKEN",
             "OPENAI_API_KEY",
             "AZURE_OPENAI_KEY",
             "ANTHROPIC_API_KEY",
             "LABUBU_KEY",
-        ] {
-            std::env::set_var(var, "x");
-        }
-        let raw = parse_text("gateway.reference.yaml", &text)
+        ];
+        let env = Rc::new(move |n: &str| vars.contains(&n).then(|| "x".to_string()));
+        let raw = parse_text_in("gateway.reference.yaml", &text, env)
             .unwrap_or_else(|e| panic!("{path} does not parse:\n{e}"));
         assert_eq!(raw.providers.len(), 4);
         assert_eq!(raw.routes[0].upstreams.len(), 3);
