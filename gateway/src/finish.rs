@@ -253,6 +253,7 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
         output_token: r.usage.completion_tokens,
         total_token: r.usage.total_tokens,
         cached_tokens: r.usage.cached_tokens,
+        cache_creation_tokens: r.usage.cache_creation_tokens,
         reasoning_tokens: r.usage.reasoning_tokens,
         usage_estimated: r.usage.estimated,
         llm_first_token_duration: c.answer.first_byte_at.map(ms),

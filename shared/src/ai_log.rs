@@ -15,7 +15,11 @@ pub struct AiLog {
     pub input_token: u64,
     pub output_token: u64,
     pub total_token: u64,
+    /// prompt tokens read from the provider's prompt cache (part of `input_token`)
     pub cached_tokens: u64,
+    /// prompt tokens written to the provider's prompt cache (part of `input_token`)
+    #[serde(default)]
+    pub cache_creation_tokens: u64,
     pub reasoning_tokens: u64,
     /// true when the token figures are the gateway's estimate.
     pub usage_estimated: bool,

@@ -2,12 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The gateway's normalised form, OpenAI's convention: `prompt_tokens` counts
+/// every prompt token, those read from and written to a prompt cache included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// prompt tokens read from the provider's prompt cache
     pub cached_tokens: u64,
+    /// prompt tokens written to the provider's prompt cache
+    #[serde(default)]
+    pub cache_creation_tokens: u64,
     pub reasoning_tokens: u64,
     /// true when the figures are the gateway's estimate (no usage from upstream,
     /// e.g. a stream that was cut off), not the provider's count.

@@ -12,13 +12,14 @@ pub mod path;
 pub mod trace_context;
 
 /// The built-in `ai_log` fields; configured attributes may not take these names.
-pub const BUILT_IN: [&str; 25] = [
+pub const BUILT_IN: [&str; 26] = [
     "model",
     "request_model",
     "input_token",
     "output_token",
     "total_token",
     "cached_tokens",
+    "cache_creation_tokens",
     "reasoning_tokens",
     "usage_estimated",
     "llm_first_token_duration",

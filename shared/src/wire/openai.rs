@@ -64,6 +64,8 @@ impl Usage {
                 .and_then(|d| d.cached_tokens)
                 .or(self.prompt_cache_hit_tokens)
                 .unwrap_or(0),
+            // (OpenAI-compatible providers report no cache writes)
+            cache_creation_tokens: 0,
             reasoning_tokens: self
                 .completion_tokens_details
                 .as_ref()
