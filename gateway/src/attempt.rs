@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::headers;
 use crate::health::{Cell, Health, InFlight, StreamWatch, View};
 use crate::meter::Meter;
-use crate::protocol::{Inbound, Seam};
+use crate::protocol::{Inbound, Seam, Upstream};
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Refusal};
 use crate::request_body::ClientBody;
@@ -199,9 +199,10 @@ impl Call<'_> {
             a.model = Some(upstream_model.to_string());
         }
         let add_usage = self.adds_usage();
+        let inbound = Inbound::of(self.endpoint);
         let seam = Seam {
-            inbound: Inbound::OpenAi(self.endpoint),
-            dialect: prov.dialect(),
+            inbound,
+            dialect: prov.dialect_for(inbound),
         };
 
         // adapter and upstream call
@@ -214,16 +215,8 @@ impl Call<'_> {
             )),
             _ => {
                 let c = self.client;
-                let body = seam.request(c, self.bytes, &upstream_model, &prov.options, add_usage);
-                let mut req = upstream_request(
-                    prov,
-                    self.endpoint,
-                    &upstream_model,
-                    body,
-                    self.headers,
-                    cfg,
-                    ctx,
-                )?;
+                let up = seam.request(c, self.bytes, &upstream_model, &prov.options, add_usage)?;
+                let mut req = self.upstream_request(prov, seam, up, &upstream_model, ctx)?;
                 if let Some((_, name, value)) = &token {
                     req.headers_mut().insert(name.clone(), value.clone());
                 }
@@ -509,40 +502,44 @@ pub fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The request for one attempt: the provider's URL for `endpoint` and `model`, the
-/// client's headers without secrets and hop-by-hop ones, the request id and the
-/// caller's `tenant/consumer` (the api token is added by the caller).
-pub fn upstream_request(
-    prov: &Provider,
-    endpoint: Endpoint,
-    model: &str,
-    body: Bytes,
-    client_headers: &http::HeaderMap,
-    cfg: &Runtime,
-    ctx: &RequestCtx,
-) -> Result<http::Request<Full<Bytes>>, crate::error::GatewayError> {
-    let uri = prov.uri(endpoint, model).map_err(|e| {
-        crate::error::GatewayError::bad_request(
-            "invalid_model",
-            format!("cannot build the upstream URL for model {model:?}: {e}"),
-        )
-    })?;
-    let mut req = http::Request::new(Full::new(body));
-    *req.method_mut() = endpoint.method();
-    *req.uri_mut() = uri;
-    let h = req.headers_mut();
-    headers::copy_to_upstream(client_headers, h, &cfg.secret_headers, ctx.traced());
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        http::HeaderName::from_static("x-request-id"),
-        ctx.facts().request_id.clone(),
-    );
-    // the client's copy of the consumer header was dropped with the secret headers
-    if let Some(v) = ctx.identity().and_then(|i| i.header_value.clone()) {
-        h.insert(cfg.consumer_header.clone(), v);
+impl Call<'_> {
+    /// The request for one attempt: the provider's URL for the upstream's endpoint
+    /// and `model`, the client's headers without secrets and hop-by-hop ones (and
+    /// those of another API), the dialect's own, the request id and the caller's
+    /// `tenant/consumer` (the api token is added by the caller).
+    fn upstream_request(
+        &self,
+        prov: &Provider,
+        seam: Seam,
+        up: Upstream,
+        model: &str,
+        ctx: &RequestCtx,
+    ) -> Result<http::Request<Full<Bytes>>, GatewayError> {
+        let uri = prov.uri(up.endpoint, model).map_err(|e| {
+            GatewayError::bad_request(
+                "invalid_model",
+                format!("cannot build the upstream URL for model {model:?}: {e}"),
+            )
+        })?;
+        let mut req = http::Request::new(Full::new(up.body));
+        *req.method_mut() = up.endpoint.method();
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        let cfg = self.cfg;
+        headers::copy_to_upstream(self.headers, h, &cfg.secret_headers, ctx.traced());
+        seam.dialect.headers(&prov.api_version, h);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::HeaderName::from_static("x-request-id"),
+            ctx.facts().request_id.clone(),
+        );
+        // the client's copy of the consumer header was dropped with the secret headers
+        if let Some(v) = ctx.identity().and_then(|i| i.header_value.clone()) {
+            h.insert(cfg.consumer_header.clone(), v);
+        }
+        Ok(req)
     }
-    Ok(req)
 }

@@ -184,6 +184,14 @@ impl RequestCtx {
         self.sinks.labels = labels;
     }
 
+    /// The error shape of the API the client called.
+    pub fn error_shape(&self) -> crate::error::Shape {
+        match self.facts.endpoint {
+            Some(e) if e.is_anthropic() => crate::error::Shape::Anthropic,
+            _ => crate::error::Shape::OpenAi,
+        }
+    }
+
     /// Who called (None: no key checked yet).
     pub fn identity(&self) -> Option<&Arc<AuthIdentity>> {
         self.identity.as_ref()

@@ -1,5 +1,6 @@
-//! The OpenAI API endpoints the gateway serves, recognised by path suffix (a
-//! route then requires the exact path under its prefix, `route.rs`).
+//! The API endpoints the gateway serves (OpenAI's, and Anthropic's Messages
+//! API), recognised by path suffix (a route then requires the exact path under
+//! its prefix, `route.rs`).
 
 /// One served endpoint. The upstream path is the provider's base URL + `suffix()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,15 +10,21 @@ pub enum Endpoint {
     Embeddings,
     Responses,
     Models,
+    /// Anthropic's Messages API
+    Messages,
+    /// Anthropic's token count of a Messages request
+    CountTokens,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
         Endpoint::Responses,
         Endpoint::Models,
+        Endpoint::Messages,
+        Endpoint::CountTokens,
     ];
 
     /// Position in [`Endpoint::ALL`].
@@ -26,10 +33,15 @@ impl Endpoint {
     }
 
     /// Recognises `.../chat/completions`, `.../completions`, `.../embeddings`,
-    /// `.../responses`, `.../models` (query string already removed).
+    /// `.../responses`, `.../models`, `.../messages`, `.../messages/count_tokens`
+    /// (query string already removed).
     pub fn from_path(path: &str) -> Option<Endpoint> {
         let path = path.trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
+        if path.ends_with("/messages") {
+            Some(Endpoint::Messages)
+        } else if path.ends_with("/messages/count_tokens") {
+            Some(Endpoint::CountTokens)
+        } else if path.ends_with("/chat/completions") {
             Some(Endpoint::ChatCompletions)
         } else if path.ends_with("/completions") {
             Some(Endpoint::Completions)
@@ -51,7 +63,14 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Responses => "/responses",
             Endpoint::Models => "/models",
+            Endpoint::Messages => "/messages",
+            Endpoint::CountTokens => "/messages/count_tokens",
         }
+    }
+
+    /// Anthropic's Messages API (errors in its shape, keys also in `x-api-key`).
+    pub fn is_anthropic(self) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
     }
 
     pub fn method(self) -> http::Method {
@@ -65,7 +84,7 @@ impl Endpoint {
     pub fn request_type(self, stream: bool) -> &'static str {
         match self {
             Endpoint::Embeddings => "ai_embeddings",
-            Endpoint::Models => "traditional_http",
+            Endpoint::Models | Endpoint::CountTokens => "traditional_http",
             _ if stream => "ai_stream",
             _ => "ai_chat",
         }
@@ -74,11 +93,17 @@ impl Endpoint {
     /// `gen_ai.operation.name` (OpenTelemetry GenAI conventions).
     pub fn operation_name(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Responses => "chat",
+            Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Messages => "chat",
             Endpoint::Completions => "text_completion",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "list_models",
+            Endpoint::CountTokens => "count_tokens",
         }
+    }
+
+    /// Whether an answer costs tokens (a model list or a token count does not).
+    pub fn uses_tokens(self) -> bool {
+        !matches!(self, Endpoint::Models | Endpoint::CountTokens)
     }
 
     /// Whether the endpoint can stream and accepts `stream_options.include_usage`.

@@ -275,16 +275,53 @@ impl GatewayError {
     }
 
     pub fn body(&self) -> Bytes {
-        let body = ErrorBody::new(self.message.clone(), self.kind, self.code);
-        // Serializing a struct of strings cannot fail; fall back to a fixed body anyway.
-        serde_json::to_vec(&body)
-            .map(Bytes::from)
-            .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#))
+        self.body_in(Shape::OpenAi)
     }
 
-    /// The response parts every error answer carries.
+    /// The error body in `shape`.
+    pub fn body_in(&self, shape: Shape) -> Bytes {
+        // Serializing a struct of strings cannot fail; fall back to a fixed body anyway.
+        let written = match shape {
+            Shape::OpenAi => {
+                serde_json::to_vec(&ErrorBody::new(self.message.clone(), self.kind, self.code))
+            }
+            Shape::Anthropic => serde_json::to_vec(&serde_json::json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": self.message},
+            })),
+        };
+        written.map(Bytes::from).unwrap_or_else(|_| match shape {
+            Shape::OpenAi => Bytes::from_static(
+                br#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#,
+            ),
+            Shape::Anthropic => Bytes::from_static(
+                br#"{"type":"error","error":{"type":"api_error","message":"internal error"}}"#,
+            ),
+        })
+    }
+
+    /// Anthropic's error type for this error's status (what its SDKs expect).
+    fn anthropic_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The response parts every error answer carries (OpenAI's shape).
     pub fn response(&self) -> http::Response<Bytes> {
-        let mut resp = http::Response::new(self.body());
+        self.response_in(Shape::OpenAi)
+    }
+
+    /// The error answer in `shape`, with `retry-after` when the client may retry later.
+    pub fn response_in(&self, shape: Shape) -> http::Response<Bytes> {
+        let mut resp = http::Response::new(self.body_in(shape));
         *resp.status_mut() = self.status;
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -296,6 +333,16 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// The API whose error shape an answer takes: the one the client called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// `{"error": {"message", "type", "code"}}`
+    #[default]
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`
+    Anthropic,
 }
 
 impl fmt::Display for GatewayError {

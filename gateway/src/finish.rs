@@ -166,10 +166,11 @@ fn upstream(
             _ => {}
         }
     }
+    let uses_tokens = c.facts.endpoint.is_some_and(|e| e.uses_tokens());
     let usage = match meter.read.usage {
-        Some(u) => u,
-        None if ok => estimate(&c.facts.body, meter.read.output_bytes),
-        None => Usage::default(),
+        Some(u) if uses_tokens => u,
+        None if ok && uses_tokens => estimate(&c.facts.body, meter.read.output_bytes),
+        _ => Usage::default(),
     };
     let (flags, error) = match ending {
         Ending::Complete => ("", None),

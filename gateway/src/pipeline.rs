@@ -134,7 +134,7 @@ pub async fn handle(
             resp.map(ResponseBody::full)
         }
         Err(e) => {
-            let resp = e.response();
+            let resp = e.response_in(ctx.error_shape());
             ctx.finish(Outcome::Local {
                 status: e.status.as_u16(),
                 bytes_sent: resp.body().len() as u64,

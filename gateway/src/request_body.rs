@@ -124,7 +124,7 @@ impl<'a> ClientBody<'a> {
     /// Bytes of prompt text (messages / prompt / input), for estimating prompt tokens
     /// when the upstream reports no usage.
     pub fn prompt_bytes(&self) -> usize {
-        ["messages", "prompt", "input", "instructions"]
+        ["messages", "prompt", "input", "instructions", "system"]
             .iter()
             .filter_map(|k| self.get(k))
             .filter_map(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok())

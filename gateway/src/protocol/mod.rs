@@ -9,19 +9,20 @@
 //!    usage in normalised form, which the meter, the quotas and the telemetry
 //!    use.
 //!
-//! Today both sides speak the OpenAI API (Azure's URLs and auth are a dialect
-//! of it): a request changes only where the model map, the provider's options
-//! or the usage chunk ask for it, and answers and events pass to the client as
-//! the bytes the upstream sent (the usage chunk the client did not ask for
-//! aside).
+//! When both sides speak the same API (OpenAI's, of which Azure's URLs and auth
+//! are a dialect, or Anthropic's Messages API), a request changes only where
+//! the model map, the provider's options or the usage chunk ask for it, and
+//! answers and events pass to the client as the bytes the upstream sent (the
+//! usage chunk the client did not ask for aside).
 
 pub mod openai;
 
 use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
 use crate::request_body::ClientBody;
 use crate::telemetry::attributes::Collected;
 use bytes::Bytes;
-use http::HeaderName;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use shared::usage::Usage;
 
@@ -30,6 +31,25 @@ use shared::usage::Usage;
 pub enum Inbound {
     /// chat/completions, completions, embeddings, responses, models
     OpenAi(Endpoint),
+    /// messages, messages/count_tokens
+    Anthropic(Endpoint),
+}
+
+impl Inbound {
+    pub fn of(endpoint: Endpoint) -> Inbound {
+        match endpoint.is_anthropic() {
+            true => Inbound::Anthropic(endpoint),
+            false => Inbound::OpenAi(endpoint),
+        }
+    }
+
+    /// The dialect that speaks this API as it is (the built-in mock answers in it).
+    pub fn native(self) -> Dialect {
+        match self {
+            Inbound::OpenAi(_) => Dialect::OpenAi,
+            Inbound::Anthropic(_) => Dialect::Anthropic,
+        }
+    }
 }
 
 /// The API a provider answers.
@@ -40,13 +60,38 @@ pub enum Dialect {
     OpenAi,
     /// Azure OpenAI: the deployment and `api-version` in the URL, `api-key: <token>`
     Azure,
+    /// Anthropic's Messages API: `{base_url}/messages`, `x-api-key: <token>`,
+    /// `anthropic-version`
+    Anthropic,
 }
+
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 impl Dialect {
     /// The URL of `endpoint` under `base` (no trailing slash) for upstream model
     /// `model` (`api_version`: Azure's).
     pub fn url(self, base: &str, endpoint: Endpoint, model: &str, api_version: &str) -> String {
-        openai::url(self == Dialect::Azure, base, endpoint, model, api_version)
+        match self {
+            Dialect::Anthropic => format!("{base}{}", endpoint.suffix()),
+            _ => openai::url(self == Dialect::Azure, base, endpoint, model, api_version),
+        }
+    }
+
+    /// Sets the headers this dialect needs on an upstream request (`version`: the
+    /// provider's `api_version`), and drops the client's that belong to another.
+    pub fn headers(self, version: &str, h: &mut HeaderMap) {
+        match self {
+            Dialect::Anthropic => {
+                if let Ok(v) = HeaderValue::from_str(version) {
+                    h.insert(ANTHROPIC_VERSION, v);
+                }
+            }
+            Dialect::OpenAi | Dialect::Azure => {
+                h.remove(ANTHROPIC_VERSION);
+                h.remove(ANTHROPIC_BETA);
+            }
+        }
     }
 
     /// The model is part of the URL (and must be a name URLs allow).
@@ -58,7 +103,7 @@ impl Dialect {
     pub fn token_value(self, token: &str) -> String {
         match self {
             Dialect::OpenAi => format!("Bearer {token}"),
-            Dialect::Azure => token.to_string(),
+            Dialect::Azure | Dialect::Anthropic => token.to_string(),
         }
     }
 
@@ -67,6 +112,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => http::header::AUTHORIZATION,
             Dialect::Azure => HeaderName::from_static("api-key"),
+            Dialect::Anthropic => HeaderName::from_static("x-api-key"),
         }
     }
 }
@@ -94,10 +140,28 @@ pub struct Seam {
     pub dialect: Dialect,
 }
 
+/// The upstream's request: its body, and the endpoint it goes to.
+pub struct Upstream {
+    pub body: Bytes,
+    pub endpoint: Endpoint,
+    /// fields of the client's request that had no counterpart upstream
+    pub warnings: Vec<String>,
+}
+
 impl Seam {
+    /// Client and provider speak the same API: no translation.
+    pub fn same_api(self) -> bool {
+        matches!(
+            (self.inbound, self.dialect),
+            (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure)
+                | (Inbound::Anthropic(_), Dialect::Anthropic)
+        )
+    }
+
     /// The client's body as the upstream takes it: `model` set, the provider's
     /// `options` over the client's fields, and `stream_options.include_usage`
-    /// added when `add_usage` (the same bytes when nothing changes).
+    /// added when `add_usage` (the same bytes when nothing changes); a request
+    /// the provider's API cannot serve is a 400 naming what it lacks.
     pub fn request(
         self,
         client: &ClientBody<'_>,
@@ -105,18 +169,24 @@ impl Seam {
         model: &str,
         options: &[(String, Box<RawValue>)],
         add_usage: bool,
-    ) -> Bytes {
+    ) -> Result<Upstream, GatewayError> {
+        let same = |endpoint, add_usage| Upstream {
+            body: client.rewrite(raw, Some(model), options, add_usage),
+            endpoint,
+            warnings: Vec::new(),
+        };
         match (self.inbound, self.dialect) {
-            (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure) => {
-                client.rewrite(raw, Some(model), options, add_usage)
-            }
+            (Inbound::OpenAi(e), Dialect::OpenAi | Dialect::Azure) => Ok(same(e, add_usage)),
+            (Inbound::Anthropic(e), Dialect::Anthropic) => Ok(same(e, false)),
+            (inbound, dialect) => Err(unserved(inbound, dialect)),
         }
     }
 
     /// Reads a whole JSON answer (which the client gets as it came).
     pub fn answer(self, read: &mut Read, body: &[u8]) {
-        match (self.inbound, self.dialect) {
-            (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure) => openai::answer(read, body),
+        if let (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure) = (self.inbound, self.dialect)
+        {
+            openai::answer(read, body);
         }
     }
 
@@ -134,6 +204,22 @@ impl Seam {
             (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure) => {
                 openai::event(read, data, capture) && strip_usage
             }
+            _ => false,
         }
     }
+}
+
+/// The 400 for a request the provider's API has no counterpart of.
+fn unserved(inbound: Inbound, dialect: Dialect) -> GatewayError {
+    let (api, endpoint) = match inbound {
+        Inbound::OpenAi(e) => ("OpenAI", e),
+        Inbound::Anthropic(e) => ("Anthropic", e),
+    };
+    GatewayError::bad_request(
+        "unsupported_endpoint",
+        format!(
+            "the {api} endpoint {} cannot be served by this route's {dialect:?} provider",
+            endpoint.suffix()
+        ),
+    )
 }

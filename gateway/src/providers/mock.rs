@@ -1,6 +1,7 @@
-//! The built-in `mock` provider: answers chat, completions, embeddings and responses
-//! in-process (JSON or SSE) with a canned text and real usage figures, so the gateway
-//! can be tried and load-tested with no other service. Usage: prompt tokens are the
+//! The built-in `mock` provider: answers chat, completions, embeddings, responses
+//! and Anthropic's messages and count_tokens in-process (JSON or SSE, each in its
+//! own API's shape) with a canned text and real usage figures, so the gateway can
+//! be tried and load-tested with no other service. Usage: prompt tokens are the
 //! prompt text's bytes / 4 rounded up (at least 1), one completion token per word.
 
 use crate::endpoint::Endpoint;
@@ -100,7 +101,59 @@ pub fn answer(
         Endpoint::Models => json_response(&json!({"object": "list", "data": [
             {"id": model, "object": "model", "created": created, "owned_by": "mock"}
         ]})),
+        Endpoint::Messages => messages(body.stream, &id, model, prompt_tokens, &words),
+        Endpoint::CountTokens => json_response(&json!({"input_tokens": prompt_tokens})),
     }
+}
+
+/// An Anthropic Messages answer (JSON, or the stream of its events).
+fn messages(
+    stream: bool,
+    id: &str,
+    model: &str,
+    prompt_tokens: u64,
+    words: &[&str],
+) -> http::Response<UpstreamBody> {
+    let id = format!("msg_mock{id}");
+    let usage = |output: usize| {
+        json!({"input_tokens": prompt_tokens, "output_tokens": output,
+               "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0})
+    };
+    if !stream {
+        return json_response(&json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": ANSWER}],
+            "stop_reason": "end_turn", "stop_sequence": null, "usage": usage(words.len())
+        }));
+    }
+    let mut frames = VecDeque::with_capacity(words.len() + 6);
+    let start = json!({"id": id, "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage(1)});
+    frames.push_back(sse_event(
+        "message_start",
+        &json!({"type": "message_start", "message": start}),
+    ));
+    frames.push_back(sse_event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ));
+    for w in words {
+        frames.push_back(sse_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
+        ));
+    }
+    frames.push_back(sse_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    frames.push_back(sse_event(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": words.len()}}),
+    ));
+    frames.push_back(sse_event("message_stop", &json!({"type": "message_stop"})));
+    response("text/event-stream", frames)
 }
 
 fn embeddings(body: &ClientBody<'_>, model: &str) -> http::Response<UpstreamBody> {

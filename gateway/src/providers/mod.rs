@@ -28,6 +28,8 @@ pub enum Flavor {
     OpenAi,
     /// `{base_url}/openai/deployments/{model}/chat/completions?api-version=`, `api-key: <token>`.
     Azure,
+    /// `{base_url}/messages`, `x-api-key: <token>`, `anthropic-version`.
+    Anthropic,
     /// Answered in-process by [`mock`].
     Mock,
 }
@@ -76,7 +78,7 @@ pub fn default_base_url(kind: ProviderType) -> Option<&'static str> {
     Some(match kind {
         Openai => "https://api.openai.com/v1",
         Deepseek => "https://api.deepseek.com/v1",
-        Anthropic => "https://api.anthropic.com/v1",
+        Anthropic | AnthropicOpenai => "https://api.anthropic.com/v1",
         Gemini => "https://generativelanguage.googleapis.com/v1beta/openai",
         Openrouter => "https://openrouter.ai/api/v1",
         Groq => "https://api.groq.com/openai/v1",
@@ -94,6 +96,7 @@ pub fn default_base_url(kind: ProviderType) -> Option<&'static str> {
 fn dialect_of(flavor: Flavor) -> Dialect {
     match flavor {
         Flavor::Azure => Dialect::Azure,
+        Flavor::Anthropic => Dialect::Anthropic,
         // (the built-in mock answers as OpenAI does)
         Flavor::OpenAi | Flavor::Mock => Dialect::OpenAi,
     }
@@ -106,6 +109,8 @@ fn needs_token(kind: ProviderType) -> bool {
 }
 
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+/// The `anthropic-version` sent when `api_version` is not set.
+const ANTHROPIC_DEFAULT_VERSION: &str = "2023-06-01";
 
 impl Provider {
     pub fn build(
@@ -124,6 +129,7 @@ impl Provider {
         let flavor = match raw.kind {
             ProviderType::Mock => Flavor::Mock,
             ProviderType::AzureOpenai => Flavor::Azure,
+            ProviderType::Anthropic => Flavor::Anthropic,
             _ => Flavor::OpenAi,
         };
         let base = match (&raw.base_url, default_base_url(raw.kind)) {
@@ -248,7 +254,10 @@ impl Provider {
                 .api_version
                 .as_ref()
                 .map(|v| v.as_str().to_string())
-                .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_string()),
+                .unwrap_or_else(|| match flavor {
+                    Flavor::Anthropic => ANTHROPIC_DEFAULT_VERSION.to_string(),
+                    _ => AZURE_DEFAULT_API_VERSION.to_string(),
+                }),
             token_ids: raw
                 .api_tokens
                 .iter()
@@ -312,6 +321,15 @@ impl Provider {
     /// The API the provider answers (`protocol/`).
     pub fn dialect(&self) -> Dialect {
         dialect_of(self.flavor)
+    }
+
+    /// The API the provider answers a client of `inbound` in (the built-in mock
+    /// answers each in its own).
+    pub fn dialect_for(&self, inbound: crate::protocol::Inbound) -> Dialect {
+        match self.flavor {
+            Flavor::Mock => inbound.native(),
+            other => dialect_of(other),
+        }
     }
 
     /// The auth header for the next request: api tokens rotate round-robin.
@@ -392,6 +410,7 @@ pub fn type_name(kind: ProviderType) -> &'static str {
         AzureOpenai => "azure-openai",
         Deepseek => "deepseek",
         Anthropic => "anthropic",
+        AnthropicOpenai => "anthropic-openai",
         Gemini => "gemini",
         Mock => "mock",
         Openrouter => "openrouter",
@@ -412,6 +431,7 @@ pub fn gen_ai_name(kind: ProviderType) -> &'static str {
     use ProviderType::*;
     match kind {
         AzureOpenai => "azure.ai.openai",
+        Anthropic | AnthropicOpenai => "anthropic",
         Gemini => "gcp.gemini",
         Mistral => "mistral_ai",
         Xai => "x_ai",

@@ -20,6 +20,12 @@ impl Estimate {
         endpoint: crate::endpoint::Endpoint,
         default_max_tokens: u64,
     ) -> Estimate {
+        if !endpoint.uses_tokens() {
+            return Estimate {
+                prompt: 0,
+                completion: 0,
+            };
+        }
         let prompt = shared::usage::estimate_tokens(body.prompt_bytes());
         if endpoint == crate::endpoint::Endpoint::Embeddings {
             return Estimate {

@@ -15,7 +15,10 @@ pub enum ProviderType {
     OpenaiCompatible,
     AzureOpenai,
     Deepseek,
+    /// Anthropic's Messages API (`/v1/messages`, `x-api-key`, `anthropic-version`)
     Anthropic,
+    /// Anthropic through its OpenAI-compatible endpoint (`/v1/chat/completions`)
+    AnthropicOpenai,
     Gemini,
     Mock,
     Openrouter,
