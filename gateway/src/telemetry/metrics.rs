@@ -150,6 +150,9 @@ struct LlmSeries {
     count: IntCounter,
     usage_in: Histogram,
     usage_out: Histogram,
+    /// prompt tokens read from / written to a prompt cache (observed when any)
+    usage_cache_read: Histogram,
+    usage_cache_creation: Histogram,
     duration: Histogram,
     first_chunk: Histogram,
 }
@@ -216,7 +219,7 @@ impl Metrics {
             )?,
             token_usage: hist(
                 "gen_ai_client_token_usage",
-                "Tokens per request by gen_ai_token_type input/output (OpenTelemetry GenAI).",
+                "Tokens per request by gen_ai_token_type input/output, and cache_read/cache_creation (the prompt tokens read from and written to a prompt cache) when there are any (OpenTelemetry GenAI).",
                 &token_labels,
                 &TOKEN_BUCKETS,
             )?,
@@ -285,6 +288,13 @@ impl Metrics {
         llm.count.inc();
         llm.usage_in.observe(ai.input_token as f64);
         llm.usage_out.observe(ai.output_token as f64);
+        if ai.cached_tokens > 0 {
+            llm.usage_cache_read.observe(ai.cached_tokens as f64);
+        }
+        if ai.cache_creation_tokens > 0 {
+            llm.usage_cache_creation
+                .observe(ai.cache_creation_tokens as f64);
+        }
         llm.duration
             .observe(ai.llm_service_duration as f64 / 1000.0);
         if let Some(ttft) = ai.llm_first_token_duration.filter(|_| labels_stream(ai)) {
@@ -315,6 +325,8 @@ impl Metrics {
                     count: self.duration_count.with_label_values(&h),
                     usage_in: usage("input"),
                     usage_out: usage("output"),
+                    usage_cache_read: usage("cache_read"),
+                    usage_cache_creation: usage("cache_creation"),
                     duration: self.operation_duration.with_label_values(&g),
                     first_chunk: self.first_chunk.with_label_values(&g),
                 }
@@ -385,6 +397,34 @@ mod tests {
             assert!(text.contains(w), "missing {w} in\n{text}");
         }
         assert!(!text.contains("made-up"), "{text}");
+    }
+    #[test]
+    fn prompt_cache_tokens_by_token_type() {
+        let m = Metrics::new().unwrap();
+        let ai = |cached, created| AiLog {
+            route: Some("claude".into()),
+            provider: Some("anthropic".into()),
+            request_model: Some("c".into()),
+            input_token: 100,
+            output_token: 10,
+            cached_tokens: cached,
+            cache_creation_tokens: created,
+            status: 200,
+            ..AiLog::default()
+        };
+        m.record(&ai(60, 30), "chat", &ModelLabels::default());
+        m.record(&ai(0, 0), "chat", &ModelLabels::default());
+        let text = m.render();
+        let series = |kind: &str| {
+            format!("gen_ai_client_token_usage_sum{{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"unknown\",gen_ai_token_type=\"{kind}\"}}")
+        };
+        for (kind, sum) in [("input", 200), ("cache_read", 60), ("cache_creation", 30)] {
+            let want = format!("{} {sum}", series(kind));
+            assert!(text.contains(&want), "missing {want} in\n{text}");
+        }
+        // observed only for requests that used the cache
+        let count = series("cache_read").replace("_sum", "_count");
+        assert!(text.contains(&format!("{count} 1")), "{text}");
     }
 }
 

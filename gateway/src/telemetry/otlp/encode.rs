@@ -244,6 +244,14 @@ fn answer_attrs(pb: &mut Pb, r: &Record) {
             log.output_token,
         );
     }
+    if log.cached_tokens > 0 {
+        let key = "gen_ai.usage.cache_read.input_tokens";
+        attr_u64(pb, SPAN_ATTR, key, log.cached_tokens);
+    }
+    if log.cache_creation_tokens > 0 {
+        let key = "gen_ai.usage.cache_creation.input_tokens";
+        attr_u64(pb, SPAN_ATTR, key, log.cache_creation_tokens);
+    }
     if let Some(f) = &r.finish_reason {
         pb.msg(SPAN_ATTR, |pb| {
             pb.string(1, "gen_ai.response.finish_reasons");

@@ -56,6 +56,12 @@ pub(super) fn log(pb: &mut Pb, r: &Record, observed: u64) {
     attr_u64(pb, f, "ai_log.output_token", ai.output_token);
     attr_u64(pb, f, "ai_log.total_token", ai.total_token);
     attr_u64(pb, f, "ai_log.cached_tokens", ai.cached_tokens);
+    attr_u64(
+        pb,
+        f,
+        "ai_log.cache_creation_tokens",
+        ai.cache_creation_tokens,
+    );
     attr_u64(pb, f, "ai_log.reasoning_tokens", ai.reasoning_tokens);
     attr_bool(pb, f, "ai_log.usage_estimated", ai.usage_estimated);
     if let Some(t) = ai.llm_first_token_duration {

@@ -179,3 +179,37 @@ fn only_what_a_record_asks_for_and_nothing_when_empty() {
     let t: Vec<(ExportTraceServiceRequest, u64)> = ready(&mut e, Signal::Traces, false);
     assert_eq!((e.ready.len(), t[0].1), (1, 2));
 }
+
+#[test]
+fn prompt_cache_tokens_are_span_attributes_when_there_are_any() {
+    let spans_of = |r: Record| {
+        let mut e = Encoder::new("svc", false, 2 * 1024 * 1024);
+        e.add(&r, 1);
+        e.finish();
+        let t: Vec<(ExportTraceServiceRequest, u64)> = ready(&mut e, Signal::Traces, false);
+        t[0].0.resource_spans[0].scope_spans[0].spans.clone()
+    };
+    let mut r = record(1, true, false);
+    let mut line = (*r.line).clone();
+    line.ai_log.cached_tokens = 7;
+    line.ai_log.cache_creation_tokens = 5;
+    r.line = Arc::new(line);
+    let spans = spans_of(r);
+    let client = &spans[1];
+    assert_eq!(
+        attr(&client.attributes, "gen_ai.usage.cache_read.input_tokens"),
+        Some(&Value::IntValue(7))
+    );
+    assert_eq!(
+        attr(
+            &client.attributes,
+            "gen_ai.usage.cache_creation.input_tokens"
+        ),
+        Some(&Value::IntValue(5))
+    );
+    let none = spans_of(record(1, true, false));
+    assert_eq!(
+        attr(&none[1].attributes, "gen_ai.usage.cache_read.input_tokens"),
+        None
+    );
+}

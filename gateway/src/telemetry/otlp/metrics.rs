@@ -115,7 +115,13 @@ impl OtelMetrics {
             self.first_chunk.record(t as f64 / 1000.0, &attrs);
         }
         if ai.status < 400 {
-            for (kind, n) in [("input", ai.input_token), ("output", ai.output_token)] {
+            let cache = [
+                ("cache_read", ai.cached_tokens),
+                ("cache_creation", ai.cache_creation_tokens),
+            ];
+            let all = [("input", ai.input_token), ("output", ai.output_token)];
+            // (cache figures only where a prompt cache was used)
+            for (kind, n) in all.into_iter().chain(cache.into_iter().filter(|c| c.1 > 0)) {
                 attrs.push(KeyValue::new("gen_ai.token.type", kind));
                 self.token_usage.record(n, &attrs);
                 attrs.pop();
