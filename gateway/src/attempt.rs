@@ -22,7 +22,7 @@ use crate::telemetry::attempt::AttemptRec;
 use crate::telemetry::trace_context::new_span_id;
 use crate::upstream::{self, AttemptError, UpstreamBody};
 use bytes::Bytes;
-use http::{header, HeaderMap, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use shared::config::{Algorithm, FallbackOn};
 use std::collections::HashMap;
@@ -239,6 +239,7 @@ impl Call<'_> {
                 let reading = Reading {
                     seam,
                     strip_usage: add_usage,
+                    include_usage: self.client.include_usage,
                     redact: cfg.server.redact_upstream_errors,
                 };
                 match answer(resp, prov, ctx, sent, reading).await {
@@ -421,6 +422,8 @@ pub struct Reading {
     pub seam: Seam,
     /// the gateway added the usage chunk: the client does not get it
     pub strip_usage: bool,
+    /// the client asked for the usage chunk
+    pub include_usage: bool,
     /// `server.redact_upstream_errors`
     pub redact: bool,
 }
@@ -438,6 +441,7 @@ pub async fn answer(
     let Reading {
         seam,
         strip_usage,
+        include_usage,
         redact,
     } = reading;
     let (mut head, mut body) = resp.into_parts();
@@ -449,13 +453,22 @@ pub async fn answer(
     headers::clean_response(&mut head.headers);
     let t = &prov.timeouts;
     let deadline = tokio::time::Instant::from_std(sent + t.total);
-    if redact && !head.status.is_success() {
+    let failed = !head.status.is_success();
+    let translated = !seam.same_api();
+    // an error body is read whole to redact it, or to put it in the client's shape
+    if failed && (redact || translated) {
         let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
-        let text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
+        let mut text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
+        if translated {
+            text = seam.error(text, head.status.as_u16());
+            head.headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+        }
         body = UpstreamBody::Frames([text].into());
     }
-    // the meter may cut bytes out of the stream: no length is promised
-    if sse && strip_usage {
+    // the meter may cut bytes out of the stream, or translate the answer: no
+    // length is promised
+    if (sse && strip_usage) || (translated && !failed) {
         head.headers.remove(header::CONTENT_LENGTH);
     }
     let mut first = None;
@@ -489,7 +502,11 @@ pub async fn answer(
         head,
         body,
         first,
-        meter: Meter::new(seam, sse, strip_usage),
+        meter: match failed && translated {
+            // (its body is already the client's)
+            true => Meter::passing(seam, sse),
+            false => Meter::new(seam, sse, strip_usage, include_usage),
+        },
         limits: Limits {
             idle: t.idle,
             total: t.total,

@@ -4,9 +4,12 @@
 //! chunk is cut out before the client sees it. Frames are forwarded as the same
 //! `Bytes` whenever nothing has to be removed.
 
+mod translate;
+
 use crate::protocol::{Read, Seam};
 use bytes::{Bytes, BytesMut};
 use std::borrow::Cow;
+use translate::Translating;
 
 /// An SSE event longer than this ends metering of the stream's events (and their
 /// holding back), so odd framing can never buffer a stream.
@@ -33,11 +36,26 @@ pub struct Meter {
     /// the route's `ai_log` attributes that read the answer (stream events or the
     /// JSON body), fed from the same copy
     pub capture: Option<Box<crate::telemetry::attributes::Collected>>,
+    /// the answer is in another API than the client's: translated as it passes
+    translating: Option<Box<Translating>>,
+}
+
+impl std::fmt::Debug for Translating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Translating")
+    }
 }
 
 impl Meter {
-    pub fn new(seam: Seam, sse: bool, strip_usage: bool) -> Meter {
+    /// `include_usage`: an OpenAI client asked for the usage chunk (read when
+    /// the answer is translated from another API).
+    pub fn new(seam: Seam, sse: bool, strip_usage: bool, include_usage: bool) -> Meter {
+        let translating = (!seam.same_api()).then(|| {
+            let events = sse.then(|| seam.events(include_usage)).flatten();
+            Box::new(Translating::new(seam, events))
+        });
         Meter {
+            translating,
             seam,
             sse,
             strip_usage: sse && strip_usage,
@@ -50,12 +68,23 @@ impl Meter {
         }
     }
 
+    /// A meter that reads nothing and passes every byte (an error answer whose
+    /// body was already made the client's).
+    pub fn passing(seam: Seam, sse: bool) -> Meter {
+        let mut m = Meter::new(seam, sse, false, false);
+        m.translating = None;
+        m
+    }
+
     pub fn is_sse(&self) -> bool {
         self.sse
     }
 
     /// Takes one frame; returns what to forward (None: nothing this time).
     pub fn on_frame(&mut self, data: Bytes) -> Option<Bytes> {
+        if let Some(t) = self.translating.as_mut() {
+            return t.on_frame(&data, &mut self.read, self.capture.as_deref_mut());
+        }
         if !self.sse {
             self.json_len += data.len();
             if self.json_len <= MAX_JSON_METER_BYTES {
@@ -96,8 +125,12 @@ impl Meter {
         Some(cut(&buf, end, &drops)).filter(|b| !b.is_empty())
     }
 
-    /// At the end of the body: parses a JSON answer; returns SSE bytes still held back.
+    /// At the end of the body: parses a JSON answer; returns the bytes still
+    /// held back (SSE, or a translated answer).
     pub fn finish(&mut self) -> Option<Bytes> {
+        if let Some(t) = self.translating.as_mut() {
+            return t.finish(&mut self.read, self.capture.as_deref_mut());
+        }
         if !self.sse {
             if !self.json_overflow && !self.parts.is_empty() {
                 let parts = std::mem::take(&mut self.parts);
@@ -139,24 +172,7 @@ impl Meter {
 
     /// Meters one SSE event; true when the client does not get it.
     fn event(&mut self, ev: &[u8]) -> bool {
-        let mut data: Cow<'_, [u8]> = Cow::Borrowed(&[]);
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', ev).chain(std::iter::once(ev.len())) {
-            let line = &ev[start.min(end)..end];
-            start = end + 1;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(rest) = line.strip_prefix(b"data:") {
-                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-                data = if data.is_empty() {
-                    Cow::Borrowed(rest)
-                } else {
-                    let mut joined = data.into_owned();
-                    joined.push(b'\n');
-                    joined.extend_from_slice(rest);
-                    Cow::Owned(joined)
-                };
-            }
-        }
+        let data = data_of(ev);
         if data.is_empty() {
             return false;
         }
@@ -171,6 +187,30 @@ impl Meter {
         }
         self.seam.answer(&mut self.read, body);
     }
+}
+
+/// The data of one SSE event: its `data:` lines joined by newlines (borrowed
+/// when there is one).
+fn data_of(ev: &[u8]) -> Cow<'_, [u8]> {
+    let mut data: Cow<'_, [u8]> = Cow::Borrowed(&[]);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', ev).chain(std::iter::once(ev.len())) {
+        let line = &ev[start.min(end)..end];
+        start = end + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            data = if data.is_empty() {
+                Cow::Borrowed(rest)
+            } else {
+                let mut joined = data.into_owned();
+                joined.push(b'\n');
+                joined.extend_from_slice(rest);
+                Cow::Owned(joined)
+            };
+        }
+    }
+    data
 }
 
 /// `buf[..end]` without the `drops` ranges, sharing memory where possible.
@@ -234,7 +274,7 @@ mod tests {
 
     #[test]
     fn strips_usage_chunk_and_reads_usage() {
-        let mut m = Meter::new(SEAM, true, true);
+        let mut m = Meter::new(SEAM, true, true, false);
         let out = run(&mut m, &[CHUNK, FINISH, USAGE, DONE]);
         assert_eq!(out, format!("{CHUNK}{FINISH}{DONE}"));
         let u = m.read.usage.unwrap();
@@ -252,7 +292,7 @@ mod tests {
 
     #[test]
     fn keeps_usage_chunk_when_client_asked() {
-        let mut m = Meter::new(SEAM, true, false);
+        let mut m = Meter::new(SEAM, true, false, false);
         let out = run(&mut m, &[CHUNK, USAGE, DONE]);
         assert_eq!(out, format!("{CHUNK}{USAGE}{DONE}"));
         assert_eq!(m.read.usage.unwrap().total_tokens, 10);
@@ -263,11 +303,11 @@ mod tests {
         let all = format!("{CHUNK}{USAGE}{DONE}");
         for cut_at in 1..all.len() {
             let (a, b) = all.split_at(cut_at);
-            let mut m = Meter::new(SEAM, true, true);
+            let mut m = Meter::new(SEAM, true, true, false);
             let out = run(&mut m, &[a, b]);
             assert_eq!(out, format!("{CHUNK}{DONE}"), "cut at {cut_at}");
             assert_eq!(m.read.usage.unwrap().total_tokens, 10);
-            let mut m = Meter::new(SEAM, true, false);
+            let mut m = Meter::new(SEAM, true, false, false);
             assert_eq!(run(&mut m, &[a, b]), all);
             assert_eq!(m.read.usage.unwrap().total_tokens, 10);
         }
@@ -275,7 +315,7 @@ mod tests {
 
     #[test]
     fn fast_path_forwards_the_same_bytes() {
-        let mut m = Meter::new(SEAM, true, true);
+        let mut m = Meter::new(SEAM, true, true, false);
         let frame = Bytes::from_static(CHUNK.as_bytes());
         let out = m.on_frame(frame.clone()).unwrap();
         assert_eq!(out.as_ptr(), frame.as_ptr());
@@ -283,7 +323,7 @@ mod tests {
 
     #[test]
     fn crlf_events() {
-        let mut m = Meter::new(SEAM, true, true);
+        let mut m = Meter::new(SEAM, true, true, false);
         let ev = CHUNK.replace('\n', "\r\n");
         let out = run(&mut m, &[&ev]);
         assert_eq!(out, ev);
@@ -303,7 +343,7 @@ mod tests {
             br#"{"type":"response.output_text.delta","delta":"x"}"#
         ));
         // A stream metered by the scan and one metered by full parses agree.
-        let mut fast = Meter::new(SEAM, true, true);
+        let mut fast = Meter::new(SEAM, true, true, false);
         run(&mut fast, &[CHUNK, CHUNK, FINISH, USAGE, DONE]);
         assert_eq!(fast.read.output_bytes, 10);
         assert_eq!(fast.read.finish_reason.as_deref(), Some("stop"));
@@ -312,7 +352,7 @@ mod tests {
 
     #[test]
     fn json_body_usage() {
-        let mut m = Meter::new(SEAM, false, false);
+        let mut m = Meter::new(SEAM, false, false, false);
         let body = r#"{"id":"chatcmpl-1","model":"gpt","choices":[{"message":{"role":"assistant","content":"hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
         let (a, b) = body.split_at(30);
         assert_eq!(run(&mut m, &[a, b]), body);
@@ -323,7 +363,7 @@ mod tests {
 
     #[test]
     fn responses_api_usage() {
-        let mut m = Meter::new(SEAM, false, false);
+        let mut m = Meter::new(SEAM, false, false, false);
         run(
             &mut m,
             &[
@@ -335,7 +375,7 @@ mod tests {
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
             (5, 4, 1)
         );
-        let mut m = Meter::new(SEAM, true, false);
+        let mut m = Meter::new(SEAM, true, false, false);
         run(&mut m, &[
             "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abc\"}\n\n",
             "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_2\",\"usage\":{\"input_tokens\":1,\"output_tokens\":2,\"total_tokens\":3}}}\n\n",
@@ -348,7 +388,7 @@ mod tests {
 
     #[test]
     fn cut_stream_keeps_what_was_seen() {
-        let mut m = Meter::new(SEAM, true, true);
+        let mut m = Meter::new(SEAM, true, true, false);
         let out = run(
             &mut m,
             &[

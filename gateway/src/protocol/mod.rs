@@ -21,7 +21,7 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::request_body::ClientBody;
 use crate::telemetry::attributes::Collected;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use shared::usage::Usage;
@@ -140,6 +140,15 @@ pub struct Seam {
     pub dialect: Dialect,
 }
 
+/// A stream in another API, translated event by event into the client's.
+pub trait Events: Send {
+    /// One upstream event's data (its `data:` lines joined): read into `read`,
+    /// and the client's events it makes appended to `out`.
+    fn event(&mut self, data: &[u8], read: &mut Read, out: &mut BytesMut);
+    /// The upstream stream ended (or was cut): what the client is still owed.
+    fn end(&mut self, read: &mut Read, out: &mut BytesMut);
+}
+
 /// The upstream's request: its body, and the endpoint it goes to.
 pub struct Upstream {
     pub body: Bytes,
@@ -206,6 +215,38 @@ impl Seam {
             }
             _ => false,
         }
+    }
+}
+
+impl Seam {
+    /// The error shape of the client's API.
+    pub fn client_shape(self) -> crate::error::Shape {
+        match self.inbound {
+            Inbound::OpenAi(_) => crate::error::Shape::OpenAi,
+            Inbound::Anthropic(_) => crate::error::Shape::Anthropic,
+        }
+    }
+
+    /// The translator of this seam's streams (None: the client gets the
+    /// upstream's events; `include_usage`: an OpenAI client asked for the usage
+    /// chunk).
+    pub fn events(self, include_usage: bool) -> Option<Box<dyn Events>> {
+        // (no translating pair yet: the Anthropic translation comes next)
+        let _ = include_usage;
+        None
+    }
+
+    /// A whole JSON answer in the client's API, read into `read` (None: the
+    /// client gets the upstream's bytes, read by [`Seam::answer`]).
+    pub fn translate_answer(self, read: &mut Read, body: &[u8]) -> Option<Bytes> {
+        let _ = (read, body);
+        None
+    }
+
+    /// An upstream error body in the client's API's shape.
+    pub fn error(self, body: Bytes, status: u16) -> Bytes {
+        let _ = status;
+        body
     }
 }
 

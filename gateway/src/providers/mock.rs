@@ -307,7 +307,7 @@ mod tests {
             br#"{"model":"m","messages":[{"role":"user","content":"12345678"}]}"#,
         )
         .unwrap();
-        let mut m = Meter::new(SEAM, false, false);
+        let mut m = Meter::new(SEAM, false, false, false);
         let out = drain(answer(Endpoint::ChatCompletions, &body, "m", false), &mut m);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
@@ -322,7 +322,7 @@ mod tests {
             br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        let mut m = Meter::new(SEAM, true, true);
+        let mut m = Meter::new(SEAM, true, true, false);
         let out = drain(answer(Endpoint::ChatCompletions, &body, "m", true), &mut m);
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(!out.contains("\"usage\""), "usage chunk must be stripped");
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn embeddings_one_vector_per_input() {
         let body = ClientBody::parse(br#"{"model":"e","input":["a","bb"]}"#).unwrap();
-        let mut m = Meter::new(SEAM, false, false);
+        let mut m = Meter::new(SEAM, false, false, false);
         let out = drain(answer(Endpoint::Embeddings, &body, "e", false), &mut m);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn responses_stream_completes_with_usage() {
         let body = ClientBody::parse(br#"{"model":"m","stream":true,"input":"hello"}"#).unwrap();
-        let mut m = Meter::new(SEAM, true, false);
+        let mut m = Meter::new(SEAM, true, false, false);
         drain(answer(Endpoint::Responses, &body, "m", false), &mut m);
         assert!(m.read.done);
         assert_eq!(m.read.usage.unwrap().prompt_tokens, 2);

@@ -1,0 +1,168 @@
+//! An answer in another API than the client's, translated as it passes: SSE
+//! events one by one through the seam's [`Events`], a JSON answer held until
+//! it is whole (it is one value) and translated then.
+
+use super::{data_of, event_end, MAX_EVENT_BYTES, MAX_JSON_METER_BYTES};
+use crate::protocol::{Events, Read, Seam};
+use crate::telemetry::attributes::Collected;
+use bytes::{Bytes, BytesMut};
+
+pub(super) struct Translating {
+    seam: Seam,
+    /// None for a JSON answer
+    events: Option<Box<dyn Events>>,
+    /// SSE: bytes of an event not complete yet; JSON: the answer so far
+    held: BytesMut,
+    /// the client's bytes made so far
+    out: BytesMut,
+    /// a JSON answer too large to translate
+    too_large: bool,
+}
+
+impl Translating {
+    pub(super) fn new(seam: Seam, events: Option<Box<dyn Events>>) -> Translating {
+        Translating {
+            seam,
+            events,
+            held: BytesMut::new(),
+            out: BytesMut::new(),
+            too_large: false,
+        }
+    }
+
+    /// Takes one upstream frame; returns the client's bytes it completes.
+    pub(super) fn on_frame(
+        &mut self,
+        data: &[u8],
+        read: &mut Read,
+        capture: Option<&mut Collected>,
+    ) -> Option<Bytes> {
+        let Some(events) = self.events.as_mut() else {
+            if self.held.len() + data.len() > MAX_JSON_METER_BYTES {
+                self.too_large = true;
+                self.held = BytesMut::new();
+            } else if !self.too_large {
+                self.held.extend_from_slice(data);
+            }
+            return None;
+        };
+        if self.held.len() + data.len() > MAX_EVENT_BYTES {
+            // not SSE as we know it: nothing of it can be translated
+            self.held = BytesMut::new();
+            return None;
+        }
+        self.held.extend_from_slice(data);
+        let mut capture = capture;
+        let mut start = 0;
+        while let Some(end) = event_end(&self.held, start) {
+            let data = data_of(&self.held[start..end]);
+            if !data.is_empty() {
+                if let Some(c) = capture.as_deref_mut().filter(|c| c.wants_stream()) {
+                    c.stream_event(&data);
+                }
+                events.event(&data, read, &mut self.out);
+            }
+            start = end;
+        }
+        let _ = self.held.split_to(start);
+        Some(self.out.split().freeze()).filter(|b| !b.is_empty())
+    }
+
+    /// At the end of the upstream's body: the rest of the client's answer.
+    pub(super) fn finish(
+        &mut self,
+        read: &mut Read,
+        capture: Option<&mut Collected>,
+    ) -> Option<Bytes> {
+        let held = std::mem::take(&mut self.held);
+        match self.events.as_mut() {
+            Some(events) => {
+                let data = data_of(&held);
+                if !data.is_empty() {
+                    events.event(&data, read, &mut self.out);
+                }
+                events.end(read, &mut self.out);
+            }
+            None if self.too_large => {
+                let e = crate::error::GatewayError::upstream_failed(
+                    "upstream",
+                    "its answer is larger than the gateway translates (16 MiB)",
+                );
+                return Some(e.body_in(self.seam.client_shape()));
+            }
+            None => {
+                if let Some(c) = capture.filter(|c| c.wants_response_body()) {
+                    c.response_body(&held);
+                }
+                return self.seam.translate_answer(read, &held);
+            }
+        }
+        Some(self.out.split().freeze()).filter(|b| !b.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use crate::protocol::{Dialect, Inbound};
+
+    /// Makes each upstream event `X` the client's `data: <X>!`, and one `end`.
+    struct Shout;
+    impl Events for Shout {
+        fn event(&mut self, data: &[u8], read: &mut Read, out: &mut BytesMut) {
+            read.output_bytes += data.len();
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"!\n\n");
+        }
+        fn end(&mut self, _: &mut Read, out: &mut BytesMut) {
+            out.extend_from_slice(b"data: end\n\n");
+        }
+    }
+
+    const SEAM: Seam = Seam {
+        inbound: Inbound::OpenAi(Endpoint::ChatCompletions),
+        dialect: Dialect::Anthropic,
+    };
+
+    #[test]
+    fn events_are_translated_as_they_complete_across_frames() {
+        let mut t = Translating::new(SEAM, Some(Box::new(Shout)));
+        let mut read = Read::default();
+        let mut out = Vec::new();
+        for frame in ["event: a\ndata: one\n\nda", "ta: two\n", "\ndata: three"] {
+            if let Some(b) = t.on_frame(frame.as_bytes(), &mut read, None) {
+                out.push(String::from_utf8(b.to_vec()).unwrap());
+            }
+        }
+        assert_eq!(out, ["data: one!\n\n", "data: two!\n\n"]);
+        let rest = t.finish(&mut read, None).unwrap();
+        // the unterminated last event still counts, then the end
+        assert_eq!(&rest[..], b"data: three!\n\ndata: end\n\n");
+        assert_eq!(read.output_bytes, "onetwothree".len());
+    }
+
+    #[test]
+    fn a_json_answer_is_held_until_whole() {
+        let mut t = Translating::new(SEAM, None);
+        let mut read = Read::default();
+        assert!(t.on_frame(b"{\"a\":", &mut read, None).is_none());
+        assert!(t.on_frame(b"1}", &mut read, None).is_none());
+        assert_eq!(&t.held[..], b"{\"a\":1}", "the whole answer is held");
+    }
+
+    #[test]
+    fn an_answer_too_large_to_translate_ends_in_an_error_body() {
+        let mut t = Translating::new(SEAM, None);
+        let mut read = Read::default();
+        let chunk = vec![b' '; 1024 * 1024];
+        for _ in 0..17 {
+            assert!(t.on_frame(&chunk, &mut read, None).is_none());
+        }
+        let body = t.finish(&mut read, None).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "upstream_error", "{v}");
+        assert!(t.held.is_empty(), "nothing kept");
+    }
+}
