@@ -76,6 +76,8 @@ pub struct AnswerSoFar {
     pub first_byte_at: Option<Instant>,
     /// the route's `ai_log` attributes collected so far
     pub attrs: Option<Box<Collected>>,
+    /// what the translation of the request for the answering attempt dropped
+    pub warning: Option<String>,
 }
 
 /// Where the request's record goes, and how its values are bounded.

@@ -292,6 +292,7 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
             .map(|s| s.as_str().to_string()),
         quota: quota.and_then(|q| q.1),
         error: r.error.map(bounded),
+        warning: c.answer.warning.take().map(bounded),
         attributes: c
             .answer
             .attrs

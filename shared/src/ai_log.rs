@@ -61,6 +61,10 @@ pub struct AiLog {
     /// Why the request failed, when it did (e.g. `upstream_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the translation to the provider's API dropped (fields with no
+    /// counterpart there), e.g. `dropped messages[0].content[1].cache_control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Route-configured attributes (`routes[].ai_log.attributes`).
     #[serde(flatten)]
     pub attributes: Map<String, Value>,

@@ -158,6 +158,18 @@ pub struct Upstream {
 }
 
 impl Seam {
+    /// The gateway answers itself: Anthropic's token count on a provider of
+    /// another API (an estimate, as the built-in mock gives).
+    pub fn answered_here(self) -> bool {
+        matches!(
+            (self.inbound, self.dialect),
+            (
+                Inbound::Anthropic(Endpoint::CountTokens),
+                Dialect::OpenAi | Dialect::Azure
+            )
+        )
+    }
+
     /// Client and provider speak the same API: no translation.
     pub fn same_api(self) -> bool {
         matches!(

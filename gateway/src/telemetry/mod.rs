@@ -12,7 +12,7 @@ pub mod path;
 pub mod trace_context;
 
 /// The built-in `ai_log` fields; configured attributes may not take these names.
-pub const BUILT_IN: [&str; 26] = [
+pub const BUILT_IN: [&str; 27] = [
     "model",
     "request_model",
     "input_token",
@@ -39,4 +39,5 @@ pub const BUILT_IN: [&str; 26] = [
     "quota_status",
     "quota",
     "error",
+    "warning",
 ];

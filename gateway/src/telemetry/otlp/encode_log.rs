@@ -111,6 +111,7 @@ pub(super) fn log(pb: &mut Pb, r: &Record, observed: u64) {
     attr_opt(pb, f, "ai_log.quota_status", &ai.quota_status);
     attr_opt(pb, f, "ai_log.quota", &ai.quota);
     attr_opt(pb, f, "ai_log.error", &ai.error);
+    attr_opt(pb, f, "ai_log.warning", &ai.warning);
     for (k, v) in &ai.attributes {
         pb.msg(f, |pb| {
             pb.string_parts(1, &["ai_log.", k]);

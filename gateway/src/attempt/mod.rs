@@ -10,25 +10,26 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::health::{Cell, Health, InFlight, StreamWatch, View};
-use crate::meter::Meter;
 use crate::protocol::{Inbound, Seam, Upstream};
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Refusal};
 use crate::request_body::ClientBody;
 use crate::route::Route;
 use crate::runtime::Runtime;
-use crate::stream::Limits;
 use crate::telemetry::attempt::AttemptRec;
 use crate::telemetry::trace_context::new_span_id;
 use crate::upstream::{self, AttemptError, UpstreamBody};
+
+mod answer;
+pub use answer::{answer, ms, Answer, Reading};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
 use shared::config::{Algorithm, FallbackOn};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What every attempt of one request shares.
 pub struct Call<'a> {
@@ -204,9 +205,24 @@ impl Call<'_> {
             inbound,
             dialect: prov.dialect_for(inbound),
         };
+        // (what the gateway answers itself is in the client's API already)
+        let here = seam.answered_here();
+        let seam = match here {
+            true => Seam {
+                inbound,
+                dialect: inbound.native(),
+            },
+            false => seam,
+        };
 
         // adapter and upstream call
         let result = match prov.flavor {
+            _ if here => Ok(mock::answer(
+                self.endpoint,
+                self.client,
+                &upstream_model,
+                false,
+            )),
             Flavor::Mock => Ok(mock::answer(
                 self.endpoint,
                 self.client,
@@ -216,6 +232,8 @@ impl Call<'_> {
             _ => {
                 let c = self.client;
                 let up = seam.request(c, self.bytes, &upstream_model, &prov.options, add_usage)?;
+                ctx.answer().warning = (!up.warnings.is_empty())
+                    .then(|| format!("dropped {}", up.warnings.join(", ")));
                 let mut req = self.upstream_request(prov, seam, up, &upstream_model, ctx)?;
                 if let Some((_, name, value)) = &token {
                     req.headers_mut().insert(name.clone(), value.clone());
@@ -310,20 +328,6 @@ fn no_response(e: AttemptError, prov: &Provider) -> (FallbackOn, Failure) {
     }
 }
 
-/// What the phases produced: an upstream answer to stream, or the gateway's own.
-/// Built once per request and moved straight into the response, so its size is moot.
-#[allow(clippy::large_enum_variant)]
-pub enum Answer {
-    Upstream {
-        head: http::response::Parts,
-        body: UpstreamBody,
-        first: Option<Bytes>,
-        meter: Meter,
-        limits: Limits,
-    },
-    Local(Response<Bytes>),
-}
-
 pub fn refusal(r: Refusal) -> GatewayError {
     match r {
         Refusal::Limited(e) => e,
@@ -415,108 +419,6 @@ pub async fn reserve_upstream(
         Some(provider),
     );
     held.reserve(claims, true).await
-}
-
-/// How an answer is read.
-pub struct Reading {
-    pub seam: Seam,
-    /// the gateway added the usage chunk: the client does not get it
-    pub strip_usage: bool,
-    /// the client asked for the usage chunk
-    pub include_usage: bool,
-    /// `server.redact_upstream_errors`
-    pub redact: bool,
-}
-
-/// Turns an upstream response into an answer. A successful one is held until its
-/// first frame (within the first-byte timeout), so a stream that dies before any
-/// byte reached the client can still go to another instance.
-pub async fn answer(
-    resp: Response<UpstreamBody>,
-    prov: &Provider,
-    ctx: &mut RequestCtx,
-    sent: Instant,
-    reading: Reading,
-) -> Result<Answer, (FallbackOn, GatewayError)> {
-    let Reading {
-        seam,
-        strip_usage,
-        include_usage,
-        redact,
-    } = reading;
-    let (mut head, mut body) = resp.into_parts();
-    let sse = head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    headers::clean_response(&mut head.headers);
-    let t = &prov.timeouts;
-    let deadline = tokio::time::Instant::from_std(sent + t.total);
-    let failed = !head.status.is_success();
-    let translated = !seam.same_api();
-    // an error body is read whole to redact it, or to put it in the client's shape
-    if failed && (redact || translated) {
-        let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
-        let mut text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
-        if translated {
-            text = seam.error(text, head.status.as_u16());
-            head.headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
-        }
-        body = UpstreamBody::Frames([text].into());
-    }
-    // the meter may cut bytes out of the stream, or translate the answer: no
-    // length is promised
-    if (sse && strip_usage) || (translated && !failed) {
-        head.headers.remove(header::CONTENT_LENGTH);
-    }
-    let mut first = None;
-    if head.status.is_success() {
-        let left = t.first_byte.saturating_sub(sent.elapsed());
-        first = match tokio::time::timeout(left, body.next_data()).await {
-            Ok(Some(Ok(b))) => Some(b),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => {
-                let why = crate::error::error_chain(e.as_ref());
-                return Err((
-                    FallbackOn::ConnectError,
-                    GatewayError::upstream_unreachable(&prov.id, why),
-                ));
-            }
-            Err(_) => {
-                let what = if sse {
-                    "its first event"
-                } else {
-                    "a response body"
-                };
-                return Err((
-                    FallbackOn::Timeout,
-                    GatewayError::upstream_timeout(&prov.id, what, ms(t.first_byte)),
-                ));
-            }
-        };
-        ctx.answer().first_byte_at = Some(Instant::now());
-    }
-    Ok(Answer::Upstream {
-        head,
-        body,
-        first,
-        meter: match failed && translated {
-            // (its body is already the client's)
-            true => Meter::passing(seam, sse),
-            false => Meter::new(seam, sse, strip_usage, include_usage),
-        },
-        limits: Limits {
-            idle: t.idle,
-            total: t.total,
-            deadline,
-        },
-    })
-}
-
-pub fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Call<'_> {
