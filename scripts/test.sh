@@ -2,9 +2,9 @@
 # The project's test command: ./scripts/test.sh
 #
 # Installs what the tests need (redis-server, a .venv with the official `openai`
-# Python package and the `rotel` OTLP collector), then runs the module-graph
-# checker's self-test, rustfmt, clippy, the config schema check, the deploy/
-# checks (scripts/check-deploy.sh) and the whole workspace's tests.
+# and `anthropic` Python packages and the `rotel` OTLP collector), then runs the
+# module-graph checker's self-test, rustfmt, clippy, the config schema check, the
+# deploy/ checks (scripts/check-deploy.sh) and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
 #
@@ -31,6 +31,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
 OPENAI_SPEC='openai>=1.50,<3'
+# the official Anthropic SDK, as a client of the gateway's /v1/messages
+ANTHROPIC_SPEC='anthropic>=0.40,<1'
 # a real OTLP collector (a Rust binary shipped on PyPI) for the telemetry tests
 ROTEL_SPEC='rotel==0.0.1a15'
 VENV="$REPO_ROOT/.venv"
@@ -124,6 +126,19 @@ else
         die "pip install '$OPENAI_SPEC' failed"
     openai_ok || die "openai package still not importable from $VENV/bin/python"
     echo "openai: $("$VENV/bin/python" -c 'import openai; print(openai.__version__)') (installed)"
+fi
+
+anthropic_ok() {
+    "$VENV/bin/python" -c 'import anthropic, sys; v = tuple(int(x) for x in anthropic.__version__.split(".")[:2]); sys.exit(0 if (0, 40) <= v < (1, 0) else 1)' >/dev/null 2>&1
+}
+if anthropic_ok; then
+    echo "anthropic: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)') (present)"
+else
+    echo "installing $ANTHROPIC_SPEC into .venv"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$ANTHROPIC_SPEC" ||
+        die "pip install '$ANTHROPIC_SPEC' failed"
+    anthropic_ok || die "anthropic package still not importable from $VENV/bin/python"
+    echo "anthropic: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)') (installed)"
 fi
 
 export GATEWAY_TEST_PYTHON="$VENV/bin/python"
