@@ -61,6 +61,8 @@ pub struct Provider {
     pub options: Vec<(String, Box<RawValue>)>,
     pub timeouts: Timeouts,
     pub models: Vec<String>,
+    /// `max_tokens` of a translated OpenAI chat request that set none
+    pub default_max_tokens: u32,
     /// what its error bodies may not pass on (its tokens, account ids)
     pub redactor: crate::redact::Redactor,
     pub client: Option<HttpClient>,
@@ -269,6 +271,7 @@ impl Provider {
             options,
             timeouts,
             models: raw.models.clone(),
+            default_max_tokens: raw.default_max_tokens,
             redactor: crate::redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
             client,
             passive,

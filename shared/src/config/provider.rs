@@ -58,6 +58,15 @@ pub struct ProviderConfig {
     /// Added key: model ids this provider serves, listed by `GET /v1/models`.
     #[serde(default)]
     pub models: Vec<String>,
+    /// Added key: `max_tokens` of an OpenAI chat request translated for an
+    /// Anthropic provider when the client set neither `max_tokens` nor
+    /// `max_completion_tokens` (the Messages API requires it).
+    #[serde(default = "d_default_max_tokens")]
+    pub default_max_tokens: u32,
+}
+
+fn d_default_max_tokens() -> u32 {
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
