@@ -67,22 +67,32 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
+
+mod anthropic;
+mod body;
+mod openai;
+
+pub use anthropic::{
+    anthropic_error_type, count_tokens_input, messages_body, messages_usage, MessagesAnswer,
+    MessagesUsage, ANTHROPIC_HEADERS, ANTHROPIC_VERSION, MOCK_TOOL_INPUT, RETRY_AFTER_SECS,
+    SIGNATURE, THINKING_TEXT, TOOL_INPUT_PIECES,
+};
+pub use body::MockBody;
+pub use openai::{
+    chat_usage, completions_usage, embeddings_usage, responses_usage, MockUsage,
+};
 
 /// `created` timestamp of every answer.
 pub const CREATED: u64 = 1_700_000_000;
@@ -99,145 +109,6 @@ pub const CHUNK_TEXT: &str = "word ";
 /// `ceil(bytes / 4)`: the mock's token count of a text of `bytes` bytes.
 pub fn text_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
-}
-
-/// Usage figures the mock reports (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MockUsage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
-    pub cached_tokens: u64,
-    pub reasoning_tokens: u64,
-}
-
-impl MockUsage {
-    fn new(prompt: u64, completion: u64) -> Self {
-        MockUsage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-            cached_tokens: prompt / 2,
-            reasoning_tokens: completion / 4,
-        }
-    }
-
-    /// The chat/completions `usage` object, as OpenAI writes it (the type the
-    /// gateway reads it with).
-    fn chat_json(&self) -> String {
-        use shared::wire::openai::{CompletionDetails, PromptDetails, Usage};
-        let usage = Usage {
-            prompt_tokens: Some(self.prompt_tokens),
-            completion_tokens: Some(self.completion_tokens),
-            total_tokens: Some(self.total_tokens),
-            prompt_tokens_details: Some(PromptDetails {
-                cached_tokens: Some(self.cached_tokens),
-            }),
-            completion_tokens_details: Some(CompletionDetails {
-                reasoning_tokens: Some(self.reasoning_tokens),
-            }),
-            ..Usage::default()
-        };
-        serde_json::to_string(&usage).unwrap_or_default()
-    }
-
-    fn responses_json(&self) -> String {
-        format!(
-            r#"{{"input_tokens":{},"input_tokens_details":{{"cached_tokens":{}}},"output_tokens":{},"output_tokens_details":{{"reasoning_tokens":{}}},"total_tokens":{}}}"#,
-            self.prompt_tokens,
-            self.cached_tokens,
-            self.completion_tokens,
-            self.reasoning_tokens,
-            self.total_tokens
-        )
-    }
-}
-
-fn content_bytes(content: &Value) -> usize {
-    match content {
-        Value::String(s) => s.len(),
-        Value::Array(parts) => parts
-            .iter()
-            .map(|p| match p {
-                Value::String(s) => s.len(),
-                other => other
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .map_or(0, str::len),
-            })
-            .sum(),
-        _ => 0,
-    }
-}
-
-/// Usage the mock reports for a chat request `body` with `chunks` content chunks.
-pub fn chat_usage(body: &Value, chunks: usize) -> MockUsage {
-    let bytes: usize = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|msgs| {
-            msgs.iter()
-                .map(|m| m.get("content").map_or(0, content_bytes))
-                .sum()
-        })
-        .unwrap_or(0);
-    MockUsage::new(text_tokens(bytes), chunks as u64)
-}
-
-/// Usage the mock reports for a legacy completions request.
-pub fn completions_usage(body: &Value, chunks: usize) -> MockUsage {
-    let bytes = body.get("prompt").map_or(0, content_bytes);
-    MockUsage::new(text_tokens(bytes), chunks as u64)
-}
-
-/// Usage the mock reports for a Responses-API request.
-pub fn responses_usage(body: &Value, chunks: usize) -> MockUsage {
-    let bytes = match body.get("input") {
-        Some(Value::String(s)) => s.len(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(s) => s.len(),
-                other => other.get("content").map_or(0, content_bytes),
-            })
-            .sum(),
-        _ => 0,
-    };
-    MockUsage::new(text_tokens(bytes), chunks as u64)
-}
-
-fn embedding_inputs(body: &Value) -> Vec<u64> {
-    match body.get("input") {
-        Some(Value::String(s)) => vec![text_tokens(s.len())],
-        Some(Value::Array(items)) => {
-            if items.iter().all(Value::is_number) && !items.is_empty() {
-                // one input given as a token array
-                return vec![items.len() as u64];
-            }
-            items
-                .iter()
-                .map(|i| match i {
-                    Value::String(s) => text_tokens(s.len()),
-                    Value::Array(tokens) => tokens.len() as u64,
-                    _ => 0,
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Usage the mock reports for an embeddings request (`completion_tokens` is 0,
-/// `total_tokens == prompt_tokens`).
-pub fn embeddings_usage(body: &Value) -> MockUsage {
-    let prompt: u64 = embedding_inputs(body).iter().sum();
-    MockUsage {
-        prompt_tokens: prompt,
-        completion_tokens: 0,
-        total_tokens: prompt,
-        cached_tokens: 0,
-        reasoning_tokens: 0,
-    }
 }
 
 /// Start-up options of a mock.
@@ -309,6 +180,8 @@ pub struct MockState {
     chunk_delay_ms: AtomicU64,
     stream_chunks: AtomicUsize,
     chunk_pad: usize,
+    /// answer a Messages request with tools and `tool_choice` auto with a tool_use
+    tool_use_on_auto: AtomicBool,
     record: AtomicBool,
     hits: AtomicU64,
     /// `GET /v1/models` requests (what health probes ask)
@@ -330,6 +203,7 @@ impl MockState {
             chunk_delay_ms: AtomicU64::new(opts.chunk_delay_ms),
             stream_chunks: AtomicUsize::new(opts.stream_chunks),
             chunk_pad: opts.chunk_pad,
+            tool_use_on_auto: AtomicBool::new(false),
             record: AtomicBool::new(opts.record_requests),
             hits: AtomicU64::new(0),
             model_hits: AtomicU64::new(0),
@@ -506,6 +380,12 @@ impl MockUpstream {
         self.state.stream_chunks.load(Ordering::SeqCst)
     }
 
+    /// Answer Messages requests that carry `tools` with `tool_choice` `auto` (or
+    /// none) with a `tool_use` block too, as `any` does (default off).
+    pub fn set_tool_use_on_auto(&self, on: bool) {
+        self.state.tool_use_on_auto.store(on, Ordering::SeqCst);
+    }
+
     pub fn set_recording(&self, on: bool) {
         self.state.record.store(on, Ordering::SeqCst);
     }
@@ -559,99 +439,6 @@ pub async fn serve(
     }
 }
 
-// ------------------------------------------------------------------ body
-
-/// The response body of the mock: a queue of frames, optionally spaced by a delay
-/// and optionally ending in an error (abrupt cut) instead of a clean end.
-pub struct MockBody {
-    frames: VecDeque<Bytes>,
-    delay: Option<Duration>,
-    cut: bool,
-    sent_any: bool,
-    exact_len: Option<u64>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl MockBody {
-    fn full(b: impl Into<Bytes>) -> Self {
-        let b = b.into();
-        let len = b.len() as u64;
-        MockBody {
-            frames: VecDeque::from([b]),
-            delay: None,
-            cut: false,
-            sent_any: false,
-            exact_len: Some(len),
-            sleep: None,
-        }
-    }
-
-    fn stream(frames: VecDeque<Bytes>, delay_ms: u64, cut: bool) -> Self {
-        MockBody {
-            frames,
-            delay: (delay_ms > 0).then(|| Duration::from_millis(delay_ms)),
-            cut,
-            sent_any: false,
-            exact_len: None,
-            sleep: None,
-        }
-    }
-}
-
-/// Pause before the abort, so that frames already handed to hyper are flushed.
-const CUT_PAUSE: Duration = Duration::from_millis(30);
-
-impl Body for MockBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        if this.frames.is_empty() && !this.cut {
-            return Poll::Ready(None);
-        }
-        let pause = if this.frames.is_empty() {
-            Some(this.delay.map_or(CUT_PAUSE, |d| d.max(CUT_PAUSE)))
-        } else if this.sent_any {
-            this.delay
-        } else {
-            None
-        };
-        if let Some(d) = pause {
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.sleep = None;
-        }
-        if let Some(b) = this.frames.pop_front() {
-            this.sent_any = true;
-            return Poll::Ready(Some(Ok(Frame::data(b))));
-        }
-        this.cut = false;
-        Poll::Ready(Some(Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "mock upstream cut the stream",
-        ))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && !self.cut
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.exact_len {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
-}
-
 // ------------------------------------------------------------------ handler
 
 fn response(
@@ -677,17 +464,6 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>, n: u64) -> Response
     response(status, "application/json", MockBody::full(body), n)
 }
 
-fn error_response(
-    status: StatusCode,
-    message: &str,
-    kind: &str,
-    code: &str,
-    n: u64,
-) -> Response<MockBody> {
-    let body = serde_json::json!({"error": {"message": message, "type": kind, "code": code}});
-    json_response(status, body.to_string(), n)
-}
-
 fn sse_response(frames: VecDeque<Bytes>, st: &MockState, n: u64) -> Response<MockBody> {
     let delay = st.chunk_delay_ms.load(Ordering::Relaxed);
     let cut_after = st.cut_after.load(Ordering::Relaxed);
@@ -704,29 +480,12 @@ fn sse_response(frames: VecDeque<Bytes>, st: &MockState, n: u64) -> Response<Moc
     )
 }
 
-fn sse(json: &str) -> Bytes {
-    let mut s = String::with_capacity(json.len() + 8);
-    s.push_str("data: ");
-    s.push_str(json);
-    s.push_str("\n\n");
-    Bytes::from(s)
-}
-
 fn sse_event(event: &str, json: &str) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {json}\n\n"))
 }
 
-const DONE: &str = "data: [DONE]\n\n";
-
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
-}
-
-fn include_usage(body: &Value) -> bool {
-    body.get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 fn is_stream(body: &Value) -> bool {
@@ -784,21 +543,13 @@ async fn handle(
     if parts.method == Method::GET && parts.uri.path() == "/v1/models" {
         state.model_hits.fetch_add(1, Ordering::SeqCst);
     }
-    let token = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let rejected = token.and_then(|t| {
-        let g = match state.rejected_tokens.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.iter().find(|(x, _)| x == t).map(|(_, s)| *s)
-    });
-    if let Some(status) = rejected {
+    let dialect = Dialect::of(&parts);
+    if let Some(status) = rejected_status(&state, dialect, &parts.headers) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
-        return Ok(json_response(status, MOCK_ERROR_BODY, n));
+        return Ok(match dialect {
+            Dialect::OpenAi => json_response(status, MOCK_ERROR_BODY, n),
+            Dialect::Anthropic => anthropic::error(status, "mock: this api key is rejected", n),
+        });
     }
     let delay = state.header_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
@@ -807,236 +558,58 @@ async fn handle(
     let fail = state.fail_status.load(Ordering::Relaxed);
     if fail != 0 {
         let status = StatusCode::from_u16(fail).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = lock(&state.fail_body)
-            .clone()
-            .unwrap_or_else(|| MOCK_ERROR_BODY.to_string());
-        return Ok(json_response(status, body, n));
-    }
-
-    let path = parts.uri.path();
-    let query = parts.uri.query().unwrap_or("");
-
-    // Azure: /openai/deployments/{d}/{op}
-    if let Some(rest) = path.strip_prefix("/openai/deployments/") {
-        let Some((deployment, op)) = rest.split_once('/') else {
-            return Ok(not_found(&parts.method, path, n));
-        };
-        if !query
-            .split('&')
-            .any(|kv| kv.starts_with("api-version=") && kv.len() > 12)
-        {
-            return Ok(error_response(
-                StatusCode::NOT_FOUND,
-                "api-version query parameter is required",
-                "invalid_request_error",
-                "missing_api_version",
+        let body = lock(&state.fail_body).clone();
+        return Ok(match (dialect, body) {
+            (Dialect::OpenAi, body) => json_response(
+                status,
+                body.unwrap_or_else(|| MOCK_ERROR_BODY.to_string()),
                 n,
-            ));
-        }
-        if parts.method != Method::POST {
-            return Ok(not_found(&parts.method, path, n));
-        }
-        let Some(body) = json else {
-            return Ok(invalid_json(n));
-        };
-        let model = deployment.to_string();
-        return Ok(match op {
-            "chat/completions" => chat(&state, &body, &model, n),
-            "completions" => completions(&state, &body, &model, n),
-            "embeddings" => embeddings(&body, &model, n),
-            _ => not_found(&parts.method, path, n),
+            ),
+            (Dialect::Anthropic, Some(body)) => anthropic::error_with_body(status, body, n),
+            (Dialect::Anthropic, None) => anthropic::error(status, "mock failure", n),
         });
     }
-
-    if parts.method == Method::GET && path == "/v1/models" {
-        return Ok(json_response(StatusCode::OK, models_body(), n));
-    }
-    if parts.method != Method::POST {
-        return Ok(not_found(&parts.method, path, n));
-    }
-    let op = match path {
-        "/v1/chat/completions" => 1,
-        "/v1/completions" => 2,
-        "/v1/embeddings" => 3,
-        "/v1/responses" => 4,
-        _ => return Ok(not_found(&parts.method, path, n)),
-    };
-    let Some(body) = json else {
-        return Ok(invalid_json(n));
-    };
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Ok(match op {
-        1 => chat(&state, &body, &model, n),
-        2 => completions(&state, &body, &model, n),
-        3 => embeddings(&body, &model, n),
-        _ => responses(&state, &body, &model, n),
+    Ok(match dialect {
+        Dialect::OpenAi => openai::route(&state, &parts, json, n),
+        Dialect::Anthropic => anthropic::route(&state, &parts, json, n),
     })
 }
 
-fn not_found(method: &Method, path: &str, n: u64) -> Response<MockBody> {
-    error_response(
-        StatusCode::NOT_FOUND,
-        &format!("mock: no such endpoint {method} {path}"),
-        "invalid_request_error",
-        "unknown_url",
-        n,
-    )
+/// Which API a request speaks, and so the shape of its answers and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    OpenAi,
+    /// `/v1/messages` and below, and `GET /v1/models` with `anthropic-version`.
+    Anthropic,
 }
 
-fn invalid_json(n: u64) -> Response<MockBody> {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        "mock: body is not JSON",
-        "invalid_request_error",
-        "invalid_json",
-        n,
-    )
+impl Dialect {
+    fn of(parts: &http::request::Parts) -> Dialect {
+        let path = parts.uri.path();
+        let messages = path == "/v1/messages" || path.starts_with("/v1/messages/");
+        let models = path == "/v1/models" && parts.headers.contains_key("anthropic-version");
+        if messages || models {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        }
+    }
 }
 
-fn models_body() -> String {
-    let data: Vec<String> = MOCK_MODELS
+/// The status [`MockUpstream::reject_token`] set for the request's api key: the
+/// `Authorization: Bearer` token for OpenAI requests, `x-api-key` for Anthropic.
+fn rejected_status(state: &MockState, dialect: Dialect, headers: &http::HeaderMap) -> Option<u16> {
+    let token = match dialect {
+        Dialect::OpenAi => headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+    }?;
+    lock(&state.rejected_tokens)
         .iter()
-        .map(|m| {
-            format!(r#"{{"id":"{m}","object":"model","created":{CREATED},"owned_by":"mock"}}"#)
-        })
-        .collect();
-    format!(r#"{{"object":"list","data":[{}]}}"#, data.join(","))
-}
-
-fn chat(st: &MockState, body: &Value, model: &str, n: u64) -> Response<MockBody> {
-    let chunks = st.stream_chunks.load(Ordering::Relaxed);
-    let usage = chat_usage(body, chunks);
-    let id = format!("chatcmpl-mock{n}");
-    let m = json_str(model);
-    if !is_stream(body) {
-        let content = CHUNK_TEXT.repeat(chunks);
-        let out = format!(
-            r#"{{"id":"{id}","object":"chat.completion","created":{CREATED},"model":{m},"choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}","refusal":null}},"logprobs":null,"finish_reason":"stop"}}],"usage":{},"system_fingerprint":"fp_mock"}}"#,
-            usage.chat_json()
-        );
-        return json_response(StatusCode::OK, out, n);
-    }
-    let head = format!(
-        r#"{{"id":"{id}","object":"chat.completion.chunk","created":{CREATED},"model":{m},"#
-    );
-    let mut frames = VecDeque::with_capacity(chunks + 4);
-    frames.push_back(sse(&format!(
-        r#"{head}"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}"#
-    )));
-    let pad = match st.chunk_pad {
-        0 => String::new(),
-        n => format!(r#","x_pad":"{}""#, "x".repeat(n)),
-    };
-    let content = sse(&format!(
-        r#"{head}"choices":[{{"index":0,"delta":{{"content":"{CHUNK_TEXT}"}},"finish_reason":null}}]{pad}}}"#
-    ));
-    for _ in 0..chunks {
-        frames.push_back(content.clone());
-    }
-    frames.push_back(sse(&format!(
-        r#"{head}"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}"#
-    )));
-    if include_usage(body) {
-        frames.push_back(sse(&format!(
-            r#"{head}"choices":[],"usage":{}}}"#,
-            usage.chat_json()
-        )));
-    }
-    frames.push_back(Bytes::from_static(DONE.as_bytes()));
-    sse_response(frames, st, n)
-}
-
-fn completions(st: &MockState, body: &Value, model: &str, n: u64) -> Response<MockBody> {
-    let chunks = st.stream_chunks.load(Ordering::Relaxed);
-    let usage = completions_usage(body, chunks);
-    let id = format!("cmpl-mock{n}");
-    let m = json_str(model);
-    if !is_stream(body) {
-        let text = CHUNK_TEXT.repeat(chunks);
-        let out = format!(
-            r#"{{"id":"{id}","object":"text_completion","created":{CREATED},"model":{m},"choices":[{{"text":"{text}","index":0,"logprobs":null,"finish_reason":"stop"}}],"usage":{}}}"#,
-            usage.chat_json()
-        );
-        return json_response(StatusCode::OK, out, n);
-    }
-    let head =
-        format!(r#"{{"id":"{id}","object":"text_completion","created":{CREATED},"model":{m},"#);
-    let mut frames = VecDeque::with_capacity(chunks + 3);
-    let content = sse(&format!(
-        r#"{head}"choices":[{{"text":"{CHUNK_TEXT}","index":0,"logprobs":null,"finish_reason":null}}]}}"#
-    ));
-    for _ in 0..chunks {
-        frames.push_back(content.clone());
-    }
-    frames.push_back(sse(&format!(
-        r#"{head}"choices":[{{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}}]}}"#
-    )));
-    if include_usage(body) {
-        frames.push_back(sse(&format!(
-            r#"{head}"choices":[],"usage":{}}}"#,
-            usage.chat_json()
-        )));
-    }
-    frames.push_back(Bytes::from_static(DONE.as_bytes()));
-    sse_response(frames, st, n)
-}
-
-const VECTOR: &str = "[0.0123,-0.0456,0.0789,-0.1011,0.1213,-0.1415,0.1617,-0.1819]";
-
-fn embeddings(body: &Value, model: &str, n: u64) -> Response<MockBody> {
-    let inputs = embedding_inputs(body);
-    let usage = embeddings_usage(body);
-    let data: Vec<String> = (0..inputs.len())
-        .map(|i| format!(r#"{{"object":"embedding","index":{i},"embedding":{VECTOR}}}"#))
-        .collect();
-    let out = format!(
-        r#"{{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}}"#,
-        data.join(","),
-        json_str(model),
-        usage.prompt_tokens,
-        usage.total_tokens
-    );
-    json_response(StatusCode::OK, out, n)
-}
-
-fn responses(st: &MockState, body: &Value, model: &str, n: u64) -> Response<MockBody> {
-    let chunks = st.stream_chunks.load(Ordering::Relaxed);
-    let usage = responses_usage(body, chunks);
-    let id = format!("resp_mock{n}");
-    let m = json_str(model);
-    let text = CHUNK_TEXT.repeat(chunks);
-    let completed = format!(
-        r#"{{"id":"{id}","object":"response","created_at":{CREATED},"status":"completed","model":{m},"output":[{{"type":"message","id":"msg_mock{n}","status":"completed","role":"assistant","content":[{{"type":"output_text","text":"{text}","annotations":[]}}]}}],"usage":{}}}"#,
-        usage.responses_json()
-    );
-    if !is_stream(body) {
-        return json_response(StatusCode::OK, completed, n);
-    }
-    let mut frames = VecDeque::with_capacity(chunks + 2);
-    frames.push_back(sse_event(
-        "response.created",
-        &format!(
-            r#"{{"type":"response.created","response":{{"id":"{id}","object":"response","created_at":{CREATED},"status":"in_progress","model":{m},"output":[],"usage":null}}}}"#
-        ),
-    ));
-    let delta = sse_event(
-        "response.output_text.delta",
-        &format!(
-            r#"{{"type":"response.output_text.delta","item_id":"msg_mock{n}","output_index":0,"content_index":0,"delta":"{CHUNK_TEXT}"}}"#
-        ),
-    );
-    for _ in 0..chunks {
-        frames.push_back(delta.clone());
-    }
-    frames.push_back(sse_event(
-        "response.completed",
-        &format!(r#"{{"type":"response.completed","response":{completed}}}"#),
-    ));
-    sse_response(frames, st, n)
+        .find(|(x, _)| x == token)
+        .map(|(_, s)| *s)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

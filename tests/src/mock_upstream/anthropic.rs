@@ -1,0 +1,485 @@
+//! The Anthropic side of the mock: `POST /v1/messages` (JSON and SSE),
+//! `POST /v1/messages/count_tokens`, `GET /v1/models` in Anthropic's shape, and
+//! errors in Anthropic's shape (figures and rules in the parent module's doc).
+
+use super::body::MockBody;
+use super::{is_stream, json_response, sse_event, sse_response, text_tokens, MockState};
+use super::{CHUNK_TEXT, MOCK_MODELS};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+/// The `anthropic-version` the SDKs send (any non-empty value is accepted).
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// The two headers every request to the Anthropic endpoints needs, with a made-up
+/// key: what a test sends straight to the mock.
+pub const ANTHROPIC_HEADERS: [(&str, &str); 2] = [
+    ("x-api-key", "sk-ant-mock"),
+    ("anthropic-version", ANTHROPIC_VERSION),
+];
+/// The `input` of every `tool_use` block, as JSON text.
+pub const MOCK_TOOL_INPUT: &str = r#"{"query":"mock","n":1}"#;
+/// [`MOCK_TOOL_INPUT`] as the `partial_json` of the stream's `input_json_delta`
+/// events, one output token each.
+pub const TOOL_INPUT_PIECES: [&str; 3] = [r#"{"query":"#, r#""mock","#, r#""n":1}"#];
+/// Text of one thinking chunk.
+pub const THINKING_TEXT: &str = "think ";
+/// The `signature` of every thinking block.
+pub const SIGNATURE: &str = "bW9jay1zaWduYXR1cmU=";
+/// `retry-after` (seconds) of every Anthropic 429.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Usage figures of a Messages answer, as Anthropic reports them: `input_tokens`
+/// excludes the cache reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MessagesUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+}
+
+impl MessagesUsage {
+    /// All prompt tokens: input + cache reads + cache writes.
+    pub fn prompt_total(&self) -> u64 {
+        self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+    }
+
+    fn json(&self, output_tokens: u64) -> Value {
+        json!({
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "output_tokens": output_tokens,
+        })
+    }
+}
+
+/// Bytes of a `content` (or `system`): a string, or the `text` of each block;
+/// a `tool_result` block counts its own `content` the same way.
+fn content_bytes(content: &Value) -> usize {
+    match content {
+        Value::String(s) => s.len(),
+        Value::Array(blocks) => blocks.iter().map(block_bytes).sum(),
+        _ => 0,
+    }
+}
+
+fn block_bytes(block: &Value) -> usize {
+    if let Some(text) = block.get("text").and_then(Value::as_str) {
+        return text.len();
+    }
+    if block.get("type").and_then(Value::as_str) == Some("tool_result") {
+        return block.get("content").map_or(0, content_bytes);
+    }
+    0
+}
+
+fn has_cache_control(block: &Value) -> bool {
+    block.get("cache_control").is_some_and(Value::is_object)
+}
+
+/// `(B, C)`: the bytes of system + messages, and the bytes of the system blocks
+/// up to and including the last one carrying `cache_control`.
+fn prompt_bytes(body: &Value) -> (usize, usize) {
+    let mut total = 0;
+    let mut cached = 0;
+    match body.get("system") {
+        Some(Value::Array(blocks)) => {
+            for b in blocks {
+                total += block_bytes(b);
+                if has_cache_control(b) {
+                    cached = total;
+                }
+            }
+        }
+        Some(other) => total += content_bytes(other),
+        None => {}
+    }
+    if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
+        total += msgs
+            .iter()
+            .map(|m| m.get("content").map_or(0, content_bytes))
+            .sum::<usize>();
+    }
+    (total, cached)
+}
+
+/// `input_tokens` of `POST /v1/messages/count_tokens`: `tokens(B)`, every prompt
+/// token whether cached or not.
+pub fn count_tokens_input(body: &Value) -> u64 {
+    text_tokens(prompt_bytes(body).0)
+}
+
+/// What the mock answers to a Messages request: the blocks, in this order (a
+/// thinking block, a text block, a tool_use block), the stop reason and usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagesAnswer {
+    /// `thinking_delta` events (0 and no thinking block unless thinking is on).
+    pub thinking_chunks: usize,
+    /// Whether the answer has a thinking block.
+    pub thinking: bool,
+    /// `text_delta` events of the text block (always present).
+    pub text_chunks: usize,
+    /// Name of the tool of the `tool_use` block, when there is one.
+    pub tool: Option<String>,
+    /// `end_turn`, `tool_use` or `max_tokens`.
+    pub stop_reason: &'static str,
+    pub usage: MessagesUsage,
+}
+
+fn thinking_on(body: &Value) -> bool {
+    matches!(
+        body.pointer("/thinking/type").and_then(Value::as_str),
+        Some("enabled" | "adaptive")
+    )
+}
+
+/// The tool a request asks for: `tool_choice` `tool` -> its `name`, `any` -> the
+/// first tool, `auto` or absent -> the first tool when `on_auto`, `none` -> no
+/// tool; never a tool without a non-empty `tools`.
+fn chosen_tool(body: &Value, on_auto: bool) -> Option<String> {
+    let tools = body.get("tools").and_then(Value::as_array)?;
+    let first = tools.first()?.get("name").and_then(Value::as_str)?;
+    let choice = body.get("tool_choice");
+    match choice.and_then(|c| c.get("type")).and_then(Value::as_str) {
+        Some("tool") => choice
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        Some("any") => Some(first.to_string()),
+        Some("none") => None,
+        _ => on_auto.then(|| first.to_string()),
+    }
+}
+
+impl MessagesAnswer {
+    /// The answer to `body` with `chunks` text chunks; `tool_use_on_auto` as set by
+    /// [`super::MockUpstream::set_tool_use_on_auto`].
+    pub fn plan(body: &Value, chunks: usize, tool_use_on_auto: bool) -> MessagesAnswer {
+        let (total, cached) = prompt_bytes(body);
+        let prompt = text_tokens(total);
+        let cache = text_tokens(cached);
+        let read = cache / 2;
+        let thinking = thinking_on(body);
+        let mut budget = body
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        let mut take = |want: usize| -> usize {
+            let got = (want as u64).min(budget);
+            budget -= got;
+            got as usize
+        };
+        let thinking_chunks = take(if thinking { chunks } else { 0 });
+        let text_chunks = take(chunks);
+        let mut truncated = text_chunks < chunks || (thinking && thinking_chunks < chunks);
+        let mut tool = chosen_tool(body, tool_use_on_auto);
+        if tool.is_some() && take(TOOL_INPUT_PIECES.len()) < TOOL_INPUT_PIECES.len() {
+            tool = None;
+            truncated = true;
+        }
+        let tool_tokens = if tool.is_some() {
+            TOOL_INPUT_PIECES.len()
+        } else {
+            0
+        };
+        let stop_reason = match (truncated, &tool) {
+            (true, _) => "max_tokens",
+            (false, Some(_)) => "tool_use",
+            (false, None) => "end_turn",
+        };
+        MessagesAnswer {
+            thinking_chunks,
+            thinking,
+            text_chunks,
+            tool,
+            stop_reason,
+            usage: MessagesUsage {
+                input_tokens: prompt - cache,
+                output_tokens: (thinking_chunks + text_chunks + tool_tokens) as u64,
+                cache_read_input_tokens: read,
+                cache_creation_input_tokens: cache - read,
+            },
+        }
+    }
+}
+
+/// Usage the mock reports for a Messages request `body` with `chunks` text chunks
+/// (with [`super::MockUpstream::set_tool_use_on_auto`] off).
+pub fn messages_usage(body: &Value, chunks: usize) -> MessagesUsage {
+    MessagesAnswer::plan(body, chunks, false).usage
+}
+
+/// A minimal Messages request: one user message, `max_tokens` 1024.
+pub fn messages_body(model: &str, text: &str) -> Value {
+    json!({
+        "model": model,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": text}],
+    })
+}
+
+/// The `error.type` Anthropic uses for `status`.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+fn with_anthropic_headers(mut resp: Response<MockBody>, n: u64) -> Response<MockBody> {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("req_mock{n}")) {
+        h.insert("request-id", v);
+    }
+    if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+/// An Anthropic error answer: `{"type":"error","error":{"type","message"},
+/// "request_id"}`, `request-id`, and `retry-after` on 429.
+pub(super) fn error(status: StatusCode, message: &str, n: u64) -> Response<MockBody> {
+    let body = json!({
+        "type": "error",
+        "error": {"type": anthropic_error_type(status.as_u16()), "message": message},
+        "request_id": format!("req_mock{n}"),
+    });
+    error_with_body(status, body.to_string(), n)
+}
+
+/// An error answer with a body given by the test (`fail_with_body`).
+pub(super) fn error_with_body(status: StatusCode, body: String, n: u64) -> Response<MockBody> {
+    with_anthropic_headers(json_response(status, body, n), n)
+}
+
+fn header_set(parts: &http::request::Parts, name: &str) -> bool {
+    parts
+        .headers
+        .get(name)
+        .is_some_and(|v| !v.as_bytes().is_empty())
+}
+
+/// Answers a request in the Anthropic dialect (after the shared switches).
+pub(super) fn route(
+    state: &MockState,
+    parts: &http::request::Parts,
+    json: Option<Value>,
+    n: u64,
+) -> Response<MockBody> {
+    if !header_set(parts, "x-api-key") {
+        return error(StatusCode::UNAUTHORIZED, "x-api-key header is required", n);
+    }
+    if !header_set(parts, "anthropic-version") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "anthropic-version: header is required",
+            n,
+        );
+    }
+    let path = parts.uri.path();
+    let op = match (&parts.method, path) {
+        (&Method::GET, "/v1/models") => return models(n),
+        (&Method::POST, "/v1/messages") => Op::Create,
+        (&Method::POST, "/v1/messages/count_tokens") => Op::CountTokens,
+        _ => {
+            let message = format!("mock: no such endpoint {} {path}", parts.method);
+            return error(StatusCode::NOT_FOUND, &message, n);
+        }
+    };
+    let Some(body) = json else {
+        return error(StatusCode::BAD_REQUEST, "mock: body is not JSON", n);
+    };
+    if let Some(problem) = invalid(&body, op) {
+        return error(StatusCode::BAD_REQUEST, problem, n);
+    }
+    match op {
+        Op::Create => messages(state, &body, n),
+        Op::CountTokens => {
+            let out = json!({"input_tokens": count_tokens_input(&body)});
+            with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    CountTokens,
+}
+
+/// The first required field missing or wrong, as Anthropic words it.
+fn invalid(body: &Value, op: Op) -> Option<&'static str> {
+    if !body
+        .get("model")
+        .and_then(Value::as_str)
+        .is_some_and(|m| !m.is_empty())
+    {
+        return Some("model: Field required");
+    }
+    match body.get("messages").and_then(Value::as_array) {
+        None => return Some("messages: Field required"),
+        Some(m) if m.is_empty() => return Some("messages: at least one message is required"),
+        Some(_) => {}
+    }
+    if op == Op::Create {
+        match body.get("max_tokens") {
+            None => return Some("max_tokens: Field required"),
+            Some(v) if v.as_u64().is_none_or(|t| t == 0) => {
+                return Some("max_tokens: must be a positive integer")
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+fn models(n: u64) -> Response<MockBody> {
+    let data: Vec<Value> = MOCK_MODELS
+        .iter()
+        .map(|m| {
+            json!({"type": "model", "id": m, "display_name": m,
+                   "created_at": "2023-11-14T22:13:20Z"})
+        })
+        .collect();
+    let out = json!({
+        "data": data,
+        "has_more": false,
+        "first_id": MOCK_MODELS.first(),
+        "last_id": MOCK_MODELS.last(),
+    });
+    with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
+}
+
+fn tool_input() -> Value {
+    serde_json::from_str(MOCK_TOOL_INPUT).unwrap_or(Value::Null)
+}
+
+fn messages(st: &MockState, body: &Value, n: u64) -> Response<MockBody> {
+    let chunks = st.stream_chunks.load(Ordering::Relaxed);
+    let on_auto = st.tool_use_on_auto.load(Ordering::Relaxed);
+    let plan = MessagesAnswer::plan(body, chunks, on_auto);
+    let model = body.get("model").cloned().unwrap_or(Value::Null);
+    let id = format!("msg_mock{n}");
+    if is_stream(body) {
+        let frames = stream_frames(&plan, &id, &model, n);
+        return with_anthropic_headers(sse_response(frames, st, n), n);
+    }
+    let mut content = Vec::with_capacity(3);
+    if plan.thinking {
+        content.push(json!({"type": "thinking",
+            "thinking": THINKING_TEXT.repeat(plan.thinking_chunks), "signature": SIGNATURE}));
+    }
+    content.push(json!({"type": "text", "text": CHUNK_TEXT.repeat(plan.text_chunks)}));
+    if let Some(name) = &plan.tool {
+        content.push(json!({"type": "tool_use", "id": format!("toolu_mock{n}"),
+            "name": name, "input": tool_input()}));
+    }
+    let out = json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": plan.stop_reason,
+        "stop_sequence": null,
+        "usage": plan.usage.json(plan.usage.output_tokens),
+    });
+    with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
+}
+
+/// The SSE events of an answer (see the parent module's doc for the order).
+fn stream_frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> VecDeque<Bytes> {
+    let mut ev = Events::default();
+    ev.push(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": plan.usage.json(1),
+        }}),
+    );
+    if plan.thinking {
+        let i = ev.start_block(json!({"type": "thinking", "thinking": "", "signature": ""}));
+        let delta = json!({"type": "thinking_delta", "thinking": THINKING_TEXT});
+        for _ in 0..plan.thinking_chunks {
+            ev.delta(i, &delta);
+        }
+        ev.delta(i, &json!({"type": "signature_delta", "signature": SIGNATURE}));
+        ev.stop_block(i);
+    }
+    let i = ev.start_block(json!({"type": "text", "text": ""}));
+    let delta = json!({"type": "text_delta", "text": CHUNK_TEXT});
+    for _ in 0..plan.text_chunks {
+        ev.delta(i, &delta);
+    }
+    ev.stop_block(i);
+    if let Some(name) = &plan.tool {
+        let i = ev.start_block(json!({"type": "tool_use", "id": format!("toolu_mock{n}"),
+            "name": name, "input": {}}));
+        for piece in TOOL_INPUT_PIECES {
+            ev.delta(i, &json!({"type": "input_json_delta", "partial_json": piece}));
+        }
+        ev.stop_block(i);
+    }
+    ev.push(
+        "message_delta",
+        json!({"type": "message_delta",
+            "delta": {"stop_reason": plan.stop_reason, "stop_sequence": null},
+            "usage": {"output_tokens": plan.usage.output_tokens}}),
+    );
+    ev.push("message_stop", json!({"type": "message_stop"}));
+    ev.frames
+}
+
+/// The events of a stream being built: block indexes, and one `ping` after the
+/// first `content_block_start`.
+#[derive(Default)]
+struct Events {
+    frames: VecDeque<Bytes>,
+    blocks: usize,
+}
+
+impl Events {
+    fn push(&mut self, name: &str, data: Value) {
+        self.frames.push_back(sse_event(name, &data.to_string()));
+    }
+
+    fn start_block(&mut self, block: Value) -> usize {
+        let index = self.blocks;
+        self.blocks += 1;
+        self.push(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+        if index == 0 {
+            self.push("ping", json!({"type": "ping"}));
+        }
+        index
+    }
+
+    fn delta(&mut self, index: usize, delta: &Value) {
+        self.push(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+    }
+
+    fn stop_block(&mut self, index: usize) {
+        self.push(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
+    }
+}
