@@ -1,6 +1,97 @@
-//! The Anthropic side of the mock: `POST /v1/messages` (JSON and SSE),
-//! `POST /v1/messages/count_tokens`, `GET /v1/models` in Anthropic's shape, and
-//! errors in Anthropic's shape (figures and rules in the parent module's doc).
+//! The Anthropic side of the mock: the Messages API as Anthropic serves it.
+//!
+//! # Endpoints
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `POST /v1/messages` (any query, e.g. `?beta=true`) | a `message` JSON, or SSE events when `"stream": true` |
+//! | `POST /v1/messages/count_tokens` | `{"input_tokens": N}` |
+//! | `GET /v1/models` with an `anthropic-version` header | `mock-small`, `mock-large` in Anthropic's list shape (`type: model`, `has_more`, `first_id`, `last_id`) |
+//!
+//! Every request to these needs a non-empty `x-api-key` (else 401
+//! `authentication_error`, "x-api-key header is required"; an `Authorization:
+//! Bearer` token does not count) and a non-empty `anthropic-version` (else 400
+//! `invalid_request_error`); any value is accepted. Then: another path or method
+//! under `/v1/messages` is a 404 `not_found_error`; a body that is not JSON, or
+//! without a non-empty string `model`, a non-empty `messages` array or (create
+//! only) a positive integer `max_tokens`, is a 400 `invalid_request_error` whose
+//! message starts with the field's name (`max_tokens: Field required`). Every
+//! answer carries `request-id: req_mock<n>` (and `x-request-id`, as on the OpenAI
+//! side); the message id is `msg_mock<n>`, a tool_use id `toolu_mock<n>`.
+//!
+//! # Errors
+//!
+//! Errors have Anthropic's shape, `{"type":"error","error":{"type":..,"message":..},
+//! "request_id":"req_mock<n>"}`, with `error.type` from the status
+//! ([`anthropic_error_type`]): 400 `invalid_request_error`, 401
+//! `authentication_error`, 403 `permission_error`, 404 `not_found_error`, 413
+//! `request_too_large`, 429 `rate_limit_error` (with `retry-after:`
+//! [`RETRY_AFTER_SECS`]), 529 `overloaded_error`, any other 5xx `api_error`, any
+//! other 4xx `invalid_request_error`. The switches of [`super::MockUpstream`] answer
+//! these paths in this shape: `fail_with(status)` (message "mock failure"),
+//! `reject_token(key, status)` matched against `x-api-key`; `fail_with_body(status,
+//! body)` sends `body` as given (with `request-id`, and `retry-after` on 429).
+//!
+//! # Usage figures
+//!
+//! With `tokens(b) = ceil(b / 4)` and `N` content chunks (`stream_chunks`, default
+//! 8), as on the OpenAI side:
+//!
+//! * `B` = bytes of `system` (a string, or the `text` of each block) plus the bytes
+//!   of every `messages[].content` (a string, or per block its `text`, and for a
+//!   `tool_result` block its `content` counted the same way; images and
+//!   `tool_use` blocks count 0). An OpenAI chat request translated with its text
+//!   kept has the same `B`, so `chat_usage(..).prompt_tokens` equals
+//!   [`MessagesUsage::prompt_total`].
+//! * `C` = bytes of the `system` blocks up to and including the last one carrying
+//!   `cache_control` (0 when none does, or when `system` is a string); `P =
+//!   tokens(C)` is the cached prefix.
+//! * `cache_read_input_tokens = P / 2` (floor), `cache_creation_input_tokens = P -
+//!   cache_read`, `input_tokens = tokens(B) - P` (Anthropic's `input_tokens`
+//!   excludes cache reads and writes). `count_tokens` answers `tokens(B)`
+//!   ([`count_tokens_input`]).
+//! * `output_tokens` = one per delta event of the answer: thinking chunks + text
+//!   chunks + 3 for a tool_use block (the 3 `input_json_delta` pieces).
+//!
+//! [`messages_usage`] computes these for a request body; [`MessagesAnswer::plan`]
+//! gives the whole answer (blocks, stop reason, usage).
+//!
+//! # The answer
+//!
+//! Content blocks, in order, each only when it applies:
+//! 1. thinking, when `thinking.type` is `enabled` or `adaptive`: `N` chunks of
+//!    [`THINKING_TEXT`], signature [`SIGNATURE`];
+//! 2. text, always: `N` chunks of `"word "`;
+//! 3. tool_use, when the request has a non-empty `tools` and `tool_choice` asks for
+//!    one: `{"type":"tool"}` -> its `name`; `{"type":"any"}` -> the first tool;
+//!    `auto` or no `tool_choice` -> the first tool only while
+//!    `set_tool_use_on_auto(true)`; `none` -> never. `input` is
+//!    [`MOCK_TOOL_INPUT`].
+//!
+//! `stop_reason` is `tool_use` with a tool_use block, else `end_turn`; `max_tokens`
+//! bounds the deltas (thinking first, then text, then the 3 tool pieces, a tool
+//! block dropped unless whole): when anything was cut, `stop_reason` is
+//! `max_tokens`. `stop_sequence` is always `null`.
+//!
+//! # Stream
+//!
+//! Each event is one body frame `event: <type>\ndata: <json>\n\n` whose `type`
+//! equals the event name:
+//! 1. `message_start`: the message with `content: []`, `stop_reason: null` and the
+//!    usage above with `output_tokens: 1`;
+//! 2. per block, with `index` counting blocks from 0: `content_block_start` (the
+//!    block empty: `text: ""`, `thinking: ""` and `signature: ""`, or tool_use with
+//!    `input: {}`), after the first one a `ping`, then `content_block_delta`s
+//!    (`text_delta` per chunk; `thinking_delta` per chunk then one
+//!    `signature_delta`; `input_json_delta` with the pieces of
+//!    [`TOOL_INPUT_PIECES`]), then `content_block_stop`;
+//! 3. `message_delta` with `stop_reason`, `stop_sequence: null` and `usage:
+//!    {"output_tokens": ..}` only (the input figures are in `message_start`);
+//! 4. `message_stop`.
+//!
+//! A plain text answer is therefore `N + 6` events. `cut_stream_after(k)` sends the
+//! first `k` events and aborts the body, `set_chunk_delay(ms)` spaces them,
+//! `set_stream_chunks(n)` sets `N`, as on the OpenAI side.
 
 use super::body::MockBody;
 use super::{is_stream, json_response, sse_event, sse_response, text_tokens, MockState};

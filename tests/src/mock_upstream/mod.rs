@@ -1,5 +1,7 @@
-//! A mock OpenAI upstream on hyper 1.x (HTTP/1.1, TCP_NODELAY), started in-process
-//! on `127.0.0.1:0` or wrapped by the `mock-upstream` binary.
+//! A mock upstream speaking OpenAI's API and Anthropic's Messages API, on hyper 1.x
+//! (HTTP/1.1, TCP_NODELAY), started in-process on `127.0.0.1:0` or wrapped by the
+//! `mock-upstream` binary. This doc is the OpenAI side's; the Anthropic side
+//! (`/v1/messages`) is specified in [`anthropic`]'s doc.
 //!
 //! # Endpoints
 //!
@@ -13,8 +15,13 @@
 //! | `POST /openai/deployments/{d}/chat/completions?api-version=..` | Azure shape of the chat endpoint; `model` in the answer is `{d}` |
 //! | `POST /openai/deployments/{d}/completions?api-version=..` | Azure completions |
 //! | `POST /openai/deployments/{d}/embeddings?api-version=..` | Azure embeddings |
+//! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic's Messages API ([`anthropic`]) |
+//! | `GET /v1/models` with `anthropic-version` | the models in Anthropic's shape |
 //!
-//! Anything else is a 404 with an OpenAI error body (code `unknown_url`); an Azure
+//! A request to `/v1/messages` or below (or to `/v1/models` with an
+//! `anthropic-version` header) speaks Anthropic: its answers and errors have
+//! Anthropic's shapes. Anything else is a 404 with an OpenAI error body (code
+//! `unknown_url`); an Azure
 //! path without `api-version` is a 404 too (code `missing_api_version`), and a body
 //! that is not JSON is a 400 (code `invalid_json`). Every answer carries
 //! `x-request-id: req_mock<n>` like OpenAI does.
@@ -56,8 +63,16 @@
 //!
 //! # Behaviour (switchable at run time through [`MockUpstream`]'s setters)
 //!
+//! The switches apply to both dialects (Anthropic's events are counted the same
+//! way, one per `event:` block, see [`anthropic`]).
+//!
 //! * `fail_with(status)`: every request is answered `status` with
-//!   [`MOCK_ERROR_BODY`]; `fail_with_body(status, body)` with that body.
+//!   [`MOCK_ERROR_BODY`] (an Anthropic request with Anthropic's error body for that
+//!   status); `fail_with_body(status, body)` with that body.
+//! * `reject_token(token, status)`: requests whose `Authorization: Bearer` token
+//!   (Anthropic: `x-api-key`) is `token` are answered `status`.
+//! * `set_tool_use_on_auto(on)`: Anthropic requests with `tools` and `tool_choice`
+//!   `auto` (or none) get a `tool_use` block too.
 //! * `delay_headers(ms)`: sleep before sending the response head (any endpoint).
 //! * `cut_stream_after(k)`: a stream sends its first `k` events (counting the role
 //!   chunk as event 1) and then the connection is aborted: the chunked body ends
@@ -80,9 +95,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-mod anthropic;
+pub mod anthropic;
 mod body;
-mod openai;
+pub mod openai;
 
 pub use anthropic::{
     anthropic_error_type, count_tokens_input, messages_body, messages_usage, MessagesAnswer,

@@ -513,3 +513,29 @@ async fn count_tokens_and_models() {
     let v = c.get(&models).await.json();
     assert_eq!(v["object"], "list");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_binary_answers_messages() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mock-upstream"))
+        .args(["--listen", "127.0.0.1:0", "--stream-chunks", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("LISTENING ").unwrap().to_string();
+    let r = TestClient::new()
+        .post_json_with(
+            &format!("http://{addr}/v1/messages"),
+            &messages_body("m", "hi"),
+            &ANTHROPIC_HEADERS,
+        )
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"][0]["text"], "word word ");
+}
