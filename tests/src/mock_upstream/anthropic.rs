@@ -333,8 +333,10 @@ fn with_anthropic_headers(mut resp: Response<MockBody>, n: u64) -> Response<Mock
         h.insert("request-id", v);
     }
     if resp.status() == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(RETRY_AFTER_SECS),
+        );
     }
     resp
 }
@@ -412,10 +414,10 @@ enum Op {
 
 /// The first required field missing or wrong, as Anthropic words it.
 fn invalid(body: &Value, op: Op) -> Option<&'static str> {
-    if !body
+    if body
         .get("model")
         .and_then(Value::as_str)
-        .is_some_and(|m| !m.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Some("model: Field required");
     }
@@ -507,7 +509,10 @@ fn stream_frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> VecD
         for _ in 0..plan.thinking_chunks {
             ev.delta(i, &delta);
         }
-        ev.delta(i, &json!({"type": "signature_delta", "signature": SIGNATURE}));
+        ev.delta(
+            i,
+            &json!({"type": "signature_delta", "signature": SIGNATURE}),
+        );
         ev.stop_block(i);
     }
     let i = ev.start_block(json!({"type": "text", "text": ""}));
@@ -520,7 +525,10 @@ fn stream_frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> VecD
         let i = ev.start_block(json!({"type": "tool_use", "id": format!("toolu_mock{n}"),
             "name": name, "input": {}}));
         for piece in TOOL_INPUT_PIECES {
-            ev.delta(i, &json!({"type": "input_json_delta", "partial_json": piece}));
+            ev.delta(
+                i,
+                &json!({"type": "input_json_delta", "partial_json": piece}),
+            );
         }
         ev.stop_block(i);
     }

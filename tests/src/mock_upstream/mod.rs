@@ -105,9 +105,7 @@ pub use anthropic::{
     SIGNATURE, THINKING_TEXT, TOOL_INPUT_PIECES,
 };
 pub use body::MockBody;
-pub use openai::{
-    chat_usage, completions_usage, embeddings_usage, responses_usage, MockUsage,
-};
+pub use openai::{chat_usage, completions_usage, embeddings_usage, responses_usage, MockUsage};
 
 /// `created` timestamp of every answer.
 pub const CREATED: u64 = 1_700_000_000;

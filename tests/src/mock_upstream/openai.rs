@@ -222,7 +222,6 @@ pub fn embeddings_usage(body: &Value) -> MockUsage {
     }
 }
 
-
 fn not_found(method: &Method, path: &str, n: u64) -> Response<MockBody> {
     error_response(
         StatusCode::NOT_FOUND,

@@ -4,8 +4,8 @@
 use gateway_tests::client::{HttpResponse, SseResponse, TestClient};
 use gateway_tests::mock_upstream::{
     anthropic_error_type, chat_usage, count_tokens_input, messages_body, messages_usage,
-    MessagesAnswer, MockOptions, MockUpstream, ANTHROPIC_HEADERS, MOCK_ERROR_BODY,
-    MOCK_TOOL_INPUT, RETRY_AFTER_SECS, SIGNATURE,
+    MessagesAnswer, MockOptions, MockUpstream, ANTHROPIC_HEADERS, MOCK_ERROR_BODY, MOCK_TOOL_INPUT,
+    RETRY_AFTER_SECS, SIGNATURE,
 };
 use serde_json::{json, Value};
 
@@ -59,7 +59,9 @@ fn assert_anthropic_error(r: &HttpResponse, status: u16, kind: &str) -> Value {
     let v = r.json();
     assert_eq!(v["type"], "error", "{v}");
     assert_eq!(v["error"]["type"], kind, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     assert!(v["request_id"].as_str().unwrap().starts_with("req_mock"));
     assert_eq!(r.header("request-id"), v["request_id"].as_str());
     v
@@ -125,7 +127,10 @@ async fn json_answer_shape_usage_and_recorded_request() {
     assert_eq!(v["usage"], expected);
     let u = messages_usage(&body, 8);
     assert_eq!(v["usage"]["input_tokens"], u.input_tokens);
-    assert_eq!(v["usage"]["cache_read_input_tokens"], u.cache_read_input_tokens);
+    assert_eq!(
+        v["usage"]["cache_read_input_tokens"],
+        u.cache_read_input_tokens
+    );
     assert_eq!(
         v["usage"]["cache_creation_input_tokens"],
         u.cache_creation_input_tokens
@@ -136,7 +141,10 @@ async fn json_answer_shape_usage_and_recorded_request() {
     assert_eq!(rec.path_and_query, "/v1/messages?beta=true");
     assert_eq!(rec.header("x-api-key"), Some("sk-ant-mock"));
     assert_eq!(rec.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(rec.header("anthropic-beta"), Some("prompt-caching-2024-07-31"));
+    assert_eq!(
+        rec.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31")
+    );
     assert_eq!(rec.body, body);
 }
 
@@ -147,7 +155,11 @@ fn usage_rule_counts_text_and_splits_the_cached_prefix() {
         "messages": [{"role": "user", "content": "abcd"}]});
     let u = messages_usage(&plain, 5);
     assert_eq!(
-        (u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens),
+        (
+            u.input_tokens,
+            u.cache_read_input_tokens,
+            u.cache_creation_input_tokens
+        ),
         (3, 0, 0)
     );
     assert_eq!(u.output_tokens, 5);
@@ -157,7 +169,11 @@ fn usage_rule_counts_text_and_splits_the_cached_prefix() {
         "messages": [{"role": "user", "content": "abcd"}]});
     let u = messages_usage(&odd, 1);
     assert_eq!(
-        (u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens),
+        (
+            u.input_tokens,
+            u.cache_read_input_tokens,
+            u.cache_creation_input_tokens
+        ),
         (1, 1, 2)
     );
     // the same text as an OpenAI chat: the same prompt total
@@ -446,14 +462,13 @@ async fn headers_and_body_checked_like_the_api() {
     let c = TestClient::new();
     let url = messages_url(&mock);
     let body = messages_body("m", "x");
-    let r = c
-        .post_json_with(&url, &body, &[ANTHROPIC_HEADERS[1]])
-        .await;
+    let r = c.post_json_with(&url, &body, &[ANTHROPIC_HEADERS[1]]).await;
     let v = assert_anthropic_error(&r, 401, "authentication_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("x-api-key"));
-    let r = c
-        .post_json_with(&url, &body, &[ANTHROPIC_HEADERS[0]])
-        .await;
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("x-api-key"));
+    let r = c.post_json_with(&url, &body, &[ANTHROPIC_HEADERS[0]]).await;
     let v = assert_anthropic_error(&r, 400, "invalid_request_error");
     assert!(v["error"]["message"]
         .as_str()
@@ -469,11 +484,23 @@ async fn headers_and_body_checked_like_the_api() {
         .await;
     assert_eq!(r.status, 401);
     for (field, bad) in [
-        ("max_tokens", json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})),
-        ("max_tokens", json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]})),
-        ("model", json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})),
+        (
+            "max_tokens",
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        (
+            "max_tokens",
+            json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        (
+            "model",
+            json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        ),
         ("messages", json!({"model": "m", "max_tokens": 5})),
-        ("messages", json!({"model": "m", "max_tokens": 5, "messages": []})),
+        (
+            "messages",
+            json!({"model": "m", "max_tokens": 5, "messages": []}),
+        ),
     ] {
         let r = create(&mock, &bad).await;
         let v = assert_anthropic_error(&r, 400, "invalid_request_error");
