@@ -1,5 +1,41 @@
 //! The OpenAI side of the mock: chat, completions, embeddings, responses, models
-//! and the Azure deployment paths (figures in the parent module's doc).
+//! and the Azure deployment paths (endpoints and switches in the parent module's
+//! doc).
+//!
+//! # Deterministic usage figures
+//!
+//! Let `N` be the number of content chunks (`stream_chunks`, default 8) and
+//! `tokens(b) = ceil(b / 4)` for a byte count `b` (see [`text_tokens`]).
+//!
+//! * chat: `prompt_tokens = tokens(B)` where `B` is the sum of the UTF-8 byte
+//!   lengths of every `messages[].content` (a string, or for an array of parts the
+//!   `text` of each part); `completion_tokens = N` (the answer is `"word "` N
+//!   times, one token per word); `total_tokens = prompt + completion`;
+//!   `prompt_tokens_details.cached_tokens = prompt / 2` (floor);
+//!   `completion_tokens_details.reasoning_tokens = completion / 4` (floor).
+//!   [`chat_usage`] computes these from a request body.
+//! * completions: as chat with `B` = bytes of `prompt` (a string or an array of
+//!   strings, summed).
+//! * embeddings: `prompt_tokens = total_tokens = sum over inputs of tokens(bytes)`
+//!   (an input given as a token array counts its length). [`embeddings_usage`].
+//! * responses: `input_tokens = tokens(B)` with `B` = bytes of `input` (a string,
+//!   or items whose `content` is a string or parts with `text`), `output_tokens =
+//!   N`, `total_tokens` = sum; `input_tokens_details.cached_tokens = input / 2`,
+//!   `output_tokens_details.reasoning_tokens = output / 4`.
+//!
+//! Ids: chat answers are `chatcmpl-mock<n>`, completions `cmpl-mock<n>`, responses
+//! `resp_mock<n>`, where `<n>` counts requests from 1 per mock instance. `created`
+//! is always [`CREATED`].
+//!
+//! # Chat stream shape
+//!
+//! Events, each written as its own body frame `data: <json>\n\n`:
+//! 1. a role chunk (`delta: {"role":"assistant","content":""}`),
+//! 2. `N` content chunks (`delta: {"content":"word "}`, `finish_reason: null`),
+//! 3. a finish chunk (`delta: {}`, `finish_reason: "stop"`),
+//! 4. only when the request had `stream_options.include_usage: true`: a usage chunk
+//!    with `"choices": []` and `"usage": {...}` (figures as above),
+//! 5. `data: [DONE]`.
 
 use super::body::MockBody;
 use super::{
@@ -83,7 +119,7 @@ pub(super) fn route(
     }
 }
 
-/// Usage figures the mock reports (see the parent module's doc).
+/// Usage figures the mock reports (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MockUsage {
     pub prompt_tokens: u64,
