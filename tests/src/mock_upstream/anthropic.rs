@@ -8,10 +8,11 @@
 //! | `POST /v1/messages/count_tokens` | `{"input_tokens": N}` |
 //! | `GET /v1/models` with an `anthropic-version` header | `mock-small`, `mock-large` in Anthropic's list shape (`type: model`, `has_more`, `first_id`, `last_id`) |
 //!
-//! Every request to these needs a non-empty `x-api-key` (else 401
-//! `authentication_error`, "x-api-key header is required"; an `Authorization:
-//! Bearer` token does not count) and a non-empty `anthropic-version` (else 400
-//! `invalid_request_error`); any value is accepted. Then: another path or method
+//! Every request to these needs an api key, in a non-empty `x-api-key` or as an
+//! `Authorization: Bearer` token (what the `anthropic` Python SDK 2.x sends; else
+//! 401 `authentication_error`, "x-api-key header is required"), and a non-empty
+//! `anthropic-version` (else 400 `invalid_request_error`); any values are
+//! accepted. The recorded request shows which header carried the key. Then: another path or method
 //! under `/v1/messages` is a 404 `not_found_error`; a body that is not JSON, or
 //! without a non-empty string `model`, a non-empty `messages` array or (create
 //! only) a positive integer `max_tokens`, is a 400 `invalid_request_error` whose
@@ -29,7 +30,7 @@
 //! [`RETRY_AFTER_SECS`]), 529 `overloaded_error`, any other 5xx `api_error`, any
 //! other 4xx `invalid_request_error`. The switches of [`super::MockUpstream`] answer
 //! these paths in this shape: `fail_with(status)` (message "mock failure"),
-//! `reject_token(key, status)` matched against `x-api-key`; `fail_with_body(status,
+//! `reject_token(key, status)` matched against the api key; `fail_with_body(status,
 //! body)` sends `body` as given (with `request-id`, and `retry-after` on 429).
 //!
 //! # Usage figures
@@ -357,6 +358,20 @@ pub(super) fn error_with_body(status: StatusCode, body: String, n: u64) -> Respo
     with_anthropic_headers(json_response(status, body, n), n)
 }
 
+/// The api key of a request: `x-api-key`, else the `Authorization: Bearer` token.
+pub(super) fn api_key(headers: &http::HeaderMap) -> Option<&str> {
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let bearer = || {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    };
+    key.filter(|k| !k.is_empty())
+        .or_else(bearer)
+        .filter(|k| !k.is_empty())
+}
+
 fn header_set(parts: &http::request::Parts, name: &str) -> bool {
     parts
         .headers
@@ -371,7 +386,7 @@ pub(super) fn route(
     json: Option<Value>,
     n: u64,
 ) -> Response<MockBody> {
-    if !header_set(parts, "x-api-key") {
+    if api_key(&parts.headers).is_none() {
         return error(StatusCode::UNAUTHORIZED, "x-api-key header is required", n);
     }
     if !header_set(parts, "anthropic-version") {

@@ -35,7 +35,8 @@
 //!   [`MOCK_ERROR_BODY`] (an Anthropic request with Anthropic's error body for that
 //!   status); `fail_with_body(status, body)` with that body.
 //! * `reject_token(token, status)`: requests whose `Authorization: Bearer` token
-//!   (Anthropic: `x-api-key`) is `token` are answered `status`.
+//!   (Anthropic: the api key, `x-api-key` or Bearer) is `token` are answered
+//!   `status`.
 //! * `set_tool_use_on_auto(on)`: Anthropic requests with `tools` and `tool_choice`
 //!   `auto` (or none) get a `tool_use` block too.
 //! * `delay_headers(ms)`: sleep before sending the response head (any endpoint).
@@ -575,14 +576,15 @@ impl Dialect {
 }
 
 /// The status [`MockUpstream::reject_token`] set for the request's api key: the
-/// `Authorization: Bearer` token for OpenAI requests, `x-api-key` for Anthropic.
+/// `Authorization: Bearer` token for OpenAI requests, [`anthropic::api_key`] for
+/// Anthropic.
 fn rejected_status(state: &MockState, dialect: Dialect, headers: &http::HeaderMap) -> Option<u16> {
     let token = match dialect {
         Dialect::OpenAi => headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ")),
-        Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        Dialect::Anthropic => anthropic::api_key(headers),
     }?;
     lock(&state.rejected_tokens)
         .iter()

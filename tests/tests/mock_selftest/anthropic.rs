@@ -474,15 +474,22 @@ async fn headers_and_body_checked_like_the_api() {
         .as_str()
         .unwrap()
         .contains("anthropic-version"));
-    // a Bearer token is not an api key
+    // a Bearer token is an api key too (the anthropic SDK 2.x sends one), and a
+    // rejected key is rejected in either header; an empty key is no key
+    let bearer = [("authorization", "Bearer sk-bearer"), ANTHROPIC_HEADERS[1]];
+    let r = c.post_json_with(&url, &body, &bearer).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        mock.last_request().unwrap().header("authorization"),
+        Some("Bearer sk-bearer")
+    );
+    mock.reject_token("sk-bearer", 401);
+    let r = c.post_json_with(&url, &body, &bearer).await;
+    assert_anthropic_error(&r, 401, "authentication_error");
     let r = c
-        .post_json_with(
-            &url,
-            &body,
-            &[("authorization", "Bearer sk"), ANTHROPIC_HEADERS[1]],
-        )
+        .post_json_with(&url, &body, &[("x-api-key", ""), ANTHROPIC_HEADERS[1]])
         .await;
-    assert_eq!(r.status, 401);
+    assert_anthropic_error(&r, 401, "authentication_error");
     for (field, bad) in [
         (
             "max_tokens",
