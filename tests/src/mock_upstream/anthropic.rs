@@ -51,8 +51,14 @@
 //!   cache_read`, `input_tokens = tokens(B) - P` (Anthropic's `input_tokens`
 //!   excludes cache reads and writes). `count_tokens` answers `tokens(B)`
 //!   ([`count_tokens_input`]).
+//! * `cache_creation` breaks the writes down by lifetime, as the API does: all in
+//!   `ephemeral_1h_input_tokens` when that last `cache_control` has `ttl: "1h"`,
+//!   else all in `ephemeral_5m_input_tokens`.
 //! * `output_tokens` = one per delta event of the answer: thinking chunks + text
-//!   chunks + 3 for a tool_use block (the 3 `input_json_delta` pieces).
+//!   chunks + 3 for a tool_use block (the 3 `input_json_delta` pieces); when
+//!   thinking is on, `output_tokens_details: {"thinking_tokens": <thinking
+//!   chunks>}` too.
+//! * `service_tier` is always `"standard"`.
 //!
 //! [`messages_usage`] computes these for a request body; [`MessagesAnswer::plan`]
 //! gives the whole answer (blocks, stop reason, usage).
@@ -79,15 +85,16 @@
 //! Each event is one body frame `event: <type>\ndata: <json>\n\n` whose `type`
 //! equals the event name:
 //! 1. `message_start`: the message with `content: []`, `stop_reason: null` and the
-//!    usage above with `output_tokens: 1`;
+//!    usage above with `output_tokens: 1` (no `output_tokens_details`);
 //! 2. per block, with `index` counting blocks from 0: `content_block_start` (the
 //!    block empty: `text: ""`, `thinking: ""` and `signature: ""`, or tool_use with
 //!    `input: {}`), after the first one a `ping`, then `content_block_delta`s
 //!    (`text_delta` per chunk; `thinking_delta` per chunk then one
 //!    `signature_delta`; `input_json_delta` with the pieces of
 //!    [`TOOL_INPUT_PIECES`]), then `content_block_stop`;
-//! 3. `message_delta` with `stop_reason`, `stop_sequence: null` and `usage:
-//!    {"output_tokens": ..}` only (the input figures are in `message_start`);
+//! 3. `message_delta` with `stop_reason`, `stop_sequence: null` and a `usage` with
+//!    the output figures only, `output_tokens` (and `output_tokens_details` when
+//!    thinking is on): the input and cache figures are in `message_start` alone;
 //! 4. `message_stop`.
 //!
 //! A plain text answer is therefore `N + 6` events. `cut_stream_after(k)` sends the
@@ -131,6 +138,11 @@ pub struct MessagesUsage {
     pub output_tokens: u64,
     pub cache_read_input_tokens: u64,
     pub cache_creation_input_tokens: u64,
+    /// Whether the cache writes are reported as 1-hour entries (`ttl: "1h"`) rather
+    /// than 5-minute ones, in `cache_creation`.
+    pub cache_ttl_1h: bool,
+    /// `output_tokens_details.thinking_tokens` (reported only when thinking is on).
+    pub thinking_tokens: Option<u64>,
 }
 
 impl MessagesUsage {
@@ -139,13 +151,40 @@ impl MessagesUsage {
         self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
     }
 
-    fn json(&self, output_tokens: u64) -> Value {
-        json!({
+    /// The `usage` of the JSON answer (`final_figures`) or of `message_start`
+    /// (`output_tokens` 1, no `output_tokens_details`).
+    fn json(&self, final_figures: bool) -> Value {
+        let creation = self.cache_creation_input_tokens;
+        let (m5, h1) = if self.cache_ttl_1h {
+            (0, creation)
+        } else {
+            (creation, 0)
+        };
+        let mut usage = json!({
             "input_tokens": self.input_tokens,
-            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_creation_input_tokens": creation,
             "cache_read_input_tokens": self.cache_read_input_tokens,
-            "output_tokens": output_tokens,
-        })
+            "cache_creation": {"ephemeral_5m_input_tokens": m5, "ephemeral_1h_input_tokens": h1},
+            "output_tokens": if final_figures { self.output_tokens } else { 1 },
+            "service_tier": "standard",
+        });
+        if final_figures {
+            self.add_details(&mut usage);
+        }
+        usage
+    }
+
+    /// The `usage` of `message_delta`: the output figures only.
+    fn delta_json(&self) -> Value {
+        let mut usage = json!({"output_tokens": self.output_tokens});
+        self.add_details(&mut usage);
+        usage
+    }
+
+    fn add_details(&self, usage: &mut Value) {
+        if let Some(t) = self.thinking_tokens {
+            usage["output_tokens_details"] = json!({"thinking_tokens": t});
+        }
     }
 }
 
@@ -173,17 +212,20 @@ fn has_cache_control(block: &Value) -> bool {
     block.get("cache_control").is_some_and(Value::is_object)
 }
 
-/// `(B, C)`: the bytes of system + messages, and the bytes of the system blocks
-/// up to and including the last one carrying `cache_control`.
-fn prompt_bytes(body: &Value) -> (usize, usize) {
+/// `(B, C, ttl_1h)`: the bytes of system + messages, the bytes of the system
+/// blocks up to and including the last one carrying `cache_control`, and whether
+/// that `cache_control` has `ttl: "1h"`.
+fn prompt_bytes(body: &Value) -> (usize, usize, bool) {
     let mut total = 0;
     let mut cached = 0;
+    let mut ttl_1h = false;
     match body.get("system") {
         Some(Value::Array(blocks)) => {
             for b in blocks {
                 total += block_bytes(b);
                 if has_cache_control(b) {
                     cached = total;
+                    ttl_1h = b.pointer("/cache_control/ttl").and_then(Value::as_str) == Some("1h");
                 }
             }
         }
@@ -196,7 +238,7 @@ fn prompt_bytes(body: &Value) -> (usize, usize) {
             .map(|m| m.get("content").map_or(0, content_bytes))
             .sum::<usize>();
     }
-    (total, cached)
+    (total, cached, ttl_1h)
 }
 
 /// `input_tokens` of `POST /v1/messages/count_tokens`: `tokens(B)`, every prompt
@@ -251,7 +293,7 @@ impl MessagesAnswer {
     /// The answer to `body` with `chunks` text chunks; `tool_use_on_auto` as set by
     /// [`super::MockUpstream::set_tool_use_on_auto`].
     pub fn plan(body: &Value, chunks: usize, tool_use_on_auto: bool) -> MessagesAnswer {
-        let (total, cached) = prompt_bytes(body);
+        let (total, cached, cache_ttl_1h) = prompt_bytes(body);
         let prompt = text_tokens(total);
         let cache = text_tokens(cached);
         let read = cache / 2;
@@ -294,6 +336,8 @@ impl MessagesAnswer {
                 output_tokens: (thinking_chunks + text_chunks + tool_tokens) as u64,
                 cache_read_input_tokens: read,
                 cache_creation_input_tokens: cache - read,
+                cache_ttl_1h,
+                thinking_tokens: thinking.then_some(thinking_chunks as u64),
             },
         }
     }
@@ -502,7 +546,7 @@ fn messages(st: &MockState, body: &Value, n: u64) -> Response<MockBody> {
         "content": content,
         "stop_reason": plan.stop_reason,
         "stop_sequence": null,
-        "usage": plan.usage.json(plan.usage.output_tokens),
+        "usage": plan.usage.json(true),
     });
     with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
 }
@@ -515,7 +559,7 @@ fn stream_frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> VecD
         json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": plan.usage.json(1),
+            "usage": plan.usage.json(false),
         }}),
     );
     if plan.thinking {
@@ -551,7 +595,7 @@ fn stream_frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> VecD
         "message_delta",
         json!({"type": "message_delta",
             "delta": {"stop_reason": plan.stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": plan.usage.output_tokens}}),
+            "usage": plan.usage.delta_json()}),
     );
     ev.push("message_stop", json!({"type": "message_stop"}));
     ev.frames

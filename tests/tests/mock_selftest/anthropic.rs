@@ -122,7 +122,9 @@ async fn json_answer_shape_usage_and_recorded_request() {
         "input_tokens": 19,
         "cache_read_input_tokens": 8,
         "cache_creation_input_tokens": 8,
+        "cache_creation": {"ephemeral_5m_input_tokens": 8, "ephemeral_1h_input_tokens": 0},
         "output_tokens": 8,
+        "service_tier": "standard",
     });
     assert_eq!(v["usage"], expected);
     let u = messages_usage(&body, 8);
@@ -146,6 +148,15 @@ async fn json_answer_shape_usage_and_recorded_request() {
         Some("prompt-caching-2024-07-31")
     );
     assert_eq!(rec.body, body);
+
+    // a one-hour cache entry is reported as such
+    let mut long = body.clone();
+    long["system"][1]["cache_control"]["ttl"] = json!("1h");
+    let v = create(&mock, &long).await.json();
+    assert_eq!(
+        v["usage"]["cache_creation"],
+        json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 8})
+    );
 }
 
 #[test]
@@ -181,6 +192,10 @@ fn usage_rule_counts_text_and_splits_the_cached_prefix() {
         {"role": "system", "content": "x".repeat(12)},
         {"role": "user", "content": "abcd"}]});
     assert_eq!(u.prompt_total(), chat_usage(&chat, 1).prompt_tokens);
+    assert!(!u.cache_ttl_1h);
+    let mut long = odd.clone();
+    long["system"][0]["cache_control"]["ttl"] = json!("1h");
+    assert!(messages_usage(&long, 1).cache_ttl_1h);
     assert_eq!(count_tokens_input(&odd), 4);
     assert_eq!(count_tokens_input(&cached_request()), 35);
 }
@@ -219,7 +234,9 @@ async fn stream_event_order_indexes_and_usage() {
     assert_eq!(
         start["usage"],
         json!({"input_tokens": 19, "cache_read_input_tokens": 8,
-               "cache_creation_input_tokens": 8, "output_tokens": 1})
+               "cache_creation_input_tokens": 8, "output_tokens": 1,
+               "cache_creation": {"ephemeral_5m_input_tokens": 8, "ephemeral_1h_input_tokens": 0},
+               "service_tier": "standard"})
     );
     assert_eq!(
         evs[1].1["content_block"],
@@ -255,6 +272,10 @@ async fn thinking_block_before_the_text_json_and_stream() {
         ])
     );
     assert_eq!(v["usage"]["output_tokens"], 4);
+    assert_eq!(
+        v["usage"]["output_tokens_details"],
+        json!({"thinking_tokens": 2})
+    );
 
     let evs = events(&stream(&mock, &body).await);
     assert_eq!(
@@ -288,12 +309,20 @@ async fn thinking_block_before_the_text_json_and_stream() {
     assert_eq!(evs[7].1["content_block"]["type"], "text");
     assert_eq!(deltas(&evs, 1, "text"), "word word ");
     assert_eq!(evs[10].1["index"], 1);
-    assert_eq!(evs[11].1["usage"]["output_tokens"], 4);
+    assert_eq!(
+        evs[11].1["usage"],
+        json!({"output_tokens": 4, "output_tokens_details": {"thinking_tokens": 2}})
+    );
+    assert_eq!(
+        evs[0].1["message"]["usage"]["output_tokens_details"],
+        Value::Null
+    );
 
     // thinking disabled: no thinking block
     body["thinking"] = json!({"type": "disabled"});
     let v = create(&mock, &body).await.json();
     assert_eq!(v["content"].as_array().unwrap().len(), 1);
+    assert_eq!(v["usage"]["output_tokens_details"], Value::Null);
 }
 
 fn tools_request(choice: Option<Value>) -> Value {
