@@ -101,16 +101,18 @@
 //! first `k` events and aborts the body, `set_chunk_delay(ms)` spaces them,
 //! `set_stream_chunks(n)` sets `N`, as on the OpenAI side.
 
+mod stream;
+
 use super::body::MockBody;
-use super::{is_stream, json_response, sse_event, sse_response, text_tokens, MockState};
+use super::{is_stream, json_response, sse_response, text_tokens, MockState};
 use super::{CHUNK_TEXT, MOCK_MODELS};
-use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-/// The `anthropic-version` the SDKs send (any non-empty value is accepted).
+/// The `anthropic-version` of [`ANTHROPIC_HEADERS`], the API's first dated version
+/// (the mock accepts any non-empty value; the `anthropic` Python SDK 2.x sends a
+/// later one).
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// The two headers every request to the Anthropic endpoints needs, with a made-up
 /// key: what a test sends straight to the mock.
@@ -525,7 +527,7 @@ fn messages(st: &MockState, body: &Value, n: u64) -> Response<MockBody> {
     let model = body.get("model").cloned().unwrap_or(Value::Null);
     let id = format!("msg_mock{n}");
     if is_stream(body) {
-        let frames = stream_frames(&plan, &id, &model, n);
+        let frames = stream::frames(&plan, &id, &model, n);
         return with_anthropic_headers(sse_response(frames, st, n), n);
     }
     let mut content = Vec::with_capacity(3);
@@ -549,95 +551,4 @@ fn messages(st: &MockState, body: &Value, n: u64) -> Response<MockBody> {
         "usage": plan.usage.json(true),
     });
     with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
-}
-
-/// The SSE events of an answer (see the parent module's doc for the order).
-fn stream_frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> VecDeque<Bytes> {
-    let mut ev = Events::default();
-    ev.push(
-        "message_start",
-        json!({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": plan.usage.json(false),
-        }}),
-    );
-    if plan.thinking {
-        let i = ev.start_block(json!({"type": "thinking", "thinking": "", "signature": ""}));
-        let delta = json!({"type": "thinking_delta", "thinking": THINKING_TEXT});
-        for _ in 0..plan.thinking_chunks {
-            ev.delta(i, &delta);
-        }
-        ev.delta(
-            i,
-            &json!({"type": "signature_delta", "signature": SIGNATURE}),
-        );
-        ev.stop_block(i);
-    }
-    let i = ev.start_block(json!({"type": "text", "text": ""}));
-    let delta = json!({"type": "text_delta", "text": CHUNK_TEXT});
-    for _ in 0..plan.text_chunks {
-        ev.delta(i, &delta);
-    }
-    ev.stop_block(i);
-    if let Some(name) = &plan.tool {
-        let i = ev.start_block(json!({"type": "tool_use", "id": format!("toolu_mock{n}"),
-            "name": name, "input": {}}));
-        for piece in TOOL_INPUT_PIECES {
-            ev.delta(
-                i,
-                &json!({"type": "input_json_delta", "partial_json": piece}),
-            );
-        }
-        ev.stop_block(i);
-    }
-    ev.push(
-        "message_delta",
-        json!({"type": "message_delta",
-            "delta": {"stop_reason": plan.stop_reason, "stop_sequence": null},
-            "usage": plan.usage.delta_json()}),
-    );
-    ev.push("message_stop", json!({"type": "message_stop"}));
-    ev.frames
-}
-
-/// The events of a stream being built: block indexes, and one `ping` after the
-/// first `content_block_start`.
-#[derive(Default)]
-struct Events {
-    frames: VecDeque<Bytes>,
-    blocks: usize,
-}
-
-impl Events {
-    fn push(&mut self, name: &str, data: Value) {
-        self.frames.push_back(sse_event(name, &data.to_string()));
-    }
-
-    fn start_block(&mut self, block: Value) -> usize {
-        let index = self.blocks;
-        self.blocks += 1;
-        self.push(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": index, "content_block": block}),
-        );
-        if index == 0 {
-            self.push("ping", json!({"type": "ping"}));
-        }
-        index
-    }
-
-    fn delta(&mut self, index: usize, delta: &Value) {
-        self.push(
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
-    }
-
-    fn stop_block(&mut self, index: usize) {
-        self.push(
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": index}),
-        );
-    }
 }
