@@ -37,6 +37,8 @@
 //! * `reject_token(token, status)`: requests whose `Authorization: Bearer` token
 //!   (Anthropic: the api key, `x-api-key` or Bearer) is `token` are answered
 //!   `status`.
+//! * `error_stream_after(k)`: an Anthropic stream sends its first `k` events, then
+//!   an `error` event, and ends cleanly.
 //! * `set_tool_use_on_auto(on)`: Anthropic requests with `tools` and `tool_choice`
 //!   `auto` (or none) get a `tool_use` block too.
 //! * `delay_headers(ms)`: sleep before sending the response head (any endpoint).
@@ -64,6 +66,7 @@ use tokio::sync::watch;
 pub mod anthropic;
 mod body;
 pub mod openai;
+mod recorded;
 
 pub use anthropic::{
     anthropic_error_type, count_tokens_input, messages_body, messages_usage, MessagesAnswer,
@@ -72,6 +75,7 @@ pub use anthropic::{
 };
 pub use body::MockBody;
 pub use openai::{chat_usage, completions_usage, embeddings_usage, responses_usage, MockUsage};
+pub use recorded::RecordedRequest;
 
 /// `created` timestamp of every answer.
 pub const CREATED: u64 = 1_700_000_000;
@@ -115,39 +119,6 @@ impl Default for MockOptions {
     }
 }
 
-/// One request as the mock received it.
-#[derive(Debug, Clone)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path_and_query: String,
-    /// Header names lowercased, in arrival order (values decoded lossily).
-    pub headers: Vec<(String, String)>,
-    /// Names of the headers whose value was not valid UTF-8.
-    pub non_utf8_headers: Vec<String>,
-    /// The body parsed as JSON, `Value::Null` when it is not JSON.
-    pub body: Value,
-    /// The body as received.
-    pub raw_body: Bytes,
-}
-
-impl RecordedRequest {
-    /// First value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The path without the query.
-    pub fn path(&self) -> &str {
-        self.path_and_query
-            .split_once('?')
-            .map_or(self.path_and_query.as_str(), |(p, _)| p)
-    }
-}
-
 /// The run-time switches and counters of a mock, shared with its server tasks.
 #[derive(Debug)]
 pub struct MockState {
@@ -156,6 +127,8 @@ pub struct MockState {
     fail_body: Mutex<Option<String>>,
     header_delay_ms: AtomicU64,
     cut_after: AtomicUsize,
+    /// Anthropic streams: an `error` event after this many events
+    stream_error_after: AtomicUsize,
     chunk_delay_ms: AtomicU64,
     stream_chunks: AtomicUsize,
     chunk_pad: usize,
@@ -179,6 +152,7 @@ impl MockState {
             fail_body: Mutex::new(None),
             header_delay_ms: AtomicU64::new(0),
             cut_after: AtomicUsize::new(NO_CUT),
+            stream_error_after: AtomicUsize::new(NO_CUT),
             chunk_delay_ms: AtomicU64::new(opts.chunk_delay_ms),
             stream_chunks: AtomicUsize::new(opts.stream_chunks),
             chunk_pad: opts.chunk_pad,
@@ -316,12 +290,16 @@ impl MockUpstream {
         }
     }
 
-    /// Back to normal answers (clears fail, header delay and cut; keeps chunk settings).
+    /// Back to normal answers (clears fail, header delay, cut and stream error;
+    /// keeps chunk settings).
     pub fn set_normal(&self) {
         self.state.fail_status.store(0, Ordering::SeqCst);
         *lock(&self.state.fail_body) = None;
         self.state.header_delay_ms.store(0, Ordering::SeqCst);
         self.state.cut_after.store(NO_CUT, Ordering::SeqCst);
+        self.state
+            .stream_error_after
+            .store(NO_CUT, Ordering::SeqCst);
     }
 
     /// Answer every request with `status` and [`MOCK_ERROR_BODY`].
@@ -343,6 +321,12 @@ impl MockUpstream {
     /// Abort streams after `k` events (see the module doc).
     pub fn cut_stream_after(&self, k: usize) {
         self.state.cut_after.store(k, Ordering::SeqCst);
+    }
+
+    /// Anthropic streams send their first `k` events, then an `error` event
+    /// (`overloaded_error`) and end cleanly, as the API does when it fails mid-stream.
+    pub fn error_stream_after(&self, k: usize) {
+        self.state.stream_error_after.store(k, Ordering::SeqCst);
     }
 
     /// Sleep `ms` between stream events (0 = off).

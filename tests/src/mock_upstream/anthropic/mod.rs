@@ -99,7 +99,11 @@
 //!
 //! A plain text answer is therefore `N + 6` events. `cut_stream_after(k)` sends the
 //! first `k` events and aborts the body, `set_chunk_delay(ms)` spaces them,
-//! `set_stream_chunks(n)` sets `N`, as on the OpenAI side.
+//! `set_stream_chunks(n)` sets `N`, as on the OpenAI side. `error_stream_after(k)`
+//! sends the first `k` events, then `event: error` with `{"type":"error","error":
+//! {"type":"overloaded_error","message":"Overloaded"},"request_id":..}`, and ends
+//! the body cleanly (no `message_stop`), as the API does when it fails after the
+//! 200.
 
 mod stream;
 
@@ -527,7 +531,12 @@ fn messages(st: &MockState, body: &Value, n: u64) -> Response<MockBody> {
     let model = body.get("model").cloned().unwrap_or(Value::Null);
     let id = format!("msg_mock{n}");
     if is_stream(body) {
-        let frames = stream::frames(&plan, &id, &model, n);
+        let mut frames = stream::frames(&plan, &id, &model, n);
+        let error_after = st.stream_error_after.load(Ordering::Relaxed);
+        if error_after < frames.len() {
+            frames.truncate(error_after);
+            frames.push_back(stream::error_event(n));
+        }
         return with_anthropic_headers(sse_response(frames, st, n), n);
     }
     let mut content = Vec::with_capacity(3);

@@ -57,6 +57,16 @@ pub(super) fn frames(plan: &MessagesAnswer, id: &str, model: &Value, n: u64) -> 
     ev.frames
 }
 
+/// The `error` event of a stream that fails after its 200.
+pub(super) fn error_event(n: u64) -> Bytes {
+    let data = json!({
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+        "request_id": format!("req_mock{n}"),
+    });
+    sse_event("error", &data.to_string())
+}
+
 /// The events of a stream being built: block indexes, and one `ping` after the
 /// first `content_block_start`.
 #[derive(Default)]
