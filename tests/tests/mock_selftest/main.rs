@@ -1,5 +1,10 @@
 //! Checks of the mock upstream and the client helpers themselves (no gateway), so
-//! that a failure elsewhere can be blamed on the gateway with confidence.
+//! that a failure elsewhere can be blamed on the gateway with confidence. The
+//! OpenAI side is checked here, the Anthropic side in `anthropic.rs` and
+//! `anthropic_checks.rs`.
+
+mod anthropic;
+mod anthropic_checks;
 
 use gateway_tests::client::{chat_body, chat_stream_body, raw_tcp_exchange, TestClient};
 use gateway_tests::mock_upstream::{
