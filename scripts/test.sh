@@ -32,7 +32,7 @@ cd "$REPO_ROOT"
 
 OPENAI_SPEC='openai>=1.50,<3'
 # the official Anthropic SDK, as a client of the gateway's /v1/messages
-ANTHROPIC_SPEC='anthropic>=0.40,<1'
+ANTHROPIC_SPEC='anthropic>=0.40,<3'
 # a real OTLP collector (a Rust binary shipped on PyPI) for the telemetry tests
 ROTEL_SPEC='rotel==0.0.1a15'
 VENV="$REPO_ROOT/.venv"
@@ -129,7 +129,7 @@ else
 fi
 
 anthropic_ok() {
-    "$VENV/bin/python" -c 'import anthropic, sys; v = tuple(int(x) for x in anthropic.__version__.split(".")[:2]); sys.exit(0 if (0, 40) <= v < (1, 0) else 1)' >/dev/null 2>&1
+    "$VENV/bin/python" -c 'import anthropic, sys; v = tuple(int(x) for x in anthropic.__version__.split(".")[:2]); sys.exit(0 if (0, 40) <= v < (3, 0) else 1)' >/dev/null 2>&1
 }
 if anthropic_ok; then
     echo "anthropic: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)') (present)"
