@@ -88,11 +88,11 @@ pub struct ErrorDetail<S = String> {
     pub message: S,
 }
 
-impl<S: From<&'static str>> ErrorBody<S> {
+impl<'a> ErrorBody<&'a str> {
     /// An error body of type `kind` saying `message`.
-    pub fn new(kind: S, message: S) -> Self {
+    pub fn new(kind: &'a str, message: &'a str) -> Self {
         ErrorBody {
-            kind: S::from("error"),
+            kind: "error",
             error: ErrorDetail { kind, message },
         }
     }
