@@ -358,10 +358,11 @@ fn result_text<'a>(
 }
 
 fn image_url<'a>(
-    source: Option<SourceIn<'a>>,
+    source: Option<&'a RawValue>,
     at: impl Fn() -> String,
 ) -> Result<ImageUrl<'a>, Refused> {
     let s = source.ok_or_else(|| Refused::new(at(), "required"))?;
+    let s: SourceIn<'a> = parse(&at(), s)?;
     let url = match (s.kind.as_ref(), s.url, s.media_type, s.data) {
         ("url", Some(url), _, _) => url,
         ("base64", _, Some(media), Some(data)) => Cow::Owned(format!("data:{media};base64,{data}")),
@@ -418,7 +419,7 @@ struct BlockIn<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    source: Option<SourceIn<'a>>,
+    source: Option<&'a RawValue>,
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]

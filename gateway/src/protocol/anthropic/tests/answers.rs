@@ -1,0 +1,1 @@
+//! Whole answers and error bodies, both ways.

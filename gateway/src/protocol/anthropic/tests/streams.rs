@@ -1,0 +1,1 @@
+//! Streams, both ways.
