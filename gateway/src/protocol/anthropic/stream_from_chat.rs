@@ -77,7 +77,7 @@ impl ChatToMessages {
         if let Some(d) = choice.delta {
             if let Some(t) = nonempty(d.reasoning_content.or(d.reasoning)) {
                 let index = self.block(Kind::Thinking, None, out);
-                let delta = DeltaOut::ThinkingDelta { thinking: t };
+                let delta = DeltaOut::Thinking { thinking: t };
                 event(
                     out,
                     "content_block_delta",
@@ -86,7 +86,7 @@ impl ChatToMessages {
             }
             if let Some(t) = nonempty(d.content) {
                 let index = self.block(Kind::Text, None, out);
-                let delta = DeltaOut::TextDelta { text: t };
+                let delta = DeltaOut::Text { text: t };
                 event(
                     out,
                     "content_block_delta",
@@ -148,7 +148,7 @@ impl ChatToMessages {
             _ => return,
         };
         if let Some(args) = nonempty(call.function.and_then(|f| f.arguments)) {
-            let delta = DeltaOut::InputJsonDelta { partial_json: args };
+            let delta = DeltaOut::InputJson { partial_json: args };
             event(
                 out,
                 "content_block_delta",
@@ -342,11 +342,14 @@ enum StartBlock<'a> {
 struct Empty {}
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum DeltaOut<'a> {
-    TextDelta { text: &'a RawValue },
-    ThinkingDelta { thinking: &'a RawValue },
-    InputJsonDelta { partial_json: &'a RawValue },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a RawValue },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a RawValue },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a RawValue },
 }
 
 #[derive(Serialize)]
