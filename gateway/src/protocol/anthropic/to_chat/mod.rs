@@ -20,9 +20,11 @@
 
 use super::fields::{bad, parse, string, with_options, Fields, Warnings};
 use super::{Refused, RequestOpts, Translated};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use wire::*;
+
+mod wire;
 
 /// The OpenAI `reasoning_effort` for an extended thinking budget: below 4096
 /// tokens `low`, below 16384 `medium`, else `high`.
@@ -156,7 +158,13 @@ pub fn messages_to_chat(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
         }
     }
     if let Some(s) = system {
-        out.messages.push(system_message(s, &mut w)?);
+        let m = system_message(s, &mut w)?;
+        if m.content
+            .as_ref()
+            .is_some_and(|c| !matches!(c, Content::Text(t) if t.is_empty()))
+        {
+            out.messages.push(m);
+        }
     }
     let messages = messages.ok_or_else(|| Refused::new("messages", "required"))?;
     for (i, m) in parse::<Vec<MessageIn<'_>>>("messages", messages)?
@@ -400,228 +408,4 @@ fn tools<'a>(tools: Vec<ToolIn<'a>>, w: &mut Warnings) -> Result<Vec<ToolOut<'a>
             })
         })
         .collect()
-}
-
-// ---- the Anthropic request's parts, as read ----
-
-#[derive(Deserialize)]
-struct MessageIn<'a> {
-    #[serde(borrow)]
-    role: Cow<'a, str>,
-    #[serde(borrow)]
-    content: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-struct BlockIn<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    source: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tool_use_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(default)]
-    is_error: Option<bool>,
-    #[serde(borrow, default)]
-    cache_control: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct SourceIn<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    media_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    url: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ToolIn<'a> {
-    #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    description: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input_schema: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cache_control: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default)]
-    disable_parallel_tool_use: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct ThinkingIn<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-    #[serde(default)]
-    budget_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct FormatIn<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    schema: Option<&'a RawValue>,
-}
-
-// ---- the OpenAI request, as written ----
-
-#[derive(Serialize)]
-struct Out<'a> {
-    model: &'a str,
-    messages: Vec<Msg<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<Vec<Cow<'a, str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<Vec<ToolOut<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<ResponseFormat<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-#[derive(Serialize)]
-struct Msg<'a> {
-    role: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<Content<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<Call<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<Cow<'a, str>>,
-}
-
-impl<'a> Msg<'a> {
-    fn text(role: &'static str, text: Cow<'a, str>) -> Self {
-        Msg {
-            role,
-            content: Some(Content::Text(text)),
-            tool_calls: None,
-            tool_call_id: None,
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Content<'a> {
-    Text(Cow<'a, str>),
-    Parts(Vec<Part<'a>>),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Part<'a> {
-    Text { text: Cow<'a, str> },
-    ImageUrl { image_url: ImageUrl<'a> },
-}
-
-#[derive(Serialize)]
-struct ImageUrl<'a> {
-    url: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct Call<'a> {
-    id: Cow<'a, str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: Function<'a>,
-}
-
-#[derive(Serialize)]
-struct Function<'a> {
-    name: Cow<'a, str>,
-    arguments: String,
-}
-
-#[derive(Serialize)]
-struct ToolOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionDef<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDef<'a> {
-    name: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ChoiceOut<'a> {
-    Mode(&'static str),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: Named<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct ResponseFormat<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    json_schema: JsonSchema<'a>,
-}
-
-#[derive(Serialize)]
-struct JsonSchema<'a> {
-    name: &'static str,
-    schema: &'a RawValue,
-    strict: bool,
 }
