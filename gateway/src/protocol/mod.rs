@@ -15,6 +15,7 @@
 //! answers and events pass to the client as the bytes the upstream sent (the
 //! usage chunk the client did not ask for aside).
 
+pub mod anthropic;
 pub mod openai;
 
 use crate::endpoint::Endpoint;

@@ -1,0 +1,168 @@
+//! Helpers the request translations share: a JSON object's top-level fields
+//! borrowed in order, the provider's options set over a written body, and the
+//! bounded list of warnings.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A JSON object's top-level fields in order, keys and values borrowed.
+pub(super) struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, val)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    v.push((k.0, val));
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `body` (a JSON object just written) with the provider's `options` set over
+/// its top-level fields; `body` itself when there are none.
+pub(super) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -> Vec<u8> {
+    if options.is_empty() {
+        return body;
+    }
+    let Ok(fields) = serde_json::from_slice::<Fields<'_>>(&body) else {
+        return body;
+    };
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.push(b'{');
+    let kept = fields
+        .0
+        .iter()
+        .filter(|(k, _)| !options.iter().any(|(o, _)| o == k))
+        .map(|(k, v)| (k.as_ref(), v.get()));
+    let set = options.iter().map(|(k, v)| (k.as_str(), v.get()));
+    for (i, (k, v)) in kept.chain(set).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, k);
+        out.push(b':');
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+/// Most distinct warnings one request gets (the body is the client's: its
+/// unknown fields are not to grow the record without bound).
+const MAX_WARNINGS: usize = 16;
+
+/// Fields dropped in translation: one warning per kind of field, naming where
+/// it first appeared and how often it did.
+#[derive(Default)]
+pub(super) struct Warnings {
+    /// (kind, first path, how many)
+    seen: Vec<(Cow<'static, str>, String, usize)>,
+    /// kinds beyond [`MAX_WARNINGS`]
+    more: usize,
+}
+
+impl Warnings {
+    /// `path` (whose last part is `kind`) was dropped.
+    pub fn dropped(&mut self, kind: impl Into<Cow<'static, str>>, path: impl FnOnce() -> String) {
+        let kind = kind.into();
+        if let Some(w) = self.seen.iter_mut().find(|w| w.0 == kind) {
+            w.2 += 1;
+        } else if self.seen.len() < MAX_WARNINGS {
+            self.seen.push((kind, path(), 1));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// A field changed or dropped for a reason of its own (`message` names it).
+    pub fn said(&mut self, kind: &'static str, message: impl FnOnce() -> String) {
+        if !self.seen.iter().any(|w| w.0 == kind) && self.seen.len() < MAX_WARNINGS {
+            self.seen.push((Cow::Borrowed(kind), message(), 0));
+        }
+    }
+
+    pub fn into_strings(self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .seen
+            .into_iter()
+            .map(|(_, path, n)| match n {
+                0 => path,
+                1 => format!("{path}: dropped (no counterpart upstream)"),
+                n => format!(
+                    "{path}: dropped (no counterpart upstream), and {} more like it",
+                    n - 1
+                ),
+            })
+            .collect();
+        if self.more > 0 {
+            out.push(format!("{} more fields dropped", self.more));
+        }
+        out
+    }
+}
+
+/// A Refused for a value that is not of the shape the field takes.
+pub(super) fn bad(field: impl Into<String>, e: &serde_json::Error) -> super::Refused {
+    let msg = e.to_string();
+    // serde's message names the expected shape; its position is in the field's
+    // own text, not the body's, so it is cut
+    let msg = msg.split(" at line ").next().unwrap_or("invalid value");
+    super::Refused::new(field, msg.to_string())
+}
+
+/// Parses one field's raw value as `T`, refusing the request naming `field`.
+pub(super) fn parse<'a, T: Deserialize<'a>>(
+    field: &str,
+    v: &'a RawValue,
+) -> Result<T, super::Refused> {
+    serde_json::from_str(v.get()).map_err(|e| bad(field, &e))
+}
+
+/// A JSON string or an array of them (`stop`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+}
+
+impl<'a> OneOrMany<'a> {
+    pub fn into_vec(self) -> Vec<Cow<'a, str>> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Unix seconds now (`created` of OpenAI answers).
+pub(super) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// Parses one field's raw value as a string, borrowed when it has no escapes.
+pub(super) fn string<'a>(field: &str, v: &'a RawValue) -> Result<Cow<'a, str>, super::Refused> {
+    parse::<Str<'a>>(field, v).map(|s| s.0)
+}

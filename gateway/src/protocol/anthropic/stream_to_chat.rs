@@ -1,0 +1,251 @@
+//! An Anthropic stream rebuilt as OpenAI `chat.completion.chunk` events, event
+//! by event: every chunk carries the message's id; text, thinking
+//! (`reasoning_content`) and tool input arrive as deltas, the stop reason as
+//! `finish_reason`, and after `message_stop` the usage chunk (when the client
+//! asked for it) and `data: [DONE]`.
+
+use super::super::Read;
+use super::error::{OpenAiDetail, OpenAiError};
+use super::fields::now_secs;
+use super::read::{finish_reason, nonempty, note_event, text, EventIn};
+use super::write::{data as write_data, openai_usage, TextOut};
+use bytes::BytesMut;
+use serde::Serialize;
+use shared::wire::openai::Usage as OpenAiUsage;
+
+/// Most tool calls one answer is followed through (more get no deltas).
+const MAX_TOOL_CALLS: usize = 1024;
+
+/// Anthropic events -> OpenAI chunks, for one stream.
+pub struct MessagesToChat {
+    include_usage: bool,
+    id: String,
+    model: String,
+    created: u64,
+    /// (Anthropic content block index, OpenAI tool call index) of tool_use blocks
+    tools: Vec<(usize, u32)>,
+    /// a stop reason arrived: the answer is complete
+    stopped: bool,
+    /// the usage chunk and `[DONE]` are written
+    finished: bool,
+}
+
+impl MessagesToChat {
+    /// `include_usage`: the client asked for the usage chunk
+    /// (`stream_options.include_usage`).
+    pub fn new(include_usage: bool) -> Self {
+        MessagesToChat {
+            include_usage,
+            id: String::new(),
+            model: String::new(),
+            created: now_secs(),
+            tools: Vec::new(),
+            stopped: false,
+            finished: false,
+        }
+    }
+
+    /// Translates the data of one Anthropic SSE event, reading it into `read`.
+    pub fn event(&mut self, data: &[u8], read: &mut Read, out: &mut BytesMut) {
+        let Ok(e) = serde_json::from_slice::<EventIn<'_>>(data) else {
+            return;
+        };
+        note_event(read, &e);
+        let mut delta = Delta::default();
+        let mut finish = None;
+        match e.kind.as_ref() {
+            "message_start" => {
+                if let Some(m) = &e.message {
+                    self.id = m.id.as_deref().unwrap_or_default().to_string();
+                    self.model = m.model.as_deref().unwrap_or_default().to_string();
+                }
+                delta.role = Some("assistant");
+                delta.content = Some(TextOut::Static(""));
+            }
+            "content_block_start" => {
+                let (Some(b), Some(index)) = (&e.content_block, e.index) else {
+                    return;
+                };
+                match b.kind.as_ref() {
+                    "text" => delta.content = nonempty(b.text).map(TextOut::Raw),
+                    "thinking" => delta.reasoning_content = nonempty(b.thinking).map(TextOut::Raw),
+                    "tool_use" if self.tools.len() < MAX_TOOL_CALLS => {
+                        let k = self.tools.len() as u32;
+                        self.tools.push((index, k));
+                        delta.tool_calls = Some([ToolDelta {
+                            index: k,
+                            id: b.id.as_deref(),
+                            kind: Some("function"),
+                            function: FunctionDelta {
+                                name: b.name.as_deref(),
+                                arguments: TextOut::Static(""),
+                            },
+                        }]);
+                    }
+                    _ => return,
+                }
+            }
+            "content_block_delta" => {
+                let Some(d) = &e.delta else { return };
+                match d.kind.as_deref() {
+                    Some("text_delta") => delta.content = text(d.text).map(TextOut::Raw),
+                    Some("thinking_delta") => {
+                        delta.reasoning_content = text(d.thinking).map(TextOut::Raw)
+                    }
+                    Some("input_json_delta") => {
+                        let (Some(k), Some(args)) = (self.tool(e.index), text(d.partial_json))
+                        else {
+                            return;
+                        };
+                        delta.tool_calls = Some([ToolDelta {
+                            index: k,
+                            id: None,
+                            kind: None,
+                            function: FunctionDelta {
+                                name: None,
+                                arguments: TextOut::Raw(args),
+                            },
+                        }]);
+                    }
+                    _ => return,
+                }
+            }
+            "message_delta" => {
+                let Some(s) = e.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) else {
+                    return;
+                };
+                finish = Some(finish_reason(s));
+                self.stopped = true;
+            }
+            "message_stop" => return self.finish(read, out),
+            "error" => {
+                let err = e.error.as_ref();
+                let kind = err.and_then(|e| e.kind.as_deref()).unwrap_or("api_error");
+                let message = err.and_then(|e| e.message.as_deref()).unwrap_or_default();
+                return write_data(
+                    out,
+                    &OpenAiError {
+                        error: OpenAiDetail {
+                            message,
+                            kind,
+                            code: None,
+                        },
+                    },
+                );
+            }
+            _ => return,
+        }
+        if delta.is_empty() && finish.is_none() {
+            return;
+        }
+        write_data(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &[Choice {
+                    index: 0,
+                    delta,
+                    finish_reason: finish,
+                }],
+                usage: None,
+            },
+        );
+    }
+
+    /// The upstream stream ended (also when cut): when the answer was complete
+    /// (a stop reason came) but `message_stop` did not, the usage chunk and
+    /// `[DONE]` still owed; a cut answer is left cut.
+    pub fn end(&mut self, read: &mut Read, out: &mut BytesMut) {
+        if self.stopped {
+            self.finish(read, out);
+        }
+    }
+
+    fn finish(&mut self, read: &Read, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if self.include_usage {
+            if let Some(u) = &read.usage {
+                write_data(
+                    out,
+                    &Chunk {
+                        id: &self.id,
+                        object: "chat.completion.chunk",
+                        created: self.created,
+                        model: &self.model,
+                        choices: &[],
+                        usage: Some(openai_usage(u)),
+                    },
+                );
+            }
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    /// The OpenAI tool call index of Anthropic content block `index`.
+    fn tool(&self, index: Option<usize>) -> Option<u32> {
+        let index = index?;
+        self.tools.iter().find(|t| t.0 == index).map(|t| t.1)
+    }
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [Choice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<TextOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<TextOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolDelta<'a>; 1]>,
+}
+
+impl Delta<'_> {
+    fn is_empty(&self) -> bool {
+        self.role.is_none()
+            && self.content.is_none()
+            && self.reasoning_content.is_none()
+            && self.tool_calls.is_none()
+    }
+}
+
+#[derive(Serialize)]
+struct ToolDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: TextOut<'a>,
+}

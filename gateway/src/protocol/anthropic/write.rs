@@ -1,0 +1,64 @@
+//! What the translations write: SSE events straight into the output buffer,
+//! and the usage objects of both dialects from the normalised figures.
+
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shared::usage::Usage;
+use shared::wire::openai::{PromptDetails, Usage as OpenAiUsage};
+
+/// Appends `data: <json>\n\n` (an OpenAI stream event).
+pub(super) fn data(out: &mut BytesMut, v: &impl Serialize) {
+    out.put_slice(b"data: ");
+    // Writing into a BytesMut cannot fail; a value that does not serialize
+    // (none here) would leave a truncated event rather than a panic.
+    let _ = serde_json::to_writer(out.writer(), v);
+    out.put_slice(b"\n\n");
+}
+
+/// Appends `event: <name>\ndata: <json>\n\n` (an Anthropic stream event).
+pub(super) fn event(out: &mut BytesMut, name: &str, v: &impl Serialize) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\n");
+    data(out, v);
+}
+
+/// Normalised usage as OpenAI's `usage` (cache reads in
+/// `prompt_tokens_details.cached_tokens`; cache writes only in `prompt_tokens`).
+pub(super) fn openai_usage(u: &Usage) -> OpenAiUsage {
+    OpenAiUsage {
+        prompt_tokens: Some(u.prompt_tokens),
+        completion_tokens: Some(u.completion_tokens),
+        total_tokens: Some(u.total_tokens),
+        prompt_tokens_details: Some(PromptDetails {
+            cached_tokens: Some(u.cached_tokens),
+        }),
+        ..OpenAiUsage::default()
+    }
+}
+
+/// A text that is a raw JSON string from the upstream, or one made here.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum TextOut<'a> {
+    Raw(&'a RawValue),
+    Owned(String),
+    Static(&'static str),
+}
+
+impl<'a> TextOut<'a> {
+    /// The raw JSON strings `parts` as one text: the one part as it came, more
+    /// of them decoded and joined.
+    pub fn join(parts: &[&'a RawValue]) -> Option<TextOut<'a>> {
+        match parts {
+            [] => None,
+            [one] => Some(TextOut::Raw(one)),
+            more => Some(TextOut::Owned(
+                more.iter()
+                    .filter_map(|p| serde_json::from_str::<String>(p.get()).ok())
+                    .collect(),
+            )),
+        }
+    }
+}
