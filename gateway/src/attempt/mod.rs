@@ -10,6 +10,7 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::health::{Cell, Health, InFlight, StreamWatch, View};
+use crate::protocol::anthropic::RequestOpts;
 use crate::protocol::{Inbound, Seam, Upstream};
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Refusal};
@@ -231,7 +232,12 @@ impl Call<'_> {
             )),
             _ => {
                 let c = self.client;
-                let up = seam.request(c, self.bytes, &upstream_model, &prov.options, add_usage)?;
+                let opts = RequestOpts {
+                    model: &upstream_model,
+                    default_max_tokens: prov.default_max_tokens,
+                    options: &prov.options,
+                };
+                let up = seam.request(c, self.bytes, &opts, add_usage)?;
                 ctx.answer().warning = (!up.warnings.is_empty())
                     .then(|| format!("dropped {}", up.warnings.join(", ")));
                 let mut req = self.upstream_request(prov, seam, up, &upstream_model, ctx)?;

@@ -13,18 +13,20 @@
 //! are a dialect, or Anthropic's Messages API), a request changes only where
 //! the model map, the provider's options or the usage chunk ask for it, and
 //! answers and events pass to the client as the bytes the upstream sent (the
-//! usage chunk the client did not ask for aside).
+//! usage chunk the client did not ask for aside). Where they differ (OpenAI
+//! chat <-> Anthropic Messages, `anthropic/`), the request is translated, the
+//! stream translated event by event ([`Events`]), a JSON answer and an error
+//! body translated whole, all read into the same [`Read`].
 
 pub mod anthropic;
 pub mod openai;
+mod seam;
+
+pub use seam::Seam;
 
 use crate::endpoint::Endpoint;
-use crate::error::GatewayError;
-use crate::request_body::ClientBody;
-use crate::telemetry::attributes::Collected;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::value::RawValue;
 use shared::usage::Usage;
 
 /// The API a client calls.
@@ -134,13 +136,6 @@ pub struct Read {
     pub done: bool,
 }
 
-/// One client API and one provider dialect, and what goes between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seam {
-    pub inbound: Inbound,
-    pub dialect: Dialect,
-}
-
 /// A stream in another API, translated event by event into the client's.
 pub trait Events: Send {
     /// One upstream event's data (its `data:` lines joined): read into `read`,
@@ -156,124 +151,4 @@ pub struct Upstream {
     pub endpoint: Endpoint,
     /// fields of the client's request that had no counterpart upstream
     pub warnings: Vec<String>,
-}
-
-impl Seam {
-    /// The gateway answers itself: Anthropic's token count on a provider of
-    /// another API (an estimate, as the built-in mock gives).
-    pub fn answered_here(self) -> bool {
-        matches!(
-            (self.inbound, self.dialect),
-            (
-                Inbound::Anthropic(Endpoint::CountTokens),
-                Dialect::OpenAi | Dialect::Azure
-            )
-        )
-    }
-
-    /// Client and provider speak the same API: no translation.
-    pub fn same_api(self) -> bool {
-        matches!(
-            (self.inbound, self.dialect),
-            (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure)
-                | (Inbound::Anthropic(_), Dialect::Anthropic)
-        )
-    }
-
-    /// The client's body as the upstream takes it: `model` set, the provider's
-    /// `options` over the client's fields, and `stream_options.include_usage`
-    /// added when `add_usage` (the same bytes when nothing changes); a request
-    /// the provider's API cannot serve is a 400 naming what it lacks.
-    pub fn request(
-        self,
-        client: &ClientBody<'_>,
-        raw: &Bytes,
-        model: &str,
-        options: &[(String, Box<RawValue>)],
-        add_usage: bool,
-    ) -> Result<Upstream, GatewayError> {
-        let same = |endpoint, add_usage| Upstream {
-            body: client.rewrite(raw, Some(model), options, add_usage),
-            endpoint,
-            warnings: Vec::new(),
-        };
-        match (self.inbound, self.dialect) {
-            (Inbound::OpenAi(e), Dialect::OpenAi | Dialect::Azure) => Ok(same(e, add_usage)),
-            (Inbound::Anthropic(e), Dialect::Anthropic) => Ok(same(e, false)),
-            (inbound, dialect) => Err(unserved(inbound, dialect)),
-        }
-    }
-
-    /// Reads a whole JSON answer (which the client gets as it came).
-    pub fn answer(self, read: &mut Read, body: &[u8]) {
-        if let (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure) = (self.inbound, self.dialect)
-        {
-            openai::answer(read, body);
-        }
-    }
-
-    /// Reads the data of one SSE event (`capture`: the route's attributes that
-    /// read stream events); true when the client does not get the event (the
-    /// usage-only chunk, when `strip_usage`).
-    pub fn event(
-        self,
-        read: &mut Read,
-        data: &[u8],
-        capture: Option<&mut Collected>,
-        strip_usage: bool,
-    ) -> bool {
-        match (self.inbound, self.dialect) {
-            (Inbound::OpenAi(_), Dialect::OpenAi | Dialect::Azure) => {
-                openai::event(read, data, capture) && strip_usage
-            }
-            _ => false,
-        }
-    }
-}
-
-impl Seam {
-    /// The error shape of the client's API.
-    pub fn client_shape(self) -> crate::error::Shape {
-        match self.inbound {
-            Inbound::OpenAi(_) => crate::error::Shape::OpenAi,
-            Inbound::Anthropic(_) => crate::error::Shape::Anthropic,
-        }
-    }
-
-    /// The translator of this seam's streams (None: the client gets the
-    /// upstream's events; `include_usage`: an OpenAI client asked for the usage
-    /// chunk).
-    pub fn events(self, include_usage: bool) -> Option<Box<dyn Events>> {
-        // (no translating pair yet: the Anthropic translation comes next)
-        let _ = include_usage;
-        None
-    }
-
-    /// A whole JSON answer in the client's API, read into `read` (None: the
-    /// client gets the upstream's bytes, read by [`Seam::answer`]).
-    pub fn translate_answer(self, read: &mut Read, body: &[u8]) -> Option<Bytes> {
-        let _ = (read, body);
-        None
-    }
-
-    /// An upstream error body in the client's API's shape.
-    pub fn error(self, body: Bytes, status: u16) -> Bytes {
-        let _ = status;
-        body
-    }
-}
-
-/// The 400 for a request the provider's API has no counterpart of.
-fn unserved(inbound: Inbound, dialect: Dialect) -> GatewayError {
-    let (api, endpoint) = match inbound {
-        Inbound::OpenAi(e) => ("OpenAI", e),
-        Inbound::Anthropic(e) => ("Anthropic", e),
-    };
-    GatewayError::bad_request(
-        "unsupported_endpoint",
-        format!(
-            "the {api} endpoint {} cannot be served by this route's {dialect:?} provider",
-            endpoint.suffix()
-        ),
-    )
 }
