@@ -258,6 +258,66 @@ def check_error_missing_model(client: OpenAI) -> str:
     raise CheckFailed("request without a model succeeded, want 400 missing_model")
 
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Looks something up.",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        },
+    }
+]
+
+
+def check_tool_calls(client: OpenAI) -> str:
+    resp = client.chat.completions.create(
+        model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS, tool_choice="required"
+    )
+    choice = resp.choices[0]
+    check(choice.finish_reason == "tool_calls", f"finish_reason {choice.finish_reason!r}")
+    calls = choice.message.tool_calls or []
+    check(len(calls) == 1, f"tool_calls: {dump(resp)}")
+    check(calls[0].function.name == "lookup", f"tool name {calls[0].function.name!r}")
+    args = json.loads(calls[0].function.arguments)
+    check(isinstance(args, dict), f"arguments {calls[0].function.arguments!r}")
+    # the tool's result goes back as a `tool` message, answered with text
+    follow = client.chat.completions.create(
+        model=CHAT_MODEL,
+        tools=TOOLS,
+        messages=MESSAGES
+        + [
+            {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "found it"},
+        ],
+    )
+    check((follow.choices[0].message.content or "").strip() != "", f"no answer: {dump(follow)}")
+    return f"{calls[0].function.name}({calls[0].function.arguments}), then {follow.choices[0].finish_reason}"
+
+
+def check_tool_calls_streaming(client: OpenAI) -> str:
+    stream = client.chat.completions.create(
+        model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS, tool_choice="required", stream=True
+    )
+    name, args, finish = "", "", None
+    for chunk in stream:
+        for choice in chunk.choices:
+            for tc in choice.delta.tool_calls or []:
+                name += (tc.function.name or "") if tc.function else ""
+                args += (tc.function.arguments or "") if tc.function else ""
+            finish = choice.finish_reason or finish
+    check(name == "lookup", f"streamed tool name {name!r}")
+    check(isinstance(json.loads(args), dict), f"streamed arguments {args!r}")
+    check(finish == "tool_calls", f"finish_reason {finish!r}")
+    return f"{name}({args})"
+
+
+# (only with --tools: the OpenAI mock answers no tool calls)
+TOOL_CHECKS: List[Tuple[str, Callable[[OpenAI], str]]] = [
+    ("tool calls", check_tool_calls),
+    ("tool calls (streaming)", check_tool_calls_streaming),
+]
+
 CHECKS: List[Tuple[str, Callable[[OpenAI], str]]] = [
     ("chat completion (non-streaming)", check_chat_non_streaming),
     ("chat completion (streaming)", check_chat_streaming),
@@ -275,6 +335,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--api-key", default="anything")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     parser.add_argument("--only", action="append", default=[], help="run only checks whose name contains this")
+    parser.add_argument("--tools", action="store_true", help="also the tool-call checks")
     args = parser.parse_args(argv)
 
     client = OpenAI(
@@ -285,7 +346,8 @@ def main(argv: List[str]) -> int:
     )
     print(f"e2e_openai: openai {openai.__version__} against {args.base_url}", flush=True)
 
-    selected = [(n, f) for n, f in CHECKS if not args.only or any(o in n for o in args.only)]
+    checks = CHECKS + (TOOL_CHECKS if args.tools else [])
+    selected = [(n, f) for n, f in checks if not args.only or any(o in n for o in args.only)]
     failed: List[str] = []
     for name, fn in selected:
         try:

@@ -9,6 +9,7 @@
 
 use gateway_tests::config::{Config, Consumer, Provider, Quota, Route, Tenant};
 use gateway_tests::harness::Gateway;
+use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::python::{python, PyScript};
 use std::time::Duration;
 
@@ -92,4 +93,51 @@ async fn anthropic_sdk_against_builtin_mock_provider() {
         assert_eq!(l.ai_log.consumer.as_deref(), Some("dev"));
         assert_eq!(l.ai_log.tenant.as_deref(), Some("acme"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_sdk_through_an_anthropic_provider() {
+    python();
+    let mock = MockUpstream::start_default();
+    let provider = Provider::new("claude", "anthropic")
+        .base_url(&mock.base_url())
+        .token("sk-ant-upstream");
+    let gw = Gateway::start(&keyed_config(provider, "claude").yaml()).await;
+    assert_script_passes(&gw, "an anthropic provider (Anthropic mock upstream)").await;
+    // the upstream got the provider's key and version, never the consumer's key
+    let reqs = mock.requests();
+    let messages: Vec<_> = reqs.iter().filter(|r| r.path() == "/v1/messages").collect();
+    assert!(messages.len() >= 4, "{} messages upstream", messages.len());
+    for r in &messages {
+        assert_eq!(r.header("x-api-key"), Some("sk-ant-upstream"));
+        assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "the consumer's Bearer key went upstream"
+        );
+    }
+    assert!(
+        reqs.iter().any(|r| r.path() == "/v1/messages/count_tokens"),
+        "count_tokens was not passed to the Anthropic upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_sdk_through_an_openai_compatible_provider() {
+    python();
+    let mock = MockUpstream::start_default();
+    let provider = Provider::openai("vllm", &mock.base_url()).token("sk-upstream");
+    let gw = Gateway::start(&keyed_config(provider, "vllm").yaml()).await;
+    assert_script_passes(&gw, "an openai-compatible provider (translated)").await;
+    let reqs = mock.requests();
+    let chats: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path() == "/v1/chat/completions")
+        .collect();
+    assert!(chats.len() >= 4, "{} chat requests upstream", chats.len());
+    assert!(
+        !reqs.iter().any(|r| r.path().contains("messages")),
+        "a Messages request reached the OpenAI-compatible upstream"
+    );
 }

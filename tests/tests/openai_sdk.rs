@@ -27,13 +27,12 @@ fn sdk_route(provider: &str) -> Route {
         .upstream(provider)
 }
 
-/// Runs the e2e script against `base_url`; returns (exit status, stdout, stderr).
-/// The process is killed after [`SCRIPT_TIMEOUT`].
-async fn run_script(base_url: &str) -> (Option<ExitStatus>, String, String) {
-    let mut p = PyScript::spawn(
-        "e2e_openai.py",
-        &["--base-url", base_url, "--api-key", "anything"],
-    );
+/// Runs the e2e script against `base_url` (with `extra` arguments); returns
+/// (exit status, stdout, stderr). The process is killed after [`SCRIPT_TIMEOUT`].
+async fn run_script(base_url: &str, extra: &[&str]) -> (Option<ExitStatus>, String, String) {
+    let mut args = vec!["--base-url", base_url, "--api-key", "anything"];
+    args.extend_from_slice(extra);
+    let mut p = PyScript::spawn("e2e_openai.py", &args);
     let status = p.wait(SCRIPT_TIMEOUT).await;
     (status, p.stdout(), p.stderr())
 }
@@ -41,8 +40,13 @@ async fn run_script(base_url: &str) -> (Option<ExitStatus>, String, String) {
 /// Runs the script against `gw` and fails the test (with the script's output and
 /// the gateway's stderr) unless it exits 0.
 async fn assert_script_passes(gw: &Gateway, what: &str) {
+    assert_checks_pass(gw, what, &[]).await;
+}
+
+/// [`assert_script_passes`] with the script's `extra` arguments (e.g. `--only`).
+async fn assert_checks_pass(gw: &Gateway, what: &str, extra: &[&str]) {
     let base_url = format!("{}/v1", gw.url());
-    let (status, stdout, stderr) = run_script(&base_url).await;
+    let (status, stdout, stderr) = run_script(&base_url, extra).await;
     let ok = status.is_some_and(|s| s.success());
     if !ok {
         let status = match status {
@@ -119,4 +123,42 @@ async fn openai_sdk_against_builtin_mock_provider() {
         .yaml();
     let gw = Gateway::start(&config).await;
     assert_script_passes(&gw, "the built-in mock provider").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_through_an_anthropic_provider() {
+    python();
+    let mock = MockUpstream::start_default();
+    let config = Config::new()
+        .provider(
+            Provider::new("claude", "anthropic")
+                .base_url(&mock.base_url())
+                .token("sk-ant"),
+        )
+        .route(Route::new("chat", "/v1").model("gpt-*").upstream("claude"))
+        .access_log()
+        .yaml();
+    let gw = Gateway::start(&config).await;
+    // chat, streams with and without include_usage, tool calls both ways, the
+    // error shapes (no embeddings or model list: Anthropic has none)
+    let only = [
+        "--tools", "--only", "chat", "--only", "tool", "--only", "error",
+    ];
+    assert_checks_pass(&gw, "an anthropic provider (translated)", &only).await;
+    let reqs = mock.requests();
+    assert!(
+        reqs.iter().filter(|r| r.path() == "/v1/messages").count() >= 5,
+        "the Anthropic upstream got too few Messages requests"
+    );
+    // what the client was told is what the mock counted
+    let lines = gw.wait_for_log_lines(8, Duration::from_secs(10)).await;
+    let chat = lines
+        .iter()
+        .find(|l| l.response_code == 200 && l.ai_log.response_type == "normal")
+        .expect("a chat answer in the access log");
+    assert!(
+        !chat.ai_log.usage_estimated,
+        "usage of a translated answer was estimated"
+    );
+    assert!(chat.ai_log.input_token > 0 && chat.ai_log.output_token > 0);
 }
