@@ -9,6 +9,11 @@
 #   bash benches/run-ab.sh auth        # route auth on a Redis state backend; target (issue 3) >= 0.95x
 #   bash benches/run-ab.sh telemetry   # OTLP traces + logs at sampling 1.0 to a real collector
 #                                      # (rotel, on the load core); target (issue 6) >= 0.9x
+#   bash benches/run-ab.sh translate   # OpenAI chat to an Anthropic provider (translated both
+#                                      # ways) against OpenAI to OpenAI; target (issue 20) >= 0.85x,
+#                                      # and (AB_CONNECTIONS=1) p99 at most 150 µs more
+#   bash benches/run-ab.sh anthropic   # Anthropic Messages to an Anthropic provider (pass-through)
+#                                      # against OpenAI to OpenAI; target (issue 20) >= 0.95x
 #   bash benches/run-ab.sh aa          # the plain gateway against itself: what the rig reads
 #                                      # when there is nothing to measure (expect 1.00x)
 #   AB_BASE_REF=<git ref> bash benches/run-ab.sh build
@@ -39,9 +44,11 @@ VARIANT="${1:-}"
 case "$VARIANT" in
   auth) TARGET=0.95 ;;
   telemetry) TARGET=0.9 ;;
+  translate) TARGET=0.85 ;;
+  anthropic) TARGET=0.95 ;;
   aa) TARGET=0.97 ;;
   build) TARGET=0.98 ;;
-  *) echo "usage: bash benches/run-ab.sh auth|telemetry|aa|build" >&2; exit 2 ;;
+  *) echo "usage: bash benches/run-ab.sh auth|telemetry|translate|anthropic|aa|build" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release"
@@ -140,6 +147,9 @@ cap_cpu() {
   echo "$1" >"$CG_ROOT/ab-$2-$$/cgroup.procs"
 }
 
+# the Messages request of the anthropic variant's B side (the loadgen's default
+# chat request, in Anthropic's shape)
+printf '%s' '{"model":"gpt-4o-mini","max_tokens":32,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}' >"$WORK/messages.json"
 "${LOAD[@]}" "$BIN/mock-upstream" --listen 127.0.0.1:0 --stream-chunks 16 >"$WORK/mock.out" 2>"$WORK/mock.err" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
@@ -174,6 +184,9 @@ fi
 # until it is ready; its data-plane port, admin port and pid in $WORK/NAME.{port,admin,pid}
 start_gateway() {
   local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a pid bin="$BIN/gateway"
+  local ptype=openai-compatible
+  # (translate, anthropic: the B side's provider speaks Anthropic's Messages API)
+  [[ "$name" != plain && ( "$VARIANT" == translate || "$VARIANT" == anthropic ) ]] && ptype=anthropic
   [[ "$name" == plain ]] && bin="$A_BIN"
   # (build with AB_WITH: both sides get the same features)
   if [[ -n "$WITH" ]]; then route_extra="$W_ROUTE"; top_extra="$W_TOP"; fi
@@ -184,7 +197,7 @@ start_gateway() {
 server: { listen: "127.0.0.1:$p", admin_listen: "127.0.0.1:$a", shutdown_delay_ms: 0 }
 providers:
   - id: mock
-    type: openai-compatible
+    type: $ptype
     base_url: http://$MOCK/v1
     api_tokens: ["sk-upstream"]
 routes:
@@ -232,6 +245,14 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
     TITLE="Telemetry overhead"
     SETUP="Plain gateway vs the same with OTLP traces (SERVER + CLIENT span per request) and one log record per request at sampling_ratio 1.0, over $PROTO to a real collector (rotel $("$ROTEL" --version 2>/dev/null | awk '{print $2}'), blackhole exporter), $RIG, load generators, mock (16-event streams) and the collector on core 1"
     ;;
+  translate)
+    TITLE="OpenAI chat translated to Anthropic's Messages API"
+    SETUP="OpenAI chat requests to an openai-compatible provider (plain) against the same requests to an anthropic provider (translate: request, answer and stream translated), the tests' mock upstream answering each in its API, $RIG, load generators and mock (16-event streams) on core 1"
+    ;;
+  anthropic)
+    TITLE="Anthropic Messages passed through"
+    SETUP="OpenAI chat requests to an openai-compatible provider (plain) against Anthropic Messages requests to an anthropic provider (anthropic: pass-through), the tests' mock upstream answering each in its API, $RIG, load generators and mock (16-event streams) on core 1"
+    ;;
   aa)
     TITLE="The A/B rig against itself"
     SETUP="The plain gateway against a second plain gateway, $RIG, load generators and mock (16-event streams) on core 1"
@@ -259,7 +280,12 @@ run_pair() {
   local name pids=() c0 p0 t0 c1 p1 t1
   c0="$(core_ticks)"; p0="$(pid_ticks "${COLLECTOR_PID:-}")"; t0="$(date +%s.%N)"
   for name in "${ORDER[@]}"; do
-    local args=(--url "http://127.0.0.1:$(cat "$WORK/$name.port")/v1/chat/completions" --connections "$CONNS"
+    local path=/v1/chat/completions extra=()
+    if [[ "$VARIANT" == anthropic && "$name" != plain ]]; then
+      path=/v1/messages
+      extra=(--body-file "$WORK/messages.json" --header "anthropic-version: 2023-06-01")
+    fi
+    local args=(--url "http://127.0.0.1:$(cat "$WORK/$name.port")$path" --connections "$CONNS" "${extra[@]}"
       --duration-s "$DUR" --warmup-s 1 --header "Authorization: Bearer $API_KEY"
       --cpu-pid "$(cat "$WORK/$name.pid")" --clk-tck "$HZ")
     [[ "$1" == stream ]] && args+=(--stream)
@@ -275,7 +301,8 @@ assert a["errors"] == 0 and b["errors"] == 0, (a, b)
 hz, c, p, wall = (float(x) for x in sys.argv[3:7])
 cpu = lambda d: round(d["sut_cpu_pct"] * 10000 / d["rps"], 1)
 print(round(a["rps"]), cpu(a), round(b["rps"]), cpu(b), round(c / hz / wall * 100),
-      round(p / hz / wall / b["rps"] * 1e6, 1), round(a["sut_cpu_pct"]), round(b["sut_cpu_pct"]))
+      round(p / hz / wall / b["rps"] * 1e6, 1), round(a["sut_cpu_pct"]), round(b["sut_cpu_pct"]),
+      a["latency_us"]["p99"], b["latency_us"]["p99"])
 ' "$WORK/plain.json" "$WORK/$B_NAME.json" "$HZ" "$((c1 - c0))" "$((p1 - p0))" "$(python3 -c "print($t1 - $t0)")"
 }
 
@@ -308,9 +335,9 @@ for r in $(seq 1 "$ROUNDS"); do
     done
   fi
   for mode in json stream; do
-    read -r P PC A AC BUSY K PU AU <<<"$(run_pair "$mode")"
-    log "round $r $mode: plain $P rps ($PC µs CPU/req), $B_NAME $A rps ($AC µs CPU/req), ratio $(python3 -c "print(f'{$A/$P:.3f}')")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$mode" "$P" "$PC" "$A" "$AC" "$BUSY" "$K" "$PU" "$AU" >>"$ROWS"
+    read -r P PC A AC BUSY K PU AU P99 A99 <<<"$(run_pair "$mode")"
+    log "round $r $mode: plain $P rps ($PC µs CPU/req, p99 $P99 µs), $B_NAME $A rps ($AC µs CPU/req, p99 $A99 µs), ratio $(python3 -c "print(f'{$A/$P:.3f}')")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$mode" "$P" "$PC" "$A" "$AC" "$BUSY" "$K" "$PU" "$AU" "$P99" "$A99" >>"$ROWS"
   done
   if [[ "$VARIANT" == telemetry ]]; then
     # what the collector was sent: every request's spans and log record, none lost
@@ -331,21 +358,22 @@ print(f"# {title}, concurrent A/B\n")
 print(f"{setup}; {conns} connections per gateway, {dur} s per run, {rounds} rounds; "
       f"both gateways loaded at the same time, both started afresh each round. git {git}, {when}.\n")
 print(f"| round | mode | plain rps | {b} rps | {b} / plain | plain CPU µs/req | {b} CPU µs/req "
-      f"| plain / {b} CPU used | load core busy |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+      f"| plain / {b} CPU used | load core busy | p99 µs plain / {b} |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 by_mode = collections.defaultdict(list)
-for r, mode, p, pc, a, ac, busy, k, pu, au in rows:
+for r, mode, p, pc, a, ac, busy, k, pu, au, p99, a99 in rows:
     ratio = float(a) / float(p)
-    by_mode[mode].append((ratio, float(pc) / float(ac), float(k), float(busy)))
-    print(f"| {r} | {mode} | {p} | {a} | {ratio:.3f}x | {pc} | {ac} | {pu}% / {au}% | {busy}% |")
+    by_mode[mode].append((ratio, float(pc) / float(ac), float(k), float(busy), float(a99) - float(p99)))
+    print(f"| {r} | {mode} | {p} | {a} | {ratio:.3f}x | {pc} | {ac} | {pu}% / {au}% | {busy}% | {p99} / {a99} |")
 notes = []
 for mode, v in by_mode.items():
     med = statistics.median(x[0] for x in v)
     lo, hi = min(x[0] for x in v), max(x[0] for x in v)
     cpu = statistics.median(x[1] for x in v)
     verdict = "met" if med >= target else "NOT met"
+    added = statistics.median(x[4] for x in v)
     print(f"| | **{mode} median** | | | **{med:.3f}x** ({verdict} ≥ {target}x; rounds {lo:.3f}–{hi:.3f}) "
-          f"| CPU per request plain / {b}: **{cpu:.3f}x** | | | |")
+          f"| CPU per request plain / {b}: **{cpu:.3f}x** | | | | p99 {b} − plain: **{added:+.0f} µs** |")
     busy = statistics.median(x[3] for x in v)
     if variant == "telemetry":
         k = statistics.median(x[2] for x in v)
