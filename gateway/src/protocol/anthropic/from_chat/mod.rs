@@ -13,7 +13,9 @@
 //! | `reasoning_effort` | `thinking.budget_tokens` ([`thinking_budget`]) |
 //! | `user` | `metadata.user_id` |
 
-use super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
+use super::fields::{
+    bad, parse, parse_at, string, string_at, with_options, Fields, OneOrMany, Warnings,
+};
 use super::{Refused, RequestOpts, Translated};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -169,10 +171,12 @@ fn turns<'a>(
                 continue;
             }
             match k.as_ref() {
-                "role" => role = Some(string(&at("role"), v)?),
+                "role" => role = Some(string_at(v, || at("role"))?),
                 "content" => content = Some(v),
-                "tool_calls" => calls = Some(parse::<Vec<ToolCall<'_>>>(&at("tool_calls"), v)?),
-                "tool_call_id" => call_id = Some(string(&at("tool_call_id"), v)?),
+                "tool_calls" => {
+                    calls = Some(parse_at::<Vec<ToolCall<'_>>>(v, || at("tool_calls"))?)
+                }
+                "tool_call_id" => call_id = Some(string_at(v, || at("tool_call_id"))?),
                 "refusal" if v.get() == "\"\"" => {}
                 other => w.dropped(format!("messages.{other}"), || at(other)),
             }
@@ -188,7 +192,7 @@ fn turns<'a>(
                 }
                 if let Some(c) = content {
                     let mut parts = Vec::new();
-                    blocks_of(&at("content"), c, &mut parts, w)?;
+                    blocks_of(&|| at("content"), c, &mut parts, w)?;
                     for (j, b) in parts.into_iter().enumerate() {
                         match b {
                             Block::Text { text } => out.system.push(Text { kind: "text", text }),
@@ -205,7 +209,7 @@ fn turns<'a>(
             }
             "user" | "assistant" => {
                 if let Some(c) = content {
-                    blocks_of(&at("content"), c, &mut blocks, w)?;
+                    blocks_of(&|| at("content"), c, &mut blocks, w)?;
                 }
                 for (j, c) in calls.into_iter().flatten().enumerate() {
                     blocks.push(tool_use(c, || format!("messages[{i}].tool_calls[{j}]"))?);
@@ -215,7 +219,7 @@ fn turns<'a>(
                 let id = call_id.ok_or_else(|| Refused::new(at("tool_call_id"), "required"))?;
                 let mut inner = Vec::new();
                 if let Some(c) = content {
-                    blocks_of(&at("content"), c, &mut inner, w)?;
+                    blocks_of(&|| at("content"), c, &mut inner, w)?;
                 }
                 blocks.push(Block::ToolResult {
                     tool_use_id: id,
@@ -253,19 +257,19 @@ fn turns<'a>(
 
 /// Blocks of one message's `content`: a string, or an array of parts.
 fn blocks_of<'a>(
-    path: &str,
+    path: &dyn Fn() -> String,
     content: &'a RawValue,
     out: &mut Vec<Block<'a>>,
     w: &mut Warnings,
 ) -> Result<(), Refused> {
     if content.get().starts_with('"') {
-        let text = string(path, content)?;
+        let text = string_at(content, path)?;
         if !text.is_empty() {
             out.push(Block::Text { text });
         }
         return Ok(());
     }
-    for (j, p) in parse::<Vec<Part<'a>>>(path, content)?
+    for (j, p) in parse_at::<Vec<Part<'a>>>(content, path)?
         .into_iter()
         .enumerate()
     {
@@ -277,22 +281,22 @@ fn blocks_of<'a>(
             }
             ("image_url", _, Some(img)) => {
                 if img.detail.is_some() {
-                    w.dropped("detail", || format!("{path}[{j}].image_url.detail"));
+                    w.dropped("detail", || format!("{}[{j}].image_url.detail", path()));
                 }
                 out.push(Block::Image {
                     source: image_source(img.url)
-                        .map_err(|r| Refused::new(format!("{path}[{j}].image_url.url"), r))?,
+                        .map_err(|r| Refused::new(format!("{}[{j}].image_url.url", path()), r))?,
                 });
             }
             ("text" | "image_url", _, _) => {
                 return Err(Refused::new(
-                    format!("{path}[{j}]"),
+                    format!("{}[{j}]", path()),
                     "a text part needs `text`, an image part `image_url`",
                 ))
             }
             _ => {
                 return Err(Refused::new(
-                    format!("{path}[{j}].type"),
+                    format!("{}[{j}].type", path()),
                     "Anthropic takes text and image parts only",
                 ))
             }

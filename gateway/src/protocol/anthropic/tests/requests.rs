@@ -483,6 +483,16 @@ fn warnings_of_one_kind_are_one_warning() {
     let fields: String = (0..100).map(|i| format!(r#""x{i}":1,"#)).collect();
     let (_, warnings) = to_messages(&format!(r#"{{{fields}"messages":[{U}]}}"#));
     assert!(warnings.len() <= 17, "{}", warnings.len());
+    // and so are the names and values quoted
+    let key = "k".repeat(100_000);
+    let (_, warnings) = to_messages(&format!(r#"{{"{key}":1,"messages":[{U}]}}"#));
+    assert!(warnings[0].len() < 300, "{}", warnings[0].len());
+    let value = "v".repeat(100_000);
+    let body = format!(r#"{{"max_tokens":"{value}","messages":[{U}]}}"#);
+    let refused = chat_to_messages(body.as_bytes(), &super::opts(&[]))
+        .err()
+        .unwrap();
+    assert!(refused.reason.len() < 300, "{}", refused.reason.len());
 }
 
 #[test]

@@ -5,6 +5,7 @@ use super::{events, json, read};
 use crate::protocol::Read;
 use bytes::BytesMut;
 use serde_json::Value;
+use shared::wire::anthropic::StreamEvent;
 
 const ANTHROPIC_STREAM: &[&str] = &[
     r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1,"cache_read_input_tokens":100,"cache_creation_input_tokens":20}}}"#,
@@ -191,7 +192,9 @@ fn to_messages(stream: &[&str], end: bool) -> (Vec<(String, Value)>, Read) {
         .into_iter()
         .map(|(name, data)| {
             let name = name.expect("Anthropic events are named");
-            assert_eq!(data["type"], name.as_str(), "the name is the data's type");
+            let typed: StreamEvent = serde_json::from_value(data.clone())
+                .unwrap_or_else(|e| panic!("not an Anthropic event ({e}): {data}"));
+            assert_eq!(typed.name(), name, "the name is the data's type");
             (name, data)
         })
         .collect();

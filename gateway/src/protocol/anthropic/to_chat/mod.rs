@@ -18,7 +18,7 @@
 //! earlier turns (their signatures mean nothing upstream), `is_error` of tool
 //! results, images inside tool results; refused: documents, server tools.
 
-use super::fields::{bad, parse, string, with_options, Fields, Warnings};
+use super::fields::{bad, parse, parse_at, string, string_at, with_options, Fields, Warnings};
 use super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -235,11 +235,11 @@ fn turn<'a>(
     };
     let role = if assistant { "assistant" } else { "user" };
     if m.content.get().starts_with('"') {
-        let text = string(&format!("messages[{i}].content"), m.content)?;
+        let text = string_at(m.content, || format!("messages[{i}].content"))?;
         out.push(Msg::text(role, text));
         return Ok(());
     }
-    let blocks: Vec<BlockIn<'a>> = parse(&format!("messages[{i}].content"), m.content)?;
+    let blocks: Vec<BlockIn<'a>> = parse_at(m.content, || format!("messages[{i}].content"))?;
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     for (j, b) in blocks.into_iter().enumerate() {
@@ -343,10 +343,10 @@ fn result_text<'a>(
         return Ok(Cow::Borrowed(""));
     };
     if c.get().starts_with('"') {
-        return string(&at(".content"), c);
+        return string_at(c, || at(".content"));
     }
     let mut text = String::new();
-    for (k, b) in parse::<Vec<BlockIn<'a>>>(&at(".content"), c)?
+    for (k, b) in parse_at::<Vec<BlockIn<'a>>>(c, || at(".content"))?
         .into_iter()
         .enumerate()
     {
@@ -370,7 +370,7 @@ fn image_url<'a>(
     at: impl Fn() -> String,
 ) -> Result<ImageUrl<'a>, Refused> {
     let s = source.ok_or_else(|| Refused::new(at(), "required"))?;
-    let s: SourceIn<'a> = parse(&at(), s)?;
+    let s: SourceIn<'a> = parse_at(s, &at)?;
     let url = match (s.kind.as_ref(), s.url, s.media_type, s.data) {
         ("url", Some(url), _, _) => url,
         ("base64", _, Some(media), Some(data)) => Cow::Owned(format!("data:{media};base64,{data}")),
