@@ -263,9 +263,9 @@ fn blocks_of<'a>(
     w: &mut Warnings,
 ) -> Result<(), Refused> {
     if content.get().starts_with('"') {
-        let text = string_at(content, path)?;
-        if !text.is_empty() {
-            out.push(Block::Text { text });
+        // a raw JSON string: passed along as it came
+        if content.get() != "\"\"" {
+            out.push(Block::Text { text: content });
         }
         return Ok(());
     }
@@ -274,8 +274,8 @@ fn blocks_of<'a>(
         .enumerate()
     {
         match (p.kind.as_ref(), p.text, p.image_url) {
-            ("text", Some(text), _) => {
-                if !text.is_empty() {
+            ("text", Some(text), _) if text.get().starts_with('"') => {
+                if text.get() != "\"\"" {
                     out.push(Block::Text { text });
                 }
             }

@@ -48,6 +48,12 @@ fn openai_chat_to_anthropic_messages() {
             r#"[{"role":"user","content":[{"type":"text","text":"hi"}]}]"#,
         ),
         (
+            "escaped text as it came",
+            r#"{"messages":[{"role":"user","content":"say \"hi\"\n\u00e9"}]}"#,
+            "/messages/0/content/0/text",
+            r#""say \"hi\"\né""#,
+        ),
+        (
             "multi-turn",
             r#"{"messages":[USER,{"role":"assistant","content":"hello"},{"role":"user","content":"again"}]}"#,
             "/messages/1",
@@ -220,6 +226,18 @@ fn anthropic_messages_to_openai_chat() {
             r#"{"max_tokens":9,"messages":[USER]}"#,
             "/messages/0",
             r#"{"role":"user","content":"hi"}"#,
+        ),
+        (
+            "escaped text as it came",
+            r#"{"max_tokens":9,"messages":[{"role":"user","content":[{"type":"text","text":"say \"hi\"\n"}]}]}"#,
+            "/messages/0/content",
+            r#""say \"hi\"\n""#,
+        ),
+        (
+            "assistant text blocks joined",
+            r#"{"max_tokens":9,"messages":[USER,{"role":"assistant","content":[{"type":"text","text":"a\""},{"type":"text","text":"b"}]}]}"#,
+            "/messages/1/content",
+            r#""a\"b""#,
         ),
         (
             "text blocks",
