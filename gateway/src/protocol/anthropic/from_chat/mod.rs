@@ -10,7 +10,7 @@
 //! | `temperature` (0-1), `top_p`, `stop`, `stream` | the same, `stop` as `stop_sequences` |
 //! | `tools`, `tool_choice` (`auto`/`none`/`required`/a function), `parallel_tool_calls: false` | `tools` (`parameters` as `input_schema`), `tool_choice` (`auto`/`none`/`any`/`tool`, `disable_parallel_tool_use`) |
 //! | `response_format` `json_schema` | `output_config.format` (`json_object` has no counterpart: dropped) |
-//! | `reasoning_effort` | `thinking.budget_tokens` ([`thinking_budget`]) |
+//! | `reasoning_effort` | `thinking.budget_tokens` ([`thinking_budget`]; without a client limit, `max_tokens` is the default plus the budget; with one below the budget, thinking is dropped with a warning) |
 //! | `user` | `metadata.user_id` |
 
 use super::fields::{
@@ -107,7 +107,8 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
         &mut out,
         &mut w,
     )?;
-    if let Some(m) = max_completion_tokens.or(max_tokens) {
+    let client_max = max_completion_tokens.or(max_tokens);
+    if let Some(m) = client_max {
         out.max_tokens = m;
     }
     if let Some(effort) = effort {
@@ -117,6 +118,10 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
                 "one of none, minimal, low, medium, high, xhigh",
             )
         })?;
+        if let (Some(b), None) = (budget, client_max) {
+            // no limit asked: the thinking budget on top of the default answer
+            out.max_tokens = out.max_tokens.saturating_add(b);
+        }
         match budget {
             Some(b) if b < out.max_tokens => {
                 out.thinking = Some(Thinking {

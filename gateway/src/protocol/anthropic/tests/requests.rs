@@ -197,6 +197,12 @@ fn openai_chat_to_anthropic_messages() {
 fn max_tokens_defaults_when_absent() {
     let (got, _) = to_messages(&format!(r#"{{"messages":[{U}]}}"#));
     assert_eq!(got["max_tokens"], DEFAULT_MAX);
+    // with thinking: the budget on top of the default
+    let (got, w) = to_messages(&format!(
+        r#"{{"reasoning_effort":"high","messages":[{U}]}}"#
+    ));
+    assert_eq!(got["max_tokens"], DEFAULT_MAX + 16384, "{w:?}");
+    assert_eq!(got["thinking"]["budget_tokens"], 16384);
 }
 
 /// (what, Anthropic request, pointer into the OpenAI request, value there)
