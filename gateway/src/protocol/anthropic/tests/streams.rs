@@ -267,3 +267,31 @@ fn an_openai_error_event_becomes_an_anthropic_error_event() {
         )]
     );
 }
+
+#[test]
+fn tool_calls_numbered_alike_but_with_other_ids_are_separate_blocks() {
+    let chunk = |id: &str, name: &str, args: &str| {
+        format!(
+            r#"{{"id":"c","model":"m","choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"id":"{id}","function":{{"name":"{name}","arguments":"{args}"}}}}]}},"finish_reason":null}}]}}"#
+        )
+    };
+    let (a, b) = (chunk("call_a", "f", "{}"), chunk("call_b", "g", "{}"));
+    // an id repeated on a continuing delta stays one block
+    let (a2, fin) = (
+        chunk("call_a", "", ""),
+        r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#.to_string(),
+    );
+    let stream = [a.as_str(), a2.as_str(), b.as_str(), fin.as_str(), "[DONE]"];
+    let (evs, _) = to_messages(&stream, true);
+    let starts: Vec<(u64, &str)> = evs
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["content_block"]["id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(starts, [(0, "call_a"), (1, "call_b")]);
+}
