@@ -48,8 +48,8 @@ pub fn messages_answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
             index: 0,
             message: MessageOut {
                 role: "assistant",
-                content: TextOut::join(&texts),
-                reasoning_content: TextOut::join(&thinking),
+                content: TextOut::join(&texts, ""),
+                reasoning_content: TextOut::join(&thinking, ""),
                 tool_calls: (!calls.is_empty()).then_some(calls),
             },
             finish_reason: m.stop_reason.as_deref().map(finish_reason),

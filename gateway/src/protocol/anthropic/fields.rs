@@ -85,7 +85,7 @@ impl Warnings {
         if let Some(w) = self.seen.iter_mut().find(|w| w.0 == kind) {
             w.2 += 1;
         } else if self.seen.len() < MAX_WARNINGS {
-            self.seen.push((kind, path(), 1));
+            self.seen.push((kind, bounded(path()), 1));
         } else {
             self.more += 1;
         }
@@ -94,7 +94,7 @@ impl Warnings {
     /// A field changed or dropped for a reason of its own (`message` names it).
     pub fn said(&mut self, kind: &'static str, message: impl FnOnce() -> String) {
         if !self.seen.iter().any(|w| w.0 == kind) && self.seen.len() < MAX_WARNINGS {
-            self.seen.push((Cow::Borrowed(kind), message(), 0));
+            self.seen.push((Cow::Borrowed(kind), bounded(message()), 0));
         }
     }
 
@@ -118,13 +118,30 @@ impl Warnings {
     }
 }
 
+/// Longest warning or refusal reason: they can name the client's keys and
+/// quote its values, which are as long as the client likes.
+const MAX_TEXT: usize = 200;
+
+/// `s` cut to [`MAX_TEXT`] bytes (at a character boundary).
+pub(super) fn bounded(mut s: String) -> String {
+    if s.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
+
 /// A Refused for a value that is not of the shape the field takes.
 pub(super) fn bad(field: impl Into<String>, e: &serde_json::Error) -> super::Refused {
     let msg = e.to_string();
     // serde's message names the expected shape; its position is in the field's
     // own text, not the body's, so it is cut
     let msg = msg.split(" at line ").next().unwrap_or("invalid value");
-    super::Refused::new(field, msg.to_string())
+    super::Refused::new(field, bounded(msg.to_string()))
 }
 
 /// Parses one field's raw value as `T`, refusing the request naming `field`.
@@ -157,6 +174,22 @@ pub(super) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// [`parse`] with the field's path made only when the request is refused.
+pub(super) fn parse_at<'a, T: Deserialize<'a>>(
+    v: &'a RawValue,
+    field: impl FnOnce() -> String,
+) -> Result<T, super::Refused> {
+    serde_json::from_str(v.get()).map_err(|e| bad(field(), &e))
+}
+
+/// [`string`] with the field's path made only when the request is refused.
+pub(super) fn string_at<'a>(
+    v: &'a RawValue,
+    field: impl FnOnce() -> String,
+) -> Result<Cow<'a, str>, super::Refused> {
+    parse_at::<Str<'a>>(v, field).map(|s| s.0)
 }
 
 #[derive(Deserialize)]

@@ -20,8 +20,8 @@ const MAX_TOOL_CALLS: usize = 1024;
 enum Kind {
     Thinking,
     Text,
-    /// the OpenAI tool call index
-    Tool(u32),
+    /// the tool call's place in [`ChatToMessages::tools`]
+    Tool(usize),
 }
 
 /// OpenAI chunks -> Anthropic events, for one stream.
@@ -32,8 +32,8 @@ pub struct ChatToMessages {
     open: Option<(usize, Kind)>,
     /// the index of the next content block
     next: usize,
-    /// (OpenAI tool call index, content block index)
-    tools: Vec<(u32, usize)>,
+    /// (OpenAI tool call index, content block index, call id) of each tool call
+    tools: Vec<(u32, usize, String)>,
     /// the upstream's finish reason, as Anthropic's stop reason
     finish: Option<&'static str>,
     /// `message_stop` is written
@@ -132,17 +132,23 @@ impl ChatToMessages {
     }
 
     fn tool_call(&mut self, call: ToolDeltaIn<'_>, out: &mut BytesMut) {
-        let known = self.tools.iter().find(|t| t.0 == call.index).map(|t| t.1);
-        let index = match (known, &call.id) {
+        let id = call.id.as_deref().filter(|id| !id.is_empty());
+        // the call this delta continues: the last one under its index, unless
+        // the delta names another id (providers that number every call 0)
+        let known = self
+            .tools
+            .iter()
+            .rposition(|t| t.0 == call.index)
+            .and_then(|k| self.tools.get(k))
+            .filter(|t| id.is_none_or(|id| t.2 == id))
+            .map(|t| t.1);
+        let index = match (known, id) {
             (Some(i), _) => i,
             (None, Some(id)) if self.tools.len() < MAX_TOOL_CALLS => {
                 let name = call.function.as_ref().and_then(|f| f.name.as_deref());
-                let i = self.block(
-                    Kind::Tool(call.index),
-                    Some((id, name.unwrap_or_default())),
-                    out,
-                );
-                self.tools.push((call.index, i));
+                let tool = Some((id, name.unwrap_or_default()));
+                let i = self.block(Kind::Tool(self.tools.len()), tool, out);
+                self.tools.push((call.index, i, id.to_string()));
                 i
             }
             _ => return,

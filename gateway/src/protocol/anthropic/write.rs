@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use shared::usage::Usage;
 use shared::wire::openai::{PromptDetails, Usage as OpenAiUsage};
+use std::borrow::Cow;
 
 /// Appends `data: <json>\n\n` (an OpenAI stream event).
 pub(super) fn data(out: &mut BytesMut, v: &impl Serialize) {
@@ -49,16 +50,31 @@ pub(super) enum TextOut<'a> {
 
 impl<'a> TextOut<'a> {
     /// The raw JSON strings `parts` as one text: the one part as it came, more
-    /// of them decoded and joined.
-    pub fn join(parts: &[&'a RawValue]) -> Option<TextOut<'a>> {
+    /// of them decoded and joined with `sep`.
+    pub fn join(parts: &[&'a RawValue], sep: &str) -> Option<TextOut<'a>> {
         match parts {
             [] => None,
             [one] => Some(TextOut::Raw(one)),
-            more => Some(TextOut::Owned(
-                more.iter()
-                    .filter_map(|p| serde_json::from_str::<String>(p.get()).ok())
-                    .collect(),
-            )),
+            more => {
+                let mut text = String::new();
+                for (i, p) in more.iter().enumerate() {
+                    if i > 0 {
+                        text.push_str(sep);
+                    }
+                    text.push_str(
+                        &serde_json::from_str::<Cow<'_, str>>(p.get()).unwrap_or_default(),
+                    );
+                }
+                Some(TextOut::Owned(text))
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            TextOut::Raw(r) => r.get() == "\"\"",
+            TextOut::Owned(s) => s.is_empty(),
+            TextOut::Static(s) => s.is_empty(),
         }
     }
 }

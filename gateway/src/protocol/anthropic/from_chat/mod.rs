@@ -10,10 +10,12 @@
 //! | `temperature` (0-1), `top_p`, `stop`, `stream` | the same, `stop` as `stop_sequences` |
 //! | `tools`, `tool_choice` (`auto`/`none`/`required`/a function), `parallel_tool_calls: false` | `tools` (`parameters` as `input_schema`), `tool_choice` (`auto`/`none`/`any`/`tool`, `disable_parallel_tool_use`) |
 //! | `response_format` `json_schema` | `output_config.format` (`json_object` has no counterpart: dropped) |
-//! | `reasoning_effort` | `thinking.budget_tokens` ([`thinking_budget`]) |
+//! | `reasoning_effort` | `thinking.budget_tokens` ([`thinking_budget`]; without a client limit, `max_tokens` is the default plus the budget; with one below the budget, thinking is dropped with a warning) |
 //! | `user` | `metadata.user_id` |
 
-use super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
+use super::fields::{
+    bad, parse, parse_at, string, string_at, with_options, Fields, OneOrMany, Warnings,
+};
 use super::{Refused, RequestOpts, Translated};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -105,7 +107,8 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
         &mut out,
         &mut w,
     )?;
-    if let Some(m) = max_completion_tokens.or(max_tokens) {
+    let client_max = max_completion_tokens.or(max_tokens);
+    if let Some(m) = client_max {
         out.max_tokens = m;
     }
     if let Some(effort) = effort {
@@ -115,6 +118,10 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
                 "one of none, minimal, low, medium, high, xhigh",
             )
         })?;
+        if let (Some(b), None) = (budget, client_max) {
+            // no limit asked: the thinking budget on top of the default answer
+            out.max_tokens = out.max_tokens.saturating_add(b);
+        }
         match budget {
             Some(b) if b < out.max_tokens => {
                 out.thinking = Some(Thinking {
@@ -169,10 +176,12 @@ fn turns<'a>(
                 continue;
             }
             match k.as_ref() {
-                "role" => role = Some(string(&at("role"), v)?),
+                "role" => role = Some(string_at(v, || at("role"))?),
                 "content" => content = Some(v),
-                "tool_calls" => calls = Some(parse::<Vec<ToolCall<'_>>>(&at("tool_calls"), v)?),
-                "tool_call_id" => call_id = Some(string(&at("tool_call_id"), v)?),
+                "tool_calls" => {
+                    calls = Some(parse_at::<Vec<ToolCall<'_>>>(v, || at("tool_calls"))?)
+                }
+                "tool_call_id" => call_id = Some(string_at(v, || at("tool_call_id"))?),
                 "refusal" if v.get() == "\"\"" => {}
                 other => w.dropped(format!("messages.{other}"), || at(other)),
             }
@@ -188,7 +197,7 @@ fn turns<'a>(
                 }
                 if let Some(c) = content {
                     let mut parts = Vec::new();
-                    blocks_of(&at("content"), c, &mut parts, w)?;
+                    blocks_of(&|| at("content"), c, &mut parts, w)?;
                     for (j, b) in parts.into_iter().enumerate() {
                         match b {
                             Block::Text { text } => out.system.push(Text { kind: "text", text }),
@@ -205,7 +214,7 @@ fn turns<'a>(
             }
             "user" | "assistant" => {
                 if let Some(c) = content {
-                    blocks_of(&at("content"), c, &mut blocks, w)?;
+                    blocks_of(&|| at("content"), c, &mut blocks, w)?;
                 }
                 for (j, c) in calls.into_iter().flatten().enumerate() {
                     blocks.push(tool_use(c, || format!("messages[{i}].tool_calls[{j}]"))?);
@@ -215,7 +224,7 @@ fn turns<'a>(
                 let id = call_id.ok_or_else(|| Refused::new(at("tool_call_id"), "required"))?;
                 let mut inner = Vec::new();
                 if let Some(c) = content {
-                    blocks_of(&at("content"), c, &mut inner, w)?;
+                    blocks_of(&|| at("content"), c, &mut inner, w)?;
                 }
                 blocks.push(Block::ToolResult {
                     tool_use_id: id,
@@ -253,46 +262,46 @@ fn turns<'a>(
 
 /// Blocks of one message's `content`: a string, or an array of parts.
 fn blocks_of<'a>(
-    path: &str,
+    path: &dyn Fn() -> String,
     content: &'a RawValue,
     out: &mut Vec<Block<'a>>,
     w: &mut Warnings,
 ) -> Result<(), Refused> {
     if content.get().starts_with('"') {
-        let text = string(path, content)?;
-        if !text.is_empty() {
-            out.push(Block::Text { text });
+        // a raw JSON string: passed along as it came
+        if content.get() != "\"\"" {
+            out.push(Block::Text { text: content });
         }
         return Ok(());
     }
-    for (j, p) in parse::<Vec<Part<'a>>>(path, content)?
+    for (j, p) in parse_at::<Vec<Part<'a>>>(content, path)?
         .into_iter()
         .enumerate()
     {
         match (p.kind.as_ref(), p.text, p.image_url) {
-            ("text", Some(text), _) => {
-                if !text.is_empty() {
+            ("text", Some(text), _) if text.get().starts_with('"') => {
+                if text.get() != "\"\"" {
                     out.push(Block::Text { text });
                 }
             }
             ("image_url", _, Some(img)) => {
                 if img.detail.is_some() {
-                    w.dropped("detail", || format!("{path}[{j}].image_url.detail"));
+                    w.dropped("detail", || format!("{}[{j}].image_url.detail", path()));
                 }
                 out.push(Block::Image {
                     source: image_source(img.url)
-                        .map_err(|r| Refused::new(format!("{path}[{j}].image_url.url"), r))?,
+                        .map_err(|r| Refused::new(format!("{}[{j}].image_url.url", path()), r))?,
                 });
             }
             ("text" | "image_url", _, _) => {
                 return Err(Refused::new(
-                    format!("{path}[{j}]"),
+                    format!("{}[{j}]", path()),
                     "a text part needs `text`, an image part `image_url`",
                 ))
             }
             _ => {
                 return Err(Refused::new(
-                    format!("{path}[{j}].type"),
+                    format!("{}[{j}].type", path()),
                     "Anthropic takes text and image parts only",
                 ))
             }

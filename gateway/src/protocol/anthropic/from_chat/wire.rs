@@ -12,8 +12,9 @@ use std::borrow::Cow;
 pub(super) struct Part<'a> {
     #[serde(borrow, rename = "type")]
     pub(super) kind: Cow<'a, str>,
+    /// (a raw JSON string: text passes along without being unescaped)
     #[serde(borrow, default)]
-    pub(super) text: Option<Cow<'a, str>>,
+    pub(super) text: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(super) image_url: Option<ImageUrl<'a>>,
 }
@@ -121,7 +122,7 @@ pub(super) struct Out<'a> {
 pub(super) struct Text<'a> {
     #[serde(rename = "type")]
     pub(super) kind: &'static str,
-    pub(super) text: Cow<'a, str>,
+    pub(super) text: &'a RawValue,
 }
 
 #[derive(Serialize)]
@@ -134,7 +135,7 @@ pub(super) struct Turn<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum Block<'a> {
     Text {
-        text: Cow<'a, str>,
+        text: &'a RawValue,
     },
     Image {
         source: Source<'a>,

@@ -116,6 +116,8 @@ fn openai_answer_as_anthropic_message() {
     }
     assert_eq!(r.usage.unwrap().prompt_tokens, 130);
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
+    let typed: Result<shared::wire::anthropic::Message, _> = serde_json::from_value(got.clone());
+    assert!(typed.is_ok(), "an Anthropic message: {typed:?}");
 }
 
 #[test]

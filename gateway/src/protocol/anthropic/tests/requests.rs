@@ -48,6 +48,12 @@ fn openai_chat_to_anthropic_messages() {
             r#"[{"role":"user","content":[{"type":"text","text":"hi"}]}]"#,
         ),
         (
+            "escaped text as it came",
+            r#"{"messages":[{"role":"user","content":"say \"hi\"\n\u00e9"}]}"#,
+            "/messages/0/content/0/text",
+            r#""say \"hi\"\né""#,
+        ),
+        (
             "multi-turn",
             r#"{"messages":[USER,{"role":"assistant","content":"hello"},{"role":"user","content":"again"}]}"#,
             "/messages/1",
@@ -191,6 +197,12 @@ fn openai_chat_to_anthropic_messages() {
 fn max_tokens_defaults_when_absent() {
     let (got, _) = to_messages(&format!(r#"{{"messages":[{U}]}}"#));
     assert_eq!(got["max_tokens"], DEFAULT_MAX);
+    // with thinking: the budget on top of the default
+    let (got, w) = to_messages(&format!(
+        r#"{{"reasoning_effort":"high","messages":[{U}]}}"#
+    ));
+    assert_eq!(got["max_tokens"], DEFAULT_MAX + 16384, "{w:?}");
+    assert_eq!(got["thinking"]["budget_tokens"], 16384);
 }
 
 /// (what, Anthropic request, pointer into the OpenAI request, value there)
@@ -220,6 +232,18 @@ fn anthropic_messages_to_openai_chat() {
             r#"{"max_tokens":9,"messages":[USER]}"#,
             "/messages/0",
             r#"{"role":"user","content":"hi"}"#,
+        ),
+        (
+            "escaped text as it came",
+            r#"{"max_tokens":9,"messages":[{"role":"user","content":[{"type":"text","text":"say \"hi\"\n"}]}]}"#,
+            "/messages/0/content",
+            r#""say \"hi\"\n""#,
+        ),
+        (
+            "assistant text blocks joined",
+            r#"{"max_tokens":9,"messages":[USER,{"role":"assistant","content":[{"type":"text","text":"a\""},{"type":"text","text":"b"}]}]}"#,
+            "/messages/1/content",
+            r#""a\"b""#,
         ),
         (
             "text blocks",
@@ -483,6 +507,16 @@ fn warnings_of_one_kind_are_one_warning() {
     let fields: String = (0..100).map(|i| format!(r#""x{i}":1,"#)).collect();
     let (_, warnings) = to_messages(&format!(r#"{{{fields}"messages":[{U}]}}"#));
     assert!(warnings.len() <= 17, "{}", warnings.len());
+    // and so are the names and values quoted
+    let key = "k".repeat(100_000);
+    let (_, warnings) = to_messages(&format!(r#"{{"{key}":1,"messages":[{U}]}}"#));
+    assert!(warnings[0].len() < 300, "{}", warnings[0].len());
+    let value = "v".repeat(100_000);
+    let body = format!(r#"{{"max_tokens":"{value}","messages":[{U}]}}"#);
+    let refused = chat_to_messages(body.as_bytes(), &super::opts(&[]))
+        .err()
+        .unwrap();
+    assert!(refused.reason.len() < 300, "{}", refused.reason.len());
 }
 
 #[test]

@@ -5,6 +5,7 @@ use super::{events, json, read};
 use crate::protocol::Read;
 use bytes::BytesMut;
 use serde_json::Value;
+use shared::wire::anthropic::StreamEvent;
 
 const ANTHROPIC_STREAM: &[&str] = &[
     r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1,"cache_read_input_tokens":100,"cache_creation_input_tokens":20}}}"#,
@@ -191,7 +192,9 @@ fn to_messages(stream: &[&str], end: bool) -> (Vec<(String, Value)>, Read) {
         .into_iter()
         .map(|(name, data)| {
             let name = name.expect("Anthropic events are named");
-            assert_eq!(data["type"], name.as_str(), "the name is the data's type");
+            let typed: StreamEvent = serde_json::from_value(data.clone())
+                .unwrap_or_else(|e| panic!("not an Anthropic event ({e}): {data}"));
+            assert_eq!(typed.name(), name, "the name is the data's type");
             (name, data)
         })
         .collect();
@@ -263,4 +266,32 @@ fn an_openai_error_event_becomes_an_anthropic_error_event() {
             json(r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#)
         )]
     );
+}
+
+#[test]
+fn tool_calls_numbered_alike_but_with_other_ids_are_separate_blocks() {
+    let chunk = |id: &str, name: &str, args: &str| {
+        format!(
+            r#"{{"id":"c","model":"m","choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"id":"{id}","function":{{"name":"{name}","arguments":"{args}"}}}}]}},"finish_reason":null}}]}}"#
+        )
+    };
+    let (a, b) = (chunk("call_a", "f", "{}"), chunk("call_b", "g", "{}"));
+    // an id repeated on a continuing delta stays one block
+    let (a2, fin) = (
+        chunk("call_a", "", ""),
+        r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#.to_string(),
+    );
+    let stream = [a.as_str(), a2.as_str(), b.as_str(), fin.as_str(), "[DONE]"];
+    let (evs, _) = to_messages(&stream, true);
+    let starts: Vec<(u64, &str)> = evs
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["content_block"]["id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(starts, [(0, "call_a"), (1, "call_b")]);
 }

@@ -18,7 +18,9 @@
 //! earlier turns (their signatures mean nothing upstream), `is_error` of tool
 //! results, images inside tool results; refused: documents, server tools.
 
-use super::fields::{bad, parse, string, with_options, Fields, Warnings};
+use super::fields::{bad, parse, parse_at, string, with_options, Fields, Warnings};
+use super::read::text as raw_string;
+use super::write::TextOut;
 use super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -182,21 +184,16 @@ pub fn messages_to_chat(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
 
 fn system_message<'a>(s: &'a RawValue, w: &mut Warnings) -> Result<Msg<'a>, Refused> {
     let text = if s.get().starts_with('"') {
-        string("system", s)?
+        TextOut::Raw(s)
     } else {
         let blocks: Vec<BlockIn<'a>> = parse("system", s)?;
-        let mut joined = String::new();
+        let mut texts = Vec::with_capacity(blocks.len());
         for (j, b) in blocks.into_iter().enumerate() {
             if b.cache_control.is_some() {
                 w.dropped("cache_control", || format!("system[{j}].cache_control"));
             }
-            match (b.kind.as_ref(), b.text) {
-                ("text", Some(t)) => {
-                    if !joined.is_empty() {
-                        joined.push_str("\n\n");
-                    }
-                    joined.push_str(&t);
-                }
+            match (b.kind.as_ref(), raw_string(b.text)) {
+                ("text", Some(t)) => texts.push(t),
                 _ => {
                     return Err(Refused::new(
                         format!("system[{j}].type"),
@@ -205,7 +202,7 @@ fn system_message<'a>(s: &'a RawValue, w: &mut Warnings) -> Result<Msg<'a>, Refu
                 }
             }
         }
-        Cow::Owned(joined)
+        TextOut::join(&texts, "\n\n").unwrap_or(TextOut::Static(""))
     };
     Ok(Msg {
         role: "system",
@@ -235,12 +232,13 @@ fn turn<'a>(
     };
     let role = if assistant { "assistant" } else { "user" };
     if m.content.get().starts_with('"') {
-        let text = string(&format!("messages[{i}].content"), m.content)?;
-        out.push(Msg::text(role, text));
+        out.push(Msg::text(role, TextOut::Raw(m.content)));
         return Ok(());
     }
-    let blocks: Vec<BlockIn<'a>> = parse(&format!("messages[{i}].content"), m.content)?;
+    let blocks: Vec<BlockIn<'a>> = parse_at(m.content, || format!("messages[{i}].content"))?;
     let mut parts = Vec::new();
+    // an assistant's text blocks, joined in one content string
+    let mut texts = Vec::new();
     let mut calls = Vec::new();
     for (j, b) in blocks.into_iter().enumerate() {
         let at = |f: &str| format!("messages[{i}].content[{j}]{f}");
@@ -248,11 +246,22 @@ fn turn<'a>(
             w.dropped("cache_control", || at(".cache_control"));
         }
         match b.kind.as_ref() {
-            "text" => parts.push(Part::Text {
-                text: b
-                    .text
-                    .ok_or_else(|| Refused::new(at(".text"), "required"))?,
-            }),
+            "text" => {
+                let t = raw_string(b.text).ok_or_else(|| Refused::new(at(".text"), "required"))?;
+                if assistant {
+                    texts.push(t);
+                } else {
+                    parts.push(Part::Text {
+                        text: TextOut::Raw(t),
+                    });
+                }
+            }
+            "image" if assistant => {
+                return Err(Refused::new(
+                    at(".type"),
+                    "an assistant turn takes no images upstream",
+                ))
+            }
             "image" => parts.push(Part::ImageUrl {
                 image_url: image_url(b.source, || at(".source"))?,
             }),
@@ -298,24 +307,11 @@ fn turn<'a>(
             }
         }
     }
-    if parts.is_empty() && calls.is_empty() {
+    if parts.is_empty() && texts.is_empty() && calls.is_empty() {
         return Ok(());
     }
     let content = if assistant {
-        // an assistant's content is text: its blocks joined
-        let mut text = String::new();
-        for p in parts {
-            match p {
-                Part::Text { text: t } => text.push_str(&t),
-                Part::ImageUrl { .. } => {
-                    return Err(Refused::new(
-                        format!("messages[{i}].content"),
-                        "an assistant turn takes no images upstream",
-                    ))
-                }
-            }
-        }
-        (!text.is_empty()).then_some(Content::Text(Cow::Owned(text)))
+        TextOut::join(&texts, "").map(Content::Text)
     } else if let [Part::Text { .. }] = parts.as_slice() {
         parts.pop().map(|p| match p {
             Part::Text { text } => Content::Text(text),
@@ -338,31 +334,26 @@ fn result_text<'a>(
     content: Option<&'a RawValue>,
     at: &dyn Fn(&str) -> String,
     w: &mut Warnings,
-) -> Result<Cow<'a, str>, Refused> {
+) -> Result<TextOut<'a>, Refused> {
     let Some(c) = content.filter(|c| c.get() != "null") else {
-        return Ok(Cow::Borrowed(""));
+        return Ok(TextOut::Static(""));
     };
     if c.get().starts_with('"') {
-        return string(&at(".content"), c);
+        return Ok(TextOut::Raw(c));
     }
-    let mut text = String::new();
-    for (k, b) in parse::<Vec<BlockIn<'a>>>(&at(".content"), c)?
+    let mut texts = Vec::new();
+    for (k, b) in parse_at::<Vec<BlockIn<'a>>>(c, || at(".content"))?
         .into_iter()
         .enumerate()
     {
-        match (b.kind.as_ref(), b.text) {
-            ("text", Some(t)) => {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&t);
-            }
+        match (b.kind.as_ref(), raw_string(b.text)) {
+            ("text", Some(t)) => texts.push(t),
             _ => w.dropped("tool_result_block", || {
                 at(&format!(".content[{k}] (only text reaches a tool message)"))
             }),
         }
     }
-    Ok(Cow::Owned(text))
+    Ok(TextOut::join(&texts, "\n").unwrap_or(TextOut::Static("")))
 }
 
 fn image_url<'a>(
@@ -370,7 +361,7 @@ fn image_url<'a>(
     at: impl Fn() -> String,
 ) -> Result<ImageUrl<'a>, Refused> {
     let s = source.ok_or_else(|| Refused::new(at(), "required"))?;
-    let s: SourceIn<'a> = parse(&at(), s)?;
+    let s: SourceIn<'a> = parse_at(s, &at)?;
     let url = match (s.kind.as_ref(), s.url, s.media_type, s.data) {
         ("url", Some(url), _, _) => url,
         ("base64", _, Some(media), Some(data)) => Cow::Owned(format!("data:{media};base64,{data}")),

@@ -1,6 +1,7 @@
 //! The shapes an Anthropic request is read in and an OpenAI request written
 //! out of: borrowed from the client's body where they pass along unchanged.
 
+use super::super::write::TextOut;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -20,7 +21,8 @@ pub(super) struct BlockIn<'a> {
     #[serde(borrow, rename = "type")]
     pub(super) kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(super) text: Option<Cow<'a, str>>,
+    /// (a raw JSON string: text passes along without being unescaped)
+    pub(super) text: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(super) source: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -140,7 +142,7 @@ pub(super) struct Msg<'a> {
 }
 
 impl<'a> Msg<'a> {
-    pub(super) fn text(role: &'static str, text: Cow<'a, str>) -> Self {
+    pub(super) fn text(role: &'static str, text: TextOut<'a>) -> Self {
         Msg {
             role,
             content: Some(Content::Text(text)),
@@ -153,14 +155,14 @@ impl<'a> Msg<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 pub(super) enum Content<'a> {
-    Text(Cow<'a, str>),
+    Text(TextOut<'a>),
     Parts(Vec<Part<'a>>),
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum Part<'a> {
-    Text { text: Cow<'a, str> },
+    Text { text: TextOut<'a> },
     ImageUrl { image_url: ImageUrl<'a> },
 }
 
