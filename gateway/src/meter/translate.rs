@@ -51,20 +51,34 @@ impl Translating {
             self.held = BytesMut::new();
             return None;
         }
-        self.held.extend_from_slice(data);
         let mut capture = capture;
-        let mut start = 0;
-        while let Some(end) = event_end(&self.held, start) {
-            let data = data_of(&self.held[start..end]);
+        let mut each = |ev: &[u8], out: &mut BytesMut| {
+            let data = data_of(ev);
             if !data.is_empty() {
                 if let Some(c) = capture.as_deref_mut().filter(|c| c.wants_stream()) {
                     c.stream_event(&data);
                 }
-                events.event(&data, read, &mut self.out);
+                events.event(&data, read, out);
             }
-            start = end;
+        };
+        if self.held.is_empty() {
+            // (the common case: the frame starts at an event; only a partial
+            // last event is copied)
+            let mut start = 0;
+            while let Some(end) = event_end(data, start) {
+                each(&data[start..end], &mut self.out);
+                start = end;
+            }
+            self.held.extend_from_slice(&data[start..]);
+        } else {
+            self.held.extend_from_slice(data);
+            let mut start = 0;
+            while let Some(end) = event_end(&self.held, start) {
+                each(&self.held[start..end], &mut self.out);
+                start = end;
+            }
+            let _ = self.held.split_to(start);
         }
-        let _ = self.held.split_to(start);
         Some(self.out.split().freeze()).filter(|b| !b.is_empty())
     }
 
