@@ -143,11 +143,80 @@ def check_rate_limit(client: Anthropic, a: argparse.Namespace) -> str:
     raise CheckFailed("the second request within the quota's window was answered")
 
 
+TOOLS = [
+    {
+        "name": "lookup",
+        "description": "Looks something up.",
+        "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+]
+# a 1x1 PNG
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def check_image(client: Anthropic, a: argparse.Namespace) -> str:
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": "What is in this picture?"},
+    ]
+    resp = client.messages.create(
+        model=a.model, max_tokens=64, messages=[{"role": "user", "content": content}]
+    )
+    check(text_of(resp).strip() != "", f"no text: {dump(resp)}")
+    return "an image and a question answered"
+
+
+def check_tool_use(client: Anthropic, a: argparse.Namespace) -> str:
+    resp = client.messages.create(
+        model=a.model, max_tokens=256, messages=MESSAGES, tools=TOOLS, tool_choice={"type": "any"}
+    )
+    check(resp.stop_reason == "tool_use", f"stop_reason {resp.stop_reason!r}: {dump(resp)}")
+    uses = [b for b in resp.content if b.type == "tool_use"]
+    check(len(uses) == 1 and uses[0].name == "lookup", f"content {dump(resp)}")
+    check(isinstance(uses[0].input, dict), f"input {uses[0].input!r}")
+    follow = client.messages.create(
+        model=a.model,
+        max_tokens=256,
+        tools=TOOLS,
+        messages=MESSAGES
+        + [
+            {"role": "assistant", "content": [b.model_dump() for b in resp.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "found it"}],
+            },
+        ],
+    )
+    check(text_of(follow).strip() != "", f"no answer after the tool result: {dump(follow)}")
+    return f"lookup({json.dumps(uses[0].input)}), then {follow.stop_reason}"
+
+
+def check_tool_use_stream(client: Anthropic, a: argparse.Namespace) -> str:
+    with client.messages.stream(
+        model=a.model, max_tokens=256, messages=MESSAGES, tools=TOOLS, tool_choice={"type": "any"}
+    ) as s:
+        final = s.get_final_message()
+    uses = [b for b in final.content if b.type == "tool_use"]
+    check(final.stop_reason == "tool_use", f"stop_reason {final.stop_reason!r}")
+    check(len(uses) == 1 and uses[0].name == "lookup", f"content {dump(final)}")
+    check(isinstance(uses[0].input, dict) and uses[0].input, f"input {uses[0].input!r}")
+    return f"lookup({json.dumps(uses[0].input)})"
+
+
+# (only with --tools: the built-in mock calls no tools)
+TOOL_CHECKS: Dict[str, Callable[[Anthropic, argparse.Namespace], str]] = {
+    "tool_use": check_tool_use,
+    "tool_use_stream": check_tool_use_stream,
+}
+
 CHECKS: Dict[str, Callable[[Anthropic, argparse.Namespace], str]] = {
     "create": check_create,
     "bearer": check_bearer,
     "stream": check_stream,
     "count_tokens": check_count_tokens,
+    "image": check_image,
     "unrouted": check_unrouted,
     "bad_key": check_bad_key,
     "rate_limit": check_rate_limit,
@@ -160,13 +229,15 @@ def main() -> int:
     p.add_argument("--api-key", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--limited-model", default="")
-    p.add_argument("--checks", default=",".join(CHECKS))
+    p.add_argument("--checks", default="")
+    p.add_argument("--tools", action="store_true", help="also the tool-use checks")
     a = p.parse_args()
+    checks = {**CHECKS, **(TOOL_CHECKS if a.tools else {})}
     client = Anthropic(base_url=a.base_url, api_key=a.api_key, max_retries=0, timeout=30)
     failed = 0
-    for name in a.checks.split(","):
+    for name in a.checks.split(",") if a.checks else list(checks):
         try:
-            print(f"ok   {name}: {CHECKS[name](client, a)}")
+            print(f"ok   {name}: {checks[name](client, a)}")
         except Exception as e:  # noqa: BLE001 - report every check
             failed += 1
             print(f"FAIL {name}: {e}")

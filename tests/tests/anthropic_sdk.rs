@@ -40,23 +40,25 @@ fn keyed_config(provider: Provider, id: &str) -> Config {
         .access_log()
 }
 
-/// Runs the script against `gw` and fails the test (with the script's output and
-/// the gateway's stderr) unless every check passes.
-async fn assert_script_passes(gw: &Gateway, what: &str) {
+/// Runs the script against `gw` (with the tool-use checks when `tools`) and
+/// fails the test (with the script's output and the gateway's stderr) unless
+/// every check passes.
+async fn assert_script_passes(gw: &Gateway, what: &str, tools: bool) {
     let base_url = gw.url();
-    let mut p = PyScript::spawn(
-        "e2e_anthropic.py",
-        &[
-            "--base-url",
-            &base_url,
-            "--api-key",
-            KEY,
-            "--model",
-            "claude-test",
-            "--limited-model",
-            "claude-limited",
-        ],
-    );
+    let mut args = vec![
+        "--base-url",
+        &base_url,
+        "--api-key",
+        KEY,
+        "--model",
+        "claude-test",
+        "--limited-model",
+        "claude-limited",
+    ];
+    if tools {
+        args.push("--tools");
+    }
+    let mut p = PyScript::spawn("e2e_anthropic.py", &args);
     let status = p.wait(SCRIPT_TIMEOUT).await;
     let (stdout, stderr) = (p.stdout(), p.stderr());
     if !status.is_some_and(|s| s.success()) {
@@ -76,7 +78,7 @@ async fn anthropic_sdk_against_builtin_mock_provider() {
     python();
     let config = keyed_config(Provider::mock("builtin"), "builtin").yaml();
     let gw = Gateway::start(&config).await;
-    assert_script_passes(&gw, "the built-in mock provider").await;
+    assert_script_passes(&gw, "the built-in mock provider", false).await;
     // the key never went anywhere but the gateway, and each answer was recorded
     // (create, bearer, stream, count_tokens, unrouted, bad key, two limited)
     let lines = gw.wait_for_log_lines(8, Duration::from_secs(10)).await;
@@ -103,7 +105,7 @@ async fn anthropic_sdk_through_an_anthropic_provider() {
         .base_url(&mock.base_url())
         .token("sk-ant-upstream");
     let gw = Gateway::start(&keyed_config(provider, "claude").yaml()).await;
-    assert_script_passes(&gw, "an anthropic provider (Anthropic mock upstream)").await;
+    assert_script_passes(&gw, "an anthropic provider (Anthropic mock upstream)", true).await;
     // the upstream got the provider's key and version, never the consumer's key
     let reqs = mock.requests();
     let messages: Vec<_> = reqs.iter().filter(|r| r.path() == "/v1/messages").collect();
@@ -129,7 +131,20 @@ async fn anthropic_sdk_through_an_openai_compatible_provider() {
     let mock = MockUpstream::start_default();
     let provider = Provider::openai("vllm", &mock.base_url()).token("sk-upstream");
     let gw = Gateway::start(&keyed_config(provider, "vllm").yaml()).await;
-    assert_script_passes(&gw, "an openai-compatible provider (translated)").await;
+    assert_script_passes(&gw, "an openai-compatible provider (translated)", true).await;
+    // the image went upstream as an image_url part with a data: URL
+    let image = mock.requests().into_iter().find_map(|r| {
+        let parts = r.body["messages"].as_array()?.last()?["content"]
+            .as_array()?
+            .clone();
+        parts.into_iter().find(|p| p["type"] == "image_url")
+    });
+    let url = image.expect("no image_url part upstream")["image_url"]["url"].clone();
+    assert!(
+        url.as_str()
+            .is_some_and(|u| u.starts_with("data:image/png;base64,")),
+        "{url}"
+    );
     let reqs = mock.requests();
     let chats: Vec<_> = reqs
         .iter()

@@ -194,3 +194,68 @@ async fn an_anthropic_client_gets_openai_usage_in_anthropic_terms() {
         assert_eq!(ai.cached_tokens, want.cached_tokens);
     }
 }
+
+/// Fallback crosses APIs: an Anthropic client whose first instance (an
+/// anthropic provider) fails gets the next one's answer (an OpenAI-compatible
+/// provider, translated), and an OpenAI client gets the Anthropic upstream's
+/// error in OpenAI's shape when nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_crosses_apis_and_errors_come_in_the_clients_shape() {
+    use gateway_tests::config::Fallback;
+    let (claude, vllm) = (MockUpstream::start_default(), MockUpstream::start_default());
+    claude.fail_with(500);
+    let config = Config::new()
+        .provider(
+            Provider::new("claude", "anthropic")
+                .base_url(&claude.base_url())
+                .token("k"),
+        )
+        .provider(Provider::openai("vllm", &vllm.base_url()))
+        .route(
+            Route::new("messages", "/v1")
+                .path_exact("/v1/messages")
+                .upstream_priority("claude", 0)
+                .upstream_priority("vllm", 1)
+                .fallback(Fallback::on(&["http_5xx"], 1)),
+        )
+        .route(Route::new("chat", "/v1").upstream("claude"))
+        .access_log()
+        .yaml();
+    let gw = Gateway::start(&config).await;
+    let body = json!({"model": "claude-test", "max_tokens": 64,
+                      "messages": [{"role": "user", "content": "Hello"}]});
+    let url = format!("{}/v1/messages", gw.url());
+    let r = post_json_with(&url, &body, &ANTHROPIC_HEADERS).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert_eq!(
+        claude.requests().len(),
+        1,
+        "the Anthropic instance was tried first"
+    );
+    assert_eq!(vllm.requests()[0].path(), "/v1/chat/completions");
+
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]});
+    let r = post_json_with(&format!("{}/v1/chat/completions", gw.url()), &chat, &[]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    let e = r.json();
+    assert!(
+        e["error"]["message"].is_string(),
+        "not OpenAI's error shape: {e}"
+    );
+    assert!(
+        e.get("type").is_none(),
+        "Anthropic's error shape reached an OpenAI client: {e}"
+    );
+
+    let lines = gw.wait_for_log_lines(2, Duration::from_secs(10)).await;
+    let attempts: Vec<_> = lines[0]
+        .ai_log
+        .attempts
+        .iter()
+        .map(|a| a.provider.clone())
+        .collect();
+    assert_eq!(attempts, ["claude", "vllm"]);
+}

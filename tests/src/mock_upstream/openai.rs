@@ -36,6 +36,12 @@
 //! 4. only when the request had `stream_options.include_usage: true`: a usage chunk
 //!    with `"choices": []` and `"usage": {...}` (figures as above),
 //! 5. `data: [DONE]`.
+//!
+//! A chat request with `tools` whose `tool_choice` is `required` (the first
+//! tool) or names a function is answered with a call of that tool
+//! ([`forced_tool`]): arguments [`TOOL_ARGUMENTS`], `finish_reason`
+//! `tool_calls`; streamed as a role chunk, a chunk naming the call, the
+//! arguments in two pieces and the finish chunk.
 
 use super::body::MockBody;
 use super::{
@@ -288,7 +294,93 @@ fn models_body() -> String {
     format!(r#"{{"object":"list","data":[{}]}}"#, data.join(","))
 }
 
+/// The tool a chat request makes the mock call: with `tools`, when
+/// `tool_choice` is `required` (the first tool) or names a function.
+pub fn forced_tool(body: &Value) -> Option<String> {
+    let first = body.get("tools")?.as_array()?.first()?;
+    match body.get("tool_choice")? {
+        Value::String(s) if s == "required" => {
+            first["function"]["name"].as_str().map(str::to_string)
+        }
+        Value::Object(o) => o.get("function")?.get("name")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The arguments of the mock's tool calls.
+pub const TOOL_ARGUMENTS: &str = r#"{"query":"mock","n":1}"#;
+
+/// A chat answer that calls `tool` (JSON, or a stream with the arguments in
+/// two pieces).
+fn chat_tool_call(
+    st: &MockState,
+    body: &Value,
+    model: &str,
+    n: u64,
+    tool: &str,
+) -> Response<MockBody> {
+    let usage = chat_usage(body, st.stream_chunks.load(Ordering::Relaxed));
+    let (id, call, m, name) = (
+        format!("chatcmpl-mock{n}"),
+        format!("call_mock{n}"),
+        json_str(model),
+        json_str(tool),
+    );
+    let args = json_str(TOOL_ARGUMENTS);
+    if !is_stream(body) {
+        let out = format!(
+            r#"{{"id":"{id}","object":"chat.completion","created":{CREATED},"model":{m},"choices":[{{"index":0,"message":{{"role":"assistant","content":null,"tool_calls":[{{"id":"{call}","type":"function","function":{{"name":{name},"arguments":{args}}}}}]}},"finish_reason":"tool_calls"}}],"usage":{}}}"#,
+            usage.chat_json()
+        );
+        return json_response(StatusCode::OK, out, n);
+    }
+    let head = format!(
+        r#"{{"id":"{id}","object":"chat.completion.chunk","created":{CREATED},"model":{m},"#
+    );
+    let delta = |d: String, finish: &str| {
+        sse(&format!(
+            r#"{head}"choices":[{{"index":0,"delta":{d},"finish_reason":{finish}}}]}}"#
+        ))
+    };
+    let (a, b) = TOOL_ARGUMENTS.split_at(TOOL_ARGUMENTS.len() / 2);
+    let mut frames = VecDeque::from([
+        delta(r#"{"role":"assistant","content":null}"#.to_string(), "null"),
+        delta(
+            format!(
+                r#"{{"tool_calls":[{{"index":0,"id":"{call}","type":"function","function":{{"name":{name},"arguments":""}}}}]}}"#
+            ),
+            "null",
+        ),
+        delta(
+            format!(
+                r#"{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}}"#,
+                json_str(a)
+            ),
+            "null",
+        ),
+        delta(
+            format!(
+                r#"{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}}"#,
+                json_str(b)
+            ),
+            "null",
+        ),
+        delta("{}".to_string(), r#""tool_calls""#),
+    ]);
+    if include_usage(body) {
+        frames.push_back(sse(&format!(
+            r#"{head}"choices":[],"usage":{}}}"#,
+            usage.chat_json()
+        )));
+    }
+    frames.push_back(Bytes::from_static(DONE.as_bytes()));
+    sse_response(frames, st, n)
+}
+
 fn chat(st: &MockState, body: &Value, model: &str, n: u64) -> Response<MockBody> {
+    if let Some(tool) = forced_tool(body) {
+        return chat_tool_call(st, body, model, n, &tool);
+    }
     let chunks = st.stream_chunks.load(Ordering::Relaxed);
     let usage = chat_usage(body, chunks);
     let id = format!("chatcmpl-mock{n}");
