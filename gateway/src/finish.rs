@@ -167,7 +167,11 @@ fn upstream(
         }
     }
     let uses_tokens = c.facts.endpoint.is_some_and(|e| e.uses_tokens());
+    // a stream that ended before its end marker: what usage it reported so far
+    // (Anthropic's comes in its first event) is not the final count
+    let cut_short = meter.is_sse() && !meter.read.done && !matches!(ending, Ending::Complete);
     let usage = match meter.read.usage {
+        Some(u) if uses_tokens && cut_short => at_least_streamed(u, meter.read.output_bytes),
         Some(u) if uses_tokens => u,
         None if ok && uses_tokens => estimate(&c.facts.body, meter.read.output_bytes),
         _ => Usage::default(),
@@ -200,6 +204,18 @@ fn upstream(
             false => None,
         },
     }
+}
+
+/// The usage of a stream cut before its final figures: what it reported, with
+/// the completion at least what was streamed, marked as an estimate.
+fn at_least_streamed(mut u: Usage, output_bytes: usize) -> Usage {
+    let streamed = estimate_tokens(output_bytes);
+    if streamed > u.completion_tokens {
+        u.completion_tokens = streamed;
+        u.total_tokens = u.prompt_tokens.saturating_add(streamed);
+    }
+    u.estimated = true;
+    u
 }
 
 /// The gateway's estimate for an answer that reported no usage.

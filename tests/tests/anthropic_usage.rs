@@ -259,3 +259,35 @@ async fn fallback_crosses_apis_and_errors_come_in_the_clients_shape() {
         .collect();
     assert_eq!(attempts, ["claude", "vllm"]);
 }
+
+/// An Anthropic stream cut before its final usage: the prompt figures of its
+/// first event are kept, the completion is at least what was streamed, and the
+/// record says it is an estimate (`UC`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_anthropic_stream_is_estimated_and_flagged() {
+    let mock = MockUpstream::start_default();
+    mock.cut_stream_after(6);
+    let provider = Provider::new("claude", "anthropic")
+        .base_url(&mock.base_url())
+        .token("sk-ant");
+    let gw = gateway_to(provider, "claude").await;
+    let body = cached_messages(true);
+    let want = messages_usage(&body, CHUNKS);
+    let _ = post_sse(
+        &format!("{}/v1/messages", gw.url()),
+        &body,
+        &ANTHROPIC_HEADERS,
+    )
+    .await;
+    let line = only_line(&gw).await;
+    assert!(line.response_flags.contains("UC"), "{line:?}");
+    let ai = line.ai_log;
+    assert!(ai.usage_estimated, "{ai:?}");
+    let prompt =
+        want.input_tokens + want.cache_read_input_tokens + want.cache_creation_input_tokens;
+    assert_eq!(ai.input_token, prompt);
+    assert!(
+        ai.output_token >= 1 && ai.output_token < want.output_tokens,
+        "{ai:?}"
+    );
+}

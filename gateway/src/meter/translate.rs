@@ -7,6 +7,11 @@ use crate::protocol::{Events, Read, Seam};
 use crate::telemetry::attributes::Collected;
 use bytes::{Bytes, BytesMut};
 
+/// The client's bytes are written into blocks of this size ...
+const OUT_BLOCK: usize = 8 * 1024;
+/// ... a new one taken when less than this is left.
+const OUT_LOW: usize = 2 * 1024;
+
 pub(super) struct Translating {
     seam: Seam,
     /// None for a JSON answer
@@ -50,6 +55,11 @@ impl Translating {
             // not SSE as we know it: nothing of it can be translated
             self.held = BytesMut::new();
             return None;
+        }
+        // one buffer for the client's frames of many upstream ones (each frame
+        // is split off it), not a growing allocation per frame
+        if self.out.capacity() < OUT_LOW {
+            self.out.reserve(OUT_BLOCK);
         }
         let mut capture = capture;
         let mut each = |ev: &[u8], out: &mut BytesMut| {

@@ -9,7 +9,7 @@ use super::error::{OpenAiDetail, OpenAiError};
 use super::fields::now_secs;
 use super::read::{finish_reason, nonempty, note_event, text, EventIn};
 use super::write::{data as write_data, openai_usage, TextOut};
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use shared::wire::openai::Usage as OpenAiUsage;
 
@@ -28,6 +28,9 @@ pub struct MessagesToChat {
     stopped: bool,
     /// the usage chunk and `[DONE]` are written
     finished: bool,
+    /// `data: {"id":..,"object":..,"created":..,"model":..,"choices":[{"index":0,"delta":`,
+    /// the start of every chunk of this stream, written once
+    head: Vec<u8>,
 }
 
 impl MessagesToChat {
@@ -42,6 +45,7 @@ impl MessagesToChat {
             tools: Vec::new(),
             stopped: false,
             finished: false,
+            head: Vec::new(),
         }
     }
 
@@ -58,6 +62,7 @@ impl MessagesToChat {
                 if let Some(m) = &e.message {
                     self.id = m.id.as_deref().unwrap_or_default().to_string();
                     self.model = m.model.as_deref().unwrap_or_default().to_string();
+                    self.head.clear();
                 }
                 delta.role = Some("assistant");
                 delta.content = Some(TextOut::Static(""));
@@ -138,21 +143,35 @@ impl MessagesToChat {
         if delta.is_empty() && finish.is_none() {
             return;
         }
-        write_data(
-            out,
-            &Chunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                choices: &[Choice {
-                    index: 0,
-                    delta,
-                    finish_reason: finish,
-                }],
-                usage: None,
-            },
-        );
+        if self.head.is_empty() {
+            self.head = self.chunk_head();
+        }
+        // the chunk: its head, the delta, the finish reason
+        out.put_slice(&self.head);
+        let _ = serde_json::to_writer(out.writer(), &delta);
+        out.put_slice(b",\"finish_reason\":");
+        match finish {
+            Some(f) => {
+                out.put_slice(b"\"");
+                out.put_slice(f.as_bytes());
+                out.put_slice(b"\"");
+            }
+            None => out.put_slice(b"null"),
+        }
+        out.put_slice(b"}]}\n\n");
+    }
+
+    /// `data: {"id":..,"object":"chat.completion.chunk","created":..,"model":..,
+    /// "choices":[{"index":0,"delta":`
+    fn chunk_head(&self) -> Vec<u8> {
+        let mut head = b"data: {\"id\":".to_vec();
+        let _ = serde_json::to_writer(&mut head, &self.id);
+        head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        head.extend_from_slice(self.created.to_string().as_bytes());
+        head.extend_from_slice(b",\"model\":");
+        let _ = serde_json::to_writer(&mut head, &self.model);
+        head.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        head
     }
 
     /// The upstream stream ended (also when cut): when the answer was complete
