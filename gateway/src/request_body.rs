@@ -273,8 +273,9 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-/// A JSON object's top-level fields in order, keys and values borrowed.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A JSON object's top-level fields in order, keys and values borrowed (also
+/// what the protocol translations read bodies with).
+pub(crate) struct Fields<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 #[derive(Deserialize)]
 struct Key<'a>(#[serde(borrow)] Cow<'a, str>);

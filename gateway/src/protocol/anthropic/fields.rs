@@ -2,37 +2,11 @@
 //! borrowed in order, the provider's options set over a written body, and the
 //! bounded list of warnings.
 
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt;
 
-/// A JSON object's top-level fields in order, keys and values borrowed.
-pub(super) struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
-
-#[derive(Deserialize)]
-struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, val)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    v.push((k.0, val));
-                }
-                Ok(Fields(v))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
+pub(super) use crate::request_body::Fields;
 
 /// `body` (a JSON object just written) with the provider's `options` set over
 /// its top-level fields; `body` itself when there are none.
