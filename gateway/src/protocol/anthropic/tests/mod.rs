@@ -2,6 +2,7 @@
 //! mapping goes), and the streams, answers and errors both ways.
 
 mod answers;
+mod dropped;
 mod requests;
 mod streams;
 
