@@ -24,6 +24,8 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List
 
+from e2e_common import CheckFailed, check, dump
+
 try:
     import anthropic
     from anthropic import Anthropic
@@ -37,25 +39,6 @@ except ImportError:  # pragma: no cover - environment problem, not a test failur
 
 UNROUTED_MODEL = "no-such-model"
 MESSAGES = [{"role": "user", "content": "Say hello in a few words."}]
-
-
-class CheckFailed(AssertionError):
-    pass
-
-
-def check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def dump(obj: Any) -> str:
-    try:
-        if hasattr(obj, "model_dump"):
-            obj = obj.model_dump(exclude_none=True)
-        text = json.dumps(obj, default=str)
-    except Exception:  # noqa: BLE001 - best effort only
-        text = repr(obj)
-    return text if len(text) <= 600 else text[:600] + "..."
 
 
 def text_of(message: Any) -> str:

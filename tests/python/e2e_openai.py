@@ -18,7 +18,9 @@ import argparse
 import json
 import sys
 import traceback
-from typing import Any, Callable, List, Tuple
+from typing import Callable, List, Tuple
+
+from e2e_common import CheckFailed, check, dump
 
 try:
     import openai
@@ -35,26 +37,6 @@ CHAT_MODEL = "gpt-4o-mini"
 EMBED_MODEL = "text-embedding-3-small"
 UNROUTED_MODEL = "no-such-model"
 MESSAGES = [{"role": "user", "content": "Say hello in a few words."}]
-
-
-class CheckFailed(AssertionError):
-    pass
-
-
-def check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def dump(obj: Any) -> str:
-    """Compact JSON of an SDK object (pydantic model) or plain value, for messages."""
-    try:
-        if hasattr(obj, "model_dump"):
-            obj = obj.model_dump(exclude_none=True)
-        text = json.dumps(obj, default=str)
-    except Exception:  # noqa: BLE001 - best effort only
-        text = repr(obj)
-    return text if len(text) <= 600 else text[:600] + "..."
 
 
 # ---------------------------------------------------------------- checks
