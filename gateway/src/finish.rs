@@ -139,7 +139,10 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
         }
     };
     if let Some(mut q) = c.quota.take() {
-        q.finish(&r.usage);
+        q.finish(&crate::quota::spec::Spend {
+            usage: r.usage,
+            cost: 0,
+        });
         emit(c, r, Some((q.status, q.limited_by.take())));
     } else {
         emit(c, r, None);
@@ -302,6 +305,11 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
             .collect(),
         panic_mode: a.panic_mode(),
         status: r.status,
+        cost: None,
+        cost_currency: None,
+        cost_model: None,
+        cost_unpriced: false,
+        cost_estimated: false,
         quota_status: quota
             .as_ref()
             .and_then(|q| q.0)

@@ -53,6 +53,22 @@ pub struct AiLog {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub panic_mode: bool,
     pub status: u16,
+    /// What the request cost, exact decimal text in `cost_currency` (present
+    /// for every request an upstream answered: those are in the usage ledger)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_currency: Option<String>,
+    /// the model the price was looked up by: the one the gateway asked the
+    /// upstream for (the ledger's `model`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_model: Option<String>,
+    /// no price is configured for the model: `cost` is 0, not known
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cost_unpriced: bool,
+    /// the cost is priced from estimated usage (`usage_estimated`)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cost_estimated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_status: Option<String>,
     /// the quota that refused the request (quota_status "limited")

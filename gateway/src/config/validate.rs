@@ -6,7 +6,7 @@ use super::parse_window;
 pub use super::problems::Problems;
 pub use super::server::{ConnLimits, ServerRt};
 use super::state::{check_name, StateRt, MAX_AMOUNT};
-use shared::config::{QuotaConfig, RawConfig};
+use shared::config::{QuotaConfig, QuotaStrategy, RawConfig};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -190,13 +190,29 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
                 "not one of route, tenant, consumer, upstream, ip, header:<name>",
             );
         }
-        if q.limit == 0 || q.limit > MAX_AMOUNT {
-            p.error(
-                format!("{k}.limit"),
-                "must be between 1 and 2^53 (9007199254740992)",
-            );
+        if let Err(e) = quota_limit(q) {
+            p.error(format!("{k}.limit"), e);
         }
     }
+}
+
+/// The limit in the quota's unit: a count, or nano-units of the currency for
+/// `strategy: cost`.
+pub(crate) fn quota_limit(q: &QuotaConfig) -> Result<u64, &'static str> {
+    let n = if q.strategy == QuotaStrategy::Cost {
+        q.limit
+            .to_nanos()
+            .filter(|n| *n <= MAX_AMOUNT)
+            .ok_or("a cost limit is at most 9007199.254740992 (2^53 nano-units of the currency)")?
+    } else if !q.limit.is_whole() {
+        return Err("counts tokens or requests: a whole number");
+    } else {
+        q.limit.whole
+    };
+    if n == 0 || n > MAX_AMOUNT {
+        return Err("must be between 1 and 2^53 (9007199254740992)");
+    }
+    Ok(n)
 }
 
 fn auth_headers(raw: &RawConfig, p: &mut Problems) -> Vec<http::HeaderName> {

@@ -9,6 +9,10 @@ use shared::config::QuotaStrategy;
 pub struct Estimate {
     pub prompt: u64,
     pub completion: u64,
+    /// the worst case in money: the prompt estimate at the input price and the
+    /// completion tokens at the output price of the dearest model the request
+    /// may be sent to (nano-units)
+    pub cost: shared::money::Nanos,
 }
 
 impl Estimate {
@@ -21,16 +25,13 @@ impl Estimate {
         default_max_tokens: u64,
     ) -> Estimate {
         if !endpoint.uses_tokens() {
-            return Estimate {
-                prompt: 0,
-                completion: 0,
-            };
+            return Estimate::default();
         }
         let prompt = shared::usage::estimate_tokens(body.prompt_bytes());
         if endpoint == crate::endpoint::Endpoint::Embeddings {
             return Estimate {
                 prompt,
-                completion: 0,
+                ..Estimate::default()
             };
         }
         let field = |k: &str| body.get(k).and_then(|v| v.get().trim().parse::<u64>().ok());
@@ -42,6 +43,7 @@ impl Estimate {
         Estimate {
             prompt,
             completion: max.saturating_mul(n),
+            cost: 0,
         }
     }
 
@@ -51,6 +53,7 @@ impl Estimate {
             QuotaStrategy::PromptTokens => self.prompt,
             QuotaStrategy::CompletionTokens => self.completion,
             QuotaStrategy::Requests => 1,
+            QuotaStrategy::Cost => self.cost,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! when dropped.
 
 use super::headers::{self, RateHeaders, Standing};
-use super::spec::Quota;
+use super::spec::{Quota, Spend};
 use super::store::{Item, ReserveAnswer, SettleMode, WindowUse};
 use super::{
     new_id, now_ms, Claim, Estimate, Quotas, Refusal, Settings, Status, MAX_AMOUNT, TOMBSTONE_MS,
@@ -13,7 +13,6 @@ use crate::error::GatewayError;
 use crate::redis_conn::StateError;
 use futures_util::future::join_all;
 use shared::config::{OnRedisError, QuotaStrategy};
-use shared::usage::Usage;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -96,6 +95,15 @@ fn describe(q: &Quota, subject: &str) -> String {
         QuotaStrategy::PromptTokens => "prompt tokens",
         QuotaStrategy::CompletionTokens => "completion tokens",
         QuotaStrategy::Requests => "requests",
+        QuotaStrategy::Cost => {
+            return format!(
+                "budget {:?} ({} per {} by {} {subject:?})",
+                q.name,
+                shared::money::format_nanos(q.limit),
+                q.window,
+                q.by_name()
+            )
+        }
     };
     format!(
         "quota {:?} ({} {what} per {} by {} {subject:?})",
@@ -392,7 +400,7 @@ impl Held {
             let actual = g
                 .items
                 .iter()
-                .map(|(q, k)| (k.clone(), q.window_ms, q.cost(&Usage::default())))
+                .map(|(q, k)| (k.clone(), q.window_ms, q.amount(&Spend::default())))
                 .collect();
             self.engine.settle_group(&self.id, &g, actual);
         }
@@ -401,7 +409,7 @@ impl Held {
     /// Settles everything with the request's real (or estimated) usage. A
     /// request the quotas themselves refused (every upstream's quota, or the
     /// store under `fail_closed`) costs nothing, not even as a request.
-    pub fn finish(&mut self, usage: &Usage) {
+    pub fn finish(&mut self, spent: &Spend) {
         self.count();
         let refused = matches!(self.status, Some(Status::Limited | Status::Unavailable));
         for g in std::mem::take(&mut self.groups) {
@@ -409,7 +417,7 @@ impl Held {
                 .items
                 .iter()
                 .map(|(q, k)| {
-                    let cost = if refused { 0 } else { q.cost(usage) };
+                    let cost = if refused { 0 } else { q.amount(spent) };
                     (k.clone(), q.window_ms, cost.min(MAX_AMOUNT))
                 })
                 .collect();
@@ -442,7 +450,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.count();
         if !self.groups.is_empty() {
-            self.finish(&Usage::default());
+            self.finish(&Spend::default());
         }
     }
 }

@@ -68,16 +68,19 @@ impl Quota {
                 return None;
             }
         };
-        if q.limit == 0 || q.limit > super::MAX_AMOUNT {
-            tracing::warn!(quota = %q.name, limit = q.limit, "quota ignored: limit out of range");
-            return None;
-        }
+        let limit = match crate::config::validate::quota_limit(q) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(quota = %q.name, error = e, "quota ignored: limit out of range");
+                return None;
+            }
+        };
         Some(Arc::new(Quota {
             name: q.name.clone(),
             owner,
             by,
             strategy: q.strategy,
-            limit: q.limit,
+            limit,
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             window: q.window.clone(),
         }))
@@ -146,15 +149,25 @@ impl Quota {
         format!("{{{tag}}}:q:{}:{}:{subject}", self.owner_label(), self.name)
     }
 
-    /// The amount this quota counts of a usage.
-    pub fn cost(&self, u: &Usage) -> u64 {
+    /// The amount this quota counts of what a request spent.
+    pub fn amount(&self, s: &Spend) -> u64 {
+        let u = &s.usage;
         match self.strategy {
             QuotaStrategy::TotalTokens => u.prompt_tokens.saturating_add(u.completion_tokens),
             QuotaStrategy::PromptTokens => u.prompt_tokens,
             QuotaStrategy::CompletionTokens => u.completion_tokens,
             QuotaStrategy::Requests => 1,
+            QuotaStrategy::Cost => s.cost,
         }
     }
+}
+
+/// What a request spent, as the quotas count it: its usage and what that cost
+/// (nano-units of the pricing currency, at the prices the request started with).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub usage: Usage,
+    pub cost: shared::money::Nanos,
 }
 
 /// A header value as a window subject: always its digest

@@ -2,11 +2,13 @@
 //! Raw serde structs only (`deny_unknown_fields`); the gateway validates them into
 //! runtime types. Defaults here are the documented defaults.
 
+mod pricing;
 mod provider;
 mod route;
 mod telemetry;
 mod tenant;
 
+pub use pricing::*;
 pub use provider::*;
 pub use route::*;
 pub use telemetry::*;
@@ -33,6 +35,12 @@ pub struct RawConfig {
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub pricing: PricingConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub budget_alerts: BudgetAlertsConfig,
 }
 
 // ---------------------------------------------------------------- server

@@ -1,6 +1,7 @@
 //! `routes[]`: matching, upstream instances, balancing, fallback, quotas, ai_log attributes.
 
 use super::{d_star, d_true};
+use crate::money::Decimal;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -168,9 +169,19 @@ pub struct QuotaConfig {
     /// route | tenant | consumer | upstream | ip | header:<name>
     pub by: String,
     pub strategy: QuotaStrategy,
-    pub limit: u64,
-    /// "1s", "60s", "1m", "1h", "1d"
+    /// a count (tokens, requests), or for `strategy: cost` an amount of the
+    /// pricing currency (`12.50`)
+    pub limit: Decimal,
+    /// sliding: "1s", "60s", "1m", "1h", "1d", "30d"; calendar: "day", "week"
+    /// (from Monday), "month", resetting at the boundary in `timezone`
     pub window: String,
+    /// IANA time zone a calendar window's boundaries are in (default UTC)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// percentages of the limit (1..=100) at which an alert goes out, once per
+    /// calendar period
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -180,6 +191,8 @@ pub enum QuotaStrategy {
     PromptTokens,
     CompletionTokens,
     Requests,
+    /// money: the request's cost at the pricing table's prices
+    Cost,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
