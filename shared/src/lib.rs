@@ -6,6 +6,7 @@ pub mod ai_log;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod ledger;
 pub mod money;
 pub mod schema;
 pub mod usage;
