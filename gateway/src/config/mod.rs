@@ -4,6 +4,7 @@
 //! Every problem is reported at once as `file: key: reason (line L column C)`,
 //! and no reason quotes a value (values may be secrets).
 
+pub mod budget;
 mod collect;
 mod de;
 pub mod health;
