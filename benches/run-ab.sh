@@ -14,6 +14,11 @@
 #                                      # and (AB_CONNECTIONS=1) p99 at most 150 µs more
 #   bash benches/run-ab.sh anthropic   # Anthropic Messages to an Anthropic provider (pass-through)
 #                                      # against OpenAI to OpenAI; target (issue 20) >= 0.95x
+#   bash benches/run-ab.sh budget      # route auth on Redis + a consumer cost budget (a month
+#                                      # window) + the usage ledger (B) against route auth on
+#                                      # Redis + a consumer token quota (A); target (issue 21)
+#                                      # >= 0.95x, and Redis calls per request the same (2:
+#                                      # reserve and settle, the ledger inside the settle)
 #   bash benches/run-ab.sh aa          # the plain gateway against itself: what the rig reads
 #                                      # when there is nothing to measure (expect 1.00x)
 #   AB_BASE_REF=<git ref> bash benches/run-ab.sh build
@@ -46,9 +51,10 @@ case "$VARIANT" in
   telemetry) TARGET=0.9 ;;
   translate) TARGET=0.85 ;;
   anthropic) TARGET=0.95 ;;
+  budget) TARGET=0.95 ;;
   aa) TARGET=0.97 ;;
   build) TARGET=0.98 ;;
-  *) echo "usage: bash benches/run-ab.sh auth|telemetry|translate|anthropic|aa|build" >&2; exit 2 ;;
+  *) echo "usage: bash benches/run-ab.sh auth|telemetry|translate|anthropic|budget|aa|build" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release"
@@ -83,7 +89,7 @@ fi
 WITH="${AB_WITH:-}"
 [[ -z "$WITH" || ( "$VARIANT" == build && "$WITH" == auth-quotas ) ]] \
   || { log "AB_WITH: only auth-quotas, with the build variant"; exit 2; }
-if [[ "$VARIANT" == auth || -n "$WITH" ]]; then
+if [[ "$VARIANT" == auth || "$VARIANT" == budget || -n "$WITH" ]]; then
   command -v redis-server >/dev/null || { log "redis-server is needed (apt-get install -y redis-server)"; exit 1; }
 fi
 # the A side's binary: this checkout's, or (build) another commit's
@@ -159,10 +165,16 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$MOCK" ]] || { log "mock-upstream did not start"; exit 1; }
 
-if [[ "$VARIANT" == auth || -n "$WITH" ]]; then
+if [[ "$VARIANT" == auth || "$VARIANT" == budget || -n "$WITH" ]]; then
   RPORT="$(port)"
   "${LOAD[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
   PIDS+=($!)
+  if [[ "$VARIANT" == budget ]]; then
+    # each side its own Redis, so each side's calls per request can be counted
+    RPORT_B="$(port)"
+    "${LOAD[@]}" redis-server --port "$RPORT_B" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis-b.log" 2>&1 &
+    PIDS+=($!)
+  fi
 elif [[ "$VARIANT" == telemetry ]]; then
   # the collector: rotel from PyPI (the one ./scripts/test.sh --setup-only puts
   # into .venv), receiving OTLP/gRPC and dropping it (blackhole exporter)
@@ -185,6 +197,8 @@ fi
 start_gateway() {
   local name=$1 route_extra=$2 top_extra=$3 telemetry_extra=${4:-} p a pid bin="$BIN/gateway"
   local ptype=openai-compatible
+  # (budget: the A side's features are its route and top config too)
+  if [[ "$VARIANT" == budget && "$name" == plain ]]; then route_extra="$A_ROUTE"; top_extra="$A_TOP"; fi
   # (translate, anthropic: the B side's provider speaks Anthropic's Messages API)
   [[ "$name" != plain && ( "$VARIANT" == translate || "$VARIANT" == anthropic ) ]] && ptype=anthropic
   [[ "$name" == plain ]] && bin="$A_BIN"
@@ -231,6 +245,26 @@ tenants:
         keys: [\"$API_KEY\"]
         quotas: [ { name: load-tpm, by: consumer, strategy: total_tokens, limit: 100000000000, window: 1m } ]"
 case "$VARIANT" in
+  budget)
+    A_ROUTE="    auth: { enabled: true }"
+    A_TOP="state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
+tenants:
+  - id: bench
+    consumers:
+      - name: load
+        keys: [\"$API_KEY\"]
+        quotas: [ { name: load-tpm, by: consumer, strategy: total_tokens, limit: 100000000000, window: 1m } ]"
+    B_ROUTE="    auth: { enabled: true }"
+    B_TOP="state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT_B/0\" }, cache_ttl_ms: 1000 }
+tenants:
+  - id: bench
+    consumers:
+      - name: load
+        keys: [\"$API_KEY\"]
+        quotas: [ { name: load-budget, by: consumer, strategy: cost, limit: 1000000, window: month, alerts: [50, 80, 100] } ]"
+    TITLE="Cost budget and usage ledger against a token quota"
+    SETUP="Both with route auth on a Redis state backend (cache_ttl_ms 1000, seeded key), each on its own Redis: a consumer token quota (plain) against a consumer cost budget (a month window, alerts, the built-in price of the mock's gpt-4o-mini) with the usage ledger (budget), limits far above the load, $RIG, load generators, mock (16-event streams) and both Redis on core 1"
+    ;;
   auth)
     B_ROUTE="    auth: { enabled: true }"
     B_TOP="state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
@@ -306,6 +340,15 @@ print(round(a["rps"]), cpu(a), round(b["rps"]), cpu(b), round(c / hz / wall * 10
 ' "$WORK/plain.json" "$WORK/$B_NAME.json" "$HZ" "$((c1 - c0))" "$((p1 - p0))" "$(python3 -c "print($t1 - $t0)")"
 }
 
+# redis_calls ADMIN_PORT: the gateway's calls to Redis so far (each one round trip)
+redis_calls() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^gateway_redis_calls_total/ {n += $2} END {print n + 0}'
+}
+# requests_total ADMIN_PORT: requests the gateway recorded
+requests_total() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^gateway_requests_total/ {n += $2} END {print n + 0}'
+}
+
 RESULTS="$ROOT/benches/results"
 mkdir -p "$RESULTS"
 OUT="$RESULTS/$VARIANT${WITH:+-$WITH}-ab-$(date -u +%Y%m%d-%H%M%S).md"
@@ -335,7 +378,17 @@ for r in $(seq 1 "$ROUNDS"); do
     done
   fi
   for mode in json stream; do
+    if [[ "$VARIANT" == budget ]]; then
+      RA0="$(redis_calls "$(cat "$WORK/plain.admin")")"; RB0="$(redis_calls "$(cat "$WORK/$B_NAME.admin")")"
+      QA0="$(requests_total "$(cat "$WORK/plain.admin")")"; QB0="$(requests_total "$(cat "$WORK/$B_NAME.admin")")"
+    fi
     read -r P PC A AC BUSY K PU AU P99 A99 <<<"$(run_pair "$mode")"
+    if [[ "$VARIANT" == budget ]]; then
+      sleep 1 # settlements are sent after the answers
+      RA1="$(redis_calls "$(cat "$WORK/plain.admin")")"; RB1="$(redis_calls "$(cat "$WORK/$B_NAME.admin")")"
+      QA1="$(requests_total "$(cat "$WORK/plain.admin")")"; QB1="$(requests_total "$(cat "$WORK/$B_NAME.admin")")"
+      echo "round $r $mode redis calls per request: plain $(python3 -c "print(f'{($RA1-$RA0)/max(1,$QA1-$QA0):.3f}')") $B_NAME $(python3 -c "print(f'{($RB1-$RB0)/max(1,$QB1-$QB0):.3f}')")" >>"$COUNTERS"
+    fi
     log "round $r $mode: plain $P rps ($PC µs CPU/req, p99 $P99 µs), $B_NAME $A rps ($AC µs CPU/req, p99 $A99 µs), ratio $(python3 -c "print(f'{$A/$P:.3f}')")"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$mode" "$P" "$PC" "$A" "$AC" "$BUSY" "$K" "$PU" "$AU" "$P99" "$A99" >>"$ROWS"
   done
@@ -384,6 +437,12 @@ for mode, v in by_mode.items():
 print()
 for n in notes:
     print(f"- {n}")
+if variant == "budget":
+    print()
+    print("Redis round trips per request (gateway_redis_calls_total over gateway_requests_total, per run):")
+    print()
+    for line in open(counters_f):
+        print(f"- {line.strip()}")
 if variant == "telemetry":
     tot = collections.Counter()
     for line in open(counters_f):

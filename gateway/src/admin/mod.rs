@@ -275,6 +275,12 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
     ));
+    if let crate::quota::store::QuotaStore::Redis(c) = &*q.store {
+        text.push_str(&format!(
+            "# HELP gateway_redis_calls_total Calls this replica made to Redis (each one round trip: a command, a pipeline or a script).\n# TYPE gateway_redis_calls_total counter\ngateway_redis_calls_total {}\n",
+            c.calls.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
     text.push_str("# HELP gateway_budget_alerts_total Budget alerts this replica sent (a percentage of a quota's limit crossed for the first time in its period, fleet-wide).\n# TYPE gateway_budget_alerts_total counter\n");
     for ((quota, percent), n) in q
         .alerts

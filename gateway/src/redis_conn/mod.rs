@@ -143,6 +143,8 @@ pub struct RedisConn {
     /// one is dropped after an error, a cluster one repairs itself): no pool
     /// checkout, and no PING the pool sends on each checkout, per call
     hot: std::sync::Mutex<Option<Conn>>,
+    /// calls made (each one round trip: a command, a pipeline or a script)
+    pub calls: std::sync::atomic::AtomicU64,
 }
 
 /// A call's connection, routing each command by the slot of its first key: it
@@ -263,6 +265,7 @@ impl RedisConn {
             reach,
             probes,
             hot: std::sync::Mutex::new(None),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -323,6 +326,8 @@ impl RedisConn {
         F: AsyncFnOnce(&mut Routed<'_>) -> redis::RedisResult<T>,
     {
         use redis::{ErrorKind, ServerErrorKind};
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let guard = matches!(budget, Budget::Fast);
         // a standalone server known to be out: not even a connection attempt
         if let Some(n) = self.reach.down(None).filter(|_| guard) {
