@@ -26,6 +26,7 @@ pub mod providers;
 pub mod quota;
 pub mod redact;
 pub mod redis_conn;
+pub mod report;
 pub mod reload;
 pub mod request_body;
 pub mod response;
