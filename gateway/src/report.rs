@@ -116,6 +116,13 @@ pub fn parse_day(s: &str) -> Result<jiff::civil::Date, String> {
         .ok_or_else(|| "is not a date YYYY-MM-DD".to_string())
 }
 
+/// Today's date in UTC (the ledger's days are UTC dates).
+pub fn today_utc() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
 /// How the report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
