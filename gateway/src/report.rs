@@ -107,9 +107,13 @@ impl GroupBy {
 /// `YYYY-MM-DD`, a real date; the text back as the ledger writes days.
 pub fn parse_day(s: &str) -> Result<jiff::civil::Date, String> {
     let shape = s.len() == 10
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     shape
         .then(|| s.parse::<jiff::civil::Date>().ok())
         .flatten()

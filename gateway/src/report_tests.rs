@@ -42,13 +42,31 @@ fn query(group_by: &str) -> Query {
 
 fn rows() -> Vec<(Dims, Totals)> {
     vec![
-        (dims("zeta", "", "gpt-4o", "openai", "2026-03-02"), figures(1)),
-        (dims("acme", "bob", "gpt-4o-mini", "openai", "2026-03-02"), figures(2)),
-        (dims("acme", "alice", "gpt-4o", "azure", "2026-03-01"), figures(4)),
-        (dims("acme", "alice", "gpt-4o", "openai", "2026-03-03"), figures(8)),
+        (
+            dims("zeta", "", "gpt-4o", "openai", "2026-03-02"),
+            figures(1),
+        ),
+        (
+            dims("acme", "bob", "gpt-4o-mini", "openai", "2026-03-02"),
+            figures(2),
+        ),
+        (
+            dims("acme", "alice", "gpt-4o", "azure", "2026-03-01"),
+            figures(4),
+        ),
+        (
+            dims("acme", "alice", "gpt-4o", "openai", "2026-03-03"),
+            figures(8),
+        ),
         // outside the days asked for
-        (dims("acme", "alice", "gpt-4o", "openai", "2026-02-28"), figures(100)),
-        (dims("acme", "alice", "gpt-4o", "openai", "2026-04-01"), figures(200)),
+        (
+            dims("acme", "alice", "gpt-4o", "openai", "2026-02-28"),
+            figures(100),
+        ),
+        (
+            dims("acme", "alice", "gpt-4o", "openai", "2026-04-01"),
+            figures(200),
+        ),
     ]
 }
 
@@ -62,10 +80,17 @@ fn groups_are_summed_sorted_and_totalled_within_the_days() {
         .collect();
     assert_eq!(
         keys,
-        [("acme", "gpt-4o"), ("acme", "gpt-4o-mini"), ("zeta", "gpt-4o")]
+        [
+            ("acme", "gpt-4o"),
+            ("acme", "gpt-4o-mini"),
+            ("zeta", "gpt-4o")
+        ]
     );
     // ungrouped columns are empty in the keys
-    assert!(r.rows.iter().all(|(d, _)| d.consumer.is_empty() && d.day.is_empty()));
+    assert!(r
+        .rows
+        .iter()
+        .all(|(d, _)| d.consumer.is_empty() && d.day.is_empty()));
     assert_eq!(r.rows[0].1, figures(12));
     assert_eq!(r.rows[1].1, figures(2));
     assert_eq!(r.totals, figures(15));
@@ -110,7 +135,10 @@ fn csv_quotes_values_with_commas_quotes_and_line_breaks() {
     let csv = r.csv();
     let lines: Vec<&str> = csv.splitn(2, '\n').collect();
     // the anonymous consumer is an empty field, the model one quoted field
-    assert_eq!(lines[1], ",\"a,b \"\"c\"\"\nd\",1,0,0,0,0,0,1.50,0,0\ntotal,,1,0,0,0,0,0,1.50,0,0\n");
+    assert_eq!(
+        lines[1],
+        ",\"a,b \"\"c\"\"\nd\",1,0,0,0,0,0,1.50,0,0\ntotal,,1,0,0,0,0,0,1.50,0,0\n"
+    );
     // read back by a CSV reader: the same values
     let mut rd = csv::Reader::from_reader(csv.as_bytes());
     let first = rd.records().next().unwrap().unwrap();
@@ -156,7 +184,15 @@ fn group_by_names_are_checked_and_put_in_the_report_order() {
 #[test]
 fn days_are_real_dates_written_in_full() {
     assert_eq!(parse_day("2024-02-29").unwrap().to_string(), "2024-02-29");
-    for bad in ["2023-02-29", "2026-13-01", "2026-1-01", "20260101", "2026-01-01T00:00:00Z", "", "2026-01-0a"] {
+    for bad in [
+        "2023-02-29",
+        "2026-13-01",
+        "2026-1-01",
+        "20260101",
+        "2026-01-01T00:00:00Z",
+        "",
+        "2026-01-0a",
+    ] {
         assert!(parse_day(bad).is_err(), "{bad:?}");
     }
 }

@@ -12,7 +12,7 @@ use crate::error::GatewayError;
 use crate::redis_conn::StateError;
 use crate::report::{parse_day, Format, GroupBy, Query, Report};
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 use http_body_util::Full;
 use jiff::civil::Date;
 use shared::ledger::{Dims, Totals};
@@ -119,6 +119,7 @@ fn currency(_app: &App) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
     use http_body_util::BodyExt;
     use shared::ledger::Totals;
 
@@ -136,13 +137,27 @@ mod tests {
     #[test]
     fn defaults_are_this_month_every_column_json() {
         let q = parse(None, today()).unwrap();
-        assert_eq!((q.from.to_string(), q.to.to_string()), ("2026-03-01".into(), "2026-03-17".into()));
+        assert_eq!(
+            (q.from.to_string(), q.to.to_string()),
+            ("2026-03-01".into(), "2026-03-17".into())
+        );
         assert_eq!(q.group_by, GroupBy::default());
         assert_eq!((q.tenant, q.format), (None, Format::Json));
         // empty values count as absent; `to` alone starts its month
-        let q = parse(Some("from=&to=2025-12-05&group_by=&tenant=&format="), today()).unwrap();
-        assert_eq!((q.from.to_string(), q.to.to_string()), ("2025-12-01".into(), "2025-12-05".into()));
-        let q = parse(Some("from=2026-01-01&to=2026-01-31&group_by=model,tenant&tenant=acme&format=csv"), today()).unwrap();
+        let q = parse(
+            Some("from=&to=2025-12-05&group_by=&tenant=&format="),
+            today(),
+        )
+        .unwrap();
+        assert_eq!(
+            (q.from.to_string(), q.to.to_string()),
+            ("2025-12-01".into(), "2025-12-05".into())
+        );
+        let q = parse(
+            Some("from=2026-01-01&to=2026-01-31&group_by=model,tenant&tenant=acme&format=csv"),
+            today(),
+        )
+        .unwrap();
         assert_eq!(q.group_by, GroupBy::parse("tenant,model").unwrap());
         assert_eq!((q.tenant.as_deref(), q.format), (Some("acme"), Format::Csv));
     }
@@ -181,9 +196,14 @@ mod tests {
         )];
         let resp = render(&q, rows.clone(), "USD");
         assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/csv; charset=utf-8"
+        );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, Report::build(q, "USD", rows).csv().as_bytes());
-        assert!(std::str::from_utf8(&body).unwrap().contains("\nacme,2,0,0,0,0,0,0.00125,0,0\n"));
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains("\nacme,2,0,0,0,0,0,0.00125,0,0\n"));
     }
 }
