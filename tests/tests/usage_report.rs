@@ -13,11 +13,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Prices per million tokens: m-small 1 in / 2 out.
-const PRICES: &str = "currency: USD\ndefaults: false\nmodels:\n  - {model: m-small, input: 1, output: 2}\n";
+const PRICES: &str =
+    "currency: USD\ndefaults: false\nmodels:\n  - {model: m-small, input: 1, output: 2}\n";
 
 /// The access-log line of a request `tenant/consumer` sent to `model` at
 /// provider `up1`; `cost` is what the gateway wrote (None: no upstream answered).
-fn line(tenant: &str, consumer: &str, model: &str, start: &str, tokens: (u64, u64), cost: Option<&str>) -> String {
+fn line(
+    tenant: &str,
+    consumer: &str,
+    model: &str,
+    start: &str,
+    tokens: (u64, u64),
+    cost: Option<&str>,
+) -> String {
     let l = AccessLogLine {
         start_time: start.into(),
         method: "POST".into(),
@@ -58,16 +66,43 @@ fn bill_prints_the_report_of_the_logs_and_counts_what_it_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let prices = write(dir.path(), "prices.yaml", PRICES.as_bytes());
     // the cost the gateway logged (9.99) is not the bill's: it prices again
-    let current = line("acme", "alice", "m-small", "2026-03-02T08:00:00.000Z", (1000, 500), Some("9.99"))
-        + "not a gateway line\n"
-        + &line("acme", "alice", "m-small", "2026-03-02T09:00:00.000Z", (7, 7), None);
-    let rotated = line("acme", "bob", "m-small", "2026-03-01T23:59:59.999Z", (2000, 0), Some("9.99"))
-        + &line("acme", "bob", "m-other", "2026-03-01T10:00:00.000Z", (5, 5), Some("0.00"));
+    let current = line(
+        "acme",
+        "alice",
+        "m-small",
+        "2026-03-02T08:00:00.000Z",
+        (1000, 500),
+        Some("9.99"),
+    ) + "not a gateway line\n"
+        + &line(
+            "acme",
+            "alice",
+            "m-small",
+            "2026-03-02T09:00:00.000Z",
+            (7, 7),
+            None,
+        );
+    let rotated = line(
+        "acme",
+        "bob",
+        "m-small",
+        "2026-03-01T23:59:59.999Z",
+        (2000, 0),
+        Some("9.99"),
+    ) + &line(
+        "acme",
+        "bob",
+        "m-other",
+        "2026-03-01T10:00:00.000Z",
+        (5, 5),
+        Some("0.00"),
+    );
     let files = [
         write(dir.path(), "access.log", current.as_bytes()),
         write(dir.path(), "access.log.1.gz", &gzip(&rotated)),
     ];
-    let mut args: Vec<&std::ffi::OsStr> = vec!["bill".as_ref(), "--prices".as_ref(), prices.as_ref()];
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["bill".as_ref(), "--prices".as_ref(), prices.as_ref()];
     args.extend(files.iter().map(|f| f.as_os_str()));
     let (code, out, err) = run_gateway(&args);
     assert_eq!(code, 0, "{err}");
@@ -86,28 +121,69 @@ fn bill_prints_the_report_of_the_logs_and_counts_what_it_skipped() {
     );
     // the same as JSON, grouped by tenant, for one day
     let mut json_args = args.clone();
-    json_args.splice(1..1, ["--format", "json", "--group-by", "tenant", "--from", "2026-03-02", "--to", "2026-03-02"].map(std::ffi::OsStr::new));
+    json_args.splice(
+        1..1,
+        [
+            "--format",
+            "json",
+            "--group-by",
+            "tenant",
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-02",
+        ]
+        .map(std::ffi::OsStr::new),
+    );
     let (code, out, err) = run_gateway(&json_args);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["rows"], serde_json::json!([{"tenant": "acme", "requests": 1, "input_tokens": 1000,
+    assert_eq!(
+        v["rows"],
+        serde_json::json!([{"tenant": "acme", "requests": 1, "input_tokens": 1000,
         "output_tokens": 500, "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
-        "cost": "0.002", "unpriced_requests": 0, "estimated_requests": 0}]));
-    assert_eq!((v["from"].as_str(), v["to"].as_str()), (Some("2026-03-02"), Some("2026-03-02")));
+        "cost": "0.002", "unpriced_requests": 0, "estimated_requests": 0}])
+    );
+    assert_eq!(
+        (v["from"].as_str(), v["to"].as_str()),
+        (Some("2026-03-02"), Some("2026-03-02"))
+    );
 }
 
 #[test]
 fn bill_refuses_bad_prices_and_bad_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let log = write(dir.path(), "access.log", b"");
-    let prices = write(dir.path(), "prices.yaml", b"currency: USD\nmodels:\n  - {model: m, input: lots, output: 1}\n");
-    let (code, out, err) = run_gateway(&["bill".as_ref(), "--prices".as_ref(), prices.as_os_str(), log.as_os_str()]);
+    let prices = write(
+        dir.path(),
+        "prices.yaml",
+        b"currency: USD\nmodels:\n  - {model: m, input: lots, output: 1}\n",
+    );
+    let (code, out, err) = run_gateway(&[
+        "bill".as_ref(),
+        "--prices".as_ref(),
+        prices.as_os_str(),
+        log.as_os_str(),
+    ]);
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
-    assert!(err.contains("prices.yaml: models[0].input") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("prices.yaml: models[0].input") && err.contains("line 3"),
+        "{err}"
+    );
     assert!(!err.contains("lots"), "the value is not quoted: {err}");
-    let (code, _, err) = run_gateway(&["bill", "--prices", "p.yaml", "--from", "2026-02-30", "a.log"]);
+    let (code, _, err) = run_gateway(&[
+        "bill",
+        "--prices",
+        "p.yaml",
+        "--from",
+        "2026-02-30",
+        "a.log",
+    ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--from") && err.contains("is not a date YYYY-MM-DD"), "{err}");
+    assert!(
+        err.contains("--from") && err.contains("is not a date YYYY-MM-DD"),
+        "{err}"
+    );
 }
 
 fn config() -> String {
@@ -122,7 +198,9 @@ fn config() -> String {
 async fn the_report_endpoint_needs_the_admin_token_and_a_valid_query() {
     let gw = Gateway::start(&config()).await;
     let c = TestClient::new();
-    let r = c.get(&format!("{}/admin/usage/report", gw.admin_url())).await;
+    let r = c
+        .get(&format!("{}/admin/usage/report", gw.admin_url()))
+        .await;
     assert_eq!(r.status, 401, "{}", r.text());
     for (query, says) in [
         ("from=2026-02-30", "from is not a date YYYY-MM-DD"),
@@ -133,10 +211,20 @@ async fn the_report_endpoint_needs_the_admin_token_and_a_valid_query() {
         ("format=xlsx", "json or csv"),
         ("limit=5", "unknown parameter \"limit\""),
     ] {
-        let r = admin(&c, &gw, Method::GET, &format!("/admin/usage/report?{query}"), None).await;
+        let r = admin(
+            &c,
+            &gw,
+            Method::GET,
+            &format!("/admin/usage/report?{query}"),
+            None,
+        )
+        .await;
         assert_eq!(r.status, 400, "{query}: {}", r.text());
         let e = &r.json()["error"];
         assert_eq!(e["code"], "invalid_query", "{query}");
-        assert!(e["message"].as_str().unwrap().contains(says), "{query}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(says),
+            "{query}: {e}"
+        );
     }
 }
