@@ -139,10 +139,13 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
         }
     };
     if let Some(mut q) = c.quota.take() {
-        q.finish(&crate::quota::spec::Spend {
-            usage: r.usage,
-            cost: 0,
-        });
+        q.finish(
+            &crate::quota::spec::Spend {
+                usage: r.usage,
+                cost: 0,
+            },
+            None,
+        );
         emit(c, r, Some((q.status, q.limited_by.take())));
     } else {
         emit(c, r, None);

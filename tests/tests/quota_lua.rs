@@ -1,5 +1,5 @@
-//! The quota scripts (`lua/quota_reserve.v2.lua`, `quota_settle.v2.lua`,
-//! `quota_usage.v2.lua`, each after `quota_lib.v2.lua`) run with `EVAL` on a
+//! The quota scripts (`lua/quota_reserve.v3.lua`, `quota_settle.v3.lua`,
+//! `quota_usage.v3.lua`, each after `quota_lib.v3.lua`) run with `EVAL` on a
 //! real redis-server, checked against their header comments and
 //! `lua/README.md` ("Quotas"): all-or-nothing reservations on a sliding window
 //! of 60 sub-buckets, refusals with a truthful retry time, reservations kept as
@@ -22,16 +22,16 @@ use std::thread::sleep;
 use std::time::Duration;
 
 const RESERVE: &str = concat!(
-    include_str!("../../lua/quota_lib.v2.lua"),
-    include_str!("../../lua/quota_reserve.v2.lua")
+    include_str!("../../lua/quota_lib.v3.lua"),
+    include_str!("../../lua/quota_reserve.v3.lua")
 );
 const SETTLE: &str = concat!(
-    include_str!("../../lua/quota_lib.v2.lua"),
-    include_str!("../../lua/quota_settle.v2.lua")
+    include_str!("../../lua/quota_lib.v3.lua"),
+    include_str!("../../lua/quota_settle.v3.lua")
 );
 const USAGE: &str = concat!(
-    include_str!("../../lua/quota_lib.v2.lua"),
-    include_str!("../../lua/quota_usage.v2.lua")
+    include_str!("../../lua/quota_lib.v3.lua"),
+    include_str!("../../lua/quota_usage.v3.lua")
 );
 
 /// The window of most tests (ms) and its sub-bucket `ceil(W / 60)`.
@@ -200,8 +200,17 @@ impl<'a> Tag<'a> {
         }
     }
 
-    /// quota_settle with every argument as given: id, mode, member, then
-    /// (quota name, window ms, actual amount) per quota.
+    /// KEYS of settle: lease zset, index, the ledger's day hash, then the
+    /// windows.
+    fn settle_keys(&self, names: &[&str]) -> Vec<String> {
+        let mut keys = self.keys(names);
+        keys.insert(2, self.key("ledger:2026-12-07"));
+        keys
+    }
+
+    /// quota_settle with every argument as given: id, mode, member, no
+    /// ledger entry, then (quota name, window ms, actual amount) per quota
+    /// (no limit to alert on, no alerts).
     fn settle_raw(
         &self,
         id: &str,
@@ -211,11 +220,11 @@ impl<'a> Tag<'a> {
     ) -> Reply {
         let names: Vec<&str> = quotas.iter().map(|q| q.0).collect();
         let tomb = TOMB.to_string();
-        let mut args = vec![id, tomb.as_str(), mode, member];
+        let mut args = vec![id, tomb.as_str(), mode, member, "", "", "0"];
         for (_, w, actual) in quotas {
-            args.extend([*w, *actual]);
+            args.extend([*w, *actual, "9007199254740992", ""]);
         }
-        self.eval(SETTLE, &self.keys(&names), &args)
+        self.eval(SETTLE, &self.settle_keys(&names), &args)
     }
 
     /// quota_settle with (quota name, window ms, actual amount) per quota.
@@ -229,7 +238,7 @@ impl<'a> Tag<'a> {
             .zip(&s)
             .map(|(q, [w, a])| (q.0, w.as_str(), a.as_str()))
             .collect();
-        self.settle_raw(id, mode, member, &raw).int()
+        self.settle_raw(id, mode, member, &raw).ints()[0]
     }
 
     /// Mode `r`: the reservation `a`, by its member.
@@ -507,22 +516,74 @@ fn bad_arguments_are_error_replies() {
     ] {
         let r = q.eval(
             SETTLE,
-            &q.keys(&["tpm"]),
-            &[id, tomb, mode, "", window, actual],
+            &q.settle_keys(&["tpm"]),
+            &[id, tomb, mode, "", "", "", "0", window, actual, "10", ""],
         );
         assert!(
             r.err().contains("quota_settle: bad"),
             "id {id:?} mode {mode:?} tomb {tomb} window {window} actual {actual}: {r:?}"
         );
     }
-    // ARGV not 4 + 2 per window key (the member is always there, "" in
-    // mode u), or no window key at all
+    // ARGV not 7 + 4 per window key (the member and the ledger entry are
+    // always there, "" when none), no window key in mode r, a bad ledger
+    // entry, a bad alert
     for (keys, args) in [
-        (q.keys(&["tpm"]), vec!["r1", "1000", "u", "", w]),
-        (q.keys(&["tpm"]), vec!["r1", "1000", "u", "", w, "1", "2"]),
-        // the layout without a member
-        (q.keys(&["tpm"]), vec!["r1", "1000", "u", w, "1"]),
-        (q.keys(&[]), vec!["r1", "1000", "u", ""]),
+        (
+            q.settle_keys(&["tpm"]),
+            vec!["r1", "1000", "u", "", "", "", "0", w, "1", "10"],
+        ),
+        (
+            q.settle_keys(&["tpm"]),
+            vec!["r1", "1000", "u", "", "", "", "0", w, "1", "10", "", "2"],
+        ),
+        // the v2 layout
+        (q.settle_keys(&["tpm"]), vec!["r1", "1000", "u", "", w, "1"]),
+        (q.settle_keys(&[]), vec!["r1", "1000", "r", "", "", "", "0"]),
+        (q.settle_keys(&[]), vec!["r1", "1000", "u", ""]),
+        (
+            q.settle_keys(&[]),
+            vec![
+                "r1",
+                "1000",
+                "u",
+                "",
+                "[\"a\",\"\",\"m\",\"p\"]",
+                "1,2,3",
+                "9",
+            ],
+        ),
+        (
+            q.settle_keys(&[]),
+            vec![
+                "r1",
+                "1000",
+                "u",
+                "",
+                "[\"a\",\"\",\"m\",\"p\"]",
+                "1,0,0,0,0,0,0,0,x",
+                "9",
+            ],
+        ),
+        (
+            q.settle_keys(&[]),
+            vec![
+                "r1",
+                "1000",
+                "u",
+                "",
+                "[\"a\",\"\",\"m\",\"p\"]",
+                "1,0,0,0,0,0,0,0,0",
+                "soon",
+            ],
+        ),
+        (
+            q.settle_keys(&["tpm"]),
+            vec!["r1", "1000", "u", "", "", "", "0", w, "1", "10", "101"],
+        ),
+        (
+            q.settle_keys(&["tpm"]),
+            vec!["r1", "1000", "u", "", "", "", "0", w, "1", "10", "0"],
+        ),
     ] {
         let r = q.eval(SETTLE, &keys, &args);
         assert!(r.err().contains("quota_settle: bad"), "{args:?}: {r:?}");
@@ -1075,19 +1136,25 @@ fn charge_windows(redis: &RedisServer, t: &str, keys: &[String], w: i64) {
         };
         p.cmd("EVALSHA")
             .arg(&settle)
-            .arg(3)
+            .arg(4)
             .arg(&lease)
             .arg(&index)
+            .arg(&lease)
             .arg(k);
         p.arg(format!("c{i}"))
             .arg(60_000)
             .arg("r")
             .arg(member)
+            .arg("")
+            .arg("")
+            .arg(0)
             .arg(w)
-            .arg(1);
+            .arg(1)
+            .arg(10)
+            .arg("");
     }
-    let settled: Vec<i64> = p.query(&mut con).unwrap();
-    assert!(settled.iter().all(|s| *s == 1), "{settled:?}");
+    let settled: Vec<Vec<i64>> = p.query(&mut con).unwrap();
+    assert!(settled.iter().all(|s| *s == [1]), "{settled:?}");
 }
 
 /// Windows counted by client values (300 addresses of a `by: ip` quota): the

@@ -3,14 +3,64 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::store::{Item, QuotaStore, ReserveAnswer, SettleAnswer, SettleMode};
+use super::store::{
+    Actual, Item, QuotaStore, ReserveAnswer, SettleAnswer, SettleCall, SettleMode, Span,
+};
+use crate::redis_conn::Result;
 
 fn item(key: &str, limit: u64, window_ms: u64, amount: u64) -> Item {
     Item {
         key: key.to_string(),
         limit,
-        window_ms,
+        span: Span::Sliding(window_ms),
         amount,
+    }
+}
+
+/// Settlements of sliding windows without a ledger entry: (key, window ms,
+/// amount) each.
+trait SettleSliding {
+    async fn settle_as_v2(
+        &self,
+        tag: &str,
+        id: &str,
+        member: &str,
+        tomb_ms: u64,
+        mode: SettleMode,
+        actual: &[(String, u64, u64)],
+    ) -> Result<SettleAnswer>;
+}
+
+impl SettleSliding for QuotaStore {
+    async fn settle_as_v2(
+        &self,
+        tag: &str,
+        id: &str,
+        member: &str,
+        tomb_ms: u64,
+        mode: SettleMode,
+        actual: &[(String, u64, u64)],
+    ) -> Result<SettleAnswer> {
+        let actual: Vec<Actual> = actual
+            .iter()
+            .map(|(key, ms, amount)| Actual {
+                key: key.clone(),
+                span: Span::Sliding(*ms),
+                amount: *amount,
+                limit: 1 << 53,
+                alerts: Vec::new().into(),
+            })
+            .collect();
+        let call = SettleCall {
+            tag,
+            id,
+            member,
+            tomb_ms,
+            mode,
+            actual: &actual,
+            ledger: None,
+        };
+        Ok(self.settle(&call).await?.answer)
     }
 }
 
@@ -121,13 +171,13 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     // settle lowers to the real usage, once
     let real = vec![(k1.clone(), min, 25), (k2.clone(), min, 1)];
     let r = s
-        .settle(&tag, "r1", member(&r1), 60_000, SettleMode::Reserved, &real)
+        .settle_as_v2(&tag, "r1", member(&r1), 60_000, SettleMode::Reserved, &real)
         .await
         .unwrap();
     assert_eq!(r, SettleAnswer::Settled);
     assert_eq!(usage_of(s, &tag, &k1).await, 25);
     let r = s
-        .settle(&tag, "r1", member(&r1), 60_000, SettleMode::Reserved, &real)
+        .settle_as_v2(&tag, "r1", member(&r1), 60_000, SettleMode::Reserved, &real)
         .await
         .unwrap();
     assert_eq!(
@@ -142,7 +192,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         .reserve(&tag, "r3", 10_000, 60_000, &[item(&k1, 100, min, 10)])
         .await
         .unwrap();
-    s.settle(
+    s.settle_as_v2(
         &tag,
         "r3",
         member(&r3),
@@ -157,12 +207,12 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     // usage admitted without the store is charged once
     let late = vec![(k1.clone(), min, 5)];
     let r = s
-        .settle(&tag, "u1", "", 60_000, SettleMode::Unreserved, &late)
+        .settle_as_v2(&tag, "u1", "", 60_000, SettleMode::Unreserved, &late)
         .await
         .unwrap();
     assert_eq!(r, SettleAnswer::Charged);
     let r = s
-        .settle(&tag, "u1", "", 60_000, SettleMode::Unreserved, &late)
+        .settle_as_v2(&tag, "u1", "", 60_000, SettleMode::Unreserved, &late)
         .await
         .unwrap();
     assert_eq!(r, SettleAnswer::Already);
@@ -181,7 +231,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         .unwrap();
     assert_eq!(used(&r4), vec![61], "the dead replica's 40 came back");
     let r = s
-        .settle(
+        .settle_as_v2(
             &tag,
             "dead",
             member(&dead),
@@ -197,7 +247,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     // reset empties the window
     s.reset(std::slice::from_ref(&k1)).await.unwrap();
     assert_eq!(usage_of(s, &tag, &k1).await, 0);
-    s.settle(
+    s.settle_as_v2(
         &tag,
         "r4",
         member(&r4),
@@ -222,7 +272,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     s.reserve(&tag, "after", 10_000, 60_000, &[item(&k1, 100, min, 50)])
         .await
         .unwrap();
-    s.settle(
+    s.settle_as_v2(
         &tag,
         "before",
         member(&before),
@@ -281,7 +331,7 @@ async fn windows_end_and_the_index_pages(s: &QuotaStore, salt: &str) {
             .unwrap();
         let real = [(k.clone(), w, 1)];
         let r = s
-            .settle(&tag, &id, member(&a), 60_000, SettleMode::Reserved, &real)
+            .settle_as_v2(&tag, &id, member(&a), 60_000, SettleMode::Reserved, &real)
             .await
             .unwrap();
         assert_eq!(r, SettleAnswer::Settled);
@@ -339,14 +389,23 @@ mod tests {
                 now,
             );
             assert!(matches!(a, ReserveAnswer::Admitted { .. }));
-            m.settle(
-                "r:chat",
-                &format!("r{i}"),
-                60_000,
-                SettleMode::Reserved,
-                &[(k, 1000, 1)],
-                now,
-            );
+            let actual = [Actual {
+                key: k,
+                span: Span::Sliding(1000),
+                amount: 1,
+                limit: 5,
+                alerts: Vec::new().into(),
+            }];
+            let call = SettleCall {
+                tag: "r:chat",
+                id: &format!("r{i}"),
+                member: "",
+                tomb_ms: 60_000,
+                mode: SettleMode::Reserved,
+                actual: &actual,
+                ledger: None,
+            };
+            m.settle(&call, now);
         }
         assert_eq!(m.windows(), 2000);
         // still counting two windows later (ends at now + 2000 + 17)

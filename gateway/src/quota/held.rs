@@ -5,7 +5,7 @@
 
 use super::headers::{self, RateHeaders, Standing};
 use super::spec::{Quota, Spend};
-use super::store::{Item, ReserveAnswer, SettleMode, WindowUse};
+use super::store::{Actual, Item, LedgerAdd, ReserveAnswer, SettleMode, Span, WindowUse};
 use super::{
     new_id, now_ms, Claim, Estimate, Quotas, Refusal, Settings, Status, MAX_AMOUNT, TOMBSTONE_MS,
 };
@@ -82,10 +82,10 @@ impl Held {
 }
 
 fn kind(q: &Quota) -> &'static str {
-    if q.counts_tokens() {
-        "tokens"
-    } else {
-        "requests"
+    match q.strategy {
+        QuotaStrategy::Cost => "budget",
+        QuotaStrategy::Requests => "requests",
+        _ => "tokens",
     }
 }
 
@@ -137,13 +137,14 @@ impl Held {
         if attempt {
             self.attempt_headers = RateHeaders::default();
         }
+        let now = now_ms();
         let calls = tags.iter().map(|(tag, items)| {
             let items: Vec<Item> = items
                 .iter()
                 .map(|(q, key)| Item {
                     key: key.clone(),
                     limit: q.limit,
-                    window_ms: q.window_ms,
+                    span: q.span(now),
                     // more than the limit is refused the same; capped so the
                     // scripts' arithmetic stays exact
                     amount: self.estimate.amount(q).min(q.limit.saturating_add(1)),
@@ -249,7 +250,14 @@ impl Held {
                                 // window has moved, not never
                                 let retry_ms = retry_ms.or_else(|| {
                                     items.get(index).and_then(|it| {
-                                        (it.amount <= it.limit).then_some(it.window_ms)
+                                        (it.amount <= it.limit).then(|| match it.span {
+                                            Span::Sliding(ms) => ms,
+                                            // a calendar's share: until the period ends
+                                            Span::Calendar { .. } => it
+                                                .span
+                                                .period(now_ms())
+                                                .map_or(0, |(_, end)| end.saturating_sub(now_ms())),
+                                        })
                                     })
                                 });
                                 if refusal.is_none() {
@@ -286,12 +294,8 @@ impl Held {
             Some(r) => {
                 // all or nothing: what this call reserved goes back
                 for g in self.groups.drain(first_new..).collect::<Vec<_>>() {
-                    let actual = g
-                        .items
-                        .iter()
-                        .map(|(q, k)| (k.clone(), q.window_ms, 0))
-                        .collect();
-                    engine.settle_group(&self.id, &g, actual);
+                    let actual = actuals(&g.items, |_| 0);
+                    engine.settle_group(&self.id, &g, actual, None);
                 }
                 match &r {
                     Refusal::Limited(_) => {
@@ -332,6 +336,10 @@ impl Held {
     /// Records each quota's standing for the x-ratelimit headers.
     fn note(&mut self, attempt: bool, quotas: &Windows, items: &[Item], used: &[WindowUse]) {
         for (((q, _), it), u) in quotas.iter().zip(items).zip(used) {
+            // a budget is money, not tokens or requests: not in those headers
+            if q.strategy == QuotaStrategy::Cost {
+                continue;
+            }
             self.target(attempt).note(
                 q.counts_tokens(),
                 Standing {
@@ -363,25 +371,32 @@ impl Held {
             .and_then(|(tag, _)| q.subject_of(tag, key))
             .unwrap_or("");
         self.limited_by = Some(q.name.clone());
-        self.target(attempt).note(
-            q.counts_tokens(),
-            Standing {
-                limit: it.limit,
-                remaining: it.limit.saturating_sub(used),
-                reset_ms: retry_ms.unwrap_or(q.window_ms),
-            },
-        );
+        if q.strategy != QuotaStrategy::Cost {
+            self.target(attempt).note(
+                q.counts_tokens(),
+                Standing {
+                    limit: it.limit,
+                    remaining: it.limit.saturating_sub(used),
+                    reset_ms: retry_ms.unwrap_or(q.window_ms),
+                },
+            );
+        }
+        let money = |n: u64| match q.strategy {
+            QuotaStrategy::Cost => shared::money::format_nanos(n),
+            _ => n.to_string(),
+        };
         let msg = match retry_ms {
             Some(ms) => format!(
-                "{} is exhausted: {used} used, this request needs up to {}; retry in {}",
+                "{} is exhausted: {} used, this request needs up to {}; retry in {}",
                 describe(q, subject),
-                it.amount,
+                money(used),
+                money(it.amount),
                 headers::duration(ms)
             ),
             None => format!(
                 "{} can never admit this request: it may use up to {} (estimated prompt {} + max_tokens {}); lower max_tokens",
                 describe(q, subject),
-                self.estimate.amount(q),
+                money(self.estimate.amount(q)),
                 self.estimate.prompt,
                 self.estimate.completion
             ),
@@ -397,33 +412,56 @@ impl Held {
             .partition(|g| g.attempt);
         self.groups = kept;
         for g in failed {
-            let actual = g
-                .items
-                .iter()
-                .map(|(q, k)| (k.clone(), q.window_ms, q.amount(&Spend::default())))
-                .collect();
-            self.engine.settle_group(&self.id, &g, actual);
+            let actual = actuals(&g.items, |q| q.amount(&Spend::default()));
+            self.engine.settle_group(&self.id, &g, actual, None);
         }
     }
 
-    /// Settles everything with the request's real (or estimated) usage. A
-    /// request the quotas themselves refused (every upstream's quota, or the
-    /// store under `fail_closed`) costs nothing, not even as a request.
-    pub fn finish(&mut self, spent: &Spend) {
+    /// Settles everything with the request's real (or estimated) usage, and
+    /// adds `ledger` (the request's ledger entry) to the usage ledger with the
+    /// settlement of the tenant's hash tag (else the first one; else alone, in
+    /// `ledger_tag`): no store call of its own when the request reserved
+    /// anything. A request the quotas themselves refused (every upstream's
+    /// quota, or the store under `fail_closed`) costs nothing, not even as a
+    /// request.
+    pub fn finish(&mut self, spent: &Spend, ledger: Option<(LedgerAdd, String)>) {
         self.count();
         let refused = matches!(self.status, Some(Status::Limited | Status::Unavailable));
-        for g in std::mem::take(&mut self.groups) {
-            let actual = g
-                .items
-                .iter()
-                .map(|(q, k)| {
-                    let cost = if refused { 0 } else { q.amount(spent) };
-                    (k.clone(), q.window_ms, cost.min(MAX_AMOUNT))
-                })
-                .collect();
-            self.engine.settle_group(&self.id, &g, actual);
+        let groups = std::mem::take(&mut self.groups);
+        let mut ledger = ledger;
+        let carrier = ledger
+            .as_ref()
+            .map(|(_, tag)| groups.iter().position(|g| g.tag == *tag).unwrap_or(0));
+        for (i, g) in groups.into_iter().enumerate() {
+            let actual = actuals(&g.items, |q| match refused {
+                true => 0,
+                false => q.amount(spent).min(MAX_AMOUNT),
+            });
+            let entry = match carrier == Some(i) {
+                true => ledger.take().map(|(l, _)| l),
+                false => None,
+            };
+            self.engine.settle_group(&self.id, &g, actual, entry);
+        }
+        if let Some((l, tag)) = ledger {
+            self.engine.ledger_alone(&self.id, tag, l);
         }
     }
+}
+
+/// Each window's settlement: `amount` of its quota.
+fn actuals(items: &Windows, amount: impl Fn(&Quota) -> u64) -> Vec<Actual> {
+    let now = now_ms();
+    items
+        .iter()
+        .map(|(q, k)| Actual {
+            key: k.clone(),
+            span: q.span(now),
+            amount: amount(q),
+            limit: q.limit,
+            alerts: q.alerts.clone(),
+        })
+        .collect()
 }
 
 impl Held {
@@ -450,7 +488,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.count();
         if !self.groups.is_empty() {
-            self.finish(&Spend::default());
+            self.finish(&Spend::default(), None);
         }
     }
 }

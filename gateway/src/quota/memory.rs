@@ -1,14 +1,18 @@
-//! The in-process quota store: the same sliding windows, reservation records,
-//! leases and tombstones as `lua/quota_*.v2.lua`, behind one lock. Serves the
-//! `memory` backend and the per-replica limits of `on_redis_error: local`.
-//! A window ends as its Redis hash does, two windows and a bucket after its
-//! newest charge. Windows and records are also kept in the order of their
+//! The in-process quota store: the same sliding and calendar windows,
+//! reservation records, leases, tombstones and usage ledger as
+//! `lua/quota_*.v3.lua`, behind one lock. Serves the `memory` backend and the
+//! per-replica limits of `on_redis_error: local` (which keeps no ledger).
+//! A sliding window ends as its Redis hash does, two windows and a bucket
+//! after its newest charge; a calendar window a minute after its period. Windows and records are also kept in the order of their
 //! ends, so every call removes the few that ended first and `sweep` (run off
 //! the request path) the rest, without walking everything under the lock.
 
+use super::ledger::MemoryLedger;
 use super::ops::{
-    After, Item, ReserveAnswer, SettleAnswer, SettleMode, UsagePage, WindowUse, BUCKETS,
+    After, Crossed, Item, ReserveAnswer, SettleAnswer, SettleMode, Settled, Span, UsagePage,
+    WindowUse, BUCKETS,
 };
+use super::store::SettleCall;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
@@ -21,8 +25,87 @@ const SWEEP_CHUNK: usize = 1024;
 /// A window key (`{tag}:q:<owner>:<quota>:<subject>`), shared by the maps.
 type Key = Arc<str>;
 
+/// Which window a window is: a changed one starts afresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// none yet
+    New,
+    Sliding(u64),
+    Calendar(Arc<str>),
+}
+
+/// Where a window stands at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    /// the bucket charged now: a sliding window's `now / b`, a calendar's
+    /// period start
+    cur: u64,
+    /// the oldest bucket that counts
+    oldest: u64,
+    /// a sliding window's bucket length (ms)
+    b: u64,
+    /// a calendar period's end (ms)
+    end: Option<u64>,
+}
+
+impl Cut {
+    fn of(span: &Span, now: u64) -> Cut {
+        match span {
+            Span::Sliding(ms) => {
+                let b = bucket_ms(*ms);
+                let cur = now / b;
+                Cut {
+                    cur,
+                    oldest: cur.saturating_sub(BUCKETS),
+                    b,
+                    end: None,
+                }
+            }
+            Span::Calendar { bounds, .. } => {
+                // the bounds come from this process's clock: one holds now
+                // (else the nearest period)
+                let (start, end) = span.period(now).unwrap_or(if now < bounds[0] {
+                    (bounds[0], bounds[1])
+                } else {
+                    (bounds[2], bounds[3])
+                });
+                Cut {
+                    cur: start,
+                    oldest: start,
+                    b: 1,
+                    end: Some(end),
+                }
+            }
+        }
+    }
+
+    /// When the window's hash would end after a charge now.
+    fn ends(&self, span: &Span, now: u64) -> u64 {
+        match (span, self.end) {
+            (_, Some(end)) => end.saturating_add(60_000),
+            (Span::Sliding(ms), None) => {
+                now.saturating_add(ms.saturating_mul(2).saturating_add(self.b))
+            }
+            (Span::Calendar { .. }, None) => now,
+        }
+    }
+}
+
+fn kind(span: &Span) -> Kind {
+    match span {
+        Span::Sliding(ms) => Kind::Sliding(*ms),
+        Span::Calendar { name, .. } => Kind::Calendar(name.clone()),
+    }
+}
+
 struct Window {
-    window_ms: u64,
+    kind: Kind,
+    /// what it was last loaded with (reports load it again)
+    span: Option<Span>,
+    /// the calendar period's end, for a calendar window
+    period_end: Option<u64>,
+    /// the highest alert percentage sent in this period
+    alerted: u8,
     /// bucket index -> amount
     buckets: HashMap<u64, u64>,
     /// a new one each time the window starts afresh (made, length changed):
@@ -43,7 +126,10 @@ fn next_gen() -> u64 {
 impl Window {
     fn new() -> Window {
         Window {
-            window_ms: 0,
+            kind: Kind::New,
+            span: None,
+            period_end: None,
+            alerted: 0,
             buckets: HashMap::new(),
             gen: next_gen(),
             renewed: None,
@@ -83,6 +169,8 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryQuotas {
     inner: Mutex<Inner>,
+    /// the usage ledger (the memory backend's; empty for `local` shares)
+    pub ledger: Box<MemoryLedger>,
 }
 
 fn bucket_ms(window_ms: u64) -> u64 {
@@ -97,23 +185,36 @@ fn tag_of(key: &str) -> &str {
 }
 
 impl Window {
-    /// Drops buckets that left the window; answers (sum, current index, bucket ms).
-    fn load(&mut self, window_ms: u64, now: u64) -> (u64, u64, u64) {
-        if self.window_ms != window_ms {
-            self.window_ms = window_ms;
+    /// Drops buckets that left the window (a calendar's period that ended);
+    /// answers the sum and where the window stands.
+    fn load(&mut self, span: &Span, now: u64) -> (u64, Cut) {
+        let k = kind(span);
+        let cut = Cut::of(span, now);
+        let ended = matches!(k, Kind::Calendar(_)) && self.period_end.is_some_and(|e| e <= now);
+        if self.kind != k || ended {
+            self.kind = k;
+            self.alerted = 0;
             self.buckets.clear();
             self.gen = next_gen();
             self.renewed = None;
         }
-        let b = bucket_ms(window_ms);
-        let cur = now / b;
-        let oldest = cur.saturating_sub(BUCKETS);
+        self.period_end = cut.end;
+        if self.span.as_ref() != Some(span) {
+            self.span = Some(span.clone());
+        }
         self.buckets
-            .retain(|&i, v| i >= oldest && i <= cur && *v > 0);
-        (self.buckets.values().sum(), cur, b)
+            .retain(|&i, v| i >= cut.oldest && i <= cut.cur && *v > 0);
+        (self.buckets.values().sum(), cut)
     }
 
-    fn reset_ms(&self, b: u64, now: u64) -> u64 {
+    fn reset_ms(&self, cut: &Cut, now: u64) -> u64 {
+        if let Some(end) = cut.end {
+            return match self.buckets.values().any(|v| *v > 0) {
+                true => end.saturating_sub(now),
+                false => 0,
+            };
+        }
+        let b = cut.b;
         self.buckets
             .iter()
             .filter(|(_, v)| **v > 0)
@@ -123,7 +224,11 @@ impl Window {
     }
 
     /// ms until enough old buckets leave for `need` more to fit.
-    fn retry_ms(&self, need: u64, cur: u64, b: u64, now: u64) -> Option<u64> {
+    fn retry_ms(&self, need: u64, cut: &Cut, now: u64) -> Option<u64> {
+        if let Some(end) = cut.end {
+            return Some(end.saturating_sub(now));
+        }
+        let (cur, b) = (cut.cur, cut.b);
         let mut freed = 0u64;
         for i in cur.saturating_sub(BUCKETS)..=cur {
             freed = freed.saturating_add(self.buckets.get(&i).copied().unwrap_or(0));
@@ -145,7 +250,7 @@ impl Inner {
     /// Gets window `key` ready to be charged now: made when missing, brought up
     /// to now and, once per bucket, set to end two windows and a bucket later
     /// (as `quota_lib.v2.lua` sets the hash's TTL). Answers the current bucket.
-    fn touch(&mut self, key: &str, window_ms: u64, now: u64) -> u64 {
+    fn touch(&mut self, key: &str, span: &Span, now: u64) -> u64 {
         let k: Key = match self.windows.get_key_value(key) {
             Some((k, w)) if w.ends > now => k.clone(),
             found => {
@@ -162,12 +267,13 @@ impl Inner {
         let Some(w) = self.windows.get_mut(&k) else {
             return 0;
         };
-        let (_, cur, b) = w.load(window_ms, now);
+        let (_, cut) = w.load(span, now);
+        let cur = cut.cur;
         if w.renewed == Some(cur) {
             return cur;
         }
         w.renewed = Some(cur);
-        let ends = now.saturating_add(window_ms.saturating_mul(2).saturating_add(b));
+        let ends = cut.ends(span, now);
         let old = std::mem::replace(&mut w.ends, ends);
         self.ends.remove(&(old, k.clone()));
         self.ends.insert((ends, k.clone()));
@@ -256,17 +362,125 @@ impl Inner {
         windows == max || records == max
     }
 
-    fn charge(&mut self, items: &[(String, u64, u64)], now: u64) -> Vec<(String, u64, u64, u64)> {
+    fn charge(&mut self, items: &[(&str, &Span, u64)], now: u64) -> Vec<(String, u64, u64, u64)> {
         let mut out = Vec::with_capacity(items.len());
-        for (key, window_ms, amount) in items {
-            let cur = self.touch(key, *window_ms, now);
-            let Some(w) = self.windows.get_mut(key.as_str()) else {
+        for &(key, span, ref amount) in items {
+            let cur = self.touch(key, span, now);
+            let Some(w) = self.windows.get_mut(key) else {
                 continue;
             };
             if *amount > 0 {
                 *w.buckets.entry(cur).or_default() += amount;
             }
-            out.push((key.clone(), cur, *amount, w.gen));
+            out.push((key.to_string(), cur, *amount, w.gen));
+        }
+        out
+    }
+
+    fn settle(&mut self, c: &SettleCall<'_>, now: u64) -> SettleAnswer {
+        let rid = format!("{}\n{}", c.tag, c.id);
+        let state = self.records.get(rid.as_str()).map(|r| r.state);
+        let answer = match (state, c.mode) {
+            (None, SettleMode::Reserved) => return SettleAnswer::Nothing,
+            (Some(State::Settled), _) => return SettleAnswer::Already,
+            (None, SettleMode::Unreserved) => SettleAnswer::Charged,
+            (Some(State::Expired), _) => SettleAnswer::LateCharged,
+            (Some(State::Reserved), _) => {
+                let items = self
+                    .records
+                    .get(rid.as_str())
+                    .map(|r| r.items.clone())
+                    .unwrap_or_default();
+                let mut settled = Vec::with_capacity(items.len());
+                for (i, (key, bucket, reserved, gen)) in items.into_iter().enumerate() {
+                    let real = c.actual.get(i).map_or(reserved, |a| a.amount);
+                    // a bucket that left the window (or a window that was reset
+                    // or ended) is not brought back; usage beyond the
+                    // reservation then counts in the current bucket
+                    let counts = self.windows.get_mut(key.as_str()).is_some_and(|w| {
+                        let Some(span) = w.span.clone() else {
+                            return false;
+                        };
+                        let (_, cut) = w.load(&span, now);
+                        w.gen == gen
+                            && w.ends > now
+                            && bucket >= cut.oldest
+                            && w.buckets.contains_key(&bucket)
+                    });
+                    if counts {
+                        if let Some(w) = self.windows.get_mut(key.as_str()) {
+                            if real > reserved {
+                                *w.buckets.entry(bucket).or_default() += real - reserved;
+                            } else {
+                                w.take(bucket, reserved - real);
+                            }
+                        }
+                    } else if real > reserved {
+                        if let Some(a) = c.actual.get(i) {
+                            self.charge(&[(key.as_str(), &a.span, real - reserved)], now);
+                        }
+                    }
+                    settled.push((key, bucket, real, gen));
+                }
+                if c.mode == SettleMode::Reserved {
+                    self.drop_record(&rid);
+                    return SettleAnswer::Settled;
+                }
+                self.put_record(
+                    Arc::from(rid),
+                    Record {
+                        state: State::Settled,
+                        items: settled,
+                        until: now.saturating_add(c.tomb_ms),
+                    },
+                );
+                return SettleAnswer::Settled;
+            }
+        };
+        let actual: Vec<(&str, &Span, u64)> = c
+            .actual
+            .iter()
+            .map(|a| (a.key.as_str(), &a.span, a.amount))
+            .collect();
+        let items = self.charge(&actual, now);
+        self.put_record(
+            Arc::from(rid),
+            Record {
+                state: State::Settled,
+                items,
+                until: now.saturating_add(c.tomb_ms),
+            },
+        );
+        answer
+    }
+
+    /// The alert percentages the calendar windows of a settlement crossed for
+    /// the first time in their period.
+    fn alerts(&mut self, actual: &[super::ops::Actual], now: u64) -> Vec<Crossed> {
+        let mut out = Vec::new();
+        for (index, a) in actual.iter().enumerate() {
+            if a.alerts.is_empty() || !matches!(a.span, Span::Calendar { .. }) {
+                continue;
+            }
+            let Some(w) = self.windows.get_mut(a.key.as_str()) else {
+                continue;
+            };
+            let (used, _) = w.load(&a.span, now);
+            let top = a
+                .alerts
+                .iter()
+                .copied()
+                .filter(|p| u128::from(used) * 100 >= u128::from(*p) * u128::from(a.limit))
+                .max()
+                .unwrap_or(0);
+            if top > w.alerted {
+                w.alerted = top;
+                out.push(Crossed {
+                    index,
+                    percent: top,
+                    used,
+                });
+            }
         }
         out
     }
@@ -274,9 +488,9 @@ impl Inner {
     /// (key, used, reset ms) of a window that has not ended.
     fn report(&mut self, key: &str, now: u64) -> Option<(String, u64, u64)> {
         let w = self.windows.get_mut(key).filter(|w| w.ends > now)?;
-        let ms = w.window_ms;
-        let (sum, _, b) = w.load(ms, now);
-        Some((key.to_string(), sum, w.reset_ms(b, now)))
+        let span = w.span.clone()?;
+        let (sum, cut) = w.load(&span, now);
+        Some((key.to_string(), sum, w.reset_ms(&cut, now)))
     }
 }
 
@@ -301,15 +515,12 @@ impl MemoryQuotas {
         let mut loaded = Vec::with_capacity(items.len());
         for it in items {
             loaded.push(match g.windows.get_mut(it.key.as_str()) {
-                Some(w) => w.load(it.window_ms, now),
-                None => {
-                    let b = bucket_ms(it.window_ms);
-                    (0, now / b, b)
-                }
+                Some(w) => w.load(&it.span, now),
+                None => (0, Cut::of(&it.span, now)),
             });
         }
         if !again {
-            for (i, (it, &(sum, cur, b))) in items.iter().zip(&loaded).enumerate() {
+            for (i, (it, &(sum, cut))) in items.iter().zip(&loaded).enumerate() {
                 let over = sum.saturating_add(it.amount) > it.limit;
                 if it.amount <= it.limit && !over && !(it.amount == 0 && sum >= it.limit) {
                     continue;
@@ -318,17 +529,18 @@ impl MemoryQuotas {
                     let need = sum.saturating_add(it.amount).saturating_sub(it.limit);
                     g.windows
                         .get(it.key.as_str())
-                        .and_then(|w| w.retry_ms(need, cur, b, now))
+                        .and_then(|w| w.retry_ms(need, &cut, now))
+                        .or(cut.end.map(|e| e.saturating_sub(now)))
                 });
                 let standing = items
                     .iter()
                     .zip(&loaded)
-                    .map(|(it, &(sum, _, b))| WindowUse {
+                    .map(|(it, &(sum, cut))| WindowUse {
                         used: sum,
                         reset_ms: g
                             .windows
                             .get(it.key.as_str())
-                            .map_or(0, |w| w.reset_ms(b, now)),
+                            .map_or(0, |w| w.reset_ms(&cut, now)),
                     })
                     .collect();
                 return ReserveAnswer::Refused {
@@ -342,9 +554,10 @@ impl MemoryQuotas {
         }
         let mut used = Vec::with_capacity(items.len());
         let mut rec_items = Vec::with_capacity(items.len());
-        for (it, (sum, cur, b)) in items.iter().zip(loaded) {
+        for (it, (sum, cut)) in items.iter().zip(loaded) {
+            let cur = cut.cur;
             if !again {
-                g.touch(&it.key, it.window_ms, now);
+                g.touch(&it.key, &it.span, now);
             }
             let Some(w) = g.windows.get_mut(it.key.as_str()) else {
                 used.push(WindowUse {
@@ -360,7 +573,7 @@ impl MemoryQuotas {
             }
             used.push(WindowUse {
                 used: sum,
-                reset_ms: w.reset_ms(b, now),
+                reset_ms: w.reset_ms(&cut, now),
             });
             rec_items.push((it.key.clone(), cur, it.amount, w.gen));
         }
@@ -381,82 +594,20 @@ impl MemoryQuotas {
         }
     }
 
-    /// `actual`: (window key, window ms, amount) in the order of the reservation.
-    pub fn settle(
-        &self,
-        tag: &str,
-        id: &str,
-        tomb_ms: u64,
-        mode: SettleMode,
-        actual: &[(String, u64, u64)],
-        now: u64,
-    ) -> SettleAnswer {
+    /// Settles reservation `c.id` with the real usage (windows in the order of
+    /// the reservation); when the usage is charged, the ledger entry is added
+    /// and the alerts crossed are answered, as `quota_settle.v3.lua` does.
+    pub fn settle(&self, c: &SettleCall<'_>, now: u64) -> Settled {
         let mut g = self.lock();
-        let rid = format!("{tag}\n{id}");
-        let state = g.records.get(rid.as_str()).map(|r| r.state);
-        let answer = match (state, mode) {
-            (None, SettleMode::Reserved) => return SettleAnswer::Nothing,
-            (Some(State::Settled), _) => return SettleAnswer::Already,
-            (None, SettleMode::Unreserved) => SettleAnswer::Charged,
-            (Some(State::Expired), _) => SettleAnswer::LateCharged,
-            (Some(State::Reserved), _) => {
-                let items = g
-                    .records
-                    .get(rid.as_str())
-                    .map(|r| r.items.clone())
-                    .unwrap_or_default();
-                let mut settled = Vec::with_capacity(items.len());
-                for (i, (key, bucket, reserved, gen)) in items.into_iter().enumerate() {
-                    let real = actual.get(i).map_or(reserved, |a| a.2);
-                    // a bucket that left the window (or a window that was reset
-                    // or ended) is not brought back; usage beyond the
-                    // reservation then counts in the current bucket
-                    let window_ms = actual.get(i).map_or(0, |a| a.1);
-                    let counts = g.windows.get_mut(key.as_str()).is_some_and(|w| {
-                        let (_, cur, _) = w.load(w.window_ms, now);
-                        w.gen == gen
-                            && w.ends > now
-                            && bucket + BUCKETS >= cur
-                            && w.buckets.contains_key(&bucket)
-                    });
-                    if counts {
-                        if let Some(w) = g.windows.get_mut(key.as_str()) {
-                            if real > reserved {
-                                *w.buckets.entry(bucket).or_default() += real - reserved;
-                            } else {
-                                w.take(bucket, reserved - real);
-                            }
-                        }
-                    } else if real > reserved && window_ms > 0 {
-                        g.charge(&[(key.clone(), window_ms, real - reserved)], now);
-                    }
-                    settled.push((key, bucket, real, gen));
-                }
-                if mode == SettleMode::Reserved {
-                    g.drop_record(&rid);
-                    return SettleAnswer::Settled;
-                }
-                g.put_record(
-                    Arc::from(rid),
-                    Record {
-                        state: State::Settled,
-                        items: settled,
-                        until: now.saturating_add(tomb_ms),
-                    },
-                );
-                return SettleAnswer::Settled;
+        let answer = g.settle(c, now);
+        let mut crossed = Vec::new();
+        if answer.charged() {
+            if let Some(l) = c.ledger {
+                self.ledger.add(l);
             }
-        };
-        let items = g.charge(actual, now);
-        g.put_record(
-            Arc::from(rid),
-            Record {
-                state: State::Settled,
-                items,
-                until: now.saturating_add(tomb_ms),
-            },
-        );
-        answer
+            crossed = g.alerts(c.actual, now);
+        }
+        Settled { answer, crossed }
     }
 
     /// One page of what the windows of `tag` hold now, as

@@ -4,11 +4,14 @@
 //! `store.rs` where they live, `queue.rs` how settlements reach Redis, and
 //! `headers.rs` what the client is told.
 
+pub mod alerts;
+pub mod calendar;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod estimate;
 pub mod headers;
 mod held;
+pub mod ledger;
 pub mod memory;
 pub mod ops;
 pub mod queue;
@@ -25,7 +28,7 @@ use shared::config::OnRedisError;
 use spec::Quota;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use store::{QuotaStore, SettleMode};
+use store::{Actual, LedgerAdd, QuotaStore, SettleCall, SettleMode};
 
 pub use crate::config::{QuotaSettings as Settings, MAX_AMOUNT};
 
@@ -51,6 +54,7 @@ pub struct Quotas {
     local: MemoryQuotas,
     pub queue: Arc<SettleQueue>,
     pub stats: Stats,
+    pub alerts: Arc<alerts::Alerts>,
 }
 
 /// One quota window that applies to this request.
@@ -102,6 +106,7 @@ impl Quotas {
             local: MemoryQuotas::default(),
             queue: Arc::new(SettleQueue::new(settle_queue)),
             stats: Stats::default(),
+            alerts: Arc::new(alerts::Alerts::default()),
         })
     }
 
@@ -109,7 +114,7 @@ impl Quotas {
     /// windows kept in this process.
     pub fn start(self: &Arc<Self>) {
         if matches!(*self.store, QuotaStore::Redis(_)) {
-            self.queue.spawn(self.store.clone());
+            self.queue.spawn(self.store.clone(), self.alerts.clone());
         }
         tokio::spawn(sweeper(Arc::downgrade(self)));
     }
@@ -139,16 +144,41 @@ impl Quotas {
             && (self.queue.unlanded(tag) > 0 || self.store.is_settling(tag))
     }
 
-    /// Sends one group's settlement to where it was reserved.
-    fn settle_group(&self, id: &str, g: &Group, actual: Vec<(String, u64, u64)>) {
+    /// Sends one group's settlement to where it was reserved, with the
+    /// request's ledger entry when this group carries it (never to this
+    /// replica's local shares: the ledger is the store's).
+    fn settle_group(&self, id: &str, g: &Group, actual: Vec<Actual>, ledger: Option<LedgerAdd>) {
         let now = now_ms();
+        let call = SettleCall {
+            tag: &g.tag,
+            id,
+            member: &g.member,
+            tomb_ms: TOMBSTONE_MS,
+            mode: g.mode,
+            actual: &actual,
+            ledger: None,
+        };
         if g.local {
-            self.local
-                .settle(&g.tag, id, TOMBSTONE_MS, SettleMode::Reserved, &actual, now);
+            self.local.settle(
+                &SettleCall {
+                    mode: SettleMode::Reserved,
+                    ..call
+                },
+                now,
+            );
         }
         match &*self.store {
             QuotaStore::Memory(m) => {
-                m.settle(&g.tag, id, TOMBSTONE_MS, g.mode, &actual, now);
+                let s = m.settle(
+                    &SettleCall {
+                        ledger: ledger.as_ref(),
+                        ..call
+                    },
+                    now,
+                );
+                if !s.crossed.is_empty() {
+                    self.alerts.crossed(&g.items, &actual, &s.crossed);
+                }
             }
             QuotaStore::Redis(_) => self.queue.push(Job {
                 tag: g.tag.clone(),
@@ -158,6 +188,27 @@ impl Quotas {
                 actual,
                 tomb_ms: TOMBSTONE_MS,
                 gates: g.gates,
+                ledger,
+                items: g.items.clone(),
+            }),
+        }
+    }
+
+    /// Adds a request's ledger entry on its own (the request reserved nothing),
+    /// under hash tag `tag`; sent twice, it is counted once.
+    pub fn ledger_alone(&self, id: &str, tag: String, ledger: LedgerAdd) {
+        match &*self.store {
+            QuotaStore::Memory(m) => m.ledger.add(&ledger),
+            QuotaStore::Redis(_) => self.queue.push(Job {
+                tag,
+                id: id.to_string(),
+                member: String::new(),
+                mode: SettleMode::Unreserved,
+                actual: Vec::new(),
+                tomb_ms: TOMBSTONE_MS,
+                gates: false,
+                ledger: Some(ledger),
+                items: Vec::new(),
             }),
         }
     }

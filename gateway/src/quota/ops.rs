@@ -1,9 +1,48 @@
 //! What a quota store is asked and answers, the same for both stores
 //! (`memory` and Redis, see `store`): window items, reserve and settle answers,
-//! usage pages.
+//! ledger entries, usage pages.
+
+use std::sync::Arc;
 
 /// Sub-buckets per window (the Lua scripts use the same number).
 pub const BUCKETS: u64 = 60;
+
+/// A window as the store counts it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Span {
+    /// the last `ms` milliseconds, in 60 sub-buckets
+    Sliding(u64),
+    /// one period of a calendar: `name` says which (`month@Europe/Berlin`; a
+    /// window whose name changes starts afresh), `bounds` are four consecutive
+    /// period boundaries (ms) around the gateway's clock: the store counts the
+    /// period that holds its own now
+    Calendar { name: Arc<str>, bounds: [u64; 4] },
+}
+
+impl Span {
+    /// The period holding `now`: (start, end); None for a sliding window or
+    /// when no given period holds it.
+    pub fn period(&self, now: u64) -> Option<(u64, u64)> {
+        match self {
+            Span::Sliding(_) => None,
+            Span::Calendar { bounds, .. } => bounds
+                .windows(2)
+                .find(|b| b[0] <= now && now < b[1])
+                .map(|b| (b[0], b[1])),
+        }
+    }
+
+    /// The argument the Lua scripts take (`span()` in quota_lib).
+    pub fn arg(&self) -> String {
+        match self {
+            Span::Sliding(ms) => ms.to_string(),
+            Span::Calendar { name, bounds } => format!(
+                "{name},{},{},{},{}",
+                bounds[0], bounds[1], bounds[2], bounds[3]
+            ),
+        }
+    }
+}
 
 /// One quota window to reserve on.
 #[derive(Debug, Clone)]
@@ -11,8 +50,40 @@ pub struct Item {
     /// window key without the store prefix: `{tag}:q:<owner>:<quota>:<subject>`
     pub key: String,
     pub limit: u64,
-    pub window_ms: u64,
+    pub span: Span,
     pub amount: u64,
+}
+
+/// One window's real usage at settlement.
+#[derive(Debug, Clone)]
+pub struct Actual {
+    /// window key without the store prefix
+    pub key: String,
+    pub span: Span,
+    pub amount: u64,
+    pub limit: u64,
+    /// alert percentages (calendar windows), ascending
+    pub alerts: Arc<[u8]>,
+}
+
+/// One request's entry in the usage ledger, added by the settlement that
+/// carries it (in the same store call) when its usage is charged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAdd {
+    pub dims: shared::ledger::Dims,
+    pub figures: shared::ledger::Totals,
+    /// when the day's aggregates expire (unix s)
+    pub expire_at_s: u64,
+}
+
+/// An alert percentage a window crossed for the first time in its period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crossed {
+    /// which of the settlement's windows
+    pub index: usize,
+    pub percent: u8,
+    /// what the window holds now
+    pub used: u64,
 }
 
 /// A window's state right after a reservation.
@@ -50,6 +121,23 @@ pub enum SettleMode {
     Reserved,
     /// admitted without the store (Redis was unreachable): charge the usage now
     Unreserved,
+}
+
+/// What a settlement did, and the alerts it crossed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub answer: SettleAnswer,
+    pub crossed: Vec<Crossed>,
+}
+
+impl SettleAnswer {
+    /// The usage was charged (and a ledger entry added).
+    pub fn charged(self) -> bool {
+        matches!(
+            self,
+            SettleAnswer::Settled | SettleAnswer::LateCharged | SettleAnswer::Charged
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,10 @@
 //! settlements it holds of usage admitted without Redis (`unlanded`): admission
 //! keeps the outage policy for a tag until they have landed.
 
-use super::store::{QuotaStore, SettleMode};
+use super::alerts::Alerts;
+use super::held::Windows;
+use super::ledger::day_number;
+use super::store::{Actual, LedgerAdd, QuotaStore, SettleCall, SettleMode};
 use crate::redis_conn::reach::tag_slot;
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -25,9 +28,12 @@ pub struct Job {
     /// the reservation's lease entry (empty when none was made)
     pub member: String,
     pub mode: SettleMode,
-    /// (window key, window ms, amount)
-    pub actual: Vec<(String, u64, u64)>,
+    pub actual: Vec<Actual>,
     pub tomb_ms: u64,
+    /// the request's ledger entry, when this settlement carries it
+    pub ledger: Option<LedgerAdd>,
+    /// the quotas of `actual` (for the alerts it may cross)
+    pub items: Windows,
     /// usage admitted while its node was unreachable: counted in `unlanded`
     /// (usage admitted while earlier usage was landing is not, or admission
     /// under a steady load would wait for itself)
@@ -91,6 +97,9 @@ pub struct SettleQueue {
     pub dropped: AtomicU64,
     pub retried: AtomicU64,
     pub settled: AtomicU64,
+    /// the last ledger day (days since 1970) each hash tag was registered
+    /// for in the store's list of ledger tags, by this replica
+    ledger_tags: DashMap<String, u64>,
 }
 
 /// Worker tasks sending settlements concurrently.
@@ -112,6 +121,7 @@ impl SettleQueue {
             dropped: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             settled: AtomicU64::new(0),
+            ledger_tags: DashMap::new(),
         }
     }
 
@@ -201,12 +211,42 @@ impl SettleQueue {
     }
 
     /// Starts the workers on the current runtime.
-    pub fn spawn(self: &Arc<Self>, store: Arc<QuotaStore>) {
+    pub fn spawn(self: &Arc<Self>, store: Arc<QuotaStore>, alerts: Arc<Alerts>) {
         for _ in 0..WORKERS {
             let q = self.clone();
             let store = store.clone();
-            tokio::spawn(async move { q.work(&store).await });
+            let alerts = alerts.clone();
+            tokio::spawn(async move { q.work(&store, &alerts).await });
         }
+    }
+
+    /// Sends one job: its tag in the list of ledger tags first when this
+    /// replica has not put it there for that day yet (once a tag and day),
+    /// then the settlement.
+    async fn send(
+        &self,
+        store: &QuotaStore,
+        job: &Job,
+    ) -> crate::redis_conn::Result<Vec<super::store::Crossed>> {
+        if let Some(day) = job.ledger.as_ref().and_then(|l| day_number(&l.dims.day)) {
+            let known = self.ledger_tags.get(&job.tag).is_some_and(|d| *d >= day);
+            if !known {
+                store.register_ledger_tag(&job.tag, day).await?;
+                self.ledger_tags.insert(job.tag.clone(), day);
+            }
+        }
+        let s = store
+            .settle(&SettleCall {
+                tag: &job.tag,
+                id: &job.id,
+                member: &job.member,
+                tomb_ms: job.tomb_ms,
+                mode: job.mode,
+                actual: &job.actual,
+                ledger: job.ledger.as_ref(),
+            })
+            .await?;
+        Ok(s.crossed)
     }
 
     /// Waits for a new job, a node coming back, or (while jobs are set aside)
@@ -231,24 +271,17 @@ impl SettleQueue {
             .unpark(everyone, |slot| store.is_slot_down(slot));
     }
 
-    async fn work(&self, store: &QuotaStore) {
+    async fn work(&self, store: &QuotaStore, alerts: &Alerts) {
         loop {
             let Some(Queued { job, slot }) = self.pop(store) else {
                 self.idle(store).await;
                 continue;
             };
-            let r = store
-                .settle(
-                    &job.tag,
-                    &job.id,
-                    &job.member,
-                    job.tomb_ms,
-                    job.mode,
-                    &job.actual,
-                )
-                .await;
-            match r {
-                Ok(_) => {
+            match self.send(store, &job).await {
+                Ok(crossed) => {
+                    if !crossed.is_empty() {
+                        alerts.crossed(&job.items, &job.actual, &crossed);
+                    }
                     self.count_unlanded(&job, false);
                     self.settled.fetch_add(1, Ordering::Relaxed);
                     self.busy.fetch_sub(1, Ordering::Relaxed);
@@ -315,6 +348,8 @@ mod tests {
             actual: Vec::new(),
             tomb_ms: 1,
             gates: true,
+            ledger: None,
+            items: Vec::new(),
         }
     }
 

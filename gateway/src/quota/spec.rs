@@ -2,6 +2,7 @@
 //! route, tenant or consumer, and turned into concrete windows (hash tag, key,
 //! amount) for one request.
 
+use super::ops::Span;
 use crate::config::window::parse_window;
 use http::HeaderName;
 use shared::config::{QuotaConfig, QuotaStrategy};
@@ -35,10 +36,23 @@ pub struct Quota {
     pub by: By,
     pub strategy: QuotaStrategy,
     pub limit: u64,
+    /// a sliding window's length; a calendar's longest period (for the
+    /// `x-ratelimit` reset when nothing better is known)
     pub window_ms: u64,
-    /// as written in the config (`1m`), for the admin API
+    /// as written in the config (`1m`, `month`), for the admin API
     pub window: String,
+    /// a calendar window's calendar (None: sliding)
+    pub calendar: Option<super::calendar::Calendar>,
+    /// alert percentages, ascending (calendar windows)
+    pub alerts: Arc<[u8]>,
 }
+
+impl PartialEq for super::calendar::Calendar {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+impl Eq for super::calendar::Calendar {}
 
 impl Quota {
     /// Compiles a validated entry; None (with a warning) for one that is not valid,
@@ -61,13 +75,24 @@ impl Quota {
                 }
             },
         };
-        let window = match parse_window(&q.window) {
-            Ok(w) => w,
+        let calendar = match super::calendar::Calendar::of(&q.window, q.timezone.as_deref()) {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(quota = %q.name, error = %e, "quota ignored");
                 return None;
             }
         };
+        let window = match (&calendar, parse_window(&q.window)) {
+            (Some(c), _) => c.longest(),
+            (None, Ok(w)) => w,
+            (None, Err(e)) => {
+                tracing::warn!(quota = %q.name, error = %e, "quota ignored");
+                return None;
+            }
+        };
+        let mut alerts = q.alerts.clone();
+        alerts.sort_unstable();
+        alerts.dedup();
         let limit = match crate::config::validate::quota_limit(q) {
             Ok(l) => l,
             Err(e) => {
@@ -83,6 +108,8 @@ impl Quota {
             limit,
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             window: q.window.clone(),
+            calendar,
+            alerts: alerts.into(),
         }))
     }
 
@@ -90,6 +117,17 @@ impl Quota {
         list.iter()
             .filter_map(|q| Quota::compile(q, owner.clone()))
             .collect()
+    }
+
+    /// The window as the store counts it at `now_ms`.
+    pub fn span(&self, now_ms: u64) -> Span {
+        match &self.calendar {
+            None => Span::Sliding(self.window_ms),
+            Some(c) => Span::Calendar {
+                name: c.name.clone(),
+                bounds: c.bounds(now_ms),
+            },
+        }
     }
 
     /// `route`, `tenant`, ... as in the config
@@ -105,7 +143,7 @@ impl Quota {
     }
 
     pub fn counts_tokens(&self) -> bool {
-        self.strategy != QuotaStrategy::Requests
+        !matches!(self.strategy, QuotaStrategy::Requests | QuotaStrategy::Cost)
     }
 
     /// The hash tag the quota's windows live under (see lua/README.md).

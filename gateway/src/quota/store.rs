@@ -1,6 +1,7 @@
-//! Where quota windows live: in this process (`memory`) or in Redis, through
-//! `lua/quota_reserve.v2.lua`, `quota_settle.v2.lua` and `quota_usage.v2.lua`.
-//! Both answer the same way; `conformance.rs` checks they agree.
+//! Where quota windows and the usage ledger live: in this process (`memory`)
+//! or in Redis, through `lua/quota_reserve.v3.lua`, `quota_settle.v3.lua` and
+//! `quota_usage.v3.lua`. Both answer the same way; `conformance.rs` checks they
+//! agree.
 
 use super::memory::MemoryQuotas;
 use super::now_ms;
@@ -9,8 +10,33 @@ use crate::redis_conn::{Result, StateError};
 use std::sync::Arc;
 
 pub use super::ops::{
-    After, Item, ReserveAnswer, SettleAnswer, SettleMode, UsagePage, WindowUse, BUCKETS, MAX_PAGE,
+    Actual, After, Crossed, Item, LedgerAdd, ReserveAnswer, SettleAnswer, SettleMode, Settled,
+    Span, UsagePage, WindowUse, BUCKETS, MAX_PAGE,
 };
+
+/// One settlement, as the store is asked it.
+#[derive(Debug, Clone, Copy)]
+pub struct SettleCall<'a> {
+    pub tag: &'a str,
+    pub id: &'a str,
+    /// the reservation's lease entry (Redis); empty when none was made
+    pub member: &'a str,
+    pub tomb_ms: u64,
+    pub mode: SettleMode,
+    /// every window of the tag the request reserved on, in that order
+    pub actual: &'a [Actual],
+    /// the request's ledger entry, when this settlement carries it
+    pub ledger: Option<&'a LedgerAdd>,
+}
+
+/// The ledger's day hash of a tag: `{tag}:ledger:<YYYY-MM-DD>`.
+pub fn ledger_key(tag: &str, day: &str) -> String {
+    format!("{{{tag}}}:ledger:{day}")
+}
+
+/// The set of hash tags that hold ledger days, scored with the last day (days
+/// since 1970-01-01) one was written: where a report looks.
+pub const LEDGER_TAGS: &str = "ledger:tags";
 
 pub enum QuotaStore {
     Memory(MemoryQuotas),
@@ -98,7 +124,7 @@ impl QuotaStore {
         inv.arg(id).arg(lease_ms).arg(tomb_ms);
         for it in items {
             inv.key(format!("{}{}", conn.prefix, it.key));
-            inv.arg(it.limit).arg(it.window_ms).arg(it.amount);
+            inv.arg(it.limit).arg(it.span.arg()).arg(it.amount);
         }
         let mut r: Vec<redis::Value> = conn.script(Budget::Fast, &inv).await?;
         let member = match r.last() {
@@ -139,46 +165,89 @@ impl QuotaStore {
         }
     }
 
-    /// Settles reservation `id` with the real usage of each item (same order).
-    /// `actual`: (window key, window ms, amount).
-    pub async fn settle(
-        &self,
-        tag: &str,
-        id: &str,
-        member: &str,
-        tomb_ms: u64,
-        mode: SettleMode,
-        actual: &[(String, u64, u64)],
-    ) -> Result<SettleAnswer> {
+    /// Settles reservation `c.id` with the real usage of each window (in the
+    /// order of the reservation) and, when the usage is charged, adds the
+    /// ledger entry (same call).
+    pub async fn settle(&self, c: &SettleCall<'_>) -> Result<Settled> {
         let conn = match self {
-            QuotaStore::Memory(m) => {
-                let _ = member; // the id is enough in memory
-                return Ok(m.settle(tag, id, tomb_ms, mode, actual, now_ms()));
-            }
+            QuotaStore::Memory(m) => return Ok(m.settle(c, now_ms())),
             QuotaStore::Redis(c) => c,
         };
+        let call = c;
+        let c = conn;
         let mut inv = SCRIPTS.quota_settle.prepare_invoke();
-        for k in Self::keys(conn, tag) {
-            inv.key(k);
-        }
-        let m = match mode {
+        let [lease, index] = Self::keys(c, call.tag);
+        inv.key(&lease).key(index);
+        let mode = match call.mode {
             SettleMode::Reserved => "r",
             SettleMode::Unreserved => "u",
         };
-        inv.arg(id).arg(tomb_ms).arg(m).arg(member);
-        for (key, window_ms, amount) in actual {
-            inv.key(format!("{}{}", conn.prefix, key));
-            inv.arg(*window_ms).arg(*amount);
+        inv.arg(call.id)
+            .arg(call.tomb_ms)
+            .arg(mode)
+            .arg(call.member);
+        match call.ledger {
+            Some(l) => {
+                inv.key(format!("{}{}", c.prefix, ledger_key(call.tag, &l.dims.day)));
+                let d = &l.dims;
+                let dims = serde_json::to_string(&[&d.tenant, &d.consumer, &d.model, &d.provider])
+                    .map_err(|e| StateError::Rejected(format!("ledger entry: {e}")))?;
+                let figures = l.figures.to_array().map(|n| n.to_string()).join(",");
+                inv.arg(dims).arg(figures).arg(l.expire_at_s);
+            }
+            None => {
+                inv.key(lease).arg("").arg("").arg(0);
+            }
         }
-        let r: i64 = conn.script(Budget::Fast, &inv).await?;
-        Ok(match r {
-            1 => SettleAnswer::Settled,
-            2 => SettleAnswer::Already,
-            3 => SettleAnswer::LateCharged,
-            4 => SettleAnswer::Charged,
-            0 => SettleAnswer::Nothing,
-            other => return Err(bad_reply("quota_settle", other)),
-        })
+        for a in call.actual {
+            inv.key(format!("{}{}", c.prefix, a.key));
+            let alerts: Vec<String> = a.alerts.iter().map(|p| p.to_string()).collect();
+            inv.arg(a.span.arg())
+                .arg(a.amount)
+                .arg(a.limit)
+                .arg(alerts.join(","));
+        }
+        let r: Vec<i64> = c.script(Budget::Fast, &inv).await?;
+        let answer = match r.first() {
+            Some(1) => SettleAnswer::Settled,
+            Some(2) => SettleAnswer::Already,
+            Some(3) => SettleAnswer::LateCharged,
+            Some(4) => SettleAnswer::Charged,
+            Some(0) => SettleAnswer::Nothing,
+            _ => return Err(bad_reply("quota_settle", r)),
+        };
+        let mut crossed = Vec::new();
+        for x in r.get(1..).unwrap_or_default().chunks(3) {
+            match x {
+                [i, p, used] if *i >= 1 && (*i as usize) <= call.actual.len() => {
+                    crossed.push(Crossed {
+                        index: (*i - 1) as usize,
+                        percent: u8::try_from(*p).unwrap_or(100),
+                        used: num(*used),
+                    })
+                }
+                other => return Err(bad_reply("quota_settle", other)),
+            }
+        }
+        Ok(Settled { answer, crossed })
+    }
+
+    /// Notes that hash tag `tag` holds ledger days up to `day` (days since
+    /// 1970-01-01), so a report finds them. Once a tag and day per replica.
+    pub async fn register_ledger_tag(&self, tag: &str, day: u64) -> Result<()> {
+        let QuotaStore::Redis(c) = self else {
+            return Ok(());
+        };
+        c.query::<i64>(
+            Budget::Fast,
+            redis::cmd("ZADD")
+                .arg(format!("{}{LEDGER_TAGS}", c.prefix))
+                .arg("GT")
+                .arg(day)
+                .arg(tag),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// One page of the windows of `tag` now, after ended leases were given

@@ -28,6 +28,7 @@ pub struct Scripts {
     pub quota_reserve: Script,
     pub quota_settle: Script,
     pub quota_usage: Script,
+    pub ledger_read: Script,
     pub health_report: Script,
     pub busy_sync: Script,
 }
@@ -40,24 +41,26 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     key_index: Script::new(include_str!("../../../lua/key_index.v2.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
     quota_reserve: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v2.lua"),
-        include_str!("../../../lua/quota_reserve.v2.lua")
+        include_str!("../../../lua/quota_lib.v3.lua"),
+        include_str!("../../../lua/quota_reserve.v3.lua")
     )),
     quota_settle: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v2.lua"),
-        include_str!("../../../lua/quota_settle.v2.lua")
+        include_str!("../../../lua/quota_lib.v3.lua"),
+        include_str!("../../../lua/quota_settle.v3.lua")
     )),
     quota_usage: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v2.lua"),
-        include_str!("../../../lua/quota_usage.v2.lua")
+        include_str!("../../../lua/quota_lib.v3.lua"),
+        include_str!("../../../lua/quota_usage.v3.lua")
     )),
+    ledger_read: Script::new(include_str!("../../../lua/ledger_read.v1.lua")),
     health_report: Script::new(include_str!("../../../lua/health_report.v1.lua")),
     busy_sync: Script::new(include_str!("../../../lua/busy_sync.v1.lua")),
 });
 
 impl Scripts {
-    fn all(&self) -> [&Script; 11] {
+    fn all(&self) -> [&Script; 12] {
         [
+            &self.ledger_read,
             &self.health_report,
             &self.busy_sync,
             &self.quota_reserve,

@@ -1,5 +1,6 @@
--- quota_usage v2 (after quota_lib.v2): one page of what the quota windows of
+-- quota_usage v3 (after quota_lib.v3): one page of what the quota windows of
 -- one hash tag hold now (admin `GET /admin/usage`). See lua/README.md.
+-- v3: calendar windows (their period's sum until its end, then 0).
 -- v2: pages through the index zset instead of reading every window at once.
 -- KEYS[1] index zset, KEYS[2] lease zset, KEYS[3..] windows to read by name
 -- (listed or not; used 0 when gone).
@@ -28,7 +29,21 @@ local out = { now, '', '' }
 
 -- answers whether the window is there (and adds it to the answer)
 local function report(key, always)
-  local w = tonumber(redis.call('HGET', key, 'w'))
+  local m = redis.call('HMGET', key, 'w', 's', 'e')
+  local w = tonumber(m[1])
+  if m[1] and not w then
+    -- a calendar period: what it holds until it ends
+    local e = tonumber(m[3]) or 0
+    out[#out + 1] = key
+    if now < e then
+      out[#out + 1] = tonumber(m[2]) or 0
+      out[#out + 1] = e - now
+    else
+      out[#out + 1] = 0
+      out[#out + 1] = 0
+    end
+    return true
+  end
   if not w then
     if always then
       out[#out + 1] = key
@@ -37,7 +52,7 @@ local function report(key, always)
     end
     return false
   end
-  local win = advance(key, w)
+  local win = advance(key, span(m[1]))
   out[#out + 1] = key
   out[#out + 1] = win.sum
   out[#out + 1] = reset_ms(win)

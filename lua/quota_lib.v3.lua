@@ -1,29 +1,70 @@
--- quota_lib v2: the window functions quota_reserve, quota_settle and
+-- quota_lib v3: the window functions quota_reserve, quota_settle and
 -- quota_usage share; the gateway prepends this file to each of them.
+-- v3: calendar windows (one period of a calendar: a day, week or month in a
+-- time zone) besides sliding ones, and the usage ledger (quota_settle).
 -- v2: the index of a tag's windows is a zset scored with each window's end
 -- (`{tag}:qidx`), trimmed as windows end and living no longer than its last
 -- window, instead of a set that only quota_usage emptied.
--- A window hash holds `w` (window ms), `s` (sum of the buckets from `o` to
--- now), `o` (oldest bucket counted), `n` (newest bucket charged), `g` (its
--- generation: Redis time when it was made, so a reservation made before a
+-- A sliding window's hash holds `w` (window ms), `s` (sum of the buckets from
+-- `o` to now), `o` (oldest bucket counted), `n` (newest bucket charged), `g`
+-- (its generation: Redis time when it was made, so a reservation made before a
 -- reset or expiry never moves the new window's buckets) and one field
 -- per bucket (index = floor(ms / b), b = ceil(w / 60)). Keeping the sum makes a
 -- check O(1): a bucket is subtracted once, when it leaves the window.
+-- A calendar window's hash is the same with one bucket, the period: `w` is the
+-- calendar's name (`month@Europe/Berlin`), `o` = `n` = the bucket's index = the
+-- period's start (ms), `e` its end, `a` the highest alert percentage sent in it.
 local N = 60
 local T = redis.call('TIME')
 local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 
--- Brings the window up to now: buckets older than the 61 any window ending now
--- can overlap leave the sum. Answers a table {key, w, b, cur, sum, n, fresh}
--- (fresh: the hash did not exist or had another window length, and was emptied).
-local function advance(key, w)
-  local b = math.ceil(w / N)
-  local cur = math.floor(now / b)
-  local lo = cur - N
+-- A whole number usable as an amount, limit or duration (x % 1 is NaN for NaN
+-- and +-inf); amounts stay exact below 2^53.
+local function whole(x)
+  return x and x >= 0 and x % 1 == 0 and x <= 2^53
+end
+
+-- The window an argument names, as it stands now: a whole number of ms
+-- (sliding), or `<calendar>,<t0>,<t1>,<t2>,<t3>`: four consecutive period
+-- boundaries (ms) the gateway computed around its own clock; the period that
+-- holds Redis's now is the one counted. Answers nil for a bad argument, false
+-- when no given period holds now (the clocks disagree by more than a period).
+local function span(arg)
+  local w = tonumber(arg)
+  if w then
+    if not whole(w) or w < 1 then return nil end
+    local b = math.ceil(w / N)
+    local cur = math.floor(now / b)
+    return { w = w, b = b, cur = cur, lo = cur - N }
+  end
+  local p = {}
+  for x in string.gmatch(arg, '[^,]+') do p[#p + 1] = x end
+  if #p ~= 5 or p[1] == '' or tonumber(p[1]) then return nil end
+  local t = {}
+  for i = 2, 5 do
+    t[i - 1] = tonumber(p[i])
+    if not whole(t[i - 1]) or (i > 2 and t[i - 1] <= t[i - 2]) then return nil end
+  end
+  for i = 1, 3 do
+    if t[i] <= now and now < t[i + 1] then
+      return { cal = p[1], cur = t[i], lo = t[i], stop = t[i + 1] }
+    end
+  end
+  return false
+end
+
+-- Brings the window `sp` (a span) up to now: buckets older than the 61 any
+-- sliding window ending now can overlap leave the sum, and so does a calendar
+-- period that ended. Answers a table {key, sp, cur, sum, n, fresh, here, g}
+-- (fresh: the hash did not exist or was another window, and was emptied).
+local function advance(key, sp)
+  local cur, lo = sp.cur, sp.lo
   local m = redis.call('HMGET', key, 'w', 's', 'o', 'n', cur, 'g')
-  local win = { key = key, w = w, b = b, cur = cur, sum = 0, n = nil, fresh = true, here = 0,
-    g = T[1] .. T[2] }
-  if tonumber(m[1]) ~= w then
+  local win = { key = key, sp = sp, b = sp.b, cur = cur, sum = 0, n = nil, fresh = true,
+    here = 0, g = T[1] .. T[2] }
+  local same
+  if sp.cal then same = m[1] == sp.cal else same = tonumber(m[1]) == sp.w end
+  if not same then
     if m[1] then redis.call('DEL', key) end
     return win
   end
@@ -33,10 +74,11 @@ local function advance(key, w)
   win.here = tonumber(m[5]) or 0
   win.g = m[6] or '0'
   if o < lo then
-    if lo - o > N + 1 then
-      -- everything left: start over (cheaper than one HDEL per bucket)
+    if sp.cal or lo - o > N + 1 then
+      -- everything left (a calendar's period ended): start over (cheaper
+      -- than one HDEL per bucket)
       redis.call('DEL', key)
-      win.fresh, win.n, win.g = true, nil, T[1] .. T[2]
+      win.fresh, win.n, win.here, win.g = true, nil, 0, T[1] .. T[2]
       return win
     end
     for idx = o, lo - 1 do
@@ -63,8 +105,13 @@ end
 -- Adds `amount` to the current bucket (the window was advanced just before);
 -- a new window gets its `w`, TTL and index entry.
 local function add(win, amount, index)
+  local sp = win.sp
   if win.fresh then
-    redis.call('HSET', win.key, 'w', win.w, 'o', win.cur - N, 's', 0, 'g', win.g)
+    if sp.cal then
+      redis.call('HSET', win.key, 'w', sp.cal, 'o', sp.lo, 'e', sp.stop, 's', 0, 'g', win.g)
+    else
+      redis.call('HSET', win.key, 'w', sp.w, 'o', sp.lo, 's', 0, 'g', win.g)
+    end
     win.fresh = false
   end
   if amount > 0 then
@@ -75,9 +122,11 @@ local function add(win, amount, index)
   end
   if win.n ~= win.cur then
     -- once per bucket: the hash outlives its newest bucket by a window (after
-    -- that nothing in it counts), and its index entry (for /admin/usage) is
-    -- scored with the hash's end; the index lives as long as its last entry
-    local ttl = 2 * win.w + win.b
+    -- that nothing in it counts; a calendar's by a minute past its period),
+    -- and its index entry (for /admin/usage) is scored with the hash's end;
+    -- the index lives as long as its last entry
+    local ttl
+    if sp.cal then ttl = sp.stop - now + 60000 else ttl = 2 * sp.w + sp.b end
     redis.call('PEXPIRE', win.key, ttl)
     redis.call('ZADD', index, now + ttl, win.key)
     if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
@@ -92,15 +141,17 @@ end
 -- it was numbered for another window length, and would never leave the sum).
 local function adjust(key, idx, delta, gen)
   if delta == 0 then return true end
-  local m = redis.call('HMGET', key, 'o', 's', 'w', idx, 'g')
+  local m = redis.call('HMGET', key, 'o', 's', 'w', idx, 'g', 'e')
   local o, s, w = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
   -- answers false when the bucket no longer counts: gone, left the window (`o`
-  -- only moves when the window is advanced, so it is checked against now too),
-  -- or the window was made anew since (reset, expired, window length changed:
-  -- another generation)
-  if not o or not s or not w then return false end
-  local cur = math.floor(now / math.ceil(w / N))
-  if idx < o or idx < cur - N or idx > cur or (m[5] or '0') ~= gen then
+  -- only moves when the window is advanced, so it is checked against now too;
+  -- a calendar's one bucket counts until its period's end), or the window was
+  -- made anew since (reset, expired, window changed: another generation)
+  if not o or not s or not m[3] or (m[5] or '0') ~= gen then return false end
+  if w then
+    local cur = math.floor(now / math.ceil(w / N))
+    if idx < o or idx < cur - N or idx > cur then return false end
+  elseif idx ~= o or now >= (tonumber(m[6]) or 0) then
     return false
   end
   local v = tonumber(m[4]) or 0
@@ -119,6 +170,10 @@ end
 
 -- ms until the newest charged bucket leaves the window (0 when empty)
 local function reset_ms(win)
+  if win.sp.cal then
+    if win.sum <= 0 then return 0 end
+    return win.sp.stop - now
+  end
   if win.sum <= 0 or not win.n or win.n < win.cur - N then return 0 end
   return (win.n + N + 1) * win.b - now
 end
@@ -160,8 +215,18 @@ local function sweep(lease, tomb_ms, max)
   return given
 end
 
--- A whole number usable as an amount, limit or duration (x % 1 is NaN for NaN
--- and +-inf); amounts stay exact below 2^53.
-local function whole(x)
-  return x and x >= 0 and x % 1 == 0 and x <= 2^53
+-- Adds one request's figures to the usage ledger: `dims` (tenant, consumer,
+-- model, provider as a JSON array) in hash `key` (one UTC day), one field per
+-- figure (`<dims>\n<letter>`, HINCRBY: exact to 2^63); the hash expires at
+-- `expire_at` (unix s). `figures`: comma-separated whole numbers in the order
+-- of LEDGER_FIGURES; zeros are not written.
+local LEDGER_FIGURES = { 'r', 'i', 'o', 'c', 'w', 'x', 'k', 'u', 'e' }
+local function ledger_add(key, dims, figures, expire_at)
+  local i = 0
+  for v in string.gmatch(figures, '[^,]+') do
+    i = i + 1
+    local letter = LEDGER_FIGURES[i]
+    if letter and v ~= '0' then redis.call('HINCRBY', key, dims .. '\n' .. letter, v) end
+  end
+  redis.call('EXPIREAT', key, expire_at)
 end

@@ -1,9 +1,10 @@
--- quota_reserve v2 (after quota_lib.v2): reserve amounts on several
--- sliding-window quotas of one hash tag, all or nothing. See lua/README.md.
+-- quota_reserve v3 (after quota_lib.v3): reserve amounts on several
+-- quotas of one hash tag, all or nothing. See lua/README.md.
+-- v3: a window is sliding (ms) or a calendar period (see span() in quota_lib).
 -- v2: KEYS[2] is the index zset `{tag}:qidx` (v1: the set `{tag}:qkeys`).
 -- KEYS[1] lease zset, KEYS[2] index zset, KEYS[3..] one window hash per quota.
 -- ARGV[1] reservation id, ARGV[2] lease ms, ARGV[3] tombstone ms,
--- then per quota: limit, window ms, amount.
+-- then per quota: limit, window (ms, or a calendar: see span()), amount.
 -- Answers {1, now_ms, used_1, reset_ms_1, ..., member} when admitted (used
 -- includes this reservation; member is what quota_settle takes) or
 -- {0, now_ms, i, retry_ms, used_i, used_1, reset_ms_1, ...} when quota i
@@ -21,13 +22,16 @@ end
 local quotas = {}
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 3 * i])
-  local w = tonumber(ARGV[2 + 3 * i])
+  local sp = span(ARGV[2 + 3 * i])
   local amount = tonumber(ARGV[3 + 3 * i])
   -- a fraction would fail after other quotas were charged
-  if not whole(limit) or not whole(w) or not whole(amount) or w < 1 then
+  if not whole(limit) or sp == nil or not whole(amount) then
     return redis.error_reply('quota_reserve: bad quota arguments at ' .. i)
   end
-  quotas[i] = { key = KEYS[2 + i], limit = limit, w = w, amount = amount }
+  if sp == false then
+    return redis.error_reply('quota_reserve: no calendar period given holds the time now at ' .. i)
+  end
+  quotas[i] = { key = KEYS[2 + i], limit = limit, sp = sp, amount = amount }
 end
 
 -- the first quota that refuses, or nil
@@ -41,7 +45,7 @@ local function refusing()
   return nil
 end
 
-for _, q in ipairs(quotas) do q.win = advance(q.key, q.w) end
+for _, q in ipairs(quotas) do q.win = advance(q.key, q.sp) end
 local refused = refusing()
 -- ended leases only matter when they would refuse: sweep then (and now and
 -- then anyway, so tombstones do not pile up)
@@ -54,12 +58,14 @@ end
 if given > 0 then
   -- the sweep moved buckets and sums: read the windows again (add() would
   -- write back the old ones)
-  for _, q in ipairs(quotas) do q.win = advance(q.key, q.w) end
+  for _, q in ipairs(quotas) do q.win = advance(q.key, q.sp) end
   refused = refusing()
 end
 
 -- ms until enough of the oldest buckets leave for `need` more to fit
 local function retry_ms(win, need)
+  -- a calendar period frees everything at its end
+  if win.sp.cal then return win.sp.stop - now end
   local flat = redis.call('HGETALL', win.key)
   local fields = {}
   for i = 1, #flat, 2 do

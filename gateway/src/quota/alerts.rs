@@ -1,0 +1,213 @@
+//! Budget alerts: when a settlement takes a calendar window past one of its
+//! quota's `alerts` percentages for the first time in the period (the store
+//! says so, once for the whole fleet), a log line, the
+//! `gateway_budget_alerts_total` counter and, when `budget_alerts.webhook` is
+//! set, a JSON POST to it. Posts go through a bounded queue and one sender
+//! task with bounded retries, off the request path: a slow receiver never
+//! delays a request (alerts beyond the queue are dropped and counted).
+
+use super::held::Windows;
+use super::store::{Actual, Crossed};
+use crate::upstream::HttpClient;
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Alerts waiting for the webhook.
+const QUEUE: usize = 1024;
+/// The first pause between attempts (doubling).
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+/// Where alerts are posted (from `budget_alerts.webhook`).
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: http::Uri,
+    pub headers: http::HeaderMap,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// One alert, as posted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Alert {
+    /// `budget_alert`
+    pub kind: &'static str,
+    pub quota: String,
+    /// `t:<tenant>`, `c:<tenant>/<consumer>` or `r:<route>`
+    pub owner: String,
+    /// what the window counts (a tenant, `tenant/consumer`, ...)
+    pub subject: String,
+    pub window: String,
+    pub percent: u8,
+    /// decimal text: an amount of `currency` for `strategy: cost`, else a count
+    pub used: String,
+    pub limit: String,
+    /// the quota's strategy (`cost`, `total_tokens`, ...)
+    pub strategy: String,
+}
+
+pub struct Alerts {
+    webhook: ArcSwapOption<Webhook>,
+    tx: mpsc::Sender<Alert>,
+    rx: Mutex<Option<mpsc::Receiver<Alert>>>,
+    /// (quota, percent) -> alerts sent
+    pub counts: Mutex<BTreeMap<(String, u8), u64>>,
+    pub posted: AtomicU64,
+    /// posts that failed every attempt, or found the queue full
+    pub failed: AtomicU64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Alerts {
+            webhook: ArcSwapOption::empty(),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            counts: Mutex::new(BTreeMap::new()),
+            posted: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Alerts {
+    /// The webhook of the config now in force (None: no posts).
+    pub fn set_webhook(&self, w: Option<Webhook>) {
+        self.webhook.store(w.map(Arc::new));
+    }
+
+    /// Starts the sender task on the current runtime (once).
+    pub fn start(self: &Arc<Self>, client: HttpClient) {
+        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rx) = rx {
+            tokio::spawn(send_all(Arc::downgrade(self), rx, client));
+        }
+    }
+
+    /// The alerts a settlement crossed (`items` and `actual` in its order).
+    pub fn crossed(&self, items: &Windows, actual: &[Actual], crossed: &[Crossed]) {
+        for c in crossed {
+            let (Some((q, key)), Some(a)) = (items.get(c.index), actual.get(c.index)) else {
+                continue;
+            };
+            let tag = key
+                .strip_prefix('{')
+                .and_then(|k| k.split_once('}'))
+                .map_or("", |(t, _)| t);
+            let money = |n: u64| match q.strategy {
+                shared::config::QuotaStrategy::Cost => shared::money::format_nanos(n),
+                _ => n.to_string(),
+            };
+            let alert = Alert {
+                kind: "budget_alert",
+                quota: q.name.clone(),
+                owner: q.owner_label(),
+                subject: q.subject_of(tag, key).unwrap_or("").to_string(),
+                window: q.window.clone(),
+                percent: c.percent,
+                used: money(c.used),
+                limit: money(a.limit),
+                strategy: serde_json::to_value(q.strategy)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            };
+            tracing::warn!(
+                quota = %alert.quota,
+                owner = %alert.owner,
+                subject = %alert.subject,
+                window = %alert.window,
+                percent = alert.percent,
+                used = %alert.used,
+                limit = %alert.limit,
+                "budget alert: {}% of the limit reached",
+                alert.percent
+            );
+            *self
+                .counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((alert.quota.clone(), alert.percent))
+                .or_default() += 1;
+            if self.webhook.load().is_some() && self.tx.try_send(alert).is_err() {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("budget alert webhook queue full: an alert was not posted");
+            }
+        }
+    }
+}
+
+/// Posts queued alerts, one at a time, each with its retries; ends with the
+/// alerts engine.
+async fn send_all(
+    alerts: std::sync::Weak<Alerts>,
+    mut rx: mpsc::Receiver<Alert>,
+    client: HttpClient,
+) {
+    while let Some(alert) = rx.recv().await {
+        let Some(a) = alerts.upgrade() else {
+            return;
+        };
+        let Some(hook) = a.webhook.load_full() else {
+            continue;
+        };
+        let body = match serde_json::to_vec(&alert) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => continue,
+        };
+        let mut pause = FIRST_PAUSE;
+        let mut ok = false;
+        for attempt in 0..=hook.max_retries {
+            if attempt > 0 {
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2);
+            }
+            match post(&client, &hook, body.clone()).await {
+                Ok(()) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt, "budget alert webhook failed")
+                }
+            }
+        }
+        if ok {
+            a.posted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            a.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                quota = %alert.quota,
+                "budget alert webhook: not delivered after {} attempts",
+                hook.max_retries + 1
+            );
+        }
+    }
+}
+
+async fn post(client: &HttpClient, hook: &Webhook, body: Bytes) -> Result<(), String> {
+    let mut req = http::Request::post(hook.url.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    for (k, v) in &hook.headers {
+        req.headers_mut().insert(k.clone(), v.clone());
+    }
+    let resp = tokio::time::timeout(hook.timeout, client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e}"))?;
+    // the answer is not read: a receiver's body never holds the sender up
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
