@@ -228,3 +228,36 @@ async fn the_report_endpoint_needs_the_admin_token_and_a_valid_query() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_ledger_without_requests_reports_zero_totals_in_either_format() {
+    let gw = Gateway::start(&config()).await;
+    let c = TestClient::new();
+    let q = "/admin/usage/report?from=2026-03-01&to=2026-03-31&group_by=tenant,model";
+    let r = admin(&c, &gw, Method::GET, q, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let zero = serde_json::json!({"requests": 0, "input_tokens": 0, "output_tokens": 0,
+        "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "cost": "0.00",
+        "unpriced_requests": 0, "estimated_requests": 0});
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"currency": "USD", "from": "2026-03-01", "to": "2026-03-31",
+            "tenant": null, "group_by": ["tenant", "model"], "rows": [], "totals": zero})
+    );
+    let r = admin(
+        &c,
+        &gw,
+        Method::GET,
+        &format!("{q}&format=csv&tenant=acme"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        r.text(),
+        "tenant,model,requests,input_tokens,output_tokens,cached_tokens,cache_write_tokens,reasoning_tokens,cost,unpriced_requests,estimated_requests\n\
+         total,,0,0,0,0,0,0,0.00,0,0\n"
+    );
+}

@@ -4,11 +4,12 @@
 //!
 //! Defaults: `to` today (UTC), `from` the first day of `to`'s month, `group_by`
 //! every column (tenant,consumer,model,provider,day), every tenant, JSON. A
-//! report covers at most [`MAX_DAYS`] days.
+//! report covers at most [`MAX_DAYS`] days (what one ledger read takes).
 
 use super::usage::bad_query;
 use crate::app::App;
 use crate::error::GatewayError;
+use crate::quota::ledger::MAX_DAYS;
 use crate::redis_conn::StateError;
 use crate::report::{parse_day, Format, GroupBy, Query, Report};
 use bytes::Bytes;
@@ -16,9 +17,6 @@ use http::{header, HeaderValue, Response};
 use http_body_util::Full;
 use jiff::civil::Date;
 use shared::ledger::{Dims, Totals};
-
-/// The most days one report covers (the ledger keeps 400 by default).
-pub const MAX_DAYS: i64 = 400;
 
 /// Reads `?from=&to=&group_by=&tenant=&format=`; an empty value counts as
 /// absent, `today` is the default `to`.
@@ -56,7 +54,11 @@ pub fn parse(query: Option<&str>, today: Date) -> Result<Query, GatewayError> {
     if from > to {
         return Err(bad_query("from is after to"));
     }
-    let days = to.since(from).map_or(i64::MAX, |s| i64::from(s.get_days())) + 1;
+    let days = to
+        .since(from)
+        .ok()
+        .and_then(|s| u64::try_from(s.get_days()).ok())
+        .map_or(u64::MAX, |d| d.saturating_add(1));
     if days > MAX_DAYS {
         return Err(bad_query(format!(
             "from..to covers {days} days; a report covers at most {MAX_DAYS}"
@@ -100,18 +102,17 @@ pub async fn get(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>
     Ok(render(&q, rows, &currency(app)))
 }
 
-// ---- the seams to the ledger and the pricing, wired when those land ----
-
-/// The ledger's rows of the query's days (and tenant). To wire:
-/// `app.ledger.read(&q.from.to_string(), &q.to.to_string(), q.tenant.as_deref()).await`
-async fn ledger_rows(_app: &App, _q: &Query) -> Result<Vec<(Dims, Totals)>, StateError> {
-    Err(StateError::Unavailable(
-        "the usage ledger is not part of this build".into(),
-    ))
+/// The ledger's rows of the query's days (and tenant).
+async fn ledger_rows(app: &App, q: &Query) -> Result<Vec<(Dims, Totals)>, StateError> {
+    let (from, to) = (q.from.to_string(), q.to.to_string());
+    app.quotas
+        .store
+        .ledger_read(&from, &to, q.tenant.as_deref())
+        .await
 }
 
-/// The currency of the ledger's costs. To wire: `pricing.currency` of the
-/// running config.
+/// The currency of the ledger's costs. To wire when `cost` lands:
+/// `app.config().pricing.currency().to_string()`.
 fn currency(_app: &App) -> String {
     "USD".into()
 }
