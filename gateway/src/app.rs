@@ -168,6 +168,7 @@ impl App {
         self.access_log.apply(&rt.access_log);
         self.health.ensure(rt.followed());
         self.seed.set(rt.seed.clone());
+        self.quotas.alerts.set_webhook(rt.budget.webhook.clone());
         self.config.store(Arc::new(rt));
         tracing::info!(version, "config reloaded");
         // the seed goes into the backend again; a backend that cannot be reached gets

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod balance;
 pub mod bill;
 pub mod body_read;
+pub mod calendar;
 pub mod client_addr;
 pub mod config;
 pub mod ctx;
@@ -94,6 +95,7 @@ impl Sinks {
 
 /// Runs the gateway until SIGTERM/SIGINT.
 pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
+    calendar::check_test_hook()?;
     let clients = providers::ClientCache::default();
     let (rt, text) =
         load(config_path.as_deref(), &clients).map_err(|e| format!("invalid config:\n{e}"))?;
@@ -118,6 +120,10 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     };
     let quotas = quota::Quotas::new(quota_store, rt.state.quotas.settle_queue);
     quotas.start();
+    quotas.alerts.set_webhook(rt.budget.webhook.clone());
+    quotas
+        .alerts
+        .start(clients.get(std::time::Duration::from_secs(5)));
     let health = match &*auth.store {
         state::Store::Memory(_) => health::Health::new(health::Backend::Memory, String::new()),
         state::Store::Redis(r) => {

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub value_length_limit: usize,
     /// `telemetry.prometheus`: request metrics on `/metrics`
     pub prometheus: bool,
+    /// `ledger` and `budget_alerts`
+    pub budget: crate::config::budget::BudgetRt,
     /// every model name the config spells out: the only model metric labels
     pub known_models: Arc<crate::telemetry::labels::KnownModels>,
     pub warnings: Vec<String>,
@@ -132,6 +134,7 @@ pub fn check(
         otlp: c.otlp,
         value_length_limit: c.value_length_limit,
         prometheus: c.prometheus,
+        budget: c.budget,
         known_models,
         warnings: p.warnings,
     })

@@ -160,6 +160,8 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         ("gateway_quota_unavailable_total", "Requests refused with 503 while Redis was unreachable (on_redis_error: fail_closed).", &q.stats.unavailable),
         ("gateway_quota_settle_retries_total", "Quota settlements that failed and were queued again.", &q.queue.retried),
         ("gateway_quota_settle_dropped_total", "Quota settlements dropped because the settle queue was full.", &q.queue.dropped),
+        ("gateway_budget_alert_posts_total", "Budget alerts posted to budget_alerts.webhook.", &q.alerts.posted),
+        ("gateway_budget_alert_post_failures_total", "Budget alerts not posted: every attempt failed, or the queue was full.", &q.alerts.failed),
     ];
     let mut text = text;
     let h = &app.health.stats;
@@ -279,6 +281,19 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
     ));
+    text.push_str("# HELP gateway_budget_alerts_total Budget alerts this replica sent (a percentage of a quota's limit crossed for the first time in its period, fleet-wide).\n# TYPE gateway_budget_alerts_total counter\n");
+    for ((quota, percent), n) in q
+        .alerts
+        .counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        text.push_str(&format!(
+            "gateway_budget_alerts_total{{quota=\"{}\",percent=\"{percent}\"}} {n}\n",
+            label(quota)
+        ));
+    }
     text.push_str(&format!(
         "# HELP gateway_quota_windows Quota windows kept in this process (memory backend, and on_redis_error: local shares).\n# TYPE gateway_quota_windows gauge\ngateway_quota_windows {}\n",
         q.windows_in_memory()

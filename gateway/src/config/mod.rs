@@ -4,6 +4,7 @@
 //! Every problem is reported at once as `file: key: reason (line L column C)`,
 //! and no reason quotes a value (values may be secrets).
 
+pub mod budget;
 mod collect;
 mod de;
 pub mod health;
@@ -342,7 +343,7 @@ routes:
                 "c.yaml: providers[0].api_tokens: expected a list like [a, b], found a string (line 8 column 17)",
                 "c.yaml: providers[1].id: required, but not set (line 9 column 5)",
                 "c.yaml: providers[1].bogus: unknown field `bogus`, expected one of `id`, `type`, `base_url`, `api_version`, `api_tokens`, `model_mapping`, `options`, `timeouts`, `checks`, `passive`, `models`, `default_max_tokens` (line 10 column 5)",
-                "c.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d (line 14 column 74)",
+                "c.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d, or a calendar window: day, week, month (line 14 column 74)",
             ],
             "(the validation's \"needs at least one api token\" is a consequence of the removed api_tokens)"
         );
@@ -364,7 +365,7 @@ routes:
             "c.json: providers[0].api_tokens: expected a list like [a, b], found a string (line 4 column 51)",
             "c.json: providers[1].id: required, but not set (line 5 column 5)",
             "c.json: providers[1].bogus: unknown field `bogus`",
-            "c.json: routes[0].quotas[0].window: a window's unit is s, m, h or d (line 7",
+            "c.json: routes[0].quotas[0].window: a window's unit is s, m, h or d, or a calendar window: day, week, month (line 7",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

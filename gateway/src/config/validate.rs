@@ -98,6 +98,8 @@ pub struct Config {
     pub value_length_limit: usize,
     /// `telemetry.prometheus`: request metrics on `/metrics`
     pub prometheus: bool,
+    /// `ledger` and `budget_alerts`
+    pub budget: super::budget::BudgetRt,
 }
 
 /// Validates `raw` into [`Config`], every problem into `p`. `assemble` builds
@@ -134,6 +136,7 @@ pub fn check<T>(
     let access_log = access_log(raw, p);
     telemetry_warnings(raw, p);
     let otlp = otlp(raw, p);
+    let budget = super::budget::budget(raw, p);
     let config = match (server, state, consumer_header) {
         (Some(server), Some(state), Some(consumer_header)) => Some(Config {
             server,
@@ -150,6 +153,7 @@ pub fn check<T>(
             otlp,
             value_length_limit: raw.telemetry.value_length_limit,
             prometheus: raw.telemetry.prometheus,
+            budget,
         }),
         _ => None,
     };
@@ -174,8 +178,36 @@ pub(crate) fn quotas(list: &[QuotaConfig], key: &str, p: &mut Problems) {
         if let Err(e) = check_name("quota name", &q.name) {
             p.error(format!("{k}.name"), e);
         }
-        if let Err(e) = parse_window(&q.window) {
-            p.error(format!("{k}.window"), e);
+        let calendar = crate::calendar::Period::parse(&q.window).is_some();
+        if !calendar {
+            if let Err(e) = parse_window(&q.window) {
+                p.error(
+                    format!("{k}.window"),
+                    format!("{e}, or a calendar window: day, week, month"),
+                );
+            }
+            if q.timezone.is_some() {
+                p.error(
+                    format!("{k}.timezone"),
+                    "only calendar windows (day, week, month) have a time zone",
+                );
+            }
+            if !q.alerts.is_empty() {
+                p.error(
+                    format!("{k}.alerts"),
+                    "alerts are sent once per period: only calendar windows (day, week, month) have them",
+                );
+            }
+        } else if let Err(e) = crate::calendar::Calendar::of(&q.window, q.timezone.as_deref()) {
+            p.error(format!("{k}.timezone"), e);
+        }
+        for (j, a) in q.alerts.iter().enumerate() {
+            if !(1..=100).contains(a) {
+                p.error(
+                    format!("{k}.alerts[{j}]"),
+                    "a percentage of the limit, 1 to 100",
+                );
+            }
         }
         let by_ok = matches!(
             q.by.as_str(),

@@ -23,14 +23,8 @@ const QUEUE: usize = 1024;
 /// The first pause between attempts (doubling).
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 
-/// Where alerts are posted (from `budget_alerts.webhook`).
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    pub url: http::Uri,
-    pub headers: http::HeaderMap,
-    pub timeout: Duration,
-    pub max_retries: u32,
-}
+/// Where alerts are posted (`budget_alerts.webhook`).
+pub use crate::config::budget::WebhookRt as Webhook;
 
 /// One alert, as posted.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -12,22 +12,23 @@ use std::sync::Mutex;
 /// Days one report may span.
 pub const MAX_DAYS: u64 = 400;
 
-/// The memory backend's ledger.
+/// The memory backend's ledger: each group with when it expires (unix s, as
+/// the Redis day hash's EXPIREAT).
 #[derive(Default)]
 pub struct MemoryLedger {
-    days: Mutex<BTreeMap<Dims, Totals>>,
+    days: Mutex<BTreeMap<Dims, (Totals, u64)>>,
 }
 
 impl MemoryLedger {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Dims, Totals>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Dims, (Totals, u64)>> {
         self.days.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn add(&self, l: &super::ops::LedgerAdd) {
-        self.lock()
-            .entry(l.dims.clone())
-            .or_default()
-            .add(&l.figures);
+        let mut g = self.lock();
+        let (t, ends) = g.entry(l.dims.clone()).or_default();
+        t.add(&l.figures);
+        *ends = l.expire_at_s;
     }
 
     /// The groups of days `from..=to` (`YYYY-MM-DD`), of one tenant or all.
@@ -36,13 +37,13 @@ impl MemoryLedger {
             .iter()
             .filter(|(d, _)| d.day.as_str() >= from && d.day.as_str() <= to)
             .filter(|(d, _)| tenant.is_none_or(|t| d.tenant == t))
-            .map(|(d, t)| (d.clone(), *t))
+            .map(|(d, (t, _))| (d.clone(), *t))
             .collect()
     }
 
-    /// Forgets the days before `first` (`YYYY-MM-DD`): past the retention.
-    pub fn expire_before(&self, first: &str) {
-        self.lock().retain(|d, _| d.day.as_str() >= first);
+    /// Forgets the groups that expired by `now_s` (unix s): past the retention.
+    pub fn expire(&self, now_s: u64) {
+        self.lock().retain(|_, (_, ends)| *ends > now_s);
     }
 }
 

@@ -5,7 +5,6 @@
 //! `headers.rs` what the client is told.
 
 pub mod alerts;
-pub mod calendar;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod estimate;
@@ -230,6 +229,7 @@ async fn sweeper(quotas: std::sync::Weak<Quotas>) {
         q.local.sweep(now, TOMBSTONE_MS);
         if let QuotaStore::Memory(m) = &*q.store {
             m.sweep(now, TOMBSTONE_MS);
+            m.ledger.expire(now / 1000);
         }
     }
 }

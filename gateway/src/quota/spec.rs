@@ -42,17 +42,17 @@ pub struct Quota {
     /// as written in the config (`1m`, `month`), for the admin API
     pub window: String,
     /// a calendar window's calendar (None: sliding)
-    pub calendar: Option<super::calendar::Calendar>,
+    pub calendar: Option<crate::calendar::Calendar>,
     /// alert percentages, ascending (calendar windows)
     pub alerts: Arc<[u8]>,
 }
 
-impl PartialEq for super::calendar::Calendar {
+impl PartialEq for crate::calendar::Calendar {
     fn eq(&self, o: &Self) -> bool {
         self.name == o.name
     }
 }
-impl Eq for super::calendar::Calendar {}
+impl Eq for crate::calendar::Calendar {}
 
 impl Quota {
     /// Compiles a validated entry; None (with a warning) for one that is not valid,
@@ -75,7 +75,7 @@ impl Quota {
                 }
             },
         };
-        let calendar = match super::calendar::Calendar::of(&q.window, q.timezone.as_deref()) {
+        let calendar = match crate::calendar::Calendar::of(&q.window, q.timezone.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(quota = %q.name, error = %e, "quota ignored");

@@ -67,6 +67,11 @@ impl Calendar {
         }))
     }
 
+    /// The time zone's name (`UTC`, `Europe/Berlin`).
+    pub fn zone(&self) -> &str {
+        self.name.split_once('@').map_or("UTC", |(_, z)| z)
+    }
+
     /// The longest period there is (31 days, 7, 1 plus an hour for a day
     /// with a DST change).
     pub fn longest(&self) -> std::time::Duration {
