@@ -1,4 +1,5 @@
-//! The `gateway` binary: `gateway [--config PATH]`, `gateway --check-config PATH`.
+//! The `gateway` binary: `gateway [--config PATH]`, `gateway --check-config PATH`,
+//! `gateway bill ...` (a usage report from access logs: `gateway::bill`).
 
 use clap::Parser;
 use std::cell::Cell;
@@ -30,6 +31,16 @@ struct Cli {
     // (nor with --config, for the same reason)
     #[arg(long, value_name = "URL", conflicts_with = "check_config")]
     probe: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Compute the usage report (the one /admin/usage/report answers) from access-log
+    /// files, priced at the prices of a file; the report on stdout, what was skipped
+    /// on stderr.
+    Bill(gateway::bill::Args),
 }
 
 /// Bumped when freed memory should go back to the OS (after answers were cut):
@@ -69,6 +80,9 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Bill(args)) = cli.command {
+        return gateway::bill::run(args);
+    }
     if let Some(path) = cli.check_config {
         return check(&path);
     }

@@ -754,6 +754,29 @@ pub fn run_check_config_named(yaml: &str, file_name: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs the gateway binary with `args` (a command such as `bill ...`) to its
+/// end, stdin empty: (exit code, stdout, stderr).
+pub fn run_gateway<A: AsRef<std::ffi::OsStr>>(args: &[A]) -> (i32, String, String) {
+    let bin = match gateway_bin() {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    let out = match Command::new(&bin)
+        .args(args)
+        .env_remove("GATEWAY_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("running {}: {e}", bin.display()),
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A call to `gw`'s admin API with the admin token, an optional JSON body.
 pub async fn admin(
     c: &TestClient,

@@ -1,9 +1,10 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the token-protected
 //! `/admin/*` API: config reload here, tenants/consumers/keys in `tenants.rs`
-//! (usage in `usage.rs`, upstream health in `health.rs`). The admin token is compared in
-//! constant time.
+//! (quota usage in `usage.rs`, the usage report in `report.rs`, upstream health
+//! in `health.rs`). The admin token is compared in constant time.
 
 mod health;
+mod report;
 mod tenants;
 mod usage;
 mod usage_cursor;
@@ -82,6 +83,11 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), path) {
         (&Method::GET, "/admin/usage") => {
             return usage::get(app, req.uri().query())
+                .await
+                .unwrap_or_else(|e| error(&e))
+        }
+        (&Method::GET, "/admin/usage/report") => {
+            return report::get(app, req.uri().query())
                 .await
                 .unwrap_or_else(|e| error(&e))
         }

@@ -66,7 +66,7 @@ fn unavailable(e: StateError) -> GatewayError {
     GatewayError::state_unavailable(format!("quota usage cannot be read: {e}"))
 }
 
-fn bad_query(msg: impl Into<String>) -> GatewayError {
+pub(super) fn bad_query(msg: impl Into<String>) -> GatewayError {
     GatewayError::bad_request("invalid_query", msg)
 }
 

@@ -101,9 +101,16 @@ pub fn parse_text(name: &str, text: &str) -> Result<RawConfig, ConfigError> {
 
 /// [`parse_text`], with `${NAME}` looked up in `env`.
 pub fn parse_text_in(name: &str, text: &str, env: Lookup) -> Result<RawConfig, ConfigError> {
-    let parsed = with_env(env, || parse::<RawConfig>(name, text));
+    with_env(env, || parse_as::<RawConfig>(name, text))
+}
+
+/// Parses text (YAML or JSON, read from `name`) into any part of the schema,
+/// e.g. a file that holds only the `pricing` section: the value, or every
+/// problem of the text placed on its line.
+pub fn parse_as<T: DeserializeOwned>(name: &str, text: &str) -> Result<T, ConfigError> {
+    let parsed = parse::<T>(name, text);
     match parsed.value {
-        Some(raw) if parsed.problems.is_empty() => Ok(raw),
+        Some(v) if parsed.problems.is_empty() => Ok(v),
         _ => Err(ConfigError {
             problems: render(name, text, parsed.tree, parsed.problems),
         }),

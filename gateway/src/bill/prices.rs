@@ -1,0 +1,163 @@
+//! `--prices FILE`: the prices a bill is computed at. The file is a gateway
+//! config (its `pricing:` section is used; a config without one means the
+//! built-in prices) or just a pricing section (`currency`, `defaults`,
+//! `models`). The lines are priced with the gateway's own pricing code.
+
+use crate::config::{parse_as, ConfigError};
+use serde::Deserialize;
+use shared::config::PricingConfig;
+use shared::money::Nanos;
+use shared::usage::Usage;
+use std::path::Path;
+
+/// What the bill needs of a price list.
+pub trait PriceList {
+    /// ISO 4217 code of the costs
+    fn currency(&self) -> &str;
+    /// What `usage` costs at `model` (the model the gateway asked the upstream
+    /// for) and `provider`; None: the model has no price.
+    fn cost(&self, model: &str, provider: &str, usage: &Usage) -> Option<Nanos>;
+}
+
+/// Which reading of the file applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// a gateway config's `pricing:` section
+    ConfigSection,
+    /// a gateway config without `pricing:`: the gateway's defaults
+    ConfigWithout,
+    /// the file is a pricing section
+    Section,
+}
+
+/// A gateway config read for its `pricing:` alone (other keys are not read).
+#[derive(Deserialize)]
+struct WithPricing {
+    pricing: PricingConfig,
+}
+
+/// Reads the pricing config out of `text` (read from `name`).
+pub fn parse(name: &str, text: &str) -> Result<(PricingConfig, Found), ConfigError> {
+    let top: Vec<String> = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(serde_yaml_ng::Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect(),
+        // not a mapping, or not YAML: the section parser says what is wrong
+        _ => Vec::new(),
+    };
+    if top.iter().any(|k| k == "pricing") {
+        return Ok((
+            parse_as::<WithPricing>(name, text)?.pricing,
+            Found::ConfigSection,
+        ));
+    }
+    let schema = shared::schema::config_schema();
+    let config_keys = schema["properties"].as_object();
+    if top
+        .iter()
+        .any(|k| config_keys.is_some_and(|c| c.contains_key(k)))
+    {
+        return Ok((PricingConfig::default(), Found::ConfigWithout));
+    }
+    Ok((parse_as::<PricingConfig>(name, text)?, Found::Section))
+}
+
+/// Reads `path` and builds the prices from it.
+pub fn load(path: &Path) -> Result<(Box<dyn PriceList>, Found), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::one(format!("{}: cannot read the prices: {e}", path.display()))
+    })?;
+    let (cfg, found) = parse(&path.display().to_string(), &text)?;
+    Ok((build(cfg), found))
+}
+
+// ---- the seam to the gateway's pricing (`crate::cost`), wired when it lands:
+// `build` becomes `crate::cost::Pricing` made from `cfg` (its problems reported
+// like the config's), `PriceList` implemented by it through its lookup and
+// `Price::cost`, and `StandIn` below goes. ----
+
+fn build(cfg: PricingConfig) -> Box<dyn PriceList> {
+    Box::new(StandIn(cfg))
+}
+
+/// Exact model names only, a provider's own entry first, no built-in table.
+struct StandIn(PricingConfig);
+
+impl PriceList for StandIn {
+    fn currency(&self) -> &str {
+        &self.0.currency
+    }
+
+    fn cost(&self, model: &str, provider: &str, u: &Usage) -> Option<Nanos> {
+        let models = &self.0.models;
+        let p = models
+            .iter()
+            .find(|p| p.model == model && p.provider.as_deref() == Some(provider))
+            .or_else(|| {
+                models
+                    .iter()
+                    .find(|p| p.model == model && p.provider.is_none())
+            })?;
+        let n = |d: shared::money::Decimal| d.to_nanos().unwrap_or(u64::MAX);
+        let (input, output) = (n(p.input), n(p.output));
+        let plain_prompt = u
+            .prompt_tokens
+            .saturating_sub(u.cached_tokens)
+            .saturating_sub(u.cache_creation_tokens);
+        Some(shared::money::cost_of(&[
+            (plain_prompt, input),
+            (u.cached_tokens, p.cached_input.map_or(input, n)),
+            (u.cache_creation_tokens, p.cache_write.map_or(input, n)),
+            (
+                u.completion_tokens.saturating_sub(u.reasoning_tokens),
+                output,
+            ),
+            (u.reasoning_tokens, p.reasoning.map_or(output, n)),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_config_gives_its_pricing_section() {
+        let text = "server:\n  listen: 127.0.0.1:0\nproviders: []\npricing:\n  currency: EUR\n  defaults: false\n  models:\n    - {model: m1, input: 1, output: 2}\n";
+        let (cfg, found) = parse("gw.yaml", text).unwrap();
+        assert_eq!(found, Found::ConfigSection);
+        assert_eq!(
+            (cfg.currency.as_str(), cfg.defaults, cfg.models.len()),
+            ("EUR", false, 1)
+        );
+    }
+
+    #[test]
+    fn a_config_without_pricing_means_the_defaults() {
+        let (cfg, found) = parse("gw.yaml", "routes: []\n").unwrap();
+        assert_eq!(found, Found::ConfigWithout);
+        assert_eq!((cfg.currency.as_str(), cfg.defaults), ("USD", true));
+    }
+
+    #[test]
+    fn a_pricing_section_alone_is_read_and_checked() {
+        let (cfg, found) = parse(
+            "p.yaml",
+            "currency: USD\nmodels:\n  - {model: m1, input: 0.15, output: 0.6}\n",
+        )
+        .unwrap();
+        assert_eq!(found, Found::Section);
+        assert_eq!(cfg.models[0].input.to_nanos(), Some(150_000_000));
+        // a typo is an error naming the key and line, not the defaults
+        let e = parse("p.yaml", "currency: USD\nmodel:\n  - {model: m1}\n").unwrap_err();
+        assert!(e.problems[0].starts_with("p.yaml: model:"), "{e}");
+        assert!(e.problems[0].contains("line 2"), "{e}");
+        let e = parse(
+            "gw.yaml",
+            "pricing:\n  models:\n    - {model: m1, input: -1, output: 1}\n",
+        )
+        .unwrap_err();
+        assert!(e.problems[0].contains("pricing.models[0].input"), "{e}");
+    }
+}
