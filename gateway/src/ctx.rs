@@ -93,6 +93,9 @@ pub struct Sinks {
     pub labels: ModelLabels,
     /// counts the request as live until it is settled
     pub live: Option<crate::shutdown::Live>,
+    /// the prices of the config the request started on: what it costs when it
+    /// is settled, whatever a reload changed meanwhile
+    pub pricing: Arc<crate::cost::Pricing>,
 }
 
 /// The parts of a finished request, taken out of its context once.
@@ -435,6 +438,7 @@ mod tests {
             value_limit: usize::MAX,
             labels: Default::default(),
             live: None,
+            pricing: Default::default(),
         };
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, HeaderValue::from_str(host).unwrap());

@@ -1,7 +1,10 @@
-//! The end of every request, reached from one place ([`Unfinished`]): the
-//! quotas settled with what was used (read from the answer, or estimated), the
-//! one record built and handed to the access log, the metrics and OTLP.
+//! The end of every request, reached from one place ([`Unfinished`]): what an
+//! upstream answer cost priced once (at the prices the request started with),
+//! the quotas settled with what was used (read from the answer, or estimated)
+//! and what it cost, the one record built and handed to the access log, the
+//! metrics and OTLP.
 
+use crate::cost::Charge;
 use crate::ctx::{Closing, RequestCtx};
 use crate::error::GatewayError;
 use crate::meter::Meter;
@@ -95,6 +98,9 @@ struct Summary {
     chat_id: Option<String>,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    /// what an upstream answer cost (None for every other ending: those are
+    /// not charged)
+    charge: Option<Charge>,
 }
 
 fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
@@ -113,6 +119,7 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
             chat_id: None,
             response_model: None,
             finish_reason: None,
+            charge: None,
         },
         Outcome::Upstream {
             status,
@@ -135,13 +142,15 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
                 chat_id: None,
                 response_model: None,
                 finish_reason: None,
+                charge: None,
             }
         }
     };
+    // (`r.charge` is the request's cost, for whatever else settles it)
     if let Some(mut q) = c.quota.take() {
         q.finish(&crate::quota::spec::Spend {
             usage: r.usage,
-            cost: 0,
+            cost: r.charge.as_ref().map_or(0, |ch| ch.cost),
         });
         emit(c, r, Some((q.status, q.limited_by.take())));
     } else {
@@ -190,6 +199,12 @@ fn upstream(
         Ending::Shutdown => ("SD", Some("gateway_shutdown".to_string())),
     };
     let limit = c.sinks.value_limit;
+    // priced by the model asked of the upstream, at the provider that answered
+    let charge = c.sinks.pricing.charge(
+        c.attempts.model().unwrap_or_default().to_string(),
+        c.attempts.provider().cloned().unwrap_or_else(|| "".into()),
+        &usage,
+    );
     Summary {
         status,
         usage,
@@ -206,6 +221,7 @@ fn upstream(
             }),
             false => None,
         },
+        charge: Some(charge),
     }
 }
 
@@ -305,11 +321,17 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
             .collect(),
         panic_mode: a.panic_mode(),
         status: r.status,
-        cost: None,
-        cost_currency: None,
-        cost_model: None,
-        cost_unpriced: false,
-        cost_estimated: false,
+        cost: r
+            .charge
+            .as_ref()
+            .map(|ch| shared::money::format_nanos(ch.cost)),
+        cost_currency: r
+            .charge
+            .as_ref()
+            .map(|_| c.sinks.pricing.currency().to_string()),
+        cost_model: r.charge.as_ref().map(|ch| bounded(ch.model.clone())),
+        cost_unpriced: r.charge.as_ref().is_some_and(|ch| ch.unpriced),
+        cost_estimated: r.charge.as_ref().is_some_and(|ch| ch.estimated),
         quota_status: quota
             .as_ref()
             .and_then(|q| q.0)

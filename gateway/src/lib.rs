@@ -10,6 +10,7 @@ pub mod balance;
 pub mod body_read;
 pub mod client_addr;
 pub mod config;
+pub mod cost;
 pub mod ctx;
 pub mod endpoint;
 pub mod error;

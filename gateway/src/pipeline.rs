@@ -87,6 +87,7 @@ pub async fn handle(
         value_limit: cfg.value_length_limit,
         labels: Default::default(),
         live: Some(engines.shutdown.live()),
+        pricing: cfg.pricing.clone(),
     };
     let ctx = RequestCtx::new(
         parts.method.clone(),

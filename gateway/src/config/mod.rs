@@ -7,6 +7,7 @@
 mod collect;
 mod de;
 pub mod health;
+pub mod pricing;
 pub mod problems;
 mod reason;
 mod server;
