@@ -47,6 +47,7 @@ use crate::telemetry::otlp::Otlp;
 use http::request::Parts;
 use http::{HeaderName, Request, Response};
 use hyper::body::Incoming;
+use shared::config::QuotaStrategy;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -265,7 +266,14 @@ async fn phases(
     let who = ctx.identity().cloned();
     let who_quotas = who.as_ref().map_or(&[][..], |w| &w.quotas[..]);
     if !route.quotas.is_empty() || !who_quotas.is_empty() {
-        let estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
+        let mut estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
+        // a budget reserves the worst case in money: priced only when there is one
+        let quotas = route.quotas.iter().chain(who_quotas);
+        if quotas.clone().any(|q| q.strategy == QuotaStrategy::Cost) {
+            let (prompt, completion) = (estimate.prompt, estimate.completion);
+            let candidates = route.upstream_models(&model);
+            estimate.cost = cfg.pricing.worst_case(prompt, completion, candidates);
+        }
         let ip = ctx.facts().remote.ip();
         let held = ctx.hold_quota(
             engines
@@ -273,7 +281,7 @@ async fn phases(
                 .hold(cfg.state.quotas, route.lease_ms, estimate),
         );
         let claims = quota::spec::claims(
-            route.quotas.iter().chain(who_quotas),
+            quotas,
             who.as_deref(),
             &route.name,
             ip,
