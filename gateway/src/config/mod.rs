@@ -482,7 +482,8 @@ routes:
         assert_eq!(raw.providers.len(), 4);
         assert_eq!(raw.routes[0].upstreams.len(), 3);
         assert_eq!(raw.routes.len(), 3);
-        assert_eq!(raw.tenants[0].consumers[0].quotas.len(), 2);
+        assert_eq!(raw.tenants[0].consumers[0].quotas.len(), 3);
+        assert_eq!(raw.pricing.models.len(), 3);
         assert!(raw.server.tls.is_some() && raw.telemetry.otlp.is_some());
     }
 }

@@ -24,8 +24,8 @@ pub fn pricing(raw: &RawConfig, p: &mut Problems) {
         );
     } else if cfg.defaults && c != "USD" {
         p.error(
-            "pricing.defaults",
-            "the built-in prices are in USD: with another currency set `defaults: false` and price every model in that currency under `models`",
+            "pricing.currency",
+            "the built-in prices (pricing.defaults, on by default) are in USD: with another currency set `pricing.defaults: false` and price every model in that currency under `pricing.models`",
         );
     }
     models(&cfg.models, "pricing.models", p);
@@ -145,10 +145,26 @@ mod tests {
         let (errors, _) = problems("  currency: EUR\n");
         assert_eq!(
             errors,
-            ["t: pricing.defaults: the built-in prices are in USD: with another currency set `defaults: false` and price every model in that currency under `models`"]
+            ["t: pricing.currency: the built-in prices (pricing.defaults, on by default) are in USD: with another currency set `pricing.defaults: false` and price every model in that currency under `pricing.models`"]
         );
         let (errors, _) = problems("  currency: EUR\n  defaults: false\n");
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn problems_are_placed_on_their_line() {
+        let text =
+            "pricing:\n  currency: EUR\n  models:\n    - { model: m, input: 2000000, output: 1 }\n";
+        let e = crate::runtime::load_text("c.yaml", text, 1, &Default::default())
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.problems,
+            [
+                "c.yaml: pricing.currency: the built-in prices (pricing.defaults, on by default) are in USD: with another currency set `pricing.defaults: false` and price every model in that currency under `pricing.models` (line 2 column 13)",
+                "c.yaml: pricing.models[0].input: a price per million tokens is at most 1000000 (line 4 column 26)",
+            ]
+        );
     }
 
     #[test]
