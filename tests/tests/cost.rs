@@ -290,3 +290,29 @@ async fn a_budget_reserves_the_worst_case_of_the_route_models() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_what_an_upstream_answered_is_charged_whatever_its_status() {
+    let mock = MockUpstream::start_default();
+    let gw = Gateway::start(&priced(&mock, mock_small_prices())).await;
+    let c = TestClient::new();
+    // answered by the gateway itself: no cost at all
+    let (r, line) = gw
+        .send_logged(&c, "/v1/chat/completions", &json!({"messages": []}), &[])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let ai = line.ai_log;
+    assert_eq!(
+        (ai.cost, ai.cost_currency, ai.cost_model),
+        (None, None, None)
+    );
+    // an upstream's error answer is charged (here for no usage)
+    mock.fail_with(500);
+    let (r, line) = gw
+        .chat_logged(&c, &chat_body("any-model", HELLO), &[])
+        .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(line.ai_log.cost.as_deref(), Some("0.00"));
+    assert_eq!(line.ai_log.cost_model.as_deref(), Some("mock-small"));
+    assert!(!line.ai_log.cost_unpriced);
+}
