@@ -100,6 +100,11 @@ impl App {
     }
 
     /// The config version new requests start on.
+    /// `pricing.currency` of the config in force.
+    pub fn currency(&self) -> String {
+        self.config().pricing.currency().to_string()
+    }
+
     pub fn config(&self) -> Arc<Runtime> {
         self.config.load_full()
     }

@@ -93,6 +93,20 @@ pub struct Sinks {
     pub labels: ModelLabels,
     /// counts the request as live until it is settled
     pub live: Option<crate::shutdown::Live>,
+    /// the prices of the config the request started on: what it costs when it
+    /// is settled, whatever a reload changed meanwhile
+    pub pricing: Arc<crate::cost::Pricing>,
+    /// where the request's entry in the usage ledger goes
+    pub ledger: Option<LedgerSink>,
+}
+
+/// The usage ledger, as a request's end reaches it.
+#[derive(Clone)]
+pub struct LedgerSink {
+    /// the quota store (the ledger is written with the settlements)
+    pub quotas: Arc<crate::quota::Quotas>,
+    /// `ledger.retention_days` of the config the request started on
+    pub retention_days: u32,
 }
 
 /// The parts of a finished request, taken out of its context once.
@@ -435,6 +449,8 @@ mod tests {
             value_limit: usize::MAX,
             labels: Default::default(),
             live: None,
+            pricing: Default::default(),
+            ledger: None,
         };
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, HeaderValue::from_str(host).unwrap());

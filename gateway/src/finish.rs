@@ -1,7 +1,10 @@
-//! The end of every request, reached from one place ([`Unfinished`]): the
-//! quotas settled with what was used (read from the answer, or estimated), the
-//! one record built and handed to the access log, the metrics and OTLP.
+//! The end of every request, reached from one place ([`Unfinished`]): what an
+//! upstream answer cost priced once (at the prices the request started with),
+//! the quotas settled with what was used (read from the answer, or estimated)
+//! and what it cost, the one record built and handed to the access log, the
+//! metrics and OTLP.
 
+use crate::cost::Charge;
 use crate::ctx::{Closing, RequestCtx};
 use crate::error::GatewayError;
 use crate::meter::Meter;
@@ -95,6 +98,9 @@ struct Summary {
     chat_id: Option<String>,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    /// what an upstream answer cost (None for every other ending: those are
+    /// not charged)
+    charge: Option<Charge>,
 }
 
 fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
@@ -113,6 +119,7 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
             chat_id: None,
             response_model: None,
             finish_reason: None,
+            charge: None,
         },
         Outcome::Upstream {
             status,
@@ -135,21 +142,76 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
                 chat_id: None,
                 response_model: None,
                 finish_reason: None,
+                charge: None,
             }
         }
     };
+    // what the request cost: into its quotas and the usage ledger (with the
+    // settlement of the quotas it reserved; on its own when there are none)
+    let ledger = r
+        .charge
+        .as_ref()
+        .and_then(|ch| ledger_entry(&c, &r.usage, ch));
     if let Some(mut q) = c.quota.take() {
-        q.finish(
-            &crate::quota::spec::Spend {
-                usage: r.usage,
-                cost: 0,
-            },
-            None,
-        );
+        let spend = crate::quota::spec::Spend {
+            usage: r.usage,
+            cost: r.charge.as_ref().map_or(0, |ch| ch.cost),
+        };
+        q.finish(&spend, ledger);
         emit(c, r, Some((q.status, q.limited_by.take())));
     } else {
+        if let (Some((entry, tag)), Some(l)) = (ledger, &c.sinks.ledger) {
+            l.quotas.ledger_alone(tag, entry);
+        }
         emit(c, r, None);
     }
+}
+
+/// The request's entry in the usage ledger, and the hash tag it belongs
+/// under: the tenant's (the route's without one). Its model is the access
+/// log's `cost_model` (cut alike), its day the UTC date of its start, so the
+/// ledger and `gateway bill` over the access log agree.
+fn ledger_entry(
+    c: &Closing<'_>,
+    usage: &Usage,
+    ch: &crate::cost::Charge,
+) -> Option<(crate::quota::store::LedgerAdd, String)> {
+    let l = c.sinks.ledger.as_ref()?;
+    let who = c.identity;
+    let mut model = ch.model.clone();
+    crate::text::cut(&mut model, c.sinks.value_limit);
+    let day = crate::calendar::utc_day(c.facts.start_wall);
+    let tag = match (who, c.facts.route.as_deref()) {
+        (Some(w), _) => format!("t:{}", w.tenant),
+        (None, Some(route)) => format!("r:{}", route.replace(['{', '}'], "_")),
+        (None, None) => return None,
+    };
+    let now_s = crate::quota::now_ms() / 1000;
+    let figures = shared::ledger::Totals {
+        requests: 1,
+        input_tokens: usage.prompt_tokens,
+        output_tokens: usage.completion_tokens,
+        cached_tokens: usage.cached_tokens,
+        cache_write_tokens: usage.cache_creation_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+        cost: ch.cost,
+        unpriced_requests: u64::from(ch.unpriced),
+        estimated_requests: u64::from(ch.estimated),
+    };
+    let entry = crate::quota::store::LedgerAdd {
+        dims: shared::ledger::Dims {
+            tenant: who.map(|w| w.tenant.clone()).unwrap_or_default(),
+            consumer: who.map(|w| w.consumer.clone()).unwrap_or_default(),
+            model,
+            provider: ch.provider.to_string(),
+            day,
+        },
+        figures,
+        // the day's hash lives `retention_days` past now (a day's last
+        // request keeps it that long after the day)
+        expire_at_s: now_s.saturating_add(u64::from(l.retention_days) * 86_400),
+    };
+    Some((entry, tag))
 }
 
 /// An upstream answer's usage (read, or estimated for a 2xx that had none),
@@ -193,6 +255,12 @@ fn upstream(
         Ending::Shutdown => ("SD", Some("gateway_shutdown".to_string())),
     };
     let limit = c.sinks.value_limit;
+    // priced by the model asked of the upstream, at the provider that answered
+    let charge = c.sinks.pricing.charge(
+        c.attempts.model().unwrap_or_default().to_string(),
+        c.attempts.provider().cloned().unwrap_or_else(|| "".into()),
+        &usage,
+    );
     Summary {
         status,
         usage,
@@ -209,6 +277,7 @@ fn upstream(
             }),
             false => None,
         },
+        charge: Some(charge),
     }
 }
 
@@ -308,11 +377,17 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
             .collect(),
         panic_mode: a.panic_mode(),
         status: r.status,
-        cost: None,
-        cost_currency: None,
-        cost_model: None,
-        cost_unpriced: false,
-        cost_estimated: false,
+        cost: r
+            .charge
+            .as_ref()
+            .map(|ch| shared::money::format_nanos(ch.cost)),
+        cost_currency: r
+            .charge
+            .as_ref()
+            .map(|_| c.sinks.pricing.currency().to_string()),
+        cost_model: r.charge.as_ref().map(|ch| bounded(ch.model.clone())),
+        cost_unpriced: r.charge.as_ref().is_some_and(|ch| ch.unpriced),
+        cost_estimated: r.charge.as_ref().is_some_and(|ch| ch.estimated),
         quota_status: quota
             .as_ref()
             .and_then(|q| q.0)

@@ -12,6 +12,7 @@ pub mod body_read;
 pub mod calendar;
 pub mod client_addr;
 pub mod config;
+pub mod cost;
 pub mod ctx;
 pub mod endpoint;
 pub mod error;

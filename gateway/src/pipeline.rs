@@ -47,6 +47,7 @@ use crate::telemetry::otlp::Otlp;
 use http::request::Parts;
 use http::{HeaderName, Request, Response};
 use hyper::body::Incoming;
+use shared::config::QuotaStrategy;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -87,6 +88,11 @@ pub async fn handle(
         value_limit: cfg.value_length_limit,
         labels: Default::default(),
         live: Some(engines.shutdown.live()),
+        pricing: cfg.pricing.clone(),
+        ledger: Some(crate::ctx::LedgerSink {
+            quotas: engines.quotas.clone(),
+            retention_days: cfg.budget.retention_days,
+        }),
     };
     let ctx = RequestCtx::new(
         parts.method.clone(),
@@ -264,7 +270,14 @@ async fn phases(
     let who = ctx.identity().cloned();
     let who_quotas = who.as_ref().map_or(&[][..], |w| &w.quotas[..]);
     if !route.quotas.is_empty() || !who_quotas.is_empty() {
-        let estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
+        let mut estimate = Estimate::of(&client, endpoint, cfg.state.quotas.default_max_tokens);
+        // a budget reserves the worst case in money: priced only when there is one
+        let quotas = route.quotas.iter().chain(who_quotas);
+        if quotas.clone().any(|q| q.strategy == QuotaStrategy::Cost) {
+            let (prompt, completion) = (estimate.prompt, estimate.completion);
+            let candidates = route.upstream_models(&model);
+            estimate.cost = cfg.pricing.worst_case(prompt, completion, candidates);
+        }
         let ip = ctx.facts().remote.ip();
         let held = ctx.hold_quota(
             engines
@@ -272,7 +285,7 @@ async fn phases(
                 .hold(cfg.state.quotas, route.lease_ms, estimate),
         );
         let claims = quota::spec::claims(
-            route.quotas.iter().chain(who_quotas),
+            quotas,
             who.as_deref(),
             &route.name,
             ip,

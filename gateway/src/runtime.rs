@@ -44,6 +44,9 @@ pub struct Runtime {
     pub budget: crate::config::budget::BudgetRt,
     /// every model name the config spells out: the only model metric labels
     pub known_models: Arc<crate::telemetry::labels::KnownModels>,
+    /// `pricing` (over the built-in table): what requests started on this
+    /// version cost
+    pub pricing: Arc<crate::cost::Pricing>,
     pub warnings: Vec<String>,
 }
 
@@ -114,7 +117,10 @@ pub fn check(
     });
     let seed = crate::seed::from_config(&raw.tenants, &crate::keys::KeyHasher::from_env()).into();
     let known_models = Arc::new(known_models(&routes, &providers));
-    let (Some(c), true) = (config, p.errors.is_empty()) else {
+    let pricing = crate::cost::Pricing::compile(&raw.pricing)
+        .map_err(|e| p.error("pricing.defaults", e))
+        .ok();
+    let (Some(c), Some(pricing), true) = (config, pricing, p.errors.is_empty()) else {
         return Err(p.errors);
     };
     Ok(Runtime {
@@ -136,6 +142,7 @@ pub fn check(
         prometheus: c.prometheus,
         budget: c.budget,
         known_models,
+        pricing: Arc::new(pricing),
         warnings: p.warnings,
     })
 }

@@ -212,8 +212,9 @@ impl Collector {
         }
     }
 
-    /// The `Sum` of the last data point printed after the attribute line
-    /// `-> {attr}` within metric `name` (cumulative metrics: the latest total).
+    /// The `Sum` (a histogram's) or `Value` (a counter's) of the last data
+    /// point printed after the attribute line `-> {attr}` within metric `name`
+    /// (cumulative metrics: the latest total).
     pub fn metric_sum(&self, name: &str, attr: &str) -> Option<f64> {
         let out = self.output();
         let (mut in_metric, mut in_point, mut last) = (false, false, None);
@@ -225,7 +226,10 @@ impl Collector {
             } else if in_metric && t == format!("-> {attr}") {
                 in_point = true;
             } else if in_point {
-                if let Some(v) = t.strip_prefix("Sum: ") {
+                if let Some(v) = t
+                    .strip_prefix("Sum: ")
+                    .or_else(|| t.strip_prefix("Value: "))
+                {
                     last = v.parse().ok();
                     in_point = false;
                 }

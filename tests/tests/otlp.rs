@@ -22,7 +22,9 @@
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::collector::{Collector, LogRecord, Span};
-use gateway_tests::config::{Attribute, Config, Fallback, Provider, Route, Server, Telemetry};
+use gateway_tests::config::{
+    Attribute, Config, Fallback, Price, Pricing, Provider, Route, Server, Telemetry,
+};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream, CHUNK_TEXT, DEFAULT_STREAM_CHUNKS};
@@ -51,6 +53,11 @@ fn otlp(endpoint: &str, protocol: &str, ratio: f64, extra: Value) -> Value {
 /// A config with `providers`, the route `route` and `telemetry.otlp` `otlp`,
 /// access log on.
 fn config(providers: Vec<Provider>, route: Route, otlp: Value) -> String {
+    config_of(providers, route, otlp).yaml()
+}
+
+/// [`config`], as the builder.
+fn config_of(providers: Vec<Provider>, route: Route, otlp: Value) -> Config {
     let mut config = Config::new()
         .server(Server::new().admin_token(ADMIN_TOKEN))
         .route(route)
@@ -58,7 +65,7 @@ fn config(providers: Vec<Provider>, route: Route, otlp: Value) -> String {
     for p in providers {
         config = config.provider(p);
     }
-    config.yaml()
+    config
 }
 
 /// One openai-compatible provider `up1` at `base_url` mapping `gpt-4*` to
@@ -928,22 +935,24 @@ async fn sigterm_round(col: &Collector, yaml: &str, round: usize) {
 }
 
 /// 8. OTLP metrics: three requests, then SIGTERM (which pushes the metrics): the
-///    collector's `gen_ai.client.token.usage` sums equal the mock's usage.
+///    collector's `gen_ai.client.token.usage` sums equal the mock's usage, and
+///    `gateway.cost` their cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_reach_the_collector() {
     let col = Collector::start().await;
     let mock = MockUpstream::start_default();
     let (providers, route) = one_provider(&mock.base_url());
-    let yaml = config(
-        providers,
-        route,
-        otlp(
-            &col.grpc_endpoint(),
-            "grpc",
-            1.0,
-            json!({ "metrics": true }),
-        ),
+    let otlp = otlp(
+        &col.grpc_endpoint(),
+        "grpc",
+        1.0,
+        json!({ "metrics": true }),
     );
+    // every token of mock-large at 1000 per million
+    let price = Price::new("mock-large", "1000", "1000");
+    let yaml = config_of(providers, route, otlp)
+        .pricing(Pricing::new().price(price))
+        .yaml();
     let mut gw = Gateway::start(&yaml).await;
     let c = TestClient::new();
     let (mut input, mut output) = (0u64, 0u64);
@@ -976,6 +985,13 @@ async fn metrics_reach_the_collector() {
     assert_eq!(sum("output"), Some(output as f64));
     assert!(col.output().contains("gen_ai.client.operation.duration"));
     assert!(col.output().contains("gateway.requests"));
+    let cost = (input + output) as f64 / 1000.0;
+    let got = col.metric_sum("gateway.cost", "gateway.cost_model: Str(mock-large)");
+    assert!(
+        got.is_some_and(|v| (v - cost).abs() < 1e-9),
+        "gateway.cost {got:?}, expected {cost}:\n{}",
+        col.output()
+    );
 }
 
 /// 9. A client's sampled flag alone cannot fill the export queue: with

@@ -111,10 +111,9 @@ async fn ledger_rows(app: &App, q: &Query) -> Result<Vec<(Dims, Totals)>, StateE
         .await
 }
 
-/// The currency of the ledger's costs. To wire when `cost` lands:
-/// `app.config().pricing.currency().to_string()`.
-fn currency(_app: &App) -> String {
-    "USD".into()
+/// The currency of the ledger's costs (`pricing.currency`).
+fn currency(app: &App) -> String {
+    app.currency()
 }
 
 #[cfg(test)]

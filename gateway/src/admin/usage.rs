@@ -371,10 +371,13 @@ async fn page(
     Ok((out, None))
 }
 
-fn entry_json(e: &Entry, now: u64) -> Value {
+/// One window as listed; a budget's (`strategy: cost`) amounts are decimal
+/// text in `currency`.
+fn entry_json(e: &Entry, now: u64, currency: &str) -> Value {
     let q = &e.quota;
     let strategy = serde_json::to_value(q.strategy).unwrap_or(Value::Null);
-    json!({
+    let remaining = q.limit.saturating_sub(e.used);
+    let mut v = json!({
         "quota": q.name,
         "owner": q.owner_label(),
         "by": q.by_name(),
@@ -383,9 +386,20 @@ fn entry_json(e: &Entry, now: u64) -> Value {
         "limit": q.limit,
         "window": q.window,
         "used": e.used,
-        "remaining": q.limit.saturating_sub(e.used),
+        "remaining": remaining,
         "reset_at": super::tenants::rfc3339((now + e.reset_ms).div_ceil(1000)),
-    })
+    });
+    if q.strategy == shared::config::QuotaStrategy::Cost {
+        let money = shared::money::format_nanos;
+        v["limit"] = json!(money(q.limit));
+        v["used"] = json!(money(e.used));
+        v["remaining"] = json!(money(remaining));
+        v["currency"] = json!(currency);
+    }
+    if let Some(c) = &q.calendar {
+        v["timezone"] = json!(c.zone());
+    }
+    v
 }
 
 /// `GET /admin/usage`: a list (the first page) without `limit` and `cursor`,
@@ -396,7 +410,8 @@ pub async fn get(app: &App, query: Option<&str>) -> Answer {
     let tags = plan(app, all_quotas(app, &q.filter).await?, &q.filter);
     let (list, next) = page(app, &tags, &q.filter, q.cursor, q.limit).await?;
     let now = now_ms();
-    let data: Vec<Value> = list.iter().map(|e| entry_json(e, now)).collect();
+    let currency = app.currency();
+    let data: Vec<Value> = list.iter().map(|e| entry_json(e, now, &currency)).collect();
     let next = next.map(|c| c.encode());
     let body = if q.paged {
         json!({"data": data, "next_cursor": next})

@@ -69,52 +69,35 @@ pub fn load(path: &Path) -> Result<(Box<dyn PriceList>, Found), ConfigError> {
         ConfigError::one(format!("{}: cannot read the prices: {e}", path.display()))
     })?;
     let (cfg, found) = parse(&path.display().to_string(), &text)?;
-    Ok((build(cfg), found))
+    Ok((build(&path.display().to_string(), cfg)?, found))
 }
 
-// ---- the seam to the gateway's pricing (`crate::cost`), wired when it lands:
-// `build` becomes `crate::cost::Pricing` made from `cfg` (its problems reported
-// like the config's), `PriceList` implemented by it through its lookup and
-// `Price::cost`, and `StandIn` below goes. ----
-
-fn build(cfg: PricingConfig) -> Box<dyn PriceList> {
-    Box::new(StandIn(cfg))
+/// The gateway's pricing made of `cfg`, checked as the gateway checks its
+/// config's `pricing:` section.
+fn build(name: &str, cfg: PricingConfig) -> Result<Box<dyn PriceList>, ConfigError> {
+    let raw = shared::config::RawConfig {
+        pricing: cfg,
+        ..Default::default()
+    };
+    let mut p = crate::config::problems::Problems::new(name);
+    crate::config::pricing::pricing(&raw, &mut p);
+    if !p.errors.is_empty() {
+        return Err(ConfigError {
+            problems: p.errors.iter().map(|e| format!("{name}: {e}")).collect(),
+        });
+    }
+    let pricing = crate::cost::Pricing::compile(&raw.pricing)
+        .map_err(|e| ConfigError::one(format!("{name}: pricing: {e}")))?;
+    Ok(Box::new(pricing))
 }
 
-/// Exact model names only, a provider's own entry first, no built-in table.
-struct StandIn(PricingConfig);
-
-impl PriceList for StandIn {
+impl PriceList for crate::cost::Pricing {
     fn currency(&self) -> &str {
-        &self.0.currency
+        crate::cost::Pricing::currency(self)
     }
 
-    fn cost(&self, model: &str, provider: &str, u: &Usage) -> Option<Nanos> {
-        let models = &self.0.models;
-        let p = models
-            .iter()
-            .find(|p| p.model == model && p.provider.as_deref() == Some(provider))
-            .or_else(|| {
-                models
-                    .iter()
-                    .find(|p| p.model == model && p.provider.is_none())
-            })?;
-        let n = |d: shared::money::Decimal| d.to_nanos().unwrap_or(u64::MAX);
-        let (input, output) = (n(p.input), n(p.output));
-        let plain_prompt = u
-            .prompt_tokens
-            .saturating_sub(u.cached_tokens)
-            .saturating_sub(u.cache_creation_tokens);
-        Some(shared::money::cost_of(&[
-            (plain_prompt, input),
-            (u.cached_tokens, p.cached_input.map_or(input, n)),
-            (u.cache_creation_tokens, p.cache_write.map_or(input, n)),
-            (
-                u.completion_tokens.saturating_sub(u.reasoning_tokens),
-                output,
-            ),
-            (u.reasoning_tokens, p.reasoning.map_or(output, n)),
-        ]))
+    fn cost(&self, model: &str, provider: &str, usage: &Usage) -> Option<Nanos> {
+        self.price(model, provider).map(|p| p.cost(usage))
     }
 }
 

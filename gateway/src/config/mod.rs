@@ -8,6 +8,7 @@ pub mod budget;
 mod collect;
 mod de;
 pub mod health;
+pub mod pricing;
 pub mod problems;
 mod reason;
 mod server;
@@ -489,7 +490,8 @@ routes:
         assert_eq!(raw.providers.len(), 4);
         assert_eq!(raw.routes[0].upstreams.len(), 3);
         assert_eq!(raw.routes.len(), 3);
-        assert_eq!(raw.tenants[0].consumers[0].quotas.len(), 2);
+        assert_eq!(raw.tenants[0].consumers[0].quotas.len(), 3);
+        assert_eq!(raw.pricing.models.len(), 3);
         assert!(raw.server.tls.is_some() && raw.telemetry.otlp.is_some());
     }
 }

@@ -136,6 +136,7 @@ pub fn check<T>(
     let access_log = access_log(raw, p);
     telemetry_warnings(raw, p);
     let otlp = otlp(raw, p);
+    super::pricing::pricing(raw, p);
     let budget = super::budget::budget(raw, p);
     let config = match (server, state, consumer_header) {
         (Some(server), Some(state), Some(consumer_header)) => Some(Config {

@@ -444,7 +444,7 @@ impl Held {
             self.engine.settle_group(&self.id, &g, actual, entry);
         }
         if let Some((l, tag)) = ledger {
-            self.engine.ledger_alone(&self.id, tag, l);
+            self.engine.ledger_alone(tag, l);
         }
     }
 }

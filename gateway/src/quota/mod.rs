@@ -194,13 +194,15 @@ impl Quotas {
     }
 
     /// Adds a request's ledger entry on its own (the request reserved nothing),
-    /// under hash tag `tag`; sent twice, it is counted once.
-    pub fn ledger_alone(&self, id: &str, tag: String, ledger: LedgerAdd) {
+    /// under hash tag `tag`, with an id of its own: sent twice (the retry
+    /// queue), it is counted once.
+    pub fn ledger_alone(&self, tag: String, ledger: LedgerAdd) {
+        let id = new_id();
         match &*self.store {
             QuotaStore::Memory(m) => m.ledger.add(&ledger),
             QuotaStore::Redis(_) => self.queue.push(Job {
                 tag,
-                id: id.to_string(),
+                id,
                 member: String::new(),
                 mode: SettleMode::Unreserved,
                 actual: Vec::new(),

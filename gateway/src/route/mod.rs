@@ -327,6 +327,19 @@ impl Route {
             .map(Glob::as_str)
     }
 
+    /// Where a request for `model` may go: each upstream's provider id with the
+    /// model its `model_mapping` makes of `model` (what a budget's worst case
+    /// is priced by).
+    pub fn upstream_models<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> impl Iterator<Item = (&'a str, std::borrow::Cow<'a, str>)> {
+        self.balancer
+            .instances()
+            .iter()
+            .map(move |i| (&*i.provider.id, i.provider.mapping.map(model)))
+    }
+
     /// The `match.models` glob `model` matched, for metric labels (None when the
     /// route matches any model).
     pub fn model_glob(&self, model: &str) -> Option<Arc<str>> {

@@ -91,6 +91,17 @@ impl ModelLabels {
             .or(self.upstream.as_ref())
             .map_or_else(|| self.request(), |m| &**m)
     }
+
+    /// The model a request was priced by (`ai_log.cost_model`, the one asked of
+    /// the upstream) as a label: its own name when the config names it, else
+    /// the request's label when it is the request's model unmapped, else `other`.
+    pub fn priced<'a>(&'a self, priced: &str, request_model: Option<&str>) -> &'a str {
+        match self.known.as_ref().and_then(|k| k.get(priced)) {
+            Some(name) => name,
+            None if request_model == Some(priced) => self.request(),
+            None => OTHER,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +127,21 @@ mod tests {
         let glob = || Some(Arc::from("gpt-*"));
         assert_eq!(Label::of("gpt-4o", &known, glob).as_str(), "gpt-4o");
         assert_eq!(Label::of("gpt-5-preview", &known, glob).as_str(), "gpt-*");
+    }
+
+    #[test]
+    fn the_priced_model_is_named_only_as_the_config_names_it() {
+        let known = Arc::new(KnownModels::new(["gpt-4o", "mock-small"]));
+        let l = |request: &str| ModelLabels {
+            request: Label::of(request, &known, || Some(Arc::from("gpt-*"))),
+            upstream: None,
+            known: Some(known.clone()),
+        };
+        // mapped to a model the config names
+        assert_eq!(l("gpt-5").priced("mock-small", Some("gpt-5")), "mock-small");
+        // unmapped: the request's own label (here the route glob)
+        assert_eq!(l("gpt-5").priced("gpt-5", Some("gpt-5")), "gpt-*");
+        // mapped (by a regex, say) to a name the config does not spell out
+        assert_eq!(l("gpt-5").priced("made-up-target", Some("gpt-5")), OTHER);
     }
 }

@@ -2,17 +2,21 @@
 //! record: Higress's `route_upstream_model_consumer_metric_*` counters (labels
 //! `ai_route`, `ai_cluster`, `ai_model`, `ai_consumer`, so its dashboards work),
 //! the OpenTelemetry GenAI client histograms (token usage by type, operation
-//! duration, time to first chunk), and requests by route and status, fallbacks.
-//! Labels come from config (routes, providers, consumers; models only as the
-//! config names them, see `labels.rs`): no request ids, keys or client values.
+//! duration, time to first chunk), requests by route and status, fallbacks, and
+//! what requests cost (`gateway_cost_total`, with the requests priced from no
+//! price or from estimated usage counted apart).
+//! Labels come from config (routes, providers, tenants and consumers; models
+//! only as the config names them, see `labels.rs`): no request ids, keys or
+//! client values.
 
 use crate::telemetry::labels::ModelLabels;
 use dashmap::DashMap;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 use shared::ai_log::AiLog;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Most label combinations whose series handles are kept ready (beyond it, the
 /// series are still counted, through the slower labelled lookup).
@@ -50,6 +54,9 @@ pub struct Metrics {
     first_chunk: HistogramVec,
     requests: IntCounterVec,
     fallbacks: IntCounterVec,
+    cost: CounterVec,
+    unpriced: IntCounterVec,
+    estimated: IntCounterVec,
     /// the handles of one request's series, by a hash of their labels (the
     /// labels are kept to tell a collision)
     ready: DashMap<u64, Arc<(Labels, Series)>>,
@@ -60,6 +67,8 @@ pub struct Metrics {
 struct Names<'a> {
     model: &'a str,
     request: &'a str,
+    /// the priced model's label, for a request that has a cost
+    priced: Option<&'a str>,
 }
 
 /// The labels of one request's series.
@@ -71,11 +80,17 @@ struct Labels {
     provider: Option<String>,
     model: String,
     request_model: String,
-    consumer: String,
+    tenant: Option<String>,
+    consumer: Option<String>,
     stream: bool,
+    priced: Option<String>,
 }
 
 const NONE: &str = "none";
+
+/// The labels of `gateway_cost_total` (the last two: of the unpriced and
+/// estimated counts).
+const COST: [&str; 4] = ["tenant", "consumer", "model", "provider"];
 
 impl Labels {
     fn of(ai: &AiLog, operation: &str, models: Names<'_>) -> Labels {
@@ -86,11 +101,18 @@ impl Labels {
             provider: ai.provider.clone(),
             model: models.model.to_string(),
             request_model: models.request.to_string(),
-            consumer: match (&ai.tenant, &ai.consumer) {
-                (Some(t), Some(c)) => format!("{t}/{c}"),
-                _ => NONE.to_string(),
-            },
+            tenant: ai.tenant.clone(),
+            consumer: ai.consumer.clone(),
             stream: labels_stream(ai),
+            priced: models.priced.map(str::to_string),
+        }
+    }
+
+    /// Higress's `ai_consumer`: `tenant/consumer`, or `none`.
+    fn higress_consumer(&self) -> String {
+        match (&self.tenant, &self.consumer) {
+            (Some(t), Some(c)) => format!("{t}/{c}"),
+            _ => NONE.to_string(),
         }
     }
 
@@ -105,6 +127,7 @@ impl Labels {
             models.request,
             ai.tenant.as_deref().unwrap_or("\0"),
             ai.consumer.as_deref().unwrap_or("\0"),
+            models.priced.unwrap_or("\0"),
         ] {
             h.update(part.as_bytes());
             h.update(&[0xff]);
@@ -115,16 +138,9 @@ impl Labels {
     }
 
     fn matches(&self, ai: &AiLog, operation: &str, models: Names<'_>) -> bool {
-        let consumer_ok = match (&ai.tenant, &ai.consumer) {
-            (Some(t), Some(c)) => {
-                self.consumer
-                    .strip_prefix(t.as_str())
-                    .and_then(|r| r.strip_prefix('/'))
-                    == Some(c.as_str())
-            }
-            _ => self.consumer == NONE,
-        };
-        consumer_ok
+        self.tenant == ai.tenant
+            && self.consumer == ai.consumer
+            && self.priced.as_deref() == models.priced
             && self.operation == operation
             && self.route == ai.route.as_deref().unwrap_or(NONE)
             && self.status == ai.status
@@ -155,6 +171,22 @@ struct LlmSeries {
     usage_cache_creation: Histogram,
     duration: Histogram,
     first_chunk: Histogram,
+    /// for requests that have a cost
+    cost: Option<CostSeries>,
+}
+
+/// `gateway_cost_total` of one (tenant, consumer, model, provider), and the
+/// unpriced and estimated counts of its (model, provider), made on first use.
+struct CostSeries {
+    total: Counter,
+    unpriced: OnceLock<IntCounter>,
+    estimated: OnceLock<IntCounter>,
+}
+
+/// The cost of a record in nano-units (`ai_log.cost` is its exact decimal text).
+pub(crate) fn cost_nanos(ai: &AiLog) -> Option<u64> {
+    let text = ai.cost.as_deref()?;
+    shared::money::Decimal::parse(text).ok()?.to_nanos()
 }
 
 impl Metrics {
@@ -245,6 +277,27 @@ impl Metrics {
                 "Upstream attempts after a request's first, by route.",
                 &["route"],
             )?,
+            cost: {
+                let c = CounterVec::new(
+                    Opts::new(
+                        "gateway_cost_total",
+                        "What the requests upstreams answered cost, in units of pricing.currency (tenant and consumer none when anonymous; unpriced models count 0).",
+                    ),
+                    &COST,
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            unpriced: counter(
+                "gateway_cost_unpriced_requests_total",
+                "Requests answered by an upstream for a model without a price (costed 0).",
+                &COST[2..],
+            )?,
+            estimated: counter(
+                "gateway_cost_estimated_requests_total",
+                "Requests costed from the gateway's estimate of their usage (the upstream reported none, or the stream was cut).",
+                &COST[2..],
+            )?,
             ready: DashMap::new(),
             registry,
         })
@@ -253,9 +306,11 @@ impl Metrics {
     /// Counts one finished request.
     pub fn record(&self, ai: &AiLog, operation: &str, labels: &ModelLabels) {
         // (the model labels looked up once)
+        let priced = ai.cost_model.as_deref().filter(|_| ai.cost.is_some());
         let models = Names {
             model: labels.model(ai.model.as_deref()),
             request: labels.request(),
+            priced: priced.map(|m| labels.priced(m, ai.request_model.as_deref())),
         };
         let key = Labels::hash(ai, operation, models);
         let cached = self
@@ -295,6 +350,19 @@ impl Metrics {
             llm.usage_cache_creation
                 .observe(ai.cache_creation_tokens as f64);
         }
+        if let (Some(c), Some(nanos)) = (&llm.cost, cost_nanos(ai)) {
+            c.total
+                .inc_by(nanos as f64 / shared::money::NANOS_PER_UNIT as f64);
+            let (l, provider) = (&entry.0, entry.0.provider.as_deref().unwrap_or(NONE));
+            let model = l.priced.as_deref().unwrap_or(NONE);
+            let of = |v: &IntCounterVec| v.with_label_values(&[model, provider]);
+            if ai.cost_unpriced {
+                c.unpriced.get_or_init(|| of(&self.unpriced)).inc();
+            }
+            if ai.cost_estimated {
+                c.estimated.get_or_init(|| of(&self.estimated)).inc();
+            }
+        }
         llm.duration
             .observe(ai.llm_service_duration as f64 / 1000.0);
         if let Some(ttft) = ai.llm_first_token_duration.filter(|_| labels_stream(ai)) {
@@ -311,7 +379,8 @@ impl Metrics {
                 .with_label_values(&[l.route.as_str(), &status]),
             fallbacks: self.fallbacks.with_label_values(&[l.route.as_str()]),
             llm: l.provider.as_deref().map(|provider| {
-                let h = [l.route.as_str(), provider, &l.model, &l.consumer];
+                let consumer = l.higress_consumer();
+                let h = [l.route.as_str(), provider, &l.model, &consumer];
                 let g = [l.operation.as_str(), provider, &l.request_model];
                 let usage = |kind: &str| {
                     self.token_usage
@@ -329,6 +398,17 @@ impl Metrics {
                     usage_cache_creation: usage("cache_creation"),
                     duration: self.operation_duration.with_label_values(&g),
                     first_chunk: self.first_chunk.with_label_values(&g),
+                    cost: l.priced.as_deref().map(|model| {
+                        let who = |v: &Option<String>| v.clone().unwrap_or_else(|| NONE.into());
+                        let (tenant, consumer) = (who(&l.tenant), who(&l.consumer));
+                        CostSeries {
+                            total: self
+                                .cost
+                                .with_label_values(&[&tenant, &consumer, model, provider]),
+                            unpriced: OnceLock::new(),
+                            estimated: OnceLock::new(),
+                        }
+                    }),
                 }
             }),
         }
@@ -425,6 +505,54 @@ mod tests {
         // observed only for requests that used the cache
         let count = series("cache_read").replace("_sum", "_count");
         assert!(text.contains(&format!("{count} 1")), "{text}");
+    }
+
+    #[test]
+    fn cost_by_tenant_consumer_model_and_provider() {
+        let m = Metrics::new().unwrap();
+        let known = Arc::new(crate::telemetry::labels::KnownModels::new(["mock-small"]));
+        let labels = ModelLabels {
+            request: crate::telemetry::labels::Label::of("gpt-4o", &known, || None),
+            upstream: None,
+            known: Some(known.clone()),
+        };
+        let ai = |cost: &str, model: &str| AiLog {
+            route: Some("chat".into()),
+            provider: Some("up1".into()),
+            request_model: Some("gpt-4o".into()),
+            tenant: Some("acme".into()),
+            consumer: Some("web".into()),
+            status: 200,
+            cost: Some(cost.into()),
+            cost_currency: Some("USD".into()),
+            cost_model: Some(model.into()),
+            ..AiLog::default()
+        };
+        m.record(&ai("0.000125", "mock-small"), "chat", &labels);
+        m.record(&ai("1.50", "mock-small"), "chat", &labels);
+        let mut unpriced = ai("0.00", "made-up-by-a-regex-mapping");
+        unpriced.cost_unpriced = true;
+        unpriced.cost_estimated = true;
+        m.record(&unpriced, "chat", &labels);
+        // no cost (the gateway answered itself): not counted
+        let mut local = ai("0", "mock-small");
+        local.cost = None;
+        m.record(&local, "chat", &labels);
+        let text = m.render();
+        for want in [
+            "gateway_cost_total{consumer=\"web\",model=\"mock-small\",provider=\"up1\",tenant=\"acme\"} 1.500125",
+            "gateway_cost_total{consumer=\"web\",model=\"other\",provider=\"up1\",tenant=\"acme\"} 0",
+            "gateway_cost_unpriced_requests_total{model=\"other\",provider=\"up1\"} 1",
+            "gateway_cost_estimated_requests_total{model=\"other\",provider=\"up1\"} 1",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        // counted only when there is something to count
+        assert!(
+            !text.contains("gateway_cost_unpriced_requests_total{model=\"mock-small\""),
+            "{text}"
+        );
+        assert!(!text.contains("made-up"), "{text}");
     }
 }
 

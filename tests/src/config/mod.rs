@@ -23,11 +23,13 @@
 //! server's listeners default to the harness placeholders `{{listen}}` and
 //! `{{admin}}`, and [`Config::access_log`] writes to `{{access_log}}`.
 
+mod pricing;
 mod provider;
 mod route;
 mod server;
 mod tenant;
 
+pub use pricing::{Price, Pricing};
 pub use provider::{Provider, Timeouts};
 pub use route::{Attribute, Fallback, Quota, Route};
 pub use server::{Server, State, Telemetry};
@@ -67,6 +69,8 @@ pub struct Config {
     tenants: Vec<Tenant>,
     #[serde(skip_serializing_if = "Option::is_none")]
     telemetry: Option<Telemetry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pricing: Option<Pricing>,
     /// `(dotted path, value)` set after serialising ([`Config::set`]).
     #[serde(skip)]
     overrides: Vec<(String, Value)>,
@@ -116,6 +120,12 @@ impl Config {
 
     pub fn telemetry(mut self, t: Telemetry) -> Self {
         self.telemetry = Some(t);
+        self
+    }
+
+    /// `pricing:` (the currency, the built-in table, price entries).
+    pub fn pricing(mut self, p: Pricing) -> Self {
+        self.pricing = Some(p);
         self
     }
 
@@ -303,12 +313,24 @@ mod tests {
                     .quota(Quota::new("rpm", "consumer", "requests", 5, "1m")),
             )
             .tenant(Tenant::new("acme").consumer(Consumer::new("bob").key("sk-bob")))
+            .pricing(
+                Pricing::only()
+                    .currency("EUR")
+                    .price(Price::new("mock-*", "2.50", "10").cached_input("1.25"))
+                    .price(
+                        Price::new("mock-large", "3", "15")
+                            .provider("up1")
+                            .cache_write("3.75")
+                            .reasoning("20"),
+                    ),
+            )
             .access_log()
             .set("server.max_connections", 7)
             .yaml();
         let v: Yaml = serde_yaml_ng::from_str(&yaml).unwrap();
         assert_eq!(v["server"]["listen"].as_str(), Some("{{listen}}"));
         assert_eq!(v["server"]["max_connections"].as_u64(), Some(7));
+        assert_eq!(v["pricing"]["models"][1]["reasoning"].as_str(), Some("20"));
         assert_eq!(
             v["telemetry"]["access_log"]["path"].as_str(),
             Some("{{access_log}}")

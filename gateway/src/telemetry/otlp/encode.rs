@@ -260,6 +260,28 @@ fn answer_attrs(pb: &mut Pb, r: &Record) {
     }
 }
 
+/// The names of the cost attributes: cost, currency, model, unpriced, estimated.
+pub(super) type CostKeys = [&'static str; 5];
+
+/// What the request cost (requests an upstream answered): the cost (exact
+/// decimal text), its currency, the model it was priced by, and the flags
+/// when set.
+pub(super) fn cost_attrs(pb: &mut Pb, field: u32, keys: &CostKeys, log: &shared::ai_log::AiLog) {
+    let Some(cost) = &log.cost else {
+        return;
+    };
+    let [cost_key, currency, model, unpriced, estimated] = keys;
+    attr_str(pb, field, cost_key, cost);
+    attr_opt(pb, field, currency, &log.cost_currency);
+    attr_opt(pb, field, model, &log.cost_model);
+    if log.cost_unpriced {
+        attr_bool(pb, field, unpriced, true);
+    }
+    if log.cost_estimated {
+        attr_bool(pb, field, estimated, true);
+    }
+}
+
 /// What sets one span apart from the others of its trace.
 struct Head<'a> {
     span_id: u64,
@@ -369,6 +391,14 @@ fn spans(pb: &mut Pb, r: &Record) {
         attr_opt(pb, a, "gateway.route", &log.route);
         attr_opt(pb, a, "gateway.provider", &log.provider);
         attr_opt(pb, a, "gateway.quota_status", &log.quota_status);
+        let keys = [
+            "gateway.cost",
+            "gateway.cost_currency",
+            "gateway.cost_model",
+            "gateway.cost_unpriced",
+            "gateway.cost_estimated",
+        ];
+        cost_attrs(pb, a, &keys, log);
         attr_u64(pb, a, "gateway.attempts", log.attempts.len() as u64);
         if log.panic_mode {
             attr_bool(pb, a, "gateway.panic_mode", true);

@@ -108,6 +108,14 @@ pub(super) fn log(pb: &mut Pb, r: &Record, observed: u64) {
         attr_bool(pb, f, "ai_log.panic_mode", true);
     }
     attr_int(pb, f, "ai_log.status", i64::from(ai.status));
+    let keys = [
+        "ai_log.cost",
+        "ai_log.cost_currency",
+        "ai_log.cost_model",
+        "ai_log.cost_unpriced",
+        "ai_log.cost_estimated",
+    ];
+    cost_attrs(pb, f, &keys, ai);
     attr_opt(pb, f, "ai_log.quota_status", &ai.quota_status);
     attr_opt(pb, f, "ai_log.quota", &ai.quota);
     attr_opt(pb, f, "ai_log.error", &ai.error);

@@ -213,3 +213,51 @@ fn prompt_cache_tokens_are_span_attributes_when_there_are_any() {
         None
     );
 }
+
+#[test]
+fn cost_is_on_the_server_span_and_the_log_record() {
+    let mut r = record(1, true, true);
+    let mut line = (*r.line).clone();
+    line.ai_log.cost = Some("0.000125".into());
+    line.ai_log.cost_currency = Some("USD".into());
+    line.ai_log.cost_model = Some("m-large".into());
+    line.ai_log.cost_estimated = true;
+    r.line = Arc::new(line);
+    let mut e = Encoder::new("svc", false, 2 * 1024 * 1024);
+    e.add(&r, 1);
+    e.add(&record(2, true, true), 1);
+    e.finish();
+    let t: Vec<(ExportTraceServiceRequest, u64)> = ready(&mut e, Signal::Traces, false);
+    let spans = &t[0].0.resource_spans[0].scope_spans[0].spans;
+    let server = &spans[0].attributes;
+    let text = |s: &str| Some(Value::StringValue(s.into()));
+    assert_eq!(attr(server, "gateway.cost").cloned(), text("0.000125"));
+    assert_eq!(attr(server, "gateway.cost_currency").cloned(), text("USD"));
+    assert_eq!(attr(server, "gateway.cost_model").cloned(), text("m-large"));
+    assert_eq!(
+        attr(server, "gateway.cost_estimated"),
+        Some(&Value::BoolValue(true))
+    );
+    assert_eq!(
+        attr(server, "gateway.cost_unpriced"),
+        None,
+        "set flags only"
+    );
+    // a request without a cost has no cost attributes
+    assert_eq!(attr(&spans[2].attributes, "gateway.cost"), None);
+    let l: Vec<(ExportLogsServiceRequest, u64)> = ready(&mut e, Signal::Logs, false);
+    let recs = &l[0].0.resource_logs[0].scope_logs[0].log_records;
+    assert_eq!(
+        attr(&recs[0].attributes, "ai_log.cost").cloned(),
+        text("0.000125")
+    );
+    assert_eq!(
+        attr(&recs[0].attributes, "ai_log.cost_currency").cloned(),
+        text("USD")
+    );
+    assert_eq!(
+        attr(&recs[0].attributes, "ai_log.cost_estimated"),
+        Some(&Value::BoolValue(true))
+    );
+    assert_eq!(attr(&recs[1].attributes, "ai_log.cost"), None);
+}

@@ -1,10 +1,11 @@
 //! Request metrics over OTLP (`telemetry.otlp.metrics: true`): the GenAI client
-//! histograms and the request and fallback counters, recorded from the same
+//! histograms, the request and fallback counters and the cost counters (as on
+//! `/metrics`), recorded from the same
 //! `ai_log` record as `/metrics` and pushed by the SDK's periodic reader, whose
 //! exports run on the exporter thread's runtime.
 
 use crate::telemetry::labels::ModelLabels;
-use crate::telemetry::metrics::{SECONDS_BUCKETS, TOKEN_BUCKETS};
+use crate::telemetry::metrics::{cost_nanos, SECONDS_BUCKETS, TOKEN_BUCKETS};
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -24,6 +25,9 @@ pub struct OtelMetrics {
     first_chunk: Histogram<f64>,
     requests: Counter<u64>,
     fallbacks: Counter<u64>,
+    cost: Counter<f64>,
+    unpriced: Counter<u64>,
+    estimated: Counter<u64>,
 }
 
 impl OtelMetrics {
@@ -72,6 +76,22 @@ impl OtelMetrics {
                 .with_unit("{attempt}")
                 .with_description("Upstream attempts after the first, by route.")
                 .build(),
+            cost: meter
+                .f64_counter("gateway.cost")
+                .with_description(
+                    "What the requests upstreams answered cost, in units of pricing.currency.",
+                )
+                .build(),
+            unpriced: meter
+                .u64_counter("gateway.cost.unpriced_requests")
+                .with_unit("{request}")
+                .with_description("Requests answered for a model without a price (costed 0).")
+                .build(),
+            estimated: meter
+                .u64_counter("gateway.cost.estimated_requests")
+                .with_unit("{request}")
+                .with_description("Requests costed from the gateway's estimate of their usage.")
+                .build(),
             provider,
         }
     }
@@ -92,6 +112,7 @@ impl OtelMetrics {
         let Some(provider) = &ai.provider else {
             return;
         };
+        self.record_cost(ai, provider, labels);
         let mut attrs = vec![
             KeyValue::new("gen_ai.operation.name", operation),
             KeyValue::new("gen_ai.provider.name", provider.clone()),
@@ -127,6 +148,32 @@ impl OtelMetrics {
                 attrs.pop();
             }
         }
+    }
+
+    /// `gateway.cost` by tenant, consumer, model and provider (labels as on
+    /// `/metrics`), and the unpriced and estimated counts by model and provider.
+    fn record_cost(&self, ai: &AiLog, provider: &str, labels: &ModelLabels) {
+        let (Some(nanos), Some(model)) = (cost_nanos(ai), ai.cost_model.as_deref()) else {
+            return;
+        };
+        let model = labels
+            .priced(model, ai.request_model.as_deref())
+            .to_string();
+        let mut attrs = vec![
+            KeyValue::new("gateway.cost_model", model),
+            KeyValue::new("gen_ai.provider.name", provider.to_string()),
+        ];
+        if ai.cost_unpriced {
+            self.unpriced.add(1, &attrs);
+        }
+        if ai.cost_estimated {
+            self.estimated.add(1, &attrs);
+        }
+        let who = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+        attrs.push(KeyValue::new("gateway.tenant", who(&ai.tenant)));
+        attrs.push(KeyValue::new("gateway.consumer", who(&ai.consumer)));
+        self.cost
+            .add(nanos as f64 / shared::money::NANOS_PER_UNIT as f64, &attrs);
     }
 
     /// Pushes what was recorded so far (blocks; off the runtime's workers).
