@@ -71,6 +71,10 @@ pub struct Config {
     telemetry: Option<Telemetry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pricing: Option<Pricing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ledger: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_alerts: Option<Value>,
     /// `(dotted path, value)` set after serialising ([`Config::set`]).
     #[serde(skip)]
     overrides: Vec<(String, Value)>,
@@ -126,6 +130,21 @@ impl Config {
     /// `pricing:` (the currency, the built-in table, price entries).
     pub fn pricing(mut self, p: Pricing) -> Self {
         self.pricing = Some(p);
+        self
+    }
+
+    /// `ledger.retention_days`.
+    pub fn ledger_retention_days(mut self, days: u32) -> Self {
+        self.ledger = Some(serde_json::json!({ "retention_days": days }));
+        self
+    }
+
+    /// `budget_alerts.webhook`: alerts POSTed to `url`, each attempt within
+    /// `timeout_ms`, retried `max_retries` times.
+    pub fn budget_alerts_webhook(mut self, url: &str, timeout_ms: u64, max_retries: u32) -> Self {
+        self.budget_alerts = Some(serde_json::json!({
+            "webhook": { "url": url, "timeout_ms": timeout_ms, "max_retries": max_retries }
+        }));
         self
     }
 

@@ -150,8 +150,13 @@ pub struct Quota {
     name: String,
     by: String,
     strategy: String,
-    limit: u64,
+    /// a count, or (a budget) decimal text of the currency
+    limit: Value,
     window: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    alerts: Vec<u8>,
 }
 
 impl Quota {
@@ -163,9 +168,33 @@ impl Quota {
             name: name.into(),
             by: by.into(),
             strategy: strategy.into(),
-            limit,
+            limit: limit.into(),
             window: window.into(),
+            timezone: None,
+            alerts: Vec::new(),
         }
+    }
+
+    /// A budget: `strategy: cost` with `limit` an amount of the pricing
+    /// currency as decimal text (`"12.50"`); `window` sliding (`1h`) or a
+    /// calendar (`day`, `week`, `month`).
+    pub fn budget(name: &str, by: &str, limit: &str, window: &str) -> Self {
+        Quota {
+            limit: Value::String(limit.into()),
+            ..Quota::new(name, by, "cost", 0, window)
+        }
+    }
+
+    /// `timezone:` of a calendar window (an IANA name).
+    pub fn timezone(mut self, tz: &str) -> Self {
+        self.timezone = Some(tz.into());
+        self
+    }
+
+    /// `alerts:` percentages of the limit (calendar windows).
+    pub fn alerts(mut self, percents: &[u8]) -> Self {
+        self.alerts = percents.to_vec();
+        self
     }
 }
 
