@@ -4,7 +4,7 @@
 //! (The bundled Redis of the deploy files: `deploy_redis.rs`.)
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
-use gateway_tests::config::{Config, Provider, Route};
+use gateway_tests::config::{Config, Provider, Quota, Route};
 use gateway_tests::harness::{workspace_dir, Gateway};
 use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
@@ -208,7 +208,12 @@ fn dashboard_shape() {
 fn config(upstream: &str) -> String {
     Config::new()
         .provider(Provider::openai("mock", upstream).token("sk-deploy-files"))
-        .route(Route::new("chat", "/v1").upstream("mock"))
+        .route(
+            Route::new("chat", "/v1")
+                .upstream("mock")
+                // (the budget gauges show once a budget reserved)
+                .quota(Quota::budget("chat-budget", "route", "1000", "month")),
+        )
         .no_access_log()
         .yaml()
 }
@@ -236,10 +241,22 @@ async fn dashboard_metrics_are_exposed() {
         .post_json(&url, &chat_body("gpt-4o", "hello dashboard"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // a model without a price (the unpriced counter)
+    let r = c
+        .post_json(&url, &chat_body("mock-without-a-price", "hello dashboard"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let sse = c
         .post_sse(&url, &chat_stream_body("gpt-4o", "stream dashboard"), &[])
         .await;
     assert!(!sse.content().is_empty());
+    // a stream the upstream cuts: priced from estimated usage
+    upstream.cut_stream_after(2);
+    let _ = c
+        .post_sse(&url, &chat_stream_body("gpt-4o", "cut dashboard"), &[])
+        .await;
+    // (the request is recorded when its stream has ended)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let scrape = Scrape::of(&gw).await.text().to_string();
 
     let missing: Vec<String> = used

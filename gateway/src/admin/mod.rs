@@ -287,6 +287,27 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
             c.calls.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
+    let budgets = q.budgets.list();
+    {
+        text.push_str("# HELP gateway_budget_used What a budget's window holds (spend and reservations in flight), in units of pricing.currency, as this replica last saw it (take the max over replicas).\n# TYPE gateway_budget_used gauge\n");
+        for ((owner, quota), (used, _)) in &budgets {
+            text.push_str(&format!(
+                "gateway_budget_used{{owner=\"{}\",quota=\"{}\"}} {}\n",
+                label(owner),
+                label(quota),
+                shared::money::format_nanos(*used)
+            ));
+        }
+        text.push_str("# HELP gateway_budget_limit A budget's limit, in units of pricing.currency.\n# TYPE gateway_budget_limit gauge\n");
+        for ((owner, quota), (_, limit)) in &budgets {
+            text.push_str(&format!(
+                "gateway_budget_limit{{owner=\"{}\",quota=\"{}\"}} {}\n",
+                label(owner),
+                label(quota),
+                shared::money::format_nanos(*limit)
+            ));
+        }
+    }
     text.push_str("# HELP gateway_budget_alerts_total Budget alerts this replica sent (a percentage of a quota's limit crossed for the first time in its period, fleet-wide).\n# TYPE gateway_budget_alerts_total counter\n");
     for ((quota, percent), n) in q
         .alerts

@@ -137,6 +137,39 @@ impl Alerts {
     }
 }
 
+/// What this replica last saw of each budget of one fixed subject (a tenant,
+/// consumer or route budget): the window's sum (reservations in flight
+/// included) at its latest reservation, for `gateway_budget_used`.
+#[derive(Default)]
+pub struct BudgetGauges {
+    /// (owner label, quota) -> (used, limit), nano-units
+    seen: Mutex<BTreeMap<(String, String), (u64, u64)>>,
+}
+
+/// Budgets followed at most (each one a pair of series on /metrics).
+const MAX_GAUGES: usize = 10_000;
+
+impl BudgetGauges {
+    pub fn observe(&self, q: &super::spec::Quota, used: u64) {
+        // a budget counted by client values (IPs, headers) has no one series
+        if q.fixed_subject().is_none() {
+            return;
+        }
+        let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let k = (q.owner_label(), q.name.clone());
+        if g.len() >= MAX_GAUGES && !g.contains_key(&k) {
+            return;
+        }
+        g.insert(k, (used, q.limit));
+    }
+
+    /// ((owner, quota), (used, limit)) of every budget seen.
+    pub fn list(&self) -> Vec<((String, String), (u64, u64))> {
+        let g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
 /// Posts queued alerts, one at a time, each with its retries; ends with the
 /// alerts engine.
 async fn send_all(

@@ -336,8 +336,10 @@ impl Held {
     /// Records each quota's standing for the x-ratelimit headers.
     fn note(&mut self, attempt: bool, quotas: &Windows, items: &[Item], used: &[WindowUse]) {
         for (((q, _), it), u) in quotas.iter().zip(items).zip(used) {
-            // a budget is money, not tokens or requests: not in those headers
+            // a budget is money, not tokens or requests: not in those headers,
+            // but in the budget gauges
             if q.strategy == QuotaStrategy::Cost {
+                self.engine.budgets.observe(q, u.used);
                 continue;
             }
             self.target(attempt).note(

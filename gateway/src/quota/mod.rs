@@ -54,6 +54,8 @@ pub struct Quotas {
     pub queue: Arc<SettleQueue>,
     pub stats: Stats,
     pub alerts: Arc<alerts::Alerts>,
+    /// budgets as this replica last saw them (`gateway_budget_used`)
+    pub budgets: alerts::BudgetGauges,
 }
 
 /// One quota window that applies to this request.
@@ -106,6 +108,7 @@ impl Quotas {
             queue: Arc::new(SettleQueue::new(settle_queue)),
             stats: Stats::default(),
             alerts: Arc::new(alerts::Alerts::default()),
+            budgets: alerts::BudgetGauges::default(),
         })
     }
 
