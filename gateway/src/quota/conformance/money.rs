@@ -162,9 +162,9 @@ pub async fn run(s: &QuotaStore, salt: &str) {
         .await;
     assert_eq!(r.answer, SettleAnswer::Settled);
     assert_eq!(q.usage(&kz).await, (0, 0));
-    // another calendar starts afresh
+    // another calendar starts afresh (even with the same period start)
     q.reserve("n1", &[item(&kn, 5, &utc, 5)]).await;
-    let berlin = day("Europe/Berlin", ending_in(60_000));
+    let berlin = day("Europe/Berlin", b);
     match q.reserve("n2", &[item(&kn, 5, &berlin, 5)]).await {
         ReserveAnswer::Admitted { used, .. } => assert_eq!(used[0].used, 5),
         other => panic!("n2 should be admitted afresh: {other:?}"),
