@@ -201,9 +201,8 @@ impl<'a> Tag<'a> {
         self.settle_call(id, "u", "", None, actual).ints()
     }
 
-    /// quota_usage of the windows `names` and the whole index: (key, used,
-    /// reset_ms) of the named ones, in order, and the index's entries.
-    fn usage(&self, names: &[&str]) -> (Vec<(String, i64, i64)>, BTreeMap<String, (i64, i64)>) {
+    /// quota_usage of the windows `names` and of the whole index.
+    fn usage(&self, names: &[&str]) -> Usage {
         let mut keys = vec![self.key("qidx"), self.key("qlease")];
         keys.extend(names.iter().map(|n| self.window(n)));
         let r = eval(
@@ -212,25 +211,27 @@ impl<'a> Tag<'a> {
             &keys,
             &[TOMB.to_string().as_str(), "10000", "", ""],
         );
-        let entries: Vec<(String, i64, i64)> = r.items()[3..]
-            .chunks(3)
-            .map(|w| match w {
-                [Reply::Str(k), Reply::Int(used), Reply::Int(reset)] => (k.clone(), *used, *reset),
-                _ => panic!("quota_usage entry {w:?} in {r:?}"),
-            })
-            .collect();
-        let (named, listed) = entries.split_at(names.len());
-        let listed = listed
-            .iter()
-            .map(|(k, u, r)| (k.clone(), (*u, *r)))
-            .collect();
-        (named.to_vec(), listed)
+        let mut u = Usage {
+            named: Vec::new(),
+            listed: BTreeMap::new(),
+        };
+        for (i, w) in r.items()[3..].chunks(3).enumerate() {
+            let [Reply::Str(k), Reply::Int(used), Reply::Int(reset)] = w else {
+                panic!("quota_usage entry {w:?} in {r:?}")
+            };
+            if i < names.len() {
+                assert_eq!(*k, keys[2 + i], "the named windows first, in order");
+                u.named.push((*used, *reset));
+            } else {
+                u.listed.insert(k.clone(), (*used, *reset));
+            }
+        }
+        u
     }
 
     /// What window `name` holds per quota_usage, and its reset ms.
     fn used(&self, name: &str) -> (i64, i64) {
-        let (named, _) = self.usage(&[name]);
-        (named[0].1, named[0].2)
+        self.usage(&[name]).named[0]
     }
 
     /// The raw fields of a hash (fields may hold newlines).
@@ -241,6 +242,13 @@ impl<'a> Tag<'a> {
     fn pttl(&self, key: &str) -> i64 {
         self.cmd(&["PTTL", key]).parse().unwrap()
     }
+}
+
+/// What quota_usage answered: (used, reset_ms) of the windows asked for by
+/// name, in order, and of those the index lists, by key.
+struct Usage {
+    named: Vec<(i64, i64)>,
+    listed: BTreeMap<String, (i64, i64)>,
 }
 
 /// A flat `[field, value, ...]` reply as a map.
@@ -432,21 +440,21 @@ fn usage_shows_a_calendar_window_until_its_period_ends() {
 
     let a = q.admit("r1", &[("budget", 100, &day, 40)]);
     assert_eq!(q.settle(&a, &[("budget", &day, 25, 100, "")]), [1]);
-    let (named, listed) = q.usage(&["budget"]);
-    let (_, used, reset) = &named[0];
-    assert_eq!(*used, 25);
-    assert!(*reset > 0 && *reset <= b[2] - a.now, "{reset}");
+    let u = q.usage(&["budget"]);
+    let (used, reset) = u.named[0];
+    assert_eq!(used, 25);
+    assert!(reset > 0 && reset <= b[2] - a.now, "{reset}");
     // listed by the index too, until a minute past the period
-    assert_eq!(listed[&q.window("budget")].0, 25);
+    assert_eq!(u.listed[&q.window("budget")], (used, reset));
     // a window emptied again holds nothing that resets
     let z = q.admit("r2", &[("empty", 100, &day, 5)]);
     assert_eq!(q.settle(&z, &[("empty", &day, 0, 100, "")]), [1]);
     assert_eq!(q.used("empty"), (0, 0));
 
     q.sleep_past(b[2]);
-    let (named, listed) = q.usage(&["budget"]);
-    assert_eq!(named[0], (q.window("budget"), 0, 0));
-    assert_eq!(listed[&q.window("budget")], (0, 0));
+    let u = q.usage(&["budget"]);
+    assert_eq!(u.named, [(0, 0)]);
+    assert_eq!(u.listed[&q.window("budget")], (0, 0));
     assert_every_key_expires(&redis);
 }
 
