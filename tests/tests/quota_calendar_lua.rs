@@ -15,18 +15,15 @@
 //!
 //! The sliding windows, leases and usage pages of v2 are `quota_lua.rs`'s.
 
-use gateway_tests::redis::reply::{ints, parse, Reply};
+use gateway_tests::redis::reply::Reply;
 use gateway_tests::redis::scripts::{
-    assert_every_key_expires, eval, redis_now_ms, LEDGER_READ, RESERVE, SETTLE, USAGE,
+    assert_every_key_expires, cal, ending_in, eval, Entry, QuotaTag, LEDGER_READ, RESERVE, TOMB,
 };
 use gateway_tests::redis::RedisServer;
 use std::collections::BTreeMap;
 use std::thread::sleep;
 use std::time::Duration;
 
-/// Lease and tombstone of reservations that are not about expiry.
-const LEASE: i64 = 30_000;
-const TOMB: i64 = 60_000;
 /// Amounts settle with when no limit is meant (the scripts' largest whole number).
 const NO_LIMIT: i64 = 1 << 53;
 /// The day hash the ledger tests write.
@@ -34,233 +31,6 @@ const DAY: &str = "2026-12-07";
 /// A ledger group: `[tenant, consumer, model, provider]` as JSON.
 const BOB: &str = r#"["acme","bob","gpt-4o","openai"]"#;
 const ANON: &str = r#"["acme","","gpt-4o-mini","azure"]"#;
-
-/// Four period boundaries around `now` (Redis ms): the current period began
-/// 10 s ago and ends `ms` after `now`; the next one lasts an hour.
-fn ending_in(now: i64, ms: i64) -> [i64; 4] {
-    [now - 20_000, now - 10_000, now + ms, now + ms + 3_600_000]
-}
-
-/// The window argument of a calendar: `<name>,<t0>,<t1>,<t2>,<t3>`.
-fn cal(name: &str, b: [i64; 4]) -> String {
-    format!("{name},{},{},{},{}", b[0], b[1], b[2], b[3])
-}
-
-/// A reserve: (quota name, limit, window argument, amount).
-type Q<'a> = (&'a str, i64, &'a str, i64);
-/// A settle: (quota name, window argument, actual amount, limit, alert
-/// percentages `50,80,100` or "").
-type A<'a> = (&'a str, &'a str, i64, i64, &'a str);
-
-/// A ledger entry: the group, its 9 figures, when the day hash expires (unix s).
-struct Entry<'a> {
-    dims: &'a str,
-    figures: &'a str,
-    expire_at: i64,
-}
-
-#[derive(Debug)]
-struct Admitted {
-    id: String,
-    now: i64,
-    used: Vec<i64>,
-    reset: Vec<i64>,
-    member: String,
-}
-
-#[derive(Debug)]
-struct Refused {
-    now: i64,
-    quota: i64,
-    retry: i64,
-    used: i64,
-}
-
-/// The keys of tenant `t` under the hash tag `{t:<t>}`.
-struct Tag<'a> {
-    redis: &'a RedisServer,
-    t: &'a str,
-}
-
-impl<'a> Tag<'a> {
-    fn new(redis: &'a RedisServer, t: &'a str) -> Tag<'a> {
-        Tag { redis, t }
-    }
-
-    /// `gw:{t:acme}:<suffix>`
-    fn key(&self, suffix: &str) -> String {
-        format!("gw:{{t:{}}}:{suffix}", self.t)
-    }
-
-    /// The window hash of tenant quota `name`.
-    fn window(&self, name: &str) -> String {
-        let t = self.t;
-        format!("gw:{{t:{t}}}:q:t:{t}:{name}:{t}")
-    }
-
-    /// The ledger's hash of day `day`.
-    fn ledger(&self, day: &str) -> String {
-        self.key(&format!("ledger:{day}"))
-    }
-
-    fn cmd(&self, args: &[&str]) -> String {
-        self.redis.cli(args)
-    }
-
-    fn now(&self) -> i64 {
-        redis_now_ms(self.redis)
-    }
-
-    /// Sleeps until Redis's clock is a little past `t` (ms).
-    fn sleep_past(&self, t: i64) {
-        let wait = t + 30 - self.now();
-        if wait > 0 {
-            sleep(Duration::from_millis(u64::try_from(wait).unwrap()));
-        }
-    }
-
-    fn reserve(&self, id: &str, quotas: &[Q]) -> Reply {
-        let mut keys = vec![self.key("qlease"), self.key("qidx")];
-        let mut args = vec![id.to_string(), LEASE.to_string(), TOMB.to_string()];
-        for (name, limit, w, amount) in quotas {
-            keys.push(self.window(name));
-            args.extend([limit.to_string(), w.to_string(), amount.to_string()]);
-        }
-        eval(self.redis, RESERVE, &keys, &args)
-    }
-
-    /// Reserves and expects `{1, now, used_1, reset_1, ..., member}`.
-    fn admit(&self, id: &str, quotas: &[Q]) -> Admitted {
-        let r = self.reserve(id, quotas);
-        let Some((Reply::Str(member), rest)) = r.items().split_last() else {
-            panic!("{id} should be admitted: {r:?}")
-        };
-        let n = ints(rest);
-        assert_eq!((n[0], n.len()), (1, 2 + 2 * quotas.len()), "{r:?}");
-        Admitted {
-            id: id.to_string(),
-            now: n[1],
-            used: n[2..].iter().step_by(2).copied().collect(),
-            reset: n[3..].iter().step_by(2).copied().collect(),
-            member: member.clone(),
-        }
-    }
-
-    /// Reserves and expects `{0, now, quota, retry_ms, used, ...}`.
-    fn refuse(&self, id: &str, quotas: &[Q]) -> Refused {
-        let r = self.reserve(id, quotas).ints();
-        assert_eq!((r[0], r.len()), (0, 5 + 2 * quotas.len()), "{r:?}");
-        Refused {
-            now: r[1],
-            quota: r[2],
-            retry: r[3],
-            used: r[4],
-        }
-    }
-
-    /// quota_settle: lease, index, the ledger's day hash, the windows; id,
-    /// tombstone, mode, member, the ledger entry ('' '' 0: none), then per
-    /// window its argument, actual amount, limit and alerts.
-    fn settle_call(
-        &self,
-        id: &str,
-        mode: &str,
-        member: &str,
-        entry: Option<&Entry>,
-        actual: &[A],
-    ) -> Reply {
-        let mut keys = vec![self.key("qlease"), self.key("qidx"), self.ledger(DAY)];
-        let mut args: Vec<String> = vec![id.into(), TOMB.to_string(), mode.into(), member.into()];
-        match entry {
-            Some(e) => args.extend([
-                e.dims.to_string(),
-                e.figures.to_string(),
-                e.expire_at.to_string(),
-            ]),
-            None => args.extend([String::new(), String::new(), "0".to_string()]),
-        }
-        for (name, w, amount, limit, alerts) in actual {
-            keys.push(self.window(name));
-            args.extend([
-                w.to_string(),
-                amount.to_string(),
-                limit.to_string(),
-                alerts.to_string(),
-            ]);
-        }
-        eval(self.redis, SETTLE, &keys, &args)
-    }
-
-    /// Mode `r`, no ledger entry: the answer `{code, i, percent, used, ...}`.
-    fn settle(&self, a: &Admitted, actual: &[A]) -> Vec<i64> {
-        self.settle_call(&a.id, "r", &a.member, None, actual).ints()
-    }
-
-    /// Mode `u` (usage charged without a reservation), no ledger entry.
-    fn settle_u(&self, id: &str, actual: &[A]) -> Vec<i64> {
-        self.settle_call(id, "u", "", None, actual).ints()
-    }
-
-    /// quota_usage of the windows `names` and of the whole index.
-    fn usage(&self, names: &[&str]) -> Usage {
-        let mut keys = vec![self.key("qidx"), self.key("qlease")];
-        keys.extend(names.iter().map(|n| self.window(n)));
-        let r = eval(
-            self.redis,
-            USAGE,
-            &keys,
-            &[TOMB.to_string().as_str(), "10000", "", ""],
-        );
-        let mut u = Usage {
-            named: Vec::new(),
-            listed: BTreeMap::new(),
-        };
-        for (i, w) in r.items()[3..].chunks(3).enumerate() {
-            let [Reply::Str(k), Reply::Int(used), Reply::Int(reset)] = w else {
-                panic!("quota_usage entry {w:?} in {r:?}")
-            };
-            if i < names.len() {
-                assert_eq!(*k, keys[2 + i], "the named windows first, in order");
-                u.named.push((*used, *reset));
-            } else {
-                u.listed.insert(k.clone(), (*used, *reset));
-            }
-        }
-        u
-    }
-
-    /// What window `name` holds per quota_usage, and its reset ms.
-    fn used(&self, name: &str) -> (i64, i64) {
-        self.usage(&[name]).named[0]
-    }
-
-    /// The raw fields of a hash (fields may hold newlines).
-    fn hash(&self, key: &str) -> BTreeMap<String, String> {
-        pairs(parse(&self.cmd(&["--no-raw", "HGETALL", key])).items())
-    }
-
-    fn pttl(&self, key: &str) -> i64 {
-        self.cmd(&["PTTL", key]).parse().unwrap()
-    }
-}
-
-/// What quota_usage answered: (used, reset_ms) of the windows asked for by
-/// name, in order, and of those the index lists, by key.
-struct Usage {
-    named: Vec<(i64, i64)>,
-    listed: BTreeMap<String, (i64, i64)>,
-}
-
-/// A flat `[field, value, ...]` reply as a map.
-fn pairs(flat: &[Reply]) -> BTreeMap<String, String> {
-    flat.chunks(2)
-        .map(|p| match p {
-            [Reply::Str(f), Reply::Str(v)] => (f.clone(), v.clone()),
-            _ => panic!("hash pair {p:?}"),
-        })
-        .collect()
-}
-
 /// The ledger fields one group's figures make: `<dims>\n<letter>` = value.
 fn fields(dims: &str, figures: &[(char, i64)]) -> BTreeMap<String, String> {
     figures
@@ -275,7 +45,7 @@ fn fields(dims: &str, figures: &[(char, i64)]) -> BTreeMap<String, String> {
 #[test]
 fn a_calendar_window_admits_until_its_limit_and_starts_afresh_at_the_boundary() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let b = ending_in(q.now(), 1500);
     let day = cal("day@UTC", b);
 
@@ -326,7 +96,7 @@ fn a_calendar_window_admits_until_its_limit_and_starts_afresh_at_the_boundary() 
 #[test]
 fn a_reservation_settled_in_the_next_period_charges_only_its_excess_there() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let b = ending_in(q.now(), 1000);
     let day = cal("day@UTC", b);
 
@@ -357,7 +127,7 @@ fn a_reservation_settled_in_the_next_period_charges_only_its_excess_there() {
 #[test]
 fn another_calendar_or_a_sliding_window_starts_afresh() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let now = q.now();
     let utc = cal("day@UTC", ending_in(now, 60_000));
     let berlin = cal("day@Europe/Berlin", ending_in(now, 70_000));
@@ -378,7 +148,7 @@ fn another_calendar_or_a_sliding_window_starts_afresh() {
 #[test]
 fn bounds_that_hold_no_now_are_an_error_and_write_nothing() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let now = q.now();
     let past = cal("day@UTC", [now - 4000, now - 3000, now - 2000, now - 1000]);
     let future = cal(
@@ -396,6 +166,7 @@ fn bounds_that_hold_no_now_are_an_error_and_write_nothing() {
             "{r:?}"
         );
         let e = Entry {
+            day: DAY,
             dims: BOB,
             figures: "1,0,0,0,0,0,0,0,0",
             expire_at: now / 1000 + 3600,
@@ -434,7 +205,7 @@ fn bounds_that_hold_no_now_are_an_error_and_write_nothing() {
 #[test]
 fn usage_shows_a_calendar_window_until_its_period_ends() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let b = ending_in(q.now(), 1000);
     let day = cal("month@UTC", b);
 
@@ -464,10 +235,11 @@ fn usage_shows_a_calendar_window_until_its_period_ends() {
 #[test]
 fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let expire_at = q.now() / 1000 + 86_400;
     // requests, input, output, cached, cache write, reasoning, cost, unpriced, estimated
     let e = Entry {
+        day: DAY,
         dims: BOB,
         figures: "1,1200,300,0,0,45,4000000000000000000,0,1",
         expire_at,
@@ -541,6 +313,7 @@ fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
     sleep(Duration::from_millis(60));
     q.usage(&[]); // sweeps the ended lease
     let anon = Entry {
+        day: DAY,
         dims: ANON,
         figures: "1,7,3,2,1,0,250,1,0",
         expire_at,
@@ -576,8 +349,9 @@ fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
 #[test]
 fn a_ledger_entry_alone_is_added_once_even_when_sent_twice() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let e = Entry {
+        day: DAY,
         dims: ANON,
         figures: "1,10,20,0,0,0,0,1,0",
         expire_at: q.now() / 1000 + 3600,
@@ -601,8 +375,9 @@ fn a_ledger_entry_alone_is_added_once_even_when_sent_twice() {
 #[test]
 fn ledger_read_returns_the_day_hashes_in_order() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let e = Entry {
+        day: DAY,
         dims: BOB,
         figures: "1,5,6,0,0,0,70,0,0",
         expire_at: q.now() / 1000 + 3600,
@@ -645,7 +420,7 @@ fn ledger_read_returns_the_day_hashes_in_order() {
 #[test]
 fn each_alert_percentage_is_answered_once_per_period() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let b = ending_in(q.now(), 1500);
     let day = cal("day@UTC", b);
     let spend = |id: &str, n| q.settle_u(id, &[("budget", &day, n, 10, "50,80,100")]);
@@ -670,7 +445,7 @@ fn each_alert_percentage_is_answered_once_per_period() {
     q.sleep_past(b[2]);
     assert_eq!(spend("u6", 6), [4, 1, 50, 6]);
     assert_eq!(spend("u7", 3), [4, 1, 80, 9]);
-    let q2 = Tag::new(&redis, "beta");
+    let q2 = QuotaTag::new(&redis, "beta");
     let settled = q2.settle_u("u8", &[("budget", &day, 9, 10, "50,80,100")]);
     assert_eq!(settled, [4, 1, 80, 9], "50 and 80 at once: 80");
     assert_every_key_expires(&redis);
@@ -679,7 +454,7 @@ fn each_alert_percentage_is_answered_once_per_period() {
 #[test]
 fn alerts_name_their_window_and_never_come_from_sliding_ones() {
     let redis = RedisServer::start();
-    let q = Tag::new(&redis, "acme");
+    let q = QuotaTag::new(&redis, "acme");
     let day = cal("day@UTC", ending_in(q.now(), 60_000));
     let pair = |id: &str, n| {
         q.settle_u(
