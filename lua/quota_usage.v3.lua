@@ -32,11 +32,12 @@ local function report(key, always)
   local m = redis.call('HMGET', key, 'w', 's', 'e')
   local w = tonumber(m[1])
   if m[1] and not w then
-    -- a calendar period: what it holds until it ends
-    local e = tonumber(m[3]) or 0
+    -- a calendar period: what it holds until it ends (resetting then, as
+    -- reset_ms() says: 0 when it holds nothing)
+    local e, s = tonumber(m[3]) or 0, tonumber(m[2]) or 0
     out[#out + 1] = key
-    if now < e then
-      out[#out + 1] = tonumber(m[2]) or 0
+    if now < e and s > 0 then
+      out[#out + 1] = s
       out[#out + 1] = e - now
     else
       out[#out + 1] = 0

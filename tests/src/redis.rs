@@ -11,7 +11,8 @@
 //!   within a few seconds ([`RedisCluster::wait_promoted`]). [`key_slot`] is the
 //!   hash slot of a key, [`ClusterNode`] a line of `CLUSTER NODES`.
 //! * [`lease`]: the quota lease zsets (held reservations, tombstones);
-//!   [`reply`]: `redis-cli --no-raw` output parsed.
+//!   [`reply`]: `redis-cli --no-raw` output parsed; [`scripts`]: the quota
+//!   and ledger scripts run with `EVAL`.
 //! * `cli` methods run `redis-cli` against a server and return its trimmed
 //!   stdout. `redis-cli` exits 0 on an error *reply* (it prints `ERR ...` on
 //!   stdout), so only connection-level failures make `cli` panic; use `try_cli`
@@ -54,6 +55,7 @@ const START_ATTEMPTS: usize = 5;
 mod cluster;
 pub mod lease;
 pub mod reply;
+pub mod scripts;
 pub use cluster::{
     key_slot, parse_cluster_nodes, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
 };

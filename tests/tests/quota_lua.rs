@@ -16,23 +16,11 @@
 
 use gateway_tests::redis::lease::{leases_of, Cli};
 use gateway_tests::redis::reply::{ints, parse, Reply};
+use gateway_tests::redis::scripts::{assert_every_key_expires, eval, RESERVE, SETTLE, USAGE};
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::collections::BTreeMap;
 use std::thread::sleep;
 use std::time::Duration;
-
-const RESERVE: &str = concat!(
-    include_str!("../../lua/quota_lib.v3.lua"),
-    include_str!("../../lua/quota_reserve.v3.lua")
-);
-const SETTLE: &str = concat!(
-    include_str!("../../lua/quota_lib.v3.lua"),
-    include_str!("../../lua/quota_settle.v3.lua")
-);
-const USAGE: &str = concat!(
-    include_str!("../../lua/quota_lib.v3.lua"),
-    include_str!("../../lua/quota_usage.v3.lua")
-);
 
 /// The window of most tests (ms) and its sub-bucket `ceil(W / 60)`.
 const W: i64 = 1000;
@@ -112,11 +100,7 @@ impl<'a> Tag<'a> {
     }
 
     fn eval<S: AsRef<str>>(&self, script: &str, keys: &[String], args: &[S]) -> Reply {
-        let n = keys.len().to_string();
-        let mut argv = vec!["--no-raw", "EVAL", script, n.as_str()];
-        argv.extend(keys.iter().map(String::as_str));
-        argv.extend(args.iter().map(AsRef::as_ref));
-        parse(&self.redis.cli(&argv))
+        eval(self.redis, script, keys, args)
     }
 
     /// quota_reserve with every argument as given (to send bad ones).
@@ -368,15 +352,6 @@ struct UsagePage {
     next: Option<(String, String)>,
     /// (window key, used, reset_ms)
     windows: Vec<(String, i64, i64)>,
-}
-
-/// Every key on `redis` (standalone) expires: none without a TTL.
-fn assert_every_key_expires(redis: &RedisServer) {
-    let keys = redis.cli(&["KEYS", "*"]);
-    for key in keys.lines() {
-        let pttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
-        assert!(pttl > 0, "{key:?} has PTTL {pttl}");
-    }
 }
 
 fn ms(n: i64) -> Duration {

@@ -8,6 +8,8 @@ use super::store::{
 };
 use crate::redis_conn::Result;
 
+mod money;
+
 fn item(key: &str, limit: u64, window_ms: u64, amount: u64) -> Item {
     Item {
         key: key.to_string(),
@@ -312,6 +314,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
     );
 
     windows_end_and_the_index_pages(s, salt).await;
+    money::run(s, salt).await;
 }
 
 /// Windows counted by a client's value (here 25 addresses): the tag's index
