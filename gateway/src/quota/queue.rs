@@ -228,12 +228,33 @@ impl SettleQueue {
         store: &QuotaStore,
         job: &Job,
     ) -> crate::redis_conn::Result<Vec<super::store::Crossed>> {
-        if let Some(day) = job.ledger.as_ref().and_then(|l| day_number(&l.dims.day)) {
+        if let Some((l, day)) = job
+            .ledger
+            .as_ref()
+            .and_then(|l| Some((l, day_number(&l.dims.day)?)))
+        {
             let known = self.ledger_tags.get(&job.tag).is_some_and(|d| *d >= day);
             if !known {
-                store.register_ledger_tag(&job.tag, day).await?;
+                let keep_days = l
+                    .expire_at_s
+                    .saturating_sub(super::now_ms() / 1000)
+                    .div_ceil(86_400);
+                store
+                    .register_ledger_tag(&job.tag, day, keep_days, l.expire_at_s)
+                    .await?;
                 self.ledger_tags.insert(job.tag.clone(), day);
             }
+        }
+        // calendar windows as they stand now: a settlement that waited out a
+        // Redis outage past a period's end counts in the period it lands in
+        let mut actual = std::borrow::Cow::Borrowed(&job.actual[..]);
+        if job.items.iter().any(|(q, _)| q.calendar.is_some()) {
+            let now = super::now_ms();
+            let mut fresh = job.actual.clone();
+            for (a, (q, _)) in fresh.iter_mut().zip(&job.items) {
+                a.span = q.span(now);
+            }
+            actual = std::borrow::Cow::Owned(fresh);
         }
         let s = store
             .settle(&SettleCall {
@@ -242,7 +263,7 @@ impl SettleQueue {
                 member: &job.member,
                 tomb_ms: job.tomb_ms,
                 mode: job.mode,
-                actual: &job.actual,
+                actual: &actual,
                 ledger: job.ledger.as_ref(),
             })
             .await?;

@@ -233,21 +233,39 @@ impl QuotaStore {
     }
 
     /// Notes that hash tag `tag` holds ledger days up to `day` (days since
-    /// 1970-01-01), so a report finds them. Once a tag and day per replica.
-    pub async fn register_ledger_tag(&self, tag: &str, day: u64) -> Result<()> {
+    /// 1970-01-01), so a report finds them; tags whose last day is past the
+    /// retention leave the list, which itself lives as long as its newest day
+    /// hash (`expire_at_s`). Once a tag and day per replica: one round trip.
+    pub async fn register_ledger_tag(
+        &self,
+        tag: &str,
+        day: u64,
+        retention_days: u64,
+        expire_at_s: u64,
+    ) -> Result<()> {
         let QuotaStore::Redis(c) = self else {
             return Ok(());
         };
-        c.query::<i64>(
-            Budget::Fast,
-            redis::cmd("ZADD")
-                .arg(format!("{}{LEDGER_TAGS}", c.prefix))
-                .arg("GT")
-                .arg(day)
-                .arg(tag),
-        )
-        .await
-        .map(|_| ())
+        let key = format!("{}{LEDGER_TAGS}", c.prefix);
+        let mut p = redis::pipe();
+        p.cmd("ZADD").arg(&key).arg("GT").arg(day).arg(tag).ignore();
+        p.cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({}", day.saturating_sub(retention_days)))
+            .ignore();
+        p.cmd("EXPIREAT")
+            .arg(&key)
+            .arg(expire_at_s)
+            .arg("GT")
+            .ignore();
+        // (GT leaves a key without a TTL as it is: the first call sets one)
+        p.cmd("EXPIREAT")
+            .arg(&key)
+            .arg(expire_at_s)
+            .arg("NX")
+            .ignore();
+        c.pipe::<()>(Budget::Fast, &p).await
     }
 
     /// One page of the windows of `tag` now, after ended leases were given

@@ -240,7 +240,18 @@ async fn ledger(s: &QuotaStore, salt: &str) {
     );
     let anon = entry("", [1, 10, 20, 0, 0, 0, 0, 1, 0]);
     let day_number = super::super::ledger::day_number(the_day).unwrap();
-    s.register_ledger_tag(&q.tag, day_number).await.unwrap();
+    s.register_ledger_tag(&q.tag, day_number, 1, now_ms() / 1000 + 3600)
+        .await
+        .unwrap();
+    if let QuotaStore::Redis(c) = s {
+        // the list of ledger tags expires with its newest day hash
+        let key = format!("{}{}", c.prefix, super::super::store::LEDGER_TAGS);
+        let ttl: i64 = c
+            .query(crate::redis_conn::Budget::Slow, redis::cmd("TTL").arg(&key))
+            .await
+            .unwrap();
+        assert!((3000..=3600).contains(&ttl), "TTL of {key}: {ttl}");
+    }
     let k = q.key("tpm");
     let tpm = [actual(&k, &Span::Sliding(60_000), 30, 100, &[])];
 
