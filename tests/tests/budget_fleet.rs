@@ -368,7 +368,7 @@ impl Fleet {
             .unwrap_or_else(|| panic!("no window of {BUDGET_NAME} in /admin/usage: {list}"));
         assert_eq!(
             (&entry["key"], &entry["limit"], &entry["currency"]),
-            (&json!("acme"), &json!("0.08"), &json!("USD")),
+            (&json!("acme"), &json!(BUDGET), &json!("USD")),
             "{entry}"
         );
         amount(entry["used"].as_str().unwrap_or_default())
@@ -630,9 +630,9 @@ async fn budget_and_ledger_hold(redis: SharedRedis) {
         "[{label}] budget {BUDGET}/h on acme, {CLIENTS} clients ({BUDGETED} on acme) over \
          {REPLICAS} replicas for {burst_time:?}: {burst_ok} answers 200, {burst_limited} answers 429; \
          then one at a time until a refusal: {} answers 200; spend served {} ({} short of the \
-         budget; the refused request's worst case {}, the dearest {}); the ledger equal to the \
-         access logs {ledger_wait:?} after the load ({} requests, {} in {} rows); gateway bill \
-         equal byte for byte",
+         budget; the refused request's worst case {}, the dearest {}); the ledger's report equal to \
+         the access logs after {ledger_wait:?} of polling ({} requests, {} in {} rows); gateway \
+         bill equal byte for byte",
         acme.ok - burst_ok,
         format_nanos(served),
         format_nanos(budget.saturating_sub(served)),
