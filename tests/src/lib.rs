@@ -4,7 +4,8 @@
 //! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
 //! a TCP load balancer following readiness ([`balancer`]), real Redis servers
 //! ([`redis`]) with their quota leases ([`redis::lease`]), a `/metrics` reader
-//! ([`metrics`]), the Python scripts of `tests/python` ([`python`]) and a config
+//! ([`metrics`]), the usage report read back and summed from access logs
+//! ([`report`]), the Python scripts of `tests/python` ([`python`]) and a config
 //! broken in several ways at once ([`config_problems`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
@@ -20,3 +21,4 @@ pub mod metrics;
 pub mod mock_upstream;
 pub mod python;
 pub mod redis;
+pub mod report;
