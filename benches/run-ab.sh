@@ -344,6 +344,11 @@ print(round(a["rps"]), cpu(a), round(b["rps"]), cpu(b), round(c / hz / wall * 10
 redis_calls() {
   curl -s "http://127.0.0.1:$1/metrics" | awk '/^gateway_redis_calls_total/ {n += $2} END {print n + 0}'
 }
+# redis_cpu_us PORT: CPU time (µs) the Redis server has used so far
+redis_cpu_us() {
+  redis-cli -p "$1" INFO cpu | tr -d '\r' \
+    | awk -F: '$1 == "used_cpu_sys" || $1 == "used_cpu_user" {n += $2} END {printf "%d\n", n * 1e6}'
+}
 # requests_total ADMIN_PORT: requests the gateway recorded
 requests_total() {
   curl -s "http://127.0.0.1:$1/metrics" | awk '/^gateway_requests_total/ {n += $2} END {print n + 0}'
@@ -380,14 +385,16 @@ for r in $(seq 1 "$ROUNDS"); do
   for mode in json stream; do
     if [[ "$VARIANT" == budget ]]; then
       RA0="$(redis_calls "$(cat "$WORK/plain.admin")")"; RB0="$(redis_calls "$(cat "$WORK/$B_NAME.admin")")"
+      CA0="$(redis_cpu_us "$RPORT")"; CB0="$(redis_cpu_us "$RPORT_B")"
       QA0="$(requests_total "$(cat "$WORK/plain.admin")")"; QB0="$(requests_total "$(cat "$WORK/$B_NAME.admin")")"
     fi
     read -r P PC A AC BUSY K PU AU P99 A99 <<<"$(run_pair "$mode")"
     if [[ "$VARIANT" == budget ]]; then
       sleep 1 # settlements are sent after the answers
       RA1="$(redis_calls "$(cat "$WORK/plain.admin")")"; RB1="$(redis_calls "$(cat "$WORK/$B_NAME.admin")")"
+      CA1="$(redis_cpu_us "$RPORT")"; CB1="$(redis_cpu_us "$RPORT_B")"
       QA1="$(requests_total "$(cat "$WORK/plain.admin")")"; QB1="$(requests_total "$(cat "$WORK/$B_NAME.admin")")"
-      echo "round $r $mode redis calls per request: plain $(python3 -c "print(f'{($RA1-$RA0)/max(1,$QA1-$QA0):.3f}')") $B_NAME $(python3 -c "print(f'{($RB1-$RB0)/max(1,$QB1-$QB0):.3f}')")" >>"$COUNTERS"
+      echo "round $r $mode: Redis round trips per request plain $(python3 -c "print(f'{($RA1-$RA0)/max(1,$QA1-$QA0):.3f}')"), $B_NAME $(python3 -c "print(f'{($RB1-$RB0)/max(1,$QB1-$QB0):.3f}')"); Redis CPU µs per request plain $(python3 -c "print(f'{($CA1-$CA0)/max(1,$QA1-$QA0):.1f}')"), $B_NAME $(python3 -c "print(f'{($CB1-$CB0)/max(1,$QB1-$QB0):.1f}')")" >>"$COUNTERS"
     fi
     log "round $r $mode: plain $P rps ($PC µs CPU/req, p99 $P99 µs), $B_NAME $A rps ($AC µs CPU/req, p99 $A99 µs), ratio $(python3 -c "print(f'{$A/$P:.3f}')")"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$mode" "$P" "$PC" "$A" "$AC" "$BUSY" "$K" "$PU" "$AU" "$P99" "$A99" >>"$ROWS"
@@ -439,7 +446,7 @@ for n in notes:
     print(f"- {n}")
 if variant == "budget":
     print()
-    print("Redis round trips per request (gateway_redis_calls_total over gateway_requests_total, per run):")
+    print("Redis per request, each run: round trips (gateway_redis_calls_total over gateway_requests_total) and the Redis server's CPU time (INFO cpu):")
     print()
     for line in open(counters_f):
         print(f"- {line.strip()}")

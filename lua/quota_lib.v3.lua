@@ -218,15 +218,19 @@ end
 -- Adds one request's figures to the usage ledger: `dims` (tenant, consumer,
 -- model, provider as a JSON array) in hash `key` (one UTC day), one field per
 -- figure (`<dims>\n<letter>`, HINCRBY: exact to 2^63); the hash expires at
--- `expire_at` (unix s). `figures`: comma-separated whole numbers in the order
--- of LEDGER_FIGURES; zeros are not written.
+-- `expire_at` (unix s), set when a group's first request of the day makes its
+-- `r` field (so once per group and day, not per request). `figures`:
+-- comma-separated whole numbers in the order of LEDGER_FIGURES; zeros are not
+-- written.
 local LEDGER_FIGURES = { 'r', 'i', 'o', 'c', 'w', 'x', 'k', 'u', 'e' }
 local function ledger_add(key, dims, figures, expire_at)
   local i = 0
   for v in string.gmatch(figures, '[^,]+') do
     i = i + 1
     local letter = LEDGER_FIGURES[i]
-    if letter and v ~= '0' then redis.call('HINCRBY', key, dims .. '\n' .. letter, v) end
+    if letter and v ~= '0' then
+      local total = redis.call('HINCRBY', key, dims .. '\n' .. letter, v)
+      if letter == 'r' and tostring(total) == v then redis.call('EXPIREAT', key, expire_at) end
+    end
   end
-  redis.call('EXPIREAT', key, expire_at)
 end

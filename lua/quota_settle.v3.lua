@@ -68,17 +68,21 @@ local function charged(code)
   for i = 1, n do
     local sp = spans[i]
     if #alerts[i] > 0 and sp.cal then
-      local win = advance(KEYS[3 + i], sp)
-      local sent = tonumber(redis.call('HGET', win.key, 'a')) or 0
-      local top = 0
-      for _, p in ipairs(alerts[i]) do
-        if p > top and win.sum * 100 >= p * limits[i] then top = p end
-      end
-      if top > sent and not win.fresh then
-        redis.call('HSET', win.key, 'a', top)
-        out[#out + 1] = i
-        out[#out + 1] = top
-        out[#out + 1] = win.sum
+      -- the window as this call left it: this period's sum (a hash of
+      -- another calendar or period was not charged here: nothing to say)
+      local m = redis.call('HMGET', KEYS[3 + i], 'w', 'o', 's', 'a')
+      if m[1] == sp.cal and tonumber(m[2]) == sp.cur then
+        local sum, sent = tonumber(m[3]) or 0, tonumber(m[4]) or 0
+        local top = 0
+        for _, p in ipairs(alerts[i]) do
+          if p > top and sum * 100 >= p * limits[i] then top = p end
+        end
+        if top > sent then
+          redis.call('HSET', KEYS[3 + i], 'a', top)
+          out[#out + 1] = i
+          out[#out + 1] = top
+          out[#out + 1] = sum
+        end
       end
     end
   end
