@@ -48,6 +48,8 @@ pub struct Calendar {
     tz: jiff::tz::TimeZone,
     /// `month@Europe/Berlin`: what the store keeps to tell calendars apart
     pub name: Arc<str>,
+    /// the bounds computed last: reused while now is in their current period
+    last: Arc<std::sync::Mutex<Option<[u64; 4]>>>,
 }
 
 impl Calendar {
@@ -64,6 +66,7 @@ impl Calendar {
             period,
             tz,
             name: format!("{}@{zone}", period.name()).into(),
+            last: Default::default(),
         }))
     }
 
@@ -86,6 +89,18 @@ impl Calendar {
     /// Four consecutive period boundaries (ms, real clock) around `now_ms`:
     /// the previous period's start, this one's, the next's, the one after.
     pub fn bounds(&self, now_ms: u64) -> [u64; 4] {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = *last {
+            if b[1] <= now_ms && now_ms < b[2] {
+                return b;
+            }
+        }
+        let b = self.compute(now_ms);
+        *last = Some(b);
+        b
+    }
+
+    fn compute(&self, now_ms: u64) -> [u64; 4] {
         let shift = test_shift_ms();
         let at = i64::try_from(now_ms)
             .unwrap_or(i64::MAX)

@@ -191,7 +191,11 @@ impl Quotas {
                 tomb_ms: TOMBSTONE_MS,
                 gates: g.gates,
                 ledger,
-                items: g.items.clone(),
+                // (the quotas only for calendar windows and alerts: see `Job`)
+                items: match g.items.iter().any(|(q, _)| q.calendar.is_some()) {
+                    true => g.items.clone(),
+                    false => Vec::new(),
+                },
             }),
         }
     }

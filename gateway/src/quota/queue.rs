@@ -32,7 +32,8 @@ pub struct Job {
     pub tomb_ms: u64,
     /// the request's ledger entry, when this settlement carries it
     pub ledger: Option<LedgerAdd>,
-    /// the quotas of `actual` (for the alerts it may cross)
+    /// the quotas of `actual` when one has a calendar window (its period is
+    /// taken when the job is sent; alerts need them), else empty
     pub items: Windows,
     /// usage admitted while its node was unreachable: counted in `unlanded`
     /// (usage admitted while earlier usage was landing is not, or admission

@@ -192,7 +192,13 @@ impl QuotaStore {
                 let d = &l.dims;
                 let dims = serde_json::to_string(&[&d.tenant, &d.consumer, &d.model, &d.provider])
                     .map_err(|e| StateError::Rejected(format!("ledger entry: {e}")))?;
-                let figures = l.figures.to_array().map(|n| n.to_string()).join(",");
+                let mut figures = String::with_capacity(64);
+                for (i, n) in l.figures.to_array().iter().enumerate() {
+                    if i > 0 {
+                        figures.push(',');
+                    }
+                    figures.push_str(itoa::Buffer::new().format(*n));
+                }
                 inv.arg(dims).arg(figures).arg(l.expire_at_s);
             }
             None => {
