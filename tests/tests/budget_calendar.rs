@@ -265,7 +265,7 @@ async fn a_month_in_a_half_hour_time_zone_ends_at_its_local_midnight() {
     assert_eq!(entry["timezone"], "Asia/Kolkata", "{entry}");
 }
 
-/// The webhook bodies' (percent, used) in order of percent.
+/// The webhook bodies' (percent, used), by percent.
 fn percents(bodies: &[Value]) -> Vec<(u64, String)> {
     let mut v: Vec<(u64, String)> = bodies
         .iter()
@@ -303,14 +303,35 @@ fn alert_lines(gw: &Gateway, percent: u64) -> usize {
     gw.stderr().lines().filter(|l| l.contains(&needle)).count()
 }
 
+/// Ten requests of 0.011 (the 11th is refused), alternating between `first`
+/// and `second`, each settled before the next: the budget of 0.11 reaches
+/// 50% with the 5th, 80% with the 8th and 100% with the 10th, and stays
+/// over 50% and 80% for requests sent through the other replica.
+async fn spend_the_budget(first: &Gateway, second: &Gateway) {
+    let body = hello(1);
+    for k in 1..=10 {
+        let gw = if k % 2 == 1 { first } else { second };
+        let r = chat(gw, &body).await;
+        assert_eq!(r.status, 200, "request {k}: {}", r.text());
+        wait_used(gw, "daily", "acme/bob", &spent(k)).await;
+    }
+    let r = chat(first, &body).await;
+    refused_by_budget(&r, "the day's budget is spent");
+}
+
+/// What `k` requests of 0.011 cost, as the gateway writes amounts.
+fn spent(k: u64) -> String {
+    shared::money::format_nanos(k * 11_000_000)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period() {
     let redis = SharedRedis::standalone().await;
     let mock = MockUpstream::start_default();
     let hook = WebhookReceiver::start().await;
-    // five requests of 0.011 fill 0.055: the 3rd crosses 50% (60%), the 4th
-    // 80%, the 5th 100%; each asks for 1 token, so each fits while 0.011 is left
-    let budget = Quota::budget("daily", "consumer", "0.055", "day").alerts(&[50, 80, 100]);
+    // each request asks for 1 token: it fits while 0.004 is left, and costs
+    // the mock's 11 tokens
+    let budget = Quota::budget("daily", "consumer", "0.11", "day").alerts(&[50, 80, 100]);
     let yaml = budget_config(&mock, budget)
         .state(redis.state("alerts", 2000).on_redis_error("fail_closed"))
         .budget_alerts_webhook(&hook.url(), 2000, 2)
@@ -319,40 +340,18 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
             json!({"authorization": "Bearer hook-token"}),
         )
         .yaml();
-    let day_end = Boundary::after("day", "UTC", Duration::from_secs(5));
+    assert_eq!(chat_usage(&hello(1), 8).prompt_tokens + 8, 11);
+    assert_eq!(spent(1), COST);
+    let day_end = Boundary::after("day", "UTC", Duration::from_secs(4));
     let gws = replicas(&yaml, &day_end, 2).await;
     let (a, b) = (&gws[0], &gws[1]);
-    let body = hello(1);
-    let usage_of = |k: u64| shared::money::format_nanos(k * 11_000_000);
-    assert_eq!(usage_of(1), COST);
-    assert_eq!(
-        chat_usage(&body, 8).prompt_tokens + 8,
-        11,
-        "the mock's answer is 11 tokens"
-    );
+    let expected = [(50, spent(5)), (80, spent(8)), (100, spent(10))];
 
-    // requests alternate between the replicas; each settlement lands before
-    // the next request, so each crosses at most one percentage
-    for k in 1..=5 {
-        let gw = if k % 2 == 1 { a } else { b };
-        let r = chat(gw, &body).await;
-        assert_eq!(r.status, 200, "request {k}: {}", r.text());
-        wait_used(gw, "daily", "acme/bob", &usage_of(k)).await;
-    }
-    let r = chat(b, &body).await;
-    refused_by_budget(&r, "the day's budget is spent");
+    spend_the_budget(a, b).await;
     let got = hook.wait_for(3, WAIT).await;
     assert!(!day_end.passed(), "the replicas started too slowly");
     let bodies: Vec<Value> = got.iter().map(|r| r.json.clone()).collect();
-    assert_eq!(
-        percents(&bodies),
-        [
-            (50, usage_of(3)),
-            (80, usage_of(4)),
-            (100, usage_of(5))
-        ],
-        "{bodies:?}"
-    );
+    assert_eq!(percents(&bodies), expected, "{bodies:?}");
     for (r, body) in got.iter().zip(&bodies) {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hooks/budget"));
         assert_eq!(r.headers["authorization"], "Bearer hook-token");
@@ -362,39 +361,26 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
             ("owner", "t:acme"),
             ("subject", "acme/bob"),
             ("window", "day"),
-            ("limit", "0.055"),
+            ("limit", "0.11"),
             ("strategy", "cost"),
         ] {
             assert_eq!(body[field], want, "{field}: {body}");
         }
     }
-    // the replica whose settlement crossed a percentage says so: A the 3rd
-    // and 5th request's, B the 4th's
-    for (percent, on_a) in [(50, 1), (80, 0), (100, 1)] {
+    // the replica whose settlement crossed a percentage says so: A sent the
+    // 5th request, B the 8th and the 10th
+    for (percent, on_a) in [(50, 1), (80, 0), (100, 0)] {
         assert_eq!(alert_lines(a, percent), on_a, "{percent}% on A");
         assert_eq!(alert_lines(b, percent), 1 - on_a, "{percent}% on B");
         assert_eq!(alerts_sent(&[a, b], "daily", percent).await, 1.0);
     }
 
-    // a new day: the budget and the alerts start again
+    // a new day: the budget and its alerts start again
     day_end.pass().await;
-    for k in 1..=5 {
-        let gw = if k % 2 == 1 { b } else { a };
-        let r = chat(gw, &body).await;
-        assert_eq!(r.status, 200, "request {k} of the new day: {}", r.text());
-        wait_used(gw, "daily", "acme/bob", &usage_of(k)).await;
-    }
+    spend_the_budget(b, a).await;
     let got = hook.wait_for(6, WAIT).await;
     let bodies: Vec<Value> = got[3..].iter().map(|r| r.json.clone()).collect();
-    assert_eq!(
-        percents(&bodies),
-        [
-            (50, usage_of(3)),
-            (80, usage_of(4)),
-            (100, usage_of(5))
-        ],
-        "{bodies:?}"
-    );
+    assert_eq!(percents(&bodies), expected, "{bodies:?}");
     for percent in [50, 80, 100] {
         assert_eq!(alerts_sent(&[a, b], "daily", percent).await, 2.0);
         assert_eq!(alert_lines(a, percent) + alert_lines(b, percent), 2);
