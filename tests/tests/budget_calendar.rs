@@ -175,7 +175,12 @@ async fn a_month_budget_refuses_until_the_month_ends_and_admits_after_on_two_rep
     let (a, b) = (&gws[0], &gws[1]);
 
     let r = chat(a, &body).await;
-    assert_eq!(r.status, 200, "the month's first request fits: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "the month's first request fits: {}",
+        r.text()
+    );
     for (gw, which) in [(b, "B"), (a, "A")] {
         let r = chat(gw, &body).await;
         let retry_after = refused_by_budget(&r, which);
@@ -353,7 +358,10 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
     let bodies: Vec<Value> = got.iter().map(|r| r.json.clone()).collect();
     assert_eq!(percents(&bodies), expected, "{bodies:?}");
     for (r, body) in got.iter().zip(&bodies) {
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hooks/budget"));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/hooks/budget")
+        );
         assert_eq!(r.headers["authorization"], "Bearer hook-token");
         assert_eq!(r.headers["content-type"], "application/json");
         for (field, want) in [
