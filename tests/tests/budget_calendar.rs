@@ -308,20 +308,34 @@ fn alert_lines(gw: &Gateway, percent: u64) -> usize {
     gw.stderr().lines().filter(|l| l.contains(&needle)).count()
 }
 
+/// Bob's budget `alerted` of 0.11 per `window` with alerts at 50, 80 and
+/// 100%.
+fn alerted(window: &str) -> Quota {
+    Quota::budget("alerted", "consumer", "0.11", window).alerts(&[50, 80, 100])
+}
+
+/// The alerts of [`alerted`] when [`spend_the_budget`] spends it: (percent,
+/// used).
+fn alerts_of_ten_requests() -> [(u64, String); 3] {
+    [(50, spent(5)), (80, spent(8)), (100, spent(10))]
+}
+
 /// Ten requests of 0.011 (the 11th is refused), alternating between `first`
-/// and `second`, each settled before the next: the budget of 0.11 reaches
-/// 50% with the 5th, 80% with the 8th and 100% with the 10th, and stays
-/// over 50% and 80% for requests sent through the other replica.
+/// and `second`, each settled before the next: [`alerted`] reaches 50% with
+/// the 5th, 80% with the 8th and 100% with the 10th, and stays over 50% and
+/// 80% for requests sent through the other replica. Each request asks for 1
+/// token: it fits while 0.004 is left, and costs the mock's 11 tokens.
 async fn spend_the_budget(first: &Gateway, second: &Gateway) {
     let body = hello(1);
+    assert_eq!(chat_usage(&body, 8).prompt_tokens + 8, 11);
     for k in 1..=10 {
         let gw = if k % 2 == 1 { first } else { second };
         let r = chat(gw, &body).await;
         assert_eq!(r.status, 200, "request {k}: {}", r.text());
-        wait_used(gw, "daily", "acme/bob", &spent(k)).await;
+        wait_used(gw, "alerted", "acme/bob", &spent(k)).await;
     }
     let r = chat(first, &body).await;
-    refused_by_budget(&r, "the day's budget is spent");
+    refused_by_budget(&r, "the period's budget is spent");
 }
 
 /// What `k` requests of 0.011 cost, as the gateway writes amounts.
@@ -334,10 +348,7 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
     let redis = SharedRedis::standalone().await;
     let mock = MockUpstream::start_default();
     let hook = WebhookReceiver::start().await;
-    // each request asks for 1 token: it fits while 0.004 is left, and costs
-    // the mock's 11 tokens
-    let budget = Quota::budget("daily", "consumer", "0.11", "day").alerts(&[50, 80, 100]);
-    let yaml = budget_config(&mock, budget)
+    let yaml = budget_config(&mock, alerted("day"))
         .state(redis.state("alerts", 2000).on_redis_error("fail_closed"))
         .budget_alerts_webhook(&hook.url(), 2000, 2)
         .set(
@@ -345,12 +356,11 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
             json!({"authorization": "Bearer hook-token"}),
         )
         .yaml();
-    assert_eq!(chat_usage(&hello(1), 8).prompt_tokens + 8, 11);
     assert_eq!(spent(1), COST);
     let day_end = Boundary::after("day", "UTC", Duration::from_secs(4));
     let gws = replicas(&yaml, &day_end, 2).await;
     let (a, b) = (&gws[0], &gws[1]);
-    let expected = [(50, spent(5)), (80, spent(8)), (100, spent(10))];
+    let expected = alerts_of_ten_requests();
 
     spend_the_budget(a, b).await;
     let got = hook.wait_for(3, WAIT).await;
@@ -365,7 +375,7 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
         assert_eq!(r.headers["authorization"], "Bearer hook-token");
         assert_eq!(r.headers["content-type"], "application/json");
         for (field, want) in [
-            ("quota", "daily"),
+            ("quota", "alerted"),
             ("owner", "t:acme"),
             ("subject", "acme/bob"),
             ("window", "day"),
@@ -380,7 +390,7 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
     for (percent, on_a) in [(50, 1), (80, 0), (100, 0)] {
         assert_eq!(alert_lines(a, percent), on_a, "{percent}% on A");
         assert_eq!(alert_lines(b, percent), 1 - on_a, "{percent}% on B");
-        assert_eq!(alerts_sent(&[a, b], "daily", percent).await, 1.0);
+        assert_eq!(alerts_sent(&[a, b], "alerted", percent).await, 1.0);
     }
 
     // a new day: the budget and its alerts start again
@@ -390,12 +400,41 @@ async fn alerts_go_out_once_per_percentage_for_the_fleet_and_again_next_period()
     let bodies: Vec<Value> = got[3..].iter().map(|r| r.json.clone()).collect();
     assert_eq!(percents(&bodies), expected, "{bodies:?}");
     for percent in [50, 80, 100] {
-        assert_eq!(alerts_sent(&[a, b], "daily", percent).await, 2.0);
+        assert_eq!(alerts_sent(&[a, b], "alerted", percent).await, 2.0);
         assert_eq!(alert_lines(a, percent) + alert_lines(b, percent), 2);
     }
     // nothing more comes
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hook.received().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_backend_alerts_once_per_period_too() {
+    let mock = MockUpstream::start_default();
+    let hook = WebhookReceiver::start().await;
+    // weeks from Monday in New York (a zone with daylight saving time)
+    let budget = alerted("week").timezone("America/New_York");
+    let yaml = budget_config(&mock, budget)
+        .budget_alerts_webhook(&hook.url(), 2000, 2)
+        .yaml();
+    let week_end = Boundary::after("week", "America/New_York", Duration::from_secs(4));
+    let gw = replicas(&yaml, &week_end, 1).await.remove(0);
+
+    spend_the_budget(&gw, &gw).await;
+    let got = hook.wait_for(3, WAIT).await;
+    assert!(!week_end.passed(), "the gateway started too slowly");
+    let bodies: Vec<Value> = got.iter().map(|r| r.json.clone()).collect();
+    assert_eq!(percents(&bodies), alerts_of_ten_requests(), "{bodies:?}");
+    assert!(bodies.iter().all(|b| b["window"] == "week"), "{bodies:?}");
+
+    week_end.pass().await;
+    spend_the_budget(&gw, &gw).await;
+    let got = hook.wait_for(6, WAIT).await;
+    let bodies: Vec<Value> = got[3..].iter().map(|r| r.json.clone()).collect();
+    assert_eq!(percents(&bodies), alerts_of_ten_requests(), "{bodies:?}");
+    for percent in [50, 80, 100] {
+        assert_eq!(alerts_sent(&[&gw], "alerted", percent).await, 2.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
