@@ -246,6 +246,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Shifts the clock the gateway's calendar windows and ledger days are
+    /// computed from by `ms` (the debug-only test hook
+    /// [`crate::calendar::CLOCK_SHIFT_VAR`]; see [`crate::calendar::Boundary`]).
+    pub fn clock_shift_ms(self, ms: i64) -> Self {
+        self.env(crate::calendar::CLOCK_SHIFT_VAR, ms.to_string())
+    }
+
     /// Passes the config as `GATEWAY_CONFIG=PATH` instead of `--config PATH`.
     pub fn config_via_env(mut self) -> Self {
         self.config_via_env = true;

@@ -5,12 +5,15 @@
 //! a TCP load balancer following readiness ([`balancer`]), real Redis servers
 //! ([`redis`]) with their quota leases ([`redis::lease`]), a `/metrics` reader
 //! ([`metrics`]), the usage report read back and summed from access logs
-//! ([`report`]), the Python scripts of `tests/python` ([`python`]) and a config
-//! broken in several ways at once ([`config_problems`]).
+//! ([`report`]), the Python scripts of `tests/python` ([`python`]), a config
+//! broken in several ways at once ([`config_problems`]), calendar boundaries
+//! placed near now through the gateway's clock-shift test hook ([`calendar`])
+//! and a receiver of webhook POSTs ([`webhook`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
 pub mod balancer;
+pub mod calendar;
 pub mod client;
 pub mod collector;
 pub mod config;
@@ -22,3 +25,4 @@ pub mod mock_upstream;
 pub mod python;
 pub mod redis;
 pub mod report;
+pub mod webhook;

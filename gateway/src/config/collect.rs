@@ -2,7 +2,9 @@
 //! error it records the problem (key, reason, line) and repairs the tree where the
 //! error was: an unknown or repeated key is dropped, a wrong value is removed (its
 //! default applies) or, where the key is required or sits in a list, replaced by a
-//! placeholder that reads as a zero. Then it tries again, a bounded number of
+//! placeholder that reads as a zero (or by a plain `0` when the type refuses that
+//! zero, as a decimal does; only then by a placeholder for the value around
+//! it). Then it tries again, a bounded number of
 //! times. What it returns is the repaired value, so the validation can still run
 //! and report its own problems, less those about the repaired keys (`shadowed`).
 
@@ -44,6 +46,8 @@ pub fn collect<T: DeserializeOwned>(tree: &Tree) -> Collected<T> {
     // keys this loop removed: when one turns out to be required, its "missing" is
     // not news
     let mut removed = HashSet::new();
+    // stand-ins that became a plain `0` after a type refused the placeholder
+    let mut zeroed = HashSet::new();
     for _ in 0..MAX_ROUNDS {
         let e = match T::deserialize(De::new(&work, work.root)) {
             Ok(v) => {
@@ -55,8 +59,15 @@ pub fn collect<T: DeserializeOwned>(tree: &Tree) -> Collected<T> {
         let id = e.node.unwrap_or(work.root);
         let node = work.node(id);
         let (path, pos, parent) = (node.path.clone(), node.pos, node.parent);
-        if work.is_placeholder(id) {
-            // a type refused its zero: stand in for its container instead
+        if work.is_placeholder(id) || zeroed.contains(&id) {
+            // a type refused its zero. One that reads any value reads the
+            // placeholder as a null (a decimal takes numbers and text, not a
+            // null): give it a `0` once; then stand in for its container
+            // instead (which would hide the rest of the container's problems)
+            if zeroed.insert(id) {
+                work.make_zero_number(id);
+                continue;
+            }
             match parent {
                 Some(p) => {
                     out.shadowed.push(work.node(p).path.clone());
@@ -258,6 +269,43 @@ mod tests {
             lines(&c),
             ["f: (top level): expected a mapping, found a list (line 1 column 1)"]
         );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Priced {
+        name: String,
+        /// reads a number or a text (`deserialize_any`), never a null
+        price: shared::money::Decimal,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Prices {
+        items: Vec<Priced>,
+    }
+
+    #[test]
+    fn a_bad_value_of_a_type_that_reads_any_value_hides_no_other_problem() {
+        let text = "items:\n  - { name: a, price: 0.0000000001 }\n  - { name: [b], price: 2 }\n  - { name: c, price: -1 }\n";
+        let c: Collected<Prices> = collect(&Tree::parse(text).unwrap());
+        let all: Vec<String> = c.problems.iter().map(|p| p.render("f")).collect();
+        assert_eq!(
+            all,
+            [
+                "f: items[0].price: has more than 9 decimal places (line 2 column 23)",
+                "f: items[1].name: expected a string, found a list (line 3 column 13)",
+                "f: items[2].price: is negative (line 4 column 23)",
+            ]
+        );
+        // the repaired list keeps its items, the bad prices read as 0
+        let d = c.value.unwrap();
+        assert_eq!(d.items.len(), 3);
+        assert_eq!(
+            (d.items[1].price.to_nanos(), d.items[2].name.as_str()),
+            (Some(2_000_000_000), "c")
+        );
+        assert_eq!(d.items[0].price.to_nanos(), Some(0));
+        assert!(c.shadowed.iter().all(|s| s != "items"), "{:?}", c.shadowed);
     }
 
     #[test]

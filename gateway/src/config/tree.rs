@@ -214,6 +214,15 @@ impl Tree {
         self.nodes[id].kind = Kind::Placeholder;
     }
 
+    /// Turns a placeholder into a plain `0` (for a type that refuses the
+    /// placeholder's null).
+    pub fn make_zero_number(&mut self, id: NodeId) {
+        self.nodes[id].kind = Kind::Scalar {
+            value: "0".into(),
+            plain: true,
+        };
+    }
+
     /// Adds `field: <placeholder>` to the mapping `id` (an empty scalar read as a
     /// mapping becomes one).
     pub fn add_placeholder_field(&mut self, id: NodeId, field: &str) {
