@@ -261,9 +261,9 @@ tenants:
     consumers:
       - name: load
         keys: [\"$API_KEY\"]
-        quotas: [ { name: load-budget, by: consumer, strategy: cost, limit: 1000000, window: month, alerts: [50, 80, 100] } ]"
+        quotas: [ { name: load-budget, by: consumer, strategy: cost, limit: 1000000, window: month } ]"
     TITLE="Cost budget and usage ledger against a token quota"
-    SETUP="Both with route auth on a Redis state backend (cache_ttl_ms 1000, seeded key), each on its own Redis: a consumer token quota (plain) against a consumer cost budget (a month window, alerts, the built-in price of the mock's gpt-4o-mini) with the usage ledger (budget), limits far above the load, $RIG, load generators, mock (16-event streams) and both Redis on core 1"
+    SETUP="Both with route auth on a Redis state backend (cache_ttl_ms 1000, seeded key), each on its own Redis: a consumer token quota (plain) against a consumer cost budget (a month window, the built-in price of the mock's gpt-4o-mini) with the usage ledger (budget), limits far above the load, $RIG, load generators, mock (16-event streams) and both Redis on core 1"
     ;;
   auth)
     B_ROUTE="    auth: { enabled: true }"

@@ -215,22 +215,27 @@ local function sweep(lease, tomb_ms, max)
   return given
 end
 
--- Adds one request's figures to the usage ledger: `dims` (tenant, consumer,
--- model, provider as a JSON array) in hash `key` (one UTC day), one field per
--- figure (`<dims>\n<letter>`, HINCRBY: exact to 2^63); the hash expires at
--- `expire_at` (unix s), set when a group's first request of the day makes its
--- `r` field (so once per group and day, not per request). `figures`:
--- comma-separated whole numbers in the order of LEDGER_FIGURES; zeros are not
--- written.
-local LEDGER_FIGURES = { 'r', 'i', 'o', 'c', 'w', 'x', 'k', 'u', 'e' }
+-- Adds one request's figures to the usage ledger: in hash `key` (one UTC
+-- day), field `dims` (tenant, consumer, model, provider as a JSON array) holds
+-- the group's nine figures, comma-separated in the order requests, input,
+-- output, cached, cache write, reasoning tokens, cost (nano-units), unpriced
+-- and estimated requests: one read and one write a request. Sums are exact
+-- up to 2^53 (9,007,199 currency units of cost a group and day) and stop
+-- there. The hash expires at `expire_at` (unix s), set when a group's first
+-- request of the day makes its field.
 local function ledger_add(key, dims, figures, expire_at)
+  local old = redis.call('HGET', key, dims)
+  local sum = {}
+  if old then
+    for v in string.gmatch(old, '[^,]+') do sum[#sum + 1] = tonumber(v) or 0 end
+  end
   local i = 0
   for v in string.gmatch(figures, '[^,]+') do
     i = i + 1
-    local letter = LEDGER_FIGURES[i]
-    if letter and v ~= '0' then
-      local total = redis.call('HINCRBY', key, dims .. '\n' .. letter, v)
-      if letter == 'r' and tostring(total) == v then redis.call('EXPIREAT', key, expire_at) end
-    end
+    local x = (sum[i] or 0) + tonumber(v)
+    if x > 2^53 then x = 2^53 end
+    sum[i] = string.format('%d', x)
   end
+  redis.call('HSET', key, dims, table.concat(sum, ',', 1, 9))
+  if not old then redis.call('EXPIREAT', key, expire_at) end
 end

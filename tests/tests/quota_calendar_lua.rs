@@ -31,12 +31,22 @@ const DAY: &str = "2026-12-07";
 /// A ledger group: `[tenant, consumer, model, provider]` as JSON.
 const BOB: &str = r#"["acme","bob","gpt-4o","openai"]"#;
 const ANON: &str = r#"["acme","","gpt-4o-mini","azure"]"#;
-/// The ledger fields one group's figures make: `<dims>\n<letter>` = value.
+/// The ledger field one group's figures make: `<dims>` = its nine figures,
+/// comma-separated (letters: r requests, i input, o output, c cached, w cache
+/// write, x reasoning, k cost, u unpriced, e estimated; the others 0).
 fn fields(dims: &str, figures: &[(char, i64)]) -> BTreeMap<String, String> {
-    figures
+    let order = ['r', 'i', 'o', 'c', 'w', 'x', 'k', 'u', 'e'];
+    let value: Vec<String> = order
         .iter()
-        .map(|(l, v)| (format!("{dims}\n{l}"), v.to_string()))
-        .collect()
+        .map(|l| {
+            figures
+                .iter()
+                .find(|(f, _)| f == l)
+                .map_or(0, |(_, v)| *v)
+                .to_string()
+        })
+        .collect();
+    BTreeMap::from([(dims.to_string(), value.join(","))])
 }
 
 // ---------------------------------------------------------------------------
@@ -241,7 +251,7 @@ fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
     let e = Entry {
         day: DAY,
         dims: BOB,
-        figures: "1,1200,300,0,0,45,4000000000000000000,0,1",
+        figures: "1,1200,300,0,0,45,4000000000000000,0,1",
         expire_at,
     };
     let once = fields(
@@ -251,13 +261,13 @@ fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
             ('i', 1200),
             ('o', 300),
             ('x', 45),
-            ('k', 4_000_000_000_000_000_000),
+            ('k', 4_000_000_000_000_000),
             ('e', 1),
         ],
     );
     let tpm = |n| [("tpm", "60000", n, NO_LIMIT, "")];
 
-    // answer 1 (settled): each figure exactly, zeros not written
+    // answer 1 (settled): each figure exactly
     let a = q.admit("r1", &[("tpm", 100, "60000", 50)]);
     assert_eq!(
         q.settle_call("r1", "r", &a.member, Some(&e), &tpm(30))
@@ -292,7 +302,7 @@ fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
             ('i', 2400),
             ('o', 600),
             ('x', 90),
-            ('k', 8_000_000_000_000_000_000),
+            ('k', 8_000_000_000_000_000),
             ('e', 2),
         ],
     );
@@ -346,6 +356,30 @@ fn a_settle_adds_its_ledger_entry_once_when_it_charges() {
     assert_every_key_expires(&redis);
 }
 
+/// Figures are whole numbers up to 2^53 (the scripts' exact range); sums stop
+/// there instead of losing their last digits.
+#[test]
+fn ledger_figures_stay_exact_up_to_2_pow_53() {
+    let redis = RedisServer::start();
+    let q = QuotaTag::new(&redis, "acme");
+    let entry = |figures| Entry {
+        day: DAY,
+        dims: BOB,
+        figures,
+        expire_at: q.now() / 1000 + 3600,
+    };
+    let over = entry("1,0,0,0,0,0,9007199254740993,0,0");
+    let r = q.settle_call("big", "u", "", Some(&over), &[]);
+    assert!(r.err().contains("quota_settle: bad ledger entry"), "{r:?}");
+    assert_eq!(q.cmd(&["DBSIZE"]), "0", "a refused entry writes nothing");
+    let max = entry("1,0,0,0,0,0,9007199254740992,0,0");
+    for id in ["m1", "m2"] {
+        assert_eq!(q.settle_call(id, "u", "", Some(&max), &[]).ints(), [4]);
+    }
+    let top = fields(BOB, &[('r', 2), ('k', 9_007_199_254_740_992)]);
+    assert_eq!(q.hash(&q.ledger(DAY)), top);
+}
+
 #[test]
 fn a_ledger_entry_alone_is_added_once_even_when_sent_twice() {
     let redis = RedisServer::start();
@@ -383,7 +417,7 @@ fn ledger_read_returns_the_day_hashes_in_order() {
         expire_at: q.now() / 1000 + 3600,
     };
     assert_eq!(q.settle_call("l1", "u", "", Some(&e), &[]).ints(), [4]);
-    q.cmd(&["HSET", &q.ledger("2026-12-05"), "x\nr", "3"]);
+    q.cmd(&["HSET", &q.ledger("2026-12-05"), "x", "3,0,0,0,0,0,0,0,0"]);
     // (a list of lists: read with a client, redis-cli --no-raw nests them)
     let mut con = redis::Client::open(redis.url())
         .unwrap()

@@ -69,23 +69,28 @@ pub fn days(from: &str, to: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// One ledger hash field: `<JSON [tenant, consumer, model, provider]>\n<figure>`.
-fn parse_field(field: &str) -> Option<(Dims, usize)> {
-    let (dims, letter) = field.rsplit_once('\n')?;
-    let [tenant, consumer, model, provider]: [String; 4] = serde_json::from_str(dims).ok()?;
-    let i = ["r", "i", "o", "c", "w", "x", "k", "u", "e"]
-        .iter()
-        .position(|l| *l == letter)?;
-    Some((
-        Dims {
-            tenant,
-            consumer,
-            model,
-            provider,
-            day: String::new(),
-        },
-        i,
-    ))
+/// One ledger group as the day hash keeps it: the field is the JSON array
+/// `[tenant, consumer, model, provider]`, the value the nine figures,
+/// comma-separated in the order of [`Totals::to_array`].
+fn parse_group(field: &str, value: &str) -> Option<(Dims, Totals)> {
+    let [tenant, consumer, model, provider]: [String; 4] = serde_json::from_str(field).ok()?;
+    let mut a = [0u64; 9];
+    let mut n = 0;
+    for (slot, v) in a.iter_mut().zip(value.split(',')) {
+        *slot = v.parse().ok()?;
+        n += 1;
+    }
+    if n != 9 {
+        return None;
+    }
+    let dims = Dims {
+        tenant,
+        consumer,
+        model,
+        provider,
+        day: String::new(),
+    };
+    Some((dims, Totals::from_array(a)))
 }
 
 impl QuotaStore {
@@ -125,20 +130,14 @@ impl QuotaStore {
             let per_day: Vec<Vec<String>> = conn.script(Budget::Slow, &inv).await?;
             for (day, flat) in list.iter().zip(per_day) {
                 for pair in flat.chunks_exact(2) {
-                    let Some((mut dims, i)) = parse_field(&pair[0]) else {
+                    let Some((mut dims, figures)) = parse_group(&pair[0], &pair[1]) else {
                         continue;
                     };
                     if tenant.is_some_and(|t| t != dims.tenant) {
                         continue;
                     }
-                    let Ok(v) = pair[1].parse::<u64>() else {
-                        continue;
-                    };
                     dims.day = day.clone();
-                    let t = groups.entry(dims).or_default();
-                    let mut a = t.to_array();
-                    a[i] = a[i].saturating_add(v);
-                    *t = Totals::from_array(a);
+                    groups.entry(dims).or_default().add(&figures);
                 }
             }
         }
@@ -164,10 +163,13 @@ mod tests {
     }
 
     #[test]
-    fn ledger_fields_name_their_group_and_figure() {
-        let (d, i) = parse_field("[\"acme\",\"\",\"gpt-4o\",\"openai\"]\nk").unwrap();
-        assert_eq!((d.tenant.as_str(), d.consumer.as_str(), i), ("acme", "", 6));
-        assert!(parse_field("[\"acme\"]\nk").is_none());
-        assert!(parse_field("[\"a\",\"b\",\"c\",\"d\"]\nz").is_none());
+    fn a_ledger_field_names_its_group_and_its_value_holds_nine_figures() {
+        let (d, t) =
+            parse_group("[\"acme\",\"\",\"gpt-4o\",\"openai\"]", "1,2,3,4,5,6,7,8,9").unwrap();
+        assert_eq!((d.tenant.as_str(), d.consumer.as_str()), ("acme", ""));
+        assert_eq!((t.requests, t.cost, t.estimated_requests), (1, 7, 9));
+        assert!(parse_group("[\"acme\"]", "1,2,3,4,5,6,7,8,9").is_none());
+        assert!(parse_group("[\"a\",\"b\",\"c\",\"d\"]", "1,2,3").is_none());
+        assert!(parse_group("[\"a\",\"b\",\"c\",\"d\"]", "1,2,3,4,5,6,7,8,x").is_none());
     }
 }

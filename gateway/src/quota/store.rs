@@ -197,7 +197,8 @@ impl QuotaStore {
                     if i > 0 {
                         figures.push(',');
                     }
-                    figures.push_str(itoa::Buffer::new().format(*n));
+                    // (the script keeps sums exact up to 2^53)
+                    figures.push_str(itoa::Buffer::new().format((*n).min(super::MAX_AMOUNT)));
                 }
                 inv.arg(dims).arg(figures).arg(l.expire_at_s);
             }

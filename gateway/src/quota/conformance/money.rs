@@ -234,10 +234,7 @@ async fn ledger(s: &QuotaStore, salt: &str) {
         figures: Totals::from_array(figures),
         expire_at_s: now_ms() / 1000 + 3600,
     };
-    let bob = entry(
-        "bob",
-        [1, 1200, 300, 0, 0, 45, 4_000_000_000_000_000_000, 0, 1],
-    );
+    let bob = entry("bob", [1, 1200, 300, 0, 0, 45, 4_000_000_000_000_000, 0, 1]);
     let anon = entry("", [1, 10, 20, 0, 0, 0, 0, 1, 0]);
     let day_number = super::super::ledger::day_number(the_day).unwrap();
     s.register_ledger_tag(&q.tag, day_number, 1, now_ms() / 1000 + 3600)
