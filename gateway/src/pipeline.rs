@@ -89,7 +89,7 @@ pub async fn handle(
         labels: Default::default(),
         live: Some(engines.shutdown.live()),
         pricing: cfg.pricing.clone(),
-        ledger: Some(crate::ctx::LedgerSink {
+        ledger: cfg.budget.ledger.then(|| crate::ctx::LedgerSink {
             quotas: engines.quotas.clone(),
             retention_days: cfg.budget.retention_days,
         }),

@@ -261,3 +261,42 @@ async fn a_ledger_without_requests_reports_zero_totals_in_either_format() {
          total,,0,0,0,0,0,0,0.00,0,0\n"
     );
 }
+
+/// `ledger.enabled: false`: requests are served and logged with their cost,
+/// no ledger is kept, and the report says so (404) instead of showing zeros.
+#[tokio::test]
+async fn a_disabled_ledger_keeps_nothing_and_the_report_says_so() {
+    let on = Gateway::start(&config()).await;
+    let off = Gateway::start(
+        &Config::new()
+            .server(Server::new().admin_token(gateway_tests::harness::ADMIN_TOKEN))
+            .provider(Provider::mock("m").model("m-small"))
+            .route(Route::new("chat", "/v1").upstream("m"))
+            .no_ledger()
+            .yaml(),
+    )
+    .await;
+    let c = TestClient::new();
+    let body =
+        serde_json::json!({"model": "m-small", "messages": [{"role": "user", "content": "hi"}]});
+    for gw in [&on, &off] {
+        let r = c
+            .post_json(&format!("{}/v1/chat/completions", gw.url()), &body)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let q = "/admin/usage/report?group_by=model";
+    let r = admin(&c, &on, Method::GET, q, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["totals"]["requests"], 1, "{}", r.text());
+    let r = admin(&c, &off, Method::GET, q, None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ledger.enabled is false"),
+        "{}",
+        r.text()
+    );
+}

@@ -96,6 +96,11 @@ pub fn render(q: &Query, rows: Vec<(Dims, Totals)>, currency: &str) -> Response<
 
 pub async fn get(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, GatewayError> {
     let q = parse(query, crate::report::today_utc())?;
+    if !app.config().budget.ledger {
+        return Err(GatewayError::not_found(
+            "ledger.enabled is false: no usage ledger is kept (`gateway bill` reports from the access logs)",
+        ));
+    }
     let rows = ledger_rows(app, &q).await.map_err(|e| {
         GatewayError::state_unavailable(format!("the usage ledger cannot be read: {e}"))
     })?;

@@ -8,6 +8,8 @@ use std::time::Duration;
 /// The usage ledger and budget alerts as the runtime uses them.
 #[derive(Debug, Clone, Default)]
 pub struct BudgetRt {
+    /// `ledger.enabled`: requests are added to the usage ledger
+    pub ledger: bool,
     /// days a ledger day is kept
     pub retention_days: u32,
     pub webhook: Option<WebhookRt>,
@@ -33,6 +35,7 @@ pub fn budget(raw: &RawConfig, p: &mut Problems) -> BudgetRt {
         p.error("ledger.retention_days", "between 1 and 3650 days");
     }
     BudgetRt {
+        ledger: raw.ledger.enabled,
         retention_days: retention_days.clamp(1, MAX_RETENTION),
         webhook: raw.budget_alerts.webhook.as_ref().and_then(|w| {
             let k = "budget_alerts.webhook";

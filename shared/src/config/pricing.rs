@@ -64,6 +64,11 @@ pub struct PriceConfig {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
+    /// keep the usage ledger (false: no per-day aggregates are written, which
+    /// saves a routes-without-quotas request its one Redis call at the end;
+    /// `gateway bill` still reads the access log)
+    #[serde(default = "d_true")]
+    pub enabled: bool,
     /// days a day of the usage ledger is kept (expired by TTL)
     #[serde(default = "d_retention")]
     pub retention_days: u32,
@@ -72,6 +77,7 @@ pub struct LedgerConfig {
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
+            enabled: true,
             retention_days: d_retention(),
         }
     }

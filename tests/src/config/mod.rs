@@ -135,7 +135,18 @@ impl Config {
 
     /// `ledger.retention_days`.
     pub fn ledger_retention_days(mut self, days: u32) -> Self {
-        self.ledger = Some(serde_json::json!({ "retention_days": days }));
+        let mut l = self.ledger.take().unwrap_or_else(|| serde_json::json!({}));
+        l["retention_days"] = days.into();
+        self.ledger = Some(l);
+        self
+    }
+
+    /// `ledger.enabled: false`: no usage ledger (a request without quotas
+    /// then makes no Redis call at its end).
+    pub fn no_ledger(mut self) -> Self {
+        let mut l = self.ledger.take().unwrap_or_else(|| serde_json::json!({}));
+        l["enabled"] = false.into();
+        self.ledger = Some(l);
         self
     }
 
