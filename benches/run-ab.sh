@@ -16,7 +16,7 @@
 #                                      # against OpenAI to OpenAI; target (issue 20) >= 0.95x
 #   bash benches/run-ab.sh budget      # route auth on Redis + a consumer cost budget (a month
 #                                      # window) + the usage ledger (B) against route auth on
-#                                      # Redis + a consumer token quota (A); target (issue 21)
+#                                      # Redis + a consumer token quota, no ledger (A); target (issue 21)
 #                                      # >= 0.95x, and Redis calls per request the same (2:
 #                                      # reserve and settle, the ledger inside the settle)
 #   bash benches/run-ab.sh aa          # the plain gateway against itself: what the rig reads
@@ -248,6 +248,7 @@ case "$VARIANT" in
   budget)
     A_ROUTE="    auth: { enabled: true }"
     A_TOP="state: { backend: redis, redis: { url: \"redis://127.0.0.1:$RPORT/0\" }, cache_ttl_ms: 1000 }
+ledger: { enabled: false }
 tenants:
   - id: bench
     consumers:
@@ -263,7 +264,7 @@ tenants:
         keys: [\"$API_KEY\"]
         quotas: [ { name: load-budget, by: consumer, strategy: cost, limit: 1000000, window: month } ]"
     TITLE="Cost budget and usage ledger against a token quota"
-    SETUP="Both with route auth on a Redis state backend (cache_ttl_ms 1000, seeded key), each on its own Redis: a consumer token quota (plain) against a consumer cost budget (a month window, the built-in price of the mock's gpt-4o-mini) with the usage ledger (budget), limits far above the load, $RIG, load generators, mock (16-event streams) and both Redis on core 1"
+    SETUP="Both with route auth on a Redis state backend (cache_ttl_ms 1000, seeded key), each on its own Redis: a consumer token quota without the usage ledger (plain) against a consumer cost budget (a month window, the built-in price of the mock's gpt-4o-mini) with the usage ledger (budget), limits far above the load, $RIG, load generators, mock (16-event streams) and both Redis on core 1"
     ;;
   auth)
     B_ROUTE="    auth: { enabled: true }"

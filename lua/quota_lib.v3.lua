@@ -37,19 +37,17 @@ local function span(arg)
     local cur = math.floor(now / b)
     return { w = w, b = b, cur = cur, lo = cur - N }
   end
-  local p = {}
-  for x in string.gmatch(arg, '[^,]+') do p[#p + 1] = x end
-  if #p ~= 5 or p[1] == '' or tonumber(p[1]) then return nil end
-  local t = {}
-  for i = 2, 5 do
-    t[i - 1] = tonumber(p[i])
-    if not whole(t[i - 1]) or (i > 2 and t[i - 1] <= t[i - 2]) then return nil end
+  -- one pattern match, no table: this runs in every call of a calendar quota
+  local name, a, b, c, d = string.match(arg, '^([^,]+),(%d+),(%d+),(%d+),(%d+)$')
+  if not name or tonumber(name) then return nil end
+  local t0, t1, t2, t3 = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if not (whole(t0) and whole(t1) and whole(t2) and whole(t3)) or t1 <= t0 or t2 <= t1
+    or t3 <= t2 then
+    return nil
   end
-  for i = 1, 3 do
-    if t[i] <= now and now < t[i + 1] then
-      return { cal = p[1], cur = t[i], lo = t[i], stop = t[i + 1] }
-    end
-  end
+  if t0 <= now and now < t1 then return { cal = name, cur = t0, lo = t0, stop = t1 } end
+  if t1 <= now and now < t2 then return { cal = name, cur = t1, lo = t1, stop = t2 } end
+  if t2 <= now and now < t3 then return { cal = name, cur = t2, lo = t2, stop = t3 } end
   return false
 end
 
@@ -215,27 +213,44 @@ local function sweep(lease, tomb_ms, max)
   return given
 end
 
--- Adds one request's figures to the usage ledger: in hash `key` (one UTC
--- day), field `dims` (tenant, consumer, model, provider as a JSON array) holds
--- the group's nine figures, comma-separated in the order requests, input,
+-- Adds one request's figures (nine numbers, see nine()) to the usage ledger:
+-- in hash `key` (one UTC day), field `dims` (tenant, consumer, model, provider
+-- as a JSON array) holds the group's nine figures, comma-separated in the
+-- order requests, input,
 -- output, cached, cache write, reasoning tokens, cost (nano-units), unpriced
 -- and estimated requests: one read and one write a request. Sums are exact
 -- up to 2^53 (9,007,199 currency units of cost a group and day) and stop
 -- there. The hash expires at `expire_at` (unix s), set when a group's first
 -- request of the day makes its field.
-local function ledger_add(key, dims, figures, expire_at)
+-- Nine whole numbers of comma-separated text, each at most 2^53 (told by its
+-- digits: the double 2^53 + 1 reads as 2^53), as a table; or nil.
+local LEDGER9 = '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$'
+local function big(v) return #v > 15 and (#v > 16 or v > '9007199254740992') end
+local function nine(text)
+  local a, b, c, d, e, f, g, h, i = string.match(text, LEDGER9)
+  if not i or big(a) or big(b) or big(c) or big(d) or big(e) or big(f) or big(g)
+    or big(h) or big(i) then
+    return nil
+  end
+  return { tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f),
+    tonumber(g), tonumber(h), tonumber(i) }
+end
+
+local LEDGER_FMT = '%d,%d,%d,%d,%d,%d,%d,%d,%d'
+local function ledger_add(key, dims, n, expire_at)
   local old = redis.call('HGET', key, dims)
-  local sum = {}
+  local v
   if old then
-    for v in string.gmatch(old, '[^,]+') do sum[#sum + 1] = tonumber(v) or 0 end
+    -- (written by this function: no check but the shape)
+    local a, b, c, d, e, f, g, h, i = string.match(old, LEDGER9)
+    if i then
+      local M, min = 2^53, math.min
+      v = string.format(LEDGER_FMT, min(a + n[1], M), min(b + n[2], M), min(c + n[3], M),
+        min(d + n[4], M), min(e + n[5], M), min(f + n[6], M), min(g + n[7], M),
+        min(h + n[8], M), min(i + n[9], M))
+    end
   end
-  local i = 0
-  for v in string.gmatch(figures, '[^,]+') do
-    i = i + 1
-    local x = (sum[i] or 0) + tonumber(v)
-    if x > 2^53 then x = 2^53 end
-    sum[i] = string.format('%d', x)
-  end
-  redis.call('HSET', key, dims, table.concat(sum, ',', 1, 9))
+  v = v or string.format(LEDGER_FMT, n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9])
+  redis.call('HSET', key, dims, v)
   if not old then redis.call('EXPIREAT', key, expire_at) end
 end

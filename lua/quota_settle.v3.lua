@@ -32,13 +32,12 @@ if n < 0 or #ARGV ~= 7 + 4 * n or not whole(tomb_ms) or tomb_ms < 1
   or (mode ~= 'r' and mode ~= 'u') or id == '' or (n == 0 and mode ~= 'u') then
   return redis.error_reply('quota_settle: bad arguments')
 end
+local entry
 if dims ~= '' then
-  local ok = whole(expire_at) and string.match(figures, '^%d+,%d+,%d+,%d+,%d+,%d+,%d+,%d+,%d+$')
-  -- each at most 2^53, told by its digits (the double 2^53 + 1 reads as 2^53)
-  for v in string.gmatch(figures, '[^,]+') do
-    ok = ok and (#v < 16 or (#v == 16 and v <= '9007199254740992'))
+  entry = nine(figures)
+  if not entry or not whole(expire_at) then
+    return redis.error_reply('quota_settle: bad ledger entry')
   end
-  if not ok then return redis.error_reply('quota_settle: bad ledger entry') end
 end
 local actual, spans, limits, alerts = {}, {}, {}, {}
 for i = 1, n do
@@ -68,7 +67,7 @@ end
 
 -- the usage was charged: the ledger entry, and the alerts it crossed
 local function charged(code)
-  if dims ~= '' then ledger_add(ledger, dims, figures, expire_at) end
+  if dims ~= '' then ledger_add(ledger, dims, entry, expire_at) end
   local out = { code }
   for i = 1, n do
     local sp = spans[i]
