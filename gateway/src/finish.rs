@@ -146,23 +146,24 @@ fn finish(ctx: &mut RequestCtx, outcome: Outcome<'_>) {
             }
         }
     };
-    // what the request cost: into its quotas and the usage ledger (with the
-    // settlement of the quotas it reserved; on its own when there are none)
-    let ledger = r
+    // what the request cost: into its quotas and the usage ledger
+    if let Some((entry, tag)) = r
         .charge
         .as_ref()
-        .and_then(|ch| ledger_entry(&c, &r.usage, ch));
+        .and_then(|ch| ledger_entry(&c, &r.usage, ch))
+    {
+        if let Some(l) = &c.sinks.ledger {
+            l.quotas.ledger_add(tag, entry);
+        }
+    }
     if let Some(mut q) = c.quota.take() {
         let spend = crate::quota::spec::Spend {
             usage: r.usage,
             cost: r.charge.as_ref().map_or(0, |ch| ch.cost),
         };
-        q.finish(&spend, ledger);
+        q.finish(&spend);
         emit(c, r, Some((q.status, q.limited_by.take())));
     } else {
-        if let (Some((entry, tag)), Some(l)) = (ledger, &c.sinks.ledger) {
-            l.quotas.ledger_alone(tag, entry);
-        }
         emit(c, r, None);
     }
 }

@@ -177,7 +177,9 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
         tracing::warn!("requests still running after their connections closed");
     }
     let _ = admin_stop_tx.send(true);
-    // what the requests used reaches the store before the process goes
+    // what the requests used reaches the store before the process goes (the
+    // ledger's buffer too)
+    quotas.flush_ledger();
     if !quotas.queue.drain(std::time::Duration::from_secs(5)).await {
         tracing::warn!(
             left = quotas.queue.len(),

@@ -5,7 +5,7 @@
 
 use super::headers::{self, RateHeaders, Standing};
 use super::spec::{Quota, Spend};
-use super::store::{Actual, Item, LedgerAdd, ReserveAnswer, SettleMode, Span, WindowUse};
+use super::store::{Actual, Item, ReserveAnswer, SettleMode, Span, WindowUse};
 use super::{
     new_id, now_ms, Claim, Estimate, Quotas, Refusal, Settings, Status, MAX_AMOUNT, TOMBSTONE_MS,
 };
@@ -295,7 +295,7 @@ impl Held {
                 // all or nothing: what this call reserved goes back
                 for g in self.groups.drain(first_new..).collect::<Vec<_>>() {
                     let actual = actuals(&g.items, |_| 0);
-                    engine.settle_group(&self.id, &g, actual, None);
+                    engine.settle_group(&self.id, &g, actual);
                 }
                 match &r {
                     Refusal::Limited(_) => {
@@ -415,38 +415,22 @@ impl Held {
         self.groups = kept;
         for g in failed {
             let actual = actuals(&g.items, |q| q.amount(&Spend::default()));
-            self.engine.settle_group(&self.id, &g, actual, None);
+            self.engine.settle_group(&self.id, &g, actual);
         }
     }
 
-    /// Settles everything with the request's real (or estimated) usage, and
-    /// adds `ledger` (the request's ledger entry) to the usage ledger with the
-    /// settlement of the tenant's hash tag (else the first one; else alone, in
-    /// `ledger_tag`): no store call of its own when the request reserved
-    /// anything. A request the quotas themselves refused (every upstream's
-    /// quota, or the store under `fail_closed`) costs nothing, not even as a
-    /// request.
-    pub fn finish(&mut self, spent: &Spend, ledger: Option<(LedgerAdd, String)>) {
+    /// Settles everything with the request's real (or estimated) usage. A
+    /// request the quotas themselves refused (every upstream's quota, or the
+    /// store under `fail_closed`) costs nothing, not even as a request.
+    pub fn finish(&mut self, spent: &Spend) {
         self.count();
         let refused = matches!(self.status, Some(Status::Limited | Status::Unavailable));
-        let groups = std::mem::take(&mut self.groups);
-        let mut ledger = ledger;
-        let carrier = ledger
-            .as_ref()
-            .map(|(_, tag)| groups.iter().position(|g| g.tag == *tag).unwrap_or(0));
-        for (i, g) in groups.into_iter().enumerate() {
+        for g in std::mem::take(&mut self.groups) {
             let actual = actuals(&g.items, |q| match refused {
                 true => 0,
                 false => q.amount(spent).min(MAX_AMOUNT),
             });
-            let entry = match carrier == Some(i) {
-                true => ledger.take().map(|(l, _)| l),
-                false => None,
-            };
-            self.engine.settle_group(&self.id, &g, actual, entry);
-        }
-        if let Some((l, tag)) = ledger {
-            self.engine.ledger_alone(tag, l);
+            self.engine.settle_group(&self.id, &g, actual);
         }
     }
 }
@@ -490,7 +474,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.count();
         if !self.groups.is_empty() {
-            self.finish(&Spend::default(), None);
+            self.finish(&Spend::default());
         }
     }
 }

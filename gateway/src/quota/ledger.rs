@@ -3,6 +3,7 @@
 //! of each request (`quota_settle.v3.lua` in Redis, [`MemoryLedger`] here),
 //! read back for `GET /admin/usage/report`.
 
+use super::ops::LedgerAdd;
 use super::store::{ledger_key, QuotaStore, LEDGER_TAGS};
 use crate::redis_conn::{Budget, Result, StateError, SCRIPTS};
 use shared::ledger::{Dims, Totals};
@@ -44,6 +45,55 @@ impl MemoryLedger {
     /// Forgets the groups that expired by `now_s` (unix s): past the retention.
     pub fn expire(&self, now_s: u64) {
         self.lock().retain(|_, (_, ends)| *ends > now_s);
+    }
+}
+
+/// Ledger entries of requests that ended on this replica, summed by hash
+/// tag and group (dims, day included), until they are sent.
+#[derive(Default)]
+pub struct LedgerBuffer {
+    groups: Mutex<std::collections::HashMap<(String, Dims), LedgerAdd>>,
+}
+
+/// Groups a buffer holds at most; past that a request's entry is sent on its
+/// own (see [`LedgerBuffer::add`]).
+const MAX_BUFFERED: usize = 100_000;
+
+type Groups = std::collections::HashMap<(String, Dims), LedgerAdd>;
+
+impl LedgerBuffer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds one request's entry to its group (the latest expiry wins); hands
+    /// it back when the buffer is full of other groups (send it on its own).
+    pub fn add(&self, tag: String, entry: LedgerAdd) -> Option<(String, LedgerAdd)> {
+        self.add_within(tag, entry, MAX_BUFFERED)
+    }
+
+    fn add_within(&self, tag: String, entry: LedgerAdd, max: usize) -> Option<(String, LedgerAdd)> {
+        let mut g = self.lock();
+        let full = g.len() >= max;
+        match g.entry((tag, entry.dims.clone())) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let sum = o.get_mut();
+                sum.figures.add(&entry.figures);
+                sum.expire_at_s = sum.expire_at_s.max(entry.expire_at_s);
+                None
+            }
+            std::collections::hash_map::Entry::Vacant(v) if !full => {
+                v.insert(entry);
+                None
+            }
+            std::collections::hash_map::Entry::Vacant(v) => Some((v.into_key().0, entry)),
+        }
+    }
+
+    /// Everything buffered, by hash tag.
+    pub fn take(&self) -> Vec<(String, LedgerAdd)> {
+        let g = std::mem::take(&mut *self.lock());
+        g.into_iter().map(|((tag, _), e)| (tag, e)).collect()
     }
 }
 
@@ -148,6 +198,69 @@ impl QuotaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(consumer: &str, cost: u64, expire_at_s: u64) -> LedgerAdd {
+        LedgerAdd {
+            dims: Dims {
+                tenant: "acme".into(),
+                consumer: consumer.into(),
+                model: "m".into(),
+                provider: "p".into(),
+                day: "2026-12-07".into(),
+            },
+            figures: Totals {
+                requests: 1,
+                cost,
+                ..Totals::default()
+            },
+            expire_at_s,
+        }
+    }
+
+    #[test]
+    fn the_buffer_sums_a_group_and_hands_back_what_does_not_fit() {
+        let b = LedgerBuffer::default();
+        assert!(b
+            .add_within("t:acme".into(), entry("bob", 5, 10), 2)
+            .is_none());
+        assert!(b
+            .add_within("t:acme".into(), entry("bob", 7, 20), 2)
+            .is_none());
+        assert!(b
+            .add_within("t:acme".into(), entry("ann", 1, 10), 2)
+            .is_none());
+        // full: a new group comes back, a known one still sums
+        let back = b.add_within("t:acme".into(), entry("cid", 3, 10), 2);
+        assert_eq!(
+            back.map(|(t, e)| (t, e.figures.cost)),
+            Some(("t:acme".into(), 3))
+        );
+        assert!(b
+            .add_within("t:acme".into(), entry("ann", 1, 10), 2)
+            .is_none());
+        let mut got: Vec<(String, String, u64, u64, u64)> = b
+            .take()
+            .into_iter()
+            .map(|(t, e)| {
+                (
+                    t,
+                    e.dims.consumer,
+                    e.figures.requests,
+                    e.figures.cost,
+                    e.expire_at_s,
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("t:acme".to_string(), "ann".to_string(), 2, 2, 10),
+                ("t:acme".to_string(), "bob".to_string(), 2, 12, 20)
+            ]
+        );
+        assert!(b.take().is_empty());
+    }
 
     #[test]
     fn day_numbers_and_ranges() {

@@ -56,6 +56,8 @@ pub struct Quotas {
     pub alerts: Arc<alerts::Alerts>,
     /// budgets as this replica last saw them (`gateway_budget_used`)
     pub budgets: alerts::BudgetGauges,
+    /// ledger entries of requests that ended, summed by group, until sent
+    ledger_buffer: ledger::LedgerBuffer,
 }
 
 /// One quota window that applies to this request.
@@ -109,6 +111,7 @@ impl Quotas {
             stats: Stats::default(),
             alerts: Arc::new(alerts::Alerts::default()),
             budgets: alerts::BudgetGauges::default(),
+            ledger_buffer: ledger::LedgerBuffer::default(),
         })
     }
 
@@ -117,6 +120,7 @@ impl Quotas {
     pub fn start(self: &Arc<Self>) {
         if matches!(*self.store, QuotaStore::Redis(_)) {
             self.queue.spawn(self.store.clone(), self.alerts.clone());
+            tokio::spawn(ledger_flusher(Arc::downgrade(self)));
         }
         tokio::spawn(sweeper(Arc::downgrade(self)));
     }
@@ -146,10 +150,8 @@ impl Quotas {
             && (self.queue.unlanded(tag) > 0 || self.store.is_settling(tag))
     }
 
-    /// Sends one group's settlement to where it was reserved, with the
-    /// request's ledger entry when this group carries it (never to this
-    /// replica's local shares: the ledger is the store's).
-    fn settle_group(&self, id: &str, g: &Group, actual: Vec<Actual>, ledger: Option<LedgerAdd>) {
+    /// Sends one group's settlement to where it was reserved.
+    fn settle_group(&self, id: &str, g: &Group, actual: Vec<Actual>) {
         let now = now_ms();
         let call = SettleCall {
             tag: &g.tag,
@@ -171,13 +173,7 @@ impl Quotas {
         }
         match &*self.store {
             QuotaStore::Memory(m) => {
-                let s = m.settle(
-                    &SettleCall {
-                        ledger: ledger.as_ref(),
-                        ..call
-                    },
-                    now,
-                );
+                let s = m.settle(&call, now);
                 if !s.crossed.is_empty() {
                     self.alerts.crossed(&g.items, &actual, &s.crossed);
                 }
@@ -190,7 +186,7 @@ impl Quotas {
                 actual,
                 tomb_ms: TOMBSTONE_MS,
                 gates: g.gates,
-                ledger,
+                ledger: None,
                 // (the quotas only for calendar windows and alerts: see `Job`)
                 items: match g.items.iter().any(|(q, _)| q.calendar.is_some()) {
                     true => g.items.clone(),
@@ -200,16 +196,35 @@ impl Quotas {
         }
     }
 
-    /// Adds a request's ledger entry on its own (the request reserved nothing),
-    /// under hash tag `tag`, with an id of its own: sent twice (the retry
-    /// queue), it is counted once.
-    pub fn ledger_alone(&self, tag: String, ledger: LedgerAdd) {
-        let id = new_id();
+    /// Adds a request's ledger entry, under hash tag `tag`: at once in
+    /// memory; for Redis into this replica's ledger buffer, whose groups
+    /// [`Quotas::flush_ledger`] sends every [`LEDGER_EVERY`], one settle call
+    /// (ledger only, with an id of its own: sent twice by the retry queue, it
+    /// counts once) per group — so the ledger costs no call per request.
+    pub fn ledger_add(&self, tag: String, ledger: LedgerAdd) {
         match &*self.store {
             QuotaStore::Memory(m) => m.ledger.add(&ledger),
-            QuotaStore::Redis(_) => self.queue.push(Job {
+            QuotaStore::Redis(_) => {
+                if let Some((tag, ledger)) = self.ledger_buffer.add(tag, ledger) {
+                    self.send_ledger(tag, ledger);
+                }
+            }
+        }
+    }
+
+    /// Sends what the ledger buffer holds (each group of each tag as one
+    /// ledger-only settlement through the settle queue).
+    pub fn flush_ledger(&self) {
+        for (tag, ledger) in self.ledger_buffer.take() {
+            self.send_ledger(tag, ledger);
+        }
+    }
+
+    fn send_ledger(&self, tag: String, ledger: LedgerAdd) {
+        {
+            self.queue.push(Job {
                 tag,
-                id,
+                id: new_id(),
                 member: String::new(),
                 mode: SettleMode::Unreserved,
                 actual: Vec::new(),
@@ -217,8 +232,22 @@ impl Quotas {
                 gates: false,
                 ledger: Some(ledger),
                 items: Vec::new(),
-            }),
+            });
         }
+    }
+}
+
+/// How often a replica sends its ledger buffer to Redis.
+pub const LEDGER_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Sends the ledger buffer every [`LEDGER_EVERY`]; ends with the quotas.
+async fn ledger_flusher(quotas: std::sync::Weak<Quotas>) {
+    loop {
+        tokio::time::sleep(LEDGER_EVERY).await;
+        let Some(q) = quotas.upgrade() else {
+            return;
+        };
+        q.flush_ledger();
     }
 }
 
