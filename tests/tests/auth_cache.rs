@@ -18,8 +18,8 @@ fn config(redis_url: &str, ttl_ms: u64) -> String {
         .provider(Provider::mock("m"))
         .route(Route::new("chat", "/v1").keyed().upstream("m"))
         .tenant(Tenant::new("acme").consumer(Consumer::new("bob").key(SEED_KEY)))
-        // the ledger's one script call per answered request (its HGET counts
-        // in commandstats like a lookup's) is not what these tests count
+        // the ledger's script calls (every 250 ms; their HGET counts in
+        // commandstats like a lookup's) are not what these tests count
         .no_ledger()
         .access_log()
         .yaml()

@@ -64,8 +64,7 @@ pub struct PriceConfig {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
-    /// keep the usage ledger (false: no per-day aggregates are written, which
-    /// saves a routes-without-quotas request its one Redis call at the end;
+    /// keep the usage ledger (false: no per-day aggregates are written;
     /// `gateway bill` still reads the access log)
     #[serde(default = "d_true")]
     pub enabled: bool,

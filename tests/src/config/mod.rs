@@ -141,8 +141,7 @@ impl Config {
         self
     }
 
-    /// `ledger.enabled: false`: no usage ledger (a request without quotas
-    /// then makes no Redis call at its end).
+    /// `ledger.enabled: false`: no usage ledger (no ledger-only settle calls).
     pub fn no_ledger(mut self) -> Self {
         let mut l = self.ledger.take().unwrap_or_else(|| serde_json::json!({}));
         l["enabled"] = false.into();
