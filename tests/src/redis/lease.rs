@@ -56,15 +56,17 @@ pub fn lease_keys(r: &(impl Cli + ?Sized)) -> Vec<String> {
         .collect()
 }
 
-/// Every lease zset as (key, ZCARD): held reservations plus tombstones.
+/// Every lease zset as (key, reservations held): its members but the
+/// tombstones (`E` of ended leases, `S` of usage charged without a
+/// reservation, which the usage ledger's own settlements leave too).
 pub fn lease_counts(r: &(impl Cli + ?Sized)) -> Vec<(String, u64)> {
     lease_keys(r)
         .into_iter()
         .map(|k| {
-            let n = r.cli(&["ZCARD", &k]);
-            let n = n
-                .parse()
-                .unwrap_or_else(|_| panic!("ZCARD {k} answered {n:?}"));
+            let n = leases_of(r, &k)
+                .iter()
+                .filter(|l| !l.is_tombstone() && !l.member.starts_with("S\n"))
+                .count() as u64;
             (k, n)
         })
         .collect()
