@@ -60,7 +60,8 @@ impl Jobs {
     }
 
     /// Parked jobs whose node is reachable again (all of them when
-    /// `everyone`) go back before the ready ones (they are older), in order;
+    /// `everyone`) go back before the ready ones (they are older), in order,
+    /// those that hold a tag's admission (usage served without Redis) first;
     /// the others stay parked.
     fn unpark(&mut self, everyone: bool, down: impl Fn(u16) -> bool) {
         if self.parked.is_empty() {
@@ -76,7 +77,12 @@ impl Jobs {
             }
         }
         self.parked = still;
-        for q in back.into_iter().rev() {
+        // usage served without Redis first (admission on its tag waits for
+        // it), then the rest (the ledger's entries among them), each in order
+        let (gating, rest): (Vec<Queued>, Vec<Queued>) = back
+            .into_iter()
+            .partition(|q| q.job.mode == SettleMode::Unreserved && q.job.gates);
+        for q in gating.into_iter().chain(rest).rev() {
             self.ready.push_front(q);
         }
     }
@@ -435,6 +441,26 @@ mod tests {
         assert_eq!(q.unlanded("t:a"), 0);
         q.push(job("t:a", SettleMode::Unreserved));
         assert_eq!(q.unlanded("t:a"), 1);
+    }
+
+    #[test]
+    fn usage_served_without_redis_lands_before_the_rest_when_its_node_is_back() {
+        let (conn, store) = cluster();
+        let q = SettleQueue::new(10);
+        let mut ledger = job("t:a", SettleMode::Unreserved);
+        ledger.gates = false;
+        ledger.id = "ledger".into();
+        q.push(ledger);
+        let mut served = job("t:a", SettleMode::Unreserved);
+        served.id = "served".into();
+        q.push(served);
+        conn.reach.report_node("a:1", false, &"test");
+        assert!(q.pop(&store).is_none(), "both set aside");
+        conn.reach.report_node("a:1", true, &"");
+        q.lock().unpark(false, |slot| store.is_slot_down(slot));
+        let first = q.pop(&store).expect("back");
+        assert_eq!(first.job.id, "served");
+        assert_eq!(q.pop(&store).expect("then").job.id, "ledger");
     }
 
     #[test]
