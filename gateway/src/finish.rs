@@ -183,8 +183,8 @@ fn ledger_entry(
     crate::text::cut(&mut model, c.sinks.value_limit);
     let day = crate::calendar::utc_day(c.facts.start_wall);
     let tag = match (who, c.facts.route.as_deref()) {
-        (Some(w), _) => format!("t:{}", w.tenant),
-        (None, Some(route)) => format!("r:{}", route.replace(['{', '}'], "_")),
+        (Some(w), _) => crate::quota::spec::tenant_tag(&w.tenant),
+        (None, Some(route)) => crate::quota::spec::route_tag(route),
         (None, None) => return None,
     };
     let now_s = crate::quota::now_ms() / 1000;

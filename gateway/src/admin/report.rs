@@ -104,7 +104,7 @@ pub async fn get(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>
     let rows = ledger_rows(app, &q).await.map_err(|e| {
         GatewayError::state_unavailable(format!("the usage ledger cannot be read: {e}"))
     })?;
-    Ok(render(&q, rows, &currency(app)))
+    Ok(render(&q, rows, &app.currency()))
 }
 
 /// The ledger's rows of the query's days (and tenant).
@@ -114,11 +114,6 @@ async fn ledger_rows(app: &App, q: &Query) -> Result<Vec<(Dims, Totals)>, StateE
         .store
         .ledger_read(&from, &to, q.tenant.as_deref())
         .await
-}
-
-/// The currency of the ledger's costs (`pricing.currency`).
-fn currency(app: &App) -> String {
-    app.currency()
 }
 
 #[cfg(test)]

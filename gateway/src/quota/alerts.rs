@@ -90,19 +90,12 @@ impl Alerts {
             let (Some((q, key)), Some(a)) = (items.get(c.index), actual.get(c.index)) else {
                 continue;
             };
-            let tag = key
-                .strip_prefix('{')
-                .and_then(|k| k.split_once('}'))
-                .map_or("", |(t, _)| t);
-            let money = |n: u64| match q.strategy {
-                shared::config::QuotaStrategy::Cost => shared::money::format_nanos(n),
-                _ => n.to_string(),
-            };
+            let money = |n: u64| q.show_amount(n);
             let alert = Alert {
                 kind: "budget_alert",
                 quota: q.name.clone(),
                 owner: q.owner_label(),
-                subject: q.subject_of(tag, key).unwrap_or("").to_string(),
+                subject: q.subject_in(key).to_string(),
                 window: q.window.clone(),
                 percent: c.percent,
                 used: money(c.used),

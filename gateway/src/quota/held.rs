@@ -365,13 +365,7 @@ impl Held {
         let (Some((q, key)), Some(it)) = (quotas.get(index), items.get(index)) else {
             return Refusal::Unavailable;
         };
-        // `{tag}:q:<owner>:<quota>:<subject>`: tags hold no braces, but a subject
-        // may hold colons (an IPv6 address, a header value)
-        let subject = key
-            .strip_prefix('{')
-            .and_then(|k| k.split_once('}'))
-            .and_then(|(tag, _)| q.subject_of(tag, key))
-            .unwrap_or("");
+        let subject = q.subject_in(key);
         self.limited_by = Some(q.name.clone());
         if q.strategy != QuotaStrategy::Cost {
             self.target(attempt).note(
@@ -383,10 +377,7 @@ impl Held {
                 },
             );
         }
-        let money = |n: u64| match q.strategy {
-            QuotaStrategy::Cost => shared::money::format_nanos(n),
-            _ => n.to_string(),
-        };
+        let money = |n: u64| q.show_amount(n);
         let msg = match retry_ms {
             Some(ms) => format!(
                 "{} is exhausted: {} used, this request needs up to {}; retry in {}",

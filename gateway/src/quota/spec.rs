@@ -148,19 +148,34 @@ impl Quota {
 
     /// The hash tag the quota's windows live under (see lua/README.md).
     pub fn tag(&self, provider: Option<&str>) -> String {
-        // braces would end the hash tag early; tenant ids cannot hold them, route
-        // names and provider ids might
-        let clean = |s: &str| s.replace(['{', '}'], "_");
         match (&self.by, &self.owner) {
-            (By::Upstream, _) => format!("u:{}", clean(provider.unwrap_or(""))),
-            (_, Owner::Route(r)) => format!("r:{}", clean(r)),
-            (_, Owner::Tenant(t) | Owner::Consumer(t, _)) => format!("t:{t}"),
+            (By::Upstream, _) => format!("u:{}", clean_tag(provider.unwrap_or(""))),
+            (_, Owner::Route(r)) => route_tag(r),
+            (_, Owner::Tenant(t) | Owner::Consumer(t, _)) => tenant_tag(t),
         }
     }
 
     /// The subject of a window key of this quota under `tag`, if it is one.
     pub fn subject_of<'k>(&self, tag: &str, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(&self.key(tag, ""))
+    }
+
+    /// The subject of a window key of this quota (`{tag}:q:<owner>:<quota>:<subject>`:
+    /// tags hold no braces, but a subject may hold colons, an IPv6 address or
+    /// a header digest), or "".
+    pub fn subject_in<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix('{')
+            .and_then(|k| k.split_once('}'))
+            .and_then(|(tag, _)| self.subject_of(tag, key))
+            .unwrap_or("")
+    }
+
+    /// An amount of this quota as text: decimal money for a budget, else a count.
+    pub fn show_amount(&self, n: u64) -> String {
+        match self.strategy {
+            QuotaStrategy::Cost => shared::money::format_nanos(n),
+            _ => n.to_string(),
+        }
     }
 
     /// The one subject a quota counts, when it does not depend on the caller.
@@ -198,6 +213,23 @@ impl Quota {
             QuotaStrategy::Cost => s.cost,
         }
     }
+}
+
+/// Braces would end a hash tag early: tenant ids cannot hold them, route
+/// names and provider ids might.
+fn clean_tag(s: &str) -> String {
+    s.replace(['{', '}'], "_")
+}
+
+/// The hash tag of what tenant `t` owns (its and its consumers' quotas, its
+/// ledger days).
+pub fn tenant_tag(t: &str) -> String {
+    format!("t:{t}")
+}
+
+/// The hash tag of what route `r` owns.
+pub fn route_tag(r: &str) -> String {
+    format!("r:{}", clean_tag(r))
 }
 
 /// What a request spent, as the quotas count it: its usage and what that cost
