@@ -30,6 +30,12 @@ pub fn with_env<R>(env: Lookup, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A variable of the environment the config is being read with (None outside
+/// [`with_env`]).
+pub fn lookup(name: &str) -> Option<String> {
+    ENV.with(|e| e.borrow().as_ref().and_then(|l| l(name)))
+}
+
 /// A config string whose `${NAME}` / `${NAME:-default}` placeholders were replaced
 /// from the environment while the file was parsed (see [`with_env`]). A missing
 /// variable without a default is a load error that names it.

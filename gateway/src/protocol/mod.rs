@@ -27,7 +27,50 @@ pub use seam::Seam;
 use crate::endpoint::Endpoint;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::value::RawValue;
 use shared::usage::Usage;
+
+/// A request body made the upstream's, with the fields that had no
+/// counterpart (dropped).
+#[derive(Debug)]
+pub struct Translated {
+    pub body: bytes::Bytes,
+    pub warnings: Vec<String>,
+}
+
+/// A request the target dialect cannot serve: the field (JSON path, e.g.
+/// `messages[2].content[0].type`) and why. Becomes a 400 naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Refused {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Refused {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// What a translation needs besides the body.
+pub struct RequestOpts<'a> {
+    /// the upstream model (after the model map)
+    pub model: &'a str,
+    /// `max_tokens` when an OpenAI request has neither `max_tokens` nor
+    /// `max_completion_tokens` (Anthropic requires it)
+    pub default_max_tokens: u32,
+    /// the provider's `options`, set over the translated body's top-level fields
+    pub options: &'a [(String, Box<RawValue>)],
+}
 
 /// The API a client calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +109,15 @@ pub enum Dialect {
     /// Anthropic's Messages API: `{base_url}/messages`, `x-api-key: <token>`,
     /// `anthropic-version`
     Anthropic,
+    /// Gemini's `generateContent` (Google AI Studio's URLs and `x-goog-api-key`,
+    /// or Vertex AI's URLs and OAuth tokens: the same bodies)
+    Gemini,
+    /// Anthropic's Messages body on Vertex AI (`rawPredict`): the model in the
+    /// URL, `anthropic_version` in the body
+    VertexAnthropic,
+    /// Amazon Bedrock's Converse API (SigV4-signed; streams in AWS eventstream
+    /// framing)
+    Bedrock,
 }
 
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
@@ -77,7 +129,11 @@ impl Dialect {
     pub fn url(self, base: &str, endpoint: Endpoint, model: &str, api_version: &str) -> String {
         match self {
             Dialect::Anthropic => format!("{base}{}", endpoint.suffix()),
-            _ => openai::url(self == Dialect::Azure, base, endpoint, model, api_version),
+            // (their URLs are the provider's: `providers/`)
+            Dialect::Gemini | Dialect::VertexAnthropic | Dialect::Bedrock => base.to_string(),
+            Dialect::OpenAi | Dialect::Azure => {
+                openai::url(self == Dialect::Azure, base, endpoint, model, api_version)
+            }
         }
     }
 
@@ -90,7 +146,11 @@ impl Dialect {
                     h.insert(ANTHROPIC_VERSION, v);
                 }
             }
-            Dialect::OpenAi | Dialect::Azure => {
+            // (on Vertex AI the version is in the body; a beta header passes)
+            Dialect::VertexAnthropic => {
+                h.remove(ANTHROPIC_VERSION);
+            }
+            Dialect::OpenAi | Dialect::Azure | Dialect::Gemini | Dialect::Bedrock => {
                 h.remove(ANTHROPIC_VERSION);
                 h.remove(ANTHROPIC_BETA);
             }
@@ -99,23 +159,32 @@ impl Dialect {
 
     /// The model is part of the URL (and must be a name URLs allow).
     pub fn model_in_url(self, endpoint: Endpoint) -> bool {
-        self == Dialect::Azure && !matches!(endpoint, Endpoint::Responses | Endpoint::Models)
+        match self {
+            Dialect::Azure => !matches!(endpoint, Endpoint::Responses | Endpoint::Models),
+            Dialect::Gemini | Dialect::VertexAnthropic | Dialect::Bedrock => true,
+            Dialect::OpenAi | Dialect::Anthropic => false,
+        }
     }
 
     /// The value of the token header for API token `token`.
     pub fn token_value(self, token: &str) -> String {
         match self {
-            Dialect::OpenAi => format!("Bearer {token}"),
-            Dialect::Azure | Dialect::Anthropic => token.to_string(),
+            Dialect::OpenAi | Dialect::VertexAnthropic => format!("Bearer {token}"),
+            Dialect::Azure | Dialect::Anthropic | Dialect::Gemini | Dialect::Bedrock => {
+                token.to_string()
+            }
         }
     }
 
     /// The header a provider's API token goes in.
     pub fn token_header(self) -> HeaderName {
         match self {
-            Dialect::OpenAi => http::header::AUTHORIZATION,
+            Dialect::OpenAi | Dialect::VertexAnthropic | Dialect::Bedrock => {
+                http::header::AUTHORIZATION
+            }
             Dialect::Azure => HeaderName::from_static("api-key"),
             Dialect::Anthropic => HeaderName::from_static("x-api-key"),
+            Dialect::Gemini => HeaderName::from_static("x-goog-api-key"),
         }
     }
 }

@@ -30,6 +30,14 @@ pub enum Flavor {
     Azure,
     /// `{base_url}/messages`, `x-api-key: <token>`, `anthropic-version`.
     Anthropic,
+    /// Gemini's native API: `{base_url}/models/{model}:generateContent`,
+    /// `x-goog-api-key: <token>`.
+    Gemini,
+    /// Vertex AI: `{base_url}/projects/{p}/locations/{l}/publishers/{google|anthropic}/models/{model}:{method}`,
+    /// OAuth 2.0 access tokens from a service account.
+    Vertex,
+    /// Amazon Bedrock: `{base_url}/model/{model}/converse[-stream]`, SigV4.
+    Bedrock,
     /// Answered in-process by [`mock`].
     Mock,
 }
@@ -81,7 +89,8 @@ pub fn default_base_url(kind: ProviderType) -> Option<&'static str> {
         Openai => "https://api.openai.com/v1",
         Deepseek => "https://api.deepseek.com/v1",
         Anthropic | AnthropicOpenai => "https://api.anthropic.com/v1",
-        Gemini => "https://generativelanguage.googleapis.com/v1beta/openai",
+        Gemini => "https://generativelanguage.googleapis.com/v1beta",
+        GeminiOpenai => "https://generativelanguage.googleapis.com/v1beta/openai",
         Openrouter => "https://openrouter.ai/api/v1",
         Groq => "https://api.groq.com/openai/v1",
         Mistral => "https://api.mistral.ai/v1",
@@ -91,7 +100,8 @@ pub fn default_base_url(kind: ProviderType) -> Option<&'static str> {
         Xai => "https://api.x.ai/v1",
         Ollama => "http://127.0.0.1:11434/v1",
         Vllm => "http://127.0.0.1:8000/v1",
-        OpenaiCompatible | AzureOpenai | Mock => return None,
+        // (their hosts name the location or region: `providers/`)
+        OpenaiCompatible | AzureOpenai | VertexAi | Bedrock | Mock => return None,
     })
 }
 
@@ -99,6 +109,8 @@ fn dialect_of(flavor: Flavor) -> Dialect {
     match flavor {
         Flavor::Azure => Dialect::Azure,
         Flavor::Anthropic => Dialect::Anthropic,
+        Flavor::Gemini | Flavor::Vertex => Dialect::Gemini,
+        Flavor::Bedrock => Dialect::Bedrock,
         // (the built-in mock answers as OpenAI does)
         Flavor::OpenAi | Flavor::Mock => Dialect::OpenAi,
     }
@@ -107,7 +119,10 @@ fn dialect_of(flavor: Flavor) -> Dialect {
 /// Types whose hosted service always needs an API token.
 fn needs_token(kind: ProviderType) -> bool {
     use ProviderType::*;
-    !matches!(kind, OpenaiCompatible | Ollama | Vllm | Mock)
+    !matches!(
+        kind,
+        OpenaiCompatible | Ollama | Vllm | Mock | VertexAi | Bedrock
+    )
 }
 
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -132,6 +147,9 @@ impl Provider {
             ProviderType::Mock => Flavor::Mock,
             ProviderType::AzureOpenai => Flavor::Azure,
             ProviderType::Anthropic => Flavor::Anthropic,
+            ProviderType::Gemini => Flavor::Gemini,
+            ProviderType::VertexAi => Flavor::Vertex,
+            ProviderType::Bedrock => Flavor::Bedrock,
             _ => Flavor::OpenAi,
         };
         let base = match (&raw.base_url, default_base_url(raw.kind)) {
@@ -415,6 +433,9 @@ pub fn type_name(kind: ProviderType) -> &'static str {
         Anthropic => "anthropic",
         AnthropicOpenai => "anthropic-openai",
         Gemini => "gemini",
+        GeminiOpenai => "gemini-openai",
+        VertexAi => "vertex-ai",
+        Bedrock => "bedrock",
         Mock => "mock",
         Openrouter => "openrouter",
         Groq => "groq",
@@ -435,7 +456,9 @@ pub fn gen_ai_name(kind: ProviderType) -> &'static str {
     match kind {
         AzureOpenai => "azure.ai.openai",
         Anthropic | AnthropicOpenai => "anthropic",
-        Gemini => "gcp.gemini",
+        Gemini | GeminiOpenai => "gcp.gemini",
+        VertexAi => "gcp.vertex_ai",
+        Bedrock => "aws.bedrock",
         Mistral => "mistral_ai",
         Xai => "x_ai",
         Qwen => "alibaba.qwen",

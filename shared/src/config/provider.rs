@@ -19,7 +19,15 @@ pub enum ProviderType {
     Anthropic,
     /// Anthropic through its OpenAI-compatible endpoint (`/v1/chat/completions`)
     AnthropicOpenai,
+    /// Gemini's native API (`generateContent`, `x-goog-api-key`)
     Gemini,
+    /// Gemini through its OpenAI-compatibility endpoint (`/v1beta/openai`)
+    GeminiOpenai,
+    /// Vertex AI: Gemini models natively, Anthropic models with the Messages
+    /// body; OAuth 2.0 access tokens from a service account
+    VertexAi,
+    /// Amazon Bedrock's Converse API, SigV4-signed
+    Bedrock,
     Mock,
     Openrouter,
     Groq,
@@ -63,6 +71,105 @@ pub struct ProviderConfig {
     /// `max_completion_tokens` (the Messages API requires it).
     #[serde(default = "d_default_max_tokens")]
     pub default_max_tokens: u32,
+    /// Added key (vertex-ai): the GCP project; default: the service account's
+    /// `project_id`.
+    #[serde(default)]
+    pub project: Option<EnvString>,
+    /// Added key (vertex-ai): the Vertex AI location (`us-central1`, `global`, ...).
+    #[serde(default)]
+    pub location: Option<EnvString>,
+    /// Added key (bedrock): the AWS region; default: `AWS_REGION`, then
+    /// `AWS_DEFAULT_REGION` from the environment.
+    #[serde(default)]
+    pub region: Option<EnvString>,
+    /// Added key: credentials other than `api_tokens` (`gcp` for vertex-ai,
+    /// `aws` for bedrock).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// `AWS_*` from the environment the config was read with (bedrock without
+    /// `auth.aws`), taken at parse time like `${NAME}`.
+    #[serde(skip, default = "aws_from_env")]
+    #[schemars(skip)]
+    pub aws_env: AwsEnv,
+}
+
+/// `providers[].auth`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub gcp: Option<GcpAuthConfig>,
+    #[serde(default)]
+    pub aws: Option<AwsAuthConfig>,
+}
+
+/// `providers[].auth.gcp`: a service account, exchanged for OAuth 2.0 access
+/// tokens (JWT bearer grant).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcpAuthConfig {
+    /// The service account key file's JSON text (inline or `${ENV}`).
+    #[serde(default)]
+    pub service_account_json: Option<EnvString>,
+    /// A path to the service account key file (instead of the text).
+    #[serde(default)]
+    pub service_account_file: Option<EnvString>,
+    /// Longest time (seconds) an access token is used, whatever its lifetime.
+    #[serde(default)]
+    pub max_ttl: Option<u64>,
+    /// Seconds before its expiry a token is replaced.
+    #[serde(default = "d_expire_early")]
+    pub expire_early_secs: u64,
+    /// The OAuth 2.0 token endpoint; default: the service account's `token_uri`.
+    #[serde(default)]
+    pub token_url: Option<EnvString>,
+    /// OAuth scopes asked for.
+    #[serde(default = "d_gcp_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn d_expire_early() -> u64 {
+    60
+}
+fn d_gcp_scopes() -> Vec<String> {
+    vec!["https://www.googleapis.com/auth/cloud-platform".into()]
+}
+
+/// `providers[].auth.aws`: static credentials (default: `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` from the environment).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsAuthConfig {
+    pub access_key_id: EnvString,
+    pub secret_access_key: EnvString,
+    #[serde(default)]
+    pub session_token: Option<EnvString>,
+}
+
+/// The `AWS_*` variables of the environment a config was read with.
+#[derive(Debug, Clone, Default)]
+pub struct AwsEnv {
+    pub credentials: Option<AwsAuthConfig>,
+    pub region: Option<EnvString>,
+}
+
+fn aws_from_env() -> AwsEnv {
+    let var = |n: &str| {
+        crate::env::lookup(n)
+            .filter(|v| !v.is_empty())
+            .map(EnvString::new)
+    };
+    AwsEnv {
+        credentials: match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(AwsAuthConfig {
+                access_key_id,
+                secret_access_key,
+                session_token: var("AWS_SESSION_TOKEN"),
+            }),
+            _ => None,
+        },
+        region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+    }
 }
 
 fn d_default_max_tokens() -> u32 {
@@ -118,6 +225,11 @@ pub struct ChecksConfig {
 pub struct ActiveCheckConfig {
     #[serde(default = "d_check_path")]
     pub http_path: String,
+    /// Added key: probe with a minimal generation (one output token) of this
+    /// model instead of a GET of `http_path`: what vertex-ai and bedrock need,
+    /// whose runtime endpoints have no models call.
+    #[serde(default)]
+    pub generate: Option<GenerateProbeConfig>,
     #[serde(default = "d_check_interval")]
     pub interval_s: u64,
     #[serde(default = "d_check_timeout")]
@@ -126,6 +238,14 @@ pub struct ActiveCheckConfig {
     pub healthy: HealthyConfig,
     #[serde(default)]
     pub unhealthy: UnhealthyConfig,
+}
+
+/// `checks.active.generate`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateProbeConfig {
+    /// The upstream model probed (not mapped).
+    pub model: String,
 }
 
 fn d_check_path() -> String {

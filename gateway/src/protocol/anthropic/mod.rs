@@ -29,46 +29,4 @@ pub use stream_from_chat::ChatToMessages;
 pub use stream_to_chat::MessagesToChat;
 pub use to_chat::messages_to_chat;
 
-use serde_json::value::RawValue;
-
-/// A request body made the upstream's, with the fields that had no
-/// counterpart (dropped).
-#[derive(Debug)]
-pub struct Translated {
-    pub body: bytes::Bytes,
-    pub warnings: Vec<String>,
-}
-
-/// A request the target dialect cannot serve: the field (JSON path, e.g.
-/// `messages[2].content[0].type`) and why. Becomes a 400 naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub field: String,
-    pub reason: String,
-}
-
-impl Refused {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Refused {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
-}
-
-/// What a translation needs besides the body.
-pub struct RequestOpts<'a> {
-    /// the upstream model (after the model map)
-    pub model: &'a str,
-    /// `max_tokens` when an OpenAI request has neither `max_tokens` nor
-    /// `max_completion_tokens` (Anthropic requires it)
-    pub default_max_tokens: u32,
-    /// the provider's `options`, set over the translated body's top-level fields
-    pub options: &'a [(String, Box<RawValue>)],
-}
+pub use super::{Refused, RequestOpts, Translated};
