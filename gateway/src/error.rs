@@ -186,6 +186,21 @@ impl GatewayError {
         )
     }
 
+    /// A 503: the provider's credentials could not be had (a service account's
+    /// token endpoint failed); another instance may be tried, and the next
+    /// request asks for a token again.
+    pub fn upstream_auth_failed(provider: &str, detail: impl fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_error",
+            "upstream_auth_failed",
+            format!("could not authenticate to upstream {provider}: {detail}"),
+        );
+        e.retryable = true;
+        e.flag = "UAF";
+        e
+    }
+
     pub fn upstream_timeout(provider: &str, what: &str, ms: u64) -> Self {
         let mut e = Self::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -66,6 +66,8 @@ pub enum AttemptError {
     Connect(String),
     Timeout,
     Other(String),
+    /// the provider's credentials could not be had (its token endpoint failed)
+    Auth(String),
 }
 
 /// Sends one request; waits at most `first_byte` for the response headers.

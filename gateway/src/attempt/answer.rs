@@ -39,6 +39,9 @@ pub struct Reading {
     pub include_usage: bool,
     /// `server.redact_upstream_errors`
     pub redact: bool,
+    /// the upstream model, for an answer translated from an API whose answers
+    /// may not name it
+    pub model: Option<String>,
 }
 
 /// Turns an upstream response into an answer. A successful one is held until its
@@ -56,6 +59,7 @@ pub async fn answer(
         strip_usage,
         include_usage,
         redact,
+        model,
     } = reading;
     let (mut head, mut body) = resp.into_parts();
     let sse = head
@@ -68,12 +72,19 @@ pub async fn answer(
     let deadline = tokio::time::Instant::from_std(sent + t.total);
     let failed = !head.status.is_success();
     let translated = !seam.same_api();
+    let error_shape = seam.translates_errors();
     // an error body is read whole to redact it, or to put it in the client's shape
-    if failed && (redact || translated) {
+    if failed && (redact || error_shape) {
         let wait = t.first_byte.saturating_sub(sent.elapsed()).max(t.idle);
+        // (Bedrock names the error in a header)
+        let error_type = head
+            .headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(':').next().unwrap_or(v).to_string());
         let mut text = crate::redact::redacted(&mut head, &mut body, &prov.redactor, wait).await;
-        if translated {
-            text = seam.error(text, head.status.as_u16());
+        if error_shape {
+            text = seam.error(text, head.status.as_u16(), error_type.as_deref());
             head.headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         }
@@ -115,10 +126,14 @@ pub async fn answer(
         head,
         body,
         first,
-        meter: match failed && translated {
+        meter: match failed && error_shape {
             // (its body is already the client's)
             true => Meter::passing(seam, sse),
-            false => Meter::new(seam, sse, strip_usage, include_usage),
+            false => {
+                let mut m = Meter::new(seam, sse, strip_usage, include_usage);
+                m.read.model = model;
+                m
+            }
         },
         limits: Limits {
             idle: t.idle,

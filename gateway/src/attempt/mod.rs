@@ -12,6 +12,7 @@ use crate::headers;
 use crate::health::{Cell, Health, InFlight, StreamWatch, View};
 use crate::protocol::anthropic::RequestOpts;
 use crate::protocol::{Inbound, Seam, Upstream};
+use crate::providers::native::{Target, UrlError};
 use crate::providers::{mock, Flavor, Provider};
 use crate::quota::{self, Refusal};
 use crate::request_body::ClientBody;
@@ -204,7 +205,7 @@ impl Call<'_> {
         let inbound = Inbound::of(self.endpoint);
         let seam = Seam {
             inbound,
-            dialect: prov.dialect_for(inbound),
+            dialect: prov.dialect_for(inbound, &upstream_model),
         };
         // (what the gateway answers itself is in the client's API already)
         let here = seam.answered_here();
@@ -241,17 +242,17 @@ impl Call<'_> {
                 ctx.answer().warning = (!up.warnings.is_empty())
                     .then(|| format!("dropped {}", up.warnings.join(", ")));
                 let mut req = self.upstream_request(prov, seam, up, &upstream_model, ctx)?;
-                if let Some((_, name, value)) = &token {
-                    req.headers_mut().insert(name.clone(), value.clone());
-                }
                 ctx.propagate_trace(req.headers_mut());
                 let http = prov
                     .client
                     .as_ref()
                     .ok_or_else(|| GatewayError::internal("provider has no HTTP client"))?;
-                upstream::send(http, req, prov.timeouts.first_byte)
-                    .await
-                    .map(|r| r.map(UpstreamBody::Http))
+                match prov.authorize(&mut req, token_index).await {
+                    Ok(()) => upstream::send(http, req.map(Full::new), prov.timeouts.first_byte)
+                        .await
+                        .map(|r| r.map(UpstreamBody::Http)),
+                    Err(why) => Err(AttemptError::Auth(why)),
+                }
             }
         };
         let mut status = None;
@@ -265,6 +266,7 @@ impl Call<'_> {
                     strip_usage: add_usage,
                     include_usage: self.client.include_usage,
                     redact: cfg.server.redact_upstream_errors,
+                    model: (!seam.same_api()).then(|| upstream_model.to_string()),
                 };
                 match answer(resp, prov, ctx, sent, reading).await {
                     Ok(a) => match status_reason(s) {
@@ -330,6 +332,11 @@ fn no_response(e: AttemptError, prov: &Provider) -> (FallbackOn, Failure) {
         AttemptError::Other(why) => (
             FallbackOn::ConnectError,
             Failure::Error(GatewayError::upstream_failed(&prov.id, why)),
+        ),
+        // no credentials to send (the token endpoint failed): nothing was sent
+        AttemptError::Auth(why) => (
+            FallbackOn::ConnectError,
+            Failure::Error(GatewayError::upstream_auth_failed(&prov.id, why)),
         ),
     }
 }
@@ -431,7 +438,7 @@ impl Call<'_> {
     /// The request for one attempt: the provider's URL for the upstream's endpoint
     /// and `model`, the client's headers without secrets and hop-by-hop ones (and
     /// those of another API), the dialect's own, the request id and the caller's
-    /// `tenant/consumer` (the api token is added by the caller).
+    /// `tenant/consumer` (the credentials are added by the caller).
     fn upstream_request(
         &self,
         prov: &Provider,
@@ -439,14 +446,20 @@ impl Call<'_> {
         up: Upstream,
         model: &str,
         ctx: &RequestCtx,
-    ) -> Result<http::Request<Full<Bytes>>, GatewayError> {
-        let uri = prov.uri(up.endpoint, model).map_err(|e| {
-            GatewayError::bad_request(
+    ) -> Result<http::Request<Bytes>, GatewayError> {
+        let call = Target {
+            endpoint: up.endpoint,
+            stream: up.stream,
+            batch: up.batch,
+        };
+        let uri = prov.uri(call, model).map_err(|e| match e {
+            UrlError::Model(e) => GatewayError::bad_request(
                 "invalid_model",
                 format!("cannot build the upstream URL for model {model:?}: {e}"),
-            )
+            ),
+            UrlError::Unserved(e) => GatewayError::bad_request("unsupported_endpoint", e),
         })?;
-        let mut req = http::Request::new(Full::new(up.body));
+        let mut req = http::Request::new(up.body);
         *req.method_mut() = up.endpoint.method();
         *req.uri_mut() = uri;
         let h = req.headers_mut();

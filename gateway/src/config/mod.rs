@@ -343,7 +343,7 @@ routes:
                 "c.yaml: server.max_body_bytes: expected an integer of 0 or more, found a string (line 4 column 19)",
                 "c.yaml: providers[0].api_tokens: expected a list like [a, b], found a string (line 8 column 17)",
                 "c.yaml: providers[1].id: required, but not set (line 9 column 5)",
-                "c.yaml: providers[1].bogus: unknown field `bogus`, expected one of `id`, `type`, `base_url`, `api_version`, `api_tokens`, `model_mapping`, `options`, `timeouts`, `checks`, `passive`, `models`, `default_max_tokens` (line 10 column 5)",
+                "c.yaml: providers[1].bogus: unknown field `bogus`, expected one of `id`, `type`, `base_url`, `api_version`, `api_tokens`, `model_mapping`, `options`, `timeouts`, `checks`, `passive`, `models`, `default_max_tokens`, `project`, `location`, `region`, `auth` (line 10 column 5)",
                 "c.yaml: routes[0].quotas[0].window: a window's unit is s, m, h or d, or a calendar window: day, week, month (line 14 column 74)",
             ],
             "(the validation's \"needs at least one api token\" is a consequence of the removed api_tokens)"

@@ -108,11 +108,21 @@ async fn run_probe(prov: &Provider, check: &ActiveCheck, token: Option<usize>) -
     let Some(client) = prov.client.as_ref() else {
         return Verdict::Neutral;
     };
-    let mut req = http::Request::new(Full::new(Bytes::new()));
-    *req.uri_mut() = check.uri.clone();
-    if let Some((name, value)) = token.and_then(|i| prov.token_header(i)) {
-        req.headers_mut().insert(name, value);
+    let mut req = match &check.generate {
+        Some(model) => match prov.probe_request(model) {
+            Ok(r) => r,
+            Err(e) => return Verdict::Unhealthy(format!("probe: {e}")),
+        },
+        None => {
+            let mut r = http::Request::new(Bytes::new());
+            *r.uri_mut() = check.uri.clone();
+            r
+        }
+    };
+    if let Err(e) = prov.authorize(&mut req, token).await {
+        return Verdict::Unhealthy(format!("probe: credentials: {e}"));
     }
+    let req = req.map(Full::new);
     let started = Instant::now();
     let resp = match upstream::send(client, req, check.timeout).await {
         Ok(r) => r,
@@ -124,6 +134,9 @@ async fn run_probe(prov: &Provider, check: &ActiveCheck, token: Option<usize>) -
         }
         Err(AttemptError::Connect(e)) => return Verdict::Unhealthy(format!("probe: connect: {e}")),
         Err(AttemptError::Other(e)) => return Verdict::Unhealthy(format!("probe: {e}")),
+        Err(AttemptError::Auth(e)) => {
+            return Verdict::Unhealthy(format!("probe: credentials: {e}"))
+        }
     };
     let status = resp.status().as_u16();
     // read (and drop) the answer within what is left of the timeout

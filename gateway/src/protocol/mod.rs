@@ -19,8 +19,11 @@
 //! body translated whole, all read into the same [`Read`].
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 mod seam;
+pub mod via;
 
 pub use seam::Seam;
 
@@ -176,6 +179,18 @@ impl Dialect {
         }
     }
 
+    /// The name the config and errors use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "OpenAI",
+            Dialect::Azure => "Azure OpenAI",
+            Dialect::Anthropic => "Anthropic",
+            Dialect::Gemini => "Gemini",
+            Dialect::VertexAnthropic => "Vertex AI (Anthropic)",
+            Dialect::Bedrock => "Bedrock",
+        }
+    }
+
     /// The header a provider's API token goes in.
     pub fn token_header(self) -> HeaderName {
         match self {
@@ -218,6 +233,10 @@ pub trait Events: Send {
 pub struct Upstream {
     pub body: Bytes,
     pub endpoint: Endpoint,
+    /// the answer streams (Gemini's, Vertex AI's and Bedrock's URLs say so)
+    pub stream: bool,
+    /// Gemini's embeddings: several inputs (`batchEmbedContents`)
+    pub batch: bool,
     /// fields of the client's request that had no counterpart upstream
     pub warnings: Vec<String>,
 }

@@ -15,6 +15,52 @@ pub struct ActiveCheck {
     pub rule: ProbeRule,
     pub healthy_statuses: Vec<u16>,
     pub unhealthy_statuses: Vec<u16>,
+    /// probe with a minimal generation of this upstream model (not a GET of `uri`)
+    pub generate: Option<String>,
+}
+
+/// The chat request a generation probe sends (translated into the provider's
+/// API): one word in, one token out.
+const PROBE_CHAT: &str = r#"{"messages":[{"role":"user","content":"ping"}],"max_tokens":1}"#;
+
+impl super::Provider {
+    /// A generation probe of `model`: [`PROBE_CHAT`] in the provider's API, to
+    /// its URL, with its headers (credentials are added by the caller).
+    pub fn probe_request(&self, model: &str) -> Result<http::Request<bytes::Bytes>, String> {
+        use crate::endpoint::Endpoint;
+        use crate::protocol::{Inbound, RequestOpts, Seam};
+        let raw = bytes::Bytes::from_static(PROBE_CHAT.as_bytes());
+        let client = crate::request_body::ClientBody::parse(&raw).map_err(|e| e.message)?;
+        let inbound = Inbound::OpenAi(Endpoint::ChatCompletions);
+        let seam = Seam {
+            inbound,
+            dialect: self.dialect_for(inbound, model),
+        };
+        let opts = RequestOpts {
+            model,
+            default_max_tokens: 1,
+            options: &self.options,
+        };
+        let up = seam
+            .request(&client, &raw, &opts, false)
+            .map_err(|e| e.message)?;
+        let target = super::native::Target {
+            endpoint: up.endpoint,
+            stream: false,
+            batch: up.batch,
+        };
+        let uri = self.uri(target, model).map_err(|e| e.to_string())?;
+        let mut req = http::Request::new(up.body);
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        seam.dialect.headers(&self.api_version, h);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(req)
+    }
 }
 
 /// Most failures `passive.failures` / the probe thresholds may ask for.
@@ -55,6 +101,19 @@ pub fn active(
         p.error(k, "type mock has nothing to probe; remove checks");
         return None;
     };
+    let generate = c.generate.as_ref().map(|g| g.model.clone());
+    if generate.is_none() && crate::providers::native::placed(raw.kind) {
+        p.error(
+            format!("{k}.generate"),
+            "this type's runtime endpoint has no models call: probe with generate.model",
+        );
+    }
+    if generate
+        .as_ref()
+        .is_some_and(|m| m.is_empty() || m.len() > 256)
+    {
+        p.error(format!("{k}.generate.model"), "must be 1 to 256 characters");
+    }
     if !c.http_path.starts_with('/') {
         p.error(format!("{k}.http_path"), "must start with /");
     }
@@ -121,5 +180,6 @@ pub fn active(
         },
         healthy_statuses: c.healthy.http_statuses.clone(),
         unhealthy_statuses: c.unhealthy.http_statuses.clone(),
+        generate,
     })
 }

@@ -2,9 +2,12 @@
 //! authenticated, how its URLs are shaped (OpenAI style or Azure deployments),
 //! model mapping and body options. The built-in `mock` answers in-process.
 
+pub mod aws;
 pub mod checks;
+pub mod gcp;
 pub mod mock;
 pub mod model_map;
+pub mod native;
 
 use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
@@ -12,6 +15,7 @@ use crate::protocol::Dialect;
 use crate::upstream::{ClientCache as Clients, HttpClient};
 use http::{HeaderName, HeaderValue};
 use model_map::ModelMap;
+use native::{Credentials, Target, UrlError};
 use serde_json::value::RawValue;
 use shared::config::{ProviderConfig, ProviderType};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,6 +84,10 @@ pub struct Provider {
     pub active: Option<ActiveCheck>,
     /// Upstream URIs that do not depend on the model, parsed once (by endpoint index).
     fixed_uris: Vec<Option<http::Uri>>,
+    /// how its requests are authenticated (api tokens, OAuth, SigV4)
+    pub credentials: Credentials,
+    /// Vertex AI: `/projects/{project}/locations/{location}`
+    vertex_path: String,
 }
 
 /// The default base URL of each provider type (None = must be configured).
@@ -152,10 +160,21 @@ impl Provider {
             ProviderType::Bedrock => Flavor::Bedrock,
             _ => Flavor::OpenAi,
         };
-        let base = match (&raw.base_url, default_base_url(raw.kind)) {
+        let t = &raw.timeouts;
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(t.connect_ms),
+            first_byte: Duration::from_millis(t.first_byte_ms),
+            idle: Duration::from_millis(t.idle_ms),
+            total: Duration::from_millis(t.total_ms),
+        };
+        let client = (flavor != Flavor::Mock).then(|| clients.get(timeouts.connect));
+        let native = native::build(raw, key, flavor, client.as_ref(), &timeouts, p);
+        let default_base = default_base_url(raw.kind).or(native.default_base.as_deref());
+        let base = match (&raw.base_url, default_base) {
             (Some(b), _) => b.as_str().trim_end_matches('/').to_string(),
             (None, Some(d)) => d.to_string(),
             (None, None) if flavor == Flavor::Mock => "mock://local".to_string(),
+            (None, None) if native::placed(raw.kind) => String::new(),
             (None, None) => {
                 p.error(
                     format!("{key}.base_url"),
@@ -226,7 +245,6 @@ impl Provider {
                 Err(e) => p.error(format!("{key}.options.{k}"), e),
             }
         }
-        let t = &raw.timeouts;
         for (name, v) in [
             ("connect_ms", t.connect_ms),
             ("first_byte_ms", t.first_byte_ms),
@@ -243,12 +261,6 @@ impl Provider {
                 "must not be longer than total_ms",
             );
         }
-        let timeouts = Timeouts {
-            connect: Duration::from_millis(t.connect_ms),
-            first_byte: Duration::from_millis(t.first_byte_ms),
-            idle: Duration::from_millis(t.idle_ms),
-            total: Duration::from_millis(t.total_ms),
-        };
         let passive = checks::passive(raw, key, p);
         let active = checks::active(
             raw,
@@ -259,7 +271,6 @@ impl Provider {
         if p.errors.len() > errors_before {
             return None;
         }
-        let client = (flavor != Flavor::Mock).then(|| clients.get(timeouts.connect));
         let mut prov = Provider {
             id: Arc::from(raw.id.as_str()),
             kind: raw.kind,
@@ -295,13 +306,15 @@ impl Provider {
             passive,
             active,
             fixed_uris: Vec::new(),
+            credentials: native.credentials,
+            vertex_path: native.vertex_path,
         };
         if flavor != Flavor::Mock {
             for e in Endpoint::ALL {
                 let uri = if prov.dialect().model_in_url(e) {
                     None
                 } else {
-                    match http::Uri::try_from(prov.url(e, "")) {
+                    match http::Uri::try_from(prov.url(e, "").unwrap_or_default()) {
                         Ok(u) => Some(u),
                         Err(err) => {
                             p.error(
@@ -318,25 +331,70 @@ impl Provider {
         Some(prov)
     }
 
-    /// The upstream URI of `endpoint` for upstream model `model`; an error names
-    /// what is wrong with a model that cannot be part of the URL.
-    pub fn uri(&self, endpoint: Endpoint, model: &str) -> Result<http::Uri, String> {
-        match self.fixed_uris.get(endpoint.index()) {
+    /// The upstream URI of `call` for upstream model `model`; an error names
+    /// what is wrong with a model that cannot be part of the URL, or a call the
+    /// provider's API has no counterpart of.
+    pub fn uri(&self, call: Target, model: &str) -> Result<http::Uri, UrlError> {
+        match self.fixed_uris.get(call.endpoint.index()) {
             Some(Some(u)) => Ok(u.clone()),
             _ => {
                 if self.flavor == Flavor::Azure && !valid_deployment(model) {
-                    return Err(DEPLOYMENT_RULE.to_string());
+                    return Err(UrlError::Model(DEPLOYMENT_RULE.to_string()));
                 }
-                http::Uri::try_from(self.url(endpoint, model)).map_err(|e| e.to_string())
+                let url = match native::url(
+                    self.flavor,
+                    &self.base_url,
+                    &self.vertex_path,
+                    call,
+                    model,
+                ) {
+                    Some(u) => u?,
+                    None => self.url(call.endpoint, model)?,
+                };
+                http::Uri::try_from(url).map_err(|e| UrlError::Model(e.to_string()))
             }
         }
     }
 
+    /// Authenticates an upstream request as the provider wants: api token
+    /// `token`'s header, a service account's access token, or a SigV4
+    /// signature (last: nothing may change the request after it). The error
+    /// says what failed, never a secret.
+    pub async fn authorize(
+        &self,
+        req: &mut http::Request<bytes::Bytes>,
+        token: Option<usize>,
+    ) -> Result<(), String> {
+        match &self.credentials {
+            Credentials::Tokens => {
+                if let Some((name, value)) = token.and_then(|i| self.token_header(i)) {
+                    req.headers_mut().insert(name, value);
+                }
+                Ok(())
+            }
+            Credentials::Gcp(source) => {
+                let value = source.header().await.map_err(|e| e.to_string())?;
+                req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                Ok(())
+            }
+            Credentials::Aws(signer) => signer.sign(req),
+        }
+    }
+
     /// The URL of `endpoint` for upstream model `model` (an Azure deployment
-    /// name checked by [`valid_deployment`]).
-    pub fn url(&self, endpoint: Endpoint, model: &str) -> String {
-        self.dialect()
-            .url(&self.base_url, endpoint, model, &self.api_version)
+    /// name checked by [`valid_deployment`]; a native provider's, not streaming).
+    pub fn url(&self, endpoint: Endpoint, model: &str) -> Result<String, UrlError> {
+        let call = Target {
+            endpoint,
+            stream: false,
+            batch: false,
+        };
+        match native::url(self.flavor, &self.base_url, &self.vertex_path, call, model) {
+            Some(u) => u,
+            None => Ok(self
+                .dialect()
+                .url(&self.base_url, endpoint, model, &self.api_version)),
+        }
     }
 
     /// The API the provider answers (`protocol/`).
@@ -344,11 +402,12 @@ impl Provider {
         dialect_of(self.flavor)
     }
 
-    /// The API the provider answers a client of `inbound` in (the built-in mock
-    /// answers each in its own).
-    pub fn dialect_for(&self, inbound: crate::protocol::Inbound) -> Dialect {
+    /// The API the provider answers a client of `inbound` in for upstream model
+    /// `model` (the built-in mock each in its own; Vertex AI answers Claude models in Anthropic's).
+    pub fn dialect_for(&self, inbound: crate::protocol::Inbound, model: &str) -> Dialect {
         match self.flavor {
             Flavor::Mock => inbound.native(),
+            Flavor::Vertex => native::vertex_dialect(model),
             other => dialect_of(other),
         }
     }
@@ -471,6 +530,14 @@ mod tests {
     use super::*;
     use crate::config::parse_text;
 
+    fn target(endpoint: Endpoint) -> Target {
+        Target {
+            endpoint,
+            stream: false,
+            batch: false,
+        }
+    }
+
     fn provider(yaml: &str) -> Provider {
         let raw = parse_text("t", &format!("providers:\n  - {yaml}\n")).unwrap();
         let mut p = crate::config::validate::test_problems();
@@ -488,11 +555,11 @@ mod tests {
     fn openai_urls_and_bearer() {
         let p = provider("{ id: o, type: openai, api_tokens: [a, b] }");
         assert_eq!(
-            p.url(Endpoint::ChatCompletions, "gpt-4o"),
+            p.url(Endpoint::ChatCompletions, "gpt-4o").unwrap(),
             "https://api.openai.com/v1/chat/completions"
         );
         assert_eq!(
-            p.uri(Endpoint::Embeddings, "x").unwrap(),
+            p.uri(target(Endpoint::Embeddings), "x").unwrap(),
             "https://api.openai.com/v1/embeddings"
         );
         assert_eq!(p.auth_header().unwrap().1, "Bearer a");
@@ -505,11 +572,14 @@ mod tests {
     fn azure_deployment_url_and_api_key() {
         let p = provider("{ id: az, type: azure-openai, base_url: \"https://x.openai.azure.com/\", api_version: \"2024-10-21\", api_tokens: [k] }");
         assert_eq!(
-            p.uri(Endpoint::ChatCompletions, "gpt-4o.v2_x").unwrap(),
+            p.uri(target(Endpoint::ChatCompletions), "gpt-4o.v2_x").unwrap(),
             "https://x.openai.azure.com/openai/deployments/gpt-4o.v2_x/chat/completions?api-version=2024-10-21"
         );
         for bad in ["..", ".", "gpt 4o", "a/b", "", "x%2e"] {
-            assert!(p.uri(Endpoint::ChatCompletions, bad).is_err(), "{bad:?}");
+            assert!(
+                p.uri(target(Endpoint::ChatCompletions), bad).is_err(),
+                "{bad:?}"
+            );
         }
         let (name, value) = p.auth_header().unwrap();
         assert_eq!(name, "api-key");
@@ -521,7 +591,7 @@ mod tests {
     fn aliases_have_base_urls() {
         let p = provider("{ id: g, type: groq, api_tokens: [k] }");
         assert_eq!(
-            p.url(Endpoint::Embeddings, "m"),
+            p.url(Endpoint::Embeddings, "m").unwrap(),
             "https://api.groq.com/openai/v1/embeddings"
         );
         let p = provider("{ id: l, type: ollama }");
