@@ -2,7 +2,9 @@
 //! authenticated, how its URLs are shaped (OpenAI style or Azure deployments),
 //! model mapping and body options. The built-in `mock` answers in-process.
 
+pub mod aws;
 pub mod checks;
+pub mod gcp;
 pub mod mock;
 pub mod model_map;
 
