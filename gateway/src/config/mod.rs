@@ -483,11 +483,15 @@ routes:
             "AZURE_OPENAI_KEY",
             "ANTHROPIC_API_KEY",
             "LABUBU_KEY",
+            "GEMINI_API_KEY",
+            "GCP_SERVICE_ACCOUNT",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
         ];
         let env = Rc::new(move |n: &str| vars.contains(&n).then(|| "x".to_string()));
         let raw = parse_text_in("gateway.reference.yaml", &text, env)
             .unwrap_or_else(|e| panic!("{path} does not parse:\n{e}"));
-        assert_eq!(raw.providers.len(), 4);
+        assert_eq!(raw.providers.len(), 7);
         assert_eq!(raw.routes[0].upstreams.len(), 3);
         assert_eq!(raw.routes.len(), 3);
         assert_eq!(raw.tenants[0].consumers[0].quotas.len(), 3);

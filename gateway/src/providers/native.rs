@@ -33,8 +33,6 @@ pub struct Target {
 
 /// Where the location is not configured.
 pub const DEFAULT_VERTEX_LOCATION: &str = "us-central1";
-/// Google's OAuth 2.0 token endpoint.
-const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 /// The longest model id (or inference profile ARN) put in a URL.
 const MAX_MODEL_LEN: usize = 2048;
 
@@ -216,12 +214,8 @@ fn vertex(
         .token_url
         .as_ref()
         .map(|u| u.as_str().to_string())
-        .or_else(|| {
-            account
-                .as_ref()
-                .and_then(|a| a.token_uri().map(str::to_string))
-        })
-        .unwrap_or_else(|| GOOGLE_TOKEN_URL.to_string());
+        .or_else(|| account.as_ref().map(|a| a.token_url().to_string()))
+        .unwrap_or_else(|| gcp::DEFAULT_TOKEN_URL.to_string());
     let token_url = match token_url.parse::<http::Uri>() {
         Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {
             Some(u)
@@ -292,13 +286,14 @@ fn bedrock(raw: &ProviderConfig, key: &str, native: &mut Native, p: &mut Problem
             "access_key_id and secret_access_key must not be empty",
         );
     }
-    if session_token.as_ref().is_some_and(|t| t.is_empty()) {
-        p.error(format!("{k}.session_token"), "must not be empty when set");
-    }
     let creds = aws::AwsCredentials {
         access_key_id: access_key_id.as_str().to_string(),
         secret_access_key: secret_access_key.as_str().to_string(),
-        session_token: session_token.as_ref().map(|t| t.as_str().to_string()),
+        // (empty: `${AWS_SESSION_TOKEN:-}` with long-term keys)
+        session_token: session_token
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.as_str().to_string()),
     };
     native.credentials = Credentials::Aws(Arc::new(aws::Signer::new(creds, region, "bedrock")));
 }
@@ -448,6 +443,171 @@ pub fn placed(kind: ProviderType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{ClientCache, Provider};
+    use std::rc::Rc;
+
+    /// The problems of one provider `yaml` read with environment `env`.
+    fn problems(
+        yaml: &str,
+        env: &[(&'static str, &'static str)],
+    ) -> (Option<Provider>, Vec<String>) {
+        let env = env.to_vec();
+        let lookup = Rc::new(move |n: &str| {
+            env.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        });
+        let raw = crate::config::parse_text_in("t", &format!("providers:\n  - {yaml}\n"), lookup)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = crate::config::validate::test_problems();
+        let prov = Provider::build(
+            &raw.providers[0],
+            "providers[0]",
+            &ClientCache::default(),
+            &mut p,
+        );
+        (prov, p.errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn bedrock_takes_region_and_keys_from_the_environment() {
+        let env = [
+            ("AWS_REGION", "eu-west-3"),
+            ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ];
+        let (prov, errors) = problems("{ id: b, type: bedrock }", &env);
+        assert!(errors.is_empty(), "{errors:?}");
+        let prov = prov.unwrap();
+        assert_eq!(
+            prov.base_url,
+            "https://bedrock-runtime.eu-west-3.amazonaws.com"
+        );
+        assert!(matches!(prov.credentials, Credentials::Aws(_)));
+        assert_eq!(&*prov.host, "bedrock-runtime.eu-west-3.amazonaws.com");
+    }
+
+    #[test]
+    fn bedrock_without_region_or_credentials_names_both() {
+        let (_, errors) = problems("{ id: b, type: bedrock }", &[]);
+        assert!(
+            errors.iter().any(|e| e.contains("providers[0].region")),
+            "{errors:?}"
+        );
+        let (_, errors) = problems("{ id: b, type: bedrock, region: us-east-1 }", &[]);
+        assert!(
+            errors.iter().any(|e| e.contains("providers[0].auth.aws")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn keys_of_another_type_are_refused() {
+        let (_, errors) = problems(
+            "{ id: g, type: gemini, api_tokens: [k], region: us-east-1, project: p, auth: { aws: { access_key_id: a, secret_access_key: s } } }",
+            &[],
+        );
+        for key in ["region", "project", "auth.aws"] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(&format!("providers[0].{key}"))),
+                "{key}: {errors:?}"
+            );
+        }
+        let (_, errors) = problems(
+            "{ id: b, type: bedrock, region: us-east-1, api_tokens: [k], auth: { aws: { access_key_id: a, secret_access_key: s } } }",
+            &[],
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("providers[0].api_tokens")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn gemini_on_the_openai_compatibility_url_points_at_gemini_openai() {
+        let (_, errors) = problems(
+            "{ id: g, type: gemini, api_tokens: [k], base_url: \"https://generativelanguage.googleapis.com/v1beta/openai/\" }",
+            &[],
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("gemini-openai")),
+            "{errors:?}"
+        );
+        let (prov, errors) = problems("{ id: g, type: gemini-openai, api_tokens: [k] }", &[]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            prov.unwrap().base_url,
+            "https://generativelanguage.googleapis.com/v1beta/openai"
+        );
+    }
+
+    const SA_FILE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/gcp-test-service-account.json"
+    );
+
+    #[test]
+    fn vertex_reads_its_service_account_and_places_its_urls() {
+        let (prov, errors) = problems(
+            &format!("{{ id: v, type: vertex-ai, location: europe-west4, auth: {{ gcp: {{ service_account_file: {SA_FILE} }} }} }}"),
+            &[],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let prov = prov.unwrap();
+        assert_eq!(
+            prov.base_url,
+            "https://europe-west4-aiplatform.googleapis.com/v1"
+        );
+        assert!(matches!(prov.credentials, Credentials::Gcp(_)));
+        let t = Target {
+            endpoint: Endpoint::ChatCompletions,
+            stream: false,
+            batch: false,
+        };
+        assert_eq!(
+            prov.uri(t, "gemini-2.0-flash").unwrap(),
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/gw-test-project/locations/europe-west4/publishers/google/models/gemini-2.0-flash:generateContent",
+            "the project is the service account's"
+        );
+    }
+
+    #[test]
+    fn a_broken_service_account_is_named_without_its_text() {
+        let (_, errors) = problems(
+            "{ id: v, type: vertex-ai, project: p, auth: { gcp: { service_account_json: '{\"type\":\"service_account\",\"client_email\":\"a@b\",\"private_key\":\"SECRET-NOT-A-KEY\"}' } } }",
+            &[],
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("providers[0].auth.gcp.service_account_json")),
+            "{errors:?}"
+        );
+        assert!(
+            !errors.iter().any(|e| e.contains("SECRET-NOT-A-KEY")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn vertex_needs_a_service_account_and_a_generation_probe() {
+        let (_, errors) = problems(
+            "{ id: v, type: vertex-ai, project: p, checks: { active: { interval_s: 5 } } }",
+            &[],
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("providers[0].auth.gcp")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("providers[0].checks.active.generate")),
+            "{errors:?}"
+        );
+    }
 
     fn call(endpoint: Endpoint, stream: bool) -> Target {
         Target {
