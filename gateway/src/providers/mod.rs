@@ -301,7 +301,12 @@ impl Provider {
             timeouts,
             models: raw.models.clone(),
             default_max_tokens: raw.default_max_tokens,
-            redactor: crate::redact::Redactor::new(raw.api_tokens.iter().map(|t| t.as_str())),
+            redactor: crate::redact::Redactor::new(
+                raw.api_tokens
+                    .iter()
+                    .map(|t| t.as_str())
+                    .chain(native::secrets(raw)),
+            ),
             client,
             passive,
             active,

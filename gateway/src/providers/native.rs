@@ -298,6 +298,19 @@ fn bedrock(raw: &ProviderConfig, key: &str, native: &mut Native, p: &mut Problem
     native.credentials = Credentials::Aws(Arc::new(aws::Signer::new(creds, region, "bedrock")));
 }
 
+/// Secrets of `raw` besides its api tokens, which its error bodies may not
+/// pass on (the AWS secret key and session token).
+pub fn secrets(raw: &ProviderConfig) -> Vec<&str> {
+    let aws = raw.auth.as_ref().and_then(|a| a.aws.as_ref());
+    let aws = aws.or(raw.aws_env.credentials.as_ref());
+    aws.into_iter()
+        .flat_map(|c| [Some(&c.secret_access_key), c.session_token.as_ref()])
+        .flatten()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// A name that is one URL path segment as it is (no encoding needed).
 fn path_segment(s: &str) -> bool {
     !s.is_empty()
