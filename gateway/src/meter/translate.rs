@@ -1,8 +1,17 @@
-//! An answer in another API than the client's, translated as it passes: SSE
-//! events one by one through the seam's [`Events`], a JSON answer held until
-//! it is whole (it is one value) and translated then.
+//! An answer in another API than the client's, translated as it passes:
+//! stream events one by one through the seam's [`Events`], a JSON answer held
+//! until it is whole (it is one value) and translated then.
+//!
+//! A stream's events are cut out of the upstream's bytes by its [`Framing`]:
+//! SSE (each event's `data:` lines), or AWS eventstream (Bedrock's
+//! ConverseStream: each message's `{"<type>": <payload>}`, decoded by
+//! [`eventstream::Decoder`]). An eventstream that fails its CRCs or framing
+//! ends there: the translator gets one last event, the decoder's
+//! [`eventstream::Broken::data`] (an `error`, which it makes the client's
+//! error event), and every later byte is dropped.
 
 use super::{data_of, event_end, MAX_EVENT_BYTES, MAX_JSON_METER_BYTES};
+use crate::protocol::bedrock::eventstream;
 use crate::protocol::{Events, Read, Seam};
 use crate::telemetry::attributes::Collected;
 use bytes::{Bytes, BytesMut};
@@ -12,10 +21,21 @@ const OUT_BLOCK: usize = 8 * 1024;
 /// ... a new one taken when less than this is left.
 const OUT_LOW: usize = 2 * 1024;
 
+/// How an upstream stream is cut into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`
+    Sse,
+    /// `application/vnd.amazon.eventstream` (Bedrock's ConverseStream)
+    EventStream,
+}
+
 pub(super) struct Translating {
     seam: Seam,
     /// None for a JSON answer
     events: Option<Box<dyn Events>>,
+    /// an eventstream's decoder (None: SSE, or a JSON answer)
+    eventstream: Option<Box<eventstream::Decoder>>,
     /// SSE: bytes of an event not complete yet; JSON: the answer so far
     held: BytesMut,
     /// the client's bytes made so far
@@ -25,10 +45,17 @@ pub(super) struct Translating {
 }
 
 impl Translating {
-    pub(super) fn new(seam: Seam, events: Option<Box<dyn Events>>) -> Translating {
+    pub(super) fn new(
+        seam: Seam,
+        events: Option<Box<dyn Events>>,
+        framing: Framing,
+    ) -> Translating {
+        let eventstream = (events.is_some() && framing == Framing::EventStream)
+            .then(|| Box::new(eventstream::Decoder::new()));
         Translating {
             seam,
             events,
+            eventstream,
             held: BytesMut::new(),
             out: BytesMut::new(),
             too_large: false,
@@ -51,17 +78,31 @@ impl Translating {
             }
             return None;
         };
-        if self.held.len() + data.len() > MAX_EVENT_BYTES {
-            // not SSE as we know it: nothing of it can be translated
-            self.held = BytesMut::new();
-            return None;
-        }
         // one buffer for the client's frames of many upstream ones (each frame
         // is split off it), not a growing allocation per frame
         if self.out.capacity() < OUT_LOW {
             self.out.reserve(OUT_BLOCK);
         }
         let mut capture = capture;
+        if let Some(decoder) = self.eventstream.as_mut() {
+            let out = &mut self.out;
+            let fed = decoder.feed(data, |data| {
+                if let Some(c) = capture.as_deref_mut().filter(|c| c.wants_stream()) {
+                    c.stream_event(data);
+                }
+                events.event(data, read, out);
+            });
+            if let Err(broken) = fed {
+                tracing::warn!(error = %broken, "upstream eventstream cannot be decoded: stream ended");
+                events.event(&broken.data(), read, out);
+            }
+            return Some(self.out.split().freeze()).filter(|b| !b.is_empty());
+        }
+        if self.held.len() + data.len() > MAX_EVENT_BYTES {
+            // not SSE as we know it: nothing of it can be translated
+            self.held = BytesMut::new();
+            return None;
+        }
         let mut each = |ev: &[u8], out: &mut BytesMut| {
             let data = data_of(ev);
             if !data.is_empty() {
@@ -101,9 +142,13 @@ impl Translating {
         let held = std::mem::take(&mut self.held);
         match self.events.as_mut() {
             Some(events) => {
-                let data = data_of(&held);
-                if !data.is_empty() {
-                    events.event(&data, read, &mut self.out);
+                // (an eventstream cut inside a frame: the answer is left cut,
+                // as an SSE stream cut inside an event)
+                if self.eventstream.is_none() {
+                    let data = data_of(&held);
+                    if !data.is_empty() {
+                        events.event(&data, read, &mut self.out);
+                    }
                 }
                 events.end(read, &mut self.out);
             }
@@ -152,7 +197,7 @@ mod tests {
 
     #[test]
     fn events_are_translated_as_they_complete_across_frames() {
-        let mut t = Translating::new(SEAM, Some(Box::new(Shout)));
+        let mut t = Translating::new(SEAM, Some(Box::new(Shout)), Framing::Sse);
         let mut read = Read::default();
         let mut out = Vec::new();
         for frame in ["event: a\ndata: one\n\nda", "ta: two\n", "\ndata: three"] {
@@ -169,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_json_answer_is_held_until_whole() {
-        let mut t = Translating::new(SEAM, None);
+        let mut t = Translating::new(SEAM, None, Framing::Sse);
         let mut read = Read::default();
         assert!(t.on_frame(b"{\"a\":", &mut read, None).is_none());
         assert!(t.on_frame(b"1}", &mut read, None).is_none());
@@ -178,7 +223,7 @@ mod tests {
 
     #[test]
     fn an_answer_too_large_to_translate_ends_in_an_error_body() {
-        let mut t = Translating::new(SEAM, None);
+        let mut t = Translating::new(SEAM, None, Framing::Sse);
         let mut read = Read::default();
         let chunk = vec![b' '; 1024 * 1024];
         for _ in 0..17 {
