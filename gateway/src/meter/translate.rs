@@ -174,6 +174,8 @@ impl Translating {
 mod tests {
     use super::*;
     use crate::endpoint::Endpoint;
+    use crate::protocol::bedrock::eventstream::frames;
+    use crate::protocol::bedrock::ConverseToChat;
     use crate::protocol::{Dialect, Inbound};
 
     /// Makes each upstream event `X` the client's `data: <X>!`, and one `end`.
@@ -210,6 +212,137 @@ mod tests {
         // the unterminated last event still counts, then the end
         assert_eq!(&rest[..], b"data: three!\n\ndata: end\n\n");
         assert_eq!(read.output_bytes, "onetwothree".len());
+    }
+
+    /// A ConverseStream answer as Bedrock frames it: text, a tool call, the
+    /// stop and the usage.
+    fn converse_stream() -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, payload) in [
+            ("messageStart", r#"{"role":"assistant"}"#),
+            ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#),
+            ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+            (
+                "contentBlockStart",
+                r#"{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"t1","name":"f"}}}"#,
+            ),
+            ("contentBlockDelta", r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{}"}}}"#),
+            ("messageStop", r#"{"stopReason":"tool_use"}"#),
+            (
+                "metadata",
+                r#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":9,"cacheReadInputTokens":2}}"#,
+            ),
+        ] {
+            body.extend(frames::event(kind, payload));
+        }
+        body
+    }
+
+    /// The client's bytes of `reads` of an eventstream body, through `events`.
+    fn run_eventstream(events: Box<dyn Events>, reads: &[&[u8]], read: &mut Read) -> Vec<u8> {
+        let mut t = Translating::new(SEAM, Some(events), Framing::EventStream);
+        let mut out = Vec::new();
+        for r in reads {
+            if let Some(b) = t.on_frame(r, read, None) {
+                out.extend_from_slice(&b);
+            }
+        }
+        if let Some(b) = t.finish(read, None) {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn eventstream_messages_are_events_of_their_type_and_payload() {
+        let out = run_eventstream(
+            Box::new(Shout),
+            &[&frames::event("messageStop", r#"{"stopReason":"end_turn"}"#)],
+            &mut Read::default(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"messageStop\":{\"stopReason\":\"end_turn\"}}!\n\ndata: end\n\n"
+        );
+    }
+
+    #[test]
+    fn eventstream_frames_split_at_every_byte_offset_give_the_same_client_bytes() {
+        let body = converse_stream();
+        let whole = run_eventstream(Box::new(Shout), &[&body], &mut Read::default());
+        assert!(!whole.is_empty());
+        for at in 1..body.len() {
+            let (a, b) = body.split_at(at);
+            let got = run_eventstream(Box::new(Shout), &[a, b], &mut Read::default());
+            assert_eq!(got, whole, "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        let got = run_eventstream(Box::new(Shout), &bytes, &mut Read::default());
+        assert_eq!(got, whole, "byte by byte");
+    }
+
+    #[test]
+    fn a_conversestream_becomes_openai_chunks_with_usage() {
+        let mut read = Read {
+            chat_id: Some("chatcmpl-1".into()),
+            model: Some("m".into()),
+            ..Read::default()
+        };
+        let body = converse_stream();
+        let (a, b) = body.split_at(body.len() / 2);
+        let out = run_eventstream(Box::new(ConverseToChat::new(true)), &[a, b], &mut read);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""delta":{"content":"Hi"}"#), "{text}");
+        assert!(text.contains(r#""finish_reason":"tool_calls""#), "{text}");
+        assert!(text.contains(r#""usage":{"prompt_tokens":5,"#), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert_eq!(read.usage.unwrap().total_tokens, 9);
+        assert!(read.done);
+    }
+
+    #[test]
+    fn a_corrupt_eventstream_ends_in_an_error_event() {
+        let mut body = converse_stream();
+        let n = body.len();
+        body[n / 2] ^= 0xff;
+        let mut read = Read::default();
+        let out = run_eventstream(Box::new(ConverseToChat::new(true)), &[&body], &mut read);
+        let text = String::from_utf8(out).unwrap();
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(
+            last.starts_with(r#"data: {"error":{"message":"the upstream's event stream is corrupt"#),
+            "{text}"
+        );
+        assert!(last.contains(r#""code":"InvalidEventStream""#), "{last}");
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert!(!read.done);
+    }
+
+    #[test]
+    fn bytes_after_a_corrupt_frame_are_dropped() {
+        let mut body = converse_stream();
+        body[20] ^= 0xff; // inside the first frame
+        let out = run_eventstream(Box::new(Shout), &[&body, &converse_stream()], &mut Read::default());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("data: ").count(), 2, "the error, then the end: {text}");
+        assert!(text.starts_with("data: {\"error\":{\"code\":\"InvalidEventStream\""), "{text}");
+    }
+
+    #[test]
+    fn an_exception_frame_is_an_error_event_for_the_client() {
+        let mut body = frames::event("messageStart", r#"{"role":"assistant"}"#);
+        body.extend(frames::exception(
+            "serviceUnavailableException",
+            r#"{"message":"try later"}"#,
+        ));
+        let out = run_eventstream(Box::new(ConverseToChat::new(false)), &[&body], &mut Read::default());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "data: {\"error\":{\"message\":\"try later\",\"type\":\"server_error\",\"code\":\"serviceUnavailableException\"}}\n\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

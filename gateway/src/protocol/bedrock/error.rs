@@ -58,7 +58,8 @@ fn openai_type(status: u16) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        500..=599 => "server_error",
+        // (424: the model failed, not the request)
+        424 | 500..=599 => "server_error",
         _ => "invalid_request_error",
     }
 }

@@ -226,3 +226,48 @@ struct ErrorOut<'a> {
 struct MessageOut<'a> {
     message: &'a str,
 }
+
+/// Frames as Bedrock writes them, by the crate's encoder (for tests).
+#[cfg(test)]
+pub(crate) mod frames {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+
+    /// A frame of `headers` (string values) and `payload`.
+    pub(crate) fn frame(headers: &[(&str, &str)], payload: &str) -> Vec<u8> {
+        let mut m = Message::new(payload.as_bytes().to_vec());
+        for (k, v) in headers {
+            m = m.add_header(Header::new(
+                k.to_string(),
+                HeaderValue::String(v.to_string().into()),
+            ));
+        }
+        let mut out = Vec::new();
+        write_message_to(&m, &mut out).unwrap();
+        out
+    }
+
+    /// An `event` message of type `kind`.
+    pub(crate) fn event(kind: &str, payload: &str) -> Vec<u8> {
+        frame(
+            &[
+                (":message-type", "event"),
+                (":event-type", kind),
+                (":content-type", "application/json"),
+            ],
+            payload,
+        )
+    }
+
+    /// An `exception` message of type `kind`.
+    pub(crate) fn exception(kind: &str, payload: &str) -> Vec<u8> {
+        frame(
+            &[
+                (":message-type", "exception"),
+                (":exception-type", kind),
+                (":content-type", "application/json"),
+            ],
+            payload,
+        )
+    }
+}
