@@ -220,13 +220,19 @@ mod tests {
         let mut body = Vec::new();
         for (kind, payload) in [
             ("messageStart", r#"{"role":"assistant"}"#),
-            ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#),
+            (
+                "contentBlockDelta",
+                r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#,
+            ),
             ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
             (
                 "contentBlockStart",
                 r#"{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"t1","name":"f"}}}"#,
             ),
-            ("contentBlockDelta", r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{}"}}}"#),
+            (
+                "contentBlockDelta",
+                r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{}"}}}"#,
+            ),
             ("messageStop", r#"{"stopReason":"tool_use"}"#),
             (
                 "metadata",
@@ -257,7 +263,10 @@ mod tests {
     fn eventstream_messages_are_events_of_their_type_and_payload() {
         let out = run_eventstream(
             Box::new(Shout),
-            &[&frames::event("messageStop", r#"{"stopReason":"end_turn"}"#)],
+            &[&frames::event(
+                "messageStop",
+                r#"{"stopReason":"end_turn"}"#,
+            )],
             &mut Read::default(),
         );
         assert_eq!(
@@ -310,7 +319,9 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let last = text.trim_end().rsplit("\n\n").next().unwrap();
         assert!(
-            last.starts_with(r#"data: {"error":{"message":"the upstream's event stream is corrupt"#),
+            last.starts_with(
+                r#"data: {"error":{"message":"the upstream's event stream is corrupt"#
+            ),
             "{text}"
         );
         assert!(last.contains(r#""code":"InvalidEventStream""#), "{last}");
@@ -322,10 +333,21 @@ mod tests {
     fn bytes_after_a_corrupt_frame_are_dropped() {
         let mut body = converse_stream();
         body[20] ^= 0xff; // inside the first frame
-        let out = run_eventstream(Box::new(Shout), &[&body, &converse_stream()], &mut Read::default());
+        let out = run_eventstream(
+            Box::new(Shout),
+            &[&body, &converse_stream()],
+            &mut Read::default(),
+        );
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text.matches("data: ").count(), 2, "the error, then the end: {text}");
-        assert!(text.starts_with("data: {\"error\":{\"code\":\"InvalidEventStream\""), "{text}");
+        assert_eq!(
+            text.matches("data: ").count(),
+            2,
+            "the error, then the end: {text}"
+        );
+        assert!(
+            text.starts_with("data: {\"error\":{\"code\":\"InvalidEventStream\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -335,7 +357,11 @@ mod tests {
             "serviceUnavailableException",
             r#"{"message":"try later"}"#,
         ));
-        let out = run_eventstream(Box::new(ConverseToChat::new(false)), &[&body], &mut Read::default());
+        let out = run_eventstream(
+            Box::new(ConverseToChat::new(false)),
+            &[&body],
+            &mut Read::default(),
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.ends_with(

@@ -30,7 +30,11 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
             read.output_bytes += raw_len(Some(t));
             texts.push(t);
         }
-        if let Some(t) = b.reasoning_content.as_ref().and_then(|r| r.reasoning_text.as_ref()) {
+        if let Some(t) = b
+            .reasoning_content
+            .as_ref()
+            .and_then(|r| r.reasoning_text.as_ref())
+        {
             read.output_bytes += raw_len(t.text);
             reasoning.extend(text(t.text));
         }

@@ -99,11 +99,11 @@ impl Decoder {
             }
             r
         };
-        result.map(|_| ()).map_err(|b| {
+        if result.is_err() {
             self.broken = true;
             self.held = BytesMut::new();
-            b
-        })
+        }
+        result.map(|_| ())
     }
 
     /// Bytes of a frame not complete yet (at the end of the body: the stream
@@ -184,7 +184,7 @@ fn event_data(m: &Message, out: &mut Vec<u8>) -> bool {
     let _ = serde_json::to_writer(&mut *out, key);
     out.push(b':');
     match payload {
-        Payload::Json(p) if p.is_empty() => out.extend_from_slice(b"{}"),
+        Payload::Json([]) => out.extend_from_slice(b"{}"),
         Payload::Json(p) => out.extend_from_slice(p),
         Payload::Exception(p) if is_object(p) => out.extend_from_slice(p),
         Payload::Exception(p) => {
@@ -207,7 +207,8 @@ fn event_data(m: &Message, out: &mut Vec<u8>) -> bool {
 
 /// The payload is a JSON object.
 fn is_object(p: &[u8]) -> bool {
-    serde_json::from_slice::<&serde_json::value::RawValue>(p).is_ok_and(|v| v.get().starts_with('{'))
+    serde_json::from_slice::<&serde_json::value::RawValue>(p)
+        .is_ok_and(|v| v.get().starts_with('{'))
 }
 
 enum Payload<'a> {

@@ -61,7 +61,10 @@ pub fn chat_to_converse(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
             "temperature" => {
                 let t: f64 = parse(k, v)?;
                 if !(0.0..=1.0).contains(&t) {
-                    return Err(Refused::new("temperature", "Bedrock's Converse takes 0 to 1"));
+                    return Err(Refused::new(
+                        "temperature",
+                        "Bedrock's Converse takes 0 to 1",
+                    ));
                 }
                 c.temperature = Some(v);
             }
@@ -295,7 +298,10 @@ fn image(url: Cow<'_, str>) -> Result<Image<'_>, &'static str> {
 
 /// A tool call's JSON `arguments` string as a `toolUse` input (an object;
 /// empty: `{}`).
-fn tool_input(arguments: Option<&str>, path: impl Fn() -> String) -> Result<Box<RawValue>, Refused> {
+fn tool_input(
+    arguments: Option<&str>,
+    path: impl Fn() -> String,
+) -> Result<Box<RawValue>, Refused> {
     let args = arguments.unwrap_or("").trim();
     let input = match args.is_empty() {
         true => RawValue::from_string("{}".into()),

@@ -22,8 +22,8 @@ use super::error::exception;
 use super::read::{
     finish_reason, new_id, BlockDeltaIn, BlockStartIn, ExceptionIn, MessageStopIn, MetadataIn,
 };
-use bytes::{BufMut, BytesMut};
 use crate::request_body::Fields;
+use bytes::{BufMut, BytesMut};
 
 /// Most tool calls one answer is followed through (more get no deltas).
 const MAX_TOOL_CALLS: usize = 1024;
@@ -83,7 +83,8 @@ impl ConverseToChat {
                 let Ok(b) = serde_json::from_slice::<BlockStartIn<'_>>(payload) else {
                     return;
                 };
-                let (Some(u), Some(index)) = (b.start.and_then(|s| s.tool_use), b.content_block_index)
+                let (Some(u), Some(index)) =
+                    (b.start.and_then(|s| s.tool_use), b.content_block_index)
                 else {
                     return;
                 };
@@ -133,7 +134,11 @@ impl ConverseToChat {
             }
             "messageStop" => {
                 let stop = serde_json::from_slice::<MessageStopIn<'_>>(payload).ok();
-                let f = finish_reason(stop.as_ref().and_then(|s| s.stop_reason.as_deref()).unwrap_or(""));
+                let f = finish_reason(
+                    stop.as_ref()
+                        .and_then(|s| s.stop_reason.as_deref())
+                        .unwrap_or(""),
+                );
                 read.finish_reason = Some(f.to_string());
                 read.done = true;
                 finish = Some(f);

@@ -18,7 +18,11 @@ fn a_text_answer_as_a_chat_completion() {
     let got = to_chat(TEXT, &mut r);
     let id = got["id"].as_str().unwrap();
     assert!(id.starts_with("chatcmpl-"), "{got}");
-    assert_eq!(r.chat_id.as_deref(), Some(id), "the id read is the client's");
+    assert_eq!(
+        r.chat_id.as_deref(),
+        Some(id),
+        "the id read is the client's"
+    );
     let want = json(
         r#"{"object":"chat.completion","model":"anthropic.claude-x",
             "choices":[{"index":0,"message":{"role":"assistant","content":"Hello \"you\""},
@@ -98,7 +102,13 @@ fn usage_counts_cache_reads_and_writes_in_the_prompt() {
     );
     let u = r.usage.unwrap();
     assert_eq!(
-        (u.prompt_tokens, u.cached_tokens, u.cache_creation_tokens, u.completion_tokens, u.total_tokens),
+        (
+            u.prompt_tokens,
+            u.cached_tokens,
+            u.cache_creation_tokens,
+            u.completion_tokens,
+            u.total_tokens
+        ),
         (130, 100, 20, 5, 135)
     );
     assert!(!u.estimated);
@@ -133,6 +143,9 @@ fn a_guardrail_answer_finishes_as_content_filter() {
 fn a_body_of_another_shape_passes_as_it_is() {
     let body = r#"{"message":"not an answer"}"#;
     let mut r = read();
-    assert_eq!(&answer_to_chat(body.as_bytes(), &mut r)[..], body.as_bytes());
+    assert_eq!(
+        &answer_to_chat(body.as_bytes(), &mut r)[..],
+        body.as_bytes()
+    );
     assert!(r.usage.is_none() && !r.done);
 }

@@ -32,21 +32,40 @@ fn three() -> Vec<u8> {
 
 #[test]
 fn an_event_message_is_its_type_over_its_payload() {
-    let (got, r) = decode(&[&event("contentBlockDelta", r#"{"delta":{"text":"Hi"},"contentBlockIndex":0}"#)]);
-    assert_eq!(got, [json(r#"{"contentBlockDelta":{"delta":{"text":"Hi"},"contentBlockIndex":0}}"#)]);
+    let (got, r) = decode(&[&event(
+        "contentBlockDelta",
+        r#"{"delta":{"text":"Hi"},"contentBlockIndex":0}"#,
+    )]);
+    assert_eq!(
+        got,
+        [json(
+            r#"{"contentBlockDelta":{"delta":{"text":"Hi"},"contentBlockIndex":0}}"#
+        )]
+    );
     assert_eq!(r, Ok(()));
 }
 
 #[test]
 fn an_exception_message_is_its_type_over_its_payload() {
-    let (got, _) = decode(&[&exception("throttlingException", r#"{"message":"slow down"}"#)]);
-    assert_eq!(got, [json(r#"{"throttlingException":{"message":"slow down"}}"#)]);
+    let (got, _) = decode(&[&exception(
+        "throttlingException",
+        r#"{"message":"slow down"}"#,
+    )]);
+    assert_eq!(
+        got,
+        [json(r#"{"throttlingException":{"message":"slow down"}}"#)]
+    );
 }
 
 #[test]
 fn an_exception_payload_that_is_not_json_is_its_message() {
     let (got, _) = decode(&[&exception("internalServerException", "plain text")]);
-    assert_eq!(got, [json(r#"{"internalServerException":{"message":"plain text"}}"#)]);
+    assert_eq!(
+        got,
+        [json(
+            r#"{"internalServerException":{"message":"plain text"}}"#
+        )]
+    );
 }
 
 #[test]
@@ -59,7 +78,12 @@ fn an_error_message_is_an_error_with_its_code_and_message() {
         ],
         "",
     )]);
-    assert_eq!(got, [json(r#"{"error":{"code":"InternalFailure","message":"it \"broke\""}}"#)]);
+    assert_eq!(
+        got,
+        [json(
+            r#"{"error":{"code":"InternalFailure","message":"it \"broke\""}}"#
+        )]
+    );
 }
 
 #[test]
@@ -113,7 +137,12 @@ fn a_corrupt_crc_breaks_the_stream_and_later_bytes_are_ignored() {
     let mut body = three();
     let first = event("messageStart", r#"{"role":"assistant"}"#).len();
     // the second frame's last byte: its message CRC
-    let second_end = first + event("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#).len();
+    let second_end = first
+        + event(
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#,
+        )
+        .len();
     body[second_end - 1] ^= 0xff;
     let (got, r) = decode(&[&body, &event("messageStop", "{}")]);
     assert_eq!(got.len(), 1, "only the frame before: {got:?}");
@@ -133,7 +162,10 @@ fn a_corrupt_prelude_breaks_the_stream() {
 fn a_message_longer_than_the_bound_breaks_the_stream_at_its_head() {
     let head = u32::try_from(MAX_MESSAGE_BYTES + 1).unwrap().to_be_bytes();
     let (_, r) = decode(&[&head]);
-    assert!(r.unwrap_err().contains("more than"), "refused before its bytes arrive");
+    assert!(
+        r.unwrap_err().contains("more than"),
+        "refused before its bytes arrive"
+    );
 }
 
 #[test]
@@ -159,5 +191,8 @@ fn the_broken_streams_data_is_an_error_event() {
     let b = d.feed(&body, |_| {}).unwrap_err();
     let data = json(std::str::from_utf8(&b.data()).unwrap());
     assert_eq!(data["error"]["code"], "InvalidEventStream");
-    assert!(data["error"]["message"].as_str().unwrap().contains("corrupt"));
+    assert!(data["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("corrupt"));
 }

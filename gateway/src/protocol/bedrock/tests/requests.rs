@@ -15,7 +15,10 @@ fn model_and_stream_are_not_in_the_body() {
     let (got, w) = converse(&with(
         r#""model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"#,
     ));
-    assert_eq!(got, json(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#));
+    assert_eq!(
+        got,
+        json(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
+    );
     assert!(w.is_empty(), "{w:?}");
 }
 
@@ -84,7 +87,9 @@ fn assistant_tool_calls_become_tool_use_blocks() {
     ));
     assert_eq!(
         got["messages"][1],
-        json(r#"{"role":"assistant","content":[{"toolUse":{"toolUseId":"call_1","name":"f","input":{"a":1}}}]}"#),
+        json(
+            r#"{"role":"assistant","content":[{"toolUse":{"toolUseId":"call_1","name":"f","input":{"a":1}}}]}"#
+        ),
         "an empty text is no block"
     );
 }
@@ -94,7 +99,10 @@ fn empty_tool_arguments_are_an_empty_input() {
     let (got, _) = converse(&format!(
         r#"{{"messages":[{U},{{"role":"assistant","tool_calls":[{{"id":"c","type":"function","function":{{"name":"f","arguments":""}}}}]}}]}}"#
     ));
-    assert_eq!(got["messages"][1]["content"][0]["toolUse"]["input"], json("{}"));
+    assert_eq!(
+        got["messages"][1]["content"][0]["toolUse"]["input"],
+        json("{}")
+    );
 }
 
 #[test]
@@ -140,7 +148,10 @@ fn image_media_types_become_formats() {
         let (got, _) = converse(&format!(
             r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:{media};base64,AAAA"}}}}]}}]}}"#
         ));
-        assert_eq!(got["messages"][0]["content"][0]["image"]["format"], format, "{media}");
+        assert_eq!(
+            got["messages"][0]["content"][0]["image"]["format"], format,
+            "{media}"
+        );
     }
 }
 
@@ -165,7 +176,10 @@ fn without_max_tokens_the_model_default_applies() {
 #[test]
 fn temperature_and_top_p_become_inference_config() {
     let (got, _) = converse(&with(r#""temperature":0.5,"top_p":0.9,"#));
-    assert_eq!(got["inferenceConfig"], json(r#"{"temperature":0.5,"topP":0.9}"#));
+    assert_eq!(
+        got["inferenceConfig"],
+        json(r#"{"temperature":0.5,"topP":0.9}"#)
+    );
 }
 
 #[test]
@@ -177,7 +191,10 @@ fn a_stop_string_becomes_stop_sequences() {
 #[test]
 fn a_stop_array_becomes_stop_sequences() {
     let (got, _) = converse(&with(r#""stop":["A","B"],"#));
-    assert_eq!(got["inferenceConfig"]["stopSequences"], json(r#"["A","B"]"#));
+    assert_eq!(
+        got["inferenceConfig"]["stopSequences"],
+        json(r#"["A","B"]"#)
+    );
 }
 
 #[test]
@@ -195,7 +212,9 @@ fn tools_become_tool_specs() {
 
 #[test]
 fn a_tool_without_parameters_takes_an_object_schema() {
-    let (got, _) = converse(&with(r#""tools":[{"type":"function","function":{"name":"f"}}],"#));
+    let (got, _) = converse(&with(
+        r#""tools":[{"type":"function","function":{"name":"f"}}],"#,
+    ));
     assert_eq!(
         got["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"],
         json(r#"{"json":{"type":"object"}}"#)
@@ -221,7 +240,10 @@ fn tool_choice_of_a_function_becomes_tool() {
     let (got, _) = converse(&with(&format!(
         r#"{TOOL}"tool_choice":{{"type":"function","function":{{"name":"f"}}}},"#
     )));
-    assert_eq!(got["toolConfig"]["toolChoice"], json(r#"{"tool":{"name":"f"}}"#));
+    assert_eq!(
+        got["toolConfig"]["toolChoice"],
+        json(r#"{"tool":{"name":"f"}}"#)
+    );
 }
 
 #[test]
@@ -245,5 +267,9 @@ fn provider_options_are_set_over_the_top_level_fields() {
     ];
     let (got, _) = converse_with(&with(r#""max_tokens":50,"temperature":0.1,"#), &options);
     assert_eq!(got["additionalModelRequestFields"], json(r#"{"top_k":5}"#));
-    assert_eq!(got["inferenceConfig"], json(r#"{"maxTokens":10}"#), "replaced whole");
+    assert_eq!(
+        got["inferenceConfig"],
+        json(r#"{"maxTokens":10}"#),
+        "replaced whole"
+    );
 }

@@ -99,7 +99,10 @@ fn with_include_usage_the_metadata_usage_is_a_chunk_before_done() {
 #[test]
 fn without_include_usage_the_usage_is_read_but_not_sent() {
     let (chunks, r) = to_chat(STREAM, false, true);
-    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "{chunks:?}");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "{chunks:?}"
+    );
     assert_eq!(chunks.last().unwrap(), "[DONE]");
     assert_eq!(r.usage.unwrap().total_tokens, 135);
 }
@@ -130,7 +133,10 @@ fn reasoning_deltas_as_reasoning_content() {
     );
     assert_eq!(
         deltas(&chunks),
-        [json(r#"{"role":"assistant","content":""}"#), json(r#"{"reasoning_content":"hmm"}"#)]
+        [
+            json(r#"{"role":"assistant","content":""}"#),
+            json(r#"{"reasoning_content":"hmm"}"#)
+        ]
     );
 }
 
@@ -138,7 +144,10 @@ fn reasoning_deltas_as_reasoning_content() {
 fn without_metadata_the_end_still_sends_done() {
     let (chunks, r) = to_chat(&STREAM[..8], true, true);
     assert_eq!(chunks.last().unwrap(), "[DONE]");
-    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "no usage to send");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "no usage to send"
+    );
     assert!(r.usage.is_none() && r.done);
 }
 
@@ -175,7 +184,9 @@ fn an_exception_is_an_error_event_that_ends_the_stream() {
 #[test]
 fn a_model_stream_error_names_the_model_message() {
     let (chunks, _) = to_chat(
-        &[r#"{"modelStreamErrorException":{"message":"model failed","originalStatusCode":500,"originalMessage":"boom"}}"#],
+        &[
+            r#"{"modelStreamErrorException":{"message":"model failed","originalStatusCode":500,"originalMessage":"boom"}}"#,
+        ],
         false,
         true,
     );
@@ -185,7 +196,11 @@ fn a_model_stream_error_names_the_model_message() {
 
 #[test]
 fn an_internal_server_exception_is_a_server_error() {
-    let (chunks, _) = to_chat(&[r#"{"internalServerException":{"message":"oops"}}"#], false, true);
+    let (chunks, _) = to_chat(
+        &[r#"{"internalServerException":{"message":"oops"}}"#],
+        false,
+        true,
+    );
     assert_eq!(chunks[0]["error"]["type"], "server_error");
     assert_eq!(chunks[0]["error"]["code"], "internalServerException");
 }
@@ -199,7 +214,9 @@ fn the_framings_error_is_an_error_event_with_its_code() {
     );
     assert_eq!(
         chunks,
-        [json(r#"{"error":{"message":"broken","type":"server_error","code":"InternalFailure"}}"#)]
+        [json(
+            r#"{"error":{"message":"broken","type":"server_error","code":"InternalFailure"}}"#
+        )]
     );
 }
 

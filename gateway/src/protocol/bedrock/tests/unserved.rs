@@ -26,9 +26,18 @@ fn fields_without_counterpart_are_dropped_with_a_warning_naming_them() {
         (r#"{"logit_bias":{"1":2},"messages":[USER]}"#, "logit_bias"),
         (r#"{"seed":7,"messages":[USER]}"#, "seed"),
         (r#"{"user":"u-1","messages":[USER]}"#, "user"),
-        (r#"{"reasoning_effort":"high","messages":[USER]}"#, "reasoning_effort"),
-        (r#"{"response_format":{"type":"json_object"},"messages":[USER]}"#, "response_format"),
-        (r#"{"parallel_tool_calls":false,"messages":[USER]}"#, "parallel_tool_calls"),
+        (
+            r#"{"reasoning_effort":"high","messages":[USER]}"#,
+            "reasoning_effort",
+        ),
+        (
+            r#"{"response_format":{"type":"json_object"},"messages":[USER]}"#,
+            "response_format",
+        ),
+        (
+            r#"{"parallel_tool_calls":false,"messages":[USER]}"#,
+            "parallel_tool_calls",
+        ),
         (
             r#"{"tools":[{"type":"function","function":{"name":"f","strict":true}}],"messages":[USER]}"#,
             "tools[0].function.strict",
@@ -138,7 +147,9 @@ fn an_unknown_role_is_refused() {
 
 #[test]
 fn a_tool_message_without_its_call_id_is_refused() {
-    let r = refused(&format!(r#"{{"messages":[{U},{{"role":"tool","content":"1"}}]}}"#));
+    let r = refused(&format!(
+        r#"{{"messages":[{U},{{"role":"tool","content":"1"}}]}}"#
+    ));
     assert_eq!(r.field, "messages[1].tool_call_id");
 }
 
