@@ -61,7 +61,6 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
     if let Some(f) = finish {
         read.finish_reason = Some(f.to_string());
     }
-    read.done = true;
     let out = Completion {
         id: read.chat_id.as_deref().unwrap_or_default(),
         object: "chat.completion",

@@ -9,7 +9,7 @@
 //! | `tool` messages | `toolResult` blocks in a user turn |
 //! | `max_completion_tokens` / `max_tokens` | `inferenceConfig.maxTokens` (absent: the model's default) |
 //! | `temperature` (0-1), `top_p`, `stop` | `inferenceConfig.temperature`, `topP`, `stopSequences` |
-//! | `tools`, `tool_choice` `auto`/`required`/a function | `toolConfig.tools[].toolSpec` (`parameters` as `inputSchema.json`), `toolChoice` `auto`/`any`/`tool` (`none`: the tools are dropped) |
+//! | `tools`, `tool_choice` `auto`/`required`/a function | `toolConfig.tools[].toolSpec` (`parameters` as `inputSchema.json`), `toolChoice` `auto`/`any`/`tool` (`none`: the tools are dropped, or when the conversation holds tool calls, which Converse takes only with tools, the choice) |
 //!
 //! Dropped with a warning (no counterpart in Converse): `parallel_tool_calls:
 //! false`, `response_format` other than text, `reasoning_effort`, `user`,
@@ -101,10 +101,25 @@ pub fn chat_to_converse(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
     )?;
     out.inference_config.max_tokens = max_completion_tokens.or(max_tokens);
     let tool_choice = tool_choice.map(choice).transpose()?;
+    // (Converse refuses toolUse and toolResult blocks without a toolConfig)
+    let holds_tool_blocks = out
+        .messages
+        .iter()
+        .flat_map(|t| &t.content)
+        .any(|b| matches!(b, Block::ToolUse(_) | Block::ToolResult(_)));
     match (tools, tool_choice) {
-        (Some(_), Some(None)) => w.said("tool_choice", || {
+        (Some(_), Some(None)) if !holds_tool_blocks => w.said("tool_choice", || {
             "tool_choice: \"none\": the tools were dropped (Converse has no choice of none)".into()
         }),
+        (Some(tools), Some(None)) if !tools.is_empty() => {
+            w.said("tool_choice", || {
+                "tool_choice: \"none\" dropped (Converse has no choice of none, and needs the tools of a conversation that holds tool calls)".into()
+            });
+            out.tool_config = Some(ToolConfig {
+                tools,
+                tool_choice: None,
+            })
+        }
         (Some(tools), choice) if !tools.is_empty() => {
             out.tool_config = Some(ToolConfig {
                 tools,

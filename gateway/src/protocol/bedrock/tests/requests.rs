@@ -254,6 +254,21 @@ fn tool_choice_none_drops_the_tools_with_a_warning() {
 }
 
 #[test]
+fn tool_choice_none_keeps_the_tools_of_a_conversation_with_tool_calls() {
+    let (got, w) = converse(&format!(
+        r#"{{{TOOL}"tool_choice":"none","messages":[{U},
+            {{"role":"assistant","tool_calls":[{{"id":"c1","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}},
+            {{"role":"tool","tool_call_id":"c1","content":"1"}}]}}"#
+    ));
+    assert_eq!(
+        got["toolConfig"],
+        json(r#"{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{"type":"object"}}}}]}"#),
+        "Converse takes tool blocks only with a toolConfig"
+    );
+    assert!(w.iter().any(|w| w.starts_with("tool_choice")), "{w:?}");
+}
+
+#[test]
 fn provider_options_are_set_over_the_top_level_fields() {
     let options = vec![
         (
