@@ -9,6 +9,7 @@ mod translate;
 use crate::protocol::{Read, Seam};
 use bytes::{Bytes, BytesMut};
 use std::borrow::Cow;
+pub use translate::Framing;
 use translate::Translating;
 
 /// An SSE event longer than this ends metering of the stream's events (and their
@@ -50,9 +51,22 @@ impl Meter {
     /// `include_usage`: an OpenAI client asked for the usage chunk (read when
     /// the answer is translated from another API).
     pub fn new(seam: Seam, sse: bool, strip_usage: bool, include_usage: bool) -> Meter {
+        Meter::framed(seam, sse, Framing::Sse, strip_usage, include_usage)
+    }
+
+    /// [`Meter::new`] for a stream whose events the upstream frames with
+    /// `framing` (the client gets SSE either way: an eventstream answer is
+    /// always one translated, the seam's [`Seam::events`] its translator).
+    pub fn framed(
+        seam: Seam,
+        sse: bool,
+        framing: Framing,
+        strip_usage: bool,
+        include_usage: bool,
+    ) -> Meter {
         let translating = (!seam.same_api()).then(|| {
             let events = sse.then(|| seam.events(include_usage)).flatten();
-            Box::new(Translating::new(seam, events))
+            Box::new(Translating::new(seam, events, framing))
         });
         Meter {
             translating,

@@ -1,8 +1,17 @@
-//! An answer in another API than the client's, translated as it passes: SSE
-//! events one by one through the seam's [`Events`], a JSON answer held until
-//! it is whole (it is one value) and translated then.
+//! An answer in another API than the client's, translated as it passes:
+//! stream events one by one through the seam's [`Events`], a JSON answer held
+//! until it is whole (it is one value) and translated then.
+//!
+//! A stream's events are cut out of the upstream's bytes by its [`Framing`]:
+//! SSE (each event's `data:` lines), or AWS eventstream (Bedrock's
+//! ConverseStream: each message's `{"<type>": <payload>}`, decoded by
+//! [`eventstream::Decoder`]). An eventstream that fails its CRCs or framing
+//! ends there: the translator gets one last event, the decoder's
+//! [`eventstream::Broken::data`] (an `error`, which it makes the client's
+//! error event), and every later byte is dropped.
 
 use super::{data_of, event_end, MAX_EVENT_BYTES, MAX_JSON_METER_BYTES};
+use crate::protocol::bedrock::eventstream;
 use crate::protocol::{Events, Read, Seam};
 use crate::telemetry::attributes::Collected;
 use bytes::{Bytes, BytesMut};
@@ -12,10 +21,21 @@ const OUT_BLOCK: usize = 8 * 1024;
 /// ... a new one taken when less than this is left.
 const OUT_LOW: usize = 2 * 1024;
 
+/// How an upstream stream is cut into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`
+    Sse,
+    /// `application/vnd.amazon.eventstream` (Bedrock's ConverseStream)
+    EventStream,
+}
+
 pub(super) struct Translating {
     seam: Seam,
     /// None for a JSON answer
     events: Option<Box<dyn Events>>,
+    /// an eventstream's decoder (None: SSE, or a JSON answer)
+    eventstream: Option<Box<eventstream::Decoder>>,
     /// SSE: bytes of an event not complete yet; JSON: the answer so far
     held: BytesMut,
     /// the client's bytes made so far
@@ -25,10 +45,17 @@ pub(super) struct Translating {
 }
 
 impl Translating {
-    pub(super) fn new(seam: Seam, events: Option<Box<dyn Events>>) -> Translating {
+    pub(super) fn new(
+        seam: Seam,
+        events: Option<Box<dyn Events>>,
+        framing: Framing,
+    ) -> Translating {
+        let eventstream = (events.is_some() && framing == Framing::EventStream)
+            .then(|| Box::new(eventstream::Decoder::new()));
         Translating {
             seam,
             events,
+            eventstream,
             held: BytesMut::new(),
             out: BytesMut::new(),
             too_large: false,
@@ -51,17 +78,31 @@ impl Translating {
             }
             return None;
         };
-        if self.held.len() + data.len() > MAX_EVENT_BYTES {
-            // not SSE as we know it: nothing of it can be translated
-            self.held = BytesMut::new();
-            return None;
-        }
         // one buffer for the client's frames of many upstream ones (each frame
         // is split off it), not a growing allocation per frame
         if self.out.capacity() < OUT_LOW {
             self.out.reserve(OUT_BLOCK);
         }
         let mut capture = capture;
+        if let Some(decoder) = self.eventstream.as_mut() {
+            let out = &mut self.out;
+            let fed = decoder.feed(data, |data| {
+                if let Some(c) = capture.as_deref_mut().filter(|c| c.wants_stream()) {
+                    c.stream_event(data);
+                }
+                events.event(data, read, out);
+            });
+            if let Err(broken) = fed {
+                tracing::warn!(error = %broken, "upstream eventstream cannot be decoded: stream ended");
+                events.event(&broken.data(), read, out);
+            }
+            return Some(self.out.split().freeze()).filter(|b| !b.is_empty());
+        }
+        if self.held.len() + data.len() > MAX_EVENT_BYTES {
+            // not SSE as we know it: nothing of it can be translated
+            self.held = BytesMut::new();
+            return None;
+        }
         let mut each = |ev: &[u8], out: &mut BytesMut| {
             let data = data_of(ev);
             if !data.is_empty() {
@@ -101,9 +142,13 @@ impl Translating {
         let held = std::mem::take(&mut self.held);
         match self.events.as_mut() {
             Some(events) => {
-                let data = data_of(&held);
-                if !data.is_empty() {
-                    events.event(&data, read, &mut self.out);
+                // (an eventstream cut inside a frame: the answer is left cut,
+                // as an SSE stream cut inside an event)
+                if self.eventstream.is_none() {
+                    let data = data_of(&held);
+                    if !data.is_empty() {
+                        events.event(&data, read, &mut self.out);
+                    }
                 }
                 events.end(read, &mut self.out);
             }
@@ -129,6 +174,8 @@ impl Translating {
 mod tests {
     use super::*;
     use crate::endpoint::Endpoint;
+    use crate::protocol::bedrock::eventstream::frames;
+    use crate::protocol::bedrock::ConverseToChat;
     use crate::protocol::{Dialect, Inbound};
 
     /// Makes each upstream event `X` the client's `data: <X>!`, and one `end`.
@@ -152,7 +199,7 @@ mod tests {
 
     #[test]
     fn events_are_translated_as_they_complete_across_frames() {
-        let mut t = Translating::new(SEAM, Some(Box::new(Shout)));
+        let mut t = Translating::new(SEAM, Some(Box::new(Shout)), Framing::Sse);
         let mut read = Read::default();
         let mut out = Vec::new();
         for frame in ["event: a\ndata: one\n\nda", "ta: two\n", "\ndata: three"] {
@@ -167,9 +214,166 @@ mod tests {
         assert_eq!(read.output_bytes, "onetwothree".len());
     }
 
+    /// A ConverseStream answer as Bedrock frames it: text, a tool call, the
+    /// stop and the usage.
+    fn converse_stream() -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, payload) in [
+            ("messageStart", r#"{"role":"assistant"}"#),
+            (
+                "contentBlockDelta",
+                r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#,
+            ),
+            ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+            (
+                "contentBlockStart",
+                r#"{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"t1","name":"f"}}}"#,
+            ),
+            (
+                "contentBlockDelta",
+                r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{}"}}}"#,
+            ),
+            ("messageStop", r#"{"stopReason":"tool_use"}"#),
+            (
+                "metadata",
+                r#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":9,"cacheReadInputTokens":2}}"#,
+            ),
+        ] {
+            body.extend(frames::event(kind, payload));
+        }
+        body
+    }
+
+    /// The client's bytes of `reads` of an eventstream body, through `events`.
+    fn run_eventstream(events: Box<dyn Events>, reads: &[&[u8]], read: &mut Read) -> Vec<u8> {
+        let mut t = Translating::new(SEAM, Some(events), Framing::EventStream);
+        let mut out = Vec::new();
+        for r in reads {
+            if let Some(b) = t.on_frame(r, read, None) {
+                out.extend_from_slice(&b);
+            }
+        }
+        if let Some(b) = t.finish(read, None) {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn eventstream_messages_are_events_of_their_type_and_payload() {
+        let out = run_eventstream(
+            Box::new(Shout),
+            &[&frames::event(
+                "messageStop",
+                r#"{"stopReason":"end_turn"}"#,
+            )],
+            &mut Read::default(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"messageStop\":{\"stopReason\":\"end_turn\"}}!\n\ndata: end\n\n"
+        );
+    }
+
+    #[test]
+    fn eventstream_frames_split_at_every_byte_offset_give_the_same_client_bytes() {
+        let body = converse_stream();
+        let whole = run_eventstream(Box::new(Shout), &[&body], &mut Read::default());
+        assert!(!whole.is_empty());
+        for at in 1..body.len() {
+            let (a, b) = body.split_at(at);
+            let got = run_eventstream(Box::new(Shout), &[a, b], &mut Read::default());
+            assert_eq!(got, whole, "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        let got = run_eventstream(Box::new(Shout), &bytes, &mut Read::default());
+        assert_eq!(got, whole, "byte by byte");
+    }
+
+    #[test]
+    fn a_conversestream_becomes_openai_chunks_with_usage() {
+        let mut read = Read {
+            chat_id: Some("chatcmpl-1".into()),
+            model: Some("m".into()),
+            ..Read::default()
+        };
+        let body = converse_stream();
+        let (a, b) = body.split_at(body.len() / 2);
+        let out = run_eventstream(Box::new(ConverseToChat::new(true)), &[a, b], &mut read);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""delta":{"content":"Hi"}"#), "{text}");
+        assert!(text.contains(r#""finish_reason":"tool_calls""#), "{text}");
+        assert!(text.contains(r#""usage":{"prompt_tokens":5,"#), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert_eq!(read.usage.unwrap().total_tokens, 9);
+        assert!(read.done);
+    }
+
+    #[test]
+    fn a_corrupt_eventstream_ends_in_an_error_event() {
+        let mut body = converse_stream();
+        let n = body.len();
+        body[n / 2] ^= 0xff;
+        let mut read = Read::default();
+        let out = run_eventstream(Box::new(ConverseToChat::new(true)), &[&body], &mut read);
+        let text = String::from_utf8(out).unwrap();
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(
+            last.starts_with(
+                r#"data: {"error":{"message":"the upstream's event stream is corrupt"#
+            ),
+            "{text}"
+        );
+        assert!(last.contains(r#""code":"InvalidEventStream""#), "{last}");
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert!(!read.done);
+    }
+
+    #[test]
+    fn bytes_after_a_corrupt_frame_are_dropped() {
+        let mut body = converse_stream();
+        body[20] ^= 0xff; // inside the first frame
+        let out = run_eventstream(
+            Box::new(Shout),
+            &[&body, &converse_stream()],
+            &mut Read::default(),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.matches("data: ").count(),
+            2,
+            "the error, then the end: {text}"
+        );
+        assert!(
+            text.starts_with("data: {\"error\":{\"code\":\"InvalidEventStream\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_exception_frame_is_an_error_event_for_the_client() {
+        let mut body = frames::event("messageStart", r#"{"role":"assistant"}"#);
+        body.extend(frames::exception(
+            "serviceUnavailableException",
+            r#"{"message":"try later"}"#,
+        ));
+        let out = run_eventstream(
+            Box::new(ConverseToChat::new(false)),
+            &[&body],
+            &mut Read::default(),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "data: {\"error\":{\"message\":\"try later\",\"type\":\"server_error\",\"code\":\"serviceUnavailableException\"}}\n\n"
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_json_answer_is_held_until_whole() {
-        let mut t = Translating::new(SEAM, None);
+        let mut t = Translating::new(SEAM, None, Framing::Sse);
         let mut read = Read::default();
         assert!(t.on_frame(b"{\"a\":", &mut read, None).is_none());
         assert!(t.on_frame(b"1}", &mut read, None).is_none());
@@ -178,7 +382,7 @@ mod tests {
 
     #[test]
     fn an_answer_too_large_to_translate_ends_in_an_error_body() {
-        let mut t = Translating::new(SEAM, None);
+        let mut t = Translating::new(SEAM, None, Framing::Sse);
         let mut read = Read::default();
         let chunk = vec![b' '; 1024 * 1024];
         for _ in 0..17 {

@@ -163,47 +163,47 @@ pub(super) struct FunctionIn<'a> {
 // ---- OpenAI chat answer, as written ----
 
 #[derive(Serialize)]
-struct Completion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [ChoiceOut<'a>; 1],
+pub(crate) struct Completion<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: &'a str,
+    pub(crate) choices: [ChoiceOut<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<OpenAiUsage>,
+    pub(crate) usage: Option<OpenAiUsage>,
 }
 
 #[derive(Serialize)]
-struct ChoiceOut<'a> {
-    index: u32,
-    message: MessageOut<'a>,
-    finish_reason: Option<&'static str>,
-    logprobs: Option<()>,
+pub(crate) struct ChoiceOut<'a> {
+    pub(crate) index: u32,
+    pub(crate) message: MessageOut<'a>,
+    pub(crate) finish_reason: Option<&'static str>,
+    pub(crate) logprobs: Option<()>,
 }
 
 #[derive(Serialize)]
-struct MessageOut<'a> {
-    role: &'static str,
-    content: Option<TextOut<'a>>,
+pub(crate) struct MessageOut<'a> {
+    pub(crate) role: &'static str,
+    pub(crate) content: Option<TextOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<TextOut<'a>>,
+    pub(crate) reasoning_content: Option<TextOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<CallOut<'a>>>,
+    pub(crate) tool_calls: Option<Vec<CallOut<'a>>>,
 }
 
 #[derive(Serialize)]
-struct CallOut<'a> {
-    id: &'a str,
+pub(crate) struct CallOut<'a> {
+    pub(crate) id: &'a str,
     #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
+    pub(crate) kind: &'static str,
+    pub(crate) function: FunctionOut<'a>,
 }
 
 #[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: &'a str,
+pub(crate) struct FunctionOut<'a> {
+    pub(crate) name: &'a str,
     /// the tool input's JSON text, as a string
-    arguments: &'a str,
+    pub(crate) arguments: &'a str,
 }
 
 // ---- Anthropic message, as written ----

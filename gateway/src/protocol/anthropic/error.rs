@@ -52,7 +52,7 @@ pub fn error_to_messages(body: &[u8], status: u16) -> Bytes {
 }
 
 /// The upstream's text, bounded, when it is not JSON of the expected shape.
-fn quoted(body: &[u8]) -> Cow<'static, str> {
+pub(crate) fn quoted(body: &[u8]) -> Cow<'static, str> {
     let text = String::from_utf8_lossy(body);
     let mut end = text.len().min(MAX_QUOTED);
     while !text.is_char_boundary(end) {
@@ -87,12 +87,12 @@ struct DetailIn<'a> {
 }
 
 #[derive(Serialize)]
-pub(super) struct OpenAiError<'a> {
+pub(crate) struct OpenAiError<'a> {
     pub error: OpenAiDetail<'a>,
 }
 
 #[derive(Serialize)]
-pub(super) struct OpenAiDetail<'a> {
+pub(crate) struct OpenAiDetail<'a> {
     pub message: &'a str,
     #[serde(rename = "type")]
     pub kind: &'a str,

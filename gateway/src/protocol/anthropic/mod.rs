@@ -9,17 +9,17 @@
 //! structs (the parts that pass along unchanged stay raw JSON) and writes the
 //! target's JSON straight out of them.
 
-mod answer;
-mod error;
-mod fields;
-mod from_chat;
-mod read;
+pub(super) mod answer;
+pub(super) mod error;
+pub(super) mod fields;
+pub(super) mod from_chat;
+pub(super) mod read;
 mod stream_from_chat;
-mod stream_to_chat;
+pub(super) mod stream_to_chat;
 #[cfg(test)]
 mod tests;
 mod to_chat;
-mod write;
+pub(super) mod write;
 
 pub use answer::{chat_answer_to_messages, messages_answer_to_chat};
 pub use error::{error_to_chat, error_to_messages};

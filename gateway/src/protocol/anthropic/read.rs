@@ -99,17 +99,17 @@ pub(super) fn note_ids(read: &mut Read, id: Option<&str>, model: Option<&str>) {
 }
 
 /// A raw JSON value when it is a string (null and other shapes are absent).
-pub(super) fn text(v: Option<&RawValue>) -> Option<&RawValue> {
+pub(crate) fn text(v: Option<&RawValue>) -> Option<&RawValue> {
     v.filter(|v| v.get().starts_with('"'))
 }
 
 /// Bytes of a raw JSON string's text (escapes counted as written: an estimate).
-pub(super) fn raw_len(v: Option<&RawValue>) -> usize {
+pub(crate) fn raw_len(v: Option<&RawValue>) -> usize {
     text(v).map_or(0, |v| v.get().len().saturating_sub(2))
 }
 
 /// A raw JSON string that holds text (not `""`).
-pub(super) fn nonempty(v: Option<&RawValue>) -> Option<&RawValue> {
+pub(crate) fn nonempty(v: Option<&RawValue>) -> Option<&RawValue> {
     text(v).filter(|v| v.get().len() > 2)
 }
 

@@ -18,14 +18,21 @@ const MAX_TOOL_CALLS: usize = 1024;
 
 /// Anthropic events -> OpenAI chunks, for one stream.
 pub struct MessagesToChat {
-    include_usage: bool,
-    id: String,
-    model: String,
-    created: u64,
+    chunks: Chunks,
     /// (Anthropic content block index, OpenAI tool call index) of tool_use blocks
     tools: Vec<(usize, u32)>,
     /// a stop reason arrived: the answer is complete
     stopped: bool,
+}
+
+/// The OpenAI `chat.completion.chunk` events of one translated stream: each
+/// delta as a chunk with the stream's id, model and time, and at the end the
+/// usage chunk (when the client asked for it) and `data: [DONE]`.
+pub(crate) struct Chunks {
+    include_usage: bool,
+    id: String,
+    model: String,
+    created: u64,
     /// the usage chunk and `[DONE]` are written
     finished: bool,
     /// `data: {"id":..,"object":..,"created":..,"model":..,"choices":[{"index":0,"delta":`,
@@ -38,14 +45,9 @@ impl MessagesToChat {
     /// (`stream_options.include_usage`).
     pub fn new(include_usage: bool) -> Self {
         MessagesToChat {
-            include_usage,
-            id: String::new(),
-            model: String::new(),
-            created: now_secs(),
+            chunks: Chunks::new(include_usage),
             tools: Vec::new(),
             stopped: false,
-            finished: false,
-            head: Vec::new(),
         }
     }
 
@@ -60,9 +62,10 @@ impl MessagesToChat {
         match e.kind.as_ref() {
             "message_start" => {
                 if let Some(m) = &e.message {
-                    self.id = m.id.as_deref().unwrap_or_default().to_string();
-                    self.model = m.model.as_deref().unwrap_or_default().to_string();
-                    self.head.clear();
+                    self.chunks.name(
+                        m.id.as_deref().unwrap_or_default(),
+                        m.model.as_deref().unwrap_or_default(),
+                    );
                 }
                 delta.role = Some("assistant");
                 delta.content = Some(TextOut::Static(""));
@@ -122,7 +125,7 @@ impl MessagesToChat {
                 finish = Some(finish_reason(s));
                 self.stopped = true;
             }
-            "message_stop" => return self.finish(read, out),
+            "message_stop" => return self.chunks.finish(read, out),
             "error" => {
                 let err = e.error.as_ref();
                 let kind = err.and_then(|e| e.kind.as_deref()).unwrap_or("api_error");
@@ -140,6 +143,46 @@ impl MessagesToChat {
             }
             _ => return,
         }
+        self.chunks.write(out, &delta, finish);
+    }
+
+    /// The upstream stream ended (also when cut): when the answer was complete
+    /// (a stop reason came) but `message_stop` did not, the usage chunk and
+    /// `[DONE]` still owed; a cut answer is left cut.
+    pub fn end(&mut self, read: &mut Read, out: &mut BytesMut) {
+        if self.stopped {
+            self.chunks.finish(read, out);
+        }
+    }
+
+    /// The OpenAI tool call index of Anthropic content block `index`.
+    fn tool(&self, index: Option<usize>) -> Option<u32> {
+        let index = index?;
+        self.tools.iter().find(|t| t.0 == index).map(|t| t.1)
+    }
+}
+
+impl Chunks {
+    pub(crate) fn new(include_usage: bool) -> Self {
+        Chunks {
+            include_usage,
+            id: String::new(),
+            model: String::new(),
+            created: now_secs(),
+            finished: false,
+            head: Vec::new(),
+        }
+    }
+
+    /// The stream's id and model (in the chunks written after).
+    pub(crate) fn name(&mut self, id: &str, model: &str) {
+        self.id = id.to_string();
+        self.model = model.to_string();
+        self.head.clear();
+    }
+
+    /// Writes one chunk of `delta` and `finish` (none when both are empty).
+    pub(crate) fn write(&mut self, out: &mut BytesMut, delta: &Delta<'_>, finish: Option<&str>) {
         if delta.is_empty() && finish.is_none() {
             return;
         }
@@ -148,7 +191,7 @@ impl MessagesToChat {
         }
         // the chunk: its head, the delta, the finish reason
         out.put_slice(&self.head);
-        let _ = serde_json::to_writer(out.writer(), &delta);
+        let _ = serde_json::to_writer(out.writer(), delta);
         out.put_slice(b",\"finish_reason\":");
         match finish {
             Some(f) => {
@@ -174,16 +217,8 @@ impl MessagesToChat {
         head
     }
 
-    /// The upstream stream ended (also when cut): when the answer was complete
-    /// (a stop reason came) but `message_stop` did not, the usage chunk and
-    /// `[DONE]` still owed; a cut answer is left cut.
-    pub fn end(&mut self, read: &mut Read, out: &mut BytesMut) {
-        if self.stopped {
-            self.finish(read, out);
-        }
-    }
-
-    fn finish(&mut self, read: &Read, out: &mut BytesMut) {
+    /// The usage chunk (when asked for and known) and `[DONE]`, once.
+    pub(crate) fn finish(&mut self, read: &Read, out: &mut BytesMut) {
         if self.finished {
             return;
         }
@@ -204,12 +239,6 @@ impl MessagesToChat {
             }
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
-    }
-
-    /// The OpenAI tool call index of Anthropic content block `index`.
-    fn tool(&self, index: Option<usize>) -> Option<u32> {
-        let index = index?;
-        self.tools.iter().find(|t| t.0 == index).map(|t| t.1)
     }
 }
 
@@ -232,19 +261,19 @@ struct Choice<'a> {
 }
 
 #[derive(Serialize, Default)]
-struct Delta<'a> {
+pub(crate) struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
+    pub(crate) role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<TextOut<'a>>,
+    pub(crate) content: Option<TextOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<TextOut<'a>>,
+    pub(crate) reasoning_content: Option<TextOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<[ToolDelta<'a>; 1]>,
+    pub(crate) tool_calls: Option<[ToolDelta<'a>; 1]>,
 }
 
 impl Delta<'_> {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.role.is_none()
             && self.content.is_none()
             && self.reasoning_content.is_none()
@@ -253,18 +282,18 @@ impl Delta<'_> {
 }
 
 #[derive(Serialize)]
-struct ToolDelta<'a> {
-    index: u32,
+pub(crate) struct ToolDelta<'a> {
+    pub(crate) index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
+    pub(crate) id: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta<'a>,
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) function: FunctionDelta<'a>,
 }
 
 #[derive(Serialize)]
-struct FunctionDelta<'a> {
+pub(crate) struct FunctionDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: TextOut<'a>,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) arguments: TextOut<'a>,
 }

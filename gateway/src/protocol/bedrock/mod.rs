@@ -1,22 +1,29 @@
-//! TEMP STUB
-use super::{Events, Read, Refused, RequestOpts, Translated};
-use bytes::{Bytes, BytesMut};
-pub fn chat_to_converse(_b: &[u8], _o: &RequestOpts) -> Result<Translated, Refused> {
-    Err(Refused::new("x", "stub"))
-}
-pub fn answer_to_chat(_b: &[u8], _r: &mut Read) -> Bytes {
-    Bytes::new()
-}
-pub struct ConverseToChat;
-impl ConverseToChat {
-    pub fn new(_i: bool) -> Self {
-        ConverseToChat
-    }
-}
-impl Events for ConverseToChat {
-    fn event(&mut self, _d: &[u8], _r: &mut Read, _o: &mut BytesMut) {}
-    fn end(&mut self, _r: &mut Read, _o: &mut BytesMut) {}
-}
-pub fn error_to_chat(_b: &[u8], _s: u16, _t: Option<&str>) -> Bytes {
-    Bytes::new()
-}
+//! Amazon Bedrock's Converse API upstream of OpenAI chat clients: requests
+//! made Converse requests ([`chat_to_converse`]), whole answers, error bodies
+//! and ConverseStream streams translated back, each read into
+//! [`Read`](super::Read) on the way, and the AWS eventstream framing those
+//! streams come in ([`eventstream`]). One translation serves every model
+//! Converse serves (Claude, Llama, Mistral, Nova...).
+//!
+//! As in `anthropic/`: fields with no counterpart are dropped and named in
+//! [`Translated::warnings`]; a request Converse cannot serve is [`Refused`],
+//! naming the field. Translation parses into borrowed, typed structs (texts
+//! stay raw JSON strings) and writes Converse's JSON straight out of them.
+
+mod answer;
+mod error;
+pub mod eventstream;
+mod from_chat;
+mod read;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+pub use answer::answer_to_chat;
+pub use error::error_to_chat;
+pub use from_chat::chat_to_converse;
+pub use read::finish_reason;
+pub use stream::ConverseToChat;
+
+pub use super::{Refused, RequestOpts, Translated};

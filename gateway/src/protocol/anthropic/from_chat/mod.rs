@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use wire::*;
 
-mod wire;
+pub(crate) mod wire;
 
 /// The extended thinking budget (tokens) for an OpenAI `reasoning_effort`:
 /// `none` turns thinking off; `minimal` 1024 (Anthropic's least), `low` 2048,
@@ -312,7 +312,7 @@ fn blocks_of<'a>(
 
 /// An image URL as Anthropic's source: `data:<type>;base64,<data>` inline,
 /// any other URL by reference.
-fn image_source(url: Cow<'_, str>) -> Result<Source<'_>, &'static str> {
+pub(crate) fn image_source(url: Cow<'_, str>) -> Result<Source<'_>, &'static str> {
     if !url.starts_with("data:") {
         return Ok(Source::Url { url });
     }
@@ -427,7 +427,7 @@ fn output_config<'a>(f: ResponseFormat<'a>, w: &mut Warnings) -> Option<OutputCo
 }
 
 /// A tool's schema: the client's, or `{"type":"object"}` when it gave none.
-enum Schema<'a> {
+pub(crate) enum Schema<'a> {
     Given(&'a RawValue),
     Empty,
 }

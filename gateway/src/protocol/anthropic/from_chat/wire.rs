@@ -9,84 +9,84 @@ use std::borrow::Cow;
 // ---- the OpenAI request's parts, as read ----
 
 #[derive(Deserialize)]
-pub(super) struct Part<'a> {
+pub(crate) struct Part<'a> {
     #[serde(borrow, rename = "type")]
-    pub(super) kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     /// (a raw JSON string: text passes along without being unescaped)
     #[serde(borrow, default)]
-    pub(super) text: Option<&'a RawValue>,
+    pub(crate) text: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    pub(super) image_url: Option<ImageUrl<'a>>,
+    pub(crate) image_url: Option<ImageUrl<'a>>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct ImageUrl<'a> {
+pub(crate) struct ImageUrl<'a> {
     #[serde(borrow)]
-    pub(super) url: Cow<'a, str>,
+    pub(crate) url: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(super) detail: Option<Cow<'a, str>>,
+    pub(crate) detail: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct ToolCall<'a> {
+pub(crate) struct ToolCall<'a> {
     #[serde(borrow)]
-    pub(super) id: Cow<'a, str>,
+    pub(crate) id: Cow<'a, str>,
     #[serde(borrow)]
-    pub(super) function: Call<'a>,
+    pub(crate) function: Call<'a>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Call<'a> {
+pub(crate) struct Call<'a> {
     #[serde(borrow)]
-    pub(super) name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(super) arguments: Option<Cow<'a, str>>,
+    pub(crate) arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct ChatTool<'a> {
+pub(crate) struct ChatTool<'a> {
     #[serde(borrow, rename = "type")]
-    pub(super) kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(super) function: Option<Function<'a>>,
+    pub(crate) function: Option<Function<'a>>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Function<'a> {
+pub(crate) struct Function<'a> {
     #[serde(borrow)]
-    pub(super) name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(super) description: Option<Cow<'a, str>>,
+    pub(crate) description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub(super) parameters: Option<Schema<'a>>,
+    pub(crate) parameters: Option<Schema<'a>>,
     #[serde(borrow, default)]
-    pub(super) strict: Option<&'a RawValue>,
+    pub(crate) strict: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct NamedChoice<'a> {
+pub(crate) struct NamedChoice<'a> {
     #[serde(borrow)]
-    pub(super) function: Named<'a>,
+    pub(crate) function: Named<'a>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Named<'a> {
+pub(crate) struct Named<'a> {
     #[serde(borrow)]
-    pub(super) name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct ResponseFormat<'a> {
+pub(crate) struct ResponseFormat<'a> {
     #[serde(borrow, rename = "type")]
-    pub(super) kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(super) json_schema: Option<JsonSchema<'a>>,
+    pub(crate) json_schema: Option<JsonSchema<'a>>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct JsonSchema<'a> {
+pub(crate) struct JsonSchema<'a> {
     #[serde(borrow, default)]
-    pub(super) schema: Option<&'a RawValue>,
+    pub(crate) schema: Option<&'a RawValue>,
 }
 
 // ---- the Anthropic request, as written ----
@@ -153,7 +153,7 @@ pub(super) enum Block<'a> {
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub(super) enum Source<'a> {
+pub(crate) enum Source<'a> {
     Base64 {
         media_type: Cow<'a, str>,
         data: Cow<'a, str>,
