@@ -1,16 +1,16 @@
-//! Helpers the request translations share: a JSON object's top-level fields
-//! borrowed in order, the provider's options set over a written body, and the
-//! bounded list of warnings.
+//! Helpers the request translations share (those of the other dialects,
+//! `gemini/`, too): a JSON object's top-level fields borrowed in order, the
+//! provider's options set over a written body, and the bounded list of warnings.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-pub(super) use crate::request_body::Fields;
+pub(in crate::protocol) use crate::request_body::Fields;
 
 /// `body` (a JSON object just written) with the provider's `options` set over
 /// its top-level fields; `body` itself when there are none.
-pub(super) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -> Vec<u8> {
+pub(in crate::protocol) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -> Vec<u8> {
     if options.is_empty() {
         return body;
     }
@@ -45,7 +45,7 @@ const MAX_WARNINGS: usize = 16;
 /// Fields dropped in translation: one warning per kind of field, naming where
 /// it first appeared and how often it did.
 #[derive(Default)]
-pub(super) struct Warnings {
+pub(in crate::protocol) struct Warnings {
     /// (kind, first path, how many)
     seen: Vec<(Cow<'static, str>, String, usize)>,
     /// kinds beyond [`MAX_WARNINGS`]
@@ -97,7 +97,7 @@ impl Warnings {
 const MAX_TEXT: usize = 200;
 
 /// `s` cut to [`MAX_TEXT`] bytes (at a character boundary).
-pub(super) fn bounded(mut s: String) -> String {
+pub(in crate::protocol) fn bounded(mut s: String) -> String {
     if s.len() > MAX_TEXT {
         let mut end = MAX_TEXT;
         while !s.is_char_boundary(end) {
@@ -110,7 +110,7 @@ pub(super) fn bounded(mut s: String) -> String {
 }
 
 /// A Refused for a value that is not of the shape the field takes.
-pub(super) fn bad(field: impl Into<String>, e: &serde_json::Error) -> super::Refused {
+pub(in crate::protocol) fn bad(field: impl Into<String>, e: &serde_json::Error) -> super::Refused {
     let msg = e.to_string();
     // serde's message names the expected shape; its position is in the field's
     // own text, not the body's, so it is cut
@@ -119,7 +119,7 @@ pub(super) fn bad(field: impl Into<String>, e: &serde_json::Error) -> super::Ref
 }
 
 /// Parses one field's raw value as `T`, refusing the request naming `field`.
-pub(super) fn parse<'a, T: Deserialize<'a>>(
+pub(in crate::protocol) fn parse<'a, T: Deserialize<'a>>(
     field: &str,
     v: &'a RawValue,
 ) -> Result<T, super::Refused> {
@@ -129,7 +129,7 @@ pub(super) fn parse<'a, T: Deserialize<'a>>(
 /// A JSON string or an array of them (`stop`).
 #[derive(Deserialize)]
 #[serde(untagged)]
-pub(super) enum OneOrMany<'a> {
+pub(in crate::protocol) enum OneOrMany<'a> {
     One(#[serde(borrow)] Cow<'a, str>),
     Many(#[serde(borrow)] Vec<Cow<'a, str>>),
 }
@@ -144,14 +144,14 @@ impl<'a> OneOrMany<'a> {
 }
 
 /// Unix seconds now (`created` of OpenAI answers).
-pub(super) fn now_secs() -> u64 {
+pub(in crate::protocol) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// [`parse`] with the field's path made only when the request is refused.
-pub(super) fn parse_at<'a, T: Deserialize<'a>>(
+pub(in crate::protocol) fn parse_at<'a, T: Deserialize<'a>>(
     v: &'a RawValue,
     field: impl FnOnce() -> String,
 ) -> Result<T, super::Refused> {
@@ -159,7 +159,7 @@ pub(super) fn parse_at<'a, T: Deserialize<'a>>(
 }
 
 /// [`string`] with the field's path made only when the request is refused.
-pub(super) fn string_at<'a>(
+pub(in crate::protocol) fn string_at<'a>(
     v: &'a RawValue,
     field: impl FnOnce() -> String,
 ) -> Result<Cow<'a, str>, super::Refused> {
@@ -170,6 +170,6 @@ pub(super) fn string_at<'a>(
 struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// Parses one field's raw value as a string, borrowed when it has no escapes.
-pub(super) fn string<'a>(field: &str, v: &'a RawValue) -> Result<Cow<'a, str>, super::Refused> {
+pub(in crate::protocol) fn string<'a>(field: &str, v: &'a RawValue) -> Result<Cow<'a, str>, super::Refused> {
     parse::<Str<'a>>(field, v).map(|s| s.0)
 }

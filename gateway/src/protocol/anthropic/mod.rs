@@ -11,7 +11,7 @@
 
 mod answer;
 mod error;
-mod fields;
+pub(super) mod fields;
 mod from_chat;
 mod read;
 mod stream_from_chat;
@@ -19,7 +19,7 @@ mod stream_to_chat;
 #[cfg(test)]
 mod tests;
 mod to_chat;
-mod write;
+pub(super) mod write;
 
 pub use answer::{chat_answer_to_messages, messages_answer_to_chat};
 pub use error::{error_to_chat, error_to_messages};

@@ -1,5 +1,6 @@
-//! What the translations write: SSE events straight into the output buffer,
-//! and the usage objects of both dialects from the normalised figures.
+//! What the translations write (those of the other dialects too): SSE events
+//! straight into the output buffer, and the usage objects of both dialects from
+//! the normalised figures.
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -9,7 +10,7 @@ use shared::wire::openai::{PromptDetails, Usage as OpenAiUsage};
 use std::borrow::Cow;
 
 /// Appends `data: <json>\n\n` (an OpenAI stream event).
-pub(super) fn data(out: &mut BytesMut, v: &impl Serialize) {
+pub(in crate::protocol) fn data(out: &mut BytesMut, v: &impl Serialize) {
     out.put_slice(b"data: ");
     // Writing into a BytesMut cannot fail; a value that does not serialize
     // (none here) would leave a truncated event rather than a panic.
@@ -18,7 +19,7 @@ pub(super) fn data(out: &mut BytesMut, v: &impl Serialize) {
 }
 
 /// Appends `event: <name>\ndata: <json>\n\n` (an Anthropic stream event).
-pub(super) fn event(out: &mut BytesMut, name: &str, v: &impl Serialize) {
+pub(in crate::protocol) fn event(out: &mut BytesMut, name: &str, v: &impl Serialize) {
     out.put_slice(b"event: ");
     out.put_slice(name.as_bytes());
     out.put_slice(b"\n");
@@ -27,7 +28,7 @@ pub(super) fn event(out: &mut BytesMut, name: &str, v: &impl Serialize) {
 
 /// Normalised usage as OpenAI's `usage` (cache reads in
 /// `prompt_tokens_details.cached_tokens`; cache writes only in `prompt_tokens`).
-pub(super) fn openai_usage(u: &Usage) -> OpenAiUsage {
+pub(in crate::protocol) fn openai_usage(u: &Usage) -> OpenAiUsage {
     OpenAiUsage {
         prompt_tokens: Some(u.prompt_tokens),
         completion_tokens: Some(u.completion_tokens),
@@ -42,7 +43,7 @@ pub(super) fn openai_usage(u: &Usage) -> OpenAiUsage {
 /// A text that is a raw JSON string from the upstream, or one made here.
 #[derive(Serialize)]
 #[serde(untagged)]
-pub(super) enum TextOut<'a> {
+pub(in crate::protocol) enum TextOut<'a> {
     Raw(&'a RawValue),
     Owned(String),
     Static(&'static str),
