@@ -19,6 +19,7 @@
 //! body translated whole, all read into the same [`Read`].
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 mod seam;
 
