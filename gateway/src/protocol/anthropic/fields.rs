@@ -10,7 +10,10 @@ pub(in crate::protocol) use crate::request_body::Fields;
 
 /// `body` (a JSON object just written) with the provider's `options` set over
 /// its top-level fields; `body` itself when there are none.
-pub(in crate::protocol) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -> Vec<u8> {
+pub(in crate::protocol) fn with_options(
+    body: Vec<u8>,
+    options: &[(String, Box<RawValue>)],
+) -> Vec<u8> {
     if options.is_empty() {
         return body;
     }
@@ -170,6 +173,9 @@ pub(in crate::protocol) fn string_at<'a>(
 struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// Parses one field's raw value as a string, borrowed when it has no escapes.
-pub(in crate::protocol) fn string<'a>(field: &str, v: &'a RawValue) -> Result<Cow<'a, str>, super::Refused> {
+pub(in crate::protocol) fn string<'a>(
+    field: &str,
+    v: &'a RawValue,
+) -> Result<Cow<'a, str>, super::Refused> {
     parse::<Str<'a>>(field, v).map(|s| s.0)
 }

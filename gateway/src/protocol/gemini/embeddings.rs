@@ -55,7 +55,8 @@ pub fn embeddings_to_gemini(
     let texts = texts(input)?;
     let (body, batch) = match texts {
         Texts::One(text) => {
-            let body = serde_json::to_vec(&request(text, None, dimensions)).map_err(|e| bad("input", &e))?;
+            let body = serde_json::to_vec(&request(text, None, dimensions))
+                .map_err(|e| bad("input", &e))?;
             (with_options(body, opts.options), false)
         }
         Texts::Many(texts) => {

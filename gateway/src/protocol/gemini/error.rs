@@ -12,10 +12,12 @@ const MAX_QUOTED: usize = 512;
 /// A Gemini error body -> OpenAI's error shape (`status`: the upstream's
 /// HTTP status, which names the error's type unless the body's `code` does).
 pub fn error_to_chat(body: &[u8], status: u16) -> Bytes {
-    let parsed = serde_json::from_slice::<Body<'_>>(body).ok().and_then(|b| match b {
-        Body::One(e) => e.error,
-        Body::Many(mut v) => v.pop().and_then(|e| e.error),
-    });
+    let parsed = serde_json::from_slice::<Body<'_>>(body)
+        .ok()
+        .and_then(|b| match b {
+            Body::One(e) => e.error,
+            Body::Many(mut v) => v.pop().and_then(|e| e.error),
+        });
     let (message, code, status) = match parsed {
         Some(e) => (
             e.message.unwrap_or_default(),
@@ -34,7 +36,9 @@ pub fn error_to_chat(body: &[u8], status: u16) -> Bytes {
             code: code.as_deref(),
         },
     };
-    serde_json::to_vec(&out).map(Bytes::from).unwrap_or_default()
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 /// OpenAI's error `type` for an HTTP status.
@@ -62,8 +66,9 @@ fn quoted(body: &[u8]) -> Cow<'static, str> {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Body<'a> {
-    One(#[serde(borrow)] Envelope<'a>),
+    // (first: an array would be read as a struct of its elements)
     Many(#[serde(borrow)] Vec<Envelope<'a>>),
+    One(#[serde(borrow)] Envelope<'a>),
 }
 
 #[derive(Deserialize)]

@@ -14,8 +14,15 @@ use std::borrow::Cow;
 pub fn finish_reason(reason: &str, called: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "LANGUAGE"
-        | "IMAGE_SAFETY" | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION" => "content_filter",
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "LANGUAGE"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => "content_filter",
         _ if called => "tool_calls",
         // STOP, MALFORMED_FUNCTION_CALL, OTHER and any later addition
         _ => "stop",
@@ -73,7 +80,10 @@ impl<'a> CandidateIn<'a> {
     pub fn texts(&self) -> (Vec<&'a RawValue>, Vec<&'a RawValue>, usize) {
         let (mut texts, mut thoughts, mut bytes) = (Vec::new(), Vec::new(), 0);
         for p in self.parts() {
-            if let Some(t) = p.text.filter(|t| t.get().starts_with('"') && t.get() != "\"\"") {
+            if let Some(t) = p
+                .text
+                .filter(|t| t.get().starts_with('"') && t.get() != "\"\"")
+            {
                 bytes += t.get().len().saturating_sub(2);
                 match p.thought {
                     Some(true) => thoughts.push(t),

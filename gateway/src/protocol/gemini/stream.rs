@@ -82,7 +82,8 @@ impl GeminiToChat {
                 content: Some(TextOut::Static("")),
                 ..Delta::default()
             };
-            self.candidates.resize(self.candidates.len().max(1), (true, 0));
+            self.candidates
+                .resize(self.candidates.len().max(1), (true, 0));
             return self.write(0, &delta, Some("content_filter"), read, out);
         }
         for (position, c) in r.candidates.iter().enumerate() {

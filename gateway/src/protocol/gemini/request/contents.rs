@@ -3,8 +3,8 @@
 
 use super::super::super::anthropic::fields::{parse_at, string_at, Fields, Warnings};
 use super::super::super::Refused;
-use super::wire::*;
 use super::data_url;
+use super::wire::*;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -148,67 +148,66 @@ fn parts_of<'a>(
         .enumerate()
     {
         let at = |f: &str| format!("{}[{j}]{f}", path());
-        let part = match (p.kind.as_ref(), p.text, p.image_url, p.input_audio, p.file) {
-            ("text", Some(text), ..) if text.get().starts_with('"') => {
-                if text.get() == "\"\"" {
-                    continue;
+        let part =
+            match (p.kind.as_ref(), p.text, p.image_url, p.input_audio, p.file) {
+                ("text", Some(text), ..) if text.get().starts_with('"') => {
+                    if text.get() == "\"\"" {
+                        continue;
+                    }
+                    PartOut::Text(TextPart { text })
                 }
-                PartOut::Text(TextPart { text })
-            }
-            ("image_url", _, Some(img), ..) => {
-                if img.detail.is_some() {
-                    w.dropped("detail", || at(".image_url.detail"));
+                ("image_url", _, Some(img), ..) => {
+                    if img.detail.is_some() {
+                        w.dropped("detail", || at(".image_url.detail"));
+                    }
+                    image(img.url).map_err(|r| Refused::new(at(".image_url.url"), r))?
                 }
-                image(img.url).map_err(|r| Refused::new(at(".image_url.url"), r))?
-            }
-            ("input_audio", _, _, Some(a), _) => {
-                if a.format.is_empty()
-                    || a.format.len() > 16
-                    || !a.format.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    return Err(Refused::new(
-                        at(".input_audio.format"),
-                        "a format name such as wav or mp3",
-                    ));
+                ("input_audio", _, _, Some(a), _) => {
+                    if a.format.is_empty()
+                        || a.format.len() > 16
+                        || !a.format.bytes().all(|b| b.is_ascii_alphanumeric())
+                    {
+                        return Err(Refused::new(
+                            at(".input_audio.format"),
+                            "a format name such as wav or mp3",
+                        ));
+                    }
+                    PartOut::Inline(InlinePart {
+                        inline_data: Blob {
+                            mime_type: Cow::Owned(format!("audio/{}", a.format)),
+                            data: a.data,
+                        },
+                    })
                 }
-                PartOut::Inline(InlinePart {
-                    inline_data: Blob {
-                        mime_type: Cow::Owned(format!("audio/{}", a.format)),
-                        data: a.data,
-                    },
-                })
-            }
-            ("file", _, _, _, Some(f)) => {
-                if f.file_id.is_some() {
-                    return Err(Refused::new(
-                        at(".file.file_id"),
-                        "an OpenAI file id means nothing to Gemini: send file_data",
-                    ));
+                ("file", _, _, _, Some(f)) => {
+                    if f.file_id.is_some() {
+                        return Err(Refused::new(
+                            at(".file.file_id"),
+                            "an OpenAI file id means nothing to Gemini: send file_data",
+                        ));
+                    }
+                    if f.filename.is_some() {
+                        w.dropped("filename", || at(".file.filename"));
+                    }
+                    let data = f
+                        .file_data
+                        .ok_or_else(|| Refused::new(at(".file.file_data"), "required"))?;
+                    PartOut::Inline(InlinePart {
+                        inline_data: data_url(data)
+                            .map_err(|r| Refused::new(at(".file.file_data"), r))?,
+                    })
                 }
-                if f.filename.is_some() {
-                    w.dropped("filename", || at(".file.filename"));
-                }
-                let data = f
-                    .file_data
-                    .ok_or_else(|| Refused::new(at(".file.file_data"), "required"))?;
-                PartOut::Inline(InlinePart {
-                    inline_data: data_url(data)
-                        .map_err(|r| Refused::new(at(".file.file_data"), r))?,
-                })
-            }
-            ("text" | "image_url" | "input_audio" | "file", ..) => {
-                return Err(Refused::new(
+                ("text" | "image_url" | "input_audio" | "file", ..) => return Err(Refused::new(
                     at(""),
                     "a part needs the field its type names (text, image_url, input_audio, file)",
-                ))
-            }
-            _ => {
-                return Err(Refused::new(
-                    at(".type"),
-                    "Gemini takes text, image_url, input_audio and file parts",
-                ))
-            }
-        };
+                )),
+                _ => {
+                    return Err(Refused::new(
+                        at(".type"),
+                        "Gemini takes text, image_url, input_audio and file parts",
+                    ))
+                }
+            };
         out.push(part);
     }
     Ok(())
@@ -255,8 +254,8 @@ fn image_type(url: &str) -> &'static str {
 fn arguments(args: Option<&str>, path: impl Fn() -> String) -> Result<Box<RawValue>, Refused> {
     let args = args.unwrap_or("").trim();
     let args = if args.is_empty() { "{}" } else { args };
-    let raw = RawValue::from_string(args.to_string())
-        .map_err(|_| Refused::new(path(), "is not JSON"))?;
+    let raw =
+        RawValue::from_string(args.to_string()).map_err(|_| Refused::new(path(), "is not JSON"))?;
     if !raw.get().starts_with('{') {
         return Err(Refused::new(path(), "must be a JSON object"));
     }
@@ -275,7 +274,9 @@ fn result<'a>(path: &dyn Fn() -> String, content: &'a RawValue) -> Result<Respon
             .enumerate()
         {
             match (p.kind.as_ref(), p.text) {
-                ("text", Some(t)) => text.push_str(&string_at(t, || format!("{}[{j}].text", path()))?),
+                ("text", Some(t)) => {
+                    text.push_str(&string_at(t, || format!("{}[{j}].text", path()))?)
+                }
                 _ => {
                     return Err(Refused::new(
                         format!("{}[{j}].type", path()),

@@ -195,12 +195,10 @@ fn choice<'a>(raw: &'a RawValue, w: &mut Warnings) -> Result<ToolConfig<'a>, Ref
                     }
                 }
             }
-            _ => {
-                return Err(Refused::new(
-                    "tool_choice",
-                    "a function ({\"type\":\"function\",\"function\":{\"name\":..}}) or allowed_tools",
-                ))
-            }
+            _ => return Err(Refused::new(
+                "tool_choice",
+                "a function ({\"type\":\"function\",\"function\":{\"name\":..}}) or allowed_tools",
+            )),
         }
     };
     Ok(ToolConfig {
