@@ -21,7 +21,7 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
     let Ok(r) = serde_json::from_slice::<ResponseIn<'_>>(body) else {
         return Bytes::copy_from_slice(body);
     };
-    if r.candidates.is_empty() && !r.blocked() {
+    if !r.is_answer() || r.error.is_some() {
         return Bytes::copy_from_slice(body);
     }
     let (id, model) = note_ids(read, &r);
@@ -35,7 +35,8 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
         .enumerate()
         .map(|(i, c)| choice(i, c, read))
         .collect();
-    if r.blocked() {
+    if choices.is_empty() {
+        // no candidate: the prompt was blocked, or (rarely) nothing came
         choices.push(ChoiceOut {
             index: 0,
             message: MessageOut {
@@ -44,7 +45,11 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
                 reasoning_content: None,
                 tool_calls: None,
             },
-            finish_reason: Some("content_filter"),
+            finish_reason: Some(if r.blocked() {
+                "content_filter"
+            } else {
+                "stop"
+            }),
             logprobs: None,
         });
     }

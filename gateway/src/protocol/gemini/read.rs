@@ -49,6 +49,14 @@ pub(super) struct ResponseIn<'a> {
 }
 
 impl ResponseIn<'_> {
+    /// The body is a `GenerateContentResponse` (not an error or another shape).
+    pub fn is_answer(&self) -> bool {
+        !self.candidates.is_empty()
+            || self.prompt_feedback.is_some()
+            || self.usage_metadata.is_some()
+            || self.response_id.is_some()
+    }
+
     /// The prompt was blocked: no candidate answers it.
     pub fn blocked(&self) -> bool {
         self.candidates.is_empty()

@@ -63,6 +63,7 @@ pub(super) fn turns<'a>(
                 }
                 match &mut out.system_instruction {
                     Some(s) => s.parts.extend(parts),
+                    None if parts.is_empty() => {}
                     None => out.system_instruction = Some(System { parts }),
                 }
                 continue;

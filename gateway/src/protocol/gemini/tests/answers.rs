@@ -184,6 +184,18 @@ fn a_blocked_prompt_is_an_empty_message_finished_by_content_filter() {
 }
 
 #[test]
+fn an_answer_without_candidates_is_an_empty_message() {
+    let mut r = read();
+    let got = to_chat(
+        r#"{"usageMetadata":{"promptTokenCount":8,"totalTokenCount":8},"responseId":"r3"}"#,
+        &mut r,
+    );
+    assert_eq!(got["choices"][0]["message"]["content"], "");
+    assert_eq!(got["choices"][0]["finish_reason"], "stop");
+    assert_eq!(got["id"], "chatcmpl-r3");
+}
+
+#[test]
 fn ids_and_model_when_gemini_names_none() {
     let body = r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}]}"#;
     let mut r = read();

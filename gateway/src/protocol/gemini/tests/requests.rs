@@ -90,6 +90,14 @@ fn model_and_stream_are_not_in_the_body() {
 }
 
 #[test]
+fn an_empty_system_message_gives_no_instruction() {
+    let (got, _) = to_gemini(
+        r#"{"messages":[{"role":"system","content":""},{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(got.get("systemInstruction"), None, "{got}");
+}
+
+#[test]
 fn generation_config_fields() {
     check(&[
         (
