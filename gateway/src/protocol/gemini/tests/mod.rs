@@ -3,6 +3,7 @@
 //! and embeddings.
 
 mod answers;
+mod composed;
 mod embeddings;
 mod refused;
 mod requests;

@@ -6,7 +6,7 @@ use crate::protocol::{Events, Read};
 use bytes::BytesMut;
 use serde_json::Value;
 
-const STREAM: &[&str] = &[
+pub(super) const STREAM: &[&str] = &[
     r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hmm","thought":true}]},"index":0}],"usageMetadata":{"promptTokenCount":10,"totalTokenCount":12,"thoughtsTokenCount":2},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
     r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hel\"lo"}]},"index":0}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":1,"totalTokenCount":13,"thoughtsTokenCount":2},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
     r#"{"candidates":[{"content":{"role":"model","parts":[{"text":" there"}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
