@@ -6,7 +6,7 @@
 use crate::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::headers;
-use crate::meter::Meter;
+use crate::meter::{Framing, Meter};
 use crate::protocol::Seam;
 use crate::providers::Provider;
 use crate::stream::Limits;
@@ -62,11 +62,23 @@ pub async fn answer(
         model,
     } = reading;
     let (mut head, mut body) = resp.into_parts();
-    let sse = head
+    let content_type = head
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+        .unwrap_or("");
+    // (Bedrock's streams come in AWS eventstream frames: the client gets SSE)
+    let framing = match content_type.starts_with("application/vnd.amazon.eventstream") {
+        true => Framing::EventStream,
+        false => Framing::Sse,
+    };
+    let sse = content_type.starts_with("text/event-stream") || framing == Framing::EventStream;
+    if framing == Framing::EventStream {
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+    }
     headers::clean_response(&mut head.headers);
     let t = &prov.timeouts;
     let deadline = tokio::time::Instant::from_std(sent + t.total);
@@ -130,7 +142,7 @@ pub async fn answer(
             // (its body is already the client's)
             true => Meter::passing(seam, sse),
             false => {
-                let mut m = Meter::new(seam, sse, strip_usage, include_usage);
+                let mut m = Meter::framed(seam, sse, framing, strip_usage, include_usage);
                 m.read.model = model;
                 m
             }

@@ -65,17 +65,16 @@ pub fn build(
     match flavor {
         Flavor::Vertex => vertex(raw, key, client, timeouts, &mut native, p),
         Flavor::Bedrock => bedrock(raw, key, &mut native, p),
-        Flavor::Gemini => {
+        Flavor::Gemini
             if raw
                 .base_url
                 .as_ref()
-                .is_some_and(|b| b.trim_end_matches('/').ends_with("/openai"))
-            {
-                p.error(
-                    format!("{key}.base_url"),
-                    "type gemini speaks Gemini's native API; for the OpenAI-compatibility endpoint use type gemini-openai",
-                );
-            }
+                .is_some_and(|b| b.trim_end_matches('/').ends_with("/openai")) =>
+        {
+            p.error(
+                format!("{key}.base_url"),
+                "type gemini speaks Gemini's native API; for the OpenAI-compatibility endpoint use type gemini-openai",
+            );
         }
         _ => {}
     }

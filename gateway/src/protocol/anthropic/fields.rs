@@ -1,6 +1,6 @@
-//! Helpers the request translations share: a JSON object's top-level fields
-//! borrowed in order, the provider's options set over a written body, and the
-//! bounded list of warnings.
+//! Helpers the request translations share (those of the other dialects,
+//! `gemini/`, too): a JSON object's top-level fields borrowed in order, the
+//! provider's options set over a written body, and the bounded list of warnings.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

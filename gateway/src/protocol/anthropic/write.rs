@@ -1,5 +1,6 @@
-//! What the translations write: SSE events straight into the output buffer,
-//! and the usage objects of both dialects from the normalised figures.
+//! What the translations write (those of the other dialects too): SSE events
+//! straight into the output buffer, and the usage objects of both dialects from
+//! the normalised figures.
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;

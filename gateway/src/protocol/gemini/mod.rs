@@ -1,31 +1,29 @@
-//! TEMP STUB
-use super::{Events, Read, Refused, RequestOpts, Translated};
-use bytes::{Bytes, BytesMut};
-pub fn chat_to_gemini(_b: &[u8], _o: &RequestOpts) -> Result<Translated, Refused> {
-    Err(Refused::new("x", "stub"))
-}
-pub fn embeddings_to_gemini(_b: &[u8], _o: &RequestOpts) -> Result<(Translated, bool), Refused> {
-    Err(Refused::new("x", "stub"))
-}
-pub fn answer_to_chat(_b: &[u8], _r: &mut Read) -> Bytes {
-    Bytes::new()
-}
-pub fn embeddings_to_openai(_b: &[u8], _r: &mut Read) -> Bytes {
-    Bytes::new()
-}
-pub struct GeminiToChat;
-impl GeminiToChat {
-    pub fn new(_i: bool) -> Self {
-        GeminiToChat
-    }
-}
-impl Events for GeminiToChat {
-    fn event(&mut self, _d: &[u8], _r: &mut Read, _o: &mut BytesMut) {}
-    fn end(&mut self, _r: &mut Read, _o: &mut BytesMut) {}
-}
-pub fn error_to_chat(_b: &[u8], _s: u16) -> Bytes {
-    Bytes::new()
-}
-pub fn is_google_error(_b: &[u8]) -> bool {
-    false
-}
+//! Gemini's `generateContent` API (Google AI Studio's and Vertex AI's: the
+//! same bodies) behind the protocol seam, OpenAI chat being the hub: OpenAI
+//! chat requests made `generateContent` requests ([`chat_to_gemini`]), whole
+//! answers ([`answer_to_chat`]), streams ([`GeminiToChat`]) and error bodies
+//! ([`error_to_chat`]) made OpenAI's, each read into [`Read`](super::Read);
+//! OpenAI embeddings requests made `embedContent` / `batchEmbedContents`
+//! requests and back ([`embeddings_to_gemini`], [`embeddings_to_openai`]).
+//!
+//! Fields with no counterpart in Gemini's API are dropped and named in
+//! [`Translated::warnings`](super::Translated); a request Gemini cannot serve
+//! is [`Refused`](super::Refused), naming the field. Translation parses into
+//! borrowed, typed structs (texts and schemas pass along as the raw JSON the
+//! client wrote) and writes the target's JSON straight out of them.
+
+mod answer;
+mod embeddings;
+mod error;
+mod read;
+mod request;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use answer::answer_to_chat;
+pub use embeddings::{embeddings_to_gemini, embeddings_to_openai};
+pub use error::{error_to_chat, is_google_error};
+pub use read::finish_reason;
+pub use request::chat_to_gemini;
+pub use stream::GeminiToChat;
