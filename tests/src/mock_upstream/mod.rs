@@ -49,6 +49,7 @@
 //! * `set_stream_chunks(n)`: number of content chunks (and completion tokens).
 
 use bytes::Bytes;
+use dialect::{rejected_status, Dialect};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -59,23 +60,43 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
 pub mod anthropic;
+pub mod bedrock;
 mod body;
+mod cloud;
+mod dialect;
+pub mod gemini;
 pub mod openai;
 mod recorded;
+pub mod vertex;
 
 pub use anthropic::{
     anthropic_error_type, count_tokens_input, messages_body, messages_usage, MessagesAnswer,
     MessagesUsage, ANTHROPIC_HEADERS, ANTHROPIC_VERSION, MOCK_TOOL_INPUT, RETRY_AFTER_SECS,
     SIGNATURE, THINKING_TEXT, TOOL_INPUT_PIECES,
 };
+pub use bedrock::{
+    bedrock_error_type, converse_body, converse_usage, ConverseAnswer, ConverseReply,
+    ConverseUsage, AWS_TEST_ACCESS_KEY_ID, AWS_TEST_REGION, AWS_TEST_SECRET_ACCESS_KEY,
+    AWS_TEST_SESSION_TOKEN, BEDROCK_LATENCY_MS, BEDROCK_TOOL_USE_TOKENS,
+};
 pub use body::MockBody;
+pub use cloud::CloudState;
+pub use gemini::{
+    gemini_body, gemini_usage, google_error_body, google_status, tool_result_text, GeminiAnswer,
+    GeminiReply, GeminiSwitches, GeminiUsage, GEMINI_API_KEY, GEMINI_TOOL_CALL_TOKENS,
+};
 pub use openai::{chat_usage, completions_usage, embeddings_usage, responses_usage, MockUsage};
 pub use recorded::RecordedRequest;
+pub use vertex::{
+    gcp_test_private_key_id, gcp_test_private_key_pem, gcp_test_service_account_file,
+    DEFAULT_TOKEN_EXPIRES_IN, GCP_CLOUD_PLATFORM_SCOPE, GCP_TEST_CLIENT_EMAIL, GCP_TEST_PROJECT,
+    JWT_BEARER_GRANT, VERTEX_ANTHROPIC_VERSION,
+};
 
 /// `created` timestamp of every answer.
 pub const CREATED: u64 = 1_700_000_000;
@@ -141,6 +162,10 @@ pub struct MockState {
     /// api tokens answered with a fixed status: (token, status)
     rejected_tokens: Mutex<Vec<(String, u16)>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// the Gemini, Vertex AI and Bedrock switches and counters
+    cloud: CloudState,
+    /// where [`serve`] listens (the token endpoint's own URL, its assertions' `aud`)
+    local_addr: OnceLock<SocketAddr>,
 }
 
 const NO_CUT: usize = usize::MAX;
@@ -162,6 +187,8 @@ impl MockState {
             model_hits: AtomicU64::new(0),
             rejected_tokens: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            cloud: CloudState::default(),
+            local_addr: OnceLock::new(),
         }
     }
 }
@@ -290,8 +317,9 @@ impl MockUpstream {
         }
     }
 
-    /// Back to normal answers (clears fail, header delay, cut and stream error;
-    /// keeps chunk settings).
+    /// Back to normal answers (clears fail, header delay, cut and stream error, the
+    /// Gemini blocks, the Bedrock stream exception, the token endpoint's failure and
+    /// delay; keeps chunk settings and the other cloud switches).
     pub fn set_normal(&self) {
         self.state.fail_status.store(0, Ordering::SeqCst);
         *lock(&self.state.fail_body) = None;
@@ -300,6 +328,7 @@ impl MockUpstream {
         self.state
             .stream_error_after
             .store(NO_CUT, Ordering::SeqCst);
+        self.state.cloud.set_normal();
     }
 
     /// Answer every request with `status` and [`MOCK_ERROR_BODY`].
@@ -372,6 +401,9 @@ pub async fn serve(
     state: Arc<MockState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = state.local_addr.set(addr);
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -503,16 +535,19 @@ async fn handle(
         }
     }
 
-    if parts.method == Method::GET && parts.uri.path() == "/v1/models" {
+    if parts.method == Method::GET && matches!(parts.uri.path(), "/v1/models" | "/v1beta/models") {
         state.model_hits.fetch_add(1, Ordering::SeqCst);
     }
     let dialect = Dialect::of(&parts);
+    if dialect == Dialect::Token {
+        return Ok(vertex::token(&state, &parts, &raw, n).await);
+    }
     if let Some(status) = rejected_status(&state, dialect, &parts.headers) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
-        return Ok(match dialect {
-            Dialect::OpenAi => json_response(status, MOCK_ERROR_BODY, n),
-            Dialect::Anthropic => anthropic::error(status, "mock: this api key is rejected", n),
-        });
+        return Ok(dialect.error(status, "mock: this api key is rejected", n));
+    }
+    if let Some(refusal) = dialect.authenticate(&state, &parts, &raw, n) {
+        return Ok(refusal);
     }
     let delay = state.header_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
@@ -522,58 +557,9 @@ async fn handle(
     if fail != 0 {
         let status = StatusCode::from_u16(fail).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = lock(&state.fail_body).clone();
-        return Ok(match (dialect, body) {
-            (Dialect::OpenAi, body) => json_response(
-                status,
-                body.unwrap_or_else(|| MOCK_ERROR_BODY.to_string()),
-                n,
-            ),
-            (Dialect::Anthropic, Some(body)) => anthropic::error_with_body(status, body, n),
-            (Dialect::Anthropic, None) => anthropic::error(status, "mock failure", n),
-        });
+        return Ok(dialect.failure(status, body, n));
     }
-    Ok(match dialect {
-        Dialect::OpenAi => openai::route(&state, &parts, json, n),
-        Dialect::Anthropic => anthropic::route(&state, &parts, json, n),
-    })
-}
-
-/// Which API a request speaks, and so the shape of its answers and errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    OpenAi,
-    /// `/v1/messages` and below, and `GET /v1/models` with `anthropic-version`.
-    Anthropic,
-}
-
-impl Dialect {
-    fn of(parts: &http::request::Parts) -> Dialect {
-        let path = parts.uri.path();
-        let messages = path == "/v1/messages" || path.starts_with("/v1/messages/");
-        let models = path == "/v1/models" && parts.headers.contains_key("anthropic-version");
-        if messages || models {
-            Dialect::Anthropic
-        } else {
-            Dialect::OpenAi
-        }
-    }
-}
-
-/// The status [`MockUpstream::reject_token`] set for the request's api key: the
-/// `Authorization: Bearer` token for OpenAI requests, [`anthropic::api_key`] for
-/// Anthropic.
-fn rejected_status(state: &MockState, dialect: Dialect, headers: &http::HeaderMap) -> Option<u16> {
-    let token = match dialect {
-        Dialect::OpenAi => headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ")),
-        Dialect::Anthropic => anthropic::api_key(headers),
-    }?;
-    lock(&state.rejected_tokens)
-        .iter()
-        .find(|(x, _)| x == token)
-        .map(|(_, s)| *s)
+    Ok(dialect.route(&state, &parts, json, n))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -471,6 +471,19 @@ pub(super) fn route(
     }
 }
 
+/// A Messages create request whose headers were checked elsewhere (Vertex AI's
+/// `rawPredict`, the model taken from the URL): the body checks, then the answer.
+pub(in crate::mock_upstream) fn create(
+    state: &MockState,
+    body: &Value,
+    n: u64,
+) -> Response<MockBody> {
+    match invalid(body, Op::Create) {
+        Some(problem) => error(StatusCode::BAD_REQUEST, problem, n),
+        None => messages(state, body, n),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Create,
