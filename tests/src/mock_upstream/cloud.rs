@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 /// The switches and counters of the three cloud dialects.
 #[derive(Debug)]
-pub struct CloudState {
+pub(super) struct CloudState {
     pub(super) gemini_cached: AtomicBool,
     pub(super) gemini_thoughts: AtomicBool,
     pub(super) gemini_block_prompt: AtomicBool,

@@ -1,7 +1,9 @@
-//! A mock upstream speaking OpenAI's API and Anthropic's Messages API, on hyper 1.x
+//! A mock upstream speaking OpenAI's API, Anthropic's Messages API, Gemini's
+//! native API, Vertex AI's and Bedrock Runtime's Converse API, on hyper 1.x
 //! (HTTP/1.1, TCP_NODELAY), started in-process on `127.0.0.1:0` or wrapped by the
 //! `mock-upstream` binary. What each side answers, with its deterministic usage
-//! figures, is specified in the doc of [`openai`] and of [`anthropic`].
+//! figures, is specified in the doc of [`openai`], [`anthropic`], [`gemini`],
+//! [`vertex`] and [`bedrock`].
 //!
 //! # Endpoints
 //!
@@ -17,26 +19,44 @@
 //! | `POST /openai/deployments/{d}/embeddings?api-version=..` | Azure embeddings |
 //! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic's Messages API ([`anthropic`]) |
 //! | `GET /v1/models` with `anthropic-version` | the models in Anthropic's shape |
+//! | `POST /v1beta/models/{m}:generateContent`, `:streamGenerateContent?alt=sse`, `:embedContent`, `:batchEmbedContents`; `GET /v1beta/models` | Gemini ([`gemini`]; `x-goog-api-key`) |
+//! | `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`, `:streamGenerateContent?alt=sse` | Vertex AI, Gemini's bodies ([`vertex`]; a Bearer token from `/token`) |
+//! | `POST /v1/projects/{p}/locations/{l}/publishers/anthropic/models/{m}:rawPredict`, `:streamRawPredict` | Vertex AI, the Messages API without `model`, with `anthropic_version` ([`vertex`]) |
+//! | `POST /token` | Vertex AI's OAuth 2.0 token endpoint (JWT bearer grant, RS256 checked against the test service account) |
+//! | `POST /model/{modelId}/converse`, `/converse-stream` | Bedrock Runtime ([`bedrock`]; SigV4-verified; the stream in eventstream frames) |
 //!
 //! A request to `/v1/messages` or below (or to `/v1/models` with an
 //! `anthropic-version` header) speaks Anthropic: its answers and errors have
-//! Anthropic's shapes. Anything else is a 404 with an OpenAI error body (code
+//! Anthropic's shapes; `/v1beta/` and `/v1/projects/` speak Google's (errors
+//! `{"error":{"code","message","status"}}`), `/model/` Bedrock's (`{"message"}`
+//! and `x-amzn-ErrorType`). Anything else is a 404 with an OpenAI error body (code
 //! `unknown_url`); an Azure path without `api-version` is a 404 too (code
 //! `missing_api_version`), and a body that is not JSON is a 400 (code
 //! `invalid_json`). Every answer carries `x-request-id: req_mock<n>` like OpenAI
 //! does, where `<n>` counts requests from 1 per mock instance.
 //!
+//! Gemini, Vertex AI and Bedrock requests have their credentials checked before
+//! the switches below apply (an api key, an unexpired issued token, a SigV4
+//! signature); their own switches and counters are in `cloud.rs`:
+//! `gemini_cached`, `gemini_thoughts`, `gemini_block_prompt`, `gemini_block_answer`;
+//! `token_requests`, `set_token_expires_in`, `fail_token_with`, `delay_token`,
+//! `issued_tokens`, `token_uses`, `expire_tokens`; `bedrock_cache_figures`,
+//! `bedrock_exception_after`, `bedrock_tiny_writes`, `set_aws_session_token`,
+//! `set_aws_region`, `sigv4_refusals`, `bedrock_models`.
+//!
 //! # Behaviour (switchable at run time through [`MockUpstream`]'s setters)
 //!
-//! The switches apply to both dialects (Anthropic's events are counted the same
-//! way, one per `event:` block, see [`anthropic`]).
+//! The switches apply to every dialect (Anthropic's events are counted the same
+//! way, one per `event:` block, see [`anthropic`]; Gemini's one per SSE chunk,
+//! Bedrock's one per eventstream frame), but not to `/token`.
 //!
 //! * `fail_with(status)`: every request is answered `status` with
-//!   [`MOCK_ERROR_BODY`] (an Anthropic request with Anthropic's error body for that
-//!   status); `fail_with_body(status, body)` with that body.
+//!   [`MOCK_ERROR_BODY`] (another dialect with its own error body for that status,
+//!   message "mock failure"); `fail_with_body(status, body)` with that body.
 //! * `reject_token(token, status)`: requests whose `Authorization: Bearer` token
-//!   (Anthropic: the api key, `x-api-key` or Bearer) is `token` are answered
-//!   `status`.
+//!   (Anthropic: the api key, `x-api-key` or Bearer; Gemini: `x-goog-api-key`;
+//!   Vertex AI: the access token; Bedrock: the access key id) is `token` are
+//!   answered `status`.
 //! * `error_stream_after(k)`: an Anthropic stream sends its first `k` events, then
 //!   an `error` event, and ends cleanly.
 //! * `set_tool_use_on_auto(on)`: Anthropic requests with `tools` and `tool_choice`
@@ -49,6 +69,7 @@
 //! * `set_stream_chunks(n)`: number of content chunks (and completion tokens).
 
 use bytes::Bytes;
+use cloud::CloudState;
 use dialect::{rejected_status, Dialect};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -85,7 +106,6 @@ pub use bedrock::{
     AWS_TEST_SESSION_TOKEN, BEDROCK_LATENCY_MS, BEDROCK_TOOL_USE_TOKENS,
 };
 pub use body::MockBody;
-pub use cloud::CloudState;
 pub use gemini::{
     gemini_body, gemini_usage, google_error_body, google_status, tool_result_text, GeminiAnswer,
     GeminiReply, GeminiSwitches, GeminiUsage, GEMINI_API_KEY, GEMINI_TOOL_CALL_TOKENS,

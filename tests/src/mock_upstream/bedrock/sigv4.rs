@@ -5,9 +5,10 @@
 //!
 //! The canonical request is AWS's for services other than S3:
 //! 1. the method;
-//! 2. the URI path as received (already percent-encoded once), each byte but the
-//!    unreserved ones (`A-Z a-z 0-9 - _ . ~`) and `/` encoded again, so a `%3A` in
-//!    the path becomes `%253A` (an empty path is `/`);
+//! 2. the URI path as received (already percent-encoded once), normalised as RFC
+//!    3986 has it (empty and `.` segments dropped, a `..` dropping the one before,
+//!    an empty path `/`), then each byte but the unreserved ones (`A-Z a-z 0-9 - _
+//!    . ~`) and `/` encoded again, so a `%3A` in the path becomes `%253A`;
 //! 3. the query: pairs decoded, encoded again the same way, sorted by name then
 //!    value, joined `name=value` with `&`;
 //! 4. one `name:value\n` line per signed header (the `SignedHeaders` of
@@ -276,15 +277,32 @@ fn trim_all(v: &str) -> String {
     out
 }
 
+/// The path without empty and dot segments (RFC 3986, 5.2.4), absolute, a final
+/// `/` kept.
+fn normalize_path(path: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                kept.pop();
+            }
+            s => kept.push(s),
+        }
+    }
+    let mut out = format!("/{}", kept.join("/"));
+    let trailing = ["/", "/.", "/.."].iter().any(|end| path.ends_with(end));
+    if trailing && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
 /// The canonical request (see the module doc).
 pub fn canonical_request(c: &CanonicalInput) -> String {
-    let path = if c.path.is_empty() { "/" } else { c.path };
-    let mut out = format!(
-        "{}\n{}\n{}\n",
-        c.method,
-        uri_encode(path, true),
-        canonical_query(c.query)
-    );
+    let path = uri_encode(&normalize_path(c.path), true);
+    let query = canonical_query(c.query);
+    let mut out = format!("{}\n{path}\n{query}\n", c.method);
     for (name, value) in c.headers {
         out.push_str(&format!("{name}:{value}\n"));
     }
@@ -370,6 +388,12 @@ mod tests {
         assert_eq!(lines[1], "/model/anthropic.claude-v2%253A1/converse");
         assert_eq!(lines[2], "a=1&a=x%20y&b=2");
         assert_eq!(trim_all("  a   b c "), "a b c");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(
+            normalize_path("//model//x/./y/../converse"),
+            "/model/x/converse"
+        );
+        assert_eq!(normalize_path("/a/b/.."), "/a/");
     }
 
     #[test]
