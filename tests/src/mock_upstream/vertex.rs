@@ -365,3 +365,17 @@ pub(super) async fn token(
     let body = json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"});
     json_response(StatusCode::OK, body.to_string(), n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_constants_are_the_fixtures() {
+        assert_eq!(service_account_field("client_email"), GCP_TEST_CLIENT_EMAIL);
+        assert_eq!(service_account_field("project_id"), GCP_TEST_PROJECT);
+        assert!(gcp_test_private_key_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(DECODING_KEY.is_some());
+        assert!(gcp_test_service_account_file().is_file());
+    }
+}
