@@ -6,6 +6,7 @@ use super::bedrock::sigv4::SigV4Config;
 use super::bedrock::{AWS_TEST_ACCESS_KEY_ID, AWS_TEST_REGION, AWS_TEST_SECRET_ACCESS_KEY};
 use super::vertex::{self, IssuedToken, DEFAULT_TOKEN_EXPIRES_IN};
 use super::{lock, MockUpstream, NO_CUT};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -67,6 +68,16 @@ impl CloudState {
         self.bedrock_exception_after.store(NO_CUT, Ordering::SeqCst);
         self.token_fail.store(0, Ordering::SeqCst);
         self.token_delay_ms.store(0, Ordering::SeqCst);
+    }
+}
+
+/// The bytes of every string in `v` (a tool result's content, however nested).
+pub(super) fn string_leaves_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(string_leaves_bytes).sum(),
+        Value::Object(o) => o.values().map(string_leaves_bytes).sum(),
+        _ => 0,
     }
 }
 

@@ -36,17 +36,18 @@ fn assertion(claims: &Value) -> String {
 }
 
 async fn token_request(mock: &MockUpstream, grant_type: &str, assertion: &str) -> HttpResponse {
+    token_post(mock.token_url(), grant_type.into(), assertion.into()).await
+}
+
+/// A token request to `url` (owned arguments, to be spawned).
+async fn token_post(url: String, grant_type: String, assertion: String) -> HttpResponse {
     let form: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", grant_type)
-        .append_pair("assertion", assertion)
+        .append_pair("grant_type", &grant_type)
+        .append_pair("assertion", &assertion)
         .finish();
+    let form_type = [("content-type", "application/x-www-form-urlencoded")];
     TestClient::new()
-        .request(
-            Method::POST,
-            &mock.token_url(),
-            &[("content-type", "application/x-www-form-urlencoded")],
-            form,
-        )
+        .request(Method::POST, &url, &form_type, form)
         .await
 }
 
@@ -167,35 +168,26 @@ async fn token_endpoint_failure_and_delay_switches() {
     mock.fail_with(503);
     assert_eq!(token_request(&mock, JWT_BEARER_GRANT, &a).await.status, 200);
     mock.set_normal();
-    // a held answer: counted on arrival, answered after the delay
+    // held answers: counted on arrival (5 callers pile up), answered after the delay
     mock.delay_token(400);
     let started = Instant::now();
-    let m = &mock;
-    let a2 = a.clone();
-    let pending = tokio::spawn({
-        let url = m.token_url();
-        async move {
-            let form = format!("grant_type={}&assertion={a2}", urlencode(JWT_BEARER_GRANT));
-            TestClient::new()
-                .request(
-                    Method::POST,
-                    &url,
-                    &[("content-type", "application/x-www-form-urlencoded")],
-                    form,
-                )
-                .await
-        }
-    });
-    while mock.token_requests() < 4 {
+    let pending: Vec<_> = (0..5)
+        .map(|_| {
+            tokio::spawn(token_post(
+                mock.token_url(),
+                JWT_BEARER_GRANT.into(),
+                a.clone(),
+            ))
+        })
+        .collect();
+    while mock.token_requests() < 3 + 5 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(!pending.is_finished());
-    assert_eq!(pending.await.unwrap().status, 200);
+    assert!(pending.iter().all(|p| !p.is_finished()));
+    for p in pending {
+        assert_eq!(p.await.unwrap().status, 200);
+    }
     assert!(started.elapsed() >= Duration::from_millis(400));
-}
-
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

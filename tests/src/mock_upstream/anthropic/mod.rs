@@ -533,7 +533,8 @@ fn models(n: u64) -> Response<MockBody> {
     with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
 }
 
-fn tool_input() -> Value {
+/// [`MOCK_TOOL_INPUT`] as JSON (the input or arguments of every tool call).
+pub(in crate::mock_upstream) fn tool_input() -> Value {
     serde_json::from_str(MOCK_TOOL_INPUT).unwrap_or(Value::Null)
 }
 

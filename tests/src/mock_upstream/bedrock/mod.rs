@@ -86,10 +86,11 @@
 pub mod eventstream;
 pub mod sigv4;
 
+use super::anthropic::tool_input;
 use super::body::MockBody;
-use super::cloud::percent_decode;
+use super::cloud::{percent_decode, string_leaves_bytes};
 use super::{json_response, lock, response, text_tokens, MockState, NO_CUT};
-use super::{CHUNK_TEXT, MOCK_TOOL_INPUT, TOOL_INPUT_PIECES};
+use super::{CHUNK_TEXT, TOOL_INPUT_PIECES};
 use crate::mock_upstream::gemini::tool_result_text;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
@@ -153,15 +154,6 @@ pub struct ConverseAnswer {
     /// `end_turn`, `tool_use` or `max_tokens`.
     pub stop_reason: &'static str,
     pub usage: ConverseUsage,
-}
-
-fn string_leaves_bytes(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len(),
-        Value::Array(a) => a.iter().map(string_leaves_bytes).sum(),
-        Value::Object(o) => o.values().map(string_leaves_bytes).sum(),
-        _ => 0,
-    }
 }
 
 fn block_bytes(block: &Value) -> usize {
@@ -486,10 +478,6 @@ pub(super) fn route(
         "metrics": {"latencyMs": BEDROCK_LATENCY_MS},
     });
     with_request_id(json_response(StatusCode::OK, out.to_string(), n), n)
-}
-
-fn tool_input() -> Value {
-    serde_json::from_str(MOCK_TOOL_INPUT).unwrap_or(Value::Null)
 }
 
 /// The padding field `p` of the `i`-th event (the API pads its events too).

@@ -2,7 +2,9 @@
 //! reason) from the request and the switches, and its JSON and SSE chunks (the
 //! figures and shapes in the parent module's doc).
 
-use crate::mock_upstream::{text_tokens, CHUNK_TEXT, MOCK_TOOL_INPUT, THINKING_TEXT};
+use crate::mock_upstream::anthropic::tool_input;
+use crate::mock_upstream::cloud::string_leaves_bytes;
+use crate::mock_upstream::{text_tokens, CHUNK_TEXT, THINKING_TEXT};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -97,15 +99,6 @@ pub struct GeminiAnswer {
 /// `v[camel]`, or `v[snake]` (proto JSON reads both spellings).
 fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     v.get(camel).or_else(|| v.get(snake))
-}
-
-fn string_leaves_bytes(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len(),
-        Value::Array(a) => a.iter().map(string_leaves_bytes).sum(),
-        Value::Object(o) => o.values().map(string_leaves_bytes).sum(),
-        _ => 0,
-    }
 }
 
 fn parts_bytes(content: &Value) -> usize {
@@ -323,7 +316,7 @@ impl Head<'_> {
                 return out;
             }
             GeminiReply::FunctionCall(name) => {
-                let args: Value = serde_json::from_str(MOCK_TOOL_INPUT).unwrap_or(Value::Null);
+                let args = tool_input();
                 parts.push(json!({"functionCall": {"name": name, "args": args}}));
             }
             GeminiReply::Text(pieces) if !pieces.is_empty() => {
