@@ -1,5 +1,5 @@
-//! Integration-test support for the gateway: typed configs ([`config`]), a mock OpenAI upstream
-//! ([`mock_upstream`]), a harness that builds and starts real gateway processes
+//! Integration-test support for the gateway: typed configs ([`config`]), a mock
+//! upstream of several APIs ([`mock_upstream`]), a harness that builds and starts real gateway processes
 //! ([`harness`]), a real OTLP collector ([`collector`]), small HTTP/SSE client
 //! helpers ([`client`]), raw HTTP/1 and HTTP/2 for hostile input ([`hostile`]),
 //! a TCP load balancer following readiness ([`balancer`]), real Redis servers

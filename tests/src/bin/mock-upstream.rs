@@ -1,9 +1,9 @@
 //! `mock-upstream --listen 127.0.0.1:0 [--stream-chunks N] [--chunk-delay-ms MS]`
 //!
-//! Serves the mock upstream of `gateway_tests::mock_upstream` (its OpenAI and its
-//! Anthropic endpoints; request recording off), prints exactly one line
-//! `LISTENING 127.0.0.1:PORT` to stdout once it accepts connections, and runs
-//! until killed.
+//! Serves the mock upstream of `gateway_tests::mock_upstream` (all its dialects:
+//! OpenAI, Anthropic, Gemini, Vertex AI, Bedrock; request recording off), prints
+//! exactly one line `LISTENING 127.0.0.1:PORT` to stdout once it accepts
+//! connections, and runs until killed.
 
 use gateway_tests::mock_upstream::{serve, MockOptions, MockState};
 use std::io::Write;

@@ -30,7 +30,7 @@ mod server;
 mod tenant;
 
 pub use pricing::{Price, Pricing};
-pub use provider::{Provider, Timeouts};
+pub use provider::{AwsAuth, GcpAuth, Provider, Timeouts};
 pub use route::{Attribute, Fallback, Quota, Route};
 pub use server::{Server, State, Telemetry};
 pub use tenant::{Consumer, Tenant};
@@ -367,6 +367,50 @@ mod tests {
         // the mapping keeps its order (the first match wins)
         let pos = |k: &str| yaml.find(k).unwrap();
         assert!(pos("gpt-4*") < pos("mock-small"), "{yaml}");
+    }
+
+    #[test]
+    fn cloud_providers_are_built_with_their_keys() {
+        use crate::mock_upstream::{
+            AWS_TEST_ACCESS_KEY_ID, AWS_TEST_REGION, AWS_TEST_SESSION_TOKEN, GCP_TEST_PROJECT,
+            GEMINI_API_KEY,
+        };
+        let yaml = Config::new()
+            .provider(Provider::gemini("g", "http://127.0.0.1:1/v1beta").token(GEMINI_API_KEY))
+            .provider(
+                Provider::vertex(
+                    "v",
+                    "http://127.0.0.1:1/v1",
+                    GCP_TEST_PROJECT,
+                    "us-central1",
+                )
+                .gcp(
+                    GcpAuth::test_account("http://127.0.0.1:1/token")
+                        .expire_early_secs(60)
+                        .max_ttl(600),
+                ),
+            )
+            .provider(
+                Provider::bedrock("b", "http://127.0.0.1:1", AWS_TEST_REGION)
+                    .aws(AwsAuth::test().session_token(AWS_TEST_SESSION_TOKEN)),
+            )
+            .route(Route::new("chat", "/v1").upstream("g"))
+            .yaml();
+        let v: Yaml = serde_yaml_ng::from_str(&yaml).unwrap();
+        let p = &v["providers"];
+        assert_eq!(p[0]["type"].as_str(), Some("gemini"));
+        assert_eq!(p[0]["api_tokens"][0].as_str(), Some(GEMINI_API_KEY));
+        assert_eq!(p[1]["type"].as_str(), Some("vertex-ai"));
+        assert_eq!(p[1]["project"].as_str(), Some(GCP_TEST_PROJECT));
+        let gcp = &p[1]["auth"]["gcp"];
+        let file = gcp["service_account_file"].as_str().unwrap();
+        assert!(std::path::Path::new(file).is_file(), "{file}");
+        assert_eq!(gcp["token_url"].as_str(), Some("http://127.0.0.1:1/token"));
+        assert_eq!(gcp["max_ttl"].as_u64(), Some(600));
+        assert_eq!(p[2]["region"].as_str(), Some(AWS_TEST_REGION));
+        let aws = &p[2]["auth"]["aws"];
+        assert_eq!(aws["access_key_id"].as_str(), Some(AWS_TEST_ACCESS_KEY_ID));
+        assert_eq!(aws["session_token"].as_str(), Some(AWS_TEST_SESSION_TOKEN));
     }
 
     #[test]

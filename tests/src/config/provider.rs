@@ -1,5 +1,8 @@
 //! `providers:` of a test config.
 
+use crate::mock_upstream::{
+    gcp_test_service_account_file, AWS_TEST_ACCESS_KEY_ID, AWS_TEST_SECRET_ACCESS_KEY,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -30,6 +33,121 @@ pub struct Provider {
     passive: Option<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     models: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<Auth>,
+}
+
+/// `auth:` of a provider: `gcp` (vertex-ai) or `aws` (bedrock).
+#[derive(Debug, Clone, Default, Serialize)]
+struct Auth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gcp: Option<GcpAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aws: Option<AwsAuth>,
+}
+
+/// `auth.gcp`: a service account exchanged for OAuth 2.0 access tokens (each unset
+/// key keeps its default: `expire_early_secs` 60, the cloud-platform scope, the
+/// account's own `token_uri`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcpAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_account_json: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_account_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expire_early_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+}
+
+impl GcpAuth {
+    /// The test service account (`service_account_file`: the key file in
+    /// `tests/fixtures`), its tokens from `token_url` (the mock's
+    /// `MockUpstream::token_url()`, the only audience its token endpoint accepts).
+    pub fn test_account(token_url: &str) -> Self {
+        let file = gcp_test_service_account_file();
+        GcpAuth::default()
+            .service_account_file(&file.to_string_lossy())
+            .token_url(token_url)
+    }
+
+    /// `service_account_file`: a path to the key file.
+    pub fn service_account_file(mut self, path: &str) -> Self {
+        self.service_account_file = Some(path.into());
+        self
+    }
+
+    /// `service_account_json`: the key file's text (or `${ENV}`).
+    pub fn service_account_json(mut self, text: &str) -> Self {
+        self.service_account_json = Some(text.into());
+        self
+    }
+
+    /// `max_ttl`: the longest a token is used, seconds.
+    pub fn max_ttl(mut self, secs: u64) -> Self {
+        self.max_ttl = Some(secs);
+        self
+    }
+
+    /// `expire_early_secs`: how long before its expiry a token is replaced.
+    pub fn expire_early_secs(mut self, secs: u64) -> Self {
+        self.expire_early_secs = Some(secs);
+        self
+    }
+
+    /// `token_url`: the OAuth 2.0 token endpoint.
+    pub fn token_url(mut self, url: &str) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// `scopes`, replacing the default.
+    pub fn scopes(mut self, scopes: &[&str]) -> Self {
+        self.scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+        self
+    }
+}
+
+/// `auth.aws`: static credentials for SigV4.
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsAuth {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_token: Option<String>,
+}
+
+impl AwsAuth {
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> Self {
+        AwsAuth {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: None,
+        }
+    }
+
+    /// The credentials the mock verifies signatures against
+    /// (`AWS_TEST_ACCESS_KEY_ID`, `AWS_TEST_SECRET_ACCESS_KEY`).
+    pub fn test() -> Self {
+        AwsAuth::new(AWS_TEST_ACCESS_KEY_ID, AWS_TEST_SECRET_ACCESS_KEY)
+    }
+
+    /// `session_token` (the mock checks it once `set_aws_session_token` set it).
+    pub fn session_token(mut self, token: &str) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
 }
 
 fn ordered_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
@@ -81,12 +199,39 @@ impl Provider {
             checks: None,
             passive: None,
             models: Vec::new(),
+            project: None,
+            location: None,
+            region: None,
+            auth: None,
         }
     }
 
     /// `type: openai-compatible` at `base_url`.
     pub fn openai(id: &str, base_url: &str) -> Self {
         Provider::new(id, "openai-compatible").base_url(base_url)
+    }
+
+    /// `type: gemini` (Gemini's native API) at `base_url` (the mock's
+    /// `gemini_base_url()`, `.../v1beta`); its api key goes in with [`Provider::token`].
+    pub fn gemini(id: &str, base_url: &str) -> Self {
+        Provider::new(id, "gemini").base_url(base_url)
+    }
+
+    /// `type: vertex-ai` at `base_url` (the mock's `vertex_base_url()`, `.../v1`)
+    /// in `project` and `location`; its service account with [`Provider::gcp`].
+    pub fn vertex(id: &str, base_url: &str, project: &str, location: &str) -> Self {
+        Provider::new(id, "vertex-ai")
+            .base_url(base_url)
+            .project(project)
+            .location(location)
+    }
+
+    /// `type: bedrock` at `base_url` (the mock's `bedrock_base_url()`) in `region`;
+    /// its credentials with [`Provider::aws`].
+    pub fn bedrock(id: &str, base_url: &str, region: &str) -> Self {
+        Provider::new(id, "bedrock")
+            .base_url(base_url)
+            .region(region)
     }
 
     /// `type: mock` (the gateway answers itself).
@@ -144,6 +289,36 @@ impl Provider {
         self.passive = Some(serde_json::json!({
             "failures": failures, "window_s": window_s, "ejection_s": ejection_s
         }));
+        self
+    }
+
+    /// `project` (vertex-ai).
+    pub fn project(mut self, p: &str) -> Self {
+        self.project = Some(p.into());
+        self
+    }
+
+    /// `location` (vertex-ai).
+    pub fn location(mut self, l: &str) -> Self {
+        self.location = Some(l.into());
+        self
+    }
+
+    /// `region` (bedrock).
+    pub fn region(mut self, r: &str) -> Self {
+        self.region = Some(r.into());
+        self
+    }
+
+    /// `auth.gcp` (vertex-ai).
+    pub fn gcp(mut self, gcp: GcpAuth) -> Self {
+        self.auth.get_or_insert_with(Auth::default).gcp = Some(gcp);
+        self
+    }
+
+    /// `auth.aws` (bedrock).
+    pub fn aws(mut self, aws: AwsAuth) -> Self {
+        self.auth.get_or_insert_with(Auth::default).aws = Some(aws);
         self
     }
 

@@ -19,6 +19,9 @@ pub struct MockBody {
     sent_any: bool,
     exact_len: Option<u64>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Yield once after each frame, so that hyper writes it out on its own.
+    flush_each: bool,
+    yielded: bool,
 }
 
 impl MockBody {
@@ -32,6 +35,8 @@ impl MockBody {
             sent_any: false,
             exact_len: Some(len),
             sleep: None,
+            flush_each: false,
+            yielded: false,
         }
     }
 
@@ -43,7 +48,16 @@ impl MockBody {
             sent_any: false,
             exact_len: None,
             sleep: None,
+            flush_each: false,
+            yielded: false,
         }
+    }
+
+    /// When `on`, each frame is followed by one `Pending` (the task woken at once):
+    /// hyper then flushes what it holds, so every frame is a write of its own.
+    pub(super) fn flushing_each(mut self, on: bool) -> Self {
+        self.flush_each = on;
+        self
     }
 }
 
@@ -61,6 +75,11 @@ impl Body for MockBody {
         let this = &mut *self;
         if this.frames.is_empty() && !this.cut {
             return Poll::Ready(None);
+        }
+        if this.flush_each && this.sent_any && !this.yielded {
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         let pause = if this.frames.is_empty() {
             Some(this.delay.map_or(CUT_PAUSE, |d| d.max(CUT_PAUSE)))
@@ -80,6 +99,7 @@ impl Body for MockBody {
         }
         if let Some(b) = this.frames.pop_front() {
             this.sent_any = true;
+            this.yielded = false;
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
         this.cut = false;

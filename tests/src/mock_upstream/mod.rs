@@ -1,7 +1,9 @@
-//! A mock upstream speaking OpenAI's API and Anthropic's Messages API, on hyper 1.x
+//! A mock upstream speaking OpenAI's API, Anthropic's Messages API, Gemini's
+//! native API, Vertex AI's and Bedrock Runtime's Converse API, on hyper 1.x
 //! (HTTP/1.1, TCP_NODELAY), started in-process on `127.0.0.1:0` or wrapped by the
 //! `mock-upstream` binary. What each side answers, with its deterministic usage
-//! figures, is specified in the doc of [`openai`] and of [`anthropic`].
+//! figures, is specified in the doc of [`openai`], [`anthropic`], [`gemini`],
+//! [`vertex`] and [`bedrock`].
 //!
 //! # Endpoints
 //!
@@ -17,26 +19,44 @@
 //! | `POST /openai/deployments/{d}/embeddings?api-version=..` | Azure embeddings |
 //! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic's Messages API ([`anthropic`]) |
 //! | `GET /v1/models` with `anthropic-version` | the models in Anthropic's shape |
+//! | `POST /v1beta/models/{m}:generateContent`, `:streamGenerateContent?alt=sse`, `:embedContent`, `:batchEmbedContents`; `GET /v1beta/models` | Gemini ([`gemini`]; `x-goog-api-key`) |
+//! | `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`, `:streamGenerateContent?alt=sse` | Vertex AI, Gemini's bodies ([`vertex`]; a Bearer token from `/token`) |
+//! | `POST /v1/projects/{p}/locations/{l}/publishers/anthropic/models/{m}:rawPredict`, `:streamRawPredict` | Vertex AI, the Messages API without `model`, with `anthropic_version` ([`vertex`]) |
+//! | `POST /token` | Vertex AI's OAuth 2.0 token endpoint (JWT bearer grant, RS256 checked against the test service account) |
+//! | `POST /model/{modelId}/converse`, `/converse-stream` | Bedrock Runtime ([`bedrock`]; SigV4-verified; the stream in eventstream frames) |
 //!
 //! A request to `/v1/messages` or below (or to `/v1/models` with an
 //! `anthropic-version` header) speaks Anthropic: its answers and errors have
-//! Anthropic's shapes. Anything else is a 404 with an OpenAI error body (code
+//! Anthropic's shapes; `/v1beta/` and `/v1/projects/` speak Google's (errors
+//! `{"error":{"code","message","status"}}`), `/model/` Bedrock's (`{"message"}`
+//! and `x-amzn-ErrorType`). Anything else is a 404 with an OpenAI error body (code
 //! `unknown_url`); an Azure path without `api-version` is a 404 too (code
 //! `missing_api_version`), and a body that is not JSON is a 400 (code
 //! `invalid_json`). Every answer carries `x-request-id: req_mock<n>` like OpenAI
 //! does, where `<n>` counts requests from 1 per mock instance.
 //!
+//! Gemini, Vertex AI and Bedrock requests have their credentials checked before
+//! the switches below apply (an api key, an unexpired issued token, a SigV4
+//! signature); their own switches and counters are in `cloud.rs`:
+//! `gemini_cached`, `gemini_thoughts`, `gemini_block_prompt`, `gemini_block_answer`;
+//! `token_requests`, `set_token_expires_in`, `fail_token_with`, `delay_token`,
+//! `issued_tokens`, `token_uses`, `expire_tokens`; `bedrock_cache_figures`,
+//! `bedrock_exception_after`, `bedrock_tiny_writes`, `set_aws_session_token`,
+//! `set_aws_region`, `sigv4_refusals`, `bedrock_models`.
+//!
 //! # Behaviour (switchable at run time through [`MockUpstream`]'s setters)
 //!
-//! The switches apply to both dialects (Anthropic's events are counted the same
-//! way, one per `event:` block, see [`anthropic`]).
+//! The switches apply to every dialect (Anthropic's events are counted the same
+//! way, one per `event:` block, see [`anthropic`]; Gemini's one per SSE chunk,
+//! Bedrock's one per eventstream frame), but not to `/token`.
 //!
 //! * `fail_with(status)`: every request is answered `status` with
-//!   [`MOCK_ERROR_BODY`] (an Anthropic request with Anthropic's error body for that
-//!   status); `fail_with_body(status, body)` with that body.
+//!   [`MOCK_ERROR_BODY`] (another dialect with its own error body for that status,
+//!   message "mock failure"); `fail_with_body(status, body)` with that body.
 //! * `reject_token(token, status)`: requests whose `Authorization: Bearer` token
-//!   (Anthropic: the api key, `x-api-key` or Bearer) is `token` are answered
-//!   `status`.
+//!   (Anthropic: the api key, `x-api-key` or Bearer; Gemini: `x-goog-api-key`;
+//!   Vertex AI: the access token; Bedrock: the access key id) is `token` are
+//!   answered `status`.
 //! * `error_stream_after(k)`: an Anthropic stream sends its first `k` events, then
 //!   an `error` event, and ends cleanly.
 //! * `set_tool_use_on_auto(on)`: Anthropic requests with `tools` and `tool_choice`
@@ -49,6 +69,8 @@
 //! * `set_stream_chunks(n)`: number of content chunks (and completion tokens).
 
 use bytes::Bytes;
+use cloud::CloudState;
+use dialect::{rejected_status, Dialect};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -59,23 +81,42 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
 pub mod anthropic;
+pub mod bedrock;
 mod body;
+mod cloud;
+mod dialect;
+pub mod gemini;
 pub mod openai;
 mod recorded;
+pub mod vertex;
 
 pub use anthropic::{
     anthropic_error_type, count_tokens_input, messages_body, messages_usage, MessagesAnswer,
     MessagesUsage, ANTHROPIC_HEADERS, ANTHROPIC_VERSION, MOCK_TOOL_INPUT, RETRY_AFTER_SECS,
     SIGNATURE, THINKING_TEXT, TOOL_INPUT_PIECES,
 };
+pub use bedrock::{
+    bedrock_error_type, converse_body, converse_usage, ConverseAnswer, ConverseReply,
+    ConverseUsage, AWS_TEST_ACCESS_KEY_ID, AWS_TEST_REGION, AWS_TEST_SECRET_ACCESS_KEY,
+    AWS_TEST_SESSION_TOKEN, BEDROCK_LATENCY_MS, BEDROCK_TOOL_USE_TOKENS,
+};
 pub use body::MockBody;
+pub use gemini::{
+    gemini_body, gemini_usage, google_error_body, google_status, tool_result_text, GeminiAnswer,
+    GeminiReply, GeminiSwitches, GeminiUsage, GEMINI_API_KEY, GEMINI_TOOL_CALL_TOKENS,
+};
 pub use openai::{chat_usage, completions_usage, embeddings_usage, responses_usage, MockUsage};
 pub use recorded::RecordedRequest;
+pub use vertex::{
+    gcp_test_private_key_id, gcp_test_private_key_pem, gcp_test_service_account_file,
+    DEFAULT_TOKEN_EXPIRES_IN, GCP_CLOUD_PLATFORM_SCOPE, GCP_TEST_CLIENT_EMAIL, GCP_TEST_PROJECT,
+    JWT_BEARER_GRANT, VERTEX_ANTHROPIC_VERSION,
+};
 
 /// `created` timestamp of every answer.
 pub const CREATED: u64 = 1_700_000_000;
@@ -141,6 +182,10 @@ pub struct MockState {
     /// api tokens answered with a fixed status: (token, status)
     rejected_tokens: Mutex<Vec<(String, u16)>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// the Gemini, Vertex AI and Bedrock switches and counters
+    cloud: CloudState,
+    /// where [`serve`] listens (the token endpoint's own URL, its assertions' `aud`)
+    local_addr: OnceLock<SocketAddr>,
 }
 
 const NO_CUT: usize = usize::MAX;
@@ -162,6 +207,8 @@ impl MockState {
             model_hits: AtomicU64::new(0),
             rejected_tokens: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            cloud: CloudState::default(),
+            local_addr: OnceLock::new(),
         }
     }
 }
@@ -290,8 +337,9 @@ impl MockUpstream {
         }
     }
 
-    /// Back to normal answers (clears fail, header delay, cut and stream error;
-    /// keeps chunk settings).
+    /// Back to normal answers (clears fail, header delay, cut and stream error, the
+    /// Gemini blocks, the Bedrock stream exception, the token endpoint's failure and
+    /// delay; keeps chunk settings and the other cloud switches).
     pub fn set_normal(&self) {
         self.state.fail_status.store(0, Ordering::SeqCst);
         *lock(&self.state.fail_body) = None;
@@ -300,6 +348,7 @@ impl MockUpstream {
         self.state
             .stream_error_after
             .store(NO_CUT, Ordering::SeqCst);
+        self.state.cloud.set_normal();
     }
 
     /// Answer every request with `status` and [`MOCK_ERROR_BODY`].
@@ -372,6 +421,9 @@ pub async fn serve(
     state: Arc<MockState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = state.local_addr.set(addr);
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -503,16 +555,19 @@ async fn handle(
         }
     }
 
-    if parts.method == Method::GET && parts.uri.path() == "/v1/models" {
+    if parts.method == Method::GET && matches!(parts.uri.path(), "/v1/models" | "/v1beta/models") {
         state.model_hits.fetch_add(1, Ordering::SeqCst);
     }
     let dialect = Dialect::of(&parts);
+    if dialect == Dialect::Token {
+        return Ok(vertex::token(&state, &parts, &raw, n).await);
+    }
     if let Some(status) = rejected_status(&state, dialect, &parts.headers) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
-        return Ok(match dialect {
-            Dialect::OpenAi => json_response(status, MOCK_ERROR_BODY, n),
-            Dialect::Anthropic => anthropic::error(status, "mock: this api key is rejected", n),
-        });
+        return Ok(dialect.error(status, "mock: this api key is rejected", n));
+    }
+    if let Some(refusal) = dialect.authenticate(&state, &parts, &raw, n) {
+        return Ok(refusal);
     }
     let delay = state.header_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
@@ -522,58 +577,9 @@ async fn handle(
     if fail != 0 {
         let status = StatusCode::from_u16(fail).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = lock(&state.fail_body).clone();
-        return Ok(match (dialect, body) {
-            (Dialect::OpenAi, body) => json_response(
-                status,
-                body.unwrap_or_else(|| MOCK_ERROR_BODY.to_string()),
-                n,
-            ),
-            (Dialect::Anthropic, Some(body)) => anthropic::error_with_body(status, body, n),
-            (Dialect::Anthropic, None) => anthropic::error(status, "mock failure", n),
-        });
+        return Ok(dialect.failure(status, body, n));
     }
-    Ok(match dialect {
-        Dialect::OpenAi => openai::route(&state, &parts, json, n),
-        Dialect::Anthropic => anthropic::route(&state, &parts, json, n),
-    })
-}
-
-/// Which API a request speaks, and so the shape of its answers and errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    OpenAi,
-    /// `/v1/messages` and below, and `GET /v1/models` with `anthropic-version`.
-    Anthropic,
-}
-
-impl Dialect {
-    fn of(parts: &http::request::Parts) -> Dialect {
-        let path = parts.uri.path();
-        let messages = path == "/v1/messages" || path.starts_with("/v1/messages/");
-        let models = path == "/v1/models" && parts.headers.contains_key("anthropic-version");
-        if messages || models {
-            Dialect::Anthropic
-        } else {
-            Dialect::OpenAi
-        }
-    }
-}
-
-/// The status [`MockUpstream::reject_token`] set for the request's api key: the
-/// `Authorization: Bearer` token for OpenAI requests, [`anthropic::api_key`] for
-/// Anthropic.
-fn rejected_status(state: &MockState, dialect: Dialect, headers: &http::HeaderMap) -> Option<u16> {
-    let token = match dialect {
-        Dialect::OpenAi => headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ")),
-        Dialect::Anthropic => anthropic::api_key(headers),
-    }?;
-    lock(&state.rejected_tokens)
-        .iter()
-        .find(|(x, _)| x == token)
-        .map(|(_, s)| *s)
+    Ok(dialect.route(&state, &parts, json, n))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -458,7 +458,7 @@ fn completions(st: &MockState, body: &Value, model: &str, n: u64) -> Response<Mo
     sse_response(frames, st, n)
 }
 
-const VECTOR: &str = "[0.0123,-0.0456,0.0789,-0.1011,0.1213,-0.1415,0.1617,-0.1819]";
+pub(super) const VECTOR: &str = "[0.0123,-0.0456,0.0789,-0.1011,0.1213,-0.1415,0.1617,-0.1819]";
 
 fn embeddings(body: &Value, model: &str, n: u64) -> Response<MockBody> {
     let inputs = embedding_inputs(body);

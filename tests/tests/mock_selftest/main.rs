@@ -1,10 +1,16 @@
 //! Checks of the mock upstream and the client helpers themselves (no gateway), so
 //! that a failure elsewhere can be blamed on the gateway with confidence. The
 //! OpenAI side is checked here, the Anthropic side in `anthropic.rs` and
-//! `anthropic_checks.rs`.
+//! `anthropic_checks.rs`, Gemini in `gemini.rs`, Vertex AI in `vertex.rs`, Bedrock
+//! in `bedrock.rs`, `bedrock_stream.rs` and `bedrock_checks.rs`.
 
 mod anthropic;
 mod anthropic_checks;
+mod bedrock;
+mod bedrock_checks;
+mod bedrock_stream;
+mod gemini;
+mod vertex;
 
 use gateway_tests::client::{chat_body, chat_stream_body, raw_tcp_exchange, TestClient};
 use gateway_tests::mock_upstream::{

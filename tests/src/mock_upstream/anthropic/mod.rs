@@ -471,6 +471,19 @@ pub(super) fn route(
     }
 }
 
+/// A Messages create request whose headers were checked elsewhere (Vertex AI's
+/// `rawPredict`, the model taken from the URL): the body checks, then the answer.
+pub(in crate::mock_upstream) fn create(
+    state: &MockState,
+    body: &Value,
+    n: u64,
+) -> Response<MockBody> {
+    match invalid(body, Op::Create) {
+        Some(problem) => error(StatusCode::BAD_REQUEST, problem, n),
+        None => messages(state, body, n),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Create,
@@ -520,7 +533,8 @@ fn models(n: u64) -> Response<MockBody> {
     with_anthropic_headers(json_response(StatusCode::OK, out.to_string(), n), n)
 }
 
-fn tool_input() -> Value {
+/// [`MOCK_TOOL_INPUT`] as JSON (the input or arguments of every tool call).
+pub(in crate::mock_upstream) fn tool_input() -> Value {
     serde_json::from_str(MOCK_TOOL_INPUT).unwrap_or(Value::Null)
 }
 
