@@ -8,7 +8,7 @@
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::config::{AwsAuth, Config, Provider, Route};
-use gateway_tests::harness::Gateway;
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{
     converse_usage, MockUpstream, AWS_TEST_ACCESS_KEY_ID, AWS_TEST_SECRET_ACCESS_KEY,
     AWS_TEST_SESSION_TOKEN,
@@ -332,4 +332,82 @@ async fn a_stream_exception_ends_the_stream_with_an_error_event() {
         "what came before the exception reached the client: {}",
         r.raw
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_is_estimated_from_what_passed() {
+    let mock = MockUpstream::start_default();
+    // messageStart and three text deltas, then the connection breaks
+    mock.cut_stream_after(4);
+    let gw = Gateway::start(&config(&mock)).await;
+    let r = TestClient::new()
+        .post_sse(&url(&gw), &chat_stream_body("gpt-4o", "hi"), &[])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content(), "word ".repeat(3), "{}", r.raw);
+    let line = &gw.wait_for_log_lines(1, Duration::from_secs(5)).await[0];
+    assert!(line.ai_log.usage_estimated, "{:?}", line.ai_log);
+    assert_eq!(
+        line.ai_log.output_token,
+        "word word word ".len().div_ceil(4) as u64
+    );
+    assert!(line.ai_log.input_token > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_quota_is_settled_with_bedrocks_figures() {
+    use gateway_tests::config::{Quota, Server};
+    let mock = MockUpstream::start_default();
+    let yaml = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(
+            Provider::bedrock("br", &mock.bedrock_base_url(), "us-east-1")
+                .aws(AwsAuth::test())
+                .map("*", CLAUDE),
+        )
+        .route(
+            Route::new("bedrock", "/v1")
+                .upstream("br")
+                .quota(Quota::new(
+                    "route-tokens",
+                    "route",
+                    "total_tokens",
+                    1000,
+                    "1m",
+                )),
+        )
+        .yaml();
+    let gw = Gateway::start(&yaml).await;
+    let mut body = chat_body("gpt-4o", "Say hello");
+    body["max_tokens"] = json!(100);
+    let r = TestClient::new().post_json(&url(&gw), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let u = converse_usage(&mock.last_request().unwrap().body, CHUNKS);
+    // settlement reaches the store off the request path
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = admin(
+            &TestClient::new(),
+            &gw,
+            http::Method::GET,
+            "/admin/usage",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let list = r.json();
+        let used = list
+            .as_array()
+            .and_then(|l| l.iter().find(|e| e["quota"] == "route-tokens"))
+            .map(|e| e["used"].clone());
+        if used == Some(json!(u.total_tokens)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quota never held the real usage {}: {list}",
+            u.total_tokens
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -296,3 +296,25 @@ async fn the_openai_compatibility_endpoint_stays_selectable() {
     assert_eq!(up.path(), "/v1/chat/completions");
     assert_eq!(up.header("authorization"), Some("Bearer k"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_is_estimated_from_what_passed() {
+    let mock = MockUpstream::start_default();
+    mock.cut_stream_after(3);
+    let gw = Gateway::start(&config(&mock)).await;
+    let r = TestClient::new()
+        .post_sse(
+            &format!("{}/v1/chat/completions", gw.url()),
+            &chat_stream_body("gpt-4o", "hi"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content(), "word ".repeat(3), "{}", r.raw);
+    let line = &gw.wait_for_log_lines(1, Duration::from_secs(5)).await[0];
+    assert!(line.ai_log.usage_estimated, "{:?}", line.ai_log);
+    assert_eq!(
+        line.ai_log.output_token,
+        "word word word ".len().div_ceil(4) as u64
+    );
+}
