@@ -125,6 +125,26 @@ fn the_built_in_table_loads_and_prices_widely_used_models() {
 }
 
 #[test]
+fn bedrock_and_vertex_ids_are_priced_as_their_models() {
+    let p = pricing(Vec::new(), true);
+    let input = |m: &str| p.price(m, "x").map(|pr| pr.input);
+    let sonnet = Some(3 * NANOS_PER_UNIT);
+    assert_eq!(input("anthropic.claude-3-5-sonnet-20240620-v1:0"), sonnet);
+    assert_eq!(input("us.anthropic.claude-sonnet-4-20250514-v1:0"), sonnet);
+    assert_eq!(
+        input("arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        sonnet
+    );
+    assert_eq!(input("claude-sonnet-4@20250514"), sonnet);
+    assert_eq!(input("claude-3-5-sonnet-v2@20241022"), sonnet);
+    assert_eq!(input("us.amazon.nova-micro-v1:0"), Some(35_000_000));
+    assert_eq!(
+        input("us.meta.llama3-3-70b-instruct-v1:0"),
+        Some(720_000_000)
+    );
+}
+
+#[test]
 fn cost_prices_each_kind_of_token_and_rounds_once() {
     let price = Price::from_config(&PriceConfig {
         model: "m".into(),
