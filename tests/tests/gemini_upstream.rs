@@ -318,3 +318,44 @@ async fn a_cut_stream_is_estimated_from_what_passed() {
         "word word word ".len().div_ceil(4) as u64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_api_key_is_taken_out_and_the_others_rotate() {
+    let mock = MockUpstream::start_default();
+    mock.reject_token("gm-revoked", 401);
+    let gw = Gateway::start(
+        &Config::new()
+            .provider(
+                Provider::gemini("gem", &mock.gemini_base_url())
+                    .token("gm-revoked")
+                    .token(GEMINI_API_KEY)
+                    .passive(2, 30, 30),
+            )
+            .route(Route::new("gemini", "/v1").upstream("gem"))
+            .yaml(),
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let mut refused = 0;
+    for k in 0..6 {
+        let r = TestClient::new()
+            .post_json(&url, &chat_body("gemini-2.5-flash", &format!("try {k}")))
+            .await;
+        match r.status {
+            200 => {}
+            401 => refused += 1,
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    assert_eq!(refused, 2, "the revoked key is out after two refusals");
+    let mark = mock.requests().len();
+    for k in 0..4 {
+        let r = TestClient::new()
+            .post_json(&url, &chat_body("gemini-2.5-flash", &format!("after {k}")))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(mock.requests()[mark..]
+        .iter()
+        .all(|r| r.header("x-goog-api-key") == Some(GEMINI_API_KEY)));
+}
