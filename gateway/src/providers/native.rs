@@ -8,7 +8,7 @@ use crate::config::validate::Problems;
 use crate::endpoint::Endpoint;
 use crate::protocol::Dialect;
 use crate::upstream::HttpClient;
-use shared::config::{AwsAuthConfig, ProviderConfig, ProviderType};
+use shared::config::{AwsAuthConfig, GcpAuthConfig, ProviderConfig, ProviderType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,22 +120,26 @@ fn vertex(
     p: &mut Problems,
 ) {
     let gcp_key = format!("{key}.auth.gcp");
-    let Some(cfg) = raw.auth.as_ref().and_then(|a| a.gcp.as_ref()) else {
+    let default = GcpAuthConfig::default();
+    let cfg = raw
+        .auth
+        .as_ref()
+        .and_then(|a| a.gcp.as_ref())
+        .unwrap_or(&default);
+    let env = &raw.gcp_env;
+    if cfg.service_account_json.is_some() && cfg.service_account_file.is_some() {
         p.error(
-            gcp_key,
-            "type vertex-ai needs a service account: service_account_json or service_account_file",
+            gcp_key.clone(),
+            "set service_account_json or service_account_file, not both",
         );
-        return;
+    }
+    // (the environment's only when the config names none; its text first)
+    let (json, file) = match (&cfg.service_account_json, &cfg.service_account_file) {
+        (None, None) => (&env.service_account_json, &env.service_account_file),
+        given => given,
     };
-    let text = match (&cfg.service_account_json, &cfg.service_account_file) {
-        (Some(_), Some(_)) => {
-            p.error(
-                gcp_key.clone(),
-                "set service_account_json or service_account_file, not both",
-            );
-            None
-        }
-        (Some(json), None) => Some(json.as_str().to_string()),
+    let text = match (json, file) {
+        (Some(json), _) => Some(json.as_str().to_string()),
         (None, Some(path)) => match std::fs::read_to_string(path.as_str()) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -149,7 +153,8 @@ fn vertex(
         (None, None) => {
             p.error(
                 gcp_key.clone(),
-                "needs service_account_json or service_account_file",
+                "type vertex-ai needs a service account: service_account_json or service_account_file \
+                 (or GCP_SERVICE_ACCOUNT / GOOGLE_APPLICATION_CREDENTIALS in the environment)",
             );
             None
         }
@@ -601,6 +606,16 @@ mod tests {
             !errors.iter().any(|e| e.contains("SECRET-NOT-A-KEY")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn vertex_takes_the_service_account_the_environment_names() {
+        let (prov, errors) = problems(
+            "{ id: v, type: vertex-ai }",
+            &[("GOOGLE_APPLICATION_CREDENTIALS", SA_FILE)],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(matches!(prov.unwrap().credentials, Credentials::Gcp(_)));
     }
 
     #[test]

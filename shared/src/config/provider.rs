@@ -91,6 +91,32 @@ pub struct ProviderConfig {
     #[serde(skip, default = "aws_from_env")]
     #[schemars(skip)]
     pub aws_env: AwsEnv,
+    /// The service account the environment names (vertex-ai without one in
+    /// `auth.gcp`), taken at parse time like `${NAME}`.
+    #[serde(skip, default = "gcp_from_env")]
+    #[schemars(skip)]
+    pub gcp_env: GcpEnv,
+}
+
+/// The service account of the environment a config was read with:
+/// `GCP_SERVICE_ACCOUNT` (the key file's text), else
+/// `GOOGLE_APPLICATION_CREDENTIALS` (a path to it).
+#[derive(Debug, Clone, Default)]
+pub struct GcpEnv {
+    pub service_account_json: Option<EnvString>,
+    pub service_account_file: Option<EnvString>,
+}
+
+fn gcp_from_env() -> GcpEnv {
+    let var = |n: &str| {
+        crate::env::lookup(n)
+            .filter(|v| !v.is_empty())
+            .map(EnvString::new)
+    };
+    GcpEnv {
+        service_account_json: var("GCP_SERVICE_ACCOUNT"),
+        service_account_file: var("GOOGLE_APPLICATION_CREDENTIALS"),
+    }
 }
 
 /// `providers[].auth`.
@@ -104,7 +130,8 @@ pub struct AuthConfig {
 }
 
 /// `providers[].auth.gcp`: a service account, exchanged for OAuth 2.0 access
-/// tokens (JWT bearer grant).
+/// tokens (JWT bearer grant). Without the key here, the environment's
+/// `GCP_SERVICE_ACCOUNT` (its text) or `GOOGLE_APPLICATION_CREDENTIALS` (its path).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcpAuthConfig {
@@ -126,6 +153,19 @@ pub struct GcpAuthConfig {
     /// OAuth scopes asked for.
     #[serde(default = "d_gcp_scopes")]
     pub scopes: Vec<String>,
+}
+
+impl Default for GcpAuthConfig {
+    fn default() -> Self {
+        GcpAuthConfig {
+            service_account_json: None,
+            service_account_file: None,
+            max_ttl: None,
+            expire_early_secs: d_expire_early(),
+            token_url: None,
+            scopes: d_gcp_scopes(),
+        }
+    }
 }
 
 fn d_expire_early() -> u64 {
