@@ -30,6 +30,12 @@ const CLIENT_ONLY: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",
+    // Google's api key header and AWS's signature headers (the gateway signs
+    // with its own credentials; a client's would be passed on, or signed)
+    "x-goog-api-key",
+    "x-amz-security-token",
+    "x-amz-date",
+    "x-amz-content-sha256",
     "openai-organization",
     "openai-project",
     "x-request-id",
@@ -123,6 +129,9 @@ mod tests {
             ("x-hop", "1"),
             ("cookie", "c=1"),
             ("accept-encoding", "gzip"),
+            ("x-goog-api-key", "client-google-key"),
+            ("x-amz-security-token", "client-session"),
+            ("x-amz-date", "20250101T000000Z"),
             ("traceparent", "00-abc-def-01"),
             ("content-type", "application/json"),
         ]);
