@@ -17,10 +17,12 @@ pub const REDACTED: &[u8] = b"[redacted]";
 
 /// Secret-looking ids of an LLM account, whole or masked: api keys (`sk-...`,
 /// `sk-proj-****abcd`, `sk-ant-...`), organisation, project and user ids (with a
-/// digit, so words like `user-provided` stay).
+/// digit, so words like `user-provided` stay), Google OAuth access tokens
+/// (`ya29.` and dot-separated runs: a Vertex AI provider's token changes every
+/// hour, so it is matched by its form, not by its value).
 static ACCOUNT_IDS: LazyLock<Option<regex::bytes::Regex>> = LazyLock::new(|| {
     regex::bytes::Regex::new(
-        r"(?-u)\b(?:(?:sk|rk|pk|sess)-[A-Za-z0-9_*\-]{6,}|(?:org|proj|user|acct)[-_][A-Za-z0-9]*[0-9][A-Za-z0-9]*)",
+        r"(?-u)\b(?:(?:sk|rk|pk|sess)-[A-Za-z0-9_*\-]{6,}|(?:org|proj|user|acct)[-_][A-Za-z0-9]*[0-9][A-Za-z0-9]*|ya29\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)",
     )
     .ok()
 });
@@ -177,6 +179,12 @@ mod tests {
         );
         let echo = r#"{"detail":"bad token upstream-token-1234567"}"#;
         assert_eq!(redact(&r, echo), r#"{"detail":"bad token [redacted]"}"#);
+        let google_401 = r#"{"error":{"code":401,"message":"Invalid credentials: Bearer ya29.a0AfB_byC-x1.Yz9. Retry.","status":"UNAUTHENTICATED"}}"#;
+        let out = redact(&r, google_401);
+        assert!(
+            out.contains("Invalid credentials: Bearer [redacted]. Retry."),
+            "{out}"
+        );
         let plain = r#"{"error":{"message":"The model `gpt-9` does not exist (user-provided value)","type":"invalid_request_error"}}"#;
         assert!(matches!(r.redact(plain.as_bytes()), Cow::Borrowed(_)));
     }
