@@ -13,7 +13,9 @@ in `x-api-key` and as `Authorization: Bearer`), route `--limited-model` to a
 route whose requests quota allows one request per minute, and have no route for
 "no-such-model". `--checks` picks the checks (comma-separated; all by default).
 
-Prints one line per check and exits 0 only when every check passes.
+Prints one line per check and exits 0 only when every check passes; before
+it, a `USAGE {json}` line per Messages request that reached a model
+(e2e_common's `report_usage`), in the order sent.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List
 
-from e2e_common import CheckFailed, check, dump
+from e2e_common import CheckFailed, check, dump, report_usage
 
 try:
     import anthropic
@@ -52,6 +54,7 @@ def check_create(client: Anthropic, a: argparse.Namespace) -> str:
     resp = client.messages.create(
         model=a.model, max_tokens=64, system="You answer briefly.", messages=MESSAGES
     )
+    report_usage("create", resp.usage)
     check(resp.type == "message", f"type is {resp.type!r}, want 'message'")
     check(resp.role == "assistant", f"role is {resp.role!r}")
     check(bool(resp.id), "no id")
@@ -66,6 +69,7 @@ def check_bearer(_: Anthropic, a: argparse.Namespace) -> str:
     # Claude Code with ANTHROPIC_AUTH_TOKEN: the key as `Authorization: Bearer`
     client = Anthropic(base_url=a.base_url, auth_token=a.api_key, api_key=None, max_retries=0)
     resp = client.messages.create(model=a.model, max_tokens=16, messages=MESSAGES)
+    report_usage("bearer", resp.usage)
     check(text_of(resp).strip() != "", f"no text: {dump(resp)}")
     return "Authorization: Bearer accepted"
 
@@ -76,6 +80,7 @@ def check_stream(client: Anthropic, a: argparse.Namespace) -> str:
         for ev in s:
             kinds.append(ev.type)
         final = s.get_final_message()
+    report_usage("stream", final.usage)
     check(kinds and kinds[0] == "message_start", f"first event {kinds[:1]}")
     check("content_block_delta" in kinds, f"no content_block_delta in {kinds}")
     check(kinds[-1] == "message_stop", f"last event {kinds[-1:]}")
@@ -114,7 +119,8 @@ def check_bad_key(_: Anthropic, a: argparse.Namespace) -> str:
 
 
 def check_rate_limit(client: Anthropic, a: argparse.Namespace) -> str:
-    client.messages.create(model=a.limited_model, max_tokens=16, messages=MESSAGES)
+    first = client.messages.create(model=a.limited_model, max_tokens=16, messages=MESSAGES)
+    report_usage("rate_limit (first)", first.usage)
     try:
         client.messages.create(model=a.limited_model, max_tokens=16, messages=MESSAGES)
     except anthropic.RateLimitError as e:
@@ -147,6 +153,7 @@ def check_image(client: Anthropic, a: argparse.Namespace) -> str:
     resp = client.messages.create(
         model=a.model, max_tokens=64, messages=[{"role": "user", "content": content}]
     )
+    report_usage("image", resp.usage)
     check(text_of(resp).strip() != "", f"no text: {dump(resp)}")
     return "an image and a question answered"
 
@@ -155,6 +162,7 @@ def check_tool_use(client: Anthropic, a: argparse.Namespace) -> str:
     resp = client.messages.create(
         model=a.model, max_tokens=256, messages=MESSAGES, tools=TOOLS, tool_choice={"type": "any"}
     )
+    report_usage("tool_use", resp.usage)
     check(resp.stop_reason == "tool_use", f"stop_reason {resp.stop_reason!r}: {dump(resp)}")
     uses = [b for b in resp.content if b.type == "tool_use"]
     check(len(uses) == 1 and uses[0].name == "lookup", f"content {dump(resp)}")
@@ -172,6 +180,7 @@ def check_tool_use(client: Anthropic, a: argparse.Namespace) -> str:
             },
         ],
     )
+    report_usage("tool_result", follow.usage)
     check(text_of(follow).strip() != "", f"no answer after the tool result: {dump(follow)}")
     return f"lookup({json.dumps(uses[0].input)}), then {follow.stop_reason}"
 
@@ -181,6 +190,7 @@ def check_tool_use_stream(client: Anthropic, a: argparse.Namespace) -> str:
         model=a.model, max_tokens=256, messages=MESSAGES, tools=TOOLS, tool_choice={"type": "any"}
     ) as s:
         final = s.get_final_message()
+    report_usage("tool_use_stream", final.usage)
     uses = [b for b in final.content if b.type == "tool_use"]
     check(final.stop_reason == "tool_use", f"stop_reason {final.stop_reason!r}")
     check(len(uses) == 1 and uses[0].name == "lookup", f"content {dump(final)}")

@@ -9,7 +9,9 @@ Standalone (no pytest): run against a gateway that is already listening, e.g.
 The gateway must route models "gpt-4o-mini" (chat) and "text-embedding-3-small"
 (embeddings) somewhere, and must have no route for "no-such-model".
 
-Prints one line per check and exits 0 only when every check passes.
+Prints one line per check and exits 0 only when every check passes; before
+it, a `USAGE {json}` line per chat request that reached a model (e2e_common's
+`report_usage`), in the order sent.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import traceback
 from typing import Callable, List, Tuple
 
-from e2e_common import CheckFailed, check, dump
+from e2e_common import CheckFailed, check, dump, report_usage
 
 try:
     import openai
@@ -44,6 +46,7 @@ MESSAGES = [{"role": "user", "content": "Say hello in a few words."}]
 
 def check_chat_non_streaming(client: OpenAI) -> str:
     resp = client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)
+    report_usage("chat", resp.usage)
     check(resp.object == "chat.completion", f"object is {resp.object!r}, want 'chat.completion'")
     check(bool(resp.id), "response has no id")
     check(len(resp.choices) >= 1, f"no choices: {dump(resp)}")
@@ -94,6 +97,7 @@ def check_chat_streaming(client: OpenAI) -> str:
                 content_chunks += 1
             if choice.finish_reason is not None:
                 finish_reasons.append(choice.finish_reason)
+    report_usage("stream", None)
     text = "".join(text_parts)
     check(chunks > 0, "stream yielded no chunks")
     check(text.strip() != "", f"streamed text is empty ({chunks} chunks)")
@@ -113,6 +117,7 @@ def check_chat_streaming_include_usage(client: OpenAI) -> str:
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
+    report_usage("stream (include_usage)", chunks[-1].usage if chunks else None)
     check(len(chunks) >= 2, f"only {len(chunks)} chunk(s)")
     last = chunks[-1]
     check(last.usage is not None, f"last chunk has no usage: {dump(last)}")
@@ -256,6 +261,7 @@ def check_tool_calls(client: OpenAI) -> str:
     resp = client.chat.completions.create(
         model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS, tool_choice="required"
     )
+    report_usage("tool call", resp.usage)
     choice = resp.choices[0]
     check(choice.finish_reason == "tool_calls", f"finish_reason {choice.finish_reason!r}")
     calls = choice.message.tool_calls or []
@@ -273,21 +279,30 @@ def check_tool_calls(client: OpenAI) -> str:
             {"role": "tool", "tool_call_id": calls[0].id, "content": "found it"},
         ],
     )
+    report_usage("tool result", follow.usage)
     check((follow.choices[0].message.content or "").strip() != "", f"no answer: {dump(follow)}")
     return f"{calls[0].function.name}({calls[0].function.arguments}), then {follow.choices[0].finish_reason}"
 
 
 def check_tool_calls_streaming(client: OpenAI) -> str:
     stream = client.chat.completions.create(
-        model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS, tool_choice="required", stream=True
+        model=CHAT_MODEL,
+        messages=MESSAGES,
+        tools=TOOLS,
+        tool_choice="required",
+        stream=True,
+        stream_options={"include_usage": True},
     )
-    name, args, finish = "", "", None
+    name, args, finish, usage = "", "", None, None
     for chunk in stream:
+        usage = chunk.usage or usage
         for choice in chunk.choices:
             for tc in choice.delta.tool_calls or []:
                 name += (tc.function.name or "") if tc.function else ""
                 args += (tc.function.arguments or "") if tc.function else ""
             finish = choice.finish_reason or finish
+    report_usage("tool call (streaming)", usage)
+    check(usage is not None, "no usage chunk although include_usage was asked")
     check(name == "lookup", f"streamed tool name {name!r}")
     check(isinstance(json.loads(args), dict), f"streamed arguments {args!r}")
     check(finish == "tool_calls", f"finish_reason {finish!r}")

@@ -1,8 +1,11 @@
 //! Python scripts of `tests/python/` run with the interpreter that has the official
 //! `openai` package: `$GATEWAY_TEST_PYTHON`, else `<repo>/.venv/bin/python`
-//! (`./scripts/test.sh` creates that venv).
+//! (`./scripts/test.sh` creates that venv); the `USAGE` lines the SDK scripts
+//! print read back ([`reported_usage`]).
 
 use crate::harness::workspace_dir;
+use serde::Deserialize;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -140,4 +143,41 @@ impl Drop for PyScript {
             let _ = self.child.wait();
         }
     }
+}
+
+/// One `USAGE {"what": .., "usage": ..}` line of an SDK script
+/// (`tests/python/e2e_common.py`'s `report_usage`): the usage object the SDK parsed
+/// from one model answer, as its `model_dump` (None: the answer carried none).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ReportedUsage {
+    /// which request of the script (`chat`, `tool result`, `stream`, ...)
+    pub what: String,
+    pub usage: Option<Value>,
+}
+
+impl ReportedUsage {
+    /// The figure `key` of the usage (`prompt_tokens`, `input_tokens`, ...), or
+    /// of an object in it with a `/` path (`prompt_tokens_details/cached_tokens`);
+    /// 0 when the SDK left it out (None), None when the answer had no usage.
+    pub fn figure(&self, key: &str) -> Option<u64> {
+        let usage = self.usage.as_ref()?;
+        Some(
+            usage
+                .pointer(&format!("/{key}"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        )
+    }
+}
+
+/// The `USAGE` lines of a script's `stdout`, in the order printed; panics on a
+/// line that does not parse.
+pub fn reported_usage(stdout: &str) -> Vec<ReportedUsage> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("USAGE "))
+        .map(|json| {
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("USAGE line {json:?}: {e}"))
+        })
+        .collect()
 }

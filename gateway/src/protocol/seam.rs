@@ -254,10 +254,10 @@ impl Seam {
             Pair::EmbedToGemini => gemini::embeddings_to_openai(body, read),
             Pair::ChatToConverse => bedrock::answer_to_chat(body, read),
             Pair::MessagesVia(Hub::Gemini) => {
-                via::answer_via_chat(gemini::answer_to_chat(body, read))
+                via::answer_via_chat(gemini::answer_to_chat(body, read), read)
             }
             Pair::MessagesVia(Hub::Converse) => {
-                via::answer_via_chat(bedrock::answer_to_chat(body, read))
+                via::answer_via_chat(bedrock::answer_to_chat(body, read), read)
             }
             Pair::Same | Pair::SameVertex | Pair::Here | Pair::None => return None,
         })

@@ -13,7 +13,9 @@ pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 
 /// A stream in a third API made OpenAI chat chunks by `first`, and those made
 /// Anthropic Messages events. `read` is filled by `first` (what the upstream
-/// said); the second step reads into a scratch copy.
+/// said); the second step reads into a scratch copy, whose usage is `read`'s
+/// whenever there is one: the events carry the upstream's figures, not what
+/// survived the chat chunk (which has no field for cache writes).
 pub struct ViaChat {
     first: Box<dyn Events>,
     then: ChatToMessages,
@@ -35,7 +37,7 @@ impl ViaChat {
     }
 
     /// Hands the complete chat events in `mid` to the second step.
-    fn pass(&mut self, out: &mut BytesMut) {
+    fn pass(&mut self, read: &Read, out: &mut BytesMut) {
         while let Some(end) = memchr::memmem::find(&self.mid, b"\n\n") {
             let event = self.mid.split_to(end + 2);
             let mut data = Vec::new();
@@ -48,8 +50,16 @@ impl ViaChat {
                 }
             }
             if !data.is_empty() {
+                self.upstream_usage(read);
                 self.then.event(&data, &mut self.scratch, out);
             }
+        }
+    }
+
+    /// The usage the second step writes: the upstream's, as `first` read it.
+    fn upstream_usage(&mut self, read: &Read) {
+        if read.usage.is_some() {
+            self.scratch.usage = read.usage;
         }
     }
 }
@@ -57,20 +67,22 @@ impl ViaChat {
 impl Events for ViaChat {
     fn event(&mut self, data: &[u8], read: &mut Read, out: &mut BytesMut) {
         self.first.event(data, read, &mut self.mid);
-        self.pass(out);
+        self.pass(read, out);
     }
 
     fn end(&mut self, read: &mut Read, out: &mut BytesMut) {
         self.first.end(read, &mut self.mid);
-        self.pass(out);
+        self.pass(read, out);
+        self.upstream_usage(read);
         self.then.end(&mut self.scratch, out);
     }
 }
 
-/// A whole answer made OpenAI chat by `first`, then an Anthropic Message.
-pub fn answer_via_chat(chat: Bytes) -> Bytes {
+/// A whole answer made OpenAI chat by `first` (which read the upstream's
+/// answer into `read`), then an Anthropic Message with the upstream's usage.
+pub fn answer_via_chat(chat: Bytes, read: &Read) -> Bytes {
     let mut scratch = Read::default();
-    super::anthropic::chat_answer_to_messages(&chat, &mut scratch)
+    super::anthropic::chat_answer_as_message(&chat, &mut scratch, read.usage)
 }
 
 /// Anthropic's Messages body as Vertex AI's `rawPredict` takes it: no `model`
@@ -104,6 +116,7 @@ pub fn vertex_messages(body: &[u8]) -> Result<Bytes, Refused> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use shared::usage::Usage;
 
     #[test]
     fn vertex_body_drops_the_model_and_names_the_version() {
@@ -160,5 +173,70 @@ mod tests {
             read.output_bytes, 5,
             "the first step reads into the request's record"
         );
+    }
+
+    /// The upstream's figures as the first step reads them: 12 prompt tokens,
+    /// 3 read from a cache and 4 written to it (Bedrock's cache writes, which
+    /// the chat usage between the steps has no field for).
+    fn cached_usage() -> Usage {
+        Usage {
+            prompt_tokens: 12,
+            completion_tokens: 2,
+            total_tokens: 14,
+            cached_tokens: 3,
+            cache_creation_tokens: 4,
+            ..Usage::default()
+        }
+    }
+
+    /// [`Chunks`] that reads [`cached_usage`] at the end, as a first step does.
+    struct CachedChunks;
+    impl Events for CachedChunks {
+        fn event(&mut self, data: &[u8], read: &mut Read, out: &mut BytesMut) {
+            Chunks.event(data, read, out);
+        }
+        fn end(&mut self, read: &mut Read, out: &mut BytesMut) {
+            read.usage = Some(cached_usage());
+            let last = json!({"id":"c1","object":"chat.completion.chunk","model":"m",
+                "choices":[{"index":0,"delta":{},"finish_reason":"stop"}],
+                "usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14,
+                    "prompt_tokens_details":{"cached_tokens":3}}});
+            out.extend_from_slice(format!("data: {last}\n\ndata: [DONE]\n\n").as_bytes());
+        }
+    }
+
+    const UPSTREAM_USAGE: &str = r#"{"input_tokens":5,"output_tokens":2,"cache_read_input_tokens":3,"cache_creation_input_tokens":4}"#;
+
+    #[test]
+    fn a_stream_through_chat_carries_the_upstreams_cache_writes() {
+        let mut via = ViaChat::new(Box::new(CachedChunks));
+        let (mut read, mut out) = (Read::default(), BytesMut::new());
+        via.event(b"Hi", &mut read, &mut out);
+        via.end(&mut read, &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let delta = text
+            .split("\n\n")
+            .find(|e| e.starts_with("event: message_delta"))
+            .unwrap_or_else(|| panic!("no message_delta: {text}"));
+        let data: Value = serde_json::from_str(delta.split_once("data: ").unwrap().1).unwrap();
+        let want: Value = serde_json::from_str(UPSTREAM_USAGE).unwrap();
+        assert_eq!(data["usage"], want, "{text}");
+    }
+
+    #[test]
+    fn an_answer_through_chat_carries_the_upstreams_cache_writes() {
+        let chat = json!({"id":"c1","object":"chat.completion","model":"m",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14,
+                "prompt_tokens_details":{"cached_tokens":3}}});
+        let read = Read {
+            usage: Some(cached_usage()),
+            ..Read::default()
+        };
+        let msg = answer_via_chat(Bytes::from(chat.to_string()), &read);
+        let v: Value = serde_json::from_slice(&msg).unwrap();
+        let want: Value = serde_json::from_str(UPSTREAM_USAGE).unwrap();
+        assert_eq!(v["usage"], want, "{v}");
+        assert_eq!(v["content"][0]["text"], "Hi", "{v}");
     }
 }

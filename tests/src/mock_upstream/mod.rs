@@ -3,7 +3,8 @@
 //! (HTTP/1.1, TCP_NODELAY), started in-process on `127.0.0.1:0` or wrapped by the
 //! `mock-upstream` binary. What each side answers, with its deterministic usage
 //! figures, is specified in the doc of [`openai`], [`anthropic`], [`gemini`],
-//! [`vertex`] and [`bedrock`].
+//! [`vertex`] and [`bedrock`]; [`MockUpstream::answered_usage`] gives the usage
+//! a recorded generate request of the last four was answered with.
 //!
 //! # Endpoints
 //!
@@ -90,6 +91,7 @@ pub mod bedrock;
 mod body;
 mod cloud;
 mod dialect;
+mod figures;
 pub mod gemini;
 pub mod openai;
 mod recorded;
@@ -106,6 +108,7 @@ pub use bedrock::{
     AWS_TEST_SESSION_TOKEN, BEDROCK_LATENCY_MS, BEDROCK_TOOL_USE_TOKENS,
 };
 pub use body::MockBody;
+pub use figures::{AnsweredUsage, GenerateApi};
 pub use gemini::{
     gemini_body, gemini_usage, google_error_body, google_status, tool_result_text, GeminiAnswer,
     GeminiReply, GeminiSwitches, GeminiUsage, GEMINI_API_KEY, GEMINI_TOOL_CALL_TOKENS,

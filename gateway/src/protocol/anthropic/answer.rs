@@ -8,6 +8,7 @@ use super::write::{openai_usage, TextOut};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use shared::usage::Usage;
 use shared::wire::anthropic::Usage as AnthropicUsage;
 use shared::wire::openai::Usage as OpenAiUsage;
 use std::borrow::Cow;
@@ -62,6 +63,13 @@ pub fn messages_answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
 
 /// An OpenAI chat answer as Anthropic's (a body of another shape comes back as it is).
 pub fn chat_answer_to_messages(body: &[u8], read: &mut Read) -> Bytes {
+    chat_answer_as_message(body, read, None)
+}
+
+/// [`chat_answer_to_messages`] with `usage` (when known) as the message's
+/// figures instead of those the chat answer carries: the upstream's own, for a
+/// chat answer made from a third API's (chat has no field for cache writes).
+pub(crate) fn chat_answer_as_message(body: &[u8], read: &mut Read, usage: Option<Usage>) -> Bytes {
     let Ok(c) = serde_json::from_slice::<ChatIn<'_>>(body) else {
         return Bytes::copy_from_slice(body);
     };
@@ -95,7 +103,7 @@ pub fn chat_answer_to_messages(body: &[u8], read: &mut Read) -> Bytes {
         content,
         stop_reason: choice.finish_reason.as_deref().map(stop_reason),
         stop_sequence: None,
-        usage: AnthropicUsage::from_normalised(&read.usage.unwrap_or_default()),
+        usage: AnthropicUsage::from_normalised(&usage.or(read.usage).unwrap_or_default()),
     };
     serde_json::to_vec(&out).map_or_else(|_| Bytes::copy_from_slice(body), Bytes::from)
 }

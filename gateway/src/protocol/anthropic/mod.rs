@@ -21,6 +21,7 @@ mod tests;
 mod to_chat;
 pub(super) mod write;
 
+pub(crate) use answer::chat_answer_as_message;
 pub use answer::{chat_answer_to_messages, messages_answer_to_chat};
 pub use error::{error_to_chat, error_to_messages};
 pub use from_chat::chat_to_messages;

@@ -257,7 +257,8 @@ fn invalid(body: &Value) -> Option<String> {
     None
 }
 
-fn switches(st: &MockState) -> GeminiSwitches {
+/// The Gemini switches as they are now.
+pub(super) fn switches(st: &MockState) -> GeminiSwitches {
     let c = &st.cloud;
     GeminiSwitches {
         cached: c.gemini_cached.load(Ordering::Relaxed),
