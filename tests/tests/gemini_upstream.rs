@@ -230,6 +230,13 @@ async fn embeddings_go_to_batch_embed_contents() {
     assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["data"][1]["index"], 1);
     assert_eq!(v["data"][0]["embedding"].as_array().map(Vec::len), Some(8));
+    // Gemini reports no usage for embeddings: the client gets the gateway's
+    // estimate (2 bytes of input: 1 token), the same as the access log's
+    assert_eq!(v["usage"]["prompt_tokens"], 1, "{v}");
+    assert_eq!(v["usage"]["total_tokens"], 1, "{v}");
+    let line = &gw.wait_for_log_lines(1, Duration::from_secs(5)).await[0];
+    assert!(line.ai_log.usage_estimated);
+    assert_eq!(line.ai_log.input_token, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,8 @@
 //!   checks (unrouted model, missing model: the gateway answers those).
 //!   `embeddings` is skipped: Vertex AI and Bedrock serve none here (the gateway
 //!   answers 400 `unsupported_endpoint`), and Gemini's `batchEmbedContents`
-//!   reports no usage, so the SDK is told `prompt_tokens: 0` where the check
-//!   wants more (`gemini_upstream.rs` checks Gemini's embeddings).
+//!   reports no usage to compare with the mock's (the client gets the gateway's
+//!   estimate; `gemini_upstream.rs` checks Gemini's embeddings).
 //! * `anthropic` (`e2e_anthropic.py --tools`): `create` with a system prompt, the
 //!   key as `Authorization: Bearer`, `messages.stream`, `count_tokens` (answered
 //!   by the gateway for every provider), an image, the errors (unrouted model,

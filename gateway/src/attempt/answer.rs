@@ -42,6 +42,8 @@ pub struct Reading {
     /// the upstream model, for an answer translated from an API whose answers
     /// may not name it
     pub model: Option<String>,
+    /// the prompt's estimated tokens, for a translated answer that may report none
+    pub prompt_estimate: u64,
 }
 
 /// Turns an upstream response into an answer. A successful one is held until its
@@ -60,6 +62,7 @@ pub async fn answer(
         include_usage,
         redact,
         model,
+        prompt_estimate,
     } = reading;
     let (mut head, mut body) = resp.into_parts();
     let content_type = head
@@ -144,6 +147,7 @@ pub async fn answer(
             false => {
                 let mut m = Meter::framed(seam, sse, framing, strip_usage, include_usage);
                 m.read.model = model;
+                m.read.prompt_estimate = prompt_estimate;
                 m
             }
         },

@@ -267,6 +267,12 @@ impl Call<'_> {
                     include_usage: self.client.include_usage,
                     redact: cfg.server.redact_upstream_errors,
                     model: (!seam.same_api()).then(|| upstream_model.to_string()),
+                    // (only embeddings may come back without usage)
+                    prompt_estimate: match !seam.same_api() && self.endpoint == Endpoint::Embeddings
+                    {
+                        true => shared::usage::estimate_tokens(self.client.prompt_bytes()),
+                        false => 0,
+                    },
                 };
                 match answer(resp, prov, ctx, sent, reading).await {
                     Ok(a) => match status_reason(s) {

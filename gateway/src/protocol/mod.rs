@@ -218,6 +218,9 @@ pub struct Read {
     pub finish_reason: Option<String>,
     /// the stream's end marker was seen (`data: [DONE]`, `response.completed`)
     pub done: bool,
+    /// the gateway's estimate of the prompt's tokens, for a translated answer
+    /// whose API reports none (Gemini's embeddings)
+    pub prompt_estimate: u64,
 }
 
 /// A stream in another API, translated event by event into the client's.

@@ -124,8 +124,8 @@ fn texts(input: &RawValue) -> Result<Texts<'_>, Refused> {
 }
 
 /// embedContent / batchEmbedContents answer -> an OpenAI embeddings list
-/// (model: `read.model`), its usage read when Gemini gives it (a body of
-/// another shape comes back as it is).
+/// (model: `read.model`), its usage read when Gemini gives it, else
+/// `read.prompt_estimate` (a body of another shape comes back as it is).
 pub fn embeddings_to_openai(body: &[u8], read: &mut Read) -> Bytes {
     let Ok(a) = serde_json::from_slice::<AnswerIn<'_>>(body) else {
         return Bytes::copy_from_slice(body);
@@ -138,7 +138,13 @@ pub fn embeddings_to_openai(body: &[u8], read: &mut Read) -> Bytes {
     if let Some(u) = &a.usage_metadata {
         read.usage = Some(u.normalised());
     }
-    let usage = read.usage.unwrap_or_default();
+    // (none from Gemini: the client gets the gateway's estimate, as the record does)
+    let usage = read.usage.unwrap_or(shared::usage::Usage {
+        prompt_tokens: read.prompt_estimate,
+        total_tokens: read.prompt_estimate,
+        estimated: true,
+        ..Default::default()
+    });
     let out = ListOut {
         object: "list",
         data: vectors
