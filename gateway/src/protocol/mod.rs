@@ -20,10 +20,12 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub(crate) mod fields;
 pub mod gemini;
 pub mod openai;
 mod seam;
 pub mod via;
+pub(crate) mod write;
 
 pub use seam::Seam;
 

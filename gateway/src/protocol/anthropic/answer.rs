@@ -1,10 +1,10 @@
 //! Whole JSON answers translated: an Anthropic `message` as an OpenAI
 //! `chat.completion`, and back; each read into [`Read`] on the way.
 
+use super::super::fields::text;
+use super::super::write::{now_secs, openai_usage, TextOut};
 use super::super::{openai, Read};
-use super::fields::now_secs;
-use super::read::{finish_reason, note_message, stop_reason, text, MessageIn};
-use super::write::{openai_usage, TextOut};
+use super::read::{finish_reason, note_message, stop_reason, MessageIn};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -71,13 +71,13 @@ pub fn chat_answer_to_messages(body: &[u8], read: &mut Read) -> Bytes {
     openai::answer(read, body);
     let mut content = Vec::new();
     let m = choice.message;
-    if let Some(t) = super::read::nonempty(m.reasoning_content) {
+    if let Some(t) = super::super::fields::nonempty(m.reasoning_content) {
         content.push(BlockOut::Thinking {
             thinking: t,
             signature: "",
         });
     }
-    if let Some(t) = super::read::nonempty(m.content) {
+    if let Some(t) = super::super::fields::nonempty(m.content) {
         content.push(BlockOut::Text { text: t });
     }
     for call in m.tool_calls.into_iter().flatten() {

@@ -4,11 +4,11 @@
 //! `finish_reason`, and after `message_stop` the usage chunk (when the client
 //! asked for it) and `data: [DONE]`.
 
+use super::super::fields::{nonempty, text};
+use super::super::write::{data as write_data, now_secs, openai_usage, TextOut};
 use super::super::Read;
 use super::error::{OpenAiDetail, OpenAiError};
-use super::fields::now_secs;
-use super::read::{finish_reason, nonempty, note_event, text, EventIn};
-use super::write::{data as write_data, openai_usage, TextOut};
+use super::read::{finish_reason, note_event, EventIn};
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use shared::wire::openai::Usage as OpenAiUsage;

@@ -2,9 +2,8 @@
 //! on the way: text blocks joined into `content`, `toolUse` blocks as
 //! `tool_calls`, `reasoningContent` text as `reasoning_content`.
 
-use super::super::anthropic::fields::now_secs;
-use super::super::anthropic::read::{raw_len, text};
-use super::super::anthropic::write::{openai_usage, TextOut};
+use super::super::fields::{raw_len, text};
+use super::super::write::{now_secs, openai_usage, TextOut};
 use super::super::Read;
 use super::read::{finish_reason, new_id, AnswerIn};
 use bytes::Bytes;

@@ -19,13 +19,13 @@
 //! gif and webp, tool types other than function, `arguments` that are not a
 //! JSON object.
 
-use super::super::anthropic::fields::{
-    bad, parse, parse_at, string_at, with_options, Fields, OneOrMany, Warnings,
-};
 use super::super::anthropic::from_chat::wire::{
     ChatTool, NamedChoice, Part, ResponseFormat, Source, ToolCall,
 };
 use super::super::anthropic::from_chat::{image_source, Schema};
+use super::super::fields::{
+    bad, parse, parse_at, string_at, with_options, Fields, OneOrMany, Warnings,
+};
 use super::super::{Refused, RequestOpts, Translated};
 use super::wire::*;
 use serde_json::value::RawValue;

@@ -14,9 +14,9 @@
 //! Every chunk carries a new id (Converse streams have none) and the model
 //! the caller set in [`Read::model`] (`unknown` when it did not).
 
-use super::super::anthropic::read::{raw_len, text};
 use super::super::anthropic::stream_to_chat::{Chunks, Delta, FunctionDelta, ToolDelta};
-use super::super::anthropic::write::TextOut;
+use super::super::fields::{raw_len, text};
+use super::super::write::TextOut;
 use super::super::{Events, Read};
 use super::error::exception;
 use super::read::{

@@ -3,8 +3,7 @@
 //! `reasoning_content`, function calls as `tool_calls`), a prompt Gemini
 //! blocked as an empty message finished by `content_filter`.
 
-use super::super::anthropic::fields::now_secs;
-use super::super::anthropic::write::TextOut;
+use super::super::write::{now_secs, TextOut};
 use super::super::Read;
 use super::read::{call_id, finish_reason, note_ids, CandidateIn, ResponseIn};
 use bytes::Bytes;
@@ -74,7 +73,7 @@ pub(super) fn openai_usage(u: &Usage) -> OpenAiUsage {
         completion_tokens_details: Some(CompletionDetails {
             reasoning_tokens: Some(u.reasoning_tokens),
         }),
-        ..super::super::anthropic::write::openai_usage(u)
+        ..super::super::write::openai_usage(u)
     }
 }
 

@@ -8,8 +8,7 @@
 //! reason, the usage chunk (when the client asked for it: the last
 //! `usageMetadata`, which Gemini repeats as it grows) and `data: [DONE]`.
 
-use super::super::anthropic::fields::now_secs;
-use super::super::anthropic::write::{data as write_data, TextOut};
+use super::super::write::{data as write_data, now_secs, TextOut};
 use super::super::{Events, Read};
 use super::answer::openai_usage;
 use super::error::error_to_chat;

@@ -13,7 +13,7 @@
 //! | `reasoning_effort` | `thinking.budget_tokens` ([`thinking_budget`]; without a client limit, `max_tokens` is the default plus the budget; with one below the budget, thinking is dropped with a warning) |
 //! | `user` | `metadata.user_id` |
 
-use super::fields::{
+use super::super::fields::{
     bad, parse, parse_at, string, string_at, with_options, Fields, OneOrMany, Warnings,
 };
 use super::{Refused, RequestOpts, Translated};

@@ -18,9 +18,9 @@
 //! earlier turns (their signatures mean nothing upstream), `is_error` of tool
 //! results, images inside tool results; refused: documents, server tools.
 
-use super::fields::{bad, parse, parse_at, string, with_options, Fields, Warnings};
-use super::read::text as raw_string;
-use super::write::TextOut;
+use super::super::fields::text as raw_string;
+use super::super::fields::{bad, parse, parse_at, string, with_options, Fields, Warnings};
+use super::super::write::TextOut;
 use super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;

@@ -1,7 +1,7 @@
 //! The messages of an OpenAI chat request as Gemini's `systemInstruction` and
 //! `contents`: turns of roles `user` and `model`, each a list of parts.
 
-use super::super::super::anthropic::fields::{parse_at, string_at, Fields, Warnings};
+use super::super::super::fields::{parse_at, string_at, Fields, Warnings};
 use super::super::super::Refused;
 use super::data_url;
 use super::wire::*;

@@ -26,9 +26,7 @@
 mod contents;
 mod wire;
 
-use super::super::anthropic::fields::{
-    bad, parse, string, with_options, Fields, OneOrMany, Warnings,
-};
+use super::super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
 use super::super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;

@@ -1,6 +1,7 @@
-//! What the translations write (those of the other dialects too): SSE events
-//! straight into the output buffer, and the usage objects of both dialects from
-//! the normalised figures.
+//! What the translations write, for every dialect: SSE events straight into
+//! the output buffer, OpenAI's usage from the normalised figures, texts that
+//! are the upstream's raw JSON strings or made here, and the time answers
+//! carry.
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -78,4 +79,11 @@ impl<'a> TextOut<'a> {
             TextOut::Static(s) => s.is_empty(),
         }
     }
+}
+
+/// Unix seconds now (`created` of OpenAI answers).
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
