@@ -20,6 +20,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub(crate) mod chat;
 pub(crate) mod fields;
 pub mod gemini;
 pub mod openai;

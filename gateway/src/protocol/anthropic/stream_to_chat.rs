@@ -4,10 +4,10 @@
 //! `finish_reason`, and after `message_stop` the usage chunk (when the client
 //! asked for it) and `data: [DONE]`.
 
+use super::super::chat::error::error_body;
 use super::super::fields::{nonempty, text};
 use super::super::write::{data as write_data, now_secs, openai_usage, TextOut};
 use super::super::Read;
-use super::error::{OpenAiDetail, OpenAiError};
 use super::read::{finish_reason, note_event, EventIn};
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -130,16 +130,10 @@ impl MessagesToChat {
                 let err = e.error.as_ref();
                 let kind = err.and_then(|e| e.kind.as_deref()).unwrap_or("api_error");
                 let message = err.and_then(|e| e.message.as_deref()).unwrap_or_default();
-                return write_data(
-                    out,
-                    &OpenAiError {
-                        error: OpenAiDetail {
-                            message,
-                            kind,
-                            code: None,
-                        },
-                    },
-                );
+                out.put_slice(b"data: ");
+                out.put_slice(&error_body(message, kind, None));
+                out.put_slice(b"\n\n");
+                return;
             }
             _ => return,
         }
