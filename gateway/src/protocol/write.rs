@@ -47,7 +47,7 @@ pub(crate) fn openai_usage(u: &Usage) -> OpenAiUsage {
 pub(crate) enum TextOut<'a> {
     Raw(&'a RawValue),
     Owned(String),
-    Static(&'static str),
+    Str(&'a str),
 }
 
 impl<'a> TextOut<'a> {
@@ -76,7 +76,7 @@ impl<'a> TextOut<'a> {
         match self {
             TextOut::Raw(r) => r.get() == "\"\"",
             TextOut::Owned(s) => s.is_empty(),
-            TextOut::Static(s) => s.is_empty(),
+            TextOut::Str(s) => s.is_empty(),
         }
     }
 }

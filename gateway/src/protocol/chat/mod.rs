@@ -5,4 +5,5 @@
 //! [`error`]: an error body).
 
 pub(crate) mod answer;
+pub(crate) mod chunks;
 pub(crate) mod error;

@@ -38,7 +38,7 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
         // no candidate: the prompt was blocked, or (rarely) nothing came
         choices.push(ChoiceOut::new(
             0,
-            MessageOut::assistant(Some(TextOut::Static("")), None, Vec::new()),
+            MessageOut::assistant(Some(TextOut::Str("")), None, Vec::new()),
             Some(if r.blocked() {
                 "content_filter"
             } else {
@@ -75,7 +75,7 @@ fn choice<'a>(position: usize, c: &'a CandidateIn<'a>, read: &mut Read) -> Choic
         .collect();
     let content = match TextOut::join(&texts, "") {
         Some(t) => Some(t),
-        None if calls.is_empty() => Some(TextOut::Static("")),
+        None if calls.is_empty() => Some(TextOut::Str("")),
         None => None,
     };
     let finish = c

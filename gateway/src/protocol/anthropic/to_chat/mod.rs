@@ -202,7 +202,7 @@ fn system_message<'a>(s: &'a RawValue, w: &mut Warnings) -> Result<Msg<'a>, Refu
                 }
             }
         }
-        TextOut::join(&texts, "\n\n").unwrap_or(TextOut::Static(""))
+        TextOut::join(&texts, "\n\n").unwrap_or(TextOut::Str(""))
     };
     Ok(Msg {
         role: "system",
@@ -336,7 +336,7 @@ fn result_text<'a>(
     w: &mut Warnings,
 ) -> Result<TextOut<'a>, Refused> {
     let Some(c) = content.filter(|c| c.get() != "null") else {
-        return Ok(TextOut::Static(""));
+        return Ok(TextOut::Str(""));
     };
     if c.get().starts_with('"') {
         return Ok(TextOut::Raw(c));
@@ -353,7 +353,7 @@ fn result_text<'a>(
             }),
         }
     }
-    Ok(TextOut::join(&texts, "\n").unwrap_or(TextOut::Static("")))
+    Ok(TextOut::join(&texts, "\n").unwrap_or(TextOut::Str("")))
 }
 
 fn image_url<'a>(
