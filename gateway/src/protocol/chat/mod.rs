@@ -7,3 +7,5 @@
 pub(crate) mod answer;
 pub(crate) mod chunks;
 pub(crate) mod error;
+pub(crate) mod request;
+pub(crate) mod turns;

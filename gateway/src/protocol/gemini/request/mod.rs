@@ -26,6 +26,7 @@
 mod contents;
 mod wire;
 
+use super::super::chat::request::{functions, ChatTool, ResponseFormat, ToolChoice};
 use super::super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
 use super::super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
@@ -134,29 +135,14 @@ fn number<'a>(field: &str, v: &'a RawValue) -> Result<&'a RawValue, Refused> {
 }
 
 fn tools<'a>(tools: Vec<ChatTool<'a>>, w: &mut Warnings) -> Result<Tools<'a>, Refused> {
-    let declarations = tools
+    let declarations = functions(tools, "Gemini", w)?
         .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.kind != "function" {
-                return Err(Refused::new(
-                    format!("tools[{i}].type"),
-                    "Gemini takes function tools only",
-                ));
-            }
-            let f = t
-                .function
-                .ok_or_else(|| Refused::new(format!("tools[{i}].function"), "required"))?;
-            if f.strict.is_some() {
-                w.dropped("strict", || format!("tools[{i}].function.strict"));
-            }
-            Ok(Declaration {
-                name: f.name,
-                description: f.description,
-                parameters_json_schema: f.parameters,
-            })
+        .map(|f| Declaration {
+            name: f.name,
+            description: f.description,
+            parameters_json_schema: f.parameters,
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     Ok(Tools {
         function_declarations: declarations,
     })
@@ -164,14 +150,15 @@ fn tools<'a>(tools: Vec<ChatTool<'a>>, w: &mut Warnings) -> Result<Tools<'a>, Re
 
 fn choice<'a>(raw: &'a RawValue, w: &mut Warnings) -> Result<ToolConfig<'a>, Refused> {
     let (mode, names) = if raw.get().starts_with('"') {
-        let mode = match string("tool_choice", raw)?.as_ref() {
-            "auto" => "AUTO",
-            "none" => "NONE",
-            "required" => "ANY",
-            _ => return Err(Refused::new("tool_choice", "one of auto, none, required")),
-        };
-        (mode, Vec::new())
+        match ToolChoice::read(raw)? {
+            ToolChoice::Auto => ("AUTO", Vec::new()),
+            ToolChoice::None => ("NONE", Vec::new()),
+            ToolChoice::Required => ("ANY", Vec::new()),
+            ToolChoice::Function(name) => ("ANY", vec![name]),
+        }
     } else {
+        // (an object: a function, or OpenAI's `allowed_tools`, which only
+        // Gemini of the dialects here can serve)
         let c: ObjectChoice<'_> = parse("tool_choice", raw)?;
         match (c.kind.as_ref(), c.function, c.allowed_tools) {
             ("function", Some(f), _) => ("ANY", vec![f.name]),
