@@ -20,7 +20,8 @@
 //! JSON object.
 
 use super::super::chat::request::{
-    base64_url, functions, ChatTool, ResponseFormat, ToolChoice as ChoiceIn,
+    base64_url, functions, one_choice, unit_temperature, ChatTool, Common, ResponseFormat,
+    ToolChoice as ChoiceIn,
 };
 use super::super::chat::turns::{self, turns};
 use super::super::fields::{bad, parse, with_options, Fields, OneOrMany, Warnings};
@@ -39,45 +40,24 @@ pub fn chat_to_converse(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
         inference_config: InferenceConfig::default(),
         tool_config: None,
     };
-    let mut max_tokens = None;
-    let mut max_completion_tokens = None;
-    let mut messages = None;
+    let mut common = Common::default();
     let mut tools = None;
-    let mut tool_choice = None;
     for (k, v) in &fields.0 {
-        if v.get() == "null" {
+        if v.get() == "null" || common.read(k, v)? {
             continue;
         }
         let c = &mut out.inference_config;
         match k.as_ref() {
-            // (the model and streaming are in the URL; the usage chunk is the
-            // stream translation's)
-            "model" | "stream" | "stream_options" => {}
-            "messages" => messages = Some(*v),
-            "max_tokens" => max_tokens = Some(parse::<u64>(k, v)?),
-            "max_completion_tokens" => max_completion_tokens = Some(parse::<u64>(k, v)?),
-            "temperature" => {
-                let t: f64 = parse(k, v)?;
-                if !(0.0..=1.0).contains(&t) {
-                    return Err(Refused::new(
-                        "temperature",
-                        "Bedrock's Converse takes 0 to 1",
-                    ));
-                }
-                c.temperature = Some(v);
-            }
+            // (streaming is in the URL)
+            "stream" => {}
+            "temperature" => c.temperature = Some(unit_temperature(v, "Bedrock's Converse")?),
             "top_p" => {
                 parse::<f64>(k, v)?;
                 c.top_p = Some(v);
             }
             "stop" => c.stop_sequences = Some(parse::<OneOrMany<'_>>(k, v)?.into_vec()),
-            "n" => {
-                if parse::<u64>(k, v)? != 1 {
-                    return Err(Refused::new("n", "Bedrock gives one choice per request"));
-                }
-            }
+            "n" => one_choice(v, "Bedrock")?,
             "tools" => tools = Some(tool_specs(parse(k, v)?, &mut w)?),
-            "tool_choice" => tool_choice = Some(*v),
             "parallel_tool_calls" => {
                 if !parse::<bool>(k, v)? {
                     w.dropped("parallel_tool_calls", || "parallel_tool_calls".into());
@@ -91,14 +71,13 @@ pub fn chat_to_converse(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
             other => w.dropped(other.to_string(), || other.to_string()),
         }
     }
-    let messages = messages.ok_or_else(|| Refused::new("messages", "required"))?;
-    let t = turns::<Block>(parse::<Vec<Fields<'_>>>("messages", messages)?, &mut w)?;
+    let t = turns::<Block>(common.messages()?, &mut w)?;
     out.system = (t.system.into_iter())
         .map(|text| SystemText { text })
         .collect();
     out.messages = t.turns;
-    out.inference_config.max_tokens = max_completion_tokens.or(max_tokens);
-    let tool_choice = tool_choice.map(choice).transpose()?;
+    out.inference_config.max_tokens = common.max_tokens();
+    let tool_choice = common.tool_choice.map(choice).transpose()?;
     // (Converse refuses toolUse and toolResult blocks without a toolConfig)
     let holds_tool_blocks = out
         .messages

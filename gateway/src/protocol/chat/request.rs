@@ -10,6 +10,73 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
+/// The top-level fields of a chat request every translation reads alike:
+/// `messages`, the answer's limit (`max_completion_tokens`, over the older
+/// `max_tokens`), `tool_choice` (kept raw: its reading is the dialect's), and
+/// `model` and `stream_options`, which the request's URL and the stream
+/// translation see to.
+#[derive(Default)]
+pub(crate) struct Common<'a> {
+    messages: Option<&'a RawValue>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    pub tool_choice: Option<&'a RawValue>,
+}
+
+impl<'a> Common<'a> {
+    /// Reads field `k` (not null) when it is one of these: whether it was.
+    pub fn read(&mut self, k: &str, v: &'a RawValue) -> Result<bool, Refused> {
+        match k {
+            "model" | "stream_options" => {}
+            "messages" => self.messages = Some(v),
+            "max_tokens" => self.max_tokens = Some(parse(k, v)?),
+            "max_completion_tokens" => self.max_completion_tokens = Some(parse(k, v)?),
+            "tool_choice" => self.tool_choice = Some(v),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The most tokens the client lets the answer have, when it said.
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The messages (required), each one's fields.
+    pub fn messages(&self) -> Result<Vec<Fields<'a>>, Refused> {
+        let messages = self
+            .messages
+            .ok_or_else(|| Refused::new("messages", "required"))?;
+        parse("messages", messages)
+    }
+}
+
+/// `temperature` for an upstream (`"Anthropic"`) that takes 0 to 1 only.
+pub(crate) fn unit_temperature<'a>(
+    v: &'a RawValue,
+    upstream: &str,
+) -> Result<&'a RawValue, Refused> {
+    let t: f64 = parse("temperature", v)?;
+    if !(0.0..=1.0).contains(&t) {
+        return Err(Refused::new(
+            "temperature",
+            format!("{upstream} takes 0 to 1"),
+        ));
+    }
+    Ok(v)
+}
+
+/// `n` for an upstream (`"Anthropic"`) that gives one choice per request.
+pub(crate) fn one_choice(v: &RawValue, upstream: &str) -> Result<(), Refused> {
+    if parse::<u64>("n", v)? != 1 {
+        return Err(Refused::new(
+            "n",
+            format!("{upstream} gives one choice per request"),
+        ));
+    }
+    Ok(())
+}
+
 /// One message of a chat request's `messages`, read.
 pub(crate) struct Message<'a> {
     pub role: Role<'a>,

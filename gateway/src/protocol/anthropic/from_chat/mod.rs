@@ -14,7 +14,8 @@
 //! | `user` | `metadata.user_id` |
 
 use super::super::chat::request::{
-    base64_url, functions, ChatTool, ResponseFormat, ToolChoice as ChoiceIn,
+    base64_url, functions, one_choice, unit_temperature, ChatTool, Common, ResponseFormat,
+    ToolChoice as ChoiceIn,
 };
 use super::super::chat::turns::turns;
 use super::super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
@@ -59,38 +60,20 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
         metadata: None,
         output_config: None,
     };
-    let mut max_tokens = None;
-    let mut max_completion_tokens = None;
-    let mut messages = None;
-    let mut tool_choice = None;
+    let mut common = Common::default();
     let mut no_parallel = false;
     let mut effort = None;
     for (k, v) in &fields.0 {
-        if v.get() == "null" {
+        if v.get() == "null" || common.read(k, v)? {
             continue;
         }
         match k.as_ref() {
-            "model" | "stream_options" => {}
-            "messages" => messages = Some(*v),
-            "max_tokens" => max_tokens = Some(parse::<u64>(k, v)?),
-            "max_completion_tokens" => max_completion_tokens = Some(parse::<u64>(k, v)?),
-            "temperature" => {
-                let t: f64 = parse(k, v)?;
-                if !(0.0..=1.0).contains(&t) {
-                    return Err(Refused::new("temperature", "Anthropic takes 0 to 1"));
-                }
-                out.temperature = Some(v);
-            }
+            "temperature" => out.temperature = Some(unit_temperature(v, "Anthropic")?),
             "top_p" => out.top_p = Some(v),
             "stop" => out.stop_sequences = Some(parse::<OneOrMany<'_>>(k, v)?.into_vec()),
             "stream" => out.stream = Some(parse(k, v)?),
-            "n" => {
-                if parse::<u64>(k, v)? != 1 {
-                    return Err(Refused::new("n", "Anthropic gives one choice per request"));
-                }
-            }
+            "n" => one_choice(v, "Anthropic")?,
             "tools" => out.tools = Some(tools(parse(k, v)?, &mut w)?),
-            "tool_choice" => tool_choice = Some(*v),
             "parallel_tool_calls" => no_parallel = !parse::<bool>(k, v)?,
             "response_format" => out.output_config = output_config(parse(k, v)?, &mut w),
             "reasoning_effort" => effort = Some(string(k, v)?),
@@ -102,13 +85,12 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
             other => w.dropped(other.to_string(), || other.to_string()),
         }
     }
-    let messages = messages.ok_or_else(|| Refused::new("messages", "required"))?;
-    let t = turns::<Block>(parse::<Vec<Fields<'_>>>("messages", messages)?, &mut w)?;
+    let t = turns::<Block>(common.messages()?, &mut w)?;
     out.system = (t.system.into_iter())
         .map(|text| Text { kind: "text", text })
         .collect();
     out.messages = t.turns;
-    let client_max = max_completion_tokens.or(max_tokens);
+    let client_max = common.max_tokens();
     if let Some(m) = client_max {
         out.max_tokens = m;
     }
@@ -144,7 +126,7 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
             None => {}
         }
     }
-    if let Some(tc) = tool_choice {
+    if let Some(tc) = common.tool_choice {
         out.tool_choice = Some(choice(tc, no_parallel)?);
     } else if no_parallel && out.tools.is_some() {
         out.tool_choice = Some(ToolChoice {

@@ -26,7 +26,7 @@
 mod contents;
 mod wire;
 
-use super::super::chat::request::{functions, ChatTool, ResponseFormat, ToolChoice};
+use super::super::chat::request::{functions, ChatTool, Common, ResponseFormat, ToolChoice};
 use super::super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
 use super::super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
@@ -60,22 +60,13 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
         generation_config: GenerationConfig::default(),
     };
     let g = &mut out.generation_config;
-    let mut max_tokens = None;
-    let mut messages = None;
-    let mut tool_choice = None;
+    let mut common = Common::default();
     for (k, v) in &fields.0 {
-        if v.get() == "null" {
+        if v.get() == "null" || common.read(k, v)? {
             continue;
         }
         match k.as_ref() {
-            "model" | "stream" | "stream_options" => {}
-            "messages" => messages = Some(*v),
-            "max_tokens" => {
-                let m = parse::<u64>(k, v)?;
-                max_tokens.get_or_insert(m);
-            }
-            // (over max_tokens, wherever it comes)
-            "max_completion_tokens" => max_tokens = Some(parse::<u64>(k, v)?),
+            "stream" => {}
             "temperature" => g.temperature = Some(number(k, v)?),
             "top_p" => g.top_p = Some(number(k, v)?),
             "presence_penalty" => g.presence_penalty = Some(number(k, v)?),
@@ -94,7 +85,6 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
                 });
             }
             "tools" => out.tools = Some([tools(parse(k, v)?, &mut w)?]),
-            "tool_choice" => tool_choice = Some(*v),
             "parallel_tool_calls" => {
                 if !parse::<bool>(k, v)? {
                     w.said("parallel_tool_calls", || {
@@ -106,16 +96,11 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
             other => w.dropped(other.to_string(), || other.to_string()),
         }
     }
-    out.generation_config.max_output_tokens = max_tokens;
-    if let Some(tc) = tool_choice {
+    out.generation_config.max_output_tokens = common.max_tokens();
+    if let Some(tc) = common.tool_choice {
         out.tool_config = Some(choice(tc, &mut w)?);
     }
-    let messages = messages.ok_or_else(|| Refused::new("messages", "required"))?;
-    contents::turns(
-        parse::<Vec<Fields<'_>>>("messages", messages)?,
-        &mut out,
-        &mut w,
-    )?;
+    contents::turns(common.messages()?, &mut out, &mut w)?;
     if out.contents.is_empty() {
         return Err(Refused::new(
             "messages",
