@@ -25,6 +25,8 @@ pub(crate) mod fields;
 pub mod gemini;
 pub mod openai;
 mod seam;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod via;
 pub(crate) mod write;
 

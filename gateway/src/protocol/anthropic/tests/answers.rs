@@ -6,6 +6,7 @@ use super::super::{
 };
 use super::{json, read};
 use serde_json::Value;
+use shared::usage::Usage;
 
 const ANTHROPIC_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x",
   "content":[{"type":"thinking","thinking":"let me see","signature":"sig"},{"type":"text","text":"Paris\n"},
@@ -64,15 +65,16 @@ fn anthropic_answer_as_openai_chat() {
         (Some("msg_1"), Some("claude-x"))
     );
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-    let u = r.usage.unwrap();
     assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.cache_creation_tokens,
-            u.completion_tokens
-        ),
-        (130, 100, 20, 5)
+        r.usage,
+        Some(Usage {
+            prompt_tokens: 130,
+            cached_tokens: 100,
+            cache_creation_tokens: 20,
+            completion_tokens: 5,
+            total_tokens: 135,
+            ..Usage::default()
+        })
     );
     assert!(r.output_bytes > 0);
 }
@@ -233,16 +235,16 @@ fn passed_through_anthropic_events_are_read() {
     );
     assert_eq!(r.output_bytes, 5);
     assert_eq!(r.finish_reason.as_deref(), Some("length"));
-    let u = r.usage.unwrap();
     assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.cache_creation_tokens,
-            u.completion_tokens,
-            u.total_tokens
-        ),
-        (130, 100, 20, 42, 172)
+        r.usage,
+        Some(Usage {
+            prompt_tokens: 130,
+            cached_tokens: 100,
+            cache_creation_tokens: 20,
+            completion_tokens: 42,
+            total_tokens: 172,
+            ..Usage::default()
+        })
     );
     assert!(!r.done);
     read_event(&mut r, br#"{"type":"message_stop"}"#);

@@ -4,6 +4,7 @@ use super::super::{answer_to_chat, error_to_chat, finish_reason};
 use super::{json, read};
 use crate::protocol::Read;
 use serde_json::Value;
+use shared::usage::Usage;
 
 const ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[
     {"text":"let me see","thought":true},{"text":"Paris\n"},{"text":"is \"big\""}]},
@@ -75,17 +76,17 @@ fn answer_as_openai_chat_completion() {
     assert_eq!(r.chat_id.as_deref(), Some("chatcmpl-resp-1"));
     assert_eq!(r.model.as_deref(), Some("gemini-2.5-flash-001"));
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
-    let u = r.usage.unwrap();
     assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.completion_tokens,
-            u.reasoning_tokens,
-            u.total_tokens,
-            u.estimated
-        ),
-        (105, 60, 47, 40, 152, false)
+        r.usage,
+        Some(Usage {
+            prompt_tokens: 105,
+            cached_tokens: 60,
+            completion_tokens: 47,
+            reasoning_tokens: 40,
+            total_tokens: 152,
+            estimated: false,
+            ..Usage::default()
+        })
     );
     assert_eq!(
         r.output_bytes,

@@ -1,10 +1,10 @@
 //! Gemini streams as OpenAI chunks, event by event.
 
 use super::super::GeminiToChat;
-use super::{events, json, read};
-use crate::protocol::{Events, Read};
-use bytes::BytesMut;
+use super::{chat_events, json, read, run};
+use crate::protocol::Read;
 use serde_json::Value;
+use shared::usage::Usage;
 
 pub(super) const STREAM: &[&str] = &[
     r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hmm","thought":true}]},"index":0}],"usageMetadata":{"promptTokenCount":10,"totalTokenCount":12,"thoughtsTokenCount":2},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
@@ -15,16 +15,9 @@ pub(super) const STREAM: &[&str] = &[
 
 /// The chunks `stream` makes (`end`: the upstream stream ended), and what was read.
 fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read) {
-    let mut t: Box<dyn Events> = Box::new(GeminiToChat::new(include_usage));
     let mut r = read();
-    let mut out = BytesMut::new();
-    for e in stream {
-        t.event(e.as_bytes(), &mut r, &mut out);
-    }
-    if end {
-        t.end(&mut r, &mut out);
-    }
-    (events(&out), r)
+    let out = run(&mut GeminiToChat::new(include_usage), stream, &mut r, end);
+    (chat_events(&out), r)
 }
 
 #[test]
@@ -87,15 +80,16 @@ fn stream_as_openai_chunks() {
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
     assert_eq!(r.chat_id.as_deref(), Some("chatcmpl-r1"));
     assert_eq!(r.model.as_deref(), Some("gemini-2.5-flash"));
-    let u = r.usage.unwrap();
     assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.completion_tokens,
-            u.reasoning_tokens
-        ),
-        (10, 4, 27, 7)
+        r.usage,
+        Some(Usage {
+            prompt_tokens: 10,
+            cached_tokens: 4,
+            completion_tokens: 27,
+            reasoning_tokens: 7,
+            total_tokens: 37,
+            ..Usage::default()
+        })
     );
     let args = r#"{"city":"Paris"}"#.len() + "{}".len() + "lookup".len() + "now".len();
     assert_eq!(r.output_bytes, 3 + r#"Hel\"lo"#.len() + 6 + args);
