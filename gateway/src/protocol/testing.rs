@@ -1,9 +1,10 @@
 //! What the translations' tests share: JSON from text, the SSE events a
-//! translation wrote, and a stream run through a translation.
+//! translation wrote, a stream run through a translation, and usage.
 
 use super::{Events, Read};
 use bytes::BytesMut;
 use serde_json::Value;
+use shared::usage::Usage;
 
 pub(crate) fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
@@ -58,4 +59,18 @@ pub(crate) fn run(t: &mut dyn Events, stream: &[&str], read: &mut Read, end: boo
         t.end(read, &mut out);
     }
     out
+}
+
+/// Usage of `prompt` tokens (`cached` of them read from the prompt cache,
+/// `written` written to it), `completion` and `total` tokens, counted by the
+/// upstream.
+pub(crate) fn usage(prompt: u64, cached: u64, written: u64, completion: u64, total: u64) -> Usage {
+    Usage {
+        prompt_tokens: prompt,
+        cached_tokens: cached,
+        cache_creation_tokens: written,
+        completion_tokens: completion,
+        total_tokens: total,
+        ..Usage::default()
+    }
 }

@@ -1,12 +1,12 @@
 //! Whole answers and error bodies, both ways, and the pass-through reading.
 
+use super::super::super::testing::usage;
 use super::super::{
     chat_answer_to_messages, error_to_chat, error_to_messages, finish_reason,
     messages_answer_to_chat, read_answer, read_event,
 };
 use super::{json, read};
 use serde_json::Value;
-use shared::usage::Usage;
 
 const ANTHROPIC_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x",
   "content":[{"type":"thinking","thinking":"let me see","signature":"sig"},{"type":"text","text":"Paris\n"},
@@ -65,17 +65,7 @@ fn anthropic_answer_as_openai_chat() {
         (Some("msg_1"), Some("claude-x"))
     );
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-    assert_eq!(
-        r.usage,
-        Some(Usage {
-            prompt_tokens: 130,
-            cached_tokens: 100,
-            cache_creation_tokens: 20,
-            completion_tokens: 5,
-            total_tokens: 135,
-            ..Usage::default()
-        })
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 5, 135)));
     assert!(r.output_bytes > 0);
 }
 
@@ -235,17 +225,7 @@ fn passed_through_anthropic_events_are_read() {
     );
     assert_eq!(r.output_bytes, 5);
     assert_eq!(r.finish_reason.as_deref(), Some("length"));
-    assert_eq!(
-        r.usage,
-        Some(Usage {
-            prompt_tokens: 130,
-            cached_tokens: 100,
-            cache_creation_tokens: 20,
-            completion_tokens: 42,
-            total_tokens: 172,
-            ..Usage::default()
-        })
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 42, 172)));
     assert!(!r.done);
     read_event(&mut r, br#"{"type":"message_stop"}"#);
     assert!(r.done);

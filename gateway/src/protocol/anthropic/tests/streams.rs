@@ -1,10 +1,10 @@
 //! Streams, both ways, event by event.
 
+use super::super::super::testing::usage;
 use super::super::{ChatToMessages, MessagesToChat};
 use super::{chat_events, json, named_events, read, run};
 use crate::protocol::Read;
 use serde_json::Value;
-use shared::usage::Usage;
 use shared::wire::anthropic::StreamEvent;
 
 const ANTHROPIC_STREAM: &[&str] = &[
@@ -94,17 +94,7 @@ fn anthropic_stream_as_openai_chunks() {
     assert_eq!(chunks.len(), 9);
     assert!(r.done);
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-    assert_eq!(
-        r.usage,
-        Some(Usage {
-            prompt_tokens: 130,
-            cached_tokens: 100,
-            cache_creation_tokens: 20,
-            completion_tokens: 42,
-            total_tokens: 172,
-            ..Usage::default()
-        })
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 42, 172)));
 }
 
 #[test]

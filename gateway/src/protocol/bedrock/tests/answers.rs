@@ -1,10 +1,10 @@
 //! Whole Converse answers as OpenAI chat completions, read on the way.
 
+use super::super::super::testing::usage;
 use super::super::super::Read;
 use super::super::{answer_to_chat, finish_reason};
 use super::{json, read};
 use serde_json::Value;
-use shared::usage::Usage;
 
 fn to_chat(answer: &str, r: &mut Read) -> Value {
     serde_json::from_slice(&answer_to_chat(answer.as_bytes(), r)).unwrap()
@@ -100,17 +100,7 @@ fn usage_counts_cache_reads_and_writes_in_the_prompt() {
             r#"{"prompt_tokens":130,"completion_tokens":5,"total_tokens":135,"prompt_tokens_details":{"cached_tokens":100}}"#
         )
     );
-    assert_eq!(
-        r.usage,
-        Some(Usage {
-            prompt_tokens: 130,
-            cached_tokens: 100,
-            cache_creation_tokens: 20,
-            completion_tokens: 5,
-            total_tokens: 135,
-            ..Usage::default()
-        })
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 5, 135)));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Whole generateContent answers and error bodies as OpenAI's.
 
+use super::super::super::testing::usage;
 use super::super::{answer_to_chat, error_to_chat, finish_reason};
 use super::{json, read};
 use crate::protocol::Read;
@@ -79,13 +80,9 @@ fn answer_as_openai_chat_completion() {
     assert_eq!(
         r.usage,
         Some(Usage {
-            prompt_tokens: 105,
-            cached_tokens: 60,
-            completion_tokens: 47,
             reasoning_tokens: 40,
-            total_tokens: 152,
             estimated: false,
-            ..Usage::default()
+            ..usage(105, 60, 0, 47, 152)
         })
     );
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Gemini streams as OpenAI chunks, event by event.
 
+use super::super::super::testing::usage;
 use super::super::GeminiToChat;
 use super::{chat_events, json, read, run};
 use crate::protocol::Read;
@@ -83,12 +84,8 @@ fn stream_as_openai_chunks() {
     assert_eq!(
         r.usage,
         Some(Usage {
-            prompt_tokens: 10,
-            cached_tokens: 4,
-            completion_tokens: 27,
             reasoning_tokens: 7,
-            total_tokens: 37,
-            ..Usage::default()
+            ..usage(10, 4, 0, 27, 37)
         })
     );
     let args = r#"{"city":"Paris"}"#.len() + "{}".len() + "lookup".len() + "now".len();
