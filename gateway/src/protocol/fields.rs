@@ -4,7 +4,7 @@
 //! dropped fields, the provider's options set over a written body, and the
 //! raw JSON strings of answers (passed along without being unescaped).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -38,6 +38,20 @@ pub(crate) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -
     }
     out.push(b'}');
     out
+}
+
+/// `out` written as the translated request's body, the provider's `options`
+/// set over its top-level fields, with the warnings `w` holds.
+pub(crate) fn translated(
+    out: &impl Serialize,
+    options: &[(String, Box<RawValue>)],
+    w: Warnings,
+) -> Result<super::Translated, super::Refused> {
+    let body = serde_json::to_vec(out).map_err(|e| bad("(body)", &e))?;
+    Ok(super::Translated {
+        body: with_options(body, options).into(),
+        warnings: w.into_strings(),
+    })
 }
 
 /// Most distinct warnings one request gets (the body is the client's: its

@@ -48,6 +48,14 @@ pub(crate) fn chat_events(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The first choice's `delta` of each chunk of `chunks` that has one.
+pub(crate) fn deltas(chunks: &[Value]) -> Vec<Value> {
+    chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/delta").cloned())
+        .collect()
+}
+
 /// What `t` writes for the upstream events `stream` (and, when `end`, for
 /// the upstream stream's end), read into `read`.
 pub(crate) fn run(t: &mut dyn Events, stream: &[&str], read: &mut Read, end: bool) -> BytesMut {

@@ -24,7 +24,7 @@ use super::super::chat::request::{
     ToolChoice as ChoiceIn,
 };
 use super::super::chat::turns::{self, turns};
-use super::super::fields::{bad, parse, with_options, Fields, OneOrMany, Warnings};
+use super::super::fields::{bad, parse, translated, Fields, OneOrMany, Warnings};
 use super::super::{Refused, RequestOpts, Translated};
 use super::wire::*;
 use serde_json::value::RawValue;
@@ -105,11 +105,7 @@ pub fn chat_to_converse(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
         }
         _ => {}
     }
-    let body = serde_json::to_vec(&out).map_err(|e| bad("(body)", &e))?;
-    Ok(Translated {
-        body: with_options(body, opts.options).into(),
-        warnings: w.into_strings(),
-    })
+    translated(&out, opts.options, w)
 }
 
 /// A `data:` URL as a Converse image (Bedrock takes no image URLs).

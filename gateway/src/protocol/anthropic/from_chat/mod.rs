@@ -18,7 +18,7 @@ use super::super::chat::request::{
     ToolChoice as ChoiceIn,
 };
 use super::super::chat::turns::turns;
-use super::super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
+use super::super::fields::{bad, parse, string, translated, Fields, OneOrMany, Warnings};
 use super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -135,11 +135,7 @@ pub fn chat_to_messages(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
             disable_parallel_tool_use: Some(true),
         });
     }
-    let body = serde_json::to_vec(&out).map_err(|e| bad("(body)", &e))?;
-    Ok(Translated {
-        body: with_options(body, opts.options).into(),
-        warnings: w.into_strings(),
-    })
+    translated(&out, opts.options, w)
 }
 
 /// An image URL as Anthropic's source: `data:<type>;base64,<data>` inline,

@@ -1,6 +1,6 @@
 //! Streams, both ways, event by event.
 
-use super::super::super::testing::usage;
+use super::super::super::testing::{deltas, usage};
 use super::super::{ChatToMessages, MessagesToChat};
 use super::{chat_events, json, named_events, read, run};
 use crate::protocol::Read;
@@ -34,10 +34,7 @@ fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read
 #[test]
 fn anthropic_stream_as_openai_chunks() {
     let (chunks, r) = to_chat(ANTHROPIC_STREAM, true, true);
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta"))
-        .collect();
+    let deltas = deltas(&chunks);
     let rows: &[(&str, usize, &str)] = &[
         (
             "message_start: the role",
@@ -64,7 +61,7 @@ fn anthropic_stream_as_openai_chunks() {
         ("message_delta", 6, "{}"),
     ];
     for (what, i, want) in rows {
-        assert_eq!(deltas.get(*i), Some(&&json(want)), "{what}: {chunks:?}");
+        assert_eq!(deltas.get(*i), Some(&json(want)), "{what}: {chunks:?}");
     }
     assert_eq!(
         deltas.len(),

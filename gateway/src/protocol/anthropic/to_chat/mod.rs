@@ -19,7 +19,7 @@
 //! results, images inside tool results; refused: documents, server tools.
 
 use super::super::fields::text as raw_string;
-use super::super::fields::{bad, parse, parse_at, string, with_options, Fields, Warnings};
+use super::super::fields::{bad, parse, parse_at, string, translated, Fields, Warnings};
 use super::super::write::TextOut;
 use super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
@@ -175,11 +175,7 @@ pub fn messages_to_chat(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
     {
         turn(i, m, &mut out.messages, &mut w)?;
     }
-    let body = serde_json::to_vec(&out).map_err(|e| bad("(body)", &e))?;
-    Ok(Translated {
-        body: with_options(body, opts.options).into(),
-        warnings: w.into_strings(),
-    })
+    translated(&out, opts.options, w)
 }
 
 fn system_message<'a>(s: &'a RawValue, w: &mut Warnings) -> Result<Msg<'a>, Refused> {

@@ -1,5 +1,6 @@
 //! ConverseStream events as OpenAI chunks, event by event.
 
+use super::super::super::testing::deltas;
 use super::super::super::Read;
 use super::super::ConverseToChat;
 use super::{chat_events, json, read, run};
@@ -24,13 +25,6 @@ fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read
     let mut r = read();
     let out = run(&mut ConverseToChat::new(include_usage), stream, &mut r, end);
     (chat_events(&out), r)
-}
-
-fn deltas(chunks: &[Value]) -> Vec<Value> {
-    chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta").cloned())
-        .collect()
 }
 
 #[test]

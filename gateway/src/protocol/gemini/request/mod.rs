@@ -27,7 +27,7 @@ mod contents;
 mod wire;
 
 use super::super::chat::request::{functions, ChatTool, Common, ResponseFormat, ToolChoice};
-use super::super::fields::{bad, parse, string, with_options, Fields, OneOrMany, Warnings};
+use super::super::fields::{bad, parse, string, translated, Fields, OneOrMany, Warnings};
 use super::super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -107,11 +107,7 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
             "Gemini needs a user or assistant message with content",
         ));
     }
-    let body = serde_json::to_vec(&out).map_err(|e| bad("(body)", &e))?;
-    Ok(Translated {
-        body: with_options(body, opts.options).into(),
-        warnings: w.into_strings(),
-    })
+    translated(&out, opts.options, w)
 }
 
 /// A field's raw value, when it is a JSON number.

@@ -1,6 +1,6 @@
 //! Gemini streams as OpenAI chunks, event by event.
 
-use super::super::super::testing::usage;
+use super::super::super::testing::{deltas, usage};
 use super::super::GeminiToChat;
 use super::{chat_events, json, read, run};
 use crate::protocol::Read;
@@ -24,10 +24,7 @@ fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read
 #[test]
 fn stream_as_openai_chunks() {
     let (chunks, r) = to_chat(STREAM, true, true);
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta"))
-        .collect();
+    let deltas = deltas(&chunks);
     let rows: &[(&str, usize, &str)] = &[
         (
             "first: the role, the thought",
@@ -38,7 +35,7 @@ fn stream_as_openai_chunks() {
         ("text", 2, r#"{"content":" there"}"#),
     ];
     for (what, i, want) in rows {
-        assert_eq!(deltas.get(*i), Some(&&json(want)), "{what}: {chunks:?}");
+        assert_eq!(deltas.get(*i), Some(&json(want)), "{what}: {chunks:?}");
     }
     // the function calls, whole, with the finish reason
     let calls = deltas[3]["tool_calls"].as_array().unwrap();
