@@ -8,4 +8,6 @@ pub(crate) mod answer;
 pub(crate) mod chunks;
 pub(crate) mod error;
 pub(crate) mod request;
+#[cfg(test)]
+mod tests;
 pub(crate) mod turns;
