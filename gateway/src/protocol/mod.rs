@@ -14,16 +14,26 @@
 //! the model map, the provider's options or the usage chunk ask for it, and
 //! answers and events pass to the client as the bytes the upstream sent (the
 //! usage chunk the client did not ask for aside). Where they differ (OpenAI
-//! chat <-> Anthropic Messages, `anthropic/`), the request is translated, the
-//! stream translated event by event ([`Events`]), a JSON answer and an error
-//! body translated whole, all read into the same [`Read`].
+//! chat <-> Anthropic Messages, `anthropic/`; OpenAI chat -> Gemini,
+//! `gemini/`, and -> Bedrock's Converse, `bedrock/`), the request is
+//! translated, the stream translated event by event ([`Events`]), a JSON
+//! answer and an error body translated whole, all read into the same [`Read`].
+//! What every translation to and from OpenAI chat takes (a chat request's
+//! messages and tools read, a `chat.completion`, its chunks and an error body
+//! written) is `chat/`'s; the helpers any translation uses, `fields` (reading)
+//! and `write` (writing).
 
 pub mod anthropic;
 pub mod bedrock;
+pub(crate) mod chat;
+pub(crate) mod fields;
 pub mod gemini;
 pub mod openai;
 mod seam;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod via;
+pub(crate) mod write;
 
 pub use seam::Seam;
 

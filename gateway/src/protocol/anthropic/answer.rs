@@ -1,16 +1,16 @@
 //! Whole JSON answers translated: an Anthropic `message` as an OpenAI
 //! `chat.completion`, and back; each read into [`Read`] on the way.
 
+use super::super::chat::answer::{CallOut, ChoiceOut, Completion, MessageOut};
+use super::super::fields::text;
+use super::super::write::{openai_usage, TextOut};
 use super::super::{openai, Read};
-use super::fields::now_secs;
-use super::read::{finish_reason, note_message, stop_reason, text, MessageIn};
-use super::write::{openai_usage, TextOut};
+use super::read::{finish_reason, note_message, stop_reason, MessageIn};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use shared::usage::Usage;
 use shared::wire::anthropic::Usage as AnthropicUsage;
-use shared::wire::openai::Usage as OpenAiUsage;
 use std::borrow::Cow;
 
 /// An Anthropic answer as OpenAI's (a body of another shape comes back as it is).
@@ -29,36 +29,30 @@ pub fn messages_answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
         match b.kind.as_ref() {
             "text" => texts.extend(text(b.text)),
             "thinking" => thinking.extend(text(b.thinking)),
-            "tool_use" => calls.push(CallOut {
-                id: b.id.as_deref().unwrap_or_default(),
-                kind: "function",
-                function: FunctionOut {
-                    name: b.name.as_deref().unwrap_or_default(),
-                    arguments: b.input.map_or("{}", RawValue::get),
-                },
-            }),
+            "tool_use" => calls.push(CallOut::function(
+                b.id.as_deref().unwrap_or_default(),
+                b.name.as_deref().unwrap_or_default(),
+                b.input.map_or("{}", RawValue::get),
+            )),
             _ => {}
         }
     }
-    let out = Completion {
-        id: m.id.as_deref().unwrap_or_default(),
-        object: "chat.completion",
-        created: now_secs(),
-        model: m.model.as_deref().unwrap_or_default(),
-        choices: [ChoiceOut {
-            index: 0,
-            message: MessageOut {
-                role: "assistant",
-                content: TextOut::join(&texts, ""),
-                reasoning_content: TextOut::join(&thinking, ""),
-                tool_calls: (!calls.is_empty()).then_some(calls),
-            },
-            finish_reason: m.stop_reason.as_deref().map(finish_reason),
-            logprobs: None,
-        }],
-        usage: read.usage.as_ref().map(openai_usage),
-    };
-    serde_json::to_vec(&out).map_or_else(|_| Bytes::copy_from_slice(body), Bytes::from)
+    let choice = ChoiceOut::new(
+        0,
+        MessageOut::assistant(
+            TextOut::join(&texts, ""),
+            TextOut::join(&thinking, ""),
+            calls,
+        ),
+        m.stop_reason.as_deref().map(finish_reason),
+    );
+    Completion::new(
+        m.id.as_deref().unwrap_or_default(),
+        m.model.as_deref().unwrap_or_default(),
+        &[choice],
+        read.usage.as_ref().map(openai_usage),
+    )
+    .to_bytes(body)
 }
 
 /// An OpenAI chat answer as Anthropic's (a body of another shape comes back as it is).
@@ -79,13 +73,13 @@ pub(crate) fn chat_answer_as_message(body: &[u8], read: &mut Read, usage: Option
     openai::answer(read, body);
     let mut content = Vec::new();
     let m = choice.message;
-    if let Some(t) = super::read::nonempty(m.reasoning_content) {
+    if let Some(t) = super::super::fields::nonempty(m.reasoning_content) {
         content.push(BlockOut::Thinking {
             thinking: t,
             signature: "",
         });
     }
-    if let Some(t) = super::read::nonempty(m.content) {
+    if let Some(t) = super::super::fields::nonempty(m.content) {
         content.push(BlockOut::Text { text: t });
     }
     for call in m.tool_calls.into_iter().flatten() {
@@ -166,52 +160,6 @@ pub(super) struct FunctionIn<'a> {
     pub name: Cow<'a, str>,
     #[serde(borrow, default)]
     pub arguments: Option<Cow<'a, str>>,
-}
-
-// ---- OpenAI chat answer, as written ----
-
-#[derive(Serialize)]
-pub(crate) struct Completion<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) object: &'static str,
-    pub(crate) created: u64,
-    pub(crate) model: &'a str,
-    pub(crate) choices: [ChoiceOut<'a>; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) usage: Option<OpenAiUsage>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct ChoiceOut<'a> {
-    pub(crate) index: u32,
-    pub(crate) message: MessageOut<'a>,
-    pub(crate) finish_reason: Option<&'static str>,
-    pub(crate) logprobs: Option<()>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct MessageOut<'a> {
-    pub(crate) role: &'static str,
-    pub(crate) content: Option<TextOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reasoning_content: Option<TextOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) tool_calls: Option<Vec<CallOut<'a>>>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct CallOut<'a> {
-    pub(crate) id: &'a str,
-    #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
-    pub(crate) function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct FunctionOut<'a> {
-    pub(crate) name: &'a str,
-    /// the tool input's JSON text, as a string
-    pub(crate) arguments: &'a str,
 }
 
 // ---- Anthropic message, as written ----

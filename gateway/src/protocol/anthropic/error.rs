@@ -2,15 +2,13 @@
 //! `{"error":{"message","type","code"}}` and Anthropic's
 //! `{"type":"error","error":{"type","message"}}` (the status is the caller's).
 
+use super::super::chat::error::{error_body, quoted};
 use super::read::ErrorIn;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use shared::wire::anthropic::{error_type, ErrorBody};
 use std::borrow::Cow;
-
-/// Longest upstream text quoted when an error body is not of the expected shape.
-const MAX_QUOTED: usize = 512;
 
 /// An Anthropic error body as OpenAI's.
 pub fn error_to_chat(body: &[u8]) -> Bytes {
@@ -21,13 +19,7 @@ pub fn error_to_chat(body: &[u8]) -> Bytes {
         ),
         _ => (Cow::Borrowed("api_error"), quoted(body)),
     };
-    json(&OpenAiError {
-        error: OpenAiDetail {
-            message: &message,
-            kind: &kind,
-            code: None,
-        },
-    })
+    error_body(&message, &kind, None)
 }
 
 /// An OpenAI(-compatible) error body as Anthropic's, its type from `status`.
@@ -49,16 +41,6 @@ pub fn error_to_messages(body: &[u8], status: u16) -> Bytes {
         Err(_) => quoted(body),
     };
     json(&ErrorBody::<&str>::new(error_type(status), &message))
-}
-
-/// The upstream's text, bounded, when it is not JSON of the expected shape.
-pub(crate) fn quoted(body: &[u8]) -> Cow<'static, str> {
-    let text = String::from_utf8_lossy(body);
-    let mut end = text.len().min(MAX_QUOTED);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(text[..end].trim().to_string())
 }
 
 fn json(v: &impl Serialize) -> Bytes {
@@ -84,17 +66,4 @@ struct OpenAiIn<'a> {
 struct DetailIn<'a> {
     #[serde(borrow, default)]
     message: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct OpenAiError<'a> {
-    pub error: OpenAiDetail<'a>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct OpenAiDetail<'a> {
-    pub message: &'a str,
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub code: Option<&'a str>,
 }

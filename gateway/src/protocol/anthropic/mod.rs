@@ -11,7 +11,6 @@
 
 pub(super) mod answer;
 pub(super) mod error;
-pub(super) mod fields;
 pub(super) mod from_chat;
 pub(super) mod read;
 mod stream_from_chat;
@@ -19,7 +18,6 @@ pub(super) mod stream_to_chat;
 #[cfg(test)]
 mod tests;
 mod to_chat;
-pub(super) mod write;
 
 pub(crate) use answer::chat_answer_as_message;
 pub use answer::{chat_answer_to_messages, messages_answer_to_chat};

@@ -3,6 +3,7 @@
 //! event types as read: texts stay raw JSON strings, so they are counted and
 //! passed on without being unescaped.
 
+use super::super::fields::raw_len;
 use super::super::Read;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -96,21 +97,6 @@ pub(super) fn note_ids(read: &mut Read, id: Option<&str>, model: Option<&str>) {
     if read.model.is_none() {
         read.model = model.map(str::to_string);
     }
-}
-
-/// A raw JSON value when it is a string (null and other shapes are absent).
-pub(crate) fn text(v: Option<&RawValue>) -> Option<&RawValue> {
-    v.filter(|v| v.get().starts_with('"'))
-}
-
-/// Bytes of a raw JSON string's text (escapes counted as written: an estimate).
-pub(crate) fn raw_len(v: Option<&RawValue>) -> usize {
-    text(v).map_or(0, |v| v.get().len().saturating_sub(2))
-}
-
-/// A raw JSON string that holds text (not `""`).
-pub(crate) fn nonempty(v: Option<&RawValue>) -> Option<&RawValue> {
-    text(v).filter(|v| v.get().len() > 2)
 }
 
 /// An Anthropic `message` (a whole answer, or the one `message_start` carries).

@@ -4,9 +4,10 @@
 //! with consecutive indexes, and after `[DONE]` a `message_delta` carrying the
 //! stop reason and usage, then `message_stop`.
 
+use super::super::fields::nonempty;
+use super::super::write::event;
 use super::super::{openai, Read};
-use super::read::{nonempty, stop_reason};
-use super::write::event;
+use super::read::stop_reason;
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -3,7 +3,7 @@
 //! header or the body's `__type`), and a stream's exception event (the status
 //! of an error answer is the caller's).
 
-use super::super::anthropic::error::{quoted, OpenAiDetail, OpenAiError};
+use super::super::chat::error::{error_body, quoted};
 use super::read::ExceptionIn;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -23,7 +23,7 @@ pub fn error_to_chat(body: &[u8], status: u16, error_type: Option<&str>) -> Byte
         true => Cow::Owned(format!("Bedrock answered {status}")),
         false => message,
     };
-    json(&message, openai_type(status), code)
+    error_body(&message, openai_type(status), code)
 }
 
 /// The OpenAI error body (or stream event data) for a stream's exception
@@ -36,7 +36,7 @@ pub(super) fn exception(name: &str, e: &ExceptionIn<'_>) -> Bytes {
         (None, None) => Cow::Owned(format!("the upstream's stream failed: {name}")),
     };
     let code = e.code.as_deref().unwrap_or(name);
-    json(&message, openai_type(exception_status(name)), Some(code))
+    error_body(&message, openai_type(exception_status(name)), Some(code))
 }
 
 /// The HTTP status Bedrock documents for a ConverseStream exception.
@@ -69,19 +69,6 @@ fn openai_type(status: u16) -> &'static str {
 fn short_type(t: &str) -> &str {
     let t = t.rsplit('#').next().unwrap_or(t);
     t.split(':').next().unwrap_or(t).trim()
-}
-
-fn json(message: &str, kind: &str, code: Option<&str>) -> Bytes {
-    let body = OpenAiError {
-        error: OpenAiDetail {
-            message,
-            kind,
-            code,
-        },
-    };
-    serde_json::to_vec(&body)
-        .map(Bytes::from)
-        .unwrap_or_default()
 }
 
 /// An AWS JSON error body: `{"message": ..}` (some services `Message`), with

@@ -14,9 +14,9 @@
 //! Every chunk carries a new id (Converse streams have none) and the model
 //! the caller set in [`Read::model`] (`unknown` when it did not).
 
-use super::super::anthropic::read::{raw_len, text};
-use super::super::anthropic::stream_to_chat::{Chunks, Delta, FunctionDelta, ToolDelta};
-use super::super::anthropic::write::TextOut;
+use super::super::chat::chunks::{Chunks, Delta, ToolDelta};
+use super::super::fields::{raw_len, text};
+use super::super::write::TextOut;
 use super::super::{Events, Read};
 use super::error::exception;
 use super::read::{
@@ -24,6 +24,7 @@ use super::read::{
 };
 use crate::request_body::Fields;
 use bytes::{BufMut, BytesMut};
+use std::borrow::Cow;
 
 /// Most tool calls one answer is followed through (more get no deltas).
 const MAX_TOOL_CALLS: usize = 1024;
@@ -72,12 +73,13 @@ impl ConverseToChat {
             self.chunks
                 .name(id, read.model.as_deref().unwrap_or("unknown"));
         }
+        let tool;
         let mut delta = Delta::default();
         let mut finish = None;
         match kind.as_ref() {
             "messageStart" => {
                 delta.role = Some("assistant");
-                delta.content = Some(TextOut::Static(""));
+                delta.content = Some(TextOut::Str(""));
             }
             "contentBlockStart" => {
                 let Ok(b) = serde_json::from_slice::<BlockStartIn<'_>>(payload) else {
@@ -93,15 +95,13 @@ impl ConverseToChat {
                 }
                 let k = self.tools.len() as u32;
                 self.tools.push((index, k));
-                delta.tool_calls = Some([ToolDelta {
-                    index: k,
-                    id: Some(&u.tool_use_id),
-                    kind: Some("function"),
-                    function: FunctionDelta {
-                        name: Some(&u.name),
-                        arguments: TextOut::Static(""),
-                    },
-                }]);
+                tool = [ToolDelta::start(
+                    k,
+                    Some(Cow::Borrowed(&*u.tool_use_id)),
+                    Some(&u.name),
+                    TextOut::Str(""),
+                )];
+                delta.tool_calls = &tool;
                 return self.chunks.write(out, &delta, None);
             }
             "contentBlockDelta" => {
@@ -120,15 +120,8 @@ impl ConverseToChat {
                         return;
                     };
                     read.output_bytes += raw_len(Some(args));
-                    delta.tool_calls = Some([ToolDelta {
-                        index: k,
-                        id: None,
-                        kind: None,
-                        function: FunctionDelta {
-                            name: None,
-                            arguments: TextOut::Raw(args),
-                        },
-                    }]);
+                    tool = [ToolDelta::arguments(k, args)];
+                    delta.tool_calls = &tool;
                     return self.chunks.write(out, &delta, None);
                 }
             }

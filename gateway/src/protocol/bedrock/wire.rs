@@ -1,7 +1,8 @@
 //! The Converse request as written: borrowed from the client's body where
 //! its parts pass along unchanged.
 
-use super::super::anthropic::from_chat::Schema;
+use super::super::chat::request::Schema;
+use super::super::chat::turns::Turn;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -9,7 +10,7 @@ use std::borrow::Cow;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Out<'a> {
-    pub messages: Vec<Turn<'a>>,
+    pub messages: Vec<Turn<Block<'a>>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub system: Vec<SystemText<'a>>,
     #[serde(skip_serializing_if = "InferenceConfig::is_empty")]
@@ -44,12 +45,6 @@ impl InferenceConfig<'_> {
             && self.top_p.is_none()
             && self.stop_sequences.is_none()
     }
-}
-
-#[derive(Serialize)]
-pub(super) struct Turn<'a> {
-    pub role: &'static str,
-    pub content: Vec<Block<'a>>,
 }
 
 /// A content block: `{"text": ..}`, `{"image": ..}`, `{"toolUse": ..}`,

@@ -3,12 +3,11 @@
 //! `reasoning_content`, function calls as `tool_calls`), a prompt Gemini
 //! blocked as an empty message finished by `content_filter`.
 
-use super::super::anthropic::fields::now_secs;
-use super::super::anthropic::write::TextOut;
+use super::super::chat::answer::{CallOut, ChoiceOut, Completion, MessageOut};
+use super::super::write::TextOut;
 use super::super::Read;
 use super::read::{call_id, finish_reason, note_ids, CandidateIn, ResponseIn};
 use bytes::Bytes;
-use serde::Serialize;
 use shared::usage::Usage;
 use shared::wire::openai::{CompletionDetails, Usage as OpenAiUsage};
 
@@ -37,34 +36,20 @@ pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
         .collect();
     if choices.is_empty() {
         // no candidate: the prompt was blocked, or (rarely) nothing came
-        choices.push(ChoiceOut {
-            index: 0,
-            message: MessageOut {
-                role: "assistant",
-                content: Some(TextOut::Static("")),
-                reasoning_content: None,
-                tool_calls: None,
-            },
-            finish_reason: Some(if r.blocked() {
+        choices.push(ChoiceOut::new(
+            0,
+            MessageOut::assistant(Some(TextOut::Str("")), None, Vec::new()),
+            Some(if r.blocked() {
                 "content_filter"
             } else {
                 "stop"
             }),
-            logprobs: None,
-        });
+        ));
     }
     if let Some(f) = choices.first().and_then(|c| c.finish_reason) {
         read.finish_reason = Some(f.to_string());
     }
-    let out = Completion {
-        id: &id,
-        object: "chat.completion",
-        created: now_secs(),
-        model: &model,
-        choices,
-        usage: read.usage.as_ref().map(openai_usage),
-    };
-    serde_json::to_vec(&out).map_or_else(|_| Bytes::copy_from_slice(body), Bytes::from)
+    Completion::new(&id, &model, &choices, read.usage.as_ref().map(openai_usage)).to_bytes(body)
 }
 
 /// Normalised usage as OpenAI's `usage`, the thoughts in
@@ -74,7 +59,7 @@ pub(super) fn openai_usage(u: &Usage) -> OpenAiUsage {
         completion_tokens_details: Some(CompletionDetails {
             reasoning_tokens: Some(u.reasoning_tokens),
         }),
-        ..super::super::anthropic::write::openai_usage(u)
+        ..super::super::write::openai_usage(u)
     }
 }
 
@@ -86,76 +71,17 @@ fn choice<'a>(position: usize, c: &'a CandidateIn<'a>, read: &mut Read) -> Choic
         .parts()
         .iter()
         .filter_map(|p| p.function_call.as_ref())
-        .map(|call| CallOut {
-            id: call_id(),
-            kind: "function",
-            function: FunctionOut {
-                name: &call.name,
-                arguments: call.arguments(),
-            },
-        })
+        .map(|call| CallOut::function(call_id(), &call.name, call.arguments()))
         .collect();
     let content = match TextOut::join(&texts, "") {
         Some(t) => Some(t),
-        None if calls.is_empty() => Some(TextOut::Static("")),
+        None if calls.is_empty() => Some(TextOut::Str("")),
         None => None,
     };
-    ChoiceOut {
-        index: c.index.unwrap_or(position as u32),
-        finish_reason: c
-            .finish_reason
-            .as_deref()
-            .map(|f| finish_reason(f, !calls.is_empty())),
-        message: MessageOut {
-            role: "assistant",
-            content,
-            reasoning_content: TextOut::join(&thoughts, ""),
-            tool_calls: (!calls.is_empty()).then_some(calls),
-        },
-        logprobs: None,
-    }
-}
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<OpenAiUsage>,
-}
-
-#[derive(Serialize)]
-struct ChoiceOut<'a> {
-    index: u32,
-    message: MessageOut<'a>,
-    finish_reason: Option<&'static str>,
-    logprobs: Option<()>,
-}
-
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    role: &'static str,
-    content: Option<TextOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<TextOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<CallOut<'a>>>,
-}
-
-#[derive(Serialize)]
-pub(super) struct CallOut<'a> {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-pub(super) struct FunctionOut<'a> {
-    pub name: &'a str,
-    /// the call's `args` JSON text, as a string
-    pub arguments: &'a str,
+    let finish = c
+        .finish_reason
+        .as_deref()
+        .map(|f| finish_reason(f, !calls.is_empty()));
+    let message = MessageOut::assistant(content, TextOut::join(&thoughts, ""), calls);
+    ChoiceOut::new(c.index.unwrap_or(position as u32), message, finish)
 }

@@ -13,7 +13,7 @@
 //! token-array inputs (Gemini embeds text). The provider's `options` are set
 //! over each request's fields (`taskType`, `title`...).
 
-use super::super::anthropic::fields::{bad, parse, string, with_options, Fields, Warnings};
+use super::super::fields::{bad, parse, string, with_options, Fields, Warnings};
 use super::super::{Read, Refused, RequestOpts, Translated};
 use super::read::UsageIn;
 use bytes::Bytes;

@@ -2,12 +2,10 @@
 //! AI sometimes inside a one-element array) in OpenAI's shape,
 //! `{"error":{"message","type","code"}}` (the status is the caller's).
 
+use super::super::chat::error::{error_body, quoted};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::borrow::Cow;
-
-/// Longest upstream text quoted when an error body is not of the expected shape.
-const MAX_QUOTED: usize = 512;
 
 /// A Gemini error body -> OpenAI's error shape (`status`: the upstream's
 /// HTTP status, which names the error's type unless the body's `code` does).
@@ -29,16 +27,7 @@ pub fn error_to_chat(body: &[u8], status: u16) -> Bytes {
         ),
         None => (quoted(body), None, status),
     };
-    let out = Out {
-        error: Detail {
-            message: &message,
-            kind: error_type(status),
-            code: code.as_deref(),
-        },
-    };
-    serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .unwrap_or_default()
+    error_body(&message, error_type(status), code.as_deref())
 }
 
 /// The body has Google's error shape (a numeric `code` and a `status`), not
@@ -66,16 +55,6 @@ fn error_type(status: u16) -> &'static str {
     }
 }
 
-/// The upstream's text, bounded, when it is not JSON of the expected shape.
-fn quoted(body: &[u8]) -> Cow<'static, str> {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_QUOTED + 4)]);
-    let mut end = text.len().min(MAX_QUOTED);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(text[..end].trim().to_string())
-}
-
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Body<'a> {
@@ -98,19 +77,6 @@ struct ErrorIn<'a> {
     message: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct Out<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    code: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -1,95 +1,11 @@
-//! The shapes an OpenAI request is read in and an Anthropic request written
-//! out of: borrowed from the client's body where they pass along unchanged.
+//! The Anthropic request as written: borrowed from the client's body where
+//! its parts pass along unchanged.
 
-use super::Schema;
-use serde::{Deserialize, Serialize};
+use super::super::super::chat::request::Schema;
+use super::super::super::chat::turns::Turn;
+use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-
-// ---- the OpenAI request's parts, as read ----
-
-#[derive(Deserialize)]
-pub(crate) struct Part<'a> {
-    #[serde(borrow, rename = "type")]
-    pub(crate) kind: Cow<'a, str>,
-    /// (a raw JSON string: text passes along without being unescaped)
-    #[serde(borrow, default)]
-    pub(crate) text: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) image_url: Option<ImageUrl<'a>>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ImageUrl<'a> {
-    #[serde(borrow)]
-    pub(crate) url: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) detail: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ToolCall<'a> {
-    #[serde(borrow)]
-    pub(crate) id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub(crate) function: Call<'a>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Call<'a> {
-    #[serde(borrow)]
-    pub(crate) name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ChatTool<'a> {
-    #[serde(borrow, rename = "type")]
-    pub(crate) kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Function<'a> {
-    #[serde(borrow)]
-    pub(crate) name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) description: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) parameters: Option<Schema<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) strict: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NamedChoice<'a> {
-    #[serde(borrow)]
-    pub(crate) function: Named<'a>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Named<'a> {
-    #[serde(borrow)]
-    pub(crate) name: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ResponseFormat<'a> {
-    #[serde(borrow, rename = "type")]
-    pub(crate) kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) json_schema: Option<JsonSchema<'a>>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct JsonSchema<'a> {
-    #[serde(borrow, default)]
-    pub(crate) schema: Option<&'a RawValue>,
-}
-
-// ---- the Anthropic request, as written ----
 
 #[derive(Serialize)]
 pub(super) struct Out<'a> {
@@ -97,7 +13,7 @@ pub(super) struct Out<'a> {
     pub(super) max_tokens: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) system: Vec<Text<'a>>,
-    pub(super) messages: Vec<Turn<'a>>,
+    pub(super) messages: Vec<Turn<Block<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) temperature: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,12 +42,6 @@ pub(super) struct Text<'a> {
 }
 
 #[derive(Serialize)]
-pub(super) struct Turn<'a> {
-    pub(super) role: &'static str,
-    pub(super) content: Vec<Block<'a>>,
-}
-
-#[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum Block<'a> {
     Text {
@@ -153,7 +63,7 @@ pub(super) enum Block<'a> {
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum Source<'a> {
+pub(super) enum Source<'a> {
     Base64 {
         media_type: Cow<'a, str>,
         data: Cow<'a, str>,

@@ -1,5 +1,6 @@
 //! Whole answers and error bodies, both ways, and the pass-through reading.
 
+use super::super::super::testing::usage;
 use super::super::{
     chat_answer_to_messages, error_to_chat, error_to_messages, finish_reason,
     messages_answer_to_chat, read_answer, read_event,
@@ -64,16 +65,7 @@ fn anthropic_answer_as_openai_chat() {
         (Some("msg_1"), Some("claude-x"))
     );
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-    let u = r.usage.unwrap();
-    assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.cache_creation_tokens,
-            u.completion_tokens
-        ),
-        (130, 100, 20, 5)
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 5, 135)));
     assert!(r.output_bytes > 0);
 }
 
@@ -233,17 +225,7 @@ fn passed_through_anthropic_events_are_read() {
     );
     assert_eq!(r.output_bytes, 5);
     assert_eq!(r.finish_reason.as_deref(), Some("length"));
-    let u = r.usage.unwrap();
-    assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.cache_creation_tokens,
-            u.completion_tokens,
-            u.total_tokens
-        ),
-        (130, 100, 20, 42, 172)
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 42, 172)));
     assert!(!r.done);
     read_event(&mut r, br#"{"type":"message_stop"}"#);
     assert!(r.done);

@@ -1,9 +1,9 @@
 //! Streams, both ways, event by event.
 
+use super::super::super::testing::{deltas, usage};
 use super::super::{ChatToMessages, MessagesToChat};
-use super::{events, json, read};
+use super::{chat_events, json, named_events, read, run};
 use crate::protocol::Read;
-use bytes::BytesMut;
 use serde_json::Value;
 use shared::wire::anthropic::StreamEvent;
 
@@ -26,30 +26,15 @@ const ANTHROPIC_STREAM: &[&str] = &[
 ];
 
 fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read) {
-    let mut t = MessagesToChat::new(include_usage);
     let mut r = read();
-    let mut out = BytesMut::new();
-    for e in stream {
-        t.event(e.as_bytes(), &mut r, &mut out);
-    }
-    if end {
-        t.end(&mut r, &mut out);
-    }
-    let evs = events(&out);
-    assert!(
-        evs.iter().all(|(name, _)| name.is_none()),
-        "OpenAI events have no names"
-    );
-    (evs.into_iter().map(|(_, d)| d).collect(), r)
+    let out = run(&mut MessagesToChat::new(include_usage), stream, &mut r, end);
+    (chat_events(&out), r)
 }
 
 #[test]
 fn anthropic_stream_as_openai_chunks() {
     let (chunks, r) = to_chat(ANTHROPIC_STREAM, true, true);
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta"))
-        .collect();
+    let deltas = deltas(&chunks);
     let rows: &[(&str, usize, &str)] = &[
         (
             "message_start: the role",
@@ -76,7 +61,7 @@ fn anthropic_stream_as_openai_chunks() {
         ("message_delta", 6, "{}"),
     ];
     for (what, i, want) in rows {
-        assert_eq!(deltas.get(*i), Some(&&json(want)), "{what}: {chunks:?}");
+        assert_eq!(deltas.get(*i), Some(&json(want)), "{what}: {chunks:?}");
     }
     assert_eq!(
         deltas.len(),
@@ -106,16 +91,7 @@ fn anthropic_stream_as_openai_chunks() {
     assert_eq!(chunks.len(), 9);
     assert!(r.done);
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-    let u = r.usage.unwrap();
-    assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.cache_creation_tokens,
-            u.completion_tokens
-        ),
-        (130, 100, 20, 42)
-    );
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 42, 172)));
 }
 
 #[test]
@@ -179,16 +155,9 @@ const OPENAI_STREAM: &[&str] = &[
 ];
 
 fn to_messages(stream: &[&str], end: bool) -> (Vec<(String, Value)>, Read) {
-    let mut t = ChatToMessages::new();
     let mut r = read();
-    let mut out = BytesMut::new();
-    for e in stream {
-        t.event(e.as_bytes(), &mut r, &mut out);
-    }
-    if end {
-        t.end(&mut r, &mut out);
-    }
-    let evs = events(&out)
+    let out = run(&mut ChatToMessages::new(), stream, &mut r, end);
+    let evs = named_events(&out)
         .into_iter()
         .map(|(name, data)| {
             let name = name.expect("Anthropic events are named");

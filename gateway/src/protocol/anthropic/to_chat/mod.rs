@@ -18,9 +18,9 @@
 //! earlier turns (their signatures mean nothing upstream), `is_error` of tool
 //! results, images inside tool results; refused: documents, server tools.
 
-use super::fields::{bad, parse, parse_at, string, with_options, Fields, Warnings};
-use super::read::text as raw_string;
-use super::write::TextOut;
+use super::super::fields::text as raw_string;
+use super::super::fields::{bad, parse, parse_at, string, translated, Fields, Warnings};
+use super::super::write::TextOut;
 use super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -175,11 +175,7 @@ pub fn messages_to_chat(body: &[u8], opts: &RequestOpts) -> Result<Translated, R
     {
         turn(i, m, &mut out.messages, &mut w)?;
     }
-    let body = serde_json::to_vec(&out).map_err(|e| bad("(body)", &e))?;
-    Ok(Translated {
-        body: with_options(body, opts.options).into(),
-        warnings: w.into_strings(),
-    })
+    translated(&out, opts.options, w)
 }
 
 fn system_message<'a>(s: &'a RawValue, w: &mut Warnings) -> Result<Msg<'a>, Refused> {
@@ -202,7 +198,7 @@ fn system_message<'a>(s: &'a RawValue, w: &mut Warnings) -> Result<Msg<'a>, Refu
                 }
             }
         }
-        TextOut::join(&texts, "\n\n").unwrap_or(TextOut::Static(""))
+        TextOut::join(&texts, "\n\n").unwrap_or(TextOut::Str(""))
     };
     Ok(Msg {
         role: "system",
@@ -336,7 +332,7 @@ fn result_text<'a>(
     w: &mut Warnings,
 ) -> Result<TextOut<'a>, Refused> {
     let Some(c) = content.filter(|c| c.get() != "null") else {
-        return Ok(TextOut::Static(""));
+        return Ok(TextOut::Str(""));
     };
     if c.get().starts_with('"') {
         return Ok(TextOut::Raw(c));
@@ -353,7 +349,7 @@ fn result_text<'a>(
             }),
         }
     }
-    Ok(TextOut::join(&texts, "\n").unwrap_or(TextOut::Static("")))
+    Ok(TextOut::join(&texts, "\n").unwrap_or(TextOut::Str("")))
 }
 
 fn image_url<'a>(

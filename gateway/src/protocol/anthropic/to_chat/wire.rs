@@ -1,7 +1,7 @@
 //! The shapes an Anthropic request is read in and an OpenAI request written
 //! out of: borrowed from the client's body where they pass along unchanged.
 
-use super::super::write::TextOut;
+use super::super::super::write::TextOut;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;

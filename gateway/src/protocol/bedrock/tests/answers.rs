@@ -1,5 +1,6 @@
 //! Whole Converse answers as OpenAI chat completions, read on the way.
 
+use super::super::super::testing::usage;
 use super::super::super::Read;
 use super::super::{answer_to_chat, finish_reason};
 use super::{json, read};
@@ -99,18 +100,7 @@ fn usage_counts_cache_reads_and_writes_in_the_prompt() {
             r#"{"prompt_tokens":130,"completion_tokens":5,"total_tokens":135,"prompt_tokens_details":{"cached_tokens":100}}"#
         )
     );
-    let u = r.usage.unwrap();
-    assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.cache_creation_tokens,
-            u.completion_tokens,
-            u.total_tokens
-        ),
-        (130, 100, 20, 5, 135)
-    );
-    assert!(!u.estimated);
+    assert_eq!(r.usage, Some(usage(130, 100, 20, 5, 135)));
 }
 
 #[test]

@@ -9,14 +9,11 @@ mod requests;
 mod streams;
 mod unserved;
 
+use super::super::testing::{chat_events, json, run};
 use super::super::Read;
 use super::{chat_to_converse, RequestOpts};
 use serde_json::value::RawValue;
 use serde_json::Value;
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
 
 /// `body` translated (with provider `options`): the Converse request and the
 /// warnings.
@@ -33,25 +30,6 @@ fn converse_with(body: &str, options: &[(String, Box<RawValue>)]) -> (Value, Vec
 /// `body` translated: the Converse request and the warnings.
 fn converse(body: &str) -> (Value, Vec<String>) {
     converse_with(body, &[])
-}
-
-/// The SSE events in `out`, each event's data (`[DONE]` as a string).
-fn events(out: &[u8]) -> Vec<Value> {
-    let text = std::str::from_utf8(out).unwrap();
-    assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
-    text.split_terminator("\n\n")
-        .map(|e| {
-            let d = e
-                .strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not an OpenAI event: {e:?}"));
-            assert!(!d.contains('\n'), "one data line: {e:?}");
-            if d == "[DONE]" {
-                Value::String(d.into())
-            } else {
-                json(d)
-            }
-        })
-        .collect()
 }
 
 /// A `Read` as the caller sets it up: the upstream model known.

@@ -1,9 +1,9 @@
 //! ConverseStream events as OpenAI chunks, event by event.
 
+use super::super::super::testing::deltas;
 use super::super::super::Read;
 use super::super::ConverseToChat;
-use super::{events, json, read};
-use bytes::BytesMut;
+use super::{chat_events, json, read, run};
 use serde_json::Value;
 
 /// A stream as the framing hands it over: text, then a tool call, the stop,
@@ -22,23 +22,9 @@ pub(super) const STREAM: &[&str] = &[
 
 /// The client's events for `stream` (ended when `end`), and what was read.
 fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read) {
-    let mut t = ConverseToChat::new(include_usage);
     let mut r = read();
-    let mut out = BytesMut::new();
-    for e in stream {
-        t.event(e.as_bytes(), &mut r, &mut out);
-    }
-    if end {
-        t.end(&mut r, &mut out);
-    }
-    (events(&out), r)
-}
-
-fn deltas(chunks: &[Value]) -> Vec<Value> {
-    chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta").cloned())
-        .collect()
+    let out = run(&mut ConverseToChat::new(include_usage), stream, &mut r, end);
+    (chat_events(&out), r)
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The messages of an OpenAI chat request as Gemini's `systemInstruction` and
 //! `contents`: turns of roles `user` and `model`, each a list of parts.
 
-use super::super::super::anthropic::fields::{parse_at, string_at, Fields, Warnings};
+use super::super::super::chat::request::{Message, Role};
+use super::super::super::fields::{parse_at, string_at, Fields, Warnings};
 use super::super::super::Refused;
 use super::data_url;
 use super::wire::*;
@@ -23,30 +24,15 @@ pub(super) fn turns<'a>(
     // (a later call of the same id overrides an earlier one)
     let mut calls: HashMap<Cow<'a, str>, Cow<'a, str>> = HashMap::new();
     for (i, m) in messages.into_iter().enumerate() {
+        let Message {
+            role,
+            content,
+            tool_calls,
+        } = Message::read(i, m, w)?;
         let at = |f: &str| format!("messages[{i}].{f}");
-        let mut role = None;
-        let mut content = None;
-        let mut tool_calls = None;
-        let mut call_id = None;
-        for (k, v) in m.0 {
-            if v.get() == "null" {
-                continue;
-            }
-            match k.as_ref() {
-                "role" => role = Some(string_at(v, || at("role"))?),
-                "content" => content = Some(v),
-                "tool_calls" => {
-                    tool_calls = Some(parse_at::<Vec<ToolCall<'_>>>(v, || at("tool_calls"))?)
-                }
-                "tool_call_id" => call_id = Some(string_at(v, || at("tool_call_id"))?),
-                "refusal" if v.get() == "\"\"" => {}
-                other => w.dropped(format!("messages.{other}"), || at(other)),
-            }
-        }
-        let role = role.ok_or_else(|| Refused::new(at("role"), "required"))?;
         let mut parts = Vec::new();
-        let role = match role.as_ref() {
-            "system" | "developer" => {
+        let role = match role {
+            Role::System => {
                 if !out.contents.is_empty() {
                     w.said("system", || {
                         format!("messages[{i}]: a system message after the conversation began was moved to systemInstruction")
@@ -68,21 +54,21 @@ pub(super) fn turns<'a>(
                 }
                 continue;
             }
-            "user" => {
+            Role::User => {
                 if let Some(c) = content {
                     parts_of(&|| at("content"), c, &mut parts, w)?;
                 }
                 "user"
             }
-            "assistant" => {
+            Role::Assistant => {
                 if let Some(c) = content {
                     parts_of(&|| at("content"), c, &mut parts, w)?;
                 }
-                for (j, c) in tool_calls.into_iter().flatten().enumerate() {
+                for (j, c) in tool_calls.into_iter().enumerate() {
                     let path = || format!("messages[{i}].tool_calls[{j}].function.arguments");
                     parts.push(PartOut::Call(CallPart {
                         function_call: FunctionCall {
-                            args: arguments(c.function.arguments.as_deref(), path)?,
+                            args: c.function.input(path)?,
                             name: c.function.name.clone(),
                         },
                         thought_signature: NO_SIGNATURE,
@@ -91,8 +77,7 @@ pub(super) fn turns<'a>(
                 }
                 "model"
             }
-            "tool" => {
-                let id = call_id.ok_or_else(|| Refused::new(at("tool_call_id"), "required"))?;
+            Role::Tool { call_id: id } => {
                 let name = calls.get(&id).cloned().ok_or_else(|| {
                     Refused::new(
                         at("tool_call_id"),
@@ -109,12 +94,6 @@ pub(super) fn turns<'a>(
                     function_response: FunctionResponse { name, response },
                 }));
                 "user"
-            }
-            _ => {
-                return Err(Refused::new(
-                    at("role"),
-                    "one of system, developer, user, assistant, tool",
-                ))
             }
         };
         if parts.is_empty() {
@@ -249,18 +228,6 @@ fn image_type(url: &str) -> &'static str {
         "pdf" => "application/pdf",
         _ => "image/jpeg",
     }
-}
-
-/// A tool call's `arguments` (a JSON object as text) as `args`.
-fn arguments(args: Option<&str>, path: impl Fn() -> String) -> Result<Box<RawValue>, Refused> {
-    let args = args.unwrap_or("").trim();
-    let args = if args.is_empty() { "{}" } else { args };
-    let raw =
-        RawValue::from_string(args.to_string()).map_err(|_| Refused::new(path(), "is not JSON"))?;
-    if !raw.get().starts_with('{') {
-        return Err(Refused::new(path(), "must be a JSON object"));
-    }
-    Ok(raw)
 }
 
 /// A tool message's content as a function's `response`: the JSON object its

@@ -26,9 +26,8 @@
 mod contents;
 mod wire;
 
-use super::super::anthropic::fields::{
-    bad, parse, string, with_options, Fields, OneOrMany, Warnings,
-};
+use super::super::chat::request::{functions, ChatTool, Common, ResponseFormat, ToolChoice};
+use super::super::fields::{bad, parse, string, translated, Fields, OneOrMany, Warnings};
 use super::super::{Refused, RequestOpts, Translated};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -61,22 +60,13 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
         generation_config: GenerationConfig::default(),
     };
     let g = &mut out.generation_config;
-    let mut max_tokens = None;
-    let mut messages = None;
-    let mut tool_choice = None;
+    let mut common = Common::default();
     for (k, v) in &fields.0 {
-        if v.get() == "null" {
+        if v.get() == "null" || common.read(k, v)? {
             continue;
         }
         match k.as_ref() {
-            "model" | "stream" | "stream_options" => {}
-            "messages" => messages = Some(*v),
-            "max_tokens" => {
-                let m = parse::<u64>(k, v)?;
-                max_tokens.get_or_insert(m);
-            }
-            // (over max_tokens, wherever it comes)
-            "max_completion_tokens" => max_tokens = Some(parse::<u64>(k, v)?),
+            "stream" => {}
             "temperature" => g.temperature = Some(number(k, v)?),
             "top_p" => g.top_p = Some(number(k, v)?),
             "presence_penalty" => g.presence_penalty = Some(number(k, v)?),
@@ -95,7 +85,6 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
                 });
             }
             "tools" => out.tools = Some([tools(parse(k, v)?, &mut w)?]),
-            "tool_choice" => tool_choice = Some(*v),
             "parallel_tool_calls" => {
                 if !parse::<bool>(k, v)? {
                     w.said("parallel_tool_calls", || {
@@ -107,27 +96,18 @@ pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Ref
             other => w.dropped(other.to_string(), || other.to_string()),
         }
     }
-    out.generation_config.max_output_tokens = max_tokens;
-    if let Some(tc) = tool_choice {
+    out.generation_config.max_output_tokens = common.max_tokens();
+    if let Some(tc) = common.tool_choice {
         out.tool_config = Some(choice(tc, &mut w)?);
     }
-    let messages = messages.ok_or_else(|| Refused::new("messages", "required"))?;
-    contents::turns(
-        parse::<Vec<Fields<'_>>>("messages", messages)?,
-        &mut out,
-        &mut w,
-    )?;
+    contents::turns(common.messages()?, &mut out, &mut w)?;
     if out.contents.is_empty() {
         return Err(Refused::new(
             "messages",
             "Gemini needs a user or assistant message with content",
         ));
     }
-    let body = serde_json::to_vec(&out).map_err(|e| bad("(body)", &e))?;
-    Ok(Translated {
-        body: with_options(body, opts.options).into(),
-        warnings: w.into_strings(),
-    })
+    translated(&out, opts.options, w)
 }
 
 /// A field's raw value, when it is a JSON number.
@@ -136,29 +116,14 @@ fn number<'a>(field: &str, v: &'a RawValue) -> Result<&'a RawValue, Refused> {
 }
 
 fn tools<'a>(tools: Vec<ChatTool<'a>>, w: &mut Warnings) -> Result<Tools<'a>, Refused> {
-    let declarations = tools
+    let declarations = functions(tools, "Gemini", w)?
         .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.kind != "function" {
-                return Err(Refused::new(
-                    format!("tools[{i}].type"),
-                    "Gemini takes function tools only",
-                ));
-            }
-            let f = t
-                .function
-                .ok_or_else(|| Refused::new(format!("tools[{i}].function"), "required"))?;
-            if f.strict.is_some() {
-                w.dropped("strict", || format!("tools[{i}].function.strict"));
-            }
-            Ok(Declaration {
-                name: f.name,
-                description: f.description,
-                parameters_json_schema: f.parameters,
-            })
+        .map(|f| Declaration {
+            name: f.name,
+            description: f.description,
+            parameters_json_schema: f.parameters,
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     Ok(Tools {
         function_declarations: declarations,
     })
@@ -166,14 +131,15 @@ fn tools<'a>(tools: Vec<ChatTool<'a>>, w: &mut Warnings) -> Result<Tools<'a>, Re
 
 fn choice<'a>(raw: &'a RawValue, w: &mut Warnings) -> Result<ToolConfig<'a>, Refused> {
     let (mode, names) = if raw.get().starts_with('"') {
-        let mode = match string("tool_choice", raw)?.as_ref() {
-            "auto" => "AUTO",
-            "none" => "NONE",
-            "required" => "ANY",
-            _ => return Err(Refused::new("tool_choice", "one of auto, none, required")),
-        };
-        (mode, Vec::new())
+        match ToolChoice::read(raw)? {
+            ToolChoice::Auto => ("AUTO", Vec::new()),
+            ToolChoice::None => ("NONE", Vec::new()),
+            ToolChoice::Required => ("ANY", Vec::new()),
+            ToolChoice::Function(name) => ("ANY", vec![name]),
+        }
     } else {
+        // (an object: a function, or OpenAI's `allowed_tools`, which only
+        // Gemini of the dialects here can serve)
         let c: ObjectChoice<'_> = parse("tool_choice", raw)?;
         match (c.kind.as_ref(), c.function, c.allowed_tools) {
             ("function", Some(f), _) => ("ANY", vec![f.name]),

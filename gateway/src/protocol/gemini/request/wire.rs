@@ -1,12 +1,15 @@
-//! The shapes an OpenAI chat request is read in and a Gemini
-//! `generateContent` request written out of: borrowed from the client's body
-//! where they pass along unchanged (texts stay raw JSON strings).
+//! The parts of an OpenAI chat request only the Gemini translation reads
+//! (content parts of audio and files, `allowed_tools`; the rest are
+//! [`chat::request`](super::super::super::chat::request)'s), and the Gemini
+//! `generateContent` request written out of them: borrowed from the client's
+//! body where they pass along unchanged (texts stay raw JSON strings).
 
+use super::super::super::chat::request::Named;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-// ---- the OpenAI request's parts, as read ----
+// ---- the OpenAI request's parts only Gemini reads ----
 
 /// One part of a message's `content` array.
 #[derive(Deserialize)]
@@ -49,43 +52,6 @@ pub(super) struct File<'a> {
     pub filename: Option<&'a RawValue>,
 }
 
-/// An assistant message's tool call.
-#[derive(Deserialize)]
-pub(super) struct ToolCall<'a> {
-    #[serde(borrow)]
-    pub id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub function: Call<'a>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct Call<'a> {
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct ChatTool<'a> {
-    #[serde(borrow, rename = "type")]
-    pub kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct Function<'a> {
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub description: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub parameters: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub strict: Option<&'a RawValue>,
-}
-
 /// `tool_choice` as an object: a function, or OpenAI's `allowed_tools`.
 #[derive(Deserialize)]
 pub(super) struct ObjectChoice<'a> {
@@ -109,26 +75,6 @@ pub(super) struct AllowedTools<'a> {
 pub(super) struct NamedTool<'a> {
     #[serde(borrow)]
     pub function: Named<'a>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct Named<'a> {
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct ResponseFormat<'a> {
-    #[serde(borrow, rename = "type")]
-    pub kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub json_schema: Option<JsonSchema<'a>>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct JsonSchema<'a> {
-    #[serde(borrow, default)]
-    pub schema: Option<&'a RawValue>,
 }
 
 // ---- the Gemini request, as written ----

@@ -1,10 +1,11 @@
 //! Gemini streams as OpenAI chunks, event by event.
 
+use super::super::super::testing::{deltas, usage};
 use super::super::GeminiToChat;
-use super::{events, json, read};
-use crate::protocol::{Events, Read};
-use bytes::BytesMut;
+use super::{chat_events, json, read, run};
+use crate::protocol::Read;
 use serde_json::Value;
+use shared::usage::Usage;
 
 pub(super) const STREAM: &[&str] = &[
     r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hmm","thought":true}]},"index":0}],"usageMetadata":{"promptTokenCount":10,"totalTokenCount":12,"thoughtsTokenCount":2},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
@@ -15,25 +16,15 @@ pub(super) const STREAM: &[&str] = &[
 
 /// The chunks `stream` makes (`end`: the upstream stream ended), and what was read.
 fn to_chat(stream: &[&str], include_usage: bool, end: bool) -> (Vec<Value>, Read) {
-    let mut t: Box<dyn Events> = Box::new(GeminiToChat::new(include_usage));
     let mut r = read();
-    let mut out = BytesMut::new();
-    for e in stream {
-        t.event(e.as_bytes(), &mut r, &mut out);
-    }
-    if end {
-        t.end(&mut r, &mut out);
-    }
-    (events(&out), r)
+    let out = run(&mut GeminiToChat::new(include_usage), stream, &mut r, end);
+    (chat_events(&out), r)
 }
 
 #[test]
 fn stream_as_openai_chunks() {
     let (chunks, r) = to_chat(STREAM, true, true);
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta"))
-        .collect();
+    let deltas = deltas(&chunks);
     let rows: &[(&str, usize, &str)] = &[
         (
             "first: the role, the thought",
@@ -44,7 +35,7 @@ fn stream_as_openai_chunks() {
         ("text", 2, r#"{"content":" there"}"#),
     ];
     for (what, i, want) in rows {
-        assert_eq!(deltas.get(*i), Some(&&json(want)), "{what}: {chunks:?}");
+        assert_eq!(deltas.get(*i), Some(&json(want)), "{what}: {chunks:?}");
     }
     // the function calls, whole, with the finish reason
     let calls = deltas[3]["tool_calls"].as_array().unwrap();
@@ -87,15 +78,12 @@ fn stream_as_openai_chunks() {
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
     assert_eq!(r.chat_id.as_deref(), Some("chatcmpl-r1"));
     assert_eq!(r.model.as_deref(), Some("gemini-2.5-flash"));
-    let u = r.usage.unwrap();
     assert_eq!(
-        (
-            u.prompt_tokens,
-            u.cached_tokens,
-            u.completion_tokens,
-            u.reasoning_tokens
-        ),
-        (10, 4, 27, 7)
+        r.usage,
+        Some(Usage {
+            reasoning_tokens: 7,
+            ..usage(10, 4, 0, 27, 37)
+        })
     );
     let args = r#"{"city":"Paris"}"#.len() + "{}".len() + "lookup".len() + "now".len();
     assert_eq!(r.output_bytes, 3 + r#"Hel\"lo"#.len() + 6 + args);

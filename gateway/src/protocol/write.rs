@@ -1,6 +1,7 @@
-//! What the translations write (those of the other dialects too): SSE events
-//! straight into the output buffer, and the usage objects of both dialects from
-//! the normalised figures.
+//! What the translations write, for every dialect: SSE events straight into
+//! the output buffer, OpenAI's usage from the normalised figures, texts that
+//! are the upstream's raw JSON strings or made here, and the time answers
+//! carry.
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -46,7 +47,7 @@ pub(crate) fn openai_usage(u: &Usage) -> OpenAiUsage {
 pub(crate) enum TextOut<'a> {
     Raw(&'a RawValue),
     Owned(String),
-    Static(&'static str),
+    Str(&'a str),
 }
 
 impl<'a> TextOut<'a> {
@@ -75,7 +76,14 @@ impl<'a> TextOut<'a> {
         match self {
             TextOut::Raw(r) => r.get() == "\"\"",
             TextOut::Owned(s) => s.is_empty(),
-            TextOut::Static(s) => s.is_empty(),
+            TextOut::Str(s) => s.is_empty(),
         }
     }
+}
+
+/// Unix seconds now (`created` of OpenAI answers).
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -1,8 +1,10 @@
-//! Helpers the request translations share (those of the other dialects,
-//! `gemini/`, too): a JSON object's top-level fields borrowed in order, the
-//! provider's options set over a written body, and the bounded list of warnings.
+//! Reading the JSON the translations take, for every dialect: a JSON object's
+//! top-level fields borrowed in order, one field's value parsed or the request
+//! [`Refused`](super::Refused) naming it, the bounded list of warnings for
+//! dropped fields, the provider's options set over a written body, and the
+//! raw JSON strings of answers (passed along without being unescaped).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -36,6 +38,20 @@ pub(crate) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -
     }
     out.push(b'}');
     out
+}
+
+/// `out` written as the translated request's body, the provider's `options`
+/// set over its top-level fields, with the warnings `w` holds.
+pub(crate) fn translated(
+    out: &impl Serialize,
+    options: &[(String, Box<RawValue>)],
+    w: Warnings,
+) -> Result<super::Translated, super::Refused> {
+    let body = serde_json::to_vec(out).map_err(|e| bad("(body)", &e))?;
+    Ok(super::Translated {
+        body: with_options(body, options).into(),
+        warnings: w.into_strings(),
+    })
 }
 
 /// Most distinct warnings one request gets (the body is the client's: its
@@ -143,13 +159,6 @@ impl<'a> OneOrMany<'a> {
     }
 }
 
-/// Unix seconds now (`created` of OpenAI answers).
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// [`parse`] with the field's path made only when the request is refused.
 pub(crate) fn parse_at<'a, T: Deserialize<'a>>(
     v: &'a RawValue,
@@ -172,4 +181,19 @@ struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 /// Parses one field's raw value as a string, borrowed when it has no escapes.
 pub(crate) fn string<'a>(field: &str, v: &'a RawValue) -> Result<Cow<'a, str>, super::Refused> {
     parse::<Str<'a>>(field, v).map(|s| s.0)
+}
+
+/// A raw JSON value when it is a string (null and other shapes are absent).
+pub(crate) fn text(v: Option<&RawValue>) -> Option<&RawValue> {
+    v.filter(|v| v.get().starts_with('"'))
+}
+
+/// Bytes of a raw JSON string's text (escapes counted as written: an estimate).
+pub(crate) fn raw_len(v: Option<&RawValue>) -> usize {
+    text(v).map_or(0, |v| v.get().len().saturating_sub(2))
+}
+
+/// A raw JSON string that holds text (not `""`).
+pub(crate) fn nonempty(v: Option<&RawValue>) -> Option<&RawValue> {
+    text(v).filter(|v| v.get().len() > 2)
 }
