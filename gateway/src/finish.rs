@@ -317,7 +317,8 @@ type QuotaResult = (Option<crate::quota::Status>, Option<String>);
 /// and the access log.
 fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
     let sinks = c.sinks;
-    if !sinks.log.enabled() && sinks.metrics.is_none() && c.otlp.is_none() {
+    if !sinks.log.enabled() && sinks.metrics.is_none() && c.otlp.is_none() && sinks.recent.is_none()
+    {
         return;
     }
     let f = c.facts;
@@ -411,7 +412,7 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
         o.exporter.record_metrics(&ai_log, operation, &sinks.labels);
     }
     let otlp = c.otlp.take().filter(|o| o.spans || o.log);
-    if !sinks.log.enabled() && otlp.is_none() {
+    if !sinks.log.enabled() && otlp.is_none() && sinks.recent.is_none() {
         return;
     }
     let line = Arc::new(AccessLogLine {
@@ -464,6 +465,9 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
             },
             finish_reason: r.finish_reason,
         });
+    }
+    if let Some(recent) = &sinks.recent {
+        recent.push(line.clone());
     }
     if sinks.log.enabled() {
         sinks.log.send(line);

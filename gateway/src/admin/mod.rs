@@ -5,6 +5,7 @@
 
 mod health;
 mod report;
+mod requests;
 mod tenants;
 mod usage;
 mod usage_cursor;
@@ -90,6 +91,9 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
             return report::get(app, req.uri().query())
                 .await
                 .unwrap_or_else(|e| error(&e))
+        }
+        (&Method::GET, "/admin/requests") => {
+            return requests::get(app, req.uri().query()).unwrap_or_else(|e| error(&e))
         }
         (&Method::GET, "/admin/health") => {
             return health::get(app).await.unwrap_or_else(|e| error(&e))

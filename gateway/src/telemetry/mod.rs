@@ -9,6 +9,7 @@ pub mod labels;
 pub mod metrics;
 pub mod otlp;
 pub mod path;
+pub mod recent;
 pub mod trace_context;
 
 /// The built-in `ai_log` fields; configured attributes may not take these names.

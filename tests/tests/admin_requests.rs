@@ -1,0 +1,65 @@
+//! `GET /admin/requests`: the last requests a replica finished, as their
+//! access-log records, newest first, filtered by tenant, consumer, model and
+//! status; the query bounded and checked.
+
+use gateway_tests::client::{chat_body, TestClient};
+use gateway_tests::config::{Config, Provider, Route, Server};
+use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use http::Method;
+use serde_json::Value;
+
+async fn requests(gw: &Gateway, query: &str) -> (u16, Value) {
+    let r = admin(
+        &TestClient::new(),
+        gw,
+        Method::GET,
+        &format!("/admin/requests{query}"),
+        None,
+    )
+    .await;
+    (r.status, r.json())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_requests_are_listed_newest_first_and_filtered() {
+    let gw = Gateway::start(
+        &Config::new()
+            .server(Server::new().admin_token(ADMIN_TOKEN))
+            .provider(Provider::mock("m"))
+            .route(Route::new("chat", "/v1").model("mock-*").upstream("m"))
+            .yaml(),
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url());
+    for model in ["mock-a", "mock-b", "mock-a", "unrouted-model"] {
+        TestClient::new()
+            .post_json(&url, &chat_body(model, "hi"))
+            .await;
+    }
+    // (records are kept when the request ends: the last answer may still be closing)
+    let mut all = Value::Null;
+    for _ in 0..50 {
+        let (status, v) = requests(&gw, "").await;
+        assert_eq!(status, 200, "{v}");
+        if v["records"].as_array().map_or(0, Vec::len) == 4 {
+            all = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let records = all["records"].as_array().expect("four records");
+    assert_eq!(all["replica"], "this");
+    assert_eq!(records[0]["ai_log"]["request_model"], "unrouted-model");
+    assert_eq!(records[0]["response_code"], 404);
+    assert_eq!(records[3]["ai_log"]["request_model"], "mock-a");
+    let (_, a) = requests(&gw, "?model=mock-a").await;
+    assert_eq!(a["records"].as_array().map(Vec::len), Some(2), "{a}");
+    let (_, nf) = requests(&gw, "?status=404&limit=10").await;
+    assert_eq!(nf["records"].as_array().map(Vec::len), Some(1), "{nf}");
+    let (_, one) = requests(&gw, "?limit=1").await;
+    assert_eq!(one["records"].as_array().map(Vec::len), Some(1));
+    let (status, bad) = requests(&gw, "?limit=0").await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, _) = requests(&gw, "?tenant_id=x").await;
+    assert_eq!(status, 400);
+}
