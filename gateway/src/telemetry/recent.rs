@@ -71,8 +71,10 @@ mod tests {
     use super::*;
 
     fn line(status: u16, tenant: &str, model: &str) -> Arc<AccessLogLine> {
-        let mut l = AccessLogLine::default();
-        l.response_code = status;
+        let mut l = AccessLogLine {
+            response_code: status,
+            ..AccessLogLine::default()
+        };
         l.ai_log.tenant = Some(tenant.into());
         l.ai_log.model = Some(model.into());
         Arc::new(l)
