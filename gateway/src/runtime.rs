@@ -48,6 +48,9 @@ pub struct Runtime {
     /// version cost
     pub pricing: Arc<crate::cost::Pricing>,
     pub warnings: Vec<String>,
+    /// the text it was read from, its secrets masked (`GET /admin/config`;
+    /// Null when built from a parsed config)
+    pub masked: Arc<serde_json::Value>,
 }
 
 impl Runtime {
@@ -85,7 +88,10 @@ pub fn load_text(
 ) -> Result<Runtime, ConfigError> {
     // `${NAME}` in the text: the process environment
     let env = std::rc::Rc::new(|n: &str| std::env::var(n).ok());
-    config::load_text(name, text, env, |raw| check(raw, name, version, clients))
+    let mut rt = config::load_text(name, text, env, |raw| check(raw, name, version, clients))?;
+    // (a text that parsed as a config is a YAML document)
+    rt.masked = Arc::new(config::masked::masked(text).unwrap_or_default());
+    Ok(rt)
 }
 
 /// Validates and builds `raw` (read from `source`) into version `version`.
@@ -144,6 +150,7 @@ pub fn check(
         known_models,
         pricing: Arc::new(pricing),
         warnings: p.warnings,
+        masked: Arc::default(),
     })
 }
 

@@ -92,6 +92,14 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .await
                 .unwrap_or_else(|e| error(&e))
         }
+        (&Method::GET, "/admin/config") => {
+            let cfg = app.config();
+            return json(
+                StatusCode::OK,
+                &json!({"version": cfg.version, "source": cfg.source,
+                    "warnings": cfg.warnings, "config": *cfg.masked}),
+            );
+        }
         (&Method::GET, "/admin/requests") => {
             return requests::get(app, req.uri().query()).unwrap_or_else(|e| error(&e))
         }

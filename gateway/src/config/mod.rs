@@ -8,6 +8,7 @@ pub mod budget;
 mod collect;
 mod de;
 pub mod health;
+pub mod masked;
 pub mod pricing;
 pub mod problems;
 mod reason;

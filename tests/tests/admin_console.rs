@@ -1,6 +1,8 @@
-//! `GET /admin/requests`: the last requests a replica finished, as their
+//! The admin endpoints the console reads besides the admin API's others:
+//! `GET /admin/requests` (the last requests a replica finished, as their
 //! access-log records, newest first, filtered by tenant, consumer, model and
-//! status; the query bounded and checked.
+//! status; the query bounded and checked) and `GET /admin/config` (the running
+//! config with its secrets masked, its version).
 
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::config::{Config, Provider, Route, Server};
@@ -62,4 +64,31 @@ async fn the_last_requests_are_listed_newest_first_and_filtered() {
     assert_eq!(status, 400, "{bad}");
     let (status, _) = requests(&gw, "?tenant_id=x").await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_config_is_shown_with_its_secrets_masked() {
+    let yaml = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .provider(
+            Provider::new("o", "openai-compatible")
+                .base_url("http://127.0.0.1:9/v1")
+                .token("sk-upstream-literal-secret"),
+        )
+        .route(Route::new("chat", "/v1").upstream("o"))
+        .yaml();
+    let gw = Gateway::start(&yaml).await;
+    let r = admin(&TestClient::new(), &gw, Method::GET, "/admin/config", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(!text.contains("sk-upstream-literal-secret"), "{text}");
+    assert!(!text.contains(ADMIN_TOKEN), "{text}");
+    let v = r.json();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["config"]["providers"][0]["api_tokens"][0], "********");
+    assert_eq!(
+        v["config"]["providers"][0]["base_url"],
+        "http://127.0.0.1:9/v1"
+    );
+    assert_eq!(v["config"]["routes"][0]["name"], "chat");
 }
