@@ -46,8 +46,9 @@ pub struct App {
     pub bodies: Arc<crate::body_read::Budget>,
     /// HTTP/2 answers, ended when their client stops reading
     pub stalls: Arc<crate::stall::Stalls>,
-    /// the last requests this replica finished (`GET /admin/requests`)
-    pub recent: Arc<crate::telemetry::recent::Recent>,
+    /// the last requests this replica finished and its last hour
+    /// (`GET /admin/requests`, `GET /admin/stats`)
+    pub views: Arc<crate::telemetry::Views>,
     ready: AtomicBool,
     next_version: AtomicU64,
     /// the text of the last file we tried, so a bad file is reported once
@@ -86,7 +87,7 @@ impl App {
             shutdown: Arc::default(),
             bodies: Arc::default(),
             stalls: Arc::default(),
-            recent: Arc::default(),
+            views: Arc::default(),
             ready: AtomicBool::new(false),
             last_text: Mutex::new(text),
             reload_lock: tokio::sync::Mutex::new(()),

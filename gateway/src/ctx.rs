@@ -98,8 +98,8 @@ pub struct Sinks {
     pub pricing: Arc<crate::cost::Pricing>,
     /// where the request's entry in the usage ledger goes
     pub ledger: Option<LedgerSink>,
-    /// the last requests, for the admin API (None: no admin API)
-    pub recent: Option<Arc<crate::telemetry::recent::Recent>>,
+    /// the last requests and the last hour, for the admin API (None: no admin API)
+    pub views: Option<Arc<crate::telemetry::Views>>,
 }
 
 /// The usage ledger, as a request's end reaches it.
@@ -453,7 +453,7 @@ mod tests {
             live: None,
             pricing: Default::default(),
             ledger: None,
-            recent: None,
+            views: None,
         };
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, HeaderValue::from_str(host).unwrap());

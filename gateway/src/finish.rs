@@ -317,7 +317,7 @@ type QuotaResult = (Option<crate::quota::Status>, Option<String>);
 /// and the access log.
 fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
     let sinks = c.sinks;
-    if !sinks.log.enabled() && sinks.metrics.is_none() && c.otlp.is_none() && sinks.recent.is_none()
+    if !sinks.log.enabled() && sinks.metrics.is_none() && c.otlp.is_none() && sinks.views.is_none()
     {
         return;
     }
@@ -411,8 +411,18 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
     if let Some(o) = c.otlp.as_ref().filter(|o| o.metrics) {
         o.exporter.record_metrics(&ai_log, operation, &sinks.labels);
     }
+    if let Some(v) = &sinks.views {
+        v.series.record(&crate::telemetry::series::Sample {
+            status: r.status,
+            input_tokens: ai_log.input_token,
+            output_tokens: ai_log.output_token,
+            cost: r.charge.as_ref().map_or(0, |ch| ch.cost),
+            first_token_ms: ai_log.llm_first_token_duration,
+            duration_ms: ai_log.llm_service_duration,
+        });
+    }
     let otlp = c.otlp.take().filter(|o| o.spans || o.log);
-    if !sinks.log.enabled() && otlp.is_none() && sinks.recent.is_none() {
+    if !sinks.log.enabled() && otlp.is_none() && sinks.views.is_none() {
         return;
     }
     let line = Arc::new(AccessLogLine {
@@ -466,8 +476,8 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
             finish_reason: r.finish_reason,
         });
     }
-    if let Some(recent) = &sinks.recent {
-        recent.push(line.clone());
+    if let Some(v) = &sinks.views {
+        v.recent.push(line.clone());
     }
     if sinks.log.enabled() {
         sinks.log.send(line);

@@ -66,8 +66,8 @@ pub struct Engines<'a> {
     pub shutdown: &'a Arc<Shutdown>,
     /// answers in flight, ended by their deadline whatever the client does
     pub stalls: &'a Arc<Stalls>,
-    /// the last requests, for `GET /admin/requests`
-    pub recent: &'a Arc<crate::telemetry::recent::Recent>,
+    /// the last requests and the last hour, for the admin API
+    pub views: &'a Arc<crate::telemetry::Views>,
 }
 
 /// Serves one data-plane request from `remote` (the connection's peer, or the
@@ -95,11 +95,11 @@ pub async fn handle(
             quotas: engines.quotas.clone(),
             retention_days: cfg.budget.retention_days,
         }),
-        recent: cfg
+        views: cfg
             .server
             .admin_token
             .is_some()
-            .then(|| engines.recent.clone()),
+            .then(|| engines.views.clone()),
     };
     let ctx = RequestCtx::new(
         parts.method.clone(),

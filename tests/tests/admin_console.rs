@@ -1,8 +1,9 @@
 //! The admin endpoints the console reads besides the admin API's others:
 //! `GET /admin/requests` (the last requests a replica finished, as their
 //! access-log records, newest first, filtered by tenant, consumer, model and
-//! status; the query bounded and checked) and `GET /admin/config` (the running
-//! config with its secrets masked, its version).
+//! status; the query bounded and checked), `GET /admin/config` (the running
+//! config with its secrets masked, its version) and `GET /admin/stats` (the
+//! last hour in 10-second buckets).
 
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::config::{Config, Provider, Route, Server};
@@ -91,4 +92,62 @@ async fn the_running_config_is_shown_with_its_secrets_masked() {
         "http://127.0.0.1:9/v1"
     );
     assert_eq!(v["config"]["routes"][0]["name"], "chat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_hour_counts_requests_errors_tokens_and_latency() {
+    let gw = Gateway::start(
+        &Config::new()
+            .server(Server::new().admin_token(ADMIN_TOKEN))
+            .provider(Provider::mock("m"))
+            .provider(Provider::openai(
+                "down",
+                &gateway_tests::harness::closed_port_url(),
+            ))
+            .route(Route::new("chat", "/v1").model("mock-*").upstream("m"))
+            .route(Route::new("broken", "/v1").model("down-*").upstream("down"))
+            .yaml(),
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url());
+    for model in ["mock-a", "mock-b", "mock-c", "down-x"] {
+        TestClient::new()
+            .post_json(&url, &chat_body(model, "hello there"))
+            .await;
+    }
+    let mut v = Value::Null;
+    for _ in 0..50 {
+        let r = admin(
+            &TestClient::new(),
+            &gw,
+            Method::GET,
+            "/admin/stats?window=5m",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        v = r.json();
+        if v["totals"]["requests"] == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let t = &v["totals"];
+    assert_eq!(t["requests"], 4, "{v}");
+    assert_eq!(t["errors"], 1, "the unreachable upstream's 502: {v}");
+    assert_eq!(t["error_rate"], 0.25);
+    assert!(t["output_tokens"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(t["latency_ms"]["p50"].as_u64().is_some(), "{v}");
+    assert!(t["ttft_ms"]["p50"].as_u64().is_some(), "{v}");
+    assert_eq!(v["window_s"], 300);
+    assert_eq!(v["series"].as_array().map(Vec::len), Some(30));
+    let r = admin(
+        &TestClient::new(),
+        &gw,
+        Method::GET,
+        "/admin/stats?window=3h",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
 }

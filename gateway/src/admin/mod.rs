@@ -6,6 +6,7 @@
 mod health;
 mod report;
 mod requests;
+mod stats;
 mod tenants;
 mod usage;
 mod usage_cursor;
@@ -99,6 +100,9 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 &json!({"version": cfg.version, "source": cfg.source,
                     "warnings": cfg.warnings, "config": *cfg.masked}),
             );
+        }
+        (&Method::GET, "/admin/stats") => {
+            return stats::get(app, req.uri().query()).unwrap_or_else(|e| error(&e))
         }
         (&Method::GET, "/admin/requests") => {
             return requests::get(app, req.uri().query()).unwrap_or_else(|e| error(&e))

@@ -56,7 +56,7 @@ pub fn parse(query: Option<&str>) -> Result<(Filter, usize), GatewayError> {
 /// `{"replica": "this", "capacity": N, "records": [...]}`.
 pub fn get(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, GatewayError> {
     let (filter, limit) = parse(query)?;
-    let records = app.recent.query(&filter, limit);
+    let records = app.views.recent.query(&filter, limit);
     let body = serde_json::json!({
         "replica": "this",
         "capacity": CAPACITY,

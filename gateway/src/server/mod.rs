@@ -215,7 +215,7 @@ async fn data_conn(
                 otlp: app.otlp.as_ref(),
                 shutdown: &app.shutdown,
                 stalls: &app.stalls,
-                recent: &app.recent,
+                views: &app.views,
             };
             let cfg = app.config(); // the request finishes on the config it started with
             let mut resp = crate::pipeline::handle(&cfg, &engines, req, remote, abort).await;

@@ -10,7 +10,16 @@ pub mod metrics;
 pub mod otlp;
 pub mod path;
 pub mod recent;
+pub mod series;
 pub mod trace_context;
+
+/// What the admin API shows of this replica's recent traffic (kept only while
+/// the admin API is on): the last requests and the last hour's figures.
+#[derive(Default)]
+pub struct Views {
+    pub recent: recent::Recent,
+    pub series: series::Series,
+}
 
 /// The built-in `ai_log` fields; configured attributes may not take these names.
 pub const BUILT_IN: [&str; 27] = [
