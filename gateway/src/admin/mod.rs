@@ -1,8 +1,10 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the token-protected
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the web console
+//! (`/ui/`, `console.rs`), and the token-protected
 //! `/admin/*` API: config reload here, tenants/consumers/keys in `tenants.rs`
 //! (quota usage in `usage.rs`, the usage report in `report.rs`, upstream health
 //! in `health.rs`). The admin token is compared in constant time.
 
+pub mod console;
 mod health;
 mod report;
 mod requests;
@@ -33,6 +35,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
             &json!({"status": "not ready"}),
         ),
         (&Method::GET, "/metrics") => metrics(&app),
+        _ if path == "/ui" || path.starts_with(console::PREFIX) => {
+            console::serve(req.method(), path).unwrap_or_else(|| {
+                error(&GatewayError::no_route(format!("no console file {path}")))
+            })
+        }
         _ if path.starts_with("/admin/") => {
             if let Err(e) = authorize(&app, &req) {
                 return error(&e);
