@@ -94,4 +94,6 @@ function App() {
     <${Overview} />`;
 }
 
-render(html`<${App} />`, document.getElementById("app"));
+const root = document.getElementById("app");
+root.textContent = ""; // (the "Loading" line: Preact adds to what is there)
+render(html`<${App} />`, root);
