@@ -82,16 +82,127 @@ function Overview() {
   </section>`;
 }
 
+/** Loads `path` now and every `every` ms; [data, error, reload]. */
+function useApi(path, every = 0) {
+  const [data, setData] = useState(null);
+  const [error, setError] = useState("");
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    const load = () => api(path)
+      .then((d) => live && (setData(d), setError("")))
+      .catch((e) => live && setError(e.message));
+    load();
+    const t = every ? setInterval(load, every) : null;
+    return () => { live = false; if (t) clearInterval(t); };
+  }, [path, every, tick]);
+  return [data, error, () => setTick((n) => n + 1)];
+}
+
+function Failed({ error }) {
+  return error ? html`<p class="error" role="alert">${error}</p>` : null;
+}
+
+function Health() {
+  const [rows, error] = useApi("/admin/health", 5000);
+  return html`<section aria-labelledby="health-title">
+    <h2 id="health-title">Providers and health</h2>
+    <${Failed} error=${error} />
+    ${rows && html`<p class="muted">${rows.length && rows[0].view === "fleet"
+      ? "As the whole fleet sees it (shared health in the state backend)."
+      : "As this replica sees it (the fleet's view could not be read)."}</p>
+    <div class="scroll"><table>
+      <thead><tr><th>Provider</th><th>Api token</th><th>State</th><th>Until</th>
+        <th>Failures in a row</th><th>Last error</th><th>Source</th><th>In flight</th></tr></thead>
+      <tbody>${rows.map((r) => html`<tr>
+        <td>${r.provider}</td><td>${r.token_index == null ? "provider" : `#${r.token_index}`}</td>
+        <td>${r.healthy ? "✓ healthy" : "✗ ejected"}</td><td>${r.ejected_until || "–"}</td>
+        <td>${r.consecutive_failures}</td><td>${r.last_error || "–"}</td>
+        <td>${r.source}</td><td>${r.in_flight == null ? "" : r.in_flight}</td></tr>`)}</tbody>
+    </table></div>`}
+  </section>`;
+}
+
+function Requests() {
+  const [filter, setFilter] = useState({ tenant: "", consumer: "", model: "", status: "" });
+  const query = new URLSearchParams(Object.entries(filter).filter(([, v]) => v)).toString();
+  const [data, error] = useApi(`/admin/requests?limit=100${query ? `&${query}` : ""}`, 3000);
+  const field = (name) => html`<label>${name}
+    <input name=${name} value=${filter[name]} size="12"
+      onChange=${(e) => setFilter({ ...filter, [name]: e.currentTarget.value.trim() })} /></label>`;
+  return html`<section aria-labelledby="requests-title">
+    <h2 id="requests-title">Live requests</h2>
+    <p class="muted">The last requests this replica finished (it keeps ${data ? data.capacity : "…"}), newest first.</p>
+    <form class="filters" onSubmit=${(e) => e.preventDefault()}>
+      ${field("tenant")} ${field("consumer")} ${field("model")} ${field("status")}</form>
+    <${Failed} error=${error} />
+    ${data && html`<div class="scroll"><table>
+      <thead><tr><th>Time</th><th>Status</th><th>Tenant / consumer</th><th>Model</th>
+        <th>Tokens in / out</th><th>Cost</th><th>ms</th><th>Path</th></tr></thead>
+      <tbody>${data.records.map((r) => html`<tr>
+        <td>${r.start_time}</td><td>${r.response_code}</td>
+        <td>${r.ai_log.tenant || "–"} / ${r.ai_log.consumer || "–"}</td>
+        <td>${r.ai_log.model || r.ai_log.request_model || "–"}</td>
+        <td>${r.ai_log.input_token} / ${r.ai_log.output_token}</td>
+        <td>${r.ai_log.cost || "–"}</td><td>${r.duration}</td><td>${r.path}</td></tr>`)}</tbody>
+    </table></div>`}
+  </section>`;
+}
+
+function Config() {
+  const [data, error, reload] = useApi("/admin/config");
+  const [result, setResult] = useState(null);
+  const doReload = async () => {
+    setResult(null);
+    try {
+      const r = await api("/admin/config/reload", { method: "POST" });
+      setResult({ ok: true, text: `Reloaded: version ${r.version}.` });
+      reload();
+    } catch (e) {
+      setResult({ ok: false, text: e.message });
+    }
+  };
+  return html`<section aria-labelledby="config-title">
+    <h2 id="config-title">Routes and config</h2>
+    <${Failed} error=${error} />
+    ${data && html`<p>Version ${data.version}, from ${data.source}. Secrets are masked.</p>
+      ${data.warnings.length > 0 && html`<ul>${data.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
+      <button onClick=${doReload}>Reload the config file</button>
+      ${result && html`<p class=${result.ok ? "notice" : "error"} role="status"><span>${result.text}</span></p>`}
+      <pre class="config">${JSON.stringify(data.config, null, 2)}</pre>`}
+  </section>`;
+}
+
+const PAGES = [
+  ["overview", "Overview", Overview],
+  ["health", "Providers and health", Health],
+  ["requests", "Live requests", Requests],
+  ["config", "Routes and config", Config],
+];
+
+function usePage() {
+  const current = () => (location.hash || "#overview").slice(1);
+  const [page, setPage] = useState(current());
+  useEffect(() => {
+    const on = () => setPage(current());
+    addEventListener("hashchange", on);
+    return () => removeEventListener("hashchange", on);
+  }, []);
+  return PAGES.find(([id]) => id === page) || PAGES[0];
+}
+
 function App() {
   const [signedIn, setSignedIn] = useState(!!sessionStorage.getItem(TOKEN));
+  const [id, , Page] = usePage();
   const signOut = () => { sessionStorage.removeItem(TOKEN); setSignedIn(false); };
   if (!signedIn) return html`<${SignIn} onSignedIn=${() => setSignedIn(true)} />`;
   return html`<header>
       <h1>AI gateway</h1>
-      <nav aria-label="Pages"><a href="#overview" aria-current="page">Overview</a></nav>
+      <nav aria-label="Pages">${PAGES.map(([pid, title]) => html`<a href=${`#${pid}`}
+        aria-current=${pid === id ? "page" : null}>${title}</a>`)}</nav>
       <button class="plain" onClick=${signOut}>Sign out</button>
     </header>
-    <${Overview} />`;
+    <${Page} />`;
 }
 
 const root = document.getElementById("app");
