@@ -5,28 +5,10 @@
 import { h, render } from "./vendor/preact.mjs";
 import { useEffect, useState } from "./vendor/hooks.mjs";
 import htm from "./vendor/htm.mjs";
+import { Tenants } from "./tenants.js";
+import { api, useApi, Failed, TOKEN } from "./api.js";
 
 const html = htm.bind(h);
-const TOKEN = "gateway-admin-token";
-
-/** Calls the admin API; a 401 signs out with the reason. */
-export async function api(path, options = {}) {
-  const token = sessionStorage.getItem(TOKEN) || "";
-  const resp = await fetch(path, {
-    ...options,
-    headers: { ...(options.headers || {}), authorization: `Bearer ${token}` },
-  });
-  const text = await resp.text();
-  let body = null;
-  try { body = text ? JSON.parse(text) : null; } catch { body = text; }
-  if (!resp.ok) {
-    const message = (body && body.error && body.error.message) || `HTTP ${resp.status}`;
-    const err = new Error(message);
-    err.status = resp.status;
-    throw err;
-  }
-  return body;
-}
 
 function SignIn({ onSignedIn, reason }) {
   const [token, setToken] = useState("");
@@ -44,6 +26,7 @@ function SignIn({ onSignedIn, reason }) {
   };
   return html`<form class="signin" onSubmit=${submit} aria-labelledby="signin-title">
     <h1 id="signin-title">AI gateway console</h1>
+    <input type="text" name="username" autocomplete="username" value="admin" hidden />
     <label for="token">Admin token (server.admin_token)</label>
     <input id="token" type="password" autocomplete="current-password" required
       value=${token} onInput=${(e) => setToken(e.currentTarget.value)} />
@@ -80,27 +63,6 @@ function Overview() {
     <p class="muted">The last hour of this replica (the one answering the console), in 10-second buckets.</p>
     <div class="cards">${cards.map(([k, v]) => html`<div class="card"><span>${k}</span><b>${v}</b></div>`)}</div>
   </section>`;
-}
-
-/** Loads `path` now and every `every` ms; [data, error, reload]. */
-function useApi(path, every = 0) {
-  const [data, setData] = useState(null);
-  const [error, setError] = useState("");
-  const [tick, setTick] = useState(0);
-  useEffect(() => {
-    let live = true;
-    const load = () => api(path)
-      .then((d) => live && (setData(d), setError("")))
-      .catch((e) => live && setError(e.message));
-    load();
-    const t = every ? setInterval(load, every) : null;
-    return () => { live = false; if (t) clearInterval(t); };
-  }, [path, every, tick]);
-  return [data, error, () => setTick((n) => n + 1)];
-}
-
-function Failed({ error }) {
-  return error ? html`<p class="error" role="alert">${error}</p>` : null;
 }
 
 function Health() {
@@ -175,6 +137,7 @@ function Config() {
 
 const PAGES = [
   ["overview", "Overview", Overview],
+  ["tenants", "Tenants", Tenants],
   ["health", "Providers and health", Health],
   ["requests", "Live requests", Requests],
   ["config", "Routes and config", Config],

@@ -30,6 +30,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../console/app.js"),
     ),
     (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/api.js"),
+    ),
+    (
+        "tenants.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/tenants.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_bytes!("../../console/style.css"),
@@ -146,6 +156,24 @@ mod tests {
         assert_eq!(serve(&Method::POST, "/ui/app.js").unwrap().status(), 405);
         assert_eq!(serve(&Method::GET, "/ui").unwrap().status(), 308);
         assert!(serve(&Method::GET, "/admin/health").is_none());
+    }
+
+    #[test]
+    fn every_file_the_console_imports_is_served() {
+        // a module the console imports but the binary lacks is a blank page
+        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            let text = std::str::from_utf8(body).unwrap();
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let target = line
+                    .rsplit_once("from \"./")
+                    .map(|(_, t)| t.trim_end_matches("\";"));
+                let target = target.unwrap_or_else(|| panic!("{name}: {line}"));
+                assert!(
+                    FILES.iter().any(|(n, _, _)| *n == target),
+                    "{name} imports {target}, not served"
+                );
+            }
+        }
     }
 
     #[test]
