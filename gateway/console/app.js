@@ -6,6 +6,7 @@ import { h, render } from "./vendor/preact.mjs";
 import { useEffect, useState } from "./vendor/hooks.mjs";
 import htm from "./vendor/htm.mjs";
 import { Tenants } from "./tenants.js";
+import { Usage } from "./usage.js";
 import { api, useApi, Failed, TOKEN } from "./api.js";
 
 const html = htm.bind(h);
@@ -138,6 +139,7 @@ function Config() {
 const PAGES = [
   ["overview", "Overview", Overview],
   ["tenants", "Tenants", Tenants],
+  ["usage", "Usage and budgets", Usage],
   ["health", "Providers and health", Health],
   ["requests", "Live requests", Requests],
   ["config", "Routes and config", Config],

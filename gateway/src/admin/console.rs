@@ -40,6 +40,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../console/tenants.js"),
     ),
     (
+        "usage.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/usage.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_bytes!("../../console/style.css"),
