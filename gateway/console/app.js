@@ -51,7 +51,8 @@ function Overview() {
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!stats) return html`<p class="muted">Loading…</p>`;
   const t = stats.totals;
-  const ms = (v) => (v == null ? "–" : `${v} ms`);
+  // (percentiles are the upper bounds of histogram buckets: "at most")
+  const ms = (v) => (v == null ? "–" : `≤ ${v} ms`);
   const cards = [
     ["Requests/s", t.requests_per_s], ["Tokens/s", t.tokens_per_s],
     ["Error rate", `${(t.error_rate * 100).toFixed(2)} %`], ["Requests", t.requests],
