@@ -6,7 +6,7 @@
 //! every column (tenant,consumer,model,provider,day), every tenant, JSON. A
 //! report covers at most [`MAX_DAYS`] days (what one ledger read takes).
 
-use super::usage::bad_query;
+use super::usage::{bad_query, unknown_parameter};
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::quota::ledger::MAX_DAYS;
@@ -30,11 +30,10 @@ pub fn parse(query: Option<&str>, today: Date) -> Result<Query, GatewayError> {
             "tenant" => &mut tenant,
             "format" => &mut format,
             other => {
-                let mut other = other.to_string();
-                crate::text::cut(&mut other, 40);
-                return Err(bad_query(format!(
-                    "unknown parameter {other:?}: use from, to, group_by, tenant, format"
-                )));
+                return Err(unknown_parameter(
+                    other,
+                    "from, to, group_by, tenant, format",
+                ))
             }
         };
         if slot.replace(v.into_owned()).is_some() {

@@ -2,7 +2,7 @@
 //! access-log records (payloads only when `log_payloads` put them there),
 //! newest first, filtered by `tenant`, `consumer`, `model` and `status`.
 
-use super::usage::bad_query;
+use super::usage::{bad_query, unknown_parameter};
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::telemetry::recent::{Filter, CAPACITY};
@@ -42,11 +42,10 @@ pub fn parse(query: Option<&str>) -> Result<(Filter, usize), GatewayError> {
                     .ok_or_else(|| bad_query(format!("limit is 1 to {CAPACITY}")))?
             }
             other => {
-                let mut other = other.to_string();
-                crate::text::cut(&mut other, 40);
-                return Err(bad_query(format!(
-                    "unknown parameter {other:?}: use limit, tenant, consumer, model, status"
-                )));
+                return Err(unknown_parameter(
+                    other,
+                    "limit, tenant, consumer, model, status",
+                ))
             }
         }
     }

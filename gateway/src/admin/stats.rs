@@ -3,7 +3,7 @@
 //! requests, 5xx errors, tokens, spend, time to first token and latency
 //! percentiles (read off fixed-bound histograms).
 
-use super::usage::bad_query;
+use super::usage::{bad_query, unknown_parameter};
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::telemetry::series::{quantile, Bucket, BUCKETS, BUCKET_S, SLOTS};
@@ -33,13 +33,7 @@ pub fn parse(query: Option<&str>) -> Result<u64, GatewayError> {
                     .ok_or_else(|| bad_query("window is 10s to 1h (e.g. 15m)"))?;
             }
             "window" => {}
-            other => {
-                let mut other = other.to_string();
-                crate::text::cut(&mut other, 40);
-                return Err(bad_query(format!(
-                    "unknown parameter {other:?}: use window"
-                )));
-            }
+            other => return Err(unknown_parameter(other, "window")),
         }
     }
     Ok(window)

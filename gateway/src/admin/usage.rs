@@ -70,6 +70,14 @@ pub(super) fn bad_query(msg: impl Into<String>) -> GatewayError {
     GatewayError::bad_request("invalid_query", msg)
 }
 
+/// The 400 for a query parameter the endpoint does not take (its name cut to
+/// 40 bytes), naming those it does (`allowed`).
+pub(super) fn unknown_parameter(name: &str, allowed: &str) -> GatewayError {
+    let mut name = name.to_string();
+    crate::text::cut(&mut name, 40);
+    bad_query(format!("unknown parameter {name:?}: use {allowed}"))
+}
+
 /// One window of one quota.
 struct Entry {
     quota: Arc<Quota>,
