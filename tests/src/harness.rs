@@ -784,6 +784,20 @@ pub fn run_gateway<A: AsRef<std::ffi::OsStr>>(args: &[A]) -> (i32, String, Strin
     )
 }
 
+/// `GET /admin/health` of `gw`: the provider's own row (`token_index: null`).
+pub async fn health_row(c: &TestClient, gw: &Gateway, provider: &str) -> serde_json::Value {
+    let r = admin(c, gw, http::Method::GET, "/admin/health", None).await;
+    assert_eq!(r.status, 200, "GET /admin/health: {}", r.text());
+    let rows = r.json();
+    rows.as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|e| e["provider"] == provider && e["token_index"].is_null())
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no row of {provider} in GET /admin/health: {rows}"))
+}
+
 /// A call to `gw`'s admin API with the admin token, an optional JSON body.
 pub async fn admin(
     c: &TestClient,

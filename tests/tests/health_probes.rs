@@ -16,11 +16,10 @@
 
 use gateway_tests::client::{chat_body, HttpResponse, TestClient};
 use gateway_tests::config::{Config, Fallback, Provider, Route, Server, State, Timeouts};
-use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use gateway_tests::harness::{health_row, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::{counter, metric};
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{start_redis, stop_redis, RedisServer};
-use http::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -124,20 +123,6 @@ async fn metric_sum(gws: &[Gateway], name: &str) -> u64 {
         sum += counter(g, name).await;
     }
     sum
-}
-
-/// `GET /admin/health` of `gw`: the provider's own row (`token_index: null`).
-async fn health_row(c: &TestClient, gw: &Gateway, provider: &str) -> Value {
-    let r = admin(c, gw, Method::GET, "/admin/health", None).await;
-    assert_eq!(r.status, 200, "GET /admin/health: {}", r.text());
-    let rows = r.json();
-    rows.as_array()
-        .and_then(|l| {
-            l.iter()
-                .find(|e| e["provider"] == provider && e["token_index"].is_null())
-        })
-        .cloned()
-        .unwrap_or_else(|| panic!("no row of {provider} in GET /admin/health: {rows}"))
 }
 
 /// Polls `/admin/health` of every replica until `ok` holds for the provider's

@@ -15,13 +15,12 @@
 
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::config::{AwsAuth, Config, Fallback, GcpAuth, Provider, Route, Server};
-use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
+use gateway_tests::harness::{health_row, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{
     MockUpstream, RecordedRequest, AWS_TEST_ACCESS_KEY_ID, AWS_TEST_REGION, AWS_TEST_SESSION_TOKEN,
     GCP_TEST_PROJECT, VERTEX_ANTHROPIC_VERSION,
 };
-use http::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -115,20 +114,6 @@ async fn first_probe(mock: &MockUpstream) -> RecordedRequest {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// `GET /admin/health`: the provider's own row.
-async fn health_row(c: &TestClient, gw: &Gateway, provider: &str) -> Value {
-    let r = admin(c, gw, Method::GET, "/admin/health", None).await;
-    assert_eq!(r.status, 200, "GET /admin/health: {}", r.text());
-    let rows = r.json();
-    rows.as_array()
-        .and_then(|l| {
-            l.iter()
-                .find(|e| e["provider"] == provider && e["token_index"].is_null())
-        })
-        .cloned()
-        .unwrap_or_else(|| panic!("no row of {provider} in GET /admin/health: {rows}"))
 }
 
 /// Polls the provider's row until `ok` holds; the row. Panics after `within`.
