@@ -7,6 +7,7 @@ import { useEffect, useState } from "./vendor/hooks.mjs";
 import htm from "./vendor/htm.mjs";
 import { Tenants } from "./tenants.js";
 import { Usage } from "./usage.js";
+import { Chart } from "./chart.js";
 import { api, useApi, Failed, TOKEN } from "./api.js";
 
 const html = htm.bind(h);
@@ -60,10 +61,26 @@ function Overview() {
     ["Latency p50 / p99", `${ms(t.latency_ms.p50)} / ${ms(t.latency_ms.p99)}`],
     ["Spend", `${t.cost} ${stats.currency}`],
   ];
+  const per = stats.bucket_s;
+  const rate = (n) => n / per;
+  const num = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  const series = (f) => stats.series.map((b) => ({ t: b.t, v: f(b) }));
+  const charts = [
+    ["Requests/s", series((b) => rate(b.requests)), (v) => `${num(v)}/s`],
+    ["Tokens/s", series((b) => rate(b.input_tokens + b.output_tokens)), (v) => `${num(v)}/s`],
+    ["Errors (share)", series((b) => (b.requests ? b.errors / b.requests : null)),
+      (v) => `${(v * 100).toFixed(1)} %`],
+    ["Latency p95", series((b) => b.latency_p95_ms), (v) => `≤ ${v} ms`],
+    ["TTFT p95", series((b) => b.ttft_p95_ms), (v) => `≤ ${v} ms`],
+    ["Spend", series((b) => Number(b.cost)), (v) => `${v} ${stats.currency}`],
+  ];
   return html`<section aria-labelledby="overview-title">
     <h2 id="overview-title">Overview</h2>
-    <p class="muted">The last hour of this replica (the one answering the console), in 10-second buckets.</p>
+    <p class="muted">The last hour of this replica (the one answering the console, not the whole
+      fleet), in ${per}-second buckets. Latency percentiles are histogram bucket bounds.</p>
     <div class="cards">${cards.map(([k, v]) => html`<div class="card"><span>${k}</span><b>${v}</b></div>`)}</div>
+    <div class="charts">${charts.map(([title, points, format]) => html`<${Chart}
+      title=${title} points=${points} format=${format} />`)}</div>
   </section>`;
 }
 
@@ -76,13 +93,18 @@ function Health() {
       ? "As the whole fleet sees it (shared health in the state backend)."
       : "As this replica sees it (the fleet's view could not be read)."}</p>
     <div class="scroll"><table>
-      <thead><tr><th>Provider</th><th>Api token</th><th>State</th><th>Until</th>
-        <th>Failures in a row</th><th>Last error</th><th>Source</th><th>In flight</th></tr></thead>
+      <thead><tr><th>Provider</th><th>Api token</th><th>Fleet state</th><th>Ejected until</th>
+        <th>Why (last error)</th><th>Failures in a row</th><th>Seen by</th><th>This replica</th>
+        <th>Checks</th><th>In flight here</th></tr></thead>
       <tbody>${rows.map((r) => html`<tr>
         <td>${r.provider}</td><td>${r.token_index == null ? "provider" : `#${r.token_index}`}</td>
-        <td>${r.healthy ? "✓ healthy" : "✗ ejected"}</td><td>${r.ejected_until || "–"}</td>
-        <td>${r.consecutive_failures}</td><td>${r.last_error || "–"}</td>
-        <td>${r.source}</td><td>${r.in_flight == null ? "" : r.in_flight}</td></tr>`)}</tbody>
+        <td class=${r.healthy ? "ok" : "bad"}>${r.healthy ? "✓ healthy" : "✗ ejected"}</td>
+        <td>${r.ejected_until || "–"}</td><td>${r.last_error || "–"}</td>
+        <td>${r.consecutive_failures}</td>
+        <td>${r.last_error || r.consecutive_failures ? (r.source === "active" ? "active probe" : "live traffic") : "–"}</td>
+        <td>${r.local_ejected_until ? `✗ ejected until ${r.local_ejected_until}` : "✓ not ejected"}</td>
+        <td>${[r.active && "active probe", r.passive && "passive"].filter(Boolean).join(", ") || "none"}</td>
+        <td>${r.in_flight == null ? "" : r.in_flight}</td></tr>`)}</tbody>
     </table></div>`}
   </section>`;
 }

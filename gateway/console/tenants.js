@@ -5,6 +5,7 @@ import { h } from "./vendor/preact.mjs";
 import { useState } from "./vendor/hooks.mjs";
 import htm from "./vendor/htm.mjs";
 import { api, useApi, Failed } from "./api.js";
+import { QuotaRows, quotasBody } from "./quotas.js";
 
 const html = htm.bind(h);
 const seg = encodeURIComponent;
@@ -19,7 +20,8 @@ function parseJson(name, text, fallback) {
 function Editor({ what, path, initial, onSaved }) {
   const [id, setId] = useState(initial ? initial.id : "");
   const [models, setModels] = useState(initial ? initial.allowed_models.join(", ") : "*");
-  const [quotas, setQuotas] = useState(initial ? JSON.stringify(initial.quotas) : "[]");
+  const [quotas, setQuotas] = useState(initial
+    ? initial.quotas.map((q) => ({ ...q, limit: String(q.limit) })) : []);
   const [metadata, setMetadata] = useState(initial ? JSON.stringify(initial.metadata) : "{}");
   const [msg, setMsg] = useState(null);
   const save = async (e) => {
@@ -28,7 +30,7 @@ function Editor({ what, path, initial, onSaved }) {
     try {
       const body = {
         allowed_models: models.split(",").map((m) => m.trim()).filter(Boolean),
-        quotas: parseJson("quotas", quotas, []),
+        quotas: quotasBody(quotas),
         metadata: parseJson("metadata", metadata, {}),
       };
       await api(path(id), { method: "PUT", body: JSON.stringify(body),
@@ -40,12 +42,11 @@ function Editor({ what, path, initial, onSaved }) {
     }
   };
   return html`<form class="editor" onSubmit=${save} aria-label=${`${what} editor`}>
-    <label>${what} name<input required value=${id} readOnly=${!!initial}
+    <label>${what === "tenant" ? "Tenant" : "Consumer"} name<input required value=${id} readOnly=${!!initial}
       onInput=${(e) => setId(e.currentTarget.value.trim())} /></label>
     <label>Allowed models (globs, comma-separated)<input value=${models}
       onInput=${(e) => setModels(e.currentTarget.value)} /></label>
-    <label>Quotas (JSON list, e.g. [{"name":"tpm","by":"consumer","strategy":"total_tokens","limit":10000,"window":"1m"}])
-      <textarea rows="3" value=${quotas} onInput=${(e) => setQuotas(e.currentTarget.value)}></textarea></label>
+    <${QuotaRows} what=${what} rows=${quotas} onChange=${setQuotas} />
     <label>Metadata (JSON object)<textarea rows="2" value=${metadata}
       onInput=${(e) => setMetadata(e.currentTarget.value)}></textarea></label>
     <button type="submit">${initial ? "Save" : `Create ${what}`}</button>
@@ -57,6 +58,7 @@ function Keys({ tenant, consumer }) {
   const base = `/admin/tenants/${seg(tenant)}/consumers/${seg(consumer)}/keys`;
   const [keys, error, reload] = useApi(base);
   const [name, setName] = useState("");
+  const [expires, setExpires] = useState("");
   const [fresh, setFresh] = useState(null);
   const [msg, setMsg] = useState(null);
   const act = async (what, fn) => {
@@ -66,7 +68,11 @@ function Keys({ tenant, consumer }) {
   const create = (e) => {
     e.preventDefault();
     act("Key created: copy it now, it is not shown again.", async () => {
-      setFresh(await api(base, { method: "POST", body: JSON.stringify(name ? { name } : {}),
+      const body = {};
+      if (name) body.name = name;
+      // (a datetime-local field is the browser's local time: sent as UTC)
+      if (expires) body.expires_at = new Date(expires).toISOString().replace(/\.\d{3}Z$/, "Z");
+      setFresh(await api(base, { method: "POST", body: JSON.stringify(body),
         headers: { "content-type": "application/json" } }));
     });
   };
@@ -90,7 +96,10 @@ function Keys({ tenant, consumer }) {
           && act(`Revoked ${k.prefix}.`, () => api(`${base}/${seg(k.id)}`, { method: "DELETE" }))}>Revoke</button>
         </td></tr>`)}</tbody></table></div>`}
     <form class="inline" onSubmit=${create}><label>New key name<input value=${name}
-      onInput=${(e) => setName(e.currentTarget.value)} /></label><button type="submit">Create key</button></form>
+      onInput=${(e) => setName(e.currentTarget.value)} /></label>
+      <label>Expires (empty: never)<input type="datetime-local" value=${expires}
+        onInput=${(e) => setExpires(e.currentTarget.value)} /></label>
+      <button type="submit">Create key</button></form>
     ${msg && html`<p class=${msg.ok ? "notice" : "error"} role="status">${msg.text}</p>`}
   </div>`;
 }
@@ -116,6 +125,7 @@ function Consumers({ tenant }) {
       ${open === c.name && html`<${Editor} what="consumer" initial=${{ ...c, id: c.name }}
         path=${(id) => `${base}/${seg(id)}`} onSaved=${reload} /><${Keys} tenant=${tenant} consumer=${c.name} />`}
     </li>`)}</ul>`}
+    <h4>New consumer of ${tenant}</h4>
     <${Editor} what="consumer" path=${(id) => `${base}/${seg(id)}`} onSaved=${reload} />
   </div>`;
 }

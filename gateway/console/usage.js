@@ -16,20 +16,55 @@ function Bar({ used, limit }) {
     <span style=${{ width: `${pct}%` }}></span></div>`;
 }
 
+const COLUMNS = ["tenant", "consumer", "model", "provider", "day"];
+const FIGURES = [["requests", "Requests"], ["input_tokens", "Input tokens"],
+  ["output_tokens", "Output tokens"], ["cached_tokens", "Cached"], ["reasoning_tokens", "Reasoning"],
+  ["cost", "Cost"], ["unpriced_requests", "Unpriced"], ["estimated_requests", "Estimated"]];
+
+/** The report's query string from the form's fields (empty ones left out). */
+function reportQuery(q, format) {
+  // (no group_by: every column)
+  const p = new URLSearchParams(q.groupBy.length ? { group_by: q.groupBy.join(",") } : {});
+  if (q.from) p.set("from", q.from);
+  if (q.to) p.set("to", q.to);
+  if (q.tenant) p.set("tenant", q.tenant);
+  if (format) p.set("format", format);
+  return p.toString();
+}
+
+function ReportTable({ report }) {
+  const cols = report.group_by;
+  if (report.rows.length === 0) {
+    return html`<p class="muted">No usage from ${report.from} to ${report.to}.</p>`;
+  }
+  return html`<div class="scroll"><table class="report">
+    <caption>${report.from} to ${report.to}${report.tenant ? `, tenant ${report.tenant}` : ""}; costs in ${report.currency}</caption>
+    <thead><tr>${cols.map((c) => html`<th scope="col">${c}</th>`)}
+      ${FIGURES.map(([, t]) => html`<th scope="col" class="num">${t}</th>`)}</tr></thead>
+    <tbody>${report.rows.map((r) => html`<tr>${cols.map((c) => html`<td>${r[c]}</td>`)}
+      ${FIGURES.map(([f]) => html`<td class="num">${r[f]}</td>`)}</tr>`)}</tbody>
+    <tfoot><tr><th scope="row" colspan=${cols.length}>Total</th>
+      ${FIGURES.map(([f]) => html`<td class="num">${report.totals[f]}</td>`)}</tr></tfoot>
+  </table></div>`;
+}
+
 function Report() {
-  const [groupBy, setGroupBy] = useState("tenant,model");
+  const [q, setQ] = useState({ groupBy: ["tenant", "model"], from: "", to: "", tenant: "" });
   const [report, setReport] = useState(null);
   const [error, setError] = useState("");
+  const set = (k) => (e) => setQ({ ...q, [k]: e.currentTarget.value.trim() });
+  const toggle = (c) => setQ({ ...q, groupBy: q.groupBy.includes(c)
+    ? q.groupBy.filter((x) => x !== c) : COLUMNS.filter((x) => x === c || q.groupBy.includes(x)) });
   const load = async (e) => {
     e.preventDefault();
     setError("");
-    try { setReport(await api(`/admin/usage/report?group_by=${encodeURIComponent(groupBy)}`)); }
-    catch (err) { setError(err.message); }
+    try { setReport(await api(`/admin/usage/report?${reportQuery(q)}`)); }
+    catch (err) { setReport(null); setError(err.message); }
   };
   const csv = async () => {
     setError("");
     try {
-      const resp = await fetch(`/admin/usage/report?format=csv&group_by=${encodeURIComponent(groupBy)}`,
+      const resp = await fetch(`/admin/usage/report?${reportQuery(q, "csv")}`,
         { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN) || ""}` } });
       if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
       const url = URL.createObjectURL(await resp.blob());
@@ -41,13 +76,18 @@ function Report() {
     } catch (err) { setError(`The CSV could not be made: ${err.message}`); }
   };
   return html`<div>
-    <h3>Usage report (this month, from the usage ledger)</h3>
-    <form class="inline" onSubmit=${load}>
-      <label>Group by<input value=${groupBy} onInput=${(e) => setGroupBy(e.currentTarget.value)} /></label>
-      <button type="submit">Show</button> <button type="button" class="plain" onClick=${csv}>Download CSV</button>
+    <h3>Usage report (from the usage ledger)</h3>
+    <form class="inline" onSubmit=${load} aria-label="Usage report">
+      <fieldset><legend>Group by</legend>${COLUMNS.map((c) => html`<label class="check">
+        <input type="checkbox" checked=${q.groupBy.includes(c)} onChange=${() => toggle(c)} />${c}</label>`)}
+      </fieldset>
+      <label>From (default: the 1st of this month)<input type="date" value=${q.from} onChange=${set("from")} /></label>
+      <label>To (default: today)<input type="date" value=${q.to} onChange=${set("to")} /></label>
+      <label>Tenant (all when empty)<input value=${q.tenant} onInput=${set("tenant")} size="14" /></label>
+      <button type="submit">Show report</button> <button type="button" class="plain" onClick=${csv}>Download CSV</button>
     </form>
     <${Failed} error=${error} />
-    ${report && html`<pre class="config">${JSON.stringify(report, null, 2)}</pre>`}
+    ${report && html`<${ReportTable} report=${report} />`}
   </div>`;
 }
 

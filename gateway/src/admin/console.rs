@@ -40,6 +40,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../console/tenants.js"),
     ),
     (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/chart.js"),
+    ),
+    (
+        "quotas.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/quotas.js"),
+    ),
+    (
         "usage.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../console/usage.js"),
