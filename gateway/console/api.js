@@ -22,6 +22,7 @@ export async function api(path, options = {}) {
     const message = (body && body.error && body.error.message) || `HTTP ${resp.status}`;
     const err = new Error(message);
     err.status = resp.status;
+    err.body = body;
     throw err;
   }
   return body;

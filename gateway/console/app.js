@@ -135,6 +135,20 @@ function Requests() {
   </section>`;
 }
 
+/** The routes of the running config, one line each. */
+function Routes({ routes }) {
+  const text = (v) => (v == null ? "–" : typeof v === "string" ? v : JSON.stringify(v));
+  return html`<h3>Routes</h3><div class="scroll"><table>
+    <thead><tr><th>Route</th><th>Match</th><th>Upstreams</th><th>Keys needed</th><th>Quotas</th>
+      <th>Fallback on</th></tr></thead>
+    <tbody>${routes.map((r) => html`<tr><td>${r.name}</td><td>${text(r.match)}</td>
+      <td>${(r.upstreams || []).map((u) => `${u.provider}${u.weight != null ? ` (weight ${u.weight})` : ""}`).join(", ")}</td>
+      <td>${r.auth && r.auth.enabled !== false ? "yes" : "no (open)"}</td>
+      <td>${(r.quotas || []).map((q) => q.name).join(", ") || "–"}</td>
+      <td>${r.fallback && r.fallback.on ? r.fallback.on.join(", ") : "–"}</td></tr>`)}</tbody>
+  </table></div>`;
+}
+
 function Config() {
   const [data, error, reload] = useApi("/admin/config");
   const [result, setResult] = useState(null);
@@ -142,10 +156,13 @@ function Config() {
     setResult(null);
     try {
       const r = await api("/admin/config/reload", { method: "POST" });
-      setResult({ ok: true, text: `Reloaded: version ${r.version}.` });
+      setResult({ ok: true, text: `Reloaded: version ${r.version}.`, list: r.warnings || [] });
       reload();
     } catch (e) {
-      setResult({ ok: false, text: e.message });
+      const problems = (e.body && e.body.problems) || [];
+      setResult({ ok: false, list: problems, text: problems.length
+        ? `The file was not loaded (${problems.length} problem${problems.length > 1 ? "s" : ""}); version ${e.body.version} stays in use:`
+        : e.message });
     }
   };
   return html`<section aria-labelledby="config-title">
@@ -154,7 +171,10 @@ function Config() {
     ${data && html`<p>Version ${data.version}, from ${data.source}. Secrets are masked.</p>
       ${data.warnings.length > 0 && html`<ul>${data.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
       <button onClick=${doReload}>Reload the config file</button>
-      ${result && html`<p class=${result.ok ? "notice" : "error"} role="status"><span>${result.text}</span></p>`}
+      ${result && html`<div class=${result.ok ? "notice" : "error"} role="status"><p>${result.text}</p>
+        ${result.list.length > 0 && html`<ul>${result.list.map((p) => html`<li>${p}</li>`)}</ul>`}</div>`}
+      <${Routes} routes=${data.config.routes || []} />
+      <h3>The running config</h3>
       <pre class="config">${JSON.stringify(data.config, null, 2)}</pre>`}
   </section>`;
 }
