@@ -19,6 +19,9 @@
 #                                      # Redis + a consumer token quota, no ledger (A); target (issue 21)
 #                                      # >= 0.95x, and Redis calls per request the same (2:
 #                                      # reserve and settle, the ledger inside the settle)
+#   bash benches/run-ab.sh console     # the admin API on (server.admin_token set: the console's
+#                                      # live requests and last-hour series kept per request)
+#                                      # against it off; target (issue 23) >= 0.97x
 #   bash benches/run-ab.sh aa          # the plain gateway against itself: what the rig reads
 #                                      # when there is nothing to measure (expect 1.00x)
 #   AB_BASE_REF=<git ref> bash benches/run-ab.sh build
@@ -52,9 +55,10 @@ case "$VARIANT" in
   translate) TARGET=0.85 ;;
   anthropic) TARGET=0.95 ;;
   budget) TARGET=0.95 ;;
+  console) TARGET=0.97 ;;
   aa) TARGET=0.97 ;;
   build) TARGET=0.98 ;;
-  *) echo "usage: bash benches/run-ab.sh auth|telemetry|translate|anthropic|budget|aa|build" >&2; exit 2 ;;
+  *) echo "usage: bash benches/run-ab.sh auth|telemetry|translate|anthropic|budget|console|aa|build" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release"
@@ -206,9 +210,12 @@ start_gateway() {
   if [[ -n "$WITH" ]]; then route_extra="$W_ROUTE"; top_extra="$W_TOP"; fi
   p="$(port)"
   a="$(port)"
+  # (console: the B side has the admin API on, which keeps the console's views)
+  local server_extra=""
+  [[ "$VARIANT" == console && "$name" != plain ]] && server_extra=', admin_token: "bench-admin-token"'
   # shutdown_delay_ms 0: nothing routes to it, so each round's stop is quick
   cat >"$WORK/$name.yaml" <<EOF
-server: { listen: "127.0.0.1:$p", admin_listen: "127.0.0.1:$a", shutdown_delay_ms: 0 }
+server: { listen: "127.0.0.1:$p", admin_listen: "127.0.0.1:$a", shutdown_delay_ms: 0$server_extra }
 providers:
   - id: mock
     type: $ptype
@@ -287,6 +294,10 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"] } ] } ]"
   anthropic)
     TITLE="Anthropic Messages passed through"
     SETUP="OpenAI chat requests to an openai-compatible provider (plain) against Anthropic Messages requests to an anthropic provider (anthropic: pass-through), the tests' mock upstream answering each in its API, $RIG, load generators and mock (16-event streams) on core 1"
+    ;;
+  console)
+    TITLE="The admin API and the console's views"
+    SETUP="Plain gateway (no admin token: no admin API) vs the same with server.admin_token set, which keeps the console's live requests (the last 500 access-log records) and last-hour series (10-second buckets, latency and TTFT histograms) per request; both with the access log on, $RIG, load generators and mock (16-event streams) on core 1"
     ;;
   aa)
     TITLE="The A/B rig against itself"
