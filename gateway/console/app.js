@@ -37,18 +37,21 @@ function SignIn({ onSignedIn, reason }) {
   </form>`;
 }
 
+const WINDOWS = ["5m", "15m", "1h"];
+
 function Overview() {
   const [stats, setStats] = useState(null);
   const [error, setError] = useState("");
+  const [win, setWin] = useState("1h");
   useEffect(() => {
     let live = true;
-    const load = () => api("/admin/stats?window=1h")
+    const load = () => api(`/admin/stats?window=${win}`)
       .then((s) => live && (setStats(s), setError("")))
       .catch((e) => live && setError(e.message));
     load();
     const t = setInterval(load, 5000);
     return () => { live = false; clearInterval(t); };
-  }, []);
+  }, [win]);
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!stats) return html`<p class="muted">Loading…</p>`;
   const t = stats.totals;
@@ -56,7 +59,7 @@ function Overview() {
   const ms = (v) => (v == null ? "–" : `≤ ${v} ms`);
   const cards = [
     ["Requests/s", t.requests_per_s], ["Tokens/s", t.tokens_per_s],
-    ["Error rate", `${(t.error_rate * 100).toFixed(2)} %`], ["Requests", t.requests],
+    ["Error rate (5xx)", `${(t.error_rate * 100).toFixed(2)} %`], ["Requests", t.requests],
     ["TTFT p50 / p99", `${ms(t.ttft_ms.p50)} / ${ms(t.ttft_ms.p99)}`],
     ["Latency p50 / p99", `${ms(t.latency_ms.p50)} / ${ms(t.latency_ms.p99)}`],
     ["Spend", `${t.cost} ${stats.currency}`],
@@ -76,8 +79,10 @@ function Overview() {
   ];
   return html`<section aria-labelledby="overview-title">
     <h2 id="overview-title">Overview</h2>
-    <p class="muted">The last hour of this replica (the one answering the console, not the whole
-      fleet), in ${per}-second buckets. Latency percentiles are histogram bucket bounds.</p>
+    <p class="muted">This replica (the one answering the console, not the whole fleet), in
+      ${per}-second buckets. Latency percentiles are histogram bucket bounds.</p>
+    <label class="window">Window <select value=${win} onChange=${(e) => setWin(e.currentTarget.value)}>
+      ${WINDOWS.map((w) => html`<option value=${w}>last ${w}</option>`)}</select></label>
     <div class="cards">${cards.map(([k, v]) => html`<div class="card"><span>${k}</span><b>${v}</b></div>`)}</div>
     <div class="charts">${charts.map(([title, points, format]) => html`<${Chart}
       title=${title} points=${points} format=${format} />`)}</div>
