@@ -79,8 +79,7 @@ function Overview() {
   ];
   return html`<section aria-labelledby="overview-title">
     <h2 id="overview-title">Overview</h2>
-    <p class="muted">This replica (the one answering the console, not the whole fleet), in
-      ${per}-second buckets. Latency percentiles are histogram bucket bounds.</p>
+    <p class="muted">${`This replica (the one answering the console, not the whole fleet), in ${per}-second buckets. Latency percentiles are histogram bucket bounds.`}</p>
     <label class="window">Window <select value=${win} onChange=${(e) => setWin(e.currentTarget.value)}>
       ${WINDOWS.map((w) => html`<option value=${w}>last ${w}</option>`)}</select></label>
     <div class="cards">${cards.map(([k, v]) => html`<div class="card"><span>${k}</span><b>${v}</b></div>`)}</div>

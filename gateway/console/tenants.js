@@ -2,7 +2,7 @@
 // metadata), keys created (the plaintext shown once), rotated with a grace,
 // revoked; deletes ask first. Names and metadata are shown as text only.
 import { h } from "./vendor/preact.mjs";
-import { useState } from "./vendor/hooks.mjs";
+import { useRef, useState } from "./vendor/hooks.mjs";
 import htm from "./vendor/htm.mjs";
 import { api, useApi, Failed } from "./api.js";
 import { QuotaRows, quotasBody } from "./quotas.js";
@@ -59,6 +59,8 @@ function Keys({ tenant, consumer }) {
   const [keys, error, reload] = useApi(base);
   const [name, setName] = useState("");
   const [expires, setExpires] = useState("");
+  const [grace, setGrace] = useState("3600");
+  const secret = useRef(null);
   const [fresh, setFresh] = useState(null);
   const [msg, setMsg] = useState(null);
   const act = async (what, fn) => {
@@ -78,20 +80,32 @@ function Keys({ tenant, consumer }) {
   };
   const copy = async () => {
     try { await navigator.clipboard.writeText(fresh.key); setMsg({ ok: true, text: "Copied." }); }
-    catch { setMsg({ ok: false, text: "The browser refused the clipboard: select the key and copy it." }); }
+    catch {
+      // (no clipboard access, e.g. a plain-http origin other than localhost): select it for Ctrl+C
+      const range = document.createRange();
+      range.selectNodeContents(secret.current);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      setMsg({ ok: false, text: "The browser refused the clipboard: the key is selected, press Ctrl+C (⌘C)." });
+    }
+  };
+  const rotate = (k) => {
+    const g = Number(grace);
+    if (!Number.isInteger(g) || g < 0) { setMsg({ ok: false, text: "The grace is a whole number of seconds." }); return; }
+    act(`Rotated: the new key is shown above; the old one works for ${g} more seconds.`,
+      async () => setFresh(await api(`${base}/${seg(k.id)}/rotate`, { method: "POST",
+        body: JSON.stringify({ grace_s: g }), headers: { "content-type": "application/json" } })));
   };
   return html`<div class="keys">
     <h4>Keys of ${consumer}</h4>
     <${Failed} error=${error} />
     ${fresh && html`<div class="notice" role="alert"><p>This key is shown once; store it now:</p>
-      <code class="secret">${fresh.key}</code> <button class="plain" onClick=${copy}>Copy</button></div>`}
+      <code class="secret" ref=${secret}>${fresh.key}</code> <button class="plain" onClick=${copy}>Copy</button></div>`}
     ${keys && html`<div class="scroll"><table><thead><tr><th>Prefix</th><th>Name</th><th>Created</th>
       <th>Expires</th><th>State</th><th></th></tr></thead><tbody>
       ${keys.map((k) => html`<tr><td>${k.prefix}</td><td>${k.name || "–"}</td><td>${k.created_at}</td>
         <td>${k.expires_at || "never"}</td><td>${k.revoked ? "revoked" : "active"}</td><td>
-        <button class="plain" onClick=${() => act("Rotated: the new key is shown above; the old one works for an hour.",
-          async () => setFresh(await api(`${base}/${seg(k.id)}/rotate`, { method: "POST",
-            body: JSON.stringify({ grace_s: 3600 }), headers: { "content-type": "application/json" } })))}>Rotate</button>
+        <button class="plain" onClick=${() => rotate(k)}>Rotate</button>
         <button class="plain" onClick=${() => confirm(`Revoke key ${k.prefix}? Every replica refuses it within a second.`)
           && act(`Revoked ${k.prefix}.`, () => api(`${base}/${seg(k.id)}`, { method: "DELETE" }))}>Revoke</button>
         </td></tr>`)}</tbody></table></div>`}
@@ -99,7 +113,9 @@ function Keys({ tenant, consumer }) {
       onInput=${(e) => setName(e.currentTarget.value)} /></label>
       <label>Expires (empty: never)<input type="datetime-local" value=${expires}
         onInput=${(e) => setExpires(e.currentTarget.value)} /></label>
-      <button type="submit">Create key</button></form>
+      <button type="submit">Create key</button>
+      <label>Old key's grace when rotating (s)<input value=${grace} inputmode="numeric" size="6"
+        onInput=${(e) => setGrace(e.currentTarget.value.trim())} /></label></form>
     ${msg && html`<p class=${msg.ok ? "notice" : "error"} role="status">${msg.text}</p>`}
   </div>`;
 }
