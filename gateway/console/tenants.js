@@ -76,6 +76,8 @@ function Keys({ tenant, consumer }) {
       if (expires) body.expires_at = new Date(expires).toISOString().replace(/\.\d{3}Z$/, "Z");
       setFresh(await api(base, { method: "POST", body: JSON.stringify(body),
         headers: { "content-type": "application/json" } }));
+      setName("");
+      setExpires("");
     });
   };
   const copy = async () => {
@@ -99,7 +101,8 @@ function Keys({ tenant, consumer }) {
   return html`<div class="keys">
     <h4>Keys of ${consumer}</h4>
     <${Failed} error=${error} />
-    ${fresh && html`<div class="notice" role="alert"><p>This key is shown once; store it now:</p>
+    ${fresh && html`<div class="warn" role="alert"><p><b>⚠ Store this key now.</b> It is shown this once:
+      the gateway keeps only its hash and cannot show it again.</p>
       <code class="secret" ref=${secret}>${fresh.key}</code> <button class="plain" onClick=${copy}>Copy</button></div>`}
     ${keys && html`<div class="scroll"><table><thead><tr><th>Prefix</th><th>Name</th><th>Created</th>
       <th>Expires</th><th>State</th><th></th></tr></thead><tbody>
