@@ -64,6 +64,7 @@ fn config(flaky: &MockUpstream, main: &MockUpstream) -> Config {
         .provider(
             Provider::openai("flaky", &flaky.base_url())
                 .token("sk-prom-flaky")
+                .model(PRICED)
                 .timeouts(timeouts.clone())
                 .passive(2, 10, 60)
                 .checks(probes),
@@ -71,6 +72,8 @@ fn config(flaky: &MockUpstream, main: &MockUpstream) -> Config {
         .provider(
             Provider::openai("main", &main.base_url())
                 .token("sk-prom-main")
+                .model(PRICED)
+                .model(UNPRICED)
                 .timeouts(timeouts.clone()),
         )
         .provider(
@@ -199,13 +202,19 @@ async fn round(fleet: &Fleet, main: &MockUpstream, first: bool) {
         assert_eq!(r.status, 200, "bob's chat: {}", r.text());
         let text = fleet.stream(i, PRICED, &bob).await;
         assert!(!text.is_empty(), "bob's stream");
-        // a model without a price; a stream the upstream cuts (costed from
-        // the gateway's estimate)
+        // an open route: a model without a price, and a priced one, whose
+        // stream the upstream cuts after the first round (costed from the
+        // gateway's estimate: its count is there, at 0, since the first)
         let r = fleet.chat(i, &chat(UNPRICED, "no price"), &direct).await;
         assert_eq!(r.status, 200, "unpriced chat: {}", r.text());
-        main.cut_stream_after(2);
-        let _ = fleet.stream(i, PRICED, &direct).await;
-        main.set_normal();
+        if first {
+            let r = fleet.chat(i, &chat(PRICED, "priced"), &direct).await;
+            assert_eq!(r.status, 200, "priced chat: {}", r.text());
+        } else {
+            main.cut_stream_after(2);
+            let _ = fleet.stream(i, PRICED, &direct).await;
+            main.set_normal();
+        }
         // 401: a wrong key
         let wrong = [("authorization", "Bearer sk-prom-nobody-0123456789")];
         let r = fleet.chat(i, &chat(PRICED, "wrong key"), &wrong).await;
