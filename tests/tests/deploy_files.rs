@@ -1,7 +1,8 @@
 //! The files under `deploy/`: the Grafana dashboard parses, has its uid, title
 //! and unique panel ids, and every metric its PromQL uses is one the gateway
 //! really exposes on `/metrics` after a JSON and a streamed chat request.
-//! (The bundled Redis of the deploy files: `deploy_redis.rs`.)
+//! (Each expression run by a real Prometheus: `prometheus_dashboard.rs`; the
+//! bundled Redis of the deploy files: `deploy_redis.rs`.)
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::config::{Config, Provider, Quota, Route};
