@@ -24,7 +24,7 @@ use gateway_tests::dashboard::{
 use gateway_tests::harness::{closed_port_url, health_row, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
-use gateway_tests::prometheus::{check_metrics, Prometheus};
+use gateway_tests::prometheus::{check_metrics, prometheus_bin, promtool_bin, Prometheus};
 use gateway_tests::redis::SharedRedis;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
@@ -414,6 +414,8 @@ fn shown(result: &[Value]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_expression_returns_data_from_prometheus() {
+    // (a missing binary fails here, naming the package to install)
+    let _ = (prometheus_bin(), promtool_bin());
     let dash = Dashboard::load();
     let (checks, other) = checks(&dash);
     assert!(
