@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command: ./scripts/test.sh
 #
-# Installs what the tests need (redis-server, a .venv with the official `openai`
-# and `anthropic` Python packages and the `rotel` OTLP collector), then runs the
-# module-graph checker's self-test, rustfmt, clippy, the config schema check, the
-# deploy/ checks (scripts/check-deploy.sh) and the whole workspace's tests.
+# Installs what the tests need (redis-server, prometheus and promtool, a .venv with
+# the official `openai` and `anthropic` packages and the `rotel` OTLP collector),
+# then runs the module-graph checker's self-test, rustfmt, clippy, the config schema
+# check, the deploy/ checks (scripts/check-deploy.sh) and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
 #
 #   ./scripts/test.sh               setup + fmt + clippy + build + tests
-#   ./scripts/test.sh --setup-only  only the install steps (redis-server, .venv)
+#   ./scripts/test.sh --setup-only  only the install steps (redis-server, prometheus, .venv)
 set -euo pipefail
 
 SETUP_ONLY=0
@@ -58,6 +58,17 @@ else
     apt_install redis-server || die "could not install redis-server (apt-get install -y redis-server)"
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after install"
     echo "redis-server: $(command -v redis-server) (installed)"
+fi
+# Debian's prometheus and promtool (one package) for tests/tests/prometheus_dashboard.rs
+# (which reads $GATEWAY_TEST_PROMETHEUS / $GATEWAY_TEST_PROMTOOL when set)
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+    echo "prometheus: $(command -v prometheus) (present)"
+else
+    echo "prometheus missing: installing it with apt-get"
+    apt_install --no-install-recommends prometheus ||
+        die "could not install prometheus (apt-get install -y --no-install-recommends prometheus)"
+    command -v promtool >/dev/null 2>&1 || die "prometheus/promtool still missing after install"
+    echo "prometheus: $(command -v prometheus) (installed)"
 fi
 
 section "setup: rust toolchain"

@@ -72,6 +72,7 @@ impl App {
             otlp,
         } = shared;
         health.ensure(first.followed());
+        follow_alerts(&quotas.alerts, &first);
         App {
             auth,
             seed: Arc::new(crate::seed::Current::new(first.seed.clone())),
@@ -178,6 +179,7 @@ impl App {
         self.health.ensure(rt.followed());
         self.seed.set(rt.seed.clone());
         self.quotas.alerts.set_webhook(rt.budget.webhook.clone());
+        follow_alerts(&self.quotas.alerts, &rt);
         self.config.store(Arc::new(rt));
         tracing::info!(version, "config reloaded");
         // the seed goes into the backend again; a backend that cannot be reached gets
@@ -196,5 +198,19 @@ impl App {
             }
         }
         Ok(Some(version))
+    }
+}
+
+/// The alert percentages of the config's quotas (routes' and the seeded
+/// tenants' and consumers'), counted at 0 before any alert fires.
+fn follow_alerts(alerts: &crate::quota::alerts::Alerts, rt: &Runtime) {
+    for q in rt.routes.iter().flat_map(|r| r.quotas.iter()) {
+        alerts.follow(&q.name, &q.alerts);
+    }
+    for t in rt.seed.iter() {
+        let consumers = t.consumers.iter().flat_map(|c| c.consumer.quotas.iter());
+        for q in t.tenant.quotas.iter().chain(consumers) {
+            alerts.follow(&q.name, &q.alerts);
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! ([`metrics`]), the usage report read back and summed from access logs
 //! ([`report`]), the Python scripts of `tests/python` ([`python`]), a config
 //! broken in several ways at once ([`config_problems`]), calendar boundaries
-//! placed near now through the gateway's clock-shift test hook ([`calendar`])
-//! and a receiver of webhook POSTs ([`webhook`]).
+//! placed near now through the gateway's clock-shift test hook ([`calendar`]),
+//! a receiver of webhook POSTs ([`webhook`]), the Grafana dashboard's queries
+//! ([`dashboard`]) and a real Prometheus with `promtool` ([`prometheus`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
@@ -18,10 +19,12 @@ pub mod client;
 pub mod collector;
 pub mod config;
 pub mod config_problems;
+pub mod dashboard;
 pub mod harness;
 pub mod hostile;
 pub mod metrics;
 pub mod mock_upstream;
+pub mod prometheus;
 pub mod python;
 pub mod redis;
 pub mod report;

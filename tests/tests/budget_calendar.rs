@@ -286,7 +286,7 @@ fn percents(bodies: &[Value]) -> Vec<(u64, String)> {
 }
 
 /// `gateway_budget_alerts_total{quota, percent}` summed over `gws` (a
-/// replica that never sent one has no such series).
+/// replica that never sent one has it at 0, or not yet).
 async fn alerts_sent(gws: &[&Gateway], quota: &str, percent: u64) -> f64 {
     let p = percent.to_string();
     let mut sum = 0.0;

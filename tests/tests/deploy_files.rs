@@ -1,120 +1,16 @@
 //! The files under `deploy/`: the Grafana dashboard parses, has its uid, title
 //! and unique panel ids, and every metric its PromQL uses is one the gateway
 //! really exposes on `/metrics` after a JSON and a streamed chat request.
-//! (The bundled Redis of the deploy files: `deploy_redis.rs`.)
+//! (Each expression run by a real Prometheus: `prometheus_dashboard.rs`; the
+//! bundled Redis of the deploy files: `deploy_redis.rs`.)
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
 use gateway_tests::config::{Config, Provider, Quota, Route};
-use gateway_tests::harness::{workspace_dir, Gateway};
+use gateway_tests::dashboard::{metric_names, Dashboard};
+use gateway_tests::harness::Gateway;
 use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
-use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
-
-const DASHBOARD: &str = "deploy/grafana/gateway-dashboard.json";
-
-/// The prefixes of the metric names the gateway exposes.
-const PREFIXES: [&str; 3] = [
-    "route_upstream_model_consumer_metric_",
-    "gen_ai_",
-    "gateway_",
-];
-
-fn dashboard() -> Value {
-    let path = workspace_dir().join(DASHBOARD);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?} is not JSON: {e}"))
-}
-
-/// Every panel, rows' nested panels included.
-fn panels(dash: &Value) -> Vec<&Value> {
-    fn walk<'a>(list: &'a Value, out: &mut Vec<&'a Value>) {
-        for p in list.as_array().into_iter().flatten() {
-            out.push(p);
-            if let Some(inner) = p.get("panels") {
-                walk(inner, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dash["panels"], &mut out);
-    out
-}
-
-/// The PromQL expressions of the panels' targets.
-fn exprs(dash: &Value) -> Vec<String> {
-    panels(dash)
-        .into_iter()
-        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .filter_map(|t| t["expr"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == ':'
-}
-
-/// The metric names in one PromQL expression: identifiers with one of
-/// [`PREFIXES`], outside label matchers (`{...}`), range selectors (`[...]`),
-/// strings and label lists (`by (...)`, `without (...)`, `on (...)`, ...).
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    const LABEL_LISTS: [&str; 6] = [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ];
-    let chars: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    let skip_to = |from: usize, close: char| -> usize {
-        let mut j = from;
-        let mut quote = None;
-        while j < chars.len() {
-            let c = chars[j];
-            match quote {
-                Some(_) if c == '\\' => j += 1,
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == close => return j + 1,
-                None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
-                None => {}
-            }
-            j += 1;
-        }
-        j
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '{' => i = skip_to(i + 1, '}'),
-            '[' => i = skip_to(i + 1, ']'),
-            '"' | '\'' | '`' => i = skip_to(i + 1, c),
-            c if ident_char(c) => {
-                let start = i;
-                while i < chars.len() && ident_char(chars[i]) {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().collect();
-                if LABEL_LISTS.contains(&word.as_str()) {
-                    let mut j = i;
-                    while j < chars.len() && chars[j].is_whitespace() {
-                        j += 1;
-                    }
-                    if chars.get(j) == Some(&'(') {
-                        i = skip_to(j + 1, ')');
-                    }
-                } else if PREFIXES.iter().any(|p| word.starts_with(p)) {
-                    names.insert(word);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    names
-}
 
 /// Whether the scrape declares `name` (`# TYPE name ...`) or has a sample of it.
 fn exposed(scrape: &str, name: &str) -> bool {
@@ -144,27 +40,13 @@ fn base_name(scrape: &str, name: &str) -> String {
 }
 
 #[test]
-fn metric_names_skip_labels_ranges_and_strings() {
-    let got = metric_names(
-        r#"histogram_quantile(0.95, sum by (le, gen_ai_provider_name) (rate(gen_ai_client_operation_duration_seconds_bucket{gen_ai_provider_name=~"$provider", x="gateway_nope"}[$__rate_interval]))) / on (route) group_left(gen_ai_token_type) gateway_requests_total"#,
-    );
-    let want: BTreeSet<String> = [
-        "gen_ai_client_operation_duration_seconds_bucket",
-        "gateway_requests_total",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    assert_eq!(got, want);
-}
-
-#[test]
 fn dashboard_shape() {
-    let dash = dashboard();
+    let dashboard = Dashboard::load();
+    let dash = dashboard.json();
     assert_eq!(dash["uid"], "ai-gateway");
     assert_eq!(dash["title"], "AI gateway");
     assert!(dash["schemaVersion"].as_u64().unwrap_or(0) >= 36);
-    let all = panels(&dash);
+    let all = dashboard.panels();
     assert!(!all.is_empty(), "no panels");
     let mut ids = HashSet::new();
     for p in &all {
@@ -202,7 +84,7 @@ fn dashboard_shape() {
             }
         }
     }
-    assert!(exprs(&dash).len() > 20);
+    assert!(dashboard.exprs().len() > 20);
 }
 
 fn config(upstream: &str) -> String {
@@ -220,13 +102,13 @@ fn config(upstream: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_metrics_are_exposed() {
-    let dash = dashboard();
+    let dashboard = Dashboard::load();
     let mut used = BTreeSet::new();
-    for e in exprs(&dash) {
+    for e in dashboard.exprs() {
         used.extend(metric_names(&e));
     }
     // the variables' label_values queries too
-    for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+    for v in dashboard.variables() {
         if let Some(q) = v["definition"].as_str() {
             used.extend(metric_names(q));
         }

@@ -332,16 +332,10 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         }
     }
     text.push_str("# HELP gateway_budget_alerts_total Budget alerts this replica sent (a percentage of a quota's limit crossed for the first time in its period, fleet-wide).\n# TYPE gateway_budget_alerts_total counter\n");
-    for ((quota, percent), n) in q
-        .alerts
-        .counts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
+    for ((quota, percent), n) in q.alerts.counts() {
         text.push_str(&format!(
             "gateway_budget_alerts_total{{quota=\"{}\",percent=\"{percent}\"}} {n}\n",
-            label(quota)
+            label(&quota)
         ));
     }
     text.push_str(&format!(

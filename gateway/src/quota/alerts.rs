@@ -1,7 +1,9 @@
 //! Budget alerts: when a settlement takes a calendar window past one of its
 //! quota's `alerts` percentages for the first time in the period (the store
 //! says so, once for the whole fleet), a log line, the
-//! `gateway_budget_alerts_total` counter and, when `budget_alerts.webhook` is
+//! `gateway_budget_alerts_total` counter (each quota's percentages at 0 from
+//! the config's load or the quota's first use on, so that `increase()` counts
+//! the first alert) and, when `budget_alerts.webhook` is
 //! set, a JSON POST to it. Posts go through a bounded queue and one sender
 //! task with bounded retries, off the request path: a slow receiver never
 //! delays a request (alerts beyond the queue are dropped and counted).
@@ -49,8 +51,8 @@ pub struct Alerts {
     webhook: ArcSwapOption<Webhook>,
     tx: mpsc::Sender<Alert>,
     rx: Mutex<Option<mpsc::Receiver<Alert>>>,
-    /// (quota, percent) -> alerts sent
-    pub counts: Mutex<BTreeMap<(String, u8), u64>>,
+    /// quota -> percent -> alerts sent
+    counts: Mutex<BTreeMap<String, BTreeMap<u8, u64>>>,
     pub posted: AtomicU64,
     /// posts that failed every attempt, or found the queue full
     pub failed: AtomicU64,
@@ -82,6 +84,41 @@ impl Alerts {
         if let Some(rx) = rx {
             tokio::spawn(send_all(Arc::downgrade(self), rx, client));
         }
+    }
+
+    /// Makes the counter of each of `percents` of `quota` exist (at 0) before
+    /// its first alert: Prometheus sees a series from its first sample on, so
+    /// an alert that created its series would be missed by `increase()`.
+    /// No allocation once they exist (it runs for each reservation).
+    pub fn follow(&self, quota: &str, percents: &[u8]) {
+        if percents.is_empty() {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let full = counts.len() >= MAX_GAUGES;
+        match counts.get_mut(quota) {
+            Some(by_percent) => {
+                for p in percents {
+                    by_percent.entry(*p).or_insert(0);
+                }
+            }
+            None if !full => {
+                counts.insert(
+                    quota.to_string(),
+                    percents.iter().map(|p| (*p, 0)).collect(),
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// ((quota, percent), alerts sent) of every percentage followed or alerted.
+    pub fn counts(&self) -> Vec<((String, u8), u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .iter()
+            .flat_map(|(q, by_percent)| by_percent.iter().map(|(p, n)| ((q.clone(), *p), *n)))
+            .collect()
     }
 
     /// The alerts a settlement crossed (`items` and `actual` in its order).
@@ -120,7 +157,9 @@ impl Alerts {
                 .counts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .entry((alert.quota.clone(), alert.percent))
+                .entry(alert.quota.clone())
+                .or_default()
+                .entry(alert.percent)
                 .or_default() += 1;
             if self.webhook.load().is_some() && self.tx.try_send(alert).is_err() {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -229,5 +268,35 @@ async fn post(client: &HttpClient, hook: &Webhook, body: Bytes) -> Result<(), St
         Ok(())
     } else {
         Err(format!("answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followed_percentages_are_counted_at_zero_and_never_reset() {
+        let a = Alerts::default();
+        a.follow("no-alerts", &[]);
+        a.follow("monthly", &[50, 80]);
+        assert_eq!(
+            a.counts(),
+            [
+                (("monthly".to_string(), 50), 0),
+                (("monthly".to_string(), 80), 0)
+            ]
+        );
+        // an alert sent, then the quota followed again (a reload adds 100)
+        *a.counts
+            .lock()
+            .unwrap()
+            .get_mut("monthly")
+            .unwrap()
+            .get_mut(&50)
+            .unwrap() += 1;
+        a.follow("monthly", &[50, 80, 100]);
+        let want = [(50, 1), (80, 0), (100, 0)].map(|(p, n)| (("monthly".to_string(), p), n));
+        assert_eq!(a.counts(), want);
     }
 }

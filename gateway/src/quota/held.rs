@@ -127,6 +127,7 @@ impl Held {
         }
         let mut tags: Vec<(String, Windows)> = Vec::new();
         for c in claims {
+            self.engine.alerts.follow(&c.quota.name, &c.quota.alerts);
             let key = c.quota.key(&c.tag, &c.subject);
             match tags.iter_mut().find(|(t, _)| *t == c.tag) {
                 Some((_, v)) => v.push((c.quota, key)),

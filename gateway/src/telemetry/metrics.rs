@@ -16,7 +16,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use shared::ai_log::AiLog;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Most label combinations whose series handles are kept ready (beyond it, the
 /// series are still counted, through the slower labelled lookup).
@@ -176,11 +176,13 @@ struct LlmSeries {
 }
 
 /// `gateway_cost_total` of one (tenant, consumer, model, provider), and the
-/// unpriced and estimated counts of its (model, provider), made on first use.
+/// unpriced and estimated counts of its (model, provider), all made (at 0)
+/// with the first request of that label set: a count then starts from a
+/// sample of 0 in Prometheus, so `increase()` sees its first event.
 struct CostSeries {
     total: Counter,
-    unpriced: OnceLock<IntCounter>,
-    estimated: OnceLock<IntCounter>,
+    unpriced: IntCounter,
+    estimated: IntCounter,
 }
 
 /// The cost of a record in nano-units (`ai_log.cost` is its exact decimal text).
@@ -353,14 +355,11 @@ impl Metrics {
         if let (Some(c), Some(nanos)) = (&llm.cost, cost_nanos(ai)) {
             c.total
                 .inc_by(nanos as f64 / shared::money::NANOS_PER_UNIT as f64);
-            let (l, provider) = (&entry.0, entry.0.provider.as_deref().unwrap_or(NONE));
-            let model = l.priced.as_deref().unwrap_or(NONE);
-            let of = |v: &IntCounterVec| v.with_label_values(&[model, provider]);
             if ai.cost_unpriced {
-                c.unpriced.get_or_init(|| of(&self.unpriced)).inc();
+                c.unpriced.inc();
             }
             if ai.cost_estimated {
-                c.estimated.get_or_init(|| of(&self.estimated)).inc();
+                c.estimated.inc();
             }
         }
         llm.duration
@@ -405,8 +404,8 @@ impl Metrics {
                             total: self
                                 .cost
                                 .with_label_values(&[&tenant, &consumer, model, provider]),
-                            unpriced: OnceLock::new(),
-                            estimated: OnceLock::new(),
+                            unpriced: self.unpriced.with_label_values(&[model, provider]),
+                            estimated: self.estimated.with_label_values(&[model, provider]),
                         }
                     }),
                 }
@@ -547,11 +546,14 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
-        // counted only when there is something to count
-        assert!(
-            !text.contains("gateway_cost_unpriced_requests_total{model=\"mock-small\""),
-            "{text}"
-        );
+        // at 0 from the first request of a (model, provider) on, so that
+        // Prometheus's increase() counts the first unpriced or estimated one
+        for zero in [
+            "gateway_cost_unpriced_requests_total{model=\"mock-small\",provider=\"up1\"} 0",
+            "gateway_cost_estimated_requests_total{model=\"mock-small\",provider=\"up1\"} 0",
+        ] {
+            assert!(text.contains(zero), "missing {zero} in\n{text}");
+        }
         assert!(!text.contains("made-up"), "{text}");
     }
 }
