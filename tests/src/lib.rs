@@ -7,12 +7,14 @@
 //! ([`metrics`]), the usage report read back and summed from access logs
 //! ([`report`]), the Python scripts of `tests/python` ([`python`]), a config
 //! broken in several ways at once ([`config_problems`]), calendar boundaries
-//! placed near now through the gateway's clock-shift test hook ([`calendar`])
-//! and a receiver of webhook POSTs ([`webhook`]).
+//! placed near now through the gateway's clock-shift test hook ([`calendar`]),
+//! a receiver of webhook POSTs ([`webhook`]) and headless Chromium through
+//! `chromedriver` ([`browser`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
 pub mod balancer;
+pub mod browser;
 pub mod calendar;
 pub mod client;
 pub mod collector;
