@@ -354,6 +354,8 @@ class Console:
         self.doc = None  # performance.timeOrigin of the document checked so far
         self.checked = 0  # how many of its entries were checked
         self.origin = None
+        self.requests_checked = 0  # navigation and resource entries checked
+        self.too_wide: list[str] = []  # pages that scroll sideways when shot
 
     # -- the checks
 
@@ -382,6 +384,7 @@ class Console:
                     hit.seen = True
                 else:
                     problems.append(f"failed request: {e['type']} {e['name']} answered {e['status']}")
+        self.requests_checked += len(got["entries"]) - self.checked
         self.checked = len(got["entries"])
         injected = self.wd.js(INJECTED_JS)
         if injected:
@@ -486,6 +489,10 @@ class Console:
         for width in (1280, 390):
             self.viewport(width, 900)
             self.settled()
+            # (wide tables scroll in their own box; the page itself must not)
+            wide = self.wd.js("return document.documentElement.scrollWidth")
+            if wide > width:
+                self.too_wide.append(f"{name} is {wide} px wide in a {width} px viewport")
             height = self.wd.js("return document.documentElement.scrollHeight")
             self.viewport(width, max(600, min(int(height), 6000)))
             path = os.path.join(self.artifacts, f"{name}-{width}.png")
@@ -678,6 +685,7 @@ def keys_scenario(c: Console, args: argparse.Namespace) -> None:
             c.open_page(title)
             c.screenshot(route)
         print(f"  pages: {', '.join(r for r, _ in c.page_links())}", flush=True)
+        check(not c.too_wide, "pages scroll sideways (a phone shows them cut): " + "; ".join(c.too_wide))
 
     c.step("a screenshot of every page at 1280 and 390 px", screenshots)
 
@@ -766,6 +774,7 @@ def hostile_scenario(c: Console, args: argparse.Namespace) -> None:
     def keys() -> None:
         c.open_consumer(tenant, consumer)
         literal("the consumer's keys", HOSTILE + [HOSTILE_KEY_NAME])
+        c.screenshot("hostile-names")
 
     c.step("the consumer's keys show the key name as text", keys)
 
@@ -795,6 +804,10 @@ def main() -> int:
     if args.artifacts:
         os.makedirs(args.artifacts, exist_ok=True)
     started = time.monotonic()
+    if args.artifacts:
+        stale = os.path.join(args.artifacts, f"FAILED-{args.scenario}.png")
+        if os.path.exists(stale):
+            os.remove(stale)
     wd = WebDriver(args.webdriver)
     wd.start(args.chromium, args.profile)
     c = Console(wd, args.console, args.artifacts)
@@ -815,7 +828,11 @@ def main() -> int:
         return 1
     finally:
         wd.quit()
-    print(f"PASSED {args.scenario} in {time.monotonic() - started:.1f} s", flush=True)
+    print(
+        f"PASSED {args.scenario} in {time.monotonic() - started:.1f} s; "
+        f"{c.requests_checked} requests of the console checked, all to {c.origin}",
+        flush=True,
+    )
     return 0
 
 
