@@ -16,7 +16,8 @@ Scenarios:
            a second of the console saying so; a screenshot of every page at
            1280 and 390 px into --artifacts.
   hostile  a tenant name with markup refused with a readable error; tenant,
-           consumer and key names and metadata carrying markup and script
+           consumer and key names, metadata, an allowed-model glob and a
+           client's model name (in Live requests) carrying markup and script
            shown literally on every page; no script of theirs ran.
 
 After every step: no browser log of level SEVERE and no Content-Security-Policy
@@ -240,6 +241,9 @@ HOSTILE = [
     "${window.__xss=1}{{constructor.constructor('window.__xss=1')()}}",
 ]
 HOSTILE_KEY_NAME = '"><img src=x onerror=window.__xss=1><script>window.__xss=1</script>'
+# A model name is the client's to choose (any text without control
+# characters) and Live requests shows it; allowed for the tenant as a glob too.
+HOSTILE_MODEL = '"><img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
 
 
 def shown_literally(text: str, value: str) -> bool:
@@ -250,6 +254,11 @@ def shown_literally(text: str, value: str) -> bool:
 def hostile_scenario(c: Console, args: argparse.Namespace) -> None:
     tenant, consumer = "xss-tenant", "xss-consumer"
     metadata = json.dumps({f"v{i}": v for i, v in enumerate(HOSTILE)})
+
+    def literal(where: str, values: list[str]) -> None:
+        text = c.body_text()
+        for v in values:
+            check(shown_literally(text, v), f"{where}: {v!r} is not shown as text")
 
     def sign_in() -> None:
         c.wd.navigate(c.url)
@@ -278,7 +287,7 @@ def hostile_scenario(c: Console, args: argparse.Namespace) -> None:
     def create() -> None:
         c.wd.navigate(c.url + "#overview")  # (a fresh form)
         c.open_page(TENANTS_PAGE)
-        c.save_entity("tenant", tenant, [], metadata)
+        c.save_entity("tenant", tenant, [], metadata, models=f"*, {HOSTILE_MODEL}")
         c.click(x_button(tenant))
         c.save_entity("consumer", consumer, [], metadata)
         c.click(x_button(consumer))
@@ -286,17 +295,27 @@ def hostile_scenario(c: Console, args: argparse.Namespace) -> None:
         c.fill(form, KEY_NAME_FIELD, HOSTILE_KEY_NAME)
         c.click(x_button(CREATE_KEY))
         c.find(x_message(KEY_CREATED))
+        return wait_for("the new key's plaintext on the page", lambda: KEY_PATTERN.findall(c.body_text()))[0]
 
-    c.step("a tenant, a consumer and a key named and described with markup", create)
+    key = c.step("a tenant, a consumer and a key named and described with markup", create)
 
-    def literal(where: str, values: list[str]) -> None:
-        text = c.body_text()
-        for v in values:
-            check(shown_literally(text, v), f"{where}: {v!r} is not shown as text")
+    def hostile_model() -> None:
+        answer = sdk(args, key).chat.completions.create(
+            model=HOSTILE_MODEL,
+            max_tokens=MAX_TOKENS,
+            messages=[{"role": "user", "content": HOSTILE[0]}],
+            extra_query={"q": HOSTILE[1]},
+        )
+        check(bool(answer.choices), f"no answer: {answer}")
+        c.open_page(REQUESTS_PAGE)
+        c.find(x_row(tenant, consumer))
+        literal("Live requests", [HOSTILE_MODEL])
+
+    c.step("a client's model name with markup is shown as text in Live requests", hostile_model)
 
     def tenants_list() -> None:
         c.open_page(TENANTS_PAGE)
-        literal("the tenants list", HOSTILE)
+        literal("the tenants list", HOSTILE + [HOSTILE_MODEL])
 
     c.step("the tenants list shows the tenant's metadata as text", tenants_list)
 

@@ -341,13 +341,13 @@ class Console:
         value = self.wd.js("return arguments[0].value", {ELEMENT: select})
         check(value == option, f"the select '{label}' holds {value!r}, not {option!r}")
 
-    def save_entity(self, what: str, name: str, quotas: list[dict], metadata: str) -> None:
-        """Fills and submits the new-tenant or new-consumer form: the name,
-        every model, a row per quota (name, by, strategy, limit, window) and
+    def save_entity(self, what: str, name: str, quotas: list[dict], metadata: str, models: str = "*") -> None:
+        """Fills and submits the new-tenant or new-consumer form: the name, the
+        allowed models, a row per quota (name, by, strategy, limit, window) and
         the metadata."""
         form = self.find(x_form_with_button(CREATE_TENANT if what == "tenant" else CREATE_CONSUMER))
         self.fill(form, NAME_FIELD[what], name)
-        self.fill(form, MODELS_FIELD, "*")
+        self.fill(form, MODELS_FIELD, models)
         for i, q in enumerate(quotas):
             box = self.find(x_fieldset(QUOTAS), within=form)
             self.click("." + x_button(ADD_QUOTA), within=box)

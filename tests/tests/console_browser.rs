@@ -97,10 +97,11 @@ async fn an_operator_makes_and_revokes_a_key_the_sdk_uses() {
     run("keys").await;
 }
 
-/// Tenant, consumer and key names and metadata carrying `<script>`,
-/// `"><img onerror=..>`, `javascript:` and the like are shown as text on
-/// every page and none of it runs; a tenant name with markup is refused with
-/// a readable error.
+/// Tenant, consumer and key names, metadata, an allowed-model glob and a
+/// client's model name (shown in Live requests) carrying `<script>`,
+/// `"><img onerror=..>`, `javascript:` and the like are shown as text on every
+/// page and none of it runs; a tenant name with markup is refused with a
+/// readable error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_and_metadata_are_shown_as_text() {
     run("hostile").await;
