@@ -20,18 +20,28 @@ const HOW_TO_FIX: &str = "install the Debian packages `chromium` and `chromium-d
 fn find_tool(var: &str, name: &str, defaults: &[&str]) -> PathBuf {
     if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "{var}={} does not exist; {HOW_TO_FIX}", p.display());
+        assert!(
+            p.is_file(),
+            "{var}={} does not exist; {HOW_TO_FIX}",
+            p.display()
+        );
         return p;
     }
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).collect::<Vec<_>>())
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     defaults
         .iter()
         .map(PathBuf::from)
         .chain(on_path)
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no {name} ({var} unset, not in {defaults:?} nor on PATH); {HOW_TO_FIX}"))
+        .unwrap_or_else(|| {
+            panic!("no {name} ({var} unset, not in {defaults:?} nor on PATH); {HOW_TO_FIX}")
+        })
 }
 
 /// The Chromium binary the driver starts.
