@@ -87,9 +87,10 @@ impl ChromeDriver {
             use std::os::unix::process::CommandExt;
             Command::new(&driver)
                 .arg(format!("--port={port}"))
-                // Chromium keeps crash reports and caches under $HOME and $XDG_*:
-                // in the scratch dir, not in the user's home
+                // Chromium keeps crash reports, caches and temporary dirs under
+                // $HOME, $XDG_* and $TMPDIR: in the scratch dir, removed on drop
                 .env("HOME", dir.path())
+                .env("TMPDIR", dir.path())
                 .env("XDG_CONFIG_HOME", dir.path().join("config"))
                 .env("XDG_CACHE_HOME", dir.path().join("cache"))
                 .env("NO_PROXY", "127.0.0.1,localhost")
