@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The project's test command: ./scripts/test.sh
 #
-# Installs what the tests need (redis-server, prometheus and promtool, a .venv with
-# the official `openai` and `anthropic` packages and the `rotel` OTLP collector),
-# then runs the module-graph checker's self-test, rustfmt, clippy, the config schema
-# check, the deploy/ checks (scripts/check-deploy.sh) and the whole workspace's tests.
+# Installs what the tests need (redis-server, prometheus and promtool, Debian's
+# chromium and chromium-driver, a .venv with the official `openai` and `anthropic`
+# Python packages and the `rotel` OTLP collector), then runs the module-graph
+# checker's self-test, rustfmt, clippy, the config schema check, the deploy/ checks
+# (scripts/check-deploy.sh) and the whole workspace's tests.
 # Idempotent: a second run skips every install step that is already done.
 # Works from any cwd. Exits non-zero on the first failure.
 #
 #   ./scripts/test.sh               setup + fmt + clippy + build + tests
-#   ./scripts/test.sh --setup-only  only the install steps (redis-server, prometheus, .venv)
+#   ./scripts/test.sh --setup-only  only the install steps (packages, .venv)
 set -euo pipefail
 
 SETUP_ONLY=0
@@ -17,7 +18,7 @@ for arg in "$@"; do
     case "$arg" in
         --setup-only) SETUP_ONLY=1 ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            sed -n '2,13p' "$0"
             exit 0
             ;;
         *)
@@ -69,6 +70,28 @@ else
         die "could not install prometheus (apt-get install -y --no-install-recommends prometheus)"
     command -v promtool >/dev/null 2>&1 || die "prometheus/promtool still missing after install"
     echo "prometheus: $(command -v prometheus) (installed)"
+fi
+
+# Debian's headless Chromium and its WebDriver for the console's browser test
+# (tests/tests/console_browser.rs); GATEWAY_TEST_CHROMIUM and
+# GATEWAY_TEST_CHROMEDRIVER name other binaries instead.
+browser_missing=()
+if [ -z "${GATEWAY_TEST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    browser_missing+=(chromium)
+fi
+if [ -z "${GATEWAY_TEST_CHROMEDRIVER:-}" ] && ! command -v chromedriver >/dev/null 2>&1; then
+    browser_missing+=(chromium-driver)
+fi
+if [ "${#browser_missing[@]}" -eq 0 ]; then
+    echo "chromium: ${GATEWAY_TEST_CHROMIUM:-$(command -v chromium)} (present)"
+    echo "chromedriver: ${GATEWAY_TEST_CHROMEDRIVER:-$(command -v chromedriver)} (present)"
+else
+    echo "${browser_missing[*]} missing: installing with apt-get"
+    apt_install "${browser_missing[@]}" ||
+        die "could not install ${browser_missing[*]} (apt-get install -y ${browser_missing[*]})"
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 ||
+        die "chromium or chromedriver still missing after installing ${browser_missing[*]}"
+    echo "chromium, chromedriver: installed"
 fi
 
 section "setup: rust toolchain"

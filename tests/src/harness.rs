@@ -60,6 +60,15 @@ fn profile_dir() -> (PathBuf, String) {
     (dir, profile)
 }
 
+/// The target dir of the running test binary (`<target>` of
+/// `<target>/<profile>/deps/<test>-<hash>`), where test artifacts go.
+pub fn target_dir() -> PathBuf {
+    let (profile, _) = profile_dir();
+    profile
+        .parent()
+        .map_or_else(|| workspace_dir().join("target"), Path::to_path_buf)
+}
+
 static GATEWAY_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// Path of the gateway binary (builds it on first use unless `$GATEWAY_BIN` is set).

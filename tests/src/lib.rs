@@ -9,11 +9,13 @@
 //! broken in several ways at once ([`config_problems`]), calendar boundaries
 //! placed near now through the gateway's clock-shift test hook ([`calendar`]),
 //! a receiver of webhook POSTs ([`webhook`]), the Grafana dashboard's queries
-//! ([`dashboard`]) and a real Prometheus with `promtool` ([`prometheus`]).
+//! ([`dashboard`]), a real Prometheus with `promtool` ([`prometheus`]) and
+//! headless Chromium through `chromedriver` ([`browser`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
 pub mod balancer;
+pub mod browser;
 pub mod calendar;
 pub mod client;
 pub mod collector;
