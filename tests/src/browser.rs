@@ -7,7 +7,7 @@
 //! (driver, browser and its helpers) on drop. The WebDriver client is the test's
 //! script (`tests/python/console_e2e.py`, stdlib only).
 
-use crate::harness::free_port;
+use crate::harness::{self, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,50 +15,23 @@ use std::time::{Duration, Instant};
 const HOW_TO_FIX: &str = "install the Debian packages `chromium` and `chromium-driver` \
      (./scripts/test.sh --setup-only does it with apt-get)";
 
-/// `$var` when set (it must exist), else the first of `defaults` that is a file,
-/// else `name` found on `PATH`; panics naming the packages when none is.
-fn find_tool(var: &str, name: &str, defaults: &[&str]) -> PathBuf {
-    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "{var}={} does not exist; {HOW_TO_FIX}",
-            p.display()
-        );
-        return p;
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    defaults
-        .iter()
-        .map(PathBuf::from)
-        .chain(on_path)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("no {name} ({var} unset, not in {defaults:?} nor on PATH); {HOW_TO_FIX}")
-        })
-}
-
 /// The Chromium binary the driver starts.
 pub fn chromium_bin() -> PathBuf {
-    find_tool(
+    harness::find_tool(
         "GATEWAY_TEST_CHROMIUM",
         "chromium",
         &["/usr/bin/chromium", "/usr/lib/chromium/chromium"],
+        HOW_TO_FIX,
     )
 }
 
 /// The `chromedriver` binary.
 pub fn chromedriver_bin() -> PathBuf {
-    find_tool(
+    harness::find_tool(
         "GATEWAY_TEST_CHROMEDRIVER",
         "chromedriver",
         &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+        HOW_TO_FIX,
     )
 }
 

@@ -69,6 +69,36 @@ pub fn target_dir() -> PathBuf {
         .map_or_else(|| workspace_dir().join("target"), Path::to_path_buf)
 }
 
+/// A tool a test runs: `$var` when set (it must exist), else the first of
+/// `defaults` that is a file, else `name` found on `PATH`; panics with
+/// `how_to_fix` (which names the package to install) when none is.
+pub fn find_tool(var: &str, name: &str, defaults: &[&str], how_to_fix: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "{var}={} does not exist; {how_to_fix}",
+            p.display()
+        );
+        return p;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    defaults
+        .iter()
+        .map(PathBuf::from)
+        .chain(on_path)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("no {name} ({var} unset, not in {defaults:?} nor on PATH); {how_to_fix}")
+        })
+}
+
 static GATEWAY_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// Path of the gateway binary (builds it on first use unless `$GATEWAY_BIN` is set).

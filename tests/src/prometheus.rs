@@ -10,7 +10,7 @@
 //! test with what to install; the process is killed on drop.
 
 use crate::client::TestClient;
-use crate::harness::free_port;
+use crate::harness::{self, free_port};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,33 +26,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Ports tried when the one picked turns out to be taken.
 const START_ATTEMPTS: usize = 3;
 
-/// `$var` when set (it must exist), else `name` found on `PATH`.
-fn binary(var: &str, name: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "{var}={} does not exist; {HOW_TO_FIX}",
-            p.display()
-        );
-        return p;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no `{name}` on PATH (nor {var} set); {HOW_TO_FIX}"))
-}
-
 /// Path of the `prometheus` server.
 pub fn prometheus_bin() -> PathBuf {
-    binary("GATEWAY_TEST_PROMETHEUS", "prometheus")
+    harness::find_tool("GATEWAY_TEST_PROMETHEUS", "prometheus", &[], HOW_TO_FIX)
 }
 
 /// Path of `promtool`.
 pub fn promtool_bin() -> PathBuf {
-    binary("GATEWAY_TEST_PROMTOOL", "promtool")
+    harness::find_tool("GATEWAY_TEST_PROMTOOL", "promtool", &[], HOW_TO_FIX)
 }
 
 /// `promtool check metrics` on `text` (a `/metrics` page): what it reports,
