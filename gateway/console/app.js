@@ -71,7 +71,7 @@ function Overview() {
   const charts = [
     ["Requests/s", series((b) => rate(b.requests)), (v) => `${num(v)}/s`],
     ["Tokens/s", series((b) => rate(b.input_tokens + b.output_tokens)), (v) => `${num(v)}/s`],
-    ["Errors (share)", series((b) => (b.requests ? b.errors / b.requests : null)),
+    ["5xx errors (share)", series((b) => (b.requests ? b.errors / b.requests : null)),
       (v) => `${(v * 100).toFixed(1)} %`],
     ["Latency p95", series((b) => b.latency_p95_ms), (v) => `≤ ${v} ms`],
     ["TTFT p95", series((b) => b.ttft_p95_ms), (v) => `≤ ${v} ms`],
