@@ -16,7 +16,9 @@ use tokio::net::TcpStream;
 pub struct H2Conn {
     pub send: h2::client::SendRequest<Bytes>,
     driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
-    /// When the handshake completed.
+    /// Just before the TCP connect: the server's idle timer cannot start
+    /// earlier, and a stall of this task after the handshake (a loaded
+    /// machine) cannot make a connection look shorter-lived than it was.
     pub opened: Instant,
     /// When the connection task ended (set by the task).
     closed_at: Arc<Mutex<Option<Instant>>>,
@@ -25,6 +27,7 @@ pub struct H2Conn {
 impl H2Conn {
     /// Connects to `addr` and completes the HTTP/2 handshake.
     pub async fn connect(addr: &str) -> Result<H2Conn, String> {
+        let opened = Instant::now();
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -44,7 +47,7 @@ impl H2Conn {
         Ok(H2Conn {
             send,
             driver,
-            opened: Instant::now(),
+            opened,
             closed_at,
         })
     }
