@@ -1141,7 +1141,9 @@ fn charge_windows(redis: &RedisServer, t: &str, keys: &[String], w: i64) {
 fn usage_pages_through_many_windows_and_the_index_ends_with_them() {
     let redis = RedisServer::start();
     let q = Tag::new(&redis, "acme");
-    let w = 200;
+    // (long enough that the listing below ends before the windows do, on a
+    // loaded machine too: 200 ms was not, with 4 builds running)
+    let w = 1000;
     let ip = |i: usize| format!("gw:{{t:acme}}:q:t:acme:per-ip:10.0.{}.{}", i / 256, i % 256);
     // a daily window keeps this index alive throughout
     charge_windows(&redis, "acme", &[q.window("tpd")], DAY);
@@ -1175,7 +1177,7 @@ fn usage_pages_through_many_windows_and_the_index_ends_with_them() {
     assert_eq!(p.windows, vec![(gone, 0, 0), (ip(7), 1, p.windows[1].2)]);
     assert_eq!(p.next, None);
 
-    // after their end (2 * 200 + 4 ms) they are not listed; the next window
+    // after their end (2 * w + 4 ms) they are not listed; the next window
     // charged takes 64 ended entries out of the index
     sleep(ms(2 * w + 100));
     let p = q.usage_page(&[], 10_000, ("", ""), TOMB);
