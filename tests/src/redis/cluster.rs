@@ -54,6 +54,8 @@ pub struct ClusterNode {
     pub is_master: bool,
     /// flagged `fail` or `fail?`
     pub failed: bool,
+    /// the id of its master, for a replica
+    pub master_id: Option<String>,
     /// the slot ranges it serves (inclusive)
     pub slots: Vec<(u16, u16)>,
 }
@@ -89,11 +91,13 @@ pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
                 })
                 .collect();
             let failed = flags.split(',').any(|x| x == "fail" || x == "fail?");
+            let master_id = f.get(3).filter(|m| **m != "-").map(|m| m.to_string());
             Some(ClusterNode {
                 id: f.first()?.to_string(),
                 port,
                 is_master: flags.split(',').any(|x| x == "master") && !failed,
                 failed,
+                master_id,
                 slots,
             })
         })
@@ -246,7 +250,7 @@ impl RedisCluster {
     /// `CLUSTER NODES` as a node that is running sees it.
     pub fn cluster_nodes(&self) -> Vec<ClusterNode> {
         for n in &self.nodes {
-            if n.child.is_none() {
+            if !n.answers() {
                 continue;
             }
             if let Ok(text) = redis_cli_timeout(n.port, false, &["cluster", "nodes"], PROBE_TIMEOUT)
@@ -279,12 +283,104 @@ impl RedisCluster {
         }
     }
 
-    /// Kills (SIGKILL) the node on `port`. Idempotent.
-    pub fn kill_port(&mut self, port: u16) {
+    fn node_mut(&mut self, port: u16) -> &mut Node {
         match self.nodes.iter_mut().find(|n| n.port == port) {
-            Some(n) => n.stop(),
+            Some(n) => n,
             None => panic!("no node of the cluster listens on {port}"),
         }
+    }
+
+    /// Kills (SIGKILL) the node on `port`. Idempotent.
+    pub fn kill_port(&mut self, port: u16) {
+        self.node_mut(port).stop();
+    }
+
+    /// Starts the killed node on `port` again, without data but with its
+    /// cluster config: it rejoins the cluster under its old id, and a node
+    /// whose slots were taken over comes back as a replica of the new master.
+    pub fn restart_port(&mut self, port: u16) {
+        self.node_mut(port).restart_same_port();
+    }
+
+    /// Stops the node on `port` with SIGSTOP: its connections stay open and
+    /// nothing is answered, until [`RedisCluster::thaw_port`].
+    pub fn freeze_port(&mut self, port: u16) {
+        self.node_mut(port).freeze(true);
+    }
+
+    /// Resumes a node frozen by [`RedisCluster::freeze_port`] (SIGCONT).
+    pub fn thaw_port(&mut self, port: u16) {
+        self.node_mut(port).freeze(false);
+    }
+
+    /// A replica of the master on `port`, as `CLUSTER NODES` says.
+    pub fn replica_of(&self, port: u16) -> Option<u16> {
+        let nodes = self.cluster_nodes();
+        let id = nodes.iter().find(|n| n.port == port)?.id.clone();
+        nodes
+            .iter()
+            .find(|n| n.master_id.as_deref() == Some(id.as_str()) && !n.failed)
+            .map(|n| n.port)
+    }
+
+    /// `CLUSTER FAILOVER` sent to the replica on `port`: the graceful
+    /// hand-over an operator starts (its master stops taking writes until the
+    /// replica has caught up, then the replica takes the slots). Returns once
+    /// the replica accepted it; [`RedisCluster::wait_promoted`] waits for the
+    /// outcome.
+    pub fn failover_to(&self, port: u16) {
+        match redis_cli(port, false, &["cluster", "failover"]) {
+            Ok(r) if r == "OK" => {}
+            r => panic!("CLUSTER FAILOVER on 127.0.0.1:{port}: {r:?}"),
+        }
+    }
+
+    /// Waits (up to `within`) until the node on `port` says it is a replica
+    /// of the master on `master` and its link to it is up (in sync).
+    pub fn wait_replica(&self, port: u16, master: u16, within: Duration) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            let master_id = self
+                .cluster_nodes()
+                .into_iter()
+                .find(|n| n.port == master)
+                .map(|n| n.id);
+            let own = redis_cli_timeout(port, false, &["cluster", "nodes"], PROBE_TIMEOUT)
+                .map(|t| parse_cluster_nodes(&t))
+                .unwrap_or_default();
+            let follows = own
+                .iter()
+                .find(|n| n.port == port)
+                .is_some_and(|n| n.master_id.is_some() && n.master_id == master_id);
+            let link = redis_cli_timeout(port, false, &["info", "replication"], PROBE_TIMEOUT)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == "master_link_status:up");
+            if follows && link {
+                return Instant::now();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "127.0.0.1:{port} is not an in-sync replica of 127.0.0.1:{master} within {within:?}: {own:?}\n{}",
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many times the node on `port` ran `command` (`INFO commandstats`,
+    /// lower case, e.g. `evalsha`); 0 when never.
+    pub fn calls_on(&self, port: u16, command: &str) -> u64 {
+        let stats = redis_cli_timeout(port, false, &["info", "commandstats"], PROBE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Waits (up to `within`) until a node other than `old_port` is master of
@@ -353,7 +449,7 @@ impl RedisCluster {
         let port = self
             .nodes
             .iter()
-            .find(|n| n.child.is_some())
+            .find(|n| n.answers())
             .map_or(self.nodes[0].port, |n| n.port);
         redis_cli(port, true, args)
     }

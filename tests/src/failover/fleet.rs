@@ -1,0 +1,216 @@
+//! Who sends what in a failover run: per `on_redis_error` policy a fleet of
+//! gateway replicas (its own key prefix, so fleets never share a window), and
+//! per policy and shard one tenant whose quota windows (`{t:<tenant>}`) and
+//! consumer keys (`{k:<sha256>}`) all live on that shard's master. Each tenant
+//! has a consumer pressed against a request quota, one pressed against a token
+//! quota (both also carry two accounting windows that never refuse), and a
+//! `cold` consumer that sends nothing until a fault is over (its key is looked
+//! up for the first time on the promoted replica).
+
+use super::{Plan, Policy};
+use crate::config::{
+    Config, Consumer as ConsumerConfig, Provider, Quota, Route, Server, State, Tenant, Timeouts,
+};
+use crate::harness::{Gateway, ADMIN_TOKEN};
+use crate::mock_upstream::MockUpstream;
+use crate::redis::{key_slot, ClusterNode, RedisCluster};
+use sha2::{Digest, Sha256};
+
+/// The pressed request quota of a `requests` consumer.
+pub const REQUEST_QUOTA: &str = "rpw";
+/// The pressed token quota of a `tokens` consumer.
+pub const TOKEN_QUOTA: &str = "tpw";
+/// The accounting windows of every consumer: an hour, limits never reached.
+pub const ACCOUNT_REQUESTS: &str = "acct-requests";
+pub const ACCOUNT_TOKENS: &str = "acct-tokens";
+/// Limit of the accounting windows.
+const UNREACHABLE: u64 = 1_000_000_000_000;
+
+/// What a consumer's load presses against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pressed {
+    /// `rpw`: requests per window
+    Requests,
+    /// `tpw`: total tokens per window
+    Tokens,
+    /// nothing: the `cold` consumer, used once after each fault
+    Cold,
+}
+
+/// One consumer of the run.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub policy: Policy,
+    /// index of the shard (0..3, masters ordered by their first slot at the start)
+    pub shard: usize,
+    pub tenant: String,
+    pub name: String,
+    pub key: String,
+    pub pressed: Pressed,
+}
+
+impl Consumer {
+    /// `tenant/name`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.tenant, self.name)
+    }
+}
+
+/// The SHA-256 of `s`, in hex (a key's record is `{k:<this>}` without a pepper).
+pub fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first of `candidates` whose hash tag `tag(c)` lives on `master`.
+pub fn first_on(
+    master: &ClusterNode,
+    candidates: impl Iterator<Item = String>,
+    tag: impl Fn(&str) -> String,
+) -> String {
+    candidates
+        .take(100_000)
+        .find(|c| master.serves(key_slot(&format!("{{{}}}", tag(c)))))
+        .unwrap_or_else(|| panic!("no candidate hashes to 127.0.0.1:{}", master.port))
+}
+
+/// A consumer key (`sk-...`, no pepper) whose record `{k:<sha256>}` lives on `master`.
+pub fn key_on(master: &ClusterNode, prefix: &str) -> String {
+    first_on(
+        master,
+        (0..).map(|j| format!("sk-{prefix}-{j:05}-0123456789abcdef")),
+        |k| format!("k:{}", sha256_hex(k)),
+    )
+}
+
+/// A tenant id starting with `prefix` whose windows `{t:<id>}` live on `master`.
+pub fn tenant_on(master: &ClusterNode, prefix: &str) -> String {
+    first_on(master, (0..).map(|i| format!("{prefix}-{i}")), |t| {
+        format!("t:{t}")
+    })
+}
+
+/// The consumers of `policy` on each of `shards` (masters at the start).
+pub fn consumers(policy: Policy, shards: &[ClusterNode]) -> Vec<Consumer> {
+    let mut out = Vec::new();
+    for (s, master) in shards.iter().enumerate() {
+        let tenant = tenant_on(master, &format!("{}-s{s}", policy.short()));
+        for (name, pressed) in [
+            ("requests", Pressed::Requests),
+            ("tokens", Pressed::Tokens),
+            ("cold", Pressed::Cold),
+        ] {
+            out.push(Consumer {
+                policy,
+                shard: s,
+                key: key_on(master, &format!("{tenant}-{name}")),
+                tenant: tenant.clone(),
+                name: name.into(),
+                pressed,
+            });
+        }
+    }
+    out
+}
+
+/// The config of `policy`'s replicas.
+pub fn config(
+    plan: &Plan,
+    policy: Policy,
+    cluster: &RedisCluster,
+    mock: &MockUpstream,
+    consumers: &[Consumer],
+) -> String {
+    let window = format!("{}s", plan.window.as_secs());
+    let mut config = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(
+            State::redis_cluster(&cluster.nodes())
+                .redis_key("key_prefix", format!("{}:", policy.short()))
+                .redis_key("timeout_ms", plan.redis_timeout_ms)
+                .on_redis_error(policy.name())
+                .expected_replicas(plan.replicas as u32)
+                .cache_ttl_ms(1000),
+        )
+        .key_headers(&["Authorization"])
+        .provider(
+            Provider::openai("up1", &mock.base_url())
+                .token("sk-upstream-secret")
+                .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000)),
+        )
+        .route(Route::new("chat", "/v1").keyed().upstream("up1"))
+        .access_log();
+    let mut tenants: Vec<&str> = consumers.iter().map(|c| c.tenant.as_str()).collect();
+    tenants.dedup();
+    for t in tenants {
+        let mut tenant = Tenant::new(t);
+        for c in consumers.iter().filter(|c| c.tenant == t) {
+            let mut cc = ConsumerConfig::new(&c.name)
+                .key(&c.key)
+                .quota(Quota::new(
+                    ACCOUNT_REQUESTS,
+                    "consumer",
+                    "requests",
+                    UNREACHABLE,
+                    "1h",
+                ))
+                .quota(Quota::new(
+                    ACCOUNT_TOKENS,
+                    "consumer",
+                    "total_tokens",
+                    UNREACHABLE,
+                    "1h",
+                ));
+            cc = match c.pressed {
+                Pressed::Requests => cc.quota(Quota::new(
+                    REQUEST_QUOTA,
+                    "consumer",
+                    "requests",
+                    plan.request_limit(),
+                    &window,
+                )),
+                Pressed::Tokens => cc.quota(Quota::new(
+                    TOKEN_QUOTA,
+                    "consumer",
+                    "total_tokens",
+                    plan.token_limit(),
+                    &window,
+                )),
+                Pressed::Cold => cc,
+            };
+            tenant = tenant.consumer(cc);
+        }
+        config = config.tenant(tenant);
+    }
+    config.yaml()
+}
+
+/// The replicas of one policy.
+pub struct Fleet {
+    pub policy: Policy,
+    pub gateways: Vec<Gateway>,
+    /// their pids at the start: the same processes must answer at the end
+    pub pids: Vec<u32>,
+}
+
+impl Fleet {
+    pub async fn start(yaml: &str, policy: Policy, replicas: usize) -> Fleet {
+        let mut gateways = Vec::new();
+        for _ in 0..replicas {
+            gateways.push(
+                Gateway::builder(yaml)
+                    .env("GATEWAY_KEY_PEPPER", "")
+                    .start()
+                    .await,
+            );
+        }
+        let pids = gateways.iter().map(Gateway::pid).collect();
+        Fleet {
+            policy,
+            gateways,
+            pids,
+        }
+    }
+}

@@ -1,0 +1,594 @@
+//! Redis Cluster failovers under pressed quotas, measured: a 3-primary,
+//! 3-replica cluster, one fleet of gateway replicas per `on_redis_error`
+//! policy, and per policy and shard a tenant whose consumers press a request
+//! and a token quota at twice their limit ([`fleet`], [`load`]). One after the
+//! other, on a different shard each, a primary is SIGKILLed (and restarted
+//! once its replica took over: it rejoins as a replica), a replica takes over
+//! with `CLUSTER FAILOVER` (graceful), and a primary is frozen with SIGSTOP
+//! until its replica took over and resumed with SIGCONT (it must rejoin as a
+//! replica, and the gateway must not keep writing to it) ([`Fault`]).
+//!
+//! [`run`] records every request and the fault's moments on one clock;
+//! [`measure`] turns them into the failover window, the answers clients saw
+//! during it, the quota overshoot over the windows spanning the failover, and
+//! the usage the windows lost against the usage clients were served;
+//! [`markdown`] writes the report. `tests/tests/cluster_failover.rs` runs a
+//! short plan and checks the promises; the full plan writes
+//! `benches/results/cluster-failover-<date>.md` (benches/README.md).
+
+pub mod fleet;
+pub mod load;
+pub mod markdown;
+pub mod measure;
+
+use crate::harness::Gateway;
+use crate::metrics::{wait_metric, Scrape};
+use crate::mock_upstream::{MockOptions, MockUpstream};
+use crate::redis::{key_slot, RedisCluster};
+use fleet::{Consumer, Fleet, Pressed};
+use load::{ClientSpec, Sample};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::block_in_place;
+
+/// What a replica does with a quota whose Redis node cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Policy {
+    FailClosed,
+    FailOpen,
+    Local,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::FailClosed, Policy::FailOpen, Policy::Local];
+
+    /// The `state.on_redis_error` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::FailClosed => "fail_closed",
+            Policy::FailOpen => "fail_open",
+            Policy::Local => "local",
+        }
+    }
+
+    /// Prefix of its tenants and of its Redis keys.
+    pub fn short(self) -> &'static str {
+        match self {
+            Policy::FailClosed => "fc",
+            Policy::FailOpen => "fo",
+            Policy::Local => "lo",
+        }
+    }
+}
+
+/// What happens to a shard's primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL; its replica is promoted after the node timeout; the killed
+    /// node is started again (empty) and rejoins as a replica
+    Kill,
+    /// `CLUSTER FAILOVER` sent to its replica: the graceful hand-over
+    Failover,
+    /// SIGSTOP until its replica was promoted (and a while more), then SIGCONT
+    Freeze,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Failover => "failover",
+            Fault::Freeze => "freeze",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fault::Kill => "primary SIGKILLed; replica promoted; old primary restarted empty",
+            Fault::Failover => "`CLUSTER FAILOVER` on the replica (graceful)",
+            Fault::Freeze => "primary SIGSTOPped past its replica's promotion, then SIGCONT",
+        }
+    }
+}
+
+/// The shape of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// window of the pressed quotas (whole seconds)
+    pub window: Duration,
+    /// load before the first fault
+    pub warm: Duration,
+    /// load after each fault is over (old primary back as a replica)
+    pub settle: Duration,
+    /// how long a killed primary stays dead after its replica took over
+    pub restart_after: Duration,
+    /// how long a frozen primary stays frozen after its replica took over
+    pub frozen_after_promotion: Duration,
+    pub policies: Vec<Policy>,
+    pub faults: Vec<Fault>,
+    /// gateway replicas per policy (also `expected_replicas`)
+    pub replicas: usize,
+    /// clients per pressed consumer
+    pub clients: usize,
+    /// requests per second of each pressed consumer (its clients together)
+    pub demand: f64,
+    /// `state.redis.timeout_ms`
+    pub redis_timeout_ms: u64,
+    /// delay between the mock's stream events (a stream lasts about 10 of them)
+    pub chunk_delay_ms: u64,
+}
+
+impl Plan {
+    /// The run of `benches/results` (about 2.5 minutes, setup included).
+    pub fn full() -> Plan {
+        Plan {
+            window: Duration::from_secs(10),
+            warm: Duration::from_secs(20),
+            settle: Duration::from_secs(12),
+            restart_after: Duration::from_secs(3),
+            frozen_after_promotion: Duration::from_secs(3),
+            policies: Policy::ALL.to_vec(),
+            faults: vec![Fault::Kill, Fault::Failover, Fault::Freeze],
+            replicas: 2,
+            clients: 4,
+            demand: 12.0,
+            redis_timeout_ms: 100,
+            chunk_delay_ms: 20,
+        }
+    }
+
+    /// The CI run (about 40 s on 2 cores, setup included).
+    pub fn ci() -> Plan {
+        Plan {
+            window: Duration::from_secs(4),
+            warm: Duration::from_secs(5),
+            settle: Duration::from_secs(2),
+            restart_after: Duration::from_secs(1),
+            frozen_after_promotion: Duration::from_secs(1),
+            clients: 2,
+            demand: 8.0,
+            redis_timeout_ms: 250,
+            chunk_delay_ms: 10,
+            ..Plan::full()
+        }
+    }
+
+    /// Limit of a `requests` consumer's window: half its demand.
+    pub fn request_limit(&self) -> u64 {
+        ((self.demand * self.window.as_secs_f64()) / 2.0).round() as u64
+    }
+
+    /// Limit of a `tokens` consumer's window: half its demand.
+    pub fn token_limit(&self) -> u64 {
+        self.request_limit() * load::REQUEST_TOKENS
+    }
+
+    /// The span over which a run counts a window: the quota window less one
+    /// of its 60 buckets, so any such span of send times lies inside one
+    /// window as Redis counts it (61 buckets back from the newest) even when a
+    /// reservation is made a little after the request was sent.
+    pub fn counted_span(&self) -> Duration {
+        let w = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(w - w.div_ceil(60))
+    }
+}
+
+/// The moments of one fault, on the run's clock.
+#[derive(Debug, Clone)]
+pub struct FaultEvents {
+    pub fault: Fault,
+    /// index of the shard (0..3)
+    pub shard: usize,
+    pub old_primary: u16,
+    pub new_primary: u16,
+    /// the shard holds the `{g}` slot (the seed marker)
+    pub holds_global: bool,
+    /// the fault was injected
+    pub at: Duration,
+    /// a running node first listed the replica as the slots' master
+    pub promoted: Duration,
+    /// the killed node was started again / the frozen one resumed
+    pub back: Option<Duration>,
+    /// the old primary was an in-sync replica of the new one
+    pub rejoined: Duration,
+    /// `EVALSHA`s the frozen primary ran between its freeze and its rejoin
+    pub stale_evalsha: Option<u64>,
+}
+
+/// A request of the `cold` consumer of a fault's shard after the fault.
+#[derive(Debug, Clone)]
+pub struct ColdCheck {
+    pub fault: usize,
+    pub policy: Policy,
+    pub replica: usize,
+    pub status: u16,
+    pub quota_status: Option<String>,
+}
+
+/// How a fleet ended.
+#[derive(Debug, Clone)]
+pub struct FleetEnd {
+    pub policy: Policy,
+    /// every replica is the process it was at the start
+    pub same_processes: bool,
+    /// `gateway_state_node_degraded` of each replica: node -> value
+    pub nodes: Vec<HashMap<String, f64>>,
+}
+
+/// Everything a run recorded.
+pub struct Run {
+    pub plan: Plan,
+    pub consumers: Vec<Consumer>,
+    pub samples: Vec<Sample>,
+    /// `ai_log.quota_status` by request id (from the access logs)
+    pub quota_status: HashMap<String, Option<String>>,
+    pub faults: Vec<FaultEvents>,
+    /// (requests, tokens) in each consumer's accounting windows at the end
+    pub accounts: Vec<(u64, u64)>,
+    pub cold: Vec<ColdCheck>,
+    pub fleets: Vec<FleetEnd>,
+    /// `host:port` of the masters at the end
+    pub masters: Vec<String>,
+    /// how long the run's load lasted
+    pub duration: Duration,
+    /// each replica's stderr: (policy, replica, text)
+    pub stderr: Vec<(Policy, usize, String)>,
+}
+
+impl Run {
+    /// Writes `samples.csv` (one line per request) and each replica's stderr
+    /// (`gateway-<policy>-<replica>.log`) to `dir`, for a look at what the
+    /// tables sum up.
+    pub fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut csv = String::from(
+            "consumer,policy,shard,replica,stream,sent_ms,answered_ms,status,code,quota_status,tokens,error\n",
+        );
+        for s in &self.samples {
+            let c = &self.consumers[s.consumer];
+            let qs = self.quota_status.get(&s.request_id).cloned().flatten();
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                c.label(),
+                c.policy.name(),
+                c.shard,
+                s.replica,
+                s.stream,
+                s.sent.as_millis(),
+                s.answered.as_millis(),
+                s.status,
+                s.code.as_deref().unwrap_or(""),
+                qs.as_deref().unwrap_or(""),
+                s.tokens.map_or(String::new(), |t| t.to_string()),
+                s.error.as_deref().unwrap_or("").replace([',', '\n'], " "),
+            ));
+        }
+        std::fs::write(dir.join("samples.csv"), csv)?;
+        for (p, r, text) in &self.stderr {
+            std::fs::write(dir.join(format!("gateway-{}-{r}.log", p.name())), text)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `used` figure of window `quota` in a `GET /admin/usage` answer.
+pub fn used_in(v: &Value, quota: &str) -> Option<u64> {
+    match v {
+        Value::Object(o) if o.get("quota").and_then(Value::as_str) == Some(quota) => {
+            o.get("used").and_then(Value::as_u64)
+        }
+        Value::Object(o) => o.values().find_map(|x| used_in(x, quota)),
+        Value::Array(a) => a.iter().find_map(|x| used_in(x, quota)),
+        _ => None,
+    }
+}
+
+/// Runs `plan` and records it (panics when the set-up fails, not when a
+/// promise is broken: that is for [`measure`] to say).
+pub async fn run(plan: &Plan) -> Run {
+    let mut cluster = tokio::task::spawn_blocking(RedisCluster::start_with_replicas)
+        .await
+        .expect("cluster start");
+    let mock = MockUpstream::start(MockOptions {
+        chunk_delay_ms: plan.chunk_delay_ms,
+        record_requests: false,
+        ..MockOptions::default()
+    });
+    let shards = cluster.masters();
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    // one slot of each shard, to follow it across promotions
+    let shard_slot: Vec<u16> = shards.iter().map(|m| m.slots[0].0).collect();
+    let global = key_slot("{g}");
+    let mut consumers = Vec::new();
+    let mut fleets = Vec::new();
+    for &policy in &plan.policies {
+        let mine = fleet::consumers(policy, &shards);
+        let yaml = fleet::config(plan, policy, &cluster, &mock, &mine);
+        fleets.push(Fleet::start(&yaml, policy, plan.replicas).await);
+        consumers.extend(mine);
+    }
+    let fleet_of = |p: Policy| {
+        fleets
+            .iter()
+            .position(|f| f.policy == p)
+            .expect("a fleet per policy")
+    };
+
+    let epoch = Instant::now();
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    // every pressed key known to every replica before the load: one request each
+    let c = crate::client::TestClient::new();
+    let mut specs = Vec::new();
+    for (i, con) in consumers.iter().enumerate() {
+        if con.pressed == Pressed::Cold {
+            continue;
+        }
+        let f = &fleets[fleet_of(con.policy)];
+        for (r, gw) in f.gateways.iter().enumerate() {
+            let spec = spec_for(gw, i, r, con, false, Duration::ZERO, Duration::ZERO);
+            let s = load::send(&c, &spec, epoch).await;
+            assert_eq!(s.status, 200, "first request of {}: {s:?}", con.label());
+            samples.lock().unwrap().push(s);
+        }
+        let period = Duration::from_secs_f64(plan.clients as f64 / plan.demand);
+        for k in 0..plan.clients {
+            let r = k % plan.replicas;
+            let phase = period.mul_f64(k as f64 / plan.clients as f64);
+            specs.push(spec_for(
+                &f.gateways[r],
+                i,
+                r,
+                con,
+                k % 2 == 1,
+                period,
+                phase,
+            ));
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = specs
+        .into_iter()
+        .map(|s| tokio::spawn(load::client(s, epoch, stop.clone(), samples.clone())))
+        .collect();
+    tokio::time::sleep(plan.warm).await;
+
+    let mut faults = Vec::new();
+    let mut cold = Vec::new();
+    for (n, &fault) in plan.faults.iter().enumerate() {
+        let shard = n % shard_slot.len();
+        let slot = shard_slot[shard];
+        let mut ev = inject(&mut cluster, plan, fault, slot, epoch).await;
+        ev.shard = shard;
+        ev.holds_global = block_in_place(|| cluster.master_of(global)) == ev.new_primary;
+        eprintln!("{fault:?} on shard {shard}: {ev:?}");
+        // the cold consumer of that shard, first looked up now, on each replica
+        for f in &fleets {
+            let Some(i) = consumers.iter().position(|x| {
+                x.policy == f.policy && x.shard == shard && x.pressed == Pressed::Cold
+            }) else {
+                continue;
+            };
+            for (r, gw) in f.gateways.iter().enumerate() {
+                let spec = spec_for(
+                    gw,
+                    i,
+                    r,
+                    &consumers[i],
+                    false,
+                    Duration::ZERO,
+                    Duration::ZERO,
+                );
+                let s = load::send(&c, &spec, epoch).await;
+                cold.push((n, f.policy, r, s.clone()));
+                samples.lock().unwrap().push(s);
+            }
+        }
+        faults.push(ev);
+        tokio::time::sleep(plan.settle).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let duration = epoch.elapsed();
+    let samples = samples.lock().unwrap().clone();
+
+    // every settlement landed before the windows are read
+    for f in &fleets {
+        for gw in &f.gateways {
+            wait_metric(
+                gw,
+                "gateway_quota_settle_queue",
+                &[],
+                |v| v == 0.0,
+                "0",
+                Duration::from_secs(20),
+            )
+            .await;
+        }
+    }
+    let mut accounts = Vec::new();
+    for con in &consumers {
+        let gw = &fleets[fleet_of(con.policy)].gateways[0];
+        let r = crate::harness::admin(
+            &c,
+            gw,
+            http::Method::GET,
+            &format!("/admin/usage?tenant={}&consumer={}", con.tenant, con.name),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "GET /admin/usage: {}", r.text());
+        let v = r.json();
+        accounts.push((
+            used_in(&v, fleet::ACCOUNT_REQUESTS).unwrap_or(0),
+            used_in(&v, fleet::ACCOUNT_TOKENS).unwrap_or(0),
+        ));
+    }
+    let quota_status = access_log_statuses(&fleets, &samples).await;
+    let cold = cold
+        .into_iter()
+        .map(|(fault, policy, replica, s)| ColdCheck {
+            fault,
+            policy,
+            replica,
+            status: s.status,
+            quota_status: quota_status.get(&s.request_id).cloned().flatten(),
+        })
+        .collect();
+    let mut ends = Vec::new();
+    let mut stderr = Vec::new();
+    for f in &mut fleets {
+        let mut nodes = Vec::new();
+        for gw in &f.gateways {
+            let scrape = Scrape::try_from_url(&gw.admin_url())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            nodes.push(
+                scrape
+                    .series("gateway_state_node_degraded")
+                    .filter_map(|s| Some((s.label("node")?.to_string(), s.value)))
+                    .collect(),
+            );
+        }
+        let same_processes = f
+            .gateways
+            .iter_mut()
+            .zip(&f.pids)
+            .all(|(gw, pid)| gw.pid() == *pid && gw.is_running());
+        ends.push(FleetEnd {
+            policy: f.policy,
+            same_processes,
+            nodes,
+        });
+        for (r, gw) in f.gateways.iter().enumerate() {
+            stderr.push((f.policy, r, gw.stderr()));
+        }
+    }
+    let masters = block_in_place(|| cluster.masters())
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.port))
+        .collect();
+    Run {
+        plan: plan.clone(),
+        consumers,
+        samples,
+        quota_status,
+        faults,
+        accounts,
+        cold,
+        fleets: ends,
+        masters,
+        duration,
+        stderr,
+    }
+}
+
+fn spec_for(
+    gw: &Gateway,
+    consumer: usize,
+    replica: usize,
+    con: &Consumer,
+    stream: bool,
+    period: Duration,
+    phase: Duration,
+) -> ClientSpec {
+    ClientSpec {
+        consumer,
+        replica,
+        url: format!("{}/v1/chat/completions", gw.url()),
+        key: con.key.clone(),
+        stream,
+        period,
+        phase,
+    }
+}
+
+/// Injects `fault` on the master of `slot` and waits until it is over (the
+/// old primary an in-sync replica of the new one).
+async fn inject(
+    cluster: &mut RedisCluster,
+    plan: &Plan,
+    fault: Fault,
+    slot: u16,
+    epoch: Instant,
+) -> FaultEvents {
+    const WITHIN: Duration = Duration::from_secs(30);
+    let since = |t: Instant| t.saturating_duration_since(epoch);
+    let old = block_in_place(|| cluster.master_of(slot));
+    let replica = block_in_place(|| cluster.replica_of(old))
+        .unwrap_or_else(|| panic!("127.0.0.1:{old} has no replica"));
+    let mut stale_before = None;
+    if fault == Fault::Freeze {
+        stale_before = Some(block_in_place(|| cluster.calls_on(old, "evalsha")));
+    }
+    let at = Instant::now();
+    match fault {
+        Fault::Kill => block_in_place(|| cluster.kill_port(old)),
+        Fault::Failover => block_in_place(|| cluster.failover_to(replica)),
+        Fault::Freeze => block_in_place(|| cluster.freeze_port(old)),
+    }
+    let promoted = block_in_place(|| cluster.wait_promoted(slot, old, WITHIN));
+    let back = match fault {
+        Fault::Kill => {
+            tokio::time::sleep(plan.restart_after).await;
+            block_in_place(|| cluster.restart_port(old));
+            Some(Instant::now())
+        }
+        Fault::Freeze => {
+            tokio::time::sleep(plan.frozen_after_promotion).await;
+            block_in_place(|| cluster.thaw_port(old));
+            Some(Instant::now())
+        }
+        Fault::Failover => None,
+    };
+    let new_primary = block_in_place(|| cluster.master_of(slot));
+    let rejoined = block_in_place(|| cluster.wait_replica(old, new_primary, WITHIN));
+    let stale_evalsha =
+        stale_before.map(|b| block_in_place(|| cluster.calls_on(old, "evalsha")).saturating_sub(b));
+    FaultEvents {
+        fault,
+        shard: 0,
+        old_primary: old,
+        new_primary,
+        holds_global: false,
+        at: since(at),
+        promoted: since(promoted),
+        back: back.map(since),
+        rejoined: since(rejoined),
+        stale_evalsha,
+    }
+}
+
+/// `ai_log.quota_status` of every answered request, from the access logs
+/// (written off the request path: waits for the last lines).
+async fn access_log_statuses(
+    fleets: &[Fleet],
+    samples: &[Sample],
+) -> HashMap<String, Option<String>> {
+    let mut status_of = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for f in fleets {
+            for gw in &f.gateways {
+                for line in gw.access_log_lines() {
+                    status_of.insert(line.request_id.clone(), line.ai_log.quota_status.clone());
+                }
+            }
+        }
+        let missing = samples
+            .iter()
+            .filter(|s| s.status != 0 && !status_of.contains_key(&s.request_id))
+            .count();
+        if missing == 0 || Instant::now() > deadline {
+            if missing > 0 {
+                eprintln!("{missing} answered requests have no access-log line");
+            }
+            return status_of;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
