@@ -1,11 +1,14 @@
 //! Who sends what in a failover run: per `on_redis_error` policy a fleet of
 //! gateway replicas (its own key prefix, so fleets never share a window), and
-//! per policy and shard one tenant whose quota windows (`{t:<tenant>}`) and
-//! consumer keys (`{k:<sha256>}`) all live on that shard's master. Each tenant
-//! has a consumer pressed against a request quota, one pressed against a token
-//! quota (both also carry two accounting windows that never refuse), and a
-//! `cold` consumer that sends nothing until a fault is over (its key is looked
-//! up for the first time on the promoted replica).
+//! tenants whose quota windows (`{t:<tenant>}`) and consumer keys
+//! (`{k:<sha256>}`) all live on one shard's master: per policy and shard a
+//! control tenant loaded for the whole run, and per policy and fault a tenant
+//! on the fault's shard, loaded from a little more than a window before its
+//! fault to a window after it. A fault's tenant has a consumer pressed against
+//! a request quota, one pressed against a token quota (every pressed consumer
+//! also carries two accounting windows that never refuse), and a `cold`
+//! consumer that sends nothing until its fault is over (its key is looked up
+//! for the first time on the promoted replica).
 
 use super::{Plan, Policy};
 use crate::config::{
@@ -43,6 +46,9 @@ pub struct Consumer {
     pub policy: Policy,
     /// index of the shard (0..3, masters ordered by their first slot at the start)
     pub shard: usize,
+    /// the fault it is loaded around (index into the plan's faults); `None`
+    /// for a control consumer, loaded for the whole run
+    pub fault: Option<usize>,
     pub tenant: String,
     pub name: String,
     pub key: String,
@@ -92,24 +98,39 @@ pub fn tenant_on(master: &ClusterNode, prefix: &str) -> String {
     })
 }
 
-/// The consumers of `policy` on each of `shards` (masters at the start).
-pub fn consumers(policy: Policy, shards: &[ClusterNode]) -> Vec<Consumer> {
+/// The shard fault `n` of a plan hits.
+pub fn shard_of(n: usize, shards: usize) -> usize {
+    n % shards.max(1)
+}
+
+/// The consumers of `policy`: a control consumer on each of `shards`
+/// (masters at the start) and the consumers of each of `faults` faults.
+pub fn consumers(policy: Policy, shards: &[ClusterNode], faults: usize) -> Vec<Consumer> {
     let mut out = Vec::new();
+    let mut add = |master: &ClusterNode, shard, fault, tenant: &str, name: &str, pressed| {
+        out.push(Consumer {
+            policy,
+            shard,
+            fault,
+            key: key_on(master, &format!("{tenant}-{name}")),
+            tenant: tenant.to_string(),
+            name: name.into(),
+            pressed,
+        });
+    };
     for (s, master) in shards.iter().enumerate() {
-        let tenant = tenant_on(master, &format!("{}-s{s}", policy.short()));
+        let tenant = tenant_on(master, &format!("{}-s{s}-control", policy.short()));
+        add(master, s, None, &tenant, "requests", Pressed::Requests);
+    }
+    for n in 0..faults {
+        let s = shard_of(n, shards.len());
+        let tenant = tenant_on(&shards[s], &format!("{}-f{n}", policy.short()));
         for (name, pressed) in [
             ("requests", Pressed::Requests),
             ("tokens", Pressed::Tokens),
             ("cold", Pressed::Cold),
         ] {
-            out.push(Consumer {
-                policy,
-                shard: s,
-                key: key_on(master, &format!("{tenant}-{name}")),
-                tenant: tenant.clone(),
-                name: name.into(),
-                pressed,
-            });
+            add(&shards[s], s, Some(n), &tenant, name, pressed);
         }
     }
     out

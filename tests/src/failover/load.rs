@@ -42,6 +42,10 @@ pub struct Sample {
     pub request_id: String,
     /// the transport failure, if any
     pub error: Option<String>,
+    /// `x-ratelimit-limit-requests` and `-tokens`: the limit of the tightest
+    /// quota of each kind (during an outage under `local`, this replica's share)
+    pub limit_requests: Option<u64>,
+    pub limit_tokens: Option<u64>,
 }
 
 impl Sample {
@@ -100,6 +104,13 @@ pub async fn send(c: &TestClient, spec: &ClientSpec, epoch: Instant) -> Sample {
         tokens: None,
         request_id: id.clone(),
         error: None,
+        limit_requests: None,
+        limit_tokens: None,
+    };
+    let limits = |s: &mut Sample, h: &http::HeaderMap| {
+        let num = |name: &str| h.get(name)?.to_str().ok()?.parse().ok();
+        s.limit_requests = num("x-ratelimit-limit-requests");
+        s.limit_tokens = num("x-ratelimit-limit-tokens");
     };
     let error_code = |bytes: &[u8]| {
         serde_json::from_slice::<Value>(bytes)
@@ -114,6 +125,7 @@ pub async fn send(c: &TestClient, spec: &ClientSpec, epoch: Instant) -> Sample {
             Ok(open) => {
                 s.answered = epoch.elapsed();
                 s.status = open.status;
+                limits(&mut s, &open.headers);
                 let r = open.collect().await;
                 if r.status == 200 {
                     s.tokens = r
@@ -135,6 +147,7 @@ pub async fn send(c: &TestClient, spec: &ClientSpec, epoch: Instant) -> Sample {
             Ok(r) => {
                 s.answered = epoch.elapsed();
                 s.status = r.status;
+                limits(&mut s, &r.headers);
                 if r.status == 200 {
                     s.tokens = serde_json::from_slice::<Value>(&r.body)
                         .ok()

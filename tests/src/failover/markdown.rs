@@ -80,12 +80,14 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
          A 3-primary, 3-replica Redis Cluster (`cluster-node-timeout` 1000 ms, \
          `cluster-require-full-coverage no`, no persistence), one fleet of {} gateway replicas per \
          `on_redis_error` policy (`state.redis.timeout_ms` {}, `cache_ttl_ms` 1000), a mock \
-         upstream (streams of 10 events {} ms apart). Per policy and shard one tenant whose \
-         windows and keys all live on that shard: a consumer pressing a request quota \
-         ({} requests / {} s) and one pressing a token quota ({} tokens / {} s), each at {} \
-         requests/s from {} clients spread over the replicas, half JSON and half streamed \
-         (twice what the quota admits), and a `cold` consumer used once per replica after its \
-         shard's fault. {} s of load in all, {} requests.\n",
+         upstream (streams of 10 events {} ms apart). Per policy and fault one tenant whose \
+         windows and keys all live on the fault's shard, loaded from {} s before the fault to {} s \
+         after the old primary rejoined: a consumer pressing a request quota ({} requests / {} s) \
+         and one pressing a token quota ({} tokens / {} s), each at {} requests/s from {} clients \
+         spread over the replicas, half JSON and half streamed (twice what the quota admits), and \
+         a `cold` consumer used once per replica right after the rejoin; besides, per policy and \
+         shard a control consumer pressing a request quota for the whole run. {} s of load in \
+         all, {} requests.\n",
         setting.command,
         setting.build,
         setting.redis,
@@ -95,6 +97,8 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
         plan.replicas,
         plan.redis_timeout_ms,
         plan.chunk_delay_ms,
+        plan.warm.as_secs(),
+        plan.settle.as_secs(),
         plan.request_limit(),
         plan.window.as_secs(),
         plan.token_limit(),
@@ -232,16 +236,15 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
     let _ = writeln!(o, "## Accounts (whole run)\n");
     let _ = writeln!(
         o,
-        "| consumer | policy | shard | fault on its shard | requests served / counted | tokens served / counted | lost |"
+        "| consumer | policy | shard | loaded around | requests served / counted | tokens served / counted | lost |"
     );
     let _ = writeln!(o, "|---|---|---:|---|---:|---:|---:|");
     for a in &f.accounts {
         let c = &run.consumers[a.consumer];
-        let fault = run
-            .faults
-            .iter()
-            .find(|e| e.shard == c.shard)
-            .map_or("-", |e| e.fault.name());
+        let fault = c
+            .fault
+            .and_then(|n| run.faults.get(n))
+            .map_or("(control)", |e| e.fault.name());
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} / {} | {} / {} | {} |",

@@ -4,8 +4,9 @@
 //! were served.
 //!
 //! - An answer is *checked* when Redis decided it: 200 with `quota_status`
-//!   `allowed`, or 429 `limited` (the pressed consumers get many of those, as
-//!   they should). Anything else is *disrupted*: the outage policy (`503
+//!   `allowed`, or 429 `limited` with the whole limit in its
+//!   `x-ratelimit-limit-*` header (the pressed consumers get many of those, as
+//!   they should; a replica's own share refuses with its share there). Anything else is *disrupted*: the outage policy (`503
 //!   quota_unavailable`, 200 `bypassed` or `local`), another error, or no
 //!   answer.
 //! - The *window* of a fault runs from the fault to the first checked answer
@@ -28,25 +29,41 @@ use super::{FaultEvents, Policy, Run};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// How one request ended, as a label: `429 limited`, `503 quota_unavailable`,
-/// `200 bypassed`, `no answer`...
-pub fn outcome(s: &Sample, quota_status: Option<&str>) -> String {
+/// How one request ended, as a label: `200 allowed`, `429 rate_limit_exceeded`,
+/// `429 by this replica's share`, `503 quota_unavailable`, `200 bypassed`,
+/// `no answer`...
+pub fn outcome(run: &Run, s: &Sample, quota_status: Option<&str>) -> String {
     if s.status == 0 {
         return "no answer".into();
     }
     match (s.status, &s.code) {
         (200, _) => format!("200 {}", quota_status.unwrap_or("(no log line)")),
+        (429, _) if quota_status == Some("limited") && !full_limit(run, s) => {
+            "429 by this replica's share".into()
+        }
         (st, Some(code)) => format!("{st} {code}"),
         (st, None) => format!("{st}"),
     }
 }
 
+/// The answer's `x-ratelimit-limit-*` header of its consumer's pressed quota
+/// gives the whole limit, not a replica's share of it (`local`, during an
+/// outage: refusals by the share are logged `limited` too).
+fn full_limit(run: &Run, s: &Sample) -> bool {
+    match run.consumers[s.consumer].pressed {
+        Pressed::Requests => s.limit_requests == Some(run.plan.request_limit()),
+        Pressed::Tokens => s.limit_tokens == Some(run.plan.token_limit()),
+        Pressed::Cold => true,
+    }
+}
+
 /// Redis decided it (see the module doc).
-fn checked(s: &Sample, qs: Option<&str>) -> bool {
-    matches!(
-        (s.status, qs),
-        (200, Some("allowed")) | (429, Some("limited"))
-    )
+fn checked(run: &Run, s: &Sample, qs: Option<&str>) -> bool {
+    match (s.status, qs) {
+        (200, Some("allowed")) => true,
+        (429, Some("limited")) => full_limit(run, s),
+        _ => false,
+    }
 }
 
 /// The most `events` (time, amount; sorted by time) add up to within `span`
@@ -92,7 +109,7 @@ pub struct Overshoot {
     pub peak_by_policy: u64,
     /// the most served in such a window counting only what Redis checked
     pub peak_checked: u64,
-    /// the most served in a window before the first fault (all checked)
+    /// the most served in a window ending before the fault (all checked)
     pub steady: u64,
 }
 
@@ -145,11 +162,11 @@ pub struct PolicyFindings {
     pub disrupted: usize,
     /// the longest a request of the shard sent from the fault to the rejoin waited
     pub max_latency: Duration,
-    /// the other shards' requests from the fault to the rejoin, and how many
-    /// were disrupted
+    /// the other shards' control requests from the fault to the rejoin, and
+    /// how many were disrupted
     pub others: (usize, usize),
     pub overshoot: Vec<Overshoot>,
-    /// the shard's consumers
+    /// the fault's consumers
     pub accounts: Vec<Account>,
     /// the cold consumer's requests after the fault: (replica, status, quota status)
     pub cold: Vec<(usize, u16, Option<String>)>,
@@ -192,30 +209,36 @@ pub fn measure(run: &Run) -> Findings {
             }
         })
         .collect();
-    let first_fault = run.faults.first().map_or(run.duration, |f| f.at);
     let span = run.plan.counted_span();
     let mut faults = Vec::new();
     for (n, ev) in run.faults.iter().enumerate() {
         let mut policies = Vec::new();
         for &policy in &run.plan.policies {
-            let on_shard = |s: &&Sample, shard: bool| {
+            // the fault's pressed consumers, and the control ones of the other shards
+            let of_fault = |s: &&Sample| {
                 let c = &run.consumers[s.consumer];
-                c.policy == policy && c.pressed != Pressed::Cold && (c.shard == ev.shard) == shard
+                c.policy == policy && c.pressed != Pressed::Cold && c.fault == Some(n)
+            };
+            let of_others = |s: &&Sample| {
+                let c = &run.consumers[s.consumer];
+                c.policy == policy && c.fault.is_none() && c.shard != ev.shard
             };
             let mut mine: Vec<&Sample> = run
                 .samples
                 .iter()
-                .filter(|s| on_shard(s, true) && s.answered >= ev.at)
+                .filter(|s| of_fault(s) && s.answered >= ev.at)
                 .collect();
             mine.sort_by_key(|s| s.sent);
             let last_bad = mine
                 .iter()
-                .filter(|s| !checked(s, qs(s).as_deref()))
+                .filter(|s| !checked(run, s, qs(s).as_deref()))
                 .map(|s| s.sent)
                 .max();
             let recovered = mine
                 .iter()
-                .filter(|s| last_bad.is_none_or(|l| s.sent > l) && checked(s, qs(s).as_deref()))
+                .filter(|s| {
+                    last_bad.is_none_or(|l| s.sent > l) && checked(run, s, qs(s).as_deref())
+                })
                 .map(|s| s.answered)
                 .min();
             let until = recovered.unwrap_or(run.duration);
@@ -223,8 +246,8 @@ pub fn measure(run: &Run) -> Findings {
             let mut disrupted = 0;
             for s in mine.iter().filter(|s| s.sent >= ev.at && s.sent <= until) {
                 let q = qs(s);
-                *outcomes.entry(outcome(s, q.as_deref())).or_insert(0) += 1;
-                if !checked(s, q.as_deref()) {
+                *outcomes.entry(outcome(run, s, q.as_deref())).or_insert(0) += 1;
+                if !checked(run, s, q.as_deref()) {
                     disrupted += 1;
                 }
             }
@@ -237,15 +260,15 @@ pub fn measure(run: &Run) -> Findings {
             let others: Vec<&Sample> = run
                 .samples
                 .iter()
-                .filter(|s| on_shard(s, false) && s.sent >= ev.at && s.sent <= ev.rejoined)
+                .filter(|s| of_others(s) && s.sent >= ev.at && s.sent <= ev.rejoined)
                 .collect();
             let others_bad = others
                 .iter()
-                .filter(|s| !checked(s, qs(s).as_deref()))
+                .filter(|s| !checked(run, s, qs(s).as_deref()))
                 .count();
             let mut overshoot = Vec::new();
             for (i, c) in run.consumers.iter().enumerate() {
-                if c.policy != policy || c.shard != ev.shard || c.pressed == Pressed::Cold {
+                if c.policy != policy || c.fault != Some(n) || c.pressed == Pressed::Cold {
                     continue;
                 }
                 let served: Vec<&Sample> = {
@@ -285,8 +308,9 @@ pub fn measure(run: &Run) -> Findings {
                     .map(|(e, _)| *e)
                     .collect();
                 let (peak_checked, _) = peak(&checked_events, span, from, ev.rejoined, |_| true);
-                let steady_to = first_fault.saturating_sub(span);
-                let (steady, _) = peak(&events, span, Duration::ZERO, steady_to, |_| true);
+                let started = events.first().map_or(Duration::ZERO, |e| e.0);
+                let (steady, _) =
+                    peak(&events, span, started, ev.at.saturating_sub(span), |_| true);
                 overshoot.push(Overshoot {
                     consumer: c.label(),
                     pressed: c.pressed,
@@ -302,7 +326,7 @@ pub fn measure(run: &Run) -> Findings {
                 .iter()
                 .filter(|a| {
                     let c = &run.consumers[a.consumer];
-                    c.policy == policy && c.shard == ev.shard
+                    c.policy == policy && c.fault == Some(n)
                 })
                 .cloned()
                 .collect();

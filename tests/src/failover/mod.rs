@@ -1,12 +1,15 @@
 //! Redis Cluster failovers under pressed quotas, measured: a 3-primary,
 //! 3-replica cluster, one fleet of gateway replicas per `on_redis_error`
-//! policy, and per policy and shard a tenant whose consumers press a request
-//! and a token quota at twice their limit ([`fleet`], [`load`]). One after the
-//! other, on a different shard each, a primary is SIGKILLed (and restarted
-//! once its replica took over: it rejoins as a replica), a replica takes over
-//! with `CLUSTER FAILOVER` (graceful), and a primary is frozen with SIGSTOP
-//! until its replica took over and resumed with SIGCONT (it must rejoin as a
-//! replica, and the gateway must not keep writing to it) ([`Fault`]).
+//! policy, and per policy and fault a tenant on the fault's shard whose
+//! consumers press a request and a token quota at twice their limit, besides
+//! a control tenant per shard ([`fleet`], [`load`]). One after the other, on
+//! the shards in turn, a primary is SIGKILLed (and restarted once its replica
+//! took over: it rejoins as a replica), a replica takes over with `CLUSTER
+//! FAILOVER` (graceful), a primary is frozen with SIGSTOP until its replica
+//! took over and resumed with SIGCONT (it must rejoin as a replica, and the
+//! gateway must not keep writing to it), and (the full run) a primary is
+//! SIGKILLed while its replica lags behind, so acknowledged writes are lost
+//! ([`Fault`]).
 //!
 //! [`run`] records every request and the fault's moments on one clock;
 //! [`measure`] turns them into the failover window, the answers clients saw
@@ -74,6 +77,11 @@ pub enum Fault {
     Failover,
     /// SIGSTOP until its replica was promoted (and a while more), then SIGCONT
     Freeze,
+    /// its replica frozen for [`Plan::lag`] (it falls that far behind, as a
+    /// replica over a slow link or in a long pause would), then the primary
+    /// SIGKILLed and the replica resumed: what the primary acknowledged
+    /// meanwhile is lost; the killed node is restarted empty as for `Kill`
+    LagKill,
 }
 
 impl Fault {
@@ -82,6 +90,7 @@ impl Fault {
             Fault::Kill => "kill",
             Fault::Failover => "failover",
             Fault::Freeze => "freeze",
+            Fault::LagKill => "lag-kill",
         }
     }
 
@@ -90,6 +99,9 @@ impl Fault {
             Fault::Kill => "primary SIGKILLed; replica promoted; old primary restarted empty",
             Fault::Failover => "`CLUSTER FAILOVER` on the replica (graceful)",
             Fault::Freeze => "primary SIGSTOPped past its replica's promotion, then SIGCONT",
+            Fault::LagKill => {
+                "replica SIGSTOPped (falling behind), primary SIGKILLed, replica resumed and promoted"
+            }
         }
     }
 }
@@ -99,10 +111,12 @@ impl Fault {
 pub struct Plan {
     /// window of the pressed quotas (whole seconds)
     pub window: Duration,
-    /// load before the first fault
+    /// a fault's consumers' load before it
     pub warm: Duration,
-    /// load after each fault is over (old primary back as a replica)
+    /// their load after it is over (old primary back as a replica)
     pub settle: Duration,
+    /// how far behind the replica is when its primary is killed (`LagKill`)
+    pub lag: Duration,
     /// how long a killed primary stays dead after its replica took over
     pub restart_after: Duration,
     /// how long a frozen primary stays frozen after its replica took over
@@ -122,16 +136,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The run of `benches/results` (about 2.5 minutes, setup included).
+    /// The run of `benches/results` (about 3 minutes, setup included).
     pub fn full() -> Plan {
         Plan {
             window: Duration::from_secs(10),
-            warm: Duration::from_secs(20),
+            warm: Duration::from_secs(15),
             settle: Duration::from_secs(12),
+            lag: Duration::from_millis(600),
             restart_after: Duration::from_secs(3),
             frozen_after_promotion: Duration::from_secs(3),
             policies: Policy::ALL.to_vec(),
-            faults: vec![Fault::Kill, Fault::Failover, Fault::Freeze],
+            faults: vec![Fault::Kill, Fault::Failover, Fault::Freeze, Fault::LagKill],
             replicas: 2,
             clients: 4,
             demand: 12.0,
@@ -140,12 +155,14 @@ impl Plan {
         }
     }
 
-    /// The CI run (about 40 s on 2 cores, setup included).
+    /// The CI run (about 40 s on 2 cores, setup included): no `LagKill`,
+    /// whose loss a test could not bound.
     pub fn ci() -> Plan {
         Plan {
             window: Duration::from_secs(4),
             warm: Duration::from_secs(5),
-            settle: Duration::from_secs(2),
+            settle: Duration::from_secs(4),
+            faults: vec![Fault::Kill, Fault::Failover, Fault::Freeze],
             restart_after: Duration::from_secs(1),
             frozen_after_promotion: Duration::from_secs(1),
             clients: 2,
@@ -245,13 +262,13 @@ impl Run {
     pub fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let mut csv = String::from(
-            "consumer,policy,shard,replica,stream,sent_ms,answered_ms,status,code,quota_status,tokens,error\n",
+            "consumer,policy,shard,replica,stream,sent_ms,answered_ms,status,code,quota_status,tokens,limit_requests,limit_tokens,error\n",
         );
         for s in &self.samples {
             let c = &self.consumers[s.consumer];
             let qs = self.quota_status.get(&s.request_id).cloned().flatten();
             csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 c.label(),
                 c.policy.name(),
                 c.shard,
@@ -263,6 +280,8 @@ impl Run {
                 s.code.as_deref().unwrap_or(""),
                 qs.as_deref().unwrap_or(""),
                 s.tokens.map_or(String::new(), |t| t.to_string()),
+                s.limit_requests.map_or(String::new(), |t| t.to_string()),
+                s.limit_tokens.map_or(String::new(), |t| t.to_string()),
                 s.error.as_deref().unwrap_or("").replace([',', '\n'], " "),
             ));
         }
@@ -286,6 +305,81 @@ pub fn used_in(v: &Value, quota: &str) -> Option<u64> {
     }
 }
 
+/// The load of some consumers: their clients, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+    }
+}
+
+/// What the load of a run shares.
+struct Bench<'a> {
+    plan: &'a Plan,
+    fleets: &'a [Fleet],
+    consumers: &'a [Consumer],
+    epoch: Instant,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    client: crate::client::TestClient,
+}
+
+impl Bench<'_> {
+    fn fleet(&self, p: Policy) -> &Fleet {
+        self.fleets
+            .iter()
+            .find(|f| f.policy == p)
+            .expect("a fleet per policy")
+    }
+
+    /// One request of consumer `i` to replica `r` of its fleet, recorded.
+    async fn once(&self, i: usize, r: usize) -> Sample {
+        let gw = &self.fleet(self.consumers[i].policy).gateways[r];
+        let spec = spec_for(gw, i, r, &self.consumers[i], false);
+        let s = load::send(&self.client, &spec, self.epoch).await;
+        self.samples.lock().unwrap().push(s.clone());
+        s
+    }
+
+    /// Starts the pressed consumers `which` selects, once each has been
+    /// served by every replica of its fleet (its key in every cache).
+    async fn start(&self, which: impl Fn(&Consumer) -> bool) -> Load {
+        let plan = self.plan;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        let period = Duration::from_secs_f64(plan.clients as f64 / plan.demand);
+        for (i, con) in self.consumers.iter().enumerate() {
+            if con.pressed == Pressed::Cold || !which(con) {
+                continue;
+            }
+            let f = self.fleet(con.policy);
+            for r in 0..f.gateways.len() {
+                let s = self.once(i, r).await;
+                assert_eq!(s.status, 200, "first request of {}: {s:?}", con.label());
+            }
+            for k in 0..plan.clients {
+                let r = k % f.gateways.len();
+                let mut spec = spec_for(&f.gateways[r], i, r, con, k % 2 == 1);
+                spec.period = period;
+                spec.phase = period.mul_f64(k as f64 / plan.clients as f64);
+                tasks.push(tokio::spawn(load::client(
+                    spec,
+                    self.epoch,
+                    stop.clone(),
+                    self.samples.clone(),
+                )));
+            }
+        }
+        Load { stop, tasks }
+    }
+}
+
 /// Runs `plan` and records it (panics when the set-up fails, not when a
 /// promise is broken: that is for [`measure`] to say).
 pub async fn run(plan: &Plan) -> Run {
@@ -305,96 +399,46 @@ pub async fn run(plan: &Plan) -> Run {
     let mut consumers = Vec::new();
     let mut fleets = Vec::new();
     for &policy in &plan.policies {
-        let mine = fleet::consumers(policy, &shards);
+        let mine = fleet::consumers(policy, &shards, plan.faults.len());
         let yaml = fleet::config(plan, policy, &cluster, &mock, &mine);
         fleets.push(Fleet::start(&yaml, policy, plan.replicas).await);
         consumers.extend(mine);
     }
-    let fleet_of = |p: Policy| {
-        fleets
-            .iter()
-            .position(|f| f.policy == p)
-            .expect("a fleet per policy")
+    let bench = Bench {
+        plan,
+        fleets: &fleets,
+        consumers: &consumers,
+        epoch: Instant::now(),
+        samples: Arc::new(Mutex::new(Vec::new())),
+        client: crate::client::TestClient::new(),
     };
-
-    let epoch = Instant::now();
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    // every pressed key known to every replica before the load: one request each
-    let c = crate::client::TestClient::new();
-    let mut specs = Vec::new();
-    for (i, con) in consumers.iter().enumerate() {
-        if con.pressed == Pressed::Cold {
-            continue;
-        }
-        let f = &fleets[fleet_of(con.policy)];
-        for (r, gw) in f.gateways.iter().enumerate() {
-            let spec = spec_for(gw, i, r, con, false, Duration::ZERO, Duration::ZERO);
-            let s = load::send(&c, &spec, epoch).await;
-            assert_eq!(s.status, 200, "first request of {}: {s:?}", con.label());
-            samples.lock().unwrap().push(s);
-        }
-        let period = Duration::from_secs_f64(plan.clients as f64 / plan.demand);
-        for k in 0..plan.clients {
-            let r = k % plan.replicas;
-            let phase = period.mul_f64(k as f64 / plan.clients as f64);
-            specs.push(spec_for(
-                &f.gateways[r],
-                i,
-                r,
-                con,
-                k % 2 == 1,
-                period,
-                phase,
-            ));
-        }
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = specs
-        .into_iter()
-        .map(|s| tokio::spawn(load::client(s, epoch, stop.clone(), samples.clone())))
-        .collect();
-    tokio::time::sleep(plan.warm).await;
-
+    let control = bench.start(|c| c.fault.is_none()).await;
     let mut faults = Vec::new();
     let mut cold = Vec::new();
     for (n, &fault) in plan.faults.iter().enumerate() {
-        let shard = n % shard_slot.len();
-        let slot = shard_slot[shard];
-        let mut ev = inject(&mut cluster, plan, fault, slot, epoch).await;
+        let load = bench.start(|c| c.fault == Some(n)).await;
+        tokio::time::sleep(plan.warm).await;
+        let shard = fleet::shard_of(n, shard_slot.len());
+        let mut ev = inject(&mut cluster, plan, fault, shard_slot[shard], bench.epoch).await;
         ev.shard = shard;
         ev.holds_global = block_in_place(|| cluster.master_of(global)) == ev.new_primary;
         eprintln!("{fault:?} on shard {shard}: {ev:?}");
-        // the cold consumer of that shard, first looked up now, on each replica
-        for f in &fleets {
-            let Some(i) = consumers.iter().position(|x| {
-                x.policy == f.policy && x.shard == shard && x.pressed == Pressed::Cold
-            }) else {
-                continue;
-            };
-            for (r, gw) in f.gateways.iter().enumerate() {
-                let spec = spec_for(
-                    gw,
-                    i,
-                    r,
-                    &consumers[i],
-                    false,
-                    Duration::ZERO,
-                    Duration::ZERO,
-                );
-                let s = load::send(&c, &spec, epoch).await;
-                cold.push((n, f.policy, r, s.clone()));
-                samples.lock().unwrap().push(s);
+        // the cold consumer of the fault, first looked up now, on each replica
+        for (i, c) in consumers.iter().enumerate() {
+            if c.fault == Some(n) && c.pressed == Pressed::Cold {
+                for r in 0..plan.replicas {
+                    cold.push((n, c.policy, r, bench.once(i, r).await));
+                }
             }
         }
         faults.push(ev);
         tokio::time::sleep(plan.settle).await;
+        load.stop().await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.expect("load task");
-    }
-    let duration = epoch.elapsed();
-    let samples = samples.lock().unwrap().clone();
+    control.stop().await;
+    let duration = bench.epoch.elapsed();
+    let samples = bench.samples.lock().unwrap().clone();
+    let c = &bench.client;
 
     // every settlement landed before the windows are read
     for f in &fleets {
@@ -412,9 +456,9 @@ pub async fn run(plan: &Plan) -> Run {
     }
     let mut accounts = Vec::new();
     for con in &consumers {
-        let gw = &fleets[fleet_of(con.policy)].gateways[0];
+        let gw = &bench.fleet(con.policy).gateways[0];
         let r = crate::harness::admin(
-            &c,
+            c,
             gw,
             http::Method::GET,
             &format!("/admin/usage?tenant={}&consumer={}", con.tenant, con.name),
@@ -493,8 +537,6 @@ fn spec_for(
     replica: usize,
     con: &Consumer,
     stream: bool,
-    period: Duration,
-    phase: Duration,
 ) -> ClientSpec {
     ClientSpec {
         consumer,
@@ -502,8 +544,8 @@ fn spec_for(
         url: format!("{}/v1/chat/completions", gw.url()),
         key: con.key.clone(),
         stream,
-        period,
-        phase,
+        period: Duration::ZERO,
+        phase: Duration::ZERO,
     }
 }
 
@@ -525,15 +567,23 @@ async fn inject(
     if fault == Fault::Freeze {
         stale_before = Some(block_in_place(|| cluster.calls_on(old, "evalsha")));
     }
+    if fault == Fault::LagKill {
+        block_in_place(|| cluster.freeze_port(replica));
+        tokio::time::sleep(plan.lag).await;
+    }
     let at = Instant::now();
     match fault {
         Fault::Kill => block_in_place(|| cluster.kill_port(old)),
         Fault::Failover => block_in_place(|| cluster.failover_to(replica)),
         Fault::Freeze => block_in_place(|| cluster.freeze_port(old)),
+        Fault::LagKill => block_in_place(|| {
+            cluster.kill_port(old);
+            cluster.thaw_port(replica);
+        }),
     }
     let promoted = block_in_place(|| cluster.wait_promoted(slot, old, WITHIN));
     let back = match fault {
-        Fault::Kill => {
+        Fault::Kill | Fault::LagKill => {
             tokio::time::sleep(plan.restart_after).await;
             block_in_place(|| cluster.restart_port(old));
             Some(Instant::now())
