@@ -98,6 +98,7 @@ async fn failover_report() {
     let dir = std::env::var_os("FAILOVER_RESULTS_DIR")
         .map_or_else(|| workspace_dir().join("benches/results"), Into::into);
     let path = std::path::PathBuf::from(dir).join(format!("cluster-failover-{stamp}.md"));
+    let _ = r.write_artifacts(&target_dir().join("test-artifacts/cluster-failover-full"));
     std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     eprintln!("{text}\n(written to {})", path.display());
     let b = broken(&r, &f);

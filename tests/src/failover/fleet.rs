@@ -28,6 +28,10 @@ pub const ACCOUNT_REQUESTS: &str = "acct-requests";
 pub const ACCOUNT_TOKENS: &str = "acct-tokens";
 /// Limit of the accounting windows.
 const UNREACHABLE: u64 = 1_000_000_000_000;
+/// `state.quota_lease_s`: a reservation whose call timed out after Redis had
+/// made it (the request was answered with the outage policy) is given back
+/// this soon, before the accounting windows are read.
+pub const LEASE_S: u64 = 5;
 
 /// What a consumer's load presses against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +157,8 @@ pub fn config(
                 .redis_key("timeout_ms", plan.redis_timeout_ms)
                 .on_redis_error(policy.name())
                 .expected_replicas(plan.replicas as u32)
-                .cache_ttl_ms(1000),
+                .cache_ttl_ms(1000)
+                .quota_lease_s(LEASE_S),
         )
         .key_headers(&["Authorization"])
         .provider(

@@ -33,12 +33,27 @@ fn against(peak: u64, limit: u64) -> String {
     }
 }
 
-fn outcomes(p: &PolicyFindings) -> String {
-    p.outcomes
-        .iter()
+/// The window, or that no request was disrupted.
+fn window(p: &PolicyFindings) -> String {
+    match (p.window, p.disrupted_any) {
+        (Some(w), _) => ms(w),
+        (None, false) => "none disrupted".into(),
+        (None, true) => "**never ended**".into(),
+    }
+}
+
+fn counts(m: &std::collections::BTreeMap<String, usize>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn outcomes(p: &PolicyFindings) -> String {
+    counts(&p.outcomes)
 }
 
 fn lost(a: &[Account]) -> String {
@@ -111,9 +126,12 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
     let _ = writeln!(
         o,
         "Terms (tests/src/failover/measure.rs): an answer is *checked* when Redis decided it \
-         (200 `allowed` or 429 `limited`); anything else is *disrupted*. The *window* runs from the \
-         fault to the first checked answer to a request sent after the last disrupted one (the \
-         fleet's replicas together). A *peak* is the most a consumer was served in any {} ms of \
+         (200 `allowed`, or 429 `limited` by the whole limit, not a replica's `local` share); \
+         anything else is *disrupted*. A replica's outage runs from its first disrupted request \
+         after the fault to the first checked answer to a request sent after that one; the \
+         *window* runs from the fault to the end of the longest (the time from the fault to the \
+         first admission Redis checked again on that shard); disrupted requests after a \
+         replica's outage are counted apart (*later*). A *peak* is the most a consumer was served in any {} ms of \
          send times (the window less one of its 60 buckets) overlapping the time from the fault to \
          the rejoin; *checked* counts only what Redis admitted. *Lost* is what the clients were \
          served minus what the consumer's hour-long accounting windows counted at the end \
@@ -124,7 +142,7 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
     let _ = writeln!(o, "## Summary\n");
     let _ = writeln!(
         o,
-        "| fault | policy | window | disrupted (shard) | other shards disrupted | requests peak / limit (checked) | tokens peak / limit (checked) | all 200s, requests / tokens (promise) | lost | cold key |"
+        "| fault | policy | window | disrupted in it / later | other shards disrupted | requests peak / limit (checked) | tokens peak / limit (checked) | all 200s, requests / tokens (promise) | lost | cold key |"
     );
     let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for ff in &f.faults {
@@ -146,11 +164,12 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} / {} | {} | {} | {} / {} | {} | {} |",
+                "| {} | {} | {} | {} / {} | {} / {} | {} | {} | {} / {} | {} | {} |",
                 ff.events.fault.name(),
                 p.policy.name(),
-                opt_ms(p.window),
+                window(p),
                 p.disrupted,
+                p.after.values().sum::<usize>(),
                 p.others.1,
                 p.others.0,
                 checked(Pressed::Requests),
@@ -178,7 +197,7 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
         let _ = writeln!(
             o,
             "127.0.0.1:{} -> 127.0.0.1:{}. Fault at {:.1} s of the run; replica listed as master \
-             after {}; old primary {}; an in-sync replica of the new one after {}.{}\n",
+             after {}; old primary {}; an in-sync replica of the new one after {}.{}",
             e.old_primary,
             e.new_primary,
             e.at.as_secs_f64(),
@@ -192,18 +211,27 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
         );
         let _ = writeln!(
             o,
-            "| policy | window | last disrupted sent | longest wait | answers on the shard from the fault to the window's end |"
+            "The new primary, by the rejoin, had answered `NOSCRIPT` {} times and run `SCRIPT \
+             LOAD` {} times (Redis does not replicate loaded scripts: each gateway replica's monitor \
+             loads them on every master once the shard answers again, and a call that meets \
+             `NOSCRIPT` loads and retries).\n",
+            e.noscript, e.script_loads
         );
-        let _ = writeln!(o, "|---|---:|---:|---:|---|");
+        let _ = writeln!(
+            o,
+            "| policy | window | longest wait | answers from the fault to the window's end | later disrupted | last disrupted sent |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---|---|---:|");
         for p in &ff.policies {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 p.policy.name(),
-                opt_ms(p.window),
-                opt_ms(p.last_disrupted),
+                window(p),
                 ms(p.max_latency),
-                outcomes(p)
+                outcomes(p),
+                counts(&p.after),
+                opt_ms(p.last_disrupted),
             );
         }
         let _ = writeln!(o);

@@ -9,9 +9,11 @@
 //!   they should; a replica's own share refuses with its share there). Anything else is *disrupted*: the outage policy (`503
 //!   quota_unavailable`, 200 `bypassed` or `local`), another error, or no
 //!   answer.
-//! - The *window* of a fault runs from the fault to the first checked answer
-//!   to a request sent after the last disrupted one (a fleet's replicas
-//!   together, the pressed consumers of the fault's shard).
+//! - The *window* of a fault runs from the fault to the end of the longest
+//!   replica outage (the fault's pressed consumers): a replica's outage runs
+//!   from its first disrupted request to the first checked answer to a request
+//!   sent after it. Disrupted requests after that (a latency blip when the old
+//!   primary resyncs, say) are counted apart.
 //! - The *peak* of a pressed consumer is the most it was served (requests, or
 //!   tokens the clients received) in any [`super::Plan::counted_span`] of send times
 //!   that overlaps the fault (from a span before it to the rejoin): all 200s,
@@ -153,13 +155,20 @@ impl Account {
 #[derive(Debug, Clone)]
 pub struct PolicyFindings {
     pub policy: Policy,
-    /// from the fault to the first checked answer after the last disrupted request
+    /// from the fault to the end of the replicas' outages (the longest): a
+    /// replica's runs from its first disrupted request to the first checked
+    /// answer to a request sent after it; `None` when one never ended (or,
+    /// see `disrupted_any`, none began)
     pub window: Option<Duration>,
+    /// some request was disrupted
+    pub disrupted_any: bool,
     /// when the last disrupted request was sent (since the fault)
     pub last_disrupted: Option<Duration>,
-    /// the shard's requests sent from the fault to the end of the window, by outcome
+    /// the fault's requests sent from the fault to the end of the window, by outcome
     pub outcomes: BTreeMap<String, usize>,
     pub disrupted: usize,
+    /// disrupted requests sent after their replica's outage ended, by outcome
+    pub after: BTreeMap<String, usize>,
     /// the longest a request of the shard sent from the fault to the rejoin waited
     pub max_latency: Duration,
     /// the other shards' control requests from the fault to the rejoin, and
@@ -229,26 +238,47 @@ pub fn measure(run: &Run) -> Findings {
                 .filter(|s| of_fault(s) && s.answered >= ev.at)
                 .collect();
             mine.sort_by_key(|s| s.sent);
-            let last_bad = mine
-                .iter()
-                .filter(|s| !checked(run, s, qs(s).as_deref()))
-                .map(|s| s.sent)
-                .max();
-            let recovered = mine
-                .iter()
-                .filter(|s| {
-                    last_bad.is_none_or(|l| s.sent > l) && checked(run, s, qs(s).as_deref())
-                })
-                .map(|s| s.answered)
-                .min();
-            let until = recovered.unwrap_or(run.duration);
+            let ok = |s: &Sample| checked(run, s, qs(s).as_deref());
+            // each replica's outage: from its first disrupted request to the
+            // first checked answer to a request sent after that one
+            let mut window: Option<Duration> = Some(Duration::ZERO);
+            let mut any_disrupted = false;
+            let mut ends = Vec::new();
+            for r in 0..run.plan.replicas {
+                let of_r: Vec<&Sample> = mine.iter().copied().filter(|s| s.replica == r).collect();
+                let Some(first_bad) = of_r.iter().find(|s| !ok(s)) else {
+                    ends.push(ev.at);
+                    continue;
+                };
+                any_disrupted = true;
+                let end = of_r
+                    .iter()
+                    .filter(|s| s.sent > first_bad.sent && ok(s))
+                    .map(|s| s.answered)
+                    .min();
+                ends.push(end.unwrap_or(run.duration));
+                window = match (window, end) {
+                    (Some(w), Some(e)) => Some(w.max(e.saturating_sub(ev.at))),
+                    _ => None,
+                };
+            }
+            let window = window.filter(|_| any_disrupted);
+            let until = ends.iter().copied().max().unwrap_or(ev.at);
             let mut outcomes = BTreeMap::new();
             let mut disrupted = 0;
-            for s in mine.iter().filter(|s| s.sent >= ev.at && s.sent <= until) {
+            let mut after = BTreeMap::new();
+            let mut last_disrupted = None;
+            for s in mine.iter().filter(|s| s.sent >= ev.at) {
                 let q = qs(s);
-                *outcomes.entry(outcome(run, s, q.as_deref())).or_insert(0) += 1;
-                if !checked(run, s, q.as_deref()) {
-                    disrupted += 1;
+                let bad = !checked(run, s, q.as_deref());
+                if s.sent <= until {
+                    *outcomes.entry(outcome(run, s, q.as_deref())).or_insert(0) += 1;
+                    disrupted += usize::from(bad);
+                } else if bad && ends.get(s.replica).is_some_and(|e| s.sent > *e) {
+                    *after.entry(outcome(run, s, q.as_deref())).or_insert(0) += 1;
+                }
+                if bad {
+                    last_disrupted = Some(s.sent.saturating_sub(ev.at));
                 }
             }
             let max_latency = mine
@@ -338,10 +368,12 @@ pub fn measure(run: &Run) -> Findings {
                 .collect();
             policies.push(PolicyFindings {
                 policy,
-                window: recovered.map(|r| r.saturating_sub(ev.at)),
-                last_disrupted: last_bad.map(|l| l.saturating_sub(ev.at)),
+                window,
+                disrupted_any: any_disrupted,
+                last_disrupted,
                 outcomes,
                 disrupted,
+                after,
                 max_latency,
                 others: (others.len(), others_bad),
                 overshoot,
@@ -410,7 +442,10 @@ pub fn broken(run: &Run, f: &Findings) -> Vec<String> {
         for p in &ff.policies {
             let what = format!("{} / {}", e.fault.name(), p.policy.name());
             match p.window {
-                None => out.push(format!("{what}: the shard never answered checked again")),
+                None if p.disrupted_any => {
+                    out.push(format!("{what}: the shard never answered checked again"))
+                }
+                None => {}
                 Some(w) => {
                     let recovered = e.at + w;
                     if recovered > e.promoted + FOLLOW_WITHIN {

@@ -77,10 +77,11 @@ pub enum Fault {
     Failover,
     /// SIGSTOP until its replica was promoted (and a while more), then SIGCONT
     Freeze,
-    /// its replica frozen for [`Plan::lag`] (it falls that far behind, as a
-    /// replica over a slow link or in a long pause would), then the primary
-    /// SIGKILLed and the replica resumed: what the primary acknowledged
-    /// meanwhile is lost; the killed node is restarted empty as for `Kill`
+    /// its replica frozen and cut off for [`Plan::lag`] (it falls that far
+    /// behind, as a replica over a slow link or in a long pause would), then
+    /// the primary SIGKILLed and the replica resumed: what the primary
+    /// acknowledged meanwhile is lost; the killed node is restarted empty as
+    /// for `Kill`
     LagKill,
 }
 
@@ -150,7 +151,7 @@ impl Plan {
             replicas: 2,
             clients: 4,
             demand: 12.0,
-            redis_timeout_ms: 100,
+            redis_timeout_ms: 250,
             chunk_delay_ms: 20,
         }
     }
@@ -167,7 +168,6 @@ impl Plan {
             frozen_after_promotion: Duration::from_secs(1),
             clients: 2,
             demand: 8.0,
-            redis_timeout_ms: 250,
             chunk_delay_ms: 10,
             ..Plan::full()
         }
@@ -213,6 +213,11 @@ pub struct FaultEvents {
     pub rejoined: Duration,
     /// `EVALSHA`s the frozen primary ran between its freeze and its rejoin
     pub stale_evalsha: Option<u64>,
+    /// on the new primary at the rejoin: `NOSCRIPT` answers it gave (its
+    /// script cache was empty: scripts are not replicated) and `SCRIPT`
+    /// commands it ran (the gateway loading them again)
+    pub noscript: u64,
+    pub script_loads: u64,
 }
 
 /// A request of the `cold` consumer of a fault's shard after the fault.
@@ -454,6 +459,9 @@ pub async fn run(plan: &Plan) -> Run {
             .await;
         }
     }
+    // reservations whose call timed out after Redis made them are given back
+    // when their lease ends (the usage read sweeps them)
+    tokio::time::sleep(Duration::from_secs(fleet::LEASE_S + 1)).await;
     let mut accounts = Vec::new();
     for con in &consumers {
         let gw = &bench.fleet(con.policy).gateways[0];
@@ -563,12 +571,20 @@ async fn inject(
     let old = block_in_place(|| cluster.master_of(slot));
     let replica = block_in_place(|| cluster.replica_of(old))
         .unwrap_or_else(|| panic!("127.0.0.1:{old} has no replica"));
+    let evalsha =
+        |c: &RedisCluster, port| c.stat_on(port, "commandstats", "cmdstat_evalsha", "calls");
     let mut stale_before = None;
     if fault == Fault::Freeze {
-        stale_before = Some(block_in_place(|| cluster.calls_on(old, "evalsha")));
+        stale_before = Some(block_in_place(|| evalsha(cluster, old)));
     }
     if fault == Fault::LagKill {
-        block_in_place(|| cluster.freeze_port(replica));
+        // the replica stops reading, and the primary stops sending: what the
+        // kernel already holds for the replica still reaches it when it
+        // resumes, what the primary acknowledges from now on never does
+        block_in_place(|| {
+            cluster.freeze_port(replica);
+            cluster.cut_replica_links(old);
+        });
         tokio::time::sleep(plan.lag).await;
     }
     let at = Instant::now();
@@ -598,7 +614,13 @@ async fn inject(
     let new_primary = block_in_place(|| cluster.master_of(slot));
     let rejoined = block_in_place(|| cluster.wait_replica(old, new_primary, WITHIN));
     let stale_evalsha =
-        stale_before.map(|b| block_in_place(|| cluster.calls_on(old, "evalsha")).saturating_sub(b));
+        stale_before.map(|b| block_in_place(|| evalsha(cluster, old)).saturating_sub(b));
+    let (noscript, script_loads) = block_in_place(|| {
+        (
+            cluster.stat_on(new_primary, "errorstats", "errorstat_NOSCRIPT", "count"),
+            cluster.stat_on(new_primary, "commandstats", "cmdstat_script|load", "calls"),
+        )
+    });
     FaultEvents {
         fault,
         shard: 0,
@@ -610,6 +632,8 @@ async fn inject(
         back: back.map(since),
         rejoined: since(rejoined),
         stale_evalsha,
+        noscript,
+        script_loads,
     }
 }
 

@@ -323,6 +323,16 @@ impl RedisCluster {
             .map(|n| n.port)
     }
 
+    /// Closes the master on `port`'s connections to its replicas (`CLIENT KILL
+    /// TYPE replica`): what it acknowledges from then on reaches no replica
+    /// until one connects again. Answers how many links it closed.
+    pub fn cut_replica_links(&self, port: u16) -> u64 {
+        match redis_cli(port, false, &["client", "kill", "type", "replica"]) {
+            Ok(n) => n.trim().parse().unwrap_or(0),
+            Err(e) => panic!("CLIENT KILL TYPE replica on 127.0.0.1:{port}: {e}"),
+        }
+    }
+
     /// `CLUSTER FAILOVER` sent to the replica on `port`: the graceful
     /// hand-over an operator starts (its master stops taking writes until the
     /// replica has caught up, then the replica takes the slots). Returns once
@@ -369,16 +379,19 @@ impl RedisCluster {
         }
     }
 
-    /// How many times the node on `port` ran `command` (`INFO commandstats`,
-    /// lower case, e.g. `evalsha`); 0 when never.
-    pub fn calls_on(&self, port: u16, command: &str) -> u64 {
-        let stats = redis_cli_timeout(port, false, &["info", "commandstats"], PROBE_TIMEOUT)
+    /// A count of `INFO <section>` on the node on `port`: field `field` of
+    /// entry `entry` (`stat_on(port, "commandstats", "cmdstat_evalsha", "calls")`,
+    /// `stat_on(port, "errorstats", "errorstat_NOSCRIPT", "count")`); 0 when absent.
+    pub fn stat_on(&self, port: u16, section: &str, entry: &str, field: &str) -> u64 {
+        let info = redis_cli_timeout(port, false, &["info", section], PROBE_TIMEOUT)
             .unwrap_or_else(|e| panic!("{e}"));
-        let prefix = format!("cmdstat_{command}:calls=");
-        stats
-            .lines()
+        let prefix = format!("{entry}:");
+        info.lines()
             .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
-            .and_then(|rest| rest.split(',').next())
+            .and_then(|rest| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))
+            })
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     }
