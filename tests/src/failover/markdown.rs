@@ -187,11 +187,16 @@ pub fn report(run: &Run, f: &Findings, setting: &Setting) -> String {
         let e = &ff.events;
         let _ = writeln!(
             o,
-            "## {}: {} (shard {}{})\n",
+            "## {}: {} (shard {}{}{})\n",
             e.fault.name(),
             e.fault.describe(),
             e.shard,
-            if e.holds_global { ", holds `{g}`" } else { "" }
+            if e.holds_global { ", holds `{g}`" } else { "" },
+            if e.fault == super::Fault::LagKill {
+                format!(", lag {}", ms(plan.lag))
+            } else {
+                String::new()
+            }
         );
         let rel = |d: Duration| ms(d.saturating_sub(e.at));
         let _ = writeln!(
@@ -333,34 +338,47 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-const PROMISES: &str = "## What the gateway promises across an asynchronous failover
+const PROMISES: &str = "## What the gateway can and cannot promise across a failover
 
-- **It follows the new topology by itself.** No restart, no reload: the slot
-  map is re-read when a call is redirected (`MOVED`/`ASK`) or its node stops
-  answering, scripts missing on the promoted replica (`NOSCRIPT`) are loaded
-  again and the call retried once, and a primary that stops answering without
-  closing its connections (frozen) is left for the promoted replica as soon
-  as the cluster lists it. The other shards' tenants do not notice.
+- **It follows the new topology by itself**, without a restart or a reload.
+  Its cluster client re-reads the slot map when a call is redirected
+  (`MOVED`/`ASK`) or a node's connection breaks (a SIGKILL), and the state
+  monitor reads the map itself (`CLUSTER SLOTS`, every 500 ms, every 100 ms
+  while a master is out): when it gives a slot to another master, the calls
+  move to a new connection made from the new map's masters. That is what
+  takes them off a primary that stopped answering without closing its
+  connections (frozen, paused, partitioned), which nothing the old connection
+  hears would reveal. Redis does not replicate loaded scripts: the monitor
+  loads them on the new primary, and a call that meets `NOSCRIPT` loads and
+  retries. The other shards' tenants do not notice (*other shards disrupted*).
 - **During the window** the shard's quotas follow `on_redis_error`:
   `fail_closed` refuses (503 `quota_unavailable`), `fail_open` admits
-  unchecked, `local` admits each replica's `limit / expected_replicas`.
-  Cached keys keep working (`stale_if_error_s`); a key in no cache is answered
-  503 `state_unavailable` until the shard answers again. The window is the
-  cluster's failure detection and election (`cluster-node-timeout` and about
-  a second more) plus at most one `timeout_ms` and the 300 ms during which a
-  returning shard keeps the outage policy so every replica lands what it
-  admitted meanwhile (not `fail_closed`, which admitted nothing).
-- **What it cannot promise.** Redis replication is asynchronous: a
-  reservation or settlement the old primary acknowledged but had not yet sent
-  to its replica is gone after a SIGKILL or a freeze. A lost reservation of a
-  request still running is charged again by its settlement (usage without a
-  reservation is charged as is), so the window only misses it until then; a
-  lost settlement leaves the reservation's estimate in the window until its
-  lease ends, then nothing. Either way the window can admit up to what was
-  lost beyond its limit, once. The tables above measure it; on loopback the
-  replicas are microseconds behind, so it is small, and it grows with
-  replication lag. `CLUSTER FAILOVER` waits for the replica to catch up and
-  loses nothing. `WAIT 1 <ms>` after each script call would narrow the loss
-  to writes acknowledged by no replica at the price of a replica round trip per
-  call; the gateway does not do it.
+  unchecked, `local` admits each replica's `limit / expected_replicas` (and
+  refuses past it with 429). Cached keys keep working (`stale_if_error_s`); a
+  key in no cache is answered 503 `state_unavailable` until the shard answers
+  again, and found on the promoted replica after (*cold key*). The window is
+  the cluster's own failure detection and election (`cluster-node-timeout`,
+  1 s here, and about a second more), plus one monitor poll and, for
+  `fail_open` and `local`, the 300 ms during which a returning shard keeps the
+  outage policy so that every replica lands what it admitted meanwhile before
+  any admits against the window again. A graceful `CLUSTER FAILOVER`
+  disrupts nothing: the old primary holds writes for the hand-over (*longest
+  wait*) and the calls follow `MOVED`.
+- **What it cannot promise: what asynchronous replication loses.** A write the
+  old primary acknowledged and had not yet sent to its replica is gone when
+  the replica takes over after a crash or a freeze. A lost reservation of a
+  request still running costs nothing in the end (its settlement charges the
+  usage without a reservation); a lost settlement, or a reservation and
+  settlement both lost, leaves that request's usage out of the windows (the
+  reservation, if it survived, is given back when its lease ends). So the
+  windows lose at most what was admitted during the replica's lag, and the
+  window spanning the failover can admit that much beyond its limit, once.
+  On loopback the replica is microseconds behind and nothing was lost; with
+  the replica 600 ms behind (*lag-kill*) the tables show what was. A graceful
+  failover waits for the replica and loses nothing. The gateway does not send
+  `WAIT` after its script calls (one more round trip, to a replica, per call,
+  and still no guarantee past its timeout). Redis's `min-replicas-to-write` /
+  `min-replicas-max-lag` bound the lag on the server's side instead: a
+  primary whose replica is further behind refuses writes, which the gateway
+  answers with its outage policy (not measured here).
 ";

@@ -101,7 +101,8 @@ impl Fault {
             Fault::Failover => "`CLUSTER FAILOVER` on the replica (graceful)",
             Fault::Freeze => "primary SIGSTOPped past its replica's promotion, then SIGCONT",
             Fault::LagKill => {
-                "replica SIGSTOPped (falling behind), primary SIGKILLed, replica resumed and promoted"
+                "replica cut off (SIGSTOP, replication link closed), primary SIGKILLed the lag later, \
+                 replica resumed and promoted, old primary restarted empty"
             }
         }
     }
