@@ -57,7 +57,7 @@ pub mod lease;
 pub mod reply;
 pub mod scripts;
 pub use cluster::{
-    key_slot, parse_cluster_nodes, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
+    key_slot, parse_cluster_nodes, sha256_hex, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
 };
 use cluster::{ClusterOptions, NODE_TIMEOUT_MS};
 

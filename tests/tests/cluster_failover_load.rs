@@ -95,9 +95,9 @@ async fn failover_report() {
         ),
     );
     let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
-    let dir = std::env::var_os("FAILOVER_RESULTS_DIR")
+    let dir: std::path::PathBuf = std::env::var_os("FAILOVER_RESULTS_DIR")
         .map_or_else(|| workspace_dir().join("benches/results"), Into::into);
-    let path = std::path::PathBuf::from(dir).join(format!("cluster-failover-{stamp}.md"));
+    let path = dir.join(format!("cluster-failover-{stamp}.md"));
     let _ = r.write_artifacts(&target_dir().join("test-artifacts/cluster-failover-full"));
     std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     eprintln!("{text}\n(written to {})", path.display());

@@ -86,7 +86,7 @@ enum Pools {
     Single(deadpool_redis::Pool),
     /// the client of the configured nodes (each connection it makes reads the
     /// slot map and follows `MOVED`/`ASK`)
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 /// A cluster client on `nodes`: `connect` bounds each connection's set-up,
@@ -274,9 +274,9 @@ impl RedisConn {
                 c.pool = Some(pool_cfg);
                 Pools::Single(c.create_pool(rt).map_err(|e| e.to_string())?)
             }
-            Target::Cluster(urls) => Pools::Cluster(
+            Target::Cluster(urls) => Pools::Cluster(Box::new(
                 cluster_client(urls.clone(), connect, slow).map_err(|e| e.to_string())?,
-            ),
+            )),
         };
         Ok(RedisConn {
             pools,

@@ -16,8 +16,7 @@ use crate::config::{
 };
 use crate::harness::{Gateway, ADMIN_TOKEN};
 use crate::mock_upstream::MockUpstream;
-use crate::redis::{key_slot, ClusterNode, RedisCluster};
-use sha2::{Digest, Sha256};
+use crate::redis::{ClusterNode, RedisCluster};
 
 /// The pressed request quota of a `requests` consumer.
 pub const REQUEST_QUOTA: &str = "rpw";
@@ -66,42 +65,6 @@ impl Consumer {
     }
 }
 
-/// The SHA-256 of `s`, in hex (a key's record is `{k:<this>}` without a pepper).
-pub fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The first of `candidates` whose hash tag `tag(c)` lives on `master`.
-pub fn first_on(
-    master: &ClusterNode,
-    candidates: impl Iterator<Item = String>,
-    tag: impl Fn(&str) -> String,
-) -> String {
-    candidates
-        .take(100_000)
-        .find(|c| master.serves(key_slot(&format!("{{{}}}", tag(c)))))
-        .unwrap_or_else(|| panic!("no candidate hashes to 127.0.0.1:{}", master.port))
-}
-
-/// A consumer key (`sk-...`, no pepper) whose record `{k:<sha256>}` lives on `master`.
-pub fn key_on(master: &ClusterNode, prefix: &str) -> String {
-    first_on(
-        master,
-        (0..).map(|j| format!("sk-{prefix}-{j:05}-0123456789abcdef")),
-        |k| format!("k:{}", sha256_hex(k)),
-    )
-}
-
-/// A tenant id starting with `prefix` whose windows `{t:<id>}` live on `master`.
-pub fn tenant_on(master: &ClusterNode, prefix: &str) -> String {
-    first_on(master, (0..).map(|i| format!("{prefix}-{i}")), |t| {
-        format!("t:{t}")
-    })
-}
-
 /// The shard fault `n` of a plan hits.
 pub fn shard_of(n: usize, shards: usize) -> usize {
     n % shards.max(1)
@@ -116,19 +79,19 @@ pub fn consumers(policy: Policy, shards: &[ClusterNode], faults: usize) -> Vec<C
             policy,
             shard,
             fault,
-            key: key_on(master, &format!("{tenant}-{name}")),
+            key: master.key_here(&format!("{tenant}-{name}")),
             tenant: tenant.to_string(),
             name: name.into(),
             pressed,
         });
     };
     for (s, master) in shards.iter().enumerate() {
-        let tenant = tenant_on(master, &format!("{}-s{s}-control", policy.short()));
+        let tenant = master.tenant_here(&format!("{}-s{s}-control", policy.short()));
         add(master, s, None, &tenant, "requests", Pressed::Requests);
     }
     for n in 0..faults {
         let s = shard_of(n, shards.len());
-        let tenant = tenant_on(&shards[s], &format!("{}-f{n}", policy.short()));
+        let tenant = shards[s].tenant_here(&format!("{}-f{n}", policy.short()));
         for (name, pressed) in [
             ("requests", Pressed::Requests),
             ("tokens", Pressed::Tokens),

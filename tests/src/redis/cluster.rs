@@ -64,6 +64,44 @@ impl ClusterNode {
     pub fn serves(&self, slot: u16) -> bool {
         self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
     }
+
+    /// The first of `candidates` whose hash tag `tag(candidate)` lives on
+    /// this node (panics after 100,000).
+    pub fn first_here(
+        &self,
+        candidates: impl Iterator<Item = String>,
+        tag: impl Fn(&str) -> String,
+    ) -> String {
+        candidates
+            .take(100_000)
+            .find(|c| self.serves(key_slot(&format!("{{{}}}", tag(c)))))
+            .unwrap_or_else(|| panic!("no candidate hashes to 127.0.0.1:{}", self.port))
+    }
+
+    /// A consumer key (`sk-<prefix>-...`) whose record `{k:<sha256>}` lives
+    /// on this node, for a gateway that stores keys without a pepper
+    /// (`GATEWAY_KEY_PEPPER` empty).
+    pub fn key_here(&self, prefix: &str) -> String {
+        self.first_here(
+            (0..).map(|j| format!("sk-{prefix}-{j:05}-0123456789abcdef")),
+            |k| format!("k:{}", sha256_hex(k)),
+        )
+    }
+
+    /// A tenant id (`<prefix>-<n>`) whose windows `{t:<id>}` live on this node.
+    pub fn tenant_here(&self, prefix: &str) -> String {
+        self.first_here((0..).map(|i| format!("{prefix}-{i}")), |t| format!("t:{t}"))
+    }
+}
+
+/// The SHA-256 of `s` in hex: a key's record is `{k:<this>}` when the gateway
+/// has no pepper.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Parses `CLUSTER NODES` output (slots being migrated, `[...]`, are skipped).
