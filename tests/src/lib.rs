@@ -9,7 +9,8 @@
 //! broken in several ways at once ([`config_problems`]), calendar boundaries
 //! placed near now through the gateway's clock-shift test hook ([`calendar`]),
 //! a receiver of webhook POSTs ([`webhook`]), the Grafana dashboard's queries
-//! ([`dashboard`]), a real Prometheus with `promtool` ([`prometheus`]) and
+//! ([`dashboard`]), Redis Cluster failovers under load measured ([`failover`]),
+//! a real Prometheus with `promtool` ([`prometheus`]) and
 //! headless Chromium through `chromedriver` ([`browser`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
@@ -22,6 +23,7 @@ pub mod collector;
 pub mod config;
 pub mod config_problems;
 pub mod dashboard;
+pub mod failover;
 pub mod harness;
 pub mod hostile;
 pub mod metrics;

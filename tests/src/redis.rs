@@ -57,7 +57,7 @@ pub mod lease;
 pub mod reply;
 pub mod scripts;
 pub use cluster::{
-    key_slot, parse_cluster_nodes, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
+    key_slot, parse_cluster_nodes, sha256_hex, ClusterNode, RedisCluster, FAILOVER_NODE_TIMEOUT_MS,
 };
 use cluster::{ClusterOptions, NODE_TIMEOUT_MS};
 
@@ -176,6 +176,8 @@ struct Node {
     full_coverage: bool,
     dir: PathBuf,
     child: Option<Child>,
+    /// Stopped with SIGSTOP (answers nothing until [`Node::thaw`]).
+    frozen: bool,
     /// Length of the log file when the current process was spawned.
     log_offset: usize,
 }
@@ -189,6 +191,7 @@ impl Node {
             full_coverage: true,
             dir: dir.to_path_buf(),
             child: None,
+            frozen: false,
             log_offset: 0,
         }
     }
@@ -259,6 +262,11 @@ impl Node {
                 if self.full_coverage { "yes" } else { "no" }.into(),
                 "--cluster-port".into(),
                 bus.to_string().into(),
+                // a replica that needs a full copy (a node back empty, an old
+                // primary rejoining) gets it now, not after the default 5 s
+                // wait for more replicas to share the transfer
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
             ]);
         }
         args
@@ -396,6 +404,26 @@ impl Node {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        self.frozen = false;
+    }
+
+    /// Running and not frozen: it can answer.
+    fn answers(&self) -> bool {
+        self.child.is_some() && !self.frozen
+    }
+
+    /// Sends `SIGSTOP` (`freeze: true`) or `SIGCONT` with the `kill` command
+    /// (no libc): a stopped server keeps its sockets and data but answers
+    /// nothing, as a process stuck on a hung disk or a paused VM does.
+    fn freeze(&mut self, freeze: bool) {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            panic!("127.0.0.1:{} is not running", self.port);
+        };
+        let sig = if freeze { "-STOP" } else { "-CONT" };
+        match Command::new("kill").args([sig, &pid.to_string()]).status() {
+            Ok(st) if st.success() => self.frozen = freeze,
+            r => panic!("kill {sig} {pid}: {r:?}"),
         }
     }
 }

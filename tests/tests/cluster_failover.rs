@@ -22,7 +22,6 @@ use gateway_tests::metrics::Scrape;
 use gateway_tests::mock_upstream::MockUpstream;
 use gateway_tests::redis::{key_slot, ClusterNode, RedisCluster};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,28 +44,15 @@ struct Tenant {
     master: u16,
 }
 
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Tenants whose `{t:<id>}` and whose key's `{k:<sha256>}` both hash to a slot
 /// of `master` (keys are stored as plain SHA-256 digests: no pepper).
 fn tenants_on(master: &ClusterNode, n: usize) -> Vec<Tenant> {
-    let ids = (0..)
-        .map(|i| format!("t{}-{i}", master.port))
-        .filter(|id| master.serves(key_slot(&format!("{{t:{id}}}"))));
-    ids.take(n)
-        .map(|id| {
-            let key = (0..)
-                .map(|j| format!("sk-cluster-{id}-{j:04}-0123456789abcdef"))
-                .find(|k| master.serves(key_slot(&format!("{{k:{}}}", sha256_hex(k)))))
-                .expect("some key lands on the shard");
+    (0..n)
+        .map(|i| {
+            let id = master.tenant_here(&format!("t{}-{i}", master.port));
             Tenant {
+                key: master.key_here(&format!("cluster-{id}")),
                 id,
-                key,
                 master: master.port,
             }
         })

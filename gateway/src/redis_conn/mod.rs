@@ -1,9 +1,15 @@
 //! Talking to Redis, for the state backend, quotas and health: a deadpool pool
-//! over a standalone server or a Redis Cluster, the embedded Lua scripts
-//! (`lua/`, loaded at start, called by EVALSHA, reloaded and retried once on
-//! NOSCRIPT), a timeout on every call, and which node each call went to: a call that gets no answer marks its
-//! node unreachable (`reach`), and data-plane calls to a node so marked are
-//! refused at once.
+//! over a standalone server, or a cluster client over a Redis Cluster, the
+//! embedded Lua scripts (`lua/`, loaded at start, called by EVALSHA, reloaded
+//! and retried once on NOSCRIPT), a timeout on every call, and which node each
+//! call went to: a call that gets no answer marks its node unreachable
+//! (`reach`), and data-plane calls to a node so marked are refused at once.
+//! When the monitor's probe finds a cluster slot on another master (a replica
+//! promoted), the calls move to a new cluster connection made from the new
+//! map's masters before the map is used: the old one would keep sending the
+//! slot's calls to a primary that stopped answering without closing its
+//! connections (frozen, partitioned), since only an answer (`MOVED`) or a
+//! broken connection tells it the map changed.
 
 pub mod error;
 pub mod probe;
@@ -78,7 +84,23 @@ impl Scripts {
 
 enum Pools {
     Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
+    /// the client of the configured nodes (each connection it makes reads the
+    /// slot map and follows `MOVED`/`ASK`)
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A cluster client on `nodes`: `connect` bounds each connection's set-up,
+/// `answer` each reply (nothing inside the client waits longer for a node
+/// that stopped answering).
+fn cluster_client<T: redis::IntoConnectionInfo>(
+    nodes: Vec<T>,
+    connect: Duration,
+    answer: Duration,
+) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    redis::cluster::ClusterClientBuilder::new(nodes)
+        .connection_timeout(connect)
+        .response_timeout(answer)
+        .build()
 }
 
 /// A multiplexed connection, standalone or cluster: cheap to clone, every clone
@@ -139,9 +161,14 @@ pub struct RedisConn {
     pub reach: Reach,
     /// the monitor's own connections to each cluster node
     probes: Option<Probes>,
+    /// a cluster connection's set-up may take this long
+    connect: Duration,
+    /// the last renewal of the cluster connection failed: try again
+    renew_due: std::sync::atomic::AtomicBool,
     /// the connection every call shares (taken from the pool once; a standalone
-    /// one is dropped after an error, a cluster one repairs itself): no pool
-    /// checkout, and no PING the pool sends on each checkout, per call
+    /// one is dropped after an error, a cluster one repairs itself and is
+    /// replaced when its slots move): no pool checkout, and no PING the pool
+    /// sends on each checkout, per call
     hot: std::sync::Mutex<Option<Conn>>,
     /// calls made (each one round trip: a command, a pipeline or a script)
     pub calls: std::sync::atomic::AtomicU64,
@@ -220,6 +247,9 @@ impl RedisConn {
     /// Builds the pool; no connection is made yet (Redis may be down at start).
     pub fn new(s: ConnSettings) -> std::result::Result<RedisConn, String> {
         let slow = s.timeout.max(Duration::from_secs(2));
+        // a probe's connection may take a little longer than a call, not the
+        // admin budget: the monitor waits for it
+        let connect = s.timeout.max(Duration::from_millis(500));
         let mut pool_cfg = deadpool_redis::PoolConfig::new(s.pool_size.max(1));
         pool_cfg.timeouts.wait = Some(slow);
         pool_cfg.timeouts.create = Some(slow);
@@ -235,13 +265,7 @@ impl RedisConn {
             }
             Target::Cluster(urls) => (
                 Reach::cluster(),
-                // a probe's connection may take a little longer than a call,
-                // not the admin budget: the monitor waits for it
-                Some(Probes::new(
-                    urls,
-                    s.timeout.max(Duration::from_millis(500)),
-                    s.timeout,
-                )),
+                Some(Probes::new(urls, connect, s.timeout)),
             ),
         };
         let pools = match &s.target {
@@ -250,11 +274,9 @@ impl RedisConn {
                 c.pool = Some(pool_cfg);
                 Pools::Single(c.create_pool(rt).map_err(|e| e.to_string())?)
             }
-            Target::Cluster(urls) => {
-                let mut c = deadpool_redis::cluster::Config::from_urls(urls.clone());
-                c.pool = Some(pool_cfg);
-                Pools::Cluster(c.create_pool(rt).map_err(|e| e.to_string())?)
-            }
+            Target::Cluster(urls) => Pools::Cluster(Box::new(
+                cluster_client(urls.clone(), connect, slow).map_err(|e| e.to_string())?,
+            )),
         };
         Ok(RedisConn {
             pools,
@@ -264,6 +286,8 @@ impl RedisConn {
             slow,
             reach,
             probes,
+            connect,
+            renew_due: std::sync::atomic::AtomicBool::new(false),
             hot: std::sync::Mutex::new(None),
             calls: std::sync::atomic::AtomicU64::new(0),
         })
@@ -288,10 +312,51 @@ impl RedisConn {
 
     /// A cluster's slot map and every master's reachability, asked on the
     /// monitor's own connections (nothing for a standalone server, whose
-    /// monitor call says it).
+    /// monitor call says it). A map that gives a slot to another master is
+    /// used once the calls have a connection made from it.
     pub async fn probe(&self) {
-        if let Some(p) = &self.probes {
-            p.round(&self.reach).await;
+        use std::sync::atomic::Ordering;
+        let Some(p) = &self.probes else {
+            return;
+        };
+        if let Some(ranges) = p.slot_map(&self.reach).await {
+            if (self.reach.moves(&ranges) || self.renew_due.swap(false, Ordering::Relaxed))
+                && !self.renew(p, &ranges).await
+            {
+                self.renew_due.store(true, Ordering::Relaxed);
+            }
+            self.reach.set_slots(&ranges);
+        }
+        p.ping_masters(&self.reach).await;
+    }
+
+    /// Replaces the calls' cluster connection with one made from the masters
+    /// of `ranges` (so it reads the new slot map from them, and never waits on
+    /// a node that left it); calls already sent finish on the old one. Says
+    /// whether it worked.
+    async fn renew(&self, probes: &Probes, ranges: &[(u16, u16, String)]) -> bool {
+        let mut masters: Vec<&str> = ranges.iter().map(|r| r.2.as_str()).collect();
+        masters.sort_unstable();
+        masters.dedup();
+        let nodes: Vec<redis::ConnectionInfo> =
+            masters.iter().filter_map(|a| probes.info_for(a)).collect();
+        let made = match cluster_client(nodes, self.connect, self.slow) {
+            Ok(client) => tokio::time::timeout(self.slow, client.get_async_connection())
+                .await
+                .map_err(|_| format!("no connection within {} ms", self.slow.as_millis()))
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        match made {
+            Ok(c) => {
+                *self.hot() = Some(Conn::Cluster(c));
+                tracing::info!(masters = ?masters, "state backend: Redis Cluster slots moved; calls go to a connection made from the new map");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "state backend: Redis Cluster slots moved, and no connection to the new map yet; retrying");
+                false
+            }
         }
     }
 
@@ -311,8 +376,16 @@ impl RedisConn {
             return Ok(c);
         }
         let c = match &self.pools {
-            Pools::Single(p) => p.get().await.map(|c| Conn::Single((*c).clone())),
-            Pools::Cluster(p) => p.get().await.map(|c| Conn::Cluster((*c).clone())),
+            Pools::Single(p) => p
+                .get()
+                .await
+                .map(|c| Conn::Single((*c).clone()))
+                .map_err(|e| e.to_string()),
+            Pools::Cluster(client) => client
+                .get_async_connection()
+                .await
+                .map(Conn::Cluster)
+                .map_err(|e| e.to_string()),
         }
         .map_err(|e| format!("no connection: {e}"))?;
         *self.hot() = Some(c.clone());

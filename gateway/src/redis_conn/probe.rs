@@ -3,7 +3,8 @@
 //! master, each on a connection of its own, so a dead node is noticed without
 //! traffic and a node that answers again is noticed without sending data-plane
 //! calls to it. The cluster client the calls use is never touched here: a
-//! probe of a dead node cannot hold up the calls to the others.
+//! probe of a dead node cannot hold up the calls to the others (`redis_conn`
+//! renews that client when the map gives a slot to another master).
 
 use super::reach::Reach;
 use futures_util::future::join_all;
@@ -100,7 +101,8 @@ impl Probes {
         }
     }
 
-    fn info_for(&self, addr: &str) -> Option<ConnectionInfo> {
+    /// The configured nodes' credentials and TLS for the node at `addr`.
+    pub fn info_for(&self, addr: &str) -> Option<ConnectionInfo> {
         let (host, port) = addr.rsplit_once(':')?;
         let port: u16 = port.parse().ok()?;
         let base = self.base.clone()?;
@@ -176,10 +178,9 @@ impl Probes {
         }
     }
 
-    /// One round: the slot map from the first node that gives it (known masters
-    /// first, then the configured nodes), then every master PINGed at once and
-    /// its state set from the answer.
-    pub async fn round(&self, reach: &Reach) {
+    /// The slot map from the first node that gives it: known masters first,
+    /// then the configured nodes, those known to be out last.
+    pub async fn slot_map(&self, reach: &Reach) -> Option<Vec<(u16, u16, String)>> {
         let mut asked: Vec<String> = reach.addrs();
         for s in &self.seeds {
             if !asked.contains(s) {
@@ -197,11 +198,16 @@ impl Probes {
         for addr in &asked {
             if let Ok(v) = self.ask(addr, &slots).await {
                 if let Some(ranges) = parse_slots(&v, addr).filter(|r| !r.is_empty()) {
-                    reach.set_slots(&ranges);
-                    break;
+                    return Some(ranges);
                 }
             }
         }
+        None
+    }
+
+    /// Every master of the map PINGed at once and its state set from the
+    /// answer; connections to nodes that left the map are dropped.
+    pub async fn ping_masters(&self, reach: &Reach) {
         let ping = redis::cmd("PING");
         let masters = reach.addrs();
         let answers = join_all(masters.iter().map(|a| self.ask(a, &ping))).await;
@@ -211,9 +217,8 @@ impl Probes {
                 Err(e) => reach.report_node(addr, false, &e),
             }
         }
-        // connections to nodes that left the map
         let mut conns = self.conns.lock().await;
-        conns.retain(|a, _| masters.contains(a) || self.seeds.contains(a) || asked.contains(a));
+        conns.retain(|a, _| masters.contains(a) || self.seeds.contains(a));
     }
 }
 

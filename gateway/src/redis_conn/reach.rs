@@ -268,6 +268,24 @@ impl Reach {
         }
     }
 
+    /// Whether the slot map `ranges` gives a slot another master than the
+    /// current map does (a replica promoted, a slot migrated): calls on that
+    /// slot must not keep going where they went.
+    pub fn moves(&self, ranges: &[(u16, u16, String)]) -> bool {
+        if !self.cluster {
+            return false;
+        }
+        let t = self.topology.load();
+        ranges.iter().any(|(first, last, addr)| {
+            (*first..=(*last).min(SLOTS - 1)).any(|s| {
+                t.owner
+                    .get(usize::from(s))
+                    .and_then(|&o| t.nodes.get(usize::from(o)))
+                    .is_some_and(|n| n.addr != *addr)
+            })
+        })
+    }
+
     /// The cluster's slot map: (first slot, last slot, master `host:port`).
     /// Nodes keep their state across maps; a node that serves no slot any more
     /// (a master replaced by its replica) is forgotten.
@@ -380,6 +398,13 @@ mod tests {
     }
 
     #[test]
+    fn a_first_map_moves_nothing() {
+        let r = Reach::cluster();
+        assert!(!r.moves(&[(0, 16383, "a:1".into())]));
+        assert!(!Reach::single("h:1".into()).moves(&[(0, 16383, "a:1".into())]));
+    }
+
+    #[test]
     fn a_standalone_server_is_one_node() {
         let r = Reach::single("h:1".into());
         assert!(!r.any_down());
@@ -424,11 +449,15 @@ mod tests {
         assert!(!r.is_settling("x"));
         // a's replica took over: a is forgotten, its slots are served again,
         // by a node that settles what was served meanwhile
-        r.set_slots(&[
-            (0, 5460, "a2:1".into()),
+        let promoted = [
+            (0, 5460, "a2:1".to_string()),
             (5461, 10922, "b:1".into()),
             (10923, 16383, "c:1".into()),
-        ]);
+        ];
+        assert!(r.moves(&promoted));
+        assert!(!r.moves(&[(5461, 10922, "b:1".into())]));
+        r.set_slots(&promoted);
+        assert!(!r.moves(&promoted));
         assert!(r.down(on_a).is_none() && !r.any_down());
         let tag_on = |want: u16| {
             (0..)

@@ -54,6 +54,8 @@ pub struct ClusterNode {
     pub is_master: bool,
     /// flagged `fail` or `fail?`
     pub failed: bool,
+    /// the id of its master, for a replica
+    pub master_id: Option<String>,
     /// the slot ranges it serves (inclusive)
     pub slots: Vec<(u16, u16)>,
 }
@@ -62,6 +64,44 @@ impl ClusterNode {
     pub fn serves(&self, slot: u16) -> bool {
         self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
     }
+
+    /// The first of `candidates` whose hash tag `tag(candidate)` lives on
+    /// this node (panics after 100,000).
+    pub fn first_here(
+        &self,
+        candidates: impl Iterator<Item = String>,
+        tag: impl Fn(&str) -> String,
+    ) -> String {
+        candidates
+            .take(100_000)
+            .find(|c| self.serves(key_slot(&format!("{{{}}}", tag(c)))))
+            .unwrap_or_else(|| panic!("no candidate hashes to 127.0.0.1:{}", self.port))
+    }
+
+    /// A consumer key (`sk-<prefix>-...`) whose record `{k:<sha256>}` lives
+    /// on this node, for a gateway that stores keys without a pepper
+    /// (`GATEWAY_KEY_PEPPER` empty).
+    pub fn key_here(&self, prefix: &str) -> String {
+        self.first_here(
+            (0..).map(|j| format!("sk-{prefix}-{j:05}-0123456789abcdef")),
+            |k| format!("k:{}", sha256_hex(k)),
+        )
+    }
+
+    /// A tenant id (`<prefix>-<n>`) whose windows `{t:<id>}` live on this node.
+    pub fn tenant_here(&self, prefix: &str) -> String {
+        self.first_here((0..).map(|i| format!("{prefix}-{i}")), |t| format!("t:{t}"))
+    }
+}
+
+/// The SHA-256 of `s` in hex: a key's record is `{k:<this>}` when the gateway
+/// has no pepper.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Parses `CLUSTER NODES` output (slots being migrated, `[...]`, are skipped).
@@ -89,11 +129,13 @@ pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
                 })
                 .collect();
             let failed = flags.split(',').any(|x| x == "fail" || x == "fail?");
+            let master_id = f.get(3).filter(|m| **m != "-").map(|m| m.to_string());
             Some(ClusterNode {
                 id: f.first()?.to_string(),
                 port,
                 is_master: flags.split(',').any(|x| x == "master") && !failed,
                 failed,
+                master_id,
                 slots,
             })
         })
@@ -246,7 +288,7 @@ impl RedisCluster {
     /// `CLUSTER NODES` as a node that is running sees it.
     pub fn cluster_nodes(&self) -> Vec<ClusterNode> {
         for n in &self.nodes {
-            if n.child.is_none() {
+            if !n.answers() {
                 continue;
             }
             if let Ok(text) = redis_cli_timeout(n.port, false, &["cluster", "nodes"], PROBE_TIMEOUT)
@@ -279,12 +321,117 @@ impl RedisCluster {
         }
     }
 
-    /// Kills (SIGKILL) the node on `port`. Idempotent.
-    pub fn kill_port(&mut self, port: u16) {
+    fn node_mut(&mut self, port: u16) -> &mut Node {
         match self.nodes.iter_mut().find(|n| n.port == port) {
-            Some(n) => n.stop(),
+            Some(n) => n,
             None => panic!("no node of the cluster listens on {port}"),
         }
+    }
+
+    /// Kills (SIGKILL) the node on `port`. Idempotent.
+    pub fn kill_port(&mut self, port: u16) {
+        self.node_mut(port).stop();
+    }
+
+    /// Starts the killed node on `port` again, without data but with its
+    /// cluster config: it rejoins the cluster under its old id, and a node
+    /// whose slots were taken over comes back as a replica of the new master.
+    pub fn restart_port(&mut self, port: u16) {
+        self.node_mut(port).restart_same_port();
+    }
+
+    /// Stops the node on `port` with SIGSTOP: its connections stay open and
+    /// nothing is answered, until [`RedisCluster::thaw_port`].
+    pub fn freeze_port(&mut self, port: u16) {
+        self.node_mut(port).freeze(true);
+    }
+
+    /// Resumes a node frozen by [`RedisCluster::freeze_port`] (SIGCONT).
+    pub fn thaw_port(&mut self, port: u16) {
+        self.node_mut(port).freeze(false);
+    }
+
+    /// A replica of the master on `port`, as `CLUSTER NODES` says.
+    pub fn replica_of(&self, port: u16) -> Option<u16> {
+        let nodes = self.cluster_nodes();
+        let id = nodes.iter().find(|n| n.port == port)?.id.clone();
+        nodes
+            .iter()
+            .find(|n| n.master_id.as_deref() == Some(id.as_str()) && !n.failed)
+            .map(|n| n.port)
+    }
+
+    /// Closes the master on `port`'s connections to its replicas (`CLIENT KILL
+    /// TYPE replica`): what it acknowledges from then on reaches no replica
+    /// until one connects again. Answers how many links it closed.
+    pub fn cut_replica_links(&self, port: u16) -> u64 {
+        match redis_cli(port, false, &["client", "kill", "type", "replica"]) {
+            Ok(n) => n.trim().parse().unwrap_or(0),
+            Err(e) => panic!("CLIENT KILL TYPE replica on 127.0.0.1:{port}: {e}"),
+        }
+    }
+
+    /// `CLUSTER FAILOVER` sent to the replica on `port`: the graceful
+    /// hand-over an operator starts (its master stops taking writes until the
+    /// replica has caught up, then the replica takes the slots). Returns once
+    /// the replica accepted it; [`RedisCluster::wait_promoted`] waits for the
+    /// outcome.
+    pub fn failover_to(&self, port: u16) {
+        match redis_cli(port, false, &["cluster", "failover"]) {
+            Ok(r) if r == "OK" => {}
+            r => panic!("CLUSTER FAILOVER on 127.0.0.1:{port}: {r:?}"),
+        }
+    }
+
+    /// Waits (up to `within`) until the node on `port` says it is a replica
+    /// of the master on `master` and its link to it is up (in sync).
+    pub fn wait_replica(&self, port: u16, master: u16, within: Duration) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            let master_id = self
+                .cluster_nodes()
+                .into_iter()
+                .find(|n| n.port == master)
+                .map(|n| n.id);
+            let own = redis_cli_timeout(port, false, &["cluster", "nodes"], PROBE_TIMEOUT)
+                .map(|t| parse_cluster_nodes(&t))
+                .unwrap_or_default();
+            let follows = own
+                .iter()
+                .find(|n| n.port == port)
+                .is_some_and(|n| n.master_id.is_some() && n.master_id == master_id);
+            let link = redis_cli_timeout(port, false, &["info", "replication"], PROBE_TIMEOUT)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == "master_link_status:up");
+            if follows && link {
+                return Instant::now();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "127.0.0.1:{port} is not an in-sync replica of 127.0.0.1:{master} within {within:?}: {own:?}\n{}",
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A count of `INFO <section>` on the node on `port`: field `field` of
+    /// entry `entry` (`stat_on(port, "commandstats", "cmdstat_evalsha", "calls")`,
+    /// `stat_on(port, "errorstats", "errorstat_NOSCRIPT", "count")`); 0 when absent.
+    pub fn stat_on(&self, port: u16, section: &str, entry: &str, field: &str) -> u64 {
+        let info = redis_cli_timeout(port, false, &["info", section], PROBE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let prefix = format!("{entry}:");
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .and_then(|rest| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Waits (up to `within`) until a node other than `old_port` is master of
@@ -353,7 +500,7 @@ impl RedisCluster {
         let port = self
             .nodes
             .iter()
-            .find(|n| n.child.is_some())
+            .find(|n| n.answers())
             .map_or(self.nodes[0].port, |n| n.port);
         redis_cli(port, true, args)
     }
