@@ -103,6 +103,9 @@ enum Op {
         again: Option<Index>,
     },
     Sleep(u64),
+    /// sleep about `buckets` sub-buckets of sliding window `window`: near
+    /// where a charge leaves the window (60 or 61 buckets later)
+    SleepBuckets { window: usize, buckets: u64 },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +152,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(which, usage)| Op::Settle { which, usage }),
         1 => (1u8..8, amounts(), prop::option::weighted(0.3, any::<Index>()))
             .prop_map(|(on, amounts, again)| Op::Charge { on, amounts, again }),
-        3 => (0u64..80).prop_map(Op::Sleep),
+        2 => (0u64..80).prop_map(Op::Sleep),
+        1 => (0usize..2, 55u64..63).prop_map(|(window, buckets)| Op::SleepBuckets { window, buckets }),
     ]
 }
 
@@ -318,6 +322,13 @@ async fn run_case(
         log.push(format!("{op:?}"));
         match op {
             Op::Sleep(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Op::SleepBuckets { window, buckets } => {
+                let Span::Sliding(w) = both.spans[*window] else {
+                    continue;
+                };
+                let b = w.div_ceil(60);
+                tokio::time::sleep(Duration::from_millis(b * buckets)).await
+            }
             Op::Reserve {
                 on,
                 amounts,

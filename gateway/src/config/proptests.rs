@@ -147,6 +147,22 @@ fn replace_one(v: &mut Value, at: usize, with: Value) {
     go(v, at % n, with);
 }
 
+/// `v` with string values replaced where `with` says (in the order they
+/// come, `with` repeated).
+fn replace_strings(v: &mut Value, with: &[Option<Value>], at: &mut usize) {
+    match v {
+        Value::String(_) if !with.is_empty() => {
+            if let Some(w) = &with[*at % with.len()] {
+                *v = w.clone();
+            }
+            *at += 1;
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| replace_strings(c, with, at)),
+        Value::Object(o) => o.values_mut().for_each(|c| replace_strings(c, with, at)),
+        _ => {}
+    }
+}
+
 /// A value of some other type, holding the canary.
 fn wrong() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -197,13 +213,20 @@ proptest! {
         let _ = problems("c.yaml", &text);
     }
 
-    /// A valid config with one value anywhere replaced by one of another
-    /// type that holds a secret-looking string: every problem names the file
-    /// and the key, and none shows the value.
+    /// A valid config with one value anywhere, and some of its strings,
+    /// replaced by values (of another type, or broken `${...}`) that hold a
+    /// secret-looking string: no problem shows it.
     #[test]
-    fn problems_never_quote_a_value(c in config(), at: usize, with in wrong(), json: bool) {
+    fn problems_never_quote_a_value(
+        c in config(),
+        at: usize,
+        with in wrong(),
+        strings in prop::collection::vec(prop::option::weighted(0.2, wrong()), 1..16),
+        json: bool,
+    ) {
         let mut c = c;
         replace_one(&mut c, at, with);
+        replace_strings(&mut c, &strings, &mut 0);
         let text = if json { c.to_string() } else { yaml(&c) };
         if let Some(all) = problems(if json { "c.json" } else { "c.yaml" }, &text) {
             for p in &all {
