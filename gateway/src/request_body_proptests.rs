@@ -11,11 +11,22 @@ use serde_json::{json, Value};
 /// a JSON escape (`"\u006dodel"` is `"model"`).
 fn key() -> impl Strategy<Value = (String, String)> {
     prop::sample::select(vec![
-        "model", "stream", "stream_options", "max_tokens", "n", "messages", "input", "x", "temperature",
+        "model",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "n",
+        "messages",
+        "input",
+        "x",
+        "temperature",
     ])
     .prop_flat_map(|k| {
         let escaped = format!("\\u{:04x}{}", u32::from(k.as_bytes()[0]), &k[1..]);
-        (Just(k.to_string()), prop_oneof![Just(k.to_string()), Just(escaped)])
+        (
+            Just(k.to_string()),
+            prop_oneof![Just(k.to_string()), Just(escaped)],
+        )
     })
 }
 
@@ -30,8 +41,12 @@ fn field_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(prop_oneof!["[a-z_]{1,6}", Just("include_usage".to_string())], inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(
+                prop_oneof!["[a-z_]{1,6}", Just("include_usage".to_string())],
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -89,10 +104,7 @@ proptest! {
             return Ok(());
         }
         let last = |name: &str| fields.iter().rev().find(|((k, _), _)| k == name).map(|(_, v)| v.clone());
-        let model_ok = match last("model") {
-            None | Some(Value::String(_)) => true,
-            _ => false,
-        };
+        let model_ok = matches!(last("model"), None | Some(Value::String(_)));
         let model_text = last("model").and_then(|m| m.as_str().map(str::to_string));
         let bad_model = !model_ok || model_text.as_deref().is_some_and(|m| m.len() > MAX_MODEL_LEN || m.chars().any(char::is_control));
         match parsed {

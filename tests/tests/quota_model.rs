@@ -14,8 +14,9 @@
 //! `quota_settle` is run as the gateway sends it, inside a function that
 //! also answers the script's `now` (the same text, nothing else changed). The
 //! answers are compared after every step: admitted or refused, which quota,
-//! the retry time, what each window holds and when it resets, the
-//! settlement's outcome and the alert percentages crossed.
+//! the retry time, what each window holds, the settlement's outcome and the
+//! alert percentages crossed; when each window resets, as an upper bound
+//! (see `check_standing`: a difference this test found).
 //!
 //! One difference is by design: the scripts give ended leases back lazily
 //! (when a reservation would be refused, and in 1 call of 16), the memory
@@ -95,7 +96,10 @@ enum Op {
     },
     /// settle a reservation (a live one, settled or not, or a crashed one
     /// given back): the actual usage per window, as a share of the reservation
-    Settle { which: Index, usage: [Usage; 3] },
+    Settle {
+        which: Index,
+        usage: [Usage; 3],
+    },
     /// charge without a reservation (mode `u`); `again`: an earlier one's id
     Charge {
         on: u8,
@@ -105,7 +109,10 @@ enum Op {
     Sleep(u64),
     /// sleep about `buckets` sub-buckets of sliding window `window`: near
     /// where a charge leaves the window (60 or 61 buckets later)
-    SleepBuckets { window: usize, buckets: u64 },
+    SleepBuckets {
+        window: usize,
+        buckets: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -293,7 +300,20 @@ fn check_standing(
         let s = slack.of(*w);
         if s == 0 {
             prop_assert_eq!(r.used, m.used, "{}: window {}", what, w);
-            prop_assert!(r.reset_ms >= m.reset_ms, "{}: window {}: {:?} {:?}", what, w, r, m);
+            // Known difference (found here, not fixed: it needs a v4 of the
+            // scripts): the scripts count the reset from the newest bucket
+            // touched (a reservation of 0 included) or charged (a bucket
+            // refunded to 0 included); the model from the newest bucket that
+            // holds usage, which is what `WindowUse::reset_ms` says. So Redis
+            // may announce a later reset, never an earlier one.
+            prop_assert!(
+                r.reset_ms >= m.reset_ms,
+                "{}: window {} resets in {} ms in Redis, {} in the model",
+                what,
+                w,
+                r.reset_ms,
+                m.reset_ms
+            );
         } else {
             prop_assert!(
                 m.used <= r.used && r.used <= m.used + s,
@@ -309,11 +329,7 @@ fn check_standing(
     Ok(())
 }
 
-async fn run_case(
-    both: &mut Both,
-    ops: &[Op],
-    log: &mut Vec<String>,
-) -> Result<(), TestCaseError> {
+async fn run_case(both: &mut Both, ops: &[Op], log: &mut Vec<String>) -> Result<(), TestCaseError> {
     let mut held: Vec<Held> = Vec::new();
     let mut charged: Vec<(String, u8, [u64; 3])> = Vec::new();
     let mut n = 0;
@@ -344,16 +360,19 @@ async fn run_case(
                     .await
                     .unwrap();
                 let now = match &r {
-                    ReserveAnswer::Admitted { now_ms, .. } | ReserveAnswer::Refused { now_ms, .. } => {
-                        *now_ms
-                    }
+                    ReserveAnswer::Admitted { now_ms, .. }
+                    | ReserveAnswer::Refused { now_ms, .. } => *now_ms,
                 };
-                let m = both.model.reserve(&both.tag, &id, lease, LONG_MS, &items, now);
+                let m = both
+                    .model
+                    .reserve(&both.tag, &id, lease, LONG_MS, &items, now);
                 log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
                 let slack = Slack { held: &held, now };
                 match (&r, &m) {
                     (
-                        ReserveAnswer::Admitted { used: ru, member, .. },
+                        ReserveAnswer::Admitted {
+                            used: ru, member, ..
+                        },
                         ReserveAnswer::Admitted { used: mu, .. },
                     ) => {
                         check_standing("admitted", &windows, ru, mu, &slack)?;
@@ -369,9 +388,18 @@ async fn run_case(
                     (ReserveAnswer::Refused { .. }, ReserveAnswer::Refused { .. }) => {
                         // a refusal swept every ended lease first, in both
                         let strip = |a: &ReserveAnswer| match a {
-                            ReserveAnswer::Refused { index, retry_ms, used, standing, .. } => {
-                                (*index, *retry_ms, *used, standing.iter().map(|s| s.used).collect::<Vec<_>>())
-                            }
+                            ReserveAnswer::Refused {
+                                index,
+                                retry_ms,
+                                used,
+                                standing,
+                                ..
+                            } => (
+                                *index,
+                                *retry_ms,
+                                *used,
+                                standing.iter().map(|s| s.used).collect::<Vec<_>>(),
+                            ),
                             _ => unreachable!(),
                         };
                         prop_assert_eq!(strip(&r), strip(&m));
@@ -485,10 +513,7 @@ fn amounts_of(items: &[Item]) -> Vec<u64> {
 }
 
 async fn redis_now(conn: &RedisConn) -> u64 {
-    let t: (u64, u64) = conn
-        .query(Budget::Fast, &redis::cmd("TIME"))
-        .await
-        .unwrap();
+    let t: (u64, u64) = conn.query(Budget::Fast, &redis::cmd("TIME")).await.unwrap();
     t.0 * 1000 + t.1 / 1000
 }
 

@@ -80,9 +80,19 @@ fn openai_stream(a: &Answer, s: Style, usage: bool) -> (Vec<u8>, Vec<u8>) {
         json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-x",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    sse(&mut out, s, None, &chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+    sse(
+        &mut out,
+        s,
+        None,
+        &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+    );
     for p in &a.pieces {
-        sse(&mut out, s, None, &chunk(json!({"content": p}), Value::Null));
+        sse(
+            &mut out,
+            s,
+            None,
+            &chunk(json!({"content": p}), Value::Null),
+        );
     }
     sse(&mut out, s, None, &chunk(json!({}), json!("stop")));
     let mut usage_event = Vec::new();
@@ -101,19 +111,34 @@ fn openai_stream(a: &Answer, s: Style, usage: bool) -> (Vec<u8>, Vec<u8>) {
 fn anthropic_stream(a: &Answer, s: Style) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ev = |name: &str, data: Value| sse(&mut out, s, Some(name), &data);
-    ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+    ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
         "role": "assistant", "model": "claude-x", "content": [], "stop_reason": null,
-        "usage": {"input_tokens": a.prompt, "output_tokens": 1}}}));
-    ev("content_block_start", json!({"type": "content_block_start", "index": 0,
-        "content_block": {"type": "text", "text": ""}}));
+        "usage": {"input_tokens": a.prompt, "output_tokens": 1}}}),
+    );
+    ev(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "text", "text": ""}}),
+    );
     ev("ping", json!({"type": "ping"}));
     for p in &a.pieces {
-        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": p}}));
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": p}}),
+        );
     }
-    ev("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
-    ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-        "usage": {"output_tokens": a.completion}}));
+    ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    );
+    ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": a.completion}}),
+    );
     ev("message_stop", json!({"type": "message_stop"}));
     out
 }
@@ -121,14 +146,24 @@ fn anthropic_stream(a: &Answer, s: Style) -> Vec<u8> {
 fn gemini_stream(a: &Answer, s: Style) -> Vec<u8> {
     let mut out = Vec::new();
     for p in &a.pieces {
-        sse(&mut out, s, None, &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]},
-            "index": 0}], "modelVersion": "gemini-x", "responseId": "r1"}));
+        sse(
+            &mut out,
+            s,
+            None,
+            &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]},
+            "index": 0}], "modelVersion": "gemini-x", "responseId": "r1"}),
+        );
     }
-    sse(&mut out, s, None, &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
+    sse(
+        &mut out,
+        s,
+        None,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
         "finishReason": "STOP", "index": 0}],
         "usageMetadata": {"promptTokenCount": a.prompt, "candidatesTokenCount": a.completion,
                           "totalTokenCount": a.prompt + a.completion},
-        "modelVersion": "gemini-x", "responseId": "r1"}));
+        "modelVersion": "gemini-x", "responseId": "r1"}),
+    );
     out
 }
 
@@ -138,7 +173,10 @@ fn bedrock_stream(a: &Answer) -> Vec<u8> {
         let d = json!({"contentBlockIndex": 0, "delta": {"text": p}});
         out.extend(frames::event("contentBlockDelta", &d.to_string()));
     }
-    out.extend(frames::event("contentBlockStop", r#"{"contentBlockIndex":0}"#));
+    out.extend(frames::event(
+        "contentBlockStop",
+        r#"{"contentBlockIndex":0}"#,
+    ));
     out.extend(frames::event("messageStop", r#"{"stopReason":"end_turn"}"#));
     let u = json!({"usage": {"inputTokens": a.prompt, "outputTokens": a.completion,
                              "totalTokens": a.prompt + a.completion}});
@@ -162,14 +200,44 @@ fn case() -> impl Strategy<Value = Case> {
         |(answer, s, kind, strip_usage, include_usage)| {
             let a = &answer;
             let (inbound, dialect, framing, bytes) = match kind {
-                0 => (CHAT, Dialect::OpenAi, Framing::Sse, openai_stream(a, s, true).0),
-                1 => (MESSAGES, Dialect::Anthropic, Framing::Sse, anthropic_stream(a, s)),
-                2 => (CHAT, Dialect::Anthropic, Framing::Sse, anthropic_stream(a, s)),
-                3 => (MESSAGES, Dialect::OpenAi, Framing::Sse, openai_stream(a, s, true).0),
+                0 => (
+                    CHAT,
+                    Dialect::OpenAi,
+                    Framing::Sse,
+                    openai_stream(a, s, true).0,
+                ),
+                1 => (
+                    MESSAGES,
+                    Dialect::Anthropic,
+                    Framing::Sse,
+                    anthropic_stream(a, s),
+                ),
+                2 => (
+                    CHAT,
+                    Dialect::Anthropic,
+                    Framing::Sse,
+                    anthropic_stream(a, s),
+                ),
+                3 => (
+                    MESSAGES,
+                    Dialect::OpenAi,
+                    Framing::Sse,
+                    openai_stream(a, s, true).0,
+                ),
                 4 => (CHAT, Dialect::Gemini, Framing::Sse, gemini_stream(a, s)),
                 5 => (MESSAGES, Dialect::Gemini, Framing::Sse, gemini_stream(a, s)),
-                6 => (CHAT, Dialect::Bedrock, Framing::EventStream, bedrock_stream(a)),
-                _ => (MESSAGES, Dialect::Bedrock, Framing::EventStream, bedrock_stream(a)),
+                6 => (
+                    CHAT,
+                    Dialect::Bedrock,
+                    Framing::EventStream,
+                    bedrock_stream(a),
+                ),
+                _ => (
+                    MESSAGES,
+                    Dialect::Bedrock,
+                    Framing::EventStream,
+                    bedrock_stream(a),
+                ),
             };
             Case {
                 seam: Seam { inbound, dialect },
@@ -196,7 +264,8 @@ fn split<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
 /// `created`) made the same.
 fn steady(text: &str) -> String {
     static FRESH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"(chatcmpl-|msg_|call_|toolu_)[0-9A-Za-z]{8,}|"created":[0-9]+"#).unwrap()
+        regex::Regex::new(r#"(chatcmpl-|msg_|call_|toolu_)[0-9A-Za-z]{8,}|"created":[0-9]+"#)
+            .unwrap()
     });
     FRESH.replace_all(text, "<fresh>").into_owned()
 }

@@ -5,7 +5,9 @@
 //! right outline (and any bytes) without a panic: a request is translated or
 //! refused with a 400, an answer or an error body is translated.
 
-use super::anthropic::{chat_answer_to_messages, chat_to_messages, messages_answer_to_chat, messages_to_chat};
+use super::anthropic::{
+    chat_answer_to_messages, chat_to_messages, messages_answer_to_chat, messages_to_chat,
+};
 use super::*;
 use crate::request_body::ClientBody;
 use proptest::prelude::*;
@@ -29,9 +31,22 @@ fn call() -> impl Strategy<Value = (String, String, Value)> {
     (
         "[a-zA-Z0-9]{4,10}",
         "[a-z_]{1,8}",
-        prop::collection::btree_map("[a-z]{1,5}", prop_oneof![text().prop_map(Value::from), any::<i32>().prop_map(Value::from)], 0..3),
+        prop::collection::btree_map(
+            "[a-z]{1,5}",
+            prop_oneof![
+                text().prop_map(Value::from),
+                any::<i32>().prop_map(Value::from)
+            ],
+            0..3,
+        ),
     )
-        .prop_map(|(id, name, args)| (format!("call_{id}"), name, Value::Object(args.into_iter().collect())))
+        .prop_map(|(id, name, args)| {
+            (
+                format!("call_{id}"),
+                name,
+                Value::Object(args.into_iter().collect()),
+            )
+        })
 }
 
 /// An OpenAI chat conversation: a system message, then user and assistant
@@ -125,22 +140,44 @@ fn messages_answer() -> impl Strategy<Value = Value> {
 /// Any JSON value, its strings and keys drawn from what the APIs use.
 fn any_json() -> impl Strategy<Value = Value> {
     let word = prop::sample::select(vec![
-        "text", "type", "content", "role", "user", "assistant", "system", "tool", "image_url", "url",
-        "tool_use", "tool_result", "function", "arguments", "name", "id", "input", "parts", "thinking",
-        "data:image/png;base64,AAAA", "{", "", "é",
+        "text",
+        "type",
+        "content",
+        "role",
+        "user",
+        "assistant",
+        "system",
+        "tool",
+        "image_url",
+        "url",
+        "tool_use",
+        "tool_result",
+        "function",
+        "arguments",
+        "name",
+        "id",
+        "input",
+        "parts",
+        "thinking",
+        "data:image/png;base64,AAAA",
+        "{",
+        "",
+        "é",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         word.clone().prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 5, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::vec((word.clone(), inner), 0..5)
-                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::vec((word.clone(), inner), 0..5).prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }
@@ -149,11 +186,33 @@ fn any_json() -> impl Strategy<Value = Value> {
 /// array of message-like objects).
 fn outline(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
     let message = (
-        prop::sample::select(vec!["user", "assistant", "system", "developer", "tool", "model", "x"]),
-        prop::collection::vec((prop::sample::select(vec!["content", "tool_calls", "tool_call_id", "name", "parts", "reasoning_content"]), any_json()), 0..4),
+        prop::sample::select(vec![
+            "user",
+            "assistant",
+            "system",
+            "developer",
+            "tool",
+            "model",
+            "x",
+        ]),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "content",
+                    "tool_calls",
+                    "tool_call_id",
+                    "name",
+                    "parts",
+                    "reasoning_content",
+                ]),
+                any_json(),
+            ),
+            0..4,
+        ),
     )
         .prop_map(|(role, kv)| {
-            let mut m: serde_json::Map<String, Value> = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let mut m: serde_json::Map<String, Value> =
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             m.insert("role".into(), json!(role));
             Value::Object(m)
         });
@@ -163,7 +222,8 @@ fn outline(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
         any::<bool>(),
     )
         .prop_map(|(kv, messages, with_messages)| {
-            let mut m: serde_json::Map<String, Value> = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let mut m: serde_json::Map<String, Value> =
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             if with_messages {
                 m.insert("messages".into(), Value::Array(messages));
             }
@@ -172,20 +232,58 @@ fn outline(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
 }
 
 const REQUEST_KEYS: &[&str] = &[
-    "model", "messages", "system", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-    "stop_sequences", "stream", "stream_options", "tools", "tool_choice", "response_format", "n", "input",
-    "prompt", "thinking", "reasoning_effort", "metadata", "user", "seed", "dimensions", "encoding_format",
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stop_sequences",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "n",
+    "input",
+    "prompt",
+    "thinking",
+    "reasoning_effort",
+    "metadata",
+    "user",
+    "seed",
+    "dimensions",
+    "encoding_format",
 ];
 
 const ANSWER_KEYS: &[&str] = &[
-    "id", "model", "choices", "content", "candidates", "usage", "usageMetadata", "output", "stopReason",
-    "stop_reason", "message", "error", "data", "embedding", "embeddings", "type", "metrics",
+    "id",
+    "model",
+    "choices",
+    "content",
+    "candidates",
+    "usage",
+    "usageMetadata",
+    "output",
+    "stopReason",
+    "stop_reason",
+    "message",
+    "error",
+    "data",
+    "embedding",
+    "embeddings",
+    "type",
+    "metrics",
 ];
 
 /// The seam serves a plain request of its client API (its errors are
 /// translated then).
 fn served(seam: Seam) -> bool {
-    let raw = Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"input":"hi","max_tokens":5}"#);
+    let raw = Bytes::from_static(
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"input":"hi","max_tokens":5}"#,
+    );
     ClientBody::parse(&raw).is_ok_and(|c| seam.request(&c, &raw, &opts(), false).is_ok())
 }
 
@@ -197,10 +295,22 @@ fn seams() -> Vec<Seam> {
         Inbound::Anthropic(Endpoint::Messages),
         Inbound::Anthropic(Endpoint::CountTokens),
     ];
-    let dialects = [Dialect::OpenAi, Dialect::Azure, Dialect::Anthropic, Dialect::Gemini, Dialect::VertexAnthropic, Dialect::Bedrock];
+    let dialects = [
+        Dialect::OpenAi,
+        Dialect::Azure,
+        Dialect::Anthropic,
+        Dialect::Gemini,
+        Dialect::VertexAnthropic,
+        Dialect::Bedrock,
+    ];
     inbound
         .iter()
-        .flat_map(|&i| dialects.iter().map(move |&d| Seam { inbound: i, dialect: d }))
+        .flat_map(|&i| {
+            dialects.iter().map(move |&d| Seam {
+                inbound: i,
+                dialect: d,
+            })
+        })
         .collect()
 }
 
