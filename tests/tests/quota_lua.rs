@@ -1,5 +1,5 @@
-//! The quota scripts (`lua/quota_reserve.v3.lua`, `quota_settle.v3.lua`,
-//! `quota_usage.v3.lua`, each after `quota_lib.v3.lua`) run with `EVAL` on a
+//! The quota scripts (`lua/quota_reserve.v4.lua`, `quota_settle.v4.lua`,
+//! `quota_usage.v4.lua`, each after `quota_lib.v4.lua`) run with `EVAL` on a
 //! real redis-server, checked against their header comments and
 //! `lua/README.md` ("Quotas"): all-or-nothing reservations on a sliding window
 //! of 60 sub-buckets, refusals with a truthful retry time, reservations kept as

@@ -1,6 +1,6 @@
 //! The in-process quota store: the same sliding and calendar windows,
 //! reservation records, leases, tombstones and usage ledger as
-//! `lua/quota_*.v3.lua`, behind one lock. Serves the `memory` backend and the
+//! `lua/quota_*.v4.lua`, behind one lock. Serves the `memory` backend and the
 //! per-replica limits of `on_redis_error: local` (which keeps no ledger).
 //! A sliding window ends as its Redis hash does, two windows and a bucket
 //! after its newest charge; a calendar window a minute after its period
@@ -427,7 +427,7 @@ impl MemoryQuotas {
 
     /// Settles reservation `c.id` with the real usage (windows in the order of
     /// the reservation); when the usage is charged, the ledger entry is added
-    /// and the alerts crossed are answered, as `quota_settle.v3.lua` does.
+    /// and the alerts crossed are answered, as `quota_settle.v4.lua` does.
     pub fn settle(&self, c: &SettleCall<'_>, now: u64) -> Settled {
         let mut g = self.lock();
         let answer = g.settle(c, now);
