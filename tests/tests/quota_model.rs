@@ -67,6 +67,8 @@ fn cases(n: u32) -> Config {
         .unwrap_or(n);
     Config {
         cases: n,
+        // failures saved beside this file's crate, `proptest-regressions/`
+        source_file: Some(file!()),
         ..Config::default()
     }
 }
@@ -125,8 +127,8 @@ enum Usage {
 
 fn windows() -> impl Strategy<Value = Windows> {
     (
-        prop::sample::select(vec![120u64, 240, 600]),
-        prop::sample::select(vec![120u64, 240, 600]),
+        prop::sample::select(vec![120u64, 180, 240]),
+        prop::sample::select(vec![120u64, 180, 240]),
         60u64..400,
         60u64..400,
         (20u64..200, 20u64..200, 20u64..300),
