@@ -161,8 +161,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(which, usage)| Op::Settle { which, usage }),
         1 => (1u8..8, amounts(), prop::option::weighted(0.3, any::<Index>()))
             .prop_map(|(on, amounts, again)| Op::Charge { on, amounts, again }),
-        2 => (0u64..80).prop_map(Op::Sleep),
-        1 => (0usize..2, 55u64..63).prop_map(|(window, buckets)| Op::SleepBuckets { window, buckets }),
+        1 => (0u64..80).prop_map(Op::Sleep),
+        2 => (0usize..2, 58u64..62).prop_map(|(window, buckets)| Op::SleepBuckets { window, buckets }),
     ]
 }
 
