@@ -221,16 +221,15 @@ impl Inner {
                     let real = c.actual.get(i).map_or(reserved, |a| a.amount);
                     // a bucket that left the window (or a window that was reset
                     // or ended) is not brought back; usage beyond the
-                    // reservation then counts in the current bucket
+                    // reservation then counts in the current bucket. A bucket
+                    // still in the window counts, whatever it holds (nothing,
+                    // when the reservation was 0 or refunded), as in Redis.
                     let counts = self.windows.get_mut(key.as_str()).is_some_and(|w| {
                         let Some(span) = w.span.clone() else {
                             return false;
                         };
                         let (_, cut) = w.load(&span, now);
-                        w.gen == gen
-                            && w.ends > now
-                            && bucket >= cut.oldest
-                            && w.buckets.contains_key(&bucket)
+                        w.gen == gen && w.ends > now && bucket >= cut.oldest && bucket <= cut.cur
                     });
                     if counts {
                         if let Some(w) = self.windows.get_mut(key.as_str()) {
