@@ -14,9 +14,11 @@
 //! `quota_settle` is run as the gateway sends it, inside a function that
 //! also answers the script's `now` (the same text, nothing else changed). The
 //! answers are compared after every step: admitted or refused, which quota,
-//! the retry time, what each window holds, the settlement's outcome and the
-//! alert percentages crossed; when each window resets, as an upper bound
-//! (see `check_standing`: a difference this test found).
+//! the retry time, what each window holds and when it resets, the
+//! settlement's outcome and the alert percentages crossed. (It found three
+//! differences, fixed: the reset the scripts announced, now v4, kept as an
+//! example below; a repeated late settle, and usage beyond a reservation of 0,
+//! in the memory store: examples in `gateway/src/quota/conformance.rs`.)
 //!
 //! One difference is by design: the scripts give ended leases back lazily
 //! (when a reservation would be refused, and in 1 call of 16), the memory
