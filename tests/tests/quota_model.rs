@@ -17,8 +17,9 @@
 //! the retry time, what each window holds and when it resets, the
 //! settlement's outcome and the alert percentages crossed. (It found three
 //! differences, fixed: the reset the scripts announced, now v4, kept as an
-//! example below; a repeated late settle, and usage beyond a reservation of 0,
-//! in the memory store: examples in `gateway/src/quota/conformance.rs`.)
+//! example in `quota_lua.rs`; a repeated late settle, and usage beyond a
+//! reservation of 0, in the memory store: examples in
+//! `gateway/src/quota/conformance.rs`.)
 //!
 //! One difference is by design: the scripts give ended leases back lazily
 //! (when a reservation would be refused, and in 1 call of 16), the memory
@@ -555,91 +556,4 @@ fn the_quota_scripts_agree_with_the_memory_store() {
     if let Err(e) = result {
         panic!("{e}");
     }
-}
-
-/// What the property found in the scripts (v3), kept as an example: the reset
-/// a window announces counts from its newest bucket that holds usage. v3
-/// counted from a bucket reserved at 0, kept counting from a bucket a refund
-/// had emptied, and missed usage settled into a bucket reserved at 0.
-#[test]
-fn the_reset_counts_from_the_newest_bucket_holding_usage() {
-    let server = RedisServer::start();
-    let (rt, conn) = connect(&server);
-    let w = 6_000; // buckets of 100 ms
-    let b = w / 60;
-    let store = QuotaStore::Redis(conn);
-    let item = |amount| Item {
-        key: "{t:reset}:q:t:reset:q:reset".into(),
-        limit: 1_000,
-        span: Span::Sliding(w),
-        amount,
-    };
-    let actual = |amount| Actual {
-        key: item(0).key,
-        span: Span::Sliding(w),
-        amount,
-        limit: 1_000,
-        alerts: Arc::from(Vec::new()),
-    };
-    rt.block_on(async {
-        let reserve = async |id: &str, amount| match store
-            .reserve("t:reset", id, LONG_MS, LONG_MS, &[item(amount)])
-            .await
-            .unwrap()
-        {
-            ReserveAnswer::Admitted {
-                now_ms,
-                used,
-                member,
-            } => (now_ms, used[0], member),
-            other => panic!("{id}: {other:?}"),
-        };
-        let settle = async |id: &str, member: &str, amount| {
-            let a = [actual(amount)];
-            let call = SettleCall {
-                tag: "t:reset",
-                id,
-                member,
-                tomb_ms: LONG_MS,
-                mode: SettleMode::Reserved,
-                actual: &a,
-                ledger: None,
-            };
-            assert_eq!(
-                store.settle(&call).await.unwrap().answer,
-                SettleAnswer::Settled
-            );
-        };
-        // the reset of usage in bucket `k`, seen at `now`
-        let reset = |k: u64, now: u64| (k + 61) * b - now;
-        let next_bucket = || tokio::time::sleep(Duration::from_millis(b + 20));
-        let (t1, _, _) = reserve("a", 10).await;
-        next_bucket().await;
-        let (t2, z, z_member) = reserve("z", 0).await;
-        assert!(t2 / b > t1 / b);
-        assert_eq!(
-            z.reset_ms,
-            reset(t1 / b, t2),
-            "a reservation of 0 moves nothing"
-        );
-        settle("z", &z_member, 5).await;
-        let (t3, p, _) = reserve("p", 0).await;
-        assert_eq!(p.used, 15);
-        assert_eq!(
-            p.reset_ms,
-            reset(t2 / b, t3),
-            "usage settled into z's bucket"
-        );
-        next_bucket().await;
-        let (t4, _, c_member) = reserve("c", 7).await;
-        assert!(t4 / b > t2 / b);
-        settle("c", &c_member, 0).await;
-        let (t5, q, _) = reserve("q", 0).await;
-        assert_eq!(q.used, 15);
-        assert_eq!(
-            q.reset_ms,
-            reset(t2 / b, t5),
-            "c's bucket emptied by the refund"
-        );
-    });
 }
