@@ -88,3 +88,55 @@ mod tests {
         assert!(Glob::new("acme/*").matches("acme/labubu"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The meaning of a glob, written the slow obvious way: `*` matches any
+    /// run of characters (backtracking over every split).
+    fn reference(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('*', rest)) => (0..=s.len()).any(|i| reference(rest, &s[i..])),
+            Some((c, rest)) => s.first() == Some(c) && reference(rest, &s[1..]),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::cases(256))]
+
+        /// Over a small alphabet (so that parts repeat and overlap, as `ab*ba`
+        /// against `aba` does), a glob matches exactly what the backtracking
+        /// reference matches.
+        #[test]
+        fn matches_as_the_reference(p in "[ab*é]{0,8}", s in "[abé]{0,10}") {
+            let pc: Vec<char> = p.chars().collect();
+            let sc: Vec<char> = s.chars().collect();
+            prop_assert_eq!(Glob::new(&p).matches(&s), reference(&pc, &sc), "{:?} vs {:?}", p, s);
+        }
+
+        /// A value matches every glob made from it by turning runs of it into `*`.
+        #[test]
+        fn a_value_matches_its_generalisations(
+            s in "[a-z.\\-/]{0,12}",
+            cuts in proptest::collection::vec((0usize..13, 0usize..13), 0..4),
+        ) {
+            let mut keep = vec![true; s.len()];
+            for (a, b) in cuts {
+                let (a, b) = (a.min(b).min(s.len()), a.max(b).min(s.len()));
+                keep[a..b].iter_mut().for_each(|k| *k = false);
+            }
+            let mut pattern = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if keep[i] {
+                    pattern.push(c);
+                } else if !pattern.ends_with('*') {
+                    pattern.push('*');
+                }
+            }
+            prop_assert!(Glob::new(&pattern).matches(&s), "{:?} !~ {:?}", pattern, s);
+        }
+    }
+}

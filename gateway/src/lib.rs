@@ -24,6 +24,8 @@ pub mod keys;
 pub mod meter;
 pub mod models;
 pub mod pipeline;
+#[cfg(test)]
+pub(crate) mod prop;
 pub mod protocol;
 pub mod providers;
 pub mod quota;

@@ -54,8 +54,11 @@ impl<'a> ClientBody<'a> {
         if let Some(v) = body.get("stream_options") {
             // a duplicate inside is refused like one at the top level (serde's
             // derive reports it); another shape is the upstream's to judge
+            // (serde's derive also reads a struct from a list: `[true]` is
+            // not the client asking for usage)
+            let object = v.get().starts_with('{');
             body.include_usage = match serde_json::from_str::<StreamOptions>(v.get()) {
-                Ok(o) => o.include_usage == Some(true),
+                Ok(o) => object && o.include_usage == Some(true),
                 Err(e) if e.to_string().starts_with("duplicate field") => {
                     return Err(duplicate_key("stream_options.include_usage"))
                 }
@@ -334,6 +337,18 @@ mod tests {
             .is_none());
     }
 
+    /// Found by `duplicates_are_refused_and_the_rest_is_read`: serde's derive
+    /// read `[true]` as `{"include_usage": true}`, and the gateway took the
+    /// client for one that asked for the usage chunk (and passed it on).
+    #[test]
+    fn stream_options_that_are_not_an_object_ask_for_nothing() {
+        for v in ["[true]", "[true, 1]", "true", "\"include_usage\""] {
+            let body = format!(r#"{{"model":"m","stream":true,"stream_options":{v}}}"#);
+            let b = ClientBody::parse(body.as_bytes()).unwrap();
+            assert!(!b.include_usage, "{v}");
+        }
+    }
+
     #[test]
     fn duplicates_of_fields_the_gateway_reads_are_refused() {
         for body in [
@@ -447,3 +462,7 @@ mod tests {
         assert_eq!(b.prompt_bytes(), 12);
     }
 }
+
+#[cfg(test)]
+#[path = "request_body_proptests.rs"]
+mod proptests;

@@ -1,5 +1,5 @@
-//! What v3 of the quota scripts adds (`lua/quota_reserve.v3.lua`,
-//! `quota_settle.v3.lua`, `quota_usage.v3.lua` after `quota_lib.v3.lua`, and
+//! What v3 of the quota scripts added, as v4 has it (`lua/quota_reserve.v4.lua`,
+//! `quota_settle.v4.lua`, `quota_usage.v4.lua` after `quota_lib.v4.lua`, and
 //! `ledger_read.v1.lua`), run with `EVAL` on a real redis-server and checked
 //! against their header comments and `lua/README.md`:
 //!

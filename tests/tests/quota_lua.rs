@@ -1,5 +1,5 @@
-//! The quota scripts (`lua/quota_reserve.v3.lua`, `quota_settle.v3.lua`,
-//! `quota_usage.v3.lua`, each after `quota_lib.v3.lua`) run with `EVAL` on a
+//! The quota scripts (`lua/quota_reserve.v4.lua`, `quota_settle.v4.lua`,
+//! `quota_usage.v4.lua`, each after `quota_lib.v4.lua`) run with `EVAL` on a
 //! real redis-server, checked against their header comments and
 //! `lua/README.md` ("Quotas"): all-or-nothing reservations on a sliding window
 //! of 60 sub-buckets, refusals with a truthful retry time, reservations kept as
@@ -758,6 +758,51 @@ fn a_changed_window_length_starts_afresh() {
 
 // ---------------------------------------------------------------------------
 // settle, leases, retries
+
+/// The reset a window announces counts from its newest bucket that holds
+/// usage. v3 counted from a bucket reserved at 0, kept counting from a bucket
+/// a refund had emptied, and missed usage settled into a bucket reserved at
+/// 0 (found by `quota_model.rs`, against the memory store).
+#[test]
+fn the_reset_counts_from_the_newest_bucket_holding_usage() {
+    let redis = RedisServer::start();
+    let q = Tag::new(&redis, "acme");
+    let w = 6_000; // buckets of 100 ms
+    let b = bucket_ms(w);
+    let tpm = |n| ("tpm", 1000, w, n);
+    // the reset of usage in bucket `k`, seen at `now`
+    let reset = |k: i64, now: i64| (k + 61) * b - now;
+    let next_bucket = || sleep(ms(b + 20));
+
+    let a = q.admit("a", &[tpm(10)]);
+    next_bucket();
+    let z = q.admit("z", &[tpm(0)]);
+    assert!(z.now / b > a.now / b);
+    assert_eq!(
+        z.reset,
+        [reset(a.now / b, z.now)],
+        "a reservation of 0 moves nothing"
+    );
+    assert_eq!(q.settle(&z, &[("tpm", w, 5)]), 1);
+    let p = q.admit("p", &[tpm(0)]);
+    assert_eq!(p.used, [15]);
+    assert_eq!(
+        p.reset,
+        [reset(z.now / b, p.now)],
+        "usage settled into z's bucket"
+    );
+    next_bucket();
+    let c = q.admit("c", &[tpm(7)]);
+    assert!(c.now / b > z.now / b);
+    assert_eq!(q.settle(&c, &[("tpm", w, 0)]), 1);
+    let r = q.admit("r", &[tpm(0)]);
+    assert_eq!(r.used, [15]);
+    assert_eq!(
+        r.reset,
+        [reset(z.now / b, r.now)],
+        "c's bucket emptied by the refund"
+    );
+}
 
 #[test]
 fn settle_replaces_the_reservation_once() {

@@ -417,3 +417,6 @@ mod tests {
         assert_eq!(m.read.output_bytes, 8);
     }
 }
+
+#[cfg(test)]
+mod proptests;

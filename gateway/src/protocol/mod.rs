@@ -253,3 +253,6 @@ pub struct Upstream {
     /// fields of the client's request that had no counterpart upstream
     pub warnings: Vec<String>,
 }
+
+#[cfg(test)]
+mod proptests;

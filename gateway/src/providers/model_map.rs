@@ -103,3 +103,62 @@ mod tests {
         assert!(ModelMap::build(&raw).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A rule's request side: a glob over a small alphabet, or a regex
+    /// with a capture.
+    fn from() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[ab*]{1,5}",
+            1 => "[ab]{1,3}".prop_map(|p| format!("~^{p}-(.*)$")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::cases(256))]
+
+        /// The first rule that matches decides (a glob's target as it is, a
+        /// regex's with its capture); a model no rule matches passes unchanged.
+        #[test]
+        fn the_first_matching_rule_wins(
+            rules in proptest::collection::vec((from(), "[xy]{1,3}(\\$1)?"), 0..6),
+            model in "[ab\\-]{0,8}",
+        ) {
+            let raw: IndexMap<String, String> = rules.into_iter().collect();
+            let m = ModelMap::build(&raw).unwrap();
+            let mut expected = model.clone();
+            for (from, to) in &raw {
+                if let Some(re) = from.strip_prefix('~') {
+                    let prefix = re.trim_start_matches('^').trim_end_matches("-(.*)$");
+                    if let Some(rest) = model.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) {
+                        expected = to.replace("$1", rest);
+                        break;
+                    }
+                } else if Glob::new(from).matches(&model) {
+                    expected = to.clone();
+                    break;
+                }
+            }
+            prop_assert_eq!(m.map(&model).into_owned(), expected);
+        }
+
+        /// Building never panics on any rule text: a bad regex is an error
+        /// naming its rule, an empty target too.
+        #[test]
+        fn any_rule_text_builds_or_names_the_rule(from in "~?.{0,12}", to in ".{0,4}") {
+            let mut raw = IndexMap::new();
+            raw.insert(from.clone(), to.clone());
+            match ModelMap::build(&raw) {
+                Ok(m) => {
+                    prop_assert!(!to.is_empty());
+                    let _ = m.map(&from);
+                }
+                Err((rule, _)) => prop_assert_eq!(rule, from),
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The usage ledger: per tenant x consumer x model x provider x UTC day, what
 //! the requests an upstream answered used and cost. Written by the settlement
-//! of each request (`quota_settle.v3.lua` in Redis, [`MemoryLedger`] here),
+//! of each request (`quota_settle.v4.lua` in Redis, [`MemoryLedger`] here),
 //! read back for `GET /admin/usage/report`.
 
 use super::ops::LedgerAdd;

@@ -1,6 +1,6 @@
 //! Where quota windows and the usage ledger live: in this process (`memory`)
-//! or in Redis, through `lua/quota_reserve.v3.lua`, `quota_settle.v3.lua` and
-//! `quota_usage.v3.lua`. Both answer the same way; `conformance.rs` checks they
+//! or in Redis, through `lua/quota_reserve.v4.lua`, `quota_settle.v4.lua` and
+//! `quota_usage.v4.lua`. Both answer the same way; `conformance.rs` checks they
 //! agree.
 
 use super::memory::MemoryQuotas;

@@ -175,3 +175,103 @@ mod tests {
         assert_eq!(to_text(&Value::Null), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Map};
+
+    /// JSON values with keys that need escaping (dots, backslashes), keys
+    /// that look like indexes, and `@`/`#` inside keys.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z .]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec(("[a-c.\\\\0-2#@]{1,4}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// A step written as a path step: a key escaped (`\.` and `\\`).
+    fn escape(key: &str) -> String {
+        key.replace('\\', "\\\\").replace('.', "\\.")
+    }
+
+    /// A walk from the root of `v` by `choices`: the path written for it and
+    /// the value it ends on. Keys that would read as something else (an
+    /// index, `#`, `@...`) end the walk.
+    fn walk_into(v: &Value, choices: &[usize]) -> (Vec<String>, Value) {
+        let mut steps = Vec::new();
+        let mut at = v.clone();
+        for &c in choices {
+            let next = match &at {
+                Value::Array(a) if !a.is_empty() => {
+                    let i = c % a.len();
+                    steps.push(i.to_string());
+                    a[i].clone()
+                }
+                Value::Object(o) if !o.is_empty() => {
+                    let (k, child) = o.iter().nth(c % o.len()).unwrap();
+                    if k.parse::<usize>().is_ok() || k == "#" || k.starts_with('@') {
+                        break;
+                    }
+                    steps.push(escape(k));
+                    child.clone()
+                }
+                _ => break,
+            };
+            at = next;
+        }
+        (steps, at)
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::cases(256))]
+
+        /// The path of any walk into a value finds the value walked to.
+        #[test]
+        fn a_walk_is_found_again(v in value(), choices in prop::collection::vec(any::<usize>(), 0..6)) {
+            let v = json!({ "r": v });
+            let mut choices = choices;
+            choices.insert(0, 0);
+            let (steps, want) = walk_into(&v, &choices);
+            let path = Path::parse(&steps.join(".")).unwrap();
+            prop_assert_eq!(path.get(&v).map(Cow::into_owned), Some(want));
+        }
+
+        /// `#` is an array's length, `@reverse` its elements backwards (twice:
+        /// the array), `#.<rest>` `<rest>` of each element that has it.
+        #[test]
+        fn length_reverse_and_each(items in prop::collection::vec(value(), 0..6)) {
+            let v = json!({ "a": items.clone() });
+            let get = |p: &str| Path::parse(p).unwrap().get(&v).map(Cow::into_owned);
+            prop_assert_eq!(get("a.#"), Some(json!(items.len())));
+            let mut rev = items.clone();
+            rev.reverse();
+            prop_assert_eq!(get("a.@reverse"), Some(Value::Array(rev.clone())));
+            prop_assert_eq!(get("a.@reverse.@reverse"), Some(Value::Array(items.clone())));
+            if let Some(last) = items.last() {
+                prop_assert_eq!(get("a.@reverse.0"), Some(last.clone()));
+            }
+            let each: Vec<Value> = items.iter().filter_map(|e| e.get("b").cloned()).collect();
+            prop_assert_eq!(get("a.#.b"), Some(Value::Array(each)));
+        }
+
+        /// Any path text parses or is refused with a reason, and a parsed path
+        /// evaluates on any value without a panic.
+        #[test]
+        fn any_path_text_is_safe(p in "[a-c0-9.\\\\#@ ]{0,12}|@reverse|.{0,8}", v in value()) {
+            if let Ok(path) = Path::parse(&p) {
+                let _ = path.get(&v);
+            }
+        }
+    }
+}

@@ -352,3 +352,115 @@ mod tests {
         assert!(!TraceCtx::from_headers(&HeaderMap::new(), 0.0).sampled);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn with(name: &'static str, v: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(v) {
+            h.insert(name, v);
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::cases(256))]
+
+        /// A valid `traceparent` is continued: its trace id, its span as the
+        /// parent and its sampled flag, whatever the ratio; the upstream gets
+        /// the same trace with the gateway's span, which reads back the same.
+        #[test]
+        fn a_valid_traceparent_is_continued_and_passed_on(
+            trace in 1u128.., span in 1u64.., flags: u8, ratio in 0.0f64..=1.0, client_span in 1u64..,
+        ) {
+            let tp = format!("00-{trace:032x}-{span:016x}-{flags:02x}");
+            let t = TraceCtx::from_headers(&with("traceparent", tp.as_bytes()), ratio);
+            prop_assert_eq!(t.trace_id, trace);
+            prop_assert_eq!(t.parent, Some(span));
+            prop_assert_eq!(t.sampled, flags & 1 == 1);
+            prop_assert!(!t.b3);
+            let mut up = HeaderMap::new();
+            t.inject(client_span, &mut up);
+            let again = TraceCtx::from_headers(&up, 1.0 - ratio);
+            prop_assert_eq!(again.trace_id, trace);
+            prop_assert_eq!(again.parent, Some(client_span));
+            prop_assert_eq!(again.sampled, t.sampled);
+        }
+
+        /// B3 single and multi headers are continued likewise, in either case
+        /// of hex, 64- or 128-bit trace ids; the upstream gets `b3` back.
+        #[test]
+        fn b3_is_continued_and_passed_on(
+            trace in 1u128.., short: bool, span in 1u64.., sampled in proptest::option::of(any::<bool>()),
+            upper: bool, multi: bool,
+        ) {
+            let trace = if short { trace % (1 << 64) } else { trace };
+            prop_assume!(trace != 0);
+            let case = |s: String| if upper { s.to_uppercase() } else { s };
+            let t_hex = case(if short { format!("{trace:016x}") } else { format!("{trace:032x}") });
+            let s_hex = case(format!("{span:016x}"));
+            let h = if multi {
+                let mut h = with("x-b3-traceid", t_hex.as_bytes());
+                h.insert("x-b3-spanid", HeaderValue::from_str(&s_hex).unwrap());
+                if let Some(s) = sampled {
+                    h.insert("x-b3-sampled", HeaderValue::from_static(if s { "1" } else { "0" }));
+                }
+                h
+            } else {
+                let flag = sampled.map_or(String::new(), |s| format!("-{}", u8::from(s)));
+                with("b3", format!("{t_hex}-{s_hex}{flag}").as_bytes())
+            };
+            let t = TraceCtx::from_headers(&h, 1.0);
+            prop_assert_eq!(t.trace_id, trace);
+            prop_assert_eq!(t.parent, Some(span));
+            prop_assert_eq!(t.sampled, sampled.unwrap_or(true));
+            prop_assert!(t.b3);
+            let mut up = HeaderMap::new();
+            t.inject(7, &mut up);
+            let back = TraceCtx::from_headers(&with("b3", up["b3"].as_bytes()), 0.0);
+            prop_assert_eq!((back.trace_id, back.parent, back.sampled), (trace, Some(7), t.sampled));
+        }
+
+        /// Any bytes in any trace header: no panic, and a continued trace
+        /// never has a zero id (W3C and B3 both forbid them).
+        #[test]
+        fn any_header_bytes_are_safe(
+            name in prop::sample::select(vec!["traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"]),
+            v in prop::collection::vec(prop_oneof![
+                8 => prop::sample::select(b"0123456789abcdefABCDEF-".to_vec()),
+                1 => any::<u8>(),
+            ], 0..80),
+            ratio in -1.0f64..2.0,
+        ) {
+            let t = TraceCtx::from_headers(&with(name, &v), ratio);
+            prop_assert!(t.trace_id != 0 && t.span_id != 0);
+            prop_assert!(t.parent != Some(0));
+            let mut up = HeaderMap::new();
+            t.inject(t.span_id, &mut up);
+            let tp = up["traceparent"].to_str().unwrap();
+            prop_assert!(parse_traceparent(&up["traceparent"]).is_some(), "{}", tp);
+        }
+
+        /// A `traceparent` that is not exactly the W3C form (a character
+        /// changed to one outside lowercase hex, a field one digit short or
+        /// long) starts a new trace.
+        #[test]
+        fn a_malformed_traceparent_starts_a_new_trace(
+            trace in 1u128.., span in 1u64.., at in 0usize..55, to in "[G-Zg-z_+ ]", grow: bool,
+        ) {
+            let good = format!("00-{trace:032x}-{span:016x}-01");
+            let mut bad = good.clone();
+            if at == 2 || at == 35 || at == 52 {
+                // a separator: one more or one fewer digit in the field before it
+                if grow { bad.insert(at, 'a') } else { bad.remove(at - 1); }
+            } else {
+                bad.replace_range(at..at + 1, &to);
+            }
+            let t = TraceCtx::from_headers(&with("traceparent", bad.as_bytes()), 1.0);
+            prop_assert_eq!(t.parent, None, "{}", bad);
+        }
+    }
+}

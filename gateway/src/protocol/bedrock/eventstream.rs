@@ -272,3 +272,77 @@ pub(crate) mod frames {
         )
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// What decoding `reads` gives: each event's data, then the error that
+    /// broke the stream (if any) and the bytes of a frame still pending.
+    fn decode_all(reads: &[&[u8]]) -> (Vec<Vec<u8>>, Option<Broken>, usize) {
+        let mut d = Decoder::new();
+        let mut events = Vec::new();
+        let mut broken = None;
+        for r in reads {
+            if let Err(e) = d.feed(r, |data| events.push(data.to_vec())) {
+                broken.get_or_insert(e);
+            }
+        }
+        (events, broken, d.pending())
+    }
+
+    fn split<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        at.extend([0, bytes.len()]);
+        at.sort_unstable();
+        at.windows(2).map(|w| &bytes[w[0]..w[1]]).collect()
+    }
+
+    /// Frames of events, exceptions and messages of no known type.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let frame =
+            (0..3u8, "[a-zA-Z]{1,12}", "[ -~é]{0,40}").prop_map(
+                |(kind, name, payload)| match kind {
+                    0 => frames::event(&name, &payload),
+                    1 => frames::exception(&name, &payload),
+                    _ => frames::frame(&[(":message-type", "odd")], &payload),
+                },
+            );
+        prop::collection::vec(frame, 0..6).prop_map(|f| f.concat())
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::cases(256))]
+
+        /// Any split of a body into reads gives the same events, in order.
+        #[test]
+        fn any_split_gives_the_same_events(b in body(), cuts in prop::collection::vec(any::<Index>(), 0..10)) {
+            let whole = decode_all(&[&b]);
+            prop_assert!(whole.1.is_none() && whole.2 == 0);
+            prop_assert_eq!(decode_all(&split(&b, &cuts)), whole);
+        }
+
+        /// A body with bytes changed or cut anywhere, split anyhow: no panic,
+        /// the same events and the same verdict as in one read.
+        #[test]
+        fn a_damaged_body_breaks_the_same_way_whatever_the_reads(
+            b in body(),
+            damage in prop::collection::vec((any::<Index>(), any::<u8>()), 0..4),
+            cut in any::<Index>(),
+            cuts in prop::collection::vec(any::<Index>(), 0..10),
+        ) {
+            let mut b = b;
+            for (at, v) in damage {
+                if !b.is_empty() {
+                    let i = at.index(b.len());
+                    b[i] = v;
+                }
+            }
+            b.truncate(cut.index(b.len() + 1));
+            let whole = decode_all(&[&b]);
+            prop_assert_eq!(decode_all(&split(&b, &cuts)), whole);
+        }
+    }
+}

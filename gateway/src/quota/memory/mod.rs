@@ -1,6 +1,6 @@
 //! The in-process quota store: the same sliding and calendar windows,
 //! reservation records, leases, tombstones and usage ledger as
-//! `lua/quota_*.v3.lua`, behind one lock. Serves the `memory` backend and the
+//! `lua/quota_*.v4.lua`, behind one lock. Serves the `memory` backend and the
 //! per-replica limits of `on_redis_error: local` (which keeps no ledger).
 //! A sliding window ends as its Redis hash does, two windows and a bucket
 //! after its newest charge; a calendar window a minute after its period
@@ -221,16 +221,15 @@ impl Inner {
                     let real = c.actual.get(i).map_or(reserved, |a| a.amount);
                     // a bucket that left the window (or a window that was reset
                     // or ended) is not brought back; usage beyond the
-                    // reservation then counts in the current bucket
+                    // reservation then counts in the current bucket. A bucket
+                    // still in the window counts, whatever it holds (nothing,
+                    // when the reservation was 0 or refunded), as in Redis.
                     let counts = self.windows.get_mut(key.as_str()).is_some_and(|w| {
                         let Some(span) = w.span.clone() else {
                             return false;
                         };
                         let (_, cut) = w.load(&span, now);
-                        w.gen == gen
-                            && w.ends > now
-                            && bucket >= cut.oldest
-                            && w.buckets.contains_key(&bucket)
+                        w.gen == gen && w.ends > now && bucket >= cut.oldest && bucket <= cut.cur
                     });
                     if counts {
                         if let Some(w) = self.windows.get_mut(key.as_str()) {
@@ -268,6 +267,12 @@ impl Inner {
             .map(|a| (a.key.as_str(), &a.span, a.amount))
             .collect();
         let items = self.charge(&actual, now);
+        if c.mode == SettleMode::Reserved {
+            // (a late settle leaves nothing behind, as the script's removes
+            // the tombstone: a repeat finds nothing to settle)
+            self.drop_record(&rid);
+            return answer;
+        }
         self.put_record(
             Arc::from(rid),
             Record {
@@ -421,7 +426,7 @@ impl MemoryQuotas {
 
     /// Settles reservation `c.id` with the real usage (windows in the order of
     /// the reservation); when the usage is charged, the ledger entry is added
-    /// and the alerts crossed are answered, as `quota_settle.v3.lua` does.
+    /// and the alerts crossed are answered, as `quota_settle.v4.lua` does.
     pub fn settle(&self, c: &SettleCall<'_>, now: u64) -> Settled {
         let mut g = self.lock();
         let answer = g.settle(c, now);

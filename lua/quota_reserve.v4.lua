@@ -1,5 +1,6 @@
--- quota_reserve v3 (after quota_lib.v3): reserve amounts on several
+-- quota_reserve v4 (after quota_lib.v4): reserve amounts on several
 -- quotas of one hash tag, all or nothing. See lua/README.md.
+-- v4: the reset counts from the newest bucket holding usage (quota_lib v4).
 -- v3: a window is sliding (ms) or a calendar period (see span() in quota_lib).
 -- v2: KEYS[2] is the index zset `{tag}:qidx` (v1: the set `{tag}:qkeys`).
 -- KEYS[1] lease zset, KEYS[2] index zset, KEYS[3..] one window hash per quota.

@@ -1,5 +1,6 @@
--- quota_usage v3 (after quota_lib.v3): one page of what the quota windows of
+-- quota_usage v4 (after quota_lib.v4): one page of what the quota windows of
 -- one hash tag hold now (admin `GET /admin/usage`). See lua/README.md.
+-- v4: the reset counts from the newest bucket holding usage (quota_lib v4).
 -- v3: calendar windows (their period's sum until its end, then 0).
 -- v2: pages through the index zset instead of reading every window at once.
 -- KEYS[1] index zset, KEYS[2] lease zset, KEYS[3..] windows to read by name

@@ -1,6 +1,7 @@
--- quota_settle v3 (after quota_lib.v3): replaces a reservation by the real
+-- quota_settle v4 (after quota_lib.v4): replaces a reservation by the real
 -- usage, once, and adds the request to the usage ledger in the same call.
 -- See lua/README.md ("Quotas", "Usage ledger").
+-- v4: the reset counts from the newest bucket holding usage (quota_lib v4).
 -- v3: windows may be calendar periods; KEYS[3] is the ledger's day hash and
 -- ARGV[5..7] the ledger entry; per quota also its limit and alert percentages;
 -- no window at all is allowed (mode u: a request with no quota of this tag,

@@ -1,12 +1,18 @@
--- quota_lib v3: the window functions quota_reserve, quota_settle and
+-- quota_lib v4: the window functions quota_reserve, quota_settle and
 -- quota_usage share; the gateway prepends this file to each of them.
+-- v4: `n` is the newest bucket that holds usage, and the reset (reset_ms)
+-- counts from it: a reservation of 0 leaves it, a settle or refund that
+-- empties it moves it back to the newest bucket still holding some, usage
+-- settled into a newer bucket moves it there (v3 counted from buckets
+-- reserved at 0 and from emptied ones, and missed the last case). Hashes,
+-- members and arguments are v3's.
 -- v3: calendar windows (one period of a calendar: a day, week or month in a
 -- time zone) besides sliding ones, and the usage ledger (quota_settle).
 -- v2: the index of a tag's windows is a zset scored with each window's end
 -- (`{tag}:qidx`), trimmed as windows end and living no longer than its last
 -- window, instead of a set that only quota_usage emptied.
 -- A sliding window's hash holds `w` (window ms), `s` (sum of the buckets from
--- `o` to now), `o` (oldest bucket counted), `n` (newest bucket charged), `g`
+-- `o` to now), `o` (oldest bucket counted), `n` (newest bucket holding usage), `g`
 -- (its generation: Redis time when it was made, so a reservation made before a
 -- reset or expiry never moves the new window's buckets) and one field
 -- per bucket (index = floor(ms / b), b = ceil(w / 60)). Keeping the sum makes a
@@ -112,13 +118,15 @@ local function add(win, amount, index)
     end
     win.fresh = false
   end
+  local renew = win.n ~= win.cur
   if amount > 0 then
     win.here = win.here + amount
     win.sum = win.sum + amount
     redis.call('HSET', win.key, win.cur, string.format('%d', win.here),
       's', string.format('%d', win.sum), 'n', win.cur)
+    win.n = win.cur
   end
-  if win.n ~= win.cur then
+  if renew then
     -- once per bucket: the hash outlives its newest bucket by a window (after
     -- that nothing in it counts; a calendar's by a minute past its period),
     -- and its index entry (for /admin/usage) is scored with the hash's end;
@@ -129,7 +137,6 @@ local function add(win, amount, index)
     redis.call('ZADD', index, now + ttl, win.key)
     if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
     trim(index)
-    win.n = win.cur
   end
 end
 
@@ -139,15 +146,16 @@ end
 -- it was numbered for another window length, and would never leave the sum).
 local function adjust(key, idx, delta, gen)
   if delta == 0 then return true end
-  local m = redis.call('HMGET', key, 'o', 's', 'w', idx, 'g', 'e')
+  local m = redis.call('HMGET', key, 'o', 's', 'w', idx, 'g', 'e', 'n')
   local o, s, w = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
   -- answers false when the bucket no longer counts: gone, left the window (`o`
   -- only moves when the window is advanced, so it is checked against now too;
   -- a calendar's one bucket counts until its period's end), or the window was
   -- made anew since (reset, expired, window changed: another generation)
   if not o or not s or not m[3] or (m[5] or '0') ~= gen then return false end
+  local cur
   if w then
-    local cur = math.floor(now / math.ceil(w / N))
+    cur = math.floor(now / math.ceil(w / N))
     if idx < o or idx < cur - N or idx > cur then return false end
   elseif idx ~= o or now >= (tonumber(m[6]) or 0) then
     return false
@@ -160,13 +168,31 @@ local function adjust(key, idx, delta, gen)
   if nv == 0 then
     redis.call('HDEL', key, idx)
     redis.call('HSET', key, 's', string.format('%d', s))
+    if w and tonumber(m[7]) == idx then
+      -- the newest bucket holding usage emptied: `n` moves to the one before
+      -- it that still holds some (what reset_ms counts from), or goes
+      local lo = math.max(o, cur - N)
+      local older = {}
+      for i = idx - 1, lo, -1 do older[#older + 1] = i end
+      local newest
+      if #older > 0 then
+        local held = redis.call('HMGET', key, unpack(older))
+        for k = 1, #older do
+          if tonumber(held[k]) then newest = older[k]; break end
+        end
+      end
+      if newest then redis.call('HSET', key, 'n', newest) else redis.call('HDEL', key, 'n') end
+    end
+  elseif w and idx > (tonumber(m[7]) or -1) then
+    -- a bucket newer than `n` (reserved at 0) now holds usage
+    redis.call('HSET', key, idx, string.format('%d', nv), 's', string.format('%d', s), 'n', idx)
   else
     redis.call('HSET', key, idx, string.format('%d', nv), 's', string.format('%d', s))
   end
   return true
 end
 
--- ms until the newest charged bucket leaves the window (0 when empty)
+-- ms until the newest bucket holding usage leaves the window (0 when empty)
 local function reset_ms(win)
   if win.sp.cal then
     if win.sum <= 0 then return 0 end
