@@ -225,6 +225,10 @@ fn known_models(
 }
 
 #[cfg(test)]
+#[path = "runtime_proptests.rs"]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse_text;

@@ -500,6 +500,3 @@ routes:
         assert!(raw.server.tls.is_some() && raw.telemetry.otlp.is_some());
     }
 }
-
-#[cfg(test)]
-mod proptests;

@@ -3,8 +3,8 @@
 //! generated and written as YAML and as JSON, loads from both as the same
 //! config.
 
+use super::load_text;
 use crate::providers::ClientCache;
-use crate::runtime::load_text;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -296,8 +296,8 @@ proptest! {
         prop_assert!(from_yaml.is_ok(), "{:?}\n{}", from_yaml.err(), y);
         let from_json = load_text("c.json", &j, 1, &ClientCache::default());
         prop_assert!(from_json.is_ok(), "{:?}\n{}", from_json.err(), j);
-        let a = super::parse_text("c.yaml", &y).unwrap();
-        let b = super::parse_text("c.json", &j).unwrap();
+        let a = crate::config::parse_text("c.yaml", &y).unwrap();
+        let b = crate::config::parse_text("c.json", &j).unwrap();
         prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
         // and the raw config says what the generator wrote
         let back: Map<String, Value> = c.as_object().cloned().unwrap_or_default();
