@@ -162,7 +162,11 @@ async fn alive_tasks_follow_the_streams_in_flight() {
     let mut streams = Vec::new();
     for i in 0..OPEN_STREAMS {
         let mut s = c
-            .open_sse(&url, &chat_stream_body("gpt-4o-mini", &format!("s{i}")), &[])
+            .open_sse(
+                &url,
+                &chat_stream_body("gpt-4o-mini", &format!("s{i}")),
+                &[],
+            )
             .await;
         assert_eq!(s.status, 200);
         assert!(s.next_event().await.is_some(), "stream {i} sent no event");
