@@ -1,4 +1,7 @@
-//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`).
+//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`), and
+//! the soak bench ([`soak`], run by the `soak` binary).
+
+pub mod soak;
 
 use serde_json::json;
 
@@ -97,6 +100,12 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Open file descriptors of a process (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.filter(Result::is_ok).count() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +130,6 @@ mod tests {
         assert!(cpu_ticks(&[pid]).is_some());
         assert!(machine_busy_ticks().is_some());
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
+        assert!(fd_count(pid).is_some_and(|n| n >= 3));
     }
 }
