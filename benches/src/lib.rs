@@ -106,6 +106,45 @@ pub fn fd_count(pid: u32) -> Option<u64> {
     Some(dir.filter(Result::is_ok).count() as u64)
 }
 
+/// The TCP sockets among a process's file descriptors, as (local port, remote
+/// port, listening), read from /proc/PID/fd and /proc/PID/net/tcp{,6}.
+pub fn tcp_sockets(pid: u32) -> Option<Vec<(u16, u16, bool)>> {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(ino.to_string());
+            }
+        }
+    }
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(ino)) =
+                (w.get(1), w.get(2), w.get(3), w.get(9))
+            else {
+                continue;
+            };
+            if inodes.contains(*ino) {
+                if let (Some(l), Some(r)) = (port(local), port(remote)) {
+                    out.push((l, r, *state == "0A"));
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +170,9 @@ mod tests {
         assert!(machine_busy_ticks().is_some());
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
         assert!(fd_count(pid).is_some_and(|n| n >= 3));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let socks = tcp_sockets(pid).expect("tcp sockets");
+        assert!(socks.contains(&(port, 0, true)), "{socks:?}");
     }
 }

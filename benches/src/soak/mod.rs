@@ -142,6 +142,10 @@ pub async fn run(s: &Settings) -> Result<Outcome> {
         eprintln!("[soak] could not list Redis's keys: {e}");
         Vec::new()
     });
+    let leases = sampler::lease_members(&fleet).await.unwrap_or_else(|e| {
+        eprintln!("[soak] could not read the quota lease zsets: {e}");
+        Vec::new()
+    });
     let logs: Vec<logs::ReplicaLog> = fleet
         .gateways
         .iter()
@@ -154,6 +158,7 @@ pub async fn run(s: &Settings) -> Result<Outcome> {
         actions: &actions.snapshot(),
         logs: &logs,
         key_kinds: &key_kinds,
+        leases: &leases,
     })?;
     drop(fleet);
     Ok(outcome)

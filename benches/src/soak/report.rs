@@ -3,7 +3,7 @@
 //! actions by outcome, what the gateways logged, every sample and the settings.
 
 use super::logs::ReplicaLog;
-use super::sampler::{ReplicaSample, Sample};
+use super::sampler::{FdKinds, LeaseMembers, ReplicaSample, Sample};
 use super::svg::{Chart, Line};
 use super::traffic::MIX;
 use super::verdict::{Verdict, FLAT_LIMIT_PCT, LEVEL_WINDOW_S};
@@ -21,6 +21,8 @@ pub struct Inputs<'a> {
     pub logs: &'a [ReplicaLog],
     /// Redis's keys by kind once the traffic stopped: (kind, keys, bytes)
     pub key_kinds: &'a [(String, u64, u64)],
+    /// the quota lease zsets' members once the traffic stopped
+    pub leases: &'a [LeaseMembers],
 }
 
 /// One plotted quantity: a line per replica, or one for Redis.
@@ -61,6 +63,27 @@ fn fleet_line(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(St
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The FD kinds of every replica as lines of their own.
+fn fd_kind_lines(samples: &[Sample], replicas: usize) -> Vec<(String, Vec<(f64, f64)>)> {
+    let kinds: [(&str, fn(&FdKinds) -> u64); 4] = [
+        ("clients", |k| k.clients),
+        ("upstream", |k| k.upstream),
+        ("Redis", |k| k.redis),
+        ("other", |k| k.other),
+    ];
+    let mut out = Vec::new();
+    for (name, get) in kinds {
+        for (i, (_, points)) in
+            per_replica(samples, replicas, |r| r.fd_kinds.as_ref().map(|k| get(k) as f64))
+                .into_iter()
+                .enumerate()
+        {
+            out.push((format!("r{} {name}", i + 1), points));
+        }
+    }
+    out
+}
+
 fn series(samples: &[Sample], replicas: usize) -> Vec<Series> {
     vec![
         Series {
@@ -76,6 +99,13 @@ fn series(samples: &[Sample], replicas: usize) -> Vec<Series> {
             unit: "FDs",
             judged: true,
             lines: per_replica(samples, replicas, |r| r.fds.map(|n| n as f64)),
+        },
+        Series {
+            file: "fds-by-kind",
+            title: "Gateway FDs by kind: clients, upstream, Redis, other",
+            unit: "FDs",
+            judged: false,
+            lines: fd_kind_lines(samples, replicas),
         },
         Series {
             file: "tasks",
@@ -104,6 +134,13 @@ fn series(samples: &[Sample], replicas: usize) -> Vec<Series> {
             unit: "keys",
             judged: false,
             lines: fleet_line(samples, |s| s.redis_keys.map(|n| n as f64)),
+        },
+        Series {
+            file: "redis-leases",
+            title: "Quota lease zset members (reservations held and tombstones)",
+            unit: "members",
+            judged: false,
+            lines: fleet_line(samples, |s| s.lease_members.map(|n| n as f64)),
         },
     ]
 }
@@ -274,7 +311,7 @@ fn markdown(inp: &Inputs, verdicts: &str, plots: &str, passed: bool) -> String {
     requests_section(&mut md, inp.requests);
     actions_section(&mut md, inp.actions);
     logs_section(&mut md, inp.logs);
-    keys_section(&mut md, inp.key_kinds);
+    keys_section(&mut md, inp.key_kinds, inp.leases);
     samples_section(&mut md, inp.samples);
     settings_section(&mut md, s);
     md
@@ -355,10 +392,20 @@ fn logs_section(md: &mut String, logs: &[ReplicaLog]) {
     md.push('\n');
 }
 
-fn keys_section(md: &mut String, kinds: &[(String, u64, u64)]) {
+fn keys_section(md: &mut String, kinds: &[(String, u64, u64)], leases: &[LeaseMembers]) {
     md.push_str("## Redis keys once the traffic stopped, by kind\n\nDigests as `<hex>`, numbers as `#`; memory from `MEMORY USAGE`.\n\n| kind | keys | memory (KiB) |\n|---|---:|---:|\n");
     for (kind, n, bytes) in kinds {
         let _ = writeln!(md, "| `{kind}` | {n} | {:.1} |", *bytes as f64 / 1024.0);
+    }
+    md.push_str("\nThe quota lease zsets' members (a reservation is one member until it is settled; \
+        `E`: a lease that ended unsettled, its reservation given back; `S`: usage charged without a reservation; \
+        each tombstone stays 10 minutes):\n\n| lease zset | reservations held | of which past their lease | `E` tombstones | `S` tombstones |\n|---|---:|---:|---:|---:|\n");
+    for l in leases {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} |",
+            l.key, l.held, l.late, l.ended, l.charged
+        );
     }
     md.push('\n');
 }
@@ -368,11 +415,14 @@ fn samples_section(md: &mut String, samples: &[Sample]) {
     md.push_str("## Samples\n\n| t (s) | requests |");
     let mut rule = String::from("|---:|---:|");
     for i in 1..=replicas {
-        let _ = write!(md, " r{i} RSS (KiB) | r{i} FDs | r{i} tasks | r{i} auth cache |");
+        let _ = write!(
+            md,
+            " r{i} RSS (KiB) | r{i} FDs (clients/upstream/Redis/other) | r{i} tasks | r{i} auth cache |"
+        );
         rule.push_str("---:|---:|---:|---:|");
     }
-    md.push_str(" Redis used_memory (B) | Redis keys | load avg |\n");
-    rule.push_str("---:|---:|---:|\n");
+    md.push_str(" quota bypassed (all replicas) | Redis used_memory (B) | Redis keys | lease members | load avg |\n");
+    rule.push_str("---:|---:|---:|---:|---:|\n");
     md.push_str(&rule);
     for smp in samples {
         let t = if smp.under_load {
@@ -382,20 +432,26 @@ fn samples_section(md: &mut String, samples: &[Sample]) {
         };
         let _ = write!(md, "| {t} | {} |", smp.requests);
         for r in &smp.replicas {
+            let kinds = r.fd_kinds.map_or_else(String::new, |k| {
+                format!(" ({}/{}/{}/{})", k.clients, k.upstream, k.redis, k.other)
+            });
             let _ = write!(
                 md,
-                " {} | {} | {} | {} |",
+                " {} | {}{kinds} | {} | {} |",
                 opt(r.rss_kib),
                 opt(r.fds),
                 opt(r.tasks),
                 opt(r.auth_cache)
             );
         }
+        let bypassed: Option<f64> = smp.replicas.iter().map(|r| r.bypassed).sum();
         let _ = writeln!(
             md,
-            " {} | {} | {} |",
+            " {} | {} | {} | {} | {} |",
+            opt(bypassed),
             opt(smp.redis_used),
             opt(smp.redis_keys),
+            opt(smp.lease_members),
             smp.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))
         );
     }

@@ -4,13 +4,16 @@
 
 use std::fmt::Write;
 
-const WIDTH: f64 = 760.0;
+const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 320.0;
 const LEFT: f64 = 78.0;
-const RIGHT: f64 = 24.0;
+/// the legend is on the right of the plot
+const RIGHT: f64 = 190.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 48.0;
-const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f",
+];
 
 /// One series: (seconds, value) points and its flat limit, if it has one.
 pub struct Line {
@@ -165,8 +168,8 @@ impl Chart {
                 r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{}"/>"#,
                 pts.join(" ")
             );
-            let ly = TOP + 14.0 + 16.0 * i as f64;
-            let lx = LEFT + pw - 230.0;
+            let ly = TOP + 10.0 + 16.0 * i as f64;
+            let lx = LEFT + pw + 12.0;
             let _ = writeln!(
                 out,
                 r#"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
@@ -178,11 +181,11 @@ impl Chart {
             );
         }
         if self.lines.iter().any(|l| l.limit.is_some()) {
-            let ly = TOP + 14.0 + 16.0 * self.lines.len() as f64;
+            let ly = TOP + 10.0 + 16.0 * self.lines.len() as f64;
             let _ = writeln!(
                 out,
-                r##"<text x="{:.1}" y="{ly:.1}" fill="#555">dotted: flat limit (+10%)</text>"##,
-                LEFT + pw - 230.0
+                r##"<text x="{:.1}" y="{ly:.1}" fill="#555">dotted: flat limit</text>"##,
+                LEFT + pw + 12.0
             );
         }
         out.push_str("</svg>\n");

@@ -1,13 +1,13 @@
 //! Whether a series stayed flat after the warm-up: its level (the median of
-//! the samples of the last minute, so that the connections and tasks in flight
-//! at one sample's instant do not decide) at its highest after the warm-up,
+//! the samples of the last two minutes, so that the connections and tasks in
+//! flight at one sample's instant do not decide) at its highest after the warm-up,
 //! against its level at the end of the warm-up.
 
 /// How much above its level at the end of the warm-up a flat series may go, %.
 pub const FLAT_LIMIT_PCT: f64 = 10.0;
 /// A series' level at a time is the median of its samples of this many
 /// seconds up to it.
-pub const LEVEL_WINDOW_S: f64 = 60.0;
+pub const LEVEL_WINDOW_S: f64 = 120.0;
 
 /// The verdict on one series.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,9 +122,9 @@ mod tests {
 
     #[test]
     fn a_plateau_is_flat() {
-        // fills up in the first 120 s of the warm-up (180 s), then stays
+        // fills up in the first 60 s of the warm-up (180 s), then stays
         // within 2 units of 161
-        let v = Verdict::of(&series(|t| 100.0 + t.min(120.0) / 2.0 + (t / 10.0) % 3.0), 180.0)
+        let v = Verdict::of(&series(|t| 100.0 + t.min(60.0) + (t / 10.0) % 3.0), 180.0)
             .expect("a verdict");
         assert!(v.flat, "{v:?}");
         assert_eq!(v.baseline, 161.0, "{v:?}");
@@ -144,16 +144,16 @@ mod tests {
 
     #[test]
     fn a_lasting_step_counts_and_a_spike_does_not() {
-        // one sample in six 30% up: the level stays, the sample is reported
+        // one sample a minute 30% up: the level stays, the sample is reported
         let spikes = Verdict::of(&series(|t| if t as u64 % 60 == 0 { 130.0 } else { 100.0 }), 180.0)
             .expect("a verdict");
         assert!(spikes.flat, "{spikes:?}");
         assert_eq!(spikes.peak_sample, 130.0);
-        // the last two minutes 12% up
-        let step = Verdict::of(&series(|t| if t > 780.0 { 112.0 } else { 100.0 }), 180.0)
+        // the last three minutes 12% up
+        let step = Verdict::of(&series(|t| if t > 720.0 { 112.0 } else { 100.0 }), 180.0)
             .expect("a verdict");
         assert!(!step.flat, "{step:?}");
-        let within = Verdict::of(&series(|t| if t > 780.0 { 110.0 } else { 100.0 }), 180.0)
+        let within = Verdict::of(&series(|t| if t > 720.0 { 110.0 } else { 100.0 }), 180.0)
             .expect("a verdict");
         assert!(within.flat, "{within:?}");
     }
