@@ -92,10 +92,15 @@ pub fn machine_busy_ticks() -> Option<u64> {
 
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A `kB` field of /proc/PID/status (`VmRSS`, `RssAnon`, `RssFile`, ...).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -169,6 +174,7 @@ mod tests {
         assert!(cpu_ticks(&[pid]).is_some());
         assert!(machine_busy_ticks().is_some());
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
+        assert!(status_kib(pid, "RssAnon").is_some_and(|k| k > 0));
         assert!(fd_count(pid).is_some_and(|n| n >= 3));
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();

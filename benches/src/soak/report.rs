@@ -94,6 +94,13 @@ fn series(samples: &[Sample], replicas: usize) -> Vec<Series> {
             lines: per_replica(samples, replicas, |r| r.rss_kib.map(|k| k as f64 / 1024.0)),
         },
         Series {
+            file: "rss-anon",
+            title: "Gateway anonymous memory (RssAnon: heap, stacks)",
+            unit: "MiB",
+            judged: false,
+            lines: per_replica(samples, replicas, |r| r.anon_kib.map(|k| k as f64 / 1024.0)),
+        },
+        Series {
             file: "fds",
             title: "Gateway open file descriptors",
             unit: "FDs",
@@ -417,7 +424,7 @@ fn samples_section(md: &mut String, samples: &[Sample]) {
     for i in 1..=replicas {
         let _ = write!(
             md,
-            " r{i} RSS (KiB) | r{i} FDs (clients/upstream/Redis/other) | r{i} tasks | r{i} auth cache |"
+            " r{i} RSS (anon) KiB | r{i} FDs (clients/upstream/Redis/other) | r{i} tasks | r{i} auth cache |"
         );
         rule.push_str("---:|---:|---:|---:|");
     }
@@ -435,9 +442,10 @@ fn samples_section(md: &mut String, samples: &[Sample]) {
             let kinds = r.fd_kinds.map_or_else(String::new, |k| {
                 format!(" ({}/{}/{}/{})", k.clients, k.upstream, k.redis, k.other)
             });
+            let anon = r.anon_kib.map_or_else(String::new, |k| format!(" ({k})"));
             let _ = write!(
                 md,
-                " {} | {}{kinds} | {} | {} |",
+                " {}{anon} | {}{kinds} | {} | {} |",
                 opt(r.rss_kib),
                 opt(r.fds),
                 opt(r.tasks),

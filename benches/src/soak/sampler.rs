@@ -3,7 +3,7 @@
 //! and Redis's memory and key count.
 
 use super::fleet::Fleet;
-use crate::{fd_count, rss_kib, tcp_sockets};
+use crate::{fd_count, rss_kib, status_kib, tcp_sockets};
 use gateway_tests::metrics::Scrape;
 use std::sync::Arc;
 
@@ -11,6 +11,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct ReplicaSample {
     pub rss_kib: Option<u64>,
+    /// the anonymous part of `rss_kib` (the heap, stacks): what a leak grows;
+    /// the rest is mostly the binary's pages
+    pub anon_kib: Option<u64>,
     pub fds: Option<u64>,
     /// `gateway_tokio_alive_tasks`
     pub tasks: Option<f64>,
@@ -103,6 +106,7 @@ pub async fn take(fleet: &Arc<Fleet>, t_s: f64, under_load: bool, requests: u64)
         let gauge = |name: &str| scrape.as_ref().and_then(|s| s.value(name, &[]).ok());
         replicas.push(ReplicaSample {
             rss_kib,
+            anon_kib: status_kib(pid, "RssAnon"),
             fds,
             tasks: gauge("gateway_tokio_alive_tasks"),
             auth_cache: gauge("gateway_auth_cache_entries"),
