@@ -76,11 +76,9 @@ fn settings(a: Args) -> Result<Settings> {
     if a.replicas == 0 || a.clients == 0 || a.rps <= 0.0 || a.users == 0 {
         bail!("--replicas, --clients, --rps and --users must be above 0");
     }
-    let stamp = a.stamp.unwrap_or_else(|| {
-        jiff::Timestamp::now()
-            .strftime("%Y%m%d-%H%M%S")
-            .to_string()
-    });
+    let stamp = a
+        .stamp
+        .unwrap_or_else(|| jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
     Ok(Settings {
         replicas: a.replicas,
         duration,

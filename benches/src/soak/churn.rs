@@ -61,8 +61,14 @@ pub async fn keys(fleet: &Fleet, pool: &KeyPool, tally: &Tally, every: Duration,
             tally.add("consumer put", &outcome);
         }
         let body = json!({"name": format!("soak-{cycle}")});
-        let (outcome, answer) =
-            call(fleet, replica, Method::POST, &format!("{base}/keys"), Some(&body)).await;
+        let (outcome, answer) = call(
+            fleet,
+            replica,
+            Method::POST,
+            &format!("{base}/keys"),
+            Some(&body),
+        )
+        .await;
         tally.add("key create", &outcome);
         add_key(pool, &answer);
         // the key made one cycle ago: live until this rotation's grace ends

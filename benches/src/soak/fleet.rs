@@ -49,15 +49,18 @@ pub fn config(variant: usize, redis_url: &str, mock_base_url: &str) -> String {
                 .map("*", model)
                 .timeouts(Timeouts::all(1000, FIRST_BYTE_MS[v], 5000, 30_000)),
         )
-        .route(Route::new("chat", "/v1").keyed().upstream("mock").quota(
-            Quota::new(
-                "per-user",
-                &format!("header:{USER_HEADER}"),
-                "requests",
-                UNREACHED,
-                "1m",
-            ),
-        ))
+        .route(
+            Route::new("chat", "/v1")
+                .keyed()
+                .upstream("mock")
+                .quota(Quota::new(
+                    "per-user",
+                    &format!("header:{USER_HEADER}"),
+                    "requests",
+                    UNREACHED,
+                    "1m",
+                )),
+        )
         .tenant(
             Tenant::new("soak")
                 .quota(Quota::new(
@@ -78,11 +81,7 @@ pub fn config(variant: usize, redis_url: &str, mock_base_url: &str) -> String {
                             "1m",
                         ))
                         .quota(Quota::new(
-                            "app-rpm",
-                            "consumer",
-                            "requests",
-                            UNREACHED,
-                            "1m",
+                            "app-rpm", "consumer", "requests", UNREACHED, "1m",
                         )),
                 )
                 .consumer(Consumer::new("tight").key(KEY_TIGHT).quota(Quota::new(
@@ -186,11 +185,7 @@ impl Fleet {
             .gateways
             .get(replica)
             .ok_or_else(|| format!("no replica {replica}"))?;
-        gw.write_config(&config(
-            variant,
-            &self.redis.url(),
-            &self.mock.base_url(),
-        ));
+        gw.write_config(&config(variant, &self.redis.url(), &self.mock.base_url()));
         let (status, _) = self
             .admin(replica, Method::POST, "/admin/config/reload", None)
             .await?;

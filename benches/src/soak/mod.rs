@@ -60,7 +60,8 @@ impl Tally {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        *g.entry((what.to_string(), outcome.to_string())).or_insert(0) += 1;
+        *g.entry((what.to_string(), outcome.to_string()))
+            .or_insert(0) += 1;
     }
 
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {

@@ -52,7 +52,10 @@ fn per_replica(
         .collect()
 }
 
-fn fleet_line(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(String, Vec<(f64, f64)>)> {
+fn fleet_line(
+    samples: &[Sample],
+    f: impl Fn(&Sample) -> Option<f64>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
     let points = samples
         .iter()
         .filter(|s| s.under_load)
@@ -73,10 +76,11 @@ fn fd_kind_lines(samples: &[Sample], replicas: usize) -> Vec<(String, Vec<(f64, 
     ];
     let mut out = Vec::new();
     for (name, get) in kinds {
-        for (i, (_, points)) in
-            per_replica(samples, replicas, |r| r.fd_kinds.as_ref().map(|k| get(k) as f64))
-                .into_iter()
-                .enumerate()
+        for (i, (_, points)) in per_replica(samples, replicas, |r| {
+            r.fd_kinds.as_ref().map(|k| get(k) as f64)
+        })
+        .into_iter()
+        .enumerate()
         {
             out.push((format!("r{} {name}", i + 1), points));
         }
@@ -460,7 +464,8 @@ fn samples_section(md: &mut String, samples: &[Sample]) {
             opt(smp.redis_used),
             opt(smp.redis_keys),
             opt(smp.lease_members),
-            smp.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))
+            smp.load1
+                .map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))
         );
     }
     md.push('\n');

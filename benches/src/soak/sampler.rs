@@ -42,7 +42,13 @@ pub struct FdKinds {
 impl FdKinds {
     /// Classifies the sockets of `pid` (whose data listener is on
     /// `listen_port`) by their ports.
-    fn of(pid: u32, total: u64, listen_port: u16, upstream_port: u16, redis_port: u16) -> Option<FdKinds> {
+    fn of(
+        pid: u32,
+        total: u64,
+        listen_port: u16,
+        upstream_port: u16,
+        redis_port: u16,
+    ) -> Option<FdKinds> {
         let mut k = FdKinds::default();
         for (local, remote, listening) in tcp_sockets(pid)? {
             if listening {
@@ -62,7 +68,10 @@ impl FdKinds {
 }
 
 fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Everything at one instant.
@@ -163,7 +172,8 @@ for _, k in ipairs(r[2]) do n = n + redis.call('ZCARD', k) end until cursor == '
 
 /// Per quota lease zset: its key, the reservations it holds (of which past
 /// their lease), its `E` and `S` tombstones (see lua/quota_lib).
-const LEASE_MEMBERS: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+const LEASE_MEMBERS: &str =
+    "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) \
 local out = {} local cursor = '0' repeat \
 local r = redis.call('SCAN', cursor, 'MATCH', '*qlease', 'COUNT', 1000) cursor = r[1] \
 for _, k in ipairs(r[2]) do local held, late, e, s = 0, 0, 0, 0 \
@@ -218,11 +228,10 @@ pub async fn lease_members(fleet: &Arc<Fleet>) -> Result<Vec<LeaseMembers>, Stri
 /// numbers as `#`): (kind, keys, bytes), most memory first.
 pub async fn key_kinds(fleet: &Arc<Fleet>) -> Result<Vec<(String, u64, u64)>, String> {
     let f = fleet.clone();
-    let text = tokio::task::spawn_blocking(move || {
-        f.redis.try_cli(&["EVAL", KEYS_WITH_MEMORY, "0"])
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let text =
+        tokio::task::spawn_blocking(move || f.redis.try_cli(&["EVAL", KEYS_WITH_MEMORY, "0"]))
+            .await
+            .map_err(|e| e.to_string())??;
     Ok(group_keys(&text))
 }
 
@@ -291,7 +300,10 @@ mod tests {
 
     #[test]
     fn keys_are_grouped_by_kind() {
-        assert_eq!(kind_of("gw:{t:soak}:q:per-user:u123:42"), "gw:{t:soak}:q:per-user:u#:#");
+        assert_eq!(
+            kind_of("gw:{t:soak}:q:per-user:u123:42"),
+            "gw:{t:soak}:q:per-user:u#:#"
+        );
         assert_eq!(
             kind_of("gw:{k:0123456789abcdef0123456789abcdef}"),
             "gw:{k:<hex>}"
@@ -299,12 +311,16 @@ mod tests {
         // short hex-looking words keep their letters
         assert_eq!(kind_of("gw:{h:mock}:bad"), "gw:{h:mock}:bad");
         let g = group_keys("a:1\n100\na:2\n50\nb\n10\n");
-        assert_eq!(g, vec![("a:#".to_string(), 2, 150), ("b".to_string(), 1, 10)]);
+        assert_eq!(
+            g,
+            vec![("a:#".to_string(), 2, 150), ("b".to_string(), 1, 10)]
+        );
     }
 
     #[test]
     fn reads_a_field_of_info() {
-        let info = "# Memory\r\nused_memory:1234567\r\nused_memory_human:1.18M\r\nused_memory_rss:99\r\n";
+        let info =
+            "# Memory\r\nused_memory:1234567\r\nused_memory_human:1.18M\r\nused_memory_rss:99\r\n";
         assert_eq!(info_field(info, "used_memory"), Some(1_234_567));
         assert_eq!(info_field(info, "used_memory_rss"), Some(99));
         assert_eq!(info_field(info, "maxmemory"), None);

@@ -141,13 +141,7 @@ pub struct Shared {
 
 /// One worker: a request every `interval` (later when one takes longer) until
 /// `end`, to the replicas in turn.
-pub async fn worker(
-    id: usize,
-    shared: Arc<Shared>,
-    interval: Duration,
-    end: Instant,
-    seed: u64,
-) {
+pub async fn worker(id: usize, shared: Arc<Shared>, interval: Duration, end: Instant, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(id as u64));
     let client = TestClient::new();
     // spread the workers' first requests over one interval

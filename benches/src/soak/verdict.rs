@@ -54,11 +54,7 @@ impl Verdict {
     pub fn of(points: &[(f64, f64)], warmup_s: f64) -> Option<Verdict> {
         let last_warm = points.iter().filter(|p| p.0 <= warmup_s).last()?.0;
         let baseline = level(points, last_warm)?;
-        let after: Vec<(f64, f64)> = points
-            .iter()
-            .copied()
-            .filter(|p| p.0 > warmup_s)
-            .collect();
+        let after: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.0 > warmup_s).collect();
         let end_t = after.last()?.0;
         let peak_level = after
             .iter()
@@ -117,7 +113,9 @@ mod tests {
 
     /// A sample every 10 s for 15 minutes.
     fn series(f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
-        (0..=90).map(|i| (i as f64 * 10.0, f(i as f64 * 10.0))).collect()
+        (0..=90)
+            .map(|i| (i as f64 * 10.0, f(i as f64 * 10.0)))
+            .collect()
     }
 
     #[test]
@@ -145,8 +143,11 @@ mod tests {
     #[test]
     fn a_lasting_step_counts_and_a_spike_does_not() {
         // one sample a minute 30% up: the level stays, the sample is reported
-        let spikes = Verdict::of(&series(|t| if t as u64 % 60 == 0 { 130.0 } else { 100.0 }), 180.0)
-            .expect("a verdict");
+        let spikes = Verdict::of(
+            &series(|t| if t as u64 % 60 == 0 { 130.0 } else { 100.0 }),
+            180.0,
+        )
+        .expect("a verdict");
         assert!(spikes.flat, "{spikes:?}");
         assert_eq!(spikes.peak_sample, 130.0);
         // the last three minutes 12% up
