@@ -66,6 +66,25 @@ fn fleet_line(
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// What grows by design under this traffic, and where it stops.
+const BOUNDED: &str = "### Bounded growth\n\n\
+What fills up under this traffic and where it stops, for reading the series:\n\n\
+- **Client connections** (FDs, tasks): at most one per client and replica, closed when a client cuts a stream or gives up, \
+opened again by its next request there.\n\
+- **Upstream connections** (FDs, tasks): the gateway's pool to the mock keeps an idle connection 90 s; as many as were \
+in flight at once meanwhile (streams and stalls the client or the upstream cut close theirs).\n\
+- **Redis connections** (FDs): one for the calls and one for the pub/sub subscription per replica; after calls fail \
+together (Redis slow to answer on a busy machine: `gateway_quota_bypassed_total` counts the requests admitted meanwhile), \
+one caller takes the next connection for all of them.\n\
+- **Auth cache** (entries): every key seen, known or not, for `cache_ttl_ms` (1 s); a few left when the churn consumer is deleted.\n\
+- **Quota lease zsets** (Redis memory and lease members): the reservations in flight, and `S` tombstones kept 10 minutes \
+(`TOMBSTONE_MS`): one per usage-ledger flush (every 250 ms per replica, for each tenant, consumer, model and provider group \
+with traffic in it) and one per request admitted while Redis did not answer. They rise for the first 10 minutes of \
+traffic and then hold, at about 10 min x 4 flushes/s x groups x replicas.\n\
+- **Quota windows** (Redis keys): one hash per quota and subject, gone when its window has passed; the route's \
+`by: header` quota holds one per `x-soak-user` value seen in the last minute (at most `--users`).\n\
+- **Key records** (Redis keys): every key the churn made stays (revoked or expired) until the consumer is deleted, every 10 cycles.\n\n";
+
 /// The FD kinds of every replica as lines of their own.
 fn fd_kind_lines(samples: &[Sample], replicas: usize) -> Vec<(String, Vec<(f64, f64)>)> {
     let kinds: [(&str, fn(&FdKinds) -> u64); 4] = [
@@ -317,6 +336,7 @@ fn markdown(inp: &Inputs, verdicts: &str, plots: &str, passed: bool) -> String {
     md.push_str("| series | unit | level at the end of warm-up | highest level after | highest sample after | level at the end | highest level vs end of warm-up | trend after warm-up | verdict |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n");
     md.push_str(verdicts);
     md.push_str("\nThe trend is the least-squares slope of the samples after the warm-up, in % of the end-of-warm-up level per hour.\n\n");
+    md.push_str(BOUNDED);
     md.push_str("## Plots\n\n");
     md.push_str(plots);
     requests_section(&mut md, inp.requests);
