@@ -50,7 +50,7 @@ pub async fn keys(fleet: &Fleet, pool: &KeyPool, tally: &Tally, every: Duration,
         next += every;
         let replica = (cycle as usize) % fleet.gateways.len().max(1);
         cycle += 1;
-        if cycle % CYCLES_PER_CONSUMER == 0 {
+        if cycle.is_multiple_of(CYCLES_PER_CONSUMER) {
             let (outcome, _) = call(fleet, replica, Method::DELETE, &base, None).await;
             tally.add("consumer delete", &outcome);
             pool.clear();

@@ -25,6 +25,9 @@ pub struct Inputs<'a> {
     pub leases: &'a [LeaseMembers],
 }
 
+/// Named lines of (seconds, value) points.
+type Lines = Vec<(String, Vec<(f64, f64)>)>;
+
 /// One plotted quantity: a line per replica, or one for Redis.
 struct Series {
     file: &'static str,
@@ -32,14 +35,14 @@ struct Series {
     unit: &'static str,
     /// part of the acceptance (RSS and FDs)
     judged: bool,
-    lines: Vec<(String, Vec<(f64, f64)>)>,
+    lines: Lines,
 }
 
 fn per_replica(
     samples: &[Sample],
     replicas: usize,
     f: impl Fn(&ReplicaSample) -> Option<f64>,
-) -> Vec<(String, Vec<(f64, f64)>)> {
+) -> Lines {
     (0..replicas)
         .map(|i| {
             let points = samples
@@ -52,10 +55,7 @@ fn per_replica(
         .collect()
 }
 
-fn fleet_line(
-    samples: &[Sample],
-    f: impl Fn(&Sample) -> Option<f64>,
-) -> Vec<(String, Vec<(f64, f64)>)> {
+fn fleet_line(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Lines {
     let points = samples
         .iter()
         .filter(|s| s.under_load)
@@ -86,8 +86,9 @@ traffic and then hold, at about 10 min x 4 flushes/s x groups x replicas.\n\
 - **Key records** (Redis keys): every key the churn made stays (revoked or expired) until the consumer is deleted, every 10 cycles.\n\n";
 
 /// The FD kinds of every replica as lines of their own.
-fn fd_kind_lines(samples: &[Sample], replicas: usize) -> Vec<(String, Vec<(f64, f64)>)> {
-    let kinds: [(&str, fn(&FdKinds) -> u64); 4] = [
+fn fd_kind_lines(samples: &[Sample], replicas: usize) -> Lines {
+    type Count = fn(&FdKinds) -> u64;
+    let kinds: [(&str, Count); 4] = [
         ("clients", |k| k.clients),
         ("upstream", |k| k.upstream),
         ("Redis", |k| k.redis),

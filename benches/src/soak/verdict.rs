@@ -52,7 +52,7 @@ impl Verdict {
     /// Judges `points` ((seconds, value), in time order); `None` without a
     /// sample both in the warm-up and after it.
     pub fn of(points: &[(f64, f64)], warmup_s: f64) -> Option<Verdict> {
-        let last_warm = points.iter().filter(|p| p.0 <= warmup_s).last()?.0;
+        let last_warm = points.iter().rfind(|p| p.0 <= warmup_s)?.0;
         let baseline = level(points, last_warm)?;
         let after: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.0 > warmup_s).collect();
         let end_t = after.last()?.0;
@@ -144,7 +144,13 @@ mod tests {
     fn a_lasting_step_counts_and_a_spike_does_not() {
         // one sample a minute 30% up: the level stays, the sample is reported
         let spikes = Verdict::of(
-            &series(|t| if t as u64 % 60 == 0 { 130.0 } else { 100.0 }),
+            &series(|t| {
+                if (t as u64).is_multiple_of(60) {
+                    130.0
+                } else {
+                    100.0
+                }
+            }),
             180.0,
         )
         .expect("a verdict");
