@@ -125,7 +125,8 @@ pub async fn run(s: &Settings) -> Result<Outcome> {
     }
     let mut samples: Vec<Sample> = Vec::new();
     let mut next = t0;
-    while next <= end {
+    // (the last one a sample period before the end: at the end the clients stop)
+    while next < end {
         tokio::time::sleep_until(next).await;
         let t = t0.elapsed().as_secs_f64();
         let done = shared.done.load(Ordering::Relaxed);
