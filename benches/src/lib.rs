@@ -1,4 +1,7 @@
-//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`).
+//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`), and
+//! the soak bench ([`soak`], run by the `soak` binary).
+
+pub mod soak;
 
 use serde_json::json;
 
@@ -89,12 +92,62 @@ pub fn machine_busy_ticks() -> Option<u64> {
 
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A `kB` field of /proc/PID/status (`VmRSS`, `RssAnon`, `RssFile`, ...).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Open file descriptors of a process (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.filter(Result::is_ok).count() as u64)
+}
+
+/// The TCP sockets among a process's file descriptors, as (local port, remote
+/// port, listening), read from /proc/PID/fd and /proc/PID/net/tcp{,6}.
+pub fn tcp_sockets(pid: u32) -> Option<Vec<(u16, u16, bool)>> {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(ino.to_string());
+            }
+        }
+    }
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(ino)) =
+                (w.get(1), w.get(2), w.get(3), w.get(9))
+            else {
+                continue;
+            };
+            if inodes.contains(*ino) {
+                if let (Some(l), Some(r)) = (port(local), port(remote)) {
+                    out.push((l, r, *state == "0A"));
+                }
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -121,5 +174,11 @@ mod tests {
         assert!(cpu_ticks(&[pid]).is_some());
         assert!(machine_busy_ticks().is_some());
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
+        assert!(status_kib(pid, "RssAnon").is_some_and(|k| k > 0));
+        assert!(fd_count(pid).is_some_and(|n| n >= 3));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let socks = tcp_sockets(pid).expect("tcp sockets");
+        assert!(socks.contains(&(port, 0, true)), "{socks:?}");
     }
 }

@@ -1,13 +1,15 @@
 //! Request metrics on `/metrics` after a known workload: the Higress
 //! ai-statistics counters and the GenAI histograms add up to the usage the mock
 //! reported, requests are counted by status, fallbacks by route, and no label
-//! carries a request id or a key.
+//! carries a request id or a key; `gateway_tokio_alive_tasks` follows the work
+//! in flight.
 
 use gateway_tests::client::{chat_body, chat_stream_body, TestClient};
-use gateway_tests::config::{Config, Fallback, Provider, Route};
+use gateway_tests::config::{single_provider, Config, Fallback, Provider, Route};
 use gateway_tests::harness::Gateway;
-use gateway_tests::metrics::Scrape;
-use gateway_tests::mock_upstream::{chat_usage, MockUpstream};
+use gateway_tests::metrics::{metric, wait_metric, Scrape};
+use gateway_tests::mock_upstream::{chat_usage, MockOptions, MockUpstream};
+use std::time::Duration;
 
 /// How long the good upstream waits before its headers: every answer's first
 /// token comes at least this late.
@@ -135,4 +137,59 @@ async fn token_sums_equal_the_upstream_usage() {
         "{}",
         m.text()
     );
+}
+
+/// Streams held open at once by the alive-tasks test.
+const OPEN_STREAMS: usize = 10;
+
+/// `gateway_tokio_alive_tasks` counts the tasks of the gateway's runtime: each
+/// stream in flight holds at least two (its client connection and its upstream
+/// connection); once the streams end and the client closes its connections,
+/// what stays is the upstream connections kept in the pool (one per stream,
+/// idle for up to 90 s) and the pool's reaper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alive_tasks_follow_the_streams_in_flight() {
+    // 8 chunks 200 ms apart: every stream is still open when it is counted
+    let mock = MockUpstream::start(MockOptions {
+        chunk_delay_ms: 200,
+        ..MockOptions::default()
+    });
+    let gw = Gateway::start(&single_provider(&mock.base_url()).no_access_log().yaml()).await;
+    let idle = metric(&gw, "gateway_tokio_alive_tasks").await;
+    assert!(idle >= 1.0, "gateway_tokio_alive_tasks at rest is {idle}");
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let c = TestClient::new();
+    let mut streams = Vec::new();
+    for i in 0..OPEN_STREAMS {
+        let mut s = c
+            .open_sse(
+                &url,
+                &chat_stream_body("gpt-4o-mini", &format!("s{i}")),
+                &[],
+            )
+            .await;
+        assert_eq!(s.status, 200);
+        assert!(s.next_event().await.is_some(), "stream {i} sent no event");
+        streams.push(s);
+    }
+    let n = OPEN_STREAMS as f64;
+    let busy = metric(&gw, "gateway_tokio_alive_tasks").await;
+    assert!(
+        busy >= idle + 2.0 * n,
+        "{n} streams in flight, but gateway_tokio_alive_tasks went from {idle} to {busy}"
+    );
+    for s in streams {
+        assert!(s.collect().await.done, "a stream did not end with [DONE]");
+    }
+    drop(c);
+    let after = wait_metric(
+        &gw,
+        "gateway_tokio_alive_tasks",
+        &[],
+        |v| v <= idle + n + 1.0,
+        &format!("at most {idle} + {n} pooled upstream connections + 1 once the streams ended"),
+        Duration::from_secs(10),
+    )
+    .await;
+    eprintln!("alive tasks: idle {idle}, {n} streams {busy}, after {after}");
 }

@@ -152,7 +152,7 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {
     let cfg = app.config();
-    let text = format!(
+    let mut text = format!(
         "# HELP gateway_config_version Version number of the config in use.\n\
          # TYPE gateway_config_version gauge\n\
          gateway_config_version {}\n\
@@ -174,6 +174,16 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         u8::from(app.auth.store.is_degraded()),
         app.auth.cache.len(),
     );
+    // Tasks the runtime holds (requests in flight, connections, background
+    // loops): the soak bench (benches/README.md) watches it for leaks.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        text.push_str(&format!(
+            "# HELP gateway_tokio_alive_tasks Tasks alive in the gateway's tokio runtime.\n\
+             # TYPE gateway_tokio_alive_tasks gauge\n\
+             gateway_tokio_alive_tasks {}\n",
+            rt.metrics().num_alive_tasks()
+        ));
+    }
     let q = &app.quotas;
     let counters = [
         ("gateway_quota_admitted_total", "Requests that passed every quota that applied.", &q.stats.admitted),
@@ -186,7 +196,6 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         ("gateway_budget_alert_posts_total", "Budget alerts posted to budget_alerts.webhook.", &q.alerts.posted),
         ("gateway_budget_alert_post_failures_total", "Budget alerts not posted: every attempt failed, or the queue was full.", &q.alerts.failed),
     ];
-    let mut text = text;
     let h = &app.health.stats;
     let health_counters = [
         (

@@ -170,6 +170,8 @@ pub struct RedisConn {
     /// replaced when its slots move): no pool checkout, and no PING the pool
     /// sends on each checkout, per call
     hot: std::sync::Mutex<Option<Conn>>,
+    /// held by the one caller taking the next `hot` connection from the pool
+    refill: tokio::sync::Mutex<()>,
     /// calls made (each one round trip: a command, a pipeline or a script)
     pub calls: std::sync::atomic::AtomicU64,
 }
@@ -289,6 +291,7 @@ impl RedisConn {
             connect,
             renew_due: std::sync::atomic::AtomicBool::new(false),
             hot: std::sync::Mutex::new(None),
+            refill: tokio::sync::Mutex::new(()),
             calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -372,6 +375,14 @@ impl RedisConn {
     }
 
     async fn get(&self) -> std::result::Result<Conn, String> {
+        if let Some(c) = self.hot().clone() {
+            return Ok(c);
+        }
+        // One caller at a time takes the next connection; the others wait for
+        // it and share it. The calls that fail together (a stall: all those in
+        // flight) would otherwise each check out one at once, the pool would
+        // open a connection for each, and those would stay in it unused.
+        let _one = self.refill.lock().await;
         if let Some(c) = self.hot().clone() {
             return Ok(c);
         }

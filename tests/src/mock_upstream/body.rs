@@ -53,6 +53,22 @@ impl MockBody {
         }
     }
 
+    /// A stream (not a whole JSON body) sends its first `k` frames, then ends
+    /// in an abrupt cut.
+    pub(super) fn cut_after(&mut self, k: usize) {
+        if self.exact_len.is_none() {
+            self.frames.truncate(k);
+            self.cut = true;
+        }
+    }
+
+    /// A stream (not a whole JSON body) sleeps `ms` between frames (0: none).
+    pub(super) fn space_frames(&mut self, ms: u64) {
+        if self.exact_len.is_none() {
+            self.delay = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+    }
+
     /// When `on`, each frame is followed by one `Pending` (the task woken at once):
     /// hyper then flushes what it holds, so every frame is a write of its own.
     pub(super) fn flushing_each(mut self, on: bool) -> Self {

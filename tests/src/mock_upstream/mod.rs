@@ -68,10 +68,14 @@
 //!   with an error, neither the terminating chunk nor `data: [DONE]` is sent.
 //! * `set_chunk_delay(ms)`: sleep between stream events.
 //! * `set_stream_chunks(n)`: number of content chunks (and completion tokens).
+//!
+//! The same for one request only, through its headers (`x-mock-delay-ms`,
+//! `x-mock-status`, `x-mock-cut-after`, `x-mock-chunk-delay-ms`): [`directives`].
 
 use bytes::Bytes;
 use cloud::CloudState;
 use dialect::{rejected_status, Dialect};
+use directives::Directives;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -91,6 +95,7 @@ pub mod bedrock;
 mod body;
 mod cloud;
 mod dialect;
+pub mod directives;
 mod figures;
 pub mod gemini;
 pub mod openai;
@@ -572,9 +577,13 @@ async fn handle(
     if let Some(refusal) = dialect.authenticate(&state, &parts, &raw, n) {
         return Ok(refusal);
     }
-    let delay = state.header_delay_ms.load(Ordering::Relaxed);
+    let directives = Directives::of(&parts.headers);
+    let delay = state.header_delay_ms.load(Ordering::Relaxed) + directives.delay_ms;
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(status) = directives.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        return Ok(dialect.failure(status, None, n));
     }
     let fail = state.fail_status.load(Ordering::Relaxed);
     if fail != 0 {
@@ -582,7 +591,9 @@ async fn handle(
         let body = lock(&state.fail_body).clone();
         return Ok(dialect.failure(status, body, n));
     }
-    Ok(dialect.route(&state, &parts, json, n))
+    let mut resp = dialect.route(&state, &parts, json, n);
+    directives.apply(resp.body_mut());
+    Ok(resp)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -226,3 +226,53 @@ fn mock_binary_prints_listening_line() {
     let addr = line.trim().strip_prefix("LISTENING 127.0.0.1:").unwrap();
     assert!(addr.parse::<u16>().unwrap() > 0, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directives_change_one_request_only() {
+    let mock = MockUpstream::start_default();
+    let c = TestClient::new();
+    let url = format!("{}/chat/completions", mock.base_url());
+    let cut = c
+        .post_sse(
+            &url,
+            &chat_stream_body("m", "hi"),
+            &[("x-mock-cut-after", "3")],
+        )
+        .await;
+    assert_eq!(cut.events.len(), 3, "{cut:?}");
+    assert!(!cut.done && !cut.clean_end, "{cut:?}");
+    let spaced = c
+        .post_sse(
+            &url,
+            &chat_stream_body("m", "hi"),
+            &[("x-mock-chunk-delay-ms", "40")],
+        )
+        .await;
+    assert!(spaced.done && spaced.clean_end, "{spaced:?}");
+    let (first, last) = (
+        spaced.events[0].at,
+        spaced.events[spaced.events.len() - 1].at,
+    );
+    assert!(
+        last - first >= Duration::from_millis(40 * 8),
+        "{first:?} {last:?}"
+    );
+    let r = c
+        .post_json_with(&url, &chat_body("m", "x"), &[("x-mock-status", "503")])
+        .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), MOCK_ERROR_BODY);
+    let t = Instant::now();
+    let r = c
+        .post_json_with(&url, &chat_body("m", "x"), &[("x-mock-delay-ms", "300")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    // a status out of range is ignored, and the next request is normal again
+    let r = c
+        .post_json_with(&url, &chat_body("m", "x"), &[("x-mock-status", "200")])
+        .await;
+    assert_eq!(r.status, 200);
+    let whole = c.post_sse(&url, &chat_stream_body("m", "hi"), &[]).await;
+    assert!(whole.done && whole.clean_end, "{whole:?}");
+}
