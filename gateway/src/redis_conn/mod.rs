@@ -246,9 +246,20 @@ impl RedisConn {
         };
         let pools = match &s.target {
             Target::Single(url) => {
-                let mut c = deadpool_redis::Config::from_url(url.clone());
-                c.pool = Some(pool_cfg);
-                Pools::Single(c.create_pool(rt).map_err(|e| e.to_string())?)
+                // redis-rs cuts a standalone connection's answers after 500 ms
+                // and its connects after 1 s by default: the calls' own budgets
+                // (`timeout_ms`, the slow one) are the limits, not those
+                let conn_cfg = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(slow))
+                    .set_connection_timeout(Some(slow));
+                let manager = deadpool_redis::Manager::new_with_config(url.as_str(), conn_cfg)
+                    .map_err(|e| e.to_string())?;
+                let pool = deadpool_redis::Pool::builder(manager)
+                    .config(pool_cfg)
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Pools::Single(pool)
             }
             Target::Cluster(urls) => {
                 let mut c = deadpool_redis::cluster::Config::from_urls(urls.clone());

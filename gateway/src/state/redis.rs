@@ -472,22 +472,32 @@ impl RedisStore {
 
     /// Two round trips: the key record, then tenant, consumer and the key's
     /// index entry (one slot, one pipeline). Runs within `state.redis.timeout_ms`
-    /// each.
+    /// each. A key without a record costs three: the record, the seed marker,
+    /// the record again.
     pub async fn lookup(&self, digest_hex: &str) -> Result<Option<Identity>> {
-        let Some(key) = self.read_record(Budget::Fast, digest_hex).await? else {
-            // Redis that lost its data (restarted empty, flushed) knows no key
-            // until the monitor has written the seed again: that is not "this
-            // key does not exist"
-            let seeded: i64 = self
-                .conn
-                .query(Budget::Fast, redis::cmd("EXISTS").arg(self.marker_key()))
-                .await?;
-            if seeded == 0 {
-                return Err(StateError::Unavailable(
-                    "Redis holds no data yet (restarted or flushed); the tenants seed is being written again".into(),
-                ));
+        let key = match self.read_record(Budget::Fast, digest_hex).await? {
+            Some(key) => key,
+            None => {
+                // Redis that lost its data (restarted empty, flushed) knows no
+                // key until the monitor has written the seed again: that is not
+                // "this key does not exist"
+                let seeded: i64 = self
+                    .conn
+                    .query(Budget::Fast, redis::cmd("EXISTS").arg(self.marker_key()))
+                    .await?;
+                if seeded == 0 {
+                    return Err(StateError::Unavailable(
+                        "Redis holds no data yet (restarted or flushed); the tenants seed is being written again".into(),
+                    ));
+                }
+                // The marker is written after the seed, but the first read may
+                // have come before a replica wrote both: only a record missing
+                // after the marker was seen is a key that does not exist.
+                match self.read_record(Budget::Fast, digest_hex).await? {
+                    Some(key) => key,
+                    None => return Ok(None),
+                }
             }
-            return Ok(None);
         };
         let mut p = redis::pipe();
         p.cmd("GET")

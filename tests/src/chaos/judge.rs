@@ -1,0 +1,683 @@
+//! What each fault did to the clients, the quotas and the accounts, held
+//! against what the README promises for the policy in force.
+//!
+//! A request counts against a quota window when it was admitted (its access
+//! line says `allowed`, `local` or `bypassed`; without a line, when it was
+//! answered 200), with the usage its answer reported (else the one its access
+//! line charged: a cut stream's estimate). Its admission lies between when it
+//! was sent and when its head came back, so a window `[t - W, t]` surely holds
+//! the requests sent after `t - W` whose head came by `t`: sums over those
+//! are never too high, and every right end `t` at a response head is tried.
+//!
+//! * **Over the limit.** A request admitted by Redis was checked against
+//!   everything the window held before it, outage usage included (the
+//!   replicas land it before they reserve again). So a window holds at most
+//!   the limit (+ one request's cost for tokens; `requests` is exact) plus the
+//!   usage admitted without Redis (`local`, `bypassed`) after the last request
+//!   Redis admitted in it. Under `fail_closed` nothing is admitted without
+//!   Redis: never over the limit. Across a restart without data only what was
+//!   admitted after it counts (Redis forgot the rest, as documented).
+//! * **Local shares.** Under `local`, what one replica admitted on its own in
+//!   any window stays within `limit / 3` (+ one request's cost for tokens).
+//! * **Errors.** Only those the fault explains: `503 quota_unavailable` under
+//!   `fail_closed` while Redis is out, the upstream's 500s, 504s and cut
+//!   streams while it fails, no answer for what a killed replica was serving.
+//! * **Recovery.** From the end of the fault to the first second after which
+//!   every answer is a 200 (whole) or a 429, within the recovery time.
+//! * **Usage.** Per accounting label, what Redis settled equals what the
+//!   admitted requests used, to the token and the request; only what Redis
+//!   lost in a restart without data, and what a killed replica served in its
+//!   last second, may be missing.
+//! * **Panics.** No `panicked` in any replica's stderr.
+
+use super::load::{request_id, Record, UsageSample};
+use super::spec::{quotas, Owner, QuotaSpec, Strategy, CONSUMERS, REPLICAS};
+use super::{Fault, Plan, Policy};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// µs.
+const SECOND: u64 = 1_000_000;
+
+/// What the judge reads of one access-log line.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// index of the replica that wrote it
+    pub replica: usize,
+    pub status: u16,
+    pub quota_status: Option<String>,
+    pub total: u64,
+    pub estimated: bool,
+}
+
+/// When one fault's phases began and ended (µs since the run's start).
+#[derive(Debug, Clone)]
+pub struct PhaseTimes {
+    pub fault: Fault,
+    /// the lead-in began
+    pub start: u64,
+    /// the fault began
+    pub begin: u64,
+    /// the fault was over (Redis back, replicas replaced and ready)
+    pub end: u64,
+    /// the recovery time was over
+    pub until: u64,
+    /// the replica SIGKILLed
+    pub killed: Option<usize>,
+    /// (before, after) Redis was killed, when it lost its data
+    pub lost: Option<(u64, u64)>,
+    /// `panicked` lines written meanwhile
+    pub panics: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Everything one policy's run left.
+pub struct Evidence {
+    pub plan: Plan,
+    pub policy: Policy,
+    pub records: Vec<Record>,
+    pub labels: Vec<Arc<str>>,
+    pub logs: HashMap<String, LogLine>,
+    /// per label: (tokens, requests) Redis settled
+    pub settled: HashMap<String, (u64, u64)>,
+    pub samples: Vec<UsageSample>,
+    pub phases: Vec<PhaseTimes>,
+}
+
+/// One figure of the table, with its verdict (`None`: for information).
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub text: String,
+    pub pass: Option<bool>,
+}
+
+impl Cell {
+    fn info(text: String) -> Cell {
+        Cell { text, pass: None }
+    }
+
+    fn check(text: String, pass: bool) -> Cell {
+        Cell {
+            text,
+            pass: Some(pass),
+        }
+    }
+}
+
+/// One fault under one policy.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub fault: Fault,
+    pub answers: Cell,
+    pub errors: Cell,
+    pub tokens_over: Cell,
+    pub requests_over: Cell,
+    pub local_shares: Cell,
+    pub recovery: Cell,
+    pub usage: Cell,
+    pub panics: Cell,
+    /// what explains the figures
+    pub details: Vec<String>,
+}
+
+impl Row {
+    pub fn cells(&self) -> [&Cell; 8] {
+        [
+            &self.errors,
+            &self.tokens_over,
+            &self.requests_over,
+            &self.local_shares,
+            &self.recovery,
+            &self.usage,
+            &self.panics,
+            &self.answers,
+        ]
+    }
+
+    pub fn pass(&self) -> bool {
+        self.cells().iter().all(|c| c.pass != Some(false))
+    }
+}
+
+/// One policy's rows and totals.
+#[derive(Debug, Clone)]
+pub struct PolicyResult {
+    pub policy: Policy,
+    pub rows: Vec<Row>,
+    pub requests: usize,
+    pub seconds: f64,
+    /// (tokens served, tokens settled) over every label
+    pub totals: (u64, u64),
+}
+
+impl PolicyResult {
+    pub fn pass(&self) -> bool {
+        self.rows.iter().all(Row::pass)
+    }
+}
+
+/// How one answer ended.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Ok,
+    Limited,
+    QuotaUnavailable,
+    Transport,
+    Cut,
+    Status(u16, String),
+}
+
+impl Kind {
+    fn of(r: &Record) -> Kind {
+        let code = r.code.as_deref().unwrap_or("-");
+        match r.status {
+            0 => Kind::Transport,
+            200 if r.complete => Kind::Ok,
+            200 => Kind::Cut,
+            429 => Kind::Limited,
+            503 if code == "quota_unavailable" => Kind::QuotaUnavailable,
+            s => Kind::Status(s, code.to_string()),
+        }
+    }
+
+    fn normal(&self) -> bool {
+        matches!(self, Kind::Ok | Kind::Limited)
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Kind::Ok => "200".into(),
+            Kind::Limited => "429".into(),
+            Kind::QuotaUnavailable => "503 quota_unavailable".into(),
+            Kind::Transport => "no answer".into(),
+            Kind::Cut => "cut stream".into(),
+            Kind::Status(s, c) => format!("{s} {c}"),
+        }
+    }
+}
+
+/// One admitted request, as a quota window counts it.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    sent: u64,
+    head: u64,
+    amount: u64,
+    /// admitted without Redis (`local`, `bypassed`)
+    outage: bool,
+    /// admitted by this replica's own share (`local`)
+    local_of: Option<usize>,
+    /// which of Redis's lives it was admitted in (`None`: maybe either)
+    epoch: Option<u32>,
+}
+
+/// What the judge knows of one record.
+struct Seen<'a> {
+    r: &'a Record,
+    log: Option<&'a LogLine>,
+    kind: Kind,
+    admitted: bool,
+    tokens: u64,
+}
+
+pub fn judge(e: &Evidence) -> PolicyResult {
+    let seen: Vec<Seen> = e
+        .records
+        .iter()
+        .map(|r| {
+            let log = e.logs.get(&request_id(r.seq));
+            let admitted = match log.and_then(|l| l.quota_status.as_deref()) {
+                Some(s) => matches!(s, "allowed" | "local" | "bypassed"),
+                None => r.status == 200,
+            };
+            let tokens = if admitted {
+                r.usage.or(log.map(|l| l.total)).unwrap_or(0)
+            } else {
+                0
+            };
+            Seen {
+                r,
+                log,
+                kind: Kind::of(r),
+                admitted,
+                tokens,
+            }
+        })
+        .collect();
+    let losses: Vec<(u64, u64)> = e.phases.iter().filter_map(|p| p.lost).collect();
+    let rows = e.phases.iter().map(|p| row(e, p, &seen, &losses)).collect();
+    let served: u64 = seen.iter().map(|s| s.tokens).sum();
+    let settled: u64 = e.settled.values().map(|v| v.0).sum();
+    let span = e.records.iter().map(|r| r.end).max().unwrap_or(0);
+    PolicyResult {
+        policy: e.policy,
+        rows,
+        requests: e.records.len(),
+        seconds: span as f64 / SECOND as f64,
+        totals: (served, settled),
+    }
+}
+
+fn epoch(t: u64, losses: &[(u64, u64)]) -> u32 {
+    losses.iter().filter(|(_, after)| *after <= t).count() as u32
+}
+
+fn item_epoch(sent: u64, head: u64, losses: &[(u64, u64)]) -> Option<u32> {
+    let straddles = losses
+        .iter()
+        .any(|&(before, after)| sent < after && head >= before);
+    (!straddles).then(|| epoch(sent, losses))
+}
+
+fn row(e: &Evidence, p: &PhaseTimes, seen: &[Seen], losses: &[(u64, u64)]) -> Row {
+    let mut details = Vec::new();
+    let in_phase = |s: &&Seen| s.r.end >= p.start && s.r.end < p.until;
+    // answers of the fault and its recovery
+    let mut by_kind: BTreeMap<Kind, usize> = BTreeMap::new();
+    for s in seen
+        .iter()
+        .filter(|s| s.r.end >= p.begin && s.r.end < p.until)
+    {
+        *by_kind.entry(s.kind.clone()).or_default() += 1;
+    }
+    let count = |k: &Kind| by_kind.get(k).copied().unwrap_or(0);
+    let others: usize = by_kind
+        .iter()
+        .filter(|(k, _)| !matches!(k, Kind::Ok | Kind::Limited | Kind::QuotaUnavailable))
+        .map(|(_, n)| n)
+        .sum();
+    let answers = Cell::info(format!(
+        "{} / {} / {} / {}",
+        fmt(count(&Kind::Ok) as u64),
+        fmt(count(&Kind::Limited) as u64),
+        fmt(count(&Kind::QuotaUnavailable) as u64),
+        fmt(others as u64)
+    ));
+    if others > 0 {
+        let list: Vec<String> = by_kind
+            .iter()
+            .filter(|(k, _)| !matches!(k, Kind::Ok | Kind::Limited | Kind::QuotaUnavailable))
+            .map(|(k, n)| format!("{} × {n}", k.name()))
+            .collect();
+        details.push(format!("other answers: {}", list.join(", ")));
+    }
+    // errors the fault does not explain
+    let mut unexplained: BTreeMap<String, usize> = BTreeMap::new();
+    for s in seen.iter().filter(in_phase) {
+        if !s.kind.normal() && !explained(e.policy, p, s) {
+            *unexplained.entry(s.kind.name()).or_default() += 1;
+        }
+    }
+    let n_unexplained: usize = unexplained.values().sum();
+    if n_unexplained > 0 {
+        let list: Vec<String> = unexplained
+            .iter()
+            .map(|(k, n)| format!("{k} × {n}"))
+            .collect();
+        details.push(format!("errors beyond the promise: {}", list.join(", ")));
+    }
+    let errors = Cell::check(fmt(n_unexplained as u64), n_unexplained == 0);
+    let slowest = seen
+        .iter()
+        .filter(in_phase)
+        .max_by_key(|s| s.r.end - s.r.sent);
+    if let Some(s) = slowest.filter(|s| s.r.end - s.r.sent > 2 * SECOND) {
+        details.push(format!(
+            "slowest answer: {} after {:.1} s, sent {:.1} s after the fault began",
+            s.kind.name(),
+            (s.r.end - s.r.sent) as f64 / SECOND as f64,
+            (s.r.sent as f64 - p.begin as f64) / SECOND as f64
+        ));
+    }
+    // quota windows
+    let (tokens_over, requests_over, local_shares) = windows(e, p, seen, losses, &mut details);
+    let recovery = recovery(p, seen, &mut details);
+    if n_unexplained > 0 || recovery.pass == Some(false) {
+        details.push(timeline(p, seen));
+    }
+    let usage = usage(e, p, seen, &mut details);
+    let panics = Cell::check(p.panics.len().to_string(), p.panics.is_empty());
+    for l in p.panics.iter().take(3) {
+        details.push(format!("panic: {l}"));
+    }
+    details.extend(p.notes.iter().cloned());
+    Row {
+        fault: p.fault,
+        answers,
+        errors,
+        tokens_over,
+        requests_over,
+        local_shares,
+        recovery,
+        usage,
+        panics,
+        details,
+    }
+}
+
+/// Whether the fault and the policy explain a failed answer.
+fn explained(policy: Policy, p: &PhaseTimes, s: &Seen) -> bool {
+    let overlaps = s.r.sent <= p.end && s.r.end >= p.begin;
+    match (&s.kind, p.fault) {
+        (Kind::QuotaUnavailable, f) => {
+            policy == Policy::FailClosed && f.redis_outage() && s.r.end >= p.begin
+        }
+        (Kind::Transport | Kind::Cut, Fault::ReplicaKill) => {
+            // in flight on the killed replica, or sent before the balancer's
+            // readiness probe could notice (it polls every 50 ms)
+            s.r.sent <= p.begin + SECOND && s.r.end >= p.begin
+        }
+        (Kind::Status(500, _), Fault::Upstream5xx) => overlaps,
+        (Kind::Status(504, _) | Kind::Cut, Fault::UpstreamStall) => overlaps,
+        _ => false,
+    }
+}
+
+fn windows(
+    e: &Evidence,
+    p: &PhaseTimes,
+    seen: &[Seen],
+    losses: &[(u64, u64)],
+    details: &mut Vec<String>,
+) -> (Cell, Cell, Cell) {
+    let w = u64::try_from(e.plan.window.as_micros()).unwrap_or(u64::MAX);
+    let mut over = [(0i64, 0i64, true); 2];
+    let mut share = (0i64, true);
+    for q in quotas() {
+        let mut items: Vec<Item> = seen
+            .iter()
+            .filter(|s| s.admitted && applies(&q, s.r.consumer))
+            .map(|s| {
+                let status = s.log.and_then(|l| l.quota_status.as_deref());
+                Item {
+                    sent: s.r.sent,
+                    head: s.r.head,
+                    amount: match q.strategy {
+                        Strategy::Tokens => s.tokens,
+                        Strategy::Requests => 1,
+                    },
+                    outage: matches!(status, Some("local" | "bypassed")),
+                    local_of: match status {
+                        Some("local") => s.log.map(|l| l.replica),
+                        _ => None,
+                    },
+                    epoch: item_epoch(s.r.sent, s.r.head, losses),
+                }
+            })
+            .collect();
+        items.sort_by_key(|i| i.head);
+        let slack = match q.strategy {
+            Strategy::Tokens => items.iter().map(|i| i.amount).max().unwrap_or(0),
+            Strategy::Requests => 0,
+        };
+        let k = usize::from(q.strategy == Strategy::Requests);
+        let fleet = sweep(&items, w, p, losses, |sum, last_redis, out_after| {
+            let bound = match last_redis {
+                Some(_) => q.limit + slack + out_after,
+                None => u64::MAX,
+            };
+            (sum as i64 - q.limit as i64, sum <= bound)
+        });
+        over[k].0 = over[k].0.max(fleet.during);
+        over[k].1 = over[k].1.max(fleet.after);
+        if let Some(v) = fleet.violation {
+            over[k].2 = false;
+            details.push(format!("{}: {v}", q.name));
+        }
+        // /admin/usage while the fault lasted and after
+        let peak = e
+            .samples
+            .iter()
+            .filter(|s| s.quota == q.name && s.at >= p.begin && s.at < p.until)
+            .map(|s| s.used)
+            .max();
+        if let Some(peak) = peak {
+            if e.policy == Policy::FailClosed && peak > q.limit + slack {
+                over[k].2 = false;
+                details.push(format!(
+                    "{}: /admin/usage showed {peak} used of {}",
+                    q.name, q.limit
+                ));
+            }
+        }
+        if e.policy == Policy::Local {
+            let limit = q.limit / REPLICAS as u64;
+            for replica in 0..e.logs.values().map(|l| l.replica + 1).max().unwrap_or(0) {
+                let mine: Vec<Item> = items
+                    .iter()
+                    .filter(|i| i.local_of == Some(replica))
+                    .copied()
+                    .collect();
+                let s = sweep(&mine, w, p, &[], |sum, _, _| {
+                    (sum as i64 - limit as i64, sum <= limit + slack)
+                });
+                share.0 = share.0.max(s.during).max(s.after);
+                if let Some(v) = s.violation {
+                    share.1 = false;
+                    details.push(format!("{} share of replica {replica}: {v}", q.name));
+                }
+            }
+        }
+    }
+    let cell =
+        |(d, a, ok): (i64, i64, bool)| Cell::check(format!("{} / {}", signed(d), signed(a)), ok);
+    let shares = match e.policy {
+        Policy::Local => Cell::check(signed(share.0), share.1),
+        _ => Cell::info("–".into()),
+    };
+    (cell(over[0]), cell(over[1]), shares)
+}
+
+fn applies(q: &QuotaSpec, consumer: u8) -> bool {
+    let c = &CONSUMERS[usize::from(consumer)];
+    match q.owner {
+        Owner::Consumer => c.quotas.iter().any(|o| o.name == q.name),
+        Owner::Tenant => CONSUMERS
+            .iter()
+            .any(|o| o.tenant == c.tenant && o.quotas.iter().any(|x| x.name == q.name)),
+    }
+}
+
+/// The worst windows of one set of items whose right end falls in the fault
+/// (`during`) or its recovery (`after`).
+struct Sweep {
+    during: i64,
+    after: i64,
+    violation: Option<String>,
+}
+
+/// Tries every window `[t - w, t]` with `t` a head time in the phase;
+/// `judge(sum, last Redis admission, outage usage not before it)` gives
+/// (excess over the limit, within the promise).
+fn sweep(
+    items: &[Item],
+    w: u64,
+    p: &PhaseTimes,
+    losses: &[(u64, u64)],
+    judge: impl Fn(u64, Option<u64>, u64) -> (i64, bool),
+) -> Sweep {
+    let mut out = Sweep {
+        during: 0,
+        after: 0,
+        violation: None,
+    };
+    let mut lo = 0;
+    for (j, it) in items.iter().enumerate() {
+        let t = it.head;
+        if t < p.begin || t >= p.until {
+            continue;
+        }
+        while items[lo].head + w < t {
+            lo += 1;
+        }
+        let ep = epoch(t, losses);
+        let inside = || {
+            items[lo..=j]
+                .iter()
+                .filter(move |i| i.sent + w >= t && i.epoch == Some(ep))
+        };
+        let sum: u64 = inside().map(|i| i.amount).sum();
+        let last_redis = inside().filter(|i| !i.outage).map(|i| i.sent).max();
+        let out_after: u64 = match last_redis {
+            Some(s) => inside()
+                .filter(|i| i.outage && i.head >= s)
+                .map(|i| i.amount)
+                .sum(),
+            None => 0,
+        };
+        let (excess, ok) = judge(sum, last_redis, out_after);
+        if t < p.end {
+            out.during = out.during.max(excess);
+        } else {
+            out.after = out.after.max(excess);
+        }
+        if !ok && out.violation.is_none() {
+            out.violation = Some(format!(
+                "the window ending {:.1} s after the fault began holds {sum} ({} admitted without Redis after Redis's last admission)",
+                (t as f64 - p.begin as f64) / SECOND as f64,
+                out_after
+            ));
+        }
+    }
+    out
+}
+
+fn recovery(p: &PhaseTimes, seen: &[Seen], details: &mut Vec<String>) -> Cell {
+    let last_bad = seen
+        .iter()
+        .filter(|s| s.r.end >= p.end && s.r.end < p.until && !s.kind.normal())
+        .map(|s| s.r.end)
+        .max();
+    match last_bad {
+        None => Cell::check("0 s".into(), true),
+        Some(t) => {
+            let secs = (t - p.end) / SECOND + 1;
+            let ok = t + SECOND <= p.until;
+            if !ok {
+                details.push(format!(
+                    "still failing {:.1} s after the fault ended",
+                    (t - p.end) as f64 / SECOND as f64
+                ));
+            }
+            Cell::check(format!("{secs} s"), ok)
+        }
+    }
+}
+
+/// Answers per second of the phase (by when they ended), from the lead-in on:
+/// `-1.0 s: 200×12 429×3 | ...`, seconds relative to the fault's start.
+fn timeline(p: &PhaseTimes, seen: &[Seen]) -> String {
+    let mut secs: BTreeMap<i64, BTreeMap<String, usize>> = BTreeMap::new();
+    for s in seen
+        .iter()
+        .filter(|s| s.r.end >= p.start && s.r.end < p.until)
+    {
+        let k = (s.r.end as i64 - p.begin as i64).div_euclid(SECOND as i64);
+        *secs.entry(k).or_default().entry(s.kind.name()).or_default() += 1;
+    }
+    let parts: Vec<String> = secs
+        .iter()
+        .map(|(k, m)| {
+            let kinds: Vec<String> = m.iter().map(|(n, c)| format!("{n}×{c}")).collect();
+            format!("{k:+} s: {}", kinds.join(" "))
+        })
+        .collect();
+    format!(
+        "answers per second from the fault's start (it ended at +{:.1} s): {}",
+        (p.end - p.begin) as f64 / SECOND as f64,
+        parts.join(" | ")
+    )
+}
+
+fn usage(e: &Evidence, p: &PhaseTimes, seen: &[Seen], details: &mut Vec<String>) -> Cell {
+    let mut served_all = 0;
+    let mut settled_all = 0;
+    let mut ok = true;
+    let mut lost_by_design = 0;
+    for part in ["pre", "during", "post"] {
+        let label = format!("{}.{part}", p.fault.id());
+        let Some(li) = e.labels.iter().position(|l| **l == *label) else {
+            continue;
+        };
+        let mine: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| usize::from(s.r.label) == li && s.admitted)
+            .collect();
+        let served: u64 = mine.iter().map(|s| s.tokens).sum();
+        let requests = mine.len() as u64;
+        let (settled, settled_requests) = e.settled.get(&label).copied().unwrap_or_default();
+        // what may be missing: admitted by the Redis that was then lost, or
+        // served by the killed replica in its last second
+        let may_miss: Vec<&&Seen> = mine
+            .iter()
+            .filter(|s| {
+                let redis_lost = p.lost.is_some_and(|(_, after)| s.r.sent < after);
+                let on_killed = p.killed.is_some_and(|k| {
+                    s.log.map_or(true, |l| l.replica == k) && s.r.end + SECOND >= p.begin
+                });
+                redis_lost || on_killed
+            })
+            .collect();
+        let may_tokens: u64 = may_miss.iter().map(|s| s.tokens).sum();
+        let may_requests = may_miss.len() as u64;
+        let fine = settled <= served
+            && served - settled <= may_tokens
+            && settled_requests <= requests
+            && requests - settled_requests <= may_requests;
+        if settled != served || settled_requests != requests {
+            details.push(format!(
+                "{label}: served {} tokens in {} requests, Redis settled {} in {}{}",
+                fmt(served),
+                fmt(requests),
+                fmt(settled),
+                fmt(settled_requests),
+                if fine {
+                    format!(
+                        " (may be missing: {} tokens, {} requests)",
+                        fmt(may_tokens),
+                        fmt(may_requests)
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if fine {
+            lost_by_design += served - settled;
+        }
+        ok &= fine;
+        served_all += served;
+        settled_all += settled;
+    }
+    let text = if served_all == settled_all {
+        format!("{} = {}", fmt(served_all), fmt(settled_all))
+    } else {
+        format!("{} vs {}", fmt(served_all), fmt(settled_all))
+    };
+    let text = if ok && lost_by_design > 0 {
+        format!("{text} (−{} by design)", fmt(lost_by_design))
+    } else {
+        text
+    };
+    Cell::check(text, ok)
+}
+
+/// 12,345
+pub fn fmt(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn signed(n: i64) -> String {
+    if n <= 0 {
+        "0".into()
+    } else {
+        format!("+{}", fmt(n as u64))
+    }
+}
