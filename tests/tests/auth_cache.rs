@@ -211,13 +211,29 @@ async fn an_expired_entry_under_load_is_looked_up_once() {
     );
 }
 
-/// A lookup that reads a key's record while Redis is empty (restarted without
-/// its data) and the seed marker after another replica wrote the seed again
-/// must not call the key unknown: the record is read again once the marker is
-/// seen. The replica reaches Redis through a proxy adding 400 ms each way, so
-/// its record read and its marker read are 800 ms apart at the server; the
-/// record and the marker vanish just before the first and come back, record
-/// first as the seed writes them, before the second.
+/// Keys of two more seeded consumers, for the lookups made while the seed is
+/// written again.
+const CAROL_KEY: &str = "sk-cache-test-seeded-carol";
+const DAVE_KEY: &str = "sk-cache-test-seeded-dave";
+
+/// What a replica writing the seed again has not written yet when a lookup
+/// reads the key (besides the seed marker, written last).
+#[derive(Debug, Clone, Copy)]
+enum NotYet {
+    /// the key's record (Redis came back empty)
+    Record,
+    /// the key's entry in its tenant's index (written after the record)
+    IndexEntry,
+}
+
+/// A lookup that reads a key while Redis is empty (restarted without its
+/// data) or half-seeded, and the seed marker after another replica finished
+/// writing the seed, must not call the key unknown: a key that does not
+/// resolve is read again once the marker is seen. The replica reaches Redis
+/// through a proxy adding 400 ms each way, so its reads reach the server
+/// 800 ms apart (the record at ~400 ms, the index entry at ~1,200 ms, then the
+/// marker); what the seed writes vanishes just before the read that misses
+/// it and comes back, the marker last, before the marker read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_read_while_the_seed_is_written_again_is_not_refused() {
     let redis = RedisServer::start();
@@ -228,46 +244,67 @@ async fn a_key_read_while_the_seed_is_written_again_is_not_refused() {
         .state(State::redis(&url).redis_key("timeout_ms", 5_000))
         .provider(Provider::mock("m"))
         .route(Route::new("chat", "/v1").keyed().upstream("m"))
-        .tenant(Tenant::new("acme").consumer(Consumer::new("bob").key(SEED_KEY)))
+        .tenant(
+            Tenant::new("acme")
+                .consumer(Consumer::new("carol").key(CAROL_KEY))
+                .consumer(Consumer::new("dave").key(DAVE_KEY)),
+        )
         .no_ledger()
         .access_log()
         .yaml();
     let gw = Gateway::start(&yaml).await;
     wait_subscribed(&redis).await;
-    let digest = {
-        let field = redis.cli(&["HKEYS", "gw:{t:acme}:keys"]);
-        redis.cli(&["HGET", "gw:{t:acme}:keys", field.trim()])
-    };
-    let record = format!("gw:{{k:{digest}}}");
-    let marker = "gw:{g}:seeded";
-    assert_eq!(redis.cli(&["EXISTS", &record, marker]), "2");
     proxy.set_latency(Duration::from_millis(400));
-    let request = tokio::spawn({
-        let url = gw.url();
-        async move {
-            TestClient::new()
-                .post_json_with(
-                    &format!("{url}/v1/chat/completions"),
-                    &chat_body("gpt-4o", "hi"),
-                    &[("authorization", &format!("Bearer {SEED_KEY}"))],
-                )
-                .await
-        }
-    });
-    // the record read reaches Redis at ~400 ms, the marker read at ~1,200 ms
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    redis.cli(&["RENAME", &record, "hidden-record"]);
-    redis.cli(&["RENAME", marker, "hidden-marker"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    redis.cli(&["RENAME", "hidden-record", &record]);
-    redis.cli(&["RENAME", "hidden-marker", marker]);
-    let r = request.await.unwrap();
-    assert_eq!(
-        r.status,
-        200,
-        "a seeded key refused while the seed came back: {}",
-        r.text()
-    );
+    for (key, consumer, not_yet) in [
+        (CAROL_KEY, "carol", NotYet::Record),
+        (DAVE_KEY, "dave", NotYet::IndexEntry),
+    ] {
+        let index = redis.cli(&["HGETALL", "gw:{t:acme}:keys"]);
+        let lines: Vec<&str> = index.lines().map(str::trim).collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{consumer}/")))
+            .unwrap_or_else(|| panic!("no index entry of {consumer}: {index}"));
+        let (field, digest) = (lines[at].to_string(), lines[at + 1].to_string());
+        let record = format!("gw:{{k:{digest}}}");
+        let marker = "gw:{g}:seeded";
+        let request = tokio::spawn({
+            let url = gw.url();
+            async move {
+                TestClient::new()
+                    .post_json_with(
+                        &format!("{url}/v1/chat/completions"),
+                        &chat_body("gpt-4o", "hi"),
+                        &[("authorization", &format!("Bearer {key}"))],
+                    )
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match not_yet {
+            NotYet::Record => redis.cli(&["RENAME", &record, "hidden"]),
+            NotYet::IndexEntry => redis.cli(&["HDEL", "gw:{t:acme}:keys", &field]),
+        };
+        redis.cli(&["RENAME", marker, "hidden-marker"]);
+        // back after the read that misses it, before the marker read
+        let back_at = match not_yet {
+            NotYet::Record => 650,
+            NotYet::IndexEntry => 1_500,
+        };
+        tokio::time::sleep(Duration::from_millis(back_at - 150)).await;
+        match not_yet {
+            NotYet::Record => redis.cli(&["RENAME", "hidden", &record]),
+            NotYet::IndexEntry => redis.cli(&["HSET", "gw:{t:acme}:keys", &field, &digest]),
+        };
+        redis.cli(&["RENAME", "hidden-marker", marker]);
+        let r = request.await.unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "a seeded key refused while its {not_yet:?} and the marker came back: {}",
+            r.text()
+        );
+    }
 }
 
 /// `state.redis.timeout_ms` is the limit of a call, not the client library's

@@ -13,8 +13,10 @@
 //!   everything the window held before it, outage usage included (the
 //!   replicas land it before they reserve again). So a window holds at most
 //!   the limit (+ one request's cost for tokens; `requests` is exact) plus the
-//!   usage admitted without Redis (`local`, `bypassed`) after the last request
-//!   Redis admitted in it. Under `fail_closed` nothing is admitted without
+//!   usage admitted without Redis (`local`, `bypassed`) that had not landed
+//!   when Redis admitted its last request: admitted after it, or still running
+//!   then (a request admitted during an outage is charged when it ends, as
+//!   documented). Under `fail_closed` nothing is admitted without
 //!   Redis: never over the limit. Across a restart without data only what was
 //!   admitted after it counts (Redis forgot the rest, as documented).
 //! * **Local shares.** Under `local`, what one replica admitted on its own in
@@ -38,6 +40,9 @@ use std::sync::Arc;
 
 /// µs.
 const SECOND: u64 = 1_000_000;
+/// How long after its answer ended a request's settlement may take to reach
+/// Redis (queued at the end, sent by the replica's settle workers).
+const LANDING: u64 = SECOND / 4;
 
 /// What the judge reads of one access-log line.
 #[derive(Debug, Clone)]
@@ -201,6 +206,7 @@ impl Kind {
 struct Item {
     sent: u64,
     head: u64,
+    end: u64,
     amount: u64,
     /// admitted without Redis (`local`, `bypassed`)
     outage: bool,
@@ -391,6 +397,7 @@ fn windows(
                 Item {
                     sent: s.r.sent,
                     head: s.r.head,
+                    end: s.r.end,
                     amount: match q.strategy {
                         Strategy::Tokens => s.tokens,
                         Strategy::Requests => 1,
@@ -517,9 +524,11 @@ fn sweep(
         };
         let sum: u64 = inside().map(|i| i.amount).sum();
         let last_redis = inside().filter(|i| !i.outage).map(|i| i.sent).max();
+        // admitted without Redis after its last admission, or before it but
+        // still running (charged when it ends, as documented) or landing then
         let out_after: u64 = match last_redis {
             Some(s) => inside()
-                .filter(|i| i.outage && i.head >= s)
+                .filter(|i| i.outage && i.end + LANDING >= s)
                 .map(|i| i.amount)
                 .sum(),
             None => 0,
@@ -532,7 +541,7 @@ fn sweep(
         }
         if !ok && out.violation.is_none() {
             out.violation = Some(format!(
-                "the window ending {:.1} s after the fault began holds {sum} ({} admitted without Redis after Redis's last admission)",
+                "the window ending {:.1} s after the fault began holds {sum} ({} admitted without Redis and not landed at Redis's last admission)",
                 (t as f64 - p.begin as f64) / SECOND as f64,
                 out_after
             ));

@@ -182,8 +182,10 @@ it fails, and no answer for requests in flight on a SIGKILLed replica are explai
 limit, from the usage the answers reported (a window surely holds a request sent after its start whose \
 head came before its end). The promise: what Redis admitted never pushes a window over the limit \
 (+ one request's cost for tokens, exact for requests), counting the outage's usage; only usage admitted \
-without Redis after Redis's last admission may add to it (`local`: each replica's share; `fail_open`: \
-anything). Under `fail_closed`, nothing; `/admin/usage` sampled every second must agree.
+without Redis that had not reached Redis when it admitted its last request in the window may add to it \
+(admitted after it, or still running then: such a request is charged when it ends; `local`: each \
+replica's share; `fail_open`: anything). Under `fail_closed`, nothing; `/admin/usage` sampled every \
+second must agree.
 - *local share excess*: the most one replica admitted on its own in a window beyond `limit / 3`.
 - *recovery*: from the end of the fault to the first second after which every answer is a whole 200 or \
 a 429; it must come within the recovery time.
