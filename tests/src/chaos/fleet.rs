@@ -62,8 +62,13 @@ impl Fleet {
             plan: plan.clone(),
             client: TestClient::new(),
         };
-        for _ in 0..REPLICAS {
-            fleet.start_replica().await;
+        let yaml = fleet.yaml(Variant::Main);
+        let starting: Vec<_> = (0..REPLICAS)
+            .map(|_| tokio::spawn(replica(yaml.clone())))
+            .collect();
+        for s in starting {
+            let gw = s.await.unwrap_or_else(|e| panic!("replica start: {e}"));
+            fleet.serve(gw).await;
         }
         fleet
     }
@@ -75,7 +80,7 @@ impl Fleet {
             self.policy,
             &redis_url,
             &self.mock.base_url(),
-            self.plan.window,
+            &self.plan,
             v,
         )
     }
@@ -83,10 +88,13 @@ impl Fleet {
     /// Starts a replica, puts it behind the balancer and waits until the
     /// balancer has seen it ready; its index.
     pub async fn start_replica(&mut self) -> usize {
-        let gw = Gateway::builder(&self.yaml(Variant::Main))
-            .env("GATEWAY_KEY_PEPPER", "")
-            .start()
-            .await;
+        let gw = replica(self.yaml(Variant::Main)).await;
+        self.serve(gw).await
+    }
+
+    /// Puts a started replica behind the balancer and waits until the
+    /// balancer has seen it ready; its index.
+    async fn serve(&mut self, gw: Gateway) -> usize {
         self.balancer.add(gw.listen_addr(), gw.admin_addr());
         if !self
             .balancer
@@ -177,7 +185,7 @@ impl Fleet {
     /// the leases of reservations nobody will settle (a killed replica's,
     /// calls whose answer was lost) have ended.
     pub async fn wait_settled(&self) {
-        let deadline = Instant::now() + Duration::from_secs(spec::LEASE_S + 10);
+        let deadline = Instant::now() + self.plan.lease + Duration::from_secs(10);
         for &i in &self.live {
             let gw = &self.replicas[i];
             while try_metric(gw, "gateway_quota_settle_queue").await != Some(0.0)
@@ -197,6 +205,15 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A gateway replica running `yaml` (every replica digests keys alike,
+/// whatever the environment's pepper).
+async fn replica(yaml: String) -> Gateway {
+    Gateway::builder(&yaml)
+        .env("GATEWAY_KEY_PEPPER", "")
+        .start()
+        .await
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

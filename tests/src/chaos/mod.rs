@@ -173,6 +173,9 @@ pub struct Plan {
     pub recovery: Duration,
     /// the pressing quotas' window
     pub window: Duration,
+    /// `state.quota_lease_s`: reservations nobody settles (a killed replica's,
+    /// calls whose answer was lost) go back after this; longer than any request
+    pub lease: Duration,
 }
 
 impl Plan {
@@ -187,6 +190,7 @@ impl Plan {
             fault: Duration::from_secs(4),
             recovery: Duration::from_secs(8),
             window: Duration::from_secs(10),
+            lease: Duration::from_secs(8),
         }
     }
 
@@ -197,16 +201,18 @@ impl Plan {
             policies: Policy::ALL.to_vec(),
             faults: vec![
                 Fault::RedisRestartEmpty,
+                Fault::ReplicaKill,
                 Fault::RedisFrozen,
                 Fault::RedisConnectionsCut,
-                Fault::ReplicaKill,
             ],
             clients: 100,
             think: Duration::from_millis(300),
-            lead_in: Duration::from_millis(1500),
+            lead_in: Duration::from_millis(1000),
             fault: Duration::from_millis(2500),
-            recovery: Duration::from_secs(4),
+            recovery: Duration::from_millis(3500),
             window: Duration::from_secs(10),
+            // no upstream stall in this plan: requests take well under a second
+            lease: Duration::from_secs(3),
         }
     }
 

@@ -2,7 +2,7 @@
 //! figure with PASS or FAIL, and what explains the figures under it.
 
 use super::judge::{fmt, Cell, PolicyResult};
-use super::spec::{quotas, Strategy, LEASE_S, REDIS_TIMEOUT_MS, REPLICAS};
+use super::spec::{quotas, Strategy, REDIS_TIMEOUT_MS, REPLICAS};
 use super::{Plan, Policy};
 use std::fmt::Write;
 use std::time::Duration;
@@ -85,7 +85,7 @@ impl Report {
              reached through a TCP proxy that injects the network faults, the mock upstream, the test \
              balancer in front (it follows `/readyz`); {} client tasks (JSON and streamed chats, \
              prompts of 40-400 bytes, `max_tokens` 16, {} ms between requests ±50%), \
-             `state.redis.timeout_ms` {REDIS_TIMEOUT_MS}, `quota_lease_s` {LEASE_S}. Each fault: {:.1} s of normal \
+             `state.redis.timeout_ms` {REDIS_TIMEOUT_MS}, `quota_lease_s` {}. Each fault: {:.1} s of normal \
              traffic, the fault for {:.1} s, {:.1} s to recover.\n",
             ctx.commit,
             ctx.build,
@@ -93,6 +93,7 @@ impl Report {
             REPLICAS,
             plan.clients,
             plan.think.as_millis(),
+            plan.lease.as_secs(),
             plan.lead_in.as_secs_f64(),
             plan.fault.as_secs_f64(),
             plan.recovery.as_secs_f64(),

@@ -2,11 +2,10 @@
 //! against, the accounting quotas the usage is read back from, and the
 //! timeouts the faults play against.
 
-use super::Policy;
+use super::{Plan, Policy};
 use crate::config::{Config, Consumer, Provider, Quota, Route, Server, State, Tenant, Timeouts};
 use crate::harness::ADMIN_TOKEN;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 /// Gateway replicas.
 pub const REPLICAS: usize = 3;
@@ -20,8 +19,6 @@ pub const ACCT_REQUESTS: &str = "acct-requests";
 pub const MAX_TOKENS: u64 = 16;
 /// `state.redis.timeout_ms`: a call slower than this counts as unreachable.
 pub const REDIS_TIMEOUT_MS: u64 = 250;
-/// `state.quota_lease_s`: a dead replica's reservations go back after this.
-pub const LEASE_S: u64 = 8;
 /// Provider timeouts: connect, first byte, idle between events, total.
 pub const UPSTREAM_TIMEOUTS_MS: [u64; 4] = [500, 1000, 1000, 5000];
 /// The mock's pause between stream events: streams take about 200 ms.
@@ -140,9 +137,10 @@ pub fn config(
     policy: Policy,
     redis_url: &str,
     mock_url: &str,
-    window: Duration,
+    plan: &Plan,
     v: Variant,
 ) -> String {
+    let window = plan.window;
     let [connect, first_byte, idle, total] = UPSTREAM_TIMEOUTS_MS;
     let connect = if v == Variant::Alternate {
         connect + 100
@@ -164,7 +162,7 @@ pub fn config(
                 .redis_key("timeout_ms", REDIS_TIMEOUT_MS)
                 .on_redis_error(policy.name())
                 .expected_replicas(REPLICAS as u32)
-                .quota_lease_s(LEASE_S),
+                .quota_lease_s(plan.lease.as_secs().max(1)),
         )
         .key_headers(&["Authorization"])
         .provider(
