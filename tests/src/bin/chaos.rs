@@ -40,6 +40,9 @@ struct Args {
     /// Seconds each fault lasts.
     #[arg(long)]
     fault_secs: Option<f64>,
+    /// Keep every replica's stderr and access log, and Redis's log, under DIR/<policy>/.
+    #[arg(long, value_name = "DIR")]
+    keep_logs: Option<PathBuf>,
 }
 
 fn git(args: &[&str]) -> String {
@@ -94,6 +97,7 @@ async fn main() {
     if let Some(s) = args.fault_secs {
         plan.fault = Duration::from_secs_f64(s);
     }
+    plan.keep_logs = args.keep_logs;
     let report = chaos::run(&plan).await;
     let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
     let ctx = Context {

@@ -70,6 +70,9 @@ pub async fn run_policy(plan: &Plan, policy: Policy) -> PolicyResult {
     fleet.wait_settled().await;
     let settled = read_accounts(&fleet, &labels).await;
     let logs = read_logs(&fleet);
+    if let Some(dir) = &plan.keep_logs {
+        fleet.keep_logs(&dir.join(policy.name()));
+    }
     let evidence = Evidence {
         plan: plan.clone(),
         policy,

@@ -181,6 +181,17 @@ impl Fleet {
             .collect()
     }
 
+    /// Copies every replica's stderr and access log to `dir`
+    /// (`replica-<i>.stderr`, `replica-<i>.access.log`) and Redis's log.
+    pub fn keep_logs(&self, dir: &std::path::Path) {
+        let _ = std::fs::create_dir_all(dir);
+        for (i, gw) in self.replicas.iter().enumerate() {
+            let _ = std::fs::write(dir.join(format!("replica-{i}.stderr")), gw.stderr());
+            let _ = std::fs::copy(gw.access_log_path(), dir.join(format!("replica-{i}.access.log")));
+        }
+        let _ = std::fs::write(dir.join("redis.log"), self.redis.log());
+    }
+
     /// After the load: every replica in service has sent its settlements, and
     /// the leases of reservations nobody will settle (a killed replica's,
     /// calls whose answer was lost) have ended.

@@ -16,7 +16,9 @@
 //!   usage admitted without Redis (`local`, `bypassed`) that had not landed
 //!   when Redis admitted its last request: admitted after it, or still running
 //!   then (a request admitted during an outage is charged when it ends, as
-//!   documented). Under `fail_closed` nothing is admitted without
+//!   documented), and what a SIGKILLed replica served without settling it (in
+//!   flight, or settlement still queued: its reservation goes back when its
+//!   lease ends, as documented). Under `fail_closed` nothing is admitted without
 //!   Redis: never over the limit. Across a restart without data only what was
 //!   admitted after it counts (Redis forgot the rest, as documented).
 //! * **Local shares.** Under `local`, what one replica admitted on its own in
@@ -214,6 +216,8 @@ struct Item {
     local_of: Option<usize>,
     /// which of Redis's lives it was admitted in (`None`: maybe either)
     epoch: Option<u32>,
+    /// its reservation may go back unsettled (see `Seen::orphan`)
+    orphan: bool,
 }
 
 /// What the judge knows of one record.
@@ -223,6 +227,10 @@ struct Seen<'a> {
     kind: Kind,
     admitted: bool,
     tokens: u64,
+    /// served by a replica SIGKILLed before it could settle: in flight then,
+    /// or ended in its last second (its settlement may have been queued still);
+    /// the reservation goes back when its lease ends
+    orphan: bool,
 }
 
 pub fn judge(e: &Evidence) -> PolicyResult {
@@ -240,12 +248,20 @@ pub fn judge(e: &Evidence) -> PolicyResult {
             } else {
                 0
             };
+            let orphan = e.phases.iter().any(|p| {
+                p.killed.is_some_and(|k| {
+                    log.is_none_or(|l| l.replica == k)
+                        && r.sent <= p.begin
+                        && r.end + SECOND >= p.begin
+                })
+            });
             Seen {
                 r,
                 log,
                 kind: Kind::of(r),
                 admitted,
                 tokens,
+                orphan,
             }
         })
         .collect();
@@ -408,6 +424,7 @@ fn windows(
                         _ => None,
                     },
                     epoch: item_epoch(s.r.sent, s.r.head, losses),
+                    orphan: s.orphan,
                 }
             })
             .collect();
@@ -524,11 +541,13 @@ fn sweep(
         };
         let sum: u64 = inside().map(|i| i.amount).sum();
         let last_redis = inside().filter(|i| !i.outage).map(|i| i.sent).max();
-        // admitted without Redis after its last admission, or before it but
-        // still running (charged when it ends, as documented) or landing then
+        // what Redis may not have counted at its last admission: admitted
+        // without it after that, or before but still running (charged when it
+        // ends, as documented) or landing then; and what a killed replica
+        // served unsettled (its reservations go back when their leases end)
         let out_after: u64 = match last_redis {
             Some(s) => inside()
-                .filter(|i| i.outage && i.end + LANDING >= s)
+                .filter(|i| (i.outage && i.end + LANDING >= s) || i.orphan)
                 .map(|i| i.amount)
                 .sum(),
             None => 0,
@@ -541,7 +560,7 @@ fn sweep(
         }
         if !ok && out.violation.is_none() {
             out.violation = Some(format!(
-                "the window ending {:.1} s after the fault began holds {sum} ({} admitted without Redis and not landed at Redis's last admission)",
+                "the window ending {:.1} s after the fault began holds {sum} ({} not counted in Redis at its last admission: admitted without it, or served unsettled by a killed replica)",
                 (t as f64 - p.begin as f64) / SECOND as f64,
                 out_after
             ));
@@ -620,10 +639,7 @@ fn usage(e: &Evidence, p: &PhaseTimes, seen: &[Seen], details: &mut Vec<String>)
             .iter()
             .filter(|s| {
                 let redis_lost = p.lost.is_some_and(|(_, after)| s.r.sent < after);
-                let on_killed = p.killed.is_some_and(|k| {
-                    s.log.map_or(true, |l| l.replica == k) && s.r.end + SECOND >= p.begin
-                });
-                redis_lost || on_killed
+                redis_lost || s.orphan
             })
             .collect();
         let may_tokens: u64 = may_miss.iter().map(|s| s.tokens).sum();

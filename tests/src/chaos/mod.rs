@@ -176,6 +176,8 @@ pub struct Plan {
     /// `state.quota_lease_s`: reservations nobody settles (a killed replica's,
     /// calls whose answer was lost) go back after this; longer than any request
     pub lease: Duration,
+    /// where to copy every replica's stderr and access log (`<policy>/`)
+    pub keep_logs: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -191,6 +193,7 @@ impl Plan {
             recovery: Duration::from_secs(8),
             window: Duration::from_secs(10),
             lease: Duration::from_secs(8),
+            keep_logs: None,
         }
     }
 
@@ -213,6 +216,7 @@ impl Plan {
             window: Duration::from_secs(10),
             // no upstream stall in this plan: requests take well under a second
             lease: Duration::from_secs(3),
+            keep_logs: None,
         }
     }
 

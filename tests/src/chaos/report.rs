@@ -185,7 +185,8 @@ head came before its end). The promise: what Redis admitted never pushes a windo
 (+ one request's cost for tokens, exact for requests), counting the outage's usage; only usage admitted \
 without Redis that had not reached Redis when it admitted its last request in the window may add to it \
 (admitted after it, or still running then: such a request is charged when it ends; `local`: each \
-replica's share; `fail_open`: anything). Under `fail_closed`, nothing; `/admin/usage` sampled every \
+replica's share; `fail_open`: anything), and what a SIGKILLed replica served without settling it \
+(its reservations go back when their leases end). Under `fail_closed`, nothing; `/admin/usage` sampled every \
 second must agree.
 - *local share excess*: the most one replica admitted on its own in a window beyond `limit / 3`.
 - *recovery*: from the end of the fault to the first second after which every answer is a whole 200 or \
