@@ -206,6 +206,9 @@ impl Kind {
 /// One admitted request, as a quota window counts it.
 #[derive(Debug, Clone, Copy)]
 struct Item {
+    seq: u64,
+    /// the replica whose access log has it
+    replica: Option<usize>,
     sent: u64,
     head: u64,
     end: u64,
@@ -411,6 +414,8 @@ fn windows(
             .map(|s| {
                 let status = s.log.and_then(|l| l.quota_status.as_deref());
                 Item {
+                    seq: s.r.seq,
+                    replica: s.log.map(|l| l.replica),
                     sent: s.r.sent,
                     head: s.r.head,
                     end: s.r.end,
@@ -446,6 +451,15 @@ fn windows(
         if let Some(v) = fleet.violation {
             over[k].2 = false;
             details.push(format!("{}: {v}", q.name));
+            if let Some(dir) = &e.plan.keep_logs {
+                let file = dir.join(e.policy.name()).join(format!(
+                    "window-{}-{}.txt",
+                    p.fault.id(),
+                    q.name
+                ));
+                let _ = std::fs::create_dir_all(dir.join(e.policy.name()));
+                let _ = std::fs::write(file, fleet.dump.join("\n"));
+            }
         }
         // /admin/usage while the fault lasted and after
         let peak = e
@@ -507,6 +521,8 @@ struct Sweep {
     during: i64,
     after: i64,
     violation: Option<String>,
+    /// the first violating window's items, one line each
+    dump: Vec<String>,
 }
 
 /// Tries every window `[t - w, t]` with `t` a head time in the phase;
@@ -523,6 +539,7 @@ fn sweep(
         during: 0,
         after: 0,
         violation: None,
+        dump: Vec::new(),
     };
     let mut lo = 0;
     for (j, it) in items.iter().enumerate() {
@@ -564,6 +581,22 @@ fn sweep(
                 (t as f64 - p.begin as f64) / SECOND as f64,
                 out_after
             ));
+            let rel = |x: u64| (x as f64 - p.begin as f64) / SECOND as f64;
+            out.dump = inside()
+                .map(|i| {
+                    format!(
+                        "{} replica {:?} sent {:.3} head {:.3} end {:.3} amount {} outage {} orphan {}",
+                        request_id(i.seq),
+                        i.replica,
+                        rel(i.sent),
+                        rel(i.head),
+                        rel(i.end),
+                        i.amount,
+                        i.outage,
+                        i.orphan
+                    )
+                })
+                .collect();
         }
     }
     out
