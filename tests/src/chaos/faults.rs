@@ -209,8 +209,8 @@ async fn inject(fault: Fault, plan: &Plan, fleet: &mut Fleet, load: &Load) -> No
     notes
 }
 
-/// What Redis settled per accounting label: (tokens, requests), read from
-/// `/admin/usage?route=chat` of a replica in service.
+/// What Redis settled per accounting label: (tokens, requests), summed over
+/// the tenants, read from `/admin/usage` of a replica in service.
 async fn read_accounts(
     fleet: &Fleet,
     labels: &[std::sync::Arc<str>],
@@ -223,7 +223,7 @@ async fn read_accounts(
     let mut by_digest: HashMap<String, (u64, u64)> = HashMap::new();
     let mut cursor = String::new();
     loop {
-        let path = format!("/admin/usage?route=chat&limit=1000{cursor}");
+        let path = format!("/admin/usage?limit=1000{cursor}");
         let r = admin(&c, gw, Method::GET, &path, None).await;
         assert_eq!(r.status, 200, "GET {path}: {}", r.text());
         let v = r.json();

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 pub const REPLICAS: usize = 3;
 /// The header whose value names the accounting window a request is counted in.
 pub const ACCT_HEADER: &str = "x-chaos-acct";
-/// Accounting quotas (by [`ACCT_HEADER`], never pressed): what Redis settled
-/// per label.
+/// Accounting quotas of every tenant (by [`ACCT_HEADER`], never pressed):
+/// what Redis settled per label.
 pub const ACCT_TOKENS: &str = "acct-tokens";
 pub const ACCT_REQUESTS: &str = "acct-requests";
 /// Every request's `max_tokens`.
@@ -170,25 +170,7 @@ pub fn config(
                 .token("sk-upstream-chaos")
                 .timeouts(Timeouts::all(connect, first_byte, idle, total)),
         )
-        .route(
-            Route::new("chat", "/v1")
-                .keyed()
-                .upstream("mock")
-                .quota(Quota::new(
-                    ACCT_TOKENS,
-                    &format!("header:{ACCT_HEADER}"),
-                    "total_tokens",
-                    1 << 50,
-                    "1d",
-                ))
-                .quota(Quota::new(
-                    ACCT_REQUESTS,
-                    &format!("header:{ACCT_HEADER}"),
-                    "requests",
-                    1 << 50,
-                    "1d",
-                )),
-        );
+        .route(Route::new("chat", "/v1").keyed().upstream("mock"));
     if v == Variant::Alternate {
         cfg = cfg.route(Route::new("unused", "/unused").keyed().upstream("mock"));
     }
@@ -196,7 +178,15 @@ pub fn config(
         cfg = cfg.route(Route::new("broken", "/broken").upstream("no-such-provider"));
     }
     for tenant in ["acme", "beta"] {
-        let mut t = Tenant::new(tenant);
+        // the accounting quotas sit on the tenants, so every quota of a
+        // request is in one hash tag and its access line's `quota_status`
+        // says how each was checked
+        let acct = |name: &str, strategy: &str| {
+            Quota::new(name, &format!("header:{ACCT_HEADER}"), strategy, 1 << 50, "1d")
+        };
+        let mut t = Tenant::new(tenant)
+            .quota(acct(ACCT_TOKENS, "total_tokens"))
+            .quota(acct(ACCT_REQUESTS, "requests"));
         let of_tenant = || CONSUMERS.iter().filter(move |c| c.tenant == tenant);
         let mut tenant_quotas: Vec<&QuotaSpec> = Vec::new();
         for q in of_tenant().flat_map(|c| c.quotas.iter()) {
