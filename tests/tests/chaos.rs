@@ -21,7 +21,12 @@ async fn every_promise_holds_under_the_short_chaos_plan() {
         title: "Chaos run, shortened plan (tests/tests/chaos.rs)".into(),
         command: "cargo test -p gateway-tests --test chaos".into(),
         commit: "this checkout".into(),
-        build: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
         machine: format!(
             "{} cores",
             std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -40,6 +40,9 @@ struct Args {
     /// Seconds each fault lasts.
     #[arg(long)]
     fault_secs: Option<f64>,
+    /// `state.quota_lease_s` of the replicas.
+    #[arg(long)]
+    lease_secs: Option<u64>,
     /// Keep every replica's stderr and access log, and Redis's log, under DIR/<policy>/.
     #[arg(long, value_name = "DIR")]
     keep_logs: Option<PathBuf>,
@@ -98,6 +101,9 @@ async fn main() {
         plan.fault = Duration::from_secs_f64(s);
     }
     plan.keep_logs = args.keep_logs;
+    if let Some(s) = args.lease_secs {
+        plan.lease = Duration::from_secs(s);
+    }
     let report = chaos::run(&plan).await;
     let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
     let ctx = Context {

@@ -123,7 +123,7 @@ impl Fleet {
     /// probe fails), then it is removed.
     pub fn kill(&mut self, i: usize) {
         self.replicas[i].signal("KILL");
-        let _ = tokio::task::block_in_place(|| {
+        tokio::task::block_in_place(|| {
             let deadline = Instant::now() + Duration::from_secs(5);
             while self.replicas[i].is_running() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
@@ -187,7 +187,10 @@ impl Fleet {
         let _ = std::fs::create_dir_all(dir);
         for (i, gw) in self.replicas.iter().enumerate() {
             let _ = std::fs::write(dir.join(format!("replica-{i}.stderr")), gw.stderr());
-            let _ = std::fs::copy(gw.access_log_path(), dir.join(format!("replica-{i}.access.log")));
+            let _ = std::fs::copy(
+                gw.access_log_path(),
+                dir.join(format!("replica-{i}.access.log")),
+            );
         }
         let _ = std::fs::write(dir.join("redis.log"), self.redis.log());
     }

@@ -174,7 +174,10 @@ pub struct Plan {
     /// the pressing quotas' window
     pub window: Duration,
     /// `state.quota_lease_s`: reservations nobody settles (a killed replica's,
-    /// calls whose answer was lost) go back after this; longer than any request
+    /// calls whose answer was lost) go back after this; longer than any
+    /// request, and than a fault plus the time settlements take to land after
+    /// it (a reservation whose lease ends first is given back until its
+    /// settlement lands)
     pub lease: Duration,
     /// where to copy every replica's stderr and access log (`<policy>/`)
     pub keep_logs: Option<std::path::PathBuf>,
@@ -214,8 +217,10 @@ impl Plan {
             fault: Duration::from_millis(2500),
             recovery: Duration::from_millis(3500),
             window: Duration::from_secs(10),
-            // no upstream stall in this plan: requests take well under a second
-            lease: Duration::from_secs(3),
+            // no upstream stall in this plan: requests take well under a
+            // second; twice a fault, so no reservation made before a fault
+            // outlives its lease before its settlement lands
+            lease: Duration::from_secs(5),
             keep_logs: None,
         }
     }

@@ -133,13 +133,7 @@ pub enum Variant {
 
 /// The replicas' config: Redis at `redis_url` (the proxy), the mock at
 /// `mock_url`, `policy` when Redis cannot be reached.
-pub fn config(
-    policy: Policy,
-    redis_url: &str,
-    mock_url: &str,
-    plan: &Plan,
-    v: Variant,
-) -> String {
+pub fn config(policy: Policy, redis_url: &str, mock_url: &str, plan: &Plan, v: Variant) -> String {
     let window = plan.window;
     let [connect, first_byte, idle, total] = UPSTREAM_TIMEOUTS_MS;
     let connect = if v == Variant::Alternate {
@@ -182,7 +176,13 @@ pub fn config(
         // request is in one hash tag and its access line's `quota_status`
         // says how each was checked
         let acct = |name: &str, strategy: &str| {
-            Quota::new(name, &format!("header:{ACCT_HEADER}"), strategy, 1 << 50, "1d")
+            Quota::new(
+                name,
+                &format!("header:{ACCT_HEADER}"),
+                strategy,
+                1 << 50,
+                "1d",
+            )
         };
         let mut t = Tenant::new(tenant)
             .quota(acct(ACCT_TOKENS, "total_tokens"))
