@@ -39,14 +39,19 @@ pub fn workspace_dir() -> PathBuf {
 }
 
 /// (profile dir such as `<target>/debug`, cargo profile name such as `dev`) of the
-/// running test binary (`<target>/<profile>/deps/<test>-<hash>`).
+/// running test binary (`<target>/<profile>/deps/<test>-<hash>`) or of a binary
+/// of this crate (`<target>/<profile>/chaos`).
 fn profile_dir() -> (PathBuf, String) {
     let from_exe = std::env::current_exe().ok().and_then(|exe| {
-        let deps = exe.parent()?;
-        if deps.file_name()? != "deps" {
+        let parent = exe.parent()?;
+        let dir = if parent.file_name()? == "deps" {
+            parent.parent()?.to_path_buf()
+        } else if parent.join("deps").is_dir() && parent.join(".fingerprint").is_dir() {
+            // a binary run by `cargo run`, in the profile dir itself
+            parent.to_path_buf()
+        } else {
             return None;
-        }
-        let dir = deps.parent()?.to_path_buf();
+        };
         let name = dir.file_name()?.to_string_lossy().into_owned();
         Some((dir, name))
     });

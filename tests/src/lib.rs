@@ -10,14 +10,16 @@
 //! placed near now through the gateway's clock-shift test hook ([`calendar`]),
 //! a receiver of webhook POSTs ([`webhook`]), the Grafana dashboard's queries
 //! ([`dashboard`]), Redis Cluster failovers under load measured ([`failover`]),
-//! a real Prometheus with `promtool` ([`prometheus`]) and
-//! headless Chromium through `chromedriver` ([`browser`]).
+//! a real Prometheus with `promtool` ([`prometheus`]),
+//! headless Chromium through `chromedriver` ([`browser`]), a TCP proxy that
+//! injects network faults ([`netfault`]) and the chaos runs ([`chaos`]).
 //!
 //! The tests themselves live in `tests/tests/*.rs`, one file per capability.
 
 pub mod balancer;
 pub mod browser;
 pub mod calendar;
+pub mod chaos;
 pub mod client;
 pub mod collector;
 pub mod config;
@@ -28,6 +30,7 @@ pub mod harness;
 pub mod hostile;
 pub mod metrics;
 pub mod mock_upstream;
+pub mod netfault;
 pub mod prometheus;
 pub mod python;
 pub mod redis;

@@ -3,7 +3,9 @@
 //! * [`RedisServer`]: one standalone server on a free port with its own tempdir
 //!   (no persistence: `--save "" --appendonly no`). [`RedisServer::restart`]
 //!   brings it back on the same port with empty data, so loaded Lua scripts are
-//!   gone, exactly as after a real restart.
+//!   gone, exactly as after a real restart. [`RedisServer::start_persistent`]
+//!   keeps an append-only file, which [`RedisServer::start_again`] reloads
+//!   after a [`RedisServer::shutdown`] (SIGTERM) or a [`RedisServer::stop`].
 //! * [`RedisCluster`]: three masters (`--cluster-enabled yes`) joined with
 //!   `redis-cli --cluster create ... --cluster-replicas 0`, covering all 16384
 //!   slots; [`RedisCluster::start_with_replicas`] adds one replica per master
@@ -174,6 +176,9 @@ struct Node {
     node_timeout_ms: u64,
     /// `--cluster-require-full-coverage` (cluster nodes)
     full_coverage: bool,
+    /// an append-only file fsynced every second (`--appendonly yes`), kept
+    /// across [`RedisServer::restart_with_data`]
+    persistent: bool,
     dir: PathBuf,
     child: Option<Child>,
     /// Stopped with SIGSTOP (answers nothing until [`Node::thaw`]).
@@ -189,6 +194,7 @@ impl Node {
             bus_port,
             node_timeout_ms: NODE_TIMEOUT_MS,
             full_coverage: true,
+            persistent: false,
             dir: dir.to_path_buf(),
             child: None,
             frozen: false,
@@ -199,10 +205,15 @@ impl Node {
     /// Starts a node on fresh free ports, retrying on other ports while the
     /// picked ones turn out to be taken (parallel tests, other processes).
     fn start_fresh(dir: &Path, cluster: Option<&ClusterOptions>) -> Node {
+        Node::start_fresh_with(dir, cluster, false)
+    }
+
+    fn start_fresh_with(dir: &Path, cluster: Option<&ClusterOptions>, persistent: bool) -> Node {
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
             let ports = free_ports(if cluster.is_some() { 2 } else { 1 });
             let mut node = Node::new(ports[0], ports.get(1).copied(), dir);
+            node.persistent = persistent;
             if let Some(o) = cluster {
                 node.node_timeout_ms = o.node_timeout_ms;
                 node.full_coverage = o.full_coverage;
@@ -244,7 +255,9 @@ impl Node {
             "--save".into(),
             "".into(),
             "--appendonly".into(),
-            "no".into(),
+            if self.persistent { "yes" } else { "no" }.into(),
+            "--appendfsync".into(),
+            "everysec".into(),
             "--dir".into(),
             self.dir.clone().into(),
             "--protected-mode".into(),
@@ -366,15 +379,22 @@ impl Node {
         }
     }
 
-    /// Restarts on the same ports, retrying while they cannot be bound yet.
+    /// Restarts on the same ports with empty data, retrying while they cannot
+    /// be bound yet.
     fn restart_same_port(&mut self) {
         self.stop();
-        // nothing is persisted (`--save ""`, no AOF), but make sure an old dump
-        // can never bring data back
+        // make sure no dump or append-only file (a persistent node's) can bring
+        // data back
         for f in ["dump.rdb", "appendonly.aof"] {
             let _ = fs::remove_file(self.dir.join(f));
         }
         let _ = fs::remove_dir_all(self.dir.join("appendonlydir"));
+        self.start_same_port();
+    }
+
+    /// Starts on the same ports with whatever its files hold, retrying while
+    /// they cannot be bound yet.
+    fn start_same_port(&mut self) {
         let deadline = Instant::now() + RESTART_BIND_TIMEOUT;
         loop {
             match self.start_once() {
@@ -454,6 +474,18 @@ impl RedisServer {
         RedisServer { node, tmp }
     }
 
+    /// As [`RedisServer::start`], with an append-only file fsynced every
+    /// second (`--appendonly yes --appendfsync everysec`, as the shipped
+    /// deployments run Redis): [`RedisServer::start_again`] reloads it.
+    pub fn start_persistent() -> RedisServer {
+        let tmp = match tempfile::Builder::new().prefix("redis-test-").tempdir() {
+            Ok(t) => t,
+            Err(e) => panic!("tempdir for redis-server: {e}"),
+        };
+        let node = Node::start_fresh_with(tmp.path(), None, true);
+        RedisServer { node, tmp }
+    }
+
     /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.node.port)
@@ -493,6 +525,31 @@ impl RedisServer {
     /// to [`RESTART_BIND_TIMEOUT`]; panics with the log if it does not come up.
     pub fn restart(&mut self) {
         self.node.restart_same_port();
+    }
+
+    /// Stops the server as Kubernetes does, with SIGTERM (Redis flushes and
+    /// fsyncs its append-only file, or saves, then exits), and waits up to
+    /// [`READY_TIMEOUT`] for it to exit; then SIGKILL. Idempotent.
+    pub fn shutdown(&mut self) {
+        let Some(mut child) = self.node.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again on the same port with the data its files hold
+    /// (a persistent server's append-only file; nothing otherwise), after
+    /// [`RedisServer::shutdown`] or [`RedisServer::stop`].
+    pub fn start_again(&mut self) {
+        self.node.start_same_port();
     }
 
     /// `redis-cli -p PORT ARGS...`: trimmed stdout (an error reply comes back

@@ -1,11 +1,16 @@
 //! The replica's key cache against a real Redis, counted at the server: a cache
 //! hit costs no Redis command, a repeated unknown key costs one lookup per TTL,
 //! and a lost pub/sub subscription flushes the cache (so a change made while no
-//! notification could arrive is seen at the next request, not at TTL end).
+//! notification could arrive is seen at the next request, not at TTL end); a
+//! key read while Redis is being seeded again is not refused, and a Redis
+//! slower than the client library's default timeout but within `timeout_ms`
+//! is no outage.
 
 use gateway_tests::client::{chat_body, TestClient};
 use gateway_tests::config::{Config, Consumer, Provider, Route, Server, State, Tenant};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::metrics::metric;
+use gateway_tests::netfault::FaultyProxy;
 use gateway_tests::redis::RedisServer;
 use std::time::{Duration, Instant};
 
@@ -27,7 +32,8 @@ fn config(redis_url: &str, ttl_ms: u64) -> String {
 
 /// What a key lookup sends (see `lookup` in gateway/src/state/redis.rs): the
 /// key record (HGETALL), then for a known key its tenant (GET), consumer and
-/// index entry (HGET, HGET), for an unknown one the seed marker (EXISTS).
+/// index entry (HGET, HGET), for an unknown one the seed marker (EXISTS) and
+/// the record again.
 const LOOKUP_COMMANDS: [&str; 4] = ["hgetall", "get", "hget", "exists"];
 
 /// How often the state monitor checks the seed marker with an EXISTS of its
@@ -203,4 +209,129 @@ async fn an_expired_entry_under_load_is_looked_up_once() {
         gets >= 1 && hgets >= 2,
         "the lookup read the tenant (GET), consumer and index entry (HGET, HGET): {gets} GET, {hgets} HGET"
     );
+}
+
+/// Keys of two more seeded consumers, for the lookups made while the seed is
+/// written again.
+const CAROL_KEY: &str = "sk-cache-test-seeded-carol";
+const DAVE_KEY: &str = "sk-cache-test-seeded-dave";
+
+/// What a replica writing the seed again has not written yet when a lookup
+/// reads the key (besides the seed marker, written last).
+#[derive(Debug, Clone, Copy)]
+enum NotYet {
+    /// the key's record (Redis came back empty)
+    Record,
+    /// the key's entry in its tenant's index (written after the record)
+    IndexEntry,
+}
+
+/// A lookup that reads a key while Redis is empty (restarted without its
+/// data) or half-seeded, and the seed marker after another replica finished
+/// writing the seed, must not call the key unknown: a key that does not
+/// resolve is read again once the marker is seen. The replica reaches Redis
+/// through a proxy adding 400 ms each way, so its reads reach the server
+/// 800 ms apart (the record at ~400 ms, the index entry at ~1,200 ms, then the
+/// marker); what the seed writes vanishes just before the read that misses
+/// it and comes back, the marker last, before the marker read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_read_while_the_seed_is_written_again_is_not_refused() {
+    let redis = RedisServer::start();
+    let proxy = FaultyProxy::start(format!("127.0.0.1:{}", redis.port()).parse().unwrap()).await;
+    let url = format!("redis://{}/0", proxy.addr());
+    let yaml = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(State::redis(&url).redis_key("timeout_ms", 5_000))
+        .provider(Provider::mock("m"))
+        .route(Route::new("chat", "/v1").keyed().upstream("m"))
+        .tenant(
+            Tenant::new("acme")
+                .consumer(Consumer::new("carol").key(CAROL_KEY))
+                .consumer(Consumer::new("dave").key(DAVE_KEY)),
+        )
+        .no_ledger()
+        .access_log()
+        .yaml();
+    let gw = Gateway::start(&yaml).await;
+    wait_subscribed(&redis).await;
+    proxy.set_latency(Duration::from_millis(400));
+    for (key, consumer, not_yet) in [
+        (CAROL_KEY, "carol", NotYet::Record),
+        (DAVE_KEY, "dave", NotYet::IndexEntry),
+    ] {
+        let index = redis.cli(&["HGETALL", "gw:{t:acme}:keys"]);
+        let lines: Vec<&str> = index.lines().map(str::trim).collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{consumer}/")))
+            .unwrap_or_else(|| panic!("no index entry of {consumer}: {index}"));
+        let (field, digest) = (lines[at].to_string(), lines[at + 1].to_string());
+        let record = format!("gw:{{k:{digest}}}");
+        let marker = "gw:{g}:seeded";
+        let request = tokio::spawn({
+            let url = gw.url();
+            async move {
+                TestClient::new()
+                    .post_json_with(
+                        &format!("{url}/v1/chat/completions"),
+                        &chat_body("gpt-4o", "hi"),
+                        &[("authorization", &format!("Bearer {key}"))],
+                    )
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match not_yet {
+            NotYet::Record => redis.cli(&["RENAME", &record, "hidden"]),
+            NotYet::IndexEntry => redis.cli(&["HDEL", "gw:{t:acme}:keys", &field]),
+        };
+        redis.cli(&["RENAME", marker, "hidden-marker"]);
+        // back after the read that misses it, before the marker read
+        let back_at = match not_yet {
+            NotYet::Record => 650,
+            NotYet::IndexEntry => 1_500,
+        };
+        tokio::time::sleep(Duration::from_millis(back_at - 150)).await;
+        match not_yet {
+            NotYet::Record => redis.cli(&["RENAME", "hidden", &record]),
+            NotYet::IndexEntry => redis.cli(&["HSET", "gw:{t:acme}:keys", &field, &digest]),
+        };
+        redis.cli(&["RENAME", "hidden-marker", marker]);
+        let r = request.await.unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "a seeded key refused while its {not_yet:?} and the marker came back: {}",
+            r.text()
+        );
+    }
+}
+
+/// `state.redis.timeout_ms` is the limit of a call, not the client library's
+/// own default (redis-rs cuts a standalone connection's answers after 500 ms):
+/// with 400 ms added each way and a budget of 3 s, keys are looked up and
+/// Redis is not taken for down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_slower_than_500_ms_within_timeout_ms_is_not_an_outage() {
+    let redis = RedisServer::start();
+    let proxy = FaultyProxy::start(format!("127.0.0.1:{}", redis.port()).parse().unwrap()).await;
+    let url = format!("redis://{}/0", proxy.addr());
+    let yaml = Config::new()
+        .server(Server::new().admin_token(ADMIN_TOKEN))
+        .state(State::redis(&url).redis_key("timeout_ms", 3_000))
+        .provider(Provider::mock("m"))
+        .route(Route::new("chat", "/v1").keyed().upstream("m"))
+        .tenant(Tenant::new("acme").consumer(Consumer::new("bob").key(SEED_KEY)))
+        .no_ledger()
+        .yaml();
+    let gw = Gateway::start(&yaml).await;
+    proxy.set_latency(Duration::from_millis(400));
+    let t = Instant::now();
+    assert_eq!(chat(&gw, SEED_KEY).await, 200, "{}", gw.stderr());
+    assert!(
+        t.elapsed() >= Duration::from_millis(1_600),
+        "the lookup's two round trips took {:?}: the latency was not in the way",
+        t.elapsed()
+    );
+    assert_eq!(metric(&gw, "gateway_state_degraded").await, 0.0);
 }

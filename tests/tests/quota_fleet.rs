@@ -8,7 +8,7 @@
 //!   exactly the tokens served (standalone and cluster);
 //! * requests: exactly `limit` answers 200, the rest 429 with `Retry-After`;
 //! * a 2 s window: refusal, sliding (no reset at a fixed boundary), roll-over;
-//! * `SCRIPT FLUSH` under load is invisible (`fail_closed`: a script that could
+//! * `SCRIPT FLUSH` under load is invisible, a storm of them too (`fail_closed`: a script that could
 //!   not be run would answer 503);
 //! * a stream the client drops is charged its estimated usage, not its reservation;
 //! * `x-ratelimit-*` headers on 200 and 429 answers, and `ai_log.quota_status`;
@@ -736,6 +736,57 @@ async fn script_flush_mid_load_is_invisible() {
          no other status; Redis answered NOSCRIPT {noscript} times, all retried invisibly; \
          /admin/usage equal to the tokens served {took:?} after the load; settle retries {retries}",
         t.ok, t.tokens, t.limited
+    );
+}
+
+/// SCRIPT FLUSH as fast as `redis-cli` sends it (hundreds a second) under
+/// load: a flush between a script's reload and its retry answers NOSCRIPT again,
+/// and that must neither fail the call (the script is loaded and run again) nor
+/// make the replica take Redis for unreachable (`fail_closed` would answer 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_script_flush_storm_is_invisible() {
+    let _serial = SERIAL.lock().await;
+    const NAME: &str = "labubu-big";
+    let f = Fleet::start(
+        SharedRedis::standalone().await,
+        MockUpstream::start_default(),
+        &[quota(NAME, "total_tokens", 100_000_000, "1h")],
+    )
+    .await;
+    let load = Load {
+        clients: 12,
+        duration: Duration::from_millis(2500),
+        stop_after_429: u64::MAX,
+        shape: mixed_shape,
+        kind: "tokens",
+        quota: NAME,
+    };
+    let fleet = &f;
+    let flusher = async {
+        let until = std::time::Instant::now() + Duration::from_millis(2500);
+        let mut flushes = 0u64;
+        while std::time::Instant::now() < until {
+            assert_eq!(fleet.redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+            flushes += 1;
+            tokio::task::yield_now().await;
+        }
+        flushes
+    };
+    let (t, flushes) = tokio::join!(burst(fleet, load), flusher);
+    assert!(
+        t.unexpected.is_empty(),
+        "answers other than 200/429 in a storm of {flushes} SCRIPT FLUSH ({}), first ones: {:#?}\n{}",
+        t.unexpected.len(),
+        &t.unexpected[..t.unexpected.len().min(5)],
+        f.stderr()
+    );
+    assert!(t.ok > 0);
+    let unavailable = f.metric("unavailable").await;
+    assert_eq!(unavailable, 0, "refused as unavailable in the flush storm");
+    f.wait_used(NAME, t.tokens, Duration::from_secs(10)).await;
+    println!(
+        "{flushes} SCRIPT FLUSH in 2.5 s under 12 clients: {} answers 200, {} answers 429, nothing else",
+        t.ok, t.limited
     );
 }
 

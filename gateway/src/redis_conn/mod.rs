@@ -139,6 +139,10 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How many more times a script call loads its script and runs it when the
+/// retry after a NOSCRIPT answers NOSCRIPT again (flushed in between).
+pub const NOSCRIPT_RETRIES: u32 = 3;
+
 /// How long a call may take: `Fast` is `state.redis.timeout_ms` (the data plane,
 /// refused at once while its node is known to be unreachable), `Slow` is for
 /// admin writes and start-up work, which may wait longer and always try.
@@ -256,7 +260,6 @@ impl RedisConn {
         pool_cfg.timeouts.wait = Some(slow);
         pool_cfg.timeouts.create = Some(slow);
         pool_cfg.timeouts.recycle = Some(slow);
-        let rt = Some(deadpool_redis::Runtime::Tokio1);
         let (reach, probes) = match &s.target {
             Target::Single(url) => {
                 let addr = redis::IntoConnectionInfo::into_connection_info(url.as_str())
@@ -272,9 +275,20 @@ impl RedisConn {
         };
         let pools = match &s.target {
             Target::Single(url) => {
-                let mut c = deadpool_redis::Config::from_url(url.clone());
-                c.pool = Some(pool_cfg);
-                Pools::Single(c.create_pool(rt).map_err(|e| e.to_string())?)
+                // redis-rs cuts a standalone connection's answers after 500 ms
+                // and its connects after 1 s by default: the calls' own budgets
+                // (`timeout_ms`, the slow one) are the limits, not those
+                let conn_cfg = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(slow))
+                    .set_connection_timeout(Some(slow));
+                let manager = deadpool_redis::Manager::new_with_config(url.as_str(), conn_cfg)
+                    .map_err(|e| e.to_string())?;
+                let pool = deadpool_redis::Pool::builder(manager)
+                    .config(pool_cfg)
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Pools::Single(pool)
             }
             Target::Cluster(urls) => Pools::Cluster(Box::new(
                 cluster_client(urls.clone(), connect, slow).map_err(|e| e.to_string())?,
@@ -433,12 +447,18 @@ impl RedisConn {
                 refused: None,
             });
             f(r).await.map_err(|e| {
-                // an error reply (a script refusing its arguments, say) is an
-                // answer: Redis is there, and this call alone failed
+                // an error reply (a script refusing its arguments, a script
+                // flushed again before its retry, say) is an answer: Redis is
+                // there, and this call alone failed
                 let answered = matches!(
                     e.kind(),
-                    ErrorKind::Server(ServerErrorKind::ResponseError)
-                        | ErrorKind::Extension
+                    ErrorKind::Server(
+                        ServerErrorKind::ResponseError
+                            | ServerErrorKind::NoScript
+                            | ServerErrorKind::ExecAbort
+                            | ServerErrorKind::CrossSlot
+                            | ServerErrorKind::NoPerm
+                    ) | ErrorKind::Extension
                         | ErrorKind::UnexpectedReturnType
                         | ErrorKind::Client
                 );
@@ -495,14 +515,30 @@ impl RedisConn {
     }
 
     /// EVALSHA; on NOSCRIPT (Redis restarted, failed over or flushed) the script
-    /// is loaded again and the call retried once.
+    /// is loaded again and the call retried. A SCRIPT FLUSH between the load and
+    /// the retry answers NOSCRIPT again: loaded and retried again, up to
+    /// [`NOSCRIPT_RETRIES`] times, within the call's budget.
     pub async fn script<T: FromRedisValue>(
         &self,
         budget: Budget,
         inv: &ScriptInvocation<'_>,
     ) -> Result<T> {
-        self.run(budget, async |c: &mut Routed<'_>| inv.invoke_async(c).await)
-            .await
+        self.run(budget, async |c: &mut Routed<'_>| {
+            let mut again = 0;
+            loop {
+                match inv.invoke_async(c).await {
+                    Err(e)
+                        if again < NOSCRIPT_RETRIES
+                            && e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        again += 1;
+                    }
+                    r => return r,
+                }
+            }
+        })
+        .await
     }
 
     /// Loads every script (SCRIPT LOAD goes to every primary of a cluster) and

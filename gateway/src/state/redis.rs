@@ -472,21 +472,34 @@ impl RedisStore {
 
     /// Two round trips: the key record, then tenant, consumer and the key's
     /// index entry (one slot, one pipeline). Runs within `state.redis.timeout_ms`
-    /// each.
+    /// each. A key that does not resolve costs one more, the seed marker, and
+    /// then the same reads again.
     pub async fn lookup(&self, digest_hex: &str) -> Result<Option<Identity>> {
+        if let Some(id) = self.resolve(digest_hex).await? {
+            return Ok(Some(id));
+        }
+        // No record, or one whose tenant, consumer or index entry is missing.
+        // Redis that lost its data (restarted empty, flushed) knows no key
+        // until the monitor has written the seed again, and a replica writing
+        // it (tenant, consumer, record, index entry, the marker last) may be
+        // half-way: that is not "this key does not exist". Only a key that
+        // still does not resolve once the marker was seen is unknown.
+        let seeded: i64 = self
+            .conn
+            .query(Budget::Fast, redis::cmd("EXISTS").arg(self.marker_key()))
+            .await?;
+        if seeded == 0 {
+            return Err(StateError::Unavailable(
+                "Redis holds no data yet (restarted or flushed); the tenants seed is being written again".into(),
+            ));
+        }
+        self.resolve(digest_hex).await
+    }
+
+    /// The identity of a key digest as Redis holds it now: the record, then
+    /// its tenant, consumer and index entry; `None` when any is missing.
+    async fn resolve(&self, digest_hex: &str) -> Result<Option<Identity>> {
         let Some(key) = self.read_record(Budget::Fast, digest_hex).await? else {
-            // Redis that lost its data (restarted empty, flushed) knows no key
-            // until the monitor has written the seed again: that is not "this
-            // key does not exist"
-            let seeded: i64 = self
-                .conn
-                .query(Budget::Fast, redis::cmd("EXISTS").arg(self.marker_key()))
-                .await?;
-            if seeded == 0 {
-                return Err(StateError::Unavailable(
-                    "Redis holds no data yet (restarted or flushed); the tenants seed is being written again".into(),
-                ));
-            }
             return Ok(None);
         };
         let mut p = redis::pipe();
