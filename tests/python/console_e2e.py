@@ -50,7 +50,6 @@ from console_ui import (
     KEY_NAME_FIELD,
     KEY_PATTERN,
     NAME_FIELD,
-    PAGE_LINKS,
     REQUESTS_PAGE,
     REVOKE_BUTTON,
     REVOKED,
@@ -104,12 +103,7 @@ def keys_scenario(c: Console, args: argparse.Namespace) -> None:
 
     c.step("a wrong admin token shows an error", wrong_token, (Expected("/admin/", (401,)),))
 
-    def right_token() -> None:
-        c.sign_in(args.admin_token)
-        c.find(PAGE_LINKS)
-        c.settled()
-
-    c.step("sign in", right_token)
+    c.step("sign in", lambda: c.signed_in(args.admin_token))
 
     def create_tenant() -> None:
         c.open_page(TENANTS_PAGE)
@@ -262,9 +256,7 @@ def hostile_scenario(c: Console, args: argparse.Namespace) -> None:
 
     def sign_in() -> None:
         c.wd.navigate(c.url)
-        c.sign_in(args.admin_token)
-        c.find(PAGE_LINKS)
-        c.settled()
+        c.signed_in(args.admin_token)
 
     c.step("sign in", sign_in)
 

@@ -303,6 +303,12 @@ class Console:
         self.wd.type(field, token)
         self.click(x_button(SIGN_IN_BUTTON))
 
+    def signed_in(self, token: str) -> None:
+        """Signs in with the right token and waits for the pages to be offered."""
+        self.sign_in(token)
+        self.find(PAGE_LINKS)
+        self.settled()
+
     def screenshot(self, name: str) -> None:
         """`<artifacts>/<name>-1280.png` and `-390.png`: the whole page at a
         1280 px and a 390 px wide viewport."""

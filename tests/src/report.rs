@@ -208,3 +208,15 @@ fn json_figures(v: &Value) -> Totals {
         estimated_requests: n("estimated_requests"),
     }
 }
+
+/// The `used` figure of window `quota` in a `GET /admin/usage` answer.
+pub fn used_in(v: &Value, quota: &str) -> Option<u64> {
+    match v {
+        Value::Object(o) if o.get("quota").and_then(Value::as_str) == Some(quota) => {
+            o.get("used").and_then(Value::as_u64)
+        }
+        Value::Object(o) => o.values().find_map(|x| used_in(x, quota)),
+        Value::Array(a) => a.iter().find_map(|x| used_in(x, quota)),
+        _ => None,
+    }
+}

@@ -34,7 +34,7 @@
 
 use gateway::quota::memory::MemoryQuotas;
 use gateway::quota::store::{
-    Actual, Crossed, Item, QuotaStore, ReserveAnswer, SettleAnswer, SettleCall, SettleMode,
+    settle_reply, Actual, Item, QuotaStore, ReserveAnswer, SettleAnswer, SettleCall, SettleMode,
     Settled, Span, WindowUse,
 };
 use gateway::redis_conn::{Budget, ConnSettings, RedisConn, Target};
@@ -253,23 +253,27 @@ impl Both {
         }
         let mut r: Vec<i64> = self.conn.script(Budget::Fast, &inv).await.unwrap();
         let now = r.pop().expect("the script's now") as u64;
-        let answer = match r.first() {
-            Some(1) => SettleAnswer::Settled,
-            Some(2) => SettleAnswer::Already,
-            Some(3) => SettleAnswer::LateCharged,
-            Some(4) => SettleAnswer::Charged,
-            Some(0) => SettleAnswer::Nothing,
-            other => panic!("quota_settle answered {other:?}"),
-        };
-        let crossed = r[1..]
-            .chunks(3)
-            .map(|x| Crossed {
-                index: (x[0] - 1) as usize,
-                percent: x[1] as u8,
-                used: x[2] as u64,
-            })
-            .collect();
-        (Settled { answer, crossed }, now)
+        let settled = settle_reply(&r, c.actual.len()).expect("quota_settle's answer");
+        (settled, now)
+    }
+
+    /// Settles `c` on both; the answers must agree, and the alerts crossed
+    /// too while no crashed reservation may still be held back in Redis.
+    async fn settle_both(
+        &self,
+        c: &SettleCall<'_>,
+        held: &[Held],
+        log: &mut Vec<String>,
+    ) -> Result<SettleAnswer, TestCaseError> {
+        let (r, now) = self.settle_redis(c).await;
+        let m = self.model.settle(c, now);
+        log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
+        prop_assert_eq!(r.answer, m.answer);
+        let slack = Slack { held, now };
+        if (0..3).all(|w| slack.of(w) == 0) {
+            prop_assert_eq!(&r.crossed, &m.crossed);
+        }
+        Ok(r.answer)
     }
 }
 
@@ -424,21 +428,13 @@ async fn run_case(both: &mut Both, ops: &[Op], log: &mut Vec<String>) -> Result<
                     actual: &actual,
                     ledger: None,
                 };
-                let (r, now) = both.settle_redis(&call).await;
-                let m = both.model.settle(&call, now);
-                log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
-                let slack = Slack { held: &held, now };
-                let exact = (0..3).all(|w| slack.of(w) == 0);
-                prop_assert_eq!(r.answer, m.answer);
-                if exact {
-                    prop_assert_eq!(&r.crossed, &m.crossed);
-                }
+                let answer = both.settle_both(&call, &held, log).await?;
                 let want = match (h.settled, h.crashed.is_some()) {
                     (true, _) => SettleAnswer::Nothing,
                     (false, true) => SettleAnswer::LateCharged,
                     (false, false) => SettleAnswer::Settled,
                 };
-                prop_assert_eq!(r.answer, want, "settling {}", h.id);
+                prop_assert_eq!(answer, want, "settling {}", h.id);
                 held[i].settled = true;
             }
             Op::Charge { on, amounts, again } => {
@@ -460,21 +456,14 @@ async fn run_case(both: &mut Both, ops: &[Op], log: &mut Vec<String>) -> Result<
                     actual: &actual,
                     ledger: None,
                 };
-                let (r, now) = both.settle_redis(&call).await;
-                let m = both.model.settle(&call, now);
-                log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
-                let slack = Slack { held: &held, now };
-                prop_assert_eq!(r.answer, m.answer);
-                if (0..3).all(|w| slack.of(w) == 0) {
-                    prop_assert_eq!(&r.crossed, &m.crossed);
-                }
+                let answer = both.settle_both(&call, &held, log).await?;
                 let first = !charged.iter().any(|(c, _, _)| *c == id);
                 let want = if first {
                     SettleAnswer::Charged
                 } else {
                     SettleAnswer::Already
                 };
-                prop_assert_eq!(r.answer, want);
+                prop_assert_eq!(answer, want);
                 if first {
                     charged.push((id, on, amounts));
                 }

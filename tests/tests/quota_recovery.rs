@@ -14,8 +14,9 @@ use gateway_tests::harness::{admin, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::wait_metric;
 use gateway_tests::mock_upstream::{text_tokens, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::{restart_redis, start_redis, stop_redis, RedisServer};
+use gateway_tests::report::used_in;
 use http::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use shared::ai_log::AccessLogLine;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,18 +99,6 @@ async fn client(url: String, stop: Arc<AtomicBool>, served: Arc<Mutex<Vec<String
 async fn wait_gauge(gw: &Gateway, name: &str, want: f64) {
     let what = want.to_string();
     wait_metric(gw, name, &[], |v| v == want, &what, Duration::from_secs(10)).await;
-}
-
-/// The `used` figure of window `quota` in `GET /admin/usage`.
-fn used_in(v: &Value, quota: &str) -> Option<u64> {
-    match v {
-        Value::Object(o) if o.get("quota").and_then(Value::as_str) == Some(quota) => {
-            o.get("used").and_then(Value::as_u64)
-        }
-        Value::Object(o) => o.values().find_map(|x| used_in(x, quota)),
-        Value::Array(a) => a.iter().find_map(|x| used_in(x, quota)),
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

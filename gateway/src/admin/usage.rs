@@ -128,9 +128,10 @@ impl Query {
                     }
                 }
                 other => {
-                    return Err(bad_query(format!(
-                        "unknown parameter {other:?}: use tenant, consumer, route, limit, cursor"
-                    )))
+                    return Err(unknown_parameter(
+                        other,
+                        "tenant, consumer, route, limit, cursor",
+                    ))
                 }
             }
         }
@@ -530,5 +531,22 @@ mod tests {
         assert!(q.paged && q.limit == 5 && q.cursor.is_none());
         let q = Query::parse(None).unwrap();
         assert!(!q.paged && q.limit == MAX_LIMIT);
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_named_cut_short() {
+        let long = "p".repeat(5000);
+        let Err(e) = Query::parse(Some(&format!("{long}=1"))) else {
+            panic!("an unknown parameter was taken");
+        };
+        assert!(
+            e.message.starts_with("unknown parameter \"ppp"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.len() < 120, "{}", e.message);
+        assert!(e
+            .message
+            .ends_with("use tenant, consumer, route, limit, cursor"));
     }
 }

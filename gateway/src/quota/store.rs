@@ -215,28 +215,7 @@ impl QuotaStore {
                 .arg(alerts.join(","));
         }
         let r: Vec<i64> = c.script(Budget::Fast, &inv).await?;
-        let answer = match r.first() {
-            Some(1) => SettleAnswer::Settled,
-            Some(2) => SettleAnswer::Already,
-            Some(3) => SettleAnswer::LateCharged,
-            Some(4) => SettleAnswer::Charged,
-            Some(0) => SettleAnswer::Nothing,
-            _ => return Err(bad_reply("quota_settle", r)),
-        };
-        let mut crossed = Vec::new();
-        for x in r.get(1..).unwrap_or_default().chunks(3) {
-            match x {
-                [i, p, used] if *i >= 1 && (*i as usize) <= call.actual.len() => {
-                    crossed.push(Crossed {
-                        index: (*i - 1) as usize,
-                        percent: u8::try_from(*p).unwrap_or(100),
-                        used: num(*used),
-                    })
-                }
-                other => return Err(bad_reply("quota_settle", other)),
-            }
-        }
-        Ok(Settled { answer, crossed })
+        settle_reply(&r, call.actual.len())
     }
 
     /// Notes that hash tag `tag` holds ledger days up to `day` (days since
@@ -357,4 +336,29 @@ impl QuotaStore {
         }
         Ok(())
     }
+}
+
+/// What `quota_settle` answered: its answer, then (index, percent, used) for
+/// each alert crossed among the call's `items` windows.
+pub fn settle_reply(r: &[i64], items: usize) -> Result<Settled> {
+    let answer = match r.first() {
+        Some(1) => SettleAnswer::Settled,
+        Some(2) => SettleAnswer::Already,
+        Some(3) => SettleAnswer::LateCharged,
+        Some(4) => SettleAnswer::Charged,
+        Some(0) => SettleAnswer::Nothing,
+        _ => return Err(bad_reply("quota_settle", r)),
+    };
+    let mut crossed = Vec::new();
+    for x in r.get(1..).unwrap_or_default().chunks(3) {
+        match x {
+            [i, p, used] if *i >= 1 && (*i as usize) <= items => crossed.push(Crossed {
+                index: (*i - 1) as usize,
+                percent: u8::try_from(*p).unwrap_or(100),
+                used: num(*used),
+            }),
+            other => return Err(bad_reply("quota_settle", other)),
+        }
+    }
+    Ok(Settled { answer, crossed })
 }

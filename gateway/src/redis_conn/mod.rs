@@ -329,8 +329,11 @@ impl RedisConn {
 
     /// A cluster's slot map and every master's reachability, asked on the
     /// monitor's own connections (nothing for a standalone server, whose
-    /// monitor call says it). A map that gives a slot to another master is
-    /// used once the calls have a connection made from it.
+    /// monitor call says it). When the map gives a slot to another master,
+    /// the calls move to a connection made from it first; if that cannot be
+    /// made yet, the map is used anyway (the calls' own connection follows
+    /// `MOVED` and broken connections) and the move is tried again at the
+    /// next probe.
     pub async fn probe(&self) {
         use std::sync::atomic::Ordering;
         let Some(p) = &self.probes else {

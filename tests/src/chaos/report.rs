@@ -187,7 +187,8 @@ without Redis that had not reached Redis when it admitted its last request in th
 (admitted after it, or still running then: such a request is charged when it ends; `local`: each \
 replica's share; `fail_open`: anything), and what a SIGKILLed replica served without settling it \
 (its reservations go back when their leases end); or, for a window holding usage admitted without \
-Redis, the README's bound for the first window after an outage: max(limit, that usage) + one request. \
+Redis, the README's bound for the first window after an outage: max(limit, that usage) + one request \
+when the replicas see Redis return together, the limit + that usage + one request when one sees it later. \
 Under `fail_closed`, nothing; `/admin/usage` sampled every second must agree.
 - *local share excess*: the most one replica admitted on its own in a window beyond `limit / 3`.
 - *recovery*: from the end of the fault to the first second after which every answer is a whole 200 or \

@@ -29,10 +29,10 @@ use crate::harness::Gateway;
 use crate::metrics::{wait_metric, Scrape};
 use crate::mock_upstream::{MockOptions, MockUpstream};
 use crate::redis::{key_slot, RedisCluster};
+use crate::report::used_in;
 pub use fault::{Fault, FaultEvents};
 use fleet::{Consumer, Fleet, Pressed};
 use load::{ClientSpec, Sample};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -234,18 +234,6 @@ impl Run {
             std::fs::write(dir.join(format!("gateway-{}-{r}.log", p.name())), text)?;
         }
         Ok(())
-    }
-}
-
-/// The `used` figure of window `quota` in a `GET /admin/usage` answer.
-pub fn used_in(v: &Value, quota: &str) -> Option<u64> {
-    match v {
-        Value::Object(o) if o.get("quota").and_then(Value::as_str) == Some(quota) => {
-            o.get("used").and_then(Value::as_u64)
-        }
-        Value::Object(o) => o.values().find_map(|x| used_in(x, quota)),
-        Value::Array(a) => a.iter().find_map(|x| used_in(x, quota)),
-        _ => None,
     }
 }
 

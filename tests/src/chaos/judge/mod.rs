@@ -20,10 +20,12 @@
 //!   flight, or settlement still queued: its reservation goes back when its
 //!   lease ends, as documented). A window holding usage admitted without Redis
 //!   may instead stay within the README's bound for the first window after an
-//!   outage, max(limit, that usage) + one request (the row says how many
-//!   windows needed it). Under `fail_closed` nothing is admitted without
-//!   Redis: never over the limit. Across a restart without data only what was
-//!   admitted after it counts (Redis forgot the rest, as documented).
+//!   outage, max(limit, that usage) + one request, or, when a replica saw
+//!   Redis come back later than another admitted through it, the limit + that
+//!   usage + one request (the row says how many windows needed each). Under
+//!   `fail_closed` nothing is admitted without Redis: never over the limit.
+//!   Across a restart without data only what was admitted after it counts
+//!   (Redis forgot the rest, as documented).
 //! * **Local shares.** Under `local`, what one replica admitted on its own in
 //!   any window stays within `limit / 3` (+ one request's cost for tokens).
 //! * **Errors.** Only those the fault explains: `503 quota_unavailable` under
