@@ -444,6 +444,30 @@ mod proptests {
             prop_assert!(parse_traceparent(&up["traceparent"]).is_some(), "{}", tp);
         }
 
+        /// A header whose trace or span id is all zeros (W3C `traceparent`,
+        /// B3 single or multi, 64- or 128-bit trace ids) starts a new trace:
+        /// both forbid zero ids.
+        #[test]
+        fn a_zero_id_starts_a_new_trace(
+            trace in 1u128.., span in 1u64.., zero_trace: bool, form in 0u8..3, short: bool,
+        ) {
+            let (trace, span) = if zero_trace { (0, span) } else { (trace, 0) };
+            let t_hex = if short && form > 0 { format!("{:016x}", trace % (1 << 64)) } else { format!("{trace:032x}") };
+            let s_hex = format!("{span:016x}");
+            let h = match form {
+                0 => with("traceparent", format!("00-{t_hex}-{s_hex}-01").as_bytes()),
+                1 => with("b3", format!("{t_hex}-{s_hex}-1").as_bytes()),
+                _ => {
+                    let mut h = with("x-b3-traceid", t_hex.as_bytes());
+                    h.insert("x-b3-spanid", HeaderValue::from_str(&s_hex).unwrap());
+                    h
+                }
+            };
+            let t = TraceCtx::from_headers(&h, 1.0);
+            prop_assert_eq!(t.parent, None, "{:?}", h);
+            prop_assert!(t.trace_id != 0 && t.span_id != 0);
+        }
+
         /// A `traceparent` that is not exactly the W3C form (a character
         /// changed to one outside lowercase hex, a field one digit short or
         /// long) starts a new trace.
