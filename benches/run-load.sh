@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Load harness: direct -> mock, nginx -> mock, gateway -> mock, gateway with
-# consumer-key auth against a real Redis -> mock, the same with two
-# consumer quotas (reserve + settle on every request) -> mock, and the same
-# with upstream health (passive outlier detection + active probes) -> mock;
-# non-streaming and streaming; requests/s at 32 connections, added latency at
-# 1 connection and Redis commands per request. See benches/README.md.
+# Load harness: direct -> mock, nginx -> mock, and the gateway -> mock from
+# plain to full-featured: plain, + consumer-key auth against a real Redis,
+# + a consumer token quota (reserve + settle on every request), + upstream
+# health (passive outlier detection + active probes), and the full-featured
+# row (all of that, the access log, OTLP traces and logs at sampling ratio 1.0
+# to a real collector); non-streaming and streaming; requests/s at 32 and 256
+# connections, added latency at 1 connection, CPU per request, and for the
+# rows with Redis the round trips, commands and Redis CPU per request from
+# Redis's own statistics. See benches/README.md.
 #
 # Usage: bash benches/run-load.sh
-#        smoke test of the harness (about 3 minutes after the build, results
+#        smoke test of the harness (about 4 minutes after the build, results
 #        kept out of the repository):
-#        BENCH_DURATION_S=2 BENCH_WARMUP_S=1 BENCH_RESULTS_DIR=/tmp/bench-smoke bash benches/run-load.sh
-#        health vs quotas throughput, alternating rounds (see BENCH_AB_ROUNDS):
+#        BENCH_DURATION_S=2 BENCH_WARMUP_S=1 BENCH_WAIT_QUIET_S=0 BENCH_RESULTS_DIR=/tmp/bench-smoke bash benches/run-load.sh
+#        health vs quota throughput, alternating rounds (see BENCH_AB_ROUNDS):
 #        BENCH_AB_ROUNDS=5 bash benches/run-load.sh
 #
 # Environment knobs (all optional):
@@ -18,19 +21,30 @@
 #   BENCH_LAT_DURATION_S measured seconds per latency run       (default BENCH_DURATION_S)
 #   BENCH_WARMUP_S       warm-up seconds before each run        (default 2)
 #   BENCH_CONNECTIONS    connections of the throughput runs     (default 32)
+#   BENCH_CONNECTIONS_HIGH  connections of the second throughput runs; 0 = none (default 256)
 #   BENCH_STREAM_CHUNKS  SSE chunks per streamed mock response  (default 16)
 #   BENCH_NGINX          1 = include nginx, 0 = skip it         (default 1)
 #   BENCH_NGINX_ACCESS_LOG  buffered | unbuffered | off         (default buffered)
-#   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1)
+#   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1; the
+#                        full-featured row always does)
 #   BENCH_AUTH           1 = include gateway + auth (Redis), 0 = skip (default 1)
-#   BENCH_QUOTAS         1 = include gateway + auth + quotas (Redis), 0 = skip (default 1)
-#   BENCH_HEALTH         1 = include gateway + auth + quotas + health (Redis), 0 = skip (default 1)
-#   BENCH_RT_SAMPLE      requests per mode of the quotas / health rows' MONITOR sample (default 500)
-#   BENCH_AB_ROUNDS      N > 1 = after the rows, N - 1 more rounds of the quotas and the
-#                        health row's throughput runs, alternating (quotas, health, ...;
+#   BENCH_QUOTAS         1 = include gateway + auth + quota (Redis), 0 = skip (default 1)
+#   BENCH_HEALTH         1 = include gateway + auth + quota + health (Redis), 0 = skip (default 1)
+#   BENCH_FULL           1 = include the full-featured row (Redis, collector), 0 = skip (default 1)
+#   BENCH_OTLP_PROTOCOL  grpc | http: the full-featured row's OTLP export (default grpc)
+#   BENCH_RT_SAMPLE      N > 0 = after each row with a quota, a MONITOR sample of N JSON
+#                        and N stream requests at 1 connection, a cross-check of the
+#                        round trips counted from INFO commandstats (default 0: none)
+#   BENCH_AB_ROUNDS      N > 1 = after the rows, N - 1 more rounds of the quota and the
+#                        health row's throughput runs, alternating (quota, health, ...;
 #                        Redis flushed before each); the report gives the median
 #                        requests/s of each over the N rounds (round 1 = the table's
 #                        rows) and the ratio of the medians     (default 1)
+#   BENCH_MAX_LOAD       the 1-minute load average above which the machine counts as
+#                        busy before the runs                   (default 1.5)
+#   BENCH_WAIT_QUIET_S   how long to wait for a busy machine to quiet down before the
+#                        runs (they start anyway after it; the report gives the load
+#                        average either way)                    (default 600)
 #   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
 #   BENCH_NO_BUILD       1 = reuse the existing release binaries
 #   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
@@ -43,6 +57,7 @@ DUR="${BENCH_DURATION_S:-10}"
 LAT_DUR="${BENCH_LAT_DURATION_S:-$DUR}"
 WARM="${BENCH_WARMUP_S:-2}"
 CONNS="${BENCH_CONNECTIONS:-32}"
+CONNS_HIGH="${BENCH_CONNECTIONS_HIGH:-256}"
 CHUNKS="${BENCH_STREAM_CHUNKS:-16}"
 WITH_NGINX="${BENCH_NGINX:-1}"
 NGINX_LOG="${BENCH_NGINX_ACCESS_LOG:-buffered}"
@@ -50,8 +65,12 @@ GW_LOG="${BENCH_GATEWAY_ACCESS_LOG:-1}"
 WITH_AUTH="${BENCH_AUTH:-1}"
 WITH_QUOTAS="${BENCH_QUOTAS:-1}"
 WITH_HEALTH="${BENCH_HEALTH:-1}"
-RT_SAMPLE="${BENCH_RT_SAMPLE:-500}"
+WITH_FULL="${BENCH_FULL:-1}"
+OTLP_PROTOCOL="${BENCH_OTLP_PROTOCOL:-grpc}"
+RT_SAMPLE="${BENCH_RT_SAMPLE:-0}"
 AB_ROUNDS="${BENCH_AB_ROUNDS:-1}"
+MAX_LOAD="${BENCH_MAX_LOAD:-1.5}"
+WAIT_QUIET_S="${BENCH_WAIT_QUIET_S:-600}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -63,6 +82,14 @@ API_KEY="sk-bench"
 log() { printf '[run-load] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 [[ "$AB_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_AB_ROUNDS must be a whole number >= 1 (got '$AB_ROUNDS')"
+[[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a whole number >= 1 (got '$CONNS')"
+[[ "$CONNS_HIGH" =~ ^[0-9]+$ ]] || die "BENCH_CONNECTIONS_HIGH must be a whole number (got '$CONNS_HIGH')"
+[[ "$RT_SAMPLE" =~ ^[0-9]+$ ]] || die "BENCH_RT_SAMPLE must be a whole number (got '$RT_SAMPLE')"
+[[ "$WAIT_QUIET_S" =~ ^[0-9]+$ ]] || die "BENCH_WAIT_QUIET_S must be a whole number of seconds (got '$WAIT_QUIET_S')"
+[[ "$OTLP_PROTOCOL" == grpc || "$OTLP_PROTOCOL" == http ]] || die "BENCH_OTLP_PROTOCOL must be grpc or http (got '$OTLP_PROTOCOL')"
+# The throughput runs' connections: BENCH_CONNECTIONS, then BENCH_CONNECTIONS_HIGH.
+LEVELS=("$CONNS")
+[[ "$CONNS_HIGH" -eq 0 ]] || LEVELS+=("$CONNS_HIGH")
 
 WORK="$(mktemp -d /tmp/gateway-bench.XXXXXX)"
 RAW="$WORK/raw"
@@ -115,8 +142,8 @@ stop_pid() {
 NPROC="$(nproc)"
 if [[ "$NPROC" -ge 2 ]] && command -v taskset >/dev/null; then
   SUT_PIN=(taskset -c 0)   # nginx / gateway (one at a time)
-  LOAD_PIN=(taskset -c 1)  # mock upstream + load generator
-  PINNING="system under test on core 0; mock upstream and loadgen on core 1"
+  LOAD_PIN=(taskset -c 1)  # mock upstream, load generator, Redis, collector
+  PINNING="system under test (nginx or the gateway, one at a time) on core 0; mock upstream, loadgen, Redis and the OTLP collector on core 1"
 else
   SUT_PIN=()
   LOAD_PIN=()
@@ -169,7 +196,7 @@ as_root() {
 }
 REDIS_SERVER=""
 REDIS_CLI=""
-if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 || "$WITH_HEALTH" == 1 ]]; then
+if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 || "$WITH_HEALTH" == 1 || "$WITH_FULL" == 1 ]]; then
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     log "redis-server/redis-cli not found: apt-get install -y redis-server"
     export DEBIAN_FRONTEND=noninteractive
@@ -182,32 +209,58 @@ if [[ "$WITH_AUTH" == 1 || "$WITH_QUOTAS" == 1 || "$WITH_HEALTH" == 1 ]]; then
     REDIS_SERVER="$(command -v redis-server)"
     REDIS_CLI="$(command -v redis-cli)"
   else
-    log "warning: no redis-server/redis-cli; gateway + auth (+ quotas, + health) rows will be n/a"
+    log "warning: no redis-server/redis-cli; the rows with Redis will be n/a"
   fi
+fi
+
+# ---------------------------------------------------------------- collector
+# The full-featured row's OTLP collector: rotel (a Rust binary on PyPI; the
+# one GATEWAY_TEST_ROTEL names, else the one ./scripts/test.sh --setup-only
+# puts into .venv), receiving and dropping everything (blackhole exporter).
+ROTEL=""
+if [[ "$WITH_FULL" == 1 ]]; then
+  ROTEL="${GATEWAY_TEST_ROTEL:-}"
+  [[ -n "$ROTEL" && -x "$ROTEL" ]] || ROTEL="$(ls "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent 2>/dev/null | head -1 || true)"
+  if [[ -z "$ROTEL" ]]; then
+    log "no OTLP collector (rotel): ./scripts/test.sh --setup-only"
+    "$ROOT/scripts/test.sh" --setup-only >&2 || log "warning: ./scripts/test.sh --setup-only failed"
+    ROTEL="$(ls "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent 2>/dev/null | head -1 || true)"
+  fi
+  [[ -n "$ROTEL" ]] || log "warning: no rotel (set GATEWAY_TEST_ROTEL); the full-featured rows will be n/a"
 fi
 
 CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
 # ---------------------------------------------------------------- helpers
+# Processes of the benchmark besides the system under test and loadgen (the
+# mock, then Redis and the collector once started): their CPU is not counted
+# as the machine's noise ("other CPU").
+AUX_PIDS=()
+
 # run_load NAME URL CONNECTIONS DURATION MODE [--cpu-pid PID ...]
 run_load() {
   local name=$1 url=$2 conns=$3 dur=$4 mode=$5
   shift 5
   local args=(--url "$url" --connections "$conns" --duration-s "$dur" --warmup-s "$WARM"
-    --header "Authorization: Bearer $API_KEY" --clk-tck "$CLK_TCK" --label "$name" --aux-pid "$MOCK_PID")
+    --header "Authorization: Bearer $API_KEY" --clk-tck "$CLK_TCK" --label "$name")
+  local p
+  for p in "${AUX_PIDS[@]}"; do args+=(--aux-pid "$p"); done
   [[ "$mode" == stream ]] && args+=(--stream)
   "${LOAD_PIN[@]}" "$BIN/loadgen" "${args[@]}" "$@" >"$RAW/$name.json" 2>>"$WORK/loadgen.log" \
     || { log "loadgen failed for $name (see $WORK/loadgen.log)"; tail -3 "$WORK/loadgen.log" >&2; return 1; }
   tail -1 "$WORK/loadgen.log" >&2
 }
 
-# measure TARGET BASE_URL [--cpu-pid PID ...]: both modes, C and 1 connection.
+# measure TARGET BASE_URL [--cpu-pid PID ...]: both modes, the throughput
+# runs (BENCH_CONNECTIONS, BENCH_CONNECTIONS_HIGH), then 1 connection.
 measure() {
   local target=$1 base=$2
   shift 2
-  local mode
+  local mode c
   for mode in json stream; do
-    run_load "$target-$mode-c$CONNS" "$base/v1/chat/completions" "$CONNS" "$DUR" "$mode" "$@" || true
+    for c in "${LEVELS[@]}"; do
+      run_load "$target-$mode-c$c" "$base/v1/chat/completions" "$c" "$DUR" "$mode" "$@" || true
+    done
     run_load "$target-$mode-c1" "$base/v1/chat/completions" 1 "$LAT_DUR" "$mode" "$@" || true
   done
 }
@@ -223,12 +276,10 @@ touch_target() {
   sleep 1
 }
 
-# Snapshot of the bench Redis's counters (INFO all: stats and commandstats)
-# into FILE; prints total_commands_processed, which does not yet count this
-# INFO itself (the next snapshot does).
+# Snapshot of the bench Redis's counters (INFO all: server time, cpu, stats,
+# commandstats) into FILE.
 redis_snapshot() {
   "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" INFO all 2>/dev/null | tr -d '\r' >"$1" || true
-  sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p' "$1"
 }
 
 write_meta() { # TARGET RSS_KIB PIDS...
@@ -237,9 +288,23 @@ write_meta() { # TARGET RSS_KIB PIDS...
   printf '{"rss_kib": %s, "pids": "%s"}\n' "${rss:-null}" "$*" >"$RAW/$target.meta.json"
 }
 
-# Other busy processes on the machine skew every number: say so in the results.
+# Other busy processes on the machine skew every number: wait a while for a
+# busy machine to quiet down, and say in the results how busy it was.
+loadavg1() { cut -d' ' -f1 /proc/loadavg; }
+busy() { awk -v l="$(loadavg1)" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; }
+LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+WAITED=0
+if busy && [[ "$WAIT_QUIET_S" -gt 0 ]]; then
+  log "load average $LOADAVG_START > $MAX_LOAD: waiting up to ${WAIT_QUIET_S}s for the machine to quiet down"
+  while busy && [[ "$WAITED" -lt "$WAIT_QUIET_S" ]]; do
+    sleep 10
+    WAITED=$((WAITED + 10))
+  done
+fi
 LOADAVG_BENCH="$(cut -d' ' -f1-3 /proc/loadavg)"
-log "load average before the runs: $LOADAVG_BENCH (anything else busy on the machine skews the results)"
+QUIET_NOTE="waited ${WAITED}s for the 1-minute load average to fall to ${MAX_LOAD} or below (it was $LOADAVG_START)"
+busy && QUIET_NOTE="$QUIET_NOTE; still above it when the runs started"
+log "load average before the runs: $LOADAVG_BENCH ($QUIET_NOTE; anything else busy on the machine skews the results)"
 
 # ---------------------------------------------------------------- mock
 log "starting mock-upstream ($CHUNKS stream chunks)"
@@ -247,6 +312,7 @@ log "starting mock-upstream ($CHUNKS stream chunks)"
   >"$WORK/mock.out" 2>"$WORK/mock.err" &
 MOCK_PID=$!
 PIDS+=("$MOCK_PID")
+AUX_PIDS+=("$MOCK_PID")
 MOCK_ADDR=""
 for _ in $(seq 1 200); do
   MOCK_ADDR="$(sed -n 's/^LISTENING \([0-9.:]*\).*/\1/p' "$WORK/mock.out" | head -1)"
@@ -289,7 +355,7 @@ http {
   keepalive_timeout 75s;
   upstream mock {
     server $MOCK_ADDR;
-    keepalive 64;
+    keepalive 1024;
     keepalive_requests 1000000;
   }
   server {
@@ -326,10 +392,14 @@ log "scenario: gateway -> mock"
 GW_PORT="$("$BIN/bench-util" free-port)"
 GW_ADMIN_PORT="$("$BIN/bench-util" free-port)"
 if [[ "$GW_LOG" == 1 ]]; then GW_ACCESS="true"; else GW_ACCESS="false"; fi
-# gateway_config FILE PORT ADMIN_PORT ACCESS_LOG ROUTE_EXTRA TOP_EXTRA [PROVIDER_EXTRA]:
-# the gateway's bench config; the auth scenario adds its route and top-level
-# lines, the health row its lines in the provider's entry.
+# gateway_config FILE PORT ADMIN_PORT ACCESS_LOG ROUTE_EXTRA TOP_EXTRA [PROVIDER_EXTRA] [TELEMETRY_EXTRA]:
+# the gateway's bench config; the rows with Redis add their route and
+# top-level lines, the health rows their lines in the provider's entry, the
+# full-featured row its OTLP export in the telemetry map (and its access log
+# is on whatever BENCH_GATEWAY_ACCESS_LOG says).
 gateway_config() {
+  local access=$GW_ACCESS
+  [[ -z "${8:-}" ]] || access=true
   cat >"$1" <<EOF
 server: { listen: "127.0.0.1:$2", admin_listen: "127.0.0.1:$3" }
 $6
@@ -344,7 +414,7 @@ routes:
     match: { path_prefix: /v1 }
 $5
     upstreams: [ { provider: mock } ]
-telemetry: { access_log: { enabled: $GW_ACCESS, path: "$4" } }
+telemetry: { access_log: { enabled: $access, path: "$4" }${8:-} }
 EOF
 }
 gateway_config "$WORK/gateway.yaml" "$GW_PORT" "$GW_ADMIN_PORT" "$WORK/gateway-access.log" "" ""
@@ -370,33 +440,40 @@ else
 fi
 [[ -z "$GW_PID" ]] || stop_pid "$GW_PID"
 
-# ---------------------------------------------------------------- gateway + auth (+ quotas, + health)
+# ---------------------------------------------------------------- rows with Redis
 # The plain gateway's config plus consumer-key auth on the route, state in a
 # real Redis (started here, pinned with the load side) and one seeded consumer
-# whose key is the one loadgen sends. The quotas row is the same with two
-# consumer quotas that never refuse, so every request reserves and settles.
-# The health row is the quotas row plus upstream health on the provider
-# (passive outlier detection and active probes of GET /v1/models, which the
-# mock answers). Redis commands sent by the gateway during each row's measured
-# runs are counted from INFO (stats and commandstats), reset with CONFIG
-# RESETSTAT before the row.
+# whose key is the one loadgen sends. The quota row is the same with a
+# consumer token quota that never refuses, so every request reserves and
+# settles. The health row is the quota row plus upstream health on the
+# provider (passive outlier detection and active probes of GET /v1/models,
+# which the mock answers). The full-featured row is the health row plus OTLP
+# traces and logs at sampling ratio 1.0 to a real collector (rotel, pinned
+# with the load side), its access log on. Around each run of these rows the
+# harness snapshots Redis's INFO all and the gateway's /metrics: the report
+# counts round trips, commands and Redis CPU per request from them.
 AUTH_OK=0
 AUTH_CHECK="not run"
 QUOTA_OK=0
 QUOTA_CHECK="not run"
 HEALTH_OK=0
 HEALTH_CHECK="not run"
+FULL_OK=0
+FULL_CHECK="not run"
 AB_DONE=0
 REDIS_VERSION="n/a"
-# Limits no run can reach (the consumer's windows hold at most a minute of
-# reservations), whole numbers well below 2^53.
+ROTEL_VERSION="n/a"
+COLLECTOR_PID=""
+# A limit no run can reach (the consumer's window holds at most a minute of
+# reservations), a whole number well below 2^53.
 QUOTA_LIMIT=1000000000000
-QUOTA_EXTRA=", quotas: [ { name: bench-tpm, by: consumer, strategy: total_tokens, limit: $QUOTA_LIMIT, window: 1m }, { name: bench-rpm, by: consumer, strategy: requests, limit: $QUOTA_LIMIT, window: 1m } ]"
-# The health row's lines in the provider's entry: health reads on the request
+QUOTA_EXTRA=", quotas: [ { name: bench-tpm, by: consumer, strategy: total_tokens, limit: $QUOTA_LIMIT, window: 1m } ]"
+# The health rows' lines in the provider's entry: health reads on the request
 # path are local mirrors (refreshed every cache_ttl_ms off it), and traffic
 # reports only failures, so health should add no Redis round trip per request.
 HEALTH_PROVIDER="    passive: { failures: 5, window_s: 30, ejection_s: 30 }
     checks: { active: { http_path: /models, interval_s: 5, timeout_ms: 1000 } }"
+FULL_TELEMETRY=""
 
 # metric NAME FILE: a counter or gauge of the gateway's /metrics text
 # (NAME may carry labels: 'gateway_upstream_healthy{provider="mock"}').
@@ -408,29 +485,51 @@ json_escape() {
   printf '%s' "${s//\"/\\\"}"
 }
 
-# wait_settled ADMIN_PORT FILE LABEL: settlements are sent off the request
-# path; waits until the gateway's settle queue is empty (then a little more
-# for those already taken off it) and leaves its last /metrics in FILE.
+# wait_settled ADMIN_PORT FILE LABEL: quota settlements and OTLP records are
+# sent off the request path; waits until the gateway's settle queue and OTLP
+# queue are empty (then a little more for what was already taken off them)
+# and leaves its last /metrics in FILE.
 wait_settled() {
-  local q=""
+  local q="" o=""
   for _ in $(seq 1 100); do
     "$BIN/bench-util" get --url "http://127.0.0.1:$1/metrics" >"$2" 2>/dev/null || true
     q="$(metric gateway_quota_settle_queue "$2")"
-    [[ "$q" == 0 ]] && break
+    o="$(metric gateway_otlp_queue "$2")"
+    [[ "${q:-0}" == 0 && "${o:-0}" == 0 ]] && break
     sleep 0.1
   done
-  [[ "$q" == 0 ]] || log "warning: $3: quota settle queue not empty after 10 s ($q)"
+  [[ "${q:-0}" == 0 && "${o:-0}" == 0 ]] || log "warning: $3: queues not empty after 10 s (quota settle $q, OTLP $o)"
   sleep 0.5
   "$BIN/bench-util" get --url "http://127.0.0.1:$1/metrics" >"$2" 2>/dev/null || true
 }
 
-# monitor_sample TARGET BASE ADMIN_PORT LABEL: INFO counts the commands the
-# Lua scripts run inside Redis as well, so round trips are counted from
-# MONITOR (it marks those as "[0 lua]"), over RT_SAMPLE JSON and RT_SAMPLE
-# stream requests at 1 connection after the measured runs; MONITOR slows
-# Redis, so never during them. Each mode gets a 1 s window (loadgen waits for
-# its end), short, so that time-based commands (the state monitor's checks)
-# weigh little against the requests. Sets RT_REQUESTS (0 when it could not run).
+# measure_redis TARGET BASE ADMIN_PORT PID: measure's runs, each between two
+# snapshots of Redis's INFO all and the gateway's /metrics
+# ($RAW/<run>.{redis,metrics}-{before,after}.txt), the after ones once the
+# gateway's queues are empty.
+measure_redis() {
+  local target=$1 base=$2 admin=$3 pid=$4 mode c dur name
+  for mode in json stream; do
+    for c in "${LEVELS[@]}" 1; do
+      name="$target-$mode-c$c"
+      if [[ "$c" == 1 ]]; then dur=$LAT_DUR; else dur=$DUR; fi
+      "$BIN/bench-util" get --url "http://127.0.0.1:$admin/metrics" >"$RAW/$name.metrics-before.txt" 2>/dev/null || true
+      redis_snapshot "$RAW/$name.redis-before.txt"
+      run_load "$name" "$base/v1/chat/completions" "$c" "$dur" "$mode" --cpu-pid "$pid" || true
+      wait_settled "$admin" "$RAW/$name.metrics-after.txt" "$name"
+      redis_snapshot "$RAW/$name.redis-after.txt"
+    done
+  done
+}
+
+# monitor_sample TARGET BASE ADMIN_PORT LABEL (BENCH_RT_SAMPLE > 0): a
+# cross-check of the round trips counted from INFO commandstats. MONITOR
+# marks the commands run inside scripts as "[0 lua]"; it records RT_SAMPLE
+# JSON and RT_SAMPLE stream requests at 1 connection after the measured runs
+# (MONITOR slows Redis, so never during them). Each mode gets a 1 s window
+# (loadgen waits for its end), short, so that time-based commands (the state
+# monitor's checks) weigh little against the requests. Sets RT_REQUESTS (0
+# when it could not run).
 monitor_sample() {
   local target=$1 base=$2 admin=$3 label=$4 mon ok=0 mode out n
   RT_REQUESTS=0
@@ -463,20 +562,21 @@ monitor_sample() {
   log "$label: MONITOR sample over $RT_REQUESTS requests: $(grep -c '^[0-9.]* \[[0-9]* [0-9]' "$RAW/$target.monitor.txt" || true) client commands, $(grep -c '^[0-9.]* \[[0-9]* lua\]' "$RAW/$target.monitor.txt" || true) inside scripts"
 }
 
-# start_redis_gateway NAME CONSUMER_EXTRA [PROVIDER_EXTRA]: writes
-# $WORK/NAME.yaml, the plain gateway's config plus auth on the bench Redis
-# (CONSUMER_EXTRA is appended to the seeded consumer's entry, PROVIDER_EXTRA
-# goes into the provider's), and starts that gateway. Sets RG_PID, RG_PORT and
-# RG_ADMIN; returns 1 (the gateway stopped) when it does not become ready.
+# start_redis_gateway NAME CONSUMER_EXTRA [PROVIDER_EXTRA] [TELEMETRY_EXTRA]:
+# writes $WORK/NAME.yaml, the plain gateway's config plus auth on the bench
+# Redis (CONSUMER_EXTRA is appended to the seeded consumer's entry,
+# PROVIDER_EXTRA goes into the provider's, TELEMETRY_EXTRA into the
+# telemetry map), and starts that gateway. Sets RG_PID, RG_PORT and RG_ADMIN;
+# returns 1 (the gateway stopped) when it does not become ready.
 start_redis_gateway() {
-  local name=$1 extra=$2 pextra=${3:-}
+  local name=$1 extra=$2 pextra=${3:-} textra=${4:-}
   RG_PORT="$("$BIN/bench-util" free-port)"
   RG_ADMIN="$("$BIN/bench-util" free-port)"
   gateway_config "$WORK/$name.yaml" "$RG_PORT" "$RG_ADMIN" "$WORK/$name-access.log" \
     "    auth: { enabled: true }" \
     "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
 tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } ] } ]" \
-    "$pextra"
+    "$pextra" "$textra"
   "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   RG_PID=$!
   PIDS+=("$RG_PID")
@@ -488,20 +588,22 @@ tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } 
   fi
 }
 
-# redis_scenario TARGET LABEL CONSUMER_EXTRA [PROVIDER_EXTRA]: starts the
-# gateway with auth on the bench Redis (start_redis_gateway), checks that an
-# unknown key gets 401, resets Redis's stats, measures, waits for the quota
-# settle queue to drain, snapshots INFO and the gateway's quota counters (and,
-# with PROVIDER_EXTRA, checks that health probes ran and the provider is
-# healthy), takes the MONITOR sample (with CONSUMER_EXTRA), writes
-# $RAW/TARGET.meta.json. Sets SCEN_OK (0/1) and SCEN_CHECK.
+# redis_scenario TARGET LABEL CONSUMER_EXTRA [PROVIDER_EXTRA] [TELEMETRY_EXTRA]:
+# starts the gateway with auth on the bench Redis (start_redis_gateway),
+# checks that an unknown key gets 401, resets Redis's stats, measures with
+# snapshots around each run (measure_redis), reads the gateway's counters
+# after its runs (quota admitted and limited with CONSUMER_EXTRA; health
+# probes and the provider's health with PROVIDER_EXTRA; OTLP export and the
+# access log with TELEMETRY_EXTRA), takes the MONITOR sample (with
+# CONSUMER_EXTRA and BENCH_RT_SAMPLE > 0), writes $RAW/TARGET.meta.json.
+# Sets SCEN_OK (0/1) and SCEN_CHECK.
 redis_scenario() {
-  local target=$1 label=$2 extra=$3 pextra=${4:-}
+  local target=$1 label=$2 extra=$3 pextra=${4:-} textra=${5:-}
   SCEN_OK=0
   SCEN_CHECK="not run"
   log "scenario: $label -> mock (redis pid $REDIS_PID)"
   local port admin pid base
-  start_redis_gateway "$target" "$extra" "$pextra" || return 0
+  start_redis_gateway "$target" "$extra" "$pextra" "$textra" || return 0
   port=$RG_PORT
   admin=$RG_ADMIN
   pid=$RG_PID
@@ -525,36 +627,26 @@ redis_scenario() {
   "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null 2>&1 \
     || log "warning: CONFIG RESETSTAT failed; counting by difference only"
   "$BIN/bench-util" get --url "http://127.0.0.1:$admin/metrics" >"$RAW/$target.metrics-before.txt" 2>/dev/null || true
-  local cmds_before cmds_after t_before t_after
-  cmds_before="$(redis_snapshot "$RAW/$target.redis-before.txt")"
-  t_before="$(date +%s.%N)"
-  measure "$target" "$base" --cpu-pid "$pid" --aux-pid "$REDIS_PID"
-  # Every admitted request's settle must be in the counts.
+  measure_redis "$target" "$base" "$admin" "$pid"
+  # The row's counters after all its runs (the last run left its queues empty).
   wait_settled "$admin" "$RAW/$target.metrics-after.txt" "$label"
-  cmds_after="$(redis_snapshot "$RAW/$target.redis-after.txt")"
-  t_after="$(date +%s.%N)"
   RT_REQUESTS=0
-  [[ -z "$extra" ]] || monitor_sample "$target" "$base" "$admin" "$label"
-  # The first INFO counts itself once it has run: subtract it. bench-util
-  # reads the two snapshots for the per-command breakdown.
-  local cmds="null" window admitted="null" limited="null" a0 a1 l0 l1
-  if [[ -n "$cmds_before" && -n "$cmds_after" ]]; then
-    cmds=$((cmds_after - cmds_before - 1))
-  fi
-  window="$(awk -v a="$t_before" -v b="$t_after" 'BEGIN { printf "%.3f", b - a }')"
+  [[ -z "$extra" || "$RT_SAMPLE" -eq 0 ]] || monitor_sample "$target" "$base" "$admin" "$label"
+  local admitted="null" limited="null" a0 a1 l0 l1
   a0="$(metric gateway_quota_admitted_total "$RAW/$target.metrics-before.txt")"
   a1="$(metric gateway_quota_admitted_total "$RAW/$target.metrics-after.txt")"
   l0="$(metric gateway_quota_limited_total "$RAW/$target.metrics-before.txt")"
   l1="$(metric gateway_quota_limited_total "$RAW/$target.metrics-after.txt")"
   [[ -n "$a0" && -n "$a1" ]] && admitted=$((a1 - a0))
   [[ -n "$l0" && -n "$l1" ]] && limited=$((l1 - l0))
+  local after="$RAW/$target.metrics-after.txt"
   if [[ -n "$extra" ]]; then
-    # The quotas must really be on and never refuse.
+    # The quota must really be on and never refuse.
     if [[ "$admitted" != null && "$admitted" -gt 0 && "$limited" == 0 ]]; then
-      SCEN_CHECK="$SCEN_CHECK; $admitted requests admitted by the quotas, 0 limited"
+      SCEN_CHECK="$SCEN_CHECK; $admitted requests admitted by the quota, 0 limited"
     else
-      SCEN_CHECK="$SCEN_CHECK; WARNING: quotas admitted $admitted, limited $limited"
-      log "warning: $label: quotas admitted $admitted, limited $limited"
+      SCEN_CHECK="$SCEN_CHECK; WARNING: the quota admitted $admitted, limited $limited"
+      log "warning: $label: the quota admitted $admitted, limited $limited"
     fi
   fi
   local probes="" probes_failed="" healthy=""
@@ -562,7 +654,7 @@ redis_scenario() {
     # Health must really be on: probes ran (the first one at start, then one
     # per interval) and the provider is not ejected, as /metrics says right
     # after the measured runs.
-    local after="$RAW/$target.metrics-after.txt" healthy_metric='gateway_upstream_healthy{provider="mock"}'
+    local healthy_metric='gateway_upstream_healthy{provider="mock"}'
     probes="$(metric gateway_health_probes_total "$after")"
     probes_failed="$(metric gateway_health_probe_failures_total "$after")"
     healthy="$(metric "$healthy_metric" "$after")"
@@ -573,12 +665,56 @@ redis_scenario() {
       log "warning: $label: gateway_health_probes_total ${probes:-missing}, $healthy_metric ${healthy:-missing}"
     fi
   fi
-  log "redis commands during the $label runs: $cmds in ${window}s (quota admitted $admitted, limited $limited)"
-  printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "redis_commands": %s, "redis_window_s": %s, "cache_ttl_ms": 1000, "quota_admitted": %s, "quota_limited": %s, "rt_sample_requests": %s, "health_probes": %s, "health_probe_failures": %s, "upstream_healthy": %s, "check": "%s"}\n' \
-    "${rss:-null}" "$pid" "$REDIS_PID" "$REDIS_VERSION" "$cmds" "$window" "$admitted" "$limited" "$RT_REQUESTS" \
+  if [[ -n "$textra" ]]; then
+    # Telemetry must really be on: every request's spans and log record went
+    # to the collector (none failed or dropped), and the access log was written.
+    local spans logs sfail lfail dropped lines
+    spans="$(metric gateway_otlp_spans_exported_total "$after")"
+    logs="$(metric gateway_otlp_logs_exported_total "$after")"
+    sfail="$(metric gateway_otlp_spans_failed_total "$after")"
+    lfail="$(metric gateway_otlp_logs_failed_total "$after")"
+    dropped="$(metric gateway_otlp_dropped_total "$after")"
+    lines="$(wc -l <"$WORK/$target-access.log" 2>/dev/null || echo 0)"
+    local otlp="gateway_otlp_spans_exported_total ${spans:-missing}, gateway_otlp_logs_exported_total ${logs:-missing}, failed ${sfail:-?} / ${lfail:-?}, gateway_otlp_dropped_total ${dropped:-?}; access log $lines lines"
+    if [[ "${spans:-0}" -gt 0 && "${logs:-0}" -gt 0 && "${sfail:-0}" == 0 && "${lfail:-0}" == 0 && "${dropped:-0}" == 0 && "$lines" -gt 0 ]]; then
+      SCEN_CHECK="$SCEN_CHECK; $otlp"
+    else
+      SCEN_CHECK="$SCEN_CHECK; WARNING: $otlp"
+      log "warning: $label: $otlp"
+    fi
+  fi
+  log "$label: quota admitted $admitted, limited $limited"
+  printf '{"rss_kib": %s, "pids": "%s", "redis_pid": %s, "redis_version": "%s", "cache_ttl_ms": 1000, "quota_admitted": %s, "quota_limited": %s, "rt_sample_requests": %s, "health_probes": %s, "health_probe_failures": %s, "upstream_healthy": %s, "check": "%s"}\n' \
+    "${rss:-null}" "$pid" "$REDIS_PID" "$REDIS_VERSION" "$admitted" "$limited" "$RT_REQUESTS" \
     "${probes:-null}" "${probes_failed:-null}" "${healthy:-null}" "$(json_escape "$SCEN_CHECK")" \
     >"$RAW/$target.meta.json"
   stop_pid "$pid"
+}
+
+# start_collector: the full-featured row's OTLP collector on free ports
+# (pinned with the load side). Sets COLLECTOR_PID and FULL_TELEMETRY; returns
+# 1 when it does not come up.
+start_collector() {
+  local cport hport
+  cport="$("$BIN/bench-util" free-port)"
+  hport="$("$BIN/bench-util" free-port)"
+  ROTEL_VERSION="$("$ROTEL" --version 2>/dev/null | awk '{print $2}' || true)"
+  log "starting the OTLP collector (rotel ${ROTEL_VERSION:-?}, blackhole exporter) on 127.0.0.1:$cport (gRPC), :$hport (HTTP)"
+  "${LOAD_PIN[@]}" "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$cport" --otlp-http-endpoint "127.0.0.1:$hport" \
+    --exporter blackhole >"$WORK/collector.log" 2>&1 &
+  COLLECTOR_PID=$!
+  PIDS+=("$COLLECTOR_PID")
+  if ! "$BIN/bench-util" wait-http --url "http://127.0.0.1:$hport/" --any-status --timeout-s 20 --pid "$COLLECTOR_PID"; then
+    log "the collector did not start:"
+    tail -20 "$WORK/collector.log" >&2 || true
+    stop_pid "$COLLECTOR_PID"
+    COLLECTOR_PID=""
+    return 1
+  fi
+  AUX_PIDS+=("$COLLECTOR_PID")
+  local port=$cport
+  [[ "$OTLP_PROTOCOL" == http ]] && port=$hport
+  FULL_TELEMETRY=", otlp: { endpoint: \"http://127.0.0.1:$port\", protocol: $OTLP_PROTOCOL, traces: true, logs: true, sampling_ratio: 1.0 }"
 }
 
 # ab_round ROUND TARGET CONSUMER_EXTRA [PROVIDER_EXTRA]: one more round of a
@@ -594,18 +730,18 @@ ab_round() {
   touch_target "$base"
   for mode in json stream; do
     run_load "$name-$mode-c$CONNS" "$base/v1/chat/completions" "$CONNS" "$DUR" "$mode" \
-      --cpu-pid "$RG_PID" --aux-pid "$REDIS_PID" || true
+      --cpu-pid "$RG_PID" || true
   done
   wait_settled "$RG_ADMIN" "$RAW/$name.metrics-after.txt" "$name"
   stop_pid "$RG_PID"
 }
 
-if [[ "$WITH_AUTH" != 1 && "$WITH_QUOTAS" != 1 && "$WITH_HEALTH" != 1 ]]; then
-  log "gateway + auth (+ quotas, + health) skipped (BENCH_AUTH=0, BENCH_QUOTAS=0, BENCH_HEALTH=0); their rows will be n/a"
+if [[ "$WITH_AUTH" != 1 && "$WITH_QUOTAS" != 1 && "$WITH_HEALTH" != 1 && "$WITH_FULL" != 1 ]]; then
+  log "the rows with Redis skipped (BENCH_AUTH=0, BENCH_QUOTAS=0, BENCH_HEALTH=0, BENCH_FULL=0); they will be n/a"
 elif [[ -z "$REDIS_SERVER" ]]; then
-  log "gateway + auth (+ quotas, + health) skipped: no redis-server; their rows will be n/a"
+  log "the rows with Redis skipped: no redis-server; they will be n/a"
 elif [[ ! -x "$BIN/gateway" ]]; then
-  log "gateway + auth (+ quotas, + health) skipped: no gateway binary; their rows will be n/a"
+  log "the rows with Redis skipped: no gateway binary; they will be n/a"
 else
   REDIS_VERSION="$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   REDIS_PORT="$("$BIN/bench-util" free-port)"
@@ -625,9 +761,10 @@ else
     sleep 0.05
   done
   if [[ "$REDIS_UP" != 1 ]]; then
-    log "redis-server did not start; gateway + auth (+ quotas, + health) rows will be n/a"
+    log "redis-server did not start; the rows with Redis will be n/a"
     tail -20 "$WORK/redis.log" >&2 || true
   else
+    AUX_PIDS+=("$REDIS_PID")
     if [[ "$WITH_AUTH" == 1 ]]; then
       redis_scenario gateway-auth "gateway + auth" ""
       AUTH_OK=$SCEN_OK
@@ -636,26 +773,42 @@ else
       log "gateway + auth skipped (BENCH_AUTH=0); its rows will be n/a"
     fi
     if [[ "$WITH_QUOTAS" == 1 ]]; then
-      # A clean Redis: the quotas row starts from empty windows.
+      # A clean Redis: the quota row starts from an empty window.
       "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" FLUSHALL >/dev/null 2>&1 || true
-      redis_scenario gateway-quota "gateway + auth + quotas" "$QUOTA_EXTRA"
+      redis_scenario gateway-quota "gateway + auth + quota" "$QUOTA_EXTRA"
       QUOTA_OK=$SCEN_OK
       QUOTA_CHECK=$SCEN_CHECK
     else
-      log "gateway + auth + quotas skipped (BENCH_QUOTAS=0); its rows will be n/a"
+      log "gateway + auth + quota skipped (BENCH_QUOTAS=0); its rows will be n/a"
     fi
     if [[ "$WITH_HEALTH" == 1 ]]; then
-      # The quotas row's configuration plus health on the provider, on a clean
+      # The quota row's configuration plus health on the provider, on a clean
       # Redis as well.
       "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" FLUSHALL >/dev/null 2>&1 || true
-      redis_scenario gateway-health "gateway + auth + quotas + health" "$QUOTA_EXTRA" "$HEALTH_PROVIDER"
+      redis_scenario gateway-health "gateway + auth + quota + health" "$QUOTA_EXTRA" "$HEALTH_PROVIDER"
       HEALTH_OK=$SCEN_OK
       HEALTH_CHECK=$SCEN_CHECK
     else
-      log "gateway + auth + quotas + health skipped (BENCH_HEALTH=0); its rows will be n/a"
+      log "gateway + auth + quota + health skipped (BENCH_HEALTH=0); its rows will be n/a"
     fi
-    # Rounds 2..N of the quotas / health A/B (round 1: the two rows above,
-    # which ran one after the other, quotas first).
+    if [[ "$WITH_FULL" != 1 ]]; then
+      log "the full-featured row skipped (BENCH_FULL=0); its rows will be n/a"
+    elif [[ -z "$ROTEL" ]]; then
+      FULL_CHECK="no OTLP collector (rotel)"
+      log "the full-featured row skipped: no rotel; its rows will be n/a"
+    elif start_collector; then
+      # The health row's configuration plus the access log and OTLP, on a
+      # clean Redis as well.
+      "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" FLUSHALL >/dev/null 2>&1 || true
+      redis_scenario gateway-full "full-featured" "$QUOTA_EXTRA" "$HEALTH_PROVIDER" "$FULL_TELEMETRY"
+      FULL_OK=$SCEN_OK
+      FULL_CHECK=$SCEN_CHECK
+      stop_pid "$COLLECTOR_PID"
+    else
+      FULL_CHECK="the OTLP collector did not start"
+    fi
+    # Rounds 2..N of the quota / health A/B (round 1: the two rows above,
+    # which ran one after the other, quota first).
     if [[ "$AB_ROUNDS" -gt 1 ]]; then
       if [[ "$QUOTA_OK" == 1 && "$HEALTH_OK" == 1 ]]; then
         for ((round = 2; round <= AB_ROUNDS; round++)); do
@@ -664,7 +817,7 @@ else
         done
         AB_DONE=1
       else
-        log "warning: BENCH_AB_ROUNDS=$AB_ROUNDS needs the quotas and the health rows (quotas ready=$QUOTA_OK, health ready=$HEALTH_OK); no further rounds"
+        log "warning: BENCH_AB_ROUNDS=$AB_ROUNDS needs the quota and the health rows (quota ready=$QUOTA_OK, health ready=$HEALTH_OK); no further rounds"
       fi
     fi
   fi
@@ -678,24 +831,28 @@ MD="$RESULTS_DIR/load-$STAMP.md"
 JSON="$RESULTS_DIR/load-$STAMP.json"
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-"$BIN/bench-util" report --raw-dir "$RAW" --connections "$CONNS" --out-json "$JSON" \
+LEVELS_TEXT="$CONNS"
+[[ "$CONNS_HIGH" -eq 0 ]] || LEVELS_TEXT="$CONNS and $CONNS_HIGH"
+"$BIN/bench-util" report --raw-dir "$RAW" --connections "$CONNS" --connections-high "$CONNS_HIGH" \
+  --out-json "$JSON" --lua-dir "$ROOT/lua" \
   --ab-rounds "$( [[ "$AB_DONE" == 1 ]] && echo "$AB_ROUNDS" || echo 1 )" \
   --info "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   --info "git=$GIT_REV" \
   --info "machine=$NPROC cores, $CPU_MODEL, $(uname -r)" \
   --info "pinning=$PINNING" \
-  --info "load average=$LOADAVG_BENCH before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after (1/5/15 min; the runs themselves add about 2)" \
-  --info "runs=${WARM}s warm-up, then ${DUR}s at $CONNS connections and ${LAT_DUR}s at 1 connection, per scenario and mode" \
+  --info "load average=$LOADAVG_BENCH before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after (1/5/15 min; the runs themselves add about 2; $QUIET_NOTE)" \
+  --info "runs=${WARM}s warm-up, then ${DUR}s at $LEVELS_TEXT connections and ${LAT_DUR}s at 1 connection, per row and mode" \
   --info "load=loadgen (hyper http1, one keep-alive connection per worker, closed loop, 1-thread runtime); POST /v1/chat/completions, small chat body" \
   --info "mock=mock-upstream, $CHUNKS SSE chunks per stream, no delay" \
-  --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 64, proxy_buffering off, access log $NGINX_LOG" \
+  --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 1024, proxy_buffering off, access log $NGINX_LOG" \
   --info "gateway=access log $( [[ "$GW_LOG" == 1 ]] && echo on || echo off ), ready=$GATEWAY_OK" \
-  --info "gateway + auth=the gateway's config plus route auth (consumer key = the Bearer key loadgen sends), state.backend redis (redis-server $REDIS_VERSION, --save \"\" --appendonly no, pinned with the load side), cache_ttl_ms 1000; ready=$AUTH_OK; check: $AUTH_CHECK" \
-  --info "gateway + auth + quotas=gateway + auth plus two quotas on the consumer (bench-tpm: total_tokens, bench-rpm: requests; by consumer, limit $QUOTA_LIMIT, window 1m: never refuse), so every request reserves and settles (one EVALSHA each, hash tag {t:bench}); Redis flushed before the row, CONFIG RESETSTAT before each Redis row, settle queue drained before the last INFO, then round trips sampled with MONITOR over $RT_SAMPLE JSON + $RT_SAMPLE stream requests at 1 connection; ready=$QUOTA_OK; check: $QUOTA_CHECK" \
-  --info "gateway + auth + quotas + health=gateway + auth + quotas plus upstream health on the provider: passive { failures: 5, window_s: 30, ejection_s: 30 } and checks.active { http_path: /models (GET /v1/models on the mock), interval_s: 5, timeout_ms: 1000 }; health reads are local mirrors refreshed every cache_ttl_ms and traffic reports only failures, so no Redis round trip is added per request; Redis flushed before the row, same counting and MONITOR sample as the quotas row; ready=$HEALTH_OK; check: $HEALTH_CHECK" \
-  --info "health vs quotas=$( if [[ "$AB_DONE" == 1 ]]; then echo "$AB_ROUNDS alternating rounds (quotas, health, ...; Redis flushed and the gateway started afresh before each; round 1 = the table's rows, rounds 2..$AB_ROUNDS their ${WARM}s + ${DUR}s throughput runs at $CONNS connections only); the target (health >= 0.95x quotas requests/s) is judged on the ratio of the medians"; else echo "the table's two rows, one after the other (BENCH_AB_ROUNDS=$AB_ROUNDS); the target (health >= 0.95x quotas requests/s) is judged on them"; fi )" \
-  --info "added latency=scenario percentile minus direct percentile at 1 connection (same mode)" \
-  --info "SUT CPU=CPU time of the proxy (nginx master+worker / gateway; mock for direct) over the window, % of one core (Redis counts with the load side, not the SUT)" \
+  --info "gateway + auth=the gateway's config plus route auth (consumer key = the Bearer key loadgen sends), state.backend redis (redis-server $REDIS_VERSION, --save \"\" --appendonly no, pinned with the load side), cache_ttl_ms 1000; CONFIG RESETSTAT before each row with Redis, INFO all and /metrics before and after each run; ready=$AUTH_OK; check: $AUTH_CHECK" \
+  --info "gateway + auth + quota=gateway + auth plus a consumer token quota (bench-tpm: total_tokens, by consumer, limit $QUOTA_LIMIT, window 1m: never refuses), so every request reserves and settles (hash tag {t:bench}); Redis flushed before the row, the settle queue drained before each after-snapshot$( [[ "$RT_SAMPLE" -gt 0 ]] && echo ", then a MONITOR sample over $RT_SAMPLE JSON + $RT_SAMPLE stream requests at 1 connection" ); ready=$QUOTA_OK; check: $QUOTA_CHECK" \
+  --info "gateway + auth + quota + health=gateway + auth + quota plus upstream health on the provider: passive { failures: 5, window_s: 30, ejection_s: 30 } and checks.active { http_path: /models (GET /v1/models on the mock), interval_s: 5, timeout_ms: 1000 }; health reads are local mirrors refreshed every cache_ttl_ms and traffic reports only failures, so no Redis round trip is added per request; Redis flushed before the row; ready=$HEALTH_OK; check: $HEALTH_CHECK" \
+  --info "full-featured=gateway + auth + quota + health plus the access log (on whatever BENCH_GATEWAY_ACCESS_LOG says) and telemetry.otlp { protocol: $OTLP_PROTOCOL, traces: true, logs: true, sampling_ratio: 1.0 } to a real collector (rotel $ROTEL_VERSION, blackhole exporter, pinned with the load side): a SERVER and a CLIENT span and a log record per request; Redis flushed before the row; ready=$FULL_OK; check: $FULL_CHECK" \
+  --info "health vs quota=$( if [[ "$AB_DONE" == 1 ]]; then echo "$AB_ROUNDS alternating rounds (quota, health, ...; Redis flushed and the gateway started afresh before each; round 1 = the table's rows, rounds 2..$AB_ROUNDS their ${WARM}s + ${DUR}s throughput runs at $CONNS connections only); the target (health >= 0.95x quota requests/s) is judged on the ratio of the medians"; else echo "the table's two rows, one after the other (BENCH_AB_ROUNDS=$AB_ROUNDS); the target (health >= 0.95x quota requests/s) is judged on them"; fi )" \
+  --info "added latency=row percentile minus direct percentile at 1 connection (same mode)" \
+  --info "SUT CPU=CPU time of the system under test (nginx master+worker / the gateway, every thread; the mock for direct) over the measured window, % of one core; Redis and the collector count with the load side" \
   >"$MD"
 cp "$MD" "$RESULTS_DIR/latest.md"
 cat "$MD"

@@ -1,7 +1,10 @@
-//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`), and
+//! Shared helpers for the load harness binaries (`loadgen`, `bench-util`):
+//! the statistics parsers ([`stats`]) and the report ([`load_report`]); and
 //! the soak bench ([`soak`], run by the `soak` binary).
 
+pub mod load_report;
 pub mod soak;
+pub mod stats;
 
 use serde_json::json;
 
@@ -60,15 +63,7 @@ pub fn percentiles_us(samples: &mut [u64]) -> Percentiles {
 
 /// utime + stime (all threads) of one process, in clock ticks.
 pub fn process_cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces; fields after the last
-    // ')' are space separated, starting with field 3 (state).
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime is field 14, stime field 15 => indexes 11 and 12 in `rest`.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    stats::proc_stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Sum of [`process_cpu_ticks`] over `pids`; `None` if any is unreadable.

@@ -129,7 +129,8 @@ pub async fn take(fleet: &Arc<Fleet>, t_s: f64, under_load: bool, requests: u64)
             .redis
             .try_cli(&["INFO", "memory"])
             .ok()
-            .and_then(|info| info_field(&info, "used_memory"));
+            .and_then(|info| crate::stats::info_number(&info, "used_memory"))
+            .map(|v| v as u64);
         let keys = f
             .redis
             .try_cli(&["DBSIZE"])
@@ -288,15 +289,9 @@ fn kind_of(key: &str) -> String {
 }
 
 /// A whole-number field (`name:value`) of an `INFO` answer.
-fn info_field(info: &str, name: &str) -> Option<u64> {
-    info.lines()
-        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{group_keys, info_field, kind_of};
+    use super::{group_keys, kind_of};
 
     #[test]
     fn keys_are_grouped_by_kind() {
@@ -315,14 +310,5 @@ mod tests {
             g,
             vec![("a:#".to_string(), 2, 150), ("b".to_string(), 1, 10)]
         );
-    }
-
-    #[test]
-    fn reads_a_field_of_info() {
-        let info =
-            "# Memory\r\nused_memory:1234567\r\nused_memory_human:1.18M\r\nused_memory_rss:99\r\n";
-        assert_eq!(info_field(info, "used_memory"), Some(1_234_567));
-        assert_eq!(info_field(info, "used_memory_rss"), Some(99));
-        assert_eq!(info_field(info, "maxmemory"), None);
     }
 }
