@@ -140,7 +140,11 @@ mod tests {
         assert_eq!(info_number(info, "used_cpu_sys"), Some(1.25));
         assert_eq!(redis_cpu_s(info), Some(3.7505));
         assert_eq!(info_number(info, "redis_version"), None, "not a number");
-        assert_eq!(info_number(info, "used_cpu"), None, "a key is matched whole");
+        assert_eq!(
+            info_number(info, "used_cpu"),
+            None,
+            "a key is matched whole"
+        );
         let t = redis_time_s(info).unwrap_or_default();
         assert!((t - 1_796_652_677.350_866).abs() < 1e-6, "{t}");
         assert_eq!(redis_cpu_s("used_cpu_sys:1\n"), None);
@@ -168,7 +172,8 @@ mod tests {
 
     #[test]
     fn prometheus_sums_over_labels() {
-        let text = "# HELP gateway_requests_total Requests.\n# TYPE gateway_requests_total counter\n\
+        let text =
+            "# HELP gateway_requests_total Requests.\n# TYPE gateway_requests_total counter\n\
                     gateway_requests_total{route=\"bench\",status=\"200\"} 1200\n\
                     gateway_requests_total{route=\"bench\",status=\"401\"} 3\n\
                     gateway_requests_total_other 99\n\

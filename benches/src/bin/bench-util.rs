@@ -199,4 +199,3 @@ async fn wait_http(url: &str, timeout: Duration, pid: Option<u32>, any_status: b
     }
     bail!("{url} not ready after {timeout:?}: {last}")
 }
-

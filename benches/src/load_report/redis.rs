@@ -82,15 +82,19 @@ impl RedisRun {
             .into_iter()
             .filter(|(name, _)| !HARNESS.contains(&name.as_str()))
             .collect();
-        let gw = delta(s.metrics_before, s.metrics_after, "gateway_requests_total")
-            .filter(|n| *n > 0.0);
+        let gw =
+            delta(s.metrics_before, s.metrics_after, "gateway_requests_total").filter(|n| *n > 0.0);
         let requests = gw.or(loadgen_requests)?;
         let mut run = RedisRun {
             requests,
             requests_from_gateway: gw.is_some(),
             cpu_s: Some(redis_cpu_s(s.redis_after)? - redis_cpu_s(s.redis_before)?),
             wall_s: Some(redis_time_s(s.redis_after)? - redis_time_s(s.redis_before)?),
-            quota_calls: delta(s.metrics_before, s.metrics_after, "gateway_redis_calls_total"),
+            quota_calls: delta(
+                s.metrics_before,
+                s.metrics_after,
+                "gateway_redis_calls_total",
+            ),
             admitted: delta(
                 s.metrics_before,
                 s.metrics_after,
@@ -232,7 +236,10 @@ mod tests {
         assert!((cpu - 750.0).abs() < 1e-6, "{cpu}");
         let busy = r.busy_pct().unwrap();
         assert!((busy - 30.0).abs() < 1e-6, "{busy}");
-        assert_eq!(r.to_json()["requests_from"], json!("gateway_requests_total"));
+        assert_eq!(
+            r.to_json()["requests_from"],
+            json!("gateway_requests_total")
+        );
 
         // no /metrics: loadgen's count
         let s = Snapshots {

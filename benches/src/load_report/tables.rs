@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{Result, Write as _};
 
-use super::fmt::{
-    cpu_per_req, fmt_int, fmt_ratio, list_counts, or_na, pct, ratio, us, us1,
-};
+use super::fmt::{cpu_per_req, fmt_int, fmt_ratio, list_counts, or_na, pct, ratio, us, us1};
 use super::monitor::parse_monitor;
 use super::{display_name, num, targets, Data, MODES, QUOTA_TARGETS, REDIS_TARGETS, TARGETS};
 
@@ -27,7 +25,7 @@ pub fn write(d: &Data) -> std::result::Result<String, std::fmt::Error> {
     )?;
     writeln!(
         md,
-        "Rig: {}; {}. Load average (1/5/15 min): {}.\n",
+        "Rig: {}; {}. Load average: {}.\n",
         info(d, "machine").unwrap_or("machine n/a"),
         info(d, "pinning").unwrap_or("pinning n/a"),
         info(d, "load average").unwrap_or("n/a"),
@@ -92,7 +90,12 @@ fn throughput(md: &mut String, d: &Data) -> Result {
             for i in 0..levels.len() {
                 let rps = r.rps.get(i).copied().flatten();
                 let n = nginx.rps.get(i).copied().flatten();
-                write!(line, " {} | {} |", or_na(rps.map(fmt_int)), fmt_ratio(ratio(rps, n)))?;
+                write!(
+                    line,
+                    " {} | {} |",
+                    or_na(rps.map(fmt_int)),
+                    fmt_ratio(ratio(rps, n))
+                )?;
             }
             for i in 0..levels.len() {
                 let rps = r.rps.get(i).copied().flatten();
@@ -146,20 +149,29 @@ fn redis_table(md: &mut String, d: &Data) -> Result {
         md,
         "| scenario | conns | requests | round trips/req | script calls/req | other client cmds/req | all commands/req | run in scripts/req | Redis CPU/req | Redis busy | gateway's count/req |"
     )?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     for t in REDIS_TARGETS {
         for m in MODES {
             for c in d.redis_levels() {
                 let Some(r) = d.redis_run(t, m, c) else {
                     continue;
                 };
-                let per = |v: f64, digits: usize| or_na(r.per_request(v).map(|x| format!("{x:.digits$}")));
+                let per = |v: f64, digits: usize| {
+                    or_na(r.per_request(v).map(|x| format!("{x:.digits$}")))
+                };
                 writeln!(
                     md,
                     "| {}, {m} | {c} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     display_name(t),
                     fmt_int(r.requests),
-                    if r.requests_from_gateway { "" } else { " (loadgen)" },
+                    if r.requests_from_gateway {
+                        ""
+                    } else {
+                        " (loadgen)"
+                    },
                     per(r.round_trips(), 4),
                     per(r.script_calls, 4),
                     per(r.client_other, 5),
@@ -167,7 +179,11 @@ fn redis_table(md: &mut String, d: &Data) -> Result {
                     per(r.in_scripts, 2),
                     us1(r.cpu_us_per_request()),
                     pct(r.busy_pct()),
-                    or_na(r.quota_calls.and_then(|q| r.per_request(q)).map(|x| format!("{x:.4}"))),
+                    or_na(
+                        r.quota_calls
+                            .and_then(|q| r.per_request(q))
+                            .map(|x| format!("{x:.4}"))
+                    ),
                 )?;
             }
         }
@@ -183,7 +199,11 @@ fn redis_table(md: &mut String, d: &Data) -> Result {
             "\nCommands counted as run inside scripts (those the gateway's `lua/*.lua` run): {}. \
              The gateway also sends some of them on its own (the auth cache refresh, the health \
              mirror), a few a second in the background, which this split counts inside scripts.",
-            d.script_names.iter().cloned().collect::<Vec<_>>().join(", ")
+            d.script_names
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     Ok(())
@@ -322,7 +342,11 @@ fn absolute(md: &mut String, d: &Data) -> Result {
                 display_name(t),
                 us(r.p50),
                 us(r.p99),
-                if m == "stream" { us(r.ttft_p99) } else { "—".into() },
+                if m == "stream" {
+                    us(r.ttft_p99)
+                } else {
+                    "—".into()
+                },
             );
             for i in 0..levels.len() {
                 write!(line, " {} |", pct(r.foreign.get(i).copied().flatten()))?;

@@ -17,7 +17,10 @@ pub const MAX_ROUND_TRIPS: f64 = 1.0;
 
 pub fn write(md: &mut String, d: &Data) -> Result {
     let c = d.input.connections;
-    writeln!(md, "\n## Targets\n\nIssue 25 (same run, @{c} connections):\n")?;
+    writeln!(
+        md,
+        "\n## Targets\n\nIssue 25 (same run, @{c} connections):\n"
+    )?;
     let full = d.row("gateway-full", "json");
     let nginx = d.row("nginx", "json");
     let r = ratio(full.rps[0], nginx.rps[0]);
