@@ -34,21 +34,27 @@ wait_settled() {
   "$BIN/bench-util" get --url "http://127.0.0.1:$1/metrics" >"$2" 2>/dev/null || true
 }
 
-# measure_redis TARGET BASE ADMIN_PORT PID: measure's runs, each between two
-# snapshots of Redis's INFO all and the gateway's /metrics
-# ($RAW/<run>.{redis,metrics}-{before,after}.txt), the after ones once the
+# redis_run NAME BASE CONNECTIONS DURATION MODE ADMIN_PORT PID: one run
+# between two snapshots of Redis's INFO all and the gateway's /metrics
+# ($RAW/NAME.{redis,metrics}-{before,after}.txt), the after ones once the
 # gateway's queues are empty.
+redis_run() {
+  local name=$1 base=$2 c=$3 dur=$4 mode=$5 admin=$6 pid=$7
+  "$BIN/bench-util" get --url "http://127.0.0.1:$admin/metrics" >"$RAW/$name.metrics-before.txt" 2>/dev/null || true
+  redis_snapshot "$RAW/$name.redis-before.txt"
+  run_load "$name" "$base/v1/chat/completions" "$c" "$dur" "$mode" --cpu-pid "$pid" || true
+  wait_settled "$admin" "$RAW/$name.metrics-after.txt" "$name"
+  redis_snapshot "$RAW/$name.redis-after.txt"
+}
+
+# measure_redis TARGET BASE ADMIN_PORT PID: measure's runs, each a redis_run
+# (run once more when disturbed: attempt).
 measure_redis() {
-  local target=$1 base=$2 admin=$3 pid=$4 mode c dur name
+  local target=$1 base=$2 admin=$3 pid=$4 mode c dur
   for mode in json stream; do
     for c in "${LEVELS[@]}" 1; do
-      name="$target-$mode-c$c"
       if [[ "$c" == 1 ]]; then dur=$LAT_DUR; else dur=$DUR; fi
-      "$BIN/bench-util" get --url "http://127.0.0.1:$admin/metrics" >"$RAW/$name.metrics-before.txt" 2>/dev/null || true
-      redis_snapshot "$RAW/$name.redis-before.txt"
-      run_load "$name" "$base/v1/chat/completions" "$c" "$dur" "$mode" --cpu-pid "$pid" || true
-      wait_settled "$admin" "$RAW/$name.metrics-after.txt" "$name"
-      redis_snapshot "$RAW/$name.redis-after.txt"
+      attempt "$target-$mode-c$c" redis_run "$target-$mode-c$c" "$base" "$c" "$dur" "$mode" "$admin" "$pid"
     done
   done
 }

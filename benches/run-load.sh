@@ -45,6 +45,9 @@
 #   BENCH_WAIT_QUIET_S   how long to wait for a busy machine to quiet down before the
 #                        runs (they start anyway after it; the report gives the load
 #                        average either way)                    (default 600)
+#   BENCH_RETRY_OTHER_CPU  a run during which processes outside the benchmark used more
+#                        than this % of a core is run once more (its first report kept
+#                        aside and listed); 0 = never             (default 25)
 #   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
 #   BENCH_NO_BUILD       1 = reuse the existing release binaries
 #   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
@@ -71,6 +74,7 @@ RT_SAMPLE="${BENCH_RT_SAMPLE:-0}"
 AB_ROUNDS="${BENCH_AB_ROUNDS:-1}"
 MAX_LOAD="${BENCH_MAX_LOAD:-1.5}"
 WAIT_QUIET_S="${BENCH_WAIT_QUIET_S:-600}"
+RETRY_OTHER_CPU="${BENCH_RETRY_OTHER_CPU:-25}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -85,6 +89,7 @@ die() { log "error: $*"; exit 1; }
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a whole number >= 1 (got '$CONNS')"
 [[ "$CONNS_HIGH" =~ ^[0-9]+$ ]] || die "BENCH_CONNECTIONS_HIGH must be a whole number (got '$CONNS_HIGH')"
 [[ "$RT_SAMPLE" =~ ^[0-9]+$ ]] || die "BENCH_RT_SAMPLE must be a whole number (got '$RT_SAMPLE')"
+[[ "$RETRY_OTHER_CPU" =~ ^[0-9]+$ ]] || die "BENCH_RETRY_OTHER_CPU must be a whole number (% of a core; 0 = never) (got '$RETRY_OTHER_CPU')"
 [[ "$WAIT_QUIET_S" =~ ^[0-9]+$ ]] || die "BENCH_WAIT_QUIET_S must be a whole number of seconds (got '$WAIT_QUIET_S')"
 [[ "$OTLP_PROTOCOL" == grpc || "$OTLP_PROTOCOL" == http ]] || die "BENCH_OTLP_PROTOCOL must be grpc or http (got '$OTLP_PROTOCOL')"
 # The throughput runs' connections: BENCH_CONNECTIONS, then BENCH_CONNECTIONS_HIGH.
@@ -251,6 +256,27 @@ run_load() {
   tail -1 "$WORK/loadgen.log" >&2
 }
 
+# attempt NAME COMMAND...: runs COMMAND, which measures run NAME (loadgen's
+# report in $RAW/NAME.json). When processes outside the benchmark used more
+# than BENCH_RETRY_OTHER_CPU % of a core during it (a build, another
+# benchmark), the run was disturbed: its report is kept aside as
+# NAME.disturbed.json (the report lists it) and, after 5 s, COMMAND runs once
+# more, whatever that second run meets.
+attempt() {
+  local name=$1 other
+  shift
+  "$@" || return 0
+  [[ "$RETRY_OTHER_CPU" != 0 && -f "$RAW/$name.json" ]] || return 0
+  other="$(sed -n 's/.*"foreign_cpu_pct": *\([0-9.]*\).*/\1/p' "$RAW/$name.json" | head -1)"
+  [[ -n "$other" ]] || return 0
+  if awk -v o="$other" -v m="$RETRY_OTHER_CPU" 'BEGIN { exit !(o > m) }'; then
+    log "$name: other CPU $(printf "%.0f" "$other")% of a core > ${RETRY_OTHER_CPU}%: disturbed; running it once more in 5 s"
+    mv "$RAW/$name.json" "$RAW/$name.disturbed.json"
+    sleep 5
+    "$@" || true
+  fi
+}
+
 # measure TARGET BASE_URL [--cpu-pid PID ...]: both modes, the throughput
 # runs (BENCH_CONNECTIONS, BENCH_CONNECTIONS_HIGH), then 1 connection.
 measure() {
@@ -259,9 +285,9 @@ measure() {
   local mode c
   for mode in json stream; do
     for c in "${LEVELS[@]}"; do
-      run_load "$target-$mode-c$c" "$base/v1/chat/completions" "$c" "$DUR" "$mode" "$@" || true
+      attempt "$target-$mode-c$c" run_load "$target-$mode-c$c" "$base/v1/chat/completions" "$c" "$DUR" "$mode" "$@"
     done
-    run_load "$target-$mode-c1" "$base/v1/chat/completions" 1 "$LAT_DUR" "$mode" "$@" || true
+    attempt "$target-$mode-c1" run_load "$target-$mode-c1" "$base/v1/chat/completions" 1 "$LAT_DUR" "$mode" "$@"
   done
 }
 
@@ -584,7 +610,7 @@ LEVELS_TEXT="$CONNS"
   --info "machine=$NPROC cores, $CPU_MODEL, $(uname -r)" \
   --info "pinning=$PINNING" \
   --info "load average=$LOADAVG_BENCH before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after (1/5/15 min; the runs themselves add about 2; $QUIET_NOTE)" \
-  --info "runs=${WARM}s warm-up, then ${DUR}s at $LEVELS_TEXT connections and ${LAT_DUR}s at 1 connection, per row and mode" \
+  --info "runs=${WARM}s warm-up, then ${DUR}s at $LEVELS_TEXT connections and ${LAT_DUR}s at 1 connection, per row and mode; a run during which processes outside the benchmark used more than ${RETRY_OTHER_CPU}% of a core ran once more (0: never)" \
   --info "load=loadgen (hyper http1, one keep-alive connection per worker, closed loop, 1-thread runtime); POST /v1/chat/completions, small chat body" \
   --info "mock=mock-upstream, $CHUNKS SSE chunks per stream, no delay" \
   --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 1024, proxy_buffering off, access log $NGINX_LOG" \

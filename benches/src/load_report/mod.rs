@@ -127,6 +127,9 @@ pub struct Data<'a> {
     pub script_names: BTreeSet<String>,
     pub ab: BTreeMap<&'static str, HealthAb>,
     pub ab_runs: BTreeMap<String, Value>,
+    /// runs measured twice, their first attempt disturbed
+    /// (`<run>.disturbed.json`): name → the first attempt's other CPU
+    pub retried: BTreeMap<String, Option<f64>>,
 }
 
 impl Data<'_> {
@@ -188,7 +191,19 @@ impl Data<'_> {
             script_names,
             ab: BTreeMap::new(),
             ab_runs: BTreeMap::new(),
+            retried: BTreeMap::new(),
         };
+        for e in std::fs::read_dir(&input.raw_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".disturbed.json") {
+                let other = load(&e.path()).and_then(|v| num(Some(&v), "/foreign_cpu_pct"));
+                d.retried.insert(name.to_string(), other);
+            }
+        }
         let levels = d.levels();
         for t in TARGETS {
             if let Some(m) = load(&input.raw_dir.join(format!("{t}.meta.json"))) {
@@ -346,6 +361,7 @@ impl Data<'_> {
             "redis_runs": redis,
             "lua_script_commands": self.script_names,
             "ab_runs": self.ab_runs,
+            "retried_runs_first_other_cpu_pct": self.retried,
             "health_vs_quotas": {
                 "rounds": self.input.ab_rounds,
                 "json": self.ab.get("json").map(HealthAb::to_json),

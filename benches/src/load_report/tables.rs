@@ -30,6 +30,7 @@ pub fn write(d: &Data) -> std::result::Result<String, std::fmt::Error> {
         info(d, "pinning").unwrap_or("pinning n/a"),
         info(d, "load average").unwrap_or("n/a"),
     )?;
+    disturbed(&mut md, d)?;
     throughput(&mut md, d)?;
     redis_table(&mut md, d)?;
     by_command(&mut md, d)?;
@@ -59,6 +60,45 @@ pub fn write(d: &Data) -> std::result::Result<String, std::fmt::Error> {
         }
     }
     Ok(md)
+}
+
+/// Other CPU (processes outside the benchmark, % of one core) above which a
+/// run counts as disturbed in the report.
+const DISTURBED_PCT: f64 = 10.0;
+
+/// Which runs processes outside the benchmark disturbed, and which ran twice.
+fn disturbed(md: &mut String, d: &Data) -> Result {
+    let busy: Vec<String> = d
+        .runs
+        .iter()
+        .filter_map(|(name, v)| {
+            let o = num(Some(v), "/foreign_cpu_pct").filter(|o| *o > DISTURBED_PCT)?;
+            Some(format!("{name} {o:.0}%"))
+        })
+        .collect();
+    writeln!(
+        md,
+        "Runs disturbed by processes outside the benchmark (other CPU above {DISTURBED_PCT:.0}% of a \
+         core; their figures, the tails first, are not to be trusted): {} of {}{}{}.",
+        busy.len(),
+        d.runs.len(),
+        if busy.is_empty() { "" } else { ": " },
+        busy.join(", ")
+    )?;
+    if !d.retried.is_empty() {
+        let list: Vec<String> = d
+            .retried
+            .iter()
+            .map(|(name, o)| format!("{name} ({})", pct(*o)))
+            .collect();
+        writeln!(
+            md,
+            "Run a second time, the first attempt disturbed (its other CPU in brackets; the table has \
+             the second): {}.",
+            list.join(", ")
+        )?;
+    }
+    writeln!(md)
 }
 
 fn throughput(md: &mut String, d: &Data) -> Result {
