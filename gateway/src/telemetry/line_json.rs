@@ -231,13 +231,15 @@ mod tests {
             proptest::option::of(text()),
             any::<u64>(),
         )
-            .prop_map(|(provider, token_index, status, reason, duration_ms)| Attempt {
-                provider,
-                token_index,
-                status,
-                reason,
-                duration_ms,
-            })
+            .prop_map(
+                |(provider, token_index, status, reason, duration_ms)| Attempt {
+                    provider,
+                    token_index,
+                    status,
+                    reason,
+                    duration_ms,
+                },
+            )
     }
 
     fn attributes() -> impl Strategy<Value = Map<String, Value>> {
