@@ -252,6 +252,12 @@ impl RequestCtx {
         self.sinks.labels.upstream = label;
     }
 
+    /// The request's record goes to OTLP (which reads the answer's finish
+    /// reason).
+    pub fn exports_otlp(&self) -> bool {
+        self.sinks.otlp.is_some()
+    }
+
     /// Upstream calls carry the request's trace context (OTLP traces are on).
     pub fn traced(&self) -> bool {
         self.sinks.otlp.as_ref().is_some_and(|o| o.propagate)
