@@ -6,56 +6,67 @@
 
 use shared::ai_log::{AccessLogLine, AiLog, Attempt};
 
+/// A member's key as written: `"name":` (the names here are plain ASCII:
+/// nothing to escape).
+macro_rules! k {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+
 /// Appends `line` as one JSON object (no newline).
 pub fn write(out: &mut Vec<u8>, line: &AccessLogLine) {
     let mut w = Obj::open(out);
-    w.str("start_time", &line.start_time);
-    w.str("authority", &line.authority);
-    w.str("method", &line.method);
-    w.str("path", &line.path);
-    w.str("protocol", &line.protocol);
-    w.str("request_id", &line.request_id);
-    w.num("response_code", line.response_code.into());
-    w.num("duration", line.duration);
-    w.num("bytes_received", line.bytes_received);
-    w.num("bytes_sent", line.bytes_sent);
-    w.str("downstream_remote_address", &line.downstream_remote_address);
-    w.opt_str("upstream_host", &line.upstream_host);
-    w.opt_num("upstream_service_time", line.upstream_service_time);
-    w.opt_str("user_agent", &line.user_agent);
-    w.opt_str("x_forwarded_for", &line.x_forwarded_for);
-    w.opt_str("route_name", &line.route_name);
+    w.str(k!("start_time"), &line.start_time);
+    w.str(k!("authority"), &line.authority);
+    w.str(k!("method"), &line.method);
+    w.str(k!("path"), &line.path);
+    w.str(k!("protocol"), &line.protocol);
+    w.str(k!("request_id"), &line.request_id);
+    w.num(k!("response_code"), line.response_code.into());
+    w.num(k!("duration"), line.duration);
+    w.num(k!("bytes_received"), line.bytes_received);
+    w.num(k!("bytes_sent"), line.bytes_sent);
+    w.str(
+        k!("downstream_remote_address"),
+        &line.downstream_remote_address,
+    );
+    w.opt_str(k!("upstream_host"), &line.upstream_host);
+    w.opt_num(k!("upstream_service_time"), line.upstream_service_time);
+    w.opt_str(k!("user_agent"), &line.user_agent);
+    w.opt_str(k!("x_forwarded_for"), &line.x_forwarded_for);
+    w.opt_str(k!("route_name"), &line.route_name);
     if !line.response_flags.is_empty() {
-        w.str("response_flags", &line.response_flags);
+        w.str(k!("response_flags"), &line.response_flags);
     }
-    w.key("ai_log");
+    w.key(k!("ai_log"));
     ai_log(w.out, &line.ai_log);
     w.close();
 }
 
 fn ai_log(out: &mut Vec<u8>, a: &AiLog) {
     let mut w = Obj::open(out);
-    w.opt_str("model", &a.model);
-    w.opt_str("request_model", &a.request_model);
-    w.num("input_token", a.input_token);
-    w.num("output_token", a.output_token);
-    w.num("total_token", a.total_token);
-    w.num("cached_tokens", a.cached_tokens);
-    w.num("cache_creation_tokens", a.cache_creation_tokens);
-    w.num("reasoning_tokens", a.reasoning_tokens);
-    w.bool("usage_estimated", a.usage_estimated);
-    w.opt_num("llm_first_token_duration", a.llm_first_token_duration);
-    w.num("llm_service_duration", a.llm_service_duration);
-    w.str("response_type", &a.response_type);
-    w.str("request_type", &a.request_type);
-    w.opt_str("chat_id", &a.chat_id);
-    w.opt_str("tenant", &a.tenant);
-    w.opt_str("consumer", &a.consumer);
-    w.opt_str("key_id", &a.key_id);
-    w.opt_str("route", &a.route);
-    w.opt_str("provider", &a.provider);
-    w.opt_str("upstream", &a.upstream);
-    w.key("attempts");
+    w.opt_str(k!("model"), &a.model);
+    w.opt_str(k!("request_model"), &a.request_model);
+    w.num(k!("input_token"), a.input_token);
+    w.num(k!("output_token"), a.output_token);
+    w.num(k!("total_token"), a.total_token);
+    w.num(k!("cached_tokens"), a.cached_tokens);
+    w.num(k!("cache_creation_tokens"), a.cache_creation_tokens);
+    w.num(k!("reasoning_tokens"), a.reasoning_tokens);
+    w.bool(k!("usage_estimated"), a.usage_estimated);
+    w.opt_num(k!("llm_first_token_duration"), a.llm_first_token_duration);
+    w.num(k!("llm_service_duration"), a.llm_service_duration);
+    w.str(k!("response_type"), &a.response_type);
+    w.str(k!("request_type"), &a.request_type);
+    w.opt_str(k!("chat_id"), &a.chat_id);
+    w.opt_str(k!("tenant"), &a.tenant);
+    w.opt_str(k!("consumer"), &a.consumer);
+    w.opt_str(k!("key_id"), &a.key_id);
+    w.opt_str(k!("route"), &a.route);
+    w.opt_str(k!("provider"), &a.provider);
+    w.opt_str(k!("upstream"), &a.upstream);
+    w.key(k!("attempts"));
     w.out.push(b'[');
     for (i, at) in a.attempts.iter().enumerate() {
         if i > 0 {
@@ -65,22 +76,22 @@ fn ai_log(out: &mut Vec<u8>, a: &AiLog) {
     }
     w.out.push(b']');
     if a.panic_mode {
-        w.bool("panic_mode", true);
+        w.bool(k!("panic_mode"), true);
     }
-    w.num("status", a.status.into());
-    w.opt_str("cost", &a.cost);
-    w.opt_str("cost_currency", &a.cost_currency);
-    w.opt_str("cost_model", &a.cost_model);
+    w.num(k!("status"), a.status.into());
+    w.opt_str(k!("cost"), &a.cost);
+    w.opt_str(k!("cost_currency"), &a.cost_currency);
+    w.opt_str(k!("cost_model"), &a.cost_model);
     if a.cost_unpriced {
-        w.bool("cost_unpriced", true);
+        w.bool(k!("cost_unpriced"), true);
     }
     if a.cost_estimated {
-        w.bool("cost_estimated", true);
+        w.bool(k!("cost_estimated"), true);
     }
-    w.opt_str("quota_status", &a.quota_status);
-    w.opt_str("quota", &a.quota);
-    w.opt_str("error", &a.error);
-    w.opt_str("warning", &a.warning);
+    w.opt_str(k!("quota_status"), &a.quota_status);
+    w.opt_str(k!("quota"), &a.quota);
+    w.opt_str(k!("error"), &a.error);
+    w.opt_str(k!("warning"), &a.warning);
     // (the route's attributes, flattened into the record: rare, and of any shape)
     for (k, v) in &a.attributes {
         w.sep();
@@ -94,11 +105,11 @@ fn ai_log(out: &mut Vec<u8>, a: &AiLog) {
 
 fn attempt(out: &mut Vec<u8>, a: &Attempt) {
     let mut w = Obj::open(out);
-    w.str("provider", &a.provider);
-    w.opt_num("token_index", a.token_index.map(u64::from));
-    w.opt_num("status", a.status.map(u64::from));
-    w.opt_str("reason", &a.reason);
-    w.num("duration_ms", a.duration_ms);
+    w.str(k!("provider"), &a.provider);
+    w.opt_num(k!("token_index"), a.token_index.map(u64::from));
+    w.opt_num(k!("status"), a.status.map(u64::from));
+    w.opt_str(k!("reason"), &a.reason);
+    w.num(k!("duration_ms"), a.duration_ms);
     w.close();
 }
 
@@ -125,12 +136,10 @@ impl<'a> Obj<'a> {
         self.first = false;
     }
 
-    /// `"key":` (the keys here are plain ASCII: nothing to escape)
+    /// `k`: the key with its quotes and colon (`k!`)
     fn key(&mut self, k: &str) {
         self.sep();
-        self.out.push(b'"');
         self.out.extend_from_slice(k.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     fn str(&mut self, k: &str, v: &str) {
