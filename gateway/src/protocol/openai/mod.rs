@@ -141,7 +141,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     delta: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    response: Option<Box<Whole<'a>>>,
+    response: Option<Box<Response<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +166,8 @@ struct Message<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-/// A whole JSON answer as [`answer`] reads it: the choices kept as they came.
+/// A whole JSON answer (chat, completion, embeddings, or a Responses object)
+/// as [`answer`] reads it: the choices kept as they came.
 #[derive(Deserialize)]
 struct Top<'a> {
     #[serde(borrow, default)]
@@ -181,17 +182,14 @@ struct Top<'a> {
     output: Option<&'a RawValue>,
 }
 
-/// A whole JSON answer (chat, completion, embeddings, or a Responses object).
+/// The Responses object a stream event carries (`response.completed`): its
+/// ids and usage.
 #[derive(Deserialize)]
-struct Whole<'a> {
+struct Response<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<WireUsage>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(borrow, default)]
-    output: Option<&'a RawValue>,
 }
