@@ -256,7 +256,10 @@ mod tests {
                         } else {
                             a.alloc_zeroed(l)
                         };
-                        assert!(!p.is_null() && p as usize % align == 0, "{size} {align}");
+                        assert!(
+                            !p.is_null() && (p as usize).is_multiple_of(align),
+                            "{size} {align}"
+                        );
                         p.write_bytes(7, size);
                         p
                     })
@@ -265,14 +268,14 @@ mod tests {
                     unsafe {
                         let q = a.realloc(p, l, size * 3);
                         assert!(
-                            !q.is_null() && q as usize % align == 0,
+                            !q.is_null() && (q as usize).is_multiple_of(align),
                             "{size} {align} grown"
                         );
                         assert!((0..size).all(|i| *q.add(i) == 7));
                         let big = Layout::from_size_align(size * 3, align).unwrap();
                         let r = a.realloc(q, big, size.div_ceil(2));
                         assert!(
-                            !r.is_null() && r as usize % align == 0,
+                            !r.is_null() && (r as usize).is_multiple_of(align),
                             "{size} {align} shrunk"
                         );
                         a.dealloc(r, Layout::from_size_align(size.div_ceil(2), align).unwrap());

@@ -323,8 +323,10 @@ mod tests {
 
     #[test]
     fn a_default_line_and_every_escape() {
-        let mut l = AccessLogLine::default();
-        l.path = "/a\"b\\c\u{8}\u{c}\n\r\t\u{1}\u{1f}\u{7f}é".into();
+        let l = AccessLogLine {
+            path: "/a\"b\\c\u{8}\u{c}\n\r\t\u{1}\u{1f}\u{7f}é".into(),
+            ..AccessLogLine::default()
+        };
         let mut ours = Vec::new();
         write(&mut ours, &l);
         assert_eq!(ours, serde_json::to_vec(&l).unwrap());
