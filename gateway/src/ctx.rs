@@ -20,6 +20,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+// (names made once: a name given as text is parsed at every lookup)
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 pub struct RequestCtx {
     facts: Facts,
     identity: Option<Arc<AuthIdentity>>,
@@ -132,7 +136,7 @@ impl RequestCtx {
         sinks: Sinks,
     ) -> Self {
         let request_id = headers
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
             .cloned()
             .unwrap_or_else(new_request_id);
@@ -143,7 +147,7 @@ impl RequestCtx {
                 start_wall: SystemTime::now(),
                 authority: headers.get(http::header::HOST).cloned(),
                 user_agent: headers.get(http::header::USER_AGENT).cloned(),
-                x_forwarded_for: headers.get("x-forwarded-for").cloned(),
+                x_forwarded_for: headers.get(X_FORWARDED_FOR).cloned(),
                 method,
                 uri,
                 version,
@@ -246,6 +250,12 @@ impl RequestCtx {
     /// The upstream answer's model label (`telemetry::labels`).
     pub fn set_upstream_label(&mut self, label: Option<Arc<str>>) {
         self.sinks.labels.upstream = label;
+    }
+
+    /// The request's record goes to OTLP (which reads the answer's finish
+    /// reason).
+    pub fn exports_otlp(&self) -> bool {
+        self.sinks.otlp.is_some()
     }
 
     /// Upstream calls carry the request's trace context (OTLP traces are on).

@@ -330,10 +330,7 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
         crate::text::cut(&mut s, limit);
         s
     };
-    let text = |v: &Option<HeaderValue>| {
-        v.as_ref()
-            .map(|v| bounded(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-    };
+    let text = |v: &Option<HeaderValue>| v.as_ref().map(|v| bounded(header_text(v)));
     let endpoint = f.endpoint;
     let a = &c.attempts;
     let who = c.identity;
@@ -426,17 +423,17 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
         return;
     }
     let line = Arc::new(AccessLogLine {
-        start_time: humantime::format_rfc3339_millis(f.start_wall).to_string(),
+        start_time: rfc3339_millis(f.start_wall),
         authority: text(&f.authority).unwrap_or_default(),
-        method: f.method.to_string(),
+        method: f.method.as_str().to_string(),
         path: bounded(f.uri.path().to_string()),
-        protocol: format!("{:?}", f.version),
-        request_id: String::from_utf8_lossy(f.request_id.as_bytes()).into_owned(),
+        protocol: protocol(f.version).to_string(),
+        request_id: header_text(&f.request_id),
         response_code: r.status,
         duration: ms(now),
         bytes_received: f.bytes_received,
         bytes_sent: r.bytes_sent,
-        downstream_remote_address: f.remote.to_string(),
+        downstream_remote_address: address(f.remote),
         upstream_host: a.upstream_host().map(|h| h.to_string()),
         upstream_service_time: a.upstream_service_ms(),
         user_agent: text(&f.user_agent),
@@ -481,5 +478,90 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
     }
     if sinks.log.enabled() {
         sinks.log.send(line);
+    }
+}
+
+/// `2026-12-07T14:11:02.123Z` (into a string of its size: `to_string` would
+/// grow one three times)
+fn rfc3339_millis(t: std::time::SystemTime) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(24);
+    let _ = write!(s, "{}", humantime::format_rfc3339_millis(t));
+    s
+}
+
+/// A header's value as text (visible ASCII, the common case, copied as it is).
+fn header_text(v: &HeaderValue) -> String {
+    match v.to_str() {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+    }
+}
+
+/// The HTTP version as the record names it (`HTTP/1.1`, `HTTP/2.0`).
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "unknown",
+    }
+}
+
+/// `ip:port`, as `SocketAddr`'s `Display` writes it (an IPv4 address without
+/// the formatting machinery).
+fn address(a: std::net::SocketAddr) -> String {
+    let std::net::SocketAddr::V4(v4) = a else {
+        return a.to_string();
+    };
+    let mut s = String::with_capacity(21);
+    let mut n = itoa::Buffer::new();
+    for (i, o) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        s.push_str(n.format(o));
+    }
+    s.push(':');
+    s.push_str(n.format(v4.port()));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_names_versions_and_addresses_as_their_formatting_does() {
+        for v in [
+            http::Version::HTTP_09,
+            http::Version::HTTP_10,
+            http::Version::HTTP_11,
+            http::Version::HTTP_2,
+            http::Version::HTTP_3,
+        ] {
+            assert_eq!(protocol(v), format!("{v:?}"));
+        }
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "10.1.22.133:443",
+            "[::1]:9",
+            "[2001:db8::7]:65535",
+        ] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(address(a), a.to_string());
+        }
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_652_662_123);
+        assert_eq!(
+            rfc3339_millis(t),
+            humantime::format_rfc3339_millis(t).to_string()
+        );
+        let v = HeaderValue::from_bytes(b"caf\xc3\xa9 ok").unwrap();
+        assert_eq!(header_text(&v), "café ok");
+        assert_eq!(header_text(&HeaderValue::from_static("plain")), "plain");
     }
 }

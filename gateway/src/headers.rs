@@ -88,13 +88,27 @@ pub fn copy_to_upstream(
     }
 }
 
-/// Removes from an upstream response what must not reach the client.
+/// Removes from an upstream response what must not reach the client. (The
+/// answer's few names are looked at once, instead of a lookup per name that
+/// may be there; they are removed in the lists' order, which the order of the
+/// names left depends on.)
 pub fn clean_response(h: &mut HeaderMap) {
-    for name in connection_listed(h) {
-        h.remove(name.as_str());
-    }
-    for name in HOP_BY_HOP.iter().chain(UPSTREAM_ONLY) {
-        h.remove(*name);
+    let listed = connection_listed(h);
+    let rank = |n: &str| {
+        let at = |list: &[&str]| list.iter().position(|l| *l == n);
+        listed
+            .iter()
+            .position(|l| l == n)
+            .or_else(|| at(HOP_BY_HOP).map(|i| listed.len() + i))
+            .or_else(|| at(UPSTREAM_ONLY).map(|i| listed.len() + HOP_BY_HOP.len() + i))
+    };
+    let mut gone: Vec<(usize, HeaderName)> = h
+        .keys()
+        .filter_map(|k| rank(k.as_str()).map(|r| (r, k.clone())))
+        .collect();
+    gone.sort_unstable_by_key(|(r, _)| *r);
+    for (_, name) in gone {
+        h.remove(name);
     }
 }
 

@@ -10,7 +10,59 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// mimalloc: cheaper small allocations than glibc's, and frees from another thread
 /// (request records freed by the exporter threads) without lock contention.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: MiMalloc = MiMalloc;
+
+/// mimalloc, asked for an alignment only when its plain allocation does not
+/// already give it: every block of 16 bytes or more is 16-aligned, every
+/// block 8-aligned. (Asking `mi_malloc_aligned` for every allocation, as the
+/// `mimalloc` crate does, sends each one that finds its size's page empty to
+/// an over-allocation: about 12 of a request's 70 allocations, measured.)
+struct MiMalloc;
+
+/// The largest alignment a plain `mi_malloc(size)` gives.
+fn plain(align: usize, size: usize) -> bool {
+    align <= 8 || (align <= 16 && size >= 16)
+}
+
+// SAFETY: the mimalloc functions honour the GlobalAlloc contract (a block of
+// at least `size` bytes at the alignment asked, or null); `plain` asks for the
+// aligned entry points whenever the plain ones would not align enough.
+unsafe impl std::alloc::GlobalAlloc for MiMalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
+        if plain(layout.align(), layout.size()) {
+            mi_malloc(layout.size()).cast()
+        } else {
+            mi_malloc_aligned(layout.size(), layout.align()).cast()
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
+        if plain(layout.align(), layout.size()) {
+            mi_zalloc(layout.size()).cast()
+        } else {
+            mi_zalloc_aligned(layout.size(), layout.align()).cast()
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        libmimalloc_sys::mi_free(ptr.cast());
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        use libmimalloc_sys::{mi_realloc, mi_realloc_aligned};
+        if plain(layout.align(), new_size) {
+            mi_realloc(ptr.cast(), new_size).cast()
+        } else {
+            mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -179,5 +231,57 @@ async fn probe_get(url: &str) -> Result<http::StatusCode, String> {
         Ok(Ok(resp)) => Ok(resp.status()),
         Ok(Err(e)) => Err(format!("{url}: {e}")),
         Err(_) => Err(format!("{url}: no answer within 2 s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::alloc::{GlobalAlloc, Layout};
+
+    /// Every size and alignment a program asks for is given, whichever entry
+    /// point serves it; a grown or shrunk block keeps its alignment and bytes.
+    #[test]
+    fn the_allocator_aligns_every_block() {
+        let a = super::MiMalloc;
+        for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
+            for size in [
+                1, 3, 7, 8, 9, 15, 16, 17, 24, 40, 48, 100, 1000, 1025, 5000, 70_000,
+            ] {
+                let l = Layout::from_size_align(size, align).unwrap();
+                // several, so some come from a fresh page and some from a used one
+                let blocks: Vec<*mut u8> = (0..40)
+                    .map(|i| unsafe {
+                        let p = if i % 2 == 0 {
+                            a.alloc(l)
+                        } else {
+                            a.alloc_zeroed(l)
+                        };
+                        assert!(
+                            !p.is_null() && (p as usize).is_multiple_of(align),
+                            "{size} {align}"
+                        );
+                        p.write_bytes(7, size);
+                        p
+                    })
+                    .collect();
+                for p in blocks {
+                    unsafe {
+                        let q = a.realloc(p, l, size * 3);
+                        assert!(
+                            !q.is_null() && (q as usize).is_multiple_of(align),
+                            "{size} {align} grown"
+                        );
+                        assert!((0..size).all(|i| *q.add(i) == 7));
+                        let big = Layout::from_size_align(size * 3, align).unwrap();
+                        let r = a.realloc(q, big, size.div_ceil(2));
+                        assert!(
+                            !r.is_null() && (r as usize).is_multiple_of(align),
+                            "{size} {align} shrunk"
+                        );
+                        a.dealloc(r, Layout::from_size_align(size.div_ceil(2), align).unwrap());
+                    }
+                }
+            }
+        }
     }
 }

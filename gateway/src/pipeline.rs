@@ -123,6 +123,7 @@ pub async fn handle(
         }) => {
             let status = head.status.as_u16();
             ctx.release_body();
+            meter.reads_finish_reason = ctx.exports_otlp();
             if let Some(mut c) = ctx.answer().attrs.take() {
                 c.response_headers(&head.headers, &cfg.secret_headers);
                 if c.wants_stream() || c.wants_response_body() {

@@ -108,13 +108,18 @@ impl fmt::Display for Decimal {
     /// At least two decimal places, at most nine, no trailing zeros beyond two:
     /// `12.00`, `0.15`, `0.000125`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let frac = format!("{:09}", self.nanos);
-        let trimmed = frac.trim_end_matches('0');
-        let frac = if trimmed.len() < 2 {
-            &frac[..2]
-        } else {
-            trimmed
-        };
+        // (the nine digits in a buffer: every request's cost is written so)
+        let mut digits = [b'0'; DECIMALS];
+        let mut n = self.nanos;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        let mut end = DECIMALS;
+        while end > 2 && digits[end - 1] == b'0' {
+            end -= 1;
+        }
+        let frac = std::str::from_utf8(&digits[..end]).map_err(|_| fmt::Error)?;
         write!(f, "{}.{frac}", self.whole)
     }
 }

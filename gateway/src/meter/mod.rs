@@ -39,6 +39,9 @@ pub struct Meter {
     pub capture: Option<Box<crate::telemetry::attributes::Collected>>,
     /// the answer is in another API than the client's: translated as it passes
     translating: Option<Box<Translating>>,
+    /// a JSON answer's finish reason is wanted (its record goes to OTLP): its
+    /// choices are read even when it reports its usage
+    pub reads_finish_reason: bool,
 }
 
 impl std::fmt::Debug for Translating {
@@ -79,6 +82,7 @@ impl Meter {
             json_overflow: false,
             read: Read::default(),
             capture: None,
+            reads_finish_reason: true,
         }
     }
 
@@ -199,7 +203,8 @@ impl Meter {
         if let Some(c) = self.capture.as_mut().filter(|c| c.wants_response_body()) {
             c.response_body(body);
         }
-        self.seam.answer(&mut self.read, body);
+        self.seam
+            .answer(&mut self.read, body, self.reads_finish_reason);
     }
 }
 
@@ -373,6 +378,34 @@ mod tests {
         assert_eq!(m.read.usage.unwrap().total_tokens, 6);
         assert_eq!(m.read.chat_id.as_deref(), Some("chatcmpl-1"));
         assert_eq!(m.read.output_bytes, 8);
+    }
+
+    #[test]
+    fn json_choices_are_read_when_wanted_or_needed() {
+        let with_usage = r#"{"id":"c-1","model":"gpt","choices":[{"message":{"content":"hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
+        let mut m = Meter::new(SEAM, false, false, false);
+        m.reads_finish_reason = false;
+        run(&mut m, &[with_usage]);
+        assert_eq!(m.read.usage.unwrap().total_tokens, 6);
+        assert_eq!(m.read.chat_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            (m.read.finish_reason.as_deref(), m.read.output_bytes),
+            (None, 0)
+        );
+        let mut m = Meter::new(SEAM, false, false, false);
+        run(&mut m, &[with_usage]);
+        assert_eq!(
+            (m.read.finish_reason.as_deref(), m.read.output_bytes),
+            (Some("stop"), 8)
+        );
+        // without usage the text size is what the estimate is made of
+        let without =
+            r#"{"id":"c-2","choices":[{"message":{"content":"hi there"},"finish_reason":"stop"}]}"#;
+        let mut m = Meter::new(SEAM, false, false, false);
+        m.reads_finish_reason = false;
+        run(&mut m, &[without]);
+        assert_eq!((m.read.usage, m.read.output_bytes), (None, 8));
+        assert_eq!(m.read.chat_id.as_deref(), Some("c-2"));
     }
 
     #[test]

@@ -194,10 +194,12 @@ impl Seam {
         )
     }
 
-    /// Reads a whole JSON answer in the client's API (which gets it as it came).
-    pub fn answer(self, read: &mut Read, body: &[u8]) {
+    /// Reads a whole JSON answer in the client's API (which gets it as it
+    /// came); `choices`: its text size and finish reason too, also when it
+    /// reports its usage.
+    pub fn answer(self, read: &mut Read, body: &[u8], choices: bool) {
         match self.inbound {
-            Inbound::OpenAi(_) => openai::answer(read, body),
+            Inbound::OpenAi(_) => openai::answer(read, body, choices),
             Inbound::Anthropic(_) => anthropic::read_answer(read, body),
         }
     }

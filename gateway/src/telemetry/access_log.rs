@@ -166,13 +166,12 @@ impl Writer {
         match m {
             Msg::Line(line) => {
                 self.buf.clear();
-                if serde_json::to_writer(&mut self.buf, &*line).is_ok() {
-                    self.buf.push(b'\n');
-                    if self.out.write_all(&self.buf).is_ok() {
-                        self.written += 1;
-                    } else {
-                        self.dropped += 1;
-                    }
+                super::line_json::write(&mut self.buf, &line);
+                self.buf.push(b'\n');
+                if self.out.write_all(&self.buf).is_ok() {
+                    self.written += 1;
+                } else {
+                    self.dropped += 1;
                 }
             }
             Msg::Reopen(path) => {

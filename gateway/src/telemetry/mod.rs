@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod attempt;
 pub mod attributes;
 pub mod labels;
+pub mod line_json;
 pub mod metrics;
 pub mod otlp;
 pub mod path;

@@ -70,7 +70,7 @@ pub(crate) fn chat_answer_as_message(body: &[u8], read: &mut Read, usage: Option
     let Some(choice) = c.choices.into_iter().next() else {
         return Bytes::copy_from_slice(body);
     };
-    openai::answer(read, body);
+    openai::answer(read, body, true);
     let mut content = Vec::new();
     let m = choice.message;
     if let Some(t) = super::super::fields::nonempty(m.reasoning_content) {

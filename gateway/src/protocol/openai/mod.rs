@@ -79,17 +79,25 @@ pub fn event(read: &mut Read, data: &[u8], capture: Option<&mut Collected>) -> b
     usage_only
 }
 
-/// Reads a whole JSON answer.
-pub fn answer(read: &mut Read, body: &[u8]) {
-    let Ok(b) = serde_json::from_slice::<Whole<'_>>(body) else {
+/// Reads a whole JSON answer: its ids and usage; its choices (text size,
+/// finish reason) when `choices` asks for them, or when it has no usage (its
+/// text size is then what the estimate is made of). The choices, most of an
+/// answer, are otherwise only skipped over.
+pub fn answer(read: &mut Read, body: &[u8], choices: bool) {
+    let Ok(b) = serde_json::from_slice::<Top<'_>>(body) else {
         return;
     };
     note_ids(read, b.id.as_deref(), b.model.as_deref());
     if let Some(u) = &b.usage {
         read.usage = Some(u.normalised());
     }
-    for c in b.choices.iter().flatten() {
-        note_choice(read, c);
+    if choices || read.usage.is_none() {
+        let parsed = b
+            .choices
+            .map(|c| serde_json::from_str::<Vec<Choice<'_>>>(c.get()));
+        for c in parsed.iter().flatten().flatten() {
+            note_choice(read, c);
+        }
     }
     if let Some(out) = b.output {
         read.output_bytes += out.get().len();
@@ -133,7 +141,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     delta: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    response: Option<Box<Whole<'a>>>,
+    response: Option<Box<Response<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -158,9 +166,10 @@ struct Message<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-/// A whole JSON answer (chat, completion, embeddings, or a Responses object).
+/// A whole JSON answer (chat, completion, embeddings, or a Responses object)
+/// as [`answer`] reads it: the choices kept as they came.
 #[derive(Deserialize)]
-struct Whole<'a> {
+struct Top<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -168,7 +177,19 @@ struct Whole<'a> {
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
+    choices: Option<&'a RawValue>,
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
+}
+
+/// The Responses object a stream event carries (`response.completed`): its
+/// ids and usage.
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
 }
