@@ -1,4 +1,4 @@
-//! The quota scripts (`lua/quota_reserve.v4.lua`, `quota_settle.v4.lua`, on a
+//! The quota scripts (`lua/quota_reserve.v5.lua`, `quota_settle.v5.lua`, on a
 //! real redis-server) against their Rust model, the memory store
 //! (`gateway::quota::memory::MemoryQuotas`, which serves `state.backend:
 //! memory` and `on_redis_error: local`), on sequences that proptest
@@ -48,9 +48,9 @@ use std::time::Duration;
 /// `quota_settle` as the gateway sends it (after `quota_lib`), inside a
 /// function so that the answer can end with the script's `now`.
 const SETTLE_AT: &str = concat!(
-    include_str!("../../lua/quota_lib.v4.lua"),
+    include_str!("../../lua/quota_lib.v5.lua"),
     "local function settle()\n",
-    include_str!("../../lua/quota_settle.v4.lua"),
+    include_str!("../../lua/quota_settle.v5.lua"),
     "\nend\nlocal answer = settle()\n",
     "if type(answer) == 'table' and answer.err == nil then answer[#answer + 1] = now end\n",
     "return answer\n"

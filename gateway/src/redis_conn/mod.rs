@@ -47,16 +47,16 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     key_index: Script::new(include_str!("../../../lua/key_index.v2.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
     quota_reserve: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v4.lua"),
-        include_str!("../../../lua/quota_reserve.v4.lua")
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_reserve.v5.lua")
     )),
     quota_settle: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v4.lua"),
-        include_str!("../../../lua/quota_settle.v4.lua")
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_settle.v5.lua")
     )),
     quota_usage: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v4.lua"),
-        include_str!("../../../lua/quota_usage.v4.lua")
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_usage.v5.lua")
     )),
     ledger_read: Script::new(include_str!("../../../lua/ledger_read.v1.lua")),
     health_report: Script::new(include_str!("../../../lua/health_report.v1.lua")),

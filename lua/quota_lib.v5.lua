@@ -1,0 +1,726 @@
+-- quota_lib v5: the window functions and the two operations (reserve, settle)
+-- that quota_reserve, quota_settle, quota_batch and quota_usage share; the
+-- gateway prepends this file to each of them.
+-- v5: window hashes are read and written through this call's cache (H): a
+-- hash is read with one HMGET the first time the call needs it (the fields
+-- the call will need, as far as known, in that one read) and written once,
+-- when the call ends (flush(): one HSET, one HDEL, one PEXPIRE at most), however
+-- many operations touch it; new reservations join the lease zset in one ZADD,
+-- renewed windows the index in one ZADD; the lease zset's and the index's
+-- TTLs are checked once a call; a sweep that found every ended lease is not
+-- run again in the same call (nothing else can end at the same `now`). So
+-- quota_batch runs many reservations and settlements of one tag for about
+-- the Redis commands of one. What each operation does and answers is v4's,
+-- and so are hashes, lease members, tombstones and arguments: v4 and v5
+-- replicas share them during a rolling deploy.
+-- v4: `n` is the newest bucket that holds usage, and the reset (reset_ms)
+-- counts from it: a reservation of 0 leaves it, a settle or refund that
+-- empties it moves it back to the newest bucket still holding some, usage
+-- settled into a newer bucket moves it there.
+-- v3: calendar windows (one period of a calendar: a day, week or month in a
+-- time zone) besides sliding ones, and the usage ledger (quota_settle).
+-- v2: the index of a tag's windows is a zset scored with each window's end
+-- (`{tag}:qidx`), trimmed as windows end and living no longer than its last
+-- window.
+-- A sliding window's hash holds `w` (window ms), `s` (sum of the buckets from
+-- `o` to now), `o` (oldest bucket counted), `n` (newest bucket holding usage), `g`
+-- (its generation: Redis time when it was made, so a reservation made before a
+-- reset or expiry never moves the new window's buckets) and one field
+-- per bucket (index = floor(ms / b), b = ceil(w / 60)). Keeping the sum makes a
+-- check O(1): a bucket is subtracted once, when it leaves the window.
+-- A calendar window's hash is the same with one bucket, the period: `w` is the
+-- calendar's name (`month@Europe/Berlin`), `o` = `n` = the bucket's index = the
+-- period's start (ms), `e` its end, `a` the highest alert percentage sent in it.
+local N = 60
+local T = redis.call('TIME')
+local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+
+-- A whole number usable as an amount, limit or duration (x % 1 is NaN for NaN
+-- and +-inf); amounts stay exact below 2^53.
+local function whole(x)
+  return x and x >= 0 and x % 1 == 0 and x <= 2^53
+end
+
+-- A hash field or value as Redis stores it (numbers here are whole).
+local function str(x)
+  if type(x) == 'number' then return string.format('%d', x) end
+  return x
+end
+
+-- ---------------------------------------------------------------------------
+-- the window hashes of this call
+
+-- H[key] = { v = field -> value (false: absent), all = every field is in v
+-- (the hash was deleted or read whole), read = read once already, want =
+-- fields to read with the first read, set / del = fields to write / delete at
+-- flush, gone = delete the hash first, ttl = PEXPIRE at flush }
+local H, touched = {}, {}
+-- fields every window operation reads
+local STD = { 'w', 's', 'o', 'n', 'g', 'e', 'a' }
+
+local function entry(key)
+  local h = H[key]
+  if not h then
+    h = { v = {}, all = false, read = false, want = {}, set = {}, del = {}, gone = false }
+    H[key] = h
+    touched[#touched + 1] = key
+  end
+  return h
+end
+
+-- Field `f` (a bucket, say) of `key` will be needed: read it with the first read.
+local function want(key, f)
+  local h = entry(key)
+  if not h.read then h.want[#h.want + 1] = str(f) end
+end
+
+-- The values of fields `...` of hash `key` (nil when absent), as this call
+-- left them; Redis is asked only for fields the call does not know yet (and
+-- the first time, for the usual ones and those wanted too), in one HMGET.
+local function hget(key, ...)
+  local h = entry(key)
+  local fields = { ... }
+  for i = 1, #fields do fields[i] = str(fields[i]) end
+  if not h.all then
+    local miss, seen = {}, {}
+    local function need(f)
+      if h.v[f] == nil and not seen[f] then
+        seen[f] = true
+        miss[#miss + 1] = f
+      end
+    end
+    if not h.read then
+      for _, f in ipairs(STD) do need(f) end
+      for _, f in ipairs(h.want) do need(f) end
+      h.read, h.want = true, {}
+    end
+    for _, f in ipairs(fields) do need(f) end
+    if #miss > 0 then
+      local got = redis.call('HMGET', key, unpack(miss))
+      for i, f in ipairs(miss) do h.v[f] = got[i] or false end
+    end
+  end
+  local out = {}
+  for i, f in ipairs(fields) do out[i] = h.v[f] or nil end
+  return unpack(out, 1, #fields)
+end
+
+-- Every field of `key` this call knows of, as field -> value.
+local function hgetall(key)
+  local h = entry(key)
+  if not h.all then
+    local flat = redis.call('HGETALL', key)
+    for i = 1, #flat, 2 do
+      if h.v[flat[i]] == nil then h.v[flat[i]] = flat[i + 1] end
+    end
+    h.all, h.read = true, true
+  end
+  local out = {}
+  for f, v in pairs(h.v) do
+    if v then out[f] = v end
+  end
+  return out
+end
+
+-- HSET key f1 v1 f2 v2 ..., at flush.
+local function hset(key, ...)
+  local h = entry(key)
+  local a = { ... }
+  for i = 1, #a, 2 do
+    local f = str(a[i])
+    h.v[f] = str(a[i + 1])
+    h.set[f] = true
+    h.del[f] = nil
+  end
+end
+
+-- HDEL key f, at flush.
+local function hdel(key, f)
+  local h = entry(key)
+  f = str(f)
+  -- known to be absent (read so, deleted already, or the hash was)
+  if h.v[f] == false or (h.v[f] == nil and h.all) then return end
+  h.v[f] = false
+  h.set[f] = nil
+  h.del[f] = true
+end
+
+-- DEL key, at flush (before what the call writes after it).
+local function hwipe(key)
+  local h = entry(key)
+  h.v, h.all, h.read, h.want, h.set, h.del, h.gone = {}, true, true, {}, {}, {}, true
+  h.ttl, h.renewed = nil, nil
+end
+
+-- PEXPIRE key ms, at flush.
+local function hexpire(key, ms)
+  entry(key).ttl = ms
+end
+
+-- ---------------------------------------------------------------------------
+-- the lease zset and the index, at flush
+
+-- per zset key: adds (score, member, ...) for one ZADD; keep: the zset
+-- must live at least this many ms more; trim: up to this many ended entries
+-- leave it
+local Z, zkeys = {}, {}
+local function zentry(key)
+  local z = Z[key]
+  if not z then
+    z = { adds = {}, at = {}, keep = nil, ttl = nil, trim = 0 }
+    Z[key] = z
+    zkeys[#zkeys + 1] = key
+  end
+  return z
+end
+
+-- ZADD key score member, at flush (for members nothing in this call reads
+-- before: scores in the future, members no one knows yet). Adding one
+-- member again in the call replaces its score, as ZADD does.
+local function zadd_later(key, score, member)
+  local z = zentry(key)
+  local at = z.at[member]
+  if at then
+    z.adds[at] = score
+  else
+    z.adds[#z.adds + 1] = score
+    z.adds[#z.adds + 1] = member
+    z.at[member] = #z.adds
+  end
+end
+
+-- The lease zset lives at least `ms` more (plus a minute): as long as the
+-- entry just written. It goes when its last member does, so it is checked
+-- every call that writes one (once, at flush).
+local function keep(lease, ms)
+  local z = zentry(lease)
+  if not z.keep or z.keep < ms then z.keep = ms end
+end
+
+-- The index lives at least `ms` more (no minute added: it ends with its
+-- last entry), and `n` more of its ended entries leave it.
+local function index_upkeep(index, ms, n)
+  local z = zentry(index)
+  if not z.ttl or z.ttl < ms then z.ttl = ms end
+  z.trim = z.trim + n
+end
+
+-- Writes what the call left in H and Z. Every script ends with it.
+local function flush()
+  for _, key in ipairs(touched) do
+    local h = H[key]
+    if h.gone then redis.call('DEL', key) end
+    local a = {}
+    for f in pairs(h.set) do
+      a[#a + 1] = f
+      a[#a + 1] = h.v[f]
+    end
+    if #a > 0 then redis.call('HSET', key, unpack(a)) end
+    local d = {}
+    for f in pairs(h.del) do d[#d + 1] = f end
+    if #d > 0 then redis.call('HDEL', key, unpack(d)) end
+    if h.ttl then redis.call('PEXPIRE', key, h.ttl) end
+  end
+  for _, key in ipairs(zkeys) do
+    local z = Z[key]
+    if #z.adds > 0 then redis.call('ZADD', key, unpack(z.adds)) end
+    if z.keep and redis.call('PTTL', key) < z.keep then
+      redis.call('PEXPIRE', key, z.keep + 60000)
+    end
+    if z.ttl and redis.call('PTTL', key) < z.ttl then redis.call('PEXPIRE', key, z.ttl) end
+    if z.trim > 0 then
+      -- index entries of windows that ended (each leaves once, and at most
+      -- 64 join per renewal, so this keeps up)
+      local gone = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, z.trim)
+      if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+    end
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- windows
+
+-- The window an argument names, as it stands now: a whole number of ms
+-- (sliding), or `<calendar>,<t0>,<t1>,<t2>,<t3>`: four consecutive period
+-- boundaries (ms) the gateway computed around its own clock; the period that
+-- holds Redis's now is the one counted. Answers nil for a bad argument, false
+-- when no given period holds now (the clocks disagree by more than a period).
+local function span(arg)
+  local w = tonumber(arg)
+  if w then
+    if not whole(w) or w < 1 then return nil end
+    local b = math.ceil(w / N)
+    local cur = math.floor(now / b)
+    return { w = w, b = b, cur = cur, lo = cur - N }
+  end
+  -- one pattern match, no table: this runs in every call of a calendar quota
+  local name, a, b, c, d = string.match(arg, '^([^,]+),(%d+),(%d+),(%d+),(%d+)$')
+  if not name or tonumber(name) then return nil end
+  local t0, t1, t2, t3 = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if not (whole(t0) and whole(t1) and whole(t2) and whole(t3)) or t1 <= t0 or t2 <= t1
+    or t3 <= t2 then
+    return nil
+  end
+  if t0 <= now and now < t1 then return { cal = name, cur = t0, lo = t0, stop = t1 } end
+  if t1 <= now and now < t2 then return { cal = name, cur = t1, lo = t1, stop = t2 } end
+  if t2 <= now and now < t3 then return { cal = name, cur = t2, lo = t2, stop = t3 } end
+  return false
+end
+
+-- Brings the window `sp` (a span) up to now: buckets older than the 61 any
+-- sliding window ending now can overlap leave the sum, and so does a calendar
+-- period that ended. Answers a table {key, sp, cur, sum, n, fresh, here, g}
+-- (fresh: the hash did not exist or was another window, and was emptied).
+local function advance(key, sp)
+  local cur, lo = sp.cur, sp.lo
+  local w, s, o, n, here, g = hget(key, 'w', 's', 'o', 'n', cur, 'g')
+  local win = { key = key, sp = sp, b = sp.b, cur = cur, sum = 0, n = nil, fresh = true,
+    here = 0, g = T[1] .. T[2] }
+  local same
+  if sp.cal then same = w == sp.cal else same = tonumber(w) == sp.w end
+  if not same then
+    if w then hwipe(key) end
+    return win
+  end
+  win.fresh = false
+  s, o = tonumber(s) or 0, tonumber(o) or lo
+  win.n = tonumber(n)
+  win.here = tonumber(here) or 0
+  win.g = g or '0'
+  if o < lo then
+    if sp.cal or lo - o > N + 1 then
+      -- everything left (a calendar's period ended): start over (cheaper
+      -- than one HDEL per bucket)
+      hwipe(key)
+      win.fresh, win.n, win.here, win.g = true, nil, 0, T[1] .. T[2]
+      return win
+    end
+    local old = {}
+    for idx = o, lo - 1 do old[#old + 1] = idx end
+    local v = { hget(key, unpack(old)) }
+    for i, idx in ipairs(old) do
+      local x = tonumber(v[i])
+      if x then
+        s = s - x
+        hdel(key, idx)
+      end
+    end
+    if s < 0 then s = 0 end
+    hset(key, 's', s, 'o', lo)
+  end
+  win.sum = s
+  return win
+end
+
+-- Adds `amount` to the current bucket (the window was advanced just before);
+-- a new window gets its `w`, TTL and index entry.
+local function add(win, amount, index)
+  local sp = win.sp
+  if win.fresh then
+    if sp.cal then
+      hset(win.key, 'w', sp.cal, 'o', sp.lo, 'e', sp.stop, 's', 0, 'g', win.g)
+    else
+      hset(win.key, 'w', sp.w, 'o', sp.lo, 's', 0, 'g', win.g)
+    end
+    win.fresh = false
+  end
+  local renew = win.n ~= win.cur
+  if amount > 0 then
+    win.here = win.here + amount
+    win.sum = win.sum + amount
+    hset(win.key, win.cur, win.here, 's', win.sum, 'n', win.cur)
+    win.n = win.cur
+  end
+  local h = entry(win.key)
+  if renew and h.renewed ~= win.cur then
+    -- once per bucket (and call): the hash outlives its newest bucket by a
+    -- window (after that nothing in it counts; a calendar's by a minute past
+    -- its period), and its index entry (for /admin/usage) is scored with the
+    -- hash's end; the index lives as long as its last entry
+    h.renewed = win.cur
+    local ttl
+    if sp.cal then ttl = sp.stop - now + 60000 else ttl = 2 * sp.w + sp.b end
+    hexpire(win.key, ttl)
+    zadd_later(index, now + ttl, win.key)
+    index_upkeep(index, ttl, 64)
+  end
+end
+
+-- Moves bucket `idx` of `key` by `delta` (a settle or a refund), never below
+-- zero, and only while that bucket still counts (a window that expired, was
+-- reset or moved past it is left alone; so is a bucket past the current one:
+-- it was numbered for another window length, and would never leave the sum).
+local function adjust(key, idx, delta, gen)
+  if delta == 0 then return true end
+  local o, s, w, v, g, e, n = hget(key, 'o', 's', 'w', idx, 'g', 'e', 'n')
+  o, s = tonumber(o), tonumber(s)
+  local wms = tonumber(w)
+  -- answers false when the bucket no longer counts: gone, left the window (`o`
+  -- only moves when the window is advanced, so it is checked against now too;
+  -- a calendar's one bucket counts until its period's end), or the window was
+  -- made anew since (reset, expired, window changed: another generation)
+  if not o or not s or not w or (g or '0') ~= gen then return false end
+  local cur
+  if wms then
+    cur = math.floor(now / math.ceil(wms / N))
+    if idx < o or idx < cur - N or idx > cur then return false end
+  elseif idx ~= o or now >= (tonumber(e) or 0) then
+    return false
+  end
+  v = tonumber(v) or 0
+  local nv = v + delta
+  if nv < 0 then nv = 0 end
+  s = s + (nv - v)
+  if s < 0 then s = 0 end
+  if nv == 0 then
+    hdel(key, idx)
+    hset(key, 's', s)
+    if wms and tonumber(n) == idx then
+      -- the newest bucket holding usage emptied: `n` moves to the one before
+      -- it that still holds some (what reset_ms counts from), or goes
+      local lo = math.max(o, cur - N)
+      local older = {}
+      for i = idx - 1, lo, -1 do older[#older + 1] = i end
+      local newest
+      if #older > 0 then
+        local held = { hget(key, unpack(older)) }
+        for k = 1, #older do
+          if tonumber(held[k]) then newest = older[k]; break end
+        end
+      end
+      if newest then hset(key, 'n', newest) else hdel(key, 'n') end
+    end
+  elseif wms and idx > (tonumber(n) or -1) then
+    -- a bucket newer than `n` (reserved at 0) now holds usage
+    hset(key, idx, nv, 's', s, 'n', idx)
+  else
+    hset(key, idx, nv, 's', s)
+  end
+  return true
+end
+
+-- ms until the newest bucket holding usage leaves the window (0 when empty)
+local function reset_ms(win)
+  if win.sp.cal then
+    if win.sum <= 0 then return 0 end
+    return win.sp.stop - now
+  end
+  if win.sum <= 0 or not win.n or win.n < win.cur - N then return 0 end
+  return (win.n + N + 1) * win.b - now
+end
+
+-- ---------------------------------------------------------------------------
+-- leases
+
+-- A reservation is one member of the lease zset, scored with its lease end:
+-- "<id>\n<key>\n<bucket>\n<amount>\n<generation>\n..." (keys and subjects hold no
+-- newline). A settle removes exactly that member; nothing else is stored per
+-- request. Tombstones "E\n<id>" (lease ended, reservation given back) and
+-- "S\n<id>" (usage charged without reservation) are scored with their end.
+local function parts(member)
+  local out = {}
+  for p in string.gmatch(member, '[^\n]+') do out[#out + 1] = p end
+  return out
+end
+
+-- Leases that ran out: their holder died. Each reservation is given back and
+-- leaves an E tombstone, so a late settle still charges the real usage; ended
+-- tombstones go. At most `max` per call; answers how many were given back.
+-- Once a sweep found fewer than its `max` ended entries, none is left at this
+-- `now` (what the call adds ends later): the call sweeps no more.
+local swept_all = {}
+local function sweep(lease, tomb_ms, max)
+  if swept_all[lease] then return 0 end
+  local given = 0
+  local ended = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, max)
+  if #ended < max then swept_all[lease] = true end
+  for _, m in ipairs(ended) do
+    redis.call('ZREM', lease, m)
+    local p = parts(m)
+    if p[1] ~= 'E' and p[1] ~= 'S' then
+      for k = 2, #p - 3, 4 do adjust(p[k], tonumber(p[k + 1]), -tonumber(p[k + 2]), p[k + 3]) end
+      redis.call('ZADD', lease, now + tomb_ms, 'E\n' .. p[1])
+      given = given + 1
+    end
+  end
+  -- removing the last member deleted the zset, and ZADD made it anew
+  if given > 0 then keep(lease, tomb_ms) end
+  return given
+end
+
+-- ---------------------------------------------------------------------------
+-- the usage ledger
+
+-- Adds one request's figures (nine numbers, see nine()) to the usage ledger:
+-- in hash `key` (one UTC day), field `dims` (tenant, consumer, model, provider
+-- as a JSON array) holds the group's nine figures, comma-separated in the
+-- order requests, input,
+-- output, cached, cache write, reasoning tokens, cost (nano-units), unpriced
+-- and estimated requests: one read and one write a request. Sums are exact
+-- up to 2^53 (9,007,199 currency units of cost a group and day) and stop
+-- there. The hash expires at `expire_at` (unix s), set when a group's first
+-- request of the day makes its field.
+-- Nine whole numbers of comma-separated text, each at most 2^53 (told by its
+-- digits: the double 2^53 + 1 reads as 2^53), as a table; or nil.
+local LEDGER9 = '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$'
+local function big(v) return #v > 15 and (#v > 16 or v > '9007199254740992') end
+local function nine(text)
+  local a, b, c, d, e, f, g, h, i = string.match(text, LEDGER9)
+  if not i or big(a) or big(b) or big(c) or big(d) or big(e) or big(f) or big(g)
+    or big(h) or big(i) then
+    return nil
+  end
+  return { tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f),
+    tonumber(g), tonumber(h), tonumber(i) }
+end
+
+local LEDGER_FMT = '%d,%d,%d,%d,%d,%d,%d,%d,%d'
+local function ledger_add(key, dims, n, expire_at)
+  local old = redis.call('HGET', key, dims)
+  local v
+  if old then
+    -- (written by this function: no check but the shape)
+    local a, b, c, d, e, f, g, h, i = string.match(old, LEDGER9)
+    if i then
+      local M, min = 2^53, math.min
+      v = string.format(LEDGER_FMT, min(a + n[1], M), min(b + n[2], M), min(c + n[3], M),
+        min(d + n[4], M), min(e + n[5], M), min(f + n[6], M), min(g + n[7], M),
+        min(h + n[8], M), min(i + n[9], M))
+    end
+  end
+  v = v or string.format(LEDGER_FMT, n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9])
+  redis.call('HSET', key, dims, v)
+  if not old then redis.call('EXPIREAT', key, expire_at) end
+end
+
+-- ---------------------------------------------------------------------------
+-- reserve: amounts on several quotas of one hash tag, all or nothing
+
+-- A reservation from its arguments: `quotas` holds per quota {window key,
+-- limit, window argument, amount} (texts). Answers it, or nil and the error.
+local function reserve_op(id, lease_ms, tomb_ms, quotas)
+  lease_ms, tomb_ms = tonumber(lease_ms), tonumber(tomb_ms)
+  if #quotas < 1 or not whole(lease_ms) or not whole(tomb_ms) or lease_ms < 1 or tomb_ms < 1
+    or id == '' or string.find(id, '\n', 1, true) then
+    return nil, 'quota_reserve: bad arguments'
+  end
+  local qs = {}
+  for i, raw in ipairs(quotas) do
+    local limit = tonumber(raw[2])
+    local sp = span(raw[3])
+    local amount = tonumber(raw[4])
+    -- a fraction would fail after other quotas were charged
+    if not whole(limit) or sp == nil or not whole(amount) then
+      return nil, 'quota_reserve: bad quota arguments at ' .. i
+    end
+    if sp == false then
+      return nil, 'quota_reserve: no calendar period given holds the time now at ' .. i
+    end
+    qs[i] = { key = raw[1], limit = limit, sp = sp, amount = amount }
+  end
+  return { id = id, lease_ms = lease_ms, tomb_ms = tomb_ms, quotas = qs }
+end
+
+-- the first quota that refuses, or nil
+local function refusing(quotas)
+  for i, q in ipairs(quotas) do
+    local sum = q.win.sum
+    if q.amount > q.limit or sum + q.amount > q.limit or (q.amount == 0 and sum >= q.limit) then
+      return i
+    end
+  end
+  return nil
+end
+
+-- ms until enough of the oldest buckets leave for `need` more to fit
+local function retry_ms(win, need)
+  -- a calendar period frees everything at its end
+  if win.sp.cal then return win.sp.stop - now end
+  local fields = {}
+  for f, v in pairs(hgetall(win.key)) do
+    local idx = tonumber(f)
+    if idx then fields[idx] = tonumber(v) end
+  end
+  local freed = 0
+  for idx = win.cur - N, win.cur do
+    freed = freed + (fields[idx] or 0)
+    if freed >= need and freed > 0 then return (idx + N + 1) * win.b - now end
+  end
+  return -1
+end
+
+-- Runs reservation `r` (from reserve_op). Answers {1, now_ms, used_1,
+-- reset_ms_1, ..., member} when admitted (used includes this reservation;
+-- member is what a settle takes) or {0, now_ms, i, retry_ms, used_i, used_1,
+-- reset_ms_1, ...} when quota i refuses (retry_ms -1: the amount alone
+-- exceeds the limit; the pairs are every quota as it stands, nothing reserved).
+local function do_reserve(lease, index, r)
+  local quotas = r.quotas
+  for _, q in ipairs(quotas) do q.win = advance(q.key, q.sp) end
+  local refused = refusing(quotas)
+  -- ended leases only matter when they would refuse: sweep then (and now and
+  -- then anyway, so tombstones do not pile up)
+  local given = 0
+  if refused then
+    given = sweep(lease, r.tomb_ms, 256)
+  elseif now % 16 == 0 then
+    given = sweep(lease, r.tomb_ms, 64)
+  end
+  if given > 0 then
+    -- the sweep moved buckets and sums: bring the windows up again
+    for _, q in ipairs(quotas) do q.win = advance(q.key, q.sp) end
+    refused = refusing(quotas)
+  end
+  if refused then
+    -- every quota as it stands (the client's x-ratelimit headers)
+    local q = quotas[refused]
+    local retry = -1
+    if q.amount <= q.limit then retry = retry_ms(q.win, q.win.sum + q.amount - q.limit) end
+    local out = { 0, now, refused, retry, q.win.sum }
+    for _, x in ipairs(quotas) do
+      out[#out + 1] = x.win.sum
+      out[#out + 1] = reset_ms(x.win)
+    end
+    return out
+  end
+  local out = { 1, now }
+  local member = { r.id }
+  for _, q in ipairs(quotas) do
+    add(q.win, q.amount, index)
+    member[#member + 1] = q.key
+    member[#member + 1] = string.format('%d', q.win.cur)
+    member[#member + 1] = string.format('%d', q.amount)
+    member[#member + 1] = q.win.g
+    out[#out + 1] = q.win.sum
+    out[#out + 1] = reset_ms(q.win)
+  end
+  member = table.concat(member, '\n')
+  zadd_later(lease, now + r.lease_ms, member)
+  keep(lease, r.lease_ms + r.tomb_ms)
+  out[#out + 1] = member
+  return out
+end
+
+-- ---------------------------------------------------------------------------
+-- settle: a reservation replaced by the real usage, once
+
+-- A settlement from its arguments: mode 'r' (member: what reserve answered)
+-- or 'u' (charge the usage now; member ''), the ledger entry (`ledger` the
+-- day hash, dims '' = none), and per quota {window key, window argument,
+-- actual amount, limit, alert percentages ('' or '50,80,100')} (texts).
+-- Answers it, or nil and the error.
+local function settle_op(id, tomb_ms, mode, member, ledger, dims, figures, expire_at, quotas)
+  tomb_ms, expire_at = tonumber(tomb_ms), tonumber(expire_at)
+  local n = #quotas
+  if not whole(tomb_ms) or tomb_ms < 1 or (mode ~= 'r' and mode ~= 'u') or id == ''
+    or (n == 0 and mode ~= 'u') then
+    return nil, 'quota_settle: bad arguments'
+  end
+  local entry
+  if dims ~= '' then
+    entry = nine(figures)
+    if not entry or not whole(expire_at) then return nil, 'quota_settle: bad ledger entry' end
+  end
+  local keys, actual, spans, limits, alerts = {}, {}, {}, {}, {}
+  for i, raw in ipairs(quotas) do
+    local sp = span(raw[2])
+    local a = tonumber(raw[3])
+    local limit = tonumber(raw[4])
+    if not sp or not whole(a) or not whole(limit) then
+      return nil, 'quota_settle: bad quota arguments at ' .. i
+    end
+    local pcts = {}
+    for x in string.gmatch(raw[5], '[^,]+') do
+      local p = tonumber(x)
+      if not whole(p) or p < 1 or p > 100 then return nil, 'quota_settle: bad alert at ' .. i end
+      pcts[#pcts + 1] = p
+    end
+    keys[i], spans[i], actual[i], limits[i], alerts[i] = raw[1], sp, a, limit, pcts
+  end
+  return { id = id, tomb_ms = tomb_ms, mode = mode, member = member, ledger = ledger,
+    dims = dims, entry = entry, expire_at = expire_at, keys = keys, actual = actual,
+    spans = spans, limits = limits, alerts = alerts }
+end
+
+-- Runs settlement `c` (from settle_op). Answers {code, i, percent, used, ...}:
+-- code 1 settled, 2 already charged (mode u), 3 the lease had ended (the
+-- reservation was given back; the usage is charged now), 4 charged without
+-- reservation, 0 nothing to settle (settled before, or never reserved); then
+-- for each alert percentage a quota crossed now for the first time in its
+-- period: its index, the percentage and what the window holds. The ledger
+-- entry is added exactly when the usage is charged (1, 3, 4), so a settlement
+-- sent twice is counted once.
+local function do_settle(lease, index, c)
+  local n = #c.keys
+
+  -- charges the usage in the current bucket of every window
+  local function charge()
+    for i = 1, n do add(advance(c.keys[i], c.spans[i]), c.actual[i], index) end
+  end
+
+  -- the usage was charged: the ledger entry, and the alerts it crossed
+  local function charged(code)
+    if c.dims ~= '' then ledger_add(c.ledger, c.dims, c.entry, c.expire_at) end
+    local out = { code }
+    for i = 1, n do
+      local sp = c.spans[i]
+      if #c.alerts[i] > 0 and sp.cal then
+        -- the window as this call left it: this period's sum (a hash of
+        -- another calendar or period was not charged here: nothing to say)
+        local w, o, s, a = hget(c.keys[i], 'w', 'o', 's', 'a')
+        if w == sp.cal and tonumber(o) == sp.cur then
+          local sum, sent = tonumber(s) or 0, tonumber(a) or 0
+          local top = 0
+          for _, p in ipairs(c.alerts[i]) do
+            if p > top and sum * 100 >= p * c.limits[i] then top = p end
+          end
+          if top > sent then
+            hset(c.keys[i], 'a', top)
+            out[#out + 1] = i
+            out[#out + 1] = top
+            out[#out + 1] = sum
+          end
+        end
+      end
+    end
+    return out
+  end
+
+  if c.mode == 'r' and c.member ~= '' and redis.call('ZREM', lease, c.member) == 1 then
+    local p = parts(c.member)
+    for i = 1, n do
+      local k = 2 + 4 * (i - 1)
+      local reserved = tonumber(p[k + 2])
+      if reserved then
+        local delta = c.actual[i] - reserved
+        -- usage beyond the reservation whose bucket has left the window (a long
+        -- stream, a period that ended) still counts: in the current bucket
+        if not adjust(p[k], tonumber(p[k + 1]), delta, p[k + 3]) and delta > 0 then
+          add(advance(p[k], c.spans[i]), delta, index)
+        end
+      end
+    end
+    return charged(1)
+  end
+  -- usage from the retry queue, which may send it twice: counted once (checked
+  -- first: a reserve whose answer was lost leaves an E tombstone later)
+  if c.mode == 'u' and redis.call('ZSCORE', lease, 'S\n' .. c.id) then return { 2 } end
+  -- a lease that ended: the reservation went back, the usage is charged now
+  local ended = redis.call('ZREM', lease, 'E\n' .. c.id) == 1
+  if not ended and c.mode == 'r' then return { 0 } end
+  charge()
+  if c.mode == 'u' then
+    redis.call('ZADD', lease, now + c.tomb_ms, 'S\n' .. c.id)
+    keep(lease, c.tomb_ms)
+  end
+  if ended then return charged(3) end
+  return charged(4)
+end
+
+-- What settlement `c` will read: each reservation's bucket, with the first
+-- read of its window.
+local function settle_wants(c)
+  if c.mode ~= 'r' or c.member == '' then return end
+  local p = parts(c.member)
+  for k = 2, #p - 3, 4 do want(p[k], p[k + 1]) end
+end
