@@ -519,7 +519,7 @@ fn the_quota_scripts_agree_with_the_memory_store() {
             let t1 = now + w.p1;
             let t2 = t1 + w.p2;
             let mut both = Both {
-                redis: QuotaStore::Redis(conn.clone()),
+                redis: QuotaStore::redis(conn.clone()),
                 conn: conn.clone(),
                 settle: settle.clone(),
                 model: MemoryQuotas::default(),

@@ -33,6 +33,7 @@ pub struct Scripts {
     pub key_update: Script,
     pub quota_reserve: Script,
     pub quota_settle: Script,
+    pub quota_batch: Script,
     pub quota_usage: Script,
     pub ledger_read: Script,
     pub health_report: Script,
@@ -54,6 +55,10 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         include_str!("../../../lua/quota_lib.v5.lua"),
         include_str!("../../../lua/quota_settle.v5.lua")
     )),
+    quota_batch: Script::new(concat!(
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_batch.v5.lua")
+    )),
     quota_usage: Script::new(concat!(
         include_str!("../../../lua/quota_lib.v5.lua"),
         include_str!("../../../lua/quota_usage.v5.lua")
@@ -64,13 +69,14 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 impl Scripts {
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 13] {
         [
             &self.ledger_read,
             &self.health_report,
             &self.busy_sync,
             &self.quota_reserve,
             &self.quota_settle,
+            &self.quota_batch,
             &self.quota_usage,
             &self.consumer_put,
             &self.consumer_delete,

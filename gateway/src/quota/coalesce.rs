@@ -1,0 +1,501 @@
+//! Group commit per hash tag, for the Redis store: an operation of a tag goes
+//! out at once when no call of that tag is in flight from this replica;
+//! otherwise it waits for the call in flight to answer and leaves with every
+//! other operation of the tag that gathered meanwhile, in one call (no timer:
+//! a lone request never waits for company). A call holds at most
+//! [`MAX_OPS`] operations and about [`MAX_BYTES`] of arguments, all of one
+//! tag (one cluster slot); settlements go first, then reservations in the
+//! order they came (what the settlements give back counts for them). A call
+//! that fails fails each of its operations as a call of its own would. A
+//! reservation admitted for a caller that went away meanwhile (its request
+//! future was dropped) is given back in the next call.
+
+use super::calls;
+use super::ops::{Answer, Op, ReserveAnswer};
+use crate::redis_conn::{RedisConn, Result, StateError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Operations per call at most.
+pub const MAX_OPS: usize = 64;
+/// Settlements per call at most while reservations wait (so that these
+/// always find room); also the most a settle queue worker sends at once.
+pub const SETTLE_SHARE: usize = MAX_OPS / 2;
+/// Argument bytes per call, about (as [`Op::size`] counts them), at most;
+/// a call always takes its first submission.
+pub const MAX_BYTES: usize = 64 * 1024;
+
+/// Each operation's answer, or the failure of the call that carried them.
+pub type Reply = Result<Vec<Result<Answer>>>;
+
+/// One submission: operations answered together.
+struct Waiting {
+    ops: Vec<Op>,
+    bytes: usize,
+    /// None: nobody waits for the answer (a give-back)
+    tx: Option<oneshot::Sender<Reply>>,
+}
+
+impl Waiting {
+    fn is_settle(&self) -> bool {
+        matches!(self.ops.first(), Some(Op::Settle(_)))
+    }
+}
+
+/// The submissions of one tag waiting for the call in flight to answer.
+#[derive(Default)]
+struct Line {
+    settles: VecDeque<Waiting>,
+    reserves: VecDeque<Waiting>,
+}
+
+impl Line {
+    fn push(&mut self, w: Waiting) {
+        match w.is_settle() {
+            true => self.settles.push_back(w),
+            false => self.reserves.push_back(w),
+        }
+    }
+
+    /// The next call's submissions: settlements first (at most
+    /// [`SETTLE_SHARE`] while reservations wait, so these are never held
+    /// back), then reservations, each in the order they came.
+    fn take(&mut self) -> Vec<Waiting> {
+        let mut n = (0, 0);
+        let mut settles = Vec::new();
+        let mut reserves = Vec::new();
+        let half = match self.reserves.is_empty() {
+            true => MAX_OPS,
+            false => SETTLE_SHARE,
+        };
+        take_from(&mut self.settles, &mut settles, &mut n, half);
+        take_from(&mut self.reserves, &mut reserves, &mut n, MAX_OPS);
+        take_from(&mut self.settles, &mut settles, &mut n, MAX_OPS);
+        settles.append(&mut reserves);
+        settles
+    }
+}
+
+/// Moves submissions from the front of `queue` to `out` while the call
+/// (`n`: operations and bytes so far) stays within `cap` operations and
+/// [`MAX_BYTES`]; the first submission of a call always goes.
+fn take_from(
+    queue: &mut VecDeque<Waiting>,
+    out: &mut Vec<Waiting>,
+    n: &mut (usize, usize),
+    cap: usize,
+) {
+    while let Some(w) = queue.front() {
+        let fits = n.0 == 0 || (n.0 + w.ops.len() <= cap && n.1 + w.bytes <= MAX_BYTES);
+        if !fits {
+            return;
+        }
+        n.0 += w.ops.len();
+        n.1 += w.bytes;
+        if let Some(w) = queue.pop_front() {
+            out.push(w);
+        }
+    }
+}
+
+/// The lines of every tag with a call in flight (a tag is here exactly
+/// while one is), and what the calls carried.
+#[derive(Default)]
+pub struct Lines {
+    map: Mutex<HashMap<String, Line>>,
+    /// calls sent, and the operations they carried
+    pub calls: AtomicU64,
+    pub ops: AtomicU64,
+}
+
+impl Lines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Line>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `w` behind the call in flight of `tag`; answers it back when
+    /// there is none (the caller then starts one).
+    fn join(&self, tag: &str, w: Waiting) -> Option<Waiting> {
+        let mut map = self.lock();
+        match map.get_mut(tag) {
+            Some(line) => {
+                line.push(w);
+                None
+            }
+            None => {
+                map.insert(tag.to_string(), Line::default());
+                Some(w)
+            }
+        }
+    }
+
+    /// The next call of `tag`, or none (and the tag has no call in flight
+    /// any more).
+    fn next(&self, tag: &str, give_back: Vec<Op>) -> Vec<Waiting> {
+        let mut map = self.lock();
+        let Some(line) = map.get_mut(tag) else {
+            return Vec::new();
+        };
+        if !give_back.is_empty() {
+            line.push(waiting(give_back, None));
+        }
+        let batch = line.take();
+        if batch.is_empty() {
+            map.remove(tag);
+        }
+        batch
+    }
+}
+
+fn waiting(ops: Vec<Op>, tx: Option<oneshot::Sender<Reply>>) -> Waiting {
+    Waiting {
+        bytes: ops.iter().map(Op::size).sum(),
+        ops,
+        tx,
+    }
+}
+
+/// What carries one call of operations of a tag to the store.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, tag: &str, ops: &[Op]) -> impl std::future::Future<Output = Reply> + Send;
+}
+
+impl Transport for RedisConn {
+    async fn send(&self, tag: &str, ops: &[Op]) -> Reply {
+        calls::send(self, tag, ops).await
+    }
+}
+
+/// Sends `ops` of `tag` (all of one kind: one reservation, or settlements)
+/// with the next call of the tag, and waits for their answers.
+pub async fn call<S: Transport>(lines: &Arc<Lines>, to: &Arc<S>, tag: &str, ops: Vec<Op>) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    if let Some(first) = lines.join(tag, waiting(ops, Some(tx))) {
+        tokio::spawn(drive(
+            lines.clone(),
+            to.clone(),
+            tag.to_string(),
+            vec![first],
+        ));
+    }
+    rx.await.unwrap_or_else(|_| {
+        Err(StateError::Unavailable(
+            "quota call ended unanswered".into(),
+        ))
+    })
+}
+
+/// Sends the calls of `tag` one after the other, each with what gathered
+/// while the one before was in flight, until nothing waits.
+async fn drive<S: Transport>(lines: Arc<Lines>, to: Arc<S>, tag: String, mut batch: Vec<Waiting>) {
+    while !batch.is_empty() {
+        let mut ops = Vec::with_capacity(batch.iter().map(|w| w.ops.len()).sum());
+        let mut waiters = Vec::with_capacity(batch.len());
+        for w in batch {
+            waiters.push((w.tx, w.ops.len()));
+            ops.extend(w.ops);
+        }
+        lines.calls.fetch_add(1, Ordering::Relaxed);
+        lines.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let reply = to.send(&tag, &ops).await;
+        let give_back = answer(reply, waiters, &ops);
+        batch = lines.next(&tag, give_back);
+    }
+}
+
+/// Hands each submission its answers; answers the give-backs of the
+/// reservations admitted for callers that went away.
+fn answer(
+    reply: Reply,
+    waiters: Vec<(Option<oneshot::Sender<Reply>>, usize)>,
+    ops: &[Op],
+) -> Vec<Op> {
+    let mut give_back = Vec::new();
+    let reply = match reply {
+        Ok(a) if a.len() != ops.len() => Err(StateError::Rejected(
+            "quota call: another number of answers than operations".into(),
+        )),
+        r => r,
+    };
+    let mut answers = match reply {
+        Ok(a) => a.into_iter(),
+        Err(e) => {
+            for tx in waiters.into_iter().filter_map(|(tx, _)| tx) {
+                let _ = tx.send(Err(e.clone()));
+            }
+            return give_back;
+        }
+    };
+    let mut start = 0;
+    for (tx, n) in waiters {
+        let mine: Vec<Result<Answer>> = answers.by_ref().take(n).collect();
+        let lost = match tx {
+            Some(tx) => tx.send(Ok(mine)).err().and_then(|r| r.ok()),
+            None => None,
+        };
+        for (op, a) in ops[start..start + n].iter().zip(lost.into_iter().flatten()) {
+            if let (Op::Reserve(r), Ok(Answer::Reserve(ReserveAnswer::Admitted { member, .. }))) =
+                (op, a)
+            {
+                give_back.push(Op::Settle(Arc::new(r.refund(member))));
+            }
+        }
+        start += n;
+    }
+    give_back
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::quota::memory::MemoryQuotas;
+    use crate::quota::ops::{Actual, Item, ReserveOp, SettleMode, SettleOp, Span};
+    use std::sync::atomic::AtomicBool;
+    use tokio::sync::Semaphore;
+
+    const TAG: &str = "t:a";
+    const KEY: &str = "{t:a}:q:t:a:tpm:a";
+
+    /// The memory store behind a gate: each call waits for a permit, and
+    /// the test sees what each call carried.
+    struct Gated {
+        store: MemoryQuotas,
+        gate: Semaphore,
+        calls: Mutex<Vec<Vec<String>>>,
+        fail: AtomicBool,
+    }
+
+    impl Default for Gated {
+        fn default() -> Self {
+            Gated {
+                store: MemoryQuotas::default(),
+                gate: Semaphore::new(0),
+                calls: Mutex::default(),
+                fail: AtomicBool::new(false),
+            }
+        }
+    }
+
+    impl Transport for Gated {
+        async fn send(&self, tag: &str, ops: &[Op]) -> Reply {
+            let seen = ops
+                .iter()
+                .map(|op| match op {
+                    Op::Reserve(r) => format!("r {}", r.id),
+                    Op::Settle(s) => format!("s {}", s.id),
+                })
+                .collect();
+            self.calls.lock().unwrap().push(seen);
+            self.gate.acquire().await.unwrap().forget();
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(StateError::Unavailable("down".into()));
+            }
+            let now = crate::quota::now_ms();
+            Ok(self
+                .store
+                .batch(tag, ops, now)
+                .into_iter()
+                .map(Ok)
+                .collect())
+        }
+    }
+
+    impl Gated {
+        fn calls(&self) -> Vec<Vec<String>> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    fn reserve(id: &str, amount: u64) -> Vec<Op> {
+        vec![Op::Reserve(Arc::new(ReserveOp {
+            id: id.into(),
+            lease_ms: 60_000,
+            tomb_ms: 60_000,
+            items: vec![Item {
+                key: KEY.into(),
+                limit: 100,
+                span: Span::Sliding(60_000),
+                amount,
+            }],
+        }))]
+    }
+
+    fn settle(id: &str, amount: u64) -> Op {
+        Op::Settle(Arc::new(SettleOp {
+            id: id.into(),
+            member: String::new(),
+            tomb_ms: 60_000,
+            mode: SettleMode::Unreserved,
+            actual: vec![Actual {
+                key: KEY.into(),
+                span: Span::Sliding(60_000),
+                amount,
+                limit: 100,
+                alerts: Arc::from(Vec::new()),
+            }],
+            ledger: None,
+        }))
+    }
+
+    /// Operations waiting behind the call in flight of `TAG`.
+    fn waiting(lines: &Lines) -> usize {
+        lines.lock().get(TAG).map_or(0, |l| {
+            l.settles
+                .iter()
+                .chain(&l.reserves)
+                .map(|w| w.ops.len())
+                .sum()
+        })
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if what() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never happened");
+    }
+
+    fn used(a: &Result<Answer>) -> u64 {
+        match a {
+            Ok(Answer::Reserve(ReserveAnswer::Admitted { used, .. })) => used[0].used,
+            other => panic!("not admitted: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_operation_goes_at_once() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        to.gate.add_permits(1);
+        let r = call(&lines, &to, TAG, reserve("a", 10)).await.unwrap();
+        assert_eq!(used(&r[0]), 10);
+        assert_eq!(to.calls(), [["r a"]]);
+        assert!(lines.lock().is_empty(), "no call in flight any more");
+    }
+
+    #[tokio::test]
+    async fn operations_ready_while_a_call_is_in_flight_share_the_next_settlements_first() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        let first = tokio::spawn({
+            let (lines, to) = (lines.clone(), to.clone());
+            async move { call(&lines, &to, TAG, reserve("a", 10)).await }
+        });
+        until(|| to.calls().len() == 1).await;
+        let mut later = Vec::new();
+        let mut n = 0;
+        for ops in [
+            reserve("b", 20),
+            vec![settle("s1", 5), settle("s2", 5)],
+            reserve("c", 30),
+        ] {
+            n += ops.len();
+            let (l, t) = (lines.clone(), to.clone());
+            later.push(tokio::spawn(async move { call(&l, &t, TAG, ops).await }));
+            until(|| waiting(&lines) == n).await;
+        }
+        assert_eq!(waiting(&lines), 4);
+        assert_eq!(to.calls().len(), 1, "they wait for the call in flight");
+        to.gate.add_permits(2);
+        assert_eq!(used(&first.await.unwrap().unwrap()[0]), 10);
+        let answers: Vec<Vec<Result<Answer>>> = {
+            let mut v = Vec::new();
+            for t in later {
+                v.push(t.await.unwrap().unwrap());
+            }
+            v
+        };
+        assert_eq!(
+            to.calls(),
+            [vec!["r a"], vec!["s s1", "s s2", "r b", "r c"]],
+            "one call for all that gathered, settlements first"
+        );
+        // in that order: 10 + 5 + 5, then b, then c
+        assert_eq!(used(&answers[0][0]), 40);
+        assert_eq!(answers[1].len(), 2);
+        assert_eq!(used(&answers[2][0]), 70);
+        assert!(lines.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_call_holds_at_most_max_ops_and_reservations_are_not_held_back() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        let mut tasks = Vec::new();
+        let spawn = |ops: Vec<Op>| {
+            let (lines, to) = (lines.clone(), to.clone());
+            tokio::spawn(async move { call(&lines, &to, TAG, ops).await })
+        };
+        tasks.push(spawn(reserve("first", 0)));
+        until(|| to.calls().len() == 1).await;
+        // settle queue workers' groups, then reservations
+        for g in 0..4 {
+            tasks.push(spawn(
+                (0..SETTLE_SHARE)
+                    .map(|i| settle(&format!("s{g}-{i}"), 0))
+                    .collect(),
+            ));
+        }
+        for i in 0..MAX_OPS {
+            tasks.push(spawn(reserve(&format!("r{i}"), 0)));
+        }
+        until(|| waiting(&lines) == 4 * SETTLE_SHARE + MAX_OPS).await;
+        to.gate.add_permits(100);
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let calls = to.calls();
+        assert!(calls.iter().all(|c| c.len() <= MAX_OPS), "{calls:?}");
+        // the second call: the first settlement group, then reservations
+        let second = &calls[1];
+        assert_eq!(second.len(), MAX_OPS, "{second:?}");
+        assert!(second[0].starts_with("s s0-"), "{second:?}");
+        assert!(second[SETTLE_SHARE].starts_with("r r0"), "{second:?}");
+        assert_eq!(
+            calls.iter().map(Vec::len).sum::<usize>(),
+            1 + 4 * SETTLE_SHARE + MAX_OPS
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_each_of_its_operations() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        to.fail.store(true, Ordering::Relaxed);
+        let first = tokio::spawn({
+            let (lines, to) = (lines.clone(), to.clone());
+            async move { call(&lines, &to, TAG, reserve("a", 1)).await }
+        });
+        until(|| to.calls().len() == 1).await;
+        let second = tokio::spawn({
+            let (lines, to) = (lines.clone(), to.clone());
+            async move { call(&lines, &to, TAG, vec![settle("s", 1), settle("t", 1)]).await }
+        });
+        until(|| waiting(&lines) == 2).await;
+        to.gate.add_permits(2);
+        for r in [first.await.unwrap(), second.await.unwrap()] {
+            assert!(matches!(r, Err(StateError::Unavailable(_))), "{r:?}");
+        }
+        assert_eq!(to.calls().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_whose_caller_went_away_is_given_back() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        let gone = tokio::spawn({
+            let (lines, to) = (lines.clone(), to.clone());
+            async move { call(&lines, &to, TAG, reserve("gone", 30)).await }
+        });
+        until(|| to.calls().len() == 1).await;
+        gone.abort();
+        let _ = gone.await;
+        to.gate.add_permits(10);
+        until(|| lines.lock().is_empty()).await;
+        assert_eq!(to.calls(), [vec!["r gone"], vec!["s gone"]]);
+        let r = call(&lines, &to, TAG, reserve("next", 0)).await.unwrap();
+        assert_eq!(used(&r[0]), 0, "the 30 went back");
+    }
+}
