@@ -2,7 +2,8 @@
 -- one hash tag in one call (the gateway's group commit: see lua/README.md,
 -- "Batches"), run in the order given, each exactly as quota_reserve or
 -- quota_settle runs it alone at the same `now`; each window hash is read
--- and written once for the whole call (quota_lib v5).
+-- and written once for the whole call, the reservations settled are looked
+-- up in one ZMSCORE and removed in one ZREM (quota_lib v5).
 -- KEYS[1] lease zset, KEYS[2] index zset, KEYS[3..] the window hashes and
 -- ledger day hashes the operations name, by their position in KEYS.
 -- ARGV[1] the number of operations, then each operation:
@@ -28,6 +29,8 @@ local function key_at(x)
   return nil
 end
 local ops, answers, pos = {}, {}, 2
+-- the reservations the settlements name, looked up together
+local members = {}
 for k = 1, count do
   local kind = ARGV[pos]
   local op, err
@@ -64,6 +67,7 @@ for k = 1, count do
     if op then
       op.kind = 's'
       settle_wants(op)
+      if op.mode == 'r' and op.member ~= '' then members[#members + 1] = op.member end
     end
     pos = pos + 10 + 5 * n
   else
@@ -74,6 +78,7 @@ for k = 1, count do
 end
 if pos ~= #ARGV + 1 then return bad() end
 local lease, index = KEYS[1], KEYS[2]
+if #members > 1 then lookup(lease, members) end
 for k = 1, count do
   local op = ops[k]
   if op and op.kind == 'r' then

@@ -50,64 +50,90 @@ end
 -- ---------------------------------------------------------------------------
 -- the window hashes of this call
 
--- H[key] = { v = field -> value (false: absent), all = every field is in v
--- (the hash was deleted or read whole), read = read once already, want =
--- fields to read with the first read, set / del = fields to write / delete at
--- flush, gone = delete the hash first, ttl = PEXPIRE at flush }
+-- H[key] = { v = the hash as this call knows it: field -> value (false:
+-- absent), d = fields to write (or delete: v false) at flush, read = read
+-- once, all = every field is in v (the hash was deleted or read whole), want =
+-- fields the first read adds, gone = delete the hash first at flush, ttl =
+-- PEXPIRE at flush }. Fields
+-- are strings: a bucket `i` is str(i).
 local H, touched = {}, {}
--- fields every window operation reads
-local STD = { 'w', 's', 'o', 'n', 'g', 'e', 'a' }
+-- A call of one operation (quota_reserve, quota_settle) has nothing to
+-- share: it reads and writes at once (DIRECT), as v4 did, and the cache
+-- would only cost it time.
+local DIRECT = false
+-- the bucket each window's TTL was renewed for in this call
+local renewed = {}
 
 local function entry(key)
-  local h = H[key]
-  if not h then
-    h = { v = {}, all = false, read = false, want = {}, set = {}, del = {}, gone = false }
-    H[key] = h
-    touched[#touched + 1] = key
-  end
+  local h = { v = {} }
+  H[key] = h
+  touched[#touched + 1] = key
   return h
 end
 
 -- Field `f` (a bucket, say) of `key` will be needed: read it with the first read.
 local function want(key, f)
-  local h = entry(key)
-  if not h.read then h.want[#h.want + 1] = str(f) end
+  local h = H[key] or entry(key)
+  if not h.read then
+    local w = h.want
+    if not w then
+      w = {}
+      h.want = w
+    end
+    w[#w + 1] = str(f)
+  end
 end
 
--- The values of fields `...` of hash `key` (nil when absent), as this call
--- left them; Redis is asked only for fields the call does not know yet (and
--- the first time, for the usual ones and those wanted too), in one HMGET.
+-- Makes sure this call knows fields `...` of hash `key` and answers the
+-- hash as the call left it (field -> value, false: absent). Redis is asked
+-- only for fields the call does not know yet (the first time also for the
+-- usual ones, `w s o n g e a`, and those wanted), in one HMGET.
 local function hget(key, ...)
-  local h = entry(key)
-  local fields = { ... }
-  for i = 1, #fields do fields[i] = str(fields[i]) end
-  if not h.all then
-    local miss, seen = {}, {}
-    local function need(f)
-      if h.v[f] == nil and not seen[f] then
-        seen[f] = true
-        miss[#miss + 1] = f
-      end
-    end
-    if not h.read then
-      for _, f in ipairs(STD) do need(f) end
-      for _, f in ipairs(h.want) do need(f) end
-      h.read, h.want = true, {}
-    end
-    for _, f in ipairs(fields) do need(f) end
-    if #miss > 0 then
-      local got = redis.call('HMGET', key, unpack(miss))
-      for i, f in ipairs(miss) do h.v[f] = got[i] or false end
+  if DIRECT then
+    local f = { 'w', 's', 'o', 'n', 'g', 'e', 'a', ... }
+    local got = redis.call('HMGET', key, unpack(f))
+    local v = {}
+    for i = #f, 1, -1 do v[str(f[i])] = got[i] or false end
+    return v
+  end
+  local h = H[key] or entry(key)
+  local v = h.v
+  if h.all then return v end
+  local miss
+  if not h.read then
+    h.read = true
+    miss = { 'w', 's', 'o', 'n', 'g', 'e', 'a' }
+    local w = h.want
+    if w then
+      for i = 1, #w do miss[#miss + 1] = w[i] end
+      h.want = nil
     end
   end
-  local out = {}
-  for i, f in ipairs(fields) do out[i] = h.v[f] or nil end
-  return unpack(out, 1, #fields)
+  for i = 1, select('#', ...) do
+    local f = str((select(i, ...)))
+    if v[f] == nil then
+      if not miss then miss = {} end
+      miss[#miss + 1] = f
+    end
+  end
+  if miss then
+    local got = redis.call('HMGET', key, unpack(miss))
+    for i = 1, #miss do
+      if v[miss[i]] == nil then v[miss[i]] = got[i] or false end
+    end
+  end
+  return v
 end
 
--- Every field of `key` this call knows of, as field -> value.
+-- Every field of `key`, as the call left them (field -> value, false: absent).
 local function hgetall(key)
-  local h = entry(key)
+  if DIRECT then
+    local flat = redis.call('HGETALL', key)
+    local v = {}
+    for i = 1, #flat, 2 do v[flat[i]] = flat[i + 1] end
+    return v
+  end
+  local h = H[key] or entry(key)
   if not h.all then
     local flat = redis.call('HGETALL', key)
     for i = 1, #flat, 2 do
@@ -115,46 +141,67 @@ local function hgetall(key)
     end
     h.all, h.read = true, true
   end
-  local out = {}
-  for f, v in pairs(h.v) do
-    if v then out[f] = v end
-  end
-  return out
+  return h.v
 end
 
 -- HSET key f1 v1 f2 v2 ..., at flush.
 local function hset(key, ...)
-  local h = entry(key)
-  local a = { ... }
-  for i = 1, #a, 2 do
-    local f = str(a[i])
-    h.v[f] = str(a[i + 1])
-    h.set[f] = true
-    h.del[f] = nil
+  if DIRECT then
+    redis.call('HSET', key, ...)
+    return
+  end
+  local h = H[key] or entry(key)
+  local v, d = h.v, h.d
+  if not d then
+    d = {}
+    h.d = d
+  end
+  for i = 1, select('#', ...), 2 do
+    local f = str((select(i, ...)))
+    v[f] = str((select(i + 1, ...)))
+    d[f] = true
   end
 end
 
 -- HDEL key f, at flush.
 local function hdel(key, f)
-  local h = entry(key)
+  if DIRECT then
+    redis.call('HDEL', key, f)
+    return
+  end
+  local h = H[key] or entry(key)
   f = str(f)
+  local x = h.v[f]
   -- known to be absent (read so, deleted already, or the hash was)
-  if h.v[f] == false or (h.v[f] == nil and h.all) then return end
+  if x == false or (x == nil and h.all) then return end
   h.v[f] = false
-  h.set[f] = nil
-  h.del[f] = true
+  local d = h.d
+  if not d then
+    d = {}
+    h.d = d
+  end
+  d[f] = true
 end
 
 -- DEL key, at flush (before what the call writes after it).
 local function hwipe(key)
-  local h = entry(key)
-  h.v, h.all, h.read, h.want, h.set, h.del, h.gone = {}, true, true, {}, {}, {}, true
-  h.ttl, h.renewed = nil, nil
+  renewed[key] = nil
+  if DIRECT then
+    redis.call('DEL', key)
+    return
+  end
+  local h = H[key] or entry(key)
+  h.v, h.d, h.all, h.read, h.want, h.gone, h.ttl = {}, nil, true, true, nil, true, nil
 end
 
 -- PEXPIRE key ms, at flush.
 local function hexpire(key, ms)
-  entry(key).ttl = ms
+  if DIRECT then
+    redis.call('PEXPIRE', key, ms)
+    return
+  end
+  local h = H[key] or entry(key)
+  h.ttl = ms
 end
 
 -- ---------------------------------------------------------------------------
@@ -167,7 +214,7 @@ local Z, zkeys = {}, {}
 local function zentry(key)
   local z = Z[key]
   if not z then
-    z = { adds = {}, at = {}, keep = nil, ttl = nil, trim = 0 }
+    z = { adds = {}, at = {}, rem = {}, keep = nil, ttl = nil, trim = 0 }
     Z[key] = z
     zkeys[#zkeys + 1] = key
   end
@@ -178,10 +225,14 @@ end
 -- before: scores in the future, members no one knows yet). Adding one
 -- member again in the call replaces its score, as ZADD does.
 local function zadd_later(key, score, member)
+  if DIRECT then
+    redis.call('ZADD', key, score, member)
+    return
+  end
   local z = zentry(key)
   local at = z.at[member]
   if at then
-    z.adds[at] = score
+    z.adds[at - 1] = score
   else
     z.adds[#z.adds + 1] = score
     z.adds[#z.adds + 1] = member
@@ -189,10 +240,51 @@ local function zadd_later(key, score, member)
   end
 end
 
+-- The reservations (lease zset members) this call looked up or removed:
+-- M[lease] = { there = member -> whether it was in the zset when the call
+-- began (read for many at once: `lookup`), gone = member -> removed by this
+-- call }. A settlement removes its member with `take`: at once (ZREM) when
+-- it was not looked up, else at flush, with the others, in one ZREM.
+local M = {}
+local function mentry(lease)
+  local m = M[lease]
+  if not m then
+    m = { there = {}, gone = {} }
+    M[lease] = m
+  end
+  return m
+end
+
+-- Whether each of `members` is in the zset, asked once (ZMSCORE).
+local function lookup(lease, members)
+  if #members == 0 then return end
+  local m = mentry(lease)
+  local scores = redis.call('ZMSCORE', lease, unpack(members))
+  for i, x in ipairs(members) do m.there[x] = scores[i] ~= false end
+end
+
+-- Removes `member` from the zset: answers whether it was there (as ZREM does).
+local function take(lease, member)
+  local m = mentry(lease)
+  if m.gone[member] then return false end
+  local there = m.there[member]
+  if there == nil then
+    there = redis.call('ZREM', lease, member) == 1
+  elseif there then
+    zentry(lease).rem[#zentry(lease).rem + 1] = member
+  end
+  m.gone[member] = true
+  return there
+end
+
 -- The lease zset lives at least `ms` more (plus a minute): as long as the
 -- entry just written. It goes when its last member does, so it is checked
 -- every call that writes one (once, at flush).
 local function keep(lease, ms)
+  if DIRECT then
+    if redis.call('PTTL', lease) < ms then redis.call('PEXPIRE', lease, ms + 60000) end
+    return
+  end
   local z = zentry(lease)
   if not z.keep or z.keep < ms then z.keep = ms end
 end
@@ -200,6 +292,12 @@ end
 -- The index lives at least `ms` more (no minute added: it ends with its
 -- last entry), and `n` more of its ended entries leave it.
 local function index_upkeep(index, ms, n)
+  if DIRECT then
+    if redis.call('PTTL', index) < ms then redis.call('PEXPIRE', index, ms) end
+    local gone = redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, n)
+    if #gone > 0 then redis.call('ZREM', index, unpack(gone)) end
+    return
+  end
   local z = zentry(index)
   if not z.ttl or z.ttl < ms then z.ttl = ms end
   z.trim = z.trim + n
@@ -210,19 +308,25 @@ local function flush()
   for _, key in ipairs(touched) do
     local h = H[key]
     if h.gone then redis.call('DEL', key) end
-    local a = {}
-    for f in pairs(h.set) do
-      a[#a + 1] = f
-      a[#a + 1] = h.v[f]
+    if h.d then
+      local set, del = {}, {}
+      for f in pairs(h.d) do
+        local x = h.v[f]
+        if x then
+          set[#set + 1] = f
+          set[#set + 1] = x
+        else
+          del[#del + 1] = f
+        end
+      end
+      if #set > 0 then redis.call('HSET', key, unpack(set)) end
+      if #del > 0 then redis.call('HDEL', key, unpack(del)) end
     end
-    if #a > 0 then redis.call('HSET', key, unpack(a)) end
-    local d = {}
-    for f in pairs(h.del) do d[#d + 1] = f end
-    if #d > 0 then redis.call('HDEL', key, unpack(d)) end
     if h.ttl then redis.call('PEXPIRE', key, h.ttl) end
   end
   for _, key in ipairs(zkeys) do
     local z = Z[key]
+    if #z.rem > 0 then redis.call('ZREM', key, unpack(z.rem)) end
     if #z.adds > 0 then redis.call('ZADD', key, unpack(z.adds)) end
     if z.keep and redis.call('PTTL', key) < z.keep then
       redis.call('PEXPIRE', key, z.keep + 60000)
@@ -273,7 +377,9 @@ end
 -- (fresh: the hash did not exist or was another window, and was emptied).
 local function advance(key, sp)
   local cur, lo = sp.cur, sp.lo
-  local w, s, o, n, here, g = hget(key, 'w', 's', 'o', 'n', cur, 'g')
+  local ck = str(cur)
+  local v = hget(key, ck)
+  local w = v.w
   local win = { key = key, sp = sp, b = sp.b, cur = cur, sum = 0, n = nil, fresh = true,
     here = 0, g = T[1] .. T[2] }
   local same
@@ -283,10 +389,10 @@ local function advance(key, sp)
     return win
   end
   win.fresh = false
-  s, o = tonumber(s) or 0, tonumber(o) or lo
-  win.n = tonumber(n)
-  win.here = tonumber(here) or 0
-  win.g = g or '0'
+  local s, o = tonumber(v.s) or 0, tonumber(v.o) or lo
+  win.n = tonumber(v.n)
+  win.here = tonumber(v[ck]) or 0
+  win.g = v.g or '0'
   if o < lo then
     if sp.cal or lo - o > N + 1 then
       -- everything left (a calendar's period ended): start over (cheaper
@@ -297,9 +403,9 @@ local function advance(key, sp)
     end
     local old = {}
     for idx = o, lo - 1 do old[#old + 1] = idx end
-    local v = { hget(key, unpack(old)) }
-    for i, idx in ipairs(old) do
-      local x = tonumber(v[i])
+    v = hget(key, unpack(old))
+    for _, idx in ipairs(old) do
+      local x = tonumber(v[str(idx)])
       if x then
         s = s - x
         hdel(key, idx)
@@ -331,13 +437,12 @@ local function add(win, amount, index)
     hset(win.key, win.cur, win.here, 's', win.sum, 'n', win.cur)
     win.n = win.cur
   end
-  local h = entry(win.key)
-  if renew and h.renewed ~= win.cur then
+  if renew and renewed[win.key] ~= win.cur then
     -- once per bucket (and call): the hash outlives its newest bucket by a
     -- window (after that nothing in it counts; a calendar's by a minute past
     -- its period), and its index entry (for /admin/usage) is scored with the
     -- hash's end; the index lives as long as its last entry
-    h.renewed = win.cur
+    renewed[win.key] = win.cur
     local ttl
     if sp.cal then ttl = sp.stop - now + 60000 else ttl = 2 * sp.w + sp.b end
     hexpire(win.key, ttl)
@@ -352,30 +457,31 @@ end
 -- it was numbered for another window length, and would never leave the sum).
 local function adjust(key, idx, delta, gen)
   if delta == 0 then return true end
-  local o, s, w, v, g, e, n = hget(key, 'o', 's', 'w', idx, 'g', 'e', 'n')
-  o, s = tonumber(o), tonumber(s)
-  local wms = tonumber(w)
+  local ik = str(idx)
+  local v = hget(key, ik)
+  local o, s, w = tonumber(v.o), tonumber(v.s), tonumber(v.w)
   -- answers false when the bucket no longer counts: gone, left the window (`o`
   -- only moves when the window is advanced, so it is checked against now too;
   -- a calendar's one bucket counts until its period's end), or the window was
   -- made anew since (reset, expired, window changed: another generation)
-  if not o or not s or not w or (g or '0') ~= gen then return false end
+  if not o or not s or not v.w or (v.g or '0') ~= gen then return false end
   local cur
-  if wms then
-    cur = math.floor(now / math.ceil(wms / N))
+  if w then
+    cur = math.floor(now / math.ceil(w / N))
     if idx < o or idx < cur - N or idx > cur then return false end
-  elseif idx ~= o or now >= (tonumber(e) or 0) then
+  elseif idx ~= o or now >= (tonumber(v.e) or 0) then
     return false
   end
-  v = tonumber(v) or 0
-  local nv = v + delta
-  if nv < 0 then nv = 0 end
-  s = s + (nv - v)
+  local x = tonumber(v[ik]) or 0
+  local n = tonumber(v.n)
+  local nx = x + delta
+  if nx < 0 then nx = 0 end
+  s = s + (nx - x)
   if s < 0 then s = 0 end
-  if nv == 0 then
+  if nx == 0 then
     hdel(key, idx)
     hset(key, 's', s)
-    if wms and tonumber(n) == idx then
+    if w and n == idx then
       -- the newest bucket holding usage emptied: `n` moves to the one before
       -- it that still holds some (what reset_ms counts from), or goes
       local lo = math.max(o, cur - N)
@@ -383,18 +489,18 @@ local function adjust(key, idx, delta, gen)
       for i = idx - 1, lo, -1 do older[#older + 1] = i end
       local newest
       if #older > 0 then
-        local held = { hget(key, unpack(older)) }
+        v = hget(key, unpack(older))
         for k = 1, #older do
-          if tonumber(held[k]) then newest = older[k]; break end
+          if tonumber(v[str(older[k])]) then newest = older[k]; break end
         end
       end
       if newest then hset(key, 'n', newest) else hdel(key, 'n') end
     end
-  elseif wms and idx > (tonumber(n) or -1) then
+  elseif w and idx > (n or -1) then
     -- a bucket newer than `n` (reserved at 0) now holds usage
-    hset(key, idx, nv, 's', s, 'n', idx)
+    hset(key, idx, nx, 's', s, 'n', idx)
   else
-    hset(key, idx, nv, 's', s)
+    hset(key, idx, nx, 's', s)
   end
   return true
 end
@@ -432,15 +538,21 @@ local swept_all = {}
 local function sweep(lease, tomb_ms, max)
   if swept_all[lease] then return 0 end
   local given = 0
-  local ended = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, max)
-  if #ended < max then swept_all[lease] = true end
+  -- (reservations this call settled leave the zset at flush: not again)
+  local gone = mentry(lease).gone
+  local settled = #zentry(lease).rem
+  local ended = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, max + settled)
+  if #ended < max + settled then swept_all[lease] = true end
   for _, m in ipairs(ended) do
-    redis.call('ZREM', lease, m)
-    local p = parts(m)
-    if p[1] ~= 'E' and p[1] ~= 'S' then
-      for k = 2, #p - 3, 4 do adjust(p[k], tonumber(p[k + 1]), -tonumber(p[k + 2]), p[k + 3]) end
-      redis.call('ZADD', lease, now + tomb_ms, 'E\n' .. p[1])
-      given = given + 1
+    if not gone[m] then
+      gone[m] = true
+      redis.call('ZREM', lease, m)
+      local p = parts(m)
+      if p[1] ~= 'E' and p[1] ~= 'S' then
+        for k = 2, #p - 3, 4 do adjust(p[k], tonumber(p[k + 1]), -tonumber(p[k + 2]), p[k + 3]) end
+        redis.call('ZADD', lease, now + tomb_ms, 'E\n' .. p[1])
+        given = given + 1
+      end
     end
   end
   -- removing the last member deleted the zset, and ZADD made it anew
@@ -537,9 +649,9 @@ local function retry_ms(win, need)
   -- a calendar period frees everything at its end
   if win.sp.cal then return win.sp.stop - now end
   local fields = {}
-  for f, v in pairs(hgetall(win.key)) do
+  for f, x in pairs(hgetall(win.key)) do
     local idx = tonumber(f)
-    if idx then fields[idx] = tonumber(v) end
+    if idx and x then fields[idx] = tonumber(x) end
   end
   local freed = 0
   for idx = win.cur - N, win.cur do
@@ -667,9 +779,9 @@ local function do_settle(lease, index, c)
       if #c.alerts[i] > 0 and sp.cal then
         -- the window as this call left it: this period's sum (a hash of
         -- another calendar or period was not charged here: nothing to say)
-        local w, o, s, a = hget(c.keys[i], 'w', 'o', 's', 'a')
-        if w == sp.cal and tonumber(o) == sp.cur then
-          local sum, sent = tonumber(s) or 0, tonumber(a) or 0
+        local v = hget(c.keys[i])
+        if v.w == sp.cal and tonumber(v.o) == sp.cur then
+          local sum, sent = tonumber(v.s) or 0, tonumber(v.a) or 0
           local top = 0
           for _, p in ipairs(c.alerts[i]) do
             if p > top and sum * 100 >= p * c.limits[i] then top = p end
@@ -686,7 +798,7 @@ local function do_settle(lease, index, c)
     return out
   end
 
-  if c.mode == 'r' and c.member ~= '' and redis.call('ZREM', lease, c.member) == 1 then
+  if c.mode == 'r' and c.member ~= '' and take(lease, c.member) then
     local p = parts(c.member)
     for i = 1, n do
       local k = 2 + 4 * (i - 1)

@@ -12,6 +12,7 @@
 -- {0, now_ms, i, retry_ms, used_i, used_1, reset_ms_1, ...} when quota i
 -- refuses (retry_ms -1: the amount alone exceeds the limit; the pairs are every
 -- quota as it stands, nothing reserved).
+DIRECT = true
 local n = #KEYS - 2
 if n < 1 or #ARGV ~= 3 + 3 * n then
   return redis.error_reply('quota_reserve: bad arguments')

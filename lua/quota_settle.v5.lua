@@ -17,6 +17,7 @@
 -- s), then per quota: window (as quota_reserve), actual amount, limit, alert
 -- percentages ('' or '50,80,100': calendar windows only).
 -- Answers {code, i, percent, used, ...}: see do_settle() in quota_lib.
+DIRECT = true
 local n = #KEYS - 3
 if n < 0 or #ARGV ~= 7 + 4 * n then
   return redis.error_reply('quota_settle: bad arguments')

@@ -16,6 +16,7 @@
 -- of the index; next_score '' when the index has no more. A window charged
 -- while the caller pages moves to a later end, so it may show on a later page
 -- again; one that stays in the index all along shows at least once.
+DIRECT = true
 local tomb_ms = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local after = ARGV[3]
@@ -31,7 +32,8 @@ local out = { now, '', '' }
 
 -- answers whether the window is there (and adds it to the answer)
 local function report(key, always)
-  local wf, sf, ef = hget(key, 'w', 's', 'e')
+  local v = hget(key)
+  local wf, sf, ef = v.w, v.s, v.e
   local w = tonumber(wf)
   if wf and not w then
     -- a calendar period: what it holds until it ends (resetting then, as
