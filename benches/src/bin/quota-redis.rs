@@ -6,8 +6,11 @@
 //! spread over the replicas by that many concurrent clients, the settle
 //! queues drained, then `INFO commandstats` and `INFO cpu` again, divided by
 //! the requests: script calls (`EVALSHA` and `EVAL`), every command Redis ran
-//! (those the scripts call included), Redis CPU, and the gateways' own count
-//! of round trips (`gateway_redis_calls_total`). Prints a markdown table.
+//! (those the scripts call included), the time Redis spent in the scripts,
+//! Redis CPU, and the gateways' own count of round trips
+//! (`gateway_redis_calls_total`); and the requests' latency as this client
+//! saw it. Prints a markdown table. One build per run (`GATEWAY_BIN`): to
+//! compare two, alternate runs of each (benches/README.md).
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
@@ -103,8 +106,8 @@ fn command_calls(redis: &RedisServer) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// Sends `n` chat requests from `clients` concurrent tasks, round robin over
-/// `urls`; answers the failures.
-async fn load(urls: &[String], clients: usize, n: usize) -> usize {
+/// `urls`; answers the failures and every request's latency (µs), sorted.
+async fn load(urls: &[String], clients: usize, n: usize) -> (usize, Vec<u64>) {
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let client = TestClient::new();
@@ -119,11 +122,13 @@ async fn load(urls: &[String], clients: usize, n: usize) -> usize {
             let (next, failed, client) = (next.clone(), failed.clone(), client.clone());
             let (urls, body, auth) = (urls.to_vec(), body.clone(), auth.clone());
             tokio::spawn(async move {
+                let mut took = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
-                        return;
+                        return took;
                     }
+                    let t0 = Instant::now();
                     let r = client
                         .post_json_with(
                             &urls[i % urls.len()],
@@ -131,6 +136,7 @@ async fn load(urls: &[String], clients: usize, n: usize) -> usize {
                             &[("authorization", auth.as_str())],
                         )
                         .await;
+                    took.push(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
                     if r.status != 200 {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -138,10 +144,18 @@ async fn load(urls: &[String], clients: usize, n: usize) -> usize {
             })
         })
         .collect();
+    let mut took = Vec::with_capacity(n);
     for t in tasks {
-        let _ = t.await;
+        took.extend(t.await.unwrap_or_default());
     }
-    failed.load(Ordering::Relaxed)
+    took.sort_unstable();
+    (failed.load(Ordering::Relaxed), took)
+}
+
+/// The `p`-th percentile of sorted `v`.
+fn percentile(v: &[u64], p: f64) -> u64 {
+    let i = ((v.len() as f64 * p / 100.0).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+    v.get(i).copied().unwrap_or(0)
 }
 
 /// Waits until no replica holds a settlement, then a ledger flush longer.
@@ -173,6 +187,9 @@ struct Row {
     requests: usize,
     failed: usize,
     secs: f64,
+    /// latency percentiles (µs) p50, p99
+    p50: u64,
+    p99: u64,
     scripts: u64,
     /// µs Redis spent running the scripts (the commands they called included)
     script_us: u64,
@@ -214,7 +231,7 @@ async fn main() -> Result<()> {
         .map(|g| format!("{}/v1/chat/completions", g.url()))
         .collect();
     // warm-up: the key cached, the scripts loaded, the windows made
-    if load(&urls, 4, 200).await > 0 {
+    if load(&urls, 4, 200).await.0 > 0 {
         bail!("warm-up requests failed");
     }
     let mut rows = Vec::new();
@@ -225,7 +242,7 @@ async fn main() -> Result<()> {
         let calls0 = total(&gws, "gateway_redis_calls_total").await;
         let admitted0 = total(&gws, "gateway_quota_admitted_total").await;
         let t0 = Instant::now();
-        let failed = load(&urls, c, args.requests).await;
+        let (failed, took) = load(&urls, c, args.requests).await;
         let secs = t0.elapsed().as_secs_f64();
         drained(&gws).await?;
         let per_command = command_calls(&redis);
@@ -254,6 +271,8 @@ async fn main() -> Result<()> {
             requests: args.requests,
             failed,
             secs,
+            p50: percentile(&took, 50.0),
+            p99: percentile(&took, 99.0),
             scripts: count(&["evalsha", "eval"]),
             script_us: sum(&["evalsha", "eval"], true),
             commands,
@@ -264,12 +283,12 @@ async fn main() -> Result<()> {
     }
     let n = |r: &Row, x: f64| x / r.requests as f64;
     println!(
-        "| clients | requests | req/s | script calls / req | Redis commands / req | script time / req | Redis CPU / req | gateway round trips / req |"
+        "| clients | requests | req/s | p50 / p99 | script calls / req | Redis commands / req | script time / req | Redis CPU / req | gateway round trips / req |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {}{} | {:.0} | {:.3} | {:.2} | {:.1} µs | {:.1} µs | {:.3} |",
+            "| {} | {}{} | {:.0} | {} / {} µs | {:.3} | {:.2} | {:.1} µs | {:.1} µs | {:.3} |",
             r.clients,
             r.requests,
             if r.failed > 0 {
@@ -278,6 +297,8 @@ async fn main() -> Result<()> {
                 String::new()
             },
             r.requests as f64 / r.secs,
+            r.p50,
+            r.p99,
             n(r, r.scripts as f64),
             n(r, r.commands as f64),
             n(r, r.script_us as f64),

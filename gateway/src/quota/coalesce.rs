@@ -187,9 +187,31 @@ pub async fn call<S: Transport>(lines: &Arc<Lines>, to: &Arc<S>, tag: &str, ops:
     })
 }
 
+/// Ends the line of a tag whose driver stopped before its end (dropped with
+/// the runtime, say): what waited in it fails ("ended unanswered") instead
+/// of waiting for a call that will never be sent.
+struct Driving<'a> {
+    lines: &'a Lines,
+    tag: &'a str,
+    done: bool,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.lines.lock().remove(self.tag);
+        }
+    }
+}
+
 /// Sends the calls of `tag` one after the other, each with what gathered
 /// while the one before was in flight, until nothing waits.
 async fn drive<S: Transport>(lines: Arc<Lines>, to: Arc<S>, tag: String, mut batch: Vec<Waiting>) {
+    let mut guard = Driving {
+        lines: &lines,
+        tag: &tag,
+        done: false,
+    };
     while !batch.is_empty() {
         let mut ops = Vec::with_capacity(batch.iter().map(|w| w.ops.len()).sum());
         let mut waiters = Vec::with_capacity(batch.len());
@@ -197,12 +219,16 @@ async fn drive<S: Transport>(lines: Arc<Lines>, to: Arc<S>, tag: String, mut bat
             waiters.push((w.tx, w.ops.len()));
             ops.extend(w.ops);
         }
-        lines.calls.fetch_add(1, Ordering::Relaxed);
-        lines.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-        let reply = to.send(&tag, &ops).await;
+        guard.lines.calls.fetch_add(1, Ordering::Relaxed);
+        guard
+            .lines
+            .ops
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let reply = to.send(guard.tag, &ops).await;
         let give_back = answer(reply, waiters, &ops);
-        batch = lines.next(&tag, give_back);
+        batch = guard.lines.next(guard.tag, give_back);
     }
+    guard.done = true;
 }
 
 /// Hands each submission its answers; answers the give-backs of the

@@ -256,23 +256,33 @@ pub enum Op {
     Settle(Arc<SettleOp>),
 }
 
+impl ReserveOp {
+    /// About how many bytes of arguments it sends (a call is bounded by it).
+    pub fn size(&self) -> usize {
+        self.id.len() + 32 + self.items.iter().map(|i| i.key.len() + 64).sum::<usize>()
+    }
+}
+
+impl SettleOp {
+    /// About how many bytes of arguments it sends (a call is bounded by it).
+    pub fn size(&self) -> usize {
+        let ledger = self.ledger.as_ref().map_or(0, |l| {
+            let d = &l.dims;
+            d.tenant.len() + d.consumer.len() + d.model.len() + d.provider.len() + 200
+        });
+        self.id.len()
+            + self.member.len()
+            + 48
+            + self.actual.iter().map(|a| a.key.len() + 80).sum::<usize>()
+            + ledger
+    }
+}
+
 impl Op {
-    /// About how many bytes of arguments it sends (a batch is bounded by it).
     pub fn size(&self) -> usize {
         match self {
-            Op::Reserve(r) => {
-                r.id.len() + 32 + r.items.iter().map(|i| i.key.len() + 64).sum::<usize>()
-            }
-            Op::Settle(s) => {
-                s.id.len()
-                    + s.member.len()
-                    + 48
-                    + s.actual.iter().map(|a| a.key.len() + 80).sum::<usize>()
-                    + s.ledger.as_ref().map_or(0, |l| {
-                        let d = &l.dims;
-                        d.tenant.len() + d.consumer.len() + d.model.len() + d.provider.len() + 200
-                    })
-            }
+            Op::Reserve(r) => r.size(),
+            Op::Settle(s) => s.size(),
         }
     }
 }

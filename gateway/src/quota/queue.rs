@@ -14,7 +14,7 @@ use super::alerts::Alerts;
 use super::coalesce::{MAX_BYTES, MAX_OPS, SETTLE_SHARE};
 use super::held::Windows;
 use super::ledger::day_number;
-use super::store::{Op, QuotaStore, SettleMode, SettleOp};
+use super::store::{QuotaStore, SettleMode, SettleOp};
 use crate::redis_conn::reach::tag_slot;
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -213,12 +213,12 @@ impl SettleQueue {
                 q.parked.push_back(j);
                 continue;
             }
-            let mut bytes = Op::Settle(j.job.op.clone()).size();
+            let mut bytes = j.job.op.size();
             let mut group = vec![j];
             let mut i = 0;
             while i < q.ready.len().min(LOOK_AHEAD) && group.len() < SETTLE_SHARE {
                 let same = q.ready[i].job.tag == group[0].job.tag;
-                let size = Op::Settle(q.ready[i].job.op.clone()).size();
+                let size = q.ready[i].job.op.size();
                 if same && bytes + size <= MAX_BYTES {
                     bytes += size;
                     if let Some(x) = q.ready.remove(i) {
