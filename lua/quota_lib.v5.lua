@@ -34,6 +34,10 @@
 local N = 60
 local T = redis.call('TIME')
 local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+-- the generation of a window made in this call
+local GEN = T[1] .. T[2]
+-- an empty list (never written to)
+local NONE = {}
 
 -- A whole number usable as an amount, limit or duration (x % 1 is NaN for NaN
 -- and +-inf); amounts stay exact below 2^53.
@@ -50,8 +54,8 @@ end
 -- ---------------------------------------------------------------------------
 -- the window hashes of this call
 
--- H[key] = { v = the hash as this call knows it: field -> value (false:
--- absent), d = fields to write (or delete: v false) at flush, read = read
+-- H[key] = { v = the hash as this call knows it: field -> value (a string
+-- as read, or a whole number as written; false: absent), d = fields to write (or delete: v false) at flush, read = read
 -- once, all = every field is in v (the hash was deleted or read whole), want =
 -- fields the first read adds, gone = delete the hash first at flush, ttl =
 -- PEXPIRE at flush }. Fields
@@ -144,6 +148,16 @@ local function hgetall(key)
   return h.v
 end
 
+-- The fields of `h` to write at flush (made on first use).
+local function dirty(h)
+  local d = h.d
+  if not d then
+    d = {}
+    h.d = d
+  end
+  return d
+end
+
 -- HSET key f1 v1 f2 v2 ..., at flush.
 local function hset(key, ...)
   if DIRECT then
@@ -151,14 +165,11 @@ local function hset(key, ...)
     return
   end
   local h = H[key] or entry(key)
-  local v, d = h.v, h.d
-  if not d then
-    d = {}
-    h.d = d
-  end
+  local v, d = h.v, dirty(h)
   for i = 1, select('#', ...), 2 do
     local f = str((select(i, ...)))
-    v[f] = str((select(i + 1, ...)))
+    -- (a number stays one: Redis writes its digits at flush, once)
+    v[f] = select(i + 1, ...)
     d[f] = true
   end
 end
@@ -175,12 +186,7 @@ local function hdel(key, f)
   -- known to be absent (read so, deleted already, or the hash was)
   if x == false or (x == nil and h.all) then return end
   h.v[f] = false
-  local d = h.d
-  if not d then
-    d = {}
-    h.d = d
-  end
-  d[f] = true
+  dirty(h)[f] = true
 end
 
 -- DEL key, at flush (before what the call writes after it).
@@ -380,8 +386,8 @@ local function advance(key, sp)
   local ck = str(cur)
   local v = hget(key, ck)
   local w = v.w
-  local win = { key = key, sp = sp, b = sp.b, cur = cur, sum = 0, n = nil, fresh = true,
-    here = 0, g = T[1] .. T[2] }
+  local win = { key = key, sp = sp, b = sp.b, cur = cur, ck = ck, sum = 0, n = nil, fresh = true,
+    here = 0, g = GEN }
   local same
   if sp.cal then same = w == sp.cal else same = tonumber(w) == sp.w end
   if not same then
@@ -398,7 +404,7 @@ local function advance(key, sp)
       -- everything left (a calendar's period ended): start over (cheaper
       -- than one HDEL per bucket)
       hwipe(key)
-      win.fresh, win.n, win.here, win.g = true, nil, 0, T[1] .. T[2]
+      win.fresh, win.n, win.here, win.g = true, nil, 0, GEN
       return win
     end
     local old = {}
@@ -434,7 +440,15 @@ local function add(win, amount, index)
   if amount > 0 then
     win.here = win.here + amount
     win.sum = win.sum + amount
-    hset(win.key, win.cur, win.here, 's', win.sum, 'n', win.cur)
+    if DIRECT then
+      hset(win.key, win.ck, win.here, 's', win.sum, 'n', win.cur)
+    else
+      -- (hset's work, without its generality: this runs for every reservation)
+      local h = H[win.key]
+      local v, d = h.v, dirty(h)
+      v[win.ck], v.s, v.n = win.here, win.sum, win.cur
+      d[win.ck], d.s, d.n = true, true, true
+    end
     win.n = win.cur
   end
   if renew and renewed[win.key] ~= win.cur then
@@ -524,8 +538,12 @@ end
 -- request. Tombstones "E\n<id>" (lease ended, reservation given back) and
 -- "S\n<id>" (usage charged without reservation) are scored with their end.
 local function parts(member)
-  local out = {}
-  for p in string.gmatch(member, '[^\n]+') do out[#out + 1] = p end
+  local out, i, len = {}, 1, #member
+  while i <= len do
+    local j = string.find(member, '\n', i, true) or len + 1
+    if j > i then out[#out + 1] = string.sub(member, i, j - 1) end
+    i = j + 1
+  end
   return out
 end
 
@@ -700,7 +718,7 @@ local function do_reserve(lease, index, r)
   for _, q in ipairs(quotas) do
     add(q.win, q.amount, index)
     member[#member + 1] = q.key
-    member[#member + 1] = string.format('%d', q.win.cur)
+    member[#member + 1] = q.win.ck
     member[#member + 1] = string.format('%d', q.amount)
     member[#member + 1] = q.win.g
     out[#out + 1] = q.win.sum
@@ -741,17 +759,51 @@ local function settle_op(id, tomb_ms, mode, member, ledger, dims, figures, expir
     if not sp or not whole(a) or not whole(limit) then
       return nil, 'quota_settle: bad quota arguments at ' .. i
     end
-    local pcts = {}
-    for x in string.gmatch(raw[5], '[^,]+') do
-      local p = tonumber(x)
-      if not whole(p) or p < 1 or p > 100 then return nil, 'quota_settle: bad alert at ' .. i end
-      pcts[#pcts + 1] = p
+    local pcts = NONE
+    if raw[5] ~= '' then
+      pcts = {}
+      for x in string.gmatch(raw[5], '[^,]+') do
+        local p = tonumber(x)
+        if not whole(p) or p < 1 or p > 100 then
+          return nil, 'quota_settle: bad alert at ' .. i
+        end
+        pcts[#pcts + 1] = p
+      end
     end
     keys[i], spans[i], actual[i], limits[i], alerts[i] = raw[1], sp, a, limit, pcts
   end
   return { id = id, tomb_ms = tomb_ms, mode = mode, member = member, ledger = ledger,
     dims = dims, entry = entry, expire_at = expire_at, keys = keys, actual = actual,
     spans = spans, limits = limits, alerts = alerts }
+end
+
+-- The usage of settlement `c` was charged: its ledger entry, and the alerts
+-- it crossed; answers {code, i, percent, used, ...}.
+local function charged(c, code)
+  if c.dims ~= '' then ledger_add(c.ledger, c.dims, c.entry, c.expire_at) end
+  local out = { code }
+  for i = 1, #c.keys do
+    local sp = c.spans[i]
+    if #c.alerts[i] > 0 and sp.cal then
+      -- the window as this call left it: this period's sum (a hash of
+      -- another calendar or period was not charged here: nothing to say)
+      local v = hget(c.keys[i])
+      if v.w == sp.cal and tonumber(v.o) == sp.cur then
+        local sum, sent = tonumber(v.s) or 0, tonumber(v.a) or 0
+        local top = 0
+        for _, p in ipairs(c.alerts[i]) do
+          if p > top and sum * 100 >= p * c.limits[i] then top = p end
+        end
+        if top > sent then
+          hset(c.keys[i], 'a', top)
+          out[#out + 1] = i
+          out[#out + 1] = top
+          out[#out + 1] = sum
+        end
+      end
+    end
+  end
+  return out
 end
 
 -- Runs settlement `c` (from settle_op). Answers {code, i, percent, used, ...}:
@@ -764,42 +816,8 @@ end
 -- sent twice is counted once.
 local function do_settle(lease, index, c)
   local n = #c.keys
-
-  -- charges the usage in the current bucket of every window
-  local function charge()
-    for i = 1, n do add(advance(c.keys[i], c.spans[i]), c.actual[i], index) end
-  end
-
-  -- the usage was charged: the ledger entry, and the alerts it crossed
-  local function charged(code)
-    if c.dims ~= '' then ledger_add(c.ledger, c.dims, c.entry, c.expire_at) end
-    local out = { code }
-    for i = 1, n do
-      local sp = c.spans[i]
-      if #c.alerts[i] > 0 and sp.cal then
-        -- the window as this call left it: this period's sum (a hash of
-        -- another calendar or period was not charged here: nothing to say)
-        local v = hget(c.keys[i])
-        if v.w == sp.cal and tonumber(v.o) == sp.cur then
-          local sum, sent = tonumber(v.s) or 0, tonumber(v.a) or 0
-          local top = 0
-          for _, p in ipairs(c.alerts[i]) do
-            if p > top and sum * 100 >= p * c.limits[i] then top = p end
-          end
-          if top > sent then
-            hset(c.keys[i], 'a', top)
-            out[#out + 1] = i
-            out[#out + 1] = top
-            out[#out + 1] = sum
-          end
-        end
-      end
-    end
-    return out
-  end
-
   if c.mode == 'r' and c.member ~= '' and take(lease, c.member) then
-    local p = parts(c.member)
+    local p = c.parts or parts(c.member)
     for i = 1, n do
       local k = 2 + 4 * (i - 1)
       local reserved = tonumber(p[k + 2])
@@ -812,7 +830,7 @@ local function do_settle(lease, index, c)
         end
       end
     end
-    return charged(1)
+    return charged(c, 1)
   end
   -- usage from the retry queue, which may send it twice: counted once (checked
   -- first: a reserve whose answer was lost leaves an E tombstone later)
@@ -820,13 +838,14 @@ local function do_settle(lease, index, c)
   -- a lease that ended: the reservation went back, the usage is charged now
   local ended = redis.call('ZREM', lease, 'E\n' .. c.id) == 1
   if not ended and c.mode == 'r' then return { 0 } end
-  charge()
+  -- the usage, in the current bucket of every window
+  for i = 1, n do add(advance(c.keys[i], c.spans[i]), c.actual[i], index) end
   if c.mode == 'u' then
     redis.call('ZADD', lease, now + c.tomb_ms, 'S\n' .. c.id)
     keep(lease, c.tomb_ms)
   end
-  if ended then return charged(3) end
-  return charged(4)
+  if ended then return charged(c, 3) end
+  return charged(c, 4)
 end
 
 -- What settlement `c` will read: each reservation's bucket, with the first
@@ -834,5 +853,6 @@ end
 local function settle_wants(c)
   if c.mode ~= 'r' or c.member == '' then return end
   local p = parts(c.member)
+  c.parts = p
   for k = 2, #p - 3, 4 do want(p[k], p[k + 1]) end
 end

@@ -13,8 +13,8 @@
 //!   admitted, settles.
 
 use gateway_tests::client::{HttpResponse, TestClient};
-use gateway_tests::config::{Config, Consumer, Provider, Quota, Route, Server, Tenant, Timeouts};
-use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::config::{keyed_fleet, Consumer, Quota, Tenant};
+use gateway_tests::harness::{start_replicas, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::SharedRedis;
 use serde_json::{json, Value};
@@ -31,8 +31,8 @@ const REFUSALS: u64 = 2;
 /// and sends nothing new after this long
 const DEADLINE: Duration = Duration::from_secs(12);
 
-/// Three replicas on one Redis (`fail_closed`: a quota call that fails would
-/// show as a 503, not pass unchecked).
+/// Three replicas on one Redis (`keyed_fleet`: `fail_closed`, so a quota call
+/// that fails shows as a 503, not as a request passed unchecked).
 async fn fleet(redis: &SharedRedis, mock: &MockUpstream) -> Vec<Gateway> {
     let tok = Consumer::new("tok")
         .key(TOK_KEY)
@@ -54,24 +54,7 @@ async fn fleet(redis: &SharedRedis, mock: &MockUpstream) -> Vec<Gateway> {
             REQUEST_LIMIT,
             "1h",
         ));
-    let yaml = Config::new()
-        .server(Server::new().admin_token(ADMIN_TOKEN))
-        .state(
-            redis
-                .state("coalesce:", 3000)
-                .on_redis_error("fail_closed")
-                .expected_replicas(3),
-        )
-        .provider(
-            Provider::openai("up1", &mock.base_url())
-                .token("sk-upstream-secret-1")
-                .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000)),
-        )
-        .route(
-            Route::new("chat", "/v1")
-                .keyed_for(&["*"], &["*"])
-                .upstream("up1"),
-        )
+    let yaml = keyed_fleet(redis.state("coalesce:", 3000), &mock.base_url())
         .tenant(
             Tenant::new("acme")
                 .allowed_models(&["*"])
@@ -79,13 +62,7 @@ async fn fleet(redis: &SharedRedis, mock: &MockUpstream) -> Vec<Gateway> {
                 .consumer(req),
         )
         .yaml();
-    let start = || {
-        Gateway::builder(&yaml)
-            .env("GATEWAY_KEY_PEPPER", "")
-            .start()
-    };
-    let (a, b, c) = tokio::join!(start(), start(), start());
-    vec![a, b, c]
+    start_replicas(&yaml, 3).await
 }
 
 /// A chat request of `bytes` bytes of prompt: the mock answers 8 completion
