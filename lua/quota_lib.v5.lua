@@ -89,15 +89,16 @@ local function want(key, f)
 end
 
 -- Makes sure this call knows fields `...` of hash `key` and answers the
--- hash as the call left it (field -> value, false: absent). Redis is asked
--- only for fields the call does not know yet (the first time also for the
--- usual ones, `w s o n g e a`, and those wanted), in one HMGET.
+-- hash as the call left it (field -> value, false: absent): callers name
+-- every field they read. Redis is asked only for fields the call does not
+-- know yet (the first time also for the usual ones, `w s o n g e a`, and
+-- those wanted), in one HMGET.
 local function hget(key, ...)
   if DIRECT then
-    local f = { 'w', 's', 'o', 'n', 'g', 'e', 'a', ... }
-    local got = redis.call('HMGET', key, unpack(f))
+    -- (only the fields asked for: a lone operation reads what v4 read)
+    local got = redis.call('HMGET', key, ...)
     local v = {}
-    for i = #f, 1, -1 do v[str(f[i])] = got[i] or false end
+    for i = 1, select('#', ...) do v[str((select(i, ...)))] = got[i] or false end
     return v
   end
   local h = H[key] or entry(key)
@@ -384,7 +385,7 @@ end
 local function advance(key, sp)
   local cur, lo = sp.cur, sp.lo
   local ck = str(cur)
-  local v = hget(key, ck)
+  local v = hget(key, 'w', 's', 'o', 'n', 'g', ck)
   local w = v.w
   local win = { key = key, sp = sp, b = sp.b, cur = cur, ck = ck, sum = 0, n = nil, fresh = true,
     here = 0, g = GEN }
@@ -472,7 +473,7 @@ end
 local function adjust(key, idx, delta, gen)
   if delta == 0 then return true end
   local ik = str(idx)
-  local v = hget(key, ik)
+  local v = hget(key, 'o', 's', 'w', ik, 'g', 'e', 'n')
   local o, s, w = tonumber(v.o), tonumber(v.s), tonumber(v.w)
   -- answers false when the bucket no longer counts: gone, left the window (`o`
   -- only moves when the window is advanced, so it is checked against now too;
@@ -787,7 +788,7 @@ local function charged(c, code)
     if #c.alerts[i] > 0 and sp.cal then
       -- the window as this call left it: this period's sum (a hash of
       -- another calendar or period was not charged here: nothing to say)
-      local v = hget(c.keys[i])
+      local v = hget(c.keys[i], 'w', 'o', 's', 'a')
       if v.w == sp.cal and tonumber(v.o) == sp.cur then
         local sum, sent = tonumber(v.s) or 0, tonumber(v.a) or 0
         local top = 0

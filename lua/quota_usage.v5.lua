@@ -32,7 +32,7 @@ local out = { now, '', '' }
 
 -- answers whether the window is there (and adds it to the answer)
 local function report(key, always)
-  local v = hget(key)
+  local v = hget(key, 'w', 's', 'e')
   local wf, sf, ef = v.w, v.s, v.e
   local w = tonumber(wf)
   if wf and not w then

@@ -1,8 +1,12 @@
-//! Group commit per hash tag, for the Redis store: an operation of a tag goes
-//! out at once when no call of that tag is in flight from this replica;
-//! otherwise it waits for the call in flight to answer and leaves with every
-//! other operation of the tag that gathered meanwhile, in one call (no timer:
-//! a lone request never waits for company). A call holds at most
+//! Group commit per hash tag, for the Redis store: a reservation of a tag goes
+//! out at once when no call of that tag carrying reservations is in flight
+//! from this replica, a settlement when no call of the tag is; otherwise it
+//! waits for the call in flight to answer and leaves with every other
+//! operation of the tag that gathered meanwhile, in one call (no timer: a
+//! lone request never waits for company, nor for the settlement of the
+//! request before it, which is still in flight when a client sends at once
+//! again). So at most two calls of a tag are in flight: one carrying
+//! reservations, one of settlements only. A call holds at most
 //! [`MAX_OPS`] operations and about [`MAX_BYTES`] of arguments, all of one
 //! tag (one cluster slot); settlements go first, then reservations in the
 //! order they came (what the settlements give back counts for them). A call
@@ -44,11 +48,15 @@ impl Waiting {
     }
 }
 
-/// The submissions of one tag waiting for the call in flight to answer.
+/// The calls of one tag in flight, and the submissions waiting for them.
 #[derive(Default)]
 struct Line {
     settles: VecDeque<Waiting>,
     reserves: VecDeque<Waiting>,
+    /// a call carrying reservations is in flight
+    reserving: bool,
+    /// a call of settlements only is in flight
+    settling: bool,
 }
 
 impl Line {
@@ -57,6 +65,25 @@ impl Line {
             true => self.settles.push_back(w),
             false => self.reserves.push_back(w),
         }
+    }
+
+    /// The call to send now, if one may go: reservations when none are in
+    /// flight (with the waiting settlements first), else settlements when no
+    /// call is. Answers whether it carries reservations, and its submissions.
+    fn start(&mut self) -> Option<(bool, Vec<Waiting>)> {
+        if !self.reserving && !self.reserves.is_empty() {
+            self.reserving = true;
+            return Some((true, self.take()));
+        }
+        if !self.reserving && !self.settling && !self.settles.is_empty() {
+            self.settling = true;
+            return Some((false, self.take()));
+        }
+        None
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.reserving && !self.settling && self.settles.is_empty() && self.reserves.is_empty()
     }
 
     /// The next call's submissions: settlements first (at most
@@ -115,37 +142,36 @@ impl Lines {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `w` behind the call in flight of `tag`; answers it back when
-    /// there is none (the caller then starts one).
-    fn join(&self, tag: &str, w: Waiting) -> Option<Waiting> {
+    /// Queues `w` for the next call of `tag`: the call to start now, if it
+    /// may go at once (see [`Line::start`]).
+    fn join(&self, tag: &str, w: Waiting) -> Option<(bool, Vec<Waiting>)> {
         let mut map = self.lock();
-        match map.get_mut(tag) {
-            Some(line) => {
-                line.push(w);
-                None
-            }
-            None => {
-                map.insert(tag.to_string(), Line::default());
-                Some(w)
-            }
-        }
+        let line = match map.get_mut(tag) {
+            Some(line) => line,
+            None => map.entry(tag.to_string()).or_default(),
+        };
+        line.push(w);
+        line.start()
     }
 
-    /// The next call of `tag`, or none (and the tag has no call in flight
-    /// any more).
-    fn next(&self, tag: &str, give_back: Vec<Op>) -> Vec<Waiting> {
+    /// A call of `tag` answered (`reserving`: it carried reservations): the
+    /// next one to send, if any; the tag leaves the map when nothing is in
+    /// flight or waits any more.
+    fn next(&self, tag: &str, reserving: bool, give_back: Vec<Op>) -> Option<(bool, Vec<Waiting>)> {
         let mut map = self.lock();
-        let Some(line) = map.get_mut(tag) else {
-            return Vec::new();
-        };
+        let line = map.get_mut(tag)?;
+        match reserving {
+            true => line.reserving = false,
+            false => line.settling = false,
+        }
         if !give_back.is_empty() {
             line.push(waiting(give_back, None));
         }
-        let batch = line.take();
-        if batch.is_empty() {
+        let next = line.start();
+        if line.is_idle() {
             map.remove(tag);
         }
-        batch
+        next
     }
 }
 
@@ -173,12 +199,7 @@ impl Transport for RedisConn {
 pub async fn call<S: Transport>(lines: &Arc<Lines>, to: &Arc<S>, tag: &str, ops: Vec<Op>) -> Reply {
     let (tx, rx) = oneshot::channel();
     if let Some(first) = lines.join(tag, waiting(ops, Some(tx))) {
-        tokio::spawn(drive(
-            lines.clone(),
-            to.clone(),
-            tag.to_string(),
-            vec![first],
-        ));
+        tokio::spawn(drive(lines.clone(), to.clone(), tag.to_string(), first));
     }
     rx.await.unwrap_or_else(|_| {
         Err(StateError::Unavailable(
@@ -204,15 +225,22 @@ impl Drop for Driving<'_> {
     }
 }
 
-/// Sends the calls of `tag` one after the other, each with what gathered
-/// while the one before was in flight, until nothing waits.
-async fn drive<S: Transport>(lines: Arc<Lines>, to: Arc<S>, tag: String, mut batch: Vec<Waiting>) {
+/// Sends calls of `tag` one after the other, each with what gathered while
+/// the one before was in flight, until no call may go (nothing waits, or
+/// what waits waits for the other call in flight).
+async fn drive<S: Transport>(
+    lines: Arc<Lines>,
+    to: Arc<S>,
+    tag: String,
+    first: (bool, Vec<Waiting>),
+) {
     let mut guard = Driving {
         lines: &lines,
         tag: &tag,
         done: false,
     };
-    while !batch.is_empty() {
+    let mut call = Some(first);
+    while let Some((reserving, batch)) = call {
         let mut ops = Vec::with_capacity(batch.iter().map(|w| w.ops.len()).sum());
         let mut waiters = Vec::with_capacity(batch.len());
         for w in batch {
@@ -220,13 +248,10 @@ async fn drive<S: Transport>(lines: Arc<Lines>, to: Arc<S>, tag: String, mut bat
             ops.extend(w.ops);
         }
         guard.lines.calls.fetch_add(1, Ordering::Relaxed);
-        guard
-            .lines
-            .ops
-            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        guard.lines.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
         let reply = to.send(guard.tag, &ops).await;
         let give_back = answer(reply, waiters, &ops);
-        batch = guard.lines.next(guard.tag, give_back);
+        call = guard.lines.next(guard.tag, reserving, give_back);
     }
     guard.done = true;
 }
@@ -445,6 +470,30 @@ mod tests {
         assert_eq!(used(&answers[0][0]), 40);
         assert_eq!(answers[1].len(), 2);
         assert_eq!(used(&answers[2][0]), 70);
+        assert!(lines.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reservation_does_not_wait_for_a_call_of_settlements_only() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        let spawn = |ops: Vec<Op>| {
+            let (lines, to) = (lines.clone(), to.clone());
+            tokio::spawn(async move { call(&lines, &to, TAG, ops).await })
+        };
+        // the previous request's settlement is in flight
+        let settling = spawn(vec![settle("before", 5)]);
+        until(|| to.calls().len() == 1).await;
+        // the next request's reservation goes at once, beside it
+        let reserving = spawn(reserve("next", 10));
+        until(|| to.calls().len() == 2).await;
+        // a settlement waits for both, then goes alone
+        let later = spawn(vec![settle("later", 1)]);
+        until(|| waiting(&lines) == 1).await;
+        to.gate.add_permits(3);
+        settling.await.unwrap().unwrap();
+        reserving.await.unwrap().unwrap();
+        later.await.unwrap().unwrap();
+        assert_eq!(to.calls(), [vec!["s before"], vec!["r next"], vec!["s later"]]);
         assert!(lines.lock().is_empty());
     }
 
