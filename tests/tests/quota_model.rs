@@ -488,7 +488,7 @@ impl Case {
                     }
                     _ => prop_assert!(false, "one admitted, the other refused"),
                 }
-                let swept = matches!(r, ReserveAnswer::Refused { .. }) || now % 16 == 0;
+                let swept = matches!(r, ReserveAnswer::Refused { .. }) || now.is_multiple_of(16);
                 if swept {
                     for h in self.held.iter_mut() {
                         if h.crashed.is_some_and(|end| end <= now) {

@@ -17,7 +17,7 @@ use clap::Parser;
 use gateway_tests::client::TestClient;
 use gateway_tests::config::{Config, Consumer, Provider, Quota, Route, Server, State, Tenant};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
-use gateway_tests::metrics::{counter, metric};
+use gateway_tests::metrics::{metric, try_metric};
 use gateway_tests::mock_upstream::{MockOptions, MockUpstream};
 use gateway_tests::redis::RedisServer;
 use serde_json::json;
@@ -173,13 +173,13 @@ async fn drained(gws: &[Gateway]) -> Result<()> {
     Ok(())
 }
 
-/// Counter `name` summed over the replicas.
+/// Counter `name` summed over the replicas (0 when a build has none).
 async fn total(gws: &[Gateway], name: &str) -> u64 {
-    let mut sum = 0;
+    let mut sum = 0.0;
     for g in gws {
-        sum += counter(g, name).await;
+        sum += try_metric(g, name).await.unwrap_or(0.0);
     }
-    sum
+    sum as u64
 }
 
 struct Row {
@@ -195,6 +195,9 @@ struct Row {
     script_us: u64,
     commands: u64,
     round_trips: u64,
+    /// the gateways' quota calls and the operations they carried
+    quota_calls: u64,
+    quota_ops: u64,
     cpu_us: f64,
     per_command: BTreeMap<String, (u64, u64)>,
 }
@@ -241,6 +244,8 @@ async fn main() -> Result<()> {
         let cpu0 = cpu_s(&redis);
         let calls0 = total(&gws, "gateway_redis_calls_total").await;
         let admitted0 = total(&gws, "gateway_quota_admitted_total").await;
+        let quota_calls0 = total(&gws, "gateway_quota_calls_total").await;
+        let quota_ops0 = total(&gws, "gateway_quota_operations_total").await;
         let t0 = Instant::now();
         let (failed, took) = load(&urls, c, args.requests).await;
         let secs = t0.elapsed().as_secs_f64();
@@ -249,6 +254,8 @@ async fn main() -> Result<()> {
         let cpu_us = (cpu_s(&redis) - cpu0) * 1e6;
         let round_trips = total(&gws, "gateway_redis_calls_total").await - calls0;
         let admitted = total(&gws, "gateway_quota_admitted_total").await - admitted0;
+        let quota_calls = total(&gws, "gateway_quota_calls_total").await - quota_calls0;
+        let quota_ops = total(&gws, "gateway_quota_operations_total").await - quota_ops0;
         if admitted != args.requests as u64 {
             eprintln!(
                 "warning: {admitted} of {} requests were admitted by the quotas (the others without Redis?)",
@@ -277,6 +284,8 @@ async fn main() -> Result<()> {
             script_us: sum(&["evalsha", "eval"], true),
             commands,
             round_trips,
+            quota_calls,
+            quota_ops,
             cpu_us,
             per_command,
         });
@@ -313,7 +322,13 @@ async fn main() -> Result<()> {
             .filter(|(k, _)| !matches!(k.as_str(), "info" | "config|resetstat"))
             .map(|(k, v)| format!("{k} {:.3}", n(r, v.0 as f64)))
             .collect();
-        println!("\n{} clients, per request: {}", r.clients, list.join(", "));
+        println!(
+            "\n{} clients: {} quota calls carried {} operations; per request: {}",
+            r.clients,
+            r.quota_calls,
+            r.quota_ops,
+            list.join(", ")
+        );
     }
     Ok(())
 }

@@ -248,7 +248,10 @@ async fn drive<S: Transport>(
             ops.extend(w.ops);
         }
         guard.lines.calls.fetch_add(1, Ordering::Relaxed);
-        guard.lines.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        guard
+            .lines
+            .ops
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
         let reply = to.send(guard.tag, &ops).await;
         let give_back = answer(reply, waiters, &ops);
         call = guard.lines.next(guard.tag, reserving, give_back);
@@ -493,7 +496,10 @@ mod tests {
         settling.await.unwrap().unwrap();
         reserving.await.unwrap().unwrap();
         later.await.unwrap().unwrap();
-        assert_eq!(to.calls(), [vec!["s before"], vec!["r next"], vec!["s later"]]);
+        assert_eq!(
+            to.calls(),
+            [vec!["s before"], vec!["r next"], vec!["s later"]]
+        );
         assert!(lines.lock().is_empty());
     }
 

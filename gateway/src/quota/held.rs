@@ -196,10 +196,10 @@ impl Held {
                     standing,
                     ..
                 }) => {
-                    self.note(attempt, &quotas, &items, &standing);
+                    self.note(attempt, &quotas, items, &standing);
                     if refusal.is_none() {
                         refusal =
-                            Some(self.refused(attempt, &quotas, &items, index, retry_ms, used));
+                            Some(self.refused(attempt, &quotas, items, index, retry_ms, used));
                     }
                     continue;
                 }
@@ -272,7 +272,7 @@ impl Held {
                     }
                 },
             };
-            self.note(attempt, &quotas, &items, &used);
+            self.note(attempt, &quotas, items, &used);
             self.groups.push(Group {
                 tag,
                 member,
