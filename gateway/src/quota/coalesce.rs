@@ -1,18 +1,21 @@
-//! Group commit per hash tag, for the Redis store: a reservation of a tag goes
-//! out at once when no call of that tag carrying reservations is in flight
-//! from this replica, a settlement when no call of the tag is; otherwise it
-//! waits for the call in flight to answer and leaves with every other
-//! operation of the tag that gathered meanwhile, in one call (no timer: a
-//! lone request never waits for company, nor for the settlement of the
-//! request before it, which is still in flight when a client sends at once
-//! again). So at most two calls of a tag are in flight: one carrying
-//! reservations, one of settlements only. A call holds at most
-//! [`MAX_OPS`] operations and about [`MAX_BYTES`] of arguments, all of one
-//! tag (one cluster slot); settlements go first, then reservations in the
-//! order they came (what the settlements give back counts for them). A call
-//! that fails fails each of its operations as a call of its own would. A
-//! reservation admitted for a caller that went away meanwhile (its request
-//! future was dropped) is given back in the next call.
+//! Group commit per hash tag, for the Redis store. A reservation of a tag
+//! goes out at once when no call of that tag carrying reservations is in
+//! flight from this replica; otherwise it waits for that call to answer and
+//! leaves with every other operation of the tag that gathered meanwhile, in
+//! one call (no timer: a lone request never waits for company, nor for the
+//! settlement of the request before it). A settlement is off the request
+//! path: it waits for the next call carrying reservations, or, when none
+//! comes within [`SETTLE_LINGER`] and no call of the tag is in flight, goes
+//! in a call of settlements only. So a client that sends again at once has
+//! its previous request's settlement ride with its next reservation, and at
+//! most two calls of a tag are in flight: one carrying reservations, one of
+//! settlements only. A call holds at most [`MAX_OPS`] operations and about
+//! [`MAX_BYTES`] of arguments, all of one tag (one cluster slot); settlements
+//! go first, then reservations in the order they came (what the settlements
+//! give back counts for them). A call that fails fails each of its
+//! operations as a call of its own would. A reservation admitted for a
+//! caller that went away meanwhile (its request future was dropped) is given
+//! back with the tag's next call.
 
 use super::calls;
 use super::ops::{Answer, Op, ReserveAnswer};
@@ -30,6 +33,17 @@ pub const SETTLE_SHARE: usize = MAX_OPS / 2;
 /// Argument bytes per call, about (as [`Op::size`] counts them), at most;
 /// a call always takes its first submission.
 pub const MAX_BYTES: usize = 64 * 1024;
+/// How long settlements wait for a call carrying reservations to ride with
+/// before they go on their own (the timer's resolution: 1 ms).
+pub const SETTLE_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// What a line does next.
+enum Step {
+    /// send these submissions (`true`: the call carries reservations)
+    Call(bool, Vec<Waiting>),
+    /// wait [`SETTLE_LINGER`], then see
+    Linger,
+}
 
 /// Each operation's answer, or the failure of the call that carried them.
 pub type Reply = Result<Vec<Result<Answer>>>;
@@ -57,6 +71,8 @@ struct Line {
     reserving: bool,
     /// a call of settlements only is in flight
     settling: bool,
+    /// settlements wait a moment for a call carrying reservations
+    lingering: bool,
 }
 
 impl Line {
@@ -67,23 +83,38 @@ impl Line {
         }
     }
 
-    /// The call to send now, if one may go: reservations when none are in
-    /// flight (with the waiting settlements first), else settlements when no
-    /// call is. Answers whether it carries reservations, and its submissions.
-    fn start(&mut self) -> Option<(bool, Vec<Waiting>)> {
+    /// What to do now: send the waiting reservations when none are in
+    /// flight (with the waiting settlements first); else let the waiting
+    /// settlements linger when no call of the tag is in flight or lingering.
+    fn start(&mut self) -> Option<Step> {
         if !self.reserving && !self.reserves.is_empty() {
             self.reserving = true;
-            return Some((true, self.take()));
+            return Some(Step::Call(true, self.take()));
         }
-        if !self.reserving && !self.settling && !self.settles.is_empty() {
-            self.settling = true;
-            return Some((false, self.take()));
+        if !self.reserving && !self.settling && !self.lingering && !self.settles.is_empty() {
+            self.lingering = true;
+            return Some(Step::Linger);
         }
         None
     }
 
+    /// The linger ended: the settlements still waiting go on their own, when
+    /// no call of the tag is in flight (else they wait for it).
+    fn lingered(&mut self) -> Option<Step> {
+        self.lingering = false;
+        if !self.reserving && !self.settling && !self.settles.is_empty() {
+            self.settling = true;
+            return Some(Step::Call(false, self.take()));
+        }
+        self.start()
+    }
+
     fn is_idle(&self) -> bool {
-        !self.reserving && !self.settling && self.settles.is_empty() && self.reserves.is_empty()
+        !self.reserving
+            && !self.settling
+            && !self.lingering
+            && self.settles.is_empty()
+            && self.reserves.is_empty()
     }
 
     /// The next call's submissions: settlements first (at most
@@ -142,9 +173,9 @@ impl Lines {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `w` for the next call of `tag`: the call to start now, if it
-    /// may go at once (see [`Line::start`]).
-    fn join(&self, tag: &str, w: Waiting) -> Option<(bool, Vec<Waiting>)> {
+    /// Queues `w` for the next call of `tag`: what to start now, if
+    /// anything (see [`Line::start`]).
+    fn join(&self, tag: &str, w: Waiting) -> Option<Step> {
         let mut map = self.lock();
         let line = match map.get_mut(tag) {
             Some(line) => line,
@@ -154,20 +185,27 @@ impl Lines {
         line.start()
     }
 
-    /// A call of `tag` answered (`reserving`: it carried reservations): the
-    /// next one to send, if any; the tag leaves the map when nothing is in
-    /// flight or waits any more.
-    fn next(&self, tag: &str, reserving: bool, give_back: Vec<Op>) -> Option<(bool, Vec<Waiting>)> {
+    /// What `tag`'s driver does after `done`: a call answered (`Some(true)`:
+    /// it carried reservations; give-backs to send), or a linger ended
+    /// (`None`). The tag leaves the map when nothing is in flight, lingers or
+    /// waits any more.
+    fn next(&self, tag: &str, done: Option<bool>, give_back: Vec<Op>) -> Option<Step> {
         let mut map = self.lock();
         let line = map.get_mut(tag)?;
-        match reserving {
-            true => line.reserving = false,
-            false => line.settling = false,
-        }
         if !give_back.is_empty() {
             line.push(waiting(give_back, None));
         }
-        let next = line.start();
+        let next = match done {
+            Some(true) => {
+                line.reserving = false;
+                line.start()
+            }
+            Some(false) => {
+                line.settling = false;
+                line.start()
+            }
+            None => line.lingered(),
+        };
         if line.is_idle() {
             map.remove(tag);
         }
@@ -225,22 +263,26 @@ impl Drop for Driving<'_> {
     }
 }
 
-/// Sends calls of `tag` one after the other, each with what gathered while
-/// the one before was in flight, until no call may go (nothing waits, or
-/// what waits waits for the other call in flight).
-async fn drive<S: Transport>(
-    lines: Arc<Lines>,
-    to: Arc<S>,
-    tag: String,
-    first: (bool, Vec<Waiting>),
-) {
+/// Sends calls of `tag` one after the other (and lingers before calls of
+/// settlements only), each with what gathered meanwhile, until there is
+/// nothing to do (nothing waits, or what waits waits for the other call in
+/// flight).
+async fn drive<S: Transport>(lines: Arc<Lines>, to: Arc<S>, tag: String, first: Step) {
     let mut guard = Driving {
         lines: &lines,
         tag: &tag,
         done: false,
     };
-    let mut call = Some(first);
-    while let Some((reserving, batch)) = call {
+    let mut step = Some(first);
+    while let Some(s) = step {
+        let (reserving, batch) = match s {
+            Step::Linger => {
+                tokio::time::sleep(SETTLE_LINGER).await;
+                step = guard.lines.next(guard.tag, None, Vec::new());
+                continue;
+            }
+            Step::Call(reserving, batch) => (reserving, batch),
+        };
         let mut ops = Vec::with_capacity(batch.iter().map(|w| w.ops.len()).sum());
         let mut waiters = Vec::with_capacity(batch.len());
         for w in batch {
@@ -254,7 +296,7 @@ async fn drive<S: Transport>(
             .fetch_add(ops.len() as u64, Ordering::Relaxed);
         let reply = to.send(guard.tag, &ops).await;
         let give_back = answer(reply, waiters, &ops);
-        call = guard.lines.next(guard.tag, reserving, give_back);
+        step = guard.lines.next(guard.tag, Some(reserving), give_back);
     }
     guard.done = true;
 }
@@ -406,12 +448,13 @@ mod tests {
         })
     }
 
+    /// Polls `what` every 0.1 ms of the (paused) clock, up to 100 ms.
     async fn until(what: impl Fn() -> bool) {
         for _ in 0..1000 {
             if what() {
                 return;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_micros(100)).await;
         }
         panic!("never happened");
     }
@@ -423,7 +466,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_lone_operation_goes_at_once() {
         let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
         to.gate.add_permits(1);
@@ -433,7 +476,7 @@ mod tests {
         assert!(lines.lock().is_empty(), "no call in flight any more");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn operations_ready_while_a_call_is_in_flight_share_the_next_settlements_first() {
         let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
         let first = tokio::spawn({
@@ -476,7 +519,33 @@ mod tests {
         assert!(lines.lock().is_empty());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_settlement_waits_a_moment_for_a_reservation_to_ride_with() {
+        let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
+        to.gate.add_permits(10);
+        // the request before: its settlement comes first and lingers
+        let settled = tokio::spawn({
+            let (lines, to) = (lines.clone(), to.clone());
+            async move { call(&lines, &to, TAG, vec![settle("before", 5)]).await }
+        });
+        until(|| waiting(&lines) == 1).await;
+        assert!(to.calls().is_empty(), "no call yet");
+        // the next request's reservation takes it along, and waits for nothing
+        let r = call(&lines, &to, TAG, reserve("next", 10)).await.unwrap();
+        assert_eq!(used(&r[0]), 15);
+        settled.await.unwrap().unwrap();
+        assert_eq!(to.calls(), [vec!["s before", "r next"]]);
+        // with no reservation to come, a settlement goes alone after the linger
+        let t = tokio::time::Instant::now();
+        call(&lines, &to, TAG, vec![settle("alone", 1)])
+            .await
+            .unwrap();
+        assert!(t.elapsed() >= SETTLE_LINGER, "{:?}", t.elapsed());
+        assert_eq!(to.calls().last().unwrap(), &["s alone"]);
+        until(|| lines.lock().is_empty()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_reservation_does_not_wait_for_a_call_of_settlements_only() {
         let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
         let spawn = |ops: Vec<Op>| {
@@ -503,7 +572,7 @@ mod tests {
         assert!(lines.lock().is_empty());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_call_holds_at_most_max_ops_and_reservations_are_not_held_back() {
         let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
         let mut tasks = Vec::new();
@@ -542,7 +611,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_call_fails_each_of_its_operations() {
         let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
         to.fail.store(true, Ordering::Relaxed);
@@ -563,7 +632,7 @@ mod tests {
         assert_eq!(to.calls().len(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_reservation_whose_caller_went_away_is_given_back() {
         let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
         let gone = tokio::spawn({
