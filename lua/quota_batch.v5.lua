@@ -20,6 +20,8 @@
 local function bad(at)
   return redis.error_reply('quota_batch: bad arguments' .. (at and (' at operation ' .. at) or ''))
 end
+-- (locals: each operation reads a dozen of them)
+local ARGV, KEYS = ARGV, KEYS
 local count = tonumber(ARGV[1])
 if #KEYS < 2 or not whole(count) or count < 1 then return bad() end
 -- KEYS[i] for a position i >= 3, else nil
@@ -37,32 +39,44 @@ for k = 1, count do
   if kind == 'r' then
     local n = tonumber(ARGV[pos + 4])
     if not whole(n) or pos + 4 + 4 * n > #ARGV then return bad(k) end
-    local quotas = {}
+    op, err = reserve_op(ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3])
+    if op and n < 1 then op, err = nil, 'quota_reserve: bad arguments' end
     for i = 1, n do
+      if not op then break end
       local b = pos + 1 + 4 * i
-      quotas[i] = { key_at(ARGV[b]), ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] }
-      if not quotas[i][1] then err = 'quota_batch: bad key position at ' .. i end
+      local key = key_at(ARGV[b])
+      local ok
+      if key then
+        ok, err = reserve_quota(op, i, key, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3])
+      else
+        err = 'quota_batch: bad key position at ' .. i
+      end
+      if not ok then op = nil end
     end
-    if not err then op, err = reserve_op(ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], quotas) end
     if op then op.kind = 'r' end
     pos = pos + 5 + 4 * n
   elseif kind == 's' then
     local n = tonumber(ARGV[pos + 9])
     if not whole(n) or pos + 9 + 5 * n > #ARGV then return bad(k) end
-    local quotas = {}
-    for i = 1, n do
-      local b = pos + 5 + 5 * i
-      quotas[i] = { key_at(ARGV[b]), ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4] }
-      if not quotas[i][1] then err = 'quota_batch: bad key position at ' .. i end
-    end
     local ledger = KEYS[1]
-    if ARGV[pos + 5] ~= '0' then
-      ledger = key_at(ARGV[pos + 5])
-      if not ledger then err = 'quota_batch: bad ledger key position' end
-    end
-    if not err then
+    if ARGV[pos + 5] ~= '0' then ledger = key_at(ARGV[pos + 5]) end
+    if ledger then
       op, err = settle_op(ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ledger,
-        ARGV[pos + 6], ARGV[pos + 7], ARGV[pos + 8], quotas)
+        ARGV[pos + 6], ARGV[pos + 7], ARGV[pos + 8], n)
+    else
+      err = 'quota_batch: bad ledger key position'
+    end
+    for i = 1, n do
+      if not op then break end
+      local b = pos + 5 + 5 * i
+      local key = key_at(ARGV[b])
+      local ok
+      if key then
+        ok, err = settle_quota(op, i, key, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+      else
+        err = 'quota_batch: bad key position at ' .. i
+      end
+      if not ok then op = nil end
     end
     if op then
       op.kind = 's'

@@ -356,7 +356,8 @@ end
 -- boundaries (ms) the gateway computed around its own clock; the period that
 -- holds Redis's now is the one counted. Answers nil for a bad argument, false
 -- when no given period holds now (the clocks disagree by more than a period).
-local function span(arg)
+local SPANS = {}
+local function span_of(arg)
   local w = tonumber(arg)
   if w then
     if not whole(w) or w < 1 then return nil end
@@ -376,6 +377,15 @@ local function span(arg)
   if t1 <= now and now < t2 then return { cal = name, cur = t1, lo = t1, stop = t2 } end
   if t2 <= now and now < t3 then return { cal = name, cur = t2, lo = t2, stop = t3 } end
   return false
+end
+-- (the spans of a call are read only: one table per argument)
+local function span(arg)
+  local sp = SPANS[arg]
+  if sp == nil then
+    sp = span_of(arg)
+    if sp ~= nil then SPANS[arg] = sp end
+  end
+  return sp
 end
 
 -- Brings the window `sp` (a span) up to now: buckets older than the 61 any
@@ -627,29 +637,31 @@ end
 -- ---------------------------------------------------------------------------
 -- reserve: amounts on several quotas of one hash tag, all or nothing
 
--- A reservation from its arguments: `quotas` holds per quota {window key,
--- limit, window argument, amount} (texts). Answers it, or nil and the error.
-local function reserve_op(id, lease_ms, tomb_ms, quotas)
+-- A reservation from its arguments, without its quotas (reserve_quota adds
+-- them); or nil and the error.
+local function reserve_op(id, lease_ms, tomb_ms)
   lease_ms, tomb_ms = tonumber(lease_ms), tonumber(tomb_ms)
-  if #quotas < 1 or not whole(lease_ms) or not whole(tomb_ms) or lease_ms < 1 or tomb_ms < 1
+  if not whole(lease_ms) or not whole(tomb_ms) or lease_ms < 1 or tomb_ms < 1
     or id == '' or string.find(id, '\n', 1, true) then
     return nil, 'quota_reserve: bad arguments'
   end
-  local qs = {}
-  for i, raw in ipairs(quotas) do
-    local limit = tonumber(raw[2])
-    local sp = span(raw[3])
-    local amount = tonumber(raw[4])
-    -- a fraction would fail after other quotas were charged
-    if not whole(limit) or sp == nil or not whole(amount) then
-      return nil, 'quota_reserve: bad quota arguments at ' .. i
-    end
-    if sp == false then
-      return nil, 'quota_reserve: no calendar period given holds the time now at ' .. i
-    end
-    qs[i] = { key = raw[1], limit = limit, sp = sp, amount = amount }
+  return { id = id, lease_ms = lease_ms, tomb_ms = tomb_ms, quotas = {} }
+end
+
+-- Adds quota `i` (window key, limit, window argument, amount: texts) to
+-- reservation `r`: answers true, or nil and the error.
+local function reserve_quota(r, i, key, limit, window, amount)
+  limit, amount = tonumber(limit), tonumber(amount)
+  local sp = span(window)
+  -- a fraction would fail after other quotas were charged
+  if not whole(limit) or sp == nil or not whole(amount) then
+    return nil, 'quota_reserve: bad quota arguments at ' .. i
   end
-  return { id = id, lease_ms = lease_ms, tomb_ms = tomb_ms, quotas = qs }
+  if sp == false then
+    return nil, 'quota_reserve: no calendar period given holds the time now at ' .. i
+  end
+  r.quotas[i] = { key = key, limit = limit, sp = sp, amount = amount }
+  return true
 end
 
 -- the first quota that refuses, or nil
@@ -735,14 +747,12 @@ end
 -- ---------------------------------------------------------------------------
 -- settle: a reservation replaced by the real usage, once
 
--- A settlement from its arguments: mode 'r' (member: what reserve answered)
--- or 'u' (charge the usage now; member ''), the ledger entry (`ledger` the
--- day hash, dims '' = none), and per quota {window key, window argument,
--- actual amount, limit, alert percentages ('' or '50,80,100')} (texts).
--- Answers it, or nil and the error.
-local function settle_op(id, tomb_ms, mode, member, ledger, dims, figures, expire_at, quotas)
+-- A settlement from its arguments, without its quotas (settle_quota adds
+-- them): mode 'r' (member: what reserve answered) or 'u' (charge the usage
+-- now; member ''), the ledger entry (`ledger` the day hash, dims '' = none),
+-- `n` quotas; or nil and the error.
+local function settle_op(id, tomb_ms, mode, member, ledger, dims, figures, expire_at, n)
   tomb_ms, expire_at = tonumber(tomb_ms), tonumber(expire_at)
-  local n = #quotas
   if not whole(tomb_ms) or tomb_ms < 1 or (mode ~= 'r' and mode ~= 'u') or id == ''
     or (n == 0 and mode ~= 'u') then
     return nil, 'quota_settle: bad arguments'
@@ -752,30 +762,30 @@ local function settle_op(id, tomb_ms, mode, member, ledger, dims, figures, expir
     entry = nine(figures)
     if not entry or not whole(expire_at) then return nil, 'quota_settle: bad ledger entry' end
   end
-  local keys, actual, spans, limits, alerts = {}, {}, {}, {}, {}
-  for i, raw in ipairs(quotas) do
-    local sp = span(raw[2])
-    local a = tonumber(raw[3])
-    local limit = tonumber(raw[4])
-    if not sp or not whole(a) or not whole(limit) then
-      return nil, 'quota_settle: bad quota arguments at ' .. i
-    end
-    local pcts = NONE
-    if raw[5] ~= '' then
-      pcts = {}
-      for x in string.gmatch(raw[5], '[^,]+') do
-        local p = tonumber(x)
-        if not whole(p) or p < 1 or p > 100 then
-          return nil, 'quota_settle: bad alert at ' .. i
-        end
-        pcts[#pcts + 1] = p
-      end
-    end
-    keys[i], spans[i], actual[i], limits[i], alerts[i] = raw[1], sp, a, limit, pcts
-  end
   return { id = id, tomb_ms = tomb_ms, mode = mode, member = member, ledger = ledger,
-    dims = dims, entry = entry, expire_at = expire_at, keys = keys, actual = actual,
-    spans = spans, limits = limits, alerts = alerts }
+    dims = dims, entry = entry, expire_at = expire_at, q = {} }
+end
+
+-- Adds quota `i` (window key, window argument, actual amount, limit, alert
+-- percentages '' or '50,80,100': texts) to settlement `c`: answers true, or
+-- nil and the error.
+local function settle_quota(c, i, key, window, actual, limit, alerts)
+  local sp = span(window)
+  actual, limit = tonumber(actual), tonumber(limit)
+  if not sp or not whole(actual) or not whole(limit) then
+    return nil, 'quota_settle: bad quota arguments at ' .. i
+  end
+  local pcts = NONE
+  if alerts ~= '' then
+    pcts = {}
+    for x in string.gmatch(alerts, '[^,]+') do
+      local p = tonumber(x)
+      if not whole(p) or p < 1 or p > 100 then return nil, 'quota_settle: bad alert at ' .. i end
+      pcts[#pcts + 1] = p
+    end
+  end
+  c.q[i] = { key = key, sp = sp, actual = actual, limit = limit, alerts = pcts }
+  return true
 end
 
 -- The usage of settlement `c` was charged: its ledger entry, and the alerts
@@ -783,20 +793,20 @@ end
 local function charged(c, code)
   if c.dims ~= '' then ledger_add(c.ledger, c.dims, c.entry, c.expire_at) end
   local out = { code }
-  for i = 1, #c.keys do
-    local sp = c.spans[i]
-    if #c.alerts[i] > 0 and sp.cal then
+  for i, q in ipairs(c.q) do
+    local sp = q.sp
+    if #q.alerts > 0 and sp.cal then
       -- the window as this call left it: this period's sum (a hash of
       -- another calendar or period was not charged here: nothing to say)
-      local v = hget(c.keys[i], 'w', 'o', 's', 'a')
+      local v = hget(q.key, 'w', 'o', 's', 'a')
       if v.w == sp.cal and tonumber(v.o) == sp.cur then
         local sum, sent = tonumber(v.s) or 0, tonumber(v.a) or 0
         local top = 0
-        for _, p in ipairs(c.alerts[i]) do
-          if p > top and sum * 100 >= p * c.limits[i] then top = p end
+        for _, p in ipairs(q.alerts) do
+          if p > top and sum * 100 >= p * q.limit then top = p end
         end
         if top > sent then
-          hset(c.keys[i], 'a', top)
+          hset(q.key, 'a', top)
           out[#out + 1] = i
           out[#out + 1] = top
           out[#out + 1] = sum
@@ -816,18 +826,18 @@ end
 -- entry is added exactly when the usage is charged (1, 3, 4), so a settlement
 -- sent twice is counted once.
 local function do_settle(lease, index, c)
-  local n = #c.keys
+  local qs = c.q
   if c.mode == 'r' and c.member ~= '' and take(lease, c.member) then
     local p = c.parts or parts(c.member)
-    for i = 1, n do
+    for i, q in ipairs(qs) do
       local k = 2 + 4 * (i - 1)
       local reserved = tonumber(p[k + 2])
       if reserved then
-        local delta = c.actual[i] - reserved
+        local delta = q.actual - reserved
         -- usage beyond the reservation whose bucket has left the window (a long
         -- stream, a period that ended) still counts: in the current bucket
         if not adjust(p[k], tonumber(p[k + 1]), delta, p[k + 3]) and delta > 0 then
-          add(advance(p[k], c.spans[i]), delta, index)
+          add(advance(p[k], q.sp), delta, index)
         end
       end
     end
@@ -840,7 +850,7 @@ local function do_settle(lease, index, c)
   local ended = redis.call('ZREM', lease, 'E\n' .. c.id) == 1
   if not ended and c.mode == 'r' then return { 0 } end
   -- the usage, in the current bucket of every window
-  for i = 1, n do add(advance(c.keys[i], c.spans[i]), c.actual[i], index) end
+  for _, q in ipairs(qs) do add(advance(q.key, q.sp), q.actual, index) end
   if c.mode == 'u' then
     redis.call('ZADD', lease, now + c.tomb_ms, 'S\n' .. c.id)
     keep(lease, c.tomb_ms)

@@ -17,12 +17,13 @@ local n = #KEYS - 2
 if n < 1 or #ARGV ~= 3 + 3 * n then
   return redis.error_reply('quota_reserve: bad arguments')
 end
-local quotas = {}
+local r, err = reserve_op(ARGV[1], ARGV[2], ARGV[3])
+local ok = r ~= nil
 for i = 1, n do
-  quotas[i] = { KEYS[2 + i], ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i] }
+  if not ok then break end
+  ok, err = reserve_quota(r, i, KEYS[2 + i], ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i])
 end
-local r, err = reserve_op(ARGV[1], ARGV[2], ARGV[3], quotas)
-if not r then return redis.error_reply(err) end
+if not ok then return redis.error_reply(err) end
 local out = do_reserve(KEYS[1], KEYS[2], r)
 flush()
 return out

@@ -22,13 +22,14 @@ local n = #KEYS - 3
 if n < 0 or #ARGV ~= 7 + 4 * n then
   return redis.error_reply('quota_settle: bad arguments')
 end
-local quotas = {}
+local c, err = settle_op(ARGV[1], ARGV[2], ARGV[3], ARGV[4], KEYS[3], ARGV[5], ARGV[6], ARGV[7], n)
+local ok = c ~= nil
 for i = 1, n do
-  quotas[i] = { KEYS[3 + i], ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i] }
+  if not ok then break end
+  ok, err = settle_quota(c, i, KEYS[3 + i], ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i],
+    ARGV[7 + 4 * i])
 end
-local c, err = settle_op(ARGV[1], ARGV[2], ARGV[3], ARGV[4], KEYS[3], ARGV[5], ARGV[6], ARGV[7],
-  quotas)
-if not c then return redis.error_reply(err) end
+if not ok then return redis.error_reply(err) end
 settle_wants(c)
 local out = do_settle(KEYS[1], KEYS[2], c)
 flush()

@@ -20,6 +20,10 @@ pub const SETTLE: &str = concat!(
     include_str!("../../../lua/quota_lib.v5.lua"),
     include_str!("../../../lua/quota_settle.v5.lua")
 );
+pub const BATCH: &str = concat!(
+    include_str!("../../../lua/quota_lib.v5.lua"),
+    include_str!("../../../lua/quota_batch.v5.lua")
+);
 pub const USAGE: &str = concat!(
     include_str!("../../../lua/quota_lib.v5.lua"),
     include_str!("../../../lua/quota_usage.v5.lua")
