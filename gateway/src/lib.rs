@@ -119,7 +119,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<Sinks, String> {
     let auth = Arc::new(build_auth(&rt.state)?);
     let quota_store = match &*auth.store {
         state::Store::Memory(_) => quota::store::QuotaStore::Memory(Default::default()),
-        state::Store::Redis(r) => quota::store::QuotaStore::Redis(r.conn.clone()),
+        state::Store::Redis(r) => quota::store::QuotaStore::redis(r.conn.clone()),
     };
     let quotas = quota::Quotas::new(quota_store, rt.state.quotas.settle_queue);
     quotas.start();

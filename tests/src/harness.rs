@@ -267,6 +267,23 @@ pub fn write_atomic(path: &Path, contents: &str) {
     }
 }
 
+/// `n` replicas of `yaml` started together, each digesting keys the same way
+/// (`GATEWAY_KEY_PEPPER` empty, whatever the environment of the test run
+/// says).
+pub async fn start_replicas(yaml: &str, n: usize) -> Vec<Gateway> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let b = Gateway::builder(yaml).env("GATEWAY_KEY_PEPPER", "");
+            tokio::spawn(b.start())
+        })
+        .collect();
+    let mut gws = Vec::with_capacity(n);
+    for t in tasks {
+        gws.push(t.await.expect("a gateway replica started"));
+    }
+    gws
+}
+
 /// Builder for a gateway process.
 pub struct GatewayBuilder {
     yaml: String,

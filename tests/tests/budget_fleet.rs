@@ -23,10 +23,8 @@
 
 use flate2::{write::GzEncoder, Compression};
 use gateway_tests::client::{HttpResponse, TestClient};
-use gateway_tests::config::{
-    Config, Consumer, Price, Pricing, Provider, Quota, Route, Server, Tenant, Timeouts,
-};
-use gateway_tests::harness::{run_gateway, Gateway, ADMIN_TOKEN};
+use gateway_tests::config::{keyed_fleet, Consumer, Price, Pricing, Quota, Tenant};
+use gateway_tests::harness::{run_gateway, start_replicas, Gateway, ADMIN_TOKEN};
 use gateway_tests::mock_upstream::{chat_usage, MockUpstream, DEFAULT_STREAM_CHUNKS};
 use gateway_tests::redis::SharedRedis;
 use gateway_tests::report::{amount, Report};
@@ -271,26 +269,7 @@ impl Fleet {
         let consumer = |(_, name, key): (&str, &str, &str)| {
             Consumer::new(name).key(key).allowed_models(&["*"])
         };
-        // `fail_closed`: a Redis call that fails is a 503, never a request
-        // admitted unchecked
-        let yaml = Config::new()
-            .server(Server::new().admin_token(ADMIN_TOKEN))
-            .state(
-                redis
-                    .state("budget:", 3000)
-                    .on_redis_error("fail_closed")
-                    .expected_replicas(3),
-            )
-            .provider(
-                Provider::openai("up1", &mock.base_url())
-                    .token("sk-upstream-secret-1")
-                    .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000)),
-            )
-            .route(
-                Route::new("chat", "/v1")
-                    .keyed_for(&["*"], &["*"])
-                    .upstream("up1"),
-            )
+        let yaml = keyed_fleet(redis.state("budget:", 3000), &mock.base_url())
             .tenant(
                 Tenant::new("acme")
                     .allowed_models(&["*"])
@@ -306,13 +285,7 @@ impl Fleet {
             .pricing(pricing())
             .access_log()
             .yaml();
-        let start = || {
-            Gateway::builder(&yaml)
-                .env("GATEWAY_KEY_PEPPER", "")
-                .start()
-        };
-        let (a, b, c) = tokio::join!(start(), start(), start());
-        let gws = vec![a, b, c];
+        let gws = start_replicas(&yaml, 3).await;
         let urls = gws
             .iter()
             .map(|g| format!("{}/v1/chat/completions", g.url()))

@@ -21,8 +21,8 @@
 //! depend on what the other tests do to the CPU meanwhile.
 
 use gateway_tests::client::{HttpResponse, TestClient};
-use gateway_tests::config::{Config, Consumer, Provider, Quota, Route, Server, Tenant, Timeouts};
-use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
+use gateway_tests::config::{keyed_fleet, Consumer, Quota, Tenant};
+use gateway_tests::harness::{start_replicas, Gateway, ADMIN_TOKEN};
 use gateway_tests::metrics::counter;
 use gateway_tests::mock_upstream::{
     chat_usage, text_tokens, MockOptions, MockUpstream, DEFAULT_STREAM_CHUNKS,
@@ -69,43 +69,16 @@ struct Fleet {
 
 impl Fleet {
     async fn start(redis: SharedRedis, mock: MockUpstream, quotas: &[Quota]) -> Fleet {
-        // `fail_closed`: a Redis call that fails shows as a 503 instead of a
-        // request admitted unchecked, so no test can pass by luck while
-        // scripts or connections misbehave
         let mut labubu = Consumer::new("labubu").key(KEY).allowed_models(&["*"]);
         for q in quotas {
             labubu = labubu.quota(q.clone());
         }
-        let yaml = Config::new()
-            .server(Server::new().admin_token(ADMIN_TOKEN))
-            .state(
-                redis
-                    .state(REDIS_PREFIX, REDIS_TIMEOUT_MS)
-                    .on_redis_error("fail_closed")
-                    .expected_replicas(3),
-            )
-            .provider(
-                Provider::openai("up1", &mock.base_url())
-                    .token("sk-upstream-secret-1")
-                    .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000)),
-            )
-            .route(
-                Route::new("chat", "/v1")
-                    .keyed_for(&["*"], &["*"])
-                    .upstream("up1"),
-            )
+        let state = redis.state(REDIS_PREFIX, REDIS_TIMEOUT_MS);
+        let yaml = keyed_fleet(state, &mock.base_url())
             .tenant(Tenant::new("acme").allowed_models(&["*"]).consumer(labubu))
             .access_log()
             .yaml();
-        let start = || {
-            // every replica must digest keys the same way, whatever the
-            // environment of the test run says
-            Gateway::builder(&yaml)
-                .env("GATEWAY_KEY_PEPPER", "")
-                .start()
-        };
-        let (a, b, c) = tokio::join!(start(), start(), start());
-        let gws = vec![a, b, c];
+        let gws = start_replicas(&yaml, REPLICAS).await;
         let urls = Arc::new(
             gws.iter()
                 .map(|g| format!("{}/v1/chat/completions", g.url()))

@@ -16,7 +16,9 @@
 
 use gateway_tests::redis::lease::{leases_of, Cli};
 use gateway_tests::redis::reply::{ints, parse, Reply};
-use gateway_tests::redis::scripts::{assert_every_key_expires, eval, RESERVE, SETTLE, USAGE};
+use gateway_tests::redis::scripts::{
+    assert_every_key_expires, eval, BATCH, RESERVE, SETTLE, USAGE,
+};
 use gateway_tests::redis::{RedisCluster, RedisServer};
 use std::collections::BTreeMap;
 use std::thread::sleep;
@@ -587,6 +589,74 @@ fn bad_arguments_are_error_replies() {
     let r = q.eval(USAGE, &both, &["1000", "10", ""]);
     assert!(r.err().contains("quota_usage: bad"), "3 arguments: {r:?}");
     assert_eq!(q.cmd(&["DBSIZE"]), "0", "a rejected call writes nothing");
+}
+
+/// quota_batch: an operation with bad arguments answers `{-1, error}` and
+/// the others run; a malformed list is an error reply and writes nothing.
+#[test]
+fn a_batch_refuses_a_bad_operation_alone() {
+    use redis::Value;
+    let redis = RedisServer::start();
+    let q = Tag::new(&redis, "acme");
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys = q.keys(&["tpm"]);
+    let mut batch = |args: &[&str]| -> redis::RedisResult<Vec<Value>> {
+        redis::cmd("EVAL")
+            .arg(BATCH)
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(args)
+            .query(&mut con)
+    };
+    let w = W.to_string();
+    // reserve 4, a reservation naming KEYS[9] (there is none), reserve 5
+    let r = batch(&[
+        "3", "r", "a", "30000", "60000", "1", "3", "10", &w, "4", "r", "b", "30000", "60000", "1",
+        "9", "10", &w, "1", "r", "c", "30000", "60000", "1", "3", "10", &w, "5",
+    ])
+    .unwrap();
+    let op = |i: usize| match &r[i] {
+        Value::Array(a) => a.clone(),
+        other => panic!("operation {i}: {other:?} in {r:?}"),
+    };
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert_eq!(op(1)[..3], [Value::Int(1), r[0].clone(), Value::Int(4)]);
+    assert_eq!(
+        op(2),
+        [
+            Value::Int(-1),
+            Value::BulkString(b"quota_batch: bad key position at 1".to_vec())
+        ]
+    );
+    assert_eq!(op(3)[..3], [Value::Int(1), r[0].clone(), Value::Int(9)]);
+    assert_eq!(q.used("tpm"), 9);
+    // malformed: a count beyond the operations, an unknown kind, none
+    for args in [
+        vec![
+            "2",
+            "r",
+            "d",
+            "30000",
+            "60000",
+            "1",
+            "3",
+            "10",
+            w.as_str(),
+            "1",
+        ],
+        vec!["1", "x", "d"],
+        vec!["0"],
+    ] {
+        let e = batch(&args).expect_err("a malformed list").to_string();
+        assert!(
+            e.contains("quota_batch") && e.contains("bad arguments"),
+            "{args:?}: {e}"
+        );
+    }
+    assert_eq!(q.used("tpm"), 9, "a refused list wrote nothing");
 }
 
 #[test]

@@ -1,19 +1,25 @@
-//! The quota scripts (`lua/quota_reserve.v4.lua`, `quota_settle.v4.lua`, on a
-//! real redis-server) against their Rust model, the memory store
+//! The quota scripts (`lua/quota_reserve.v5.lua`, `quota_settle.v5.lua`,
+//! `quota_batch.v5.lua`, on a real redis-server) against their Rust model,
+//! the memory store
 //! (`gateway::quota::memory::MemoryQuotas`, which serves `state.backend:
 //! memory` and `on_redis_error: local`), on sequences that proptest
 //! generates: reservations on sliding windows of two lengths and a calendar
 //! window (periods of a few hundred ms), settlements above, at and below the
 //! reservation (0: a refund), settled twice, usage charged without a
 //! reservation (mode `u`, sent once or twice), pauses that let windows slide,
-//! periods and windows end, and reservations of "crashed replicas" that are
-//! never settled and whose short leases end.
+//! periods and windows end, reservations of "crashed replicas" that are
+//! never settled and whose short leases end, and batches: several of these
+//! reservations, settlements and charges in one `quota_batch` call (the
+//! gateway's group commit), which the model applies one after the other at
+//! the call's `now` (a settlement twice in one batch, a charge repeated in
+//! it, a reservation refused after others of the batch filled the window).
 //!
 //! As `health_lua.rs` does for health, each step goes to Redis first, then to
-//! the model at the `now` Redis answered: `quota_reserve` answers its `now`;
-//! `quota_settle` is run as the gateway sends it, inside a function that
-//! also answers the script's `now` (the same text, nothing else changed). The
-//! answers are compared after every step: admitted or refused, which quota,
+//! the model at the `now` Redis answered: `quota_reserve` and `quota_batch`
+//! answer their `now`; `quota_settle` is run as the gateway sends it, inside a
+//! function that also answers the script's `now` (the same text, nothing else
+//! changed). The answers are compared after every step (every operation of
+//! a batch): admitted or refused, which quota,
 //! the retry time, what each window holds and when it resets, the
 //! settlement's outcome and the alert percentages crossed. (It found three
 //! differences, fixed: the reset the scripts announced, now v4, kept as an
@@ -34,8 +40,8 @@
 
 use gateway::quota::memory::MemoryQuotas;
 use gateway::quota::store::{
-    settle_reply, Actual, Item, QuotaStore, ReserveAnswer, SettleAnswer, SettleCall, SettleMode,
-    Settled, Span, WindowUse,
+    settle_reply, Actual, Answer, Item, Op as StoreOp, QuotaStore, ReserveAnswer, ReserveOp,
+    SettleAnswer, SettleCall, SettleMode, SettleOp, Settled, Span, WindowUse,
 };
 use gateway::redis_conn::{Budget, ConnSettings, RedisConn, Target};
 use gateway_tests::redis::RedisServer;
@@ -48,9 +54,9 @@ use std::time::Duration;
 /// `quota_settle` as the gateway sends it (after `quota_lib`), inside a
 /// function so that the answer can end with the script's `now`.
 const SETTLE_AT: &str = concat!(
-    include_str!("../../lua/quota_lib.v4.lua"),
+    include_str!("../../lua/quota_lib.v5.lua"),
     "local function settle()\n",
-    include_str!("../../lua/quota_settle.v4.lua"),
+    include_str!("../../lua/quota_settle.v5.lua"),
     "\nend\nlocal answer = settle()\n",
     "if type(answer) == 'table' and answer.err == nil then answer[#answer + 1] = now end\n",
     "return answer\n"
@@ -111,6 +117,9 @@ enum Op {
         amounts: [u64; 3],
         again: Option<Index>,
     },
+    /// several reservations, settlements and charges in one call
+    /// (`quota_batch`), which the model applies one after the other
+    Batch(Vec<Op>),
     Sleep(u64),
     /// sleep about `buckets` sub-buckets of sliding window `window`: near
     /// where a charge leaves the window (60 or 61 buckets later)
@@ -150,7 +159,8 @@ fn amounts() -> impl Strategy<Value = [u64; 3]> {
     [one.clone(), one.clone(), one]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// What one call does: a reservation, a settlement or a charge.
+fn step() -> impl Strategy<Value = Op> {
     let usage = prop_oneof![
         Just(Usage::Nothing),
         Just(Usage::Less),
@@ -164,6 +174,13 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(which, usage)| Op::Settle { which, usage }),
         1 => (1u8..8, amounts(), prop::option::weighted(0.3, any::<Index>()))
             .prop_map(|(on, amounts, again)| Op::Charge { on, amounts, again }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        11 => step(),
+        3 => prop::collection::vec(step(), 2..10).prop_map(Op::Batch),
         1 => (0u64..80).prop_map(Op::Sleep),
         2 => (0usize..2, 58u64..62).prop_map(|(window, buckets)| Op::SleepBuckets { window, buckets }),
     ]
@@ -256,25 +273,6 @@ impl Both {
         let settled = settle_reply(&r, c.actual.len()).expect("quota_settle's answer");
         (settled, now)
     }
-
-    /// Settles `c` on both; the answers must agree, and the alerts crossed
-    /// too while no crashed reservation may still be held back in Redis.
-    async fn settle_both(
-        &self,
-        c: &SettleCall<'_>,
-        held: &[Held],
-        log: &mut Vec<String>,
-    ) -> Result<SettleAnswer, TestCaseError> {
-        let (r, now) = self.settle_redis(c).await;
-        let m = self.model.settle(c, now);
-        log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
-        prop_assert_eq!(r.answer, m.answer);
-        let slack = Slack { held, now };
-        if (0..3).all(|w| slack.of(w) == 0) {
-            prop_assert_eq!(&r.crossed, &m.crossed);
-        }
-        Ok(r.answer)
-    }
 }
 
 /// What the case knows of the windows: the crashed reservations whose lease
@@ -324,87 +322,66 @@ fn check_standing(
     Ok(())
 }
 
-async fn run_case(both: &mut Both, ops: &[Op], log: &mut Vec<String>) -> Result<(), TestCaseError> {
-    let mut held: Vec<Held> = Vec::new();
-    let mut charged: Vec<(String, u8, [u64; 3])> = Vec::new();
-    let mut n = 0;
-    for op in ops {
-        n += 1;
-        log.push(format!("{op:?}"));
+/// A step planned from what the case knows, sent alone or in a batch: what
+/// it asks the stores, and what its answer is checked against.
+enum Planned {
+    Reserve {
+        windows: Vec<usize>,
+        crashed: Option<u64>,
+    },
+    /// a reservation settled: the answer wanted
+    Settle {
+        want: SettleAnswer,
+    },
+    Charge {
+        want: SettleAnswer,
+    },
+}
+
+/// What the case has done so far.
+#[derive(Default)]
+struct Case {
+    held: Vec<Held>,
+    /// (id, windows, amounts) of the charges made
+    charged: Vec<(String, u8, [u64; 3])>,
+}
+
+impl Case {
+    /// Plans step `op` (`id`: a fresh id), or None when there is nothing to
+    /// settle. Settling marks the reservation settled and a charge is
+    /// remembered, so that the steps after it (in the same batch too) want
+    /// what follows.
+    fn plan(&mut self, both: &Both, id: String, op: &Op) -> Option<(StoreOp, Planned)> {
         match op {
-            Op::Sleep(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
-            Op::SleepBuckets { window, buckets } => {
-                let Span::Sliding(w) = both.spans[*window] else {
-                    continue;
-                };
-                let b = w.div_ceil(60);
-                tokio::time::sleep(Duration::from_millis(b * buckets)).await
-            }
             Op::Reserve {
                 on,
                 amounts,
                 crashed,
             } => {
-                let id = format!("r{n}");
-                let items = both.items(*on, amounts);
-                let (windows, items): (Vec<usize>, Vec<Item>) = items.into_iter().unzip();
-                let lease = crashed.unwrap_or(LONG_MS);
-                let r = both
-                    .redis
-                    .reserve(&both.tag, &id, lease, LONG_MS, &items)
-                    .await
-                    .unwrap();
-                let now = match &r {
-                    ReserveAnswer::Admitted { now_ms, .. }
-                    | ReserveAnswer::Refused { now_ms, .. } => *now_ms,
+                let (windows, items): (Vec<usize>, Vec<Item>) =
+                    both.items(*on, amounts).into_iter().unzip();
+                let r = ReserveOp {
+                    id,
+                    lease_ms: crashed.unwrap_or(LONG_MS),
+                    tomb_ms: LONG_MS,
+                    items,
                 };
-                let m = both
-                    .model
-                    .reserve(&both.tag, &id, lease, LONG_MS, &items, now);
-                log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
-                let slack = Slack { held: &held, now };
-                match (&r, &m) {
-                    (
-                        ReserveAnswer::Admitted {
-                            used: ru, member, ..
-                        },
-                        ReserveAnswer::Admitted { used: mu, .. },
-                    ) => {
-                        check_standing("admitted", &windows, ru, mu, &slack)?;
-                        held.push(Held {
-                            id,
-                            member: member.clone(),
-                            items: windows.iter().copied().zip(amounts_of(&items)).collect(),
-                            crashed: crashed.map(|l| now + l),
-                            given_back: false,
-                            settled: false,
-                        });
-                    }
-                    (ReserveAnswer::Refused { .. }, ReserveAnswer::Refused { .. }) => {
-                        // a refusal swept every ended lease first, in both
-                        prop_assert_eq!(&r, &m);
-                    }
-                    _ => prop_assert!(false, "one admitted, the other refused"),
-                }
-                let swept = matches!(r, ReserveAnswer::Refused { .. }) || now % 16 == 0;
-                if swept {
-                    for h in held.iter_mut() {
-                        if h.crashed.is_some_and(|end| end <= now) {
-                            h.given_back = true;
-                        }
-                    }
-                }
+                let p = Planned::Reserve {
+                    windows,
+                    crashed: *crashed,
+                };
+                Some((StoreOp::Reserve(Arc::new(r)), p))
             }
             Op::Settle { which, usage } => {
                 // live reservations and crashed ones both gave back
-                let open: Vec<usize> = (0..held.len())
-                    .filter(|&i| held[i].crashed.is_none() || held[i].given_back)
+                let open: Vec<usize> = (0..self.held.len())
+                    .filter(|&i| self.held[i].crashed.is_none() || self.held[i].given_back)
                     .collect();
                 if open.is_empty() {
-                    continue;
+                    return None;
                 }
                 let i = open[which.index(open.len())];
-                let h = &held[i];
+                let h = &mut self.held[i];
                 let actual: Vec<Actual> = h
                     .items
                     .iter()
@@ -419,58 +396,224 @@ async fn run_case(both: &mut Both, ops: &[Op], log: &mut Vec<String>) -> Result<
                         both.actual(w, a)
                     })
                     .collect();
-                let call = SettleCall {
-                    tag: &both.tag,
-                    id: &h.id,
-                    member: &h.member,
-                    tomb_ms: LONG_MS,
-                    mode: SettleMode::Reserved,
-                    actual: &actual,
-                    ledger: None,
-                };
-                let answer = both.settle_both(&call, &held, log).await?;
                 let want = match (h.settled, h.crashed.is_some()) {
                     (true, _) => SettleAnswer::Nothing,
                     (false, true) => SettleAnswer::LateCharged,
                     (false, false) => SettleAnswer::Settled,
                 };
-                prop_assert_eq!(answer, want, "settling {}", h.id);
-                held[i].settled = true;
+                h.settled = true;
+                let s = SettleOp {
+                    id: h.id.clone(),
+                    member: h.member.clone(),
+                    tomb_ms: LONG_MS,
+                    mode: SettleMode::Reserved,
+                    actual,
+                    ledger: None,
+                };
+                Some((StoreOp::Settle(Arc::new(s)), Planned::Settle { want }))
             }
             Op::Charge { on, amounts, again } => {
-                let (id, on, amounts) = match again.filter(|_| !charged.is_empty()) {
-                    Some(i) => charged[i.index(charged.len())].clone(),
-                    None => (format!("u{n}"), *on, *amounts),
+                let (id, on, amounts) = match again.filter(|_| !self.charged.is_empty()) {
+                    Some(i) => self.charged[i.index(self.charged.len())].clone(),
+                    None => (id, *on, *amounts),
                 };
                 let actual: Vec<Actual> = both
                     .items(on, &amounts)
                     .into_iter()
                     .map(|(w, it)| both.actual(w, it.amount))
                     .collect();
-                let call = SettleCall {
-                    tag: &both.tag,
-                    id: &id,
-                    member: "",
+                let first = !self.charged.iter().any(|(c, _, _)| *c == id);
+                let want = match first {
+                    true => SettleAnswer::Charged,
+                    false => SettleAnswer::Already,
+                };
+                if first {
+                    self.charged.push((id.clone(), on, amounts));
+                }
+                let s = SettleOp {
+                    id,
+                    member: String::new(),
                     tomb_ms: LONG_MS,
                     mode: SettleMode::Unreserved,
-                    actual: &actual,
+                    actual,
                     ledger: None,
                 };
-                let answer = both.settle_both(&call, &held, log).await?;
-                let first = !charged.iter().any(|(c, _, _)| *c == id);
-                let want = if first {
-                    SettleAnswer::Charged
-                } else {
-                    SettleAnswer::Already
+                Some((StoreOp::Settle(Arc::new(s)), Planned::Charge { want }))
+            }
+            Op::Batch(_) | Op::Sleep(_) | Op::SleepBuckets { .. } => None,
+        }
+    }
+
+    /// Checks what Redis and the model answered `op` (planned as `p`) at
+    /// Redis's `now`, and notes what it did.
+    fn check(
+        &mut self,
+        op: &StoreOp,
+        p: Planned,
+        redis: &Answer,
+        model: &Answer,
+        now: u64,
+    ) -> Result<(), TestCaseError> {
+        match (op, p, redis, model) {
+            (
+                StoreOp::Reserve(op),
+                Planned::Reserve { windows, crashed },
+                Answer::Reserve(r),
+                Answer::Reserve(m),
+            ) => {
+                let slack = Slack {
+                    held: &self.held,
+                    now,
                 };
-                prop_assert_eq!(answer, want);
-                if first {
-                    charged.push((id, on, amounts));
+                match (r, m) {
+                    (
+                        ReserveAnswer::Admitted {
+                            used: ru, member, ..
+                        },
+                        ReserveAnswer::Admitted { used: mu, .. },
+                    ) => {
+                        check_standing("admitted", &windows, ru, mu, &slack)?;
+                        self.held.push(Held {
+                            id: op.id.clone(),
+                            member: member.clone(),
+                            items: windows.iter().copied().zip(amounts_of(&op.items)).collect(),
+                            crashed: crashed.map(|l| now + l),
+                            given_back: false,
+                            settled: false,
+                        });
+                    }
+                    (ReserveAnswer::Refused { .. }, ReserveAnswer::Refused { .. }) => {
+                        // a refusal swept every ended lease first, in both
+                        prop_assert_eq!(r, m);
+                    }
+                    _ => prop_assert!(false, "one admitted, the other refused"),
+                }
+                let swept = matches!(r, ReserveAnswer::Refused { .. }) || now.is_multiple_of(16);
+                if swept {
+                    for h in self.held.iter_mut() {
+                        if h.crashed.is_some_and(|end| end <= now) {
+                            h.given_back = true;
+                        }
+                    }
+                }
+            }
+            (StoreOp::Settle(op), p, Answer::Settle(r), Answer::Settle(m)) => {
+                prop_assert_eq!(r.answer, m.answer);
+                let slack = Slack {
+                    held: &self.held,
+                    now,
+                };
+                if (0..3).all(|w| slack.of(w) == 0) {
+                    prop_assert_eq!(&r.crossed, &m.crossed);
+                }
+                let want = match p {
+                    Planned::Settle { want, .. } | Planned::Charge { want } => want,
+                    Planned::Reserve { .. } => SettleAnswer::Nothing,
+                };
+                prop_assert_eq!(r.answer, want, "settling {}", op.id);
+            }
+            (_, _, r, m) => prop_assert!(false, "answers of another kind: {:?} {:?}", r, m),
+        }
+        Ok(())
+    }
+}
+
+/// Sends one step alone (as the gateway does a lone request's: through
+/// the store, `quota_settle` with its `now`), applies it to the model at
+/// Redis's `now` and checks both.
+async fn one(
+    both: &Both,
+    case: &mut Case,
+    op: StoreOp,
+    p: Planned,
+    log: &mut Vec<String>,
+) -> Result<(), TestCaseError> {
+    let (r, now) = match &op {
+        StoreOp::Reserve(o) => {
+            let r = both
+                .redis
+                .reserve(&both.tag, &o.id, o.lease_ms, o.tomb_ms, &o.items)
+                .await
+                .unwrap();
+            let now = match &r {
+                ReserveAnswer::Admitted { now_ms, .. } | ReserveAnswer::Refused { now_ms, .. } => {
+                    *now_ms
+                }
+            };
+            (Answer::Reserve(r), now)
+        }
+        StoreOp::Settle(o) => {
+            let (s, now) = both.settle_redis(&o.call(&both.tag)).await;
+            (Answer::Settle(s), now)
+        }
+    };
+    let m = both.model.batch(&both.tag, std::slice::from_ref(&op), now);
+    log.push(format!("  at {now}: redis {r:?}\n  model {m:?}"));
+    case.check(&op, p, &r, &m[0], now)
+}
+
+/// Sends steps in one `quota_batch` call, applies them to the model one
+/// after the other at Redis's `now` and checks each.
+async fn batch(
+    both: &Both,
+    case: &mut Case,
+    planned: Vec<(StoreOp, Planned)>,
+    log: &mut Vec<String>,
+) -> Result<(), TestCaseError> {
+    let (ops, plans): (Vec<StoreOp>, Vec<Planned>) = planned.into_iter().unzip();
+    let r = both.redis.batch(&both.tag, &ops).await.unwrap();
+    let now = r.now_ms;
+    let m = both.model.batch(&both.tag, &ops, now);
+    for (((op, p), r), m) in ops.iter().zip(plans).zip(&r.answers).zip(&m) {
+        log.push(format!("  batch at {now}: redis {r:?}\n  model {m:?}"));
+        let r = r.as_ref().expect("each operation answered");
+        case.check(op, p, r, m, now)?;
+    }
+    Ok(())
+}
+
+async fn run_case(both: &mut Both, ops: &[Op], log: &mut Vec<String>) -> Result<(), TestCaseError> {
+    let mut case = Case::default();
+    let mut n = 0;
+    for op in ops {
+        n += 1;
+        log.push(format!("{op:?}"));
+        match op {
+            Op::Sleep(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Op::SleepBuckets { window, buckets } => {
+                let Span::Sliding(w) = both.spans[*window] else {
+                    continue;
+                };
+                let b = w.div_ceil(60);
+                tokio::time::sleep(Duration::from_millis(b * buckets)).await
+            }
+            Op::Batch(steps) => {
+                let mut planned = Vec::new();
+                for (k, s) in steps.iter().enumerate() {
+                    let id = format!("{}{n}.{k}", id_prefix(s));
+                    planned.extend(case.plan(both, id, s));
+                }
+                if !planned.is_empty() {
+                    batch(both, &mut case, planned, log).await?;
+                }
+            }
+            step => {
+                let id = format!("{}{n}", id_prefix(step));
+                if let Some((op, p)) = case.plan(both, id, step) {
+                    one(both, &mut case, op, p, log).await?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// `r` for reservations, `u` for charges.
+fn id_prefix(op: &Op) -> &'static str {
+    match op {
+        Op::Charge { .. } => "u",
+        _ => "r",
+    }
 }
 
 fn amounts_of(items: &[Item]) -> Vec<u64> {
@@ -519,7 +662,7 @@ fn the_quota_scripts_agree_with_the_memory_store() {
             let t1 = now + w.p1;
             let t2 = t1 + w.p2;
             let mut both = Both {
-                redis: QuotaStore::Redis(conn.clone()),
+                redis: QuotaStore::redis(conn.clone()),
                 conn: conn.clone(),
                 settle: settle.clone(),
                 model: MemoryQuotas::default(),

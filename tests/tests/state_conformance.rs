@@ -52,7 +52,7 @@ async fn standalone_redis_conforms() {
     prepare(&s).await;
     conformance::run(&s).await;
     // the quota store on the same connection
-    let q = QuotaStore::Redis(Arc::clone(redis_conn(&s)));
+    let q = QuotaStore::redis(Arc::clone(redis_conn(&s)));
     gateway::quota::conformance::run(&q, "").await;
 }
 
@@ -62,7 +62,7 @@ async fn redis_cluster_conforms() {
     let s = store(Target::Cluster(cluster.nodes()), "gw:");
     prepare(&s).await;
     conformance::run(&s).await;
-    let q = QuotaStore::Redis(Arc::clone(redis_conn(&s)));
+    let q = QuotaStore::redis(Arc::clone(redis_conn(&s)));
     gateway::quota::conformance::run(&q, "").await;
     // the data really is spread over the nodes (hash tags, not one slot for all)
     let s2 = store(Target::Cluster(cluster.nodes()), "spread:");

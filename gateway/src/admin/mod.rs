@@ -313,10 +313,14 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         "# HELP gateway_quota_settle_queue Quota settlements waiting for Redis.\n# TYPE gateway_quota_settle_queue gauge\ngateway_quota_settle_queue {}\n",
         q.queue.len()
     ));
-    if let crate::quota::store::QuotaStore::Redis(c) = &*q.store {
+    if let Some(c) = q.store.conn() {
         text.push_str(&format!(
             "# HELP gateway_redis_calls_total Calls this replica made to Redis (each one round trip: a command, a pipeline or a script).\n# TYPE gateway_redis_calls_total counter\ngateway_redis_calls_total {}\n",
             c.calls.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+        let (calls, ops) = q.store.calls();
+        text.push_str(&format!(
+            "# HELP gateway_quota_calls_total Quota script calls this replica made to Redis (reservations and settlements of one hash tag that are ready together share one).\n# TYPE gateway_quota_calls_total counter\ngateway_quota_calls_total {calls}\n# HELP gateway_quota_operations_total Reservations and settlements those calls carried.\n# TYPE gateway_quota_operations_total counter\ngateway_quota_operations_total {ops}\n"
         ));
     }
     let budgets = q.budgets.list();

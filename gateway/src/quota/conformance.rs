@@ -8,6 +8,7 @@ use super::store::{
 };
 use crate::redis_conn::Result;
 
+mod batch;
 mod money;
 
 fn item(key: &str, limit: u64, window_ms: u64, amount: u64) -> Item {
@@ -319,6 +320,7 @@ pub async fn run(s: &QuotaStore, salt: &str) {
 
     windows_end_and_the_index_pages(s, salt).await;
     money::run(s, salt).await;
+    batch::run(s, salt).await;
 }
 
 /// Windows counted by a client's value (here 25 addresses): the tag's index

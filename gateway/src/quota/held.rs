@@ -5,7 +5,7 @@
 
 use super::headers::{self, RateHeaders, Standing};
 use super::spec::{Quota, Spend};
-use super::store::{Actual, Item, ReserveAnswer, SettleMode, Span, WindowUse};
+use super::store::{Actual, Item, ReserveAnswer, ReserveOp, SettleMode, Span, WindowUse};
 use super::{
     new_id, now_ms, Claim, Estimate, Quotas, Refusal, Settings, Status, MAX_AMOUNT, TOMBSTONE_MS,
 };
@@ -152,40 +152,39 @@ impl Held {
                 })
                 .collect();
             let engine = &engine;
-            let (id, lease) = (&self.id, self.lease_ms);
+            let op = Arc::new(ReserveOp {
+                id: self.id.clone(),
+                lease_ms: self.lease_ms,
+                tomb_ms: TOMBSTONE_MS,
+                items,
+            });
             let on_error = self.settings.on_error;
             async move {
                 // the node holding this tag is out: the outage policy at once,
                 // whatever the other tags' nodes do
                 if engine.store.is_tag_down(tag) {
-                    return (
-                        items,
-                        Err(StateError::Unavailable("node down".into())),
-                        true,
-                    );
+                    return (op, Err(StateError::Unavailable("node down".into())), true);
                 }
                 // it is back, but usage served without it has not all landed
                 // (what is admitted meanwhile does not hold the gate shut)
                 if engine.settling(tag, on_error) {
                     return (
-                        items,
+                        op,
                         Err(StateError::Unavailable(
                             "usage served during the outage is still being charged".into(),
                         )),
                         false,
                     );
                 }
-                let r = engine
-                    .store
-                    .reserve(tag, id, lease, TOMBSTONE_MS, &items)
-                    .await;
-                (items, r, true)
+                let r = engine.store.reserve_op(tag, op.clone()).await;
+                (op, r, true)
             }
         });
         let answers = join_all(calls).await;
         let mut refusal: Option<Refusal> = None;
         let first_new = self.groups.len();
-        for ((tag, quotas), (items, answer, gates)) in tags.into_iter().zip(answers) {
+        for ((tag, quotas), (op, answer, gates)) in tags.into_iter().zip(answers) {
+            let items = &op.items;
             let (mode, local, used, member) = match answer {
                 Ok(ReserveAnswer::Admitted { used, member, .. }) => {
                     (SettleMode::Reserved, false, used, member)
@@ -197,10 +196,10 @@ impl Held {
                     standing,
                     ..
                 }) => {
-                    self.note(attempt, &quotas, &items, &standing);
+                    self.note(attempt, &quotas, items, &standing);
                     if refusal.is_none() {
                         refusal =
-                            Some(self.refused(attempt, &quotas, &items, index, retry_ms, used));
+                            Some(self.refused(attempt, &quotas, items, index, retry_ms, used));
                     }
                     continue;
                 }
@@ -273,7 +272,7 @@ impl Held {
                     }
                 },
             };
-            self.note(attempt, &quotas, &items, &used);
+            self.note(attempt, &quotas, items, &used);
             self.groups.push(Group {
                 tag,
                 member,

@@ -1,6 +1,6 @@
 //! The usage ledger: per tenant x consumer x model x provider x UTC day, what
 //! the requests an upstream answered used and cost. Written by the settlement
-//! of each request (`quota_settle.v4.lua` in Redis, [`MemoryLedger`] here),
+//! of each request (`quota_settle.v5.lua` in Redis, [`MemoryLedger`] here),
 //! read back for `GET /admin/usage/report`.
 
 use super::ops::LedgerAdd;
@@ -155,7 +155,7 @@ impl QuotaStore {
     ) -> Result<Vec<(Dims, Totals)>> {
         let conn = match self {
             QuotaStore::Memory(m) => return Ok(m.ledger.read(from, to, tenant)),
-            QuotaStore::Redis(c) => c,
+            QuotaStore::Redis(r) => &r.conn,
         };
         let (Some(first), Some(list)) = (day_number(from), days(from, to)) else {
             return Err(StateError::Rejected("bad day range".into()));

@@ -5,6 +5,8 @@
 //! `headers.rs` what the client is told.
 
 pub mod alerts;
+mod calls;
+mod coalesce;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod estimate;
@@ -27,7 +29,7 @@ use shared::config::OnRedisError;
 use spec::Quota;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use store::{Actual, LedgerAdd, QuotaStore, SettleCall, SettleMode};
+use store::{Actual, LedgerAdd, QuotaStore, SettleCall, SettleMode, SettleOp};
 
 pub use crate::config::{QuotaSettings as Settings, MAX_AMOUNT};
 
@@ -180,13 +182,15 @@ impl Quotas {
             }
             QuotaStore::Redis(_) => self.queue.push(Job {
                 tag: g.tag.clone(),
-                id: id.to_string(),
-                member: g.member.clone(),
-                mode: g.mode,
-                actual,
-                tomb_ms: TOMBSTONE_MS,
+                op: Arc::new(SettleOp {
+                    id: id.to_string(),
+                    member: g.member.clone(),
+                    mode: g.mode,
+                    actual,
+                    tomb_ms: TOMBSTONE_MS,
+                    ledger: None,
+                }),
                 gates: g.gates,
-                ledger: None,
                 // (the quotas only for calendar windows and alerts: see `Job`)
                 items: match g.items.iter().any(|(q, _)| q.calendar.is_some()) {
                     true => g.items.clone(),
@@ -224,13 +228,15 @@ impl Quotas {
         {
             self.queue.push(Job {
                 tag,
-                id: new_id(),
-                member: String::new(),
-                mode: SettleMode::Unreserved,
-                actual: Vec::new(),
-                tomb_ms: TOMBSTONE_MS,
+                op: Arc::new(SettleOp {
+                    id: new_id(),
+                    member: String::new(),
+                    mode: SettleMode::Unreserved,
+                    actual: Vec::new(),
+                    tomb_ms: TOMBSTONE_MS,
+                    ledger: Some(ledger),
+                }),
                 gates: false,
-                ledger: Some(ledger),
                 items: Vec::new(),
             });
         }

@@ -196,3 +196,100 @@ pub struct UsagePage {
     /// where the next page starts; None: the index has no more
     pub next: Option<After>,
 }
+
+/// A reservation as one operation of a store call ([`Op`]).
+#[derive(Debug, Clone)]
+pub struct ReserveOp {
+    pub id: String,
+    pub lease_ms: u64,
+    pub tomb_ms: u64,
+    /// every window of the tag, all or nothing
+    pub items: Vec<Item>,
+}
+
+/// A settlement as one operation of a store call ([`Op`]).
+#[derive(Debug, Clone)]
+pub struct SettleOp {
+    pub id: String,
+    /// the reservation's lease entry (Redis); empty when none was made
+    pub member: String,
+    pub tomb_ms: u64,
+    pub mode: SettleMode,
+    /// every window of the tag the request reserved on, in that order
+    pub actual: Vec<Actual>,
+    /// the request's ledger entry, when this settlement carries it
+    pub ledger: Option<LedgerAdd>,
+}
+
+impl ReserveOp {
+    /// The settlement that gives this reservation back whole (its answer
+    /// was lost to a caller that went away).
+    pub fn refund(&self, member: String) -> SettleOp {
+        SettleOp {
+            id: self.id.clone(),
+            member,
+            tomb_ms: self.tomb_ms,
+            mode: SettleMode::Reserved,
+            actual: self
+                .items
+                .iter()
+                .map(|it| Actual {
+                    key: it.key.clone(),
+                    span: it.span.clone(),
+                    amount: 0,
+                    limit: it.limit,
+                    alerts: Arc::from(Vec::new()),
+                })
+                .collect(),
+            ledger: None,
+        }
+    }
+}
+
+/// One operation of a store call: several of one hash tag travel in one
+/// call (`quota_batch`), run in order, each answered on its own. Shared, so
+/// that the caller keeps it (a settlement to send again, a reservation's
+/// windows) while a call carries it.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Reserve(Arc<ReserveOp>),
+    Settle(Arc<SettleOp>),
+}
+
+impl ReserveOp {
+    /// About how many bytes of arguments it sends (a call is bounded by it).
+    pub fn size(&self) -> usize {
+        self.id.len() + 32 + self.items.iter().map(|i| i.key.len() + 64).sum::<usize>()
+    }
+}
+
+impl SettleOp {
+    /// About how many bytes of arguments it sends (a call is bounded by it).
+    pub fn size(&self) -> usize {
+        let ledger = self.ledger.as_ref().map_or(0, |l| {
+            let d = &l.dims;
+            d.tenant.len() + d.consumer.len() + d.model.len() + d.provider.len() + 200
+        });
+        self.id.len()
+            + self.member.len()
+            + 48
+            + self.actual.iter().map(|a| a.key.len() + 80).sum::<usize>()
+            + ledger
+    }
+}
+
+impl Op {
+    pub fn size(&self) -> usize {
+        match self {
+            Op::Reserve(r) => r.size(),
+            Op::Settle(s) => s.size(),
+        }
+    }
+}
+
+/// What one operation of a store call answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Reserve(ReserveAnswer),
+    Settle(Settled),
+}

@@ -1,6 +1,8 @@
 //! Settlements bound for Redis: queued without waiting (they are made from
-//! `Drop` and from the end of streams), sent by a few worker tasks, and kept
-//! (bounded, oldest dropped and counted) while Redis cannot be reached, so
+//! `Drop` and from the end of streams), sent by a few worker tasks (each
+//! takes the oldest settlement and the others of its hash tag that are
+//! ready, up to a call's worth, and sends them in one call: `coalesce`), and
+//! kept (bounded, oldest dropped and counted) while Redis cannot be reached, so
 //! usage from a short outage is still charged when it returns. A settlement
 //! whose node (the server, or its cluster master) is known to be unreachable is
 //! set aside until that node is back, while the others' are sent; when a node
@@ -9,9 +11,10 @@
 //! keeps the outage policy for a tag until they have landed.
 
 use super::alerts::Alerts;
+use super::coalesce::{MAX_BYTES, MAX_OPS, SETTLE_SHARE};
 use super::held::Windows;
 use super::ledger::day_number;
-use super::store::{Actual, LedgerAdd, QuotaStore, SettleCall, SettleMode};
+use super::store::{QuotaStore, SettleMode, SettleOp};
 use crate::redis_conn::reach::tag_slot;
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -24,16 +27,10 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub struct Job {
     pub tag: String,
-    pub id: String,
-    /// the reservation's lease entry (empty when none was made)
-    pub member: String,
-    pub mode: SettleMode,
-    pub actual: Vec<Actual>,
-    pub tomb_ms: u64,
-    /// the request's ledger entry, when this settlement carries it
-    pub ledger: Option<LedgerAdd>,
-    /// the quotas of `actual` when one has a calendar window (its period is
-    /// taken when the job is sent; alerts need them), else empty
+    /// what the store is asked (kept until it answered)
+    pub op: Arc<SettleOp>,
+    /// the quotas of `op.actual` when one has a calendar window (its period
+    /// is taken when the job is sent; alerts need them), else empty
     pub items: Windows,
     /// usage admitted while its node was unreachable: counted in `unlanded`
     /// (usage admitted while earlier usage was landing is not, or admission
@@ -46,6 +43,9 @@ struct Queued {
     job: Job,
     slot: u16,
 }
+
+/// How far past the oldest ready job a worker looks for others of its tag.
+const LOOK_AHEAD: usize = 4 * MAX_OPS;
 
 #[derive(Default)]
 struct Jobs {
@@ -81,7 +81,7 @@ impl Jobs {
         // it), then the rest (the ledger's entries among them), each in order
         let (gating, rest): (Vec<Queued>, Vec<Queued>) = back
             .into_iter()
-            .partition(|q| q.job.mode == SettleMode::Unreserved && q.job.gates);
+            .partition(|q| q.job.op.mode == SettleMode::Unreserved && q.job.gates);
         for q in gating.into_iter().chain(rest).rev() {
             self.ready.push_front(q);
         }
@@ -154,7 +154,7 @@ impl SettleQueue {
     }
 
     fn count_unlanded(&self, job: &Job, add: bool) {
-        if job.mode != SettleMode::Unreserved || !job.gates {
+        if job.op.mode != SettleMode::Unreserved || !job.gates {
             return;
         }
         if add {
@@ -201,9 +201,11 @@ impl SettleQueue {
         self.wake.notify_one();
     }
 
-    /// The oldest job whose node is not known to be unreachable; the others
-    /// met on the way are set aside.
-    fn pop(&self, store: &QuotaStore) -> Option<Queued> {
+    /// The oldest job whose node is not known to be unreachable (the others
+    /// met on the way are set aside), with the ready jobs of its tag behind
+    /// it, in order, up to [`SETTLE_SHARE`] (what a call leaves
+    /// settlements when reservations wait too).
+    fn pop(&self, store: &QuotaStore) -> Option<Vec<Queued>> {
         let draining = self.draining.load(Ordering::Relaxed);
         let mut q = self.lock();
         while let Some(j) = q.ready.pop_front() {
@@ -211,8 +213,23 @@ impl SettleQueue {
                 q.parked.push_back(j);
                 continue;
             }
-            self.busy.fetch_add(1, Ordering::Relaxed);
-            return Some(j);
+            let mut bytes = j.job.op.size();
+            let mut group = vec![j];
+            let mut i = 0;
+            while i < q.ready.len().min(LOOK_AHEAD) && group.len() < SETTLE_SHARE {
+                let same = q.ready[i].job.tag == group[0].job.tag;
+                let size = q.ready[i].job.op.size();
+                if same && bytes + size <= MAX_BYTES {
+                    bytes += size;
+                    if let Some(x) = q.ready.remove(i) {
+                        group.push(x);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            self.busy.fetch_add(group.len(), Ordering::Relaxed);
+            return Some(group);
         }
         None
     }
@@ -227,54 +244,43 @@ impl SettleQueue {
         }
     }
 
-    /// Sends one job: its tag in the list of ledger tags first when this
-    /// replica has not put it there for that day yet (once a tag and day),
-    /// then the settlement.
+    /// Sends the jobs of one tag in one call: the tag in the list of ledger
+    /// tags first when this replica has not put it there for a job's day yet
+    /// (once a tag and day), then the settlements. Each one's alerts crossed,
+    /// or its own error; or the call's failure.
     async fn send(
         &self,
         store: &QuotaStore,
-        job: &Job,
-    ) -> crate::redis_conn::Result<Vec<super::store::Crossed>> {
-        if let Some((l, day)) = job
-            .ledger
-            .as_ref()
-            .and_then(|l| Some((l, day_number(&l.dims.day)?)))
-        {
-            let known = self.ledger_tags.get(&job.tag).is_some_and(|d| *d >= day);
+        jobs: &[Queued],
+    ) -> crate::redis_conn::Result<Vec<crate::redis_conn::Result<Vec<super::store::Crossed>>>> {
+        let Some(tag) = jobs.first().map(|q| q.job.tag.as_str()) else {
+            return Ok(Vec::new());
+        };
+        for q in jobs {
+            let Some((l, day)) = q
+                .job
+                .op
+                .ledger
+                .as_ref()
+                .and_then(|l| Some((l, day_number(&l.dims.day)?)))
+            else {
+                continue;
+            };
+            let known = self.ledger_tags.get(tag).is_some_and(|d| *d >= day);
             if !known {
                 let keep_days = l
                     .expire_at_s
                     .saturating_sub(super::now_ms() / 1000)
                     .div_ceil(86_400);
                 store
-                    .register_ledger_tag(&job.tag, day, keep_days, l.expire_at_s)
+                    .register_ledger_tag(tag, day, keep_days, l.expire_at_s)
                     .await?;
-                self.ledger_tags.insert(job.tag.clone(), day);
+                self.ledger_tags.insert(tag.to_string(), day);
             }
         }
-        // calendar windows as they stand now: a settlement that waited out a
-        // Redis outage past a period's end counts in the period it lands in
-        let mut actual = std::borrow::Cow::Borrowed(&job.actual[..]);
-        if job.items.iter().any(|(q, _)| q.calendar.is_some()) {
-            let now = super::now_ms();
-            let mut fresh = job.actual.clone();
-            for (a, (q, _)) in fresh.iter_mut().zip(&job.items) {
-                a.span = q.span(now);
-            }
-            actual = std::borrow::Cow::Owned(fresh);
-        }
-        let s = store
-            .settle(&SettleCall {
-                tag: &job.tag,
-                id: &job.id,
-                member: &job.member,
-                tomb_ms: job.tomb_ms,
-                mode: job.mode,
-                actual: &actual,
-                ledger: job.ledger.as_ref(),
-            })
-            .await?;
-        Ok(s.crossed)
+        let ops: Vec<Arc<SettleOp>> = jobs.iter().map(|q| current(&q.job)).collect();
+        let answers = store.settle_ops(tag, ops).await?;
+        Ok(answers.into_iter().map(|a| a.map(|s| s.crossed)).collect())
     }
 
     /// Waits for a new job, a node coming back, or (while jobs are set aside)
@@ -301,40 +307,58 @@ impl SettleQueue {
 
     async fn work(&self, store: &QuotaStore, alerts: &Alerts) {
         loop {
-            let Some(Queued { job, slot }) = self.pop(store) else {
+            let Some(group) = self.pop(store) else {
                 self.idle(store).await;
                 continue;
             };
-            match self.send(store, &job).await {
-                Ok(crossed) => {
-                    if !crossed.is_empty() {
-                        alerts.crossed(&job.items, &job.actual, &crossed);
-                    }
-                    self.count_unlanded(&job, false);
-                    self.settled.fetch_add(1, Ordering::Relaxed);
-                    self.busy.fetch_sub(1, Ordering::Relaxed);
+            let answers = match self.send(store, &group).await {
+                Ok(a) if a.len() == group.len() => a,
+                Ok(_) => {
+                    let e = crate::redis_conn::StateError::Rejected(
+                        "another number of answers than settlements".into(),
+                    );
+                    group.iter().map(|_| Err(e.clone())).collect()
                 }
-                Err(crate::redis_conn::StateError::Rejected(e)) => {
-                    // sending it again would fail again: dropped, and counted
-                    tracing::warn!(error = %e, tag = %job.tag, "quota settle refused by Redis; dropped");
-                    self.count_unlanded(&job, false);
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.busy.fetch_sub(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "quota settle failed; kept for retry");
-                    self.retried.fetch_add(1, Ordering::Relaxed);
-                    {
-                        // back in the queue and no longer busy in one step, so
-                        // `drain` never sees it in neither place; its node is
-                        // marked unreachable now, so it is set aside at once
-                        let mut q = self.lock();
-                        q.ready.push_front(Queued { job, slot });
+                Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
+            };
+            let mut again = Vec::new();
+            for (q, answer) in group.into_iter().zip(answers) {
+                match answer {
+                    Ok(crossed) => {
+                        if !crossed.is_empty() {
+                            alerts.crossed(&q.job.items, &q.job.op.actual, &crossed);
+                        }
+                        self.count_unlanded(&q.job, false);
+                        self.settled.fetch_add(1, Ordering::Relaxed);
                         self.busy.fetch_sub(1, Ordering::Relaxed);
                     }
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    self.wake.notify_one();
+                    Err(crate::redis_conn::StateError::Rejected(e)) => {
+                        // sending it again would fail again: dropped, and counted
+                        tracing::warn!(error = %e, tag = %q.job.tag, "quota settle refused by Redis; dropped");
+                        self.count_unlanded(&q.job, false);
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.busy.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "quota settle failed; kept for retry");
+                        self.retried.fetch_add(1, Ordering::Relaxed);
+                        again.push(q);
+                    }
                 }
+            }
+            if !again.is_empty() {
+                {
+                    // back in the queue, in order, and no longer busy in one
+                    // step, so `drain` never sees them in neither place; their
+                    // node is marked unreachable now, so they are set aside at once
+                    let mut q = self.lock();
+                    self.busy.fetch_sub(again.len(), Ordering::Relaxed);
+                    for j in again.into_iter().rev() {
+                        q.ready.push_front(j);
+                    }
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+                self.wake.notify_one();
             }
         }
     }
@@ -361,6 +385,21 @@ impl SettleQueue {
     }
 }
 
+/// The job's settlement with its calendar windows as they stand now: a
+/// settlement that waited out a Redis outage past a period's end counts in
+/// the period it lands in.
+fn current(job: &Job) -> Arc<SettleOp> {
+    if !job.items.iter().any(|(q, _)| q.calendar.is_some()) {
+        return job.op.clone();
+    }
+    let now = super::now_ms();
+    let mut fresh = (*job.op).clone();
+    for (a, (q, _)) in fresh.actual.iter_mut().zip(&job.items) {
+        a.span = q.span(now);
+    }
+    Arc::new(fresh)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,15 +407,21 @@ mod tests {
     use crate::redis_conn::{ConnSettings, RedisConn, Target};
 
     fn job(tag: &str, mode: SettleMode) -> Job {
+        job_id(tag, mode, "r1")
+    }
+
+    fn job_id(tag: &str, mode: SettleMode, id: &str) -> Job {
         Job {
             tag: tag.into(),
-            id: "r1".into(),
-            member: String::new(),
-            mode,
-            actual: Vec::new(),
-            tomb_ms: 1,
+            op: Arc::new(SettleOp {
+                id: id.into(),
+                member: String::new(),
+                mode,
+                actual: Vec::new(),
+                tomb_ms: 1,
+                ledger: None,
+            }),
             gates: true,
-            ledger: None,
             items: Vec::new(),
         }
     }
@@ -401,7 +446,7 @@ mod tests {
         }
         conn.reach.set_slots(&ranges);
         let conn = Arc::new(conn);
-        (conn.clone(), QuotaStore::Redis(conn))
+        (conn.clone(), QuotaStore::redis(conn))
     }
 
     #[test]
@@ -414,22 +459,63 @@ mod tests {
         assert_eq!((q.unlanded("t:a"), q.unlanded("t:b")), (1, 0));
         conn.reach.report_node("a:1", false, &"test");
         let first = q.pop(&store).expect("t:b's node answers");
-        assert_eq!(first.job.tag, "t:b");
+        assert_eq!(tags(&first), ["t:b"]);
         assert!(q.pop(&store).is_none(), "t:a's are set aside");
         assert_eq!(q.len(), 2);
         // still down: they stay aside
         q.lock().unpark(false, |slot| store.is_slot_down(slot));
         assert!(q.pop(&store).is_none());
-        // back: the set-aside ones go, oldest first
+        // back: the set-aside ones go, oldest first, in one call
         conn.reach.report_node("a:1", true, &"");
         q.lock().unpark(false, |slot| store.is_slot_down(slot));
         let next = q.pop(&store).expect("t:a's node is back");
+        let modes: Vec<_> = next
+            .iter()
+            .map(|j| (j.job.tag.as_str(), j.job.op.mode))
+            .collect();
         assert_eq!(
-            (next.job.tag.as_str(), next.job.mode),
-            ("t:a", SettleMode::Unreserved)
+            modes,
+            [
+                ("t:a", SettleMode::Unreserved),
+                ("t:a", SettleMode::Reserved)
+            ]
         );
-        q.count_unlanded(&next.job, false);
+        q.count_unlanded(&next[0].job, false);
         assert_eq!(q.unlanded("t:a"), 0);
+    }
+
+    fn tags(group: &[Queued]) -> Vec<&str> {
+        group.iter().map(|j| j.job.tag.as_str()).collect()
+    }
+
+    fn ids(group: &[Queued]) -> Vec<&str> {
+        group.iter().map(|j| j.job.op.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_worker_takes_the_ready_settlements_of_the_oldest_ones_tag_in_order() {
+        let q = SettleQueue::new(1000);
+        let store = QuotaStore::Memory(Default::default());
+        for (tag, id) in [
+            ("t:a", "1"),
+            ("t:b", "2"),
+            ("t:a", "3"),
+            ("t:c", "4"),
+            ("t:a", "5"),
+        ] {
+            q.push(job_id(tag, SettleMode::Reserved, id));
+        }
+        let a = q.pop(&store).expect("ready");
+        assert_eq!((tags(&a), ids(&a)), (vec!["t:a"; 3], vec!["1", "3", "5"]));
+        assert_eq!(ids(&q.pop(&store).expect("then t:b")), ["2"]);
+        assert_eq!(ids(&q.pop(&store).expect("then t:c")), ["4"]);
+        assert_eq!(q.busy.load(Ordering::Relaxed), 5);
+        // a call's share of settlements at most
+        for i in 0..SETTLE_SHARE + 3 {
+            q.push(job_id("t:a", SettleMode::Reserved, &i.to_string()));
+        }
+        assert_eq!(q.pop(&store).expect("ready").len(), SETTLE_SHARE);
+        assert_eq!(q.pop(&store).expect("the rest").len(), 3);
     }
 
     #[test]
@@ -447,20 +533,15 @@ mod tests {
     fn usage_served_without_redis_lands_before_the_rest_when_its_node_is_back() {
         let (conn, store) = cluster();
         let q = SettleQueue::new(10);
-        let mut ledger = job("t:a", SettleMode::Unreserved);
+        let mut ledger = job_id("t:a", SettleMode::Unreserved, "ledger");
         ledger.gates = false;
-        ledger.id = "ledger".into();
         q.push(ledger);
-        let mut served = job("t:a", SettleMode::Unreserved);
-        served.id = "served".into();
-        q.push(served);
+        q.push(job_id("t:a", SettleMode::Unreserved, "served"));
         conn.reach.report_node("a:1", false, &"test");
         assert!(q.pop(&store).is_none(), "both set aside");
         conn.reach.report_node("a:1", true, &"");
         q.lock().unpark(false, |slot| store.is_slot_down(slot));
-        let first = q.pop(&store).expect("back");
-        assert_eq!(first.job.id, "served");
-        assert_eq!(q.pop(&store).expect("then").job.id, "ledger");
+        assert_eq!(ids(&q.pop(&store).expect("back")), ["served", "ledger"]);
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! Where quota windows and the usage ledger live: in this process (`memory`)
-//! or in Redis, through `lua/quota_reserve.v4.lua`, `quota_settle.v4.lua` and
-//! `quota_usage.v4.lua`. Both answer the same way; `conformance.rs` checks they
-//! agree.
+//! or in Redis, through `lua/quota_reserve.v5.lua`, `quota_settle.v5.lua`,
+//! `quota_batch.v5.lua` (`calls.rs`; operations of one hash tag that are
+//! ready together share a call: `coalesce.rs`) and `quota_usage.v5.lua`. Both
+//! answer the same way; `conformance.rs` checks they agree.
 
+use super::calls::{self, bad_reply, num, tag_keys};
+use super::coalesce::{self, Lines};
 use super::memory::MemoryQuotas;
 use super::now_ms;
 use crate::redis_conn::{Budget, RedisConn, SCRIPTS};
 use crate::redis_conn::{Result, StateError};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+pub use super::calls::{settle_reply, Batched};
 pub use super::ops::{
-    Actual, After, Crossed, Item, LedgerAdd, ReserveAnswer, SettleAnswer, SettleMode, Settled,
-    Span, UsagePage, WindowUse, BUCKETS, MAX_PAGE,
+    Actual, After, Answer, Crossed, Item, LedgerAdd, Op, ReserveAnswer, ReserveOp, SettleAnswer,
+    SettleMode, SettleOp, Settled, Span, UsagePage, WindowUse, BUCKETS, MAX_PAGE,
 };
 
 /// One settlement, as the store is asked it.
@@ -40,39 +45,87 @@ pub const LEDGER_TAGS: &str = "ledger:tags";
 
 pub enum QuotaStore {
     Memory(MemoryQuotas),
-    Redis(Arc<RedisConn>),
+    Redis(RedisQuotas),
 }
 
-fn bad_reply(what: &str, v: impl std::fmt::Debug) -> StateError {
-    StateError::Rejected(format!("unexpected {what} answer from Redis: {v:?}"))
+/// The Redis store: its connection, and its calls in flight by hash tag
+/// (`coalesce`: operations of a tag that are ready together share a call).
+pub struct RedisQuotas {
+    pub conn: Arc<RedisConn>,
+    lines: Arc<Lines>,
 }
 
-fn num(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+impl SettleOp {
+    /// This settlement as the store is asked it, for hash tag `tag`.
+    pub fn call<'a>(&'a self, tag: &'a str) -> SettleCall<'a> {
+        SettleCall {
+            tag,
+            id: &self.id,
+            member: &self.member,
+            tomb_ms: self.tomb_ms,
+            mode: self.mode,
+            actual: &self.actual,
+            ledger: self.ledger.as_ref(),
+        }
+    }
 }
 
-/// `[used, reset_ms, ...]` from a script answer.
-fn pairs(v: &[i64]) -> Vec<WindowUse> {
-    v.chunks_exact(2)
-        .map(|c| WindowUse {
-            used: num(c[0]),
-            reset_ms: num(c[1]),
-        })
-        .collect()
+impl SettleCall<'_> {
+    /// The settlement as an operation of its own.
+    pub fn to_op(&self) -> SettleOp {
+        SettleOp {
+            id: self.id.to_string(),
+            member: self.member.to_string(),
+            tomb_ms: self.tomb_ms,
+            mode: self.mode,
+            actual: self.actual.to_vec(),
+            ledger: self.ledger.cloned(),
+        }
+    }
+}
+
+fn one<T>(mut r: Vec<Result<T>>) -> Result<T> {
+    match (r.pop(), r.is_empty()) {
+        (Some(a), true) => a,
+        _ => Err(StateError::Rejected(
+            "quota call: another number of answers than operations".into(),
+        )),
+    }
 }
 
 impl QuotaStore {
-    /// The lease zset and the window index of a tag.
-    fn keys(conn: &RedisConn, tag: &str) -> [String; 2] {
-        let p = &conn.prefix;
-        [format!("{p}{{{tag}}}:qlease"), format!("{p}{{{tag}}}:qidx")]
+    /// The Redis store on `conn`.
+    pub fn redis(conn: Arc<RedisConn>) -> QuotaStore {
+        QuotaStore::Redis(RedisQuotas {
+            conn,
+            lines: Arc::default(),
+        })
+    }
+
+    /// The Redis connection (None: memory).
+    pub fn conn(&self) -> Option<&Arc<RedisConn>> {
+        match self {
+            QuotaStore::Memory(_) => None,
+            QuotaStore::Redis(r) => Some(&r.conn),
+        }
+    }
+
+    /// Quota calls sent to Redis and the operations they carried.
+    pub fn calls(&self) -> (u64, u64) {
+        match self {
+            QuotaStore::Memory(_) => (0, 0),
+            QuotaStore::Redis(r) => (
+                r.lines.calls.load(Ordering::Relaxed),
+                r.lines.ops.load(Ordering::Relaxed),
+            ),
+        }
     }
 
     /// Whether the node holding hash slot `slot` is known to be unreachable.
     pub fn is_slot_down(&self, slot: u16) -> bool {
         match self {
             QuotaStore::Memory(_) => false,
-            QuotaStore::Redis(c) => c.reach.is_slot_down(slot),
+            QuotaStore::Redis(r) => r.conn.reach.is_slot_down(slot),
         }
     }
 
@@ -80,7 +133,7 @@ impl QuotaStore {
     pub fn is_tag_down(&self, tag: &str) -> bool {
         match self {
             QuotaStore::Memory(_) => false,
-            QuotaStore::Redis(c) => c.is_tag_down(tag),
+            QuotaStore::Redis(r) => r.conn.is_tag_down(tag),
         }
     }
 
@@ -90,7 +143,7 @@ impl QuotaStore {
     pub fn is_settling(&self, tag: &str) -> bool {
         match self {
             QuotaStore::Memory(_) => false,
-            QuotaStore::Redis(c) => c.reach.is_settling(tag),
+            QuotaStore::Redis(r) => r.conn.reach.is_settling(tag),
         }
     }
 
@@ -98,7 +151,7 @@ impl QuotaStore {
     pub fn back(&self) -> Option<&tokio::sync::Notify> {
         match self {
             QuotaStore::Memory(_) => None,
-            QuotaStore::Redis(c) => Some(&c.reach.back),
+            QuotaStore::Redis(r) => Some(&r.conn.reach.back),
         }
     }
 
@@ -111,57 +164,28 @@ impl QuotaStore {
         tomb_ms: u64,
         items: &[Item],
     ) -> Result<ReserveAnswer> {
-        let conn = match self {
+        let op = ReserveOp {
+            id: id.to_string(),
+            lease_ms,
+            tomb_ms,
+            items: items.to_vec(),
+        };
+        self.reserve_op(tag, Arc::new(op)).await
+    }
+
+    /// Reserves `op` (in Redis with the next call of its tag: see `coalesce`).
+    pub async fn reserve_op(&self, tag: &str, op: Arc<ReserveOp>) -> Result<ReserveAnswer> {
+        let r = match self {
             QuotaStore::Memory(m) => {
-                return Ok(m.reserve(tag, id, lease_ms, tomb_ms, items, now_ms()))
+                return Ok(m.reserve(tag, &op.id, op.lease_ms, op.tomb_ms, &op.items, now_ms()))
             }
-            QuotaStore::Redis(c) => c,
+            QuotaStore::Redis(r) => r,
         };
-        let mut inv = SCRIPTS.quota_reserve.prepare_invoke();
-        for k in Self::keys(conn, tag) {
-            inv.key(k);
-        }
-        inv.arg(id).arg(lease_ms).arg(tomb_ms);
-        for it in items {
-            inv.key(format!("{}{}", conn.prefix, it.key));
-            inv.arg(it.limit).arg(it.span.arg()).arg(it.amount);
-        }
-        let mut r: Vec<redis::Value> = conn.script(Budget::Fast, &inv).await?;
-        let member = match r.last() {
-            Some(redis::Value::BulkString(m)) if r.first() == Some(&redis::Value::Int(1)) => {
-                let m = String::from_utf8_lossy(m).into_owned();
-                r.pop();
-                Some(m)
-            }
-            _ => None,
-        };
-        let r: Vec<i64> = r
-            .iter()
-            .map(|v| match v {
-                redis::Value::Int(i) => Ok(*i),
-                other => Err(bad_reply("quota_reserve", other)),
-            })
-            .collect::<Result<_>>()?;
-        match (r.as_slice(), member) {
-            ([1, now, rest @ ..], Some(member)) if rest.len() == 2 * items.len() => {
-                Ok(ReserveAnswer::Admitted {
-                    now_ms: num(*now),
-                    used: pairs(rest),
-                    member,
-                })
-            }
-            ([0, now, i, retry, used, rest @ ..], None)
-                if *i >= 1 && (*i as usize) <= items.len() && rest.len() == 2 * items.len() =>
-            {
-                Ok(ReserveAnswer::Refused {
-                    now_ms: num(*now),
-                    index: (*i - 1) as usize,
-                    retry_ms: u64::try_from(*retry).ok(),
-                    used: num(*used),
-                    standing: pairs(rest),
-                })
-            }
-            (other, _) => Err(bad_reply("quota_reserve", other)),
+        match one(coalesce::call(&r.lines, &r.conn, tag, vec![Op::Reserve(op)]).await?)? {
+            Answer::Reserve(a) => Ok(a),
+            Answer::Settle(_) => Err(StateError::Rejected(
+                "quota call: a settle answer for a reservation".into(),
+            )),
         }
     }
 
@@ -169,53 +193,61 @@ impl QuotaStore {
     /// order of the reservation) and, when the usage is charged, adds the
     /// ledger entry (same call).
     pub async fn settle(&self, c: &SettleCall<'_>) -> Result<Settled> {
-        let conn = match self {
-            QuotaStore::Memory(m) => return Ok(m.settle(c, now_ms())),
-            QuotaStore::Redis(c) => c,
-        };
-        let call = c;
-        let c = conn;
-        let mut inv = SCRIPTS.quota_settle.prepare_invoke();
-        let [lease, index] = Self::keys(c, call.tag);
-        inv.key(&lease).key(index);
-        let mode = match call.mode {
-            SettleMode::Reserved => "r",
-            SettleMode::Unreserved => "u",
-        };
-        inv.arg(call.id)
-            .arg(call.tomb_ms)
-            .arg(mode)
-            .arg(call.member);
-        match call.ledger {
-            Some(l) => {
-                inv.key(format!("{}{}", c.prefix, ledger_key(call.tag, &l.dims.day)));
-                let d = &l.dims;
-                let dims = serde_json::to_string(&[&d.tenant, &d.consumer, &d.model, &d.provider])
-                    .map_err(|e| StateError::Rejected(format!("ledger entry: {e}")))?;
-                let mut figures = String::with_capacity(64);
-                for (i, n) in l.figures.to_array().iter().enumerate() {
-                    if i > 0 {
-                        figures.push(',');
-                    }
-                    // (the script keeps sums exact up to 2^53)
-                    figures.push_str(itoa::Buffer::new().format((*n).min(super::MAX_AMOUNT)));
-                }
-                inv.arg(dims).arg(figures).arg(l.expire_at_s);
-            }
-            None => {
-                inv.key(lease).arg("").arg("").arg(0);
-            }
+        if let QuotaStore::Memory(m) = self {
+            return Ok(m.settle(c, now_ms()));
         }
-        for a in call.actual {
-            inv.key(format!("{}{}", c.prefix, a.key));
-            let alerts: Vec<String> = a.alerts.iter().map(|p| p.to_string()).collect();
-            inv.arg(a.span.arg())
-                .arg(a.amount)
-                .arg(a.limit)
-                .arg(alerts.join(","));
+        one(self.settle_ops(c.tag, vec![Arc::new(c.to_op())]).await?)
+    }
+
+    /// Settles `ops` of `tag` in order (in Redis with the next call of the
+    /// tag): each one's answer, or the failure of the call.
+    pub async fn settle_ops(
+        &self,
+        tag: &str,
+        ops: Vec<Arc<SettleOp>>,
+    ) -> Result<Vec<Result<Settled>>> {
+        let r = match self {
+            QuotaStore::Memory(m) => {
+                let now = now_ms();
+                return Ok(ops
+                    .iter()
+                    .map(|s| Ok(m.settle(&s.call(tag), now)))
+                    .collect());
+            }
+            QuotaStore::Redis(r) => r,
+        };
+        let answers = coalesce::call(
+            &r.lines,
+            &r.conn,
+            tag,
+            ops.into_iter().map(Op::Settle).collect(),
+        )
+        .await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a? {
+                Answer::Settle(s) => Ok(s),
+                Answer::Reserve(_) => Err(StateError::Rejected(
+                    "quota call: a reserve answer for a settlement".into(),
+                )),
+            })
+            .collect())
+    }
+
+    /// Runs `ops` of `tag` in order in one call of their own (Redis:
+    /// `quota_batch`, whatever else is in flight): Redis's time and each
+    /// operation's answer.
+    pub async fn batch(&self, tag: &str, ops: &[Op]) -> Result<Batched> {
+        match self {
+            QuotaStore::Memory(m) => {
+                let now = now_ms();
+                Ok(Batched {
+                    now_ms: now,
+                    answers: m.batch(tag, ops, now).into_iter().map(Ok).collect(),
+                })
+            }
+            QuotaStore::Redis(r) => calls::batch(&r.conn, tag, ops).await,
         }
-        let r: Vec<i64> = c.script(Budget::Fast, &inv).await?;
-        settle_reply(&r, call.actual.len())
     }
 
     /// Notes that hash tag `tag` holds ledger days up to `day` (days since
@@ -229,7 +261,7 @@ impl QuotaStore {
         retention_days: u64,
         expire_at_s: u64,
     ) -> Result<()> {
-        let QuotaStore::Redis(c) = self else {
+        let QuotaStore::Redis(RedisQuotas { conn: c, .. }) = self else {
             return Ok(());
         };
         let key = format!("{}{LEDGER_TAGS}", c.prefix);
@@ -272,10 +304,10 @@ impl QuotaStore {
             QuotaStore::Memory(m) => {
                 return Ok(m.usage(tag, tomb_ms, named, count, after, now_ms()))
             }
-            QuotaStore::Redis(c) => c,
+            QuotaStore::Redis(r) => &r.conn,
         };
         let p = conn.prefix.as_str();
-        let [lease, index] = Self::keys(conn, tag);
+        let [lease, index] = tag_keys(p, tag);
         let mut inv = SCRIPTS.quota_usage.prepare_invoke();
         inv.key(index).key(lease);
         for k in named {
@@ -325,7 +357,7 @@ impl QuotaStore {
                 m.reset(keys);
                 return Ok(());
             }
-            QuotaStore::Redis(c) => c,
+            QuotaStore::Redis(r) => &r.conn,
         };
         for k in keys {
             conn.query::<i64>(
@@ -336,29 +368,4 @@ impl QuotaStore {
         }
         Ok(())
     }
-}
-
-/// What `quota_settle` answered: its answer, then (index, percent, used) for
-/// each alert crossed among the call's `items` windows.
-pub fn settle_reply(r: &[i64], items: usize) -> Result<Settled> {
-    let answer = match r.first() {
-        Some(1) => SettleAnswer::Settled,
-        Some(2) => SettleAnswer::Already,
-        Some(3) => SettleAnswer::LateCharged,
-        Some(4) => SettleAnswer::Charged,
-        Some(0) => SettleAnswer::Nothing,
-        _ => return Err(bad_reply("quota_settle", r)),
-    };
-    let mut crossed = Vec::new();
-    for x in r.get(1..).unwrap_or_default().chunks(3) {
-        match x {
-            [i, p, used] if *i >= 1 && (*i as usize) <= items => crossed.push(Crossed {
-                index: (*i - 1) as usize,
-                percent: u8::try_from(*p).unwrap_or(100),
-                used: num(*used),
-            }),
-            other => return Err(bad_reply("quota_settle", other)),
-        }
-    }
-    Ok(Settled { answer, crossed })
 }

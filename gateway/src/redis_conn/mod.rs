@@ -33,6 +33,7 @@ pub struct Scripts {
     pub key_update: Script,
     pub quota_reserve: Script,
     pub quota_settle: Script,
+    pub quota_batch: Script,
     pub quota_usage: Script,
     pub ledger_read: Script,
     pub health_report: Script,
@@ -47,16 +48,20 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     key_index: Script::new(include_str!("../../../lua/key_index.v2.lua")),
     key_update: Script::new(include_str!("../../../lua/key_update.v1.lua")),
     quota_reserve: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v4.lua"),
-        include_str!("../../../lua/quota_reserve.v4.lua")
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_reserve.v5.lua")
     )),
     quota_settle: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v4.lua"),
-        include_str!("../../../lua/quota_settle.v4.lua")
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_settle.v5.lua")
+    )),
+    quota_batch: Script::new(concat!(
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_batch.v5.lua")
     )),
     quota_usage: Script::new(concat!(
-        include_str!("../../../lua/quota_lib.v4.lua"),
-        include_str!("../../../lua/quota_usage.v4.lua")
+        include_str!("../../../lua/quota_lib.v5.lua"),
+        include_str!("../../../lua/quota_usage.v5.lua")
     )),
     ledger_read: Script::new(include_str!("../../../lua/ledger_read.v1.lua")),
     health_report: Script::new(include_str!("../../../lua/health_report.v1.lua")),
@@ -64,13 +69,14 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 impl Scripts {
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 13] {
         [
             &self.ledger_read,
             &self.health_report,
             &self.busy_sync,
             &self.quota_reserve,
             &self.quota_settle,
+            &self.quota_batch,
             &self.quota_usage,
             &self.consumer_put,
             &self.consumer_delete,

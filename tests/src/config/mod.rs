@@ -280,6 +280,30 @@ fn set_path(v: &mut Yaml, path: &str, value: Yaml) {
     *cur = value;
 }
 
+/// The config of the fleet tests (replicas sharing one Redis): `state`
+/// under `on_redis_error: fail_closed` (a quota call that fails shows as a
+/// 503, never as a request admitted unchecked, so no test passes by luck
+/// while scripts or connections misbehave) with `expected_replicas: 3`, one
+/// openai-compatible provider `up1` at `base_url` (token
+/// `sk-upstream-secret-1`, timeouts connect 1 s, first byte and idle 10 s,
+/// total 30 s), one route `chat` on `/v1` keyed for every tenant and
+/// consumer; the server with the admin token. The tenants are the test's.
+pub fn keyed_fleet(state: State, base_url: &str) -> Config {
+    Config::new()
+        .server(Server::new().admin_token(crate::harness::ADMIN_TOKEN))
+        .state(state.on_redis_error("fail_closed").expected_replicas(3))
+        .provider(
+            Provider::openai("up1", base_url)
+                .token("sk-upstream-secret-1")
+                .timeouts(Timeouts::all(1000, 10_000, 10_000, 30_000)),
+        )
+        .route(
+            Route::new("chat", "/v1")
+                .keyed_for(&["*"], &["*"])
+                .upstream("up1"),
+        )
+}
+
 /// The config most tests start from: one openai-compatible provider `up1` at
 /// `base_url` (token `sk-upstream-secret-1`), mapping `gpt-4*` -> `mock-large`,
 /// `~^claude-(.*)$` -> `anthropic-$1`, `*` -> `mock-small`, options

@@ -1,4 +1,4 @@
-//! The quota and ledger scripts as the gateway sends them (`quota_lib.v4.lua`
+//! The quota and ledger scripts as the gateway sends them (`quota_lib.v5.lua`
 //! prepended to each quota script), run with `EVAL` through `redis-cli`, for
 //! the tests that check the scripts themselves (`tests/tests/quota_lua.rs`,
 //! `quota_calendar_lua.rs`): the script texts, `EVAL`, Redis's clock, and
@@ -13,16 +13,20 @@ use std::thread::sleep;
 use std::time::Duration;
 
 pub const RESERVE: &str = concat!(
-    include_str!("../../../lua/quota_lib.v4.lua"),
-    include_str!("../../../lua/quota_reserve.v4.lua")
+    include_str!("../../../lua/quota_lib.v5.lua"),
+    include_str!("../../../lua/quota_reserve.v5.lua")
 );
 pub const SETTLE: &str = concat!(
-    include_str!("../../../lua/quota_lib.v4.lua"),
-    include_str!("../../../lua/quota_settle.v4.lua")
+    include_str!("../../../lua/quota_lib.v5.lua"),
+    include_str!("../../../lua/quota_settle.v5.lua")
+);
+pub const BATCH: &str = concat!(
+    include_str!("../../../lua/quota_lib.v5.lua"),
+    include_str!("../../../lua/quota_batch.v5.lua")
 );
 pub const USAGE: &str = concat!(
-    include_str!("../../../lua/quota_lib.v4.lua"),
-    include_str!("../../../lua/quota_usage.v4.lua")
+    include_str!("../../../lua/quota_lib.v5.lua"),
+    include_str!("../../../lua/quota_usage.v5.lua")
 );
 pub const LEDGER_READ: &str = include_str!("../../../lua/ledger_read.v1.lua");
 

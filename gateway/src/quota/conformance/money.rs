@@ -240,7 +240,7 @@ async fn ledger(s: &QuotaStore, salt: &str) {
     s.register_ledger_tag(&q.tag, day_number, 1, now_ms() / 1000 + 3600)
         .await
         .unwrap();
-    if let QuotaStore::Redis(c) = s {
+    if let Some(c) = s.conn() {
         // the list of ledger tags expires with its newest day hash
         let key = format!("{}{}", c.prefix, super::super::store::LEDGER_TAGS);
         let ttl: i64 = c

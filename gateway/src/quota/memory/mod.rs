@@ -1,6 +1,6 @@
 //! The in-process quota store: the same sliding and calendar windows,
 //! reservation records, leases, tombstones and usage ledger as
-//! `lua/quota_*.v4.lua`, behind one lock. Serves the `memory` backend and the
+//! `lua/quota_*.v5.lua`, behind one lock. Serves the `memory` backend and the
 //! per-replica limits of `on_redis_error: local` (which keeps no ledger).
 //! A sliding window ends as its Redis hash does, two windows and a bucket
 //! after its newest charge; a calendar window a minute after its period
@@ -12,8 +12,8 @@ mod window;
 
 use super::ledger::MemoryLedger;
 use super::ops::{
-    After, Crossed, Item, ReserveAnswer, SettleAnswer, SettleMode, Settled, Span, UsagePage,
-    WindowUse,
+    After, Answer, Crossed, Item, Op, ReserveAnswer, SettleAnswer, SettleMode, Settled, Span,
+    UsagePage, WindowUse,
 };
 use super::store::SettleCall;
 use std::collections::{BTreeSet, HashMap};
@@ -426,7 +426,7 @@ impl MemoryQuotas {
 
     /// Settles reservation `c.id` with the real usage (windows in the order of
     /// the reservation); when the usage is charged, the ledger entry is added
-    /// and the alerts crossed are answered, as `quota_settle.v4.lua` does.
+    /// and the alerts crossed are answered, as `quota_settle.v5.lua` does.
     pub fn settle(&self, c: &SettleCall<'_>, now: u64) -> Settled {
         let mut g = self.lock();
         let answer = g.settle(c, now);
@@ -438,6 +438,19 @@ impl MemoryQuotas {
             crossed = g.alerts(c.actual, now);
         }
         Settled { answer, crossed }
+    }
+
+    /// Runs `ops` of `tag` one after the other at `now`, as `quota_batch`
+    /// does.
+    pub fn batch(&self, tag: &str, ops: &[Op], now: u64) -> Vec<Answer> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Reserve(r) => {
+                    Answer::Reserve(self.reserve(tag, &r.id, r.lease_ms, r.tomb_ms, &r.items, now))
+                }
+                Op::Settle(s) => Answer::Settle(self.settle(&s.call(tag), now)),
+            })
+            .collect()
     }
 
     /// One page of what the windows of `tag` hold now, as

@@ -1,5 +1,5 @@
 //! One window of the in-process quota store: sliding (60 sub-buckets) or a
-//! calendar period (one bucket), loaded up to a moment as the v4 scripts'
+//! calendar period (one bucket), loaded up to a moment as the v5 scripts'
 //! `advance` does.
 
 use super::super::ops::{Span, BUCKETS};

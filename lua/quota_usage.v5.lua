@@ -1,5 +1,6 @@
--- quota_usage v4 (after quota_lib.v4): one page of what the quota windows of
+-- quota_usage v5 (after quota_lib.v5): one page of what the quota windows of
 -- one hash tag hold now (admin `GET /admin/usage`). See lua/README.md.
+-- v5: v4's call and answer, run by quota_lib v5.
 -- v4: the reset counts from the newest bucket holding usage (quota_lib v4).
 -- v3: calendar windows (their period's sum until its end, then 0).
 -- v2: pages through the index zset instead of reading every window at once.
@@ -15,6 +16,7 @@
 -- of the index; next_score '' when the index has no more. A window charged
 -- while the caller pages moves to a later end, so it may show on a later page
 -- again; one that stays in the index all along shows at least once.
+DIRECT = true
 local tomb_ms = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local after = ARGV[3]
@@ -30,12 +32,13 @@ local out = { now, '', '' }
 
 -- answers whether the window is there (and adds it to the answer)
 local function report(key, always)
-  local m = redis.call('HMGET', key, 'w', 's', 'e')
-  local w = tonumber(m[1])
-  if m[1] and not w then
+  local v = hget(key, 'w', 's', 'e')
+  local wf, sf, ef = v.w, v.s, v.e
+  local w = tonumber(wf)
+  if wf and not w then
     -- a calendar period: what it holds until it ends (resetting then, as
     -- reset_ms() says: 0 when it holds nothing)
-    local e, s = tonumber(m[3]) or 0, tonumber(m[2]) or 0
+    local e, s = tonumber(ef) or 0, tonumber(sf) or 0
     out[#out + 1] = key
     if now < e and s > 0 then
       out[#out + 1] = s
@@ -54,7 +57,7 @@ local function report(key, always)
     end
     return false
   end
-  local win = advance(key, span(m[1]))
+  local win = advance(key, span(wf))
   out[#out + 1] = key
   out[#out + 1] = win.sum
   out[#out + 1] = reset_ms(win)
@@ -89,4 +92,5 @@ if count > 0 then
     out[3] = batch[#batch - 1]
   end
 end
+flush()
 return out
