@@ -1,7 +1,7 @@
 //! Talking to Redis, for the state backend, quotas and health: a deadpool pool
 //! over a standalone server, or a cluster client over a Redis Cluster, the
 //! embedded Lua scripts (`lua/`, loaded at start, called by EVALSHA, reloaded
-//! and retried once on NOSCRIPT), a timeout on every call, and which node each
+//! and run again on NOSCRIPT, up to `NOSCRIPT_RETRIES` times), a timeout on every call, and which node each
 //! call went to: a call that gets no answer marks its node unreachable
 //! (`reach`), and data-plane calls to a node so marked are refused at once.
 //! When the monitor's probe finds a cluster slot on another master (a replica
