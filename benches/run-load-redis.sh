@@ -114,7 +114,7 @@ start_redis_gateway() {
     "state: { backend: redis, redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\" }, cache_ttl_ms: 1000 }
 tenants: [ { id: bench, consumers: [ { name: load, keys: [\"$API_KEY\"]$extra } ] } ]" \
     "$pextra" "$textra"
-  "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  "${SUT_PIN[@]}" "$GATEWAY_BIN" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   RG_PID=$!
   PIDS+=("$RG_PID")
   if ! "$BIN/bench-util" wait-http --url "http://127.0.0.1:$RG_ADMIN/readyz" --timeout-s 30 --pid "$RG_PID"; then

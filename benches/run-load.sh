@@ -51,6 +51,9 @@
 #   BENCH_RESULTS_DIR    where load-<date>.md/.json go          (default benches/results)
 #   BENCH_NO_BUILD       1 = reuse the existing release binaries
 #   BENCH_KEEP_WORKDIR   1 = keep the temp dir with configs and logs
+#   BENCH_GATEWAY_BIN    the gateway binary measured (default target/release/gateway,
+#                        built by the script): e.g. an older build, for a before/after
+#   BENCH_LUA_DIR        the lua/ folder of that build (default lua/)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,6 +81,10 @@ RETRY_OTHER_CPU="${BENCH_RETRY_OTHER_CPU:-25}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/benches/results}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
+GATEWAY_BIN="${BENCH_GATEWAY_BIN:-$BIN/gateway}"
+# The scripts that binary embeds: their redis.call names tell commands run inside
+# a script from round trips.
+LUA_DIR="${BENCH_LUA_DIR:-$ROOT/lua}"
 # Sent by loadgen on every request; also the seeded consumer key of the
 # gateway + auth scenario, where the gateway requires at least 8 characters.
 API_KEY="sk-bench"
@@ -446,8 +453,8 @@ EOF
 gateway_config "$WORK/gateway.yaml" "$GW_PORT" "$GW_ADMIN_PORT" "$WORK/gateway-access.log" "" ""
 GATEWAY_OK=0
 GW_PID=""
-if [[ -x "$BIN/gateway" ]]; then
-  "${SUT_PIN[@]}" "$BIN/gateway" --config "$WORK/gateway.yaml" >"$WORK/gateway.out" 2>"$WORK/gateway.err" &
+if [[ -x "$GATEWAY_BIN" ]]; then
+  "${SUT_PIN[@]}" "$GATEWAY_BIN" --config "$WORK/gateway.yaml" >"$WORK/gateway.out" 2>"$WORK/gateway.err" &
   GW_PID=$!
   PIDS+=("$GW_PID")
 fi
@@ -459,7 +466,7 @@ if [[ -n "$GW_PID" ]] && "$BIN/bench-util" wait-http --url "http://127.0.0.1:$GW
   log "gateway pid $GW_PID, idle RSS ${GW_RSS} KiB"
   measure gateway "http://127.0.0.1:$GW_PORT" --cpu-pid "$GW_PID"
 elif [[ -z "$GW_PID" ]]; then
-  log "no gateway binary at $BIN/gateway; gateway rows will be n/a"
+  log "no gateway binary at $GATEWAY_BIN; gateway rows will be n/a"
 else
   log "gateway did not become ready; stderr:"
   tail -20 "$WORK/gateway.err" >&2 || true
@@ -509,7 +516,7 @@ if [[ "$WITH_AUTH" != 1 && "$WITH_QUOTAS" != 1 && "$WITH_HEALTH" != 1 && "$WITH_
   log "the rows with Redis skipped (BENCH_AUTH=0, BENCH_QUOTAS=0, BENCH_HEALTH=0, BENCH_FULL=0); they will be n/a"
 elif [[ -z "$REDIS_SERVER" ]]; then
   log "the rows with Redis skipped: no redis-server; they will be n/a"
-elif [[ ! -x "$BIN/gateway" ]]; then
+elif [[ ! -x "$GATEWAY_BIN" ]]; then
   log "the rows with Redis skipped: no gateway binary; they will be n/a"
 else
   REDIS_VERSION="$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
@@ -603,10 +610,10 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 LEVELS_TEXT="$CONNS"
 [[ "$CONNS_HIGH" -eq 0 ]] || LEVELS_TEXT="$CONNS and $CONNS_HIGH"
 "$BIN/bench-util" report --raw-dir "$RAW" --connections "$CONNS" --connections-high "$CONNS_HIGH" \
-  --out-json "$JSON" --lua-dir "$ROOT/lua" \
+  --out-json "$JSON" --lua-dir "$LUA_DIR" \
   --ab-rounds "$( [[ "$AB_DONE" == 1 ]] && echo "$AB_ROUNDS" || echo 1 )" \
   --info "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  --info "git=$GIT_REV" \
+  --info "git=$GIT_REV$( [[ "$GATEWAY_BIN" == "$BIN/gateway" ]] || echo "; gateway binary $GATEWAY_BIN (BENCH_GATEWAY_BIN)" )" \
   --info "machine=$NPROC cores, $CPU_MODEL, $(uname -r)" \
   --info "pinning=$PINNING" \
   --info "load average=$LOADAVG_BENCH before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after (1/5/15 min; the runs themselves add about 2; $QUIET_NOTE)" \
