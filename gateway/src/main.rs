@@ -64,6 +64,28 @@ unsafe impl std::alloc::GlobalAlloc for MiMalloc {
     }
 }
 
+/// mimalloc v3's `mi_option_arena_eager_commit` (its `mi_option_e` has no
+/// constant for it in `libmimalloc-sys`).
+#[cfg(target_os = "linux")]
+const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+
+/// Run by the loader before `main` and before any allocation: arenas are
+/// committed as their pages are first used, not eagerly. With mimalloc's
+/// default (eager on Linux) the memory start-up allocates and frees (config,
+/// root certificates, scripts) stayed resident: 25 MiB idle against 14 MiB.
+/// A default, not a set: `MIMALLOC_ARENA_EAGER_COMMIT` still overrides it.
+#[cfg(target_os = "linux")]
+extern "C" fn mimalloc_options() {
+    // SAFETY: sets an option's default; takes no pointers, callable before
+    // mimalloc's own initialisation.
+    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+}
+
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static MIMALLOC_OPTIONS: extern "C" fn() = mimalloc_options;
+
 #[derive(Parser)]
 #[command(
     name = "gateway",
@@ -237,6 +259,19 @@ async fn probe_get(url: &str) -> Result<http::StatusCode, String> {
 #[cfg(test)]
 mod tests {
     use std::alloc::{GlobalAlloc, Layout};
+
+    /// The option set before `main` holds (arenas committed lazily), unless the
+    /// environment says otherwise.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn arenas_are_committed_lazily() {
+        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_some() {
+            return;
+        }
+        // SAFETY: reads an option; takes no pointers.
+        let v = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_ARENA_EAGER_COMMIT) };
+        assert_eq!(v, 0);
+    }
 
     /// Every size and alignment a program asks for is given, whichever entry
     /// point serves it; a grown or shrunk block keeps its alignment and bytes.
