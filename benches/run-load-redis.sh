@@ -42,9 +42,23 @@ redis_run() {
   local name=$1 base=$2 c=$3 dur=$4 mode=$5 admin=$6 pid=$7
   "$BIN/bench-util" get --url "http://127.0.0.1:$admin/metrics" >"$RAW/$name.metrics-before.txt" 2>/dev/null || true
   redis_snapshot "$RAW/$name.redis-before.txt"
+  load_side_snapshot "$RAW/$name.load-side-before.txt"
   run_load "$name" "$base/v1/chat/completions" "$c" "$dur" "$mode" --cpu-pid "$pid" || true
   wait_settled "$admin" "$RAW/$name.metrics-after.txt" "$name"
   redis_snapshot "$RAW/$name.redis-after.txt"
+  load_side_snapshot "$RAW/$name.load-side-after.txt"
+}
+
+# load_side_snapshot FILE: the clock tick rate and the /proc/<pid>/stat lines of
+# the mock upstream and (when running) the OTLP collector, which share the load
+# core with loadgen and Redis: "hz N", "mock <stat>", "collector <stat>".
+load_side_snapshot() {
+  {
+    echo "hz $(getconf CLK_TCK)"
+    [[ -n "${MOCK_PID:-}" && -r /proc/$MOCK_PID/stat ]] && echo "mock $(cat /proc/"$MOCK_PID"/stat)"
+    [[ -n "${COLLECTOR_PID:-}" && -r /proc/$COLLECTOR_PID/stat ]] && echo "collector $(cat /proc/"$COLLECTOR_PID"/stat)"
+    true
+  } >"$1" 2>/dev/null
 }
 
 # measure_redis TARGET BASE ADMIN_PORT PID: measure's runs, each a redis_run

@@ -265,11 +265,17 @@ impl Data<'_> {
                         d.raw(&format!("{name}.metrics-before.txt")),
                         d.raw(&format!("{name}.metrics-after.txt")),
                     );
+                    let (lb, la) = (
+                        d.raw(&format!("{name}.load-side-before.txt")),
+                        d.raw(&format!("{name}.load-side-after.txt")),
+                    );
                     let snaps = Snapshots {
                         redis_before: &rb,
                         redis_after: &ra,
                         metrics_before: mb.as_deref(),
                         metrics_after: ma.as_deref(),
+                        load_side_before: lb.as_deref(),
+                        load_side_after: la.as_deref(),
                     };
                     let made = d.runs.get(&name).and_then(requests_made);
                     if let Some(r) = RedisRun::from_snapshots(&snaps, made, &d.script_names) {

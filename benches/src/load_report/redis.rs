@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::stats::{cmdstats_delta, prom_sum, redis_cpu_s, redis_time_s};
+use crate::stats::{cmdstats_delta, proc_stat_ticks, prom_sum, redis_cpu_s, redis_time_s};
 
 /// Commands that run a script: one round trip each, whatever they run inside.
 pub const SCRIPT_CALLS: [&str; 6] = [
@@ -38,6 +38,9 @@ pub struct Snapshots<'a> {
     pub redis_after: &'a str,
     pub metrics_before: Option<&'a str>,
     pub metrics_after: Option<&'a str>,
+    /// `load_side_snapshot`'s files: `hz N`, `mock <stat>`, `collector <stat>`
+    pub load_side_before: Option<&'a str>,
+    pub load_side_after: Option<&'a str>,
 }
 
 /// What Redis did for one run.
@@ -57,6 +60,10 @@ pub struct RedisRun {
     pub cpu_s: Option<f64>,
     /// seconds between the two INFO snapshots (Redis's clock)
     pub wall_s: Option<f64>,
+    /// CPU seconds of the mock upstream and of the OTLP collector between
+    /// the snapshots (they share the load core with loadgen and Redis)
+    pub mock_cpu_s: Option<f64>,
+    pub collector_cpu_s: Option<f64>,
     /// the gateway's own count of its quota store's Redis calls
     /// (`gateway_redis_calls_total`: a command, a pipeline or a script each)
     pub quota_calls: Option<f64>,
@@ -64,6 +71,22 @@ pub struct RedisRun {
     pub limited: Option<f64>,
     /// every command between the snapshots but the harness's, busiest first
     pub by_command: Vec<(String, f64)>,
+}
+
+/// CPU seconds of process `who` between two load-side snapshots.
+fn load_side_cpu_s(before: Option<&str>, after: Option<&str>, who: &str) -> Option<f64> {
+    let line = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_string))
+    };
+    let hz: f64 = line(after?, "hz")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|h| *h > 0.0)?;
+    let t0 = proc_stat_ticks(&line(before?, who)?)?;
+    let t1 = proc_stat_ticks(&line(after?, who)?)?;
+    Some(t1.checked_sub(t0)? as f64 / hz)
 }
 
 fn delta(before: Option<&str>, after: Option<&str>, metric: &str) -> Option<f64> {
@@ -105,6 +128,8 @@ impl RedisRun {
                 s.metrics_after,
                 "gateway_quota_limited_total",
             ),
+            mock_cpu_s: load_side_cpu_s(s.load_side_before, s.load_side_after, "mock"),
+            collector_cpu_s: load_side_cpu_s(s.load_side_before, s.load_side_after, "collector"),
             ..RedisRun::default()
         };
         for (name, calls) in &by_command {
@@ -139,6 +164,15 @@ impl RedisRun {
         self.per_request(self.cpu_s? * 1e6)
     }
 
+    /// The mock's and the collector's CPU per request, µs.
+    pub fn mock_us_per_request(&self) -> Option<f64> {
+        self.per_request(self.mock_cpu_s? * 1e6)
+    }
+
+    pub fn collector_us_per_request(&self) -> Option<f64> {
+        self.per_request(self.collector_cpu_s? * 1e6)
+    }
+
     /// Redis's CPU over the run, % of one core.
     pub fn busy_pct(&self) -> Option<f64> {
         let w = self.wall_s.filter(|w| *w > 0.0)?;
@@ -159,6 +193,8 @@ impl RedisRun {
             "redis_cpu_s": self.cpu_s,
             "redis_cpu_us_per_request": self.cpu_us_per_request(),
             "redis_busy_pct": self.busy_pct(),
+            "mock_cpu_us_per_request": self.mock_us_per_request(),
+            "collector_cpu_us_per_request": self.collector_us_per_request(),
             "window_s": self.wall_s,
             "gateway_quota_redis_calls": self.quota_calls,
             "gateway_quota_redis_calls_per_request": self.quota_calls.and_then(|c| self.per_request(c)),
@@ -217,6 +253,13 @@ mod tests {
             redis_after: &after,
             metrics_before: Some(m0),
             metrics_after: Some(m1),
+            load_side_before: Some(
+                "hz 100\nmock 7 (mock-upstream) S 1 1 1 0 -1 0 0 0 0 0 100 50 0 0\n",
+            ),
+            load_side_after: Some(
+                "hz 100\nmock 7 (mock-upstream) S 1 1 1 0 -1 0 0 0 0 0 150 60 0 0\n\
+                 collector 9 (rotel agent) S 1 1 1 0 -1 0 0 0 0 0 40 10 0 0\n",
+            ),
         };
         let r = RedisRun::from_snapshots(&s, Some(990.0), &names).unwrap();
         assert_eq!(r.requests, 1000.0);
@@ -234,6 +277,11 @@ mod tests {
         assert_eq!(r.limited, Some(0.0));
         let cpu = r.cpu_us_per_request().unwrap();
         assert!((cpu - 750.0).abs() < 1e-6, "{cpu}");
+        // mock: 60 ticks at 100 Hz over 1000 requests; the collector has no
+        // before line (it started later): unknown, not its whole life
+        let mock = r.mock_us_per_request().unwrap();
+        assert!((mock - 600.0).abs() < 1e-6, "{mock}");
+        assert_eq!(r.collector_us_per_request(), None);
         let busy = r.busy_pct().unwrap();
         assert!((busy - 30.0).abs() < 1e-6, "{busy}");
         assert_eq!(

@@ -183,15 +183,18 @@ fn redis_table(md: &mut String, d: &Data) -> Result {
          commands: `INFO commandstats` also counts those the scripts run inside Redis. Redis CPU: \
          `used_cpu_sys` + `used_cpu_user`; busy: that CPU over the run's time, % of one core. \
          Gateway's count: its quota store's calls to Redis (`gateway_redis_calls_total`), a \
-         cross-check of the round trips from the gateway's side.\n"
+         cross-check of the round trips from the gateway's side. Mock and collector CPU: the \
+         mock upstream's and the OTLP collector's CPU time (`/proc/<pid>/stat`) between the \
+         same snapshots, per request: with loadgen and Redis they share the load core, whose \
+         one core bounds the rows with Redis and the collector.\n"
     )?;
     writeln!(
         md,
-        "| scenario | conns | requests | round trips/req | script calls/req | other client cmds/req | all commands/req | run in scripts/req | Redis CPU/req | Redis busy | gateway's count/req |"
+        "| scenario | conns | requests | round trips/req | script calls/req | other client cmds/req | all commands/req | run in scripts/req | Redis CPU/req | Redis busy | gateway's count/req | mock CPU/req | collector CPU/req |"
     )?;
     writeln!(
         md,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
     for t in REDIS_TARGETS {
         for m in MODES {
@@ -204,7 +207,7 @@ fn redis_table(md: &mut String, d: &Data) -> Result {
                 };
                 writeln!(
                     md,
-                    "| {}, {m} | {c} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {}, {m} | {c} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     display_name(t),
                     fmt_int(r.requests),
                     if r.requests_from_gateway {
@@ -224,6 +227,12 @@ fn redis_table(md: &mut String, d: &Data) -> Result {
                             .and_then(|q| r.per_request(q))
                             .map(|x| format!("{x:.4}"))
                     ),
+                    us1(r.mock_us_per_request()),
+                    if r.collector_cpu_s.is_some() {
+                        us1(r.collector_us_per_request())
+                    } else {
+                        "—".to_string()
+                    },
                 )?;
             }
         }
