@@ -1155,7 +1155,10 @@ fn usage_lists_every_window_and_forgets_expired_ones() {
     let (now, windows) = q.usage();
     assert!(now > 0 && windows.is_empty(), "{windows:?}");
 
-    let a = q.admit("r1", &[("rpm", 10, W, 3), ("blip", 10, 60, 2)]);
+    // "blip": a 300 ms window (gone 605 ms after its reservation: 2 windows
+    // and a bucket), long enough for the listing right after it on a busy
+    // machine (60 ms was not), short enough to wait for
+    let a = q.admit("r1", &[("rpm", 10, W, 3), ("blip", 10, 300, 2)]);
     assert_eq!(a.used, [3, 2]);
     let (now, windows) = q.usage();
     assert_eq!(windows.len(), 2, "{windows:?}");
@@ -1163,8 +1166,8 @@ fn usage_lists_every_window_and_forgets_expired_ones() {
     assert_eq!(windows[&q.window("rpm")], (3, rpm_reset));
     assert_eq!(windows[&q.window("blip")].0, 2);
 
-    // the 60 ms window expires after 121 ms and is no longer listed
-    sleep(ms(200));
+    // the 300 ms window has expired and is no longer listed
+    sleep(ms(800));
     let (now, windows) = q.usage();
     let rpm_reset = (a.now / B + 61) * B - now;
     assert_eq!(windows.len(), 1, "{windows:?}");
