@@ -71,6 +71,15 @@ pub fn cpu_ticks(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|&p| process_cpu_ticks(p)).sum()
 }
 
+/// The kernel's part (stime) of [`cpu_ticks`].
+pub fn sys_ticks(pids: &[u32]) -> Option<u64> {
+    pids.iter()
+        .map(|&p| {
+            stats::proc_stat_sys_ticks(&std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?)
+        })
+        .sum()
+}
+
 /// Busy ticks of the whole machine (all CPUs) from the first line of
 /// /proc/stat: user + nice + system + irq + softirq + steal.
 pub fn machine_busy_ticks() -> Option<u64> {

@@ -17,6 +17,13 @@ pub fn proc_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// stime (field 15, all threads) of a `/proc/<pid>/stat` line: the kernel's
+/// part of [`proc_stat_ticks`], in clock ticks.
+pub fn proc_stat_sys_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(12)?.parse().ok()
+}
+
 /// A numeric `key:value` line of a Redis `INFO` reply (the key matched
 /// whole: `used_cpu_sys` is not `used_cpu_sys_children`).
 pub fn info_number(info: &str, key: &str) -> Option<f64> {
@@ -129,6 +136,9 @@ mod tests {
         assert_eq!(proc_stat_ticks(stat), Some(1750));
         assert_eq!(proc_stat_ticks("4242 (short) S 1 2"), None);
         assert_eq!(proc_stat_ticks("no parenthesis"), None);
+        // the kernel's part alone: stime
+        assert_eq!(proc_stat_sys_ticks(stat), Some(250));
+        assert_eq!(proc_stat_sys_ticks("4242 (short) S 1 2"), None);
     }
 
     #[test]

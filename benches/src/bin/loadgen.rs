@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use gateway_benches::{cpu_ticks, machine_busy_ticks, percentiles_us, Percentiles};
+use gateway_benches::{cpu_ticks, machine_busy_ticks, percentiles_us, sys_ticks, Percentiles};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -132,6 +132,8 @@ impl ConnStats {
 /// CPU ticks at one instant.
 struct CpuSample {
     sut: Option<u64>,
+    /// the kernel's part of `sut`
+    sut_sys: Option<u64>,
     ours: Option<u64>,
     machine: Option<u64>,
 }
@@ -140,6 +142,7 @@ impl CpuSample {
     fn take(sut: &[u32], ours: &[u32]) -> CpuSample {
         CpuSample {
             sut: cpu_ticks(sut),
+            sut_sys: sys_ticks(sut),
             ours: cpu_ticks(ours),
             machine: machine_busy_ticks(),
         }
@@ -293,7 +296,7 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         .min(window.end)
         .saturating_duration_since(window.measure_from)
         .as_secs_f64();
-    let (cpu_pct, foreign_cpu_pct) = match cpu_task.await {
+    let (cpu_pct, sys_cpu_pct, foreign_cpu_pct) = match cpu_task.await {
         Ok((before, after, wall)) => {
             let pct = |ticks: u64| {
                 ticks as f64 / args.clk_tck.max(1) as f64 / wall.as_secs_f64().max(1e-9) * 100.0
@@ -306,9 +309,11 @@ async fn run(args: Args) -> Result<serde_json::Value> {
                 (Some(m), Some(o)) => Some(pct(m.saturating_sub(o + sut.unwrap_or(0)))),
                 _ => None,
             };
-            (sut.filter(|_| !args.cpu_pids.is_empty()).map(pct), foreign)
+            let sys = delta(before.sut_sys, after.sut_sys);
+            let measured = |t: Option<u64>| t.filter(|_| !args.cpu_pids.is_empty()).map(pct);
+            (measured(sut), measured(sys), foreign)
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, None),
     };
 
     let lat = percentiles_us(&mut all.latencies_us);
@@ -357,6 +362,7 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         "latency_us": lat.to_json(),
         "ttft_us": ttft.as_ref().map(Percentiles::to_json),
         "sut_cpu_pct": cpu_pct,
+        "sut_sys_cpu_pct": sys_cpu_pct,
         "foreign_cpu_pct": foreign_cpu_pct,
         "sut_cpu_pids": args.cpu_pids,
     }))

@@ -104,6 +104,8 @@ pub struct Row {
     pub rps: [Option<f64>; 2],
     /// SUT CPU, % of one core, at each throughput level
     pub cpu_pct: [Option<f64>; 2],
+    /// the kernel's part of `cpu_pct` (stime)
+    pub sys_pct: [Option<f64>; 2],
     /// CPU of processes outside the benchmark at each throughput level, then @1
     pub foreign: [Option<f64>; 3],
     pub errors: Option<f64>,
@@ -232,6 +234,9 @@ impl Data<'_> {
                     {
                         *r = num(Some(&v), "/rps");
                         *p = num(Some(&v), "/sut_cpu_pct");
+                        if let Some(k) = row.sys_pct.get_mut(i) {
+                            *k = num(Some(&v), "/sut_sys_cpu_pct");
+                        }
                     }
                     d.runs.insert(name, v);
                 }

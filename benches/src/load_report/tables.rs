@@ -114,6 +114,8 @@ fn throughput(md: &mut String, d: &Data) -> Result {
         write!(head, " CPU/req @{l} |")?;
         rule.push_str("---:|");
     }
+    write!(head, " of it kernel @{c} |")?;
+    rule.push_str("---:|");
     write!(
         head,
         " SUT CPU @{c} | added p50 @1 | added p99 @1 | added TTFT p99 @1 | idle RSS | errors |"
@@ -142,6 +144,7 @@ fn throughput(md: &mut String, d: &Data) -> Result {
                 let cpu = r.cpu_pct.get(i).copied().flatten();
                 write!(line, " {} |", us1(cpu_per_req(cpu, rps)))?;
             }
+            write!(line, " {} |", us1(cpu_per_req(r.sys_pct[0], r.rps[0])))?;
             let rss = num(d.meta(t), "/rss_kib").map(|k| format!("{:.1} MiB", k / 1024.0));
             write!(
                 line,
@@ -165,7 +168,8 @@ fn throughput(md: &mut String, d: &Data) -> Result {
         "\nrps: completed requests per second; vs nginx: the same mode and connections. \
          CPU/req: the system under test's CPU time per request over the measured window \
          (/proc/<pid>/stat utime + stime; the gateway's every thread, OTLP exporter included; \
-         nginx: master + worker; direct: the mock). Added latency: the percentile at 1 \
+         nginx: master + worker; direct: the mock); of it kernel: its stime part (system calls, \
+         and on loopback the receiving side's TCP work the sender runs). Added latency: the percentile at 1 \
          connection minus direct's."
     )
 }
