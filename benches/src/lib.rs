@@ -61,23 +61,23 @@ pub fn percentiles_us(samples: &mut [u64]) -> Percentiles {
     }
 }
 
-/// utime + stime (all threads) of one process, in clock ticks.
-pub fn process_cpu_ticks(pid: u32) -> Option<u64> {
-    stats::proc_stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// utime and stime (all threads) of one process, in clock ticks.
+pub fn process_cpu_times(pid: u32) -> Option<(u64, u64)> {
+    stats::proc_stat_times(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
-/// Sum of [`process_cpu_ticks`] over `pids`; `None` if any is unreadable.
+/// utime + stime and stime alone, summed over `pids` (each read once);
+/// `None` if any is unreadable.
+pub fn cpu_times(pids: &[u32]) -> Option<(u64, u64)> {
+    pids.iter().try_fold((0, 0), |(total, sys), &p| {
+        let (u, s) = process_cpu_times(p)?;
+        Some((total + u + s, sys + s))
+    })
+}
+
+/// utime + stime summed over `pids`; `None` if any is unreadable.
 pub fn cpu_ticks(pids: &[u32]) -> Option<u64> {
-    pids.iter().map(|&p| process_cpu_ticks(p)).sum()
-}
-
-/// The kernel's part (stime) of [`cpu_ticks`].
-pub fn sys_ticks(pids: &[u32]) -> Option<u64> {
-    pids.iter()
-        .map(|&p| {
-            stats::proc_stat_sys_ticks(&std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?)
-        })
-        .sum()
+    cpu_times(pids).map(|(total, _)| total)
 }
 
 /// Busy ticks of the whole machine (all CPUs) from the first line of

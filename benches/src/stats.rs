@@ -4,24 +4,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// utime + stime (fields 14 and 15, all threads) of a `/proc/<pid>/stat`
+/// utime and stime (fields 14 and 15, all threads) of a `/proc/<pid>/stat`
 /// line, in clock ticks.
-pub fn proc_stat_ticks(stat: &str) -> Option<u64> {
+pub fn proc_stat_times(stat: &str) -> Option<(u64, u64)> {
     // The command name (field 2) may hold spaces and ')'; the fields after
     // the last ')' are space separated, starting with field 3 (state).
     let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime is field 14, stime field 15 => indexes 11 and 12 in `rest`.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime, stime))
 }
 
-/// stime (field 15, all threads) of a `/proc/<pid>/stat` line: the kernel's
-/// part of [`proc_stat_ticks`], in clock ticks.
-pub fn proc_stat_sys_ticks(stat: &str) -> Option<u64> {
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    rest.split_whitespace().nth(12)?.parse().ok()
+/// utime + stime of a `/proc/<pid>/stat` line, in clock ticks.
+pub fn proc_stat_ticks(stat: &str) -> Option<u64> {
+    proc_stat_times(stat).map(|(user, sys)| user + sys)
 }
 
 /// A numeric `key:value` line of a Redis `INFO` reply (the key matched
@@ -136,9 +134,8 @@ mod tests {
         assert_eq!(proc_stat_ticks(stat), Some(1750));
         assert_eq!(proc_stat_ticks("4242 (short) S 1 2"), None);
         assert_eq!(proc_stat_ticks("no parenthesis"), None);
-        // the kernel's part alone: stime
-        assert_eq!(proc_stat_sys_ticks(stat), Some(250));
-        assert_eq!(proc_stat_sys_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(proc_stat_times(stat), Some((1500, 250)));
+        assert_eq!(proc_stat_times("4242 (short) S 1 2"), None);
     }
 
     #[test]

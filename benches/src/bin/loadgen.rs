@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use gateway_benches::{cpu_ticks, machine_busy_ticks, percentiles_us, sys_ticks, Percentiles};
+use gateway_benches::{cpu_ticks, cpu_times, machine_busy_ticks, percentiles_us, Percentiles};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -140,9 +140,10 @@ struct CpuSample {
 
 impl CpuSample {
     fn take(sut: &[u32], ours: &[u32]) -> CpuSample {
+        let (sut, sut_sys) = cpu_times(sut).unzip();
         CpuSample {
-            sut: cpu_ticks(sut),
-            sut_sys: sys_ticks(sut),
+            sut,
+            sut_sys,
             ours: cpu_ticks(ours),
             machine: machine_busy_ticks(),
         }
