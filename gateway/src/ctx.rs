@@ -20,8 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-// (names made once: a name given as text is parsed at every lookup)
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+// (made once: a name given as text is parsed at every lookup)
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 pub struct RequestCtx {
@@ -136,7 +135,7 @@ impl RequestCtx {
         sinks: Sinks,
     ) -> Self {
         let request_id = headers
-            .get(X_REQUEST_ID)
+            .get(crate::headers::X_REQUEST_ID)
             .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
             .cloned()
             .unwrap_or_else(new_request_id);

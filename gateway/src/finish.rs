@@ -330,7 +330,7 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
         crate::text::cut(&mut s, limit);
         s
     };
-    let text = |v: &Option<HeaderValue>| v.as_ref().map(|v| bounded(header_text(v)));
+    let text = |v: &Option<HeaderValue>| v.as_ref().map(|v| bounded(crate::headers::text(v)));
     let endpoint = f.endpoint;
     let a = &c.attempts;
     let who = c.identity;
@@ -428,7 +428,7 @@ fn emit(mut c: Closing<'_>, r: Summary, quota: Option<QuotaResult>) {
         method: f.method.as_str().to_string(),
         path: bounded(f.uri.path().to_string()),
         protocol: protocol(f.version).to_string(),
-        request_id: header_text(&f.request_id),
+        request_id: crate::headers::text(&f.request_id),
         response_code: r.status,
         duration: ms(now),
         bytes_received: f.bytes_received,
@@ -488,14 +488,6 @@ fn rfc3339_millis(t: std::time::SystemTime) -> String {
     let mut s = String::with_capacity(24);
     let _ = write!(s, "{}", humantime::format_rfc3339_millis(t));
     s
-}
-
-/// A header's value as text (visible ASCII, the common case, copied as it is).
-fn header_text(v: &HeaderValue) -> String {
-    match v.to_str() {
-        Ok(s) => s.to_string(),
-        Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-    }
 }
 
 /// The HTTP version as the record names it (`HTTP/1.1`, `HTTP/2.0`).
@@ -560,8 +552,5 @@ mod tests {
             rfc3339_millis(t),
             humantime::format_rfc3339_millis(t).to_string()
         );
-        let v = HeaderValue::from_bytes(b"caf\xc3\xa9 ok").unwrap();
-        assert_eq!(header_text(&v), "café ok");
-        assert_eq!(header_text(&HeaderValue::from_static("plain")), "plain");
     }
 }

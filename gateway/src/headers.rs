@@ -41,6 +41,10 @@ const CLIENT_ONLY: &[&str] = &[
     "x-request-id",
 ];
 
+/// The request id the gateway takes from the client (or makes), sends upstream
+/// and answers with (a constant: a name given as text is parsed at every lookup).
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Upstream response headers that describe the gateway's account, not the client's.
 const UPSTREAM_ONLY: &[&str] = &[
     "set-cookie",
@@ -118,9 +122,27 @@ pub fn is_trace_header(name: &str) -> bool {
     matches!(name, "traceparent" | "tracestate" | "b3") || name.starts_with("x-b3-")
 }
 
+/// A header's value as text, invalid UTF-8 replaced (visible ASCII, the
+/// common case, copied as it is).
+pub fn text(v: &http::HeaderValue) -> String {
+    match v.to_str() {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_reads_as_text_with_invalid_bytes_replaced() {
+        let v = http::HeaderValue::from_bytes(b"caf\xc3\xa9 ok").unwrap();
+        assert_eq!(text(&v), "café ok");
+        let v = http::HeaderValue::from_bytes(b"bad \xff").unwrap();
+        assert_eq!(text(&v), "bad \u{fffd}");
+        assert_eq!(text(&http::HeaderValue::from_static("plain")), "plain");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

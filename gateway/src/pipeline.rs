@@ -45,13 +45,11 @@ use crate::telemetry::labels::{Label, ModelLabels};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otlp::Otlp;
 use http::request::Parts;
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use shared::config::QuotaStrategy;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The process-wide engines and sinks a request uses.
 pub struct Engines<'a> {
@@ -157,7 +155,8 @@ pub async fn handle(
             resp.map(ResponseBody::full)
         }
     };
-    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    resp.headers_mut()
+        .insert(crate::headers::X_REQUEST_ID, request_id);
     if let Some(rate) = rate {
         rate.apply(resp.headers_mut());
     }

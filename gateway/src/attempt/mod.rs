@@ -476,10 +476,7 @@ impl Call<'_> {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        h.insert(
-            http::HeaderName::from_static("x-request-id"),
-            ctx.facts().request_id.clone(),
-        );
+        h.insert(headers::X_REQUEST_ID, ctx.facts().request_id.clone());
         // the client's copy of the consumer header was dropped with the secret headers
         if let Some(v) = ctx.identity().and_then(|i| i.header_value.clone()) {
             h.insert(cfg.consumer_header.clone(), v);

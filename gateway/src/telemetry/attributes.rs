@@ -355,7 +355,7 @@ fn header_value(h: &HeaderMap, name: Option<&HeaderName>, secret: &[HeaderName])
     if is_secret {
         return Some(fingerprint(v.as_bytes()));
     }
-    Some(String::from_utf8_lossy(v.as_bytes()).into_owned())
+    Some(crate::headers::text(v))
 }
 
 /// A secret header's value as it is recorded: `redacted:sha256:<12 hex digits>`
