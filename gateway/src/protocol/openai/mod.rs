@@ -141,7 +141,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     delta: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    response: Option<Box<Response<'a>>>,
+    response: Option<Box<Top<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -166,8 +166,9 @@ struct Message<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-/// A whole JSON answer (chat, completion, embeddings, or a Responses object)
-/// as [`answer`] reads it: the choices kept as they came.
+/// A whole JSON answer (chat, completion, embeddings, or a Responses object,
+/// also as a stream event carries it) as [`answer`] reads it: the choices and
+/// output kept as they came, read only when wanted.
 #[derive(Deserialize)]
 struct Top<'a> {
     #[serde(borrow, default)]
@@ -180,16 +181,4 @@ struct Top<'a> {
     choices: Option<&'a RawValue>,
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
-}
-
-/// The Responses object a stream event carries (`response.completed`): its
-/// ids and usage.
-#[derive(Deserialize)]
-struct Response<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
 }
