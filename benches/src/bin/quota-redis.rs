@@ -14,6 +14,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+use gateway_benches::{percentiles_us, Percentiles};
 use gateway_tests::client::TestClient;
 use gateway_tests::config::{Config, Consumer, Provider, Quota, Route, Server, State, Tenant};
 use gateway_tests::harness::{Gateway, ADMIN_TOKEN};
@@ -106,8 +107,8 @@ fn command_calls(redis: &RedisServer) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// Sends `n` chat requests from `clients` concurrent tasks, round robin over
-/// `urls`; answers the failures and every request's latency (µs), sorted.
-async fn load(urls: &[String], clients: usize, n: usize) -> (usize, Vec<u64>) {
+/// `urls`; answers the failures and the requests' latency percentiles.
+async fn load(urls: &[String], clients: usize, n: usize) -> (usize, Percentiles) {
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let client = TestClient::new();
@@ -148,14 +149,7 @@ async fn load(urls: &[String], clients: usize, n: usize) -> (usize, Vec<u64>) {
     for t in tasks {
         took.extend(t.await.unwrap_or_default());
     }
-    took.sort_unstable();
-    (failed.load(Ordering::Relaxed), took)
-}
-
-/// The `p`-th percentile of sorted `v`.
-fn percentile(v: &[u64], p: f64) -> u64 {
-    let i = ((v.len() as f64 * p / 100.0).ceil() as usize).clamp(1, v.len().max(1)) - 1;
-    v.get(i).copied().unwrap_or(0)
+    (failed.load(Ordering::Relaxed), percentiles_us(&mut took))
 }
 
 /// Waits until no replica holds a settlement, then a ledger flush longer.
@@ -247,7 +241,7 @@ async fn main() -> Result<()> {
         let quota_calls0 = total(&gws, "gateway_quota_calls_total").await;
         let quota_ops0 = total(&gws, "gateway_quota_operations_total").await;
         let t0 = Instant::now();
-        let (failed, took) = load(&urls, c, args.requests).await;
+        let (failed, latency) = load(&urls, c, args.requests).await;
         let secs = t0.elapsed().as_secs_f64();
         drained(&gws).await?;
         let per_command = command_calls(&redis);
@@ -278,8 +272,8 @@ async fn main() -> Result<()> {
             requests: args.requests,
             failed,
             secs,
-            p50: percentile(&took, 50.0),
-            p99: percentile(&took, 99.0),
+            p50: latency.p50,
+            p99: latency.p99,
             scripts: count(&["evalsha", "eval"]),
             script_us: sum(&["evalsha", "eval"], true),
             commands,

@@ -288,7 +288,6 @@ fn kind_of(key: &str) -> String {
     out
 }
 
-/// A whole-number field (`name:value`) of an `INFO` answer.
 #[cfg(test)]
 mod tests {
     use super::{group_keys, kind_of};
