@@ -1,16 +1,9 @@
 //! Number formatting for the load report.
 
-/// `12,345` (rounded to a whole number).
+/// `12,345` (rounded to a whole number; the chaos report's digit groups).
 pub fn fmt_int(v: f64) -> String {
     let n = v.round() as i64;
-    let s = n.unsigned_abs().to_string();
-    let digits: Vec<char> = s.chars().collect();
-    let out = digits
-        .rchunks(3)
-        .rev()
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join(",");
+    let out = gateway_tests::chaos::judge::fmt(n.unsigned_abs());
     if n < 0 {
         format!("-{out}")
     } else {
