@@ -25,6 +25,9 @@
 #   BENCH_STREAM_CHUNKS  SSE chunks per streamed mock response  (default 16)
 #   BENCH_NGINX          1 = include nginx, 0 = skip it         (default 1)
 #   BENCH_NGINX_ACCESS_LOG  buffered | unbuffered | off         (default buffered)
+#   BENCH_HYPER          1 = include "hyper alone" (hyper-proxy: hyper's server and
+#                        pooled client with nothing between them, the gateway's
+#                        stack without the gateway), 0 = skip it  (default 1)
 #   BENCH_GATEWAY_ACCESS_LOG  1 = gateway writes its access log (default 1; the
 #                        full-featured row always does)
 #   BENCH_AUTH           1 = include gateway + auth (Redis), 0 = skip (default 1)
@@ -66,6 +69,7 @@ CONNS="${BENCH_CONNECTIONS:-32}"
 CONNS_HIGH="${BENCH_CONNECTIONS_HIGH:-256}"
 CHUNKS="${BENCH_STREAM_CHUNKS:-16}"
 WITH_NGINX="${BENCH_NGINX:-1}"
+WITH_HYPER="${BENCH_HYPER:-1}"
 NGINX_LOG="${BENCH_NGINX_ACCESS_LOG:-buffered}"
 GW_LOG="${BENCH_GATEWAY_ACCESS_LOG:-1}"
 WITH_AUTH="${BENCH_AUTH:-1}"
@@ -165,8 +169,8 @@ log "pinning: $PINNING"
 
 # ---------------------------------------------------------------- build
 if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
-  log "building release binaries (gateway, mock-upstream, loadgen, bench-util)"
-  cargo build --release -p gateway-benches --bin loadgen --bin bench-util >&2
+  log "building release binaries (gateway, mock-upstream, loadgen, bench-util, hyper-proxy)"
+  cargo build --release -p gateway-benches --bin loadgen --bin bench-util --bin hyper-proxy >&2
   cargo build --release -p gateway-tests --bin mock-upstream >&2
   cargo build --release -p gateway --bin gateway >&2 \
     || log "warning: the gateway did not build; its rows will be n/a"
@@ -420,6 +424,34 @@ EOF
   stop_pid "$NGINX_PID"
 fi
 
+# ---------------------------------------------------------------- hyper alone
+# The floor of the gateway's HTTP stack: hyper's HTTP/1 server and
+# hyper-util's pooled client (the gateway's), nothing between them.
+if [[ "$WITH_HYPER" == 1 && -x "$BIN/hyper-proxy" ]]; then
+  log "scenario: hyper alone -> mock"
+  "${SUT_PIN[@]}" "$BIN/hyper-proxy" --listen 127.0.0.1:0 --upstream "$MOCK_ADDR" \
+    >"$WORK/hyper.out" 2>"$WORK/hyper.err" &
+  HYPER_PID=$!
+  PIDS+=("$HYPER_PID")
+  HYPER_ADDR=""
+  for _ in $(seq 1 200); do
+    HYPER_ADDR="$(sed -n 's/^LISTENING \([0-9.:]*\).*/\1/p' "$WORK/hyper.out" | head -1)"
+    [[ -n "$HYPER_ADDR" ]] && break
+    kill -0 "$HYPER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [[ -n "$HYPER_ADDR" ]]; then
+    touch_target "http://$HYPER_ADDR"
+    write_meta hyper "$("$BIN/bench-util" rss --pid "$HYPER_PID" 2>/dev/null || echo null)" "$HYPER_PID"
+    measure hyper "http://$HYPER_ADDR" --cpu-pid "$HYPER_PID"
+  else
+    log "hyper-proxy did not start:"; cat "$WORK/hyper.err" >&2 || true
+  fi
+  stop_pid "$HYPER_PID"
+elif [[ "$WITH_HYPER" == 1 ]]; then
+  log "no $BIN/hyper-proxy; the hyper alone rows will be n/a"
+fi
+
 # ---------------------------------------------------------------- gateway
 log "scenario: gateway -> mock"
 GW_PORT="$("$BIN/bench-util" free-port)"
@@ -621,6 +653,7 @@ LEVELS_TEXT="$CONNS"
   --info "load=loadgen (hyper http1, one keep-alive connection per worker, closed loop, 1-thread runtime); POST /v1/chat/completions, small chat body" \
   --info "mock=mock-upstream, $CHUNKS SSE chunks per stream, no delay" \
   --info "nginx=$NGINX_VERSION, worker_processes 1, upstream keepalive 1024, proxy_buffering off, access log $NGINX_LOG" \
+  --info "hyper alone=hyper-proxy (benches/src/bin/hyper-proxy.rs): hyper's HTTP/1 server and hyper-util's pooled client, as the gateway uses them, forwarding every request to the mock with nothing between them (no routing, auth, metering, logs); the floor of the gateway's HTTP stack; streams: each event written as it comes" \
   --info "gateway=access log $( [[ "$GW_LOG" == 1 ]] && echo on || echo off ), ready=$GATEWAY_OK" \
   --info "gateway + auth=the gateway's config plus route auth (consumer key = the Bearer key loadgen sends), state.backend redis (redis-server $REDIS_VERSION, --save \"\" --appendonly no, pinned with the load side), cache_ttl_ms 1000; CONFIG RESETSTAT before each row with Redis, INFO all and /metrics before and after each run; ready=$AUTH_OK; check: $AUTH_CHECK" \
   --info "gateway + auth + quota=gateway + auth plus a consumer token quota (bench-tpm: total_tokens, by consumer, limit $QUOTA_LIMIT, window 1m: never refuses), so every request reserves and settles (hash tag {t:bench}); Redis flushed before the row, the settle queue drained before each after-snapshot$( [[ "$RT_SAMPLE" -gt 0 ]] && echo ", then a MONITOR sample over $RT_SAMPLE JSON + $RT_SAMPLE stream requests at 1 connection" ); ready=$QUOTA_OK; check: $QUOTA_CHECK" \

@@ -20,6 +20,7 @@ pub mod finish;
 pub mod glob;
 pub mod headers;
 pub mod health;
+pub mod json;
 pub mod keys;
 pub mod meter;
 pub mod models;

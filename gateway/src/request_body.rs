@@ -21,7 +21,7 @@ pub struct ClientBody<'a> {
 
 impl<'a> ClientBody<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<ClientBody<'a>, GatewayError> {
-        let fields = serde_json::from_slice::<Fields<'a>>(bytes)
+        let fields = crate::json::from_bytes::<Fields<'a>>(bytes)
             .map_err(GatewayError::bad_json)?
             .0;
         refuse_duplicates(&fields)?;

@@ -41,9 +41,10 @@ pub struct ReportInput {
 }
 
 /// The rows, in the tables' order.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "direct",
     "nginx",
+    "hyper",
     "gateway",
     "gateway-auth",
     "gateway-quota",
@@ -68,6 +69,7 @@ pub fn display_name(target: &str) -> &str {
         "gateway-quota" => "gateway + auth + quota",
         "gateway-health" => "gateway + auth + quota + health",
         "gateway-full" => "full-featured",
+        "hyper" => "hyper alone",
         t => t,
     }
 }

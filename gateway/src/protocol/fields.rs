@@ -16,7 +16,7 @@ pub(crate) fn with_options(body: Vec<u8>, options: &[(String, Box<RawValue>)]) -
     if options.is_empty() {
         return body;
     }
-    let Ok(fields) = serde_json::from_slice::<Fields<'_>>(&body) else {
+    let Ok(fields) = crate::json::from_bytes::<Fields<'_>>(&body) else {
         return body;
     };
     let mut out = Vec::with_capacity(body.len() + 64);

@@ -33,7 +33,7 @@ pub(super) fn stop_reason(finish_reason: &str) -> &'static str {
 
 /// Reads a whole Anthropic JSON answer (a `message`).
 pub fn read_answer(read: &mut Read, body: &[u8]) {
-    if let Ok(m) = serde_json::from_slice::<MessageIn<'_>>(body) {
+    if let Ok(m) = crate::json::from_bytes::<MessageIn<'_>>(body) {
         note_message(read, &m);
     }
 }
@@ -54,7 +54,7 @@ pub(super) fn note_message(read: &mut Read, m: &MessageIn<'_>) {
 
 /// Reads the data of one Anthropic SSE event: `message_stop` ends the stream.
 pub fn read_event(read: &mut Read, data: &[u8]) {
-    if let Ok(e) = serde_json::from_slice::<EventIn<'_>>(data) {
+    if let Ok(e) = crate::json::from_bytes::<EventIn<'_>>(data) {
         note_event(read, &e);
     }
 }

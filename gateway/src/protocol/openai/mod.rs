@@ -49,7 +49,7 @@ pub fn event(read: &mut Read, data: &[u8], capture: Option<&mut Collected>) -> b
         }
         return false;
     }
-    let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
+    let Ok(chunk) = crate::json::from_bytes::<Chunk<'_>>(data) else {
         return false;
     };
     note_ids(read, chunk.id.as_deref(), chunk.model.as_deref());
@@ -84,7 +84,7 @@ pub fn event(read: &mut Read, data: &[u8], capture: Option<&mut Collected>) -> b
 /// text size is then what the estimate is made of). The choices, most of an
 /// answer, are otherwise only skipped over.
 pub fn answer(read: &mut Read, body: &[u8], choices: bool) {
-    let Ok(b) = serde_json::from_slice::<Top<'_>>(body) else {
+    let Ok(b) = crate::json::from_bytes::<Top<'_>>(body) else {
         return;
     };
     note_ids(read, b.id.as_deref(), b.model.as_deref());
