@@ -115,6 +115,13 @@ async fn until(what: impl Fn() -> bool) {
     panic!("never happened");
 }
 
+/// `ops` sent for `TAG` from a task of their own, so that the test can watch
+/// them wait.
+fn spawn_call(lines: &Arc<Lines>, to: &Arc<Gated>, ops: Vec<Op>) -> tokio::task::JoinHandle<Reply> {
+    let (lines, to) = (lines.clone(), to.clone());
+    tokio::spawn(async move { call(&lines, &to, TAG, ops).await })
+}
+
 fn used(a: &Result<Answer>) -> u64 {
     match a {
         Ok(Answer::Reserve(ReserveAnswer::Admitted { used, .. })) => used[0].used,
@@ -135,10 +142,7 @@ async fn a_lone_operation_goes_at_once() {
 #[tokio::test(start_paused = true)]
 async fn operations_ready_while_a_call_is_in_flight_share_the_next_settlements_first() {
     let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
-    let first = tokio::spawn({
-        let (lines, to) = (lines.clone(), to.clone());
-        async move { call(&lines, &to, TAG, reserve("a", 10)).await }
-    });
+    let first = spawn_call(&lines, &to, reserve("a", 10));
     until(|| to.calls().len() == 1).await;
     let mut later = Vec::new();
     let mut n = 0;
@@ -148,8 +152,7 @@ async fn operations_ready_while_a_call_is_in_flight_share_the_next_settlements_f
         reserve("c", 30),
     ] {
         n += ops.len();
-        let (l, t) = (lines.clone(), to.clone());
-        later.push(tokio::spawn(async move { call(&l, &t, TAG, ops).await }));
+        later.push(spawn_call(&lines, &to, ops));
         until(|| waiting(&lines) == n).await;
     }
     assert_eq!(waiting(&lines), 4);
@@ -180,10 +183,7 @@ async fn a_settlement_waits_a_moment_for_a_reservation_to_ride_with() {
     let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
     to.gate.add_permits(10);
     // the request before: its settlement comes first and lingers
-    let settled = tokio::spawn({
-        let (lines, to) = (lines.clone(), to.clone());
-        async move { call(&lines, &to, TAG, vec![settle("before", 5)]).await }
-    });
+    let settled = spawn_call(&lines, &to, vec![settle("before", 5)]);
     until(|| waiting(&lines) == 1).await;
     assert!(to.calls().is_empty(), "no call yet");
     // the next request's reservation takes it along, and waits for nothing
@@ -204,18 +204,14 @@ async fn a_settlement_waits_a_moment_for_a_reservation_to_ride_with() {
 #[tokio::test(start_paused = true)]
 async fn a_reservation_does_not_wait_for_a_call_of_settlements_only() {
     let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
-    let spawn = |ops: Vec<Op>| {
-        let (lines, to) = (lines.clone(), to.clone());
-        tokio::spawn(async move { call(&lines, &to, TAG, ops).await })
-    };
     // the previous request's settlement is in flight
-    let settling = spawn(vec![settle("before", 5)]);
+    let settling = spawn_call(&lines, &to, vec![settle("before", 5)]);
     until(|| to.calls().len() == 1).await;
     // the next request's reservation goes at once, beside it
-    let reserving = spawn(reserve("next", 10));
+    let reserving = spawn_call(&lines, &to, reserve("next", 10));
     until(|| to.calls().len() == 2).await;
     // a settlement waits for both, then goes alone
-    let later = spawn(vec![settle("later", 1)]);
+    let later = spawn_call(&lines, &to, vec![settle("later", 1)]);
     until(|| waiting(&lines) == 1).await;
     to.gate.add_permits(3);
     settling.await.unwrap().unwrap();
@@ -232,22 +228,20 @@ async fn a_reservation_does_not_wait_for_a_call_of_settlements_only() {
 async fn a_call_holds_at_most_max_ops_and_reservations_are_not_held_back() {
     let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
     let mut tasks = Vec::new();
-    let spawn = |ops: Vec<Op>| {
-        let (lines, to) = (lines.clone(), to.clone());
-        tokio::spawn(async move { call(&lines, &to, TAG, ops).await })
-    };
-    tasks.push(spawn(reserve("first", 0)));
+    tasks.push(spawn_call(&lines, &to, reserve("first", 0)));
     until(|| to.calls().len() == 1).await;
     // settle queue workers' groups, then reservations
     for g in 0..4 {
-        tasks.push(spawn(
+        tasks.push(spawn_call(
+            &lines,
+            &to,
             (0..SETTLE_SHARE)
                 .map(|i| settle(&format!("s{g}-{i}"), 0))
                 .collect(),
         ));
     }
     for i in 0..MAX_OPS {
-        tasks.push(spawn(reserve(&format!("r{i}"), 0)));
+        tasks.push(spawn_call(&lines, &to, reserve(&format!("r{i}"), 0)));
     }
     until(|| waiting(&lines) == 4 * SETTLE_SHARE + MAX_OPS).await;
     to.gate.add_permits(100);
@@ -271,15 +265,9 @@ async fn a_call_holds_at_most_max_ops_and_reservations_are_not_held_back() {
 async fn a_failed_call_fails_each_of_its_operations() {
     let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
     to.fail.store(true, Ordering::Relaxed);
-    let first = tokio::spawn({
-        let (lines, to) = (lines.clone(), to.clone());
-        async move { call(&lines, &to, TAG, reserve("a", 1)).await }
-    });
+    let first = spawn_call(&lines, &to, reserve("a", 1));
     until(|| to.calls().len() == 1).await;
-    let second = tokio::spawn({
-        let (lines, to) = (lines.clone(), to.clone());
-        async move { call(&lines, &to, TAG, vec![settle("s", 1), settle("t", 1)]).await }
-    });
+    let second = spawn_call(&lines, &to, vec![settle("s", 1), settle("t", 1)]);
     until(|| waiting(&lines) == 2).await;
     to.gate.add_permits(2);
     for r in [first.await.unwrap(), second.await.unwrap()] {
@@ -291,10 +279,7 @@ async fn a_failed_call_fails_each_of_its_operations() {
 #[tokio::test(start_paused = true)]
 async fn a_reservation_whose_caller_went_away_is_given_back() {
     let (lines, to) = (Arc::new(Lines::default()), Arc::new(Gated::default()));
-    let gone = tokio::spawn({
-        let (lines, to) = (lines.clone(), to.clone());
-        async move { call(&lines, &to, TAG, reserve("gone", 30)).await }
-    });
+    let gone = spawn_call(&lines, &to, reserve("gone", 30));
     until(|| to.calls().len() == 1).await;
     gone.abort();
     let _ = gone.await;
