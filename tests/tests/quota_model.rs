@@ -33,7 +33,10 @@
 //! refusal, or a call at a `now` divisible by 16), a window holding an ended
 //! reservation may read higher in Redis than in the model, by at most that
 //! reservation: the comparison allows exactly that slack, and decisions
-//! still agree (a refusal sweeps first). A crashed reservation is settled
+//! still agree (a refusal sweeps first). A settlement in such a moment may
+//! cross an alert percentage in Redis that the model crosses only later;
+//! once their crossings have differed so, each remembers other percentages
+//! as announced, and crossings are no longer compared in that case. A crashed reservation is settled
 //! late (`LateCharged`) only once both have given it back.
 //!
 //! Cases are few (`PROPTEST_CASES` raises them): each sleeps a little.
@@ -344,6 +347,10 @@ struct Case {
     held: Vec<Held>,
     /// (id, windows, amounts) of the charges made
     charged: Vec<(String, u8, [u64; 3])>,
+    /// A settlement crossed other alert percentages in Redis than in the model
+    /// while a window held slack: from then on they remember different
+    /// percentages as announced, and their crossings are not compared.
+    alerts_apart: bool,
 }
 
 impl Case {
@@ -503,8 +510,10 @@ impl Case {
                     held: &self.held,
                     now,
                 };
-                if (0..3).all(|w| slack.of(w) == 0) {
+                if !self.alerts_apart && (0..3).all(|w| slack.of(w) == 0) {
                     prop_assert_eq!(&r.crossed, &m.crossed);
+                } else if r.crossed != m.crossed {
+                    self.alerts_apart = true;
                 }
                 let want = match p {
                     Planned::Settle { want, .. } | Planned::Charge { want } => want,
