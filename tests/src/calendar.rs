@@ -29,8 +29,12 @@ pub struct Boundary {
 impl Boundary {
     /// The first start of a `period` (`day`, `week` from Monday, `month`) in
     /// time zone `zone` after `after` from now, shifted to come `after` from
-    /// now.
+    /// now. The gateway binary is built first if it has to be: a build
+    /// started by the first replica would otherwise eat the wait.
     pub fn after(period: &str, zone: &str, after: Duration) -> Boundary {
+        if let Err(e) = crate::harness::gateway_bin() {
+            panic!("{e}");
+        }
         let tz = match jiff::tz::TimeZone::get(zone) {
             Ok(tz) => tz,
             Err(e) => panic!("time zone {zone}: {e}"),

@@ -417,8 +417,12 @@ fn entry_json(e: &Entry, now: u64, currency: &str) -> Value {
 pub async fn get(app: &App, query: Option<&str>) -> Answer {
     let q = Query::parse(query)?;
     let tags = plan(app, all_quotas(app, &q.filter).await?, &q.filter);
-    let (list, next) = page(app, &tags, &q.filter, q.cursor, q.limit).await?;
+    // taken before the read: the store counts a window's reset from its own
+    // clock during the read, so `now + reset` is at most the true end and
+    // rounding up lands on it (taken after, a whole-second end read 1 ms
+    // late showed as one second later)
     let now = now_ms();
+    let (list, next) = page(app, &tags, &q.filter, q.cursor, q.limit).await?;
     let currency = app.currency();
     let data: Vec<Value> = list.iter().map(|e| entry_json(e, now, &currency)).collect();
     let next = next.map(|c| c.encode());
