@@ -373,23 +373,17 @@ impl Gateway {
     /// Every complete (newline-terminated) access-log line, parsed; panics with the
     /// offending line when one does not parse as an `AccessLogLine`.
     pub fn access_log_lines(&self) -> Vec<AccessLogLine> {
-        let text = self.access_log_text();
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..=i],
-            None => "",
-        };
-        complete
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| match serde_json::from_str::<AccessLogLine>(l) {
-                Ok(v) => v,
-                Err(e) => panic!("access-log line does not parse as AccessLogLine ({e}):\n{l}"),
-            })
-            .collect()
+        self.access_log_parsed("does not parse as AccessLogLine")
     }
 
     /// The complete access-log lines as raw JSON values.
     pub fn access_log_json(&self) -> Vec<serde_json::Value> {
+        self.access_log_parsed("is not JSON")
+    }
+
+    /// Every complete access-log line as a `T`; panics with the line and
+    /// `what` when one is not.
+    fn access_log_parsed<T: serde::de::DeserializeOwned>(&self, what: &str) -> Vec<T> {
         let text = self.access_log_text();
         let complete = match text.rfind('\n') {
             Some(i) => &text[..=i],
@@ -400,7 +394,7 @@ impl Gateway {
             .filter(|l| !l.trim().is_empty())
             .map(|l| match serde_json::from_str(l) {
                 Ok(v) => v,
-                Err(e) => panic!("access-log line is not JSON ({e}):\n{l}"),
+                Err(e) => panic!("access-log line {what} ({e}):\n{l}"),
             })
             .collect()
     }
