@@ -17,7 +17,7 @@ const MAX_CHOICES: usize = 16;
 /// A generateContent JSON answer -> an OpenAI chat.completion, read into
 /// `read` (a body of another shape comes back as it is).
 pub fn answer_to_chat(body: &[u8], read: &mut Read) -> Bytes {
-    let Ok(r) = serde_json::from_slice::<ResponseIn<'_>>(body) else {
+    let Ok(r) = crate::json::from_bytes::<ResponseIn<'_>>(body) else {
         return Bytes::copy_from_slice(body);
     };
     if !r.is_answer() || r.error.is_some() {

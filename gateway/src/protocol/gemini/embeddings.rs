@@ -29,7 +29,7 @@ pub fn embeddings_to_gemini(
     body: &[u8],
     opts: &RequestOpts,
 ) -> Result<(Translated, bool), Refused> {
-    let fields = serde_json::from_slice::<Fields<'_>>(body).map_err(|e| bad("(body)", &e))?;
+    let fields = crate::json::from_bytes::<Fields<'_>>(body).map_err(|e| bad("(body)", &e))?;
     let mut w = Warnings::default();
     let mut input = None;
     let mut dimensions = None;
@@ -127,7 +127,7 @@ fn texts(input: &RawValue) -> Result<Texts<'_>, Refused> {
 /// (model: `read.model`), its usage read when Gemini gives it, else
 /// `read.prompt_estimate` (a body of another shape comes back as it is).
 pub fn embeddings_to_openai(body: &[u8], read: &mut Read) -> Bytes {
-    let Ok(a) = serde_json::from_slice::<AnswerIn<'_>>(body) else {
+    let Ok(a) = crate::json::from_bytes::<AnswerIn<'_>>(body) else {
         return Bytes::copy_from_slice(body);
     };
     let vectors: Vec<&RawValue> = match (a.embedding, a.embeddings) {

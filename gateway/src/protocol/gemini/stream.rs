@@ -48,7 +48,7 @@ impl GeminiToChat {
 
     /// Translates the data of one Gemini SSE event, reading it into `read`.
     pub fn event(&mut self, data: &[u8], read: &mut Read, out: &mut BytesMut) {
-        let Ok(r) = serde_json::from_slice::<ResponseIn<'_>>(data) else {
+        let Ok(r) = crate::json::from_bytes::<ResponseIn<'_>>(data) else {
             return;
         };
         if r.error.is_some() {

@@ -50,7 +50,7 @@ fn thinking_budget(effort: &str) -> Option<u64> {
 /// OpenAI chat request -> generateContent body (no `model`, no `stream`: both
 /// go in the URL).
 pub fn chat_to_gemini(body: &[u8], opts: &RequestOpts) -> Result<Translated, Refused> {
-    let fields = serde_json::from_slice::<Fields<'_>>(body).map_err(|e| bad("(body)", &e))?;
+    let fields = crate::json::from_bytes::<Fields<'_>>(body).map_err(|e| bad("(body)", &e))?;
     let mut w = Warnings::default();
     let mut out = Out {
         contents: Vec::new(),
