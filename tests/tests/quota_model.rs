@@ -36,8 +36,9 @@
 //! still agree (a refusal sweeps first). A settlement in such a moment may
 //! cross an alert percentage in Redis that the model crosses only later;
 //! once their crossings have differed so, each remembers other percentages
-//! as announced, and crossings are no longer compared in that case. A crashed reservation is settled
-//! late (`LateCharged`) only once both have given it back.
+//! as announced, and crossings are no longer compared in that case. A
+//! crashed reservation is settled late (`LateCharged`) only once both have
+//! given it back.
 //!
 //! Cases are few (`PROPTEST_CASES` raises them): each sleeps a little.
 

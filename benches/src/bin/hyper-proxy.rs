@@ -1,7 +1,7 @@
 //! The floor of the gateway's HTTP stack: a reverse proxy with nothing but hyper
 //! in it (no routing, auth, metering, logging), to measure what hyper itself costs
-//! per request next to nginx and the gateway on the load rig (`run-load.sh`,
-//! `BENCH_HYPER_FLOOR=1`).
+//! per request next to nginx and the gateway on the load rig (`run-load.sh`'s
+//! "hyper alone" row; `BENCH_HYPER=0` skips it).
 //!
 //! `--client pool`: hyper-util's pooled legacy client, as the gateway uses it (its
 //! connection task and pool); `--client paired`: each client connection gets its
